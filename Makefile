@@ -1,0 +1,50 @@
+# statewall — everything a fresh Debian machine (Python 3.11, root) needs, installed on demand.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+DEBPKGS := iproute2 nftables iptables iperf3 hping3 vsftpd curl tcpdump ethtool
+# Each Debian package's main command, to tell whether it is already there.
+DEBCMDS := ip nft iptables iperf3 hping3 vsftpd curl tcpdump ethtool
+
+.PHONY: all setup debs demo test bench lint fmt clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages for the live lab and the kernel differential tests; only as root, only when missing.
+debs:
+	@missing=0; for c in $(DEBCMDS); do command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $(DEBPKGS)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBPKGS) >/dev/null; \
+	  else echo "not root: skipping Debian packages ($(DEBPKGS)); root-only tests will skip"; fi; \
+	fi
+
+setup: $(STAMP) debs
+
+demo: setup
+	$(VENV)/bin/statewall demo
+
+test: setup
+	$(VPY) -m pytest
+
+bench: setup
+	$(VPY) -m bench.run
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+fmt: setup
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,242 @@
+"""Typed events: the single source for syslog text (each dialect), JSON lines, counters and reports.
+
+The engine emits these and nothing else; ``statewall.logfmt`` turns them into text. An event carries
+facts (addresses as text, interface names, numbers, the policy ``Origin`` responsible), never
+pre-formatted log lines, so that every output format is derived from the same data.
+
+Every dropped packet yields exactly one ``Drop`` whose ``reason`` is a member of the closed
+``DropReason`` list (pf's PFRES_*, ASA's ``show asp drop``); counters are kept per reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .policy import Origin
+
+
+class DropReason(enum.Enum):
+    """Why a packet was dropped. Value = (keyword as ``show asp drop`` prints it, description)."""
+
+    # Frame / decode checks (the packet itself is malformed)
+    INVALID_IP_VERSION = ("invalid-ip-version", "Invalid IP version")
+    INVALID_IP_HEADER = ("invalid-ip-header", "Invalid IP header")
+    INVALID_IP_LENGTH = ("invalid-ip-length", "Invalid IP Length")
+    INVALID_IP_OPTION = ("invalid-ip-option", "Invalid IP option")
+    BAD_IP_CHECKSUM = ("bad-ip-cksum", "Bad IP checksum")
+    INVALID_IPV6_EXTENSION = ("ipv6-bad-eh", "Invalid IPv6 extension header")
+    INVALID_FRAGMENT = ("invalid-fragment", "Invalid IP fragment")
+    FRAGMENT_TIMEOUT = ("fragment-reassembly-timeout", "Fragment reassembly timeout")
+    FRAGMENT_LIMIT = ("fragment-chain-limit", "Fragment chain exceeds limit")
+    INVALID_TCP_LENGTH = ("invalid-tcp-hdr-length", "Invalid TCP Length")
+    INVALID_TCP_OPTIONS = ("invalid-tcp-options", "Invalid TCP options")
+    INVALID_TCP_FLAGS = ("tcp-invalid-flags", "Invalid TCP flag combination")
+    BAD_TCP_CHECKSUM = ("bad-tcp-cksum", "Bad TCP checksum")
+    INVALID_UDP_LENGTH = ("invalid-udp-length", "Invalid UDP Length")
+    BAD_UDP_CHECKSUM = ("bad-udp-cksum", "Bad UDP checksum")
+    INVALID_ICMP = ("invalid-icmp", "Invalid ICMP packet")
+    BAD_ICMP_CHECKSUM = ("bad-icmp-cksum", "Bad ICMP checksum")
+    UNKNOWN_INTERFACE = ("unknown-interface", "Packet arrived on an unknown interface")
+    # Policy
+    ACL_DROP = ("acl-drop", "Flow is denied by configured rule")
+    SECURITY_LEVEL = ("sp-security-failed", "Slowpath security checks failed")
+    NO_ROUTE = ("no-route", "No route to host")
+    RPF_VIOLATED = ("rpf-violated", "Reverse-path verify failed")
+    TTL_EXPIRED = ("ttl-exceeded", "TTL exceeded")
+    NAT_FAILED = ("nat-xlate-failed", "NAT failed")
+    NAT_NO_XLATE = ("no-xlate", "No translation for an inbound packet")
+    TO_THE_BOX = ("to-the-box", "Traffic addressed to the firewall itself")
+    # Connection state
+    TCP_NOT_SYN = ("tcp-not-syn", "First TCP packet not SYN")
+    TCP_3WHS_FAILED = ("tcp-3whs-failed", "TCP failed 3 way handshake")
+    TCP_SYN_ON_CONN = ("tcp-dual-open", "TCP SYN on an existing connection")
+    TCP_RST_SYN_IN_WINDOW = ("tcp-rst-syn-in-win", "TCP RST/SYN in window")
+    TCP_SEQ_PAST_WINDOW = ("tcp-seq-past-win", "TCP packet SEQ past window")
+    TCP_INVALID_ACK = ("tcp-invalid-ack", "TCP invalid ACK")
+    TCP_INVALID = ("ctstate-invalid", "Conntrack marked the packet INVALID")
+    TCP_MSS_EXCEEDED = ("tcp-mss-exceeded", "TCP data exceeded MSS")
+    TCP_SYNACK_DATA = ("tcp-synack-data", "TCP SYNACK with data")
+    TCP_SYN_DATA = ("tcp-syn-data", "TCP SYN with data")
+    TCP_RESERVED_SET = ("tcp-reserved-set", "TCP reserved flags set")
+    TCP_OPTION_DROP = ("tcp-option-drop", "TCP option dropped by tcp-map")
+    TCP_WINDOW_VARIATION = ("tcp-window-variation", "TCP unexpected window size variation")
+    TCP_BAD_RETRANSMISSION = ("tcp-bad-retransmission", "TCP bad retransmission")
+    TCP_BUFFER_TIMEOUT = ("tcp-buffer-timeout", "TCP Out-of-order packet buffer timeout")
+    TCP_BUFFER_FULL = ("tcp-buffer-full", "TCP Out-of-order packet buffer full")
+    TCP_TTL_EVASION = ("tcp-ttl-evasion", "TCP TTL evasion attempt")
+    CONN_LIMIT = ("conn-limit", "Connection limit reached")
+    INTERCEPT = ("tcp-intercept", "TCP Intercept consumed the packet")
+    INTERCEPT_INVALID = ("intercept-unexpected", "Intercept unexpected packet")
+    INSPECT_FTP = ("inspect-ftp", "FTP inspection")
+    FLOW_EXPIRED = ("flow-expired", "Expired flow")
+    ICMP_NO_SESSION = ("inspect-icmp-error-no-existing-conn", "ICMP error for no existing connection")
+    UNSUPPORTED_PROTOCOL = ("unsupported-protocol", "IP protocol not supported")
+    INTERNAL_ERROR = ("internal-error", "Internal error while processing the packet")
+
+    @property
+    def keyword(self) -> str:
+        return self.value[0]
+
+    @property
+    def description(self) -> str:
+        return self.value[1]
+
+    @classmethod
+    def from_keyword(cls, keyword: str) -> DropReason:
+        for member in cls:
+            if member.value[0] == keyword:
+                return member
+        raise KeyError(keyword)
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """One end of a connection as the firewall sees it: real and mapped (translated) address."""
+
+    interface: str
+    address: str
+    port: int
+    mapped_address: str
+    mapped_port: int
+
+
+@dataclass(slots=True)
+class Event:
+    time: float
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in list(d.items()):
+            if isinstance(v, enum.Enum):
+                d[k] = v.value[0] if isinstance(v.value, tuple) else v.value
+            elif isinstance(v, Origin):
+                d[k] = {"file": v.file, "line": v.line, "text": v.text}
+        if isinstance(getattr(self, "origin", None), Origin):
+            o = self.origin  # type: ignore[attr-defined]
+            d["origin"] = {"file": o.file, "line": o.line, "text": o.text}
+        d["event"] = self.kind
+        return d
+
+
+@dataclass(slots=True)
+class ConnBuilt(Event):
+    """A connection was created (ASA 302013 TCP / 302015 UDP / 302020 ICMP).
+
+    ``direction`` is ``inbound`` when the initiator is on the lower-security interface. ``initiator``
+    and ``responder`` are the two ends; the ASA prints the outside end first (see logfmt.asa).
+    """
+
+    conn_id: int
+    protocol: int
+    direction: str
+    initiator: Endpoint
+    responder: Endpoint
+    origin: Origin | None = None
+
+
+@dataclass(slots=True)
+class ConnTeardown(Event):
+    """A connection was removed (302014 / 302016 / 302021). ``reason`` is the ASA's text."""
+
+    conn_id: int
+    protocol: int
+    direction: str
+    initiator: Endpoint
+    responder: Endpoint
+    duration: float
+    bytes: int
+    reason: str
+    closed_by: str | None = None  # interface that started the teardown (``from <ifc>``)
+
+
+@dataclass(slots=True)
+class XlateBuilt(Event):
+    """A translation slot was created (305011)."""
+
+    kind_: str  # "dynamic" or "static"
+    protocol: int
+    real_interface: str
+    real_address: str
+    real_port: int
+    mapped_interface: str
+    mapped_address: str
+    mapped_port: int
+    origin: Origin | None = None
+
+
+@dataclass(slots=True)
+class XlateTeardown(Event):
+    """A translation slot was freed (305012)."""
+
+    kind_: str
+    protocol: int
+    real_interface: str
+    real_address: str
+    real_port: int
+    mapped_interface: str
+    mapped_address: str
+    mapped_port: int
+    duration: float
+
+
+@dataclass(slots=True)
+class Drop(Event):
+    """A packet was dropped. Exactly one per dropped packet.
+
+    ``interface`` is where it arrived; ``egress`` where it would have gone (when known). ``acl`` names
+    the access list for ACL drops; ``origin`` is the configuration line responsible, and ``hint`` the
+    change that would let the packet through, when there is one. ``detail`` holds reason-specific
+    facts (e.g. ``{"mss": 1390, "data": 1460}``) used by the log formatters.
+    """
+
+    reason: DropReason
+    interface: str
+    protocol: int = 0
+    src: str = ""
+    sport: int = 0
+    dst: str = ""
+    dport: int = 0
+    tcp_flags: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    egress: str | None = None
+    acl: str | None = None
+    origin: Origin | None = None
+    hint: str | None = None
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AclHit(Event):
+    """An access-control entry with ``log`` matched a packet (106100)."""
+
+    acl: str
+    action: str  # permitted / denied / est-allowed
+    protocol: int
+    in_interface: str
+    src: str
+    sport: int
+    out_interface: str
+    dst: str
+    dport: int
+    hits: int
+    origin: Origin | None = None
+
+
+@dataclass(slots=True)
+class IcmpSent(Event):
+    """The firewall generated an ICMP error itself (time exceeded, fragmentation needed, ...)."""
+
+    interface: str
+    icmp_type: int
+    icmp_code: int
+    src: str
+    dst: str
+    reason: str = ""

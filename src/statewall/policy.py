@@ -1,0 +1,315 @@
+"""The neutral policy model: what the firewall enforces, free of any configuration dialect.
+
+Each dialect (``statewall.dialects.asa``, later ``statewall.dialects.iptables``) parses its text into a
+``Policy`` and prints a ``Policy`` back; the engine only ever sees these dataclasses. Every element
+remembers where it came from (``Origin``: file, line, text) so that logs, ``packet-tracer`` and drop
+explanations can quote the configuration line responsible.
+
+Addresses are ``ipaddress`` objects here (configuration time); the engine converts them to integers once
+when it compiles the policy.
+
+Tunables carry the name a user would type and their default in one place (see ``Timeouts`` and
+``ConntrackSettings``), as netfilter does with its sysctls.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+# IP protocol numbers used throughout.
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a policy element came from: ``file:line`` and the line's text (prompt stripped)."""
+
+    file: str
+    line: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.text}"
+
+
+BUILTIN = Origin("<builtin>", 0, "")
+
+
+# --------------------------------------------------------------------------------------------------
+# Interfaces and routes
+
+
+@dataclass(slots=True)
+class Interface:
+    """A firewall interface. ``name`` is the logical name (ASA ``nameif``), ``hardware`` the port."""
+
+    name: str
+    hardware: str = ""
+    security_level: int = 0
+    ipv4: list[ipaddress.IPv4Interface] = field(default_factory=list)
+    ipv6: list[ipaddress.IPv6Interface] = field(default_factory=list)
+    mtu: int = 1500
+    speed: str | None = None
+    duplex: str | None = None
+    shutdown: bool = False
+    description: str | None = None
+    origin: Origin = BUILTIN
+
+    def addresses(self) -> list[IPInterface]:
+        return [*self.ipv4, *self.ipv6]
+
+
+@dataclass(slots=True)
+class Route:
+    """A static route: ``network`` reached through ``interface`` via ``gateway`` (None = connected)."""
+
+    interface: str
+    network: IPNetwork
+    gateway: IPAddress | None = None
+    distance: int = 1
+    origin: Origin = BUILTIN
+
+
+# --------------------------------------------------------------------------------------------------
+# Matching
+
+
+@dataclass(frozen=True, slots=True)
+class PortMatch:
+    """A port condition: ``op`` is one of eq, neq, lt, gt, range (inclusive ``low``..``high``)."""
+
+    op: Literal["eq", "neq", "lt", "gt", "range"]
+    low: int
+    high: int | None = None
+
+    def matches(self, port: int) -> bool:
+        op = self.op
+        if op == "eq":
+            return port == self.low
+        if op == "neq":
+            return port != self.low
+        if op == "lt":
+            return port < self.low
+        if op == "gt":
+            return port > self.low
+        return self.low <= port <= (self.high if self.high is not None else self.low)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A dialect-free packet condition. Empty tuples / None mean "any".
+
+    ``protocol`` None means any IP protocol (ASA ``ip``). Address lists match if any network
+    contains the address; ``*_negate`` inverts the whole list (iptables ``!``). ``icmp_type`` /
+    ``icmp_code`` apply to ICMP and ICMPv6. ``tcp_flags`` is (mask, compare) as in
+    ``--tcp-flags mask comp``. ``ctstates`` holds conntrack states (NEW, ESTABLISHED, RELATED,
+    INVALID, UNTRACKED). ``in_interface`` / ``out_interface`` name interfaces.
+    """
+
+    protocol: int | None = None
+    protocol_negate: bool = False
+    sources: tuple[IPNetwork, ...] = ()
+    source_negate: bool = False
+    destinations: tuple[IPNetwork, ...] = ()
+    destination_negate: bool = False
+    source_ports: tuple[PortMatch, ...] = ()
+    destination_ports: tuple[PortMatch, ...] = ()
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    tcp_flags: tuple[int, int] | None = None
+    ctstates: frozenset[str] = frozenset()
+    in_interface: str | None = None
+    out_interface: str | None = None
+    family: Literal[4, 6] | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Access control
+
+
+@dataclass(slots=True)
+class AccessRule:
+    """One access-control entry. ``action`` is permit or deny; ``log`` asks for a per-hit log."""
+
+    acl: str
+    action: Literal["permit", "deny"]
+    match: Match
+    log: bool = False
+    log_level: int | None = None
+    log_interval: int | None = None
+    remark: str | None = None
+    inactive: bool = False
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class AccessList:
+    name: str
+    rules: list[AccessRule] = field(default_factory=list)
+    remarks: list[tuple[int, str, Origin]] = field(default_factory=list)  # (index before rule, text)
+
+
+@dataclass(slots=True)
+class AccessGroup:
+    """Binds an access list to an interface in a direction (``in``/``out``) or globally."""
+
+    acl: str
+    interface: str | None  # None = global
+    direction: Literal["in", "out"] = "in"
+    origin: Origin = BUILTIN
+
+
+# --------------------------------------------------------------------------------------------------
+# NAT
+
+
+@dataclass(slots=True)
+class NatPool:
+    """A set of mapped addresses (ASA ``global``): ``interface`` True means the egress address (PAT)."""
+
+    interface: bool = False
+    addresses: list[IPNetwork] = field(default_factory=list)  # host or range expanded to networks
+    ranges: list[tuple[IPAddress, IPAddress]] = field(default_factory=list)
+    pat: bool = True
+
+
+@dataclass(slots=True)
+class NatRule:
+    """A translation rule in the neutral form.
+
+    kind:
+      - ``dynamic``: sources in ``real`` arriving on ``real_interface`` leaving by ``mapped_interface``
+        (None = any) are translated to ``pool`` (PAT when the pool is an interface or ``pool.pat``).
+      - ``static``: one-to-one ``real`` <-> ``mapped`` (hosts or equal-size networks), optionally
+        for one protocol and port (``real_port`` <-> ``mapped_port``: static PAT / port redirection).
+      - ``exempt``: matching traffic is not translated (ASA ``nat 0 access-list``).
+    ``nat_id`` is the ASA 8.2 NAT id tying ``nat`` to ``global``. ``match`` restricts the rule
+    further (policy NAT, twice NAT destination). Limits are ASA ``nat`` line options.
+    """
+
+    kind: Literal["dynamic", "static", "exempt"]
+    real_interface: str
+    mapped_interface: str | None
+    real: tuple[IPNetwork, ...] = ()
+    mapped: tuple[IPNetwork, ...] = ()
+    pool: NatPool | None = None
+    protocol: int | None = None
+    real_port: int | None = None
+    mapped_port: int | None = None
+    match: Match | None = None
+    nat_id: int | None = None
+    max_conns: int = 0
+    embryonic_limit: int = 0
+    randomseq: bool = True
+    origin: Origin = BUILTIN
+    pool_origins: tuple[Origin, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------------
+# Timeouts and tunables
+
+
+@dataclass(slots=True)
+class Timeouts:
+    """Global idle timeouts in seconds (ASA ``timeout`` command). 0 means never.
+
+    Defaults are the ASA's (reference A.3): conn 1:00:00, half-closed 0:10:00, embryonic 0:00:30,
+    udp 0:02:00, icmp 0:00:02, xlate 3:00:00, pat-xlate 0:00:30.
+    """
+
+    conn: float = 3600.0
+    half_closed: float = 600.0
+    embryonic: float = 30.0
+    udp: float = 120.0
+    icmp: float = 2.0
+    xlate: float = 10800.0
+    pat_xlate: float = 30.0
+    sunrpc: float = 600.0
+    h323: float = 300.0
+    # Freed TCP slots linger after a normal close before the tuple can be reused (ASA ~60 s is
+    # internal; it is not a configurable timeout, so it is not printed back).
+    tcp_linger: float = 0.0
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ConntrackSettings:
+    """netfilter-style tunables, named as the sysctl without the ``nf_conntrack_`` prefix.
+
+    Defaults are Linux's (reference B.1/B.2). Used by the Linux-dialect tracker; the ASA dialect keeps
+    the defaults.
+    """
+
+    tcp_be_liberal: bool = False
+    tcp_loose: bool = True
+    tcp_ignore_invalid_rst: bool = False
+    tcp_max_retrans: int = 3
+    checksum: bool = True
+    tcp_timeout_syn_sent: float = 120.0
+    tcp_timeout_syn_recv: float = 60.0
+    tcp_timeout_established: float = 432000.0
+    tcp_timeout_fin_wait: float = 120.0
+    tcp_timeout_close_wait: float = 60.0
+    tcp_timeout_last_ack: float = 30.0
+    tcp_timeout_time_wait: float = 120.0
+    tcp_timeout_close: float = 10.0
+    tcp_timeout_max_retrans: float = 300.0
+    tcp_timeout_unacknowledged: float = 300.0
+    udp_timeout: float = 30.0
+    udp_timeout_stream: float = 120.0
+    icmp_timeout: float = 30.0
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# Policy
+
+
+@dataclass(slots=True)
+class Warning_:
+    """A non-fatal finding while parsing (e.g. an unknown command)."""
+
+    origin: Origin
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.origin.file}:{self.origin.line}: warning: {self.message}"
+
+
+@dataclass(slots=True)
+class Policy:
+    """Everything the engine enforces. ``dialect`` names the language it was written in."""
+
+    dialect: str = "asa"
+    hostname: str = "statewall"
+    version: str | None = None  # e.g. "8.2(1)" from an "ASA Version" header
+    interfaces: dict[str, Interface] = field(default_factory=dict)  # by logical name
+    routes: list[Route] = field(default_factory=list)
+    access_lists: dict[str, AccessList] = field(default_factory=dict)
+    access_groups: list[AccessGroup] = field(default_factory=list)
+    nat_rules: list[NatRule] = field(default_factory=list)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    conntrack: ConntrackSettings = field(default_factory=ConntrackSettings)
+    # ASA: traffic between interfaces of the same security level (same-security-traffic permit
+    # inter-interface / intra-interface).
+    same_security_inter: bool = False
+    same_security_intra: bool = False
+    # Lines kept verbatim because they do not affect forwarding (speed, duplex are on Interface).
+    passthrough: list[tuple[Origin, str]] = field(default_factory=list)
+    warnings: list[Warning_] = field(default_factory=list)
+    source_file: str = ""
+
+    def interface_by_hardware(self, hardware: str) -> Interface | None:
+        for itf in self.interfaces.values():
+            if itf.hardware == hardware:
+                return itf
+        return None
