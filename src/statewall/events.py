@@ -228,6 +228,10 @@ class AclHit(Event):
     dport: int
     hits: int
     origin: Origin | None = None
+    # The ACE's ``log [level] [interval secs]``: syslog severity (ASA default 6) and the reporting
+    # interval printed as ``<n>-second interval`` once ``hits`` > 1 (ASA default 300).
+    level: int | None = None
+    interval: int | None = None
 
 
 @dataclass(slots=True)
