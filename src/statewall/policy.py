@@ -63,6 +63,13 @@ class Interface:
     shutdown: bool = False
     description: str | None = None
     origin: Origin = BUILTIN
+    # ASA failover standby address of the primary IPv4 address (``ip address A M standby S``).
+    standby_ipv4: ipaddress.IPv4Address | None = None
+    # IPv6 processing with only a link-local address (ASA ``ipv6 enable``).
+    ipv6_enable: bool = False
+    # A management-only interface accepts traffic to the box but forwards none through it.
+    management_only: bool = False
+    vlan: int | None = None  # 802.1Q tag of a subinterface
 
     def addresses(self) -> list[IPInterface]:
         return [*self.ipv4, *self.ipv6]
@@ -137,8 +144,30 @@ class Match:
 
 
 @dataclass(slots=True)
+class NetworkObject:
+    """A named set of addresses (ASA ``object network`` / ``object-group network``, an ipset).
+
+    ``members`` keep the definition as written so that it prints back: each is a network, an
+    inclusive (first, last) address range, or the name of another ``NetworkObject`` (nested group).
+    ``networks`` is the flattened result (ranges summarised, nested groups expanded), which is what
+    matching uses.
+    """
+
+    name: str
+    group: bool = False  # True for an object-group, False for a single object
+    members: list[IPNetwork | tuple[IPAddress, IPAddress] | str] = field(default_factory=list)
+    networks: list[IPNetwork] = field(default_factory=list)
+    description: str | None = None
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
 class AccessRule:
-    """One access-control entry. ``action`` is permit or deny; ``log`` asks for a per-hit log."""
+    """One access-control entry. ``action`` is permit or deny; ``log`` asks for a per-hit log.
+
+    ``source_object`` / ``destination_object`` name the ``NetworkObject`` the match's addresses were
+    taken from (None when written inline), so that the rule prints back as written.
+    """
 
     acl: str
     action: Literal["permit", "deny"]
@@ -149,13 +178,18 @@ class AccessRule:
     remark: str | None = None
     inactive: bool = False
     origin: Origin = BUILTIN
+    source_object: str | None = None
+    destination_object: str | None = None
 
 
 @dataclass(slots=True)
 class AccessList:
+    """An ordered list of rules. ``kind`` standard lists (ASA) match the destination address only."""
+
     name: str
     rules: list[AccessRule] = field(default_factory=list)
     remarks: list[tuple[int, str, Origin]] = field(default_factory=list)  # (index before rule, text)
+    kind: Literal["extended", "standard"] = "extended"
 
 
 @dataclass(slots=True)
@@ -193,7 +227,10 @@ class NatRule:
         for one protocol and port (``real_port`` <-> ``mapped_port``: static PAT / port redirection).
       - ``exempt``: matching traffic is not translated (ASA ``nat 0 access-list``).
     ``nat_id`` is the ASA 8.2 NAT id tying ``nat`` to ``global``. ``match`` restricts the rule
-    further (policy NAT, twice NAT destination). Limits are ASA ``nat`` line options.
+    further (policy NAT, twice NAT destination). ``acl`` names an access list whose permit rules select
+    the traffic instead of ``real`` (ASA ``nat 0 access-list``, policy NAT). A static rule whose mapped
+    side is the egress interface's address has an empty ``mapped`` and ``pool.interface`` True. Limits
+    are ASA ``nat`` line options (``udp_max_conns`` for UDP, the others for TCP).
     """
 
     kind: Literal["dynamic", "static", "exempt"]
@@ -212,6 +249,8 @@ class NatRule:
     randomseq: bool = True
     origin: Origin = BUILTIN
     pool_origins: tuple[Origin, ...] = ()
+    acl: str | None = None
+    udp_max_conns: int = 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,6 +278,9 @@ class Timeouts:
     # internal; it is not a configurable timeout, so it is not printed back).
     tcp_linger: float = 0.0
     origins: dict[str, Origin] = field(default_factory=dict)
+    # Dialect timeouts statewall does not act on (ASA sip, mgcp, uauth, ...), keyword -> value as the
+    # dialect prints it, kept so that they print back.
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -293,6 +335,9 @@ class Policy:
     hostname: str = "statewall"
     version: str | None = None  # e.g. "8.2(1)" from an "ASA Version" header
     interfaces: dict[str, Interface] = field(default_factory=dict)  # by logical name
+    # Interfaces configured without a logical name (no ASA nameif): they pass no traffic but print back.
+    unnamed_interfaces: list[Interface] = field(default_factory=list)
+    network_objects: dict[str, NetworkObject] = field(default_factory=dict)  # by name
     routes: list[Route] = field(default_factory=list)
     access_lists: dict[str, AccessList] = field(default_factory=dict)
     access_groups: list[AccessGroup] = field(default_factory=list)
