@@ -1,0 +1,404 @@
+"""pcap and pcapng files: reading captures as bare IP packets, writing raw-IP captures.
+
+This module owns the file side of replay: telling pcap from pcapng by the magic number, timestamps
+(pcap micro- and nanosecond files, pcapng per-interface ``if_tsresol`` / ``if_tsoffset``), and
+stripping the link layer so the engine only ever sees IP packets (its contract takes no L2 header).
+dpkt provides the file and block structures; the loops over them are ours because dpkt's pcapng
+reader only honours the first interface of a file, and we need the per-record original length to
+count packets cut short by the capture's snap length.
+
+Frames that carry no IP packet (ARP, LLDP, ...) are skipped and counted in ``ReadStats``; packets that
+are malformed *as IP* are passed on unchanged, because judging them is the engine's job (it drops
+and counts them under a reason).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import BinaryIO
+
+import dpkt
+import dpkt.pcap
+import dpkt.pcapng
+
+# Link types as they appear in files (LINKTYPE_*, tcpdump.org/linktypes.html).
+LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the capturing host's byte order
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108  # OpenBSD loopback: same header in network byte order
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+# DLT_RAW's platform values (12 on most, 14 on OpenBSD) still turn up in files written by old tools.
+_LINKTYPES_RAW = frozenset({LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6})
+
+SUPPORTED_LINKTYPES = frozenset(
+    {LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2}
+    | _LINKTYPES_RAW
+)
+
+_ETH_IPV4 = 0x0800
+_ETH_IPV6 = 0x86DD
+# 802.1Q, 802.1ad (QinQ) and the pre-standard 0x9100: each adds a 4-byte tag before the real type.
+_ETH_VLAN = frozenset({0x8100, 0x88A8, 0x9100})
+# Address-family values for IPv6 differ between BSDs (24 NetBSD/OpenBSD, 28 FreeBSD, 30 Darwin) and
+# Linux uses 10; IPv4 is 2 everywhere.
+_AF_IP = frozenset({2, 10, 24, 28, 30})
+
+_PCAPNG_MAGIC = 0x0A0D0D0A
+_PCAPNG_BOM = 0x1A2B3C4D
+_PCAP_NANO_MAGICS = frozenset({dpkt.pcap.TCPDUMP_MAGIC_NANO, dpkt.pcap.PMUDPCT_MAGIC_NANO})
+# A record claiming more than this is a corrupt file, not a packet (libpcap rejects > 256 KiB too).
+_MAX_RECORD = 16 * 1024 * 1024
+
+
+class CaptureError(Exception):
+    """The file is not a capture we can read (unknown format, unsupported link type, corrupt)."""
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What reading a capture found, for the replay summary.
+
+    ``frames``: records read; ``ip``: IP packets yielded; ``non_ip``: frames skipped because they
+    carry no IP packet; ``unsupported_linktype``: frames skipped because their interface's link type
+    is not one we strip; ``snapped``: IP packets yielded shorter than on the wire (snap length);
+    ``truncated_file``: the file ended inside a record.
+    """
+
+    frames: int = 0
+    ip: int = 0
+    non_ip: int = 0
+    unsupported_linktype: int = 0
+    snapped: int = 0
+    truncated_file: bool = False
+    linktypes: set[int] = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "frames": self.frames,
+            "ip": self.ip,
+            "non_ip": self.non_ip,
+            "unsupported_linktype": self.unsupported_linktype,
+            "snapped": self.snapped,
+            "truncated_file": self.truncated_file,
+            "linktypes": sorted(self.linktypes),
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# Link layers
+
+
+def _trim_to_ip_length(ip: bytes) -> bytes:
+    """Cut link-layer trailers (Ethernet padding to 60 bytes, an FCS) past the IP datagram's end.
+
+    A receiving host does the same (Linux ``ip_rcv`` trims the skb to ``tot_len``). Only a length
+    that is plausible and shorter than the buffer is applied; anything else is left for the engine
+    to judge.
+    """
+    n = len(ip)
+    if n < 4:
+        return ip
+    version = ip[0] >> 4
+    if version == 4:
+        total = (ip[2] << 8) | ip[3]
+        if 20 <= total < n:
+            return ip[:total]
+    elif version == 6 and n >= 6:
+        payload = (ip[4] << 8) | ip[5]
+        # payload length 0 means a jumbogram (length in a hop-by-hop option): leave it whole.
+        if payload and 40 + payload < n:
+            return ip[: 40 + payload]
+    return ip
+
+
+def _ethertype_payload(frame: bytes, type_offset: int) -> bytes | None:
+    """The IP packet after an EtherType at ``type_offset``, skipping VLAN tags; None if not IP."""
+    off = type_offset
+    while True:
+        if len(frame) < off + 2:
+            return None
+        ethertype = (frame[off] << 8) | frame[off + 1]
+        if ethertype in _ETH_VLAN:
+            off += 4
+            continue
+        if ethertype in (_ETH_IPV4, _ETH_IPV6):
+            return _trim_to_ip_length(frame[off + 2 :])
+        return None
+
+
+def strip_link_layer(linktype: int, frame: bytes) -> bytes | None:
+    """Return the IP packet carried by ``frame`` of link type ``linktype``, or None if it is not IP.
+
+    Raw-IP link types are returned unchanged (even if the version nibble is wrong: that is a
+    malformed IP packet, which the engine drops and counts).
+    """
+    if linktype in _LINKTYPES_RAW:
+        return frame
+    if linktype == LINKTYPE_ETHERNET:
+        return _ethertype_payload(frame, 12)
+    if linktype == LINKTYPE_LINUX_SLL:
+        # 16-byte cooked header: packet type, ARPHRD type, address length, 8-byte address, protocol.
+        return _ethertype_payload(frame, 14)
+    if linktype == LINKTYPE_LINUX_SLL2:
+        # 20-byte cooked header starting with the protocol type; the payload starts at 20.
+        if len(frame) < 20:
+            return None
+        proto = (frame[0] << 8) | frame[1]
+        if proto in _ETH_VLAN:
+            return _ethertype_payload(frame, 20 + 2)
+        if proto in (_ETH_IPV4, _ETH_IPV6):
+            return _trim_to_ip_length(frame[20:])
+        return None
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if len(frame) < 4:
+            return None
+        # DLT_NULL is in the writer's byte order, which the file does not record: accept either.
+        family_le = int.from_bytes(frame[:4], "little")
+        family_be = int.from_bytes(frame[:4], "big")
+        if family_le in _AF_IP or family_be in _AF_IP:
+            return _trim_to_ip_length(frame[4:])
+        return None
+    raise CaptureError(f"unsupported link type {linktype}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass(slots=True)
+class _PcapngInterface:
+    linktype: int
+    divisor: float
+    offset: float
+    snaplen: int
+
+
+class CaptureReader:
+    """A pcap or pcapng file read as ``(timestamp, ip_bytes)`` in file order.
+
+    ``format`` is ``"pcap"`` or ``"pcapng"``; ``stats`` fills in while iterating; ``position`` and
+    ``size`` (bytes) let a caller show progress without counting packets first.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.stats = ReadStats()
+        self._f: BinaryIO = open(self.path, "rb")  # noqa: SIM115 -- closed by close()/__exit__
+        try:
+            self.size = os.fstat(self._f.fileno()).st_size
+            head = self._f.read(4)
+            self._f.seek(0)
+            if len(head) < 4:
+                raise CaptureError(f"{self.path}: not a pcap or pcapng file (too short)")
+            magic_be = int.from_bytes(head, "big")
+            if magic_be == _PCAPNG_MAGIC:
+                self.format = "pcapng"
+            elif magic_be in dpkt.pcap.MAGIC_TO_PKT_HDR:
+                self.format = "pcap"
+            else:
+                raise CaptureError(f"{self.path}: not a pcap or pcapng file (magic 0x{magic_be:08x})")
+        except BaseException:
+            self._f.close()
+            raise
+
+    @property
+    def position(self) -> int:
+        return self._f.tell() if not self._f.closed else self.size
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[tuple[float, bytes]]:
+        stats = self.stats
+        for ts, linktype, frame, wire_len in self.frames():
+            if linktype not in SUPPORTED_LINKTYPES:
+                stats.unsupported_linktype += 1
+                continue
+            ip = strip_link_layer(linktype, frame)
+            if ip is None:
+                stats.non_ip += 1
+                continue
+            stats.ip += 1
+            if len(frame) < wire_len:
+                stats.snapped += 1
+            yield ts, ip
+
+    def frames(self) -> Iterator[tuple[float, int, bytes, int]]:
+        """Every record as ``(timestamp, linktype, frame bytes, original length on the wire)``."""
+        if self.format == "pcap":
+            return self._pcap_frames()
+        return self._pcapng_frames()
+
+    def _read(self, n: int) -> bytes | None:
+        """Exactly ``n`` bytes, or None (and a note in stats) when the file ends inside a record."""
+        buf = self._f.read(n)
+        if len(buf) < n:
+            if buf:
+                self.stats.truncated_file = True
+            return None
+        return buf
+
+    def _pcap_frames(self) -> Iterator[tuple[float, int, bytes, int]]:
+        head = self._read(dpkt.pcap.FileHdr.__hdr_len__)
+        if head is None:
+            raise CaptureError(f"{self.path}: truncated pcap file header")
+        magic = int.from_bytes(head[:4], "big")
+        # The magic read big-endian tells the byte order the writer used.
+        little = magic in (dpkt.pcap.PMUDPCT_MAGIC, dpkt.pcap.PMUDPCT_MAGIC_NANO, dpkt.pcap.PACPDOM_MAGIC)
+        fh = dpkt.pcap.LEFileHdr(head) if little else dpkt.pcap.FileHdr(head)
+        # The upper 16 bits of the link-type field carry FCS flags, not the link type.
+        linktype = fh.linktype & 0xFFFF
+        self.stats.linktypes.add(linktype)
+        if linktype not in SUPPORTED_LINKTYPES:
+            raise CaptureError(f"{self.path}: unsupported link type {linktype}")
+        # dpkt keys record-header classes (byte order, Kuznetzov's longer header) by the magic read
+        # big-endian.
+        hdr_cls = dpkt.pcap.MAGIC_TO_PKT_HDR[magic]
+        hdr_len = hdr_cls.__hdr_len__
+        divisor = 1e9 if magic in _PCAP_NANO_MAGICS else 1e6
+        stats = self.stats
+        while True:
+            raw = self._read(hdr_len)
+            if raw is None:
+                return
+            hdr = hdr_cls(raw)
+            if hdr.caplen > _MAX_RECORD:
+                raise CaptureError(f"{self.path}: corrupt record (caplen {hdr.caplen}) at {self._f.tell()}")
+            frame = self._read(hdr.caplen)
+            if frame is None:
+                return
+            stats.frames += 1
+            yield hdr.tv_sec + hdr.tv_usec / divisor, linktype, frame, max(hdr.len, hdr.caplen)
+
+    def _pcapng_frames(self) -> Iterator[tuple[float, int, bytes, int]]:
+        ng = dpkt.pcapng
+        little = True
+        interfaces: list[_PcapngInterface] = []
+        last_ts = 0.0
+        stats = self.stats
+        while True:
+            head = self._read(8)
+            if head is None:
+                return
+            block_type = int.from_bytes(head[:4], "little" if little else "big")
+            if block_type == _PCAPNG_MAGIC:
+                # A new section may change byte order and always starts a new interface list.
+                bom = self._read(4)
+                if bom is None:
+                    return
+                little = int.from_bytes(bom, "little") == _PCAPNG_BOM
+                if not little and int.from_bytes(bom, "big") != _PCAPNG_BOM:
+                    raise CaptureError(f"{self.path}: bad pcapng byte-order magic")
+                head += bom
+                interfaces = []
+            order = "little" if little else "big"
+            block_len = int.from_bytes(head[4:8], order)
+            if block_len < 12 or block_len % 4 or block_len > _MAX_RECORD:
+                raise CaptureError(f"{self.path}: corrupt pcapng block (length {block_len})")
+            rest = self._read(block_len - len(head))
+            if rest is None:
+                return
+            buf = head + rest
+            if block_type == ng.PCAPNG_BT_IDB:
+                idb = ng.InterfaceDescriptionBlockLE(buf) if little else ng.InterfaceDescriptionBlock(buf)
+                interfaces.append(_idb_interface(idb, order))
+                stats.linktypes.add(idb.linktype)
+            elif block_type == ng.PCAPNG_BT_EPB or block_type == ng.PCAPNG_BT_PB:
+                if block_type == ng.PCAPNG_BT_EPB:
+                    blk = ng.EnhancedPacketBlockLE(buf) if little else ng.EnhancedPacketBlock(buf)
+                else:
+                    blk = ng.PacketBlockLE(buf) if little else ng.PacketBlock(buf)
+                if blk.iface_id >= len(interfaces):
+                    raise CaptureError(f"{self.path}: packet for undeclared interface {blk.iface_id}")
+                itf = interfaces[blk.iface_id]
+                last_ts = itf.offset + ((blk.ts_high << 32) | blk.ts_low) / itf.divisor
+                stats.frames += 1
+                yield last_ts, itf.linktype, bytes(blk.pkt_data), max(blk.pkt_len, blk.caplen)
+            elif block_type == ng.PCAPNG_BT_SPB:
+                # Simple Packet Block: interface 0, no timestamp (keep the previous one's time).
+                if not interfaces:
+                    raise CaptureError(f"{self.path}: simple packet block before any interface")
+                itf = interfaces[0]
+                wire_len = int.from_bytes(buf[8:12], order)
+                caplen = min(wire_len, block_len - 16, itf.snaplen or wire_len)
+                stats.frames += 1
+                yield last_ts, itf.linktype, bytes(buf[12 : 12 + caplen]), wire_len
+            # Other blocks (name resolution, statistics, custom) carry nothing we replay.
+
+
+def _idb_interface(idb: dpkt.pcapng.InterfaceDescriptionBlock, order: str) -> _PcapngInterface:
+    divisor = 1e6  # pcapng's default resolution is microseconds
+    offset = 0.0
+    for opt in idb.opts:
+        if opt.code == dpkt.pcapng.PCAPNG_OPT_IF_TSRESOL and opt.data:
+            v = opt.data[0]
+            # MSB clear: negative power of 10; set: negative power of 2.
+            divisor = float(2 ** (v & 0x7F)) if v & 0x80 else float(10 ** (v & 0x7F))
+        elif opt.code == dpkt.pcapng.PCAPNG_OPT_IF_TSOFFSET and len(opt.data) >= 8:
+            offset = float(int.from_bytes(opt.data[:8], order, signed=True))
+    return _PcapngInterface(idb.linktype, divisor, offset, idb.snaplen)
+
+
+def read_packets(
+    path: str | os.PathLike[str], stats: ReadStats | None = None
+) -> Iterator[tuple[float, bytes]]:
+    """Yield ``(timestamp, ip_bytes)`` for every IP packet of a pcap/pcapng file, in file order.
+
+    ``stats``, when given, is filled in with what was read and skipped.
+    """
+    with CaptureReader(path) as reader:
+        if stats is not None:
+            reader.stats = stats
+        yield from reader
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+class PcapWriter:
+    """Write packets to a classic pcap file (microsecond timestamps), by default as raw IP.
+
+    Classic pcap rather than pcapng because every tool reads it (tcpdump, Wireshark, scapy, dpkt), and
+    raw IP (LINKTYPE_RAW) because the firewall works at layer 3: there are no MAC addresses to invent.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], linktype: int = LINKTYPE_RAW, snaplen: int = 262144
+    ) -> None:
+        self.path = os.fspath(path)
+        self.count = 0
+        self._f: BinaryIO = open(self.path, "wb")  # noqa: SIM115 -- closed by close()/__exit__
+        self._w = dpkt.pcap.Writer(self._f, snaplen=snaplen, linktype=linktype)
+
+    def write(self, data: bytes | bytearray | memoryview, ts: float) -> None:
+        # dpkt computes microseconds as round(frac * 1e6), which gives 1000000 for a fraction above
+        # .9999995; rounding to the microsecond first keeps the record valid.
+        self._w.writepkt(bytes(data), ts=round(ts, 6))
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,50 @@
+"""Shared test fixtures: where the repository, the shared corpus and the seed configurations are.
+
+The shared material (real captures, seeds) lives beside the repository as ``<repo>/../shared``; a test
+that needs it is skipped, saying why, when a checkout has no such directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared material not found at {SHARED} (expected beside the repository)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(shared_dir: Path) -> Path:
+    corpus = shared_dir / "corpus"
+    if not corpus.is_dir():
+        pytest.skip(f"capture corpus not found at {corpus}")
+    return corpus
+
+
+@pytest.fixture(scope="session")
+def zeek_ftp_ipv4(corpus_dir: Path) -> Path:
+    path = corpus_dir / "zeek" / "Traces" / "ftp" / "ipv4.pcap"
+    if not path.is_file():
+        pytest.skip(f"Zeek FTP trace not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def seeds_dir(shared_dir: Path) -> Path:
+    seeds = shared_dir / "seeds"
+    if not seeds.is_dir():
+        pytest.skip(f"seed articles not found at {seeds}")
+    return seeds
