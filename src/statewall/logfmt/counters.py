@@ -1,0 +1,119 @@
+"""Counters derived from events (drops per reason, connections, xlates, ACL hits) and the ASA's
+``show asp drop`` listing.
+
+Counters are computed from the same events as the logs, so a summary can never disagree with the
+log it accompanies. ``to_summary`` is what replay writes to ``summary.json``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..events import (
+    AclHit,
+    ConnBuilt,
+    ConnTeardown,
+    Drop,
+    DropReason,
+    Event,
+    IcmpSent,
+    XlateBuilt,
+    XlateTeardown,
+)
+from .asa import protocol_name
+
+# Reasons the ASA counts under "Flow drop" (a whole connection refused or torn down by a feature)
+# rather than "Frame drop" (one packet discarded). The ASA's per-packet TCP normaliser drops such as
+# tcp-mss-exceeded or tcp-seq-past-win are frame drops even though they happen on a connection.
+FLOW_DROPS: frozenset[DropReason] = frozenset({DropReason.INTERCEPT, DropReason.INSPECT_FTP})
+
+# Counts right-aligned to this column, as the ASA prints them.
+_ASP_WIDTH = 80
+
+
+class Counters:
+    """Running totals over a stream of events. Feed it every event the engine returns."""
+
+    __slots__ = (
+        "drops",
+        "conns_built",
+        "conns_torn_down",
+        "teardown_reasons",
+        "xlates_built",
+        "xlates_torn_down",
+        "acl_hits",
+        "icmp_sent",
+    )
+
+    def __init__(self) -> None:
+        self.drops: Counter[DropReason] = Counter()
+        self.conns_built: Counter[str] = Counter()  # by protocol keyword
+        self.conns_torn_down: Counter[str] = Counter()
+        self.teardown_reasons: Counter[str] = Counter()
+        self.xlates_built = 0
+        self.xlates_torn_down = 0
+        self.acl_hits: Counter[tuple[str, str]] = Counter()  # (acl, action)
+        self.icmp_sent = 0
+
+    def feed(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, Drop):
+                self.drops[ev.reason] += 1
+            elif isinstance(ev, ConnBuilt):
+                self.conns_built[protocol_name(ev.protocol)] += 1
+            elif isinstance(ev, ConnTeardown):
+                self.conns_torn_down[protocol_name(ev.protocol)] += 1
+                if ev.reason:
+                    self.teardown_reasons[ev.reason] += 1
+            elif isinstance(ev, XlateBuilt):
+                self.xlates_built += 1
+            elif isinstance(ev, XlateTeardown):
+                self.xlates_torn_down += 1
+            elif isinstance(ev, AclHit):
+                self.acl_hits[(ev.acl, ev.action)] += 1
+            elif isinstance(ev, IcmpSent):
+                self.icmp_sent += 1
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+    def to_summary(self) -> dict[str, Any]:
+        """Plain JSON-ready dict; drop reasons keyed by their ``show asp drop`` keyword, in the
+        order of the ``DropReason`` list so two summaries diff cleanly."""
+        acl_hits: dict[str, dict[str, int]] = {}
+        for (acl, action), n in sorted(self.acl_hits.items()):
+            acl_hits.setdefault(acl, {})[action] = n
+        return {
+            "dropped": self.dropped,
+            "drops_by_reason": {r.keyword: self.drops[r] for r in DropReason if self.drops[r]},
+            "connections_built": dict(sorted(self.conns_built.items())),
+            "connections_torn_down": dict(sorted(self.conns_torn_down.items())),
+            "teardown_reasons": dict(sorted(self.teardown_reasons.items())),
+            "xlates_built": self.xlates_built,
+            "xlates_torn_down": self.xlates_torn_down,
+            "acl_hits": acl_hits,
+            "icmp_sent": self.icmp_sent,
+        }
+
+
+def _asp_section(title: str, rows: list[tuple[DropReason, int]], last_clearing: str) -> list[str]:
+    lines = [f"{title}:"]
+    for reason, n in rows:
+        label = f"  {reason.description} ({reason.keyword})"
+        count = str(n)
+        lines.append(label + " " * max(1, _ASP_WIDTH - len(label) - len(count)) + count)
+    return [*lines, "", f"Last clearing: {last_clearing}"]
+
+
+def format_show_asp_drop(counters: Mapping[DropReason, int], *, last_clearing: str = "Never") -> str:
+    """``show asp drop``: non-zero reasons under ``Frame drop:`` then ``Flow drop:``, each section
+    closed by its ``Last clearing:`` line, in ``DropReason`` order."""
+    frame = [(r, counters.get(r, 0)) for r in DropReason if counters.get(r, 0) and r not in FLOW_DROPS]
+    flow = [(r, counters.get(r, 0)) for r in DropReason if counters.get(r, 0) and r in FLOW_DROPS]
+    lines = _asp_section("Frame drop", frame, last_clearing)
+    lines.append("")
+    lines += _asp_section("Flow drop", flow, last_clearing)
+    return "\n".join(lines) + "\n"
