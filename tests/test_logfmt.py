@@ -478,15 +478,47 @@ def test_drop_without_asa_message_is_only_counted():
     assert c.to_summary()["drops_by_reason"] == {"bad-tcp-cksum": 1}
 
 
-def test_drop_missing_a_detail_its_message_needs_is_reported():
+def test_drop_missing_a_detail_its_message_needs_is_counted_not_logged():
     drop = Drop(T, DropReason.TCP_MSS_EXCEEDED, "inside", PROTO_TCP, "10.0.0.2", 1, "10.0.0.3", 2)
-    with pytest.raises(ValueError, match="'mss'.*419001"):
-        format_event(drop)
+    assert format_event(drop) == []
+
+
+def test_drop_of_an_undecoded_packet_has_no_line():
+    assert format_event(Drop(T, DropReason.NO_ROUTE, "inside")) == []
+
+
+def test_313005_icmp_error_without_connection():
+    drop = Drop(
+        T,
+        DropReason.ICMP_NO_SESSION,
+        "OUTSIDE",
+        PROTO_ICMP,
+        "10.10.10.10",
+        0,
+        "10.20.20.20",
+        0,
+        icmp_type=3,
+        icmp_code=3,
+        egress="INSIDE",
+        detail={
+            "inner_proto": "udp",
+            "inner_src": "10.20.20.20",
+            "inner_sport": 53,
+            "inner_dst": "10.10.10.10",
+            "inner_dport": 24750,
+        },
+    )
+    assert line(drop) == (
+        "%ASA-4-313005: No matching connection for ICMP error message: icmp src OUTSIDE:10.10.10.10 "
+        "dst INSIDE:10.20.20.20 (type 3, code 3) on OUTSIDE interface.  Original IP payload: "
+        "udp src 10.20.20.20/53 dst 10.10.10.10/24750."
+    )
 
 
 def test_every_message_row_formats_with_full_fields():
     # Guards against typos in templates: each row must format from a drop that carries the details.
-    detail = {"mss": 1, "data": 2, "count": 3, "limit": 4}
+    detail = {"mss": 1, "data": 2, "count": 3, "limit": 4, "inner_proto": "udp", "inner_src": "3.3.3.3"}
+    detail.update(inner_sport=3, inner_dst="4.4.4.4", inner_dport=4)
     for reason, rows in MESSAGES.items():
         for row in rows:
             when = dict(row.when)

@@ -12,8 +12,9 @@ The engine never formats text; replay, the CLI and the demo call ``format_event`
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from string import Formatter
 
 from ..events import (
     AclHit,
@@ -109,16 +110,23 @@ class Message:
     """One ASA syslog message a drop can produce.
 
     ``when`` holds (field, value) pairs that must all equal the drop's formatting fields (see
-    ``drop_fields``) for this row to apply; the first matching row of a reason wins.
+    ``drop_fields``) for this row to apply; the first matching row of a reason wins. A row also
+    applies only when the drop carries every field its template names (``needs``): a drop whose
+    ``detail`` lacks them is counted but not logged, rather than breaking a replay halfway.
     """
 
     asa_id: int
     severity: int
     template: str
     when: tuple[tuple[str, object], ...] = ()
+    needs: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = {name for _, name, _, _ in Formatter().parse(self.template) if name}
+        object.__setattr__(self, "needs", frozenset(names))
 
     def matches(self, fields: Mapping[str, object]) -> bool:
-        return all(fields.get(k) == v for k, v in self.when)
+        return self.needs <= fields.keys() and all(fields.get(k) == v for k, v in self.when)
 
 
 def _m(asa_id: int, severity: int, template: str, **when: object) -> Message:
@@ -147,6 +155,8 @@ _CONN_LIMIT_TAIL = ("{count}/{limit} for {direction} packet from {src}/{sport} t
 #   CONN_LIMIT:       kind (conn | embryonic | per-client | per-client-embryonic), count, limit,
 #                     direction (input | output, default input)
 #   NAT_FAILED:       xlate_kind (portmap | regular | identity | outbound static, default portmap)
+#   ICMP_NO_SESSION:  inner_proto (keyword), inner_src, inner_sport, inner_dst, inner_dport: the
+#                     packet the ICMP error quotes
 # Reasons absent from this table have no ASA syslog message; they are only counted.
 MESSAGES: dict[DropReason, tuple[Message, ...]] = {
     DropReason.TCP_NOT_SYN: (
@@ -185,6 +195,11 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
            "dst {egress}:{dst}/{dport}", ports=True),
         _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src} "
            "dst {egress}:{dst} (type {type}, code {code})", l4="icmp"),
+    ),
+    DropReason.ICMP_NO_SESSION: (
+        _m(313005, 4, "No matching connection for ICMP error message: {proto} src {ifc}:{src} "
+           "dst {egress}:{dst} (type {type}, code {code}) on {ifc} interface.  Original IP payload: "
+           "{inner_proto} src {inner_src}/{inner_sport} dst {inner_dst}/{inner_dport}.", l4="icmp"),
     ),
     DropReason.CONN_LIMIT: (
         _m(201010, 6, "Embryonic connection limit exceeded " + _CONN_LIMIT_TAIL, kind="embryonic"),
@@ -241,18 +256,13 @@ def drop_fields(drop: Drop) -> dict[str, object]:
 
 def _drop_messages(drop: Drop) -> list[tuple[int, int, str]]:
     rows = MESSAGES.get(drop.reason)
-    if not rows:
+    if not rows or not drop.src:
+        # No addresses means the packet never decoded far enough for the ASA to name it.
         return []
     fields = drop_fields(drop)
     for row in rows:
         if row.matches(fields):
-            try:
-                return [(row.asa_id, row.severity, row.template.format_map(fields))]
-            except KeyError as exc:
-                # A drop that lacks a detail its message needs is an engine bug; say which.
-                raise ValueError(
-                    f"Drop {drop.reason.keyword} lacks {exc.args[0]!r} needed by ASA {row.asa_id}"
-                ) from None
+            return [(row.asa_id, row.severity, row.template.format_map(fields))]
     return []
 
 
