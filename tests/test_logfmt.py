@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import io
 import json
 
 import pytest
@@ -26,10 +27,12 @@ from statewall.logfmt import (
     event_to_json,
     format_duration,
     format_event,
+    format_events,
     format_show_asp_drop,
     format_show_conn,
     format_show_xlate,
     format_tcp_flags,
+    write_jsonl,
 )
 from statewall.policy import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Origin
 
@@ -79,6 +82,7 @@ def test_timestamp_prefix_and_hostname():
     assert format_event(drop) == [f"Sep 19 2007 06:55:58: {text}"]
     assert format_event(drop, hostname="pixfirewall") == [f"Sep 19 2007 06:55:58 pixfirewall : {text}"]
     assert format_event(drop, timestamp=False) == [text]
+    assert format_event(drop, hostname="HQ-ASA5585", timestamp=False) == [f"HQ-ASA5585 : {text}"]
 
 
 def test_timestamp_day_is_two_digits():
@@ -467,6 +471,23 @@ def test_201010_to_201013_connection_limits(kind, prefix):
         line(drop)
         == f"{prefix} 101/100 for input packet from 198.51.100.9/4000 to 10.0.1.15/80 on interface outside"
     )
+
+
+def test_format_events_keeps_order_and_skips_silent_events():
+    evs = [
+        XlateBuilt(T, **pat()),
+        IcmpSent(T, "inside", 11, 0, "10.0.0.1", "10.0.0.2"),
+        ConnBuilt(T, **outbound_ssh()),
+    ]
+    out = format_events(evs, timestamp=False)
+    assert [x.split(":")[0] for x in out] == ["%ASA-6-305011", "%ASA-6-302013"]
+
+
+def test_jsonl_file_one_object_per_line():
+    buf = io.StringIO()
+    assert write_jsonl(buf, [XlateBuilt(T, **pat()), ConnBuilt(T, **outbound_ssh())]) == 2
+    rows = [json.loads(x) for x in buf.getvalue().splitlines()]
+    assert [r["asa_id"] for r in rows] == [305011, 302013]
 
 
 def test_drop_without_asa_message_is_only_counted():

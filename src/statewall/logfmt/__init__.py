@@ -10,6 +10,7 @@ from .asa import (
     ConnRecord,
     Message,
     XlateRecord,
+    drop_fields,
     format_duration,
     format_event,
     format_events,
@@ -17,6 +18,7 @@ from .asa import (
     format_show_xlate,
     format_tcp_flags,
     messages_for,
+    protocol_name,
 )
 from .counters import FLOW_DROPS, Counters, format_show_asp_drop
 from .jsonl import event_record, event_to_json, write_jsonl
@@ -28,6 +30,7 @@ __all__ = [
     "Counters",
     "Message",
     "XlateRecord",
+    "drop_fields",
     "event_record",
     "event_to_json",
     "format_duration",
@@ -38,5 +41,6 @@ __all__ = [
     "format_show_xlate",
     "format_tcp_flags",
     "messages_for",
+    "protocol_name",
     "write_jsonl",
 ]
