@@ -388,7 +388,8 @@ def messages_for(event: Event) -> list[tuple[int, int, str]]:
 
 
 def format_event(event: Event, *, hostname: str | None = None, timestamp: bool = True) -> list[str]:
-    """The syslog lines for one event: ``[<ts>[ <host> ]: ]%ASA-<sev>-<id>: <text>``."""
+    """The syslog lines for one event: ``<ts>: %ASA-<sev>-<id>: <text>``; with a hostname
+    ``<ts> <host> : %ASA-...``; without the timestamp the line starts at ``%ASA`` (or ``<host> : ``)."""
     msgs = messages_for(event)
     if not msgs:
         return []
