@@ -1,0 +1,103 @@
+"""``statewall packet-tracer``: the ASA command, for one synthetic packet against a configuration.
+
+Syntax as on the ASA (``-c CONFIG`` added, ``input`` required)::
+
+    packet-tracer -c CONFIG input IFACE tcp|udp SRC SPORT DST DPORT [detailed]
+    packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]
+
+Ports and ICMP types take the ASA's names (``ftp``, ``www``, ``echo``). The decisions and their text
+come from ``statewall.tracer``; this module only reads the command line. The exit code is 0 whether
+the packet is allowed or dropped: a drop is an answer, not a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+
+from ..dialects.asa import names
+from . import EXIT_OK, UsageError, add_config_argument, load_config
+
+USAGE = (
+    "statewall packet-tracer -c CONFIG input IFACE {tcp|udp} SRC SPORT DST DPORT [detailed]\n"
+    "       statewall packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]"
+)
+
+
+def _address(word: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(word))
+    except ValueError:
+        raise UsageError(f"{what} {word!r} is not an IP address") from None
+
+
+def _number(word: str, what: str, table: dict[str, int], limit: int) -> int:
+    if word.isdigit():
+        value = int(word)
+    elif word.lower() in table:
+        value = table[word.lower()]
+    else:
+        raise UsageError(f"{what} {word!r} is neither a number nor a known name")
+    if not 0 <= value <= limit:
+        raise UsageError(f"{what} {word!r} is out of range 0-{limit}")
+    return value
+
+
+def parse_words(words: list[str]) -> tuple[str, str, str, int, str, int, bool]:
+    """``input IFACE PROTO ...`` -> (iface, proto, src, sport-or-type, dst, dport-or-code, detailed)."""
+    detailed = bool(words) and words[-1].lower() == "detailed"
+    if detailed:
+        words = words[:-1]
+    if len(words) < 3 or words[0].lower() != "input":
+        raise UsageError("expected: input IFACE PROTO ...")
+    iface, proto = words[1], words[2].lower()
+    rest = words[3:]
+    if proto in ("tcp", "udp"):
+        if len(rest) != 4:
+            raise UsageError(f"{proto} takes SRC SPORT DST DPORT")
+        table = names.TCP_PORTS if proto == "tcp" else names.UDP_PORTS
+        src = _address(rest[0], "source")
+        sport = _number(rest[1], "source port", table, 65535)
+        dst = _address(rest[2], "destination")
+        dport = _number(rest[3], "destination port", table, 65535)
+        return iface, proto, src, sport, dst, dport, detailed
+    if proto == "icmp":
+        if len(rest) != 4:
+            raise UsageError("icmp takes SRC TYPE CODE DST")
+        src = _address(rest[0], "source")
+        icmp_type = _number(rest[1], "ICMP type", names.ICMP_TYPES, 255)
+        code = _number(rest[2], "ICMP code", {}, 255)
+        dst = _address(rest[3], "destination")
+        return iface, proto, src, icmp_type, dst, code, detailed
+    raise UsageError(f"protocol {proto!r} not supported (tcp, udp or icmp)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tracer import TracerError, packet_tracer
+
+    iface, proto, src, sport, dst, dport, detailed = parse_words(args.words)
+    detailed = detailed or args.detailed
+    policy = load_config(args.config)
+    if iface not in policy.interfaces:
+        known = ", ".join(sorted(policy.interfaces)) or "none"
+        raise UsageError(f"no interface named {iface!r} in {args.config} (interfaces: {known})")
+    try:
+        text, _allowed = packet_tracer(policy, iface, proto, src, sport, dst, dport, detailed=detailed)
+    except TracerError as exc:
+        raise UsageError(str(exc)) from None
+    print(text, end="" if text.endswith("\n") else "\n")
+    return EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "packet-tracer",
+        help="trace one synthetic packet through a configuration, phase by phase",
+        description="Show each phase (flow lookup, route lookup, access list, NAT, connection) with "
+        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop.",
+        usage=USAGE,
+    )
+    add_config_argument(p)
+    p.add_argument("words", nargs="+", metavar="input IFACE PROTO ...", help="the ASA command's arguments")
+    p.add_argument("--detailed", action="store_true", help="same as the trailing keyword 'detailed'")
+    p.set_defaults(func=run)
