@@ -1,0 +1,135 @@
+"""``statewall replay``: captures through a configuration; per-interface captures, logs and a summary out.
+
+    statewall replay -c CONFIG [--ingress auto | --ingress IFACE=CAPTURE ...] -o OUTDIR [CAPTURE ...]
+                     [--drain SECONDS] [--json] [--max-log N]
+
+Captures named with ``--ingress IFACE=CAPTURE`` enter the firewall on IFACE; the others (positional)
+get each packet's ingress from the routing table (the interface that reaches its source). The work is
+``statewall.replay``'s; this module reads the command line and prints the outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..events import DropReason
+from ..logfmt.counters import format_show_asp_drop
+from ..replay import ReplayError, replay
+from . import EXIT_OK, UsageError, add_config_argument, load_config
+
+
+def parse_ingress(values: list[str]) -> list[tuple[str, str]]:
+    """``--ingress`` values -> [(iface, capture)]. ``auto`` is what positional captures always get;
+    naming it only says so."""
+    pinned: list[tuple[str, str]] = []
+    for value in values:
+        if value == "auto":
+            continue
+        iface, sep, path = value.partition("=")
+        if not sep or not iface or not path:
+            raise UsageError(f"--ingress takes 'auto' or IFACE=CAPTURE, not {value!r}")
+        pinned.append((iface, path))
+    return pinned
+
+
+def print_report(summary: dict[str, Any], outdir: Path, max_log: int, *, always_asp: bool = False) -> None:
+    """The log (up to ``max_log`` lines), a summary table and, when anything was dropped (or
+    ``always_asp``), the ``show asp drop`` counters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    log = outdir / "log.txt"
+    with open(log, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if i == max_log:
+                console.print(f"... {summary['log_lines'] - max_log} more lines in {log}", markup=False)
+                break
+            console.print(line.rstrip("\n"), markup=False, soft_wrap=True)
+    if summary["log_lines"]:
+        console.print()
+
+    table = Table(title="replay summary", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("packets in", str(summary["packets_in"]))
+    table.add_row("forwarded", str(summary["forwarded"]))
+    table.add_row("dropped", str(summary["dropped"]))
+    if summary["held"]:
+        table.add_row("held (awaiting more fragments)", str(summary["held"]))
+    if summary["unassigned"]:
+        table.add_row("not replayed (no route to the source)", str(summary["unassigned"]))
+    for reason, n in summary["drops_by_reason"].items():
+        table.add_row(f"  drop: {reason}", str(n))
+    conns = summary["connections"]
+    table.add_row("connections built / torn down", f"{conns['built']} / {conns['torn_down']}")
+    xl = summary["xlates"]
+    table.add_row("translations built / torn down", f"{xl['built']} / {xl['torn_down']}")
+    for iface, n in summary["packets_out"].items():
+        table.add_row(f"out {iface} ({outdir / summary['outputs']['captures'][iface]})", str(n))
+    console.print(table)
+    if summary["drops_by_reason"] or always_asp:
+        counts = {DropReason.from_keyword(k): n for k, n in summary["drops_by_reason"].items()}
+        console.print()
+        console.print(format_show_asp_drop(counts), markup=False, end="")
+
+
+def run(args: argparse.Namespace) -> int:
+    captures: list[tuple[str | None, str]] = list(parse_ingress(args.ingress or []))
+    captures += [(None, path) for path in args.captures]
+    if not captures:
+        raise UsageError("no capture given (CAPTURE ... or --ingress IFACE=CAPTURE)")
+    policy = load_config(args.config)
+    outdir = Path(args.outdir)
+    try:
+        summary = replay(
+            policy, captures, outdir, ingress_auto=True, progress=sys.stdout.isatty(), drain=args.drain
+        )
+    except ReplayError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_report(summary, outdir, args.max_log)
+    if summary["unassigned"]:
+        print(
+            f"statewall replay: {summary['unassigned']} packet(s) not replayed: no route reaches their "
+            "source (use --ingress IFACE=CAPTURE)",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "replay",
+        help="replay pcap/pcapng captures through a configuration",
+        description="Feed captures through the firewall in timestamp order. Writes OUTDIR/<iface>.pcap "
+        "(what left each interface), log.txt (ASA syslog), events.jsonl and summary.json.",
+    )
+    add_config_argument(p)
+    p.add_argument(
+        "--ingress",
+        action="append",
+        metavar="auto|IFACE=CAPTURE",
+        help="where a capture's packets enter: IFACE=CAPTURE pins a capture to an interface; 'auto' "
+        "(the default for positional captures) uses the interface that routes to each packet's source",
+    )
+    p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR", help="directory for the results")
+    p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap or pcapng files (ingress auto)")
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after the last packet, let timers run this much longer (default 0: stop at the capture's end)",
+    )
+    p.add_argument("--json", action="store_true", help="print summary.json instead of the log and table")
+    p.add_argument(
+        "--max-log", type=int, default=200, metavar="N", help="print at most N log lines (default 200)"
+    )
+    p.set_defaults(func=run)
