@@ -48,9 +48,10 @@ class Seg:
 
     @property
     def doff(self) -> int:
+        """Header length in bytes, as the codec gives it."""
         opt = (3 if self.ws is not None else 0) + (2 if self.sackok else 0)
         opt += 2 + 8 * len(self.sacks) if self.sacks else 0
-        return 5 + (opt + 3) // 4
+        return 20 + (opt + 3) // 4 * 4
 
     def wscale(self):
         return self.ws
@@ -671,3 +672,31 @@ def test_random_segment_sequences_never_raise(first, rest, liberal, loose, ign):
             assert trk is not None
         if trk.dead:
             return
+
+
+# --------------------------------------------------------------------------------------------------
+# With the real codec: scapy-built packets decoded by statewall.packet
+
+
+def test_codec_packets_carry_wscale_and_sack_to_the_tracker():
+    from scapy.layers.inet import IP, TCP
+
+    from statewall.packet import decode
+
+    def pkt(src, dst, sport, dport, flags, seq, ack=0, win=65535, options=(), data=b""):
+        raw = IP(src=src, dst=dst) / TCP(
+            sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=win, options=list(options)
+        )
+        return decode(bytearray(bytes(raw / data) if data else bytes(raw)))
+
+    c, s = ("10.0.0.1", "10.0.0.2")
+    syn_opts = [("MSS", 1460), ("SAckOK", b""), ("NOP", None), ("WScale", 7)]
+    trk, _ = TcpTracker.new(pkt(c, s, 4000, 80, "S", 1000, options=syn_opts), DEFAULT)
+    assert trk.packet(REPLY, pkt(s, c, 80, 4000, "SA", 5000, 1001, options=syn_opts), DEFAULT)[0] == ACCEPT
+    assert trk.seen[0].td_scale == 7 and trk.seen[1].flags & 0x02
+    assert trk.packet(ORIGINAL, pkt(c, s, 4000, 80, "A", 1001, 5001, 502), DEFAULT)[0] == ACCEPT
+    assert trk.seen[1].td_maxend == 5001 + (502 << 7)
+    assert trk.packet(REPLY, pkt(s, c, 80, 4000, "PA", 5001, 1001, data=b"x" * 1000), DEFAULT)[0] == ACCEPT
+    sack = [("NOP", None), ("NOP", None), ("SAck", (5501, 7001))]
+    v, why = trk.packet(ORIGINAL, pkt(c, s, 4000, 80, "A", 1001, 5001, 502, options=sack), DEFAULT)
+    assert v == INVALID and why.startswith("ACK is over upper bound 6002")

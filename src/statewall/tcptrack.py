@@ -282,9 +282,9 @@ class _Peer:
 def _parse_options(pkt, peer: _Peer) -> None:
     """``tcp_options()``: window scale and SACK-permitted from a SYN into ``peer``.
 
-    Like the kernel, a segment without options leaves the previous values alone.
+    Like the kernel, a segment without options leaves the previous values alone (``doff`` is in bytes).
     """
-    if pkt.doff <= 5:
+    if pkt.doff <= 20:
         return
     peer.td_scale = 0
     peer.flags &= F_BE_LIBERAL
@@ -548,7 +548,7 @@ class TcpTracker:
             # back in sync (above), else the server answers with a challenge ACK (RFC 5961).
             self.last_flags = 0
             self.last_wscale = 0
-            if pkt.doff > 5:
+            if pkt.doff > 20:
                 if pkt.sack_permitted():
                     self.last_flags |= F_SACK_PERM
                 ws = pkt.wscale()
@@ -598,7 +598,7 @@ class TcpTracker:
         win = win_raw
         end = _seg_end(seq, pkt, flags)
 
-        if receiver.flags & F_SACK_PERM and pkt.doff > 5:
+        if receiver.flags & F_SACK_PERM and pkt.doff > 20:
             for _left, right in pkt.sack_blocks():
                 if after(right, sack):
                     sack = right
