@@ -1,0 +1,136 @@
+"""The connection table: every tracked flow, found from either direction.
+
+Owns ``Connection`` objects and the dictionary that finds them. A connection has two halves, one per
+direction. Each half is indexed by the 6-tuple ``(ip version, protocol, src, sport, dst, dport)`` exactly
+as its packets arrive on the wire at the firewall (before translation), and knows where its packets
+leave and how they are rewritten on the way. A lookup is therefore one dictionary probe, whichever side
+a packet comes from, and the per-packet NAT is a handful of stores (packet-io.md, "fast path data
+layout").
+
+For ICMP echo, ``sport`` and ``dport`` are both the echo identifier.
+"""
+
+from __future__ import annotations
+
+from .events import Endpoint
+from .policy import Origin
+
+ORIGINAL = 0
+REPLY = 1
+
+
+class Half:
+    """One direction of a connection: how its packets arrive, where they leave, how they are rewritten.
+
+    ``new_*`` are None when that field is left alone; ``rewrites`` is False when nothing changes, so the
+    forwarding path skips the NAT block entirely for untranslated flows.
+    """
+
+    __slots__ = (
+        "conn",
+        "dir",
+        "in_iface",
+        "out_iface",
+        "key",
+        "new_src",
+        "new_sport",
+        "new_dst",
+        "new_dport",
+        "rewrites",
+    )
+
+    def __init__(self, conn, direction, in_iface, out_iface, key, new_src, new_sport, new_dst, new_dport):
+        self.conn = conn
+        self.dir = direction
+        self.in_iface = in_iface
+        self.out_iface = out_iface
+        self.key = key
+        self.new_src = new_src
+        self.new_sport = new_sport
+        self.new_dst = new_dst
+        self.new_dport = new_dport
+        self.rewrites = not (new_src is None and new_sport is None and new_dst is None and new_dport is None)
+
+
+class Connection:
+    """A tracked flow. ``tcp`` is the TCP tracker (None for UDP/ICMP/other)."""
+
+    __slots__ = (
+        "id",
+        "version",
+        "proto",
+        "halves",
+        "tcp",
+        "created",
+        "last",
+        "timeout",
+        "timeout_kind",
+        "bytes",
+        "data_seen",
+        "initiator",
+        "responder",
+        "direction",
+        "xlates",
+        "origin",
+        "inside_is_initiator",
+        "queued_at",
+        "closed",
+        "helper",
+    )
+
+    def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
+        self.id = conn_id
+        self.version = version
+        self.proto = proto
+        self.halves: tuple[Half, Half] | tuple = ()
+        self.tcp = None
+        self.created = created
+        self.last = created
+        self.timeout = 0.0
+        self.timeout_kind = "idle"
+        self.bytes = 0
+        self.data_seen = [False, False]  # payload seen in ORIGINAL / REPLY direction
+        self.initiator: Endpoint = initiator
+        self.responder: Endpoint = responder
+        self.direction: str = direction
+        self.xlates: tuple = ()
+        self.origin: Origin | None = origin
+        self.inside_is_initiator = direction == "outbound"
+        self.queued_at = 0.0
+        self.closed = False
+        self.helper = None
+
+    def deadline(self) -> float:
+        return self.last + self.timeout if self.timeout > 0 else float("inf")
+
+
+class ConnTable:
+    """Both halves of every connection in one dictionary, plus the counts ``show conn`` prints."""
+
+    __slots__ = ("by_key", "by_id", "most_used")
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple, Half] = {}
+        self.by_id: dict[int, Connection] = {}
+        self.most_used = 0
+
+    def add(self, conn: Connection) -> None:
+        for half in conn.halves:
+            self.by_key[half.key] = half
+        self.by_id[conn.id] = conn
+        n = len(self.by_id)
+        if n > self.most_used:
+            self.most_used = n
+
+    def remove(self, conn: Connection) -> None:
+        for half in conn.halves:
+            if self.by_key.get(half.key) is half:
+                del self.by_key[half.key]
+        self.by_id.pop(conn.id, None)
+        conn.closed = True
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __iter__(self):
+        return iter(list(self.by_id.values()))

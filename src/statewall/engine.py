@@ -1,0 +1,1044 @@
+"""The engine: one firewall, sans-IO.
+
+``Firewall.receive(iface, packet, now)`` and ``Firewall.advance(now)`` are the whole interface: bytes and
+time in, packets to send and events out. The engine never reads a clock, a socket or a file; replay, the
+live TUN loop, the lab and the CLI are adapters around it.
+
+Order of work (the ASA's data path, reference A.6): decode, existing-connection lookup (the fast path),
+then for a new flow: TCP state check (a non-SYN without a connection is dropped, 106015), UN-NAT of a
+static destination, route lookup, access rules / security levels, source NAT, connection creation.
+Every packet that passes then goes through the same forwarding step: TCP tracking, TTL, MTU, NAT
+rewrite.
+
+This module orchestrates; state lives in the modules that own it: ``conntrack`` (connections),
+``tcptrack`` (TCP state and windows), ``nat`` (translations), ``acl``, ``routing``, ``timers``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from typing import NamedTuple
+
+from . import craft
+from .acl import AccessControl
+from .conntrack import ORIGINAL, REPLY, Connection, ConnTable, Half
+from .events import (
+    AclHit,
+    ConnBuilt,
+    ConnTeardown,
+    Drop,
+    DropReason,
+    Endpoint,
+    Event,
+    IcmpSent,
+    XlateBuilt,
+    XlateTeardown,
+)
+from .nat import NatFailure, NatTable, Xlate
+from .packet import DecodeError, Packet, decode
+from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ConntrackSettings, Origin, Policy
+from .routing import RouteTable
+from .tcptrack import INVALID, TcpState, TcpTracker
+from .timers import Timers
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_ACK = 0x10
+
+_ICMP_ECHO = {(4, 8), (4, 0), (6, 128), (6, 129)}
+_ICMP_ECHO_REQUEST = {(4, 8), (6, 128)}
+
+# netfilter's INVALID reasons -> the ASA normalizer check that refuses the same packet.
+_INVALID_TO_DROP = (
+    ("SEQ is over", DropReason.TCP_SEQ_PAST_WINDOW),
+    ("ACK is over", DropReason.TCP_INVALID_ACK),
+    ("invalid rst", DropReason.TCP_RST_SYN_IN_WINDOW),
+)
+
+# ASA ``fragment timeout`` default: how long later fragments may follow their first one.
+FRAGMENT_TIMEOUT = 5.0
+
+_EMBRYONIC = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECV, TcpState.SYN_SENT2})
+
+
+class Result(NamedTuple):
+    packets: list[tuple[str, bytearray]]
+    events: list[Event]
+
+
+def addr_str(version: int, value: int) -> str:
+    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
+
+
+def _asa_version_before(version: str | None, major: int, minor: int) -> bool:
+    if not version:
+        return False
+    try:
+        parts = version.split("(")[0].split(".")
+        return (int(parts[0]), int(parts[1])) < (major, minor)
+    except (ValueError, IndexError):
+        return False
+
+
+class Firewall:
+    """A stateful firewall enforcing one ``Policy``."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.interfaces = {n: i for n, i in policy.interfaces.items() if not i.shutdown}
+        self.routes = RouteTable(policy)
+        self.acl = AccessControl(policy)
+        self.nat = NatTable(policy, self.routes.interface_address)
+        self.conns = ConnTable()
+        self.timers = Timers()
+        self.timeouts = policy.timeouts
+        self.asa = policy.dialect == "asa"
+        if self.asa:
+            # The ASA's normalizer needs a SYN to start a flow (reference A.1) and has no "loose" pickup.
+            ct = ConntrackSettings(
+                **{f: getattr(policy.conntrack, f) for f in ConntrackSettings.__slots__ if f != "origins"}
+            )
+            ct.tcp_loose = False
+            self.ct = ct
+        else:
+            self.ct = policy.conntrack
+        # ASA before 8.3 matches access lists against mapped (global) addresses; 8.3+ against real ones.
+        self.acl_on_mapped = self.asa and _asa_version_before(policy.version, 8, 3)
+        self.drops: Counter[DropReason] = Counter()
+        self.stats = Counter()
+        self._next_id = 1
+        self.now = 0.0
+        self._trace: list | None = None
+        self._replay_index: dict[tuple, Half] = {}
+        self._frag_flows: dict[tuple, tuple[Half, float]] = {}
+
+    # ---------------------------------------------------------------------------------------------
+    # Public interface
+
+    def receive(
+        self,
+        iface: str,
+        data: bytes | bytearray,
+        now: float,
+        *,
+        csum_partial: bool = False,
+        gso_size: int = 0,
+    ) -> Result:
+        """Process one IP packet that arrived on ``iface`` at time ``now``."""
+        out: list[tuple[str, bytearray]] = []
+        ev: list[Event] = []
+        self.stats["packets_in"] += 1
+        if now > self.now:
+            self.now = now
+        buf = data if type(data) is bytearray else bytearray(data)
+        try:
+            pkt = decode(buf, partial_csum=csum_partial)
+        except DecodeError as e:
+            self._drop(ev, e.reason, iface, None, now, message=e.message)
+            return Result(out, ev)
+        try:
+            self._process(iface, pkt, now, out, ev, gso_size)
+        except DecodeError as e:  # e.g. a malformed quoted packet in an ICMP error, or bad TCP options
+            self._drop(ev, e.reason, iface, pkt, now, message=e.message)
+        except Exception as e:  # noqa: BLE001 - the engine must never raise for a packet; count it instead
+            self._drop(ev, DropReason.INTERNAL_ERROR, iface, pkt, now, message=f"{type(e).__name__}: {e}")
+        return Result(out, ev)
+
+    def advance(self, now: float) -> Result:
+        """Let time pass: expire connections and translations due by ``now``."""
+        out: list[tuple[str, bytearray]] = []
+        ev: list[Event] = []
+        if now > self.now:
+            self.now = now
+        timers = self.timers
+        for obj in timers.pop_due(now):
+            if isinstance(obj, Connection):
+                if obj.closed:
+                    continue
+                due = obj.deadline()
+                if due > now:
+                    obj.queued_at = due
+                    timers.schedule(due, obj)
+                    continue
+                self._expire_conn(obj, due, out, ev)
+            elif isinstance(obj, Xlate):
+                again = self.nat.expire(obj, now)
+                if again is None:
+                    continue
+                if again > 0:
+                    timers.schedule(again, obj)
+                else:
+                    ev.append(
+                        self._xlate_event(
+                            XlateTeardown,
+                            obj,
+                            obj.idle_since + obj.timeout,
+                            duration=obj.idle_since + obj.timeout - obj.created,
+                        )
+                    )
+        if self._frag_flows:
+            for key in [k for k, (_, until) in self._frag_flows.items() if until < now]:
+                del self._frag_flows[key]
+        return Result(out, ev)
+
+    def next_deadline(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def ingress_for(self, data: bytes | bytearray) -> str | None:
+        """The interface through which the routing table reaches the packet's source."""
+        try:
+            pkt = decode(bytearray(data))
+        except DecodeError:
+            return None
+        route = self.routes.lookup(pkt.version, pkt.src)
+        return route.interface if route else None
+
+    def replay_rewrite(self, iface: str, data: bytes | bytearray, now: float) -> bytearray:
+        """Carry a captured packet from a responder into the coordinates the firewall gave its connection.
+
+        A capture taken without the firewall in the path shows the responder answering the initiator's
+        real address and port. Live, it would have answered the mapped ones; this returns the packet as
+        it would have arrived, so that a replayed session flows as between live hosts.
+        """
+        buf = bytearray(data)
+        if not self._replay_index:
+            return buf
+        try:
+            pkt = decode(buf)
+        except DecodeError:
+            return buf
+        key = (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        if key in self.conns.by_key:
+            return buf
+        half = self._replay_index.get(key)
+        if half is None or half.conn.closed or half.in_iface != iface:
+            return buf
+        _, _, _, _, mdst, mdport = half.key
+        if mdst != pkt.dst:
+            pkt.set_dst(mdst)
+        if mdport != pkt.dport:
+            if pkt.proto in (PROTO_ICMP, PROTO_ICMPV6):
+                pkt.set_icmp_id(mdport)
+            else:
+                pkt.set_dport(mdport)
+        return buf
+
+    # ---------------------------------------------------------------------------------------------
+    # Packet path
+
+    def _process(self, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
+        if iface not in self.interfaces:
+            self._drop(ev, DropReason.UNKNOWN_INTERFACE, iface, pkt, now)
+            return
+        if pkt.is_fragment and not pkt.has_l4:
+            # Non-first fragments carry no ports; they follow the flow of their datagram. Without
+            # reassembly we forward them along the route like the kernel's non-defragmenting path.
+            self._forward_fragment(iface, pkt, now, out, ev)
+            return
+        key = (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        half = self.conns.by_key.get(key)
+        if half is None:
+            if pkt.is_icmp_error:
+                self._icmp_error(iface, pkt, now, out, ev)
+                return
+            half = self._new_flow(iface, pkt, now, out, ev)
+            if half is None:
+                return
+        elif half.in_iface != iface:
+            self._drop(
+                ev,
+                DropReason.RPF_VIOLATED,
+                iface,
+                pkt,
+                now,
+                egress=half.out_iface,
+                message=f"connection {half.conn.id} expects this direction on {half.in_iface}",
+            )
+            return
+        self._forward(half, pkt, now, out, ev, gso_size)
+
+    def _forward(self, half: Half, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
+        conn = half.conn
+        trk = conn.tcp
+        if trk is not None:
+            verdict, why = trk.packet(half.dir, pkt, self.ct)
+            if trk.reopen:
+                # A fresh SYN reusing the tuple of a closing connection: the old one goes, the SYN
+                # starts a new one (netfilter's TIME_WAIT reopen).
+                self._teardown(conn, now, "TCP FINs", None, out, ev)
+                nhalf = self._new_flow(half.in_iface, pkt, now, out, ev)
+                if nhalf is not None:
+                    self._forward(nhalf, pkt, now, out, ev, gso_size)
+                return
+            if verdict == INVALID:
+                reason = DropReason.TCP_INVALID
+                if self.asa:
+                    for prefix, r in _INVALID_TO_DROP:
+                        if why and why.startswith(prefix):
+                            reason = r
+                            break
+                self._drop(
+                    ev,
+                    reason,
+                    half.in_iface,
+                    pkt,
+                    now,
+                    egress=half.out_iface,
+                    message=why or "INVALID",
+                    detail={"ctstate": "INVALID", "conn": conn.id},
+                )
+                return
+        ttl = pkt.ttl
+        if ttl <= 1:
+            self._time_exceeded(half.in_iface, pkt, now, out, ev)
+            return
+        mtu = self.interfaces[half.out_iface].mtu
+        size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
+        if size > mtu and not self._too_big(half.in_iface, pkt, mtu, now, out, ev):
+            return
+        pkt.set_ttl(ttl - 1)
+        if half.rewrites:
+            self._rewrite(half, pkt)
+        plen = pkt.payload_len
+        conn.last = now
+        if plen:
+            conn.bytes += plen
+            conn.data_seen[half.dir] = True
+        self.stats["forwarded"] += 1
+        out.append((half.out_iface, pkt.buf))
+        if pkt.mf:
+            # First fragment of a datagram: its later fragments follow this half (FRAGMENT_TIMEOUT s).
+            self._frag_flows[(pkt.version, pkt.proto, half.key[2], half.key[4], pkt.ip_id)] = (
+                half,
+                now + FRAGMENT_TIMEOUT,
+            )
+        if trk is not None:
+            self._tcp_after(conn, half, pkt, now, out, ev)
+
+    def _rewrite(self, half: Half, pkt: Packet) -> None:
+        if half.new_src is not None:
+            pkt.set_src(half.new_src)
+        if half.new_dst is not None:
+            pkt.set_dst(half.new_dst)
+        if pkt.proto == PROTO_TCP or pkt.proto == PROTO_UDP:
+            if half.new_sport is not None:
+                pkt.set_sport(half.new_sport)
+            if half.new_dport is not None:
+                pkt.set_dport(half.new_dport)
+        elif half.new_sport is not None and (pkt.version, pkt.icmp_type) in _ICMP_ECHO:
+            pkt.set_icmp_id(half.new_sport)
+
+    def _tcp_after(self, conn: Connection, half: Half, pkt: Packet, now: float, out: list, ev: list) -> None:
+        """Timeout choice and teardown after a TCP segment went through."""
+        trk = conn.tcp
+        state = trk.state
+        if self.asa:
+            if pkt.flags & TCP_RST:
+                side = self.interfaces[half.in_iface].security_level
+                other = self.interfaces[half.out_iface].security_level
+                self._teardown(
+                    conn, now, "TCP Reset-I" if side >= other else "TCP Reset-O", half.in_iface, out, ev
+                )
+                return
+            if state == TcpState.TIME_WAIT or state == TcpState.CLOSE:
+                self._teardown(conn, now, "TCP FINs", half.in_iface, out, ev)
+                return
+            if state in _EMBRYONIC:
+                self._set_timeout(conn, self.timeouts.embryonic, "embryonic", now)
+            elif trk.fin_acked(ORIGINAL) or trk.fin_acked(REPLY):
+                self._set_timeout(conn, self.timeouts.half_closed, "half-closed", now)
+            else:
+                self._set_timeout(conn, self.timeouts.conn, "idle", now)
+        else:
+            self._set_timeout(conn, trk.timeout(self.ct), state.name, now)
+
+    def _set_timeout(self, conn: Connection, timeout: float, kind: str, now: float) -> None:
+        conn.timeout = timeout
+        conn.timeout_kind = kind
+        if timeout > 0:
+            due = conn.last + timeout
+            # Queue again only if the new deadline is earlier than the one already queued.
+            if conn.queued_at == 0.0 or due < conn.queued_at:
+                conn.queued_at = due
+                self.timers.schedule(due, conn)
+
+    # ---------------------------------------------------------------------------------------------
+    # New flows
+
+    def _new_flow(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> Half | None:
+        trace = self._trace
+        v = pkt.version
+        proto = pkt.proto
+        itf = self.interfaces[iface]
+        if trace is not None:
+            trace.append(("FLOW-LOOKUP", "", True, None, "Found no matching flow, creating a new flow"))
+        if itf.management_only:
+            self._drop(
+                ev,
+                DropReason.SECURITY_LEVEL,
+                iface,
+                pkt,
+                now,
+                origin=itf.origin,
+                message=f"interface {iface} is management-only",
+            )
+            return None
+        if proto == PROTO_TCP:
+            flags = pkt.flags
+            if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN and (
+                self.asa or not self.ct.tcp_loose
+            ):
+                if trace is not None:
+                    trace.append(("TCP-STATE", "", False, None, "First TCP packet not SYN"))
+                self._drop(
+                    ev,
+                    DropReason.TCP_NOT_SYN,
+                    iface,
+                    pkt,
+                    now,
+                    hint="a TCP connection must start with a SYN through the firewall",
+                )
+                return None
+        icmp_type = pkt.icmp_type if proto in (PROTO_ICMP, PROTO_ICMPV6) else 0
+        icmp_code = pkt.icmp_code if proto in (PROTO_ICMP, PROTO_ICMPV6) else 0
+
+        # UN-NAT: a static translation owning the destination the initiator used.
+        unnat = self.nat.untranslate_destination(v, proto, iface, pkt.dst, pkt.dport)
+        if unnat is not None:
+            real_dst, real_dport, egress, static = unnat
+            if trace is not None:
+                trace.append(
+                    (
+                        "UN-NAT",
+                        "static",
+                        True,
+                        static.rule.origin,
+                        f"Untranslate {addr_str(v, pkt.dst)}/{pkt.dport} to "
+                        f"{addr_str(v, real_dst)}/{real_dport}",
+                    )
+                )
+        else:
+            real_dst, real_dport, egress = pkt.dst, pkt.dport, None
+            local = self.routes.local_interface(v, pkt.dst)
+            if local is not None:
+                self._to_the_box(iface, local, pkt, now, out, ev)
+                return None
+        route = self.routes.lookup(v, real_dst)
+        if route is None:
+            if trace is not None:
+                trace.append(
+                    (
+                        "ROUTE-LOOKUP",
+                        "Resolve Egress Interface",
+                        False,
+                        None,
+                        f"no route to {addr_str(v, real_dst)}",
+                    )
+                )
+            self._drop(
+                ev, DropReason.NO_ROUTE, iface, pkt, now, hint=f"add a route for {addr_str(v, real_dst)}"
+            )
+            return None
+        if egress is None:
+            egress = route.interface
+        if trace is not None:
+            trace.append(
+                (
+                    "ROUTE-LOOKUP",
+                    "Resolve Egress Interface",
+                    True,
+                    route.origin,
+                    f"found next-hop {addr_str(v, route.gateway) if route.gateway else addr_str(v, real_dst)}"
+                    f" using egress ifc  {egress}",
+                )
+            )
+        if egress not in self.interfaces:
+            self._drop(ev, DropReason.NO_ROUTE, iface, pkt, now, message=f"egress {egress} is down")
+            return None
+
+        # Access rules (against mapped addresses before ASA 8.3, real ones after).
+        acl_dst = pkt.dst if self.acl_on_mapped else real_dst
+        acl_dport = pkt.dport if self.acl_on_mapped else real_dport
+        dec = self.acl.check(
+            iface, egress, v, proto, pkt.src, pkt.sport, acl_dst, acl_dport, icmp_type, icmp_code
+        )
+        for cr in dec.logged:
+            ev.append(
+                AclHit(
+                    now,
+                    cr.rule.acl,
+                    "permitted" if cr.permit else "denied",
+                    proto,
+                    iface,
+                    addr_str(v, pkt.src),
+                    pkt.sport,
+                    egress,
+                    addr_str(v, acl_dst),
+                    acl_dport,
+                    cr.hits,
+                    origin=cr.rule.origin,
+                )
+            )
+        if not dec.permitted:
+            origin = dec.rule.rule.origin if dec.rule else self.acl.group_origin.get((iface, "in"))
+            if trace is not None:
+                trace.append(("ACCESS-LIST", "", False, origin, dec.reason))
+            if dec.acl is not None:
+                hint = (
+                    f"permit this flow in access-list {dec.acl}"
+                    if dec.rule is None
+                    else f"the deny entry of access-list {dec.acl} matches; permit the flow before it"
+                )
+                self._drop(
+                    ev,
+                    DropReason.ACL_DROP,
+                    iface,
+                    pkt,
+                    now,
+                    egress=egress,
+                    acl=dec.acl,
+                    origin=origin,
+                    message=dec.reason,
+                    hint=hint,
+                )
+            else:
+                hint = (
+                    "add an access list permitting this flow on interface " + iface
+                    if "lower to higher" in dec.reason
+                    else "same-security-traffic permit inter-interface"
+                )
+                self._drop(
+                    ev,
+                    DropReason.SECURITY_LEVEL,
+                    iface,
+                    pkt,
+                    now,
+                    egress=egress,
+                    origin=itf.origin,
+                    message=dec.reason,
+                    hint=hint,
+                )
+            return None
+        if trace is not None:
+            trace.append(
+                (
+                    "ACCESS-LIST",
+                    "log" if dec.rule else "",
+                    True,
+                    dec.rule.rule.origin if dec.rule else None,
+                    dec.reason,
+                )
+            )
+
+        # Source translation.
+        try:
+            xl, created = self.nat.translate_source(
+                v, proto, iface, egress, pkt.src, pkt.sport, real_dst, real_dport, now
+            )
+        except NatFailure as e:
+            if trace is not None:
+                trace.append(("NAT", "", False, e.rule.origin, e.message))
+            self._drop(
+                ev,
+                DropReason.NAT_FAILED,
+                iface,
+                pkt,
+                now,
+                egress=egress,
+                origin=e.rule.origin,
+                message=e.message,
+            )
+            return None
+        msrc, msport = (
+            (xl.mapped_addr, xl.mapped_port if xl.pat else pkt.sport) if xl else (pkt.src, pkt.sport)
+        )
+        if trace is not None:
+            if xl is not None:
+                trace.append(
+                    (
+                        "NAT",
+                        "",
+                        True,
+                        xl.rule.origin,
+                        f"{'Dynamic' if xl.kind == 'dynamic' else 'Static'} translate "
+                        f"{addr_str(v, pkt.src)}/{pkt.sport} to {addr_str(v, msrc)}/{msport}",
+                    )
+                )
+            else:
+                trace.append(("NAT", "", True, None, "No translation"))
+
+        # TCP tracking starts with this packet.
+        trk = None
+        if proto == PROTO_TCP:
+            trk, why = TcpTracker.new(pkt, self.ct)
+            if trk is None:
+                self._drop(
+                    ev,
+                    DropReason.TCP_INVALID if not self.asa else DropReason.INVALID_TCP_FLAGS,
+                    iface,
+                    pkt,
+                    now,
+                    egress=egress,
+                    message=why or "invalid new",
+                )
+                if xl is not None and created:
+                    self._xlate_unused(xl, now)
+                return None
+
+        conn_id = self._next_id
+        self._next_id += 1
+        lin = itf.security_level
+        lout = self.interfaces[egress].security_level
+        direction = "outbound" if lin >= lout else "inbound"
+        initiator = Endpoint(iface, addr_str(v, pkt.src), pkt.sport, addr_str(v, msrc), msport)
+        responder = Endpoint(egress, addr_str(v, real_dst), real_dport, addr_str(v, pkt.dst), pkt.dport)
+        conn = Connection(
+            conn_id,
+            v,
+            proto,
+            now,
+            direction,
+            initiator,
+            responder,
+            dec.rule.rule.origin if dec.rule else None,
+        )
+        conn.tcp = trk
+        echo = (v, icmp_type) in _ICMP_ECHO and proto in (PROTO_ICMP, PROTO_ICMPV6)
+        fwd_key = (v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        if echo:
+            rev_key = (v, proto, real_dst, msport, msrc, msport)
+        else:
+            rev_key = (v, proto, real_dst, real_dport, msrc, msport)
+        if rev_key in self.conns.by_key:
+            self._drop(
+                ev,
+                DropReason.NAT_FAILED,
+                iface,
+                pkt,
+                now,
+                egress=egress,
+                message="the translated tuple is in use by another connection",
+            )
+            return None
+        fwd = Half(
+            conn,
+            ORIGINAL,
+            iface,
+            egress,
+            fwd_key,
+            msrc if msrc != pkt.src else None,
+            msport if msport != pkt.sport else None,
+            real_dst if real_dst != pkt.dst else None,
+            real_dport if real_dport != pkt.dport else None,
+        )
+        rev = Half(
+            conn,
+            REPLY,
+            egress,
+            iface,
+            rev_key,
+            pkt.dst if real_dst != pkt.dst else None,
+            (pkt.sport if echo else pkt.dport)
+            if (msport != pkt.sport if echo else real_dport != pkt.dport)
+            else None,
+            pkt.src if msrc != pkt.src else None,
+            pkt.sport if msport != pkt.sport else None,
+        )
+        if echo and rev.new_sport is not None:
+            rev.new_dport = None  # one identifier field: set_icmp_id from new_sport
+        conn.halves = (fwd, rev)
+        if xl is not None:
+            self.nat.acquire(xl)
+            conn.xlates = (xl,)
+            if created:
+                ev.append(self._xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
+            if rev.rewrites:
+                self._replay_index[
+                    (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport)
+                ] = rev
+        self.conns.add(conn)
+        if proto == PROTO_TCP:
+            self._set_timeout(
+                conn, self.timeouts.embryonic if self.asa else trk.timeout(self.ct), "embryonic", now
+            )
+        elif proto == PROTO_UDP:
+            self._set_timeout(conn, self.timeouts.udp if self.asa else self.ct.udp_timeout, "idle", now)
+        elif proto in (PROTO_ICMP, PROTO_ICMPV6):
+            self._set_timeout(conn, self.timeouts.icmp if self.asa else self.ct.icmp_timeout, "idle", now)
+        else:
+            self._set_timeout(conn, self.timeouts.conn if self.asa else 600.0, "idle", now)
+        self.stats["connections"] += 1
+        ev.append(ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin))
+        if trace is not None:
+            trace.append(
+                (
+                    "FLOW-CREATION",
+                    "",
+                    True,
+                    None,
+                    f"New flow created with id {conn_id}, packet dispatched to next module",
+                )
+            )
+        return fwd
+
+    # ---------------------------------------------------------------------------------------------
+    # Teardown and expiry
+
+    def _teardown(
+        self, conn: Connection, now: float, reason: str, by: str | None, out: list, ev: list
+    ) -> None:
+        if conn.closed:
+            return
+        self.conns.remove(conn)
+        ev.append(
+            ConnTeardown(
+                now,
+                conn.id,
+                conn.proto,
+                conn.direction,
+                conn.initiator,
+                conn.responder,
+                now - conn.created,
+                conn.bytes,
+                reason,
+                by,
+            )
+        )
+        for x in conn.xlates:
+            if self.nat.release(x, now):
+                self.timers.schedule(now + x.timeout, x)
+        for key, half in list(self._replay_index.items()):
+            if half.conn is conn:
+                del self._replay_index[key]
+
+    def _expire_conn(self, conn: Connection, due: float, out: list, ev: list) -> None:
+        if conn.proto == PROTO_TCP:
+            reason = {"embryonic": "SYN Timeout", "half-closed": "FIN Timeout"}.get(
+                conn.timeout_kind, "Idle Timeout"
+            )
+        else:
+            reason = ""
+        self._teardown(conn, due, reason, None, out, ev)
+
+    def _xlate_unused(self, xl: Xlate, now: float) -> None:
+        self.nat.remove(xl)
+
+    def _xlate_event(self, cls, x: Xlate, now: float, **kw):
+        v = x.version
+        return cls(
+            now,
+            x.kind,
+            x.proto,
+            x.real_iface,
+            addr_str(v, x.real_addr),
+            x.real_port,
+            x.mapped_iface,
+            addr_str(v, x.mapped_addr),
+            x.mapped_port,
+            **kw,
+        )
+
+    # ---------------------------------------------------------------------------------------------
+    # ICMP: errors about tracked connections, errors the firewall sends, the box's own echo
+
+    def _icmp_error(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> None:
+        inner = pkt.inner()
+        key = (inner.version, inner.proto, inner.dst, inner.dport, inner.src, inner.sport)
+        if (inner.version, inner.icmp_type) in _ICMP_ECHO and inner.proto in (PROTO_ICMP, PROTO_ICMPV6):
+            key = (inner.version, inner.proto, inner.dst, inner.icmp_id, inner.src, inner.icmp_id)
+        half = self.conns.by_key.get(key)
+        if half is None or half.in_iface != iface:
+            self._drop(
+                ev,
+                DropReason.ICMP_NO_SESSION,
+                iface,
+                pkt,
+                now,
+                message="ICMP error quotes no existing connection",
+            )
+            return
+        if pkt.ttl <= 1:
+            self._time_exceeded(iface, pkt, now, out, ev)
+            return
+        pkt.set_ttl(pkt.ttl - 1)
+        # RFC 5508: translate the outer destination and the quoted packet, which travelled the other way.
+        if half.new_dst is not None:
+            pkt.set_dst(half.new_dst)
+        if half.new_src is not None and pkt.src == inner.dst:
+            pkt.set_src(half.new_src)
+        if half.rewrites:
+            if half.new_dst is not None:
+                inner.set_src(half.new_dst)
+            if half.new_src is not None:
+                inner.set_dst(half.new_src)
+            if inner.proto in (PROTO_TCP, PROTO_UDP):
+                if half.new_dport is not None:
+                    inner.set_sport(half.new_dport)
+                if half.new_sport is not None:
+                    inner.set_dport(half.new_sport)
+            elif half.new_sport is not None:
+                inner.set_icmp_id(half.new_sport)
+            pkt.fix_icmp_checksum()
+        half.conn.last = now
+        self.stats["forwarded"] += 1
+        out.append((half.out_iface, pkt.buf))
+
+    def _icmp_source(self, iface: str, version: int, toward: int) -> int | None:
+        return self.routes.interface_address(iface, version, toward)
+
+    def _time_exceeded(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> None:
+        self._drop(ev, DropReason.TTL_EXPIRED, iface, pkt, now)
+        if pkt.is_icmp_error:
+            return  # never answer an error with an error (RFC 1812 4.3.2.7)
+        src = self._icmp_source(iface, pkt.version, pkt.src)
+        if src is None:
+            return
+        t = 11 if pkt.version == 4 else 3
+        reply = craft.icmp_error(pkt.version, src, pkt.src, t, 0, bytes(pkt.buf[: pkt.total_len]))
+        out.append((iface, reply))
+        ev.append(
+            IcmpSent(
+                now,
+                iface,
+                t,
+                0,
+                addr_str(pkt.version, src),
+                addr_str(pkt.version, pkt.src),
+                "time exceeded in transit",
+            )
+        )
+
+    def _too_big(self, iface: str, pkt: Packet, mtu: int, now: float, out: list, ev: list) -> bool:
+        """A packet larger than the egress MTU: True to forward anyway (IPv4 without DF is left to the
+        next hop), False after answering with fragmentation-needed / packet-too-big."""
+        if pkt.version == 4 and not pkt.df:
+            return True
+        self._drop(
+            ev,
+            DropReason.INVALID_IP_LENGTH,
+            iface,
+            pkt,
+            now,
+            message=f"packet of {pkt.total_len} bytes exceeds MTU {mtu} with DF set",
+        )
+        if pkt.is_icmp_error:
+            return False
+        src = self._icmp_source(iface, pkt.version, pkt.src)
+        if src is not None:
+            t, c = (3, 4) if pkt.version == 4 else (2, 0)
+            out.append(
+                (
+                    iface,
+                    craft.icmp_error(
+                        pkt.version, src, pkt.src, t, c, bytes(pkt.buf[: pkt.total_len]), mtu=mtu
+                    ),
+                )
+            )
+            ev.append(
+                IcmpSent(
+                    now,
+                    iface,
+                    t,
+                    c,
+                    addr_str(pkt.version, src),
+                    addr_str(pkt.version, pkt.src),
+                    f"fragmentation needed, MTU {mtu}",
+                )
+            )
+        return False
+
+    def _to_the_box(self, iface: str, local: str, pkt: Packet, now: float, out: list, ev: list) -> None:
+        v = pkt.version
+        if (
+            local == iface
+            and pkt.proto in (PROTO_ICMP, PROTO_ICMPV6)
+            and (v, pkt.icmp_type) in _ICMP_ECHO_REQUEST
+        ):
+            # The ASA answers pings to the address of the interface they arrive on.
+            start = pkt.l4off + 8
+            seq = int.from_bytes(pkt.buf[pkt.l4off + 6 : pkt.l4off + 8], "big")
+            reply = craft.icmp_echo(
+                v, pkt.dst, pkt.src, pkt.icmp_id, seq, bytes(pkt.buf[start : pkt.total_len]), reply=True
+            )
+            out.append((iface, reply))
+            self.stats["to_the_box"] += 1
+            return
+        self._drop(
+            ev,
+            DropReason.TO_THE_BOX,
+            iface,
+            pkt,
+            now,
+            message=f"addressed to the firewall's own address on {local}",
+        )
+
+    def _forward_fragment(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> None:
+        # A later fragment belongs to a datagram whose first fragment created or used a connection;
+        # translate its addresses the way that first fragment was translated. Fragments arriving before
+        # their first fragment are dropped (statewall does not queue them; the ASA's virtual
+        # reassembly would).
+        entry = self._frag_flows.get((pkt.version, pkt.proto, pkt.src, pkt.dst, pkt.ip_id))
+        if entry is not None and entry[1] >= now and not entry[0].conn.closed:
+            half = entry[0]
+            if half.in_iface != iface:
+                self._drop(ev, DropReason.RPF_VIOLATED, iface, pkt, now)
+                return
+            if pkt.ttl <= 1:
+                self._time_exceeded(iface, pkt, now, out, ev)
+                return
+            pkt.set_ttl(pkt.ttl - 1)
+            if half.new_src is not None:
+                pkt.set_src(half.new_src)
+            if half.new_dst is not None:
+                pkt.set_dst(half.new_dst)
+            self.stats["forwarded"] += 1
+            out.append((half.out_iface, pkt.buf))
+            return
+        self._drop(
+            ev,
+            DropReason.INVALID_FRAGMENT,
+            iface,
+            pkt,
+            now,
+            message="fragment of a datagram whose first fragment was not seen",
+        )
+
+    # ---------------------------------------------------------------------------------------------
+    # Drops
+
+    def _drop(
+        self,
+        ev: list,
+        reason: DropReason,
+        iface: str,
+        pkt: Packet | None,
+        now: float,
+        *,
+        egress: str | None = None,
+        acl: str | None = None,
+        origin: Origin | None = None,
+        hint: str | None = None,
+        message: str = "",
+        detail: dict | None = None,
+    ) -> None:
+        self.drops[reason] += 1
+        self.stats["dropped"] += 1
+        if pkt is None:
+            ev.append(Drop(now, reason, iface, message=message, detail=detail or {}))
+            return
+        v = pkt.version
+        proto = pkt.proto
+        is_icmp = proto in (PROTO_ICMP, PROTO_ICMPV6)
+        ev.append(
+            Drop(
+                now,
+                reason,
+                iface,
+                protocol=proto,
+                src=addr_str(v, pkt.src),
+                sport=pkt.sport if not is_icmp else 0,
+                dst=addr_str(v, pkt.dst),
+                dport=pkt.dport if not is_icmp else 0,
+                tcp_flags=pkt.flags if proto == PROTO_TCP else None,
+                icmp_type=pkt.icmp_type if is_icmp else None,
+                icmp_code=pkt.icmp_code if is_icmp else None,
+                egress=egress,
+                acl=acl,
+                origin=origin,
+                hint=hint,
+                message=message,
+                detail=detail or {},
+            )
+        )
+
+    # ---------------------------------------------------------------------------------------------
+    # Tables for show commands
+
+    def conn_records(self) -> list:
+        """``show conn`` rows (``logfmt.asa.ConnRecord``), outside end first as the ASA prints them."""
+        from .logfmt.asa import ConnRecord
+
+        rows = []
+        for conn in self.conns:
+            ini, res = conn.initiator, conn.responder
+            outside, inside = (res, ini) if conn.inside_is_initiator else (ini, res)
+            # The ASA shows the inside host's real address and the outside host's address as seen.
+            rows.append(
+                ConnRecord(
+                    conn.proto,
+                    outside.interface,
+                    outside.address,
+                    outside.port,
+                    inside.interface,
+                    inside.address,
+                    inside.port,
+                    conn.last,
+                    conn.bytes,
+                    asa_conn_flags(conn),
+                )
+            )
+        return rows
+
+    def xlate_records(self) -> list:
+        from .logfmt.asa import XlateRecord
+
+        rows = []
+        for x in self.nat.xlates.values():
+            v = x.version
+            flags = "ri" if x.pat else ("s" if x.kind == "static" else "i")
+            rows.append(
+                XlateRecord(
+                    x.proto,
+                    x.real_iface,
+                    addr_str(v, x.real_addr),
+                    x.real_port,
+                    x.mapped_iface,
+                    addr_str(v, x.mapped_addr),
+                    x.mapped_port,
+                    x.idle_since if x.refcount == 0 else self.now,
+                    x.timeout,
+                    flags,
+                    "PAT" if x.pat else "NAT",
+                )
+            )
+        return rows
+
+
+def asa_conn_flags(conn: Connection) -> str:
+    """The ASA's ``show conn`` flags (reference A.5) derived from the tracked state."""
+    if conn.proto != PROTO_TCP or conn.tcp is None:
+        flags = ""
+        if conn.data_seen[ORIGINAL] or conn.data_seen[REPLY]:
+            inside_dir = ORIGINAL if conn.inside_is_initiator else REPLY
+            if conn.data_seen[1 - inside_dir]:
+                flags += "I"
+            if conn.data_seen[inside_dir]:
+                flags += "O"
+        return flags if flags else "-"
+    trk = conn.tcp
+    inbound = not conn.inside_is_initiator
+    state = trk.state
+    if state == TcpState.SYN_SENT or state == TcpState.SYN_SENT2:
+        return "SaAB" if inbound else "saA"
+    if state == TcpState.SYN_RECV:
+        return "aB" if inbound else "A"
+    inside_dir = REPLY if inbound else ORIGINAL
+    outside_dir = 1 - inside_dir
+    flags = "U"
+    if trk.fin_seen(inside_dir):
+        flags += "f"
+    if trk.fin_seen(outside_dir):
+        flags += "F"
+    # r: inside acknowledged the outside's FIN; R: outside acknowledged the inside's FIN.
+    if trk.fin_acked(outside_dir):
+        flags += "r"
+    if trk.fin_acked(inside_dir):
+        flags += "R"
+    if conn.data_seen[outside_dir]:
+        flags += "I"
+    if conn.data_seen[inside_dir]:
+        flags += "O"
+    # B (initial SYN from outside) comes last, as in the ASA's "UfrIOB".
+    return flags + "B" if inbound else flags
