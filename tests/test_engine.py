@@ -144,9 +144,18 @@ def test_inbound_connection_without_access_list_is_denied_by_security_levels():
     )
     assert res.packets == []
     (d,) = kinds(res.events, Drop)
-    assert d.reason is DropReason.SECURITY_LEVEL
+    assert d.reason is DropReason.ACL_DROP and d.acl is None
     assert d.egress == "inside" and d.tcp_flags == 0x02
     assert "lower to higher" in d.message and d.hint
+
+
+def test_equal_security_levels_need_same_security_traffic():
+    cfg = SEED000.replace("security-level 0", "security-level 100")
+    res = fw_for(cfg).receive("inside", _VALID, 1.0)
+    (d,) = kinds(res.events, Drop)
+    assert d.reason is DropReason.SECURITY_LEVEL and "same-security-traffic" in d.hint
+    ok = fw_for(cfg + "same-security-traffic permit inter-interface\n").receive("inside", _VALID, 1.0)
+    assert ok.packets
 
 
 def test_non_syn_without_connection_is_106015():

@@ -503,10 +503,24 @@ class Firewall:
                     message=dec.reason,
                     hint=hint,
                 )
+            elif "lower to higher" in dec.reason:
+                # The ASA counts the security-level default deny as an ACL drop (implicit rule) and logs
+                # 106001 / 106006 / 106014 for it.
+                self._drop(
+                    ev,
+                    DropReason.ACL_DROP,
+                    iface,
+                    pkt,
+                    now,
+                    egress=egress,
+                    origin=itf.origin,
+                    message=dec.reason,
+                    hint=f"bind an access list permitting this flow: access-group NAME in interface {iface}",
+                )
             else:
                 hint = (
-                    "add an access list permitting this flow on interface " + iface
-                    if "lower to higher" in dec.reason
+                    "same-security-traffic permit intra-interface"
+                    if iface == egress
                     else "same-security-traffic permit inter-interface"
                 )
                 self._drop(

@@ -65,7 +65,7 @@ def packet_tracer(
             lines.append(origin.text)
             if detailed:
                 lines.append(f"  ({origin.file}:{origin.line})")
-        elif typ in ("ACCESS-LIST", "ROUTE-LOOKUP") and ok:
+        elif typ == "ACCESS-LIST":
             lines.append("Implicit Rule")
         lines += ["Additional Information:", info, ""]
     drops = [e for e in res.events if isinstance(e, Drop)]
