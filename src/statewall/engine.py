@@ -246,7 +246,10 @@ class Firewall:
             half = self._new_flow(iface, pkt, now, out, ev)
             if half is None:
                 return
-        elif half.in_iface != iface:
+            # The tracker was created from this packet and has already processed it.
+            self._forward(half, pkt, now, out, ev, gso_size, first=True)
+            return
+        if half.in_iface != iface:
             self._drop(
                 ev,
                 DropReason.RPF_VIOLATED,
@@ -259,10 +262,12 @@ class Firewall:
             return
         self._forward(half, pkt, now, out, ev, gso_size)
 
-    def _forward(self, half: Half, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
+    def _forward(
+        self, half: Half, pkt: Packet, now: float, out: list, ev: list, gso_size: int, first: bool = False
+    ) -> None:
         conn = half.conn
         trk = conn.tcp
-        if trk is not None:
+        if trk is not None and not first:
             verdict, why = trk.packet(half.dir, pkt, self.ct)
             if trk.reopen:
                 # A fresh SYN reusing the tuple of a closing connection: the old one goes, the SYN
@@ -270,7 +275,7 @@ class Firewall:
                 self._teardown(conn, now, "TCP FINs", None, out, ev)
                 nhalf = self._new_flow(half.in_iface, pkt, now, out, ev)
                 if nhalf is not None:
-                    self._forward(nhalf, pkt, now, out, ev, gso_size)
+                    self._forward(nhalf, pkt, now, out, ev, gso_size, first=True)
                 return
             if verdict == INVALID:
                 reason = DropReason.TCP_INVALID
