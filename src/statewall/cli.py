@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="statewall",
         description="A stateful firewall that behaves like Cisco ASA and Linux netfilter.",
+        # Room for "packet-tracer" beside its help, so each command stays on one line.
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=30, width=100),
     )
     parser.add_argument("--version", action="version", version=f"statewall {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")

@@ -133,10 +133,10 @@ def _build_seed000(outdir: Path) -> list[tuple[str | None, Path]]:
     return [(None, path)]
 
 
-def _origin_text(ev: dict[str, Any]) -> str:
-    origin = ev.get("origin")
+def _line(origin: dict[str, Any] | None) -> str:
+    """``'text' (line N)`` for an event's configuration origin, or empty."""
     if isinstance(origin, dict) and origin.get("text"):
-        return f" (configured by line {origin['line']}: {origin['text'].strip()})"
+        return f"'{origin['text'].strip()}' (line {origin['line']})"
     return ""
 
 
@@ -148,11 +148,25 @@ def _narrate_seed000(policy: Policy, events: list[dict[str, Any]], summary: dict
     xlates = by_kind.get("XlateBuilt", [])
     if xlates:
         x = xlates[0]
-        kept = " (the client's own port, which was free)" if x["real_port"] == x["mapped_port"] else ""
+        itf = policy.interfaces.get(x["mapped_interface"])
+        own = itf is not None and any(str(a.ip) == x["mapped_address"] for a in itf.addresses())
+        whose = f"the {x['mapped_interface']} interface's own address" if own else "an address of its pool"
+        rule = _line(x.get("origin"))
+        pools = [
+            f"'{o.text.strip()}' (line {o.line})"
+            for r in policy.nat_rules
+            if x.get("origin") and r.origin.line == x["origin"]["line"]
+            for o in r.pool_origins
+        ]
+        by = f", by {rule}" + (f" with {', '.join(pools)}" if pools else "") if rule else ""
+        kept = (
+            "; its own port was free, so PAT kept it"
+            if x["real_port"] == x["mapped_port"]
+            else f"; its port was taken, so PAT chose {x['mapped_port']}"
+        )
         lines.append(
-            f"PAT: the client {x['real_address']}/{x['real_port']} on {x['real_interface']} is seen on "
-            f"{x['mapped_interface']} as {x['mapped_address']}/{x['mapped_port']}{kept}: the outside "
-            f"interface's own address{_origin_text(x)}."
+            f"PAT: the client {x['real_address']}/{x['real_port']} on {x['real_interface']} appears on "
+            f"{x['mapped_interface']} as {x['mapped_address']}/{x['mapped_port']}, {whose}{by}{kept}."
         )
     else:
         lines.append("No translation was built: the client's address left the firewall unchanged.")

@@ -15,16 +15,15 @@ from .replay import print_report
 
 def _run_one(scenario: demo.Scenario, outdir: Path, max_log: int) -> None:
     from rich.console import Console
-    from rich.rule import Rule
 
-    console = Console(highlight=False)
-    console.print(Rule(scenario.title))
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"== {scenario.title}", style="bold", markup=False)
     _text, config_name = demo.demo_config(scenario.config)
     policy, summary, events = demo.run_scenario(scenario, outdir)
     for cap in summary["captures"]:
         console.print(
-            f"capture {cap['path']}: {cap['ip']} packets, ingress {cap['ingress']}; "
-            f"configuration {config_name}"
+            f"configuration {config_name}; capture {cap['path']}: {cap['ip']} packets, ingress "
+            f"{cap['ingress']}"
             + (f"; timers run {scenario.drain:g} s past the last packet" if scenario.drain else ""),
             markup=False,
         )

@@ -42,7 +42,7 @@ def print_report(summary: dict[str, Any], outdir: Path, max_log: int, *, always_
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     log = outdir / "log.txt"
     with open(log, encoding="utf-8") as f:
         for i, line in enumerate(f):
@@ -70,11 +70,13 @@ def print_report(summary: dict[str, Any], outdir: Path, max_log: int, *, always_
     xl = summary["xlates"]
     table.add_row("translations built / torn down", f"{xl['built']} / {xl['torn_down']}")
     for iface, n in summary["packets_out"].items():
-        table.add_row(f"out {iface} ({outdir / summary['outputs']['captures'][iface]})", str(n))
+        table.add_row(f"out of {iface} ({summary['outputs']['captures'][iface]})", str(n))
     console.print(table)
+    console.print(f"results in {outdir}", markup=False)
     if summary["drops_by_reason"] or always_asp:
         counts = {DropReason.from_keyword(k): n for k, n in summary["drops_by_reason"].items()}
         console.print()
+        console.print("show asp drop", style="bold")
         console.print(format_show_asp_drop(counts), markup=False, end="")
 
 
