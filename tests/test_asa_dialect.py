@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 
 from statewall.dialects.asa import ConfigError, parse, parse_file, render
-from statewall.policy import PROTO_TCP, Policy
+from statewall.policy import PROTO_TCP, Origin, Policy, PortMatch
 
 CONFIGS = Path(__file__).parent / "configs"
-ROUND_TRIP_FIXTURES = ["seed000.cfg", "seed000-solution-b.cfg"]
+ROUND_TRIP_FIXTURES = ["seed000.cfg", "seed000-solution-b.cfg", "asa-full.cfg"]
 
 
 def without_origins(value: object) -> object:
     """The policy as plain data minus where each element came from (file, line, text)."""
+    if isinstance(value, Origin):
+        return None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: without_origins(getattr(value, f.name))
@@ -236,3 +238,305 @@ def test_render_seed000_running_config():
     assert "global (outside) 1 interface\nnat (inside) 1 10.0.0.0 255.0.0.0\n" in text
     assert "route outside 0.0.0.0 0.0.0.0 192.168.9.2 1\n" in text
     assert "timeout conn 1:00:00 half-closed 0:10:00 udp 0:02:00 icmp 0:00:02\n" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# Transcripts: prompts, mode changes, sub-modes without indentation
+
+
+def test_transcript_mode_words_and_exec_prompts_are_not_commands():
+    text = """ciscoasa> enable
+ciscoasa# configure terminal
+ciscoasa(config)# hostname fw1
+fw1(config)# interface GigabitEthernet0/1
+fw1(config-if)# nameif inside
+fw1(config-if)# ip address 10.1.1.1 255.255.255.0
+fw1(config-if)# exit
+fw1(config)# interface GigabitEthernet0/0
+fw1(config-if)# nameif outside
+fw1(config-if)# security-level 0
+fw1(config-if)# end
+fw1#
+fw1# write memory
+fw1# configure terminal
+fw1(config)# route outside 0 0 198.51.100.1
+fw1(config)# exit
+fw1# wr mem
+"""
+    policy = parse(text)
+    assert policy.warnings == []
+    assert policy.hostname == "fw1"
+    assert policy.interfaces["inside"].security_level == 100  # the ASA's default for "inside"
+    assert policy.interfaces["inside"].ipv4 == [ipaddress.IPv4Interface("10.1.1.1/24")]
+    assert policy.interfaces["outside"].security_level == 0
+    assert policy.routes[0].network == ipaddress.IPv4Network("0.0.0.0/0")
+
+
+def test_a_top_level_command_typed_in_a_sub_mode_leaves_it():
+    # Seed 002's example: "policy-map" and "service-policy" typed at sub-mode prompts.
+    text = """hostname(config)# class-map CONNS
+hostname(config-cmap)# match any
+hostname(config-cmap)# policy-map CONNS
+hostname(config-pmap)# class CONNS
+hostname(config-pmap-c)# set connection conn-max 1000 embryonic-conn-max 3000
+hostname(config-pmap-c)# service-policy CONNS interface outside
+"""
+    policy = parse(text)
+    assert [t for _, t in policy.passthrough] == [
+        "class-map CONNS",
+        " match any",
+        "policy-map CONNS",
+        " class CONNS",
+        "  set connection conn-max 1000 embryonic-conn-max 3000",
+        "service-policy CONNS interface outside",
+    ]
+
+
+def test_unindented_running_config_sub_commands_follow_the_mode():
+    # Some pasted configurations lose their indentation: sub-commands still belong to their mode.
+    text = "interface Ethernet0\nnameif outside\nsecurity-level 0\nip address 192.0.2.1 255.255.255.0\n"
+    text += "policy-map global_policy\nclass inspection_default\ninspect ftp\nroute outside 0 0 192.0.2.254\n"
+    policy = parse(text)
+    assert policy.interfaces["outside"].ipv4 == [ipaddress.IPv4Interface("192.0.2.1/24")]
+    assert [t for _, t in policy.passthrough] == [
+        "policy-map global_policy",
+        " class inspection_default",
+        "  inspect ftp",
+    ]
+    assert len(policy.routes) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The rich fixture: every command, and the model it yields
+
+
+@pytest.fixture(scope="module")
+def full() -> Policy:
+    return parse_file(CONFIGS / "asa-full.cfg")
+
+
+def test_full_header_and_interfaces(full: Policy):
+    assert (full.version, full.hostname) == ("8.2(1)", "edge-fw")
+    out = full.interfaces["outside"]
+    assert out.description == "uplink to the ISP"
+    assert out.standby_ipv4 == ipaddress.IPv4Address("192.168.9.31")
+    assert out.ipv6 == [ipaddress.IPv6Interface("2001:db8:9::30/64"), ipaddress.IPv6Interface("fe80::30/64")]
+    assert full.interfaces["inside"].ipv6_enable
+    assert full.interfaces["dmz"].mtu == 1400
+    assert (full.interfaces["guests"].vlan, full.interfaces["guests"].hardware) == (20, "Ethernet0/2.20")
+    assert full.interfaces["management"].management_only
+    (unnamed,) = full.unnamed_interfaces
+    assert (unnamed.hardware, unnamed.shutdown, unnamed.ipv4) == ("Ethernet0/3", True, [])
+    assert full.same_security_inter and full.same_security_intra
+
+
+def test_full_objects(full: Policy):
+    net = ipaddress.ip_network
+    assert full.network_objects["web-servers"].networks == [net("10.0.0.80/32"), net("10.0.1.0/24")]
+    assert full.network_objects["all-servers"].networks == [
+        net("10.0.0.80/32"),
+        net("10.0.1.0/24"),
+        net("172.16.0.10/32"),
+    ]
+    assert full.network_objects["pool-range"].networks == [
+        net("10.0.2.10/31"),
+        net("10.0.2.12/30"),
+        net("10.0.2.16/30"),
+        net("10.0.2.20/32"),
+    ]
+    assert full.network_objects["mixed"].members == ["mail-server", net("2001:db8:2::/48")]
+
+
+def test_full_access_lists(full: Policy):
+    rules = full.access_lists["outside_in"].rules
+    web = rules[0]
+    assert web.remark == "web and mail from anywhere"
+    assert web.destination_object == "web-servers"
+    assert web.match.destination_ports == (PortMatch("eq", 80),)
+    assert rules[1].match.destination_ports == (PortMatch("range", 8080, 8090),)
+    mail = rules[2]
+    assert (mail.log, mail.log_level, mail.log_interval) == (True, 5, 30)
+    assert rules[3].match.destinations == (ipaddress.ip_network("10.0.0.80/32"),)  # "host websrv" via names
+    assert (rules[4].match.protocol, rules[4].match.icmp_type) == (1, 0)
+    assert (rules[5].match.icmp_type, rules[5].match.icmp_code) == (3, 4)
+    assert (rules[6].match.protocol, rules[6].match.icmp_type, rules[6].match.family) == (58, 2, 6)
+    assert rules[7].match.source_ports == (PortMatch("gt", 1023),)
+    assert rules[8].match.source_ports == (PortMatch("neq", 25),)
+    assert (rules[9].match.protocol, rules[9].match.family) == (47, 4)
+    assert rules[10].match.family is None  # a group of IPv4 and IPv6 networks
+    assert rules[11].inactive
+    assert (rules[-1].action, rules[-1].log, rules[-1].log_level) == ("deny", True, None)
+    assert [(i, t) for i, t, _ in full.access_lists["outside_in"].remarks] == [
+        (0, "web and mail from anywhere"),
+        (len(rules), "trailing remark"),
+    ]
+    assert full.access_lists["dmz_in"].rules[0].log is False  # log disable
+    assert full.access_lists["dmz_in"].rules[2].log_level == 6  # log informational
+    std = full.access_lists["std_routes"]
+    assert std.kind == "standard"
+    assert std.rules[0].match.destinations == (ipaddress.ip_network("10.0.0.0/8"),)
+    groups = [(g.acl, g.interface, g.direction) for g in full.access_groups]
+    assert groups == [
+        ("outside_in", "outside", "in"),
+        ("dmz_in", "dmz", "in"),
+        ("guests_in", "guests", "out"),
+        ("global_acl", None, "in"),
+    ]
+
+
+def test_full_nat(full: Policy):
+    rules = full.nat_rules
+    summary = [(r.kind, r.real_interface, r.mapped_interface, r.nat_id) for r in rules]
+    assert summary == [
+        ("exempt", "inside", None, 0),
+        # nat id 1 has globals on outside and dmz: one rule per mapped interface
+        ("dynamic", "inside", "outside", 1),
+        ("dynamic", "inside", "dmz", 1),
+        ("dynamic", "inside", "outside", 1),
+        ("dynamic", "inside", "dmz", 1),
+        ("dynamic", "guests", "outside", 2),
+        ("dynamic", "inside", "outside", 2),
+        ("exempt", "dmz", None, 0),
+        ("static", "dmz", "outside", None),
+        ("static", "inside", "dmz", None),
+        ("static", "dmz", "outside", None),
+        ("static", "dmz", "outside", None),
+        ("static", "dmz", "outside", None),
+    ]
+    assert rules[0].acl == "nonat"
+    pool = rules[1].pool
+    assert pool is not None and pool.interface and pool.pat
+    assert pool.ranges == [(ipaddress.IPv4Address("192.168.9.40"), ipaddress.IPv4Address("192.168.9.50"))]
+    assert [o.line for o in rules[1].pool_origins] == [113, 114]
+    assert (rules[1].max_conns, rules[1].embryonic_limit, rules[1].udp_max_conns) == (100, 50, 20)
+    assert rules[2].pool is not None and rules[2].pool.ranges[0][0] == ipaddress.IPv4Address("172.16.0.200")
+    assert rules[3].randomseq is False
+    assert rules[6].acl == "policy_nat"
+    web = rules[8]
+    assert (web.real, web.mapped) == (
+        (ipaddress.ip_network("172.16.0.80/32"),),
+        (ipaddress.ip_network("192.168.9.80/32"),),
+    )
+    smtp = rules[10]
+    assert (smtp.protocol, smtp.mapped_port, smtp.real_port, smtp.max_conns) == (6, 25, 25, 200)
+    dns = rules[11]
+    assert dns.mapped == () and dns.pool is not None and dns.pool.interface
+    assert (dns.protocol, dns.mapped_port, dns.real_port) == (17, 53, 53)
+
+
+def test_full_routes_and_timeouts(full: Policy):
+    routes = [(r.interface, str(r.network), str(r.gateway), r.distance) for r in full.routes]
+    assert routes == [
+        ("outside", "0.0.0.0/0", "192.168.9.2", 1),
+        ("inside", "10.10.0.0/16", "10.0.0.254", 5),
+        ("outside", "::/0", "2001:db8:9::1", 1),
+        ("inside", "2001:db8:10::/48", "fe80::254", 2),
+    ]
+    t = full.timeouts
+    assert (t.xlate, t.pat_xlate, t.conn, t.half_closed, t.udp, t.icmp, t.embryonic) == (
+        3600,
+        60,
+        7200,
+        1200,
+        300,
+        10,
+        60,
+    )
+    assert t.origins["conn"].text == "timeout conn 2:00:00 half-closed 0:20:00 udp 0:05:00 icmp 0:00:10"
+    assert t.extra["uauth"] == "0:05:00 absolute"
+    assert t.extra["sip_media"] == "0:02:00"
+
+
+def test_full_passthrough_and_warnings(full: Policy):
+    texts = [t for _, t in full.passthrough]
+    assert texts[:5] == [
+        "domain-name example.net",
+        "enable password 8Ry2YjIyt7RRXU24 encrypted",
+        "passwd 2KFQnbNIdI.2KYOU encrypted",
+        "names",
+        "name 10.0.0.80 websrv description the web server",
+    ]
+    assert "dns server-group DefaultDNS" in texts and " domain-name example.net" in texts
+    assert texts[-1] == "prompt hostname context"
+    assert "  inspect ftp" in texts
+    assert [w.message.split(" is ")[0] for w in full.warnings] == [
+        "sysopt",
+        "class-map",
+        "policy-map",
+        "policy-map",
+        "service-policy",
+    ]
+
+
+def test_half_closed_minimum_depends_on_the_release():
+    assert error_of("timeout half-closed 0:00:30\n") == (
+        "seed.cfg:1:21: timeout half-closed must be 0 or 0:05:00..1193:00:00"
+    )
+    policy = parse("ASA Version 9.1(2)\ntimeout half-closed 0:00:30\n")
+    assert policy.timeouts.half_closed == 30
+
+
+def test_nat_and_global_without_partner_are_kept_with_a_warning():
+    policy = parse(on_base("nat (inside) 5 10.0.0.0 255.255.255.0", "global (outside) 6 interface"), "n.cfg")
+    assert policy.nat_rules == []
+    assert [str(w) for w in policy.warnings] == [
+        "n.cfg:9: warning: nat id 5 has no global; this line translates nothing",
+        "n.cfg:10: warning: global id 6 is not used by any nat line",
+    ]
+    assert [t for _, t in policy.passthrough] == [
+        "nat (inside) 5 10.0.0.0 255.255.255.0",
+        "global (outside) 6 interface",
+    ]
+
+
+def test_object_nat_is_kept_and_warned():
+    text = "object network obj_any\n subnet 0.0.0.0 0.0.0.0\n nat (inside,outside) dynamic interface\n"
+    policy = parse(text, "o.cfg")
+    assert [str(w) for w in policy.warnings] == [
+        "o.cfg:3: warning: object NAT is not modelled yet; kept as written"
+    ]
+    assert [t for _, t in policy.passthrough] == [
+        "object network obj_any",
+        " nat (inside,outside) dynamic interface",
+    ]
+    again = parse(render(policy))
+    same_model(policy, again)
+
+
+MORE_ERRORS = [
+    ("access-list a extended permit ip any any time-range work\n", "1:42: time-range is not supported yet"),
+    ("object-group network g\n network-object host 10.0.0.256\n", "2:22: invalid IP address '10.0.0.256'"),
+    ("object-group network g\n group-object h\n", "2:15: unknown object-group 'h'"),
+    ("object network o\n range 10.0.0.9 10.0.0.1\n", "2:17: invalid range 10.0.0.9-10.0.0.1"),
+    ("object network o\nobject-group network o\n", "2:22: 'o' is already an object"),
+    (
+        "object network o\n host 10.0.0.1\naccess-list a extended permit ip any object-group o\n",
+        "3:51: 'o' is an object, not an object-group",
+    ),
+    (
+        "access-list a extended permit ip any any\naccess-list a standard permit any\n",
+        "2:15: access-list 'a' is extended; cannot add a standard entry",
+    ),
+    ("access-list a extended permit ip any any eq 80\n", "1:42: ports are only valid for tcp, udp and sctp"),
+    ("access-list a remark\n", "1:21: missing remark text"),
+    ("static (inside) 10.0.0.1 10.0.0.1\n", "1:8: invalid interfaces '(inside)' (expected (real,mapped))"),
+    ("global outside 1 interface\n", "1:8: invalid interface 'outside' (expected (name))"),
+    ("global (outside) 1 10.0.0.9-10.0.0.1\n", "1:20: invalid range '10.0.0.9-10.0.0.1'"),
+    ("nat (inside) 1 10.0.0.0 255.0.0.0 tcp 70000\n", "1:39: tcp max connections must be 0..65535"),
+    ("timeout pat-xlate 0\n", "1:19: timeout pat-xlate must be 0:00:30..0:05:00"),
+    (
+        "ipv6 route outside 2001:db8::1/32 fe80::1\n",
+        "1:20: prefix '2001:db8::1/32' has bits outside its length",
+    ),
+    (
+        "interface Ethernet0\n ipv6 address 2001:db8::1\n",
+        "2:15: invalid IPv6 prefix '2001:db8::1' (expected address/length)",
+    ),
+    ("interface Ethernet0 extra\n", "1:21: unexpected 'extra'"),
+    ("ASA Version eight\n", "1:13: invalid version 'eight' (expected e.g. 8.2(1))"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), MORE_ERRORS)
+def test_more_errors(text: str, expected: str):
+    assert error_of(text) == f"seed.cfg:{expected}"

@@ -103,9 +103,9 @@ NOT_MODELLED: dict[str, tuple[int, str]] = {
     "policy-map": (MPF, "the modular policy framework"),
     "tcp-map": (MPF, "the modular policy framework"),
     "service-policy": (MPF, "the modular policy framework"),
-    "sysopt": (BODY, "sysopt"),
-    "nat-control": (AFTER_MTU, "nat-control"),
-    "fragment": (BODY, "fragment"),
+    "sysopt": (BODY, "TCP MSS adjustment and other connection options"),
+    "nat-control": (AFTER_MTU, "NAT required for every outbound flow"),
+    "fragment": (BODY, "fragment reassembly limits"),
     "firewall": (HEAD, "transparent firewall mode"),
 }
 

@@ -77,8 +77,11 @@ def _interface(itf: Interface) -> list[str]:
         lines.append(" shutdown")
     if itf.vlan is not None:
         lines.append(f" vlan {itf.vlan}")
-    lines.append(f" nameif {itf.name}" if itf.name else " no nameif")
-    lines.append(f" security-level {itf.security_level}")
+    if itf.name:
+        lines += [f" nameif {itf.name}", f" security-level {itf.security_level}"]
+    else:
+        lines.append(" no nameif")
+        lines.append(f" security-level {itf.security_level}" if itf.security_level else " no security-level")
     for addr in itf.ipv4:
         standby = f" standby {itf.standby_ipv4}" if itf.standby_ipv4 else ""
         lines.append(f" ip address {addr.ip} {addr.netmask}{standby}")
