@@ -1,0 +1,123 @@
+"""``smoke``: the live path end to end. An inside host pings and sends a file to an outside host through
+``statewall run`` with a permissive two-interface ASA configuration (inside 100, outside 0, PAT to
+the outside interface address); the file's bytes and SHA-256 must arrive unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+from ..netns import LabError
+from ..topology import INSIDE, OUTSIDE, FirewallTopology, read_line
+from . import ScenarioRun, scenario
+
+CONFIG = """\
+: statewall lab smoke: inside may go anywhere, hidden behind the outside address (PAT)
+ASA Version 8.2(1)
+hostname smoke
+interface Ethernet0
+ nameif outside
+ security-level 0
+ ip address 203.0.113.1 255.255.255.0
+interface Ethernet1
+ nameif inside
+ security-level 100
+ ip address 192.168.1.1 255.255.255.0
+access-list outside_in extended permit icmp any any
+access-group outside_in in interface outside
+global (outside) 1 interface
+nat (inside) 1 0.0.0.0 0.0.0.0
+"""
+
+TRANSFER_BYTES = 32 << 20
+PORT = 5001
+
+
+def transfer(
+    topo: FirewallTopology, src: str, dst: str, dst_addr: str, nbytes: int, *, timeout: float = 60
+) -> tuple[dict, dict]:
+    """Send ``nbytes`` from host ``src`` to a receiver on host ``dst``; both ends' JSON reports."""
+    py = [sys.executable, "-m", "statewall.lab.transfer"]
+    server = topo.host(dst).popen(
+        [*py, "serve", "--port", str(PORT), "--timeout", str(timeout)], stdout=subprocess.PIPE
+    )
+    line = read_line(server, 10)
+    if not line.startswith("listening"):
+        raise LabError(f"transfer server: unexpected output {line!r}")
+    client = topo.host(src).run(
+        [*py, "connect", dst_addr, str(PORT), "--send", str(nbytes), "--timeout", str(timeout)],
+        timeout=timeout + 10,
+        check=False,
+    )
+    try:
+        out, _ = server.communicate(timeout=timeout + 10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        out, _ = server.communicate()
+    sent = _last_json(client.stdout)
+    received = _last_json(out.decode(errors="replace"))
+    return sent, received
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"bytes": 0, "sha256": "", "seconds": 0, "error": f"no report in {text[-200:]!r}"}
+
+
+@scenario("smoke", "ping and a 32 MB TCP transfer inside -> outside through PAT")
+def smoke(run: ScenarioRun) -> None:
+    lab = run.lab
+    topo = FirewallTopology(lab, (INSIDE, OUTSIDE)).build()
+    run.say(f"topology: {' '.join(ns.name for ns in lab.namespaces.values())}")
+    config = os.path.join(lab.workdir(), "smoke.cfg")
+    with open(config, "w") as f:
+        f.write(CONFIG)
+    log = os.path.join(lab.workdir(), "smoke.log")
+    topo.start_firewall(config, offload=run.offload, log_file=log)
+    run.say(topo.firewall_output[-1])
+
+    # hping3 rather than ping: it is among the project's Debian packages, iputils-ping is not.
+    ping = topo.host("inside").run(
+        ["hping3", "--icmp", "-c", "3", "-i", "u200000", OUTSIDE.host], timeout=15, check=False
+    )
+    m = re.search(r"(\d+) packets received", ping.stdout + ping.stderr)
+    run.check(
+        "ping inside -> outside",
+        bool(m and m.group(1) == "3"),
+        m.group(0) if m else (ping.stdout + ping.stderr).strip()[-200:],
+    )
+
+    sent, received = transfer(topo, "inside", "outside", OUTSIDE.host, TRANSFER_BYTES)
+    secs = received.get("seconds") or sent.get("seconds") or 0
+    rate = f", {received['bytes'] * 8 / secs / 1e6:.0f} Mbit/s" if secs and received["bytes"] else ""
+    run.say(
+        f"  sent     {sent['bytes']} bytes sha256 {sent['sha256']}"
+        + (f" ({sent['error']})" if sent["error"] else "")
+    )
+    run.say(
+        f"  received {received['bytes']} bytes sha256 {received['sha256']}{rate}"
+        + (f" ({received['error']})" if received["error"] else "")
+    )
+    run.check(
+        "TCP transfer inside -> outside",
+        sent["bytes"] == TRANSFER_BYTES
+        and received["bytes"] == TRANSFER_BYTES
+        and sent["sha256"] == received["sha256"],
+        f"{received['bytes']} of {TRANSFER_BYTES} bytes, checksums "
+        + ("match" if sent["sha256"] == received["sha256"] else "differ"),
+    )
+
+    code = topo.stop_firewall()
+    run.check("statewall run exits cleanly on SIGTERM", code == 0, f"exit code {code}")
+    for line in topo.firewall_output:
+        if line.startswith("statewall run: stopped"):
+            run.say("  " + line)
+    with open(log) as f:
+        built = sum(1 for line in f if "-302013:" in line or "-302020:" in line)
+    run.check("connections logged", built >= 2, f"{built} 'Built' lines in {os.path.basename(log)}")

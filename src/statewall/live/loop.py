@@ -1,0 +1,379 @@
+"""The live data path: one thread, one epoll, every TUN of the firewall, the engine in between.
+
+Owns the forwarding loop of ``statewall run``. Each readable TUN is drained (up to ``batch`` reads, then
+the next one gets its turn; epoll is level-triggered so nothing is lost); each packet goes to
+``Firewall.receive`` and whatever comes back is written to the egress interface's TUN. ``advance`` runs
+on the real clock every ``tick`` seconds (or earlier when the engine says a timer is due). SIGINT and
+SIGTERM, or ``stop()`` from another thread, end the loop after the packet in hand.
+
+Per packet the loop reads into one preallocated buffer, copies the IP packet out (the engine may keep
+it), and writes with ``writev`` so that the virtio-net header is never glued to the packet. A forwarded
+packet that comes back as the very object that went in, with the same length, is written with the
+header it arrived with: a super-packet stays a super-packet and a partial checksum stays partial (the
+engine, told ``csum_partial``, keeps it partial). Everything else (packets the engine built, resized or
+copied, super-packets towards a TUN that cannot take them) goes through ``_send``, which derives the
+header from the packet, and segments or completes checksums in Python where the egress cannot.
+
+Clock: ``now`` is ``time.monotonic()`` shifted once to the epoch, so it never jumps and event times
+read as wall-clock time in logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .tun import TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, Tun
+from .vnet import (
+    F_NEEDS_CSUM,
+    GSO_ECN,
+    GSO_TCPV4,
+    GSO_TCPV6,
+    GSO_UDP_L4,
+    NO_OFFLOAD_HDR,
+    PROTO_TCP,
+    PROTO_UDP,
+    VNET_HDR_LEN,
+    fill_l4_checksum,
+    header_for,
+    l4_offset,
+    segment,
+)
+
+# Largest read: an IP packet (GSO super-packets are capped at 64 KB) plus the virtio-net header.
+READ_SIZE = 65536 + VNET_HDR_LEN + 64
+
+_COUNTERS = (
+    "rx_packets", "rx_bytes", "rx_super", "rx_errors",
+    "tx_packets", "tx_bytes", "tx_errors", "tx_segmented", "tx_csum_completed",
+)  # fmt: skip
+
+
+class Port:
+    """One firewall interface bound to one TUN, with its counters."""
+
+    __slots__ = ("name", "tun", "fd", "hl", "offloads", "mode", "mtu", "reader", *_COUNTERS)
+
+    def __init__(self, name: str, tun: Tun) -> None:
+        self.name = name
+        self.tun = tun
+        self.fd = tun.fd
+        self.hl = tun.header_len
+        self.offloads = tun.offloads if tun.vnet_hdr else 0
+        # Ports with equal ``mode`` can take each other's packets with the header they arrived with.
+        self.mode = self.offloads if tun.vnet_hdr else -1
+        self.mtu = tun.mtu
+        # FileIO.readinto returns None on EAGAIN instead of raising: no exception per drained fd.
+        self.reader = open(tun.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 -- lives with the port
+        for c in _COUNTERS:
+            setattr(self, c, 0)
+
+    def counters(self) -> dict[str, int]:
+        return {c: getattr(self, c) for c in _COUNTERS}
+
+
+class Loop:
+    """The epoll loop around one engine. ``fw`` needs ``receive`` and ``advance`` (``Firewall``)."""
+
+    def __init__(
+        self,
+        fw: Any,
+        ports: Iterable[Port],
+        *,
+        tick: float = 0.1,
+        batch: int = 256,
+        on_events: Callable[[list], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.fw = fw
+        self.ports = list(ports)
+        if len({p.name for p in self.ports}) != len(self.ports):
+            raise ValueError("two ports with the same interface name")
+        self.by_name = {p.name: p for p in self.ports}
+        self.tick = tick
+        self.batch = batch
+        self.on_events = on_events
+        # Called after each advance: where a log file gets flushed, ~10 times a second.
+        self.on_tick = on_tick
+        self.events = 0
+        self.unknown_egress = 0
+        self.advances = 0
+        self.started = 0.0
+        self._epoch = time.time() - time.monotonic()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._stopping = False
+        self._buf = bytearray(READ_SIZE)
+        self._mv = memoryview(self._buf)
+        params = inspect.signature(fw.receive).parameters
+        # Engines that cannot be told the segment size of a super-packet are simply not told.
+        self._gso_kw = "gso_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        deadline = getattr(fw, "next_deadline", None)
+        self._next_deadline = deadline if callable(deadline) else None
+
+    # ---------------------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.monotonic() + self._epoch
+
+    def stop(self) -> None:
+        """Ask the loop to end; safe from signal handlers and other threads."""
+        self._stopping = True
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"\0")
+
+    def close(self) -> None:
+        for p in self.ports:
+            p.reader.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "interfaces": {p.name: p.counters() for p in self.ports},
+            "events": self.events,
+            "unknown_egress": self.unknown_egress,
+            "advances": self.advances,
+        }
+
+    def run(self, *, handle_signals: bool = False) -> None:
+        """Forward until ``stop()`` (or SIGINT/SIGTERM when ``handle_signals``, main thread only)."""
+        old: dict[int, Any] = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, lambda _s, _f: self.stop())
+        ep = select.epoll()
+        try:
+            by_fd = {}
+            for p in self.ports:
+                ep.register(p.fd, select.EPOLLIN)
+                by_fd[p.fd] = p
+            ep.register(self._wake_r, select.EPOLLIN)
+            self._run(ep, by_fd)
+        finally:
+            ep.close()
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def _run(self, ep: select.epoll, by_fd: dict[int, Port]) -> None:
+        mono = time.monotonic
+        epoch = self._epoch
+        tick = self.tick
+        wake = self._wake_r
+        drain = self._drain
+        poll = ep.poll
+        next_deadline = self._next_deadline
+        self.started = mono() + epoch
+        next_advance = self.started + tick
+        while not self._stopping:
+            now = mono() + epoch
+            if now >= next_advance:
+                self._advance(now)
+                next_advance = now + tick
+                if next_deadline is not None:
+                    due = next_deadline()
+                    if due is not None and due < next_advance:
+                        next_advance = max(due, now + 0.001)
+            for fd, _ev in poll(max(0.0, next_advance - now)):
+                if fd == wake:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake, 512)
+                    continue
+                drain(by_fd[fd])
+        self._advance(mono() + epoch)
+
+    def _advance(self, now: float) -> None:
+        self.advances += 1
+        res = self.fw.advance(now)
+        for egress, pkt in res.packets:
+            out = self.by_name.get(egress)
+            if out is None:
+                self.unknown_egress += 1
+                continue
+            self._send(out, pkt, None, False, 0, 0)
+        if res.events:
+            self._events(res.events)
+        if self.on_tick is not None:
+            self.on_tick()
+
+    def _events(self, events: list) -> None:
+        self.events += len(events)
+        if self.on_events is not None:
+            self.on_events(events)
+
+    # ---------------------------------------------------------------------------------------------
+    # The hot path: everything bound to locals, one function call per readable fd, not per packet.
+
+    def _drain(self, port: Port) -> None:
+        readinto = port.reader.readinto
+        buf = self._buf
+        mv = self._mv
+        hdr = mv[:VNET_HDR_LEN]
+        hl = port.hl
+        mode = port.mode
+        name = port.name
+        receive = self.fw.receive
+        by_name = self.by_name
+        send = self._send
+        writev = os.writev
+        write = os.write
+        mono = time.monotonic
+        epoch = self._epoch
+        gso_kw = self._gso_kw
+        flags = gso_type = gso_size = 0
+        partial = False
+        rx = rxb = sup = 0
+        try:
+            for _ in range(self.batch):
+                try:
+                    n = readinto(mv)
+                except OSError:
+                    port.rx_errors += 1
+                    break
+                if n is None:
+                    break
+                if n <= hl:
+                    continue
+                data = buf[hl:n]
+                n -= hl
+                rx += 1
+                rxb += n
+                now = mono() + epoch
+                if hl:
+                    flags = buf[0]
+                    gso_type = buf[1]
+                    partial = flags & F_NEEDS_CSUM == F_NEEDS_CSUM
+                    if gso_type:
+                        sup += 1
+                        gso_size = buf[4] | buf[5] << 8
+                        if gso_kw:
+                            res = receive(name, data, now, csum_partial=partial, gso_size=gso_size)
+                        else:
+                            res = receive(name, data, now, csum_partial=partial)
+                    else:
+                        gso_size = 0
+                        res = receive(name, data, now, csum_partial=partial)
+                else:
+                    res = receive(name, data, now)
+                for egress, pkt in res.packets:
+                    out = by_name.get(egress)
+                    if out is None:
+                        self.unknown_egress += 1
+                    elif pkt is data and out.mode == mode and len(pkt) == n:
+                        try:
+                            if hl:
+                                writev(out.fd, (hdr, pkt))
+                            else:
+                                write(out.fd, pkt)
+                            out.tx_packets += 1
+                            out.tx_bytes += n
+                        except OSError:
+                            out.tx_errors += 1
+                    else:
+                        send(out, pkt, data, partial, gso_type, gso_size)
+                if res.events:
+                    self._events(res.events)
+        finally:
+            port.rx_packets += rx
+            port.rx_bytes += rxb
+            port.rx_super += sup
+
+    def _send(
+        self,
+        out: Port,
+        pkt: bytearray,
+        data: bytearray | None,
+        in_partial: bool,
+        gso_type: int,
+        gso_size: int,
+    ) -> None:
+        """Write a packet whose header cannot be the one it arrived with.
+
+        ``data`` is the received packet (None for packets from ``advance``); the checksum state of
+        ``pkt`` is known only when it *is* that packet. For anything else the TCP/UDP checksum is
+        recomputed: as a pseudo-header seed sent with ``NEEDS_CSUM`` where the egress TUN finishes it
+        (cheap), or complete where it cannot.
+        """
+        try:
+            self._write_packets(out, pkt, data, in_partial, gso_type, gso_size)
+        except OSError:
+            out.tx_errors += 1
+        except (ValueError, IndexError):
+            # Not an IP packet we can reason about (the engine built it): send it as it is.
+            try:
+                if out.hl:
+                    os.writev(out.fd, (NO_OFFLOAD_HDR, pkt))
+                else:
+                    os.write(out.fd, pkt)
+                out.tx_packets += 1
+                out.tx_bytes += len(pkt)
+            except OSError:
+                out.tx_errors += 1
+
+    def _write_packets(
+        self,
+        out: Port,
+        pkt: bytearray,
+        data: bytearray | None,
+        in_partial: bool,
+        gso_type: int,
+        gso_size: int,
+    ) -> None:
+        plen = len(pkt)
+        version = pkt[0] >> 4
+        fragment = version == 4 and bool(pkt[6] & 0x3F or pkt[7])
+        l4off, proto = l4_offset(pkt)
+        if fragment or proto not in (PROTO_TCP, PROTO_UDP):
+            self._write(out, NO_OFFLOAD_HDR, pkt)
+            return
+        derived = pkt is data
+        known_complete = derived and not in_partial
+        known_partial = derived and in_partial
+        oversize = plen > out.mtu
+        if oversize:
+            hdr_len = l4off + ((pkt[l4off + 12] >> 4) * 4 if proto == PROTO_TCP else 8)
+            seg_size = gso_size or (out.mtu - hdr_len)
+            if proto == PROTO_TCP:
+                need = TUN_F_TSO4 if version == 4 else TUN_F_TSO6
+            else:
+                need = TUN_F_USO4 if version == 4 else TUN_F_USO6
+            can = out.hl and out.offloads & TUN_F_CSUM and out.offloads & need
+            if not can:
+                kind = (GSO_TCPV4 if version == 4 else GSO_TCPV6) if proto == PROTO_TCP else GSO_UDP_L4
+                segs = segment(pkt, kind, seg_size)
+                out.tx_segmented += 1
+                for seg in segs:
+                    self._write(out, NO_OFFLOAD_HDR, seg)
+                return
+            if not known_partial:
+                fill_l4_checksum(pkt, l4off, proto, partial=True)
+            hdr = header_for(pkt, gso_size=seg_size, ecn=bool(gso_type & GSO_ECN)).pack()
+            self._write(out, hdr, pkt)
+            return
+        if known_complete:
+            self._write(out, NO_OFFLOAD_HDR, pkt)
+        elif out.hl and out.offloads & TUN_F_CSUM:
+            if not known_partial:
+                fill_l4_checksum(pkt, l4off, proto, partial=True)
+            self._write(out, header_for(pkt).pack(), pkt)
+        else:
+            fill_l4_checksum(pkt, l4off, proto, partial=False)
+            out.tx_csum_completed += 1
+            self._write(out, NO_OFFLOAD_HDR, pkt)
+
+    @staticmethod
+    def _write(out: Port, hdr: bytes, pkt: bytearray) -> None:
+        if out.hl:
+            os.writev(out.fd, (hdr, pkt))
+        else:
+            os.write(out.fd, pkt)
+        out.tx_packets += 1
+        out.tx_bytes += len(pkt)
