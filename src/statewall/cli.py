@@ -20,12 +20,27 @@ from .dialects.errors import ConfigError
 from .pcapio import CaptureError
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Keeps each command and its help on one line.
+
+    argparse measures subcommand names without the indent they are printed with, so a long name
+    ("packet-tracer") gets its help pushed to the next line; this counts that indent.
+    """
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.choices:
+            longest = max(len(name) for name in action.choices)
+            self._action_max_length = max(
+                self._action_max_length, longest + self._current_indent + self._indent_increment
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="statewall",
         description="A stateful firewall that behaves like Cisco ASA and Linux netfilter.",
-        # Room for "packet-tracer" beside its help, so each command stays on one line.
-        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=30, width=100),
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"statewall {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "show",
-        help="show running-config: print a configuration back in ASA syntax",
+        help="show running-config: print a configuration in ASA syntax",
         description="show running-config: the configuration as statewall understood it, in ASA form. "
         "The output parses back to the same policy.",
     )

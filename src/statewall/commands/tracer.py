@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "packet-tracer",
-        help="trace one synthetic packet through a configuration, phase by phase",
+        help="trace one packet through a configuration, phase by phase",
         description="Show each phase (flow lookup, route lookup, access list, NAT, connection) with "
         "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop.",
         usage=USAGE,
