@@ -533,6 +533,16 @@ MORE_ERRORS = [
         "2:15: invalid IPv6 prefix '2001:db8::1' (expected address/length)",
     ),
     ("interface Ethernet0 extra\n", "1:21: unexpected 'extra'"),
+    (
+        "object-group service WEB tcp\n port-object eq www\n"
+        "access-list a extended permit tcp any any object-group WEB\n",
+        "3:56: access lists cannot use service object-group 'WEB' yet",
+    ),
+    (
+        "object-group protocol P\nprotocol-object tcp\n"  # unindented: still the group's sub-command
+        "access-list a extended permit object-group P any any\n",
+        "3:44: access lists cannot use protocol object-group 'P' yet",
+    ),
     ("ASA Version eight\n", "1:13: invalid version 'eight' (expected e.g. 8.2(1))"),
 ]
 

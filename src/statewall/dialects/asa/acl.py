@@ -104,12 +104,12 @@ def _standard(p: Parser, c: Cursor) -> tuple[Match, str | None]:
 
 def _extended(p: Parser, c: Cursor, acl: str, action: str) -> AccessRule:
     proto_tok = c.next("protocol")
-    protocol = _protocol(c, proto_tok)
+    protocol = _protocol(p, c, proto_tok)
     port_proto = PORT_PROTOCOLS.get(protocol) if protocol is not None else None
     sources, src_obj = address(p, c, "source")
-    sports = _ports(c, port_proto)
+    sports = _ports(p, c, port_proto)
     destinations, dst_obj = address(p, c, "destination")
-    dports = _ports(c, port_proto)
+    dports = _ports(p, c, port_proto)
     icmp_type = icmp_code = None
     if protocol in (PROTO_ICMP, PROTO_ICMPV6) and c.peek() is not None and c.peek() not in _TRAILERS:
         icmp_type, icmp_code = _icmp(c, protocol)
@@ -134,10 +134,13 @@ def _extended(p: Parser, c: Cursor, acl: str, action: str) -> AccessRule:
     return rule
 
 
-def _protocol(c: Cursor, tok: Token) -> int | None:
+def _protocol(p: Parser, c: Cursor, tok: Token) -> int | None:
     if tok.word == "ip":
         return None
     if tok.word in ("object-group", "object"):
+        name_tok = c.peek_token()
+        if name_tok is not None:
+            _unmodelled_object(p, c, name_tok)
         raise c.error(tok, "service objects in access lists are not supported yet")
     if tok.text.isdigit():
         return c.integer_of(tok, 0, 255, "protocol")
@@ -175,6 +178,7 @@ def address(p: Parser, c: Cursor, what: str) -> tuple[tuple[IPNetwork, ...], str
         name_tok = c.next("object name")
         obj = p.policy.network_objects.get(name_tok.text)
         if obj is None:
+            _unmodelled_object(p, c, name_tok)
             raise c.error(name_tok, f"unknown {word} '{name_tok.text}'")
         if obj.group != (word == "object-group"):
             actual = "object-group" if obj.group else "object"
@@ -191,8 +195,18 @@ def address(p: Parser, c: Cursor, what: str) -> tuple[tuple[IPNetwork, ...], str
     return (c.network(tok, c.netmask(), addr),), None
 
 
-def _ports(c: Cursor, protocol: str | None) -> tuple[PortMatch, ...]:
+def _unmodelled_object(p: Parser, c: Cursor, name_tok: Token) -> None:
+    """Refuse a rule naming a service/protocol/icmp-type object: it cannot be matched yet, and
+    dropping or widening the rule would silently change what passes."""
+    kind = p.unmodelled_objects.get(name_tok.text)
+    if kind is not None:
+        raise c.error(name_tok, f"access lists cannot use {kind} '{name_tok.text}' yet")
+
+
+def _ports(p: Parser, c: Cursor, protocol: str | None) -> tuple[PortMatch, ...]:
     op_tok = c.peek_token()
+    if op_tok is not None and op_tok.word in ("object-group", "object") and len(c.line.tokens) > c.pos + 1:
+        _unmodelled_object(p, c, c.line.tokens[c.pos + 1])
     if op_tok is None or op_tok.word not in _PORT_OPS:
         return ()
     if protocol is None:
@@ -305,6 +319,9 @@ def flatten(p: Parser, obj: NetworkObject) -> list[IPNetwork]:
 def object_(p: Parser, c: Cursor) -> None:
     kind = c.keyword(("network", "service"), "object type")
     if kind == "service":
+        name_tok = c.peek_token()
+        if name_tok is not None:
+            p.unmodelled_objects[name_tok.text] = "service object"
         passthrough.keep_not_modelled(p, c, "object service")
         return
     obj = _object_named(p, c, group=False)
@@ -371,6 +388,9 @@ def _object_value(p: Parser, c: Cursor, word: str) -> IPNetwork | tuple:
 def object_group(p: Parser, c: Cursor) -> None:
     kind_tok = c.next("object-group type")
     if kind_tok.word != "network":
+        name_tok = c.peek_token()
+        if name_tok is not None:
+            p.unmodelled_objects[name_tok.text] = f"{kind_tok.word} object-group"
         passthrough.keep_not_modelled(p, c, f"object-group {kind_tok.word}")
         return
     obj = _object_named(p, c, group=True)

@@ -52,6 +52,9 @@ class Parser:
     # NAT work to resolve at the end, in file order (see ``nat``).
     nat_items: list[object] = field(default_factory=list)
     nat_globals: list[nat.GlobalLine] = field(default_factory=list)
+    # Objects kept but not modelled (service groups, ...), name -> kind, so that a rule naming one
+    # fails with a message that says why.
+    unmodelled_objects: dict[str, str] = field(default_factory=dict)
     # The hostname a transcript's prompts show: the device's name when no hostname command says it.
     prompt_host: str | None = None
     hostname_set: bool = False

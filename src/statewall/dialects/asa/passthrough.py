@@ -112,6 +112,10 @@ NOT_MODELLED: dict[str, tuple[int, str]] = {
 # Sub-commands of the blocks above, for pasted transcripts that do not indent them.
 _POLICY_MAP_TOP = frozenset({"class", "parameters", "description", "match"})
 SUBCOMMANDS: dict[str, frozenset[str]] = {
+    "object-group": frozenset(
+        {"port-object", "service-object", "protocol-object", "icmp-object", "group-object", "description"}
+    ),
+    "object": frozenset({"service", "description"}),
     "class-map": frozenset({"match", "description"}),
     "tcp-map": frozenset(
         {
