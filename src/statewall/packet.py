@@ -59,6 +59,7 @@ _U32x2 = struct.Struct("!II")
 
 _ip4_unpack = _IP4.unpack_from
 _tcp_unpack = _TCP.unpack_from
+_ip4_tcp_unpack = struct.Struct("!BBHHHBBHIIHHIIBBHHHI").unpack_from
 _u16_unpack = _U16.unpack_from
 _u16_pack = _U16.pack_into
 _u32_unpack = _U32.unpack_from
@@ -104,11 +105,19 @@ class Packet:
     Fields not meaningful for the protocol are 0 (or False / empty). ``flags`` is TCP byte 13 (CWR ECE
     URG ACK PSH RST SYN FIN); ``reserved`` the low nibble of byte 12 (3 reserved bits + NS/AE).
     ``end`` is the absolute end of the datagram in ``buf`` (Ethernet padding after it is ignored).
+    ``ipv4_options`` / ``ipv6_ext`` list ``(type, offset, length)``; ``frag_hdr_off`` is the IPv6
+    fragment header's offset (-1: none); ``rh_dst`` the final destination named by an IPv6 routing
+    header with segments left (-1: none), which is what the L4 pseudo-header uses.
+
+    Fields are read-only outside this module: change packets through the setters, which keep the
+    bytes, the fields and the checksums in step.
     """
 
+    # Fields that vary per packet are slots here. Fields that are the same for nearly every packet
+    # are class attributes (their defaults) here and slots only in ``_FullPacket``, which the general
+    # decoder builds: the fast path stores 28 fields instead of 44. Neither class has a ``__dict__``.
     __slots__ = (
         "buf",
-        "ipoff",
         "end",
         "version",
         "src",
@@ -120,13 +129,7 @@ class Packet:
         "total_len",
         "ip_id",
         "df",
-        "mf",
-        "frag_offset",
-        "is_fragment",
         "has_l4",
-        "ipv4_options",
-        "ipv6_ext",
-        "frag_hdr_off",
         "l4off",
         "sport",
         "dport",
@@ -139,19 +142,27 @@ class Packet:
         "urgptr",
         "payload_off",
         "payload_len",
-        "udp_len",
-        "icmp_type",
-        "icmp_code",
-        "icmp_id",
-        "is_icmp_error",
-        "pseudo_dst",
         "csum_off",
         "partial",
-        "quoted",
-        "parent",
         "_opts",
-        "_inner",
     )
+
+    ipoff: int = 0
+    mf: bool = False
+    frag_offset: int = 0
+    is_fragment: bool = False
+    ipv4_options: tuple | list = ()
+    ipv6_ext: tuple | list = ()
+    frag_hdr_off: int = -1
+    rh_dst: int = -1
+    udp_len: int = 0
+    icmp_type: int = 0
+    icmp_code: int = 0
+    icmp_id: int = 0
+    is_icmp_error: bool = False
+    quoted: bool = False
+    parent: Packet | None = None
+    _inner: Packet | None = None
 
     # ----------------------------------------------------------------------------------------------
     # Reading
@@ -264,7 +275,8 @@ class Packet:
             end = self.end
         if proto == PROTO_ICMP and self.version == 4:
             return start, end, 0
-        return start, end, self.src + self.pseudo_dst + proto + (end - start)
+        dst = self.dst if self.rh_dst < 0 else self.rh_dst
+        return start, end, self.src + dst + proto + (end - start)
 
     def verify_checksums(self) -> DropReason | None:
         """The drop reason of the first wrong checksum, or None.
@@ -369,14 +381,12 @@ class Packet:
             c = _M - (((c ^ _M) + d) % _M or _M)
             buf[o + 10] = c >> 8
             buf[o + 11] = c & 0xFF
-            self.pseudo_dst = addr
             if self.proto == PROTO_ICMP:
                 return
         else:
             buf[o + 24 : o + 40] = addr.to_bytes(16, "big")
-            if self.pseudo_dst != old:
+            if self.rh_dst >= 0:
                 return  # a routing header names the final destination the pseudo-header uses
-            self.pseudo_dst = addr
         self._l4_delta(d, True)
 
     def set_ttl(self, ttl: int) -> None:
@@ -451,68 +461,85 @@ class Packet:
         self._l4_delta(port - old, False)
 
     def rewrite_src(self, addr: int, port: int) -> None:
-        """NAT the source (address and port/ICMP id) with a single L4 checksum update."""
-        self._rewrite(addr, port, 12, 0)
+        """NAT the source address and port (ICMP query id) with one L4 checksum update.
 
-    def rewrite_dst(self, addr: int, port: int) -> None:
-        """NAT the destination (address and port/ICMP id) with a single L4 checksum update."""
-        self._rewrite(addr, port, 16, 2)
-
-    def _rewrite(self, addr: int, port: int, a_off: int, p_off: int) -> None:
+        Written out flat, without helper calls: it is the per-packet work of every PAT flow.
+        """
+        proto = self.proto
+        if (proto != PROTO_TCP and proto != PROTO_UDP) or not self.has_l4:
+            Packet.set_src(self, addr)
+            Packet.set_sport(self, port)
+            return
         buf = self.buf
         o = self.ipoff
-        proto = self.proto
-        if a_off == 12:
-            old = self.src
-            self.src = addr
-            da = addr - old
-        else:
-            old = self.dst
-            self.dst = addr
-            da = addr - old
-            if self.pseudo_dst == old:
-                self.pseudo_dst = addr
-            else:
-                da = 0  # IPv6 routing header: the pseudo-header uses the final destination
+        da = addr - self.src
+        self.src = addr
         if self.version == 4:
-            _u32_pack(buf, o + a_off, addr)
+            _u32_pack(buf, o + 12, addr)
             c = buf[o + 10] << 8 | buf[o + 11]
             c = _M - (((c ^ _M) + da) % _M or _M)
             buf[o + 10] = c >> 8
             buf[o + 11] = c & 0xFF
         else:
-            a6 = o + 8 if a_off == 12 else o + 24
-            buf[a6 : a6 + 16] = addr.to_bytes(16, "big")
-        if proto in (PROTO_TCP, PROTO_UDP):
-            if not self.has_l4:
-                self._l4_delta(da, True)
-                return
-            l4 = self.l4off + p_off
-            oldp = buf[l4] << 8 | buf[l4 + 1]
-            buf[l4] = port >> 8
-            buf[l4 + 1] = port & 0xFF
-            if p_off:
-                self.dport = port
-            else:
-                self.sport = port
-            co = self.csum_off
-            if co < 0:
-                return
-            c = buf[co] << 8 | buf[co + 1]
-            if self.partial:
-                c = (c + da) % _M or _M
-            else:
-                if c == 0 and proto == PROTO_UDP and self.version == 4:
-                    return
-                c = _M - (((c ^ _M) + da + port - oldp) % _M or _M)
-                if c == 0 and proto == PROTO_UDP:
-                    c = _M
-            buf[co] = c >> 8
-            buf[co + 1] = c & 0xFF
+            buf[o + 8 : o + 24] = addr.to_bytes(16, "big")
+        l4 = self.l4off
+        dp = port - self.sport
+        self.sport = port
+        buf[l4] = port >> 8
+        buf[l4 + 1] = port & 0xFF
+        co = self.csum_off
+        if co < 0:
             return
-        if proto != PROTO_ICMP or self.version != 4:
-            self._l4_delta(da, True)
-        Packet.set_icmp_id(self, port)
+        c = buf[co] << 8 | buf[co + 1]
+        if self.partial:
+            c = (c + da) % _M or _M  # ports are not in the pseudo-header
+        else:
+            if c == 0 and proto == PROTO_UDP and self.version == 4:
+                return
+            c = _M - (((c ^ _M) + da + dp) % _M or _M)
+            if c == 0 and proto == PROTO_UDP:
+                c = _M
+        buf[co] = c >> 8
+        buf[co + 1] = c & 0xFF
+
+    def rewrite_dst(self, addr: int, port: int) -> None:
+        """NAT the destination address and port (ICMP query id) with one L4 checksum update."""
+        proto = self.proto
+        if (proto != PROTO_TCP and proto != PROTO_UDP) or not self.has_l4 or self.rh_dst >= 0:
+            Packet.set_dst(self, addr)
+            Packet.set_dport(self, port)
+            return
+        buf = self.buf
+        o = self.ipoff
+        da = addr - self.dst
+        self.dst = addr
+        if self.version == 4:
+            _u32_pack(buf, o + 16, addr)
+            c = buf[o + 10] << 8 | buf[o + 11]
+            c = _M - (((c ^ _M) + da) % _M or _M)
+            buf[o + 10] = c >> 8
+            buf[o + 11] = c & 0xFF
+        else:
+            buf[o + 24 : o + 40] = addr.to_bytes(16, "big")
+        l4 = self.l4off
+        dp = port - self.dport
+        self.dport = port
+        buf[l4 + 2] = port >> 8
+        buf[l4 + 3] = port & 0xFF
+        co = self.csum_off
+        if co < 0:
+            return
+        c = buf[co] << 8 | buf[co + 1]
+        if self.partial:
+            c = (c + da) % _M or _M
+        else:
+            if c == 0 and proto == PROTO_UDP and self.version == 4:
+                return
+            c = _M - (((c ^ _M) + da + dp) % _M or _M)
+            if c == 0 and proto == PROTO_UDP:
+                c = _M
+        buf[co] = c >> 8
+        buf[co + 1] = c & 0xFF
 
     def set_icmp_id(self, ident: int) -> None:
         """Rewrite the ICMP/ICMPv6 query identifier (also ``sport``/``dport``, which mirror it)."""
@@ -692,7 +719,30 @@ class Packet:
         return True
 
 
-class _QuotedPacket(Packet):
+class _FullPacket(Packet):
+    """A packet from the general decoder: the rare fields are instance slots too."""
+
+    __slots__ = (
+        "ipoff",
+        "mf",
+        "frag_offset",
+        "is_fragment",
+        "ipv4_options",
+        "ipv6_ext",
+        "frag_hdr_off",
+        "rh_dst",
+        "udp_len",
+        "icmp_type",
+        "icmp_code",
+        "icmp_id",
+        "is_icmp_error",
+        "quoted",
+        "parent",
+        "_inner",
+    )
+
+
+class _QuotedPacket(_FullPacket):
     """The packet inside an ICMP error. Its setters also fix the outer ICMP checksum.
 
     The quoted bytes are ICMP payload, so every change to them (including the inner checksums the
@@ -775,8 +825,6 @@ class _QuotedPacket(Packet):
 # --------------------------------------------------------------------------------------------------
 # Decoding
 
-_new_packet = Packet.__new__
-
 
 def _parse_tcp_options(buf, start: int, end: int, strict: bool) -> list[tuple[int, int, int]]:
     """Walk TCP options in ``buf[start:end]``; strict raises on bad syntax, tolerant stops there."""
@@ -837,62 +885,50 @@ def decode(buf: bytearray, *, partial_csum: bool = False) -> Packet:
     ``partial_csum``: the L4 checksum field holds a partial pseudo-header sum (TUN NEEDS_CSUM).
     """
     n = len(buf)
-    # Fast path: plain IPv4 (no options) + TCP, not fragmented - the bulk of the traffic.
-    if n >= 40 and buf[0] == 0x45:
-        _vihl, tos, tot, ident, frag, ttl, proto, _c, src, dst = _ip4_unpack(buf, 0)
-        if proto == PROTO_TCP and not frag & 0x3FFF and 40 <= tot <= n:
-            sport, dport, seq, ack, offres, flags, window, _c, urg = _tcp_unpack(buf, 20)
-            doff = (offres >> 4) << 2
-            if 20 <= doff <= tot - 20 and (
-                doff == 20 or (doff == 32 and _u32_unpack(buf, 40)[0] == _NOP_NOP_TS)
-            ):
-                p = _new_packet(Packet)
-                p.buf = buf
-                p.ipoff = 0
-                p.end = tot
-                p.version = 4
-                p.src = src
-                p.dst = dst
-                p.ttl = ttl
-                p.tos = tos
-                p.proto = PROTO_TCP
-                p.l3_len = 20
-                p.total_len = tot
-                p.ip_id = ident
-                p.df = frag & 0x4000 != 0
-                p.mf = False
-                p.frag_offset = 0
-                p.is_fragment = False
-                p.has_l4 = True
-                p.ipv4_options = ()
-                p.ipv6_ext = ()
-                p.frag_hdr_off = -1
-                p.l4off = 20
-                p.sport = sport
-                p.dport = dport
-                p.seq = seq
-                p.ack = ack
-                p.flags = flags
-                p.reserved = offres & 15
-                p.doff = doff
-                p.window = window
-                p.urgptr = urg
-                p.payload_off = 20 + doff
-                p.payload_len = tot - 20 - doff
-                p.udp_len = 0
-                p.icmp_type = 0
-                p.icmp_code = 0
-                p.icmp_id = 0
-                p.is_icmp_error = False
-                p.pseudo_dst = dst
-                p.csum_off = 36
-                p.partial = partial_csum
-                p.quoted = False
-                p.parent = None
-                p._opts = None
-                p._inner = None
-                return p
-    p = _new_packet(Packet)
+    # Fast path: plain IPv4 (no options) + TCP, not fragmented - the bulk of the traffic. One unpack
+    # covers both headers and the first option word, which tells the NOP NOP timestamp layout.
+    if n >= 44 and buf[0] == 0x45:
+        (_vihl, tos, tot, ident, frag, ttl, proto, _c, src, dst,
+         sport, dport, seq, ack, offres, flags, window, _c, urg, opt0) = _ip4_tcp_unpack(buf, 0)  # fmt: skip
+        doff = (offres >> 4) << 2
+        if (
+            proto == PROTO_TCP
+            and not frag & 0x3FFF
+            and tot <= n
+            and 20 <= doff <= tot - 20
+            and (doff == 20 or (doff == 32 and opt0 == _NOP_NOP_TS))
+        ):
+            p = Packet()
+            p.buf = buf
+            p.end = tot
+            p.version = 4
+            p.src = src
+            p.dst = dst
+            p.ttl = ttl
+            p.tos = tos
+            p.proto = PROTO_TCP
+            p.l3_len = 20
+            p.total_len = tot
+            p.ip_id = ident
+            p.df = frag & 0x4000 != 0
+            p.has_l4 = True
+            p.l4off = 20
+            p.sport = sport
+            p.dport = dport
+            p.seq = seq
+            p.ack = ack
+            p.flags = flags
+            p.reserved = offres & 15
+            p.doff = doff
+            p.window = window
+            p.urgptr = urg
+            p.payload_off = 20 + doff
+            p.payload_len = tot - 20 - doff
+            p.csum_off = 36
+            p.partial = partial_csum
+            p._opts = None
+            return p
+    p = _FullPacket()
     p.buf = buf
     p.partial = partial_csum
     p.parent = None
@@ -903,7 +939,7 @@ def decode(buf: bytearray, *, partial_csum: bool = False) -> Packet:
 
 
 def _decode_quoted(outer: Packet) -> Packet:
-    q = _new_packet(_QuotedPacket)
+    q = _QuotedPacket()
     q.buf = outer.buf
     q.partial = False
     q.parent = outer
@@ -956,7 +992,7 @@ def _decode_into(p: Packet, buf, base: int, limit: int, quoted: bool) -> None:
         mf = frag & 0x2000 != 0
         df = frag & 0x4000 != 0
         l4off = base + hl
-        pseudo_dst = dst
+        rh_dst = -1
         if (mf or frag_offset) and not quoted:
             if mf and (tot - hl) & 7:
                 raise _err(DropReason.INVALID_FRAGMENT, "non-last fragment length not a multiple of 8")
@@ -979,7 +1015,7 @@ def _decode_into(p: Packet, buf, base: int, limit: int, quoted: bool) -> None:
         ident = 0
         frag_offset = 0
         mf = False
-        pseudo_dst = dst
+        rh_dst = -1
         off = base + 40
         exts = []
         while proto in _IPV6_EXT:
@@ -1008,7 +1044,7 @@ def _decode_into(p: Packet, buf, base: int, limit: int, quoted: bool) -> None:
             if proto == 0 or proto == 60:
                 _check_ipv6_tlvs(buf, off + 2, off + hlen)
             if proto == 43 and buf[off + 3]:
-                pseudo_dst = _routing_final_dst(buf, off, hlen, pseudo_dst)
+                rh_dst = _routing_final_dst(buf, off, hlen)
             exts.append((proto, off, hlen))
             off += hlen
             proto = nxt
@@ -1048,7 +1084,7 @@ def _decode_into(p: Packet, buf, base: int, limit: int, quoted: bool) -> None:
     p.sport = p.dport = p.seq = p.ack = p.flags = p.reserved = p.doff = p.window = p.urgptr = 0
     p.udp_len = p.icmp_type = p.icmp_code = p.icmp_id = 0
     p.is_icmp_error = False
-    p.pseudo_dst = pseudo_dst
+    p.rh_dst = rh_dst
     p.csum_off = -1
     p.quoted = quoted
     p._opts = None
@@ -1144,11 +1180,11 @@ def _decode_quoted_tcp(p: Packet, buf, l4off: int, seg: int) -> None:
     p.payload_len = 0
 
 
-def _routing_final_dst(buf, off: int, hlen: int, dst: int) -> int:
+def _routing_final_dst(buf, off: int, hlen: int) -> int:
     """The final destination named by a routing header with segments left (RFC 8200 section 8.1).
 
     Types 0 and 2 list the remaining addresses, the last is final; a segment routing header (type 4,
-    RFC 8754) lists segments in reverse, so the final one is first. Unknown types: the current dst.
+    RFC 8754) lists segments in reverse, so the final one is first. Unknown types: -1 (current dst).
     """
     rtype = buf[off + 2]
     if rtype in (0, 2) and hlen >= 24:
@@ -1156,7 +1192,7 @@ def _routing_final_dst(buf, off: int, hlen: int, dst: int) -> int:
         return int.from_bytes(buf[last : last + 16], "big")
     if rtype == 4 and hlen >= 24:
         return int.from_bytes(buf[off + 8 : off + 24], "big")
-    return dst
+    return -1
 
 
 def _check_ipv6_tlvs(buf, start: int, end: int) -> None:
