@@ -36,7 +36,16 @@ from scapy.all import (
 
 from statewall.checksum import ones_sum
 from statewall.events import DropReason
-from statewall.packet import DecodeError, Packet, _decode_into, _FullPacket, addr_to_str, decode, str_to_addr
+from statewall.packet import (
+    DecodeError,
+    Packet,
+    _decode_into,
+    _decode_quoted,
+    _FullPacket,
+    addr_to_str,
+    decode,
+    str_to_addr,
+)
 
 A4 = "10.1.2.3"
 B4 = "192.0.2.77"
@@ -297,6 +306,8 @@ def general_decode(data: bytearray) -> Packet:
     p.partial = False
     p.parent = None
     _decode_into(p, data, 0, len(data), False)
+    if p.is_icmp_error:
+        p._inner = _decode_quoted(p)
     return p
 
 
