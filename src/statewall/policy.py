@@ -313,6 +313,139 @@ class ConntrackSettings:
 
 
 # --------------------------------------------------------------------------------------------------
+# Modular policy framework (ASA class-map / policy-map / tcp-map / service-policy)
+
+
+@dataclass(slots=True)
+class ClassMatch:
+    """One ``match`` of a traffic class.
+
+    kind ``any``; ``access-list`` (``acl`` names the list; its permit entries select the flow);
+    ``port`` (``protocol`` tcp/udp and ``ports``, e.g. ``match port tcp eq 21``);
+    ``default-inspection-traffic`` (the default ports of every inspection engine).
+    """
+
+    kind: Literal["any", "access-list", "port", "default-inspection-traffic"]
+    acl: str | None = None
+    protocol: int | None = None
+    ports: PortMatch | None = None
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class ClassMap:
+    """A layer 3/4 traffic class (``class-map NAME``): a flow belongs to it when all matches match."""
+
+    name: str
+    matches: list[ClassMatch] = field(default_factory=list)
+    description: str | None = None
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class ConnectionSettings:
+    """``set connection ...`` of one class; None means "not set here" (a lower-precedence policy or the
+    default applies). Times are seconds, 0 means never.
+
+    Defaults when nothing sets them (reference A.3): limits 0 (unlimited), random-sequence-number on,
+    embryonic 30 s, idle = the global ``timeout conn``, half-closed = the global ``timeout
+    half-closed``, DCD off (retry interval 15 s, 5 retries), the default tcp-map.
+    """
+
+    conn_max: int | None = None
+    embryonic_conn_max: int | None = None
+    per_client_max: int | None = None
+    per_client_embryonic_max: int | None = None
+    random_sequence_number: bool | None = None
+    timeout_embryonic: float | None = None
+    timeout_idle: float | None = None
+    idle_reset: bool | None = None  # ``idle hh:mm:ss reset``: RST both ends on idle expiry
+    timeout_half_closed: float | None = None
+    dcd: bool | None = None
+    dcd_retry_interval: float = 15.0
+    dcd_max_retries: int = 5
+    tcp_map: str | None = None  # ``set connection advanced-options NAME``
+    origins: dict[str, Origin] = field(default_factory=dict)  # field name -> line that set it
+
+
+@dataclass(slots=True)
+class Inspect:
+    """``inspect ENGINE [options]`` in a class: ``engine`` as typed (``ftp``, ``h323 h225``, ``dns``),
+    ``strict`` for ``inspect ftp strict``, ``map`` an inspect policy-map name when one is given."""
+
+    engine: str
+    strict: bool = False
+    map: str | None = None
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class PolicyClass:
+    """One ``class NAME`` inside a policy-map with its actions. ``other`` keeps actions statewall
+    does not model (police, priority, ips, ...) verbatim so that they print back."""
+
+    class_map: str
+    connection: ConnectionSettings | None = None
+    inspects: list[Inspect] = field(default_factory=list)
+    other: list[tuple[Origin, str]] = field(default_factory=list)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class PolicyMap:
+    """A layer 3/4 ``policy-map NAME``: classes in order; for each feature the first matching class
+    that configures it wins."""
+
+    name: str
+    classes: list[PolicyClass] = field(default_factory=list)
+    description: str | None = None
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class TcpMap:
+    """A TCP normalizer profile (``tcp-map NAME``), defaults as the ASA's (reference A.1).
+
+    ``exceed_mss`` None means the release's default: ``drop`` before ASA 9.0, ``allow`` from 9.0
+    (see ``statewall.normalizer``). ``option_ranges`` are the ``tcp-options range L U ACTION`` lines
+    as configured, applied in order over the default (6-7 and 9-255 clear). ``md5`` overrides the range
+    action for option 19 when set. ``queue_timeout`` is seconds.
+    """
+
+    name: str
+    check_retransmission: bool = False
+    checksum_verification: bool = False
+    exceed_mss: Literal["allow", "drop"] | None = None
+    invalid_ack: Literal["allow", "drop"] = "drop"
+    seq_past_window: Literal["allow", "drop"] = "drop"
+    reserved_bits: Literal["allow", "clear", "drop"] = "allow"
+    syn_data: Literal["allow", "drop"] = "allow"
+    synack_data: Literal["allow", "drop"] = "drop"
+    queue_limit: int = 0
+    queue_timeout: float = 4.0
+    selective_ack: Literal["allow", "clear"] = "allow"
+    timestamp: Literal["allow", "clear"] = "allow"
+    window_scale: Literal["allow", "clear"] = "allow"
+    md5: Literal["allow", "clear", "drop"] | None = None
+    option_ranges: list[tuple[int, int, str]] = field(default_factory=list)
+    ttl_evasion_protection: bool = True
+    urgent_flag: Literal["allow", "clear"] = "clear"
+    window_variation: Literal["allow", "drop"] = "allow"
+    description: str | None = None
+    origin: Origin = BUILTIN
+    origins: dict[str, Origin] = field(default_factory=dict)  # option field -> line that set it
+
+
+@dataclass(slots=True)
+class ServicePolicy:
+    """``service-policy NAME global | interface IFC``: ``interface`` None is the (single) global one."""
+
+    policy_map: str
+    interface: str | None = None
+    origin: Origin = BUILTIN
+
+
+# --------------------------------------------------------------------------------------------------
 # Policy
 
 
@@ -352,6 +485,20 @@ class Policy:
     passthrough: list[tuple[Origin, str]] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
     source_file: str = ""
+    # Modular policy framework (ASA): definitions by name and the service policies applying them. The
+    # ASA's factory default (class inspection_default / policy-map global_policy applied globally) is
+    # part of the model with a BUILTIN origin when the configuration sets no global service policy.
+    class_maps: dict[str, ClassMap] = field(default_factory=dict)
+    policy_maps: dict[str, PolicyMap] = field(default_factory=dict)
+    tcp_maps: dict[str, TcpMap] = field(default_factory=dict)
+    service_policies: list[ServicePolicy] = field(default_factory=list)
+    # ASA ``sysopt connection tcpmss [minimum] N``: MSS options in SYNs above the maximum are lowered,
+    # below the minimum raised; 0 disables either (reference A.2). Only the ASA dialect applies them.
+    sysopt_tcpmss: int = 1380
+    sysopt_tcpmss_minimum: int = 0
+    sysopt_origins: dict[str, Origin] = field(default_factory=dict)
+    # Named fault injections for the lab (``statewall.seqrand.FAULTS``), off unless named.
+    faults: set[str] = field(default_factory=set)
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():
