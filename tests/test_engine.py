@@ -362,3 +362,23 @@ def test_first_packet_must_be_a_syn(flags):
     fw = fw_for()
     res = fw.receive("inside", bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=1, dport=2, flags=flags)), 1.0)
     assert kinds(res.events, Drop)[0].reason is DropReason.TCP_NOT_SYN
+
+
+def test_static_port_forward_to_the_interface_address():
+    cfg = SEED000 + (
+        "static (inside,outside) tcp interface 8080 10.0.0.5 80 netmask 255.255.255.255\n"
+        "access-list outside_in extended permit tcp any host 192.168.9.30 eq 8080\n"
+        "access-group outside_in in interface outside\n"
+    )
+    policy = parse(cfg, "s.cfg")
+    policy.version = "8.2(1)"  # the ACL names the mapped address, as before 8.3
+    fw = Firewall(policy)
+    syn = IP(src="198.51.100.7", dst=MAPPED) / TCP(sport=51000, dport=8080, flags="S")
+    res = fw.receive("outside", bytes(syn), 1.0)
+    (iface, data) = res.packets[0]
+    fwd = IP(bytes(data))
+    assert iface == "inside" and (fwd.dst, fwd[TCP].dport) == ("10.0.0.5", 80)
+    rep = IP(src="10.0.0.5", dst="198.51.100.7") / TCP(sport=80, dport=51000, flags="SA")
+    (iface, data) = fw.receive("inside", bytes(rep), 1.1).packets[0]
+    back = IP(bytes(data))
+    assert iface == "outside" and (back.src, back[TCP].sport) == (MAPPED, 8080)

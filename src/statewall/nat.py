@@ -15,6 +15,7 @@ kept when it is free, as Linux and the ASA both do; otherwise a port is taken fr
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from .acl import CompiledMatch, _in_nets, _net
@@ -141,7 +142,18 @@ class NatTable:
                             selectors.append((ace.action == "permit", CompiledMatch(ace.match)))
                 self.exempt.append((rule.real_interface, tuple(_net(n) for n in rule.real), selectors, rule))
             elif rule.kind == "static":
-                for real, mapped in zip(rule.real, rule.mapped or rule.real):
+                mapped_nets = list(rule.mapped)
+                if not mapped_nets and rule.pool is not None and rule.pool.interface:
+                    # ``static (dmz,outside) tcp interface www ...``: the mapped side is the mapped
+                    # interface's own address (port forwarding to the box's address).
+                    for real in rule.real:
+                        a = iface_address(rule.mapped_interface or "", real.version, None)
+                        if a is not None:
+                            bits = 32 if real.version == 4 else 128
+                            mapped_nets.append(ipaddress.ip_network((a, bits)))
+                elif not mapped_nets:
+                    mapped_nets = list(rule.real)
+                for real, mapped in zip(rule.real, mapped_nets):
                     _, rnet, mask = _net(real)
                     _, mnet, _ = _net(mapped)
                     self.statics.append(
