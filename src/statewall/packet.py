@@ -59,7 +59,8 @@ _U32x2 = struct.Struct("!II")
 
 _ip4_unpack = _IP4.unpack_from
 _tcp_unpack = _TCP.unpack_from
-_ip4_tcp_unpack = struct.Struct("!BBHHHBBHIIHHIIBBHHHI").unpack_from
+_ip4_tcp_unpack = struct.Struct("!BBHHHBBHIIHHIIBBHHHI").unpack_from  # + first option word
+_ip4_tcp40_unpack = struct.Struct("!BBHHHBBHIIHHIIBBHHH").unpack_from
 _u16_unpack = _U16.unpack_from
 _u16_pack = _U16.pack_into
 _u32_unpack = _U32.unpack_from
@@ -887,9 +888,16 @@ def decode(buf: bytearray, *, partial_csum: bool = False) -> Packet:
     n = len(buf)
     # Fast path: plain IPv4 (no options) + TCP, not fragmented - the bulk of the traffic. One unpack
     # covers both headers and the first option word, which tells the NOP NOP timestamp layout.
-    if n >= 44 and buf[0] == 0x45:
-        (_vihl, tos, tot, ident, frag, ttl, proto, _c, src, dst,
-         sport, dport, seq, ack, offres, flags, window, _c, urg, opt0) = _ip4_tcp_unpack(buf, 0)  # fmt: skip
+    if n >= 40 and buf[0] == 0x45:
+        if n >= 44:
+            (_vihl, tos, tot, ident, frag, ttl, proto, _c, src, dst,
+             sport, dport, seq, ack, offres, flags, window, _c, urg,
+             opt0) = _ip4_tcp_unpack(buf, 0)  # fmt: skip
+        else:  # a bare 40-byte segment (pure ACK without timestamps)
+            (_vihl, tos, tot, ident, frag, ttl, proto, _c, src, dst,
+             sport, dport, seq, ack, offres, flags, window, _c,
+             urg) = _ip4_tcp40_unpack(buf, 0)  # fmt: skip
+            opt0 = 0
         doff = (offres >> 4) << 2
         if (
             proto == PROTO_TCP
