@@ -445,6 +445,25 @@ class ServicePolicy:
     origin: Origin = BUILTIN
 
 
+@dataclass(slots=True)
+class Inspection:
+    """An application inspection (ALG) attached to TCP connections to ``ports``, dialect-free.
+
+    ASA ``inspect ftp [strict]`` in the policy applying to the flow, iptables ``-j CT --helper ftp``.
+    ``enabled`` False records an explicit refusal (ASA ``no inspect ftp``) so that it overrides a
+    dialect's default. ``data_refreshes_control``: activity on a data connection keeps its control
+    connection from idling out (Linux 2.2 ip_masq_ftp, seed 004); a named switch so that a lab can
+    show the failure without it.
+    """
+
+    protocol: Literal["ftp"] = "ftp"
+    ports: tuple[int, ...] = (21,)
+    strict: bool = False
+    origin: Origin = BUILTIN
+    enabled: bool = True
+    data_refreshes_control: bool = True
+
+
 # --------------------------------------------------------------------------------------------------
 # Policy
 
@@ -499,6 +518,10 @@ class Policy:
     sysopt_origins: dict[str, Origin] = field(default_factory=dict)
     # Named fault injections for the lab (``statewall.seqrand.FAULTS``), off unless named.
     faults: set[str] = field(default_factory=set)
+    # Application inspections in the neutral form (``Inspection``). Empty means the dialect said
+    # nothing: the ASA dialect then has its factory default (``inspect ftp`` on port 21, see
+    # ``statewall.inspect.effective_inspections``); other dialects have none.
+    inspections: list[Inspection] = field(default_factory=list)
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():
