@@ -110,6 +110,7 @@ def samples():
             / (b"x" * 33),
         ),
         ("v4-tcp-plain", IP(src=A4, dst=B4, ttl=3) / TCP(sport=1, dport=2, flags="A", urgptr=5) / b"abc"),
+        ("v4-tcp-bare-ack", IP(src=A4, dst=B4) / TCP(sport=3, dport=4, flags="A", seq=10, ack=20)),
         (
             "v4-tcp-sack",
             IP(src=A4, dst=B4)
