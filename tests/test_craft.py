@@ -115,3 +115,14 @@ def test_icmpv6_packet_too_big():
     assert fresh(pkt) == bytes(data)
     p = decode(data)
     assert p.verify_checksums() is None and p.inner().sport == 1 and p.inner().udp_len == 1408
+
+
+def test_reset_for_a_syn_and_for_an_ack():
+    syn = decode(craft.tcp_packet(4, A4, B4, 40000, 80, 1000, 0, 0x02, payload=b"ab"))
+    rst = IP(bytes(craft.tcp_reset_for(syn)))
+    assert (rst.src, rst.dst, rst[TCP].sport, rst[TCP].dport) == ("198.51.100.7", "10.0.0.1", 80, 40000)
+    assert rst[TCP].flags == "RA" and rst[TCP].seq == 0 and rst[TCP].ack == 1003
+    assert fresh(rst) == raw(rst)
+    ack = decode(craft.tcp_packet(6, A6, B6, 40000, 80, 5, 0xFFFFFFFF, 0x10))
+    rst6 = IPv6(bytes(craft.tcp_reset_for(ack)))
+    assert rst6[TCP].flags == "R" and rst6[TCP].seq == 0xFFFFFFFF and rst6[TCP].ack == 0

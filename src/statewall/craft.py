@@ -8,13 +8,18 @@ integers (``statewall.packet.str_to_addr`` converts text). This is the slow path
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from .checksum import internet_checksum
+
+if TYPE_CHECKING:
+    from .packet import Packet
 
 __all__ = [
     "ipv4_header",
     "ipv6_header",
     "tcp_packet",
+    "tcp_reset_for",
     "udp_packet",
     "icmp_echo",
     "icmp_error",
@@ -193,6 +198,24 @@ def tcp_packet(
     l4 += options
     l4 += payload
     return _ip_packet(version, src, dst, PROTO_TCP, l4, 16, ttl=ttl, ip_id=ip_id, df=df)
+
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+
+
+def tcp_reset_for(pkt: Packet, ttl: int = 64) -> bytearray:
+    """The RST that answers ``pkt`` (sent back to its source), sequenced as RFC 793 says.
+
+    If ``pkt`` carries an ACK, the RST takes its sequence number from that ACK (and has no ACK);
+    otherwise it has sequence 0 and acknowledges everything ``pkt`` occupied (data, SYN, FIN), as
+    Linux ``nf_send_reset`` (iptables REJECT --reject-with tcp-reset) does.
+    """
+    if pkt.flags & TCP_ACK:
+        seq, ack, flags = pkt.ack, 0, TCP_RST
+    else:
+        occupied = pkt.payload_len + (1 if pkt.flags & TCP_SYN else 0) + (1 if pkt.flags & TCP_FIN else 0)
+        seq, ack, flags = 0, pkt.seq + occupied, TCP_RST | TCP_ACK
+    return tcp_packet(pkt.version, pkt.dst, pkt.src, pkt.dport, pkt.sport, seq, ack, flags, ttl=ttl)
 
 
 # --------------------------------------------------------------------------------------------------
