@@ -119,7 +119,10 @@ class Match:
     contains the address; ``*_negate`` inverts the whole list (iptables ``!``). ``icmp_type`` /
     ``icmp_code`` apply to ICMP and ICMPv6. ``tcp_flags`` is (mask, compare) as in
     ``--tcp-flags mask comp``. ``ctstates`` holds conntrack states (NEW, ESTABLISHED, RELATED,
-    INVALID, UNTRACKED). ``in_interface`` / ``out_interface`` name interfaces.
+    INVALID, UNTRACKED). ``in_interface`` / ``out_interface`` name interfaces; a trailing ``+`` matches
+    every name with that prefix (iptables ``-i eth+``). The later ``*_negate`` flags invert one
+    condition each, as iptables' ``!`` does: the port list, the flag test, the ICMP type, the state set,
+    an interface.
     """
 
     protocol: int | None = None
@@ -137,6 +140,13 @@ class Match:
     in_interface: str | None = None
     out_interface: str | None = None
     family: Literal[4, 6] | None = None
+    in_interface_negate: bool = False
+    out_interface_negate: bool = False
+    source_ports_negate: bool = False
+    destination_ports_negate: bool = False
+    tcp_flags_negate: bool = False
+    icmp_negate: bool = False
+    ctstates_negate: bool = False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,6 +320,9 @@ class ConntrackSettings:
     udp_timeout_stream: float = 120.0
     icmp_timeout: float = 30.0
     origins: dict[str, Origin] = field(default_factory=dict)
+    # ``nf_conntrack_helper``: attach helpers by port without a ``CT --helper`` rule (reference B.3).
+    # Kernels before 4.7 defaulted to 1; later ones to 0, and 6.0 removed the switch.
+    helper: bool = False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -465,6 +478,67 @@ class Inspection:
 
 
 # --------------------------------------------------------------------------------------------------
+# Netfilter rulesets (iptables / ip6tables)
+
+
+@dataclass(slots=True)
+class NfExtension:
+    """An iptables match module with its parsed options, for what ``Match`` does not hold.
+
+    ``name`` is the module (``limit``, ``comment``, ``helper``, ``connlimit``, ``multiport``, or a
+    second ``tcp``/``state``/... whose fields in ``Match`` are already taken); ``args`` are its options
+    as values, keyed as ``statewall.dialects.iptables`` documents for each module.
+    """
+
+    name: str
+    args: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class NfRule:
+    """One rule of a netfilter chain: ``match``, the extra match modules, and the target.
+
+    ``target`` is a built-in verdict (ACCEPT, DROP, RETURN), a target extension (REJECT, LOG, SNAT,
+    DNAT, MASQUERADE, REDIRECT, TCPMSS, CT, NOTRACK, SYNPROXY) with ``target_args``, a user chain, or
+    "" for a rule without target (it only counts). ``goto`` is ``-g`` (jump without return).
+    ``modules`` are the ``-m`` modules in the order written (an implicit ``-m tcp`` included), which
+    is the order netfilter evaluates them in and iptables-save prints them in. ``fragment`` is ``-f``
+    (True: non-first fragments only; False: ``! -f``). ``counters`` are the packet and byte counts the
+    rule was loaded with (``iptables-save -c``).
+    """
+
+    match: Match
+    target: str
+    target_args: dict[str, object] = field(default_factory=dict)
+    matches_extra: list[NfExtension] = field(default_factory=list)
+    modules: tuple[str, ...] = ()
+    goto: bool = False
+    fragment: bool | None = None
+    counters: tuple[int, int] = (0, 0)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class NfChain:
+    """A chain: built-in ones have a ``policy`` (ACCEPT or DROP), user chains None."""
+
+    name: str
+    policy: str | None = None
+    rules: list[NfRule] = field(default_factory=list)
+    counters: tuple[int, int] = (0, 0)  # the policy's counters (built-in chains)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class NfTable:
+    """A netfilter table (filter, nat, mangle, raw, security) and its chains by name."""
+
+    name: str
+    chains: dict[str, NfChain] = field(default_factory=dict)
+    origin: Origin = BUILTIN
+
+
+# --------------------------------------------------------------------------------------------------
 # Policy
 
 
@@ -522,6 +596,10 @@ class Policy:
     # nothing: the ASA dialect then has its factory default (``inspect ftp`` on port 21, see
     # ``statewall.inspect.effective_inspections``); other dialects have none.
     inspections: list[Inspection] = field(default_factory=list)
+    # Netfilter rulesets by table name: IPv4 (iptables) and IPv6 (ip6tables). None outside the iptables
+    # dialect; a table absent from the dict is as Linux has it before any rule: empty, policies ACCEPT.
+    netfilter: dict[str, NfTable] | None = None
+    ip6_netfilter: dict[str, NfTable] | None = None
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():
