@@ -35,6 +35,8 @@ from .events import (
     XlateBuilt,
     XlateTeardown,
 )
+from .expect import Expectation, ExpectTable
+from .inspect import Inspectors
 from .nat import NatFailure, NatTable, Xlate
 from .packet import DecodeError, Packet, decode
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ConntrackSettings, Origin, Policy
@@ -113,6 +115,9 @@ class Firewall:
         self._trace: list | None = None
         self._replay_index: dict[tuple, Half] = {}
         self._frag_flows: dict[tuple, tuple[Half, float]] = {}
+        # Application inspection (FTP) and the data connections it announced (statewall.expect).
+        self.expect = ExpectTable(self.nat, self.timers)
+        self.inspectors = Inspectors(policy, self.expect)
 
     # ---------------------------------------------------------------------------------------------
     # Public interface
@@ -163,6 +168,8 @@ class Firewall:
                     timers.schedule(due, obj)
                     continue
                 self._expire_conn(obj, due, out, ev)
+            elif isinstance(obj, Expectation):
+                self.expect.expire(obj, now)
             elif isinstance(obj, Xlate):
                 again = self.nat.expire(obj, now)
                 if again is None:
@@ -203,17 +210,28 @@ class Firewall:
         it would have arrived, so that a replayed session flows as between live hosts.
         """
         buf = bytearray(data)
-        if not self._replay_index:
+        if not self._replay_index and not self.expect.announced:
             return buf
         try:
             pkt = decode(buf)
         except DecodeError:
             return buf
         key = (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        if key in self.conns.by_key:
+        known = self.conns.by_key.get(key)
+        if known is not None:
+            if known.conn.helper is not None:
+                # Its acks answer data that inspection rewrites shifted.
+                known.conn.helper.to_live(known.dir, pkt)
             return buf
         half = self._replay_index.get(key)
         if half is None or half.conn.closed or half.in_iface != iface:
+            exp = self.expect.for_replay(pkt.version, pkt.proto, iface, pkt.src, pkt.dst, pkt.dport)
+            if exp is not None:
+                # The first packet of an announced data connection, sent where it was announced.
+                if exp.dst != pkt.dst:
+                    pkt.set_dst(exp.dst)
+                if exp.dport != pkt.dport:
+                    pkt.set_dport(exp.dport)
             return buf
         _, _, _, _, mdst, mdport = half.key
         if mdst != pkt.dst:
@@ -223,6 +241,8 @@ class Firewall:
                 pkt.set_icmp_id(mdport)
             else:
                 pkt.set_dport(mdport)
+        if half.conn.helper is not None:
+            half.conn.helper.to_live(half.dir, pkt)
         return buf
 
     # ---------------------------------------------------------------------------------------------
@@ -267,8 +287,15 @@ class Firewall:
     ) -> None:
         conn = half.conn
         trk = conn.tcp
+        helper = conn.helper
         if trk is not None and not first:
-            verdict, why = trk.packet(half.dir, pkt, self.ct)
+            if helper is not None and helper.seqadj.active:
+                # Inspection rewrites changed lengths: this side's acks are in the adjusted space.
+                verdict, why = trk.packet(
+                    half.dir, pkt, self.ct, ack_offset=helper.seqadj.ack_offset(half.dir, pkt.ack)
+                )
+            else:
+                verdict, why = trk.packet(half.dir, pkt, self.ct)
             if trk.reopen:
                 # A fresh SYN reusing the tuple of a closing connection: the old one goes, the SYN
                 # starts a new one (netfilter's TIME_WAIT reopen).
@@ -303,9 +330,29 @@ class Firewall:
         size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
         if size > mtu and not self._too_big(half.in_iface, pkt, mtu, now, out, ev):
             return
+        if helper is not None:
+            # Application inspection reads the payload as sent, before NAT, and may rewrite it.
+            refusal = helper.inspect(half, pkt, now, ev)
+            if refusal is not None:
+                self._drop(
+                    ev,
+                    DropReason.INSPECT_FTP,
+                    half.in_iface,
+                    pkt,
+                    now,
+                    egress=half.out_iface,
+                    origin=refusal.origin,
+                    message=refusal.message,
+                    detail={"conn": conn.id},
+                )
+                if refusal.close:
+                    self._teardown(conn, now, "Flow closed by inspection", half.in_iface, out, ev)
+                return
         pkt.set_ttl(ttl - 1)
         if half.rewrites:
             self._rewrite(half, pkt)
+        if helper is not None and helper.seqadj.active:
+            helper.seqadj.adjust(half.dir, pkt)
         plen = pkt.payload_len
         conn.last = now
         if plen:
@@ -409,17 +456,23 @@ class Firewall:
         icmp_type = pkt.icmp_type if proto in (PROTO_ICMP, PROTO_ICMPV6) else 0
         icmp_code = pkt.icmp_code if proto in (PROTO_ICMP, PROTO_ICMPV6) else 0
 
+        # An expected data connection (inspection) is RELATED: its expectation says where it goes.
+        exp = self.expect.find(v, proto, iface, pkt.src, pkt.dst, pkt.dport, now) if self.expect else None
         # UN-NAT: a static translation owning the destination the initiator used.
-        unnat = self.nat.untranslate_destination(v, proto, iface, pkt.dst, pkt.dport)
+        unnat = (
+            exp.unnat
+            if exp is not None
+            else self.nat.untranslate_destination(v, proto, iface, pkt.dst, pkt.dport)
+        )
         if unnat is not None:
             real_dst, real_dport, egress, static = unnat
             if trace is not None:
                 trace.append(
                     (
                         "UN-NAT",
-                        "static",
+                        "static" if static is not None else "expected",
                         True,
-                        static.rule.origin,
+                        static.rule.origin if static is not None else exp.origin,
                         f"Untranslate {addr_str(v, pkt.dst)}/{pkt.dport} to "
                         f"{addr_str(v, real_dst)}/{real_dport}",
                     )
@@ -466,8 +519,12 @@ class Firewall:
         # Access rules (against mapped addresses before ASA 8.3, real ones after).
         acl_dst = pkt.dst if self.acl_on_mapped else real_dst
         acl_dport = pkt.dport if self.acl_on_mapped else real_dport
-        dec = self.acl.check(
-            iface, egress, v, proto, pkt.src, pkt.sport, acl_dst, acl_dport, icmp_type, icmp_code
+        dec = (
+            self.acl.check(
+                iface, egress, v, proto, pkt.src, pkt.sport, acl_dst, acl_dport, icmp_type, icmp_code
+            )
+            if exp is None
+            else exp.decision
         )
         for cr in dec.logged:
             ev.append(
@@ -678,6 +735,14 @@ class Firewall:
                     (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport)
                 ] = rev
         self.conns.add(conn)
+        if exp is not None:
+            # RELATED: linked to its master, holding the translation slot its announcement reserved.
+            self.expect.consume(exp, conn, now)
+            if fwd.new_dst is not None or fwd.new_dport is not None:
+                # Replay: a capture shows this data connection going to the real address and port.
+                self._replay_index[(v, proto, pkt.src, pkt.sport, real_dst, real_dport)] = fwd
+        elif self.inspectors and proto == PROTO_TCP:
+            conn.helper = self.inspectors.attach(conn, pkt.dport, real_dport)
         if proto == PROTO_TCP:
             self._set_timeout(
                 conn, self.timeouts.embryonic if self.asa else trk.timeout(self.ct), "embryonic", now
@@ -728,6 +793,8 @@ class Firewall:
         for x in conn.xlates:
             if self.nat.release(x, now):
                 self.timers.schedule(now + x.timeout, x)
+        if conn.helper is not None:
+            conn.helper.closed(now)
         for key, half in list(self._replay_index.items()):
             if half.conn is conn:
                 del self._replay_index[key]
