@@ -28,6 +28,9 @@ interface GigabitEthernet0/1
 route outside 0.0.0.0 0.0.0.0 203.0.113.254
 global (outside) 1 interface
 nat (inside) 1 141.142.220.0 255.255.255.0
+policy-map global_policy
+ class inspection_default
+  no inspect ftp
 """
 
 

@@ -8,9 +8,10 @@ counts.
 Given the client's network on ``inside`` (security level 100), everything else ``outside`` (level 0)
 and an inside access list that lets the client reach FTP's control port only, the control connection
 must pass in full both ways, with PAT as without (with PAT, ``outside.pcap`` carries the outside
-interface's address). Without FTP inspection nothing opens the data connections: the passive ones are
-refused by the inside access list, the active ones by the outside's lower security level, and every
-later packet of them has no connection (tcp-not-syn).
+interface's address). With FTP inspection turned off (``no inspect ftp``: the ASA inspects FTP by
+default) nothing opens the data connections: the passive ones are refused by the inside access list,
+the active ones by the outside's lower security level, and every later packet of them has no
+connection (tcp-not-syn).
 
 Without that access list the ASA lets higher-to-lower traffic through on security levels alone, so the
 passive data connections pass while the active ones are still refused: the second half checks that.
@@ -48,6 +49,12 @@ access-group INSIDE_IN in interface inside
 """
 PAT = f"""global (outside) 1 interface
 nat (inside) 1 {CLIENT_NET}
+"""
+# The ASA inspects FTP by default (policy-map global_policy, class inspection_default); these tests
+# are about what happens without an inspection to open the data connections, so they say so.
+NO_FTP_INSPECTION = """policy-map global_policy
+ class inspection_default
+  no inspect ftp
 """
 
 
@@ -129,7 +136,7 @@ def _split(tuples, row):
 def test_control_connection_passes_and_data_connections_are_dropped(
     tmp_path: Path, zeek_ftp_ipv4: Path, answer: dict, pat: bool
 ) -> None:
-    config = BASE + INSIDE_FTP_ONLY + (PAT if pat else "")
+    config = BASE + INSIDE_FTP_ONLY + (PAT if pat else "") + NO_FTP_INSPECTION
     summary, events, out = run(config, zeek_ftp_ipv4, tmp_path)
     captured = tcp_tuples(list(read_packets(zeek_ftp_ipv4)))
     control = answer["control"]
@@ -201,7 +208,7 @@ def test_control_connection_passes_and_data_connections_are_dropped(
 def test_without_an_inside_acl_passive_data_passes_on_security_levels(
     tmp_path: Path, zeek_ftp_ipv4: Path, answer: dict, pat: bool
 ) -> None:
-    summary, events, out = run(BASE + (PAT if pat else ""), zeek_ftp_ipv4, tmp_path)
+    summary, events, out = run(BASE + (PAT if pat else "") + NO_FTP_INSPECTION, zeek_ftp_ipv4, tmp_path)
     captured = tcp_tuples(list(read_packets(zeek_ftp_ipv4)))
     client = answer["control"]["id.orig_h"]
     mapped = OUTSIDE_IP if pat else client
