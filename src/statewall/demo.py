@@ -16,7 +16,7 @@ import calendar
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,6 @@ class Scenario:
     narrate: Callable[[Policy, list[dict[str, Any]], dict[str, Any]], list[str]]
     drain: float = 0.0
     needs_root: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
