@@ -118,6 +118,14 @@ def test_check_malformed_command_is_exit_2_with_location(tmp_path: Path, capsys)
     assert re.fullmatch(rf"{re.escape(str(cfg))}:3:\d+: .+\n", err), err
 
 
+def test_check_survives_a_stray_latin1_byte(tmp_path: Path, capsys) -> None:
+    # Configurations pasted from old consoles carry Latin-1 in descriptions; that must not stop a parse.
+    cfg = tmp_path / "latin1.cfg"
+    cfg.write_bytes(b"interface Ethernet0\n nameif outside\n description caf\xe9 link\n security-level 0\n")
+    code, out, _ = run(capsys, "check", "-c", str(cfg))
+    assert code == 0 and out.startswith("OK: 1 interface,")
+
+
 def test_check_missing_file_is_exit_2(tmp_path: Path, capsys) -> None:
     code, _, err = run(capsys, "check", "-c", str(tmp_path / "nope.cfg"))
     assert code == 2 and "cannot read configuration" in err
