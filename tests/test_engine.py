@@ -128,7 +128,7 @@ def test_seed000_control_session_is_translated_built_and_torn_down():
     res = s.server("A")
     assert len(res.packets) == 1
     td = kinds(s.events, ConnTeardown)
-    assert len(td) == 1 and td[0].reason == "TCP FINs"
+    assert len(td) == 1 and td[0].reason == "TCP FINs" and td[0].closed_by == "outside"
     assert td[0].bytes == len(b"220 ready\r\nUSER anonymous\r\n331 ok\r\nQUIT\r\n221 bye\r\n")
     assert len(fw.conns) == 0
     # The PAT slot outlives its connection by timeout pat-xlate (0:00:30).

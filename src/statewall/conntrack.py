@@ -76,6 +76,7 @@ class Connection:
         "queued_at",
         "closed",
         "helper",
+        "closer",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
@@ -99,6 +100,7 @@ class Connection:
         self.queued_at = 0.0
         self.closed = False
         self.helper = None
+        self.closer: str | None = None  # interface whose FIN began the close
 
     def deadline(self) -> float:
         return self.last + self.timeout if self.timeout > 0 else float("inf")

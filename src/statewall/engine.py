@@ -394,8 +394,11 @@ class Firewall:
                     conn, now, "TCP Reset-I" if side >= other else "TCP Reset-O", half.in_iface, out, ev
                 )
                 return
+            if pkt.flags & TCP_FIN and conn.closer is None:
+                conn.closer = half.in_iface
             if state == TcpState.TIME_WAIT or state == TcpState.CLOSE:
-                self._teardown(conn, now, "TCP FINs", half.in_iface, out, ev)
+                # "from <ifc>" names the side that began the close (its FIN came first).
+                self._teardown(conn, now, "TCP FINs", conn.closer or half.in_iface, out, ev)
                 return
             if state in _EMBRYONIC:
                 self._set_timeout(conn, self.timeouts.embryonic, "embryonic", now)
