@@ -8,8 +8,9 @@ fed to ``TcpTracker`` (through ``statewall.packet.decode``); kernel dropped <=> 
 Crafted conversations are injected one packet at a time from both ends with AF_PACKET sockets, between
 addresses no stack owns (so no end answers with a RST). After every crafted packet the test also
 compares fw's conntrack entry (/proc/net/nf_conntrack: state, ASSURED, remaining timeout) with the
-tracker's. A real transfer between the kernel's own TCP stacks (python sockets, loss injected after fw
-so SACK blocks and window scaling are real) is captured on fw and replayed the same way.
+tracker's. Seeded random conversations put segments around every bound the same way. A real
+transfer between the kernel's own TCP stacks (python sockets, loss injected after fw so SACK blocks
+and window scaling are real) is captured on fw and replayed the same way.
 
 Every mismatch fails the test; documented, reasoned exceptions live in docs/tcptrack.md.
 """
@@ -511,6 +512,87 @@ def test_close_sequences_and_timeouts(env):
         c.r("A", S_ISN + 1, C_ISN + 11, win=509)
         c.o("FA", C_ISN + 900000, S_ISN + 1, win=502, expect="drop")  # out-of-window FIN
         c.r("FA", S_ISN + 900000, C_ISN + 11, win=509, expect="drop")  # ... answered: timer shrinks
+    _check(c)
+    with Conversation(env, "RST far out of window while closing", 41019) as c:
+        handshake(c)
+        c.o("FA", C_ISN + 1, S_ISN + 1, win=502)
+        c.r("R", S_ISN + 3000000, expect="pass")  # closing states take a RST without checks
+    _check(c)
+
+
+# --------------------------------------------------------------------------------------------------
+# Random conversations: plausible segments with offsets around every bound, judged by both
+
+
+def _offset(rng, scale_weights=(8, 3, 2, 1)) -> int:
+    """0 most of the time, else a nudge, a window-sized jump or anything at all."""
+    kind = rng.choices(("zero", "nudge", "window", "huge"), weights=scale_weights)[0]
+    if kind == "zero":
+        return 0
+    if kind == "nudge":
+        return rng.randint(-100, 100)
+    if kind == "window":
+        return rng.choice((-1, 1)) * rng.randint(1000, 300000)
+    return rng.randrange(1 << 32)
+
+
+def _syn_opts(rng):
+    opts = [("MSS", 1460)]
+    if rng.random() < 0.7:
+        opts.append(("SAckOK", b""))
+    if rng.random() < 0.7:
+        opts += [("NOP", None), ("WScale", rng.choice((0, 2, 7, 14, 15)))]
+    return opts
+
+
+# SW_KERNEL_FUZZ_SEEDS=200 runs a longer hunt for divergences than the default dozen.
+_FUZZ_FLAGS = (("A", 30), ("PA", 25), ("FA", 6), ("R", 4), ("RA", 3), ("S", 3), ("SA", 3), ("SF", 1), ("", 1))
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("SW_KERNEL_FUZZ_SEEDS", "12"))))
+def test_random_conversations(env, seed):
+    import random
+
+    rng = random.Random(1000 + seed)
+    # Every fourth seed with each non-default knob, so all of them meet random traffic.
+    knobs = {
+        "tcp_be_liberal": int(seed % 4 == 1),
+        "tcp_loose": int(seed % 4 != 2),
+        "tcp_ignore_invalid_rst": int(seed % 4 == 3),
+    }
+    name = f"random conversation seed {seed} ({', '.join(f'{k}={v}' for k, v in knobs.items())})"
+    with Conversation(env, name, 42000 + seed, **knobs) as c:
+        nxt = [rng.randrange(1 << 32), rng.randrange(1 << 32)]  # next seq each side would send
+        send = (c.o, c.r)
+        if rng.random() < 0.85:  # usually a proper handshake first
+            c.o("S", nxt[0], win=rng.choice((64240, 1000, 0)), opts=_syn_opts(rng))
+            c.r("SA", nxt[1], nxt[0] + 1, win=rng.choice((65160, 2000, 0)), opts=_syn_opts(rng))
+            nxt = [(nxt[0] + 1) & 0xFFFFFFFF, (nxt[1] + 1) & 0xFFFFFFFF]
+        for _ in range(120):
+            d = rng.randrange(2)
+            flags = rng.choices([f for f, _ in _FUZZ_FLAGS], weights=[w for _, w in _FUZZ_FLAGS])[0]
+            off = _offset(rng)
+            seq = (nxt[d] + off) & 0xFFFFFFFF
+            ack = (nxt[1 - d] + _offset(rng)) & 0xFFFFFFFF
+            data = 0 if flags in ("S", "SA", "R", "RA") or rng.random() < 0.4 else rng.randint(1, 1400)
+            win = rng.choice((502, 509, 64240, 0, rng.randint(1, 65535)))
+            opts = []
+            if "S" in flags:
+                opts = _syn_opts(rng)
+                if flags == "S" and rng.random() < 0.5:
+                    seq = rng.randrange(1 << 32)  # a new connection attempt on the same tuple
+            elif rng.random() < 0.15:
+                left = (nxt[1 - d] + _offset(rng, (2, 3, 2, 1))) & 0xFFFFFFFF
+                opts = [
+                    ("NOP", None),
+                    ("NOP", None),
+                    ("SAck", (left, (left + rng.randint(1, 3000)) & 0xFFFFFFFF)),
+                ]
+            step = send[d](flags, seq, ack, win=win, data=data, opts=opts)
+            if step.kernel_pass and "R" not in flags and off == 0:
+                nxt[d] = (seq + data + ("S" in flags) + ("F" in flags)) & 0xFFFFFFFF
+            if "S" in flags and step.kernel_pass:
+                nxt[d] = (seq + 1) & 0xFFFFFFFF
     _check(c)
 
 
