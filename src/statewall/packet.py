@@ -70,6 +70,10 @@ _u16_unpack = _U16.unpack_from
 _u16_pack = _U16.pack_into
 _u32_unpack = _U32.unpack_from
 _u32_pack = _U32.pack_into
+# IPv4 header checksum + source (+ destination) address: adjacent fields written in one call
+_csum_src_pack = struct.Struct("!HI").pack_into
+_csum_src_dst_pack = struct.Struct("!HII").pack_into
+_ttl_proto_csum_pack = struct.Struct("!BBH").pack_into
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -257,7 +261,7 @@ class Packet:
         if co < 0:
             return
         buf = self.buf
-        c = buf[co] << 8 | buf[co + 1]
+        c = _u16_unpack(buf, co)[0]
         if self.partial:
             if not pseudo:
                 return
@@ -268,8 +272,7 @@ class Packet:
             c = _M - (((c ^ _M) + delta) % _M or _M)
             if c == 0 and self.proto == PROTO_UDP:
                 c = _M
-        buf[co] = c >> 8
-        buf[co + 1] = c & 0xFF
+        _u16_pack(buf, co, c)
 
     def _l4_sum_range(self) -> tuple[int, int, int]:
         """(start, end, pseudo-header sum) of what the L4 checksum covers (non-fragmented packets)."""
@@ -361,11 +364,8 @@ class Packet:
         self.src = addr
         d = addr - old
         if self.version == 4:
-            _u32_pack(buf, o + 12, addr)
-            c = buf[o + 10] << 8 | buf[o + 11]
-            c = _M - (((c ^ _M) + d) % _M or _M)
-            buf[o + 10] = c >> 8
-            buf[o + 11] = c & 0xFF
+            # header checksum (bytes 10-11) and source (12-15) in one write
+            _csum_src_pack(buf, o + 10, _M - (((_u16_unpack(buf, o + 10)[0] ^ _M) + d) % _M or _M), addr)
             if self.proto == PROTO_ICMP:
                 return  # ICMPv4 has no pseudo-header
         else:
@@ -382,11 +382,8 @@ class Packet:
         self.dst = addr
         d = addr - old
         if self.version == 4:
-            _u32_pack(buf, o + 16, addr)
-            c = buf[o + 10] << 8 | buf[o + 11]
-            c = _M - (((c ^ _M) + d) % _M or _M)
-            buf[o + 10] = c >> 8
-            buf[o + 11] = c & 0xFF
+            c = _M - (((_u16_unpack(buf, o + 10)[0] ^ _M) + d) % _M or _M)
+            _csum_src_dst_pack(buf, o + 10, c, self.src, addr)
             if self.proto == PROTO_ICMP:
                 return
         else:
@@ -402,12 +399,9 @@ class Packet:
         old = self.ttl
         self.ttl = ttl
         if self.version == 4:
-            buf[o + 8] = ttl
-            c = buf[o + 10] << 8 | buf[o + 11]
-            # TTL is the high byte of its 16-bit word
-            c = _M - (((c ^ _M) + ((ttl - old) << 8)) % _M or _M)
-            buf[o + 10] = c >> 8
-            buf[o + 11] = c & 0xFF
+            # TTL is the high byte of its 16-bit word; TTL, protocol and checksum are written at once
+            c = _M - (((_u16_unpack(buf, o + 10)[0] ^ _M) + ((ttl - old) << 8)) % _M or _M)
+            _ttl_proto_csum_pack(buf, o + 8, ttl, self.proto, c)
         else:
             buf[o + 7] = ttl
 
@@ -481,22 +475,17 @@ class Packet:
         da = addr - self.src
         self.src = addr
         if self.version == 4:
-            _u32_pack(buf, o + 12, addr)
-            c = buf[o + 10] << 8 | buf[o + 11]
-            c = _M - (((c ^ _M) + da) % _M or _M)
-            buf[o + 10] = c >> 8
-            buf[o + 11] = c & 0xFF
+            _csum_src_pack(buf, o + 10, _M - (((_u16_unpack(buf, o + 10)[0] ^ _M) + da) % _M or _M), addr)
         else:
             buf[o + 8 : o + 24] = addr.to_bytes(16, "big")
         l4 = self.l4off
         dp = port - self.sport
         self.sport = port
-        buf[l4] = port >> 8
-        buf[l4 + 1] = port & 0xFF
+        _u16_pack(buf, l4, port)
         co = self.csum_off
         if co < 0:
             return
-        c = buf[co] << 8 | buf[co + 1]
+        c = _u16_unpack(buf, co)[0]
         if self.partial:
             c = (c + da) % _M or _M  # ports are not in the pseudo-header
         else:
@@ -505,8 +494,7 @@ class Packet:
             c = _M - (((c ^ _M) + da + dp) % _M or _M)
             if c == 0 and proto == PROTO_UDP:
                 c = _M
-        buf[co] = c >> 8
-        buf[co + 1] = c & 0xFF
+        _u16_pack(buf, co, c)
 
     def rewrite_dst(self, addr: int, port: int) -> None:
         """NAT the destination address and port (ICMP query id) with one L4 checksum update."""
@@ -520,22 +508,18 @@ class Packet:
         da = addr - self.dst
         self.dst = addr
         if self.version == 4:
-            _u32_pack(buf, o + 16, addr)
-            c = buf[o + 10] << 8 | buf[o + 11]
-            c = _M - (((c ^ _M) + da) % _M or _M)
-            buf[o + 10] = c >> 8
-            buf[o + 11] = c & 0xFF
+            c = _M - (((_u16_unpack(buf, o + 10)[0] ^ _M) + da) % _M or _M)
+            _csum_src_dst_pack(buf, o + 10, c, self.src, addr)
         else:
             buf[o + 24 : o + 40] = addr.to_bytes(16, "big")
         l4 = self.l4off
         dp = port - self.dport
         self.dport = port
-        buf[l4 + 2] = port >> 8
-        buf[l4 + 3] = port & 0xFF
+        _u16_pack(buf, l4 + 2, port)
         co = self.csum_off
         if co < 0:
             return
-        c = buf[co] << 8 | buf[co + 1]
+        c = _u16_unpack(buf, co)[0]
         if self.partial:
             c = (c + da) % _M or _M
         else:
@@ -544,8 +528,7 @@ class Packet:
             c = _M - (((c ^ _M) + da + dp) % _M or _M)
             if c == 0 and proto == PROTO_UDP:
                 c = _M
-        buf[co] = c >> 8
-        buf[co + 1] = c & 0xFF
+        _u16_pack(buf, co, c)
 
     def set_icmp_id(self, ident: int) -> None:
         """Rewrite the ICMP/ICMPv6 query identifier (also ``sport``/``dport``, which mirror it)."""
