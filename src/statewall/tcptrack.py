@@ -644,8 +644,10 @@ class TcpTracker:
             # RST answering a SYN.
             seq = end = sender.td_end
 
+        # The four checks and the updates below spell out before()/after() inline (this is the
+        # per-packet hot path): ((a - b) & _M) > 0x7FFFFFFF is before(a, b).
         maxackwin = sender.td_maxwin if sender.td_maxwin > MAXACKWINCONST else MAXACKWINCONST
-        if not before(seq, (sender.td_maxend + 1) & _M):  # I fails
+        if ((seq - sender.td_maxend - 1) & _M) <= 0x7FFFFFFF:  # I fails: seq > td_maxend
             overshot = (end - sender.td_maxend + 1) & _M
             ack_ok = after(sack, (receiver.td_end - maxackwin - 1) & _M)
             in_recv_win = bool(receiver.td_maxwin) and after(
@@ -670,7 +672,7 @@ class TcpTracker:
                 f"SEQ is over upper bound {(sender.td_maxend + 1) & _M} (over the window of the receiver)",
             )
 
-        if not before(sack, (receiver.td_end + 1) & _M):  # III fails
+        if ((sack - receiver.td_end - 1) & _M) <= 0x7FFFFFFF:  # III fails: sack > receiver.td_end
             return self._failed(
                 sender,
                 settings,
@@ -678,7 +680,8 @@ class TcpTracker:
                 f"ACK is over upper bound {(receiver.td_end + 1) & _M} (ACKed data not seen yet)",
             )
 
-        if receiver.td_maxwin and not after(end, (sender.td_end - receiver.td_maxwin - 1) & _M):  # II
+        # II fails: end < sender.td_end - receiver.td_maxwin (only once the receiver's window is known)
+        if receiver.td_maxwin and ((sender.td_end - receiver.td_maxwin - 1 - end) & _M) <= 0x7FFFFFFF:
             return self._failed(
                 sender,
                 settings,
@@ -686,7 +689,7 @@ class TcpTracker:
                 f"SEQ is under lower bound {(sender.td_end - receiver.td_maxwin - 1) & _M} "
                 "(already ACKed data retransmitted)",
             )
-        if not after(sack, (receiver.td_end - maxackwin - 1) & _M):  # IV fails
+        if ((receiver.td_end - maxackwin - 1 - sack) & _M) <= 0x7FFFFFFF:  # IV fails: sack too old
             return self._failed(
                 sender,
                 settings,
@@ -703,20 +706,20 @@ class TcpTracker:
         swin = (win + sack - ack) & _M
         if sender.td_maxwin < swin:
             sender.td_maxwin = swin
-        if after(end, sender.td_end):
+        if ((sender.td_end - end) & _M) > 0x7FFFFFFF:  # after(end, td_end)
             sender.td_end = end
             sender.flags |= F_DATA_UNACKNOWLEDGED
         if flags & ACK:
             if not sender.flags & F_MAXACK_SET:
                 sender.td_maxack = ack
                 sender.flags |= F_MAXACK_SET
-            elif after(ack, sender.td_maxack):
+            elif ((sender.td_maxack - ack) & _M) > 0x7FFFFFFF:  # after(ack, td_maxack)
                 sender.td_maxack = ack
 
         # Learn about the receiver.
-        if receiver.td_maxwin and after(end, sender.td_maxend):
+        if receiver.td_maxwin and ((sender.td_maxend - end) & _M) > 0x7FFFFFFF:  # overshoot
             receiver.td_maxwin = (receiver.td_maxwin + end - sender.td_maxend) & _M
-        if after((sack + win) & _M, (receiver.td_maxend - 1) & _M):
+        if ((receiver.td_maxend - 1 - sack - win) & _M) > 0x7FFFFFFF:  # after(sack + win, maxend - 1)
             receiver.td_maxend = (sack + win) & _M
             if win == 0:
                 receiver.td_maxend = (receiver.td_maxend + 1) & _M
