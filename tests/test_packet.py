@@ -919,3 +919,19 @@ def test_addresses():
     assert str_to_addr("10.0.0.1") == (4, 0x0A000001)
     with pytest.raises(ValueError):
         str_to_addr("10.0.0.256")
+
+
+def test_clear_ipv4_options_and_reserved_bits():
+    data = b(dict(SAMPLES)["v4-ipopts-udp"])
+    p = decode(data)
+    assert p.clear_ipv4_options()
+    assert_checksums_fresh(data)
+    assert decode(data).ipv4_options == [] and data[20:28] == b"\x01" * 8
+    assert not decode(b(dict(SAMPLES)["v4-udp"])).clear_ipv4_options()
+    data = b(IP(src=A4, dst=B4) / TCP(sport=1, dport=2, flags="A", reserved=5, options=SYN_OPTS))
+    p = decode(data)
+    assert p.reserved == 5 << 1  # scapy counts the 3 reserved bits; ours also hold NS below them
+    p.set_reserved(0)
+    assert_checksums_fresh(data)
+    q = decode(data)
+    assert q.reserved == 0 and q.doff == p.doff and q.mss() == 1460

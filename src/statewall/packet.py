@@ -405,6 +405,23 @@ class Packet:
         else:
             buf[o + 7] = ttl
 
+    def clear_ipv4_options(self) -> bool:
+        """Overwrite all IPv4 options with NOPs (ASA ``ip-options`` inspection ``clear``); False if none."""
+        if self.version != 4 or self.l3_len <= 20:
+            return False
+        buf = self.buf
+        o = self.ipoff
+        start, end = o + 20, o + self.l3_len
+        d = len(buf[start:end]) and int.from_bytes(b"\x01" * (end - start), "big") - int.from_bytes(
+            buf[start:end], "big"
+        )
+        buf[start:end] = b"\x01" * (end - start)
+        c = _M - (((_u16_unpack(buf, o + 10)[0] ^ _M) + d) % _M or _M)  # options end on a word boundary
+        _u16_pack(buf, o + 10, c)
+        if self.ipv4_options:
+            self.ipv4_options = []
+        return True
+
     def set_tos(self, tos: int) -> None:
         """Rewrite the IPv4 TOS / IPv6 traffic class byte (DSCP + ECN)."""
         buf = self.buf
@@ -579,6 +596,12 @@ class Packet:
         if self._tcp_ok(14):
             self._set_field(13, 1, flags)
             self.flags = flags
+
+    def set_reserved(self, bits: int) -> None:
+        """Rewrite the 4 bits below the data offset (3 reserved + NS/AE); tcp-map ``reserved-bits clear``."""
+        if self._tcp_ok(14):
+            self._set_field(12, 1, (self.doff >> 2) << 4 | (bits & 15))
+            self.reserved = bits & 15
 
     def set_window(self, window: int) -> None:
         if self._tcp_ok(16):
