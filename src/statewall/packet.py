@@ -412,10 +412,9 @@ class Packet:
         buf = self.buf
         o = self.ipoff
         start, end = o + 20, o + self.l3_len
-        d = len(buf[start:end]) and int.from_bytes(b"\x01" * (end - start), "big") - int.from_bytes(
-            buf[start:end], "big"
-        )
-        buf[start:end] = b"\x01" * (end - start)
+        nops = b"\x01" * (end - start)
+        d = int.from_bytes(nops, "big") - int.from_bytes(buf[start:end], "big")
+        buf[start:end] = nops
         c = _M - (((_u16_unpack(buf, o + 10)[0] ^ _M) + d) % _M or _M)  # options end on a word boundary
         _u16_pack(buf, o + 10, c)
         if self.ipv4_options:
