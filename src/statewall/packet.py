@@ -832,6 +832,12 @@ class _QuotedPacket(_FullPacket):
     def fix_ip_checksum(self):
         return self._tracked(Packet.fix_ip_checksum)
 
+    def set_reserved(self, bits):
+        return self._tracked(Packet.set_reserved, bits)
+
+    def clear_ipv4_options(self):
+        return self._tracked(Packet.clear_ipv4_options)
+
 
 # --------------------------------------------------------------------------------------------------
 # Decoding
