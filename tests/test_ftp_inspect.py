@@ -109,6 +109,9 @@ class Ftp:
         self.events: list = []
         self.out: list[tuple[str, object]] = []  # every emitted packet, decoded
         self.v6 = v6
+        # The ASA randomizes the initiator's sequence numbers (random-sequence-number, on by default):
+        # what each side's SYN was shifted by on its way.
+        self.shift = {"a": 0, "b": 0}
 
     def send(self, who, flags, payload=b"", *, seq=None, ack=None, sack=None, advance=True):
         src, sport, iface, dst, dport = self.a if who == "a" else self.b
@@ -138,10 +141,16 @@ class Ftp:
             decoded.append(p)
             self.out.append((oif, p))
             t = p[TCP]
+            if t.flags & 0x02:
+                self.shift[who] = (t.seq - s) & 0xFFFFFFFF
             end = t.seq + len(bytes(t.payload)) + (1 if t.flags & 0x03 else 0)
             if t.flags & 0x02 or ((end - self.rcv[other]) & 0xFFFFFFFF) < 0x80000000:
                 self.rcv[other] = end & 0xFFFFFFFF
         return decoded
+
+    def wire(self, who, seq):
+        """``who``'s sequence number ``seq`` as it appears beyond the firewall (randomization only)."""
+        return (seq + self.shift[who]) & 0xFFFFFFFF
 
     def open(self):
         self.send("a", "S")
@@ -234,9 +243,10 @@ def test_port_behind_pat_is_rewritten_and_its_data_connection_comes_back_to_the_
     assert built[0].responder.mapped_address == MAPPED and built[0].responder.address == CLIENT
     assert kinds(res.events, Drop) == []
     # The client answers through the translation the PORT reserved.
+    syn_seq = outs[0][1][TCP].seq
     back = fw.receive(
         "inside",
-        bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=1025, dport=20, flags="SA", ack=78)),
+        bytes(IP(src=CLIENT, dst=SERVER) / TCP(sport=1025, dport=20, flags="SA", ack=syn_seq + 1)),
         s.now + 0.02,
     )
     (bo,) = [IP(bytes(d)) for _, d in back.packets]
@@ -252,24 +262,25 @@ def test_sequence_adjustment_after_a_longer_port_both_ways_and_in_sack_blocks():
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
     # The server acknowledges the 23 bytes it received; the client must see its own 19 acknowledged.
     (ack,) = s.send("b", "PA", b"200 PORT ok\r\n")
-    assert s.rcv["b"] == port_seq + 23
+    assert s.rcv["b"] == s.wire("a", port_seq + 23)
     assert ack[TCP].ack == port_seq + 19
     # Every later client segment is four further on, outside.
     (lst,) = s.send("a", "PA", b"LIST\r\n")
-    assert lst[TCP].seq == port_seq + 19 + 4
+    assert lst[TCP].seq == s.wire("a", port_seq + 19 + 4)
     assert lst[TCP].ack == s.seq["b"]  # the server's sequence space was not touched
     # A SACK block from the server names bytes in the shifted space; the client gets them unshifted.
-    left, right = port_seq + 23, port_seq + 29
-    (sacked,) = s.send("b", "A", ack=port_seq + 23, sack=(left, right))
+    left, right = s.wire("a", port_seq + 23), s.wire("a", port_seq + 29)
+    (sacked,) = s.send("b", "A", ack=left, sack=(left, right))
     opts = dict(sacked[TCP].options)
     assert sacked[TCP].ack == port_seq + 19
-    assert opts["SAck"] == (left - 4, right - 4)
+    assert opts["SAck"] == (port_seq + 19, port_seq + 25)
     assert checksums_ok(sacked)
     # A retransmission of the PORT segment is rewritten the same way, without shifting twice.
     (again,) = s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n", seq=port_seq)
-    assert bytes(again[TCP].payload) == b"PORT 192,168,9,30,4,1\r\n" and again[TCP].seq == port_seq
+    assert bytes(again[TCP].payload) == b"PORT 192,168,9,30,4,1\r\n"
+    assert again[TCP].seq == s.wire("a", port_seq)
     (nxt,) = s.send("a", "PA", b"NOOP\r\n")
-    assert nxt[TCP].seq == port_seq + 19 + 6 + 4
+    assert nxt[TCP].seq == s.wire("a", port_seq + 19 + 6 + 4)
     s.send("b", "PA", b"200 ok\r\n")
     # The tracker undid every shift: nothing was INVALID, nothing dropped.
     assert kinds(s.events, Drop) == [] and not fw.drops
@@ -284,15 +295,15 @@ def test_port_split_across_two_segments_is_rewritten_as_one_line():
     start = s.seq["a"]
     (first,) = s.send("a", "PA", b"PORT 10,0,0,")
     # The partial command is withheld: the segment leaves without it.
-    assert bytes(first[TCP].payload) == b"" and first[TCP].seq == start
+    assert bytes(first[TCP].payload) == b"" and first[TCP].seq == s.wire("a", start)
     (second,) = s.send("a", "PA", b"2,4,1\r\n")
-    assert second[TCP].seq == start
+    assert second[TCP].seq == s.wire("a", start)
     assert bytes(second[TCP].payload) == b"PORT 192,168,9,30,4,1\r\n"
     assert s.stream("outside").endswith(b"PASS x\r\nPORT 192,168,9,30,4,1\r\n")
     (ack,) = s.send("b", "PA", b"200 PORT ok\r\n")
     assert ack[TCP].ack == start + 19
     (nxt,) = s.send("a", "PA", b"LIST\r\n")
-    assert nxt[TCP].seq == start + 19 + 4
+    assert nxt[TCP].seq == s.wire("a", start + 19 + 4)
     _, outs = data_syn(fw, SERVER, 20, "outside", MAPPED, 1025, s.now + 0.01)
     assert [(oif, p.dst, p[TCP].dport) for oif, p in outs] == [("inside", CLIENT, 1025)]
     assert kinds(s.events, Drop) == []
