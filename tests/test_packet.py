@@ -935,3 +935,11 @@ def test_clear_ipv4_options_and_reserved_bits():
     assert_checksums_fresh(data)
     q = decode(data)
     assert q.reserved == 0 and q.doff == p.doff and q.mss() == 1460
+
+
+def test_every_setter_of_a_quoted_packet_fixes_the_outer_checksum():
+    from statewall.packet import _QuotedPacket
+
+    setters = [n for n in vars(Packet) if n.startswith(("set_", "clear_", "rewrite_", "fix_ip"))]
+    resizing = {"set_payload", "insert_tcp_option"}
+    assert [n for n in setters if n not in resizing and n not in vars(_QuotedPacket)] == []
