@@ -428,3 +428,18 @@ def test_statewall_run_rejects_an_unknown_interface(tmp_path):
     )  # fmt: skip
     assert res.returncode == 2
     assert "no interface 'dmz'" in res.stderr
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.skipif(not _engine_available(), reason="statewall.engine not present")
+@pytest.mark.timeout(120)
+def test_statewall_run_exits_cleanly_on_sigterm_right_after_ready(topo, tmp_path):
+    from statewall.lab.scenarios.smoke import CONFIG
+
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(CONFIG)
+    for _ in range(3):
+        topo.start_firewall(str(cfg))
+        assert topo.stop_firewall() == 0
+        assert topo.firewall_output[-1].startswith("statewall run: stopped; ")

@@ -87,11 +87,13 @@ def run(args: argparse.Namespace) -> int:
             fw, ports, tick=args.tick, on_events=_event_writer(args.log_format, log_fp, policy.hostname)
         )
         loop.on_tick = log_fp.flush
-        print(
-            "statewall run: forwarding " + " ".join(f"{p.name}={p.tun.describe()}" for p in ports), flush=True
-        )
+        ready = "statewall run: forwarding " + " ".join(f"{p.name}={p.tun.describe()}" for p in ports)
         try:
-            loop.run(handle_signals=True)
+            # Signals stop the loop from before the ready line on: whoever waits for that line and
+            # then sends SIGTERM gets a clean exit, not the default action.
+            with loop.stop_on_signals():
+                print(ready, flush=True)
+                loop.run()
         finally:
             loop.close()
         log_fp.flush()

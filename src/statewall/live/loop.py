@@ -27,7 +27,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .tun import TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, Tun
@@ -144,24 +144,36 @@ class Loop:
             "advances": self.advances,
         }
 
-    def run(self, *, handle_signals: bool = False) -> None:
-        """Forward until ``stop()`` (or SIGINT/SIGTERM when ``handle_signals``, main thread only)."""
-        old: dict[int, Any] = {}
-        if handle_signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                old[sig] = signal.signal(sig, lambda _s, _f: self.stop())
-        ep = select.epoll()
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM call ``stop()`` while the body runs (main thread only).
+
+        Install it before announcing readiness: a signal that comes before ``run()`` then still ends
+        the loop cleanly (``run`` returns at once) instead of killing the process.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {sig: signal.signal(sig, lambda _s, _f: self.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            by_fd = {}
-            for p in self.ports:
-                ep.register(p.fd, select.EPOLLIN)
-                by_fd[p.fd] = p
-            ep.register(self._wake_r, select.EPOLLIN)
-            self._run(ep, by_fd)
+            yield
         finally:
-            ep.close()
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+
+    def run(self, *, handle_signals: bool = False) -> None:
+        """Forward until ``stop()`` (or SIGINT/SIGTERM when ``handle_signals``, main thread only)."""
+        with self.stop_on_signals() if handle_signals else contextlib.nullcontext():
+            ep = select.epoll()
+            try:
+                by_fd = {}
+                for p in self.ports:
+                    ep.register(p.fd, select.EPOLLIN)
+                    by_fd[p.fd] = p
+                ep.register(self._wake_r, select.EPOLLIN)
+                self._run(ep, by_fd)
+            finally:
+                ep.close()
 
     def _run(self, ep: select.epoll, by_fd: dict[int, Port]) -> None:
         mono = time.monotonic
