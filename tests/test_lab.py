@@ -84,6 +84,7 @@ def test_links_addresses_routes_and_sysctls():
         b.sysctl("net.ipv4.ip_forward", 1)
         assert b.read_sysctl("net.ipv4.ip_forward") == "1"
         assert a.read_sysctl("net.ipv4.ip_forward") == "0"  # sysctls are per namespace
+        assert b.read_sysctl("net/ipv4/ip_forward") == "1"  # the path form, for names with dots
         routes = a.run(["ip", "route", "show", "10.99.0.0/16"]).stdout
         assert "via 10.9.0.2" in routes and "advmss 1390" in routes
         assert "mtu 1400" in a.run(["ip", "link", "show", "eth0"]).stdout

@@ -51,6 +51,10 @@ def our_namespaces(prefix: str = PREFIX) -> list[str]:
         return []
 
 
+def _sysctl_path(key: str) -> str:
+    return "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
+
+
 class Namespace:
     """One network namespace of a lab; configuration helpers act inside it."""
 
@@ -153,8 +157,9 @@ class Namespace:
     # ---- kernel settings and link impairments ---------------------------------------------------
 
     def sysctl(self, key: str, value: int | str) -> None:
-        """Set a ``net.*`` sysctl of this namespace (``net.ipv4.ip_forward`` style key)."""
-        path = "/proc/sys/" + key.replace(".", "/")
+        """Set a ``net.*`` sysctl of this namespace: ``net.ipv4.ip_forward`` style, or a path below
+        ``/proc/sys`` (``net/ipv4/conf/eth0.100/rp_filter``) for interface names with dots."""
+        path = _sysctl_path(key)
 
         def write() -> None:
             with open(path, "w") as f:
@@ -163,7 +168,7 @@ class Namespace:
         self.call(write)
 
     def read_sysctl(self, key: str) -> str:
-        path = "/proc/sys/" + key.replace(".", "/")
+        path = _sysctl_path(key)
 
         def read() -> str:
             with open(path) as f:
