@@ -326,6 +326,8 @@ class Lab:
         cleanup = " ".join(f"ip netns del {ns.name};" for ns in self.namespaces.values())
         if pids:
             cleanup = f"kill {' '.join(pids)}; " + cleanup
+        if self._workdir is not None:
+            cleanup += f" rm -r {self._workdir}"
         lines.append(f"remove with: {cleanup}")
         return "\n".join(lines)
 
