@@ -371,6 +371,40 @@ def test_loop_segments_in_python_towards_a_tun_without_offloads(topo):
     assert c["outside"]["tx_errors"] == 0
 
 
+class CopyRelay(Relay):
+    """Returns copies: the loop cannot reuse the arrival header and must derive one (slow path)."""
+
+    def receive(self, iface, data, now, *, csum_partial=False, gso_size=0):
+        res = super().receive(iface, data, now, csum_partial=csum_partial, gso_size=gso_size)
+        return Result([(egress, bytearray(pkt)) for egress, pkt in res.packets], res.events)
+
+
+class SegmentingRelay(Relay):
+    """Cuts every super-packet itself, as the engine would to act on one segment."""
+
+    def receive(self, iface, data, now, *, csum_partial=False, gso_size=0):
+        egress = self.peer[iface]
+        if gso_size and len(data) > 1500:
+            kind = GSO_TCPV4 if data[0] >> 4 == 4 else GSO_TCPV6
+            return Result([(egress, seg) for seg in segment(data, kind, gso_size)], [])
+        return super().receive(iface, data, now, csum_partial=csum_partial, gso_size=gso_size)
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.parametrize("relay", [CopyRelay, SegmentingRelay])
+@pytest.mark.timeout(120)
+def test_loop_writes_packets_the_engine_built(topo, relay):
+    with LoopThread(topo, relay("inside", "outside")) as loop:
+        _assert_transfer(topo, 4 << 20)
+        assert _ping(topo) == 3
+    c = loop.counters()["interfaces"]
+    assert c["inside"]["rx_super"] > 0
+    assert c["inside"]["tx_errors"] == c["outside"]["tx_errors"] == 0
+    if relay is SegmentingRelay:
+        assert c["outside"]["tx_packets"] > c["inside"]["rx_packets"]  # one write per segment
+
+
 # ------------------------------------------------------------------------------------------------
 # Through the real engine: `statewall run` as a process.
 
