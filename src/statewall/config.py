@@ -26,7 +26,8 @@ _IPTABLES_LINE = re.compile(
     r"|:\S+ (ACCEPT|DROP|RETURN|-) \[\d+:\d+\]"
     r"|-[AIN] \S"
     r"|COMMIT\s*$"
-    r"|ip6?tables(-restore)?\s)"
+    r"|ip6?tables(-restore)?\s"
+    r"|(ipchains|sysctl|#@statewall)\s|net\.(ipv4\.)?netfilter\.|echo\s.*/proc/sys/|.*[#$]\s+ip6?tables\s)"
 )
 
 
