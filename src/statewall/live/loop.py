@@ -125,7 +125,7 @@ class Loop:
     def stop(self) -> None:
         """Ask the loop to end; safe from signal handlers and other threads."""
         self._stopping = True
-        with contextlib.suppress(BlockingIOError):
+        with contextlib.suppress(OSError):  # pipe full (a wake-up is pending anyway) or loop closed
             os.write(self._wake_w, b"\0")
 
     def close(self) -> None:
