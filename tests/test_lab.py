@@ -22,7 +22,7 @@ if os.geteuid() != 0:
 elif not shutil.which("ip"):
     ROOT_REASON = "needs iproute2 (ip)"
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")]
+needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
 
 
 def ip_netns_list() -> str:
@@ -31,6 +31,8 @@ def ip_netns_list() -> str:
     ).stdout
 
 
+@pytest.mark.root
+@needs_root
 def test_namespaces_are_removed_even_when_the_body_raises():
     with pytest.raises(RuntimeError, match="scenario broke"), Lab() as lab:
         a, b = lab.netns("a"), lab.netns("b")
@@ -46,6 +48,8 @@ def test_namespaces_are_removed_even_when_the_body_raises():
     assert not os.path.exists(workdir)
 
 
+@pytest.mark.root
+@needs_root
 def test_namespaces_are_removed_on_sigterm(tmp_path):
     script = textwrap.dedent(
         """
@@ -74,6 +78,8 @@ def test_namespaces_are_removed_on_sigterm(tmp_path):
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=10, what=f"pid {pid} to go away")
 
 
+@pytest.mark.root
+@needs_root
 def test_links_addresses_routes_and_sysctls():
     with Lab() as lab:
         a, b = lab.netns("a"), lab.netns("b")
@@ -103,6 +109,8 @@ def socket_names() -> list[str]:
     return [name for _, name in socket.if_nameindex()]
 
 
+@pytest.mark.root
+@needs_root
 def test_random_loss_and_netem():
     with Lab() as lab:
         a, b = lab.netns("a"), lab.netns("b")
@@ -119,6 +127,8 @@ def test_random_loss_and_netem():
             assert "netem" in a.run(["tc", "qdisc", "show", "dev", "eth0"]).stdout
 
 
+@pytest.mark.root
+@needs_root
 def test_call_raises_the_callables_error_and_is_bounded():
     with Lab() as lab:
         a = lab.netns("a")
@@ -134,6 +144,8 @@ def test_wait_for_is_bounded():
     assert wait_for(lambda: 5, timeout=0.1) == 5
 
 
+@pytest.mark.root
+@needs_root
 @pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")
 def test_standard_topology_routes_each_side_into_its_tun():
     from statewall.lab.topology import FirewallTopology
@@ -162,6 +174,8 @@ def test_lab_list_shows_smoke():
     assert res.stdout.startswith("smoke ") or "\nsmoke " in res.stdout
 
 
+@pytest.mark.root
+@needs_root
 @pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")
 @pytest.mark.skipif(not shutil.which("hping3"), reason="needs hping3 for the ping")
 @pytest.mark.timeout(240)
