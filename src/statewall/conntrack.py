@@ -76,6 +76,9 @@ class Connection:
         "queued_at",
         "closed",
         "helper",
+        "mpf",
+        "norm",
+        "seqrand",
         "closer",
     )
 
@@ -100,6 +103,11 @@ class Connection:
         self.queued_at = 0.0
         self.closed = False
         self.helper = None
+        # The ASA's class settings (statewall.mpf.Effective), TCP normalizer state and sequence
+        # randomization (statewall.normalizer.NormState, statewall.seqrand.SeqShift); None elsewhere.
+        self.mpf = None
+        self.norm = None
+        self.seqrand = None
         self.closer: str | None = None  # interface whose FIN began the close
 
     def deadline(self) -> float:
