@@ -1,0 +1,554 @@
+"""The ASA TCP normalizer: the ``tcp-map`` checks of reference A.1 applied to a connection's segments.
+
+Owns every per-segment decision a tcp-map makes and the per-connection state those decisions need
+(``NormState``): the MSS each side advertised, the lowest TTL seen, each side's right window edge,
+the next in-order sequence number and the out-of-order queue, the bytes of unacknowledged data for
+``check-retransmission``. The engine calls, for each segment of a TCP connection:
+
+``check(state, direction, pkt, trk, ack_offset, now, gso_size)``  before the tracker: drops (a
+    ``Refusal``), clears (the packet is rewritten in place, checksums kept right), or ``HOLD`` (the
+    segment waits in the out-of-order queue);
+``allows_invalid(state, why)``  after the tracker said INVALID: ``seq-past-window allow`` and
+    ``invalid-ack allow`` let those segments through;
+``release(state, direction)``  after a segment went out: queued segments now in order;
+``expire(state, now)``  from the engine's timers: queued segments past ``queue-limit ... timeout``.
+
+Defaults are the ASA's (``TcpMap`` in ``statewall.policy``). ``exceed-mss`` has none of its own: it is
+``drop`` for configurations declaring a release before 9.0 (``ASA Version 8.2(1)``, ``PIX Version
+7.2(1)``) and ``allow`` otherwise, because Cisco changed it between releases (A.1). Each drop has its
+own ``DropReason`` and a counter named as ``show service-policy`` prints it (``COUNTERS``).
+
+Design notes (why, where the ASA is not explicit):
+
+* ``ttl-evasion-protection`` rewrites, it does not drop: a segment may not carry a higher TTL than the
+  lowest its direction has shown, so a low-TTL decoy cannot be followed by a different "retransmission"
+  that reaches further.
+* ``window-variation drop`` refuses a segment whose advertised right edge (ack + scaled window) moves
+  left of an edge the same side announced before, and ends the connection.
+* The out-of-order queue holds data segments beyond the next expected sequence number; a queue of 0
+  passes them untouched, except for inspected or ``check-retransmission`` flows, which get the ASA's
+  implicit queue of 3.
+* ``invalid-ack`` is the tracker's "ACK is over" plus the ASA's stricter handshake rule: the ACK that
+  completes the handshake must acknowledge exactly the SYN/ACK.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import NamedTuple
+
+from . import mss as mss_mod
+from .events import DropReason
+from .packet import decode
+from .policy import Origin, TcpMap
+
+# TCP flags
+_FIN, _SYN, _RST, _ACK, _URG = 0x01, 0x02, 0x04, 0x10, 0x20
+_M = 0xFFFFFFFF
+
+# Action codes (compiled from the tcp-map's words)
+ALLOW, CLEAR, DROP = 0, 1, 2
+_ACTION = {"allow": ALLOW, "clear": CLEAR, "drop": DROP}
+
+# The counters ``show service-policy`` prints for a tcp-map, in its order.
+COUNTERS = (
+    ("retransmission_drops", "Retransmission drops"),
+    ("checksum_drops", "TCP checksum drops"),
+    ("exceed_mss_drops", "Exceeded MSS drops"),
+    ("syn_data_drops", "SYN with data drops"),
+    ("invalid_ack_drops", "Invalid ACK drops"),
+    ("synack_data_drops", "SYN-ACK with data drops"),
+    ("ooo_packets", "Out-of-order (OoO) packets"),
+    ("ooo_no_buffer_drops", "OoO no buffer drops"),
+    ("ooo_timeout_drops", "OoO buffer timeout drops"),
+    ("seq_past_window_drops", "SEQ past window drops"),
+    ("reserved_bit_cleared", "Reserved bit cleared"),
+    ("reserved_bit_drops", "Reserved bit drops"),
+    ("ttl_modified", "IP TTL modified"),
+    ("urgent_cleared", "Urgent flag cleared"),
+    ("window_varied_resets", "Window varied resets"),
+)
+OPTION_COUNTERS = (
+    ("sack_cleared", "Selective ACK cleared"),
+    ("timestamp_cleared", "Timestamp cleared"),
+    ("wscale_cleared", "Window scale cleared"),
+    ("other_options_cleared", "Other options cleared"),
+    ("other_options_drops", "Other options drops"),
+)
+
+IMPLICIT_QUEUE = 3  # the ASA's queue for inspected / check-retransmission flows with queue-limit 0
+
+
+def before(a: int, b: int) -> bool:
+    return ((a - b) & _M) > 0x7FFFFFFF
+
+
+def exceed_mss_default(version: str | None, asa: bool = True) -> str:
+    """``drop`` for a declared release before 9.0 (ASA 7.x/8.x, PIX 7.x), else ``allow`` (A.1)."""
+    if not asa or not version:
+        return "allow"
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return "allow"
+    return "drop" if major < 9 else "allow"
+
+
+class Refusal(NamedTuple):
+    """Why the normalizer refuses a segment: what the engine needs for its ``Drop`` event."""
+
+    reason: DropReason
+    message: str
+    origin: Origin | None = None
+    hint: str | None = None
+    detail: dict | None = None
+    teardown: str | None = None  # a teardown reason when the refusal ends the connection
+
+
+HOLD = Refusal(DropReason.TCP_BUFFER_FULL, "held in the out-of-order queue")  # sentinel, never a drop
+
+
+class Profile:
+    """A ``TcpMap`` compiled for the per-segment path (actions as small ints, an option table)."""
+
+    __slots__ = (
+        "tm",
+        "exceed_mss",
+        "exceed_mss_origin",
+        "version",
+        "invalid_ack",
+        "seq_past_window",
+        "reserved",
+        "syn_data",
+        "synack_data",
+        "urgent_clear",
+        "window_drop",
+        "checksum",
+        "retrans",
+        "ttl",
+        "queue",
+        "queue_timeout",
+        "options",
+        "rewrites_options",
+    )
+
+    def __init__(self, tm: TcpMap, version: str | None, *, asa: bool = True, inspected: bool = False) -> None:
+        self.tm = tm
+        self.version = version
+        self.exceed_mss = _ACTION[tm.exceed_mss or exceed_mss_default(version, asa)]
+        self.exceed_mss_origin = tm.origins.get("exceed_mss")
+        self.invalid_ack = _ACTION[tm.invalid_ack]
+        self.seq_past_window = _ACTION[tm.seq_past_window]
+        self.reserved = _ACTION[tm.reserved_bits]
+        self.syn_data = _ACTION[tm.syn_data]
+        self.synack_data = _ACTION[tm.synack_data]
+        self.urgent_clear = tm.urgent_flag == "clear"
+        self.window_drop = tm.window_variation == "drop"
+        self.checksum = tm.checksum_verification
+        self.retrans = tm.check_retransmission
+        self.ttl = tm.ttl_evasion_protection
+        queue = tm.queue_limit
+        if queue == 0 and (inspected or tm.check_retransmission):
+            queue = IMPLICIT_QUEUE
+        self.queue = queue
+        self.queue_timeout = tm.queue_timeout
+        # Action per option kind. EOL/NOP/MSS are never touched; the known options follow their knobs;
+        # 6-7 and 9-255 follow the ranges (default clear), option 19 the md5 knob when set.
+        table = [CLEAR] * 256
+        for kind in (0, 1, 2):
+            table[kind] = ALLOW
+        for low, high, action in tm.option_ranges:
+            for kind in range(low, high + 1):
+                if kind != 8:
+                    table[kind] = _ACTION[action]
+        if tm.md5 is not None:
+            table[19] = _ACTION[tm.md5]
+        table[3] = _ACTION[tm.window_scale]
+        table[4] = table[5] = _ACTION[tm.selective_ack]
+        table[8] = _ACTION[tm.timestamp]
+        self.options = tuple(table)
+        self.rewrites_options = any(a != ALLOW for a in table)
+
+
+class Held(NamedTuple):
+    seq: int
+    pkt: object
+    arrived: float
+    gso_size: int
+
+
+class NormState:
+    """One connection's normalizer state. ``counters`` are the applying class's (show service-policy).
+
+    ``mss_limit[d]`` is the largest segment side ``d`` is expected to accept (None until its SYN);
+    ``ttl[d]`` the lowest TTL seen from ``d``; ``edge[d]`` the right window edge ``d`` advertised;
+    ``nxt[d]`` the next in-order sequence number from ``d``; ``held[d]`` its queued segments.
+    """
+
+    __slots__ = (
+        "profile",
+        "counters",
+        "mss_minimum",
+        "mss_limit",
+        "mss_adv",
+        "ttl",
+        "edge",
+        "nxt",
+        "held",
+        "sent",
+        "queued_at",
+        "conn",
+    )
+
+    def __init__(
+        self, profile: Profile, counters: Counter, mss_minimum: int = 0, conn: object = None
+    ) -> None:
+        self.profile = profile
+        self.counters = counters
+        self.mss_minimum = mss_minimum
+        self.mss_limit: list[int | None] = [None, None]
+        self.mss_adv: list[tuple[int, bool] | None] = [None, None]
+        self.ttl = [0, 0]
+        self.edge: list[int | None] = [None, None]
+        self.nxt: list[int | None] = [None, None]
+        self.held: tuple[list[Held], list[Held]] = ([], [])
+        self.sent: tuple[dict[int, bytes], dict[int, bytes]] | None = ({}, {}) if profile.retrans else None
+        self.queued_at = 0.0  # timer bookkeeping for the out-of-order queue (engine)
+        self.conn = conn
+
+    def deadline(self) -> float:
+        """When the oldest queued segment times out (inf when nothing is queued)."""
+        t = min((h.arrived for q in self.held for h in q), default=None)
+        return float("inf") if t is None else t + self.profile.queue_timeout
+
+
+# --------------------------------------------------------------------------------------------------
+# The per-segment checks
+
+
+def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size: int = 0) -> Refusal | None:
+    """Normalize one segment from direction ``d`` before it is tracked; None to go on."""
+    prof = st.profile
+    flags = pkt.flags
+    plen = pkt.payload_len
+    c = st.counters
+
+    if prof.checksum:
+        bad = pkt.verify_checksums()
+        if bad is not None:
+            c["checksum_drops"] += 1
+            return Refusal(
+                bad,
+                "TCP checksum verification failed",
+                prof.tm.origins.get("checksum_verification"),
+                "no checksum-verification in the tcp-map",
+            )
+
+    if pkt.reserved:
+        if prof.reserved == DROP:
+            c["reserved_bit_drops"] += 1
+            return Refusal(
+                DropReason.TCP_RESERVED_SET,
+                f"reserved bits 0x{pkt.reserved:x} set",
+                prof.tm.origins.get("reserved_bits"),
+                "reserved-bits allow (or clear) in the tcp-map",
+            )
+        if prof.reserved == CLEAR:
+            _clear_reserved(pkt)
+            c["reserved_bit_cleared"] += 1
+
+    if flags & _SYN:
+        if plen and not flags & _ACK and prof.syn_data == DROP:
+            c["syn_data_drops"] += 1
+            return Refusal(
+                DropReason.TCP_SYN_DATA,
+                f"SYN carries {plen} bytes of data",
+                prof.tm.origins.get("syn_data"),
+                "syn-data allow in the tcp-map",
+            )
+        if plen and flags & _ACK and prof.synack_data == DROP:
+            c["synack_data_drops"] += 1
+            return Refusal(
+                DropReason.TCP_SYNACK_DATA,
+                f"SYN-ACK carries {plen} bytes of data",
+                prof.tm.origins.get("synack_data"),
+                "synack-data allow in a tcp-map applied to this flow",
+            )
+
+    if pkt.doff > 20 and prof.rewrites_options:
+        r = _options(st, pkt)
+        if r is not None:
+            return r
+
+    if flags & _URG and prof.urgent_clear:
+        pkt.set_flags(flags & ~_URG)
+        pkt.set_urgptr(0)
+        flags = pkt.flags
+        c["urgent_cleared"] += 1
+
+    if prof.ttl:
+        low = st.ttl[d]
+        if low == 0 or pkt.ttl < low:
+            st.ttl[d] = pkt.ttl
+        elif pkt.ttl > low:
+            pkt.set_ttl(low)
+            c["ttl_modified"] += 1
+
+    if flags & _SYN:
+        _record_mss(st, d, pkt)
+        st.nxt[d] = (pkt.seq + 1 + plen) & _M
+        return None
+
+    if plen and prof.exceed_mss == DROP:
+        limit = st.mss_limit[1 - d]
+        size = gso_size if gso_size and gso_size < plen else plen
+        if limit is not None and size > limit:
+            c["exceed_mss_drops"] += 1
+            return _exceed_mss(st, d, limit, size)
+
+    if (
+        trk is not None
+        and trk.state == 2  # SYN_RECV
+        and d == 0
+        and prof.invalid_ack == DROP
+        and flags & (_ACK | _RST | _FIN) == _ACK
+    ):
+        r = _handshake_ack(st, pkt, trk, ack_offset)
+        if r is not None:
+            return r
+
+    if prof.window_drop and flags & _ACK and trk is not None:
+        right = (pkt.ack - ack_offset + (pkt.window << trk.seen[d].td_scale)) & _M
+        edge = st.edge[d]
+        if edge is not None and before(right, edge):
+            c["window_varied_resets"] += 1
+            return Refusal(
+                DropReason.TCP_WINDOW_VARIATION,
+                f"window shrank: right edge {right} is left of {edge}",
+                prof.tm.origins.get("window_variation"),
+                "window-variation allow in the tcp-map",
+                teardown="TCP unexpected window size variation",
+            )
+        if edge is None or before(edge, right):
+            st.edge[d] = right
+
+    nxt = st.nxt[d]
+    seq = pkt.seq
+    end = (seq + plen + (1 if flags & _FIN else 0)) & _M
+    if nxt is None:
+        st.nxt[d] = end
+        return None
+    if plen or flags & _FIN:
+        if before(nxt, seq) and not flags & _RST:
+            # A gap before this segment.
+            if prof.queue:
+                return _hold(st, d, pkt, now, gso_size)
+        elif st.sent is not None and plen and before(seq, nxt):
+            r = _retransmission(st, d, pkt, seq)
+            if r is not None:
+                return r
+        if st.sent is not None and plen:
+            st.sent[d][seq] = pkt.payload()
+        if before(nxt, end):
+            st.nxt[d] = end
+    if st.sent is not None and flags & _ACK:
+        _forget_acked(st.sent[1 - d], (pkt.ack - ack_offset) & _M)
+    return None
+
+
+def allows_invalid(st: NormState, why: str | None) -> bool:
+    """After the tracker said INVALID: True when the tcp-map lets this kind of segment through."""
+    prof = st.profile
+    if why is None:
+        return False
+    if why.startswith("SEQ is over"):
+        if prof.seq_past_window == ALLOW:
+            return True
+        st.counters["seq_past_window_drops"] += 1
+    elif why.startswith("ACK is over"):
+        if prof.invalid_ack == ALLOW:
+            return True
+        st.counters["invalid_ack_drops"] += 1
+    return False
+
+
+def invalid_hint(why: str | None) -> tuple[str | None, str | None]:
+    """(tcp-map field, hint) for a tracker INVALID reason the normalizer could allow."""
+    if why and why.startswith("SEQ is over"):
+        return "seq_past_window", "seq-past-window allow in a tcp-map applied to this flow"
+    if why and why.startswith("ACK is over"):
+        return "invalid_ack", "invalid-ack allow in a tcp-map applied to this flow"
+    return None, None
+
+
+def release(st: NormState, d: int) -> list[Held]:
+    """Queued segments from ``d`` that are in order now, in sequence order (removed from the queue)."""
+    q = st.held[d]
+    if not q:
+        return []
+    out = []
+    nxt = st.nxt[d]
+    q.sort(key=lambda h: (h.seq - (nxt or 0)) & _M)
+    while q and nxt is not None and not before(nxt, q[0].seq):
+        h = q.pop(0)
+        out.append(h)
+        end = (h.seq + h.pkt.payload_len + (1 if h.pkt.flags & _FIN else 0)) & _M  # type: ignore[attr-defined]
+        if before(nxt, end):
+            nxt = end
+    return out
+
+
+def expire(st: NormState, now: float) -> list[tuple[int, Held]]:
+    """Queued segments that waited longer than the queue timeout: (direction, segment), removed."""
+    out = []
+    limit = st.profile.queue_timeout
+    for d in (0, 1):
+        q = st.held[d]
+        keep = []
+        for h in q:
+            if now - h.arrived >= limit:
+                out.append((d, h))
+            else:
+                keep.append(h)
+        q[:] = keep
+    st.counters["ooo_timeout_drops"] += len(out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _clear_reserved(pkt) -> None:
+    # The codec has setters for byte 13 (flags) but not for the low nibble of byte 12; write it through
+    # the same checksum-keeping field writer the setters use.
+    pkt._set_field(12, 1, (pkt.doff >> 2) << 4)
+    pkt.reserved = 0
+
+
+def _options(st: NormState, pkt) -> Refusal | None:
+    table = st.profile.options
+    c = st.counters
+    for kind, off, _ln in list(pkt.tcp_options()):
+        action = table[kind]
+        if action == ALLOW:
+            continue
+        if action == DROP:
+            c["other_options_drops"] += 1
+            tm = st.profile.tm
+            origin = tm.origins.get("md5") if kind == 19 else None
+            if origin is None:
+                origin = next((o for k, o in tm.origins.items() if k.startswith("range ")), None)
+            return Refusal(
+                DropReason.TCP_OPTION_DROP,
+                f"TCP option {kind} refused by the tcp-map",
+                origin,
+                f"tcp-options range {kind} {kind} allow (or clear) in the tcp-map",
+            )
+        pkt.clear_option(off)
+        if kind in (4, 5):
+            c["sack_cleared"] += 1
+        elif kind == 8:
+            c["timestamp_cleared"] += 1
+        elif kind == 3:
+            c["wscale_cleared"] += 1
+        else:
+            c["other_options_cleared"] += 1
+    return None
+
+
+def _record_mss(st: NormState, d: int, pkt) -> None:
+    value, present = mss_mod.advertised(pkt)
+    st.mss_adv[d] = (value, present)
+    st.mss_limit[d] = mss_mod.receive_limit(value, present, st.mss_minimum)
+
+
+def _handshake_ack(st: NormState, pkt, trk, ack_offset: int) -> Refusal | None:
+    # The ACK completing the handshake must acknowledge exactly the SYN/ACK (A.1), stricter than the
+    # tracker's window bounds.
+    want = trk.seen[1].td_end
+    got = (pkt.ack - ack_offset) & _M
+    if got == want:
+        return None
+    st.counters["invalid_ack_drops"] += 1
+    return Refusal(
+        DropReason.TCP_INVALID_ACK,
+        f"handshake ACK {got} does not acknowledge the SYN-ACK (expected {want})",
+        st.profile.tm.origins.get("invalid_ack"),
+        "invalid-ack allow in a tcp-map applied to this flow",
+    )
+
+
+def _exceed_mss(st: NormState, d: int, limit: int, size: int) -> Refusal:
+    prof = st.profile
+    adv = st.mss_adv[1 - d]
+    if prof.exceed_mss_origin is not None:
+        why = "the tcp-map says exceed-mss drop"
+    else:
+        why = f"exceed-mss drop is the default before ASA 9.0 (this configuration declares {prof.version})"
+    told = ""
+    if adv is not None and not adv[1]:
+        told = f" (no MSS option: {adv[0]} assumed)"
+    return Refusal(
+        DropReason.TCP_MSS_EXCEEDED,
+        f"segment of {size} bytes exceeds the MSS {limit} its receiver advertised{told}; {why}",
+        prof.exceed_mss_origin,
+        f"sysopt connection tcpmss minimum {size}, or exceed-mss allow in a tcp-map applied to this flow "
+        "(set connection advanced-options)",
+        {"mss": limit, "data": size},
+    )
+
+
+def _hold(st: NormState, d: int, pkt, now: float, gso_size: int) -> Refusal:
+    prof = st.profile
+    q = st.held[d]
+    if any(h.seq == pkt.seq for h in q):
+        return HOLD  # the same segment again: one copy waits
+    if len(q) >= prof.queue:
+        st.counters["ooo_no_buffer_drops"] += 1
+        return Refusal(
+            DropReason.TCP_BUFFER_FULL,
+            f"out-of-order queue full ({prof.queue} segments wait for {st.nxt[d]})",
+            prof.tm.origins.get("queue_limit"),
+            "a larger queue-limit in the tcp-map",
+        )
+    # The caller may reuse its buffer once receive() returns (a live loop does): queue a private copy.
+    q.append(Held(pkt.seq, decode(bytearray(pkt.buf)), now, gso_size))
+    st.counters["ooo_packets"] += 1
+    return HOLD
+
+
+def _retransmission(st: NormState, d: int, pkt, seq: int) -> Refusal | None:
+    sent = st.sent[d]  # type: ignore[index]
+    data = pkt.payload()
+    for start, old in sent.items():
+        # Compare the overlap of this segment with each remembered one.
+        off = (seq - start) & _M
+        if off < len(old):
+            n = min(len(old) - off, len(data))
+            if old[off : off + n] != data[:n]:
+                st.counters["retransmission_drops"] += 1
+                return Refusal(
+                    DropReason.TCP_BAD_RETRANSMISSION,
+                    f"retransmission at {seq} differs from the data first sent",
+                    st.profile.tm.origins.get("check_retransmission"),
+                    "no check-retransmission in the tcp-map",
+                )
+        else:
+            off = (start - seq) & _M
+            if off < len(data):
+                n = min(len(data) - off, len(old))
+                if data[off : off + n] != old[:n]:
+                    st.counters["retransmission_drops"] += 1
+                    return Refusal(
+                        DropReason.TCP_BAD_RETRANSMISSION,
+                        f"retransmission at {seq} differs from the data first sent",
+                        st.profile.tm.origins.get("check_retransmission"),
+                        "no check-retransmission in the tcp-map",
+                    )
+    return None
+
+
+def _forget_acked(sent: dict[int, bytes], ack: int) -> None:
+    for start in [s for s, data in sent.items() if not before(ack, (s + len(data)) & _M)]:
+        del sent[start]
