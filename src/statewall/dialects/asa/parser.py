@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ...policy import Origin, Policy, Warning_
 from ..errors import ConfigError
-from . import acl, device, interfaces, nat, passthrough, timeouts
+from . import acl, device, interfaces, mpf, nat, passthrough, timeouts
 from .lexer import Cursor, Line, lines
 from .modes import Handler, Mode
 
@@ -33,6 +33,8 @@ COMMANDS: dict[str, Handler] = {
     **acl.COMMANDS,
     **nat.COMMANDS,
     **timeouts.COMMANDS,
+    # Last: the policy framework takes class-map/policy-map/tcp-map/service-policy/sysopt/no over.
+    **mpf.COMMANDS,
 }
 
 
@@ -133,6 +135,7 @@ class Parser:
         if not self.hostname_set and self.prompt_host and device.valid_hostname(self.prompt_host):
             self.policy.hostname = self.prompt_host
         interfaces.finish(self)
+        mpf.finish(self)
         for ok, error in self._checks:
             if not ok():
                 raise error

@@ -19,7 +19,7 @@ from ...policy import (
     Policy,
     PortMatch,
 )
-from . import names, passthrough, timeouts
+from . import mpf, names, passthrough, timeouts
 from .acl import ANY4, ANY6, PORT_PROTOCOLS
 
 
@@ -58,9 +58,18 @@ def render(policy: Policy) -> str:
         out.append(_route(route.interface, route.network, route.gateway, route.distance))
     out += timeouts.render(policy.timeouts)
     out += kept.get(passthrough.BODY, [])
-    if kept.get(passthrough.MPF):
-        out += ["!", *kept[passthrough.MPF], "!"]
+    out += mpf.render_sysopt(policy)
+    framework = [
+        *mpf.render_tcp_maps(policy),
+        *mpf.render_class_maps(policy),
+        *kept.get(passthrough.MPF, []),
+        *mpf.render_policy_maps(policy),
+        *mpf.render_service_policies(policy),
+    ]
+    if framework:
+        out += ["!", *framework, "!"]
     out += kept.get(passthrough.TAIL, [])
+    out += mpf.render_faults(policy)
     out.append(": end")
     return "\n".join(out) + "\n"
 
