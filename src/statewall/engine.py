@@ -20,7 +20,7 @@ import ipaddress
 from collections import Counter
 from typing import NamedTuple
 
-from . import craft
+from . import craft, mss, normalizer, seqrand
 from .acl import AccessControl
 from .conntrack import ORIGINAL, REPLY, Connection, ConnTable, Half
 from .events import (
@@ -37,7 +37,9 @@ from .events import (
 )
 from .expect import Expectation, ExpectTable
 from .inspect import Inspectors
+from .mpf import ServicePolicies
 from .nat import NatFailure, NatTable, Xlate
+from .normalizer import NormState
 from .packet import DecodeError, Packet, decode
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ConntrackSettings, Origin, Policy
 from .routing import RouteTable
@@ -87,7 +89,15 @@ def _asa_version_before(version: str | None, major: int, minor: int) -> bool:
 class Firewall:
     """A stateful firewall enforcing one ``Policy``."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        seed: int | bytes | str | None = None,
+        faults: frozenset[str] | set[str] | tuple[str, ...] = (),
+    ) -> None:
+        """``seed`` makes the sequence randomization reproducible (tests, labs); ``faults`` names
+        deliberate misbehaviours to switch on (``statewall.seqrand.FAULTS``), added to the policy's."""
         self.policy = policy
         self.interfaces = {n: i for n, i in policy.interfaces.items() if not i.shutdown}
         self.routes = RouteTable(policy)
@@ -108,6 +118,16 @@ class Firewall:
             self.ct = policy.conntrack
         # ASA before 8.3 matches access lists against mapped (global) addresses; 8.3+ against real ones.
         self.acl_on_mapped = self.asa and _asa_version_before(policy.version, 8, 3)
+        # The ASA's modular policy framework: per-connection settings, the TCP normalizer, MSS rewriting
+        # and sequence randomization (statewall.mpf, .normalizer, .mss, .seqrand).
+        self.faults = frozenset(faults) | frozenset(policy.faults)
+        unknown = self.faults - set(seqrand.FAULTS)
+        if unknown:
+            known = ", ".join(seqrand.FAULTS)
+            raise ValueError(f"unknown fault(s) {', '.join(sorted(unknown))} (known: {known})")
+        self.service_policies = ServicePolicies(policy) if self.asa else None
+        self._seq_secret = seqrand.make_secret(seed)
+        self._shifting = False  # a connection's sequence numbers are shifted: replay must follow
         self.drops: Counter[DropReason] = Counter()
         self.stats = Counter()
         self._next_id = 1
@@ -170,6 +190,8 @@ class Firewall:
                 self._expire_conn(obj, due, out, ev)
             elif isinstance(obj, Expectation):
                 self.expect.expire(obj, now)
+            elif isinstance(obj, NormState):
+                self._expire_held(obj, now, ev)
             elif isinstance(obj, Xlate):
                 again = self.nat.expire(obj, now)
                 if again is None:
@@ -210,7 +232,7 @@ class Firewall:
         it would have arrived, so that a replayed session flows as between live hosts.
         """
         buf = bytearray(data)
-        if not self._replay_index and not self.expect.announced:
+        if not self._replay_index and not self.expect.announced and not self._shifting:
             return buf
         try:
             pkt = decode(buf)
@@ -219,7 +241,10 @@ class Firewall:
         key = (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
         known = self.conns.by_key.get(key)
         if known is not None:
-            if known.conn.helper is not None:
+            if known.conn.seqrand is not None:
+                # Its acks answer data the firewall shifted (randomization, inspection rewrites).
+                known.conn.seqrand.to_live(known.dir, pkt)
+            elif known.conn.helper is not None:
                 # Its acks answer data that inspection rewrites shifted.
                 known.conn.helper.to_live(known.dir, pkt)
             return buf
@@ -241,7 +266,9 @@ class Firewall:
                 pkt.set_icmp_id(mdport)
             else:
                 pkt.set_dport(mdport)
-        if half.conn.helper is not None:
+        if half.conn.seqrand is not None:
+            half.conn.seqrand.to_live(half.dir, pkt)
+        elif half.conn.helper is not None:
             half.conn.helper.to_live(half.dir, pkt)
         return buf
 
@@ -288,8 +315,17 @@ class Firewall:
         conn = half.conn
         trk = conn.tcp
         helper = conn.helper
+        norm = conn.norm
+        if norm is not None and self._normalize(half, norm, pkt, now, out, ev, gso_size):
+            return
+        shift = conn.seqrand
         if trk is not None and not first:
-            if helper is not None and helper.seqadj.active:
+            if shift is not None:
+                # Randomized (and perhaps inspected): acks come back in the shifted numbers.
+                verdict, why = trk.packet(
+                    half.dir, pkt, self.ct, ack_offset=shift.ack_offset(half.dir, pkt.ack)
+                )
+            elif helper is not None and helper.seqadj.active:
                 # Inspection rewrites changed lengths: this side's acks are in the adjusted space.
                 verdict, why = trk.packet(
                     half.dir, pkt, self.ct, ack_offset=helper.seqadj.ack_offset(half.dir, pkt.ack)
@@ -304,13 +340,18 @@ class Firewall:
                 if nhalf is not None:
                     self._forward(nhalf, pkt, now, out, ev, gso_size, first=True)
                 return
-            if verdict == INVALID:
+            if verdict == INVALID and not (norm is not None and normalizer.allows_invalid(norm, why)):
                 reason = DropReason.TCP_INVALID
+                hint = origin = None
                 if self.asa:
                     for prefix, r in _INVALID_TO_DROP:
                         if why and why.startswith(prefix):
                             reason = r
                             break
+                    if norm is not None:
+                        # seq-past-window / invalid-ack: the tcp-map line and the change that allows it.
+                        knob, hint = normalizer.invalid_hint(why)
+                        origin = norm.profile.tm.origins.get(knob) if knob else None
                 self._drop(
                     ev,
                     reason,
@@ -318,6 +359,8 @@ class Firewall:
                     pkt,
                     now,
                     egress=half.out_iface,
+                    origin=origin,
+                    hint=hint,
                     message=why or "INVALID",
                     detail={"ctstate": "INVALID", "conn": conn.id},
                 )
@@ -348,10 +391,14 @@ class Firewall:
                 if refusal.close:
                     self._teardown(conn, now, "Flow closed by inspection", half.in_iface, out, ev)
                 return
+        if norm is not None and pkt.flags & TCP_SYN:
+            mss.sysopt_rewrite(pkt, self.policy.sysopt_tcpmss, self.policy.sysopt_tcpmss_minimum)
         pkt.set_ttl(ttl - 1)
         if half.rewrites:
             self._rewrite(half, pkt)
-        if helper is not None and helper.seqadj.active:
+        if shift is not None:
+            shift.adjust(half.dir, pkt)  # randomization, with any inspection corrections (after NAT)
+        elif helper is not None and helper.seqadj.active:
             helper.seqadj.adjust(half.dir, pkt)
         plen = pkt.payload_len
         conn.last = now
@@ -368,6 +415,94 @@ class Firewall:
             )
         if trk is not None:
             self._tcp_after(conn, half, pkt, now, out, ev)
+            if norm is not None and norm.held[half.dir] and not conn.closed:
+                # Segments queued behind this one are in order now.
+                for held in normalizer.release(norm, half.dir):
+                    self._forward(half, held.pkt, now, out, ev, held.gso_size)
+
+    # ---------------------------------------------------------------------------------------------
+    # Modular policy framework: normalizer, MSS, sequence randomization (ASA)
+
+    def _apply_policy(self, conn, iface, egress, pkt, real_dst, real_dport, itype, icode, xl, unnat) -> None:
+        """Resolve the new connection's class settings and give a TCP connection its normalizer state
+        and sequence randomization."""
+        eff = self.service_policies.resolve(
+            iface, egress, pkt.version, pkt.proto, pkt.src, pkt.sport, real_dst, real_dport, itype, icode
+        )
+        conn.mpf = eff
+        if conn.proto != PROTO_TCP:
+            return
+        use = eff.tcp_map_use
+        profile = normalizer.Profile(
+            eff.tcp_map, self.policy.version, asa=True, inspected=conn.helper is not None
+        )
+        counters = use.counters if use is not None else self.service_policies.default_counters
+        conn.norm = NormState(profile, counters, self.policy.sysopt_tcpmss_minimum, conn)
+        # Randomization is off if the class or either NAT rule (norandomseq) turns it off (seed 002).
+        rules = [r for r in (xl.rule if xl is not None else None, unnat[3] if unnat else None) if r]
+        if eff.random_sequence_number and all(getattr(r, "randomseq", True) for r in rules):
+            shift = seqrand.for_connection(self._seq_secret, pkt, faults=self.faults)
+            if conn.helper is not None:
+                shift.seqadj = conn.helper.seqadj
+            conn.seqrand = shift
+            self._shifting = True
+
+    def _normalize(
+        self, half: Half, norm: NormState, pkt: Packet, now: float, out, ev, gso_size: int
+    ) -> bool:
+        """The tcp-map checks before tracking; True when the segment was dropped or queued."""
+        conn = half.conn
+        shift = conn.seqrand
+        ack_offset = shift.ack_offset(half.dir, pkt.ack) if shift is not None else 0
+        refusal = normalizer.check(norm, half.dir, pkt, conn.tcp, ack_offset, now, gso_size)
+        if refusal is None:
+            return False
+        if refusal is normalizer.HOLD:
+            due = norm.deadline()
+            if norm.queued_at == 0.0 or due < norm.queued_at:
+                norm.queued_at = due
+                self.timers.schedule(due, norm)
+            return True
+        self._drop(
+            ev,
+            refusal.reason,
+            half.in_iface,
+            pkt,
+            now,
+            egress=half.out_iface,
+            origin=refusal.origin,
+            hint=refusal.hint,
+            message=refusal.message,
+            detail={**(refusal.detail or {}), "conn": conn.id},
+        )
+        if refusal.teardown:
+            self._teardown(conn, now, refusal.teardown, half.in_iface, out, ev)
+        return True
+
+    def _expire_held(self, norm: NormState, now: float, ev: list) -> None:
+        """Out-of-order segments that waited past the tcp-map's queue timeout are dropped."""
+        norm.queued_at = 0.0
+        conn = norm.conn
+        if conn is None or conn.closed:
+            return
+        for d, held in normalizer.expire(norm, now):
+            half = conn.halves[d]
+            self._drop(
+                ev,
+                DropReason.TCP_BUFFER_TIMEOUT,
+                half.in_iface,
+                held.pkt,
+                now,
+                egress=half.out_iface,
+                origin=norm.profile.tm.origins.get("queue_limit"),
+                hint="a longer queue-limit timeout in the tcp-map",
+                message=f"out-of-order segment waited {norm.profile.queue_timeout:g} s for earlier data",
+                detail={"conn": conn.id},
+            )
+        due = norm.deadline()
+        if due != float("inf"):
+            norm.queued_at = due
+            self.timers.schedule(due, norm)
 
     def _rewrite(self, half: Half, pkt: Packet) -> None:
         if half.new_src is not None:
@@ -746,6 +881,10 @@ class Firewall:
                 self._replay_index[(v, proto, pkt.src, pkt.sport, real_dst, real_dport)] = fwd
         elif self.inspectors and proto == PROTO_TCP:
             conn.helper = self.inspectors.attach(conn, pkt.dport, real_dport)
+        if self.service_policies is not None:
+            self._apply_policy(
+                conn, iface, egress, pkt, real_dst, real_dport, icmp_type, icmp_code, xl, unnat
+            )
         if proto == PROTO_TCP:
             self._set_timeout(
                 conn, self.timeouts.embryonic if self.asa else trk.timeout(self.ct), "embryonic", now
@@ -870,6 +1009,10 @@ class Firewall:
             elif half.new_sport is not None:
                 inner.set_icmp_id(half.new_sport)
             pkt.fix_icmp_checksum()
+        shift = half.conn.seqrand
+        if shift is not None and inner.proto == PROTO_TCP:
+            # The quoted segment went the other way with its seq shifted: its sender gets its own back.
+            shift.restore_quoted(1 - half.dir, inner)
         half.conn.last = now
         self.stats["forwarded"] += 1
         out.append((half.out_iface, pkt.buf))
