@@ -12,6 +12,7 @@ signals the last with ``UsageError`` (its message printed after the command's na
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from ..config import load_policy
@@ -26,9 +27,33 @@ class UsageError(Exception):
     """A command was given arguments it cannot use (exit code 2)."""
 
 
+# ``--asa-version``: the release a configuration without an "ASA Version" header is taken for. Kept
+# here (reset whenever a parser is built, set by the option's action) so that every command taking
+# ``-c`` honours it without passing it along.
+_asa_version: str | None = None
+
+
+class _AsaVersion(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        global _asa_version
+        if not re.match(r"^\d+\.\d+(\(\d+[^)]*\)\S*)?$", str(values)):
+            parser.error(f"--asa-version: invalid release {values!r} (expected e.g. 8.2 or 8.2(1))")
+        _asa_version = str(values) if "(" in str(values) else f"{values}(1)"
+        setattr(namespace, self.dest, _asa_version)
+
+
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    global _asa_version
+    _asa_version = None
     parser.add_argument(
         "-c", "--config", required=True, metavar="FILE", help="configuration file (ASA/PIX syntax)"
+    )
+    parser.add_argument(
+        "--asa-version",
+        action=_AsaVersion,
+        metavar="X.Y(Z)",
+        help="the ASA release a configuration without an 'ASA Version' line is for (defaults that "
+        "changed between releases, e.g. exceed-mss drop before 9.0)",
     )
 
 
@@ -38,6 +63,8 @@ def load_config(path: str, *, show_warnings: bool = True) -> Policy:
         policy = load_policy(path)
     except OSError as exc:
         raise UsageError(f"cannot read configuration {path}: {exc.strerror or exc}") from None
+    if _asa_version is not None and policy.dialect == "asa" and not policy.version:
+        policy.version = _asa_version
     if show_warnings:
         for warning in policy.warnings:
             print(warning, file=sys.stderr)
