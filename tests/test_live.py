@@ -4,6 +4,7 @@ real TCP stacks' traffic through TUNs, first with a relay in place of the engine
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from typing import NamedTuple
 
 import pytest
@@ -403,6 +405,51 @@ def test_loop_writes_packets_the_engine_built(topo, relay):
     assert c["inside"]["tx_errors"] == c["outside"]["tx_errors"] == 0
     if relay is SegmentingRelay:
         assert c["outside"]["tx_packets"] > c["inside"]["rx_packets"]  # one write per segment
+
+
+def _udp_sink(port: int, quiet: float = 1.0) -> list[bytes]:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", port))
+        s.settimeout(quiet)
+        got = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                got.append(s.recv(65535))
+        return got
+
+
+def _udp_gso_send(dst: str, port: int, datagram: bytes, segment_size: int, count: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_UDP, UDP_SEGMENT, segment_size)
+        for _ in range(count):
+            s.sendto(datagram, (dst, port))
+
+
+UDP_SEGMENT = 103  # linux/udp.h: the sender hands the kernel one buffer, the kernel makes datagrams
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.parametrize("offload", [(True, True), (True, False)], ids=["uso-both", "uso-in-only"])
+@pytest.mark.timeout(60)
+def test_loop_passes_udp_segmentation_offload(topo, offload):
+    """USO super-packets: passed whole where the egress takes them, cut in Python where it cannot."""
+    from statewall.lab.topology import OUTSIDE
+
+    payload = bytes(range(256)) * 39 + b"0123456789abcdef"  # 10 000 bytes = 10 datagrams of 1000
+    with LoopThread(topo, Relay("inside", "outside"), offload=offload) as loop:
+        sink = topo.host("outside").start(_udp_sink, 9999)
+        time.sleep(0.3)
+        topo.host("inside").call(_udp_gso_send, OUTSIDE.host, 9999, payload, 1000, 5)
+        got = sink.result(15)
+    assert len(got) == 50 and b"".join(got[:10]) == payload
+    c = loop.counters()["interfaces"]
+    assert c["inside"]["rx_super"] == 5
+    assert c["outside"]["tx_segmented"] == (0 if offload[1] else 5)
 
 
 # ------------------------------------------------------------------------------------------------
