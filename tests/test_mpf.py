@@ -459,3 +459,21 @@ def test_show_service_policy_lists_each_scope_and_class():
     ]
     assert "Interface outside:" in text
     assert "        Exceeded MSS drops: 2                  SYN with data drops: 0" in text.splitlines()
+
+
+def test_show_commands_from_the_cli(capsys):
+    from statewall import cli
+
+    path = str(CONFIGS / "seed000-solution-b.cfg")
+    assert cli.main(["show", "running-config", "policy-map", "-c", path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:4] == [
+        "!",
+        "policy-map ftp-map",
+        " class ftp-map",
+        "  set connection advanced-options mss-map",
+    ]
+    assert cli.main(["show", "service-policy", "-c", path]) == 0
+    out = capsys.readouterr().out
+    assert "Interface outside:\n  Service-policy: ftp-map\n    Class-map: ftp-map\n" in out
+    assert cli.main(["show", "service-policy", "policy-map", "-c", path]) == 2

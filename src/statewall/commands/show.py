@@ -1,14 +1,17 @@
-"""``statewall show running-config -c FILE``: print a configuration back as the firewall holds it."""
+"""``statewall show running-config [policy-map] -c FILE``: print a configuration back as the firewall
+holds it; ``show service-policy``: the service policies it applies, class by class (counters at 0: no
+traffic has passed)."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..config import render_policy
+from ..logfmt.mpf import format_running_config_policy_map, format_show_service_policy
 from . import EXIT_OK, UsageError, add_config_argument, load_config
 
 # The ASA accepts any unambiguous abbreviation of a keyword ("show run").
-WHAT = ("running-config",)
+WHAT = ("running-config", "service-policy")
 
 
 def _expand(word: str) -> str:
@@ -19,9 +22,16 @@ def _expand(word: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    _expand(args.what)
+    what = _expand(args.what)
+    if args.section is not None and (what != "running-config" or args.section != "policy-map"):
+        raise UsageError(f"unknown show target {args.what} {args.section!r}")
     policy = load_config(args.config)
-    text = render_policy(policy)
+    if what == "service-policy":
+        text = format_show_service_policy(policy)
+    elif args.section == "policy-map":
+        text = format_running_config_policy_map(policy)
+    else:
+        text = render_policy(policy)
     print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK
 
@@ -34,7 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "The output parses back to the same policy.",
     )
     p.add_argument(
-        "what", metavar="running-config", help="what to show (running-config; abbreviations allowed)"
+        "what",
+        metavar="running-config|service-policy",
+        help="what to show (abbreviations allowed)",
+    )
+    p.add_argument(
+        "section", nargs="?", metavar="policy-map", help="running-config policy-map: that part only"
     )
     add_config_argument(p)
     p.set_defaults(func=run)
