@@ -524,3 +524,27 @@ def test_statewall_run_exits_cleanly_on_sigterm_right_after_ready(topo, tmp_path
         topo.start_firewall(str(cfg))
         assert topo.stop_firewall() == 0
         assert topo.firewall_output[-1].startswith("statewall run: stopped; ")
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.skipif(not _engine_available(), reason="statewall.engine not present")
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])
+@pytest.mark.timeout(120)
+def test_path_mtu_discovery_through_the_engine(topo, offload):
+    """``mtu outside 1400``: the engine refuses the hosts' 1500-byte segments (judging super-packets by
+    their segment size) and answers with fragmentation-needed, a packet it builds; the loop delivers it,
+    the inside host lowers its MSS and the transfer completes."""
+    from statewall.config import parse_policy
+    from statewall.engine import Firewall
+    from statewall.events import IcmpSent
+    from statewall.lab.scenarios.smoke import CONFIG
+
+    fw = Firewall(parse_policy(CONFIG + "mtu outside 1400\n", "pmtu.cfg"))
+    events: list = []
+    with LoopThread(topo, fw, offload=(offload, offload)) as loop:
+        loop.on_events = events.extend
+        _assert_transfer(topo, 4 << 20)
+    assert any(isinstance(e, IcmpSent) for e in events)
+    c = loop.counters()["interfaces"]
+    assert c["inside"]["tx_packets"] > 0 and c["inside"]["tx_errors"] == 0
