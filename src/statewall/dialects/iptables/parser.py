@@ -185,7 +185,9 @@ class Parser:
             toks = toks[1:]
             if not toks:
                 return
-        word = os.path.basename(toks[0].text)
+        word = toks[0].text
+        if "/" in word and "=" not in word:
+            word = os.path.basename(word)  # /sbin/iptables
         if word in (
             "iptables",
             "iptables-legacy",
@@ -213,7 +215,7 @@ class Parser:
                     " (attach the FTP helper with -t raw ... -j CT --helper ftp, or nf_conntrack_helper = 1)"
                 )
             self.warn(line, f"modprobe {module}: loading kernel modules has no effect in statewall{hint}")
-        elif len(toks) >= 2 and "=" in line.text and _looks_like_sysctl(toks[0].text):
+        elif "=" in line.text and _looks_like_sysctl(toks[0].text):
             self.sysctl_conf(line, toks)
         elif word in (
             "iptables-save",
