@@ -56,7 +56,7 @@ def _connection(cs: ConnectionSettings, use: ClassUse | None, policy: Policy) ->
     if limits:
         lines.append(f"      Set connection policy: {limits[0].removeprefix('set connection ')}")
         lines.append(
-            f"        current conns {use.connections if use else 0}, "
+            f"        connections {use.connections if use else 0}, "
             f"drop {counters.get('conn_limit_drops', 0)}"
         )
     timeouts = [ln for ln in conn_lines if ln.startswith("set connection timeout")]
