@@ -460,12 +460,17 @@ class Netfilter:
     def traverse(
         self, hook: str, pkt: Packet, ctx: Context, tables: tuple[str, ...] | None = None
     ) -> Decision:
-        """Every table of ``hook`` (or the ``tables`` given, in that order) until one drops."""
+        """Every table of ``hook`` (or the ``tables`` given, in that order) until one drops.
+
+        The decision is that of the last table the policy has (its rule, chain and table), with the
+        actions of all of them.
+        """
         actions: list[Action] = []
         last = Decision("ACCEPT", actions, None, hook, "")
+        present = self._tables[pkt.version]
         for name in tables if tables is not None else HOOK_TABLES[hook]:
-            if name == "conntrack":
-                continue
+            if name not in present:
+                continue  # a table the policy lacks accepts; "conntrack" is only a marker
             if name == "nat" and ctx.ctstate != "NEW":
                 continue
             d = self.evaluate(hook, name, pkt, ctx)

@@ -1,0 +1,430 @@
+"""netfilter's rule traversal: given a ruleset, these packets and conntrack states, expect these verdicts,
+counters, log lines and MSS rewrites (reference B.5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from statewall import craft
+from statewall.dialects.iptables import parse
+from statewall.netfilter import HOOK_TABLES, Context, Netfilter, log_line
+from statewall.packet import decode, str_to_addr
+
+CONFIGS = Path(__file__).parent / "configs"
+SYN, ACK, FIN, RST, PSH = 0x02, 0x10, 0x01, 0x04, 0x08
+
+
+def ip(text: str) -> int:
+    return str_to_addr(text)[1]
+
+
+def tcp(src, dst, sport, dport, flags=SYN, *, mss=None, payload=b"", v=4, ip_id=0, df=False, window=64240):
+    options = craft.tcp_option_mss(mss) if mss is not None else b""
+    data = craft.tcp_packet(
+        v, ip(src), ip(dst), sport, dport, 1000, 0 if flags == SYN else 5000, flags, window,
+        options=options, payload=payload, ip_id=ip_id, df=df,
+    )  # fmt: skip
+    return decode(data)
+
+
+def udp(src, dst, sport, dport, payload=b"x" * 12, v=4):
+    return decode(craft.udp_packet(v, ip(src), ip(dst), sport, dport, payload))
+
+
+def nf_of(text: str) -> Netfilter:
+    return Netfilter(parse(text, "t.rules"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Chains, jumps, RETURN, goto, policies, counters
+
+CHAINS = """\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:SSH - [0:0]
+:WEB - [0:0]
+-A FORWARD -m state --state INVALID -j DROP
+-A FORWARD -p tcp -m tcp --dport 80 -j WEB
+-A FORWARD -p tcp -m tcp --dport 22 -g SSH
+-A FORWARD -p udp -j ACCEPT
+-A SSH -s 10.0.0.5/32 -j ACCEPT
+-A WEB -s 10.0.0.0/24 -j RETURN
+-A WEB -j ACCEPT
+COMMIT
+"""
+
+
+def test_jump_return_goto_and_policy():
+    nf = nf_of(CHAINS)
+    ctx = Context("eth1", "eth0", "NEW")
+
+    def verdict(pkt, ctx=ctx):
+        d = nf.evaluate("FORWARD", "filter", pkt, ctx)
+        return d.verdict, d.chain, d.rule.origin.line if d.rule else None
+
+    # 10.0.0.1:80 -> WEB, RETURN, nothing else matches in FORWARD: the policy drops it.
+    assert verdict(tcp("10.0.0.1", "192.0.2.1", 4000, 80)) == ("DROP", "FORWARD", None)
+    # From elsewhere WEB accepts.
+    assert verdict(tcp("10.1.0.1", "192.0.2.1", 4000, 80)) == ("ACCEPT", "WEB", 13)
+    # -g SSH: accepted there, or, falling off SSH, back to FORWARD's caller: the policy.
+    assert verdict(tcp("10.0.0.5", "192.0.2.1", 4000, 22)) == ("ACCEPT", "SSH", 11)
+    assert verdict(tcp("10.0.0.6", "192.0.2.1", 4000, 22)) == ("DROP", "FORWARD", None)
+    assert verdict(udp("10.0.0.6", "192.0.2.1", 5000, 53)) == ("ACCEPT", "FORWARD", 10)
+    # A packet conntrack called INVALID is dropped by the first rule whatever it is.
+    assert verdict(tcp("10.1.0.1", "192.0.2.1", 4000, 80, ACK), Context("eth1", "eth0", "INVALID")) == (
+        "DROP",
+        "FORWARD",
+        7,
+    )
+    counters = nf.counters("filter")
+    assert counters[("FORWARD", -1)] == (2, 80)  # two policy drops of 40-byte SYNs
+    assert counters[("FORWARD", 0)] == (1, 40)
+    assert counters[("FORWARD", 1)] == (2, 80)  # both port-80 SYNs jumped to WEB
+    assert counters[("FORWARD", 2)] == (2, 80)
+    assert counters[("FORWARD", 3)] == (1, 40)  # 28 bytes of headers + 12 of payload
+    assert counters[("WEB", 0)] == (1, 40) and counters[("WEB", 1)] == (1, 40)
+    assert counters[("SSH", 0)] == (1, 40)
+
+
+def test_goto_returns_to_the_caller_of_the_chain_that_went():
+    nf = nf_of(
+        "iptables -N A\niptables -N B\n"
+        "iptables -A FORWARD -j A\n"
+        "iptables -A FORWARD -j LOG --log-prefix after-A\n"
+        "iptables -A A -g B\n"
+        "iptables -A A -j LOG --log-prefix in-A-after-goto\n"
+        "iptables -A B -j LOG --log-prefix in-B\n"
+    )
+    d = nf.evaluate("FORWARD", "filter", udp("1.1.1.1", "2.2.2.2", 1, 2), Context("a", "b"))
+    # B falls off its end and returns to FORWARD (A's caller), never to A.
+    assert [a.args["text"].split("IN=")[0] for a in d.actions] == ["in-B", "after-A"]
+
+
+def test_rule_without_target_only_counts_and_return_in_a_builtin_chain_applies_the_policy():
+    nf = nf_of("iptables -A INPUT -p udp\niptables -A INPUT -p udp -j RETURN\niptables -P INPUT DROP\n")
+    d = nf.evaluate("INPUT", "filter", udp("1.1.1.1", "2.2.2.2", 1, 2), Context("eth0"))
+    assert (d.verdict, d.rule) == ("DROP", None)
+    assert nf.counters("filter")[("INPUT", 0)] == (1, 40)
+    assert nf.counters("filter")[("INPUT", -1)] == (1, 40)
+
+
+def test_interfaces_by_logical_or_device_name_and_wildcards():
+    policy = parse(
+        "#@statewall interface inside dev eth1 address 10.0.0.1/24\n"
+        "#@statewall interface outside dev eth0 address 192.0.2.1/24\n"
+        "iptables -A FORWARD -i eth1 -o eth0 -j ACCEPT\n"
+        "iptables -A FORWARD ! -i eth+ -j ACCEPT\n"
+        "iptables -P FORWARD DROP\n",
+        "t",
+    )
+    nf = Netfilter(policy)
+    pkt = udp("10.0.0.2", "192.0.2.9", 1, 2)
+    assert nf.evaluate("FORWARD", "filter", pkt, Context("inside", "outside")).verdict == "ACCEPT"
+    assert nf.evaluate("FORWARD", "filter", pkt, Context("eth1", "eth0")).verdict == "ACCEPT"
+    assert nf.evaluate("FORWARD", "filter", pkt, Context("outside", "inside")).verdict == "DROP"
+    assert nf.evaluate("FORWARD", "filter", pkt, Context("ppp0", "inside")).verdict == "ACCEPT"
+    # A rule naming an input interface never matches where there is none (OUTPUT).
+    nf2 = nf_of(
+        "iptables -A OUTPUT ! -o lo -j DROP\n"
+        "iptables -t mangle -N M\n"
+        "iptables -t mangle -A M -i eth0 -j DROP\n"
+        "iptables -t mangle -A OUTPUT -j M\n"
+    )
+    assert nf2.evaluate("OUTPUT", "mangle", pkt, Context(None, "eth0")).verdict == "ACCEPT"
+    assert nf2.evaluate("OUTPUT", "filter", pkt, Context(None, "eth0")).verdict == "DROP"
+
+
+def test_matches_ports_flags_icmp_multiport_fragments():
+    nf = nf_of(
+        "iptables -A INPUT -p tcp --tcp-flags ALL NONE -j LOG --log-prefix null\n"
+        "iptables -A INPUT -p tcp ! --syn -j LOG --log-prefix notsyn\n"
+        "iptables -A INPUT -p tcp -m multiport --ports 20,21,1000:2000 -j LOG --log-prefix mp\n"
+        "iptables -A INPUT -p tcp --sport 1024: ! --dport 1:1023 -j LOG --log-prefix high\n"
+        "iptables -A INPUT -p icmp --icmp-type echo-request -j LOG --log-prefix ping\n"
+        "iptables -A INPUT -p icmp --icmp-type fragmentation-needed -j LOG --log-prefix fragneeded\n"
+        "iptables -A INPUT -f -j LOG --log-prefix frag\n"
+    )
+
+    def prefixes(pkt):
+        d = nf.evaluate("INPUT", "filter", pkt, Context("eth0"))
+        return [a.args["text"].split("IN=")[0] for a in d.actions]
+
+    assert prefixes(tcp("1.1.1.1", "2.2.2.2", 1500, 80, 0)) == ["null", "notsyn", "mp"]
+    assert prefixes(tcp("1.1.1.1", "2.2.2.2", 5000, 8080, SYN)) == ["high"]
+    assert prefixes(tcp("1.1.1.1", "2.2.2.2", 5000, 21, SYN | ACK)) == ["notsyn", "mp"]
+    echo = decode(craft.icmp_echo(4, ip("1.1.1.1"), ip("2.2.2.2"), 7, 1))
+    assert prefixes(echo) == ["ping"]
+    quoted = bytes(tcp("2.2.2.2", "1.1.1.1", 80, 5000, ACK, df=True).buf)
+    err = decode(craft.icmp_error(4, ip("9.9.9.9"), ip("2.2.2.2"), 3, 4, quoted, mtu=1400))
+    assert prefixes(err) == ["fragneeded"]
+    # A non-first fragment: no port, no flags; only -f matches.
+    first = bytearray(craft.udp_packet(4, ip("1.1.1.1"), ip("2.2.2.2"), 1000, 21, b"y" * 40))
+    first[6:8] = (0x0003).to_bytes(2, "big")  # offset 24 bytes
+    from statewall.checksum import internet_checksum
+
+    first[10:12] = b"\0\0"
+    first[10:12] = internet_checksum(bytes(first[:20])).to_bytes(2, "big")
+    assert prefixes(decode(first)) == ["frag"]
+
+
+def test_states_helper_and_connlimit():
+    nf = nf_of(
+        "iptables -A FORWARD -m conntrack --ctstate RELATED -m helper --helper ftp -j ACCEPT\n"
+        "iptables -A FORWARD -m conntrack --ctstate DNAT -j ACCEPT\n"
+        "iptables -A FORWARD -p tcp --syn -m connlimit --connlimit-above 2 --connlimit-mask 24 -j REJECT "
+        "--reject-with tcp-reset\n"
+        "iptables -A FORWARD -m state --state NEW,ESTABLISHED -j ACCEPT\n"
+        "iptables -P FORWARD DROP\n"
+    )
+    data = tcp("10.0.0.7", "192.0.2.1", 20, 40000)
+    assert (
+        nf.evaluate("FORWARD", "filter", data, Context("a", "b", "RELATED", master_helper="ftp")).verdict
+        == "ACCEPT"
+    )
+    assert nf.evaluate("FORWARD", "filter", data, Context("a", "b", "RELATED")).verdict == "DROP"
+    assert nf.evaluate(
+        "FORWARD", "filter", data, Context("a", "b", "ESTABLISHED", ct_nat=frozenset({"DNAT"}))
+    ).rule
+    seen = []
+
+    def count(family, addr, prefix, daddr):
+        seen.append((family, addr, prefix, daddr))
+        return 3
+
+    d = nf.evaluate("FORWARD", "filter", data, Context("a", "b", "NEW", connlimit=count))
+    assert (
+        d.verdict == "DROP" and d.actions[0].kind == "REJECT" and d.actions[0].args["reply"] == ("tcp-reset",)
+    )
+    assert seen == [(4, ip("10.0.0.0"), 24, False)]
+    # Without a counter the connection counts alone, below the limit.
+    assert nf.evaluate("FORWARD", "filter", data, Context("a", "b", "NEW")).verdict == "ACCEPT"
+
+
+def test_limit_token_bucket():
+    nf = nf_of("iptables -A INPUT -m limit --limit 1/sec --limit-burst 2 -j ACCEPT\niptables -P INPUT DROP\n")
+    pkt = udp("1.1.1.1", "2.2.2.2", 1, 2)
+
+    def at(now):
+        return nf.evaluate("INPUT", "filter", pkt, Context("eth0", now=now)).verdict
+
+    assert [at(0.0), at(0.0), at(0.0)] == ["ACCEPT", "ACCEPT", "DROP"]
+    assert [at(1.0), at(1.5), at(2.0)] == ["ACCEPT", "DROP", "ACCEPT"]
+    # Credit is capped at the burst.
+    assert [at(100.0), at(100.0), at(100.0)] == ["ACCEPT", "ACCEPT", "DROP"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Hooks and tables
+
+
+def test_hook_order_and_nat_only_for_new_connections():
+    assert HOOK_TABLES["PREROUTING"] == ("raw", "conntrack", "mangle", "nat")
+    assert Netfilter.before_conntrack("PREROUTING") == ("raw",)
+    assert Netfilter.after_conntrack("OUTPUT") == ("mangle", "nat", "filter", "security")
+    assert Netfilter.after_conntrack("FORWARD") == ("mangle", "filter", "security")
+    nf = Netfilter(parse((CONFIGS / "seed004-netmax.rules").read_text(), "seed004"))
+    syn = tcp("192.168.0.5", "203.0.113.9", 40000, 21)
+    raw = nf.traverse("PREROUTING", syn, Context("eth1"), nf.before_conntrack("PREROUTING"))
+    assert [(a.kind, a.args["helper"]) for a in raw.actions] == [("CT", "ftp")]
+    d = nf.traverse("FORWARD", syn, Context("eth1", "eth0", "NEW"))
+    assert d.verdict == "ACCEPT" and d.rule.origin.line == 10
+    post = nf.traverse("POSTROUTING", syn, Context(None, "eth0", "NEW"))
+    assert [a.kind for a in post.actions] == ["MASQUERADE"] and post.verdict == "ACCEPT"
+    # The nat table is consulted for a connection's first packet only.
+    again = nf.traverse(
+        "POSTROUTING", tcp("192.168.0.5", "203.0.113.9", 40000, 21, ACK), Context(None, "eth0", "ESTABLISHED")
+    )
+    assert again.actions == [] and nf.counters("nat")[("POSTROUTING", 0)] == (1, 40)
+    # X11 from outside: dropped by the FAQ's rule.
+    x11 = nf.traverse(
+        "FORWARD", tcp("203.0.113.9", "192.168.0.5", 5000, 6001), Context("eth0", "eth1", "NEW")
+    )
+    assert x11.verdict == "DROP" and x11.rule.target == "DROP"
+
+
+def test_dnat_redirect_synproxy_and_ipv6_tables():
+    nf = nf_of(
+        "iptables -t nat -A PREROUTING -i eth0 -p tcp --dport 80 -j DNAT --to-destination 10.0.0.5:8080\n"
+        "iptables -A INPUT -p tcp --dport 443 -m state --state INVALID,UNTRACKED "
+        "-j SYNPROXY --mss 1460 --wscale 7\n"
+        "ip6tables -A FORWARD -p ipv6-icmp --icmpv6-type echo-request -j DROP\n"
+    )
+    d = nf.traverse("PREROUTING", tcp("198.51.100.1", "192.0.2.1", 5555, 80), Context("eth0", ctstate="NEW"))
+    assert d.actions[0].kind == "DNAT" and d.actions[0].args["ports"] == (8080, 8080)
+    assert str(d.actions[0].args["addresses"][0]) == "10.0.0.5"
+    syn = nf.traverse(
+        "INPUT", tcp("198.51.100.1", "192.0.2.1", 5555, 443), Context("eth0", ctstate="UNTRACKED")
+    )
+    assert syn.verdict == "DROP" and syn.actions[0].kind == "SYNPROXY" and syn.actions[0].args["wscale"] == 7
+    data = tcp("198.51.100.1", "192.0.2.1", 5555, 443, PSH | ACK | FIN)
+    assert nf.traverse("INPUT", data, Context("eth0", ctstate="INVALID")).verdict == "ACCEPT"
+    ping6 = decode(craft.icmp_echo(6, ip("2001:db8::1"), ip("2001:db8:1::1"), 1, 1))
+    assert nf.traverse("FORWARD", ping6, Context("a", "b")).verdict == "DROP"
+    ping4 = decode(craft.icmp_echo(4, ip("10.0.0.1"), ip("10.0.1.1"), 1, 1))
+    assert nf.traverse("FORWARD", ping4, Context("a", "b")).verdict == "ACCEPT"
+
+
+# --------------------------------------------------------------------------------------------------
+# LOG lines (nf_log_syslog.c)
+
+
+def test_log_line_tcp_syn_forwarded():
+    pkt = tcp("10.0.0.5", "192.0.2.9", 40000, 80, SYN, mss=1460, ip_id=54321, df=True)
+    assert log_line(pkt, "fw: ", "eth1", "eth0", None) == (
+        "fw: IN=eth1 OUT=eth0 MAC= SRC=10.0.0.5 DST=192.0.2.9 LEN=44 TOS=0x00 PREC=0x00 TTL=64 ID=54321 DF "
+        "PROTO=TCP SPT=40000 DPT=80 WINDOW=64240 RES=0x00 SYN URGP=0 "
+    )
+
+
+def test_log_line_options_input_output_and_mac():
+    pkt = tcp("10.0.0.5", "192.0.2.9", 40000, 80, PSH | ACK, payload=b"GET /", mss=1460)
+    text = log_line(pkt, "", "eth0", None, bytes.fromhex("0011223344556677889900aa0800"), flags=0x03)
+    assert text.startswith("IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:00:aa:08:00 SRC=10.0.0.5 ")
+    assert "SEQ=1000 ACK=5000 WINDOW=64240 RES=0x00 ACK PSH URGP=0 OPT (020405B4) " in text
+    assert log_line(pkt, "", None, "eth0", None).startswith("IN= OUT=eth0 SRC=10.0.0.5 DST=192.0.2.9 LEN=49 ")
+
+
+def test_log_line_udp_icmp_and_quoted_packet():
+    assert log_line(udp("10.0.0.5", "192.0.2.9", 5353, 53), "", "eth1", "eth0", None).endswith(
+        "PROTO=UDP SPT=5353 DPT=53 LEN=20 "
+    )
+    echo = decode(craft.icmp_echo(4, ip("10.0.0.5"), ip("192.0.2.9"), 77, 3, b"abcd"))
+    assert log_line(echo, "", "eth1", "eth0", None).endswith("PROTO=ICMP TYPE=8 CODE=0 ID=77 SEQ=3 ")
+    quoted = bytes(tcp("10.0.0.5", "192.0.2.9", 40000, 80, ACK, ip_id=9, df=True).buf)
+    err = decode(craft.icmp_error(4, ip("198.51.100.1"), ip("10.0.0.5"), 3, 4, quoted, mtu=1400))
+    assert log_line(err, "", "eth0", "eth1", None).endswith(
+        "PROTO=ICMP TYPE=3 CODE=4 [SRC=10.0.0.5 DST=192.0.2.9 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=9 DF "
+        "PROTO=TCP SPT=40000 DPT=80 WINDOW=64240 RES=0x00 ACK URGP=0 ] MTU=1400 "
+    )
+
+
+def test_log_line_ipv6():
+    pkt = tcp("2001:db8::5", "2001:db8:1::9", 40000, 22, SYN, v=6)
+    assert log_line(pkt, "v6 ", "eth1", "eth0", None) == (
+        "v6 IN=eth1 OUT=eth0 MAC= SRC=2001:0db8:0000:0000:0000:0000:0000:0005 "
+        "DST=2001:0db8:0001:0000:0000:0000:0000:0009 LEN=60 TC=0 HOPLIMIT=64 FLOWLBL=0 "
+        "PROTO=TCP SPT=40000 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0 "
+    )
+
+
+def test_log_target_action_carries_level_and_text():
+    nf = nf_of("iptables -A FORWARD -j LOG --log-prefix 'DROP: ' --log-level info\n")
+    d = nf.evaluate("FORWARD", "filter", udp("10.0.0.5", "192.0.2.9", 1, 2), Context("eth1", "eth0"))
+    assert d.actions[0].args["level"] == 6
+    assert (
+        d.actions[0].args["text"].startswith("DROP: IN=eth1 OUT=eth0 MAC= SRC=10.0.0.5 DST=192.0.2.9 LEN=40 ")
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# TCPMSS (reference B.5)
+
+SOPHOS = (CONFIGS / "seed001-sophos.rules").read_text()
+
+
+def post(nf, pkt, **ctx):
+    return nf.traverse("POSTROUTING", pkt, Context(ctx.pop("inp", "lan"), ctx.pop("out", "ipsec0"), **ctx))
+
+
+def test_tcpmss_lowers_a_larger_mss():
+    nf = nf_of(SOPHOS)
+    pkt = tcp("192.168.1.10", "10.9.0.5", 40000, 443, SYN, mss=1460)
+    d = post(nf, pkt)
+    assert [(a.kind, a.args) for a in d.actions] == [("TCPMSS", {"old": 1460, "new": 1347, "added": False})]
+    assert pkt.mss() == 1347
+    assert decode(bytearray(pkt.buf)).mss() == 1347  # the bytes and the checksum were rewritten
+
+
+def test_tcpmss_never_raises():
+    nf = nf_of(SOPHOS)
+    pkt = tcp("192.168.1.10", "10.9.0.5", 40000, 443, SYN, mss=1200)
+    assert post(nf, pkt).actions == [] and pkt.mss() == 1200
+
+
+def test_tcpmss_adds_536_or_1220_when_the_syn_has_none():
+    nf = nf_of(SOPHOS)
+    pkt = tcp("192.168.1.10", "10.9.0.5", 40000, 443, SYN)
+    d = post(nf, pkt)
+    assert d.actions[0].args == {"old": None, "new": 536, "added": True}
+    assert pkt.mss() == 536 and pkt.doff == 24 and pkt.total_len == 44
+    six = tcp("2001:db8:1::10", "2001:db8:9::5", 40000, 443, SYN, v=6)
+    assert post(nf, six).actions[0].args == {"old": None, "new": 1220, "added": True}
+    assert six.mss() == 1220
+    # Counters count the segment as it reached the rule; the policy the grown one.
+    assert nf.counters("mangle")[("POSTROUTING", 0)] == (1, 40)
+    assert nf.counters("mangle")[("POSTROUTING", -1)] == (1, 44)
+
+
+def test_tcpmss_leaves_a_syn_with_data_and_non_syn_segments():
+    nf = nf_of(SOPHOS)
+    with_data = tcp("192.168.1.10", "10.9.0.5", 40000, 443, SYN, payload=b"fastopen")
+    assert post(nf, with_data).actions == [] and with_data.mss() is None
+    synack = tcp("192.168.1.10", "10.9.0.5", 443, 40000, SYN | ACK, mss=1460)
+    # --tcp-flags SYN,RST SYN matches a SYN/ACK too: it is clamped as well.
+    assert post(nf, synack).actions[0].args["new"] == 1347
+    ack = tcp("192.168.1.10", "10.9.0.5", 40000, 443, ACK)
+    assert post(nf, ack).actions == []
+    # Not through ipsec0: untouched.
+    other = tcp("192.168.1.10", "203.0.113.5", 40000, 443, SYN, mss=1460)
+    assert post(nf, other, out="wan").actions == [] and other.mss() == 1460
+
+
+def test_tcpmss_rules_in_sequence_see_the_rewritten_segment():
+    nf = nf_of(
+        "iptables -t mangle -A FORWARD -o ipsec0 -p tcp --syn -j TCPMSS --set-mss 1320\n"
+        "iptables -t mangle -A POSTROUTING -o ipsec0 -p tcp --syn -j TCPMSS --set-mss 1327\n"
+    )
+    pkt = tcp("192.168.1.10", "10.9.0.5", 40000, 443, SYN, mss=1460)
+    nf.traverse("FORWARD", pkt, Context("lan", "ipsec0"))
+    assert post(nf, pkt).actions == [] and pkt.mss() == 1320
+
+
+def test_tcpmss_clamp_to_pmtu_uses_the_route_mtu():
+    text = SOPHOS + "iptables -t mangle -A FORWARD -o ipsec0 -p tcp --syn -j TCPMSS --clamp-mss-to-pmtu\n"
+    nf = nf_of(text)
+    pkt = tcp("192.168.1.10", "10.9.0.5", 40000, 443, SYN, mss=1460)
+    # ipsec0's MTU is 1400 (header): 1400 - 40.
+    d = nf.traverse("FORWARD", pkt, Context("lan", "ipsec0"))
+    assert d.actions[0].args == {"old": 1460, "new": 1360, "added": False}
+    six = tcp("2001:db8:1::10", "2001:db8:9::5", 40000, 443, SYN, mss=1440, v=6)
+    assert nf.traverse("FORWARD", six, Context("lan", "ipsec0")).actions == []  # no such ip6tables rule
+    given = tcp("192.168.1.10", "10.9.0.5", 40000, 443, SYN, mss=1460)
+    d = nf.traverse("FORWARD", given, Context("lan", "ipsec0", path_mtu=1280, reverse_mtu=1500))
+    assert d.actions[0].args["new"] == 1240
+    bad = tcp("192.168.1.10", "10.9.0.5", 40000, 443, SYN, mss=1460)
+    d = nf.traverse("FORWARD", bad, Context("lan", "ipsec0", path_mtu=40))
+    assert d.verdict == "DROP" and d.actions[0].args == {"error": "unknown or invalid path-MTU (40)"}
+
+
+def test_seed001_listing_after_traffic():
+    nf = nf_of(SOPHOS)
+    for sport in (40000, 40001):
+        post(nf, tcp("192.168.1.10", "10.9.0.5", sport, 443, SYN, mss=1460))
+    post(nf, tcp("192.168.1.10", "10.9.0.5", 40000, 443, ACK))
+    lines = nf.listing("mangle").splitlines()
+    assert "Chain POSTROUTING (policy ACCEPT 3 packets, 128 bytes)" in lines
+    assert (
+        "       2       88 TCPMSS     tcp  --  *      ipsec0  0.0.0.0/0            0.0.0.0/0            "
+        "tcp flags:0x06/0x02 TCPMSS set 1347"
+    ) in lines
+    assert nf.listing("mangle", exact=False).splitlines()[-1].startswith("    2    88 TCPMSS     tcp  --  *")
+
+
+def test_seed003_invalid_segments_are_dropped_by_the_rule():
+    nf = Netfilter(parse((CONFIGS / "seed003-pix.rules").read_text(), "seed003"))
+    seg = tcp("10.20.0.5", "10.10.0.9", 22, 50000, ACK | PSH, payload=b"x" * 100)
+    d = nf.traverse("FORWARD", seg, Context("dmz", "pix", "INVALID"))
+    assert (d.verdict, d.rule.origin.text) == ("DROP", "iptables -A FORWARD -m state --state INVALID -j DROP")
+    assert nf.traverse("FORWARD", seg, Context("dmz", "pix", "ESTABLISHED")).verdict == "ACCEPT"
+    assert nf.counters("filter")[("FORWARD", 0)] == (1, 140)
+
+
+@pytest.mark.parametrize("hook", ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"])
+def test_an_empty_policy_accepts_everything(hook):
+    nf = Netfilter(parse("#@statewall hostname empty\n", "e"))
+    d = nf.traverse(hook, udp("1.1.1.1", "2.2.2.2", 1, 2), Context("a", "b"))
+    assert (d.verdict, d.actions) == ("ACCEPT", [])
