@@ -437,7 +437,11 @@ class Firewall:
             eff.tcp_map, self.policy.version, asa=True, inspected=conn.helper is not None
         )
         counters = use.counters if use is not None else self.service_policies.default_counters
-        conn.norm = NormState(profile, counters, self.policy.sysopt_tcpmss_minimum, conn)
+        conn.norm = norm = NormState(profile, counters, self.policy.sysopt_tcpmss_minimum, conn)
+        if conn.helper is not None:
+            ftp = next(((i, u) for i, u in eff.inspects if i.engine == "ftp"), None)
+            if ftp is not None:
+                norm.inspected = (ftp[0].engine, ftp[1])
         # Randomization is off if the class or either NAT rule (norandomseq) turns it off (seed 002).
         rules = [r for r in (xl.rule if xl is not None else None, unnat[3] if unnat else None) if r]
         if eff.random_sequence_number and all(getattr(r, "randomseq", True) for r in rules):
@@ -452,6 +456,8 @@ class Firewall:
     ) -> bool:
         """The tcp-map checks before tracking; True when the segment was dropped or queued."""
         conn = half.conn
+        if norm.inspected is not None:
+            norm.inspected[1].inspect_packets[norm.inspected[0]] += 1  # show service-policy
         shift = conn.seqrand
         ack_offset = shift.ack_offset(half.dir, pkt.ack) if shift is not None else 0
         refusal = normalizer.check(norm, half.dir, pkt, conn.tcp, ack_offset, now, gso_size)
