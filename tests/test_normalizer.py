@@ -300,3 +300,14 @@ def test_show_service_policy_counts_the_normalizer():
     text = format_show_service_policy(h.fw.policy, h.fw.service_policies.uses)
     assert "        Exceeded MSS drops: 1                  SYN with data drops: 0" in text.splitlines()
     assert "        IP TTL modified: 0                     Urgent flag cleared: 1" in text.splitlines()
+
+
+def test_show_service_policy_counts_inspected_packets():
+    ftp = Hosts(CFG, dport=21)
+    ftp.handshake()
+    ftp.send("c", "PA", b"NOOP\r\n")
+    web = Hosts(CFG)
+    web.handshake()
+    text = format_show_service_policy(ftp.fw.policy, ftp.fw.service_policies.uses)
+    assert "      Inspect: ftp, packet 4, drop 0, reset-drop 0" in text.splitlines()
+    assert "      Inspect: dns, packet 0, drop 0, reset-drop 0" in text.splitlines()

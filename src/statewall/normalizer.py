@@ -198,6 +198,7 @@ class NormState:
         "sent",
         "queued_at",
         "conn",
+        "inspected",
     )
 
     def __init__(
@@ -215,6 +216,8 @@ class NormState:
         self.sent: tuple[dict[int, bytes], dict[int, bytes]] | None = ({}, {}) if profile.retrans else None
         self.queued_at = 0.0  # timer bookkeeping for the out-of-order queue (engine)
         self.conn = conn
+        # (engine, class use) of the inspection applied to this connection, for its packet counter.
+        self.inspected: tuple[str, object] | None = None
 
     def deadline(self) -> float:
         """When the oldest queued segment times out (inf when nothing is queued)."""
