@@ -111,10 +111,12 @@ class Namespace:
         mtu: int | None = None,
         table: int | None = None,
         onlink: bool = False,
+        family: int | None = None,
     ) -> None:
         """Add a route (``dst`` may be ``default``); ``advmss``/``mtu`` become route metrics, as in
         ``ip route add ... advmss N``, which is what a server's SYN-ACK then advertises."""
-        family = 6 if ":" in (dst + (via or "")) else 4
+        if family is None:
+            family = 6 if ":" in (dst + (via or "")) else 4
         kw: dict[str, Any] = {"dst": ("::/0" if family == 6 else "0.0.0.0/0") if dst == "default" else dst}
         kw["family"] = 10 if family == 6 else 2
         if via is not None:
@@ -144,14 +146,20 @@ class Namespace:
             kw["iifname"] = iif
         self.ipr.rule("add", **kw)
 
-    def tun(self, name: str, *, mtu: int | None = None, txqueuelen: int | None = 10000) -> None:
+    def tun(
+        self, name: str, *, mtu: int | None = None, txqueuelen: int | None = 10000, ipv6: bool = False
+    ) -> None:
         """A persistent TUN device in this namespace, up, for ``statewall run`` to attach to later.
 
-        IPv6 is switched off on it: the kernel would otherwise send router solicitations and MLD
-        reports into the firewall.
+        The kernel must not talk into the firewall by itself (router solicitations, MLD reports): without
+        ``ipv6`` IPv6 is off on the device; with it, the device gets no link-local address but can carry
+        routed IPv6 (``FirewallTopology`` also filters the MLD reports the kernel still sends).
         """
         create_persistent(name, self.name, mtu=mtu, txqueuelen=txqueuelen, up=False)
-        self.sysctl(f"net.ipv6.conf.{name}.disable_ipv6", 1)
+        if ipv6:
+            self.sysctl(f"net.ipv6.conf.{name}.addr_gen_mode", 1)
+        else:
+            self.sysctl(f"net.ipv6.conf.{name}.disable_ipv6", 1)
         self.link_up(name)
 
     # ---- kernel settings and link impairments ---------------------------------------------------

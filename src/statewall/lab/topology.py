@@ -16,6 +16,7 @@ is routed by the main table out of the veth of the destination's side. The firew
 veths answers for every address whose route leads into a TUN, so hosts use the firewall's address
 as their gateway as they would on a real segment. The veths carry a plumbing address (the highest
 free host address of the side's network) only so that the namespace's kernel can resolve neighbours.
+IPv6 (``Side.firewall6``/``host6``) works the same way with proxy NDP for the firewall's addresses.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ from .netns import Lab, LabError, Namespace, terminate
 
 FIRST_TABLE = 100
 
+_NO_MLD_INTO_TUNS = """\
+table ip6 sw_quiet {
+  chain out { type filter hook output priority 0; policy accept;
+    oifname "t-*" icmpv6 type { mld-listener-report, mld2-listener-report, nd-router-solicit } drop
+  }
+}
+"""
+
 
 @dataclass(slots=True)
 class Side:
@@ -42,7 +51,8 @@ class Side:
     ``firewall`` is the firewall's address with prefix (``192.168.1.1/24``, as in the configuration),
     ``host`` the host's address in the same network. ``mtu`` is the veth's; ``advmss`` is put on the
     host's routes (the MSS the host advertises in its SYN-ACKs); ``gateway`` makes the firewall the
-    host's default route.
+    host's default route. ``firewall6``/``host6`` add IPv6 the same way (``2001:db8:1::1/64``); there
+    proxy NDP answers for ``firewall6`` and for each address in ``proxy6`` (static mappings).
     """
 
     name: str
@@ -51,6 +61,9 @@ class Side:
     mtu: int = 1500
     advmss: int | None = None
     gateway: bool = True
+    firewall6: str | None = None
+    host6: str | None = None
+    proxy6: tuple[str, ...] = ()
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -59,6 +72,10 @@ class Side:
     @property
     def firewall_ip(self) -> str:
         return str(ipaddress.ip_interface(self.firewall).ip)
+
+    @property
+    def firewall6_ip(self) -> str | None:
+        return str(ipaddress.ip_interface(self.firewall6).ip) if self.firewall6 else None
 
     @property
     def tun(self) -> str:
@@ -104,6 +121,13 @@ class FirewallTopology:
         for key in ("all", "default"):
             fw.sysctl(f"net.ipv4.conf.{key}.rp_filter", 0)
             fw.sysctl(f"net.ipv4.conf.{key}.send_redirects", 0)
+        if any(side.firewall6 for side in self.sides.values()):
+            # Before the TUNs exist: writing all.forwarding resets every device's own setting.
+            fw.sysctl("net.ipv6.conf.all.forwarding", 1)
+            # The namespace's kernel reports its multicast groups (MLD, from ::) on every link that has
+            # IPv6, the TUNs included; the engine would see and drop them. Only locally generated
+            # packets pass the output hook, so forwarded traffic is untouched.
+            fw.run(["nft", "-f", "-"], input=_NO_MLD_INTO_TUNS, timeout=10)
         for i, side in enumerate(self.sides.values()):
             host = self.hosts[side.name] = lab.netns(side.name)
             lab.veth(host, "eth0", fw, side.veth, mtu=side.mtu)
@@ -119,11 +143,32 @@ class FirewallTopology:
             # first packets of a short test to a host that gives up early.
             fw.sysctl(f"net.ipv4.neigh.{side.veth}.proxy_delay", 0)
             fw.sysctl(f"net.ipv4.conf.{side.veth}.rp_filter", 0)
-            fw.tun(side.tun, mtu=self.tun_mtu, txqueuelen=self.txqueuelen)
+            fw.tun(side.tun, mtu=self.tun_mtu, txqueuelen=self.txqueuelen, ipv6=side.firewall6 is not None)
             fw.sysctl(f"net.ipv4.conf.{side.tun}.rp_filter", 0)
             fw.route("default", dev=side.tun, table=FIRST_TABLE + i)
             fw.rule(iif=side.veth, table=FIRST_TABLE + i, priority=1000 + i)
+            if side.firewall6:
+                self._build_ipv6(i, side, host)
         return self
+
+    def _build_ipv6(self, i: int, side: Side, host: Namespace) -> None:
+        fw = self.fw
+        assert fw is not None and side.firewall6 and side.host6
+        net6 = ipaddress.ip_interface(side.firewall6).network
+        # Addresses must be usable at once: no duplicate address detection on a two-ended link.
+        host.sysctl("net.ipv6.conf.eth0.accept_dad", 0)
+        fw.sysctl(f"net.ipv6.conf.{side.veth}.accept_dad", 0)
+        host.addr("eth0", f"{side.host6}/{net6.prefixlen}")
+        if side.gateway:
+            host.route("default", via=side.firewall6_ip, advmss=side.advmss, family=6)
+        taken = {ipaddress.ip_address(side.firewall6_ip), ipaddress.ip_address(side.host6)}
+        plumbing = next(a for a in (net6[-2], net6[-3]) if a not in taken)
+        fw.addr(side.veth, f"{plumbing}/{net6.prefixlen}")
+        fw.sysctl(f"net.ipv6.conf.{side.veth}.proxy_ndp", 1)
+        for addr in (side.firewall6_ip, *side.proxy6):
+            fw.run(["ip", "-6", "neigh", "add", "proxy", addr, "dev", side.veth])
+        fw.route("default", dev=side.tun, table=FIRST_TABLE + i, family=6)
+        fw.rule(iif=side.veth, table=FIRST_TABLE + i, priority=1000 + i, family=6)
 
     @staticmethod
     def _plumbing_address(side: Side) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -6,7 +6,7 @@ Either side prints one JSON line when done: ``{"bytes", "sha256", "seconds", "er
 scenario compares what left one host with what arrived at the other. ``serve`` first prints
 ``listening <port>`` once it accepts connections. Data is a deterministic pseudo-random stream
 (``--seed``), so both ends agree on the checksum without sharing a file. Every wait is bounded by
-``--timeout``.
+``--timeout``. ``between()`` runs both ends in two lab namespaces and returns their reports.
 """
 
 from __future__ import annotations
@@ -16,8 +16,13 @@ import hashlib
 import json
 import random
 import socket
+import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .netns import Namespace
 
 CHUNK = 256 * 1024
 
@@ -104,6 +109,44 @@ def connect(args: argparse.Namespace) -> int:
         return 1
     report(nbytes, sha, started)
     return 0
+
+
+def between(
+    src: Namespace, dst: Namespace, dst_addr: str, nbytes: int, *, port: int = 5001, timeout: float = 60
+) -> tuple[dict, dict]:
+    """Send ``nbytes`` from a client in ``src`` to a receiver in ``dst`` listening on ``dst_addr``.
+
+    Returns (sender's report, receiver's report): ``bytes``, ``sha256``, ``seconds``, ``error``.
+    """
+    from .netns import LabError
+    from .topology import read_line
+
+    py = [sys.executable, "-m", "statewall.lab.transfer"]
+    bind = "::" if ":" in dst_addr else "0.0.0.0"
+    server = dst.popen(
+        [*py, "serve", "--bind", bind, "--port", str(port), "--timeout", str(timeout)], stdout=subprocess.PIPE
+    )
+    line = read_line(server, 10)
+    if not line.startswith("listening"):
+        raise LabError(f"transfer server: unexpected output {line!r}")
+    client = src.run(
+        [*py, "connect", dst_addr, str(port), "--send", str(nbytes), "--timeout", str(timeout)],
+        timeout=timeout + 10,
+        check=False,
+    )
+    try:
+        out, _ = server.communicate(timeout=timeout + 10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        out, _ = server.communicate()
+    return _last_json(client.stdout), _last_json(out.decode(errors="replace"))
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"bytes": 0, "sha256": "", "seconds": 0, "error": f"no report in {text[-200:]!r}"}
 
 
 def parse_size(text: str) -> int:

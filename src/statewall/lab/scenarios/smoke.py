@@ -5,14 +5,11 @@ the outside interface address); the file's bytes and SHA-256 must arrive unchang
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 
-from ..netns import LabError
-from ..topology import INSIDE, OUTSIDE, FirewallTopology, read_line
+from .. import transfer
+from ..topology import INSIDE, OUTSIDE, FirewallTopology
 from . import ScenarioRun, scenario
 
 CONFIG = """\
@@ -34,40 +31,6 @@ nat (inside) 1 0.0.0.0 0.0.0.0
 """
 
 TRANSFER_BYTES = 32 << 20
-PORT = 5001
-
-
-def transfer(
-    topo: FirewallTopology, src: str, dst: str, dst_addr: str, nbytes: int, *, timeout: float = 60
-) -> tuple[dict, dict]:
-    """Send ``nbytes`` from host ``src`` to a receiver on host ``dst``; both ends' JSON reports."""
-    py = [sys.executable, "-m", "statewall.lab.transfer"]
-    server = topo.host(dst).popen(
-        [*py, "serve", "--port", str(PORT), "--timeout", str(timeout)], stdout=subprocess.PIPE
-    )
-    line = read_line(server, 10)
-    if not line.startswith("listening"):
-        raise LabError(f"transfer server: unexpected output {line!r}")
-    client = topo.host(src).run(
-        [*py, "connect", dst_addr, str(PORT), "--send", str(nbytes), "--timeout", str(timeout)],
-        timeout=timeout + 10,
-        check=False,
-    )
-    try:
-        out, _ = server.communicate(timeout=timeout + 10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        out, _ = server.communicate()
-    sent = _last_json(client.stdout)
-    received = _last_json(out.decode(errors="replace"))
-    return sent, received
-
-
-def _last_json(text: str) -> dict:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    return {"bytes": 0, "sha256": "", "seconds": 0, "error": f"no report in {text[-200:]!r}"}
 
 
 @scenario("smoke", "ping and a 32 MB TCP transfer inside -> outside through PAT")
@@ -93,7 +56,7 @@ def smoke(run: ScenarioRun) -> None:
         m.group(0) if m else (ping.stdout + ping.stderr).strip()[-200:],
     )
 
-    sent, received = transfer(topo, "inside", "outside", OUTSIDE.host, TRANSFER_BYTES)
+    sent, received = transfer.between(topo.host("inside"), topo.host("outside"), OUTSIDE.host, TRANSFER_BYTES)
     secs = received.get("seconds") or sent.get("seconds") or 0
     rate = f", {received['bytes'] * 8 / secs / 1e6:.0f} Mbit/s" if secs and received["bytes"] else ""
     run.say(
