@@ -36,7 +36,9 @@ Actions (``Action.kind``) tell the engine what the targets asked for:
 - ``SYNPROXY``: the target's options; a SYN or a bare ACK is taken (verdict DROP) for the engine's
   SYN proxy.
 
-``Context`` names interfaces by the policy's logical names or by device names; rules match device
+The caller hands over what Linux would: whole datagrams where the kernel reassembles first (before
+INPUT in ip_local_deliver, before PREROUTING when conntrack's nf_defrag is loaded), single fragments
+elsewhere. ``Context`` names interfaces by the policy's logical names or by device names; rules match device
 names (``Interface.hardware``). ``Context.ctstate`` is what conntrack decided; ``master_helper`` is
 the helper of the master connection of an expected (RELATED) one, for ``-m helper``.
 """
