@@ -19,7 +19,7 @@ from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import ConnBuilt, ConnTeardown, Drop, DropReason, XlateBuilt, XlateTeardown
 from statewall.expect import EXPECT_TIMEOUT
-from statewall.inspect import FtpTransfer, effective_inspections
+from statewall.inspect import FtpTransfer, effective_inspections, set_data_refreshes_control
 from statewall.policy import Inspection
 from statewall.seqadj import SeqAdj
 
@@ -577,7 +577,8 @@ def test_expectations_go_with_their_control_connection():
 @pytest.mark.parametrize("refresh", [True, False], ids=["ip_masq_ftp", "netfilter"])
 def test_data_activity_keeps_the_control_connection_alive(refresh):
     policy = parse(SEED000 + "timeout conn 0:05:00\n")
-    policy.inspections = [Inspection("ftp", (21,), data_refreshes_control=refresh)]
+    set_data_refreshes_control(policy, refresh)
+    assert [(i.ports, i.data_refreshes_control) for i in policy.inspections] == [((21,), refresh)]
     fw = Firewall(policy)
     s = Ftp(fw)
     login(s)

@@ -17,10 +17,19 @@ of its ports; per-interface service policies are treated as global.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..policy import BUILTIN, PROTO_TCP, Inspection, Policy
 from .ftp import FtpInspector, FtpTransfer, Refusal
 
-__all__ = ["FtpInspector", "FtpTransfer", "Inspectors", "Refusal", "effective_inspections"]
+__all__ = [
+    "FtpInspector",
+    "FtpTransfer",
+    "Inspectors",
+    "Refusal",
+    "effective_inspections",
+    "set_data_refreshes_control",
+]
 
 FTP_DEFAULT_PORT = 21
 # A class-map port range wider than this is not expanded (no FTP server listens on thousands of ports).
@@ -37,6 +46,17 @@ def effective_inspections(policy: Policy) -> list[Inspection]:
         # The dialect modelled the policy framework: what it applies is what is inspected.
         return _from_mpf(policy)
     return _from_passthrough(policy)
+
+
+def set_data_refreshes_control(policy: Policy, on: bool) -> None:
+    """The lab's switch for seed 004: whether data activity keeps FTP control connections alive.
+
+    Fixes the policy's inspections as resolved now (whatever dialect or default they came from) with
+    ``data_refreshes_control`` set, so that a Firewall built from ``policy`` afterwards uses them.
+    """
+    policy.inspections = [
+        dataclasses.replace(i, data_refreshes_control=on) for i in effective_inspections(policy)
+    ]
 
 
 def _from_mpf(policy: Policy) -> list[Inspection]:
