@@ -624,3 +624,16 @@ def test_seqadj_records_a_change_once_and_keeps_the_previous_offset_for_older_da
     sb = SeqAdj()
     sb.set(1, 0xFFFFFFF0, 3)
     assert sb.seq_offset(1, 0x10) == 3 and sb.seq_offset(1, 0xFFFFFFE0) == 0
+
+
+def test_a_line_too_long_to_be_a_command_is_forwarded_and_not_parsed():
+    fw = Firewall(parse(SEED000))
+    s = Ftp(fw)
+    login(s)
+    (first,) = s.send("a", "PA", b"P" + b"x" * 1100)
+    assert bytes(first[TCP].payload) == b"P" + b"x" * 1100
+    # The continuation is not a line start even though it reads like a command.
+    (second,) = s.send("a", "PA", b"PORT 10,0,0,2,4,1")
+    assert bytes(second[TCP].payload) == b"PORT 10,0,0,2,4,1"
+    (third,) = s.send("a", "PA", b"\r\nNOOP\r\n")
+    assert bytes(third[TCP].payload) == b"\r\nNOOP\r\n" and len(fw.expect) == 0

@@ -302,6 +302,9 @@ class FtpInspector:
                 st.line += rest
                 if not st.held:
                     out += rest
+            elif st.skip:
+                # Still inside a line too long to be a command: not a line start, nothing to keep.
+                out += rest
             else:
                 st.line += rest
                 st.line_seq = (seq + pos) & _M
