@@ -19,11 +19,11 @@ from pathlib import Path
 
 from ...policy import Policy
 from ..errors import ConfigError
-from .listing import format_listing
+from .listing import format_listing, format_rules
 from .parser import parse
 from .render import render, rule_spec
 
-__all__ = ["ConfigError", "format_listing", "parse", "parse_file", "render", "rule_spec"]
+__all__ = ["ConfigError", "format_listing", "format_rules", "parse", "parse_file", "render", "rule_spec"]
 
 
 def parse_file(path: str | Path) -> Policy:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from ...policy import BUILTIN, NfChain, NfRule, NfTable, Policy, PortMatch
 from . import names
-from .render import module_instances, nat_range, rate
+from .render import module_instances, nat_range, rate, rule_spec
 from .tables import BUILTIN_CHAINS, new_table, references
 
 Counters = Mapping[tuple[str, int], tuple[int, int]]
@@ -54,6 +54,40 @@ def format_listing(
     for c in chains:
         blocks.append(_chain_block(nft, c, counters, numeric, verbose, exact, family, line_numbers))
     return "\n".join(blocks)
+
+
+def format_rules(
+    policy: Policy,
+    table: str,
+    counters: Counters | None = None,
+    verbose: bool = False,
+    *,
+    family: int = 4,
+    chain: str | None = None,
+) -> str:
+    """``iptables -t TABLE -S [CHAIN]``: the rules as commands; ``verbose`` adds ``-c packets bytes``."""
+    tables = (policy.ip6_netfilter if family == 6 else policy.netfilter) or {}
+    if table not in BUILTIN_CHAINS:
+        raise ValueError(f"table {table!r} does not exist")
+    nft = tables.get(table) or new_table(table, BUILTIN)
+    chains = _chains(nft)
+    if chain is not None:
+        if chain not in nft.chains:
+            raise ValueError(f"chain {chain!r} does not exist in table {table}")
+        chains = [nft.chains[chain]]
+    lines = []
+    for c in chains:
+        if c.policy is not None:
+            p, b = counters.get((c.name, -1), (0, 0)) if counters is not None else c.counters
+            lines.append(f"-P {c.name} {c.policy}" + (f" -c {p} {b}" if verbose else ""))
+        else:
+            lines.append(f"-N {c.name}")
+    for c in chains:
+        for index, rule in enumerate(c.rules):
+            counts = counters.get((c.name, index), (0, 0)) if counters is not None else rule.counters
+            spec = rule_spec(rule, family, counts if verbose else None)
+            lines.append(f"-A {c.name}" + (f" {spec}" if spec else ""))
+    return "\n".join(lines) + "\n"
 
 
 def _chains(table: NfTable) -> list[NfChain]:
@@ -321,4 +355,4 @@ def target_text(rule: NfRule, family: int) -> str:
     return ""
 
 
-__all__ = ["format_listing", "match_text", "print_num", "target_text"]
+__all__ = ["format_listing", "format_rules", "match_text", "print_num", "target_text"]

@@ -298,8 +298,9 @@ def target_spec(rule: NfRule, family: int) -> list[str]:
     return words
 
 
-def rule_spec(rule: NfRule, family: int) -> str:
-    """The rule as iptables-save prints it after ``-A CHAIN``."""
+def rule_spec(rule: NfRule, family: int, counters: tuple[int, int] | None = None) -> str:
+    """The rule as iptables-save prints it after ``-A CHAIN``; ``counters`` go before the target as
+    ``-c packets bytes`` (``iptables -S -v``)."""
     m = rule.match
     words: list[str] = []
     for net in m.sources:
@@ -318,5 +319,7 @@ def rule_spec(rule: NfRule, family: int) -> str:
         words.append("-f" if rule.fragment else "! -f")
     for name, _folded, args in module_instances(rule):
         words.extend(module_spec(name, args))
+    if counters is not None:
+        words.append(f"-c {counters[0]} {counters[1]}")
     words.extend(target_spec(rule, family))
     return " ".join(words)

@@ -1,0 +1,129 @@
+"""``statewall iptables`` / ``statewall ip6tables``: a ruleset listed as the real tools list it.
+
+    statewall iptables -c FILE [-t TABLE] -L [CHAIN] [-n] [-v] [-x] [--line-numbers]
+                       [--after-replay CAPTURE ...] [--ingress IFACE=CAPTURE ...]
+    statewall iptables -c FILE [-t TABLE] -S [CHAIN] [-v]
+    statewall iptables -c FILE --save                    (iptables-save, both families and the header)
+    statewall iptables -c FILE --after-replay CAPTURE ... --conntrack   (conntrack -L after the replay)
+
+Short options combine as iptables' do (``-nvxL``). With ``--after-replay`` the captures run through the
+rules first (``statewall.engine_netfilter``) and the counters, LOG lines and connections are theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..dialects.iptables import format_listing, format_rules, render
+from ..dialects.iptables.tables import BUILTIN_CHAINS
+from . import EXIT_OK, UsageError, add_config_argument, load_config
+
+
+def run(args: argparse.Namespace) -> int:
+    family = 6 if args.command == "ip6tables" else 4
+    policy = load_config(args.config)
+    if policy.dialect != "iptables":
+        raise UsageError(f"{args.config} is not an iptables configuration (it reads as {policy.dialect})")
+    if args.table not in BUILTIN_CHAINS:
+        raise UsageError(f"can't initialize {args.command} table `{args.table}': Table does not exist")
+    if args.save:
+        sys.stdout.write(render(policy))
+        return EXIT_OK
+    counters = None
+    replay = None
+    if args.after_replay or args.ingress:
+        from ..engine_netfilter import replay_counters
+        from ..pcapio import CaptureError
+
+        captures: list[tuple[str | None, str]] = [(None, path) for path in args.after_replay or []]
+        for value in args.ingress or []:
+            iface, sep, path = value.partition("=")
+            if not sep or not iface or not path:
+                raise UsageError(f"--ingress takes IFACE=CAPTURE, not {value!r}")
+            if iface not in policy.interfaces and policy.interface_by_hardware(iface) is None:
+                raise UsageError(f"--ingress {value}: no interface {iface!r} in {args.config}")
+            captures.append((iface, path))
+        try:
+            replay = replay_counters(policy, captures)
+        except CaptureError as exc:
+            raise UsageError(str(exc)) from None
+        counters = replay.nf.counters(args.table, family)
+        if args.log:
+            for result in replay.results:
+                for line in result.logs:
+                    print(f"kernel: {line}")
+    if args.conntrack:
+        if replay is None:
+            raise UsageError("--conntrack lists connections after --after-replay")
+        sys.stdout.write(replay.conntrack_listing())
+        return EXIT_OK
+    if args.list_rules is not None:
+        chain = args.list_rules or None
+        try:
+            text = format_rules(policy, args.table, counters, args.verbose, family=family, chain=chain)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        sys.stdout.write(text)
+        return EXIT_OK
+    if args.list is None:
+        raise UsageError("one of -L, -S or --save is needed")
+    try:
+        text = format_listing(
+            policy,
+            args.table,
+            counters,
+            numeric=args.numeric,
+            verbose=args.verbose,
+            exact=args.exact,
+            family=family,
+            chain=args.list or None,
+            line_numbers=args.line_numbers,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _add(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(
+        name,
+        help=f"list an iptables configuration's rules and counters as {name} -L -n -v -x does",
+        description=f"{name} -L/-S/--save for a configuration in the iptables dialect, optionally "
+        "after running captures through it (--after-replay).",
+    )
+    add_config_argument(p)
+    p.add_argument("-t", "--table", default="filter", help="table (filter, nat, mangle, raw, security)")
+    p.add_argument("-L", "--list", nargs="?", const="", default=None, metavar="CHAIN", help="list the rules")
+    p.add_argument(
+        "-S",
+        "--list-rules",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CHAIN",
+        help="print the rules as commands",
+    )
+    p.add_argument("--save", action="store_true", help="print the whole configuration as iptables-save does")
+    p.add_argument("-n", "--numeric", action="store_true", help="numeric addresses and ports")
+    p.add_argument("-v", "--verbose", action="store_true", help="counters and interfaces")
+    p.add_argument("-x", "--exact", action="store_true", help="exact counters instead of K/M/G")
+    p.add_argument("--line-numbers", action="store_true", help="number the rules")
+    p.add_argument(
+        "--after-replay",
+        nargs="+",
+        metavar="CAPTURE",
+        help="run these captures through the rules first (ingress from the routes)",
+    )
+    p.add_argument("--ingress", action="append", metavar="IFACE=CAPTURE", help="a capture entering on IFACE")
+    p.add_argument("--log", action="store_true", help="print the LOG target's lines of the replay")
+    p.add_argument(
+        "--conntrack", action="store_true", help="print the connections after the replay (conntrack -L)"
+    )
+    p.set_defaults(func=run, command=name)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _add(subparsers, "iptables")
+    _add(subparsers, "ip6tables")
