@@ -93,28 +93,19 @@ def test_origins_are_lines_without_prompts():
     assert str(policy.routes[0].origin).endswith(":17: route outside 0.0.0.0 0.0.0.0 192.168.9.2 1")
 
 
-def test_seed000_solution_b_keeps_the_policy_framework_as_not_modelled():
+def test_seed000_solution_b_models_the_policy_framework():
     policy = parse_file(CONFIGS / "seed000-solution-b.cfg")
     rule = policy.access_lists["ftp-list"].rules[0]  # the 8.2 short form, without "extended"
     assert rule.action == "permit" and rule.match.protocol == PROTO_TCP
     assert rule.match.sources == (ipaddress.IPv4Network("10.0.0.2/32"),)
     assert rule.match.destinations == (ipaddress.IPv4Network("192.168.9.2/32"),)
-    assert [text for _, text in policy.passthrough] == [
-        "class-map ftp-map",
-        " match access-list ftp-list",
-        "tcp-map mss-map",
-        " exceed-mss allow",
-        "policy-map ftp-map",
-        " class ftp-map",
-        "  set connection advanced-options mss-map",
-        "service-policy ftp-map interface outside",
-    ]
-    assert [(w.origin.line, w.message) for w in policy.warnings] == [
-        (22, "class-map is not modelled yet (the modular policy framework); kept as written"),
-        (25, "tcp-map is not modelled yet (the modular policy framework); kept as written"),
-        (28, "policy-map is not modelled yet (the modular policy framework); kept as written"),
-        (33, "service-policy is not modelled yet (the modular policy framework); kept as written"),
-    ]
+    # class-map -> policy-map -> tcp-map -> service-policy, all modelled, nothing left as text.
+    assert policy.passthrough == [] and policy.warnings == []
+    assert policy.tcp_maps["mss-map"].exceed_mss == "allow"
+    (cls,) = policy.policy_maps["ftp-map"].classes
+    assert cls.class_map == "ftp-map" and cls.connection.tcp_map == "mss-map"
+    bound = [(sp.policy_map, sp.interface) for sp in policy.service_policies]
+    assert ("ftp-map", "outside") in bound and ("global_policy", None) in bound  # + the factory default
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,7 +265,10 @@ fw1# wr mem
 
 def test_a_top_level_command_typed_in_a_sub_mode_leaves_it():
     # Seed 002's example: "policy-map" and "service-policy" typed at sub-mode prompts.
-    text = """hostname(config)# class-map CONNS
+    text = """hostname(config)# interface Ethernet0
+hostname(config-if)# nameif outside
+hostname(config-if)# exit
+hostname(config)# class-map CONNS
 hostname(config-cmap)# match any
 hostname(config-cmap)# policy-map CONNS
 hostname(config-pmap)# class CONNS
@@ -282,14 +276,10 @@ hostname(config-pmap-c)# set connection conn-max 1000 embryonic-conn-max 3000
 hostname(config-pmap-c)# service-policy CONNS interface outside
 """
     policy = parse(text)
-    assert [t for _, t in policy.passthrough] == [
-        "class-map CONNS",
-        " match any",
-        "policy-map CONNS",
-        " class CONNS",
-        "  set connection conn-max 1000 embryonic-conn-max 3000",
-        "service-policy CONNS interface outside",
-    ]
+    assert list(policy.class_maps)[:1] == ["CONNS"]
+    (cls,) = policy.policy_maps["CONNS"].classes
+    assert (cls.connection.conn_max, cls.connection.embryonic_conn_max) == (1000, 3000)
+    assert ("CONNS", "outside") in [(sp.policy_map, sp.interface) for sp in policy.service_policies]
 
 
 def test_unindented_running_config_sub_commands_follow_the_mode():
@@ -298,11 +288,8 @@ def test_unindented_running_config_sub_commands_follow_the_mode():
     text += "policy-map global_policy\nclass inspection_default\ninspect ftp\nroute outside 0 0 192.0.2.254\n"
     policy = parse(text)
     assert policy.interfaces["outside"].ipv4 == [ipaddress.IPv4Interface("192.0.2.1/24")]
-    assert [t for _, t in policy.passthrough] == [
-        "policy-map global_policy",
-        " class inspection_default",
-        "  inspect ftp",
-    ]
+    (cls,) = policy.policy_maps["global_policy"].classes
+    assert cls.class_map == "inspection_default" and [i.engine for i in cls.inspects] == ["ftp"]
     assert len(policy.routes) == 1
 
 
@@ -458,14 +445,8 @@ def test_full_passthrough_and_warnings(full: Policy):
     ]
     assert "dns server-group DefaultDNS" in texts and " domain-name example.net" in texts
     assert texts[-1] == "prompt hostname context"
-    assert "  inspect ftp" in texts
-    assert [w.message.split(" is ")[0] for w in full.warnings] == [
-        "sysopt",
-        "class-map",
-        "policy-map",
-        "policy-map",
-        "service-policy",
-    ]
+    assert "policy-map type inspect dns preset_dns_map" in texts  # inspect maps: kept as written
+    assert [w.message.split(" is ")[0] for w in full.warnings] == ["policy-map type inspect"]
 
 
 def test_half_closed_minimum_depends_on_the_release():

@@ -59,8 +59,10 @@ class Session:
         self.events: list = []
 
     def _send(self, iface, pkt):
+        # Each host acknowledges what the firewall forwarded to it (randomized sequence numbers, mapped
+        # ports): replay_rewrite carries this scripted conversation into those coordinates, as replay does.
         self.now += 0.01
-        res = self.fw.receive(iface, bytes(pkt), self.now)
+        res = self.fw.receive(iface, self.fw.replay_rewrite(iface, bytes(pkt), self.now), self.now)
         self.events += res.events
         return res
 
@@ -378,7 +380,9 @@ def test_static_port_forward_to_the_interface_address():
     (iface, data) = res.packets[0]
     fwd = IP(bytes(data))
     assert iface == "inside" and (fwd.dst, fwd[TCP].dport) == ("10.0.0.5", 80)
-    rep = IP(src="10.0.0.5", dst="198.51.100.7") / TCP(sport=80, dport=51000, flags="SA")
+    rep = IP(src="10.0.0.5", dst="198.51.100.7") / TCP(
+        sport=80, dport=51000, flags="SA", ack=fwd[TCP].seq + 1
+    )
     (iface, data) = fw.receive("inside", bytes(rep), 1.1).packets[0]
     back = IP(bytes(data))
     assert iface == "outside" and (back.src, back[TCP].sport) == (MAPPED, 8080)
