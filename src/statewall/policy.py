@@ -218,12 +218,25 @@ class AccessGroup:
 
 @dataclass(slots=True)
 class NatPool:
-    """A set of mapped addresses (ASA ``global``): ``interface`` True means the egress address (PAT)."""
+    """A set of mapped addresses (ASA ``global``): ``interface`` True means the egress address (PAT).
+
+    Ranges of several addresses are handed out one address per host (dynamic NAT) until none is
+    left; single addresses and the interface are then shared by port (PAT fallback), as the ASA does
+    with a ``global`` range beside a ``global`` host or ``interface``, and with an 8.3+ mapped object
+    holding ranges and hosts. ``pat_pool`` (8.3+ ``pat-pool``) shares every address by port instead;
+    ``round_robin`` gives a new host the next address rather than the first with a free port (a host
+    keeps its address while it has translations); ``flat`` allocates from 1024-65535 whatever the
+    real port (``include_reserve``: 1-65535) instead of the real port's range class.
+    """
 
     interface: bool = False
     addresses: list[IPNetwork] = field(default_factory=list)  # host or range expanded to networks
     ranges: list[tuple[IPAddress, IPAddress]] = field(default_factory=list)
     pat: bool = True
+    pat_pool: bool = False
+    round_robin: bool = False
+    flat: bool = False
+    include_reserve: bool = False
 
 
 @dataclass(slots=True)
@@ -261,6 +274,35 @@ class NatRule:
     pool_origins: tuple[Origin, ...] = ()
     acl: str | None = None
     udp_max_conns: int = 0
+    # ASA 8.3+ NAT (object NAT and twice NAT). ``section`` orders the NAT table as the ASA does: 1 manual
+    # (twice) rules in configuration order, 2 object NAT (statics before dynamics, then fewer real
+    # addresses, lower address, object name), 3 manual rules after ``after-auto``; 0 is an ASA 8.2 rule.
+    # ``real_object`` names the object the real side came from (object NAT: the object holding the
+    # rule), ``mapped_object`` the mapped side's (None: inline address, ``interface`` or ``any``).
+    section: int = 0
+    real_object: str | None = None
+    mapped_object: str | None = None
+    # Twice NAT's destination: packets to ``destination_mapped`` go to ``destination_real`` (``destination
+    # static MAPPED REAL``); the ports of its ``service`` objects likewise. ``destination_interface``: the
+    # mapped destination is the mapped interface's address.
+    destination_real: tuple[IPNetwork, ...] = ()
+    destination_mapped: tuple[IPNetwork, ...] = ()
+    destination_real_object: str | None = None
+    destination_mapped_object: str | None = None
+    destination_interface: bool = False
+    destination_real_port: int | None = None
+    destination_mapped_port: int | None = None
+    real_service: str | None = None  # ``service REAL MAPPED`` object names, printed back as written
+    mapped_service: str | None = None
+    # Options: a ``unidirectional`` static only translates connections its real side starts; ``dns``
+    # (DNS reply rewriting) is kept but not acted on; ``inactive`` rules do nothing.
+    unidirectional: bool = False
+    no_proxy_arp: bool = False
+    route_lookup: bool = False
+    net_to_net: bool = False
+    dns: bool = False
+    inactive: bool = False
+    description: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
