@@ -7,17 +7,23 @@ offloads, so super-packets of up to 64 KB pass as one; ``--no-offload`` uses pla
 Events go to ``--log`` (default stderr) as ASA syslog lines or JSON lines. The command prints one
 ``statewall run: forwarding ...`` line once every TUN is open, runs until SIGINT or SIGTERM, then
 prints its interface counters and the ``show asp drop`` table and exits 0.
+
+While it runs, ``statewall ctl --name NAME ...`` reaches it through ``<ctl-dir>/NAME.sock``
+(``statewall.live.ctl``; NAME defaults to the configuration's hostname). ``--timeout-override`` and
+``--ftp-data-refreshes-control`` change the parsed policy (the lab's short timeouts and seed 004's
+switch); a ``reload`` applies them again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import IO
 
 from ..events import Event
-from . import EXIT_OK, UsageError, add_config_argument, load_config
+from . import EXIT_OK, UsageError, add_config_argument
 
 
 def parse_bind(text: str) -> tuple[str, str, str | None]:
@@ -57,10 +63,17 @@ def _event_writer(fmt: str, fp: IO[str], hostname: str):
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `statewall --help` works where the live path cannot (no /dev/net/tun).
     from ..engine import Firewall
+    from ..live.ctl import Commands, CtlError, CtlServer, PolicySource, parse_timeout_override
     from ..live.loop import Loop, Port
     from ..live.tun import open_tun
 
-    policy = load_config(args.config)
+    try:
+        overrides = dict(parse_timeout_override(t) for t in args.timeout_override)
+    except ValueError as exc:
+        raise UsageError(f"--timeout-override {exc}") from None
+    refresh = {None: None, "on": True, "off": False}[args.ftp_data_refreshes_control]
+    source = PolicySource(args.config, overrides, refresh)
+    policy = source.load(show_warnings=True)
     binds = [parse_bind(b) for b in args.bind]
     names = [b[0] for b in binds]
     for name in names:
@@ -78,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     fw = Firewall(policy)
     ports: list[Port] = []
+    ctl: CtlServer | None = None
     log_fp: IO[str] = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")  # noqa: SIM115
     try:
         for name, device, netns in binds:
@@ -87,14 +101,33 @@ def run(args: argparse.Namespace) -> int:
             fw, ports, tick=args.tick, on_events=_event_writer(args.log_format, log_fp, policy.hostname)
         )
         loop.on_tick = log_fp.flush
+        if not args.no_ctl:
+            commands = Commands(fw, loop, reload=source.load, source=args.config)
+            # Without --name, two firewalls with the same hostname (tests, labs) both get a channel.
+            names = [args.name] if args.name else [policy.hostname, f"{policy.hostname}-{os.getpid()}"]
+            for i, name in enumerate(names):
+                try:
+                    server = CtlServer(loop, commands, name, directory=args.ctl_dir)
+                    server.start()
+                    ctl = server
+                    break
+                except (CtlError, OSError) as exc:
+                    if args.name:
+                        raise UsageError(f"control channel: {exc}") from None
+                    if i == len(names) - 1:
+                        print(f"statewall run: no control channel: {exc}", file=sys.stderr)
         ready = "statewall run: forwarding " + " ".join(f"{p.name}={p.tun.describe()}" for p in ports)
         try:
             # Signals stop the loop from before the ready line on: whoever waits for that line and
             # then sends SIGTERM gets a clean exit, not the default action.
             with loop.stop_on_signals():
                 print(ready, flush=True)
+                if ctl is not None:
+                    print(f"statewall run: control channel {ctl.path}", flush=True)
                 loop.run()
         finally:
+            if ctl is not None:
+                ctl.close()
             loop.close()
         log_fp.flush()
         print_summary(loop, fw)
@@ -151,5 +184,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="TUN transmit queue length (the kernel default is 500)",
+    )
+    p.add_argument(
+        "--name",
+        metavar="NAME",
+        help="control channel name for statewall ctl (default: the configuration's hostname)",
+    )
+    p.add_argument(
+        "--ctl-dir",
+        default="/run/statewall",
+        metavar="DIR",
+        help="where the control socket NAME.sock goes (default /run/statewall)",
+    )
+    p.add_argument("--no-ctl", action="store_true", help="no control channel")
+    p.add_argument(
+        "--timeout-override",
+        action="append",
+        default=[],
+        metavar="NAME=SECONDS",
+        help="set a global timeout after parsing, beyond the dialect's range (conn=8: a short "
+        "'timeout conn' for a lab); repeatable",
+    )
+    p.add_argument(
+        "--ftp-data-refreshes-control",
+        choices=("on", "off"),
+        default=None,
+        help="whether FTP data activity keeps the control connection alive (default: as configured, on)",
     )
     p.set_defaults(func=run)

@@ -16,6 +16,11 @@ header from the packet, and segments or completes checksums in Python where the 
 
 Clock: ``now`` is ``time.monotonic()`` shifted once to the epoch, so it never jumps and event times
 read as wall-clock time in logs.
+
+Other file descriptors can be served from the same epoll (``watch``): the control channel
+(``statewall.live.ctl``) answers ``statewall ctl`` there, in this thread, between drains, so that its
+commands see the engine between packets and never race it. A ``Port.tap`` (the ASA's ``capture``) is
+given each packet of its interface: arriving before the engine, leaving as written.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ _COUNTERS = (
 class Port:
     """One firewall interface bound to one TUN, with its counters."""
 
-    __slots__ = ("name", "tun", "fd", "hl", "offloads", "mode", "mtu", "reader", *_COUNTERS)
+    __slots__ = ("name", "tun", "fd", "hl", "offloads", "mode", "mtu", "reader", "tap", *_COUNTERS)
 
     def __init__(self, name: str, tun: Tun) -> None:
         self.name = name
@@ -72,6 +77,8 @@ class Port:
         self.mtu = tun.mtu
         # FileIO.readinto returns None on EAGAIN instead of raising: no exception per drained fd.
         self.reader = open(tun.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 -- lives with the port
+        # tap(pkt) sees every packet of this interface (a capture); None costs one test per packet.
+        self.tap: Callable[[bytearray], None] | None = None
         for c in _COUNTERS:
             setattr(self, c, 0)
 
@@ -116,6 +123,9 @@ class Loop:
         self._gso_kw = "gso_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
         deadline = getattr(fw, "next_deadline", None)
         self._next_deadline = deadline if callable(deadline) else None
+        # fd -> (epoll events, callback(events)): served from the loop's epoll (the control channel).
+        self._watched: dict[int, tuple[int, Callable[[int], None]]] = {}
+        self._ep: select.epoll | None = None
 
     # ---------------------------------------------------------------------------------------------
 
@@ -135,6 +145,26 @@ class Loop:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._wake_r = self._wake_w = -1
+
+    def watch(self, fd: int, events: int, callback: Callable[[int], None]) -> None:
+        """Serve ``fd`` from the loop: ``callback(events)`` runs in the loop thread when it is ready.
+
+        Call from the loop thread (a callback) or before ``run()``; calling again changes the events.
+        The callback must not block or raise: the packets wait while it runs.
+        """
+        new = fd not in self._watched
+        self._watched[fd] = (events, callback)
+        if self._ep is not None:
+            if new:
+                self._ep.register(fd, events)
+            else:
+                self._ep.modify(fd, events)
+
+    def unwatch(self, fd: int) -> None:
+        """Stop serving ``fd`` (before closing it)."""
+        if self._watched.pop(fd, None) is not None and self._ep is not None:
+            with contextlib.suppress(OSError):
+                self._ep.unregister(fd)
 
     def counters(self) -> dict[str, Any]:
         return {
@@ -171,8 +201,12 @@ class Loop:
                     ep.register(p.fd, select.EPOLLIN)
                     by_fd[p.fd] = p
                 ep.register(self._wake_r, select.EPOLLIN)
+                for fd, (events, _cb) in self._watched.items():
+                    ep.register(fd, events)
+                self._ep = ep
                 self._run(ep, by_fd)
             finally:
+                self._ep = None
                 ep.close()
 
     def _run(self, ep: select.epoll, by_fd: dict[int, Port]) -> None:
@@ -183,6 +217,7 @@ class Loop:
         drain = self._drain
         poll = ep.poll
         next_deadline = self._next_deadline
+        watched = self._watched
         self.started = mono() + epoch
         next_advance = self.started + tick
         while not self._stopping:
@@ -194,12 +229,18 @@ class Loop:
                     due = next_deadline()
                     if due is not None and due < next_advance:
                         next_advance = max(due, now + 0.001)
-            for fd, _ev in poll(max(0.0, next_advance - now)):
+            for fd, ev in poll(max(0.0, next_advance - now)):
                 if fd == wake:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake, 512)
                     continue
-                drain(by_fd[fd])
+                port = by_fd.get(fd)
+                if port is not None:
+                    drain(port)
+                else:
+                    w = watched.get(fd)
+                    if w is not None:
+                        w[1](ev)
         self._advance(mono() + epoch)
 
     def _advance(self, now: float) -> None:
@@ -232,6 +273,7 @@ class Loop:
         hl = port.hl
         mode = port.mode
         name = port.name
+        tap = port.tap
         receive = self.fw.receive
         by_name = self.by_name
         send = self._send
@@ -255,6 +297,8 @@ class Loop:
                 if n <= hl:
                     continue
                 data = buf[hl:n]
+                if tap is not None:
+                    tap(data)
                 n -= hl
                 rx += 1
                 rxb += n
@@ -287,6 +331,8 @@ class Loop:
                                 write(out.fd, pkt)
                             out.tx_packets += 1
                             out.tx_bytes += n
+                            if out.tap is not None:
+                                out.tap(pkt)
                         except OSError:
                             out.tx_errors += 1
                     else:
@@ -327,6 +373,8 @@ class Loop:
                     os.write(out.fd, pkt)
                 out.tx_packets += 1
                 out.tx_bytes += len(pkt)
+                if out.tap is not None:
+                    out.tap(pkt)
             except OSError:
                 out.tx_errors += 1
 
@@ -389,3 +437,5 @@ class Loop:
             os.write(out.fd, pkt)
         out.tx_packets += 1
         out.tx_bytes += len(pkt)
+        if out.tap is not None:
+            out.tap(pkt)
