@@ -20,6 +20,7 @@ from statewall.engine import Firewall
 from statewall.events import ConnBuilt, ConnTeardown, Drop, DropReason, XlateBuilt, XlateTeardown
 from statewall.expect import EXPECT_TIMEOUT
 from statewall.inspect import FtpTransfer, effective_inspections, set_data_refreshes_control
+from statewall.logfmt.asa import format_event
 from statewall.policy import Inspection
 from statewall.seqadj import SeqAdj
 
@@ -320,12 +321,10 @@ def test_split_line_that_is_not_a_port_command_is_parsed_but_not_withheld():
     s.send("b", "PA", b"150 go\r\n")
     s.send("b", "PA", b"226 done\r\n")
     (t,) = kinds(s.events, FtpTransfer)
-    assert t.asa_message() == (
-        303002,
-        6,
-        "FTP connection from inside:10.0.0.2/38003 to outside:192.168.9.2/21, user anonymous "
-        "Retrieved file somefile.txt",
-    )
+    assert format_event(t, timestamp=False) == [
+        "%ASA-6-303002: FTP connection from inside:10.0.0.2/38003 to outside:192.168.9.2/21, "
+        "user anonymous Retrieved file somefile.txt"
+    ]
 
 
 def test_withheld_bytes_retransmitted_alone_are_let_go_unrewritten():

@@ -732,3 +732,21 @@ def test_show_xlate():
         "TCP PAT from inside:10.20.33.2/54676 to outside:192.0.2.3/54676 "
         "flags ri idle 1:48:12 timeout 0:00:30"
     )
+
+
+def test_303002_ftp_transfer_audit():
+    from statewall.events import FtpTransfer
+
+    ev = FtpTransfer(
+        0.0,
+        3,
+        Endpoint("inside", "10.0.0.2", 38003, "192.168.9.30", 38003),
+        Endpoint("outside", "192.168.9.2", 21, "192.168.9.2", 21),
+        "anonymous",
+        "Retrieved",
+        "robots.txt",
+    )
+    assert format_event(ev, timestamp=False) == [
+        "%ASA-6-303002: FTP connection from inside:10.0.0.2/38003 to outside:192.168.9.2/21, "
+        "user anonymous Retrieved file robots.txt"
+    ]

@@ -244,3 +244,19 @@ class IcmpSent(Event):
     src: str
     dst: str
     reason: str = ""
+
+
+@dataclass(slots=True)
+class FtpTransfer(Event):
+    """A file transfer completed on an inspected FTP connection (ASA 303002).
+
+    ``initiator`` is the client's end of the control connection, ``responder`` the server's;
+    ``action`` is ``Retrieved`` or ``Stored``.
+    """
+
+    conn_id: int
+    initiator: Endpoint
+    responder: Endpoint
+    user: str
+    action: str
+    filename: str

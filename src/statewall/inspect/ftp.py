@@ -49,7 +49,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..conntrack import ORIGINAL
-from ..events import Endpoint, Event
+from ..events import FtpTransfer
 from ..expect import ExpectFailure
 from ..packet import addr_to_str
 from ..policy import Inspection, Origin
@@ -70,32 +70,6 @@ REMEMBER_REWRITES = 4
 _CLIENT_PATTERNS = (b"PORT", b"EPRT")
 _SERVER_PATTERNS = (b"227 ", b"229 ")
 _TRANSFER_COMMANDS = {b"RETR": "Retrieved", b"STOR": "Stored", b"STOU": "Stored", b"APPE": "Stored"}
-
-
-@dataclass(slots=True)
-class FtpTransfer(Event):
-    """A file transfer completed on an inspected FTP connection (ASA 303002).
-
-    ``initiator`` is the client's end of the control connection, ``responder`` the server's;
-    ``action`` is ``Retrieved`` or ``Stored``.
-    """
-
-    conn_id: int
-    initiator: Endpoint
-    responder: Endpoint
-    user: str
-    action: str
-    filename: str
-
-    def asa_message(self) -> tuple[int, int, str]:
-        """``(303002, severity 6, text)`` as the ASA writes it (reference A.4)."""
-        c, s = self.initiator, self.responder
-        return (
-            303002,
-            6,
-            f"FTP connection from {c.interface}:{c.address}/{c.port} to {s.interface}:{s.address}/"
-            f"{s.port}, user {self.user} {self.action} file {self.filename}",
-        )
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from ..events import (
     DropReason,
     Endpoint,
     Event,
+    FtpTransfer,
     XlateBuilt,
     XlateTeardown,
 )
@@ -153,7 +154,10 @@ _CONN_LIMIT_TAIL = ("{count}/{limit} for {direction} packet from {src}/{sport} t
 # Fields a drop's ``detail`` must carry for some messages:
 #   TCP_MSS_EXCEEDED: mss, data
 #   CONN_LIMIT:       kind (conn | embryonic | per-client | per-client-embryonic), count, limit,
-#                     direction (input | output, default input)
+#                     direction (input | output, default input); rate_limited (True: counted, not
+#                     logged: 201012 is rate-limited by the ASA, statewall.limits)
+#   INTERCEPT:        as CONN_LIMIT (kind embryonic | per-client-embryonic) for a SYN answered with a
+#                     cookie; without them (a client's packet while the server is reached) no message
 #   NAT_FAILED:       xlate_kind (portmap | regular | identity | outbound static, default portmap)
 #   ICMP_NO_SESSION:  inner_proto (keyword), inner_src, inner_sport, inner_dst, inner_dport: the
 #                     packet the ICMP error quotes
@@ -205,14 +209,18 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
         _m(201010, 6, "Embryonic connection limit exceeded " + _CONN_LIMIT_TAIL, kind="embryonic"),
         _m(201011, 3, "Connection limit exceeded " + _CONN_LIMIT_TAIL, kind="conn"),
         _m(201012, 6, "Per-client embryonic connection limit exceeded " + _CONN_LIMIT_TAIL,
-           kind="per-client-embryonic"),
+           kind="per-client-embryonic", rate_limited=False),
         _m(201013, 3, "Per-client connection limit exceeded " + _CONN_LIMIT_TAIL, kind="per-client"),
     ),
 }
 # fmt: on
+# A SYN that TCP Intercept answered reports the embryonic limit that sent it there.
+MESSAGES[DropReason.INTERCEPT] = tuple(
+    m for m in MESSAGES[DropReason.CONN_LIMIT] if m.asa_id in (201010, 201012)
+)
 
 # Values used when a drop's detail does not say otherwise.
-_DETAIL_DEFAULTS = {"direction": "input", "xlate_kind": "portmap", "kind": "conn"}
+_DETAIL_DEFAULTS = {"direction": "input", "xlate_kind": "portmap", "kind": "conn", "rate_limited": False}
 
 
 def _l4_class(protocol: int) -> str:
@@ -368,7 +376,20 @@ def _acl_hit(ev: AclHit) -> list[tuple[int, int, str]]:
     return [(106100, ev.level if ev.level is not None else 6, text)]
 
 
+def _ftp_transfer(ev: FtpTransfer) -> list[tuple[int, int, str]]:
+    c, s = ev.initiator, ev.responder
+    return [
+        (
+            303002,
+            6,
+            f"FTP connection from {c.interface}:{c.address}/{c.port} to {s.interface}:{s.address}/"
+            f"{s.port}, user {ev.user} {ev.action} file {ev.filename}",
+        )
+    ]
+
+
 _FORMATTERS = {
+    FtpTransfer: _ftp_transfer,
     ConnBuilt: _conn_built,
     ConnTeardown: _conn_teardown,
     XlateBuilt: _xlate_built,
