@@ -443,7 +443,8 @@ class Firewall:
             if ftp is not None:
                 norm.inspected = (ftp[0].engine, ftp[1])
         # Randomization is off if the class or either NAT rule (norandomseq) turns it off (seed 002).
-        rules = [r for r in (xl.rule if xl is not None else None, unnat[3] if unnat else None) if r]
+        unnat_rule = unnat[3].rule if unnat is not None and unnat[3] is not None else None
+        rules = [r for r in (xl.rule if xl is not None else None, unnat_rule) if r]
         if eff.random_sequence_number and all(getattr(r, "randomseq", True) for r in rules):
             shift = seqrand.for_connection(self._seq_secret, pkt, faults=self.faults)
             if conn.helper is not None:
@@ -606,7 +607,7 @@ class Firewall:
         unnat = (
             exp.unnat
             if exp is not None
-            else self.nat.untranslate_destination(v, proto, iface, pkt.dst, pkt.dport)
+            else self.nat.untranslate_destination(v, proto, iface, pkt.dst, pkt.dport, pkt.src, pkt.sport)
         )
         if unnat is not None:
             real_dst, real_dport, egress, static = unnat
@@ -754,8 +755,18 @@ class Firewall:
 
         # Source translation.
         try:
+            # A twice NAT rule found by UN-NAT translates the source too (``via``).
             xl, created = self.nat.translate_source(
-                v, proto, iface, egress, pkt.src, pkt.sport, real_dst, real_dport, now
+                v,
+                proto,
+                iface,
+                egress,
+                pkt.src,
+                pkt.sport,
+                real_dst,
+                real_dport,
+                now,
+                via=unnat[3] if unnat is not None else None,
             )
         except NatFailure as e:
             if trace is not None:
@@ -769,6 +780,7 @@ class Firewall:
                 egress=egress,
                 origin=e.rule.origin,
                 message=e.message,
+                detail={"xlate_kind": e.xlate_kind},
             )
             return None
         msrc, msport = (
@@ -1225,7 +1237,7 @@ class Firewall:
         rows = []
         for x in self.nat.xlates.values():
             v = x.version
-            flags = "ri" if x.pat else ("s" if x.kind == "static" else "i")
+            flags = x.flags or ("ri" if x.pat else ("s" if x.kind == "static" else "i"))
             rows.append(
                 XlateRecord(
                     x.proto,

@@ -1,27 +1,52 @@
-"""NAT: translation rules compiled from the policy, the xlate table and PAT port allocation.
+"""NAT: translation rules compiled from the policy, the xlate table and port allocation.
 
-Owns every translation slot (``Xlate``) and the mapped ports in use. The engine asks two questions for a
-new flow: ``untranslate_destination`` (UN-NAT: does a static translation own the destination the
-initiator used?) and ``translate_source`` (which mapped address and port does the initiator get?).
+Owns every translation slot (``Xlate``), the mapped addresses and ports in use, and the one port
+allocator both dialects use. The engine asks two questions for a new flow: ``untranslate_destination``
+(UN-NAT: does a rule own the destination the initiator used?) and ``translate_source`` (which mapped
+address and port does the initiator get?), passing the first answer to the second so that a twice NAT
+rule translates both ends of the flow it matched.
+
+Rules are evaluated in the ASA's order, first match wins (``asa_order``): ASA 8.2 rules by kind (``nat
+0`` exemption, then statics, then dynamic ``nat``/``global``), then ASA 8.3+ section 1 (manual, twice
+NAT, in configuration order), section 2 (object NAT: statics before dynamics, fewer real addresses
+first, then the lower address, then the object's name) and section 3 (``after-auto`` manual rules). A
+static rule is bidirectional: its mapped side owns destinations (UN-NAT) unless ``unidirectional``; a
+twice NAT rule with a ``destination`` matches only packets sent to its mapped destination.
+
 Connections hold references to their xlates; an xlate's idle timer starts only when its last connection
 is gone (ASA behaviour, reference A.3): ``timeout pat-xlate`` (0:00:30) for PAT slots and ``timeout
 xlate`` (3:00:00) for dynamic one-to-one slots. Static translations never expire.
 
 Mappings are endpoint-independent (RFC 4787 REQ-1, RFC 5382 REQ-1): the same real address and port keep
-the same mapped port whatever the destination, for as long as the slot lives. The real source port is
-kept when it is free, as Linux and the ASA both do; otherwise a port is taken from the same range class
-(1-511, 512-1023, 1024-65535), so a privileged source port stays privileged.
+the same mapped address and port whatever the destination, for as long as the slot lives. The real
+source port is kept when it is free, as Linux and the ASA both do; otherwise a port is taken from the
+same range class (1-511, 512-1023, 1024-65535), so a privileged source port stays privileged. Dynamic
+pools hand out one address per host from their ranges and fall back to PAT on their single addresses
+and the interface; an exhausted pool raises ``NatFailure`` (the engine drops with NAT_FAILED, 305006).
+
+The iptables side (``nf_translate``) allocates as Linux's ``get_unique_tuple`` does: keep the tuple when
+it is in range and unused, else reuse the mapping the same source already has, else choose the address
+by the kernel's hash of the addresses (``nf_best_address``) and search the port range
+(``nf_nat_l4proto_unique_tuple``) through the same ``_search`` as the ASA's PAT.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from .acl import CompiledMatch, _in_nets, _net
-from .policy import NatRule, Policy
+from .acl import CompiledMatch
+from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, NatRule, Policy
 
+# The ASA keeps a mapped port in the real port's class; Linux's classes differ below 1024 (see
+# ``_nf_port_class``).
 _PORT_CLASSES = ((1, 511), (512, 1023), (1024, 65535))
+_PORT_PROTOCOLS = frozenset({PROTO_TCP, PROTO_UDP, 132, 33})  # TCP, UDP, SCTP, DCCP
+_ICMP_PROTOCOLS = frozenset({PROTO_ICMP, PROTO_ICMPV6})
+_M32 = 0xFFFFFFFF
+# nf_nat_core.c: at most this many ports are tried before the search window is halved.
+NF_NAT_MAX_ATTEMPTS = 128
 
 
 def _port_class(port: int) -> tuple[int, int]:
@@ -31,8 +56,31 @@ def _port_class(port: int) -> tuple[int, int]:
     return 1024, 65535
 
 
+def _search(
+    lo: int, hi: int, start: int, taken: Callable[[int], bool], attempts: int | None = None
+) -> int | None:
+    """The first port of ``lo..hi`` not ``taken``, trying from offset ``start`` upward and wrapping; at
+    most ``attempts`` ports are tried (None: the whole range). The one allocator loop of this module."""
+    size = hi - lo + 1
+    n = size if attempts is None else min(attempts, size)
+    for i in range(n):
+        p = lo + (start + i) % size
+        if not taken(p):
+            return p
+    return None
+
+
+def _all(version: int) -> int:
+    return (1 << (32 if version == 4 else 128)) - 1
+
+
 class Xlate:
-    """One translation slot: real (interface, address, port) <-> mapped (interface, address, port)."""
+    """One translation slot: real (interface, address, port) <-> mapped (interface, address, port).
+
+    ``kind`` is ``static`` or ``dynamic`` (the words of 305011) or ``nf`` (an iptables mapping, one per
+    connection); ``flags`` are ``show xlate``'s (``ri`` PAT, ``i`` dynamic NAT, ``s`` static, ``r``
+    port-mapped, ``I`` identity, ``T`` twice).
+    """
 
     __slots__ = (
         "kind",
@@ -51,6 +99,8 @@ class Xlate:
         "idle_since",
         "timeout",
         "key",
+        "flags",
+        "entry",
     )
 
     def __init__(
@@ -69,6 +119,8 @@ class Xlate:
         created,
         timeout,
         key,
+        flags="",
+        entry=None,
     ):
         self.kind = kind
         self.version = version
@@ -86,41 +138,226 @@ class Xlate:
         self.idle_since = created
         self.timeout = timeout
         self.key = key
-
-
-@dataclass(slots=True)
-class _Dynamic:
-    rule: NatRule
-    real_iface: str
-    mapped_iface: str | None
-    nets: tuple
-    match: CompiledMatch | None
-    pool_interface: bool
-    pool_addrs: list[tuple[int, int]]  # (version, address)
-    pat: bool
-
-
-@dataclass(slots=True)
-class _Static:
-    rule: NatRule
-    real_iface: str
-    mapped_iface: str
-    version: int
-    real_net: int
-    mapped_net: int
-    mask: int
-    proto: int | None
-    real_port: int | None
-    mapped_port: int | None
+        self.flags = flags
+        self.entry = entry
 
 
 class NatFailure(Exception):
-    """No mapped address or port could be found (pool exhausted)."""
+    """No mapped address or port could be found (pool exhausted).
 
-    def __init__(self, rule: NatRule, message: str) -> None:
+    ``xlate_kind`` is the word 305006 starts with: ``portmap`` (PAT) or ``regular`` (dynamic NAT).
+    ``rule`` is the rule that applied (a ``NatRule``, or an ``NfRule`` for iptables); it has ``origin``.
+    """
+
+    def __init__(self, rule, message: str, xlate_kind: str = "portmap") -> None:
         super().__init__(message)
         self.rule = rule
         self.message = message
+        self.xlate_kind = xlate_kind
+
+
+# --------------------------------------------------------------------------------------------------
+# Compiled rules
+
+
+class _Addrs:
+    """An ordered set of addresses of one IP version as inclusive spans; the n-th address of a real side
+    maps to the n-th of its mapped side (wrapping when the sides differ in size, as the ASA's
+    many-to-few and few-to-many statics do)."""
+
+    __slots__ = ("version", "spans", "size")
+
+    def __init__(self, version: int, spans: list[tuple[int, int]]) -> None:
+        self.version = version
+        self.spans = spans
+        self.size = sum(hi - lo + 1 for lo, hi in spans)
+
+    @classmethod
+    def of(cls, nets: Iterable) -> _Addrs | None:
+        spans: list[tuple[int, int]] = []
+        version = 0
+        for n in nets:
+            version = n.version
+            spans.append((int(n.network_address), int(n.broadcast_address)))
+        return cls(version, spans) if spans else None
+
+    def index(self, addr: int) -> int | None:
+        base = 0
+        for lo, hi in self.spans:
+            if lo <= addr <= hi:
+                return base + addr - lo
+            base += hi - lo + 1
+        return None
+
+    def at(self, i: int) -> int:
+        i %= self.size
+        for lo, hi in self.spans:
+            n = hi - lo + 1
+            if i < n:
+                return lo + i
+            i -= n
+        raise IndexError(i)  # unreachable: i < size
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Addrs) and (self.version, self.spans) == (other.version, other.spans)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _map(src: _Addrs | None, dst: _Addrs | None, addr: int) -> int | None:
+    """``addr`` of ``src`` carried to ``dst`` by position; None when ``src`` does not hold it. A side
+    that is None is "any": the address stays."""
+    if src is None:
+        return addr
+    i = src.index(addr)
+    if i is None:
+        return None
+    return addr if dst is None else dst.at(i)
+
+
+class _Entry:
+    """One rule compiled for matching. ``real_iface``/``mapped_iface`` None mean any interface."""
+
+    __slots__ = (
+        "rule",
+        "order",
+        "kind",
+        "real_iface",
+        "mapped_iface",
+        "version",
+        "real",
+        "mapped",
+        "proto",
+        "real_port",
+        "mapped_port",
+        "has_dst",
+        "dst_real",
+        "dst_mapped",
+        "dport_real",
+        "dport_mapped",
+        "selectors",
+        "match",
+        "nat_addrs",
+        "pat_addrs",
+        "interface",
+        "pat_pool",
+        "round_robin",
+        "port_range",
+        "rr",
+        "sticky",
+        "bidirectional",
+        "identity",
+        "route_lookup",
+        "twice",
+    )
+
+    def __init__(self, rule: NatRule, order: int) -> None:
+        self.rule = rule
+        self.order = order
+        self.kind = rule.kind
+        self.real_iface = rule.real_interface if rule.real_interface not in ("", "any") else None
+        self.mapped_iface = rule.mapped_interface if rule.mapped_interface not in (None, "", "any") else None
+        self.version: int | None = None
+        self.real: _Addrs | None = None
+        self.mapped: _Addrs | None = None
+        self.proto = rule.protocol
+        self.real_port = rule.real_port
+        self.mapped_port = rule.mapped_port
+        self.has_dst = False
+        self.dst_real: _Addrs | None = None
+        self.dst_mapped: _Addrs | None = None
+        self.dport_real = rule.destination_real_port
+        self.dport_mapped = rule.destination_mapped_port
+        self.selectors: list[tuple[bool, CompiledMatch]] | None = None
+        self.match = CompiledMatch(rule.match) if rule.match is not None else None
+        self.nat_addrs: list[tuple[int, int]] = []
+        self.pat_addrs: list[tuple[int, int]] = []
+        self.interface = False
+        self.pat_pool = False
+        self.round_robin = False
+        self.port_range: tuple[int, int] | None = None
+        self.rr = 0
+        self.sticky: dict[tuple[int, int], list] = {}  # (version, real host) -> [mapped addr, xlates]
+        self.bidirectional = rule.kind == "static" and not rule.unidirectional
+        self.identity = False
+        self.route_lookup = rule.route_lookup
+        self.twice = rule.section in (1, 3)
+
+    def flags(self, pat: bool) -> str:
+        if self.kind == "static":
+            f = "s" + ("r" if pat else "") + ("I" if self.identity else "")
+        else:
+            f = "ri" if pat else "i"
+        return f + ("T" if self.twice else "")
+
+
+class _Hit(tuple):
+    """UN-NAT's answer: ``(real_dst, real_dport, egress, hit)`` where ``hit.rule`` is the rule.
+
+    ``reverse``: a static rule's mapped side owned the destination (the flow runs from mapped to real);
+    otherwise a twice NAT rule's destination matched a flow from its real side. ``xlate`` is set when a
+    live dynamic NAT slot owned the destination instead of a rule.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, real_dst: int, real_dport: int, egress: str | None, hit: _Match):
+        return super().__new__(cls, (real_dst, real_dport, egress, hit))
+
+
+@dataclass(slots=True)
+class _Match:
+    entry: _Entry | None
+    reverse: bool
+    xlate: Xlate | None = None
+
+    @property
+    def rule(self):
+        return self.entry.rule if self.entry is not None else self.xlate.rule  # type: ignore[union-attr]
+
+
+def _kind_rank(rule: NatRule) -> int:
+    return {"exempt": 0, "static": 1}.get(rule.kind, 2)
+
+
+def _object_key(rule: NatRule) -> tuple:
+    """Section 2's order: statics first, then fewer real addresses, lower first address, object name."""
+    size = sum(n.num_addresses for n in rule.real) if rule.real else 1 << 128
+    first = min((int(n.network_address) for n in rule.real), default=0)
+    return (0 if rule.kind == "static" else 1, size, first, rule.real_object or "")
+
+
+def asa_order(rules: Iterable[NatRule]) -> list[NatRule]:
+    """``rules`` in the order the ASA evaluates them (see the module docstring); stable otherwise."""
+    rules = list(rules)
+    legacy = sorted((r for r in rules if r.section == 0), key=_kind_rank)
+    manual = [r for r in rules if r.section == 1]
+    auto = sorted((r for r in rules if r.section == 2), key=_object_key)
+    after = [r for r in rules if r.section == 3]
+    other = [r for r in rules if r.section not in (0, 1, 2, 3)]
+    return [*legacy, *manual, *auto, *after, *other]
+
+
+def _pool_addresses(rule: NatRule) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(one-to-one addresses, PAT addresses) of a dynamic rule's pool, each as (version, address)."""
+    pool = rule.pool
+    nat: list[tuple[int, int]] = []
+    pat: list[tuple[int, int]] = []
+    if pool is None:
+        return nat, pat
+    ranges = list(pool.ranges)
+    if not ranges:
+        for net in pool.addresses:
+            ranges.append((net.network_address, net.broadcast_address))
+    for lo, hi in ranges:
+        into = pat if (lo == hi or pool.pat_pool) else nat
+        for a in range(int(lo), int(hi) + 1):
+            into.append((lo.version, a))
+    return nat, pat
+
+
+# --------------------------------------------------------------------------------------------------
+# The table
 
 
 class NatTable:
@@ -128,216 +365,295 @@ class NatTable:
         # iface_address(iface, version, near) -> int | None: the interface's own address for PAT.
         self._iface_address = iface_address
         self.timeouts = policy.timeouts
-        self.exempt: list[tuple[str, tuple, list[tuple[bool, CompiledMatch]], NatRule]] = []
-        self.statics: list[_Static] = []
-        self.dynamics: list[_Dynamic] = []
-        for rule in policy.nat_rules:
-            if rule.kind == "exempt":
-                selectors: list[tuple[bool, CompiledMatch]] = []
-                if rule.match is not None:
-                    selectors.append((True, CompiledMatch(rule.match)))
-                if rule.acl is not None and rule.acl in policy.access_lists:
-                    for ace in policy.access_lists[rule.acl].rules:
-                        if not ace.inactive:
-                            selectors.append((ace.action == "permit", CompiledMatch(ace.match)))
-                self.exempt.append((rule.real_interface, tuple(_net(n) for n in rule.real), selectors, rule))
-            elif rule.kind == "static":
-                mapped_nets = list(rule.mapped)
-                if not mapped_nets and rule.pool is not None and rule.pool.interface:
-                    # ``static (dmz,outside) tcp interface www ...``: the mapped side is the mapped
-                    # interface's own address (port forwarding to the box's address).
-                    for real in rule.real:
-                        a = iface_address(rule.mapped_interface or "", real.version, None)
-                        if a is not None:
-                            bits = 32 if real.version == 4 else 128
-                            mapped_nets.append(ipaddress.ip_network((a, bits)))
-                elif not mapped_nets:
-                    mapped_nets = list(rule.real)
-                for real, mapped in zip(rule.real, mapped_nets):
-                    _, rnet, mask = _net(real)
-                    _, mnet, _ = _net(mapped)
-                    self.statics.append(
-                        _Static(
-                            rule,
-                            rule.real_interface,
-                            rule.mapped_interface or "",
-                            real.version,
-                            rnet,
-                            mnet,
-                            mask,
-                            rule.protocol,
-                            rule.real_port,
-                            rule.mapped_port,
-                        )
-                    )
-            else:
-                pool = rule.pool
-                addrs: list[tuple[int, int]] = []
-                if pool is not None:
-                    for net in pool.addresses:
-                        for a in net if net.num_addresses <= 65536 else [net.network_address]:
-                            addrs.append((net.version, int(a)))
-                    for lo, hi in pool.ranges:
-                        for a in range(int(lo), int(hi) + 1):
-                            addrs.append((lo.version, a))
-                self.dynamics.append(
-                    _Dynamic(
-                        rule,
-                        rule.real_interface,
-                        rule.mapped_interface,
-                        tuple(_net(n) for n in rule.real),
-                        CompiledMatch(rule.match) if rule.match else None,
-                        bool(pool is None or pool.interface),
-                        addrs,
-                        bool(pool is None or pool.interface or pool.pat),
-                    )
-                )
+        self.entries: list[_Entry] = []
         self.xlates: dict[tuple, Xlate] = {}
         self._mapped_in_use: dict[tuple[int, int, int], set[int]] = {}  # (version, proto, addr) -> ports
         self._hosts_in_use: set[tuple[int, int]] = set()  # dynamic one-to-one mapped addresses
+        self._nat_hosts: dict[tuple[int, str, int], Xlate] = {}  # (version, mapped iface, addr)
+        self.nf: dict[tuple, Xlate] = {}  # iptables mappings, one per connection
+        self._nf_by_src: dict[tuple, list[Xlate]] = {}
         self.most_used = 0
+        for order, rule in enumerate(asa_order(policy.nat_rules)):
+            if rule.inactive:
+                continue
+            self._compile(rule, order, policy)
+
+    def _compile(self, rule: NatRule, order: int, policy: Policy) -> None:
+        e = _Entry(rule, order)
+        if rule.acl is not None:
+            # The access list selects the traffic (ASA 8.2 nat 0 / policy NAT / policy static): the
+            # first matching entry decides, permit = the rule applies.
+            acl = policy.access_lists.get(rule.acl)
+            e.selectors = [
+                (ace.action == "permit", CompiledMatch(ace.match))
+                for ace in (acl.rules if acl is not None else [])
+                if not ace.inactive
+            ]
+        e.real = _Addrs.of(rule.real)
+        if e.real is not None:
+            e.version = e.real.version
+        if rule.kind == "static":
+            mapped = list(rule.mapped)
+            if not mapped and rule.pool is not None and rule.pool.interface:
+                # ``static (dmz,outside) tcp interface www ...`` / ``static interface service ...``: the
+                # mapped side is the mapped interface's own address (port forwarding to the box).
+                version = e.version or 4
+                a = self._iface_address(e.mapped_iface or "", version, None)
+                if a is None:
+                    return
+                mapped = [ipaddress.ip_network((a, 32 if version == 4 else 128))]
+            e.mapped = _Addrs.of(mapped) if mapped else e.real
+            if e.mapped is not None and e.version is None:
+                e.version = e.mapped.version
+            e.identity = e.mapped == e.real and e.mapped_port == e.real_port
+            if (
+                e.mapped is not None
+                and e.mapped.size == 1
+                and e.mapped_port is not None
+                and e.proto is not None
+            ):
+                # A static port mapping owns its mapped port: PAT never hands it out.
+                self._ports(e.mapped.version, e.proto, e.mapped.spans[0][0]).add(e.mapped_port)
+        elif rule.kind == "dynamic":
+            pool = rule.pool
+            e.nat_addrs, e.pat_addrs = _pool_addresses(rule)
+            e.interface = pool is None or pool.interface
+            if pool is not None:
+                e.pat_pool = pool.pat_pool
+                e.round_robin = pool.round_robin
+                if pool.flat:
+                    e.port_range = (1, 65535) if pool.include_reserve else (1024, 65535)
+        if rule.destination_mapped or rule.destination_real or rule.destination_interface:
+            e.has_dst = True
+            dmapped = list(rule.destination_mapped)
+            if rule.destination_interface:
+                version = e.version or (rule.destination_real[0].version if rule.destination_real else 4)
+                a = self._iface_address(e.mapped_iface or "", version, None)
+                if a is None:
+                    return
+                dmapped = [ipaddress.ip_network((a, 32 if version == 4 else 128))]
+            e.dst_mapped = _Addrs.of(dmapped)
+            e.dst_real = _Addrs.of(rule.destination_real) or e.dst_mapped
+            if e.dst_mapped is None:
+                e.dst_mapped = e.dst_real
+            if e.version is None and e.dst_real is not None:
+                e.version = e.dst_real.version
+            e.identity = e.identity and e.dst_real == e.dst_mapped and e.dport_real == e.dport_mapped
+        elif e.dport_mapped is not None:
+            e.has_dst = True  # a destination service alone: any destination, its port translated
+        self.entries.append(e)
+
+    def _ports(self, version: int, proto: int, addr: int) -> set[int]:
+        return self._mapped_in_use.setdefault((version, proto, addr), set())
 
     # ---------------------------------------------------------------------------------------------
-    # UN-NAT: statics own destinations
+    # Matching
 
-    def untranslate_destination(self, version, proto, in_iface, dst, dport):
-        """For a new flow entering ``in_iface``: (real_dst, real_dport, real_iface, static) or None."""
-        for st in self.statics:
-            if st.mapped_iface != in_iface or st.version != version:
+    @staticmethod
+    def _selected(e: _Entry, version, proto, src, sport, dst, dport) -> bool:
+        if e.match is not None and not e.match.matches(version, proto, src, sport, dst, dport, 0, 0):
+            return False
+        if e.selectors is None:
+            return True
+        for permit, match in e.selectors:
+            if match.matches(version, proto, src, sport, dst, dport, 0, 0):
+                return permit
+        return False
+
+    @staticmethod
+    def _real_side(e: _Entry, version, proto, in_iface, src, sport) -> bool:
+        """Does a flow from ``src``/``sport`` entering ``in_iface`` come from the rule's real side?"""
+        if e.real_iface is not None and e.real_iface != in_iface:
+            return False
+        if e.version is not None and e.version != version:
+            return False
+        if e.real is not None and e.real.index(src) is None:
+            return False
+        if e.proto is not None and e.proto != proto:
+            return False
+        return e.real_port is None or e.real_port == sport
+
+    def _serves(self, e: _Entry, version: int, out_iface: str | None) -> bool:
+        """A dynamic rule applies only to traffic its pool has addresses for (``interface`` means the
+        egress address of the flow's IP version; a v4 pool does not translate IPv6)."""
+        if e.kind != "dynamic":
+            return True
+        for v, _ in e.nat_addrs:
+            if v == version:
+                return True
+        for v, _ in e.pat_addrs:
+            if v == version:
+                return True
+        return e.interface and self._iface_address(out_iface or "", version, None) is not None
+
+    def untranslate_destination(self, version, proto, in_iface, dst, dport, src=None, sport=None):
+        """For a new flow entering ``in_iface``: ``(real_dst, real_dport, egress, hit)`` or None.
+
+        ``egress`` is the interface the rule names for the real destination (None: route lookup);
+        ``hit.rule`` is the rule. Pass ``hit`` to ``translate_source`` for the same flow.
+        """
+        for e in self.entries:
+            if e.version is not None and e.version != version:
                 continue
-            if dst & st.mask != st.mapped_net:
-                continue
-            if st.proto is not None:
-                if st.proto != proto or st.mapped_port != dport:
+            if e.bidirectional:
+                if e.mapped_iface is not None and e.mapped_iface != in_iface:
+                    pass
+                elif (real := self._reverse(e, version, proto, dst, dport, src, sport)) is not None:
+                    egress = None if e.route_lookup else e.real_iface
+                    return _Hit(real[0], real[1], egress, _Match(e, True))
+            if e.has_dst and src is not None and e.kind != "exempt":
+                if not self._real_side(e, version, proto, in_iface, src, sport):
                     continue
-                return (st.real_net | (dst & ~st.mask & _all(version)), st.real_port, st.real_iface, st)
-            return (st.real_net | (dst & ~st.mask & _all(version)), dport, st.real_iface, st)
+                real_dst = _map(e.dst_mapped, e.dst_real, dst)
+                if real_dst is None:
+                    continue
+                if e.dport_mapped is not None and (e.proto != proto or e.dport_mapped != dport):
+                    continue
+                if not self._selected(e, version, proto, src, sport, dst, dport):
+                    continue
+                real_dport = e.dport_real if e.dport_real is not None else dport
+                if e.kind == "dynamic" and not self._serves(e, version, e.mapped_iface):
+                    continue
+                egress = None if e.route_lookup else e.mapped_iface
+                return _Hit(real_dst, real_dport, egress, _Match(e, False))
+        x = self._nat_hosts.get((version, in_iface, dst))
+        if x is not None:
+            # A live dynamic NAT slot: hosts may open connections to its mapped address (ASA).
+            return _Hit(x.real_addr, dport, x.real_iface, _Match(None, True, x))
         return None
+
+    def _reverse(self, e: _Entry, version, proto, dst, dport, src, sport) -> tuple[int, int] | None:
+        """A flow to a static rule's mapped side: (real destination, real port) or None."""
+        real_dst = _map(e.mapped, e.real, dst)
+        if real_dst is None:
+            return None
+        if e.mapped_port is not None:
+            if e.proto != proto or e.mapped_port != dport:
+                return None
+            real_dport = e.real_port if e.real_port is not None else dport
+        else:
+            real_dport = dport
+        if e.has_dst:
+            # Twice NAT seen from its destination: the initiator is the real destination.
+            if src is None or (e.dst_real is not None and e.dst_real.index(src) is None):
+                return None
+            if e.dport_real is not None and (e.proto != proto or e.dport_real != sport):
+                return None
+        # Policy static: the access list names the real host as source, the peer as destination.
+        if (e.selectors is not None or e.match is not None) and (
+            src is None or not self._selected(e, version, proto, real_dst, real_dport, src, sport or 0)
+        ):
+            return None
+        return real_dst, real_dport
 
     # ---------------------------------------------------------------------------------------------
     # Source translation
 
-    def is_exempt(self, version, proto, in_iface, src, sport, dst, dport) -> NatRule | None:
-        for iface, nets, selectors, rule in self.exempt:
-            if iface != in_iface:
-                continue
-            if nets and not _in_nets(version, src, nets):
-                continue
-            if selectors:
-                # The access list decides: the first matching entry, permit = exempt (ASA nat 0 acl).
-                for permit, match in selectors:
-                    if match.matches(version, proto, src, sport, dst, dport, 0, 0):
-                        if permit:
-                            return rule
-                        break
-                continue
-            return rule
-        return None
-
-    def find_static_source(self, version, proto, in_iface, out_iface, src, sport):
-        for st in self.statics:
-            if st.real_iface != in_iface or st.mapped_iface != out_iface or st.version != version:
-                continue
-            if src & st.mask != st.real_net:
-                continue
-            if st.proto is not None and (st.proto != proto or st.real_port != sport):
-                continue
-            return st
-        return None
-
-    def find_dynamic(self, version, proto, in_iface, out_iface, src, sport, dst, dport) -> _Dynamic | None:
-        for dyn in self.dynamics:
-            if dyn.real_iface != in_iface:
-                continue
-            if dyn.mapped_iface is not None and dyn.mapped_iface != out_iface:
-                continue
-            if dyn.nets and not _in_nets(version, src, dyn.nets):
-                continue
-            if dyn.match is not None and not dyn.match.matches(version, proto, src, sport, dst, dport, 0, 0):
-                continue
-            return dyn
-        return None
-
-    def translate_source(self, version, proto, in_iface, out_iface, src, sport, dst, dport, now):
+    def translate_source(self, version, proto, in_iface, out_iface, src, sport, dst, dport, now, via=None):
         """The xlate for a new flow's initiator, or None when no rule translates it.
 
+        ``dst``/``dport`` are the real destination (after UN-NAT); ``via`` is UN-NAT's hit for this flow.
         Returns ``(xlate, created)``; raises ``NatFailure`` when a rule applies but no slot is free.
         """
-        if self.is_exempt(version, proto, in_iface, src, sport, dst, dport) is not None:
+        m = via if isinstance(via, _Match) else None
+        if m is not None and m.entry is not None:
+            e = m.entry
+            if not m.reverse:
+                return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
+            if e.has_dst:
+                return self._twice_reverse(e, version, proto, in_iface, out_iface, src, sport, now)
+        for e in self.entries:
+            if e.has_dst and not (e.identity or e.kind == "exempt"):
+                continue  # twice NAT with a translated destination applies only through UN-NAT
+            if not self._real_side(e, version, proto, in_iface, src, sport):
+                continue
+            if e.mapped_iface is not None and e.mapped_iface != out_iface:
+                continue
+            if e.has_dst and (e.dst_real is not None and e.dst_real.index(dst) is None):
+                continue
+            if not self._selected(e, version, proto, src, sport, dst, dport):
+                continue
+            if not self._serves(e, version, out_iface):
+                continue
+            return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
+        return None, False
+
+    def _apply(self, e: _Entry, version, proto, in_iface, out_iface, src, sport, now):
+        if e.kind == "exempt" or e.identity:
             return None, False
-        st = self.find_static_source(version, proto, in_iface, out_iface, src, sport)
-        if st is not None:
-            mapped = st.mapped_net | (src & ~st.mask & _all(version))
-            mport = st.mapped_port if st.proto is not None else sport
-            key = (
-                "static",
-                version,
-                st.proto if st.proto is not None else 0,
-                in_iface,
-                src,
-                sport if st.proto is not None else 0,
-                out_iface,
-            )
-            x = self.xlates.get(key)
-            if x is None:
-                x = Xlate(
-                    "static",
-                    version,
-                    proto,
-                    in_iface,
-                    src,
-                    sport if st.proto else 0,
-                    out_iface,
-                    mapped,
-                    mport if st.proto else 0,
-                    st.proto is not None,
-                    st.rule,
-                    now,
-                    0.0,
-                    key,
-                )
-                self._add(x)
-                return x, False  # statics exist by configuration; no 305011 for them
-            return x, False
-        dyn = self.find_dynamic(version, proto, in_iface, out_iface, src, sport, dst, dport)
-        if dyn is None:
-            return None, False
-        if dyn.pat:
-            key = ("pat", version, proto, in_iface, src, sport, out_iface)
-            x = self.xlates.get(key)
-            if x is not None:
-                return x, False
-            maddr = self._pool_address(dyn, version, out_iface, dst)
-            if maddr is None:
-                raise NatFailure(
-                    dyn.rule, f"no {('IPv4', 'IPv6')[version == 6]} address for PAT on {out_iface}"
-                )
-            mport = self._alloc_port(version, proto, maddr, sport)
-            if mport is None:
-                raise NatFailure(dyn.rule, "all PAT ports in use")
-            x = Xlate(
-                "dynamic",
+        if e.kind == "static":
+            mapped = _map(e.real, e.mapped, src)
+            port_mapped = e.mapped_port is not None
+            return self._static(
+                e,
                 version,
                 proto,
                 in_iface,
+                out_iface,
                 src,
-                sport,
+                sport if port_mapped else 0,
+                src if mapped is None else mapped,
+                e.mapped_port if port_mapped else 0,
+                now,
+            )
+        return self._dynamic(e, version, proto, in_iface, out_iface, src, sport, now)
+
+    def _twice_reverse(self, e: _Entry, version, proto, in_iface, out_iface, src, sport, now):
+        """A flow from a twice NAT rule's real destination to its mapped source: the initiator appears
+        at the mapped destination (``destination static MAPPED REAL`` read backwards)."""
+        mapped = _map(e.dst_real, e.dst_mapped, src)
+        port_mapped = e.dport_real is not None
+        if (mapped is None or mapped == src) and not port_mapped:
+            return None, False
+        return self._static(
+            e,
+            version,
+            proto,
+            in_iface,
+            out_iface,
+            src,
+            sport if port_mapped else 0,
+            src if mapped is None else mapped,
+            (e.dport_mapped or 0) if port_mapped else 0,
+            now,
+        )
+
+    def _static(self, e, version, proto, in_iface, out_iface, src, rport, maddr, mport, now):
+        pat = bool(rport or mport)
+        key = ("static", e.order, version, proto if pat else 0, in_iface, src, rport, out_iface)
+        x = self.xlates.get(key)
+        if x is None:
+            x = Xlate(
+                "static",
+                version,
+                proto if pat else 0,
+                in_iface,
+                src,
+                rport,
                 out_iface,
                 maddr,
                 mport,
-                True,
-                dyn.rule,
+                pat,
+                e.rule,
                 now,
-                self.timeouts.pat_xlate,
+                0.0,
                 key,
+                e.flags(pat),
+                e,
             )
             self._add(x)
-            return x, True
-        key = ("nat", version, 0, in_iface, src, 0, out_iface)
+        return x, False  # statics exist by configuration; no 305011 for them
+
+    def _dynamic(self, e: _Entry, version, proto, in_iface, out_iface, src, sport, now):
+        key = ("nat", e.order, version, in_iface, src, out_iface)
         x = self.xlates.get(key)
         if x is not None:
-            return x, False
-        for v, a in dyn.pool_addrs:
+            return x, False  # one-to-one: every protocol and port of the host
+        pkey = ("pat", e.order, version, proto, in_iface, src, sport, out_iface)
+        x = self.xlates.get(pkey)
+        if x is not None:
+            return x, False  # endpoint-independent: the same mapping whatever the destination
+        for v, a in e.nat_addrs:
             if v == version and (v, a) not in self._hosts_in_use:
                 self._hosts_in_use.add((v, a))
                 x = Xlate(
@@ -351,37 +667,89 @@ class NatTable:
                     a,
                     0,
                     False,
-                    dyn.rule,
+                    e.rule,
                     now,
                     self.timeouts.xlate,
                     key,
+                    e.flags(False),
+                    e,
                 )
+                self._nat_hosts[(version, out_iface, a)] = x
                 self._add(x)
                 return x, True
-        raise NatFailure(dyn.rule, "dynamic NAT pool exhausted")
+        had_nat = any(v == version for v, _ in e.nat_addrs)
+        candidates = [a for v, a in e.pat_addrs if v == version]
+        if e.interface:
+            a = self._iface_address(out_iface, version, None)
+            if a is not None:
+                candidates.append(a)
+        if not candidates:
+            if had_nat:
+                raise NatFailure(e.rule, "dynamic NAT pool exhausted", "regular")
+            raise NatFailure(
+                e.rule, f"no {('IPv4', 'IPv6')[version == 6]} address for PAT on {out_iface}", "portmap"
+            )
+        if proto not in _PORT_PROTOCOLS and proto not in _ICMP_PROTOCOLS:
+            # PAT tells flows apart by port; a protocol without ports cannot share the address.
+            raise NatFailure(e.rule, f"protocol {proto} has no ports to translate", "portmap")
+        sticky = e.sticky.get((version, src))
+        if sticky is not None and sticky[0] in candidates:
+            # A host keeps its PAT address while it has translations (ASA PAT pool stickiness).
+            candidates.remove(sticky[0])
+            candidates.insert(0, sticky[0])
+        elif e.round_robin and len(candidates) > 1:
+            k = e.rr % len(candidates)
+            candidates = candidates[k:] + candidates[:k]
+            e.rr += 1
+        for maddr in candidates:
+            mport = self._alloc_port(version, proto, maddr, sport, e.port_range)
+            if mport is None:
+                continue
+            x = Xlate(
+                "dynamic",
+                version,
+                proto,
+                in_iface,
+                src,
+                sport,
+                out_iface,
+                maddr,
+                mport,
+                True,
+                e.rule,
+                now,
+                self.timeouts.pat_xlate,
+                pkey,
+                e.flags(True),
+                e,
+            )
+            self._add(x)
+            if len(candidates) > 1 or e.pat_pool:
+                held = e.sticky.setdefault((version, src), [maddr, 0])
+                if held[0] == maddr:
+                    held[1] += 1
+            return x, True
+        raise NatFailure(e.rule, "all PAT ports in use", "portmap")
 
-    def _pool_address(self, dyn: _Dynamic, version: int, out_iface: str, dst: int) -> int | None:
-        if dyn.pool_interface:
-            return self._iface_address(out_iface, version, dst)
-        for v, a in dyn.pool_addrs:
-            if v == version:
-                return a
-        return None
-
-    def _alloc_port(self, version: int, proto: int, maddr: int, want: int) -> int | None:
-        used = self._mapped_in_use.setdefault((version, proto, maddr), set())
-        if want and want not in used:
+    def _alloc_port(
+        self, version: int, proto: int, maddr: int, want: int, port_range: tuple[int, int] | None = None
+    ) -> int | None:
+        """The real port when it is free on ``maddr``, else the next free one of its class (ASA PAT)."""
+        used = self._ports(version, proto, maddr)
+        if proto in _ICMP_PROTOCOLS:
+            lo, hi = 0, 65535  # echo identifiers: one class
+        elif port_range is not None:
+            lo, hi = port_range
+        else:
+            lo, hi = _port_class(want or 1024)
+        if lo <= want <= hi and want not in used and (want or proto in _ICMP_PROTOCOLS):
             used.add(want)
             return want
-        lo, hi = _port_class(want or 1024)
-        span = hi - lo + 1
-        start = (want - lo + 1) % span if want else 0
-        for i in range(span):
-            p = lo + (start + i) % span
-            if p not in used:
-                used.add(p)
-                return p
-        return None
+        start = (want - lo + 1) if lo <= want <= hi else 0
+        p = _search(lo, hi, start, used.__contains__)
+        if p is not None:
+            used.add(p)
+        return p
 
     def _add(self, x: Xlate) -> None:
         self.xlates[x.key] = x
@@ -400,6 +768,9 @@ class NatTable:
         if x.refcount <= 0:
             x.refcount = 0
             x.idle_since = now
+            if x.kind == "nf":
+                self.remove(x)  # an iptables mapping lives exactly as long as its connection
+                return False
             return x.kind != "static" and x.timeout > 0
         return False
 
@@ -414,16 +785,312 @@ class NatTable:
         return -1.0
 
     def remove(self, x: Xlate) -> None:
+        if x.kind == "nf":
+            if self.nf.get(x.key) is x:
+                del self.nf[x.key]
+                same = self._nf_by_src.get(x.key[2:6])
+                if same is not None and x in same:
+                    same.remove(x)
+                    if not same:
+                        del self._nf_by_src[x.key[2:6]]
+            return
         if self.xlates.get(x.key) is not x:
             return
         del self.xlates[x.key]
+        if x.kind != "dynamic":
+            return
         if x.pat:
             used = self._mapped_in_use.get((x.version, x.proto, x.mapped_addr))
             if used is not None:
                 used.discard(x.mapped_port)
-        elif x.kind == "dynamic":
+            e = x.entry
+            if e is not None:
+                held = e.sticky.get((x.version, x.real_addr))
+                if held is not None and held[0] == x.mapped_addr:
+                    held[1] -= 1
+                    if held[1] <= 0:
+                        del e.sticky[(x.version, x.real_addr)]
+        else:
             self._hosts_in_use.discard((x.version, x.mapped_addr))
+            self._nat_hosts.pop((x.version, x.mapped_iface, x.mapped_addr), None)
+
+    # ---------------------------------------------------------------------------------------------
+    # iptables: SNAT, MASQUERADE, DNAT, REDIRECT
+
+    def nf_translate(
+        self,
+        manip: str,
+        version: int,
+        proto: int,
+        src: int,
+        sport: int,
+        dst: int,
+        dport: int,
+        rng: NfRange,
+        used: Callable[[int, int], bool],
+        now: float,
+        rule=None,
+    ) -> Xlate:
+        """Bind one new connection's ``manip`` side (``src``: SNAT/MASQUERADE, ``dst``: DNAT/REDIRECT)
+        as Linux's ``get_unique_tuple`` does; ``used(addr, port)`` says whether the connection tuple with
+        that side changed to ``addr``/``port`` is already tracked (the kernel's
+        ``nf_nat_used_as_tuple``). Returns an ``Xlate`` of kind ``nf`` (``mapped_addr``/``mapped_port``
+        are the new values); the connection holds it (``acquire``/``release``) and it goes with it.
+        Raises ``NatFailure`` when no unique tuple is left.
+        """
+        is_src = manip == "src"
+        addr, port = (src, sport) if is_src else (dst, dport)
+        has_ports = proto in _PORT_PROTOCOLS or proto in _ICMP_PROTOCOLS
+        choice = None
+        if is_src and not rng.random_fully:
+            # 1) Keep the tuple if it is in range and unused; else the mapping this source already has.
+            if rng.holds(addr, port if has_ports else None):
+                if not used(addr, port):
+                    choice = (addr, port)
+            else:
+                for old in self._nf_by_src.get((version, proto, src, sport), ()):
+                    a, p = old.mapped_addr, old.mapped_port
+                    if rng.holds(a, p if has_ports else None) and not used(a, p):
+                        choice = (a, p)
+                        break
+        if choice is None:
+            # 2) The address by the kernel's hash of the tuple's addresses, 3) the port if it fits.
+            a = addr
+            if rng.addr_lo is not None and rng.addr_hi is not None:
+                a = nf_best_address(version, src, dst, rng.addr_lo, rng.addr_hi, rng.persistent)
+            keep = not has_ports or (
+                not rng.random_fully
+                and (
+                    (rng.port_lo is not None and rng.port_in(port) and (rng.single_port or not used(a, port)))
+                    or (rng.port_lo is None and not used(a, port))
+                )
+            )
+            if keep:
+                choice = (a, port)
+            else:
+                p = _nf_unique_port(is_src, proto, a, port, src, sport, dst, dport, rng, used)
+                if p is None:
+                    raise NatFailure(rule, "all ports in use", "portmap")
+                choice = (a, p)
+        key = ("nf", manip, version, proto, src, sport, dst, dport)
+        x = Xlate(
+            "nf",
+            version,
+            proto,
+            "",
+            addr,
+            port,
+            "",
+            choice[0],
+            choice[1],
+            has_ports,
+            rule,
+            now,
+            0.0,
+            key,
+            "",
+        )
+        old = self.nf.get(key)
+        if old is not None:
+            self.remove(old)
+        self.nf[key] = x
+        if is_src:
+            self._nf_by_src.setdefault((version, proto, src, sport), []).append(x)
+        return x
 
 
-def _all(version: int) -> int:
-    return (1 << (32 if version == 4 else 128)) - 1
+# --------------------------------------------------------------------------------------------------
+# Linux's allocator (nf_nat_core.c)
+
+
+@dataclass(frozen=True, slots=True)
+class NfRange:
+    """A nat target's range (the kernel's ``nf_nat_range2``): addresses ``addr_lo``..``addr_hi`` (None:
+    the address is kept), ports ``port_lo``..``port_hi`` (None: not specified), and the flags
+    ``--random``, ``--random-fully``, ``--persistent``."""
+
+    addr_lo: int | None = None
+    addr_hi: int | None = None
+    port_lo: int | None = None
+    port_hi: int | None = None
+    random: bool = False
+    random_fully: bool = False
+    persistent: bool = False
+
+    @property
+    def single_port(self) -> bool:
+        return self.port_lo is not None and self.port_lo == self.port_hi
+
+    def port_in(self, port: int) -> bool:
+        return self.port_lo is not None and self.port_hi is not None and self.port_lo <= port <= self.port_hi
+
+    def holds(self, addr: int, port: int | None) -> bool:
+        """The kernel's ``nf_in_range``: the address (when the range maps addresses) and the port (when
+        it specifies ports) are inside."""
+        if self.addr_lo is not None and self.addr_hi is not None and not self.addr_lo <= addr <= self.addr_hi:
+            return False
+        return port is None or self.port_lo is None or self.port_in(port)
+
+
+def nf_range(target: str, args: Mapping[str, object], iface_addr: int | None = None) -> NfRange:
+    """The range of a ``SNAT``/``DNAT``/``MASQUERADE``/``REDIRECT`` rule's arguments, as the iptables
+    dialect stores them (``addresses``: (first, last) addresses or None, ``ports``: (lo, hi) or None,
+    ``random``, ``random_fully``, ``persistent``). MASQUERADE maps to ``iface_addr``, the egress
+    interface's address; REDIRECT to ``iface_addr``, the ingress interface's."""
+    ports = args.get("ports")
+    plo, phi = ports if isinstance(ports, tuple) else (None, None)
+    if target in ("MASQUERADE", "REDIRECT"):
+        lo = hi = iface_addr
+    else:
+        addresses = args.get("addresses")
+        if isinstance(addresses, tuple):
+            lo, hi = int(addresses[0]), int(addresses[1])
+        else:
+            lo = hi = None
+    # The REDIRECT and MASQUERADE targets set NF_NAT_RANGE_PROTO_RANDOM for --random; a random port
+    # offset is what the kernel uses for source NAT anyway, so only --random-fully changes the result.
+    return NfRange(
+        lo,
+        hi,
+        plo,
+        phi,
+        bool(args.get("random")),
+        bool(args.get("random_fully")),
+        bool(args.get("persistent")),
+    )
+
+
+def _nf_port_class(port: int) -> tuple[int, int]:
+    """Linux's port classes when a rule names no ports: below 512, 600-1023 ("credential passing" above
+    512 is left alone), and 1024-65535."""
+    if port < 512:
+        return 1, 511
+    if port < 1024:
+        return 600, 1023
+    return 1024, 65535
+
+
+def _nf_unique_port(is_src, proto, addr, port, src, sport, dst, dport, rng: NfRange, used) -> int | None:
+    """``nf_nat_l4proto_unique_tuple``: a free port of the range (or of the port's class), searched
+    from an offset - random for source NAT in the kernel, a hash of the tuple here so that a replay is
+    reproducible - in windows of at most 128 ports, halved after each miss down to 16."""
+    if proto in _ICMP_PROTOCOLS:
+        lo, hi = (0, 65535) if rng.port_lo is None else (rng.port_lo, rng.port_hi or rng.port_lo)
+    elif rng.port_lo is None:
+        if not is_src:
+            return port  # a destination's port is never changed without a range
+        lo, hi = _nf_port_class(port)
+    else:
+        lo, hi = min(rng.port_lo, rng.port_hi or rng.port_lo), max(rng.port_lo, rng.port_hi or rng.port_lo)
+    size = hi - lo + 1
+    rounds = 0
+    off = 0 if not is_src and not rng.random_fully and not rng.random else _offset(src, sport, dst, dport, 0)
+    attempts = min(size, NF_NAT_MAX_ATTEMPTS)
+    while True:
+        p = _search(lo, hi, off % size, lambda q: used(addr, q), attempts)
+        if p is not None:
+            return p
+        if attempts >= size or attempts < 16:
+            return None
+        attempts //= 2
+        rounds += 1
+        off = _offset(src, sport, dst, dport, rounds)
+
+
+def _offset(src: int, sport: int, dst: int, dport: int, salt: int) -> int:
+    words = [src & _M32, (src >> 32) & _M32, dst & _M32, (dst >> 32) & _M32, (sport << 16 | dport) & _M32]
+    return jhash2(words, salt) & 0xFFFF
+
+
+def _rol(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & _M32
+
+
+def jhash2(words: list[int], initval: int) -> int:
+    """Linux's ``jhash2`` (Bob Jenkins' lookup3 over 32-bit words), as nf_nat hashes addresses."""
+    a = b = c = (0xDEADBEEF + (len(words) << 2) + initval) & _M32
+    k = list(words)
+    while len(k) > 3:
+        a = (a + k[0]) & _M32
+        b = (b + k[1]) & _M32
+        c = (c + k[2]) & _M32
+        # __jhash_mix
+        a = (a - c) & _M32
+        a ^= _rol(c, 4)
+        c = (c + b) & _M32
+        b = (b - a) & _M32
+        b ^= _rol(a, 6)
+        a = (a + c) & _M32
+        c = (c - b) & _M32
+        c ^= _rol(b, 8)
+        b = (b + a) & _M32
+        a = (a - c) & _M32
+        a ^= _rol(c, 16)
+        c = (c + b) & _M32
+        b = (b - a) & _M32
+        b ^= _rol(a, 19)
+        a = (a + c) & _M32
+        c = (c - b) & _M32
+        c ^= _rol(b, 4)
+        b = (b + a) & _M32
+        k = k[3:]
+    if not k:
+        return c
+    if len(k) == 3:
+        c = (c + k[2]) & _M32
+    if len(k) >= 2:
+        b = (b + k[1]) & _M32
+    a = (a + k[0]) & _M32
+    # __jhash_final
+    c ^= b
+    c = (c - _rol(b, 14)) & _M32
+    a ^= c
+    a = (a - _rol(c, 11)) & _M32
+    b ^= a
+    b = (b - _rol(a, 25)) & _M32
+    c ^= b
+    c = (c - _rol(b, 16)) & _M32
+    a ^= c
+    a = (a - _rol(c, 4)) & _M32
+    b ^= a
+    b = (b - _rol(a, 14)) & _M32
+    c ^= b
+    c = (c - _rol(b, 24)) & _M32
+    return c
+
+
+def _raw_words(version: int, addr: int) -> list[int]:
+    """An address as ``union nf_inet_addr``'s four u32 words read on a little-endian host (x86)."""
+    raw = addr.to_bytes(4 if version == 4 else 16, "big").ljust(16, b"\0")
+    return [int.from_bytes(raw[i : i + 4], "little") for i in range(0, 16, 4)]
+
+
+def _host_words(version: int, addr: int) -> list[int]:
+    raw = addr.to_bytes(4 if version == 4 else 16, "big").ljust(16, b"\0")
+    return [int.from_bytes(raw[i : i + 4], "big") for i in range(0, 16, 4)]
+
+
+def nf_best_address(version: int, src: int, dst: int, lo: int, hi: int, persistent: bool = False) -> int:
+    """``find_best_ips_proto``: the address of ``lo..hi`` the kernel gives a connection from ``src`` to
+    ``dst`` - a hash of both, so that a client keeps its address (``--persistent``: of the source only)."""
+    if lo == hi:
+        return lo
+    last = 0 if version == 4 else 3
+    s, d = _raw_words(version, src), _raw_words(version, dst)
+    j = jhash2(s, 0 if persistent else d[last])
+    lo_w, hi_w = _host_words(version, lo), _host_words(version, hi)
+    out = [0, 0, 0, 0]
+    full = False
+    for i in range(last + 1):
+        if not full:
+            minip, dist = lo_w[i], (hi_w[i] - lo_w[i] + 1) & _M32
+        else:
+            minip, dist = 0, _M32
+        out[i] = (minip + ((j * dist) >> 32)) & _M32
+        if out[i] != hi_w[i]:
+            full = True
+        if not persistent:
+            j ^= d[i]
+    if version == 4:
+        return out[0]
+    return (out[0] << 96) | (out[1] << 64) | (out[2] << 32) | out[3]
