@@ -80,6 +80,10 @@ class Connection:
         "norm",
         "seqrand",
         "closer",
+        "limit",
+        "intercept",
+        "dcd",
+        "tmo",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
@@ -109,6 +113,13 @@ class Connection:
         self.norm = None
         self.seqrand = None
         self.closer: str | None = None  # interface whose FIN began the close
+        # Connection limits and their TCP Intercept, Dead Connection Detection, per-class timeouts
+        # (statewall.limits.Admission, statewall.intercept.Pending, statewall.dcd.Probe, and
+        # (embryonic, idle, half-closed) seconds replacing the global ones); None when not in use.
+        self.limit = None
+        self.intercept = None
+        self.dcd = None
+        self.tmo: tuple[float, float, float] | None = None
 
     def deadline(self) -> float:
         return self.last + self.timeout if self.timeout > 0 else float("inf")

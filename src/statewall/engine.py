@@ -20,7 +20,7 @@ import ipaddress
 from collections import Counter
 from typing import NamedTuple
 
-from . import craft, mss, normalizer, seqrand
+from . import craft, dcd, intercept, mss, normalizer, seqrand
 from .acl import AccessControl
 from .conntrack import ORIGINAL, REPLY, Connection, ConnTable, Half
 from .events import (
@@ -37,6 +37,7 @@ from .events import (
 )
 from .expect import Expectation, ExpectTable
 from .inspect import Inspectors
+from .limits import ADMIT, DENY, Limits
 from .mpf import ServicePolicies
 from .nat import NatFailure, NatTable, Xlate
 from .normalizer import NormState
@@ -65,6 +66,14 @@ _INVALID_TO_DROP = (
 FRAGMENT_TIMEOUT = 5.0
 
 _EMBRYONIC = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECV, TcpState.SYN_SENT2})
+_HANDSHAKE_FLAGS = TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN
+# ``set connection`` limit keywords, for the hint of a refused connection (statewall.limits kinds).
+_LIMIT_KEYWORDS = {
+    "conn": "conn-max",
+    "embryonic": "embryonic-conn-max",
+    "per-client": "per-client-max",
+    "per-client-embryonic": "per-client-embryonic-max",
+}
 
 
 class Result(NamedTuple):
@@ -138,6 +147,10 @@ class Firewall:
         # Application inspection (FTP) and the data connections it announced (statewall.expect).
         self.expect = ExpectTable(self.nat, self.timers)
         self.inspectors = Inspectors(policy, self.expect)
+        # Connection limits and TCP Intercept (statewall.limits, statewall.intercept): the ASA's; the
+        # iptables dialect's connlimit is a match of statewall.netfilter.
+        self.limits = Limits() if self.asa else None
+        self.intercept = intercept.Intercept(intercept.make_secret(self._seq_secret)) if self.asa else None
 
     # ---------------------------------------------------------------------------------------------
     # Public interface
@@ -192,6 +205,8 @@ class Firewall:
                 self.expect.expire(obj, now)
             elif isinstance(obj, NormState):
                 self._expire_held(obj, now, ev)
+            elif isinstance(obj, dcd.Probe):
+                self._dcd_round(obj, out, ev)
             elif isinstance(obj, Xlate):
                 again = self.nat.expire(obj, now)
                 if again is None:
@@ -290,6 +305,14 @@ class Firewall:
             if pkt.is_icmp_error:
                 self._icmp_error(iface, pkt, now, out, ev)
                 return
+            if (
+                pkt.proto == PROTO_TCP
+                and pkt.flags & _HANDSHAKE_FLAGS == TCP_ACK
+                and self.intercept is not None
+                and self.intercept.engaged(now)
+                and self._intercept_ack(iface, pkt, now, out, ev)
+            ):
+                return
             half = self._new_flow(iface, pkt, now, out, ev)
             if half is None:
                 return
@@ -316,6 +339,10 @@ class Firewall:
         trk = conn.tcp
         helper = conn.helper
         norm = conn.norm
+        if conn.intercept is not None and self._intercepted(half, pkt, now, out, ev):
+            return
+        if conn.dcd is not None and self._dcd_answer(half, pkt, now):
+            return
         if norm is not None and self._normalize(half, norm, pkt, now, out, ev, gso_size):
             return
         shift = conn.seqrand
@@ -423,13 +450,21 @@ class Firewall:
     # ---------------------------------------------------------------------------------------------
     # Modular policy framework: normalizer, MSS, sequence randomization (ASA)
 
-    def _apply_policy(self, conn, iface, egress, pkt, real_dst, real_dport, itype, icode, xl, unnat) -> None:
-        """Resolve the new connection's class settings and give a TCP connection its normalizer state
-        and sequence randomization."""
-        eff = self.service_policies.resolve(
-            iface, egress, pkt.version, pkt.proto, pkt.src, pkt.sport, real_dst, real_dport, itype, icode
-        )
+    def _apply_policy(
+        self, conn, iface, egress, pkt, real_dst, real_dport, itype, icode, xl, unnat, eff=None
+    ) -> None:
+        """Resolve the new connection's class settings (unless the limits check already did) and give
+        a TCP connection its normalizer state and sequence randomization."""
+        if eff is None:
+            eff = self.service_policies.resolve(
+                iface, egress, pkt.version, pkt.proto, pkt.src, pkt.sport, real_dst, real_dport, itype, icode
+            )
+        else:
+            self.service_policies.admitted(eff)
         conn.mpf = eff
+        tmo = (eff.timeout_embryonic, eff.timeout_idle, eff.timeout_half_closed)
+        if tmo != (None, None, None):
+            conn.tmo = tmo  # the class's timeouts replace the global ones (idle for every protocol)
         if conn.proto != PROTO_TCP:
             return
         use = eff.tcp_map_use
@@ -542,12 +577,17 @@ class Firewall:
                 # "from <ifc>" names the side that began the close (its FIN came first).
                 self._teardown(conn, now, "TCP FINs", conn.closer or half.in_iface, out, ev)
                 return
+            tmo = conn.tmo
             if state in _EMBRYONIC:
-                self._set_timeout(conn, self.timeouts.embryonic, "embryonic", now)
-            elif trk.fin_acked(ORIGINAL) or trk.fin_acked(REPLY):
-                self._set_timeout(conn, self.timeouts.half_closed, "half-closed", now)
+                self._set_timeout(conn, _timeout(tmo, 0, self.timeouts.embryonic), "embryonic", now)
+                return
+            adm = conn.limit
+            if adm is not None and adm.embryonic:
+                adm.established()
+            if trk.fin_acked(ORIGINAL) or trk.fin_acked(REPLY):
+                self._set_timeout(conn, _timeout(tmo, 2, self.timeouts.half_closed), "half-closed", now)
             else:
-                self._set_timeout(conn, self.timeouts.conn, "idle", now)
+                self._set_timeout(conn, _timeout(tmo, 1, self.timeouts.conn), "idle", now)
         else:
             self._set_timeout(conn, trk.timeout(self.ct), state.name, now)
 
@@ -564,7 +604,10 @@ class Firewall:
     # ---------------------------------------------------------------------------------------------
     # New flows
 
-    def _new_flow(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> Half | None:
+    def _new_flow(
+        self, iface: str, pkt: Packet, now: float, out: list, ev: list, validated: bool = False
+    ) -> Half | None:
+        """``validated``: the SYN TCP Intercept sends on for a client that answered its cookie."""
         trace = self._trace
         v = pkt.version
         proto = pkt.proto
@@ -819,6 +862,27 @@ class Firewall:
                     self._xlate_unused(xl, now)
                 return None
 
+        # Connection limits (ASA): the flow's class decides, before a connection exists.
+        eff = admission = None
+        if self.service_policies is not None:
+            eff = self.service_policies.resolve(
+                iface, egress, v, proto, pkt.src, pkt.sport, real_dst, real_dport, icmp_type, icmp_code,
+                count=False,
+            )  # fmt: skip
+            verdict = self.limits.decide(
+                eff, self._nat_rules(xl, unnat), proto, v, pkt.src, now, validated=validated
+            )
+            if verdict.action != ADMIT:
+                if trace is not None:
+                    trace.append(
+                        ("CONN-SETTINGS", "", False, verdict.origin, f"{verdict.kind} limit reached")
+                    )
+                if xl is not None and created:
+                    self._xlate_unused(xl, now)
+                self._limit_refusal(iface, egress, pkt, verdict, now, out, ev)
+                return None
+            admission = verdict.admission
+
         conn_id = self._next_id
         self._next_id += 1
         lin = itf.security_level
@@ -837,6 +901,7 @@ class Firewall:
             dec.rule.rule.origin if dec.rule else None,
         )
         conn.tcp = trk
+        conn.limit = admission
         echo = (v, icmp_type) in _ICMP_ECHO and proto in (PROTO_ICMP, PROTO_ICMPV6)
         fwd_key = (v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
         if echo:
@@ -844,6 +909,8 @@ class Firewall:
         else:
             rev_key = (v, proto, real_dst, real_dport, msrc, msport)
         if rev_key in self.conns.by_key:
+            if admission is not None:
+                admission.release()
             self._drop(
                 ev,
                 DropReason.NAT_FAILED,
@@ -901,18 +968,21 @@ class Firewall:
             conn.helper = self.inspectors.attach(conn, pkt.dport, real_dport)
         if self.service_policies is not None:
             self._apply_policy(
-                conn, iface, egress, pkt, real_dst, real_dport, icmp_type, icmp_code, xl, unnat
+                conn, iface, egress, pkt, real_dst, real_dport, icmp_type, icmp_code, xl, unnat, eff
             )
+        tmo = conn.tmo
+        t = self.timeouts
         if proto == PROTO_TCP:
             self._set_timeout(
-                conn, self.timeouts.embryonic if self.asa else trk.timeout(self.ct), "embryonic", now
+                conn, _timeout(tmo, 0, t.embryonic) if self.asa else trk.timeout(self.ct), "embryonic", now
             )
         elif proto == PROTO_UDP:
-            self._set_timeout(conn, self.timeouts.udp if self.asa else self.ct.udp_timeout, "idle", now)
+            self._set_timeout(conn, _timeout(tmo, 1, t.udp) if self.asa else self.ct.udp_timeout, "idle", now)
         elif proto in (PROTO_ICMP, PROTO_ICMPV6):
-            self._set_timeout(conn, self.timeouts.icmp if self.asa else self.ct.icmp_timeout, "idle", now)
+            icmp = _timeout(tmo, 1, t.icmp) if self.asa else self.ct.icmp_timeout
+            self._set_timeout(conn, icmp, "idle", now)
         else:
-            self._set_timeout(conn, self.timeouts.conn if self.asa else 600.0, "idle", now)
+            self._set_timeout(conn, _timeout(tmo, 1, t.conn) if self.asa else 600.0, "idle", now)
         self.stats["connections"] += 1
         ev.append(ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin))
         if trace is not None:
@@ -936,6 +1006,10 @@ class Firewall:
         if conn.closed:
             return
         self.conns.remove(conn)
+        if conn.limit is not None:
+            conn.limit.release()
+            conn.limit = None
+        conn.dcd = None
         ev.append(
             ConnTeardown(
                 now,
@@ -961,12 +1035,220 @@ class Firewall:
 
     def _expire_conn(self, conn: Connection, due: float, out: list, ev: list) -> None:
         if conn.proto == PROTO_TCP:
-            reason = {"embryonic": "SYN Timeout", "half-closed": "FIN Timeout"}.get(
-                conn.timeout_kind, "Idle Timeout"
-            )
+            if conn.intercept is not None:
+                self._intercept_failed(conn, due, out, ev)
+                return
+            kind = conn.timeout_kind
+            if kind == "idle":
+                eff = conn.mpf
+                if eff is not None and eff.dcd and conn.tcp.state == TcpState.ESTABLISHED:
+                    self._dcd_start(conn, due, out)
+                    return
+                self._idle_teardown(conn, due, out, ev)
+                return
+            reason = {"embryonic": "SYN Timeout", "half-closed": "FIN Timeout"}.get(kind, "Idle Timeout")
         else:
             reason = ""
         self._teardown(conn, due, reason, None, out, ev)
+
+    def _idle_teardown(self, conn: Connection, when: float, out: list, ev: list) -> None:
+        """An idle TCP connection goes; with ``idle ... reset`` both ends get a RST first."""
+        eff = conn.mpf
+        if eff is not None and eff.idle_reset and conn.tcp is not None:
+            out.append(dcd.reset(conn, ORIGINAL))
+            out.append(dcd.reset(conn, REPLY))
+            self._teardown(conn, when, "Flow timed out with reset", None, out, ev)
+        else:
+            self._teardown(conn, when, "Idle Timeout", None, out, ev)
+
+    # ---------------------------------------------------------------------------------------------
+    # Connection limits, TCP Intercept, Dead Connection Detection (ASA)
+
+    @staticmethod
+    def _nat_rules(xl: Xlate | None, unnat) -> list:
+        """The NAT rules a flow uses: its source translation's and the static its destination hit."""
+        rules = []
+        if xl is not None and xl.rule is not None:
+            rules.append(xl.rule)
+        static = unnat[3] if unnat else None
+        if static is not None:
+            rules.append(static.rule)
+        return rules
+
+    def _limit_refusal(self, iface: str, egress: str, pkt: Packet, verdict, now: float, out, ev) -> None:
+        """A limit refused a new flow: drop it (201011/201013) or answer its SYN with a cookie
+        (201010/201012)."""
+        inbound = self.interfaces[iface].security_level < self.interfaces[egress].security_level
+        detail = verdict.detail("input" if inbound else "output")
+        if verdict.action == DENY:
+            self._drop(
+                ev,
+                DropReason.CONN_LIMIT,
+                iface,
+                pkt,
+                now,
+                egress=egress,
+                origin=verdict.origin,
+                hint=f"a higher {_LIMIT_KEYWORDS[verdict.kind]} than {verdict.limit}",
+                message=f"{verdict.kind} limit {verdict.limit} reached ({verdict.count} connections)",
+                detail=detail,
+            )
+            return
+        synack = self.intercept.answer(pkt, now, self.policy.sysopt_tcpmss, self.policy.sysopt_tcpmss_minimum)
+        out.append((iface, synack))
+        self._drop(
+            ev,
+            DropReason.INTERCEPT,
+            iface,
+            pkt,
+            now,
+            egress=egress,
+            origin=verdict.origin,
+            message=f"{verdict.kind} limit {verdict.limit} reached: answered with a SYN cookie",
+            detail=detail,
+        )
+
+    def _intercept_ack(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> bool:
+        """A bare ACK with no connection while cookies are out: True when TCP Intercept took it."""
+        ic = self.intercept
+        idx = ic.validate(pkt, now)
+        if idx is None:
+            if not ic.aimed_at(pkt.version, pkt.dst, pkt.dport, now):
+                return False  # a stray ACK elsewhere: the ordinary no-connection drop
+            self._drop(
+                ev,
+                DropReason.INTERCEPT_INVALID,
+                iface,
+                pkt,
+                now,
+                message="ACK without a valid SYN cookie towards a destination under TCP Intercept",
+            )
+            return True
+        syn = decode(ic.client_syn(pkt, idx))
+        half = self._new_flow(iface, syn, now, out, ev, validated=True)
+        if half is None:
+            # The client believes it is connected: tell it the connection was refused after all.
+            out.append((iface, craft.tcp_reset_for(pkt)))
+            return True
+        conn = half.conn
+        self._forward(half, syn, now, out, ev, 0, first=True)
+        if conn.closed:
+            return True
+        policy = self.policy
+        told = intercept.advertised_mss(
+            intercept.MSS_TABLE[pkt.version][idx], policy.sysopt_tcpmss, policy.sysopt_tcpmss_minimum
+        )
+        cookie = (pkt.ack - 1) & 0xFFFFFFFF
+        intercept.prepare(conn, intercept.Pending(cookie, bytes(pkt.buf[: pkt.total_len]), told))
+        self._shifting = True
+        return True
+
+    def _intercepted(self, half: Half, pkt: Packet, now: float, out: list, ev: list) -> bool:
+        """A segment of a connection TCP Intercept opened whose server has not answered yet; True when
+        it was consumed here."""
+        conn = half.conn
+        flags = pkt.flags
+        if half.dir == ORIGINAL:
+            if flags & TCP_RST:
+                return False  # the client gives up: its RST goes on to the server
+            self._drop(
+                ev,
+                DropReason.INTERCEPT,
+                half.in_iface,
+                pkt,
+                now,
+                egress=half.out_iface,
+                message="the server has not answered TCP Intercept's SYN yet",
+                detail={"conn": conn.id},
+            )
+            return True
+        if flags & TCP_RST:
+            pending = conn.intercept
+            conn.intercept = None
+            out.append(intercept.client_reset(conn, pending))
+            self.intercept.stats["server_failures"] += 1
+            self._teardown(conn, now, "Flow terminated by TCP Intercept", half.in_iface, out, ev)
+            return True
+        if flags & (TCP_SYN | TCP_ACK) != TCP_SYN | TCP_ACK:
+            self._drop(
+                ev,
+                DropReason.INTERCEPT_INVALID,
+                half.in_iface,
+                pkt,
+                now,
+                egress=half.out_iface,
+                message="the server sent something other than a SYN-ACK to TCP Intercept's SYN",
+                detail={"conn": conn.id},
+            )
+            return True
+        norm = conn.norm
+        if norm is not None and self._normalize(half, norm, pkt, now, out, ev, 0):
+            return True
+        shift = conn.seqrand
+        verdict, why = conn.tcp.packet(REPLY, pkt, self.ct, ack_offset=shift.ack_offset(REPLY, pkt.ack))
+        if verdict == INVALID:
+            over = why is not None and why.startswith("ACK is over")
+            self._drop(
+                ev,
+                DropReason.TCP_INVALID_ACK if over else DropReason.TCP_INVALID,
+                half.in_iface,
+                pkt,
+                now,
+                egress=half.out_iface,
+                message=why or "INVALID",
+                detail={"ctstate": "INVALID", "conn": conn.id},
+            )
+            return True
+        ack, update = intercept.splice(conn, pkt)
+        self._forward(conn.halves[ORIGINAL], decode(ack), now, out, ev, 0)
+        if not conn.closed:
+            self._forward(half, decode(update), now, out, ev, 0)
+        return True
+
+    def _intercept_failed(self, conn: Connection, due: float, out: list, ev: list) -> None:
+        """The server never answered the SYN TCP Intercept sent for a validated client."""
+        pending = conn.intercept
+        conn.intercept = None
+        out.append(intercept.client_reset(conn, pending))
+        self.intercept.stats["server_failures"] += 1
+        self._teardown(conn, due, "Flow terminated by TCP Intercept", None, out, ev)
+
+    def _dcd_start(self, conn: Connection, due: float, out: list) -> None:
+        """Idle expiry with DCD: probe both ends instead of freeing the connection."""
+        eff = conn.mpf
+        use = eff.set_by.get("dcd")
+        probe = dcd.Probe(conn, eff.dcd_retry_interval, eff.dcd_max_retries, use.counters if use else None)
+        conn.dcd = probe
+        conn.queued_at = 0.0  # the idle timer is re-armed when probing ends with the connection alive
+        out += probe.send(due)
+        self.timers.schedule(probe.due, probe)
+
+    def _dcd_round(self, probe: dcd.Probe, out: list, ev: list) -> None:
+        conn = probe.conn
+        if conn.closed or conn.dcd is not probe:
+            return  # answered, or the connection was used or ended meanwhile
+        when = probe.due
+        if probe.exhausted:
+            conn.dcd = None
+            probe.counters["dcd_expirations"] += 1
+            self._idle_teardown(conn, when, out, ev)
+            return
+        out += probe.send(when)
+        self.timers.schedule(probe.due, probe)
+
+    def _dcd_answer(self, half: Half, pkt: Packet, now: float) -> bool:
+        """A segment while DCD probes: True when it is a probe's answer (consumed, never forwarded)."""
+        conn = half.conn
+        probe = conn.dcd
+        if probe.answers(half.dir, pkt):
+            self.stats["dcd_answers"] += 1
+            if probe.alive:
+                conn.dcd = None
+                conn.last = now
+                self._set_timeout(conn, conn.timeout, "idle", now)
+            return True
+        conn.dcd = None  # anything else is the connection in use: it goes on as usual
+        return False
 
     def _xlate_unused(self, xl: Xlate, now: float) -> None:
         self.nat.remove(xl)
@@ -1254,6 +1536,14 @@ class Firewall:
                 )
             )
         return rows
+
+
+def _timeout(tmo: tuple | None, i: int, default: float) -> float:
+    """A connection's class timeout ``i`` (embryonic, idle, half-closed) when its class sets one."""
+    if tmo is None:
+        return default
+    value = tmo[i]
+    return default if value is None else value
 
 
 def asa_conn_flags(conn: Connection) -> str:

@@ -152,6 +152,9 @@ class Effective:
     inspects: tuple[tuple[Inspect, ClassUse], ...] = ()
     uses: tuple[ClassUse, ...] = ()
     origins: dict[str, Origin] = field(default_factory=dict)
+    # The class application that set each connection setting: limits count per class (statewall.limits)
+    # and DCD counts its probes there.
+    set_by: dict[str, ClassUse] = field(default_factory=dict)
 
     def inspects_engine(self, engine: str) -> Inspect | None:
         for ins, _ in self.inspects:
@@ -251,8 +254,14 @@ class ServicePolicies:
         dport: int,
         icmp_type: int = 0,
         icmp_code: int = 0,
+        *,
+        count: bool = True,
     ) -> Effective:
-        """The settings for a new connection (real addresses; ``dport`` the responder's port)."""
+        """The settings for a new connection (real addresses; ``dport`` the responder's port).
+
+        ``count=False`` leaves the classes' connection counters alone, for a flow that may still be
+        refused or intercepted by a limit; ``admitted`` counts it once it is created.
+        """
         scopes: list[tuple[str, PolicyMap]] = []
         for iface in (in_iface, out_iface):
             pm = self.by_interface.get(iface)
@@ -263,6 +272,7 @@ class ServicePolicies:
         eff = Effective(self.default_tcp_map)
         conn: dict[str, object] = {}
         origins: dict[str, Origin] = {}
+        set_by: dict[str, ClassUse] = {}
         inspects: tuple[tuple[Inspect, ClassUse], ...] | None = None
         uses: list[ClassUse] = []
         key = (version, proto, src, sport, dst, dport, icmp_type, icmp_code)
@@ -283,6 +293,7 @@ class ServicePolicies:
                         value = getattr(cs, name)
                         if value is not None and name not in conn:
                             conn[name] = value
+                            set_by[name] = self._use(scope, pm, pc)
                             if name in cs.origins:
                                 origins[name] = cs.origins[name]
                             if name == "dcd":
@@ -315,7 +326,14 @@ class ServicePolicies:
             setattr(eff, name, value)
         eff.inspects = inspects or ()
         eff.uses = tuple(uses)
-        for use in uses:
-            use.connections += 1
+        if count:
+            self.admitted(eff)
         eff.origins = origins
+        eff.set_by = set_by
         return eff
+
+    @staticmethod
+    def admitted(eff: Effective) -> None:
+        """A connection with these settings was created: count it in its classes."""
+        for use in eff.uses:
+            use.connections += 1
