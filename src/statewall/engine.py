@@ -1509,9 +1509,17 @@ class Firewall:
                     conn.last,
                     conn.bytes,
                     asa_conn_flags(conn),
+                    conn.created,
+                    conn.timeout,
                 )
             )
         return rows
+
+    def show_conn(self, *, detail: bool = False) -> str:
+        """``show conn [detail]`` as the ASA prints it, with the table's high-water mark."""
+        from .logfmt.asa import format_show_conn
+
+        return format_show_conn(self.conn_records(), self.now, most_used=self.conns.most_used, detail=detail)
 
     def xlate_records(self) -> list:
         from .logfmt.asa import XlateRecord

@@ -447,6 +447,8 @@ class ConnRecord:
     last_activity: float
     bytes: int
     flags: str = ""
+    created: float | None = None  # for ``show conn detail``: uptime and the idle timeout that applies
+    timeout: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,10 +473,59 @@ def _in_use(count: int, most_used: int | None) -> str:
     return f"{count} in use, {max(count, most_used or 0)} most used"
 
 
-def format_show_conn(conns: Sequence[ConnRecord], now: float, *, most_used: int | None = None) -> str:
+def short_duration(seconds: float) -> str:
+    """The compact durations of ``show conn detail``: ``0s``, ``39s``, ``2m0s``, ``1h0m``, ``1D19h``."""
+    s = max(0, int(seconds))
+    d, h, m = s // 86400, s // 3600 % 24, s // 60 % 60
+    if d:
+        return f"{d}D{h}h"
+    if h:
+        return f"{h}h{m}m"
+    if m:
+        return f"{m}m{s % 60}s"
+    return f"{s}s"
+
+
+_CONN_LEGEND = (
+    "Flags: A - awaiting inside ACK to SYN, a - awaiting outside ACK to SYN,\n"
+    "       B - initial SYN from outside, C - CTIQBE media, D - DNS, d - dump,\n"
+    "       E - outside back connection, F - outside FIN, f - inside FIN,\n"
+    "       G - group, g - MGCP, H - H.323, h - H.225.0, I - inbound data,\n"
+    "       i - incomplete, J - GTP, j - GTP data, K - GTP t3-response\n"
+    "       k - Skinny media, M - SMTP data, m - SIP media, n - GUP\n"
+    "       O - outbound data, P - inside back connection, p - Phone-proxy TFTP connection,\n"
+    "       q - SQL*Net data, R - outside acknowledged FIN,\n"
+    "       R - UDP SUNRPC, r - inside acknowledged FIN, S - awaiting inside SYN,\n"
+    "       s - awaiting outside SYN, T - SIP, t - SIP transient, U - up,\n"
+    "       V - VPN orphan, W - WAAS,\n"
+    "       X - inspected by service module"
+)
+
+
+def format_show_conn(
+    conns: Sequence[ConnRecord], now: float, *, most_used: int | None = None, detail: bool = False
+) -> str:
     """``show conn`` (8.4+ layout): ``TCP outside 10.23.232.217:443 inside 192.168.1.3:52427, idle
-    0:01:02, bytes 4504, flags UIO``. ``most_used`` is the table's high-water mark."""
+    0:01:02, bytes 4504, flags UIO``. ``most_used`` is the table's high-water mark.
+
+    ``detail``: the flag legend, then two lines per connection, ``TCP outside:10.10.49.10/23
+    inside:10.1.1.15/1026,`` and ``    flags UIO, idle 39s, uptime 1D19h, timeout 1h0m, bytes 1940435``.
+    """
     lines = [_in_use(len(conns), most_used)]
+    if detail:
+        lines.append(_CONN_LEGEND)
+        for c in conns:
+            created = c.created if c.created is not None else c.last_activity
+            lines.append(
+                f"{protocol_upper(c.protocol)} {c.outside_if}:{c.outside_ip}/{c.outside_port} "
+                f"{c.inside_if}:{c.inside_ip}/{c.inside_port},"
+            )
+            lines.append(
+                f"    flags {c.flags or '-'}, idle {short_duration(now - c.last_activity)}, "
+                f"uptime {short_duration(now - created)}, timeout {short_duration(c.timeout)}, "
+                f"bytes {c.bytes}"
+            )
+        return "\n".join(lines) + "\n"
     for c in conns:
         lines.append(
             f"{protocol_upper(c.protocol)} {c.outside_if} {c.outside_ip}:{c.outside_port} "

@@ -55,9 +55,10 @@ def _connection(cs: ConnectionSettings, use: ClassUse | None, policy: Policy) ->
     limits = [ln for ln in limits if "advanced-options" not in ln]
     if limits:
         lines.append(f"      Set connection policy: {limits[0].removeprefix('set connection ')}")
+        # Current counts come from statewall.limits (only a class with a limit is counted).
         lines.append(
-            f"        connections {use.connections if use else 0}, "
-            f"drop {counters.get('conn_limit_drops', 0)}"
+            f"        current embryonic conns {counters.get('current_embryonic', 0)}, "
+            f"current conns {counters.get('current_conns', 0)}, drop {counters.get('conn_limit_drops', 0)}"
         )
     timeouts = [ln for ln in conn_lines if ln.startswith("set connection timeout")]
     if timeouts:
