@@ -957,6 +957,11 @@ class Firewall:
                 self._replay_index[
                     (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport)
                 ] = rev
+        held = unnat[3].xlate if unnat is not None and unnat[3] is not None else None
+        if held is not None and held is not xl:
+            # A connection to a dynamic NAT slot's mapped address keeps the slot alive (UN-NAT by xlate).
+            self.nat.acquire(held)
+            conn.xlates = (*conn.xlates, held)
         self.conns.add(conn)
         if exp is not None:
             # RELATED: linked to its master, holding the translation slot its announcement reserved.
@@ -1524,6 +1529,12 @@ class Firewall:
     def xlate_records(self) -> list:
         from .logfmt.asa import XlateRecord
 
+        # A slot in use is as idle as the most recently active of its connections.
+        active: dict[int, float] = {}
+        for conn in self.conns:
+            for x in conn.xlates:
+                if conn.last > active.get(id(x), float("-inf")):
+                    active[id(x)] = conn.last
         rows = []
         for x in self.nat.xlates.values():
             v = x.version
@@ -1537,7 +1548,7 @@ class Firewall:
                     x.mapped_iface,
                     addr_str(v, x.mapped_addr),
                     x.mapped_port,
-                    x.idle_since if x.refcount == 0 else self.now,
+                    x.idle_since if x.refcount == 0 else active.get(id(x), self.now),
                     x.timeout,
                     flags,
                     "PAT" if x.pat else "NAT",

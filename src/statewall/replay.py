@@ -26,7 +26,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Protocol
@@ -125,12 +125,14 @@ def replay(
     drain: float = 0.0,
     firewall: FirewallLike | None = None,
     hostname: str | None = None,
+    at_end: Callable[[FirewallLike, float], None] | None = None,
 ) -> dict[str, Any]:
     """Replay ``captures`` (``(ingress interface or None for auto, path)``) through ``policy``.
 
     Writes OUTDIR's files (see the module docstring) and returns the summary also written to
     ``summary.json``. ``firewall`` replaces the engine built from ``policy`` (tests, or a caller that
-    wants to inspect the engine afterwards).
+    wants to inspect the engine afterwards). ``at_end(firewall, time)`` is called after the last packet,
+    before the drain, while the tables still hold what the capture left in them (``--show``).
     """
     if not captures:
         raise ReplayError("no capture to replay")
@@ -196,6 +198,8 @@ def replay(
             if bar is not None and n % _PROGRESS_EVERY == 0:
                 bar.update(sum(r.position for r in readers))
         last = now if first is not None else None
+        if at_end is not None and last is not None:
+            at_end(fw, last)
         if last is not None and drain > 0:
             end = last + drain
             res = fw.advance(end)

@@ -1,11 +1,13 @@
 """``statewall replay``: captures through a configuration; per-interface captures, logs and a summary out.
 
     statewall replay -c CONFIG [--ingress auto | --ingress IFACE=CAPTURE ...] -o OUTDIR [CAPTURE ...]
-                     [--drain SECONDS] [--json] [--max-log N]
+                     [--drain SECONDS] [--json] [--max-log N] [--show conn|xlate|asp-drop ...]
 
 Captures named with ``--ingress IFACE=CAPTURE`` enter the firewall on IFACE; the others (positional)
 get each packet's ingress from the routing table (the interface that reaches its source). The work is
-``statewall.replay``'s; this module reads the command line and prints the outcome.
+``statewall.replay``'s; this module reads the command line and prints the outcome. ``--show`` prints
+the ASA's ``show conn`` / ``show xlate`` / ``show asp drop`` as the tables stood after the last packet,
+before ``--drain`` lets timers run (reference A.5).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import DropReason
+from ..logfmt.asa import format_show_conn, format_show_xlate
 from ..logfmt.counters import format_show_asp_drop
 from ..replay import ReplayError, replay
 from . import EXIT_OK, UsageError, add_config_argument, load_config
@@ -36,9 +39,11 @@ def parse_ingress(values: list[str]) -> list[tuple[str, str]]:
     return pinned
 
 
-def print_report(summary: dict[str, Any], outdir: Path, max_log: int, *, always_asp: bool = False) -> None:
+def print_report(
+    summary: dict[str, Any], outdir: Path, max_log: int, *, always_asp: bool = False, asp: bool = True
+) -> None:
     """The log (up to ``max_log`` lines), a summary table and, when anything was dropped (or
-    ``always_asp``), the ``show asp drop`` counters."""
+    ``always_asp``), the ``show asp drop`` counters (not when ``asp`` is False: ``--show`` prints them)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -73,7 +78,7 @@ def print_report(summary: dict[str, Any], outdir: Path, max_log: int, *, always_
         table.add_row(f"out of {iface} ({summary['outputs']['captures'][iface]})", str(n))
     console.print(table)
     console.print(f"results in {outdir}", markup=False)
-    if summary["drops_by_reason"] or always_asp:
+    if (summary["drops_by_reason"] or always_asp) and asp:
         counts = {DropReason.from_keyword(k): n for k, n in summary["drops_by_reason"].items()}
         console.print()
         console.print("show asp drop", style="bold")
@@ -87,16 +92,31 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no capture given (CAPTURE ... or --ingress IFACE=CAPTURE)")
     policy = load_config(args.config)
     outdir = Path(args.outdir)
+    shows = list(dict.fromkeys(args.show or []))
+    tables: dict[str, str] = {}
+
+    def at_end(fw: Any, now: float) -> None:
+        tables.update(show_tables(fw, now, shows))
+
     try:
         summary = replay(
-            policy, captures, outdir, ingress_auto=True, progress=sys.stdout.isatty(), drain=args.drain
+            policy,
+            captures,
+            outdir,
+            ingress_auto=True,
+            progress=sys.stdout.isatty(),
+            drain=args.drain,
+            at_end=at_end if shows else None,
         )
     except ReplayError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps({**summary, "show": tables} if shows else summary, indent=2))
     else:
-        print_report(summary, outdir, args.max_log)
+        print_report(summary, outdir, args.max_log, asp="asp-drop" not in shows)
+        for name in shows:
+            print(f"\nshow {name.replace('-', ' ')}")
+            print(tables.get(name, ""), end="")
     if summary["unassigned"]:
         print(
             f"statewall replay: {summary['unassigned']} packet(s) not replayed: no route reaches their "
@@ -104,6 +124,22 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_OK
+
+
+SHOW_TABLES = ("conn", "xlate", "asp-drop")
+
+
+def show_tables(fw: Any, now: float, names: list[str]) -> dict[str, str]:
+    """The ASA's listings of ``fw``'s tables at ``now``: ``conn``, ``xlate``, ``asp-drop``."""
+    out: dict[str, str] = {}
+    for name in names:
+        if name == "conn":
+            out[name] = format_show_conn(fw.conn_records(), now, most_used=fw.conns.most_used)
+        elif name == "xlate":
+            out[name] = format_show_xlate(fw.xlate_records(), now, most_used=fw.nat.most_used)
+        elif name == "asp-drop":
+            out[name] = format_show_asp_drop(dict(fw.drops))
+    return out
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -133,5 +169,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print summary.json instead of the log and table")
     p.add_argument(
         "--max-log", type=int, default=200, metavar="N", help="print at most N log lines (default 200)"
+    )
+    p.add_argument(
+        "--show",
+        action="append",
+        choices=SHOW_TABLES,
+        help="print show conn / show xlate / show asp drop as they stood after the last packet, before "
+        '--drain (repeatable; with --json under "show")',
     )
     p.set_defaults(func=run)

@@ -199,6 +199,9 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
            "dst {egress}:{dst}/{dport}", ports=True),
         _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src} "
            "dst {egress}:{dst} (type {type}, code {code})", l4="icmp"),
+        # A protocol without ports (GRE through PAT).
+        _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src} "
+           "dst {egress}:{dst}"),
     ),
     DropReason.ICMP_NO_SESSION: (
         _m(313005, 4, "No matching connection for ICMP error message: {proto} src {ifc}:{src} "
