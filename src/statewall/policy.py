@@ -294,6 +294,7 @@ class NatRule:
     destination_mapped_port: int | None = None
     real_service: str | None = None  # ``service REAL MAPPED`` object names, printed back as written
     mapped_service: str | None = None
+    interface_ipv6: bool = False  # ``interface ipv6``: the interface's IPv6 address is the mapped one
     # Options: a ``unidirectional`` static only translates connections its real side starts; ``dns``
     # (DNS reply rewriting) is kept but not acted on; ``inactive`` rules do nothing.
     unidirectional: bool = False
