@@ -82,12 +82,18 @@ KEPT = (
     "_trace",
     "_replay_index",
     "_frag_flows",
+    # Tallies of live connections per class, client and NAT rule, and the SYN cookies in flight:
+    # connections built after the reload count against the new NAT rules (their tallies start at 0).
+    "limits",
+    "intercept",
 )
 # Both: the new compiled part, the old state moved into it (see reload_firewall).
 MERGED = ("nat", "service_policies", "inspectors")
-# NatTable: the translation slots and the ports they hold are state; the rules are compiled.
-NAT_KEPT = ("xlates", "_mapped_in_use", "_hosts_in_use", "most_used")
-NAT_REBUILT = ("_iface_address", "timeouts", "exempt", "statics", "dynamics")
+# NatTable: the translation slots are state, the rules (entries) compiled; ``_mapped_in_use`` is both
+# (the new rules' static port reservations plus the ports live PAT slots hold).
+NAT_KEPT = ("xlates", "_hosts_in_use", "_nat_hosts", "nf", "_nf_by_src", "most_used")
+NAT_REBUILT = ("_iface_address", "timeouts", "entries")
+NAT_MERGED = ("_mapped_in_use",)
 
 
 @dataclass(slots=True)
@@ -162,6 +168,9 @@ def reload_firewall(fw: Any, policy: Any) -> ReloadReport:
         setattr(fw, name, getattr(new, name))
     # NAT: new rules, old slots.
     old_nat, nat = fw.nat, new.nat
+    unclassified += sorted(
+        f"nat.{n}" for n in set(vars(nat)) - set(NAT_KEPT) - set(NAT_REBUILT) - set(NAT_MERGED)
+    )
     for name in NAT_KEPT:
         setattr(nat, name, getattr(old_nat, name))
     dropped = 0
@@ -169,6 +178,8 @@ def reload_firewall(fw: Any, policy: Any) -> ReloadReport:
         if x.kind == "static" and x.refcount == 0:
             nat.remove(x)
             dropped += 1
+        elif x.kind == "dynamic" and x.pat:
+            nat._mapped_in_use.setdefault((x.version, x.proto, x.mapped_addr), set()).add(x.mapped_port)
     fw.nat = nat
     fw.expect.nat = nat
     # Service policies: new classes, the counters carried by name.
