@@ -1,0 +1,202 @@
+"""``seed001``: a download over a smaller-MTU tunnel stalls where ICMP "fragmentation needed" is
+blocked (a PMTUD black hole); clamping the MSS to the seed's 1347 makes it work.
+
+::
+
+    client 192.168.1.10 --- [statewall] --- router ==MTU 1400== ... --- server 198.51.100.10
+                          inside   outside  (drops its own ICMP         (HTTP, python -m http.server)
+                                             frag-needed)
+
+The link between the firewall and the router has MTU 1400 and stands in for the IPsec tunnel of the
+seed (a real xfrm tunnel would add nothing the firewall sees: its packets are the inner ones). The
+router drops the ICMP "fragmentation needed" it generates (nftables, output and forward hooks), as the
+elements of the seed's path did, so the server never learns the path MTU. The client downloads a file
+over HTTP with curl; the server's full segments (the ASA's default ``sysopt connection tcpmss 1380``
+already lowered its MSS: 1380 + 40 = 1420 bytes) do not fit the tunnel and vanish, and the download
+stalls until curl's time limit.
+
+The fix is the seed's clamp, 1347 (``statewall mss --mtu 1500 --ipsec aes256-sha1``: the KB's
+1500 - (73 + 20 + 60)), applied by the firewall to every SYN and SYN-ACK. The seed writes it as
+``iptables -t mangle -A POSTROUTING -o ipsec0 ... -j TCPMSS --set-mss 1347``; ``statewall run`` does
+not run iptables policies yet (docs/iptables.md: the engine integration is replay-only), so the
+scenario applies the ASA's equivalent, ``sysopt connection tcpmss 1347``, with ``statewall ctl
+reload``. 1347 + 40 = 1387 bytes fit the tunnel and the same download completes, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ... import mss
+from ..netns import wait_for
+from ..topology import FirewallTopology, Side
+from . import ScenarioRun, scenario
+from ._seedlab import PY, Firewall, Transfer, curl_ftp, file_facts, make_file, nft, nft_counter, show_lines
+
+CLIENT, SERVER, ROUTER = "192.168.1.10", "198.51.100.10", "203.0.113.254"
+TUNNEL_MTU = 1400
+FILE_BYTES = 32 << 20
+STALL_LIMIT = 10
+FIX_LIMIT = 60
+
+CONFIG = """\
+: statewall lab seed001: the site's firewall, PAT to the outside, the remote network through the tunnel
+ASA Version 9.1(1)
+hostname site-fw
+interface GigabitEthernet0/0
+ nameif outside
+ security-level 0
+ ip address 203.0.113.1 255.255.255.0
+interface GigabitEthernet0/1
+ nameif inside
+ security-level 100
+ ip address 192.168.1.1 255.255.255.0
+global (outside) 1 interface
+nat (inside) 1 0.0.0.0 0.0.0.0
+route outside 198.51.100.0 255.255.255.0 203.0.113.254 1
+"""
+
+# The router loses its own "fragmentation needed" messages (locally generated: output hook; forward
+# covers any from further along).
+BLACK_HOLE = """\
+table inet sw_pmtud {
+  chain out { type filter hook output priority 0; policy accept;
+    icmp type destination-unreachable icmp code frag-needed counter drop
+  }
+  chain c { type filter hook forward priority 0; policy accept;
+    icmp type destination-unreachable icmp code frag-needed counter drop
+  }
+}
+"""
+
+
+def build(run: ScenarioRun):
+    lab = run.lab
+    inside = Side("inside", "192.168.1.1/24", CLIENT)
+    outside = Side("outside", "203.0.113.1/24", ROUTER, mtu=TUNNEL_MTU, gateway=False)
+    topo = FirewallTopology(lab, (inside, outside)).build()
+    client, router = topo.host("inside"), topo.host("outside")
+    # The firewall namespace's kernel sends what the engine routes to the remote network to the router.
+    topo.fw.route("198.51.100.0/24", via=ROUTER)
+    server = lab.netns("server")
+    lab.veth(server, "eth0", router, "s0")
+    server.addr("eth0", f"{SERVER}/24")
+    server.route("default", via="198.51.100.1")
+    # Classic PMTUD only: no probing that would find the MTU by itself after a black hole.
+    server.sysctl("net.ipv4.tcp_mtu_probing", 0)
+    router.addr("s0", "198.51.100.1/24")
+    router.sysctl("net.ipv4.ip_forward", 1)
+    for key in ("all", "default"):
+        router.sysctl(f"net.ipv4.conf.{key}.rp_filter", 0)
+    nft(router, BLACK_HOLE)
+    return topo, client, router, server
+
+
+def server_mss(server) -> str:
+    """What the server's TCP says about its connection to port 80 (``ss -ti``: mss, pmtu, ...)."""
+    out = server.run(["ss", "-tinH", "sport = :80"], timeout=10, check=False).stdout
+    return " ".join(out.split())
+
+
+def _mss(seen: list[str]) -> int:
+    m = re.search(r"\bmss:(\d+)", seen[0]) if seen else None
+    return int(m.group(1)) if m else 0
+
+
+def _segment(seen: list[str]) -> str:
+    # ss's "mss" is the data per segment: the MSS the peer announced less the options always sent.
+    return f"{_mss(seen)} data bytes per segment"
+
+
+def _pmtu(seen: list[str]) -> str:
+    m = re.search(r"\bpmtu:(\d+)", seen[0]) if seen else None
+    return f"path MTU {m.group(1)} as far as it knows" if m else "path MTU unknown"
+
+
+def download(run: ScenarioRun, client, url: str, name: str, limit: float, sent: tuple[int, str], during=None):
+    out = os.path.join(run.lab.workdir(), name)
+    extra = ("--limit-rate", "8M") if during is not None else ()
+    code, secs, err = curl_ftp(run, client, url, download=out, max_time=limit, extra=extra, during=during)
+    got, got_sha = file_facts(out)
+    t = Transfer(
+        f"curl {url}", sent[0], sent[1], got, got_sha, code, secs, f" ({err})" if code and err else ""
+    )
+    t.report(run)
+    return t
+
+
+@scenario("seed001", "seed 001: PMTUD black hole behind a 1400-byte tunnel; the seed's MSS clamp (1347)")
+def seed001(run: ScenarioRun) -> None:
+    lab = run.lab
+    topo, client, router, server = build(run)
+    run.say(
+        f"topology: client {CLIENT} - statewall - router, tunnel MTU {TUNNEL_MTU}, ICMP frag-needed "
+        f"dropped - server {SERVER}"
+    )
+    fw = Firewall(run, topo)
+    fw.start(CONFIG)
+    root = os.path.join(lab.workdir(), "www")
+    os.makedirs(root)
+    sha = make_file(os.path.join(root, "big.bin"), FILE_BYTES)
+    web = server.popen(
+        [PY, "-m", "http.server", "80", "--bind", SERVER, "--directory", root],
+        stdout=open(os.devnull, "w"),  # noqa: SIM115 -- the lab ends the process; the file goes with it
+        stderr=open(os.path.join(lab.workdir(), "http.log"), "w"),  # noqa: SIM115
+    )
+    wait_for(
+        lambda: web.poll() is None and server.run(["ss", "-Hltn", "sport = :80"], check=False).stdout.strip(),
+        timeout=15,
+        what="the HTTP server",
+    )
+    url = f"http://{SERVER}/big.bin"
+
+    run.say("broken: the ASA's default clamp (1380) leaves 1420-byte packets for a 1400-byte tunnel")
+    seen: list[str] = []
+    t = download(
+        run,
+        client,
+        url,
+        "broken.bin",
+        STALL_LIMIT,
+        (FILE_BYTES, sha),
+        during=lambda: seen.append(server_mss(server)),
+    )
+    holes = sum(n for _, n in nft_counter(router, "sw_pmtud"))
+    run.check("the download stalls", not t.complete, f"{t.received} of {t.sent} bytes arrived")
+    run.check("the router's frag-needed messages were lost", holes > 0, f"{holes} ICMP frag-needed dropped")
+    run.say(f"    the server's TCP, mid-transfer (ss -ti): {_segment(seen)}, {_pmtu(seen)}")
+    show_lines(run, fw.new_log(), r"-30201[34]:", most=2)
+    # The server would retransmit the stalled response for many minutes: abort it (RST) so that what
+    # follows is about the new download only.
+    server.run(["ss", "-K", "-t", "sport = :80"], timeout=10, check=False)
+    holes = sum(n for _, n in nft_counter(router, "sw_pmtud"))
+
+    calc = mss.clamp(1500, "aes256-sha1")
+    run.say(
+        f"fixed: the seed's clamp, {calc.mss} = 1500 - ({calc.ipsec_overhead} + 20 + 60) "
+        "(statewall mss --mtu 1500 --ipsec aes256-sha1)"
+    )
+    run.say(
+        "    seed: iptables -t mangle -A POSTROUTING -o ipsec0 -p tcp -m tcp --tcp-flags SYN,RST SYN "
+        f"-j TCPMSS --set-mss {calc.mss}"
+    )
+    run.say(
+        f"    here: sysopt connection tcpmss {calc.mss} (statewall run does not run iptables policies yet)"
+    )
+    answer = fw.reload(CONFIG + f"sysopt connection tcpmss {calc.mss}\n").splitlines()
+    run.say(f"    statewall ctl reload: {answer[0]}; {answer[1]}")
+    seen: list[str] = []
+    t = download(
+        run, client, url, "fixed.bin", FIX_LIMIT, (FILE_BYTES, sha),
+        during=lambda: seen.append(server_mss(server)),
+    )  # fmt: skip
+    after = sum(n for _, n in nft_counter(router, "sw_pmtud"))
+    same = "match" if t.sent_sha == t.received_sha else "differ"
+    run.check("the download completes", t.complete, f"{t.received} of {t.sent} bytes, sha256 {same}")
+    run.check("no packet needed fragmenting", after == holes, f"{after - holes} more frag-needed dropped")
+    sent_mss = _mss(seen)
+    run.say(f"    the server's TCP, mid-transfer (ss -ti): {_segment(seen)}")
+    run.check(f"the server was held to MSS {calc.mss}", 0 < sent_mss <= calc.mss, f"ss says mss:{sent_mss}")
+    code = fw.stop()
+    run.check("statewall run exits cleanly", code == 0, f"exit code {code}")
