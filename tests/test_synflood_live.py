@@ -253,6 +253,6 @@ def test_hping3_syn_flood_with_random_sources_while_a_client_connects(topo, tmp_
     assert m, ruleset
     assert int(m[1]) <= 50
     print(
-        f"\nlive flood: {len(intercepted)} SYNs answered by the firewall, {m[1]} spoofed SYNs reached the server"
+        f"\nlive flood: {len(intercepted)} SYNs answered with cookies, {m[1]} spoofed SYNs reached the server"
     )
     assert topo.stop_firewall() == 0
