@@ -23,6 +23,7 @@ from typing import NamedTuple
 from . import craft, dcd, intercept, mss, normalizer, seqrand
 from .acl import AccessControl
 from .conntrack import ORIGINAL, REPLY, Connection, ConnTable, Half
+from .engine_netfilter import NfPath
 from .events import (
     AclHit,
     ConnBuilt,
@@ -40,6 +41,7 @@ from .inspect import Inspectors
 from .limits import ADMIT, DENY, Limits
 from .mpf import ServicePolicies
 from .nat import NatFailure, NatTable, Xlate
+from .netfilter import Netfilter
 from .normalizer import NormState
 from .packet import DecodeError, Packet, decode
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ConntrackSettings, Origin, Policy
@@ -151,6 +153,14 @@ class Firewall:
         # iptables dialect's connlimit is a match of statewall.netfilter.
         self.limits = Limits() if self.asa else None
         self.intercept = intercept.Intercept(intercept.make_secret(self._seq_secret)) if self.asa else None
+        # A ruleset of the iptables dialect runs on netfilter's path instead of the ASA's
+        # (statewall.engine_netfilter); ``netfilter`` holds its tables and their counters.
+        self._nf: NfPath | None = None
+        self.netfilter: Netfilter | None = None
+        rulesets = policy.netfilter is not None or policy.ip6_netfilter is not None
+        if policy.dialect == "iptables" and rulesets:
+            self._nf = NfPath(self)
+            self.netfilter = self._nf.nf
 
     # ---------------------------------------------------------------------------------------------
     # Public interface
@@ -291,6 +301,9 @@ class Firewall:
     # Packet path
 
     def _process(self, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
+        if self._nf is not None:
+            self._nf.process(iface, pkt, now, out, ev, gso_size)
+            return
         if iface not in self.interfaces:
             self._drop(ev, DropReason.UNKNOWN_INTERFACE, iface, pkt, now)
             return
@@ -1029,6 +1042,8 @@ class Firewall:
                 by,
             )
         )
+        if self._nf is not None:
+            self._nf.destroyed(conn, now, ev)
         for x in conn.xlates:
             if self.nat.release(x, now):
                 self.timers.schedule(now + x.timeout, x)

@@ -1,20 +1,40 @@
 """The iptables data path: the netfilter hooks one packet crosses, in Linux's order, around conntrack.
 
-Owns the order of work for a policy in the iptables dialect, for the engine to call, and a small
-reference tracker that runs captures through it (``statewall iptables --after-replay``) until the
-engine carries iptables policies itself:
+Owns the order of work for a policy in the iptables dialect and the Linux side of connection tracking
+that the ASA's path does not have (ctstates, NAT bindings per connection, conntrack events):
 
-- ``packet_path(nf, pkt, in_iface, now, conntrack, route)``: raw PREROUTING, then ``conntrack`` (the
-  engine's lookup: ctstate, master helper, NAT flags; skipped and UNTRACKED after ``CT --notrack``),
-  mangle and nat PREROUTING, then ``route`` (the egress interface, None for the box itself, after
-  DNAT), then INPUT or FORWARD and POSTROUTING. It stops at the first DROP and returns every action
-  (LOG lines, TCPMSS rewrites already applied, NAT targets, REJECT replies) for the engine to carry
-  out, as ``statewall.netfilter`` describes them.
-- ``NetfilterReplay``: captures through ``packet_path`` with connections tracked by
-  ``statewall.tcptrack`` (TCP) and by seen-reply (UDP, ICMP), so that counters and LOG lines come out
-  as after a live run. It does not translate addresses: a capture taken without the firewall already
-  shows the real ones.
-- ``conntrack_line``: a connection as ``conntrack -L`` prints it, or as ``conntrack -E`` with an event.
+- ``NfPath``: the engine's path for such a policy (``Firewall`` builds it once and hands every packet
+  to ``NfPath.process``). Per packet, as Linux does it: raw PREROUTING (``CT --notrack``, ``CT
+  --helper``), conntrack (the same ``TcpTracker`` with ``policy.conntrack``'s settings; UDP, ICMP and
+  other protocols by their timeouts; RELATED for ICMP errors and for FTP expectations), mangle and nat
+  PREROUTING (DNAT/REDIRECT bind the destination of a new connection, and the packet is rewritten at
+  once), routing (the box's own addresses go to INPUT), the TTL and MTU checks of ``ip_forward``, filter
+  FORWARD, mangle and nat POSTROUTING (SNAT/MASQUERADE bind the source), then the connection is
+  confirmed and the source side rewritten. Later packets are translated by their connection, the
+  destination side before routing and the source side after POSTROUTING, as the kernel's NAT hooks do,
+  so FORWARD rules see the real destination of a reply to a masqueraded connection.
+- ``packet_path(nf, pkt, in_iface, now, conntrack, route)``: the same hooks for a caller with its own
+  conntrack and routing (the reference tracker below); it stops at the first DROP and returns every
+  action (LOG lines, TCPMSS rewrites already applied, NAT targets, REJECT replies).
+- ``NetfilterReplay``: a small reference tracker (``statewall.tcptrack`` for TCP, seen-reply for UDP and
+  ICMP, RELATED for ICMP errors about a tracked connection, no address translation) that runs captures
+  through ``packet_path`` without the engine; kept to compare the engine against.
+- ``conntrack_line``: a reference-tracker connection as ``conntrack -L`` or ``-E`` prints it (the
+  engine's connections go through ``statewall.logfmt.linux`` from ``CtEvent``s).
+
+What conntrack decides is the ruleset's to act on: INVALID is a ctstate, not a drop. A packet that is
+INVALID or UNTRACKED has no connection, so Linux neither translates it nor shows it to a helper, and
+neither does statewall (an INVALID reply to a masqueraded connection goes to the box itself). A packet
+a rule drops yields one ``Drop``: ACL_DROP naming ``table/chain`` and the rule (or the chain's policy),
+TCP_INVALID with conntrack's reason when the packet was INVALID. REJECT sends its reply first. LOG
+yields ``NfLog`` events; connections yield ``CtEvent`` NEW, UPDATE and DESTROY as ``conntrack -E``
+reports them.
+
+Where statewall differs from Linux: packets the box answers itself go no further than INPUT (an echo
+request is answered; nothing else is delivered), and what the box sends (echo replies, REJECT's
+replies, ICMP errors) does not traverse OUTPUT; fragments are not reassembled before conntrack (a
+first fragment carries the connection, later ones follow it); SYNPROXY takes its packets but answers
+nothing.
 """
 
 from __future__ import annotations
@@ -23,14 +43,50 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .netfilter import Action, Context, Decision, Netfilter
-from .packet import DecodeError, Packet, decode
-from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Policy
+from . import craft
+from .conntrack import ORIGINAL, Connection, Half
+from .events import ConnBuilt, CtEvent, DropReason, Endpoint, IcmpSent, NfLog
+from .logfmt.linux import conntrack_line as _format_ct
+from .logfmt.linux import conntrack_listing
+from .nat import NatFailure, NfRange, Xlate, nf_range
+from .netfilter import HOOK_TABLES, Action, Context, Decision, Netfilter
+from .packet import DecodeError, Packet, addr_to_str, decode
+from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Inspection, Policy
 from .routing import RouteTable
-from .tcptrack import INVALID, REPLY, TcpTracker
+from .tcptrack import INVALID, REPLY, TcpState, TcpTracker
 
 _ECHO = {(4, 8): (4, 0), (4, 0): (4, 8), (6, 128): (6, 129), (6, 129): (6, 128)}
 _PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmpv6"}
+
+# ICMP queries that may start a connection, and the type their answer has (nf_conntrack_proto_icmp's
+# valid_new and invmap; ICMPv6's echo and node information queries).
+_ICMP_NEW = {4: {8: 0, 13: 14, 15: 16, 17: 18}, 6: {128: 129, 139: 140}}
+# ICMPv6 messages conntrack leaves untracked (nf_conntrack_proto_icmpv6's noct_valid_new: MLD and
+# neighbour discovery).
+_ICMPV6_UNTRACKED = frozenset({130, 131, 132, 133, 134, 135, 136, 137, 143})
+GENERIC_TIMEOUT = 600.0  # nf_conntrack_generic_timeout
+UDP_STREAM_AFTER = 2.0  # a UDP connection still active this long after it started is a stream (ASSURED)
+FRAGMENT_TIMEOUT = 5.0  # how long later fragments may follow their first one (as the ASA path)
+_TCP_RST = 0x04
+_CLOSED_TCP = frozenset({TcpState.TIME_WAIT, TcpState.CLOSE})
+
+_RAW_PRE = Netfilter.before_conntrack("PREROUTING")
+_PRE = Netfilter.after_conntrack("PREROUTING")
+_PRE_NONAT = tuple(t for t in _PRE if t != "nat")
+_FORWARD = HOOK_TABLES["FORWARD"]
+_INPUT = HOOK_TABLES["INPUT"]
+_INPUT_NONAT = tuple(t for t in _INPUT if t != "nat")
+_POST = HOOK_TABLES["POSTROUTING"]
+_POST_NONAT = tuple(t for t in _POST if t != "nat")
+
+# Conntrack's reasons for INVALID that a sysctl would have let through, for a dropped packet's hint.
+_INVALID_HINTS = (
+    ("SEQ is over", "net.netfilter.nf_conntrack_tcp_be_liberal = 1"),
+    ("ACK is over", "net.netfilter.nf_conntrack_tcp_be_liberal = 1"),
+    ("invalid rst", "net.netfilter.nf_conntrack_tcp_ignore_invalid_rst = 1"),
+    ("invalid new", "net.netfilter.nf_conntrack_tcp_loose = 1 (for a connection picked up mid-stream)"),
+    ("bad checksum", "net.netfilter.nf_conntrack_checksum = 0"),
+)
 
 
 @dataclass(slots=True)
@@ -66,6 +122,917 @@ class PathResult:
 
 Conntrack = Callable[[Packet, str | None], CtView]
 Router = Callable[[Packet, list[Action]], str | None]
+
+
+# --------------------------------------------------------------------------------------------------
+# The engine's path
+
+
+class NfConnection(Connection):
+    """A connection on netfilter's path: the ``ct->status`` bits and per-connection facts the ASA's
+    ``Connection`` has no use for. TCP keeps SEEN_REPLY/ASSURED in its tracker; other protocols here."""
+
+    __slots__ = (
+        "replied",
+        "assured",
+        "expected",
+        "helper_name",
+        "master_helper",
+        "icmp",
+        "ct_nat",
+        "reported",
+    )
+
+    def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
+        super().__init__(conn_id, version, proto, created, direction, initiator, responder, origin)
+        self.replied = False
+        self.assured = False
+        self.expected = False  # created from an expectation (IPS_EXPECTED): RELATED until answered
+        self.helper_name: str | None = None  # the helper attached to this connection (``ftp``)
+        self.master_helper: str | None = None  # for an expected connection, its master's helper
+        self.icmp: tuple[int, int, int] | None = None  # (type, code, reply type) of an ICMP query
+        self.ct_nat: frozenset[str] = frozenset()
+        self.reported: tuple = ()  # (state, replied, assured) the last conntrack event showed
+
+    def seen_reply(self) -> bool:
+        trk = self.tcp
+        return trk.seen_reply if trk is not None else self.replied
+
+    def is_assured(self) -> bool:
+        trk = self.tcp
+        return trk.assured if trk is not None else self.assured
+
+
+class _Flow:
+    """One packet's conntrack outcome: its ctstate, the half of the connection it belongs to (None
+    when it has none), and for a connection not yet confirmed what confirming it takes."""
+
+    __slots__ = ("state", "half", "why", "conn_id", "new", "trk", "exp", "orig", "xl_dst", "error")
+
+    def __init__(self, state: str, half: Half | None = None, why: str | None = None) -> None:
+        self.state = state
+        self.half = half
+        self.why = why  # conntrack's reason for INVALID
+        self.conn_id: int | None = half.conn.id if half is not None else None
+        self.new = False  # a connection that the packet creates if it is accepted
+        self.trk: TcpTracker | None = None
+        self.exp = None  # the expectation a RELATED new connection comes from
+        self.orig: tuple[int, int, int, int] = (0, 0, 0, 0)  # src, sport, dst, dport as it arrived
+        self.xl_dst: Xlate | None = None
+        self.error = False  # an ICMP error RELATED to ``half``'s connection
+
+
+class NfPath:
+    """Netfilter's data path inside one ``statewall.engine.Firewall`` (see the module docstring).
+
+    Uses the engine's connection table, timers, NAT table (``NatTable.nf_translate``, Linux's
+    allocator), expectation table, inspectors, routes and drop accounting; owns the compiled rulesets
+    (``self.nf``, whose counters ``statewall iptables --after-replay`` lists).
+    """
+
+    __slots__ = ("fw", "nf", "settings", "has_nat", "by_port", "rule_helpers", "_uncounted")
+
+    def __init__(self, fw) -> None:
+        self.fw = fw
+        policy = fw.policy
+        self.nf = Netfilter(policy)
+        self.settings = fw.ct
+        self.has_nat = {4: "nat" in (policy.netfilter or {}), 6: "nat" in (policy.ip6_netfilter or {})}
+        # Helpers come from raw-table ``CT --helper`` rules when their packets match them. Inspections not
+        # stated by such a rule (``nf_conntrack_helper = 1``, or set by a caller) attach by port, as the
+        # kernel's automatic helper assignment did.
+        ct_rules = [
+            rule.origin
+            for tables in (policy.netfilter or {}, policy.ip6_netfilter or {})
+            for chain in (tables["raw"].chains.values() if "raw" in tables else ())
+            for rule in chain.rules
+            if rule.target == "CT" and rule.target_args.get("helper")
+        ]
+        self.rule_helpers: dict = {}
+        self.by_port: dict[int, Inspection] = {}
+        self._uncounted = 1  # -m connlimit: 1 while the packet's connection is not in the table
+        for port, insp in fw.inspectors.by_port.items():
+            if insp.origin in ct_rules:
+                self.rule_helpers[(insp.origin, port)] = insp
+            else:
+                self.by_port[port] = insp
+
+    # -- the packet path ---------------------------------------------------------------------------
+
+    def process(self, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
+        """One received packet (``Firewall.receive`` for an iptables policy)."""
+        fw = self.fw
+        if iface not in fw.interfaces:
+            fw._drop(ev, DropReason.UNKNOWN_INTERFACE, iface, pkt, now)
+            return
+        if pkt.is_fragment and not pkt.has_l4:
+            # A later fragment follows its datagram's first one (the kernel reassembles instead).
+            fw._forward_fragment(iface, pkt, now, out, ev)
+            return
+        bad_csum = None
+        if self.settings.checksum:
+            bad_csum = pkt.verify_checksums()
+            if bad_csum is DropReason.BAD_IP_CHECKSUM:
+                fw._drop(ev, bad_csum, iface, pkt, now, message="bad IPv4 header checksum (ip_rcv)")
+                return
+        nf = self.nf
+        ctx = Context(iface, None, "INVALID", now=now, connlimit=self._connlimit)
+        self._uncounted = 1
+
+        # raw PREROUTING: before conntrack, state matches see INVALID as in the kernel.
+        d = nf.traverse("PREROUTING", pkt, ctx, _RAW_PRE)
+        notrack = False
+        helper_rule = None
+        if d.actions:
+            for a in d.actions:
+                k = a.kind
+                if k == "LOG":
+                    ev.append(NfLog(now, a.args["text"], a.args["level"], "PREROUTING", a.rule.origin))
+                elif k == "NOTRACK" or (k == "CT" and a.args.get("notrack")):
+                    notrack = True
+                elif k == "CT" and a.args.get("helper"):
+                    helper_rule = a.rule
+        if d.verdict != "ACCEPT":
+            self._refused(d, "PREROUTING", iface, None, pkt, ctx, None, None, now, out, ev)
+            return
+
+        # conntrack
+        if notrack:
+            flow = _Flow("UNTRACKED")
+        elif bad_csum is not None:
+            flow = _Flow("INVALID", why="bad checksum")
+        else:
+            flow = self._track(iface, pkt, now, out, ev)
+        half = flow.half
+        conn = half.conn if half is not None else None
+        ctx.ctstate = flow.state
+        if conn is not None:
+            ctx.ct_nat = conn.ct_nat
+            ctx.master_helper = conn.master_helper
+            self._uncounted = 0
+        else:
+            self._uncounted = 1
+            if flow.exp is not None:
+                ctx.master_helper = flow.exp.master.helper_name
+
+        # mangle and nat PREROUTING; then the destination side of the translation
+        d = nf.traverse("PREROUTING", pkt, ctx, _PRE if flow.new else _PRE_NONAT)
+        if d.actions:
+            self._logs(d.actions, "PREROUTING", now, ev)
+        if d.verdict != "ACCEPT":
+            self._refused(d, "PREROUTING", iface, None, pkt, ctx, flow, None, now, out, ev)
+            return
+        if flow.new:
+            if not self._bind_dst(flow, d.actions, iface, pkt, now, ev):
+                return
+        elif half is not None:
+            if flow.error:
+                _error_dst(half, pkt)
+            elif half.rewrites:
+                _rewrite_dst(half, pkt)
+
+        # routing
+        v = pkt.version
+        if half is not None and not flow.new and not flow.error:
+            egress = half.out_iface
+            local = egress is None
+        else:
+            local = fw.routes.local_interface(v, pkt.dst) is not None
+            egress = None
+            if not local:
+                route = fw.routes.lookup(v, pkt.dst)
+                if route is None or route.interface not in fw.interfaces:
+                    self._discard(flow)
+                    fw._drop(
+                        ev,
+                        DropReason.NO_ROUTE,
+                        iface,
+                        pkt,
+                        now,
+                        hint=f"add a route for {addr_to_str(v, pkt.dst)}",
+                        message="no route" if route is None else f"egress {route.interface} is down",
+                    )
+                    return
+                egress = route.interface
+        if local:
+            self._deliver(flow, iface, pkt, ctx, now, out, ev)
+            return
+
+        # ip_forward: TTL and MTU are checked, and the TTL lowered, before the FORWARD hook.
+        ttl = pkt.ttl
+        if ttl <= 1:
+            self._discard(flow)
+            fw._time_exceeded(iface, pkt, now, out, ev)
+            return
+        mtu = fw.interfaces[egress].mtu
+        size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
+        if size > mtu and not fw._too_big(iface, pkt, mtu, now, out, ev):
+            self._discard(flow)
+            return
+        pkt.set_ttl(ttl - 1)
+        ctx.out_iface = egress
+
+        d = nf.traverse("FORWARD", pkt, ctx, _FORWARD)
+        if d.actions:
+            self._logs(d.actions, "FORWARD", now, ev)
+        if d.verdict != "ACCEPT":
+            self._refused(d, "FORWARD", iface, egress, pkt, ctx, flow, half, now, out, ev)
+            return
+        accepted_by = d.rule
+        d = nf.traverse("POSTROUTING", pkt, ctx, _POST if flow.new else _POST_NONAT)
+        if d.actions:
+            self._logs(d.actions, "POSTROUTING", now, ev)
+        if d.verdict != "ACCEPT":
+            self._refused(d, "POSTROUTING", iface, egress, pkt, ctx, flow, half, now, out, ev)
+            return
+
+        if flow.new:
+            half = self._confirm(flow, d.actions, iface, egress, pkt, accepted_by, helper_rule, now, ev)
+            if half is None:
+                return
+            conn = half.conn
+        if conn is None:
+            # INVALID or UNTRACKED: no connection, so no translation and no helper.
+            fw.stats["forwarded"] += 1
+            out.append((egress, pkt.buf))
+            return
+        if flow.error:
+            # A RELATED error refreshes nothing; it only carries its connection's translation.
+            _error_src(half, pkt)
+            fw.stats["forwarded"] += 1
+            out.append((egress, pkt.buf))
+            return
+        helper = conn.helper
+        if helper is not None:
+            refusal = helper.inspect(half, pkt, now, ev)
+            if refusal is not None:
+                fw._drop(
+                    ev,
+                    DropReason.INSPECT_FTP,
+                    iface,
+                    pkt,
+                    now,
+                    egress=egress,
+                    origin=refusal.origin,
+                    message=refusal.message,
+                    detail={"conn": conn.id},
+                )
+                if refusal.close:
+                    fw._teardown(conn, now, "Flow closed by inspection", iface, out, ev)
+                return
+        if half.rewrites:
+            _rewrite_src(half, pkt)
+        if helper is not None and helper.seqadj.active:
+            helper.seqadj.adjust(half.dir, pkt)
+        plen = pkt.payload_len
+        if plen:
+            conn.bytes += plen
+            conn.data_seen[half.dir] = True
+        fw.stats["forwarded"] += 1
+        out.append((egress, pkt.buf))
+        if pkt.mf:
+            # First fragment of a datagram: its later fragments follow this half.
+            fw._frag_flows[(pkt.version, pkt.proto, half.key[2], half.key[4], pkt.ip_id)] = (
+                half,
+                now + FRAGMENT_TIMEOUT,
+            )
+        self._after(conn, now, out, ev)
+
+    # -- conntrack ---------------------------------------------------------------------------------
+
+    def _track(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> _Flow:
+        """``nf_conntrack_in``: find or start the packet's connection and run its protocol tracker."""
+        fw = self.fw
+        v = pkt.version
+        proto = pkt.proto
+        key = (v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        half = fw.conns.by_key.get(key)
+        if half is not None and half.conn.deadline() <= now:
+            # Expired but not yet reaped (the caller did not advance the clock): gone, as for the kernel.
+            fw._teardown(half.conn, half.conn.deadline(), "Idle Timeout", None, out, ev)
+            half = None
+        if half is None:
+            if pkt.is_icmp_error:
+                return self._related_error(pkt)
+            return self._new(iface, pkt, now, out, ev)
+        conn: NfConnection = half.conn
+        d = half.dir
+        replied = conn.seen_reply()
+        if d == REPLY or replied:
+            state = "ESTABLISHED"
+        else:
+            state = "RELATED" if conn.expected else "NEW"
+        settings = self.settings
+        trk = conn.tcp
+        if trk is not None:
+            helper = conn.helper
+            if helper is not None and helper.seqadj.active:
+                verdict, why = trk.packet(d, pkt, settings, ack_offset=helper.seqadj.ack_offset(d, pkt.ack))
+            else:
+                verdict, why = trk.packet(d, pkt, settings)
+            if trk.reopen:
+                # A SYN into TIME_WAIT/CLOSE: the old entry goes and the SYN starts a new one.
+                fw._teardown(conn, now, "TCP FINs", None, out, ev)
+                return self._new(iface, pkt, now, out, ev)
+            if verdict is INVALID:
+                flow = _Flow("INVALID", why=why)
+                flow.conn_id = conn.id
+                return flow
+            if trk.dead:
+                # An unanswered connection reset: conntrack deletes it now; the RST itself goes on, with
+                # the connection's translation.
+                fw._teardown(conn, now, "TCP Reset", None, out, ev)
+                return _Flow(state, half)
+            expiry = trk.expires(now, conn.deadline())
+            if trk.refreshed:
+                conn.last = now
+            fw._set_timeout(conn, expiry - conn.last, trk.state.name, now)
+        else:
+            if proto == PROTO_UDP:
+                timeout = settings.udp_timeout
+                if replied and now > conn.created + UDP_STREAM_AFTER:
+                    timeout = settings.udp_timeout_stream
+                    conn.assured = True
+            elif proto in (PROTO_ICMP, PROTO_ICMPV6):
+                timeout = settings.icmp_timeout
+            else:
+                timeout = GENERIC_TIMEOUT
+            conn.last = now
+            fw._set_timeout(conn, timeout, "idle", now)
+            if d == REPLY:
+                conn.replied = True
+        return _Flow(state, half)
+
+    def _new(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> _Flow:
+        """A packet without a connection: the one it would start (confirmed only if it is accepted)."""
+        v = pkt.version
+        proto = pkt.proto
+        flow = _Flow("NEW")
+        if proto in (PROTO_ICMP, PROTO_ICMPV6):
+            t = pkt.icmp_type
+            if v == 6 and t in _ICMPV6_UNTRACKED:
+                return _Flow("UNTRACKED")
+            if t not in _ICMP_NEW[v]:
+                return _Flow("INVALID", why="invalid new")
+        elif proto == PROTO_TCP:
+            trk, why = TcpTracker.new(pkt, self.settings)
+            if trk is None:
+                return _Flow("INVALID", why=why)
+            flow.trk = trk
+        fw = self.fw
+        if proto == PROTO_TCP and fw.expect:
+            exp = fw.expect.find(v, proto, iface, pkt.src, pkt.dst, pkt.dport, now)
+            if exp is not None:
+                flow.state = "RELATED"
+                flow.exp = exp
+        flow.new = True
+        flow.orig = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        return flow
+
+    def _related_error(self, pkt: Packet) -> _Flow:
+        """An ICMP error quoting a packet of a tracked connection is RELATED to it; else INVALID."""
+        inner = pkt.inner()
+        if inner is None or not inner.has_l4:
+            return _Flow("INVALID", why="invalid icmp error")
+        key = (inner.version, inner.proto, inner.dst, inner.dport, inner.src, inner.sport)
+        half = self.fw.conns.by_key.get(key)
+        if half is None:
+            return _Flow("INVALID", why="icmp error for no tracked connection")
+        flow = _Flow("RELATED", half)
+        flow.error = True
+        return flow
+
+    # -- NAT bindings ------------------------------------------------------------------------------
+
+    def _bind_dst(self, flow: _Flow, actions: list, iface: str, pkt: Packet, now: float, ev: list) -> bool:
+        """The destination of a new connection: an expectation's, or the nat table's DNAT/REDIRECT, with
+        the packet rewritten before routing. False when it was dropped."""
+        exp = flow.exp
+        if exp is not None:
+            # nf_nat_follow_master: the data connection goes where its announcement said.
+            if exp.real_dst != pkt.dst:
+                pkt.set_dst(exp.real_dst)
+            if exp.real_dport != pkt.dport:
+                pkt.set_dport(exp.real_dport)
+            return True
+        nat = None
+        for a in actions:
+            if a.kind == "DNAT" or a.kind == "REDIRECT":
+                nat = a
+        if nat is None:
+            return True
+        fw = self.fw
+        v = pkt.version
+        iface_addr = None
+        if nat.kind == "REDIRECT":
+            # The incoming interface's first address, as nf_nat_redirect does.
+            iface_addr = fw.routes.interface_address(iface, v)
+            if iface_addr is None:
+                fw._drop(
+                    ev,
+                    DropReason.NAT_FAILED,
+                    iface,
+                    pkt,
+                    now,
+                    origin=nat.rule.origin,
+                    message=f"REDIRECT: interface {iface} has no IPv{v} address",
+                )
+                return False
+        src, sport = pkt.src, pkt.sport
+        by_key = fw.conns.by_key
+        proto = pkt.proto
+
+        def used(addr: int, port: int) -> bool:
+            return (v, proto, addr, port, src, sport) in by_key
+
+        try:
+            xl = fw.nat.nf_translate(
+                "dst", v, proto, src, sport, pkt.dst, pkt.dport, nf_range(nat.kind, nat.args, iface_addr),
+                used, now, rule=nat.rule,
+            )  # fmt: skip
+        except NatFailure as e:
+            fw._drop(ev, DropReason.NAT_FAILED, iface, pkt, now, origin=nat.rule.origin, message=e.message)
+            return False
+        flow.xl_dst = xl
+        if xl.mapped_addr != pkt.dst:
+            pkt.set_dst(xl.mapped_addr)
+        if proto not in (PROTO_ICMP, PROTO_ICMPV6) and xl.mapped_port != pkt.dport:
+            pkt.set_dport(xl.mapped_port)
+        return True
+
+    def _bind_src(self, flow: _Flow, actions: list, iface: str, egress: str | None, pkt: Packet, now, ev):
+        """The source of a new connection after nat POSTROUTING (or INPUT): SNAT/MASQUERADE's, or the
+        null binding's, which keeps the source unless its reply tuple is taken. Returns the Xlate (None
+        when the source stays), or False when the packet was dropped."""
+        fw = self.fw
+        v = pkt.version
+        proto = pkt.proto
+        src, sport, dst, dport = pkt.src, pkt.sport, pkt.dst, pkt.dport
+        nat = None
+        for a in actions:
+            if a.kind == "SNAT" or a.kind == "MASQUERADE":
+                nat = a
+        by_key = fw.conns.by_key
+        icmp = proto in (PROTO_ICMP, PROTO_ICMPV6)
+
+        def used(addr: int, port: int) -> bool:
+            return (v, proto, dst, port if icmp else dport, addr, port) in by_key
+
+        if nat is None:
+            # Without a nat table there is no binding; a clash is refused when the connection is confirmed.
+            if flow.exp is not None or not self.has_nat[v] or not used(src, sport):
+                return None
+            rng = NfRange(src, src)
+            rule = None
+        else:
+            rule = nat.rule
+            iface_addr = None
+            if nat.kind == "MASQUERADE":
+                route = fw.routes.lookup(v, dst)
+                near = route.gateway if route is not None and route.gateway is not None else dst
+                iface_addr = fw.routes.interface_address(egress, v, near) if egress is not None else None
+                if iface_addr is None:
+                    fw._drop(
+                        ev,
+                        DropReason.NAT_FAILED,
+                        iface,
+                        pkt,
+                        now,
+                        egress=egress,
+                        origin=rule.origin,
+                        message=f"MASQUERADE: interface {egress} has no IPv{v} address",
+                    )
+                    return False
+            rng = nf_range(nat.kind, nat.args, iface_addr)
+        try:
+            return fw.nat.nf_translate("src", v, proto, src, sport, dst, dport, rng, used, now, rule=rule)
+        except NatFailure as e:
+            fw._drop(
+                ev,
+                DropReason.NAT_FAILED,
+                iface,
+                pkt,
+                now,
+                egress=egress,
+                origin=rule.origin if rule is not None else None,
+                message=e.message,
+            )
+            return False
+
+    def _discard(self, flow: _Flow) -> None:
+        """A new connection that will not be confirmed gives back what it bound."""
+        if flow.xl_dst is not None:
+            self.fw.nat.remove(flow.xl_dst)
+            flow.xl_dst = None
+
+    # -- confirming a connection -------------------------------------------------------------------
+
+    def _confirm(
+        self, flow: _Flow, actions, iface, egress, pkt: Packet, accepted_by, helper_rule, now, ev
+    ) -> Half | None:
+        """``nf_conntrack_confirm``: the accepted first packet's connection enters the table, with the
+        source binding of nat POSTROUTING (or INPUT), its helper and its events. The packet keeps its
+        original source here; the caller rewrites it with the rest of the source side."""
+        fw = self.fw
+        xl_src = self._bind_src(flow, actions, iface, egress, pkt, now, ev)
+        if xl_src is False:
+            self._discard(flow)
+            return None
+        v = pkt.version
+        proto = pkt.proto
+        icmp = proto in (PROTO_ICMP, PROTO_ICMPV6)
+        src0, sport0, dst0, dport0 = flow.orig
+        dst1, dport1 = pkt.dst, pkt.dport
+        src1, sport1 = (
+            (xl_src.mapped_addr, xl_src.mapped_port) if xl_src is not None else (pkt.src, pkt.sport)
+        )
+        if icmp:
+            dport1 = sport1  # the identifier is the one "port" of both directions
+        fwd_key = (v, proto, src0, sport0, dst0, dport0)
+        rev_key = (v, proto, dst1, dport1, src1, sport1)
+        if rev_key in fw.conns.by_key or fwd_key in fw.conns.by_key:
+            if xl_src is not None:
+                fw.nat.remove(xl_src)
+            self._discard(flow)
+            fw._drop(
+                ev,
+                DropReason.NAT_FAILED,
+                iface,
+                pkt,
+                now,
+                egress=egress,
+                message="the connection's reply tuple is in use by another connection",
+            )
+            return None
+        conn_id = fw._next_id
+        fw._next_id += 1
+        itfs = fw.interfaces
+        inbound = egress is not None and itfs[iface].security_level < itfs[egress].security_level
+        initiator = Endpoint(iface, addr_to_str(v, src0), sport0, addr_to_str(v, src1), sport1)
+        responder = Endpoint(egress or iface, addr_to_str(v, dst1), dport1, addr_to_str(v, dst0), dport0)
+        origin = accepted_by.origin if accepted_by is not None else None
+        conn = NfConnection(
+            conn_id, v, proto, now, "inbound" if inbound else "outbound", initiator, responder, origin
+        )
+        conn.tcp = flow.trk
+        fwd = Half(
+            conn,
+            ORIGINAL,
+            iface,
+            egress,
+            fwd_key,
+            src1 if src1 != src0 else None,
+            sport1 if sport1 != sport0 else None,
+            dst1 if dst1 != dst0 else None,
+            dport1 if dport1 != dport0 and not icmp else None,
+        )
+        rev = Half(
+            conn,
+            REPLY,
+            egress,
+            iface,
+            rev_key,
+            dst0 if dst1 != dst0 else None,
+            sport0 if icmp and sport1 != sport0 else (dport0 if dport1 != dport0 and not icmp else None),
+            src0 if src1 != src0 else None,
+            sport0 if sport1 != sport0 and not icmp else None,
+        )
+        conn.halves = (fwd, rev)
+        nat_flags = set()
+        if fwd.new_src is not None or fwd.new_sport is not None:
+            nat_flags.add("SNAT")
+        if fwd.new_dst is not None or fwd.new_dport is not None:
+            nat_flags.add("DNAT")
+        conn.ct_nat = frozenset(nat_flags)
+        xlates = tuple(x for x in (flow.xl_dst, xl_src) if x is not None)
+        for x in xlates:
+            fw.nat.acquire(x)
+        conn.xlates = xlates
+        if icmp:
+            t = pkt.icmp_type
+            conn.icmp = (t, pkt.icmp_code, _ICMP_NEW[v][t])
+        fw.conns.add(conn)
+        settings = self.settings
+        if flow.trk is not None:
+            fw._set_timeout(conn, flow.trk.timeout(settings), flow.trk.state.name, now)
+        elif proto == PROTO_UDP:
+            fw._set_timeout(conn, settings.udp_timeout, "idle", now)
+        elif icmp:
+            fw._set_timeout(conn, settings.icmp_timeout, "idle", now)
+        else:
+            fw._set_timeout(conn, GENERIC_TIMEOUT, "idle", now)
+        exp = flow.exp
+        if exp is not None:
+            conn.expected = True
+            conn.master_helper = exp.master.helper_name
+            fw.expect.consume(exp, conn, now)
+            if fwd.new_dst is not None or fwd.new_dport is not None:
+                # Replay: a capture shows this data connection going to the real address and port.
+                fw._replay_index[(v, proto, src0, sport0, dst1, dport1)] = fwd
+        elif proto == PROTO_TCP:
+            insp = self._helper_for(helper_rule, dport0, dport1)
+            if insp is not None:
+                conn.helper = fw.inspectors.attach_inspection(conn, insp)
+                conn.helper_name = insp.protocol
+        if rev.rewrites and egress is not None:
+            # Replay: a capture taken without the firewall shows the answers going to the real source.
+            fw._replay_index[(v, proto, dst1, dport1 if not icmp else sport0, src0, sport0)] = rev
+        fw.stats["connections"] += 1
+        ev.append(ConnBuilt(now, conn_id, proto, conn.direction, initiator, responder, origin=origin))
+        ev.append(self._ct_event("NEW", conn, now))
+        return fwd
+
+    def _helper_for(self, rule, dport: int, real_dport: int) -> Inspection | None:
+        """The inspection of a new TCP connection: the raw-table ``CT --helper`` rule that matched its
+        first packet, else an inspection attached by port."""
+        if rule is not None:
+            name = str(rule.target_args.get("helper"))
+            if name != "ftp":
+                return None
+            found = self.rule_helpers.get((rule.origin, dport)) or self.rule_helpers.get(
+                (rule.origin, real_dport)
+            )
+            return found or Inspection("ftp", (dport,), origin=rule.origin)
+        return self.by_port.get(dport) or self.by_port.get(real_dport)
+
+    # -- the box itself ----------------------------------------------------------------------------
+
+    def _deliver(self, flow: _Flow, iface: str, pkt: Packet, ctx: Context, now: float, out, ev) -> None:
+        """A packet for one of the box's own addresses: INPUT decides; an accepted echo request is
+        answered, anything else is taken in (statewall runs no services)."""
+        fw = self.fw
+        d = self.nf.traverse("INPUT", pkt, ctx, _INPUT if flow.new else _INPUT_NONAT)
+        if d.actions:
+            self._logs(d.actions, "INPUT", now, ev)
+        if d.verdict != "ACCEPT":
+            self._refused(d, "INPUT", iface, None, pkt, ctx, flow, flow.half, now, out, ev)
+            return
+        half = flow.half
+        if flow.new:
+            half = self._confirm(flow, d.actions, iface, None, pkt, d.rule, None, now, ev)
+            if half is None:
+                return
+        fw.stats["to_the_box"] += 1
+        v = pkt.version
+        if pkt.proto in (PROTO_ICMP, PROTO_ICMPV6) and (v, pkt.icmp_type) in ((4, 8), (6, 128)):
+            start = pkt.l4off + 8
+            seq = int.from_bytes(pkt.buf[pkt.l4off + 6 : pkt.l4off + 8], "big")
+            reply = craft.icmp_echo(
+                v, pkt.dst, pkt.src, pkt.icmp_id, seq, bytes(pkt.buf[start : pkt.total_len]), reply=True
+            )
+            out.append((iface, reply))
+            if half is not None and not flow.error:
+                # The reply leaves through conntrack as the connection's answer.
+                conn = half.conn
+                conn.replied = True
+                self._after(conn, now, out, ev)
+            return
+        if half is not None and not flow.error:
+            self._after(half.conn, now, out, ev)
+
+    # -- refusals ----------------------------------------------------------------------------------
+
+    def _refused(self, d: Decision, hook, iface, egress, pkt: Packet, ctx, flow, half, now, out, ev) -> None:
+        """A table dropped the packet: REJECT's reply, then one Drop naming the table, chain and rule."""
+        fw = self.fw
+        if flow is not None:
+            self._discard(flow)
+        message = ""
+        for a in d.actions:
+            if a.kind == "REJECT":
+                message = f"rejected with {a.args['with']}"
+                self._reject(a.args["reply"], str(a.args["with"]), hook, iface, pkt, flow, now, out, ev)
+            elif a.kind == "TCPMSS" and "error" in a.args:
+                message = str(a.args["error"])
+            elif a.kind == "SYNPROXY":
+                message = "taken by SYNPROXY, which statewall does not answer for"
+        chain = d.chain
+        table = d.table
+        tables = fw.policy.netfilter if pkt.version == 4 else fw.policy.ip6_netfilter
+        nc = (tables or {}).get(table)
+        nc = nc.chains.get(chain) if nc is not None else None
+        rule = d.rule
+        if rule is not None:
+            origin = rule.origin
+            number = next((i for i, r in enumerate(nc.rules, 1) if r is rule), 0) if nc is not None else 0
+            where = f"{table}/{chain} rule {number}"
+        else:
+            origin = nc.origin if nc is not None else None
+            where = f"{table}/{chain} policy {d.verdict}"
+        detail = {"ctstate": ctx.ctstate, "hook": hook}
+        cid = flow.conn_id if flow is not None else None
+        if cid is not None:
+            detail["conn"] = cid
+        if ctx.ctstate == "INVALID":
+            why = (flow.why if flow is not None else None) or "ctstate INVALID"
+            hint = next((h for prefix, h in _INVALID_HINTS if why.startswith(prefix)), None)
+            fw._drop(
+                ev,
+                DropReason.TCP_INVALID,
+                iface,
+                pkt,
+                now,
+                egress=egress,
+                acl=f"{table}/{chain}",
+                origin=origin,
+                hint=hint,
+                message=why,
+                detail=detail,
+            )
+            return
+        fw._drop(
+            ev,
+            DropReason.ACL_DROP,
+            iface,
+            pkt,
+            now,
+            egress=egress,
+            acl=f"{table}/{chain}",
+            origin=origin,
+            hint=f"an ACCEPT rule for this flow before {where}",
+            message=message or f"dropped by {where}",
+            detail=detail,
+        )
+
+    def _reject(self, reply: tuple, with_: str, hook, iface, pkt: Packet, flow, now, out, ev) -> None:
+        """REJECT's answer to the sender, as the sender addressed the packet (a destination translated
+        in PREROUTING is put back, as conntrack does for the kernel's reply)."""
+        fw = self.fw
+        v = pkt.version
+        orig = pkt
+        if flow is not None and (flow.new or flow.half is not None) and not flow.error:
+            dst0, dport0 = (flow.orig[2], flow.orig[3]) if flow.new else (flow.half.key[4], flow.half.key[5])
+            if dst0 != pkt.dst or (dport0 != pkt.dport and pkt.proto in (PROTO_TCP, PROTO_UDP)):
+                orig = decode(bytearray(pkt.buf[pkt.ipoff : pkt.end]))
+                orig.set_dst(dst0)
+                if pkt.proto in (PROTO_TCP, PROTO_UDP):
+                    orig.set_dport(dport0)
+        if reply[0] == "tcp-reset":
+            # nf_send_reset: never for a RST, nor for anything but TCP.
+            if pkt.proto == PROTO_TCP and not pkt.flags & _TCP_RST:
+                out.append((iface, craft.tcp_reset_for(orig)))
+            return
+        if pkt.is_icmp_error:
+            return  # icmp_send never answers an error
+        _, t, c = reply
+        if hook == "INPUT":
+            src = orig.dst
+        else:
+            back = fw.routes.lookup(v, pkt.src)
+            src = fw.routes.interface_address(back.interface if back else iface, v, pkt.src)
+        if src is None:
+            return
+        out.append((iface, craft.icmp_error(v, src, pkt.src, t, c, bytes(orig.buf[orig.ipoff : orig.end]))))
+        ev.append(
+            IcmpSent(
+                now,
+                iface,
+                t,
+                c,
+                addr_to_str(v, src),
+                addr_to_str(v, pkt.src),
+                f"REJECT --reject-with {with_}",
+            )
+        )
+
+    # -- bookkeeping after a packet ----------------------------------------------------------------
+
+    def _logs(self, actions: list, hook: str, now: float, ev: list) -> None:
+        for a in actions:
+            if a.kind == "LOG":
+                ev.append(NfLog(now, a.args["text"], a.args["level"], hook, a.rule.origin))
+
+    def _after(self, conn: NfConnection, now: float, out: list, ev: list) -> None:
+        """Conntrack's UPDATE event when this accepted packet changed the TCP state, SEEN_REPLY or
+        ASSURED (the kernel delivers cached events when a packet is confirmed, so the changes a dropped
+        packet made are reported with the next one that passes)."""
+        if conn.closed:
+            return
+        trk = conn.tcp
+        snapshot = (trk.state if trk is not None else None, conn.seen_reply(), conn.is_assured())
+        if snapshot != conn.reported:
+            ev.append(self._ct_event("UPDATE", conn, now))
+
+    def _ct_event(self, kind: str, conn: NfConnection, now: float) -> CtEvent:
+        trk = conn.tcp
+        conn.reported = (trk.state if trk is not None else None, conn.seen_reply(), conn.is_assured())
+        v = conn.version
+        fwd, rev = conn.halves
+        o = fwd.key
+        r = rev.key
+        left = conn.deadline() - now
+        timeout = int(left + 1e-6) if left > 0 else None
+        return CtEvent(
+            now,
+            kind,
+            conn.id,
+            conn.proto,
+            (addr_to_str(v, o[2]), addr_to_str(v, o[4]), o[3], o[5]),
+            (addr_to_str(v, r[2]), addr_to_str(v, r[4]), r[3], r[5]),
+            timeout,
+            trk.state.name if trk is not None else None,
+            conn.icmp,
+            conn.seen_reply(),
+            conn.is_assured(),
+            conn.helper_name,
+        )
+
+    def destroyed(self, conn: Connection, now: float, ev: list) -> None:
+        """``Firewall._teardown``'s hook: conntrack's DESTROY event."""
+        if isinstance(conn, NfConnection):
+            ev.append(self._ct_event("DESTROY", conn, now))
+
+    def _connlimit(self, family: int, addr: int, prefix: int, daddr: bool) -> int:
+        """``-m connlimit``: connections whose original source (or destination) is in ``addr/prefix``,
+        this one included; closed TCP connections do not count (nf_conncount's already_closed)."""
+        bits = 32 if family == 4 else 128
+        mask = ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1)
+        i = 4 if daddr else 2
+        n = self._uncounted
+        for conn in self.fw.conns.by_id.values():
+            if conn.version != family or conn.closed:
+                continue
+            if conn.tcp is not None and conn.tcp.state in _CLOSED_TCP:
+                continue
+            if conn.halves[0].key[i] & mask == addr:
+                n += 1
+        return n
+
+    # -- tables --------------------------------------------------------------------------------------
+
+    def conntrack_entries(self, now: float) -> list[CtEvent]:
+        """Every live connection as ``conntrack -L`` shows it at ``now``."""
+        out = []
+        for conn in self.fw.conns.by_id.values():
+            if isinstance(conn, NfConnection) and conn.deadline() > now:
+                ct = self._ct_event("", conn, now)
+                out.append(ct)
+        return out
+
+    def conntrack_listing(self, now: float) -> str:
+        """``conntrack -L`` at ``now``."""
+        return conntrack_listing(self.conntrack_entries(now))
+
+
+# Translation of a packet by its connection, split as the kernel's NAT hooks split it: the destination
+# side in PREROUTING (before routing), the source side after POSTROUTING. For ICMP queries the identifier
+# changes with the source of the original direction and is given back with the reply's destination.
+
+
+def _rewrite_dst(half: Half, pkt: Packet) -> None:
+    if half.new_dst is not None:
+        pkt.set_dst(half.new_dst)
+    if pkt.proto == PROTO_TCP or pkt.proto == PROTO_UDP:
+        if half.new_dport is not None:
+            pkt.set_dport(half.new_dport)
+    elif half.dir == REPLY and half.new_sport is not None and pkt.proto in (PROTO_ICMP, PROTO_ICMPV6):
+        pkt.set_icmp_id(half.new_sport)
+
+
+def _rewrite_src(half: Half, pkt: Packet) -> None:
+    if half.new_src is not None:
+        pkt.set_src(half.new_src)
+    if pkt.proto == PROTO_TCP or pkt.proto == PROTO_UDP:
+        if half.new_sport is not None:
+            pkt.set_sport(half.new_sport)
+    elif half.dir == ORIGINAL and half.new_sport is not None and pkt.proto in (PROTO_ICMP, PROTO_ICMPV6):
+        pkt.set_icmp_id(half.new_sport)
+
+
+def _error_dst(half: Half, pkt: Packet) -> None:
+    """An ICMP error RELATED to ``half``'s connection, travelling ``half``'s way: its destination and
+    the quoted packet's source (RFC 5508), before routing."""
+    if half.new_dst is not None:
+        pkt.set_dst(half.new_dst)
+    if not half.rewrites:
+        return
+    inner = pkt.inner()
+    if half.new_dst is not None:
+        inner.set_src(half.new_dst)
+    if inner.proto in (PROTO_TCP, PROTO_UDP):
+        if half.new_dport is not None:
+            inner.set_sport(half.new_dport)
+    elif half.dir == REPLY and half.new_sport is not None:
+        inner.set_icmp_id(half.new_sport)
+    pkt.fix_icmp_checksum()
+
+
+def _error_src(half: Half, pkt: Packet) -> None:
+    """The other side of ``_error_dst``: the error's source when the peer itself sent it, and the
+    quoted packet's destination, after POSTROUTING."""
+    if not half.rewrites:
+        return
+    inner = pkt.inner()
+    if half.new_src is not None:
+        if pkt.src == inner.dst:
+            pkt.set_src(half.new_src)
+        inner.set_dst(half.new_src)
+    if inner.proto in (PROTO_TCP, PROTO_UDP):
+        if half.new_sport is not None:
+            inner.set_dport(half.new_sport)
+    elif half.dir == ORIGINAL and half.new_sport is not None:
+        inner.set_icmp_id(half.new_sport)
+    pkt.fix_icmp_checksum()
 
 
 def packet_path(
@@ -289,36 +1256,30 @@ def _addr(version: int, value: int) -> str:
 
 
 def conntrack_line(conn: _Conn, now: float, event: str | None = None) -> str:
-    """libnetfilter_conntrack's default output: ``tcp      6 431999 ESTABLISHED src=.. dst=.. sport=..
-    dport=.. src=.. (reply) [ASSURED] mark=0 use=1``; events start with ``[NEW]``/``[DESTROY]`` padded to
-    nine columns and carry no use count."""
+    """A reference-tracker connection as libnetfilter_conntrack's default output prints it: a row of
+    ``conntrack -L`` (``tcp      6 431999 ESTABLISHED src=.. dst=.. sport=.. dport=.. src=.. (reply)
+    [ASSURED] mark=0 use=1``) or, with ``event`` (NEW, DESTROY), a ``conntrack -E`` line. The reply
+    tuple is the original one reversed: this tracker does not translate."""
     v = conn.version
     src, sport, dst, dport = conn.orig
-    name = _PROTO_NAMES.get(conn.proto, "unknown")
-    words = [f"{name:<8} {conn.proto}"]
-    if event != "DESTROY":
-        left = max(0, int(conn.last + conn.timeout - now)) if conn.timeout else 0
-        words.append(str(left))
-    if conn.trk is not None:
-        words.append(conn.trk.state.name)
-    icmp = conn.icmp
-    if icmp is not None:
-        reply_type = _ECHO.get((v, icmp[0]), (v, icmp[0]))[1]
-        words.append(f"src={_addr(v, src)} dst={_addr(v, dst)} type={icmp[0]} code={icmp[1]} id={sport}")
-        if not conn.seen_reply:
-            words.append("[UNREPLIED]")
-        words.append(f"src={_addr(v, dst)} dst={_addr(v, src)} type={reply_type} code=0 id={sport}")
-    else:
-        words.append(f"src={_addr(v, src)} dst={_addr(v, dst)} sport={sport} dport={dport}")
-        if not conn.seen_reply:
-            words.append("[UNREPLIED]")
-        words.append(f"src={_addr(v, dst)} dst={_addr(v, src)} sport={dport} dport={sport}")
-    if conn.assured:
-        words.append("[ASSURED]")
-    line = " ".join(words)
-    if event is not None:
-        return f"{'[' + event + ']':>9} {line}"
-    return f"{line} mark=0 use=1"
+    left = max(0, int(conn.last + conn.timeout - now)) if conn.timeout else 0
+    icmp = None
+    if conn.icmp is not None:
+        icmp = (conn.icmp[0], conn.icmp[1], _ECHO.get((v, conn.icmp[0]), (v, conn.icmp[0]))[1])
+    ct = CtEvent(
+        now,
+        event or "",
+        0,
+        conn.proto,
+        (_addr(v, src), _addr(v, dst), sport, dport),
+        (_addr(v, dst), _addr(v, src), dport, sport),
+        None if event == "DESTROY" else left,
+        conn.trk.state.name if conn.trk is not None else None,
+        icmp,
+        conn.seen_reply,
+        conn.assured,
+    )
+    return _format_ct(ct, listing=event is None)
 
 
 def replay_counters(policy: Policy, captures: Iterable[tuple[str | None, str]]) -> NetfilterReplay:
@@ -329,4 +1290,13 @@ def replay_counters(policy: Policy, captures: Iterable[tuple[str | None, str]]) 
     return r
 
 
-__all__ = ["CtView", "NetfilterReplay", "PathResult", "conntrack_line", "packet_path", "replay_counters"]
+__all__ = [
+    "CtView",
+    "NetfilterReplay",
+    "NfConnection",
+    "NfPath",
+    "PathResult",
+    "conntrack_line",
+    "packet_path",
+    "replay_counters",
+]

@@ -260,3 +260,42 @@ class FtpTransfer(Event):
     user: str
     action: str
     filename: str
+
+
+@dataclass(slots=True)
+class NfLog(Event):
+    """A netfilter ``LOG`` target matched a packet (iptables dialect).
+
+    ``text`` is the kernel's line without the syslog header (``<prefix>IN=eth1 OUT=eth0 MAC= SRC=...``,
+    built by ``statewall.netfilter.log_line``); ``level`` the ``--log-level`` (syslog severity,
+    default 4); ``hook`` where the packet was; ``origin`` the rule.
+    """
+
+    text: str
+    level: int = 4
+    hook: str = ""
+    origin: Origin | None = None
+
+
+@dataclass(slots=True)
+class CtEvent(Event):
+    """A conntrack event as ``conntrack -E`` reports it (iptables dialect): ``type`` NEW, UPDATE or DESTROY.
+
+    ``orig`` and ``reply`` are the connection's two tuples, (src, dst, sport, dport) each: ``orig`` as
+    the first packet arrived, ``reply`` as the answers arrive, so translations show in it. For ICMP the
+    ports are the identifier and ``icmp`` holds (type, code, reply type) of the query. ``timeout`` is
+    the number of seconds left (None once expired), ``state`` the TCP state name (None for other
+    protocols), ``replied`` the SEEN_REPLY bit (``[UNREPLIED]`` when False), ``assured`` ASSURED.
+    """
+
+    type: str
+    conn_id: int
+    protocol: int
+    orig: tuple[str, str, int, int]
+    reply: tuple[str, str, int, int]
+    timeout: int | None = None
+    state: str | None = None
+    icmp: tuple[int, int, int] | None = None
+    replied: bool = False
+    assured: bool = False
+    helper: str | None = None
