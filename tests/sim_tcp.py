@@ -138,6 +138,9 @@ class TcpHost:
                 return [self._seg(p.dport, p.src, p.sport, c.snd_nxt, c.rcv_nxt, ACK)]
             if c.state == "SYN_RCVD" and not flags & ACK:
                 self.syns[p.src] += 1  # a retransmitted SYN
+            if c.established and flags & ACK:
+                # A retransmitted SYN-ACK: its ACK was lost, say again what we expect (RFC 793).
+                return [self._seg(p.dport, p.src, p.sport, c.snd_nxt, c.rcv_nxt, ACK)]
             return []
         out: list[bytearray] = []
         if c.state == "SYN_RCVD" and flags & ACK and p.ack == c.snd_nxt:

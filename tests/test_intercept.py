@@ -358,3 +358,32 @@ def test_ipv6_syns_are_intercepted_too():
     net.sendall(client, client.send(45000, "2001:db8:1::10", 80, b"hello"))
     assert c.established and bytes(c.received) == b"six"
     assert server6.syns[client.a] == 1
+
+
+def test_a_lost_ack_to_the_server_is_made_good_by_the_clients_duplicate_ack():
+    fw, server = web(limit=1)
+    client = TcpHost("outside", "198.51.100.33")
+    net = Net(fw, [server, client])
+    fill_embryonic(net, 1, random.Random(12))
+    deliver = server.deliver
+    lost = []
+
+    def lossy(data):
+        p = decode(bytearray(data))
+        if p.src == client.a and p.flags & (SYN | ACK) == ACK and not lost:
+            lost.append(p.seq)  # the firewall's ACK completing the server's handshake is lost
+            return []
+        return deliver(data)
+
+    server.deliver = lossy
+    net.send(client, client.connect(SERVER, 80, 43003))
+    s = server.conn(80, "198.51.100.33", 43003)
+    assert lost and s.state == "SYN_RCVD"
+    # The server retransmits its SYN-ACK; it reaches the client in the cookie's numbers, and the
+    # client's duplicate ACK completes the server's side.
+    c = client.conn(43003, SERVER, 80)
+    net.send(server, server._seg(80, client.a, 43003, (s.snd_nxt - 1) & 0xFFFFFFFF, s.rcv_nxt, SYN | ACK))
+    assert s.state == "ESTABLISHED"
+    net.sendall(client, client.send(43003, SERVER, 80, b"GET"))
+    assert bytes(c.received).startswith(b"HTTP/1.0 200 OK")
+    assert not [d for d in net.of(Drop) if d.reason is not DropReason.INTERCEPT]
