@@ -251,20 +251,7 @@ def kernel_session(tmp_path_factory) -> dict:
             sh("ip", "netns", "del", ns, check=False)
 
 
-@pytest.mark.parametrize(
-    "dialect",
-    [
-        "asa",
-        pytest.param(
-            "iptables",
-            marks=pytest.mark.xfail(
-                reason="the iptables dialect states MASQUERADE in its nat table, which the engine does not "
-                "apply yet (no NatRule): the PORT leaves untranslated",
-                strict=True,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("dialect", ["asa", "iptables"])
 def test_statewall_rewrites_port_and_adjusts_sequence_numbers_like_the_kernel(
     kernel_session, dialect, tmp_path
 ):
