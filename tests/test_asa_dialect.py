@@ -470,16 +470,15 @@ def test_nat_and_global_without_partner_are_kept_with_a_warning():
     ]
 
 
-def test_object_nat_is_kept_and_warned():
-    text = "object network obj_any\n subnet 0.0.0.0 0.0.0.0\n nat (inside,outside) dynamic interface\n"
+def test_object_nat_is_modelled_and_prints_back_in_its_object():
+    text = on_base(
+        "object network obj_any", " subnet 0.0.0.0 0.0.0.0", " nat (inside,outside) dynamic interface"
+    )
     policy = parse(text, "o.cfg")
-    assert [str(w) for w in policy.warnings] == [
-        "o.cfg:3: warning: object NAT is not modelled yet; kept as written"
-    ]
-    assert [t for _, t in policy.passthrough] == [
-        "object network obj_any",
-        " nat (inside,outside) dynamic interface",
-    ]
+    assert policy.warnings == [] and policy.passthrough == []
+    (rule,) = policy.nat_rules
+    assert (rule.kind, rule.section, rule.real_object, rule.pool.interface) == ("dynamic", 2, "obj_any", True)
+    assert "object network obj_any\n nat (inside,outside) dynamic interface\n" in render(policy)
     again = parse(render(policy))
     same_model(policy, again)
 

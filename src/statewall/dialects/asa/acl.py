@@ -24,7 +24,7 @@ from ...policy import (
     NetworkObject,
     PortMatch,
 )
-from . import names, passthrough
+from . import names, objnat, passthrough
 from .lexer import Cursor, Line, Token
 from .modes import Handler, Mode
 
@@ -319,20 +319,14 @@ def flatten(p: Parser, obj: NetworkObject) -> list[IPNetwork]:
 def object_(p: Parser, c: Cursor) -> None:
     kind = c.keyword(("network", "service"), "object type")
     if kind == "service":
-        name_tok = c.peek_token()
-        if name_tok is not None:
-            p.unmodelled_objects[name_tok.text] = "service object"
-        passthrough.keep_not_modelled(p, c, "object service")
+        objnat.object_service(p, c)  # read for twice NAT; access lists still refuse them
         return
     obj = _object_named(p, c, group=False)
 
     def sub(p: Parser, c: Cursor) -> None:
         word = c.next("object command").word
         if word == "nat":
-            # Object NAT (8.3+) prints back inside its own "object network" block.
-            p.warn(c.line, "object NAT is not modelled yet; kept as written")
-            p.keep_text(p.origin(c.line), f"object network {obj.name}")
-            p.keep(c.line, 1)
+            objnat.object_nat(p, c, obj)  # object NAT (8.3+)
             return
         if word == "description":
             obj.description = c.rest() or None
@@ -344,10 +338,12 @@ def object_(p: Parser, c: Cursor) -> None:
         obj.networks = flatten(p, obj)
 
     def accepts(line: Line) -> bool:
-        # An unindented "nat (inside,outside) ..." is object NAT; "nat (inside) 1 ..." is 8.2 NAT.
+        # An unindented "nat [(inside,outside)] static|dynamic ..." is object NAT; "nat (inside) 1 ..." is
+        # 8.2 NAT and "nat (inside,outside) source ..." twice NAT.
         words = line.words
         if words[0] == "nat":
-            return len(words) > 1 and "," in words[1]
+            kind = words[2] if len(words) > 2 and "," in words[1] else words[1] if len(words) > 1 else ""
+            return kind in ("static", "dynamic")
         return words[0] in ("host", "subnet", "range", "fqdn", "description")
 
     p.open_mode(Mode("object network", sub, accepts))

@@ -3,7 +3,8 @@ with an access list) and ``static`` (host, network and port statics).
 
 ``nat`` and ``global`` lines are tied by their NAT id at the end of the file, as the ASA does: a
 ``nat`` line becomes one dynamic ``NatRule`` per interface that has a ``global`` with the same id,
-with the pool built from those globals. Object NAT (8.3+) is not modelled yet.
+with the pool built from those globals. ASA 8.3+ object NAT and twice NAT are ``objnat``'s; a top-level
+``nat (real,mapped) ...`` or ``nat ... source ...`` goes there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...policy import PROTO_TCP, PROTO_UDP, NatPool, NatRule, Origin
+from . import objnat
 from .lexer import Cursor, Line, Token
 from .modes import Handler
 
@@ -128,6 +130,12 @@ def _classful(addr: ipaddress.IPv4Address) -> int:
 
 def nat(p: Parser, c: Cursor) -> None:
     """``nat (inside) ID A [M] [options]`` | ``nat (inside) ID access-list ACL [options]``."""
+    first, second = c.peek(), c.peek(1)
+    if first is not None and (
+        _PAIR.match(first) or first in ("source", "after-auto") or (first.isdigit() and second == "source")
+    ):
+        objnat.twice_nat(p, c)
+        return
     ifc = _interface(p, c, "nat")
     nat_id = c.integer(0, MAX_NAT_ID, "nat id")
     real = acl = None

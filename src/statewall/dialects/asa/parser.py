@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ...policy import Origin, Policy, Warning_
 from ..errors import ConfigError
-from . import acl, device, interfaces, mpf, nat, passthrough, timeouts
+from . import acl, device, interfaces, mpf, nat, objnat, passthrough, timeouts
 from .lexer import Cursor, Line, lines
 from .modes import Handler, Mode
 
@@ -54,6 +54,8 @@ class Parser:
     # NAT work to resolve at the end, in file order (see ``nat``).
     nat_items: list[object] = field(default_factory=list)
     nat_globals: list[nat.GlobalLine] = field(default_factory=list)
+    # ASA 8.3+ NAT (object and twice NAT) and the service objects it names (see ``objnat``).
+    objnat: objnat.State = field(default_factory=objnat.State)
     # Objects kept but not modelled (service groups, ...), name -> kind, so that a rule naming one
     # fails with a message that says why.
     unmodelled_objects: dict[str, str] = field(default_factory=dict)
@@ -140,6 +142,7 @@ class Parser:
             if not ok():
                 raise error
         nat.finish(self)
+        objnat.finish(self)
         self.policy.passthrough = passthrough.ordered(self.blocks)
         return self.policy
 

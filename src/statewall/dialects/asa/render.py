@@ -19,7 +19,7 @@ from ...policy import (
     Policy,
     PortMatch,
 )
-from . import mpf, names, passthrough, timeouts
+from . import mpf, names, objnat, passthrough, timeouts
 from .acl import ANY4, ANY6, PORT_PROTOCOLS
 
 
@@ -49,7 +49,8 @@ def render(policy: Policy) -> str:
     out += kept.get(passthrough.AFTER_ACLS, [])
     out += [f"mtu {name} {itf.mtu}" for name, itf in policy.interfaces.items()]
     out += kept.get(passthrough.AFTER_MTU, [])
-    out += _nat(policy.nat_rules)
+    out += _nat([r for r in policy.nat_rules if r.section == 0])
+    out += objnat.render(policy.nat_rules)
     out += kept.get(passthrough.NAT, [])
     for group in policy.access_groups:
         where = "global" if group.interface is None else f"{group.direction} interface {group.interface}"
