@@ -430,6 +430,19 @@ def test_dnat_keeps_the_port_without_a_range_and_maps_into_one_with_it():
     assert (y.mapped_addr, y.mapped_port) == (addr("10.0.0.1"), 3128)
 
 
+def test_random_flags_move_even_a_free_port():
+    """--random and --random-fully are NF_NAT_RANGE_PROTO_RANDOM_ALL: the kernel skips keeping the port."""
+    never = lambda a, p: False  # noqa: E731
+    for flags in ({}, {"random": True}, {"random_fully": True}):
+        nat = table()
+        rng = nf_range("MASQUERADE", flags, addr("192.0.2.1"))
+        x = nat.nf_translate("src", 4, 17, addr("10.0.0.2"), 5000, addr(SERVER), 53, rng, never, 0.0)
+        if flags:
+            assert x.mapped_port != 5000 and 1024 <= x.mapped_port <= 65535
+        else:
+            assert x.mapped_port == 5000
+
+
 def test_masquerade_releases_its_mapping_with_the_connection():
     nat = table()
     rng = nf_range("MASQUERADE", {}, addr("192.0.2.1"))

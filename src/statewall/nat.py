@@ -842,7 +842,7 @@ class NatTable:
         addr, port = (src, sport) if is_src else (dst, dport)
         has_ports = proto in _PORT_PROTOCOLS or proto in _ICMP_PROTOCOLS
         choice = None
-        if is_src and not rng.random_fully:
+        if is_src and not rng.random_all:
             # 1) Keep the tuple if it is in range and unused; else the mapping this source already has.
             if rng.holds(addr, port if has_ports else None):
                 if not used(addr, port):
@@ -859,7 +859,7 @@ class NatTable:
             if rng.addr_lo is not None and rng.addr_hi is not None:
                 a = nf_best_address(version, src, dst, rng.addr_lo, rng.addr_hi, rng.persistent)
             keep = not has_ports or (
-                not rng.random_fully
+                not rng.random_all
                 and (
                     (rng.port_lo is not None and rng.port_in(port) and (rng.single_port or not used(a, port)))
                     or (rng.port_lo is None and not used(a, port))
@@ -918,6 +918,12 @@ class NfRange:
     persistent: bool = False
 
     @property
+    def random_all(self) -> bool:
+        """NF_NAT_RANGE_PROTO_RANDOM_ALL: either flag makes the port a random one even when the
+        original is free."""
+        return self.random or self.random_fully
+
+    @property
     def single_port(self) -> bool:
         return self.port_lo is not None and self.port_lo == self.port_hi
 
@@ -947,8 +953,6 @@ def nf_range(target: str, args: Mapping[str, object], iface_addr: int | None = N
             lo, hi = int(addresses[0]), int(addresses[1])
         else:
             lo = hi = None
-    # The REDIRECT and MASQUERADE targets set NF_NAT_RANGE_PROTO_RANDOM for --random; a random port
-    # offset is what the kernel uses for source NAT anyway, so only --random-fully changes the result.
     return NfRange(
         lo,
         hi,
@@ -984,7 +988,7 @@ def _nf_unique_port(is_src, proto, addr, port, src, sport, dst, dport, rng: NfRa
         lo, hi = min(rng.port_lo, rng.port_hi or rng.port_lo), max(rng.port_lo, rng.port_hi or rng.port_lo)
     size = hi - lo + 1
     rounds = 0
-    off = 0 if not is_src and not rng.random_fully and not rng.random else _offset(src, sport, dst, dport, 0)
+    off = 0 if not is_src and not rng.random_all else _offset(src, sport, dst, dport, 0)
     attempts = min(size, NF_NAT_MAX_ATTEMPTS)
     while True:
         p = _search(lo, hi, off % size, lambda q: used(addr, q), attempts)
