@@ -974,6 +974,63 @@ class NfPath:
         return conntrack_listing(self.conntrack_entries(now))
 
 
+class EngineReplay:
+    """Captures through the engine for an iptables policy, as ``statewall replay`` runs them (merged by
+    time, ingress from the routes or given, responders carried into the translated coordinates), keeping
+    the events; the engine's tables hold the counters afterwards (``statewall iptables --after-replay``).
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        from .engine import Firewall  # the engine imports this module
+
+        self.fw = Firewall(policy)
+        if self.fw.netfilter is None:
+            raise ValueError("not an iptables policy: the engine runs it on the ASA's path")
+        self.netfilter: Netfilter = self.fw.netfilter
+        self.events: list = []
+
+    # The replay adapter's view of a firewall (statewall.replay.FirewallLike), recording the events.
+    def receive(self, iface: str, data, now: float):
+        res = self.fw.receive(iface, data, now)
+        self.events.extend(res.events)
+        return res
+
+    def advance(self, now: float):
+        res = self.fw.advance(now)
+        self.events.extend(res.events)
+        return res
+
+    def ingress_for(self, data):
+        return self.fw.ingress_for(data)
+
+    def replay_rewrite(self, iface: str, data, now: float):
+        return self.fw.replay_rewrite(iface, data, now)
+
+    def run(self, captures: Sequence[tuple[str | None, str]]) -> dict:
+        """Replay ``captures`` (``(logical ingress or None, path)``); returns replay's summary. The
+        output captures and logs go to a directory removed afterwards."""
+        import tempfile
+
+        from .replay import replay
+
+        with tempfile.TemporaryDirectory(prefix="statewall-nf-") as tmp:
+            return replay(self.fw.policy, captures, tmp, firewall=self)
+
+    @property
+    def logs(self) -> list[str]:
+        """The LOG target's lines, in order."""
+        return [e.text for e in self.events if isinstance(e, NfLog)]
+
+    @property
+    def conntrack_events(self) -> list[str]:
+        """``conntrack -E``'s lines, in order."""
+        return [_format_ct(e) for e in self.events if isinstance(e, CtEvent)]
+
+    def conntrack_listing(self) -> str:
+        """``conntrack -L`` at the last packet's time."""
+        return self.fw._nf.conntrack_listing(self.fw.now)
+
+
 # Translation of a packet by its connection, split as the kernel's NAT hooks split it: the destination
 # side in PREROUTING (before routing), the source side after POSTROUTING. For ICMP queries the identifier
 # changes with the source of the original direction and is given back with the reply's destination.
@@ -1292,6 +1349,7 @@ def replay_counters(policy: Policy, captures: Iterable[tuple[str | None, str]]) 
 
 __all__ = [
     "CtView",
+    "EngineReplay",
     "NetfilterReplay",
     "NfConnection",
     "NfPath",

@@ -6,7 +6,8 @@ the routing table reaches the packet's source), advancing the engine's clock to 
 timestamp before handing it over, and writing the results to a directory:
 
     <iface>.pcap   what left each interface (raw IP, the packet's timestamp), one file per interface
-    log.txt        ASA syslog lines, in order
+    log.txt        ASA syslog lines, in order (for an iptables ruleset: the kernel's LOG lines and
+                   conntrack -E lines, ``statewall.logfmt.linux``)
     events.jsonl   every event as one JSON object per line
     summary.json   packet, drop, connection and translation counts
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .events import Drop, Event
+from .logfmt import linux
 from .logfmt.asa import format_event
 from .logfmt.counters import Counters
 from .logfmt.jsonl import event_to_json
@@ -70,11 +72,17 @@ class _Outputs:
     """The files of OUTDIR, written as events and packets arrive (nothing is held in memory)."""
 
     def __init__(
-        self, outdir: Path, interfaces: Iterable[str], stack: ExitStack, hostname: str | None
+        self,
+        outdir: Path,
+        interfaces: Iterable[str],
+        stack: ExitStack,
+        hostname: str | None,
+        formatter=format_event,
     ) -> None:
         self.outdir = outdir
         self.stack = stack
         self.hostname = hostname
+        self.format_event = formatter
         self.writers: dict[str, PcapWriter] = {}
         self.log = stack.enter_context(open(outdir / "log.txt", "w", encoding="utf-8"))  # noqa: SIM115
         self.jsonl = stack.enter_context(open(outdir / "events.jsonl", "w", encoding="utf-8"))  # noqa: SIM115
@@ -99,7 +107,7 @@ class _Outputs:
     def events(self, events: Sequence[Event]) -> None:
         self.counters.feed(events)
         for ev in events:
-            for line in format_event(ev, hostname=self.hostname, timestamp=True):
+            for line in self.format_event(ev, hostname=self.hostname, timestamp=True):
                 self.log.write(line + "\n")
                 self.log_lines += 1
             self.jsonl.write(event_to_json(ev) + "\n")
@@ -155,7 +163,11 @@ def replay(
     with ExitStack() as stack:
         readers = [stack.enter_context(CaptureReader(path)) for _, path in captures]
         ingress = [iface for iface, _ in captures]
-        outputs = _Outputs(out, policy.interfaces, stack, hostname)
+        # An engine running an iptables ruleset logs as Linux does.
+        linux_log = getattr(fw, "netfilter", None) is not None
+        outputs = _Outputs(
+            out, policy.interfaces, stack, hostname, linux.format_event if linux_log else format_event
+        )
         bar = _progress_bar(stack, readers) if progress else None
 
         packets_in = forwarded = dropped_on_receive = unassigned = reordered = 0

@@ -5,9 +5,11 @@
     statewall iptables -c FILE [-t TABLE] -S [CHAIN] [-v]
     statewall iptables -c FILE --save                    (iptables-save, both families and the header)
     statewall iptables -c FILE --after-replay CAPTURE ... --conntrack   (conntrack -L after the replay)
+    statewall iptables -c FILE --after-replay CAPTURE ... --events      (conntrack -E of the replay)
 
 Short options combine as iptables' do (``-nvxL``). With ``--after-replay`` the captures run through the
-rules first (``statewall.engine_netfilter``) and the counters, LOG lines and connections are theirs.
+engine first, as ``statewall replay`` runs them (``statewall.engine_netfilter.EngineReplay``), and the
+counters, LOG lines (``--log``) and connections are those the engine's netfilter path left.
 """
 
 from __future__ import annotations
@@ -33,31 +35,39 @@ def run(args: argparse.Namespace) -> int:
     counters = None
     replay = None
     if args.after_replay or args.ingress:
-        from ..engine_netfilter import replay_counters
+        from ..engine_netfilter import EngineReplay
         from ..pcapio import CaptureError
+        from ..replay import ReplayError
 
         captures: list[tuple[str | None, str]] = [(None, path) for path in args.after_replay or []]
         for value in args.ingress or []:
             iface, sep, path = value.partition("=")
             if not sep or not iface or not path:
                 raise UsageError(f"--ingress takes IFACE=CAPTURE, not {value!r}")
-            if iface not in policy.interfaces and policy.interface_by_hardware(iface) is None:
+            itf = policy.interfaces.get(iface) or policy.interface_by_hardware(iface)
+            if itf is None:
                 raise UsageError(f"--ingress {value}: no interface {iface!r} in {args.config}")
-            captures.append((iface, path))
+            captures.append((itf.name, path))
+        replay = EngineReplay(policy)
         try:
-            replay = replay_counters(policy, captures)
-        except CaptureError as exc:
+            replay.run(captures)
+        except (CaptureError, ReplayError) as exc:
             raise UsageError(str(exc)) from None
-        counters = replay.nf.counters(args.table, family)
+        counters = replay.netfilter.counters(args.table, family)
         if args.log:
-            for result in replay.results:
-                for line in result.logs:
-                    print(f"kernel: {line}")
-    if args.conntrack:
+            for line in replay.logs:
+                print(f"kernel: {line}")
+        if args.events:
+            for line in replay.conntrack_events:
+                print(line)
+    if args.conntrack or args.events:
         if replay is None:
-            raise UsageError("--conntrack lists connections after --after-replay")
-        sys.stdout.write(replay.conntrack_listing())
-        return EXIT_OK
+            raise UsageError("--conntrack and --events tell what happened during --after-replay")
+        if args.conntrack:
+            sys.stdout.write(replay.conntrack_listing())
+            return EXIT_OK
+        if args.list is None and args.list_rules is None:
+            return EXIT_OK  # the events were the question
     if args.list_rules is not None:
         chain = args.list_rules or None
         try:
@@ -120,6 +130,9 @@ def _add(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--log", action="store_true", help="print the LOG target's lines of the replay")
     p.add_argument(
         "--conntrack", action="store_true", help="print the connections after the replay (conntrack -L)"
+    )
+    p.add_argument(
+        "--events", action="store_true", help="print the replay's connection events (conntrack -E)"
     )
     p.set_defaults(func=run, command=name)
 
