@@ -230,6 +230,24 @@ def test_nat_0_access_list_exempts_what_it_permits():
     assert vpn.src == "10.0.0.2" and web.src == OUTSIDE_IP
 
 
+def test_policy_static_translates_only_toward_its_access_list_destination():
+    fw = fw_with(
+        *PAT,
+        "access-list POL extended permit ip host 10.0.0.5 host 203.0.113.9",
+        "static (inside,outside) 198.51.100.5 access-list POL",
+        "access-list OUT extended permit tcp any host 198.51.100.5 eq 22",
+        "access-group OUT in interface outside",
+    )
+    _, partner = udp_out(fw, "10.0.0.5", 5000, dst="203.0.113.9")
+    _, other = udp_out(fw, "10.0.0.5", 5001, dst="203.0.113.10")
+    assert (partner.src, other.src) == ("198.51.100.5", OUTSIDE_IP)
+    syn = IP(src="203.0.113.9", dst="198.51.100.5") / TCP(sport=40000, dport=22, flags="S")
+    (iface, data) = fw.receive("outside", bytes(syn), 2.0).packets[0]
+    assert iface == "inside" and IP(bytes(data)).dst == "10.0.0.5"
+    stranger = IP(src="203.0.113.10", dst="198.51.100.5") / TCP(sport=40000, dport=22, flags="S")
+    assert fw.receive("outside", bytes(stranger), 2.0).packets == []
+
+
 def test_static_network_keeps_the_host_part_both_ways():
     fw = fw_with(
         "static (inside,outside) 198.51.100.0 10.0.1.0 netmask 255.255.255.0",

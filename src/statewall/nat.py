@@ -390,6 +390,13 @@ class NatTable:
                 if not ace.inactive
             ]
         e.real = _Addrs.of(rule.real)
+        if e.real is None and rule.kind == "static" and rule.acl is not None:
+            # ASA 8.2 policy static: the real host is the access list's source (the same in every entry).
+            acl = policy.access_lists.get(rule.acl)
+            for ace in acl.rules if acl is not None else []:
+                if ace.action == "permit" and not ace.inactive and ace.match.sources:
+                    e.real = _Addrs.of(ace.match.sources[:1])
+                    break
         if e.real is not None:
             e.version = e.real.version
         if rule.kind == "static":
