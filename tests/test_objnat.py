@@ -312,6 +312,31 @@ def test_exhausted_object_pool_without_fallback_drops_with_305006():
     assert xlate_with_interface.src == "198.51.100.10"
 
 
+@pytest.mark.parametrize("fallback", [False, True])
+def test_exhausted_pat_pool_drops_with_305006_portmap_unless_the_interface_takes_over(fallback):
+    fw = fw_for(
+        "object network PATPOOL",
+        " range 198.51.100.20 198.51.100.20",
+        "object network LAN",
+        " nat (inside,outside) dynamic pat-pool PATPOOL" + (" interface" if fallback else ""),
+    )
+    # Source port 100 is in the 1-511 class: 511 hosts fill it on the pool's one address.
+    for n in range(511):
+        _, out = send(
+            fw, "inside", IP(src=f"10.0.0.{n % 250 + 2}", dst=CLIENT) / UDP(sport=100 + n // 250, dport=53)
+        )
+        assert out and out[0][1].src == "198.51.100.20"
+    res, out = send(fw, "inside", IP(src="10.0.0.200", dst=CLIENT) / UDP(sport=103, dport=53))
+    if fallback:
+        assert [(o.src, o[UDP].sport) for _, o in out] == [(OUTSIDE_IP, 103)]
+    else:
+        assert out == []
+        assert [line for ev in res.events for line in format_event(ev, timestamp=False)] == [
+            "%ASA-3-305006: portmap translation creation failed for udp src inside:10.0.0.200/103 "
+            f"dst outside:{CLIENT}/53"
+        ]
+
+
 def test_pat_pool_round_robin_spreads_hosts_and_each_host_keeps_its_address():
     fw = fw_for(
         "object network PATPOOL",
