@@ -118,7 +118,6 @@ class Verdict(NamedTuple):
     origin: Origin | None = None
     logged: bool = True
     admission: Admission | None = None
-    counters: object = None  # the deciding class's counters (show service-policy), None for NAT lines
 
     def detail(self, direction: str) -> dict:
         """The Drop ``detail`` the 2010xx messages need (logfmt.asa ``MESSAGES``)."""
@@ -204,19 +203,10 @@ class Limits:
                 tally = self._find(key)
                 count = 0 if tally is None else (tally.embryonic if is_emb else tally.conns)
                 if count >= limit:
-                    counters = use.counters if use is not None else None
-                    if counters is not None:
-                        counters["conn_limit_drops" if not is_emb else "intercepts"] += 1
-                    return Verdict(
-                        INTERCEPT if is_emb else DENY,
-                        kind,
-                        count,
-                        limit,
-                        origin,
-                        self._may_log(MESSAGE_IDS[kind], now),
-                        None,
-                        counters,
-                    )
+                    if use is not None and not is_emb:
+                        use.counters["conn_limit_drops"] += 1  # show service-policy: "drop N"
+                    logged = self._may_log(MESSAGE_IDS[kind], now)
+                    return Verdict(INTERCEPT if is_emb else DENY, kind, count, limit, origin, logged)
         tallies = tuple(self._tally(key, owner) for key, owner in pops.items())
         return Verdict(ADMIT, admission=Admission(tallies, proto == PROTO_TCP))
 
