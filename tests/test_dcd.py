@@ -197,3 +197,19 @@ def test_probes_follow_the_intercept_splice():
     assert client.answers == server.answers == 1
     assert not [e for e in net.of(ConnTeardown) if e.initiator.port == 40001]
     assert dcd_counters(fw) == "DCD: client-probe 1, server-probe 1, conn-expiration 0"
+
+
+def test_a_segment_dropped_during_probing_does_not_keep_the_connection_forever():
+    fw, net, server, client = lab()
+    server.alive = False
+    net.advance(305)  # probing; the server is silent
+    c = client.conn(40001, SERVER, 80)
+    # A segment far outside the window: it stops the probing but the tracker drops it.
+    bogus = craft.tcp_packet(
+        4, client.a, server.a, 40001, 80, (c.snd_nxt + 0x40000000) & M, c.rcv_nxt, 0x10, 100
+    )
+    net.send(client, bogus)
+    assert fw.drops and len(fw.conns) == 1
+    net.advance(300)  # idle again: probed again, and freed since the server is still gone
+    (line,) = teardowns(net)
+    assert line.endswith("Idle Timeout")

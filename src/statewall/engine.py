@@ -1267,7 +1267,11 @@ class Firewall:
                 conn.last = now
                 self._set_timeout(conn, conn.timeout, "idle", now)
             return True
-        conn.dcd = None  # anything else is the connection in use: it goes on as usual
+        # Anything else is the connection in use: it goes on as usual. The idle timer is armed again
+        # now, not after forwarding, so that a segment dropped further on leaves the connection to expire.
+        conn.dcd = None
+        if conn.queued_at == 0.0:
+            self._set_timeout(conn, conn.timeout, conn.timeout_kind, now)
         return False
 
     def _xlate_unused(self, xl: Xlate, now: float) -> None:
