@@ -428,8 +428,18 @@ def test_seed004_lets_the_announced_data_connection_in_as_related():
     w = Wire(SEED004)
     ((oif, data),) = active_ftp(w)
     assert (oif, data.src, data.dst, data[TCP].dport) == ("inside", "203.0.113.21", "192.168.0.10", 1025)
-    assert "helper=ftp" in w.listing()[0]
     assert not w.of(Drop)
+    # As conntrack -L shows it on Linux: the master names its helper and counts the data connection's
+    # reference; the data connection has no helper of its own.
+    control_row, data_row = w.listing()
+    assert control_row.endswith("[ASSURED] mark=0 helper=ftp use=2")
+    assert data_row == (
+        "tcp      6 120 SYN_SENT src=203.0.113.21 dst=198.51.100.7 sport=20 dport=1025 [UNREPLIED] "
+        "src=192.168.0.10 dst=203.0.113.21 sport=1025 dport=20 mark=0 use=1"
+    )
+    assert w.ct_lines()[0].endswith(
+        "[UNREPLIED] src=203.0.113.21 dst=198.51.100.7 sport=21 dport=40000 helper=ftp"
+    )
     # The rule that let it in is the ESTABLISHED,RELATED one (the policy would have dropped it).
     control, data = w.of(ConnBuilt)
     assert data.origin.text == "iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"

@@ -84,7 +84,7 @@ _INVALID_HINTS = (
     ("SEQ is over", "net.netfilter.nf_conntrack_tcp_be_liberal = 1"),
     ("ACK is over", "net.netfilter.nf_conntrack_tcp_be_liberal = 1"),
     ("invalid rst", "net.netfilter.nf_conntrack_tcp_ignore_invalid_rst = 1"),
-    ("invalid new", "net.netfilter.nf_conntrack_tcp_loose = 1 (for a connection picked up mid-stream)"),
+    ("invalid new (not a SYN and tcp_loose is off)", "net.netfilter.nf_conntrack_tcp_loose = 1"),
     ("bad checksum", "net.netfilter.nf_conntrack_checksum = 0"),
 )
 
@@ -137,7 +137,8 @@ class NfConnection(Connection):
         "assured",
         "expected",
         "helper_name",
-        "master_helper",
+        "master",
+        "children",
         "icmp",
         "ct_nat",
         "reported",
@@ -149,7 +150,8 @@ class NfConnection(Connection):
         self.assured = False
         self.expected = False  # created from an expectation (IPS_EXPECTED): RELATED until answered
         self.helper_name: str | None = None  # the helper attached to this connection (``ftp``)
-        self.master_helper: str | None = None  # for an expected connection, its master's helper
+        self.master: NfConnection | None = None  # for an expected connection, its master
+        self.children = 0  # live connections this one is the master of (each holds a reference)
         self.icmp: tuple[int, int, int] | None = None  # (type, code, reply type) of an ICMP query
         self.ct_nat: frozenset[str] = frozenset()
         self.reported: tuple = ()  # (state, replied, assured) the last conntrack event showed
@@ -268,7 +270,8 @@ class NfPath:
         ctx.ctstate = flow.state
         if conn is not None:
             ctx.ct_nat = conn.ct_nat
-            ctx.master_helper = conn.master_helper
+            if conn.master is not None:
+                ctx.master_helper = conn.master.helper_name
             self._uncounted = 0
         else:
             self._uncounted = 1
@@ -724,7 +727,10 @@ class NfPath:
         exp = flow.exp
         if exp is not None:
             conn.expected = True
-            conn.master_helper = exp.master.helper_name
+            master = exp.master
+            if isinstance(master, NfConnection):
+                conn.master = master
+                master.children += 1
             fw.expect.consume(exp, conn, now)
             if fwd.new_dst is not None or fwd.new_dport is not None:
                 # Replay: a capture shows this data connection going to the real address and port.
@@ -935,12 +941,15 @@ class NfPath:
             conn.seen_reply(),
             conn.is_assured(),
             conn.helper_name,
+            1 + conn.children,
         )
 
     def destroyed(self, conn: Connection, now: float, ev: list) -> None:
         """``Firewall._teardown``'s hook: conntrack's DESTROY event."""
         if isinstance(conn, NfConnection):
             ev.append(self._ct_event("DESTROY", conn, now))
+            if conn.master is not None:
+                conn.master.children -= 1
 
     def _connlimit(self, family: int, addr: int, prefix: int, daddr: bool) -> int:
         """``-m connlimit``: connections whose original source (or destination) is in ``addr/prefix``,

@@ -285,7 +285,9 @@ class CtEvent(Event):
     the first packet arrived, ``reply`` as the answers arrive, so translations show in it. For ICMP the
     ports are the identifier and ``icmp`` holds (type, code, reply type) of the query. ``timeout`` is
     the number of seconds left (None once expired), ``state`` the TCP state name (None for other
-    protocols), ``replied`` the SEEN_REPLY bit (``[UNREPLIED]`` when False), ``assured`` ASSURED.
+    protocols), ``replied`` the SEEN_REPLY bit (``[UNREPLIED]`` when False), ``assured`` ASSURED, ``helper``
+    the helper attached (``ftp``), ``use`` the kernel's reference count (1, plus one per connection
+    this one is the master of).
     """
 
     type: str
@@ -299,3 +301,4 @@ class CtEvent(Event):
     replied: bool = False
     assured: bool = False
     helper: str | None = None
+    use: int = 1

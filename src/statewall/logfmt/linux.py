@@ -9,7 +9,7 @@ Owns two formats, derived from the engine's typed events like every other output
   sport=... dport=... [UNREPLIED] src=... dst=... sport=... dport=...``, `` [UPDATE] ...``,
   ``[DESTROY] ...``; timed, with ``conntrack -E -o timestamp``'s ``[seconds.microseconds]<TAB>`` in
   front. ``conntrack_line(..., listing=True)`` is the ``conntrack -L`` row of the same connection
-  (``... [ASSURED] mark=0 use=1``).
+  (``... [ASSURED] mark=0 use=1``; ``helper=ftp`` before the use count, or at the end of an event).
 
 Checked against conntrack-tools 1.4.7 on Linux 6.18: the type is right-aligned in nine columns, the
 protocol name left-aligned in eight, the timeout is left out of a DESTROY for an expired entry (a flushed
@@ -69,17 +69,19 @@ def conntrack_line(ct: CtEvent, *, listing: bool = False) -> str:
     if ct.assured:
         words.append("[ASSURED]")
     if listing:
+        # The mark is always dumped for a listing, only when set for an event.
         words.append("mark=0")
-        if ct.helper:
-            words.append(f"helper={ct.helper}")
-        words.append("use=1")
+    if ct.helper:
+        words.append(f"helper={ct.helper}")
+    if listing:
+        words.append(f"use={ct.use}")
         return " ".join(words)
     return f"{'[' + ct.type + ']':>9} " + " ".join(words)
 
 
 def conntrack_listing(entries: Iterable[CtEvent]) -> str:
-    """``conntrack -L``: one row per connection, newest first as the kernel's hash walk often is not;
-    statewall keeps creation order so that listings compare."""
+    """``conntrack -L``: one row per connection, in the order given (the kernel walks its hash table;
+    statewall lists connections as they were created, so that listings compare)."""
     return "".join(conntrack_line(e, listing=True) + "\n" for e in entries)
 
 
