@@ -6,7 +6,8 @@ that the ASA's path does not have (ctstates, NAT bindings per connection, conntr
 - ``NfPath``: the engine's path for such a policy (``Firewall`` builds it once and hands every packet
   to ``NfPath.process``). Per packet, as Linux does it: raw PREROUTING (``CT --notrack``, ``CT
   --helper``), conntrack (the same ``TcpTracker`` with ``policy.conntrack``'s settings; UDP, ICMP and
-  other protocols by their timeouts; RELATED for ICMP errors and for FTP expectations), mangle and nat
+  other protocols by their timeouts; RELATED for ICMP errors and for FTP expectations; a bad L4
+  checksum INVALID under ``nf_conntrack_checksum``, a bad IPv4 header dropped before), mangle and nat
   PREROUTING (DNAT/REDIRECT bind the destination of a new connection, and the packet is rewritten at
   once), routing (the box's own addresses go to INPUT), the TTL and MTU checks of ``ip_forward``, filter
   FORWARD, mangle and nat POSTROUTING (SNAT/MASQUERADE bind the source), then the connection is
@@ -16,6 +17,8 @@ that the ASA's path does not have (ctstates, NAT bindings per connection, conntr
 - ``packet_path(nf, pkt, in_iface, now, conntrack, route)``: the same hooks for a caller with its own
   conntrack and routing (the reference tracker below); it stops at the first DROP and returns every
   action (LOG lines, TCPMSS rewrites already applied, NAT targets, REJECT replies).
+- ``EngineReplay``: captures through the engine as ``statewall replay`` runs them, keeping the events,
+  for ``statewall iptables --after-replay`` (counters, LOG lines, ``conntrack -L``/``-E``).
 - ``NetfilterReplay``: a small reference tracker (``statewall.tcptrack`` for TCP, seen-reply for UDP and
   ICMP, RELATED for ICMP errors about a tracked connection, no address translation) that runs captures
   through ``packet_path`` without the engine; kept to compare the engine against.
@@ -40,7 +43,7 @@ nothing.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from . import craft
@@ -1348,14 +1351,6 @@ def conntrack_line(conn: _Conn, now: float, event: str | None = None) -> str:
     return _format_ct(ct, listing=event is None)
 
 
-def replay_counters(policy: Policy, captures: Iterable[tuple[str | None, str]]) -> NetfilterReplay:
-    """Run ``captures`` through ``policy``'s rules; the replay holds the counters (``.nf``), the
-    results and the conntrack events."""
-    r = NetfilterReplay(policy)
-    r.run(list(captures))
-    return r
-
-
 __all__ = [
     "CtView",
     "EngineReplay",
@@ -1365,5 +1360,4 @@ __all__ = [
     "PathResult",
     "conntrack_line",
     "packet_path",
-    "replay_counters",
 ]
