@@ -528,3 +528,34 @@ def test_payload_and_checksums_survive_translation():
         "lan", tcp(CLIENT, SERVER, 40000, 443, PSH | ACK, 101, 501, b"GET / HTTP/1.0\r\n\r\n")
     )
     assert bytes(data[Raw].load) == b"GET / HTTP/1.0\r\n\r\n" and checksums_ok(data)
+
+
+SIX = """\
+#@statewall interface lan dev eth1 address 192.168.0.1/24 address fd00::1/64
+#@statewall interface wan dev eth0 address 198.51.100.7/24 address 2001:db8:ff::7/64
+#@statewall route ::/0 via 2001:db8:ff::1 dev wan
+ip6tables -t nat -A POSTROUTING -o eth0 -j MASQUERADE
+ip6tables -A INPUT -m state --state UNTRACKED -j LOG --log-prefix "untracked: "
+"""
+
+
+def test_ipv6_masquerade_echo_and_neighbour_discovery_left_untracked():
+    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6ND_NS
+
+    w = Wire(SIX)
+    ((_, req),) = w.send("lan", craft.icmp_echo(6, ip("fd00::10"), ip("2001:db8:5::5"), 5, 1, b"x"))
+    assert (req.src, req.hlim) == ("2001:db8:ff::7", 63)
+    ((_, rep),) = w.send(
+        "wan", craft.icmp_echo(6, ip("2001:db8:5::5"), ip("2001:db8:ff::7"), 5, 1, b"x", reply=True)
+    )
+    assert rep.dst == "fd00::10" and rep[ICMPv6EchoReply].id == 5
+    assert w.ct_lines()[0] == (
+        "    [NEW] icmpv6   58 30 src=fd00::10 dst=2001:db8:5::5 type=128 code=0 id=5 [UNREPLIED] "
+        "src=2001:db8:5::5 dst=2001:db8:ff::7 type=129 code=0 id=5"
+    )
+    # Neighbour discovery is never tracked (nf_conntrack_proto_icmpv6's noct_valid_new).
+    ns = IPv6(src="fd00::10", dst="fd00::1", hlim=255) / ICMPv6ND_NS(tgt="fd00::1")
+    assert w.send("lan", bytes(ns)) == []
+    (log,) = w.of(NfLog)
+    assert log.text.startswith("untracked: IN=eth1 OUT= MAC= SRC=fd00:0000:0000:0000:0000:0000:0000:0010 ")
+    assert len(w.listing()) == 1

@@ -408,6 +408,9 @@ class NfPath:
 
     def _track(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> _Flow:
         """``nf_conntrack_in``: find or start the packet's connection and run its protocol tracker."""
+        if pkt.is_icmp_error:
+            # An error belongs to the connection it quotes, never to one of its own (icmp_error).
+            return self._related_error(pkt)
         fw = self.fw
         v = pkt.version
         proto = pkt.proto
@@ -418,8 +421,6 @@ class NfPath:
             fw._teardown(half.conn, half.conn.deadline(), "Idle Timeout", None, out, ev)
             half = None
         if half is None:
-            if pkt.is_icmp_error:
-                return self._related_error(pkt)
             return self._new(iface, pkt, now, out, ev)
         conn: NfConnection = half.conn
         d = half.dir
