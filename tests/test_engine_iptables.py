@@ -559,3 +559,18 @@ def test_ipv6_masquerade_echo_and_neighbour_discovery_left_untracked():
     (log,) = w.of(NfLog)
     assert log.text.startswith("untracked: IN=eth1 OUT= MAC= SRC=fd00:0000:0000:0000:0000:0000:0000:0010 ")
     assert len(w.listing()) == 1
+
+
+def test_a_reload_keeps_the_connections_and_their_translation_under_new_rules():
+    from statewall.live.ctl import reload_firewall
+
+    w = Wire(NAT)
+    w.send("lan", tcp(CLIENT, SERVER, 40000, 443, SYN, 100))
+    report = reload_firewall(w.fw, parse(NAT.replace("-i eth1 -j ACCEPT", "-i eth1 -p udp -j ACCEPT"), "new"))
+    assert report.unclassified == [] and report.connections == 1
+    # The answer still finds its connection and is translated back, counted by the new rules.
+    ((oif, back),) = w.send("wan", tcp(SERVER, PUBLIC, 443, 40000, SYN | ACK, 500, 101))
+    assert (oif, back.dst) == ("lan", CLIENT)
+    assert w.fw.netfilter.counters("filter")[("FORWARD", 0)] == (1, 40)
+    # A new TCP connection from inside now meets the policy.
+    assert w.send("lan", tcp(CLIENT, SERVER, 40001, 443, SYN, 100)) == []

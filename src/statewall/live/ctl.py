@@ -66,8 +66,22 @@ def running(directory: str = CTL_DIR) -> list[str]:
 # reload: a new policy under a running engine
 
 
-# Compiled from the configuration: taken whole from a Firewall built for the new policy.
-REBUILT = ("policy", "interfaces", "routes", "acl", "timeouts", "asa", "ct", "acl_on_mapped", "faults")
+# Compiled from the configuration: taken whole from a Firewall built for the new policy. ``_nf`` and
+# ``netfilter`` are an iptables policy's path and rulesets (new rules, counters from zero, as
+# iptables-restore leaves them); the path is bound to the running engine after the copy.
+REBUILT = (
+    "policy",
+    "interfaces",
+    "routes",
+    "acl",
+    "timeouts",
+    "asa",
+    "ct",
+    "acl_on_mapped",
+    "faults",
+    "_nf",
+    "netfilter",
+)
 # State of the running firewall: kept as it is.
 KEPT = (
     "conns",
@@ -166,6 +180,8 @@ def reload_firewall(fw: Any, policy: Any) -> ReloadReport:
     unclassified = sorted(set(vars(new)) - set(REBUILT) - set(KEPT) - set(MERGED))
     for name in REBUILT:
         setattr(fw, name, getattr(new, name))
+    if fw._nf is not None:
+        fw._nf.fw = fw  # the netfilter path works on the running engine's connections
     # NAT: new rules, old slots.
     old_nat, nat = fw.nat, new.nat
     unclassified += sorted(
