@@ -386,3 +386,31 @@ def test_static_port_forward_to_the_interface_address():
     (iface, data) = fw.receive("inside", bytes(rep), 1.1).packets[0]
     back = IP(bytes(data))
     assert iface == "outside" and (back.src, back[TCP].sport) == (MAPPED, 8080)
+
+
+def test_a_retransmitted_fin_and_a_duplicate_ack_do_not_close_the_connection():
+    """Under loss the sender's FIN goes out twice (tail loss probe, RTO) while the peer still misses
+    data and sends duplicate ACKs. netfilter's table calls that TIME_WAIT (FIN_WAIT -> LAST_ACK on the
+    second FIN); the ASA tears a connection down only once both sides sent a FIN (lab seed003)."""
+    fw = fw_for()
+    s = Session(fw)
+    s.client("S")
+    s.server("SA")
+    s.client("A")
+    una = s.cseq
+    s.client("PA", b"x" * 1000)
+    s.client("PA", b"y" * 1000)
+    fin = s.cseq
+    s.client("FA", b"z" * 100)
+    s.cseq = fin
+    s.client("FA", b"z" * 100)  # the same FIN again
+    s.cseq = una  # the peer still misses the first segment
+    s.server("A")
+    assert kinds(s.events, ConnTeardown) == []
+    s.cseq = una
+    assert len(s.client("PA", b"x" * 1000).packets) == 1  # the retransmission passes
+    s.cseq = fin + 101
+    s.server("FA")
+    s.client("A")
+    (td,) = kinds(s.events, ConnTeardown)
+    assert (td.reason, td.closed_by) == ("TCP FINs", "inside")

@@ -586,7 +586,11 @@ class Firewall:
                 return
             if pkt.flags & TCP_FIN and conn.closer is None:
                 conn.closer = half.in_iface
-            if state == TcpState.TIME_WAIT or state == TcpState.CLOSE:
+            # netfilter's table also enters TIME_WAIT from one side's retransmitted FIN (FIN_WAIT ->
+            # LAST_ACK) and the peer's duplicate ACK: the ASA closes only once both sides sent theirs.
+            if state == TcpState.CLOSE or (
+                state == TcpState.TIME_WAIT and trk.fin_seen(ORIGINAL) and trk.fin_seen(REPLY)
+            ):
                 # "from <ifc>" names the side that began the close (its FIN came first).
                 self._teardown(conn, now, "TCP FINs", conn.closer or half.in_iface, out, ev)
                 return
