@@ -394,22 +394,20 @@ def test_a_tcp_error_inside_an_error_quotes_the_real_client():
 SEED004 = (CONFIGS / "seed004-netmax.rules").read_text()
 
 
-def active_ftp(w: Wire, client="192.168.0.10", server="203.0.113.21") -> list:
-    """Log in and announce a data port with PORT; the server then connects from port 20. Returns
-    what left for the data connection's SYN."""
+def ftp_login(w: Wire, client="192.168.0.10", server="203.0.113.21"):
+    """Open a control connection from ``client`` to ``server`` port 21 and log in; returns the two
+    ends' send functions (each end acknowledges what the other sent)."""
     c, s, m = client, server, "198.51.100.7"
-    cs, ss = 1000, 5000
+    seq = {"c": 1000, "s": 5000}
 
     def c_send(flags, payload=b""):
-        nonlocal cs
-        out = w.send("inside", tcp(c, s, 40000, 21, flags, cs, ss, payload))
-        cs += len(payload) + (1 if flags & SYN else 0)
+        out = w.send("inside", tcp(c, s, 40000, 21, flags, seq["c"], seq["s"], payload))
+        seq["c"] += len(payload) + (1 if flags & SYN else 0)
         return out
 
     def s_send(flags, payload=b""):
-        nonlocal ss
-        out = w.send("outside", tcp(s, m, 21, 40000, flags, ss, cs, payload))
-        ss += len(payload) + (1 if flags & SYN else 0)
+        out = w.send("outside", tcp(s, m, 21, 40000, flags, seq["s"], seq["c"], payload))
+        seq["s"] += len(payload) + (1 if flags & SYN else 0)
         return out
 
     c_send(SYN)
@@ -418,10 +416,17 @@ def active_ftp(w: Wire, client="192.168.0.10", server="203.0.113.21") -> list:
     s_send(PSH | ACK, b"220 ready\r\n")
     c_send(PSH | ACK, b"USER anonymous\r\n")
     s_send(PSH | ACK, b"230 in\r\n")
+    return c_send, s_send
+
+
+def active_ftp(w: Wire) -> list:
+    """Announce a data port with PORT; the server then connects from port 20. Returns what left for
+    the data connection's SYN."""
+    c_send, s_send = ftp_login(w)
     ((_, port),) = c_send(PSH | ACK, b"PORT 192,168,0,10,4,1\r\n")
     assert bytes(port[TCP].payload) == b"PORT 198,51,100,7,4,1\r\n"  # same length: no sequence shift
     s_send(PSH | ACK, b"200 ok\r\n")
-    return w.send("outside", tcp(s, m, 20, 1025, SYN, 77))
+    return w.send("outside", tcp("203.0.113.21", "198.51.100.7", 20, 1025, SYN, 77))
 
 
 def test_seed004_lets_the_announced_data_connection_in_as_related():
@@ -574,3 +579,19 @@ def test_a_reload_keeps_the_connections_and_their_translation_under_new_rules():
     assert w.fw.netfilter.counters("filter")[("FORWARD", 0)] == (1, 40)
     # A new TCP connection from inside now meets the policy.
     assert w.send("lan", tcp(CLIENT, SERVER, 40001, 443, SYN, 100)) == []
+
+
+def test_a_passive_data_connection_follows_its_master_through_the_masquerade():
+    w = Wire(SEED004)
+    c_send, s_send = ftp_login(w)
+    c_send(PSH | ACK, b"PASV\r\n")
+    s_send(PSH | ACK, b"227 Entering Passive Mode (203,0,113,21,200,10)\r\n")
+    # The client's own connection to the announced port: RELATED, and translated as its master is
+    # (nf_nat_follow_master), although no nat rule is consulted for it.
+    ((oif, syn),) = w.send("inside", tcp("192.168.0.10", "203.0.113.21", 40001, 51210, SYN, 300))
+    assert (oif, syn.src, syn[TCP].sport, syn[TCP].dport) == ("outside", "198.51.100.7", 40001, 51210)
+    ((oif, back),) = w.send("outside", tcp("203.0.113.21", "198.51.100.7", 51210, 40001, SYN | ACK, 9, 301))
+    assert (oif, back.dst, back[TCP].dport) == ("inside", "192.168.0.10", 40001)
+    control, data = w.of(ConnBuilt)
+    assert data.origin.text == "iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+    assert w.fw.netfilter.counters("nat")[("POSTROUTING", 0)] == (1, 40)  # the control SYN only

@@ -585,9 +585,18 @@ class NfPath:
         def used(addr: int, port: int) -> bool:
             return (v, proto, dst, port if icmp else dport, addr, port) in by_key
 
-        if nat is None:
+        exp = flow.exp
+        if exp is not None:
+            # nf_nat_follow_master: the source becomes where the master's announcing side sends to, so
+            # a passive data connection from a masqueraded client leaves from the masquerade address.
+            to = exp.master.halves[exp.direction].key[4]
+            if to == src and not used(src, sport):
+                return None
+            rng = NfRange(to, to)
+            rule = None
+        elif nat is None:
             # Without a nat table there is no binding; a clash is refused when the connection is confirmed.
-            if flow.exp is not None or not self.has_nat[v] or not used(src, sport):
+            if not self.has_nat[v] or not used(src, sport):
                 return None
             rng = NfRange(src, src)
             rule = None
