@@ -8,7 +8,8 @@ Order of work (the ASA's data path, reference A.6): decode, existing-connection 
 then for a new flow: TCP state check (a non-SYN without a connection is dropped, 106015), UN-NAT of a
 static destination, route lookup, access rules / security levels, source NAT, connection creation.
 Every packet that passes then goes through the same forwarding step: TCP tracking, TTL, MTU, NAT
-rewrite.
+rewrite. A policy of the iptables dialect takes netfilter's path instead (``statewall.engine_netfilter``:
+raw, conntrack, mangle, nat, routing, filter, POSTROUTING), over the same connection table and timers.
 
 This module orchestrates; state lives in the modules that own it: ``conntrack`` (connections),
 ``tcptrack`` (TCP state and windows), ``nat`` (translations), ``acl``, ``routing``, ``timers``.
