@@ -213,6 +213,39 @@ def test_show_commands_answer_from_the_engine():
     assert "-106015:" in cmds.execute("show log 1")
 
 
+SOPHOS = """\
+#@statewall hostname XGS116_XN02
+#@statewall interface inside dev Port1 address 192.168.1.1/24
+#@statewall interface outside dev ipsec0 address 203.0.113.1/24 mtu 1400
+#@statewall route 198.51.100.0/24 via 203.0.113.254 dev outside
+iptables -t nat -A POSTROUTING -o ipsec0 -j MASQUERADE
+XGS116_XN02_SFOS 19.5.2 MR-2-Build624# iptables -t mangle -A POSTROUTING -o ipsec0 -p tcp -m tcp \
+--tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1347
+"""
+
+
+def test_an_iptables_firewall_shows_conntrack_its_counters_and_linux_logs():
+    fw = firewall(SOPHOS)
+    log = EventLog()
+    cmds = Commands(fw, log=log)
+    syn = IP(src="192.168.1.10", dst="198.51.100.10") / TCP(
+        sport=40000, dport=80, flags="S", options=[("MSS", 1460)]
+    )
+    res = fw.receive("inside", bytes(syn), 100.0)
+    log.add(res.events)
+    assert IP(bytes(res.packets[0][1]))[TCP].options == [("MSS", 1347)]
+    mangle = cmds.execute("show iptables mangle")
+    assert "       1       44 TCPMSS     tcp  --  *      ipsec0" in mangle
+    conn = cmds.execute("show conn")
+    assert conn.startswith("tcp      6 120 SYN_SENT src=192.168.1.10 dst=198.51.100.10 sport=40000 dport=80")
+    assert "dst=203.0.113.1 sport=80 dport=40000" in conn  # masqueraded
+    assert "[NEW] tcp      6 120 SYN_SENT src=192.168.1.10" in cmds.execute("show log")
+    with pytest.raises(CtlError, match="no modular policy framework"):
+        cmds.execute("show service-policy")
+    with pytest.raises(CtlError, match="runs no iptables policy"):
+        Commands(firewall()).execute("show iptables")
+
+
 @pytest.mark.parametrize(
     "line, message",
     [

@@ -14,8 +14,11 @@ and closes.
 Commands (each keyword may be abbreviated, as on the ASA: ``sh conn det``)::
 
     show conn [detail]      show xlate          show service-policy     show asp drop
-    show log [N]            show interface      show capture            reload
-    capture IFACE start FILE                    capture IFACE stop
+    show log [N]            show interface      show capture            show iptables [TABLE]
+    capture IFACE start FILE                    capture IFACE stop      reload
+
+For an iptables policy ``show conn`` is ``conntrack -L`` and ``show log`` has the kernel's LOG lines
+and ``conntrack -E`` events; ``show iptables`` lists a table with the live counters.
 
 ``reload`` (what survives is the contract, see ``reload_firewall``): the configuration file is parsed
 again; access lists, NAT rules, routes, interfaces, timeouts, service policies, inspections and faults
@@ -224,8 +227,12 @@ class EventLog:
         self.events.extend(events)
         self.total += len(events)
 
-    def lines(self, hostname: str | None, last: int | None = None) -> list[str]:
-        from ..logfmt.asa import format_event
+    def lines(self, hostname: str | None, last: int | None = None, *, linux: bool = False) -> list[str]:
+        """ASA syslog lines, or with ``linux`` what a Linux box logs (LOG lines, conntrack -E)."""
+        if linux:
+            from ..logfmt.linux import format_event
+        else:
+            from ..logfmt.asa import format_event
 
         out = [line for ev in self.events for line in format_event(ev, hostname=hostname)]
         return out[-last:] if last else out
@@ -360,6 +367,7 @@ show service-policy         service policies with their per-class counters
 show asp drop               drop counters by reason
 show log [N]                the last N log lines (all kept when N is omitted)
 show interface              packet counters of each bound interface
+show iptables [TABLE]       an iptables policy's rules with their counters (iptables -t TABLE -nvxL)
 show capture                running captures
 capture IFACE start FILE    write IFACE's traffic (both directions) to FILE (pcap, raw IP)
 capture IFACE stop          stop it; says how many packets were written
@@ -406,22 +414,24 @@ class Commands:
     # ---- show ------------------------------------------------------------------------------------
 
     def show(self, args: list[str]) -> str:
+        targets = ("conn", "xlate", "service-policy", "asp", "log", "interface", "capture", "iptables")
         if not args:
-            raise CtlError("% show what? (conn, xlate, service-policy, asp drop, log, interface, capture)")
-        what = _word(
-            args[0], ("conn", "xlate", "service-policy", "asp", "log", "interface", "capture"), "show target"
-        )
+            raise CtlError(f"% show what? ({', '.join(targets)})")
+        what = _word(args[0], targets, "show target")
         rest = args[1:]
         fw = self.fw
+        nf = getattr(fw, "_nf", None)
         if what == "conn":
             if rest and _word(rest[0], ("detail",), "show conn option") == "detail" and len(rest) == 1:
                 return format_conn_detail(fw)
             if rest:
                 raise CtlError("% show conn [detail]")
+            if nf is not None:
+                return nf.conntrack_listing(fw.now)  # an iptables policy: conntrack -L
             from ..logfmt.asa import format_show_conn
 
             return format_show_conn(fw.conn_records(), fw.now, most_used=fw.conns.most_used)
-        self._no_args(rest, f"show {what}", allow=what in ("asp", "log"))
+        self._no_args(rest, f"show {what}", allow=what in ("asp", "log", "iptables"))
         if what == "xlate":
             from ..logfmt.asa import format_show_xlate
 
@@ -444,11 +454,26 @@ class Commands:
                 if len(rest) != 1 or not rest[0].isdigit():
                     raise CtlError("% show log [N]")
                 last = int(rest[0])
-            lines = self.log.lines(fw.policy.hostname, last)
+            lines = self.log.lines(fw.policy.hostname, last, linux=nf is not None)
             return "".join(line + "\n" for line in lines)
+        if what == "iptables":
+            return self._iptables(rest)
         if what == "interface":
             return self._interfaces()
         return self._captures()
+
+    def _iptables(self, rest: list[str]) -> str:
+        """``iptables -t TABLE -nvxL`` with the running engine's counters (an iptables policy)."""
+        fw = self.fw
+        if getattr(fw, "netfilter", None) is None:
+            raise CtlError("% show iptables: this firewall runs no iptables policy")
+        from ..dialects.iptables import format_listing
+        from ..dialects.iptables.tables import BUILTIN_CHAINS
+
+        table = rest[0] if rest else "filter"
+        if len(rest) > 1 or table not in BUILTIN_CHAINS:
+            raise CtlError(f"% show iptables [{'|'.join(BUILTIN_CHAINS)}]")
+        return format_listing(fw.policy, table, fw.netfilter.counters(table, 4))
 
     @staticmethod
     def _no_args(rest: list[str], what: str, *, allow: bool = False) -> None:
