@@ -191,15 +191,15 @@ def test_states_helper_and_connlimit():
     ).rule
     seen = []
 
-    def count(family, addr, prefix, daddr):
-        seen.append((family, addr, prefix, daddr))
+    def count(groups, key):
+        seen.append(key)
         return 3
 
     d = nf.evaluate("FORWARD", "filter", data, Context("a", "b", "NEW", connlimit=count))
     assert (
         d.verdict == "DROP" and d.actions[0].kind == "REJECT" and d.actions[0].args["reply"] == ("tcp-reset",)
     )
-    assert seen == [(4, ip("10.0.0.0"), 24, False)]
+    assert seen == [ip("10.0.0.0")]  # the source masked with --connlimit-mask 24
     # Without a counter the connection counts alone, below the limit.
     assert nf.evaluate("FORWARD", "filter", data, Context("a", "b", "NEW")).verdict == "ACCEPT"
 

@@ -72,6 +72,10 @@ UDP_STREAM_AFTER = 2.0  # a UDP connection still active this long after it start
 FRAGMENT_TIMEOUT = 5.0  # how long later fragments may follow their first one (as the ASA path)
 _TCP_RST = 0x04
 _CLOSED_TCP = frozenset({TcpState.TIME_WAIT, TcpState.CLOSE})
+# nf_conncount: at most this many + 1 stale tuples leave a list per cleaning; HZ for its once-a-jiffy
+# cleaning (CONFIG_HZ of the kernels the connlimit tests ran against).
+CONNCOUNT_GC_MAX_COLLECT = 64
+HZ = 250
 
 _RAW_PRE = Netfilter.before_conntrack("PREROUTING")
 _PRE = Netfilter.after_conntrack("PREROUTING")
@@ -129,6 +133,67 @@ Router = Callable[[Packet, list[Action]], str | None]
 
 # --------------------------------------------------------------------------------------------------
 # The engine's path
+
+
+class _CountList:
+    """One group of a ``-m connlimit`` rule (nf_conncount_list): the original tuples it counted, in the
+    order they joined, and the jiffy and length of its last cleaning."""
+
+    __slots__ = ("entries", "last_gc", "last_gc_count")
+
+    def __init__(self, tup: tuple, jiffy: int) -> None:
+        self.entries = [tup]
+        self.last_gc = jiffy
+        self.last_gc_count = 0
+
+    def add(self, tup: tuple, confirmed: bool, by_key: dict, jiffy: int) -> None:
+        """``__nf_conncount_add`` for a connection not yet assured."""
+        entries = self.entries
+        fresh = len(entries) - self.last_gc_count < CONNCOUNT_GC_MAX_COLLECT
+        if not confirmed and jiffy == self.last_gc and fresh:
+            entries.append(tup)  # cleaned this jiffy already: added without a look
+            return
+        collected = 0
+        i = 0
+        while i < len(entries):
+            if collected > CONNCOUNT_GC_MAX_COLLECT:
+                break
+            t = entries[i]
+            found = by_key.get(t)
+            if found is None:
+                del entries[i]
+                collected += 1
+                continue
+            if t == tup:
+                return  # counted already
+            trk = found.conn.tcp
+            if trk is not None and trk.state in _CLOSED_TCP:
+                del entries[i]
+                collected += 1
+                continue
+            i += 1
+        self.last_gc = jiffy
+        self.last_gc_count = len(entries)
+        entries.append(tup)
+
+    def collect(self, by_key: dict, jiffy: int) -> None:
+        """``nf_conncount_gc_list``: drop what is gone or closed, once per jiffy."""
+        if jiffy == self.last_gc:
+            return
+        entries = self.entries
+        collected = 0
+        i = 0
+        while i < len(entries):
+            found = by_key.get(entries[i])
+            if found is None or (found.conn.tcp is not None and found.conn.tcp.state in _CLOSED_TCP):
+                del entries[i]
+                collected += 1
+                continue
+            i += 1
+            if collected > CONNCOUNT_GC_MAX_COLLECT:
+                break
+        self.last_gc = jiffy
+        self.last_gc_count = len(entries)
 
 
 class NfConnection(Connection):
@@ -195,7 +260,17 @@ class NfPath:
     (``self.nf``, whose counters ``statewall iptables --after-replay`` lists).
     """
 
-    __slots__ = ("fw", "nf", "settings", "has_nat", "by_port", "rule_helpers", "_uncounted")
+    __slots__ = (
+        "fw",
+        "nf",
+        "settings",
+        "has_nat",
+        "by_port",
+        "rule_helpers",
+        "_ct_pkt",
+        "_ct_flow",
+        "_ct_now",
+    )
 
     def __init__(self, fw) -> None:
         self.fw = fw
@@ -215,7 +290,10 @@ class NfPath:
         ]
         self.rule_helpers: dict = {}
         self.by_port: dict[int, Inspection] = {}
-        self._uncounted = 1  # -m connlimit: 1 while the packet's connection is not in the table
+        # -m connlimit: the packet being evaluated and its conntrack outcome (None before conntrack).
+        self._ct_pkt: Packet | None = None
+        self._ct_flow: _Flow | None = None
+        self._ct_now = 0.0
         for port, insp in fw.inspectors.by_port.items():
             if insp.origin in ct_rules:
                 self.rule_helpers[(insp.origin, port)] = insp
@@ -242,7 +320,9 @@ class NfPath:
                 return
         nf = self.nf
         ctx = Context(iface, None, "INVALID", now=now, connlimit=self._connlimit)
-        self._uncounted = 1
+        self._ct_pkt = pkt
+        self._ct_flow = None
+        self._ct_now = now
 
         # raw PREROUTING: before conntrack, state matches see INVALID as in the kernel.
         d = nf.traverse("PREROUTING", pkt, ctx, _RAW_PRE)
@@ -271,13 +351,12 @@ class NfPath:
         half = flow.half
         conn = half.conn if half is not None else None
         ctx.ctstate = flow.state
+        self._ct_flow = flow
         if conn is not None:
             ctx.ct_nat = conn.ct_nat
             if conn.master is not None:
                 ctx.master_helper = conn.master.helper_name
-            self._uncounted = 0
         else:
-            self._uncounted = 1
             if flow.exp is not None:
                 ctx.master_helper = flow.exp.master.helper_name
 
@@ -964,21 +1043,47 @@ class NfPath:
             if conn.master is not None:
                 conn.master.children -= 1
 
-    def _connlimit(self, family: int, addr: int, prefix: int, daddr: bool) -> int:
-        """``-m connlimit``: connections whose original source (or destination) is in ``addr/prefix``,
-        this one included; closed TCP connections do not count (nf_conncount's already_closed)."""
-        bits = 32 if family == 4 else 128
-        mask = ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1)
-        i = 4 if daddr else 2
-        n = self._uncounted
-        for conn in self.fw.conns.by_id.values():
-            if conn.version != family or conn.closed:
-                continue
-            if conn.tcp is not None and conn.tcp.state in _CLOSED_TCP:
-                continue
-            if conn.halves[0].key[i] & mask == addr:
-                n += 1
-        return n
+    def _connlimit(self, groups: dict, key: int) -> int:
+        """``-m connlimit`` as xt_connlimit counts (nf_conncount_count_skb, Linux 6.18 with its stable
+        fixes): ``groups`` is the asking rule's own table (masked address -> ``_CountList``), ``key`` the
+        packet's masked address. Returns the group's count after the packet's connection was counted.
+
+        A connection joins the list once, by its original tuple, when a packet of it reaches the rule
+        before it is confirmed (its first packet) or before it is ASSURED; a packet of an assured
+        connection only has the list cleaned (``nf_conncount_gc_list``). Cleaning removes the tuples
+        whose connection is gone from the table (ended, or never confirmed: a refused SYN) or closed
+        (TIME_WAIT, CLOSE), walking the list in order, stopping at the packet's own entry or after
+        ``CONNCOUNT_GC_MAX_COLLECT`` + 1 removals; within one jiffy (1/``HZ`` s of the packet times) a
+        list is cleaned once, so a burst of SYNs counts the refused ones until the next jiffy, as in the
+        kernel. Not modelled: the kernel's cleaning of other groups met on the way to a new one.
+        """
+        flow = self._ct_flow
+        p = self._ct_pkt
+        conn = None
+        half = flow.half if flow is not None else None
+        if half is not None:
+            conn = half.conn
+        elif flow is not None and flow.new:
+            tup = (p.version, p.proto, *flow.orig)
+        else:
+            # No connection of its own (INVALID, UNTRACKED, before conntrack): the kernel looks the
+            # packet's tuple up, and counts the connection it belongs to if there is one.
+            tup = (p.version, p.proto, p.src, p.sport, p.dst, p.dport)
+            found = self.fw.conns.by_key.get(tup)
+            if found is not None:
+                conn = found.conn
+        if conn is not None:
+            tup = conn.halves[0].key
+        jiffy = int(self._ct_now * HZ)
+        lst = groups.get(key)
+        if lst is None or not lst.entries:
+            groups[key] = _CountList(tup, jiffy)
+            return 1
+        if conn is not None and isinstance(conn, NfConnection) and conn.is_assured():
+            lst.collect(self.fw.conns.by_key, jiffy)
+        else:
+            lst.add(tup, conn is not None, self.fw.conns.by_key, jiffy)
+        return len(lst.entries)
 
     # -- tables --------------------------------------------------------------------------------------
 

@@ -103,8 +103,10 @@ class Context:
     expected one. ``now``: seconds, for ``-m limit``. ``path_mtu``/``reverse_mtu``: route MTUs toward
     the destination and back toward the source for ``--clamp-mss-to-pmtu`` (None: the MTU of the out
     and in interface). ``mac``: the link-layer header to print in LOG lines (None: ``MAC=`` empty, as
-    for a device without one). ``connlimit``: ``(family, address, prefixlen, daddr) -> connections``
-    in the group, this one included (None: this connection alone).
+    for a device without one). ``connlimit``: ``(groups, key) -> connections`` counts the packet's
+    connection for a ``-m connlimit`` rule, ``groups`` being that rule's own table of the connections
+    it counted by masked address (nf_conncount_data) and ``key`` the packet's masked address; the
+    count includes this connection (None: this connection alone).
     """
 
     in_iface: str | None = None
@@ -116,7 +118,7 @@ class Context:
     path_mtu: int | None = None
     reverse_mtu: int | None = None
     mac: bytes | None = None
-    connlimit: Callable[[int, int, int, bool], int] | None = None
+    connlimit: Callable[[dict, int], int] | None = None
 
 
 class Action(NamedTuple):
@@ -338,10 +340,14 @@ def _connlimit_check(args: dict, family: int) -> Check:
     daddr = bool(args["daddr"])
     bits = 32 if family == 4 else 128
     mask = ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1)
+    # This rule's own count (xt_connlimit's nf_conncount_data, one per rule instance): masked address ->
+    # the connections this rule has counted. A connection counts only in the rules it reached, so a
+    # rule limiting port 22 never counts connections to port 80.
+    groups: dict[int, list] = {}
 
     def check(pkt, ctx, ifs) -> bool:
         addr = (pkt.dst if daddr else pkt.src) & mask
-        count = ctx.connlimit(family, addr, prefix, daddr) if ctx.connlimit is not None else 1
+        count = ctx.connlimit(groups, addr) if ctx.connlimit is not None else 1
         return (count > limit) if above else (count <= limit)
 
     return check
