@@ -1,5 +1,5 @@
 """``seed001``: a download over a smaller-MTU tunnel stalls where ICMP "fragmentation needed" is
-blocked (a PMTUD black hole); clamping the MSS to the seed's 1347 makes it work.
+blocked (a PMTUD black hole); the seed's TCPMSS clamp to 1347 makes it work.
 
 ::
 
@@ -10,17 +10,20 @@ blocked (a PMTUD black hole); clamping the MSS to the seed's 1347 makes it work.
 The link between the firewall and the router has MTU 1400 and stands in for the IPsec tunnel of the
 seed (a real xfrm tunnel would add nothing the firewall sees: its packets are the inner ones). The
 router drops the ICMP "fragmentation needed" it generates (nftables, output and forward hooks), as the
-elements of the seed's path did, so the server never learns the path MTU. The client downloads a file
-over HTTP with curl; the server's full segments (the ASA's default ``sysopt connection tcpmss 1380``
-already lowered its MSS: 1380 + 40 = 1420 bytes) do not fit the tunnel and vanish, and the download
-stalls until curl's time limit.
+elements of the seed's path did, so the server never learns the path MTU.
 
-The fix is the seed's clamp, 1347 (``statewall mss --mtu 1500 --ipsec aes256-sha1``: the KB's
-1500 - (73 + 20 + 60)), applied by the firewall to every SYN and SYN-ACK. The seed writes it as
-``iptables -t mangle -A POSTROUTING -o ipsec0 ... -j TCPMSS --set-mss 1347``; ``statewall run`` does
-not run iptables policies yet (docs/iptables.md: the engine integration is replay-only), so the
-scenario applies the ASA's equivalent, ``sysopt connection tcpmss 1347``, with ``statewall ctl
-reload``. 1347 + 40 = 1387 bytes fit the tunnel and the same download completes, byte for byte.
+statewall plays the seed's appliance with an iptables ruleset (the dialect statewall reads for Linux
+boxes; the tunnel is its interface ``outside`` on device ``ipsec0``): masquerading, no clamp. The
+client downloads a file over HTTP with curl; the server's full segments (1448 bytes of data, 1500-byte
+packets) do not fit the tunnel and vanish, and the download stalls until curl's time limit.
+
+The fix is the seed's own rule, verbatim with its prompt, ``iptables -t mangle -A POSTROUTING -o ipsec0
+-p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1347`` (1347 = 1500 - (73 + 20 + 60), which
+``statewall mss --mtu 1500 --ipsec aes256-sha1`` works out), added with ``statewall ctl reload``: the
+client's SYN leaves through ipsec0 with MSS 1347, the server sends 1387-byte packets and the same
+download completes, byte for byte; ``statewall ctl show iptables mangle`` counts the clamped SYN. Then
+the same site with an ASA: its default ``sysopt connection tcpmss 1380`` would still leave 1420-byte
+packets, ``sysopt connection tcpmss 1347`` makes the download work.
 """
 
 from __future__ import annotations
@@ -40,7 +43,22 @@ FILE_BYTES = 32 << 20
 STALL_LIMIT = 10
 FIX_LIMIT = 60
 
-CONFIG = """\
+# The appliance of the seed as statewall reads a Linux box: interfaces from its header, the tunnel as
+# the interface "outside" on device ipsec0, masquerading to it; the seed's rule is added as the fix.
+SOPHOS = """\
+#@statewall hostname XGS116_XN02
+#@statewall interface inside dev Port1 address 192.168.1.1/24
+#@statewall interface outside dev ipsec0 address 203.0.113.1/24 mtu 1400
+#@statewall route 198.51.100.0/24 via 203.0.113.254 dev outside
+iptables -t nat -A POSTROUTING -o ipsec0 -j MASQUERADE
+"""
+SEED_RULE = (
+    "XGS116_XN02_SFOS 19.5.2 MR-2-Build624# iptables -t mangle -A POSTROUTING -o ipsec0 -p tcp -m tcp "
+    "--tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1347\n"
+)
+
+# The same site with an ASA, for the ASA's form of the clamp.
+ASA = """\
 : statewall lab seed001: the site's firewall, PAT to the outside, the remote network through the tunnel
 ASA Version 9.1(1)
 hostname site-fw
@@ -126,7 +144,23 @@ def download(run: ScenarioRun, client, url: str, name: str, limit: float, sent: 
     return t
 
 
-@scenario("seed001", "seed 001: PMTUD black hole behind a 1400-byte tunnel; the seed's MSS clamp (1347)")
+def fixed(run: ScenarioRun, client, server, router, url: str, name: str, sha: str, clamp: int) -> None:
+    """A download that must complete, with the server held to ``clamp`` and nothing lost in the tunnel."""
+    holes = sum(n for _, n in nft_counter(router, "sw_pmtud"))
+    seen: list[str] = []
+    t = download(
+        run, client, url, name, FIX_LIMIT, (FILE_BYTES, sha), during=lambda: seen.append(server_mss(server))
+    )
+    after = sum(n for _, n in nft_counter(router, "sw_pmtud"))
+    same = "match" if t.sent_sha == t.received_sha else "differ"
+    run.check("the download completes", t.complete, f"{t.received} of {t.sent} bytes, sha256 {same}")
+    run.check("no packet needed fragmenting", after == holes, f"{after - holes} more frag-needed dropped")
+    sent_mss = _mss(seen)
+    run.say(f"    the server's TCP, mid-transfer (ss -ti): {_segment(seen)}")
+    run.check(f"the server was held to MSS {clamp}", 0 < sent_mss <= clamp, f"ss says mss:{sent_mss}")
+
+
+@scenario("seed001", "seed 001: PMTUD black hole behind a 1400-byte tunnel; the seed's TCPMSS clamp (1347)")
 def seed001(run: ScenarioRun) -> None:
     lab = run.lab
     topo, client, router, server = build(run)
@@ -135,7 +169,7 @@ def seed001(run: ScenarioRun) -> None:
         f"dropped - server {SERVER}"
     )
     fw = Firewall(run, topo)
-    fw.start(CONFIG)
+    fw.start(SOPHOS)
     root = os.path.join(lab.workdir(), "www")
     os.makedirs(root)
     sha = make_file(os.path.join(root, "big.bin"), FILE_BYTES)
@@ -151,52 +185,46 @@ def seed001(run: ScenarioRun) -> None:
     )
     url = f"http://{SERVER}/big.bin"
 
-    run.say("broken: the ASA's default clamp (1380) leaves 1420-byte packets for a 1400-byte tunnel")
+    run.say(
+        "broken: the appliance's iptables ruleset (masquerade, no clamp): 1500-byte packets, 1400-byte tunnel"
+    )
     seen: list[str] = []
     t = download(
-        run,
-        client,
-        url,
-        "broken.bin",
-        STALL_LIMIT,
-        (FILE_BYTES, sha),
+        run, client, url, "broken.bin", STALL_LIMIT, (FILE_BYTES, sha),
         during=lambda: seen.append(server_mss(server)),
-    )
+    )  # fmt: skip
     holes = sum(n for _, n in nft_counter(router, "sw_pmtud"))
     run.check("the download stalls", not t.complete, f"{t.received} of {t.sent} bytes arrived")
     run.check("the router's frag-needed messages were lost", holes > 0, f"{holes} ICMP frag-needed dropped")
     run.say(f"    the server's TCP, mid-transfer (ss -ti): {_segment(seen)}, {_pmtu(seen)}")
-    show_lines(run, fw.new_log(), r"-30201[34]:", most=2)
+    show_lines(run, fw.new_log(), r"\[NEW\] tcp .*dport=80 ", most=1)
     # The server would retransmit the stalled response for many minutes: abort it (RST) so that what
     # follows is about the new download only.
     server.run(["ss", "-K", "-t", "sport = :80"], timeout=10, check=False)
-    holes = sum(n for _, n in nft_counter(router, "sw_pmtud"))
 
     calc = mss.clamp(1500, "aes256-sha1")
     run.say(
-        f"fixed: the seed's clamp, {calc.mss} = 1500 - ({calc.ipsec_overhead} + 20 + 60) "
+        f"fixed by the seed's rule: MSS {calc.mss} = 1500 - ({calc.ipsec_overhead} + 20 + 60) "
         "(statewall mss --mtu 1500 --ipsec aes256-sha1)"
     )
-    run.say(
-        "    seed: iptables -t mangle -A POSTROUTING -o ipsec0 -p tcp -m tcp --tcp-flags SYN,RST SYN "
-        f"-j TCPMSS --set-mss {calc.mss}"
-    )
-    run.say(
-        f"    here: sysopt connection tcpmss {calc.mss} (statewall run does not run iptables policies yet)"
-    )
-    answer = fw.reload(CONFIG + f"sysopt connection tcpmss {calc.mss}\n").splitlines()
+    run.say(f"    {SEED_RULE.strip()}")
+    answer = fw.reload(SOPHOS + SEED_RULE).splitlines()
     run.say(f"    statewall ctl reload: {answer[0]}; {answer[1]}")
-    seen: list[str] = []
-    t = download(
-        run, client, url, "fixed.bin", FIX_LIMIT, (FILE_BYTES, sha),
-        during=lambda: seen.append(server_mss(server)),
-    )  # fmt: skip
-    after = sum(n for _, n in nft_counter(router, "sw_pmtud"))
-    same = "match" if t.sent_sha == t.received_sha else "differ"
-    run.check("the download completes", t.complete, f"{t.received} of {t.sent} bytes, sha256 {same}")
-    run.check("no packet needed fragmenting", after == holes, f"{after - holes} more frag-needed dropped")
-    sent_mss = _mss(seen)
-    run.say(f"    the server's TCP, mid-transfer (ss -ti): {_segment(seen)}")
-    run.check(f"the server was held to MSS {calc.mss}", 0 < sent_mss <= calc.mss, f"ss says mss:{sent_mss}")
+    fixed(run, client, server, router, url, "fixed.bin", sha, calc.mss)
+    rules = [line for line in fw.ctl("show iptables mangle").splitlines() if "TCPMSS" in line]
+    for line in rules:
+        run.say(f"    statewall ctl show iptables mangle: {' '.join(line.split())}")
+    packets = int(rules[0].split()[0]) if rules else 0
+    run.check("the TCPMSS rule clamped the SYN", packets >= 1, f"{packets} packets")
     code = fw.stop()
     run.check("statewall run exits cleanly", code == 0, f"exit code {code}")
+
+    run.say(
+        f"fixed on an ASA instead: sysopt connection tcpmss {calc.mss} (its default 1380 is not enough here)"
+    )
+    server.run(["ss", "-K", "-t", "sport = :80"], timeout=10, check=False)
+    fw = Firewall(run, topo, role="asa")
+    fw.start(ASA + f"sysopt connection tcpmss {calc.mss}\n")
+    fixed(run, client, server, router, url, "fixed-asa.bin", sha, calc.mss)
+    code = fw.stop()
+    run.check("statewall run (ASA) exits cleanly", code == 0, f"exit code {code}")
