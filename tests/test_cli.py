@@ -333,3 +333,15 @@ def test_dialect_is_detected_from_content(text: str, dialect: str) -> None:
 def test_unknown_dialect_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="x.cfg:1:1: unknown configuration dialect 'junos'"):
         dialect_module("junos", "x.cfg")
+
+
+def test_show_iptables_is_the_iptables_command(capsys):
+    """The issue's spelling: ``statewall show iptables -c FILE -t TABLE -L -n -v -x``."""
+    from statewall.cli import main
+
+    config = str(Path(__file__).parent / "configs" / "seed001-sophos.rules")
+    assert main(["show", "iptables", "-c", config, "-t", "mangle", "-L", "-n", "-v", "-x"]) == 0
+    shown = capsys.readouterr().out
+    assert main(["iptables", "-c", config, "-t", "mangle", "-L", "-n", "-v", "-x"]) == 0
+    assert capsys.readouterr().out == shown
+    assert "TCPMSS set 1347" in shown

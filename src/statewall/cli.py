@@ -58,8 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ``statewall show iptables -c FILE -L -n -v -x`` is the spelling issue readers know from ``show``;
+# it is the ``iptables`` command itself.
+_SHOW_ALIASES = ("iptables", "ip6tables")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if len(words) > 1 and words[0] == "show" and words[1] in _SHOW_ALIASES:
+        words = words[1:]
+    argv = words
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help / --version (0) or a usage error (2)

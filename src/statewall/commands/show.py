@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "show",
         help="show running-config: print a configuration in ASA syntax",
         description="show running-config: the configuration as statewall understood it, in ASA form. "
-        "The output parses back to the same policy.",
+        "The output parses back to the same policy. 'show iptables ...' and 'show ip6tables ...' are the "
+        "iptables and ip6tables commands (statewall show iptables -c FILE -t mangle -L -n -v -x).",
     )
     p.add_argument(
         "what",
