@@ -4,9 +4,9 @@ the control connection alive.
 
 ::
 
-    inside host 192.168.0.10 ------ [statewall, ASA 8.2, inspect ftp] ------ outside host 198.51.100.20
-    (curl, and pyftpdlib behind                                              (curl, and pyftpdlib)
-     static 198.51.100.21)          PAT to 198.51.100.7
+    inside host 192.168.0.10 (client) -- [statewall, ASA 8.2, inspect ftp] -- outside host 198.51.100.20
+                192.168.0.21 (server)     PAT to 198.51.100.7                  (client and server)
+                                          static 198.51.100.21 <-> 192.168.0.21
 
 Each host runs a real FTP server (pyftpdlib) and a real client (curl). The firewall's FTP inspection
 (the ASA's default ``inspect ftp``) opens the data connections each side announces and rewrites the
@@ -17,10 +17,11 @@ SHA-256 with the original.
 Then seed 004's warning: a long transfer leaves the control connection idle, and when its idle timer
 runs out first the final ``226`` has nowhere to go. The lab shortens ``timeout conn`` to a few seconds
 (``statewall run --timeout-override conn=4``: the ASA does not accept less than 0:05:00, and a demo
-should not take five minutes) and downloads for longer than that, held to 1 MB/s. With the inspection's
+should not take five minutes) and uploads for longer than that, held to 1 MB/s (curl paces an upload
+at the sender; a download would first fill the receiver's socket buffers at full speed). With the inspection's
 ``data_refreshes_control`` off (``--ftp-data-refreshes-control off``, what Linux's conntrack does) the
 control connection idles out mid-transfer (302014 ``Idle Timeout``), the server's ``226`` is refused
-(106015) and curl never hears the transfer finish. With it on (statewall's default, what the seed's
+(106015) and curl never hears the transfer finish, although the server stored every byte. With it on (statewall's default, what the seed's
 ``ip_masq_ftp`` did: every data packet stamps its control connection) the same transfer completes.
 """
 
