@@ -12,7 +12,8 @@ EPRT ones; Zeek's conn.log lists the six. ``test_ftp_zeek.py`` replays it withou
   NPTv6, whose checksum-neutral mapping changes a 16-bit word of the address instead so that the
   transport checksum stays as it was: NPTv6 is stateless and has no ALG, so an EPRT would still name
   the inside address; an FTP inspection rewrites the payload anyway and must fix the checksum whatever
-  the address mapping does.
+  the address mapping does. The same with the /64 behind PAT on the outside interface's address
+  (``nat (inside,outside) dynamic interface``), where each EPRT port gets a PAT slot of its own.
 * iptables: ``ip6tables -t nat -A POSTROUTING -s 2001:470:1f11:81f::/64 -j SNAT --to-source ...`` with
   ``-j CT --helper ftp``: the control connection gets the SNAT address (one, or the one of a range
   Linux's hash picks), the data connections follow their master (``nf_nat_follow_master``).
@@ -61,6 +62,13 @@ object network inside-v6
 object network inside-v6
  nat (inside,outside) static inside-v6-mapped
 """
+
+# The same client behind PAT on the outside interface's address (every port was free, so kept).
+PAT66 = """object network inside-v6
+ subnet 2001:470:1f11:81f::/64
+ nat (inside,outside) dynamic interface
+"""
+OUTSIDE_V6 = "2001:db8:ffff::1"
 
 IP6TABLES = """\
 #@statewall interface inside dev eth1 address 2001:470:1f11:81f::1/64
@@ -159,14 +167,20 @@ def check_through_nat66(capture: Path, outdir: Path, rows, events, mapped: str) 
     assert [(x[4], x[5]) for x in in_s] == [(x[4], x[5]) for x in cap_s]
 
 
-def test_asa_static_nat66_with_ftp_inspection(tmp_path: Path, ipv6: Path, corpus_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("nat", "mapped"),
+    [(NAT66, MAPPED), (PAT66, OUTSIDE_V6)],
+    ids=["static-prefix", "pat-interface"],
+)
+def test_asa_nat66_with_ftp_inspection(
+    tmp_path: Path, ipv6: Path, corpus_dir: Path, nat: str, mapped: str
+) -> None:
     rows = zeek_log(corpus_dir, BASELINE)
     assert len(rows) == 6
-    summary, events = run(CONFIG6 + NAT66, ipv6, tmp_path)
+    summary, events = run(CONFIG6 + nat, ipv6, tmp_path)
     assert summary["packets_in"] == summary["forwarded"] == 136 and summary["dropped"] == 0
     assert summary["connections"]["teardown_reasons"] == {"TCP FINs": 6}
-    check_through_nat66(ipv6, tmp_path, rows, events, MAPPED)
-    assert ipaddress.ip_address(MAPPED) in MAPPED_NET
+    check_through_nat66(ipv6, tmp_path, rows, events, mapped)
 
 
 def test_static_nat66_recomputes_checksums_rather_than_preserving_them(tmp_path: Path, ipv6: Path) -> None:
