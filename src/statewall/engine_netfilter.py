@@ -36,8 +36,10 @@ reports them.
 Where statewall differs from Linux: packets the box answers itself go no further than INPUT (an echo
 request is answered; nothing else is delivered), and what the box sends (echo replies, REJECT's
 replies, ICMP errors) does not traverse OUTPUT; fragments are not reassembled before conntrack (a
-first fragment carries the connection, later ones follow it); SYNPROXY takes its packets but answers
-nothing.
+first fragment carries the connection, later ones follow it). The exception is SYNPROXY
+(``statewall.synproxy``): what it sends goes through OUTPUT and POSTROUTING (``local_out``), as the
+kernel's synproxy sends it with ``ip_local_out``, because the connection to the server is created
+there.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from .netfilter import HOOK_TABLES, Action, Context, Decision, Netfilter
 from .packet import DecodeError, Packet, addr_to_str, decode
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Inspection, Policy
 from .routing import RouteTable
+from .synproxy import SynProxy
 from .tcptrack import INVALID, REPLY, TcpState, TcpTracker
 
 _ECHO = {(4, 8): (4, 0), (4, 0): (4, 8), (6, 128): (6, 129), (6, 129): (6, 128)}
@@ -85,6 +88,9 @@ _INPUT = HOOK_TABLES["INPUT"]
 _INPUT_NONAT = tuple(t for t in _INPUT if t != "nat")
 _POST = HOOK_TABLES["POSTROUTING"]
 _POST_NONAT = tuple(t for t in _POST if t != "nat")
+_RAW_OUT = Netfilter.before_conntrack("OUTPUT")
+_OUT = Netfilter.after_conntrack("OUTPUT")
+_OUT_NONAT = tuple(t for t in _OUT if t != "nat")
 
 # Conntrack's reasons for INVALID that a sysctl would have let through, for a dropped packet's hint.
 _INVALID_HINTS = (
@@ -210,6 +216,7 @@ class NfConnection(Connection):
         "icmp",
         "ct_nat",
         "reported",
+        "synproxy",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
@@ -223,6 +230,7 @@ class NfConnection(Connection):
         self.icmp: tuple[int, int, int] | None = None  # (type, code, reply type) of an ICMP query
         self.ct_nat: frozenset[str] = frozenset()
         self.reported: tuple = ()  # (state, replied, assured) the last conntrack event showed
+        self.synproxy = None  # statewall.synproxy.Proxied for a connection SYNPROXY opened
 
     def seen_reply(self) -> bool:
         trk = self.tcp
@@ -270,6 +278,7 @@ class NfPath:
         "_ct_pkt",
         "_ct_flow",
         "_ct_now",
+        "synproxy",
     )
 
     def __init__(self, fw) -> None:
@@ -294,6 +303,7 @@ class NfPath:
         self._ct_pkt: Packet | None = None
         self._ct_flow: _Flow | None = None
         self._ct_now = 0.0
+        self.synproxy = SynProxy(self)
         for port, insp in fw.inspectors.by_port.items():
             if insp.origin in ct_rules:
                 self.rule_helpers[(insp.origin, port)] = insp
@@ -421,6 +431,10 @@ class NfPath:
         if d.actions:
             self._logs(d.actions, "FORWARD", now, ev)
         if d.verdict != "ACCEPT":
+            if d.rule is not None and d.rule.target == "SYNPROXY":
+                self._discard(flow)
+                self.synproxy.target(d.rule, flow.state, iface, egress, pkt, now, out, ev)
+                return
             self._refused(d, "FORWARD", iface, egress, pkt, ctx, flow, half, now, out, ev)
             return
         accepted_by = d.rule
@@ -467,7 +481,14 @@ class NfPath:
                 return
         if half.rewrites:
             _rewrite_src(half, pkt)
-        if helper is not None and helper.seqadj.active:
+        sp = conn.synproxy
+        if sp is not None:
+            # SYNPROXY's hook sees the translated packet before the sequence adjustment, as in the kernel.
+            if self.synproxy.hook(conn, half, pkt, now, out, ev):
+                return
+            if sp.seqadj.active:
+                sp.seqadj.adjust(half.dir, pkt)
+        elif helper is not None and helper.seqadj.active:
             helper.seqadj.adjust(half.dir, pkt)
         plen = pkt.payload_len
         if plen:
@@ -512,8 +533,10 @@ class NfPath:
         trk = conn.tcp
         if trk is not None:
             helper = conn.helper
-            if helper is not None and helper.seqadj.active:
-                verdict, why = trk.packet(d, pkt, settings, ack_offset=helper.seqadj.ack_offset(d, pkt.ack))
+            sp = conn.synproxy
+            sa = sp.seqadj if sp is not None else helper.seqadj if helper is not None else None
+            if sa is not None and sa.active:
+                verdict, why = trk.packet(d, pkt, settings, ack_offset=sa.ack_offset(d, pkt.ack))
             else:
                 verdict, why = trk.packet(d, pkt, settings)
             if trk.reopen:
@@ -863,6 +886,10 @@ class NfPath:
         if d.actions:
             self._logs(d.actions, "INPUT", now, ev)
         if d.verdict != "ACCEPT":
+            if d.rule is not None and d.rule.target == "SYNPROXY":
+                self._discard(flow)
+                self.synproxy.target(d.rule, flow.state, iface, None, pkt, now, out, ev)
+                return
             self._refused(d, "INPUT", iface, None, pkt, ctx, flow, flow.half, now, out, ev)
             return
         half = flow.half
@@ -888,6 +915,100 @@ class NfPath:
         if half is not None and not flow.error:
             self._after(half.conn, now, out, ev)
 
+    def local_out(
+        self, pkt: Packet, iface: str, now: float, out: list, ev: list, *, half: Half | None = None,
+        ctstate: str | None = None, rule=None, attach=None,
+    ) -> Half | None:  # fmt: skip
+        """A packet the box sends itself (SYNPROXY's), as ``ip_local_out`` sends it: routed, then raw,
+        conntrack, mangle, nat and filter OUTPUT, then POSTROUTING. Returns its connection's half, or None
+        when it has none or was dropped.
+
+        ``half`` with ``ctstate``: the packet belongs to that direction of a connection already (the
+        kernel sets the conntrack entry on it before sending) and is not tracked again; ``ctstate``
+        alone: it has no connection (``UNTRACKED``). Otherwise conntrack finds or creates its connection,
+        whose original direction arrives on ``iface``; a new one is confirmed with ``rule`` as its origin
+        and gets ``attach(seqadj)`` as its SYNPROXY state (the kernel's template extension).
+        """
+        fw = self.fw
+        nf = self.nf
+        v = pkt.version
+        if half is not None:
+            egress = half.out_iface
+        elif fw.routes.local_interface(v, pkt.dst) is not None:
+            egress = None
+        else:
+            route = fw.routes.lookup(v, pkt.dst)
+            if route is None or route.interface not in fw.interfaces:
+                fw._drop(ev, DropReason.NO_ROUTE, iface, pkt, now, message="no route for its own packet")
+                return None
+            egress = route.interface
+        ctx = Context(None, egress, "INVALID", now=now, connlimit=self._connlimit)
+        self._ct_pkt = pkt
+        self._ct_flow = None
+        self._ct_now = now
+        d = nf.traverse("OUTPUT", pkt, ctx, _RAW_OUT)
+        notrack = False
+        for a in d.actions:
+            if a.kind == "LOG":
+                ev.append(NfLog(now, a.args["text"], a.args["level"], "OUTPUT", a.rule.origin))
+            elif a.kind == "NOTRACK" or (a.kind == "CT" and a.args.get("notrack")):
+                notrack = True
+        if d.verdict != "ACCEPT":
+            self._refused(d, "OUTPUT", iface, egress, pkt, ctx, None, None, now, [], ev)
+            return None
+        tracked = half is None and ctstate is None and not notrack
+        if half is not None:
+            flow = _Flow(ctstate or "ESTABLISHED", half)
+        elif not tracked:
+            flow = _Flow(ctstate or "UNTRACKED")
+        else:
+            flow = self._track(iface, pkt, now, out, ev)
+        ctx.ctstate = flow.state
+        self._ct_flow = flow
+        if flow.half is not None:
+            ctx.ct_nat = flow.half.conn.ct_nat
+        d = nf.traverse("OUTPUT", pkt, ctx, _OUT if flow.new else _OUT_NONAT)
+        if d.actions:
+            self._logs(d.actions, "OUTPUT", now, ev)
+        if d.verdict != "ACCEPT":
+            self._refused(d, "OUTPUT", iface, egress, pkt, ctx, flow, flow.half, now, [], ev)
+            return None
+        if flow.new:
+            if not self._bind_dst(flow, d.actions, iface, pkt, now, ev):
+                return None
+        elif tracked and flow.half is not None and flow.half.rewrites and not flow.error:
+            _rewrite_dst(flow.half, pkt)
+        d = nf.traverse("POSTROUTING", pkt, ctx, _POST if flow.new else _POST_NONAT)
+        if d.actions:
+            self._logs(d.actions, "POSTROUTING", now, ev)
+        if d.verdict != "ACCEPT":
+            self._refused(d, "POSTROUTING", iface, egress, pkt, ctx, flow, flow.half, now, [], ev)
+            return None
+        half = flow.half
+        if flow.new:
+            half = self._confirm(flow, d.actions, iface, egress, pkt, rule, None, now, ev)
+            if half is None:
+                return None
+            if attach is not None:
+                helper = half.conn.helper
+                half.conn.synproxy = attach(helper.seqadj if helper is not None else None)
+        if half is not None and not flow.error:
+            conn = half.conn
+            if tracked and half.rewrites:
+                _rewrite_src(half, pkt)
+            sp = conn.synproxy
+            if sp is not None:
+                self.synproxy.hook(conn, half, pkt, now, out, ev)
+                if sp.seqadj.active:
+                    sp.seqadj.adjust(half.dir, pkt)
+            if tracked:
+                self._after(conn, now, out, ev)
+        if egress is None:
+            fw.stats["to_the_box"] += 1
+            return half
+        out.append((egress, pkt.buf))
+        return half
+
     # -- refusals ----------------------------------------------------------------------------------
 
     def _refused(self, d: Decision, hook, iface, egress, pkt: Packet, ctx, flow, half, now, out, ev) -> None:
@@ -902,8 +1023,6 @@ class NfPath:
                 self._reject(a.args["reply"], str(a.args["with"]), hook, iface, pkt, flow, now, out, ev)
             elif a.kind == "TCPMSS" and "error" in a.args:
                 message = str(a.args["error"])
-            elif a.kind == "SYNPROXY":
-                message = "taken by SYNPROXY, which statewall does not answer for"
         chain = d.chain
         table = d.table
         tables = fw.policy.netfilter if pkt.version == 4 else fw.policy.ip6_netfilter

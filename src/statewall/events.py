@@ -69,6 +69,8 @@ class DropReason(enum.Enum):
     CONN_LIMIT = ("conn-limit", "Connection limit reached")
     INTERCEPT = ("tcp-intercept", "TCP Intercept consumed the packet")
     INTERCEPT_INVALID = ("intercept-unexpected", "Intercept unexpected packet")
+    SYNPROXY = ("synproxy", "SYNPROXY consumed the packet")
+    SYNPROXY_INVALID = ("synproxy-cookie-invalid", "SYNPROXY: ACK without a valid SYN cookie")
     INSPECT_FTP = ("inspect-ftp", "FTP inspection")
     FLOW_EXPIRED = ("flow-expired", "Expired flow")
     ICMP_NO_SESSION = ("inspect-icmp-error-no-existing-conn", "ICMP error for no existing connection")

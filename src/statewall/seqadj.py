@@ -75,6 +75,15 @@ class SeqAdj:
             return True
         return False
 
+    def init(self, direction: int, off: int) -> None:
+        """``nf_ct_seqadj_init``: every segment of ``direction`` moves by ``off`` (SYNPROXY's splice: the
+        server's numbers into the cookie's). An offset of 0 changes nothing, as in the kernel."""
+        if off == 0:
+            return
+        self.active = True
+        way = self.ways[direction]
+        way.offset_before = way.offset_after = off & _M
+
     def seq_offset(self, direction: int, seq: int) -> int:
         """``nf_ct_seq_offset``: the shift applied to the sender's sequence number ``seq``."""
         return self.ways[direction].offset(seq)
