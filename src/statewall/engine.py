@@ -21,7 +21,7 @@ import ipaddress
 from collections import Counter
 from typing import NamedTuple
 
-from . import craft, dcd, intercept, mss, normalizer, seqrand
+from . import craft, dcd, intercept, mss, normalizer, seqrand, threat
 from .acl import AccessControl
 from .conntrack import ORIGINAL, REPLY, Connection, ConnTable, Half
 from .engine_netfilter import NfPath
@@ -154,6 +154,9 @@ class Firewall:
         # iptables dialect's connlimit is a match of statewall.netfilter.
         self.limits = Limits() if self.asa else None
         self.intercept = intercept.Intercept(intercept.make_secret(self._seq_secret)) if self.asa else None
+        # Basic threat detection (733100 for the rates of those drops), on by default from ASA 8.0(2).
+        threats = self.asa and not _asa_version_before(policy.version, 8, 0)
+        self.threat = threat.BasicThreat() if threats else None
         # A ruleset of the iptables dialect runs on netfilter's path instead of the ASA's
         # (statewall.engine_netfilter); ``netfilter`` holds its tables and their counters.
         self._nf: NfPath | None = None
@@ -1118,6 +1121,8 @@ class Firewall:
                 message=f"{verdict.kind} limit {verdict.limit} reached ({verdict.count} connections)",
                 detail=detail,
             )
+            if self.threat is not None:
+                self.threat.drop(threat.CONN_LIMIT, now, ev)
             return
         synack = self.intercept.answer(pkt, now, self.policy.sysopt_tcpmss, self.policy.sysopt_tcpmss_minimum)
         out.append((iface, synack))
@@ -1132,6 +1137,8 @@ class Firewall:
             message=f"{verdict.kind} limit {verdict.limit} reached: answered with a SYN cookie",
             detail=detail,
         )
+        if self.threat is not None:
+            self.threat.drop(threat.SYN_ATTACK, now, ev)
 
     def _intercept_ack(self, iface: str, pkt: Packet, now: float, out: list, ev: list) -> bool:
         """A bare ACK with no connection while cookies are out: True when TCP Intercept took it."""

@@ -304,3 +304,23 @@ class CtEvent(Event):
     assured: bool = False
     helper: str | None = None
     use: int = 1
+
+
+@dataclass(slots=True)
+class ThreatRate(Event):
+    """Basic threat detection found a drop rate exceeded (ASA 733100, ``statewall.threat``).
+
+    ``object`` is what 733100 names (``SYN attck``, ``Conn limit``), ``rate_id`` the rate (1: over
+    600 s, 2: over 3600 s by default); the rates are whole events per second as the ASA prints them,
+    with their configured limits; ``total`` the category's cumulative count; ``trigger`` which rate
+    was exceeded (``burst`` or ``average``).
+    """
+
+    object: str
+    rate_id: int
+    burst_rate: int
+    burst_limit: int
+    average_rate: int
+    average_limit: int
+    total: int
+    trigger: str = "burst"

@@ -103,6 +103,8 @@ KEPT = (
     # connections built after the reload count against the new NAT rules (their tallies start at 0).
     "limits",
     "intercept",
+    # Basic threat detection's rates and cumulative counts (statewall.threat).
+    "threat",
 )
 # Both: the new compiled part, the old state moved into it (see reload_firewall).
 MERGED = ("nat", "service_policies", "inspectors")

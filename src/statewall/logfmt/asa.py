@@ -25,6 +25,7 @@ from ..events import (
     Endpoint,
     Event,
     FtpTransfer,
+    ThreatRate,
     XlateBuilt,
     XlateTeardown,
 )
@@ -391,7 +392,18 @@ def _ftp_transfer(ev: FtpTransfer) -> list[tuple[int, int, str]]:
     ]
 
 
+def _threat_rate(ev: ThreatRate) -> list[tuple[int, int, str]]:
+    # Devices print a space after the bracket ("[ Scanning]"); the message guide shows none.
+    text = (
+        f"[ {ev.object}] drop rate-{ev.rate_id} exceeded. Current burst rate is {ev.burst_rate} per second, "
+        f"max configured rate is {ev.burst_limit}; Current average rate is {ev.average_rate} per second, "
+        f"max configured rate is {ev.average_limit}; Cumulative total count is {ev.total}"
+    )
+    return [(733100, 4, text)]
+
+
 _FORMATTERS = {
+    ThreatRate: _threat_rate,
     FtpTransfer: _ftp_transfer,
     ConnBuilt: _conn_built,
     ConnTeardown: _conn_teardown,
