@@ -3,8 +3,12 @@
 Each scenario builds a capture of traffic that worked between two hosts (with scapy, as a sniffer on
 the wire would have recorded it, without any firewall), replays it through a seed's configuration,
 prints the firewall's log, its ``show asp drop`` counters and the replay summary, and explains from
-the events what happened. ``SCENARIOS`` is the list ``statewall demo`` runs; scenarios that need root
-(the live lab) are added to it with ``needs_root=True`` and are skipped, saying so, otherwise.
+the events what happened. ``SCENARIOS`` is the list ``statewall demo`` runs without root.
+
+As root, ``statewall demo`` (``make demo``) runs ``LIVE`` instead: each seed's lab scenario
+(``statewall.lab.scenarios``) with real stacks in network namespaces, broken and then fixed, and a
+summary per seed of what broke, the lines that show it and what fixed it; a seed whose scenario is
+not in the lab yet keeps its slot and says so.
 
 The seed configurations ship as package data (``statewall/demo_configs``) so the demo runs from an
 installed package as well as from a checkout.
@@ -15,6 +19,8 @@ from __future__ import annotations
 import calendar
 import json
 import os
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -250,3 +256,162 @@ def select(names: list[str] | None) -> list[Scenario]:
     if missing:
         raise DemoError(f"unknown scenario(s): {', '.join(missing)} (known: {', '.join(known)})")
     return [known[n] for n in names]
+
+
+# --------------------------------------------------------------------------------------------------
+# The live lab: each seed broken and fixed with real stacks (root)
+
+
+@dataclass(slots=True)
+class LiveScenario:
+    """A seed's scenario in the lab (``statewall.lab.scenarios``): what it breaks, the lines of its
+    output that show the failure (``evidence``, regular expressions), and what fixes it."""
+
+    seed: str
+    lab: str  # the lab scenario's name
+    title: str
+    broke: str
+    fixed: str
+    evidence: tuple[str, ...]
+    owner: str = ""  # for a slot whose scenario is not in the lab yet: whose it is
+
+
+LIVE: list[LiveScenario] = [
+    LiveScenario(
+        "000",
+        "seed000",
+        "Seed 000: FTP through an ASA 8.2, MSS exceeded",
+        "curl's FTP upload stalls: the client sends 1460-byte segments to a server that announced 1390, "
+        "and exceed-mss drop (the default before 9.0) drops each one",
+        "solution A (sysopt connection tcpmss minimum 1460) and solution B (the seed's tcp-map with "
+        "exceed-mss allow for the FTP hosts), each by statewall ctl reload",
+        (r"%ASA-4-419001", r"segments held to mss .* outside 1460", r"class ftp-map"),
+    ),
+    LiveScenario(
+        "001",
+        "seed001",
+        "Seed 001: a smaller-MTU tunnel and a PMTUD black hole",
+        "an HTTP download through a 1400-byte tunnel stalls: the server's 1500-byte packets vanish and "
+        "the ICMP that would say so is dropped",
+        "the seed's own rule, iptables -t mangle ... -j TCPMSS --set-mss 1347 (and on an ASA, sysopt "
+        "connection tcpmss 1347)",
+        (r"frag-needed messages were lost", r"data bytes per segment, path MTU", r"TCPMSS set 1347"),
+    ),
+    LiveScenario(
+        "002",
+        "seed002",
+        "Seed 002: connection limits, TCP Intercept, dead connection detection",
+        "a SYN flood against a server while legitimate clients connect; idle and dead connections",
+        "the intercept holds; DCD keeps the idle connection and frees the dead one",
+        (r"%ASA-\d-2010\d\d", r"%ASA-\d-733\d\d\d", r"DCD"),
+        owner="the limits / TCP Intercept / DCD work (issue 6)",
+    ),
+    LiveScenario(
+        "003",
+        "seed003",
+        "Seed 003: a PIX's untranslated SACK blocks and Linux conntrack",
+        "a long transfer from a Linux host dropping ct INVALID crawls to a stall: SACK edges arrive "
+        "shifted by the firewall's sequence offset and conntrack drops every SACKing segment",
+        "nf_conntrack_tcp_be_liberal = 1 on the host, or SACK translation (the fault off) by reload",
+        (r"dropped SACKing segments", r"carries SACK"),
+    ),
+    LiveScenario(
+        "004",
+        "seed004",
+        "Seed 004: FTP through NAT and the idle control connection",
+        "active and passive FTP through PAT and a static work; a transfer longer than timeout conn loses "
+        "its control connection when data does not refresh it: curl never gets the 226",
+        "data activity keeps the control connection alive (statewall's default, as ip_masq_ftp did)",
+        (r"-303002:", r"Idle Timeout", r"-106015:"),
+    ),
+]
+
+
+def select_live(names: list[str] | None) -> list[LiveScenario]:
+    """The live scenarios named (``seed000`` or ``000``), or all of them."""
+    if not names:
+        return list(LIVE)
+    by_name = {s.lab: s for s in LIVE} | {s.seed: s for s in LIVE}
+    return [by_name[n] for n in names if n in by_name]
+
+
+class _Tee:
+    """A ScenarioRun's output: printed as it comes, and kept for the summary."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        self.lines += text.splitlines()
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def run_live(scenarios: list[LiveScenario], out: Any, *, offload: bool = True) -> bool:
+    """Run each seed's lab scenario (root: namespaces, TUNs), then a summary per seed: what broke,
+    the lines that show it, what fixed it, and whether every check held. True when all passed.
+
+    Each scenario gets a lab of its own, removed afterwards whatever happened; a scenario that raises
+    counts as failed and the next one still runs.
+    """
+    from .lab.netns import Lab, LabError
+    from .lab.scenarios import ScenarioRun, load_all
+
+    registry = load_all()
+    results: list[tuple[LiveScenario, ScenarioRun | None, list[str], float]] = []
+    for s in scenarios:
+        print(f"== {s.title}", file=out, flush=True)
+        sc = registry.get(s.lab)
+        if sc is None:
+            print(
+                f"  (no '{s.lab}' scenario in the lab yet: {s.owner or 'not written'})\n",
+                file=out,
+                flush=True,
+            )
+            results.append((s, None, [], 0.0))
+            continue
+        tee = _Tee(out)
+        started = time.monotonic()
+        run: ScenarioRun | None = None
+        try:
+            with Lab() as lab:
+                run = ScenarioRun(lab, offload=offload, out=tee)
+                try:
+                    sc.func(run)
+                except (LabError, OSError, ValueError, RuntimeError) as exc:
+                    run.check("scenario ran to the end", False, f"{type(exc).__name__}: {exc}")
+        except LabError as exc:  # the lab could not remove everything
+            if run is not None:
+                run.check("lab removed", False, str(exc))
+        results.append((s, run, tee.lines, time.monotonic() - started))
+        print(file=out, flush=True)
+    return _summary(results, out)
+
+
+def _summary(results: list, out: Any) -> bool:
+    print("== What broke, what shows it, what fixed it", file=out)
+    ok = True
+    for s, run, lines, secs in results:
+        if run is None:
+            print(f"seed {s.seed}: not run (no lab scenario yet)", file=out)
+            continue
+        passed = run.passed
+        ok = ok and passed
+        held = sum(1 for _, good, _ in run.checks if good)
+        verdict = "PASSED" if passed else "FAILED"
+        print(f"seed {s.seed}: {verdict} ({held}/{len(run.checks)} checks, {secs:.0f} s)", file=out)
+        print(f"  broke:  {s.broke}", file=out)
+        for pattern in s.evidence:
+            hit = next((line.strip() for line in lines if re.search(pattern, line)), None)
+            if hit is not None:
+                print(f"  shown:  {hit}", file=out)
+        print(f"  fixed:  {s.fixed}", file=out)
+        for what, good, detail in run.checks:
+            if not good:
+                print(f"  FAILED: {what}" + (f": {detail}" if detail else ""), file=out)
+    out.flush()
+    return ok

@@ -1,4 +1,8 @@
-"""``statewall demo``: run the demo scenarios (``statewall.demo``) and tell what happened."""
+"""``statewall demo``: run the demo scenarios (``statewall.demo``) and tell what happened.
+
+As root it runs each seed's live lab scenario, broken and fixed, with a summary (exit 1 when a check
+failed); without root, or with ``--replay``, the replay demo, saying why.
+"""
 
 from __future__ import annotations
 
@@ -40,12 +44,32 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for s in demo.SCENARIOS:
             print(f"{s.name:20} {s.title}" + ("  [root]" if s.needs_root else ""))
+        for live in demo.LIVE:
+            print(f"{live.lab:20} {live.title}  [root, live]")
         return EXIT_OK
+    root = demo.is_root()
+    # Names pick live scenarios (seed000 or 000) and replay ones; none: everything this user can run.
+    live = demo.select_live(args.scenario) if args.scenario or not args.replay else []
+    live_names = {x.lab for x in live} | {x.seed for x in live}
+    names = [n for n in args.scenario or [] if n not in live_names]
+    live_ok = True
+    if live and root:
+        live_ok = demo.run_live(live, sys.stdout)
+        if not args.scenario or not names:
+            return EXIT_OK if live_ok else EXIT_FAILURE
+    elif live:
+        what = "skipping them" if args.scenario else "running the replay demo instead"
+        print(
+            "not root: the live scenarios (each seed broken and fixed with real TCP stacks in network "
+            f"namespaces) need root; {what}\n",
+            flush=True,
+        )
+        if args.scenario and not names:
+            return EXIT_OK
     try:
-        scenarios = demo.select(args.scenario)
+        scenarios = demo.select(names or None)
     except DemoError as exc:
         raise UsageError(str(exc)) from None
-    root = demo.is_root()
     try:
         with tempfile.TemporaryDirectory(prefix="statewall-demo-") as tmp:
             base = Path(args.outdir) if args.outdir else Path(tmp)
@@ -61,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     except DemoError as exc:
         print(f"statewall demo: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    return EXIT_OK
+    return EXIT_OK if live_ok else EXIT_FAILURE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("scenario", nargs="*", help="scenario names (default: all; see --list)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--replay", action="store_true", help="the replay demo even as root")
     p.add_argument("-o", "--outdir", metavar="DIR", help="keep captures and results in DIR")
     p.add_argument("--max-log", type=int, default=200, metavar="N", help="print at most N log lines")
     p.set_defaults(func=run)
