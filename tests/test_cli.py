@@ -294,7 +294,8 @@ def test_replay_with_a_malformed_config_is_exit_2(tmp_path: Path, capsys, zeek_f
 
 
 def test_demo_tells_the_seed000_story(tmp_path: Path, capsys) -> None:
-    code, out, _ = run(capsys, "demo", "-o", str(tmp_path))
+    # --replay: as root, plain ``statewall demo`` runs the live lab scenarios instead.
+    code, out, _ = run(capsys, "demo", "--replay", "-o", str(tmp_path))
     assert code == 0
     for asa_id in ("305011", "302013", "302014", "305012"):
         assert f"%ASA-6-{asa_id}:" in out
