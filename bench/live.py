@@ -1,0 +1,374 @@
+"""Live benchmarks for `make bench`: statewall and the kernel side by side in the same namespace topology.
+
+Two labs with the standard topology (``statewall.lab.topology``: inside host - firewall namespace -
+outside host, as ``statewall lab run smoke`` builds it), measured alternately so that a busy machine
+hurts both alike:
+
+- ``kernel``: the firewall namespace forwards by itself. Its steering rules into the TUNs are removed,
+  it gets the firewall's addresses, and nftables does what the ASA policy does: conntrack (only
+  established/related and new inside -> outside TCP/UDP from the inside network pass: the access
+  list) and masquerade to the outside interface (PAT).
+- ``statewall``: ``statewall run`` on the TUNs with offloads (TSO super-packets), an ASA 9.x policy with
+  PAT, an access list on inside, and the defaults that make every TCP connection go through the
+  normalizer and sequence-number randomization. Started afresh for every measurement.
+
+Measurements (each returns a dict; the caller takes medians):
+
+- ``bulk``: one iperf3 TCP stream inside -> outside for 8 s; bits/s the receiver counted.
+- ``small``: 64-byte UDP datagrams from a C ``sendmmsg`` flooder (pinned to CPU 0) through one
+  established flow; the rate is what an nftables counter at the outside host's prerouting hook
+  (priority -300, before its own conntrack; it drops them) counted in a steady-state window. The
+  forwarder works on CPU 1: statewall's process is pinned there, and the kernel gets RPS to CPU 1 on the
+  firewall's inside veth (else it forwards in the flooder's softirq on CPU 0 and CPU 1 idles).
+- ``conns``: new TCP connections per second: a C epoll client keeps 32 short connections in flight
+  against a C server that writes one byte and closes; completed connections in the window / window.
+
+Machine-wide CPU use (``/proc/stat``) and, for statewall, its process's CPU are recorded with each
+measurement: on a 2-vCPU machine the endpoints and the forwarder share the CPUs, which is often what
+limits. The C tools are compiled with ``gcc -O2`` into the lab's private directory at bench time.
+Everything runs under timeouts; the labs remove their namespaces and processes on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from statewall.lab.netns import Lab, LabError, Namespace, wait_for
+from statewall.lab.topology import INSIDE, OUTSIDE, FirewallTopology
+
+C_DIR = Path(__file__).resolve().parent / "c"
+TOOLS = ("udpflood", "connsrv", "connload")
+
+IPERF_PORT = 5201
+CONN_PORT = 8080
+SINK_PORT = 9
+CONN_CONCURRENCY = 32
+
+STATEWALL_CONFIG = f"""\
+: make bench: PAT to the outside address, an access list on inside, normalizer and randomization on
+ASA Version 9.8(1)
+hostname bench
+interface Ethernet0
+ nameif outside
+ security-level 0
+ ip address {OUTSIDE.firewall_ip} 255.255.255.0
+interface Ethernet1
+ nameif inside
+ security-level 100
+ ip address {INSIDE.firewall_ip} 255.255.255.0
+access-list inside_in extended permit tcp 192.168.1.0 255.255.255.0 any
+access-list inside_in extended permit udp 192.168.1.0 255.255.255.0 any
+access-group inside_in in interface inside
+global (outside) 1 interface
+nat (inside) 1 192.168.1.0 255.255.255.0
+"""
+
+# The same policy for the kernel: stateful forwarding with an access list, masquerade (PAT) outside.
+KERNEL_RULESET = """\
+table ip swbench {
+  chain filter_forward {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    ct state invalid drop
+    iifname "v-inside" oifname "v-outside" ip saddr 192.168.1.0/24 meta l4proto { tcp, udp } accept
+  }
+  chain nat_postrouting {
+    type nat hook postrouting priority 100; policy accept;
+    oifname "v-outside" masquerade
+  }
+}
+"""
+
+# At the outside host: count and drop the flood before anything else looks at it.
+SINK_RULESET = f"""\
+table ip swsink {{
+  counter hits {{ }}
+  chain count_drop {{
+    type filter hook prerouting priority -300; policy accept;
+    udp dport {SINK_PORT} counter name hits drop
+  }}
+}}
+"""
+
+
+def compile_tools(workdir: str) -> dict[str, str]:
+    """Compile the C tools into ``workdir``; returns name -> path (empty when gcc is missing)."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        return {}
+    tools = {}
+    for name in TOOLS:
+        out = os.path.join(workdir, name)
+        subprocess.run([gcc, "-O2", "-o", out, str(C_DIR / f"{name}.c")], check=True, timeout=120)
+        tools[name] = out
+    return tools
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _proc_cpu(pid: int | None) -> int:
+    """utime + stime of ``pid`` and its threads, in jiffies (0 when gone)."""
+    if pid is None:
+        return 0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    parts = stat.rsplit(")", 1)[1].split()
+    return int(parts[11]) + int(parts[12])
+
+
+class CpuMeter:
+    """CPU used between ``start()`` and ``stop()``: machine-wide (in CPUs) and by one process (cores)."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = pid
+        self.hz = os.sysconf("SC_CLK_TCK")
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.busy0, self.total0 = _cpu_times()
+        self.proc0 = _proc_cpu(self.pid)
+
+    def stop(self) -> dict:
+        wall = time.monotonic() - self.t0
+        busy, total = _cpu_times()
+        ncpu = os.cpu_count() or 1
+        res = {"machine_cpus_busy": round(ncpu * (busy - self.busy0) / max(total - self.total0, 1), 2)}
+        if self.pid is not None:
+            res["firewall_cores"] = round((_proc_cpu(self.pid) - self.proc0) / self.hz / wall, 2)
+        return res
+
+
+class LiveBench:
+    """One lab: the standard topology with either the kernel or ``statewall run`` forwarding."""
+
+    def __init__(self, lab: Lab, mode: str, tools: dict[str, str]) -> None:
+        assert mode in ("kernel", "statewall")
+        self.lab = lab
+        self.mode = mode
+        self.tools = tools
+        self.topo = FirewallTopology(lab, (INSIDE, OUTSIDE))
+        self.config = os.path.join(lab.workdir(), "bench.cfg")
+        self.stopped: list[str] = []  # statewall's "stopped; {counters}" line of each measurement
+
+    @property
+    def inside(self) -> Namespace:
+        return self.topo.host("inside")
+
+    @property
+    def outside(self) -> Namespace:
+        return self.topo.host("outside")
+
+    @property
+    def fw(self) -> Namespace:
+        assert self.topo.fw is not None
+        return self.topo.fw
+
+    def build(self) -> LiveBench:
+        topo = self.topo.build()
+        with open(self.config, "w") as f:
+            f.write(STATEWALL_CONFIG)
+        if self.mode == "kernel":
+            fw = self.fw
+            # Forward by the main table instead of steering into the TUNs (rules 1000 + i).
+            for i in range(len(topo.sides)):
+                fw.run(["ip", "rule", "del", "pref", str(1000 + i)])
+            fw.addr(INSIDE.veth, INSIDE.firewall)
+            fw.addr(OUTSIDE.veth, OUTSIDE.firewall)
+            fw.run(["nft", "-f", "-"], input=KERNEL_RULESET, timeout=10)
+        # Short connections: the client may use every port and reuse them at once; the server queues.
+        self.inside.sysctl("net.ipv4.ip_local_port_range", "1024 65535")
+        self.inside.sysctl("net.ipv4.tcp_tw_reuse", 1)
+        self.outside.sysctl("net.core.somaxconn", 4096)
+        self.outside.sysctl("net.ipv4.tcp_max_syn_backlog", 8192)
+        self.outside.run(["nft", "-f", "-"], input=SINK_RULESET, timeout=10)
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.outside.popen(["iperf3", "-s", "-p", str(IPERF_PORT)], **quiet)
+        if "connsrv" in self.tools:
+            self.outside.popen([self.tools["connsrv"], str(CONN_PORT)], **quiet)
+        for port in (IPERF_PORT, CONN_PORT) if "connsrv" in self.tools else (IPERF_PORT,):
+            wait_for(lambda p=port: self._listening(p), timeout=10, what=f"a server on port {port}")
+        return self
+
+    def _listening(self, port: int) -> bool:
+        res = self.outside.run(["ss", "-Hltn", f"sport = :{port}"], check=False, timeout=10)
+        return bool(res.stdout.strip())
+
+    @contextlib.contextmanager
+    def firewall(self):
+        """The forwarder for one measurement: yields statewall's pid (None for the kernel)."""
+        if self.mode == "kernel":
+            # Connections of the previous measurement would linger in TIME_WAIT for minutes (best effort:
+            # without the conntrack tool they just take table space).
+            self.fw.run(["conntrack", "-F"], check=False, timeout=10)
+            yield None
+            return
+        proc = self.topo.start_firewall(self.config, extra=["--log-format", "none"])
+        try:
+            yield proc.pid
+        finally:
+            self.topo.stop_firewall()
+            self.stopped += [
+                ln for ln in self.topo.firewall_output if ln.startswith("statewall run: stopped")
+            ]
+
+    def bulk(self, seconds: int = 8) -> dict:
+        with self.firewall() as pid:
+            meter = CpuMeter(pid)
+            meter.start()
+            res = self.inside.run(
+                [
+                    "timeout", str(seconds + 15), "iperf3", "-c", OUTSIDE.host, "-p", str(IPERF_PORT),
+                    "-t", str(seconds), "-J",
+                ],
+                check=False,
+                timeout=seconds + 30,
+            )  # fmt: skip
+            cpu = meter.stop()
+        try:
+            report = json.loads(res.stdout)
+        except json.JSONDecodeError:
+            return {"error": (res.stdout + res.stderr).strip()[-300:], **cpu}
+        if "error" in report:
+            return {"error": report["error"], **cpu}
+        end = report["end"]
+        return {
+            "bits_per_second": end["sum_received"]["bits_per_second"],
+            "retransmits": end["sum_sent"].get("retransmits"),
+            "seconds": end["sum_received"]["seconds"],
+            **cpu,
+        }
+
+    def _sink_count(self) -> int:
+        res = self.outside.run(["nft", "-j", "list", "counter", "ip", "swsink", "hits"], timeout=10)
+        for item in json.loads(res.stdout)["nftables"]:
+            if "counter" in item:
+                return int(item["counter"]["packets"])
+        raise LabError("no counter in the sink's ruleset")
+
+    def small(self, seconds: float = 5.0, payload: int = 64) -> dict:
+        if "udpflood" not in self.tools:
+            return {"error": "no C compiler for the flooder"}
+        two = (os.cpu_count() or 1) >= 2
+        rps = f"/sys/class/net/{INSIDE.veth}/queues/rx-0/rps_cpus"
+        with self.firewall() as pid:
+            if two and pid is not None:
+                subprocess.run(["taskset", "-a", "-p", "-c", "1", str(pid)], capture_output=True, timeout=10)
+            if two and pid is None:
+                self.fw.run(["sh", "-c", f"echo 2 > {rps}"], timeout=10)
+            pin = ["taskset", "-c", "0"] if two else []
+            flood = self.inside.popen(
+                [*pin, self.tools["udpflood"], OUTSIDE.host, str(SINK_PORT), str(seconds + 2), str(payload)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                time.sleep(1.0)  # the flow exists and queues are in their steady state
+                meter = CpuMeter(pid)
+                c0, t0 = self._sink_count(), time.monotonic()
+                meter.start()
+                time.sleep(seconds)
+                c1, t1 = self._sink_count(), time.monotonic()
+                cpu = meter.stop()
+                out, _ = flood.communicate(timeout=seconds + 15)
+            finally:
+                if flood.poll() is None:
+                    flood.kill()
+                    flood.wait(5)
+                if two and pid is None:
+                    self.fw.run(["sh", "-c", f"echo 0 > {rps}"], timeout=10)
+        words = out.split()
+        sent = int(words[1]) if len(words) > 1 and words[0] == "sent" else None
+        return {"pps": (c1 - c0) / (t1 - t0), "received": c1 - c0, "flooder_sent": sent, **cpu}
+
+    def conns(self, seconds: float = 5.0, concurrency: int = CONN_CONCURRENCY) -> dict:
+        if "connload" not in self.tools:
+            return {"error": "no C compiler for the load tool"}
+        with self.firewall() as pid:
+            meter = CpuMeter(pid)
+            meter.start()
+            res = self.inside.run(
+                [
+                    "timeout", str(int(seconds) + 15), self.tools["connload"], OUTSIDE.host, str(CONN_PORT),
+                    str(seconds), str(concurrency),
+                ],
+                check=False,
+                timeout=seconds + 30,
+            )  # fmt: skip
+            cpu = meter.stop()
+        words = res.stdout.split()
+        if len(words) < 10 or words[0] != "completed":
+            return {"error": (res.stdout + res.stderr).strip()[-300:], **cpu}
+        fields = dict(zip(words[0::2], words[1::2]))
+        completed = int(fields["completed"])
+        return {
+            "per_second": completed / seconds,
+            "completed": completed,
+            "late": int(fields["late"]),
+            "failed": int(fields["failed"]),
+            "unfinished": int(fields["unfinished"]),
+            **cpu,
+        }
+
+
+def available() -> str | None:
+    """Why the live benchmarks cannot run here (None when they can)."""
+    if os.geteuid() != 0:
+        return "not root"
+    for cmd in ("ip", "nft", "iperf3", "taskset", "ss"):
+        if shutil.which(cmd) is None:
+            return f"{cmd} is missing"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun"
+    return None
+
+
+def run_live(runs: int, *, bulk_seconds: int = 8, seconds: float = 5.0, say=print) -> dict:
+    """Every live measurement ``runs`` times, kernel and statewall alternating; raw results per mode."""
+    results: dict[str, dict[str, list]] = {
+        m: {"bulk": [], "small": [], "conns": []} for m in ("kernel", "statewall")
+    }
+    with Lab() as klab, Lab() as slab:
+        tools = compile_tools(klab.workdir())
+        benches = {
+            "kernel": LiveBench(klab, "kernel", tools).build(),
+            "statewall": LiveBench(slab, "statewall", tools).build(),
+        }
+        for r in range(runs):
+            for test in ("bulk", "small", "conns"):
+                for mode, bench in benches.items():
+                    if test == "bulk":
+                        res = bench.bulk(bulk_seconds)
+                    elif test == "small":
+                        res = bench.small(seconds)
+                    else:
+                        res = bench.conns(seconds)
+                    results[mode][test].append(res)
+                    say(f"  run {r + 1}/{runs} {test:5} {mode:9} {_short(test, res)}")
+        results["statewall"]["counters"] = benches["statewall"].stopped
+    return results
+
+
+def _short(test: str, res: dict) -> str:
+    if "error" in res:
+        return f"error: {res['error']}"
+    cpu = f" (machine {res['machine_cpus_busy']} CPUs busy" + (
+        f", firewall {res['firewall_cores']} cores)" if "firewall_cores" in res else ")"
+    )
+    if test == "bulk":
+        return f"{res['bits_per_second'] / 1e9:.2f} Gbit/s, {res['retransmits']} retransmits" + cpu
+    if test == "small":
+        return f"{res['pps']:,.0f} pkt/s (flooder sent {res.get('flooder_sent') or 0:,})" + cpu
+    return f"{res['per_second']:,.0f} conn/s ({res['failed']} failed, {res['late']} late)" + cpu
