@@ -29,11 +29,20 @@ the data arrives byte for byte.
 from __future__ import annotations
 
 import ipaddress
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dpkt
 import pytest
 
+from statewall import craft
+from statewall.dialects.errors import ConfigError
+from statewall.dialects.iptables import parse, render
+from statewall.dialects.iptables.listing import format_listing
+from statewall.engine import Firewall
 from statewall.pcapio import read_packets
 from test_ftp_zeek import (
     CONFIG6,
@@ -76,7 +85,7 @@ IP6TABLES = """\
 #@statewall route ::/0 via 2001:db8:ffff::2 dev outside
 ip6tables -P FORWARD DROP
 ip6tables -t raw -A PREROUTING -i eth1 -p tcp --dport 21 -j CT --helper ftp
-ip6tables -t nat -A POSTROUTING -s 2001:470:1f11:81f::/64 -o eth0 -j SNAT --to-source {to}
+ip6tables -t nat -A POSTROUTING -s 2001:470:1f11:81f::/64 -o eth0 -j {target}
 ip6tables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
 ip6tables -A FORWARD -i eth1 -p tcp --dport 21 -j ACCEPT
 """
@@ -220,7 +229,7 @@ def test_nat66_without_inspection_the_eprt_names_the_inside_address(tmp_path: Pa
 )
 def test_ip6tables_snat_with_the_ftp_helper(tmp_path: Path, ipv6: Path, corpus_dir: Path, to: str) -> None:
     rows = zeek_log(corpus_dir, BASELINE)
-    summary, events = run(IP6TABLES.format(to=to), ipv6, tmp_path)
+    summary, events = run(IP6TABLES.format(target=f"SNAT --to-source {to}"), ipv6, tmp_path)
     assert summary["packets_in"] == summary["forwarded"] == 136 and summary["dropped"] == 0
     control = next(e for e in events if e["event"] == "ConnBuilt")
     mapped = control["initiator"]["mapped_address"]
@@ -228,3 +237,129 @@ def test_ip6tables_snat_with_the_ftp_helper(tmp_path: Path, ipv6: Path, corpus_d
     assert ipaddress.ip_address(lo) <= ipaddress.ip_address(mapped) <= ipaddress.ip_address(hi or lo)
     # Every data connection follows its master's mapping, whatever address the range gave it.
     check_through_nat66(ipv6, tmp_path, rows, events, mapped)
+
+
+# -------------------------------------------------------------------------------------------------
+# ip6tables NETMAP: the prefix translation itself (xt_NETMAP.c)
+
+
+def test_ip6tables_netmap_with_the_ftp_helper(tmp_path: Path, ipv6: Path, corpus_dir: Path) -> None:
+    summary, events = run(IP6TABLES.format(target="NETMAP --to 2001:db8:5::/64"), ipv6, tmp_path)
+    assert summary["packets_in"] == summary["forwarded"] == 136 and summary["dropped"] == 0
+    # The network bits from the rule, the host bits from the client: the ASA static's address.
+    check_through_nat66(ipv6, tmp_path, zeek_log(corpus_dir, BASELINE), events, MAPPED)
+
+
+NETMAP_BOTH_WAYS = """\
+#@statewall interface inside dev eth1 address 2001:470:1f11:81f::1/64
+#@statewall interface outside dev eth0 address 2001:db8:ffff::1/64
+#@statewall route ::/0 via 2001:db8:ffff::2 dev outside
+ip6tables -t nat -A PREROUTING -i eth0 -d 2001:db8:5::/64 -j NETMAP --to 2001:470:1f11:81f::7/64
+ip6tables -t nat -A POSTROUTING -o eth0 -s 2001:470:1f11:81f::/64 -j NETMAP --to 2001:db8:5::/64
+"""
+
+
+def test_netmap_maps_destinations_in_prerouting_and_prints_as_iptables_does() -> None:
+    policy = parse(NETMAP_BOTH_WAYS, "netmap.rules")
+    # The host bits of --to are dropped (libxt_NETMAP keeps the network); save and -L print it so.
+    saved = render(policy)
+    assert "-A PREROUTING -d 2001:db8:5::/64 -i eth0 -j NETMAP --to 2001:470:1f11:81f::/64" in saved
+    assert "-A POSTROUTING -s 2001:470:1f11:81f::/64 -o eth0 -j NETMAP --to 2001:db8:5::/64" in saved
+    listing = format_listing(policy, "nat", family=6)
+    assert "to:2001:470:1f11:81f::/64" in listing and "to:2001:db8:5::/64" in listing
+    assert render(parse(saved, "again.rules")) == saved
+
+    fw = Firewall(policy)
+    v6 = lambda a: int(ipaddress.IPv6Address(a))  # noqa: E731
+    outside_host = "2001:db8:aaaa::9"
+    syn = craft.tcp_packet(6, v6(outside_host), v6(MAPPED), 40000, 80, 1, 0, 0x02)
+    ((oif, out),) = fw.receive("outside", syn, 1.0).packets
+    assert (oif, v6(dpkt.ip6.IP6(bytes(out)).dst)) == ("inside", v6(CLIENT)) and checksums_ok(bytes(out))
+    # The answer leaves from the mapped address again (the connection's binding, not the rule).
+    synack = craft.tcp_packet(6, v6(CLIENT), v6(outside_host), 80, 40000, 9, 2, 0x12)
+    ((oif, out),) = fw.receive("inside", synack, 1.1).packets
+    assert (oif, v6(dpkt.ip6.IP6(bytes(out)).src)) == ("outside", v6(MAPPED))
+
+
+@pytest.mark.parametrize(
+    ("rule", "error"),
+    [
+        ("ip6tables -t nat -A POSTROUTING -j NETMAP", "NETMAP: option '--to' must be specified"),
+        ("ip6tables -A FORWARD -j NETMAP --to 2001:db8::/64", "NETMAP is only valid in the nat table"),
+        ("ip6tables -t nat -A POSTROUTING -j NETMAP --to 10.0.0.0/8", "Bad IP address '10.0.0.0/8'"),
+    ],
+)
+def test_netmap_refusals(rule: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        parse(rule + "\n", "t.rules")
+
+
+# -- against the kernel ----------------------------------------------------------------------------
+
+KERNEL_SOURCES = [CLIENT, "2001:470:1f11:81f::1234", "2001:470:1f11:81f:ffff:ffff:ffff:fffe"]
+KERNEL_RULE = "-A POSTROUTING -o d0 -p udp -j NETMAP --to 2001:db8:5:a000::/52"
+
+
+def _kernel_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for a network namespace"
+    for tool in ("unshare", "ip6tables-legacy", "ip"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}"
+    return None
+
+
+def kernel_netmap(tmp: Path) -> tuple[dict[str, str], str]:
+    """Each source's mapped address in the kernel's conntrack table, and ip6tables-save's NETMAP line."""
+    sender = tmp / "send.py"
+    sender.write_text(
+        "import socket\n"
+        f"for a in {KERNEL_SOURCES!r}:\n"
+        "    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        "    s.bind((a, 5000))\n"
+        "    s.sendto(b'x', ('2001:db8:ffff::77', 53))\n"
+        "    s.close()\n"
+    )
+    script = f"""
+        set -e
+        ip link add d0 type veth peer name d1
+        ip link set d1 up
+        ip -6 addr add 2001:db8:ffff::1/64 dev d0 nodad
+        ip link set d0 up
+        ip link set lo up
+        for a in {" ".join(KERNEL_SOURCES)}; do ip -6 addr add $a/128 dev lo nodad; done
+        ip6tables-legacy -t nat {KERNEL_RULE}
+        ip6tables-legacy-save -t nat | grep NETMAP
+        {sys.executable} {sender}
+        cat /proc/net/nf_conntrack
+        """
+    out = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    mapped = {}
+    for line in lines[1:]:
+        kv = [w.split("=", 1) for w in line.split() if "=" in w]
+        if len(kv) >= 6 and kv[0][0] == "src":
+            mapped[str(ipaddress.ip_address(kv[0][1]))] = str(ipaddress.ip_address(kv[5][1]))
+    return mapped, lines[0]
+
+
+@pytest.mark.skipif(_kernel_unavailable() is not None, reason="no namespace with ip6tables-legacy here")
+def test_netmap_maps_as_the_kernel_does(tmp_path: Path) -> None:
+    kernel, saved_line = kernel_netmap(tmp_path)
+    assert set(kernel) == set(KERNEL_SOURCES)
+    # A /52 keeps the last 12 bits of the client's fourth group (081f): 2001:db8:5:a81f::/64.
+    assert kernel[CLIENT] == "2001:db8:5:a81f:c999:d94:aa7c:2e3e"
+    policy = parse(
+        "#@statewall interface inside dev d1 address 2001:470:1f11:81f::1/64\n"
+        "#@statewall interface outside dev d0 address 2001:db8:ffff::1/64\n"
+        "#@statewall route ::/0 via 2001:db8:ffff::2 dev outside\n"
+        f"ip6tables -t nat {KERNEL_RULE}\n",
+        "netmap.rules",
+    )
+    assert saved_line in render(policy).splitlines()
+    fw = Firewall(policy)
+    server = int(ipaddress.IPv6Address("2001:db8:ffff::77"))
+    for i, src in enumerate(KERNEL_SOURCES):
+        datagram = craft.udp_packet(6, int(ipaddress.IPv6Address(src)), server, 5000, 53, b"x")
+        ((oif, out),) = fw.receive("inside", datagram, 1.0 + i).packets
+        assert oif == "outside" and str(ipaddress.IPv6Address(bytes(out[8:24]))) == kernel[src]

@@ -8,9 +8,9 @@ that the ASA's path does not have (ctstates, NAT bindings per connection, conntr
   --helper``), conntrack (the same ``TcpTracker`` with ``policy.conntrack``'s settings; UDP, ICMP and
   other protocols by their timeouts; RELATED for ICMP errors and for FTP expectations; a bad L4
   checksum INVALID under ``nf_conntrack_checksum``, a bad IPv4 header dropped before), mangle and nat
-  PREROUTING (DNAT/REDIRECT bind the destination of a new connection, and the packet is rewritten at
+  PREROUTING (DNAT/REDIRECT/NETMAP bind the destination of a new connection, and the packet is rewritten at
   once), routing (the box's own addresses go to INPUT), the TTL and MTU checks of ``ip_forward``, filter
-  FORWARD, mangle and nat POSTROUTING (SNAT/MASQUERADE bind the source), then the connection is
+  FORWARD, mangle and nat POSTROUTING (SNAT/MASQUERADE/NETMAP bind the source), then the connection is
   confirmed and the source side rewritten. Later packets are translated by their connection, the
   destination side before routing and the source side after POSTROUTING, as the kernel's NAT hooks do,
   so FORWARD rules see the real destination of a reply to a masqueraded connection.
@@ -626,7 +626,8 @@ class NfPath:
             return True
         nat = None
         for a in actions:
-            if a.kind == "DNAT" or a.kind == "REDIRECT":
+            # NETMAP reached from PREROUTING/OUTPUT maps the destination (xt_NETMAP's HOOK2MANIP).
+            if a.kind == "DNAT" or a.kind == "REDIRECT" or a.kind == "NETMAP":
                 nat = a
         if nat is None:
             return True
@@ -656,8 +657,8 @@ class NfPath:
 
         try:
             xl = fw.nat.nf_translate(
-                "dst", v, proto, src, sport, pkt.dst, pkt.dport, nf_range(nat.kind, nat.args, iface_addr),
-                used, now, rule=nat.rule,
+                "dst", v, proto, src, sport, pkt.dst, pkt.dport,
+                nf_range(nat.kind, nat.args, iface_addr, original=pkt.dst), used, now, rule=nat.rule,
             )  # fmt: skip
         except NatFailure as e:
             fw._drop(ev, DropReason.NAT_FAILED, iface, pkt, now, origin=nat.rule.origin, message=e.message)
@@ -679,7 +680,7 @@ class NfPath:
         src, sport, dst, dport = pkt.src, pkt.sport, pkt.dst, pkt.dport
         nat = None
         for a in actions:
-            if a.kind == "SNAT" or a.kind == "MASQUERADE":
+            if a.kind == "SNAT" or a.kind == "MASQUERADE" or a.kind == "NETMAP":
                 nat = a
         by_key = fw.conns.by_key
         icmp = proto in (PROTO_ICMP, PROTO_ICMPV6)
@@ -721,7 +722,7 @@ class NfPath:
                         message=f"MASQUERADE: interface {egress} has no IPv{v} address",
                     )
                     return False
-            rng = nf_range(nat.kind, nat.args, iface_addr)
+            rng = nf_range(nat.kind, nat.args, iface_addr, original=src)
         try:
             return fw.nat.nf_translate("src", v, proto, src, sport, dst, dport, rng, used, now, rule=rule)
         except NatFailure as e:

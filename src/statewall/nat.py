@@ -945,15 +945,23 @@ class NfRange:
         return port is None or self.port_lo is None or self.port_in(port)
 
 
-def nf_range(target: str, args: Mapping[str, object], iface_addr: int | None = None) -> NfRange:
-    """The range of a ``SNAT``/``DNAT``/``MASQUERADE``/``REDIRECT`` rule's arguments, as the iptables
-    dialect stores them (``addresses``: (first, last) addresses or None, ``ports``: (lo, hi) or None,
-    ``random``, ``random_fully``, ``persistent``). MASQUERADE maps to ``iface_addr``, the egress
-    interface's address; REDIRECT to ``iface_addr``, the ingress interface's."""
+def nf_range(
+    target: str, args: Mapping[str, object], iface_addr: int | None = None, original: int | None = None
+) -> NfRange:
+    """The range of a ``SNAT``/``DNAT``/``MASQUERADE``/``REDIRECT``/``NETMAP`` rule's arguments, as the
+    iptables dialect stores them (``addresses``: (first, last) addresses or None, ``ports``: (lo, hi) or
+    None, ``random``, ``random_fully``, ``persistent``). MASQUERADE maps to ``iface_addr``, the egress
+    interface's address; REDIRECT to ``iface_addr``, the ingress interface's. NETMAP maps ``original``
+    (the source in POSTROUTING/INPUT, the destination in PREROUTING/OUTPUT) to the one address with the
+    rule's network bits and the original's host bits, as xt_NETMAP.c does (mask = ~(first ^ last))."""
     ports = args.get("ports")
     plo, phi = ports if isinstance(ports, tuple) else (None, None)
     if target in ("MASQUERADE", "REDIRECT"):
         lo = hi = iface_addr
+    elif target == "NETMAP" and original is not None and isinstance(args.get("addresses"), tuple):
+        first, last = (int(a) for a in args["addresses"])  # type: ignore[union-attr]
+        mask = ~(first ^ last)
+        lo = hi = (original & ~mask) | (first & mask)
     else:
         addresses = args.get("addresses")
         if isinstance(addresses, tuple):

@@ -30,8 +30,9 @@ Actions (``Action.kind``) tell the engine what the targets asked for:
   inserted), so that later rules and tables see the rewritten segment as they do in Linux.
 - ``REJECT``: ``with`` and ``reply`` (("icmp", type, code) or ("tcp-reset",)); the verdict is DROP and
   the engine sends the reply.
-- ``SNAT``, ``DNAT``, ``MASQUERADE``, ``REDIRECT``: the target's arguments; the verdict is ACCEPT and
-  the engine binds the connection's translation (nat table, first packet only).
+- ``SNAT``, ``DNAT``, ``MASQUERADE``, ``REDIRECT``, ``NETMAP``: the target's arguments; the verdict is
+  ACCEPT and the engine binds the connection's translation (nat table, first packet only; NETMAP maps the
+  destination in PREROUTING/OUTPUT, the source in POSTROUTING/INPUT).
 - ``CT`` (``notrack``, ``helper``, ``zone``) and ``NOTRACK``: for the conntrack step that follows raw.
 - ``SYNPROXY``: the target's options; a SYN or a bare ACK is taken (verdict DROP) for the engine's
   SYN proxy.
@@ -570,7 +571,7 @@ class Netfilter:
                 Action("REJECT", {"with": a["with"], "reply": names.REJECT_REPLIES[str(a["with"])]}, rule)
             )
             return "DROP"
-        if t in ("SNAT", "DNAT", "MASQUERADE", "REDIRECT"):
+        if t in ("SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP"):
             actions.append(Action(t, dict(a), rule))
             return "ACCEPT"
         if t in ("CT", "NOTRACK"):

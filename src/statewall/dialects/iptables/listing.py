@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from ...policy import BUILTIN, NfChain, NfRule, NfTable, Policy, PortMatch
 from . import names
-from .render import module_instances, nat_range, rate, rule_spec
+from .render import module_instances, nat_range, netmap_to, rate, rule_spec
 from .tables import BUILTIN_CHAINS, new_table, references
 
 Counters = Mapping[tuple[str, int], tuple[int, int]]
@@ -309,6 +309,8 @@ def target_text(rule: NfRule, family: int) -> str:
         if a.get("random_fully"):
             text += " random-fully"
         return text
+    if t == "NETMAP":
+        return f" to:{netmap_to(a)}"
     if t in ("SNAT", "DNAT"):
         text = f" to:{nat_range(a, family)}"
         if a.get("random"):

@@ -163,6 +163,13 @@ def nat_range(args: dict, family: int) -> str:
     return text
 
 
+def netmap_to(args: dict) -> str:
+    """NETMAP's ``--to`` as libxt_NETMAP prints it: the first address and the prefix length."""
+    a, b = args["addresses"]
+    (net,) = ipaddress.summarize_address_range(a, b)
+    return f"{a}/{net.prefixlen}"
+
+
 def module_spec(name: str, args: dict) -> list[str]:
     """``-m NAME options`` for one module instance."""
     words = ["-m", name]
@@ -267,6 +274,8 @@ def target_spec(rule: NfRule, family: int) -> list[str]:
             words.append("--random")
         if a.get("random_fully"):
             words.append("--random-fully")
+    elif t == "NETMAP":
+        words.append(f"--to {netmap_to(a)}")
     elif t in ("SNAT", "DNAT"):
         words.append(f"--to-{'source' if t == 'SNAT' else 'destination'} {nat_range(a, family)}")
         if a.get("random"):

@@ -22,7 +22,8 @@ no tcp/udp port is folded into ``Match`` instead. The ``args`` of each module:
 
 Target arguments (``NfRule.target_args``): REJECT ``with``; LOG ``prefix``, ``level``, ``flags``
 (NF_LOG_* bits); SNAT/DNAT ``addresses`` ((first, last) or None), ``ports`` ((first, last) or None),
-``random``, ``persistent``; MASQUERADE and REDIRECT ``ports``, ``random``; TCPMSS ``mss`` (an int) or
+``random``, ``persistent``; MASQUERADE and REDIRECT ``ports``, ``random``; NETMAP ``addresses`` (the
+network's first and last address); TCPMSS ``mss`` (an int) or
 ``clamp`` (True); CT ``notrack``, ``helper``, ``zone``; SYNPROXY ``mss``, ``wscale``, ``sack_perm``,
 ``timestamp``, ``ecn``; NOTRACK none.
 """
@@ -50,7 +51,8 @@ from .lexer import Token
 
 BUILTIN_TARGETS = frozenset({"ACCEPT", "DROP", "RETURN"})
 TARGET_EXTENSIONS = frozenset(
-    {"REJECT", "LOG", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "TCPMSS", "CT", "NOTRACK", "SYNPROXY"}
+    {"REJECT", "LOG", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "NETMAP"}
+    | {"TCPMSS", "CT", "NOTRACK", "SYNPROXY"}
 )
 MODULES = frozenset(
     {
@@ -76,6 +78,7 @@ TARGET_TABLE = {
     "SNAT": "nat",
     "DNAT": "nat",
     "REDIRECT": "nat",
+    "NETMAP": "nat",
     "CT": "raw",
     "NOTRACK": "raw",
 }
@@ -633,6 +636,20 @@ def _nat_to(cur: Cursor, opt: Token, tgt: _Target, ctx: RuleContext) -> None:
     tgt.args.update(rng)
 
 
+def _netmap_to(cur: Cursor, opt: Token, tgt: _Target, ctx: RuleContext) -> None:
+    """``NETMAP --to address[/mask]``: kept as the network's first and last address (the kernel's range),
+    host bits of the address dropped as libxt_NETMAP drops them."""
+    _once(cur, opt, tgt)
+    tok = cur.value(opt, "an address/mask")
+    try:
+        net = ipaddress.ip_network(tok.text, strict=False)
+    except ValueError:
+        raise cur.error(tok, f"Bad IP address {tok.text!r}") from None
+    if net.version != ctx.family:
+        raise cur.error(tok, f"Bad IP address {tok.text!r}")
+    tgt.args["addresses"] = (net.network_address, net.broadcast_address)
+
+
 def _flag(key: str) -> TargetHandler:
     def handle(cur: Cursor, opt: Token, tgt: _Target, ctx: RuleContext) -> None:
         tgt.args[key] = True
@@ -688,6 +705,7 @@ TARGET_OPTIONS: dict[str, dict[str, TargetHandler]] = {
         "--random-fully": _flag("random_fully"),
     },
     "REDIRECT": {"--to-ports": _to_ports, "--random": _flag("random")},
+    "NETMAP": {"--to": _netmap_to},
     "SNAT": {
         "--to-source": _nat_to,
         "--to": _nat_to,
@@ -741,6 +759,9 @@ def _finish_target(
         a.setdefault("persistent", False)
         if name == "SNAT":
             a.setdefault("random_fully", False)
+    elif name == "NETMAP":
+        if "addresses" not in a:
+            raise cur.error(tgt.token, "NETMAP: option '--to' must be specified")
     elif name in ("MASQUERADE", "REDIRECT"):
         a.setdefault("ports", None)
         a.setdefault("random", False)

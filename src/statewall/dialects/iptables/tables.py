@@ -34,6 +34,7 @@ TARGET_HOOKS: dict[str, frozenset[str]] = {
     "SNAT": frozenset({"POSTROUTING", "INPUT"}),
     "DNAT": frozenset({"PREROUTING", "OUTPUT"}),
     "REDIRECT": frozenset({"PREROUTING", "OUTPUT"}),
+    "NETMAP": frozenset({"PREROUTING", "POSTROUTING", "OUTPUT", "INPUT"}),
     "REJECT": frozenset({"INPUT", "FORWARD", "OUTPUT"}),
     "SYNPROXY": frozenset({"INPUT", "FORWARD"}),
     "CT": frozenset({"PREROUTING", "OUTPUT"}),
