@@ -16,7 +16,9 @@ EPRT ones; Zeek's conn.log lists the six. ``test_ftp_zeek.py`` replays it withou
   (``nat (inside,outside) dynamic interface``), where each EPRT port gets a PAT slot of its own.
 * iptables: ``ip6tables -t nat -A POSTROUTING -s 2001:470:1f11:81f::/64 -j SNAT --to-source ...`` with
   ``-j CT --helper ftp``: the control connection gets the SNAT address (one, or the one of a range
-  Linux's hash picks), the data connections follow their master (``nf_nat_follow_master``).
+  Linux's hash picks), the data connections follow their master (``nf_nat_follow_master``). With
+  ``-j NETMAP --to 2001:db8:5::/64`` the client gets the ASA static's address (network bits from the
+  rule, host bits its own); NETMAP's mapping is also checked against the kernel's, in a namespace.
 
 Either way every packet of the six connections must leave, in both directions, nothing else may open,
 the EPRT commands must name the mapped address (``nf_nat_ftp``'s ``%pI6``: eight groups of four hex
