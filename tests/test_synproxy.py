@@ -16,6 +16,7 @@ import socket
 
 import pytest
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 
 from statewall import craft, intercept
 from statewall.dialects.iptables import parse
@@ -549,3 +550,39 @@ def test_real_stacks_through_statewalls_synproxy_while_spoofed_syns_arrive(tmp_p
     if flood is not None:
         spoofed = [e for e in answered if e["src"] != OUTSIDE.host]
         assert len(spoofed) >= 250  # hping3 may lose a few to the lab's ARP start; none passed
+
+
+def test_ipv6_synproxy_uses_the_ipv6_mss_table_and_hop_limit():
+    rules = (
+        "#@statewall interface fa address 2001:db8:1::fe/64\n"
+        "#@statewall interface fb address 2001:db8:2::fe/64\n"
+        "net.netfilter.nf_conntrack_tcp_loose = 0\n"
+        "ip6tables -t raw -A PREROUTING -i fa -p tcp --syn --dport 80 -j CT --notrack\n"
+        "ip6tables -A FORWARD -p tcp --dport 80 -m conntrack --ctstate INVALID,UNTRACKED "
+        "-j SYNPROXY --timestamp --wscale 7 --mss 1440\n"
+    )
+    fw = Firewall(parse(rules, "v6.rules"), seed=3)
+    c, s = ip("2001:db8:1::1"), ip("2001:db8:2::1")
+    syn = craft.tcp_packet(6, c, s, 40000, 80, C_ISN, 0, SYN, 64800, opts(mss=1440, ts=(C_TS, 0), ws=7))
+    res = fw.receive("fa", syn, 100.0)
+    ((oif, synack),) = res.packets
+    p = IPv6(bytes(synack))
+    assert (oif, p.hlim, p[TCP].window, p[TCP].flags) == ("fa", 64, 0, "SA")
+    assert dict(p[TCP].options)["MSS"] == 1440
+    cookie_ts = dict(p[TCP].options)["Timestamp"][0]
+    ack = craft.tcp_packet(
+        6,
+        c,
+        s,
+        40000,
+        80,
+        C_ISN + 1,
+        p[TCP].seq + 1,
+        ACK,
+        506,
+        b"\x01\x01" + craft.tcp_option_timestamps(C_TS, cookie_ts),
+    )
+    ((oif, out),) = fw.receive("fa", ack, 100.1).packets
+    q = IPv6(bytes(out))
+    # The IPv6 table (1220, 1400, 1440, 1460): the client's 1440 comes back as 1440.
+    assert (oif, q[TCP].flags, q[TCP].seq, dict(q[TCP].options)["MSS"]) == ("fb", "S", C_ISN, 1440)
