@@ -295,7 +295,12 @@ LIVE: list[LiveScenario] = [
         "the ICMP that would say so is dropped",
         "the seed's own rule, iptables -t mangle ... -j TCPMSS --set-mss 1347 (and on an ASA, sysopt "
         "connection tcpmss 1347)",
-        (r"frag-needed messages were lost", r"data bytes per segment, path MTU", r"TCPMSS set 1347"),
+        (
+            r"frag-needed messages were lost",
+            r"data bytes per segment, path MTU",
+            r"TCPMSS set 1347",
+            r"SYN left",
+        ),
     ),
     LiveScenario(
         "002",

@@ -20,8 +20,9 @@ packets) do not fit the tunnel and vanish, and the download stalls until curl's 
 The fix is the seed's own rule, verbatim with its prompt, ``iptables -t mangle -A POSTROUTING -o ipsec0
 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1347`` (1347 = 1500 - (73 + 20 + 60), which
 ``statewall mss --mtu 1500 --ipsec aes256-sha1`` works out), added with ``statewall ctl reload``: the
-client's SYN leaves through ipsec0 with MSS 1347, the server sends 1387-byte packets and the same
-download completes, byte for byte; ``statewall ctl show iptables mangle`` counts the clamped SYN. Then
+client's SYN leaves through ipsec0 with MSS 1347 (``statewall ctl capture outside`` shows it), the
+server sends 1387-byte packets and the same download completes, byte for byte; ``statewall ctl show
+iptables mangle`` counts the clamped SYN. Then
 the same site with an ASA: its default ``sysopt connection tcpmss 1380`` would still leave 1420-byte
 packets, ``sysopt connection tcpmss 1347`` makes the download work.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from ... import mss
 from ..netns import wait_for
@@ -112,9 +114,19 @@ def build(run: ScenarioRun):
 
 
 def server_mss(server) -> str:
-    """What the server's TCP says about its connection to port 80 (``ss -ti``: mss, pmtu, ...)."""
-    out = server.run(["ss", "-tinH", "sport = :80"], timeout=10, check=False).stdout
-    return " ".join(out.split())
+    """What the server's TCP says about its connection to port 80 (``ss -ti``: mss, pmtu, ...).
+
+    Asked again for up to 2 s when the answer has no ``mss`` yet (the connection between its
+    handshake and its first segment, or ss racing the kernel's socket dump)."""
+    out = ""
+    for _ in range(10):
+        out = " ".join(
+            server.run(["ss", "-tinH", "state", "established", "sport = :80"], timeout=10).stdout.split()
+        )
+        if re.search(r"\bmss:\d+", out):
+            break
+        time.sleep(0.2)
+    return out
 
 
 def _mss(seen: list[str]) -> int:
@@ -144,20 +156,35 @@ def download(run: ScenarioRun, client, url: str, name: str, limit: float, sent: 
     return t
 
 
-def fixed(run: ScenarioRun, client, server, router, url: str, name: str, sha: str, clamp: int) -> None:
-    """A download that must complete, with the server held to ``clamp`` and nothing lost in the tunnel."""
+def syn_mss(pcap: str) -> int | None:
+    """The MSS option of the first SYN (without ACK) in ``pcap``: what the server was told."""
+    import dpkt
+
+    from ...pcapio import read_packets
+
+    for _ts, data in read_packets(pcap):
+        tcp = dpkt.ip.IP(data).data
+        if isinstance(tcp, dpkt.tcp.TCP) and tcp.flags & dpkt.tcp.TH_SYN and not tcp.flags & dpkt.tcp.TH_ACK:
+            for kind, value in dpkt.tcp.parse_opts(tcp.opts):
+                if kind == dpkt.tcp.TCP_OPT_MSS and len(value) == 2:
+                    return int.from_bytes(value, "big")
+    return None
+
+
+def fixed(run: ScenarioRun, fw: Firewall, client, router, url: str, name: str, sha: str, clamp: int) -> None:
+    """A download that must complete, the server told ``clamp``, nothing lost in the tunnel."""
     holes = sum(n for _, n in nft_counter(router, "sw_pmtud"))
-    seen: list[str] = []
-    t = download(
-        run, client, url, name, FIX_LIMIT, (FILE_BYTES, sha), during=lambda: seen.append(server_mss(server))
-    )
+    pcap = os.path.join(run.lab.workdir(), f"{name}.pcap")
+    fw.ctl(f"capture outside start {pcap}")
+    t = download(run, client, url, name, FIX_LIMIT, (FILE_BYTES, sha))
+    fw.ctl("capture outside stop")
     after = sum(n for _, n in nft_counter(router, "sw_pmtud"))
     same = "match" if t.sent_sha == t.received_sha else "differ"
     run.check("the download completes", t.complete, f"{t.received} of {t.sent} bytes, sha256 {same}")
     run.check("no packet needed fragmenting", after == holes, f"{after - holes} more frag-needed dropped")
-    sent_mss = _mss(seen)
-    run.say(f"    the server's TCP, mid-transfer (ss -ti): {_segment(seen)}")
-    run.check(f"the server was held to MSS {clamp}", 0 < sent_mss <= clamp, f"ss says mss:{sent_mss}")
+    told = syn_mss(pcap)
+    run.say(f"    statewall ctl capture outside: the client's SYN left for the server with MSS {told}")
+    run.check(f"the server was told MSS {clamp}", told == clamp, f"MSS {told}")
 
 
 @scenario("seed001", "seed 001: PMTUD black hole behind a 1400-byte tunnel; the seed's TCPMSS clamp (1347)")
@@ -210,7 +237,7 @@ def seed001(run: ScenarioRun) -> None:
     run.say(f"    {SEED_RULE.strip()}")
     answer = fw.reload(SOPHOS + SEED_RULE).splitlines()
     run.say(f"    statewall ctl reload: {answer[0]}; {answer[1]}")
-    fixed(run, client, server, router, url, "fixed.bin", sha, calc.mss)
+    fixed(run, fw, client, router, url, "fixed.bin", sha, calc.mss)
     rules = [line for line in fw.ctl("show iptables mangle").splitlines() if "TCPMSS" in line]
     for line in rules:
         run.say(f"    statewall ctl show iptables mangle: {' '.join(line.split())}")
@@ -225,6 +252,6 @@ def seed001(run: ScenarioRun) -> None:
     server.run(["ss", "-K", "-t", "sport = :80"], timeout=10, check=False)
     fw = Firewall(run, topo, role="asa")
     fw.start(ASA + f"sysopt connection tcpmss {calc.mss}\n")
-    fixed(run, client, server, router, url, "fixed-asa.bin", sha, calc.mss)
+    fixed(run, fw, client, router, url, "fixed-asa.bin", sha, calc.mss)
     code = fw.stop()
     run.check("statewall run (ASA) exits cleanly", code == 0, f"exit code {code}")
