@@ -43,6 +43,14 @@ SHOWS = {
         "TCPMSS set 1347",
         "the client's SYN left for the server with MSS 1347",
     ),
+    "seed002": (
+        "%ASA-6-201012: Per-client embryonic connection limit exceeded 10/10",
+        "%ASA-6-201010: Embryonic connection limit exceeded 50/50",
+        "%ASA-4-733100: [ SYN attck] drop rate-1 exceeded.",
+        "and a legitimate client cannot connect",
+        "conn-expiration 1",
+        "Flow timed out with reset",
+    ),
     "seed003": ("dropped SACKing segments as INVALID", "be_liberal: the transfer completes"),
     "seed004": ("Idle Timeout", "passive, server inside behind the static (227 rewritten): complete"),
 }

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -240,6 +241,8 @@ def policy_line(fw: Firewall, pattern: str) -> str:
     "connection and frees a dead one",
 )
 def seed002(run: ScenarioRun) -> None:
+    if shutil.which("hping3") is None:
+        raise LabError("seed002 needs hping3 (make debs installs it)")
     topo, server, outside = build(run)
     run.say(
         f"topology: web server {SERVER} (no SYN cookies, backlog {BACKLOG}) - statewall - {CLIENT} "
