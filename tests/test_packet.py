@@ -345,6 +345,19 @@ def test_tcp_options_and_accessors():
     assert plain.tcp_options() == [] and plain.timestamps() is None and plain.sack_blocks() == []
 
 
+def test_sack_edge_is_the_highest_right_edge_past_the_ack():
+    sack = decode(b(dict(SAMPLES)["v4-tcp-sack"]))  # blocks (1000, 2000), (3000, 4000)
+    assert sack.sack_edge(500) == 4000
+    assert sack.sack_edge(3500) == 4000
+    assert sack.sack_edge(5000) == 5000
+    assert sack.sack_edge(0xFFFFFF00) == 4000  # sequence space wraps
+    # Segments with only NOP NOP timestamp or no options answer with the ack itself.
+    ts = decode(b(dict(SAMPLES)["v4-tcp-data-ts"]))
+    assert ts.sack_blocks() == [] and ts.sack_edge(77) == 77
+    assert [k for k, _, _ in ts.tcp_options()] == [8]
+    assert decode(b(dict(SAMPLES)["v4-tcp-plain"])).sack_edge(9) == 9
+
+
 def test_ipv4_options_listed():
     p = decode(b(dict(SAMPLES)["v4-ipopts-udp"]))
     assert [t for t, _, _ in p.ipv4_options] == [7]

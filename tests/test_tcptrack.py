@@ -62,6 +62,12 @@ class Seg:
     def sack_blocks(self):
         return list(self.sacks)
 
+    def sack_edge(self, ack: int) -> int:
+        for _left, right in self.sacks:
+            if ((ack - right) & 0xFFFFFFFF) > 0x7FFFFFFF:  # after(right, ack)
+                ack = right
+        return ack
+
 
 def seg(flags: str, seq: int, ack: int = 0, win: int = 65535, length: int = 0, **kw) -> Seg:
     bits = 0

@@ -599,9 +599,7 @@ class TcpTracker:
         end = _seg_end(seq, pkt, flags)
 
         if receiver.flags & F_SACK_PERM and pkt.doff > 20:
-            for _left, right in pkt.sack_blocks():
-                if after(right, sack):
-                    sack = right
+            sack = pkt.sack_edge(sack)
 
         # NAT/helper sequence adjustment of the other direction (nf_ct_seq_offset).
         if ack_offset:
