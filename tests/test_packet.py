@@ -915,6 +915,55 @@ def test_random_rewrites_incremental_equals_full(name, data):
     assert full_recompute(buf) == bytes(buf)
 
 
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(["v4-tcp-syn", "v4-tcp-data-ts", "v4-tcp-bare-ack", "v4-udp", "v4-udp-nocsum"]),
+    st.booleans(),
+    st.integers(1, 255),
+    *[st.one_of(st.none(), addresses4)] * 2,
+    *[st.one_of(st.none(), u16)] * 2,
+)
+def test_forward_nat4_equals_ttl_and_setters(name, partial, ttl, nsrc, ndst, nsport, ndport):
+    """The engine's one-call TTL + NAT (deltas precomputed per connection) writes what the setters do."""
+    from statewall.conntrack import Half
+
+    if name == "v4-udp-nocsum":
+        data = b(IP(src=A4, dst=B4) / UDP(sport=1000, dport=53, chksum=0) / (b"q" * 11))
+    else:
+        data = b(dict(SAMPLES)[name])
+    if partial:
+        data = make_partial(data)
+    p = decode(data, partial_csum=partial)
+    key = (4, p.proto, p.src, p.sport, p.dst, p.dport)
+    # As the engine builds halves: a field is translated only when its value changes.
+    half = Half(
+        None,
+        0,
+        "in",
+        "out",
+        key,
+        nsrc if nsrc != p.src else None,
+        nsport if nsport != p.sport else None,
+        ndst if ndst != p.dst else None,
+        ndport if ndport != p.dport else None,
+    )
+    assume(half.rewrites)
+    ref_data = bytearray(data)
+    ref = decode(ref_data, partial_csum=partial)
+    ref.set_ttl(ttl)
+    for value, setter in (
+        (half.new_src, ref.set_src),
+        (half.new_dst, ref.set_dst),
+        (half.new_sport, ref.set_sport),
+        (half.new_dport, ref.set_dport),
+    ):
+        if value is not None:
+            setter(value)
+    p.forward_nat4(ttl, half.compile_nat())
+    assert bytes(data) == bytes(ref_data)
+    assert (p.ttl, p.src, p.dst, p.sport, p.dport) == (ref.ttl, ref.src, ref.dst, ref.sport, ref.dport)
+
+
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(addresses4, u16, u32, st.binary(max_size=40))
 def test_random_rewrites_match_scapy(addr, port, seq, payload):

@@ -23,7 +23,9 @@ class Half:
     """One direction of a connection: how its packets arrive, where they leave, how they are rewritten.
 
     ``new_*`` are None when that field is left alone; ``rewrites`` is False when nothing changes, so the
-    forwarding path skips the NAT block entirely for untranslated flows.
+    forwarding path skips the NAT block entirely for untranslated flows. ``nat`` is the translation
+    precomputed for the codec (``compile_nat``), built when the first packet needs it; ``new_*`` are
+    fixed by then.
     """
 
     __slots__ = (
@@ -37,6 +39,7 @@ class Half:
         "new_dst",
         "new_dport",
         "rewrites",
+        "nat",
     )
 
     def __init__(self, conn, direction, in_iface, out_iface, key, new_src, new_sport, new_dst, new_dport):
@@ -50,6 +53,23 @@ class Half:
         self.new_dst = new_dst
         self.new_dport = new_dport
         self.rewrites = not (new_src is None and new_sport is None and new_dst is None and new_dport is None)
+        self.nat: tuple | None = None
+
+    def compile_nat(self) -> tuple:
+        """``(src, dst, sport, dport, address_delta, l4_delta)`` for ``Packet.forward_nat4``.
+
+        The final addresses and ports, and the RFC 1624 sum changes they make: of the addresses (IP header
+        checksum, pseudo-header of a partial checksum) and of addresses plus ports (full L4 checksum).
+        Computed once per direction instead of per packet (packet-io.md, fast path data layout).
+        """
+        _, _, src, sport, dst, dport = self.key
+        nsrc = src if self.new_src is None else self.new_src
+        ndst = dst if self.new_dst is None else self.new_dst
+        nsport = sport if self.new_sport is None else self.new_sport
+        ndport = dport if self.new_dport is None else self.new_dport
+        da = (nsrc - src) + (ndst - dst)
+        self.nat = nat = (nsrc, ndst, nsport, ndport, da, da + (nsport - sport) + (ndport - dport))
+        return nat
 
 
 class Connection:

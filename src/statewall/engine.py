@@ -437,9 +437,15 @@ class Firewall:
                 return
         if norm is not None and pkt.flags & TCP_SYN:
             mss.sysopt_rewrite(pkt, self.policy.sysopt_tcpmss, self.policy.sysopt_tcpmss_minimum)
-        pkt.set_ttl(ttl - 1)
-        if half.rewrites:
-            self._rewrite(half, pkt)
+        nat = half.nat
+        if nat is not None:
+            pkt.forward_nat4(ttl - 1, nat)  # TTL and NAT: two writes, one update per checksum
+        elif half.rewrites and pkt.version == 4 and (pkt.proto == PROTO_TCP or pkt.proto == PROTO_UDP):
+            pkt.forward_nat4(ttl - 1, half.compile_nat())
+        else:
+            pkt.set_ttl(ttl - 1)
+            if half.rewrites:
+                self._rewrite(half, pkt)
         if shift is not None:
             shift.adjust(half.dir, pkt)  # randomization, with any inspection corrections (after NAT)
         elif helper is not None and helper.seqadj.active:

@@ -74,6 +74,9 @@ _u32_pack = _U32.pack_into
 _csum_src_pack = struct.Struct("!HI").pack_into
 _csum_src_dst_pack = struct.Struct("!HII").pack_into
 _ttl_proto_csum_pack = struct.Struct("!BBH").pack_into
+# TTL, protocol, header checksum, source and destination: the whole NAT + TTL change of an IPv4 header
+_ttl_to_dst_pack = struct.Struct("!BBHII").pack_into
+_u16x2_pack = _U16x2.pack_into
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -565,6 +568,46 @@ class Packet:
                 return
             c = _M - (((c ^ _M) + da + dp) % _M or _M)
             if c == 0 and proto == PROTO_UDP:
+                c = _M
+        _u16_pack(buf, co, c)
+
+    def forward_nat4(self, ttl: int, nat: tuple) -> None:
+        """Set the TTL and translate an IPv4 TCP/UDP packet: two writes and one update per checksum.
+
+        ``nat`` is ``(src, dst, sport, dport, address_delta, l4_delta)`` as ``conntrack.Half.compile_nat``
+        precomputes it for the packet's flow (the deltas are from the flow's own addresses and ports,
+        which are the packet's). The result is the same as ``set_ttl`` followed by ``set_src``,
+        ``set_dst``, ``set_sport`` and ``set_dport``: the checksum updates add up (RFC 1624), and a
+        partial checksum takes the address change only.
+        """
+        buf = self.buf
+        o = self.ipoff
+        src, dst, sport, dport, da, dl4 = nat
+        moved = src != self.src or dst != self.dst
+        d = da + ((ttl - self.ttl) << 8)
+        c = _M - (((_u16_unpack(buf, o + 10)[0] ^ _M) + d) % _M or _M)
+        _ttl_to_dst_pack(buf, o + 8, ttl, self.proto, c, src, dst)
+        self.ttl = ttl
+        self.src = src
+        self.dst = dst
+        if not self.has_l4:
+            return
+        _u16x2_pack(buf, self.l4off, sport, dport)
+        self.sport = sport
+        self.dport = dport
+        co = self.csum_off
+        if co < 0:
+            return
+        c = _u16_unpack(buf, co)[0]
+        if self.partial:
+            if not moved:
+                return  # ports are not in the pseudo-header
+            c = (c + da) % _M or _M
+        else:
+            if c == 0 and self.proto == PROTO_UDP:
+                return  # IPv4 UDP without a checksum keeps none
+            c = _M - (((c ^ _M) + dl4) % _M or _M)
+            if c == 0 and self.proto == PROTO_UDP:
                 c = _M
         _u16_pack(buf, co, c)
 
