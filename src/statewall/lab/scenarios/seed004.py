@@ -18,11 +18,12 @@ Then seed 004's warning: a long transfer leaves the control connection idle, and
 runs out first the final ``226`` has nowhere to go. The lab shortens ``timeout conn`` to a few seconds
 (``statewall run --timeout-override conn=4``: the ASA does not accept less than 0:05:00, and a demo
 should not take five minutes) and uploads for longer than that, held to 1 MB/s (curl paces an upload
-at the sender; a download would first fill the receiver's socket buffers at full speed). With the inspection's
-``data_refreshes_control`` off (``--ftp-data-refreshes-control off``, what Linux's conntrack does) the
-control connection idles out mid-transfer (302014 ``Idle Timeout``), the server's ``226`` is refused
-(106015) and curl never hears the transfer finish, although the server stored every byte. With it on (statewall's default, what the seed's
-``ip_masq_ftp`` did: every data packet stamps its control connection) the same transfer completes.
+at the sender; a download would first fill the receiver's socket buffers at full speed). With the
+inspection's ``data_refreshes_control`` off (``--ftp-data-refreshes-control off``, what Linux's
+conntrack does) the control connection idles out mid-transfer (302014 ``Idle Timeout``), the server's
+``226`` is refused (106015) and curl never hears the transfer finish, although the server stored every
+byte. With it on (statewall's default, what the seed's ``ip_masq_ftp`` did: every data packet stamps
+its control connection) the same transfer completes.
 """
 
 from __future__ import annotations
