@@ -645,15 +645,38 @@ class Packet:
     def _tcp_ok(self, rel_end: int) -> bool:
         return self.proto == PROTO_TCP and self.has_l4 and self.l4off + rel_end <= self.end
 
+    # set_seq and set_ack run on every segment of a randomized connection: written out flat, they do what
+    # _tcp_ok + _set_field + _l4_delta do for a TCP field.
+
     def set_seq(self, seq: int) -> None:
-        if self._tcp_ok(8):
-            self._set_field(4, 4, seq & 0xFFFFFFFF)
-            self.seq = seq & 0xFFFFFFFF
+        o = self.l4off + 4
+        if self.proto != PROTO_TCP or not self.has_l4 or o + 4 > self.end:
+            return
+        seq &= 0xFFFFFFFF
+        buf = self.buf
+        d = seq - _u32_unpack(buf, o)[0]
+        _u32_pack(buf, o, seq)
+        self.seq = seq
+        co = self.csum_off
+        if co >= 0 and not self.partial:
+            if o & 1:
+                d <<= 8
+            _u16_pack(buf, co, _M - (((_u16_unpack(buf, co)[0] ^ _M) + d) % _M or _M))
 
     def set_ack(self, ack: int) -> None:
-        if self._tcp_ok(12):
-            self._set_field(8, 4, ack & 0xFFFFFFFF)
-            self.ack = ack & 0xFFFFFFFF
+        o = self.l4off + 8
+        if self.proto != PROTO_TCP or not self.has_l4 or o + 4 > self.end:
+            return
+        ack &= 0xFFFFFFFF
+        buf = self.buf
+        d = ack - _u32_unpack(buf, o)[0]
+        _u32_pack(buf, o, ack)
+        self.ack = ack
+        co = self.csum_off
+        if co >= 0 and not self.partial:
+            if o & 1:
+                d <<= 8
+            _u16_pack(buf, co, _M - (((_u16_unpack(buf, co)[0] ^ _M) + d) % _M or _M))
 
     def set_flags(self, flags: int) -> None:
         """Rewrite TCP byte 13 (CWR..FIN); ``reserved``/NS are left alone."""
