@@ -586,3 +586,21 @@ def test_ipv6_synproxy_uses_the_ipv6_mss_table_and_hop_limit():
     q = IPv6(bytes(out))
     # The IPv6 table (1220, 1400, 1440, 1460): the client's 1440 comes back as 1440.
     assert (oif, q[TCP].flags, q[TCP].seq, dict(q[TCP].options)["MSS"]) == ("fb", "S", C_ISN, 1440)
+
+
+def test_an_input_rule_proxies_for_the_box_itself():
+    # The server is the box: the client's SYN is answered and its cookie opens a connection to the box,
+    # which runs no services in statewall (so no window update ever follows).
+    rules = (
+        RECIPE.format(opts=FULL)
+        .replace("-A FORWARD -i fa", "-A INPUT -i fa")
+        .replace("--dport 80 -j CT", "--dport 80 -j CT")
+    )
+    w = Wire(rules)
+    box = "10.77.1.254"
+    ((oif, synack),) = w.send("fa", seg(CLIENT, box, 40000, 80, SYN, C_ISN, options=opts(mss=1460)))
+    assert (oif, synack.src, synack[TCP].flags, synack[TCP].window) == ("fa", box, "SA", 0)
+    assert w.send("fa", seg(CLIENT, box, 40000, 80, ACK, C_ISN + 1, synack[TCP].seq + 1)) == []
+    (conn,) = w.fw.conns.by_id.values()
+    assert conn.halves[0].out_iface is None and conn.synproxy.isn == synack[TCP].seq
+    assert w.fw.stats["to_the_box"] == 1
