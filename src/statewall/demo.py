@@ -326,8 +326,15 @@ LIVE: list[LiveScenario] = [
         "Seed 004: FTP through NAT and the idle control connection",
         "active and passive FTP through PAT and a static work; a transfer longer than timeout conn loses "
         "its control connection when data does not refresh it: curl never gets the 226",
-        "data activity keeps the control connection alive (statewall's default, as ip_masq_ftp did)",
-        (r"-303002:", r"Idle Timeout", r"-106015:"),
+        "data activity keeps the control connection alive (statewall's default, as ip_masq_ftp did), on "
+        "the ASA and on the seed's own NetMAX ruleset",
+        (
+            r"-303002:",
+            r"Idle Timeout",
+            r"-106015:",
+            r"\[DESTROY\] tcp .*dport=21 .*helper=ftp",
+            r"\[UNREPLIED\]",
+        ),
     ),
 ]
 

@@ -24,6 +24,13 @@ conntrack does) the control connection idles out mid-transfer (302014 ``Idle Tim
 ``226`` is refused (106015) and curl never hears the transfer finish, although the server stored every
 byte. With it on (statewall's default, what the seed's ``ip_masq_ftp`` did: every data packet stamps
 its control connection) the same transfer completes.
+
+Last, the seed's own Linux box: statewall runs the NetMAX ruleset of the FAQ (``CT --helper ftp``,
+``MASQUERADE``, the FORWARD rules, ``ipchains -M -S`` with the tcp timeout shortened from 7200 s to
+the lab's 4) on its iptables path. Active and passive downloads work through the masquerade; with the
+refresh off the control connection's conntrack entry is destroyed mid-transfer (``conntrack -E``:
+``[DESTROY] ... dport=21 ... helper=ftp``) and the server's 226 turns up as a ``[NEW] ... [UNREPLIED]``
+stranger, not translated back; with it on the entry lives through the transfer, which completes.
 """
 
 from __future__ import annotations
@@ -174,3 +181,68 @@ def seed004(run: ScenarioRun) -> None:
     show_lines(run, lines, r"-303002:", most=1)
     code = fw.stop()
     run.check("statewall run exits cleanly", code == 0, f"exit code {code}")
+
+    linux_box(run, topo, inside, outside, outside_ftp, long_file)
+
+
+# The seed's own Linux box (tests/configs/seed004-netmax.rules): the 2.4 ruleset for passive-FTP clients
+# behind NAT with the FTP helper, and the 2.2 masquerading timeouts, the tcp one shortened from 7200 s.
+NETMAX = f"""\
+#@statewall hostname netmax
+#@statewall interface inside dev eth1 address 192.168.0.1/24
+#@statewall interface outside dev eth0 address 198.51.100.7/24
+ipchains -M -S {IDLE} 10 160
+iptables -t raw -A PREROUTING -i eth1 -p tcp --dport 21 -j CT --helper ftp
+iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE
+iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+iptables -A FORWARD -i eth1 -s 192.168.0.0/24 -p tcp --sport 1025:65535 --dport 21 -j ACCEPT
+iptables -A FORWARD -i eth1 -s 192.168.0.0/24 -p tcp --sport 1025:65535 --dport 1025:65535 -j ACCEPT
+iptables -A FORWARD -i eth0 -p tcp -d 192.168.0.0/24 --dport 6000:6009 -j DROP
+iptables -P FORWARD DROP
+"""
+
+
+def linux_box(run: ScenarioRun, topo, inside, outside, outside_ftp: FtpServer, long_file: str) -> None:
+    """The same story on the seed's NetMAX ruleset (statewall's iptables path, conntrack's words)."""
+    # The server still retransmits the 226 of the broken case to a mapping that is gone; end that.
+    outside.run(["ss", "-K", "-t", "sport = :21"], timeout=10, check=False)
+    what = f"curl -T long.bin (STOR, passive) at {LONG_RATE}B/s, client inside masqueraded"
+    for refresh in ("off", "on"):
+        how = "data does not refresh" if refresh == "off" else "data refreshes (as ip_masq_ftp)"
+        run.say(
+            f"the seed's Linux box: NetMAX ruleset, ipchains -M -S {IDLE} 10 160, {how} the control entry"
+        )
+        fw = Firewall(run, topo, role=f"netmax-{refresh}")
+        fw.start(NETMAX, extra=["--ftp-data-refreshes-control", refresh])
+        if refresh == "off":
+            for active in (True, False):
+                label = f"{'active' if active else 'passive'}, client inside masqueraded (CT --helper ftp)"
+                t = fetch(run, inside, outside_ftp, OUTSIDE_HOST, "file.bin", label, active=active,
+                          limit=MODES_LIMIT)  # fmt: skip
+                run.check(f"{label}: complete", t.complete, f"{t.received} of {t.sent} bytes")
+            fw.new_log()
+        t = store(run, inside, outside_ftp, long_file, f"long-netmax-{refresh}.bin", what,
+                  STALL_LIMIT if refresh == "off" else LONG_LIMIT)  # fmt: skip
+        lines = fw.new_log()
+        gone = [
+            line for line in lines if "[DESTROY]" in line and "dport=21 " in line and "ESTABLISHED" in line
+        ]
+        if refresh == "off":
+            show_lines(run, gone, r".", most=1)
+            stray = show_lines(run, lines, r"\[NEW\] tcp .* sport=21 .*\[UNREPLIED\]", most=1)
+            run.check("conntrack: curl never hears the transfer finish", t.code != 0, f"curl exit {t.code}")
+            run.check(
+                "conntrack: the control entry expired mid-transfer", len(gone) >= 1, f"{len(gone)} lines"
+            )
+            run.check("conntrack: the server's reply is a stranger now", stray >= 1, f"{stray} lines")
+            outside.run(["ss", "-K", "-t", "sport = :21"], timeout=10, check=False)
+        else:
+            same = "match" if t.sent_sha == t.received_sha else "differ"
+            run.check(
+                "conntrack: the long transfer completes",
+                t.complete,
+                f"{t.received} of {t.sent} bytes, sha256 {same}",
+            )
+            run.check("conntrack: the control entry lived through it", not gone, f"{len(gone)} expired")
+        code = fw.stop()
+        run.check("statewall run exits cleanly", code == 0, f"exit code {code}")
