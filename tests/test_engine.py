@@ -414,3 +414,21 @@ def test_a_retransmitted_fin_and_a_duplicate_ack_do_not_close_the_connection():
     s.client("A")
     (td,) = kinds(s.events, ConnTeardown)
     assert (td.reason, td.closed_by) == ("TCP FINs", "inside")
+
+
+def test_an_interface_service_policy_inspects_ftp_on_its_own_interface_only():
+    cfg = (
+        SEED000
+        + "interface Ethernet2\n nameif dmz\n security-level 50\n ip address 172.16.0.1 255.255.255.0\n"
+        "class-map ftp-cls\n match port tcp eq 21\n"
+        "policy-map dmz-pol\n class ftp-cls\n  inspect ftp\n"
+        "policy-map global_policy\n class inspection_default\n  no inspect ftp\n"
+        "service-policy global_policy global\n"
+        "service-policy dmz-pol interface dmz\n"
+    )
+    fw = Firewall(parse(cfg, "s.cfg"))
+    syn = TCP(sport=40000, dport=21, flags="S")
+    fw.receive("inside", bytes(IP(src=CLIENT, dst=SERVER) / syn), 1.0)
+    fw.receive("inside", bytes(IP(src=CLIENT, dst="172.16.0.9") / syn), 1.0)
+    helpers = {c.responder.interface: c.helper is not None for c in fw.conns}
+    assert helpers == {"outside": False, "dmz": True}

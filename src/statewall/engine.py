@@ -45,9 +45,18 @@ from .nat import NatFailure, NatTable, Xlate
 from .netfilter import Netfilter
 from .normalizer import NormState
 from .packet import DecodeError, Packet, decode
-from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ConntrackSettings, Origin, Policy
+from .policy import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    ConntrackSettings,
+    Inspection,
+    Origin,
+    Policy,
+)
 from .routing import RouteTable
-from .tcptrack import INVALID, TcpState, TcpTracker
+from .tcptrack import F_FIN_ACKED, INVALID, TcpState, TcpTracker
 from .timers import Timers
 
 TCP_FIN = 0x01
@@ -472,6 +481,22 @@ class Firewall:
 
     # ---------------------------------------------------------------------------------------------
     # Modular policy framework: normalizer, MSS, sequence randomization (ASA)
+
+    def _inspector_for(self, conn: Connection, dport: int, real_dport: int, eff):
+        """The FTP inspector a new TCP connection gets, if any.
+
+        ASA: the classes that apply to this very connection decide, so an interface service policy's
+        ``inspect ftp`` covers its own interface's traffic only (the ASA's scoping), and ``strict`` is
+        that class's. An explicit ``policy.inspections`` list (iptables ``CT --helper``, the lab's
+        switches) is by port, as Linux assigns helpers.
+        """
+        if self.asa and eff is not None and not self.policy.inspections:
+            ins = eff.inspects_engine("ftp")
+            if ins is None:
+                return None
+            inspection = Inspection("ftp", (real_dport,), ins.strict, ins.origin)
+            return self.inspectors.attach_inspection(conn, inspection)
+        return self.inspectors.attach(conn, dport, real_dport)
 
     def _apply_policy(
         self, conn, iface, egress, pkt, real_dst, real_dport, itype, icode, xl, unnat, eff=None
@@ -997,7 +1022,7 @@ class Firewall:
                 # Replay: a capture shows this data connection going to the real address and port.
                 self._replay_index[(v, proto, pkt.src, pkt.sport, real_dst, real_dport)] = fwd
         elif self.inspectors and proto == PROTO_TCP:
-            conn.helper = self.inspectors.attach(conn, pkt.dport, real_dport)
+            conn.helper = self._inspector_for(conn, pkt.dport, real_dport, eff)
         if self.service_policies is not None:
             self._apply_policy(
                 conn, iface, egress, pkt, real_dst, real_dport, icmp_type, icmp_code, xl, unnat, eff
