@@ -646,6 +646,49 @@ def _near(base: int, x: int) -> int:
     return (base + (x % 4000) - 2000) & 0xFFFFFFFF if x % 5 else x
 
 
+def _snapshot(trk) -> tuple:
+    peers = tuple(tuple(getattr(p, f) for f in p.__slots__) for p in trk.seen)
+    return tuple(getattr(trk, f) for f in trk.__slots__ if f != "seen") + peers
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(
+    rest=st.lists(
+        st.tuples(
+            st.sampled_from([ORIGINAL, REPLY]),
+            st.sampled_from(["A", "PA", "A", "PA", "AU", "FA", "R", "S"]),
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 65535),
+            st.integers(0, 3000),
+            st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), max_size=2),
+        ),
+        max_size=40,
+    ),
+    sackok=st.booleans(),
+    scale=st.booleans(),
+    offset=st.sampled_from([0, 0, 7, 0xFFFFFF00]),
+    liberal=st.booleans(),
+)
+def test_the_established_fast_path_is_the_general_path(rest, sackok, scale, offset, liberal):
+    """``packet()`` takes a shortcut for in-window ACK segments in ESTABLISHED: verdicts and every
+    field must come out as the general path (``_packet`` + SEEN_REPLY) leaves them."""
+    st_ = cfg(tcp_be_liberal=liberal)
+    ws = 7 if scale else None
+    fast = handshake(cws=ws, sws=ws, sackok=sackok, st=st_)
+    slow = handshake(cws=ws, sws=ws, sackok=sackok, st=st_)
+    assert _snapshot(fast) == _snapshot(slow)
+    for d, fl, sq, ak, win, ln, sacks in rest:
+        base_seq, base_ack = (1001, 5001) if d == ORIGINAL else (5001, 1001)
+        p = seg(fl, _near(base_seq, sq), _near(base_ack, ak), win, ln, sacks=sacks)
+        got = fast.packet(d, p, st_, ack_offset=offset)
+        want = slow._packet(d, p, st_, 0, offset)
+        if d and want[0] is not INVALID:
+            slow.seen_reply = True
+        assert got == want
+        assert _snapshot(fast) == _snapshot(slow)
+
+
 @hsettings(max_examples=400, deadline=None)
 @given(
     first=_segments,

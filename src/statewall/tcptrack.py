@@ -406,6 +406,100 @@ class TcpTracker:
         ``nf_ct_seq_offset(ct, !dir, ack - 1)``, the shift NAT/FTP sequence adjustment applied to the
         *other* direction's seq, which this ack refers to.
         """
+        flags = pkt.flags
+        if self.state == sES and _INDEX[flags & 0xFF] == I_ACK and not seq_offset:
+            # The fast path: an ESTABLISHED connection's segment with ACK and without SYN, FIN or RST,
+            # nearly every segment. It is the general path below (_packet, _tcp_in_window,
+            # _in_window_done) written out for this case, whose table entry is ES -> ES. A sender
+            # without a window yet, or a segment failing a bound, takes the general path instead,
+            # before anything was changed.
+            sender = self.seen[direction]
+            receiver = self.seen[1 - direction]
+            s_maxwin = sender.td_maxwin
+            if s_maxwin:
+                seq = pkt.seq
+                ack = sack = pkt.ack
+                end = (seq + pkt.payload_len) & _M
+                if receiver.flags & F_SACK_PERM and pkt.doff > 20:
+                    sack = pkt.sack_edge(sack)
+                if ack_offset:
+                    ack = (ack - ack_offset) & _M
+                    sack = (sack - ack_offset) & _M
+                s_end = sender.td_end
+                s_maxend = sender.td_maxend
+                r_end = receiver.td_end
+                r_maxwin = receiver.td_maxwin
+                maxackwin = s_maxwin if s_maxwin > MAXACKWINCONST else MAXACKWINCONST
+                if (
+                    ((seq - s_maxend - 1) & _M) > 0x7FFFFFFF  # I
+                    and ((sack - r_end - 1) & _M) > 0x7FFFFFFF  # III
+                    and not (r_maxwin and ((s_end - r_maxwin - 1 - end) & _M) <= 0x7FFFFFFF)  # II
+                    and ((r_end - maxackwin - 1 - sack) & _M) > 0x7FFFFFFF  # IV
+                ):
+                    self.reopen = False
+                    win_raw = pkt.window
+                    win = win_raw << sender.td_scale
+                    # Learn about the sender.
+                    swin = (win + sack - ack) & _M
+                    if s_maxwin < swin:
+                        sender.td_maxwin = swin
+                    if ((s_end - end) & _M) > 0x7FFFFFFF:  # after(end, td_end)
+                        sender.td_end = end
+                        sender.flags |= F_DATA_UNACKNOWLEDGED
+                    if not sender.flags & F_MAXACK_SET:
+                        sender.td_maxack = ack
+                        sender.flags |= F_MAXACK_SET
+                    elif ((sender.td_maxack - ack) & _M) > 0x7FFFFFFF:  # after(ack, td_maxack)
+                        sender.td_maxack = ack
+                    # Learn about the receiver.
+                    if r_maxwin and ((s_maxend - end) & _M) > 0x7FFFFFFF:  # overshoot
+                        receiver.td_maxwin = (r_maxwin + end - s_maxend) & _M
+                    if ((receiver.td_maxend - 1 - sack - win) & _M) > 0x7FFFFFFF:
+                        receiver.td_maxend = (sack + win + (win == 0)) & _M
+                    if ack == r_end:
+                        receiver.flags &= ~F_DATA_UNACKNOWLEDGED
+                    # Retransmission counter.
+                    if (
+                        self.last_dir == direction
+                        and self.last_seq == seq
+                        and self.last_ack == ack
+                        and self.last_end == end
+                        and self.last_win == win_raw
+                    ):
+                        self.retrans += 1
+                    else:
+                        self.last_dir = direction
+                        self.last_seq = seq
+                        self.last_ack = ack
+                        self.last_end = end
+                        self.last_win = win_raw
+                        self.retrans = 0
+                    if receiver.flags & F_FIN_SEEN and ((ack - receiver.fin_end) & _M) <= 0x7FFFFFFF:
+                        receiver.flags |= F_FIN_ACKED
+                    # The in_window tail for ES -> ES.
+                    self.last_index = I_ACK
+                    timeout = settings.tcp_timeout_established
+                    if (
+                        self.retrans >= settings.tcp_max_retrans
+                        and timeout > settings.tcp_timeout_max_retrans
+                    ):
+                        timeout = settings.tcp_timeout_max_retrans
+                    elif (sender.flags | receiver.flags) & F_DATA_UNACKNOWLEDGED and (
+                        timeout > settings.tcp_timeout_unacknowledged
+                    ):
+                        timeout = settings.tcp_timeout_unacknowledged
+                    elif self.last_win == 0 and timeout > settings.tcp_timeout_max_retrans:
+                        timeout = settings.tcp_timeout_max_retrans
+                    self._timer = _T_SET
+                    if not self.seen_reply:
+                        if timeout > settings.tcp_timeout_unacknowledged:
+                            timeout = settings.tcp_timeout_unacknowledged
+                    elif not self.assured:
+                        self.assured = True
+                    self._timeout = timeout
+                    if direction:
+                        self.seen_reply = True
+                    return _R_ACCEPT
         res = self._packet(direction, pkt, settings, seq_offset, ack_offset)
         if direction and res[0] is not INVALID:
             # nf_conntrack_in marks SEEN_REPLY once the protocol tracker let a reply packet through
@@ -596,7 +690,7 @@ class TcpTracker:
         ack = sack = pkt.ack
         win_raw = pkt.window
         win = win_raw
-        end = _seg_end(seq, pkt, flags)
+        end = (seq + pkt.payload_len + (flags & FIN) + ((flags & SYN) >> 1)) & _M  # _seg_end
 
         if receiver.flags & F_SACK_PERM and pkt.doff > 20:
             sack = pkt.sack_edge(sack)
@@ -643,20 +737,19 @@ class TcpTracker:
             seq = end = sender.td_end
 
         # The four checks and the updates below spell out before()/after() inline (this is the
-        # per-packet hot path): ((a - b) & _M) > 0x7FFFFFFF is before(a, b).
-        maxackwin = sender.td_maxwin if sender.td_maxwin > MAXACKWINCONST else MAXACKWINCONST
-        if ((seq - sender.td_maxend - 1) & _M) <= 0x7FFFFFFF:  # I fails: seq > td_maxend
-            overshot = (end - sender.td_maxend + 1) & _M
-            ack_ok = after(sack, (receiver.td_end - maxackwin - 1) & _M)
-            in_recv_win = bool(receiver.td_maxwin) and after(
-                end, (sender.td_end - receiver.td_maxwin - 1) & _M
-            )
-            if (
-                in_recv_win
-                and ack_ok
-                and overshot <= receiver.td_maxwin
-                and before(sack, (receiver.td_end + 1) & _M)
-            ):
+        # per-packet hot path): ((a - b) & _M) > 0x7FFFFFFF is before(a, b). The window data they
+        # read are taken into locals once; none of them is written before its last read.
+        s_end = sender.td_end
+        s_maxend = sender.td_maxend
+        s_maxwin = sender.td_maxwin
+        r_end = receiver.td_end
+        r_maxwin = receiver.td_maxwin
+        maxackwin = s_maxwin if s_maxwin > MAXACKWINCONST else MAXACKWINCONST
+        if ((seq - s_maxend - 1) & _M) <= 0x7FFFFFFF:  # I fails: seq > td_maxend
+            overshot = (end - s_maxend + 1) & _M
+            ack_ok = after(sack, (r_end - maxackwin - 1) & _M)
+            in_recv_win = bool(r_maxwin) and after(end, (s_end - r_maxwin - 1) & _M)
+            if in_recv_win and ack_ok and overshot <= r_maxwin and before(sack, (r_end + 1) & _M):
                 # Some TCPs send more than the receive window allows. If the ruleset lets this
                 # through and the peer ACKs it, every later packet would fail III: so remember the
                 # data (td_end) even though we do not accept the segment.
@@ -667,33 +760,31 @@ class TcpTracker:
                 sender,
                 settings,
                 INVALID,
-                f"SEQ is over upper bound {(sender.td_maxend + 1) & _M} (over the window of the receiver)",
+                f"SEQ is over upper bound {(s_maxend + 1) & _M} (over the window of the receiver)",
             )
 
-        if ((sack - receiver.td_end - 1) & _M) <= 0x7FFFFFFF:  # III fails: sack > receiver.td_end
+        if ((sack - r_end - 1) & _M) <= 0x7FFFFFFF:  # III fails: sack > receiver.td_end
             return self._failed(
                 sender,
                 settings,
                 INVALID,
-                f"ACK is over upper bound {(receiver.td_end + 1) & _M} (ACKed data not seen yet)",
+                f"ACK is over upper bound {(r_end + 1) & _M} (ACKed data not seen yet)",
             )
 
         # II fails: end < sender.td_end - receiver.td_maxwin (only once the receiver's window is known)
-        if receiver.td_maxwin and ((sender.td_end - receiver.td_maxwin - 1 - end) & _M) <= 0x7FFFFFFF:
+        if r_maxwin and ((s_end - r_maxwin - 1 - end) & _M) <= 0x7FFFFFFF:
             return self._failed(
                 sender,
                 settings,
                 IGNORE,
-                f"SEQ is under lower bound {(sender.td_end - receiver.td_maxwin - 1) & _M} "
-                "(already ACKed data retransmitted)",
+                f"SEQ is under lower bound {(s_end - r_maxwin - 1) & _M} (already ACKed data retransmitted)",
             )
-        if ((receiver.td_end - maxackwin - 1 - sack) & _M) <= 0x7FFFFFFF:  # IV fails: sack too old
+        if ((r_end - maxackwin - 1 - sack) & _M) <= 0x7FFFFFFF:  # IV fails: sack too old
             return self._failed(
                 sender,
                 settings,
                 IGNORE,
-                f"ignored ACK under lower bound {(receiver.td_end - maxackwin - 1) & _M} "
-                "(possible overly delayed)",
+                f"ignored ACK under lower bound {(r_end - maxackwin - 1) & _M} (possible overly delayed)",
             )
 
         # RFC 1323 window scaling, never on SYN segments.
@@ -702,9 +793,9 @@ class TcpTracker:
 
         # Learn about the sender.
         swin = (win + sack - ack) & _M
-        if sender.td_maxwin < swin:
+        if s_maxwin < swin:
             sender.td_maxwin = swin
-        if ((sender.td_end - end) & _M) > 0x7FFFFFFF:  # after(end, td_end)
+        if ((s_end - end) & _M) > 0x7FFFFFFF:  # after(end, td_end)
             sender.td_end = end
             sender.flags |= F_DATA_UNACKNOWLEDGED
         if flags & ACK:
@@ -715,13 +806,11 @@ class TcpTracker:
                 sender.td_maxack = ack
 
         # Learn about the receiver.
-        if receiver.td_maxwin and ((sender.td_maxend - end) & _M) > 0x7FFFFFFF:  # overshoot
-            receiver.td_maxwin = (receiver.td_maxwin + end - sender.td_maxend) & _M
+        if r_maxwin and ((s_maxend - end) & _M) > 0x7FFFFFFF:  # overshoot
+            receiver.td_maxwin = (r_maxwin + end - s_maxend) & _M
         if ((receiver.td_maxend - 1 - sack - win) & _M) > 0x7FFFFFFF:  # after(sack + win, maxend - 1)
-            receiver.td_maxend = (sack + win) & _M
-            if win == 0:
-                receiver.td_maxend = (receiver.td_maxend + 1) & _M
-        if ack == receiver.td_end:
+            receiver.td_maxend = (sack + win + (win == 0)) & _M
+        if ack == r_end:
             receiver.flags &= ~F_DATA_UNACKNOWLEDGED
 
         # Retransmission counter: identical ACK-class segments in a row.
