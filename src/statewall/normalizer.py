@@ -130,6 +130,7 @@ class Profile:
         "queue_timeout",
         "options",
         "rewrites_options",
+        "keeps_timestamps",
     )
 
     def __init__(self, tm: TcpMap, version: str | None, *, asa: bool = True, inspected: bool = False) -> None:
@@ -168,6 +169,7 @@ class Profile:
         table[8] = _ACTION[tm.timestamp]
         self.options = tuple(table)
         self.rewrites_options = any(a != ALLOW for a in table)
+        self.keeps_timestamps = table[8] == ALLOW
 
 
 class Held(NamedTuple):
@@ -278,7 +280,9 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
                 "synack-data allow in a tcp-map applied to this flow",
             )
 
-    if pkt.doff > 20 and prof.rewrites_options:
+    # NOP NOP timestamp, nearly every established segment's layout, needs no option walk when the
+    # tcp-map allows timestamps (the default): nothing in it would be cleared or refused.
+    if pkt.doff > 20 and prof.rewrites_options and not (prof.keeps_timestamps and pkt.timestamp_only()):
         r = _options(st, pkt)
         if r is not None:
             return r
@@ -337,12 +341,12 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
 
     nxt = st.nxt[d]
     seq = pkt.seq
-    end = (seq + plen + (1 if flags & _FIN else 0)) & _M
+    end = (seq + plen + (flags & _FIN)) & _M
     if nxt is None:
         st.nxt[d] = end
         return None
     if plen or flags & _FIN:
-        if before(nxt, seq) and not flags & _RST:
+        if ((nxt - seq) & _M) > 0x7FFFFFFF and not flags & _RST:  # before(nxt, seq)
             # A gap before this segment.
             if prof.queue:
                 return _hold(st, d, pkt, now, gso_size)
@@ -352,7 +356,7 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
                 return r
         if st.sent is not None and plen:
             st.sent[d][seq] = pkt.payload()
-        if before(nxt, end):
+        if ((nxt - end) & _M) > 0x7FFFFFFF:  # before(nxt, end)
             st.nxt[d] = end
     if st.sent is not None and flags & _ACK:
         _forget_acked(st.sent[1 - d], (pkt.ack - ack_offset) & _M)

@@ -215,7 +215,7 @@ class Packet:
         if opts is None:
             if self.proto != PROTO_TCP or not self.has_l4 or self.doff <= 20:
                 opts = []
-            elif self._ts_only():
+            elif self.timestamp_only():
                 opts = [(OPT_TIMESTAMP, self.l4off + 22, 10)]
             else:
                 start = self.l4off + 20
@@ -242,13 +242,14 @@ class Packet:
     def sack_permitted(self) -> bool:
         return self._find_option(OPT_SACK_PERM, 2) >= 0
 
-    def _ts_only(self) -> bool:
-        """The options are exactly NOP NOP timestamp, complete in ``buf`` (a TCP segment with L4)."""
+    def timestamp_only(self) -> bool:
+        """The TCP options are exactly NOP NOP timestamp, complete in ``buf`` (the layout of nearly every
+        segment of an established Linux flow). Call on TCP segments with an L4 header."""
         o = self.l4off + 20
         return self.doff == 32 and o + 12 <= self.end and _u32_unpack(self.buf, o)[0] == _NOP_NOP_TS
 
     def sack_blocks(self) -> list[tuple[int, int]]:
-        if self.doff <= 20 or self._ts_only():
+        if self.doff <= 20 or self.timestamp_only():
             return []  # the layouts of nearly every segment: no list of options to build
         for k, off, ln in self.tcp_options():
             if k == OPT_SACK and ln >= 10 and (ln - 2) % 8 == 0:
@@ -261,7 +262,7 @@ class Packet:
         What window tracking needs from SACK, on every segment: segments without options or with only
         NOP NOP timestamp answer without looking at any option list.
         """
-        if self.doff <= 20 or self._ts_only():
+        if self.doff <= 20 or self.timestamp_only():
             return ack
         for _left, right in self.sack_blocks():
             if ((ack - right) & 0xFFFFFFFF) > 0x7FFFFFFF:  # after(right, ack)
