@@ -200,7 +200,17 @@ class Firewall:
             self._drop(ev, e.reason, iface, None, now, message=e.message)
             return Result(out, ev)
         try:
-            self._process(iface, pkt, now, out, ev, gso_size)
+            # The fast path (packet-io.md): a packet of an existing connection arriving where it should
+            # goes straight to forwarding; everything else takes _process, which looks again.
+            half = (
+                self.conns.by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+                if pkt.has_l4 and self._nf is None
+                else None
+            )
+            if half is not None and half.in_iface == iface:
+                self._forward(half, pkt, now, out, ev, gso_size)
+            else:
+                self._process(iface, pkt, now, out, ev, gso_size)
         except DecodeError as e:  # e.g. a malformed quoted packet in an ICMP error, or bad TCP options
             self._drop(ev, e.reason, iface, pkt, now, message=e.message)
         except Exception as e:  # noqa: BLE001 - the engine must never raise for a packet; count it instead
@@ -612,34 +622,46 @@ class Firewall:
         trk = conn.tcp
         state = trk.state
         if self.asa:
-            if pkt.flags & TCP_RST:
+            flags = pkt.flags
+            if flags & TCP_RST:
                 side = self.interfaces[half.in_iface].security_level
                 other = self.interfaces[half.out_iface].security_level
                 self._teardown(
                     conn, now, "TCP Reset-I" if side >= other else "TCP Reset-O", half.in_iface, out, ev
                 )
                 return
-            if pkt.flags & TCP_FIN and conn.closer is None:
+            if flags & TCP_FIN and conn.closer is None:
                 conn.closer = half.in_iface
-            # netfilter's table also enters TIME_WAIT from one side's retransmitted FIN (FIN_WAIT ->
-            # LAST_ACK) and the peer's duplicate ACK: the ASA closes only once both sides sent theirs.
-            if state == TcpState.CLOSE or (
-                state == TcpState.TIME_WAIT and trk.fin_seen(ORIGINAL) and trk.fin_seen(REPLY)
-            ):
-                # "from <ifc>" names the side that began the close (its FIN came first).
-                self._teardown(conn, now, "TCP FINs", conn.closer or half.in_iface, out, ev)
-                return
             tmo = conn.tmo
-            if state in _EMBRYONIC:
-                self._set_timeout(conn, _timeout(tmo, 0, self.timeouts.embryonic), "embryonic", now)
-                return
+            if state != TcpState.ESTABLISHED:  # nearly every segment is: neither closing nor embryonic
+                # netfilter's table also enters TIME_WAIT from one side's retransmitted FIN (FIN_WAIT ->
+                # LAST_ACK) and the peer's duplicate ACK: the ASA closes only once both sides sent theirs.
+                if state == TcpState.CLOSE or (
+                    state == TcpState.TIME_WAIT and trk.fin_seen(ORIGINAL) and trk.fin_seen(REPLY)
+                ):
+                    # "from <ifc>" names the side that began the close (its FIN came first).
+                    self._teardown(conn, now, "TCP FINs", conn.closer or half.in_iface, out, ev)
+                    return
+                if state in _EMBRYONIC:
+                    self._set_timeout(conn, _timeout(tmo, 0, self.timeouts.embryonic), "embryonic", now)
+                    return
             adm = conn.limit
             if adm is not None and adm.embryonic:
                 adm.established()
-            if trk.fin_acked(ORIGINAL) or trk.fin_acked(REPLY):
+            seen = trk.seen
+            if (seen[0].flags | seen[1].flags) & F_FIN_ACKED:
                 self._set_timeout(conn, _timeout(tmo, 2, self.timeouts.half_closed), "half-closed", now)
-            else:
-                self._set_timeout(conn, _timeout(tmo, 1, self.timeouts.conn), "idle", now)
+                return
+            # The idle refresh of nearly every segment: _set_timeout written out.
+            timeout = self.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
+            conn.timeout = timeout
+            conn.timeout_kind = "idle"
+            if timeout > 0:
+                due = conn.last + timeout
+                queued = conn.queued_at
+                if queued == 0.0 or due < queued:
+                    conn.queued_at = due
+                    self.timers.schedule(due, conn)
         else:
             self._set_timeout(conn, trk.timeout(self.ct), state.name, now)
 
