@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import PIX_INTERFACES
 from statewall.dialects.asa import ConfigError, parse, parse_file, render
 from statewall.policy import PROTO_TCP, Origin, Policy, PortMatch
 
@@ -112,19 +113,8 @@ def test_seed000_solution_b_models_the_policy_framework():
 # Errors: file:line:col: message, pointing at the offending token
 
 
-BASE = """interface Ethernet0
- nameif outside
- security-level 0
- ip address 192.168.9.30 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
-"""
-
-
 def on_base(*lines: str) -> str:
-    return BASE + "".join(line + "\n" for line in lines)
+    return PIX_INTERFACES + "".join(line + "\n" for line in lines)
 
 
 # (configuration, "line:col: message" expected after "seed.cfg:")
@@ -202,7 +192,7 @@ def test_config_error_fields():
 
 def test_unknown_command_is_a_warning_naming_its_line():
     policy = parse(
-        BASE + "frobnicate the widgets\n  with sub-lines\nroute outside 0 0 192.168.9.2\n", "w.cfg"
+        PIX_INTERFACES + "frobnicate the widgets\n  with sub-lines\nroute outside 0 0 192.168.9.2\n", "w.cfg"
     )
     (warning,) = policy.warnings
     assert str(warning) == "w.cfg:9: warning: unknown command 'frobnicate' ignored"

@@ -11,6 +11,7 @@ import random
 
 from scapy.layers.inet import IP, TCP
 
+from fixtures import ASA_WEB
 from sim_tcp import RST, SYN, Net, TcpHost
 from statewall import craft
 from statewall.dialects.asa import parse
@@ -23,25 +24,17 @@ SERVER = "192.168.1.10"
 CLIENT = "198.51.100.1"
 M = 0xFFFFFFFF
 
-CFG = """\
-ASA Version 9.1(2)
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
-access-list OUTSIDE_IN extended permit tcp any host 192.168.1.10 eq www
-access-group OUTSIDE_IN in interface outside
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
+CFG = (
+    "ASA Version 9.1(2)\n"
+    + ASA_WEB
+    + """\
 class-map WEB
  match port tcp eq www
 policy-map P
  class WEB
 {settings}service-policy P interface outside
 """
+)
 
 
 def lab(timeouts: str = "idle 0:05:00 dcd 0:00:10 3", extra: str = ""):

@@ -13,39 +13,14 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.packet import Raw
 
+from fixtures import CLIENT, MAPPED, SEED000, SERVER, kinds
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import ConnBuilt, ConnTeardown, Drop, DropReason, XlateBuilt, XlateTeardown
 
-SEED000 = """\
-pixfirewall(config)#interface Ethernet0
-pixfirewall(config-if)#speed 100
-pixfirewall(config-if)#duplex full
-pixfirewall(config-if)#nameif outside
-pixfirewall(config-if)#security-level 0
-pixfirewall(config-if)#ip address 192.168.9.30 255.255.255.0
-pixfirewall(config-if)#exit
-pixfirewall(config)#interface Ethernet1
-pixfirewall(config-if)#speed 100
-pixfirewall(config-if)#duplex full
-pixfirewall(config-if)#nameif inside
-pixfirewall(config-if)#security-level 100
-pixfirewall(config-if)#ip address 10.0.0.1 255.255.255.0
-pixfirewall(config-if)#exit
-pixfirewall(config)#global (outside) 1 interface
-pixfirewall(config)#nat (inside) 1 10.0.0.0 255.0.0.0
-pixfirewall(config)#route outside 0.0.0.0 0.0.0.0 192.168.9.2 1
-"""
-
-CLIENT, SERVER, MAPPED = "10.0.0.2", "192.168.9.2", "192.168.9.30"
-
 
 def fw_for(text: str = SEED000) -> Firewall:
     return Firewall(parse(text, "seed000.cfg"))
-
-
-def kinds(events, cls):
-    return [e for e in events if isinstance(e, cls)]
 
 
 class Session:

@@ -15,6 +15,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
+from fixtures import CLIENT, MAPPED, PIX_INTERFACES, PIX_NO_NAT, PIX_PAT, PIX_ROUTE, SERVER, kinds
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import ConnBuilt, ConnTeardown, Drop, DropReason, XlateBuilt, XlateTeardown
@@ -24,58 +25,23 @@ from statewall.logfmt.asa import format_event
 from statewall.policy import Inspection
 from statewall.seqadj import SeqAdj
 
-SEED000 = """\
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 192.168.9.30 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
-global (outside) 1 interface
-nat (inside) 1 10.0.0.0 255.0.0.0
-route outside 0.0.0.0 0.0.0.0 192.168.9.2 1
-"""
-NO_NAT = """\
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 192.168.9.30 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 192.168.9.2 1
-"""
 # The server inside behind a static translation, the client outside (8.2: access lists name mapped
 # addresses).
-STATIC_SERVER = """\
-ASA Version 8.2(1)
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 192.168.9.30 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
+STATIC_SERVER = (
+    "ASA Version 8.2(1)\n"
+    + PIX_INTERFACES
+    + """\
 static (inside,outside) 192.168.9.40 10.0.0.5 netmask 255.255.255.255
 access-list OUTSIDE_IN extended permit tcp any host 192.168.9.40 eq ftp
 access-group OUTSIDE_IN in interface outside
-route outside 0.0.0.0 0.0.0.0 192.168.9.2 1
 """
+    + PIX_ROUTE
+)
 GLOBAL_POLICY = (
     "policy-map global_policy\n class inspection_default\n  {}\nservice-policy global_policy global\n"
 )
 NO_INSPECT = GLOBAL_POLICY.format("no inspect ftp")
 STRICT = GLOBAL_POLICY.format("inspect ftp strict")
-
-CLIENT, SERVER, MAPPED = "10.0.0.2", "192.168.9.2", "192.168.9.30"
-
-
-def kinds(events, cls):
-    return [e for e in events if isinstance(e, cls)]
 
 
 class Ftp:
@@ -202,15 +168,15 @@ def data_syn(fw, src, sport, iface, dst, dport, now, v6=False):
 
 
 def test_asa_inspects_ftp_on_21_by_default_and_no_inspect_ftp_turns_it_off():
-    assert [(i.protocol, i.ports, i.strict) for i in effective_inspections(parse(SEED000))] == [
+    assert [(i.protocol, i.ports, i.strict) for i in effective_inspections(parse(PIX_PAT))] == [
         ("ftp", (21,), False)
     ]
-    assert effective_inspections(parse(SEED000 + NO_INSPECT)) == []
-    assert [i.strict for i in effective_inspections(parse(SEED000 + STRICT))] == [True]
+    assert effective_inspections(parse(PIX_PAT + NO_INSPECT)) == []
+    assert [i.strict for i in effective_inspections(parse(PIX_PAT + STRICT))] == [True]
 
 
 def test_explicit_inspections_win_and_other_dialects_have_no_default():
-    policy = parse(SEED000)
+    policy = parse(PIX_PAT)
     policy.inspections = [Inspection("ftp", (2121,))]
     assert [i.ports for i in effective_inspections(policy)] == [(2121,)]
     policy.inspections = [Inspection("ftp", (21,), enabled=False)]
@@ -225,7 +191,7 @@ def test_explicit_inspections_win_and_other_dialects_have_no_default():
 
 
 def test_port_behind_pat_is_rewritten_and_its_data_connection_comes_back_to_the_client():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     (out,) = s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
@@ -256,7 +222,7 @@ def test_port_behind_pat_is_rewritten_and_its_data_connection_comes_back_to_the_
 
 
 def test_sequence_adjustment_after_a_longer_port_both_ways_and_in_sack_blocks():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     port_seq = s.seq["a"]
@@ -290,7 +256,7 @@ def test_sequence_adjustment_after_a_longer_port_both_ways_and_in_sack_blocks():
 
 
 def test_port_split_across_two_segments_is_rewritten_as_one_line():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     start = s.seq["a"]
@@ -311,7 +277,7 @@ def test_port_split_across_two_segments_is_rewritten_as_one_line():
 
 
 def test_split_line_that_is_not_a_port_command_is_parsed_but_not_withheld():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     (first,) = s.send("a", "PA", b"RETR some")
@@ -329,7 +295,7 @@ def test_split_line_that_is_not_a_port_command_is_parsed_but_not_withheld():
 
 def test_withheld_bytes_retransmitted_alone_are_let_go_unrewritten():
     # A Nagle sender waits for the acknowledgement of the withheld bytes and sends them again.
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     start = s.seq["a"]
@@ -343,7 +309,7 @@ def test_withheld_bytes_retransmitted_alone_are_let_go_unrewritten():
 
 
 def test_a_port_reusing_a_taken_pat_port_gets_another_one():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     # Another inside host holds 192.168.9.30/1025 through PAT.
     fw.receive("inside", bytes(IP(src="10.0.0.3", dst=SERVER) / TCP(sport=1025, dport=80, flags="S")), 99.0)
     s = Ftp(fw)
@@ -356,7 +322,7 @@ def test_a_port_reusing_a_taken_pat_port_gets_another_one():
 
 
 def test_eprt_behind_pat_is_rewritten_as_nf_nat_ftp_prints_it():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     (out,) = s.send("a", "PA", b"EPRT |1|10.0.0.2|6275|\r\n")
@@ -370,7 +336,7 @@ def test_eprt_behind_pat_is_rewritten_as_nf_nat_ftp_prints_it():
 
 
 def test_ftp_bounce_is_refused_and_logged_with_its_reason():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     outs = s.send("a", "PA", b"PORT 192,168,9,77,0,25\r\n")
@@ -390,7 +356,7 @@ def test_ftp_bounce_is_refused_and_logged_with_its_reason():
 
 
 def test_227_naming_another_host_is_refused():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     s.send("a", "PA", b"PASV\r\n")
@@ -401,7 +367,7 @@ def test_227_naming_another_host_is_refused():
 
 
 def test_strict_refuses_a_command_sent_before_the_previous_one_was_answered():
-    fw = Firewall(parse(SEED000 + STRICT))
+    fw = Firewall(parse(PIX_PAT + STRICT))
     s = Ftp(fw)
     login(s)
     assert s.send("a", "PA", b"SYST\r\n")
@@ -425,7 +391,7 @@ def test_strict_refuses_a_command_sent_before_the_previous_one_was_answered():
     ],
 )
 def test_strict_checks(line, why):
-    fw = Firewall(parse(SEED000 + STRICT))
+    fw = Firewall(parse(PIX_PAT + STRICT))
     s = Ftp(fw)
     login(s)
     assert s.send("a", "PA", line) == []
@@ -434,7 +400,7 @@ def test_strict_checks(line, why):
 
 
 def test_without_strict_a_malformed_port_opens_nothing_and_passes():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     (out,) = s.send("a", "PA", b"PORT 10,0,0,2,4\r\n")
@@ -442,7 +408,7 @@ def test_without_strict_a_malformed_port_opens_nothing_and_passes():
 
 
 def test_the_iptables_dialect_drops_a_partial_match_as_nf_conntrack_ftp_does():
-    policy = parse(SEED000)
+    policy = parse(PIX_PAT)
     policy.dialect = "iptables"
     policy.inspections = [Inspection("ftp", (21,))]
     fw = Firewall(policy)
@@ -493,7 +459,7 @@ def test_227_from_a_server_behind_static_nat_names_its_mapped_address():
 
 
 def test_without_nat_nothing_is_rewritten_and_the_active_data_connection_is_related():
-    fw = Firewall(parse(NO_NAT))
+    fw = Firewall(parse(PIX_NO_NAT))
     s = Ftp(fw, b_to=CLIENT)
     login(s)
     (out,) = s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
@@ -507,7 +473,7 @@ def test_without_nat_nothing_is_rewritten_and_the_active_data_connection_is_rela
 
 
 def test_without_inspection_the_active_data_connection_is_refused():
-    fw = Firewall(parse(NO_NAT + NO_INSPECT))
+    fw = Firewall(parse(PIX_NO_NAT + NO_INSPECT))
     s = Ftp(fw, b_to=CLIENT)
     login(s)
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
@@ -516,7 +482,7 @@ def test_without_inspection_the_active_data_connection_is_refused():
 
 
 def test_eprt_and_epsv_over_ipv6():
-    cfg = NO_NAT.replace(
+    cfg = PIX_NO_NAT.replace(
         " ip address 192.168.9.30 255.255.255.0\n",
         " ip address 192.168.9.30 255.255.255.0\n ipv6 address 2001:db8:9::1/64\n",
     ).replace(
@@ -540,7 +506,7 @@ def test_eprt_and_epsv_over_ipv6():
 
 
 def test_an_unused_expectation_expires_and_frees_its_translation():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
@@ -555,7 +521,7 @@ def test_an_unused_expectation_expires_and_frees_its_translation():
 
 
 def test_a_new_port_replaces_the_unused_previous_expectation():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
@@ -565,7 +531,7 @@ def test_a_new_port_replaces_the_unused_previous_expectation():
 
 
 def test_expectations_go_with_their_control_connection():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
@@ -575,7 +541,7 @@ def test_expectations_go_with_their_control_connection():
 
 @pytest.mark.parametrize("refresh", [True, False], ids=["ip_masq_ftp", "netfilter"])
 def test_data_activity_keeps_the_control_connection_alive(refresh):
-    policy = parse(SEED000 + "timeout conn 0:05:00\n")
+    policy = parse(PIX_PAT + "timeout conn 0:05:00\n")
     set_data_refreshes_control(policy, refresh)
     assert [(i.ports, i.data_refreshes_control) for i in policy.inspections] == [((21,), refresh)]
     fw = Firewall(policy)
@@ -626,7 +592,7 @@ def test_seqadj_records_a_change_once_and_keeps_the_previous_offset_for_older_da
 
 
 def test_a_line_too_long_to_be_a_command_is_forwarded_and_not_parsed():
-    fw = Firewall(parse(SEED000))
+    fw = Firewall(parse(PIX_PAT))
     s = Ftp(fw)
     login(s)
     (first,) = s.send("a", "PA", b"P" + b"x" * 1100)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from fixtures import ASA_WEB
 from sim_tcp import SYN, Net, TcpHost
 from statewall import craft
 from statewall.dialects.asa import parse
@@ -18,20 +19,7 @@ from statewall.logfmt.mpf import format_show_service_policy
 
 SERVER = "192.168.1.10"
 
-HEAD_9 = """\
-ASA Version 9.1(2)
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
-access-list OUTSIDE_IN extended permit tcp any host 192.168.1.10 eq www
-access-group OUTSIDE_IN in interface outside
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
-"""
+HEAD_9 = "ASA Version 9.1(2)\n" + ASA_WEB
 
 
 def policy(settings: str, match: str = "match port tcp eq www", scope: str = "interface outside") -> str:

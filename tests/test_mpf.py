@@ -9,22 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import PIX_INTERFACES
 from statewall.dialects.asa import ConfigError, parse, parse_file, render
 from statewall.logfmt.mpf import format_running_config_policy_map, format_show_service_policy
 from statewall.mpf import ServicePolicies
 from statewall.policy import BUILTIN, PROTO_TCP, PROTO_UDP, Origin, Policy, PortMatch
 
 CONFIGS = Path(__file__).parent / "configs"
-
-BASE = """interface Ethernet0
- nameif outside
- security-level 0
- ip address 192.168.9.30 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
-"""
 
 
 def plain(value: object) -> object:
@@ -90,7 +81,7 @@ def test_factory_policy_is_not_printed_and_an_explicit_one_replaces_it():
 
 
 def test_no_service_policy_removes_the_factory_policy():
-    policy = parse(BASE + "no service-policy global_policy global\n")
+    policy = parse(PIX_INTERFACES + "no service-policy global_policy global\n")
     assert policy.service_policies == []
     again = parse(render(policy))
     assert again.service_policies == []
@@ -116,7 +107,7 @@ hostname(config-pmap-c)# service-policy CONNS interface outside
 
 
 def test_seed002_set_connection_parameters_combine():
-    policy = parse(BASE + SEED002)
+    policy = parse(PIX_INTERFACES + SEED002)
     cs = policy.policy_maps["CONNS"].classes[0].connection
     assert (cs.conn_max, cs.embryonic_conn_max, cs.per_client_max, cs.per_client_embryonic_max) == (
         600,
@@ -140,14 +131,14 @@ def test_seed002_set_connection_parameters_combine():
 
 
 def test_idle_timeout_is_printed_as_tcp_before_8_2():
-    policy = parse("ASA Version 8.0(4)\n" + BASE + SEED002)
+    policy = parse("ASA Version 8.0(4)\n" + PIX_INTERFACES + SEED002)
     assert "  set connection timeout embryonic 0:40:00 tcp 2:00:00 half-closed 0:20:00 dcd" in (
         format_running_config_policy_map(policy).splitlines()
     )
 
 
 def test_dcd_retry_interval_and_retries_and_idle_reset():
-    text = BASE + "class-map c\n match any\npolicy-map p\n class c\n"
+    text = PIX_INTERFACES + "class-map c\n match any\npolicy-map p\n class c\n"
     text += "  set connection timeout idle 1:00:00 reset dcd 0:00:30 3\n"
     cs = parse(text).policy_maps["p"].classes[0].connection
     assert (cs.timeout_idle, cs.idle_reset, cs.dcd_retry_interval, cs.dcd_max_retries) == (3600, True, 30, 3)
@@ -218,7 +209,7 @@ def test_zero_means_never_and_ranges_relax_with_the_release():
 
 def test_tcp_map_every_option_round_trips():
     text = (
-        BASE
+        PIX_INTERFACES
         + """tcp-map all-options
   check-retransmission
   checksum-verification
@@ -324,12 +315,12 @@ def test_class_map_matches_and_their_errors():
 
 
 def test_service_policy_scope_and_uniqueness():
-    text = BASE + "policy-map p\npolicy-map q\nservice-policy p global\n"
+    text = PIX_INTERFACES + "policy-map p\npolicy-map q\nservice-policy p global\n"
     assert error_of(text + "service-policy q global\n") == (
         "mpf.cfg:12:16: policy-map p is already the global service-policy (only one per device; remove it "
         "with no service-policy first)"
     )
-    assert error_of(BASE + "policy-map p\nservice-policy p interface dmz\n") == (
+    assert error_of(PIX_INTERFACES + "policy-map p\nservice-policy p interface dmz\n") == (
         "mpf.cfg:10:28: service-policy refers to unknown interface 'dmz'"
     )
     policy = parse(text + "no service-policy p global\nservice-policy q global\n")
@@ -363,7 +354,11 @@ def test_statewall_fault_is_a_named_config_knob():
 
 
 def test_every_feature_round_trips(tmp_path):
-    text = "ASA Version 8.2(1)\n" + BASE + SEED002.replace("hostname(config-pmap-c)# service", "service")
+    text = (
+        "ASA Version 8.2(1)\n"
+        + PIX_INTERFACES
+        + SEED002.replace("hostname(config-pmap-c)# service", "service")
+    )
     text += "tcp-map strict\n exceed-mss drop\n"
     text += "class-map web\n match port tcp eq www\n"
     text += "policy-map global_policy\n class inspection_default\n  inspect ftp strict\n  inspect dns\n"
@@ -379,7 +374,7 @@ def test_every_feature_round_trips(tmp_path):
 
 
 RESOLVE = (
-    BASE
+    PIX_INTERFACES
     + """access-list to-server extended permit tcp host 10.0.0.2 host 192.168.9.2
 access-list to-server extended deny tcp any any
 tcp-map global-map
@@ -433,13 +428,13 @@ def test_default_inspection_traffic_inspects_each_engine_on_its_own_ports():
 
 
 def test_no_policy_means_the_default_normalizer_and_randomization():
-    policy = parse(BASE + "no service-policy global_policy global\n")
+    policy = parse(PIX_INTERFACES + "no service-policy global_policy global\n")
     eff = resolve(policy, "10.0.0.2", "192.168.9.2")
     assert eff.tcp_map.name == "default" and eff.random_sequence_number and eff.inspects == ()
 
 
 def test_random_sequence_number_disable_reaches_the_connection():
-    eff = resolve(parse(BASE + SEED002), "10.0.0.5", "10.1.1.1", ingress="outside")
+    eff = resolve(parse(PIX_INTERFACES + SEED002), "10.0.0.5", "10.1.1.1", ingress="outside")
     assert eff.random_sequence_number is False
 
 

@@ -13,6 +13,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.utils import wrpcap
 
+from fixtures import kinds
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason, XlateBuilt, XlateTeardown
@@ -40,10 +41,6 @@ SERVER = "203.0.113.9"
 
 def fw_with(*lines: str) -> Firewall:
     return Firewall(parse(BASE + "".join(line + "\n" for line in lines), "nat.cfg"))
-
-
-def kinds(events, cls):
-    return [e for e in events if isinstance(e, cls)]
 
 
 def log(events) -> list[str]:

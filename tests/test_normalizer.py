@@ -9,32 +9,20 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
 
+from fixtures import CLIENT, PIX_NO_NAT, SERVER
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import ConnTeardown, Drop, DropReason
 from statewall.logfmt.mpf import format_show_service_policy
 from statewall.normalizer import exceed_mss_default
 
-CLIENT, SERVER = "10.0.0.2", "192.168.9.2"
-
-CFG = """interface Ethernet0
- nameif outside
- security-level 0
- ip address 192.168.9.30 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 192.168.9.2 1
-"""
-
 
 def with_map(options: str, header: str = "") -> str:
-    """CFG plus a tcp-map with ``options`` applied to all traffic through a global class."""
+    """PIX_NO_NAT plus a tcp-map with ``options`` applied to all traffic through a global class."""
     lines = "".join(f" {o}\n" for o in options.strip().splitlines())
     return (
         header
-        + CFG
+        + PIX_NO_NAT
         + f"tcp-map norm\n{lines}class-map all\n match any\npolicy-map global_policy\n class all\n"
         + "  set connection advanced-options norm\nservice-policy global_policy global\n"
     )
@@ -101,8 +89,8 @@ class Hosts:
     ],
 )
 def test_exceed_mss_default_follows_the_declared_release(header: str, default: str):
-    assert exceed_mss_default(parse(header + CFG).version) == default
-    h = Hosts(header + CFG)
+    assert exceed_mss_default(parse(header + PIX_NO_NAT).version) == default
+    h = Hosts(header + PIX_NO_NAT)
     h.handshake(synack_opts=[("MSS", 1000)])
     passed = h.send("c", "PA", b"x" * 1001)
     assert bool(passed) == (default == "allow")
@@ -131,7 +119,7 @@ def test_exceed_mss_drop_in_a_tcp_map_names_its_line():
 
 
 def test_synack_with_data_is_dropped_by_default_and_syn_data_allowed():
-    h = Hosts(CFG)
+    h = Hosts(PIX_NO_NAT)
     assert h.send("c", "S", b"early data")  # syn-data allow
     assert not h.send("s", "SA", b"banner")
     assert [d.reason for d in h.drops()] == [DropReason.TCP_SYNACK_DATA]
@@ -141,7 +129,7 @@ def test_synack_with_data_is_dropped_by_default_and_syn_data_allowed():
 
 
 def test_the_handshake_ack_must_acknowledge_the_synack_exactly():
-    h = Hosts(CFG)
+    h = Hosts(PIX_NO_NAT)
     h.send("c", "S")
     h.send("s", "SA")
     assert not h.send("c", "A", ack=h.s - 1)
@@ -151,7 +139,7 @@ def test_the_handshake_ack_must_acknowledge_the_synack_exactly():
 
 
 def test_invalid_ack_and_seq_past_window_allow_let_the_tracker_invalid_through():
-    h = Hosts(CFG)
+    h = Hosts(PIX_NO_NAT)
     h.handshake()
     assert not h.send("c", "PA", b"x", ack=h.s + 5000)  # acknowledges data never sent
     assert not h.send("c", "PA", b"y", seq=h.c + 200000)  # far beyond the server's window
@@ -171,7 +159,7 @@ def test_invalid_ack_and_seq_past_window_allow_let_the_tracker_invalid_through()
 
 
 def test_urgent_flag_and_pointer_are_cleared_by_default():
-    h = Hosts(CFG)
+    h = Hosts(PIX_NO_NAT)
     h.handshake()
     (out,) = h.send("c", "PAU", b"!", urgptr=1)
     assert out[TCP].flags == "PA" and out[TCP].urgptr == 0
@@ -196,7 +184,7 @@ def test_reserved_bits(action: str):
 
 
 def test_tcp_options_defaults_clear_unknown_kinds_and_keep_the_usual_ones():
-    h = Hosts(CFG)
+    h = Hosts(PIX_NO_NAT)
     syn = [("MSS", 1300), ("SAckOK", b""), ("WScale", 7), ("Timestamp", (1, 0)), (34, b""), (30, b"\x00\x00")]
     (out,) = h.send("c", "S", options=syn)
     kinds = [o[0] for o in out[TCP].options if o[0] not in ("NOP", "EOL")]
@@ -221,7 +209,7 @@ def test_tcp_options_knobs_clear_and_drop():
 
 
 def test_ttl_evasion_protection_keeps_the_lowest_ttl_seen():
-    h = Hosts(CFG)
+    h = Hosts(PIX_NO_NAT)
     h.handshake()
     assert h.send("c", "PA", b"a", ttl=20)[0].ttl == 19
     assert h.send("c", "PA", b"b", ttl=64)[0].ttl == 19  # not higher than before (then decremented)
@@ -237,7 +225,7 @@ def test_checksum_verification():
     assert not h.send("c", "PA", b"z", chksum=0x1234)
     assert [d.reason for d in h.drops()] == [DropReason.BAD_TCP_CHECKSUM]
     assert h.send("c", "PA", b"z")
-    assert Hosts(CFG).send("c", "S", chksum=0x1234)  # off by default
+    assert Hosts(PIX_NO_NAT).send("c", "S", chksum=0x1234)  # off by default
 
 
 def test_window_variation_drop_ends_the_connection():
@@ -282,10 +270,10 @@ def test_queue_limit_reorders_and_times_out():
 
 
 def test_without_a_queue_out_of_order_segments_pass_but_inspected_flows_get_three():
-    h = Hosts(CFG)
+    h = Hosts(PIX_NO_NAT)
     h.handshake()
     assert h.send("c", "PA", b"later", seq=h.c + 100)
-    ftp = Hosts(CFG, dport=21)  # the factory global policy inspects FTP: implicit queue of 3
+    ftp = Hosts(PIX_NO_NAT, dport=21)  # the factory global policy inspects FTP: implicit queue of 3
     ftp.handshake()
     assert ftp.send("c", "PA", b"NOOP\r\n", seq=ftp.c + 6) == []
     out = ftp.send("c", "PA", b"NOOP\r\n")
@@ -303,10 +291,10 @@ def test_show_service_policy_counts_the_normalizer():
 
 
 def test_show_service_policy_counts_inspected_packets():
-    ftp = Hosts(CFG, dport=21)
+    ftp = Hosts(PIX_NO_NAT, dport=21)
     ftp.handshake()
     ftp.send("c", "PA", b"NOOP\r\n")
-    web = Hosts(CFG)
+    web = Hosts(PIX_NO_NAT)
     web.handshake()
     text = format_show_service_policy(ftp.fw.policy, ftp.fw.service_policies.uses)
     assert "      Inspect: ftp, packet 4, drop 0, reset-drop 0" in text.splitlines()

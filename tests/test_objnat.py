@@ -9,6 +9,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
+from fixtures import kinds
 from statewall.dialects.asa import ConfigError, parse, render
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason, XlateBuilt
@@ -50,10 +51,6 @@ CLIENT = "198.51.100.7"
 
 def fw_for(*lines: str) -> Firewall:
     return Firewall(parse(HEAD + "".join(line + "\n" for line in lines), "objnat.cfg"))
-
-
-def kinds(events, cls):
-    return [e for e in events if isinstance(e, cls)]
 
 
 def send(fw: Firewall, iface: str, pkt, now: float = 1.0):

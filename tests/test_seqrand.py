@@ -12,6 +12,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from fixtures import CLIENT, MAPPED, PIX_PAT, SERVER
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.packet import decode
@@ -19,22 +20,6 @@ from statewall.policy import ConntrackSettings
 from statewall.replay import replay
 from statewall.seqrand import FAULT_PIX_SACK, make_secret, offset_for
 from statewall.tcptrack import INVALID, ORIGINAL, REPLY, TcpTracker
-
-CLIENT, SERVER, MAPPED = "10.0.0.2", "192.168.9.2", "192.168.9.30"
-
-# Seed 000's device: PAT of the inside network to the outside interface.
-CFG = """interface Ethernet0
- nameif outside
- security-level 0
- ip address 192.168.9.30 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
-global (outside) 1 interface
-nat (inside) 1 10.0.0.0 255.0.0.0
-route outside 0.0.0.0 0.0.0.0 192.168.9.2 1
-"""
 
 SEG = 1000
 N = 8
@@ -148,7 +133,7 @@ def str_addr(value: int) -> str:
 def run_transfer(tmp_path: Path, seed: int, faults=()) -> tuple[Wires, dict]:
     cap = tmp_path / "scp.pcap"
     wrpcap(str(cap), [IP(p) for _, p in transfer()])
-    wires = Wires(Firewall(parse(CFG, "seed000.cfg"), seed=seed, faults=faults))
+    wires = Wires(Firewall(parse(PIX_PAT, "seed000.cfg"), seed=seed, faults=faults))
     summary = replay(wires.fw.policy, [(None, cap)], tmp_path / f"out-{seed}", firewall=wires)
     return wires, summary
 
@@ -231,20 +216,16 @@ def test_random_sequence_number_disable_and_norandomseq_turn_it_off():
         syn = IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=22, flags="S", seq=1234)
         return IP(bytes(fw.receive("inside", bytes(syn), 1.0).packets[0][1]))[TCP].seq
 
-    assert first_seq(CFG) != 1234
-    off = CFG + "class-map all\n match any\npolicy-map global_policy\n class all\n"
+    assert first_seq(PIX_PAT) != 1234
+    off = PIX_PAT + "class-map all\n match any\npolicy-map global_policy\n class all\n"
     off += "  set connection random-sequence-number disable\nservice-policy global_policy global\n"
     assert first_seq(off) == 1234
-    assert (
-        first_seq(
-            CFG.replace("nat (inside) 1 10.0.0.0 255.0.0.0", "nat (inside) 1 10.0.0.0 255.0.0.0 norandomseq")
-        )
-        == 1234
-    )
+    nat = "nat (inside) 1 10.0.0.0 255.0.0.0"
+    assert first_seq(PIX_PAT.replace(nat, nat + " norandomseq")) == 1234
 
 
 def test_fault_names_are_checked():
     with pytest.raises(ValueError, match="unknown fault"):
-        Firewall(parse(CFG), faults={"no-such-fault"})
-    fw = Firewall(parse(CFG + "statewall fault pix-sack-bug\n"))
+        Firewall(parse(PIX_PAT), faults={"no-such-fault"})
+    fw = Firewall(parse(PIX_PAT + "statewall fault pix-sack-bug\n"))
     assert fw.faults == {FAULT_PIX_SACK}

@@ -24,6 +24,8 @@ import time
 
 import pytest
 
+from fixtures import ASA_INTERFACES
+
 ROOT_REASON = None
 if os.geteuid() != 0:
     ROOT_REASON = "needs root (network namespaces, TUN devices)"
@@ -34,18 +36,7 @@ elif not shutil.which("ip") or not shutil.which("nft"):
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")]
 
-HEAD = """\
-ASA Version 9.1(2)
-hostname {name}
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
-"""
+HEAD = "ASA Version 9.1(2)\nhostname {name}\n" + ASA_INTERFACES
 
 
 @pytest.fixture

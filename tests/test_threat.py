@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import random
 
+from fixtures import ASA_WEB
 from sim_tcp import SYN, Net, TcpHost
 from statewall import craft, threat
 from statewall.dialects.asa import parse
@@ -17,19 +18,10 @@ from statewall.logfmt.asa import format_event
 
 SERVER = "192.168.1.10"
 
-CFG = """\
-{version}
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
-access-list OUTSIDE_IN extended permit tcp any host 192.168.1.10 eq www
-access-group OUTSIDE_IN in interface outside
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
+CFG = (
+    "{version}\n"
+    + ASA_WEB
+    + """\
 class-map WEB
  match port tcp eq www
 policy-map PROTECT
@@ -37,6 +29,7 @@ policy-map PROTECT
   set connection {limits}
 service-policy PROTECT interface outside
 """
+)
 
 
 def spoofed_syn(rng: random.Random) -> bytearray:

@@ -8,6 +8,7 @@ import ipaddress
 import pytest
 from scapy.layers.inet import IP, TCP
 
+from fixtures import ASA_INTERFACES
 from sim_tcp import RST, Net, TcpHost
 from statewall import craft
 from statewall.dialects.asa import parse
@@ -18,16 +19,10 @@ from statewall.logfmt.asa import format_event
 
 SERVER = "192.168.1.10"
 
-HEAD = """\
-ASA Version 9.1(2)
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
+HEAD = (
+    "ASA Version 9.1(2)\n"
+    + ASA_INTERFACES
+    + """\
 access-list OUTSIDE_IN extended permit tcp any host 192.168.1.10
 access-group OUTSIDE_IN in interface outside
 route outside 0.0.0.0 0.0.0.0 203.0.113.254
@@ -40,6 +35,7 @@ policy-map P
   set connection timeout {timeouts}
 service-policy P global
 """
+)
 
 
 def lab(timeouts: str = "embryonic 0:00:20 idle 0:02:00 half-closed 0:01:00", *, server_up: bool = True):
