@@ -249,8 +249,12 @@ class Packet:
         return self.doff == 32 and o + 12 <= self.end and _u32_unpack(self.buf, o)[0] == _NOP_NOP_TS
 
     def sack_blocks(self) -> list[tuple[int, int]]:
-        if self.doff <= 20 or self.timestamp_only():
-            return []  # the layouts of nearly every segment: no list of options to build
+        doff = self.doff
+        if doff <= 20:
+            return []
+        o = self.l4off + 20
+        if doff == 32 and o + 12 <= self.end and _u32_unpack(self.buf, o)[0] == _NOP_NOP_TS:
+            return []  # timestamp_only(), inline: the layouts of nearly every segment need no option list
         for k, off, ln in self.tcp_options():
             if k == OPT_SACK and ln >= 10 and (ln - 2) % 8 == 0:
                 return [_U32x2.unpack_from(self.buf, o) for o in range(off + 2, off + ln, 8)]
