@@ -13,25 +13,12 @@ import pytest
 from statewall import cli, commands
 from statewall.config import detect_dialect, dialect_module, parse_policy
 from statewall.dialects.errors import ConfigError
+from zeek_ftp import NO_FTP_INSPECTION, PAT, asa_front
 
 SEED000 = Path(__file__).parent / "configs" / "seed000.cfg"
 
-ZEEK_FTP_CONFIG = """hostname fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 141.142.220.254 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
-global (outside) 1 interface
-nat (inside) 1 141.142.220.0 255.255.255.0
-policy-map global_policy
- class inspection_default
-  no inspect ftp
-"""
+# Zeek's ftp/ipv4.pcap client network behind PAT, FTP not inspected.
+ZEEK_FTP_CONFIG = asa_front() + PAT + NO_FTP_INSPECTION
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -21,18 +21,15 @@ session captured without a firewall runs as it would have through one.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections import Counter
 from pathlib import Path
 
 import dpkt
 import pytest
 
-from statewall.config import parse_policy
 from statewall.pcapio import read_packets
-from statewall.replay import replay
+from zeek_ftp import OUTSIDE_IP, asa_front, checksums_ok, run, zeek_log
 
-OUTSIDE_IP = "203.0.113.1"
 NO_INSPECT = (
     "policy-map global_policy\n class inspection_default\n  no inspect ftp\n"
     "service-policy global_policy global\n"
@@ -40,19 +37,9 @@ NO_INSPECT = (
 
 
 def config4(client_net: str, inside_ip: str, pat: bool) -> str:
-    text = f"""hostname fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address {OUTSIDE_IP} 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address {inside_ip} 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
-access-list INSIDE_IN extended permit tcp {client_net} 255.255.255.0 any eq ftp
-access-group INSIDE_IN in interface inside
-"""
+    text = asa_front(inside_ip)
+    text += f"access-list INSIDE_IN extended permit tcp {client_net} 255.255.255.0 any eq ftp\n"
+    text += "access-group INSIDE_IN in interface inside\n"
     if pat:
         text += f"global (outside) 1 interface\nnat (inside) 1 {client_net} 255.255.255.0\n"
     return text
@@ -104,53 +91,14 @@ def segments(path: Path) -> list[tuple[str, int, str, int, int, int, int, bytes,
     return out
 
 
-def _sum16(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    s = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
 def _signed(x: int) -> int:
     x &= 0xFFFFFFFF
     return x - (1 << 32) if x & 0x80000000 else x
 
 
-def checksums_ok(raw: bytes) -> bool:
-    if raw[0] >> 4 == 4:
-        ihl = (raw[0] & 0x0F) * 4
-        total = int.from_bytes(raw[2:4], "big")
-        segment = raw[ihl:total]
-        pseudo = raw[12:20] + b"\x00\x06" + len(segment).to_bytes(2, "big")
-        return _sum16(raw[:ihl]) == 0xFFFF and _sum16(pseudo + segment) == 0xFFFF
-    plen = int.from_bytes(raw[4:6], "big")
-    segment = raw[40 : 40 + plen]
-    pseudo = raw[8:40] + len(segment).to_bytes(4, "big") + b"\x00\x00\x00\x06"
-    return _sum16(pseudo + segment) == 0xFFFF
-
-
-def zeek_log(corpus: Path, baseline: str, name: str = "conn.log") -> list[dict[str, str]]:
-    fields: list[str] = []
-    rows = []
-    for line in (corpus / "zeek" / "Baseline" / baseline / name).read_text().splitlines():
-        if line.startswith("#fields"):
-            fields = line.split("\t")[1:]
-        elif line and not line.startswith("#"):
-            rows.append(dict(zip(fields, line.split("\t"))))
-    return rows
-
-
 def ends(row: dict[str, str]) -> tuple[tuple[str, int], tuple[str, int]]:
     norm = lambda a: str(ipaddress.ip_address(a))  # noqa: E731
     return (norm(row["id.orig_h"]), int(row["id.orig_p"])), (norm(row["id.resp_h"]), int(row["id.resp_p"]))
-
-
-def run(config: str, capture: Path, outdir: Path) -> tuple[dict, list[dict]]:
-    summary = replay(parse_policy(config, "zeek-ftp.cfg"), [(None, capture)], outdir)
-    events = [json.loads(line) for line in (outdir / "events.jsonl").read_text().splitlines()]
-    return summary, events
 
 
 def unmapped(segs, mapped: str | None, client: str):

@@ -46,18 +46,8 @@ from statewall.dialects.iptables import parse, render
 from statewall.dialects.iptables.listing import format_listing
 from statewall.engine import Firewall
 from statewall.pcapio import read_packets
-from test_ftp_zeek import (
-    CONFIG6,
-    NO_INSPECT,
-    _signed,
-    check_forwarded_completely,
-    checksums_ok,
-    ends,
-    run,
-    segments,
-    stream,
-    zeek_log,
-)
+from test_ftp_zeek import CONFIG6, NO_INSPECT, _signed, check_forwarded_completely, ends, segments, stream
+from zeek_ftp import checksums_ok, run, zeek_log
 
 BASELINE = "scripts.base.protocols.ftp.ftp-ipv6"
 CLIENT = "2001:470:1f11:81f:c999:d94:aa7c:2e3e"

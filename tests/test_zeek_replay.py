@@ -19,42 +19,20 @@ passive data connections pass while the active ones are still refused: the secon
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import dpkt
 import pytest
 
-from statewall.config import parse_policy
 from statewall.pcapio import read_packets
-from statewall.replay import replay
+from zeek_ftp import NO_FTP_INSPECTION, OUTSIDE_IP, PAT, asa_front, checksums_ok, run, zeek_log
 
 CLIENT_NET = "141.142.220.0 255.255.255.0"
-OUTSIDE_IP = "203.0.113.1"
 
-BASE = f"""hostname fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address {OUTSIDE_IP} 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 141.142.220.254 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
-"""
+BASE = asa_front()
 INSIDE_FTP_ONLY = f"""access-list INSIDE_IN extended permit tcp {CLIENT_NET} any eq ftp
 access-group INSIDE_IN in interface inside
-"""
-PAT = f"""global (outside) 1 interface
-nat (inside) 1 {CLIENT_NET}
-"""
-# The ASA inspects FTP by default (policy-map global_policy, class inspection_default); these tests
-# are about what happens without an inspection to open the data connections, so they say so.
-NO_FTP_INSPECTION = """policy-map global_policy
- class inspection_default
-  no inspect ftp
 """
 
 
@@ -73,47 +51,9 @@ def tcp_tuples(packets: list[tuple[float, bytes]]) -> list[tuple[str, int, str, 
     return out
 
 
-def zeek_connections(corpus: Path) -> list[dict[str, str]]:
-    """The rows of Zeek's conn.log for this trace, as dicts keyed by the #fields header."""
-    path = corpus / "zeek" / "Baseline" / "scripts.base.protocols.ftp.ftp-ipv4" / "conn.log"
-    fields: list[str] = []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.startswith("#fields"):
-            fields = line.split("\t")[1:]
-        elif line and not line.startswith("#"):
-            rows.append(dict(zip(fields, line.split("\t"))))
-    return rows
-
-
-def _sum16(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    s = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
-def checksums_ok(raw: bytes) -> bool:
-    """IPv4 header and TCP checksums both verify (one's-complement sums come to 0xffff)."""
-    ihl = (raw[0] & 0x0F) * 4
-    total = int.from_bytes(raw[2:4], "big")
-    segment = raw[ihl:total]
-    pseudo = raw[12:20] + b"\x00\x06" + len(segment).to_bytes(2, "big")
-    return _sum16(raw[:ihl]) == 0xFFFF and _sum16(pseudo + segment) == 0xFFFF
-
-
-def run(config: str, capture: Path, outdir: Path) -> tuple[dict, list[dict], Path]:
-    policy = parse_policy(config, "zeek-ftp.cfg")
-    summary = replay(policy, [(None, capture)], outdir)
-    events = [json.loads(line) for line in (outdir / "events.jsonl").read_text().splitlines()]
-    return summary, events, outdir
-
-
 @pytest.fixture(scope="module")
 def answer(corpus_dir: Path) -> dict:
-    conns = zeek_connections(corpus_dir)
+    conns = zeek_log(corpus_dir, "scripts.base.protocols.ftp.ftp-ipv4")
     control = [c for c in conns if c["service"] == "ftp"]
     data = [c for c in conns if c["service"] == "ftp-data"]
     assert len(control) == 1 and len(data) == 4
@@ -137,7 +77,8 @@ def test_control_connection_passes_and_data_connections_are_dropped(
     tmp_path: Path, zeek_ftp_ipv4: Path, answer: dict, pat: bool
 ) -> None:
     config = BASE + INSIDE_FTP_ONLY + (PAT if pat else "") + NO_FTP_INSPECTION
-    summary, events, out = run(config, zeek_ftp_ipv4, tmp_path)
+    summary, events = run(config, zeek_ftp_ipv4, tmp_path)
+    out = tmp_path
     captured = tcp_tuples(list(read_packets(zeek_ftp_ipv4)))
     control = answer["control"]
     (client, cport), (server, sport) = _endpoints(control)
@@ -208,7 +149,8 @@ def test_control_connection_passes_and_data_connections_are_dropped(
 def test_without_an_inside_acl_passive_data_passes_on_security_levels(
     tmp_path: Path, zeek_ftp_ipv4: Path, answer: dict, pat: bool
 ) -> None:
-    summary, events, out = run(BASE + (PAT if pat else "") + NO_FTP_INSPECTION, zeek_ftp_ipv4, tmp_path)
+    summary, events = run(BASE + (PAT if pat else "") + NO_FTP_INSPECTION, zeek_ftp_ipv4, tmp_path)
+    out = tmp_path
     captured = tcp_tuples(list(read_packets(zeek_ftp_ipv4)))
     client = answer["control"]["id.orig_h"]
     mapped = OUTSIDE_IP if pat else client
