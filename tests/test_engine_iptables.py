@@ -19,6 +19,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
+from sessions import Wire
 from statewall import craft
 from statewall.cli import main
 from statewall.dialects.iptables import parse
@@ -46,34 +47,6 @@ def tcp(src, dst, sport, dport, flags, seq=1000, ack=0, payload=b"", *, mss=None
 
 def udp(src, dst, sport, dport, payload=b"q"):
     return craft.udp_packet(4, ip(src), ip(dst), sport, dport, payload)
-
-
-class Wire:
-    """A Firewall and a clock: ``send`` hands one packet over and returns what left, decoded by scapy."""
-
-    def __init__(self, text: str, now: float = 1000.0) -> None:
-        self.fw = Firewall(parse(text, "t.rules"))
-        self.now = now
-        self.events: list = []
-
-    def send(self, iface: str, data, dt: float = 0.01) -> list[tuple[str, IP]]:
-        self.now += dt
-        res = self.fw.receive(iface, data, self.now)
-        self.events += res.events
-        return [(o, (IPv6 if p[0] >> 4 == 6 else IP)(bytes(p))) for o, p in res.packets]
-
-    def advance(self, dt: float) -> None:
-        self.now += dt
-        self.events += self.fw.advance(self.now).events
-
-    def of(self, cls) -> list:
-        return [e for e in self.events if isinstance(e, cls)]
-
-    def ct_lines(self) -> list[str]:
-        return [conntrack_line(e) for e in self.of(CtEvent)]
-
-    def listing(self) -> list[str]:
-        return self.fw._nf.conntrack_listing(self.now).splitlines()
 
 
 def cli(argv: list[str]) -> list[str]:

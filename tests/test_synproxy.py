@@ -18,10 +18,11 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 
+from sessions import Wire
 from statewall import craft, intercept
 from statewall.dialects.iptables import parse
 from statewall.engine import Firewall
-from statewall.events import CtEvent, Drop, DropReason
+from statewall.events import CtEvent, DropReason
 from statewall.logfmt.linux import conntrack_line
 from statewall.packet import str_to_addr
 
@@ -69,20 +70,9 @@ def opts(*, mss=None, sack=False, ts=None, ws=None) -> bytes:
     return out
 
 
-class Wire:
-    def __init__(self, rules: str, now: float = 5000.0) -> None:
-        self.fw = Firewall(parse(rules, "synproxy.rules"), seed=7)
-        self.now = now
-        self.events: list = []
-
-    def send(self, iface: str, data, dt: float = 0.01) -> list[tuple[str, IP]]:
-        self.now += dt
-        res = self.fw.receive(iface, data, self.now)
-        self.events += res.events
-        return [(o, IP(bytes(p))) for o, p in res.packets]
-
-    def drops(self, reason: DropReason) -> list[Drop]:
-        return [e for e in self.events if isinstance(e, Drop) and e.reason is reason]
+def wire(rules: str) -> Wire:
+    """The firewall for ``rules``, its SYN cookies from a fixed seed."""
+    return Wire(rules, 5000.0, filename="synproxy.rules", seed=7)
 
 
 def tcp_options(p: IP) -> list:
@@ -106,7 +96,7 @@ def handshake(w: Wire, *, client_opts=None):
 
 
 def test_the_syn_is_answered_with_a_cookie_zero_window_and_the_targets_options():
-    w = Wire(RECIPE.format(opts=FULL))
+    w = wire(RECIPE.format(opts=FULL))
     ((oif, synack),) = w.send(
         "fa",
         seg(CLIENT, SERVER, 40000, 80, SYN, C_ISN, options=opts(mss=1400, sack=True, ts=(C_TS, 0), ws=9)),
@@ -141,18 +131,18 @@ def test_the_syn_is_answered_with_a_cookie_zero_window_and_the_targets_options()
 def test_without_timestamps_window_scaling_and_sack_are_off():
     # --timestamp not given: the cookie has no room for them. No MSS option from the client: none back,
     # and the cookie names the smallest MSS.
-    w = Wire(RECIPE.format(opts="--sack-perm --wscale 7 --mss 1460"))
+    w = wire(RECIPE.format(opts="--sack-perm --wscale 7 --mss 1460"))
     synack, syn = handshake(w, client_opts=opts(sack=True, ts=(C_TS, 0), ws=7))
     assert tcp_options(synack) == []
     assert tcp_options(syn) == [("MSS", 536)]
-    w = Wire(RECIPE.format(opts="--wscale 7 --mss 1460"))
+    w = wire(RECIPE.format(opts="--wscale 7 --mss 1460"))
     synack, syn = handshake(w, client_opts=opts(mss=1460, sack=True, ws=7))
     assert tcp_options(synack) == [("MSS", 1460)]
     assert tcp_options(syn) == [("MSS", 1460)]
 
 
 def test_a_valid_ack_opens_the_connection_with_the_clients_syn():
-    w = Wire(RECIPE.format(opts=FULL))
+    w = wire(RECIPE.format(opts=FULL))
     synack, syn = handshake(w)
     cookie, cookie_ts = synack[TCP].seq, dict(synack[TCP].options)["Timestamp"][0]
     t = syn[TCP]
@@ -178,7 +168,7 @@ def test_a_valid_ack_opens_the_connection_with_the_clients_syn():
 
 
 def test_an_ack_without_a_valid_cookie_is_dropped():
-    w = Wire(RECIPE.format(opts=FULL))
+    w = wire(RECIPE.format(opts=FULL))
     synack, _ = handshake(w)
     # Another client port, or the right port with a cookie off by one: nothing leaves.
     assert w.send("fa", seg(CLIENT, SERVER, 40001, 80, ACK, C_ISN + 1, synack[TCP].seq + 1)) == []
@@ -190,7 +180,7 @@ def test_an_ack_without_a_valid_cookie_is_dropped():
 
 
 def test_the_servers_synack_is_answered_and_the_client_gets_its_window():
-    w = Wire(RECIPE.format(opts=FULL))
+    w = wire(RECIPE.format(opts=FULL))
     synack, syn = handshake(w)
     cookie, cookie_ts = synack[TCP].seq, dict(synack[TCP].options)["Timestamp"][0]
     server_synack = seg(
@@ -278,7 +268,7 @@ def test_the_servers_synack_is_answered_and_the_client_gets_its_window():
 
 
 def test_a_server_that_refuses_resets_the_client_at_the_cookies_sequence():
-    w = Wire(RECIPE.format(opts=FULL))
+    w = wire(RECIPE.format(opts=FULL))
     synack, _ = handshake(w)
     ((oif, rst),) = w.send("fb", seg(SERVER, CLIENT, 80, 40000, RST | ACK, 0, C_ISN + 1, window=0))
     assert (oif, rst[TCP].flags, rst[TCP].seq, rst[TCP].ack) == ("fa", "RA", synack[TCP].seq + 1, C_ISN + 1)
@@ -287,7 +277,7 @@ def test_a_server_that_refuses_resets_the_client_at_the_cookies_sequence():
 
 def test_an_output_policy_drop_stops_the_proxy_as_in_linux():
     # The kernel sends SYNPROXY's segments with ip_local_out: OUTPUT's rules apply to them.
-    w = Wire(RECIPE.format(opts=FULL) + "iptables -P OUTPUT DROP\n")
+    w = wire(RECIPE.format(opts=FULL) + "iptables -P OUTPUT DROP\n")
     assert w.send("fa", seg(CLIENT, SERVER, 40000, 80, SYN, C_ISN, options=opts(mss=1460))) == []
     dropped = w.drops(DropReason.ACL_DROP)
     assert len(dropped) == 1 and dropped[0].acl == "filter/OUTPUT"
@@ -296,7 +286,7 @@ def test_an_output_policy_drop_stops_the_proxy_as_in_linux():
 
 def test_a_synproxied_connection_through_a_masquerade():
     rules = RECIPE.format(opts=FULL) + "iptables -t nat -A POSTROUTING -o fb -j MASQUERADE\n"
-    w = Wire(rules)
+    w = wire(rules)
     synack, syn = handshake(w)
     assert syn.src == "10.77.2.254" and syn[TCP].dport == 80
     server_synack = seg(
@@ -382,7 +372,7 @@ def assert_linux_shape(client_syn, synack, client_ack, syn, server_synack, proxy
 
 
 def test_statewalls_handshake_has_the_kernels_shape():
-    w = Wire(RECIPE.format(opts=FULL))
+    w = wire(RECIPE.format(opts=FULL))
     client_syn = seg(
         CLIENT, SERVER, 40000, 80, SYN, C_ISN, options=opts(mss=1460, sack=True, ts=(C_TS, 0), ws=10)
     )
@@ -592,7 +582,7 @@ def test_an_input_rule_proxies_for_the_box_itself():
     # The server is the box: the client's SYN is answered and its cookie opens a connection to the box,
     # which runs no services in statewall (so no window update ever follows).
     rules = RECIPE.format(opts=FULL).replace("-A FORWARD -i fa", "-A INPUT -i fa")
-    w = Wire(rules)
+    w = wire(rules)
     box = "10.77.1.254"
     ((oif, synack),) = w.send("fa", seg(CLIENT, box, 40000, 80, SYN, C_ISN, options=opts(mss=1460)))
     assert (oif, synack.src, synack[TCP].flags, synack[TCP].window) == ("fa", box, "SA", 0)
