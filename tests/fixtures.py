@@ -1,6 +1,6 @@
 """The devices the tests share, and the small helpers every engine test reaches for.
 
-Two networks recur through the articles:
+Three networks recur through the articles:
 
 - Seed 000's PIX: the client 10.0.0.2 on ``inside`` (10.0.0.1/24, security 100), the server 192.168.9.2 on
   ``outside`` (192.168.9.30/24, security 0), the inside network PAT'd to the outside address. The
@@ -8,6 +8,8 @@ Two networks recur through the articles:
   its parts, so a test can take it with or without the translation.
 - The published web server: an ASA 9 with ``outside`` 203.0.113.1/24 and ``inside`` 192.168.1.1/24,
   the server 192.168.1.10 reached from outside through the access list ``OUTSIDE_IN``.
+- A dual-stack ASA 9 for object NAT: ``outside`` 192.0.2.1/24 and 2001:db8:ffff::1/64, ``inside``
+  10.0.0.1/24 and 2001:db8:1::1/64.
 
 A configuration whose point is the test itself stays inline in that test.
 """
@@ -76,3 +78,20 @@ access-group OUTSIDE_IN in interface outside
 route outside 0.0.0.0 0.0.0.0 203.0.113.254
 """
 )
+
+
+# --------------------------------------------------------------------------------------------------
+# The dual-stack ASA 9
+
+DUAL_STACK_INTERFACES = """\
+interface GigabitEthernet0/0
+ nameif outside
+ security-level 0
+ ip address 192.0.2.1 255.255.255.0
+ ipv6 address 2001:db8:ffff::1/64
+interface GigabitEthernet0/1
+ nameif inside
+ security-level 100
+ ip address 10.0.0.1 255.255.255.0
+ ipv6 address 2001:db8:1::1/64
+"""

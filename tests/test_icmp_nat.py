@@ -9,24 +9,16 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6PacketTooBig, IPerror6, IPv6
 from scapy.packet import Raw
 
+from fixtures import DUAL_STACK_INTERFACES
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason, IcmpSent
 from statewall.logfmt.asa import format_event
 
-CONFIG = """\
-ASA Version 9.1(2)
-hostname fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 192.0.2.1 255.255.255.0
- ipv6 address 2001:db8:ffff::1/64
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
- ipv6 address 2001:db8:1::1/64
+CONFIG = (
+    "ASA Version 9.1(2)\nhostname fw\n"
+    + DUAL_STACK_INTERFACES
+    + """\
 mtu outside 1400
 mtu inside 1500
 route outside 0.0.0.0 0.0.0.0 192.0.2.254 1
@@ -46,6 +38,7 @@ object network WEB
 access-list OUTSIDE_IN extended permit udp any object WEB eq 69
 access-group OUTSIDE_IN in interface outside
 """
+)
 MAPPED = "192.0.2.1"
 SERVER = "203.0.113.9"
 ROUTER = "198.51.100.254"  # a hop beyond the firewall

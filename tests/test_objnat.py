@@ -9,7 +9,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
-from fixtures import kinds
+from fixtures import DUAL_STACK_INTERFACES, kinds
 from statewall.dialects.asa import ConfigError, parse, render
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason, XlateBuilt
@@ -17,19 +17,10 @@ from statewall.logfmt.asa import format_event, format_show_xlate
 from statewall.nat import asa_order
 from test_asa_dialect import same_model
 
-HEAD = """\
-ASA Version 9.1(2)
-hostname fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 192.0.2.1 255.255.255.0
- ipv6 address 2001:db8:ffff::1/64
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
- ipv6 address 2001:db8:1::1/64
+HEAD = (
+    "ASA Version 9.1(2)\nhostname fw\n"
+    + DUAL_STACK_INTERFACES
+    + """\
 interface GigabitEthernet0/2
  nameif dmz
  security-level 50
@@ -45,6 +36,7 @@ object network WEB
 object network WEB-PUBLIC
  host 192.0.2.5
 """
+)
 OUTSIDE_IP = "192.0.2.1"
 CLIENT = "198.51.100.7"
 
