@@ -41,15 +41,7 @@ def format_listing(
     chain's policy (``Netfilter.counters`` returns this); None lists the counters the rules were
     loaded with. A table the policy does not have is listed as Linux has it: empty, policies ACCEPT.
     """
-    tables = (policy.ip6_netfilter if family == 6 else policy.netfilter) or {}
-    if table not in BUILTIN_CHAINS:
-        raise ValueError(f"table {table!r} does not exist")
-    nft = tables.get(table) or new_table(table, BUILTIN)
-    chains = _chains(nft)
-    if chain is not None:
-        if chain not in nft.chains:
-            raise ValueError(f"chain {chain!r} does not exist in table {table}")
-        chains = [nft.chains[chain]]
+    nft, chains = _listed(policy, table, family, chain)
     blocks = []
     for c in chains:
         blocks.append(_chain_block(nft, c, counters, numeric, verbose, exact, family, line_numbers))
@@ -66,15 +58,7 @@ def format_rules(
     chain: str | None = None,
 ) -> str:
     """``iptables -t TABLE -S [CHAIN]``: the rules as commands; ``verbose`` adds ``-c packets bytes``."""
-    tables = (policy.ip6_netfilter if family == 6 else policy.netfilter) or {}
-    if table not in BUILTIN_CHAINS:
-        raise ValueError(f"table {table!r} does not exist")
-    nft = tables.get(table) or new_table(table, BUILTIN)
-    chains = _chains(nft)
-    if chain is not None:
-        if chain not in nft.chains:
-            raise ValueError(f"chain {chain!r} does not exist in table {table}")
-        chains = [nft.chains[chain]]
+    nft, chains = _listed(policy, table, family, chain)
     lines = []
     for c in chains:
         if c.policy is not None:
@@ -88,6 +72,21 @@ def format_rules(
             spec = rule_spec(rule, family, counts if verbose else None)
             lines.append(f"-A {c.name}" + (f" {spec}" if spec else ""))
     return "\n".join(lines) + "\n"
+
+
+def _listed(policy: Policy, table: str, family: int, chain: str | None) -> tuple[NfTable, list[NfChain]]:
+    """The table ``-t`` names (as Linux has one the policy lacks: empty, policies ACCEPT) and the chains
+    to list: ``chain``, or all of them in iptables' order."""
+    tables = (policy.ip6_netfilter if family == 6 else policy.netfilter) or {}
+    if table not in BUILTIN_CHAINS:
+        raise ValueError(f"table {table!r} does not exist")
+    nft = tables.get(table) or new_table(table, BUILTIN)
+    chains = _chains(nft)
+    if chain is not None:
+        if chain not in nft.chains:
+            raise ValueError(f"chain {chain!r} does not exist in table {table}")
+        chains = [nft.chains[chain]]
+    return nft, chains
 
 
 def _chains(table: NfTable) -> list[NfChain]:
