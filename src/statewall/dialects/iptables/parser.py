@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ...policy import (
@@ -671,6 +672,13 @@ class Parser:
                 f"#@statewall: unknown directive {kind.text!r} (interface, route, hostname, family, sysctl)",
             )
 
+    def option_pairs(self, args: list[Token]) -> Iterator[tuple[Token, Token]]:
+        """A directive's ``KEY VALUE`` options in order; a key without its value is an error."""
+        for i in range(0, len(args), 2):
+            if i + 1 >= len(args):
+                raise self.error(args[i], f"{args[i].text} needs a value")
+            yield args[i], args[i + 1]
+
     def interface_directive(self, line: Line, kind: Token, args: list[Token]) -> None:
         if not args:
             raise self.error(
@@ -679,12 +687,7 @@ class Parser:
         name = args[0]
         itf = Interface(name.text, hardware=name.text, origin=self.origin(line))
         tokens = {"name": name}
-        i = 1
-        while i < len(args):
-            key = args[i]
-            if i + 1 >= len(args):
-                raise self.error(key, f"{key.text} needs a value")
-            val = args[i + 1]
+        for key, val in self.option_pairs(args[1:]):
             if key.text == "dev":
                 if len(val.text) >= 16:
                     raise self.error(val, f"interface name {val.text!r} must be shorter than 16 characters")
@@ -710,7 +713,6 @@ class Parser:
                 raise self.error(
                     key, f"unknown interface option {key.text!r} (dev, address, security-level, mtu)"
                 )
-            i += 2
         for other in self.interfaces:
             if other.itf.name == itf.name:
                 raise self.error(name, f"interface {itf.name} declared twice")
@@ -731,12 +733,7 @@ class Parser:
         gateway = None
         dev = None
         distance = 1
-        i = 1
-        while i < len(args):
-            key = args[i]
-            if i + 1 >= len(args):
-                raise self.error(key, f"{key.text} needs a value")
-            val = args[i + 1]
+        for key, val in self.option_pairs(args[1:]):
             if key.text == "via":
                 try:
                     gateway = ipaddress.ip_address(val.text)
@@ -752,7 +749,6 @@ class Parser:
                 distance = int(val.text)
             else:
                 raise self.error(key, f"unknown route option {key.text!r} (via, dev, distance)")
-            i += 2
         if dev is None:
             raise self.error(kind, "#@statewall route needs dev INTERFACE")
         self.routes.append(_RouteDecl(Route(dev.text, net, gateway, distance, self.origin(line)), dev))
