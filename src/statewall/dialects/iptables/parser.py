@@ -246,6 +246,15 @@ class Parser:
         # The block replaces the table as a whole (iptables-restore without --noflush).
         self.block = _Block(tb.new_table(name, self.origin(line)), ruleset, tok)
 
+    def check_policy(self, table: str, pol: Token) -> None:
+        """A built-in chain's policy: ACCEPT or DROP, and no DROP in nat (iptables refuses both)."""
+        if pol.text not in ("ACCEPT", "DROP"):
+            raise self.error(pol, f"Bad policy name {pol.text!r} (ACCEPT or DROP)")
+        if table == "nat" and pol.text == "DROP":
+            raise self.error(
+                pol, 'The "nat" table is not intended for filtering, the use of DROP is therefore inhibited.'
+            )
+
     def chain_line(self, line: Line) -> None:
         toks = line.tokens
         if self.block is None:
@@ -261,13 +270,7 @@ class Parser:
         if len(toks) > 3:
             raise self.error(toks[3], f"unexpected {toks[3].text!r}")
         if name in tb.BUILTIN_CHAINS[table.name]:
-            if pol.text not in ("ACCEPT", "DROP"):
-                raise self.error(pol, f"Bad policy name {pol.text!r} (ACCEPT or DROP)")
-            if table.name == "nat" and pol.text == "DROP":
-                raise self.error(
-                    pol,
-                    'The "nat" table is not intended for filtering, the use of DROP is therefore inhibited.',
-                )
+            self.check_policy(table.name, pol)
             chain = table.chains[name]
             chain.policy = pol.text
             chain.counters = counters
@@ -484,13 +487,7 @@ class Parser:
             if not args:
                 raise self.error(cmd_tok, "-P requires a policy (ACCEPT or DROP)")
             pol = args.pop(0)
-            if pol.text not in ("ACCEPT", "DROP"):
-                raise self.error(pol, f"Bad policy name {pol.text!r} (ACCEPT or DROP)")
-            if table.name == "nat" and pol.text == "DROP":
-                raise self.error(
-                    pol,
-                    'The "nat" table is not intended for filtering, the use of DROP is therefore inhibited.',
-                )
+            self.check_policy(table.name, pol)
             chain.policy = pol.text
             chain.origin = origin
             if counters is not None:
