@@ -34,6 +34,7 @@ Design notes (why, where the ASA is not explicit):
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import NamedTuple
 
@@ -153,23 +154,70 @@ class Profile:
             queue = IMPLICIT_QUEUE
         self.queue = queue
         self.queue_timeout = tm.queue_timeout
-        # Action per option kind. EOL/NOP/MSS are never touched; the known options follow their knobs;
-        # 6-7 and 9-255 follow the ranges (default clear), option 19 the md5 knob when set.
-        table = [CLEAR] * 256
-        for kind in (0, 1, 2):
-            table[kind] = ALLOW
-        for low, high, action in tm.option_ranges:
-            for kind in range(low, high + 1):
-                if kind != 8:
-                    table[kind] = _ACTION[action]
-        if tm.md5 is not None:
-            table[19] = _ACTION[tm.md5]
-        table[3] = _ACTION[tm.window_scale]
-        table[4] = table[5] = _ACTION[tm.selective_ack]
-        table[8] = _ACTION[tm.timestamp]
-        self.options = tuple(table)
+        self.options = table = _option_table(
+            tuple(tm.option_ranges), tm.md5, tm.window_scale, tm.selective_ack, tm.timestamp
+        )
         self.rewrites_options = any(a != ALLOW for a in table)
         self.keeps_timestamps = table[8] == ALLOW
+
+
+@functools.lru_cache(maxsize=256)
+def _option_table(
+    ranges: tuple, md5: str | None, window_scale: str, selective_ack: str, timestamp: str
+) -> tuple:
+    """Action per option kind, one shared tuple per distinct option configuration (256 entries: ~2 KB
+    that every connection would otherwise carry). EOL/NOP/MSS are never touched; the known options
+    follow their knobs; 6-7 and 9-255 follow the ranges (default clear), option 19 the md5 knob when set.
+    """
+    table = [CLEAR] * 256
+    for kind in (0, 1, 2):
+        table[kind] = ALLOW
+    for low, high, action in ranges:
+        for kind in range(low, high + 1):
+            if kind != 8:
+                table[kind] = _ACTION[action]
+    if md5 is not None:
+        table[19] = _ACTION[md5]
+    table[3] = _ACTION[window_scale]
+    table[4] = table[5] = _ACTION[selective_ack]
+    table[8] = _ACTION[timestamp]
+    return tuple(table)
+
+
+# Profiles shared by the connections whose tcp-map compiles the same (``NormState``): a connection
+# keeps one reference instead of its own copy. Keyed by the tcp-map's identity and every compiled
+# value, so a changed map compiles anew; bounded, since each entry keeps its tcp-map alive.
+_PROFILES: dict[tuple, Profile] = {}
+_PROFILES_MAX = 1024
+
+
+def _shared(p: Profile) -> Profile:
+    key = (
+        id(p.tm),
+        id(p.exceed_mss_origin),
+        id(p.options),
+        p.version,
+        p.exceed_mss,
+        p.invalid_ack,
+        p.seq_past_window,
+        p.reserved,
+        p.syn_data,
+        p.synack_data,
+        p.urgent_clear,
+        p.window_drop,
+        p.checksum,
+        p.retrans,
+        p.ttl,
+        p.queue,
+        p.queue_timeout,
+    )
+    got = _PROFILES.get(key)
+    if got is not None and got.tm is p.tm and got.exceed_mss_origin is p.exceed_mss_origin:
+        return got
+    if len(_PROFILES) >= _PROFILES_MAX:
+        _PROFILES.clear()
+    _PROFILES[key] = p
+    return p
 
 
 class Held(NamedTuple):
@@ -177,6 +225,10 @@ class Held(NamedTuple):
     pkt: object
     arrived: float
     gso_size: int
+
+
+_NO_EDGES = (None, None)
+_NOTHING_HELD: tuple[tuple, tuple] = ((), ())
 
 
 class NormState:
@@ -206,15 +258,17 @@ class NormState:
     def __init__(
         self, profile: Profile, counters: Counter, mss_minimum: int = 0, conn: object = None
     ) -> None:
-        self.profile = profile
+        self.profile = _shared(profile)
         self.counters = counters
         self.mss_minimum = mss_minimum
         self.mss_limit: list[int | None] = [None, None]
         self.mss_adv: list[tuple[int, bool] | None] = [None, None]
         self.ttl = [0, 0]
-        self.edge: list[int | None] = [None, None]
+        # Only a window-variation drop map records edges: the rest share one empty pair (memory).
+        self.edge: list[int | None] | tuple = [None, None] if profile.window_drop else _NO_EDGES
         self.nxt: list[int | None] = [None, None]
-        self.held: tuple[list[Held], list[Held]] = ([], [])
+        # Nothing queued shares one empty pair too; _hold gives the connection its own queues.
+        self.held: tuple[list[Held], list[Held]] | tuple[tuple, tuple] = _NOTHING_HELD
         self.sent: tuple[dict[int, bytes], dict[int, bytes]] | None = ({}, {}) if profile.retrans else None
         self.queued_at = 0.0  # timer bookkeeping for the out-of-order queue (engine)
         self.conn = conn
@@ -411,6 +465,8 @@ def expire(st: NormState, now: float) -> list[tuple[int, Held]]:
     limit = st.profile.queue_timeout
     for d in (0, 1):
         q = st.held[d]
+        if not q:
+            continue
         keep = []
         for h in q:
             if now - h.arrived >= limit:
@@ -466,8 +522,12 @@ def _options(st: NormState, pkt) -> Refusal | None:
 
 def _record_mss(st: NormState, d: int, pkt) -> None:
     value, present = mss_mod.advertised(pkt)
-    st.mss_adv[d] = (value, present)
+    adv = (value, present)
+    st.mss_adv[d] = _ADVERTISED.setdefault(adv, adv)  # one tuple per distinct value (memory)
     st.mss_limit[d] = mss_mod.receive_limit(value, present, st.mss_minimum)
+
+
+_ADVERTISED: dict[tuple[int, bool], tuple[int, bool]] = {}  # at most 2 x 65536 entries
 
 
 def _handshake_ack(st: NormState, pkt, trk, ack_offset: int) -> Refusal | None:
@@ -508,6 +568,8 @@ def _exceed_mss(st: NormState, d: int, limit: int, size: int) -> Refusal:
 
 def _hold(st: NormState, d: int, pkt, now: float, gso_size: int) -> Refusal:
     prof = st.profile
+    if st.held is _NOTHING_HELD:
+        st.held = ([], [])
     q = st.held[d]
     if any(h.seq == pkt.seq for h in q):
         return HOLD  # the same segment again: one copy waits
