@@ -13,6 +13,7 @@ For ICMP echo, ``sport`` and ``dport`` are both the echo identifier.
 from __future__ import annotations
 
 from .events import Endpoint
+from .packet import addr_to_str
 from .policy import Origin
 
 ORIGINAL = 0
@@ -87,8 +88,8 @@ class Connection:
         "timeout_kind",
         "bytes",
         "data_seen",
-        "initiator",
-        "responder",
+        "_initiator",
+        "_responder",
         "direction",
         "xlates",
         "origin",
@@ -118,8 +119,8 @@ class Connection:
         self.timeout_kind = "idle"
         self.bytes = 0
         self.data_seen = [False, False]  # payload seen in ORIGINAL / REPLY direction
-        self.initiator: Endpoint = initiator
-        self.responder: Endpoint = responder
+        self._initiator: Endpoint | None = initiator
+        self._responder: Endpoint | None = responder
         self.direction: str = direction
         self.xlates: tuple = ()
         self.origin: Origin | None = origin
@@ -144,6 +145,52 @@ class Connection:
     def deadline(self) -> float:
         return self.last + self.timeout if self.timeout > 0 else float("inf")
 
+    # The two ends as events and ``show conn`` name them. Once the table holds the connection they are
+    # usually what the ORIGINAL half says (its tuple and translation), and then they are built from it
+    # when asked instead of being kept as four address strings and two objects per connection.
+
+    @property
+    def initiator(self) -> Endpoint:
+        ep = self._initiator
+        return self._ends()[0] if ep is None else ep
+
+    @initiator.setter
+    def initiator(self, ep: Endpoint) -> None:
+        self._initiator = ep
+
+    @property
+    def responder(self) -> Endpoint:
+        ep = self._responder
+        return self._ends()[1] if ep is None else ep
+
+    @responder.setter
+    def responder(self, ep: Endpoint) -> None:
+        self._responder = ep
+
+    def _ends(self) -> tuple[Endpoint, Endpoint]:
+        """(initiator, responder) as the ORIGINAL half describes them: real and mapped ends."""
+        fwd = self.halves[0]
+        v, _, src, sport, dst, dport = fwd.key
+        msrc = src if fwd.new_src is None else fwd.new_src
+        msport = sport if fwd.new_sport is None else fwd.new_sport
+        rdst = dst if fwd.new_dst is None else fwd.new_dst
+        rdport = dport if fwd.new_dport is None else fwd.new_dport
+        return (
+            Endpoint(fwd.in_iface, addr_to_str(v, src), sport, addr_to_str(v, msrc), msport),
+            Endpoint(fwd.out_iface, addr_to_str(v, rdst), rdport, addr_to_str(v, dst), dport),
+        )
+
+    def compact(self) -> None:
+        """Forget the stored ends where the ORIGINAL half gives the same (the table calls this once the
+        halves are final)."""
+        if not self.halves or self._initiator is None or self._responder is None:
+            return
+        ini, res = self._ends()
+        if ini == self._initiator:
+            self._initiator = None
+        if res == self._responder:
+            self._responder = None
+
 
 class ConnTable:
     """Both halves of every connection in one dictionary, plus the counts ``show conn`` prints."""
@@ -158,6 +205,7 @@ class ConnTable:
     def add(self, conn: Connection) -> None:
         for half in conn.halves:
             self.by_key[half.key] = half
+        conn.compact()
         self.by_id[conn.id] = conn
         n = len(self.by_id)
         if n > self.most_used:
