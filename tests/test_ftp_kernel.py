@@ -144,6 +144,25 @@ def segments(path: Path):
     return out
 
 
+def _wait_for_control_fin(*pairs, timeout: float = 15.0) -> None:
+    """Wait until each (capture, client address) holds the client's FIN to port 21 (bounded)."""
+    captures = list(zip(pairs[::2], pairs[1::2]))
+    deadline = time.monotonic() + timeout
+    while True:
+        done = 0
+        for path, client in captures:
+            try:
+                segs = segments(path)
+            except Exception:  # noqa: BLE001 - a record still being written; look again
+                continue
+            if any(x[0] == client and x[3] == 21 and x[6] & dpkt.tcp.TH_FIN for x in segs):
+                done += 1
+        if done == len(captures) or time.monotonic() > deadline:
+            time.sleep(0.2)
+            return
+        time.sleep(0.1)
+
+
 def control(segs, client_side: str):
     """The client's control segments: (seq relative to the SYN's, payload)."""
     mine = [x for x in segs if x[3] == 21 and x[0] == client_side]
@@ -234,7 +253,9 @@ def kernel_session(tmp_path_factory) -> dict:
         time.sleep(0.3)
         got = nsx(c, sys.executable, "-c", CLIENT_SCRIPT, SERVER)
         assert got == "hello through two firewalls\n" * 40
-        time.sleep(0.5)
+        # tcpdump may lag behind on a busy machine: stop it only once both captures hold the end of
+        # the control connection (the client's FIN), or the comparison would run on a cut session.
+        _wait_for_control_fin(caps["inside"], CLIENT, caps["outside"], FW_OUT)
         for p in procs[1:]:
             p.terminate()
             p.wait(timeout=5)
