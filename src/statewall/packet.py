@@ -28,7 +28,9 @@ Decisions worth knowing:
   the identifier, so NAT code need not special-case them. ``rewrite_src(addr, port)`` and
   ``rewrite_dst(addr, port)`` do a NAT translation with a single L4 checksum update.
 * Hot path (docs packet-io.md): IPv4+TCP without IP options and with no TCP options or NOP NOP TS is
-  decoded by one ``Struct.unpack_from`` and ~28 slot stores; everything else takes the general path.
+  decoded by one ``Struct.unpack_from`` and ~28 slot stores, plain IPv4+UDP likewise; everything else
+  takes the general path. ``forward_nat4`` is the forwarding step of a translated IPv4 TCP/UDP flow in
+  one call, with the deltas its connection precomputed.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ _ip4_unpack = _IP4.unpack_from
 _tcp_unpack = _TCP.unpack_from
 _ip4_tcp_unpack = struct.Struct("!BBHHHBBHIIHHIIBBHHHI").unpack_from  # + first option word
 _ip4_tcp40_unpack = struct.Struct("!BBHHHBBHIIHHIIBBHHH").unpack_from
+_ip4_udp_unpack = struct.Struct("!BBHHHBBHIIHHHH").unpack_from
 _u16_unpack = _U16.unpack_from
 _u16_pack = _U16.pack_into
 _u32_unpack = _U32.unpack_from
@@ -823,6 +826,12 @@ class Packet:
         return True
 
 
+class _UdpPacket(Packet):
+    """A plain IPv4 UDP datagram from the fast decoder: the UDP length is its only extra field."""
+
+    __slots__ = ("udp_len",)
+
+
 class _FullPacket(Packet):
     """A packet from the general decoder: the rare fields are instance slots too."""
 
@@ -1042,6 +1051,37 @@ def decode(buf: bytearray, *, partial_csum: bool = False) -> Packet:
             p.payload_off = 20 + doff
             p.payload_len = tot - 20 - doff
             p.csum_off = 36
+            p.partial = partial_csum
+            p._opts = None
+            return p
+    # Fast path for plain IPv4 + UDP, not fragmented, with consistent lengths (the general path decides
+    # everything else, errors included): the fields _decode_into would set, the rest class defaults.
+    if n >= 28 and buf[0] == 0x45 and buf[9] == PROTO_UDP:
+        (_vihl, tos, tot, ident, frag, ttl, _proto, _c, src, dst,
+         sport, dport, ulen, _uc) = _ip4_udp_unpack(buf, 0)  # fmt: skip
+        if not frag & 0x3FFF and 28 <= tot <= n and 8 <= ulen <= tot - 20:
+            p = _UdpPacket()
+            p.buf = buf
+            p.end = tot
+            p.version = 4
+            p.src = src
+            p.dst = dst
+            p.ttl = ttl
+            p.tos = tos
+            p.proto = PROTO_UDP
+            p.l3_len = 20
+            p.total_len = tot
+            p.ip_id = ident
+            p.df = frag & 0x4000 != 0
+            p.has_l4 = True
+            p.l4off = 20
+            p.sport = sport
+            p.dport = dport
+            p.seq = p.ack = p.flags = p.reserved = p.doff = p.window = p.urgptr = 0
+            p.udp_len = ulen
+            p.payload_off = 28
+            p.payload_len = ulen - 8  # Linux trims an IP payload longer than the UDP length
+            p.csum_off = 26
             p.partial = partial_csum
             p._opts = None
             return p
