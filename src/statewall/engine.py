@@ -428,6 +428,9 @@ class Firewall:
                     detail={"ctstate": "INVALID", "conn": conn.id},
                 )
                 return
+        # statewall is a router hop: it decrements TTL and answers time-exceeded. A real ASA does not
+        # by default (it is invisible to traceroute unless `set connection decrement-ttl`); we follow
+        # the router behaviour on purpose, because the lab puts statewall where a router stands.
         ttl = pkt.ttl
         if ttl <= 1:
             self._time_exceeded(half.in_iface, pkt, now, out, ev)
