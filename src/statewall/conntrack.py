@@ -57,7 +57,8 @@ class Half:
         self.nat: tuple | None = None
 
     def compile_nat(self) -> tuple:
-        """``(src, dst, sport, dport, address_delta, l4_delta)`` for ``Packet.forward_nat4``.
+        """``(src, dst, sport, dport, address_delta, l4_delta, address_changed)`` for the codec's
+        ``Packet.forward_nat4``.
 
         The final addresses and ports, and the RFC 1624 sum changes they make: of the addresses (IP header
         checksum, pseudo-header of a partial checksum) and of addresses plus ports (full L4 checksum).
@@ -69,7 +70,8 @@ class Half:
         nsport = sport if self.new_sport is None else self.new_sport
         ndport = dport if self.new_dport is None else self.new_dport
         da = (nsrc - src) + (ndst - dst)
-        self.nat = nat = (nsrc, ndst, nsport, ndport, da, da + (nsport - sport) + (ndport - dport))
+        dl4 = da + (nsport - sport) + (ndport - dport)
+        self.nat = nat = (nsrc, ndst, nsport, ndport, da, dl4, nsrc != src or ndst != dst)
         return nat
 
 

@@ -582,16 +582,15 @@ class Packet:
     def forward_nat4(self, ttl: int, nat: tuple) -> None:
         """Set the TTL and translate an IPv4 TCP/UDP packet: two writes and one update per checksum.
 
-        ``nat`` is ``(src, dst, sport, dport, address_delta, l4_delta)`` as ``conntrack.Half.compile_nat``
-        precomputes it for the packet's flow (the deltas are from the flow's own addresses and ports,
-        which are the packet's). The result is the same as ``set_ttl`` followed by ``set_src``,
-        ``set_dst``, ``set_sport`` and ``set_dport``: the checksum updates add up (RFC 1624), and a
-        partial checksum takes the address change only.
+        ``nat`` is ``(src, dst, sport, dport, address_delta, l4_delta, address_changed)`` as
+        ``conntrack.Half.compile_nat`` precomputes it for the packet's flow (the deltas are from the
+        flow's own addresses and ports, which are the packet's). The result is the same as ``set_ttl``
+        followed by ``set_src``, ``set_dst``, ``set_sport`` and ``set_dport``: the checksum updates add
+        up (RFC 1624), and a partial checksum takes the address change only.
         """
         buf = self.buf
         o = self.ipoff
-        src, dst, sport, dport, da, dl4 = nat
-        moved = src != self.src or dst != self.dst
+        src, dst, sport, dport, da, dl4, moved = nat
         d = da + ((ttl - self.ttl) << 8)
         c = _M - (((_u16_unpack(buf, o + 10)[0] ^ _M) + d) % _M or _M)
         _ttl_to_dst_pack(buf, o + 8, ttl, self.proto, c, src, dst)
