@@ -93,6 +93,9 @@ class Result(NamedTuple):
     events: list[Event]
 
 
+_new_result = tuple.__new__
+
+
 def addr_str(version: int, value: int) -> str:
     return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
 
@@ -215,7 +218,7 @@ class Firewall:
             self._drop(ev, e.reason, iface, pkt, now, message=e.message)
         except Exception as e:  # noqa: BLE001 - the engine must never raise for a packet; count it instead
             self._drop(ev, DropReason.INTERNAL_ERROR, iface, pkt, now, message=f"{type(e).__name__}: {e}")
-        return Result(out, ev)
+        return _new_result(Result, (out, ev))  # Result(out, ev) without the generated __new__ (per packet)
 
     def advance(self, now: float) -> Result:
         """Let time pass: expire connections and translations due by ``now``."""
