@@ -103,6 +103,7 @@ class Connection:
         "norm",
         "seqrand",
         "closer",
+        "replay_keys",
         "limit",
         "intercept",
         "dcd",
@@ -136,6 +137,7 @@ class Connection:
         self.norm = None
         self.seqrand = None
         self.closer: str | None = None  # interface whose FIN began the close
+        self.replay_keys: list | None = None  # its entries in Firewall._replay_index
         # Connection limits and their TCP Intercept, Dead Connection Detection, per-class timeouts
         # (statewall.limits.Admission, statewall.intercept.Pending, statewall.dcd.Probe, and
         # (embryonic, idle, half-closed) seconds replacing the global ones); None when not in use.

@@ -17,7 +17,6 @@ This module orchestrates; state lives in the modules that own it: ``conntrack`` 
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from typing import NamedTuple
 
@@ -44,7 +43,7 @@ from .mpf import ServicePolicies
 from .nat import NatFailure, NatTable, Xlate
 from .netfilter import Netfilter
 from .normalizer import NormState
-from .packet import DecodeError, Packet, decode
+from .packet import DecodeError, Packet, addr_to_str, decode
 from .policy import (
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -96,8 +95,8 @@ class Result(NamedTuple):
 _new_result = tuple.__new__
 
 
-def addr_str(version: int, value: int) -> str:
-    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
+# Event text: the codec's formatter (same text as ipaddress, without building an object per call).
+addr_str = addr_to_str
 
 
 def _asa_version_before(version: str | None, major: int, minor: int) -> bool:
@@ -1034,9 +1033,9 @@ class Firewall:
             if created:
                 ev.append(self._xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
             if rev.rewrites:
-                self._replay_index[
-                    (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport)
-                ] = rev
+                self._index_for_replay(
+                    (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport), rev
+                )
         held = unnat[3].xlate if unnat is not None and unnat[3] is not None else None
         if held is not None and held is not xl:
             # A connection to a dynamic NAT slot's mapped address keeps the slot alive (UN-NAT by xlate).
@@ -1048,7 +1047,7 @@ class Firewall:
             self.expect.consume(exp, conn, now)
             if fwd.new_dst is not None or fwd.new_dport is not None:
                 # Replay: a capture shows this data connection going to the real address and port.
-                self._replay_index[(v, proto, pkt.src, pkt.sport, real_dst, real_dport)] = fwd
+                self._index_for_replay((v, proto, pkt.src, pkt.sport, real_dst, real_dport), fwd)
         elif self.inspectors and proto == PROTO_TCP:
             conn.helper = self._inspector_for(conn, pkt.dport, real_dport, eff)
         if self.service_policies is not None:
@@ -1116,9 +1115,22 @@ class Firewall:
                 self.timers.schedule(now + x.timeout, x)
         if conn.helper is not None:
             conn.helper.closed(now)
-        for key, half in list(self._replay_index.items()):
-            if half.conn is conn:
-                del self._replay_index[key]
+        if conn.replay_keys:
+            # Only this connection's own entries: a scan of the whole index made teardown O(table).
+            index = self._replay_index
+            for key in conn.replay_keys:
+                held = index.get(key)
+                if held is not None and held.conn is conn:
+                    del index[key]
+
+    def _index_for_replay(self, key: tuple, half: Half) -> None:
+        """Remember how a capture taken without the firewall shows ``half``'s packets (replay_rewrite)."""
+        self._replay_index[key] = half
+        conn = half.conn
+        if conn.replay_keys is None:
+            conn.replay_keys = [key]
+        else:
+            conn.replay_keys.append(key)
 
     def _expire_conn(self, conn: Connection, due: float, out: list, ev: list) -> None:
         if conn.proto == PROTO_TCP:

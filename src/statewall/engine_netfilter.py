@@ -44,7 +44,6 @@ there.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -850,7 +849,7 @@ class NfPath:
             fw.expect.consume(exp, conn, now)
             if fwd.new_dst is not None or fwd.new_dport is not None:
                 # Replay: a capture shows this data connection going to the real address and port.
-                fw._replay_index[(v, proto, src0, sport0, dst1, dport1)] = fwd
+                fw._index_for_replay((v, proto, src0, sport0, dst1, dport1), fwd)
         elif proto == PROTO_TCP:
             insp = self._helper_for(helper_rule, dport0, dport1)
             if insp is not None:
@@ -858,7 +857,7 @@ class NfPath:
                 conn.helper_name = insp.protocol
         if rev.rewrites and egress is not None:
             # Replay: a capture taken without the firewall shows the answers going to the real source.
-            fw._replay_index[(v, proto, dst1, dport1 if not icmp else sport0, src0, sport0)] = rev
+            fw._index_for_replay((v, proto, dst1, dport1 if not icmp else sport0, src0, sport0), rev)
         fw.stats["connections"] += 1
         ev.append(ConnBuilt(now, conn_id, proto, conn.direction, initiator, responder, origin=origin))
         ev.append(self._ct_event("NEW", conn, now))
@@ -1555,8 +1554,7 @@ class NetfilterReplay:
 # conntrack -L / -E
 
 
-def _addr(version: int, value: int) -> str:
-    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
+_addr = addr_to_str
 
 
 def conntrack_line(conn: _Conn, now: float, event: str | None = None) -> str:

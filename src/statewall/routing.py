@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from .packet import addr_to_str
 from .policy import BUILTIN, Origin, Policy
 
 
@@ -29,8 +30,7 @@ class RouteEntry:
         return f"{net} via {'connected' if self.gateway is None else _addr(self.version, self.gateway)}"
 
 
-def _addr(version: int, value: int) -> str:
-    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
+_addr = addr_to_str
 
 
 def _mask(version: int, prefixlen: int) -> int:
