@@ -108,6 +108,7 @@ class Connection:
         "intercept",
         "dcd",
         "tmo",
+        "fast",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
@@ -145,6 +146,8 @@ class Connection:
         self.intercept = None
         self.dcd = None
         self.tmo: tuple[float, float, float] | None = None
+        # The compiled fast path's record while the connection is offloaded to it (statewall.fastpath).
+        self.fast = None
 
     def deadline(self) -> float:
         return self.last + self.timeout if self.timeout > 0 else float("inf")
