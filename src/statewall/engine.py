@@ -156,7 +156,10 @@ class Firewall:
         self._next_id = 1
         self.now = 0.0
         self._trace: list | None = None
-        self._replay_index: dict[tuple, Half] = {}
+        # How captures taken without the firewall show each translated half (replay_rewrite): None
+        # until a replay adapter first calls replay_rewrite, so that a firewall that never replays
+        # keeps no entry per connection (memory, docs/performance.md).
+        self._replay_index: dict[tuple, Half] | None = None
         self._frag_flows: dict[tuple, tuple[Half, float]] = {}
         # Application inspection (FTP) and the data connections it announced (statewall.expect).
         self.expect = ExpectTable(self.nat, self.timers)
@@ -280,9 +283,15 @@ class Firewall:
         A capture taken without the firewall in the path shows the responder answering the initiator's
         real address and port. Live, it would have answered the mapped ones; this returns the packet as
         it would have arrived, so that a replayed session flows as between live hosts.
+
+        The first call starts the index of translated halves this needs: connections created from then
+        on are indexed (a replay adapter calls this for every packet, from the first one on).
         """
+        index = self._replay_index
+        if index is None:
+            self._replay_index = index = {}
         buf = bytearray(data)
-        if not self._replay_index and not self.expect.announced and not self._shifting:
+        if not index and not self.expect.announced and not self._shifting:
             return buf
         try:
             pkt = decode(buf)
@@ -298,7 +307,7 @@ class Firewall:
                 # Its acks answer data that inspection rewrites shifted.
                 known.conn.helper.to_live(known.dir, pkt)
             return buf
-        half = self._replay_index.get(key)
+        half = index.get(key)
         if half is None or half.conn.closed or half.in_iface != iface:
             exp = self.expect.for_replay(pkt.version, pkt.proto, iface, pkt.src, pkt.dst, pkt.dport)
             if exp is not None:
@@ -1124,8 +1133,12 @@ class Firewall:
                     del index[key]
 
     def _index_for_replay(self, key: tuple, half: Half) -> None:
-        """Remember how a capture taken without the firewall shows ``half``'s packets (replay_rewrite)."""
-        self._replay_index[key] = half
+        """Remember how a capture taken without the firewall shows ``half``'s packets (replay_rewrite),
+        once a replay adapter asked for it (nothing is kept per connection otherwise)."""
+        index = self._replay_index
+        if index is None:
+            return
+        index[key] = half
         conn = half.conn
         if conn.replay_keys is None:
             conn.replay_keys = [key]
