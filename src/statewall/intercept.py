@@ -39,6 +39,7 @@ import hashlib
 import struct
 
 from . import craft
+from .normalizer import pair_with
 from .seqrand import SeqShift
 
 _M = 0xFFFFFFFF
@@ -215,7 +216,7 @@ def splice(conn, synack) -> tuple[bytearray, bytearray]:
     shift.offsets = (shift.offsets[0], (p.cookie_isn - synack.seq) & _M)
     if conn.norm is not None:
         # The client was told the firewall's MSS: hold it to that, as for any MSS the firewall announced.
-        conn.norm.mss_limit[1] = p.mss
+        conn.norm.mss_limit = pair_with(conn.norm.mss_limit, 1, p.mss)  # a shared pair, replaced
     conn.intercept = None
     v, _, src, sport, dst, dport = conn.halves[1].key
     update = craft.tcp_packet(

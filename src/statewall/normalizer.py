@@ -228,7 +228,31 @@ class Held(NamedTuple):
 
 
 _NO_EDGES = (None, None)
+_NONE_PAIR = (None, None)
+_ZERO_PAIR = (0, 0)
 _NOTHING_HELD: tuple[tuple, tuple] = ((), ())
+
+# Per-direction pairs that change a few times in a connection's life (the MSS each side accepts, the
+# lowest TTL each side sent) are immutable tuples shared by every connection with the same values: a
+# write replaces the pair (``pair_with``), which costs nothing per packet since they change on SYNs and
+# on a lower TTL only, and saves each connection its own lists (memory, docs/performance.md).
+_PAIRS: dict[tuple, tuple] = {}
+_PAIRS_MAX = 1 << 17  # TTL pairs are at most 65 536; past the bound sharing starts over (never wrong)
+
+
+def shared(values: tuple) -> tuple:
+    """The one tuple shared for these values."""
+    got = _PAIRS.get(values)
+    if got is None:
+        if len(_PAIRS) >= _PAIRS_MAX:
+            _PAIRS.clear()
+        _PAIRS[values] = got = values
+    return got
+
+
+def pair_with(pair, d: int, value) -> tuple:
+    """``pair`` with item ``d`` replaced, shared: how ``NormState.mss_limit`` and ``ttl`` are written."""
+    return shared((value, pair[1]) if d == 0 else (pair[0], value))
 
 
 class NormState:
@@ -237,14 +261,19 @@ class NormState:
     ``mss_limit[d]`` is the largest segment side ``d`` is expected to accept (None until its SYN);
     ``ttl[d]`` the lowest TTL seen from ``d``; ``edge[d]`` the right window edge ``d`` advertised;
     ``nxt[d]`` the next in-order sequence number from ``d``; ``held[d]`` its queued segments.
+
+    Memory (a million idle connections, docs/performance.md): ``mss_limit`` and ``ttl`` are shared
+    immutable pairs, replaced on a write (``norm.ttl = pair_with(norm.ttl, d, value)``; a list
+    assigned whole is read the same); ``edge`` and ``held`` are shared empty pairs until the connection
+    needs its own; ``nxt``, written by every in-order data segment, is the connection's own list. The
+    MSS minimum and both advertised MSS values share one tuple (``mss_minimum``, ``mss_adv``).
     """
 
     __slots__ = (
         "profile",
         "counters",
-        "mss_minimum",
         "mss_limit",
-        "mss_adv",
+        "_mss",
         "ttl",
         "edge",
         "nxt",
@@ -260,10 +289,10 @@ class NormState:
     ) -> None:
         self.profile = _shared(profile)
         self.counters = counters
-        self.mss_minimum = mss_minimum
-        self.mss_limit: list[int | None] = [None, None]
-        self.mss_adv: list[tuple[int, bool] | None] = [None, None]
-        self.ttl = [0, 0]
+        self.mss_limit: tuple[int | None, int | None] | list = _NONE_PAIR
+        # (sysopt connection tcpmss minimum, the MSS advertised by ORIGINAL, by REPLY): (value, present)
+        self._mss: tuple = shared((mss_minimum, None, None))
+        self.ttl: tuple[int, int] | list = _ZERO_PAIR
         # Only a window-variation drop map records edges: the rest share one empty pair (memory).
         self.edge: list[int | None] | tuple = [None, None] if profile.window_drop else _NO_EDGES
         self.nxt: list[int | None] = [None, None]
@@ -274,6 +303,15 @@ class NormState:
         self.conn = conn
         # (engine, class use) of the inspection applied to this connection, for its packet counter.
         self.inspected: tuple[str, object] | None = None
+
+    @property
+    def mss_minimum(self) -> int:
+        return self._mss[0]
+
+    @property
+    def mss_adv(self) -> tuple:
+        """``mss_adv[d]``: ``(value, present)`` of the MSS option in ``d``'s SYN (None until then)."""
+        return self._mss[1:]
 
     def deadline(self) -> float:
         """When the oldest queued segment times out (inf when nothing is queued)."""
@@ -350,7 +388,7 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
     if prof.ttl:
         low = st.ttl[d]
         if low == 0 or pkt.ttl < low:
-            st.ttl[d] = pkt.ttl
+            st.ttl = pair_with(st.ttl, d, pkt.ttl)
         elif pkt.ttl > low:
             pkt.set_ttl(low)
             c["ttl_modified"] += 1
@@ -523,8 +561,10 @@ def _options(st: NormState, pkt) -> Refusal | None:
 def _record_mss(st: NormState, d: int, pkt) -> None:
     value, present = mss_mod.advertised(pkt)
     adv = (value, present)
-    st.mss_adv[d] = _ADVERTISED.setdefault(adv, adv)  # one tuple per distinct value (memory)
-    st.mss_limit[d] = mss_mod.receive_limit(value, present, st.mss_minimum)
+    adv = _ADVERTISED.setdefault(adv, adv)  # one tuple per distinct value (memory)
+    minimum, adv0, adv1 = st._mss
+    st._mss = shared((minimum, adv, adv1) if d == 0 else (minimum, adv0, adv))
+    st.mss_limit = pair_with(st.mss_limit, d, mss_mod.receive_limit(value, present, minimum))
 
 
 _ADVERTISED: dict[tuple[int, bool], tuple[int, bool]] = {}  # at most 2 x 65536 entries
