@@ -125,9 +125,10 @@ class ClassUse:
     inspect_packets: Counter = field(default_factory=Counter)  # engine -> packets inspected
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Effective:
-    """The settings one connection runs with once every service policy is resolved.
+    """The settings a connection runs with once every service policy is resolved (shared by the
+    connections that resolve alike, so never changed).
 
     ``tcp_map`` is never None (the default profile when no class sets one); ``tcp_map_use`` is the
     class application that chose it (None for the default), whose counters the normalizer updates.
@@ -210,8 +211,29 @@ class _CompiledClass:
         return any(kind == "dit" for kind, _ in self.matchers)
 
 
+# At most this many resolved class settings are kept (``ServicePolicies.resolve``); past it the cache
+# starts again. A key is one (interfaces, protocol, port, access-list outcomes) combination.
+_CACHE_MAX = 4096
+
+
+def _acl_permits(entries, v, proto, src, sport, dst, dport, itype, icode) -> bool:
+    """``match access-list``: the flow's first matching entry is a permit."""
+    for permit, cm in entries:
+        if cm.matches(v, proto, src, sport, dst, dport, itype, icode):
+            return permit
+    return False
+
+
 class ServicePolicies:
-    """The configuration's service policies compiled for lookups, with their per-class counters."""
+    """The configuration's service policies compiled for lookups, with their per-class counters.
+
+    ``resolve`` answers from a cache: what the classes decide depends only on the interfaces (which
+    service policies apply), the protocol, the responder's port (``match port``, the default
+    inspection ports) and the outcome of the access lists that ``match access-list`` classes name, so
+    connections with the same such key share one ``Effective`` (never changed once made). The cache
+    belongs to this object: a reload builds a new one, and replacing ``uses`` (a reload carrying the
+    counters over) empties it.
+    """
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -231,16 +253,55 @@ class ServicePolicies:
                 self.global_ = pm
             else:
                 self.by_interface[sp.interface] = pm
-        self.uses: dict[tuple[str, str, str], ClassUse] = {}
+        self._uses: dict[tuple[str, str, str], ClassUse] = {}
         self.default_counters: Counter = Counter()  # the default normalizer's (no class tcp-map)
         self.default_tcp_map = TcpMap("default")
+        # The protocols whose destination port a class can look at: the default inspection ports and
+        # ``match port``; for the others the port is left out of the cache key.
+        self._port_protos = frozenset(
+            {PROTO_TCP, PROTO_UDP}
+            | {data[0] for cc in self.classes.values() for kind, data in cc.matchers if kind == "port"}  # type: ignore[index]
+        )
+        # (ingress, egress) -> (the scopes in precedence order, the access lists their classes match)
+        self._plans: dict[tuple[str, str], tuple[tuple, tuple]] = {}
+        self._cache: dict[tuple, Effective] = {}
+
+    @property
+    def uses(self) -> dict[tuple[str, str, str], ClassUse]:
+        """(scope, policy-map, class-map) -> its counters, made when a class first applies."""
+        return self._uses
+
+    @uses.setter
+    def uses(self, uses: dict[tuple[str, str, str], ClassUse]) -> None:
+        self._uses = uses
+        self._cache.clear()  # cached settings point at the counters being replaced
 
     def _use(self, scope: str, pm: PolicyMap, pc: PolicyClass) -> ClassUse:
         key = (scope, pm.name, pc.class_map)
-        use = self.uses.get(key)
+        use = self._uses.get(key)
         if use is None:
-            use = self.uses[key] = ClassUse(scope, pm.name, pc.class_map)
+            use = self._uses[key] = ClassUse(scope, pm.name, pc.class_map)
         return use
+
+    def _plan(self, in_iface: str, out_iface: str) -> tuple[tuple, tuple]:
+        scopes: list[tuple[str, PolicyMap]] = []
+        for iface in (in_iface, out_iface):
+            pm = self.by_interface.get(iface)
+            if pm is not None and all(s != iface for s, _ in scopes):
+                scopes.append((iface, pm))
+        if self.global_ is not None:
+            scopes.append(("global", self.global_))
+        acls: list = []
+        for _, pm in scopes:
+            for pc in pm.classes:
+                cc = self.classes.get(pc.class_map)
+                if cc is None:
+                    continue
+                for kind, data in cc.matchers:
+                    if kind == "acl" and all(data is not a for a in acls):
+                        acls.append(data)
+        plan = self._plans[(in_iface, out_iface)] = (tuple(scopes), tuple(acls))
+        return plan
 
     def resolve(
         self,
@@ -260,22 +321,40 @@ class ServicePolicies:
         """The settings for a new connection (real addresses; ``dport`` the responder's port).
 
         ``count=False`` leaves the classes' connection counters alone, for a flow that may still be
-        refused or intercepted by a limit; ``admitted`` counts it once it is created.
+        refused or intercepted by a limit; ``admitted`` counts it once it is created. The answer is
+        shared with the other connections of the same key: never change it.
         """
-        scopes: list[tuple[str, PolicyMap]] = []
-        for iface in (in_iface, out_iface):
-            pm = self.by_interface.get(iface)
-            if pm is not None and all(s != iface for s, _ in scopes):
-                scopes.append((iface, pm))
-        if self.global_ is not None:
-            scopes.append(("global", self.global_))
-        eff = Effective(self.default_tcp_map)
+        plan = self._plans.get((in_iface, out_iface))
+        if plan is None:
+            plan = self._plan(in_iface, out_iface)
+        key: tuple = (in_iface, out_iface, proto, dport if proto in self._port_protos else 0)
+        if plan[1]:
+            key += tuple(
+                _acl_permits(entries, version, proto, src, sport, dst, dport, icmp_type, icmp_code)
+                for entries in plan[1]
+            )
+        eff = self._cache.get(key)
+        if eff is None:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            eff = self._cache[key] = self._resolve(
+                plan[0], (version, proto, src, sport, dst, dport, icmp_type, icmp_code)
+            )
+        if count:
+            for use in eff.uses:
+                use.connections += 1
+        return eff
+
+    def _resolve(self, scopes: tuple, key: tuple) -> Effective:
+        """Walk the scopes' classes for one flow (``key``: the arguments of ``_CompiledClass.matches``)."""
+        proto, dport = key[1], key[5]
+        tcp_map = self.default_tcp_map
+        tcp_map_use: ClassUse | None = None
         conn: dict[str, object] = {}
         origins: dict[str, Origin] = {}
         set_by: dict[str, ClassUse] = {}
         inspects: tuple[tuple[Inspect, ClassUse], ...] | None = None
         uses: list[ClassUse] = []
-        key = (version, proto, src, sport, dst, dport, icmp_type, icmp_code)
         for scope, pm in scopes:
             conn_done = inspect_done = False
             for pc in pm.classes:
@@ -299,11 +378,11 @@ class ServicePolicies:
                             if name == "dcd":
                                 conn["dcd_retry_interval"] = cs.dcd_retry_interval
                                 conn["dcd_max_retries"] = cs.dcd_max_retries
-                    if cs.tcp_map is not None and eff.tcp_map_use is None:
+                    if cs.tcp_map is not None and tcp_map_use is None:
                         tm = self.policy.tcp_maps.get(cs.tcp_map)
                         if tm is not None:
-                            eff.tcp_map = tm
-                            eff.tcp_map_use = self._use(scope, pm, pc)
+                            tcp_map = tm
+                            tcp_map_use = self._use(scope, pm, pc)
                 if not inspect_done and pc.inspects:
                     chosen = tuple(
                         i
@@ -320,17 +399,16 @@ class ServicePolicies:
                     use = self._use(scope, pm, pc)
                     if use not in uses:
                         uses.append(use)
-        for name, value in conn.items():
-            if name == "tcp_map":
-                continue
-            setattr(eff, name, value)
-        eff.inspects = inspects or ()
-        eff.uses = tuple(uses)
-        if count:
-            self.admitted(eff)
-        eff.origins = origins
-        eff.set_by = set_by
-        return eff
+        conn.pop("tcp_map", None)
+        return Effective(
+            tcp_map,
+            tcp_map_use,
+            **conn,  # type: ignore[arg-type]
+            inspects=inspects or (),
+            uses=tuple(uses),
+            origins=origins,
+            set_by=set_by,
+        )
 
     @staticmethod
     def admitted(eff: Effective) -> None:
