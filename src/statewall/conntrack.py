@@ -69,14 +69,37 @@ class Half:
         ndst = dst if self.new_dst is None else self.new_dst
         nsport = sport if self.new_sport is None else self.new_sport
         ndport = dport if self.new_dport is None else self.new_dport
-        da = (nsrc - src) + (ndst - dst)
-        dl4 = da + (nsport - sport) + (ndport - dport)
+        da = _shared_delta((nsrc - src) + (ndst - dst))
+        dl4 = _shared_delta(da + (nsport - sport) + (ndport - dport))
         self.nat = nat = (nsrc, ndst, nsport, ndport, da, dl4, nsrc != src or ndst != dst)
         return nat
 
 
+# The sum changes of compile_nat repeat across connections: one host's connections through one mapped
+# address share ``da``, and ``dl4`` too when PAT keeps the port. One integer object per value instead of
+# two per half (memory, docs/performance.md); bounded, past the bound sharing starts over.
+_DELTAS: dict[int, int] = {}
+_DELTAS_MAX = 1 << 16
+
+
+def _shared_delta(value: int) -> int:
+    got = _DELTAS.get(value)
+    if got is None:
+        if len(_DELTAS) >= _DELTAS_MAX:
+            _DELTAS.clear()
+        _DELTAS[value] = got = value
+    return got
+
+
 class Connection:
-    """A tracked flow. ``tcp`` is the TCP tracker (None for UDP/ICMP/other)."""
+    """A tracked flow. ``tcp`` is the TCP tracker (None for UDP/ICMP/other).
+
+    Memory (a million idle connections, docs/performance.md): what most connections never set lives in
+    one slot, ``_extra`` (None, or a dict once one is set), behind properties: ends that differ from
+    the ORIGINAL half's (``initiator``, ``responder``), the interface whose FIN began the close
+    (``closer``) and the replay index keys (``replay_keys``). ``inside_is_initiator`` is derived from
+    ``direction``. None of them is read per forwarded packet.
+    """
 
     __slots__ = (
         "id",
@@ -90,20 +113,16 @@ class Connection:
         "timeout_kind",
         "bytes",
         "data_seen",
-        "_initiator",
-        "_responder",
+        "_extra",
         "direction",
         "xlates",
         "origin",
-        "inside_is_initiator",
         "queued_at",
         "closed",
         "helper",
         "mpf",
         "norm",
         "seqrand",
-        "closer",
-        "replay_keys",
         "limit",
         "intercept",
         "dcd",
@@ -123,12 +142,13 @@ class Connection:
         self.timeout_kind = "idle"
         self.bytes = 0
         self.data_seen = [False, False]  # payload seen in ORIGINAL / REPLY direction
-        self._initiator: Endpoint | None = initiator
-        self._responder: Endpoint | None = responder
+        # {"initiator", "responder", "closer", "replay_keys": value} for those that are set (see above)
+        self._extra: dict | None = None
+        if initiator is not None or responder is not None:
+            self._extra = {"initiator": initiator, "responder": responder}
         self.direction: str = direction
         self.xlates: tuple = ()
         self.origin: Origin | None = origin
-        self.inside_is_initiator = direction == "outbound"
         self.queued_at = 0.0
         self.closed = False
         self.helper = None
@@ -137,8 +157,6 @@ class Connection:
         self.mpf = None
         self.norm = None
         self.seqrand = None
-        self.closer: str | None = None  # interface whose FIN began the close
-        self.replay_keys: list | None = None  # its entries in Firewall._replay_index
         # Connection limits and their TCP Intercept, Dead Connection Detection, per-class timeouts
         # (statewall.limits.Admission, statewall.intercept.Pending, statewall.dcd.Probe, and
         # (embryonic, idle, half-closed) seconds replacing the global ones); None when not in use.
@@ -156,23 +174,57 @@ class Connection:
     # usually what the ORIGINAL half says (its tuple and translation), and then they are built from it
     # when asked instead of being kept as four address strings and two objects per connection.
 
+    def _get(self, name: str):
+        extra = self._extra
+        return None if extra is None else extra.get(name)
+
+    def _set(self, name: str, value) -> None:
+        extra = self._extra
+        if extra is None:
+            if value is None:
+                return
+            self._extra = extra = {}
+        extra[name] = value
+
     @property
     def initiator(self) -> Endpoint:
-        ep = self._initiator
+        ep = self._get("initiator")
         return self._ends()[0] if ep is None else ep
 
     @initiator.setter
     def initiator(self, ep: Endpoint) -> None:
-        self._initiator = ep
+        self._set("initiator", ep)
 
     @property
     def responder(self) -> Endpoint:
-        ep = self._responder
+        ep = self._get("responder")
         return self._ends()[1] if ep is None else ep
 
     @responder.setter
     def responder(self, ep: Endpoint) -> None:
-        self._responder = ep
+        self._set("responder", ep)
+
+    @property
+    def closer(self) -> str | None:
+        """The interface whose FIN began the close (None before)."""
+        return self._get("closer")
+
+    @closer.setter
+    def closer(self, iface: str | None) -> None:
+        self._set("closer", iface)
+
+    @property
+    def replay_keys(self) -> list | None:
+        """Its entries in ``Firewall._replay_index`` (None unless a replay adapter asked for one)."""
+        return self._get("replay_keys")
+
+    @replay_keys.setter
+    def replay_keys(self, keys: list | None) -> None:
+        self._set("replay_keys", keys)
+
+    @property
+    def inside_is_initiator(self) -> bool:
+        return self.direction == "outbound"
 
     def _ends(self) -> tuple[Endpoint, Endpoint]:
         """(initiator, responder) as the ORIGINAL half describes them: real and mapped ends."""
@@ -190,13 +242,20 @@ class Connection:
     def compact(self) -> None:
         """Forget the stored ends where the ORIGINAL half gives the same (the table calls this once the
         halves are final)."""
-        if not self.halves or self._initiator is None or self._responder is None:
+        extra = self._extra
+        if not self.halves or extra is None:
+            return
+        stored_ini = extra.get("initiator")
+        stored_res = extra.get("responder")
+        if stored_ini is None or stored_res is None:
             return
         ini, res = self._ends()
-        if ini == self._initiator:
-            self._initiator = None
-        if res == self._responder:
-            self._responder = None
+        if ini == stored_ini:
+            del extra["initiator"]
+        if res == stored_res:
+            del extra["responder"]
+        if not extra:
+            self._extra = None
 
 
 class ConnTable:

@@ -73,12 +73,17 @@ class SeqShift:
     handed to ``SeqAdj`` in the space it was written for; seq gets the random offset after ``SeqAdj``'s.
     """
 
-    __slots__ = ("offsets", "seqadj", "sack_untranslated")
+    __slots__ = ("offsets", "seqadj")
+
+    # ``pix-sack-bug`` (a lab fault): a class attribute, True only in ``_PixSeqShift``, so that a
+    # connection's SeqShift has two slots (memory, docs/performance.md).
+    sack_untranslated = False
 
     def __init__(self, original: int, reply: int = 0, *, sack_untranslated: bool = False) -> None:
         self.offsets = (original & _M, reply & _M)
         self.seqadj = None
-        self.sack_untranslated = sack_untranslated
+        if sack_untranslated:
+            self.__class__ = _PixSeqShift
 
     def ack_offset(self, direction: int, ack: int) -> int:
         """What the tracker subtracts from this direction's ack and SACK edges."""
@@ -124,6 +129,13 @@ class SeqShift:
         own = self.offsets[direction]
         if own:
             inner.set_seq((inner.seq - own) & _M)
+
+
+class _PixSeqShift(SeqShift):
+    """A SeqShift with the ``pix-sack-bug`` fault: SACK blocks left untranslated."""
+
+    __slots__ = ()
+    sack_untranslated = True
 
 
 def for_connection(secret: bytes, pkt, *, faults: frozenset[str] | set[str] = frozenset()) -> SeqShift:
