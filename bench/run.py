@@ -263,30 +263,33 @@ def build_rows(live: dict | None, replay_runs: list[dict], mem_runs: list[dict],
                     "met": ratio is not None and ratio >= target,
                 }
             )
-    pps = _median(replay_runs, "pps")
-    rows.append(
-        {
-            "what": f"replay, {args.packets:,} packets over {args.flows:,} TCP flows (engine, 1 core)",
-            "kernel": "-",
-            "statewall": f"{pps:,.0f} pkt/s" if pps is not None else "error",
-            "ratio": None,
-            "target": "≥ 500,000 pkt/s",
-            "met": pps is not None and pps >= 500_000,
-        }
-    )
-    bpc = _median(mem_runs, "bytes_per_connection")
-    kobj = kernel_conntrack_object()
-    count = mem_runs[0].get("connections", args.connections) if mem_runs else args.connections
-    rows.append(
-        {
-            "what": f"memory, {count:,} idle TCP connections (PAT pool)",
-            "kernel": f"{kobj:,} B/conn (nf_conntrack object)" if kobj else "-",
-            "statewall": f"{bpc:,.0f} B/conn" if bpc is not None else "error",
-            "ratio": _ratio(bpc, kobj),
-            "target": "≤ 1,024 B/conn",
-            "met": bpc is not None and bpc <= 1024,
-        }
-    )
+    only = getattr(args, "only", None)
+    if only in (None, "replay"):
+        pps = _median(replay_runs, "pps")
+        rows.append(
+            {
+                "what": f"replay, {args.packets:,} packets over {args.flows:,} TCP flows (engine, 1 core)",
+                "kernel": "-",
+                "statewall": f"{pps:,.0f} pkt/s" if pps is not None else "error",
+                "ratio": None,
+                "target": "≥ 500,000 pkt/s",
+                "met": pps is not None and pps >= 500_000,
+            }
+        )
+    if only in (None, "memory"):
+        bpc = _median(mem_runs, "bytes_per_connection")
+        kobj = kernel_conntrack_object()
+        count = mem_runs[0].get("connections", args.connections) if mem_runs else args.connections
+        rows.append(
+            {
+                "what": f"memory, {count:,} idle TCP connections (PAT pool)",
+                "kernel": f"{kobj:,} B/conn (nf_conntrack object)" if kobj else "-",
+                "statewall": f"{bpc:,.0f} B/conn" if bpc is not None else "error",
+                "ratio": _ratio(bpc, kobj),
+                "target": "≤ 1,024 B/conn",
+                "met": bpc is not None and bpc <= 1024,
+            }
+        )
     return rows
 
 
@@ -349,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-live", action="store_true", help="only the offline lines (replay, memory)")
     ap.add_argument("--markdown", action="store_true", help="also print the table as markdown")
     ap.add_argument("--quick", action="store_true", help="small sizes, one run, for a smoke run")
+    ap.add_argument(
+        "--only",
+        choices=("replay", "memory"),
+        help="only this offline line (no live lines): e.g. --only memory --connections 200000",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.packets, args.flows, args.connections, args.runs = 20_000, 1000, 20_000, 1
@@ -359,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         "args": vars(args),
     }
     live = None
+    if args.only:
+        args.no_live = True
     if not args.no_live:
         from bench import live as live_mod
 
@@ -377,14 +387,18 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(result, indent=2) + "\n")
 
     save()
-    print(f"replay: {args.packets:,} packets over {args.flows:,} flows, {args.runs} runs")
-    replay_runs = _stage(
-        result, "replay", lambda: [bench_replay(args.packets, args.flows) for _ in range(args.runs)]
-    )
-    save()
-    print(f"memory: {args.connections:,} connections")
-    # One memory run: a million handshakes take minutes, and the figure barely varies.
-    mem_runs = _stage(result, "memory", lambda: [bench_memory(args.connections)])
+    replay_runs: list[dict] = []
+    if args.only in (None, "replay"):
+        print(f"replay: {args.packets:,} packets over {args.flows:,} flows, {args.runs} runs")
+        replay_runs = _stage(
+            result, "replay", lambda: [bench_replay(args.packets, args.flows) for _ in range(args.runs)]
+        )
+        save()
+    mem_runs: list[dict] = []
+    if args.only in (None, "memory"):
+        print(f"memory: {args.connections:,} connections")
+        # One memory run: a million handshakes take minutes, and the figure barely varies.
+        mem_runs = _stage(result, "memory", lambda: [bench_memory(args.connections)])
     rows = build_rows(live, replay_runs, mem_runs, args)
     result["table"] = rows
     result["markdown"] = markdown(rows, args.runs)
