@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import NamedTuple
 
-from . import craft, dcd, intercept, mss, normalizer, seqrand, threat
+from . import craft, dcd, fastpath, intercept, mss, normalizer, seqrand, threat
 from .acl import AccessControl
 from .conntrack import ORIGINAL, REPLY, Connection, ConnTable, Half
 from .engine_netfilter import NfPath
@@ -118,9 +118,11 @@ class Firewall:
         *,
         seed: int | bytes | str | None = None,
         faults: frozenset[str] | set[str] | tuple[str, ...] = (),
+        fast_path: bool = True,
     ) -> None:
         """``seed`` makes the sequence randomization reproducible (tests, labs); ``faults`` names
-        deliberate misbehaviours to switch on (``statewall.seqrand.FAULTS``), added to the policy's."""
+        deliberate misbehaviours to switch on (``statewall.seqrand.FAULTS``), added to the policy's;
+        ``fast_path=False`` keeps every packet on the Python path (``statewall.fastpath``)."""
         self.policy = policy
         self.interfaces = {n: i for n, i in policy.interfaces.items() if not i.shutdown}
         self.routes = RouteTable(policy)
@@ -179,6 +181,13 @@ class Firewall:
         if policy.dialect == "iptables" and rulesets:
             self._nf = NfPath(self)
             self.netfilter = self._nf.nf
+        # Established connections offloaded to the compiled fast path (statewall.fastpath): the ASA
+        # path only; the iptables path counts every packet per rule, as the kernel does without a
+        # flowtable.
+        use_fast = fast_path and fastpath.AVAILABLE and self.asa and self._nf is None
+        self._fast: fastpath.FastPath | None = fastpath.FastPath(self) if use_fast else None
+        if self._fast is not None:
+            self._fast.attach(self, Result)  # self.receive: the compiled path in front of receive()
 
     # ---------------------------------------------------------------------------------------------
     # Public interface
@@ -192,7 +201,12 @@ class Firewall:
         csum_partial: bool = False,
         gso_size: int = 0,
     ) -> Result:
-        """Process one IP packet that arrived on ``iface`` at time ``now``."""
+        """Process one IP packet that arrived on ``iface`` at time ``now``.
+
+        With the fast path on, the instance's ``receive`` is ``statewall._fastpath``'s (bound in
+        ``FastPath.attach``): it forwards the packets of offloaded connections itself and calls this
+        method for every other packet.
+        """
         out: list[tuple[str, bytearray]] = []
         ev: list[Event] = []
         self.stats["packets_in"] += 1
@@ -238,6 +252,8 @@ class Firewall:
                     obj.queued_at = due
                     timers.schedule(due, obj)
                     continue
+                if obj.fast is not None:
+                    self._fast.unoffload(obj)
                 self._expire_conn(obj, due, out, ev)
             elif isinstance(obj, Expectation):
                 self.expect.expire(obj, now)
@@ -383,6 +399,8 @@ class Firewall:
         self, half: Half, pkt: Packet, now: float, out: list, ev: list, gso_size: int, first: bool = False
     ) -> None:
         conn = half.conn
+        if conn.fast is not None:
+            self._fast.unoffload(conn)  # the compiled path handed this packet back: its state first
         trk = conn.tcp
         helper = conn.helper
         norm = conn.norm
@@ -502,6 +520,10 @@ class Firewall:
                 # Segments queued behind this one are in order now.
                 for held in normalizer.release(norm, half.dir):
                     self._forward(half, held.pkt, now, out, ev, held.gso_size)
+            if plen and self._fast is not None and trk.state == TcpState.ESTABLISHED:
+                self._fast.offload(conn)  # the next segments go through the compiled path
+        elif conn.proto == PROTO_UDP and not first and self._fast is not None:
+            self._fast.offload(conn)
 
     # ---------------------------------------------------------------------------------------------
     # Modular policy framework: normalizer, MSS, sequence randomization (ASA)
@@ -1098,6 +1120,8 @@ class Firewall:
     ) -> None:
         if conn.closed:
             return
+        if conn.fast is not None:
+            self._fast.unoffload(conn)
         self.conns.remove(conn)
         if conn.limit is not None:
             conn.limit.release()
@@ -1397,6 +1421,8 @@ class Firewall:
         if (inner.version, inner.icmp_type) in _ICMP_ECHO and inner.proto in (PROTO_ICMP, PROTO_ICMPV6):
             key = (inner.version, inner.proto, inner.dst, inner.icmp_id, inner.src, inner.icmp_id)
         half = self.conns.by_key.get(key)
+        if half is not None and half.conn.fast is not None:
+            self._fast.unoffload(half.conn)
         if half is None or half.in_iface != iface:
             self._drop(
                 ev,

@@ -107,7 +107,7 @@ KEPT = (
     "threat",
 )
 # Both: the new compiled part, the old state moved into it (see reload_firewall).
-MERGED = ("nat", "service_policies", "inspectors")
+MERGED = ("nat", "service_policies", "inspectors", "_fast", "receive")
 # NatTable: the translation slots are state, the rules (entries) compiled; ``_mapped_in_use`` is both
 # (the new rules' static port reservations plus the ports live PAT slots hold).
 NAT_KEPT = ("xlates", "_hosts_in_use", "_nat_hosts", "nf", "_nf_by_src", "most_used")
@@ -161,7 +161,7 @@ def reload_firewall(fw: Any, policy: Any) -> ReloadReport:
     expectations. Raises ``CtlError`` (and changes nothing) when the new policy cannot run here: a
     different dialect, or an interface the loop has bound is gone.
     """
-    from ..engine import Firewall
+    from ..engine import Firewall, Result
     from ..inspect import Inspectors
 
     if policy.dialect != fw.policy.dialect:
@@ -183,6 +183,15 @@ def reload_firewall(fw: Any, policy: Any) -> ReloadReport:
     # An attribute the engine grew after this list was written is kept: state is never reset by a
     # reload; the report names it, and tests/test_ctl.py fails until it is classified.
     unclassified = sorted(set(vars(new)) - set(REBUILT) - set(KEPT) - set(MERGED))
+    # The compiled fast path copied the old policy's MTUs, timeouts and tcp-map switches: every
+    # connection goes back to the Python path, and re-qualifies under the new policy on its next packet.
+    if fw._fast is not None:
+        fw._fast.flush()
+    fw._fast = new._fast
+    if fw._fast is not None:
+        fw._fast.attach(fw, Result)
+    else:
+        vars(fw).pop("receive", None)
     for name in REBUILT:
         setattr(fw, name, getattr(new, name))
     if fw._nf is not None:

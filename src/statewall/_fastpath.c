@@ -1,0 +1,824 @@
+/* statewall._fastpath: the compiled fast path for established IPv4 TCP and UDP connections.
+ *
+ * What a firewall's fast path is (the ASA's "fast path" after the session management path, netfilter's
+ * flowtable): once a connection is set up, the packets that change nothing but counters and windows
+ * are forwarded by a lookup and a rewrite. statewall.fastpath decides which connections qualify and
+ * copies their state into a Flow; FlowTable.forward() then handles their packets exactly as the Python
+ * path (statewall.engine.Firewall._forward) would, or returns None *before changing anything*, and the
+ * Python path takes the packet after statewall.fastpath copied the Flow's state back. The Python path
+ * stays the only definition of behaviour; this file repeats its common case and is checked against it
+ * packet for packet (tests/test_fastpath.py).
+ *
+ * Per packet, in the order the Python path decides it:
+ *   plain IPv4 (IHL 5, not a fragment) carrying TCP (flags ACK or ACK|PSH, no reserved bits, options
+ *   none or NOP NOP timestamp) or UDP, lengths as statewall.packet.decode accepts them; the Flow found
+ *   by the packet's tuple, arriving on the interface it expects;
+ *   TCP: the tcp-map checks of statewall.normalizer.check that apply to such a segment (TTL evasion,
+ *   exceed-mss, the next-expected sequence and the out-of-order queue) and netfilter's window tracking
+ *   for ESTABLISHED -> ESTABLISHED (statewall.tcptrack.TcpTracker.packet's written-out case);
+ *   TTL > 1 and the size within the egress MTU (gso_size for super-packets);
+ *   TTL decrement and NAT with the precomputed RFC 1624 deltas (Packet.forward_nat4), then the
+ *   sequence randomization offsets (SeqShift.adjust), checksums updated incrementally, one step per
+ *   field as the Python path does so that the bytes are identical;
+ *   conn.last and conn.bytes written on the Connection.
+ * Anything else returns None.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+#define KEYLEN 13 /* src(4) dst(4) sport(2) dport(2) proto(1) */
+
+/* TcpTracker constants (statewall.tcptrack) */
+#define F_DATA_UNACKNOWLEDGED 0x10u
+#define F_MAXACK_SET 0x20u
+#define F_FIN_SEEN 0x100u
+#define F_FIN_ACKED 0x200u
+#define MAXACKWINCONST 66000u
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *conn;
+    PyObject *in_iface0, *in_iface1;
+    PyObject *out_iface0, *out_iface1;
+    PyObject *key0, *key1;
+    /* NAT per direction: final addresses and ports, the RFC 1624 deltas (addresses; addresses and
+     * ports), whether an address changes, whether the half rewrites at all. */
+    unsigned int nsrc[2], ndst[2];
+    int nsport[2], ndport[2];
+    long long da[2], dl4[2];
+    int moved[2], rewrites[2];
+    int mtu[2];
+    int proto;
+    int seen_mark[2]; /* conn.data_seen[d] already True */
+    /* TCP tracker (trk.seen[d] and the connection-wide retransmission fields) */
+    unsigned int td_end[2], td_maxend[2], td_maxwin[2], td_maxack[2], pflags[2];
+    int td_scale[2];
+    int last_dir;
+    unsigned int last_seq, last_ack, last_end, last_win;
+    int retrans;
+    double timeout;
+    double t_established, t_unack, t_max_retrans;
+    int max_retrans;
+    /* sequence randomization offsets per direction */
+    unsigned int offs[2];
+    /* normalizer */
+    int norm, n_ttl, n_queue, n_exceed_drop, n_no_options;
+    unsigned int nxt[2];
+    int nxt_set[2];
+    int ttl_low[2];
+    int mss_limit[2]; /* -1: none known */
+    unsigned long long packets;
+} Flow;
+
+static int Flow_traverse(Flow *self, visitproc visit, void *arg) {
+    Py_VISIT(self->conn);
+    Py_VISIT(self->in_iface0);
+    Py_VISIT(self->in_iface1);
+    Py_VISIT(self->out_iface0);
+    Py_VISIT(self->out_iface1);
+    Py_VISIT(self->key0);
+    Py_VISIT(self->key1);
+    return 0;
+}
+
+static int Flow_clear(Flow *self) {
+    Py_CLEAR(self->conn);
+    Py_CLEAR(self->in_iface0);
+    Py_CLEAR(self->in_iface1);
+    Py_CLEAR(self->out_iface0);
+    Py_CLEAR(self->out_iface1);
+    Py_CLEAR(self->key0);
+    Py_CLEAR(self->key1);
+    return 0;
+}
+
+static void Flow_dealloc(Flow *self) {
+    PyObject_GC_UnTrack(self);
+    Flow_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define PAIR(name, type, field)                                                                     \
+    {name "0", type, offsetof(Flow, field), 0, NULL}, {                                             \
+        name "1", type, offsetof(Flow, field) + sizeof(((Flow *)0)->field[0]), 0, NULL              \
+    }
+
+static PyMemberDef Flow_members[] = {
+    {"conn", T_OBJECT_EX, offsetof(Flow, conn), 0, NULL},
+    {"in_iface0", T_OBJECT_EX, offsetof(Flow, in_iface0), 0, NULL},
+    {"in_iface1", T_OBJECT_EX, offsetof(Flow, in_iface1), 0, NULL},
+    {"out_iface0", T_OBJECT_EX, offsetof(Flow, out_iface0), 0, NULL},
+    {"out_iface1", T_OBJECT_EX, offsetof(Flow, out_iface1), 0, NULL},
+    {"key0", T_OBJECT_EX, offsetof(Flow, key0), 0, NULL},
+    {"key1", T_OBJECT_EX, offsetof(Flow, key1), 0, NULL},
+    PAIR("nsrc", T_UINT, nsrc),
+    PAIR("ndst", T_UINT, ndst),
+    PAIR("nsport", T_INT, nsport),
+    PAIR("ndport", T_INT, ndport),
+    PAIR("da", T_LONGLONG, da),
+    PAIR("dl4", T_LONGLONG, dl4),
+    PAIR("moved", T_INT, moved),
+    PAIR("rewrites", T_INT, rewrites),
+    PAIR("mtu", T_INT, mtu),
+    {"proto", T_INT, offsetof(Flow, proto), 0, NULL},
+    PAIR("seen_mark", T_INT, seen_mark),
+    PAIR("td_end", T_UINT, td_end),
+    PAIR("td_maxend", T_UINT, td_maxend),
+    PAIR("td_maxwin", T_UINT, td_maxwin),
+    PAIR("td_maxack", T_UINT, td_maxack),
+    PAIR("pflags", T_UINT, pflags),
+    PAIR("td_scale", T_INT, td_scale),
+    {"last_dir", T_INT, offsetof(Flow, last_dir), 0, NULL},
+    {"last_seq", T_UINT, offsetof(Flow, last_seq), 0, NULL},
+    {"last_ack", T_UINT, offsetof(Flow, last_ack), 0, NULL},
+    {"last_end", T_UINT, offsetof(Flow, last_end), 0, NULL},
+    {"last_win", T_UINT, offsetof(Flow, last_win), 0, NULL},
+    {"retrans", T_INT, offsetof(Flow, retrans), 0, NULL},
+    {"timeout", T_DOUBLE, offsetof(Flow, timeout), 0, NULL},
+    {"t_established", T_DOUBLE, offsetof(Flow, t_established), 0, NULL},
+    {"t_unack", T_DOUBLE, offsetof(Flow, t_unack), 0, NULL},
+    {"t_max_retrans", T_DOUBLE, offsetof(Flow, t_max_retrans), 0, NULL},
+    {"max_retrans", T_INT, offsetof(Flow, max_retrans), 0, NULL},
+    PAIR("offs", T_UINT, offs),
+    {"norm", T_INT, offsetof(Flow, norm), 0, NULL},
+    {"n_ttl", T_INT, offsetof(Flow, n_ttl), 0, NULL},
+    {"n_queue", T_INT, offsetof(Flow, n_queue), 0, NULL},
+    {"n_exceed_drop", T_INT, offsetof(Flow, n_exceed_drop), 0, NULL},
+    {"n_no_options", T_INT, offsetof(Flow, n_no_options), 0, NULL},
+    PAIR("nxt", T_UINT, nxt),
+    PAIR("nxt_set", T_INT, nxt_set),
+    PAIR("ttl_low", T_INT, ttl_low),
+    PAIR("mss_limit", T_INT, mss_limit),
+    {"packets", T_ULONGLONG, offsetof(Flow, packets), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject FlowType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "statewall._fastpath.Flow",
+    .tp_doc = "One offloaded connection's state (statewall.fastpath fills and reads it).",
+    .tp_basicsize = sizeof(Flow),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)Flow_dealloc,
+    .tp_traverse = (traverseproc)Flow_traverse,
+    .tp_clear = (inquiry)Flow_clear,
+    .tp_members = Flow_members,
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *map; /* 13-byte key -> Flow */
+    unsigned long long hits, misses;
+    /* bind(): the Firewall whose receive() this table serves, its Python receive for everything the
+     * fast path does not forward, its stats Counter and the Result type */
+    PyObject *fw, *slow, *stats, *result_type;
+} FlowTable;
+
+static PyObject *str_last, *str_bytes, *str_now, *str_trace, *str_packets_in, *str_forwarded,
+    *str_csum_partial, *str_gso_size, *slow_kwnames, *int_one, *int_zero;
+
+static int FlowTable_traverse(FlowTable *self, visitproc visit, void *arg) {
+    Py_VISIT(self->map);
+    Py_VISIT(self->fw);
+    Py_VISIT(self->slow);
+    Py_VISIT(self->stats);
+    Py_VISIT(self->result_type);
+    return 0;
+}
+
+static int FlowTable_clear_refs(FlowTable *self) {
+    Py_CLEAR(self->map);
+    Py_CLEAR(self->fw);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->stats);
+    Py_CLEAR(self->result_type);
+    return 0;
+}
+
+static void FlowTable_dealloc(FlowTable *self) {
+    PyObject_GC_UnTrack(self);
+    FlowTable_clear_refs(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int FlowTable_init(FlowTable *self, PyObject *args, PyObject *kw) {
+    if (!PyArg_ParseTuple(args, ":FlowTable"))
+        return -1;
+    Py_XSETREF(self->map, PyDict_New());
+    return self->map ? 0 : -1;
+}
+
+static int check_key(PyObject *k) {
+    if (!PyBytes_CheckExact(k) || PyBytes_GET_SIZE(k) != KEYLEN) {
+        PyErr_SetString(PyExc_ValueError, "a flow key is 13 bytes");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *FlowTable_add(FlowTable *self, PyObject *arg) {
+    if (!PyObject_TypeCheck(arg, &FlowType)) {
+        PyErr_SetString(PyExc_TypeError, "add() takes a Flow");
+        return NULL;
+    }
+    Flow *f = (Flow *)arg;
+    if (!f->conn || !f->in_iface0 || !f->in_iface1 || !f->out_iface0 || !f->out_iface1 || !f->key0 ||
+        !f->key1) {
+        PyErr_SetString(PyExc_ValueError, "Flow is incomplete");
+        return NULL;
+    }
+    if (check_key(f->key0) < 0 || check_key(f->key1) < 0)
+        return NULL;
+    if (!PyUnicode_Check(f->in_iface0) || !PyUnicode_Check(f->in_iface1)) {
+        PyErr_SetString(PyExc_TypeError, "interface names are str");
+        return NULL;
+    }
+    if (PyDict_SetItem(self->map, f->key0, arg) < 0 || PyDict_SetItem(self->map, f->key1, arg) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int drop_key(PyObject *map, PyObject *key, PyObject *flow) {
+    if (!key)
+        return 0;
+    PyObject *cur = PyDict_GetItemWithError(map, key);
+    if (cur == flow)
+        return PyDict_DelItem(map, key);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *FlowTable_remove(FlowTable *self, PyObject *arg) {
+    if (!PyObject_TypeCheck(arg, &FlowType)) {
+        PyErr_SetString(PyExc_TypeError, "remove() takes a Flow");
+        return NULL;
+    }
+    Flow *f = (Flow *)arg;
+    if (drop_key(self->map, f->key0, arg) < 0 || drop_key(self->map, f->key1, arg) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *FlowTable_flows(FlowTable *self, PyObject *unused) {
+    /* every Flow once (each is in the map under both its keys) */
+    PyObject *out = PyList_New(0);
+    if (!out)
+        return NULL;
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(self->map, &pos, &k, &v)) {
+        if (((Flow *)v)->key0 == k || (PyBytes_CheckExact(k) && ((Flow *)v)->key0 &&
+                                        memcmp(PyBytes_AS_STRING(k),
+                                               PyBytes_AS_STRING(((Flow *)v)->key0), KEYLEN) == 0)) {
+            if (PyList_Append(out, v) < 0) {
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+    }
+    return out;
+}
+
+static Py_ssize_t FlowTable_len(FlowTable *self) { return self->map ? PyDict_Size(self->map) / 2 : 0; }
+
+/* ---- arithmetic as statewall.packet does it ---------------------------------------------------- */
+
+static inline unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
+static inline uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void put16(unsigned char *p, unsigned v) {
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+static inline void put32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* _M - (((c ^ _M) + d) % _M or _M): RFC 1624 eqn. 3 with Python's modulo */
+static inline unsigned csum_update(unsigned c, long long d) {
+    long long x = ((long long)(c ^ 0xFFFFu) + d) % 65535;
+    if (x < 0)
+        x += 65535;
+    if (x == 0)
+        x = 65535;
+    return (unsigned)(65535 - x);
+}
+
+/* (c + d) % _M or _M: a partial (pseudo-header) sum moved by d */
+static inline unsigned partial_update(unsigned c, long long d) {
+    long long x = ((long long)c + d) % 65535;
+    if (x < 0)
+        x += 65535;
+    if (x == 0)
+        x = 65535;
+    return (unsigned)x;
+}
+
+/* after(a, b) / before(b, a) for 32-bit sequence numbers as tcptrack writes them */
+#define GT31(x) ((uint32_t)(x) > 0x7FFFFFFFu)
+
+/* The packet forwarded (egress interface, a new reference), or None with nothing changed, or NULL
+ * with an exception set. */
+static PyObject *forward_impl(FlowTable *self, PyObject *iface, PyObject *bufobj, PyObject *nowobj,
+                              int partial, long gso) {
+    if (!PyByteArray_CheckExact(bufobj))
+        goto miss;
+    Py_ssize_t n = PyByteArray_GET_SIZE(bufobj);
+    unsigned char *p = (unsigned char *)PyByteArray_AS_STRING(bufobj);
+    if (n < 28 || p[0] != 0x45)
+        goto miss;
+    unsigned tot = be16(p + 2);
+    if ((be16(p + 6) & 0x3FFF) || tot > (unsigned)n)
+        goto miss;
+    int proto = p[9];
+    unsigned doff = 0, plen;
+    if (proto == 6) {
+        if (tot < 40)
+            goto miss;
+        doff = (p[32] >> 4) << 2;
+        if (doff < 20 || doff > tot - 20)
+            goto miss;
+        if (doff != 20 && !(doff == 32 && be32(p + 40) == 0x0101080Au))
+            goto miss;
+        plen = tot - 20 - doff;
+    } else if (proto == 17) {
+        unsigned ulen = be16(p + 24);
+        if (tot < 28 || ulen < 8 || ulen > tot - 20)
+            goto miss;
+        plen = ulen - 8;
+    } else
+        goto miss;
+
+    PyObject *key = PyBytes_FromStringAndSize(NULL, KEYLEN);
+    if (!key)
+        return NULL;
+    char *k = PyBytes_AS_STRING(key);
+    memcpy(k, p + 12, 8);
+    memcpy(k + 8, p + 20, 4);
+    k[12] = (char)proto;
+    PyObject *fo = PyDict_GetItemWithError(self->map, key);
+    Py_DECREF(key);
+    if (!fo) {
+        if (PyErr_Occurred())
+            return NULL;
+        goto miss;
+    }
+    Flow *f = (Flow *)fo;
+    int d = memcmp(PyBytes_AS_STRING(f->key0), p + 12, 8) == 0 &&
+                    memcmp(PyBytes_AS_STRING(f->key0) + 8, p + 20, 4) == 0
+                ? 0
+                : 1;
+    int r = 1 - d;
+    PyObject *want = d ? f->in_iface1 : f->in_iface0;
+    if (want != iface) {
+        if (!PyUnicode_Check(iface) || PyUnicode_Compare(want, iface) != 0) {
+            if (PyErr_Occurred())
+                return NULL;
+            goto miss;
+        }
+    }
+    if (plen && !f->seen_mark[d])
+        goto miss; /* the Python path marks conn.data_seen */
+    unsigned ttl = p[8];
+    if (ttl <= 1)
+        goto miss;
+    {
+        unsigned long size = gso ? 20 + (doff ? doff : 8) + (unsigned long)gso : tot;
+        if (size > (unsigned long)f->mtu[d])
+            goto miss;
+    }
+
+    /* TCP: normalizer checks and window tracking, decided into locals, committed below */
+    uint32_t seq = 0, ack = 0, end = 0, win_raw = 0;
+    uint32_t n_nxt = 0;
+    int n_nxt_set = 0, n_ttl_low = 0;
+    uint32_t s_maxwin_new = 0, s_end_new = 0, s_maxack_new = 0, s_flags_new = 0;
+    uint32_t r_maxwin_new = 0, r_maxend_new = 0, r_flags_new = 0;
+    int retrans_new = 0;
+    double timeout_new = 0;
+    unsigned flags = 0;
+    if (proto == 6) {
+        flags = p[33];
+        if ((flags != 0x10 && flags != 0x18) || (p[32] & 0x0F))
+            goto miss;
+        seq = be32(p + 24);
+        ack = be32(p + 28);
+        win_raw = be16(p + 34);
+        end = seq + plen;
+        if (f->norm) {
+            if (f->n_no_options && doff > 20)
+                goto miss;
+            n_ttl_low = f->ttl_low[d];
+            if (f->n_ttl) {
+                if (n_ttl_low == 0 || (int)ttl < n_ttl_low)
+                    n_ttl_low = (int)ttl;
+                else if ((int)ttl > n_ttl_low)
+                    goto miss; /* the tcp-map lowers it and counts */
+            }
+            if (plen && f->n_exceed_drop) {
+                long limit = f->mss_limit[r];
+                unsigned long sz = (gso && (unsigned long)gso < plen) ? (unsigned long)gso : plen;
+                if (limit >= 0 && sz > (unsigned long)limit)
+                    goto miss;
+            }
+            n_nxt = f->nxt[d];
+            n_nxt_set = f->nxt_set[d];
+            if (!n_nxt_set) {
+                n_nxt = end;
+                n_nxt_set = 1;
+            } else if (plen) {
+                if (GT31(n_nxt - seq)) { /* a gap before this segment */
+                    if (f->n_queue)
+                        goto miss;
+                }
+                if (GT31(n_nxt - end))
+                    n_nxt = end;
+            }
+        }
+        /* netfilter ES -> ES (tcptrack.TcpTracker.packet, the written-out case) */
+        uint32_t s_maxwin = f->td_maxwin[d];
+        if (!s_maxwin)
+            goto miss;
+        uint32_t ack_offset = f->offs[r];
+        uint32_t a = ack - ack_offset, sack = a;
+        uint32_t s_end = f->td_end[d], s_maxend = f->td_maxend[d];
+        uint32_t r_end = f->td_end[r], r_maxwin = f->td_maxwin[r];
+        uint32_t maxackwin = s_maxwin > MAXACKWINCONST ? s_maxwin : MAXACKWINCONST;
+        if (!(GT31(seq - s_maxend - 1) && GT31(sack - r_end - 1) &&
+              !(r_maxwin && !GT31(s_end - r_maxwin - 1 - end)) && GT31(r_end - maxackwin - 1 - sack)))
+            goto miss;
+        uint32_t win = win_raw << f->td_scale[d];
+        uint32_t swin = win + sack - a;
+        s_maxwin_new = s_maxwin < swin ? swin : s_maxwin;
+        s_end_new = s_end;
+        s_flags_new = f->pflags[d];
+        if (GT31(s_end - end)) {
+            s_end_new = end;
+            s_flags_new |= F_DATA_UNACKNOWLEDGED;
+        }
+        s_maxack_new = f->td_maxack[d];
+        if (!(s_flags_new & F_MAXACK_SET)) {
+            s_maxack_new = a;
+            s_flags_new |= F_MAXACK_SET;
+        } else if (GT31(s_maxack_new - a))
+            s_maxack_new = a;
+        r_maxwin_new = r_maxwin;
+        if (r_maxwin && GT31(s_maxend - end))
+            r_maxwin_new = r_maxwin + end - s_maxend;
+        r_maxend_new = f->td_maxend[r];
+        if (GT31(r_maxend_new - 1 - sack - win))
+            r_maxend_new = sack + win + (win == 0);
+        r_flags_new = f->pflags[r];
+        if (a == r_end)
+            r_flags_new &= ~F_DATA_UNACKNOWLEDGED;
+        if (r_flags_new & (F_FIN_SEEN | F_FIN_ACKED))
+            goto miss; /* not offloaded in this state; be safe */
+        int same = f->last_dir == d && f->last_seq == seq && f->last_ack == a && f->last_end == end &&
+                   f->last_win == win_raw;
+        retrans_new = same ? f->retrans + 1 : 0;
+        double t = f->t_established;
+        if (retrans_new >= f->max_retrans && t > f->t_max_retrans)
+            t = f->t_max_retrans;
+        else if (((s_flags_new | r_flags_new) & F_DATA_UNACKNOWLEDGED) && t > f->t_unack)
+            t = f->t_unack;
+        else if ((same ? f->last_win : win_raw) == 0 && t > f->t_max_retrans)
+            t = f->t_max_retrans;
+        timeout_new = t;
+        /* commit the tracker and the normalizer */
+        f->td_maxwin[d] = s_maxwin_new;
+        f->td_end[d] = s_end_new;
+        f->pflags[d] = s_flags_new;
+        f->td_maxack[d] = s_maxack_new;
+        f->td_maxwin[r] = r_maxwin_new;
+        f->td_maxend[r] = r_maxend_new;
+        f->pflags[r] = r_flags_new;
+        if (!same) {
+            f->last_dir = d;
+            f->last_seq = seq;
+            f->last_ack = a;
+            f->last_end = end;
+            f->last_win = win_raw;
+        }
+        f->retrans = retrans_new;
+        f->timeout = timeout_new;
+        if (f->norm) {
+            f->ttl_low[d] = n_ttl_low;
+            f->nxt[d] = n_nxt;
+            f->nxt_set[d] = n_nxt_set;
+        }
+    }
+
+    /* TTL and NAT (Packet.forward_nat4, or set_ttl for a half that rewrites nothing) */
+    unsigned nttl = ttl - 1;
+    if (f->rewrites[d]) {
+        long long dd = f->da[d] - 256; /* (ttl - old) << 8 */
+        unsigned c = csum_update(be16(p + 10), dd);
+        p[8] = (unsigned char)nttl;
+        put16(p + 10, c);
+        put32(p + 12, f->nsrc[d]);
+        put32(p + 16, f->ndst[d]);
+        put16(p + 20, (unsigned)f->nsport[d]);
+        put16(p + 22, (unsigned)f->ndport[d]);
+        unsigned co = proto == 6 ? 36 : 26;
+        unsigned cs = be16(p + co);
+        if (partial) {
+            if (f->moved[d])
+                put16(p + co, partial_update(cs, f->da[d]));
+        } else if (!(cs == 0 && proto == 17)) {
+            cs = csum_update(cs, f->dl4[d]);
+            if (cs == 0 && proto == 17)
+                cs = 0xFFFF;
+            put16(p + co, cs);
+        }
+    } else {
+        p[8] = (unsigned char)nttl;
+        put16(p + 10, csum_update(be16(p + 10), -256));
+    }
+    /* sequence randomization (SeqShift.adjust): the peer's offset off ack, ours onto seq */
+    if (proto == 6) {
+        uint32_t peer = f->offs[r], own = f->offs[d];
+        if (peer) {
+            uint32_t na = ack - peer;
+            put32(p + 28, na);
+            if (!partial)
+                put16(p + 36, csum_update(be16(p + 36), (long long)na - (long long)ack));
+        }
+        if (own) {
+            uint32_t ns = seq + own;
+            put32(p + 24, ns);
+            if (!partial)
+                put16(p + 36, csum_update(be16(p + 36), (long long)ns - (long long)seq));
+        }
+    }
+    /* the Connection's activity */
+    f->packets++;
+    if (PyObject_SetAttr(f->conn, str_last, nowobj) < 0)
+        return NULL;
+    if (plen) {
+        PyObject *b = PyObject_GetAttr(f->conn, str_bytes);
+        if (!b)
+            return NULL;
+        PyObject *inc = PyLong_FromUnsignedLong(plen);
+        if (!inc) {
+            Py_DECREF(b);
+            return NULL;
+        }
+        PyObject *nb = PyNumber_Add(b, inc);
+        Py_DECREF(b);
+        Py_DECREF(inc);
+        if (!nb)
+            return NULL;
+        int rc = PyObject_SetAttr(f->conn, str_bytes, nb);
+        Py_DECREF(nb);
+        if (rc < 0)
+            return NULL;
+    }
+    self->hits++;
+    PyObject *out = d ? f->out_iface1 : f->out_iface0;
+    Py_INCREF(out);
+    return out;
+miss:
+    self->misses++;
+    Py_RETURN_NONE;
+}
+
+/* forward(iface, buf, now, partial, gso_size) -> egress interface, or None */
+static PyObject *FlowTable_forward(FlowTable *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "forward(iface, buf, now, partial, gso_size)");
+        return NULL;
+    }
+    int partial = PyObject_IsTrue(args[3]);
+    long gso = PyLong_AsLong(args[4]);
+    if (partial < 0 || (gso == -1 && PyErr_Occurred()))
+        return NULL;
+    return forward_impl(self, args[0], args[1], args[2], partial, gso);
+}
+
+static PyObject *FlowTable_bind(FlowTable *self, PyObject *args) {
+    PyObject *fw, *slow, *stats, *rt;
+    if (!PyArg_ParseTuple(args, "OOO!O!:bind", &fw, &slow, &PyDict_Type, &stats, &PyType_Type, &rt))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)rt, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the result type is a tuple type");
+        return NULL;
+    }
+    Py_INCREF(fw);
+    Py_INCREF(slow);
+    Py_INCREF(stats);
+    Py_INCREF(rt);
+    Py_XSETREF(self->fw, fw);
+    Py_XSETREF(self->slow, slow);
+    Py_XSETREF(self->stats, stats);
+    Py_XSETREF(self->result_type, rt);
+    Py_RETURN_NONE;
+}
+
+static int count(PyObject *stats, PyObject *key) {
+    PyObject *cur = PyDict_GetItemWithError(stats, key); /* borrowed */
+    PyObject *nv;
+    if (cur)
+        nv = PyNumber_Add(cur, int_one);
+    else if (PyErr_Occurred())
+        return -1;
+    else
+        nv = PyLong_FromLong(1);
+    if (!nv)
+        return -1;
+    int rc = PyDict_SetItem(stats, key, nv);
+    Py_DECREF(nv);
+    return rc;
+}
+
+/* receive(iface, data, now, *, csum_partial=False, gso_size=0) -> Result: Firewall.receive with the
+ * fast path in front. What the fast path forwards is counted (packets_in, forwarded) and returned as
+ * the Python path returns it; everything else goes to the Firewall's Python receive. */
+static PyObject *FlowTable_receive(FlowTable *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (!self->fw) {
+        PyErr_SetString(PyExc_RuntimeError, "FlowTable.receive before bind()");
+        return NULL;
+    }
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "receive() takes 3 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *partial_obj = Py_False, *gso_obj = NULL;
+    if (kwnames) {
+        Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < nk; i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            if (PyUnicode_Compare(name, str_csum_partial) == 0)
+                partial_obj = args[nargs + i];
+            else if (PyUnicode_Compare(name, str_gso_size) == 0)
+                gso_obj = args[nargs + i];
+            else {
+                if (!PyErr_Occurred())
+                    PyErr_Format(PyExc_TypeError, "receive() got an unexpected keyword argument '%U'",
+                                 name);
+                return NULL;
+            }
+        }
+    }
+    int partial = PyObject_IsTrue(partial_obj);
+    long gso = gso_obj ? PyLong_AsLong(gso_obj) : 0;
+    if (partial < 0 || (gso == -1 && PyErr_Occurred()))
+        return NULL;
+    PyObject *iface = args[0], *data = args[1], *nowobj = args[2];
+    PyObject *buf;
+    if (PyByteArray_CheckExact(data)) {
+        buf = data;
+        Py_INCREF(buf);
+    } else {
+        buf = PyByteArray_FromObject(data);
+        if (!buf)
+            return NULL;
+    }
+    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
+    if (!trace)
+        goto fail;
+    int tracing = trace != Py_None;
+    Py_DECREF(trace);
+    if (!tracing) {
+        PyObject *egress = forward_impl(self, iface, buf, nowobj, partial, gso);
+        if (!egress)
+            goto fail;
+        if (egress != Py_None) {
+            if (count(self->stats, str_packets_in) < 0 || count(self->stats, str_forwarded) < 0) {
+                Py_DECREF(egress);
+                goto fail;
+            }
+            PyObject *cur = PyObject_GetAttr(self->fw, str_now);
+            if (!cur) {
+                Py_DECREF(egress);
+                goto fail;
+            }
+            int later = PyObject_RichCompareBool(nowobj, cur, Py_GT);
+            Py_DECREF(cur);
+            if (later < 0 || (later && PyObject_SetAttr(self->fw, str_now, nowobj) < 0)) {
+                Py_DECREF(egress);
+                goto fail;
+            }
+            PyObject *pair = PyTuple_New(2);
+            PyObject *packets = PyList_New(1);
+            PyObject *events = PyList_New(0);
+            PyTypeObject *rt = (PyTypeObject *)self->result_type;
+            PyObject *res = rt->tp_alloc(rt, 2);
+            if (!pair || !packets || !events || !res) {
+                Py_XDECREF(pair);
+                Py_XDECREF(packets);
+                Py_XDECREF(events);
+                Py_XDECREF(res);
+                Py_DECREF(egress);
+                goto fail;
+            }
+            PyTuple_SET_ITEM(pair, 0, egress); /* steals */
+            PyTuple_SET_ITEM(pair, 1, buf);    /* steals our reference */
+            PyList_SET_ITEM(packets, 0, pair);
+            PyTuple_SET_ITEM(res, 0, packets);
+            PyTuple_SET_ITEM(res, 1, events);
+            return res;
+        }
+        Py_DECREF(egress);
+    }
+    PyObject *callargs[5] = {iface, buf, nowobj, partial_obj, gso_obj ? gso_obj : int_zero};
+    PyObject *res = PyObject_Vectorcall(self->slow, callargs, 3, slow_kwnames);
+    Py_DECREF(buf);
+    return res;
+fail:
+    Py_DECREF(buf);
+    return NULL;
+}
+
+static PyObject *FlowTable_get_hits(FlowTable *self, void *c) { return PyLong_FromUnsignedLongLong(self->hits); }
+static PyObject *FlowTable_get_misses(FlowTable *self, void *c) {
+    return PyLong_FromUnsignedLongLong(self->misses);
+}
+
+static PyGetSetDef FlowTable_getset[] = {
+    {"hits", (getter)FlowTable_get_hits, NULL, "packets forwarded by the fast path", NULL},
+    {"misses", (getter)FlowTable_get_misses, NULL, "packets handed back to the Python path", NULL},
+    {NULL},
+};
+
+static PyMethodDef FlowTable_methods[] = {
+    {"add", (PyCFunction)FlowTable_add, METH_O, "add(flow): index a Flow under both of its keys"},
+    {"remove", (PyCFunction)FlowTable_remove, METH_O, "remove(flow): forget a Flow"},
+    {"flows", (PyCFunction)FlowTable_flows, METH_NOARGS, "every Flow in the table, once"},
+    {"bind", (PyCFunction)FlowTable_bind, METH_VARARGS,
+     "bind(fw, slow_receive, stats, result_type): serve fw.receive (see receive)"},
+    {"receive", (PyCFunction)(void (*)(void))FlowTable_receive, METH_FASTCALL | METH_KEYWORDS,
+     "receive($self, iface, data, now, *, csum_partial=False, gso_size=0)\n--\n\n"
+     "Firewall.receive with the fast path in front: a Result"},
+    {"forward", (PyCFunction)(void (*)(void))FlowTable_forward, METH_FASTCALL,
+     "forward(iface, buf, now, partial, gso_size) -> egress interface or None (nothing changed)"},
+    {NULL},
+};
+
+static PySequenceMethods FlowTable_as_sequence = {
+    .sq_length = (lenfunc)FlowTable_len,
+};
+
+static PyTypeObject FlowTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "statewall._fastpath.FlowTable",
+    .tp_doc = "The offloaded connections, found by the packet's 13-byte tuple.",
+    .tp_basicsize = sizeof(FlowTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FlowTable_init,
+    .tp_dealloc = (destructor)FlowTable_dealloc,
+    .tp_traverse = (traverseproc)FlowTable_traverse,
+    .tp_clear = (inquiry)FlowTable_clear_refs,
+    .tp_methods = FlowTable_methods,
+    .tp_getset = FlowTable_getset,
+    .tp_as_sequence = &FlowTable_as_sequence,
+};
+
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "statewall._fastpath",
+    .m_doc = "The compiled fast path for established IPv4 TCP and UDP connections (statewall.fastpath).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__fastpath(void) {
+    if (PyType_Ready(&FlowType) < 0 || PyType_Ready(&FlowTableType) < 0)
+        return NULL;
+    str_last = PyUnicode_InternFromString("last");
+    str_bytes = PyUnicode_InternFromString("bytes");
+    str_now = PyUnicode_InternFromString("now");
+    str_trace = PyUnicode_InternFromString("_trace");
+    str_packets_in = PyUnicode_InternFromString("packets_in");
+    str_forwarded = PyUnicode_InternFromString("forwarded");
+    str_csum_partial = PyUnicode_InternFromString("csum_partial");
+    str_gso_size = PyUnicode_InternFromString("gso_size");
+    if (!str_last || !str_bytes || !str_now || !str_trace || !str_packets_in || !str_forwarded ||
+        !str_csum_partial || !str_gso_size)
+        return NULL;
+    slow_kwnames = PyTuple_Pack(2, str_csum_partial, str_gso_size);
+    int_one = PyLong_FromLong(1);
+    int_zero = PyLong_FromLong(0);
+    if (!slow_kwnames || !int_one || !int_zero)
+        return NULL;
+    PyObject *m = PyModule_Create(&fastpath_module);
+    if (!m)
+        return NULL;
+    Py_INCREF(&FlowType);
+    Py_INCREF(&FlowTableType);
+    if (PyModule_AddObject(m, "Flow", (PyObject *)&FlowType) < 0 ||
+        PyModule_AddObject(m, "FlowTable", (PyObject *)&FlowTableType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "KEYLEN", KEYLEN);
+    return m;
+}

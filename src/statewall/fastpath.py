@@ -1,0 +1,243 @@
+"""The fast path: established connections offloaded to compiled code, as a firewall's data plane does.
+
+A real ASA sets a connection up in its "session management path" (ACL, NAT, inspection, class
+settings) and then forwards the connection's packets in the "fast path", which only looks the flow up,
+checks the TCP state and rewrites. netfilter has the same split with its flowtable (``flow add``): after
+the connection is established its packets bypass the hooks. statewall does the same for speed: the
+Python path (``statewall.engine``) decides everything and stays the one definition of behaviour; once a
+connection's next packets can change nothing but windows, counters and the idle time, it is offloaded
+to ``statewall._fastpath`` (C), which forwards them with the same bytes and the same state changes, and
+hands back, untouched, every packet it is not sure of.
+
+This module owns the offload: which connections qualify (``eligible``), copying a connection's state
+into a ``Flow`` (``offload``) and back (``unoffload``, before the Python path touches the connection
+again), and flushing the table (policy reload). Unlike the kernel's flowtable, which needs a rule to
+offload and then skips the ruleset's counters, statewall's fast path is invisible: per-rule counters
+are only counted for new connections on the ASA path anyway (hit counts), and the iptables path, whose
+rules count every packet, never offloads.
+
+A connection qualifies when it is IPv4 TCP or UDP on the ASA path, without an inspector, TCP Intercept
+splice, Dead Connection Detection probe or embryonic limit count in progress, without the
+``pix-sack-bug`` fault or inspection sequence adjustment; and for TCP: ESTABLISHED with ASSURED and
+SEEN_REPLY, no FIN seen, on its idle timeout, and a tcp-map without checksum verification,
+window-variation drop or retransmission checks, with nothing queued out of order. The compiled code
+then forwards only segments with ACK or ACK|PSH, no reserved bits, options none or NOP NOP timestamp,
+in window, in order when the tcp-map queues, within the MSS when it enforces it, with a TTL above 1 and
+within the egress MTU.
+
+Without a C compiler at install time the extension is missing, ``AVAILABLE`` is False and every packet
+takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitly (tests compare both).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .normalizer import DROP
+from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_ACK, TcpState
+
+try:
+    from . import _fastpath
+except ImportError:  # built without a compiler: the Python path does everything
+    _fastpath = None
+
+AVAILABLE = _fastpath is not None
+
+_KEY = struct.Struct("!IIHHB")
+_M = 0xFFFFFFFF
+_TCP = 6
+_UDP = 17
+_ES = TcpState.ESTABLISHED
+
+
+def flow_key(key: tuple) -> bytes:
+    """The compiled table's key for a half's ``(version, proto, src, sport, dst, dport)``."""
+    _, proto, src, sport, dst, dport = key
+    return _KEY.pack(src, dst, sport, dport, proto)
+
+
+class FastPath:
+    """The compiled flow table of one Firewall and the copying between it and the connections."""
+
+    __slots__ = ("table", "fw", "offloads", "returns")
+
+    def __init__(self, fw) -> None:
+        self.table = _fastpath.FlowTable()
+        self.fw = fw
+        self.offloads = 0  # connections handed to the compiled path
+        self.returns = 0  # ... and taken back by the Python path
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def hits(self) -> int:
+        return self.table.hits
+
+    def attach(self, fw, result_type) -> None:
+        """Serve ``fw.receive``: the compiled ``FlowTable.receive`` forwards offloaded connections'
+        packets and hands every other packet to the class's ``receive`` (the Python path)."""
+        self.fw = fw
+        self.table.bind(fw, type(fw).receive.__get__(fw), fw.stats, result_type)
+        fw.receive = self.table.receive
+
+    # ---------------------------------------------------------------------------------------------
+
+    def eligible(self, conn) -> bool:
+        """Whether the compiled path would forward this connection's common packets as the Python
+        path does (module docstring)."""
+        if conn.fast is not None or conn.closed or conn.version != 4:
+            return False
+        if conn.helper is not None or conn.intercept is not None or conn.dcd is not None:
+            return False
+        if conn.limit is not None and conn.limit.embryonic:
+            return False
+        halves = conn.halves
+        if len(halves) != 2:
+            return False
+        ifs = self.fw.interfaces
+        for h in halves:
+            if h.in_iface not in ifs or h.out_iface not in ifs:
+                return False
+        shift = conn.seqrand
+        if shift is not None and (
+            shift.sack_untranslated or (shift.seqadj is not None and shift.seqadj.active)
+        ):
+            return False
+        if conn.proto == _UDP:
+            return conn.tcp is None and conn.norm is None
+        if conn.proto != _TCP:
+            return False
+        trk = conn.tcp
+        if trk is None or trk.state != _ES or not trk.assured or not trk.seen_reply or trk.reopen:
+            return False
+        for peer in trk.seen:
+            if peer.flags & (F_FIN_SEEN | F_FIN_ACKED):
+                return False
+            if max(peer.td_end, peer.td_maxend, peer.td_maxwin, peer.td_maxack, peer.flags) > _M:
+                return False
+        # The idle refresh of Firewall._tcp_after must be a no-op besides conn.last.
+        fw = self.fw
+        tmo = conn.tmo
+        idle = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
+        if conn.timeout_kind != "idle" or conn.timeout != idle or (idle > 0 and conn.queued_at == 0.0):
+            return False
+        norm = conn.norm
+        if norm is not None:
+            prof = norm.profile
+            if norm.inspected is not None or prof.checksum or prof.window_drop or norm.sent is not None:
+                return False
+            if norm.held[0] or norm.held[1]:
+                return False
+        return True
+
+    def offload(self, conn) -> bool:
+        """Hand ``conn`` to the compiled path if it qualifies; True when it did."""
+        if not self.eligible(conn):
+            return False
+        f = _fastpath.Flow()
+        fw = self.fw
+        h0, h1 = conn.halves
+        f.conn = conn
+        f.in_iface0, f.in_iface1 = h0.in_iface, h1.in_iface
+        f.out_iface0, f.out_iface1 = h0.out_iface, h1.out_iface
+        f.key0, f.key1 = flow_key(h0.key), flow_key(h1.key)
+        for d, h in ((0, h0), (1, h1)):
+            rewrites = h.rewrites
+            if rewrites:
+                nat = h.nat if h.nat is not None else h.compile_nat()
+                nsrc, ndst, nsport, ndport, da, dl4, moved = nat
+                setattr(f, f"nsrc{d}", nsrc)
+                setattr(f, f"ndst{d}", ndst)
+                setattr(f, f"nsport{d}", nsport)
+                setattr(f, f"ndport{d}", ndport)
+                setattr(f, f"da{d}", da)
+                setattr(f, f"dl4{d}", dl4)
+                setattr(f, f"moved{d}", int(moved))
+            setattr(f, f"rewrites{d}", int(rewrites))
+            setattr(f, f"mtu{d}", fw.interfaces[h.out_iface].mtu)
+            setattr(f, f"seen_mark{d}", int(bool(conn.data_seen[d])))
+        f.proto = conn.proto
+        shift = conn.seqrand
+        if shift is not None:
+            f.offs0, f.offs1 = shift.offsets
+        trk = conn.tcp
+        if trk is not None:
+            for d, peer in enumerate(trk.seen):
+                setattr(f, f"td_end{d}", peer.td_end)
+                setattr(f, f"td_maxend{d}", peer.td_maxend)
+                setattr(f, f"td_maxwin{d}", peer.td_maxwin)
+                setattr(f, f"td_maxack{d}", peer.td_maxack)
+                setattr(f, f"td_scale{d}", peer.td_scale)
+                setattr(f, f"pflags{d}", peer.flags)
+            f.last_dir = trk.last_dir
+            f.last_seq = trk.last_seq & _M
+            f.last_ack = trk.last_ack & _M
+            f.last_end = trk.last_end & _M
+            f.last_win = trk.last_win & _M
+            f.retrans = trk.retrans
+            f.timeout = trk._timeout
+            ct = fw.ct
+            f.t_established = ct.tcp_timeout_established
+            f.t_unack = ct.tcp_timeout_unacknowledged
+            f.t_max_retrans = ct.tcp_timeout_max_retrans
+            f.max_retrans = ct.tcp_max_retrans
+            norm = conn.norm
+            if norm is not None:
+                prof = norm.profile
+                f.norm = 1
+                f.n_ttl = int(bool(prof.ttl))
+                f.n_queue = int(bool(prof.queue))
+                f.n_exceed_drop = int(prof.exceed_mss == DROP)
+                f.n_no_options = int(bool(prof.rewrites_options and not prof.keeps_timestamps))
+                for d in (0, 1):
+                    nxt = norm.nxt[d]
+                    setattr(f, f"nxt_set{d}", int(nxt is not None))
+                    setattr(f, f"nxt{d}", 0 if nxt is None else nxt & _M)
+                    setattr(f, f"ttl_low{d}", norm.ttl[d])
+                    limit = norm.mss_limit[d]
+                    setattr(f, f"mss_limit{d}", -1 if limit is None else limit)
+        self.table.add(f)
+        conn.fast = f
+        self.offloads += 1
+        return True
+
+    def unoffload(self, conn) -> None:
+        """Take ``conn`` back to the Python path: its state as the compiled path left it."""
+        f = conn.fast
+        if f is None:
+            return
+        self.table.remove(f)
+        conn.fast = None
+        self.returns += 1
+        trk = conn.tcp
+        if trk is not None:
+            for d, peer in enumerate(trk.seen):
+                peer.td_end = getattr(f, f"td_end{d}")
+                peer.td_maxend = getattr(f, f"td_maxend{d}")
+                peer.td_maxwin = getattr(f, f"td_maxwin{d}")
+                peer.td_maxack = getattr(f, f"td_maxack{d}")
+                peer.flags = getattr(f, f"pflags{d}")
+            if f.packets:
+                # The fields the compiled ES -> ES path writes (tcptrack's written-out case).
+                trk.last_dir = f.last_dir
+                trk.last_seq = f.last_seq
+                trk.last_ack = f.last_ack
+                trk.last_end = f.last_end
+                trk.last_win = f.last_win
+                trk.retrans = f.retrans
+                trk._timeout = f.timeout
+                trk.last_index = I_ACK
+                trk._timer = _T_SET
+            norm = conn.norm
+            if norm is not None and f.norm:
+                norm.nxt = [f.nxt0 if f.nxt_set0 else None, f.nxt1 if f.nxt_set1 else None]
+                norm.ttl = [f.ttl_low0, f.ttl_low1]
+        f.conn = None  # no cycle left behind
+
+    def flush(self) -> int:
+        """Take every connection back (before a policy reload); how many there were."""
+        flows = self.table.flows()
+        for f in flows:
+            self.unoffload(f.conn)
+        return len(flows)
