@@ -210,6 +210,18 @@ class FastPath:
         self.table.remove(f)
         conn.fast = None
         self.returns += 1
+        self._copy_back(f, conn)
+        f.conn = None  # no cycle left behind
+
+    def sync(self) -> None:
+        """Copy every offloaded connection's state back into its Python objects, leaving it offloaded
+        (for readers of tracker and normalizer state; the Connection's times and bytes are always
+        current)."""
+        for f in self.table.flows():
+            self._copy_back(f, f.conn)
+
+    @staticmethod
+    def _copy_back(f, conn) -> None:
         trk = conn.tcp
         if trk is not None:
             for d, peer in enumerate(trk.seen):
@@ -233,7 +245,6 @@ class FastPath:
             if norm is not None and f.norm:
                 norm.nxt = [f.nxt0 if f.nxt_set0 else None, f.nxt1 if f.nxt_set1 else None]
                 norm.ttl = [f.ttl_low0, f.ttl_low1]
-        f.conn = None  # no cycle left behind
 
     def flush(self) -> int:
         """Take every connection back (before a policy reload); how many there were."""
