@@ -48,10 +48,10 @@ class Half:
         self.dir = direction
         self.in_iface = in_iface
         self.out_iface = out_iface
-        self.key = key
-        self.new_src = new_src
+        self.key = _shared_key(key)
+        self.new_src = new_src if new_src is None else _shared_address(new_src)
         self.new_sport = new_sport
-        self.new_dst = new_dst
+        self.new_dst = new_dst if new_dst is None else _shared_address(new_dst)
         self.new_dport = new_dport
         self.rewrites = not (new_src is None and new_sport is None and new_dst is None and new_dport is None)
         self.nat: tuple | None = None
@@ -73,6 +73,36 @@ class Half:
         dl4 = _shared_delta(da + (nsport - sport) + (ndport - dport))
         self.nat = nat = (nsrc, ndst, nsport, ndport, da, dl4, nsrc != src or ndst != dst)
         return nat
+
+
+# Addresses repeat across connections (a server, a client's many connections): the halves keep one
+# integer object per address instead of the one each connection's first packet decoded (memory,
+# docs/performance.md). Bounded: past the bound sharing starts over (equal values, never wrong).
+_ADDRESSES: dict[int, int] = {}
+_ADDRESSES_MAX = 1 << 16
+
+
+def _shared_address(addr: int) -> int:
+    got = _ADDRESSES.get(addr)
+    if got is None:
+        if len(_ADDRESSES) >= _ADDRESSES_MAX:
+            _ADDRESSES.clear()
+        _ADDRESSES[addr] = got = addr
+    return got
+
+
+def _shared_key(key: tuple) -> tuple:
+    """``key`` with its addresses shared (the same tuple when they already are)."""
+    v, proto, src, sport, dst, dport = key
+    s = _ADDRESSES.get(src)
+    d = _ADDRESSES.get(dst)
+    if s is src and d is dst:
+        return key
+    if s is None:
+        s = _shared_address(src)
+    if d is None:
+        d = _shared_address(dst)
+    return (v, proto, s, sport, d, dport)
 
 
 # The sum changes of compile_nat repeat across connections: one host's connections through one mapped

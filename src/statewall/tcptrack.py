@@ -824,6 +824,10 @@ class TcpTracker:
             ):
                 self.retrans += 1
             else:
+                if end == seq:
+                    # No data: seq, end and (for the handshake's last ACK, after which a connection
+                    # may idle for hours) the sender's td_end are one value: keep one int object.
+                    seq = end = sender.td_end if seq == sender.td_end else seq
                 self.last_dir = direction
                 self.last_seq = seq
                 self.last_ack = ack
