@@ -405,16 +405,12 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
             c["exceed_mss_drops"] += 1
             return _exceed_mss(st, d, limit, size)
 
-    if (
-        trk is not None
-        and trk.state == 2  # SYN_RECV
-        and d == 0
-        and prof.invalid_ack == DROP
-        and flags & (_ACK | _RST | _FIN) == _ACK
-    ):
-        r = _handshake_ack(st, pkt, trk, ack_offset)
-        if r is not None:
-            return r
+    if trk is not None and trk.state == 2 and d == 0:  # SYN_RECV: the handshake's last ACK
+        _share_ends(st.nxt, trk.seen)
+        if prof.invalid_ack == DROP and flags & (_ACK | _RST | _FIN) == _ACK:
+            r = _handshake_ack(st, pkt, trk, ack_offset)
+            if r is not None:
+                return r
 
     if prof.window_drop and flags & _ACK and trk is not None:
         right = (pkt.ack - ack_offset + (pkt.window << trk.seen[d].td_scale)) & _M
@@ -568,6 +564,15 @@ def _record_mss(st: NormState, d: int, pkt) -> None:
 
 
 _ADVERTISED: dict[tuple[int, bool], tuple[int, bool]] = {}  # at most 2 x 65536 entries
+
+
+def _share_ends(nxt, seen) -> None:
+    """After the handshake each side's next sequence number is the tracker's ``td_end``: the same
+    value, which ``nxt`` then keeps as the tracker's int object (memory of idle connections)."""
+    for d in (0, 1):
+        end = seen[d].td_end
+        if nxt[d] == end:
+            nxt[d] = end
 
 
 def _handshake_ack(st: NormState, pkt, trk, ack_offset: int) -> Refusal | None:

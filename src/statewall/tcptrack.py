@@ -792,6 +792,10 @@ class TcpTracker:
             win <<= sender.td_scale
 
         # Learn about the sender.
+        if ack == r_end:
+            # It acknowledges all the receiver sent (the handshake's ACKs do): the td_maxack and
+            # last_ack stored below share the receiver's td_end object (memory of idle connections).
+            ack = r_end
         swin = (win + sack - ack) & _M
         if s_maxwin < swin:
             sender.td_maxwin = swin
@@ -828,6 +832,8 @@ class TcpTracker:
                     # No data: seq, end and (for the handshake's last ACK, after which a connection
                     # may idle for hours) the sender's td_end are one value: keep one int object.
                     seq = end = sender.td_end if seq == sender.td_end else seq
+                if win_raw == sender.td_maxwin:
+                    win_raw = sender.td_maxwin  # the same for an unchanged, unscaled window
                 self.last_dir = direction
                 self.last_seq = seq
                 self.last_ack = ack
