@@ -320,12 +320,10 @@ class TcpTracker:
         "last_ack",
         "last_end",
         "last_win",
-        "last_wscale",
-        "last_flags",
+        "_aux",
         "retrans",
         "reopen",
         "dead",
-        "rst_dir",
         "_timer",
         "_timeout",
     )
@@ -341,14 +339,41 @@ class TcpTracker:
         self.last_ack = 0
         self.last_end = 0
         self.last_win = 0
-        self.last_wscale = 0
-        self.last_flags = 0
+        # last_flags (bits 0-15), last_wscale (16-19) and rst_dir + 1 (20-21): read and written on
+        # the rare paths only (ignored SYNs, simultaneous open, RSTs), one slot for three (memory).
+        self._aux = 0
         self.retrans = 0
         self.reopen = False
         self.dead = False
-        self.rst_dir = -1
         self._timer = _T_KEEP
         self._timeout = 0.0
+
+    @property
+    def last_flags(self) -> int:
+        """The flags noted from an ignored segment (``struct ip_ct_tcp.last_flags``)."""
+        return self._aux & 0xFFFF
+
+    @last_flags.setter
+    def last_flags(self, value: int) -> None:
+        self._aux = (self._aux & ~0xFFFF) | (value & 0xFFFF)
+
+    @property
+    def last_wscale(self) -> int:
+        """The window scale noted from an ignored SYN (``struct ip_ct_tcp.last_wscale``)."""
+        return (self._aux >> 16) & 0xF
+
+    @last_wscale.setter
+    def last_wscale(self, value: int) -> None:
+        self._aux = (self._aux & ~0xF0000) | ((value & 0xF) << 16)
+
+    @property
+    def rst_dir(self) -> int:
+        """The direction of the RST that closed the connection (-1 before one)."""
+        return ((self._aux >> 20) & 3) - 1
+
+    @rst_dir.setter
+    def rst_dir(self, direction: int) -> None:
+        self._aux = (self._aux & ~0x300000) | (((direction + 1) & 3) << 20)
 
     # ----------------------------------------------------------------------------------------------
     # Creation: tcp_new() followed by the first tcp_packet(), as nf_conntrack_in does.
