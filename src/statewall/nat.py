@@ -35,6 +35,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain, filterfalse, islice
 
 from .acl import CompiledMatch
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, NatRule, Policy
@@ -60,14 +61,20 @@ def _search(
     lo: int, hi: int, start: int, taken: Callable[[int], bool], attempts: int | None = None
 ) -> int | None:
     """The first port of ``lo..hi`` not ``taken``, trying from offset ``start`` upward and wrapping; at
-    most ``attempts`` ports are tried (None: the whole range). The one allocator loop of this module."""
+    most ``attempts`` ports are tried (None: the whole range). The one allocator loop of this module.
+
+    The ports are tried in C (``filterfalse`` over two ranges), not by a Python loop: when several
+    hosts share ephemeral ports a PAT address's busy stretches are long (tens of ports per search at
+    ~25 000 translations on one address), and each Python iteration cost ~0.15 µs.
+    """
     size = hi - lo + 1
-    n = size if attempts is None else min(attempts, size)
-    for i in range(n):
-        p = lo + (start + i) % size
-        if not taken(p):
-            return p
-    return None
+    if size <= 0:
+        return None
+    first = lo + start % size
+    order = chain(range(first, hi + 1), range(lo, first))
+    if attempts is not None and attempts < size:
+        order = islice(order, max(attempts, 0))
+    return next(filterfalse(taken, order), None)
 
 
 def _all(version: int) -> int:
@@ -684,14 +691,13 @@ class NatTable:
                 self._nat_hosts[(version, out_iface, a)] = x
                 self._add(x)
                 return x, True
-        had_nat = any(v == version for v, _ in e.nat_addrs)
         candidates = [a for v, a in e.pat_addrs if v == version]
         if e.interface:
             a = self._iface_address(out_iface, version, None)
             if a is not None:
                 candidates.append(a)
         if not candidates:
-            if had_nat:
+            if any(v == version for v, _ in e.nat_addrs):
                 raise NatFailure(e.rule, "dynamic NAT pool exhausted", "regular")
             raise NatFailure(
                 e.rule, f"no {('IPv4', 'IPv6')[version == 6]} address for PAT on {out_iface}", "portmap"
