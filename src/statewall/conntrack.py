@@ -41,6 +41,7 @@ class Half:
         "new_dport",
         "rewrites",
         "nat",
+        "_other",  # the connection's other half, for ORIGINAL (Connection.halves)
     )
 
     def __init__(self, conn, direction, in_iface, out_iface, key, new_src, new_sport, new_dst, new_dport):
@@ -55,6 +56,7 @@ class Half:
         self.new_dport = new_dport
         self.rewrites = not (new_src is None and new_sport is None and new_dst is None and new_dport is None)
         self.nat: tuple | None = None
+        self._other: Half | None = None
 
     def compile_nat(self) -> tuple:
         """``(src, dst, sport, dport, address_delta, l4_delta, address_changed)`` for the codec's
@@ -135,7 +137,7 @@ class Connection:
         "id",
         "version",
         "proto",
-        "halves",
+        "_fwd",
         "tcp",
         "created",
         "last",
@@ -164,7 +166,7 @@ class Connection:
         self.id = conn_id
         self.version = version
         self.proto = proto
-        self.halves: tuple[Half, Half] | tuple = ()
+        self._fwd: Half | None = None  # the ORIGINAL half; the REPLY half is its _other (halves)
         self.tcp = None
         self.created = created
         self.last = created
@@ -199,6 +201,22 @@ class Connection:
 
     def deadline(self) -> float:
         return self.last + self.timeout if self.timeout > 0 else float("inf")
+
+    @property
+    def halves(self) -> tuple[Half, Half] | tuple:
+        """``(ORIGINAL half, REPLY half)``, or ``()`` before they are set. Built when asked (nothing
+        reads it per forwarded packet): a connection keeps no tuple for it (memory)."""
+        fwd = self._fwd
+        return () if fwd is None else (fwd, fwd._other)
+
+    @halves.setter
+    def halves(self, pair: tuple[Half, Half] | tuple) -> None:
+        if not pair:
+            self._fwd = None
+            return
+        fwd, rev = pair
+        fwd._other = rev
+        self._fwd = fwd
 
     # The two ends as events and ``show conn`` name them. Once the table holds the connection they are
     # usually what the ORIGINAL half says (its tuple and translation), and then they are built from it
@@ -258,7 +276,7 @@ class Connection:
 
     def _ends(self) -> tuple[Endpoint, Endpoint]:
         """(initiator, responder) as the ORIGINAL half describes them: real and mapped ends."""
-        fwd = self.halves[0]
+        fwd = self._fwd
         v, _, src, sport, dst, dport = fwd.key
         msrc = src if fwd.new_src is None else fwd.new_src
         msport = sport if fwd.new_sport is None else fwd.new_sport
@@ -273,7 +291,7 @@ class Connection:
         """Forget the stored ends where the ORIGINAL half gives the same (the table calls this once the
         halves are final)."""
         extra = self._extra
-        if not self.halves or extra is None:
+        if self._fwd is None or extra is None:
             return
         stored_ini = extra.get("initiator")
         stored_res = extra.get("responder")
