@@ -255,6 +255,18 @@ def pair_with(pair, d: int, value) -> tuple:
     return shared((value, pair[1]) if d == 0 else (pair[0], value))
 
 
+class _Rare:
+    """What few connections' normalizer state needs: the edges of a window-variation drop map and the
+    out-of-order queue's timer, with the connection (``NormState._rare``)."""
+
+    __slots__ = ("conn", "queued_at", "edge")
+
+    def __init__(self, conn, queued_at: float, edge) -> None:
+        self.conn = conn
+        self.queued_at = queued_at
+        self.edge = edge
+
+
 class NormState:
     """One connection's normalizer state. ``counters`` are the applying class's (show service-policy).
 
@@ -266,7 +278,10 @@ class NormState:
     immutable pairs, replaced on a write (``norm.ttl = pair_with(norm.ttl, d, value)``; a list
     assigned whole is read the same); ``edge`` and ``held`` are shared empty pairs until the connection
     needs its own; ``nxt``, written by every in-order data segment, is the connection's own list. The
-    MSS minimum and both advertised MSS values share one tuple (``mss_minimum``, ``mss_adv``).
+    MSS minimum and both advertised MSS values share one tuple (``mss_minimum``, ``mss_adv``). The
+    connection (``conn``), the queue's timer (``queued_at``) and the edges share one slot (``_rare``):
+    it holds the connection itself until a window-variation map or a queued segment needs a
+    ``_Rare`` with all three.
     """
 
     __slots__ = (
@@ -275,12 +290,10 @@ class NormState:
         "mss_limit",
         "_mss",
         "ttl",
-        "edge",
         "nxt",
         "held",
         "sent",
-        "queued_at",
-        "conn",
+        "_rare",
         "inspected",
     )
 
@@ -293,16 +306,55 @@ class NormState:
         # (sysopt connection tcpmss minimum, the MSS advertised by ORIGINAL, by REPLY): (value, present)
         self._mss: tuple = shared((mss_minimum, None, None))
         self.ttl: tuple[int, int] | list = _ZERO_PAIR
-        # Only a window-variation drop map records edges: the rest share one empty pair (memory).
-        self.edge: list[int | None] | tuple = [None, None] if profile.window_drop else _NO_EDGES
+        # Only a window-variation drop map records edges (in a _Rare): the rest share one empty pair.
+        self._rare: object = _Rare(conn, 0.0, [None, None]) if profile.window_drop else conn
         self.nxt: list[int | None] = [None, None]
         # Nothing queued shares one empty pair too; _hold gives the connection its own queues.
         self.held: tuple[list[Held], list[Held]] | tuple[tuple, tuple] = _NOTHING_HELD
         self.sent: tuple[dict[int, bytes], dict[int, bytes]] | None = ({}, {}) if profile.retrans else None
-        self.queued_at = 0.0  # timer bookkeeping for the out-of-order queue (engine)
-        self.conn = conn
         # (engine, class use) of the inspection applied to this connection, for its packet counter.
         self.inspected: tuple[str, object] | None = None
+
+    @property
+    def conn(self):
+        """The connection (the engine's timers find it from here)."""
+        r = self._rare
+        return r.conn if type(r) is _Rare else r
+
+    @conn.setter
+    def conn(self, conn) -> None:
+        r = self._rare
+        if type(r) is _Rare:
+            r.conn = conn
+        else:
+            self._rare = conn
+
+    @property
+    def queued_at(self) -> float:
+        """Timer bookkeeping for the out-of-order queue (engine): when it is queued, 0.0 when not."""
+        r = self._rare
+        return r.queued_at if type(r) is _Rare else 0.0
+
+    @queued_at.setter
+    def queued_at(self, when: float) -> None:
+        r = self._rare
+        if type(r) is _Rare:
+            r.queued_at = when
+        elif when != 0.0:
+            self._rare = _Rare(r, when, _NO_EDGES)
+
+    @property
+    def edge(self) -> list | tuple:
+        r = self._rare
+        return r.edge if type(r) is _Rare else _NO_EDGES
+
+    @edge.setter
+    def edge(self, edges: list | tuple) -> None:
+        r = self._rare
+        if type(r) is _Rare:
+            r.edge = edges
+        else:
+            self._rare = _Rare(r, 0.0, edges)
 
     @property
     def mss_minimum(self) -> int:
@@ -414,7 +466,8 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
 
     if prof.window_drop and flags & _ACK and trk is not None:
         right = (pkt.ack - ack_offset + (pkt.window << trk.seen[d].td_scale)) & _M
-        edge = st.edge[d]
+        edges = st._rare.edge  # a window-variation drop map's state always has its _Rare
+        edge = edges[d]
         if edge is not None and before(right, edge):
             c["window_varied_resets"] += 1
             return Refusal(
@@ -425,7 +478,7 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
                 teardown="TCP unexpected window size variation",
             )
         if edge is None or before(edge, right):
-            st.edge[d] = right
+            edges[d] = right
 
     nxt = st.nxt[d]
     seq = pkt.seq
