@@ -296,6 +296,19 @@ def _parse_options(pkt, peer: _Peer) -> None:
         peer.flags |= F_WINDOW_SCALE
 
 
+# The windows SYNs announce are a few values (64240, 65535, 29200, ...): a connection's td_maxwin from
+# its SYNs is one shared int object per value instead of its own (memory of idle connections).
+_WINDOWS: dict[int, int] = {}
+
+
+def _shared_window(win: int) -> int:
+    """``win`` (a 16-bit window from a SYN) as the one int object shared for its value."""
+    got = _WINDOWS.get(win)
+    if got is None:
+        _WINDOWS[win] = got = win  # at most 65 536 entries
+    return got
+
+
 def _seg_end(seq: int, pkt, flags: int) -> int:
     """``segment_seq_plus_len``: the sequence number just after this segment (SYN and FIN count)."""
     return (seq + pkt.payload_len + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & _M
@@ -399,7 +412,7 @@ class TcpTracker:
         seq = (pkt.seq - seq_offset) & _M
         sender.td_end = _seg_end(seq, pkt, flags)
         win = pkt.window
-        sender.td_maxwin = win if win else 1
+        sender.td_maxwin = _shared_window(win) if win else 1
         if new_state == sSS:
             sender.td_maxend = sender.td_end
             _parse_options(pkt, sender)
@@ -882,7 +895,7 @@ class TcpTracker:
     def _init_sender(sender, receiver, pkt, end, win, direction):
         """``tcp_init_sender``: a SYN/ACK answering a SYN, or a SYN from the reply side."""
         sender.td_end = sender.td_maxend = end
-        sender.td_maxwin = win if win else 1
+        sender.td_maxwin = _shared_window(win) if win else 1
         _parse_options(pkt, sender)
         # RFC 1323: window scaling applies in either direction only if both sides sent the option.
         if direction == REPLY and not (sender.flags & F_WINDOW_SCALE and receiver.flags & F_WINDOW_SCALE):
