@@ -12,7 +12,7 @@ DEBCMDS := ip nft iptables iperf3 hping3 vsftpd curl tcpdump ethtool conntrack g
 all: test
 
 # setup.py builds the compiled fast path (src/statewall/_fastpath.c) into the source tree.
-$(STAMP): pyproject.toml setup.py src/statewall/_fastpath.c
+$(STAMP): pyproject.toml setup.py src/statewall/_fastpath.c src/statewall/_fastpath_api.h src/statewall/live/_tunpump.c
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test]'
@@ -48,4 +48,4 @@ fmt: setup
 	$(VENV)/bin/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache src/statewall/*.so
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache src/statewall/*.so src/statewall/live/*.so

@@ -1,4 +1,5 @@
-"""The compiled fast path (src/statewall/_fastpath.c). Everything else is in pyproject.toml.
+"""The compiled fast path (src/statewall/_fastpath.c) and the live loop's pump for it
+(src/statewall/live/_tunpump.c). Everything else is in pyproject.toml.
 
 The extension is optional: without a C compiler statewall installs and runs on the Python path alone
 (statewall.fastpath.AVAILABLE is then False and every packet takes statewall.engine's Python path).
@@ -11,8 +12,17 @@ setup(
         Extension(
             "statewall._fastpath",
             ["src/statewall/_fastpath.c"],
+            depends=["src/statewall/_fastpath_api.h"],
             extra_compile_args=["-O2", "-Wall", "-Wno-missing-field-initializers"],
             optional=True,
-        )
+        ),
+        # The live loop's C pump for the fast path's packets (statewall.live.loop uses it if built).
+        Extension(
+            "statewall.live._tunpump",
+            ["src/statewall/live/_tunpump.c"],
+            depends=["src/statewall/_fastpath_api.h"],
+            extra_compile_args=["-O2", "-Wall"],
+            optional=True,
+        ),
     ]
 )

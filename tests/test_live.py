@@ -488,6 +488,13 @@ def test_statewall_run_forwards_ping_and_tcp_through_pat(topo, offload, tmp_path
     inside = counters["interfaces"]["inside"]
     assert inside["tx_errors"] == counters["interfaces"]["outside"]["tx_errors"] == 0
     assert (inside["rx_super"] > 0) == offload
+    from statewall import fastpath
+
+    if fastpath.AVAILABLE:
+        # The transfer's segments went through the compiled fast path (and its C pump).
+        fast = counters["fast_path"]
+        assert fast["packets"] > 100 and fast["offloads"] >= 1, fast
+        assert fast["pump"]
     events = [json.loads(line) for line in log.read_text().splitlines()]
     kinds = {e["event"] for e in events}
     assert "ConnBuilt" in kinds and "XlateBuilt" in kinds

@@ -170,6 +170,8 @@ static PyTypeObject FlowType = {
 
 /* ------------------------------------------------------------------------------------------------ */
 
+static PyTypeObject FlowTableType;
+
 typedef struct {
     PyObject_HEAD
     PyObject *map; /* 13-byte key -> Flow */
@@ -325,14 +327,10 @@ static inline unsigned partial_update(unsigned c, long long d) {
 /* after(a, b) / before(b, a) for 32-bit sequence numbers as tcptrack writes them */
 #define GT31(x) ((uint32_t)(x) > 0x7FFFFFFFu)
 
-/* The packet forwarded (egress interface, a new reference), or None with nothing changed, or NULL
- * with an exception set. */
-static PyObject *forward_impl(FlowTable *self, PyObject *iface, PyObject *bufobj, PyObject *nowobj,
-                              int partial, long gso) {
-    if (!PyByteArray_CheckExact(bufobj))
-        goto miss;
-    Py_ssize_t n = PyByteArray_GET_SIZE(bufobj);
-    unsigned char *p = (unsigned char *)PyByteArray_AS_STRING(bufobj);
+/* The packet p[0:n] forwarded in place (egress interface, a new reference), or None with nothing
+ * changed, or NULL with an exception set. */
+static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p, Py_ssize_t n,
+                             PyObject *nowobj, int partial, long gso) {
     if (n < 28 || p[0] != 0x45)
         goto miss;
     unsigned tot = be16(p + 2);
@@ -590,6 +588,16 @@ miss:
     Py_RETURN_NONE;
 }
 
+static PyObject *forward_impl(FlowTable *self, PyObject *iface, PyObject *bufobj, PyObject *nowobj,
+                              int partial, long gso) {
+    if (!PyByteArray_CheckExact(bufobj)) {
+        self->misses++;
+        Py_RETURN_NONE;
+    }
+    return forward_raw(self, iface, (unsigned char *)PyByteArray_AS_STRING(bufobj),
+                       PyByteArray_GET_SIZE(bufobj), nowobj, partial, gso);
+}
+
 /* forward(iface, buf, now, partial, gso_size) -> egress interface, or None */
 static PyObject *FlowTable_forward(FlowTable *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
@@ -637,6 +645,48 @@ static int count(PyObject *stats, PyObject *key) {
     Py_DECREF(nv);
     return rc;
 }
+
+/* What Firewall.receive does for a packet it forwarded: the counters and the engine's clock. */
+static int forwarded(FlowTable *self, PyObject *nowobj) {
+    if (count(self->stats, str_packets_in) < 0 || count(self->stats, str_forwarded) < 0)
+        return -1;
+    PyObject *cur = PyObject_GetAttr(self->fw, str_now);
+    if (!cur)
+        return -1;
+    int later = PyObject_RichCompareBool(nowobj, cur, Py_GT);
+    Py_DECREF(cur);
+    if (later < 0 || (later && PyObject_SetAttr(self->fw, str_now, nowobj) < 0))
+        return -1;
+    return 0;
+}
+
+/* The fast path for an adapter that owns the packet buffer (statewall.live's TUN pump, through the
+ * capsule _C_API): forward p[0:n] in place as receive() would, counting it; egress interface, None
+ * (nothing changed: give the packet to receive()), or NULL. */
+static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p, Py_ssize_t n,
+                             PyObject *nowobj, int partial, long gso) {
+    FlowTable *self = (FlowTable *)table;
+    if (!self->fw) {
+        PyErr_SetString(PyExc_RuntimeError, "FlowTable not bound");
+        return NULL;
+    }
+    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
+    if (!trace)
+        return NULL;
+    int tracing = trace != Py_None;
+    Py_DECREF(trace);
+    if (tracing)
+        Py_RETURN_NONE;
+    PyObject *egress = forward_raw(self, iface, p, n, nowobj, partial, gso);
+    if (egress && egress != Py_None && forwarded(self, nowobj) < 0) {
+        Py_DECREF(egress);
+        return NULL;
+    }
+    return egress;
+}
+
+#include "_fastpath_api.h"
+static statewall_fastpath_api fastpath_api = {&FlowTableType, api_forward};
 
 /* receive(iface, data, now, *, csum_partial=False, gso_size=0) -> Result: Firewall.receive with the
  * fast path in front. What the fast path forwards is counted (packets_in, forwarded) and returned as
@@ -693,18 +743,7 @@ static PyObject *FlowTable_receive(FlowTable *self, PyObject *const *args, size_
         if (!egress)
             goto fail;
         if (egress != Py_None) {
-            if (count(self->stats, str_packets_in) < 0 || count(self->stats, str_forwarded) < 0) {
-                Py_DECREF(egress);
-                goto fail;
-            }
-            PyObject *cur = PyObject_GetAttr(self->fw, str_now);
-            if (!cur) {
-                Py_DECREF(egress);
-                goto fail;
-            }
-            int later = PyObject_RichCompareBool(nowobj, cur, Py_GT);
-            Py_DECREF(cur);
-            if (later < 0 || (later && PyObject_SetAttr(self->fw, str_now, nowobj) < 0)) {
+            if (forwarded(self, nowobj) < 0) {
                 Py_DECREF(egress);
                 goto fail;
             }
@@ -820,5 +859,11 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         return NULL;
     }
     PyModule_AddIntConstant(m, "KEYLEN", KEYLEN);
+    PyObject *capsule = PyCapsule_New(&fastpath_api, STATEWALL_FASTPATH_CAPSULE, NULL);
+    if (!capsule || PyModule_AddObject(m, "_C_API", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -377,7 +377,7 @@ show xlate                  translation slots
 show service-policy         service policies with their per-class counters
 show asp drop               drop counters by reason
 show log [N]                the last N log lines (all kept when N is omitted)
-show interface              packet counters of each bound interface
+show interface              packet counters of each bound interface, and of the fast path
 show iptables [TABLE]       an iptables policy's rules with their counters (iptables -t TABLE -nvxL)
 show capture                running captures
 capture IFACE start FILE    write IFACE's traffic (both directions) to FILE (pcap, raw IP)
@@ -505,6 +505,13 @@ class Commands:
             lines.append(
                 f"  {c['tx_packets']} packets output, {c['tx_bytes']} bytes, {c['tx_segmented']} segmented, "
                 f"{c['tx_errors']} errors"
+            )
+        fast = self.loop.fast_path_counters() if hasattr(self.loop, "fast_path_counters") else None
+        if fast is not None:
+            lines.append(
+                f"Fast path: {fast['connections']} connections, {fast['packets']} packets forwarded, "
+                f"{fast['handed_back']} handed to the Python path, {fast['offloads']} offloads, "
+                f"{fast['returns']} returns ({'C pump' if fast['pump'] else 'Python loop'})"
             )
         return "\n".join(lines) + "\n"
 

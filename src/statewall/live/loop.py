@@ -52,6 +52,11 @@ from .vnet import (
     segment,
 )
 
+try:
+    from . import _tunpump
+except ImportError:  # built without a compiler (or without statewall._fastpath): the Python loop only
+    _tunpump = None
+
 # Largest read: an IP packet (GSO super-packets are capped at 64 KB) plus the virtio-net header.
 READ_SIZE = 65536 + VNET_HDR_LEN + 64
 
@@ -121,6 +126,9 @@ class Loop:
         params = inspect.signature(fw.receive).parameters
         # Engines that cannot be told the segment size of a super-packet are simply not told.
         self._gso_kw = "gso_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        # The fast path's C pump when both are built and the engine has a fast path (``_drain``).
+        self._pump = _tunpump.pump if _tunpump is not None else None
+        self._outs = tuple((p.name, p.fd, p.hl, p.mode) for p in self.ports)
         deadline = getattr(fw, "next_deadline", None)
         self._next_deadline = deadline if callable(deadline) else None
         # fd -> (epoll events, callback(events)): served from the loop's epoll (the control channel).
@@ -172,6 +180,23 @@ class Loop:
             "events": self.events,
             "unknown_egress": self.unknown_egress,
             "advances": self.advances,
+            "fast_path": self.fast_path_counters(),
+        }
+
+    def fast_path_counters(self) -> dict[str, Any] | None:
+        """The engine's compiled fast path (statewall.fastpath): connections in it now, packets it
+        forwarded, packets it handed to the Python path, connections offloaded and taken back; and
+        whether the C pump read them. None when the engine has none."""
+        fast = getattr(self.fw, "_fast", None)
+        if fast is None:
+            return None
+        return {
+            "connections": len(fast),
+            "packets": fast.table.hits,
+            "handed_back": fast.table.misses,
+            "offloads": fast.offloads,
+            "returns": fast.returns,
+            "pump": self._pump is not None,
         }
 
     @contextlib.contextmanager
@@ -266,24 +291,19 @@ class Loop:
     # The hot path: everything bound to locals, one function call per readable fd, not per packet.
 
     def _drain(self, port: Port) -> None:
+        fast = getattr(self.fw, "_fast", None)
+        if self._pump is not None and fast is not None and not any(p.tap for p in self.ports):
+            self._pump_drain(port, fast.table)
+            return
         readinto = port.reader.readinto
         buf = self._buf
         mv = self._mv
         hdr = mv[:VNET_HDR_LEN]
         hl = port.hl
-        mode = port.mode
-        name = port.name
         tap = port.tap
-        receive = self.fw.receive
-        by_name = self.by_name
-        send = self._send
-        writev = os.writev
-        write = os.write
+        handle = self._handle
         mono = time.monotonic
         epoch = self._epoch
-        gso_kw = self._gso_kw
-        flags = gso_type = gso_size = 0
-        partial = False
         rx = rxb = sup = 0
         try:
             for _ in range(self.batch):
@@ -299,50 +319,94 @@ class Loop:
                 data = buf[hl:n]
                 if tap is not None:
                     tap(data)
-                n -= hl
                 rx += 1
-                rxb += n
-                now = mono() + epoch
-                if hl:
-                    flags = buf[0]
-                    gso_type = buf[1]
-                    partial = flags & F_NEEDS_CSUM == F_NEEDS_CSUM
-                    if gso_type:
-                        sup += 1
-                        gso_size = buf[4] | buf[5] << 8
-                        if gso_kw:
-                            res = receive(name, data, now, csum_partial=partial, gso_size=gso_size)
-                        else:
-                            res = receive(name, data, now, csum_partial=partial)
-                    else:
-                        gso_size = 0
-                        res = receive(name, data, now, csum_partial=partial)
-                else:
-                    res = receive(name, data, now)
-                for egress, pkt in res.packets:
-                    out = by_name.get(egress)
-                    if out is None:
-                        self.unknown_egress += 1
-                    elif pkt is data and out.mode == mode and len(pkt) == n:
-                        try:
-                            if hl:
-                                writev(out.fd, (hdr, pkt))
-                            else:
-                                write(out.fd, pkt)
-                            out.tx_packets += 1
-                            out.tx_bytes += n
-                            if out.tap is not None:
-                                out.tap(pkt)
-                        except OSError:
-                            out.tx_errors += 1
-                    else:
-                        send(out, pkt, data, partial, gso_type, gso_size)
-                if res.events:
-                    self._events(res.events)
+                rxb += n - hl
+                if hl and buf[1]:
+                    sup += 1
+                handle(port, data, hdr, mono() + epoch, None)
         finally:
             port.rx_packets += rx
             port.rx_bytes += rxb
             port.rx_super += sup
+
+    def _pump_drain(self, port: Port, table: Any) -> None:
+        """``_drain`` with the C pump (``statewall.live._tunpump``): the fast path's packets are read,
+        forwarded and written without Python; it stops at each packet the engine's Python path must
+        see, which ``_handle`` takes as the loop above would."""
+        pump = self._pump
+        outs = self._outs
+        ports = self.ports
+        handle = self._handle
+        left = self.batch
+        while left > 0:
+            used, rx, rxb, sup, tx, pending, read_error = pump(
+                table, port.fd, port.hl, port.name, port.mode, outs, left, self._epoch
+            )
+            port.rx_packets += rx
+            port.rx_bytes += rxb
+            port.rx_super += sup
+            for p, (tp, tb, te) in zip(ports, tx):
+                if tp or te:
+                    p.tx_packets += tp
+                    p.tx_bytes += tb
+                    p.tx_errors += te
+            if read_error:
+                port.rx_errors += 1
+                return
+            left -= used
+            if pending is None:
+                return
+            data, hdr, now, egress = pending
+            handle(port, data, hdr, now, egress)
+
+    def _handle(self, port: Port, data: bytearray, hdr: Any, now: float, egress: str | None) -> None:
+        """One packet read from ``port`` (``hdr`` its virtio-net header): to the engine unless the fast
+        path already forwarded it to ``egress``, then out.
+
+        A forwarded packet that comes back as the very object that went in, with the same length, is
+        written with the header it arrived with (module docstring); anything else goes through
+        ``_send``.
+        """
+        hl = port.hl
+        partial = False
+        gso_type = gso_size = 0
+        if hl:
+            partial = hdr[0] & F_NEEDS_CSUM == F_NEEDS_CSUM
+            gso_type = hdr[1]
+            if gso_type:
+                gso_size = hdr[4] | hdr[5] << 8
+        if egress is not None:
+            packets, events = [(egress, data)], None
+        else:
+            receive = self.fw.receive
+            if not hl:
+                res = receive(port.name, data, now)
+            elif gso_type and self._gso_kw:
+                res = receive(port.name, data, now, csum_partial=partial, gso_size=gso_size)
+            else:
+                res = receive(port.name, data, now, csum_partial=partial)
+            packets, events = res.packets, res.events
+        n = len(data)
+        for egress_name, pkt in packets:
+            out = self.by_name.get(egress_name)
+            if out is None:
+                self.unknown_egress += 1
+            elif pkt is data and out.mode == port.mode and len(pkt) == n:
+                try:
+                    if hl:
+                        os.writev(out.fd, (hdr, pkt))
+                    else:
+                        os.write(out.fd, pkt)
+                    out.tx_packets += 1
+                    out.tx_bytes += n
+                    if out.tap is not None:
+                        out.tap(pkt)
+                except OSError:
+                    out.tx_errors += 1
+            else:
+                self._send(out, pkt, data, partial, gso_type, gso_size)
+        if events:
+            self._events(events)
 
     def _send(
         self,

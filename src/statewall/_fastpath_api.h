@@ -1,0 +1,16 @@
+/* The C interface statewall._fastpath exports to other extensions through the capsule
+ * statewall._fastpath._C_API (statewall.live._tunpump uses it). */
+#ifndef STATEWALL_FASTPATH_API_H
+#define STATEWALL_FASTPATH_API_H
+
+#define STATEWALL_FASTPATH_CAPSULE "statewall._fastpath._C_API"
+
+typedef struct {
+    PyTypeObject *table_type;
+    /* forward(table, iface, packet, length, now, partial, gso_size): the packet forwarded in place
+     * and counted as Firewall.receive counts it -> egress interface (new reference); None when the
+     * fast path does not take it (nothing changed); NULL with an exception. */
+    PyObject *(*forward)(PyObject *, PyObject *, unsigned char *, Py_ssize_t, PyObject *, int, long);
+} statewall_fastpath_api;
+
+#endif
