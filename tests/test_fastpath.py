@@ -368,3 +368,34 @@ def test_extension_is_built_where_a_compiler_is():
     if shutil.which("gcc") is None:
         pytest.skip("no C compiler here: the Python path runs alone")
     assert fastpath.AVAILABLE
+
+
+@needs_fast
+@pytest.mark.parametrize("trace", ["retr.pcap", "ipv4.pcap"])
+@pytest.mark.parametrize("inspect", [True, False], ids=["inspect-ftp", "no-inspect"])
+def test_replay_outputs_are_the_same_with_and_without_the_fast_path(corpus_dir, tmp_path, trace, inspect):
+    """``statewall replay`` of Zeek's FTP captures through PAT: every output file byte for byte."""
+    from statewall.config import parse_policy
+    from statewall.replay import replay
+    from zeek_ftp import NO_FTP_INSPECTION, PAT, asa_front
+
+    if trace == "retr.pcap":  # its client is on 141.142.228.0/24
+        front = asa_front("141.142.228.254")
+        front += "global (outside) 1 interface\nnat (inside) 1 141.142.228.0 255.255.255.0\n"
+    else:
+        front = asa_front() + PAT
+    config = front + ("" if inspect else NO_FTP_INSPECTION)
+    capture = corpus_dir / "zeek" / "Traces" / "ftp" / trace
+    fws = {}
+    for mode in ("fast", "slow"):
+        policy = parse_policy(config, "zeek.cfg")
+        fws[mode] = Firewall(policy, seed=3, fast_path=mode == "fast")
+        replay(policy, [(None, capture)], tmp_path / mode, firewall=fws[mode], drain=30.0)
+    files = sorted(p.name for p in (tmp_path / "fast").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "slow").iterdir())
+    for name in files:
+        assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "slow" / name).read_bytes(), name
+    if trace == "retr.pcap" and not inspect:
+        # Without inspection the EPSV data connection is a plain connection: its segments took the fast
+        # path (an inspected connection, and each data connection it opens, stays on the Python path).
+        assert fws["fast"]._fast.hits > 0

@@ -134,6 +134,7 @@ def replay(
     firewall: FirewallLike | None = None,
     hostname: str | None = None,
     at_end: Callable[[FirewallLike, float], None] | None = None,
+    fast_path: bool = True,
 ) -> dict[str, Any]:
     """Replay ``captures`` (``(ingress interface or None for auto, path)``) through ``policy``.
 
@@ -141,6 +142,7 @@ def replay(
     ``summary.json``. ``firewall`` replaces the engine built from ``policy`` (tests, or a caller that
     wants to inspect the engine afterwards). ``at_end(firewall, time)`` is called after the last packet,
     before the drain, while the tables still hold what the capture left in them (``--show``).
+    ``fast_path=False`` keeps every packet of the engine built here on its Python path.
     """
     if not captures:
         raise ReplayError("no capture to replay")
@@ -155,7 +157,7 @@ def replay(
     if firewall is None:
         from .engine import Firewall
 
-        firewall = Firewall(policy)
+        firewall = Firewall(policy, fast_path=fast_path)
     fw = firewall
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             progress=sys.stdout.isatty(),
             drain=args.drain,
             at_end=at_end if shows else None,
+            fast_path=not args.no_fast_path,
         )
     except ReplayError as exc:
         raise UsageError(str(exc)) from None
@@ -167,6 +168,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="after the last packet, let timers run this much longer (default 0: stop at the capture's end)",
     )
     p.add_argument("--json", action="store_true", help="print summary.json instead of the log and table")
+    p.add_argument(
+        "--no-fast-path",
+        action="store_true",
+        help="every packet on the engine's Python path (no compiled fast path for established connections)",
+    )
     p.add_argument(
         "--max-log", type=int, default=200, metavar="N", help="print at most N log lines (default 200)"
     )

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    fw = Firewall(policy)
+    fw = Firewall(policy, fast_path=not args.no_fast_path)
     ports: list[Port] = []
     ctl: CtlServer | None = None
     log_fp: IO[str] = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")  # noqa: SIM115
@@ -197,6 +197,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where the control socket NAME.sock goes (default /run/statewall)",
     )
     p.add_argument("--no-ctl", action="store_true", help="no control channel")
+    p.add_argument(
+        "--no-fast-path",
+        action="store_true",
+        help="every packet on the engine's Python path: no compiled fast path for established "
+        "connections, no C pump (to compare, or to rule the fast path out)",
+    )
     p.add_argument(
         "--timeout-override",
         action="append",

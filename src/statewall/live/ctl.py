@@ -177,7 +177,7 @@ def reload_firewall(fw: Any, policy: Any) -> ReloadReport:
     # Faults given to the Firewall itself (not by the configuration) stay on.
     extra_faults = fw.faults - frozenset(fw.policy.faults)
     try:
-        new = Firewall(policy, faults=extra_faults)
+        new = Firewall(policy, faults=extra_faults, fast_path=getattr(fw, "_fast", None) is not None)
     except ValueError as exc:
         raise CtlError(f"reload: {exc}") from None
     # An attribute the engine grew after this list was written is kept: state is never reset by a
