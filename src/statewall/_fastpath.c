@@ -156,6 +156,83 @@ static PyMemberDef Flow_members[] = {
     {NULL},
 };
 
+/* fill(conn, in0, in1, out0, out1, key0, key1, half0, half1, proto, offs0, offs1, tcp, norm):
+ * everything offload() copies, in one call (statewall.fastpath documents the tuples). */
+static int fill_half(Flow *f, int d, PyObject *t) {
+    int moved, rewrites, mtu, seen;
+    if (!PyArg_ParseTuple(t, "IIiiLLiiii:half", &f->nsrc[d], &f->ndst[d], &f->nsport[d], &f->ndport[d],
+                          &f->da[d], &f->dl4[d], &moved, &rewrites, &mtu, &seen))
+        return -1;
+    f->moved[d] = moved;
+    f->rewrites[d] = rewrites;
+    f->mtu[d] = mtu;
+    f->seen_mark[d] = seen;
+    return 0;
+}
+
+static PyObject *Flow_fill(Flow *f, PyObject *args) {
+    PyObject *conn, *in0, *in1, *out0, *out1, *key0, *key1, *h0, *h1, *tcp, *norm;
+    int proto;
+    unsigned int offs0, offs1;
+    if (!PyArg_ParseTuple(args, "OUUUUSSO!O!iIIOO:fill", &conn, &in0, &in1, &out0, &out1, &key0, &key1,
+                          &PyTuple_Type, &h0, &PyTuple_Type, &h1, &proto, &offs0, &offs1, &tcp, &norm))
+        return NULL;
+    if (fill_half(f, 0, h0) < 0 || fill_half(f, 1, h1) < 0)
+        return NULL;
+    f->proto = proto;
+    f->offs[0] = offs0;
+    f->offs[1] = offs1;
+    if (tcp != Py_None) {
+        if (!PyArg_ParseTuple(tcp, "IIIIiIIIIIiIiIIIIiddddi:tcp", &f->td_end[0], &f->td_maxend[0],
+                              &f->td_maxwin[0], &f->td_maxack[0], &f->td_scale[0], &f->pflags[0],
+                              &f->td_end[1], &f->td_maxend[1], &f->td_maxwin[1], &f->td_maxack[1],
+                              &f->td_scale[1], &f->pflags[1], &f->last_dir, &f->last_seq, &f->last_ack,
+                              &f->last_end, &f->last_win, &f->retrans, &f->timeout, &f->t_established,
+                              &f->t_unack, &f->t_max_retrans, &f->max_retrans))
+            return NULL;
+    }
+    f->norm = 0;
+    if (norm != Py_None) {
+        if (!PyArg_ParseTuple(norm, "iiiiIiIiiiii:norm", &f->n_ttl, &f->n_queue, &f->n_exceed_drop,
+                              &f->n_no_options, &f->nxt[0], &f->nxt_set[0], &f->nxt[1], &f->nxt_set[1],
+                              &f->ttl_low[0], &f->ttl_low[1], &f->mss_limit[0], &f->mss_limit[1]))
+            return NULL;
+        f->norm = 1;
+    }
+    PyObject *objs[7] = {conn, in0, in1, out0, out1, key0, key1};
+    PyObject **slots[7] = {&f->conn, &f->in_iface0, &f->in_iface1, &f->out_iface0, &f->out_iface1, &f->key0,
+                           &f->key1};
+    for (int i = 0; i < 7; i++) {
+        Py_INCREF(objs[i]);
+        Py_XSETREF(*slots[i], objs[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+/* tcp_state() -> what the fast path changes, for the copy back: (td_end0, td_maxend0, td_maxwin0,
+ * td_maxack0, pflags0, the same for 1, last_dir, last_seq, last_ack, last_end, last_win, retrans,
+ * timeout, packets, nxt0 or None, nxt1 or None, ttl_low0, ttl_low1) */
+static PyObject *Flow_tcp_state(Flow *f, PyObject *unused) {
+    PyObject *n0 = f->nxt_set[0] ? PyLong_FromUnsignedLong(f->nxt[0]) : (Py_INCREF(Py_None), Py_None);
+    PyObject *n1 = f->nxt_set[1] ? PyLong_FromUnsignedLong(f->nxt[1]) : (Py_INCREF(Py_None), Py_None);
+    if (!n0 || !n1) {
+        Py_XDECREF(n0);
+        Py_XDECREF(n1);
+        return NULL;
+    }
+    return Py_BuildValue("(IIIIIIIIIIiIIIIidKNNii)", f->td_end[0], f->td_maxend[0], f->td_maxwin[0],
+                         f->td_maxack[0], f->pflags[0], f->td_end[1], f->td_maxend[1], f->td_maxwin[1],
+                         f->td_maxack[1], f->pflags[1], f->last_dir, f->last_seq, f->last_ack, f->last_end,
+                         f->last_win, f->retrans, f->timeout, f->packets, n0, n1, f->ttl_low[0],
+                         f->ttl_low[1]);
+}
+
+static PyMethodDef Flow_methods[] = {
+    {"fill", (PyCFunction)Flow_fill, METH_VARARGS, "set every field at once (statewall.fastpath.offload)"},
+    {"tcp_state", (PyCFunction)Flow_tcp_state, METH_NOARGS, "the fields the fast path changes"},
+    {NULL},
+};
+
 static PyTypeObject FlowType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "statewall._fastpath.Flow",
     .tp_doc = "One offloaded connection's state (statewall.fastpath fills and reads it).",
@@ -166,6 +243,7 @@ static PyTypeObject FlowType = {
     .tp_traverse = (traverseproc)Flow_traverse,
     .tp_clear = (inquiry)Flow_clear,
     .tp_members = Flow_members,
+    .tp_methods = Flow_methods,
 };
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -137,66 +137,62 @@ class FastPath:
             return False
         f = _fastpath.Flow()
         fw = self.fw
+        ifs = fw.interfaces
         h0, h1 = conn.halves
-        f.conn = conn
-        f.in_iface0, f.in_iface1 = h0.in_iface, h1.in_iface
-        f.out_iface0, f.out_iface1 = h0.out_iface, h1.out_iface
-        f.key0, f.key1 = flow_key(h0.key), flow_key(h1.key)
+        seen = conn.data_seen
+        halves = []
         for d, h in ((0, h0), (1, h1)):
-            rewrites = h.rewrites
-            if rewrites:
-                nat = h.nat if h.nat is not None else h.compile_nat()
-                nsrc, ndst, nsport, ndport, da, dl4, moved = nat
-                setattr(f, f"nsrc{d}", nsrc)
-                setattr(f, f"ndst{d}", ndst)
-                setattr(f, f"nsport{d}", nsport)
-                setattr(f, f"ndport{d}", ndport)
-                setattr(f, f"da{d}", da)
-                setattr(f, f"dl4{d}", dl4)
-                setattr(f, f"moved{d}", int(moved))
-            setattr(f, f"rewrites{d}", int(rewrites))
-            setattr(f, f"mtu{d}", fw.interfaces[h.out_iface].mtu)
-            setattr(f, f"seen_mark{d}", int(bool(conn.data_seen[d])))
-        f.proto = conn.proto
+            if h.rewrites:
+                nsrc, ndst, nsport, ndport, da, dl4, moved = h.nat if h.nat is not None else h.compile_nat()
+                halves.append((nsrc, ndst, nsport, ndport, da, dl4, moved, 1, ifs[h.out_iface].mtu, seen[d]))
+            else:
+                halves.append((0, 0, 0, 0, 0, 0, 0, 0, ifs[h.out_iface].mtu, seen[d]))
         shift = conn.seqrand
-        if shift is not None:
-            f.offs0, f.offs1 = shift.offsets
+        offs = shift.offsets if shift is not None else (0, 0)
         trk = conn.tcp
+        tcp = norm_fields = None
         if trk is not None:
-            for d, peer in enumerate(trk.seen):
-                setattr(f, f"td_end{d}", peer.td_end)
-                setattr(f, f"td_maxend{d}", peer.td_maxend)
-                setattr(f, f"td_maxwin{d}", peer.td_maxwin)
-                setattr(f, f"td_maxack{d}", peer.td_maxack)
-                setattr(f, f"td_scale{d}", peer.td_scale)
-                setattr(f, f"pflags{d}", peer.flags)
-            f.last_dir = trk.last_dir
-            f.last_seq = trk.last_seq & _M
-            f.last_ack = trk.last_ack & _M
-            f.last_end = trk.last_end & _M
-            f.last_win = trk.last_win & _M
-            f.retrans = trk.retrans
-            f.timeout = trk._timeout
+            p0, p1 = trk.seen
             ct = fw.ct
-            f.t_established = ct.tcp_timeout_established
-            f.t_unack = ct.tcp_timeout_unacknowledged
-            f.t_max_retrans = ct.tcp_timeout_max_retrans
-            f.max_retrans = ct.tcp_max_retrans
+            tcp = (
+                p0.td_end, p0.td_maxend, p0.td_maxwin, p0.td_maxack, p0.td_scale, p0.flags,
+                p1.td_end, p1.td_maxend, p1.td_maxwin, p1.td_maxack, p1.td_scale, p1.flags,
+                trk.last_dir, trk.last_seq & _M, trk.last_ack & _M, trk.last_end & _M, trk.last_win & _M,
+                trk.retrans, trk._timeout,
+                ct.tcp_timeout_established, ct.tcp_timeout_unacknowledged, ct.tcp_timeout_max_retrans,
+                ct.tcp_max_retrans,
+            )  # fmt: skip
             norm = conn.norm
             if norm is not None:
                 prof = norm.profile
-                f.norm = 1
-                f.n_ttl = int(bool(prof.ttl))
-                f.n_queue = int(bool(prof.queue))
-                f.n_exceed_drop = int(prof.exceed_mss == DROP)
-                f.n_no_options = int(bool(prof.rewrites_options and not prof.keeps_timestamps))
-                for d in (0, 1):
-                    nxt = norm.nxt[d]
-                    setattr(f, f"nxt_set{d}", int(nxt is not None))
-                    setattr(f, f"nxt{d}", 0 if nxt is None else nxt & _M)
-                    setattr(f, f"ttl_low{d}", norm.ttl[d])
-                    limit = norm.mss_limit[d]
-                    setattr(f, f"mss_limit{d}", -1 if limit is None else limit)
+                n0, n1 = norm.nxt
+                m0, m1 = norm.mss_limit
+                norm_fields = (
+                    1 if prof.ttl else 0,
+                    1 if prof.queue else 0,
+                    1 if prof.exceed_mss == DROP else 0,
+                    1 if prof.rewrites_options and not prof.keeps_timestamps else 0,
+                    0 if n0 is None else n0 & _M, n0 is not None,
+                    0 if n1 is None else n1 & _M, n1 is not None,
+                    norm.ttl[0], norm.ttl[1],
+                    -1 if m0 is None else m0, -1 if m1 is None else m1,
+                )  # fmt: skip
+        f.fill(
+            conn,
+            h0.in_iface,
+            h1.in_iface,
+            h0.out_iface,
+            h1.out_iface,
+            flow_key(h0.key),
+            flow_key(h1.key),
+            halves[0],
+            halves[1],
+            conn.proto,
+            offs[0],
+            offs[1],
+            tcp,
+            norm_fields,
+        )
         self.table.add(f)
         conn.fast = f
         self.offloads += 1
@@ -223,28 +219,28 @@ class FastPath:
     @staticmethod
     def _copy_back(f, conn) -> None:
         trk = conn.tcp
-        if trk is not None:
-            for d, peer in enumerate(trk.seen):
-                peer.td_end = getattr(f, f"td_end{d}")
-                peer.td_maxend = getattr(f, f"td_maxend{d}")
-                peer.td_maxwin = getattr(f, f"td_maxwin{d}")
-                peer.td_maxack = getattr(f, f"td_maxack{d}")
-                peer.flags = getattr(f, f"pflags{d}")
-            if f.packets:
-                # The fields the compiled ES -> ES path writes (tcptrack's written-out case).
-                trk.last_dir = f.last_dir
-                trk.last_seq = f.last_seq
-                trk.last_ack = f.last_ack
-                trk.last_end = f.last_end
-                trk.last_win = f.last_win
-                trk.retrans = f.retrans
-                trk._timeout = f.timeout
-                trk.last_index = I_ACK
-                trk._timer = _T_SET
-            norm = conn.norm
-            if norm is not None and f.norm:
-                norm.nxt = [f.nxt0 if f.nxt_set0 else None, f.nxt1 if f.nxt_set1 else None]
-                norm.ttl = [f.ttl_low0, f.ttl_low1]
+        if trk is None:
+            return
+        (e0, me0, w0, a0, fl0, e1, me1, w1, a1, fl1, last_dir, last_seq, last_ack, last_end, last_win,
+         retrans, timeout, packets, nxt0, nxt1, ttl0, ttl1) = f.tcp_state()  # fmt: skip
+        p0, p1 = trk.seen
+        p0.td_end, p0.td_maxend, p0.td_maxwin, p0.td_maxack, p0.flags = e0, me0, w0, a0, fl0
+        p1.td_end, p1.td_maxend, p1.td_maxwin, p1.td_maxack, p1.flags = e1, me1, w1, a1, fl1
+        if packets:
+            # The fields the compiled ES -> ES path writes (tcptrack's written-out case).
+            trk.last_dir = last_dir
+            trk.last_seq = last_seq
+            trk.last_ack = last_ack
+            trk.last_end = last_end
+            trk.last_win = last_win
+            trk.retrans = retrans
+            trk._timeout = timeout
+            trk.last_index = I_ACK
+            trk._timer = _T_SET
+        norm = conn.norm
+        if norm is not None and f.norm:
+            norm.nxt = [nxt0, nxt1]
+            norm.ttl = [ttl0, ttl1]
 
     def flush(self) -> int:
         """Take every connection back (before a policy reload); how many there were."""
