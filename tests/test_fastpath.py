@@ -16,6 +16,7 @@ import shutil
 
 import pytest
 
+from fixtures import PIX_INTERFACES, PIX_ROUTE
 from statewall import craft, fastpath
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
@@ -24,17 +25,7 @@ from statewall.tcptrack import TcpState
 
 needs_fast = pytest.mark.skipif(not fastpath.AVAILABLE, reason="statewall._fastpath is not built")
 
-IFACES = """\
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 192.0.2.1 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.0.0
-route outside 0.0.0.0 0.0.0.0 192.0.2.254 1
-"""
+IFACES = PIX_INTERFACES + PIX_ROUTE  # outside 192.168.9.30, inside 10.0.0.1/24
 ACL = """\
 access-list inside_in extended permit tcp 10.0.0.0 255.255.0.0 any
 access-list inside_in extended permit udp 10.0.0.0 255.255.0.0 any
@@ -73,6 +64,7 @@ CONFIGS = {
 
 CLIENT = 0x0A000002  # 10.0.0.2
 SERVER = 0xC6336464  # 198.51.100.100
+MAPPED = 0xC0A8091E  # 192.168.9.30, the outside interface
 M = 0xFFFFFFFF
 
 
@@ -316,7 +308,7 @@ def test_established_bulk_goes_through_the_fast_path():
         craft.tcp_packet(
             4,
             SERVER,
-            0xC0000201,
+            MAPPED,
             80,
             mport,
             5000,
@@ -337,7 +329,7 @@ def test_established_bulk_goes_through_the_fast_path():
         )
         assert len(res.packets) == 1
         seq += 1000
-        ack = craft.tcp_packet(4, SERVER, 0xC0000201, 80, mport, 5001, (seq + shift) & M, 0x10, 65535)
+        ack = craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (seq + shift) & M, 0x10, 65535)
         assert len(fw.receive("outside", ack, now).packets) == 1
     assert fw._fast.hits >= 398
     assert len(fw._fast) == 1

@@ -73,33 +73,25 @@ typedef struct {
     unsigned long long packets;
 } Flow;
 
-static int Flow_traverse(Flow *self, visitproc visit, void *arg) {
-    Py_VISIT(self->conn);
-    Py_VISIT(self->in_iface0);
-    Py_VISIT(self->in_iface1);
-    Py_VISIT(self->out_iface0);
-    Py_VISIT(self->out_iface1);
-    Py_VISIT(self->key0);
-    Py_VISIT(self->key1);
-    return 0;
-}
+/* The object references of each type, for the collector's traverse and clear. */
+#define FLOW_REFS(X) X(conn) X(in_iface0) X(in_iface1) X(out_iface0) X(out_iface1) X(key0) X(key1)
+#define TABLE_REFS(X) X(map) X(fw) X(slow) X(stats) X(result_type)
+#define VISIT_REF(name) Py_VISIT(self->name);
+#define CLEAR_REF(name) Py_CLEAR(self->name);
+#define GC_FUNCTIONS(Type, REFS)                                                                    \
+    static int Type##_traverse(Type *self, visitproc visit, void *arg) {                           \
+        REFS(VISIT_REF) return 0;                                                                   \
+    }                                                                                               \
+    static int Type##_clear(Type *self) {                                                           \
+        REFS(CLEAR_REF) return 0;                                                                   \
+    }                                                                                               \
+    static void Type##_dealloc(Type *self) {                                                        \
+        PyObject_GC_UnTrack(self);                                                                  \
+        Type##_clear(self);                                                                         \
+        Py_TYPE(self)->tp_free((PyObject *)self);                                                   \
+    }
 
-static int Flow_clear(Flow *self) {
-    Py_CLEAR(self->conn);
-    Py_CLEAR(self->in_iface0);
-    Py_CLEAR(self->in_iface1);
-    Py_CLEAR(self->out_iface0);
-    Py_CLEAR(self->out_iface1);
-    Py_CLEAR(self->key0);
-    Py_CLEAR(self->key1);
-    return 0;
-}
-
-static void Flow_dealloc(Flow *self) {
-    PyObject_GC_UnTrack(self);
-    Flow_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+GC_FUNCTIONS(Flow, FLOW_REFS)
 
 #define PAIR(name, type, field)                                                                     \
     {name "0", type, offsetof(Flow, field), 0, NULL}, {                                             \
@@ -262,29 +254,7 @@ typedef struct {
 static PyObject *str_last, *str_bytes, *str_now, *str_trace, *str_packets_in, *str_forwarded,
     *str_csum_partial, *str_gso_size, *slow_kwnames, *int_one, *int_zero;
 
-static int FlowTable_traverse(FlowTable *self, visitproc visit, void *arg) {
-    Py_VISIT(self->map);
-    Py_VISIT(self->fw);
-    Py_VISIT(self->slow);
-    Py_VISIT(self->stats);
-    Py_VISIT(self->result_type);
-    return 0;
-}
-
-static int FlowTable_clear_refs(FlowTable *self) {
-    Py_CLEAR(self->map);
-    Py_CLEAR(self->fw);
-    Py_CLEAR(self->slow);
-    Py_CLEAR(self->stats);
-    Py_CLEAR(self->result_type);
-    return 0;
-}
-
-static void FlowTable_dealloc(FlowTable *self) {
-    PyObject_GC_UnTrack(self);
-    FlowTable_clear_refs(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+GC_FUNCTIONS(FlowTable, TABLE_REFS)
 
 static int FlowTable_init(FlowTable *self, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTuple(args, ":FlowTable"))
@@ -894,7 +864,7 @@ static PyTypeObject FlowTableType = {
     .tp_init = (initproc)FlowTable_init,
     .tp_dealloc = (destructor)FlowTable_dealloc,
     .tp_traverse = (traverseproc)FlowTable_traverse,
-    .tp_clear = (inquiry)FlowTable_clear_refs,
+    .tp_clear = (inquiry)FlowTable_clear,
     .tp_methods = FlowTable_methods,
     .tp_getset = FlowTable_getset,
     .tp_as_sequence = &FlowTable_as_sequence,
