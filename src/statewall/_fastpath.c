@@ -93,58 +93,12 @@ typedef struct {
 
 GC_FUNCTIONS(Flow, FLOW_REFS)
 
-#define PAIR(name, type, field)                                                                     \
-    {name "0", type, offsetof(Flow, field), 0, NULL}, {                                             \
-        name "1", type, offsetof(Flow, field) + sizeof(((Flow *)0)->field[0]), 0, NULL              \
-    }
-
+/* What Python reads of a Flow directly (fill() and tcp_state() carry the rest). */
 static PyMemberDef Flow_members[] = {
-    {"conn", T_OBJECT_EX, offsetof(Flow, conn), 0, NULL},
-    {"in_iface0", T_OBJECT_EX, offsetof(Flow, in_iface0), 0, NULL},
-    {"in_iface1", T_OBJECT_EX, offsetof(Flow, in_iface1), 0, NULL},
-    {"out_iface0", T_OBJECT_EX, offsetof(Flow, out_iface0), 0, NULL},
-    {"out_iface1", T_OBJECT_EX, offsetof(Flow, out_iface1), 0, NULL},
-    {"key0", T_OBJECT_EX, offsetof(Flow, key0), 0, NULL},
-    {"key1", T_OBJECT_EX, offsetof(Flow, key1), 0, NULL},
-    PAIR("nsrc", T_UINT, nsrc),
-    PAIR("ndst", T_UINT, ndst),
-    PAIR("nsport", T_INT, nsport),
-    PAIR("ndport", T_INT, ndport),
-    PAIR("da", T_LONGLONG, da),
-    PAIR("dl4", T_LONGLONG, dl4),
-    PAIR("moved", T_INT, moved),
-    PAIR("rewrites", T_INT, rewrites),
-    PAIR("mtu", T_INT, mtu),
-    {"proto", T_INT, offsetof(Flow, proto), 0, NULL},
-    PAIR("seen_mark", T_INT, seen_mark),
-    PAIR("td_end", T_UINT, td_end),
-    PAIR("td_maxend", T_UINT, td_maxend),
-    PAIR("td_maxwin", T_UINT, td_maxwin),
-    PAIR("td_maxack", T_UINT, td_maxack),
-    PAIR("pflags", T_UINT, pflags),
-    PAIR("td_scale", T_INT, td_scale),
-    {"last_dir", T_INT, offsetof(Flow, last_dir), 0, NULL},
-    {"last_seq", T_UINT, offsetof(Flow, last_seq), 0, NULL},
-    {"last_ack", T_UINT, offsetof(Flow, last_ack), 0, NULL},
-    {"last_end", T_UINT, offsetof(Flow, last_end), 0, NULL},
-    {"last_win", T_UINT, offsetof(Flow, last_win), 0, NULL},
-    {"retrans", T_INT, offsetof(Flow, retrans), 0, NULL},
-    {"timeout", T_DOUBLE, offsetof(Flow, timeout), 0, NULL},
-    {"t_established", T_DOUBLE, offsetof(Flow, t_established), 0, NULL},
-    {"t_unack", T_DOUBLE, offsetof(Flow, t_unack), 0, NULL},
-    {"t_max_retrans", T_DOUBLE, offsetof(Flow, t_max_retrans), 0, NULL},
-    {"max_retrans", T_INT, offsetof(Flow, max_retrans), 0, NULL},
-    PAIR("offs", T_UINT, offs),
-    {"norm", T_INT, offsetof(Flow, norm), 0, NULL},
-    {"n_ttl", T_INT, offsetof(Flow, n_ttl), 0, NULL},
-    {"n_queue", T_INT, offsetof(Flow, n_queue), 0, NULL},
-    {"n_exceed_drop", T_INT, offsetof(Flow, n_exceed_drop), 0, NULL},
-    {"n_no_options", T_INT, offsetof(Flow, n_no_options), 0, NULL},
-    PAIR("nxt", T_UINT, nxt),
-    PAIR("nxt_set", T_INT, nxt_set),
-    PAIR("ttl_low", T_INT, ttl_low),
-    PAIR("mss_limit", T_INT, mss_limit),
-    {"packets", T_ULONGLONG, offsetof(Flow, packets), 0, NULL},
+    {"conn", T_OBJECT_EX, offsetof(Flow, conn), 0, "the Connection (None once taken back)"},
+    {"proto", T_INT, offsetof(Flow, proto), READONLY, NULL},
+    {"norm", T_INT, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
+    {"packets", T_ULONGLONG, offsetof(Flow, packets), READONLY, "packets the fast path forwarded"},
     {NULL},
 };
 
