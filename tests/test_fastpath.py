@@ -15,6 +15,8 @@ import random
 import shutil
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fixtures import PIX_INTERFACES, PIX_ROUTE
 from statewall import craft, fastpath
@@ -391,3 +393,55 @@ def test_replay_outputs_are_the_same_with_and_without_the_fast_path(corpus_dir, 
         # Without inspection the EPSV data connection is a plain connection: its segments took the fast
         # path (an inspected connection, and each data connection it opens, stays on the Python path).
         assert fws["fast"]._fast.hits > 0
+
+
+def _offloaded_pair():
+    """Two firewalls (fast, Python) with one offloaded PAT connection; the next client and server
+    segments as they would arrive."""
+    fws = [Firewall(parse(CONFIGS["pat"], "t.cfg"), seed=9, fast_path=fast) for fast in (True, False)]
+    now = 1.0
+    for fw in fws:
+        syn = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1000, 0, 0x02, 64240, craft.tcp_option_mss(1460))
+        mapped = fw.receive("inside", syn, now).packets[0][1]
+        mport = int.from_bytes(mapped[20:22], "big")
+        shift = (int.from_bytes(mapped[24:28], "big") - 1000) & M
+        synack = craft.tcp_packet(
+            4, SERVER, MAPPED, 80, mport, 5000, (1001 + shift) & M, 0x12, 65535, craft.tcp_option_mss(1460)
+        )
+        fw.receive("outside", synack, now)
+        fw.receive(
+            "inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1001, 5001, 0x18, 64240, b"", b"x"), now
+        )
+    assert len(fws[0]._fast) == 1
+    client = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1002, 5001, 0x18, 64240, b"", bytes(100))
+    server = craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (1102 + shift) & M, 0x10, 65535)
+    return fws, client, server
+
+
+@needs_fast
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    which=st.sampled_from(["client", "server"]),
+    flips=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, 200),
+    extra=st.binary(max_size=8),
+    partial=st.booleans(),
+    gso=st.sampled_from([0, 0, 1, 536]),
+)
+def test_mangled_segments_of_an_offloaded_connection(which, flips, cut, extra, partial, gso):
+    """Truncated, extended and bit-flipped segments of an offloaded connection: no exception, and the
+    compiled path does exactly what the Python path does with them."""
+    fws, client, server = _offloaded_pair()
+    pkt = bytearray(client if which == "client" else server)
+    for pos, value in flips:
+        if pos < len(pkt):
+            pkt[pos] = value
+    pkt = pkt[: max(cut, 1)] + extra if cut < len(pkt) else pkt + extra
+    iface = "inside" if which == "client" else "outside"
+    outs = []
+    for fw in fws:
+        res = fw.receive(iface, bytearray(pkt), 2.0, csum_partial=partial, gso_size=gso)
+        outs.append(([(i, bytes(p)) for i, p in res.packets], [repr(e) for e in res.events]))
+    assert outs[0] == outs[1]
+    fws[0]._fast.sync()
+    assert state_of(fws[0], flush=False) == state_of(fws[1])
