@@ -302,6 +302,7 @@ class Loop:
         hl = port.hl
         tap = port.tap
         handle = self._handle
+        receive = self.fw.receive
         mono = time.monotonic
         epoch = self._epoch
         rx = rxb = sup = 0
@@ -323,7 +324,7 @@ class Loop:
                 rxb += n - hl
                 if hl and buf[1]:
                     sup += 1
-                handle(port, data, hdr, mono() + epoch, None)
+                handle(port, data, hdr, mono() + epoch, None, receive)
         finally:
             port.rx_packets += rx
             port.rx_bytes += rxb
@@ -337,6 +338,8 @@ class Loop:
         outs = self._outs
         ports = self.ports
         handle = self._handle
+        # The fast path already passed on what the pump hands over: straight to the Python path.
+        receive = type(self.fw).receive.__get__(self.fw)
         left = self.batch
         while left > 0:
             used, rx, rxb, sup, tx, pending, read_error = pump(
@@ -357,9 +360,11 @@ class Loop:
             if pending is None:
                 return
             data, hdr, now, egress = pending
-            handle(port, data, hdr, now, egress)
+            handle(port, data, hdr, now, egress, receive)
 
-    def _handle(self, port: Port, data: bytearray, hdr: Any, now: float, egress: str | None) -> None:
+    def _handle(
+        self, port: Port, data: bytearray, hdr: Any, now: float, egress: str | None, receive: Callable
+    ) -> None:
         """One packet read from ``port`` (``hdr`` its virtio-net header): to the engine unless the fast
         path already forwarded it to ``egress``, then out.
 
@@ -378,7 +383,6 @@ class Loop:
         if egress is not None:
             packets, events = [(egress, data)], None
         else:
-            receive = self.fw.receive
             if not hl:
                 res = receive(port.name, data, now)
             elif gso_type and self._gso_kw:
