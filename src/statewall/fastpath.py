@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import struct
 
+from . import normalizer
 from .normalizer import DROP
 from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_ACK, TcpState
 
@@ -239,8 +240,13 @@ class FastPath:
             trk._timer = _T_SET
         norm = conn.norm
         if norm is not None and f.norm:
-            norm.nxt = [nxt0, nxt1]
-            norm.ttl = [ttl0, ttl1]
+            nxt = norm.nxt  # the connection's own list, updated in place
+            if nxt[0] != nxt0:
+                nxt[0] = nxt0
+            if nxt[1] != nxt1:
+                nxt[1] = nxt1
+            if tuple(norm.ttl) != (ttl0, ttl1):
+                norm.ttl = normalizer.shared((ttl0, ttl1))  # shared immutable pairs (normalizer)
 
     def flush(self) -> int:
         """Take every connection back (before a policy reload); how many there were."""
