@@ -4,6 +4,11 @@ The engine emits these and nothing else; ``statewall.logfmt`` turns them into te
 facts (addresses as text, interface names, numbers, the policy ``Origin`` responsible), never
 pre-formatted log lines, so that every output format is derived from the same data.
 
+An address field (``Endpoint.address``, ``XlateBuilt.real_address``, ...) reads as text, but the
+engine may store it as ``(ip version, integer)``: the text is made when something first reads it. A
+firewall logging nothing (``statewall run --log-format none``) keeps its events as objects for ``show
+log`` and never formats the addresses of the thousands of connections it builds and tears down.
+
 Every dropped packet yields exactly one ``Drop`` whose ``reason`` is a member of the closed
 ``DropReason`` list (pf's PFRES_*, ASA's ``show asp drop``); counters are kept per reason.
 """
@@ -15,6 +20,41 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .policy import Origin
+
+
+class _Address:
+    """An address field of a slots dataclass: stored as given, text or ``(version, integer)``; read
+    as text (formatted once, on the first read, and kept)."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot) -> None:
+        self.slot = slot  # the field's own slot descriptor: the storage
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = self.slot.__get__(obj, owner)
+        if type(value) is tuple:
+            from .packet import addr_to_str  # packet imports this module
+
+            value = addr_to_str(value[0], value[1])
+            self.slot.__set__(obj, value)
+        return value
+
+    def __set__(self, obj, value) -> None:
+        self.slot.__set__(obj, value)
+
+
+def _lazy_addresses(*names: str):
+    """Let the fields ``names`` of a slots dataclass take ``(version, integer)`` for their text."""
+
+    def wrap(cls):
+        for name in names:
+            setattr(cls, name, _Address(cls.__dict__[name]))
+        return cls
+
+    return wrap
 
 
 class DropReason(enum.Enum):
@@ -93,9 +133,11 @@ class DropReason(enum.Enum):
         raise KeyError(keyword)
 
 
+@_lazy_addresses("address", "mapped_address")
 @dataclass(slots=True)
 class Endpoint:
-    """One end of a connection as the firewall sees it: real and mapped (translated) address."""
+    """One end of a connection as the firewall sees it: real and mapped (translated) address (each
+    also accepted as ``(version, integer)``, formatted when first read)."""
 
     interface: str
     address: str
@@ -157,6 +199,7 @@ class ConnTeardown(Event):
     closed_by: str | None = None  # interface that started the teardown (``from <ifc>``)
 
 
+@_lazy_addresses("real_address", "mapped_address")
 @dataclass(slots=True)
 class XlateBuilt(Event):
     """A translation slot was created (305011)."""
@@ -172,6 +215,7 @@ class XlateBuilt(Event):
     origin: Origin | None = None
 
 
+@_lazy_addresses("real_address", "mapped_address")
 @dataclass(slots=True)
 class XlateTeardown(Event):
     """A translation slot was freed (305012)."""
@@ -187,6 +231,7 @@ class XlateTeardown(Event):
     duration: float
 
 
+@_lazy_addresses("src", "dst")
 @dataclass(slots=True)
 class Drop(Event):
     """A packet was dropped. Exactly one per dropped packet.
@@ -215,6 +260,7 @@ class Drop(Event):
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@_lazy_addresses("src", "dst")
 @dataclass(slots=True)
 class AclHit(Event):
     """An access-control entry with ``log`` matched a packet (106100)."""
