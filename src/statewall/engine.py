@@ -549,32 +549,44 @@ class Firewall:
     ) -> None:
         """Resolve the new connection's class settings (unless the limits check already did) and give
         a TCP connection its normalizer state and sequence randomization."""
+        sp = self.service_policies
         if eff is None:
-            eff = self.service_policies.resolve(
+            eff = sp.resolve(
                 iface, egress, pkt.version, pkt.proto, pkt.src, pkt.sport, real_dst, real_dport, itype, icode
             )
         else:
-            self.service_policies.admitted(eff)
+            sp.admitted(eff)
         conn.mpf = eff
-        tmo = (eff.timeout_embryonic, eff.timeout_idle, eff.timeout_half_closed)
-        if tmo != (None, None, None):
-            conn.tmo = tmo  # the class's timeouts replace the global ones (idle for every protocol)
+        if not (
+            eff.timeout_embryonic is None and eff.timeout_idle is None and eff.timeout_half_closed is None
+        ):
+            # The class's timeouts replace the global ones (idle for every protocol).
+            conn.tmo = (eff.timeout_embryonic, eff.timeout_idle, eff.timeout_half_closed)
         if conn.proto != PROTO_TCP:
             return
         use = eff.tcp_map_use
-        profile = normalizer.Profile(
-            eff.tcp_map, self.policy.version, asa=True, inspected=conn.helper is not None
-        )
-        counters = use.counters if use is not None else self.service_policies.default_counters
+        helper = conn.helper
+        # One compiled profile per tcp-map (and inspected or not) of these service policies.
+        pkey = (id(eff.tcp_map), helper is not None)
+        profile = sp.profiles.get(pkey)
+        if profile is None:
+            profile = sp.profiles[pkey] = normalizer.Profile(
+                eff.tcp_map, self.policy.version, asa=True, inspected=helper is not None
+            )
+        counters = use.counters if use is not None else sp.default_counters
         conn.norm = norm = NormState(profile, counters, self.policy.sysopt_tcpmss_minimum, conn)
-        if conn.helper is not None:
+        if helper is not None:
             ftp = next(((i, u) for i, u in eff.inspects if i.engine == "ftp"), None)
             if ftp is not None:
                 norm.inspected = (ftp[0].engine, ftp[1])
         # Randomization is off if the class or either NAT rule (norandomseq) turns it off (seed 002).
+        xl_rule = xl.rule if xl is not None else None
         unnat_rule = unnat[3].rule if unnat is not None and unnat[3] is not None else None
-        rules = [r for r in (xl.rule if xl is not None else None, unnat_rule) if r]
-        if eff.random_sequence_number and all(getattr(r, "randomseq", True) for r in rules):
+        if (
+            eff.random_sequence_number
+            and (not xl_rule or getattr(xl_rule, "randomseq", True))
+            and (not unnat_rule or getattr(unnat_rule, "randomseq", True))
+        ):
             shift = seqrand.for_connection(self._seq_secret, pkt, faults=self.faults)
             if conn.helper is not None:
                 shift.seqadj = conn.helper.seqadj
@@ -832,10 +844,10 @@ class Firewall:
                     "permitted" if cr.permit else "denied",
                     proto,
                     iface,
-                    addr_str(v, pkt.src),
+                    (v, pkt.src),  # addresses as (version, int): formatted if a log reads them
                     pkt.sport,
                     egress,
-                    addr_str(v, acl_dst),
+                    (v, acl_dst),
                     acl_dport,
                     cr.hits,
                     origin=cr.rule.origin,
@@ -998,21 +1010,16 @@ class Firewall:
         lin = itf.security_level
         lout = self.interfaces[egress].security_level
         direction = "outbound" if lin >= lout else "inbound"
-        initiator = Endpoint(iface, addr_str(v, pkt.src), pkt.sport, addr_str(v, msrc), msport)
-        responder = Endpoint(egress, addr_str(v, real_dst), real_dport, addr_str(v, pkt.dst), pkt.dport)
+        # The ends for ConnBuilt, their addresses as (version, int) (formatted if a log reads them).
+        # The connection keeps none: they are what its ORIGINAL half says (Connection.initiator).
+        initiator = Endpoint(iface, (v, pkt.src), pkt.sport, (v, msrc), msport)
+        responder = Endpoint(egress, (v, real_dst), real_dport, (v, pkt.dst), pkt.dport)
         conn = Connection(
-            conn_id,
-            v,
-            proto,
-            now,
-            direction,
-            initiator,
-            responder,
-            dec.rule.rule.origin if dec.rule else None,
+            conn_id, v, proto, now, direction, None, None, dec.rule.rule.origin if dec.rule else None
         )
         conn.tcp = trk
         conn.limit = admission
-        echo = (v, icmp_type) in _ICMP_ECHO and proto in (PROTO_ICMP, PROTO_ICMPV6)
+        echo = proto in (PROTO_ICMP, PROTO_ICMPV6) and (v, icmp_type) in _ICMP_ECHO
         fwd_key = (v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
         if echo:
             rev_key = (v, proto, real_dst, msport, msrc, msport)
@@ -1062,7 +1069,20 @@ class Firewall:
             self.nat.acquire(xl)
             conn.xlates = (xl,)
             if created:
-                ev.append(self._xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
+                ev.append(
+                    XlateBuilt(
+                        now,
+                        xl.kind,
+                        xl.proto,
+                        xl.real_iface,
+                        (xl.version, xl.real_addr),  # formatted if a log reads them
+                        xl.real_port,
+                        xl.mapped_iface,
+                        (xl.version, xl.mapped_addr),
+                        xl.mapped_port,
+                        origin=xl.rule.origin,
+                    )
+                )
             if rev.rewrites:
                 self._index_for_replay(
                     (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport), rev

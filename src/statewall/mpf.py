@@ -265,6 +265,9 @@ class ServicePolicies:
         # (ingress, egress) -> (the scopes in precedence order, the access lists their classes match)
         self._plans: dict[tuple[str, str], tuple[tuple, tuple]] = {}
         self._cache: dict[tuple, Effective] = {}
+        # The engine's compiled normalizer profiles for these classes' tcp-maps, by (id of the tcp-map,
+        # inspected): one per map instead of one per connection (the maps live as long as this object).
+        self.profiles: dict[tuple[int, bool], object] = {}
 
     @property
     def uses(self) -> dict[tuple[str, str, str], ClassUse]:
