@@ -175,21 +175,48 @@ def _rss() -> int:
     return 0
 
 
-def bench_memory(connections: int) -> dict:
+def bench_memory(connections: int, trace: bool = False) -> dict:
     """Bytes per tracked connection (TCP, established through PAT): resident memory growth / count.
 
     RSS rather than tracemalloc: tracemalloc slows a million handshakes past any patience, and RSS is
-    what the machine actually pays.
+    what the machine actually pays. ``trace`` adds tracemalloc's view (for a few ten thousand
+    connections): bytes per connection by the source line that allocated them, after 200 connections
+    that warm the shared caches up (not counted); the RSS figure then includes tracemalloc's own tables.
     """
+    import tracemalloc
+
     fw = Firewall(parse(POOL_CONFIG, "bench-pool.cfg"))
+    warm = 200 if trace else 0
+    if trace:
+        for i in range(warm):
+            _handshake(fw, CLIENT_BASE + 2 + i % POOL_HOSTS, 60000 + i // POOL_HOSTS, 1.0)
     gc.collect()
     base = _rss()
+    if trace:
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
     for i in range(connections):
         _handshake(fw, CLIENT_BASE + 2 + i % POOL_HOSTS, 1024 + i // POOL_HOSTS, 1.0)
     gc.collect()
     used = _rss() - base
-    n = len(fw.conns)
-    return {"connections": n, "bytes": used, "bytes_per_connection": used / max(n, 1)}
+    n = len(fw.conns) - warm
+    out = {"connections": n, "bytes": used, "bytes_per_connection": used / max(n, 1)}
+    if trace:
+        stats = tracemalloc.take_snapshot().compare_to(before, "lineno")
+        tracemalloc.stop()
+        out["traced_bytes_per_connection"] = sum(st.size_diff for st in stats) / connections
+        out["traced_lines"] = [
+            (
+                f"{st.traceback[0].filename.rsplit('/', 1)[-1]}:{st.traceback[0].lineno}",
+                st.size_diff / connections,
+            )
+            for st in stats
+            if abs(st.size_diff) >= connections
+        ]
+        print(f"tracemalloc: {out['traced_bytes_per_connection']:,.0f} B per connection")
+        for where, size in out["traced_lines"]:
+            print(f"  {size:8.1f} B  {where}")
+    return out
 
 
 def kernel_conntrack_object() -> int | None:
@@ -353,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="also print the table as markdown")
     ap.add_argument("--quick", action="store_true", help="small sizes, one run, for a smoke run")
     ap.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="the memory line also by allocating source line (slow: use --connections 20000)",
+    )
+    ap.add_argument(
         "--only",
         choices=("replay", "memory"),
         help="only this offline line (no live lines): e.g. --only memory --connections 200000",
@@ -398,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "memory"):
         print(f"memory: {args.connections:,} connections")
         # One memory run: a million handshakes take minutes, and the figure barely varies.
-        mem_runs = _stage(result, "memory", lambda: [bench_memory(args.connections)])
+        mem_runs = _stage(result, "memory", lambda: [bench_memory(args.connections, args.tracemalloc)])
     rows = build_rows(live, replay_runs, mem_runs, args)
     result["table"] = rows
     result["markdown"] = markdown(rows, args.runs)
