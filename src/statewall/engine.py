@@ -1147,14 +1147,35 @@ class Firewall:
             conn.limit.release()
             conn.limit = None
         conn.dcd = None
+        if self._nf is None:
+            # An ASA connection keeps no ends of its own (_new_flow): they are what its ORIGINAL half
+            # says, here with (version, int) addresses, formatted only if a log reads them.
+            fwd = conn.halves[0]
+            v, _, src, sport, dst, dport = fwd.key
+            initiator = Endpoint(
+                fwd.in_iface,
+                (v, src),
+                sport,
+                (v, src if fwd.new_src is None else fwd.new_src),
+                sport if fwd.new_sport is None else fwd.new_sport,
+            )
+            responder = Endpoint(
+                fwd.out_iface,
+                (v, dst if fwd.new_dst is None else fwd.new_dst),
+                dport if fwd.new_dport is None else fwd.new_dport,
+                (v, dst),
+                dport,
+            )
+        else:
+            initiator, responder = conn.initiator, conn.responder
         ev.append(
             ConnTeardown(
                 now,
                 conn.id,
                 conn.proto,
                 conn.direction,
-                conn.initiator,
-                conn.responder,
+                initiator,
+                responder,
                 now - conn.created,
                 conn.bytes,
                 reason,
