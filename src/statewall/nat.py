@@ -51,6 +51,8 @@ NF_NAT_MAX_ATTEMPTS = 128
 
 
 def _port_class(port: int) -> tuple[int, int]:
+    if 1024 <= port <= 65535:
+        return 1024, 65535  # the usual case: an ephemeral port
     for lo, hi in _PORT_CLASSES:
         if lo <= port <= hi:
             return lo, hi
@@ -458,7 +460,11 @@ class NatTable:
         self.entries.append(e)
 
     def _ports(self, version: int, proto: int, addr: int) -> set[int]:
-        return self._mapped_in_use.setdefault((version, proto, addr), set())
+        key = (version, proto, addr)
+        used = self._mapped_in_use.get(key)
+        if used is None:
+            used = self._mapped_in_use[key] = set()
+        return used
 
     # ---------------------------------------------------------------------------------------------
     # Matching
