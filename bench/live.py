@@ -129,19 +129,29 @@ def _proc_cpu(pid: int | None) -> int:
     return int(parts[11]) + int(parts[12])
 
 
+# A profiler for the measured window (bench/profile_live.py sets it): called with statewall's pid at
+# the start of each measurement, it returns a function that stops it. None: no profiling (make bench).
+PROFILER = None
+
+
 class CpuMeter:
     """CPU used between ``start()`` and ``stop()``: machine-wide (in CPUs) and by one process (cores)."""
 
     def __init__(self, pid: int | None = None) -> None:
         self.pid = pid
         self.hz = os.sysconf("SC_CLK_TCK")
+        self._profiling = None
 
     def start(self) -> None:
+        if PROFILER is not None and self.pid is not None:
+            self._profiling = PROFILER(self.pid)
         self.t0 = time.monotonic()
         self.busy0, self.total0 = _cpu_times()
         self.proc0 = _proc_cpu(self.pid)
 
     def stop(self) -> dict:
+        if self._profiling is not None:
+            self._profiling()
         wall = time.monotonic() - self.t0
         busy, total = _cpu_times()
         ncpu = os.cpu_count() or 1
