@@ -438,6 +438,30 @@ def test_random_sequence_number_disable_reaches_the_connection():
     assert eff.random_sequence_number is False
 
 
+def test_resolve_shares_one_answer_per_key_and_counts_every_connection():
+    """Class settings are cached per (interfaces, protocol, port, access-list outcomes): connections
+    that resolve alike share one frozen Effective, and each still counts in its classes."""
+    sp = ServicePolicies(parse(RESOLVE))
+    args = ("inside", "outside", 4, PROTO_TCP)
+    server, other, dst = ip("10.0.0.2"), ip("10.0.0.3"), ip("192.168.9.2")
+    first = sp.resolve(*args, server, 40000, dst, 21)
+    assert sp.resolve(*args, server, 40001, dst, 21) is first  # another client port: the same key
+    assert sp.resolve(*args, server, 40002, dst, 21, count=False) is first
+    assert sp.resolve(*args, other, 40000, dst, 21).tcp_map.name == "global-map"  # the ACL says no
+    assert sp.resolve(*args, server, 40003, dst, 21) is first
+    web = sp.resolve(*args, server, 40000, dst, 80)  # not FTP's port: no inspection
+    assert web.inspects == () and [i.engine for i, _ in first.inspects] == ["ftp"]
+    counts = {k[2]: u.connections for k, u in sp.uses.items()}
+    assert counts == {"inspection_default": 4, "all": 5, "server": 4}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.conn_max = 1  # type: ignore[misc]
+    # A reload carries the counters over by replacing ``uses``: nothing cached may point at the old ones.
+    sp.uses = {}
+    again = sp.resolve(*args, server, 40000, dst, 21)
+    assert again is not first and again.tcp_map_use is sp.uses[("outside", "outside-policy", "server")]
+    assert sp.uses[("outside", "outside-policy", "server")].connections == 1
+
+
 def test_show_service_policy_lists_each_scope_and_class():
     policy = parse(RESOLVE)
     sp = ServicePolicies(policy)
