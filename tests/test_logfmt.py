@@ -750,3 +750,16 @@ def test_303002_ftp_transfer_audit():
         "%ASA-6-303002: FTP connection from inside:10.0.0.2/38003 to outside:192.168.9.2/21, "
         "user anonymous Retrieved file robots.txt"
     ]
+
+
+def test_addresses_given_as_version_and_integer_read_and_format_as_text():
+    """The engine hands addresses over as (version, int); they read, compare and format as text."""
+    lazy = Endpoint("inside", (4, 0x0A000002), 40000, (6, 0x20010DB8 << 96 | 1), 1024)
+    text = Endpoint("inside", "10.0.0.2", 40000, "2001:db8::1", 1024)
+    assert lazy == text and repr(lazy) == repr(text) and lazy.address == "10.0.0.2"
+    built = [
+        XlateBuilt(1.0, "dynamic", PROTO_TCP, "inside", a, 40000, "outside", m, 1024)
+        for a, m in (((4, 0x0A000002), (4, 0xC0000201)), ("10.0.0.2", "192.0.2.1"))
+    ]
+    assert format_event(built[0]) == format_event(built[1])
+    assert event_to_json(built[0]) == event_to_json(built[1])
