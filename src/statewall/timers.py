@@ -6,103 +6,116 @@ the real deadline from ``last`` and the timeout that applies now and either expi
 it again. That keeps per-packet work at one attribute store (lazy rescheduling, as pf's purge thread and
 conntrack's gc do in spirit).
 
-The queue is a binary heap ordered by (time, order of scheduling), kept in three parallel arrays instead
-of one ``(when, seq, obj)`` tuple per entry: a million queued connections cost 24 bytes each (the time
-object is usually the one the owner keeps in its ``queued_at``) instead of ~130 (a tuple, a sequence
-integer and a list slot; docs/performance.md). Objects come out in the same order as from ``heapq`` over
-those tuples: the order is total (every entry has its own sequence number).
+Objects come out in the order of their queued time, and those queued for the same time in the order
+they were queued (what a heap of ``(when, sequence number, object)`` gives). The queue is a calendar:
+one bucket per second of queued time, each holding two parallel lists (times, objects) in the order
+they were queued, and a heap of the bucket numbers. A bucket is sorted (stably, by time: equal times
+keep their order) when it is first needed, and from then on takes new entries in place. An entry costs
+two list slots, 16 bytes (the time object is usually the one the owner keeps in its ``queued_at``),
+instead of a tuple, a sequence number and a heap slot (~130 bytes; docs/performance.md), and queueing
+is an append.
 """
 
 from __future__ import annotations
 
-from array import array
+import heapq
+import math
+from bisect import bisect_right
 from collections.abc import Iterator
 from typing import Any
 
+_COMPACT = 1024  # a bucket drops the entries it handed out once that many are behind it
 
-class Timers:
-    __slots__ = ("_when", "_order", "_objs", "_seq")
+
+def _second(when: float) -> float:
+    """The bucket of a queued time: its second (infinity and NaN are buckets of their own)."""
+    try:
+        return math.floor(when)
+    except (OverflowError, ValueError):
+        return when
+
+
+class _Bucket:
+    __slots__ = ("whens", "objs", "start", "ordered")
 
     def __init__(self) -> None:
-        self._when: list[float] = []  # heap order, parallel to _order and _objs
-        self._order = array("Q")  # scheduling order: ties in time come out first-scheduled first
-        self._objs: list[Any] = []
-        self._seq = 0
+        self.whens: list[float] = []
+        self.objs: list[Any] = []
+        self.start = 0  # entries before it were handed out
+        self.ordered = False  # sorted by time; new entries go in place
+
+    def order(self) -> None:
+        whens = self.whens
+        idx = sorted(range(len(whens)), key=whens.__getitem__)  # stable: equal times keep their order
+        objs = self.objs
+        self.whens = [whens[i] for i in idx]
+        self.objs = [objs[i] for i in idx]
+        self.ordered = True
+
+
+class Timers:
+    __slots__ = ("_buckets", "_seconds", "_len")
+
+    def __init__(self) -> None:
+        self._buckets: dict[float, _Bucket] = {}
+        self._seconds: list[float] = []  # heap of the buckets' seconds, each once
+        self._len = 0
 
     def schedule(self, when: float, obj: Any) -> None:
-        self._seq = seq = self._seq + 1
-        whens = self._when
-        order = self._order
-        objs = self._objs
-        pos = len(whens)
-        whens.append(when)
-        order.append(seq)
-        objs.append(obj)
-        # Sift up (heapq._siftdown): a later deadline, the usual case, stops at the first comparison.
-        while pos:
-            parent = (pos - 1) >> 1
-            pw = whens[parent]
-            if when < pw or (when == pw and seq < order[parent]):
-                whens[pos] = pw
-                order[pos] = order[parent]
-                objs[pos] = objs[parent]
-                pos = parent
-            else:
-                break
-        whens[pos] = when
-        order[pos] = seq
-        objs[pos] = obj
+        sec = _second(when)
+        b = self._buckets.get(sec)
+        if b is None:
+            self._buckets[sec] = b = _Bucket()
+            heapq.heappush(self._seconds, sec)
+        if b.ordered:
+            # After every entry queued for a time <= when: the order a sequence number would give.
+            i = bisect_right(b.whens, when, b.start)
+            b.whens.insert(i, when)
+            b.objs.insert(i, obj)
+        else:
+            b.whens.append(when)
+            b.objs.append(obj)
+        self._len += 1
 
-    def _pop(self) -> Any:
-        """Remove and return the first object (heapq.heappop's algorithm over the three arrays)."""
-        whens = self._when
-        order = self._order
-        objs = self._objs
-        when = whens.pop()
-        seq = order.pop()
-        obj = objs.pop()
-        end = len(whens)
-        if not end:
-            return obj
-        first = objs[0]
-        # Move the smaller child up until a leaf, then sift the last entry up from there.
-        pos = 0
-        child = 1
-        while child < end:
-            right = child + 1
-            if right < end:
-                cw = whens[child]
-                rw = whens[right]
-                if not (cw < rw or (cw == rw and order[child] < order[right])):
-                    child = right
-            whens[pos] = whens[child]
-            order[pos] = order[child]
-            objs[pos] = objs[child]
-            pos = child
-            child = 2 * pos + 1
-        while pos:
-            parent = (pos - 1) >> 1
-            pw = whens[parent]
-            if when < pw or (when == pw and seq < order[parent]):
-                whens[pos] = pw
-                order[pos] = order[parent]
-                objs[pos] = objs[parent]
-                pos = parent
-            else:
-                break
-        whens[pos] = when
-        order[pos] = seq
-        objs[pos] = obj
-        return first
+    def _first(self) -> _Bucket | None:
+        """The bucket holding the earliest entry, ordered (None when nothing is queued)."""
+        seconds = self._seconds
+        if not seconds:
+            return None
+        b = self._buckets[seconds[0]]
+        if not b.ordered:
+            b.order()
+        return b
 
     def pop_due(self, now: float) -> Iterator[Any]:
         """Yield every queued object whose queued time is <= now (each once; re-``schedule`` to keep it)."""
-        whens = self._when
-        while whens and whens[0] <= now:
-            yield self._pop()
+        buckets = self._buckets
+        seconds = self._seconds
+        while seconds:
+            b = buckets[seconds[0]]
+            if not b.ordered:
+                b.order()
+            i = b.start
+            if not b.whens[i] <= now:
+                return
+            objs = b.objs
+            obj = objs[i]
+            objs[i] = None
+            i += 1
+            self._len -= 1
+            if i == len(objs):
+                del buckets[heapq.heappop(seconds)]
+            elif i >= _COMPACT and 2 * i >= len(objs):
+                del b.whens[:i]
+                del objs[:i]
+                b.start = 0
+            else:
+                b.start = i
+            yield obj
 
     def next_deadline(self) -> float | None:
-        return self._when[0] if self._when else None
+        b = self._first()
+        return None if b is None else b.whens[b.start]
 
     def __len__(self) -> int:
-        return len(self._when)
+        return self._len
