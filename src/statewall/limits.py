@@ -160,15 +160,14 @@ class Limits:
         """
         if proto != PROTO_TCP and proto != PROTO_UDP:
             return ADMITTED
-        if (
-            eff is None
-            or not (
-                eff.conn_max or eff.per_client_max or eff.embryonic_conn_max or eff.per_client_embryonic_max
-            )
-        ) and not any(
-            (r.max_conns or r.embryonic_limit) if proto == PROTO_TCP else r.udp_max_conns for r in rules
+        if eff is None or not (
+            eff.conn_max or eff.per_client_max or eff.embryonic_conn_max or eff.per_client_embryonic_max
         ):
-            return ADMITTED  # no limit applies (the usual case): nothing to count either
+            for r in rules:
+                if (r.max_conns or r.embryonic_limit) if proto == PROTO_TCP else r.udp_max_conns:
+                    break
+            else:
+                return ADMITTED  # no limit applies (the usual case): nothing to count either
         # Each limit that applies: (kind, limit, population key, origin, class use or None), and each
         # population once, with what owns it (a ClassUse or a NatRule).
         checks: list[tuple[str, int, tuple, Origin | None, object]] = []
