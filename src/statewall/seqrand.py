@@ -73,21 +73,32 @@ class SeqShift:
     handed to ``SeqAdj`` in the space it was written for; seq gets the random offset after ``SeqAdj``'s.
     """
 
-    __slots__ = ("offsets", "seqadj")
+    # The two offsets are slots of their own (``offsets`` is their pair, built when asked: no tuple per
+    # connection), and ``pix-sack-bug`` (a lab fault) is a class attribute, True only in
+    # ``_PixSeqShift``: three slots in all (memory, docs/performance.md).
+    __slots__ = ("_off0", "_off1", "seqadj")
 
-    # ``pix-sack-bug`` (a lab fault): a class attribute, True only in ``_PixSeqShift``, so that a
-    # connection's SeqShift has two slots (memory, docs/performance.md).
     sack_untranslated = False
 
     def __init__(self, original: int, reply: int = 0, *, sack_untranslated: bool = False) -> None:
-        self.offsets = (original & _M, reply & _M)
+        self._off0 = original & _M
+        self._off1 = reply & _M
         self.seqadj = None
         if sack_untranslated:
             self.__class__ = _PixSeqShift
 
+    @property
+    def offsets(self) -> tuple[int, int]:
+        """``offsets[d]`` is added to the seq of direction ``d``'s segments."""
+        return (self._off0, self._off1)
+
+    @offsets.setter
+    def offsets(self, pair: tuple[int, int]) -> None:
+        self._off0, self._off1 = pair
+
     def ack_offset(self, direction: int, ack: int) -> int:
         """What the tracker subtracts from this direction's ack and SACK edges."""
-        peer = self.offsets[1 - direction]
+        peer = self._off0 if direction else self._off1
         sa = self.seqadj
         if sa is not None and sa.active:
             return (peer + sa.ack_offset(direction, (ack - peer) & _M)) & _M
@@ -95,8 +106,12 @@ class SeqShift:
 
     def adjust(self, direction: int, pkt) -> None:
         """Carry a forwarded segment from its sender's numbers into those its receiver knows."""
-        own = self.offsets[direction]
-        peer = self.offsets[1 - direction]
+        if direction:
+            own = self._off1
+            peer = self._off0
+        else:
+            own = self._off0
+            peer = self._off1
         written = sack_edges(pkt) if self.sack_untranslated else None
         if peer and pkt.flags & _ACK:
             pkt.set_ack((pkt.ack - peer) & _M)
@@ -117,7 +132,7 @@ class SeqShift:
         sa = self.seqadj
         if sa is not None and sa.active:
             sa.to_live(direction, pkt)
-        peer = self.offsets[1 - direction]
+        peer = self._off0 if direction else self._off1
         if peer and pkt.flags & _ACK:
             pkt.set_ack((pkt.ack + peer) & _M)
             if pkt.doff > 20:
@@ -126,7 +141,7 @@ class SeqShift:
 
     def restore_quoted(self, direction: int, inner) -> None:
         """A segment of ``direction`` quoted in an ICMP error going back to its sender: its own seq."""
-        own = self.offsets[direction]
+        own = self._off1 if direction else self._off0
         if own:
             inner.set_seq((inner.seq - own) & _M)
 
