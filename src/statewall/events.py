@@ -4,13 +4,11 @@ The engine emits these and nothing else; ``statewall.logfmt`` turns them into te
 facts (addresses as text, interface names, numbers, the policy ``Origin`` responsible), never
 pre-formatted log lines, so that every output format is derived from the same data.
 
-An address field (``Endpoint.address``, ``XlateBuilt.real_address``, ...) reads as text, but the
-engine may store it as ``(ip version, integer)``: the text is made when something first reads it. A
-firewall logging nothing (``statewall run --log-format none``) keeps its events as objects for ``show
-log`` and never formats the addresses of the thousands of connections it builds and tears down.
-
-Every dropped packet yields exactly one ``Drop`` whose ``reason`` is a member of the closed
-``DropReason`` list (pf's PFRES_*, ASA's ``show asp drop``); counters are kept per reason.
+An address field of a connection's or a translation's events (``Endpoint.address``,
+``XlateBuilt.real_address``, ``AclHit.src``, ...) reads as text, but the engine may store it as
+``(ip version, integer)``: the text is made when something first reads it. A firewall logging nothing
+(``statewall run --log-format none``) keeps its events as objects for ``show log`` and never formats
+the addresses of the thousands of connections it builds and tears down.
 """
 
 from __future__ import annotations
@@ -22,28 +20,21 @@ from typing import Any
 from .policy import Origin
 
 
-class _Address:
-    """An address field of a slots dataclass: stored as given, text or ``(version, integer)``; read
-    as text (formatted once, on the first read, and kept)."""
+def _address(slot) -> property:
+    """An address field of a slots dataclass: stored as given, text or ``(version, integer)``; read as
+    text (formatted once, on the first read, and kept). ``slot`` is the field's own slot descriptor,
+    the storage; writing goes straight to it (a C call: the dataclass ``__init__`` writes every field)."""
 
-    __slots__ = ("slot",)
-
-    def __init__(self, slot) -> None:
-        self.slot = slot  # the field's own slot descriptor: the storage
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self
-        value = self.slot.__get__(obj, owner)
+    def read(obj):
+        value = slot.__get__(obj)
         if type(value) is tuple:
             from .packet import addr_to_str  # packet imports this module
 
             value = addr_to_str(value[0], value[1])
-            self.slot.__set__(obj, value)
+            slot.__set__(obj, value)
         return value
 
-    def __set__(self, obj, value) -> None:
-        self.slot.__set__(obj, value)
+    return property(read, slot.__set__)
 
 
 def _lazy_addresses(*names: str):
@@ -51,7 +42,7 @@ def _lazy_addresses(*names: str):
 
     def wrap(cls):
         for name in names:
-            setattr(cls, name, _Address(cls.__dict__[name]))
+            setattr(cls, name, _address(cls.__dict__[name]))
         return cls
 
     return wrap
@@ -231,7 +222,6 @@ class XlateTeardown(Event):
     duration: float
 
 
-@_lazy_addresses("src", "dst")
 @dataclass(slots=True)
 class Drop(Event):
     """A packet was dropped. Exactly one per dropped packet.
