@@ -13,6 +13,7 @@ For ICMP echo, ``sport`` and ``dport`` are both the echo identifier.
 from __future__ import annotations
 
 from .events import Endpoint
+from .interning import Interner
 from .packet import addr_to_str
 from .policy import Origin
 
@@ -80,17 +81,8 @@ class Half:
 # Addresses repeat across connections (a server, a client's many connections): the halves keep one
 # integer object per address instead of the one each connection's first packet decoded (memory,
 # docs/performance.md). Bounded: past the bound sharing starts over (equal values, never wrong).
-_ADDRESSES: dict[int, int] = {}
-_ADDRESSES_MAX = 1 << 16
-
-
-def _shared_address(addr: int) -> int:
-    got = _ADDRESSES.get(addr)
-    if got is None:
-        if len(_ADDRESSES) >= _ADDRESSES_MAX:
-            _ADDRESSES.clear()
-        _ADDRESSES[addr] = got = addr
-    return got
+_shared_address = Interner(1 << 16)
+_ADDRESSES = _shared_address.table
 
 
 def _shared_key(key: tuple) -> tuple:
@@ -110,17 +102,7 @@ def _shared_key(key: tuple) -> tuple:
 # The sum changes of compile_nat repeat across connections: one host's connections through one mapped
 # address share ``da``, and ``dl4`` too when PAT keeps the port. One integer object per value instead of
 # two per half (memory, docs/performance.md); bounded, past the bound sharing starts over.
-_DELTAS: dict[int, int] = {}
-_DELTAS_MAX = 1 << 16
-
-
-def _shared_delta(value: int) -> int:
-    got = _DELTAS.get(value)
-    if got is None:
-        if len(_DELTAS) >= _DELTAS_MAX:
-            _DELTAS.clear()
-        _DELTAS[value] = got = value
-    return got
+_shared_delta = Interner(1 << 16)
 
 
 class Connection:

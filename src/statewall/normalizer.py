@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 from . import mss as mss_mod
 from .events import DropReason
+from .interning import Interner
 from .packet import decode
 from .policy import Origin, TcpMap
 
@@ -236,18 +237,7 @@ _NOTHING_HELD: tuple[tuple, tuple] = ((), ())
 # lowest TTL each side sent) are immutable tuples shared by every connection with the same values: a
 # write replaces the pair (``pair_with``), which costs nothing per packet since they change on SYNs and
 # on a lower TTL only, and saves each connection its own lists (memory, docs/performance.md).
-_PAIRS: dict[tuple, tuple] = {}
-_PAIRS_MAX = 1 << 17  # TTL pairs are at most 65 536; past the bound sharing starts over (never wrong)
-
-
-def shared(values: tuple) -> tuple:
-    """The one tuple shared for these values."""
-    got = _PAIRS.get(values)
-    if got is None:
-        if len(_PAIRS) >= _PAIRS_MAX:
-            _PAIRS.clear()
-        _PAIRS[values] = got = values
-    return got
+shared = Interner(1 << 17)  # TTL pairs are at most 65 536: the one tuple shared for these values
 
 
 def pair_with(pair, d: int, value) -> tuple:
