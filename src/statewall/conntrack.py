@@ -105,6 +105,11 @@ def _shared_key(key: tuple) -> tuple:
 _shared_delta = Interner(1 << 16)
 
 
+def _extra(name: str, doc: str) -> property:
+    """A rarely set ``Connection`` field kept in its ``_extra`` slot (None until set)."""
+    return property(lambda self: self._get(name), lambda self, value: self._set(name, value), doc=doc)
+
+
 class Connection:
     """A tracked flow. ``tcp`` is the TCP tracker (None for UDP/ICMP/other).
 
@@ -234,23 +239,11 @@ class Connection:
     def responder(self, ep: Endpoint) -> None:
         self._set("responder", ep)
 
-    @property
-    def closer(self) -> str | None:
-        """The interface whose FIN began the close (None before)."""
-        return self._get("closer")
-
-    @closer.setter
-    def closer(self, iface: str | None) -> None:
-        self._set("closer", iface)
-
-    @property
-    def replay_keys(self) -> list | None:
-        """Its entries in ``Firewall._replay_index`` (None unless a replay adapter asked for one)."""
-        return self._get("replay_keys")
-
-    @replay_keys.setter
-    def replay_keys(self, keys: list | None) -> None:
-        self._set("replay_keys", keys)
+    closer = _extra("closer", "The interface whose FIN began the close (None before).")
+    replay_keys = _extra(
+        "replay_keys",
+        "Its entries in ``Firewall._replay_index`` (None unless a replay adapter asked for one).",
+    )
 
     @property
     def inside_is_initiator(self) -> bool:
