@@ -298,7 +298,7 @@ def test_fast_path_with_partial_checksums_and_super_packets(name):
 
 @needs_fast
 def test_established_bulk_goes_through_the_fast_path():
-    """A plain bulk transfer: after the first data segment, every segment is the fast path's."""
+    """A plain bulk transfer: from the second data segment on, every segment is the fast path's."""
     fw = Firewall(parse(CONFIGS["pat"], "b.cfg"), seed=1)
     now = 1.0
     syn = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1000, 0, 0x02, 64240, craft.tcp_option_mss(1460))
@@ -333,7 +333,7 @@ def test_established_bulk_goes_through_the_fast_path():
         seq += 1000
         ack = craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (seq + shift) & M, 0x10, 65535)
         assert len(fw.receive("outside", ack, now).packets) == 1
-    assert fw._fast.hits >= 398
+    assert fw._fast.hits == 397 and fw._fast.offloads == 1
     assert len(fw._fast) == 1
     # A FIN goes back to the Python path, which closes the connection and leaves the table empty.
     fw.receive("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq, 5001, 0x11, 64240), now)
@@ -409,12 +409,15 @@ def _offloaded_pair():
             4, SERVER, MAPPED, 80, mport, 5000, (1001 + shift) & M, 0x12, 65535, craft.tcp_option_mss(1460)
         )
         fw.receive("outside", synack, now)
-        fw.receive(
-            "inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1001, 5001, 0x18, 64240, b"", b"x"), now
-        )
+        for seq in (1001, 1002):  # offloaded at the second data segment
+            fw.receive(
+                "inside",
+                craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq, 5001, 0x18, 64240, b"", b"x"),
+                now,
+            )
     assert len(fws[0]._fast) == 1
-    client = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1002, 5001, 0x18, 64240, b"", bytes(100))
-    server = craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (1102 + shift) & M, 0x10, 65535)
+    client = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1003, 5001, 0x18, 64240, b"", bytes(100))
+    server = craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (1103 + shift) & M, 0x10, 65535)
     return fws, client, server
 
 
@@ -445,3 +448,32 @@ def test_mangled_segments_of_an_offloaded_connection(which, flips, cut, extra, p
     assert outs[0] == outs[1]
     fws[0]._fast.sync()
     assert state_of(fws[0], flush=False) == state_of(fws[1])
+
+
+@needs_fast
+def test_a_short_exchange_is_not_offloaded():
+    """A request, its answer and the close (a web hit, a DNS query): offloading at the first payload
+    would cost more than it saves; the second payload from one side is what offloads."""
+    fw = Firewall(parse(CONFIGS["pat"], "s.cfg"), seed=4)
+    syn = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1000, 0, 0x02, 64240, craft.tcp_option_mss(1460))
+    mapped = fw.receive("inside", syn, 1.0).packets[0][1]
+    mport = int.from_bytes(mapped[20:22], "big")
+    shift = (int.from_bytes(mapped[24:28], "big") - 1000) & M
+    for iface, pkt in [
+        ("outside", craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5000, (1001 + shift) & M, 0x12, 65535)),
+        ("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1001, 5001, 0x18, 64240, b"", b"GET")),
+        (
+            "outside",
+            craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (1004 + shift) & M, 0x18, 65535, b"", b"OK"),
+        ),
+        ("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1004, 5003, 0x11, 64240)),
+    ]:
+        assert len(fw.receive(iface, pkt, 1.0).packets) == 1
+    assert fw._fast.offloads == 0
+    dns = craft.udp_packet(4, CLIENT, SERVER, 50000, 53, bytes(30))
+    answer = craft.udp_packet(4, SERVER, MAPPED, 53, 50000, bytes(90))
+    fw.receive("inside", dns, 2.0)
+    fw.receive("outside", answer, 2.0)
+    assert fw._fast.offloads == 0
+    fw.receive("inside", craft.udp_packet(4, CLIENT, SERVER, 50000, 53, bytes(30)), 2.0)
+    assert fw._fast.offloads == 1  # the second query of the flow

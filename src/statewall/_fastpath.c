@@ -20,7 +20,7 @@
  *   TTL decrement and NAT with the precomputed RFC 1624 deltas (Packet.forward_nat4), then the
  *   sequence randomization offsets (SeqShift.adjust), checksums updated incrementally, one step per
  *   field as the Python path does so that the bytes are identical;
- *   conn.last and conn.bytes written on the Connection.
+ *   conn.last, conn.bytes and conn.data_seen written on the Connection.
  * Anything else returns None.
  */
 #define PY_SSIZE_T_CLEAN
@@ -205,7 +205,7 @@ typedef struct {
     PyObject *fw, *slow, *stats, *result_type;
 } FlowTable;
 
-static PyObject *str_last, *str_bytes, *str_now, *str_trace, *str_packets_in, *str_forwarded,
+static PyObject *str_last, *str_bytes, *str_data_seen, *str_now, *str_trace, *str_packets_in, *str_forwarded,
     *str_csum_partial, *str_gso_size, *slow_kwnames, *int_one, *int_zero;
 
 GC_FUNCTIONS(FlowTable, TABLE_REFS)
@@ -385,8 +385,6 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             goto miss;
         }
     }
-    if (plen && !f->seen_mark[d])
-        goto miss; /* the Python path marks conn.data_seen */
     unsigned ttl = p[8];
     if (ttl <= 1)
         goto miss;
@@ -560,6 +558,16 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     }
     /* the Connection's activity */
     f->packets++;
+    if (plen && !f->seen_mark[d]) { /* the first payload this way since the offload */
+        PyObject *ds = PyObject_GetAttr(f->conn, str_data_seen);
+        if (!ds)
+            return NULL;
+        int rc = PySequence_SetItem(ds, d, Py_True);
+        Py_DECREF(ds);
+        if (rc < 0)
+            return NULL;
+        f->seen_mark[d] = 1;
+    }
     if (PyObject_SetAttr(f->conn, str_last, nowobj) < 0)
         return NULL;
     if (plen) {
@@ -836,13 +844,14 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         return NULL;
     str_last = PyUnicode_InternFromString("last");
     str_bytes = PyUnicode_InternFromString("bytes");
+    str_data_seen = PyUnicode_InternFromString("data_seen");
     str_now = PyUnicode_InternFromString("now");
     str_trace = PyUnicode_InternFromString("_trace");
     str_packets_in = PyUnicode_InternFromString("packets_in");
     str_forwarded = PyUnicode_InternFromString("forwarded");
     str_csum_partial = PyUnicode_InternFromString("csum_partial");
     str_gso_size = PyUnicode_InternFromString("gso_size");
-    if (!str_last || !str_bytes || !str_now || !str_trace || !str_packets_in || !str_forwarded ||
+    if (!str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded ||
         !str_csum_partial || !str_gso_size)
         return NULL;
     slow_kwnames = PyTuple_Pack(2, str_csum_partial, str_gso_size);

@@ -503,9 +503,12 @@ class Firewall:
             helper.seqadj.adjust(half.dir, pkt)
         plen = pkt.payload_len
         conn.last = now
+        again = False  # not this direction's first payload
         if plen:
             conn.bytes += plen
-            conn.data_seen[half.dir] = True
+            seen = conn.data_seen
+            again = seen[half.dir]
+            seen[half.dir] = True
         self.stats["forwarded"] += 1
         out.append((half.out_iface, pkt.buf))
         if pkt.mf:
@@ -520,10 +523,12 @@ class Firewall:
                 # Segments queued behind this one are in order now.
                 for held in normalizer.release(norm, half.dir):
                     self._forward(half, held.pkt, now, out, ev, held.gso_size)
-            if plen and self._fast is not None and trk.state == TcpState.ESTABLISHED:
+            if again and self._fast is not None and trk.state == TcpState.ESTABLISHED:
                 self._fast.offload(conn)  # the next segments go through the compiled path
-        elif conn.proto == PROTO_UDP and not first and self._fast is not None:
+        elif again and conn.proto == PROTO_UDP and self._fast is not None:
             self._fast.offload(conn)
+        # Offloaded at the second payload from one side: a short exchange (a request and its answer,
+        # one DNS query) is over before offloading and taking back would pay off.
 
     # ---------------------------------------------------------------------------------------------
     # Modular policy framework: normalizer, MSS, sequence randomization (ASA)
