@@ -539,7 +539,10 @@ def test_real_stacks_through_statewalls_synproxy_while_spoofed_syns_arrive(tmp_p
     assert sum(1 for e in answered if e["src"] == OUTSIDE.host and "SYN cookie" in e["message"]) >= 1
     if flood is not None:
         spoofed = [e for e in answered if e["src"] != OUTSIDE.host]
-        assert len(spoofed) >= 250  # hping3 may lose a few to the lab's ARP start; none passed
+        # --rand-source draws from all of IPv4: the eighth in 224/3 (multicast, reserved) and martians like
+        # 127/8 never get past the lab's kernel to the firewall; ~260 of 300 do (sd ~6), a few more may be
+        # lost to the ARP start. None passed the proxy (counters[1] above).
+        assert len(spoofed) >= 200, len(spoofed)
 
 
 def test_ipv6_synproxy_uses_the_ipv6_mss_table_and_hop_limit():
