@@ -408,3 +408,40 @@ def test_an_interface_service_policy_inspects_ftp_on_its_own_interface_only():
     fw.receive("inside", bytes(IP(src=CLIENT, dst="172.16.0.9") / syn), 1.0)
     helpers = {c.responder.interface: c.helper is not None for c in fw.conns}
     assert helpers == {"outside": False, "dmz": True}
+
+
+@pytest.mark.parametrize("crossing", [True, False], ids=["crossing-fins", "one-after-the-other"])
+def test_tcp_fins_teardown_waits_for_both_fins_to_be_acknowledged(crossing):
+    """The ASA closes a connection ("TCP FINs") once both sides' FINs were acknowledged. When the FINs
+    cross, netfilter's table reaches TIME_WAIT on the ACK of the second FIN while the first one's ACK is
+    still on its way; tearing down there would deny that ACK (seen in a capture of real stacks)."""
+    from fixtures import PIX_NO_NAT
+    from statewall import craft
+
+    fw = Firewall(parse(PIX_NO_NAT, "t.cfg"), seed=5)
+    c, s = 0x0A000002, 0xC0A80902  # 10.0.0.2 inside, 192.168.9.2 outside
+
+    def send(client: bool, seq: int, ack: int, flags: int) -> list:
+        src, dst, sp, dp = (c, s, 40000, 21) if client else (s, c, 21, 40000)
+        iface = "inside" if client else "outside"
+        pkt = craft.tcp_packet(4, src, dst, sp, dp, seq, ack, flags, 64240)
+        res = fw.receive(iface, fw.replay_rewrite(iface, pkt, 1.0), 1.0)
+        return res.packets + [("event", e) for e in res.events]
+
+    send(True, 100, 0, 0x02)
+    send(False, 500, 101, 0x12)
+    send(True, 101, 501, 0x10)
+    if crossing:
+        # Both FINs leave before either side saw the other's.
+        out = send(True, 101, 501, 0x11) + send(False, 501, 101, 0x11)
+        out += send(True, 102, 502, 0x10)  # the client acknowledges the server's FIN
+        assert not [e for k, e in out if k == "event"], "torn down before the server acknowledged"
+        last = send(False, 502, 102, 0x10)  # ... and the server the client's
+    else:
+        out = send(True, 101, 501, 0x11) + send(False, 501, 102, 0x11)
+        assert not [e for k, e in out if k == "event"]
+        last = send(True, 102, 502, 0x10)
+    assert len([p for k, p in last if k != "event"]) == 1  # the last ACK was forwarded
+    teardown = [e for k, e in last if k == "event" and isinstance(e, ConnTeardown)]
+    assert len(teardown) == 1 and teardown[0].reason == "TCP FINs"
+    assert fw.drops.total() == 0

@@ -688,9 +688,11 @@ class Firewall:
             tmo = conn.tmo
             if state != TcpState.ESTABLISHED:  # nearly every segment is: neither closing nor embryonic
                 # netfilter's table also enters TIME_WAIT from one side's retransmitted FIN (FIN_WAIT ->
-                # LAST_ACK) and the peer's duplicate ACK: the ASA closes only once both sides sent theirs.
+                # LAST_ACK) and the peer's duplicate ACK, and, when the FINs cross, on the ACK of the
+                # second FIN while the first one's ACK is still on its way: the ASA closes only once both
+                # sides' FINs were acknowledged (a later ACK would be denied, 106015, on a live path).
                 if state == TcpState.CLOSE or (
-                    state == TcpState.TIME_WAIT and trk.fin_seen(ORIGINAL) and trk.fin_seen(REPLY)
+                    state == TcpState.TIME_WAIT and trk.fin_acked(ORIGINAL) and trk.fin_acked(REPLY)
                 ):
                     # "from <ifc>" names the side that began the close (its FIN came first).
                     self._teardown(conn, now, "TCP FINs", conn.closer or half.in_iface, out, ev)
