@@ -3,7 +3,7 @@
  * What a firewall's fast path is (the ASA's "fast path" after the session management path, netfilter's
  * flowtable): once a connection is set up, the packets that change nothing but counters and windows
  * are forwarded by a lookup and a rewrite. statewall.fastpath decides which connections qualify and
- * copies their state into a Flow; FlowTable.forward() then handles their packets exactly as the Python
+ * copies their state into a Flow; FlowTable.receive() then handles their packets exactly as the Python
  * path (statewall.engine.Firewall._forward) would, or returns None *before changing anything*, and the
  * Python path takes the packet after statewall.fastpath copied the Flow's state back. The Python path
  * stays the only definition of behaviour; this file repeats its common case and is checked against it
@@ -275,9 +275,7 @@ static PyObject *FlowTable_flows(FlowTable *self, PyObject *unused) {
     PyObject *k, *v;
     Py_ssize_t pos = 0;
     while (PyDict_Next(self->map, &pos, &k, &v)) {
-        if (((Flow *)v)->key0 == k || (PyBytes_CheckExact(k) && ((Flow *)v)->key0 &&
-                                        memcmp(PyBytes_AS_STRING(k),
-                                               PyBytes_AS_STRING(((Flow *)v)->key0), KEYLEN) == 0)) {
+        if (((Flow *)v)->key0 == k) { /* add() stores each Flow under its own key objects */
             if (PyList_Append(out, v) < 0) {
                 Py_DECREF(out);
                 return NULL;
@@ -608,19 +606,6 @@ static PyObject *forward_impl(FlowTable *self, PyObject *iface, PyObject *bufobj
                        PyByteArray_GET_SIZE(bufobj), nowobj, partial, gso);
 }
 
-/* forward(iface, buf, now, partial, gso_size) -> egress interface, or None */
-static PyObject *FlowTable_forward(FlowTable *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "forward(iface, buf, now, partial, gso_size)");
-        return NULL;
-    }
-    int partial = PyObject_IsTrue(args[3]);
-    long gso = PyLong_AsLong(args[4]);
-    if (partial < 0 || (gso == -1 && PyErr_Occurred()))
-        return NULL;
-    return forward_impl(self, args[0], args[1], args[2], partial, gso);
-}
-
 static PyObject *FlowTable_bind(FlowTable *self, PyObject *args) {
     PyObject *fw, *slow, *stats, *rt;
     if (!PyArg_ParseTuple(args, "OOO!O!:bind", &fw, &slow, &PyDict_Type, &stats, &PyType_Type, &rt))
@@ -808,8 +793,6 @@ static PyMethodDef FlowTable_methods[] = {
     {"receive", (PyCFunction)(void (*)(void))FlowTable_receive, METH_FASTCALL | METH_KEYWORDS,
      "receive($self, iface, data, now, *, csum_partial=False, gso_size=0)\n--\n\n"
      "Firewall.receive with the fast path in front: a Result"},
-    {"forward", (PyCFunction)(void (*)(void))FlowTable_forward, METH_FASTCALL,
-     "forward(iface, buf, now, partial, gso_size) -> egress interface or None (nothing changed)"},
     {NULL},
 };
 

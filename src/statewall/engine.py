@@ -351,16 +351,17 @@ class Firewall:
     # Packet path
 
     def _process(self, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
-        if self._nf is not None:
-            self._nf.process(iface, pkt, now, out, ev, gso_size)
-            return
         if iface not in self.interfaces:
             self._drop(ev, DropReason.UNKNOWN_INTERFACE, iface, pkt, now)
             return
         if pkt.is_fragment and not pkt.has_l4:
             # Non-first fragments carry no ports; they follow the flow of their datagram. Without
-            # reassembly we forward them along the route like the kernel's non-defragmenting path.
+            # reassembly we forward them along the route like the kernel's non-defragmenting path
+            # (on both dialects' paths).
             self._forward_fragment(iface, pkt, now, out, ev)
+            return
+        if self._nf is not None:
+            self._nf.process(iface, pkt, now, out, ev, gso_size)
             return
         key = (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
         half = self.conns.by_key.get(key)

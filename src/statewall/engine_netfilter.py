@@ -312,15 +312,9 @@ class NfPath:
     # -- the packet path ---------------------------------------------------------------------------
 
     def process(self, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
-        """One received packet (``Firewall.receive`` for an iptables policy)."""
+        """One received packet (``Firewall.receive`` for an iptables policy), on a known interface and
+        with its L4 header (``Firewall._process`` handled the rest)."""
         fw = self.fw
-        if iface not in fw.interfaces:
-            fw._drop(ev, DropReason.UNKNOWN_INTERFACE, iface, pkt, now)
-            return
-        if pkt.is_fragment and not pkt.has_l4:
-            # A later fragment follows its datagram's first one (the kernel reassembles instead).
-            fw._forward_fragment(iface, pkt, now, out, ev)
-            return
         bad_csum = None
         if self.settings.checksum:
             bad_csum = pkt.verify_checksums()
