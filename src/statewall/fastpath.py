@@ -75,12 +75,13 @@ class FastPath:
     def hits(self) -> int:
         return self.table.hits
 
-    def attach(self, fw, result_type) -> None:
-        """Serve ``fw.receive``: the compiled ``FlowTable.receive`` forwards offloaded connections'
-        packets and hands every other packet to the class's ``receive`` (the Python path)."""
+    def attach(self, fw, result_type):
+        """Bind the compiled table to ``fw`` (its counters and clock); returns the leaf's entry,
+        ``offer(iface, data, now, csum_partial, gso_size)``: a ``result_type`` for a packet it
+        forwarded, else None with the packet untouched (the module docstring's contract)."""
         self.fw = fw
-        self.table.bind(fw, type(fw).receive.__get__(fw), fw.stats, result_type)
-        fw.receive = self.table.receive
+        self.table.bind(fw, fw.stats, result_type)
+        return self.table.offer
 
     # ---------------------------------------------------------------------------------------------
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..events import DropReason
-from ..logfmt.asa import format_show_conn, format_show_xlate
 from ..logfmt.counters import format_show_asp_drop
+from ..logfmt.tables import show_conn, show_xlate
 from ..replay import ReplayError, replay
 from . import EXIT_OK, UsageError, add_config_argument, load_config
 
@@ -135,9 +135,9 @@ def show_tables(fw: Any, now: float, names: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in names:
         if name == "conn":
-            out[name] = format_show_conn(fw.conn_records(), now, most_used=fw.conns.most_used)
+            out[name] = show_conn(fw, now=now)
         elif name == "xlate":
-            out[name] = format_show_xlate(fw.xlate_records(), now, most_used=fw.nat.most_used)
+            out[name] = show_xlate(fw, now=now)
         elif name == "asp-drop":
             out[name] = format_show_asp_drop(dict(fw.drops))
     return out
