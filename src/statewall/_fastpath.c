@@ -206,7 +206,7 @@ typedef struct {
 } FlowTable;
 
 static PyObject *str_last, *str_bytes, *str_data_seen, *str_now, *str_trace, *str_packets_in, *str_forwarded,
-    *int_one;
+    *int_one, *int_zero;
 
 GC_FUNCTIONS(FlowTable, TABLE_REFS)
 
@@ -685,20 +685,12 @@ static statewall_fastpath_api fastpath_api = {&FlowTableType, api_forward};
  * established-flow stage (contract in statewall.fastpath). A packet of an offloaded connection it is
  * sure of is forwarded, counted (packets_in, forwarded, the engine's clock) and returned as the Python
  * path returns it; for every other packet None, the packet untouched. */
-static PyObject *FlowTable_offer(FlowTable *self, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, PyObject *nowobj, int partial,
+                            long gso) {
     if (!self->fw) {
         PyErr_SetString(PyExc_RuntimeError, "FlowTable.offer before bind()");
         return NULL;
     }
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "offer() takes 5 positional arguments (%zd given)", nargs);
-        return NULL;
-    }
-    PyObject *iface = args[0], *data = args[1], *nowobj = args[2];
-    int partial = PyObject_IsTrue(args[3]);
-    long gso = PyLong_AsLong(args[4]);
-    if (partial < 0 || (gso == -1 && PyErr_Occurred()))
-        return NULL;
     PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
     if (!trace)
         return NULL;
@@ -750,6 +742,97 @@ fail:
     return NULL;
 }
 
+static PyObject *FlowTable_offer(FlowTable *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "offer() takes 5 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int partial = PyObject_IsTrue(args[3]);
+    long gso = PyLong_AsLong(args[4]);
+    if (partial < 0 || (gso == -1 && PyErr_Occurred()))
+        return NULL;
+    return offer_impl(self, args[0], args[1], args[2], partial, gso);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Entry: Firewall.receive's front door compiled. A method descriptor on the Firewall class (no bound
+ * object is made per call): receive(iface, data, now) first offers the packet to the instance's
+ * established-flow leaf (its fast_offer, a FlowTable's offer) and takes the Python ingress
+ * (stages(fw, iface, data, now, False, 0)) for everything the leaf hands back; a call with keyword
+ * arguments goes to the Python receive itself, which offers the packet to the leaf the same way. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *stages, *python;
+    vectorcallfunc vectorcall;
+} Entry;
+
+static PyObject *str_fast_offer;
+
+static PyObject *Entry_vectorcall(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames || nargs != 4)
+        return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
+    PyObject *offer = PyObject_GetAttr(args[0], str_fast_offer);
+    if (!offer)
+        return NULL;
+    if (PyCFunction_Check(offer) && PyObject_TypeCheck(PyCFunction_GET_SELF(offer), &FlowTableType)) {
+        PyObject *res = offer_impl((FlowTable *)PyCFunction_GET_SELF(offer), args[1], args[2], args[3], 0, 0);
+        Py_DECREF(offer);
+        if (res != Py_None)
+            return res; /* a Result, or NULL */
+        Py_DECREF(res);
+    } else {
+        Py_DECREF(offer);
+    }
+    PyObject *call[6] = {args[0], args[1], args[2], args[3], Py_False, int_zero};
+    return PyObject_Vectorcall(self->stages, call, 6, NULL);
+}
+
+static PyObject *Entry_get(PyObject *self, PyObject *obj, PyObject *type) {
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static int Entry_init(Entry *self, PyObject *args, PyObject *kw) {
+    PyObject *stages, *python;
+    if (!PyArg_ParseTuple(args, "OO:Entry", &stages, &python))
+        return -1;
+    Py_INCREF(stages);
+    Py_INCREF(python);
+    Py_XSETREF(self->stages, stages);
+    Py_XSETREF(self->python, python);
+    self->vectorcall = (vectorcallfunc)Entry_vectorcall;
+    return 0;
+}
+
+#define ENTRY_REFS(X) X(stages) X(python)
+GC_FUNCTIONS(Entry, ENTRY_REFS)
+
+static PyMemberDef Entry_members[] = {
+    {"__wrapped__", T_OBJECT_EX, offsetof(Entry, python), READONLY, "the Python receive"},
+    {NULL},
+};
+
+static PyTypeObject EntryType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "statewall._fastpath.Entry",
+    .tp_doc = "Entry(stages, receive): Firewall.receive with the established-flow leaf offered first.",
+    .tp_basicsize = sizeof(Entry),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Entry_init,
+    .tp_dealloc = (destructor)Entry_dealloc,
+    .tp_traverse = (traverseproc)Entry_traverse,
+    .tp_clear = (inquiry)Entry_clear,
+    .tp_descr_get = Entry_get,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Entry, vectorcall),
+    .tp_members = Entry_members,
+};
+
 static PyObject *FlowTable_get_hits(FlowTable *self, void *c) { return PyLong_FromUnsignedLongLong(self->hits); }
 static PyObject *FlowTable_get_misses(FlowTable *self, void *c) {
     return PyLong_FromUnsignedLongLong(self->misses);
@@ -800,7 +883,7 @@ static struct PyModuleDef fastpath_module = {
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
-    if (PyType_Ready(&FlowType) < 0 || PyType_Ready(&FlowTableType) < 0)
+    if (PyType_Ready(&FlowType) < 0 || PyType_Ready(&FlowTableType) < 0 || PyType_Ready(&EntryType) < 0)
         return NULL;
     str_last = PyUnicode_InternFromString("last");
     str_bytes = PyUnicode_InternFromString("bytes");
@@ -812,15 +895,19 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (!str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded)
         return NULL;
     int_one = PyLong_FromLong(1);
-    if (!int_one)
+    int_zero = PyLong_FromLong(0);
+    str_fast_offer = PyUnicode_InternFromString("fast_offer");
+    if (!int_one || !int_zero || !str_fast_offer)
         return NULL;
     PyObject *m = PyModule_Create(&fastpath_module);
     if (!m)
         return NULL;
     Py_INCREF(&FlowType);
     Py_INCREF(&FlowTableType);
+    Py_INCREF(&EntryType);
     if (PyModule_AddObject(m, "Flow", (PyObject *)&FlowType) < 0 ||
-        PyModule_AddObject(m, "FlowTable", (PyObject *)&FlowTableType) < 0) {
+        PyModule_AddObject(m, "FlowTable", (PyObject *)&FlowTableType) < 0 ||
+        PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

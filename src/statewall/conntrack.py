@@ -242,7 +242,7 @@ class Connection:
     closer = _extra("closer", "The interface whose FIN began the close (None before).")
     replay_keys = _extra(
         "replay_keys",
-        "Its entries in ``Firewall._replay_index`` (None unless a replay adapter asked for one).",
+        "Its entries in ``Firewall.replay_index`` (None unless a replay adapter asked for one).",
     )
 
     @property

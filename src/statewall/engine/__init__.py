@@ -24,6 +24,7 @@ The engine is a pipeline of named stages over one state (docs/design.md draws it
 
 from __future__ import annotations
 
+from .. import fastpath
 from ..conntrack import Connection
 from ..dcd import Probe
 from ..events import DropReason, Event, XlateTeardown
@@ -82,14 +83,27 @@ class Firewall:
         csum_partial: bool = False,
         gso_size: int = 0,
     ) -> Result:
-        """Process one IP packet that arrived on ``iface`` at time ``now``."""
+        """Process one IP packet that arrived on ``iface`` at time ``now``.
+
+        A packet of an offloaded connection is the established-flow stage's compiled leaf's to forward
+        (``statewall.fastpath``): it parses what it needs itself, before anything is decoded, and
+        hands back (None, the packet untouched) every packet it is not sure of; those take
+        ``ingress``. With the extension built, the class's ``receive`` is this same front door
+        compiled (``statewall._fastpath.Entry``, a method descriptor, so a call costs no more than
+        the leaf's own work); a call with keyword arguments runs this Python definition.
+        """
         offer = self.fast_offer
         if offer is not None:
-            # The established-flow stage's compiled leaf parses what it needs itself, before decode:
-            # a Result when it forwarded the packet, None (packet untouched) for everything else.
             res = offer(iface, data, now, csum_partial, gso_size)
             if res is not None:
                 return res
+        return self.ingress(iface, data, now, csum_partial, gso_size)
+
+    def ingress(
+        self, iface: str, data: bytes | bytearray, now: float, csum_partial: bool = False, gso_size: int = 0
+    ) -> Result:
+        """``receive`` without the compiled leaf: decode, then the established-flow stage for a packet
+        of a known connection arriving where it should, else the checks and the policy's path."""
         out: list[tuple[str, bytearray]] = []
         ev: list[Event] = []
         self.stats["packets_in"] += 1
@@ -124,6 +138,8 @@ class Firewall:
         except Exception as e:  # noqa: BLE001 - the engine must never raise for a packet; count it instead
             drop(self, ev, DropReason.INTERNAL_ERROR, iface, pkt, now, message=f"{type(e).__name__}: {e}")
         return new_result(Result, (out, ev))  # Result(out, ev) without the generated __new__ (per packet)
+
+    receive = fastpath.front_door(receive, ingress)
 
     def advance(self, now: float) -> Result:
         """Let time pass: expire connections and translations due by ``now``."""
