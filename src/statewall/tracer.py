@@ -64,7 +64,7 @@ def packet_tracer(
     lines: list[str] = []
     for n, (typ, subtype, ok, origin, info) in enumerate(fw.trace_log, 1):
         if typ not in phases:
-            raise AssertionError(
+            raise RuntimeError(
                 f"phase {typ} reported by no stage of {[s.__name__ for s in fw.new_flow_stages]}"
             )
         lines += [

@@ -253,10 +253,7 @@ class Firewall:
             exp = self.expect.for_replay(pkt.version, pkt.proto, iface, pkt.src, pkt.dst, pkt.dport)
             if exp is not None:
                 # The first packet of an announced data connection, sent where it was announced.
-                if exp.dst != pkt.dst:
-                    pkt.set_dst(exp.dst)
-                if exp.dport != pkt.dport:
-                    pkt.set_dport(exp.dport)
+                forward.retarget(pkt, exp.dst, exp.dport)
             return buf
         _, _, _, _, mdst, mdport = half.key
         if mdst != pkt.dst:

@@ -29,7 +29,7 @@ settings and lifecycle (``statewall.engine.compiled``).
 
 from __future__ import annotations
 
-from ..conntrack import ORIGINAL, REPLY, Connection, Half
+from ..conntrack import Connection, Half, make_halves, reply_key
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt
 from ..limits import ADMIT
 from ..nat import NatFailure
@@ -113,9 +113,7 @@ def lookup(c: NewFlow) -> bool:
 
 @stage("UN-NAT")
 def unnat(c: NewFlow) -> bool:
-    fw = c.fw
-    pkt = c.pkt
-    v = c.v
+    fw, pkt, v = c.fw, c.pkt, c.v
     # An expected data connection (inspection) is RELATED: its expectation says where it goes.
     exp = c.exp = (
         fw.expect.find(v, c.proto, c.iface, pkt.src, pkt.dst, pkt.dport, c.now) if fw.expect else None
@@ -144,9 +142,7 @@ def unnat(c: NewFlow) -> bool:
 
 @stage("ROUTE-LOOKUP")
 def route(c: NewFlow) -> bool:
-    fw = c.fw
-    v = c.v
-    real_dst = c.real_dst
+    fw, v, real_dst = c.fw, c.v, c.real_dst
     found = c.route = fw.routes.lookup(v, real_dst)
     sub = "Resolve Egress Interface"
     if found is None:
@@ -165,11 +161,7 @@ def route(c: NewFlow) -> bool:
 
 @stage("ACCESS-LIST")
 def access_list(c: NewFlow) -> bool:
-    fw = c.fw
-    pkt = c.pkt
-    v = c.v
-    iface = c.iface
-    egress = c.egress
+    fw, pkt, v, iface, egress = c.fw, c.pkt, c.v, c.iface, c.egress
     # Access rules (against mapped addresses before ASA 8.3, real ones after).
     acl_dst = c.acl_dst = pkt.dst if fw.acl_on_mapped else c.real_dst
     acl_dport = c.acl_dport = pkt.dport if fw.acl_on_mapped else c.real_dport
@@ -236,9 +228,7 @@ def access_list(c: NewFlow) -> bool:
 
 @stage("NAT")
 def source_nat(c: NewFlow) -> bool:
-    fw = c.fw
-    pkt = c.pkt
-    v = c.v
+    fw, pkt, v = c.fw, c.pkt, c.v
     try:
         # A twice NAT rule found by UN-NAT translates the source too (``via``).
         xl, c.created = fw.nat.translate_source(
@@ -294,8 +284,7 @@ def track(c: NewFlow) -> bool:
 @stage("CONN-SETTINGS")
 def limits(c: NewFlow) -> bool:
     """Connection limits (ASA): the flow's class decides, before a connection exists."""
-    fw = c.fw
-    pkt = c.pkt
+    fw, pkt = c.fw, c.pkt
     eff = c.eff = fw.service_policies.resolve(
         c.iface, c.egress, c.v, c.proto, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.icmp_type,
         c.icmp_code,
@@ -315,14 +304,7 @@ def limits(c: NewFlow) -> bool:
 
 @stage("FLOW-CREATION")
 def build(c: NewFlow) -> bool:
-    fw = c.fw
-    pkt = c.pkt
-    v = c.v
-    proto = c.proto
-    iface = c.iface
-    egress = c.egress
-    now = c.now
-    ev = c.ev
+    fw, pkt, v, proto, iface, egress, now, ev = c.fw, c.pkt, c.v, c.proto, c.iface, c.egress, c.now, c.ev
     real_dst, real_dport, msrc, msport = c.real_dst, c.real_dport, c.msrc, c.msport
     xl, unnat, exp, dec, admission = c.xl, c.unnat, c.exp, c.dec, c.admission
     conn_id = fw.next_id
@@ -341,11 +323,8 @@ def build(c: NewFlow) -> bool:
     conn.limit = admission
     echo = proto in (PROTO_ICMP, PROTO_ICMPV6) and (v, c.icmp_type) in icmp.ICMP_ECHO
     fwd_key = (v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-    if echo:
-        rev_key = (v, proto, real_dst, msport, msrc, msport)
-    else:
-        rev_key = (v, proto, real_dst, real_dport, msrc, msport)
-    if rev_key in fw.conns.by_key:
+    xlated = (msrc, msport, real_dst, real_dport)
+    if reply_key(fwd_key, xlated, echo) in fw.conns.by_key:
         if admission is not None:
             admission.release()
         c.drop(
@@ -354,32 +333,7 @@ def build(c: NewFlow) -> bool:
             message="the translated tuple is in use by another connection",
         )
         return False
-    fwd = Half(
-        conn,
-        ORIGINAL,
-        iface,
-        egress,
-        fwd_key,
-        msrc if msrc != pkt.src else None,
-        msport if msport != pkt.sport else None,
-        real_dst if real_dst != pkt.dst else None,
-        real_dport if real_dport != pkt.dport else None,
-    )
-    rev = Half(
-        conn,
-        REPLY,
-        egress,
-        iface,
-        rev_key,
-        pkt.dst if real_dst != pkt.dst else None,
-        (pkt.sport if echo else pkt.dport)
-        if (msport != pkt.sport if echo else real_dport != pkt.dport)
-        else None,
-        pkt.src if msrc != pkt.src else None,
-        pkt.sport if msport != pkt.sport else None,
-    )
-    if echo and rev.new_sport is not None:
-        rev.new_dport = None  # one identifier field: set_icmp_id from new_sport
+    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, echo)
     conn.halves = (fwd, rev)
     if xl is not None:
         fw.nat.acquire(xl)

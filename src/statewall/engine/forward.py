@@ -247,6 +247,14 @@ def expire_fragments(fw, now: float) -> None:
 # of the original direction and is given back with the reply's destination.
 
 
+def retarget(pkt: Packet, dst: int, dport: int) -> None:
+    """Send ``pkt`` to ``dst``/``dport`` (an expected connection's destination)."""
+    if dst != pkt.dst:
+        pkt.set_dst(dst)
+    if dport != pkt.dport:
+        pkt.set_dport(dport)
+
+
 def rewrite(half: Half, pkt: Packet) -> None:
     if half.new_src is not None:
         pkt.set_src(half.new_src)

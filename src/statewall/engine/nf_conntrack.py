@@ -11,14 +11,14 @@ counting (``CountList``, ``connlimit``). TCP is the shared ``statewall.tcptrack`
 
 from __future__ import annotations
 
-from ..conntrack import ORIGINAL, Connection, Half
+from ..conntrack import Connection, Half, make_halves, reply_key
 from ..events import ConnBuilt, CtEvent, DropReason, Endpoint
 from ..nat import NatFailure, Xlate
 from ..nf_nat import NfRange, nf_range
 from ..packet import Packet, addr_to_str
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Inspection
 from ..tcptrack import INVALID, REPLY, InvalidReason, Reason, TcpState, TcpTracker
-from . import icmp, lifecycle
+from . import forward, icmp, lifecycle
 from .context import drop
 from .lifecycle import GENERIC_TIMEOUT, LinuxLifecycle
 
@@ -210,10 +210,7 @@ def bind_dst(path, flow: NfFlow, actions: list, iface: str, pkt: Packet, now: fl
     exp = flow.exp
     if exp is not None:
         # nf_nat_follow_master: the data connection goes where its announcement said.
-        if exp.real_dst != pkt.dst:
-            pkt.set_dst(exp.real_dst)
-        if exp.real_dport != pkt.dport:
-            pkt.set_dport(exp.real_dport)
+        forward.retarget(pkt, exp.real_dst, exp.real_dport)
         return True
     nat = None
     for a in actions:
@@ -345,7 +342,7 @@ def confirm(
     if is_icmp:
         dport1 = sport1  # the identifier is the one "port" of both directions
     fwd_key = (v, proto, src0, sport0, dst0, dport0)
-    rev_key = (v, proto, dst1, dport1, src1, sport1)
+    rev_key = reply_key(fwd_key, (src1, sport1, dst1, dport1), is_icmp)
     if rev_key in fw.conns.by_key or fwd_key in fw.conns.by_key:
         if xl_src is not None:
             fw.nf_nat.remove(xl_src)
@@ -366,28 +363,7 @@ def confirm(
         conn_id, v, proto, now, "inbound" if inbound else "outbound", initiator, responder, origin
     )
     conn.tcp = flow.trk
-    fwd = Half(
-        conn,
-        ORIGINAL,
-        iface,
-        egress,
-        fwd_key,
-        src1 if src1 != src0 else None,
-        sport1 if sport1 != sport0 else None,
-        dst1 if dst1 != dst0 else None,
-        dport1 if dport1 != dport0 and not is_icmp else None,
-    )
-    rev = Half(
-        conn,
-        REPLY,
-        egress,
-        iface,
-        rev_key,
-        dst0 if dst1 != dst0 else None,
-        sport0 if is_icmp and sport1 != sport0 else (dport0 if dport1 != dport0 and not is_icmp else None),
-        src0 if src1 != src0 else None,
-        sport0 if sport1 != sport0 and not is_icmp else None,
-    )
+    fwd, rev = make_halves(conn, iface, egress, fwd_key, (src1, sport1, dst1, dport1), is_icmp)
     conn.halves = (fwd, rev)
     nat_flags = set()
     if fwd.new_src is not None or fwd.new_sport is not None:

@@ -111,8 +111,7 @@ class NfPacket:
 
 @stage("raw PREROUTING")
 def raw(c: NfPacket) -> bool:
-    path = c.path
-    pkt = c.pkt
+    path, pkt = c.path, c.pkt
     if path.settings.checksum:
         c.bad_csum = pkt.verify_checksums()
         if c.bad_csum is DropReason.BAD_IP_CHECKSUM:
@@ -165,9 +164,7 @@ def conntrack(c: NfPacket) -> bool:
 @stage("PREROUTING")
 def prerouting(c: NfPacket) -> bool:
     """mangle and nat PREROUTING; then the destination side of the translation."""
-    path = c.path
-    flow = c.flow
-    pkt = c.pkt
+    path, flow, pkt = c.path, c.flow, c.pkt
     d = path.nf.traverse("PREROUTING", pkt, c.ctx, _PRE if flow.new else _PRE_NONAT)
     if d.actions:
         path.logs(d.actions, "PREROUTING", c.now, c.ev)
@@ -187,10 +184,7 @@ def prerouting(c: NfPacket) -> bool:
 
 @stage("ROUTE-LOOKUP")
 def route(c: NfPacket) -> bool:
-    fw = c.fw
-    pkt = c.pkt
-    flow = c.flow
-    half = c.half
+    fw, pkt, flow, half = c.fw, c.pkt, c.flow, c.half
     v = pkt.version
     if half is not None and not flow.new and not flow.error:
         egress = half.out_iface
@@ -275,11 +269,7 @@ def confirm(c: NfPacket) -> bool:
 
 @stage("EMIT")
 def emit(c: NfPacket) -> bool:
-    fw = c.fw
-    pkt = c.pkt
-    egress = c.egress
-    conn = c.conn
-    half = c.half
+    fw, pkt, egress, conn, half = c.fw, c.pkt, c.egress, c.conn, c.half
     if conn is None:
         # INVALID or UNTRACKED: no connection, so no translation and no helper.
         fw.stats["forwarded"] += 1
