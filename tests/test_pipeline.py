@@ -3,6 +3,7 @@ state and rebuilds what is compiled, and the path follows what the policy contai
 
 from __future__ import annotations
 
+from collections import Counter
 from ipaddress import ip_address
 
 import pytest
@@ -109,3 +110,17 @@ def test_a_reload_that_cannot_compile_changes_nothing():
     with pytest.raises(ValueError, match="unknown fault"):
         fw.reload(bad)
     assert all(getattr(fw, name) is value for name, value in before.items())
+
+
+def test_show_asp_drop_and_the_drop_events_come_from_the_same_count():
+    fw = Firewall(parse_policy(DENY_53, "fw.cfg"))
+    events = []
+    for data, iface in (
+        (udp(5000), "inside"),  # denied by the access list
+        (bytearray(b"\x45" + bytes(19)), "inside"),  # malformed
+        (udp(5001, 80), "dmz"),  # an interface the firewall does not have
+        (craft.tcp_packet(4, CLIENT, SERVER, 5002, 80, 1, 1, 0x10), "inside"),  # no SYN, no connection
+    ):
+        events += fw.receive(iface, data, 1.0).events
+    reasons = Counter(e.reason for e in events if isinstance(e, Drop))
+    assert reasons == fw.drops and sum(reasons.values()) == 4 == fw.stats["dropped"]

@@ -3,8 +3,8 @@
  * What a firewall's fast path is (the ASA's "fast path" after the session management path, netfilter's
  * flowtable): once a connection is set up, the packets that change nothing but counters and windows
  * are forwarded by a lookup and a rewrite. statewall.fastpath decides which connections qualify and
- * copies their state into a Flow; FlowTable.receive() then handles their packets exactly as the Python
- * path (statewall.engine.Firewall._forward) would, or returns None *before changing anything*, and the
+ * copies their state into a Flow; FlowTable.offer() then handles their packets exactly as the Python
+ * path (statewall.engine.forward.established) would, or returns None *before changing anything*, and the
  * Python path takes the packet after statewall.fastpath copied the Flow's state back. The Python path
  * stays the only definition of behaviour; this file repeats its common case and is checked against it
  * packet for packet (tests/test_fastpath.py).
