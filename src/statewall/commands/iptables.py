@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 
 from ..dialects.iptables import format_listing, format_rules, render
 from ..dialects.iptables.tables import BUILTIN_CHAINS
-from ..engine import Firewall
 from ..events import CtEvent, NfLog
 from ..logfmt.linux import conntrack_line, conntrack_listing
-from ..netfilter import Netfilter
 from ..policy import Policy
-from ..replay import replay as replay_captures
 from . import EXIT_OK, UsageError, add_config_argument, load_config
 
 
@@ -156,10 +152,12 @@ class EngineReplay:
     """
 
     def __init__(self, policy: Policy) -> None:
+        from ..engine import Firewall  # not imported for `statewall --help`
+
         self.fw = Firewall(policy)
         if self.fw.netfilter is None:
             raise ValueError("not an iptables policy: the engine runs it on the ASA's path")
-        self.netfilter: Netfilter = self.fw.netfilter
+        self.netfilter = self.fw.netfilter
         self.events: list = []
 
     # The replay adapter's view of a firewall (statewall.replay.FirewallLike), recording the events.
@@ -182,6 +180,10 @@ class EngineReplay:
     def run(self, captures: Sequence[tuple[str | None, str]]) -> dict:
         """Replay ``captures`` (``(logical ingress or None, path)``); returns replay's summary. The
         output captures and logs go to a directory removed afterwards."""
+        import tempfile
+
+        from ..replay import replay as replay_captures
+
         with tempfile.TemporaryDirectory(prefix="statewall-nf-") as tmp:
             return replay_captures(self.fw.policy, captures, tmp, firewall=self)
 

@@ -20,7 +20,6 @@ from typing import Any
 
 from ..events import DropReason
 from ..logfmt.counters import format_show_asp_drop
-from ..logfmt.tables import show_conn, show_xlate
 from ..replay import ReplayError, replay
 from . import EXIT_OK, UsageError, add_config_argument, load_config
 
@@ -132,6 +131,8 @@ SHOW_TABLES = ("conn", "xlate", "asp-drop")
 
 def show_tables(fw: Any, now: float, names: list[str]) -> dict[str, str]:
     """The ASA's listings of ``fw``'s tables at ``now``: ``conn``, ``xlate``, ``asp-drop``."""
+    from ..logfmt.tables import show_conn, show_xlate  # imports the engine: not for `statewall --help`
+
     out: dict[str, str] = {}
     for name in names:
         if name == "conn":
