@@ -300,6 +300,24 @@ class FtpTransfer(Event):
     filename: str
 
 
+@_lazy_addresses("sender", "announced", "peer")
+@dataclass(slots=True)
+class FtpBounce(Event):
+    """An inspected FTP control connection announced a data connection for a host other than the
+    sender (a PORT/EPRT naming another client, a 227 naming another server): the packet is refused
+    (its ``Drop`` is counted as ``inspect-ftp``); the ASA logs 406002 for it.
+
+    ``sender`` is the announcing end's address, ``announced`` the address its command named,
+    ``peer`` the other end as the packet was addressed, ``interface`` where it arrived."""
+
+    conn_id: int
+    interface: str
+    command: str  # PORT, EPRT or 227
+    sender: str
+    announced: str
+    peer: str
+
+
 @dataclass(slots=True)
 class NfLog(Event):
     """A netfilter ``LOG`` target matched a packet (iptables dialect).
