@@ -192,6 +192,7 @@ class Conversation:
         acks: str = "received",
         ttl: int = 64,
         fin_counts: bool = True,
+        syn_options=(),
     ) -> None:
         assert acks in ("received", "capture")
         self.link = link
@@ -207,6 +208,7 @@ class Conversation:
         self.acks = acks
         self.ttl = ttl
         self.fin_counts = fin_counts
+        self.syn_options = list(syn_options)  # the handshake's options unless ``open`` is told others
         self.out: list[tuple[str, IP | IPv6]] = []  # every packet that left, decoded, in order
         if acks == "capture":
             link.replay = True
@@ -286,10 +288,13 @@ class Conversation:
     def server(self, flags: str, payload: bytes = b"", **kw) -> Step:
         return self.send("b", flags, payload, **kw)
 
-    def open(self, syn=(), synack=()) -> None:
-        """The three-way handshake; each step must pass (``syn``/``synack``: their TCP options)."""
-        assert self.send("a", "S", options=list(syn)), "the SYN was not forwarded"
-        assert self.send("b", "SA", options=list(synack)), "the SYN-ACK was not forwarded"
+    def open(self, syn=None, synack=None) -> None:
+        """The three-way handshake; each step must pass (``syn``/``synack``: their TCP options, the
+        conversation's ``syn_options`` when not given)."""
+        syn = self.syn_options if syn is None else list(syn)
+        synack = self.syn_options if synack is None else list(synack)
+        assert self.send("a", "S", options=syn), "the SYN was not forwarded"
+        assert self.send("b", "SA", options=synack), "the SYN-ACK was not forwarded"
         assert self.send("a", "A"), "the handshake's ACK was not forwarded"
 
     def wire(self, who: str, seq: int) -> int:
