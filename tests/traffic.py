@@ -64,16 +64,16 @@ class Step(list):
 class Link:
     """A Firewall and a clock; records what each wire carried.
 
-    ``wire[iface]`` holds (time, "in" or "out", bytes) for every packet that arrived at ``iface`` or left
-    by it, in order; ``events`` every event. With ``replay=True`` each ``send`` first goes through the
-    firewall's replay hook (``replay_rewrite``)."""
+    ``record`` holds (time, "in" or "out", interface, bytes) for every packet that arrived at an
+    interface or left by one, in order; ``events`` every event. With ``replay=True`` each ``send`` first
+    goes through the firewall's replay hook (``replay_rewrite``)."""
 
     def __init__(self, fw: Firewall, now: float = 1000.0, *, replay: bool = False) -> None:
         self.fw = fw
         self.now = now
         self.replay = replay
         self.events: list = []
-        self.wire: dict[str, list[tuple[float, str, bytes]]] = {}
+        self.record: list[tuple[float, str, str, bytes]] = []
 
     @classmethod
     def asa(cls, text: str, filename: str = "fw.cfg", *, now: float = 1000.0, replay=False, **fw) -> Link:
@@ -92,7 +92,7 @@ class Link:
     # -- the Firewall's interface, recorded ----------------------------------------------------------
 
     def receive(self, iface: str, data, now: float):
-        self.wire.setdefault(iface, []).append((now, "in", bytes(data)))
+        self.record.append((now, "in", iface, bytes(data)))
         res = self.fw.receive(iface, data, now)
         self._left(res, now)
         return res
@@ -102,6 +102,9 @@ class Link:
         self._left(res, now)
         return res
 
+    def next_deadline(self):
+        return self.fw.next_deadline()
+
     def replay_rewrite(self, iface: str, data, now: float):
         return self.fw.replay_rewrite(iface, data, now)
 
@@ -110,7 +113,7 @@ class Link:
 
     def _left(self, res, now: float) -> None:
         for out_iface, pkt in res.packets:
-            self.wire.setdefault(out_iface, []).append((now, "out", bytes(pkt)))
+            self.record.append((now, "out", out_iface, bytes(pkt)))
 
     # -- driving it ----------------------------------------------------------------------------------
 
@@ -140,11 +143,19 @@ class Link:
 
     def carried(self, iface: str, way: str | None = None) -> list[bytes]:
         """The packets ``iface`` carried (``way``: "in" arriving, "out" leaving, None both), in order."""
-        return [p for _, w, p in self.wire.get(iface, ()) if way is None or w == way]
+        return [p for _, w, i, p in self.record if i == iface and (way is None or w == way)]
 
     def left(self, iface: str) -> list[tuple[float, IP | IPv6]]:
         """(time, decoded packet) of each packet that left by ``iface``."""
-        return [(t, decode(p)) for t, w, p in self.wire.get(iface, ()) if w == "out"]
+        return [(t, decode(p)) for t, w, i, p in self.record if i == iface and w == "out"]
+
+    def emitted(self) -> list[tuple[float, str, IP | IPv6]]:
+        """(time, interface, decoded packet) of each packet that left, in order."""
+        return [(t, i, decode(p)) for t, w, i, p in self.record if w == "out"]
+
+    def forget(self) -> None:
+        """Start the record of the wires afresh."""
+        self.record.clear()
 
     def ct_lines(self) -> list[str]:
         """``conntrack -E``'s lines for what happened so far."""
