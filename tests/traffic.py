@@ -175,9 +175,10 @@ class Host:
     ``to``/``to_port`` are the address and port it sends to (the peer's mapped ones under NAT; the
     peer's own by default). ``nxt`` is its next sequence number in its own numbering, ``rcv`` the next
     byte it expects (``acks="received"``), ``shift`` what the firewall added to its numbers on the way
-    (randomization, read from its SYN)."""
+    (randomization, read from its SYN), ``sent`` what a script remembers of its segments (sequence
+    number, payload) to retransmit them. An address may be given as text or as an integer (IPv4)."""
 
-    addr: str
+    addr: str | int
     port: int
     iface: str
     to: str | None = None
@@ -189,6 +190,7 @@ class Host:
         self.nxt = self.isn
         self.rcv = 0
         self.shift = 0
+        self.sent: list[tuple[int, bytes]] = []
 
 
 class Conversation:
