@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import re
 import types
-from dataclasses import dataclass
 
 import pytest
 from scapy.layers.inet import IP, TCP
@@ -53,39 +52,27 @@ iptables -A FORWARD -i eth1 -p tcp --dport 21 -m conntrack --ctstate NEW -j ACCE
 """
 
 
-@dataclass
-class Box:
-    """Where the FTP client and server sit on one firewall."""
-
-    link: Link
-    client: Host
-    server: Host
-
-    def data_syn(self, announced_by: str, addr: str, port: int, sport: int):
-        """The data connection's SYN to ``addr``/``port`` as named in the forwarded command."""
-        if announced_by == "client":  # the server connects back from port 20
-            src, iface = self.server.addr, self.server.iface
-            sport = 20
-        else:
-            src, iface = self.client.addr, self.client.iface
-        return self.link.send(iface, bytes(IP(src=src, dst=addr) / TCP(sport=sport, dport=port, flags="S")))
+def data_syn(s: Conversation, announced_by: str, addr: str, port: int, sport: int):
+    """The data connection's SYN to ``addr``/``port`` as named in the forwarded command: from the
+    server's port 20 when the client announced it, from the client otherwise."""
+    sender, sport = (s.b, 20) if announced_by == "client" else (s.a, sport)
+    pkt = IP(src=sender.addr, dst=addr) / TCP(sport=sport, dport=port, flags="S")
+    return s.link.send(sender.iface, bytes(pkt))
 
 
-def asa() -> Box:
-    link = Link.asa(ASA, "ftp.cfg", now=100.0)
-    # The client outside, the server 10.0.0.5 inside, published as 192.168.9.40.
-    return Box(
-        link,
+def asa() -> Conversation:
+    """The FTP client outside, the server 10.0.0.5 inside, published as 192.168.9.40."""
+    return Conversation(
+        Link.asa(ASA, "ftp.cfg", now=100.0),
         Host("198.51.100.9", 40000, "outside", to="192.168.9.40", isn=1000),
         Host("10.0.0.5", 21, "inside", to="198.51.100.9", isn=5000),
     )
 
 
-def iptables() -> Box:
-    link = Link.iptables(IPTABLES, now=100.0)
-    # The client 192.168.0.10 inside, masqueraded to 198.51.100.7; the server outside.
-    return Box(
-        link,
+def iptables() -> Conversation:
+    """The FTP client 192.168.0.10 inside, masqueraded to 198.51.100.7; the server outside."""
+    return Conversation(
+        Link.iptables(IPTABLES, now=100.0),
         Host("192.168.0.10", 40000, "inside", to="203.0.113.21", isn=1000),
         Host("203.0.113.21", 21, "outside", to="198.51.100.7", isn=5000),
     )
@@ -119,16 +106,16 @@ def announced(line: bytes, default_addr: str) -> tuple[str, int]:
 COMMANDS = ("PORT", "EPRT", "227", "229")
 
 
-def announce(s: Conversation, box: Box, kind: str, port: int) -> tuple[str, str, int]:
+def announce(s: Conversation, kind: str, port: int) -> tuple[str, str, int]:
     """One announcement of ``port``; returns (who announced, address, port) as the peer was told."""
-    c, srv = box.client.addr, box.server.addr
+    c, srv = s.a.addr, s.b.addr
     if kind in ("PORT", "EPRT"):
         h = c.split(".")
         port_line = f"PORT {','.join(h)},{port >> 8},{port & 255}\r\n"
         line = port_line if kind == "PORT" else f"EPRT |1|{c}|{port}|\r\n"
         (out,) = s.send("a", "PA", line.encode())
         s.send("b", "PA", b"200 ok\r\n")
-        return ("client", *announced(bytes(out[TCP].payload), box.client.to))
+        return ("client", *announced(bytes(out[TCP].payload), s.a.to))
     s.send("a", "PA", b"PASV\r\n" if kind == "227" else b"EPSV\r\n")
     h = srv.split(".")
     line = (
@@ -142,8 +129,7 @@ def announce(s: Conversation, box: Box, kind: str, port: int) -> tuple[str, str,
 
 @pytest.mark.parametrize("make", [asa, iptables], ids=["asa-inspect-ftp", "iptables-ftp-helper"])
 def test_hundreds_of_announcements_leave_one_pinhole_the_latest(make):
-    box = make()
-    s = Conversation(box.link, box.client, box.server)
+    s = make()
     fw = s.fw
     s.open()
     s.send("b", "PA", b"220 ready\r\n")
@@ -152,7 +138,7 @@ def test_hundreds_of_announcements_leave_one_pinhole_the_latest(make):
     told = []
     counts = {}
     for i in range(480):
-        told.append(announce(s, box, COMMANDS[i % 4], 20000 + i))
+        told.append(announce(s, COMMANDS[i % 4], 20000 + i))
         # Never more than the cap, for this master or in all.
         assert len(fw.expect) <= MAX_EXPECTED
         assert all(len(v) <= MAX_EXPECTED for v in fw.expect.by_master.values())
@@ -169,13 +155,13 @@ def test_hundreds_of_announcements_leave_one_pinhole_the_latest(make):
 
     # Every earlier announcement is closed: its SYN meets the rules, which refuse it.
     for n, (who, addr, port) in enumerate(told[-60:-1]):
-        step = box.data_syn(who, addr, port, 50000 + n)
+        step = data_syn(s, who, addr, port, 50000 + n)
         assert step == [], (who, addr, port)
         (drop,) = kinds(step.events, Drop)
         assert drop.reason is DropReason.ACL_DROP and drop.detail.get("ctstate", "NEW") == "NEW"
     # The latest one opens.
     who, addr, port = told[-1]
-    step = box.data_syn(who, addr, port, 51000)
+    step = data_syn(s, who, addr, port, 51000)
     assert len(step) == 1 and step[0][TCP].flags == "S"
     assert len(fw.expect) == 0
 
@@ -228,8 +214,7 @@ def test_a_227_naming_another_host_is_logged_as_406002_too():
 
 
 def test_the_iptables_dialect_refuses_a_bounce_but_keeps_the_connection_as_linux_does():
-    box = iptables()
-    s = Conversation(box.link, box.client, box.server)
+    s = iptables()
     s.open()
     step = s.send("a", "PA", b"PORT 10,9,9,9,4,1\r\n")
     assert step == [] and kinds(step.events, FtpBounce) and not kinds(step.events, ConnTeardown)
