@@ -58,6 +58,7 @@ class DropReason(enum.Enum):
     INVALID_IP_OPTION = ("invalid-ip-option", "Invalid IP option")
     BAD_IP_CHECKSUM = ("bad-ip-cksum", "Bad IP checksum")
     INVALID_IPV6_EXTENSION = ("ipv6-bad-eh", "Invalid IPv6 extension header")
+    IPV6_EXTENSION_ORDER = ("ipv6-bad-eh-order", "IPv6 EH not in proper order")
     INVALID_FRAGMENT = ("invalid-fragment", "Invalid IP fragment")
     FRAGMENT_TIMEOUT = ("fragment-reassembly-timeout", "Fragment reassembly timeout")
     FRAGMENT_LIMIT = ("fragment-chain-limit", "Fragment chain exceeds limit")
