@@ -64,25 +64,25 @@ def test_the_header_checker_passes_ordinary_packets():
         assert must_drop(pkt) is None, pkt.hex()
 
 
-@pytest.mark.parametrize(
-    "make, rule",
-    [
-        (lambda: _v4(tcp={"flags": "SF"}), "TCP SYN+FIN"),
-        (lambda: _v4(tcp={"flags": "SR"}), "TCP SYN+RST"),
-        (lambda: _v4(tcp={"flags": ""}), "TCP null segment: no SYN, FIN, RST or ACK"),
-        (lambda: _v4(tcp={"flags": "FPU"}), "TCP FIN without ACK"),
-        (lambda: _v4(src="127.0.0.1"), "IPv4 martian source in 127.0.0.0/8"),
-        (lambda: _v4(src="0.1.2.3"), "IPv4 martian source in 0.0.0.0/8"),
-        (lambda: _v4(src="224.0.0.251"), "IPv4 martian source in 224.0.0.0/4"),
-        (lambda: _v4(dst="255.255.255.255"), "IPv4 limited broadcast destination"),
-        (lambda: _v4(dst="239.1.2.3"), "IPv4 multicast destination"),
-        (lambda: _v4(ttl=0), "IPv4 TTL 0"),
-        (lambda: _v4(chksum=0x1234), "IPv4 header checksum"),
-        (lambda: _v4(len=60), "IPv4 total length beyond the bytes received"),
-        (lambda: _v4(flags="MF", frag=8191, proto=6), "IPv4 fragment beyond 65535 bytes"),
-        (lambda: _v4(tcp={"dataofs": 4}), "TCP data offset below 5"),
-    ],
-)
+RULES = [
+    (lambda: _v4(tcp={"flags": "SF"}), "TCP SYN+FIN"),
+    (lambda: _v4(tcp={"flags": "SR"}), "TCP SYN+RST"),
+    (lambda: _v4(tcp={"flags": ""}), "TCP null segment: no SYN, FIN, RST or ACK"),
+    (lambda: _v4(tcp={"flags": "FPU"}), "TCP FIN without ACK"),
+    (lambda: _v4(src="127.0.0.1"), "IPv4 martian source in 127.0.0.0/8"),
+    (lambda: _v4(src="0.1.2.3"), "IPv4 martian source in 0.0.0.0/8"),
+    (lambda: _v4(src="224.0.0.251"), "IPv4 martian source in 224.0.0.0/4"),
+    (lambda: _v4(dst="255.255.255.255"), "IPv4 limited broadcast destination"),
+    (lambda: _v4(dst="239.1.2.3"), "IPv4 multicast destination"),
+    (lambda: _v4(ttl=0), "IPv4 TTL 0"),
+    (lambda: _v4(chksum=0x1234), "IPv4 header checksum"),
+    (lambda: _v4(len=60), "IPv4 total length beyond the bytes received"),
+    (lambda: _v4(flags="MF", frag=8191, proto=6), "IPv4 fragment beyond 65535 bytes"),
+    (lambda: _v4(tcp={"dataofs": 4}), "TCP data offset below 5"),
+]
+
+
+@pytest.mark.parametrize("make, rule", RULES, ids=[rule for _, rule in RULES])
 def test_the_header_checker_names_each_rule(make, rule):
     from header_check import must_drop
 

@@ -8,8 +8,9 @@ place and the test still sees both wires.
 
 ``Conversation`` is two hosts talking across a Link: ``a`` (the initiator, the client) and ``b`` (the
 responder, the server), each with its address, port and interface, the address it sends to (the
-peer's mapped address under NAT) and its own sequence numbers. TCP segments (``send``, or ``client`` /
-``server``), UDP datagrams and ICMP echoes. The hosts acknowledge in one of two ways:
+peer's mapped address under NAT) and its own sequence numbers, talking TCP (``send``, or ``client`` /
+``server``); UDP, ICMP and hand-made packets of any kind go through ``Link.send``. The hosts acknowledge
+in one of two ways:
 
 - ``acks="received"``: each host acknowledges what the firewall actually delivered to it, as a real TCP
   would; rewrites that change lengths (FTP) and sequence randomization are then seen by both ends.
@@ -28,14 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
 from statewall.engine import Firewall
 from statewall.events import CtEvent, Drop, DropReason
 
-__all__ = ["Conversation", "Host", "Link", "Step", "decode", "established"]
+__all__ = ["Conversation", "Host", "Link", "Step", "decode"]
 
 M = 0xFFFFFFFF
 
@@ -327,25 +328,3 @@ class Conversation:
                 raise AssertionError(f"gap before {seq}")
             data = data[:off] + payload + data[off + len(payload) :]
         return data
-
-    # -- UDP and ICMP ---------------------------------------------------------------------------------
-
-    def udp(self, who: str, payload: bytes = b"q", **ip) -> Step:
-        me = self.host(who)
-        l3 = IPv6(src=me.addr, dst=me.to) if ":" in me.addr else IP(src=me.addr, dst=me.to, **ip)
-        return self.link.send(me.iface, bytes(l3 / UDP(sport=me.port, dport=me.to_port) / Raw(payload)))
-
-    def ping(self, who: str = "a", ident: int = 1, seq: int = 1, **ip) -> Step:
-        """An echo request from ``who`` to the address it sends to (``port``: unused)."""
-        me = self.host(who)
-        if ":" in me.addr:
-            pkt = IPv6(src=me.addr, dst=me.to) / ICMPv6EchoRequest(id=ident, seq=seq)
-        else:
-            pkt = IP(src=me.addr, dst=me.to, **ip) / ICMP(id=ident, seq=seq)
-        return self.link.send(me.iface, bytes(pkt))
-
-
-def established(conv: Conversation) -> Conversation:
-    """``conv`` after its three-way handshake."""
-    conv.open()
-    return conv
