@@ -30,7 +30,7 @@ by default, reference D: "Checksum check", so it is not a rule here).
   instead clear the FIN of a SYN+FIN (pf's scrub does): the fuzz counts a packet as forwarded against
   this rule only when what left still carries the refused flags.
 - UDP (RFC 768): the length field covers at least the 8-byte header and no more than the datagram.
-- ICMP / ICMPv6: the message holds its 8-byte header (RFC 792, RFC 4443).
+- ICMP in IPv4 and ICMPv6 in IPv6: the message holds its 8-byte header (RFC 792, RFC 4443).
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ def tcp_flags_refused(flags: int) -> str | None:
     return None
 
 
-def _l4(proto: int, seg: bytes, first: bool, frag_offset: int) -> str | None:
-    """The transport header of an unfragmented packet or of a first fragment."""
+def _l4(proto: int, seg: bytes, first: bool, frag_offset: int, icmp: int) -> str | None:
+    """The transport header of an unfragmented packet or of a first fragment (``icmp``: the family's
+    ICMP protocol number, 1 or 58)."""
     if not first:
         if proto == 6 and frag_offset == 1:
             return "TCP fragment at offset 1 (RFC 1858)"
@@ -85,7 +86,7 @@ def _l4(proto: int, seg: bytes, first: bool, frag_offset: int) -> str | None:
         if ulen < 8 or ulen > len(seg):
             return f"UDP length outside 8..datagram ({ulen}, {len(seg)})"
         return None
-    if proto in (1, 58) and len(seg) < 8:
+    if proto == icmp and len(seg) < 8:
         return "ICMP header truncated"
     return None
 
@@ -140,7 +141,7 @@ def _v4(data: bytes) -> str | None:
     offset = (frag & 0x1FFF) * 8
     if offset + total - ihl > 65535:
         return "IPv4 fragment beyond 65535 bytes"
-    return _l4(data[9], data[ihl:total], offset == 0, frag & 0x1FFF)
+    return _l4(data[9], data[ihl:total], offset == 0, frag & 0x1FFF, 1)
 
 
 def _v6(data: bytes) -> str | None:
@@ -185,7 +186,7 @@ def _v6(data: bytes) -> str | None:
         off += hlen
         if not first:
             break
-    return _l4(proto, data[off:end], first, frag_offset)
+    return _l4(proto, data[off:end], first, frag_offset, 58)
 
 
 def must_drop(data: bytes) -> str | None:
