@@ -196,6 +196,41 @@ def test_an_ftp_bounce_is_logged_as_406002_and_ends_the_connection():
     assert len(s.fw.conns) == 0 and len(s.fw.expect) == 0
 
 
+def test_a_replayed_bounce_writes_406002_to_the_log(tmp_path):
+    """The same attempt in a capture replayed through the ASA dialect: the line is in log.txt."""
+    from scapy.utils import wrpcap
+
+    from statewall.dialects.asa import parse
+    from statewall.replay import replay
+
+    def client(flags, seq, ack, payload=b""):
+        return (
+            IP(src=CLIENT, dst=SERVER) / TCP(sport=38003, dport=21, flags=flags, seq=seq, ack=ack) / payload
+        )
+
+    def server(flags, seq, ack):
+        return IP(src=SERVER, dst=CLIENT) / TCP(sport=21, dport=38003, flags=flags, seq=seq, ack=ack)
+
+    # As a capture beside the client shows it: the handshake, then the PORT naming another host.
+    pkts = [
+        client("S", 1000, 0),
+        server("SA", 5000, 1001),
+        client("A", 1001, 5001),
+        client("PA", 1001, 5001, b"PORT 192,168,9,77,0,25\r\n"),
+    ]
+    for i, p in enumerate(pkts):
+        p.time = 100.0 + i * 0.01
+    wrpcap(str(tmp_path / "bounce.pcap"), pkts)
+    summary = replay(parse(PIX_PAT, "ftp.cfg"), [(None, tmp_path / "bounce.pcap")], tmp_path / "out")
+    assert summary["dropped"] == 1
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert (
+        "%ASA-4-406002: FTP port command different address: 10.0.0.2(192.168.9.77) to 192.168.9.2 "
+        "on interface inside\n"
+    ) in log
+    assert "Flow closed by inspection" in log
+
+
 def test_a_227_naming_another_host_is_logged_as_406002_too():
     s = Conversation(
         Link.asa(PIX_PAT, now=100.0),
