@@ -16,7 +16,7 @@ How the engine uses it::
     d = nf.traverse("FORWARD", pkt, ctx)         # mangle, filter, security
     d = nf.traverse("POSTROUTING", pkt, ctx)     # mangle, nat
     verdict, actions = d                         # "ACCEPT" or "DROP", list of Action
-    nf.listing("mangle")                         # iptables -t mangle -L -n -v -x with the counters
+    nf.counters("mangle")                        # (chain, rule index) -> (packets, bytes)
 
 ``HOOK_TABLES`` lists the tables of each hook in the kernel's priority order, with ``"conntrack"``
 where connection tracking runs; ``traverse`` visits the nat table only for a packet whose ctstate is
@@ -52,11 +52,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import craft
-from .dialects.iptables import names
-from .dialects.iptables.listing import format_listing
-from .dialects.iptables.render import module_instances
 from .packet import Packet
 from .policy import (
+    NF_REJECT_REPLIES,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
@@ -66,6 +64,7 @@ from .policy import (
     NfTable,
     Policy,
     PortMatch,
+    nf_module_instances,
 )
 
 HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
@@ -394,7 +393,7 @@ def _compile_checks(rule: NfRule, family: int) -> list[Check]:
     if rule.fragment is not None:
         want = rule.fragment
         checks.append(lambda pkt, ctx, ifs: (pkt.frag_offset != 0) == want)
-    for name, _folded, args in module_instances(rule):
+    for name, _folded, args in nf_module_instances(rule):
         check = _module_check(name, args, family)
         if check is not None:
             checks.append(check)
@@ -568,7 +567,7 @@ class Netfilter:
             return self._tcpmss(rule, pkt, ctx, actions)
         if t == "REJECT":
             actions.append(
-                Action("REJECT", {"with": a["with"], "reply": names.REJECT_REPLIES[str(a["with"])]}, rule)
+                Action("REJECT", {"with": a["with"], "reply": NF_REJECT_REPLIES[str(a["with"])]}, rule)
             )
             return "DROP"
         if t in ("SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP"):
@@ -639,10 +638,6 @@ class Netfilter:
             for i, cr in enumerate(chain.rules):
                 out[(chain.name, i)] = (cr.pkts, cr.bytes)
         return out
-
-    def listing(self, table: str, family: int = 4, **flags) -> str:
-        """``iptables -t TABLE -L -n -v -x`` (``flags`` as ``format_listing`` takes them)."""
-        return format_listing(self.policy, table, self.counters(table, family), family=family, **flags)
 
 
 # --------------------------------------------------------------------------------------------------

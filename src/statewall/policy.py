@@ -561,6 +561,87 @@ class NfRule:
     origin: Origin = BUILTIN
 
 
+# Match modules whose first instance lives in ``NfRule.match`` rather than in ``matches_extra``.
+NF_FOLDED_MODULES = frozenset({"tcp", "udp", "icmp", "icmp6", "state", "conntrack", "multiport"})
+
+# What the kernel sends for each REJECT type (ipt_REJECT.c / ip6t_REJECT.c): ("icmp", type, code) in
+# the packet's family, or ("tcp-reset",).
+NF_REJECT_REPLIES: dict[str, tuple] = {
+    "icmp-net-unreachable": ("icmp", 3, 0),
+    "icmp-host-unreachable": ("icmp", 3, 1),
+    "icmp-proto-unreachable": ("icmp", 3, 2),
+    "icmp-port-unreachable": ("icmp", 3, 3),
+    "icmp-net-prohibited": ("icmp", 3, 9),
+    "icmp-host-prohibited": ("icmp", 3, 10),
+    "icmp-admin-prohibited": ("icmp", 3, 13),
+    "icmp6-no-route": ("icmp", 1, 0),
+    "icmp6-adm-prohibited": ("icmp", 1, 1),
+    "icmp6-addr-unreachable": ("icmp", 1, 3),
+    "icmp6-port-unreachable": ("icmp", 1, 4),
+    "icmp6-policy-fail": ("icmp", 1, 5),
+    "icmp6-reject-route": ("icmp", 1, 6),
+    "tcp-reset": ("tcp-reset",),
+}
+
+
+def nf_folded_owners(rule: NfRule) -> list[bool]:
+    """For each entry of ``rule.modules``: True when that instance lives in ``rule.match`` (folded),
+    False when it is the next entry of ``rule.matches_extra`` with that name."""
+    remaining: dict[str, int] = {}
+    for e in rule.matches_extra:
+        remaining[e.name] = remaining.get(e.name, 0) + 1
+    counts: dict[str, int] = {}
+    for name in rule.modules:
+        counts[name] = counts.get(name, 0) + 1
+    out = []
+    seen: dict[str, int] = {}
+    for name in rule.modules:
+        seen[name] = seen.get(name, 0) + 1
+        folded_count = counts[name] - remaining.get(name, 0)
+        out.append(name in NF_FOLDED_MODULES and seen[name] <= folded_count)
+    return out
+
+
+def nf_folded_args(name: str, rule: NfRule) -> dict:
+    """A folded module's options, read back from ``rule.match`` (keys as for ``NfExtension.args``)."""
+    m = rule.match
+    if name in ("tcp", "udp"):
+        ports_are_multiport = "multiport" in rule.modules and sum(
+            1 for e in rule.matches_extra if e.name == "multiport"
+        ) < sum(1 for n in rule.modules if n == "multiport")
+        args: dict = {"sport": None, "dport": None, "sport_negate": False, "dport_negate": False}
+        if not ports_are_multiport:
+            if m.source_ports:
+                args.update(sport=m.source_ports[0], sport_negate=m.source_ports_negate)
+            if m.destination_ports:
+                args.update(dport=m.destination_ports[0], dport_negate=m.destination_ports_negate)
+        args.update(flags=m.tcp_flags, flags_negate=m.tcp_flags_negate)
+        return args
+    if name in ("icmp", "icmp6"):
+        return {"type": m.icmp_type, "code": m.icmp_code, "negate": m.icmp_negate}
+    if name in ("state", "conntrack"):
+        return {"states": m.ctstates, "negate": m.ctstates_negate}
+    if name == "multiport":
+        if m.source_ports:
+            return {"dir": "sports", "ports": m.source_ports, "negate": m.source_ports_negate}
+        return {"dir": "dports", "ports": m.destination_ports, "negate": m.destination_ports_negate}
+    raise ValueError(f"module {name} is never folded into Match")
+
+
+def nf_module_instances(rule: NfRule) -> list[tuple[str, bool, dict]]:
+    """(name, folded, args) of each match module of the rule, in the order written, which is the
+    order netfilter evaluates them in."""
+    out = []
+    extras = list(rule.matches_extra)
+    for name, folded in zip(rule.modules, nf_folded_owners(rule), strict=True):
+        if folded:
+            out.append((name, True, nf_folded_args(name, rule)))
+        else:
+            idx = next(i for i, e in enumerate(extras) if e.name == name)
+            out.append((name, False, extras.pop(idx).args))
+    return out
+
+
 @dataclass(slots=True)
 class NfChain:
     """A chain: built-in ones have a ``policy`` (ACCEPT or DROP), user chains None."""

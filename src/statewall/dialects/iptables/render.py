@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import ipaddress
 
-from ...policy import ConntrackSettings, NfRule, NfTable, Policy, PortMatch
+from ...policy import (
+    ConntrackSettings,
+    NfRule,
+    NfTable,
+    Policy,
+    PortMatch,
+    nf_folded_args,
+    nf_module_instances,
+)
 from . import names
-from .rules import XT_LIMIT_SCALE, owner_of_match
+from .rules import XT_LIMIT_SCALE
 from .tables import BUILTIN_CHAINS
 
 _NO_QUOTE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -209,43 +217,8 @@ def module_spec(name: str, args: dict) -> list[str]:
     return words
 
 
-def folded_args(name: str, rule: NfRule) -> dict:
-    """A folded module's options, read back from Match (the inverse of ``rules.fold``)."""
-    m = rule.match
-    if name in ("tcp", "udp"):
-        ports_are_multiport = "multiport" in rule.modules and sum(
-            1 for e in rule.matches_extra if e.name == "multiport"
-        ) < sum(1 for n in rule.modules if n == "multiport")
-        args: dict = {"sport": None, "dport": None, "sport_negate": False, "dport_negate": False}
-        if not ports_are_multiport:
-            if m.source_ports:
-                args.update(sport=m.source_ports[0], sport_negate=m.source_ports_negate)
-            if m.destination_ports:
-                args.update(dport=m.destination_ports[0], dport_negate=m.destination_ports_negate)
-        args.update(flags=m.tcp_flags, flags_negate=m.tcp_flags_negate)
-        return args
-    if name in ("icmp", "icmp6"):
-        return {"type": m.icmp_type, "code": m.icmp_code, "negate": m.icmp_negate}
-    if name in ("state", "conntrack"):
-        return {"states": m.ctstates, "negate": m.ctstates_negate}
-    if name == "multiport":
-        if m.source_ports:
-            return {"dir": "sports", "ports": m.source_ports, "negate": m.source_ports_negate}
-        return {"dir": "dports", "ports": m.destination_ports, "negate": m.destination_ports_negate}
-    raise ValueError(f"module {name} is never folded into Match")
-
-
-def module_instances(rule: NfRule) -> list[tuple[str, bool, dict]]:
-    """(name, folded, args) of each module of the rule, in the order written."""
-    out = []
-    extras = list(rule.matches_extra)
-    for name, folded in zip(rule.modules, owner_of_match(rule), strict=True):
-        if folded:
-            out.append((name, True, folded_args(name, rule)))
-        else:
-            idx = next(i for i, e in enumerate(extras) if e.name == name)
-            out.append((name, False, extras.pop(idx).args))
-    return out
+folded_args = nf_folded_args
+module_instances = nf_module_instances
 
 
 def target_spec(rule: NfRule, family: int) -> list[str]:

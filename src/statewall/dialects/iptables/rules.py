@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ...policy import (
+    NF_FOLDED_MODULES,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
@@ -44,6 +45,7 @@ from ...policy import (
     NfRule,
     Origin,
     PortMatch,
+    nf_folded_owners,
 )
 from ..errors import ConfigError
 from . import names
@@ -70,7 +72,7 @@ MODULES = frozenset(
     }
 )
 # Modules whose first instance lives in Match.
-_FOLDED = frozenset({"tcp", "udp", "icmp", "icmp6", "state", "conntrack", "multiport"})
+_FOLDED = NF_FOLDED_MODULES
 # The kernel refuses a target outside its table (xt_target.table).
 TARGET_TABLE = {
     "REJECT": "filter",
@@ -1051,19 +1053,4 @@ def fold(base: Match, extensions: list[NfExtension]) -> tuple[Match, list[NfExte
     return replace(base, **fields), extras
 
 
-def owner_of_match(rule: NfRule) -> list[bool]:
-    """For each entry of ``rule.modules``: True when that instance lives in ``rule.match`` (folded),
-    False when it is the next entry of ``rule.matches_extra`` with that name."""
-    remaining: dict[str, int] = {}
-    for e in rule.matches_extra:
-        remaining[e.name] = remaining.get(e.name, 0) + 1
-    counts: dict[str, int] = {}
-    for name in rule.modules:
-        counts[name] = counts.get(name, 0) + 1
-    out = []
-    seen: dict[str, int] = {}
-    for name in rule.modules:
-        seen[name] = seen.get(name, 0) + 1
-        folded_count = counts[name] - remaining.get(name, 0)
-        out.append(name in _FOLDED and seen[name] <= folded_count)
-    return out
+owner_of_match = nf_folded_owners
