@@ -131,6 +131,8 @@ class Parser:
     interfaces: list[_InterfaceDecl] = field(default_factory=list)
     routes: list[_RouteDecl] = field(default_factory=list)
     line: Line | None = None
+    # iptables-nft (an iptables-nft-save header or an iptables-nft command) refuses deep chains.
+    nft: bool = False
 
     # -- services ----------------------------------------------------------------------------------
 
@@ -166,6 +168,7 @@ class Parser:
             self.directive(line)
         elif first == "#generated":
             self.restore_family = 6 if toks[1].text == "ip6tables" else 4
+            self.nft = toks[2].text == "nft"
         elif first.startswith("*") and not toks[0].quoted:
             self.open_block(line)
         elif first.startswith(":") and not toks[0].quoted:
@@ -201,6 +204,8 @@ class Parser:
                 raise self.error(
                     toks[0], f"{word} command inside a *{self.block.table.name} block (COMMIT expected)"
                 )
+            if word.endswith("-nft"):
+                self.nft = True
             self.iptables(line, _without_redirections(toks[1:]), 6 if word.startswith("ip6") else 4)
         elif word == "ipchains":
             self.ipchains(line, _without_redirections(toks[1:]), toks[0])
@@ -288,8 +293,11 @@ class Parser:
         if self.block is None:
             raise self.error(tok, "COMMIT without a *table block")
         block = self.block
-        tb.check_table(block.table, block.ruleset, self.file, None, tok)
+        tb.check_table(
+            block.table, block.ruleset, self.file, None, tok, nft=self.nft, warn=lambda m: self.warn(line, m)
+        )
         block.ruleset.tables[block.table.name] = block.table
+        block.ruleset.reach.pop(block.table.name, None)
         self.block = None
 
     # -- iptables commands -------------------------------------------------------------------------
@@ -393,13 +401,23 @@ class Parser:
                 chain.name,
                 origin,
                 builtin_chain=chain.policy is not None,
-                chains=frozenset(n for n, c in table.chains.items() if c.policy is None),
+                chains=tb.UserChains(table),
                 warn=lambda msg: self.warn(line, msg),
             )
 
-        def check(blame: Token | None) -> None:
-            if self.block is None:
-                tb.check_table(table, ruleset, self.file, blame, cmd_tok)
+        reach = None
+        if self.block is None:
+            reach = ruleset.reach.get(table.name)
+            if reach is None or reach.table is not table:
+                reach = ruleset.reach[table.name] = tb.Reach(table)
+            reach.nft = self.nft
+            if cmd in "DRFXE":
+                reach.dirty = True  # removals only shrink what the hooks reach: walk it whole next time
+
+        def check(chain: NfChain, rules: list, blame: Token) -> None:
+            if reach is not None:
+                warn = lambda msg: self.warn(line, msg)  # noqa: E731
+                reach.add(chain.name, rules, tb.CheckContext(self.file, blame, ruleset, cmd_tok, warn))
 
         if cmd in "AIR":
             chain = existing(take_chain())
@@ -431,7 +449,7 @@ class Parser:
                 chain.rules[at:at] = rules
             else:
                 chain.rules[index - 1] = rules[0]
-            check(parsed.target_token or cmd_tok)
+            check(chain, rules, parsed.target_token or cmd_tok)
         elif cmd == "D":
             chain = existing(take_chain())
             if args and args[0].text.isdigit() and not args[0].quoted and len(args) == 1 and not before:
@@ -459,6 +477,8 @@ class Parser:
             if tok.text in table.chains:
                 raise self.error(tok, f"Chain already exists: {tok.text}")
             table.chains[tok.text] = NfChain(tok.text, None, origin=origin)
+            if reach is not None:
+                reach.new_chain(tok.text)
         elif cmd == "X":
             if args:
                 tok = args.pop(0)

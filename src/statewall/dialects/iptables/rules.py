@@ -31,7 +31,7 @@ network's first and last address); TCPMSS ``mss`` (an int) or
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field, replace
 
 from ...policy import (
@@ -99,8 +99,8 @@ class RuleContext:
     chain: str
     origin: Origin
     builtin_chain: bool = True
-    # Names that may be jumped to: the table's chains (user chains) at this point of the file.
-    chains: frozenset[str] = frozenset()
+    # Names that may be jumped to: the table's user chains at this point of the file.
+    chains: Container[str] = frozenset()
     warn: Callable[[str], None] | None = None
 
 
