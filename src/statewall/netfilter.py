@@ -59,6 +59,7 @@ from .policy import (
     PROTO_ICMPV6,
     PROTO_TCP,
     PROTO_UDP,
+    Match,
     NfChain,
     NfRule,
     NfTable,
@@ -81,6 +82,8 @@ CTSTATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED")
 XT_LIMIT_SCALE = 10000
 
 _ACCEPT, _DROP, _RETURN, _JUMP, _GOTO, _NONE, _EXT = range(7)
+# The rule TRACE lines of a chain's end (return, policy) are attributed to: none of the file's.
+_TRACE_RULE = NfRule(Match(), "TRACE")
 _TCP_FLAG_NAMES = (
     ("CWR", 0x80),
     ("ECE", 0x40),
@@ -119,6 +122,16 @@ class Context:
     reverse_mtu: int | None = None
     mac: bytes | None = None
     connlimit: Callable[[dict, int], int] | None = None
+    # skb->mark (MARK, -m mark): 0 for a packet as it arrives; the same Context follows the packet
+    # through every hook. ct_mark: the connection's mark as the caller keeps it (CONNMARK,
+    # -m connmark); the caller stores it back after the hook. ct_dir: ORIGINAL or REPLY, None when the
+    # caller does not say (the first packet of a connection is ORIGINAL). ct_status: EXPECTED,
+    # SEEN_REPLY, ASSURED, CONFIRMED. trace: TRACE was hit (skb->nf_trace).
+    mark: int = 0
+    ct_mark: int = 0
+    ct_dir: str | None = None
+    ct_status: frozenset[str] = frozenset()
+    trace: bool = False
 
 
 class Action(NamedTuple):
@@ -353,7 +366,352 @@ def _connlimit_check(args: dict, family: int) -> Check:
     return check
 
 
-def _module_check(name: str, args: dict, family: int) -> Check | None:
+# --------------------------------------------------------------------------------------------------
+# The match modules of deployed rulesets (Docker, ufw, firewalld, OpenWrt fw3)
+
+
+def addr_type(env: Netfilter | None, version: int, addr: int, dev: str | None = None) -> str:
+    """The route type of an address as addrtype sees it (fib_frontend.c inet_addr_type: the local
+    table decides LOCAL and BROADCAST, everything else is UNICAST; ip6t: ipv6_addr_type)."""
+    if version == 4:
+        if addr >> 24 == 0 or addr == 0xFFFFFFFF:
+            return "BROADCAST"  # ipv4_is_zeronet || ipv4_is_lbcast
+        if addr >> 28 == 0xE:
+            return "MULTICAST"
+        if env is not None:
+            if dev is not None:
+                if addr in env.local_by_dev.get(dev, ()) or (dev == "lo" and addr >> 24 == 127):
+                    return "LOCAL"
+            elif addr in env.local_addrs[4] or addr >> 24 == 127:
+                return "LOCAL"
+            if addr in env.broadcasts:
+                return "BROADCAST"
+        elif addr >> 24 == 127:
+            return "LOCAL"
+        return "UNICAST"
+    if addr == 0:
+        return "UNSPEC"
+    if addr >> 120 == 0xFF:
+        return "MULTICAST"
+    if env is not None:
+        mine = env.local_by_dev.get(dev, set()) if dev is not None else env.local_addrs[6]
+        if addr in mine or (addr == 1 and dev in (None, "lo")):
+            return "LOCAL"
+    return "UNICAST"
+
+
+def _addrtype_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    src_t, dst_t = args["src_type"], args["dst_type"]
+    src_n, dst_n = bool(args["src_negate"]), bool(args["dst_negate"])
+    limit_in, limit_out = bool(args["limit_in"]), bool(args["limit_out"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        dev = ifs.inp if limit_in else (ifs.out if limit_out else None)
+        if src_t is not None and (addr_type(env, pkt.version, pkt.src, dev) in src_t) == src_n:
+            return False
+        return dst_t is None or (addr_type(env, pkt.version, pkt.dst, dev) in dst_t) != dst_n
+
+    return check
+
+
+def _mark_check(args: dict, family: int, env: Netfilter | None, attr: str = "mark") -> Check:
+    value, mask, neg = int(args["value"]), int(args["mask"]), bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        if attr == "ct_mark" and ctx.ctstate in ("INVALID", "UNTRACKED"):
+            return False  # xt_connmark: no conntrack, no match
+        return ((getattr(ctx, attr) & mask) == value) != neg
+
+    return check
+
+
+def _conntrack_check(args: dict) -> Check:
+    """xt_conntrack beyond --ctstate: a packet without a conntrack entry (INVALID, UNTRACKED) matches
+    only a rule that tests nothing but the state."""
+    states = frozenset(args["states"]) if "states" in args else None
+    neg = bool(args.get("negate"))
+    proto, proto_neg = args.get("proto"), bool(args.get("proto_negate"))
+    status, status_neg = args.get("status"), bool(args.get("status_negate"))
+    direction = args.get("dir")
+
+    def check(pkt, ctx, ifs) -> bool:
+        if states is not None and (ctx.ctstate in states or bool(states & ctx.ct_nat)) == neg:
+            return False
+        if ctx.ctstate in ("INVALID", "UNTRACKED"):
+            return False
+        if proto is not None and (pkt.proto == proto) == proto_neg:
+            return False
+        if status is not None and (bool(status) and status <= ctx.ct_status) == status_neg:
+            return False
+        if direction is not None:
+            here = ctx.ct_dir or "ORIGINAL"
+            if here != direction:
+                return False
+        return True
+
+    return check
+
+
+def _recent_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_recent recent_mt (current kernels): SET adds or refreshes the address and matches; CHECK and
+    UPDATE match when the address is in the list (with --seconds: seen that recently; --hitcount: that
+    many times), UPDATE then refreshes it; REMOVE matches and removes it. 20 stamps per address,
+    100 addresses per list (the least recently seen goes)."""
+    mode = args["mode"]
+    neg = bool(args["negate"])
+    seconds = int(args["seconds"])
+    hitcount = int(args["hitcount"])
+    reap = bool(args["reap"])
+    use_ttl = bool(args["ttl"])
+    dest = args["side"] == "dest"
+    mask = int(args["mask"])
+    tables = env.recent if env is not None else {}
+    key = (family, str(args["name"]))
+
+    def check(pkt, ctx, ifs) -> bool:
+        table = tables.setdefault(key, {})
+        addr = (pkt.dst if dest else pkt.src) & mask
+        ttl = pkt.ttl + (1 if ctx.out_iface is not None and ctx.in_iface is not None else 0)
+        entry = table.get(addr)
+        if entry is not None and use_ttl and entry[1] != ttl:
+            entry = None
+        now = ctx.now
+        hit = neg
+        if entry is None:
+            if mode != "SET":
+                return hit
+            if len(table) >= 100:
+                del table[next(iter(table))]
+            table[addr] = [[now], ttl]
+            return not hit
+        if mode == "SET":
+            hit = not hit
+        elif mode == "REMOVE":
+            del table[addr]
+            return not hit
+        else:
+            since = now - seconds
+            hits = 0
+            for stamp in entry[0]:
+                if seconds and stamp < since:
+                    continue
+                hits += 1
+                if not hitcount or hits >= hitcount:
+                    hit = not hit
+                    break
+            if reap:
+                for other in [a for a, e in table.items() if e[0][-1] < since]:
+                    del table[other]
+                if addr not in table:
+                    return hit
+        if mode == "SET" or (mode == "UPDATE" and hit):
+            stamps = entry[0]
+            stamps.append(now)
+            del stamps[:-20]
+            entry[1] = ttl
+            table[addr] = table.pop(addr)  # most recently seen last
+        return hit
+
+    return check
+
+
+def _set_member_test(sets: dict, name: str, dirs: tuple[str, ...], seen: frozenset = frozenset()):
+    import bisect
+
+    s = sets[name]
+    if s.dims == ("set",):
+        subs = [_set_member_test(sets, m[0], dirs, seen | {name}) for m in s.members if m[0] not in seen]
+        return lambda pkt: any(t(pkt) for t in subs)
+    dims = s.dims
+    if len(dims) == 1 and dims[0] in ("ip", "net"):
+        merged: list[list[int]] = []
+        for lo, hi in sorted(m[0] for m in s.members):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        starts = [m[0] for m in merged]
+        dst = dirs[0] == "dst"
+
+        def one(pkt) -> bool:
+            addr = pkt.dst if dst else pkt.src
+            i = bisect.bisect_right(starts, addr) - 1
+            return i >= 0 and addr <= merged[i][1]
+
+        return one
+    members = list(s.members)
+    sides = [dirs[i] if i < len(dirs) else dirs[-1] for i in range(len(dims))]
+
+    def many(pkt) -> bool:
+        values = []
+        for dim, side in zip(dims, sides, strict=True):
+            if dim in ("ip", "net"):
+                values.append(pkt.dst if side == "dst" else pkt.src)
+            else:
+                if not pkt.has_l4 or pkt.frag_offset:
+                    return False
+                values.append((pkt.proto, pkt.dport if side == "dst" else pkt.sport))
+        for m in members:
+            for dim, v, want in zip(dims, values, m, strict=True):
+                if dim == "port":
+                    if v[0] != want[0] or not want[1] <= v[1] <= want[2]:
+                        break
+                elif not want[0] <= v <= want[1]:
+                    break
+            else:
+                return True
+        return False
+
+    return many
+
+
+def _set_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    test = _set_member_test(env.sets if env is not None else {}, str(args["name"]), tuple(args["dirs"]))
+    neg = bool(args["negate"])
+    return lambda pkt, ctx, ifs: test(pkt) != neg
+
+
+def _iprange_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    tests = []
+    for key, attr in (("src", "src"), ("dst", "dst")):
+        rng = args[key + "_range"]
+        if rng is not None:
+            tests.append((attr, int(rng[0]), int(rng[1]), bool(args[key + "_negate"])))
+
+    return lambda pkt, ctx, ifs: all((lo <= getattr(pkt, a) <= hi) != neg for a, lo, hi, neg in tests)
+
+
+def _length_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    lo, hi, neg = int(args["low"]), int(args["high"]), bool(args["negate"])
+    return lambda pkt, ctx, ifs: (lo <= pkt.total_len <= hi) != neg
+
+
+def _pkttype_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    want = {"host": "unicast"}.get(str(args["type"]), str(args["type"]))
+    neg = bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        # skb->pkt_type comes from the frame's destination MAC; without one, from the IP destination
+        # as xt_pkttype does for looped-back packets.
+        mac = ctx.mac
+        if mac is not None and len(mac) >= 6:
+            kind = "broadcast" if mac[:6] == b"\xff" * 6 else ("multicast" if mac[0] & 1 else "unicast")
+        else:
+            t = addr_type(env, pkt.version, pkt.dst)
+            kind = {"BROADCAST": "broadcast", "MULTICAST": "multicast"}.get(t, "unicast")
+        return (kind == want) != neg
+
+    return check
+
+
+def _mac_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    source, neg = bytes(args["source"]), bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        mac = ctx.mac
+        if mac is None or len(mac) < 12:
+            return False  # xt_mac: no Ethernet header, no match (either way)
+        return (bytes(mac[6:12]) == source) != neg
+
+    return check
+
+
+def _hashlimit_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_hashlimit: one token bucket per key (the --hashlimit-mode fields, addresses masked), shared
+    by the rules naming the same table; a key unseen for --hashlimit-htable-expire starts full."""
+    cost = int(args["avg"]) / 1000000
+    cap = cost * int(args["burst"])
+    above = bool(args["above"])
+    mode = tuple(args["mode"])
+    bits = 32 if family == 4 else 128
+    smask = ((1 << bits) - 1) ^ ((1 << (bits - int(args["srcmask"]))) - 1)
+    dmask = ((1 << bits) - 1) ^ ((1 << (bits - int(args["dstmask"]))) - 1)
+    expire = int(args["expire"]) / 1000
+    store = env.recent if env is not None else {}
+    buckets = store.setdefault((family, "hashlimit:" + str(args["name"])), {})  # type: ignore[arg-type]
+
+    def check(pkt, ctx, ifs) -> bool:
+        key = (
+            pkt.src & smask if "srcip" in mode else None,
+            pkt.dst & dmask if "dstip" in mode else None,
+            pkt.sport if "srcport" in mode and pkt.has_l4 else None,
+            pkt.dport if "dstport" in mode and pkt.has_l4 else None,
+        )
+        now = ctx.now
+        b = buckets.get(key)
+        if b is None or now - b[1] > expire:
+            b = buckets[key] = [cap, now]
+        else:
+            b[0] = min(cap, b[0] + (now - b[1]))
+            b[1] = now
+        if b[0] >= cost:
+            b[0] -= cost
+            return not above
+        return above
+
+    return check
+
+
+def _time_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_time time_mt, in UTC: the date range, the time of day (a range past midnight wraps, and
+    --contiguous counts its early part to the day before), the days of the month and week."""
+    import datetime as dt
+
+    start, stop = int(args["start"]), int(args["stop"])
+    weekdays, monthdays = frozenset(args["weekdays"]), frozenset(args["monthdays"])
+    dstart, dstop = int(args["datestart"]), int(args["datestop"])
+    contiguous = bool(args["contiguous"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        stamp = int(ctx.now)
+        if stamp < dstart or stamp > dstop:
+            return False
+        tod = stamp % 86400
+        if start < stop:
+            if not start <= tod <= stop:
+                return False
+        elif not (tod >= start or tod <= stop):
+            return False
+        if contiguous and start > stop and tod <= stop:
+            stamp -= 86400
+        day = dt.datetime.fromtimestamp(stamp, dt.UTC)
+        return day.day in monthdays and day.isoweekday() in weekdays
+
+    return check
+
+
+def _physdev_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    # xt_physdev for a packet that was not bridged (statewall routes): every condition given must be
+    # one that is negated, or the rule does not match.
+    holds = (
+        all(v is None or v is False for v in (args["is_in"], args["is_out"], args["is_bridged"]))
+        and (args["in"] is None or args["in_negate"])
+        and (args["out"] is None or args["out_negate"])
+    )
+    return lambda pkt, ctx, ifs: holds
+
+
+_EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
+    "addrtype": _addrtype_check,
+    "mark": _mark_check,
+    "connmark": lambda a, f, e: _mark_check(a, f, e, "ct_mark"),
+    "recent": _recent_check,
+    "set": _set_check,
+    "iprange": _iprange_check,
+    "length": _length_check,
+    "pkttype": _pkttype_check,
+    "mac": _mac_check,
+    "hashlimit": _hashlimit_check,
+    "time": _time_check,
+    "physdev": _physdev_check,
+}
+
+
+def _module_check(name: str, args: dict, family: int, env: Netfilter | None = None) -> Check | None:
+    if name in _EXTRA_CHECKS:
+        return _EXTRA_CHECKS[name](args, family, env)
+    if name == "conntrack" and set(args) - {"states", "negate"}:
+        return _conntrack_check(args)
     if name == "tcp":
         return _l4_check(PROTO_TCP, args)
     if name == "udp":
@@ -375,7 +733,7 @@ def _module_check(name: str, args: dict, family: int) -> Check | None:
     return None  # comment: always matches
 
 
-def _compile_checks(rule: NfRule, family: int) -> list[Check]:
+def _compile_checks(rule: NfRule, family: int, env: Netfilter | None = None) -> list[Check]:
     """The rule's tests in netfilter's order: the IP header part, then each module as written."""
     m = rule.match
     checks: list[Check] = []
@@ -394,7 +752,7 @@ def _compile_checks(rule: NfRule, family: int) -> list[Check]:
         want = rule.fragment
         checks.append(lambda pkt, ctx, ifs: (pkt.frag_offset != 0) == want)
     for name, _folded, args in nf_module_instances(rule):
-        check = _module_check(name, args, family)
+        check = _module_check(name, args, family, env)
         if check is not None:
             checks.append(check)
     return checks
@@ -414,6 +772,21 @@ class Netfilter:
         for name, itf in policy.interfaces.items():
             self._mtus[name] = itf.mtu
             self._mtus[itf.hardware or name] = itf.mtu
+        # addrtype: the box's own addresses (the local routing table) and directed broadcasts.
+        self.local_addrs: dict[int, set[int]] = {4: {0x7F000001}, 6: {1}}
+        self.local_by_dev: dict[str, set[int]] = {}
+        self.broadcasts: set[int] = {0xFFFFFFFF, 0}
+        for name, itf in policy.interfaces.items():
+            mine = self.local_by_dev.setdefault(itf.hardware or name, set())
+            for addr in itf.addresses():
+                value = int(addr.ip)
+                self.local_addrs[addr.version].add(value)
+                mine.add(value)
+                if addr.version == 4 and addr.network.prefixlen < 31:
+                    self.broadcasts.add(int(addr.network.broadcast_address))
+        # -m recent tables by name (xt_recent's, shared by every rule naming them): address -> times.
+        self.recent: dict[tuple[int, str], dict[int, list[float]]] = {}
+        self.sets = policy.nf_sets
         self._tables: dict[int, dict[str, _CTable]] = {
             4: {n: self._compile(t, 4) for n, t in (policy.netfilter or {}).items()},
             6: {n: self._compile(t, 6) for n, t in (policy.ip6_netfilter or {}).items()},
@@ -451,7 +824,7 @@ class Netfilter:
                 else:
                     kind, jump = _EXT, -1
                 cr = _CRule(
-                    rule, _compile_checks(rule, family), kind, jump, rule.counters[0], rule.counters[1]
+                    rule, _compile_checks(rule, family, self), kind, jump, rule.counters[0], rule.counters[1]
                 )
                 cc.rules.append(cr)
             chains.append(cc)
@@ -506,8 +879,12 @@ class Netfilter:
             rules = chain.rules
             if i >= len(rules):
                 if stack and chain is not base:
+                    if ctx.trace:
+                        self._trace(table, chain.name, "return", len(rules) + 1, None, pkt, ifs, ctx, actions)
                     chain, i = stack.pop()
                     continue
+                if ctx.trace:
+                    self._trace(table, base.name, "policy", len(base.rules) + 1, None, pkt, ifs, ctx, actions)
                 return self._policy(base, size, actions, table)
             cr = rules[i]
             i += 1
@@ -517,6 +894,8 @@ class Netfilter:
             else:
                 cr.pkts += 1
                 cr.bytes += size
+                if ctx.trace:
+                    self._trace(table, chain.name, "rule", i, cr.rule, pkt, ifs, ctx, actions)
                 kind = cr.kind
                 if kind == _NONE:
                     continue
@@ -540,6 +919,24 @@ class Netfilter:
                 if verdict is not None:
                     return Decision(verdict, actions, cr.rule, chain.name, table)
                 size = pkt.total_len  # TCPMSS may have grown the packet
+
+    def _trace(
+        self,
+        table: str,
+        chain: str,
+        kind: str,
+        number: int,
+        rule: NfRule | None,
+        pkt: Packet,
+        ifs: _Iface,
+        ctx: Context,
+        actions: list[Action],
+    ) -> None:
+        """ip_tables.c trace_packet: ``TRACE: table:chain:rule|return|policy:N`` and the packet, logged
+        with every flag (nf_log's trace_loginfo: NF_LOG_DEFAULT_MASK), at level 4."""
+        prefix = f"TRACE: {table}:{chain}:{kind}:{number} "
+        text = log_line(pkt, prefix, ifs.inp or None, ifs.out or None, ctx.mac, 0x07)
+        actions.append(Action("LOG", {"text": text, "level": 4, "trace": True}, rule or _TRACE_RULE))
 
     def _policy(self, base: _CChain, size: int, actions: list[Action], table: str) -> Decision:
         base.pkts += 1
@@ -565,6 +962,30 @@ class Netfilter:
             return None
         if t == "TCPMSS":
             return self._tcpmss(rule, pkt, ctx, actions)
+        if t == "MARK":
+            # xt_mark.c mark_tg: skb->mark = (skb->mark & ~mask) ^ value.
+            ctx.mark = (ctx.mark & ~int(a["mask"]) & 0xFFFFFFFF) ^ int(a["value"])
+            return None
+        if t == "CONNMARK":
+            # xt_connmark.c connmark_tg_shift without shifts.
+            mode = a["mode"]
+            if mode == "set":
+                ctx.ct_mark = (ctx.ct_mark & ~int(a["mask"]) & 0xFFFFFFFF) ^ int(a["value"])
+            elif mode == "save":
+                ctx.ct_mark = (ctx.ct_mark & ~int(a["ctmask"]) & 0xFFFFFFFF) ^ (ctx.mark & int(a["nfmask"]))
+            else:
+                ctx.mark = (ctx.mark & ~int(a["nfmask"]) & 0xFFFFFFFF) ^ (ctx.ct_mark & int(a["ctmask"]))
+            return None
+        if t == "NFLOG":
+            # The packet goes to userspace (nfnetlink_log); ulogd's LOGEMU writes this same line.
+            text = log_line(pkt, str(a.get("prefix", "")), ifs.inp or None, ifs.out or None, ctx.mac, 0)
+            actions.append(
+                Action("LOG", {"text": text, "level": 4, "nflog_group": int(a.get("group", 0))}, rule)
+            )
+            return None
+        if t == "TRACE":
+            ctx.trace = True  # xt_TRACE: skb->nf_trace = 1
+            return None
         if t == "REJECT":
             actions.append(
                 Action("REJECT", {"with": a["with"], "reply": NF_REJECT_REPLIES[str(a["with"])]}, rule)

@@ -643,6 +643,27 @@ def nf_module_instances(rule: NfRule) -> list[tuple[str, bool, dict]]:
 
 
 @dataclass(slots=True)
+class NfSet:
+    """An ipset (``ipset create NAME TYPE``) that ``-m set --match-set`` rules look addresses and ports up in.
+
+    ``kind`` is the ipset type (``hash:net``, ``hash:ip,port``, ...), ``dims`` its dimensions (``ip``,
+    ``net``, ``port``, ``set``), ``family`` 4 or 6. Each member is a tuple with one element per
+    dimension: ``(first, last)`` integer addresses for ip/net, ``(protocol, low, high)`` for port, a
+    set name for ``list:set``. ``text`` keeps each member as written, ``options`` the create options
+    (``timeout``, ``hashsize``, ...) as written.
+    """
+
+    name: str
+    kind: str
+    family: int = 4
+    dims: tuple[str, ...] = ()
+    members: list[tuple] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
 class NfChain:
     """A chain: built-in ones have a ``policy`` (ACCEPT or DROP), user chains None."""
 
@@ -724,6 +745,8 @@ class Policy:
     # dialect; a table absent from the dict is as Linux has it before any rule: empty, policies ACCEPT.
     netfilter: dict[str, NfTable] | None = None
     ip6_netfilter: dict[str, NfTable] | None = None
+    # ipsets by name (``-m set``), both families.
+    nf_sets: dict[str, NfSet] = field(default_factory=dict)
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():

@@ -39,6 +39,7 @@ from ...policy import (
     Warning_,
 )
 from ..errors import ConfigError
+from . import ipset
 from . import tables as tb
 from .lexer import Line, Token, logical_lines
 from .rules import BUILTIN_TARGETS, Cursor, RuleContext, parse_rule
@@ -175,6 +176,8 @@ class Parser:
             self.chain_line(line)
         elif first == "COMMIT":
             self.commit(line)
+        elif first in ("create", "add") and not toks[0].quoted and self.block is None:
+            self.ipset_command(line, toks[0], toks[1:], first)
         elif first.startswith("-") or _COUNTERS.match(first):
             family = self.block.ruleset.family if self.block else self.restore_family
             self.iptables(line, toks, family)
@@ -207,6 +210,18 @@ class Parser:
             if word.endswith("-nft"):
                 self.nft = True
             self.iptables(line, _without_redirections(toks[1:]), 6 if word.startswith("ip6") else 4)
+        elif word == "ipset":
+            args = [
+                t for t in _without_redirections(toks[1:]) if t.text not in ("-exist", "-!", "-q", "-quiet")
+            ]
+            if not args:
+                self.warn(line, "ipset without a command; ignored")
+                return
+            verb = {"-N": "create", "-A": "add", "-n": "create", "-a": "add"}.get(args[0].text, args[0].text)
+            if verb in ("create", "add"):
+                self.ipset_command(line, args[0], args[1:], verb)
+            else:
+                self.warn(line, f"ipset {args[0].text}: only ipset create and add are read; ignored")
         elif word == "ipchains":
             self.ipchains(line, _without_redirections(toks[1:]), toks[0])
         elif word == "sysctl":
@@ -551,6 +566,17 @@ class Parser:
             )
         del table.chains[chain.name]
 
+    def ipset_command(self, line: Line, verb_tok: Token, args: list[Token], verb: str) -> None:
+        """``create``/``add`` lines of ``ipset save`` and ``ipset create|add`` commands."""
+        if self.block is not None:
+            raise self.error(
+                verb_tok, f"ipset {verb} inside a *{self.block.table.name} block (COMMIT expected)"
+            )
+        if verb == "create":
+            ipset.create(self.policy.nf_sets, self.file, self.origin(line), args)
+        else:
+            ipset.add(self.policy.nf_sets, self.file, args)
+
     # -- tunables ----------------------------------------------------------------------------------
 
     def sysctl_command(self, line: Line, toks: list[Token], word: Token) -> None:
@@ -770,6 +796,32 @@ class Parser:
             raise self.error(kind, "#@statewall route needs dev INTERFACE")
         self.routes.append(_RouteDecl(Route(dev.text, net, gateway, distance, self.origin(line)), dev))
 
+    def check_sets(self) -> None:
+        """Every ``-m set`` names a set of its family (the kernel refuses the rule otherwise)."""
+        sets = self.policy.nf_sets
+        for family, ruleset in self.rulesets.items():
+            for rule, name in _set_refs(ruleset):
+                s = sets.get(name)
+                site = ruleset.sites.get(id(rule))
+                line, col = rule.origin.line, 1
+                if site is not None and site.token is not None:
+                    line, col = site.token.line, 1
+                if s is None:
+                    raise ConfigError(rule.origin.file, line, col, f"Set {name} doesn't exist")
+                if s.family != family:
+                    raise ConfigError(
+                        rule.origin.file,
+                        line,
+                        col,
+                        f"Set {name} is an IPv{s.family} set, the rule IPv{family}",
+                    )
+                if s.kind == "list:set":
+                    for member in s.members:
+                        if member[0] not in sets:
+                            raise ConfigError(
+                                s.origin.file, s.origin.line, 1, f"Set {member[0]} doesn't exist"
+                            )
+
     # -- the end -----------------------------------------------------------------------------------
 
     def finish(self) -> None:
@@ -787,9 +839,19 @@ class Parser:
                     )
                 decl.route.interface = by_dev.name
             policy.routes.append(decl.route)
+        self.check_sets()
         policy.netfilter = _ordered(self.rulesets[4].tables)
         policy.ip6_netfilter = _ordered(self.rulesets[6].tables)
         policy.inspections = derive_inspections(policy)
+
+
+def _set_refs(ruleset: tb.Ruleset):
+    for table in ruleset.tables.values():
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                for ext in rule.matches_extra:
+                    if ext.name == "set":
+                        yield rule, str(ext.args["name"])
 
 
 def _ordered(tables: dict[str, NfTable]) -> dict[str, NfTable]:

@@ -20,7 +20,8 @@ from ...policy import (
     nf_folded_args,
     nf_module_instances,
 )
-from . import names
+from . import modules, names
+from .ipset import save_lines as ipset_save_lines
 from .rules import XT_LIMIT_SCALE
 from .tables import BUILTIN_CHAINS
 
@@ -39,6 +40,9 @@ def save_string(value: str) -> str:
 def render(policy: Policy) -> str:
     """The policy as an iptables-save file (both families) preceded by statewall's header."""
     out = header(policy)
+    if policy.nf_sets:
+        out.append("# ipset save (load with ipset restore before iptables-restore)")
+        out.extend(ipset_save_lines(policy.nf_sets))
     for family, tables in ((4, policy.netfilter), (6, policy.ip6_netfilter)):
         if not tables:
             continue
@@ -201,6 +205,8 @@ def module_spec(name: str, args: dict) -> list[str]:
     elif name == "state":
         words.append(f"{_neg(bool(args['negate']))}--state {_states(args['states'])}")
     elif name == "conntrack":
+        if set(args) - {"states", "negate"}:
+            return modules.conntrack_save(args)
         words.append(f"{_neg(bool(args['negate']))}--ctstate {_states(args['states'])}")
     elif name == "limit":
         words.append(f"--limit {rate(int(args['avg']))}")
@@ -214,6 +220,8 @@ def module_spec(name: str, args: dict) -> list[str]:
         words.append(f"--connlimit-{'above' if args['above'] else 'upto'} {args['limit']}")
         words.append(f"--connlimit-mask {args['mask']}")
         words.append("--connlimit-daddr" if args["daddr"] else "--connlimit-saddr")
+    elif name in modules.SPECS:
+        return modules.SPECS[name].save(args)
     return words
 
 
@@ -266,6 +274,8 @@ def target_spec(rule: NfRule, family: int) -> list[str]:
             words.append(f"--helper {save_string(str(a['helper']))}")
         if a.get("zone") is not None:
             words.append(f"--zone {a['zone']}")
+    elif t in modules.TARGETS:
+        words.extend(modules.TARGETS[t].save(a))
     elif t == "SYNPROXY":
         if a.get("sack_perm"):
             words.append("--sack-perm")

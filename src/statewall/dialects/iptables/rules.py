@@ -52,11 +52,11 @@ from . import names
 from .lexer import Token
 
 BUILTIN_TARGETS = frozenset({"ACCEPT", "DROP", "RETURN"})
-TARGET_EXTENSIONS = frozenset(
+TARGET_EXTENSIONS = set(
     {"REJECT", "LOG", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "NETMAP"}
     | {"TCPMSS", "CT", "NOTRACK", "SYNPROXY"}
 )
-MODULES = frozenset(
+MODULES = set(
     {
         "tcp",
         "udp",
@@ -512,9 +512,17 @@ MODULE_PROTOCOL = {"tcp": {PROTO_TCP}, "udp": {PROTO_UDP}, "icmp": {PROTO_ICMP},
 IMPLICIT_MODULE = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp6"}
 
 
+# The finishing checks of the modules and targets of ``modules`` (registered there).
+MODULE_FINISH: dict[str, Callable] = {}
+TARGET_FINISH: dict[str, Callable] = {}
+
+
 def _finish_module(cur: Cursor, mod: _Module, ctx: RuleContext) -> NfExtension:
     args = mod.args
     name = mod.name
+    if name in MODULE_FINISH:
+        MODULE_FINISH[name](cur, mod, ctx)
+        return NfExtension(name, dict(args))
     if name in ("tcp", "udp"):
         for key in ("sport", "dport"):
             args.setdefault(key, None)
@@ -529,6 +537,8 @@ def _finish_module(cur: Cursor, mod: _Module, ctx: RuleContext) -> NfExtension:
     elif name == "multiport":
         if "dir" not in args:
             raise cur.error(mod.token, "multiport expects an option")
+    elif name == "conntrack" and set(args) - {"states", "negate"}:
+        pass  # --ctdir, --ctstatus, --ctproto without --ctstate
     elif name in ("state", "conntrack"):
         if "states" not in args:
             raise cur.error(
@@ -778,6 +788,8 @@ def _finish_target(
         a.setdefault("notrack", False)
         a.setdefault("helper", None)
         a.setdefault("zone", None)
+    elif name in TARGET_FINISH:
+        TARGET_FINISH[name](cur, tgt, ctx)
     elif name == "SYNPROXY":
         if proto != PROTO_TCP or proto_negate:
             raise cur.error(tgt.token, "SYNPROXY target: only valid for protocol 6 (-p tcp)")
@@ -1041,7 +1053,7 @@ def fold(base: Match, extensions: list[NfExtension]) -> tuple[Match, list[NfExte
         elif name in ("icmp", "icmp6") and "icmp" not in taken:
             taken.add("icmp")
             fields.update(icmp_type=a["type"], icmp_code=a["code"], icmp_negate=a["negate"])
-        elif name in ("state", "conntrack") and "ct" not in taken:
+        elif name in ("state", "conntrack") and "ct" not in taken and set(a) <= {"states", "negate"}:
             taken.add("ct")
             fields.update(ctstates=a["states"], ctstates_negate=a["negate"])
         elif name == "multiport" and a["dir"] != "ports" and not l4_has_ports and "mp" not in taken:

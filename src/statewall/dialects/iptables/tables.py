@@ -16,6 +16,9 @@ from ...policy import NfChain, NfRule, NfTable, Origin
 from ..errors import ConfigError
 from .lexer import Token
 
+# Hooks a match may be reached from (xt_match.hooks): the mac match needs a received frame.
+MATCH_HOOKS: dict[str, frozenset[str]] = {"mac": frozenset({"PREROUTING", "INPUT", "FORWARD"})}
+
 # Built-in chains of each table, in the order the kernel (and iptables-save) lists them.
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "raw": ("PREROUTING", "OUTPUT"),
@@ -286,6 +289,16 @@ class Reach:
                 self._check_rule(name, rule, reached, ctx)
 
     def _check_rule(self, name: str, rule: NfRule, reached: set[str], ctx: CheckContext) -> None:
+        for ext in rule.matches_extra:
+            hooks = MATCH_HOOKS.get(ext.name)
+            if hooks is not None and not reached <= hooks:
+                where = f" (chain {name}, line {rule.origin.line})" if ctx.blame is not None else ""
+                raise ctx.error(
+                    rule,
+                    f"the {ext.name} match{where} would be reached from "
+                    f"{', '.join(sorted(reached - hooks))}; "
+                    f"the kernel allows it only in {', '.join(sorted(hooks))}",
+                )
         allowed = TARGET_HOOKS.get(rule.target)
         what = rule.target
         if rule.target == "TCPMSS" and rule.target_args.get("clamp"):
