@@ -82,6 +82,13 @@ CTSTATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED")
 XT_LIMIT_SCALE = 10000
 
 _ACCEPT, _DROP, _RETURN, _JUMP, _GOTO, _NONE, _EXT = range(7)
+_NAT_STATUS = {
+    "DNAT": "DNAT",
+    "REDIRECT": "DNAT",
+    "SNAT": "SNAT",
+    "MASQUERADE": "SNAT",
+    "NETMAP": "NETMAP",
+}
 # The rule TRACE lines of a chain's end (return, policy) are attributed to: none of the file's.
 _TRACE_RULE = NfRule(Match(), "TRACE")
 _TCP_FLAG_NAMES = (
@@ -855,6 +862,15 @@ class Netfilter:
             if name == "nat" and ctx.ctstate != "NEW":
                 continue
             d = self.evaluate(hook, name, pkt, ctx)
+            if name == "nat" and d.actions:
+                # nf_nat_setup_info sets IPS_DST_NAT / IPS_SRC_NAT on the connection as the nat table
+                # binds it, so --ctstate DNAT/SNAT hold for the first packet's later hooks already.
+                for a in d.actions:
+                    kind = _NAT_STATUS.get(a.kind)
+                    if kind == "NETMAP":
+                        kind = "DNAT" if hook in ("PREROUTING", "OUTPUT") else "SNAT"
+                    if kind is not None and kind not in ctx.ct_nat:
+                        ctx.ct_nat = ctx.ct_nat | {kind}
             actions.extend(d.actions)
             last = Decision(d.verdict, actions, d.rule, d.chain, d.table)
             if d.verdict != "ACCEPT":

@@ -172,7 +172,10 @@ def _mark_save(name: str) -> Callable[[dict], list[str]]:
 
 
 def _mark_listing(name: str) -> Callable[[dict, bool], str]:
-    return lambda a, numeric: f" {name} match {'!' if a['negate'] else ''}{_mark_text(a)}"
+    # libxt_mark prints " mark match[ !] 0x..", libxt_connmark " connmark match [!] 0x.." (two spaces).
+    if name == "mark":
+        return lambda a, numeric: f" mark match{' !' if a['negate'] else ''} {_mark_text(a)}"
+    return lambda a, numeric: f" connmark match {'!' if a['negate'] else ''} {_mark_text(a)}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,7 +357,7 @@ def _recent_save(a: dict) -> list[str]:
 
 
 def _recent_listing(a: dict, numeric: bool) -> str:
-    text = f" recent: {'!' if a['negate'] else ''}{a['mode']}"
+    text = f"{' !' if a['negate'] else ''} recent: {a['mode']}"
     if a["seconds"]:
         text += f" seconds: {a['seconds']}"
     if a["reap"]:
@@ -529,7 +532,7 @@ def _mac_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
 
 
 def _mac_text(raw: bytes) -> str:
-    return ":".join(f"{b:02X}" for b in raw)
+    return ":".join(f"{b:02x}" for b in raw)  # xtables_print_mac
 
 
 # --------------------------------------------------------------------------------------------------
@@ -602,19 +605,14 @@ def _hashlimit_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
 
 
 def _hl_rate_text(avg: int) -> str:
-    # libxt_hashlimit print_rate: the largest unit in which the rate is a whole number.
-    units = (("day", 86400), ("hour", 3600), ("min", 60), ("sec", 1))
-    for name, mult in units:
-        scaled = HASHLIMIT_SCALE * mult
-        if scaled % avg == 0:
-            return f"{scaled // avg}/{name}"
-    return f"{HASHLIMIT_SCALE // avg}/sec"
+    from .render import rate
+
+    return rate(avg, HASHLIMIT_SCALE)
 
 
 def _hashlimit_save(a: dict) -> list[str]:
     words = ["-m", "hashlimit", f"--hashlimit-{'above' if a['above'] else 'upto'} {_hl_rate_text(a['avg'])}"]
-    if a["burst"] != 5:
-        words.append(f"--hashlimit-burst {a['burst']}")
+    words.append(f"--hashlimit-burst {a['burst']}")
     if a["mode"]:
         words.append(f"--hashlimit-mode {','.join(a['mode'])}")
     words.append(f"--hashlimit-name {a['name']}")
@@ -732,8 +730,10 @@ def _time_words(a: dict, save: bool) -> list[str]:
         words.append(f"--weekdays {days}" if save else f"on {days}")
     for key, opt in (("datestart", "--datestart"), ("datestop", "--datestop")):
         default = 0 if key == "datestart" else 2**31 - 1
-        if a[key] != default:
-            text = dt.datetime.fromtimestamp(a[key], dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        # libxt_time's save prints --datestop even at its default (INT_MAX); its print does not.
+        if a[key] != default or (save and key == "datestop"):
+            fmt = "%Y-%m-%dT%H:%M:%S" if save else "%Y-%m-%d %H:%M:%S"
+            text = dt.datetime.fromtimestamp(a[key], dt.UTC).strftime(fmt)
             words.append(
                 f"{opt} {text}"
                 if save

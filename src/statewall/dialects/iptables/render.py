@@ -140,13 +140,14 @@ def _states(states: frozenset[str] | object) -> str:
     return ",".join(s for s in names.CTSTATES if s in states)  # type: ignore[operator]
 
 
-def rate(avg: int) -> str:
-    """libxt_limit print_rate: the largest unit in which the rate is a whole number."""
+def rate(avg: int, scale: int = XT_LIMIT_SCALE) -> str:
+    """libxt_limit (and libxt_hashlimit, scale 1 000 000) print_rate: the largest unit in which the
+    rate is a whole number."""
     units = (
-        ("day", XT_LIMIT_SCALE * 86400),
-        ("hour", XT_LIMIT_SCALE * 3600),
-        ("min", XT_LIMIT_SCALE * 60),
-        ("sec", XT_LIMIT_SCALE),
+        ("day", scale * 86400),
+        ("hour", scale * 3600),
+        ("min", scale * 60),
+        ("sec", scale),
     )
     if avg == 0:
         return "inf"
