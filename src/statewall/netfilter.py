@@ -79,6 +79,27 @@ HOOK_TABLES: dict[str, tuple[str, ...]] = {
     "POSTROUTING": ("mangle", "nat"),
 }
 CTSTATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED")
+# enum nf_ip_hook_priorities (include/uapi/linux/netfilter_ipv4.h): where each table and conntrack
+# sit at a hook. nftables base chains take any number; the names nft accepts map to these.
+CONNTRACK_DEFRAG_PRIORITY = -400
+RAW_PRIORITY = -300
+CONNTRACK_PRIORITY = -200
+MANGLE_PRIORITY = -150
+DSTNAT_PRIORITY = -100
+FILTER_PRIORITY = 0
+SECURITY_PRIORITY = 50
+SRCNAT_PRIORITY = 100
+
+
+def table_priority(table: str, hook: str) -> int:
+    """The priority of an iptables table's built-in chain at ``hook``."""
+    if table == "nat":
+        return DSTNAT_PRIORITY if hook in ("PREROUTING", "OUTPUT") else SRCNAT_PRIORITY
+    return {"raw": RAW_PRIORITY, "mangle": MANGLE_PRIORITY, "filter": FILTER_PRIORITY}.get(
+        table, SECURITY_PRIORITY
+    )
+
+
 XT_LIMIT_SCALE = 10000
 
 _ACCEPT, _DROP, _RETURN, _JUMP, _GOTO, _NONE, _EXT = range(7)
@@ -794,6 +815,18 @@ class Netfilter:
         # -m recent tables by name (xt_recent's, shared by every rule naming them): address -> times.
         self.recent: dict[tuple[int, str], dict[int, list[float]]] = {}
         self.sets = policy.nf_sets
+        self._slot_cache: dict[tuple, list[tuple]] = {}
+        # nftables base chains by family and hook: (priority, table, chain index, label, nat).
+        self._nft_bases: dict[int, dict[str, list[tuple]]] = {4: {}, 6: {}}
+        for table in policy.nft_tables:
+            families = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}.get(table.family or "inet", (4, 6))
+            for fam in families:
+                ct = self._compile(table, fam)
+                for index, chain in enumerate(table.chains.values()):
+                    if chain.hook is not None:
+                        label = f"{table.family} {table.name}"
+                        slot = (chain.priority or 0, ct, index, label, chain.kind == "nat")
+                        self._nft_bases[fam].setdefault(chain.hook, []).append(slot)
         self._tables: dict[int, dict[str, _CTable]] = {
             4: {n: self._compile(t, 4) for n, t in (policy.netfilter or {}).items()},
             6: {n: self._compile(t, 6) for n, t in (policy.ip6_netfilter or {}).items()},
@@ -848,21 +881,22 @@ class Netfilter:
     def traverse(
         self, hook: str, pkt: Packet, ctx: Context, tables: tuple[str, ...] | None = None
     ) -> Decision:
-        """Every table of ``hook`` (or the ``tables`` given, in that order) until one drops.
+        """Every base chain of ``hook`` by priority until one drops: the iptables tables' built-in
+        chains (or those of the ``tables`` given) and the nftables base chains of the same side of
+        conntrack as the ``tables`` given (all of them when None).
 
-        The decision is that of the last table the policy has (its rule, chain and table), with the
-        actions of all of them.
+        nat chains (an iptables nat table, an nftables ``type nat`` chain) run only for a packet
+        whose ctstate is NEW, and only when ``tables`` includes "nat" (or is None). The decision is
+        that of the last chain that ran (its rule, chain and table), with the actions of all of them.
         """
         actions: list[Action] = []
         last = Decision("ACCEPT", actions, None, hook, "")
-        present = self._tables[pkt.version]
-        for name in tables if tables is not None else HOOK_TABLES[hook]:
-            if name not in present:
-                continue  # a table the policy lacks accepts; "conntrack" is only a marker
-            if name == "nat" and ctx.ctstate != "NEW":
+        for slot in self._slots(hook, pkt.version, tables):
+            prio, ct, index, label, nat = slot
+            if nat and ctx.ctstate != "NEW":
                 continue
-            d = self.evaluate(hook, name, pkt, ctx)
-            if name == "nat" and d.actions:
+            d = self._walk(ct, index, hook, label, pkt, ctx)
+            if nat and d.actions:
                 # nf_nat_setup_info sets IPS_DST_NAT / IPS_SRC_NAT on the connection as the nat table
                 # binds it, so --ctstate DNAT/SNAT hold for the first packet's later hooks already.
                 for a in d.actions:
@@ -877,15 +911,46 @@ class Netfilter:
                 return last
         return last
 
+    def _slots(self, hook: str, family: int, tables: tuple[str, ...] | None) -> list[tuple]:
+        key = (hook, family, tables)
+        slots = self._slot_cache.get(key)
+        if slots is not None:
+            return slots
+        slots = []
+        present = self._tables[family]
+        for name in tables if tables is not None else HOOK_TABLES[hook]:
+            ct = present.get(name)
+            if ct is not None and hook in ct.index:
+                slots.append((table_priority(name, hook), ct, ct.index[hook], name, name == "nat"))
+        order = HOOK_TABLES[hook]
+        phase = "all"
+        if tables is not None and "conntrack" in order:
+            at = order.index("conntrack")
+            sides = {order.index(n) < at for n in tables if n in order and n != "conntrack"}
+            phase = "pre" if sides == {True} else "post" if sides == {False} else "all"
+        nat_ok = tables is None or "nat" in tables
+        for prio, ct, index, label, nat in self._nft_bases[family].get(hook, ()):
+            if phase == "pre" and prio >= CONNTRACK_PRIORITY or phase == "post" and prio < CONNTRACK_PRIORITY:
+                continue
+            if nat and not nat_ok:
+                continue
+            slots.append((prio, ct, index, label, nat))
+        slots.sort(key=lambda s: s[0])  # stable: iptables tables first at equal priority
+        self._slot_cache[key] = slots
+        return slots
+
     def evaluate(self, hook: str, table: str, pkt: Packet, ctx: Context) -> Decision:
-        """Walk ``table``'s built-in chain for ``hook`` as ipt_do_table does."""
-        family = pkt.version
-        ct = self._tables[family].get(table)
+        """Walk the iptables ``table``'s built-in chain for ``hook`` as ipt_do_table does."""
+        ct = self._tables[pkt.version].get(table)
         if ct is None or hook not in ct.index:
             return Decision("ACCEPT", [], None, hook, table)
+        return self._walk(ct, ct.index[hook], hook, table, pkt, ctx)
+
+    def _walk(self, ct: _CTable, start: int, hook: str, table: str, pkt: Packet, ctx: Context) -> Decision:
+        """One base chain and the chains it jumps to (ipt_do_table, nft_do_chain)."""
         ifs = _Iface(self.device(ctx.in_iface), self.device(ctx.out_iface))
         chains = ct.chains
-        base = chains[ct.index[hook]]
+        base = chains[start]
         chain = base
         i = 0
         stack: list[tuple[_CChain, int]] = []
@@ -912,6 +977,13 @@ class Netfilter:
                 cr.bytes += size
                 if ctx.trace:
                     self._trace(table, chain.name, "rule", i, cr.rule, pkt, ifs, ctx, actions)
+                if cr.rule.statements:
+                    # An nft rule's statements act in order before its verdict.
+                    for name, args in cr.rule.statements:
+                        verdict = self._target(cr.rule, pkt, ctx, ifs, actions, name, args)
+                        if verdict is not None:
+                            return Decision(verdict, actions, cr.rule, chain.name, table)
+                    size = pkt.total_len
                 kind = cr.kind
                 if kind == _NONE:
                     continue
@@ -960,11 +1032,21 @@ class Netfilter:
         return Decision(base.policy or "ACCEPT", actions, None, base.name, table)
 
     def _target(
-        self, rule: NfRule, pkt: Packet, ctx: Context, ifs: _Iface, actions: list[Action]
+        self,
+        rule: NfRule,
+        pkt: Packet,
+        ctx: Context,
+        ifs: _Iface,
+        actions: list[Action],
+        t: str | None = None,
+        a: dict | None = None,
     ) -> str | None:
-        """Run a target extension; a verdict ends the table, None continues with the next rule."""
-        t = rule.target
-        a = rule.target_args
+        """Run a target extension (the rule's, or the statement ``t`` with ``a``); a verdict ends
+        the table, None continues with the next rule."""
+        if t is None:
+            t = rule.target
+            a = rule.target_args
+        assert a is not None
         if t == "LOG":
             text = log_line(
                 pkt,
@@ -977,7 +1059,7 @@ class Netfilter:
             actions.append(Action("LOG", {"text": text, "level": int(a.get("level", 4))}, rule))
             return None
         if t == "TCPMSS":
-            return self._tcpmss(rule, pkt, ctx, actions)
+            return self._tcpmss(rule, pkt, ctx, actions, a)
         if t == "MARK":
             # xt_mark.c mark_tg: skb->mark = (skb->mark & ~mask) ^ value.
             ctx.mark = (ctx.mark & ~int(a["mask"]) & 0xFFFFFFFF) ^ int(a["value"])
@@ -1023,12 +1105,12 @@ class Netfilter:
             return None
         return None
 
-    def _tcpmss(self, rule: NfRule, pkt: Packet, ctx: Context, actions: list[Action]) -> str | None:
+    def _tcpmss(self, rule: NfRule, pkt: Packet, ctx: Context, actions: list[Action], a: dict) -> str | None:
         """xt_TCPMSS (reference B.5): lower an MSS above the target value, add one when absent."""
         if pkt.frag_offset or pkt.proto != PROTO_TCP or not pkt.has_l4:
             return None
         v6 = pkt.version == 6
-        if rule.target_args.get("clamp"):
+        if a.get("clamp"):
             minlen = 60 if v6 else 40
             mtus = [
                 m
@@ -1044,7 +1126,7 @@ class Netfilter:
                 return "DROP"
             newmss = mtu - minlen
         else:
-            newmss = int(rule.target_args["mss"])
+            newmss = int(a["mss"])
         old = pkt.mss()
         if old is not None:
             # "Never increase MSS, even when setting it."

@@ -559,6 +559,12 @@ class NfRule:
     fragment: bool | None = None
     counters: tuple[int, int] = (0, 0)
     origin: Origin = BUILTIN
+    # Statements that act and continue, run in order before ``target`` when the rule matches (an nft
+    # rule's ``log``, ``meta mark set``, ``tcp option maxseg size set``, ...): (target name, args) as
+    # ``target``/``target_args`` take them. ``counter`` is nft's explicit counter statement (its
+    # counters print back); iptables rules always count.
+    statements: list[tuple[str, dict]] = field(default_factory=list)
+    counter: bool = False
 
 
 # Match modules whose first instance lives in ``NfRule.match`` rather than in ``matches_extra``.
@@ -672,6 +678,12 @@ class NfChain:
     rules: list[NfRule] = field(default_factory=list)
     counters: tuple[int, int] = (0, 0)  # the policy's counters (built-in chains)
     origin: Origin = BUILTIN
+    # An nftables base chain: its ``kind`` (filter, nat, route), ``hook`` (PREROUTING, INPUT, FORWARD,
+    # OUTPUT, POSTROUTING) and ``priority`` (the kernel's number). None for iptables chains, whose
+    # table says all of that, and for nftables regular chains.
+    kind: str | None = None
+    hook: str | None = None
+    priority: int | None = None
 
 
 @dataclass(slots=True)
@@ -681,6 +693,8 @@ class NfTable:
     name: str
     chains: dict[str, NfChain] = field(default_factory=dict)
     origin: Origin = BUILTIN
+    # nftables: the table's family (ip, ip6, inet); None for an iptables table.
+    family: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -747,6 +761,10 @@ class Policy:
     ip6_netfilter: dict[str, NfTable] | None = None
     # ipsets by name (``-m set``), both families.
     nf_sets: dict[str, NfSet] = field(default_factory=dict)
+    # nftables tables (``table inet filter { ... }``), in the order written: their base chains run at
+    # their hooks by priority, interleaved with the iptables tables' chains and conntrack. Named sets
+    # are in ``nf_sets`` as ``TABLE/NAME``.
+    nft_tables: list[NfTable] = field(default_factory=list)
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():
