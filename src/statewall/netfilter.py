@@ -765,6 +765,8 @@ def _compile_checks(rule: NfRule, family: int, env: Netfilter | None = None) -> 
     """The rule's tests in netfilter's order: the IP header part, then each module as written."""
     m = rule.match
     checks: list[Check] = []
+    if m.family is not None and m.family != family:
+        return [lambda pkt, ctx, ifs: False]  # an inet table's rule for the other family (nfproto)
     if m.sources:
         checks.append(_addr_check(m.sources, m.source_negate, "src"))
     if m.destinations:
@@ -818,10 +820,12 @@ class Netfilter:
         self._slot_cache: dict[tuple, list[tuple]] = {}
         # nftables base chains by family and hook: (priority, table, chain index, label, nat).
         self._nft_bases: dict[int, dict[str, list[tuple]]] = {4: {}, 6: {}}
+        self._nft_compiled: list[tuple[str, _CTable]] = []
         for table in policy.nft_tables:
             families = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}.get(table.family or "inet", (4, 6))
             for fam in families:
-                ct = self._compile(table, fam)
+                ct = self._compile(table, fam, loaded=fam == families[0])
+                self._nft_compiled.append((f"{table.family} {table.name}", ct))
                 for index, chain in enumerate(table.chains.values()):
                     if chain.hook is not None:
                         label = f"{table.family} {table.name}"
@@ -842,13 +846,16 @@ class Netfilter:
         tables = HOOK_TABLES[hook]
         return tables[tables.index("conntrack") + 1 :] if "conntrack" in tables else tables
 
-    def _compile(self, table: NfTable, family: int) -> _CTable:
+    def _compile(self, table: NfTable, family: int, loaded: bool = True) -> _CTable:
+        """Compile a table for one family; ``loaded``: start from the counters it was loaded with (an
+        inet table's second family starts from zero, its counters are summed)."""
         order = list(table.chains)
         index = {name: i for i, name in enumerate(order)}
         chains = []
         for name in order:
             chain: NfChain = table.chains[name]
-            cc = _CChain(name, chain.policy, pkts=chain.counters[0], bytes=chain.counters[1])
+            start = chain.counters if loaded else (0, 0)
+            cc = _CChain(name, chain.policy, pkts=start[0], bytes=start[1])
             for rule in chain.rules:
                 t = rule.target
                 if t == "ACCEPT":
@@ -864,7 +871,12 @@ class Netfilter:
                 else:
                     kind, jump = _EXT, -1
                 cr = _CRule(
-                    rule, _compile_checks(rule, family, self), kind, jump, rule.counters[0], rule.counters[1]
+                    rule,
+                    _compile_checks(rule, family, self),
+                    kind,
+                    jump,
+                    rule.counters[0] if loaded else 0,
+                    rule.counters[1] if loaded else 0,
                 )
                 cc.rules.append(cr)
             chains.append(cc)
@@ -1136,7 +1148,8 @@ class Netfilter:
             actions.append(Action("TCPMSS", {"old": old, "new": newmss, "added": False}, rule))
             return None
         # No MSS option: RFC 879's default applies; add one only to a SYN without data and with room.
-        if pkt.payload_len or pkt.doff >= 60:
+        # nftables' "tcp option maxseg size set" only rewrites an option that is there (nft_exthdr).
+        if pkt.payload_len or pkt.doff >= 60 or a.get("nft"):
             return None
         value = min(newmss, 1220 if v6 else 536)
         if pkt.insert_tcp_option(craft.tcp_option_mss(value)):
@@ -1144,6 +1157,17 @@ class Netfilter:
         return None
 
     # -- counters ----------------------------------------------------------------------------------
+
+    def nft_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
+        """nftables rules' ``(table label, chain, rule index) -> (packets, bytes)``, both families of an
+        inet table summed (the kernel has one rule)."""
+        out: dict[tuple[str, str, int], tuple[int, int]] = {}
+        for label, ct in self._nft_compiled:
+            for chain in ct.chains:
+                for i, cr in enumerate(chain.rules):
+                    p, b = out.get((label, chain.name, i), (0, 0))
+                    out[(label, chain.name, i)] = (p + cr.pkts, b + cr.bytes)
+        return out
 
     def counters(self, table: str, family: int = 4) -> dict[tuple[str, int], tuple[int, int]]:
         """``(chain, rule index) -> (packets, bytes)``, index -1 for a built-in chain's policy."""

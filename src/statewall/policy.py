@@ -565,6 +565,9 @@ class NfRule:
     # counters print back); iptables rules always count.
     statements: list[tuple[str, dict]] = field(default_factory=list)
     counter: bool = False
+    # The order a dialect wrote the rule's parts in, for printing it back the same way (nft: "iif",
+    # "saddr", "dport", "ext:0", "counter", "stmt:0", "verdict", ...); empty: the dialect's own order.
+    layout: tuple[str, ...] = ()
 
 
 # Match modules whose first instance lives in ``NfRule.match`` rather than in ``matches_extra``.
@@ -693,8 +696,10 @@ class NfTable:
     name: str
     chains: dict[str, NfChain] = field(default_factory=dict)
     origin: Origin = BUILTIN
-    # nftables: the table's family (ip, ip6, inet); None for an iptables table.
+    # nftables: the table's family (ip, ip6, inet); None for an iptables table. ``helpers``: its
+    # ``ct helper`` objects, name -> (helper, protocol).
     family: str | None = None
+    helpers: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------

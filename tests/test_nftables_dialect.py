@@ -1,0 +1,195 @@
+"""The nftables dialect: ``nft list ruleset`` output and ``nft -f`` files read into the neutral model, run
+at the kernel's priorities, printed back as ``nft list ruleset`` prints them (checked against nft in a
+namespace as root), and refused with ``file:line:col`` where statewall does not model a construct.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from statewall import craft
+from statewall.config import load_policy
+from statewall.dialects.errors import ConfigError
+from statewall.dialects.iptables import parse as parse_iptables
+from statewall.dialects.nftables import list_ruleset, parse, parse_file, render
+from statewall.netfilter import Context, Netfilter
+from statewall.packet import decode, str_to_addr
+
+CONFIGS = Path(__file__).parent / "configs"
+NFT_FILES = ["seed001-nft.nft", "nft-host.nft"]
+SYN, ACK = 0x02, 0x10
+
+
+def ip(text: str) -> int:
+    return str_to_addr(text)[1]
+
+
+def tcp(src, dst, sport, dport, flags=SYN, *, mss=None):
+    v = 6 if ":" in src else 4
+    options = craft.tcp_option_mss(mss) if mss is not None else b""
+    return decode(craft.tcp_packet(v, ip(src), ip(dst), sport, dport, 1000, 0, flags, 64240, options))
+
+
+@pytest.mark.parametrize("name", NFT_FILES)
+def test_an_nft_ruleset_loads_and_prints_back(name):
+    policy = load_policy(CONFIGS / name)
+    assert policy.dialect == "nftables" and policy.warnings == []
+    again = parse(render(policy), "again")
+    assert render(again) == render(policy)
+
+
+def _nft_available() -> bool:
+    if shutil.which("unshare") is None or shutil.which("nft") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "nft", "list", "ruleset"], capture_output=True).returncode == 0
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not _nft_available(), reason="needs root, unshare and nft")
+@pytest.mark.parametrize("name", NFT_FILES)
+def test_the_kernel_lists_an_nft_ruleset_as_statewall_does(name):
+    path = CONFIGS / name
+    kernel = subprocess.run(
+        ["unshare", "-n", "bash", "-c", f"nft -f {path} && nft list ruleset"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert list_ruleset(parse_file(path)) == kernel
+
+
+def test_seed001_in_nft_clamps_syns_into_the_tunnel_per_family_and_counts_them():
+    policy = parse_file(CONFIGS / "seed001-nft.nft")
+    nf = Netfilter(policy)
+    syn4 = tcp("192.168.1.10", "10.9.0.5", 40000, 443, mss=1460)
+    d = nf.traverse("POSTROUTING", syn4, Context("lan", "ipsec0", "NEW"))
+    assert [(a.kind, a.args) for a in d.actions] == [("TCPMSS", {"old": 1460, "new": 1347, "added": False})]
+    assert syn4.mss() == 1347
+    syn6 = tcp("2001:db8:1::10", "2001:db8:9::5", 40000, 443, mss=1440)
+    nf.traverse("POSTROUTING", syn6, Context("lan", "ipsec0", "NEW"))
+    assert syn6.mss() == 1327
+    # nft only lowers an MSS that is there: no option is added (nft_exthdr), unlike xt_TCPMSS.
+    bare = tcp("192.168.1.10", "10.9.0.5", 40001, 443)
+    assert nf.traverse("POSTROUTING", bare, Context("lan", "ipsec0", "NEW")).actions == []
+    assert bare.mss() is None
+    # Not toward the tunnel, not a SYN: untouched.
+    other = tcp("192.168.1.10", "8.8.8.8", 40002, 443, mss=1460)
+    nf.traverse("POSTROUTING", other, Context("lan", "wan", "NEW"))
+    assert other.mss() == 1460
+    listing = list_ruleset(policy, nf.nft_counters()).splitlines()
+    assert listing[3].endswith("counter packets 2 bytes 84 tcp option maxseg size set 1347")  # 44 + 40
+    assert listing[4].endswith("counter packets 1 bytes 64 tcp option maxseg size set 1327")
+
+
+def test_host_ruleset_sets_helpers_nat_reject_and_jumps():
+    policy = parse_file(CONFIGS / "nft-host.nft")
+    nf = Netfilter(policy)
+
+    def hook(name, pkt, inp, out, state="NEW"):
+        return nf.traverse(name, pkt, Context(inp, out, state))
+
+    assert hook("INPUT", tcp("198.51.100.9", "203.0.113.40", 4000, 22), "wan", None).rule.origin.line == 27
+    d = hook("INPUT", tcp("203.0.113.9", "203.0.113.40", 4000, 22), "wan", None)
+    assert d.verdict == "ACCEPT" and d.rule.origin.text == "tcp dport { 22, 80, 443 } ct state new accept"
+    d = hook("INPUT", tcp("203.0.113.9", "203.0.113.40", 4000, 23), "wan", None)
+    assert d.verdict == "DROP" and d.rule is None  # the policy, after the log statement's line
+    assert d.actions[0].args["text"].startswith("input drop: IN=eth0 OUT= MAC= SRC=203.0.113.9")
+    # dnat in the ip nat table; ct status dnat then lets the first packet through forward.
+    pkt = tcp("203.0.113.9", "203.0.113.40", 4001, 8080)
+    ctx = Context("wan", None, "NEW")
+    d = nf.traverse("PREROUTING", pkt, ctx)
+    assert [a.kind for a in d.actions] == ["DNAT"] and ctx.ct_nat == {"DNAT"}
+    ctx.out_iface = "lan"
+    assert nf.traverse("FORWARD", pkt, ctx).rule.origin.text == "ct status dnat accept"
+    # LAN out: the jump, the ftp helper statement, reject with tcp reset, the clamp, accept.
+    d = hook("FORWARD", tcp("192.168.1.20", "93.184.216.34", 4002, 21), "lan", "wan")
+    assert [(a.kind, a.args["helper"]) for a in d.actions] == [("CT", "ftp")] and d.verdict == "ACCEPT"
+    d = hook("FORWARD", tcp("192.168.1.20", "93.184.216.34", 4003, 25), "lan", "wan")
+    assert d.verdict == "DROP" and d.actions[0].args["reply"] == ("tcp-reset",)
+    d = hook("FORWARD", tcp("203.0.113.9", "192.168.1.20", 4004, 80), "wan", "lan")
+    assert d.actions[0].args["with"] == "icmp-admin-prohibited"
+    assert d.actions[0].args["reply"] == ("icmp", 3, 13)
+    # masquerade leaves through eth0 only.
+    d = hook("POSTROUTING", tcp("192.168.1.20", "93.184.216.34", 4005, 443), "lan", "wan")
+    assert [a.kind for a in d.actions] == ["MASQUERADE"]
+
+
+def test_base_chains_run_by_priority_around_conntrack_and_beside_iptables_tables():
+    # An nft chain at raw + 5 (-295) runs after iptables' raw table (-300), before conntrack (-200);
+    # one at filter + 10 after iptables' filter table; mangle - 10 before iptables' mangle.
+    text = (
+        "#@statewall interface lan address 10.0.0.1/24\n"
+        "table ip t {\n"
+        "\tchain pre_raw {\n\t\ttype filter hook prerouting priority raw + 5; policy accept;\n"
+        '\t\tlog prefix "nft-raw "\n\t}\n'
+        "\tchain fwd_late {\n\t\ttype filter hook forward priority filter + 10; policy accept;\n"
+        '\t\tlog prefix "nft-late "\n\t}\n'
+        "\tchain fwd_early {\n\t\ttype filter hook forward priority mangle - 10; policy drop;\n"
+        '\t\tlog prefix "nft-early " accept\n\t}\n'
+        "}\n"
+    )
+    policy = parse(text, "p.nft")
+    legacy = parse_iptables(
+        "iptables -t mangle -A FORWARD -j LOG --log-prefix 'ipt-mangle '\n"
+        "iptables -A FORWARD -j LOG --log-prefix 'ipt-filter '\n"
+        "iptables -t raw -A PREROUTING -j LOG --log-prefix 'ipt-raw '\n",
+        "i.rules",
+    )
+    policy.netfilter = legacy.netfilter
+    nf = Netfilter(policy)
+    pkt = tcp("10.0.0.5", "10.9.9.9", 4000, 80)
+    ctx = Context("lan", "lan", "INVALID")
+    raw = nf.traverse("PREROUTING", pkt, ctx, Netfilter.before_conntrack("PREROUTING"))
+    assert [a.args["text"].split(" ")[0] for a in raw.actions] == ["ipt-raw", "nft-raw"]
+    after = nf.traverse("PREROUTING", pkt, ctx, Netfilter.after_conntrack("PREROUTING"))
+    assert after.actions == []  # the raw-priority chain does not run again after conntrack
+    fwd = nf.traverse("FORWARD", pkt, Context("lan", "lan", "NEW"))
+    assert [a.args["text"].split(" ")[0] for a in fwd.actions] == [
+        "nft-early",
+        "ipt-mangle",
+        "ipt-filter",
+        "nft-late",
+    ]
+
+
+CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t%s\n\t}\n}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (
+            "table inet f {\n\tmap m {\n\t\ttype ipv4_addr : verdict\n\t}\n}\n",
+            "2:2",
+            "map objects is not modelled",
+        ),
+        ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:2", "flowtable objects is not modelled"),
+        (
+            CHAIN.replace("chain a", "chain c") % "tcp dport vmap { 22 : accept }",
+            "4:13",
+            "maps and verdict maps is not modelled",
+        ),
+        ("table bridge f {\n}\n", "1:7", "the bridge family"),
+        (
+            "table ip f {\n\tchain a {\n\t\tjump b\n\t}\n\tchain b {\n\t\tjump a\n\t}\n}\n",
+            "6:8",
+            "chains jump in a loop: a -> b -> a",
+        ),
+        ("table ip f {\n\tchain a {\n\t\tjump nowhere\n\t}\n}\n", "3:8", "chain 'nowhere' does not exist"),
+        (CHAIN % "ip saddr 10.0.0.300 drop", "4:12", "bad address"),
+        (CHAIN % "snat to 1.2.3.4", "4:3", "only valid in a nat chain"),
+        (
+            "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n}\n",
+            "4:9",
+            "set flag timeout is not modelled",
+        ),
+    ],
+)
+def test_what_nft_dialect_does_not_model_or_the_kernel_refuses_is_located(text, where, message):
+    with pytest.raises(ConfigError) as e:
+        parse(text, "x.nft")
+    assert str(e.value).startswith(f"x.nft:{where}: ") and message in str(e.value)
