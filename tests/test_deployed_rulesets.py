@@ -398,3 +398,20 @@ def test_trace_and_nflog_write_the_kernel_s_lines():
     assert lines[3].startswith("TRACE: filter:web:return:2 " + tail)
     assert lines[4].startswith("TRACE: filter:FORWARD:rule:2 " + tail)
     assert d.actions[2].args["nflog_group"] == 3
+
+
+def test_ipsets_may_come_from_an_ipset_save_file_beside_the_ruleset(tmp_path):
+    text = (CONFIGS / "docker-27-portmap.rules").read_text().splitlines()
+    sets = [ln for ln in text if ln.startswith(("create ", "add "))]
+    (tmp_path / "sets.ipset").write_text("\n".join(sets) + "\n")
+    rules = ["#@statewall ipset sets.ipset"] + [ln for ln in text if not ln.startswith(("create ", "add "))]
+    (tmp_path / "docker.rules").write_text("\n".join(rules) + "\n")
+    policy = parse_file(tmp_path / "docker.rules")
+    assert render(policy) == render(parse_file(CONFIGS / "docker-27-portmap.rules"))
+    (tmp_path / "sets.ipset").write_text("create x hash:ip\nadd y 10.0.0.1\n")
+    with pytest.raises(ConfigError) as e:
+        parse_file(tmp_path / "docker.rules")
+    assert (
+        str(e.value)
+        == f"{tmp_path / 'sets.ipset'}:2:5: ipset: The set with the given name does not exist (y)"
+    )

@@ -566,6 +566,24 @@ class Parser:
             )
         del table.chains[chain.name]
 
+    def ipset_file(self, tok: Token) -> None:
+        """The sets of an ``ipset save`` file (its path relative to this file's directory)."""
+        path = tok.text if os.path.isabs(tok.text) else os.path.join(os.path.dirname(self.file), tok.text)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError as exc:
+            raise self.error(tok, f"#@statewall ipset: cannot read {path}: {exc.strerror}") from None
+        for line in logical_lines(text, path):
+            toks = line.tokens
+            if toks and toks[0].text in ("create", "add"):
+                if toks[0].text == "create":
+                    ipset.create(self.policy.nf_sets, path, Origin(path, line.number, line.text), toks[1:])
+                else:
+                    ipset.add(self.policy.nf_sets, path, toks[1:])
+            elif toks:
+                raise ConfigError(path, toks[0].line, toks[0].col, "ipset save line (create or add) expected")
+
     def ipset_command(self, line: Line, verb_tok: Token, args: list[Token], verb: str) -> None:
         """``create``/``add`` lines of ``ipset save`` and ``ipset create|add`` commands."""
         if self.block is not None:
@@ -709,10 +727,15 @@ class Parser:
             if not args:
                 raise self.error(kind, "#@statewall sysctl NAME=VALUE")
             self.sysctl_conf(line, args)
+        elif kind.text == "ipset":
+            if len(args) != 1:
+                raise self.error(kind, "#@statewall ipset FILE (an ipset save file beside this one)")
+            self.ipset_file(args[0])
         else:
             raise self.error(
                 kind,
-                f"#@statewall: unknown directive {kind.text!r} (interface, route, hostname, family, sysctl)",
+                f"#@statewall: unknown directive {kind.text!r} "
+                "(interface, route, hostname, family, sysctl, ipset)",
             )
 
     def option_pairs(self, args: list[Token]) -> Iterator[tuple[Token, Token]]:
