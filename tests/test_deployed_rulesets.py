@@ -28,6 +28,7 @@ RULESETS = [
     "docker-27-portmap.rules",
     "docker-20-default.rules",
     "ufw.rules",
+    "ufw6.rules",
     "firewalld-iptables.rules",
     "openwrt-fw3.rules",
     "iptables-modules.rules",
@@ -90,15 +91,17 @@ def _kernel_views(path: Path) -> tuple[dict[str, str], str]:
     text = path.read_text()
     sets = "\n".join(ln for ln in text.splitlines() if ln.startswith(("create ", "add "))) + "\n"
     rules = "\n".join(ln for ln in text.splitlines() if not ln.startswith(("create ", "add ", "#@"))) + "\n"
-    tables = list(parse_file(path).netfilter or {})
+    policy = parse_file(path)
+    prog = "ip6tables-legacy" if policy.ip6_netfilter and not policy.netfilter else "iptables-legacy"
+    tables = list(policy.ip6_netfilter or {}) if prog.startswith("ip6") else list(policy.netfilter or {})
     marker = "=====SECTION "
     body = ["set -e"]
     if sets.strip():
         body.append("ipset restore <<'EOF'\n" + sets + "EOF")
-    body.append("iptables-legacy-restore <<'EOF'\n" + rules + "EOF")
+    body.append(f"{prog}-restore <<'EOF'\n" + rules + "EOF")
     for t in tables:
-        body += [f"echo '{marker}{t}'", f"iptables-legacy -t {t} -nvxL"]
-    body += [f"echo '{marker}save'", "iptables-legacy-save | grep -v '^#'"]
+        body += [f"echo '{marker}{t}'", f"{prog} -t {t} -nvxL"]
+    body += [f"echo '{marker}save'", f"{prog}-save | grep -v '^#'"]
     out = subprocess.run(
         ["unshare", "-n", "bash", "-c", "\n".join(body)], capture_output=True, text=True, check=True
     )
@@ -129,8 +132,9 @@ def test_the_kernel_lists_and_saves_a_deployed_ruleset_as_statewall_does(name):
     if policy.nf_sets and not _ipset_available():
         pytest.skip("needs ipset")
     listings, save = _kernel_views(path)
+    family = 6 if policy.ip6_netfilter and not policy.netfilter else 4
     for table, kernel in listings.items():
-        assert format_listing(policy, table, {}).strip() == kernel.strip(), table
+        assert format_listing(policy, table, {}, family=family).strip() == kernel.strip(), table
     assert iptables_kernel.save_tables(render(policy)) == iptables_kernel.save_tables(save)
 
 
@@ -415,3 +419,34 @@ def test_ipsets_may_come_from_an_ipset_save_file_beside_the_ruleset(tmp_path):
         str(e.value)
         == f"{tmp_path / 'sets.ipset'}:2:5: ipset: The set with the given name does not exist (y)"
     )
+
+
+def test_ufw6_drops_routing_header_0_and_takes_neighbour_discovery_only_with_hop_limit_255():
+    from scapy.layers.inet6 import ICMPv6ND_NS, IPv6, IPv6ExtHdrRouting
+
+    nf = Netfilter(parse_file(CONFIGS / "ufw6.rules"))
+
+    def verdict(pkt):
+        return nf.traverse("INPUT", decode(bytes(pkt)), Context("eth0", None, "NEW"))
+
+    ns = IPv6(src="fe80::2", dst="ff02::1:ff00:20", hlim=255) / ICMPv6ND_NS(tgt="2001:db8:20::20")
+    assert verdict(ns).rule.origin.text.startswith(
+        "-A ufw6-before-input -p ipv6-icmp -m icmp6 --icmpv6-type 135"
+    )
+    ns.hlim = 64  # from beyond the link: not neighbour discovery ufw takes
+    assert verdict(ns).verdict == "DROP" and verdict(ns).rule is None
+    rh0 = IPv6(src="2001:db8:99::1", dst="2001:db8:20::20") / IPv6ExtHdrRouting(
+        type=0, addresses=["2001:db8::1"]
+    )
+    rh0 = rh0 / TCP_SYN_80
+    d = verdict(rh0)
+    assert d.verdict == "DROP" and d.rule.origin.text == "-A ufw6-before-input -m rt --rt-type 0 -j DROP"
+
+
+def _tcp_syn_80():
+    from scapy.layers.inet import TCP
+
+    return TCP(sport=40000, dport=80, flags="S")
+
+
+TCP_SYN_80 = _tcp_syn_80()

@@ -719,7 +719,45 @@ def _physdev_check(args: dict, family: int, env: Netfilter | None) -> Check:
     return lambda pkt, ctx, ifs: holds
 
 
+def _ttl_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_ttl / ip6t_hl: the TTL or hop limit the packet has at this hook."""
+    op, value = str(args["op"]), int(args["value"])
+    tests = {
+        "eq": lambda t: t == value,
+        "ne": lambda t: t != value,
+        "lt": lambda t: t < value,
+        "gt": lambda t: t > value,
+    }
+    test = tests[op]
+    return lambda pkt, ctx, ifs: test(pkt.ttl)
+
+
+def _rt_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """ip6t_rt: the packet's routing header (type, segments left, header length in bytes); a packet
+    without one does not match."""
+    rtype, tneg = args["type"], bool(args["type_negate"])
+    segs, sneg = args["segsleft"], bool(args["segsleft_negate"])
+    length, lneg = args["length"], bool(args["length_negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        for kind, off, ln in pkt.ipv6_ext:
+            if kind != 43:
+                continue
+            buf = pkt.buf
+            if rtype is not None and (buf[off + 2] == rtype) == tneg:
+                return False
+            if segs is not None and (segs[0] <= buf[off + 3] <= segs[1]) == sneg:
+                return False
+            return length is None or (ln == length) != lneg
+        return False
+
+    return check
+
+
 _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
+    "ttl": _ttl_check,
+    "hl": _ttl_check,
+    "rt": _rt_check,
     "addrtype": _addrtype_check,
     "mark": _mark_check,
     "connmark": lambda a, f, e: _mark_check(a, f, e, "ct_mark"),

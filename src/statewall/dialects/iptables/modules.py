@@ -821,11 +821,123 @@ def _physdev_listing(a: dict, numeric: bool) -> str:
     return text
 
 
+# --------------------------------------------------------------------------------------------------
+# ttl (IPv4) / hl (IPv6): op (eq, lt, gt, ne), value. rt (IPv6 routing header): type, type_negate,
+# segsleft ((low, high) or None), segsleft_negate, length, length_negate.
+
+_TTL_OPS = {"eq": "==", "lt": "<", "gt": ">", "ne": "!="}
+
+
+def _ttl(op: str) -> OptionHandler:
+    def handle(cur, opt, negate, mod, ctx) -> None:
+        if "op" in mod.args:
+            raise cur.error(opt, f"{mod.name}: only one of --{mod.name}-eq, -lt or -gt")
+        value = parse_uint(cur, cur.value(opt, "a number"), 0, 255, opt.text)
+        mod.args.update({"op": "ne" if op == "eq" and negate else op, "value": value})
+
+    return handle
+
+
+def _ttl_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
+    if "op" not in mod.args:
+        raise cur.error(mod.token, f"{mod.name} match: one of --{mod.name}-eq, -lt or -gt is needed")
+    want = 4 if mod.name == "ttl" else 6
+    if ctx.family != want:
+        raise cur.error(mod.token, f"the {mod.name} match is for {'iptables' if want == 4 else 'ip6tables'}")
+
+
+def _ttl_save(a: dict, name: str) -> list[str]:
+    op = a["op"]
+    if op == "ne":
+        return ["-m", name, f"! --{name}-eq {a['value']}"]
+    return ["-m", name, f"--{name}-{op} {a['value']}"]
+
+
+def _ttl_listing(a: dict, name: str) -> str:
+    word = "TTL" if name == "ttl" else "HL"
+    op = {"eq": "==", "ne": "!=", "lt": "<", "gt": ">"}[a["op"]]
+    return f" {word} match {word} {op} {a['value']}"
+
+
+def _rt_type(cur, opt, negate, mod, ctx) -> None:
+    mod.args["type"] = parse_uint(cur, cur.value(opt, "a type"), 0, 255, "--rt-type")
+    mod.args["type_negate"] = negate
+
+
+def _rt_segsleft(cur, opt, negate, mod, ctx) -> None:
+    tok = cur.value(opt, "a number or range")
+    low, colon, high = tok.text.partition(":")
+    lo = parse_uint(cur, Token(low or "0", tok.line, tok.col), 0, 0xFFFFFFFF, "--rt-segsleft")
+    hi = (
+        parse_uint(cur, Token(high or "4294967295", tok.line, tok.col), 0, 0xFFFFFFFF, "--rt-segsleft")
+        if colon
+        else lo
+    )
+    mod.args["segsleft"] = (lo, hi)
+    mod.args["segsleft_negate"] = negate
+
+
+def _rt_len(cur, opt, negate, mod, ctx) -> None:
+    mod.args["length"] = parse_uint(cur, cur.value(opt, "a length"), 0, 0xFFFFFFFF, "--rt-len")
+    mod.args["length_negate"] = negate
+
+
+def _rt_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
+    if ctx.family != 6:
+        raise cur.error(mod.token, "the rt match is for ip6tables")
+    for key in ("type", "segsleft", "length"):
+        mod.args.setdefault(key, None)
+        mod.args.setdefault(key + "_negate", False)
+
+
+def _rt_save(a: dict) -> list[str]:
+    words = ["-m", "rt"]
+    if a["type"] is not None:
+        words.append(f"{_neg(a['type_negate'])}--rt-type {a['type']}")
+    if a["segsleft"] is not None:
+        lo, hi = a["segsleft"]
+        words.append(f"{_neg(a['segsleft_negate'])}--rt-segsleft {lo}" + (f":{hi}" if hi != lo else ""))
+    if a["length"] is not None:
+        words.append(f"{_neg(a['length_negate'])}--rt-len {a['length']}")
+    return words
+
+
+def _rt_listing(a: dict, numeric: bool) -> str:
+    text = " rt"
+    if a["type"] is not None:
+        text += f" type:{'!' if a['type_negate'] else ''}{a['type']}"
+    if a["segsleft"] is not None:
+        lo, hi = a["segsleft"]
+        inv = "!" if a["segsleft_negate"] else ""
+        text += f" segslefts:{inv}{lo}" if lo == hi else f" segslefts:{inv}{lo}:{hi}"
+    if a["length"] is not None:
+        text += f" length:{'!' if a['length_negate'] else ''}{a['length']}"
+    return text
+
+
 def _no_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
     return None
 
 
 SPECS: dict[str, Spec] = {
+    "ttl": Spec(
+        {"--ttl-eq": (_ttl("eq"), True), "--ttl-lt": (_ttl("lt"), False), "--ttl-gt": (_ttl("gt"), False)},
+        _ttl_finish,
+        lambda a: _ttl_save(a, "ttl"),
+        lambda a, numeric: _ttl_listing(a, "ttl"),
+    ),
+    "hl": Spec(
+        {"--hl-eq": (_ttl("eq"), True), "--hl-lt": (_ttl("lt"), False), "--hl-gt": (_ttl("gt"), False)},
+        _ttl_finish,
+        lambda a: _ttl_save(a, "hl"),
+        lambda a, numeric: _ttl_listing(a, "hl"),
+    ),
+    "rt": Spec(
+        {"--rt-type": (_rt_type, True), "--rt-segsleft": (_rt_segsleft, True), "--rt-len": (_rt_len, True)},
+        _rt_finish,
+        _rt_save,
+        _rt_listing,
+    ),
     "addrtype": Spec(
         {
             "--src-type": (_addrtype_types("src"), True),
