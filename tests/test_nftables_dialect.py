@@ -20,7 +20,7 @@ from statewall.netfilter import Context, Netfilter
 from statewall.packet import decode, str_to_addr
 
 CONFIGS = Path(__file__).parent / "configs"
-NFT_FILES = ["seed001-nft.nft", "nft-host.nft"]
+NFT_FILES = ["seed001-nft.nft", "nft-host.nft", "nft-vmap.nft"]
 SYN, ACK = 0x02, 0x10
 ENGINE_NOTE = "nftables rulesets are read"
 
@@ -170,11 +170,8 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
             "map objects is not modelled",
         ),
         ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:2", "flowtable objects is not modelled"),
-        (
-            CHAIN.replace("chain a", "chain c") % "tcp dport vmap { 22 : accept }",
-            "4:13",
-            "maps and verdict maps is not modelled",
-        ),
+        (CHAIN % "ip saddr vmap { 10.0.0.1 : accept }", "4:12", "vmap on this key"),
+        (CHAIN % "tcp dport vmap @ports", "4:18", "named verdict maps is not modelled"),
         ("table bridge f {\n}\n", "1:7", "the bridge family"),
         (
             "table ip f {\n\tchain a {\n\t\tjump b\n\t}\n\tchain b {\n\t\tjump a\n\t}\n}\n",
@@ -195,3 +192,21 @@ def test_what_nft_dialect_does_not_model_or_the_kernel_refuses_is_located(text, 
     with pytest.raises(ConfigError) as e:
         parse(text, "x.nft")
     assert str(e.value).startswith(f"x.nft:{where}: ") and message in str(e.value)
+
+
+def test_verdict_maps_dispatch_on_state_interface_protocol_and_port():
+    nf = Netfilter(parse_file(CONFIGS / "nft-vmap.nft"))
+
+    def verdict(pkt, inp="eth0", state="NEW"):
+        d = nf.traverse("INPUT", pkt, Context(inp, None, state))
+        return d.verdict, d.chain
+
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 443), state="ESTABLISHED") == ("ACCEPT", "input")
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 443), state="INVALID") == ("DROP", "input")
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 22)) == ("ACCEPT", "input")
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 8042)) == ("DROP", "input")
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 443)) == ("DROP", "input")  # the policy
+    # eth1 jumps to lan: DNS accepted there; anything else returns and meets the rest of input.
+    dns = decode(craft.udp_packet(4, ip("192.168.1.5"), ip("192.168.1.1"), 5000, 53, b"q"))
+    assert verdict(dns, inp="eth1") == ("ACCEPT", "lan")
+    assert verdict(tcp("192.168.1.5", "192.168.1.1", 4000, 80), inp="eth1") == ("ACCEPT", "input")

@@ -102,7 +102,7 @@ def table_priority(table: str, hook: str) -> int:
 
 XT_LIMIT_SCALE = 10000
 
-_ACCEPT, _DROP, _RETURN, _JUMP, _GOTO, _NONE, _EXT = range(7)
+_ACCEPT, _DROP, _RETURN, _JUMP, _GOTO, _NONE, _EXT, _VMAP, _CONTINUE = range(9)
 _NAT_STATUS = {
     "DNAT": "DNAT",
     "REDIRECT": "DNAT",
@@ -237,6 +237,8 @@ class _CRule:
     jump: int = -1  # index of the target chain for _JUMP/_GOTO
     pkts: int = 0
     bytes: int = 0
+    # _VMAP: the key's test and (value, verdict kind, chain index) per entry (an nft verdict map).
+    vmap: tuple | None = None
 
 
 @dataclass(slots=True)
@@ -826,6 +828,40 @@ def _compile_checks(rule: NfRule, family: int, env: Netfilter | None = None) -> 
     return checks
 
 
+_VERDICT_KINDS = {"accept": _ACCEPT, "drop": _DROP, "return": _RETURN, "jump": _JUMP, "goto": _GOTO}
+
+
+def _compile_vmap(args: dict, index: dict[str, int]) -> tuple:
+    """An nft verdict map: a function finding the packet's entry, and the entries with their chains."""
+    entries = []
+    for value, verdict, chain in args["entries"]:
+        kind = _VERDICT_KINDS.get(verdict, _CONTINUE)
+        entries.append((value, kind, index.get(chain, -1) if chain else -1))
+    key = args["key"]
+    proto = args.get("proto")
+
+    def find(pkt, ctx, ifs, entries):
+        if key == "ct_state":
+            have = ctx.ctstate
+            hit = next((e for e in entries if e[0] == have), None)
+        elif key in ("iifname", "oifname"):
+            name = ifs.inp if key == "iifname" else ifs.out
+            hit = next(
+                (e for e in entries if e[0] == name or (e[0].endswith("*") and name.startswith(e[0][:-1]))),
+                None,
+            )
+        elif key == "l4proto":
+            hit = next((e for e in entries if e[0] == pkt.proto), None)
+        else:  # sport / dport of ``proto``
+            if pkt.proto != proto or pkt.frag_offset or not pkt.has_l4:
+                return None
+            port = pkt.dport if key == "dport" else pkt.sport
+            hit = next((e for e in entries if e[0][0] <= port <= e[0][1]), None)
+        return None if hit is None else (hit[1], hit[2])
+
+    return find, tuple(entries)
+
+
 # --------------------------------------------------------------------------------------------------
 # The traversal
 
@@ -904,6 +940,8 @@ class Netfilter:
                     kind, jump = _RETURN, -1
                 elif t == "":
                     kind, jump = _NONE, -1
+                elif t == "VMAP" and "entries" in rule.target_args:
+                    kind, jump = _VMAP, -1
                 elif t in index:
                     kind, jump = (_GOTO if rule.goto else _JUMP), index[t]
                 else:
@@ -916,6 +954,8 @@ class Netfilter:
                     rule.counters[0] if loaded else 0,
                     rule.counters[1] if loaded else 0,
                 )
+                if kind == _VMAP:
+                    cr.vmap = _compile_vmap(rule.target_args, index)
                 cc.rules.append(cr)
             chains.append(cc)
         return _CTable(table.name, chains, index)
@@ -1052,6 +1092,27 @@ class Netfilter:
                     continue
                 if kind == _GOTO:
                     chain, i = chains[cr.jump], 0
+                    continue
+                if kind == _VMAP:
+                    key, entries = cr.vmap
+                    hit = key(pkt, ctx, ifs, entries)
+                    if hit is None:
+                        continue
+                    vkind, target = hit
+                    if vkind == _CONTINUE:
+                        continue
+                    if vkind == _ACCEPT:
+                        return Decision("ACCEPT", actions, cr.rule, chain.name, table)
+                    if vkind == _DROP:
+                        return Decision("DROP", actions, cr.rule, chain.name, table)
+                    if vkind == _RETURN:
+                        if stack:
+                            chain, i = stack.pop()
+                            continue
+                        return self._policy(base, size, actions, table)
+                    if vkind == _JUMP:
+                        stack.append((chain, i))
+                    chain, i = chains[target], 0
                     continue
                 verdict = self._target(cr.rule, pkt, ctx, ifs, actions)
                 if verdict is not None:

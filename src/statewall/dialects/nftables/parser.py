@@ -470,8 +470,55 @@ class Parser:
             neg = tok.text == "!="
         tok = self.peek()
         if tok is not None and tok.text in ("vmap", "map"):
-            raise self.not_modelled(tok, "maps and verdict maps")
+            raise self.not_modelled(
+                tok,
+                f"{tok.text} on this key (verdict maps on ct state, iifname, oifname, "
+                "meta l4proto and tcp/udp ports are read)",
+            )
         return neg, self.braced()
+
+    def vmap(
+        self, r: _Rule, table: NfTable, chain: NfChain, key: str, convert, proto: int | None = None
+    ) -> None:
+        """``KEY vmap { value : verdict, ... }``: an anonymous verdict map (the rule's target VMAP with
+        ``key``, ``proto`` and ``entries``: (value, verdict, chain or None) in the order written)."""
+        start = self.next("vmap")
+        if r.target:
+            raise self.error(start, "a rule has one verdict")
+        brace = self.next("{")
+        if brace.text != "{":
+            raise self.not_modelled(brace, "named verdict maps")
+        entries = []
+        while True:
+            tok = self.peek(skip_newlines=True)
+            if tok is None:
+                raise self.error(brace, "'}' expected")
+            self.i += 1
+            if tok.text == "}":
+                break
+            if tok.text == ",":
+                continue
+            value = convert(tok)
+            colon = self.next("':'")
+            if colon.text != ":":
+                raise self.error(colon, "':' and a verdict expected")
+            verdict = self.next("a verdict")
+            target = None
+            if verdict.text in ("jump", "goto"):
+                target_tok = self.next("a chain")
+                self.jumps.append((table, chain.name, target_tok))
+                target = target_tok.text
+            elif verdict.text not in ("accept", "drop", "return", "continue"):
+                raise self.error(verdict, f"unknown verdict {verdict.text!r}")
+            entries.append((value, verdict.text, target))
+        if not entries:
+            raise self.error(brace, "an empty verdict map")
+        r.target = "VMAP"
+        r.target_args = {"key": key, "proto": proto, "entries": tuple(entries)}
+
+    def vmap_ahead(self) -> bool:
+        tok = self.peek()
+        return tok is not None and tok.text == "vmap" and not tok.quoted
 
     def address_range(self, tok: Token, family: int) -> tuple[int, int]:
         text = tok.text
@@ -514,13 +561,14 @@ class Parser:
     # -- rules -------------------------------------------------------------------------------------
 
     def rule(self, table: NfTable, chain: NfChain) -> NfRule:
+        self.table_now, self.chain_now = table, chain
         start = self.peek()
         assert start is not None
         r = _Rule()
         verdict_tok = None
         layout: list[str] = []
         while not self.at_end():
-            before = (set(r.fields), len(r.extensions), len(r.statements), r.family)
+            before = (set(r.fields), len(r.extensions), len(r.statements), r.family, r.target == "VMAP")
             tok = self.next()
             word = tok.text
             self.element(r, tok, table, chain, verdict_tok)
@@ -546,7 +594,7 @@ class Parser:
             if verdict_tok is not None and word != "comment":
                 raise self.error(tok, f"nothing may follow the verdict {verdict_tok.text!r} but a comment")
             if word in ("iifname", "oifname", "iif", "oif"):
-                self.interface(r, tok)
+                self.interface(r, tok, table, chain)
             elif word in ("ip", "ip6"):
                 self.ip_match(r, tok, table)
             elif word in ("tcp", "udp"):
@@ -675,7 +723,13 @@ class Parser:
             raise self.error(tok, "a rule cannot match both IPv4 and IPv6")
         r.family = family
 
-    def interface(self, r: _Rule, tok: Token) -> None:
+    def interface(
+        self, r: _Rule, tok: Token, table: NfTable | None = None, chain: NfChain | None = None
+    ) -> None:
+        if self.vmap_ahead() and table is not None and chain is not None:
+            key = "iifname" if tok.text.startswith("i") else "oifname"
+            self.vmap(r, table, chain, key, lambda t: t.text)
+            return
         neg, vals = self.values()
         if len(vals) != 1:
             raise self.not_modelled(vals[0] if vals else tok, "sets of interface names")
@@ -740,6 +794,14 @@ class Parser:
         r.fields[key] = tuple(nets)
         r.fields["source_negate" if side == "src" else "destination_negate"] = neg
 
+    def protocol_number(self, tok: Token) -> int:
+        proto = names.PROTOCOLS.get(tok.text) or {"icmpv6": PROTO_ICMPV6}.get(tok.text)
+        if proto is None:
+            if not tok.text.isdigit():
+                raise self.error(tok, f"unknown protocol {tok.text!r}")
+            proto = int(tok.text)
+        return proto
+
     def protocol(self, r: _Rule, vals: list[Token], neg: bool) -> None:
         if len(vals) != 1:
             raise self.not_modelled(vals[0], "sets of protocols")
@@ -758,7 +820,9 @@ class Parser:
             raise self.error(tok, f"the rule already matches protocol {r.fields['protocol']}")
         r.fields["protocol"] = proto
         what = self.next("sport, dport or flags")
-        if what.text in ("sport", "dport"):
+        if what.text in ("sport", "dport") and self.vmap_ahead():
+            self.vmap(r, self.table_now, self.chain_now, what.text, self.port_range, proto)
+        elif what.text in ("sport", "dport"):
             neg, vals = self.values()
             key = "source_ports" if what.text == "sport" else "destination_ports"
             if len(vals) == 1 and vals[0].text.startswith("@"):
@@ -852,7 +916,9 @@ class Parser:
 
     def meta(self, r: _Rule, tok: Token) -> None:
         what = self.next("a meta key")
-        if what.text in ("l4proto",):
+        if what.text in ("l4proto",) and self.vmap_ahead():
+            self.vmap(r, self.table_now, self.chain_now, "l4proto", self.protocol_number)
+        elif what.text in ("l4proto",):
             neg, vals = self.values()
             self.protocol(r, vals, neg)
         elif what.text == "nfproto":
@@ -891,7 +957,15 @@ class Parser:
 
     def ct(self, r: _Rule, tok: Token, table: NfTable) -> None:
         what = self.next("a ct key")
-        if what.text == "state":
+        if what.text == "state" and self.vmap_ahead():
+
+            def state(t: Token) -> str:
+                if t.text not in CT_STATES:
+                    raise self.error(t, f"unknown ct state {t.text!r}")
+                return CT_STATES[t.text]
+
+            self.vmap(r, table, self.chain_now, "ct_state", state)
+        elif what.text == "state":
             neg, vals = self.values()
             states = set()
             for v in vals:
@@ -1143,7 +1217,9 @@ _FIELD_PARTS = (
 
 def _layout(r: _Rule, before: tuple, word: str) -> list[str]:
     """What the element just read added to the rule, as layout keys."""
-    fields, n_ext, n_stmt, family = before
+    fields, n_ext, n_stmt, family, had_vmap = before
+    if r.target == "VMAP" and not had_vmap:
+        return ["verdict"]
     added = set(r.fields) - fields
     out = [part for key, part in _FIELD_PARTS if key in added]
     if not out and "protocol" in added:

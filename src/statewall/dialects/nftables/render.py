@@ -18,6 +18,7 @@ from .parser import HOOKS, ICMP_NAMES, ICMPV6_NAMES, PRIORITY_NAMES, REJECT_ICMP
 
 _HOOK_NAMES = {v: k for k, v in HOOKS.items()}
 _CT_ORDER = ("INVALID", "ESTABLISHED", "RELATED", "NEW", "UNTRACKED")
+_CT_BITS = {"INVALID": 1, "ESTABLISHED": 2, "RELATED": 4, "NEW": 8, "UNTRACKED": 64}
 _FLAG_ORDER = ("fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr")
 _PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 47: "gre", 50: "esp", 51: "ah", 132: "sctp"}
 _LEVELS = {v: k for k, v in names.LOG_LEVELS.items() if k not in ("err", "warn", "panic")}
@@ -283,11 +284,40 @@ def _statement(name: str, a: dict) -> str:
     return f"# {name}"
 
 
+def _vmap(a: dict) -> str:
+    key = a["key"]
+    words = []
+    entries = list(a["entries"])
+    # nft lists integer keys in ascending order (ct state by its bit: invalid 1, established 2,
+    # related 4, new 8, untracked 64), names as they were added.
+    if key == "ct_state":
+        entries.sort(key=lambda e: _CT_BITS.get(e[0], 0))
+    elif key in ("l4proto", "sport", "dport"):
+        entries.sort(key=lambda e: e[0])
+    for value, verdict, chain in entries:
+        if key == "ct_state":
+            text = str(value).lower()
+        elif key in ("iifname", "oifname"):
+            text = f'"{value}"'
+        elif key == "l4proto":
+            text = _PROTO_NAMES.get(value, str(value))
+        else:
+            lo, hi = value
+            text = str(lo) if lo == hi else f"{lo}-{hi}"
+        words.append(f"{text} : {verdict}" + (f" {chain}" if chain else ""))
+    head = {"ct_state": "ct state", "l4proto": "meta l4proto"}.get(key, key)
+    if key in ("sport", "dport"):
+        head = f"{'tcp' if a['proto'] == PROTO_TCP else 'udp'} {key}"
+    return f"{head} vmap {{ {', '.join(words)} }}"
+
+
 def _verdict(rule: NfRule) -> list[str]:
     t = rule.target
     a = rule.target_args
     if not t:
         return []
+    if t == "VMAP" and "entries" in a:
+        return [_vmap(a)]
     if t in ("ACCEPT", "DROP", "RETURN"):
         return [t.lower()]
     if t == "REJECT":
