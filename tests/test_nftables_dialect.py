@@ -210,3 +210,13 @@ def test_verdict_maps_dispatch_on_state_interface_protocol_and_port():
     dns = decode(craft.udp_packet(4, ip("192.168.1.5"), ip("192.168.1.1"), 5000, 53, b"q"))
     assert verdict(dns, inp="eth1") == ("ACCEPT", "lan")
     assert verdict(tcp("192.168.1.5", "192.168.1.1", 4000, 80), inp="eth1") == ("ACCEPT", "input")
+
+
+def test_anonymous_sets_of_protocols_and_interface_names():
+    nf = Netfilter(parse_file(CONFIGS / "nft-vmap.nft"))
+    syn = tcp("192.168.1.5", "8.8.8.8", 4000, 443)
+    assert nf.traverse("FORWARD", syn, Context("eth1", "eth0", "NEW")).verdict == "ACCEPT"
+    assert nf.traverse("FORWARD", syn, Context("wg0", "eth0", "NEW")).verdict == "ACCEPT"
+    assert nf.traverse("FORWARD", syn, Context("eth2", "eth0", "NEW")).verdict == "DROP"
+    ping = decode(craft.icmp_echo(4, ip("203.0.113.9"), ip("192.168.1.5"), 1, 1))
+    assert nf.traverse("FORWARD", ping, Context("eth0", "eth1", "NEW")).verdict == "ACCEPT"

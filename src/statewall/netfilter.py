@@ -756,7 +756,29 @@ def _rt_check(args: dict, family: int, env: Netfilter | None) -> Check:
     return check
 
 
+def _l4proto_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``meta l4proto { a, b }``: one of the protocols."""
+    protos, neg = frozenset(args["protos"]), bool(args["negate"])
+    return lambda pkt, ctx, ifs: (pkt.proto in protos) != neg
+
+
+def _ifname_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``iifname { "a", "b*" }``: one of the names (``*`` a prefix)."""
+    attr = "inp" if args["side"] == "in" else "out"
+    exact = frozenset(n for n in args["names"] if not n.endswith("*"))
+    prefixes = tuple(n[:-1] for n in args["names"] if n.endswith("*"))
+    neg = bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        name = getattr(ifs, attr)
+        return (name in exact or (bool(prefixes) and name.startswith(prefixes))) != neg
+
+    return check
+
+
 _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
+    "l4proto": _l4proto_check,
+    "ifname": _ifname_check,
     "ttl": _ttl_check,
     "hl": _ttl_check,
     "rt": _rt_check,

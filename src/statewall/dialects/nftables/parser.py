@@ -732,7 +732,11 @@ class Parser:
             return
         neg, vals = self.values()
         if len(vals) != 1:
-            raise self.not_modelled(vals[0] if vals else tok, "sets of interface names")
+            side = "in" if tok.text.startswith("i") else "out"
+            r.extensions.append(
+                NfExtension("ifname", {"side": side, "names": tuple(v.text for v in vals), "negate": neg})
+            )
+            return
         name = vals[0].text
         if name.endswith("*"):
             name = name[:-1] + "+"
@@ -804,7 +808,9 @@ class Parser:
 
     def protocol(self, r: _Rule, vals: list[Token], neg: bool) -> None:
         if len(vals) != 1:
-            raise self.not_modelled(vals[0], "sets of protocols")
+            protos = tuple(sorted({self.protocol_number(v) for v in vals}))
+            r.extensions.append(NfExtension("l4proto", {"protos": protos, "negate": neg}))
+            return
         text = vals[0].text
         proto = names.PROTOCOLS.get(text) or ({"icmpv6": PROTO_ICMPV6}.get(text))
         if proto is None:

@@ -247,6 +247,13 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
         return [text + (f" burst {a['burst']} packets" if a["burst"] != 5 else "")]
     if name == "comment":
         return []
+    if name == "l4proto":
+        return [
+            f"meta l4proto {_ne(a['negate'])}{_values([_PROTO_NAMES.get(p, str(p)) for p in a['protos']])}"
+        ]
+    if name == "ifname":
+        names_ = [f'"{n}"' for n in a["names"]]
+        return [f"{'iifname' if a['side'] == 'in' else 'oifname'} {_ne(a['negate'])}{_values(names_)}"]
     return [f"# {name} (not printable in nft)"]
 
 
