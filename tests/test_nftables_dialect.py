@@ -20,7 +20,7 @@ from statewall.netfilter import Context, Netfilter
 from statewall.packet import decode, str_to_addr
 
 CONFIGS = Path(__file__).parent / "configs"
-NFT_FILES = ["seed001-nft.nft", "nft-host.nft", "nft-vmap.nft"]
+NFT_FILES = ["seed001-nft.nft", "nft-host.nft", "nft-vmap.nft", "firewalld-nftables.nft"]
 SYN, ACK = 0x02, 0x10
 ENGINE_NOTE = "nftables rulesets are read"
 
@@ -172,7 +172,6 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
         ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:2", "flowtable objects is not modelled"),
         (CHAIN % "ip saddr vmap { 10.0.0.1 : accept }", "4:12", "vmap on this key"),
         (CHAIN % "tcp dport vmap @ports", "4:18", "named verdict maps is not modelled"),
-        ("table bridge f {\n}\n", "1:7", "the bridge family"),
         (
             "table ip f {\n\tchain a {\n\t\tjump b\n\t}\n\tchain b {\n\t\tjump a\n\t}\n}\n",
             "6:8",
@@ -220,3 +219,35 @@ def test_anonymous_sets_of_protocols_and_interface_names():
     assert nf.traverse("FORWARD", syn, Context("eth2", "eth0", "NEW")).verdict == "DROP"
     ping = decode(craft.icmp_echo(4, ip("203.0.113.9"), ip("192.168.1.5"), 1, 1))
     assert nf.traverse("FORWARD", ping, Context("eth0", "eth1", "NEW")).verdict == "ACCEPT"
+
+
+def test_firewalld_nftables_backend_zones_rpfilter_and_icmpx_reject():
+    nf = Netfilter(parse_file(CONFIGS / "firewalld-nftables.nft"))
+
+    def inp(pkt, dev, state="NEW"):
+        ctx = Context(dev, None, "INVALID")
+        raw = nf.traverse("PREROUTING", pkt, ctx, Netfilter.before_conntrack("PREROUTING"))
+        if raw.verdict != "ACCEPT":
+            return raw
+        ctx.ctstate = state
+        return nf.traverse("INPUT", pkt, ctx)
+
+    assert inp(tcp("10.0.2.2", "10.0.2.15", 4000, 22), "enp0s3").verdict == "ACCEPT"
+    d = inp(tcp("10.0.2.2", "10.0.2.15", 4000, 25), "enp0s3")
+    assert d.verdict == "DROP" and d.actions[0].args["reply"] == ("icmp", 3, 13)  # icmpx admin-prohibited
+    d = inp(tcp("2001:db8:2::1", "2001:db8:2::15", 4000, 25), "enp0s3")
+    assert d.actions[0].args["reply"] == ("icmp", 1, 1)  # the same reject, in IPv6's words
+    dns = decode(craft.udp_packet(4, ip("192.168.122.50"), ip("192.168.122.1"), 5000, 53, b"q"))
+    assert inp(dns, "virbr0").rule.origin.text == "udp dport domain ct state new,untracked accept"
+    # IPv6 rpfilter: a source that no route sends back out of enp0s8 is dropped before conntrack.
+    d = inp(tcp("2001:db8:99::1", "2001:db8:2::15", 4000, 22), "enp0s8")
+    assert d.verdict == "DROP" and d.rule.origin.text == "meta nfproto ipv6 fib saddr . iif oif missing drop"
+    assert inp(tcp("2001:db8:99::1", "2001:db8:2::15", 4000, 22), "enp0s3").verdict == "ACCEPT"
+
+
+def test_tables_of_other_families_are_said_and_skipped():
+    policy = parse(
+        "table bridge filter {\n\tchain INPUT {\n\t\ttype filter hook input priority -200;\n\t}\n}\n", "b.nft"
+    )
+    assert policy.nft_tables == []
+    assert [w.message.split(":")[0] for w in policy.warnings][:1] == ["table bridge filter"]

@@ -54,6 +54,7 @@ from typing import NamedTuple
 from . import craft
 from .packet import Packet
 from .policy import (
+    NF_REJECT_ICMPX,
     NF_REJECT_REPLIES,
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -776,7 +777,47 @@ def _ifname_check(args: dict, family: int, env: Netfilter | None) -> Check:
     return check
 
 
+def _icmptypes_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``icmp type { a, b }``: an ICMP (or ICMPv6) message of one of the types."""
+    proto, types, neg = int(args["proto"]), frozenset(args["types"]), bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        if pkt.proto != proto or pkt.frag_offset or not pkt.has_l4:
+            return False
+        return (pkt.icmp_type in types) != neg
+
+    return check
+
+
+def _rpfilter_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``fib saddr . iif oif missing`` (firewalld's IPv6 rpfilter): no route back to the source
+    leaves through the interface the packet came in on -- by the policy's routes and connected
+    networks (nft_fib: the route lookup for the source, limited to the input interface)."""
+    missing = bool(args["missing"])
+    routes: list[tuple[int, int, int, str]] = []  # (version, network, mask, device)
+    if env is not None:
+        policy = env.policy
+        for name, itf in policy.interfaces.items():
+            for addr in itf.addresses():
+                net = addr.network
+                routes.append((net.version, int(net.network_address), int(net.netmask), itf.hardware or name))
+        for route in policy.routes:
+            itf = policy.interfaces.get(route.interface)
+            dev = (itf.hardware or route.interface) if itf is not None else route.interface
+            net = route.network
+            routes.append((net.version, int(net.network_address), int(net.netmask), dev))
+
+    def check(pkt, ctx, ifs) -> bool:
+        src = pkt.src
+        back = any(v == pkt.version and src & mask == net and dev == ifs.inp for v, net, mask, dev in routes)
+        return (not back) == missing
+
+    return check
+
+
 _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
+    "icmptypes": _icmptypes_check,
+    "rpfilter": _rpfilter_check,
     "l4proto": _l4proto_check,
     "ifname": _ifname_check,
     "ttl": _ttl_check,
@@ -1218,9 +1259,10 @@ class Netfilter:
             ctx.trace = True  # xt_TRACE: skb->nf_trace = 1
             return None
         if t == "REJECT":
-            actions.append(
-                Action("REJECT", {"with": a["with"], "reply": NF_REJECT_REPLIES[str(a["with"])]}, rule)
-            )
+            w = str(a["with"])
+            if w in NF_REJECT_ICMPX:
+                w = NF_REJECT_ICMPX[w][pkt.version]
+            actions.append(Action("REJECT", {"with": w, "reply": NF_REJECT_REPLIES[w]}, rule))
             return "DROP"
         if t in ("SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP"):
             actions.append(Action(t, dict(a), rule))

@@ -591,6 +591,13 @@ NF_REJECT_REPLIES: dict[str, tuple] = {
     "icmp6-reject-route": ("icmp", 1, 6),
     "tcp-reset": ("tcp-reset",),
 }
+# nft's "reject with icmpx TYPE" (NFT_REJECT_ICMPX_*): the same name in the packet's own family.
+NF_REJECT_ICMPX: dict[str, dict[int, str]] = {
+    "icmpx-port-unreachable": {4: "icmp-port-unreachable", 6: "icmp6-port-unreachable"},
+    "icmpx-admin-prohibited": {4: "icmp-admin-prohibited", 6: "icmp6-adm-prohibited"},
+    "icmpx-no-route": {4: "icmp-net-unreachable", 6: "icmp6-no-route"},
+    "icmpx-host-unreachable": {4: "icmp-host-unreachable", 6: "icmp6-addr-unreachable"},
+}
 
 
 def nf_folded_owners(rule: NfRule) -> list[bool]:

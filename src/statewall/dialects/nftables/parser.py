@@ -28,6 +28,7 @@ returned.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 
 from ...policy import (
@@ -222,7 +223,22 @@ class Parser:
         fam = self.next("a family")
         if fam.text not in FAMILIES:
             if fam.text in ("arp", "bridge", "netdev"):
-                raise self.not_modelled(fam, f"the {fam.text} family (statewall filters routed IP traffic)")
+                # Not routed IP traffic: said, and skipped as a whole.
+                name = self.next("a table name")
+                self.expect("{")
+                depth = 1
+                while depth:
+                    tok = self.next("'}'")
+                    if not tok.quoted:
+                        depth += {"{": 1, "}": -1}.get(tok.text, 0)
+                self.policy.warnings.append(
+                    Warning_(
+                        self.origin(start),
+                        f"table {fam.text} {name.text}: the {fam.text} family is not modelled "
+                        "(statewall filters routed IP traffic); its rules are ignored",
+                    )
+                )
+                return
             raise self.error(fam, f"table family {fam.text!r}: ip, ip6 or inet")
         name = self.next("a table name")
         table = next(
@@ -537,6 +553,8 @@ class Parser:
 
     def port_range(self, tok: Token) -> tuple[int, int]:
         lo_s, _, hi_s = tok.text.partition("-")
+        if hi_s and not (lo_s.isdigit() and hi_s.isdigit()):
+            lo_s, hi_s = tok.text, ""  # a service name with a dash (dhcpv6-client)
         out = []
         for part in (lo_s, hi_s or lo_s):
             if part.isdigit() and int(part) <= 65535:
@@ -544,7 +562,14 @@ class Parser:
             elif part in names.SERVICES:
                 out.append(names.SERVICES[part])
             else:
-                raise self.error(tok, f"bad port {tok.text!r}")
+                # nft resolves a service name as getservbyname does (/etc/services).
+                try:
+                    out.append(socket.getservbyname(part))
+                except OSError:
+                    try:
+                        out.append(socket.getservbyname(part, "udp"))
+                    except OSError:
+                        raise self.error(tok, f"bad port {tok.text!r}") from None
         if out[0] > out[1]:
             raise self.error(tok, f"bad port range {tok.text!r}")
         return out[0], out[1]
@@ -911,14 +936,20 @@ class Parser:
         if what.text != "type":
             raise self.not_modelled(what, f"{tok.text} {what.text}")
         neg, vals = self.values()
-        if len(vals) != 1:
-            raise self.not_modelled(vals[0], "sets of ICMP types")
         table = ICMPV6_NAMES if v6 else ICMP_NAMES
-        text = vals[0].text
-        t = table.get(text, int(text) if text.isdigit() else None)
-        if t is None:
-            raise self.error(vals[0], f"unknown ICMP type {text!r}")
-        r.fields.update(icmp_type=t, icmp_negate=neg)
+        types = []
+        for v in vals:
+            t = table.get(v.text, int(v.text) if v.text.isdigit() else None)
+            if t is None:
+                raise self.error(v, f"unknown ICMP type {v.text!r}")
+            types.append(t)
+        if len(types) == 1:
+            r.fields.update(icmp_type=types[0], icmp_negate=neg)
+        else:
+            proto = PROTO_ICMPV6 if v6 else PROTO_ICMP
+            r.extensions.append(
+                NfExtension("icmptypes", {"proto": proto, "types": tuple(types), "negate": neg})
+            )
 
     def meta(self, r: _Rule, tok: Token) -> None:
         what = self.next("a meta key")
@@ -1035,6 +1066,19 @@ class Parser:
             self.i += 1
             self.expect("iif")
             limit_in = True
+        nxt = self.peek()
+        if what.text == "saddr" and limit_in and nxt is not None and nxt.text == "oif":
+            # fib saddr . iif oif missing: the reverse path check (rpfilter): no route back to the
+            # source through the interface the packet came in on.
+            self.i += 1
+            neg = False
+            if self.peek() is not None and self.peek().text in ("!=", "=="):
+                neg = self.next().text == "!="
+            word = self.next("missing or exists")
+            if word.text not in ("missing", "exists"):
+                raise self.not_modelled(word, f"fib saddr . iif oif {word.text}")
+            r.extensions.append(NfExtension("rpfilter", {"missing": (word.text == "missing") != neg}))
+            return
         self.expect("type")
         neg, vals = self.values()
         types = frozenset(v.text.upper() for v in vals)
@@ -1138,7 +1182,7 @@ class Parser:
                 elif kind.text == "icmpv6":
                     table_ = REJECT_ICMPV6
                 elif kind.text == "icmpx":
-                    table_ = REJECT_ICMPX6 if family == 6 else REJECT_ICMPX
+                    table_ = {k: "icmpx-" + k for k in REJECT_ICMPX}
                 else:
                     raise self.error(kind, "icmp, icmpv6, icmpx or tcp expected")
                 if name.text not in table_:
@@ -1228,7 +1272,7 @@ def _layout(r: _Rule, before: tuple, word: str) -> list[str]:
         return ["verdict"]
     added = set(r.fields) - fields
     out = [part for key, part in _FIELD_PARTS if key in added]
-    if not out and "protocol" in added:
+    if not out and "protocol" in added and len(r.extensions) == n_ext:
         out.append("proto")
     if word == "meta" and r.family != family and not out:
         out.append(f"nfproto{r.family}")

@@ -115,7 +115,12 @@ def _values(items: list[str]) -> str:
 
 
 def _net(net) -> str:
-    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+    addr = net.network_address
+    text = str(addr)
+    mapped = getattr(addr, "ipv4_mapped", None)
+    if mapped is not None:
+        text = f"::ffff:{mapped}"  # nft prints IPv4-mapped addresses dotted
+    return text if net.prefixlen == net.max_prefixlen else f"{text}/{net.prefixlen}"
 
 
 def _ports(ports) -> list[str]:
@@ -247,6 +252,13 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
         return [text + (f" burst {a['burst']} packets" if a["burst"] != 5 else "")]
     if name == "comment":
         return []
+    if name == "icmptypes":
+        v6 = a["proto"] == PROTO_ICMPV6
+        by_type = _ICMPV6_BY_TYPE if v6 else _ICMP_BY_TYPE
+        types = [str(by_type.get(t, t)) for t in sorted(a["types"])]
+        return [f"{'icmpv6' if v6 else 'icmp'} type {_ne(a['negate'])}{_values(types)}"]
+    if name == "rpfilter":
+        return [f"fib saddr . iif oif {'missing' if a['missing'] else 'exists'}"]
     if name == "l4proto":
         return [
             f"meta l4proto {_ne(a['negate'])}{_values([_PROTO_NAMES.get(p, str(p)) for p in a['protos']])}"
@@ -333,6 +345,8 @@ def _verdict(rule: NfRule) -> list[str]:
             return ["reject"]
         if w == "tcp-reset":
             return ["reject with tcp reset"]
+        if w.startswith("icmpx-"):
+            return [f"reject with icmpx {w[len('icmpx-') :]}"]
         kind = "icmpv6" if w.startswith("icmp6") else "icmp"
         return [f"reject with {kind} {_REJECT_NAMES.get(w, w)}"]  # nft 1.0 prints no "type"
     if t in ("SNAT", "DNAT"):
