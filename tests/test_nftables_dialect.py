@@ -20,7 +20,13 @@ from statewall.netfilter import Context, Netfilter
 from statewall.packet import decode, str_to_addr
 
 CONFIGS = Path(__file__).parent / "configs"
-NFT_FILES = ["seed001-nft.nft", "nft-host.nft", "nft-vmap.nft", "firewalld-nftables.nft"]
+NFT_FILES = [
+    "seed001-nft.nft",
+    "nft-host.nft",
+    "nft-vmap.nft",
+    "firewalld-nftables.nft",
+    "docker-29-nftables.nft",
+]
 SYN, ACK = 0x02, 0x10
 ENGINE_NOTE = "nftables rulesets are read"
 
@@ -166,12 +172,17 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
     [
         (
             "table inet f {\n\tmap m {\n\t\ttype ipv4_addr : verdict\n\t}\n}\n",
-            "2:2",
-            "map objects is not modelled",
+            "3:8",
+            "verdict maps keyed by ipv4_addr is not modelled",
+        ),
+        (
+            "table inet f {\n\tmap m {\n\t\ttype ifname : ipv4_addr\n\t}\n}\n",
+            "3:17",
+            "maps other than verdict maps is not modelled",
         ),
         ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:2", "flowtable objects is not modelled"),
         (CHAIN % "ip saddr vmap { 10.0.0.1 : accept }", "4:12", "vmap on this key"),
-        (CHAIN % "tcp dport vmap @ports", "4:18", "named verdict maps is not modelled"),
+        (CHAIN % "tcp dport vmap @ports", "4:18", "map ports does not exist in table f"),
         (
             "table ip f {\n\tchain a {\n\t\tjump b\n\t}\n\tchain b {\n\t\tjump a\n\t}\n}\n",
             "6:8",
@@ -251,3 +262,34 @@ def test_tables_of_other_families_are_said_and_skipped():
     )
     assert policy.nft_tables == []
     assert [w.message.split(":")[0] for w in policy.warnings][:1] == ["table bridge filter"]
+
+
+def test_docker_nftables_backend_publishes_masquerades_and_drops_direct_access():
+    nf = Netfilter(parse_file(CONFIGS / "docker-29-nftables.nft"))
+    syn = tcp("198.51.100.7", "203.0.113.10", 40000, 8080)
+    ctx = Context("eth0", None, "INVALID")
+    assert nf.traverse("PREROUTING", syn, ctx, Netfilter.before_conntrack("PREROUTING")).verdict == "ACCEPT"
+    ctx.ctstate = "NEW"
+    d = nf.traverse("PREROUTING", syn, ctx, Netfilter.after_conntrack("PREROUTING"))
+    [dnat] = d.actions
+    assert (
+        dnat.kind == "DNAT"
+        and str(dnat.args["addresses"][0]) == "192.0.2.2"
+        and dnat.args["ports"] == (80, 80)
+    )
+    # After the DNAT (the engine rewrites the packet), FORWARD dispatches on oifname to bridge1's chain.
+    fwd = tcp("198.51.100.7", "192.0.2.2", 40000, 80)
+    d = nf.traverse("FORWARD", fwd, Context("eth0", "bridge1", "NEW"))
+    assert d.verdict == "ACCEPT" and d.chain == "filter-forward-in__bridge1"
+    d = nf.traverse("FORWARD", tcp("198.51.100.7", "192.0.2.2", 40000, 22), Context("eth0", "bridge1", "NEW"))
+    assert d.verdict == "DROP" and d.rule.origin.text.endswith('drop comment "UNPUBLISHED PORT DROP"')
+    # Straight to the container's address from outside: raw-PREROUTING's drop, before conntrack.
+    direct = tcp("198.51.100.7", "192.0.2.2", 40001, 80)
+    d = nf.traverse(
+        "PREROUTING", direct, Context("eth0", None, "INVALID"), Netfilter.before_conntrack("PREROUTING")
+    )
+    assert d.verdict == "DROP" and d.chain == "raw-PREROUTING"
+    # The container's own traffic leaves masqueraded.
+    out = tcp("192.0.2.2", "8.8.8.8", 5000, 53)
+    d = nf.traverse("POSTROUTING", out, Context("bridge1", "eth0", "NEW"))
+    assert [a.kind for a in d.actions] == ["MASQUERADE"]

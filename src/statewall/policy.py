@@ -707,6 +707,10 @@ class NfTable:
     # ``ct helper`` objects, name -> (helper, protocol).
     family: str | None = None
     helpers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # nftables verdict maps: name -> (key type, ((key, verdict, chain or None), ...)); ``sets_order``:
+    # the names of its sets and maps in the order they were declared (nft lists them so).
+    vmaps: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    sets_order: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------

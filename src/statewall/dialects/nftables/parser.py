@@ -267,7 +267,9 @@ class Parser:
             elif tok.text in ("flags", "comment"):
                 while not self.at_end():
                     self.i += 1
-            elif tok.text in ("map", "flowtable", "counter", "quota", "limit", "secmark", "synproxy"):
+            elif tok.text == "map":
+                self.named_vmap(table)
+            elif tok.text in ("flowtable", "counter", "quota", "limit", "secmark", "synproxy"):
                 raise self.not_modelled(tok, f"{tok.text} objects")
             else:
                 raise self.error(tok, f"chain, set or ct helper expected in a table, not {tok.text!r}")
@@ -327,6 +329,51 @@ class Parser:
                 s.text.append(m.text)
         s.options = ["interval"] if interval else []
         self.policy.nf_sets[key] = s
+        table.sets_order.append(name.text)
+
+    def named_vmap(self, table: NfTable) -> None:
+        """``map NAME { type ifname|inet_service : verdict; elements = { k : verdict, ... } }``."""
+        name = self.next("a map name")
+        self.expect("{")
+        key_type = None
+        entries: list = []
+        while True:
+            tok = self.peek(skip_newlines=True)
+            if tok is None:
+                raise self.error(name, "'}' expected: the map is never closed")
+            self.i += 1
+            if tok.text == "}":
+                break
+            if tok.text == ";":
+                continue
+            if tok.text == "type":
+                key_type = self.next("a key type")
+                colon = self.next("':'")
+                value = self.next("verdict")
+                if colon.text != ":" or value.text != "verdict":
+                    raise self.not_modelled(value, "maps other than verdict maps")
+                if key_type.text not in ("ifname", "inet_service"):
+                    raise self.not_modelled(key_type, f"verdict maps keyed by {key_type.text}")
+            elif tok.text == "elements":
+                if key_type is None:
+                    raise self.error(tok, "the map's type comes before its elements")
+                self.expect("=")
+                convert = (lambda t: t.text) if key_type.text == "ifname" else self.port_range
+                holder = _Rule()
+                self.vmap_entries(holder, table, self.chain_placeholder(table), convert)
+                entries = list(holder.target_args["entries"])
+            elif tok.text in ("flags", "comment", "counter", "size", "policy"):
+                while not self.at_end():
+                    self.i += 1
+            else:
+                raise self.error(tok, f"map: type or elements expected, not {tok.text!r}")
+        if key_type is None:
+            raise self.error(name, f"map {name.text}: no type")
+        table.vmaps[name.text] = (key_type.text, tuple(entries))
+        table.sets_order.append(name.text)
+
+    def chain_placeholder(self, table: NfTable) -> NfChain:
+        return NfChain(f"map in table {table.name}")
 
     def ct_object(self, table: NfTable, start: Token) -> None:
         kind = self.next("helper")
@@ -501,9 +548,31 @@ class Parser:
         start = self.next("vmap")
         if r.target:
             raise self.error(start, "a rule has one verdict")
+        ref = self.peek()
+        if ref is not None and ref.text.startswith("@"):
+            self.i += 1
+            found = table.vmaps.get(ref.text[1:])
+            want = {
+                "iifname": "ifname",
+                "oifname": "ifname",
+                "dport": "inet_service",
+                "sport": "inet_service",
+            }
+            if found is None:
+                raise self.error(ref, f"map {ref.text[1:]} does not exist in table {table.name}")
+            if found[0] != want.get(key):
+                raise self.error(ref, f"map {ref.text[1:]} is keyed by {found[0]}, not by {key}")
+            r.target = "VMAP"
+            r.target_args = {"key": key, "proto": proto, "entries": found[1], "map": ref.text[1:]}
+            return
+        self.vmap_entries(r, table, chain, convert, key, proto)
+
+    def vmap_entries(
+        self, r: _Rule, table: NfTable, chain: NfChain, convert, key: str = "", proto=None
+    ) -> None:
         brace = self.next("{")
         if brace.text != "{":
-            raise self.not_modelled(brace, "named verdict maps")
+            raise self.error(brace, "'{' or @map expected")
         entries = []
         while True:
             tok = self.peek(skip_newlines=True)

@@ -59,14 +59,17 @@ def table_lines(policy: Policy, table: NfTable, counters: Counters | None = None
             ]
         )
     prefix = f"{table.family} {table.name} "
-    for key, s in policy.nf_sets.items():
-        if key.startswith(prefix) and key[len(prefix) :] == s.name:
-            blocks.append(set_lines(s))
+    for name in table.sets_order:
+        if name in table.vmaps:
+            key_type, entries = table.vmaps[name]
+            blocks.append(vmap_lines(name, key_type, entries))
+        elif prefix + name in policy.nf_sets:
+            blocks.append(set_lines(policy.nf_sets[prefix + name]))
     label = f"{table.family} {table.name}"
     for chain in table.chains.values():
         lines = [f"\tchain {chain.name} {{"]
         if chain.hook is not None:
-            prio = priority_text(chain.priority or 0)
+            prio = priority_text(chain.priority or 0, chain.hook)
             lines.append(
                 f"\t\ttype {chain.kind} hook {_HOOK_NAMES[chain.hook]} priority {prio}; "
                 f"policy {(chain.policy or 'ACCEPT').lower()};"
@@ -84,23 +87,58 @@ def table_lines(policy: Policy, table: NfTable, counters: Counters | None = None
     return out
 
 
+# How many elements nft prints per line in a set or map declaration, by key type (checked with nft 1.0.6).
+_PER_LINE = {"inet_service": 5, "ipv4_addr": 2, "ipv6_addr": 1, "ifname": 1}
+
+
+def _elements(items: list[str], per_line: int) -> str:
+    """``elements = { a, b,\n\t\t\t     c }``: nft's wrapping of a declaration's elements."""
+    lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return "\t\telements = { " + ",\n\t\t\t     ".join(lines) + " }"
+
+
 def set_lines(s: NfSet) -> list[str]:
     kind = s.kind.removeprefix("nft:")
     lines = [f"\tset {s.name} {{", f"\t\ttype {kind}"]
-    if "interval" in s.options:
+    interval = "interval" in s.options
+    if interval:
         lines.append("\t\tflags interval")
     if s.text:
-        lines.append(f"\t\telements = {{ {', '.join(s.text)} }}")
+        items = list(s.text)
+        if interval:  # an interval set is a tree: nft lists it in order
+            items = [t for _, t in sorted(zip(s.members, s.text, strict=True), key=lambda mt: mt[0])]
+        lines.append(_elements(items, _PER_LINE.get(kind, 1)))
     lines.append("\t}")
     return lines
 
 
-def priority_text(value: int) -> str:
+def vmap_lines(name: str, key_type: str, entries: tuple) -> list[str]:
+    items = []
+    for value, verdict, chain in entries:
+        if key_type == "ifname":
+            text = f'"{value}"'
+        else:
+            lo, hi = value
+            text = str(lo) if lo == hi else f"{lo}-{hi}"
+        items.append(f"{text} : {verdict}" + (f" {chain}" if chain else ""))
+    lines = [f"\tmap {name} {{", f"\t\ttype {key_type} : verdict"]
+    if items:
+        lines.append(_elements(items, _PER_LINE.get(key_type, 1)))
+    lines.append("\t}")
+    return lines
+
+
+# nft 1.0.6 names dstnat only at prerouting and srcnat only at postrouting (std_prio_lookup).
+_NAMED_AT = {"dstnat": "PREROUTING", "srcnat": "POSTROUTING"}
+
+
+def priority_text(value: int, hook: str | None = None) -> str:
     """nft 1.0's priority: the standard name when within 10 of it (``filter + 5``), else the number."""
-    for name, base in PRIORITY_NAMES.items():
+    names_ = [(n, b) for n, b in PRIORITY_NAMES.items() if _NAMED_AT.get(n, hook) == hook]
+    for name, base in names_:
         if value == base:
             return name
-    for name, base in PRIORITY_NAMES.items():
+    for name, base in names_:
         if 0 < abs(value - base) <= 10:
             return f"{name} {'+' if value > base else '-'} {abs(value - base)}"
     return str(value)
@@ -305,6 +343,11 @@ def _statement(name: str, a: dict) -> str:
 
 def _vmap(a: dict) -> str:
     key = a["key"]
+    if a.get("map"):
+        head = {"ct_state": "ct state", "l4proto": "meta l4proto"}.get(key, key)
+        if key in ("sport", "dport"):
+            head = f"{'tcp' if a['proto'] == PROTO_TCP else 'udp'} {key}"
+        return f"{head} vmap @{a['map']}"
     words = []
     entries = list(a["entries"])
     # nft lists integer keys in ascending order (ct state by its bit: invalid 1, established 2,
