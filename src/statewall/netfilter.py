@@ -1,10 +1,13 @@
 """Netfilter's rule traversal: which tables and chains one packet goes through, and what they decide.
 
 Owns the evaluation of iptables/ip6tables rulesets (``Policy.netfilter``, ``Policy.ip6_netfilter``) as
-the kernel's ``ipt_do_table`` does it: a hook's built-in chain, jumps (``-j``) and gotos (``-g``) into
-user chains, RETURN, the chain policy, per-rule packet and byte counters (bytes are the IP total
-length), ``-m limit`` token buckets, and the target extensions. It is pure and sans-IO: the caller
-gives the packet (a decoded ``statewall.packet.Packet``), a ``Context`` and the time.
+the kernel's ``ipt_do_table`` does it, and of nftables rulesets (``Policy.nft_tables``) as
+``nft_do_chain`` does: a hook's base chains in priority order, jumps (``-j``, ``jump``) and gotos
+into user chains, RETURN, the chain policy, per-rule packet and byte counters (bytes are the IP total
+length), the match modules' state (``-m limit``, ``recent`` lists, ``hashlimit`` buckets), nft
+statements and verdict maps, and the target extensions. It is pure and sans-IO: the caller gives the
+packet (a decoded ``statewall.packet.Packet``), a ``Context`` and the time. It reads the neutral model
+only; no dialect is imported here.
 
 How the engine uses it::
 
@@ -18,10 +21,13 @@ How the engine uses it::
     verdict, actions = d                         # "ACCEPT" or "DROP", list of Action
     nf.counters("mangle")                        # (chain, rule index) -> (packets, bytes)
 
-``HOOK_TABLES`` lists the tables of each hook in the kernel's priority order, with ``"conntrack"``
-where connection tracking runs; ``traverse`` visits the nat table only for a packet whose ctstate is
-NEW (the kernel consults nat chains once per connection) and stops at the first DROP.
-``evaluate(hook, table, pkt, ctx)`` walks one table.
+``HOOK_TABLES`` lists the iptables tables of each hook in the kernel's priority order, with
+``"conntrack"`` where connection tracking runs. ``traverse`` runs the base chains of a hook sorted by
+priority (``table_priority``: NF_IP_PRI_RAW -300, conntrack -200, mangle -150, dstnat -100, filter 0,
+security 50, srcnat 100; an nft base chain at its own number), on the side of conntrack the given
+tables are on, nat chains only for a packet whose ctstate is NEW (the kernel consults nat chains once
+per connection), and stops at the first DROP. ``evaluate(hook, table, pkt, ctx)`` walks one
+iptables table.
 
 Actions (``Action.kind``) tell the engine what the targets asked for:
 
