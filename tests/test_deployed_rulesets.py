@@ -179,7 +179,7 @@ def test_docker27_publishes_a_port_masquerades_its_containers_and_isolates_its_n
     # The client's ACK is ESTABLISHED toward a bridge: the set match and conntrack let it through.
     [(out, ack)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.10", 40000, 8080, ACK, 1001, 5001))
     assert (out, ack.dst) == ("bridge1", "192.0.2.2")
-    counters = w.fw._nf.nf.counters("filter")
+    counters = w.fw.netfilter.counters("filter")
     assert counters[("FORWARD", 1)][0] == 1 and counters[("DOCKER", 0)][0] == 1
 
 
