@@ -1,6 +1,7 @@
-"""Docker's, ufw's, firewalld's and OpenWrt fw3's rulesets against the kernel: the same ruleset loaded into iptables-legacy in a
-namespace (fw, between a and b) and into statewall, the same packets through both, the same packets
-out (NAT rewrites included), the same REJECT replies and the same rule counters.
+"""Docker's, ufw's, firewalld's and OpenWrt fw3's rulesets against the kernel: the same ruleset loaded
+into iptables-legacy in a namespace (fw, between a and b) and into statewall, the same packets through
+both, the same packets out (NAT rewrites included), the same REJECT replies and the same rule
+counters.
 
 The rulesets are tests/configs/docker-20-default.rules, ufw.rules, firewalld-iptables.rules and
 openwrt-fw3.rules with the lab's interfaces and addresses put in place of the host's (the outside is

@@ -217,19 +217,23 @@ class _Iface(NamedTuple):
 
 @dataclass(slots=True)
 class _Bucket:
-    """xt_limit's token bucket in seconds: ``cost`` per packet, up to ``cap``, refilled by time."""
+    """xt_limit's token bucket in nanoseconds: ``cost`` per packet, up to ``cap``, refilled by time.
 
-    cost: float
-    cap: float
-    credit: float
-    prev: float | None = None
+    Integers, as the kernel counts its credits: a burst of N is N packets exactly, whatever the
+    rounding of the cost in seconds would have made of it."""
+
+    cost: int
+    cap: int
+    credit: int
+    prev: int | None = None
 
     def take(self, now: float) -> bool:
+        t = round(now * 1_000_000_000)
         if self.prev is None:
-            self.prev = now
-        elif now > self.prev:
-            self.credit = min(self.cap, self.credit + (now - self.prev))
-            self.prev = now
+            self.prev = t
+        elif t > self.prev:
+            self.credit = min(self.cap, self.credit + (t - self.prev))
+            self.prev = t
         if self.credit >= self.cost:
             self.credit -= self.cost
             return True
@@ -363,7 +367,7 @@ def _state_check(args: dict) -> Check:
 
 
 def _limit_check(args: dict) -> Check:
-    cost = int(args["avg"]) / XT_LIMIT_SCALE
+    cost = int(args["avg"]) * (1_000_000_000 // XT_LIMIT_SCALE)
     bucket = _Bucket(cost, cost * int(args["burst"]), cost * int(args["burst"]))
 
     def check(pkt, ctx, ifs) -> bool:
@@ -656,7 +660,7 @@ def _mac_check(args: dict, family: int, env: Netfilter | None) -> Check:
 def _hashlimit_check(args: dict, family: int, env: Netfilter | None) -> Check:
     """xt_hashlimit: one token bucket per key (the --hashlimit-mode fields, addresses masked), shared
     by the rules naming the same table; a key unseen for --hashlimit-htable-expire starts full."""
-    cost = int(args["avg"]) / 1000000
+    cost = int(args["avg"]) * 1000  # ns (the average is in microseconds)
     cap = cost * int(args["burst"])
     above = bool(args["above"])
     mode = tuple(args["mode"])
@@ -674,9 +678,9 @@ def _hashlimit_check(args: dict, family: int, env: Netfilter | None) -> Check:
             pkt.sport if "srcport" in mode and pkt.has_l4 else None,
             pkt.dport if "dstport" in mode and pkt.has_l4 else None,
         )
-        now = ctx.now
+        now = round(ctx.now * 1_000_000_000)
         b = buckets.get(key)
-        if b is None or now - b[1] > expire:
+        if b is None or now - b[1] > expire * 1_000_000_000:
             b = buckets[key] = [cap, now]
         else:
             b[0] = min(cap, b[0] + (now - b[1]))
@@ -795,6 +799,18 @@ def _icmptypes_check(args: dict, family: int, env: Netfilter | None) -> Check:
     return check
 
 
+def _icmptypecodes_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``icmpv6 type . icmpv6 code { a . b, ... }``: one of the (type, code) pairs."""
+    proto, pairs = int(args["proto"]), frozenset(tuple(p) for p in args["pairs"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        if pkt.proto != proto or pkt.frag_offset or not pkt.has_l4:
+            return False
+        return (pkt.icmp_type, pkt.icmp_code) in pairs
+
+    return check
+
+
 def _rpfilter_check(args: dict, family: int, env: Netfilter | None) -> Check:
     """nft ``fib saddr . iif oif missing`` (firewalld's IPv6 rpfilter): no route back to the source
     leaves through the interface the packet came in on -- by the policy's routes and connected
@@ -823,6 +839,7 @@ def _rpfilter_check(args: dict, family: int, env: Netfilter | None) -> Check:
 
 _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
     "icmptypes": _icmptypes_check,
+    "icmptypecodes": _icmptypecodes_check,
     "rpfilter": _rpfilter_check,
     "l4proto": _l4proto_check,
     "ifname": _ifname_check,

@@ -96,6 +96,30 @@ ICMPV6_NAMES = {
     "nd-neighbor-solicit": 135,
     "nd-neighbor-advert": 136,
     "nd-redirect": 137,
+    "router-renumbering": 138,
+    "ind-neighbor-solicit": 141,
+    "ind-neighbor-advert": 142,
+    "mld2-listener-report": 143,
+    "mld-listener-done": 132,
+}
+# nft's ICMP and ICMPv6 code names (icmp_code_tbl, icmpv6_code_tbl).
+ICMP_CODES = {
+    "net-unreachable": 0,
+    "host-unreachable": 1,
+    "prot-unreachable": 2,
+    "port-unreachable": 3,
+    "frag-needed": 4,
+    "net-prohibited": 9,
+    "host-prohibited": 10,
+    "admin-prohibited": 13,
+}
+ICMPV6_CODES = {
+    "no-route": 0,
+    "admin-prohibited": 1,
+    "addr-unreachable": 3,
+    "port-unreachable": 4,
+    "policy-fail": 5,
+    "reject-route": 6,
 }
 # reject with icmp[x] type NAME -> the iptables reject type the model keeps.
 REJECT_ICMP = {
@@ -1004,6 +1028,9 @@ class Parser:
         what = self.next("type")
         if what.text != "type":
             raise self.not_modelled(what, f"{tok.text} {what.text}")
+        if self.peek() is not None and self.peek().text == ".":
+            self.icmp_type_code(r, tok, v6)
+            return
         neg, vals = self.values()
         table = ICMPV6_NAMES if v6 else ICMP_NAMES
         types = []
@@ -1019,6 +1046,43 @@ class Parser:
             r.extensions.append(
                 NfExtension("icmptypes", {"proto": proto, "types": tuple(types), "negate": neg})
             )
+
+    def icmp_type_code(self, r: _Rule, tok: Token, v6: bool) -> None:
+        """``icmpv6 type . icmpv6 code { a . b, ... }`` (fw4's Allow-MLD and Allow-ICMPv6 rules): the
+        one concatenation statewall reads, as a set of (type, code) pairs."""
+        self.expect(".")
+        again = self.next(tok.text)
+        if again.text != tok.text:
+            raise self.not_modelled(again, "this concatenation")
+        self.expect("code")
+        types = ICMPV6_NAMES if v6 else ICMP_NAMES
+        codes = ICMPV6_CODES if v6 else ICMP_CODES
+        brace = self.next("{")
+        if brace.text != "{":
+            raise self.not_modelled(brace, "a concatenation against a named set")
+        pairs = []
+        while True:
+            t = self.peek(skip_newlines=True)
+            if t is None:
+                raise self.error(brace, "'}' expected")
+            self.i += 1
+            if t.text == "}":
+                break
+            if t.text == ",":
+                continue
+            self.expect(".")
+            c = self.next("a code")
+            ty = types.get(t.text, int(t.text) if t.text.isdigit() else None)
+            co = codes.get(c.text, int(c.text) if c.text.isdigit() else None)
+            if ty is None:
+                raise self.error(t, f"unknown ICMP type {t.text!r}")
+            if co is None:
+                raise self.error(c, f"unknown ICMP code {c.text!r}")
+            pairs.append((ty, co))
+        proto = PROTO_ICMPV6 if v6 else PROTO_ICMP
+        r.extensions.append(
+            NfExtension("icmptypecodes", {"proto": proto, "pairs": tuple(pairs), "negate": False})
+        )
 
     def meta(self, r: _Rule, tok: Token) -> None:
         what = self.next("a meta key")

@@ -14,13 +14,23 @@ from collections.abc import Mapping
 
 from ...policy import PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, NfRule, NfSet, NfTable, Policy
 from ..iptables import names
-from .parser import HOOKS, ICMP_NAMES, ICMPV6_NAMES, PRIORITY_NAMES, REJECT_ICMP, REJECT_ICMPV6, TCP_FLAG_BITS
+from .parser import (
+    HOOKS,
+    ICMP_CODES,
+    ICMP_NAMES,
+    ICMPV6_CODES,
+    ICMPV6_NAMES,
+    PRIORITY_NAMES,
+    REJECT_ICMP,
+    REJECT_ICMPV6,
+    TCP_FLAG_BITS,
+)
 
 _HOOK_NAMES = {v: k for k, v in HOOKS.items()}
 _CT_ORDER = ("INVALID", "ESTABLISHED", "RELATED", "NEW", "UNTRACKED")
 _CT_BITS = {"INVALID": 1, "ESTABLISHED": 2, "RELATED": 4, "NEW": 8, "UNTRACKED": 64}
 _FLAG_ORDER = ("fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr")
-_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 47: "gre", 50: "esp", 51: "ah", 132: "sctp"}
+_PROTO_NAMES = dict(names.SAVE_PROTOCOL_NAMES)  # /etc/protocols' names, as nft prints them
 _LEVELS = {v: k for k, v in names.LOG_LEVELS.items() if k not in ("err", "warn", "panic")}
 _REJECT_NAMES = {v: k for table in (REJECT_ICMP, REJECT_ICMPV6) for k, v in table.items()}
 _ICMP_BY_TYPE = {v: k for k, v in ICMP_NAMES.items()}
@@ -295,6 +305,13 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
         by_type = _ICMPV6_BY_TYPE if v6 else _ICMP_BY_TYPE
         types = [str(by_type.get(t, t)) for t in sorted(a["types"])]
         return [f"{'icmpv6' if v6 else 'icmp'} type {_ne(a['negate'])}{_values(types)}"]
+    if name == "icmptypecodes":
+        v6 = a["proto"] == PROTO_ICMPV6
+        by_type = _ICMPV6_BY_TYPE if v6 else _ICMP_BY_TYPE
+        codes = {v: k for k, v in (ICMPV6_CODES if v6 else ICMP_CODES).items()}
+        kind = "icmpv6" if v6 else "icmp"
+        pairs = [f"{by_type.get(t, t)} . {codes.get(c, c)}" for t, c in a["pairs"]]
+        return [f"{kind} type . {kind} code {{ {', '.join(pairs)} }}"]
     if name == "rpfilter":
         return [f"fib saddr . iif oif {'missing' if a['missing'] else 'exists'}"]
     if name == "l4proto":
