@@ -15,6 +15,7 @@ from statewall.engine import Firewall
 from statewall.events import Drop, DropReason, XlateBuilt
 from statewall.logfmt.asa import format_event, format_show_xlate
 from statewall.nat import asa_order
+from statewall.policy import PortMatch
 from test_asa_dialect import same_model
 
 HEAD = (
@@ -503,14 +504,16 @@ def test_malformed_lines_fail_at_the_right_place(lines, error):
     assert str(info.value) == f"e.cfg:{error}"
 
 
-def test_access_lists_still_refuse_service_objects():
+def test_access_lists_match_the_service_a_service_object_names():
     text = (
         HEAD
         + "object service S\n service tcp destination eq www\n"
         + "access-list A extended permit object S any any\n"
     )
-    with pytest.raises(ConfigError, match="access lists cannot use service object 'S' yet"):
-        parse(text)
+    (rule,) = parse(text).access_lists["A"].rules
+    assert (rule.match.protocol, rule.match.destination_ports) == (6, (PortMatch("eq", 80),))
+    assert rule.protocol_object == "object S"
+    assert "access-list A extended permit object S any any" in render(parse(text))
 
 
 def test_a_second_nat_line_in_an_object_replaces_the_first():

@@ -186,25 +186,43 @@ def static(p: Parser, c: Cursor) -> None:
     max_conns, emb, udp, randomseq = _limits(p, c)
     real = (c.network(real_tok, prefix, real_addr),) if real_tok is not None and real_addr is not None else ()
     mapped = (c.network(mapped_tok, prefix, mapped_addr),) if mapped_addr is not None else ()
-    p.nat_items.append(
-        NatRule(
-            "static",
-            real_ifc,
-            mapped_ifc,
-            real=real,
-            mapped=mapped,
-            pool=NatPool(interface=True) if mapped_addr is None else None,
-            protocol=protocol,
-            real_port=real_port,
-            mapped_port=mapped_port,
-            max_conns=max_conns,
-            embryonic_limit=emb,
-            udp_max_conns=udp,
-            randomseq=randomseq,
-            origin=p.origin(c.line),
-            acl=acl,
-        )
+    rule = NatRule(
+        "static",
+        real_ifc,
+        mapped_ifc,
+        real=real,
+        mapped=mapped,
+        pool=NatPool(interface=True) if mapped_addr is None else None,
+        protocol=protocol,
+        real_port=real_port,
+        mapped_port=mapped_port,
+        max_conns=max_conns,
+        embryonic_limit=emb,
+        udp_max_conns=udp,
+        randomseq=randomseq,
+        origin=p.origin(c.line),
+        acl=acl,
     )
+    _unique_mapping(p, c, rule, mapped_tok)
+    p.nat_items.append(rule)
+
+
+def _unique_mapping(p: Parser, c: Cursor, rule: NatRule, tok: Token) -> None:
+    """The ASA refuses a static whose mapped address (and port) another static already maps to a
+    different real address: a mapped address must lead to one host (Cisco ASA 8.2 configuration guide,
+    "Configuring Static NAT")."""
+    if not rule.mapped or not rule.real:
+        return
+    key = (rule.mapped_interface, rule.mapped[0], rule.protocol, rule.mapped_port)
+    other = p.static_mapped.get(key)
+    if other is not None and other.real != rule.real:
+        raise c.error(
+            tok,
+            f"mapped address {rule.mapped[0].network_address} on {rule.mapped_interface} is already mapped "
+            f"to {other.real[0].network_address} by line {other.origin.line}; a static cannot map it to "
+            f"{rule.real[0].network_address} too",
+        )
+    p.static_mapped[key] = rule
 
 
 def _pool(lines: list[GlobalLine]) -> NatPool:

@@ -86,30 +86,56 @@ class State:
 
 
 def object_service(p: Parser, c: Cursor) -> None:
-    """``object service NAME`` and its ``service``/``description`` lines, kept as written for printing
-    and read for twice NAT. Access lists still refuse service objects (``acl`` says so)."""
+    """``object service NAME`` and its ``service``/``description`` lines, kept as written for printing,
+    read for twice NAT, and registered as a ``ServiceObject`` for access lists (``services``)."""
+    from ...policy import ServiceObject as Service
+    from . import services
+
     name_tok = c.next("object name")
     c.end()
+    taken = services.name_taken(p, name_tok.text, "service object")
+    if taken is not None:
+        # Objects and object groups share one name space (Cisco, "Guidelines for Objects").
+        raise c.error(
+            name_tok, f"'{name_tok.text}' is already defined as a {taken} (objects share one name space)"
+        )
     svc = ServiceObject(name_tok.text, origin=p.origin(c.line))
     p.objnat.services[name_tok.text] = svc
-    p.unmodelled_objects[name_tok.text] = "service object"
+    neutral = p.policy.service_objects.get(name_tok.text)
+    if neutral is None:
+        neutral = Service(name_tok.text, "service", group=False, origin=p.origin(c.line))
+        p.policy.service_objects[name_tok.text] = neutral
     p.keep(c.line)
 
     def sub(p: Parser, c: Cursor) -> None:
         p.keep(c.line, 1)
         word = c.next("object command").word
         if word == "description":
-            c.rest()
+            neutral.description = c.rest() or None
             return
         if word != "service":
             raise c.error(c.line.tokens[0], f"unknown object service command '{c.line.tokens[0].text}'")
+        start = c.pos
+        neutral.entries = services.service_line(p, c)
+        neutral.members = [c.line.text]
+        c.pos = start
         proto_tok = c.next("protocol")
+        svc.source = svc.destination = None
+        if proto_tok.word == "tcp-udp":
+            svc.protocol = None  # usable in access lists; NAT needs one protocol (refused there)
+            c.rest()
+            return
         svc.protocol = _SERVICE_PROTOCOLS.get(proto_tok.word) or names.PROTOCOLS.get(proto_tok.word)
         if svc.protocol is None:
+            if proto_tok.word == "ip":
+                c.rest()
+                return
             if not proto_tok.text.isdigit():
                 raise c.error(proto_tok, f"unknown protocol '{proto_tok.text}'")
             svc.protocol = c.integer_of(proto_tok, 0, 255, "protocol")
-        svc.source = svc.destination = None
+        if proto_tok.word not in _SERVICE_PROTOCOLS:
+            c.rest()  # icmp TYPE [CODE] and other protocols: read by services.service_line
+            return
         while not c.at_end():
             side = c.keyword(("source", "destination"), "service port side")
             match = _port_match(c, proto_tok.word)
@@ -459,7 +485,7 @@ def finish(p: Parser) -> None:
     after = _placed([x for x in st.manual if x.rule.section == 3])
     auto = list(st.objects.values())
     for pend in (*manual, *auto, *after):
-        _resolve(p, pend)
+        p._run(lambda pend=pend: _resolve(p, pend))
     from ...nat import asa_order
 
     ordered = asa_order([pend.rule for pend in auto])

@@ -18,6 +18,7 @@ from ...policy import (
     NetworkObject,
     Policy,
     PortMatch,
+    ServiceObject,
 )
 from . import mpf, names, objnat, passthrough, timeouts
 from .acl import ANY4, ANY6, PORT_PROTOCOLS
@@ -44,11 +45,26 @@ def render(policy: Policy) -> str:
     for obj in policy.network_objects.values():
         out += _object(obj, policy)
     out += kept.get(passthrough.OBJECTS, [])
+    for svc in policy.service_objects.values():
+        if svc.group:
+            kind = {"port": "service", "icmp-type": "icmp-type", "protocol": "protocol"}.get(
+                svc.kind, "service"
+            )
+            out.append(
+                f"object-group {kind} {svc.name}" + (f" {svc.port_protocol}" if svc.port_protocol else "")
+            )
+            if svc.description:
+                out.append(f" description {svc.description}")
+            out += [f" {m}" for m in svc.members]
+    for tr in policy.time_ranges.values():
+        out += [f"time-range {tr.name}", *(f" {line}" for line in tr.lines)]
     for acl in policy.access_lists.values():
-        out += _access_list(acl, policy.network_objects)
+        out += _access_list(acl, policy.network_objects, policy.service_objects)
     out += kept.get(passthrough.AFTER_ACLS, [])
     out += [f"mtu {name} {itf.mtu}" for name, itf in policy.interfaces.items()]
     out += kept.get(passthrough.AFTER_MTU, [])
+    if policy.nat_control:
+        out.append("nat-control")
     out += _nat([r for r in policy.nat_rules if r.section == 0])
     out += objnat.render(policy.nat_rules)
     out += kept.get(passthrough.NAT, [])
@@ -57,6 +73,7 @@ def render(policy: Policy) -> str:
         out.append(f"access-group {group.acl} {where}")
     for route in policy.routes:
         out.append(_route(route.interface, route.network, route.gateway, route.distance))
+    out += [f"ip verify reverse-path interface {name}" for name in policy.reverse_path]
     out += timeouts.render(policy.timeouts)
     out += kept.get(passthrough.BODY, [])
     out += mpf.render_sysopt(policy)
@@ -95,7 +112,9 @@ def _interface(itf: Interface) -> list[str]:
     for addr in itf.ipv4:
         standby = f" standby {itf.standby_ipv4}" if itf.standby_ipv4 else ""
         lines.append(f" ip address {addr.ip} {addr.netmask}{standby}")
-    if not itf.ipv4:
+    if itf.address_source and not itf.ipv4:
+        lines.append(f" ip address {itf.address_source}")
+    elif not itf.ipv4:
         lines.append(" no ip address")
     for addr6 in itf.ipv6:
         if addr6.ip.is_link_local and addr6.network.prefixlen == 64:
@@ -106,6 +125,7 @@ def _interface(itf: Interface) -> list[str]:
         lines.append(" ipv6 enable")
     if itf.management_only:
         lines.append(" management-only")
+    lines += [f" {text}" for _, text in itf.other]
     return lines
 
 
@@ -173,17 +193,30 @@ def _ports(ports: tuple[PortMatch, ...], protocol: str) -> str:
     return out
 
 
-def _rule(rule: AccessRule, objects: dict[str, NetworkObject]) -> str:
+def _rule(rule: AccessRule, objects: dict[str, NetworkObject], services: dict[str, ServiceObject]) -> str:
     m = rule.match
+    named = (rule.protocol_object or "").split()[-1:]
+    # A service object or service group in the protocol position carries the ports and ICMP types.
+    service = bool(named) and named[0] in services and services[named[0]].kind == "service"
     proto = "ip" if m.protocol is None else names.PROTOCOL_NAMES.get(m.protocol, str(m.protocol))
     port_proto = PORT_PROTOCOLS.get(m.protocol, "tcp") if m.protocol is not None else "tcp"
     port_proto = "tcp" if port_proto == "sctp" else port_proto
+    if rule.protocol_object:
+        proto = rule.protocol_object
     text = f"access-list {rule.acl} extended {rule.action} {proto}"
     text += f" {_address(m.sources, rule.source_object, objects)}"
-    text += _ports(m.source_ports, port_proto)
+    if rule.source_ports_object:
+        text += f" {rule.source_ports_object}"
+    elif not service:
+        text += _ports(m.source_ports, port_proto)
     text += f" {_address(m.destinations, rule.destination_object, objects)}"
-    text += _ports(m.destination_ports, port_proto)
-    if m.icmp_type is not None:
+    if rule.destination_ports_object:
+        text += f" {rule.destination_ports_object}"
+    elif not service:
+        text += _ports(m.destination_ports, port_proto)
+    if rule.icmp_object:
+        text += f" {rule.icmp_object}"
+    elif m.icmp_type is not None and not service:
         table = names.ICMP6_TYPE_NAMES if m.protocol == PROTO_ICMPV6 else names.ICMP_TYPE_NAMES
         text += f" {table.get(m.icmp_type, str(m.icmp_type))}"
         if m.icmp_code is not None:
@@ -194,22 +227,28 @@ def _rule(rule: AccessRule, objects: dict[str, NetworkObject]) -> str:
             text += f" {rule.log_level}"
         if rule.log_interval is not None:
             text += f" interval {rule.log_interval}"
+    if rule.time_range:
+        text += f" time-range {rule.time_range}"
     if rule.inactive:
         text += " inactive"
     return text
 
 
-def _access_list(acl: AccessList, objects: dict[str, NetworkObject]) -> list[str]:
+def _access_list(
+    acl: AccessList, objects: dict[str, NetworkObject], services: dict[str, ServiceObject]
+) -> list[str]:
     lines: list[str] = []
     remarks = list(acl.remarks)
     for index, rule in enumerate(acl.rules):
         while remarks and remarks[0][0] <= index:
             lines.append(f"access-list {acl.name} remark {remarks.pop(0)[1]}")
+        if rule.element:
+            continue
         if acl.kind == "standard":
             target = _address(rule.match.destinations, rule.destination_object, objects)
             lines.append(f"access-list {acl.name} standard {rule.action} {target}")
         else:
-            lines.append(_rule(rule, objects))
+            lines.append(_rule(rule, objects, services))
     lines += [f"access-list {acl.name} remark {text}" for _, text, _ in remarks]
     return lines
 
