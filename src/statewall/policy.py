@@ -89,6 +89,8 @@ class Route:
     gateway: IPAddress | None = None
     distance: int = 1
     origin: Origin = BUILTIN
+    # ASA ``track N`` / ``tunneled`` as written: kept and printed back, not acted on (not modelled).
+    option: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,7 +183,8 @@ class AccessRule:
     """One access-control entry. ``action`` is permit or deny; ``log`` asks for a per-hit log.
 
     ``source_object`` / ``destination_object`` name the ``NetworkObject`` the match's addresses were
-    taken from (None when written inline), so that the rule prints back as written.
+    taken from (None when written inline), so that the rule prints back as written; ``interface NAME``
+    (with the blank) when they are an interface's own addresses (ASA 9.x ``interface NAME``).
     """
 
     acl: str

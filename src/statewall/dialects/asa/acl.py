@@ -237,7 +237,7 @@ def address(p: Parser, c: Cursor, what: str) -> tuple[tuple[IPNetwork, ...], str
                 addrs = [ipaddress.ip_network(a.ip) for a in rec.itf.addresses()]
                 if not addrs:
                     raise c.error(name_tok, f"interface '{name_tok.text}' has no address")
-                return tuple(addrs), None
+                return tuple(addrs), f"interface {name_tok.text}"
         raise c.error(name_tok, f"unknown interface '{name_tok.text}'")
     if "/" in tok.text:
         prefix = c.ipv6_prefix_of(tok)

@@ -268,6 +268,7 @@ def _require_interface(p: Parser, c: Cursor, tok: Token, command: str) -> None:
 
 
 def route(p: Parser, c: Cursor) -> None:
+    option = None
     ifc = c.next("interface name")
     if ifc.word == "null0":
         c.rest()
@@ -293,10 +294,10 @@ def route(p: Parser, c: Cursor) -> None:
             col=tok.col if tok else None,
             message=f"route option '{c.peek()}' is not modelled; the route is always installed",
         )
-        c.rest()
+        option = c.rest()
     c.end()
     _require_interface(p, c, ifc, "route")
-    p.policy.routes.append(Route(ifc.text, network, gateway, distance, p.origin(c.line)))
+    p.policy.routes.append(Route(ifc.text, network, gateway, distance, p.origin(c.line), option))
 
 
 def ipv6(p: Parser, c: Cursor) -> None:
@@ -325,6 +326,8 @@ def finish(p: Parser) -> None:
             p.policy.interfaces[rec.itf.name] = rec.itf
         else:
             p.policy.unnamed_interfaces.append(rec.itf)
+    # In the order a running-config prints them, so that printing and reading back keeps the list.
+    p.policy.unnamed_interfaces.sort(key=lambda i: i.hardware)
 
 
 COMMANDS: dict[str, Handler] = {

@@ -61,7 +61,9 @@ def render(policy: Policy) -> str:
     for acl in policy.access_lists.values():
         out += _access_list(acl, policy.network_objects, policy.service_objects)
     out += kept.get(passthrough.AFTER_ACLS, [])
-    out += [f"mtu {name} {itf.mtu}" for name, itf in policy.interfaces.items()]
+    out += [
+        f"mtu {itf.name} {itf.mtu}" for itf in sorted(policy.interfaces.values(), key=lambda i: i.hardware)
+    ]
     out += kept.get(passthrough.AFTER_MTU, [])
     if policy.nat_control:
         out.append("nat-control")
@@ -72,7 +74,8 @@ def render(policy: Policy) -> str:
         where = "global" if group.interface is None else f"{group.direction} interface {group.interface}"
         out.append(f"access-group {group.acl} {where}")
     for route in policy.routes:
-        out.append(_route(route.interface, route.network, route.gateway, route.distance))
+        text = _route(route.interface, route.network, route.gateway, route.distance)
+        out.append(text + (f" {route.option}" if route.option else ""))
     out += [f"ip verify reverse-path interface {name}" for name in policy.reverse_path]
     out += timeouts.render(policy.timeouts)
     out += kept.get(passthrough.BODY, [])
@@ -170,6 +173,8 @@ def _object(obj: NetworkObject, policy: Policy) -> list[str]:
 
 
 def _address(nets: tuple[IPNetwork, ...], obj: str | None, objects: dict[str, NetworkObject]) -> str:
+    if obj is not None and obj.startswith("interface "):
+        return obj  # 9.x "interface NAME": the interface's own addresses
     if obj is not None:
         return f"{'object-group' if objects[obj].group else 'object'} {obj}"
     if not nets:
