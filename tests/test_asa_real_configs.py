@@ -535,3 +535,28 @@ def test_a_large_generated_configuration_loads_whole():
         "outside", bytes(IP(src="198.51.100.1", dst="172.16.175.199") / UDP(sport=5, dport=45000)), 1.0
     )
     assert [iface for iface, _ in last.packets] == ["inside"]
+
+
+def test_deeply_nested_and_very_large_groups_load():
+    depth = 3000
+    lines = [ASA9.rstrip("\n"), "object-group network g0", " network-object host 192.168.1.50"]
+    for i in range(1, depth):
+        lines += [f"object-group network g{i}", f" group-object g{i - 1}"]
+    lines += ["object-group service s0", " service-object tcp destination eq www"]
+    for i in range(1, depth):
+        lines += [f"object-group service s{i}", f" group-object s{i - 1}"]
+    lines.append("object-group network wide")
+    lines += [f" network-object host 10.{i >> 8 & 255}.{i & 255}.9" for i in range(20000)]
+    lines += [
+        f"access-list in extended permit object-group s{depth - 1} any object-group g{depth - 1}",
+        "access-list in extended permit ip object-group wide any",
+        "access-group in in interface outside",
+        f"nat (inside,outside) source dynamic g{depth - 1} interface",
+    ]
+    policy = parse("\n".join(lines) + "\n")
+    first, second = policy.access_lists["in"].rules
+    assert [str(n) for n in first.match.destinations] == ["192.168.1.50/32"]
+    assert (first.match.protocol, first.match.destination_ports[0].low) == (6, 80)
+    assert len(second.match.sources) == 20000
+    (rule,) = policy.nat_rules
+    assert [str(n) for n in rule.real] == ["192.168.1.50/32"]

@@ -146,6 +146,7 @@ def _extended(p: Parser, c: Cursor, acl: str, action: str) -> list[AccessRule]:
     )
     _trailer(p, c, base)
     rules: list[AccessRule] = []
+    seen: set[Match] = set()
     for e in entries:
         for sp in sports if sports is not None else [e.source_ports]:
             for dp in dports if dports is not None else [e.destination_ports]:
@@ -160,9 +161,9 @@ def _extended(p: Parser, c: Cursor, acl: str, action: str) -> list[AccessRule]:
                         icmp_code=icode,
                         family=family,
                     )
-                    rule = dataclasses.replace(base, match=match, element=len(rules))
-                    if not any(r.match == match for r in rules):
-                        rules.append(rule)
+                    if match not in seen:
+                        seen.add(match)
+                        rules.append(dataclasses.replace(base, match=match, element=len(rules)))
     return rules
 
 
@@ -513,9 +514,25 @@ def object_group(p: Parser, c: Cursor) -> None:
         else:
             raise c.error(c.line.tokens[0], f"unknown object-group command '{c.line.tokens[0].text}'")
         c.end()
-        if member not in obj.members:
-            obj.members.append(member)  # type: ignore[arg-type]
-        obj.networks = flatten(p, obj)
+        # Sets beside the lists keep adding a member constant-time (groups of thousands exist).
+        sets = p.group_sets.get(obj.name)
+        if sets is None:
+            sets = p.group_sets[obj.name] = (set(obj.members), set(obj.networks))
+        members, networks = sets
+        if member in members:
+            return
+        members.add(member)
+        obj.members.append(member)  # type: ignore[arg-type]
+        if isinstance(member, str):
+            nets = p.policy.network_objects[member].networks
+        elif isinstance(member, tuple):
+            nets = list(ipaddress.summarize_address_range(*member))  # type: ignore[arg-type]
+        else:
+            nets = [member]  # type: ignore[list-item]
+        for n in nets:
+            if n not in networks:
+                networks.add(n)
+                obj.networks.append(n)
 
     p.open_mode(
         Mode("object-group network", sub, _word_in({"network-object", "group-object", "description"}))

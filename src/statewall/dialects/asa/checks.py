@@ -95,9 +95,12 @@ def _supernets(nets: tuple, lengths: set[tuple[int, int]]) -> list:
     if not nets:
         return out
     n = nets[0]
+    bits = n.max_prefixlen
+    addr = int(n.network_address)
     for version, length in lengths:
         if version == n.version and length <= n.prefixlen:
-            out.append((version, length, int(n.supernet(new_prefix=length).network_address)))
+            mask = ((1 << bits) - 1) ^ ((1 << (bits - length)) - 1)
+            out.append((version, length, addr & mask))
     return out
 
 

@@ -380,9 +380,13 @@ def _object(p: Parser, pend: _Pending, tok: Token) -> NetworkObject:
 def _members(p: Parser, obj: NetworkObject) -> list:
     """An object's members with nested objects expanded, in order."""
     out: list = []
-    for m in obj.members:
-        if isinstance(m, str):
-            out.extend(_members(p, p.policy.network_objects[m]))
+    stack = [iter(obj.members)]  # iterative: groups may nest thousands deep
+    while stack:
+        m = next(stack[-1], None)
+        if m is None:
+            stack.pop()
+        elif isinstance(m, str):
+            stack.append(iter(p.policy.network_objects[m].members))
         else:
             out.append(m)
     return out

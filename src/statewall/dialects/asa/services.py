@@ -196,10 +196,16 @@ def _member(p: Parser, c: Cursor, obj: ServiceObject) -> None:
         entries = [ServiceEntry(PROTO_ICMP, icmp_type=itype)]
     else:
         raise c.error(first, f"'{first.text}' does not belong in a {obj.kind} object-group")
-    if text not in obj.members:
+    sets = p.group_sets.get(obj.name)
+    if sets is None:
+        sets = p.group_sets[obj.name] = (set(obj.members), set(obj.entries))
+    members, known = sets
+    if text not in members:
+        members.add(text)
         obj.members.append(text)
     for e in entries:
-        if e not in obj.entries:
+        if e not in known:
+            known.add(e)
             obj.entries.append(e)
 
 
