@@ -560,3 +560,75 @@ def test_deeply_nested_and_very_large_groups_load():
     assert len(second.match.sources) == 20000
     (rule,) = policy.nat_rules
     assert [str(n) for n in rule.real] == ["192.168.1.50/32"]
+
+
+VPN = (
+    ASA9
+    + """\
+access-list vpn extended permit ip 192.168.1.0 255.255.255.0 10.9.0.0 255.255.0.0
+crypto map outside_map 10 match address vpn
+crypto map outside_map 10 set peer 198.51.100.1
+crypto map outside_map interface outside
+"""
+)
+
+
+def test_packet_tracer_shows_the_vpn_a_real_asa_would_encrypt_into(tmp_path: Path, capsys):
+    cfg = tmp_path / "vpn.cfg"
+    cfg.write_text(VPN)
+    code, out, _ = run(
+        capsys,
+        "packet-tracer",
+        "-c",
+        str(cfg),
+        "input",
+        "inside",
+        "tcp",
+        "192.168.1.5",
+        "40000",
+        "10.9.1.1",
+        "443",
+    )
+    assert code == 0
+    tail = out.split("Action: allow\n", 1)[1].splitlines()
+    assert tail[1:8] == [
+        "Phase: VPN",
+        "Type: VPN",
+        "Subtype: encrypt",
+        "Result: NOT MODELLED",
+        "Config:",
+        "crypto map outside_map 10 match address vpn",
+        "Additional Information:",
+    ]
+    assert tail[8] == (
+        "a real ASA would encrypt traffic matching access-list vpn and send it through outside; statewall "
+        "does not model VPN (crypto map outside_map)"
+    )
+    # Traffic the crypto map does not select: no such phase.
+    code, out, _ = run(
+        capsys,
+        "packet-tracer",
+        "-c",
+        str(cfg),
+        "input",
+        "inside",
+        "tcp",
+        "192.168.1.5",
+        "40000",
+        "8.8.8.8",
+        "443",
+    )
+    assert "NOT MODELLED" not in out
+
+
+def test_replay_counts_packets_a_real_asa_would_have_encrypted_apart(tmp_path: Path):
+    from statewall.pcapio import PcapWriter
+    from statewall.replay import replay
+
+    cap = tmp_path / "in.pcap"
+    with PcapWriter(cap) as w:
+        for n, dst in enumerate(["10.9.1.1", "8.8.8.8", "10.9.2.2"]):
+            w.write(bytes(IP(src="192.168.1.5", dst=dst) / UDP(sport=5000, dport=53)), float(n))
+    summary = replay(parse(VPN), [("inside", cap)], tmp_path / "out")
+    assert summary["forwarded"] == 3
+    assert summary["not_modelled"] == {"VPN (crypto map outside_map)": 2}
