@@ -102,7 +102,9 @@ def test_names_remarks_and_object_groups_print_back_as_written():
         "access-list outside_in remark web and mail published in the DMZ",
         "object-group service web-ports tcp",
         " port-object eq www",
-        "access-list outside_in extended permit tcp any host 198.51.100.10 object-group web-ports",
+        # With names on, an address that has a name prints as the name, as the ASA prints it.
+        "access-list outside_in extended permit tcp any host web-public object-group web-ports",
+        " network-object host mailserver",
         "access-list outside_in extended permit object-group mail-services any host 198.51.100.11",
         "access-list inside_in extended permit ip object-group all-internal any",
         "access-list inside_in extended permit object-group tunnels any host 203.0.113.9",

@@ -227,6 +227,7 @@ def test_names_stay_names_when_printed_back():
     )
     text = render(policy)
     assert "name 192.168.9.80 websrv" in text
+    assert "access-list out extended permit tcp any host websrv eq www" in text.splitlines()
     assert parse(text).access_lists["out"].rules[0].match == policy.access_lists["out"].rules[0].match
 
 
@@ -320,8 +321,8 @@ def test_every_error_of_the_file_is_reported_in_file_order_with_columns():
 
 
 def test_an_empty_file_and_a_file_that_is_not_an_asa_configuration_are_errors():
-    assert errors_of("") == ["c.cfg:1:1: empty configuration: it holds no ASA command"]
-    assert errors_of("! only comments\n:\n") == ["c.cfg:1:1: empty configuration: it holds no ASA command"]
+    assert errors_of("") == ["c.cfg:1:1: empty configuration: it holds no command"]
+    assert errors_of("! only comments\n:\n") == ["c.cfg:1:1: empty configuration: it holds no command"]
     assert errors_of("Dear team,\nplease find attached\n") == [
         "c.cfg:1:1: not an ASA configuration: none of its lines is an ASA command (first line: 'Dear team,')"
     ]

@@ -209,7 +209,7 @@ class Parser:
     def finish(self) -> Policy:
         self._run(self.close_modes)
         if not self.policy.fates:
-            raise ConfigError(self.file, 1, 1, "empty configuration: it holds no ASA command")
+            raise ConfigError(self.file, 1, 1, "empty configuration: it holds no command")
         if not self.known_commands:
             origin = self.policy.fates[0][0]
             raise ConfigError(

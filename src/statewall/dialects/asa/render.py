@@ -42,8 +42,9 @@ def render(policy: Policy) -> str:
         out.append("same-security-traffic permit inter-interface")
     if policy.same_security_intra:
         out.append("same-security-traffic permit intra-interface")
+    aliases = _names(policy)
     for obj in policy.network_objects.values():
-        out += _object(obj, policy)
+        out += _object(obj, policy, aliases)
     out += kept.get(passthrough.OBJECTS, [])
     for svc in policy.service_objects.values():
         if svc.group:
@@ -59,7 +60,7 @@ def render(policy: Policy) -> str:
     for tr in policy.time_ranges.values():
         out += [f"time-range {tr.name}", *(f" {line}" for line in tr.lines)]
     for acl in policy.access_lists.values():
-        out += _access_list(acl, policy.network_objects, policy.service_objects)
+        out += _access_list(acl, policy.network_objects, policy.service_objects, aliases)
     out += kept.get(passthrough.AFTER_ACLS, [])
     out += [
         f"mtu {itf.name} {itf.mtu}" for itf in sorted(policy.interfaces.values(), key=lambda i: i.hardware)
@@ -132,16 +133,33 @@ def _interface(itf: Interface) -> list[str]:
     return lines
 
 
-def _net(net: IPNetwork) -> str:
-    """An address as ASA commands write it: ``host A``, ``A M`` (IPv4) or ``X/len`` (IPv6)."""
+def _net(net: IPNetwork, aliases: dict[str, str] | None = None) -> str:
+    """An address as ASA commands write it: ``host A``, ``A M`` (IPv4) or ``X/len`` (IPv6); with
+    ``names`` enabled, an address that has a ``name`` is shown by its name, as the ASA shows it."""
+    addr = str(net.network_address)
+    if aliases:
+        addr = aliases.get(addr, addr)
     if net.prefixlen == net.max_prefixlen:
-        return f"host {net.network_address}"
+        return f"host {addr}"
     if isinstance(net, ipaddress.IPv4Network):
-        return f"{net.network_address} {net.netmask}"
+        return f"{addr} {net.netmask}"
     return net.with_prefixlen
 
 
-def _object(obj: NetworkObject, policy: Policy) -> list[str]:
+def _names(policy: Policy) -> dict[str, str]:
+    """address -> name of the ``name`` lines, when ``names`` is on (ASA 8.x: names replace addresses)."""
+    texts = [text for _, text in policy.passthrough]
+    if "names" not in texts:
+        return {}
+    out: dict[str, str] = {}
+    for text in texts:
+        words = text.split()
+        if len(words) >= 3 and words[0] == "name":
+            out.setdefault(words[1], words[2])
+    return out
+
+
+def _object(obj: NetworkObject, policy: Policy, aliases: dict[str, str] | None = None) -> list[str]:
     if obj.group:
         lines = [f"object-group network {obj.name}"]
         if obj.description:
@@ -155,7 +173,7 @@ def _object(obj: NetworkObject, policy: Policy) -> list[str]:
             elif isinstance(member, tuple):
                 continue  # groups have no ranges; parse never puts one here
             else:
-                lines.append(f" network-object {_net(member)}")
+                lines.append(f" network-object {_net(member, aliases)}")
         return lines
     lines = [f"object network {obj.name}"]
     for member in obj.members:
@@ -172,7 +190,12 @@ def _object(obj: NetworkObject, policy: Policy) -> list[str]:
     return lines
 
 
-def _address(nets: tuple[IPNetwork, ...], obj: str | None, objects: dict[str, NetworkObject]) -> str:
+def _address(
+    nets: tuple[IPNetwork, ...],
+    obj: str | None,
+    objects: dict[str, NetworkObject],
+    aliases: dict[str, str] | None = None,
+) -> str:
     if obj is not None and obj.startswith("interface "):
         return obj  # 9.x "interface NAME": the interface's own addresses
     if obj is not None:
@@ -184,7 +207,7 @@ def _address(nets: tuple[IPNetwork, ...], obj: str | None, objects: dict[str, Ne
         return "any4"
     if net == ANY6:
         return "any6"
-    return _net(net)
+    return _net(net, aliases)
 
 
 def _ports(ports: tuple[PortMatch, ...], protocol: str) -> str:
@@ -198,7 +221,12 @@ def _ports(ports: tuple[PortMatch, ...], protocol: str) -> str:
     return out
 
 
-def _rule(rule: AccessRule, objects: dict[str, NetworkObject], services: dict[str, ServiceObject]) -> str:
+def _rule(
+    rule: AccessRule,
+    objects: dict[str, NetworkObject],
+    services: dict[str, ServiceObject],
+    aliases: dict[str, str] | None = None,
+) -> str:
     m = rule.match
     named = (rule.protocol_object or "").split()[-1:]
     # A service object or service group in the protocol position carries the ports and ICMP types.
@@ -209,12 +237,12 @@ def _rule(rule: AccessRule, objects: dict[str, NetworkObject], services: dict[st
     if rule.protocol_object:
         proto = rule.protocol_object
     text = f"access-list {rule.acl} extended {rule.action} {proto}"
-    text += f" {_address(m.sources, rule.source_object, objects)}"
+    text += f" {_address(m.sources, rule.source_object, objects, aliases)}"
     if rule.source_ports_object:
         text += f" {rule.source_ports_object}"
     elif not service:
         text += _ports(m.source_ports, port_proto)
-    text += f" {_address(m.destinations, rule.destination_object, objects)}"
+    text += f" {_address(m.destinations, rule.destination_object, objects, aliases)}"
     if rule.destination_ports_object:
         text += f" {rule.destination_ports_object}"
     elif not service:
@@ -240,7 +268,10 @@ def _rule(rule: AccessRule, objects: dict[str, NetworkObject], services: dict[st
 
 
 def _access_list(
-    acl: AccessList, objects: dict[str, NetworkObject], services: dict[str, ServiceObject]
+    acl: AccessList,
+    objects: dict[str, NetworkObject],
+    services: dict[str, ServiceObject],
+    aliases: dict[str, str] | None = None,
 ) -> list[str]:
     lines: list[str] = []
     remarks = list(acl.remarks)
@@ -250,10 +281,10 @@ def _access_list(
         if rule.element:
             continue
         if acl.kind == "standard":
-            target = _address(rule.match.destinations, rule.destination_object, objects)
+            target = _address(rule.match.destinations, rule.destination_object, objects, aliases)
             lines.append(f"access-list {acl.name} standard {rule.action} {target}")
         else:
-            lines.append(_rule(rule, objects, services))
+            lines.append(_rule(rule, objects, services, aliases))
     lines += [f"access-list {acl.name} remark {text}" for _, text, _ in remarks]
     return lines
 
