@@ -633,3 +633,28 @@ def test_replay_counts_packets_a_real_asa_would_have_encrypted_apart(tmp_path: P
     summary = replay(parse(VPN), [("inside", cap)], tmp_path / "out")
     assert summary["forwarded"] == 3
     assert summary["not_modelled"] == {"VPN (crypto map outside_map)": 2}
+
+
+def test_an_fqdn_object_loads_and_the_entries_naming_it_say_they_are_not_applied():
+    from test_asa_dialect import same_model
+
+    text = ASA9 + (
+        "object network cdn\n fqdn v4 www.example.com\n"
+        "access-list out extended permit tcp any object cdn eq https\n"
+        "access-list out extended permit tcp any any eq ssh\n"
+        "access-group out in interface outside\n"
+    )
+    policy = parse(text, "f.cfg")
+    assert [str(w) for w in policy.warnings if w.gap] == [
+        "f.cfg:13:2: warning: FQDN object is not modelled (a real ASA would resolve www.example.com and "
+        "match the addresses it resolves to); statewall ignores it",
+        "f.cfg:14:1: warning: this entry names FQDN object cdn, which statewall cannot resolve: the entry is "
+        "not applied (not modelled)",
+    ]
+    # Only the entry statewall can apply is in the model; the other still prints back.
+    (rule,) = policy.access_lists["out"].rules
+    assert rule.match.destination_ports[0].low == 22
+    printed = render(policy)
+    assert " fqdn v4 www.example.com" in printed
+    assert "access-list out extended permit tcp any object cdn eq https" in printed
+    same_model(policy, parse(printed))

@@ -176,6 +176,8 @@ class NetworkObject:
     networks: list[IPNetwork] = field(default_factory=list)
     description: str | None = None
     origin: Origin = BUILTIN
+    # ASA ``fqdn [v4|v6] NAME``: addresses known only by resolving NAME (not modelled: no networks).
+    fqdn: str | None = None
 
 
 @dataclass(slots=True)

@@ -83,6 +83,18 @@ def access_list(p: Parser, c: Cursor) -> None:
         ]
     else:
         rules = _extended(p, c, name_tok.text, action)
+    fqdn = [n for r in rules[:1] for n in (r.source_object, r.destination_object) if n in p.fqdn_objects]
+    if fqdn:
+        p.gap(
+            c.line,
+            "FQDN object",
+            f"match the addresses {p.fqdn_objects[fqdn[0]]} resolves to",
+            acl=name_tok.text,
+            message=f"this entry names FQDN object {fqdn[0]}, which statewall cannot resolve: the entry is "
+            "not applied (not modelled)",
+        )
+        p.keep(c.line)  # printed back as written
+        return
     acl = acl or _new_acl(p, name_tok.text)
     acl.kind = kind
     if acl.remarks and acl.remarks[-1][0] == len(acl.rules):
@@ -420,7 +432,16 @@ def object_(p: Parser, c: Cursor) -> None:
             obj.description = c.rest() or None
             return
         if word == "fqdn":
-            raise c.error(c.line.tokens[0], "fqdn objects are not supported")
+            # The ASA resolves the name and matches the addresses it gets; statewall cannot: the object
+            # has no address, and an entry naming it is not applied (said where it is used).
+            family = c.accept("v4", "v6")
+            name_tok = c.next("fully qualified domain name")
+            c.end()
+            obj.members, obj.networks = [], []
+            obj.fqdn = (f"{family.word} " if family else "") + name_tok.text
+            p.fqdn_objects[obj.name] = name_tok.text
+            p.gap(c.line, "FQDN object", f"resolve {name_tok.text} and match the addresses it resolves to")
+            return
         obj.members = [_object_value(p, c, word)]
         c.end()
         obj.networks = flatten(p, obj)

@@ -303,7 +303,7 @@ def route(p: Parser, c: Cursor) -> None:
 def ipv6(p: Parser, c: Cursor) -> None:
     """Top-level ``ipv6``: ``ipv6 route`` is modelled; the rest does not affect forwarding."""
     if c.peek() != "route":
-        passthrough.keep_block(p, c)
+        passthrough.COMMANDS["ipv6"](p, c)  # kept, with its fate
         return
     c.next("route")
     ifc = c.next("interface name")

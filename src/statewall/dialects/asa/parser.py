@@ -78,6 +78,8 @@ class Parser:
     known_commands: int = 0  # lines that were commands statewall knows (an ASA configuration has some)
     # Names every command used, for the checker's "defined but never used" (object, ACL, ... names).
     used_names: set[str] = field(default_factory=set)
+    # FQDN network objects (no address statewall can know), name -> domain name.
+    fqdn_objects: dict[str, str] = field(default_factory=dict)
     # Network object-groups' members and networks as sets, by group name (see ``acl.object_group``).
     group_sets: dict[str, tuple[set, set]] = field(default_factory=dict)
 

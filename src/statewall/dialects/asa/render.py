@@ -185,6 +185,8 @@ def _object(obj: NetworkObject, policy: Policy, aliases: dict[str, str] | None =
             lines.append(f" host {member.network_address}")
         else:
             lines.append(f" subnet {_net(member)}")
+    if obj.fqdn:
+        lines.append(f" fqdn {obj.fqdn}")
     if obj.description:
         lines.append(f" description {obj.description}")
     return lines
