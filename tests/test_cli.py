@@ -333,3 +333,19 @@ def test_show_iptables_is_the_iptables_command(capsys):
     assert main(["iptables", "-c", config, "-t", "mangle", "-L", "-n", "-v", "-x"]) == 0
     assert capsys.readouterr().out == shown
     assert "TCPMSS set 1347" in shown
+
+
+def test_check_json_for_an_iptables_ruleset_goes_through_the_same_records(tmp_path: Path, capsys) -> None:
+    import json
+
+    rules = tmp_path / "bad.rules"
+    rules.write_text("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 99999 -j ACCEPT\nCOMMIT\n")
+    code, out, _ = run(capsys, "check", "--json", "-c", str(rules))
+    doc = json.loads(out)
+    assert code == 2 and doc["ok"] is False
+    assert [(p["severity"], p["line"], p["col"]) for p in doc["problems"]] == [("error", 3, 25)]
+    good = tmp_path / "good.rules"
+    good.write_text("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n")
+    code, out, _ = run(capsys, "check", "--json", "-c", str(good))
+    doc = json.loads(out)
+    assert code == 0 and doc["dialect"] == "iptables" and doc["lines"] is None
