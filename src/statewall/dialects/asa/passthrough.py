@@ -187,8 +187,10 @@ def classify(words: list[str]) -> tuple[str, str] | None:
     if not words:
         return None
     if words[0] == "no" and len(words) > 1:
-        if words[1] in ("failover", "monitor-interface"):
-            return None  # failover off: one unit, as statewall is
+        # "no X" turns a feature off or back to its default (no failover, no arp permit-nonconnected,
+        # no threat-detection statistics ...); only VPN and connection options stay in play.
+        if words[1] not in ("crypto", "isakmp", "sysopt"):
+            return None
         words = words[1:]
     first = words[0]
     if first == "dynamic-access-policy-record" and words[1:] == ["dfltaccesspolicy"]:
