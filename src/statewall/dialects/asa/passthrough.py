@@ -96,6 +96,7 @@ KEPT: dict[str, int] = {
     "terminal": BODY,
     "prompt": TAIL,
     "mac-address": HEAD,
+    "nat-control": AFTER_MTU,  # "no nat-control" (the 8.x default) is kept; nat-control itself is modelled
     "community-list": BODY,
     "crashinfo": BODY,
     "sla": BODY,
