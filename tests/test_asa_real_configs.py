@@ -658,3 +658,27 @@ def test_an_fqdn_object_loads_and_the_entries_naming_it_say_they_are_not_applied
     assert " fqdn v4 www.example.com" in printed
     assert "access-list out extended permit tcp any object cdn eq https" in printed
     same_model(policy, parse(printed))
+
+
+def test_a_port_group_in_the_source_port_position():
+    policy = parse(
+        ASA9 + "object-group service high tcp\n port-object range 1024 65535\n"
+        "access-list in extended permit tcp any object-group high host 192.168.1.10 eq www\n"
+        "access-group in in interface outside\n"
+    )
+    (rule,) = policy.access_lists["in"].rules
+    assert (rule.match.source_ports[0].low, rule.match.source_ports[0].high) == (1024, 65535)
+    assert "access-list in extended permit tcp any object-group high host 192.168.1.10 eq www" in render(
+        policy
+    )
+    fw = Firewall(policy)
+    low = fw.receive(
+        "outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / TCP(sport=80, dport=80)), 1.0
+    )
+    assert kinds(low.events, Drop)
+    high = fw.receive(
+        "outside",
+        bytes(IP(src="198.51.100.7", dst="192.168.1.10") / TCP(sport=40000, dport=80, flags="S")),
+        1.0,
+    )
+    assert [iface for iface, _ in high.packets] == ["inside"]
