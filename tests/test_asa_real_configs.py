@@ -682,3 +682,18 @@ def test_a_port_group_in_the_source_port_position():
         1.0,
     )
     assert [iface for iface, _ in high.packets] == ["inside"]
+
+
+def test_identity_firewall_entries_load_and_say_they_are_not_applied():
+    policy = parse(
+        ASA9 + "access-list in extended permit ip user LOCAL\\bob any any\n"
+        "access-list in extended permit tcp any any eq ssh\naccess-group in in interface outside\n",
+        "u.cfg",
+    )
+    assert [str(w) for w in policy.warnings] == [
+        "u.cfg:12:1: warning: this entry matches on user LOCAL\\bob, which statewall cannot know: the entry "
+        "is not applied (not modelled)"
+    ]
+    (rule,) = policy.access_lists["in"].rules
+    assert rule.match.destination_ports[0].low == 22
+    assert "access-list in extended permit ip user LOCAL\\bob any any" in render(policy).splitlines()

@@ -82,7 +82,19 @@ def access_list(p: Parser, c: Cursor) -> None:
             AccessRule(name_tok.text, action, match, origin=p.origin(c.line), destination_object=dst_obj)
         ]
     else:
-        rules = _extended(p, c, name_tok.text, action)
+        try:
+            rules = _extended(p, c, name_tok.text, action)
+        except _NotApplied as exc:
+            p.gap(
+                c.line,
+                "identity-based access control",
+                f"match this entry on {exc.what}",
+                acl=name_tok.text,
+                message=f"this entry matches on {exc.what}, which statewall cannot know: the entry is not "
+                "applied (not modelled)",
+            )
+            p.keep(c.line)  # printed back as written
+            return
     fqdn = [n for r in rules[:1] for n in (r.source_object, r.destination_object) if n in p.fqdn_objects]
     if fqdn:
         p.gap(
@@ -134,8 +146,10 @@ def _extended(p: Parser, c: Cursor, acl: str, action: str) -> list[AccessRule]:
     entries, proto_obj = _protocol(p, c, proto_tok)
     with_ports = [e for e in entries if e.source_ports or e.destination_ports or e.icmp_type is not None]
     port_proto = _port_protocol(entries) if not with_ports else None
+    identity = _identity(c)
     sources, src_obj = address(p, c, "source")
     sports, sports_obj = _ports(p, c, port_proto)
+    identity = _identity(c) or identity
     destinations, dst_obj = address(p, c, "destination")
     dports, dports_obj = _ports(p, c, port_proto)
     icmps: list[tuple[int | None, int | None]] = [(None, None)]
@@ -157,6 +171,8 @@ def _extended(p: Parser, c: Cursor, acl: str, action: str) -> list[AccessRule]:
         icmp_object=icmp_obj,
     )
     _trailer(p, c, base)
+    if identity:
+        raise _NotApplied(identity)
     rules: list[AccessRule] = []
     seen: set[Match] = set()
     for e in entries:
@@ -177,6 +193,36 @@ def _extended(p: Parser, c: Cursor, acl: str, action: str) -> list[AccessRule]:
                         seen.add(match)
                         rules.append(dataclasses.replace(base, match=match, element=len(rules)))
     return rules
+
+
+class _NotApplied(Exception):
+    """An entry that matches on something statewall cannot know (users, security groups)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+# ASA 9.x identity firewall and TrustSec arguments before an address ("user_argument",
+# "security_group_argument" of the access-list extended command).
+_IDENTITY = {
+    "user": "user",
+    "user-group": "user group",
+    "object-group-user": "user object-group",
+    "security-group": "security group",
+    "object-group-security": "security object-group",
+}
+
+
+def _identity(c: Cursor) -> str | None:
+    word = c.peek()
+    if word not in _IDENTITY:
+        return None
+    c.next(word)
+    if word == "security-group":
+        c.keyword(("name", "tag"), "security-group keyword")
+    name = c.next(f"{_IDENTITY[word]} name")
+    return f"{_IDENTITY[word]} {name.text}"
 
 
 def _port_protocol(entries: list[ServiceEntry]) -> str | None:
