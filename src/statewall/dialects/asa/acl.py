@@ -570,6 +570,14 @@ def object_group(p: Parser, c: Cursor) -> None:
                 kind = "object-group" if word == "group-object" else "object"
                 raise c.error(tok, f"unknown {kind} '{tok.text}'")
             p.use(ref.name)
+            if ref.name in p.fqdn_objects:
+                p.gap(
+                    c.line,
+                    "FQDN object",
+                    f"match the addresses {p.fqdn_objects[ref.name]} resolves to",
+                    message=f"FQDN object {ref.name} is not modelled: entries naming {obj.name} do not match "
+                    "its addresses",
+                )
             member: object = ref.name
         elif word == "network-object":
             tok = c.next("network")
