@@ -697,3 +697,14 @@ def test_identity_firewall_entries_load_and_say_they_are_not_applied():
     (rule,) = policy.access_lists["in"].rules
     assert rule.match.destination_ports[0].low == 22
     assert "access-list in extended permit ip user LOCAL\\bob any any" in render(policy).splitlines()
+
+
+def test_8_2_outside_nat_is_kept_as_written_and_not_applied():
+    policy = parse(
+        PIX_INTERFACES + "global (inside) 2 interface\nnat (outside) 2 192.168.9.0 255.255.255.0 outside\n",
+        "o.cfg",
+    )
+    assert [r for r in policy.nat_rules if r.real_interface == "outside"] == []
+    (w,) = [w for w in policy.warnings if w.gap]
+    assert str(w).startswith("o.cfg:10:43: warning: outside NAT is not modelled")
+    assert "nat (outside) 2 192.168.9.0 255.255.255.0 outside" in render(policy).splitlines()

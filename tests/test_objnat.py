@@ -464,10 +464,6 @@ def test_verbatim_configuration_parses_without_warnings_and_prints_back_to_the_s
             "30:31: object 'NET' holds a subnet; a dynamic NAT pool holds ranges and hosts",
         ),
         (
-            ["object network LAN", " nat (inside,outside) dynamic pat-pool LAN extended"],
-            "28:44: extended PAT is not supported (its mapping is not endpoint-independent)",
-        ),
-        (
             [
                 "object network V6",
                 " host 2001:db8::5",
@@ -524,3 +520,16 @@ def test_a_second_nat_line_in_an_object_replaces_the_first():
     )
     (rule,) = policy.nat_rules
     assert rule.kind == "static" and [str(n) for n in rule.mapped] == ["192.0.2.5/32"]
+
+
+def test_extended_pat_is_kept_as_written_and_not_applied():
+    text = HEAD + "object network LAN\n subnet 10.0.0.0 255.255.255.0\n"
+    text += " nat (inside,outside) dynamic pat-pool LAN extended\n"
+    policy = parse(text, "x.cfg")
+    assert policy.nat_rules == []
+    (w,) = [w for w in policy.warnings if w.gap]
+    assert (w.gap, w.col) == ("extended PAT", 44)
+    assert w.message.endswith("this NAT rule is kept as written and not applied")
+    assert "object network LAN\n nat (inside,outside) dynamic pat-pool LAN extended\n" in render(policy)
+    again = parse(render(policy))
+    assert again.nat_rules == [] and [w.gap for w in again.warnings if w.gap] == ["extended PAT"]

@@ -21,8 +21,9 @@ Forms (ASA 8.4/9.x):
 The first service object of a twice NAT rule holds the real source port and the mapped destination
 port, the second the mapped source port and the real destination port (both ``eq``). As the ASA's
 guidelines require, a dynamic NAT pool object holds ranges (one address per host) and hosts (the PAT
-fallback), never a subnet. ``extended`` and ``block-allocation`` PAT and translation between IPv4 and
-IPv6 are refused rather than translated differently from the ASA.
+fallback), never a subnet. ``extended`` and ``block-allocation`` PAT are kept as written and not applied
+(reported as not modelled), and translation between IPv4 and IPv6 is refused, rather than translated
+differently from the ASA.
 """
 
 from __future__ import annotations
@@ -44,6 +45,31 @@ _PAIR = re.compile(r"^\(([^(),\s]+),([^(),\s]+)\)$")
 _SERVICE_PROTOCOLS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "sctp": 132}
 _PROTOCOL_WORDS = {v: k for k, v in _SERVICE_PROTOCOLS.items()}
 MAX_LINE = 2147483647
+
+
+class NotModelledNat(Exception):
+    """A valid NAT rule in a form statewall does not model: it is kept as written and not applied."""
+
+    def __init__(self, feature: str, action: str, col: int) -> None:
+        super().__init__(feature)
+        self.feature, self.action, self.col = feature, action, col
+
+
+def not_applied(p: Parser, c: Cursor, exc: NotModelledNat, head: str | None = None) -> None:
+    """Report ``exc`` at the line, and keep the line (under ``head``, an object's first line) to print."""
+    p.gap(
+        c.line,
+        exc.feature,
+        exc.action,
+        col=exc.col,
+        message=f"{exc.feature} is not modelled (a real ASA would {exc.action}); this NAT rule is kept as "
+        "written and not applied",
+    )
+    if head is None:
+        p.keep(c.line)
+    else:
+        p.keep_text(p.origin(c.line), head)
+        p.keep(c.line, 1)
 
 
 @dataclass(slots=True)
@@ -227,8 +253,12 @@ def _dynamic_mapped(c: Cursor, pend: _Pending, inline_ok: bool) -> None:
             elif opt.word == "include-reserve" and pool.flat:
                 pool.include_reserve = True
             elif opt.word in ("extended", "block-allocation"):
-                raise c.error(
-                    opt, f"{opt.word} PAT is not supported (its mapping is not endpoint-independent)"
+                raise NotModelledNat(
+                    f"{opt.word} PAT",
+                    "allocate PAT ports per destination"
+                    if opt.word == "extended"
+                    else "allocate PAT ports in blocks per host",
+                    opt.col,
                 )
             else:
                 break
@@ -328,10 +358,14 @@ def object_nat(p: Parser, c: Cursor, obj: NetworkObject) -> None:
     kind = c.keyword(("static", "dynamic"), "NAT type")
     rule = NatRule(kind, real_ifc, mapped_ifc, section=2, real_object=obj.name, origin=p.origin(c.line))  # type: ignore[arg-type]
     pend = _Pending(rule, c)
-    if kind == "dynamic":
-        _dynamic_mapped(c, pend, inline_ok=True)
-    else:
-        _static_mapped(c, pend, inline_ok=True)
+    try:
+        if kind == "dynamic":
+            _dynamic_mapped(c, pend, inline_ok=True)
+        else:
+            _static_mapped(c, pend, inline_ok=True)
+    except NotModelledNat as exc:
+        not_applied(p, c, exc, f"object network {obj.name}")
+        return
     _options(p, c, pend, twice=False)
     # One NAT rule per object: a new line replaces the one before (ASA).
     p.objnat.objects[obj.name] = pend
@@ -356,10 +390,14 @@ def twice_nat(p: Parser, c: Cursor) -> None:
     if real.word != "any":
         pend.real = real
         rule.real_object = real.text
-    if kind == "dynamic":
-        _dynamic_mapped(c, pend, inline_ok=False)
-    else:
-        _static_mapped(c, pend, inline_ok=False)
+    try:
+        if kind == "dynamic":
+            _dynamic_mapped(c, pend, inline_ok=False)
+        else:
+            _static_mapped(c, pend, inline_ok=False)
+    except NotModelledNat as exc:
+        not_applied(p, c, exc)
+        return
     _options(p, c, pend, twice=True)
     p.objnat.manual.append(pend)
 
