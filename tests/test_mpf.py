@@ -314,7 +314,14 @@ def test_class_map_matches_and_their_errors():
     assert error_of("class-map a\n match any\n match port tcp eq 80\n") == (
         "mpf.cfg:3:8: class-map a already has a match criterion"
     )
-    assert error_of("class-map a\n match dscp ef\n").startswith("mpf.cfg:2:8: match dscp is not supported")
+    dscp = parse("class-map a\n match dscp ef\n", "mpf.cfg")
+    assert dscp.class_maps["a"].matches == []  # selects nothing in statewall, and says so
+    assert [str(w) for w in dscp.warnings if w.gap] == [
+        "mpf.cfg:2:8: warning: match dscp is not modelled: class a selects no traffic in statewall; kept as "
+        "written"
+    ]
+    assert "class-map a\n match dscp ef\n" in render(dscp)
+    assert error_of("class-map a\n match nonsense\n").startswith("mpf.cfg:2:8: invalid match 'nonsense'")
     assert error_of("class-map a\n match access-list nosuch\n") == (
         "mpf.cfg:2:20: class-map a refers to unknown access-list 'nosuch'"
     )

@@ -462,6 +462,9 @@ class ClassMap:
     matches: list[ClassMatch] = field(default_factory=list)
     description: str | None = None
     origin: Origin = BUILTIN
+    # ``match`` lines statewall does not evaluate (dscp, precedence, ...), kept as written; a class with
+    # one selects no traffic in statewall.
+    other: list[tuple[Origin, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

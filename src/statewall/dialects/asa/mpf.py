@@ -190,11 +190,24 @@ def _class_map_line(p: Parser, c: Cursor, cm: ClassMap) -> None:
     elif kind == "default-inspection-traffic":
         c.end()
         match = ClassMatch("default-inspection-traffic", origin=origin)
+    elif kind in _OTHER_MATCHES:
+        # Valid, but statewall cannot tell which flows it selects: the class matches nothing here.
+        c.rest()
+        p.gap(
+            c.line,
+            f"class-map match {kind}",
+            f"select the traffic of class {cm.name} by {kind}",
+            col=kind_tok.col,
+            message=f"match {kind_tok.text} is not modelled: class {cm.name} selects no traffic in "
+            "statewall; kept as written",
+        )
+        cm.other.append((origin, c.line.text))
+        return
     else:
         raise c.error(
             kind_tok,
-            f"match {kind_tok.text} is not supported (statewall matches any, access-list, port and "
-            "default-inspection-traffic)",
+            f"invalid match '{kind_tok.text}' (expected any, access-list, port, default-inspection-traffic, "
+            f"{', '.join(sorted(_OTHER_MATCHES))})",
         )
     if negate:
         cm.matches = [m for m in cm.matches if (m.kind, m.acl, m.protocol, m.ports) != _key(match)]
@@ -204,6 +217,22 @@ def _class_map_line(p: Parser, c: Cursor, cm: ClassMap) -> None:
     if len(cm.matches) >= 1 and kinds != {"access-list", "default-inspection-traffic"}:
         raise c.error(kind_tok, f"class-map {cm.name} already has a match criterion")
     cm.matches.append(match)
+
+
+# class-map match criteria of the ASA that statewall does not evaluate (Cisco ASA command reference, "match").
+_OTHER_MATCHES = frozenset(
+    {
+        "dscp",
+        "precedence",
+        "flow",
+        "rtp",
+        "tunnel-group",
+        "region",
+        "cmd",
+        "request-command",
+        "user-statistics",
+    }
+)
 
 
 def _key(m: ClassMatch) -> tuple:
@@ -942,6 +971,7 @@ def render_class_maps(policy: Policy) -> list[str]:
             out.append(f" description {cm.description}")
         for m in cm.matches:
             out.append(f" match {_match_text(m)}")
+        out += [f" {text}" for _, text in cm.other]
     return out
 
 
