@@ -464,15 +464,6 @@ def test_verbatim_configuration_parses_without_warnings_and_prints_back_to_the_s
             "30:31: object 'NET' holds a subnet; a dynamic NAT pool holds ranges and hosts",
         ),
         (
-            [
-                "object network V6",
-                " host 2001:db8::5",
-                "object network WEB",
-                " nat (inside,outside) static V6",
-            ],
-            "30:2: translation between IPv4 and IPv6 (NAT46/NAT64) is not supported",
-        ),
-        (
             ["access-list A extended permit ip any any", "nat (inside,outside) static WEB-PUBLIC"],
             "28:22: object NAT belongs in 'object network NAME'; twice NAT starts with 'source'",
         ),
@@ -533,3 +524,15 @@ def test_extended_pat_is_kept_as_written_and_not_applied():
     assert "object network LAN\n nat (inside,outside) dynamic pat-pool LAN extended\n" in render(policy)
     again = parse(render(policy))
     assert again.nat_rules == [] and [w.gap for w in again.warnings if w.gap] == ["extended PAT"]
+
+
+def test_nat46_is_kept_as_written_and_not_applied():
+    text = (
+        HEAD + "object network V6\n host 2001:db8::5\nobject network WEB\n nat (inside,outside) static V6\n"
+    )
+    policy = parse(text, "x.cfg")
+    assert [r for r in policy.nat_rules if r.real_object == "WEB"] == []
+    (w,) = [w for w in policy.warnings if w.gap]
+    assert (w.origin.line, w.col, w.gap) == (30, 2, "NAT46/NAT64")
+    assert dict((o.line, f) for o, f in policy.fates)[30] == "not-modelled"
+    assert "object network WEB\n nat (inside,outside) static V6\n" in render(policy)

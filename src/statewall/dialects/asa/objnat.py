@@ -506,7 +506,7 @@ def _resolve(p: Parser, pend: _Pending) -> None:
         n.version for n in (*rule.real, *rule.mapped, *rule.destination_real, *rule.destination_mapped)
     } | {lo.version for lo, _ in (rule.pool.ranges if rule.pool is not None else [])}
     if len(versions) > 1:
-        raise c.error(c.line.tokens[0], "translation between IPv4 and IPv6 (NAT46/NAT64) is not supported")
+        raise NotModelledNat("NAT46/NAT64", "translate between IPv4 and IPv6 addresses", c.line.tokens[0].col)
 
 
 def _placed(pendings: list[_Pending]) -> list[_Pending]:
@@ -520,14 +520,43 @@ def _placed(pendings: list[_Pending]) -> list[_Pending]:
     return out
 
 
+def _not_applied_late(p: Parser, pend: _Pending, exc: NotModelledNat) -> None:
+    """``not_applied`` for a rule found unmodellable once the whole file is read: its line's fate is
+    corrected, and it is kept (inside its object for object NAT) to print back."""
+    from ...policy import Unmodelled, Warning_
+
+    line = pend.cursor.line
+    origin = p.origin(line)
+    message = (
+        f"{exc.feature} is not modelled (a real ASA would {exc.action}); this NAT rule is kept as written "
+        "and not applied"
+    )
+    p.policy.warnings.append(Warning_(origin, message, exc.col, gap=exc.feature))
+    p.policy.unmodelled.append(Unmodelled(exc.feature, exc.action, origin, exc.col))
+    p.policy.fates[:] = [(o, "not-modelled" if o.line == line.number else f) for o, f in p.policy.fates]
+    if pend.rule.section == 2:
+        p.keep_text(origin, f"object network {pend.rule.real_object}")
+        p.keep(line, 1)
+    else:
+        p.keep(line)
+
+
 def finish(p: Parser) -> None:
     """Resolve every object and twice NAT rule and append them (sections 1, 2, 3) to the policy."""
     st = p.objnat
     manual = _placed([x for x in st.manual if x.rule.section == 1])
     after = _placed([x for x in st.manual if x.rule.section == 3])
     auto = list(st.objects.values())
+    skipped: set[int] = set()
     for pend in (*manual, *auto, *after):
-        p._run(lambda pend=pend: _resolve(p, pend))
+        try:
+            p._run(lambda pend=pend: _resolve(p, pend))
+        except NotModelledNat as exc:
+            _not_applied_late(p, pend, exc)
+            skipped.add(id(pend))
+    manual = [x for x in manual if id(x) not in skipped]
+    after = [x for x in after if id(x) not in skipped]
+    auto = [x for x in auto if id(x) not in skipped]
     from ...nat import asa_order
 
     ordered = asa_order([pend.rule for pend in auto])
