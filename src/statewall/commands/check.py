@@ -146,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Parse a configuration and report every error and warning in one pass, in file order, "
         "as file:line:col: message; exit 2 when there is an error (nothing is applied). For an ASA "
         "configuration, say how many lines are modelled, have no effect on traffic through the box, or "
-        "are not modelled (each of those is a warning naming the gap).",
+        "are not modelled (each line not modelled is a warning naming the gap).",
     )
     add_config_argument(p)
     p.add_argument(
