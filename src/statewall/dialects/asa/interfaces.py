@@ -66,6 +66,7 @@ _UNMODELLED = frozenset(
         "dhcp",
         "dhcprelay",
         "nat-assigned",
+        "policy-route",
     }
 )
 _IP_SUBCOMMANDS = {
@@ -91,6 +92,7 @@ _FEATURES = {
     "bridge-group": ("transparent firewall mode", "bridge this interface"),
     "zone-member": ("traffic zones", "balance connections in its zone"),
     "encapsulation": ("802.1Q encapsulation", "tag this subinterface's frames"),
+    "policy-route": ("policy-based routing", "route this interface's traffic by its route-map"),
 }
 
 
