@@ -708,3 +708,17 @@ def test_8_2_outside_nat_is_kept_as_written_and_not_applied():
     (w,) = [w for w in policy.warnings if w.gap]
     assert str(w).startswith("o.cfg:10:43: warning: outside NAT is not modelled")
     assert "nat (outside) 2 192.168.9.0 255.255.255.0 outside" in render(policy).splitlines()
+
+
+def test_the_pager_s_prompt_and_the_blanks_that_erase_it_lose_no_line():
+    text = (
+        "interface GigabitEthernet0/0\n nameif outside\n security-level 0\n"
+        "<--- More --->\n"
+        "               ip address 203.0.113.2 255.255.255.0\n"
+        "<--- More --->\n"
+        "              interface GigabitEthernet0/1\n nameif inside\n ip address 10.0.0.1 255.255.255.0\n"
+    )
+    policy = parse(text)
+    assert str(policy.interfaces["outside"].ipv4[0]) == "203.0.113.2/24"
+    assert str(policy.interfaces["inside"].ipv4[0]) == "10.0.0.1/24"
+    assert policy.warnings == []

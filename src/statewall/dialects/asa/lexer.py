@@ -117,9 +117,16 @@ def _scan(text: str) -> Iterator[tuple[Line | None, str | None]]:
     """(line, None) for each command line; (None, message) for a console error line; (None, None) for
     other skipped lines."""
     in_output = False
+    erased = 0  # the pager's prompt is erased with as many blanks, which a paste keeps
     for number, raw in enumerate(text.splitlines(), start=1):
         raw = raw.rstrip("\r\n").replace("\x08", "").expandtabs(1)
+        if erased and raw.startswith(" " * erased):
+            raw = raw[erased:]
+        erased = 0
         if "More" in raw:
+            m_more = _MORE.search(raw)
+            if m_more is not None:
+                erased = len(m_more.group().strip())
             raw = _MORE.sub("", raw)
         start = 0
         prompt_mode = prompt_host = None
