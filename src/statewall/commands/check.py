@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 
 from ..dialects.errors import ConfigError
 from ..policy import Policy, Warning_
@@ -134,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED (--strict): {_count(len(records), 'warning')} treated as errors", file=sys.stderr)
         return EXIT_USAGE
     print(summarize(policy))
+    features = Counter(w.gap for w in policy.warnings if w.gap)
+    if features:
+        print("not modelled: " + ", ".join(f"{name} ({n})" for name, n in sorted(features.items())))
     if policy.fates:
         print(fate_line(policy))
     return EXIT_OK
