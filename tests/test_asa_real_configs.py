@@ -722,3 +722,55 @@ def test_the_pager_s_prompt_and_the_blanks_that_erase_it_lose_no_line():
     assert str(policy.interfaces["outside"].ipv4[0]) == "203.0.113.2/24"
     assert str(policy.interfaces["inside"].ipv4[0]) == "10.0.0.1/24"
     assert policy.warnings == []
+
+
+def test_packet_tracer_names_the_inspections_it_does_not_model(tmp_path: Path, capsys):
+    cfg = tmp_path / "g.cfg"
+    cfg.write_text(GAPS)
+    code, out, _ = run(
+        capsys,
+        "packet-tracer",
+        "-c",
+        str(cfg),
+        "input",
+        "inside",
+        "icmp",
+        "192.168.1.5",
+        "8",
+        "0",
+        "198.51.100.9",
+    )
+    assert code == 0
+    phases = out.split("Action: allow\n", 1)[1]
+    assert "Type: INSPECT\nSubtype: icmp\nResult: NOT MODELLED\nConfig:\ninspect icmp\n" in phases
+    # The factory default policy's inspections, when the configuration has no service policy of its own.
+    cfg.write_text(ASA9)
+    code, out, _ = run(
+        capsys,
+        "packet-tracer",
+        "-c",
+        str(cfg),
+        "input",
+        "inside",
+        "udp",
+        "192.168.1.5",
+        "40000",
+        "198.51.100.9",
+        "53",
+    )
+    phases = out.split("Action: allow\n", 1)[1]
+    assert "Subtype: dns\nResult: NOT MODELLED\nConfig:\npolicy-map global_policy / inspect dns\n" in phases
+    code, out, _ = run(
+        capsys,
+        "packet-tracer",
+        "-c",
+        str(cfg),
+        "input",
+        "inside",
+        "tcp",
+        "192.168.1.5",
+        "40000",
+        "198.51.100.9",
+        "21",
+    )
+    assert "NOT MODELLED" not in out  # FTP inspection is modelled

@@ -12,15 +12,18 @@ fate as the box's. Two kinds of record carry enough to be matched per packet:
 - a reverse-path check on an interface (ASA ``ip verify reverse-path interface IFACE``): a packet arriving
   there would be checked against the route back to its source.
 
-Other records (inspections, nat-control, time ranges) are named by ``statewall check`` and ``show
-service-policy``; they are not matched per packet here.
+And, for packet-tracer (one packet, so the cost of resolving the service policies does not matter), the
+inspections of the ASA's service policies that apply to the packet's flow and that statewall does not
+implement (``inspections``). Other records (nat-control, time ranges) are named by ``statewall check``
+and ``show service-policy``; they are not matched per packet here.
 """
 
 from __future__ import annotations
 
 from .acl import CompiledMatch
+from .inspect import MODELLED_ENGINES
 from .packet import DecodeError, decode
-from .policy import Policy, Unmodelled
+from .policy import BUILTIN, Policy, Unmodelled
 
 
 class GapMatcher:
@@ -74,3 +77,42 @@ class GapMatcher:
                         found.append(u)
                     break
         return found
+
+
+def inspections(
+    policy: Policy,
+    in_iface: str,
+    packet_in: bytes | bytearray,
+    out_iface: str | None,
+    packet_out: bytes | bytearray | None,
+) -> list[Unmodelled]:
+    """The inspections the service policies apply to this packet's flow that statewall does not
+    implement, as records (the configuration line, or the factory default policy, as origin)."""
+    if policy.dialect != "asa" or out_iface is None or packet_out is None:
+        return []
+    from .mpf import ServicePolicies
+
+    try:
+        first = decode(bytearray(packet_in))
+        last = decode(bytearray(packet_out))
+    except DecodeError:
+        return []
+    eff = ServicePolicies(policy).resolve(
+        in_iface, out_iface, first.version, first.proto, first.src, first.sport, last.dst, last.dport,
+        first.icmp_type, first.icmp_code, count=False,
+    )  # fmt: skip
+    written = {u.feature: u for u in policy.unmodelled if u.feature.startswith("inspect ")}
+    out: list[Unmodelled] = []
+    for ins, _use in eff.inspects:
+        if ins.engine in MODELLED_ENGINES:
+            continue
+        feature = f"inspect {ins.engine}"
+        known = written.get(feature)
+        if known is not None:
+            out.append(known)
+        else:
+            origin = ins.origin
+            if origin is BUILTIN:
+                origin = type(origin)("<factory default>", 0, f"policy-map global_policy / {feature}")
+            out.append(Unmodelled(feature, f"{feature} traffic (application inspection)", origin))
+    return out

@@ -94,25 +94,31 @@ def run(args: argparse.Namespace) -> int:
 def _not_modelled(
     policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool
 ) -> str:
-    """What a real box would do to this allowed packet that statewall does not model (a crypto map's
-    encryption, a reverse-path check), as extra phases: the verdict above is statewall's, not the box's."""
+    """What a real box would do to this allowed packet that statewall does not model (an inspection,
+    a crypto map's encryption, a reverse-path check), as extra phases: the verdict above is statewall's,
+    not the box's."""
     from ..engine import Firewall
-    from ..gaps import GapMatcher
+    from ..gaps import GapMatcher, inspections
     from ..tracer import build_packet
 
     matcher = GapMatcher(policy)
-    if not matcher.active:
-        return ""
-    res = Firewall(policy).receive(iface, build_packet(proto, src, sport, dst, dport), 0.0)
+    packet = build_packet(proto, src, sport, dst, dport)
+    res = Firewall(policy).receive(iface, bytearray(packet), 0.0)
     egress, data = res.packets[0] if res.packets else (None, None)
+    found = inspections(policy, iface, packet, egress, data) + matcher.applicable(iface, egress, data)
     lines: list[str] = []
-    for u in matcher.applicable(iface, egress, data):
-        kind = "VPN" if u.feature.startswith("VPN") else "RPF-CHECK"
+    for u in found:
+        if u.feature.startswith("inspect "):
+            kind, subtype = "INSPECT", u.feature.removeprefix("inspect ")
+        elif u.feature.startswith("VPN"):
+            kind, subtype = "VPN", "encrypt"
+        else:
+            kind, subtype = "RPF-CHECK", "reverse-path"
         lines += [
             "",
             f"Phase: {kind}",
             f"Type: {kind}",
-            "Subtype: encrypt" if kind == "VPN" else "Subtype: reverse-path",
+            f"Subtype: {subtype}",
             "Result: NOT MODELLED",
             "Config:",
             u.origin.text,
