@@ -145,10 +145,8 @@ def _scan(text: str) -> Iterator[tuple[Line | None, str | None]]:
             yield None, None
             continue
         if not stripped or is_comment(stripped) or is_console(stripped):
-            error = (
-                stripped.startswith(("ERROR", "Error", "%"))
-                and "Invalid input" in stripped
-                or (stripped.startswith(("ERROR:", "Error:")))
+            error = stripped.startswith(("ERROR:", "Error:")) or (
+                stripped.startswith("%") and "Invalid input" in stripped
             )
             yield None, (stripped if error else None)
             continue
