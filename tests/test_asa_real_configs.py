@@ -774,3 +774,18 @@ def test_packet_tracer_names_the_inspections_it_does_not_model(tmp_path: Path, c
         "21",
     )
     assert "NOT MODELLED" not in out  # FTP inspection is modelled
+
+
+def test_a_pre_8_3_class_map_access_list_says_it_is_matched_on_real_addresses_here():
+    text = (
+        "ASA Version 8.2(5)\n"
+        + PIX_INTERFACES
+        + (
+            "access-list web extended permit tcp any host 192.168.9.80 eq www\n"
+            "class-map web-class\n match access-list web\n"
+        )
+    )
+    (w,) = [w for w in parse(text, "m.cfg").warnings if w.gap]
+    assert (w.origin.line, w.col, w.gap) == (12, 20, "pre-8.3 class-map access lists on mapped addresses")
+    newer = parse(text.replace("8.2(5)", "8.4(7)"))
+    assert not [w for w in newer.warnings if w.gap]
