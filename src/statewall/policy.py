@@ -70,6 +70,11 @@ class Interface:
     # A management-only interface accepts traffic to the box but forwards none through it.
     management_only: bool = False
     vlan: int | None = None  # 802.1Q tag of a subinterface
+    # Where the IPv4 address comes from when it is not configured: ASA ``ip address dhcp [setroute]`` or
+    # ``ip address pppoe [setroute]``. The address is then unknown to statewall (not modelled).
+    address_source: str | None = None
+    # Interface sub-commands kept as written (link aggregation, routing protocol timers, ...), in order.
+    other: list[tuple[Origin, str]] = field(default_factory=list)
 
     def addresses(self) -> list[IPInterface]:
         return [*self.ipv4, *self.ipv6]
@@ -84,6 +89,8 @@ class Route:
     gateway: IPAddress | None = None
     distance: int = 1
     origin: Origin = BUILTIN
+    # ASA ``track N`` / ``tunneled`` as written: kept and printed back, not acted on (not modelled).
+    option: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,6 +176,8 @@ class NetworkObject:
     networks: list[IPNetwork] = field(default_factory=list)
     description: str | None = None
     origin: Origin = BUILTIN
+    # ASA ``fqdn [v4|v6] NAME``: addresses known only by resolving NAME (not modelled: no networks).
+    fqdn: str | None = None
 
 
 @dataclass(slots=True)
@@ -176,7 +185,8 @@ class AccessRule:
     """One access-control entry. ``action`` is permit or deny; ``log`` asks for a per-hit log.
 
     ``source_object`` / ``destination_object`` name the ``NetworkObject`` the match's addresses were
-    taken from (None when written inline), so that the rule prints back as written.
+    taken from (None when written inline), so that the rule prints back as written; ``interface NAME``
+    (with the blank) when they are an interface's own addresses (ASA 9.x ``interface NAME``).
     """
 
     acl: str
@@ -190,6 +200,62 @@ class AccessRule:
     origin: Origin = BUILTIN
     source_object: str | None = None
     destination_object: str | None = None
+    # Object names an ASA entry was written with, so that it prints back as written: the protocol
+    # position (``object-group NAME`` / ``object NAME``: a protocol or service group, a service object),
+    # the port positions (a port group), the ICMP type position (an icmp-type group), each as
+    # "object-group NAME" or "object NAME".
+    protocol_object: str | None = None
+    source_ports_object: str | None = None
+    destination_ports_object: str | None = None
+    icmp_object: str | None = None
+    # ``time-range NAME``: the entry is active only during that time range (see ``TimeRange``).
+    time_range: str | None = None
+    # An entry written with groups matches their combinations; the ASA expands it into elements, and so
+    # does the model: one AccessRule per element, all with the same origin, ``element`` 0, 1, 2, ...
+    # (only element 0 is printed back).
+    element: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """One service a service object or group stands for: a protocol (None: any IP protocol) with its
+    source and destination ports (TCP/UDP/SCTP) or ICMP type and code."""
+
+    protocol: int | None = None
+    source_ports: tuple[PortMatch, ...] = ()
+    destination_ports: tuple[PortMatch, ...] = ()
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+
+
+@dataclass(slots=True)
+class ServiceObject:
+    """A named set of services (ASA ``object service``, ``object-group service|protocol|icmp-type``).
+
+    ``kind`` says where an access-list entry may name it: ``service`` (object service and service
+    groups: the protocol position), ``protocol`` (protocol groups), ``port`` (``object-group service
+    NAME tcp|udp|tcp-udp``: a port position; ``port_protocol`` is that protocol), ``icmp-type`` (the
+    ICMP type position). ``members`` are the lines as written (for printing back); ``entries`` the
+    flattened services, nested groups expanded.
+    """
+
+    name: str
+    kind: Literal["service", "protocol", "port", "icmp-type"]
+    group: bool = True
+    port_protocol: str | None = None
+    members: list[str] = field(default_factory=list)
+    entries: list[ServiceEntry] = field(default_factory=list)
+    description: str | None = None
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class TimeRange:
+    """``time-range NAME`` with its ``absolute`` / ``periodic`` lines as written."""
+
+    name: str
+    lines: list[str] = field(default_factory=list)
+    origin: Origin = BUILTIN
 
 
 @dataclass(slots=True)
@@ -396,6 +462,9 @@ class ClassMap:
     matches: list[ClassMatch] = field(default_factory=list)
     description: str | None = None
     origin: Origin = BUILTIN
+    # ``match`` lines statewall does not evaluate (dscp, precedence, ...), kept as written; a class with
+    # one selects no traffic in statewall.
+    other: list[tuple[Origin, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -723,9 +792,57 @@ class Warning_:
 
     origin: Origin
     message: str
+    col: int = 0  # 1-based column of the token it is about; 0 when the dialect gives none
+    # The feature a "not modelled" warning is about (see ``Unmodelled``); None for other warnings.
+    gap: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.origin.file}:{self.origin.line}: warning: {self.message}"
+        where = f"{self.origin.file}:{self.origin.line}"
+        if self.col:
+            where += f":{self.col}"
+        return f"{where}: warning: {self.message}"
+
+
+@dataclass(slots=True)
+class Unmodelled:
+    """A configured feature that affects traffic through the box but that statewall does not model.
+
+    Carried in the model so that every tool can say so where a user would otherwise be misled:
+    ``feature`` names it ("VPN", "inspect dns", "reverse-path check"), ``action`` says what a real box
+    does there ("encrypt", "drop packets failing the reverse-path check"). ``acl`` names the access list
+    selecting the traffic it applies to and ``interface`` the interface, when the feature has them (a
+    crypto map's ``match address`` and the interface it is applied to).
+    """
+
+    feature: str
+    action: str
+    origin: Origin
+    col: int = 1
+    acl: str | None = None
+    interface: str | None = None
+
+
+# The fate of a configuration line (``Policy.fates``): applied by the engine, valid but without effect on
+# traffic through the box (management, AAA for the box, SNMP, ...), or affecting traffic but not modelled.
+FATES = ("modelled", "no-effect", "not-modelled")
+
+
+@dataclass(slots=True)
+class DnsInspectMap:
+    """``policy-map type inspect dns NAME`` (``preset_dns_map``) parameters, as the ASA defines them:
+    ``message-length maximum N`` (512 in the preset map; None: no limit), ``client``/``server`` limits,
+    ``dns-guard`` (one answer per query, the connection torn down after it), ``id-randomization``,
+    ``protocol-enforcement``, ``nat-rewrite``."""
+
+    name: str
+    message_length_max: int | None = None
+    message_length_client: int | str | None = None
+    message_length_server: int | str | None = None
+    dns_guard: bool = True
+    id_randomization: bool = False
+    protocol_enforcement: bool = True
+    nat_rewrite: bool = True
+    origin: Origin = BUILTIN
 
 
 @dataclass(slots=True)
@@ -781,6 +898,20 @@ class Policy:
     # their hooks by priority, interleaved with the iptables tables' chains and conntrack. Named sets
     # are in ``nf_sets`` as ``TABLE/NAME``.
     nft_tables: list[NfTable] = field(default_factory=list)
+    # ASA service objects and groups (``ServiceObject``) and time ranges, by name.
+    service_objects: dict[str, ServiceObject] = field(default_factory=dict)
+    time_ranges: dict[str, TimeRange] = field(default_factory=dict)
+    # Features configured that affect traffic through the box but are not modelled (``Unmodelled``), and
+    # every configuration line's fate (``FATES``) in file order, for ``statewall check``.
+    unmodelled: list[Unmodelled] = field(default_factory=list)
+    fates: list[tuple[Origin, str]] = field(default_factory=list)
+    # ASA ``ip verify reverse-path interface NAME``: interfaces with unicast reverse-path checking.
+    reverse_path: dict[str, Origin] = field(default_factory=dict)
+    # ASA 8.2 ``nat-control``: traffic from a higher to a lower security level needs a translation.
+    nat_control: bool = False
+    nat_control_origin: Origin | None = None
+    # ASA ``policy-map type inspect dns NAME`` parameter maps by name (``DnsInspectMap``).
+    dns_inspect_maps: dict[str, DnsInspectMap] = field(default_factory=dict)
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():

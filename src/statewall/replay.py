@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .events import Drop, Event
+from .gaps import GapMatcher
 from .logfmt import linux
 from .logfmt.asa import format_event
 from .logfmt.counters import Counters
@@ -173,6 +174,10 @@ def replay(
         bar = _progress_bar(stack, readers) if progress else None
 
         packets_in = forwarded = dropped_on_receive = unassigned = reordered = 0
+        # Forwarded packets a real box would have treated in a way statewall does not model (a crypto
+        # map would have encrypted them, ...), by feature: counted apart, never as plainly forwarded.
+        gaps = GapMatcher(policy)
+        not_modelled: Counter[str] = Counter()
         per_capture_unassigned: Counter[int] = Counter()
         first: float | None = None
         now = float("-inf")
@@ -199,6 +204,9 @@ def replay(
                 continue
             packets_in += 1
             res = fw.receive(iface, fw.replay_rewrite(iface, data, now), now)
+            if gaps.active and res.packets:
+                for u in gaps.applicable(iface, res.packets[0][0], res.packets[0][1]):
+                    not_modelled[u.feature] += 1
             if res.packets:
                 outputs.packets(res.packets, now)
             if res.events:
@@ -246,6 +254,7 @@ def replay(
             "unassigned": unassigned,
             "reordered": reordered,
             "drops_by_reason": counters["drops_by_reason"],
+            "not_modelled": dict(sorted(not_modelled.items())),
             "packets_out": {iface: w.count for iface, w in sorted(outputs.writers.items())},
             "connections": {
                 "built": sum(counters["connections_built"].values()),

@@ -69,6 +69,8 @@ def print_report(
         table.add_row("not replayed (no route to the source)", str(summary["unassigned"]))
     for reason, n in summary["drops_by_reason"].items():
         table.add_row(f"  drop: {reason}", str(n))
+    for feature, n in summary.get("not_modelled", {}).items():
+        table.add_row(f"  forwarded, but {feature} not modelled", str(n))
     conns = summary["connections"]
     table.add_row("connections built / torn down", f"{conns['built']} / {conns['torn_down']}")
     xl = summary["xlates"]
