@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from .events import Drop, Event
 from .logfmt import linux
-from .logfmt.asa import format_event
+from .logfmt.asalog import AsaLog
 from .logfmt.counters import Counters
 from .logfmt.jsonl import event_to_json
 from .pcapio import CaptureReader, PcapWriter
@@ -77,7 +77,7 @@ class _Outputs:
         interfaces: Iterable[str],
         stack: ExitStack,
         hostname: str | None,
-        formatter=format_event,
+        formatter,
     ) -> None:
         self.outdir = outdir
         self.stack = stack
@@ -168,7 +168,11 @@ def replay(
         # An engine running an iptables ruleset logs as Linux does.
         linux_log = getattr(fw, "netfilter", None) is not None
         outputs = _Outputs(
-            out, policy.interfaces, stack, hostname, linux.format_event if linux_log else format_event
+            out,
+            policy.interfaces,
+            stack,
+            hostname,
+            linux.format_event if linux_log else AsaLog(policy).format_event,
         )
         bar = _progress_bar(stack, readers) if progress else None
 

@@ -11,6 +11,8 @@ The engine never formats text; replay, the CLI and the demo call ``format_event`
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ from ..events import (
     XlateBuilt,
     XlateTeardown,
 )
-from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from ..policy import BUILTIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Origin
 
 # --------------------------------------------------------------------------------------------------
 # Small formatting rules shared by every message
@@ -63,6 +65,42 @@ _TCP_FLAG_NAMES = (
 
 # strftime's %b follows the C locale; the ASA always prints English month names.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+# --------------------------------------------------------------------------------------------------
+# Releases: the configuration's "ASA Version" chooses some message and show forms.
+
+# No version header: the newest forms.
+NEWEST = (99, 0)
+_RELEASE = re.compile(r"^(\d+)\.(\d+)")
+
+
+def release_of(version: str | None) -> tuple[int, int]:
+    """``8.2(1)`` -> (8, 2); None or unreadable -> ``NEWEST``."""
+    m = _RELEASE.match(version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else NEWEST
+
+
+# 302014 names the side that started the teardown ("TCP FINs from outside") from 9.0 on; 8.x logs end
+# at the reason [C17, C22 (8.x samples), C23 (9.x samples)].
+TEARDOWN_FROM = (9, 0)
+# 302020/302021 end with "type N code N" from 9.0 on (9.x messages guide; 8.x samples end at laddr).
+ICMP_TYPE_CODE = (9, 0)
+
+
+def ace_hash(origin: Origin | None) -> int:
+    """The hash ``show access-list`` prints after an ACE and 106023/106100 print first in their
+    ``[0x..., 0x0]`` pair. The ASA's own values come from its internal hash and cannot be reproduced;
+    statewall's are stable per ACE: CRC-32 of the ACE's configuration line, 0 for the implicit deny."""
+    if origin is None or origin is BUILTIN or not origin.text:
+        return 0
+    return zlib.crc32(" ".join(origin.text.split()).encode())
+
+
+def hash_pair(origin: Origin | None) -> str:
+    # The second value hashes the object-group element that matched; statewall matches the ACE as a
+    # whole and prints 0x0, as the ASA does for an ACE without object groups.
+    return f"[0x{ace_hash(origin):x}, 0x0]"
 
 
 def protocol_name(protocol: int) -> str:
@@ -137,7 +175,7 @@ def _m(asa_id: int, severity: int, template: str, **when: object) -> Message:
 
 # The catalogue reads best as a table, one message per row; keep the formatter from exploding it.
 # fmt: off
-_ACL_TAIL = 'by access-group "{acl}" [0x0, 0x0]'
+_ACL_TAIL = 'by access-group "{acl}" {hashes}'
 
 # Denied by the interface's default (security levels) rather than by a named access list.
 _IMPLICIT_DENY = (
@@ -259,6 +297,7 @@ def drop_fields(drop: Drop) -> dict[str, object]:
         type=drop.icmp_type or 0,
         code=drop.icmp_code or 0,
         acl=drop.acl or "",
+        hashes=hash_pair(drop.origin),
         has_acl=bool(drop.acl),
         ports=has_ports,
         l4=_l4_class(drop.protocol),
@@ -311,9 +350,22 @@ def _icmp_addrs(ev: ConnBuilt | ConnTeardown) -> str:
     )
 
 
-def _conn_built(ev: ConnBuilt) -> list[tuple[int, int, str]]:
+def _icmp_tail(ev: ConnBuilt | ConnTeardown, release: tuple[int, int]) -> str:
+    itype = getattr(ev, "icmp_type", None)
+    if release < ICMP_TYPE_CODE or itype is None:
+        return ""
+    return f" type {itype} code {getattr(ev, 'icmp_code', 0) or 0}"
+
+
+def _conn_built(ev: ConnBuilt, release: tuple[int, int] = NEWEST) -> list[tuple[int, int, str]]:
     if ev.protocol in _ICMP_PROTOCOLS:
-        return [(302020, 6, f"Built {ev.direction} ICMP connection for {_icmp_addrs(ev)}")]
+        return [
+            (
+                302020,
+                6,
+                f"Built {ev.direction} ICMP connection for {_icmp_addrs(ev)}{_icmp_tail(ev, release)}",
+            )
+        ]
     asa_id = {PROTO_TCP: 302013, PROTO_UDP: 302015}.get(ev.protocol)
     if asa_id is None:
         return []
@@ -325,9 +377,9 @@ def _conn_built(ev: ConnBuilt) -> list[tuple[int, int, str]]:
     return [(asa_id, 6, text)]
 
 
-def _conn_teardown(ev: ConnTeardown) -> list[tuple[int, int, str]]:
+def _conn_teardown(ev: ConnTeardown, release: tuple[int, int] = NEWEST) -> list[tuple[int, int, str]]:
     if ev.protocol in _ICMP_PROTOCOLS:
-        return [(302021, 6, f"Teardown ICMP connection for {_icmp_addrs(ev)}")]
+        return [(302021, 6, f"Teardown ICMP connection for {_icmp_addrs(ev)}{_icmp_tail(ev, release)}")]
     far, near = _outside_first(ev)
     head = f"connection {ev.conn_id} for {_sock(far)} to {_sock(near)} "
     tail = f"duration {format_duration(ev.duration)} bytes {ev.bytes}"
@@ -338,7 +390,7 @@ def _conn_teardown(ev: ConnTeardown) -> list[tuple[int, int, str]]:
     text = f"Teardown TCP {head}{tail}"
     if ev.reason:
         text += f" {ev.reason}"
-    if ev.closed_by:
+    if ev.closed_by and release >= TEARDOWN_FROM:
         text += f" from {ev.closed_by}"
     return [(302014, 6, text)]
 
@@ -375,7 +427,7 @@ def _acl_hit(ev: AclHit) -> list[tuple[int, int, str]]:
     text = (
         f"access-list {ev.acl} {ev.action} {protocol_name(ev.protocol)} "
         f"{ev.in_interface}/{ev.src}({ev.sport}) -> {ev.out_interface}/{ev.dst}({ev.dport}) "
-        f"hit-cnt {ev.hits} {when} [0x0, 0x0]"
+        f"hit-cnt {ev.hits} {when} {hash_pair(ev.origin)}"
     )
     return [(106100, ev.level if ev.level is not None else 6, text)]
 
@@ -414,19 +466,31 @@ _FORMATTERS = {
 }
 
 
-def messages_for(event: Event) -> list[tuple[int, int, str]]:
-    """``(message id, severity, text)`` for each syslog message the ASA writes for ``event``.
+_VERSIONED = frozenset({ConnBuilt, ConnTeardown})
+
+
+def messages_for(event: Event, release: tuple[int, int] = NEWEST) -> list[tuple[int, int, str]]:
+    """``(message id, severity, text)`` for each syslog message the ASA writes for ``event``, in the
+    form of ``release`` (``release_of("8.2(1)")``; default the newest).
 
     Events the ASA does not log (e.g. ``IcmpSent``, most frame drops) give an empty list.
     """
-    fmt = _FORMATTERS.get(type(event))
-    return fmt(event) if fmt else []  # type: ignore[operator]
+    kind = type(event)
+    fmt = _FORMATTERS.get(kind)
+    if fmt is None:
+        return []
+    if kind in _VERSIONED:
+        return fmt(event, release)  # type: ignore[operator]
+    return fmt(event)  # type: ignore[operator]
 
 
-def format_event(event: Event, *, hostname: str | None = None, timestamp: bool = True) -> list[str]:
+def format_event(
+    event: Event, *, hostname: str | None = None, timestamp: bool = True, release: tuple[int, int] = NEWEST
+) -> list[str]:
     """The syslog lines for one event: ``<ts>: %ASA-<sev>-<id>: <text>``; with a hostname
-    ``<ts> <host> : %ASA-...``; without the timestamp the line starts at ``%ASA`` (or ``<host> : ``)."""
-    msgs = messages_for(event)
+    ``<ts> <host> : %ASA-...``; without the timestamp the line starts at ``%ASA`` (or ``<host> : ``).
+    Every message, in UTC: ``logfmt.asalog.AsaLog`` applies a configuration's ``logging`` commands."""
+    msgs = messages_for(event, release)
     if not msgs:
         return []
     prefix = _prefix(event.time, hostname, timestamp)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ...policy import Origin, Policy, Warning_
 from ..errors import ConfigError
 from . import acl, device, interfaces, mpf, nat, objnat, passthrough, timeouts
+from . import logging as logcfg
 from .lexer import Cursor, Line, lines
 from .modes import Handler, Mode
 
@@ -35,6 +36,7 @@ COMMANDS: dict[str, Handler] = {
     **timeouts.COMMANDS,
     # Last: the policy framework takes class-map/policy-map/tcp-map/service-policy/sysopt/no over.
     **mpf.COMMANDS,
+    **logcfg.COMMANDS,  # logging / clock / "no logging" (other "no" forms go on to mpf)
 }
 
 
