@@ -136,7 +136,9 @@ def test_rfc5424_timestamp_with_device_id_as_the_syslog_guide_prints_it():
     cfg += "logging host inside 10.1.1.9\nclock timezone CET 1\n"
     log = asalog(cfg)
     # [SYSLOG-GUIDE]: "<166>2018-06-27T12:17:46Z asa : %ASA-6-..." (UTC whatever the time zone).
-    assert log.frames(built(), log.settings.hosts[0]) == [(6, f"<166>2018-06-27T12:17:46Z asa : {C19_BUILT}")]
+    assert log.frames(built(), log.settings.hosts[0].emblem) == [
+        (6, f"<166>2018-06-27T12:17:46Z asa : {C19_BUILT}")
+    ]
 
 
 def test_trap_level_filters_by_severity():
@@ -185,7 +187,7 @@ def test_emblem_format_has_the_class_and_no_device_id():
     cfg = "logging enable\nlogging timestamp\nlogging trap debugging\nlogging device-id hostname\n"
     cfg += "logging host inside 10.1.1.9 format emblem\n"
     log = asalog(cfg)
-    assert log.frames(built(), log.settings.hosts[0]) == [
+    assert log.frames(built(), log.settings.hosts[0].emblem) == [
         (6, "<166>:Jun 27 12:17:46 UTC: %ASA-session-6-302013: " + C19_BUILT.split(": ", 1)[1])
     ]
 
@@ -236,3 +238,28 @@ def test_logging_lines_print_back_as_written():
 
     text = render_policy(parse_policy(BASE.format(version="9.12(4)") + cfg, "fw.cfg", "asa"))
     assert cfg in text
+
+
+def test_run_sends_to_the_configured_logging_host_over_udp():
+    # statewall run's event callback, with the configuration's "logging host": a datagram per message
+    # to a server on this machine's loopback.
+    import io
+    import socket
+
+    from statewall.commands.run import _event_writer
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(5)
+        port = server.getsockname()[1]
+        cfg = f"logging enable\nlogging trap informational\nlogging host inside 127.0.0.1 udp/{port}\n"
+        policy = parse_policy(BASE.format(version="9.12(4)") + cfg, "fw.cfg", "asa")
+        log = io.StringIO()
+        write, sender = _event_writer("asa", log, policy, [])
+        try:
+            write([built()])
+            assert server.recv(2048) == f"<166>{C19_BUILT}".encode()
+        finally:
+            sender.close()
+        # No buffered level: the log holds what the syslog servers get (never silently empty).
+        assert log.getvalue() == C19_BUILT + "\n"

@@ -88,6 +88,7 @@ class _Outputs:
         self.jsonl = stack.enter_context(open(outdir / "events.jsonl", "w", encoding="utf-8"))  # noqa: SIM115
         self.counters = Counters()
         self.log_lines = 0
+        self.sender: Any = None
         # Every configured interface gets a file, empty if nothing left through it, so that "no
         # packets" is visible rather than a missing file.
         for iface in interfaces:
@@ -111,6 +112,8 @@ class _Outputs:
                 self.log.write(line + "\n")
                 self.log_lines += 1
             self.jsonl.write(event_to_json(ev) + "\n")
+        if self.sender is not None:
+            self.sender.send_events(events)
 
 
 def _merged(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes]]:
@@ -135,6 +138,7 @@ def replay(
     hostname: str | None = None,
     at_end: Callable[[FirewallLike, float], None] | None = None,
     fast_path: bool = True,
+    syslog: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Replay ``captures`` (``(ingress interface or None for auto, path)``) through ``policy``.
 
@@ -142,7 +146,9 @@ def replay(
     ``summary.json``. ``firewall`` replaces the engine built from ``policy`` (tests, or a caller that
     wants to inspect the engine afterwards). ``at_end(firewall, time)`` is called after the last packet,
     before the drain, while the tables still hold what the capture left in them (``--show``).
-    ``fast_path=False`` keeps every packet of the engine built here on its Python path.
+    ``fast_path=False`` keeps every packet of the engine built here on its Python path. ``syslog``:
+    ``statewall.syslog.Target`` servers that get every message as the configuration's ``logging trap``
+    admits it (ASA dialect).
     """
     if not captures:
         raise ReplayError("no capture to replay")
@@ -167,13 +173,18 @@ def replay(
         ingress = [iface for iface, _ in captures]
         # An engine running an iptables ruleset logs as Linux does.
         linux_log = getattr(fw, "netfilter", None) is not None
+        asalog = AsaLog(policy)
         outputs = _Outputs(
             out,
             policy.interfaces,
             stack,
             hostname,
-            linux.format_event if linux_log else AsaLog(policy).format_event,
+            linux.format_event if linux_log else asalog.format_event,
         )
+        if syslog and not linux_log:
+            from .syslog import SyslogSender
+
+            outputs.sender = stack.enter_context(SyslogSender(asalog, syslog))
         bar = _progress_bar(stack, readers) if progress else None
 
         packets_in = forwarded = dropped_on_receive = unassigned = reordered = 0

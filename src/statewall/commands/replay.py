@@ -93,6 +93,12 @@ def run(args: argparse.Namespace) -> int:
     policy = load_config(args.config)
     outdir = Path(args.outdir)
     shows = list(dict.fromkeys(args.show or []))
+    from ..syslog import parse_target
+
+    try:
+        syslog = [parse_target(t) for t in args.syslog]
+    except ValueError as exc:
+        raise UsageError(f"--syslog: {exc}") from None
     tables: dict[str, str] = {}
 
     def at_end(fw: Any, now: float) -> None:
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             drain=args.drain,
             at_end=at_end if shows else None,
             fast_path=not args.no_fast_path,
+            syslog=syslog,
         )
     except ReplayError as exc:
         raise UsageError(str(exc)) from None
@@ -172,6 +179,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-fast-path",
         action="store_true",
         help="every packet on the engine's Python path (no compiled fast path for established connections)",
+    )
+    p.add_argument(
+        "--syslog",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="send every message to this syslog server over UDP (default port 514) with the ASA's "
+        "framing (<PRI> from 'logging facility', 20 by default); repeatable",
     )
     p.add_argument(
         "--max-log", type=int, default=200, metavar="N", help="print at most N log lines (default 200)"

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from ..events import Event
-from ..policy import LoggingHost, LoggingSettings, Policy
+from ..policy import LoggingSettings, Policy
 from .asa import NEWEST, format_event, messages_for, release_of
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -227,7 +227,7 @@ class AsaLog:
     def format_events(self, events: Iterable[Event]) -> list[str]:
         return [line for ev in events for line in self.lines(ev)]
 
-    def frames(self, event: Event, host: LoggingHost | None = None) -> list[tuple[int, str]]:
+    def frames(self, event: Event, emblem: bool = False) -> list[tuple[int, str]]:
         """``(severity, message)`` datagrams for a syslog server: ``<PRI>`` and the line, as ``logging
         trap`` filters them (all of the log's messages when no trap level is set)."""
         dest = "trap" if self.settings.trap is not None else self.destination
@@ -240,7 +240,7 @@ class AsaLog:
                 continue
             body = (
                 self.emblem_line(event.time, asa_id, sev, text)
-                if host is not None and host.emblem
+                if emblem
                 else self.line(event.time, asa_id, sev, text)
             )
             out.append((sev, f"<{fac * 8 + sev}>{body}"))
