@@ -513,7 +513,9 @@ class ConnRecord:
     """One row of ``show conn``: the engine builds these from its connection table.
 
     ``last_activity`` is on the same clock as the ``now`` given to ``format_show_conn``; ``flags`` is
-    the ASA flag string (``UIO``, ``saA``, ...), empty when there are none.
+    the ASA flag string (``UIO``, ``saA``, ...), empty when there are none. ``initiator`` /
+    ``responder`` are the two ends' addresses for 9.x's ``show conn detail`` (left out when not
+    given); ``notes`` are statewall's own facts about the connection, printed after the ASA's lines.
     """
 
     protocol: int
@@ -528,6 +530,10 @@ class ConnRecord:
     flags: str = ""
     created: float | None = None  # for ``show conn detail``: uptime and the idle timeout that applies
     timeout: float = 0.0
+    conn_id: int | None = None
+    initiator: str | None = None
+    responder: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,7 +571,9 @@ def short_duration(seconds: float) -> str:
     return f"{s}s"
 
 
-_CONN_LEGEND = (
+# 8.x's legend (8.4 command reference) and 9.x's, which names initiator and responder where 8.x says
+# inside and outside (9.x command reference, show conn).
+_CONN_LEGEND_8 = (
     "Flags: A - awaiting inside ACK to SYN, a - awaiting outside ACK to SYN,\n"
     "       B - initial SYN from outside, C - CTIQBE media, D - DNS, d - dump,\n"
     "       E - outside back connection, F - outside FIN, f - inside FIN,\n"
@@ -579,31 +587,86 @@ _CONN_LEGEND = (
     "       V - VPN orphan, W - WAAS,\n"
     "       X - inspected by service module"
 )
+_CONN_LEGEND = _CONN_LEGEND_8
+_CONN_LEGEND_9 = (
+    "Flags: A - awaiting responder ACK to SYN, a - awaiting initiator ACK to SYN,\n"
+    "       b - TCP state-bypass or nailed,\n"
+    "       C - CTIQBE media, c - cluster centralized,\n"
+    "       D - DNS, d - dump, E - outside back connection, e - semi-distributed,\n"
+    "       F - initiator FIN, f - responder FIN,\n"
+    "       G - group, g - MGCP, H - H.323, h - H.225.0, I - initiator data,\n"
+    "       i - incomplete, J - GTP, j - GTP data, K - GTP t3-response\n"
+    "       k - Skinny media, L - decap tunnel, M - SMTP data, m - SIP media\n"
+    "       N - inspected by Snort (1 - preserve-connection enabled, 2 - preserve-connection in effect)\n"
+    "       n - GUP, O - responder data, o - offloaded,\n"
+    "       P - inside back connection, p - passenger flow\n"
+    "       q - SQL*Net data, R - initiator acknowledged FIN,\n"
+    "       R - UDP SUNRPC, r - responder acknowledged FIN,\n"
+    "       T - SIP, t - SIP transient, U - up,\n"
+    "       V - VPN orphan, v - M3UA W - WAAS,\n"
+    "       w - secondary domain backup,\n"
+    "       X - inspected by service module,\n"
+    "       x - per session, Y - director stub flow, y - backup stub flow,\n"
+    "       Z - Scansafe redirection, z - forwarding stub flow\n"
+)
+# show conn detail's 9.x form from 9.0 on (statewall's choice of release; 8.4 prints the 8.x form).
+CONN_DETAIL_9 = (9, 0)
+
+
+def _detail_rows(c: ConnRecord, now: float, release: tuple[int, int]) -> list[str]:
+    created = c.created if c.created is not None else c.last_activity
+    times = (
+        f"idle {short_duration(now - c.last_activity)}, uptime {short_duration(now - created)}, "
+        f"timeout {short_duration(c.timeout)}, bytes {c.bytes}"
+    )
+    proto = protocol_upper(c.protocol)
+    outside, inside = f"{c.outside_ip}/{c.outside_port}", f"{c.inside_ip}/{c.inside_port}"
+    if release < CONN_DETAIL_9:
+        rows = [
+            f"{proto} {c.outside_if}:{outside} {c.inside_if}:{inside},",
+            f"    flags {c.flags or '-'}, {times}",
+        ]
+    else:
+        # 9.x: a space after each interface's colon, and one before the comma that ends the flags.
+        rows = [
+            f"{proto} {c.outside_if}: {outside} {c.inside_if}: {inside},",
+            f"    flags {c.flags} , {times}",
+        ]
+        initiator, responder = c.initiator, c.responder
+        if initiator is None and c.protocol == PROTO_TCP:
+            # The B flag says who sent the first SYN.
+            outside_first = "B" in c.flags
+            initiator = c.outside_ip if outside_first else c.inside_ip
+            responder = c.inside_ip if outside_first else c.outside_ip
+        if initiator is not None:
+            rows.append(f"  Initiator: {initiator}, Responder: {responder}")
+    rows += [f"  statewall: {note}" for note in c.notes]
+    return rows
 
 
 def format_show_conn(
-    conns: Sequence[ConnRecord], now: float, *, most_used: int | None = None, detail: bool = False
+    conns: Sequence[ConnRecord],
+    now: float,
+    *,
+    most_used: int | None = None,
+    detail: bool = False,
+    release: tuple[int, int] = NEWEST,
 ) -> str:
     """``show conn`` (8.4+ layout): ``TCP outside 10.23.232.217:443 inside 192.168.1.3:52427, idle
     0:01:02, bytes 4504, flags UIO``. ``most_used`` is the table's high-water mark.
 
-    ``detail``: the flag legend, then two lines per connection, ``TCP outside:10.10.49.10/23
-    inside:10.1.1.15/1026,`` and ``    flags UIO, idle 39s, uptime 1D19h, timeout 1h0m, bytes 1940435``.
+    ``detail``: the flag legend, then per connection, before 9.0 ``TCP outside:10.10.49.10/23
+    inside:10.1.1.15/1026,`` and ``    flags UIO, idle 39s, uptime 1D19h, timeout 1h0m, bytes 1940435``;
+    from 9.0 ``TCP outside: 10.10.49.10/23 inside: 10.1.1.15/1026,``, ``    flags UIO , idle 39s, ...``
+    and ``  Initiator: 10.1.1.15, Responder: 10.10.49.10`` (9.x's ``Connection lookup keyid`` line is
+    an internal hash statewall does not have; it is left out). statewall's own facts follow each
+    connection, on lines that start ``  statewall:``.
     """
     lines = [_in_use(len(conns), most_used)]
     if detail:
-        lines.append(_CONN_LEGEND)
+        lines.append(_CONN_LEGEND_8 if release < CONN_DETAIL_9 else _CONN_LEGEND_9)
         for c in conns:
-            created = c.created if c.created is not None else c.last_activity
-            lines.append(
-                f"{protocol_upper(c.protocol)} {c.outside_if}:{c.outside_ip}/{c.outside_port} "
-                f"{c.inside_if}:{c.inside_ip}/{c.inside_port},"
-            )
-            lines.append(
-                f"    flags {c.flags or '-'}, idle {short_duration(now - c.last_activity)}, "
-                f"uptime {short_duration(now - created)}, timeout {short_duration(c.timeout)}, "
-                f"bytes {c.bytes}"
-            )
+            lines += _detail_rows(c, now, release)
         return "\n".join(lines) + "\n"
     for c in conns:
         lines.append(
@@ -614,15 +677,40 @@ def format_show_conn(
     return "\n".join(lines) + "\n"
 
 
+def format_show_conn_count(count: int, most_used: int | None = None) -> str:
+    """``show conn count``: ``54 in use, 123 most used`` (9.x command reference)."""
+    return _in_use(count, most_used) + "\n"
+
+
 _XLATE_LEGEND = (
     "Flags: D - DNS, e - extended, I - identity, i - dynamic, r - portmap,\n"
     "       s - static, T - twice, N - net-to-net"
 )
 
 
-def format_show_xlate(xlates: Sequence[XlateRecord], now: float, *, most_used: int | None = None) -> str:
-    """``show xlate`` (8.4+ layout): ``TCP PAT from inside:10.20.33.2/54676 to outside:192.0.2.3/54676
-    flags ri idle 1:48:12 timeout 0:00:30``."""
+# 8.3 rewrote NAT and show xlate with it; 8.2 and earlier print "PAT Global ... Local ..." lines with
+# no legend (8.2 command reference, show xlate).
+XLATE_83 = (8, 3)
+
+
+def format_show_xlate(
+    xlates: Sequence[XlateRecord],
+    now: float,
+    *,
+    most_used: int | None = None,
+    release: tuple[int, int] = NEWEST,
+) -> str:
+    """``show xlate``: 8.3+ ``TCP PAT from inside:10.20.33.2/54676 to outside:192.0.2.3/54676 flags ri
+    idle 1:48:12 timeout 0:00:30``; before 8.3 ``PAT Global 192.150.49.1(1024) Local 10.1.1.15(1028)``
+    and ``Global 192.150.49.1 Local 10.1.1.15``."""
+    if release < XLATE_83:
+        lines = [_in_use(len(xlates), most_used)]
+        for x in xlates:
+            if x.kind == "PAT":
+                lines.append(f"PAT Global {x.mapped_ip}({x.mapped_port}) Local {x.real_ip}({x.real_port})")
+            else:
+                lines.append(f"Global {x.mapped_ip} Local {x.real_ip}")
+        return "\n".join(lines) + "\n"
     lines = [_in_use(len(xlates), most_used), _XLATE_LEGEND]
     for x in xlates:
         tail = (

@@ -99,6 +99,42 @@ class Counters:
         }
 
 
+# statewall reasons whose keyword an ASA does not have, shown under the ASA's nearest counter (the ASA
+# counts them there; show asp drop command usage, Cisco ASA command reference):
+#   to-the-box   traffic to the box that no management service takes hits the default deny rule
+#                (710003 "TCP access denied by ACL"), counted as acl-drop;
+#   no-xlate     8.2's inbound packet with no translation is refused by nat-control's implicit rule
+#                (106011), counted as acl-drop;
+#   bad-ip-cksum the ASA counts a wrong IP header checksum as invalid-ip-header.
+ASA_NEAREST: dict[DropReason, DropReason] = {
+    DropReason.TO_THE_BOX: DropReason.ACL_DROP,
+    DropReason.NAT_NO_XLATE: DropReason.ACL_DROP,
+    DropReason.BAD_IP_CHECKSUM: DropReason.INVALID_IP_HEADER,
+}
+# Reasons no ASA counter corresponds to: netfilter's (conntrack INVALID, SYNPROXY) and statewall's own
+# internal error. They are listed after the ASA's table, apart from it.
+NOT_ASA: frozenset[DropReason] = frozenset(
+    {DropReason.TCP_INVALID, DropReason.SYNPROXY, DropReason.SYNPROXY_INVALID, DropReason.INTERNAL_ERROR}
+)
+
+
+def asa_drop_counts(
+    counters: Mapping[DropReason, int],
+) -> tuple[dict[DropReason, int], dict[DropReason, int]]:
+    """(the counts under the ASA's own keywords, the counts no ASA keyword takes)."""
+    asa: dict[DropReason, int] = {}
+    other: dict[DropReason, int] = {}
+    for reason, n in counters.items():
+        if not n:
+            continue
+        if reason in NOT_ASA:
+            other[reason] = other.get(reason, 0) + n
+        else:
+            shown = ASA_NEAREST.get(reason, reason)
+            asa[shown] = asa.get(shown, 0) + n
+    return asa, other
+
+
 def _asp_section(title: str, rows: list[tuple[DropReason, int]], last_clearing: str) -> list[str]:
     lines = [f"{title}:"]
     for reason, n in rows:
@@ -110,10 +146,15 @@ def _asp_section(title: str, rows: list[tuple[DropReason, int]], last_clearing: 
 
 def format_show_asp_drop(counters: Mapping[DropReason, int], *, last_clearing: str = "Never") -> str:
     """``show asp drop``: non-zero reasons under ``Frame drop:`` then ``Flow drop:``, each section
-    closed by its ``Last clearing:`` line, in ``DropReason`` order."""
-    frame = [(r, counters.get(r, 0)) for r in DropReason if counters.get(r, 0) and r not in FLOW_DROPS]
-    flow = [(r, counters.get(r, 0)) for r in DropReason if counters.get(r, 0) and r in FLOW_DROPS]
+    closed by its ``Last clearing:`` line, in ``DropReason`` order, with the ASA's keywords only
+    (``ASA_NEAREST``); drops no ASA counter takes (``NOT_ASA``) follow, apart, as statewall's."""
+    asa, other = asa_drop_counts(counters)
+    frame = [(r, asa[r]) for r in DropReason if asa.get(r) and r not in FLOW_DROPS]
+    flow = [(r, asa[r]) for r in DropReason if asa.get(r) and r in FLOW_DROPS]
     lines = _asp_section("Frame drop", frame, last_clearing)
     lines.append("")
     lines += _asp_section("Flow drop", flow, last_clearing)
+    if other:
+        lines += ["", "statewall: drops no ASA counter takes:"]
+        lines += [f"statewall:   {r.description} ({r.keyword}) {n}" for r, n in other.items()]
     return "\n".join(lines) + "\n"
