@@ -197,10 +197,13 @@ def test_show_commands_answer_from_the_engine():
     assert f"TCP outside {SERVER}:5001 inside {CLIENT}:40000" in conn
     assert cmds.execute("s conn") == conn  # the ASA's abbreviations
     detail = cmds.execute("sh conn det")
-    assert f"TCP outside:{SERVER}/5001 inside:{CLIENT}/40000, conn 1," in detail
+    # ASA Version 8.2(1): the 8.x form; statewall's own facts follow on "statewall:" lines.
+    assert f"TCP outside:{SERVER}/5001 inside:{CLIENT}/40000,\n    flags " in detail
+    assert "Initiator:" not in detail and "statewall: conn 1," in detail
     assert f"translated inside:{CLIENT}/40000 to {MAPPED}/40000" in detail
     assert "tcp ESTABLISHED" in detail and "sequence numbers randomized: inside +0x" in detail
-    assert "PAT from inside:10.0.0.2/40000 to outside:192.168.9.30/40000" in cmds.execute("show xlate")
+    # 8.2's show xlate form (8.2 command reference).
+    assert "PAT Global 192.168.9.30(40000) Local 10.0.0.2(40000)" in cmds.execute("show xlate")
     assert "Built outbound TCP connection 1" in cmds.execute("show log")
     assert cmds.execute("show log 1").count("\n") == 1
     assert "Global policy:" in cmds.execute("show service-policy")

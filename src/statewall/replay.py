@@ -78,6 +78,7 @@ class _Outputs:
         stack: ExitStack,
         hostname: str | None,
         formatter,
+        counters: Counters | None = None,
     ) -> None:
         self.outdir = outdir
         self.stack = stack
@@ -86,7 +87,7 @@ class _Outputs:
         self.writers: dict[str, PcapWriter] = {}
         self.log = stack.enter_context(open(outdir / "log.txt", "w", encoding="utf-8"))  # noqa: SIM115
         self.jsonl = stack.enter_context(open(outdir / "events.jsonl", "w", encoding="utf-8"))  # noqa: SIM115
-        self.counters = Counters()
+        self.counters = counters if counters is not None else Counters()
         self.log_lines = 0
         self.sender: Any = None
         # Every configured interface gets a file, empty if nothing left through it, so that "no
@@ -104,6 +105,7 @@ class _Outputs:
     def packets(self, packets: Sequence[tuple[str, bytes | bytearray]], now: float) -> None:
         for iface, data in packets:
             self.writer(iface).write(data, now)
+            self.counters.packet(iface, len(data), out=True)
 
     def events(self, events: Sequence[Event]) -> None:
         self.counters.feed(events)
@@ -139,6 +141,7 @@ def replay(
     at_end: Callable[[FirewallLike, float], None] | None = None,
     fast_path: bool = True,
     syslog: Sequence[Any] = (),
+    counters: Counters | None = None,
 ) -> dict[str, Any]:
     """Replay ``captures`` (``(ingress interface or None for auto, path)``) through ``policy``.
 
@@ -148,7 +151,8 @@ def replay(
     before the drain, while the tables still hold what the capture left in them (``--show``).
     ``fast_path=False`` keeps every packet of the engine built here on its Python path. ``syslog``:
     ``statewall.syslog.Target`` servers that get every message as the configuration's ``logging trap``
-    admits it (ASA dialect).
+    admits it (ASA dialect). ``counters``: the ``Counters`` to feed (a caller that shows tables built
+    from them afterwards: show nat, show interface).
     """
     if not captures:
         raise ReplayError("no capture to replay")
@@ -180,6 +184,7 @@ def replay(
             stack,
             hostname,
             linux.format_event if linux_log else asalog.format_event,
+            counters,
         )
         if syslog and not linux_log:
             from .syslog import SyslogSender
@@ -213,6 +218,7 @@ def replay(
                 per_capture_unassigned[index] += 1
                 continue
             packets_in += 1
+            outputs.counters.packet(iface, len(data), out=False)
             res = fw.receive(iface, fw.replay_rewrite(iface, data, now), now)
             if res.packets:
                 outputs.packets(res.packets, now)
@@ -272,6 +278,7 @@ def replay(
             "xlates": {"built": counters["xlates_built"], "torn_down": counters["xlates_torn_down"]},
             "acl_hits": counters["acl_hits"],
             "icmp_sent": counters["icmp_sent"],
+            "interfaces": counters["interfaces"],
             "log_lines": outputs.log_lines,
             "outputs": {
                 "log": "log.txt",

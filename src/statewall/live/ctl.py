@@ -33,10 +33,12 @@ import re
 import select
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from ..events import XlateBuilt
 
 CTL_DIR = "/run/statewall"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -233,10 +235,15 @@ class EventLog:
     def __init__(self, size: int = LOG_LINES) -> None:
         self.events: deque = deque(maxlen=size)
         self.total = 0
+        # Translations built per NAT rule since the start (show nat's translate_hits).
+        self.xlate_hits: Counter = Counter()
 
     def add(self, events: list) -> None:
         self.events.extend(events)
         self.total += len(events)
+        for ev in events:
+            if type(ev) is XlateBuilt and ev.origin is not None:
+                self.xlate_hits[ev.origin] += 1
 
     def lines(self, hostname: str | None, last: int | None = None, *, linux: bool = False) -> list[str]:
         """ASA syslog lines, or with ``linux`` what a Linux box logs (LOG lines, conntrack -E)."""
@@ -275,83 +282,6 @@ class Capture:
     def close(self) -> int:
         self.writer.close()
         return self.writer.count
-
-
-# --------------------------------------------------------------------------------------------------
-# show conn detail
-
-
-def _dur(seconds: float) -> str:
-    """The ASA's short duration form in ``show conn detail``: ``0s``, ``1m2s``, ``1h0m``, ``2D3h``."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60}s"
-    if s < 86400:
-        return f"{s // 3600}h{s // 60 % 60}m"
-    return f"{s // 86400}D{s // 3600 % 24}h"
-
-
-def _side(ep: Any) -> str:
-    return f"{ep.interface}:{ep.address}/{ep.port}"
-
-
-def format_conn_detail(fw: Any) -> str:
-    """``show conn detail``: the ASA's two lines per connection, then what statewall knows besides
-    (translation, TCP state, the MSS each side is held to, class settings, sequence offsets)."""
-    from ..conntrack import ORIGINAL, REPLY
-    from ..engine import asa_conn_flags
-    from ..logfmt.asa import protocol_upper
-
-    now = fw.now
-    conns = sorted(fw.conns, key=lambda c: c.id)
-    lines = [f"{len(conns)} in use, {max(len(conns), fw.conns.most_used)} most used"]
-    for c in conns:
-        ini, res = c.initiator, c.responder
-        outside, inside = (res, ini) if c.inside_is_initiator else (ini, res)
-        lines.append(f"{protocol_upper(c.proto)} {_side(outside)} {_side(inside)}, conn {c.id},")
-        timeout = _dur(c.timeout) if c.timeout > 0 else "never"
-        lines.append(
-            f"    flags {asa_conn_flags(c)}, idle {_dur(now - c.last)}, uptime {_dur(now - c.created)}, "
-            f"timeout {timeout} ({c.timeout_kind}), bytes {c.bytes}"
-        )
-        for ep in (ini, res):
-            if (ep.mapped_address, ep.mapped_port) != (ep.address, ep.port):
-                lines.append(f"    translated {_side(ep)} to {ep.mapped_address}/{ep.mapped_port}")
-        if c.tcp is not None:
-            facts = [f"tcp {c.tcp.state.name}"]
-            norm = c.norm
-            if norm is not None:
-                held = [
-                    f"{ep.interface} {norm.mss_limit[d]}"
-                    for d, ep in ((ORIGINAL, ini), (REPLY, res))
-                    if norm.mss_limit[d] is not None
-                ]
-                if held:
-                    facts.append("segments held to mss " + ", ".join(held))
-            lines.append("    " + "; ".join(facts))
-        eff = c.mpf
-        if eff is not None:
-            classes = ", ".join(
-                f"{u.class_map} ({'global' if u.scope == 'global' else 'interface ' + u.scope})"
-                for u in eff.uses
-            )
-            tcp_map = eff.tcp_map.name if eff.tcp_map is not None else "default"
-            parts = [f"class {classes}" if classes else "no class", f"tcp-map {tcp_map}"]
-            parts += [f"inspect {ins.engine}" for ins, _ in eff.inspects]
-            lines.append("    " + ", ".join(parts))
-        shift = c.seqrand
-        if shift is not None:
-            offs = [
-                f"{ep.interface} +{shift.offsets[d]:#010x}"
-                for d, ep in ((ORIGINAL, ini), (REPLY, res))
-                if shift.offsets[d]
-            ]
-            if offs:
-                note = ", SACK blocks untranslated (pix-sack-bug)" if shift.sack_untranslated else ""
-                lines.append("    sequence numbers randomized: " + ", ".join(offs) + note)
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -406,6 +336,10 @@ class Commands:
         self.captures: dict[str, Capture] = {}
         self.reloads = 0
 
+    @property
+    def xlate_hits(self) -> Counter:
+        return self.log.xlate_hits
+
     def execute(self, line: str) -> str:
         """The answer to one command line; ``CtlError`` for a refused one."""
         words = line.split()
@@ -425,28 +359,40 @@ class Commands:
     # ---- show ------------------------------------------------------------------------------------
 
     def show(self, args: list[str]) -> str:
-        targets = ("conn", "xlate", "service-policy", "asp", "log", "interface", "capture", "iptables")
+        targets = (
+            "conn",
+            "xlate",
+            "service-policy",
+            "asp",
+            "log",
+            "interface",
+            "capture",
+            "iptables",
+            "local-host",
+            "access-list",
+            "nat",
+            "route",
+        )
         if not args:
             raise CtlError(f"% show what? ({', '.join(targets)})")
         what = _word(args[0], targets, "show target")
         rest = args[1:]
         fw = self.fw
         nf = getattr(fw, "_nf", None)
-        if what == "conn":
-            if rest and _word(rest[0], ("detail",), "show conn option") == "detail" and len(rest) == 1:
-                return format_conn_detail(fw)
-            if rest:
-                raise CtlError("% show conn [detail]")
-            if nf is not None:
-                return nf.conntrack_listing(fw.now)  # an iptables policy: conntrack -L
-            from ..logfmt.asa import format_show_conn
+        if what == "conn" and not rest and nf is not None:
+            return nf.conntrack_listing(fw.now)  # an iptables policy: conntrack -L
+        if what in ("conn", "xlate", "local-host", "access-list", "nat", "route"):
+            # The ASA's tables, in the configured release's form (statewall.showtables).
+            from ..showtables import ShowError
+            from ..showtables import show as show_table
 
-            return format_show_conn(fw.conn_records(), fw.now, most_used=fw.conns.most_used)
+            if nf is not None and what != "conn":
+                raise CtlError(f"% show {what}: this firewall runs an iptables policy")
+            try:
+                return show_table(fw, [what, *rest], fw.now, xlate_hits=self.xlate_hits)
+            except ShowError as exc:
+                raise CtlError(f"% {exc}") from None
         self._no_args(rest, f"show {what}", allow=what in ("asp", "log", "iptables"))
-        if what == "xlate":
-            from ..logfmt.asa import format_show_xlate
-
-            return format_show_xlate(fw.xlate_records(), fw.now, most_used=fw.nat.most_used)
         if what == "service-policy":
             if fw.service_policies is None:
                 raise CtlError("% show service-policy: this firewall runs no modular policy framework")

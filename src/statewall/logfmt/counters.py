@@ -45,6 +45,9 @@ class Counters:
         "xlates_torn_down",
         "acl_hits",
         "icmp_sent",
+        "xlate_hits",
+        "drops_by_interface",
+        "interface_io",
     )
 
     def __init__(self) -> None:
@@ -56,11 +59,26 @@ class Counters:
         self.xlates_torn_down = 0
         self.acl_hits: Counter[tuple[str, str]] = Counter()  # (acl, action)
         self.icmp_sent = 0
+        # Translations built per NAT rule (by the rule's origin): show nat's translate_hits.
+        self.xlate_hits: Counter[object] = Counter()
+        self.drops_by_interface: Counter[str] = Counter()
+        # Per interface: [packets in, bytes in, packets out, bytes out] (fed by the adapter: ``packet``).
+        self.interface_io: dict[str, list[int]] = {}
+
+    def packet(self, iface: str, size: int, *, out: bool) -> None:
+        """One packet into (``out`` False) or out of an interface (show interface's counters)."""
+        io = self.interface_io.get(iface)
+        if io is None:
+            io = self.interface_io[iface] = [0, 0, 0, 0]
+        i = 2 if out else 0
+        io[i] += 1
+        io[i + 1] += size
 
     def feed(self, events: Iterable[Event]) -> None:
         for ev in events:
             if isinstance(ev, Drop):
                 self.drops[ev.reason] += 1
+                self.drops_by_interface[ev.interface] += 1
             elif isinstance(ev, ConnBuilt):
                 self.conns_built[protocol_name(ev.protocol)] += 1
             elif isinstance(ev, ConnTeardown):
@@ -69,6 +87,8 @@ class Counters:
                     self.teardown_reasons[ev.reason] += 1
             elif isinstance(ev, XlateBuilt):
                 self.xlates_built += 1
+                if ev.origin is not None:
+                    self.xlate_hits[ev.origin] += 1
             elif isinstance(ev, XlateTeardown):
                 self.xlates_torn_down += 1
             elif isinstance(ev, AclHit):
@@ -96,6 +116,16 @@ class Counters:
             "xlates_torn_down": self.xlates_torn_down,
             "acl_hits": acl_hits,
             "icmp_sent": self.icmp_sent,
+            "interfaces": {
+                iface: {
+                    "packets_in": io[0],
+                    "bytes_in": io[1],
+                    "packets_out": io[2],
+                    "bytes_out": io[3],
+                    "drops": self.drops_by_interface[iface],
+                }
+                for iface, io in sorted(self.interface_io.items())
+            },
         }
 
 
