@@ -210,6 +210,7 @@ def test_replay_json_summary_matches_the_file(
     assert {p.name for p in out.iterdir()} == {
         "inside.pcap",
         "outside.pcap",
+        "asp-drop.pcap",
         "log.txt",
         "events.jsonl",
         "summary.json",

@@ -406,3 +406,78 @@ class PcapWriter:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class PcapngWriter:
+    """Write packets to a pcapng file (raw IP, microsecond timestamps), each with an optional comment.
+
+    The comment is the packet's ``opt_comment`` option, which Wireshark shows as the packet's comment
+    (``pkt_comment`` in its filters): replay writes the connection id and the verdict there.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        linktype: int = LINKTYPE_RAW,
+        snaplen: int = 262144,
+        *,
+        opener=None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.count = 0
+        self._f: BinaryIO = opener(self.path) if opener is not None else open(self.path, "wb")  # noqa: SIM115
+        idb = dpkt.pcapng.InterfaceDescriptionBlockLE(snaplen=snaplen, linktype=linktype)
+        self._w = dpkt.pcapng.Writer(self._f, shb=dpkt.pcapng.SectionHeaderBlockLE(), idb=[idb])
+
+    def write(self, data: bytes | bytearray | memoryview, ts: float, comment: str | None = None) -> None:
+        us = round(ts * 1_000_000)
+        raw = bytes(data)
+        opts = []
+        if comment:
+            opts = [
+                dpkt.pcapng.PcapngOptionLE(code=dpkt.pcapng.PCAPNG_OPT_COMMENT, text=comment),
+                dpkt.pcapng.PcapngOptionLE(code=dpkt.pcapng.PCAPNG_OPT_ENDOFOPT),
+            ]
+        epb = dpkt.pcapng.EnhancedPacketBlockLE(
+            ts_high=us >> 32,
+            ts_low=us & 0xFFFFFFFF,
+            caplen=len(raw),
+            pkt_len=len(raw),
+            pkt_data=raw,
+            opts=opts,
+        )
+        self._w.writepkt(epb)
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> PcapngWriter:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_comments(path: str | os.PathLike[str]) -> list[tuple[float, bytes, str | None]]:
+    """(time, packet, comment) for each packet of a pcapng file written by ``PcapngWriter``."""
+    out: list[tuple[float, bytes, str | None]] = []
+    with open(path, "rb") as f:
+        for ts, buf in dpkt.pcapng.Reader(f):
+            out.append((ts, bytes(buf), None))
+    # dpkt's reader gives no options: read the comments from the blocks themselves.
+    with open(path, "rb") as f:
+        data = f.read()
+    comments: list[str | None] = []
+    pos = 0
+    while pos + 12 <= len(data):
+        btype, blen = struct.unpack_from("<II", data, pos)
+        if btype == dpkt.pcapng.PCAPNG_BT_EPB:
+            epb = dpkt.pcapng.EnhancedPacketBlockLE(data[pos : pos + blen])
+            text = next((o.text for o in epb.opts if o.code == dpkt.pcapng.PCAPNG_OPT_COMMENT), None)
+            comments.append(text.decode() if isinstance(text, bytes) else text)
+        pos += blen
+    return [(ts, buf, c) for (ts, buf, _), c in zip(out, comments)]
