@@ -401,7 +401,9 @@ def test_statewall_ctl_against_statewall_run_with_a_capture(tmp_path):
     with Lab() as lab:
         name = lab.prefix
         topo = FirewallTopology(lab).build()
-        topo.start_firewall(str(cfg), extra=["--name", name, "--ctl-dir", str(tmp_path)])
+        topo.start_firewall(
+            str(cfg), extra=["--name", name, "--ctl-dir", str(tmp_path), "--capture-dir", str(tmp_path)]
+        )
         # Printed right after the ready line (the socket listens before it).
         wait_for(
             lambda: any(str(tmp_path / f"{name}.sock") in line for line in topo.firewall_output),

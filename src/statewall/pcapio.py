@@ -15,6 +15,7 @@ and counts them under a reason).
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -382,11 +383,17 @@ class PcapWriter:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], linktype: int = LINKTYPE_RAW, snaplen: int = 262144
+        self,
+        path: str | os.PathLike[str],
+        linktype: int = LINKTYPE_RAW,
+        snaplen: int = 262144,
+        *,
+        opener=None,
     ) -> None:
         self.path = os.fspath(path)
         self.count = 0
-        self._f: BinaryIO = open(self.path, "wb")  # noqa: SIM115 -- closed by close()/__exit__
+        # ``opener(path)``: how to open the file (``open_private`` for captures the firewall writes).
+        self._f: BinaryIO = opener(self.path) if opener is not None else open(self.path, "wb")  # noqa: SIM115
         self._w = dpkt.pcap.Writer(self._f, snaplen=snaplen, linktype=linktype)
 
     def write(self, data: bytes | bytearray | memoryview, ts: float) -> None:
@@ -481,3 +488,35 @@ def read_comments(path: str | os.PathLike[str]) -> list[tuple[float, bytes, str 
             comments.append(text.decode() if isinstance(text, bytes) else text)
         pos += blen
     return [(ts, buf, c) for (ts, buf, _), c in zip(out, comments)]
+
+
+def open_private(path: str | os.PathLike[str]) -> BinaryIO:
+    """Create (or truncate) ``path`` for writing as its owner only (0600), never through a symbolic link.
+
+    The last component is opened with ``O_NOFOLLOW`` inside its directory, itself opened with
+    ``O_NOFOLLOW | O_DIRECTORY``, so a link planted at either place makes the open fail instead of
+    writing through it; an existing file must be a regular file with one link (a hard link to another
+    file is refused too), and is set to 0600 whatever it was. Used for captures the firewall writes as
+    root on an operator's request.
+    """
+    path = os.fspath(path)
+    parent, name = os.path.split(os.path.abspath(path))
+    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        fd = os.open(name, flags, 0o600, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path}: not a regular file")
+        if st.st_nlink != 1:
+            raise OSError(f"{path}: has {st.st_nlink} links; refusing to write through a hard link")
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, 0)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -132,7 +132,14 @@ def run(args: argparse.Namespace) -> int:
         loop = Loop(fw, ports, tick=args.tick, on_events=on_events)
         loop.on_tick = log_fp.flush
         if not args.no_ctl:
-            commands = Commands(fw, loop, reload=source.load, source=args.config)
+            commands = Commands(
+                fw,
+                loop,
+                reload=source.load,
+                source=args.config,
+                capture_dir=args.capture_dir,
+                capture_anywhere=args.capture_anywhere,
+            )
             # Without --name, two firewalls with the same hostname (tests, labs) both get a channel.
             names = [args.name] if args.name else [policy.hostname, f"{policy.hostname}-{os.getpid()}"]
             for i, name in enumerate(names):
@@ -237,6 +244,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where the control socket NAME.sock goes (default /run/statewall)",
     )
     p.add_argument("--no-ctl", action="store_true", help="no control channel")
+    p.add_argument(
+        "--capture-dir",
+        default="/var/lib/statewall/captures",
+        metavar="DIR",
+        help="where 'statewall ctl capture' writes (relative names go here; other paths are refused; "
+        "default /var/lib/statewall/captures, created 0700)",
+    )
+    p.add_argument(
+        "--capture-anywhere",
+        action="store_true",
+        help="let 'statewall ctl capture' write any absolute path (still 0600, never through a link)",
+    )
     p.add_argument(
         "--no-fast-path",
         action="store_true",

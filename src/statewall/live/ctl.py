@@ -256,24 +256,92 @@ class EventLog:
         return out[-last:] if last else out
 
 
+# Where captures go unless the operator allows any path (statewall run --capture-dir/--capture-anywhere).
+CAPTURE_DIR = "/var/lib/statewall/captures"
+
+
 class Capture:
     """One interface's traffic to a pcap file (raw IP): what arrived before the engine, what left.
 
     Super-packets are written as the single large IP packets they are (as tcpdump on a TSO interface
     shows them), and packets from local stacks carry partial TCP/UDP checksums, which Wireshark
-    reports as wrong.
+    reports as wrong. The file is created 0600 and never through a link (``pcapio.open_private``).
     """
 
     def __init__(self, iface: str, path: str) -> None:
-        from ..pcapio import PcapWriter
+        from ..pcapio import PcapWriter, open_private
 
         self.iface = iface
         self.path = path
-        self.writer = PcapWriter(path)
+        self.writer = PcapWriter(path, opener=open_private)
         self.started = time.time()
 
     def __call__(self, pkt: bytearray) -> None:
         self.writer.write(pkt, time.time())
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.writer._f.flush()
+
+    def close(self) -> int:
+        self.writer.close()
+        return self.writer.count
+
+
+class AspDropCapture:
+    """``capture NAME type asp-drop [REASON]``: every packet the engine drops (or those of one reason,
+    by its ``show asp drop`` keyword), as it arrived, to a pcapng file whose packet comments say
+    ``Drop-reason: (keyword) description`` as the ASA's ``show capture NAME detail`` does.
+
+    A tap on every port keeps a copy of the packet being handled; the Drop event that follows names
+    its interface and addresses, and the copy is written when they match (a drop made by a timer,
+    with no packet in hand, is not captured).
+    """
+
+    def __init__(self, name: str, path: str, reason: str | None) -> None:
+        from ..pcapio import PcapngWriter, open_private
+
+        self.iface = name
+        self.path = path
+        self.reason = reason
+        self.writer = PcapngWriter(path, opener=open_private)
+        self.last: dict[str, bytes] = {}
+
+    def tap_for(self, port: str) -> Callable[[bytearray], None]:
+        def tap(pkt: bytearray) -> None:
+            self.last[port] = bytes(pkt)
+
+        return tap
+
+    def events(self, events: list) -> None:
+        from ..events import Drop
+        from ..logfmt.counters import ASA_NEAREST
+        from ..packet import DecodeError, addr_to_str, decode
+
+        for ev in events:
+            if type(ev) is not Drop:
+                continue
+            shown = ASA_NEAREST.get(ev.reason, ev.reason)
+            if self.reason is not None and self.reason not in (ev.reason.keyword, shown.keyword):
+                continue
+            data = self.last.pop(ev.interface, None)
+            if data is None:
+                continue
+            try:
+                pkt = decode(bytearray(data))
+            except DecodeError:
+                pkt = None
+            if (
+                pkt is not None
+                and ev.src
+                and (addr_to_str(pkt.version, pkt.src), addr_to_str(pkt.version, pkt.dst))
+                != (
+                    ev.src,
+                    ev.dst,
+                )
+            ):
+                continue
+            self.writer.write(data, time.time(), f"Drop-reason: ({shown.keyword}) {shown.description}")
 
     def flush(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -311,7 +379,11 @@ show interface              packet counters of each bound interface, and of the 
 show iptables [TABLE]       an iptables policy's rules with their counters (iptables -t TABLE -nvxL)
 show capture                running captures
 capture IFACE start FILE    write IFACE's traffic (both directions) to FILE (pcap, raw IP)
-capture IFACE stop          stop it; says how many packets were written
+capture NAME type asp-drop [REASON] [FILE]
+                            write every dropped packet (or those of one show asp drop keyword) to
+                            FILE (default NAME.pcap; pcapng, each packet commented with its reason)
+capture NAME stop           stop a capture; says how many packets were written
+                            (FILE: in the capture directory; 0600, never through a link)
 reload                      parse the configuration file again, keep connections and translations
 """
 
@@ -327,13 +399,17 @@ class Commands:
         reload: Callable[[], Any] | None = None,
         source: str = "",
         log: EventLog | None = None,
+        capture_dir: str = CAPTURE_DIR,
+        capture_anywhere: bool = False,
     ) -> None:
         self.fw = fw
+        self.capture_dir = capture_dir
+        self.capture_anywhere = capture_anywhere
         self.loop = loop
         self._reload = reload
         self.source = source
         self.log = log if log is not None else EventLog()
-        self.captures: dict[str, Capture] = {}
+        self.captures: dict[str, Capture | AspDropCapture] = {}
         self.reloads = 0
 
     @property
@@ -470,51 +546,116 @@ class Commands:
 
     # ---- capture ---------------------------------------------------------------------------------
 
+    def _capture_path(self, path: str) -> str:
+        """``path`` as a capture may write it: relative paths are in the capture directory, and an
+        absolute one must be there too unless the firewall was started with --capture-anywhere."""
+        base = self.capture_dir
+        if not os.path.isabs(path):
+            os.makedirs(base, mode=0o700, exist_ok=True)
+            path = os.path.join(base, path)
+        if not self.capture_anywhere:
+            where = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+            if os.path.commonpath([where, os.path.realpath(base)]) != os.path.realpath(base):
+                raise CtlError(
+                    f"% capture: {path!r} is outside the capture directory {base} "
+                    "(statewall run --capture-dir DIR, or --capture-anywhere)"
+                )
+        return path
+
+    def _retap(self) -> None:
+        """Each port's tap: every capture that wants its packets (interface captures, asp-drop ones)."""
+        for port in self.loop.ports:
+            taps = [c for c in self.captures.values() if isinstance(c, Capture) and c.iface == port.name]
+            taps += [c.tap_for(port.name) for c in self.captures.values() if isinstance(c, AspDropCapture)]
+            if not taps:
+                port.tap = None
+            elif len(taps) == 1:
+                port.tap = taps[0]
+            else:
+
+                def both(pkt: bytearray, taps: list = taps) -> None:
+                    for t in taps:
+                        t(pkt)
+
+                port.tap = both
+
+    def on_events(self, events: list) -> None:
+        """Events of the loop: asp-drop captures write the packets they drop."""
+        for cap in self.captures.values():
+            if isinstance(cap, AspDropCapture):
+                cap.events(events)
+
     def capture(self, args: list[str]) -> str:
         if self.loop is None:
             raise CtlError("% capture needs the forwarding loop")
         if len(args) < 2:
-            raise CtlError("% capture IFACE start FILE | capture IFACE stop")
-        iface, action = args[0], _word(args[1], ("start", "stop"), "capture action")
-        port = self.loop.by_name.get(iface)
-        if port is None:
-            known = ", ".join(p.name for p in self.loop.ports)
-            raise CtlError(f"% capture: no interface {iface!r} (bound: {known})")
-        if action == "start":
-            if len(args) != 3:
-                raise CtlError("% capture IFACE start FILE")
-            path = args[2]
-            if not os.path.isabs(path):
-                raise CtlError(f"% capture: {path!r} is not an absolute path")
-            if iface in self.captures:
-                raise CtlError(f"% capture on {iface} already running (to {self.captures[iface].path})")
+            raise CtlError(
+                "% capture IFACE start FILE | capture NAME type asp-drop [REASON] [FILE] | capture NAME stop"
+            )
+        name = args[0]
+        action = _word(args[1], ("start", "stop", "type"), "capture action")
+        if action == "stop":
+            if len(args) > 2:
+                raise CtlError("% capture NAME stop")
+            cap = self.captures.pop(name, None)
+            if cap is None:
+                raise CtlError(f"% no capture running on {name}")
+            self._retap()
+            n = cap.close()
+            return f"capture {name} stopped: {n} packets written to {cap.path}\n"
+        if name in self.captures:
+            raise CtlError(f"% capture {name} already running (to {self.captures[name].path})")
+        if action == "type":
+            if len(args) < 3 or _word(args[2], ("asp-drop",), "capture type") != "asp-drop":
+                raise CtlError("% capture NAME type asp-drop [REASON] [FILE]")
+            rest = args[3:]
+            reason = None
+            if rest and not ("/" in rest[0] or rest[0].endswith((".pcap", ".pcapng"))):
+                reason = None if rest[0] == "all" else rest.pop(0)
+                if rest and rest[0] == "all":
+                    rest.pop(0)
+            if reason is not None:
+                from ..events import DropReason
+
+                known = {r.keyword for r in DropReason}
+                if reason not in known:
+                    raise CtlError(f"% capture: unknown drop reason {reason!r} (a show asp drop keyword)")
+            if len(rest) > 1:
+                raise CtlError("% capture NAME type asp-drop [REASON] [FILE]")
+            path = self._capture_path(rest[0] if rest else f"{name}.pcap")
             try:
-                cap = Capture(iface, path)
+                cap: Capture | AspDropCapture = AspDropCapture(name, path, reason)
             except OSError as exc:
                 raise CtlError(f"% capture: cannot write {path}: {exc.strerror or exc}") from None
-            self.captures[iface] = cap
-            port.tap = cap
-            return f"capture {iface} started: {path}\n"
-        if len(args) > 3:
-            raise CtlError("% capture IFACE stop")
-        cap = self.captures.pop(iface, None)
-        if cap is None:
-            raise CtlError(f"% no capture running on {iface}")
-        port.tap = None
-        n = cap.close()
-        return f"capture {iface} stopped: {n} packets written to {cap.path}\n"
+            self.captures[name] = cap
+            self._retap()
+            return f"capture {name} type asp-drop{' ' + reason if reason else ''} started: {path}\n"
+        port = self.loop.by_name.get(name)
+        if port is None:
+            known = ", ".join(p.name for p in self.loop.ports)
+            raise CtlError(f"% capture: no interface {name!r} (bound: {known})")
+        if len(args) != 3:
+            raise CtlError("% capture IFACE start FILE")
+        path = self._capture_path(args[2])
+        try:
+            cap = Capture(name, path)
+        except OSError as exc:
+            raise CtlError(f"% capture: cannot write {path}: {exc.strerror or exc}") from None
+        self.captures[name] = cap
+        self._retap()
+        return f"capture {name} started: {path}\n"
 
     def flush(self) -> None:
         for cap in self.captures.values():
             cap.flush()
 
     def stop_captures(self) -> None:
-        for iface, cap in list(self.captures.items()):
-            port = self.loop.by_name.get(iface) if self.loop is not None else None
-            if port is not None:
-                port.tap = None
+        for cap in list(self.captures.values()):
             cap.close()
         self.captures.clear()
+        if self.loop is not None:
+            for port in self.loop.ports:
+                port.tap = None
 
     # ---- reload ----------------------------------------------------------------------------------
 
@@ -594,6 +735,8 @@ class CtlServer:
 
         def on_events(events: list) -> None:
             log.add(events)
+            if self.commands.captures:
+                self.commands.on_events(events)
             if prev_events is not None:
                 prev_events(events)
 
