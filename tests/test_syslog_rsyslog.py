@@ -15,6 +15,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -158,3 +159,58 @@ def test_tcp_1470_is_framed_by_line_feeds(rsyslog, tmp_path: Path):
     expected = _expected(outdir / "log.txt")
     assert any(x.startswith(("Sep", "Oct")) and "%ASA-5-302013" in x for _, x in expected)
     assert _received(out, len(expected)) == expected
+
+
+RUN_CONFIG = """\
+ASA Version 9.12(4)
+hostname edge
+interface GigabitEthernet0/0
+ nameif outside
+ security-level 0
+ ip address 203.0.113.1 255.255.255.0
+interface GigabitEthernet0/1
+ nameif inside
+ security-level 100
+ ip address 192.168.1.1 255.255.255.0
+logging enable
+logging timestamp
+logging device-id hostname
+logging trap informational
+logging host inside 127.0.0.1 tcp/1470
+"""
+
+
+@pytest.mark.root
+@pytest.mark.timeout(120)
+def test_statewall_run_sends_to_its_logging_host(rsyslog, tmp_path: Path):
+    # statewall run in rsyslog's namespace, its TUNs there too: the namespace's own stack sends a
+    # datagram into the inside TUN, the firewall builds the connection, and the configuration's
+    # "logging host" (TCP 1470) gets the messages its log file holds.
+    ns, out = rsyslog
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(RUN_CONFIG)
+    log = tmp_path / "run.log"
+    argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "statewall.cli", "run", "-c", str(cfg)]
+    argv += ["--bind", "inside=swi0", "--bind", "outside=swo0", "--no-ctl", "--log", str(log)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("statewall run: forwarding"):
+                break
+        else:
+            raise AssertionError("statewall run did not start")
+        subprocess.run(["ip", "-n", ns, "addr", "add", "192.168.1.10/24", "dev", "swi0"], check=True)
+        subprocess.run(["ip", "-n", ns, "route", "add", "203.0.113.0/24", "dev", "swi0"], check=True)
+        with in_netns(ns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"query", ("203.0.113.2", 53))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "302015" not in (log.read_text() if log.exists() else ""):
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    lines = log.read_text().splitlines()
+    built = [x for x in lines if "%ASA-6-302015: Built outbound UDP connection" in x]
+    assert built and built[0].split(" : ")[0].endswith(" edge")
+    assert _received(out, len(lines)) == [(166, x) for x in lines]
