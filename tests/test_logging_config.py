@@ -263,3 +263,17 @@ def test_run_sends_to_the_configured_logging_host_over_udp():
             sender.close()
         # No buffered level: the log holds what the syslog servers get (never silently empty).
         assert log.getvalue() == C19_BUILT + "\n"
+
+
+def test_emblem_prefix_as_real_asa_messages_read():
+    # Real EMBLEM messages (public parser test suites): "<164>:Jan 15 01:34:00 MSK: %ASA-session-4-
+    # 106023: Deny protocol 115 src ... [0x0, 0x0]" and, without a timestamp, "<34>:%ASA-session-6-106100:".
+    cfg = "clock timezone MSK 3\nlogging enable\nlogging timestamp\nlogging trap debugging\n"
+    cfg += "logging host inside 10.1.1.9 format emblem\n"
+    log = asalog(cfg)
+    drop = acl_drop()
+    drop.time = float(calendar.timegm((2018, 1, 14, 22, 34, 0)))  # 01:34 in Moscow
+    ((sev, text),) = log.frames(drop, emblem=True)
+    assert text.startswith("<164>:Jan 15 01:34:00 MSK: %ASA-session-4-106023: Deny tcp src outside:")
+    bare = asalog("logging enable\nlogging trap debugging\nlogging host inside 10.1.1.9 format emblem\n")
+    assert bare.frames(drop, emblem=True)[0][1].startswith("<164>:%ASA-session-4-106023: Deny tcp ")
