@@ -6,9 +6,12 @@ Fixtures are ASA output texts with their sources:
 - [CMDREF-8] Cisco ASA 8.x command reference, show conn detail: ``TCP outside:10.10.49.10/23
   inside:10.1.1.15/1026,`` / ``    flags UIO, idle 39s, uptime 1D19h, timeout 1h0m, bytes 1940435``;
   show xlate (8.2): ``PAT Global 192.150.49.1(1024) Local 10.1.1.15(1028)``.
-- [CMDREF-9] Cisco ASA 9.x command reference, show conn detail: ``TCP outside: 10.10.49.10/23 inside:
-  10.1.1.15/1026,``, ``    flags UIO , idle 39s, ...`` and ``  Initiator: 10.1.1.15, Responder:
-  10.10.49.10``; show conn count: ``54 in use, 123 most used``.
+- [CMDREF-9] Cisco ASA 9.x command reference, show conn count: ``54 in use, 123 most used``.
+- [DEV-9] show conn detail of a 9.x device, kept as test data by a public parser of it:
+  ``TCP FORTISIEM: 10.1.76.3/57798 beproxy: 10.1.19.90/8000,`` / ``    flags UIO N1, idle 8s, uptime
+  2h39m, timeout 1h0m, bytes 14395, Rx-RingNum 61, Internal-Data0/1`` / ``  Initiator: 10.1.76.3,
+  Responder: 10.1.19.90`` / ``  Connection lookup keyid: 1931784606``; a UDP entry has no Initiator
+  line and prints ``flags -`` when it has none.
 - [C16] Cisco 115992: ``TCP PAT from inside:10.20.33.2/54676 to outside:192.0.2.3/54676 flags ri idle
   1:48:12 timeout 0:00:30``.
 - [ASP] Cisco ASA command reference, show asp drop command usage (the keyword list).
@@ -57,6 +60,28 @@ def test_show_conn_detail_8x_form():
     assert text[-2:] == [
         "TCP outside:10.10.49.10/23 inside:10.1.1.15/1026,",
         "    flags UIO, idle 39s, uptime 1D19h, timeout 1h0m, bytes 1940435",
+    ]
+
+
+def test_show_conn_detail_9x_form_as_a_device_prints_it():
+    # [DEV-9] without what statewall has no counterpart for: the Snort flag N1, the platform's
+    # Rx-RingNum / Internal-Data0/1 and the lookup key id.
+    now = 5_000_000.0
+    tcp = ConnRecord(
+        PROTO_TCP, "FORTISIEM", "10.1.76.3", 57798, "beproxy", "10.1.19.90", 8000, now - 8, 14395,
+        "UIO", now - (2 * 3600 + 39 * 60), 3600, 1, "10.1.76.3", "10.1.19.90",
+    )  # fmt: skip
+    udp = ConnRecord(
+        17, "FORTISIEM", "10.1.76.4", 45879, "dc2", "10.1.5.101", 53, now - 21, 28, "", now - 21, 120
+    )
+    text = format_show_conn([udp, tcp], now, detail=True, release=release_of("9.16(3)")).splitlines()
+    assert text[text.index("UDP FORTISIEM: 10.1.76.4/45879 dc2: 10.1.5.101/53,") :] == [
+        "UDP FORTISIEM: 10.1.76.4/45879 dc2: 10.1.5.101/53,",
+        "    flags - , idle 21s, uptime 21s, timeout 2m0s, bytes 28",
+        "",
+        "TCP FORTISIEM: 10.1.76.3/57798 beproxy: 10.1.19.90/8000,",
+        "    flags UIO , idle 8s, uptime 2h39m, timeout 1h0m, bytes 14395",
+        "  Initiator: 10.1.76.3, Responder: 10.1.19.90",
     ]
 
 

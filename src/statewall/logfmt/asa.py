@@ -628,17 +628,20 @@ def _detail_rows(c: ConnRecord, now: float, release: tuple[int, int]) -> list[st
         ]
     else:
         # 9.x: a space after each interface's colon, and one before the comma that ends the flags.
+        # The flags, then the Snort flags (N1...; statewall has none), then the comma; the platform's
+        # "Rx-RingNum N, Internal-Data0/1" after the bytes is left out.
         rows = [
             f"{proto} {c.outside_if}: {outside} {c.inside_if}: {inside},",
-            f"    flags {c.flags} , {times}",
+            f"    flags {c.flags or '-'} , {times}",
         ]
-        initiator, responder = c.initiator, c.responder
-        if initiator is None and c.protocol == PROTO_TCP:
-            # The B flag says who sent the first SYN.
-            outside_first = "B" in c.flags
-            initiator = c.outside_ip if outside_first else c.inside_ip
-            responder = c.inside_ip if outside_first else c.outside_ip
-        if initiator is not None:
+        if c.protocol == PROTO_TCP:
+            # 9.x names the two ends of TCP connections only.
+            initiator, responder = c.initiator, c.responder
+            if initiator is None:
+                # The B flag says who sent the first SYN.
+                outside_first = "B" in c.flags
+                initiator = c.outside_ip if outside_first else c.inside_ip
+                responder = c.inside_ip if outside_first else c.outside_ip
             rows.append(f"  Initiator: {initiator}, Responder: {responder}")
     rows += [f"  statewall: {note}" for note in c.notes]
     return rows
@@ -658,14 +661,18 @@ def format_show_conn(
     ``detail``: the flag legend, then per connection, before 9.0 ``TCP outside:10.10.49.10/23
     inside:10.1.1.15/1026,`` and ``    flags UIO, idle 39s, uptime 1D19h, timeout 1h0m, bytes 1940435``;
     from 9.0 ``TCP outside: 10.10.49.10/23 inside: 10.1.1.15/1026,``, ``    flags UIO , idle 39s, ...``
-    and ``  Initiator: 10.1.1.15, Responder: 10.10.49.10`` (9.x's ``Connection lookup keyid`` line is
-    an internal hash statewall does not have; it is left out). statewall's own facts follow each
-    connection, on lines that start ``  statewall:``.
+    and, for TCP, ``  Initiator: 10.1.1.15, Responder: 10.10.49.10``, a blank line between connections
+    (9.x's ``Connection lookup keyid`` line is an internal hash statewall does not have, and the
+    platform's ``Rx-RingNum``: both left out). statewall's own facts follow each connection, on lines
+    that start ``  statewall:``.
     """
     lines = [_in_use(len(conns), most_used)]
     if detail:
-        lines.append(_CONN_LEGEND_8 if release < CONN_DETAIL_9 else _CONN_LEGEND_9)
-        for c in conns:
+        nine = release >= CONN_DETAIL_9
+        lines.append(_CONN_LEGEND_9 if nine else _CONN_LEGEND_8)
+        for i, c in enumerate(conns):
+            if nine and i:
+                lines.append("")  # 9.x separates connections with a blank line
             lines += _detail_rows(c, now, release)
         return "\n".join(lines) + "\n"
     for c in conns:
