@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
+import socket
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -77,8 +77,9 @@ def community_id(
 ) -> str | None:
     """The Community ID (v1, base64 SHA-1) of a flow tuple; None for addresses that do not parse."""
     try:
-        a, b = ipaddress.ip_address(src), ipaddress.ip_address(dst)
-    except ValueError:
+        ab = socket.inet_pton(socket.AF_INET6 if ":" in src else socket.AF_INET, src)
+        bb = socket.inet_pton(socket.AF_INET6 if ":" in dst else socket.AF_INET, dst)
+    except (OSError, TypeError):
         return None
     one_way = False
     if icmp is not None and protocol in (1, 58):
@@ -86,7 +87,6 @@ def community_id(
         pairs = _ICMP4_PAIRS if protocol == 1 else _ICMP6_PAIRS
         sport, dport = itype, pairs.get(itype, code)
         one_way = itype not in pairs
-    ab, bb = a.packed, b.packed
     if not one_way and (ab, sport) > (bb, dport):
         ab, bb, sport, dport = bb, ab, dport, sport
     data = seed.to_bytes(2, "big") + ab + bb + bytes([protocol, 0])
