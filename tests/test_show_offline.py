@@ -117,3 +117,41 @@ def test_show_conn_count_interface_and_replay_show(tmp_path, capsys):
     assert "TCP outside: 198.51.100.9/443 inside: 192.168.1.20/40001," in shown["conn-detail"]
     assert "  Initiator: 192.168.1.20, Responder: 198.51.100.9" in shown["conn-detail"]
     assert "translate_hits = 2" in shown["nat"]
+
+
+class _Tun:
+    def describe(self) -> str:
+        return "tun0"
+
+
+class _Port:
+    def __init__(self, name: str, rx: int, tx: int) -> None:
+        self.name, self.tun, self.rx, self.tx = name, _Tun(), rx, tx
+
+    def counters(self) -> dict:
+        return dict(
+            rx_packets=self.rx, rx_bytes=self.rx * 100, rx_super=0, rx_errors=0,
+            tx_packets=self.tx, tx_bytes=self.tx * 100, tx_segmented=0, tx_errors=0,
+        )  # fmt: skip
+
+
+class _Loop:
+    def __init__(self, ports) -> None:
+        self.ports = ports
+        self.by_name = {p.name: p for p in ports}
+
+
+def test_ctl_show_interface_is_the_asa_form_with_the_ports_counters():
+    from statewall.config import parse_policy
+    from statewall.engine import Firewall
+    from statewall.events import Drop, DropReason
+    from statewall.live.ctl import Commands
+
+    fw = Firewall(parse_policy(CONFIG, "fw.cfg"))
+    cmds = Commands(fw, _Loop([_Port("outside", 5, 7), _Port("inside", 9, 4)]))
+    cmds.log.add([Drop(1.0, DropReason.ACL_DROP, "outside", 6, "198.51.100.7", 1, "192.168.1.99", 22)])
+    text = cmds.execute("show interface")
+    assert 'Interface GigabitEthernet0/0 "outside", is up, line protocol is up' in text
+    assert '        Traffic Statistics for "outside":\n        5 packets input, 500 bytes\n' in text
+    assert "        7 packets output, 700 bytes\n        1 packets dropped\n" in text
+    assert "statewall: outside (tun0): 0 super-packets in" in text

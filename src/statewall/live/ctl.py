@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import XlateBuilt
+from ..events import Drop, XlateBuilt
 
 CTL_DIR = "/run/statewall"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -235,15 +235,20 @@ class EventLog:
     def __init__(self, size: int = LOG_LINES) -> None:
         self.events: deque = deque(maxlen=size)
         self.total = 0
-        # Translations built per NAT rule since the start (show nat's translate_hits).
+        # Translations built per NAT rule since the start (show nat's translate_hits), and drops of
+        # the packets each interface received (show interface).
         self.xlate_hits: Counter = Counter()
+        self.drops_by_interface: Counter = Counter()
 
     def add(self, events: list) -> None:
         self.events.extend(events)
         self.total += len(events)
         for ev in events:
-            if type(ev) is XlateBuilt and ev.origin is not None:
+            kind = type(ev)
+            if kind is XlateBuilt and ev.origin is not None:
                 self.xlate_hits[ev.origin] += 1
+            elif kind is Drop:
+                self.drops_by_interface[ev.interface] += 1
 
     def lines(self, hostname: str | None, last: int | None = None, *, linux: bool = False) -> list[str]:
         """ASA syslog lines, or with ``linux`` what a Linux box logs (LOG lines, conntrack -E)."""
@@ -375,7 +380,7 @@ show xlate                  translation slots
 show service-policy         service policies with their per-class counters
 show asp drop               drop counters by reason
 show log [N]                the last N log lines (all kept when N is omitted)
-show interface              packet counters of each bound interface, and of the fast path
+show interface              the ASA's show interface with each bound port's counters, then the fast path's
 show iptables [TABLE]       an iptables policy's rules with their counters (iptables -t TABLE -nvxL)
 show capture                running captures
 capture IFACE start FILE    write IFACE's traffic (both directions) to FILE (pcap, raw IP)
@@ -514,28 +519,43 @@ class Commands:
             raise CtlError(f"% {what} takes no arguments")
 
     def _interfaces(self) -> str:
+        """The ASA's show interface (``statewall.logfmt.show``) with the TUN ports' counters and the
+        drops of packets each received, then statewall's own port and fast-path counters apart."""
         if self.loop is None:
             raise CtlError("% no forwarding loop")
+        from ..logfmt.show import format_show_interface
+        from ..showtables import InterfaceCounts
+
+        counts = {}
         lines = []
         for port in self.loop.ports:
             c = port.counters()
-            lines.append(f"Interface {port.name} ({port.tun.describe()}):")
-            lines.append(
-                f"  {c['rx_packets']} packets input, {c['rx_bytes']} bytes, {c['rx_super']} super-packets, "
-                f"{c['rx_errors']} errors"
+            counts[port.name] = InterfaceCounts(
+                c["rx_packets"],
+                c["rx_bytes"],
+                c["tx_packets"],
+                c["tx_bytes"],
+                self.log.drops_by_interface[port.name],
             )
             lines.append(
-                f"  {c['tx_packets']} packets output, {c['tx_bytes']} bytes, {c['tx_segmented']} segmented, "
-                f"{c['tx_errors']} errors"
+                f"statewall: {port.name} ({port.tun.describe()}): {c['rx_super']} super-packets in, "
+                f"{c['rx_errors']} read errors, {c['tx_segmented']} segmented out, "
+                f"{c['tx_errors']} write errors"
             )
         fast = self.loop.fast_path_counters() if hasattr(self.loop, "fast_path_counters") else None
         if fast is not None:
             lines.append(
-                f"Fast path: {fast['connections']} connections, {fast['packets']} packets forwarded, "
-                f"{fast['handed_back']} handed to the Python path, {fast['offloads']} offloads, "
+                f"statewall: fast path: {fast['connections']} connections, {fast['packets']} packets "
+                f"forwarded, {fast['handed_back']} handed to the Python path, {fast['offloads']} offloads, "
                 f"{fast['returns']} returns ({'C pump' if fast['pump'] else 'Python loop'})"
             )
-        return "\n".join(lines) + "\n"
+        policy = self.fw.policy
+        if getattr(policy, "dialect", "asa") != "asa":
+            # An iptables policy has no ASA interfaces: the ports by their names.
+            from ..policy import Interface, Policy
+
+            policy = Policy(interfaces={p.name: Interface(p.name) for p in self.loop.ports})
+        return format_show_interface(policy, counts) + "\n".join(lines) + "\n"
 
     def _captures(self) -> str:
         if not self.captures:
