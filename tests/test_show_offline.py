@@ -155,3 +155,29 @@ def test_ctl_show_interface_is_the_asa_form_with_the_ports_counters():
     assert '        Traffic Statistics for "outside":\n        5 packets input, 500 bytes\n' in text
     assert "        7 packets output, 700 bytes\n        1 packets dropped\n" in text
     assert "statewall: outside (tun0): 0 super-packets in" in text
+
+
+def test_106023_names_the_object_group_element_show_access_list_prints(tmp_path, capsys):
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(
+        CONFIG.replace(
+            "access-list OUTSIDE_IN extended deny ip any any",
+            "access-list OUTSIDE_IN extended deny tcp any object-group WEBS eq ssh\n"
+            "access-list OUTSIDE_IN extended deny ip any any",
+        )
+    )
+    cap = tmp_path / "ssh.pcap"
+    with PcapWriter(cap) as w:
+        w.write(bytes(IP(src="198.51.100.7", dst="192.168.1.11") / TCP(sport=5555, dport=22, flags="S")), 1.0)
+    assert cli.main(["show", "access-list", "-c", str(cfg), "--after-replay", str(cap)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ace = next(x for x in lines if x.startswith("access-list OUTSIDE_IN line 2 "))
+    element = next(
+        x for x in lines if x.startswith("  access-list OUTSIDE_IN line 2 ") and "192.168.1.11" in x
+    )
+    assert "(hitcnt=1)" in ace
+    out = tmp_path / "out"
+    assert cli.main(["replay", "-c", str(cfg), "-o", str(out), "--json", str(cap)]) == 0
+    capsys.readouterr()
+    (deny,) = [x for x in (out / "log.txt").read_text().splitlines() if "106023" in x]
+    assert deny.endswith(f"[{ace.rsplit(' ', 1)[1]}, {element.rsplit(' ', 1)[1]}]")

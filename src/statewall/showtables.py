@@ -9,9 +9,8 @@ counts what entered and left each interface; the live loop its TUN ports).
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .logfmt import show as fmt
@@ -158,27 +157,7 @@ def _acl_lines(fw: Any, name: str | None, release: tuple[int, int]) -> str:
         entries = []
         for rule in acl.rules:
             text = _rule(rule, policy.network_objects) if acl.kind != "standard" else rule.origin.text
-            elements: list[tuple[str, int]] = []
-            src = policy.network_objects.get(rule.source_object) if rule.source_object else None
-            dst = policy.network_objects.get(rule.destination_object) if rule.destination_object else None
-            if src is not None or dst is not None:
-                srcs = src.networks if src is not None else [None]
-                dsts = dst.networks if dst is not None else [None]
-                for s in srcs:
-                    for d in dsts:
-                        m = rule.match
-                        one = replace(
-                            rule,
-                            match=replace(
-                                m,
-                                sources=(s,) if s is not None else m.sources,
-                                destinations=(d,) if d is not None else m.destinations,
-                            ),
-                            source_object=None if s is not None else rule.source_object,
-                            destination_object=None if d is not None else rule.destination_object,
-                        )
-                        etext = _rule(one, policy.network_objects)
-                        elements.append((etext, zlib.crc32(etext.encode())))
+            elements = [(e.text, e.hash) for e in fmt.ace_elements(rule, policy.network_objects)]
             entries.append(
                 fmt.AceRecord(
                     text=text,

@@ -29,13 +29,14 @@ the file is never silently empty while the box logs. ``destination`` says which.
 from __future__ import annotations
 
 import calendar
+import ipaddress
 import time as _time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from ..events import Event
 from ..policy import LoggingSettings, Policy
-from .asa import NEWEST, format_event, messages_for, release_of
+from .asa import NEWEST, _prefix, messages_for, release_of
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -84,6 +85,18 @@ class AsaLog:
         self.release = release_of(version if version is not None else (policy.version if policy else None))
         self.hostname = policy.hostname if policy is not None else "statewall"
         self._device_id = self._device(policy)
+        # ACEs naming object groups, by origin: their elements, so that 106023 and 106100 name the
+        # element that matched as show access-list does.
+        self._elements: dict[object, list] = {}
+        if policy is not None and policy.dialect == "asa":
+            from .show import ace_elements
+
+            for acl in policy.access_lists.values():
+                for rule in acl.rules:
+                    if rule.source_object or rule.destination_object:
+                        elements = ace_elements(rule, policy.network_objects)
+                        if elements:
+                            self._elements[rule.origin] = elements
         s = self.settings
         if not s.configured:
             self.destination: str | None = "all"
@@ -144,8 +157,24 @@ class AsaLog:
         for asa_id, sev, text in messages_for(event, self.release):
             level = self.severity(asa_id, sev)
             if level is not None:
+                if asa_id in (106023, 106100) and self._elements:
+                    text = self._element_hash(event, text)
                 out.append((asa_id, level, text))
         return out
+
+    def _element_hash(self, event: Event, text: str) -> str:
+        elements = self._elements.get(getattr(event, "origin", None))
+        src, dst = getattr(event, "src", ""), getattr(event, "dst", "")
+        if not elements or not src or not text.endswith(", 0x0]"):
+            return text
+        try:
+            s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+        except ValueError:
+            return text
+        for e in elements:
+            if all(any(a in n for n in nets) for a, nets in ((s, e.sources), (d, e.destinations)) if nets):
+                return f"{text[: -len(', 0x0]')]}, 0x{e.hash:x}]"
+        return text
 
     # -- time ------------------------------------------------------------------------------------
 
@@ -221,7 +250,11 @@ class AsaLog:
         """``logfmt.asa.format_event``'s signature: the log's lines for ``event``. Without any
         ``logging`` command, ``hostname`` and ``timestamp`` keep their old meaning (UTC, every message)."""
         if not self.settings.configured:
-            return format_event(event, hostname=hostname, timestamp=timestamp, release=self.release)
+            msgs = self.messages(event)
+            if not msgs:
+                return []
+            head = _prefix(event.time, hostname, timestamp)
+            return [f"{head}%ASA-{sev}-{asa_id}: {text}" for asa_id, sev, text in msgs]
         return self.lines(event)
 
     def format_events(self, events: Iterable[Event]) -> list[str]:

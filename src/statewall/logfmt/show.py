@@ -41,6 +41,46 @@ class AclRecord:
     entries: tuple[AceRecord, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class AceElement:
+    """One element of an ACE that names object groups: its text as ``show access-list`` prints it,
+    its hash (CRC-32 of that text: the second value of 106023's and 106100's pair) and its networks."""
+
+    text: str
+    hash: int
+    sources: tuple
+    destinations: tuple
+
+
+def ace_elements(rule, objects: Mapping[str, object]) -> list[AceElement]:
+    """The expanded elements of an ACE naming a network object or group (none for an inline ACE)."""
+    from dataclasses import replace
+
+    from ..dialects.asa.render import _rule
+
+    src = objects.get(rule.source_object) if rule.source_object else None
+    dst = objects.get(rule.destination_object) if rule.destination_object else None
+    if src is None and dst is None:
+        return []
+    m = rule.match
+    out = []
+    for s in src.networks if src is not None else [None]:  # type: ignore[attr-defined]
+        for d in dst.networks if dst is not None else [None]:  # type: ignore[attr-defined]
+            one = replace(
+                rule,
+                match=replace(
+                    m,
+                    sources=(s,) if s is not None else m.sources,
+                    destinations=(d,) if d is not None else m.destinations,
+                ),
+                source_object=None if s is not None else rule.source_object,
+                destination_object=None if d is not None else rule.destination_object,
+            )
+            text = _rule(one, objects)
+            out.append(AceElement(text, zlib.crc32(text.encode()), one.match.sources, one.match.destinations))
+    return out
+
+
 def _line_text(text: str, name: str, line: int) -> str:
     # "access-list OUT extended ..." -> "access-list OUT line 3 extended ..."
     head = f"access-list {name} "
