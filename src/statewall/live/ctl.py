@@ -13,9 +13,15 @@ and closes.
 
 Commands (each keyword may be abbreviated, as on the ASA: ``sh conn det``)::
 
-    show conn [detail]      show xlate          show service-policy     show asp drop
-    show log [N]            show interface      show capture            show iptables [TABLE]
-    capture IFACE start FILE                    capture IFACE stop      reload
+    show conn [detail|count]  show xlate        show service-policy     show asp drop
+    show local-host           show access-list [NAME]  show nat         show route
+    show log [N]              show interface    show capture            show iptables [TABLE]
+    capture IFACE start FILE  capture NAME type asp-drop [REASON] [FILE]  capture NAME stop
+    reload
+
+The ASA's tables print as the configuration's release does (``statewall.showtables``). Capture files
+go to the capture directory (``statewall run --capture-dir``), are created 0600 and never through a
+link.
 
 For an iptables policy ``show conn`` is ``conntrack -L`` and ``show log`` has the kernel's LOG lines
 and ``conntrack -E`` events; ``show iptables`` lists a table with the live counters.
@@ -375,8 +381,13 @@ def _word(token: str, choices: tuple[str, ...], what: str) -> str:
 
 
 HELP = """\
-show conn [detail]          connections (detail: translation, TCP state, MSS, class, offsets)
+show conn [detail|count]    connections (detail: the ASA's lines, then statewall's: translation,
+                            TCP state, MSS, class, offsets)
 show xlate                  translation slots
+show local-host             hosts per interface with their connections and translations
+show access-list [NAME]     access lists with hit counts and object-group elements
+show nat                    NAT rules with translate_hits
+show route                  the routing table
 show service-policy         service policies with their per-class counters
 show asp drop               drop counters by reason
 show log [N]                the last N log lines (all kept when N is omitted)
