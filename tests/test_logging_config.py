@@ -277,3 +277,41 @@ def test_emblem_prefix_as_real_asa_messages_read():
     assert text.startswith("<164>:Jan 15 01:34:00 MSK: %ASA-session-4-106023: Deny tcp src outside:")
     bare = asalog("logging enable\nlogging trap debugging\nlogging host inside 10.1.1.9 format emblem\n")
     assert bare.frames(drop, emblem=True)[0][1].startswith("<164>:%ASA-session-4-106023: Deny tcp ")
+
+
+BATFISH = "batfish/projects/batfish/src/test/resources/org/batfish/grammar/cisco_asa/testconfigs"
+FOUR_INTERFACES = "".join(
+    f"interface GigabitEthernet0/{i}\n nameif {name}\n security-level {lvl}\n ip address {ip} 255.255.255.0\n"
+    for i, (name, lvl, ip) in enumerate(
+        (("outside", 0, "10.0.0.254"), ("inside", 100, "10.0.1.254"), ("dmz", 50, "192.168.1.254"),
+         ("mgmt", 100, "172.16.0.254"))
+    )
+)  # fmt: skip
+
+
+def _batfish(corpus_dir, name: str) -> str:
+    # Batfish's ASA logging grammar tests, given the interfaces they name and a release statewall reads
+    # ("9.9" without a build number is not one).
+    text = (corpus_dir / BATFISH / name).read_text()
+    return text.replace("ASA Version 9.9\n", "ASA Version 9.9(1)\n" + FOUR_INTERFACES)
+
+
+def test_batfish_logging_config_parses_to_the_hosts_and_levels_it_names(corpus_dir):
+    s = parse_policy(_batfish(corpus_dir, "asa-logging"), "asa-logging", "asa").logging
+    assert s.enabled and s.facility == 21 and s.trap == 3 and s.buffered == 4
+    assert [(h.interface, str(h.address), h.transport, h.port) for h in s.hosts] == [
+        ("inside", "10.0.0.1", "tcp", 1500),
+        ("dmz", "192.168.1.5", "udp", 1026),
+        ("mgmt", "172.16.0.9", "udp", 514),
+        ("outside", "10.0.0.4", "tcp", 1470),
+        ("dmz", "192.168.1.7", "udp", 514),
+        ("inside", "2001::1:1", "udp", 2020),
+    ]
+
+
+def test_batfish_bad_syslog_port_is_refused_where_it_is(corpus_dir):
+    text = _batfish(corpus_dir, "asa-logging-bad-port")
+    with pytest.raises(ConfigError) as exc:
+        parse_policy(text, "asa-logging-bad-port", "asa")
+    line = text.splitlines().index("logging host inside 10.0.0.2 udp/500") + 1
+    assert (exc.value.line, exc.value.col) == (line, 30) and "invalid syslog port" in exc.value.message
