@@ -783,6 +783,90 @@ class NfTable:
 
 
 # --------------------------------------------------------------------------------------------------
+# Logging (ASA ``logging ...``, ``clock timezone``, ``clock summer-time``)
+
+# Syslog severities by the keyword the ASA accepts for them (``logging trap informational``).
+LOG_LEVELS = (
+    "emergencies",
+    "alerts",
+    "critical",
+    "errors",
+    "warnings",
+    "notifications",
+    "informational",
+    "debugging",
+)
+
+
+@dataclass(slots=True)
+class LoggingList:
+    """``logging list NAME level L [class C]`` / ``logging list NAME message N[-M]``: a message is in
+    the list when any of its entries takes it. ``levels`` entries are (level, class or None),
+    ``messages`` inclusive id ranges."""
+
+    name: str
+    levels: list[tuple[int, str | None]] = field(default_factory=list)
+    messages: list[tuple[int, int]] = field(default_factory=list)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class LoggingHost:
+    """``logging host IF IP [udp/PORT | tcp/PORT] [format emblem]``: a syslog server that gets every
+    message the ``logging trap`` filter admits (UDP 514 and TCP 1470 by default, as the ASA)."""
+
+    interface: str
+    address: IPAddress
+    transport: Literal["udp", "tcp"] = "udp"
+    port: int = 514
+    emblem: bool = False
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class SummerTime:
+    """``clock summer-time ZONE recurring [start end] [offset]`` or ``... date start end [offset]``.
+
+    Recurring rules are (week 1..5 or 5 = last, weekday 0 = Monday, month 1..12, minutes after
+    midnight), applied every year in local standard time; a ``date`` rule holds two absolute
+    (year, month, day, minutes) points. ``offset`` is in minutes (60 by default)."""
+
+    zone: str
+    recurring: bool = True
+    start: tuple[int, int, int, int] = (2, 6, 3, 120)  # US rule: second Sunday in March, 2:00
+    end: tuple[int, int, int, int] = (1, 6, 11, 120)  # first Sunday in November, 2:00
+    offset: int = 60
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class LoggingSettings:
+    """What the ASA's logging commands set. ``configured`` is False when the configuration has no
+    ``logging`` command at all (statewall then writes every message with a timestamp, its long-standing
+    behaviour; see docs/events.md). Destination filters hold a level (0..7) or a list name; None means
+    the destination is off."""
+
+    configured: bool = False
+    enabled: bool = False
+    timestamp: Literal["", "legacy", "rfc5424"] = ""
+    trap: int | str | None = None
+    buffered: int | str | None = None
+    console: int | str | None = None
+    monitor: int | str | None = None
+    # hostname | ipaddress | string | context-name, with its value (interface name, string).
+    device_id: tuple[str, str] | None = None
+    message_levels: dict[int, int] = field(default_factory=dict)
+    disabled: set[int] = field(default_factory=set)
+    lists: dict[str, LoggingList] = field(default_factory=dict)
+    facility: int = 20
+    hosts: list[LoggingHost] = field(default_factory=list)
+    # ``clock timezone NAME HOURS [MINUTES]``: the zone name and its offset from UTC in minutes.
+    timezone: tuple[str, int] = ("UTC", 0)
+    summer_time: SummerTime | None = None
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
 # Policy
 
 
@@ -912,6 +996,8 @@ class Policy:
     nat_control_origin: Origin | None = None
     # ASA ``policy-map type inspect dns NAME`` parameter maps by name (``DnsInspectMap``).
     dns_inspect_maps: dict[str, DnsInspectMap] = field(default_factory=dict)
+    # ASA ``logging ...`` and ``clock timezone`` / ``clock summer-time`` (what the logs look like).
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():
