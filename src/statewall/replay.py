@@ -10,6 +10,8 @@ timestamp before handing it over, and writing the results to a directory:
                    conntrack -E lines, ``statewall.logfmt.linux``)
     events.jsonl   every event as one JSON object per line
     summary.json   packet, drop, connection and translation counts
+    arrived/<iface>.pcap  each packet as it reached the firewall (after the rewrite below)
+    report.html    the report of all of it (``statewall.report``)
 
 A capture records a session between hosts that never saw the firewall's translations. Before a packet
 from the responder's side is received it goes through ``fw.replay_rewrite``, which carries it into the
@@ -39,6 +41,7 @@ from .logfmt.counters import Counters
 from .logfmt.jsonl import event_to_json
 from .pcapio import CaptureReader, PcapWriter
 from .policy import Policy
+from .report import REPORT_NAME, write_report
 
 # Below this much capture data a progress bar would only flicker.
 PROGRESS_MIN_BYTES = 2 * 1024 * 1024
@@ -84,6 +87,7 @@ class _Outputs:
         self.hostname = hostname
         self.format_event = formatter
         self.writers: dict[str, PcapWriter] = {}
+        self.arrived: dict[str, PcapWriter] = {}
         self.log = stack.enter_context(open(outdir / "log.txt", "w", encoding="utf-8"))  # noqa: SIM115
         self.jsonl = stack.enter_context(open(outdir / "events.jsonl", "w", encoding="utf-8"))  # noqa: SIM115
         self.counters = Counters()
@@ -99,6 +103,14 @@ class _Outputs:
             w = self.stack.enter_context(PcapWriter(self.outdir / output_name(iface)))
             self.writers[iface] = w
         return w
+
+    def arrival(self, iface: str, data: bytes | bytearray, now: float) -> None:
+        w = self.arrived.get(iface)
+        if w is None:
+            (self.outdir / "arrived").mkdir(exist_ok=True)
+            w = self.stack.enter_context(PcapWriter(self.outdir / "arrived" / output_name(iface)))
+            self.arrived[iface] = w
+        w.write(data, now)
 
     def packets(self, packets: Sequence[tuple[str, bytes | bytearray]], now: float) -> None:
         for iface, data in packets:
@@ -135,6 +147,7 @@ def replay(
     hostname: str | None = None,
     at_end: Callable[[FirewallLike, float], None] | None = None,
     fast_path: bool = True,
+    config_text: str | None = None,
 ) -> dict[str, Any]:
     """Replay ``captures`` (``(ingress interface or None for auto, path)``) through ``policy``.
 
@@ -143,6 +156,8 @@ def replay(
     wants to inspect the engine afterwards). ``at_end(firewall, time)`` is called after the last packet,
     before the drain, while the tables still hold what the capture left in them (``--show``).
     ``fast_path=False`` keeps every packet of the engine built here on its Python path.
+    ``config_text`` is the configuration's text for the report's hit counts when ``policy.source_file``
+    is not a file to read it from.
     """
     if not captures:
         raise ReplayError("no capture to replay")
@@ -198,7 +213,9 @@ def replay(
                 per_capture_unassigned[index] += 1
                 continue
             packets_in += 1
-            res = fw.receive(iface, fw.replay_rewrite(iface, data, now), now)
+            data = fw.replay_rewrite(iface, data, now)
+            outputs.arrival(iface, data, now)
+            res = fw.receive(iface, data, now)
             if res.packets:
                 outputs.packets(res.packets, now)
             if res.events:
@@ -262,11 +279,14 @@ def replay(
                 "log": "log.txt",
                 "events": "events.jsonl",
                 "captures": {iface: output_name(iface) for iface in sorted(outputs.writers)},
+                "arrived": {iface: output_name(iface) for iface in sorted(outputs.arrived)},
+                "report": REPORT_NAME,
             },
         }
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")
+    write_report(out, config_text)
     return summary
 
 
