@@ -177,8 +177,11 @@
         const m = sv("g", {class: "drop", "data-reason": d.reason || ""});
         m.append(sv("text", {x: XF - 10, y: p.y + 13, class: "x"}, "✖"));
         let yy = p.y + ROW;
+        const nlines = 2 + (d.fixes || []).length;
+        m.prepend(sv("rect", {x: 34, y: yy - 15, width: W - 40, height: nlines * ROW, class: "dropbg"}));
         const head = `${d.asa_id ? "%ASA-" + d.asa_id + " " : ""}${d.reason || "dropped"}: ${d.message || d.description || ""}`;
-        m.append(sv("text", {x: 40, y: yy, class: "why"}, head));
+        m.append(sv("text", {x: 40, y: yy, class: "why"}, head.length > 170 ? head.slice(0, 169) + "…" : head));
+        m.append(sv("title", {}, head));
         yy += ROW;
         const line = d.origin ? `line ${d.origin.line}: ${d.origin.text}` : "no configuration line: a default of the box";
         m.append(sv("text", {x: 40, y: yy, class: "cfg"}, `caused by ${line}`));
@@ -253,7 +256,8 @@
       const dl = dropList(c);
       if (dl) panel.append(dl);
     }
-    if (scroll) { history.replaceState(null, "", `#conn=${c.id}`); panel.scrollIntoView(); }
+    if (scroll === true) history.replaceState(null, "", `#conn=${c.id}`);
+    if (scroll) panel.scrollIntoView();
   }
 
   function fromHash() {
