@@ -42,6 +42,9 @@ MAX_DROP_ROWS = 500  # drops kept per connection beyond its packet rows
 MAX_DROPS = 50_000  # drops described in full (reason, line, hint, fixes)
 MAX_DENIED = 20_000
 
+# A packet row: [time (microseconds; from the connection's start in the page), side (0 the initiator's
+# interface, 1 the responder's), kind, direction (0 from the initiator), TCP flags or ICMP type, seq,
+# ack, payload length, drop index or -1].
 # Row kinds (the page's ladder draws each): a packet arriving, leaving, arriving and dropped, and a
 # drop of a packet the firewall held (no arrival seen at that time: timers, reassembly).
 ARRIVED, LEFT, DROPPED, DROP_ONLY = 0, 1, 2, 3
@@ -52,22 +55,38 @@ _unpack_ports = struct.Struct("!HHII").unpack_from
 
 
 def packet_fields(data: bytes) -> tuple | None:
-    """(proto, src, sport, dst, dport, flags, seq, ack, payload length) of an IP packet, tolerant of
-    anything short or odd (None then): the packets here may be the very ones dropped as malformed."""
+    """(proto, src, sport, dst, dport, flags, seq, ack, payload length) of an IP packet, addresses packed
+    (4 or 16 bytes), tolerant of anything short or odd (None then): the packets here may be the very
+    ones dropped as malformed."""
     try:
+        if data[0] == 0x45 and data[9] == _TCP and not (data[6] & 0x1F or data[7]):
+            # The common case first: IPv4 without options carrying TCP.
+            sport, dport, seq, ack = _unpack_ports(data, 20)
+            end = min(len(data), (data[2] << 8) | data[3])
+            return (
+                _TCP,
+                data[12:16],
+                sport,
+                data[16:20],
+                dport,
+                data[33],
+                seq,
+                ack,
+                end - 20 - (data[32] >> 4) * 4,
+            )
         v = data[0] >> 4
         if v == 4:
             ihl = (data[0] & 15) * 4
             proto = data[9]
-            src = socket.inet_ntop(socket.AF_INET, data[12:16])
-            dst = socket.inet_ntop(socket.AF_INET, data[16:20])
+            src = data[12:16]
+            dst = data[16:20]
             end = min(len(data), int.from_bytes(data[2:4], "big"))
             l4 = ihl
             later_fragment = bool((data[6] & 0x1F) or data[7])
         elif v == 6:
             proto = data[6]
-            src = socket.inet_ntop(socket.AF_INET6, data[8:24])
-            dst = socket.inet_ntop(socket.AF_INET6, data[24:40])
+            src = data[8:24]
+            dst = data[24:40]
             end = min(len(data), 40 + int.from_bytes(data[4:6], "big"))
             l4 = 40
             later_fragment = False
@@ -99,11 +118,20 @@ def packet_fields(data: bytes) -> tuple | None:
         return None
 
 
-def _key(iface: str, proto: int, a: str, pa: int, b: str, pb: int) -> tuple:
+def _pack(address: str) -> bytes:
+    """An address's packed form (what ``packet_fields`` gives), so that a packet is matched without
+    formatting its addresses."""
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    except (OSError, ValueError):
+        return address.encode()
+
+
+def _key(iface: str, proto: int, a: bytes, pa: int, b: bytes, pb: int) -> tuple:
+    """A packet's key on an interface, in its own direction (ports only for TCP and UDP)."""
     if proto not in (_TCP, _UDP):
         pa = pb = 0
-    x, y = (a, pa), (b, pb)
-    return (iface, proto, *(x + y if x <= y else y + x))
+    return (iface, proto, a, pa, b, pb)
 
 
 class Conn:
@@ -137,23 +165,20 @@ class Conn:
         self.counts = [[0, 0, 0], [0, 0, 0]]  # per side: arrived, left, dropped
         self.denied = False
 
-    def side_keys(self) -> tuple[tuple, tuple]:
+    def flow_keys(self) -> list[tuple[tuple, int, int]]:
+        """(key, side, direction) of each kind of packet of this connection: side 0 is the initiator's
+        interface (initiator real to responder mapped), side 1 the responder's (initiator mapped to
+        responder real); direction 0 from the initiator, 1 back."""
         i, r, p = self.ini, self.res, self.proto
-        return (
-            _key(i["interface"], p, i["address"], i["port"], r["mapped_address"], r["mapped_port"]),
-            _key(r["interface"], p, i["mapped_address"], i["mapped_port"], r["address"], r["port"]),
-        )
-
-    def direction_of(self, side: int, src: str, sport: int) -> int:
-        """0: initiator to responder, 1: back."""
-        i = self.ini
-        if side == 0:
-            return 0 if src == i["address"] and (sport == i["port"] or self.proto not in (_TCP, _UDP)) else 1
-        return (
-            0
-            if src == i["mapped_address"] and (sport == i["mapped_port"] or self.proto not in (_TCP, _UDP))
-            else 1
-        )
+        a, am = _pack(i["address"]), _pack(i["mapped_address"])
+        b, bm = _pack(r["address"]), _pack(r["mapped_address"])
+        ii, ri = i["interface"], r["interface"]
+        return [
+            (_key(ii, p, a, i["port"], bm, r["mapped_port"]), 0, 0),
+            (_key(ii, p, bm, r["mapped_port"], a, i["port"]), 0, 1),
+            (_key(ri, p, am, i["mapped_port"], b, r["port"]), 1, 0),
+            (_key(ri, p, b, r["port"], am, i["mapped_port"]), 1, 1),
+        ]
 
     def add_row(self, row: list) -> None:
         self.rows_seen += 1
@@ -194,6 +219,46 @@ class Conn:
         return "other"
 
 
+_PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1),
+    b"\xa1\xb2\xc3\xd4": (">", 1),
+    b"\x4d\x3c\xb2\xa1": ("<", 1000),
+    b"\xa1\xb2\x3c\x4d": (">", 1000),
+}
+
+
+def _frames(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(time in microseconds, IP packet) of a capture. The replay's own files (classic pcap, raw IP)
+    are read here directly, times kept exact; anything else through ``statewall.pcapio``."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 -- closed below, also when the generator is dropped
+    except OSError:
+        return
+    with f:
+        head = f.read(24)
+        fmt = _PCAP_MAGIC.get(head[:4])
+        if fmt is None or len(head) < 24 or struct.unpack(fmt[0] + "I", head[20:24])[0] != 101:
+            f.close()
+            try:
+                for ts, data in read_packets(path):
+                    yield round(ts * 1e6), data
+            except (CaptureError, OSError, ValueError):
+                return
+            return
+        rec = struct.Struct(fmt[0] + "IIII").unpack
+        div = fmt[1]
+        read = f.read
+        while True:
+            h = read(16)
+            if len(h) < 16:
+                return
+            sec, frac, incl, _orig = rec(h)
+            data = read(incl)
+            if len(data) < incl:
+                return
+            yield sec * 1_000_000 + frac // div, data
+
+
 def _read_events(outdir: Path) -> Iterator[dict[str, Any]]:
     path = outdir / "events.jsonl"
     if not path.exists():
@@ -224,7 +289,7 @@ class _Builder:
         self.config_text = config_text
         self.conns: dict[int, Conn] = {}
         self.order: list[Conn] = []
-        self.by_key: dict[tuple, list[tuple[Conn, int]]] = {}
+        self.by_key: dict[tuple, list[tuple[Conn, int, int]]] = {}
         self.denied: dict[tuple, Conn] = {}
         self.drops: list[dict] = []
         self.drops_at: dict[tuple, list[int]] = {}
@@ -247,8 +312,8 @@ class _Builder:
     # ---- events --------------------------------------------------------------------------------
 
     def _index(self, conn: Conn) -> None:
-        for side, key in enumerate(conn.side_keys()):
-            self.by_key.setdefault(key, []).append((conn, side))
+        for key, side, d in conn.flow_keys():
+            self.by_key.setdefault(key, []).append((conn, side, d))
 
     def _count_origin(self, o: dict | None, drop_reason: str | None = None) -> None:
         if o is None:
@@ -323,7 +388,9 @@ class _Builder:
         proto = rec.get("protocol", 0)
         src, dst = rec.get("src", ""), rec.get("dst", "")
         key = (
-            _key(rec["interface"], proto, src, rec.get("sport", 0), dst, rec.get("dport", 0)) if src else None
+            _key(rec["interface"], proto, _pack(src), rec.get("sport", 0), _pack(dst), rec.get("dport", 0))
+            if src
+            else None
         )
         conn: Conn | None = None
         detail = rec.get("detail") or {}
@@ -387,16 +454,20 @@ class _Builder:
             if len(conn.records) < 200:
                 conn.records.append(rec)
         if key is not None:
-            self.drops_at.setdefault((round(t, 6), *key), []).append(idx)
+            self.drops_at.setdefault((round(t * 1e6), *key), []).append(idx)
         return sid
 
-    def _lookup(self, key: tuple, t: float) -> tuple[Conn | None, int]:
+    def _lookup(self, key: tuple, t: float) -> tuple[Conn | None, int, int]:
+        """The connection a packet with ``key`` at ``t`` belongs to (the latest built by then), its side
+        and direction."""
         cands = self.by_key.get(key)
         if not cands:
-            return None, 0
-        for conn, side in reversed(cands):
-            if conn.t0 <= t + 1e-6:
-                return conn, side
+            return None, 0, 0
+        if len(cands) == 1:
+            return cands[0]
+        for cand in reversed(cands):
+            if cand[0].t0 <= t + 1e-6:
+                return cand
         return cands[0]
 
     # ---- packets -------------------------------------------------------------------------------
@@ -414,58 +485,59 @@ class _Builder:
             c.cap_head = per * 3 // 4
             c.tail = deque(maxlen=per - c.cap_head)
 
-    def _streams(self) -> Iterator[tuple[float, int, str, bytes]]:
-        def one(path: Path, iface: str, order: int) -> Iterator[tuple[float, int, str, bytes]]:
-            try:
-                for ts, data in read_packets(path):
-                    yield ts, order, iface, data
-            except (CaptureError, OSError, ValueError):
-                return
+    def _streams(self) -> Iterator[tuple[int, int, int, int, bytes]]:
+        """Every packet arrived and left, by time (microseconds), arrivals first at equal times, each
+        file in its own order: (time, 0 arrived / 1 left, interface index, sequence, packet)."""
+        outputs = self.summary.get("outputs") or {}
+        files = [(self.outdir / "arrived" / f, i, 0) for i, f in (outputs.get("arrived") or {}).items()]
+        files += [(self.outdir / f, i, 1) for i, f in (outputs.get("captures") or {}).items()]
+        self.ifaces = [iface for _, iface, _ in files]
 
-        gens = []
-        arrived = self.outdir / "arrived"
-        outputs = (self.summary.get("outputs") or {}).get("captures") or {}
-        if arrived.is_dir():
-            for name, iface in (self.summary.get("outputs") or {}).get("arrived", {}).items():
-                gens.append(one(arrived / iface, name, 0))
-        for iface, fname in outputs.items():
-            gens.append(one(self.outdir / fname, iface, 1))
-        return heapq.merge(*gens, key=lambda x: (x[0], x[1]))
+        def tagged(path: Path, order: int, n: int) -> Iterator[tuple[int, int, int, int, bytes]]:
+            for k, (t, data) in enumerate(_frames(path)):
+                yield t, order, n, k, data
+
+        gens = [tagged(path, order, n) for n, (path, _iface, order) in enumerate(files)]
+        return heapq.merge(*gens)
 
     def packets(self) -> None:
         lookup = self._lookup
         drops_at = self.drops_at
-        for ts, order, iface, data in self._streams():
-            f = packet_fields(data)
+        fields = packet_fields
+        ifaces = None
+        for t_us, order, n, _k, data in self._streams():
+            if ifaces is None:
+                ifaces = self.ifaces
+            f = fields(data)
             if f is None:
                 self.other_packets += 1
                 continue
             proto, src, sport, dst, dport, flags, seq, ack, plen = f
-            key = _key(iface, proto, src, sport, dst, dport)
+            if proto not in (_TCP, _UDP):
+                sport = dport = 0
+            key = (ifaces[n], proto, src, sport, dst, dport)
+            ts = t_us / 1e6
             kind = LEFT if order else ARRIVED
             extra = -1
-            conn: Conn | None = None
-            side = 0
-            if not order:
-                waiting = drops_at.get((round(ts, 6), *key))
+            if not order and drops_at:
+                waiting = drops_at.get((t_us, *key))
                 if waiting:
-                    idx = waiting.pop(0)
-                    conn = self.drop_conn[idx]
-                    self.drop_matched[idx] = True
-                    kind, extra = DROPPED, idx
-                    if conn is not None:
-                        side = 0 if conn.denied or key in (conn.side_keys()[0],) else 1
-            if conn is None and kind != DROPPED:
-                conn, side = lookup(key, ts)
+                    extra = waiting.pop(0)
+                    kind = DROPPED
+                    self.drop_matched[extra] = True
+            conn, side, d = lookup(key, ts)
+            if kind == DROPPED:
+                owner = self.drop_conn[extra]
+                if owner is not conn:
+                    conn, side, d = owner, 0, 0
             if conn is None:
                 self.other_packets += 1
                 continue
-            d = conn.direction_of(side, src, sport)
             conn.counts[side][kind if kind < 2 else 2] += 1
             if ts > conn.last:
                 conn.last = ts
             if conn.detail:
-                conn.add_row([ts, side, kind, d, flags, seq, ack, plen, extra])
+                conn.add_row([t_us, side, kind, d, flags, seq, ack, plen, extra])
 
     def held_drops(self) -> None:
         """Drops with no arriving packet matched (timers, reassembly, a packet the parser could not
@@ -477,7 +549,7 @@ class _Builder:
             if d is None:
                 continue
             side = 0 if conn.denied or d["interface"] == conn.ini["interface"] else 1
-            conn.add_row([d["t"], side, DROP_ONLY, 0, d["flags"] or 0, 0, 0, 0, idx])
+            conn.add_row([round(d["t"] * 1e6), side, DROP_ONLY, 0, d["flags"] or 0, 0, 0, 0, idx])
 
     # ---- output --------------------------------------------------------------------------------
 
@@ -492,7 +564,7 @@ class _Builder:
             if ev is None:
                 continue
             for line in format_event(ev, hostname=None, timestamp=False):
-                out.append([round(rec["time"] - conn.t0, 6), line])
+                out.append([round((rec["time"] - conn.t0) * 1e6), line])
         return out
 
     def model(self) -> dict[str, Any]:
@@ -526,7 +598,10 @@ class _Builder:
             if c.detail:
                 rows = c.rows()
                 rows_total += len(rows)
-                item["rows"] = [[round(r[0] - c.t0, 6), *r[1:8], r[8]] for r in rows]
+                t0 = round(c.t0 * 1e6)
+                for r in rows:
+                    r[0] -= t0
+                item["rows"] = rows
                 item["omitted"] = c.rows_seen - len(rows)
                 item["log"] = self.syslog(c)
                 item["story"] = narrate(c, self)

@@ -125,7 +125,7 @@
     const items = [];
     for (const r of rows.slice(from, from + LADDER_PAGE)) items.push({t: r[0], r});
     const t0 = items.length ? items[0].t : 0, t1 = items.length ? items[items.length - 1].t : Infinity;
-    for (const [t, line] of c.log || []) if (t >= t0 - 1e-9 && (t <= t1 + 1e-9 || from + LADDER_PAGE >= rows.length)) items.push({t, line});
+    for (const [t, line] of c.log || []) if (t >= t0 && (t <= t1 || from + LADDER_PAGE >= rows.length)) items.push({t, line});
     items.sort((a, b) => a.t - b.t || (a.line ? 1 : 0) - (b.line ? 1 : 0));
     const base = relBases(rows);
     // Lay out: a forwarded packet's arrival and departure share a row.
@@ -156,7 +156,7 @@
     for (const p of placed) {
       if (p.line) {
         svg.append(sv("rect", {x: 4, y: p.y - 9, width: W - 8, height: 16, class: "logbg"}));
-        svg.append(sv("text", {x: 8, y: p.y + 3, class: "syslog"}, `+${p.t.toFixed(6)}  ${p.line}`));
+        svg.append(sv("text", {x: 8, y: p.y + 3, class: "syslog"}, `+${(p.t / 1e6).toFixed(6)}  ${p.line}`));
         continue;
       }
       const r = p.r, side = r[1], kind = r[2];
@@ -170,7 +170,7 @@
       }
       const mid = (host + XF) / 2;
       if (kind !== DROP_ONLY) g.append(sv("text", {x: mid, y: p.y - 3, class: "lbl"}, label(c, r, base)));
-      g.append(sv("title", {}, `t=+${r[0].toFixed(6)} s  ${label(c, r, base)}`));
+      g.append(sv("title", {}, `t=+${(r[0] / 1e6).toFixed(6)} s  ${label(c, r, base)}`));
       svg.append(g);
       if (kind === DROPPED || kind === DROP_ONLY) {
         const d = D.drops[r[8]] || {};
