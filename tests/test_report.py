@@ -173,3 +173,22 @@ def test_the_page_needs_nothing_from_the_network(upload: Path) -> None:
         ), ref
     data = page.split('<script type="application/json" id="report-data">', 1)[1].split("</script>", 1)[0]
     assert len(json.loads(data)["conns"]) == 2
+
+
+def test_an_iptables_replay_shows_conntrack_lines_and_the_invalid_rule(tmp_path: Path) -> None:
+    """Seed 003's Linux firewall: the SACKing duplicate ACKs marked INVALID and dropped by the rule."""
+    from statewall.dialects.iptables import parse
+    from test_seed003_replay import SACKING, STRICT, through_the_pix
+
+    cap = through_the_pix(tmp_path)
+    replay(parse(STRICT, "seed003-pix.rules"), [(None, cap)], tmp_path / "out")
+    model = build_model(tmp_path / "out", STRICT)
+    (conn,) = [c for c in model["conns"] if c["id"] > 0]
+    assert conn["drops"] == {"ctstate-invalid": SACKING}
+    assert any(text.strip().startswith("[NEW] tcp") for _, text in conn["log"])
+    rule = next(line for line in model["config"]["lines"] if line[3])
+    assert rule[1] == "iptables -A FORWARD -m state --state INVALID -j DROP"
+    assert rule[3] == {"ctstate-invalid": SACKING}
+    (reason,) = model["reasons"]
+    assert reason["hints"] == ["net.netfilter.nf_conntrack_tcp_be_liberal = 1"]
+    assert sum(1 for r in conn["rows"] if r[2] == DROPPED) == SACKING

@@ -303,6 +303,7 @@ class _Builder:
         self.reason_hints: dict[str, list[str]] = {}
         self.reason_first: dict[str, int] = {}
         self.pending_xlates: dict[tuple, dict] = {}
+        self.pending_ct: dict[int, list[dict]] = {}
         self.linux = False
         self.other_packets = 0
         self.first = self.summary.get("first_time")
@@ -353,6 +354,7 @@ class _Builder:
                 self.order.append(conn)
                 self._index(conn)
                 conn.records.append(rec)
+                conn.records += self.pending_ct.pop(conn.id, [])
             elif kind == "ConnTeardown":
                 conn = self.conns.get(rec["conn_id"])
                 if conn is not None:
@@ -370,7 +372,15 @@ class _Builder:
                 conn = self.conns.get(rec.get("conn_id"))
                 if conn is not None:
                     conn.records.append(rec)
-            elif kind in ("CtEvent", "NfLog"):
+            elif kind == "CtEvent":
+                # An iptables ruleset's conntrack -E lines, on their connection's ladder.
+                self.linux = True
+                conn = self.conns.get(rec.get("conn_id"))
+                if conn is not None and len(conn.records) < 200:
+                    conn.records.append(rec)
+                elif conn is None:
+                    self.pending_ct.setdefault(rec.get("conn_id"), []).append(rec)
+            elif kind == "NfLog":
                 self.linux = True
             if self.last is None or t > self.last:
                 self.last = t
