@@ -38,6 +38,7 @@ DEFAULT_ADDR = "127.0.0.1"
 RECENT_DROPS = 200
 PAGE_CONNS = 200
 SNAPSHOT_TIMEOUT = 5.0
+_PROTO = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6"}
 _EMBRYONIC = frozenset({TcpState.SYN_SENT, TcpState.SYN_SENT2, TcpState.SYN_RECV})
 
 
@@ -190,7 +191,7 @@ class WebView:
         records = records[page * PAGE_CONNS : (page + 1) * PAGE_CONNS]
         conns = [
             {
-                "protocol": r.protocol,
+                "protocol": _PROTO.get(r.protocol, str(r.protocol)),
                 "outside": f"{r.outside_if}:{r.outside_ip}"
                 + (f"/{r.outside_port}" if r.outside_port else ""),
                 "inside": f"{r.inside_if}:{r.inside_ip}" + (f"/{r.inside_port}" if r.inside_port else ""),
@@ -318,7 +319,7 @@ _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:0 2em 3em;color:#1d232b
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em;border-bottom:1px solid #d8dce1}
 table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}th{border-bottom:1px solid #c9ced4}
 tr:nth-child(even) td{background:#f2f3f2}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.mono{font-family:ui-monospace,monospace;font-size:12.5px}.drop td{border-left:3px solid #c0392b}
+.mono{font-family:ui-monospace,monospace;font-size:12.5px}.drop td:first-child{border-left:3px solid #c0392b}
 .note{color:#5b6571}"""
 
 

@@ -618,7 +618,11 @@ class _Builder:
             conns.append(item)
         return {
             "schema": 1,
-            "title": f"statewall replay report: {self.outdir.name}",
+            "title": "statewall replay report: "
+            + (
+                ", ".join(Path(c.get("path", "?")).name for c in self.summary.get("captures", []))
+                or "no capture"
+            ),
             "summary": self.summary,
             "first_time": t_first,
             "last_time": t_last,
