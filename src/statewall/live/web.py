@@ -424,6 +424,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, b"not found\n", "text/plain", head)
         except TimeoutError as exc:
             self._send(503, f"{exc}\n".encode(), "text/plain", head)
+        except Exception as exc:  # noqa: BLE001 -- a view that fails says so; the firewall goes on
+            self._send(500, f"{type(exc).__name__}: {exc}\n".encode(), "text/plain", head)
 
     def _send(self, code: int, body: bytes, ctype: str, head: bool, extra: dict | None = None) -> None:
         self.send_response(code)

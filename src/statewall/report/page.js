@@ -78,7 +78,8 @@
       }));
       const drops = Object.entries(c.drops).map(([r, n]) => `${r} ×${n}`).join(", ");
       const tr = el("tr", {class: "conn", "data-id": String(c.id)},
-        el("td", {text: name(c)}), el("td", {text: PROTO[c.p] || String(c.p)}),
+        el("td", {text: name(c) + (c.master !== undefined ? ` (data of ${c.master})` : "")}),
+        el("td", {text: PROTO[c.p] || String(c.p)}),
         el("td", {text: `${c.i.interface}:${sock(c.i.address, c.i.port, c.p)}`}),
         el("td", {text: `${c.r.interface}:${sock(c.r.address, c.r.port, c.p)}`}),
         el("td", {class: `verdict v-${c.v}`, text: c.v}),
