@@ -42,9 +42,6 @@ def _run_one(scenario: demo.Scenario, outdir: Path, max_log: int) -> None:
     for line in scenario.narrate(policy, events, summary):
         console.print(f"  - {line}", markup=False)
     console.print()
-    report = outdir / "replay" / summary["outputs"]["report"]
-    console.print(f"report: {report}", markup=False)
-    console.print()
 
 
 def run(args: argparse.Namespace) -> int:
