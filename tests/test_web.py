@@ -162,7 +162,7 @@ def test_metrics_move_during_a_transfer(tmp_path: Path) -> None:
 
         first = samples(get(url + "metrics")[2])
         result: list = []
-        nbytes = 64 << 20
+        nbytes = 128 << 20
         t = threading.Thread(
             target=lambda: result.append(
                 transfer.between(topo.host("inside"), topo.host("outside"), OUTSIDE.host, nbytes, timeout=60)
@@ -172,7 +172,7 @@ def test_metrics_move_during_a_transfer(tmp_path: Path) -> None:
         during = []
         while t.is_alive():
             during.append(samples(get(url + "metrics")[2]))
-            time.sleep(0.1)
+            time.sleep(0.02)
         t.join()
         last = samples(get(url + "metrics")[2])
         assert topo.stop_firewall() == 0
