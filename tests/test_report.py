@@ -192,3 +192,30 @@ def test_an_iptables_replay_shows_conntrack_lines_and_the_invalid_rule(tmp_path:
     (reason,) = model["reasons"]
     assert reason["hints"] == ["net.netfilter.nf_conntrack_tcp_be_liberal = 1"]
     assert sum(1 for r in conn["rows"] if r[2] == DROPPED) == SACKING
+
+
+# --------------------------------------------------------------------------------------------------
+# FTP through PAT: data connections linked to their control connection
+
+
+def test_zeek_ftp_through_pat_links_each_data_connection_to_its_control_connection(
+    tmp_path: Path, zeek_ftp_ipv4: Path
+) -> None:
+    from zeek_ftp import PAT, asa_front
+
+    config = asa_front("141.142.220.254") + PAT
+    summary = replay(parse_policy(config, "zeek-ftp.cfg"), [(None, zeek_ftp_ipv4)], tmp_path)
+    assert summary["connections"]["built"] == 5
+    model = build_model(tmp_path, config)
+    conns = {c["id"]: c for c in model["conns"]}
+    control = [c for c in conns.values() if c["r"]["port"] == 21]
+    assert len(control) == 1
+    data = [c for c in conns.values() if c["r"]["port"] != 21]
+    assert len(data) == 4 and all(c["master"] == control[0]["id"] for c in data)
+    assert sorted(control[0]["children"]) == sorted(c["id"] for c in data)
+    # PAT: the control connection's client appears outside as the interface address.
+    assert control[0]["i"]["mapped_address"] == "203.0.113.1"
+    assert any("data connection announced on FTP control connection" in s for s in data[0]["story"])
+    # Every packet of the capture is on a connection, each on both sides of its ladder.
+    assert model["other_packets"] == 0
+    assert sum(len(c["rows"]) for c in conns.values()) == 2 * summary["packets_in"]

@@ -186,7 +186,9 @@ class WebView:
         """Counters, one page of connections, the translations and the recent drops (loop thread)."""
         fw = self.fw
         now = fw.now
-        records = fw.conn_records()
+        from ..logfmt.tables import conn_records, xlate_records
+
+        records = conn_records(fw)
         total = len(records)
         records = records[page * PAGE_CONNS : (page + 1) * PAGE_CONNS]
         conns = [
@@ -208,7 +210,7 @@ class WebView:
                 "kind": x.kind,
                 "idle": round(max(0.0, now - x.last_activity), 1),
             }
-            for x in fw.xlate_records()[:PAGE_CONNS]
+            for x in xlate_records(fw)[:PAGE_CONNS]
         ]
         return {
             "counters": self.counters(),
