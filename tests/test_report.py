@@ -219,3 +219,21 @@ def test_zeek_ftp_through_pat_links_each_data_connection_to_its_control_connecti
     # Every packet of the capture is on a connection, each on both sides of its ladder.
     assert model["other_packets"] == 0
     assert sum(len(c["rows"]) for c in conns.values()) == 2 * summary["packets_in"]
+
+
+def test_an_ip6tables_ftp_helper_replay_links_the_data_connections_too(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    """The iptables path: Zeek's IPv6 FTP capture through SNAT with ``-j CT --helper ftp``."""
+    from test_ftp_zeek_nat66 import IP6TABLES
+
+    capture = corpus_dir / "zeek" / "Traces" / "ftp" / "ipv6.pcap"
+    if not capture.is_file():
+        pytest.skip(f"Zeek FTP trace not found at {capture}")
+    rules = IP6TABLES.format(target="SNAT --to-source 2001:db8:5::1")
+    replay(parse_policy(rules, "ftp6.rules"), [(None, capture)], tmp_path)
+    model = build_model(tmp_path, rules)
+    (control,) = [c for c in model["conns"] if c["r"]["port"] == 21]
+    data = [c for c in model["conns"] if c["r"]["port"] != 21]
+    assert data and all(c["master"] == control["id"] for c in data)
+    assert control["i"]["mapped_address"] == "2001:db8:5::1" and model["other_packets"] == 0
