@@ -214,6 +214,8 @@ def test_replay_json_summary_matches_the_file(
         "log.txt",
         "events.jsonl",
         "summary.json",
+        "arrived",
+        "report.html",
     }
 
 
@@ -293,6 +295,10 @@ def test_demo_tells_the_seed000_story(tmp_path: Path, capsys) -> None:
     assert {"inside.pcap", "outside.pcap", "log.txt", "events.jsonl", "summary.json"} <= {
         p.name for p in kept.iterdir()
     }
+    # Each seed scenario's report, written and its path printed.
+    for name in ("seed000-ftp", "seed000-upload"):
+        report = tmp_path / name / "replay" / "report.html"
+        assert f"report: {report}\n" in out and report.is_file()
 
 
 def test_demo_list_and_unknown_scenario(capsys) -> None:
