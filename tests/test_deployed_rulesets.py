@@ -12,9 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sessions import Wire
 
 import iptables_kernel
-from sessions import Wire
 from statewall import craft
 from statewall.dialects.errors import ConfigError
 from statewall.dialects.iptables import format_listing, parse, parse_file, render

@@ -206,8 +206,8 @@ def replay(
     ``fast_path=False`` keeps every packet of the engine built here on its Python path. ``syslog``:
     ``statewall.syslog.Target`` servers that get every message as the configuration's ``logging trap``
     admits it (ASA dialect). ``counters``: the ``Counters`` to feed (a caller that shows tables built
-    from them afterwards: show nat, show interface). ``config_text`` is the configuration's text for the report's hit counts when ``policy.source_file``
-    is not a file to read it from.
+    from them afterwards: show nat, show interface). ``config_text`` is the configuration's text for
+    the report's hit counts when ``policy.source_file`` is not a file to read it from.
     """
     if not captures:
         raise ReplayError("no capture to replay")
