@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from traffic import Link
 
 import iptables_kernel
 from statewall import craft
@@ -21,6 +20,7 @@ from statewall.dialects.iptables import format_listing, parse, parse_file, rende
 from statewall.events import Drop, IcmpSent, NfLog
 from statewall.netfilter import Context, Netfilter
 from statewall.packet import decode, str_to_addr
+from traffic import Link
 
 CONFIGS = Path(__file__).parent / "configs"
 BATFISH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "batfish" / "networks" / "example"

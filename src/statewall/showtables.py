@@ -22,6 +22,7 @@ from .logfmt.asa import (
     release_of,
 )
 from .logfmt.counters import format_show_asp_drop
+from .logfmt.tables import xlate_records
 
 # The show commands, as typed (after "show"); each takes the words that follow it.
 COMMANDS = (
@@ -156,8 +157,9 @@ def _acl_lines(fw: Any, name: str | None, release: tuple[int, int]) -> str:
     for acl in acls:
         entries = []
         for rule in acl.rules:
-            text = _rule(rule, policy.network_objects) if acl.kind != "standard" else rule.origin.text
-            elements = [(e.text, e.hash) for e in fmt.ace_elements(rule, policy.network_objects)]
+            objects, services = policy.network_objects, policy.service_objects
+            text = _rule(rule, objects, services) if acl.kind != "standard" else rule.origin.text
+            elements = [(e.text, e.hash) for e in fmt.ace_elements(rule, objects, services)]
             entries.append(
                 fmt.AceRecord(
                     text=text,
@@ -202,10 +204,10 @@ def show(
 
     handlers["conn"] = conn
     handlers["xlate"] = lambda: format_show_xlate(
-        fw.xlate_records(), now, most_used=fw.nat.most_used, release=release
+        xlate_records(fw), now, most_used=fw.nat.most_used, release=release
     )
     handlers["local-host"] = lambda: fmt.format_show_local_host(
-        fw.policy, conn_records(fw), fw.xlate_records(), now, release=release
+        fw.policy, conn_records(fw), xlate_records(fw), now, release=release
     )
     handlers["access-list"] = lambda: _acl_lines(fw, words[1] if len(words) > 1 else None, release)
     handlers["nat"] = lambda: fmt.format_show_nat(fw.policy, xlate_hits or {}, release=release)
