@@ -16,6 +16,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP, IPOption_LSRR, IPOption_RR, IPOption_SSRR
 
 from fixtures import CLIENT, PIX_NO_NAT, PIX_PAT, SERVER
 from statewall import craft
@@ -163,3 +164,64 @@ def test_a_dropped_forged_segment_changes_no_later_verdict(policy_name: str, for
 def test_the_conversation_goes_through_every_policy():
     for name, seen in BASELINE.items():
         assert all(seen), name  # every real packet leaves
+
+
+# --------------------------------------------------------------------------------------------------
+# RSTs: each box as it does it
+
+
+def established(policy_name: str):
+    """A firewall after the conversation's first request and answer (both acknowledged)."""
+    fw = Firewall(POLICIES[policy_name](), seed=7)
+    now = 100.0
+    for side, seq, ack, flags, payload, window in CONVERSATION[:6]:
+        now += 0.01
+        assert feed(fw, side, segment(side, seq, ack, flags, payload, window), now).packets
+    side, seq, ack, _, payload, _ = CONVERSATION[6]
+    return fw, now, seq, ack  # the client's next sequence number and its ack
+
+
+@pytest.mark.parametrize("policy_name", ["asa-defaults", "asa-pat-tcp-map"])
+def test_asa_drops_an_in_window_rst_that_is_not_exact_and_keeps_the_connection(policy_name: str):
+    fw, now, seq, ack = established(policy_name)
+    res = feed(fw, "c", segment("c", seq + 1000, ack, RST | ACK, b"", 64240), now + 0.01)
+    assert res.packets == []
+    assert [(e.reason, e.reason.value[0]) for e in res.events if isinstance(e, Drop)] == [
+        (DropReason.TCP_RST_SYN_IN_WINDOW, "tcp-rst-syn-in-win")
+    ]
+    assert len(fw.conns) == 1
+    assert feed(fw, "c", segment("c", seq, ack, PSH | ACK, b"more", 64240), now + 0.02).packets
+    # The exact RST ends it, from the inside: TCP Reset-I.
+    res = feed(fw, "c", segment("c", seq + 4, ack, RST | ACK, b"", 64240), now + 0.03)
+    assert res.packets
+    assert [e.reason for e in res.events if type(e).__name__ == "ConnTeardown"] == ["TCP Reset-I"]
+
+
+def test_netfilter_lets_an_in_window_rst_through_and_keeps_the_state_rfc5961():
+    fw, now, seq, ack = established("iptables-masquerade")
+    res = feed(fw, "c", segment("c", seq + 1000, ack, RST | ACK, b"", 64240), now + 0.01)
+    assert res.packets  # Linux forwards it; the receiver answers with a challenge ACK
+    assert feed(fw, "c", segment("c", seq, ack, PSH | ACK, b"more", 64240), now + 0.02).packets
+    (entry,) = fw.conntrack_entries(now + 0.02)
+    assert "ESTABLISHED" in str(entry)
+
+
+# --------------------------------------------------------------------------------------------------
+# Source-routed packets: Linux drops them (accept_source_route = 0)
+
+
+@pytest.mark.parametrize("option", [IPOption_LSRR, IPOption_SSRR])
+def test_netfilter_drops_source_routed_packets_as_linux_does(option):
+    fw = Firewall(POLICIES["iptables-masquerade"](), seed=7)
+    syn = IP(src=CLIENT, dst=SERVER, options=[option(routers=["192.168.9.7"])]) / TCP(
+        sport=CPORT, dport=SPORT, flags="S", seq=ISN_C
+    )
+    res = fw.receive("inside", bytes(syn), 100.0)
+    assert res.packets == []
+    assert [e.reason for e in res.events if isinstance(e, Drop)] == [DropReason.SOURCE_ROUTE]
+    assert fw.conntrack_entries(100.0) == []  # the SYN's entry was never confirmed
+    # The same SYN without the option goes through, and so does one with another option.
+    plain = IP(src=CLIENT, dst=SERVER, options=[IPOption_RR(routers=["0.0.0.0"])]) / TCP(
+        sport=CPORT, dport=SPORT, flags="S", seq=ISN_C
+    )
+    assert fw.receive("inside", bytes(plain), 100.1).packets

@@ -203,11 +203,28 @@ def route(c: NfPacket) -> bool:
                 )  # fmt: skip
                 return False
             egress = found.interface
+    if v == 4 and pkt.ipv4_options and source_routed(pkt):
+        # ip_rcv_finish_core (net/ipv4/ip_input.c): after the route lookup, ip_rcv_options drops a
+        # packet whose options carry a loose or strict source route (LSRR 131, SSRR 137; found by
+        # ip_options_compile, net/ipv4/ip_options.c) when the interface's accept_source_route is 0,
+        # the default for IPv4 (net.ipv4.conf.*.accept_source_route), forwarded or to the box alike.
+        # It logs "source route option A -> B" only with log_martians (default 0).
+        ct.discard(c.path, flow)
+        drop(
+            fw, c.ev, DropReason.SOURCE_ROUTE, c.iface, pkt, c.now,
+            message="source route option (accept_source_route is 0)",
+        )  # fmt: skip
+        return False
     if local:
         c.path.deliver(flow, c.iface, pkt, c.ctx, c.now, c.out, c.ev)
         return False
     c.egress = egress
     return True
+
+
+def source_routed(pkt) -> bool:
+    """Whether an IPv4 packet's options carry a loose or strict source route."""
+    return any(t == 131 or t == 137 for t, _, _ in pkt.ipv4_options)
 
 
 @stage("IP-FORWARD")

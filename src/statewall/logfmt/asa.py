@@ -24,6 +24,7 @@ from ..events import (
     DropReason,
     Endpoint,
     Event,
+    FtpLowPort,
     FtpTransfer,
     ThreatRate,
     XlateBuilt,
@@ -392,6 +393,16 @@ def _ftp_transfer(ev: FtpTransfer) -> list[tuple[int, int, str]]:
     ]
 
 
+def _ftp_low_port(ev: FtpLowPort) -> list[tuple[int, int, str]]:
+    return [
+        (
+            406001,
+            4,
+            f"FTP port command low port: {ev.address}/{ev.port} to {ev.peer} on interface {ev.interface}",
+        )
+    ]
+
+
 def _threat_rate(ev: ThreatRate) -> list[tuple[int, int, str]]:
     # Devices print a space after the bracket ("[ Scanning]"); the message guide shows none.
     text = (
@@ -405,6 +416,7 @@ def _threat_rate(ev: ThreatRate) -> list[tuple[int, int, str]]:
 _FORMATTERS = {
     ThreatRate: _threat_rate,
     FtpTransfer: _ftp_transfer,
+    FtpLowPort: _ftp_low_port,
     ConnBuilt: _conn_built,
     ConnTeardown: _conn_teardown,
     XlateBuilt: _xlate_built,
