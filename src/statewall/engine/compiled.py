@@ -195,7 +195,7 @@ def reload(fw, policy: Policy) -> tuple[int, list[str]]:
             nat.remove(x)
             dropped += 1
         elif x.kind == "dynamic" and x.pat:
-            nat._mapped_in_use.setdefault((x.version, x.proto, x.mapped_addr), set()).add(x.mapped_port)
+            nat._ports(x.version, x.proto, x.mapped_addr).add(x.mapped_port)
     # Service policies: new classes, the counters carried by name.
     if c.service_policies is not None and fw.service_policies is not None:
         c.service_policies.uses = fw.service_policies.uses
