@@ -225,3 +225,74 @@ def test_netfilter_drops_source_routed_packets_as_linux_does(option):
         sport=CPORT, dport=SPORT, flags="S", seq=ISN_C
     )
     assert fw.receive("inside", bytes(plain), 100.1).packets
+
+
+# --------------------------------------------------------------------------------------------------
+# Bounded tables: nf_conntrack_max with early drop; the ASA's platform connection limit
+
+
+def test_netfilter_table_full_early_drops_an_unassured_entry_then_drops_with_the_kernels_words():
+    policy = iptables.parse(IPTABLES + "#@statewall sysctl net.netfilter.nf_conntrack_max=3\n", "t.rules")
+    assert policy.conntrack.max == 3
+    fw = Firewall(policy, seed=7)
+    now = 100.0
+    # One assured connection (the conversation's handshake and a request), then two bare SYNs.
+    for side, seq, ack, flags, payload, window in CONVERSATION[:5]:
+        now += 0.01
+        assert feed(fw, side, segment(side, seq, ack, flags, payload, window), now).packets
+    for host in (3, 4):
+        now += 0.01
+        assert fw.receive(
+            "inside", bytes(craft.tcp_packet(4, ip(f"10.0.0.{host}"), S, 40000, 80, 1, 0, SYN, 512)), now
+        ).packets
+    assert len(fw.conns) == 3
+    # Full: the oldest unanswered SYN's entry makes room for the next one.
+    now += 0.01
+    res = fw.receive("inside", bytes(craft.tcp_packet(4, ip("10.0.0.5"), S, 40000, 80, 1, 0, SYN, 512)), now)
+    assert res.packets and len(fw.conns) == 3
+    assert [e.reason for e in res.events if type(e).__name__ == "ConnTeardown"] == ["early drop"]
+    # A table of assured connections only: nothing to evict, the new one is dropped.
+    fw2 = Firewall(
+        iptables.parse(IPTABLES + "#@statewall sysctl net.netfilter.nf_conntrack_max=1\n", "t"), seed=7
+    )
+    now = 100.0
+    for side, seq, ack, flags, payload, window in CONVERSATION[:5]:
+        now += 0.01
+        feed(fw2, side, segment(side, seq, ack, flags, payload, window), now)
+    res = fw2.receive("inside", bytes(craft.tcp_packet(4, ip("10.0.0.9"), S, 40000, 80, 1, 0, SYN, 512)), now)
+    assert res.packets == []
+    (d,) = [e for e in res.events if isinstance(e, Drop)]
+    assert d.reason is DropReason.CT_TABLE_FULL and d.message == "nf_conntrack: table full, dropping packet"
+    assert len(fw2.conns) == 1
+    # The established connection goes on.
+    side, seq, ack, flags, payload, window = CONVERSATION[5]
+    assert feed(fw2, side, segment(side, seq, ack, flags, payload, window), now + 0.01).packets
+
+
+def test_netfilter_default_bound_is_linuxs_and_asa_uses_its_platform_limit():
+    assert Firewall(POLICIES["iptables-masquerade"]()).ct.max == 262144
+    assert Firewall(POLICIES["asa-defaults"]()).ct.max == 250_000
+
+
+def test_asa_platform_connection_limit_drops_with_201011():
+    from statewall.logfmt.asa import format_event
+
+    policy = asa.parse(PIX_PAT, "t.cfg")
+    policy.conntrack.max = 2
+    policy.conntrack.origins["max"] = None
+    fw = Firewall(policy, seed=7)
+    now = 100.0
+    for host in (2, 3):
+        now += 0.01
+        assert fw.receive(
+            "inside", bytes(craft.tcp_packet(4, ip(f"10.0.0.{host}"), S, 40000, 80, 1, 0, SYN, 512)), now
+        ).packets
+    res = fw.receive("inside", bytes(craft.tcp_packet(4, ip("10.0.0.4"), S, 40000, 80, 1, 0, SYN, 512)), now)
+    assert res.packets == [] and len(fw.conns) == 2
+    (d,) = [e for e in res.events if isinstance(e, Drop)]
+    assert d.reason is DropReason.CONN_LIMIT
+    assert format_event(d, timestamp=False) == [
+        "%ASA-3-201011: Connection limit exceeded 2/2 for output packet from 10.0.0.4/40000 to "
+        "192.168.9.2/80 on interface inside"
+    ]
+    assert not fw.nat.xlates or len(fw.nat.xlates) == 2  # the refused flow's translation was given back

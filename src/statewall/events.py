@@ -76,6 +76,7 @@ class DropReason(enum.Enum):
     NO_ROUTE = ("no-route", "No route to host")
     RPF_VIOLATED = ("rpf-violated", "Reverse-path verify failed")
     SOURCE_ROUTE = ("source-route", "Source-routed packet (accept_source_route 0)")
+    CT_TABLE_FULL = ("nf-conntrack-table-full", "nf_conntrack: table full, dropping packet")
     TTL_EXPIRED = ("ttl-exceeded", "TTL exceeded")
     NAT_FAILED = ("nat-xlate-failed", "NAT failed")
     NAT_NO_XLATE = ("no-xlate", "No translation for an inbound packet")

@@ -61,6 +61,13 @@ NAT_REBUILT = ("_iface_address", "timeouts", "entries")
 NAT_MERGED = ("_mapped_in_use",)
 
 
+# The ASA's platform connection limit: the most concurrent connections the box holds, a figure of the
+# model (Cisco's ASA 5500-X data sheet: 5506-X 20 000, 5516-X 250 000, 5555-X 1 000 000). statewall
+# takes the ASA 5516-X's; ``policy.conntrack.max`` set explicitly replaces it. A new connection past it
+# is dropped as conn-limit and logged 201011 (Connection limit exceeded), the engine's ``build`` stage.
+ASA_CONN_MAX = 250_000
+
+
 @dataclass(slots=True)
 class AsaTrackerSettings(ConntrackSettings):
     """The tracker's settings on the ASA's stages: Linux's defaults (a shared tracker) and what the ASA
@@ -129,6 +136,8 @@ def compile_policy(fw, policy: Policy, faults, fast_path: bool) -> Compiled:
             **{f: getattr(policy.conntrack, f) for f in ConntrackSettings.__slots__ if f != "origins"}
         )
         ct.tcp_loose = False
+        if "max" not in policy.conntrack.origins:
+            ct.max = ASA_CONN_MAX
         c.ct = ct
     else:
         c.ct = policy.conntrack

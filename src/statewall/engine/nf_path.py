@@ -146,6 +146,13 @@ def conntrack(c: NfPacket) -> bool:
         flow = NfFlow("INVALID", why=ct.Reason(InvalidReason.BAD_CHECKSUM))
     else:
         flow = ct.track(path, c.iface, c.pkt, c.now, c.out, c.ev)
+        if flow.new and not ct.room(path, c.now, c.out, c.ev):
+            drop(
+                path.fw, c.ev, DropReason.CT_TABLE_FULL, c.iface, c.pkt, c.now,
+                hint=f"a larger net.netfilter.nf_conntrack_max than {path.settings.max}",
+                message="nf_conntrack: table full, dropping packet",
+            )  # fmt: skip
+            return False
     c.flow = flow
     half = c.half = flow.half
     conn = c.conn = half.conn if half is not None else None
@@ -344,6 +351,7 @@ class NfPath:
         "ct_flow",
         "ct_now",
         "synproxy",
+        "unassured",
     )
 
     def __init__(self, fw, policy, inspectors) -> None:
@@ -368,6 +376,8 @@ class NfPath:
         self.ct_flow: NfFlow | None = None
         self.ct_now = 0.0
         self.synproxy = SynProxy(self)
+        # Connections confirmed without ASSURED, oldest first: the candidates of early drop (ct.room).
+        self.unassured: dict[int, object] = {}
         for port, insp in inspectors.by_port.items():
             if insp.origin in ct_rules:
                 self.rule_helpers[(insp.origin, port)] = insp
@@ -378,6 +388,7 @@ class NfPath:
         return ct.connlimit(self, groups, key)
 
     def destroyed(self, conn, now: float, ev: list) -> None:
+        self.unassured.pop(conn.id, None)
         ct.destroyed(conn, now, ev)
 
     def conntrack_entries(self, now: float) -> list:
