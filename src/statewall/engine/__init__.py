@@ -7,8 +7,9 @@ under a running engine.
 
 The engine is a pipeline of named stages over one state (docs/design.md draws it):
 
-- ``ingress`` (here, ``Firewall.receive``): decode (a malformed packet is dropped with its reason),
-  then the established-flow stage for a packet of a known connection arriving where it should
+- ingress (here: ``Firewall.receive`` offers the packet to the fast path's leaf first, then
+  ``Firewall.ingress``): decode (a malformed packet is dropped with its reason), then the
+  established-flow stage for a packet of a known connection arriving where it should
   (``forward.established``, with the compiled fast path as its leaf: ``statewall.fastpath``), else
   the sanity checks (unknown interface; a later fragment follows its first one) and the policy's path;
 - the path: the ASA's (``asa``: connection lookup, then the new-flow stages UN-NAT, route, access list,
