@@ -51,6 +51,7 @@ class NfConnection(Connection):
         "ct_nat",
         "reported",
         "synproxy",
+        "mark",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
@@ -65,6 +66,19 @@ class NfConnection(Connection):
         self.ct_nat: frozenset[str] = frozenset()
         self.reported: tuple = ()  # (state, replied, assured) the last conntrack event showed
         self.synproxy = None  # statewall.synproxy.Proxied for a connection SYNPROXY opened
+        self.mark = 0  # ct->mark (CONNMARK, -m connmark, nft ct mark)
+
+    def status(self) -> frozenset[str]:
+        """The ``ct->status`` bits ``--ctstatus`` tests: CONFIRMED (in the table), EXPECTED,
+        SEEN_REPLY, ASSURED."""
+        bits = {"CONFIRMED"}
+        if self.expected:
+            bits.add("EXPECTED")
+        if self.seen_reply():
+            bits.add("SEEN_REPLY")
+        if self.is_assured():
+            bits.add("ASSURED")
+        return frozenset(bits)
 
     def seen_reply(self) -> bool:
         trk = self.tcp

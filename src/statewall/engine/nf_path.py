@@ -154,6 +154,11 @@ def conntrack(c: NfPacket) -> bool:
     path.ct_flow = flow
     if conn is not None:
         ctx.ct_nat = conn.ct_nat
+        # The connection's mark, the packet's direction and the status bits, for CONNMARK, connmark,
+        # --ctdir and --ctstatus (the mark is stored back at CONFIRM).
+        ctx.ct_mark = conn.mark
+        ctx.ct_dir = "ORIGINAL" if half is conn.halves[0] else "REPLY"
+        ctx.ct_status = conn.status()
         if conn.master is not None:
             ctx.master_helper = conn.master.helper_name
     elif flow.exp is not None:
@@ -256,6 +261,8 @@ def postrouting(c: NfPacket) -> bool:
 def confirm(c: NfPacket) -> bool:
     flow = c.flow
     if not flow.new:
+        if c.conn is not None:
+            c.conn.mark = c.ctx.ct_mark
         return True
     half = ct.confirm(
         c.path, flow, c.actions, c.iface, c.egress, c.pkt, c.accepted_by, c.helper_rule, c.now, c.ev
@@ -264,6 +271,7 @@ def confirm(c: NfPacket) -> bool:
         return False
     c.half = half
     c.conn = half.conn
+    c.conn.mark = c.ctx.ct_mark
     return True
 
 
@@ -388,6 +396,8 @@ class NfPath:
             half = ct.confirm(self, flow, d.actions, iface, None, pkt, d.rule, None, now, ev)
             if half is None:
                 return
+        if half is not None:
+            half.conn.mark = ctx.ct_mark
         fw.stats["to_the_box"] += 1
         if icmp.is_echo_request(pkt):
             icmp.echo_reply(iface, pkt, out)
@@ -451,7 +461,11 @@ class NfPath:
         ctx.ctstate = flow.state
         self.ct_flow = flow
         if flow.half is not None:
-            ctx.ct_nat = flow.half.conn.ct_nat
+            conn = flow.half.conn
+            ctx.ct_nat = conn.ct_nat
+            ctx.ct_mark = conn.mark
+            ctx.ct_dir = "ORIGINAL" if flow.half is conn.halves[0] else "REPLY"
+            ctx.ct_status = conn.status()
         d = nf.traverse("OUTPUT", pkt, ctx, _OUT if flow.new else _OUT_NONAT)
         if d.actions:
             self.logs(d.actions, "OUTPUT", now, ev)
@@ -474,6 +488,8 @@ class NfPath:
             half = ct.confirm(self, flow, d.actions, iface, egress, pkt, rule, None, now, ev)
             if half is None:
                 return None
+        if half is not None:
+            half.conn.mark = ctx.ct_mark
             if attach is not None:
                 helper = half.conn.helper
                 half.conn.synproxy = attach(helper.seqadj if helper is not None else None)
