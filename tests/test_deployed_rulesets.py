@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 import iptables_kernel
-from sessions import Wire
 from statewall import craft
 from statewall.dialects.errors import ConfigError
 from statewall.dialects.iptables import format_listing, parse, parse_file, render
 from statewall.events import Drop, IcmpSent, NfLog
 from statewall.netfilter import Context, Netfilter
 from statewall.packet import decode, str_to_addr
+from traffic import Link
 
 CONFIGS = Path(__file__).parent / "configs"
 BATFISH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "batfish" / "networks" / "example"
@@ -51,11 +51,11 @@ def udp(src, dst, sport, dport):
     return craft.udp_packet(4, ip(src), ip(dst), sport, dport, b"q")
 
 
-def wire(name: str) -> Wire:
-    return Wire((CONFIGS / name).read_text(), filename=name)
+def wire(name: str) -> Link:
+    return Link.iptables((CONFIGS / name).read_text(), filename=name)
 
 
-def drops(w: Wire) -> list[Drop]:
+def drops(w: Link) -> list[Drop]:
     return w.of(Drop)
 
 
@@ -159,12 +159,14 @@ def test_docker27_publishes_a_port_masquerades_its_containers_and_isolates_its_n
     w = wire("docker-27-portmap.rules")
     # -p 8080:80: the client's SYN to the host's address goes to the container, the reply comes back
     # from the host's address (DOCKER nat chain, reached through -m addrtype --dst-type LOCAL).
-    [(out, syn)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.10", 40000, 8080))
+    [(out, syn)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.10", 40000, 8080)).pairs()
     assert (out, syn.dst, syn.dport, syn.ttl) == ("bridge1", "192.0.2.2", 80, 63)
-    [(out, synack)] = w.send("bridge1", tcp("192.0.2.2", "198.51.100.7", 80, 40000, SYN | ACK, 5000, 1001))
+    [(out, synack)] = w.send(
+        "bridge1", tcp("192.0.2.2", "198.51.100.7", 80, 40000, SYN | ACK, 5000, 1001)
+    ).pairs()
     assert (out, synack.src, synack.sport) == ("eth0", "203.0.113.10", 8080)
     # The container's own traffic leaves masqueraded (MASQUERADE ! -o bridge1).
-    [(out, q)] = w.send("bridge1", udp("192.0.2.2", "8.8.8.8", 5353, 53))
+    [(out, q)] = w.send("bridge1", udp("192.0.2.2", "8.8.8.8", 5353, 53)).pairs()
     assert (out, q.src) == ("eth0", "203.0.113.10")
     # A port that is not published, reached by routing straight to the container: DOCKER's DROP.
     assert w.send("eth0", tcp("198.51.100.7", "192.0.2.2", 40001, 22)) == []
@@ -173,7 +175,7 @@ def test_docker27_publishes_a_port_masquerades_its_containers_and_isolates_its_n
     assert w.send("docker0", tcp("172.17.0.5", "192.0.2.2", 40002, 80)) == []
     assert drops(w)[-1].origin.text == "-A DOCKER-ISOLATION-STAGE-2 -o bridge1 -j DROP"
     # The client's ACK is ESTABLISHED toward a bridge: the set match and conntrack let it through.
-    [(out, ack)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.10", 40000, 8080, ACK, 1001, 5001))
+    [(out, ack)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.10", 40000, 8080, ACK, 1001, 5001)).pairs()
     assert (out, ack.dst) == ("bridge1", "192.0.2.2")
     counters = w.fw.netfilter.counters("filter")
     assert counters[("FORWARD", 1)][0] == 1 and counters[("DOCKER", 0)][0] == 1
@@ -181,7 +183,7 @@ def test_docker27_publishes_a_port_masquerades_its_containers_and_isolates_its_n
 
 def test_docker20_forward_policy_drop_and_the_hairpin_masquerade():
     w = wire("docker-20-default.rules")
-    [(out, syn)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.10", 40000, 8080))
+    [(out, syn)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.10", 40000, 8080)).pairs()
     assert (out, syn.dst, syn.dport) == ("docker0", "172.17.0.2", 80)
     # Anything else toward the containers from outside meets FORWARD's DROP policy via DOCKER.
     assert w.send("eth0", tcp("198.51.100.7", "172.17.0.2", 40001, 22)) == []
@@ -203,7 +205,7 @@ def test_ufw_limit_rejects_the_sixth_ssh_connection_in_thirty_seconds_and_logs_i
     for i in range(5):
         assert w.send("eth0", tcp("203.0.113.5", "198.51.100.20", 41000 + i, 22), dt=1.0) == []
     assert not drops(w)
-    [(out, icmp)] = w.send("eth0", tcp("203.0.113.5", "198.51.100.20", 41005, 22), dt=1.0)
+    [(out, icmp)] = w.send("eth0", tcp("203.0.113.5", "198.51.100.20", 41005, 22), dt=1.0).pairs()
     assert (out, icmp.type, icmp.code) == ("eth0", 3, 3)  # ufw-user-limit: REJECT port-unreachable
     assert w.of(NfLog)[-1].text.startswith(
         "[UFW LIMIT BLOCK] IN=eth0 OUT= MAC= SRC=203.0.113.5 DST=198.51.100.20 LEN=40 TOS=0x00 PREC=0x00 "
@@ -211,7 +213,7 @@ def test_ufw_limit_rejects_the_sixth_ssh_connection_in_thirty_seconds_and_logs_i
     )
     assert w.of(IcmpSent)
     # 30 s after the first five, ssh is open again (--seconds 30 --hitcount 6 counts fresh stamps).
-    w.advance(31.0)
+    w.wait(31.0)
     assert w.send("eth0", tcp("203.0.113.5", "198.51.100.20", 41010, 22)) == []
     assert len([d for d in drops(w) if d.dport == 22]) == 1
 
@@ -237,24 +239,24 @@ def test_firewalld_accepts_its_services_forwards_its_ports_and_rejects_the_rest(
     w = wire("firewalld-iptables.rules")
     assert w.send("eth0", tcp("198.51.100.7", "203.0.113.20", 40000, 22)) == []
     assert not drops(w)  # IN_public_allow: ssh, NEW
-    [(out, syn)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.20", 40001, 8080))
+    [(out, syn)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.20", 40001, 8080)).pairs()
     assert (out, syn.dst, syn.dport) == ("eth1", "10.0.0.5", 80)  # the forward-port, --ctstate DNAT
-    [(out, rej)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.20", 40002, 25))
+    [(out, rej)] = w.send("eth0", tcp("198.51.100.7", "203.0.113.20", 40002, 25)).pairs()
     assert (out, rej.type, rej.code) == ("eth0", 3, 10)  # icmp-host-prohibited
-    [(out, q)] = w.send("eth1", udp("10.0.0.5", "8.8.8.8", 5000, 53))
+    [(out, q)] = w.send("eth1", udp("10.0.0.5", "8.8.8.8", 5000, 53)).pairs()
     assert (out, q.src) == ("eth0", "203.0.113.20")  # POST_public_allow ! -o lo -j MASQUERADE
 
 
 def test_openwrt_fw3_masquerades_lan_clamps_mss_forwards_a_port_and_rejects_wan():
     w = wire("openwrt-fw3.rules")
-    [(out, syn)] = w.send("lan", tcp("192.168.1.10", "93.184.216.34", 40000, 443, mss=1460))
+    [(out, syn)] = w.send("lan", tcp("192.168.1.10", "93.184.216.34", 40000, 443, mss=1460)).pairs()
     assert (out, syn.src) == ("wan", "198.51.100.30")
     assert dict((o[0], o[1]) for o in syn["TCP"].options if isinstance(o, tuple))["MSS"] == 1460  # MTU 1500
-    [(out, fwd)] = w.send("wan", tcp("203.0.113.9", "198.51.100.30", 41000, 8080))
+    [(out, fwd)] = w.send("wan", tcp("203.0.113.9", "198.51.100.30", 41000, 8080)).pairs()
     assert (out, fwd.dst, fwd.dport) == ("lan", "192.168.1.10", 80)
-    [(out, rst)] = w.send("wan", tcp("203.0.113.9", "198.51.100.30", 41001, 22))
+    [(out, rst)] = w.send("wan", tcp("203.0.113.9", "198.51.100.30", 41001, 22)).pairs()
     assert out == "wan" and rst["TCP"].flags & RST  # zone_wan_src_REJECT -> reject: tcp-reset
-    [(out, unreach)] = w.send("wan", udp("203.0.113.9", "198.51.100.30", 41002, 161))
+    [(out, unreach)] = w.send("wan", udp("203.0.113.9", "198.51.100.30", 41002, 161)).pairs()
     assert (out, unreach.type, unreach.code) == ("wan", 3, 3)
 
 
@@ -461,7 +463,7 @@ def test_connection_marks_directions_and_status_last_the_connection_through_the_
             "-j LOG --log-prefix 'orig7 '",
         ]
     )
-    w = Wire(rules)
+    w = Link.iptables(rules)
     assert w.send("eth0", tcp("203.0.113.9", "10.0.0.5", 40000, 80))  # NEW: ctmark 7 set
     assert not w.of(NfLog)
     assert w.send("eth1", tcp("10.0.0.5", "203.0.113.9", 80, 40000, SYN | ACK, 5000, 1001))
