@@ -396,3 +396,16 @@ def test_the_host_ruleset_through_the_engine_port_forward_masquerade_and_reject(
     syn = craft.tcp_packet(4, ip("192.168.1.20"), ip("93.184.216.34"), 4003, 25, 1000, 0, SYN, 64240)
     [(out, rst)] = send("lan", syn)
     assert out == "lan" and rst["TCP"].flags & 0x04  # reject with tcp reset
+
+
+def test_ct_helper_set_in_a_forward_chain_attaches_ftp_through_the_engine():
+    from statewall.engine import Firewall
+    from statewall.events import CtEvent
+
+    fw = Firewall(parse_file(CONFIGS / "nft-host.nft"))
+    syn = craft.tcp_packet(4, ip("192.168.1.20"), ip("93.184.216.34"), 40000, 21, 1000, 0, SYN, 64240)
+    res = fw.receive("lan", syn, 1000.0)
+    assert [(e.helper, e.orig[3]) for e in res.events if isinstance(e, CtEvent)] == [("ftp", 21)]
+    web = craft.tcp_packet(4, ip("192.168.1.20"), ip("93.184.216.34"), 40001, 443, 1000, 0, SYN, 64240)
+    res = fw.receive("lan", web, 1000.1)
+    assert [e.helper for e in res.events if isinstance(e, CtEvent)] == [None]

@@ -423,7 +423,10 @@ def helper_for(path, rule, dport: int, real_dport: int) -> Inspection | None:
     """The inspection of a new TCP connection: the raw-table ``CT --helper`` rule that matched its
     first packet, else an inspection attached by port."""
     if rule is not None:
-        name = str(rule.target_args.get("helper"))
+        # iptables: the CT target's --helper; nftables: a "ct helper set" statement of the rule.
+        name = rule.target_args.get("helper") or next(
+            (a.get("helper") for kind, a in rule.statements if kind == "CT"), None
+        )
         if name != "ftp":
             return None
         found = path.rule_helpers.get((rule.origin, dport)) or path.rule_helpers.get(

@@ -166,6 +166,15 @@ def conntrack(c: NfPacket) -> bool:
     return True
 
 
+def _later_helper(c: NfPacket, actions: list) -> None:
+    """An nftables ``ct helper set`` after conntrack (any hook before the connection is confirmed)
+    attaches the helper as a raw-table ``CT --helper`` rule does (nft_ct_helper_obj_eval)."""
+    if c.flow is not None and c.flow.new:
+        for a in actions:
+            if a.kind == "CT" and a.args.get("helper"):
+                c.helper_rule = a.rule
+
+
 @stage("PREROUTING")
 def prerouting(c: NfPacket) -> bool:
     """mangle and nat PREROUTING; then the destination side of the translation."""
@@ -173,6 +182,7 @@ def prerouting(c: NfPacket) -> bool:
     d = path.nf.traverse("PREROUTING", pkt, c.ctx, _PRE if flow.new else _PRE_NONAT)
     if d.actions:
         path.logs(d.actions, "PREROUTING", c.now, c.ev)
+        _later_helper(c, d.actions)
     if d.verdict != "ACCEPT":
         path.refused(d, "PREROUTING", c.iface, None, pkt, c.ctx, flow, None, c.now, c.out, c.ev)
         return False
@@ -233,6 +243,7 @@ def forward_hook(c: NfPacket) -> bool:
     d = path.nf.traverse("FORWARD", c.pkt, c.ctx, _FORWARD)
     if d.actions:
         path.logs(d.actions, "FORWARD", c.now, c.ev)
+        _later_helper(c, d.actions)
     if d.verdict != "ACCEPT":
         if d.rule is not None and d.rule.target == "SYNPROXY":
             ct.discard(path, c.flow)
@@ -250,6 +261,7 @@ def postrouting(c: NfPacket) -> bool:
     d = path.nf.traverse("POSTROUTING", c.pkt, c.ctx, _POST if c.flow.new else _POST_NONAT)
     if d.actions:
         path.logs(d.actions, "POSTROUTING", c.now, c.ev)
+        _later_helper(c, d.actions)
     if d.verdict != "ACCEPT":
         path.refused(d, "POSTROUTING", c.iface, c.egress, c.pkt, c.ctx, c.flow, c.half, c.now, c.out, c.ev)
         return False
