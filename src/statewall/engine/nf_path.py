@@ -161,11 +161,25 @@ def conntrack(c: NfPacket) -> bool:
     path.ct_flow = flow
     if conn is not None:
         ctx.ct_nat = conn.ct_nat
+        # The connection's mark, the packet's direction and the status bits, for CONNMARK, connmark,
+        # --ctdir and --ctstatus (the mark is stored back at CONFIRM).
+        ctx.ct_mark = conn.mark
+        ctx.ct_dir = "ORIGINAL" if half is conn.halves[0] else "REPLY"
+        ctx.ct_status = conn.status()
         if conn.master is not None:
             ctx.master_helper = conn.master.helper_name
     elif flow.exp is not None:
         ctx.master_helper = flow.exp.master.helper_name
     return True
+
+
+def _later_helper(c: NfPacket, actions: list) -> None:
+    """An nftables ``ct helper set`` after conntrack (any hook before the connection is confirmed)
+    attaches the helper as a raw-table ``CT --helper`` rule does (nft_ct_helper_obj_eval)."""
+    if c.flow is not None and c.flow.new:
+        for a in actions:
+            if a.kind == "CT" and a.args.get("helper"):
+                c.helper_rule = a.rule
 
 
 @stage("PREROUTING")
@@ -175,6 +189,7 @@ def prerouting(c: NfPacket) -> bool:
     d = path.nf.traverse("PREROUTING", pkt, c.ctx, _PRE if flow.new else _PRE_NONAT)
     if d.actions:
         path.logs(d.actions, "PREROUTING", c.now, c.ev)
+        _later_helper(c, d.actions)
     if d.verdict != "ACCEPT":
         path.refused(d, "PREROUTING", c.iface, None, pkt, c.ctx, flow, None, c.now, c.out, c.ev)
         return False
@@ -252,6 +267,7 @@ def forward_hook(c: NfPacket) -> bool:
     d = path.nf.traverse("FORWARD", c.pkt, c.ctx, _FORWARD)
     if d.actions:
         path.logs(d.actions, "FORWARD", c.now, c.ev)
+        _later_helper(c, d.actions)
     if d.verdict != "ACCEPT":
         if d.rule is not None and d.rule.target == "SYNPROXY":
             ct.discard(path, c.flow)
@@ -269,6 +285,7 @@ def postrouting(c: NfPacket) -> bool:
     d = path.nf.traverse("POSTROUTING", c.pkt, c.ctx, _POST if c.flow.new else _POST_NONAT)
     if d.actions:
         path.logs(d.actions, "POSTROUTING", c.now, c.ev)
+        _later_helper(c, d.actions)
     if d.verdict != "ACCEPT":
         path.refused(d, "POSTROUTING", c.iface, c.egress, c.pkt, c.ctx, c.flow, c.half, c.now, c.out, c.ev)
         return False
@@ -280,6 +297,8 @@ def postrouting(c: NfPacket) -> bool:
 def confirm(c: NfPacket) -> bool:
     flow = c.flow
     if not flow.new:
+        if c.conn is not None:
+            c.conn.mark = c.ctx.ct_mark
         return True
     half = ct.confirm(
         c.path, flow, c.actions, c.iface, c.egress, c.pkt, c.accepted_by, c.helper_rule, c.now, c.ev
@@ -288,6 +307,7 @@ def confirm(c: NfPacket) -> bool:
         return False
     c.half = half
     c.conn = half.conn
+    c.conn.mark = c.ctx.ct_mark
     return True
 
 
@@ -416,6 +436,8 @@ class NfPath:
             half = ct.confirm(self, flow, d.actions, iface, None, pkt, d.rule, None, now, ev)
             if half is None:
                 return
+        if half is not None:
+            half.conn.mark = ctx.ct_mark
         fw.stats["to_the_box"] += 1
         if icmp.is_echo_request(pkt):
             icmp.echo_reply(iface, pkt, out)
@@ -479,7 +501,11 @@ class NfPath:
         ctx.ctstate = flow.state
         self.ct_flow = flow
         if flow.half is not None:
-            ctx.ct_nat = flow.half.conn.ct_nat
+            conn = flow.half.conn
+            ctx.ct_nat = conn.ct_nat
+            ctx.ct_mark = conn.mark
+            ctx.ct_dir = "ORIGINAL" if flow.half is conn.halves[0] else "REPLY"
+            ctx.ct_status = conn.status()
         d = nf.traverse("OUTPUT", pkt, ctx, _OUT if flow.new else _OUT_NONAT)
         if d.actions:
             self.logs(d.actions, "OUTPUT", now, ev)
@@ -502,6 +528,8 @@ class NfPath:
             half = ct.confirm(self, flow, d.actions, iface, egress, pkt, rule, None, now, ev)
             if half is None:
                 return None
+        if half is not None:
+            half.conn.mark = ctx.ct_mark
             if attach is not None:
                 helper = half.conn.helper
                 half.conn.synproxy = attach(helper.seqadj if helper is not None else None)
