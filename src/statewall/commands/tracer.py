@@ -6,8 +6,12 @@ Syntax as on the ASA (``-c CONFIG`` added, ``input`` required)::
     packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]
 
 Ports and ICMP types take the ASA's names (``ftp``, ``www``, ``echo``). The decisions and their text
-come from ``statewall.tracer``; this module only reads the command line. The exit code is 0 whether
-the packet is allowed or dropped: a drop is an answer, not a failure.
+come from ``statewall.tracer``; this module only reads the command line. For an ASA configuration the
+exit code is 0 whether the packet is allowed or dropped: a drop is an answer, not a failure.
+
+An iptables configuration (``IFACE`` its logical or device name) is traced through netfilter's stages
+and printed as ``nft monitor trace`` prints a traced packet, then statewall's account of each stage and
+of a drop; the exit code is 1 when the packet is dropped, as a script checking a ruleset wants it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import argparse
 import ipaddress
 
 from ..dialects.asa import names
-from . import EXIT_OK, UsageError, add_config_argument, load_config
+from . import EXIT_FAILURE, EXIT_OK, UsageError, add_config_argument, load_config
 
 USAGE = (
     "statewall packet-tracer -c CONFIG input IFACE {tcp|udp} SRC SPORT DST DPORT [detailed]\n"
@@ -78,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     iface, proto, src, sport, dst, dport, detailed = parse_words(args.words)
     detailed = detailed or args.detailed
     policy = load_config(args.config)
+    if policy.netfilter is not None or policy.ip6_netfilter is not None:
+        return run_netfilter(args.config, policy, iface, proto, src, sport, dst, dport, detailed)
     if iface not in policy.interfaces:
         known = ", ".join(sorted(policy.interfaces)) or "none"
         raise UsageError(f"no interface named {iface!r} in {args.config} (interfaces: {known})")
@@ -89,12 +95,31 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_netfilter(config, policy, iface, proto, src, sport, dst, dport, detailed) -> int:
+    """An iptables configuration: the kernel's trace lines, then statewall's account; exit 1 on a drop."""
+    from ..tracer import TracerError, netfilter_tracer, nf_interface
+
+    if nf_interface(policy, iface) is None:
+        known = ", ".join(
+            f"{n} ({i.hardware})" if i.hardware else n for n, i in sorted(policy.interfaces.items())
+        )
+        raise UsageError(f"no interface named {iface!r} in {config} (interfaces: {known or 'none'})")
+    try:
+        text, allowed = netfilter_tracer(policy, iface, proto, src, sport, dst, dport, detailed=detailed)
+    except TracerError as exc:
+        raise UsageError(str(exc)) from None
+    print(text, end="")
+    return EXIT_OK if allowed else EXIT_FAILURE
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "packet-tracer",
         help="trace one packet through a configuration, phase by phase",
         description="Show each phase (flow lookup, route lookup, access list, NAT, connection) with "
-        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop.",
+        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop. For an "
+        "iptables configuration: the kernel's trace lines (nft monitor trace), each stage with its "
+        "configuration line, and exit status 1 when the packet is dropped.",
         usage=USAGE,
     )
     add_config_argument(p)
