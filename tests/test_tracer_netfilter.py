@@ -14,6 +14,7 @@ from statewall import cli, craft
 from statewall.config import parse_policy
 from statewall.engine import Firewall, nf_path
 from statewall.packet import str_to_addr
+from statewall.pcapio import PcapWriter
 from statewall.tracer import netfilter_trace, netfilter_tracer, nf_stage_phases
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -88,9 +89,10 @@ SERVER, REMOTE = str_to_addr("10.20.0.5")[1], str_to_addr("198.51.100.20")[1]
 ISN, R_ISN, PIX_OFFSET = 0x1000_0000, 0x7000_0000, 0x2345_0000
 
 
-def seed003_upload(fw: Firewall) -> bytearray:
-    """The application server opens scp to the peer beyond the PIX and sends four segments through
-    ``fw``; returns the peer's duplicate ACK whose SACK block the PIX left in its shifted numbering."""
+def seed003_upload(fw: Firewall | None) -> list[tuple[str, bytearray]]:
+    """The application server opens scp to the peer beyond the PIX and sends four segments (through
+    ``fw`` when given), then the peer's duplicate ACK whose SACK block the PIX left in its shifted
+    numbering: every packet with the interface it arrives on, the ACK last (not sent through ``fw``)."""
     syn = craft.tcp_options(
         craft.tcp_option_mss(1460), craft.tcp_option_sack_permitted(), craft.tcp_option_wscale(7)
     )
@@ -101,7 +103,7 @@ def seed003_upload(fw: Firewall) -> bytearray:
                                 payload=payload)  # fmt: skip
 
     t = 1.0
-    for iface, pkt in [
+    upload = [
         ("dmz", seg(SERVER, REMOTE, 40022, 22, 0x02, ISN, 0, options=syn)),
         ("pix", seg(REMOTE, SERVER, 22, 40022, 0x12, R_ISN, ISN + 1, options=syn)),
         ("dmz", seg(SERVER, REMOTE, 40022, 22, 0x10, ISN + 1, R_ISN + 1)),
@@ -109,18 +111,20 @@ def seed003_upload(fw: Firewall) -> bytearray:
             ("dmz", seg(SERVER, REMOTE, 40022, 22, 0x18, ISN + 1 + i * 1000, R_ISN + 1, b"x" * 1000))
             for i in range(4)
         ],
-    ]:
+    ]
+    for iface, pkt in upload if fw is not None else ():
         t += 0.01
         res = fw.receive(iface, pkt, t)
         assert res.packets, res.events
     sack = craft.tcp_option_sack([(ISN + 2001 + PIX_OFFSET, ISN + 3001 + PIX_OFFSET)])
-    return seg(REMOTE, SERVER, 22, 40022, 0x10, R_ISN + 1, ISN + 1001, options=craft.tcp_options(sack))
+    ack = seg(REMOTE, SERVER, 22, 40022, 0x10, R_ISN + 1, ISN + 1001, options=craft.tcp_options(sack))
+    return [*upload, ("pix", ack)]
 
 
 def test_seed003_the_unshifted_sack_is_invalid_and_the_trace_names_be_liberal():
     strict = "".join(ln for ln in SEED003.read_text().splitlines(keepends=True) if "be_liberal" not in ln)
     fw = Firewall(policy(SEED003, strict), fast_path=False)
-    text, allowed = netfilter_trace(fw, "eth0", seed003_upload(fw), 2.0)
+    text, allowed = netfilter_trace(fw, "eth0", seed003_upload(fw)[-1][1], 2.0)
     assert not allowed
     assert kernel(text) == [
         "filter FORWARD conntrack: ct state invalid",
@@ -143,7 +147,7 @@ def test_seed003_the_unshifted_sack_is_invalid_and_the_trace_names_be_liberal():
 
 def test_seed003_with_be_liberal_the_same_ack_is_established_and_accepted():
     fw = Firewall(policy(SEED003), fast_path=False)
-    text, allowed = netfilter_trace(fw, "pix", seed003_upload(fw), 2.0)
+    text, allowed = netfilter_trace(fw, "pix", seed003_upload(fw)[-1][1], 2.0)
     assert allowed
     assert kernel(text)[0] == "filter FORWARD conntrack: ct direction reply ct state established ct id 1"
     assert kernel(text)[-1] == (
@@ -151,6 +155,31 @@ def test_seed003_with_be_liberal_the_same_ack_is_established_and_accepted():
         "(verdict accept)"
     )
     assert "EMIT ALLOW out dmz as 198.51.100.20:22 -> 10.20.0.5:40022" in stages(text)
+
+
+def test_seed003_from_a_capture_the_tracer_replays_what_came_before_and_traces_packet_n(tmp_path, capsys):
+    """``--capture CAPTURE --packet N``: the connection the earlier packets built is there when the
+    eighth packet, the peer's duplicate ACK, is traced."""
+    cap = tmp_path / "dmz-side.pcap"
+    with PcapWriter(cap) as w:
+        for n, (_iface, pkt) in enumerate(seed003_upload(None)):
+            w.write(bytes(pkt), 100.0 + n * 0.01)
+    strict = tmp_path / "seed003-strict.rules"
+    strict.write_text("".join(ln for ln in SEED003.read_text().splitlines(True) if "be_liberal" not in ln))
+    code, out = run(capsys, "packet-tracer", "-c", str(strict), "--capture", str(cap), "--packet", "8")
+    assert code == 1
+    assert (
+        kernel(out)[-1]
+        == "filter FORWARD rule iptables -A FORWARD -m state --state INVALID -j DROP (verdict drop)"
+    )
+    assert out.endswith("statewall: to let it through: net.netfilter.nf_conntrack_tcp_be_liberal = 1\n")
+    code, out = run(capsys, "packet-tracer", "-c", str(SEED003), "--capture", str(cap), "--packet", "8")
+    assert code == 0 and "ct direction reply ct state established ct id 1" in kernel(out)[0]
+    # The first packet, traced in an empty table: the SYN that opens the connection.
+    code, out = run(capsys, "packet-tracer", "-c", str(SEED003), "--capture", f"dmz={cap}", "--packet", "1")
+    assert code == 0 and kernel(out)[0] == "filter FORWARD conntrack: ct state new"
+    assert cli.main(["packet-tracer", "-c", str(SEED003), "--capture", str(cap), "--packet", "9"]) == 2
+    assert "fewer than 9 packets" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------
