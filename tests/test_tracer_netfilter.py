@@ -254,6 +254,14 @@ def test_a_netfilter_stage_reporting_a_phase_it_does_not_declare_is_refused(monk
         netfilter_tracer(policy(GATEWAY), "eth1", "tcp", "10.0.0.2", 40000, "198.51.100.7", 443)
 
 
+def test_a_packet_for_the_box_is_decided_by_input():
+    text, allowed = netfilter_tracer(policy(GATEWAY), "lan", "tcp", "10.0.0.2", 40000, "10.0.0.1", 22)
+    assert allowed and "output: the box itself (INPUT)" in text
+    assert [line.split()[0] for line in stages(text)] == ["CONNTRACK", "PREROUTING", "ROUTE-LOOKUP", "INPUT",
+                                                          "INPUT"]  # fmt: skip
+    assert "filter INPUT policy accept" in kernel(text)
+
+
 def test_nothing_is_recorded_when_no_tracer_listens():
     fw = Firewall(policy(GATEWAY))
     syn = craft.tcp_packet(

@@ -153,6 +153,7 @@ def netfilter_trace(
     family = "ip" if data[0] >> 4 == 4 else "ip6"
     tid = f"{crc32(bytes(data)):08x}"
     fw.trace_log = []
+    to_the_box = fw.stats["to_the_box"]
     try:
         res = fw.receive(name, data, now)
         log = fw.trace_log
@@ -186,10 +187,13 @@ def netfilter_trace(
                 text += f"  [{origin.text}]"
         ours.append(f"  {typ:<15} {'ALLOW' if ok else 'DROP ':<5} {text}{where}")
     drops = [e for e in res.events if isinstance(e, Drop)]
-    allowed = bool(res.packets) and not drops
+    delivered = fw.stats["to_the_box"] > to_the_box  # INPUT accepted it: the box takes it in
+    allowed = (bool(res.packets) or delivered) and not drops
     lines = kernel + ["", "statewall: the packet's stages"] + ours + [""]
     lines.append(f"input-interface: {name} ({fw.netfilter.device(name)})")
-    if res.packets:
+    if delivered:
+        lines.append("output: the box itself (INPUT)")
+    elif res.packets:
         out = res.packets[0][0]
         lines.append(f"output-interface: {out} ({fw.netfilter.device(out)})")
     lines.append(f"Action: {'allow' if allowed else 'drop'}")
