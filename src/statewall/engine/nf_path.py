@@ -195,8 +195,8 @@ def prerouting(c: NfPacket) -> bool:
         bound = ct.bind_dst(path, flow, d.actions, c.iface, pkt, c.now, c.ev)
         xl = flow.xl_dst
         if xl is not None and (xl.mapped_addr != xl.real_addr or xl.mapped_port != xl.real_port):
-            # nf_nat_setup_info sets IPS_DST_NAT as soon as the binding changes the tuple, so the first
-            # packet's FORWARD rules already match --ctstate DNAT (xt_conntrack's state bits).
+            # nf_nat_setup_info (nf_nat_core.c) sets IPS_DST_NAT once the binding changes the tuple, so
+            # the first packet's FORWARD rules already match --ctstate DNAT (xt_conntrack's state bits).
             c.ctx.ct_nat = _DST_NAT
         if c.trace is not None:
             nf_trace.bound(c, bound, xl)
