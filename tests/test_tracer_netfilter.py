@@ -254,6 +254,43 @@ def test_a_netfilter_stage_reporting_a_phase_it_does_not_declare_is_refused(monk
         netfilter_tracer(policy(GATEWAY), "eth1", "tcp", "10.0.0.2", 40000, "198.51.100.7", 443)
 
 
+JUMPS = """\
+#@statewall interface a dev eth1 address 10.1.0.1/24
+#@statewall interface b dev eth2 address 10.2.0.1/24
+*filter
+:FORWARD ACCEPT [0:0]
+:CHK - [0:0]
+:G - [0:0]
+-A FORWARD -p udp -j CHK
+-A FORWARD -p udp -j ACCEPT
+-A FORWARD -p tcp -g G
+-A FORWARD -j DROP
+-A CHK -p udp --dport 53 -j RETURN
+-A CHK -j DROP
+-A G -p tcp --dport 22 -j DROP
+COMMIT
+"""
+
+
+def test_returns_and_gotos_are_walked_as_ipt_do_table_walks_them():
+    """RETURN goes back to the rule after the jump; the end of a chain entered by -g returns to the
+    caller of the chain that went there, here the built-in chain's policy (iptables-extensions(8))."""
+    jumps = parse_policy(JUMPS, "jumps.rules")
+    text, allowed = netfilter_tracer(jumps, "a", "udp", "10.1.0.2", 5000, "10.2.0.2", 53)
+    assert allowed and [line for line in kernel(text) if " rule " in line or " policy " in line] == [
+        "filter FORWARD rule -A FORWARD -p udp -j CHK (verdict jump CHK)",
+        "filter CHK rule -A CHK -p udp --dport 53 -j RETURN (verdict return)",
+        "filter FORWARD rule -A FORWARD -p udp -j ACCEPT (verdict accept)",
+    ]
+    text, allowed = netfilter_tracer(jumps, "a", "tcp", "10.1.0.2", 5000, "10.2.0.2", 80)
+    assert allowed and [line for line in kernel(text) if " rule " in line or " policy " in line] == [
+        "filter FORWARD rule -A FORWARD -p tcp -g G (verdict goto G)",
+        "filter FORWARD policy accept",
+    ]
+    text, allowed = netfilter_tracer(jumps, "a", "tcp", "10.1.0.2", 5000, "10.2.0.2", 22)
+    assert not allowed and kernel(text)[-1] == "filter G rule -A G -p tcp --dport 22 -j DROP (verdict drop)"
+
+
 def test_a_packet_for_the_box_is_decided_by_input():
     text, allowed = netfilter_tracer(policy(GATEWAY), "lan", "tcp", "10.0.0.2", 40000, "10.0.0.1", 22)
     assert allowed and "output: the box itself (INPUT)" in text
