@@ -237,3 +237,29 @@ def test_an_ip6tables_ftp_helper_replay_links_the_data_connections_too(
     data = [c for c in model["conns"] if c["r"]["port"] != 21]
     assert data and all(c["master"] == control["id"] for c in data)
     assert control["i"]["mapped_address"] == "2001:db8:5::1" and model["other_packets"] == 0
+
+
+def test_an_ftp_bounce_is_on_its_control_connections_ladder(tmp_path: Path) -> None:
+    """A PORT naming another host: 406002 and the drop on the control connection's ladder."""
+    from test_ftp_pinholes import CLIENT, PIX_PAT, SERVER
+
+    cap = tmp_path / "bounce.pcap"
+    with PcapWriter(cap) as w:
+        for i, (src, dst, sport, dport, flags, seq, ack, payload) in enumerate(
+            [
+                (CLIENT, SERVER, 38003, 21, "S", 1000, 0, b""),
+                (SERVER, CLIENT, 21, 38003, "SA", 5000, 1001, b""),
+                (CLIENT, SERVER, 38003, 21, "A", 1001, 5001, b""),
+                (CLIENT, SERVER, 38003, 21, "PA", 1001, 5001, b"PORT 192,168,9,77,0,25\r\n"),
+            ]
+        ):
+            pkt = (
+                IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack) / payload
+            )
+            w.write(bytes(pkt), 100.0 + i * 0.01)
+    replay(parse_policy(PIX_PAT, "ftp.cfg"), [(None, cap)], tmp_path / "out")
+    (conn,) = build_model(tmp_path / "out", PIX_PAT)["conns"]
+    assert any(
+        text.startswith("%ASA-4-406002: FTP port command different address") for _, text in conn["log"]
+    )
+    assert conn["drops"] == {"inspect-ftp": 1} and [r[2] for r in conn["rows"]].count(DROPPED) == 1

@@ -368,7 +368,7 @@ class _Builder:
                 self.pending_xlates[(rec["real_interface"], rec["real_address"], rec["real_port"])] = rec
             elif kind == "Drop":
                 sid = self._drop(rec, t, sid)
-            elif kind == "FtpTransfer":
+            elif kind in ("FtpTransfer", "FtpBounce"):
                 conn = self.conns.get(rec.get("conn_id"))
                 if conn is not None:
                     conn.records.append(rec)
