@@ -28,6 +28,7 @@ ALL = [p for p in BATFISH + CISCO if p.name not in ("README.md", "LICENSE")]
 FAILS: dict[str, list[str]] = {
     "asa-filters": ["36:14: access-group refers to unknown access-list 'FILTER_UNDEF'"],
     "asa-gh-6042": ["7:48: unknown object 'X'"],
+    "asa-logging-bad-port": ["6:30: invalid syslog port '500' (1025..65535)"],
     "asa-nested-icmp-type-object-group": [
         "17:14: invalid object-group type 'group' (expected network, service, protocol, icmp-type, user or "
         "security)",
@@ -126,5 +127,5 @@ def _fates() -> dict[str, int]:
 def test_the_share_of_the_batfish_corpus_the_readme_states():
     # README.md, "Real configurations": keep the two in step (statewall check --json gives the counts).
     loaded = [p for p in BATFISH if p.name not in FAILS and p.name not in ("README.md", "LICENSE")]
-    assert len(loaded) == 36
-    assert _fates() == {"modelled": 154, "no-effect": 114, "not-modelled": 116}
+    assert len(loaded) == 35
+    assert _fates() == {"modelled": 164, "no-effect": 101, "not-modelled": 116}

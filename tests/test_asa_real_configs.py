@@ -432,8 +432,8 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
     assert list(policy.reverse_path) == ["outside"] and policy.nat_control
     dm = policy.dns_inspect_maps["preset_dns_map"]
     assert (dm.message_length_max, dm.dns_guard) == (512, False)
-    # Logging is handled elsewhere: no effect on traffic through the box.
-    assert dict((o.line, f) for o, f in policy.fates)[19] == "no-effect"
+    # Logging is modelled: the logging module applies it to what is logged and sent.
+    assert dict((o.line, f) for o, f in policy.fates)[19] == "modelled"
 
 
 def test_show_service_policy_never_lists_an_unimplemented_inspection_as_active():

@@ -156,12 +156,12 @@ def test_packet_tracer_allows_the_ftp_client_through_pat(capsys) -> None:
     assert out.rstrip().splitlines()[-1] == "Action: allow"
 
 
-def test_packet_tracer_drop_names_the_reason_and_still_exits_0(capsys) -> None:
+def test_packet_tracer_drop_names_the_reason_and_exits_1(capsys) -> None:
     code, out, _ = run(
         capsys, "packet-tracer", "-c", str(SEED000), "input", "outside", "tcp", "192.168.9.2", "40000",
         "10.0.0.2", "ssh", "detailed",
     )  # fmt: skip
-    assert code == 0
+    assert code == 1  # the verdict, for scripts
     assert re.search(r"^Result: DROP$", out, re.M)
     assert "Action: drop" in out
     assert re.search(r"^Drop-reason: \(\S+\) .+", out, re.M)
@@ -210,9 +210,12 @@ def test_replay_json_summary_matches_the_file(
     assert {p.name for p in out.iterdir()} == {
         "inside.pcap",
         "outside.pcap",
+        "asp-drop.pcap",
         "log.txt",
         "events.jsonl",
         "summary.json",
+        "arrived",
+        "report.html",
     }
 
 
@@ -292,6 +295,10 @@ def test_demo_tells_the_seed000_story(tmp_path: Path, capsys) -> None:
     assert {"inside.pcap", "outside.pcap", "log.txt", "events.jsonl", "summary.json"} <= {
         p.name for p in kept.iterdir()
     }
+    # Each seed scenario's report, written and its path printed.
+    for name in ("seed000-ftp", "seed000-upload"):
+        report = tmp_path / name / "replay" / "report.html"
+        assert f"report: {report}\n" in out and report.is_file()
 
 
 def test_demo_list_and_unknown_scenario(capsys) -> None:

@@ -414,6 +414,11 @@ class ConntrackSettings:
     tcp_loose: bool = True
     tcp_ignore_invalid_rst: bool = False
     tcp_max_retrans: int = 3
+    # nf_conntrack_max: the table's bound. Linux sizes it from memory (nf_conntrack_init_start,
+    # nf_conntrack_core.c): 262144 on a 64-bit machine with more than 4 GB, 65536 with more than 1 GB.
+    # The ASA's stages use the platform's connection limit instead (engine.compiled.ASA_CONN_MAX)
+    # unless this is set explicitly. 0: no bound.
+    max: int = 262144
     checksum: bool = True
     tcp_timeout_syn_sent: float = 120.0
     tcp_timeout_syn_recv: float = 60.0
@@ -628,6 +633,124 @@ class NfRule:
     fragment: bool | None = None
     counters: tuple[int, int] = (0, 0)
     origin: Origin = BUILTIN
+    # Statements that act and continue, run in order before ``target`` when the rule matches (an nft
+    # rule's ``log``, ``meta mark set``, ``tcp option maxseg size set``, ...): (target name, args) as
+    # ``target``/``target_args`` take them. ``counter`` is nft's explicit counter statement (its
+    # counters print back); iptables rules always count.
+    statements: list[tuple[str, dict]] = field(default_factory=list)
+    counter: bool = False
+    # The order a dialect wrote the rule's parts in, for printing it back the same way (nft: "iif",
+    # "saddr", "dport", "ext:0", "counter", "stmt:0", "verdict", ...); empty: the dialect's own order.
+    layout: tuple[str, ...] = ()
+
+
+# Match modules whose first instance lives in ``NfRule.match`` rather than in ``matches_extra``.
+NF_FOLDED_MODULES = frozenset({"tcp", "udp", "icmp", "icmp6", "state", "conntrack", "multiport"})
+
+# What the kernel sends for each REJECT type (ipt_REJECT.c / ip6t_REJECT.c): ("icmp", type, code) in
+# the packet's family, or ("tcp-reset",).
+NF_REJECT_REPLIES: dict[str, tuple] = {
+    "icmp-net-unreachable": ("icmp", 3, 0),
+    "icmp-host-unreachable": ("icmp", 3, 1),
+    "icmp-proto-unreachable": ("icmp", 3, 2),
+    "icmp-port-unreachable": ("icmp", 3, 3),
+    "icmp-net-prohibited": ("icmp", 3, 9),
+    "icmp-host-prohibited": ("icmp", 3, 10),
+    "icmp-admin-prohibited": ("icmp", 3, 13),
+    "icmp6-no-route": ("icmp", 1, 0),
+    "icmp6-adm-prohibited": ("icmp", 1, 1),
+    "icmp6-addr-unreachable": ("icmp", 1, 3),
+    "icmp6-port-unreachable": ("icmp", 1, 4),
+    "icmp6-policy-fail": ("icmp", 1, 5),
+    "icmp6-reject-route": ("icmp", 1, 6),
+    "tcp-reset": ("tcp-reset",),
+}
+# nft's "reject with icmpx TYPE" (NFT_REJECT_ICMPX_*): the same name in the packet's own family.
+NF_REJECT_ICMPX: dict[str, dict[int, str]] = {
+    "icmpx-port-unreachable": {4: "icmp-port-unreachable", 6: "icmp6-port-unreachable"},
+    "icmpx-admin-prohibited": {4: "icmp-admin-prohibited", 6: "icmp6-adm-prohibited"},
+    "icmpx-no-route": {4: "icmp-net-unreachable", 6: "icmp6-no-route"},
+    "icmpx-host-unreachable": {4: "icmp-host-unreachable", 6: "icmp6-addr-unreachable"},
+}
+
+
+def nf_folded_owners(rule: NfRule) -> list[bool]:
+    """For each entry of ``rule.modules``: True when that instance lives in ``rule.match`` (folded),
+    False when it is the next entry of ``rule.matches_extra`` with that name."""
+    remaining: dict[str, int] = {}
+    for e in rule.matches_extra:
+        remaining[e.name] = remaining.get(e.name, 0) + 1
+    counts: dict[str, int] = {}
+    for name in rule.modules:
+        counts[name] = counts.get(name, 0) + 1
+    out = []
+    seen: dict[str, int] = {}
+    for name in rule.modules:
+        seen[name] = seen.get(name, 0) + 1
+        folded_count = counts[name] - remaining.get(name, 0)
+        out.append(name in NF_FOLDED_MODULES and seen[name] <= folded_count)
+    return out
+
+
+def nf_folded_args(name: str, rule: NfRule) -> dict:
+    """A folded module's options, read back from ``rule.match`` (keys as for ``NfExtension.args``)."""
+    m = rule.match
+    if name in ("tcp", "udp"):
+        ports_are_multiport = "multiport" in rule.modules and sum(
+            1 for e in rule.matches_extra if e.name == "multiport"
+        ) < sum(1 for n in rule.modules if n == "multiport")
+        args: dict = {"sport": None, "dport": None, "sport_negate": False, "dport_negate": False}
+        if not ports_are_multiport:
+            if m.source_ports:
+                args.update(sport=m.source_ports[0], sport_negate=m.source_ports_negate)
+            if m.destination_ports:
+                args.update(dport=m.destination_ports[0], dport_negate=m.destination_ports_negate)
+        args.update(flags=m.tcp_flags, flags_negate=m.tcp_flags_negate)
+        return args
+    if name in ("icmp", "icmp6"):
+        return {"type": m.icmp_type, "code": m.icmp_code, "negate": m.icmp_negate}
+    if name in ("state", "conntrack"):
+        return {"states": m.ctstates, "negate": m.ctstates_negate}
+    if name == "multiport":
+        if m.source_ports:
+            return {"dir": "sports", "ports": m.source_ports, "negate": m.source_ports_negate}
+        return {"dir": "dports", "ports": m.destination_ports, "negate": m.destination_ports_negate}
+    raise ValueError(f"module {name} is never folded into Match")
+
+
+def nf_module_instances(rule: NfRule) -> list[tuple[str, bool, dict]]:
+    """(name, folded, args) of each match module of the rule, in the order written, which is the
+    order netfilter evaluates them in."""
+    out = []
+    extras = list(rule.matches_extra)
+    for name, folded in zip(rule.modules, nf_folded_owners(rule), strict=True):
+        if folded:
+            out.append((name, True, nf_folded_args(name, rule)))
+        else:
+            idx = next(i for i, e in enumerate(extras) if e.name == name)
+            out.append((name, False, extras.pop(idx).args))
+    return out
+
+
+@dataclass(slots=True)
+class NfSet:
+    """An ipset (``ipset create NAME TYPE``) that ``-m set --match-set`` rules look addresses and ports up in.
+
+    ``kind`` is the ipset type (``hash:net``, ``hash:ip,port``, ...), ``dims`` its dimensions (``ip``,
+    ``net``, ``port``, ``set``), ``family`` 4 or 6. Each member is a tuple with one element per
+    dimension: ``(first, last)`` integer addresses for ip/net, ``(protocol, low, high)`` for port, a
+    set name for ``list:set``. ``text`` keeps each member as written, ``options`` the create options
+    (``timeout``, ``hashsize``, ...) as written.
+    """
+
+    name: str
+    kind: str
+    family: int = 4
+    dims: tuple[str, ...] = ()
+    members: list[tuple] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    origin: Origin = BUILTIN
 
 
 @dataclass(slots=True)
@@ -639,6 +762,12 @@ class NfChain:
     rules: list[NfRule] = field(default_factory=list)
     counters: tuple[int, int] = (0, 0)  # the policy's counters (built-in chains)
     origin: Origin = BUILTIN
+    # An nftables base chain: its ``kind`` (filter, nat, route), ``hook`` (PREROUTING, INPUT, FORWARD,
+    # OUTPUT, POSTROUTING) and ``priority`` (the kernel's number). None for iptables chains, whose
+    # table says all of that, and for nftables regular chains.
+    kind: str | None = None
+    hook: str | None = None
+    priority: int | None = None
 
 
 @dataclass(slots=True)
@@ -648,6 +777,98 @@ class NfTable:
     name: str
     chains: dict[str, NfChain] = field(default_factory=dict)
     origin: Origin = BUILTIN
+    # nftables: the table's family (ip, ip6, inet); None for an iptables table. ``helpers``: its
+    # ``ct helper`` objects, name -> (helper, protocol).
+    family: str | None = None
+    helpers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # nftables verdict maps: name -> (key type, ((key, verdict, chain or None), ...)); ``sets_order``:
+    # the names of its sets and maps in the order they were declared (nft lists them so).
+    vmaps: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    sets_order: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------
+# Logging (ASA ``logging ...``, ``clock timezone``, ``clock summer-time``)
+
+# Syslog severities by the keyword the ASA accepts for them (``logging trap informational``).
+LOG_LEVELS = (
+    "emergencies",
+    "alerts",
+    "critical",
+    "errors",
+    "warnings",
+    "notifications",
+    "informational",
+    "debugging",
+)
+
+
+@dataclass(slots=True)
+class LoggingList:
+    """``logging list NAME level L [class C]`` / ``logging list NAME message N[-M]``: a message is in
+    the list when any of its entries takes it. ``levels`` entries are (level, class or None),
+    ``messages`` inclusive id ranges."""
+
+    name: str
+    levels: list[tuple[int, str | None]] = field(default_factory=list)
+    messages: list[tuple[int, int]] = field(default_factory=list)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class LoggingHost:
+    """``logging host IF IP [udp/PORT | tcp/PORT] [format emblem]``: a syslog server that gets every
+    message the ``logging trap`` filter admits (UDP 514 and TCP 1470 by default, as the ASA)."""
+
+    interface: str
+    address: IPAddress
+    transport: Literal["udp", "tcp"] = "udp"
+    port: int = 514
+    emblem: bool = False
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class SummerTime:
+    """``clock summer-time ZONE recurring [start end] [offset]`` or ``... date start end [offset]``.
+
+    Recurring rules are (week 1..5 or 5 = last, weekday 0 = Monday, month 1..12, minutes after
+    midnight), applied every year in local standard time; a ``date`` rule holds two absolute
+    (year, month, day, minutes) points. ``offset`` is in minutes (60 by default)."""
+
+    zone: str
+    recurring: bool = True
+    start: tuple[int, int, int, int] = (2, 6, 3, 120)  # US rule: second Sunday in March, 2:00
+    end: tuple[int, int, int, int] = (1, 6, 11, 120)  # first Sunday in November, 2:00
+    offset: int = 60
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class LoggingSettings:
+    """What the ASA's logging commands set. ``configured`` is False when the configuration has no
+    ``logging`` command at all (statewall then writes every message with a timestamp, its long-standing
+    behaviour; see docs/events.md). Destination filters hold a level (0..7) or a list name; None means
+    the destination is off."""
+
+    configured: bool = False
+    enabled: bool = False
+    timestamp: Literal["", "legacy", "rfc5424"] = ""
+    trap: int | str | None = None
+    buffered: int | str | None = None
+    console: int | str | None = None
+    monitor: int | str | None = None
+    # hostname | ipaddress | string | context-name, with its value (interface name, string).
+    device_id: tuple[str, str] | None = None
+    message_levels: dict[int, int] = field(default_factory=dict)
+    disabled: set[int] = field(default_factory=set)
+    lists: dict[str, LoggingList] = field(default_factory=dict)
+    facility: int = 20
+    hosts: list[LoggingHost] = field(default_factory=list)
+    # ``clock timezone NAME HOURS [MINUTES]``: the zone name and its offset from UTC in minutes.
+    timezone: tuple[str, int] = ("UTC", 0)
+    summer_time: SummerTime | None = None
+    origins: dict[str, Origin] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -760,6 +981,12 @@ class Policy:
     # dialect; a table absent from the dict is as Linux has it before any rule: empty, policies ACCEPT.
     netfilter: dict[str, NfTable] | None = None
     ip6_netfilter: dict[str, NfTable] | None = None
+    # ipsets by name (``-m set``), both families.
+    nf_sets: dict[str, NfSet] = field(default_factory=dict)
+    # nftables tables (``table inet filter { ... }``), in the order written: their base chains run at
+    # their hooks by priority, interleaved with the iptables tables' chains and conntrack. Named sets
+    # are in ``nf_sets`` as ``TABLE/NAME``.
+    nft_tables: list[NfTable] = field(default_factory=list)
     # ASA service objects and groups (``ServiceObject``) and time ranges, by name.
     service_objects: dict[str, ServiceObject] = field(default_factory=dict)
     time_ranges: dict[str, TimeRange] = field(default_factory=dict)
@@ -774,6 +1001,8 @@ class Policy:
     nat_control_origin: Origin | None = None
     # ASA ``policy-map type inspect dns NAME`` parameter maps by name (``DnsInspectMap``).
     dns_inspect_maps: dict[str, DnsInspectMap] = field(default_factory=dict)
+    # ASA ``logging ...`` and ``clock timezone`` / ``clock summer-time`` (what the logs look like).
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():

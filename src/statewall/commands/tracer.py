@@ -6,8 +6,9 @@ Syntax as on the ASA (``-c CONFIG`` added, ``input`` required)::
     packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]
 
 Ports and ICMP types take the ASA's names (``ftp``, ``www``, ``echo``). The decisions and their text
-come from ``statewall.tracer``; this module only reads the command line. The exit code is 0 whether
-the packet is allowed or dropped: a drop is an answer, not a failure.
+come from ``statewall.tracer``; this module only reads the command line. The exit code says the
+verdict, so that scripts can test it: 0 when the packet is allowed, 1 when it is dropped (2 for a bad
+command line or configuration).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import ipaddress
 
 from ..dialects.asa import names
-from . import EXIT_OK, UsageError, add_config_argument, load_config
+from . import EXIT_FAILURE, EXIT_OK, UsageError, add_config_argument, load_config
 
 USAGE = (
     "statewall packet-tracer -c CONFIG input IFACE {tcp|udp} SRC SPORT DST DPORT [detailed]\n"
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if allowed:
         text += _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed)
     print(text, end="" if text.endswith("\n") else "\n")
-    return EXIT_OK
+    return EXIT_OK if allowed else EXIT_FAILURE
 
 
 def _not_modelled(
@@ -136,7 +137,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "packet-tracer",
         help="trace one packet through a configuration, phase by phase",
         description="Show each phase (flow lookup, route lookup, access list, NAT, connection) with "
-        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop.",
+        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop. Exit status 0 "
+        "when the packet is allowed, 1 when it is dropped.",
         usage=USAGE,
     )
     add_config_argument(p)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from ...policy import Origin, Policy, Unmodelled, Warning_
 from ..errors import ConfigError, ConfigErrors
 from . import acl, checks, device, interfaces, mpf, nat, objnat, passthrough, services, timeouts
+from . import logging as logcfg
 from .lexer import Cursor, Line, lines
 from .modes import Handler, Mode
 
@@ -41,6 +42,7 @@ COMMANDS: dict[str, Handler] = {
     **timeouts.COMMANDS,
     # Last: the policy framework takes class-map/policy-map/tcp-map/service-policy/sysopt/no over.
     **mpf.COMMANDS,
+    **logcfg.COMMANDS,  # logging / clock / "no logging" (other "no" forms go on to mpf)
 }
 
 
@@ -72,6 +74,7 @@ class Parser:
     hostname_set: bool = False
     # Checks that need the whole file (forward references), run in the order registered.
     _checks: list[tuple[Callable[[], bool], ConfigError]] = field(default_factory=list)
+    _soft_checks: list[tuple[Callable[[], bool], Callable[[], None]]] = field(default_factory=list)
     # Every error found so far (the parse goes on after one), and the current line's fate.
     errors: list[ConfigError] = field(default_factory=list)
     fate: str = "modelled"
@@ -128,6 +131,19 @@ class Parser:
     def require(self, ok: Callable[[], bool], error: ConfigError) -> None:
         """Check ``ok()`` once the whole file is read (names may be defined after their use)."""
         self._checks.append((ok, error))
+
+    def expect(
+        self, ok: Callable[[], bool], line: Line, col: int, message: str, otherwise: Callable[[], None]
+    ) -> None:
+        """Like ``require``, but a failed check is a warning at ``line``:``col`` (the ASA would refuse the
+        line, yet an excerpt of a configuration that omits what the line names should still load), and
+        ``otherwise()`` then undoes what the line set."""
+
+        def failed() -> None:
+            self.warn(line, message, col)
+            otherwise()
+
+        self._soft_checks.append((ok, failed))
 
     def keep(self, line: Line, depth: int = 0) -> None:
         """Keep ``line`` verbatim for printing back: a top-level line starts a block, a sub-line
@@ -228,6 +244,9 @@ class Parser:
         for ok, error in self._checks:
             if not ok():
                 self.errors.append(error)
+        for ok, failed in self._soft_checks:
+            if not ok():
+                failed()
         self._run(lambda: nat.finish(self))
         self._run(lambda: objnat.finish(self))
         self.policy.passthrough = passthrough.ordered(self.blocks)
