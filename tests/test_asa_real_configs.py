@@ -364,16 +364,16 @@ def test_check_strict_makes_warnings_errors_and_verbose_lists_the_lines_without_
     tmp_path: Path, capsys
 ):
     cfg = tmp_path / "w.cfg"
-    cfg.write_text(ASA9 + "ssh 192.168.1.0 255.255.255.0 inside\nip verify reverse-path interface outside\n")
+    cfg.write_text(ASA9 + "ssh 192.168.1.0 255.255.255.0 inside\nnat-control\n")
     code, out, err = run(capsys, "check", "-c", str(cfg))
     assert code == 0
-    assert err.startswith(f"{cfg}:13:1: warning: reverse-path check is not modelled")
+    assert err.startswith(f"{cfg}:13:1: warning: nat-control is not modelled")
     assert out.splitlines()[-2:] == [
-        "not modelled: reverse-path check (1)",
+        "not modelled: nat-control (1)",
         "lines: 10 modelled, 2 with no effect on traffic through the box, 1 not modelled",
     ]
     code, out, err = run(capsys, "check", "--strict", "-c", str(cfg))
-    assert code == 2 and "error: reverse-path check is not modelled" in err
+    assert code == 2 and "error: nat-control is not modelled" in err
     code, out, _ = run(capsys, "check", "--verbose", "-c", str(cfg))
     assert f"{cfg}:12: no effect on traffic through the box: ssh 192.168.1.0 255.255.255.0 inside" in out
     assert f"{cfg}:2: no effect on traffic through the box: hostname fw" in out
@@ -416,7 +416,6 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
         (13, 1, "VPN (crypto map outside_map)"),
         (14, 1, "VPN (crypto map outside_map)"),
         (15, 1, "VPN (crypto map outside_map)"),
-        (16, 1, "reverse-path check"),
         (17, 1, "nat-control"),
         (18, 1, "threat-detection shun"),
         (20, 1, "policy-map type inspect dns"),
@@ -789,3 +788,50 @@ def test_a_pre_8_3_class_map_access_list_says_it_is_matched_on_real_addresses_he
     assert (w.origin.line, w.col, w.gap) == (12, 20, "pre-8.3 class-map access lists on mapped addresses")
     newer = parse(text.replace("8.2(5)", "8.4(7)"))
     assert not [w for w in newer.warnings if w.gap]
+
+
+def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Path, capsys):
+    from statewall.logfmt.asa import format_event
+
+    policy = parse(
+        ASA9 + "ip verify reverse-path interface outside\n"
+        "access-list out extended permit ip any any\naccess-group out in interface outside\n",
+        "rpf.cfg",
+    )
+    assert not [w for w in policy.warnings if w.gap]  # modelled: the engine's RPF-CHECK stage
+    fw = Firewall(policy)
+    # A packet from the outside claiming an inside source: the route back leaves by inside.
+    spoofed = fw.receive("outside", bytes(IP(src="192.168.1.77", dst="192.168.1.10") / UDP(dport=53)), 1.0)
+    (d,) = kinds(spoofed.events, Drop)
+    assert d.reason is DropReason.RPF_VIOLATED and spoofed.packets == []
+    assert d.origin.text == "ip verify reverse-path interface outside"
+    (line,) = format_event(d)
+    assert line.endswith(
+        "%ASA-1-106021: Deny UDP reverse path check from 192.168.1.77 to 192.168.1.10 on interface outside"
+    )
+    # A source the default route leads back to passes, and so does traffic from an interface without it.
+    ok = fw.receive("outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / UDP(dport=53)), 1.0)
+    assert [iface for iface, _ in ok.packets] == ["inside"]
+    out = fw.receive("inside", bytes(IP(src="10.9.9.9", dst="198.51.100.7") / UDP(dport=53)), 1.0)
+    assert [iface for iface, _ in out.packets] == ["outside"]
+    # packet-tracer shows the stage and the line behind it.
+    cfg = tmp_path / "rpf.cfg"
+    cfg.write_text(ASA9 + "ip verify reverse-path interface outside\n")
+    code, text, _ = run(
+        capsys,
+        "packet-tracer",
+        "-c",
+        str(cfg),
+        "input",
+        "outside",
+        "udp",
+        "192.168.1.77",
+        "5000",
+        "192.168.1.10",
+        "53",
+    )
+    assert (
+        "Type: RPF-CHECK\nSubtype: reverse-path\nResult: DROP\nConfig:\n"
+        "ip verify reverse-path interface outside" in text
+    )
+    assert "Drop-reason: (rpf-violated) Reverse-path verify failed" in text

@@ -2,15 +2,13 @@
 
 Owns the question "would a real box have done something here that statewall does not?" for one packet
 the engine forwarded, so that packet-tracer and replay can say so instead of presenting the packet's
-fate as the box's. Two kinds of record carry enough to be matched per packet:
+fate as the box's. One kind of record carries enough to be matched per packet:
 
 - a VPN entry with its traffic selector and interface (ASA ``crypto map NAME SEQ match address ACL`` on a
   map applied with ``crypto map NAME interface IFACE``): a packet leaving through that interface that
   the access list permits would be encrypted and sent to the peer. IPsec access lists match the
   addresses as they leave the box (mapped, after NAT; Cisco ASA configuration guide, "Real IP addresses
   in ACLs": IPsec ACLs keep the mapped addresses);
-- a reverse-path check on an interface (ASA ``ip verify reverse-path interface IFACE``): a packet arriving
-  there would be checked against the route back to its source.
 
 And, for packet-tracer (one packet, so the cost of resolving the service policies does not matter), the
 inspections of the ASA's service policies that apply to the packet's flow and that statewall does not
@@ -31,7 +29,6 @@ class GapMatcher:
 
     def __init__(self, policy: Policy) -> None:
         self.vpn: list[tuple[Unmodelled, list[tuple[bool, CompiledMatch]]]] = []
-        self.rpf: dict[str, Unmodelled] = {}
         for u in policy.unmodelled:
             if u.acl and u.interface and u.feature.startswith("VPN"):
                 acl = policy.access_lists.get(u.acl)
@@ -40,9 +37,7 @@ class GapMatcher:
                         (r.action == "permit", CompiledMatch(r.match)) for r in acl.rules if not r.inactive
                     ]
                     self.vpn.append((u, rules))
-            elif u.feature == "reverse-path check" and u.interface:
-                self.rpf[u.interface] = u
-        self.active = bool(self.vpn or self.rpf)
+        self.active = bool(self.vpn)
 
     def applicable(
         self, in_iface: str, out_iface: str | None, packet_out: bytes | bytearray | None
@@ -50,8 +45,6 @@ class GapMatcher:
         """The records a packet received on ``in_iface`` and sent on ``out_iface`` (as ``packet_out``)
         runs into."""
         found: list[Unmodelled] = []
-        if in_iface in self.rpf:
-            found.append(self.rpf[in_iface])
         if not self.vpn or out_iface is None or packet_out is None:
             return found
         try:

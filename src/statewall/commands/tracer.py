@@ -108,8 +108,7 @@ def _not_modelled(
     policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool
 ) -> str:
     """What a real box would do to this allowed packet that statewall does not model (an inspection,
-    a crypto map's encryption, a reverse-path check), as extra phases: the verdict above is statewall's,
-    not the box's."""
+    a crypto map's encryption), as extra phases: the verdict above is statewall's, not the box's."""
     from ..engine import Firewall
     from ..gaps import GapMatcher, inspections
     from ..tracer import build_packet
@@ -123,10 +122,8 @@ def _not_modelled(
     for u in found:
         if u.feature.startswith("inspect "):
             kind, subtype = "INSPECT", u.feature.removeprefix("inspect ")
-        elif u.feature.startswith("VPN"):
-            kind, subtype = "VPN", "encrypt"
         else:
-            kind, subtype = "RPF-CHECK", "reverse-path"
+            kind, subtype = "VPN", "encrypt"
         lines += [
             "",
             f"Phase: {kind}",

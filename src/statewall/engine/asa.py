@@ -12,6 +12,8 @@ stage                  phase           decides
 =====================  ==============  ====================================================
 ``lookup``             FLOW-LOOKUP     management-only interface; a TCP flow starts with a SYN
                                        (TCP-STATE)
+``rpf_check``          RPF-CHECK       ``ip verify reverse-path``: the route back to the source
+                                       leaves by the interface the packet came in on
 ``unnat``              UN-NAT          an expected connection (inspection), a static owning the
                                        destination; else a packet for the box itself
 ``route``              ROUTE-LOOKUP    the egress interface
@@ -109,6 +111,34 @@ def lookup(c: NewFlow) -> bool:
         c.drop(DropReason.TCP_NOT_SYN, hint="a TCP connection must start with a SYN through the firewall")
         return False
     return True
+
+
+@stage("RPF-CHECK")
+def rpf_check(c: NewFlow) -> bool:
+    """Unicast RPF (ASA ``ip verify reverse-path interface NAME``): the first packet of a flow arriving on
+    such an interface must have a source whose route leaves by that interface; otherwise it is dropped,
+    106021 "Deny ... reverse path check", asp-drop rpf-violated (Cisco ASA command reference, "ip verify
+    reverse-path"). Later packets of the flow are held to the connection's interfaces (``process``)."""
+    origin = c.fw.policy.reverse_path.get(c.iface)
+    if origin is None:
+        return True
+    v, src = c.v, c.pkt.src
+    back = c.fw.routes.lookup(v, src)
+    if back is not None and back.interface == c.iface:
+        c.report(
+            True, f"route to {addr_str(v, src)} leaves by {c.iface}", subtype="reverse-path", origin=origin
+        )
+        return True
+    where = "no route" if back is None else f"the route leaves by {back.interface}"
+    c.report(False, f"{where} back to {addr_str(v, src)}", subtype="reverse-path", origin=origin)
+    c.drop(
+        DropReason.RPF_VIOLATED,
+        origin=origin,
+        message=f"{where} back to the source {addr_str(v, src)}, not {c.iface}",
+        hint=f"route {addr_str(v, src)} through {c.iface}, or remove 'ip verify reverse-path interface "
+        f"{c.iface}'",
+    )
+    return False
 
 
 @stage("UN-NAT")
@@ -407,8 +437,10 @@ def build(c: NewFlow) -> bool:
     return True
 
 
-def stages(has_service_policies: bool) -> tuple:
-    """The new-flow stages of a policy: the limits stage only where service policies can set limits."""
+def stages(has_service_policies: bool, reverse_path: bool = False) -> tuple:
+    """The new-flow stages of a policy: the limits stage only where service policies can set limits,
+    the reverse-path stage only where an interface has ``ip verify reverse-path``."""
+    first = (lookup, rpf_check) if reverse_path else (lookup,)
     if has_service_policies:
-        return (lookup, unnat, route, access_list, source_nat, track, limits, build)
-    return (lookup, unnat, route, access_list, source_nat, track, build)
+        return (*first, unnat, route, access_list, source_nat, track, limits, build)
+    return (*first, unnat, route, access_list, source_nat, track, build)

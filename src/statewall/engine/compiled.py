@@ -149,7 +149,7 @@ def compile_policy(fw, policy: Policy, faults, fast_path: bool) -> Compiled:
     c.inspectors = Inspectors(policy, fw.expect)
     # The stages: netfilter's path for a policy with rulesets, the ASA's otherwise.
     c.nf_path = c.netfilter = None
-    c.new_flow_stages = asa.stages(c.service_policies is not None)
+    c.new_flow_stages = asa.stages(c.service_policies is not None, reverse_path=bool(policy.reverse_path))
     c.path = asa.process
     if policy.netfilter is not None or policy.ip6_netfilter is not None:
         c.nf_path = NfPath(fw, policy, c.inspectors)

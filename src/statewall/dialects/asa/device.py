@@ -130,8 +130,9 @@ def nat_control(p: Parser, c: Cursor) -> None:
 
 
 def ip(p: Parser, c: Cursor) -> None:
-    """Top-level ``ip``: ``ip verify reverse-path interface NAME`` (unicast RPF, 106021) is parsed into
-    the model; other ``ip`` commands (``ip local pool``, ``ip audit``) are kept."""
+    """Top-level ``ip``: ``ip verify reverse-path interface NAME`` (unicast RPF, 106021; applied by the
+    engine's RPF-CHECK stage) is modelled; other ``ip`` commands (``ip local pool``, ``ip audit``) are
+    kept."""
     if c.peek() != "verify":
         passthrough.COMMANDS["ip"](p, c)
         return
@@ -145,13 +146,6 @@ def ip(p: Parser, c: Cursor) -> None:
         c.error(tok, f"ip verify reverse-path refers to unknown interface '{tok.text}'"),
     )
     p.policy.reverse_path[tok.text] = p.origin(c.line)
-    p.gap(
-        c.line,
-        "reverse-path check",
-        f"drop packets arriving on {tok.text} whose source is not routed back through it "
-        "(106021, asp-drop rpf-violated)",
-        interface=tok.text,
-    )
 
 
 COMMANDS: dict[str, Handler] = {
