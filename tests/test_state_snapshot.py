@@ -1,0 +1,119 @@
+"""Connections survive a restart: a firewall's state as a snapshot, restored into a new engine in a new
+process's place. A connection established through PAT (and, on the ASA, with sequence randomization)
+continues after snapshot -> new Firewall -> restore with the same mapped port and sequence offsets: the
+next segment leaves with exactly the bytes the first engine would have sent."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from scapy.layers.inet import TCP
+
+from fixtures import CLIENT, MAPPED, PIX_PAT, SERVER
+from statewall.dialects.asa import parse
+from statewall.dialects.iptables import parse as parse_iptables
+from statewall.engine import Firewall, SnapshotError
+from statewall.engine import snapshot as snap
+from traffic import Conversation, Host, Link, decode
+
+NAT = """\
+#@statewall interface lan dev eth1 address 192.168.0.1/24
+#@statewall interface wan dev eth0 address 198.51.100.7/24
+#@statewall route 0.0.0.0/0 via 198.51.100.1 dev wan
+iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE
+iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+iptables -A FORWARD -i eth1 -j ACCEPT
+iptables -P FORWARD DROP
+"""
+LAN_CLIENT, LAN_OTHER, WAN_SERVER, PUBLIC = "192.168.0.10", "192.168.0.11", "203.0.113.5", "198.51.100.7"
+
+
+def established(dialect: str) -> Conversation:
+    """A client's TCP connection through PAT, some data each way (the compiled fast path offloads it)."""
+    if dialect == "asa":
+        link = Link.asa(PIX_PAT)  # no seed: the randomization secret is the process's own
+        conv = Conversation(
+            link, Host(CLIENT, 40000, "inside", to=SERVER), Host(SERVER, 80, "outside", to=MAPPED)
+        )
+    else:
+        link = Link.iptables(NAT)
+        # Another host holds source port 40000 on the public address first: ours gets another port.
+        Conversation(link, Host(LAN_OTHER, 40000, "lan"), Host(WAN_SERVER, 443, "wan", to=PUBLIC)).open()
+        conv = Conversation(
+            link, Host(LAN_CLIENT, 40000, "lan", isn=5000), Host(WAN_SERVER, 443, "wan", to=PUBLIC, isn=9000)
+        )
+    (syn,) = conv.client("S")
+    conv.b.to_port = syn[TCP].sport  # the server answers the mapped port
+    assert conv.server("SA") and conv.client("A")
+    for _ in range(4):
+        conv.client("PA", b"x" * 200)
+        conv.server("A")
+        conv.server("PA", b"y" * 300)
+        conv.client("A")
+    return conv
+
+
+@pytest.mark.parametrize("dialect", ["asa", "iptables"])
+def test_a_connection_continues_through_a_restored_engine_with_its_port_and_offsets(dialect):
+    conv = established(dialect)
+    first = conv.fw
+    if dialect == "asa":
+        # Given: randomization shifted the client's numbers and PAT chose the port.
+        assert conv.a.shift != 0
+        assert first.fast is None or len(first.fast) == 1  # offloaded: the snapshot reads the leaf's state
+    (syn,) = [p for oif, p in conv.out if TCP in p and p[TCP].flags & 0x02 and oif != conv.a.iface][:1]
+    mapped_port = syn[TCP].sport
+    data = first.snapshot()
+
+    # The process restarts: a new engine for the same configuration, its own secret, then the state.
+    policy = parse(PIX_PAT, "fw.cfg") if dialect == "asa" else parse_iptables(NAT, "t.rules")
+    second = Firewall(policy)
+    assert second.seq_secret != first.seq_secret or dialect != "asa"
+    counts = second.restore(data)
+    assert counts["connections"] == len(first.conns) and counts["translations"] >= 1
+    assert second.seq_secret == first.seq_secret
+
+    now = conv.now + 1.0
+    for who, payload in (("a", b"after the restart"), ("b", b"and the answer")):
+        me = conv.host(who)
+        seg = bytes(conv.segment(who, "PA", payload))
+        a = first.receive(me.iface, seg, now)
+        b = second.receive(me.iface, seg, now)
+        assert a.packets and [(i, bytes(p)) for i, p in a.packets] == [(i, bytes(p)) for i, p in b.packets]
+        assert not b.events
+        me.nxt = (me.nxt + len(payload)) & 0xFFFFFFFF
+        out = decode(b.packets[0][1])
+        if who == "a":
+            assert out[TCP].sport == mapped_port
+            assert out[TCP].seq == (seg_seq := decode(seg)[TCP].seq) + conv.a.shift & 0xFFFFFFFF, seg_seq
+        now += 0.01
+    assert second.drops == first.drops
+
+
+def test_a_new_connection_after_the_restore_takes_another_port_and_the_next_id():
+    conv = established("iptables")
+    second = Firewall(parse_iptables(NAT, "t.rules"))
+    second.restore(conv.fw.snapshot())
+    assert second.next_id == conv.fw.next_id
+    # A third host with the same source port: both restored mappings hold their ports, so another one.
+    taken = {40000, conv.b.to_port}
+    link = Link(second, conv.now + 1)
+    c3 = Conversation(link, Host("192.168.0.12", 40000, "lan"), Host(WAN_SERVER, 443, "wan", to=PUBLIC))
+    (syn,) = c3.client("S")
+    assert syn.src == PUBLIC and syn[TCP].sport not in taken
+    assert len(second.conns) == 3
+
+
+def test_a_snapshot_of_another_box_or_version_or_garbage_is_refused_and_changes_nothing():
+    asa_state = established("asa").fw.snapshot()
+    linux = Firewall(parse_iptables(NAT, "t.rules"))
+    with pytest.raises(SnapshotError, match="of a asa configuration, this one is iptables"):
+        linux.restore(asa_state)
+    header, body = pickle.loads(asa_state)
+    with pytest.raises(SnapshotError, match="format version 99"):
+        Firewall(parse(PIX_PAT, "fw.cfg")).restore(pickle.dumps(({**header, "version": 99}, body)))
+    for junk in (b"", b"not a pickle", asa_state[:40]):
+        with pytest.raises(SnapshotError, match="not a statewall state snapshot"):
+            linux.restore(junk)
+    assert len(linux.conns) == 0 and snap.VERSION == 1
