@@ -117,3 +117,54 @@ def test_a_snapshot_of_another_box_or_version_or_garbage_is_refused_and_changes_
         with pytest.raises(SnapshotError, match="not a statewall state snapshot"):
             linux.restore(junk)
     assert len(linux.conns) == 0 and snap.VERSION == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The run adapter's state file (statewall run --state FILE)
+
+
+def test_the_state_file_is_written_atomically_0600_and_restored(tmp_path, capsys):
+    from statewall.commands.run import load_state, save_state
+
+    conv = established("asa")
+    path = tmp_path / "fw.state"
+    path.write_bytes(b"the previous state")
+    assert save_state(conv.fw, str(path))
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["fw.state"]  # no temporary file left behind
+    fw = Firewall(parse(PIX_PAT, "fw.cfg"))
+    assert load_state(fw, str(path))
+    err = capsys.readouterr().err
+    assert f"restored 1 connections, 1 translations and 0 expectations from {path}" in err
+    assert len(fw.conns) == 1 and fw.seq_secret == conv.fw.seq_secret
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no state file {path} yet; starting with no connections"),
+        (b"\x80\x05garbage", "state {path} not restored: not a statewall state snapshot"),
+        ("iptables", "state {path} not restored: the state snapshot is of a iptables configuration"),
+    ],
+)
+def test_a_missing_damaged_or_mismatched_state_file_is_reported_and_ignored(
+    tmp_path, capsys, content, message
+):
+    from statewall.commands.run import load_state, save_state
+
+    path = tmp_path / "fw.state"
+    if content == "iptables":
+        assert save_state(established("iptables").fw, str(path))
+    elif content is not None:
+        path.write_bytes(content)
+    fw = Firewall(parse(PIX_PAT, "fw.cfg"))
+    assert not load_state(fw, str(path))
+    assert message.format(path=path) in capsys.readouterr().err
+    assert len(fw.conns) == 0
+
+
+def test_a_state_file_that_cannot_be_written_is_reported_and_the_firewall_goes_on(tmp_path, capsys):
+    from statewall.commands.run import save_state
+
+    assert not save_state(established("asa").fw, str(tmp_path / "missing-dir" / "fw.state"))
+    assert "cannot write state" in capsys.readouterr().err
