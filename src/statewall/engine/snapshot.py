@@ -20,7 +20,9 @@ Not kept, as across a reload: netfilter's per-rule counters, the replay index an
 
 from __future__ import annotations
 
+import gc
 import pickle
+from contextlib import contextmanager
 
 from . import compiled, state
 
@@ -28,6 +30,20 @@ FORMAT = "statewall-state"
 VERSION = 1
 # Rebuilt from the policy on restore, or only a reader's (replay index, packet-tracer's record).
 NOT_KEPT = ("replay_index", "trace_log")
+
+
+@contextmanager
+def _no_gc():
+    """The cyclic garbage collector off while pickling or unpickling: a snapshot allocates no garbage
+    cycles, and collections triggered by its many new objects would scan the whole heap again and
+    again (measured: docs/state.md)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class SnapshotError(ValueError):
@@ -51,7 +67,8 @@ def snapshot(fw) -> bytes:
             "nat": {n: getattr(fw.nat, n) for n in compiled.NAT_KEPT},
             "service_counters": None if sp is None else (sp.uses, sp.default_counters),
         }
-        data = pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
+        with _no_gc():
+            data = pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         for f in flows:
             f.conn.fast = f
@@ -84,7 +101,8 @@ def restore(fw, data: bytes) -> dict:
             f"the state snapshot is of a {header['box']} configuration, this one is {fw.policy.dialect}"
         )
     try:
-        b = pickle.loads(body)
+        with _no_gc():
+            b = pickle.loads(body)
         kept, nat, service_counters = b["kept"], b["nat"], b["service_counters"]
         missing = [n for n in state.KEPT if n not in NOT_KEPT and n not in kept]
         missing += [f"nat.{n}" for n in compiled.NAT_KEPT if n not in nat]
