@@ -168,3 +168,43 @@ def test_a_state_file_that_cannot_be_written_is_reported_and_the_firewall_goes_o
 
     assert not save_state(established("asa").fw, str(tmp_path / "missing-dir" / "fw.state"))
     assert "cannot write state" in capsys.readouterr().err
+
+
+def test_a_snapshot_restored_under_a_changed_configuration_is_put_under_it_as_a_reload_does():
+    """The connection keeps its translation and offsets; a new connection meets the new rules."""
+    conv = established("asa")
+    changed = (
+        PIX_PAT
+        + "access-list inside_in extended deny tcp any any\naccess-group inside_in in interface inside\n"
+    )
+    second = Firewall(parse(changed, "fw.cfg"))
+    second.restore(conv.fw.snapshot())
+    link = conv.link
+    link.fw = second
+    step = conv.client("PA", b"still here")
+    assert step and step[0][TCP].seq == (conv.a.nxt - len(b"still here") + conv.a.shift) & 0xFFFFFFFF
+    assert bytes(step[0][TCP].payload) == b"still here"
+    other = Conversation(
+        link, Host(CLIENT, 40001, "inside", to=SERVER), Host(SERVER, 80, "outside", to=MAPPED)
+    )
+    assert not other.client("S") and link.drops()
+
+
+@pytest.mark.parametrize("moved, survives", [(2, True), (40, False)])
+def test_after_a_kill_the_state_is_the_last_writes_and_a_connection_that_moved_past_the_window_stalls(
+    moved, survives
+):
+    """kill -9 (docs/state.md): the restarted firewall has the state of the last periodic write. A
+    connection that moved less than a window since then continues; one that moved 40 segments of
+    1000 bytes past an 8 KB window has its data dropped as past the window and its ACKs as invalid."""
+    conv = established("asa")
+    written = conv.fw.snapshot()
+    for _ in range(moved):  # what the killed process saw after its last write
+        assert conv.client("PA", b"z" * 1000) and conv.server("A")
+    restarted = Firewall(parse(PIX_PAT, "fw.cfg"))
+    restarted.restore(written)
+    conv.link.fw = restarted
+    data, ack = conv.client("PA", b"q" * 1000), conv.server("A")
+    assert bool(data) is bool(ack) is survives
+    if not survives:
+        assert [d.reason.name for d in conv.drops()] == ["TCP_SEQ_PAST_WINDOW", "TCP_INVALID_ACK"]

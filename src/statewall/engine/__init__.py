@@ -20,7 +20,9 @@ The engine is a pipeline of named stages over one state (docs/design.md draws it
   and teardown, as a table per box);
 - ``context``: the per-packet context and ``drop``, the one place a drop is counted and reported.
 
-``state`` lists what the engine keeps (and a reload keeps); ``compiled`` what it builds from the policy.
+``state`` lists what the engine keeps (and a reload keeps); ``compiled`` what it builds from the policy;
+``snapshot`` turns the kept state into bytes and back (``Firewall.snapshot``/``restore``: connections
+across a restart of an adapter, which stores the bytes).
 """
 
 from __future__ import annotations
