@@ -51,6 +51,7 @@ class NfConnection(Connection):
         "ct_nat",
         "reported",
         "synproxy",
+        "mark",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
@@ -65,6 +66,19 @@ class NfConnection(Connection):
         self.ct_nat: frozenset[str] = frozenset()
         self.reported: tuple = ()  # (state, replied, assured) the last conntrack event showed
         self.synproxy = None  # statewall.synproxy.Proxied for a connection SYNPROXY opened
+        self.mark = 0  # ct->mark (CONNMARK, -m connmark, nft ct mark)
+
+    def status(self) -> frozenset[str]:
+        """The ``ct->status`` bits ``--ctstatus`` tests: CONFIRMED (in the table), EXPECTED,
+        SEEN_REPLY, ASSURED."""
+        bits = {"CONFIRMED"}
+        if self.expected:
+            bits.add("EXPECTED")
+        if self.seen_reply():
+            bits.add("SEEN_REPLY")
+        if self.is_assured():
+            bits.add("ASSURED")
+        return frozenset(bits)
 
     def seen_reply(self) -> bool:
         trk = self.tcp
@@ -440,7 +454,10 @@ def helper_for(path, rule, dport: int, real_dport: int) -> Inspection | None:
     """The inspection of a new TCP connection: the raw-table ``CT --helper`` rule that matched its
     first packet, else an inspection attached by port."""
     if rule is not None:
-        name = str(rule.target_args.get("helper"))
+        # iptables: the CT target's --helper; nftables: a "ct helper set" statement of the rule.
+        name = rule.target_args.get("helper") or next(
+            (a.get("helper") for kind, a in rule.statements if kind == "CT"), None
+        )
         if name != "ftp":
             return None
         found = path.rule_helpers.get((rule.origin, dport)) or path.rule_helpers.get(
