@@ -163,6 +163,19 @@ def test_a_missing_damaged_or_mismatched_state_file_is_reported_and_ignored(
     assert len(fw.conns) == 0
 
 
+def test_a_state_file_others_can_write_is_not_restored(tmp_path, capsys):
+    """Unpickling runs what the file says: a file another user could have written is refused."""
+    from statewall.commands.run import load_state, save_state
+
+    path = tmp_path / "fw.state"
+    assert save_state(established("asa").fw, str(path))
+    path.chmod(0o622)
+    fw = Firewall(parse(PIX_PAT, "fw.cfg"))
+    assert not load_state(fw, str(path))
+    assert "writable by its owner only (it is uid" in capsys.readouterr().err
+    assert len(fw.conns) == 0
+
+
 def test_a_state_file_that_cannot_be_written_is_reported_and_the_firewall_goes_on(tmp_path, capsys):
     from statewall.commands.run import save_state
 

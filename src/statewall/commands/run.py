@@ -226,6 +226,15 @@ def load_state(fw, path: str) -> bool:
 
     try:
         with open(path, "rb") as fp:
+            st = os.fstat(fp.fileno())
+            # Unpickling runs what the file says: only a file of ours that nobody else can write.
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                print(
+                    f"statewall run: state {path} not restored: it must belong to uid {os.geteuid()} and be "
+                    f"writable by its owner only (it is uid {st.st_uid}, mode {st.st_mode & 0o777:o})",
+                    file=sys.stderr,
+                )
+                return False
             data = fp.read()
     except FileNotFoundError:
         print(f"statewall run: no state file {path} yet; starting with no connections", file=sys.stderr)
