@@ -15,11 +15,16 @@ While it runs, ``statewall ctl --name NAME ...`` reaches it through ``<ctl-dir>/
 (``statewall.live.ctl``; NAME defaults to the configuration's hostname). ``--timeout-override`` and
 ``--ftp-data-refreshes-control`` change the parsed policy (the lab's short timeouts and seed 004's
 switch); a ``reload`` applies them again.
+
+With ``--state FILE`` connections survive a restart (docs/state.md): the engine's snapshot
+(``Firewall.snapshot``) is written to FILE on stop and every ``--state-interval`` seconds, atomically,
+and restored from it on start (``load_state``, ``save_state``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -133,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
             web_addr = parse_listen(args.http)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    if args.state_interval < 0:
+        raise UsageError("--state-interval must be 0 (only on stop) or more seconds")
     fw = Firewall(policy, fast_path=not args.no_fast_path)
+    if args.state:
+        load_state(fw, args.state)
     ports: list[Port] = []
     ctl: CtlServer | None = None
     sender = None
@@ -146,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog)
         loop = Loop(fw, ports, tick=args.tick, on_events=on_events)
         loop.on_tick = log_fp.flush
+        if args.state and args.state_interval > 0:
+            loop.on_tick = _saving_every(args.state_interval, fw, args.state, log_fp.flush)
         if not args.no_ctl:
             commands = Commands(
                 fw,
@@ -187,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
                 if web is not None:
                     print(f"statewall run: web view {web.url} (read-only; /metrics)", flush=True)
                 loop.run()
+            if args.state:
+                save_state(fw, args.state)
         finally:
             if web is not None:
                 web.close()
@@ -203,6 +216,96 @@ def run(args: argparse.Namespace) -> int:
         if sender is not None:
             sender.close()
     return EXIT_OK
+
+
+def load_state(fw, path: str) -> bool:
+    """Restore ``fw``'s state from the file ``path`` when it exists (``Firewall.restore``), saying so on
+    stderr; a file that cannot be read or restored is reported and ignored (the firewall starts
+    empty). Whether it was restored."""
+    from ..engine import SnapshotError
+
+    try:
+        with open(path, "rb") as fp:
+            st = os.fstat(fp.fileno())
+            # Unpickling runs what the file says: only a file of ours that nobody else can write.
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                print(
+                    f"statewall run: state {path} not restored: it must belong to uid {os.geteuid()} and be "
+                    f"writable by its owner only (it is uid {st.st_uid}, mode {st.st_mode & 0o777:o})",
+                    file=sys.stderr,
+                )
+                return False
+            data = fp.read()
+    except FileNotFoundError:
+        print(f"statewall run: no state file {path} yet; starting with no connections", file=sys.stderr)
+        return False
+    except OSError as exc:
+        print(f"statewall run: state {path} not restored: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    try:
+        counts = fw.restore(data)
+    except SnapshotError as exc:
+        print(
+            f"statewall run: state {path} not restored: {exc}; starting with no connections", file=sys.stderr
+        )
+        return False
+    print(
+        f"statewall run: restored {counts['connections']} connections, {counts['translations']} "
+        f"translations and {counts['expectations']} expectations from {path}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return True
+
+
+def save_state(fw, path: str) -> bool:
+    """Write ``fw.snapshot()`` to ``path`` atomically: a temporary file in the same directory, mode
+    0600, written and synced, then renamed over ``path`` (and the directory synced), so that a crash
+    at any moment leaves the previous state or the new one, never a torn file. A failure is reported
+    on stderr and the firewall goes on. Whether it was written."""
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        data = fw.snapshot()
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)  # 0600
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return True
+    except (OSError, ValueError, TypeError) as exc:  # a pickling error is a TypeError/PicklingError
+        print(f"statewall run: cannot write state {path}: {exc}", file=sys.stderr, flush=True)
+        return False
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _saving_every(interval: float, fw, path: str, flush):
+    """The loop's tick callback with ``--state-interval``: ``flush`` the log, and save the state once
+    ``interval`` seconds have passed since the last save."""
+    import time
+
+    due = [time.monotonic() + interval]
+
+    def tick() -> None:
+        flush()
+        now = time.monotonic()
+        if now >= due[0]:
+            save_state(fw, path)
+            due[0] = time.monotonic() + interval
+
+    return tick
 
 
 def print_summary(loop, fw) -> None:
@@ -294,6 +397,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="every packet on the engine's Python path: no compiled fast path for established "
         "connections, no C pump (to compare, or to rule the fast path out)",
+    )
+    p.add_argument(
+        "--state",
+        metavar="FILE",
+        help="keep connections across a restart: restore the state (connections, translations, "
+        "expectations, timers, counters, the randomization secret) from FILE when it exists, and "
+        "write it there on stop and every --state-interval (atomically, mode 0600); a damaged or "
+        "mismatched file is reported and ignored",
+    )
+    p.add_argument(
+        "--state-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --state, also write the state this often (default 10; 0: only on stop). A kill -9 "
+        "loses what changed since the last write",
     )
     p.add_argument(
         "--timeout-override",

@@ -20,7 +20,9 @@ The engine is a pipeline of named stages over one state (docs/design.md draws it
   and teardown, as a table per box);
 - ``context``: the per-packet context and ``drop``, the one place a drop is counted and reported.
 
-``state`` lists what the engine keeps (and a reload keeps); ``compiled`` what it builds from the policy.
+``state`` lists what the engine keeps (and a reload keeps); ``compiled`` what it builds from the policy;
+``snapshot`` turns the kept state into bytes and back (``Firewall.snapshot``/``restore``: connections
+across a restart of an adapter, which stores the bytes).
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from ..expect import Expectation
 from ..normalizer import NormState
 from ..packet import DecodeError, decode
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, Policy
-from . import asa, asa_policy, compiled, forward, lifecycle, state
+from . import asa, asa_policy, compiled, forward, lifecycle, snapshot, state
 from .context import Result, drop, new_result
 from .forward import FRAGMENT_TIMEOUT
 from .lifecycle import asa_conn_flags
+from .snapshot import SnapshotError
 
-__all__ = ["FRAGMENT_TIMEOUT", "Firewall", "Result", "asa_conn_flags"]
+__all__ = ["FRAGMENT_TIMEOUT", "Firewall", "Result", "SnapshotError", "asa_conn_flags"]
 
 
 class Firewall:
@@ -192,6 +195,20 @@ class Firewall:
         translations dropped (the new statics make them again) and the engine attributes reload does
         not know (kept as they were)."""
         return compiled.reload(self, policy)
+
+    def snapshot(self) -> bytes:
+        """The state ``reload`` keeps, as bytes for ``restore`` in a later process: connections,
+        translations, expectations, timers, counters, ids and the randomization secret
+        (``statewall.engine.snapshot``). The adapter stores it; the engine never touches a file."""
+        return snapshot.snapshot(self)
+
+    def restore(self, data: bytes) -> dict:
+        """Put a ``snapshot`` under this engine's policy as ``reload`` would: connections continue with
+        their translations and sequence offsets. Raises ``snapshot.SnapshotError`` (a ValueError),
+        changing nothing, for a damaged snapshot, another format version or another box (ASA against
+        Linux). Returns the counts restored (``connections``, ``translations``, ``expectations``,
+        ``statics_dropped``)."""
+        return snapshot.restore(self, data)
 
     def new_flow(self, iface: str, pkt, now: float, out: list, ev: list, validated: bool = False):
         """The ASA's new-flow stages over ``pkt`` (``asa.new_flow``): the new connection's ORIGINAL half

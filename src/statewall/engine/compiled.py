@@ -194,10 +194,24 @@ def reload(fw, policy: Policy) -> tuple[int, list[str]]:
     if fw.fast is not None:
         fw.fast.flush()
     # NAT: new rules, old slots.
-    old_nat, nat = fw.nat, c.nat
+    nat = c.nat
     unknown += sorted(f"nat.{n}" for n in set(vars(nat)) - set(NAT_KEPT) - set(NAT_REBUILT) - set(NAT_MERGED))
+    dropped = merge_nat(nat, {name: getattr(fw.nat, name) for name in NAT_KEPT})
+    # Service policies: new classes, the counters carried by name.
+    if c.service_policies is not None and fw.service_policies is not None:
+        c.service_policies.uses = fw.service_policies.uses
+        c.service_policies.default_counters = fw.service_policies.default_counters
+    install(fw, c)
+    return dropped, unknown
+
+
+def merge_nat(nat, kept: dict) -> int:
+    """Put the translation slots ``kept`` (``NAT_KEPT`` names) into the new rules' table ``nat``: static
+    slots no connection uses are dropped (the new statics make them again), the ports live PAT slots
+    hold are reserved. Returns the number of static slots dropped (``reload``, and a restored
+    snapshot: ``statewall.engine.snapshot``)."""
     for name in NAT_KEPT:
-        setattr(nat, name, getattr(old_nat, name))
+        setattr(nat, name, kept[name])
     dropped = 0
     for x in list(nat.xlates.values()):
         if x.kind == "static" and x.refcount == 0:
@@ -205,9 +219,4 @@ def reload(fw, policy: Policy) -> tuple[int, list[str]]:
             dropped += 1
         elif x.kind == "dynamic" and x.pat:
             nat._ports(x.version, x.proto, x.mapped_addr).add(x.mapped_port)
-    # Service policies: new classes, the counters carried by name.
-    if c.service_policies is not None and fw.service_policies is not None:
-        c.service_policies.uses = fw.service_policies.uses
-        c.service_policies.default_counters = fw.service_policies.default_counters
-    install(fw, c)
-    return dropped, unknown
+    return dropped

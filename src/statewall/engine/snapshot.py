@@ -1,0 +1,130 @@
+"""A running firewall's state as bytes, and back: what lets connections survive a restart.
+
+Owns the snapshot format. A snapshot holds what a policy reload keeps (``state.KEPT``: connections,
+timers, expectations, Linux's NAT bindings, counters, the clock, the connection ids, the randomization
+secret, the tallies of limits, TCP Intercept and threat detection), the NAT table's slots
+(``compiled.NAT_KEPT``) and the service policies' counters. It is a pickle of those objects, inside a
+header naming the format and its version and the box (``Policy.dialect``); ``restore`` refuses any
+other format, version or box with ``SnapshotError``. A pickle runs code of whoever wrote it: a snapshot
+file is as trusted as the configuration (the run adapter writes it 0600).
+
+Restoring puts the state into a new engine as ``Firewall.reload`` puts a policy under a running one:
+each connection keeps its translation, TCP state, sequence offsets, class settings and inspector from
+the snapshot; the NAT slots move into the engine's rules (``compiled.merge_nat``); everything compiled
+is built again from the engine's policy, the same configuration or a changed one. The compiled fast
+path's connections are copied back first (``FastPath.sync``), so the snapshot holds the state the leaf
+left; restored connections re-qualify for it on their next packet.
+
+Not kept, as across a reload: netfilter's per-rule counters, the replay index and packet-tracer's log.
+"""
+
+from __future__ import annotations
+
+import gc
+import pickle
+from contextlib import contextmanager
+
+from . import compiled, state
+
+FORMAT = "statewall-state"
+VERSION = 1
+# Rebuilt from the policy on restore, or only a reader's (replay index, packet-tracer's record).
+NOT_KEPT = ("replay_index", "trace_log")
+
+
+@contextmanager
+def _no_gc():
+    """The cyclic garbage collector off while pickling or unpickling: a snapshot allocates no garbage
+    cycles, and collections triggered by its many new objects would scan the whole heap again and
+    again (measured: docs/state.md)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+class SnapshotError(ValueError):
+    """A snapshot that cannot be restored: not one, another format version, another box."""
+
+
+def snapshot(fw) -> bytes:
+    """``fw``'s kept state as bytes (module docstring)."""
+    fast = fw.fast
+    flows = fast.table.flows() if fast is not None else []
+    if fast is not None:
+        fast.sync()
+    # An offloaded connection points at its compiled flow, which is the leaf's, not state: copied back
+    # by sync above and left out of the pickle.
+    for f in flows:
+        f.conn.fast = None
+    try:
+        sp = fw.service_policies
+        body = {
+            "kept": {n: getattr(fw, n) for n in state.KEPT if n not in NOT_KEPT},
+            "nat": {n: getattr(fw.nat, n) for n in compiled.NAT_KEPT},
+            "service_counters": None if sp is None else (sp.uses, sp.default_counters),
+        }
+        with _no_gc():
+            data = pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        for f in flows:
+            f.conn.fast = f
+    header = {"format": FORMAT, "version": VERSION, "box": fw.policy.dialect}
+    return pickle.dumps((header, data), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def read_header(data: bytes) -> tuple[dict, bytes]:
+    try:
+        header, body = pickle.loads(data)
+        fmt, version, _ = header["format"], header["version"], header["box"]
+    except Exception as exc:  # noqa: BLE001 - any damage is "not a snapshot"
+        raise SnapshotError(f"not a statewall state snapshot ({type(exc).__name__})") from None
+    if fmt != FORMAT:
+        raise SnapshotError(f"not a statewall state snapshot (format {fmt!r})")
+    if version != VERSION:
+        raise SnapshotError(
+            f"state snapshot format version {version}, this statewall reads version {VERSION}"
+        )
+    return header, body
+
+
+def restore(fw, data: bytes) -> dict:
+    """Replace ``fw``'s state by the snapshot ``data``'s (module docstring). Raises SnapshotError,
+    changing nothing, for a damaged snapshot, another format version or another box. Returns what was
+    restored: ``connections``, ``translations``, ``expectations`` and ``statics_dropped``."""
+    header, body = read_header(data)
+    if header["box"] != fw.policy.dialect:
+        raise SnapshotError(
+            f"the state snapshot is of a {header['box']} configuration, this one is {fw.policy.dialect}"
+        )
+    try:
+        with _no_gc():
+            b = pickle.loads(body)
+        kept, nat, service_counters = b["kept"], b["nat"], b["service_counters"]
+        missing = [n for n in state.KEPT if n not in NOT_KEPT and n not in kept]
+        missing += [f"nat.{n}" for n in compiled.NAT_KEPT if n not in nat]
+    except Exception as exc:  # noqa: BLE001
+        raise SnapshotError(f"damaged state snapshot ({type(exc).__name__}: {exc})") from None
+    if missing:
+        raise SnapshotError(f"damaged state snapshot (no {', '.join(missing)})")
+    extra_faults = fw.faults - frozenset(fw.policy.faults)
+    for name, value in kept.items():
+        setattr(fw, name, value)
+    for name in NOT_KEPT:
+        setattr(fw, name, None)
+    # Compiled again over the restored state: the inspections and netfilter's path hold the engine's
+    # expectation table and connection table.
+    c = compiled.compile_policy(fw, fw.policy, extra_faults, fw.fast is not None)
+    dropped = compiled.merge_nat(c.nat, nat)
+    if c.service_policies is not None and service_counters is not None:
+        c.service_policies.uses, c.service_policies.default_counters = service_counters
+    compiled.install(fw, c)
+    return {
+        "connections": len(fw.conns),
+        "translations": len(fw.nat.xlates) + len(fw.nf_nat.nf),
+        "expectations": len(fw.expect),
+        "statics_dropped": dropped,
+    }
