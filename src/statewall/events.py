@@ -61,6 +61,16 @@ class DropReason(enum.Enum):
     INVALID_FRAGMENT = ("invalid-fragment", "Invalid IP fragment")
     FRAGMENT_TIMEOUT = ("fragment-reassembly-timeout", "Fragment reassembly timeout")
     FRAGMENT_LIMIT = ("fragment-chain-limit", "Fragment chain exceeds limit")
+    # Reassembly (statewall.reassembly). ASA: its fragment database (209003) and the teardrop check the
+    # ASA counts as an early security check; Linux: the kernel's reassembly counters and drop reasons
+    # (IpExtReasmOverlaps, IpReasmFails, IpReasmTimeout; SKB_DROP_REASON_DUP_FRAG).
+    FRAGMENT_DB_FULL = ("fragment-database-limit", "Fragment database limit exceeded")
+    FRAGMENT_OVERLAP = ("security-failed", "Early security checks failed")
+    REASM_OVERLAP = ("reasm-overlaps", "Overlapping fragments: the whole datagram is discarded (RFC 5722)")
+    REASM_DUPLICATE = ("dup-frag", "Duplicate fragment")
+    REASM_TIMEOUT = ("frag-reasm-timeout", "Fragment reassembly timed out")
+    REASM_FAILED = ("reasm-fails", "Fragment reassembly failed")
+    REASM_MEMORY = ("reasm-memory", "Fragment reassembly memory limit reached")
     INVALID_TCP_LENGTH = ("invalid-tcp-hdr-length", "Invalid TCP Length")
     INVALID_TCP_OPTIONS = ("invalid-tcp-options", "Invalid TCP options")
     INVALID_TCP_FLAGS = ("tcp-invalid-flags", "Invalid TCP flag combination")

@@ -368,6 +368,34 @@ class ConntrackSettings:
     helper: bool = False
 
 
+@dataclass(slots=True)
+class DefragSettings:
+    """Linux fragment reassembly tunables, named as the sysctls (defaults: net/ipv4/ip_fragment.c,
+    net/ipv6/netfilter/nf_conntrack_reasm.c). IPv4 conntrack defragmentation uses the host's IPv4
+    reassembly settings; IPv6 has its own ``nf_conntrack_frag6_*``. Used by the iptables dialect.
+    """
+
+    ipfrag_time: float = 30.0  # net.ipv4.ipfrag_time
+    ipfrag_high_thresh: int = 4 * 1024 * 1024  # net.ipv4.ipfrag_high_thresh
+    frag6_timeout: float = 60.0  # net.netfilter.nf_conntrack_frag6_timeout
+    frag6_high_thresh: int = 4 * 1024 * 1024  # net.netfilter.nf_conntrack_frag6_high_thresh
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class FragmentSettings:
+    """The ASA's fragment database limits for an interface (``fragment size|chain|timeout N [ifc]``;
+    Cisco ASA command reference, ``fragment``): ``size`` fragments may wait for reassembly (1-30000),
+    a datagram may come in ``chain`` fragments (1-8200), and must be complete ``timeout`` seconds after
+    its first fragment (1-30). ``origins`` names the line that set each field.
+    """
+
+    size: int = 200
+    chain: int = 24
+    timeout: int = 5
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------------------------------
 # Modular policy framework (ASA class-map / policy-map / tcp-map / service-policy)
 
@@ -643,6 +671,15 @@ class Policy:
     # dialect; a table absent from the dict is as Linux has it before any rule: empty, policies ACCEPT.
     netfilter: dict[str, NfTable] | None = None
     ip6_netfilter: dict[str, NfTable] | None = None
+    # Fragment reassembly: the ASA's ``fragment`` settings (all interfaces, and per interface where a
+    # line names one) and Linux's reassembly sysctls.
+    fragment: FragmentSettings = field(default_factory=FragmentSettings)
+    fragment_by_interface: dict[str, FragmentSettings] = field(default_factory=dict)
+    defrag: DefragSettings = field(default_factory=DefragSettings)
+
+    def fragment_settings(self, interface: str) -> FragmentSettings:
+        """The ``fragment`` settings that apply on ``interface``."""
+        return self.fragment_by_interface.get(interface, self.fragment)
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():
