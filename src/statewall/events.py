@@ -89,6 +89,18 @@ class DropReason(enum.Enum):
     NAT_FAILED = ("nat-xlate-failed", "NAT failed")
     NAT_NO_XLATE = ("no-xlate", "No translation for an inbound packet")
     TO_THE_BOX = ("to-the-box", "Traffic addressed to the firewall itself")
+    # Addresses never forwarded as unicast (statewall.addrclass). ASA: its slow-path address checks
+    # (the IPv4 one shares the security-level keyword, as on the ASA) and multicast without a route;
+    # Linux: ip_route_input_slow's martians, multicast without multicast routing, ip6_rcv_core's and
+    # ip6_forward's address checks.
+    SP_SECURITY_FAILED = ("sp-security-failed", "Slowpath security checks failed (address checks)")
+    IPV6_SP_SECURITY_FAILED = ("ipv6_sp_security_failed", "IPv6 slowpath security checks failed")
+    NO_MCAST_INTERFACE = ("no-mcast-intrf", "FP no mcast output intrf")
+    MARTIAN_SOURCE = ("martian-source", "Martian source address")
+    MARTIAN_DESTINATION = ("martian-destination", "Martian destination address")
+    MCAST_NOT_FORWARDED = ("mc-not-forwarded", "Multicast not forwarded without multicast routing")
+    IPV6_ADDR_ERROR = ("ipv6-in-addr-errors", "IPv6 source or destination not acceptable")
+    IPV6_BEYOND_SCOPE = ("ipv6-beyond-scope", "Link-local address beyond its scope")
     # Connection state
     TCP_NOT_SYN = ("tcp-not-syn", "First TCP packet not SYN")
     TCP_3WHS_FAILED = ("tcp-3whs-failed", "TCP failed 3 way handshake")
