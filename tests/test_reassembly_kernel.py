@@ -52,6 +52,7 @@ _OURS = {
     (4, socket.inet_aton("10.77.1.254")),
     (6, socket.inet_pton(socket.AF_INET6, V6_SRC)),
     (6, socket.inet_pton(socket.AF_INET6, "fd77:1::fe")),
+    (6, socket.inet_pton(socket.AF_INET6, "fe80::77:ff:fe00:1fe")),  # fa's link-local address (its MAC)
 }
 
 

@@ -20,7 +20,9 @@ destination (RFC 4291 2.5.3, 2.7); a multicast destination goes to ``ip6_mc_inpu
 only with multicast routing (``mforwarding``) and otherwise delivers it locally or drops it;
 net/ipv6/ip6_output.c ``ip6_forward`` refuses an unspecified/multicast/loopback source and answers a
 link-local source with Destination Unreachable "beyond scope of source address" (code 2); a
-link-local destination is reached only on its own link (the fe80::/64 route of the arrival device).
+link-local destination is reached only on its own link (the fe80::/64 route of the arrival device:
+the kernel sends such a packet back onto that link with a redirect, never to another interface;
+statewall does not model that hairpin and drops it as beyond scope).
 
 ASA - its slow-path address checks (Cisco, ``show asp drop`` command usage): through-the-box IPv4 to
 or from 0.0.0.0, from a 0.x.x.x source, to or from a broadcast address, or from a multicast/class E
