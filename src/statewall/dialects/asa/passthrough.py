@@ -107,6 +107,8 @@ NOT_MODELLED: dict[str, tuple[int, str]] = {
     "nat-control": (AFTER_MTU, "NAT required for every outbound flow"),
     "fragment": (BODY, "fragment reassembly limits"),
     "firewall": (HEAD, "transparent firewall mode"),
+    # Multicast is dropped as on an ASA without multicast routing (statewall.addrclass).
+    "multicast-routing": (AFTER_MTU, "multicast routing: multicast is dropped as without it"),
 }
 
 # Sub-commands of the blocks above, for pasted transcripts that do not indent them.
