@@ -54,6 +54,7 @@ def _check(classifier, src: str, dst: str):
         ("2001:db8::1", "fe80::9", "ipv6_sp_security_failed", "ipv6-beyond-scope", False),
         ("ff02::1", "2001:db8:1::9", "ipv6_sp_security_failed", "ipv6-in-addr-errors", False),
         ("::1", "2001:db8:1::9", "ipv6_sp_security_failed", "ipv6-in-addr-errors", False),
+        ("2001:db8::1", "::", "ipv6_sp_security_failed", "ipv6-in-addr-errors", False),
     ],
 )
 def test_special_addresses_are_never_forwarded_as_unicast(classifier, src, dst, asa, linux, to_box):

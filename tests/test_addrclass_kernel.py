@@ -5,7 +5,9 @@ The namespaces of tests/netns_util.py (a -- fw -- b, fw forwarding with conntrac
 injected from ``a`` towards ``fb``'s side. The kernel must forward none of them, and answer only where
 Linux answers (a link-local source: ICMPv6 destination unreachable, beyond scope); statewall's
 ``Classifier`` must name each of them, with the Linux reason or the box itself as their destination,
-and leave the ordinary packets alone. ``icmp_error_forbidden`` must agree with the kernel's silence
+and leave the ordinary packets alone; statewall's engine, running the router as an iptables policy,
+must forward the same (nothing, or the ordinary packets byte for byte) and answer the same.
+``icmp_error_forbidden`` must agree with the kernel's silence
 about a hop-limit-1 multicast packet.
 
 Needs root, ``ip`` and ``nft``; skipped with the reason otherwise. Namespaces are removed even on
@@ -21,6 +23,9 @@ from scapy.all import IP, UDP, IPv6, Raw
 
 from netns_util import Lab, missing_prerequisites, sh
 from statewall.addrclass import Classifier, icmp_error_forbidden
+from statewall.config import parse_policy
+from statewall.engine import Firewall
+from statewall.events import ConnBuilt, CtEvent, Drop
 from statewall.policy import Interface, Policy
 from test_reassembly_kernel import _Router
 
@@ -117,6 +122,25 @@ def _addrs(pkt):
     return s.version, int(s), int(d)
 
 
+def _engine():
+    """statewall's engine running the lab's router as an iptables policy."""
+    policy = parse_policy(
+        "#@statewall interface fa address 10.77.1.254/24 address fd77:1::fe/64\n"
+        "#@statewall interface fb address 10.77.2.254/24 address fd77:2::fe/64\n"
+        "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n",
+        "lab.rules",
+        dialect="iptables",
+    )
+    return Firewall(policy)
+
+
+def _through_engine(pkt) -> tuple[list[bytes], list[bytes], list]:
+    res = _engine().receive("fa", bytes(pkt), 1.0)
+    out = [bytes(p) for iface, p in res.packets if iface == "fb"]
+    back = [bytes(p) for iface, p in res.packets if iface == "fa"]
+    return out, back, res.events
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_kernel_forwards_none_and_statewall_names_each(router, classifier, case):
     pkt, linux, answer = CASES[case]
@@ -128,6 +152,15 @@ def test_the_kernel_forwards_none_and_statewall_names_each(router, classifier, c
     assert special is not None
     assert ("to the box" if special.to_box else special.linux.keyword) == linux
     assert special.icmp == answer
+    # The engine: nothing forwarded, the same answer, the reason named (a broadcast: taken in).
+    out, back, events = _through_engine(pkt)
+    assert out == [] and _errors(back) == ([answer] if answer else [])
+    if linux == "to the box":
+        assert [type(e).__name__ for e in events if not isinstance(e, (ConnBuilt, CtEvent))] == [
+            "LocalDelivery"
+        ]
+    else:
+        assert [d.reason.keyword for d in events if isinstance(d, Drop)] == [linux]
     if version == 4 and pkt[IP].ttl == 1:
         forbidden = icmp_error_forbidden(version, src, dst, proto=17, icmp_error=False)
         assert forbidden == "the packet was sent to a multicast or broadcast address"
@@ -138,6 +171,8 @@ def test_ordinary_packets_pass_and_hop_limit_1_draws_time_exceeded(router, class
         out, back = router.send([pkt])
         assert len(out) == 1 and _errors(back) == []
         assert classifier.check(*_addrs(pkt)) is None
+        engine_out, _, _ = _through_engine(pkt)
+        assert engine_out == out
     out, back = router.send([_u4("10.77.1.1", "10.77.2.100", ttl=1)])
     assert out == [] and _errors(back) == [(11, 0)]
     assert icmp_error_forbidden(*_addrs(_u4("10.77.1.1", "10.77.2.100")), proto=17, icmp_error=False) is None
@@ -148,3 +183,5 @@ def test_a_bad_ipv4_header_checksum_is_not_forwarded(router):
     pkt.chksum ^= 0x1234
     out, back = router.send([pkt])
     assert out == [] and _errors(back) == []
+    out, back, events = _through_engine(pkt)
+    assert out == [] and back == [] and [d.reason.keyword for d in events] == ["bad-ip-cksum"]

@@ -1,6 +1,7 @@
 """Differential against the kernel: the same fragments through a Linux router with conntrack (which
-defragments before conntrack and fragments again on output) and through statewall's Linux
-reassembly must leave as the same fragments, byte for byte.
+defragments before conntrack and fragments again on output), through statewall's Linux reassembly
+and through statewall's engine running the router as an iptables policy must leave as the same
+fragments, byte for byte.
 
 Three namespaces unique to this run (tests/netns_util.py): ``a`` -- ``fw`` -- ``b``; ``fw`` forwards
 with conntrack loaded (its nftables guard), so ``nf_defrag_ipv4``/``nf_defrag_ipv6`` gather every
@@ -36,6 +37,8 @@ from scapy.all import (
 )
 
 from netns_util import ETH_P_ALL, Lab, in_netns, missing_prerequisites, sh
+from statewall.config import parse_policy
+from statewall.engine import Firewall
 from statewall.reassembly import LinuxDefrag, fragment_out
 
 _why_not = missing_prerequisites()
@@ -161,6 +164,26 @@ def _statewall(frags, mtu: int) -> tuple[list[bytes], int | None]:
     return [bytes(o) for o in out], too_big
 
 
+def _engine(frags, mtu: int) -> tuple[list[bytes], int | None]:
+    """The same fragments through statewall's engine with the lab's router as an iptables policy."""
+    policy = parse_policy(
+        f"#@statewall interface fa address 10.77.1.254/24 address fd77:1::fe/64\n"
+        f"#@statewall interface fb address 10.77.2.254/24 address fd77:2::fe/64 mtu {mtu}\n"
+        "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n",
+        "lab.rules",
+        dialect="iptables",
+    )
+    fw = Firewall(policy)
+    out, too_big = [], None
+    for f in frags:
+        res = fw.receive("fa", bytes(f), 1.0)
+        out += [bytes(p) for iface, p in res.packets if iface == "fb"]
+        for iface, p in res.packets:
+            if iface == "fa":
+                too_big = IP(p).payload.nexthopmtu if p[0] >> 4 == 4 else IPv6(p).payload.mtu
+    return out, too_big
+
+
 def _mask_v6_ident(pkts: list[bytes]) -> list[bytes]:
     out = []
     for p in pkts:
@@ -227,6 +250,7 @@ def test_ipv4_fragments_leave_as_the_kernel_sends_them(router, case):
         router.mtu(1500)
     ours, too_big = _statewall(frags, mtu)
     assert ours == kernel
+    assert _engine(frags, mtu) == (ours, too_big)
     if too_big is not None:
         icmp = [IP(p) for p in back if IP(p).proto == 1 and IP(p).payload.type == 3]
         assert [(i.payload.code, i.payload.nexthopmtu) for i in icmp] == [(4, too_big)]
@@ -258,6 +282,8 @@ def test_ipv6_fragments_leave_as_the_kernel_sends_them(router, case):
     kernel = [p for p in kernel if IPv6(p).nh != 58]
     ours, too_big = _statewall(frags, mtu)
     assert _mask_v6_ident(ours) == _mask_v6_ident(kernel)
+    engine, engine_too_big = _engine(frags, mtu)
+    assert _mask_v6_ident(engine) == _mask_v6_ident(kernel) and engine_too_big == too_big
     if too_big is not None:
         ptb = [IPv6(p) for p in back if IPv6(p).nh == 58 and IPv6(p).payload.type == 2]
         assert [p.payload.mtu for p in ptb] == [too_big]

@@ -270,7 +270,7 @@ def test_seed000_ftp_session_through_pat(tmp_path: Path, seed000: Policy, ftp_se
     assert {(ip.dst, ip.data.dport) for ip in inside} == {(bytes([10, 0, 0, 2]), 38003)}
     assert [bytes(ip.data.data) for ip in outside] == [bytes(dpkt.ip.IP(p).data.data) for p in to_server]
     # Forwarding is routing: each packet leaves with its TTL one lower.
-    assert {ip.ttl for ip in outside + inside} == {63}
+    assert {ip.ttl for ip in outside + inside} == {64}  # the ASA keeps the TTL
     assert summary["forwarded"] == summary["packets_in"] == len(ftp_session)
     assert summary["dropped"] == 0
 

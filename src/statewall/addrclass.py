@@ -142,8 +142,9 @@ class Classifier:
         asa = DropReason.IPV6_SP_SECURITY_FAILED
         if _in(src, _V6_MULTICAST, 128) or src == _V6_LOOPBACK:
             return Special(f"source {a(6, src)} is not a host address", asa, DropReason.IPV6_ADDR_ERROR)
-        if dst == _V6_LOOPBACK:
-            return Special(f"loopback destination {a(6, dst)}", asa, DropReason.IPV6_ADDR_ERROR)
+        if dst in (_V6_LOOPBACK, _V6_UNSPECIFIED):
+            what = f"destination {a(6, dst)} is not a node's address"
+            return Special(what, asa, DropReason.IPV6_ADDR_ERROR)
         if _in(dst, _V6_MULTICAST, 128):
             return Special(
                 f"multicast destination {a(6, dst)} (multicast routing is not modelled)",

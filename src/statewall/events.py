@@ -102,6 +102,8 @@ class DropReason(enum.Enum):
     MCAST_NOT_FORWARDED = ("mc-not-forwarded", "Multicast not forwarded without multicast routing")
     IPV6_ADDR_ERROR = ("ipv6-in-addr-errors", "IPv6 source or destination not acceptable")
     IPV6_BEYOND_SCOPE = ("ipv6-beyond-scope", "Link-local address beyond its scope")
+    # Linux's ip_rcv_options with accept_source_route 0 (statewall.ipoptions).
+    SOURCE_ROUTE = ("source-route", "Source-routed packet (accept_source_route 0)")
     # Connection state
     TCP_NOT_SYN = ("tcp-not-syn", "First TCP packet not SYN")
     TCP_3WHS_FAILED = ("tcp-3whs-failed", "TCP failed 3 way handshake")
@@ -305,6 +307,24 @@ class IcmpSent(Event):
     src: str
     dst: str
     reason: str = ""
+
+
+@_lazy_addresses("src", "dst")
+@dataclass(slots=True)
+class LocalDelivery(Event):
+    """A packet for one of the firewall's own addresses (or a broadcast it takes for itself) was taken
+    in: netfilter's INPUT accepted it (iptables dialect). ``ctstate`` is what conntrack said (NEW,
+    ESTABLISHED, RELATED, INVALID, UNTRACKED); ``answered`` when the box replied (an echo request).
+    Every packet to the box is either this or a ``Drop``: none passes unreported."""
+
+    interface: str
+    protocol: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    ctstate: str = ""
+    answered: bool = False
 
 
 @dataclass(slots=True)

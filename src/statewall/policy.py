@@ -449,6 +449,9 @@ class ConnectionSettings:
     dcd_retry_interval: float = 15.0
     dcd_max_retries: int = 5
     tcp_map: str | None = None  # ``set connection advanced-options NAME``
+    # ``set connection decrement-ttl``: the ASA lowers the TTL (and answers time exceeded) only for
+    # the classes that say so; without it transit packets keep their TTL.
+    decrement_ttl: bool | None = None
     origins: dict[str, Origin] = field(default_factory=dict)  # field name -> line that set it
 
 
@@ -678,8 +681,15 @@ class Policy:
     defrag: DefragSettings = field(default_factory=DefragSettings)
 
     def fragment_settings(self, interface: str) -> FragmentSettings:
-        """The ``fragment`` settings that apply on ``interface``."""
-        return self.fragment_by_interface.get(interface, self.fragment)
+        """The ``fragment`` settings that apply on ``interface``: what a line naming the interface set,
+        else what applies to all interfaces."""
+        own = self.fragment_by_interface.get(interface)
+        if own is None:
+            return self.fragment
+        merged = FragmentSettings(origins={**self.fragment.origins, **own.origins})
+        for name in ("size", "chain", "timeout"):
+            setattr(merged, name, getattr(own if name in own.origins else self.fragment, name))
+        return merged
 
     def interface_by_hardware(self, hardware: str) -> Interface | None:
         for itf in self.interfaces.values():

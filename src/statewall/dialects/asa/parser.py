@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ...policy import Origin, Policy, Warning_
 from ..errors import ConfigError
-from . import acl, device, interfaces, mpf, nat, objnat, passthrough, timeouts
+from . import acl, device, fragment, interfaces, mpf, nat, objnat, passthrough, timeouts
 from .lexer import Cursor, Line, lines
 from .modes import Handler, Mode
 
@@ -33,6 +33,7 @@ COMMANDS: dict[str, Handler] = {
     **acl.COMMANDS,
     **nat.COMMANDS,
     **timeouts.COMMANDS,
+    **fragment.COMMANDS,
     # Last: the policy framework takes class-map/policy-map/tcp-map/service-policy/sysopt/no over.
     **mpf.COMMANDS,
 }

@@ -105,7 +105,6 @@ NOT_MODELLED: dict[str, tuple[int, str]] = {
     "service-policy": (MPF, "the modular policy framework"),
     "sysopt": (BODY, "TCP MSS adjustment and other connection options"),
     "nat-control": (AFTER_MTU, "NAT required for every outbound flow"),
-    "fragment": (BODY, "fragment reassembly limits"),
     "firewall": (HEAD, "transparent firewall mode"),
     # Multicast is dropped as on an ASA without multicast routing (statewall.addrclass).
     "multicast-routing": (AFTER_MTU, "multicast routing: multicast is dropped as without it"),

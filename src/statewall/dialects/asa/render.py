@@ -19,7 +19,7 @@ from ...policy import (
     Policy,
     PortMatch,
 )
-from . import mpf, names, objnat, passthrough, timeouts
+from . import fragment, mpf, names, objnat, passthrough, timeouts
 from .acl import ANY4, ANY6, PORT_PROTOCOLS
 
 
@@ -58,6 +58,7 @@ def render(policy: Policy) -> str:
     for route in policy.routes:
         out.append(_route(route.interface, route.network, route.gateway, route.distance))
     out += timeouts.render(policy.timeouts)
+    out += fragment.render(policy)
     out += kept.get(passthrough.BODY, [])
     out += mpf.render_sysopt(policy)
     framework = [
