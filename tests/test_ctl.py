@@ -171,10 +171,13 @@ def test_show_commands_answer_from_the_engine():
     assert f"TCP outside {SERVER}:5001 inside {CLIENT}:40000" in conn
     assert cmds.execute("s conn") == conn  # the ASA's abbreviations
     detail = cmds.execute("sh conn det")
-    assert f"TCP outside:{SERVER}/5001 inside:{CLIENT}/40000, conn 1," in detail
+    # ASA Version 8.2(1): the 8.x form; statewall's own facts follow on "statewall:" lines.
+    assert f"TCP outside:{SERVER}/5001 inside:{CLIENT}/40000,\n    flags " in detail
+    assert "Initiator:" not in detail and "statewall: conn 1," in detail
     assert f"translated inside:{CLIENT}/40000 to {MAPPED}/40000" in detail
     assert "tcp ESTABLISHED" in detail and "sequence numbers randomized: inside +0x" in detail
-    assert "PAT from inside:10.0.0.2/40000 to outside:192.168.9.30/40000" in cmds.execute("show xlate")
+    # 8.2's show xlate form (8.2 command reference).
+    assert "PAT Global 192.168.9.30(40000) Local 10.0.0.2(40000)" in cmds.execute("show xlate")
     assert "Built outbound TCP connection 1" in cmds.execute("show log")
     assert cmds.execute("show log 1").count("\n") == 1
     assert "Global policy:" in cmds.execute("show service-policy")
@@ -356,6 +359,7 @@ access-list outside_in extended permit icmp any any
 access-group outside_in in interface outside
 global (outside) 1 interface
 nat (inside) 1 0.0.0.0 0.0.0.0
+timeout icmp 0:01:00
 """
 
 
@@ -372,7 +376,9 @@ def test_statewall_ctl_against_statewall_run_with_a_capture(tmp_path):
     with Lab() as lab:
         name = lab.prefix
         topo = FirewallTopology(lab).build()
-        topo.start_firewall(str(cfg), extra=["--name", name, "--ctl-dir", str(tmp_path)])
+        topo.start_firewall(
+            str(cfg), extra=["--name", name, "--ctl-dir", str(tmp_path), "--capture-dir", str(tmp_path)]
+        )
         # Printed right after the ready line (the socket listens before it).
         wait_for(
             lambda: any(str(tmp_path / f"{name}.sock") in line for line in topo.firewall_output),
@@ -392,6 +398,8 @@ def test_statewall_ctl_against_statewall_run_with_a_capture(tmp_path):
         assert "2 packets received" in ping.stdout + ping.stderr
         res = statewall_ctl("capture", "inside", "stop")  # --name left out: the only firewall there
         assert res.returncode == 0 and "packets written" in res.stdout, res.stderr
+        # The pings' connection outlives the ctl commands (timeout icmp 0:01:00: the default 2 s can
+        # pass while a loaded machine starts two Python processes).
         res = statewall_ctl("show", "conn")
         assert res.returncode == 0 and "ICMP outside 203.0.113.2" in res.stdout, res.stdout
         res = statewall_ctl("show", "bogus")

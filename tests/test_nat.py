@@ -362,12 +362,9 @@ def test_replay_prints_show_xlate_and_show_conn_as_the_tables_stood(tmp_path):
     xlate = text[text.index("2 in use") :]
     lines = xlate.splitlines()
     assert lines[0] == "2 in use, 2 most used"
-    assert lines[1].startswith("Flags: D - DNS")
-    assert lines[3] == (
-        f"UDP PAT from inside:10.0.0.2/700 to outside:{OUTSIDE_IP}/700 flags ri idle 0:00:05 timeout 0:00:30"
-    )
-    assert lines[4].startswith(f"UDP PAT from inside:10.0.0.3/700 to outside:{OUTSIDE_IP}/")
-    assert lines[4].endswith("flags ri idle 0:00:00 timeout 0:00:30")
+    # ASA Version 8.2: show xlate's 8.2 form, no legend (8.2 command reference).
+    assert lines[1] == f"PAT Global {OUTSIDE_IP}(700) Local 10.0.0.2(700)"
+    assert lines[2].startswith(f"PAT Global {OUTSIDE_IP}(") and lines[2].endswith(") Local 10.0.0.3(700)")
     assert f"UDP outside {SERVER}:53 inside 10.0.0.2:700, idle 0:00:05, bytes 1, flags " in text
     assert "2 in use, 2 most used\nUDP outside" in text  # show conn: both UDP conns (drained later)
 

@@ -190,6 +190,8 @@ class ConnBuilt(Event):
 
     ``direction`` is ``inbound`` when the initiator is on the lower-security interface. ``initiator``
     and ``responder`` are the two ends; the ASA prints the outside end first (see logfmt.asa).
+    ``master`` is the id of the connection whose inspection let this one in (an FTP data connection's
+    control connection), None for a connection of its own.
     """
 
     conn_id: int
@@ -198,6 +200,7 @@ class ConnBuilt(Event):
     initiator: Endpoint
     responder: Endpoint
     origin: Origin | None = None
+    master: int | None = None
 
 
 @dataclass(slots=True)

@@ -6,8 +6,9 @@ Syntax as on the ASA (``-c CONFIG`` added, ``input`` required)::
     packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]
 
 Ports and ICMP types take the ASA's names (``ftp``, ``www``, ``echo``). The decisions and their text
-come from ``statewall.tracer``; this module only reads the command line. The exit code is 0 whether
-the packet is allowed or dropped: a drop is an answer, not a failure.
+come from ``statewall.tracer``; this module only reads the command line. The exit code says the
+verdict, so that scripts can test it: 0 when the packet is allowed, 1 when it is dropped (2 for a bad
+command line or configuration).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import ipaddress
 
 from ..dialects.asa import names
-from . import EXIT_OK, UsageError, add_config_argument, load_config
+from . import EXIT_FAILURE, EXIT_OK, UsageError, add_config_argument, load_config
 
 USAGE = (
     "statewall packet-tracer -c CONFIG input IFACE {tcp|udp} SRC SPORT DST DPORT [detailed]\n"
@@ -82,11 +83,56 @@ def run(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(policy.interfaces)) or "none"
         raise UsageError(f"no interface named {iface!r} in {args.config} (interfaces: {known})")
     try:
-        text, _allowed = packet_tracer(policy, iface, proto, src, sport, dst, dport, detailed=detailed)
+        text, allowed = packet_tracer(policy, iface, proto, src, sport, dst, dport, detailed=detailed)
     except TracerError as exc:
         raise UsageError(str(exc)) from None
+    if allowed:
+        text += _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed)
     print(text, end="" if text.endswith("\n") else "\n")
-    return EXIT_OK
+    return EXIT_OK if allowed else EXIT_FAILURE
+
+
+def _not_modelled(
+    policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool
+) -> str:
+    """What a real box would do to this allowed packet that statewall does not model (an inspection,
+    a crypto map's encryption, a reverse-path check), as extra phases: the verdict above is statewall's,
+    not the box's."""
+    from ..engine import Firewall
+    from ..gaps import GapMatcher, inspections
+    from ..tracer import build_packet
+
+    matcher = GapMatcher(policy)
+    packet = build_packet(proto, src, sport, dst, dport)
+    res = Firewall(policy).receive(iface, bytearray(packet), 0.0)
+    egress, data = res.packets[0] if res.packets else (None, None)
+    found = inspections(policy, iface, packet, egress, data) + matcher.applicable(iface, egress, data)
+    lines: list[str] = []
+    for u in found:
+        if u.feature.startswith("inspect "):
+            kind, subtype = "INSPECT", u.feature.removeprefix("inspect ")
+        elif u.feature.startswith("VPN"):
+            kind, subtype = "VPN", "encrypt"
+        else:
+            kind, subtype = "RPF-CHECK", "reverse-path"
+        lines += [
+            "",
+            f"Phase: {kind}",
+            f"Type: {kind}",
+            f"Subtype: {subtype}",
+            "Result: NOT MODELLED",
+            "Config:",
+            u.origin.text,
+        ]
+        if detailed:
+            lines.append(f"  ({u.origin.file}:{u.origin.line})")
+        lines += [
+            "Additional Information:",
+            f"a real ASA would {u.action}; statewall does not model {u.feature}",
+        ]
+    if lines:
+        lines += ["", "statewall: the verdict above leaves out the phases marked NOT MODELLED"]
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,7 +140,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "packet-tracer",
         help="trace one packet through a configuration, phase by phase",
         description="Show each phase (flow lookup, route lookup, access list, NAT, connection) with "
-        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop.",
+        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop. Exit status 0 "
+        "when the packet is allowed, 1 when it is dropped.",
         usage=USAGE,
     )
     add_config_argument(p)

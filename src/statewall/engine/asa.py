@@ -387,7 +387,11 @@ def build(c: NewFlow) -> bool:
         )
     fw.lifecycle.opened(fw, conn, now)
     fw.stats["connections"] += 1
-    ev.append(ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin))
+    # An expected connection names its master (the FTP control connection that announced it).
+    master = exp.master.id if exp is not None else None
+    ev.append(
+        ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin, master=master)
+    )
     c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
     c.half = fwd
     return True

@@ -400,7 +400,10 @@ def confirm(
         # Replay: a capture taken without the firewall shows the answers going to the real source.
         lifecycle.index_for_replay(fw, (v, proto, dst1, dport1 if not is_icmp else sport0, src0, sport0), rev)
     fw.stats["connections"] += 1
-    ev.append(ConnBuilt(now, conn_id, proto, conn.direction, initiator, responder, origin=origin))
+    master = exp.master.id if exp is not None else None
+    ev.append(
+        ConnBuilt(now, conn_id, proto, conn.direction, initiator, responder, origin=origin, master=master)
+    )
     ev.append(ct_event("NEW", conn, now))
     return fwd
 
