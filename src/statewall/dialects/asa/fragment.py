@@ -27,9 +27,9 @@ def fragment(p: Parser, c: Cursor) -> None:
         c.next("keyword")
         mode = c.keyword(("full", "virtual"), "reassembly mode")
         c.rest()
-        if mode == "full":
-            p.warn(c.line, "fragment reassembly full: not modelled (statewall reassembles virtually)")
         p.keep(c.line)
+        if mode == "full":
+            p.gap(c.line, "full fragment reassembly", "reassemble fragments and fragment them again")
         return
     which = c.keyword(tuple(_RANGES), "fragment setting")
     lo, hi = _RANGES[which]
