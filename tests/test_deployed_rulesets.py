@@ -66,13 +66,9 @@ def drops(w: Link) -> list[Drop]:
 @pytest.mark.parametrize("name", RULESETS)
 def test_a_deployed_ruleset_loads_whole_and_prints_back(name):
     policy = parse_file(CONFIGS / name)
-    # What statewall evaluates differently from a bridge or without the engine's help is said, not
-    # hidden: physdev on a box that routes, connection marks, direction and status across packets.
+    # What a routing box cannot do is said, not hidden: physdev (bridge ports) never holds.
     said = sorted({w.message.split(":")[0] for w in policy.warnings})
-    assert said == (
-        ["CONNMARK", "connmark", "conntrack", "physdev"] if name == "iptables-modules.rules" else []
-    )
-    assert all("never holds" in w.message or "not modelled" in w.message for w in policy.warnings)
+    assert said == (["physdev"] if name == "iptables-modules.rules" else [])
     again = parse(render(policy), "again")
     assert render(again) == render(policy)
 
@@ -452,3 +448,26 @@ def _tcp_syn_80():
 
 
 TCP_SYN_80 = _tcp_syn_80()
+
+
+def test_connection_marks_directions_and_status_last_the_connection_through_the_engine():
+    rules = "\n".join(
+        [
+            "#@statewall interface eth0 address 203.0.113.1/24",
+            "#@statewall interface eth1 address 10.0.0.1/24",
+            "iptables -t mangle -A PREROUTING -i eth0 -m conntrack --ctstate NEW -j CONNMARK --set-mark 7",
+            "iptables -t mangle -A PREROUTING -j CONNMARK --restore-mark",
+            "iptables -A FORWARD -m connmark --mark 7 -m conntrack --ctdir REPLY "
+            "-j LOG --log-prefix 'reply7 '",
+            "iptables -A FORWARD -m mark --mark 7 -m conntrack --ctdir ORIGINAL --ctstatus SEEN_REPLY "
+            "-j LOG --log-prefix 'orig7 '",
+        ]
+    )
+    w = Link.iptables(rules)
+    assert w.send("eth0", tcp("203.0.113.9", "10.0.0.5", 40000, 80))  # NEW: ctmark 7 set
+    assert not w.of(NfLog)
+    assert w.send("eth1", tcp("10.0.0.5", "203.0.113.9", 80, 40000, SYN | ACK, 5000, 1001))
+    assert [e.text.split(" ")[0] for e in w.of(NfLog)] == ["reply7"]  # the reply sees the mark
+    assert w.send("eth0", tcp("203.0.113.9", "10.0.0.5", 40000, 80, ACK, 1001, 5001))
+    # The client's ACK: the mark restored into the packet, ORIGINAL, the reply seen.
+    assert [e.text.split(" ")[0] for e in w.of(NfLog)] == ["reply7", "orig7"]

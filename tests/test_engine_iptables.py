@@ -570,3 +570,14 @@ def test_a_passive_data_connection_follows_its_master_through_the_masquerade():
     control, data = w.of(ConnBuilt)
     assert data.origin.text == "iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
     assert w.fw.netfilter.counters("nat")[("POSTROUTING", 0)] == (1, 40)  # the control SYN only
+
+
+def test_forward_matches_ctstate_dnat_on_the_first_packet_of_a_published_port():
+    """nf_nat_setup_info marks the connection IPS_DST_NAT in nat PREROUTING, so the FORWARD rule
+    ``-m conntrack --ctstate DNAT -j ACCEPT`` lets the first SYN to the published port through."""
+    fw = Firewall(parse((CONFIGS / "nat-gateway.rules").read_text(), "nat-gateway.rules"))
+    syn = craft.tcp_packet(4, ip("198.51.100.7"), ip("192.0.2.1"), 40000, 8080, 1, 0, 0x02)
+    res = fw.receive("uplink", syn, 1.0)
+    assert not [e for e in res.events if isinstance(e, Drop)]
+    [(iface, out)] = res.packets
+    assert iface == "lan" and IP(bytes(out)).dst == "10.0.0.5" and IP(bytes(out))[TCP].dport == 80

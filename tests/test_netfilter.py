@@ -692,16 +692,3 @@ def test_cli_lists_counters_after_a_replay(tmp_path, capsys):
     )
     assert main(["iptables", "-c", config, "-t", "bogus", "-L"]) == 2
     assert main(["iptables", "-c", str(CONFIGS / "seed000.cfg"), "-L"]) == 2
-
-
-def test_netfilter_imports_no_dialect():
-    # The traversal reads the neutral model only: no dialect, command or formatter behind it.
-    import ast
-
-    import statewall.netfilter as mod
-
-    tree = ast.parse(Path(mod.__file__).read_text())
-    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    banned = ("dialects", "commands", "live", "lab", "logfmt", "replay", "pcapio", "demo")
-    assert [m for m in imported if m.split(".")[0] in banned or ".dialects" in m] == []

@@ -429,13 +429,15 @@ LIVE: list[LiveScenario] = [
         "Seed 001: a smaller-MTU tunnel and a PMTUD black hole",
         "an HTTP download through a 1400-byte tunnel stalls: the server's 1500-byte packets vanish and "
         "the ICMP that would say so is dropped",
-        "the seed's own rule, iptables -t mangle ... -j TCPMSS --set-mss 1347 (and on an ASA, sysopt "
-        "connection tcpmss 1347)",
+        "the seed's own rule, iptables -t mangle ... -j TCPMSS --set-mss 1347; the same clamp written in "
+        "nftables (tcp option maxseg size set 1347); and on an ASA, sysopt connection tcpmss 1347",
         (
             r"frag-needed messages were lost",
             r"data bytes per segment, path MTU",
             r"TCPMSS set 1347",
             r"SYN left",
+            r"tcp option maxseg size set 1347",
+            r"statewall run \(nftables\) exits cleanly",
         ),
     ),
     LiveScenario(

@@ -86,6 +86,8 @@ class DropReason(enum.Enum):
     SECURITY_LEVEL = ("sp-security-failed", "Slowpath security checks failed")
     NO_ROUTE = ("no-route", "No route to host")
     RPF_VIOLATED = ("rpf-violated", "Reverse-path verify failed")
+    SOURCE_ROUTE = ("source-route", "Source-routed packet (accept_source_route 0)")
+    CT_TABLE_FULL = ("nf-conntrack-table-full", "nf_conntrack: table full, dropping packet")
     TTL_EXPIRED = ("ttl-exceeded", "TTL exceeded")
     NAT_FAILED = ("nat-xlate-failed", "NAT failed")
     NAT_NO_XLATE = ("no-xlate", "No translation for an inbound packet")
@@ -102,8 +104,6 @@ class DropReason(enum.Enum):
     MCAST_NOT_FORWARDED = ("mc-not-forwarded", "Multicast not forwarded without multicast routing")
     IPV6_ADDR_ERROR = ("ipv6-in-addr-errors", "IPv6 source or destination not acceptable")
     IPV6_BEYOND_SCOPE = ("ipv6-beyond-scope", "Link-local address beyond its scope")
-    # Linux's ip_rcv_options with accept_source_route 0 (statewall.ipoptions).
-    SOURCE_ROUTE = ("source-route", "Source-routed packet (accept_source_route 0)")
     # Connection state
     TCP_NOT_SYN = ("tcp-not-syn", "First TCP packet not SYN")
     TCP_3WHS_FAILED = ("tcp-3whs-failed", "TCP failed 3 way handshake")
@@ -361,6 +361,21 @@ class FtpBounce(Event):
     command: str  # PORT, EPRT or 227
     sender: str
     announced: str
+    peer: str
+
+
+@dataclass(slots=True)
+class FtpLowPort(Event):
+    """An inspected FTP connection announced a data port below 1024 (PORT/EPRT, or 227/229 from the
+    server): the ASA drops the packet and ends the connection (406001). ``command`` is PORT, EPRT, 227 or
+    229, ``address``/``port`` what it announced, ``peer`` the packet's destination as it arrived,
+    ``interface`` where it arrived."""
+
+    conn_id: int
+    interface: str
+    command: str
+    address: str
+    port: int
     peer: str
 
 

@@ -11,16 +11,15 @@ header contains additional options other than EOOL, NOP, or RTRALT, regardless o
 configured to allow these options, the ASA will drop the packet". Inspect maps that clear options
 (``policy-map type inspect ip-options``) are not modelled.
 
-Linux: options are forwarded (record route and timestamps filled in by ``ip_forward_options``: not
-modelled); a source-routed packet (loose or strict source route) is dropped by ``ip_rcv_options`` while
-``accept_source_route`` is 0, the default (net/ipv4/ip_input.c).
+Linux forwards options (record route and timestamps filled in by ``ip_forward_options``: not
+modelled); its source-route rule is netfilter's path's (``statewall.engine.nf_path``).
 """
 
 from __future__ import annotations
 
 from .packet import Packet
 
-RTRALT, LSRR, SSRR = 148, 131, 137
+RTRALT = 148
 # What the ASA's ip-options inspection allows (EOOL and NOP are not listed by the codec).
 _ASA_ALLOWED = frozenset({RTRALT})
 _NAMES = {
@@ -50,14 +49,4 @@ def asa_refusal(pkt: Packet, eff) -> str | None:
     for t, _, _ in pkt.ipv4_options:
         if t not in _ASA_ALLOWED:
             return f"IP option {_name(t)} is not one ip-options inspection allows"
-    return None
-
-
-def linux_refusal(pkt: Packet) -> str | None:
-    """Why Linux drops ``pkt`` for its IP options (None: it passes): source routing is off."""
-    if pkt.version != 4 or pkt.l3_len <= 20:
-        return None
-    for t, _, _ in pkt.ipv4_options:
-        if t in (LSRR, SSRR):
-            return f"{_name(t)} option with accept_source_route 0"
     return None

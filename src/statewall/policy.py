@@ -414,6 +414,11 @@ class ConntrackSettings:
     tcp_loose: bool = True
     tcp_ignore_invalid_rst: bool = False
     tcp_max_retrans: int = 3
+    # nf_conntrack_max: the table's bound. Linux sizes it from memory (nf_conntrack_init_start,
+    # nf_conntrack_core.c): 262144 on a 64-bit machine with more than 4 GB, 65536 with more than 1 GB.
+    # The ASA's stages use the platform's connection limit instead (engine.compiled.ASA_CONN_MAX)
+    # unless this is set explicitly. 0: no bound.
+    max: int = 262144
     checksum: bool = True
     tcp_timeout_syn_sent: float = 120.0
     tcp_timeout_syn_recv: float = 60.0

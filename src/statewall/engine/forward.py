@@ -51,7 +51,37 @@ def established(
         return
     if conn.dcd is not None and lifecycle.dcd_answer(fw, half, pkt, now):
         return
-    if norm is not None and asa_policy.normalize(fw, half, norm, pkt, now, out, ev, gso_size):
+    done = 0
+    if norm is not None:
+        # The tcp-map decides first and learns only once the segment leaves (normalizer.learn below):
+        # a segment dropped anywhere on the way teaches the connection nothing.
+        done = asa_policy.normalize(fw, half, norm, pkt, now, out, ev, gso_size)
+        if done is None:
+            return
+    # Linux lowers the TTL and answers time exceeded; the ASA forwards transit packets with their TTL
+    # unless the connection's class says ``set connection decrement-ttl`` (Cisco ASA firewall
+    # configuration guide, "Connection Settings": then a TTL-1 packet is dropped, but the connection
+    # is opened for the packets after it). The router's checks come before tracking so that a packet
+    # they refuse is never tracked.
+    ttl = pkt.ttl
+    eff = conn.mpf
+    if pkt.l3_len > 20 and eff is not None:
+        # The ASA's IP options rule (statewall.ipoptions); Linux's is netfilter's path's.
+        why = ipoptions.asa_refusal(pkt, eff)
+        if why is not None:
+            hint = "inspect ip-options (in the connection's class) allows router alert"
+            drop(fw, ev, DropReason.INVALID_IP_OPTION, half.in_iface, pkt, now, egress=half.out_iface,
+                 message=why, hint=hint)  # fmt: skip
+            return
+    dec = 1 if eff is None or eff.decrement_ttl else 0
+    if dec and ttl <= 1:
+        icmp.time_exceeded(fw, half.in_iface, pkt, now, out, ev)
+        return
+    mtu = fw.interfaces[half.out_iface].mtu
+    size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
+    if fw.reasm_dg is not None:
+        size = fw.reasm_dg.frag_max_size  # it leaves as fragments of at most the size received
+    if size > mtu and not icmp.too_big(fw, half.in_iface, pkt, mtu, now, out, ev):
         return
     shift = conn.seqrand
     if trk is not None and not first:
@@ -106,32 +136,23 @@ def established(
                 detail=detail,
             )
             return
-    # Linux lowers the TTL and answers time exceeded; the ASA forwards transit packets with their TTL
-    # unless the connection's class says ``set connection decrement-ttl`` (Cisco ASA firewall
-    # configuration guide, "Connection Settings": then a TTL-1 packet is dropped, but the connection
-    # is opened for the packets after it).
-    ttl = pkt.ttl
-    eff = conn.mpf
-    if pkt.l3_len > 20 and eff is not None:
-        # The ASA's IP options rule (statewall.ipoptions); Linux's is netfilter's path's.
-        why = ipoptions.asa_refusal(pkt, eff)
-        if why is not None:
-            hint = "inspect ip-options (in the connection's class) allows router alert"
-            drop(fw, ev, DropReason.INVALID_IP_OPTION, half.in_iface, pkt, now, egress=half.out_iface,
-                 message=why, hint=hint)  # fmt: skip
+        if (
+            norm is not None
+            and norm.profile.window_drop
+            and asa_policy.window_varied(fw, half, norm, pkt, now, out, ev)
+        ):
             return
-    dec = 1 if eff is None or eff.decrement_ttl else 0
-    if dec and ttl <= 1:
-        icmp.time_exceeded(fw, half.in_iface, pkt, now, out, ev)
-        return
-    mtu = fw.interfaces[half.out_iface].mtu
-    size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
-    if fw.reasm_dg is not None:
-        size = fw.reasm_dg.frag_max_size  # it leaves as fragments of at most the size received
-    if size > mtu and not icmp.too_big(fw, half.in_iface, pkt, mtu, now, out, ev):
-        return
-    if helper is not None and not inspect(fw, half, pkt, now, out, ev, half.in_iface, half.out_iface):
-        return
+    if helper is not None:
+        # The normalizer learns the segment as sent, not as the inspector may rewrite it.
+        seq = pkt.seq
+        plen = pkt.payload_len
+        data = pkt.payload() if norm is not None and norm.sent is not None and plen else None
+        if not inspect(fw, half, pkt, now, out, ev, half.in_iface, half.out_iface):
+            return
+        if norm is not None:
+            asa_policy.learn(half, norm, pkt, done, seq, plen, data)
+    elif norm is not None:
+        asa_policy.learn(half, norm, pkt, done, pkt.seq, pkt.payload_len, None)
     if norm is not None and pkt.flags & TCP_SYN:
         mss.sysopt_rewrite(pkt, fw.policy.sysopt_tcpmss, fw.policy.sysopt_tcpmss_minimum)
     nat = half.nat

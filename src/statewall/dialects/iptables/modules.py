@@ -158,17 +158,9 @@ def _mark(cur, opt, negate, mod, ctx) -> None:
     mod.args["negate"] = negate
 
 
-CT_KEPT_WARNING = (
-    "the connection's {what} is not kept between packets by statewall's engine (not modelled): "
-    "each packet starts from {start}"
-)
-
-
 def _mark_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
     if "value" not in mod.args:
         raise cur.error(mod.token, f"{mod.name} match: option --mark must be given")
-    if mod.name == "connmark" and ctx.warn:
-        ctx.warn("connmark: " + CT_KEPT_WARNING.format(what="mark", start="ctmark 0 unless CONNMARK set it"))
 
 
 def _mark_text(a: dict) -> str:
@@ -1115,8 +1107,6 @@ def _mark_target_finish(cur: Cursor, tgt: _Target, ctx: RuleContext) -> None:
         raise cur.error(
             tgt.token, "CONNMARK target: --mask, --nfmask and --ctmask go with --save-mark or --restore-mark"
         )
-    if tgt.name == "CONNMARK" and ctx.warn:
-        ctx.warn("CONNMARK: " + CT_KEPT_WARNING.format(what="mark", start="ctmark 0 unless CONNMARK set it"))
 
 
 def _xmark_words(name: str, a: dict, save: bool) -> list[str]:

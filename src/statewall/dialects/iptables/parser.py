@@ -88,7 +88,7 @@ _READ_ONLY = frozenset("LSChV")
 # (net.ipv4.netfilter.ip_conntrack_*) spellings name the same ConntrackSettings field.
 _SYSCTL_PREFIXES = ("net.netfilter.nf_conntrack_", "net.ipv4.netfilter.ip_conntrack_")
 _BOOL_SETTINGS = frozenset({"tcp_be_liberal", "tcp_loose", "tcp_ignore_invalid_rst", "checksum", "helper"})
-_INT_SETTINGS = frozenset({"tcp_max_retrans"})
+_INT_SETTINGS = frozenset({"tcp_max_retrans", "max"})
 _SETTINGS = frozenset(f for f in ConntrackSettings.__slots__ if f != "origins")
 
 # ipchains -M -S tcp tcpfin udp (Linux 2.2 masquerading timeouts, seconds; 0 keeps the value): the

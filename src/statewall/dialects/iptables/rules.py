@@ -538,13 +538,7 @@ def _finish_module(cur: Cursor, mod: _Module, ctx: RuleContext) -> NfExtension:
         if "dir" not in args:
             raise cur.error(mod.token, "multiport expects an option")
     elif name == "conntrack" and set(args) - {"states", "negate"}:
-        # --ctdir, --ctstatus, --ctproto (with or without --ctstate).
-        if ("dir" in args or "status" in args) and ctx.warn:
-            ctx.warn(
-                "conntrack: --ctdir and --ctstatus are not modelled across packets: statewall's engine "
-                "does not report a packet's direction or its connection's status yet (every packet "
-                "counts as ORIGINAL, no status bit set)"
-            )
+        pass  # --ctdir, --ctstatus, --ctproto (with or without --ctstate)
     elif name in ("state", "conntrack"):
         if "states" not in args:
             raise cur.error(

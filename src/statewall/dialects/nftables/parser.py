@@ -1439,13 +1439,4 @@ def parse(text: str, filename: str) -> Policy:
     policy.warnings = base.warnings + policy.warnings
     policy.netfilter = {}
     policy.ip6_netfilter = {}
-    if policy.nft_tables:
-        first = policy.nft_tables[0]
-        policy.warnings.append(
-            Warning_(
-                first.origin,
-                "nftables rulesets are read, listed and evaluated by statewall.netfilter, but the engine "
-                "does not run them yet (not modelled in replay, run and packet-tracer)",
-            )
-        )
     return policy
