@@ -45,7 +45,7 @@ def test_seed000_control_session_is_translated_built_and_torn_down():
     out = IP(bytes(data))
     assert iface == "outside"
     assert (out.src, out[TCP].sport, out.dst, out[TCP].dport) == (MAPPED, 38003, SERVER, 21)
-    assert out.ttl == 63
+    assert out.ttl == 64  # the ASA keeps the TTL (no set connection decrement-ttl)
     # scapy recomputes checksums from scratch: ours must match after the in-place rewrite.
     ref = IP(bytes(out))
     del ref.chksum
@@ -183,7 +183,22 @@ def test_udp_and_icmp_connections_use_their_timeouts():
 
 
 def test_ttl_expiring_in_the_firewall_sends_time_exceeded():
-    fw = fw_for()
+    # Only with set connection decrement-ttl: by default the ASA forwards it with TTL 1.
+    assert (
+        IP(
+            bytes(
+                fw_for()
+                .receive("inside", bytes(IP(src=CLIENT, dst=SERVER, ttl=1) / UDP()), 1.0)
+                .packets[0][1]
+            )
+        ).ttl
+        == 1
+    )
+    fw = fw_for(
+        SEED000
+        + "class-map all\n match any\npolicy-map global_policy\n class all\n  set connection decrement-ttl\n"
+        + "service-policy global_policy global\n"
+    )
     res = fw.receive("inside", bytes(IP(src=CLIENT, dst=SERVER, ttl=1) / UDP(sport=1, dport=2)), 1.0)
     (iface, data) = res.packets[0]
     icmp = IP(bytes(data))
@@ -270,7 +285,7 @@ def test_ipv6_flows_are_tracked_without_nat():
     )
     (iface, data) = res.packets[0]
     out = IPv6(bytes(data))
-    assert iface == "outside" and out.hlim == 63 and out.src == "2001:db8:1::2"
+    assert iface == "outside" and out.hlim == 64 and out.src == "2001:db8:1::2"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -109,7 +109,7 @@ def test_tcp_error_from_a_router_keeps_the_routers_address():
     sent = IP(bytes(out_of(f.receive("inside", bytes(syn), 1.0), "outside")))
     err = IP(src=ROUTER, dst=MAPPED) / ICMP(type=11, code=0) / bytes(sent)
     back = IP(bytes(out_of(f.receive("outside", bytes(err), 1.1), "inside")))
-    assert (back.src, back.dst) == (ROUTER, "10.0.0.2") and back.ttl == 63
+    assert (back.src, back.dst) == (ROUTER, "10.0.0.2") and back.ttl == 64  # the ASA keeps the TTL
     assert (back[IPerror].src, back[TCPerror].sport) == ("10.0.0.2", 40000)
     # The quoted sequence number is the client's own again (the firewall randomized it on the way out).
     assert back[TCPerror].seq == 1000

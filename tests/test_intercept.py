@@ -63,8 +63,11 @@ def int_addr(text: str) -> int:
 
 
 def spoofed_syn(rng: random.Random, dst: str = SERVER) -> bytearray:
-    """A SYN from a random address no simulated host owns."""
+    """A SYN from a random address no simulated host owns (and not a loopback one: the ASA drops
+    those before TCP Intercept, sp-security-failed)."""
     src = rng.randrange(0x0B000000, 0xC0000000)
+    while src >> 24 == 127:
+        src = rng.randrange(0x0B000000, 0xC0000000)
     return craft.tcp_packet(
         4, src, int_addr(dst), rng.randrange(1024, 65535), 80, rng.getrandbits(32), 0, SYN, 29200,
         craft.tcp_option_mss(1460),

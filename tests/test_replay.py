@@ -8,6 +8,7 @@ sessions through the real engine and seed 000's configuration.
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 from typing import NamedTuple
 
@@ -112,6 +113,32 @@ def test_captures_are_merged_by_time_and_the_clock_advances_before_each_packet(t
     received = [c[2] for c in fw.calls if c[0] == "receive"]
     # What the engine receives is what replay_rewrite returned (TTL 99 marks a rewritten packet).
     assert [p[8] for p in received] == [64, 99, 64, 99]
+
+
+def test_packets_cut_short_by_the_snap_length_are_reported_not_replayed(tmp_path: Path, capsys) -> None:
+    # A capture taken with -s 96: the first packet is cut, the second fits.
+    big, small = udp("10.0.0.2", "192.168.9.2", payload=b"x" * 200), udp("10.0.0.3", "192.168.9.2")
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 96, 101)  # LINKTYPE_RAW
+    records = struct.pack("<IIII", 1, 0, 96, len(big)) + big[:96]
+    records += struct.pack("<IIII", 2, 0, len(small), len(small)) + small
+    cap = tmp_path / "snapped.pcap"
+    cap.write_bytes(header + records)
+    fw = RecordingFirewall()
+    summary = replay(POLICY, [(None, cap)], tmp_path / "out", firewall=fw)
+    assert [c[2] for c in fw.calls if c[0] == "receive"] == [small]
+    assert summary["truncated"] == 1 and summary["unassigned"] == 0
+    assert summary["captures"][0]["truncated"] == 1 and summary["captures"][0]["snaplen"] == 96
+    from statewall import cli
+
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(
+        "interface Ethernet0\n nameif inside\n security-level 100\n ip address 10.0.0.1 255.255.255.0\n"
+        "interface Ethernet1\n nameif outside\n security-level 0\n ip address 192.168.9.1 255.255.255.0\n"
+    )
+    assert cli.main(["replay", "-c", str(cfg), "-o", str(tmp_path / "out2"), str(cap)]) == 0
+    err = capsys.readouterr().err
+    assert f"1 packet(s) of {cap} not replayed: truncated by the capture (snaplen 96)" in err
+    assert "no route reaches" not in err
 
 
 def test_the_clock_never_goes_back(tmp_path: Path) -> None:
@@ -243,7 +270,7 @@ def test_seed000_ftp_session_through_pat(tmp_path: Path, seed000: Policy, ftp_se
     assert {(ip.dst, ip.data.dport) for ip in inside} == {(bytes([10, 0, 0, 2]), 38003)}
     assert [bytes(ip.data.data) for ip in outside] == [bytes(dpkt.ip.IP(p).data.data) for p in to_server]
     # Forwarding is routing: each packet leaves with its TTL one lower.
-    assert {ip.ttl for ip in outside + inside} == {63}
+    assert {ip.ttl for ip in outside + inside} == {64}  # the ASA keeps the TTL
     assert summary["forwarded"] == summary["packets_in"] == len(ftp_session)
     assert summary["dropped"] == 0
 

@@ -70,6 +70,7 @@ typedef struct {
     int nxt_set[2];
     int ttl_low[2];
     int mss_limit[2]; /* -1: none known */
+    int ttl_dec;       /* 1: the TTL is lowered (Linux; the ASA's set connection decrement-ttl) */
     unsigned long long packets;
 } Flow;
 
@@ -99,6 +100,7 @@ static PyMemberDef Flow_members[] = {
     {"proto", T_INT, offsetof(Flow, proto), READONLY, NULL},
     {"norm", T_INT, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
     {"packets", T_ULONGLONG, offsetof(Flow, packets), READONLY, "packets the fast path forwarded"},
+    {"ttl_dec", T_INT, offsetof(Flow, ttl_dec), 0, "1 when the TTL is lowered (0: the ASA's default)"},
     {NULL},
 };
 
@@ -333,6 +335,16 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
                              PyObject *nowobj, int partial, long gso) {
     if (n < 28 || p[0] != 0x45)
         goto miss;
+    {
+        /* a bad IPv4 header checksum is the Python path's to drop (statewall.engine.ip_in) */
+        unsigned long s = 0;
+        for (int i = 0; i < 20; i += 2)
+            s += be16(p + i);
+        s = (s & 0xFFFF) + (s >> 16);
+        s = (s & 0xFFFF) + (s >> 16);
+        if (s != 0xFFFF)
+            goto miss;
+    }
     unsigned tot = be16(p + 2);
     if ((be16(p + 6) & 0x3FFF) || tot > (unsigned)n)
         goto miss;
@@ -384,7 +396,7 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         }
     }
     unsigned ttl = p[8];
-    if (ttl <= 1)
+    if (f->ttl_dec && ttl <= 1)
         goto miss;
     {
         unsigned long size = gso ? 20 + (doff ? doff : 8) + (unsigned long)gso : tot;
@@ -513,9 +525,9 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     }
 
     /* TTL and NAT (Packet.forward_nat4, or set_ttl for a half that rewrites nothing) */
-    unsigned nttl = ttl - 1;
+    unsigned nttl = ttl - (unsigned)f->ttl_dec;
     if (f->rewrites[d]) {
-        long long dd = f->da[d] - 256; /* (ttl - old) << 8 */
+        long long dd = f->da[d] - (f->ttl_dec ? 256 : 0); /* (ttl - old) << 8 */
         unsigned c = csum_update(be16(p + 10), dd);
         p[8] = (unsigned char)nttl;
         put16(p + 10, c);
@@ -535,8 +547,10 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             put16(p + co, cs);
         }
     } else {
-        p[8] = (unsigned char)nttl;
-        put16(p + 10, csum_update(be16(p + 10), -256));
+        if (f->ttl_dec) {
+            p[8] = (unsigned char)nttl;
+            put16(p + 10, csum_update(be16(p + 10), -256));
+        }
     }
     /* sequence randomization (SeqShift.adjust): the peer's offset off ack, ours onto seq */
     if (proto == 6) {

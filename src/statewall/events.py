@@ -62,6 +62,16 @@ class DropReason(enum.Enum):
     INVALID_FRAGMENT = ("invalid-fragment", "Invalid IP fragment")
     FRAGMENT_TIMEOUT = ("fragment-reassembly-timeout", "Fragment reassembly timeout")
     FRAGMENT_LIMIT = ("fragment-chain-limit", "Fragment chain exceeds limit")
+    # Reassembly (statewall.reassembly). ASA: its fragment database (209003) and the teardrop check the
+    # ASA counts as an early security check; Linux: the kernel's reassembly counters and drop reasons
+    # (IpExtReasmOverlaps, IpReasmFails, IpReasmTimeout; SKB_DROP_REASON_DUP_FRAG).
+    FRAGMENT_DB_FULL = ("fragment-database-limit", "Fragment database limit exceeded")
+    FRAGMENT_OVERLAP = ("security-failed", "Early security checks failed")
+    REASM_OVERLAP = ("reasm-overlaps", "Overlapping fragments: the whole datagram is discarded (RFC 5722)")
+    REASM_DUPLICATE = ("dup-frag", "Duplicate fragment")
+    REASM_TIMEOUT = ("frag-reasm-timeout", "Fragment reassembly timed out")
+    REASM_FAILED = ("reasm-fails", "Fragment reassembly failed")
+    REASM_MEMORY = ("reasm-memory", "Fragment reassembly memory limit reached")
     INVALID_TCP_LENGTH = ("invalid-tcp-hdr-length", "Invalid TCP Length")
     INVALID_TCP_OPTIONS = ("invalid-tcp-options", "Invalid TCP options")
     INVALID_TCP_FLAGS = ("tcp-invalid-flags", "Invalid TCP flag combination")
@@ -82,6 +92,18 @@ class DropReason(enum.Enum):
     NAT_FAILED = ("nat-xlate-failed", "NAT failed")
     NAT_NO_XLATE = ("no-xlate", "No translation for an inbound packet")
     TO_THE_BOX = ("to-the-box", "Traffic addressed to the firewall itself")
+    # Addresses never forwarded as unicast (statewall.addrclass). ASA: its slow-path address checks
+    # (the IPv4 one shares the security-level keyword, as on the ASA) and multicast without a route;
+    # Linux: ip_route_input_slow's martians, multicast without multicast routing, ip6_rcv_core's and
+    # ip6_forward's address checks.
+    SP_SECURITY_FAILED = ("sp-security-failed", "Slowpath security checks failed (address checks)")
+    IPV6_SP_SECURITY_FAILED = ("ipv6_sp_security_failed", "IPv6 slowpath security checks failed")
+    NO_MCAST_INTERFACE = ("no-mcast-intrf", "FP no mcast output intrf")
+    MARTIAN_SOURCE = ("martian-source", "Martian source address")
+    MARTIAN_DESTINATION = ("martian-destination", "Martian destination address")
+    MCAST_NOT_FORWARDED = ("mc-not-forwarded", "Multicast not forwarded without multicast routing")
+    IPV6_ADDR_ERROR = ("ipv6-in-addr-errors", "IPv6 source or destination not acceptable")
+    IPV6_BEYOND_SCOPE = ("ipv6-beyond-scope", "Link-local address beyond its scope")
     # Connection state
     TCP_NOT_SYN = ("tcp-not-syn", "First TCP packet not SYN")
     TCP_3WHS_FAILED = ("tcp-3whs-failed", "TCP failed 3 way handshake")
@@ -288,6 +310,24 @@ class IcmpSent(Event):
     src: str
     dst: str
     reason: str = ""
+
+
+@_lazy_addresses("src", "dst")
+@dataclass(slots=True)
+class LocalDelivery(Event):
+    """A packet for one of the firewall's own addresses (or a broadcast it takes for itself) was taken
+    in: netfilter's INPUT accepted it (iptables dialect). ``ctstate`` is what conntrack said (NEW,
+    ESTABLISHED, RELATED, INVALID, UNTRACKED); ``answered`` when the box replied (an echo request).
+    Every packet to the box is either this or a ``Drop``: none passes unreported."""
+
+    interface: str
+    protocol: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    ctstate: str = ""
+    answered: bool = False
 
 
 @dataclass(slots=True)

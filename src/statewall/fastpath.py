@@ -225,6 +225,9 @@ class FastPath:
             tcp,
             norm_fields,
         )
+        # The ASA lowers the TTL only for classes with ``set connection decrement-ttl``.
+        eff = conn.mpf
+        f.ttl_dec = 1 if eff is None or eff.decrement_ttl else 0
         self.table.add(f)
         conn.fast = f
         self.offloads += 1

@@ -67,6 +67,7 @@ DEFAULT_INSPECTION_TRAFFIC: dict[str, tuple[tuple[int, int, int], ...]] = {
     "sip": ((PROTO_TCP, 5060, 5060), (PROTO_UDP, 5060, 5060)),
     "skinny": ((PROTO_TCP, 2000, 2000),),
     "esmtp": ((PROTO_TCP, 25, 25),),
+    "ip-options": ((46, 0, 65535),),  # RSVP (its messages carry Router Alert)
     "snmp": ((PROTO_UDP, 161, 162),),
     "sqlnet": ((PROTO_TCP, 1521, 1521),),
     "sunrpc": ((PROTO_TCP, 111, 111), (PROTO_UDP, 111, 111)),
@@ -92,6 +93,7 @@ DEFAULT_INSPECTIONS = (
     "tftp",
     "sip",
     "xdmcp",
+    "ip-options",
 )
 CLASS_DEFAULT = "class-default"  # the class every policy map implicitly has, matching everything
 
@@ -150,6 +152,7 @@ class Effective:
     dcd: bool = False
     dcd_retry_interval: float = 15.0
     dcd_max_retries: int = 5
+    decrement_ttl: bool = False
     inspects: tuple[tuple[Inspect, ClassUse], ...] = ()
     uses: tuple[ClassUse, ...] = ()
     origins: dict[str, Origin] = field(default_factory=dict)

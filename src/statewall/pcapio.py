@@ -191,6 +191,10 @@ class CaptureReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.stats = ReadStats()
+        # The capture's snap length (pcap file header, pcapng interface: 0 there means none), and
+        # whether the packet just yielded was cut short by it.
+        self.snaplen: int | None = None
+        self.last_snapped = False
         self._f: BinaryIO = open(self.path, "rb")  # noqa: SIM115 -- closed by close()/__exit__
         try:
             self.size = os.fstat(self._f.fileno()).st_size
@@ -235,7 +239,8 @@ class CaptureReader:
                 stats.non_ip += 1
                 continue
             stats.ip += 1
-            if len(frame) < wire_len:
+            snapped = self.last_snapped = len(frame) < wire_len
+            if snapped:
                 stats.snapped += 1
             yield ts, ip
 
@@ -265,6 +270,7 @@ class CaptureReader:
         # The upper 16 bits of the link-type field carry FCS flags, not the link type.
         linktype = fh.linktype & 0xFFFF
         self.stats.linktypes.add(linktype)
+        self.snaplen = fh.snaplen or None
         if linktype not in SUPPORTED_LINKTYPES:
             raise CaptureError(f"{self.path}: unsupported link type {linktype}")
         # dpkt keys record-header classes (byte order, Kuznetzov's longer header) by the magic read
@@ -321,6 +327,7 @@ class CaptureReader:
             if block_type == ng.PCAPNG_BT_IDB:
                 idb = ng.InterfaceDescriptionBlockLE(buf) if little else ng.InterfaceDescriptionBlock(buf)
                 interfaces.append(_idb_interface(idb, order))
+                self.snaplen = idb.snaplen or self.snaplen
                 stats.linktypes.add(idb.linktype)
             elif block_type == ng.PCAPNG_BT_EPB or block_type == ng.PCAPNG_BT_PB:
                 if block_type == ng.PCAPNG_BT_EPB:

@@ -439,6 +439,34 @@ class ConntrackSettings:
     helper: bool = False
 
 
+@dataclass(slots=True)
+class DefragSettings:
+    """Linux fragment reassembly tunables, named as the sysctls (defaults: net/ipv4/ip_fragment.c,
+    net/ipv6/netfilter/nf_conntrack_reasm.c). IPv4 conntrack defragmentation uses the host's IPv4
+    reassembly settings; IPv6 has its own ``nf_conntrack_frag6_*``. Used by the iptables dialect.
+    """
+
+    ipfrag_time: float = 30.0  # net.ipv4.ipfrag_time
+    ipfrag_high_thresh: int = 4 * 1024 * 1024  # net.ipv4.ipfrag_high_thresh
+    frag6_timeout: float = 60.0  # net.netfilter.nf_conntrack_frag6_timeout
+    frag6_high_thresh: int = 4 * 1024 * 1024  # net.netfilter.nf_conntrack_frag6_high_thresh
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class FragmentSettings:
+    """The ASA's fragment database limits for an interface (``fragment size|chain|timeout N [ifc]``;
+    Cisco ASA command reference, ``fragment``): ``size`` fragments may wait for reassembly (1-30000),
+    a datagram may come in ``chain`` fragments (1-8200), and must be complete ``timeout`` seconds after
+    its first fragment (1-30). ``origins`` names the line that set each field.
+    """
+
+    size: int = 200
+    chain: int = 24
+    timeout: int = 5
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------------------------------
 # Modular policy framework (ASA class-map / policy-map / tcp-map / service-policy)
 
@@ -495,6 +523,9 @@ class ConnectionSettings:
     dcd_retry_interval: float = 15.0
     dcd_max_retries: int = 5
     tcp_map: str | None = None  # ``set connection advanced-options NAME``
+    # ``set connection decrement-ttl``: the ASA lowers the TTL (and answers time exceeded) only for
+    # the classes that say so; without it transit packets keep their TTL.
+    decrement_ttl: bool | None = None
     origins: dict[str, Origin] = field(default_factory=dict)  # field name -> line that set it
 
 
@@ -981,6 +1012,23 @@ class Policy:
     # dialect; a table absent from the dict is as Linux has it before any rule: empty, policies ACCEPT.
     netfilter: dict[str, NfTable] | None = None
     ip6_netfilter: dict[str, NfTable] | None = None
+    # Fragment reassembly: the ASA's ``fragment`` settings (all interfaces, and per interface where a
+    # line names one) and Linux's reassembly sysctls.
+    fragment: FragmentSettings = field(default_factory=FragmentSettings)
+    fragment_by_interface: dict[str, FragmentSettings] = field(default_factory=dict)
+    defrag: DefragSettings = field(default_factory=DefragSettings)
+
+    def fragment_settings(self, interface: str) -> FragmentSettings:
+        """The ``fragment`` settings that apply on ``interface``: what a line naming the interface set,
+        else what applies to all interfaces."""
+        own = self.fragment_by_interface.get(interface)
+        if own is None:
+            return self.fragment
+        merged = FragmentSettings(origins={**self.fragment.origins, **own.origins})
+        for name in ("size", "chain", "timeout"):
+            setattr(merged, name, getattr(own if name in own.origins else self.fragment, name))
+        return merged
+
     # ipsets by name (``-m set``), both families.
     nf_sets: dict[str, NfSet] = field(default_factory=dict)
     # nftables tables (``table inet filter { ... }``), in the order written: their base chains run at

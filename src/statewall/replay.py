@@ -171,14 +171,25 @@ class _Outputs:
             self.sender.send_events(events)
 
 
-def _merged(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes]]:
-    """All packets of all captures by timestamp; ties keep capture order, then file order."""
+def _merged(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes, bool]]:
+    """All packets of all captures by timestamp; ties keep capture order, then file order. The last
+    field says whether the capture cut the packet short (``_truncated``)."""
 
-    def keyed(index: int, reader: CaptureReader) -> Iterator[tuple[float, int, int, bytes]]:
+    def keyed(index: int, reader: CaptureReader) -> Iterator[tuple[float, int, int, bytes, bool]]:
         for seq, (ts, data) in enumerate(reader):
-            yield ts, index, seq, data
+            yield ts, index, seq, data, reader.last_snapped and _truncated(data)
 
     return heapq.merge(*(keyed(i, r) for i, r in enumerate(readers)))
+
+
+def _truncated(ip: bytes) -> bool:
+    """The IP packet is shorter than its header says (of a frame the snap length cut)."""
+    n = len(ip)
+    if n >= 4 and ip[0] >> 4 == 4:
+        return int.from_bytes(ip[2:4], "big") > n
+    if n >= 6 and ip[0] >> 4 == 6:
+        return 40 + int.from_bytes(ip[4:6], "big") > n
+    return n < 20
 
 
 def replay(
@@ -248,15 +259,16 @@ def replay(
             outputs.sender = stack.enter_context(SyslogSender(asalog, syslog))
         bar = _progress_bar(stack, readers) if progress else None
 
-        packets_in = forwarded = dropped_on_receive = unassigned = reordered = 0
+        packets_in = forwarded = dropped_on_receive = unassigned = reordered = truncated = 0
         # Forwarded packets a real box would have treated in a way statewall does not model (a crypto
         # map would have encrypted them, ...), by feature: counted apart, never as plainly forwarded.
         gaps = GapMatcher(policy)
         not_modelled: Counter[str] = Counter()
         per_capture_unassigned: Counter[int] = Counter()
+        per_capture_truncated: Counter[int] = Counter()
         first: float | None = None
         now = float("-inf")
-        for n, (ts, index, _seq, data) in enumerate(_merged(readers)):
+        for n, (ts, index, _seq, data, cut) in enumerate(_merged(readers)):
             if first is None:
                 first = ts
             if ts < now:
@@ -270,6 +282,12 @@ def replay(
                 outputs.packets(res.packets, now)
             if res.events:
                 outputs.events(res.events)
+            if cut:
+                # Cut short by the capture's snap length: what the firewall saw cannot be known, so
+                # it is not handed over (and said so), rather than dropped for its length.
+                truncated += 1
+                per_capture_truncated[index] += 1
+                continue
             iface = ingress[index] or fw.ingress_for(data)
             if iface is None:
                 # No route back to the source: the firewall could not have received it on any
@@ -324,6 +342,8 @@ def replay(
                     "format": reader.format,
                     **reader.stats.to_dict(),
                     "unassigned": per_capture_unassigned[i],
+                    "truncated": per_capture_truncated[i],
+                    "snaplen": reader.snaplen,
                 }
                 for i, ((iface, path), reader) in enumerate(zip(captures, readers))
             ],
@@ -336,6 +356,8 @@ def replay(
             # Received but neither forwarded nor dropped yet (e.g. fragments awaiting the rest).
             "held": packets_in - forwarded - dropped_on_receive,
             "unassigned": unassigned,
+            # Not replayed: cut short by the capture's snap length (see captures[].snaplen).
+            "truncated": truncated,
             "reordered": reordered,
             "drops_by_reason": counters["drops_by_reason"],
             "not_modelled": dict(sorted(not_modelled.items())),

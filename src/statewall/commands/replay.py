@@ -68,6 +68,13 @@ def print_report(
     table.add_row("dropped", str(summary["dropped"]))
     if summary["held"]:
         table.add_row("held (awaiting more fragments)", str(summary["held"]))
+    for cap in summary["captures"]:
+        if cap.get("truncated"):
+            print(
+                f"statewall replay: {cap['truncated']} packet(s) of {cap['path']} not replayed: truncated by "
+                f"the capture (snaplen {cap['snaplen']})",
+                file=sys.stderr,
+            )
     if summary["unassigned"]:
         table.add_row("not replayed (no route to the source)", str(summary["unassigned"]))
     for reason, n in summary["drops_by_reason"].items():
@@ -149,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
         for name in shows:
             print(f"\nshow {name.replace('-', ' ')}")
             print(tables.get(name, ""), end="")
+    for cap in summary["captures"]:
+        if cap.get("truncated"):
+            print(
+                f"statewall replay: {cap['truncated']} packet(s) of {cap['path']} not replayed: truncated by "
+                f"the capture (snaplen {cap['snaplen']})",
+                file=sys.stderr,
+            )
     if summary["unassigned"]:
         print(
             f"statewall replay: {summary['unassigned']} packet(s) not replayed: no route reaches their "

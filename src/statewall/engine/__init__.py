@@ -8,8 +8,10 @@ under a running engine.
 The engine is a pipeline of named stages over one state (docs/design.md draws it):
 
 - ingress (here: ``Firewall.receive`` offers the packet to the fast path's leaf first, then
-  ``Firewall.ingress``): decode (a malformed packet is dropped with its reason), then the
-  established-flow stage for a packet of a known connection arriving where it should
+  ``Firewall.ingress``): the IP layer (``ip_in``: the IPv4 header checksum, then reassembly of
+  fragments as the box does it; a reassembled datagram leaves as fragments again at the end), decode
+  (a malformed packet is dropped with its reason), then the established-flow stage for a packet of a
+  known connection arriving where it should
   (``forward.established``, with the compiled fast path as its leaf: ``statewall.fastpath``), else
   the sanity checks (unknown interface; a later fragment follows its first one) and the policy's path;
 - the path: the ASA's (``asa``: connection lookup, then the new-flow stages UN-NAT, route, access list,
@@ -34,8 +36,8 @@ from ..events import DropReason, Event, XlateTeardown
 from ..expect import Expectation
 from ..normalizer import NormState
 from ..packet import DecodeError, decode
-from ..policy import PROTO_ICMP, PROTO_ICMPV6, Policy
-from . import asa, asa_policy, compiled, forward, lifecycle, snapshot, state
+from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Policy
+from . import asa, asa_policy, compiled, forward, ip_in, lifecycle, snapshot, state
 from .context import Result, drop, new_result
 from .forward import FRAGMENT_TIMEOUT
 from .lifecycle import asa_conn_flags
@@ -106,17 +108,28 @@ class Firewall:
     def ingress(
         self, iface: str, data: bytes | bytearray, now: float, csum_partial: bool = False, gso_size: int = 0
     ) -> Result:
-        """``receive`` without the compiled leaf: decode, then the established-flow stage for a packet
-        of a known connection arriving where it should, else the checks and the policy's path."""
+        """``receive`` without the compiled leaf: the IP layer (``ip_in``), decode, then the
+        established-flow stage for a packet of a known connection arriving where it should, else the
+        checks and the policy's path."""
         out: list[tuple[str, bytearray]] = []
         ev: list[Event] = []
         self.stats["packets_in"] += 1
         if now > self.now:
             self.now = now
         buf = data if type(data) is bytearray else bytearray(data)
+        # The IP layer first (ip_in): the header checksum, then reassembly of fragments.
+        if not ip_in.header_ok(self, iface, buf, now, ev):
+            return Result(out, ev)
+        dg, goes_on = ip_in.reassemble(self, iface, buf, now, ev)
+        if not goes_on:
+            return Result(out, ev)
+        if dg is not None:
+            buf = dg.data
+            self.reasm_dg = dg
         try:
             pkt = decode(buf, partial_csum=csum_partial)
         except DecodeError as e:
+            self.reasm_dg = None
             drop(self, ev, e.reason, iface, None, now, message=e.message)
             return Result(out, ev)
         try:
@@ -141,6 +154,10 @@ class Firewall:
             drop(self, ev, e.reason, iface, pkt, now, message=e.message)
         except Exception as e:  # noqa: BLE001 - the engine must never raise for a packet; count it instead
             drop(self, ev, DropReason.INTERNAL_ERROR, iface, pkt, now, message=f"{type(e).__name__}: {e}")
+        if dg is not None:
+            # A reassembled datagram leaves as fragments again, cut as the box cuts them.
+            self.reasm_dg = None
+            ip_in.refragment(self, dg, buf, iface, now, out, ev)
         return new_result(Result, (out, ev))  # Result(out, ev) without the generated __new__ (per packet)
 
     receive = fastpath.front_door(receive, ingress)
@@ -180,10 +197,15 @@ class Firewall:
                     until = obj.idle_since + obj.timeout
                     ev.append(lifecycle.xlate_event(XlateTeardown, obj, until, duration=until - obj.created))
         forward.expire_fragments(self, now)
+        ip_in.expire(self, now, ev)
         return Result(out, ev)
 
     def next_deadline(self) -> float | None:
-        return self.timers.next_deadline()
+        due = self.timers.next_deadline()
+        frag = self.reasm.next_deadline if self.reasm.queues else None
+        if frag is None:
+            return due
+        return frag if due is None else min(due, frag)
 
     def reload(self, policy: Policy) -> tuple[int, list[str]]:
         """Put ``policy`` under this running engine: connections, translations, expectations, timers,
@@ -234,7 +256,28 @@ class Firewall:
         except DecodeError:
             return None
         route = self.routes.lookup(pkt.version, pkt.src)
-        return route.interface if route else None
+        if route is None:
+            return None
+        # A source that is a static translation's mapped address is a host behind the translation
+        # captured after it: it arrives on the real side.
+        real = self._static_real(pkt, route.interface)
+        return real[2] if real is not None else route.interface
+
+    def _static_real(self, pkt, mapped_iface: str) -> tuple[int, int, str] | None:
+        """(real address, real port, real interface) of ``pkt``'s source when it is the mapped address
+        of a static translation on ``mapped_iface`` (a server's reply captured outside it), else None."""
+        hit = self.nat.untranslate_destination(
+            pkt.version, pkt.proto, mapped_iface, pkt.src, pkt.sport, pkt.dst, pkt.dport
+        )
+        if hit is None:
+            return None
+        real_src, real_sport, egress = hit[0], hit[1], hit[2]
+        if egress is None:
+            route = self.routes.lookup(pkt.version, real_src)
+            egress = route.interface if route is not None else None
+        if egress is None or egress == mapped_iface:
+            return None
+        return real_src, real_sport, egress
 
     def replay_rewrite(self, iface: str, data: bytes | bytearray, now: float) -> bytearray:
         """Carry a captured packet from a responder into the coordinates the firewall gave its connection.
@@ -250,12 +293,21 @@ class Firewall:
         if index is None:
             self.replay_index = index = {}
         buf = bytearray(data)
-        if not index and not self.expect.announced and not self.shifting:
+        if not index and not self.expect.announced and not self.shifting and not self.nat.entries:
             return buf
         try:
             pkt = decode(buf)
         except DecodeError:
             return buf
+        route = self.routes.lookup(pkt.version, pkt.src)
+        if route is not None and route.interface != iface and self.nat.entries:
+            # A host behind a static translation, captured on the translated side of it (its
+            # mapped address as the source): the packet as it left the host, from its real address.
+            real = self._static_real(pkt, route.interface)
+            if real is not None and real[2] == iface:
+                pkt.set_src(real[0])
+                if real[1] != pkt.sport and pkt.proto in (PROTO_TCP, PROTO_UDP):
+                    pkt.set_sport(real[1])
         key = (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
         known = self.conns.by_key.get(key)
         if known is not None:

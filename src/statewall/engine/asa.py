@@ -38,7 +38,7 @@ from ..nat import NatFailure
 from ..packet import Packet
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
 from ..tcptrack import TcpTracker
-from . import asa_policy, forward, icmp, lifecycle
+from . import asa_policy, forward, icmp, ip_in, lifecycle
 from .context import NewFlow, addr_str, drop, run, stage
 
 TCP_FIN = 0x01
@@ -53,6 +53,10 @@ def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_si
     half = fw.conns.by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
     if half is None:
         if pkt.is_icmp_error:
+            special = ip_in.special(fw, pkt)
+            if special is not None:  # the slow-path address checks hold for errors too
+                drop(fw, ev, special.asa, iface, pkt, now, message=special.what)
+                return
             icmp.related_error(fw, iface, pkt, now, out, ev)
             return
         if (
@@ -106,6 +110,13 @@ def lookup(c: NewFlow) -> bool:
         )
         return False
     pkt = c.pkt
+    special = ip_in.special(c.fw, pkt)
+    if special is not None:
+        # Multicast, broadcast, martian or link-local: the ASA's slow-path address checks
+        # (statewall.addrclass); multicast routing is not modelled.
+        c.report(False, special.what)
+        c.drop(special.asa, message=special.what)
+        return False
     if c.proto == PROTO_TCP and pkt.flags & HANDSHAKE_FLAGS != TCP_SYN and not c.fw.ct.tcp_loose:
         c.report(False, "First TCP packet not SYN", phase="TCP-STATE")
         c.drop(DropReason.TCP_NOT_SYN, hint="a TCP connection must start with a SYN through the firewall")

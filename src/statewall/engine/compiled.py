@@ -21,11 +21,13 @@ from dataclasses import dataclass
 
 from .. import fastpath, seqrand
 from ..acl import AccessControl
+from ..addrclass import Classifier
 from ..events import DropReason
 from ..inspect import Inspectors
 from ..mpf import ServicePolicies
 from ..nat import NatTable
 from ..policy import ConntrackSettings, Policy
+from ..reassembly import AsaFragmentDb, LinuxDefrag
 from ..routing import RouteTable
 from ..tcptrack import InvalidReason
 from . import asa, lifecycle, nf_path
@@ -51,6 +53,7 @@ REBUILT = (
     "new_flow_stages",
     "path",
     "fast_offer",
+    "addrs",
 )
 # Both: the new compiled part with the old state moved into it (``reload``).
 MERGED = ("nat", "service_policies", "inspectors", "fast")
@@ -127,6 +130,7 @@ def compile_policy(fw, policy: Policy, faults, fast_path: bool) -> Compiled:
     c.invalid_drops = box.invalid_drops
     c.interfaces = {n: i for n, i in policy.interfaces.items() if not i.shutdown}
     c.routes = RouteTable(policy)
+    c.addrs = Classifier(policy)
     c.acl = AccessControl(policy)
     c.nat = NatTable(policy, c.routes.interface_address)
     c.timeouts = policy.timeouts
@@ -170,6 +174,15 @@ def install(fw, c: Compiled) -> None:
     for name in REBUILT + MERGED:
         setattr(fw, name, getattr(c, name))
     fw.expect.nat = fw.nat
+    # Reassembly keeps its queues (unless the box changed); the limits are the policy's.
+    if fw.box.name == "asa":
+        if not isinstance(fw.reasm, AsaFragmentDb):
+            fw.reasm = AsaFragmentDb()
+        fw.reasm.settings_for = fw.policy.fragment_settings
+    else:
+        if not isinstance(fw.reasm, LinuxDefrag):
+            fw.reasm = LinuxDefrag()
+        fw.reasm.settings = fw.policy.defrag
     if fw.fast is not None:
         fw.fast_offer = fw.fast.attach(fw, Result)
 

@@ -42,11 +42,21 @@ def drop(
     hint: str | None = None,
     message: str = "",
     detail: dict | None = None,
+    about: tuple[int, int, int, int] | None = None,
 ) -> None:
-    """Drop ``pkt`` for ``reason``: counted once (``fw.drops``, ``show asp drop``) and one ``Drop`` event."""
+    """Drop ``pkt`` for ``reason``: counted once (``fw.drops``, ``show asp drop``) and one ``Drop`` event.
+    Without a decoded packet, ``about`` may give (IP version, protocol, source, destination) for the
+    event (a packet refused before decode: a bad header checksum, a fragment)."""
     fw.drops[reason] += 1
     fw.stats["dropped"] += 1
     if pkt is None:
+        if about is not None:
+            v, proto, src, dst = about
+            ev.append(
+                Drop(now, reason, iface, protocol=proto, src=addr_str(v, src), dst=addr_str(v, dst),
+                     message=message, detail=detail or {})
+            )  # fmt: skip
+            return
         ev.append(Drop(now, reason, iface, message=message, detail=detail or {}))
         return
     v = pkt.version

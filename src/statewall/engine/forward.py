@@ -12,16 +12,25 @@ counters, the connection's bytes, the first fragment's note for the later ones) 
 
 from __future__ import annotations
 
-from .. import mss, normalizer
+from .. import ipoptions, mss, normalizer
 from ..conntrack import ORIGINAL, REPLY, Half
 from ..events import DropReason
 from ..packet import Packet
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
-from ..tcptrack import INVALID, TcpState
+from ..tcptrack import INVALID, InvalidReason, TcpState
 from . import asa_policy, icmp, lifecycle
 from .context import drop
 
 TCP_SYN = 0x02
+
+# The ASA's names for what its TCP state machine refuses on an established connection, where the
+# normalizer map (compiled.ASA.invalid_drops) has none; a SYN or SYN-ACK on it otherwise.
+_ASA_INVALID = {
+    InvalidReason.SEQ_UNDER: DropReason.TCP_SEQ_PAST_WINDOW,
+    InvalidReason.OVER_WINDOW: DropReason.TCP_SEQ_PAST_WINDOW,
+    InvalidReason.ACK_UNDER: DropReason.TCP_INVALID_ACK,
+    InvalidReason.BAD_FLAGS: DropReason.INVALID_TCP_FLAGS,
+}
 
 # ASA ``fragment timeout`` default: how long later fragments may follow their first one.
 FRAGMENT_TIMEOUT = 5.0
@@ -49,16 +58,29 @@ def established(
         done = asa_policy.normalize(fw, half, norm, pkt, now, out, ev, gso_size)
         if done is None:
             return
-    # statewall is a router hop: it decrements TTL and answers time-exceeded. A real ASA does not
-    # by default (it is invisible to traceroute unless `set connection decrement-ttl`); we follow
-    # the router behaviour on purpose, because the lab puts statewall where a router stands. The
-    # router's checks come before tracking so that a packet they refuse is never tracked.
+    # Linux lowers the TTL and answers time exceeded; the ASA forwards transit packets with their TTL
+    # unless the connection's class says ``set connection decrement-ttl`` (Cisco ASA firewall
+    # configuration guide, "Connection Settings": then a TTL-1 packet is dropped, but the connection
+    # is opened for the packets after it). The router's checks come before tracking so that a packet
+    # they refuse is never tracked.
     ttl = pkt.ttl
-    if ttl <= 1:
+    eff = conn.mpf
+    if pkt.l3_len > 20 and eff is not None:
+        # The ASA's IP options rule (statewall.ipoptions); Linux's is netfilter's path's.
+        why = ipoptions.asa_refusal(pkt, eff)
+        if why is not None:
+            hint = "inspect ip-options (in the connection's class) allows router alert"
+            drop(fw, ev, DropReason.INVALID_IP_OPTION, half.in_iface, pkt, now, egress=half.out_iface,
+                 message=why, hint=hint)  # fmt: skip
+            return
+    dec = 1 if eff is None or eff.decrement_ttl else 0
+    if dec and ttl <= 1:
         icmp.time_exceeded(fw, half.in_iface, pkt, now, out, ev)
         return
     mtu = fw.interfaces[half.out_iface].mtu
     size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
+    if fw.reasm_dg is not None:
+        size = fw.reasm_dg.frag_max_size  # it leaves as fragments of at most the size received
     if size > mtu and not icmp.too_big(fw, half.in_iface, pkt, mtu, now, out, ev):
         return
     shift = conn.seqrand
@@ -85,6 +107,16 @@ def established(
             # The ASA refuses the segment with the normalizer check of the same meaning (a closed map
             # from the tracker's reason, empty for a Linux box: TCP_INVALID).
             reason = fw.invalid_drops.get(why.kind, DropReason.TCP_INVALID) if why else DropReason.TCP_INVALID
+            message, detail = str(why or "INVALID"), {"ctstate": "INVALID", "conn": conn.id}
+            if fw.box.name == "asa":
+                # The ASA's own words, never conntrack's: a segment its TCP state machine refuses
+                # before the three-way handshake completed (responder data on an embryonic
+                # connection included) is tcp-3whs-failed.
+                if trk.state < TcpState.ESTABLISHED or trk.state == TcpState.SYN_SENT2:
+                    reason = DropReason.TCP_3WHS_FAILED
+                elif reason is DropReason.TCP_INVALID:
+                    reason = _ASA_INVALID.get(why.kind if why else None, DropReason.TCP_SYN_ON_CONN)
+                message, detail = reason.description, {"conn": conn.id}
             hint = origin = None
             if norm is not None:
                 # seq-past-window / invalid-ack: the tcp-map line and the change that allows it.
@@ -100,8 +132,8 @@ def established(
                 egress=half.out_iface,
                 origin=origin,
                 hint=hint,
-                message=str(why or "INVALID"),
-                detail={"ctstate": "INVALID", "conn": conn.id},
+                message=message,
+                detail=detail,
             )
             return
         if (
@@ -125,11 +157,12 @@ def established(
         mss.sysopt_rewrite(pkt, fw.policy.sysopt_tcpmss, fw.policy.sysopt_tcpmss_minimum)
     nat = half.nat
     if nat is not None:
-        pkt.forward_nat4(ttl - 1, nat)  # TTL and NAT: two writes, one update per checksum
+        pkt.forward_nat4(ttl - dec, nat)  # TTL and NAT: two writes, one update per checksum
     elif half.rewrites and pkt.version == 4 and (pkt.proto == PROTO_TCP or pkt.proto == PROTO_UDP):
-        pkt.forward_nat4(ttl - 1, half.compile_nat())
+        pkt.forward_nat4(ttl - dec, half.compile_nat())
     else:
-        pkt.set_ttl(ttl - 1)
+        if dec:
+            pkt.set_ttl(ttl - 1)
         if half.rewrites:
             rewrite(half, pkt)
     if shift is not None:
@@ -171,6 +204,8 @@ def ttl_mtu(fw, iface: str, egress: str, pkt: Packet, now: float, out: list, ev:
         return False
     mtu = fw.interfaces[egress].mtu
     size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
+    if fw.reasm_dg is not None:
+        size = fw.reasm_dg.frag_max_size  # it leaves as fragments of at most the size received
     return size <= mtu or icmp.too_big(fw, iface, pkt, mtu, now, out, ev)
 
 

@@ -10,10 +10,11 @@ find an echo's connection the same way), the forwarding of such an error on the 
 from __future__ import annotations
 
 from .. import craft
-from ..events import DropReason, IcmpSent
+from ..events import DropReason
 from ..packet import Packet
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
-from .context import addr_str, drop
+from . import ip_in
+from .context import drop
 
 ICMP_ECHO = frozenset({(4, 8), (4, 0), (6, 128), (6, 129)})
 ICMP_ECHO_REQUEST = frozenset({(4, 8), (6, 128)})
@@ -43,10 +44,12 @@ def related_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) 
             message="ICMP error quotes no existing connection",
         )
         return
-    if pkt.ttl <= 1:
-        time_exceeded(fw, iface, pkt, now, out, ev)
-        return
-    pkt.set_ttl(pkt.ttl - 1)
+    eff = half.conn.mpf
+    if eff is None or eff.decrement_ttl:  # the ASA keeps the TTL without decrement-ttl (forward)
+        if pkt.ttl <= 1:
+            time_exceeded(fw, iface, pkt, now, out, ev)
+            return
+        pkt.set_ttl(pkt.ttl - 1)
     # RFC 5508: translate the outer destination and the quoted packet, which travelled the other way.
     if half.new_dst is not None:
         pkt.set_dst(half.new_dst)
@@ -75,26 +78,11 @@ def related_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) 
 
 
 def time_exceeded(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) -> None:
+    """TTL (hop limit) 1 on a packet to forward: dropped, answered with time exceeded where an ICMP
+    error may be sent at all (never about an error, a multicast or broadcast packet, a later fragment:
+    ``ip_in.send_error``)."""
     drop(fw, ev, DropReason.TTL_EXPIRED, iface, pkt, now)
-    if pkt.is_icmp_error:
-        return  # never answer an error with an error (RFC 1812 4.3.2.7)
-    src = fw.routes.interface_address(iface, pkt.version, pkt.src)
-    if src is None:
-        return
-    t = 11 if pkt.version == 4 else 3
-    reply = craft.icmp_error(pkt.version, src, pkt.src, t, 0, bytes(pkt.buf[: pkt.total_len]))
-    out.append((iface, reply))
-    ev.append(
-        IcmpSent(
-            now,
-            iface,
-            t,
-            0,
-            addr_str(pkt.version, src),
-            addr_str(pkt.version, pkt.src),
-            "time exceeded in transit",
-        )
-    )
+    ip_in.send_error(fw, iface, pkt, (11, 0) if pkt.version == 4 else (3, 0), now, out, ev)
 
 
 def too_big(fw, iface: str, pkt: Packet, mtu: int, now: float, out: list, ev: list) -> bool:
@@ -111,24 +99,7 @@ def too_big(fw, iface: str, pkt: Packet, mtu: int, now: float, out: list, ev: li
         now,
         message=f"packet of {pkt.total_len} bytes exceeds MTU {mtu} with DF set",
     )
-    if pkt.is_icmp_error:
-        return False
-    src = fw.routes.interface_address(iface, pkt.version, pkt.src)
-    if src is not None:
-        t, c = (3, 4) if pkt.version == 4 else (2, 0)
-        data = bytes(pkt.buf[: pkt.total_len])
-        out.append((iface, craft.icmp_error(pkt.version, src, pkt.src, t, c, data, mtu=mtu)))
-        ev.append(
-            IcmpSent(
-                now,
-                iface,
-                t,
-                c,
-                addr_str(pkt.version, src),
-                addr_str(pkt.version, pkt.src),
-                f"fragmentation needed, MTU {mtu}",
-            )
-        )
+    ip_in.send_error(fw, iface, pkt, (3, 4) if pkt.version == 4 else (2, 0), now, out, ev, mtu=mtu)
     return False
 
 

@@ -47,13 +47,13 @@ from __future__ import annotations
 
 from .. import craft
 from ..conntrack import Half
-from ..events import DropReason, IcmpSent, NfLog
+from ..events import DropReason, IcmpSent, LocalDelivery, NfLog
 from ..netfilter import HOOK_TABLES, Context, Decision, Netfilter
 from ..packet import Packet, addr_to_str, decode
 from ..policy import PROTO_TCP, PROTO_UDP, Inspection
 from ..synproxy import SynProxy
 from ..tcptrack import InvalidReason
-from . import forward, icmp, nf_trace
+from . import forward, icmp, ip_in, nf_trace
 from . import nf_conntrack as ct
 from .context import drop, run, stage
 from .nf_conntrack import NfFlow
@@ -243,6 +243,19 @@ def route(c: NfPacket) -> bool:
     else:
         local = fw.routes.local_interface(v, pkt.dst) is not None
         egress = None
+        special = None if local else ip_in.special(fw, pkt)
+        if special is not None:
+            # ip_route_input_slow / ip6_rcv_core / ip6_forward (statewall.addrclass): a broadcast is
+            # the box's own; martians, multicast without multicast routing and link-local addresses
+            # beyond their link are dropped (with Linux's unreachable for a link-local source).
+            if special.to_box:
+                local = True
+            else:
+                ct.discard(c.path, flow)
+                drop(fw, c.ev, special.linux, c.iface, pkt, c.now, message=special.what)
+                if special.icmp is not None:
+                    ip_in.send_error(fw, c.iface, pkt, special.icmp, c.now, c.out, c.ev)
+                return False
         if not local:
             found = fw.routes.lookup(v, pkt.dst)
             if found is None or found.interface not in fw.interfaces:
@@ -488,7 +501,14 @@ class NfPath:
         if half is not None:
             half.conn.mark = ctx.ct_mark
         fw.stats["to_the_box"] += 1
-        if icmp.is_echo_request(pkt):
+        answered = icmp.is_echo_request(pkt)
+        v = pkt.version
+        ports = pkt.proto in (PROTO_TCP, PROTO_UDP)
+        ev.append(
+            LocalDelivery(now, iface, pkt.proto, (v, pkt.src), pkt.sport if ports else 0, (v, pkt.dst),
+                          pkt.dport if ports else 0, ctx.ctstate or "", answered)
+        )  # fmt: skip
+        if answered:
             icmp.echo_reply(iface, pkt, out)
             if half is not None and not flow.error:
                 # The reply leaves through conntrack as the connection's answer.

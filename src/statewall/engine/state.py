@@ -18,6 +18,7 @@ from ..expect import ExpectTable
 from ..limits import Limits
 from ..nf_nat import NfNat
 from ..policy import Policy
+from ..reassembly import AsaFragmentDb, LinuxDefrag
 from ..timers import Timers
 
 # The engine's attributes that are state: kept as they are by Firewall.reload.
@@ -35,6 +36,9 @@ KEPT = (
     "trace_log",
     "replay_index",
     "frag_flows",
+    # Fragments waiting for the rest of their datagram (statewall.reassembly).
+    "reasm",
+    "reasm_dg",
     # Tallies of live connections per class, client and NAT rule, and the SYN cookies in flight:
     # connections built after a reload count against the new NAT rules (their tallies start at 0).
     "limits",
@@ -77,6 +81,11 @@ def init_state(fw, policy: Policy, seed) -> None:
     # keeps no entry per connection (memory, docs/performance.md).
     fw.replay_index = None
     fw.frag_flows = {}
+    # Reassembly as the box does it: the ASA's fragment database, Linux's defragmentation before
+    # conntrack (its settings follow the policy: ``compiled.install``). ``reasm_dg``: the datagram the
+    # packet being processed was reassembled into (its fragments' largest size is the MTU check's).
+    fw.reasm = AsaFragmentDb(policy.fragment_settings) if asa else LinuxDefrag(policy.defrag)
+    fw.reasm_dg = None
     # Connection limits and TCP Intercept (statewall.limits, statewall.intercept): the ASA's; the
     # iptables dialect's connlimit is a match of statewall.netfilter.
     fw.limits = Limits() if asa else None

@@ -202,6 +202,8 @@ _CONN_LIMIT_TAIL = ("{count}/{limit} for {direction} packet from {src}/{sport} t
 #   NAT_FAILED:       xlate_kind (portmap | regular | identity | outbound static, default portmap)
 #   ICMP_NO_SESSION:  inner_proto (keyword), inner_src, inner_sport, inner_dst, inner_dport: the
 #                     packet the ICMP error quotes
+#   FRAGMENT_DB_FULL, FRAGMENT_LIMIT, INVALID_FRAGMENT: id, proto_name and limit / elements / size and
+#                     max (statewall.reassembly puts them on the first fragment of a discarded set)
 # Reasons absent from this table have no ASA syslog message; they are only counted.
 MESSAGES: dict[DropReason, tuple[Message, ...]] = {
     DropReason.TCP_NOT_SYN: (
@@ -255,6 +257,20 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
         _m(201012, 6, "Per-client embryonic connection limit exceeded " + _CONN_LIMIT_TAIL,
            kind="per-client-embryonic", rate_limited=False),
         _m(201013, 3, "Per-client connection limit exceeded " + _CONN_LIMIT_TAIL, kind="per-client"),
+    ),
+    # Fragment reassembly (statewall.reassembly): one line per discarded set, on its first fragment.
+    DropReason.FRAGMENT_DB_FULL: (
+        _m(209003, 4, "Fragment database limit of {limit} exceeded: src = {src}, dest = {dst}, "
+           "proto = {proto_name}, id = {id}"),
+    ),
+    DropReason.INVALID_FRAGMENT: (
+        _m(209004, 4, "Invalid IP fragment, size = {size} exceeds maximum size = {max}: src = {src}, "
+           "dest = {dst}, proto = {proto_name}, id = {id}"),
+    ),
+    # Real logs print two spaces before "src" in this one.
+    DropReason.FRAGMENT_LIMIT: (
+        _m(209005, 4, "Discard IP fragment set with more than {elements} elements:  src = {src}, "
+           "dest = {dst}, proto = {proto_name}, id = {id}"),
     ),
 }
 # fmt: on

@@ -9,7 +9,7 @@ timeouts, as the ASA's ``show running-config policy-map`` shows them. The meanin
 falls into, precedence of interface over global policies) is ``statewall.mpf``'s.
 
 Forms that are valid but not modelled (``class-map type inspect``, ``policy-map type inspect``,
-``police``, ``priority``, ``set connection decrement-ttl``, other ``sysopt`` options) are kept as
+``police``, ``priority``, other ``sysopt`` options) are kept as
 written with a warning.
 """
 
@@ -448,7 +448,8 @@ def _class_action(p: Parser, c: Cursor, pc: PolicyClass) -> None:
 
 
 def _empty(cs: ConnectionSettings) -> bool:
-    return all(getattr(cs, f) is None for f in _LIMITS + _TIMEOUTS + ("random_sequence_number", "tcp_map"))
+    fields = _LIMITS + _TIMEOUTS + ("random_sequence_number", "tcp_map", "decrement_ttl")
+    return all(getattr(cs, f) is None for f in fields)
 
 
 _LIMITS = ("conn_max", "embryonic_conn_max", "per_client_embryonic_max", "per_client_max")
@@ -489,10 +490,9 @@ def _set_connection(p: Parser, c: Cursor, pc: PolicyClass, negate: bool) -> None
     if first.word == "decrement-ttl":
         c.next("decrement-ttl")
         c.end()
-        p.warn(c.line, "set connection decrement-ttl is not modelled yet; kept as written")
-        pc.other = [(o, t) for o, t in pc.other if not t.endswith("set connection decrement-ttl")]
+        cs.decrement_ttl = None if negate else True
         if not negate:
-            pc.other.append((origin, "set connection decrement-ttl"))
+            cs.origins["decrement_ttl"] = origin
         return
     if first.word == "timeout":
         c.next("timeout")
@@ -1028,6 +1028,8 @@ def connection_lines(cs: ConnectionSettings, rel: tuple[int, int] = (99, 0)) -> 
         lines.append("set connection timeout" + timeouts)
     if cs.tcp_map is not None:
         lines.append(f"set connection advanced-options {cs.tcp_map}")
+    if cs.decrement_ttl:
+        lines.append("set connection decrement-ttl")
     return lines
 
 

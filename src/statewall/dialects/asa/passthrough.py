@@ -189,7 +189,6 @@ AFFECTS: dict[str, tuple[str, str]] = {
     "dhcprelay": ("DHCP relay", "relay DHCP requests between interfaces"),
     "sla": ("route tracking", "withdraw tracked routes when their SLA monitor fails"),
     "track": ("route tracking", "withdraw tracked routes when their SLA monitor fails"),
-    "fragment": ("fragment limits", "limit and reassemble fragments per interface"),
     "firewall": ("transparent firewall mode", "bridge between interfaces instead of routing"),
     "mode": ("multiple context mode", "split the box into security contexts"),
     "xlate": ("per-session PAT", "choose per-session or multi-session PAT"),
@@ -269,7 +268,6 @@ NOT_MODELLED: dict[str, tuple[int, str]] = {
     "policy-map": (MPF, "the modular policy framework"),
     "tcp-map": (MPF, "the modular policy framework"),
     "service-policy": (MPF, "the modular policy framework"),
-    "fragment": (BODY, "limit and reassemble fragments per interface"),
     "firewall": (HEAD, "bridge between interfaces instead of routing (transparent mode)"),
 }
 

@@ -20,7 +20,7 @@ from ...policy import (
     PortMatch,
     ServiceObject,
 )
-from . import mpf, names, objnat, passthrough, timeouts
+from . import fragment, mpf, names, objnat, passthrough, timeouts
 from .acl import ANY4, ANY6, PORT_PROTOCOLS
 
 
@@ -79,6 +79,7 @@ def render(policy: Policy) -> str:
         out.append(text + (f" {route.option}" if route.option else ""))
     out += [f"ip verify reverse-path interface {name}" for name in policy.reverse_path]
     out += timeouts.render(policy.timeouts)
+    out += fragment.render(policy)
     out += kept.get(passthrough.BODY, [])
     out += mpf.render_sysopt(policy)
     framework = [
