@@ -1,0 +1,123 @@
+"""One process's replay outputs against a sharded replay's, as docs/scale.md says they compare.
+
+Equal: the summary (but its ``shards`` part), every event (events.jsonl) and every packet out of every
+interface (byte for byte, with its timestamp), each compared as the list of them in time order; the log
+lines as a multiset. Allowed to differ, and mapped back before comparing: the PAT port a host got (a
+shard allocates from its own port blocks). Records at the same timestamp may come in another order
+(one timer sweep's outputs from different shards are merged by shard). Checked on the way: no two
+translations of the sharded run hold the same mapped address and port at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from bisect import bisect_right
+from collections import Counter
+from pathlib import Path
+
+from statewall.packet import addr_to_str, decode
+from statewall.pcapio import read_packets
+
+_ICMP = (1, 58)
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+class PortMap:
+    """The sharded run's PAT ports -> one process's, by the translation (real end, time built)."""
+
+    def __init__(self, one: list[dict], sharded: list[dict]) -> None:
+        ports: dict[tuple, int] = {}
+        for ev in one:
+            if ev["event"] == "XlateBuilt":
+                ports[(ev["protocol"], ev["real_address"], ev["real_port"], ev["time"])] = ev["mapped_port"]
+        self.pat = {ev["mapped_address"] for ev in one + sharded if ev["event"] == "XlateBuilt"}
+        self.slots: dict[tuple, list[tuple[float, int]]] = {}
+        live: dict[tuple, tuple] = {}
+        built = [ev for ev in sharded if ev["event"] in ("XlateBuilt", "XlateTeardown")]
+        for ev in sorted(built, key=lambda e: (e["time"], e["event"] == "XlateBuilt")):
+            slot = (ev["protocol"], ev["mapped_address"], ev["mapped_port"])
+            if ev["event"] == "XlateTeardown":
+                live.pop(slot, None)
+                continue
+            key = (ev["protocol"], ev["real_address"], ev["real_port"], ev["time"])
+            assert slot not in live, f"two translations hold {slot} at once: {live[slot]} and {key}"
+            live[slot] = key
+            assert key in ports, f"translation {key} is not one process's"
+            self.slots.setdefault(slot, []).append((ev["time"], ports[key]))
+
+    def port(self, proto: int, maddr: str, port: int, when: float) -> int:
+        history = self.slots.get((proto, maddr, port))
+        if not history:
+            return port
+        i = bisect_right([t for t, _ in history], when) - 1
+        return history[max(i, 0)][1]
+
+
+def _normalize_event(ev: dict, pm: PortMap) -> dict:
+    proto = ev.get("protocol")
+    if ev["event"] in ("XlateBuilt", "XlateTeardown"):
+        ev["mapped_port"] = pm.port(proto, ev["mapped_address"], ev["mapped_port"], ev["time"])
+    for end in ("initiator", "responder"):
+        e = ev.get(end)
+        if isinstance(e, dict) and e.get("mapped_address") in pm.pat and "mapped_port" in e:
+            e["mapped_port"] = pm.port(proto, e["mapped_address"], e["mapped_port"], ev["time"])
+    return ev
+
+
+def _normalize_packet(data: bytes, ts: float, pm: PortMap) -> bytes:
+    buf = bytearray(data)
+    try:
+        pkt = decode(buf)
+    except Exception:
+        return data
+    src = addr_to_str(pkt.version, pkt.src)
+    if src not in pm.pat or pkt.is_fragment:
+        return data
+    if pkt.proto in _ICMP:
+        if pkt.icmp_type in (8, 128):  # an echo request leaves with the mapped identifier
+            pkt.set_icmp_id(pm.port(pkt.proto, src, pkt.sport, ts))
+    elif pkt.sport:
+        pkt.set_sport(pm.port(pkt.proto, src, pkt.sport, ts))
+    return bytes(buf)
+
+
+def compare(one: Path, sharded: Path) -> dict:
+    """Assert that the two output directories agree as the module docstring says; returns counts."""
+    s1 = json.loads((one / "summary.json").read_text())
+    s2 = json.loads((sharded / "summary.json").read_text())
+    s2.pop("shards")
+    assert s1 == s2
+
+    ev1, ev2 = _events(one / "events.jsonl"), _events(sharded / "events.jsonl")
+    pm = PortMap(ev1, ev2)
+    norm2 = [_normalize_event(ev, pm) for ev in ev2]
+
+    def by_time(evs: list[dict]) -> list[str]:
+        return [json.dumps(e, sort_keys=True) for e in sorted(evs, key=lambda e: (e["time"], json.dumps(e)))]
+
+    assert by_time(ev1) == by_time(norm2)
+
+    packets = 0
+    for iface in s1["outputs"]["captures"].values():
+        p1 = sorted(read_packets(one / iface))
+        p2 = sorted((ts, _normalize_packet(d, ts, pm)) for ts, d in read_packets(sharded / iface))
+        assert len(p1) == len(p2), iface
+        for a, b in zip(p1, p2):
+            assert a == b, f"{iface}: {a[0]} {a[1].hex()} != {b[1].hex()}"
+        packets += len(p1)
+
+    # Log lines: equal as a multiset once a PAT address's ports are blanked (events.jsonl above holds
+    # the same facts with the ports compared exactly).
+    pat = "|".join(re.escape(a) for a in sorted(pm.pat)) or "(?!)"
+    blank = re.compile(rf"({pat})/\d+")
+
+    def lines(path: Path) -> Counter[str]:
+        return Counter(blank.sub(r"\1/*", line) for line in path.read_text().splitlines())
+
+    assert lines(one / "log.txt") == lines(sharded / "log.txt")
+    moved = sum(1 for ev in ev2 if ev["event"] == "XlateBuilt" and ev["mapped_port"] != ev["real_port"])
+    return {"events": len(ev1), "packets": packets, "pat_ports_moved": moved}
