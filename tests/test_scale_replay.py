@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from bench.busytrace import config, write_trace
+from bench.shard_compare import compare
 
-from shard_compare import compare
 from statewall import craft
 from statewall.cli import main
 from statewall.config import parse_policy
