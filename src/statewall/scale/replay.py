@@ -13,8 +13,9 @@
    happens at the first packet of the whole capture at or after t (and never before the packet after
    the one that queued it), exactly as one process's ``advance`` at every packet does. Its outputs come
    back as records keyed by (global index, phase: 0 timers / 1 the packet itself).
-3. The driver appends each shard's records to a spill file of its own, and at the end merges the spill
-   files by key, streaming, into the output files. Counters and totals of the summary are summed.
+3. The driver merges each chunk's records of all shards by key into the output files while the shards
+   work on the next chunk (a chunk's records are final: every shard has swept its timers up to the
+   chunk's last packet). Counters and totals of the summary are summed.
 
 What may differ from one process (docs/scale.md): the PAT port chosen for a host (each shard allocates
 from its own port blocks) and everything that carries that port; the order of outputs that one timer
@@ -31,7 +32,6 @@ import json
 import math
 import os
 import pickle
-import shutil
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -228,7 +228,6 @@ class ShardEngine:
             "forwarded": self.forwarded,
             "dropped_on_receive": self.dropped_on_receive,
             "unassigned": dict(self.unassigned),
-            "linux_log": self.format is linux.format_event,
         }
 
 
@@ -366,8 +365,6 @@ def replay(
         raise ReplayError("--workers must be at least 1")
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    spill_dir = out / ".shards"
-    spill_dir.mkdir(exist_ok=True)
     ingress = [iface for iface, _ in captures]
     args = (policy, ingress, fast_path, hostname, seed if seed is not None else os.urandom(16))
 
@@ -385,7 +382,7 @@ def replay(
             raise ReplayError(f"a sharded replay cannot translate ports yet ({pat}): use --workers 1")
         key = ShardKey(policy, count)
         readers = [stack.enter_context(CaptureReader(path)) for _, path in captures]
-        spills = [stack.enter_context(open(spill_dir / f"{i}.pkl", "wb")) for i in range(count)]  # noqa: SIM115
+        merger = _Merger(out, policy.interfaces, stack)
         in_shard = [0] * count
 
         first: float | None = None
@@ -414,37 +411,34 @@ def replay(
                 n += 1
                 if n == chunk:
                     break
-            # The previous chunk's results are collected only now: the shards worked on it while this
-            # one was read and keyed.
-            if pending is not None:
-                for i, handle in enumerate(pending):
-                    spills[i].write(runner.result(i, handle))
-                pending = None
+            # The previous chunk's results are collected only now (the shards worked on it while this
+            # one was read and keyed), this chunk goes out, and the previous one is merged while the
+            # shards work on this one.
+            done = [runner.result(i, handle) for i, handle in enumerate(pending)] if pending else None
+            pending = None
+            if n:
+                for i, part in enumerate(parts):
+                    in_shard[i] += len(part)
+                pending = [
+                    runner.submit(
+                        i, "feed", pickle.dumps((parts[i], cidx, cnow, total - 1), pickle.HIGHEST_PROTOCOL)
+                    )
+                    for i in range(count)
+                ]
+            if done is not None:
+                merger.add(done)
             if n == 0:
                 break
-            for i, part in enumerate(parts):
-                in_shard[i] += len(part)
-            pending = [
-                runner.submit(
-                    i, "feed", pickle.dumps((parts[i], cidx, cnow, total - 1), pickle.HIGHEST_PROTOCOL)
-                )
-                for i in range(count)
-            ]
         last = now if first is not None else None
         drain_end = last + drain if last is not None and drain > 0 else None
         handles = [runner.submit(i, "finish", total, drain_end) for i in range(count)]
         totals = [runner.result(i, h) for i, h in enumerate(handles)]
-        for i, t in enumerate(totals):
-            spills[i].write(t.pop("records"))
+        merger.add([t.pop("records") for t in totals])
+        packets_out, log_lines = merger.packets_out(), merger.log_lines
         capture_rows = [
             {"path": os.fspath(path), "ingress": iface or "auto", "format": r.format, **r.stats.to_dict()}
             for (iface, path), r in zip(captures, readers)
         ]
-
-    fmt = linux.format_event if totals[0]["linux_log"] else format_event
-    spill_paths = [spill_dir / f"{i}.pkl" for i in range(count)]
-    merged = _merge_outputs(out, policy.interfaces, spill_paths, fmt, hostname)
-    shutil.rmtree(spill_dir, ignore_errors=True)
 
     counters = Counters()
     unassigned: Counter[int] = Counter()
@@ -467,7 +461,7 @@ def replay(
         "unassigned": sum(unassigned.values()),
         "reordered": reordered,
         "drops_by_reason": c["drops_by_reason"],
-        "packets_out": merged["packets_out"],
+        "packets_out": packets_out,
         "connections": {
             "built": sum(c["connections_built"].values()),
             "torn_down": sum(c["connections_torn_down"].values()),
@@ -478,11 +472,11 @@ def replay(
         "xlates": {"built": c["xlates_built"], "torn_down": c["xlates_torn_down"]},
         "acl_hits": c["acl_hits"],
         "icmp_sent": c["icmp_sent"],
-        "log_lines": merged["log_lines"],
+        "log_lines": log_lines,
         "outputs": {
             "log": "log.txt",
             "events": "events.jsonl",
-            "captures": {iface: output_name(iface) for iface in merged["packets_out"]},
+            "captures": {iface: output_name(iface) for iface in packets_out},
         },
         "shards": {
             "count": count,
@@ -508,68 +502,61 @@ def _add_counters(total: Counters, part: Counters) -> None:
     total.icmp_sent += part.icmp_sent
 
 
-def _records(path: Path, shard: int) -> Iterator[tuple]:
-    """One shard's spilled records in order, a chunk at a time; each prefixed by its merge key."""
-    with open(path, "rb") as f:
-        while True:
-            try:
-                batch = pickle.load(f)
-            except EOFError:
-                return
-            for rec in batch:
-                yield rec[0], rec[1], shard, rec
+class _Merger:
+    """The outputs of all shards, written into OUTDIR's files in (global index, phase, shard) order.
 
-
-def _merge_outputs(
-    out: Path, interfaces: Sequence[str], spills: Sequence[Path], fmt: Any, hostname: str | None
-) -> dict[str, Any]:
-    """Merge the shards' spill files into OUTDIR's files, in (global index, phase, shard) order.
+    Fed once per chunk with every shard's records of it: after a chunk, a shard has run every timer
+    sweep up to the chunk's last packet, so nothing later can sort before what the chunk holds, and
+    each chunk is merged and written while the shards work on the next one.
 
     Connections are numbered here, from 1 in the order they were built, as one engine numbers them:
     a shard's number for a connection is replaced by the merged one in every event that names it. The
-    numbers of a shard's live connections are the merge's only state besides the open files.
+    numbers of the shards' live connections are the merge's only state besides the open files.
     """
-    log_lines = 0
-    next_id = 1
-    ids: dict[tuple[int, int], int] = {}
-    with ExitStack() as stack:
-        writers: dict[str, PcapWriter] = {}
 
-        def writer(iface: str) -> PcapWriter:
-            w = writers.get(iface)
-            if w is None:
-                w = writers[iface] = stack.enter_context(PcapWriter(out / output_name(iface)))
-            return w
-
+    def __init__(self, out: Path, interfaces: Sequence[str], stack: ExitStack) -> None:
+        self.out = out
+        self.stack = stack
+        self.writers: dict[str, PcapWriter] = {}
         for iface in interfaces:
-            writer(iface)
-        log = stack.enter_context(open(out / "log.txt", "w", encoding="utf-8"))  # noqa: SIM115
-        jsonl = stack.enter_context(open(out / "events.jsonl", "w", encoding="utf-8"))  # noqa: SIM115
-        for _, _, shard, rec in heapq.merge(*(_records(p, i) for i, p in enumerate(spills))):
+            self.writer(iface)
+        self.log = stack.enter_context(open(out / "log.txt", "w", encoding="utf-8"))  # noqa: SIM115
+        self.jsonl = stack.enter_context(open(out / "events.jsonl", "w", encoding="utf-8"))  # noqa: SIM115
+        self.log_lines = 0
+        self.next_id = 1
+        self.ids: dict[tuple[int, int], int] = {}
+
+    def writer(self, iface: str) -> PcapWriter:
+        w = self.writers.get(iface)
+        if w is None:
+            w = self.writers[iface] = self.stack.enter_context(PcapWriter(self.out / output_name(iface)))
+        return w
+
+    def add(self, blobs: Sequence[bytes]) -> None:
+        """One chunk's records of every shard (pickled, in shard order)."""
+        streams = [[(r[0], r[1], shard, r) for r in pickle.loads(b)] for shard, b in enumerate(blobs)]
+        log, jsonl, ids = self.log, self.jsonl, self.ids
+        for _, _, shard, rec in heapq.merge(*streams) if len(streams) > 1 else streams[0]:
             kind = rec[2]
             if kind == 0:
-                writer(rec[3]).write(rec[5], rec[4])
-            else:
-                if kind == 2:
-                    local = (shard, rec[5])
-                    if rec[6] == 1:  # built
-                        ids[local] = number = next_id
-                        next_id += 1
-                    elif rec[6] == 2:  # torn down: its number is not named again
-                        number = ids.pop(local, rec[5])
-                    else:
-                        number = ids.get(local, rec[5])
-                    marker, text = str(_PLACEHOLDER + rec[5]), str(number)
-                    rec = (
-                        0,
-                        0,
-                        1,
-                        [line.replace(marker, text) for line in rec[3]],
-                        rec[4].replace(marker, text),
-                    )
-                for line in rec[3]:
-                    log.write(line + "\n")
-                    log_lines += 1
-                jsonl.write(rec[4] + "\n")
-        packets_out = {iface: w.count for iface, w in sorted(writers.items())}
-    return {"packets_out": packets_out, "log_lines": log_lines}
+                self.writer(rec[3]).write(rec[5], rec[4])
+                continue
+            lines, text = rec[3], rec[4]
+            if kind == 2:
+                local = (shard, rec[5])
+                if rec[6] == 1:  # built
+                    ids[local] = number = self.next_id
+                    self.next_id += 1
+                elif rec[6] == 2:  # torn down: its number is not named again
+                    number = ids.pop(local, rec[5])
+                else:
+                    number = ids.get(local, rec[5])
+                marker, num = str(_PLACEHOLDER + rec[5]), str(number)
+                lines, text = [line.replace(marker, num) for line in lines], text.replace(marker, num)
+            for line in lines:
+                log.write(line + "\n")
+            self.log_lines += len(lines)
+            jsonl.write(text + "\n")
+
+    def packets_out(self) -> dict[str, int]:
+        return {iface: w.count for iface, w in sorted(self.writers.items())}
