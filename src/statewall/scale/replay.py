@@ -284,12 +284,14 @@ class _Dask:
                 silence_logs=logging.ERROR,
             )
             self.client = Client(self._cluster)
+            # The workers register with the scheduler one by one: place no actor before all are there.
+            self.client.wait_for_workers(workers, timeout=120)
         else:
             try:
                 self.client = Client(cluster, timeout=30)
             except OSError as exc:
                 raise ReplayError(f"--cluster {cluster}: cannot reach the scheduler ({exc})") from None
-        addresses = sorted(self.client.scheduler_info()["workers"])
+        addresses = sorted(self.client.ncores())  # every worker (scheduler_info may list only some)
         if not addresses:
             self.close()
             raise ReplayError("the Dask cluster has no workers")
