@@ -201,9 +201,9 @@ def bench_shards(connections: int, workdir: Path) -> list[dict]:
         gc.collect()
         out = ref if name == "one process" else workdir / f"run{len(rows)}"
         load = os.getloadavg()[0]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         summary = run(out)
-        dt = time.perf_counter() - t0
+        dt, driver_cpu = time.perf_counter() - t0, time.process_time() - c0
         same: bool | str = True
         if out != ref:
             try:  # the answers, checked as the tests check them (not a speed assertion)
@@ -220,9 +220,18 @@ def bench_shards(connections: int, workdir: Path) -> list[dict]:
                 "shards": summary.get("shards"),
                 "load_before": load,
                 "same_as_one_process": same,
+                # Processor seconds: the driver's (this process, all threads) and each shard's (its
+                # thread). With a core each, a replay takes about the largest of them: what the line
+                # would show on a machine with more cores than busy processes.
+                "driver_cpu_seconds": driver_cpu,
+                "shard_cpu_seconds": (summary.get("shards") or {}).get("cpu_seconds"),
             }
         )
-        print(f"  {name}: {dt:.1f} s, {packets / dt:,.0f} pkt/s (load {load:.1f}; same answers: {same})")
+        shard_cpu = (summary.get("shards") or {}).get("cpu_seconds") or []
+        print(
+            f"  {name}: {dt:.1f} s, {packets / dt:,.0f} pkt/s; cpu: driver {driver_cpu:.1f} s, shards "
+            f"{', '.join(f'{c:.1f}' for c in shard_cpu) or '-'} s (load {load:.1f}; same answers: {same})"
+        )
 
     print(f"shards: {connections:,} connections, {packets:,} packets")
     timed(

@@ -32,8 +32,9 @@ import json
 import math
 import os
 import pickle
+import time
 from bisect import bisect_left, bisect_right
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -140,6 +141,8 @@ class ShardEngine:
         self._out: list[tuple] = []
         self._cidx: list[int] = []
         self._cnow: list[float] = []
+        self.cpu = 0.0  # processor seconds of this thread in feed and finish
+        self.chunks = 0  # chunks fed so far
 
     # One process calls ``advance(now)`` before every packet; a timer queued for time d therefore runs
     # at the first packet whose time is >= d, and not before the packet after the sweep or packet that
@@ -185,14 +188,18 @@ class ShardEngine:
                     out.append((index, phase, 2, lines, event_to_json(ev), local, role))
 
     def feed(self, chunk: bytes) -> bytes:
-        """One chunk, pickled: ``(packets, cidx, cnow, end)``, the packets ``(global index, time,
+        """One chunk, pickled: ``(number, packets, cidx, cnow, end)``, the packets ``(global index, time,
         capture, bytes)`` of this shard in a chunk that ends at global index ``end``, ``cidx``/``cnow``
         the chunk's timeline (its first index and every index where the time moves, with the time).
         Returns the chunk's output records, pickled.
 
         Both ways the chunk travels as one pickled blob: Dask would otherwise walk a list of tuples
         element by element (measured: 4x the engine's own time for a chunk of 8 000 packets)."""
-        packets, cidx, cnow, end = pickle.loads(chunk)
+        started = time.thread_time()
+        seq, packets, cidx, cnow, end = pickle.loads(chunk)
+        if seq != self.chunks:
+            raise RuntimeError(f"shard {self.shard}: chunk {seq} arrived when chunk {self.chunks} was due")
+        self.chunks += 1
         self._cidx, self._cnow = cidx, cnow
         fw = self.fw
         for index, now, capture, data in packets:
@@ -213,16 +220,22 @@ class ShardEngine:
             self._emit(index, _PACKET, now, res.packets, res.events)
         self._sweep_until(end)
         out, self._out = self._out, []
-        return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+        self.cpu += time.thread_time() - started
+        return blob
 
     def finish(self, total: int, drain_end: float | None) -> dict[str, Any]:
         """After the last chunk: the drain's sweep (keyed after every packet) and the shard's totals."""
+        started = time.thread_time()
         if drain_end is not None:
             res = self.fw.advance(drain_end)
             self._emit(total, _TIMERS, drain_end, res.packets, res.events)
         out, self._out = self._out, []
+        records = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+        self.cpu += time.thread_time() - started
         return {
-            "records": pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL),
+            "cpu": self.cpu,
+            "records": records,
             "counters": self.counters,
             "packets_in": self.packets_in,
             "forwarded": self.forwarded,
@@ -391,7 +404,8 @@ def replay(
         now = float("-inf")
         reordered = 0
         total = 0
-        pending: list[Any] | None = None
+        in_flight: deque[list[Any]] = deque()
+        sent = 0
         stream = _merged(readers)
         while True:
             parts: list[list[tuple[int, float, int, bytes]]] = [[] for _ in range(count)]
@@ -413,22 +427,19 @@ def replay(
                 n += 1
                 if n == chunk:
                     break
-            # The previous chunk's results are collected only now (the shards worked on it while this
-            # one was read and keyed), this chunk goes out, and the previous one is merged while the
-            # shards work on this one.
-            done = [runner.result(i, handle) for i, handle in enumerate(pending)] if pending else None
-            pending = None
             if n:
+                # Sent at once, before the previous chunk's results are waited for: a shard always has
+                # its next chunk queued (calls to one actor run in the order sent; ``feed`` checks it).
                 for i, part in enumerate(parts):
                     in_shard[i] += len(part)
-                pending = [
-                    runner.submit(
-                        i, "feed", pickle.dumps((parts[i], cidx, cnow, total - 1), pickle.HIGHEST_PROTOCOL)
-                    )
-                    for i in range(count)
+                blobs = [
+                    pickle.dumps((sent, p, cidx, cnow, total - 1), pickle.HIGHEST_PROTOCOL) for p in parts
                 ]
-            if done is not None:
-                merger.add(done)
+                in_flight.append([runner.submit(i, "feed", blob) for i, blob in enumerate(blobs)])
+                sent += 1
+            # The oldest chunk in flight is merged and written while the shards work on the newer one.
+            while in_flight and (len(in_flight) > 1 or not n):
+                merger.add([runner.result(i, handle) for i, handle in enumerate(in_flight.popleft())])
             if n == 0:
                 break
         last = now if first is not None else None
@@ -485,6 +496,7 @@ def replay(
             "runner": "inline" if inline else (cluster or f"LocalCluster({workers} processes)"),
             "packets": in_shard,
             "connections_built": [sum(t["counters"].conns_built.values()) for t in totals],
+            "cpu_seconds": [round(t["cpu"], 3) for t in totals],
         },
     }
     with open(out / "summary.json", "w", encoding="utf-8") as f:
