@@ -12,7 +12,7 @@ from scapy.layers.inet6 import IPv6
 from statewall.dialects.iptables import parse
 from statewall.engine import Firewall
 from statewall.events import CtEvent, Drop, DropReason
-from statewall.logfmt.linux import conntrack_line
+from statewall.logfmt.linux import conntrack_line, conntrack_listing
 
 
 class Wire:
@@ -48,4 +48,4 @@ class Wire:
 
     def listing(self) -> list[str]:
         """``conntrack -L``'s lines now."""
-        return self.fw._nf.conntrack_listing(self.now).splitlines()
+        return conntrack_listing(self.fw.conntrack_entries(self.now)).splitlines()

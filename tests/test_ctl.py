@@ -16,7 +16,7 @@ from scapy.layers.inet import ICMP, IP, TCP
 from scapy.packet import Raw
 
 from statewall.config import parse_policy
-from statewall.engine import Firewall
+from statewall.engine import Firewall, compiled, state
 from statewall.events import ConnBuilt, Drop, DropReason
 from statewall.live import ctl
 from statewall.live.ctl import Commands, CtlError, CtlServer, EventLog, reload_firewall, request
@@ -100,11 +100,11 @@ def test_every_engine_attribute_is_either_rebuilt_or_kept_by_reload():
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
     ):
         fw = Firewall(parse_policy(text, "fw.cfg"))
-        known = set(ctl.REBUILT) | set(ctl.KEPT) | set(ctl.MERGED)
-        assert set(vars(fw)) - known == set(), "classify in statewall.live.ctl (REBUILT or KEPT)"
-        assert not set(ctl.REBUILT) & set(ctl.KEPT)
-        nat_known = set(ctl.NAT_KEPT) | set(ctl.NAT_REBUILT) | set(ctl.NAT_MERGED)
-        assert set(vars(fw.nat)) - nat_known == set(), "classify in statewall.live.ctl (NAT_*)"
+        known = set(compiled.REBUILT) | set(state.KEPT) | set(compiled.MERGED)
+        assert set(vars(fw)) - known == set(), "classify in statewall.engine (compiled.REBUILT or state.KEPT)"
+        assert not set(compiled.REBUILT) & set(state.KEPT)
+        nat_known = set(compiled.NAT_KEPT) | set(compiled.NAT_REBUILT) | set(compiled.NAT_MERGED)
+        assert set(vars(fw.nat)) - nat_known == set(), "classify in statewall.engine.compiled (NAT_*)"
 
 
 def test_reload_keeps_connections_and_translations_and_applies_the_new_rules_to_new_ones():

@@ -108,7 +108,7 @@ def test_seed000_control_session_is_translated_built_and_torn_down():
     assert len(td) == 1 and td[0].reason == "TCP FINs" and td[0].closed_by == "outside"
     assert td[0].bytes == len(b"220 ready\r\nUSER anonymous\r\n331 ok\r\nQUIT\r\n221 bye\r\n")
     assert len(fw.conns) == 0
-    assert fw._replay_index == {}  # teardown removed the connection's replay entries
+    assert fw.replay_index == {}  # teardown removed the connection's replay entries
     # The PAT slot outlives its connection by timeout pat-xlate (0:00:30).
     assert kinds(fw.advance(s.now + 29).events, XlateTeardown) == []
     xt = kinds(fw.advance(s.now + 31).events, XlateTeardown)

@@ -19,12 +19,12 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
+from nf_reference import NetfilterReplay
 from sessions import Wire
 from statewall import craft
 from statewall.cli import main
 from statewall.dialects.iptables import parse
 from statewall.engine import Firewall
-from statewall.engine_netfilter import NetfilterReplay
 from statewall.events import ConnBuilt, CtEvent, Drop, DropReason, IcmpSent, NfLog
 from statewall.logfmt.linux import conntrack_line, format_event
 from statewall.packet import str_to_addr

@@ -22,6 +22,7 @@ from fixtures import PIX_INTERFACES, PIX_ROUTE
 from statewall import craft, fastpath
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
+from statewall.logfmt.tables import show_conn
 from statewall.packet import decode
 from statewall.tcptrack import TcpState
 
@@ -210,8 +211,8 @@ def interleave(rnd: random.Random, flows: list[list]) -> list:
 
 
 def state_of(fw: Firewall, flush: bool = True) -> list:
-    if fw._fast is not None and flush:
-        fw._fast.flush()
+    if fw.fast is not None and flush:
+        fw.fast.flush()
     rows = []
     for conn in sorted(fw.conns, key=lambda c: c.id):
         row = [conn.id, conn.last, conn.bytes, list(conn.data_seen), conn.timeout, conn.timeout_kind]
@@ -241,7 +242,7 @@ def run_both(config: str, seed: int, *, partial: bool = False) -> tuple[Firewall
     trace = interleave(rnd, flows)
     fast = Firewall(parse(config, "t.cfg"), seed=seed)
     slow = Firewall(parse(config, "t.cfg"), seed=seed, fast_path=False)
-    assert fast._fast is not None and slow._fast is None
+    assert fast.fast is not None and slow.fast is None
     now = 100.0
     for n, (iface, pkt, dt, gso) in enumerate(trace):
         now += dt
@@ -261,12 +262,12 @@ def run_both(config: str, seed: int, *, partial: bool = False) -> tuple[Firewall
                 )
             )
         assert results[0] == results[1], f"packet {n} of seed {seed} ({iface}): {decode(bytearray(pkt))}"
-        fast._fast.sync()
+        fast.fast.sync()
         assert state_of(fast, flush=False) == state_of(slow), f"state after packet {n} of seed {seed}"
     assert fast.stats == slow.stats
     assert fast.drops == slow.drops
     assert state_of(fast) == state_of(slow)
-    assert fast.show_conn(detail=True) == slow.show_conn(detail=True)
+    assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
     return fast, slow
 
 
@@ -277,7 +278,7 @@ def test_fast_path_equals_python_path(name):
     hits = total = 0
     for seed in range(40):
         fast, _ = run_both(config, seed)
-        hits += fast._fast.hits
+        hits += fast.fast.hits
         total += fast.stats["packets_in"]
     # The fast path carried a real share of the packets (not just "it stayed out of the way"). Where the
     # tcp-map drops segments over the MSS (8.2's default, the explicit map), the conversations' larger
@@ -292,7 +293,7 @@ def test_fast_path_with_partial_checksums_and_super_packets(name):
     hits = 0
     for seed in range(100, 120):
         fast, _ = run_both(CONFIGS[name], seed, partial=True)
-        hits += fast._fast.hits
+        hits += fast.fast.hits
     assert hits > 0
 
 
@@ -333,11 +334,11 @@ def test_established_bulk_goes_through_the_fast_path():
         seq += 1000
         ack = craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (seq + shift) & M, 0x10, 65535)
         assert len(fw.receive("outside", ack, now).packets) == 1
-    assert fw._fast.hits == 397 and fw._fast.offloads == 1
-    assert len(fw._fast) == 1
+    assert fw.fast.hits == 397 and fw.fast.offloads == 1
+    assert len(fw.fast) == 1
     # A FIN goes back to the Python path, which closes the connection and leaves the table empty.
     fw.receive("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq, 5001, 0x11, 64240), now)
-    assert len(fw._fast) == 0
+    assert len(fw.fast) == 0
     conn = next(iter(fw.conns))
     assert conn.tcp.state == TcpState.FIN_WAIT and conn.bytes == 200_000
 
@@ -353,8 +354,8 @@ def test_reload_takes_connections_back():
         now += 0.01
         fw.receive(iface, fw.replay_rewrite(iface, bytes(pkt), now), now)
     reload_firewall(fw, parse(CONFIGS["pat-norandom"], "r2.cfg"))
-    assert len(fw._fast) == 0 and all(c.fast is None for c in fw.conns)
-    assert fw._fast.fw is fw and fw.receive.__self__ is fw._fast.table
+    assert len(fw.fast) == 0 and all(c.fast is None for c in fw.conns)
+    assert fw.fast.fw is fw and fw.fast_offer.__self__ is fw.fast.table
 
 
 def test_extension_is_built_where_a_compiler_is():
@@ -392,7 +393,7 @@ def test_replay_outputs_are_the_same_with_and_without_the_fast_path(corpus_dir, 
     if trace == "retr.pcap" and not inspect:
         # Without inspection the EPSV data connection is a plain connection: its segments took the fast
         # path (an inspected connection, and each data connection it opens, stays on the Python path).
-        assert fws["fast"]._fast.hits > 0
+        assert fws["fast"].fast.hits > 0
 
 
 def _offloaded_pair():
@@ -415,7 +416,7 @@ def _offloaded_pair():
                 craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq, 5001, 0x18, 64240, b"", b"x"),
                 now,
             )
-    assert len(fws[0]._fast) == 1
+    assert len(fws[0].fast) == 1
     client = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1003, 5001, 0x18, 64240, b"", bytes(100))
     server = craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (1103 + shift) & M, 0x10, 65535)
     return fws, client, server
@@ -446,7 +447,7 @@ def test_mangled_segments_of_an_offloaded_connection(which, flips, cut, extra, p
         res = fw.receive(iface, bytearray(pkt), 2.0, csum_partial=partial, gso_size=gso)
         outs.append(([(i, bytes(p)) for i, p in res.packets], [repr(e) for e in res.events]))
     assert outs[0] == outs[1]
-    fws[0]._fast.sync()
+    fws[0].fast.sync()
     assert state_of(fws[0], flush=False) == state_of(fws[1])
 
 
@@ -469,11 +470,11 @@ def test_a_short_exchange_is_not_offloaded():
         ("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1004, 5003, 0x11, 64240)),
     ]:
         assert len(fw.receive(iface, pkt, 1.0).packets) == 1
-    assert fw._fast.offloads == 0
+    assert fw.fast.offloads == 0
     dns = craft.udp_packet(4, CLIENT, SERVER, 50000, 53, bytes(30))
     answer = craft.udp_packet(4, SERVER, MAPPED, 53, 50000, bytes(90))
     fw.receive("inside", dns, 2.0)
     fw.receive("outside", answer, 2.0)
-    assert fw._fast.offloads == 0
+    assert fw.fast.offloads == 0
     fw.receive("inside", craft.udp_packet(4, CLIENT, SERVER, 50000, 53, bytes(30)), 2.0)
-    assert fw._fast.offloads == 1  # the second query of the flow
+    assert fw.fast.offloads == 1  # the second query of the flow

@@ -18,8 +18,8 @@ from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason, XlateBuilt, XlateTeardown
 from statewall.logfmt.asa import format_event
-from statewall.nat import NatFailure, NatTable, NfRange, jhash2, nf_best_address, nf_range
-from statewall.policy import Policy
+from statewall.nat import NatFailure
+from statewall.nf_nat import NfNat, NfRange, jhash2, nf_best_address, nf_range
 
 BASE = """\
 ASA Version 8.2(5)
@@ -376,8 +376,8 @@ def test_replay_prints_show_xlate_and_show_conn_as_the_tables_stood(tmp_path):
 # Linux's allocator (iptables SNAT / MASQUERADE / DNAT / REDIRECT)
 
 
-def table() -> NatTable:
-    return NatTable(Policy(dialect="iptables"), lambda *a: None)
+def table() -> NfNat:
+    return NfNat()
 
 
 class Conntrack:
@@ -386,11 +386,11 @@ class Conntrack:
     def __init__(self) -> None:
         self.replies: set[tuple] = set()
 
-    def snat(self, nat: NatTable, src, sport, dst, dport, rng, proto=17):
+    def snat(self, nat: NfNat, src, sport, dst, dport, rng, proto=17):
         def used(a, p):
             return (proto, dst, dport, a, p) in self.replies
 
-        x = nat.nf_translate("src", 4, proto, src, sport, dst, dport, rng, used, 0.0)
+        x = nat.translate("src", 4, proto, src, sport, dst, dport, rng, used, 0.0)
         self.replies.add((proto, dst, dport, x.mapped_addr, x.mapped_port))
         return x
 
@@ -427,7 +427,7 @@ def test_snat_port_range_and_the_existing_mapping_of_the_source():
 def test_dnat_keeps_the_port_without_a_range_and_maps_into_one_with_it():
     nat = table()
     never = lambda a, p: False  # noqa: E731
-    x = nat.nf_translate(
+    x = nat.translate(
         "dst",
         4,
         6,
@@ -441,7 +441,7 @@ def test_dnat_keeps_the_port_without_a_range_and_maps_into_one_with_it():
     )
     assert (x.mapped_addr, x.mapped_port) == (addr("10.0.0.5"), 80)
     rng = nf_range("REDIRECT", {"ports": (3128, 3128)}, addr("10.0.0.1"))
-    y = nat.nf_translate("dst", 4, 6, addr("10.0.0.2"), 40000, addr(SERVER), 80, rng, never, 0.0)
+    y = nat.translate("dst", 4, 6, addr("10.0.0.2"), 40000, addr(SERVER), 80, rng, never, 0.0)
     assert (y.mapped_addr, y.mapped_port) == (addr("10.0.0.1"), 3128)
 
 
@@ -451,7 +451,7 @@ def test_random_flags_move_even_a_free_port():
     for flags in ({}, {"random": True}, {"random_fully": True}):
         nat = table()
         rng = nf_range("MASQUERADE", flags, addr("192.0.2.1"))
-        x = nat.nf_translate("src", 4, 17, addr("10.0.0.2"), 5000, addr(SERVER), 53, rng, never, 0.0)
+        x = nat.translate("src", 4, 17, addr("10.0.0.2"), 5000, addr(SERVER), 53, rng, never, 0.0)
         if flags:
             assert x.mapped_port != 5000 and 1024 <= x.mapped_port <= 65535
         else:
@@ -461,7 +461,7 @@ def test_random_flags_move_even_a_free_port():
 def test_masquerade_releases_its_mapping_with_the_connection():
     nat = table()
     rng = nf_range("MASQUERADE", {}, addr("192.0.2.1"))
-    x = nat.nf_translate("src", 4, 17, addr("10.0.0.2"), 5000, addr(SERVER), 53, rng, lambda a, p: False, 0.0)
+    x = nat.translate("src", 4, 17, addr("10.0.0.2"), 5000, addr(SERVER), 53, rng, lambda a, p: False, 0.0)
     nat.acquire(x)
     assert x.mapped_addr == addr("192.0.2.1") and nat.nf
     assert nat.release(x, 1.0) is False and nat.nf == {}

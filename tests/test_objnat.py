@@ -13,7 +13,8 @@ from fixtures import DUAL_STACK_INTERFACES, kinds
 from statewall.dialects.asa import ConfigError, parse, render
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason, XlateBuilt
-from statewall.logfmt.asa import format_event, format_show_xlate
+from statewall.logfmt.asa import format_event
+from statewall.logfmt.tables import show_xlate
 from statewall.nat import asa_order
 from test_asa_dialect import same_model
 
@@ -363,7 +364,7 @@ def test_show_xlate_flags_for_object_and_twice_nat():
     one(fw, "inside", IP(src="10.0.0.2", dst="172.16.0.9") / UDP(sport=5000, dport=53))
     one(fw, "inside", IP(src="10.0.0.3", dst=CLIENT) / UDP(sport=5000, dport=53))
     one(fw, "outside", IP(src=CLIENT, dst="192.0.2.5") / TCP(sport=51000, dport=8080, flags="S"))
-    text = format_show_xlate(fw.xlate_records(), 1.0, most_used=fw.nat.most_used)
+    text = show_xlate(fw, now=1.0)
     assert f"UDP PAT from inside:10.0.0.2/5000 to outside:{OUTSIDE_IP}/5000 flags riT idle" in text
     assert f"UDP PAT from inside:10.0.0.3/5000 to outside:{OUTSIDE_IP}/" in text and " flags ri idle" in text
 

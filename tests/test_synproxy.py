@@ -118,13 +118,13 @@ def test_the_syn_is_answered_with_a_cookie_zero_window_and_the_targets_options()
     # proxy's millisecond clock, its low 6 bits cleared.
     assert tsval & 0x3F == 0x10 | 9 and tsval >> 6 == (int(w.now * 1000) & M) >> 6
     # The cookie is TCP Intercept's, for the table entry of the client's MSS (1400 -> 1300).
-    expected = w.fw._nf.synproxy.cookies.cookie(
+    expected = w.fw.nf_path.synproxy.cookies.cookie(
         4, ip(CLIENT), 40000, ip(SERVER), 80, C_ISN, intercept.table_index(4, 1400), w.now
     )
     assert t.seq == expected
     (d,) = w.drops(DropReason.SYNPROXY)
     assert d.origin.line == 5 and "SYN cookie" in d.message
-    assert w.fw._nf.synproxy.stats["syn_received"] == 1
+    assert w.fw.nf_path.synproxy.stats["syn_received"] == 1
     assert not [e for e in w.events if isinstance(e, CtEvent)]  # nothing is stored per SYN
 
 
@@ -162,7 +162,7 @@ def test_a_valid_ack_opens_the_connection_with_the_clients_syn():
         "    [NEW] tcp      6 120 SYN_SENT src=10.77.1.1 dst=10.77.2.1 sport=40000 dport=80 [UNREPLIED] "
         "src=10.77.2.1 dst=10.77.1.1 sport=80 dport=40000"
     ]
-    stats = w.fw._nf.synproxy.stats
+    stats = w.fw.nf_path.synproxy.stats
     assert (stats["cookie_valid"], stats["cookie_invalid"]) == (1, 0)
     assert [d.message for d in w.drops(DropReason.SYNPROXY)][1].startswith("cookie valid")
 
@@ -175,7 +175,7 @@ def test_an_ack_without_a_valid_cookie_is_dropped():
     assert w.send("fa", seg(CLIENT, SERVER, 40002, 80, ACK, 5, 12345)) == []
     bad = w.drops(DropReason.SYNPROXY_INVALID)
     assert [d.sport for d in bad] == [40001, 40002] and all(d.origin.line == 5 for d in bad)
-    assert w.fw._nf.synproxy.stats["cookie_invalid"] == 2
+    assert w.fw.nf_path.synproxy.stats["cookie_invalid"] == 2
     assert len(w.fw.conns.by_id) == 1  # only the valid client's
 
 

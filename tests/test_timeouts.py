@@ -16,6 +16,7 @@ from statewall.dialects.asa.lexer import ConfigError
 from statewall.engine import Firewall
 from statewall.events import ConnTeardown
 from statewall.logfmt.asa import format_event
+from statewall.logfmt.tables import show_conn
 
 SERVER = "192.168.1.10"
 
@@ -169,12 +170,12 @@ def test_show_conn_detail_shows_uptime_and_the_class_timeout():
     established(net, client)
     net.advance(30)
     net.send(client, client.connect(SERVER, 8080, 40009))
-    text = fw.show_conn(detail=True).splitlines()
+    text = show_conn(fw, detail=True).splitlines()
     assert text[0] == "2 in use, 2 most used"
     assert text[1].startswith("Flags: A - awaiting inside ACK to SYN")
     i = text.index("TCP outside:198.51.100.1/40001 inside:192.168.1.10/80,")
     assert text[i + 1] == "    flags UIOB, idle 30s, uptime 30s, timeout 2m0s, bytes 8"
     net.advance(0.5)
-    assert fw.show_conn().splitlines()[0] == "2 in use, 2 most used"
+    assert show_conn(fw).splitlines()[0] == "2 in use, 2 most used"
     net.advance(120)
-    assert fw.show_conn().splitlines()[0] == "1 in use, 2 most used"
+    assert show_conn(fw).splitlines()[0] == "1 in use, 2 most used"

@@ -3,8 +3,8 @@
  * What a firewall's fast path is (the ASA's "fast path" after the session management path, netfilter's
  * flowtable): once a connection is set up, the packets that change nothing but counters and windows
  * are forwarded by a lookup and a rewrite. statewall.fastpath decides which connections qualify and
- * copies their state into a Flow; FlowTable.receive() then handles their packets exactly as the Python
- * path (statewall.engine.Firewall._forward) would, or returns None *before changing anything*, and the
+ * copies their state into a Flow; FlowTable.offer() then handles their packets exactly as the Python
+ * path (statewall.engine.forward.established) would, or returns None *before changing anything*, and the
  * Python path takes the packet after statewall.fastpath copied the Flow's state back. The Python path
  * stays the only definition of behaviour; this file repeats its common case and is checked against it
  * packet for packet (tests/test_fastpath.py).
@@ -75,7 +75,7 @@ typedef struct {
 
 /* The object references of each type, for the collector's traverse and clear. */
 #define FLOW_REFS(X) X(conn) X(in_iface0) X(in_iface1) X(out_iface0) X(out_iface1) X(key0) X(key1)
-#define TABLE_REFS(X) X(map) X(fw) X(slow) X(stats) X(result_type)
+#define TABLE_REFS(X) X(map) X(fw) X(stats) X(result_type)
 #define VISIT_REF(name) Py_VISIT(self->name);
 #define CLEAR_REF(name) Py_CLEAR(self->name);
 #define GC_FUNCTIONS(Type, REFS)                                                                    \
@@ -200,13 +200,13 @@ typedef struct {
     PyObject_HEAD
     PyObject *map; /* 13-byte key -> Flow */
     unsigned long long hits, misses;
-    /* bind(): the Firewall whose receive() this table serves, its Python receive for everything the
-     * fast path does not forward, its stats Counter and the Result type */
-    PyObject *fw, *slow, *stats, *result_type;
+    /* bind(): the Firewall whose established-flow stage this table is the leaf of, its stats Counter
+     * and the Result type */
+    PyObject *fw, *stats, *result_type;
 } FlowTable;
 
 static PyObject *str_last, *str_bytes, *str_data_seen, *str_now, *str_trace, *str_packets_in, *str_forwarded,
-    *str_csum_partial, *str_gso_size, *slow_kwnames, *int_one, *int_zero;
+    *int_one, *int_zero;
 
 GC_FUNCTIONS(FlowTable, TABLE_REFS)
 
@@ -607,19 +607,17 @@ static PyObject *forward_impl(FlowTable *self, PyObject *iface, PyObject *bufobj
 }
 
 static PyObject *FlowTable_bind(FlowTable *self, PyObject *args) {
-    PyObject *fw, *slow, *stats, *rt;
-    if (!PyArg_ParseTuple(args, "OOO!O!:bind", &fw, &slow, &PyDict_Type, &stats, &PyType_Type, &rt))
+    PyObject *fw, *stats, *rt;
+    if (!PyArg_ParseTuple(args, "OO!O!:bind", &fw, &PyDict_Type, &stats, &PyType_Type, &rt))
         return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)rt, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "the result type is a tuple type");
         return NULL;
     }
     Py_INCREF(fw);
-    Py_INCREF(slow);
     Py_INCREF(stats);
     Py_INCREF(rt);
     Py_XSETREF(self->fw, fw);
-    Py_XSETREF(self->slow, slow);
     Py_XSETREF(self->stats, stats);
     Py_XSETREF(self->result_type, rt);
     Py_RETURN_NONE;
@@ -683,42 +681,23 @@ static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p,
 #include "_fastpath_api.h"
 static statewall_fastpath_api fastpath_api = {&FlowTableType, api_forward};
 
-/* receive(iface, data, now, *, csum_partial=False, gso_size=0) -> Result: Firewall.receive with the
- * fast path in front. What the fast path forwards is counted (packets_in, forwarded) and returned as
- * the Python path returns it; everything else goes to the Firewall's Python receive. */
-static PyObject *FlowTable_receive(FlowTable *self, PyObject *const *args, size_t nargsf,
-                                   PyObject *kwnames) {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+/* offer(iface, data, now, csum_partial, gso_size) -> Result or None: the leaf of the engine's
+ * established-flow stage (contract in statewall.fastpath). A packet of an offloaded connection it is
+ * sure of is forwarded, counted (packets_in, forwarded, the engine's clock) and returned as the Python
+ * path returns it; for every other packet None, the packet untouched. */
+static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, PyObject *nowobj, int partial,
+                            long gso) {
     if (!self->fw) {
-        PyErr_SetString(PyExc_RuntimeError, "FlowTable.receive before bind()");
+        PyErr_SetString(PyExc_RuntimeError, "FlowTable.offer before bind()");
         return NULL;
     }
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "receive() takes 3 positional arguments (%zd given)", nargs);
+    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
+    if (!trace)
         return NULL;
-    }
-    PyObject *partial_obj = Py_False, *gso_obj = NULL;
-    if (kwnames) {
-        Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
-        for (Py_ssize_t i = 0; i < nk; i++) {
-            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_Compare(name, str_csum_partial) == 0)
-                partial_obj = args[nargs + i];
-            else if (PyUnicode_Compare(name, str_gso_size) == 0)
-                gso_obj = args[nargs + i];
-            else {
-                if (!PyErr_Occurred())
-                    PyErr_Format(PyExc_TypeError, "receive() got an unexpected keyword argument '%U'",
-                                 name);
-                return NULL;
-            }
-        }
-    }
-    int partial = PyObject_IsTrue(partial_obj);
-    long gso = gso_obj ? PyLong_AsLong(gso_obj) : 0;
-    if (partial < 0 || (gso == -1 && PyErr_Occurred()))
-        return NULL;
-    PyObject *iface = args[0], *data = args[1], *nowobj = args[2];
+    int tracing = trace != Py_None;
+    Py_DECREF(trace);
+    if (tracing)
+        Py_RETURN_NONE;
     PyObject *buf;
     if (PyByteArray_CheckExact(data)) {
         buf = data;
@@ -728,50 +707,131 @@ static PyObject *FlowTable_receive(FlowTable *self, PyObject *const *args, size_
         if (!buf)
             return NULL;
     }
-    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
-    if (!trace)
+    PyObject *egress = forward_impl(self, iface, buf, nowobj, partial, gso);
+    if (!egress)
         goto fail;
-    int tracing = trace != Py_None;
-    Py_DECREF(trace);
-    if (!tracing) {
-        PyObject *egress = forward_impl(self, iface, buf, nowobj, partial, gso);
-        if (!egress)
-            goto fail;
-        if (egress != Py_None) {
-            if (forwarded(self, nowobj) < 0) {
-                Py_DECREF(egress);
-                goto fail;
-            }
-            PyObject *pair = PyTuple_New(2);
-            PyObject *packets = PyList_New(1);
-            PyObject *events = PyList_New(0);
-            PyTypeObject *rt = (PyTypeObject *)self->result_type;
-            PyObject *res = rt->tp_alloc(rt, 2);
-            if (!pair || !packets || !events || !res) {
-                Py_XDECREF(pair);
-                Py_XDECREF(packets);
-                Py_XDECREF(events);
-                Py_XDECREF(res);
-                Py_DECREF(egress);
-                goto fail;
-            }
-            PyTuple_SET_ITEM(pair, 0, egress); /* steals */
-            PyTuple_SET_ITEM(pair, 1, buf);    /* steals our reference */
-            PyList_SET_ITEM(packets, 0, pair);
-            PyTuple_SET_ITEM(res, 0, packets);
-            PyTuple_SET_ITEM(res, 1, events);
-            return res;
-        }
-        Py_DECREF(egress);
+    if (egress == Py_None) {
+        Py_DECREF(buf);
+        return egress;
     }
-    PyObject *callargs[5] = {iface, buf, nowobj, partial_obj, gso_obj ? gso_obj : int_zero};
-    PyObject *res = PyObject_Vectorcall(self->slow, callargs, 3, slow_kwnames);
-    Py_DECREF(buf);
+    if (forwarded(self, nowobj) < 0) {
+        Py_DECREF(egress);
+        goto fail;
+    }
+    PyObject *pair = PyTuple_New(2);
+    PyObject *packets = PyList_New(1);
+    PyObject *events = PyList_New(0);
+    PyTypeObject *rt = (PyTypeObject *)self->result_type;
+    PyObject *res = rt->tp_alloc(rt, 2);
+    if (!pair || !packets || !events || !res) {
+        Py_XDECREF(pair);
+        Py_XDECREF(packets);
+        Py_XDECREF(events);
+        Py_XDECREF(res);
+        Py_DECREF(egress);
+        goto fail;
+    }
+    PyTuple_SET_ITEM(pair, 0, egress); /* steals */
+    PyTuple_SET_ITEM(pair, 1, buf);    /* steals our reference */
+    PyList_SET_ITEM(packets, 0, pair);
+    PyTuple_SET_ITEM(res, 0, packets);
+    PyTuple_SET_ITEM(res, 1, events);
     return res;
 fail:
     Py_DECREF(buf);
     return NULL;
 }
+
+static PyObject *FlowTable_offer(FlowTable *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "offer() takes 5 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int partial = PyObject_IsTrue(args[3]);
+    long gso = PyLong_AsLong(args[4]);
+    if (partial < 0 || (gso == -1 && PyErr_Occurred()))
+        return NULL;
+    return offer_impl(self, args[0], args[1], args[2], partial, gso);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Entry: Firewall.receive's front door compiled. A method descriptor on the Firewall class (no bound
+ * object is made per call): receive(iface, data, now) first offers the packet to the instance's
+ * established-flow leaf (its fast_offer, a FlowTable's offer) and takes the Python ingress
+ * (stages(fw, iface, data, now, False, 0)) for everything the leaf hands back; a call with keyword
+ * arguments goes to the Python receive itself, which offers the packet to the leaf the same way. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *stages, *python;
+    vectorcallfunc vectorcall;
+} Entry;
+
+static PyObject *str_fast_offer;
+
+static PyObject *Entry_vectorcall(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames || nargs != 4)
+        return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
+    PyObject *offer = PyObject_GetAttr(args[0], str_fast_offer);
+    if (!offer)
+        return NULL;
+    if (PyCFunction_Check(offer) && PyObject_TypeCheck(PyCFunction_GET_SELF(offer), &FlowTableType)) {
+        PyObject *res = offer_impl((FlowTable *)PyCFunction_GET_SELF(offer), args[1], args[2], args[3], 0, 0);
+        Py_DECREF(offer);
+        if (res != Py_None)
+            return res; /* a Result, or NULL */
+        Py_DECREF(res);
+    } else {
+        Py_DECREF(offer);
+    }
+    PyObject *call[6] = {args[0], args[1], args[2], args[3], Py_False, int_zero};
+    return PyObject_Vectorcall(self->stages, call, 6, NULL);
+}
+
+static PyObject *Entry_get(PyObject *self, PyObject *obj, PyObject *type) {
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static int Entry_init(Entry *self, PyObject *args, PyObject *kw) {
+    PyObject *stages, *python;
+    if (!PyArg_ParseTuple(args, "OO:Entry", &stages, &python))
+        return -1;
+    Py_INCREF(stages);
+    Py_INCREF(python);
+    Py_XSETREF(self->stages, stages);
+    Py_XSETREF(self->python, python);
+    self->vectorcall = (vectorcallfunc)Entry_vectorcall;
+    return 0;
+}
+
+#define ENTRY_REFS(X) X(stages) X(python)
+GC_FUNCTIONS(Entry, ENTRY_REFS)
+
+static PyMemberDef Entry_members[] = {
+    {"__wrapped__", T_OBJECT_EX, offsetof(Entry, python), READONLY, "the Python receive"},
+    {NULL},
+};
+
+static PyTypeObject EntryType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "statewall._fastpath.Entry",
+    .tp_doc = "Entry(stages, receive): Firewall.receive with the established-flow leaf offered first.",
+    .tp_basicsize = sizeof(Entry),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Entry_init,
+    .tp_dealloc = (destructor)Entry_dealloc,
+    .tp_traverse = (traverseproc)Entry_traverse,
+    .tp_clear = (inquiry)Entry_clear,
+    .tp_descr_get = Entry_get,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Entry, vectorcall),
+    .tp_members = Entry_members,
+};
 
 static PyObject *FlowTable_get_hits(FlowTable *self, void *c) { return PyLong_FromUnsignedLongLong(self->hits); }
 static PyObject *FlowTable_get_misses(FlowTable *self, void *c) {
@@ -789,10 +849,10 @@ static PyMethodDef FlowTable_methods[] = {
     {"remove", (PyCFunction)FlowTable_remove, METH_O, "remove(flow): forget a Flow"},
     {"flows", (PyCFunction)FlowTable_flows, METH_NOARGS, "every Flow in the table, once"},
     {"bind", (PyCFunction)FlowTable_bind, METH_VARARGS,
-     "bind(fw, slow_receive, stats, result_type): serve fw.receive (see receive)"},
-    {"receive", (PyCFunction)(void (*)(void))FlowTable_receive, METH_FASTCALL | METH_KEYWORDS,
-     "receive($self, iface, data, now, *, csum_partial=False, gso_size=0)\n--\n\n"
-     "Firewall.receive with the fast path in front: a Result"},
+     "bind(fw, stats, result_type): the engine this table is the leaf of (see offer)"},
+    {"offer", (PyCFunction)(void (*)(void))FlowTable_offer, METH_FASTCALL,
+     "offer($self, iface, data, now, csum_partial, gso_size)\n--\n\n"
+     "The established-flow stage's leaf: a Result for a packet it forwarded, else None"},
     {NULL},
 };
 
@@ -823,32 +883,31 @@ static struct PyModuleDef fastpath_module = {
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
-    if (PyType_Ready(&FlowType) < 0 || PyType_Ready(&FlowTableType) < 0)
+    if (PyType_Ready(&FlowType) < 0 || PyType_Ready(&FlowTableType) < 0 || PyType_Ready(&EntryType) < 0)
         return NULL;
     str_last = PyUnicode_InternFromString("last");
     str_bytes = PyUnicode_InternFromString("bytes");
     str_data_seen = PyUnicode_InternFromString("data_seen");
     str_now = PyUnicode_InternFromString("now");
-    str_trace = PyUnicode_InternFromString("_trace");
+    str_trace = PyUnicode_InternFromString("trace_log");
     str_packets_in = PyUnicode_InternFromString("packets_in");
     str_forwarded = PyUnicode_InternFromString("forwarded");
-    str_csum_partial = PyUnicode_InternFromString("csum_partial");
-    str_gso_size = PyUnicode_InternFromString("gso_size");
-    if (!str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded ||
-        !str_csum_partial || !str_gso_size)
+    if (!str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded)
         return NULL;
-    slow_kwnames = PyTuple_Pack(2, str_csum_partial, str_gso_size);
     int_one = PyLong_FromLong(1);
     int_zero = PyLong_FromLong(0);
-    if (!slow_kwnames || !int_one || !int_zero)
+    str_fast_offer = PyUnicode_InternFromString("fast_offer");
+    if (!int_one || !int_zero || !str_fast_offer)
         return NULL;
     PyObject *m = PyModule_Create(&fastpath_module);
     if (!m)
         return NULL;
     Py_INCREF(&FlowType);
     Py_INCREF(&FlowTableType);
+    Py_INCREF(&EntryType);
     if (PyModule_AddObject(m, "Flow", (PyObject *)&FlowType) < 0 ||
-        PyModule_AddObject(m, "FlowTable", (PyObject *)&FlowTableType) < 0) {
+        PyModule_AddObject(m, "FlowTable", (PyObject *)&FlowTableType) < 0 ||
+        PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

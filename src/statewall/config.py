@@ -1,10 +1,11 @@
 """Loading a configuration file: which dialect it is written in, and parsing it with that dialect.
 
-Every command that takes ``-c FILE`` goes through ``load_policy`` so that dialect detection lives in
-one place. A file is ASA/PIX unless its content says otherwise: an ``iptables-save`` dump (``*filter``
-tables, ``:CHAIN POLICY`` lines, ``-A`` rules, ``COMMIT``) or a script of ``iptables`` commands is the
-iptables dialect. Dialects are modules ``statewall.dialects.<name>`` exposing ``parse(text, filename)``
-and ``render(policy)``.
+Every command that takes ``-c FILE`` goes through ``load_config`` (``load_policy``, the ``--asa-version``
+default, the warnings) so that dialect detection lives in one place; the live loop's ``reload`` reads
+the file again through the same function. A file is ASA/PIX unless its content says otherwise: an
+``iptables-save`` dump (``*filter`` tables, ``:CHAIN POLICY`` lines, ``-A`` rules, ``COMMIT``) or a
+script of ``iptables`` commands is the iptables dialect. Dialects are modules
+``statewall.dialects.<name>`` exposing ``parse(text, filename)`` and ``render(policy)``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
 from types import ModuleType
 
 from .dialects.errors import ConfigError
@@ -72,3 +74,20 @@ def load_policy(path: str | os.PathLike[str], dialect: str | None = None) -> Pol
 def render_policy(policy: Policy) -> str:
     """The policy printed back in the dialect it was written in."""
     return dialect_module(policy.dialect, policy.source_file or "<config>").render(policy)
+
+
+# ``--asa-version``: the release a configuration without an "ASA Version" header is taken for (set by
+# the command line's option, reset whenever a parser is built; statewall.commands).
+asa_version_default: str | None = None
+
+
+def load_config(path: str | os.PathLike[str], *, show_warnings: bool = True) -> Policy:
+    """``load_policy`` for ``-c FILE``: the ``--asa-version`` default applied, warnings (unknown
+    commands) to stderr. Raises OSError if unreadable, ConfigError if malformed."""
+    policy = load_policy(path)
+    if asa_version_default is not None and policy.dialect == "asa" and not policy.version:
+        policy.version = asa_version_default
+    if show_warnings:
+        for warning in policy.warnings:
+            print(warning, file=sys.stderr)
+    return policy

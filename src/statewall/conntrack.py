@@ -110,6 +110,41 @@ def _extra(name: str, doc: str) -> property:
     return property(lambda self: self._get(name), lambda self, value: self._set(name, value), doc=doc)
 
 
+def reply_key(key: tuple, xlated: tuple, query: bool) -> tuple:
+    """The key of a connection's REPLY half: its first packet's ``key`` ``(version, proto, src, sport,
+    dst, dport)`` as it arrived and ``xlated`` ``(src, sport, dst, dport)`` as it left (the mapped
+    source, the real destination), reversed. An ICMP query (``query``) has one "port", its identifier,
+    in both places."""
+    src1, sport1, dst1, dport1 = xlated
+    return (key[0], key[1], dst1, sport1 if query else dport1, src1, sport1)
+
+
+def make_halves(conn, in_iface: str, out_iface: str | None, key: tuple, xlated: tuple, query: bool):
+    """Both halves of a new connection whose first packet arrived on ``in_iface`` as ``key`` and left
+    through ``out_iface`` as ``xlated`` (``reply_key``): each half rewrites what differs, the REPLY half
+    back to what the initiator used. For an ICMP query only the identifier (``new_sport``) changes."""
+    _, _, src0, sport0, dst0, dport0 = key
+    src1, sport1, dst1, dport1 = xlated
+    fwd = Half(
+        conn, ORIGINAL, in_iface, out_iface, key,
+        src1 if src1 != src0 else None,
+        sport1 if sport1 != sport0 else None,
+        dst1 if dst1 != dst0 else None,
+        dport1 if dport1 != dport0 and not query else None,
+    )  # fmt: skip
+    if query:
+        back_sport = sport0 if sport1 != sport0 else None
+        back_dport = None
+    else:
+        back_sport = dport0 if dport1 != dport0 else None
+        back_dport = sport0 if sport1 != sport0 else None
+    rev = Half(
+        conn, REPLY, out_iface, in_iface, reply_key(key, xlated, query),
+        dst0 if dst1 != dst0 else None, back_sport, src0 if src1 != src0 else None, back_dport,
+    )  # fmt: skip
+    return fwd, rev
+
+
 class Connection:
     """A tracked flow. ``tcp`` is the TCP tracker (None for UDP/ICMP/other).
 
@@ -242,7 +277,7 @@ class Connection:
     closer = _extra("closer", "The interface whose FIN began the close (None before).")
     replay_keys = _extra(
         "replay_keys",
-        "Its entries in ``Firewall._replay_index`` (None unless a replay adapter asked for one).",
+        "Its entries in ``Firewall.replay_index`` (None unless a replay adapter asked for one).",
     )
 
     @property

@@ -4,20 +4,39 @@ A real ASA sets a connection up in its "session management path" (ACL, NAT, insp
 settings) and then forwards the connection's packets in the "fast path", which only looks the flow up,
 checks the TCP state and rewrites. netfilter has the same split with its flowtable (``flow add``): after
 the connection is established its packets bypass the hooks. statewall does the same for speed: the
-Python path (``statewall.engine``) decides everything and stays the one definition of behaviour; once a
+Python stages (``statewall.engine``) decide everything and stay the one definition of behaviour; once a
 connection's next packets can change nothing but windows, counters and the idle time, it is offloaded
-to ``statewall._fastpath`` (C), which forwards them with the same bytes and the same state changes, and
-hands back, untouched, every packet it is not sure of.
+to ``statewall._fastpath`` (C), the leaf of the engine's established-flow stage.
+
+The leaf's contract (``FlowTable.offer(iface, data, now, csum_partial, gso_size)``):
+
+- It may decide one thing only: to forward a packet of an offloaded connection that arrived on that
+  connection's ingress interface and that the established-flow stage (``engine.forward.established``)
+  would forward unchanged in meaning: the same bytes out (TTL, NAT rewrite, sequence shift), the same
+  state changes (the tracker's windows and timer fields, the normalizer's next sequence and TTL, the
+  connection's bytes, data-seen flags and last activity), counted as the engine counts a forwarded
+  packet (``stats`` packets_in and forwarded, ``fw.now``). It returns ``Result([(egress, packet)], [])``.
+- It never drops, answers, logs, creates, tears down or re-times a connection, and never emits an
+  event: every packet it is not sure of (anything but ACK or ACK|PSH segments in window and in order,
+  UDP datagrams, of a connection in its table; a TTL of 1; over the egress MTU; options other than
+  none or NOP NOP timestamp; while packet-tracer listens) is handed back as None, the packet
+  untouched, and the Python stages take it: they first take the connection back (``unoffload``
+  copies its state out of the leaf), so they always see the state the leaf left.
+
+The engine consults the leaf before decoding (it parses what it needs itself): ``Firewall.receive``
+offers every packet first; with the extension built the class's ``receive`` is that front door compiled
+(``_fastpath.Entry``, see ``front_door``), so a forwarded packet costs no Python frame. The live loop's
+TUN pump calls the same leaf through the capsule API.
 
 This module owns the offload: which connections qualify (``eligible``), copying a connection's state
 into a ``Flow`` (``offload``) and back (``unoffload``, before the Python path touches the connection
 again), and flushing the table (policy reload). Unlike the kernel's flowtable, which needs a rule to
 offload and then skips the ruleset's counters, statewall's fast path is invisible: per-rule counters
-are only counted for new connections on the ASA path anyway (hit counts), and the iptables path, whose
-rules count every packet, never offloads.
+are only counted for new connections on the ASA's stages anyway (hit counts), and netfilter's path,
+whose rules count every packet, never offloads.
 
-A connection qualifies when it is IPv4 TCP or UDP on the ASA path, without an inspector, TCP Intercept
-splice, Dead Connection Detection probe or embryonic limit count in progress, without the
+A connection qualifies when it is IPv4 TCP or UDP on the ASA's stages, without an inspector, TCP
+Intercept splice, Dead Connection Detection probe or embryonic limit count in progress, without the
 ``pix-sack-bug`` fault or inspection sequence adjustment; and for TCP: ESTABLISHED with ASSURED and
 SEEN_REPLY, no FIN seen, on its idle timeout, and a tcp-map without checksum verification,
 window-variation drop or retransmission checks, with nothing queued out of order. The compiled code
@@ -43,6 +62,17 @@ except ImportError:  # built without a compiler: the Python path does everything
     _fastpath = None
 
 AVAILABLE = _fastpath is not None
+
+
+def front_door(receive, ingress):
+    """``Firewall.receive`` with the leaf offered first in compiled code (``_fastpath.Entry``: the
+    Python ``receive``'s own logic, without a Python frame for the packets the leaf forwards), or
+    ``receive`` itself when the extension is not built. ``ingress`` takes what the leaf hands back;
+    keyword calls run the Python ``receive``."""
+    if _fastpath is None:
+        return receive
+    return _fastpath.Entry(ingress, receive)
+
 
 _KEY = struct.Struct("!IIHHB")
 _M = 0xFFFFFFFF
@@ -75,12 +105,13 @@ class FastPath:
     def hits(self) -> int:
         return self.table.hits
 
-    def attach(self, fw, result_type) -> None:
-        """Serve ``fw.receive``: the compiled ``FlowTable.receive`` forwards offloaded connections'
-        packets and hands every other packet to the class's ``receive`` (the Python path)."""
+    def attach(self, fw, result_type):
+        """Bind the compiled table to ``fw`` (its counters and clock); returns the leaf's entry,
+        ``offer(iface, data, now, csum_partial, gso_size)``: a ``result_type`` for a packet it
+        forwarded, else None with the packet untouched (the module docstring's contract)."""
         self.fw = fw
-        self.table.bind(fw, type(fw).receive.__get__(fw), fw.stats, result_type)
-        fw.receive = self.table.receive
+        self.table.bind(fw, fw.stats, result_type)
+        return self.table.offer
 
     # ---------------------------------------------------------------------------------------------
 
@@ -117,7 +148,7 @@ class FastPath:
                 return False
             if max(peer.td_end, peer.td_maxend, peer.td_maxwin, peer.td_maxack, peer.flags) > _M:
                 return False
-        # The idle refresh of Firewall._tcp_after must be a no-op besides conn.last.
+        # The idle refresh of the ASA's lifecycle (engine.lifecycle) must be a no-op besides conn.last.
         fw = self.fw
         tmo = conn.tmo
         idle = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]

@@ -43,6 +43,7 @@ from .events import DropReason
 from .interning import Interner
 from .packet import decode
 from .policy import Origin, TcpMap
+from .tcptrack import InvalidReason
 
 # TCP flags
 _FIN, _SYN, _RST, _ACK, _URG = 0x01, 0x02, 0x04, 0x10, 0x20
@@ -494,27 +495,27 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
     return None
 
 
-def allows_invalid(st: NormState, why: str | None) -> bool:
+def allows_invalid(st: NormState, why) -> bool:
     """After the tracker said INVALID: True when the tcp-map lets this kind of segment through."""
     prof = st.profile
-    if why is None:
-        return False
-    if why.startswith("SEQ is over"):
+    kind = getattr(why, "kind", None)
+    if kind is InvalidReason.SEQ_OVER:
         if prof.seq_past_window == ALLOW:
             return True
         st.counters["seq_past_window_drops"] += 1
-    elif why.startswith("ACK is over"):
+    elif kind is InvalidReason.ACK_OVER:
         if prof.invalid_ack == ALLOW:
             return True
         st.counters["invalid_ack_drops"] += 1
     return False
 
 
-def invalid_hint(why: str | None) -> tuple[str | None, str | None]:
+def invalid_hint(why) -> tuple[str | None, str | None]:
     """(tcp-map field, hint) for a tracker INVALID reason the normalizer could allow."""
-    if why and why.startswith("SEQ is over"):
+    kind = getattr(why, "kind", None)
+    if kind is InvalidReason.SEQ_OVER:
         return "seq_past_window", "seq-past-window allow in a tcp-map applied to this flow"
-    if why and why.startswith("ACK is over"):
+    if kind is InvalidReason.ACK_OVER:
         return "invalid_ack", "invalid-ack allow in a tcp-map applied to this flow"
     return None, None
 

@@ -6,7 +6,7 @@ client's own options ride in the SYN-ACK's timestamp, the SYN and ACK sent to th
 update sent to the client, and per connection (``Proxied``, the kernel's ``nf_conn_synproxy``) the
 ISN, timestamp and sequence offsets. The cookie itself is TCP Intercept's
 (``statewall.intercept.Intercept``): one SYN-cookie implementation for both dialects, whose MSS table
-is Linux's. ``engine_netfilter.NfPath`` calls ``SynProxy.target`` where a SYNPROXY rule decides a
+is Linux's. ``statewall.engine.nf_path.NfPath`` calls ``SynProxy.target`` where a SYNPROXY rule decides a
 packet, and ``SynProxy.hook`` for every packet of a proxied connection once it is fully translated
 (the kernel's hook at NF_IP_PRI_CONNTRACK_CONFIRM - 1 in POSTROUTING); what the proxy sends goes out
 through ``NfPath.local_out`` (OUTPUT and POSTROUTING, as ``ip_local_out``).
@@ -238,7 +238,7 @@ class SynProxy:
     def __init__(self, path) -> None:
         self.path = path
         # Keyed from the firewall's secret, which a reload keeps: cookies in flight stay valid.
-        self.cookies = intercept.Intercept(intercept.make_secret(path.fw._seq_secret))
+        self.cookies = intercept.Intercept(intercept.make_secret(path.fw.seq_secret))
         self.stats: Counter[str] = Counter(
             syn_received=0, cookie_invalid=0, cookie_valid=0, cookie_retrans=0, conn_reopened=0
         )
@@ -271,7 +271,7 @@ class SynProxy:
             self.path.local_out(
                 synack, iface, now, out, ev, ctstate="UNTRACKED" if ctstate == "UNTRACKED" else "ESTABLISHED"
             )
-            fw._drop(
+            fw.drop(
                 ev,
                 DropReason.SYNPROXY,
                 iface,
@@ -283,7 +283,7 @@ class SynProxy:
             )
             return
         if not self.client_ack(pkt, o, pkt.seq, iface, now, out, ev, rule):
-            fw._drop(
+            fw.drop(
                 ev,
                 DropReason.SYNPROXY_INVALID,
                 iface,
@@ -294,7 +294,7 @@ class SynProxy:
                 message="ACK without a valid SYN cookie (SYNPROXY)",
             )
             return
-        fw._drop(
+        fw.drop(
             ev,
             DropReason.SYNPROXY,
             iface,
@@ -360,7 +360,7 @@ class SynProxy:
             if not flags & _SYN and flags & _ACK and d == ORIGINAL:
                 # The client's ACK again (its keep-alive is SND.NXT - 1: one more makes the SYN's).
                 if not self.client_ack(pkt, o, (pkt.seq + 1) & _M, half.in_iface, now, out, ev):
-                    self.path.fw._drop(
+                    self.path.fw.drop(
                         ev,
                         DropReason.SYNPROXY_INVALID,
                         half.in_iface,
@@ -401,7 +401,7 @@ class SynProxy:
             v, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.seq + 1, pkt.ack, _ACK, pkt.window >> o.wscale, o
         )
         path.local_out(update, client_if, now, out, ev, half=conn.halves[REPLY], ctstate="ESTABLISHED")
-        path.fw._drop(
+        path.fw.drop(
             ev,
             DropReason.SYNPROXY,
             half.in_iface,

@@ -37,6 +37,8 @@ __all__ = [
     "INVALID",
     "ORIGINAL",
     "REPLY",
+    "InvalidReason",
+    "Reason",
     "TCP_CONNTRACKS",
     "TcpState",
     "TcpTracker",
@@ -59,6 +61,47 @@ class Verdict(enum.IntEnum):
 ACCEPT = Verdict.ACCEPT
 IGNORE = Verdict.IGNORE
 INVALID = Verdict.INVALID
+
+
+class InvalidReason(enum.Enum):
+    """Why conntrack did not take a packet as part of a connection (ctstate INVALID, or a segment the
+    TCP tracker IGNOREs): a closed list, the value being netfilter's log words for it. Code decides by
+    the member (``Reason.kind``), never by the text."""
+
+    # The TCP tracker (nf_conntrack_proto_tcp.c)
+    BAD_FLAGS = "invalid tcp flag combination"
+    INVALID_NEW = "invalid new"
+    NOT_SYN = "invalid new (not a SYN and tcp_loose is off)"
+    INVALID_STATE = "packet invalid in its state"
+    IGNORED_STATE = "packet ignored in its state"
+    INVALID_RST = "invalid rst"
+    CHALLENGE_ACK = "challenge-ack ignored"
+    OVER_WINDOW = "bytes more than expected"
+    SEQ_OVER = "SEQ is over upper bound"
+    ACK_OVER = "ACK is over upper bound"
+    SEQ_UNDER = "SEQ is under lower bound"
+    ACK_UNDER = "ignored ACK under lower bound"
+    REOPEN = "reopen"
+    # conntrack around the protocol trackers (nf_conntrack_core.c, nf_conntrack_proto_icmp.c)
+    BAD_CHECKSUM = "bad checksum"
+    INVALID_ICMP_ERROR = "invalid icmp error"
+    ICMP_ERROR_UNTRACKED = "icmp error for no tracked connection"
+
+
+class Reason(str):
+    """An ``InvalidReason`` with the words of this occurrence (netfilter's log line, numbers included):
+    a string for the message, ``kind`` for code."""
+
+    def __new__(cls, kind: InvalidReason, text: str | None = None):
+        self = super().__new__(cls, kind.value if text is None else text)
+        self.kind = kind
+        return self
+
+    def __reduce__(self):
+        return (Reason, (self.kind, str(self)))
+
+
+R = InvalidReason
 
 
 class TcpState(enum.IntEnum):
@@ -213,15 +256,16 @@ def tcp_error(flags: int) -> str | None:
     """
     if _FLAG_OK[flags & 0xFF]:
         return None
-    return "invalid tcp flag combination"
+    return _WHY_BAD_FLAGS
 
 
+_WHY_BAD_FLAGS = Reason(R.BAD_FLAGS)
 # Pre-built results: returning a constant tuple keeps the accepting path free of allocation.
 _R_ACCEPT = (ACCEPT, None)
-_R_REOPEN = (ACCEPT, "reopen")
-_R_BAD_FLAGS = (INVALID, "invalid tcp flag combination")
-_R_INVALID_RST = (INVALID, "invalid rst")
-_R_CHALLENGE = (IGNORE, "challenge-ack ignored")
+_R_REOPEN = (ACCEPT, Reason(R.REOPEN))
+_R_BAD_FLAGS = (INVALID, _WHY_BAD_FLAGS)
+_R_INVALID_RST = (INVALID, Reason(R.INVALID_RST))
+_R_CHALLENGE = (IGNORE, Reason(R.CHALLENGE_ACK))
 
 # Timer actions after a packet (see ``TcpTracker.expires``).
 _RST_KEEP = -1  # _check_rst: window-check the RST but keep the old state
@@ -402,11 +446,11 @@ class TcpTracker:
         """
         flags = pkt.flags
         if not _FLAG_OK[flags & 0xFF]:
-            return None, "invalid tcp flag combination"
+            return None, _WHY_BAD_FLAGS
         index = _INDEX[flags & 0xFF]
         new_state = TCP_CONNTRACKS[ORIGINAL][index][sNO]
         if new_state >= _IV:
-            return None, "invalid new"
+            return None, Reason(R.INVALID_NEW)
         trk = cls()
         sender = trk.seen[ORIGINAL]
         seq = (pkt.seq - seq_offset) & _M
@@ -418,7 +462,7 @@ class TcpTracker:
             _parse_options(pkt, sender)
         elif not settings.tcp_loose:
             # Mid-stream pickup is off (required for SYNPROXY): no connection for a non-SYN.
-            return None, "invalid new (not a SYN and tcp_loose is off)"
+            return None, Reason(R.NOT_SYN)
         else:
             # We are in the middle of a connection whose history is lost: take what the packet
             # says, and assume SACK and liberal window checking because the window scale is unknown.
@@ -585,7 +629,10 @@ class TcpTracker:
             # No SYNPROXY special case: statewall has no SYNPROXY target.
             return (
                 INVALID,
-                f"packet (index {index}) in dir {direction} invalid, state {TcpState(old_state).name}",
+                Reason(
+                    R.INVALID_STATE,
+                    f"packet (index {index}) in dir {direction} invalid, state {TcpState(old_state).name}",
+                ),
             )
         elif new_state == sTW:
             # RFC 5961 makes stacks answer spurious SYNs with a challenge ACK; in LAST_ACK that ACK
@@ -695,7 +742,10 @@ class TcpTracker:
             self.last_ack = pkt.ack
         return (
             IGNORE,
-            f"packet (index {index}) in dir {direction} ignored, state {TcpState(old_state).name}",
+            Reason(
+                R.IGNORED_STATE,
+                f"packet (index {index}) in dir {direction} ignored, state {TcpState(old_state).name}",
+            ),
         )
 
     def _resync_from_ignored_syn(self, direction):
@@ -793,12 +843,17 @@ class TcpTracker:
                 # data (td_end) even though we do not accept the segment.
                 sender.td_end = end
                 sender.flags |= F_DATA_UNACKNOWLEDGED
-                return self._failed(sender, settings, IGNORE, f"{overshot} bytes more than expected")
+                return self._failed(
+                    sender, settings, IGNORE, Reason(R.OVER_WINDOW, f"{overshot} bytes more than expected")
+                )
             return self._failed(
                 sender,
                 settings,
                 INVALID,
-                f"SEQ is over upper bound {(s_maxend + 1) & _M} (over the window of the receiver)",
+                Reason(
+                    R.SEQ_OVER,
+                    f"SEQ is over upper bound {(s_maxend + 1) & _M} (over the window of the receiver)",
+                ),
             )
 
         if ((sack - r_end - 1) & _M) <= 0x7FFFFFFF:  # III fails: sack > receiver.td_end
@@ -806,7 +861,7 @@ class TcpTracker:
                 sender,
                 settings,
                 INVALID,
-                f"ACK is over upper bound {(r_end + 1) & _M} (ACKed data not seen yet)",
+                Reason(R.ACK_OVER, f"ACK is over upper bound {(r_end + 1) & _M} (ACKed data not seen yet)"),
             )
 
         # II fails: end < sender.td_end - receiver.td_maxwin (only once the receiver's window is known)
@@ -815,14 +870,21 @@ class TcpTracker:
                 sender,
                 settings,
                 IGNORE,
-                f"SEQ is under lower bound {(s_end - r_maxwin - 1) & _M} (already ACKed data retransmitted)",
+                Reason(
+                    R.SEQ_UNDER,
+                    f"SEQ is under lower bound {(s_end - r_maxwin - 1) & _M} "
+                    "(already ACKed data retransmitted)",
+                ),
             )
         if ((r_end - maxackwin - 1 - sack) & _M) <= 0x7FFFFFFF:  # IV fails: sack too old
             return self._failed(
                 sender,
                 settings,
                 IGNORE,
-                f"ignored ACK under lower bound {(r_end - maxackwin - 1) & _M} (possible overly delayed)",
+                Reason(
+                    R.ACK_UNDER,
+                    f"ignored ACK under lower bound {(r_end - maxackwin - 1) & _M} (possible overly delayed)",
+                ),
             )
 
         # RFC 1323 window scaling, never on SYN segments.

@@ -1,9 +1,12 @@
 """packet-tracer: one synthetic packet through a fresh engine, phase by phase, in the ASA's layout.
 
 The tracer does not simulate anything of its own: it builds the packet the ASA command describes (a TCP
-SYN, a UDP datagram or an ICMP echo), hands it to a ``Firewall`` whose slow path records each decision
-it takes (flow lookup, UN-NAT, route lookup, access list, NAT, flow creation), and prints those
-decisions with the configuration line behind each. The verdict is the engine's own.
+SYN, a UDP datagram or an ICMP echo), hands it to a ``Firewall`` listening to its new-flow stages
+(``Firewall.new_flow_stages``, ``statewall.engine.asa``: flow lookup, UN-NAT, route lookup, access
+list, NAT, connection settings, flow creation), and prints the phase each stage reported with the
+configuration line behind it. The phases are the stages' own (each stage declares the phases it may
+report; a report under any other phase is a bug, refused here), so the tracer and the engine cannot
+drift apart. The verdict is the engine's own.
 """
 
 from __future__ import annotations
@@ -43,17 +46,27 @@ def build_packet(proto: str, src: str, sport: int, dst: str, dport: int) -> byte
     raise TracerError(f"unsupported protocol '{proto}' (tcp, udp, icmp)")
 
 
+def stage_phases(fw: Firewall) -> list[str]:
+    """The phases the engine's new-flow stages report, in stage order."""
+    return [phase for st in fw.new_flow_stages for phase in st.phases]
+
+
 def packet_tracer(
     policy: Policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool = False
 ) -> tuple[str, bool]:
     """Trace one packet entering ``iface``; returns (text in the ASA's layout, allowed)."""
     if iface not in policy.interfaces:
         raise TracerError(f"interface '{iface}' does not exist")
-    fw = Firewall(policy)
-    fw._trace = []
+    fw = Firewall(policy, fast_path=False)
+    fw.trace_log = []
     res = fw.receive(iface, build_packet(proto, src, sport, dst, dport), 0.0)
+    phases = stage_phases(fw)
     lines: list[str] = []
-    for n, (typ, subtype, ok, origin, info) in enumerate(fw._trace, 1):
+    for n, (typ, subtype, ok, origin, info) in enumerate(fw.trace_log, 1):
+        if typ not in phases:
+            raise RuntimeError(
+                f"phase {typ} reported by no stage of {[s.__name__ for s in fw.new_flow_stages]}"
+            )
         lines += [
             f"Phase: {n}",
             f"Type: {typ}",

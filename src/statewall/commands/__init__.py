@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 
-from ..config import load_policy
+from .. import config
 from ..policy import Policy
 
 EXIT_OK = 0
@@ -27,24 +26,21 @@ class UsageError(Exception):
     """A command was given arguments it cannot use (exit code 2)."""
 
 
-# ``--asa-version``: the release a configuration without an "ASA Version" header is taken for. Kept
-# here (reset whenever a parser is built, set by the option's action) so that every command taking
-# ``-c`` honours it without passing it along.
-_asa_version: str | None = None
+# ``--asa-version``: the release a configuration without an "ASA Version" header is taken for. Kept in
+# ``statewall.config`` (reset whenever a parser is built, set by the option's action) so that every
+# command taking ``-c``, and the live loop's reload, honours it without passing it along.
 
 
 class _AsaVersion(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        global _asa_version
         if not re.match(r"^\d+\.\d+(\(\d+[^)]*\)\S*)?$", str(values)):
             parser.error(f"--asa-version: invalid release {values!r} (expected e.g. 8.2 or 8.2(1))")
-        _asa_version = str(values) if "(" in str(values) else f"{values}(1)"
-        setattr(namespace, self.dest, _asa_version)
+        config.asa_version_default = str(values) if "(" in str(values) else f"{values}(1)"
+        setattr(namespace, self.dest, config.asa_version_default)
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    global _asa_version
-    _asa_version = None
+    config.asa_version_default = None
     parser.add_argument(
         "-c", "--config", required=True, metavar="FILE", help="configuration file (ASA/PIX syntax)"
     )
@@ -58,14 +54,8 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(path: str, *, show_warnings: bool = True) -> Policy:
-    """Parse ``-c FILE``; warnings (unknown commands) go to stderr, an unreadable file is a usage error."""
+    """``statewall.config.load_config`` for a command: an unreadable file is a usage error."""
     try:
-        policy = load_policy(path)
+        return config.load_config(path, show_warnings=show_warnings)
     except OSError as exc:
         raise UsageError(f"cannot read configuration {path}: {exc.strerror or exc}") from None
-    if _asa_version is not None and policy.dialect == "asa" and not policy.version:
-        policy.version = _asa_version
-    if show_warnings:
-        for warning in policy.warnings:
-            print(warning, file=sys.stderr)
-    return policy

@@ -8,7 +8,7 @@
     statewall iptables -c FILE --after-replay CAPTURE ... --events      (conntrack -E of the replay)
 
 Short options combine as iptables' do (``-nvxL``). With ``--after-replay`` the captures run through the
-engine first, as ``statewall replay`` runs them (``statewall.engine_netfilter.EngineReplay``), and the
+engine first, as ``statewall replay`` runs them (``EngineReplay`` below), and the
 counters, LOG lines (``--log``) and connections are those the engine's netfilter path left.
 """
 
@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from ..dialects.iptables import format_listing, format_rules, render
 from ..dialects.iptables.tables import BUILTIN_CHAINS
+from ..events import CtEvent, NfLog
+from ..logfmt.linux import conntrack_line, conntrack_listing
+from ..policy import Policy
 from . import EXIT_OK, UsageError, add_config_argument, load_config
 
 
@@ -35,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     counters = None
     replay = None
     if args.after_replay or args.ingress:
-        from ..engine_netfilter import EngineReplay
         from ..pcapio import CaptureError
         from ..replay import ReplayError
 
@@ -140,3 +143,60 @@ def _add(sub: argparse._SubParsersAction, name: str) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     _add(subparsers, "iptables")
     _add(subparsers, "ip6tables")
+
+
+class EngineReplay:
+    """Captures through the engine for an iptables policy, as ``statewall replay`` runs them (merged by
+    time, ingress from the routes or given, responders carried into the translated coordinates), keeping
+    the events; the engine's tables hold the counters afterwards (``statewall iptables --after-replay``).
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        from ..engine import Firewall  # not imported for `statewall --help`
+
+        self.fw = Firewall(policy)
+        if self.fw.netfilter is None:
+            raise ValueError("not an iptables policy: the engine runs it on the ASA's path")
+        self.netfilter = self.fw.netfilter
+        self.events: list = []
+
+    # The replay adapter's view of a firewall (statewall.replay.FirewallLike), recording the events.
+    def receive(self, iface: str, data, now: float):
+        res = self.fw.receive(iface, data, now)
+        self.events.extend(res.events)
+        return res
+
+    def advance(self, now: float):
+        res = self.fw.advance(now)
+        self.events.extend(res.events)
+        return res
+
+    def ingress_for(self, data):
+        return self.fw.ingress_for(data)
+
+    def replay_rewrite(self, iface: str, data, now: float):
+        return self.fw.replay_rewrite(iface, data, now)
+
+    def run(self, captures: Sequence[tuple[str | None, str]]) -> dict:
+        """Replay ``captures`` (``(logical ingress or None, path)``); returns replay's summary. The
+        output captures and logs go to a directory removed afterwards."""
+        import tempfile
+
+        from ..replay import replay as replay_captures
+
+        with tempfile.TemporaryDirectory(prefix="statewall-nf-") as tmp:
+            return replay_captures(self.fw.policy, captures, tmp, firewall=self)
+
+    @property
+    def logs(self) -> list[str]:
+        """The LOG target's lines, in order."""
+        return [e.text for e in self.events if isinstance(e, NfLog)]
+
+    @property
+    def conntrack_events(self) -> list[str]:
+        """``conntrack -E``'s lines, in order."""
+        return [conntrack_line(e) for e in self.events if isinstance(e, CtEvent)]
+
+    def conntrack_listing(self) -> str:
+        """``conntrack -L`` at the last packet's time."""
+        return conntrack_listing(self.fw.conntrack_entries())

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from ..events import DropReason
-from ..logfmt.asa import format_show_conn, format_show_xlate
 from ..logfmt.counters import format_show_asp_drop
 from ..replay import ReplayError, replay
 from . import EXIT_OK, UsageError, add_config_argument, load_config
@@ -183,12 +182,14 @@ SHOW_TABLES = ("conn", "xlate", "asp-drop")
 
 def show_tables(fw: Any, now: float, names: list[str]) -> dict[str, str]:
     """The ASA's listings of ``fw``'s tables at ``now``: ``conn``, ``xlate``, ``asp-drop``."""
+    from ..logfmt.tables import show_conn, show_xlate  # imports the engine: not for `statewall --help`
+
     out: dict[str, str] = {}
     for name in names:
         if name == "conn":
-            out[name] = format_show_conn(fw.conn_records(), now, most_used=fw.conns.most_used)
+            out[name] = show_conn(fw, now=now)
         elif name == "xlate":
-            out[name] = format_show_xlate(fw.xlate_records(), now, most_used=fw.nat.most_used)
+            out[name] = show_xlate(fw, now=now)
         elif name == "asp-drop":
             out[name] = format_show_asp_drop(dict(fw.drops))
     return out

@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout-override {exc}") from None
     refresh = {None: None, "on": True, "off": False}[args.ftp_data_refreshes_control]
     source = PolicySource(args.config, overrides, refresh)
-    policy = source.load(show_warnings=True)
+    try:
+        policy = source.load(show_warnings=True)
+    except OSError as exc:
+        raise UsageError(f"cannot read configuration {args.config}: {exc.strerror or exc}") from None
     binds = [parse_bind(b) for b in args.bind]
     names = [b[0] for b in binds]
     for name in names:

@@ -69,52 +69,6 @@ def running(directory: str = CTL_DIR) -> list[str]:
 # reload: a new policy under a running engine
 
 
-# Compiled from the configuration: taken whole from a Firewall built for the new policy. ``_nf`` and
-# ``netfilter`` are an iptables policy's path and rulesets (new rules, counters from zero, as
-# iptables-restore leaves them); the path is bound to the running engine after the copy.
-REBUILT = (
-    "policy",
-    "interfaces",
-    "routes",
-    "acl",
-    "timeouts",
-    "asa",
-    "ct",
-    "acl_on_mapped",
-    "faults",
-    "_nf",
-    "netfilter",
-)
-# State of the running firewall: kept as it is.
-KEPT = (
-    "conns",
-    "timers",
-    "expect",
-    "drops",
-    "stats",
-    "now",
-    "_next_id",
-    "_seq_secret",
-    "_shifting",
-    "_trace",
-    "_replay_index",
-    "_frag_flows",
-    # Tallies of live connections per class, client and NAT rule, and the SYN cookies in flight:
-    # connections built after the reload count against the new NAT rules (their tallies start at 0).
-    "limits",
-    "intercept",
-    # Basic threat detection's rates and cumulative counts (statewall.threat).
-    "threat",
-)
-# Both: the new compiled part, the old state moved into it (see reload_firewall).
-MERGED = ("nat", "service_policies", "inspectors", "_fast", "receive")
-# NatTable: the translation slots are state, the rules (entries) compiled; ``_mapped_in_use`` is both
-# (the new rules' static port reservations plus the ports live PAT slots hold).
-NAT_KEPT = ("xlates", "_hosts_in_use", "_nat_hosts", "nf", "_nf_by_src", "most_used")
-NAT_REBUILT = ("_iface_address", "timeouts", "entries")
-NAT_MERGED = ("_mapped_in_use",)
-
-
 @dataclass(slots=True)
 class ReloadReport:
     connections: int
@@ -142,7 +96,7 @@ class ReloadReport:
             )
         if self.unclassified:
             lines.append(
-                "not reloaded (engine attributes ctl.reload_firewall does not know, kept as they were): "
+                "not reloaded (engine attributes Firewall.reload does not know, kept as they were): "
                 + ", ".join(self.unclassified)
             )
         lines += [f"warning: {w}" for w in self.warnings]
@@ -150,20 +104,11 @@ class ReloadReport:
 
 
 def reload_firewall(fw: Any, policy: Any) -> ReloadReport:
-    """Put ``policy`` under the running ``fw`` (a ``statewall.engine.Firewall``), in place.
-
-    A Firewall is built for the new policy; its compiled attributes (``REBUILT``) replace ``fw``'s,
-    ``fw``'s state (``KEPT``) stays, and for ``MERGED`` the new object takes the old state: the NAT
-    table's slots and ports in use move into the new rules' table (a connection's xlate stays its
-    xlate; static slots no connection uses are dropped so that the new statics make them again), the
-    service policies keep their per-class counters (matched by scope, policy-map and class name), and
-    the inspections are new for new connections while each existing one keeps its inspector and
-    expectations. Raises ``CtlError`` (and changes nothing) when the new policy cannot run here: a
-    different dialect, or an interface the loop has bound is gone.
+    """Put ``policy`` under the running ``fw`` (a ``statewall.engine.Firewall``) with its ``reload``,
+    which keeps the state and rebuilds what is compiled (what moves how: ``statewall.engine.compiled``).
+    Raises ``CtlError`` (and changes nothing) when the new policy cannot run here: a different dialect,
+    or an interface the loop has bound is gone.
     """
-    from ..engine import Firewall, Result
-    from ..inspect import Inspectors
-
     if policy.dialect != fw.policy.dialect:
         raise CtlError(
             f"reload: the configuration is {policy.dialect}, the firewall runs {fw.policy.dialect}"
@@ -174,52 +119,12 @@ def reload_firewall(fw: Any, policy: Any) -> ReloadReport:
             f"reload: interface(s) {', '.join(gone)} missing or shut down in the new configuration; "
             "restart statewall run to change interfaces"
         )
-    # Faults given to the Firewall itself (not by the configuration) stay on.
-    extra_faults = fw.faults - frozenset(fw.policy.faults)
     try:
-        new = Firewall(policy, faults=extra_faults, fast_path=getattr(fw, "_fast", None) is not None)
+        dropped, unclassified = fw.reload(policy)
     except ValueError as exc:
         raise CtlError(f"reload: {exc}") from None
-    # An attribute the engine grew after this list was written is kept: state is never reset by a
-    # reload; the report names it, and tests/test_ctl.py fails until it is classified.
-    unclassified = sorted(set(vars(new)) - set(REBUILT) - set(KEPT) - set(MERGED))
-    # The compiled fast path copied the old policy's MTUs, timeouts and tcp-map switches: every
-    # connection goes back to the Python path, and re-qualifies under the new policy on its next packet.
-    if fw._fast is not None:
-        fw._fast.flush()
-    fw._fast = new._fast
-    if fw._fast is not None:
-        fw._fast.attach(fw, Result)
-    else:
-        vars(fw).pop("receive", None)
-    for name in REBUILT:
-        setattr(fw, name, getattr(new, name))
-    if fw._nf is not None:
-        fw._nf.fw = fw  # the netfilter path works on the running engine's connections
-    # NAT: new rules, old slots.
-    old_nat, nat = fw.nat, new.nat
-    unclassified += sorted(
-        f"nat.{n}" for n in set(vars(nat)) - set(NAT_KEPT) - set(NAT_REBUILT) - set(NAT_MERGED)
-    )
-    for name in NAT_KEPT:
-        setattr(nat, name, getattr(old_nat, name))
-    dropped = 0
-    for x in list(nat.xlates.values()):
-        if x.kind == "static" and x.refcount == 0:
-            nat.remove(x)
-            dropped += 1
-        elif x.kind == "dynamic" and x.pat:
-            nat._mapped_in_use.setdefault((x.version, x.proto, x.mapped_addr), set()).add(x.mapped_port)
-    fw.nat = nat
-    fw.expect.nat = nat
-    # Service policies: new classes, the counters carried by name.
-    if new.service_policies is not None and fw.service_policies is not None:
-        new.service_policies.uses = fw.service_policies.uses
-        new.service_policies.default_counters = fw.service_policies.default_counters
-    fw.service_policies = new.service_policies
-    fw.inspectors = Inspectors(policy, fw.expect)
     return ReloadReport(
-        len(fw.conns), len(nat.xlates), len(fw.expect), dropped, list(policy.warnings), unclassified
+        len(fw.conns), len(fw.nat.xlates), len(fw.expect), dropped, list(policy.warnings), unclassified
     )
 
 
@@ -431,22 +336,24 @@ class Commands:
         what = _word(args[0], targets, "show target")
         rest = args[1:]
         fw = self.fw
-        nf = getattr(fw, "_nf", None)
+        nf = fw.nf_path
         if what == "conn":
             if rest and _word(rest[0], ("detail",), "show conn option") == "detail" and len(rest) == 1:
                 return format_conn_detail(fw)
             if rest:
                 raise CtlError("% show conn [detail]")
             if nf is not None:
-                return nf.conntrack_listing(fw.now)  # an iptables policy: conntrack -L
-            from ..logfmt.asa import format_show_conn
+                from ..logfmt.linux import conntrack_listing
 
-            return format_show_conn(fw.conn_records(), fw.now, most_used=fw.conns.most_used)
+                return conntrack_listing(fw.conntrack_entries())  # an iptables policy: conntrack -L
+            from ..logfmt.tables import show_conn
+
+            return show_conn(fw)
         self._no_args(rest, f"show {what}", allow=what in ("asp", "log", "iptables"))
         if what == "xlate":
-            from ..logfmt.asa import format_show_xlate
+            from ..logfmt.tables import show_xlate
 
-            return format_show_xlate(fw.xlate_records(), fw.now, most_used=fw.nat.most_used)
+            return show_xlate(fw)
         if what == "service-policy":
             if fw.service_policies is None:
                 raise CtlError("% show service-policy: this firewall runs no modular policy framework")
@@ -800,7 +707,7 @@ class PolicySource:
     data_refreshes_control: bool | None = None
 
     def load(self, *, show_warnings: bool = False) -> Any:
-        from ..commands import load_config
+        from ..config import load_config
 
         policy = load_config(self.path, show_warnings=show_warnings)
         self.apply(policy)

@@ -187,7 +187,7 @@ class Loop:
         """The engine's compiled fast path (statewall.fastpath): connections in it now, packets it
         forwarded, packets it handed to the Python path, connections offloaded and taken back; and
         whether the C pump read them. None when the engine has none."""
-        fast = getattr(self.fw, "_fast", None)
+        fast = getattr(self.fw, "fast", None)
         if fast is None:
             return None
         return {
@@ -291,7 +291,7 @@ class Loop:
     # The hot path: everything bound to locals, one function call per readable fd, not per packet.
 
     def _drain(self, port: Port) -> None:
-        fast = getattr(self.fw, "_fast", None)
+        fast = getattr(self.fw, "fast", None)
         if self._pump is not None and fast is not None and not any(p.tap for p in self.ports):
             self._pump_drain(port, fast.table)
             return

@@ -1,0 +1,389 @@
+"""The ASA's data path: an existing connection's packet, or a new flow through the session setup stages.
+
+Owns the order of work of the ASA (reference A.6) and nothing else: ``process`` looks the packet's
+connection up (a packet of a known connection arriving where it should goes to the established-flow
+stage, ``statewall.engine.forward``; an ICMP error to ``statewall.engine.icmp``; a bare ACK under TCP
+Intercept to ``statewall.engine.asa_policy``) and runs ``new_flow`` for the rest: the stages below, in
+this order, each a function of a ``NewFlow`` context that returns False when it stopped the packet and
+reports its phase to packet-tracer (``statewall.tracer`` prints exactly these):
+
+=====================  ==============  ====================================================
+stage                  phase           decides
+=====================  ==============  ====================================================
+``lookup``             FLOW-LOOKUP     management-only interface; a TCP flow starts with a SYN
+                                       (TCP-STATE)
+``unnat``              UN-NAT          an expected connection (inspection), a static owning the
+                                       destination; else a packet for the box itself
+``route``              ROUTE-LOOKUP    the egress interface
+``access_list``        ACCESS-LIST     access rules, security levels (against mapped addresses
+                                       before ASA 8.3, real ones after)
+``source_nat``         NAT             the source translation (a twice NAT rule's too)
+``track``              TCP-STATE       the TCP tracker starts with the first segment
+``limits``             CONN-SETTINGS   connection limits, TCP Intercept (only with service policies)
+``build``              FLOW-CREATION   the connection, its halves, translations, class settings
+=====================  ==============  ====================================================
+
+The same stages serve a Linux box whose policy has no netfilter rulesets (the lab's), with conntrack's
+settings and lifecycle (``statewall.engine.compiled``).
+"""
+
+from __future__ import annotations
+
+from ..conntrack import Connection, Half, make_halves, reply_key
+from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt
+from ..limits import ADMIT
+from ..nat import NatFailure
+from ..packet import Packet
+from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
+from ..tcptrack import TcpTracker
+from . import asa_policy, forward, icmp, lifecycle
+from .context import NewFlow, addr_str, drop, run, stage
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_ACK = 0x10
+HANDSHAKE_FLAGS = TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN
+
+
+def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
+    """A packet the lookup in ``Firewall.receive`` did not send straight to the established-flow stage."""
+    half = fw.conns.by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+    if half is None:
+        if pkt.is_icmp_error:
+            icmp.related_error(fw, iface, pkt, now, out, ev)
+            return
+        if (
+            pkt.proto == PROTO_TCP
+            and pkt.flags & HANDSHAKE_FLAGS == TCP_ACK
+            and fw.intercept is not None
+            and fw.intercept.engaged(now)
+            and asa_policy.intercept_ack(fw, iface, pkt, now, out, ev)
+        ):
+            return
+        half = new_flow(fw, iface, pkt, now, out, ev)
+        if half is None:
+            return
+        # The tracker was created from this packet and has already processed it.
+        forward.established(fw, half, pkt, now, out, ev, gso_size, first=True)
+        return
+    if half.in_iface != iface:
+        drop(
+            fw,
+            ev,
+            DropReason.RPF_VIOLATED,
+            iface,
+            pkt,
+            now,
+            egress=half.out_iface,
+            message=f"connection {half.conn.id} expects this direction on {half.in_iface}",
+        )
+        return
+    forward.established(fw, half, pkt, now, out, ev, gso_size)
+
+
+def new_flow(
+    fw, iface: str, pkt: Packet, now: float, out: list, ev: list, validated: bool = False
+) -> Half | None:
+    """The new-flow stages (``fw.new_flow_stages``) over ``pkt``: the new connection's ORIGINAL half,
+    or None when a stage stopped it. ``validated``: the SYN TCP Intercept sends on for a client that
+    answered its cookie."""
+    c = NewFlow(fw, iface, pkt, now, out, ev, validated)
+    if not run(fw.new_flow_stages, c):
+        return None
+    return c.half
+
+
+@stage("FLOW-LOOKUP", "TCP-STATE")
+def lookup(c: NewFlow) -> bool:
+    c.report(True, "Found no matching flow, creating a new flow")
+    itf = c.itf
+    if itf.management_only:
+        c.drop(
+            DropReason.SECURITY_LEVEL, origin=itf.origin, message=f"interface {c.iface} is management-only"
+        )
+        return False
+    pkt = c.pkt
+    if c.proto == PROTO_TCP and pkt.flags & HANDSHAKE_FLAGS != TCP_SYN and not c.fw.ct.tcp_loose:
+        c.report(False, "First TCP packet not SYN", phase="TCP-STATE")
+        c.drop(DropReason.TCP_NOT_SYN, hint="a TCP connection must start with a SYN through the firewall")
+        return False
+    return True
+
+
+@stage("UN-NAT")
+def unnat(c: NewFlow) -> bool:
+    fw, pkt, v = c.fw, c.pkt, c.v
+    # An expected data connection (inspection) is RELATED: its expectation says where it goes.
+    exp = c.exp = (
+        fw.expect.find(v, c.proto, c.iface, pkt.src, pkt.dst, pkt.dport, c.now) if fw.expect else None
+    )
+    # UN-NAT: a static translation owning the destination the initiator used.
+    found = c.unnat = (
+        exp.unnat
+        if exp is not None
+        else fw.nat.untranslate_destination(v, c.proto, c.iface, pkt.dst, pkt.dport, pkt.src, pkt.sport)
+    )
+    if found is not None:
+        c.real_dst, c.real_dport, c.egress, static = found
+        c.report(
+            True,
+            f"Untranslate {addr_str(v, pkt.dst)}/{pkt.dport} to {addr_str(v, c.real_dst)}/{c.real_dport}",
+            subtype="static" if static is not None else "expected",
+            origin=static.rule.origin if static is not None else exp.origin,
+        )
+        return True
+    local = fw.routes.local_interface(v, pkt.dst)
+    if local is not None:
+        icmp.to_the_box(fw, c.iface, local, pkt, c.now, c.out, c.ev)
+        return False
+    return True
+
+
+@stage("ROUTE-LOOKUP")
+def route(c: NewFlow) -> bool:
+    fw, v, real_dst = c.fw, c.v, c.real_dst
+    found = c.route = fw.routes.lookup(v, real_dst)
+    sub = "Resolve Egress Interface"
+    if found is None:
+        c.report(False, f"no route to {addr_str(v, real_dst)}", subtype=sub)
+        c.drop(DropReason.NO_ROUTE, hint=f"add a route for {addr_str(v, real_dst)}")
+        return False
+    if c.egress is None:
+        c.egress = found.interface
+    hop = addr_str(v, found.gateway) if found.gateway else addr_str(v, real_dst)
+    c.report(True, f"found next-hop {hop} using egress ifc  {c.egress}", subtype=sub, origin=found.origin)
+    if c.egress not in fw.interfaces:
+        c.drop(DropReason.NO_ROUTE, message=f"egress {c.egress} is down")
+        return False
+    return True
+
+
+@stage("ACCESS-LIST")
+def access_list(c: NewFlow) -> bool:
+    fw, pkt, v, iface, egress = c.fw, c.pkt, c.v, c.iface, c.egress
+    # Access rules (against mapped addresses before ASA 8.3, real ones after).
+    acl_dst = c.acl_dst = pkt.dst if fw.acl_on_mapped else c.real_dst
+    acl_dport = c.acl_dport = pkt.dport if fw.acl_on_mapped else c.real_dport
+    dec = c.dec = (
+        fw.acl.check(
+            iface, egress, v, c.proto, pkt.src, pkt.sport, acl_dst, acl_dport, c.icmp_type, c.icmp_code
+        )
+        if c.exp is None
+        else c.exp.decision
+    )
+    for cr in dec.logged:
+        c.ev.append(
+            AclHit(
+                c.now,
+                cr.rule.acl,
+                "permitted" if cr.permit else "denied",
+                c.proto,
+                iface,
+                (v, pkt.src),  # addresses as (version, int): formatted if a log reads them
+                pkt.sport,
+                egress,
+                (v, acl_dst),
+                acl_dport,
+                cr.hits,
+                origin=cr.rule.origin,
+            )
+        )
+    if dec.permitted:
+        c.report(
+            True,
+            dec.reason,
+            subtype="log" if dec.rule else "",
+            origin=dec.rule.rule.origin if dec.rule else None,
+        )
+        return True
+    origin = dec.rule.rule.origin if dec.rule else fw.acl.group_origin.get((iface, "in"))
+    c.report(False, dec.reason, origin=origin)
+    if dec.acl is not None:
+        hint = (
+            f"permit this flow in access-list {dec.acl}"
+            if dec.rule is None
+            else f"the deny entry of access-list {dec.acl} matches; permit the flow before it"
+        )
+        c.drop(DropReason.ACL_DROP, egress=egress, acl=dec.acl, origin=origin, message=dec.reason, hint=hint)
+    elif "lower to higher" in dec.reason:
+        # The ASA counts the security-level default deny as an ACL drop (implicit rule) and logs
+        # 106001 / 106006 / 106014 for it.
+        c.drop(
+            DropReason.ACL_DROP,
+            egress=egress,
+            origin=c.itf.origin,
+            message=dec.reason,
+            hint=f"bind an access list permitting this flow: access-group NAME in interface {iface}",
+        )
+    else:
+        hint = (
+            "same-security-traffic permit intra-interface"
+            if iface == egress
+            else "same-security-traffic permit inter-interface"
+        )
+        c.drop(DropReason.SECURITY_LEVEL, egress=egress, origin=c.itf.origin, message=dec.reason, hint=hint)
+    return False
+
+
+@stage("NAT")
+def source_nat(c: NewFlow) -> bool:
+    fw, pkt, v = c.fw, c.pkt, c.v
+    try:
+        # A twice NAT rule found by UN-NAT translates the source too (``via``).
+        xl, c.created = fw.nat.translate_source(
+            v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.now,
+            via=c.unnat[3] if c.unnat is not None else None,
+        )  # fmt: skip
+    except NatFailure as e:
+        c.report(False, e.message, origin=e.rule.origin)
+        c.drop(
+            DropReason.NAT_FAILED,
+            egress=c.egress,
+            origin=e.rule.origin,
+            message=e.message,
+            detail={"xlate_kind": e.xlate_kind},
+        )
+        return False
+    c.xl = xl
+    if xl is None:
+        c.report(True, "No translation")
+        return True
+    c.msrc = xl.mapped_addr
+    c.msport = xl.mapped_port if xl.pat else pkt.sport
+    c.report(
+        True,
+        f"{'Dynamic' if xl.kind == 'dynamic' else 'Static'} translate "
+        f"{addr_str(v, pkt.src)}/{pkt.sport} to {addr_str(v, c.msrc)}/{c.msport}",
+        origin=xl.rule.origin,
+    )
+    return True
+
+
+def _unbind(c: NewFlow) -> None:
+    """A flow stopped after source NAT gives back a slot made for it."""
+    if c.xl is not None and c.created:
+        c.fw.nat.remove(c.xl)
+
+
+@stage("TCP-STATE")
+def track(c: NewFlow) -> bool:
+    """TCP tracking starts with this packet."""
+    if c.proto != PROTO_TCP:
+        return True
+    fw = c.fw
+    trk, why = TcpTracker.new(c.pkt, fw.ct)
+    if trk is None:
+        c.drop(fw.box.new_tcp_invalid, egress=c.egress, message=str(why or "invalid new"))
+        _unbind(c)
+        return False
+    c.trk = trk
+    return True
+
+
+@stage("CONN-SETTINGS")
+def limits(c: NewFlow) -> bool:
+    """Connection limits (ASA): the flow's class decides, before a connection exists."""
+    fw, pkt = c.fw, c.pkt
+    eff = c.eff = fw.service_policies.resolve(
+        c.iface, c.egress, c.v, c.proto, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.icmp_type,
+        c.icmp_code,
+        count=False,
+    )  # fmt: skip
+    verdict = fw.limits.decide(
+        eff, asa_policy.nat_rules(c.xl, c.unnat), c.proto, c.v, pkt.src, c.now, validated=c.validated
+    )
+    if verdict.action != ADMIT:
+        c.report(False, f"{verdict.kind} limit reached", origin=verdict.origin)
+        _unbind(c)
+        asa_policy.limit_refusal(fw, c.iface, c.egress, pkt, verdict, c.now, c.out, c.ev)
+        return False
+    c.admission = verdict.admission
+    return True
+
+
+@stage("FLOW-CREATION")
+def build(c: NewFlow) -> bool:
+    fw, pkt, v, proto, iface, egress, now, ev = c.fw, c.pkt, c.v, c.proto, c.iface, c.egress, c.now, c.ev
+    real_dst, real_dport, msrc, msport = c.real_dst, c.real_dport, c.msrc, c.msport
+    xl, unnat, exp, dec, admission = c.xl, c.unnat, c.exp, c.dec, c.admission
+    conn_id = fw.next_id
+    fw.next_id += 1
+    lin = c.itf.security_level
+    lout = fw.interfaces[egress].security_level
+    direction = "outbound" if lin >= lout else "inbound"
+    # The ends for ConnBuilt, their addresses as (version, int) (formatted if a log reads them).
+    # The connection keeps none: they are what its ORIGINAL half says (Connection.initiator).
+    initiator = Endpoint(iface, (v, pkt.src), pkt.sport, (v, msrc), msport)
+    responder = Endpoint(egress, (v, real_dst), real_dport, (v, pkt.dst), pkt.dport)
+    conn = Connection(
+        conn_id, v, proto, now, direction, None, None, dec.rule.rule.origin if dec.rule else None
+    )
+    conn.tcp = c.trk
+    conn.limit = admission
+    echo = proto in (PROTO_ICMP, PROTO_ICMPV6) and (v, c.icmp_type) in icmp.ICMP_ECHO
+    fwd_key = (v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+    xlated = (msrc, msport, real_dst, real_dport)
+    if reply_key(fwd_key, xlated, echo) in fw.conns.by_key:
+        if admission is not None:
+            admission.release()
+        c.drop(
+            DropReason.NAT_FAILED,
+            egress=egress,
+            message="the translated tuple is in use by another connection",
+        )
+        return False
+    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, echo)
+    conn.halves = (fwd, rev)
+    if xl is not None:
+        fw.nat.acquire(xl)
+        conn.xlates = (xl,)
+        if c.created:
+            ev.append(
+                XlateBuilt(
+                    now,
+                    xl.kind,
+                    xl.proto,
+                    xl.real_iface,
+                    (xl.version, xl.real_addr),  # formatted if a log reads them
+                    xl.real_port,
+                    xl.mapped_iface,
+                    (xl.version, xl.mapped_addr),
+                    xl.mapped_port,
+                    origin=xl.rule.origin,
+                )
+            )
+        if rev.rewrites:
+            key = (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport)
+            lifecycle.index_for_replay(fw, key, rev)
+    held = unnat[3].xlate if unnat is not None and unnat[3] is not None else None
+    if held is not None and held is not xl:
+        # A connection to a dynamic NAT slot's mapped address keeps the slot alive (UN-NAT by xlate).
+        fw.nat.acquire(held)
+        conn.xlates = (*conn.xlates, held)
+    fw.conns.add(conn)
+    if exp is not None:
+        # RELATED: linked to its master, holding the translation slot its announcement reserved.
+        fw.expect.consume(exp, conn, now)
+        if fwd.new_dst is not None or fwd.new_dport is not None:
+            # Replay: a capture shows this data connection going to the real address and port.
+            lifecycle.index_for_replay(fw, (v, proto, pkt.src, pkt.sport, real_dst, real_dport), fwd)
+    elif fw.inspectors and proto == PROTO_TCP:
+        conn.helper = asa_policy.inspector_for(fw, conn, pkt.dport, real_dport, c.eff)
+    if fw.service_policies is not None:
+        asa_policy.apply_policy(
+            fw, conn, iface, egress, pkt, real_dst, real_dport, c.icmp_type, c.icmp_code, xl, unnat, c.eff
+        )
+    fw.lifecycle.opened(fw, conn, now)
+    fw.stats["connections"] += 1
+    ev.append(ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin))
+    c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
+    c.half = fwd
+    return True
+
+
+def stages(has_service_policies: bool) -> tuple:
+    """The new-flow stages of a policy: the limits stage only where service policies can set limits."""
+    if has_service_policies:
+        return (lookup, unnat, route, access_list, source_nat, track, limits, build)
+    return (lookup, unnat, route, access_list, source_nat, track, build)

@@ -1,0 +1,368 @@
+"""The connection lifecycle: which timeout a connection is on, when it ends, and the events it ends with.
+
+Owns the choice of a connection's timeout (one table per box, ``ASA_TCP`` and ``Linux``: the timeouts
+are chosen here and nowhere else), the teardown of a connection (``teardown``: the one place a
+connection leaves the table, releasing its translations, limits and inspector), its expiry
+(``expire``, with the teardown reason each timeout kind ends with: ``EXPIRY``), Dead Connection
+Detection's probing of idle connections (``statewall.dcd``) and the ASA's ``show conn`` flags.
+
+The ASA's TCP lifecycle (reference A.1, A.5), after each segment that went through:
+
+=============================================  ===========================================
+tracked state                                  what follows
+=============================================  ===========================================
+any, the segment carried a RST                 teardown "TCP Reset-I" / "TCP Reset-O"
+CLOSE, or TIME_WAIT with both FINs acked       teardown "TCP FINs" (from the first closer)
+SYN_SENT, SYN_RECV, SYN_SENT2                  timeout ``embryonic`` (class, then global)
+a FIN acknowledged on either side              timeout ``half-closed``
+ESTABLISHED, and the rest                      timeout ``idle`` (``timeout conn``)
+=============================================  ===========================================
+
+Linux's lifecycle is conntrack's own: the tracker's per-state timeout (``TcpTracker.timeout``), named
+after the state; UDP, ICMP and other protocols by their sysctls.
+"""
+
+from __future__ import annotations
+
+from .. import dcd
+from ..conntrack import ORIGINAL, REPLY, Connection, Half
+from ..events import ConnTeardown, Endpoint
+from ..nat import Xlate
+from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from ..tcptrack import F_FIN_ACKED, TcpState
+from . import asa_policy
+from .context import addr_str
+
+TCP_FIN = 0x01
+TCP_RST = 0x04
+
+EMBRYONIC_STATES = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECV, TcpState.SYN_SENT2})
+GENERIC_TIMEOUT = 600.0  # nf_conntrack_generic_timeout
+
+# Timeout kind -> (index in a class's (embryonic, idle, half-closed) timeouts, the global ``timeout``
+# it falls back to, and the teardown reason when it runs out: the ASA's 302014 texts).
+KINDS = {
+    "embryonic": (0, "embryonic", "SYN Timeout"),
+    "idle": (1, "conn", "Idle Timeout"),
+    "half-closed": (2, "half_closed", "FIN Timeout"),
+}
+# What a non-TCP connection's idle timeout falls back to on the ASA (``timeout udp``, ``timeout icmp``).
+ASA_IDLE = {PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
+
+
+def class_timeout(tmo: tuple | None, i: int, default: float) -> float:
+    """A connection's class timeout ``i`` (embryonic, idle, half-closed) when its class sets one."""
+    if tmo is None:
+        return default
+    value = tmo[i]
+    return default if value is None else value
+
+
+class AsaLifecycle:
+    """The ASA's timeouts (``timeout conn``, ``embryonic``, ``half-closed``, ``udp``, ``icmp`` and the
+    classes' ``set connection timeout``) and its TCP teardown reasons (table in the module docstring)."""
+
+    @staticmethod
+    def opened(fw, conn: Connection, now: float, tcp_kind: str = "embryonic") -> None:
+        """The first timeout of a connection the ASA just built."""
+        t = fw.timeouts
+        if conn.proto == PROTO_TCP:
+            set_timeout(fw, conn, class_timeout(conn.tmo, 0, t.embryonic), "embryonic", now)
+        else:
+            glob = getattr(t, ASA_IDLE.get(conn.proto, "conn"))
+            set_timeout(fw, conn, class_timeout(conn.tmo, 1, glob), "idle", now)
+
+    @staticmethod
+    def after_tcp(fw, conn: Connection, half: Half, pkt, now: float, out: list, ev: list) -> None:
+        """Timeout choice and teardown after a TCP segment went through (the table above)."""
+        trk = conn.tcp
+        state = trk.state
+        flags = pkt.flags
+        if flags & TCP_RST:
+            side = fw.interfaces[half.in_iface].security_level
+            other = fw.interfaces[half.out_iface].security_level
+            teardown(fw, conn, now, "TCP Reset-I" if side >= other else "TCP Reset-O", half.in_iface, out, ev)
+            return
+        if flags & TCP_FIN and conn.closer is None:
+            conn.closer = half.in_iface
+        tmo = conn.tmo
+        if state != TcpState.ESTABLISHED:  # nearly every segment is: neither closing nor embryonic
+            # netfilter's table also enters TIME_WAIT from one side's retransmitted FIN (FIN_WAIT ->
+            # LAST_ACK) and the peer's duplicate ACK, and, when the FINs cross, on the ACK of the
+            # second FIN while the first one's ACK is still on its way: the ASA closes only once both
+            # sides' FINs were acknowledged (a later ACK would be denied, 106015, on a live path).
+            if state == TcpState.CLOSE or (
+                state == TcpState.TIME_WAIT and trk.fin_acked(ORIGINAL) and trk.fin_acked(REPLY)
+            ):
+                # "from <ifc>" names the side that began the close (its FIN came first).
+                teardown(fw, conn, now, "TCP FINs", conn.closer or half.in_iface, out, ev)
+                return
+            if state in EMBRYONIC_STATES:
+                set_timeout(fw, conn, class_timeout(tmo, 0, fw.timeouts.embryonic), "embryonic", now)
+                return
+        adm = conn.limit
+        if adm is not None and adm.embryonic:
+            adm.established()
+        seen = trk.seen
+        if (seen[0].flags | seen[1].flags) & F_FIN_ACKED:
+            set_timeout(fw, conn, class_timeout(tmo, 2, fw.timeouts.half_closed), "half-closed", now)
+            return
+        # The idle refresh of nearly every segment: set_timeout written out.
+        timeout = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
+        conn.timeout = timeout
+        conn.timeout_kind = "idle"
+        if timeout > 0:
+            due = conn.last + timeout
+            queued = conn.queued_at
+            if queued == 0.0 or due < queued:
+                conn.queued_at = due
+                fw.timers.schedule(due, conn)
+
+
+class LinuxLifecycle:
+    """conntrack's timeouts (``nf_conntrack_*_timeout``): the tracker's per-state one for TCP."""
+
+    @staticmethod
+    def opened(fw, conn: Connection, now: float, tcp_kind: str = "embryonic") -> None:
+        """The first timeout of a new connection; netfilter's path names a TCP one after its state."""
+        ct = fw.ct
+        proto = conn.proto
+        if proto == PROTO_TCP:
+            set_timeout(fw, conn, conn.tcp.timeout(ct), tcp_kind, now)
+        elif proto == PROTO_UDP:
+            set_timeout(fw, conn, ct.udp_timeout, "idle", now)
+        elif proto in (PROTO_ICMP, PROTO_ICMPV6):
+            set_timeout(fw, conn, ct.icmp_timeout, "idle", now)
+        else:
+            set_timeout(fw, conn, GENERIC_TIMEOUT, "idle", now)
+
+    @staticmethod
+    def after_tcp(fw, conn: Connection, half: Half, pkt, now: float, out: list, ev: list) -> None:
+        trk = conn.tcp
+        set_timeout(fw, conn, trk.timeout(fw.ct), trk.state.name, now)
+
+
+def set_timeout(fw, conn: Connection, timeout: float, kind: str, now: float) -> None:
+    conn.timeout = timeout
+    conn.timeout_kind = kind
+    if timeout > 0:
+        due = conn.last + timeout
+        # Queue again only if the new deadline is earlier than the one already queued.
+        if conn.queued_at == 0.0 or due < conn.queued_at:
+            conn.queued_at = due
+            fw.timers.schedule(due, conn)
+
+
+# --------------------------------------------------------------------------------------------------
+# Teardown and expiry
+
+
+def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out: list, ev: list) -> None:
+    """``conn`` leaves the table: its ConnTeardown (and conntrack's DESTROY), translations released."""
+    if conn.closed:
+        return
+    if conn.fast is not None:
+        fw.fast.unoffload(conn)
+    fw.conns.remove(conn)
+    if conn.limit is not None:
+        conn.limit.release()
+        conn.limit = None
+    conn.dcd = None
+    if type(conn) is Connection:
+        # A connection of the ASA's stages keeps no ends of its own: they are what its ORIGINAL half
+        # says, here with (version, int) addresses, formatted only if a log reads them.
+        fwd = conn.halves[0]
+        v, _, src, sport, dst, dport = fwd.key
+        initiator = Endpoint(
+            fwd.in_iface,
+            (v, src),
+            sport,
+            (v, src if fwd.new_src is None else fwd.new_src),
+            sport if fwd.new_sport is None else fwd.new_sport,
+        )
+        responder = Endpoint(
+            fwd.out_iface,
+            (v, dst if fwd.new_dst is None else fwd.new_dst),
+            dport if fwd.new_dport is None else fwd.new_dport,
+            (v, dst),
+            dport,
+        )
+    else:
+        initiator, responder = conn.initiator, conn.responder
+    ev.append(
+        ConnTeardown(
+            now,
+            conn.id,
+            conn.proto,
+            conn.direction,
+            initiator,
+            responder,
+            now - conn.created,
+            conn.bytes,
+            reason,
+            by,
+        )
+    )
+    if fw.nf_path is not None:
+        fw.nf_path.destroyed(conn, now, ev)
+    for x in conn.xlates:
+        if x.kind == "nf":
+            fw.nf_nat.release(x)
+        elif fw.nat.release(x, now):
+            fw.timers.schedule(now + x.timeout, x)
+    if conn.helper is not None:
+        conn.helper.closed(now)
+    if conn.replay_keys:
+        # Only this connection's own entries: a scan of the whole index made teardown O(table).
+        index = fw.replay_index
+        for key in conn.replay_keys:
+            held = index.get(key)
+            if held is not None and held.conn is conn:
+                del index[key]
+
+
+def index_for_replay(fw, key: tuple, half: Half) -> None:
+    """Remember how a capture taken without the firewall shows ``half``'s packets (replay_rewrite),
+    once a replay adapter asked for it (nothing is kept per connection otherwise)."""
+    index = fw.replay_index
+    if index is None:
+        return
+    index[key] = half
+    conn = half.conn
+    if conn.replay_keys is None:
+        conn.replay_keys = [key]
+    else:
+        conn.replay_keys.append(key)
+
+
+def expire(fw, conn: Connection, due: float, out: list, ev: list) -> None:
+    """``conn``'s timeout ran out at ``due``: the teardown its timeout kind ends with (``KINDS``)."""
+    if conn.proto == PROTO_TCP:
+        if conn.intercept is not None:
+            asa_policy.intercept_failed(fw, conn, due, out, ev)
+            return
+        kind = conn.timeout_kind
+        if kind == "idle":
+            eff = conn.mpf
+            if eff is not None and eff.dcd and conn.tcp.state == TcpState.ESTABLISHED:
+                dcd_start(fw, conn, due, out)
+                return
+            idle_teardown(fw, conn, due, out, ev)
+            return
+        # netfilter's path names the timeout after the tracker's state: conntrack's idle expiry.
+        reason = KINDS[kind][2] if kind in KINDS else "Idle Timeout"
+    else:
+        reason = ""
+    teardown(fw, conn, due, reason, None, out, ev)
+
+
+def idle_teardown(fw, conn: Connection, when: float, out: list, ev: list) -> None:
+    """An idle TCP connection goes; with ``idle ... reset`` both ends get a RST first."""
+    eff = conn.mpf
+    if eff is not None and eff.idle_reset and conn.tcp is not None:
+        out.append(dcd.reset(conn, ORIGINAL))
+        out.append(dcd.reset(conn, REPLY))
+        teardown(fw, conn, when, "Flow timed out with reset", None, out, ev)
+    else:
+        teardown(fw, conn, when, "Idle Timeout", None, out, ev)
+
+
+# --------------------------------------------------------------------------------------------------
+# Dead Connection Detection (ASA): idle expiry probes both ends instead of freeing the connection
+
+
+def dcd_start(fw, conn: Connection, due: float, out: list) -> None:
+    eff = conn.mpf
+    use = eff.set_by.get("dcd")
+    probe = dcd.Probe(conn, eff.dcd_retry_interval, eff.dcd_max_retries, use.counters if use else None)
+    conn.dcd = probe
+    conn.queued_at = 0.0  # the idle timer is re-armed when probing ends with the connection alive
+    out += probe.send(due)
+    fw.timers.schedule(probe.due, probe)
+
+
+def dcd_round(fw, probe: dcd.Probe, out: list, ev: list) -> None:
+    conn = probe.conn
+    if conn.closed or conn.dcd is not probe:
+        return  # answered, or the connection was used or ended meanwhile
+    when = probe.due
+    if probe.exhausted:
+        conn.dcd = None
+        probe.counters["dcd_expirations"] += 1
+        idle_teardown(fw, conn, when, out, ev)
+        return
+    out += probe.send(when)
+    fw.timers.schedule(probe.due, probe)
+
+
+def dcd_answer(fw, half: Half, pkt, now: float) -> bool:
+    """A segment while DCD probes: True when it is a probe's answer (consumed, never forwarded)."""
+    conn = half.conn
+    probe = conn.dcd
+    if probe.answers(half.dir, pkt):
+        fw.stats["dcd_answers"] += 1
+        if probe.alive:
+            conn.dcd = None
+            conn.last = now
+            set_timeout(fw, conn, conn.timeout, "idle", now)
+        return True
+    # Anything else is the connection in use: it goes on as usual. The idle timer is armed again
+    # now, not after forwarding, so that a segment dropped further on leaves the connection to expire.
+    conn.dcd = None
+    if conn.queued_at == 0.0:
+        set_timeout(fw, conn, conn.timeout, conn.timeout_kind, now)
+    return False
+
+
+def xlate_event(cls, x: Xlate, now: float, **kw):
+    v = x.version
+    return cls(
+        now,
+        x.kind,
+        x.proto,
+        x.real_iface,
+        addr_str(v, x.real_addr),
+        x.real_port,
+        x.mapped_iface,
+        addr_str(v, x.mapped_addr),
+        x.mapped_port,
+        **kw,
+    )
+
+
+def asa_conn_flags(conn: Connection) -> str:
+    """The ASA's ``show conn`` flags (reference A.5) derived from the tracked state."""
+    if conn.proto != PROTO_TCP or conn.tcp is None:
+        flags = ""
+        if conn.data_seen[ORIGINAL] or conn.data_seen[REPLY]:
+            inside_dir = ORIGINAL if conn.inside_is_initiator else REPLY
+            if conn.data_seen[1 - inside_dir]:
+                flags += "I"
+            if conn.data_seen[inside_dir]:
+                flags += "O"
+        return flags if flags else "-"
+    trk = conn.tcp
+    inbound = not conn.inside_is_initiator
+    state = trk.state
+    if state == TcpState.SYN_SENT or state == TcpState.SYN_SENT2:
+        return "SaAB" if inbound else "saA"
+    if state == TcpState.SYN_RECV:
+        return "aB" if inbound else "A"
+    inside_dir = REPLY if inbound else ORIGINAL
+    outside_dir = 1 - inside_dir
+    flags = "U"
+    if trk.fin_seen(inside_dir):
+        flags += "f"
+    if trk.fin_seen(outside_dir):
+        flags += "F"
+    # r: inside acknowledged the outside's FIN; R: outside acknowledged the inside's FIN.
+    if trk.fin_acked(outside_dir):
+        flags += "r"
+    if trk.fin_acked(inside_dir):
+        flags += "R"
+    if conn.data_seen[outside_dir]:
+        flags += "I"
+    if conn.data_seen[inside_dir]:
+        flags += "O"
+    # B (initial SYN from outside) comes last, as in the ASA's "UfrIOB".
+    return flags + "B" if inbound else flags

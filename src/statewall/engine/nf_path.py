@@ -1,0 +1,588 @@
+"""netfilter's data path: the hooks one packet crosses, in Linux's order, around conntrack.
+
+Owns the order of work for a policy with netfilter rulesets (``NfPath``; the compiled rulesets are
+``self.nf``, whose counters ``statewall iptables --after-replay`` lists). Every packet of such a policy
+goes through ``STAGES``, each a function of an ``NfPacket`` context returning False when it stopped the
+packet, reporting its hook as its phase:
+
+==================  ===============  ============================================================
+stage               phase            decides
+==================  ===============  ============================================================
+``raw``             raw PREROUTING   ``CT --notrack``, ``CT --helper``; a bad IPv4 header checksum
+``conntrack``       CONNTRACK        ctstate, connection (``statewall.engine.nf_conntrack``)
+``prerouting``      PREROUTING       mangle and nat PREROUTING; the destination side of NAT
+``route``           ROUTE-LOOKUP     the egress, or INPUT for the box's own addresses
+``ip_forward``      IP-FORWARD       TTL and MTU before FORWARD (``statewall.engine.forward``)
+``forward_hook``    FORWARD          filter FORWARD (SYNPROXY's target)
+``postrouting``     POSTROUTING      mangle and nat POSTROUTING
+``confirm``         CONFIRM          the new connection enters the table, with its source binding
+``emit``            EMIT             inspection, the source side of NAT, sequence adjustment, out
+==================  ===============  ============================================================
+
+Later packets are translated by their connection, the destination side before routing and the source
+side after POSTROUTING, as the kernel's NAT hooks do, so FORWARD rules see the real destination of a
+reply to a masqueraded connection.
+
+What conntrack decides is the ruleset's to act on: INVALID is a ctstate, not a drop. A packet that is
+INVALID or UNTRACKED has no connection, so Linux neither translates it nor shows it to a helper, and
+neither does statewall (an INVALID reply to a masqueraded connection goes to the box itself). A packet
+a rule drops yields one ``Drop``: ACL_DROP naming ``table/chain`` and the rule (or the chain's policy),
+TCP_INVALID with conntrack's reason when the packet was INVALID. REJECT sends its reply first. LOG
+yields ``NfLog`` events; connections yield ``CtEvent`` NEW, UPDATE and DESTROY as ``conntrack -E``
+reports them.
+
+Where statewall differs from Linux: packets the box answers itself go no further than INPUT (an echo
+request is answered; nothing else is delivered), and what the box sends (echo replies, REJECT's
+replies, ICMP errors) does not traverse OUTPUT; fragments are not reassembled before conntrack (a
+first fragment carries the connection, later ones follow it). The exception is SYNPROXY
+(``statewall.synproxy``): what it sends goes through OUTPUT and POSTROUTING (``local_out``), as the
+kernel's synproxy sends it with ``ip_local_out``, because the connection to the server is created
+there.
+"""
+
+from __future__ import annotations
+
+from .. import craft
+from ..conntrack import Half
+from ..events import DropReason, IcmpSent, NfLog
+from ..netfilter import HOOK_TABLES, Context, Decision, Netfilter
+from ..packet import Packet, addr_to_str, decode
+from ..policy import PROTO_TCP, PROTO_UDP, Inspection
+from ..synproxy import SynProxy
+from ..tcptrack import InvalidReason
+from . import forward, icmp
+from . import nf_conntrack as ct
+from .context import drop, run, stage
+from .nf_conntrack import NfFlow
+
+_TCP_RST = 0x04
+
+_RAW_PRE = Netfilter.before_conntrack("PREROUTING")
+_PRE = Netfilter.after_conntrack("PREROUTING")
+_PRE_NONAT = tuple(t for t in _PRE if t != "nat")
+_FORWARD = HOOK_TABLES["FORWARD"]
+_INPUT = HOOK_TABLES["INPUT"]
+_INPUT_NONAT = tuple(t for t in _INPUT if t != "nat")
+_POST = HOOK_TABLES["POSTROUTING"]
+_POST_NONAT = tuple(t for t in _POST if t != "nat")
+_RAW_OUT = Netfilter.before_conntrack("OUTPUT")
+_OUT = Netfilter.after_conntrack("OUTPUT")
+_OUT_NONAT = tuple(t for t in _OUT if t != "nat")
+
+# Conntrack's reasons for INVALID that a sysctl would have let through, for a dropped packet's hint.
+INVALID_HINTS = {
+    InvalidReason.SEQ_OVER: "net.netfilter.nf_conntrack_tcp_be_liberal = 1",
+    InvalidReason.ACK_OVER: "net.netfilter.nf_conntrack_tcp_be_liberal = 1",
+    InvalidReason.INVALID_RST: "net.netfilter.nf_conntrack_tcp_ignore_invalid_rst = 1",
+    InvalidReason.NOT_SYN: "net.netfilter.nf_conntrack_tcp_loose = 1",
+    InvalidReason.BAD_CHECKSUM: "net.netfilter.nf_conntrack_checksum = 0",
+}
+
+
+class NfPacket:
+    """One packet on netfilter's path: what the stages found so far."""
+
+    __slots__ = (
+        "path", "fw", "iface", "pkt", "now", "out", "ev", "gso_size", "ctx", "bad_csum", "notrack",
+        "helper_rule", "flow", "half", "conn", "egress", "accepted_by", "actions", "stage",
+    )  # fmt: skip
+
+    def __init__(self, path, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
+        self.path = path
+        self.fw = path.fw
+        self.iface = iface
+        self.pkt = pkt
+        self.now = now
+        self.out = out
+        self.ev = ev
+        self.gso_size = gso_size
+        self.ctx = Context(iface, None, "INVALID", now=now, connlimit=path.connlimit)
+        self.bad_csum = None
+        self.notrack = False
+        self.helper_rule = None
+        self.flow: NfFlow | None = None
+        self.half: Half | None = None
+        self.conn = None
+        self.egress: str | None = None
+        self.accepted_by = None
+        self.actions: list = []
+        self.stage = None
+
+
+@stage("raw PREROUTING")
+def raw(c: NfPacket) -> bool:
+    path, pkt = c.path, c.pkt
+    if path.settings.checksum:
+        c.bad_csum = pkt.verify_checksums()
+        if c.bad_csum is DropReason.BAD_IP_CHECKSUM:
+            drop(c.fw, c.ev, c.bad_csum, c.iface, pkt, c.now, message="bad IPv4 header checksum (ip_rcv)")
+            return False
+    path.ct_pkt = pkt
+    path.ct_flow = None
+    path.ct_now = c.now
+    # raw PREROUTING: before conntrack, state matches see INVALID as in the kernel.
+    d = path.nf.traverse("PREROUTING", pkt, c.ctx, _RAW_PRE)
+    if d.actions:
+        for a in d.actions:
+            k = a.kind
+            if k == "LOG":
+                c.ev.append(NfLog(c.now, a.args["text"], a.args["level"], "PREROUTING", a.rule.origin))
+            elif k == "NOTRACK" or (k == "CT" and a.args.get("notrack")):
+                c.notrack = True
+            elif k == "CT" and a.args.get("helper"):
+                c.helper_rule = a.rule
+    if d.verdict != "ACCEPT":
+        path.refused(d, "PREROUTING", c.iface, None, pkt, c.ctx, None, None, c.now, c.out, c.ev)
+        return False
+    return True
+
+
+@stage("CONNTRACK")
+def conntrack(c: NfPacket) -> bool:
+    path = c.path
+    if c.notrack:
+        flow = NfFlow("UNTRACKED")
+    elif c.bad_csum is not None:
+        flow = NfFlow("INVALID", why=ct.Reason(InvalidReason.BAD_CHECKSUM))
+    else:
+        flow = ct.track(path, c.iface, c.pkt, c.now, c.out, c.ev)
+    c.flow = flow
+    half = c.half = flow.half
+    conn = c.conn = half.conn if half is not None else None
+    ctx = c.ctx
+    ctx.ctstate = flow.state
+    path.ct_flow = flow
+    if conn is not None:
+        ctx.ct_nat = conn.ct_nat
+        if conn.master is not None:
+            ctx.master_helper = conn.master.helper_name
+    elif flow.exp is not None:
+        ctx.master_helper = flow.exp.master.helper_name
+    return True
+
+
+@stage("PREROUTING")
+def prerouting(c: NfPacket) -> bool:
+    """mangle and nat PREROUTING; then the destination side of the translation."""
+    path, flow, pkt = c.path, c.flow, c.pkt
+    d = path.nf.traverse("PREROUTING", pkt, c.ctx, _PRE if flow.new else _PRE_NONAT)
+    if d.actions:
+        path.logs(d.actions, "PREROUTING", c.now, c.ev)
+    if d.verdict != "ACCEPT":
+        path.refused(d, "PREROUTING", c.iface, None, pkt, c.ctx, flow, None, c.now, c.out, c.ev)
+        return False
+    half = c.half
+    if flow.new:
+        return ct.bind_dst(path, flow, d.actions, c.iface, pkt, c.now, c.ev)
+    if half is not None:
+        if flow.error:
+            forward.error_dst(half, pkt)
+        elif half.rewrites:
+            forward.rewrite_dst(half, pkt)
+    return True
+
+
+@stage("ROUTE-LOOKUP")
+def route(c: NfPacket) -> bool:
+    fw, pkt, flow, half = c.fw, c.pkt, c.flow, c.half
+    v = pkt.version
+    if half is not None and not flow.new and not flow.error:
+        egress = half.out_iface
+        local = egress is None
+    else:
+        local = fw.routes.local_interface(v, pkt.dst) is not None
+        egress = None
+        if not local:
+            found = fw.routes.lookup(v, pkt.dst)
+            if found is None or found.interface not in fw.interfaces:
+                ct.discard(c.path, flow)
+                drop(
+                    fw, c.ev, DropReason.NO_ROUTE, c.iface, pkt, c.now,
+                    hint=f"add a route for {addr_to_str(v, pkt.dst)}",
+                    message="no route" if found is None else f"egress {found.interface} is down",
+                )  # fmt: skip
+                return False
+            egress = found.interface
+    if local:
+        c.path.deliver(flow, c.iface, pkt, c.ctx, c.now, c.out, c.ev)
+        return False
+    c.egress = egress
+    return True
+
+
+@stage("IP-FORWARD")
+def ip_forward(c: NfPacket) -> bool:
+    """ip_forward: TTL and MTU are checked, and the TTL lowered, before the FORWARD hook."""
+    pkt = c.pkt
+    if not forward.ttl_mtu(c.fw, c.iface, c.egress, pkt, c.now, c.out, c.ev, c.gso_size):
+        ct.discard(c.path, c.flow)
+        return False
+    pkt.set_ttl(pkt.ttl - 1)
+    c.ctx.out_iface = c.egress
+    return True
+
+
+@stage("FORWARD")
+def forward_hook(c: NfPacket) -> bool:
+    path = c.path
+    d = path.nf.traverse("FORWARD", c.pkt, c.ctx, _FORWARD)
+    if d.actions:
+        path.logs(d.actions, "FORWARD", c.now, c.ev)
+    if d.verdict != "ACCEPT":
+        if d.rule is not None and d.rule.target == "SYNPROXY":
+            ct.discard(path, c.flow)
+            path.synproxy.target(d.rule, c.flow.state, c.iface, c.egress, c.pkt, c.now, c.out, c.ev)
+            return False
+        path.refused(d, "FORWARD", c.iface, c.egress, c.pkt, c.ctx, c.flow, c.half, c.now, c.out, c.ev)
+        return False
+    c.accepted_by = d.rule
+    return True
+
+
+@stage("POSTROUTING")
+def postrouting(c: NfPacket) -> bool:
+    path = c.path
+    d = path.nf.traverse("POSTROUTING", c.pkt, c.ctx, _POST if c.flow.new else _POST_NONAT)
+    if d.actions:
+        path.logs(d.actions, "POSTROUTING", c.now, c.ev)
+    if d.verdict != "ACCEPT":
+        path.refused(d, "POSTROUTING", c.iface, c.egress, c.pkt, c.ctx, c.flow, c.half, c.now, c.out, c.ev)
+        return False
+    c.actions = d.actions
+    return True
+
+
+@stage("CONFIRM")
+def confirm(c: NfPacket) -> bool:
+    flow = c.flow
+    if not flow.new:
+        return True
+    half = ct.confirm(
+        c.path, flow, c.actions, c.iface, c.egress, c.pkt, c.accepted_by, c.helper_rule, c.now, c.ev
+    )
+    if half is None:
+        return False
+    c.half = half
+    c.conn = half.conn
+    return True
+
+
+@stage("EMIT")
+def emit(c: NfPacket) -> bool:
+    fw, pkt, egress, conn, half = c.fw, c.pkt, c.egress, c.conn, c.half
+    if conn is None:
+        # INVALID or UNTRACKED: no connection, so no translation and no helper.
+        fw.stats["forwarded"] += 1
+        c.out.append((egress, pkt.buf))
+        return True
+    if c.flow.error:
+        # A RELATED error refreshes nothing; it only carries its connection's translation.
+        forward.error_src(half, pkt)
+        fw.stats["forwarded"] += 1
+        c.out.append((egress, pkt.buf))
+        return True
+    helper = conn.helper
+    if helper is not None and not forward.inspect(fw, half, pkt, c.now, c.out, c.ev, c.iface, egress):
+        return False
+    if half.rewrites:
+        forward.rewrite_src(half, pkt)
+    sp = conn.synproxy
+    if sp is not None:
+        # SYNPROXY's hook sees the translated packet before the sequence adjustment, as in the kernel.
+        if c.path.synproxy.hook(conn, half, pkt, c.now, c.out, c.ev):
+            return False
+        if sp.seqadj.active:
+            sp.seqadj.adjust(half.dir, pkt)
+    elif helper is not None and helper.seqadj.active:
+        helper.seqadj.adjust(half.dir, pkt)
+    forward.emit(fw, half, egress, pkt, c.now, c.out)
+    ct.after(conn, c.now, c.ev)
+    return True
+
+
+STAGES = (raw, conntrack, prerouting, route, ip_forward, forward_hook, postrouting, confirm, emit)
+
+
+def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
+    """One received packet of a policy with netfilter rulesets, on a known interface and with its L4
+    header (ingress handled the rest): ``STAGES`` in order."""
+    run(STAGES, NfPacket(fw.nf_path, iface, pkt, now, out, ev, gso_size))
+
+
+class NfPath:
+    """Netfilter's data path inside one ``statewall.engine.Firewall`` (see the module docstring).
+
+    Uses the engine's connection table, timers, NAT bindings (``statewall.nf_nat``), expectation table,
+    inspectors, routes and drop accounting; owns the compiled rulesets (``self.nf``).
+    """
+
+    __slots__ = (
+        "fw",
+        "nf",
+        "settings",
+        "has_nat",
+        "by_port",
+        "rule_helpers",
+        "ct_pkt",
+        "ct_flow",
+        "ct_now",
+        "synproxy",
+    )
+
+    def __init__(self, fw, policy, inspectors) -> None:
+        self.fw = fw
+        self.nf = Netfilter(policy)
+        self.settings = policy.conntrack
+        self.has_nat = {4: "nat" in (policy.netfilter or {}), 6: "nat" in (policy.ip6_netfilter or {})}
+        # Helpers come from raw-table ``CT --helper`` rules when their packets match them. Inspections not
+        # stated by such a rule (``nf_conntrack_helper = 1``, or set by a caller) attach by port, as the
+        # kernel's automatic helper assignment did.
+        ct_rules = [
+            rule.origin
+            for tables in (policy.netfilter or {}, policy.ip6_netfilter or {})
+            for chain in (tables["raw"].chains.values() if "raw" in tables else ())
+            for rule in chain.rules
+            if rule.target == "CT" and rule.target_args.get("helper")
+        ]
+        self.rule_helpers: dict = {}
+        self.by_port: dict[int, Inspection] = {}
+        # -m connlimit: the packet being evaluated and its conntrack outcome (None before conntrack).
+        self.ct_pkt: Packet | None = None
+        self.ct_flow: NfFlow | None = None
+        self.ct_now = 0.0
+        self.synproxy = SynProxy(self)
+        for port, insp in inspectors.by_port.items():
+            if insp.origin in ct_rules:
+                self.rule_helpers[(insp.origin, port)] = insp
+            else:
+                self.by_port[port] = insp
+
+    def connlimit(self, groups: dict, key: int) -> int:
+        return ct.connlimit(self, groups, key)
+
+    def destroyed(self, conn, now: float, ev: list) -> None:
+        ct.destroyed(conn, now, ev)
+
+    def conntrack_entries(self, now: float) -> list:
+        """Every live connection as ``conntrack -L`` shows it at ``now`` (``CtEvent`` rows)."""
+        return ct.entries(self.fw, now)
+
+    # -- the box itself ----------------------------------------------------------------------------
+
+    def deliver(self, flow: NfFlow, iface: str, pkt: Packet, ctx: Context, now: float, out, ev) -> None:
+        """A packet for one of the box's own addresses: INPUT decides; an accepted echo request is
+        answered, anything else is taken in (statewall runs no services)."""
+        fw = self.fw
+        d = self.nf.traverse("INPUT", pkt, ctx, _INPUT if flow.new else _INPUT_NONAT)
+        if d.actions:
+            self.logs(d.actions, "INPUT", now, ev)
+        if d.verdict != "ACCEPT":
+            if d.rule is not None and d.rule.target == "SYNPROXY":
+                ct.discard(self, flow)
+                self.synproxy.target(d.rule, flow.state, iface, None, pkt, now, out, ev)
+                return
+            self.refused(d, "INPUT", iface, None, pkt, ctx, flow, flow.half, now, out, ev)
+            return
+        half = flow.half
+        if flow.new:
+            half = ct.confirm(self, flow, d.actions, iface, None, pkt, d.rule, None, now, ev)
+            if half is None:
+                return
+        fw.stats["to_the_box"] += 1
+        if icmp.is_echo_request(pkt):
+            icmp.echo_reply(iface, pkt, out)
+            if half is not None and not flow.error:
+                # The reply leaves through conntrack as the connection's answer.
+                conn = half.conn
+                conn.replied = True
+                ct.after(conn, now, ev)
+            return
+        if half is not None and not flow.error:
+            ct.after(half.conn, now, ev)
+
+    def local_out(
+        self, pkt: Packet, iface: str, now: float, out: list, ev: list, *, half: Half | None = None,
+        ctstate: str | None = None, rule=None, attach=None,
+    ) -> Half | None:  # fmt: skip
+        """A packet the box sends itself (SYNPROXY's), as ``ip_local_out`` sends it: routed, then raw,
+        conntrack, mangle, nat and filter OUTPUT, then POSTROUTING. Returns its connection's half, or None
+        when it has none or was dropped.
+
+        ``half`` with ``ctstate``: the packet belongs to that direction of a connection already (the
+        kernel sets the conntrack entry on it before sending) and is not tracked again; ``ctstate``
+        alone: it has no connection (``UNTRACKED``). Otherwise conntrack finds or creates its connection,
+        whose original direction arrives on ``iface``; a new one is confirmed with ``rule`` as its origin
+        and gets ``attach(seqadj)`` as its SYNPROXY state (the kernel's template extension).
+        """
+        fw = self.fw
+        nf = self.nf
+        v = pkt.version
+        if half is not None:
+            egress = half.out_iface
+        elif fw.routes.local_interface(v, pkt.dst) is not None:
+            egress = None
+        else:
+            found = fw.routes.lookup(v, pkt.dst)
+            if found is None or found.interface not in fw.interfaces:
+                drop(fw, ev, DropReason.NO_ROUTE, iface, pkt, now, message="no route for its own packet")
+                return None
+            egress = found.interface
+        ctx = Context(None, egress, "INVALID", now=now, connlimit=self.connlimit)
+        self.ct_pkt = pkt
+        self.ct_flow = None
+        self.ct_now = now
+        d = nf.traverse("OUTPUT", pkt, ctx, _RAW_OUT)
+        notrack = False
+        for a in d.actions:
+            if a.kind == "LOG":
+                ev.append(NfLog(now, a.args["text"], a.args["level"], "OUTPUT", a.rule.origin))
+            elif a.kind == "NOTRACK" or (a.kind == "CT" and a.args.get("notrack")):
+                notrack = True
+        if d.verdict != "ACCEPT":
+            self.refused(d, "OUTPUT", iface, egress, pkt, ctx, None, None, now, [], ev)
+            return None
+        tracked = half is None and ctstate is None and not notrack
+        if half is not None:
+            flow = NfFlow(ctstate or "ESTABLISHED", half)
+        elif not tracked:
+            flow = NfFlow(ctstate or "UNTRACKED")
+        else:
+            flow = ct.track(self, iface, pkt, now, out, ev)
+        ctx.ctstate = flow.state
+        self.ct_flow = flow
+        if flow.half is not None:
+            ctx.ct_nat = flow.half.conn.ct_nat
+        d = nf.traverse("OUTPUT", pkt, ctx, _OUT if flow.new else _OUT_NONAT)
+        if d.actions:
+            self.logs(d.actions, "OUTPUT", now, ev)
+        if d.verdict != "ACCEPT":
+            self.refused(d, "OUTPUT", iface, egress, pkt, ctx, flow, flow.half, now, [], ev)
+            return None
+        if flow.new:
+            if not ct.bind_dst(self, flow, d.actions, iface, pkt, now, ev):
+                return None
+        elif tracked and flow.half is not None and flow.half.rewrites and not flow.error:
+            forward.rewrite_dst(flow.half, pkt)
+        d = nf.traverse("POSTROUTING", pkt, ctx, _POST if flow.new else _POST_NONAT)
+        if d.actions:
+            self.logs(d.actions, "POSTROUTING", now, ev)
+        if d.verdict != "ACCEPT":
+            self.refused(d, "POSTROUTING", iface, egress, pkt, ctx, flow, flow.half, now, [], ev)
+            return None
+        half = flow.half
+        if flow.new:
+            half = ct.confirm(self, flow, d.actions, iface, egress, pkt, rule, None, now, ev)
+            if half is None:
+                return None
+            if attach is not None:
+                helper = half.conn.helper
+                half.conn.synproxy = attach(helper.seqadj if helper is not None else None)
+        if half is not None and not flow.error:
+            conn = half.conn
+            if tracked and half.rewrites:
+                forward.rewrite_src(half, pkt)
+            sp = conn.synproxy
+            if sp is not None:
+                self.synproxy.hook(conn, half, pkt, now, out, ev)
+                if sp.seqadj.active:
+                    sp.seqadj.adjust(half.dir, pkt)
+            if tracked:
+                ct.after(conn, now, ev)
+        if egress is None:
+            fw.stats["to_the_box"] += 1
+            return half
+        out.append((egress, pkt.buf))
+        return half
+
+    # -- refusals ----------------------------------------------------------------------------------
+
+    def refused(self, d: Decision, hook, iface, egress, pkt: Packet, ctx, flow, half, now, out, ev) -> None:
+        """A table dropped the packet: REJECT's reply, then one Drop naming the table, chain and rule."""
+        fw = self.fw
+        if flow is not None:
+            ct.discard(self, flow)
+        message = ""
+        for a in d.actions:
+            if a.kind == "REJECT":
+                message = f"rejected with {a.args['with']}"
+                self.reject(a.args["reply"], str(a.args["with"]), hook, iface, pkt, flow, now, out, ev)
+            elif a.kind == "TCPMSS" and "error" in a.args:
+                message = str(a.args["error"])
+        chain = d.chain
+        table = d.table
+        tables = fw.policy.netfilter if pkt.version == 4 else fw.policy.ip6_netfilter
+        nc = (tables or {}).get(table)
+        nc = nc.chains.get(chain) if nc is not None else None
+        rule = d.rule
+        if rule is not None:
+            origin = rule.origin
+            number = next((i for i, r in enumerate(nc.rules, 1) if r is rule), 0) if nc is not None else 0
+            where = f"{table}/{chain} rule {number}"
+        else:
+            origin = nc.origin if nc is not None else None
+            where = f"{table}/{chain} policy {d.verdict}"
+        detail = {"ctstate": ctx.ctstate, "hook": hook}
+        cid = flow.conn_id if flow is not None else None
+        if cid is not None:
+            detail["conn"] = cid
+        if ctx.ctstate == "INVALID":
+            why = flow.why if flow is not None else None
+            hint = INVALID_HINTS.get(why.kind) if why is not None else None
+            drop(
+                fw, ev, DropReason.TCP_INVALID, iface, pkt, now, egress=egress, acl=f"{table}/{chain}",
+                origin=origin, hint=hint, message=str(why or "ctstate INVALID"), detail=detail,
+            )  # fmt: skip
+            return
+        drop(
+            fw, ev, DropReason.ACL_DROP, iface, pkt, now, egress=egress, acl=f"{table}/{chain}",
+            origin=origin,
+            hint=f"an ACCEPT rule for this flow before {where}", message=message or f"dropped by {where}",
+            detail=detail,
+        )  # fmt: skip
+
+    def reject(self, reply: tuple, with_: str, hook, iface, pkt: Packet, flow, now, out, ev) -> None:
+        """REJECT's answer to the sender, as the sender addressed the packet (a destination translated
+        in PREROUTING is put back, as conntrack does for the kernel's reply)."""
+        fw = self.fw
+        v = pkt.version
+        orig = pkt
+        if flow is not None and (flow.new or flow.half is not None) and not flow.error:
+            dst0, dport0 = (flow.orig[2], flow.orig[3]) if flow.new else (flow.half.key[4], flow.half.key[5])
+            if dst0 != pkt.dst or (dport0 != pkt.dport and pkt.proto in (PROTO_TCP, PROTO_UDP)):
+                orig = decode(bytearray(pkt.buf[pkt.ipoff : pkt.end]))
+                orig.set_dst(dst0)
+                if pkt.proto in (PROTO_TCP, PROTO_UDP):
+                    orig.set_dport(dport0)
+        if reply[0] == "tcp-reset":
+            # nf_send_reset: never for a RST, nor for anything but TCP.
+            if pkt.proto == PROTO_TCP and not pkt.flags & _TCP_RST:
+                out.append((iface, craft.tcp_reset_for(orig)))
+            return
+        if pkt.is_icmp_error:
+            return  # icmp_send never answers an error
+        _, t, c = reply
+        if hook == "INPUT":
+            src = orig.dst
+        else:
+            back = fw.routes.lookup(v, pkt.src)
+            src = fw.routes.interface_address(back.interface if back else iface, v, pkt.src)
+        if src is None:
+            return
+        out.append((iface, craft.icmp_error(v, src, pkt.src, t, c, bytes(orig.buf[orig.ipoff : orig.end]))))
+        ev.append(
+            IcmpSent(
+                now,
+                iface,
+                t,
+                c,
+                addr_to_str(v, src),
+                addr_to_str(v, pkt.src),
+                f"REJECT --reject-with {with_}",
+            )
+        )
+
+    @staticmethod
+    def logs(actions: list, hook: str, now: float, ev: list) -> None:
+        for a in actions:
+            if a.kind == "LOG":
+                ev.append(NfLog(now, a.args["text"], a.args["level"], hook, a.rule.origin))

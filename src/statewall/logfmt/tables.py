@@ -1,0 +1,75 @@
+"""The ASA's ``show conn`` and ``show xlate`` tables of a running engine (rows from its state, text by
+``statewall.logfmt.asa``): the engine holds connections and translations, this module makes rows of
+them, outside end first as the ASA prints them."""
+
+from __future__ import annotations
+
+from ..engine import asa_conn_flags
+from ..packet import addr_to_str
+from .asa import ConnRecord, XlateRecord, format_show_conn, format_show_xlate
+
+
+def conn_records(fw) -> list[ConnRecord]:
+    """``show conn`` rows, outside end first as the ASA prints them."""
+    rows = []
+    for conn in fw.conns:
+        ini, res = conn.initiator, conn.responder
+        outside, inside = (res, ini) if conn.inside_is_initiator else (ini, res)
+        # The ASA shows the inside host's real address and the outside host's address as seen.
+        rows.append(
+            ConnRecord(
+                conn.proto,
+                outside.interface,
+                outside.address,
+                outside.port,
+                inside.interface,
+                inside.address,
+                inside.port,
+                conn.last,
+                conn.bytes,
+                asa_conn_flags(conn),
+                conn.created,
+                conn.timeout,
+            )
+        )
+    return rows
+
+
+def show_conn(fw, *, detail: bool = False, now: float | None = None) -> str:
+    """``show conn [detail]`` as the ASA prints it, with the table's high-water mark."""
+    when = fw.now if now is None else now
+    return format_show_conn(conn_records(fw), when, most_used=fw.conns.most_used, detail=detail)
+
+
+def xlate_records(fw) -> list[XlateRecord]:
+    """``show xlate`` rows; a slot in use is as idle as the most recently active of its connections."""
+    active: dict[int, float] = {}
+    for conn in fw.conns:
+        for x in conn.xlates:
+            if conn.last > active.get(id(x), float("-inf")):
+                active[id(x)] = conn.last
+    rows = []
+    for x in fw.nat.xlates.values():
+        v = x.version
+        flags = x.flags or ("ri" if x.pat else ("s" if x.kind == "static" else "i"))
+        rows.append(
+            XlateRecord(
+                x.proto,
+                x.real_iface,
+                addr_to_str(v, x.real_addr),
+                x.real_port,
+                x.mapped_iface,
+                addr_to_str(v, x.mapped_addr),
+                x.mapped_port,
+                x.idle_since if x.refcount == 0 else active.get(id(x), fw.now),
+                x.timeout,
+                flags,
+                "PAT" if x.pat else "NAT",
+            )
+        )
+    return rows
+
+
+def show_xlate(fw, *, now: float | None = None) -> str:
+    when = fw.now if now is None else now
+    return format_show_xlate(xlate_records(fw), when, most_used=fw.nat.most_used)
