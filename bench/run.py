@@ -175,9 +175,7 @@ def bench_replay(packets: int, flows: int) -> dict:
 def bench_shards(connections: int, workdir: Path) -> list[dict]:
     """The sharded replay line: one process, then 1 and 2 workers of a LocalCluster started by the
     replay (its start counted), then 2 shards on a LocalCluster already running (start not counted).
-
-    Without PAT: a sharded replay refuses port translation until shards have their own port blocks.
-    """
+    The site is behind PAT: each shard allocates from its own port blocks."""
     import logging
 
     from distributed import LocalCluster
@@ -190,7 +188,7 @@ def bench_shards(connections: int, workdir: Path) -> list[dict]:
 
     trace = workdir / "busy.pcap"
     info = write_trace(trace, connections)
-    policy = parse_policy(config(pat=False), "busy.cfg")
+    policy = parse_policy(config(), "busy.cfg")
     packets = info["packets"]
     rows = []
 

@@ -186,4 +186,5 @@ def compare(one: Path, sharded: Path) -> dict:
         return out
 
     assert lines(one / "log.txt") == lines(sharded / "log.txt")
-    return {"events": len(ev1), "packets": packets, "pat_ports_moved": moved}
+    translations = sum(1 for ev in ev1 if ev["event"] == "XlateBuilt")
+    return {"events": len(ev1), "packets": packets, "translations": translations, "pat_ports_moved": moved}

@@ -24,6 +24,7 @@ from statewall import craft
 from statewall.cli import main
 from statewall.config import parse_policy
 from statewall.engine import Firewall
+from statewall.nat import port_owner
 from statewall.replay import ReplayError, replay
 from statewall.scale.replay import replay as sharded_replay
 from statewall.scale.replay import shard_policy
@@ -148,27 +149,23 @@ def test_zeek_ftp_captures_in_1_2_and_4_shards_equal_one_process(
     ref = one_process(policy, capture, tmp_path / "one", drain=600)
     summary = json.loads((ref / "summary.json").read_text())
     assert summary["unassigned"] == 0 and summary["forwarded"] > 60  # the front fits the capture
-    for shards in (1,) if pat else (1, 2, 4):
+    for shards in (1, 2, 4):
         out = tmp_path / f"s{shards}"
         sharded_replay(policy, [(None, capture)], out, shards=shards, inline=True, drain=600, seed=SEED)
         compare(ref, out)
-    if pat:
-        # Two shards would hand one mapped port to two hosts until each has port blocks of its own.
-        with pytest.raises(ReplayError, match="cannot translate ports yet"):
-            sharded_replay(policy, [(None, capture)], tmp_path / "s2", shards=2, inline=True)
 
 
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("busy") / "busy.pcap"
-    write_trace(path, 3000)
+    write_trace(path, 1500)
     return path
 
 
-def test_a_busy_site_without_nat_in_1_2_and_4_shards_and_on_clusters_equals_one_process(
+def test_a_busy_site_behind_pat_in_1_2_and_4_shards_and_on_clusters_equals_one_process(
     tmp_path: Path, busy: Path, cluster: str
 ) -> None:
-    policy = parse_policy(config(pat=False), "busy.cfg")
+    policy = parse_policy(config(), "busy.cfg")
     ref = one_process(policy, busy, tmp_path / "one", drain=300)
     summary = json.loads((ref / "summary.json").read_text())
     # The trace does what it says: per-client refusals, FTP transfers, equal-level traffic, ICMP.
@@ -180,16 +177,49 @@ def test_a_busy_site_without_nat_in_1_2_and_4_shards_and_on_clusters_equals_one_
     for i, kw in enumerate(runs):
         out = tmp_path / f"run{i}"
         got = sharded_replay(policy, [(None, busy)], out, drain=300, seed=SEED, **kw)
-        compare(ref, out)
+        same = compare(ref, out)
         n = kw.get("shards") or kw.get("workers")
+        # Each shard's hosts got ports of its own blocks: most of them not their real port any more.
+        assert (same["pat_ports_moved"] > same["translations"] // 3) == (n > 1)
         assert got["shards"]["count"] == n and sum(got["shards"]["packets"]) == summary["packets_in"]
         if n > 1:
             assert all(got["shards"]["connections_built"])  # every shard had hosts
+        if kw == {"shards": 4, "inline": True}:
+            assert_ports_from_own_blocks(out / "events.jsonl", 4)
+
+
+def assert_ports_from_own_blocks(events: Path, shards: int) -> None:
+    """Block b (ports b*512 .. b*512+511) belongs to shard b mod N: every host's mapped ports are in its
+    own shard's blocks, so two shards never give one mapped port of an address to two hosts, and a
+    translated reply names its shard by its port."""
+    owners: dict[str, set[int]] = {}
+    for line in events.read_text().splitlines():
+        ev = json.loads(line)
+        if ev["event"] == "XlateBuilt":
+            owners.setdefault(ev["real_address"], set()).add(port_owner(ev["mapped_port"], shards))
+    assert len(owners) > 500
+    assert all(s == {shard_of_host(4, a(h), shards)} for h, s in owners.items())
+    assert set().union(*owners.values()) == set(range(shards))
+
+
+def test_iptables_port_translation_is_not_sharded(tmp_path: Path) -> None:
+    """Linux's allocator has no port blocks per shard here: a ruleset with MASQUERADE is refused."""
+    rules = (
+        "#@statewall interface inside dev eth1 address 10.1.0.1/16\n"
+        "#@statewall interface outside dev eth0 address 192.0.2.1/24\n"
+        "#@statewall route 0.0.0.0/0 via 192.0.2.254 dev outside\n"
+        "iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE\n"
+    )
+    policy = parse_policy(rules, "fw.rules")
+    capture = tmp_path / "c.pcap"
+    write_trace(capture, 10)
+    with pytest.raises(ReplayError, match="MASQUERADE"):
+        sharded_replay(policy, [(None, capture)], tmp_path / "out", shards=2, inline=True)
 
 
 def test_statewall_replay_workers_2_on_the_command_line(tmp_path: Path, corpus_dir: Path, capsys) -> None:
     cfg = tmp_path / "fw.cfg"
-    cfg.write_text(asa_front())
+    cfg.write_text(asa_front() + PAT)
     capture = corpus_dir / "zeek" / "Traces" / "ftp" / "ipv4.pcap"
     rc = main(
         ["replay", "-c", str(cfg), "-o", str(tmp_path / "out"), "--workers", "2", "--json", str(capture)]

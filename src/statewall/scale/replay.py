@@ -94,10 +94,8 @@ def shard_policy(policy: Policy, shard: int, count: int) -> Policy:
 
 
 def port_translation(policy: Policy) -> str | None:
-    """The text of the first rule that allocates ports (PAT, SNAT, MASQUERADE), None if there is none."""
-    for rule in policy.nat_rules:
-        if rule.kind == "dynamic":
-            return rule.origin.text.strip() or "a dynamic NAT rule"
+    """The text of the first iptables rule that allocates ports (SNAT, MASQUERADE), None if there is
+    none. Linux's allocator (``nf_nat``) has no port blocks per shard; the ASA's PAT has."""
     for tables in (policy.netfilter, policy.ip6_netfilter):
         nat = (tables or {}).get("nat")
         for chain in nat.chains.values() if nat is not None else ():
@@ -130,6 +128,10 @@ class ShardEngine:
         # One secret for every shard, as one box has one: a connection's randomized sequence numbers
         # and SYN cookies do not depend on the shard it fell in.
         self.fw = Firewall(shard_policy(policy, shard, count), seed=seed, fast_path=fast_path)
+        if count > 1:
+            # PAT ports from this shard's own blocks (statewall.nat.PORT_BLOCK_BITS): no two shards
+            # give one mapped port of an address to two hosts.
+            self.fw.nat.port_share = (shard, count)
         self.ingress = list(ingress)
         self.hostname = hostname
         # An engine running an iptables ruleset logs as Linux does.
@@ -394,7 +396,9 @@ def replay(
         pat = port_translation(policy) if count > 1 else None
         if pat is not None:
             # Two shards would hand the same mapped port to two hosts: each needs its own port blocks.
-            raise ReplayError(f"a sharded replay cannot translate ports yet ({pat}): use --workers 1")
+            raise ReplayError(
+                f"a sharded replay cannot translate ports with iptables yet ({pat}): use --workers 1"
+            )
         key = ShardKey(policy, count)
         readers = [stack.enter_context(CaptureReader(path)) for _, path in captures]
         merger = _Merger(out, policy.interfaces, stack)
