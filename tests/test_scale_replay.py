@@ -25,6 +25,7 @@ from statewall.cli import main
 from statewall.config import parse_policy
 from statewall.engine import Firewall
 from statewall.nat import port_owner
+from statewall.pcapio import PcapWriter
 from statewall.replay import ReplayError, replay
 from statewall.scale.replay import replay as sharded_replay
 from statewall.scale.replay import shard_policy
@@ -113,11 +114,36 @@ def test_global_limits_are_divided_as_the_asa_divides_them_between_cores() -> No
         return [c.connection for m in p.policy_maps.values() for c in m.classes if c.connection]
 
     whole = [s for s in settings(policy) if s.conn_max]
-    parts = [s for s in settings(shard_policy(policy, 0, 4)) if s.conn_max]
+    parts = [s for s in settings(shard_policy(policy, 4)) if s.conn_max]
     assert [(s.conn_max, s.embryonic_conn_max, s.per_client_max) for s in whole] == [(6, 4, 3)]
     assert [(s.conn_max, s.embryonic_conn_max, s.per_client_max) for s in parts] == [(2, 1, 3)]
     assert 4 * 2 <= 6 + 4 - 1 and 4 * 1 <= 4 + 4 - 1
-    assert shard_policy(policy, 0, 1) is policy
+    assert shard_policy(policy, 1) is policy
+
+
+def test_a_reached_conn_max_admits_at_most_n_minus_1_more_in_n_shards(tmp_path: Path) -> None:
+    """Twelve inside hosts each open one web connection while a class allows 6: one process refuses the
+    last six (201011); four shards each admit ceil(6/4) = 2 of their own hosts', at most 6 + 3 in all,
+    which is what the ASA documents for its cores. This is where a sharded replay's answers differ."""
+    policy = parse_policy(config().replace("per-client-max 8", "conn-max 6 per-client-max 8"), "cm.cfg")
+    capture = tmp_path / "twelve.pcap"
+    server = a("198.51.100.7")
+    with PcapWriter(capture) as w:
+        for k in range(12):
+            host, t = a("10.1.0.10") + k, 1000.0 + k
+            w.write(craft.tcp_packet(4, host, server, 40000, 80, 1, 0, 0x02, 64240), t)
+            w.write(craft.tcp_packet(4, server, host, 80, 40000, 9, 2, 0x12, 65160), t + 0.0001)
+            w.write(craft.tcp_packet(4, host, server, 40000, 80, 2, 10, 0x10, 64240), t + 0.0002)
+    one = one_process(policy, capture, tmp_path / "one", drain=0)
+    s1 = json.loads((one / "summary.json").read_text())
+    assert s1["connections"]["built"] == 6 and s1["drops_by_reason"]["conn-limit"] == 6
+    got = sharded_replay(policy, [(None, capture)], tmp_path / "four", shards=4, inline=True, seed=SEED)
+    per_shard = got["shards"]["connections_built"]
+    assert all(n <= 2 for n in per_shard) and sum(per_shard) <= 6 + 4 - 1
+    hosts_per_shard = [0] * 4
+    for k in range(12):
+        hosts_per_shard[shard_of_host(4, a("10.1.0.10") + k, 4)] += 1
+    assert per_shard == [min(2, n) for n in hosts_per_shard]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ _TIMERS, _PACKET = 0, 1  # phases of one global index: the timer sweep before th
 _PLACEHOLDER = 9_000_000_000_000
 
 
-def shard_policy(policy: Policy, shard: int, count: int) -> Policy:
+def shard_policy(policy: Policy, count: int) -> Policy:
     """``policy`` with the global limits divided between ``count`` shards, as the ASA divides them
     between its cores: each shard admits ``ceil(limit / count)``, so the whole admits at most
     ``count - 1`` more than the limit (Cisco ASA configuration guide, connection limits: "the ASA allows
@@ -70,7 +70,6 @@ def shard_policy(policy: Policy, shard: int, count: int) -> Policy:
     exact in the host's shard: ``per-client-max``, ``per-client-embryonic-max`` and the limits of a
     NAT rule for one real host.
     """
-    del shard  # every shard gets the same share; kept for a future uneven split
     if count == 1:
         return policy
     out = copy.deepcopy(policy)
@@ -108,7 +107,7 @@ def port_translation(policy: Policy) -> str | None:
 class ShardEngine:
     """One shard: an engine for the packets of the hosts it owns, and their outputs as records.
 
-    Run as a Dask actor (one per worker process) or in the driver's own process (``workers=1``). The
+    Run as a Dask actor (one per worker process) or in the driver's own process (``inline``). The
     driver calls ``feed`` once per chunk, in order, then ``finish`` once.
     """
 
@@ -127,7 +126,7 @@ class ShardEngine:
         self.shard = shard
         # One secret for every shard, as one box has one: a connection's randomized sequence numbers
         # and SYN cookies do not depend on the shard it fell in.
-        self.fw = Firewall(shard_policy(policy, shard, count), seed=seed, fast_path=fast_path)
+        self.fw = Firewall(shard_policy(policy, count), seed=seed, fast_path=fast_path)
         if count > 1:
             # PAT ports from this shard's own blocks (statewall.nat.PORT_BLOCK_BITS): no two shards
             # give one mapped port of an address to two hosts.
