@@ -5,7 +5,7 @@ real capture would be, without any firewall in the path (hosts' own addresses an
 ``config()`` the ASA configuration to replay it through. The sharded replay's tests and bench line
 (``bench.run --only shards``) use it: one process's answers against N shards'.
 
-What is in it, per 1 000 connections (one starts every millisecond, each host's packets one
+What is in it, per 1 000 connections (one starts every 5 milliseconds, each connection's packets one
 millisecond apart, every packet at its own microsecond):
 
 * ~700 UDP request/response pairs from 2 000 inside hosts to outside servers (a UDP connection each,
@@ -72,6 +72,10 @@ FTP = 0xC6336415  # 198.51.100.21
 UDP_SERVER = 0xCB007100  # 203.0.113.0: .1-.50
 ROUTER = 0xC0000264  # 192.0.2.100, a router on the path that reports a closed port
 _ACK, _SYN, _FIN, _PSH = 0x10, 0x02, 0x01, 0x08
+# A connection starts every 5 ms: with UDP's 2-minute idle timeout and PAT's 30 s after it, about
+# 21 000 translations are alive at a time on the one PAT address, a third of its ports (a site whose
+# address ran out of ports would refuse connections: a different test).
+SLOT = 5e-3
 
 
 class _Tcp:
@@ -163,7 +167,7 @@ def _connections(connections: int, seed: int) -> Iterator[tuple[float, list[tupl
     slot = 0
     made = 0
     while made < connections:
-        start = 1_700_000_000.0 + slot * 1e-3 + (slot % 997) * 1e-6
+        start = 1_700_000_000.0 + slot * SLOT + (slot % 997) * 1e-6
         slot += 1
         client = INSIDE + 2 + rng.randrange(HOSTS)
         if slot % 500 == 0:
