@@ -24,10 +24,17 @@ from statewall.packet import addr_to_str, decode
 from statewall.pcapio import read_packets
 
 _ICMP = (1, 58)
+NOT_SHARDED = ("interfaces", "not_modelled")
 
 
 def _events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The events with their own fields; the Elastic Common Schema copies (dotted names, ``@timestamp``:
+    derived from the own fields, a mapped port among them) left out."""
+    out = []
+    for line in path.read_text().splitlines():
+        ev = json.loads(line)
+        out.append({k: v for k, v in ev.items() if "." not in k and not k.startswith("@")})
+    return out
 
 
 class PortMap:
@@ -146,6 +153,11 @@ def compare(one: Path, sharded: Path) -> dict:
     s1 = json.loads((one / "summary.json").read_text())
     s2 = json.loads((sharded / "summary.json").read_text())
     s2.pop("shards")
+    # What the sharded replay does not write yet (docs/scale.md): per-interface byte counts, the
+    # not-modelled list, arrived/, asp-drop.pcap, report.html.
+    for key in NOT_SHARDED:
+        s1.pop(key, None)
+    s1["outputs"] = {k: v for k, v in s1["outputs"].items() if k in s2["outputs"]}
     assert s1 == s2
 
     ev1, ev2 = _events(one / "events.jsonl"), _events(sharded / "events.jsonl")

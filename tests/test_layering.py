@@ -44,9 +44,8 @@ FORBIDDEN = (
     "statewall.pcapio",
     "statewall.demo",
 )
-# netfilter.py still renders its rules with the iptables dialect (its matches are being moved into a
-# neutral form in the policy model); until then, and for that module and dialect only, it is allowed.
-KNOWN = {("statewall.netfilter", "statewall.dialects.iptables")}
+# Exceptions to the rule (module, forbidden package): none. netfilter.py reads the neutral model only.
+KNOWN: set[tuple[str, str]] = set()
 
 
 def core_files() -> list[Path]:

@@ -616,7 +616,8 @@ def test_json_round_trip_carries_the_syslog_facts():
     text = event_to_json(drop)
     assert "\n" not in text
     d = json.loads(text)
-    assert list(d)[:4] == ["event", "time", "asa_id", "asa_severity"]
+    assert list(d)[:5] == ["@timestamp", "event", "time", "asa_id", "asa_severity"]
+    assert d["@timestamp"] == "2007-09-19T06:55:58.000000+00:00"  # ISO 8601 with its zone
     assert d["event"] == "Drop" and d["asa_id"] == 106023 and d["asa_severity"] == 4
     assert d["time"] == T
     assert d["reason"] == "acl-drop"

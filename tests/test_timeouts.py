@@ -172,9 +172,12 @@ def test_show_conn_detail_shows_uptime_and_the_class_timeout():
     net.send(client, client.connect(SERVER, 8080, 40009))
     text = show_conn(fw, detail=True).splitlines()
     assert text[0] == "2 in use, 2 most used"
-    assert text[1].startswith("Flags: A - awaiting inside ACK to SYN")
-    i = text.index("TCP outside:198.51.100.1/40001 inside:192.168.1.10/80,")
-    assert text[i + 1] == "    flags UIOB, idle 30s, uptime 30s, timeout 2m0s, bytes 8"
+    # 9.1(2): the 9.x form (a space after each interface's colon and before the flags' comma, the
+    # Initiator/Responder line; 9.x command reference, show conn detail).
+    assert text[1].startswith("Flags: A - awaiting responder ACK to SYN")
+    i = text.index("TCP outside: 198.51.100.1/40001 inside: 192.168.1.10/80,")
+    assert text[i + 1] == "    flags UIOB , idle 30s, uptime 30s, timeout 2m0s, bytes 8"
+    assert text[i + 2] == "  Initiator: 198.51.100.1, Responder: 192.168.1.10"
     net.advance(0.5)
     assert show_conn(fw).splitlines()[0] == "2 in use, 2 most used"
     net.advance(120)

@@ -58,6 +58,7 @@ class DropReason(enum.Enum):
     INVALID_IP_OPTION = ("invalid-ip-option", "Invalid IP option")
     BAD_IP_CHECKSUM = ("bad-ip-cksum", "Bad IP checksum")
     INVALID_IPV6_EXTENSION = ("ipv6-bad-eh", "Invalid IPv6 extension header")
+    IPV6_EXTENSION_ORDER = ("ipv6-bad-eh-order", "IPv6 EH not in proper order")
     INVALID_FRAGMENT = ("invalid-fragment", "Invalid IP fragment")
     FRAGMENT_TIMEOUT = ("fragment-reassembly-timeout", "Fragment reassembly timeout")
     FRAGMENT_LIMIT = ("fragment-chain-limit", "Fragment chain exceeds limit")
@@ -75,6 +76,8 @@ class DropReason(enum.Enum):
     SECURITY_LEVEL = ("sp-security-failed", "Slowpath security checks failed")
     NO_ROUTE = ("no-route", "No route to host")
     RPF_VIOLATED = ("rpf-violated", "Reverse-path verify failed")
+    SOURCE_ROUTE = ("source-route", "Source-routed packet (accept_source_route 0)")
+    CT_TABLE_FULL = ("nf-conntrack-table-full", "nf_conntrack: table full, dropping packet")
     TTL_EXPIRED = ("ttl-exceeded", "TTL exceeded")
     NAT_FAILED = ("nat-xlate-failed", "NAT failed")
     NAT_NO_XLATE = ("no-xlate", "No translation for an inbound packet")
@@ -165,6 +168,8 @@ class ConnBuilt(Event):
 
     ``direction`` is ``inbound`` when the initiator is on the lower-security interface. ``initiator``
     and ``responder`` are the two ends; the ASA prints the outside end first (see logfmt.asa).
+    ``master`` is the id of the connection whose inspection let this one in (an FTP data connection's
+    control connection), None for a connection of its own.
     """
 
     conn_id: int
@@ -173,6 +178,7 @@ class ConnBuilt(Event):
     initiator: Endpoint
     responder: Endpoint
     origin: Origin | None = None
+    master: int | None = None
 
 
 @dataclass(slots=True)
@@ -298,6 +304,39 @@ class FtpTransfer(Event):
     user: str
     action: str
     filename: str
+
+
+@_lazy_addresses("sender", "announced", "peer")
+@dataclass(slots=True)
+class FtpBounce(Event):
+    """An inspected FTP control connection announced a data connection for a host other than the
+    sender (a PORT/EPRT naming another client, a 227 naming another server): the packet is refused
+    (its ``Drop`` is counted as ``inspect-ftp``); the ASA logs 406002 for it.
+
+    ``sender`` is the announcing end's address, ``announced`` the address its command named,
+    ``peer`` the other end as the packet was addressed, ``interface`` where it arrived."""
+
+    conn_id: int
+    interface: str
+    command: str  # PORT, EPRT or 227
+    sender: str
+    announced: str
+    peer: str
+
+
+@dataclass(slots=True)
+class FtpLowPort(Event):
+    """An inspected FTP connection announced a data port below 1024 (PORT/EPRT, or 227/229 from the
+    server): the ASA drops the packet and ends the connection (406001). ``command`` is PORT, EPRT, 227 or
+    229, ``address``/``port`` what it announced, ``peer`` the packet's destination as it arrived,
+    ``interface`` where it arrived."""
+
+    conn_id: int
+    interface: str
+    command: str
+    address: str
+    port: int
+    peer: str
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ and counts them under a reason).
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -382,11 +383,17 @@ class PcapWriter:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], linktype: int = LINKTYPE_RAW, snaplen: int = 262144
+        self,
+        path: str | os.PathLike[str],
+        linktype: int = LINKTYPE_RAW,
+        snaplen: int = 262144,
+        *,
+        opener=None,
     ) -> None:
         self.path = os.fspath(path)
         self.count = 0
-        self._f: BinaryIO = open(self.path, "wb")  # noqa: SIM115 -- closed by close()/__exit__
+        # ``opener(path)``: how to open the file (``open_private`` for captures the firewall writes).
+        self._f: BinaryIO = opener(self.path) if opener is not None else open(self.path, "wb")  # noqa: SIM115
         self._w = dpkt.pcap.Writer(self._f, snaplen=snaplen, linktype=linktype)
 
     def write(self, data: bytes | bytearray | memoryview, ts: float) -> None:
@@ -406,3 +413,114 @@ class PcapWriter:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+_EPB_HEAD = struct.Struct("<IIIIIII")
+_OPT_HEAD = struct.Struct("<HH")
+_BLOCK_TAIL = struct.Struct("<I")
+
+
+class PcapngWriter:
+    """Write packets to a pcapng file (raw IP, microsecond timestamps), each with an optional comment.
+
+    The comment is the packet's ``opt_comment`` option, which Wireshark shows as the packet's comment
+    (``pkt_comment`` in its filters): replay writes the connection id and the verdict there.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        linktype: int = LINKTYPE_RAW,
+        snaplen: int = 262144,
+        *,
+        opener=None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.count = 0
+        self._f: BinaryIO = opener(self.path) if opener is not None else open(self.path, "wb")  # noqa: SIM115
+        idb = dpkt.pcapng.InterfaceDescriptionBlockLE(snaplen=snaplen, linktype=linktype)
+        # dpkt writes the section header and the interface (microsecond timestamps, the default).
+        dpkt.pcapng.Writer(self._f, shb=dpkt.pcapng.SectionHeaderBlockLE(), idb=[idb])
+
+    def write(self, data: bytes | bytearray | memoryview, ts: float, comment: str | None = None) -> None:
+        # The Enhanced Packet Block packed here (pcapng spec, section 4.3; dpkt's block objects cost
+        # several times the packet's own handling): interface 0, microseconds, data padded to 32 bits,
+        # then opt_comment and opt_endofopt.
+        us = round(ts * 1_000_000)
+        n = len(data)
+        pad = -n % 4
+        opts = b""
+        if comment:
+            text = comment.encode()
+            opts = _OPT_HEAD.pack(1, len(text)) + text + b"\0" * (-len(text) % 4) + b"\0\0\0\0"
+        total = 32 + n + pad + len(opts)
+        f = self._f
+        f.write(_EPB_HEAD.pack(6, total, 0, us >> 32, us & 0xFFFFFFFF, n, n))
+        f.write(data)
+        f.write(b"\0" * pad + opts + _BLOCK_TAIL.pack(total))
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> PcapngWriter:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_comments(path: str | os.PathLike[str]) -> list[tuple[float, bytes, str | None]]:
+    """(time, packet, comment) for each packet of a pcapng file written by ``PcapngWriter``."""
+    out: list[tuple[float, bytes, str | None]] = []
+    with open(path, "rb") as f:
+        for ts, buf in dpkt.pcapng.Reader(f):
+            out.append((ts, bytes(buf), None))
+    # dpkt's reader gives no options: read the comments from the blocks themselves.
+    with open(path, "rb") as f:
+        data = f.read()
+    comments: list[str | None] = []
+    pos = 0
+    while pos + 12 <= len(data):
+        btype, blen = struct.unpack_from("<II", data, pos)
+        if btype == dpkt.pcapng.PCAPNG_BT_EPB:
+            epb = dpkt.pcapng.EnhancedPacketBlockLE(data[pos : pos + blen])
+            text = next((o.text for o in epb.opts if o.code == dpkt.pcapng.PCAPNG_OPT_COMMENT), None)
+            comments.append(text.decode() if isinstance(text, bytes) else text)
+        pos += blen
+    return [(ts, buf, c) for (ts, buf, _), c in zip(out, comments)]
+
+
+def open_private(path: str | os.PathLike[str]) -> BinaryIO:
+    """Create (or truncate) ``path`` for writing as its owner only (0600), never through a symbolic link.
+
+    The last component is opened with ``O_NOFOLLOW`` inside its directory, itself opened with
+    ``O_NOFOLLOW | O_DIRECTORY``, so a link planted at either place makes the open fail instead of
+    writing through it; an existing file must be a regular file with one link (a hard link to another
+    file is refused too), and is set to 0600 whatever it was. Used for captures the firewall writes as
+    root on an operator's request.
+    """
+    path = os.fspath(path)
+    parent, name = os.path.split(os.path.abspath(path))
+    dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        fd = os.open(name, flags, 0o600, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path}: not a regular file")
+        if st.st_nlink != 1:
+            raise OSError(f"{path}: has {st.st_nlink} links; refusing to write through a hard link")
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, 0)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -5,11 +5,16 @@ choosing each packet's ingress interface (given per capture, or ``auto``: the in
 the routing table reaches the packet's source), advancing the engine's clock to each packet's
 timestamp before handing it over, and writing the results to a directory:
 
-    <iface>.pcap   what left each interface (raw IP, the packet's timestamp), one file per interface
+    <iface>.pcap   what left each interface (raw IP, the packet's timestamp), one file per interface;
+                   pcapng, each packet commented with its connection id and verdict
+    asp-drop.pcap  every packet the firewall dropped, as it arrived, commented with the drop reason
+                   (the ASA's "capture NAME type asp-drop"), pcapng
     log.txt        ASA syslog lines, in order (for an iptables ruleset: the kernel's LOG lines and
                    conntrack -E lines, ``statewall.logfmt.linux``)
     events.jsonl   every event as one JSON object per line
     summary.json   packet, drop, connection and translation counts
+    arrived/<iface>.pcap  each packet as it reached the firewall (after the rewrite below)
+    report.html    the report of all of it (``statewall.report``)
 
 A capture records a session between hosts that never saw the firewall's translations. Before a packet
 from the responder's side is received it goes through ``fw.replay_rewrite``, which carries it into the
@@ -33,12 +38,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .events import Drop, Event
+from .gaps import GapMatcher
 from .logfmt import linux
-from .logfmt.asa import format_event
-from .logfmt.counters import Counters
+from .logfmt.asalog import AsaLog
+from .logfmt.counters import ASA_NEAREST, Counters
 from .logfmt.jsonl import event_to_json
-from .pcapio import CaptureReader, PcapWriter
+from .packet import DecodeError, decode
+from .pcapio import CaptureReader, PcapngWriter, PcapWriter
 from .policy import Policy
+from .report import REPORT_NAME, write_report
 
 # Below this much capture data a progress bar would only flicker.
 PROGRESS_MIN_BYTES = 2 * 1024 * 1024
@@ -63,6 +71,29 @@ class ReplayError(Exception):
     """The replay cannot start (e.g. a capture names an interface the configuration lacks)."""
 
 
+# The dropped packets, as the ASA's "capture NAME type asp-drop" holds them.
+ASP_DROP = "asp-drop.pcap"
+
+
+def conn_id_of(fw: Any, data: bytes | bytearray, events: Sequence[Event]) -> int | None:
+    """The id of the connection a received packet belongs to: one its events name, else the
+    connection table's entry for its tuple (None when it has none)."""
+    for ev in events:
+        cid = getattr(ev, "conn_id", None)
+        if cid is not None:
+            return cid
+    conns = getattr(fw, "conns", None)
+    by_key = getattr(conns, "by_key", None)
+    if by_key is None:
+        return None
+    try:
+        pkt = decode(bytearray(data))
+    except DecodeError:
+        return None
+    half = by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+    return half.conn.id if half is not None else None
+
+
 def output_name(iface: str) -> str:
     """File name for an interface's output capture; names with path characters are made safe."""
     return re.sub(r"[^\w.-]", "_", iface) + ".pcap"
@@ -77,32 +108,57 @@ class _Outputs:
         interfaces: Iterable[str],
         stack: ExitStack,
         hostname: str | None,
-        formatter=format_event,
+        formatter,
+        counters: Counters | None = None,
     ) -> None:
         self.outdir = outdir
         self.stack = stack
         self.hostname = hostname
         self.format_event = formatter
-        self.writers: dict[str, PcapWriter] = {}
+        self.writers: dict[str, PcapngWriter] = {}
+        self.arrived: dict[str, PcapWriter] = {}
         self.log = stack.enter_context(open(outdir / "log.txt", "w", encoding="utf-8"))  # noqa: SIM115
         self.jsonl = stack.enter_context(open(outdir / "events.jsonl", "w", encoding="utf-8"))  # noqa: SIM115
-        self.counters = Counters()
+        self.counters = counters if counters is not None else Counters()
         self.log_lines = 0
+        self.sender: Any = None
+        self.linux = False
+        self.asp_drop = stack.enter_context(PcapngWriter(outdir / ASP_DROP))
         # Every configured interface gets a file, empty if nothing left through it, so that "no
         # packets" is visible rather than a missing file.
         for iface in interfaces:
             self.writer(iface)
 
-    def writer(self, iface: str) -> PcapWriter:
+    def writer(self, iface: str) -> PcapngWriter:
         w = self.writers.get(iface)
         if w is None:
-            w = self.stack.enter_context(PcapWriter(self.outdir / output_name(iface)))
+            w = self.stack.enter_context(PcapngWriter(self.outdir / output_name(iface)))
             self.writers[iface] = w
         return w
 
-    def packets(self, packets: Sequence[tuple[str, bytes | bytearray]], now: float) -> None:
+    def arrival(self, iface: str, data: bytes | bytearray, now: float) -> None:
+        w = self.arrived.get(iface)
+        if w is None:
+            (self.outdir / "arrived").mkdir(exist_ok=True)
+            w = self.stack.enter_context(PcapWriter(self.outdir / "arrived" / output_name(iface)))
+            self.arrived[iface] = w
+        w.write(data, now)
+
+    def packets(
+        self, packets: Sequence[tuple[str, bytes | bytearray]], now: float, comment: str | None = None
+    ) -> None:
         for iface, data in packets:
-            self.writer(iface).write(data, now)
+            self.writer(iface).write(data, now, comment)
+            self.counters.packet(iface, len(data), out=True)
+
+    def dropped(self, data: bytes | bytearray, now: float, drop: Drop, conn_id: int | None) -> None:
+        """The received packet the engine dropped, into asp-drop.pcap with its reason (``capture NAME
+        type asp-drop`` on the ASA; ``show capture NAME detail`` prints ``Drop-reason: (kw) text``)."""
+        reason = drop.reason if self.linux else ASA_NEAREST.get(drop.reason, drop.reason)
+        text = f"Drop-reason: ({reason.keyword}) {reason.description}; ingress {drop.interface}"
+        if conn_id is not None:
+            text += f"; conn {conn_id}"
+        self.asp_drop.write(data, now, text)
 
     def events(self, events: Sequence[Event]) -> None:
         self.counters.feed(events)
@@ -111,6 +167,8 @@ class _Outputs:
                 self.log.write(line + "\n")
                 self.log_lines += 1
             self.jsonl.write(event_to_json(ev) + "\n")
+        if self.sender is not None:
+            self.sender.send_events(events)
 
 
 def _merged(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes]]:
@@ -135,6 +193,9 @@ def replay(
     hostname: str | None = None,
     at_end: Callable[[FirewallLike, float], None] | None = None,
     fast_path: bool = True,
+    syslog: Sequence[Any] = (),
+    counters: Counters | None = None,
+    config_text: str | None = None,
 ) -> dict[str, Any]:
     """Replay ``captures`` (``(ingress interface or None for auto, path)``) through ``policy``.
 
@@ -142,7 +203,11 @@ def replay(
     ``summary.json``. ``firewall`` replaces the engine built from ``policy`` (tests, or a caller that
     wants to inspect the engine afterwards). ``at_end(firewall, time)`` is called after the last packet,
     before the drain, while the tables still hold what the capture left in them (``--show``).
-    ``fast_path=False`` keeps every packet of the engine built here on its Python path.
+    ``fast_path=False`` keeps every packet of the engine built here on its Python path. ``syslog``:
+    ``statewall.syslog.Target`` servers that get every message as the configuration's ``logging trap``
+    admits it (ASA dialect). ``counters``: the ``Counters`` to feed (a caller that shows tables built
+    from them afterwards: show nat, show interface). ``config_text`` is the configuration's text for
+    the report's hit counts when ``policy.source_file`` is not a file to read it from.
     """
     if not captures:
         raise ReplayError("no capture to replay")
@@ -167,12 +232,27 @@ def replay(
         ingress = [iface for iface, _ in captures]
         # An engine running an iptables ruleset logs as Linux does.
         linux_log = getattr(fw, "netfilter", None) is not None
+        asalog = AsaLog(policy)
         outputs = _Outputs(
-            out, policy.interfaces, stack, hostname, linux.format_event if linux_log else format_event
+            out,
+            policy.interfaces,
+            stack,
+            hostname,
+            linux.format_event if linux_log else asalog.format_event,
+            counters,
         )
+        outputs.linux = linux_log
+        if syslog and not linux_log:
+            from .syslog import SyslogSender
+
+            outputs.sender = stack.enter_context(SyslogSender(asalog, syslog))
         bar = _progress_bar(stack, readers) if progress else None
 
         packets_in = forwarded = dropped_on_receive = unassigned = reordered = 0
+        # Forwarded packets a real box would have treated in a way statewall does not model (a crypto
+        # map would have encrypted them, ...), by feature: counted apart, never as plainly forwarded.
+        gaps = GapMatcher(policy)
+        not_modelled: Counter[str] = Counter()
         per_capture_unassigned: Counter[int] = Counter()
         first: float | None = None
         now = float("-inf")
@@ -198,15 +278,27 @@ def replay(
                 per_capture_unassigned[index] += 1
                 continue
             packets_in += 1
-            res = fw.receive(iface, fw.replay_rewrite(iface, data, now), now)
-            if res.packets:
-                outputs.packets(res.packets, now)
-            if res.events:
-                outputs.events(res.events)
-                if any(type(ev) is Drop for ev in res.events):
-                    dropped_on_receive += 1
-                elif res.packets:
-                    forwarded += 1
+            outputs.counters.packet(iface, len(data), out=False)
+            arrived = fw.replay_rewrite(iface, data, now)
+            outputs.arrival(iface, arrived, now)
+            res = fw.receive(iface, arrived, now)
+            if gaps.active and res.packets:
+                for u in gaps.applicable(iface, res.packets[0][0], res.packets[0][1]):
+                    not_modelled[u.feature] += 1
+            events = res.events
+            drop = next((ev for ev in events if type(ev) is Drop), None) if events else None
+            if res.packets or drop is not None:
+                cid = conn_id_of(fw, arrived, events)
+                if drop is not None:
+                    outputs.dropped(arrived, now, drop, cid)
+                if res.packets:
+                    outputs.packets(
+                        res.packets, now, f"conn {cid}; forwarded" if cid is not None else "forwarded"
+                    )
+            if events:
+                outputs.events(events)
+            if drop is not None:
+                dropped_on_receive += 1
             elif res.packets:
                 forwarded += 1
             if bar is not None and n % _PROGRESS_EVERY == 0:
@@ -246,6 +338,7 @@ def replay(
             "unassigned": unassigned,
             "reordered": reordered,
             "drops_by_reason": counters["drops_by_reason"],
+            "not_modelled": dict(sorted(not_modelled.items())),
             "packets_out": {iface: w.count for iface, w in sorted(outputs.writers.items())},
             "connections": {
                 "built": sum(counters["connections_built"].values()),
@@ -257,16 +350,21 @@ def replay(
             "xlates": {"built": counters["xlates_built"], "torn_down": counters["xlates_torn_down"]},
             "acl_hits": counters["acl_hits"],
             "icmp_sent": counters["icmp_sent"],
+            "interfaces": counters["interfaces"],
             "log_lines": outputs.log_lines,
             "outputs": {
                 "log": "log.txt",
                 "events": "events.jsonl",
                 "captures": {iface: output_name(iface) for iface in sorted(outputs.writers)},
+                "asp_drop": ASP_DROP,
+                "arrived": {iface: output_name(iface) for iface in sorted(outputs.arrived)},
+                "report": REPORT_NAME,
             },
         }
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")
+    write_report(out, config_text)
     return summary
 
 

@@ -98,3 +98,112 @@ def packet_tracer(
         if d.hint:
             lines.append(f"statewall: to let it through: {d.hint}")
     return "\n".join(lines) + "\n", allowed
+
+
+# --------------------------------------------------------------------------------------------------
+# netfilter's path (a configuration with iptables rulesets)
+#
+# The same synthetic packet through netfilter's stages (``statewall.engine.nf_path.STAGES``: raw,
+# conntrack, PREROUTING, route, ip_forward, FORWARD, POSTROUTING, confirm, emit). The hooks' lines are
+# printed as ``nft monitor trace`` prints a traced packet (nftables src/trace.c: ``trace id ID FAMILY
+# TABLE CHAIN packet: ...``, ``... conntrack: ct state ...``, ``... rule RULE (verdict accept)``,
+# ``... policy drop``), with the rule as the configuration wrote it, as ``xtables-monitor --trace``
+# prints an iptables rule; then statewall's own account, apart: every stage's phase with the
+# configuration line behind it, and for a drop the reason, the line that decided and the fix.
+
+
+def nf_stage_phases(fw: Firewall) -> list[str]:
+    """The phases netfilter's stages report, in stage order."""
+    from .engine import nf_path
+
+    return [phase for st in nf_path.STAGES for phase in st.phases]
+
+
+def nf_interface(policy: Policy, name: str) -> str | None:
+    """The policy's interface called ``name``, by its logical name or its device name (``eth1``)."""
+    if name in policy.interfaces:
+        return name
+    return next((n for n, itf in policy.interfaces.items() if itf.hardware == name), None)
+
+
+def netfilter_tracer(
+    policy: Policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool = False
+) -> tuple[str, bool]:
+    """Trace one synthetic packet (``build_packet``) entering ``iface`` (logical or device name) through
+    a fresh engine running a policy with netfilter rulesets; returns (text, allowed)."""
+    fw = Firewall(policy, fast_path=False)
+    return netfilter_trace(fw, iface, build_packet(proto, src, sport, dst, dport), 0.0, detailed)
+
+
+def netfilter_trace(
+    fw: Firewall, iface: str, data: bytes, now: float, detailed: bool = False
+) -> tuple[str, bool]:
+    """Trace the packet ``data`` entering ``iface`` of ``fw`` (an engine on netfilter's path, with the
+    connections earlier packets left in it) at ``now``; returns (text, allowed)."""
+    from zlib import crc32
+
+    from .engine.nf_trace import Hit
+
+    if fw.nf_path is None:
+        raise TracerError("the configuration has no netfilter rulesets")
+    name = nf_interface(fw.policy, iface)
+    if name is None:
+        raise TracerError(f"interface '{iface}' does not exist")
+    data = bytearray(data)
+    family = "ip" if data[0] >> 4 == 4 else "ip6"
+    tid = f"{crc32(bytes(data)):08x}"
+    fw.trace_log = []
+    to_the_box = fw.stats["to_the_box"]
+    try:
+        res = fw.receive(name, data, now)
+        log = fw.trace_log
+    finally:
+        fw.trace_log = None
+    phases = nf_stage_phases(fw)
+    kernel: list[str] = []
+    ours: list[str] = []
+    for typ, _subtype, ok, origin, info in log:
+        if typ not in phases:
+            raise RuntimeError(f"phase {typ} reported by no stage of netfilter's path")
+        where = f"  ({origin.file}:{origin.line})" if origin is not None and origin.line else ""
+        if isinstance(info, Hit):
+            head = f"trace id {tid} {family} {info.table} {info.chain}"
+            if info.kind == "packet":
+                if info.ct:
+                    kernel.append(f"{head} conntrack: {info.ct}")
+                kernel.append(f"{head} packet: {info.verdict}")
+                continue
+            if info.kind == "policy":
+                kernel.append(f"{head} policy {info.verdict}")
+                text = f"{info.table} {info.chain} policy {info.verdict.upper()}"
+            else:
+                kernel.append(f"{head} rule {origin.text} (verdict {info.verdict})")
+                text = f"{info.table} {info.chain} rule {info.number}: {origin.text} (verdict {info.verdict})"
+                if info.note:
+                    text += f"; {info.note}"
+        else:
+            text = str(info)
+            if detailed and origin is not None and origin.text:
+                text += f"  [{origin.text}]"
+        ours.append(f"  {typ:<15} {'ALLOW' if ok else 'DROP ':<5} {text}{where}")
+    drops = [e for e in res.events if isinstance(e, Drop)]
+    delivered = fw.stats["to_the_box"] > to_the_box  # INPUT accepted it: the box takes it in
+    allowed = (bool(res.packets) or delivered) and not drops
+    lines = kernel + ["", "statewall: the packet's stages"] + ours + [""]
+    lines.append(f"input-interface: {name} ({fw.netfilter.device(name)})")
+    if delivered:
+        lines.append("output: the box itself (INPUT)")
+    elif res.packets:
+        out = res.packets[0][0]
+        lines.append(f"output-interface: {out} ({fw.netfilter.device(out)})")
+    lines.append(f"Action: {'allow' if allowed else 'drop'}")
+    if drops:
+        d = drops[0]
+        lines.append(f"statewall: dropped: ({d.reason.keyword}) {d.reason.description}")
+        if d.message:
+            lines.append(f"statewall: why: {d.message}")
+        if d.origin is not None and d.origin.text:
+            lines.append(f"statewall: decided by {d.origin.file}:{d.origin.line}: {d.origin.text}")
+        if d.hint:
+            lines.append(f"statewall: to let it through: {d.hint}")
+    return "\n".join(lines) + "\n", allowed

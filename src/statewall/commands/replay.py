@@ -1,4 +1,5 @@
-"""``statewall replay``: captures through a configuration; per-interface captures, logs and a summary out.
+"""``statewall replay``: captures through a configuration; per-interface captures, logs, a summary and the
+report (``report.html``) out.
 
     statewall replay -c CONFIG [--ingress auto | --ingress IFACE=CAPTURE ...] -o OUTDIR [CAPTURE ...]
                      [--drain SECONDS] [--json] [--max-log N] [--show conn|xlate|asp-drop ...]
@@ -8,7 +9,9 @@ Captures named with ``--ingress IFACE=CAPTURE`` enter the firewall on IFACE; the
 get each packet's ingress from the routing table (the interface that reaches its source). The work is
 ``statewall.replay``'s; this module reads the command line and prints the outcome. ``--show`` prints
 the ASA's ``show conn`` / ``show xlate`` / ``show asp drop`` as the tables stood after the last packet,
-before ``--drain`` lets timers run (reference A.5).
+before ``--drain`` lets timers run (reference A.5); ``--show conn-detail``, ``conn-count``,
+``local-host``, ``access-list``, ``nat``, ``route``, ``interface`` the others ``statewall.showtables``
+has, in the configuration's release form.
 
 ``--workers N`` spreads the replay over N shards, one per process of a Dask ``LocalCluster``, each owning
 the connections of its inside hosts (``statewall.scale``; docs/scale.md); ``--cluster ADDRESS`` runs
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import DropReason
-from ..logfmt.counters import format_show_asp_drop
+from ..logfmt.counters import Counters, format_show_asp_drop
 from ..replay import ReplayError, replay
 from . import EXIT_OK, UsageError, add_config_argument, load_config
 
@@ -106,6 +109,8 @@ def print_report(
         table.add_row("not replayed (no route to the source)", str(summary["unassigned"]))
     for reason, n in summary["drops_by_reason"].items():
         table.add_row(f"  drop: {reason}", str(n))
+    for feature, n in summary.get("not_modelled", {}).items():
+        table.add_row(f"  forwarded, but {feature} not modelled", str(n))
     conns = summary["connections"]
     table.add_row("connections built / torn down", f"{conns['built']} / {conns['torn_down']}")
     xl = summary["xlates"]
@@ -114,6 +119,8 @@ def print_report(
         table.add_row(f"out of {iface} ({summary['outputs']['captures'][iface]})", str(n))
     console.print(table)
     console.print(f"results in {outdir}", markup=False)
+    if summary["outputs"].get("report"):
+        console.print(f"report: {outdir / summary['outputs']['report']}", markup=False)
     if (summary["drops_by_reason"] or always_asp) and asp:
         counts = {DropReason.from_keyword(k): n for k, n in summary["drops_by_reason"].items()}
         console.print()
@@ -129,12 +136,24 @@ def run(args: argparse.Namespace) -> int:
     policy = load_config(args.config)
     outdir = Path(args.outdir)
     shows = list(dict.fromkeys(args.show or []))
+    from ..syslog import parse_target
+
+    try:
+        syslog = [parse_target(t) for t in args.syslog]
+    except ValueError as exc:
+        raise UsageError(f"--syslog: {exc}") from None
     tables: dict[str, str] = {}
 
+    counters = Counters()
+    ends: dict[str, Any] = {}
+
     def at_end(fw: Any, now: float) -> None:
-        tables.update(show_tables(fw, now, shows))
+        tables.update(show_tables(fw, now, [n for n in shows if n not in _FROM_COUNTERS]))
+        ends.update(fw=fw, now=now)
 
     workers = choose_workers(args, captures, policy)
+    if syslog and (workers != 1 or args.cluster):
+        raise UsageError("--syslog sends one process's messages: use it with --workers 1")
     try:
         if workers == 1 and not args.cluster:
             summary = replay(
@@ -146,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
                 drain=args.drain,
                 at_end=at_end if shows else None,
                 fast_path=not args.no_fast_path,
+                syslog=syslog,
+                counters=counters,
             )
         else:
             from ..scale.replay import replay as sharded_replay
@@ -161,6 +182,19 @@ def run(args: argparse.Namespace) -> int:
             )
     except ReplayError as exc:
         raise UsageError(str(exc)) from None
+    late = [n for n in shows if n in _FROM_COUNTERS]
+    if late and ends:
+        from .show import interface_counts
+
+        tables.update(
+            show_tables(
+                ends["fw"],
+                ends["now"],
+                late,
+                interfaces=interface_counts(summary),
+                xlate_hits=counters.xlate_hits,
+            )
+        )
     if args.json:
         print(json.dumps({**summary, "show": tables} if shows else summary, indent=2))
     else:
@@ -177,22 +211,32 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-SHOW_TABLES = ("conn", "xlate", "asp-drop")
+SHOW_TABLES = (
+    "conn",
+    "conn-detail",
+    "conn-count",
+    "xlate",
+    "local-host",
+    "access-list",
+    "nat",
+    "route",
+    "interface",
+    "asp-drop",
+)
+# Shown from what the replay counted rather than from the tables at the last packet.
+_FROM_COUNTERS = ("nat", "interface")
 
 
-def show_tables(fw: Any, now: float, names: list[str]) -> dict[str, str]:
-    """The ASA's listings of ``fw``'s tables at ``now``: ``conn``, ``xlate``, ``asp-drop``."""
-    from ..logfmt.tables import show_conn, show_xlate  # imports the engine: not for `statewall --help`
+def _words(name: str) -> list[str]:
+    return [name] if name in ("access-list", "local-host") else name.split("-")
 
-    out: dict[str, str] = {}
-    for name in names:
-        if name == "conn":
-            out[name] = show_conn(fw, now=now)
-        elif name == "xlate":
-            out[name] = show_xlate(fw, now=now)
-        elif name == "asp-drop":
-            out[name] = format_show_asp_drop(dict(fw.drops))
-    return out
+
+def show_tables(fw: Any, now: float, names: list[str], **counts: Any) -> dict[str, str]:
+    """The ASA's listings of ``fw``'s tables at ``now`` (``statewall.showtables``), by ``SHOW_TABLES``
+    name; ``counts`` are ``showtables.show``'s ``interfaces`` and ``xlate_hits``."""
+    from ..showtables import show
+
+    return {name: show(fw, _words(name), now, **counts) for name in names}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -200,7 +244,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "replay",
         help="replay pcap/pcapng captures through a configuration",
         description="Feed captures through the firewall in timestamp order. Writes OUTDIR/<iface>.pcap "
-        "(what left each interface), log.txt (ASA syslog), events.jsonl and summary.json.",
+        "(what left each interface), arrived/<iface>.pcap (what reached it), log.txt (ASA syslog), "
+        "events.jsonl, summary.json and report.html (the report; statewall report OUTDIR writes it again).",
     )
     add_config_argument(p)
     p.add_argument(
@@ -226,14 +271,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="every packet on the engine's Python path (no compiled fast path for established connections)",
     )
     p.add_argument(
+        "--syslog",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="send every message to this syslog server over UDP (default port 514) with the ASA's "
+        "framing (<PRI> from 'logging facility', 20 by default); repeatable",
+    )
+    p.add_argument(
         "--max-log", type=int, default=200, metavar="N", help="print at most N log lines (default 200)"
     )
     p.add_argument(
         "--show",
         action="append",
         choices=SHOW_TABLES,
-        help="print show conn / show xlate / show asp drop as they stood after the last packet, before "
-        '--drain (repeatable; with --json under "show")',
+        help="print the ASA's show conn / conn detail / conn count / xlate / local-host / access-list / "
+        "route / asp drop as they stood after the last packet, before --drain, and show nat / interface "
+        'with what the replay counted (repeatable; with --json under "show")',
     )
     p.add_argument(
         "--workers",

@@ -8,6 +8,9 @@ Events go to ``--log`` (default stderr) as ASA syslog lines or JSON lines. The c
 ``statewall run: forwarding ...`` line once every TUN is open, runs until SIGINT or SIGTERM, then
 prints its interface counters and the ``show asp drop`` table and exits 0.
 
+With ``--http [ADDR:]PORT`` it also serves a read-only web view and Prometheus ``/metrics``
+(``statewall.live.web``), on loopback unless ADDR says otherwise.
+
 While it runs, ``statewall ctl --name NAME ...`` reaches it through ``<ctl-dir>/NAME.sock``
 (``statewall.live.ctl``; NAME defaults to the configuration's hostname). ``--timeout-override`` and
 ``--ftp-data-refreshes-control`` change the parsed policy (the lab's short timeouts and seed 004's
@@ -37,9 +40,25 @@ def parse_bind(text: str) -> tuple[str, str, str | None]:
     return iface, device, netns or None
 
 
-def _event_writer(fmt: str, fp: IO[str], hostname: str):
-    if fmt == "none":
-        return None
+def _event_writer(fmt: str, fp: IO[str], policy, syslog: list[str]):
+    """The loop's event callback: the log in ``fmt`` to ``fp``, and every message to the syslog
+    servers (the configuration's ``logging host`` lines and ``--syslog``), as the ASA frames them."""
+    writers = []
+    sender = None
+    if policy.netfilter is None:
+        from ..logfmt.asalog import AsaLog
+        from ..syslog import SyslogSender, parse_target, targets_of
+
+        asalog = AsaLog(policy)
+        try:
+            targets = targets_of(policy.logging.hosts) + [parse_target(t) for t in syslog]
+        except ValueError as exc:
+            raise UsageError(f"--syslog: {exc}") from None
+        if targets:
+            sender = SyslogSender(asalog, targets)
+            writers.append(sender.send_events)
+    elif syslog:
+        raise UsageError("--syslog: an iptables ruleset has no syslog configuration to send (ASA only)")
     if fmt == "json":
         from ..logfmt.jsonl import event_to_json
 
@@ -48,16 +67,30 @@ def _event_writer(fmt: str, fp: IO[str], hostname: str):
                 fp.write(event_to_json(ev))
                 fp.write("\n")
 
-        return write
-    from ..logfmt.asa import format_event
+        writers.append(write)
+    elif fmt == "asa":
+        if policy.netfilter is not None:
+            from ..logfmt.linux import format_event
+        else:
+            format_event = asalog.format_event
 
-    def write_asa(events: list[Event]) -> None:
-        for ev in events:
-            for line in format_event(ev, hostname=hostname):
-                fp.write(line)
-                fp.write("\n")
+        def write_asa(events: list[Event]) -> None:
+            for ev in events:
+                for line in format_event(ev, hostname=policy.hostname):
+                    fp.write(line)
+                    fp.write("\n")
 
-    return write_asa
+        writers.append(write_asa)
+    if not writers:
+        return None, sender
+    if len(writers) == 1:
+        return writers[0], sender
+
+    def both(events: list[Event]) -> None:
+        for w in writers:
+            w(events)
+
+    return both, sender
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,20 +125,36 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
+    web_addr = None
+    if args.http:
+        from ..live.web import parse_listen
+
+        try:
+            web_addr = parse_listen(args.http)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     fw = Firewall(policy, fast_path=not args.no_fast_path)
     ports: list[Port] = []
     ctl: CtlServer | None = None
+    sender = None
+    web = None
     log_fp: IO[str] = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")  # noqa: SIM115
     try:
         for name, device, netns in binds:
             tun = open_tun(device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen)
             ports.append(Port(name, tun))
-        loop = Loop(
-            fw, ports, tick=args.tick, on_events=_event_writer(args.log_format, log_fp, policy.hostname)
-        )
+        on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog)
+        loop = Loop(fw, ports, tick=args.tick, on_events=on_events)
         loop.on_tick = log_fp.flush
         if not args.no_ctl:
-            commands = Commands(fw, loop, reload=source.load, source=args.config)
+            commands = Commands(
+                fw,
+                loop,
+                reload=source.load,
+                source=args.config,
+                capture_dir=args.capture_dir,
+                capture_anywhere=args.capture_anywhere,
+            )
             # Without --name, two firewalls with the same hostname (tests, labs) both get a channel.
             names = [args.name] if args.name else [policy.hostname, f"{policy.hostname}-{os.getpid()}"]
             for i, name in enumerate(names):
@@ -119,6 +168,14 @@ def run(args: argparse.Namespace) -> int:
                         raise UsageError(f"control channel: {exc}") from None
                     if i == len(names) - 1:
                         print(f"statewall run: no control channel: {exc}", file=sys.stderr)
+        if web_addr is not None:
+            from ..live.web import WebView
+
+            web = WebView(fw, loop, *web_addr)
+            try:
+                web.start()
+            except OSError as exc:
+                raise UsageError(f"--http {args.http}: {exc.strerror or exc}") from None
         ready = "statewall run: forwarding " + " ".join(f"{p.name}={p.tun.describe()}" for p in ports)
         try:
             # Signals stop the loop from before the ready line on: whoever waits for that line and
@@ -127,8 +184,12 @@ def run(args: argparse.Namespace) -> int:
                 print(ready, flush=True)
                 if ctl is not None:
                     print(f"statewall run: control channel {ctl.path}", flush=True)
+                if web is not None:
+                    print(f"statewall run: web view {web.url} (read-only; /metrics)", flush=True)
                 loop.run()
         finally:
+            if web is not None:
+                web.close()
             if ctl is not None:
                 ctl.close()
             loop.close()
@@ -139,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
             p.tun.close()
         if log_fp is not sys.stderr:
             log_fp.close()
+        if sender is not None:
+            sender.close()
     return EXIT_OK
 
 
@@ -180,6 +243,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="asa",
         help="ASA syslog lines (default), JSON lines, or nothing",
     )
+    p.add_argument(
+        "--syslog",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="also send every message to this syslog server over UDP (default port 514), as the "
+        "configuration's 'logging host' lines do; repeatable",
+    )
     p.add_argument("--tick", type=float, default=0.1, metavar="SECONDS", help="timer resolution (0.1)")
     p.add_argument(
         "--txqueuelen",
@@ -200,6 +271,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where the control socket NAME.sock goes (default /run/statewall)",
     )
     p.add_argument("--no-ctl", action="store_true", help="no control channel")
+    p.add_argument(
+        "--capture-dir",
+        default="/var/lib/statewall/captures",
+        metavar="DIR",
+        help="where 'statewall ctl capture' writes (relative names go here; other paths are refused; "
+        "default /var/lib/statewall/captures, created 0700)",
+    )
+    p.add_argument(
+        "--capture-anywhere",
+        action="store_true",
+        help="let 'statewall ctl capture' write any absolute path (still 0600, never through a link)",
+    )
+    p.add_argument(
+        "--http",
+        metavar="[ADDR:]PORT",
+        help="serve a read-only web view (connections, recent drops, counters) and Prometheus /metrics on "
+        "ADDR:PORT (ADDR 127.0.0.1 unless given; 0 for PORT picks a free one)",
+    )
     p.add_argument(
         "--no-fast-path",
         action="store_true",

@@ -6,8 +6,16 @@ Syntax as on the ASA (``-c CONFIG`` added, ``input`` required)::
     packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]
 
 Ports and ICMP types take the ASA's names (``ftp``, ``www``, ``echo``). The decisions and their text
-come from ``statewall.tracer``; this module only reads the command line. The exit code is 0 whether
-the packet is allowed or dropped: a drop is an answer, not a failure.
+come from ``statewall.tracer``; this module only reads the command line. The exit code says the
+verdict, so that scripts can test it: 0 when the packet is allowed, 1 when it is dropped (2 for a bad
+command line or configuration).
+
+An iptables configuration (``IFACE`` its logical or device name) is traced through netfilter's stages
+and printed as ``nft monitor trace`` prints a traced packet, then statewall's account of each stage and
+of a drop; the exit code is 1 when the packet is dropped, as a script checking a ruleset wants it.
+With ``--capture CAPTURE --packet N`` the traced packet is the N-th of the captures (merged by time,
+ingress as ``statewall replay`` gives it), traced after the packets before it were replayed through the
+same engine: a packet of a connection (seed 003's SACK-bearing ACK) is traced in that connection.
 """
 
 from __future__ import annotations
@@ -16,11 +24,12 @@ import argparse
 import ipaddress
 
 from ..dialects.asa import names
-from . import EXIT_OK, UsageError, add_config_argument, load_config
+from . import EXIT_FAILURE, EXIT_OK, UsageError, add_config_argument, load_config
 
 USAGE = (
     "statewall packet-tracer -c CONFIG input IFACE {tcp|udp} SRC SPORT DST DPORT [detailed]\n"
-    "       statewall packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]"
+    "       statewall packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]\n"
+    "       statewall packet-tracer -c RULES --capture [IFACE=]CAPTURE ... --packet N [detailed]"
 )
 
 
@@ -75,18 +84,161 @@ def parse_words(words: list[str]) -> tuple[str, str, str, int, str, int, bool]:
 def run(args: argparse.Namespace) -> int:
     from ..tracer import TracerError, packet_tracer
 
+    if args.capture or args.packet is not None:
+        return run_capture(args)
     iface, proto, src, sport, dst, dport, detailed = parse_words(args.words)
     detailed = detailed or args.detailed
     policy = load_config(args.config)
+    if policy.netfilter is not None or policy.ip6_netfilter is not None:
+        return run_netfilter(args.config, policy, iface, proto, src, sport, dst, dport, detailed)
     if iface not in policy.interfaces:
         known = ", ".join(sorted(policy.interfaces)) or "none"
         raise UsageError(f"no interface named {iface!r} in {args.config} (interfaces: {known})")
     try:
-        text, _allowed = packet_tracer(policy, iface, proto, src, sport, dst, dport, detailed=detailed)
+        text, allowed = packet_tracer(policy, iface, proto, src, sport, dst, dport, detailed=detailed)
     except TracerError as exc:
         raise UsageError(str(exc)) from None
+    if allowed:
+        text += _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed)
     print(text, end="" if text.endswith("\n") else "\n")
-    return EXIT_OK
+    return EXIT_OK if allowed else EXIT_FAILURE
+
+
+def _not_modelled(
+    policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool
+) -> str:
+    """What a real box would do to this allowed packet that statewall does not model (an inspection,
+    a crypto map's encryption, a reverse-path check), as extra phases: the verdict above is statewall's,
+    not the box's."""
+    from ..engine import Firewall
+    from ..gaps import GapMatcher, inspections
+    from ..tracer import build_packet
+
+    matcher = GapMatcher(policy)
+    packet = build_packet(proto, src, sport, dst, dport)
+    res = Firewall(policy).receive(iface, bytearray(packet), 0.0)
+    egress, data = res.packets[0] if res.packets else (None, None)
+    found = inspections(policy, iface, packet, egress, data) + matcher.applicable(iface, egress, data)
+    lines: list[str] = []
+    for u in found:
+        if u.feature.startswith("inspect "):
+            kind, subtype = "INSPECT", u.feature.removeprefix("inspect ")
+        elif u.feature.startswith("VPN"):
+            kind, subtype = "VPN", "encrypt"
+        else:
+            kind, subtype = "RPF-CHECK", "reverse-path"
+        lines += [
+            "",
+            f"Phase: {kind}",
+            f"Type: {kind}",
+            f"Subtype: {subtype}",
+            "Result: NOT MODELLED",
+            "Config:",
+            u.origin.text,
+        ]
+        if detailed:
+            lines.append(f"  ({u.origin.file}:{u.origin.line})")
+        lines += [
+            "Additional Information:",
+            f"a real ASA would {u.action}; statewall does not model {u.feature}",
+        ]
+    if lines:
+        lines += ["", "statewall: the verdict above leaves out the phases marked NOT MODELLED"]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def run_netfilter(config, policy, iface, proto, src, sport, dst, dport, detailed) -> int:
+    """An iptables configuration: the kernel's trace lines, then statewall's account; exit 1 on a drop."""
+    from ..tracer import TracerError, netfilter_tracer, nf_interface
+
+    if nf_interface(policy, iface) is None:
+        known = ", ".join(
+            f"{n} ({i.hardware})" if i.hardware else n for n, i in sorted(policy.interfaces.items())
+        )
+        raise UsageError(f"no interface named {iface!r} in {config} (interfaces: {known or 'none'})")
+    try:
+        text, allowed = netfilter_tracer(policy, iface, proto, src, sport, dst, dport, detailed=detailed)
+    except TracerError as exc:
+        raise UsageError(str(exc)) from None
+    print(text, end="")
+    return EXIT_OK if allowed else EXIT_FAILURE
+
+
+class _Traced(Exception):
+    """Packet N was traced: the replay stops there."""
+
+    def __init__(self, text: str, allowed: bool) -> None:
+        super().__init__()
+        self.text = text
+        self.allowed = allowed
+
+
+class _TraceNth:
+    """The engine as replay drives it, tracing the ``n``-th packet of the merged captures (replay
+    advances the clock once before each packet, so the advances count the packets)."""
+
+    def __init__(self, fw, n: int, detailed: bool) -> None:
+        self.fw = fw
+        self.n = n
+        self.detailed = detailed
+        self.seen = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.fw, name)
+
+    def advance(self, now: float):
+        self.seen += 1
+        return self.fw.advance(now)
+
+    def ingress_for(self, data):
+        iface = self.fw.ingress_for(data)
+        if iface is None and self.seen == self.n:
+            raise UsageError(f"packet {self.n} comes from an address no route leads back to: name its "
+                             "capture's interface (--capture IFACE=CAPTURE)")  # fmt: skip
+        return iface
+
+    def replay_rewrite(self, iface, data, now):
+        return self.fw.replay_rewrite(iface, data, now)
+
+    def receive(self, iface, data, now):
+        if self.seen == self.n:
+            from ..tracer import netfilter_trace
+
+            raise _Traced(*netfilter_trace(self.fw, iface, data, now, self.detailed))
+        return self.fw.receive(iface, data, now)
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    """``--capture ... --packet N``: replay the captures through an iptables configuration and trace
+    their N-th packet (counted over the captures merged by time, from 1) in the state the packets
+    before it left: the connection it belongs to, its windows, its NAT bindings."""
+    import tempfile
+
+    from ..engine import Firewall
+    from ..replay import ReplayError, replay
+
+    if not args.capture or args.packet is None or args.packet < 1:
+        raise UsageError("--capture CAPTURE and --packet N (from 1) go together")
+    detailed = args.detailed or [w.lower() for w in args.words] == ["detailed"]
+    if args.words and not detailed:
+        raise UsageError("with --capture the packet comes from the capture: no 'input IFACE ...'")
+    policy = load_config(args.config)
+    if policy.netfilter is None and policy.ip6_netfilter is None:
+        raise UsageError("--capture traces through an iptables configuration's stages only")
+    captures = []
+    for word in args.capture:
+        iface, sep, path = word.partition("=")
+        captures.append((iface, path) if sep else (None, word))
+    fw = Firewall(policy, fast_path=False)
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            replay(policy, captures, out, firewall=_TraceNth(fw, args.packet, detailed))
+    except _Traced as traced:
+        print(traced.text, end="")
+        return EXIT_OK if traced.allowed else EXIT_FAILURE
+    except (ReplayError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    raise UsageError(f"the captures hold fewer than {args.packet} packets")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,10 +246,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "packet-tracer",
         help="trace one packet through a configuration, phase by phase",
         description="Show each phase (flow lookup, route lookup, access list, NAT, connection) with "
-        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop.",
+        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop. Exit status 0 "
+        "when the packet is allowed, 1 when it is dropped."
+        " For an iptables configuration: the kernel's trace lines (nft monitor trace) and each stage "
+        "with its configuration line.",
         usage=USAGE,
     )
     add_config_argument(p)
-    p.add_argument("words", nargs="+", metavar="input IFACE PROTO ...", help="the ASA command's arguments")
+    p.add_argument("words", nargs="*", metavar="input IFACE PROTO ...", help="the ASA command's arguments")
+    p.add_argument(
+        "--capture", action="append", default=[], metavar="[IFACE=]CAPTURE",
+        help="iptables configurations: replay these captures (ingress as for replay) and trace --packet N",
+    )  # fmt: skip
+    p.add_argument("--packet", type=int, metavar="N", help="the packet of the captures to trace (from 1)")
     p.add_argument("--detailed", action="store_true", help="same as the trailing keyword 'detailed'")
     p.set_defaults(func=run)

@@ -307,6 +307,27 @@ def build(c: NewFlow) -> bool:
     fw, pkt, v, proto, iface, egress, now, ev = c.fw, c.pkt, c.v, c.proto, c.iface, c.egress, c.now, c.ev
     real_dst, real_dport, msrc, msport = c.real_dst, c.real_dport, c.msrc, c.msport
     xl, unnat, exp, dec, admission = c.xl, c.unnat, c.exp, c.dec, c.admission
+    ct_max = fw.ct.max
+    if ct_max and len(fw.conns) >= ct_max:
+        # The platform's connection limit (engine.compiled.ASA_CONN_MAX): no room for another one.
+        c.report(False, f"platform connection limit {ct_max} reached")
+        _unbind(c)
+        if admission is not None:
+            admission.release()
+        inbound = c.itf.security_level < fw.interfaces[egress].security_level
+        c.drop(
+            DropReason.CONN_LIMIT,
+            egress=egress,
+            hint="fewer connections, or a larger platform connection limit",
+            message=f"platform connection limit {ct_max} reached",
+            detail={
+                "kind": "conn",
+                "count": len(fw.conns),
+                "limit": ct_max,
+                "direction": "input" if inbound else "output",
+            },
+        )
+        return False
     conn_id = fw.next_id
     fw.next_id += 1
     lin = c.itf.security_level
@@ -376,7 +397,11 @@ def build(c: NewFlow) -> bool:
         )
     fw.lifecycle.opened(fw, conn, now)
     fw.stats["connections"] += 1
-    ev.append(ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin))
+    # An expected connection names its master (the FTP control connection that announced it).
+    master = exp.master.id if exp is not None else None
+    ev.append(
+        ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin, master=master)
+    )
     c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
     c.half = fwd
     return True

@@ -51,6 +51,7 @@ class NfConnection(Connection):
         "ct_nat",
         "reported",
         "synproxy",
+        "mark",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
@@ -65,6 +66,19 @@ class NfConnection(Connection):
         self.ct_nat: frozenset[str] = frozenset()
         self.reported: tuple = ()  # (state, replied, assured) the last conntrack event showed
         self.synproxy = None  # statewall.synproxy.Proxied for a connection SYNPROXY opened
+        self.mark = 0  # ct->mark (CONNMARK, -m connmark, nft ct mark)
+
+    def status(self) -> frozenset[str]:
+        """The ``ct->status`` bits ``--ctstatus`` tests: CONFIRMED (in the table), EXPECTED,
+        SEEN_REPLY, ASSURED."""
+        bits = {"CONFIRMED"}
+        if self.expected:
+            bits.add("EXPECTED")
+        if self.seen_reply():
+            bits.add("SEEN_REPLY")
+        if self.is_assured():
+            bits.add("ASSURED")
+        return frozenset(bits)
 
     def seen_reply(self) -> bool:
         trk = self.tcp
@@ -311,6 +325,32 @@ def bind_src(path, flow: NfFlow, actions: list, iface: str, egress: str | None, 
         return False
 
 
+def room(path, now: float, out: list, ev: list) -> bool:
+    """Whether the table may take one more connection (``__nf_conntrack_alloc``, nf_conntrack_core.c).
+
+    Past ``nf_conntrack_max`` the kernel's ``early_drop`` frees an entry that is not ASSURED
+    (``nf_ct_can_early_drop``) to make room; when it finds none the packet is dropped and the kernel
+    warns "nf_conntrack: table full, dropping packet". The kernel looks in a few hash buckets near the
+    new tuple's; statewall takes the oldest entry confirmed without ASSURED that still is (a queue
+    filled by ``confirm``; an entry assured or gone since leaves it when it comes up), so an unanswered
+    SYN flood cannot crowd out established connections. Entries confirmed before a reload are not
+    candidates.
+    """
+    fw = path.fw
+    ct_max = path.settings.max
+    if not ct_max or len(fw.conns) < ct_max:
+        return True
+    queue = path.unassured
+    while queue:
+        conn_id = next(iter(queue))
+        conn = queue.pop(conn_id)
+        if conn.closed or conn.is_assured():
+            continue
+        lifecycle.teardown(fw, conn, now, "early drop", None, out, ev)
+        return True
+    return False
+
+
 def discard(path, flow: NfFlow) -> None:
     """A new connection that will not be confirmed gives back what it bound."""
     if flow.xl_dst is not None:
@@ -379,6 +419,8 @@ def confirm(
         t = pkt.icmp_type
         conn.icmp = (t, pkt.icmp_code, ICMP_NEW[v][t])
     fw.conns.add(conn)
+    if path.settings.max:
+        path.unassured[conn_id] = conn  # an early drop candidate until it is ASSURED
     LinuxLifecycle.opened(fw, conn, now, flow.trk.state.name if flow.trk is not None else "")
     exp = flow.exp
     if exp is not None:
@@ -400,7 +442,10 @@ def confirm(
         # Replay: a capture taken without the firewall shows the answers going to the real source.
         lifecycle.index_for_replay(fw, (v, proto, dst1, dport1 if not is_icmp else sport0, src0, sport0), rev)
     fw.stats["connections"] += 1
-    ev.append(ConnBuilt(now, conn_id, proto, conn.direction, initiator, responder, origin=origin))
+    master = exp.master.id if exp is not None else None
+    ev.append(
+        ConnBuilt(now, conn_id, proto, conn.direction, initiator, responder, origin=origin, master=master)
+    )
     ev.append(ct_event("NEW", conn, now))
     return fwd
 
@@ -409,7 +454,10 @@ def helper_for(path, rule, dport: int, real_dport: int) -> Inspection | None:
     """The inspection of a new TCP connection: the raw-table ``CT --helper`` rule that matched its
     first packet, else an inspection attached by port."""
     if rule is not None:
-        name = str(rule.target_args.get("helper"))
+        # iptables: the CT target's --helper; nftables: a "ct helper set" statement of the rule.
+        name = rule.target_args.get("helper") or next(
+            (a.get("helper") for kind, a in rule.statements if kind == "CT"), None
+        )
         if name != "ftp":
             return None
         found = path.rule_helpers.get((rule.origin, dport)) or path.rule_helpers.get(

@@ -19,6 +19,9 @@ stage               phase            decides
 ``emit``            EMIT             inspection, the source side of NAT, sequence adjustment, out
 ==================  ===============  ============================================================
 
+While packet-tracer listens (``Firewall.trace_log``) each stage reports its phase: the hooks every rule
+the packet matched, conntrack its ctstate, route and NAT their answers (``statewall.engine.nf_trace``).
+
 Later packets are translated by their connection, the destination side before routing and the source
 side after POSTROUTING, as the kernel's NAT hooks do, so FORWARD rules see the real destination of a
 reply to a masqueraded connection.
@@ -50,12 +53,14 @@ from ..packet import Packet, addr_to_str, decode
 from ..policy import PROTO_TCP, PROTO_UDP, Inspection
 from ..synproxy import SynProxy
 from ..tcptrack import InvalidReason
-from . import forward, icmp
+from . import forward, icmp, nf_trace
 from . import nf_conntrack as ct
 from .context import drop, run, stage
 from .nf_conntrack import NfFlow
+from .nf_trace import walk
 
 _TCP_RST = 0x04
+_DST_NAT = frozenset({"DNAT"})
 
 _RAW_PRE = Netfilter.before_conntrack("PREROUTING")
 _PRE = Netfilter.after_conntrack("PREROUTING")
@@ -84,7 +89,7 @@ class NfPacket:
 
     __slots__ = (
         "path", "fw", "iface", "pkt", "now", "out", "ev", "gso_size", "ctx", "bad_csum", "notrack",
-        "helper_rule", "flow", "half", "conn", "egress", "accepted_by", "actions", "stage",
+        "helper_rule", "flow", "half", "conn", "egress", "accepted_by", "actions", "stage", "trace",
     )  # fmt: skip
 
     def __init__(self, path, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
@@ -107,6 +112,17 @@ class NfPacket:
         self.accepted_by = None
         self.actions: list = []
         self.stage = None
+        self.trace = path.fw.trace_log
+
+    def report(self, ok: bool, info, *, subtype: str = "", origin=None, phase=None) -> None:
+        """The running stage's answer, for packet-tracer (nothing is kept unless it listens)."""
+        if self.trace is not None:
+            self.trace.append((phase or self.stage.phase, subtype, ok, origin, info))
+
+    def hook(self, hook: str, tables: tuple[str, ...]) -> Decision:
+        """``hook``'s ``tables`` over the packet (``Netfilter.traverse``), reported under the stage's
+        phase (``statewall.engine.nf_trace``)."""
+        return walk(self.path.nf, self.trace, self.stage.phase, hook, self.pkt, self.ctx, tables, self.flow)
 
 
 @stage("raw PREROUTING")
@@ -116,12 +132,13 @@ def raw(c: NfPacket) -> bool:
         c.bad_csum = pkt.verify_checksums()
         if c.bad_csum is DropReason.BAD_IP_CHECKSUM:
             drop(c.fw, c.ev, c.bad_csum, c.iface, pkt, c.now, message="bad IPv4 header checksum (ip_rcv)")
+            c.report(False, "bad IPv4 header checksum: dropped by ip_rcv before any hook")
             return False
     path.ct_pkt = pkt
     path.ct_flow = None
     path.ct_now = c.now
     # raw PREROUTING: before conntrack, state matches see INVALID as in the kernel.
-    d = path.nf.traverse("PREROUTING", pkt, c.ctx, _RAW_PRE)
+    d = c.hook("PREROUTING", _RAW_PRE)
     if d.actions:
         for a in d.actions:
             k = a.kind
@@ -146,6 +163,13 @@ def conntrack(c: NfPacket) -> bool:
         flow = NfFlow("INVALID", why=ct.Reason(InvalidReason.BAD_CHECKSUM))
     else:
         flow = ct.track(path, c.iface, c.pkt, c.now, c.out, c.ev)
+        if flow.new and not ct.room(path, c.now, c.out, c.ev):
+            drop(
+                path.fw, c.ev, DropReason.CT_TABLE_FULL, c.iface, c.pkt, c.now,
+                hint=f"a larger net.netfilter.nf_conntrack_max than {path.settings.max}",
+                message="nf_conntrack: table full, dropping packet",
+            )  # fmt: skip
+            return False
     c.flow = flow
     half = c.half = flow.half
     conn = c.conn = half.conn if half is not None else None
@@ -154,26 +178,51 @@ def conntrack(c: NfPacket) -> bool:
     path.ct_flow = flow
     if conn is not None:
         ctx.ct_nat = conn.ct_nat
+        # The connection's mark, the packet's direction and the status bits, for CONNMARK, connmark,
+        # --ctdir and --ctstatus (the mark is stored back at CONFIRM).
+        ctx.ct_mark = conn.mark
+        ctx.ct_dir = "ORIGINAL" if half is conn.halves[0] else "REPLY"
+        ctx.ct_status = conn.status()
         if conn.master is not None:
             ctx.master_helper = conn.master.helper_name
     elif flow.exp is not None:
         ctx.master_helper = flow.exp.master.helper_name
+    if c.trace is not None:
+        c.report(True, nf_trace.ct_line(flow))
     return True
+
+
+def _later_helper(c: NfPacket, actions: list) -> None:
+    """An nftables ``ct helper set`` after conntrack (any hook before the connection is confirmed)
+    attaches the helper as a raw-table ``CT --helper`` rule does (nft_ct_helper_obj_eval)."""
+    if c.flow is not None and c.flow.new:
+        for a in actions:
+            if a.kind == "CT" and a.args.get("helper"):
+                c.helper_rule = a.rule
 
 
 @stage("PREROUTING")
 def prerouting(c: NfPacket) -> bool:
     """mangle and nat PREROUTING; then the destination side of the translation."""
     path, flow, pkt = c.path, c.flow, c.pkt
-    d = path.nf.traverse("PREROUTING", pkt, c.ctx, _PRE if flow.new else _PRE_NONAT)
+    d = c.hook("PREROUTING", _PRE if flow.new else _PRE_NONAT)
     if d.actions:
         path.logs(d.actions, "PREROUTING", c.now, c.ev)
+        _later_helper(c, d.actions)
     if d.verdict != "ACCEPT":
         path.refused(d, "PREROUTING", c.iface, None, pkt, c.ctx, flow, None, c.now, c.out, c.ev)
         return False
     half = c.half
     if flow.new:
-        return ct.bind_dst(path, flow, d.actions, c.iface, pkt, c.now, c.ev)
+        bound = ct.bind_dst(path, flow, d.actions, c.iface, pkt, c.now, c.ev)
+        xl = flow.xl_dst
+        if xl is not None and (xl.mapped_addr != xl.real_addr or xl.mapped_port != xl.real_port):
+            # nf_nat_setup_info (nf_nat_core.c) sets IPS_DST_NAT once the binding changes the tuple, so
+            # the first packet's FORWARD rules already match --ctstate DNAT (xt_conntrack's state bits).
+            c.ctx.ct_nat = _DST_NAT
+        if c.trace is not None:
+            nf_trace.bound(c, bound, xl)
+        return bound
     if half is not None:
         if flow.error:
             forward.error_dst(half, pkt)
@@ -182,13 +231,15 @@ def prerouting(c: NfPacket) -> bool:
     return True
 
 
-@stage("ROUTE-LOOKUP")
+@stage("ROUTE-LOOKUP", "INPUT")
 def route(c: NfPacket) -> bool:
     fw, pkt, flow, half = c.fw, c.pkt, c.flow, c.half
     v = pkt.version
     if half is not None and not flow.new and not flow.error:
         egress = half.out_iface
         local = egress is None
+        if c.trace is not None and not local:
+            nf_trace.routed(c, None, egress, False)
     else:
         local = fw.routes.local_interface(v, pkt.dst) is not None
         egress = None
@@ -201,13 +252,36 @@ def route(c: NfPacket) -> bool:
                     hint=f"add a route for {addr_to_str(v, pkt.dst)}",
                     message="no route" if found is None else f"egress {found.interface} is down",
                 )  # fmt: skip
+                if c.trace is not None:
+                    nf_trace.routed(c, found, None, False)
                 return False
             egress = found.interface
+            if c.trace is not None:
+                nf_trace.routed(c, found, egress, False)
+    if v == 4 and pkt.ipv4_options and source_routed(pkt):
+        # ip_rcv_finish_core (net/ipv4/ip_input.c): after the route lookup, ip_rcv_options drops a
+        # packet whose options carry a loose or strict source route (LSRR 131, SSRR 137; found by
+        # ip_options_compile, net/ipv4/ip_options.c) when the interface's accept_source_route is 0,
+        # the default for IPv4 (net.ipv4.conf.*.accept_source_route), forwarded or to the box alike.
+        # It logs "source route option A -> B" only with log_martians (default 0).
+        ct.discard(c.path, flow)
+        drop(
+            fw, c.ev, DropReason.SOURCE_ROUTE, c.iface, pkt, c.now,
+            message="source route option (accept_source_route is 0)",
+        )  # fmt: skip
+        return False
     if local:
+        if c.trace is not None:
+            nf_trace.routed(c, None, None, True)
         c.path.deliver(flow, c.iface, pkt, c.ctx, c.now, c.out, c.ev)
         return False
     c.egress = egress
     return True
+
+
+def source_routed(pkt) -> bool:
+    """Whether an IPv4 packet's options carry a loose or strict source route."""
+    return any(t == 131 or t == 137 for t, _, _ in pkt.ipv4_options)
 
 
 @stage("IP-FORWARD")
@@ -216,7 +290,11 @@ def ip_forward(c: NfPacket) -> bool:
     pkt = c.pkt
     if not forward.ttl_mtu(c.fw, c.iface, c.egress, pkt, c.now, c.out, c.ev, c.gso_size):
         ct.discard(c.path, c.flow)
+        if c.trace is not None:
+            c.report(False, f"TTL {pkt.ttl}, length {pkt.total_len}: refused by ip_forward")
         return False
+    if c.trace is not None:
+        c.report(True, f"TTL {pkt.ttl} -> {pkt.ttl - 1}")
     pkt.set_ttl(pkt.ttl - 1)
     c.ctx.out_iface = c.egress
     return True
@@ -225,9 +303,10 @@ def ip_forward(c: NfPacket) -> bool:
 @stage("FORWARD")
 def forward_hook(c: NfPacket) -> bool:
     path = c.path
-    d = path.nf.traverse("FORWARD", c.pkt, c.ctx, _FORWARD)
+    d = c.hook("FORWARD", _FORWARD)
     if d.actions:
         path.logs(d.actions, "FORWARD", c.now, c.ev)
+        _later_helper(c, d.actions)
     if d.verdict != "ACCEPT":
         if d.rule is not None and d.rule.target == "SYNPROXY":
             ct.discard(path, c.flow)
@@ -242,9 +321,10 @@ def forward_hook(c: NfPacket) -> bool:
 @stage("POSTROUTING")
 def postrouting(c: NfPacket) -> bool:
     path = c.path
-    d = path.nf.traverse("POSTROUTING", c.pkt, c.ctx, _POST if c.flow.new else _POST_NONAT)
+    d = c.hook("POSTROUTING", _POST if c.flow.new else _POST_NONAT)
     if d.actions:
         path.logs(d.actions, "POSTROUTING", c.now, c.ev)
+        _later_helper(c, d.actions)
     if d.verdict != "ACCEPT":
         path.refused(d, "POSTROUTING", c.iface, c.egress, c.pkt, c.ctx, c.flow, c.half, c.now, c.out, c.ev)
         return False
@@ -256,14 +336,19 @@ def postrouting(c: NfPacket) -> bool:
 def confirm(c: NfPacket) -> bool:
     flow = c.flow
     if not flow.new:
+        if c.conn is not None:
+            c.conn.mark = c.ctx.ct_mark
         return True
     half = ct.confirm(
         c.path, flow, c.actions, c.iface, c.egress, c.pkt, c.accepted_by, c.helper_rule, c.now, c.ev
     )
+    if c.trace is not None:
+        nf_trace.confirmed(c, half)
     if half is None:
         return False
     c.half = half
     c.conn = half.conn
+    c.conn.mark = c.ctx.ct_mark
     return True
 
 
@@ -274,12 +359,16 @@ def emit(c: NfPacket) -> bool:
         # INVALID or UNTRACKED: no connection, so no translation and no helper.
         fw.stats["forwarded"] += 1
         c.out.append((egress, pkt.buf))
+        if c.trace is not None:
+            c.report(True, f"out {egress} as {nf_trace.tuple_text(pkt)} (no connection: not translated)")
         return True
     if c.flow.error:
         # A RELATED error refreshes nothing; it only carries its connection's translation.
         forward.error_src(half, pkt)
         fw.stats["forwarded"] += 1
         c.out.append((egress, pkt.buf))
+        if c.trace is not None:
+            c.report(True, f"out {egress} (an ICMP error RELATED to connection {half.conn.id})")
         return True
     helper = conn.helper
     if helper is not None and not forward.inspect(fw, half, pkt, c.now, c.out, c.ev, c.iface, egress):
@@ -297,6 +386,8 @@ def emit(c: NfPacket) -> bool:
         helper.seqadj.adjust(half.dir, pkt)
     forward.emit(fw, half, egress, pkt, c.now, c.out)
     ct.after(conn, c.now, c.ev)
+    if c.trace is not None:
+        c.report(True, f"out {egress} as {nf_trace.tuple_text(pkt)}")
     return True
 
 
@@ -327,6 +418,7 @@ class NfPath:
         "ct_flow",
         "ct_now",
         "synproxy",
+        "unassured",
     )
 
     def __init__(self, fw, policy, inspectors) -> None:
@@ -351,6 +443,8 @@ class NfPath:
         self.ct_flow: NfFlow | None = None
         self.ct_now = 0.0
         self.synproxy = SynProxy(self)
+        # Connections confirmed without ASSURED, oldest first: the candidates of early drop (ct.room).
+        self.unassured: dict[int, object] = {}
         for port, insp in inspectors.by_port.items():
             if insp.origin in ct_rules:
                 self.rule_helpers[(insp.origin, port)] = insp
@@ -361,6 +455,7 @@ class NfPath:
         return ct.connlimit(self, groups, key)
 
     def destroyed(self, conn, now: float, ev: list) -> None:
+        self.unassured.pop(conn.id, None)
         ct.destroyed(conn, now, ev)
 
     def conntrack_entries(self, now: float) -> list:
@@ -373,7 +468,9 @@ class NfPath:
         """A packet for one of the box's own addresses: INPUT decides; an accepted echo request is
         answered, anything else is taken in (statewall runs no services)."""
         fw = self.fw
-        d = self.nf.traverse("INPUT", pkt, ctx, _INPUT if flow.new else _INPUT_NONAT)
+        d = walk(
+            self.nf, fw.trace_log, "INPUT", "INPUT", pkt, ctx, _INPUT if flow.new else _INPUT_NONAT, flow
+        )
         if d.actions:
             self.logs(d.actions, "INPUT", now, ev)
         if d.verdict != "ACCEPT":
@@ -388,6 +485,8 @@ class NfPath:
             half = ct.confirm(self, flow, d.actions, iface, None, pkt, d.rule, None, now, ev)
             if half is None:
                 return
+        if half is not None:
+            half.conn.mark = ctx.ct_mark
         fw.stats["to_the_box"] += 1
         if icmp.is_echo_request(pkt):
             icmp.echo_reply(iface, pkt, out)
@@ -451,7 +550,11 @@ class NfPath:
         ctx.ctstate = flow.state
         self.ct_flow = flow
         if flow.half is not None:
-            ctx.ct_nat = flow.half.conn.ct_nat
+            conn = flow.half.conn
+            ctx.ct_nat = conn.ct_nat
+            ctx.ct_mark = conn.mark
+            ctx.ct_dir = "ORIGINAL" if flow.half is conn.halves[0] else "REPLY"
+            ctx.ct_status = conn.status()
         d = nf.traverse("OUTPUT", pkt, ctx, _OUT if flow.new else _OUT_NONAT)
         if d.actions:
             self.logs(d.actions, "OUTPUT", now, ev)
@@ -474,6 +577,8 @@ class NfPath:
             half = ct.confirm(self, flow, d.actions, iface, egress, pkt, rule, None, now, ev)
             if half is None:
                 return None
+        if half is not None:
+            half.conn.mark = ctx.ct_mark
             if attach is not None:
                 helper = half.conn.helper
                 half.conn.synproxy = attach(helper.seqadj if helper is not None else None)

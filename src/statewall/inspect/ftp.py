@@ -12,16 +12,22 @@ when the announcing side is translated, says which address and port the peer mus
 then rewritten with them (``set_payload``) and the length change recorded in ``seqadj``. USER, RETR,
 STOR/STOU/APPE and the 150/125 and 226/250 replies feed the ASA's 303002 audit (``FtpTransfer``).
 
-Refused (the packet is dropped with ``inspect-ftp`` and its reason): a PORT/EPRT naming an address
-other than the client's own -- an FTP bounce -- and a 227 naming a host other than the server (the own
-address as either side sees it is fine: servers behind static NAT often announce their public
-address). netfilter instead just opens nothing (``loose=0``); statewall refuses in both dialects so
-that the attempt is seen. A malformed PORT/EPRT/227/229 opens nothing; in the iptables dialect it is
-dropped, as nf_conntrack_ftp drops a "partial match". ``strict`` (ASA ``inspect ftp strict``, reference
-A.7) adds, each a drop that also closes the connection: a command before the previous one was answered,
-a command with an embedded CR or NUL, a line not ended by CR LF, a reply code (227 ...) from the client
-or a PORT/EPRT from the server, 227/PORT inside an error reply, a RETR/STOR argument longer than
-``STRICT_MAX_ARGUMENT``.
+Refused (the packet is dropped with ``inspect-ftp`` and its reason): a PORT/EPRT naming an address other
+than the client's own -- an FTP bounce -- and a 227 naming a host other than the server (the own address
+as either side sees it is fine: servers behind static NAT often announce their public address). Either
+is reported as an ``FtpBounce`` event (the ASA's 406002). The ASA also terminates the connection
+(Cisco's syslog guide, 406002: "drops the packet, terminates the connection, and logs the event");
+netfilter instead just opens nothing (``loose=0``) and the connection goes on; statewall refuses in both
+dialects so that the attempt is seen. A malformed PORT/EPRT/227/229 opens nothing; in the iptables
+dialect it is dropped, as nf_conntrack_ftp drops a "partial match". ``strict`` (ASA ``inspect ftp
+strict``, reference A.7) adds, each a drop that also closes the connection: a command before the
+previous one was answered, a command with an embedded CR or NUL, a line not ended by CR LF, a reply code
+(227 ...) from the client or a PORT/EPRT from the server, 227/PORT inside an error reply, a RETR/STOR
+argument longer than ``STRICT_MAX_ARGUMENT``.
+
+The ASA also refuses a data port below 1024, announced by either side (PORT/EPRT, 227/229): the packet
+is dropped, the connection closed and ``FtpLowPort`` reported (406001). nf_conntrack_ftp has no such
+check, so the iptables dialect expects any port.
 
 Line starts, and how this differs from netfilter. nf_conntrack_ftp parses a segment only when its
 first byte follows a newline it remembered (``NUM_SEQ_TO_REMEMBER = 2`` sequence numbers per
@@ -49,7 +55,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..conntrack import ORIGINAL
-from ..events import FtpTransfer
+from ..events import FtpBounce, FtpLowPort, FtpTransfer
 from ..expect import ExpectFailure
 from ..packet import addr_to_str
 from ..policy import Inspection, Origin
@@ -362,7 +368,8 @@ class FtpInspector:
         if parsed is None:
             return self._malformed(kind, line)
         start, end, addr, port = parsed
-        self._check_own_address(half, addr, kind)
+        self._check_own_address(half, addr, kind, now, ev)
+        self._check_port(half, addr, port, kind, now, ev)
         return self._announce(half, line, kind, start, end, port, can_rewrite, now, ev)
 
     def _reply(self, half, line: bytes, can_rewrite: bool, now: float, ev: list) -> bytes | None:
@@ -382,7 +389,7 @@ class FtpInspector:
             parsed = _parse_227(line, self.conn.version)
             kind = "227"
             if parsed is not None:
-                self._check_own_address(half, parsed[2], kind)
+                self._check_own_address(half, parsed[2], kind, now, ev)
         elif line.startswith(b"229 "):
             parsed = _parse_229(line)
             kind = "229"
@@ -390,7 +397,8 @@ class FtpInspector:
             return None
         if parsed is None:
             return self._malformed(kind, line)
-        start, end, _addr, port = parsed
+        start, end, addr, port = parsed
+        self._check_port(half, addr, port, kind, now, ev)
         return self._announce(half, line, kind, start, end, port, can_rewrite, now, ev)
 
     def _audit(self, code: bytes, now: float, ev: list) -> None:
@@ -415,7 +423,7 @@ class FtpInspector:
             )
         return None
 
-    def _check_own_address(self, half, addr: int, kind: str) -> None:
+    def _check_own_address(self, half, addr: int, kind: str, now: float, ev: list) -> None:
         """A PORT/EPRT/227 must name the sender itself (as it is, or as the other side sees it)."""
         other = self.conn.halves[1 - half.dir]
         if addr == half.key[2] or addr == other.key[4]:
@@ -423,10 +431,34 @@ class FtpInspector:
         v = self.conn.version
         who = "client" if half.dir == ORIGINAL else "server"
         what = "FTP bounce: " if half.dir == ORIGINAL else ""
+        ev.append(
+            FtpBounce(now, self.conn.id, half.in_iface, kind, (v, half.key[2]), (v, addr), (v, half.key[4]))
+        )
         raise _Refused(
             f"{what}{kind} names {addr_to_str(v, addr)}, not the {who} {addr_to_str(v, half.key[2])} "
-            f"(on interface {half.in_iface})"
+            f"(on interface {half.in_iface})",
+            close=not self.linux,
         )
+
+    def _check_port(self, half, addr: int | None, port: int, kind: str, now: float, ev: list) -> None:
+        """The ASA refuses a data port below 1024, the well-known range of servers: Cisco's syslog
+        guide, 406001 ("FTP port command low port"): it drops the packet, terminates the connection
+        and logs the event. nf_conntrack_ftp has no such check (Linux expects any port)."""
+        if self.linux or port >= 1024:
+            return
+        v = self.conn.version
+        ev.append(
+            FtpLowPort(
+                now,
+                self.conn.id,
+                half.in_iface,
+                kind,
+                addr_to_str(v, half.key[2] if addr is None else addr),
+                port,
+                addr_to_str(v, half.key[4]),
+            )
+        )
+        raise _Refused(f"{kind} announces port {port}, below 1024", close=True)
 
     def _announce(self, half, line, kind, start, end, port, can_rewrite, now, ev) -> bytes | None:
         try:

@@ -213,6 +213,8 @@ class FirewallTopology:
             argv.append("--no-offload")
         if log_file is not None:
             argv += ["--log", log_file, "--log-format", log_format]
+        # Captures the scenarios take (statewall ctl capture) go to the lab's own directory.
+        argv += ["--capture-dir", self.lab.workdir()]
         argv += list(extra)
         proc = self.firewall = self.lab.popen(
             None, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1

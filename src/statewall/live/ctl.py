@@ -13,9 +13,15 @@ and closes.
 
 Commands (each keyword may be abbreviated, as on the ASA: ``sh conn det``)::
 
-    show conn [detail]      show xlate          show service-policy     show asp drop
-    show log [N]            show interface      show capture            show iptables [TABLE]
-    capture IFACE start FILE                    capture IFACE stop      reload
+    show conn [detail|count]  show xlate        show service-policy     show asp drop
+    show local-host           show access-list [NAME]  show nat         show route
+    show log [N]              show interface    show capture            show iptables [TABLE]
+    capture IFACE start FILE  capture NAME type asp-drop [REASON] [FILE]  capture NAME stop
+    reload
+
+The ASA's tables print as the configuration's release does (``statewall.showtables``). Capture files
+go to the capture directory (``statewall run --capture-dir``), are created 0600 and never through a
+link.
 
 For an iptables policy ``show conn`` is ``conntrack -L`` and ``show log`` has the kernel's LOG lines
 and ``conntrack -E`` events; ``show iptables`` lists a table with the live counters.
@@ -33,10 +39,12 @@ import re
 import select
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from ..events import Drop, XlateBuilt
 
 CTL_DIR = "/run/statewall"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -138,10 +146,20 @@ class EventLog:
     def __init__(self, size: int = LOG_LINES) -> None:
         self.events: deque = deque(maxlen=size)
         self.total = 0
+        # Translations built per NAT rule since the start (show nat's translate_hits), and drops of
+        # the packets each interface received (show interface).
+        self.xlate_hits: Counter = Counter()
+        self.drops_by_interface: Counter = Counter()
 
     def add(self, events: list) -> None:
         self.events.extend(events)
         self.total += len(events)
+        for ev in events:
+            kind = type(ev)
+            if kind is XlateBuilt and ev.origin is not None:
+                self.xlate_hits[ev.origin] += 1
+            elif kind is Drop:
+                self.drops_by_interface[ev.interface] += 1
 
     def lines(self, hostname: str | None, last: int | None = None, *, linux: bool = False) -> list[str]:
         """ASA syslog lines, or with ``linux`` what a Linux box logs (LOG lines, conntrack -E)."""
@@ -154,20 +172,24 @@ class EventLog:
         return out[-last:] if last else out
 
 
+# Where captures go unless the operator allows any path (statewall run --capture-dir/--capture-anywhere).
+CAPTURE_DIR = "/var/lib/statewall/captures"
+
+
 class Capture:
     """One interface's traffic to a pcap file (raw IP): what arrived before the engine, what left.
 
     Super-packets are written as the single large IP packets they are (as tcpdump on a TSO interface
     shows them), and packets from local stacks carry partial TCP/UDP checksums, which Wireshark
-    reports as wrong.
+    reports as wrong. The file is created 0600 and never through a link (``pcapio.open_private``).
     """
 
     def __init__(self, iface: str, path: str) -> None:
-        from ..pcapio import PcapWriter
+        from ..pcapio import PcapWriter, open_private
 
         self.iface = iface
         self.path = path
-        self.writer = PcapWriter(path)
+        self.writer = PcapWriter(path, opener=open_private)
         self.started = time.time()
 
     def __call__(self, pkt: bytearray) -> None:
@@ -182,81 +204,68 @@ class Capture:
         return self.writer.count
 
 
-# --------------------------------------------------------------------------------------------------
-# show conn detail
+class AspDropCapture:
+    """``capture NAME type asp-drop [REASON]``: every packet the engine drops (or those of one reason,
+    by its ``show asp drop`` keyword), as it arrived, to a pcapng file whose packet comments say
+    ``Drop-reason: (keyword) description`` as the ASA's ``show capture NAME detail`` does.
 
+    A tap on every port keeps a copy of the packet being handled; the Drop event that follows names
+    its interface and addresses, and the copy is written when they match (a drop made by a timer,
+    with no packet in hand, is not captured).
+    """
 
-def _dur(seconds: float) -> str:
-    """The ASA's short duration form in ``show conn detail``: ``0s``, ``1m2s``, ``1h0m``, ``2D3h``."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60}s"
-    if s < 86400:
-        return f"{s // 3600}h{s // 60 % 60}m"
-    return f"{s // 86400}D{s // 3600 % 24}h"
+    def __init__(self, name: str, path: str, reason: str | None) -> None:
+        from ..pcapio import PcapngWriter, open_private
 
+        self.iface = name
+        self.path = path
+        self.reason = reason
+        self.writer = PcapngWriter(path, opener=open_private)
+        self.last: dict[str, bytes] = {}
 
-def _side(ep: Any) -> str:
-    return f"{ep.interface}:{ep.address}/{ep.port}"
+    def tap_for(self, port: str) -> Callable[[bytearray], None]:
+        def tap(pkt: bytearray) -> None:
+            self.last[port] = bytes(pkt)
 
+        return tap
 
-def format_conn_detail(fw: Any) -> str:
-    """``show conn detail``: the ASA's two lines per connection, then what statewall knows besides
-    (translation, TCP state, the MSS each side is held to, class settings, sequence offsets)."""
-    from ..conntrack import ORIGINAL, REPLY
-    from ..engine import asa_conn_flags
-    from ..logfmt.asa import protocol_upper
+    def events(self, events: list) -> None:
+        from ..events import Drop
+        from ..logfmt.counters import ASA_NEAREST
+        from ..packet import DecodeError, addr_to_str, decode
 
-    now = fw.now
-    conns = sorted(fw.conns, key=lambda c: c.id)
-    lines = [f"{len(conns)} in use, {max(len(conns), fw.conns.most_used)} most used"]
-    for c in conns:
-        ini, res = c.initiator, c.responder
-        outside, inside = (res, ini) if c.inside_is_initiator else (ini, res)
-        lines.append(f"{protocol_upper(c.proto)} {_side(outside)} {_side(inside)}, conn {c.id},")
-        timeout = _dur(c.timeout) if c.timeout > 0 else "never"
-        lines.append(
-            f"    flags {asa_conn_flags(c)}, idle {_dur(now - c.last)}, uptime {_dur(now - c.created)}, "
-            f"timeout {timeout} ({c.timeout_kind}), bytes {c.bytes}"
-        )
-        for ep in (ini, res):
-            if (ep.mapped_address, ep.mapped_port) != (ep.address, ep.port):
-                lines.append(f"    translated {_side(ep)} to {ep.mapped_address}/{ep.mapped_port}")
-        if c.tcp is not None:
-            facts = [f"tcp {c.tcp.state.name}"]
-            norm = c.norm
-            if norm is not None:
-                held = [
-                    f"{ep.interface} {norm.mss_limit[d]}"
-                    for d, ep in ((ORIGINAL, ini), (REPLY, res))
-                    if norm.mss_limit[d] is not None
-                ]
-                if held:
-                    facts.append("segments held to mss " + ", ".join(held))
-            lines.append("    " + "; ".join(facts))
-        eff = c.mpf
-        if eff is not None:
-            classes = ", ".join(
-                f"{u.class_map} ({'global' if u.scope == 'global' else 'interface ' + u.scope})"
-                for u in eff.uses
-            )
-            tcp_map = eff.tcp_map.name if eff.tcp_map is not None else "default"
-            parts = [f"class {classes}" if classes else "no class", f"tcp-map {tcp_map}"]
-            parts += [f"inspect {ins.engine}" for ins, _ in eff.inspects]
-            lines.append("    " + ", ".join(parts))
-        shift = c.seqrand
-        if shift is not None:
-            offs = [
-                f"{ep.interface} +{shift.offsets[d]:#010x}"
-                for d, ep in ((ORIGINAL, ini), (REPLY, res))
-                if shift.offsets[d]
-            ]
-            if offs:
-                note = ", SACK blocks untranslated (pix-sack-bug)" if shift.sack_untranslated else ""
-                lines.append("    sequence numbers randomized: " + ", ".join(offs) + note)
-    return "\n".join(lines) + "\n"
+        for ev in events:
+            if type(ev) is not Drop:
+                continue
+            shown = ASA_NEAREST.get(ev.reason, ev.reason)
+            if self.reason is not None and self.reason not in (ev.reason.keyword, shown.keyword):
+                continue
+            data = self.last.pop(ev.interface, None)
+            if data is None:
+                continue
+            try:
+                pkt = decode(bytearray(data))
+            except DecodeError:
+                pkt = None
+            if (
+                pkt is not None
+                and ev.src
+                and (addr_to_str(pkt.version, pkt.src), addr_to_str(pkt.version, pkt.dst))
+                != (
+                    ev.src,
+                    ev.dst,
+                )
+            ):
+                continue
+            self.writer.write(data, time.time(), f"Drop-reason: ({shown.keyword}) {shown.description}")
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.writer._f.flush()
+
+    def close(self) -> int:
+        self.writer.close()
+        return self.writer.count
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,16 +286,25 @@ def _word(token: str, choices: tuple[str, ...], what: str) -> str:
 
 
 HELP = """\
-show conn [detail]          connections (detail: translation, TCP state, MSS, class, offsets)
+show conn [detail|count]    connections (detail: the ASA's lines, then statewall's: translation,
+                            TCP state, MSS, class, offsets)
 show xlate                  translation slots
+show local-host             hosts per interface with their connections and translations
+show access-list [NAME]     access lists with hit counts and object-group elements
+show nat                    NAT rules with translate_hits
+show route                  the routing table
 show service-policy         service policies with their per-class counters
 show asp drop               drop counters by reason
 show log [N]                the last N log lines (all kept when N is omitted)
-show interface              packet counters of each bound interface, and of the fast path
+show interface              the ASA's show interface with each bound port's counters, then the fast path's
 show iptables [TABLE]       an iptables policy's rules with their counters (iptables -t TABLE -nvxL)
 show capture                running captures
 capture IFACE start FILE    write IFACE's traffic (both directions) to FILE (pcap, raw IP)
-capture IFACE stop          stop it; says how many packets were written
+capture NAME type asp-drop [REASON] [FILE]
+                            write every dropped packet (or those of one show asp drop keyword) to
+                            FILE (default NAME.pcap; pcapng, each packet commented with its reason)
+capture NAME stop           stop a capture; says how many packets were written
+                            (FILE: in the capture directory; 0600, never through a link)
 reload                      parse the configuration file again, keep connections and translations
 """
 
@@ -302,14 +320,22 @@ class Commands:
         reload: Callable[[], Any] | None = None,
         source: str = "",
         log: EventLog | None = None,
+        capture_dir: str = CAPTURE_DIR,
+        capture_anywhere: bool = False,
     ) -> None:
         self.fw = fw
+        self.capture_dir = capture_dir
+        self.capture_anywhere = capture_anywhere
         self.loop = loop
         self._reload = reload
         self.source = source
         self.log = log if log is not None else EventLog()
-        self.captures: dict[str, Capture] = {}
+        self.captures: dict[str, Capture | AspDropCapture] = {}
         self.reloads = 0
+
+    @property
+    def xlate_hits(self) -> Counter:
+        return self.log.xlate_hits
 
     def execute(self, line: str) -> str:
         """The answer to one command line; ``CtlError`` for a refused one."""
@@ -330,30 +356,42 @@ class Commands:
     # ---- show ------------------------------------------------------------------------------------
 
     def show(self, args: list[str]) -> str:
-        targets = ("conn", "xlate", "service-policy", "asp", "log", "interface", "capture", "iptables")
+        targets = (
+            "conn",
+            "xlate",
+            "service-policy",
+            "asp",
+            "log",
+            "interface",
+            "capture",
+            "iptables",
+            "local-host",
+            "access-list",
+            "nat",
+            "route",
+        )
         if not args:
             raise CtlError(f"% show what? ({', '.join(targets)})")
         what = _word(args[0], targets, "show target")
         rest = args[1:]
         fw = self.fw
         nf = fw.nf_path
-        if what == "conn":
-            if rest and _word(rest[0], ("detail",), "show conn option") == "detail" and len(rest) == 1:
-                return format_conn_detail(fw)
-            if rest:
-                raise CtlError("% show conn [detail]")
-            if nf is not None:
-                from ..logfmt.linux import conntrack_listing
+        if what == "conn" and not rest and nf is not None:
+            from ..logfmt.linux import conntrack_listing
 
-                return conntrack_listing(fw.conntrack_entries())  # an iptables policy: conntrack -L
-            from ..logfmt.tables import show_conn
+            return conntrack_listing(fw.conntrack_entries())  # an iptables policy: conntrack -L
+        if what in ("conn", "xlate", "local-host", "access-list", "nat", "route"):
+            # The ASA's tables, in the configured release's form (statewall.showtables).
+            from ..showtables import ShowError
+            from ..showtables import show as show_table
 
-            return show_conn(fw)
+            if nf is not None and what != "conn":
+                raise CtlError(f"% show {what}: this firewall runs an iptables policy")
+            try:
+                return show_table(fw, [what, *rest], fw.now, xlate_hits=self.xlate_hits)
+            except ShowError as exc:
+                raise CtlError(f"% {exc}") from None
         self._no_args(rest, f"show {what}", allow=what in ("asp", "log", "iptables"))
-        if what == "xlate":
-            from ..logfmt.tables import show_xlate
-
-            return show_xlate(fw)
         if what == "service-policy":
             if fw.service_policies is None:
                 raise CtlError("% show service-policy: this firewall runs no modular policy framework")
@@ -399,28 +437,43 @@ class Commands:
             raise CtlError(f"% {what} takes no arguments")
 
     def _interfaces(self) -> str:
+        """The ASA's show interface (``statewall.logfmt.show``) with the TUN ports' counters and the
+        drops of packets each received, then statewall's own port and fast-path counters apart."""
         if self.loop is None:
             raise CtlError("% no forwarding loop")
+        from ..logfmt.show import format_show_interface
+        from ..showtables import InterfaceCounts
+
+        counts = {}
         lines = []
         for port in self.loop.ports:
             c = port.counters()
-            lines.append(f"Interface {port.name} ({port.tun.describe()}):")
-            lines.append(
-                f"  {c['rx_packets']} packets input, {c['rx_bytes']} bytes, {c['rx_super']} super-packets, "
-                f"{c['rx_errors']} errors"
+            counts[port.name] = InterfaceCounts(
+                c["rx_packets"],
+                c["rx_bytes"],
+                c["tx_packets"],
+                c["tx_bytes"],
+                self.log.drops_by_interface[port.name],
             )
             lines.append(
-                f"  {c['tx_packets']} packets output, {c['tx_bytes']} bytes, {c['tx_segmented']} segmented, "
-                f"{c['tx_errors']} errors"
+                f"statewall: {port.name} ({port.tun.describe()}): {c['rx_super']} super-packets in, "
+                f"{c['rx_errors']} read errors, {c['tx_segmented']} segmented out, "
+                f"{c['tx_errors']} write errors"
             )
         fast = self.loop.fast_path_counters() if hasattr(self.loop, "fast_path_counters") else None
         if fast is not None:
             lines.append(
-                f"Fast path: {fast['connections']} connections, {fast['packets']} packets forwarded, "
-                f"{fast['handed_back']} handed to the Python path, {fast['offloads']} offloads, "
+                f"statewall: fast path: {fast['connections']} connections, {fast['packets']} packets "
+                f"forwarded, {fast['handed_back']} handed to the Python path, {fast['offloads']} offloads, "
                 f"{fast['returns']} returns ({'C pump' if fast['pump'] else 'Python loop'})"
             )
-        return "\n".join(lines) + "\n"
+        policy = self.fw.policy
+        if getattr(policy, "dialect", "asa") != "asa":
+            # An iptables policy has no ASA interfaces: the ports by their names.
+            from ..policy import Interface, Policy
+
+            policy = Policy(interfaces={p.name: Interface(p.name) for p in self.loop.ports})
+        return format_show_interface(policy, counts) + "\n".join(lines) + "\n"
 
     def _captures(self) -> str:
         if not self.captures:
@@ -431,51 +484,116 @@ class Commands:
 
     # ---- capture ---------------------------------------------------------------------------------
 
+    def _capture_path(self, path: str) -> str:
+        """``path`` as a capture may write it: relative paths are in the capture directory, and an
+        absolute one must be there too unless the firewall was started with --capture-anywhere."""
+        base = self.capture_dir
+        if not os.path.isabs(path):
+            os.makedirs(base, mode=0o700, exist_ok=True)
+            path = os.path.join(base, path)
+        if not self.capture_anywhere:
+            where = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+            if os.path.commonpath([where, os.path.realpath(base)]) != os.path.realpath(base):
+                raise CtlError(
+                    f"% capture: {path!r} is outside the capture directory {base} "
+                    "(statewall run --capture-dir DIR, or --capture-anywhere)"
+                )
+        return path
+
+    def _retap(self) -> None:
+        """Each port's tap: every capture that wants its packets (interface captures, asp-drop ones)."""
+        for port in self.loop.ports:
+            taps = [c for c in self.captures.values() if isinstance(c, Capture) and c.iface == port.name]
+            taps += [c.tap_for(port.name) for c in self.captures.values() if isinstance(c, AspDropCapture)]
+            if not taps:
+                port.tap = None
+            elif len(taps) == 1:
+                port.tap = taps[0]
+            else:
+
+                def both(pkt: bytearray, taps: list = taps) -> None:
+                    for t in taps:
+                        t(pkt)
+
+                port.tap = both
+
+    def on_events(self, events: list) -> None:
+        """Events of the loop: asp-drop captures write the packets they drop."""
+        for cap in self.captures.values():
+            if isinstance(cap, AspDropCapture):
+                cap.events(events)
+
     def capture(self, args: list[str]) -> str:
         if self.loop is None:
             raise CtlError("% capture needs the forwarding loop")
         if len(args) < 2:
-            raise CtlError("% capture IFACE start FILE | capture IFACE stop")
-        iface, action = args[0], _word(args[1], ("start", "stop"), "capture action")
-        port = self.loop.by_name.get(iface)
-        if port is None:
-            known = ", ".join(p.name for p in self.loop.ports)
-            raise CtlError(f"% capture: no interface {iface!r} (bound: {known})")
-        if action == "start":
-            if len(args) != 3:
-                raise CtlError("% capture IFACE start FILE")
-            path = args[2]
-            if not os.path.isabs(path):
-                raise CtlError(f"% capture: {path!r} is not an absolute path")
-            if iface in self.captures:
-                raise CtlError(f"% capture on {iface} already running (to {self.captures[iface].path})")
+            raise CtlError(
+                "% capture IFACE start FILE | capture NAME type asp-drop [REASON] [FILE] | capture NAME stop"
+            )
+        name = args[0]
+        action = _word(args[1], ("start", "stop", "type"), "capture action")
+        if action == "stop":
+            if len(args) > 2:
+                raise CtlError("% capture NAME stop")
+            cap = self.captures.pop(name, None)
+            if cap is None:
+                raise CtlError(f"% no capture running on {name}")
+            self._retap()
+            n = cap.close()
+            return f"capture {name} stopped: {n} packets written to {cap.path}\n"
+        if name in self.captures:
+            raise CtlError(f"% capture {name} already running (to {self.captures[name].path})")
+        if action == "type":
+            if len(args) < 3 or _word(args[2], ("asp-drop",), "capture type") != "asp-drop":
+                raise CtlError("% capture NAME type asp-drop [REASON] [FILE]")
+            rest = args[3:]
+            reason = None
+            if rest and not ("/" in rest[0] or rest[0].endswith((".pcap", ".pcapng"))):
+                reason = None if rest[0] == "all" else rest.pop(0)
+                if rest and rest[0] == "all":
+                    rest.pop(0)
+            if reason is not None:
+                from ..events import DropReason
+
+                known = {r.keyword for r in DropReason}
+                if reason not in known:
+                    raise CtlError(f"% capture: unknown drop reason {reason!r} (a show asp drop keyword)")
+            if len(rest) > 1:
+                raise CtlError("% capture NAME type asp-drop [REASON] [FILE]")
+            path = self._capture_path(rest[0] if rest else f"{name}.pcap")
             try:
-                cap = Capture(iface, path)
+                cap: Capture | AspDropCapture = AspDropCapture(name, path, reason)
             except OSError as exc:
                 raise CtlError(f"% capture: cannot write {path}: {exc.strerror or exc}") from None
-            self.captures[iface] = cap
-            port.tap = cap
-            return f"capture {iface} started: {path}\n"
-        if len(args) > 3:
-            raise CtlError("% capture IFACE stop")
-        cap = self.captures.pop(iface, None)
-        if cap is None:
-            raise CtlError(f"% no capture running on {iface}")
-        port.tap = None
-        n = cap.close()
-        return f"capture {iface} stopped: {n} packets written to {cap.path}\n"
+            self.captures[name] = cap
+            self._retap()
+            return f"capture {name} type asp-drop{' ' + reason if reason else ''} started: {path}\n"
+        port = self.loop.by_name.get(name)
+        if port is None:
+            known = ", ".join(p.name for p in self.loop.ports)
+            raise CtlError(f"% capture: no interface {name!r} (bound: {known})")
+        if len(args) != 3:
+            raise CtlError("% capture IFACE start FILE")
+        path = self._capture_path(args[2])
+        try:
+            cap = Capture(name, path)
+        except OSError as exc:
+            raise CtlError(f"% capture: cannot write {path}: {exc.strerror or exc}") from None
+        self.captures[name] = cap
+        self._retap()
+        return f"capture {name} started: {path}\n"
 
     def flush(self) -> None:
         for cap in self.captures.values():
             cap.flush()
 
     def stop_captures(self) -> None:
-        for iface, cap in list(self.captures.items()):
-            port = self.loop.by_name.get(iface) if self.loop is not None else None
-            if port is not None:
-                port.tap = None
+        for cap in list(self.captures.values()):
             cap.close()
         self.captures.clear()
+        if self.loop is not None:
+            for port in self.loop.ports:
+                port.tap = None
 
     # ---- reload ----------------------------------------------------------------------------------
 
@@ -555,6 +673,8 @@ class CtlServer:
 
         def on_events(events: list) -> None:
             log.add(events)
+            if self.commands.captures:
+                self.commands.on_events(events)
             if prev_events is not None:
                 prev_events(events)
 

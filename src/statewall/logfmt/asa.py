@@ -11,6 +11,8 @@ The engine never formats text; replay, the CLI and the demo call ``format_event`
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,12 +26,14 @@ from ..events import (
     DropReason,
     Endpoint,
     Event,
+    FtpBounce,
+    FtpLowPort,
     FtpTransfer,
     ThreatRate,
     XlateBuilt,
     XlateTeardown,
 )
-from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from ..policy import BUILTIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Origin
 
 # --------------------------------------------------------------------------------------------------
 # Small formatting rules shared by every message
@@ -63,6 +67,42 @@ _TCP_FLAG_NAMES = (
 
 # strftime's %b follows the C locale; the ASA always prints English month names.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+# --------------------------------------------------------------------------------------------------
+# Releases: the configuration's "ASA Version" chooses some message and show forms.
+
+# No version header: the newest forms.
+NEWEST = (99, 0)
+_RELEASE = re.compile(r"^(\d+)\.(\d+)")
+
+
+def release_of(version: str | None) -> tuple[int, int]:
+    """``8.2(1)`` -> (8, 2); None or unreadable -> ``NEWEST``."""
+    m = _RELEASE.match(version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else NEWEST
+
+
+# 302014 names the side that started the teardown ("TCP FINs from outside") from 9.0 on; 8.x logs end
+# at the reason [C17, C22 (8.x samples), C23 (9.x samples)].
+TEARDOWN_FROM = (9, 0)
+# 302020/302021 end with "type N code N" from 9.0 on (9.x messages guide; 8.x samples end at laddr).
+ICMP_TYPE_CODE = (9, 0)
+
+
+def ace_hash(origin: Origin | None) -> int:
+    """The hash ``show access-list`` prints after an ACE and 106023/106100 print first in their
+    ``[0x..., 0x0]`` pair. The ASA's own values come from its internal hash and cannot be reproduced;
+    statewall's are stable per ACE: CRC-32 of the ACE's configuration line, 0 for the implicit deny."""
+    if origin is None or origin is BUILTIN or not origin.text:
+        return 0
+    return zlib.crc32(" ".join(origin.text.split()).encode())
+
+
+def hash_pair(origin: Origin | None) -> str:
+    # The second value hashes the object-group element that matched; statewall matches the ACE as a
+    # whole and prints 0x0, as the ASA does for an ACE without object groups.
+    return f"[0x{ace_hash(origin):x}, 0x0]"
 
 
 def protocol_name(protocol: int) -> str:
@@ -137,7 +177,7 @@ def _m(asa_id: int, severity: int, template: str, **when: object) -> Message:
 
 # The catalogue reads best as a table, one message per row; keep the formatter from exploding it.
 # fmt: off
-_ACL_TAIL = 'by access-group "{acl}" [0x0, 0x0]'
+_ACL_TAIL = 'by access-group "{acl}" {hashes}'
 
 # Denied by the interface's default (security levels) rather than by a named access list.
 _IMPLICIT_DENY = (
@@ -259,6 +299,7 @@ def drop_fields(drop: Drop) -> dict[str, object]:
         type=drop.icmp_type or 0,
         code=drop.icmp_code or 0,
         acl=drop.acl or "",
+        hashes=hash_pair(drop.origin),
         has_acl=bool(drop.acl),
         ports=has_ports,
         l4=_l4_class(drop.protocol),
@@ -311,9 +352,22 @@ def _icmp_addrs(ev: ConnBuilt | ConnTeardown) -> str:
     )
 
 
-def _conn_built(ev: ConnBuilt) -> list[tuple[int, int, str]]:
+def _icmp_tail(ev: ConnBuilt | ConnTeardown, release: tuple[int, int]) -> str:
+    itype = getattr(ev, "icmp_type", None)
+    if release < ICMP_TYPE_CODE or itype is None:
+        return ""
+    return f" type {itype} code {getattr(ev, 'icmp_code', 0) or 0}"
+
+
+def _conn_built(ev: ConnBuilt, release: tuple[int, int] = NEWEST) -> list[tuple[int, int, str]]:
     if ev.protocol in _ICMP_PROTOCOLS:
-        return [(302020, 6, f"Built {ev.direction} ICMP connection for {_icmp_addrs(ev)}")]
+        return [
+            (
+                302020,
+                6,
+                f"Built {ev.direction} ICMP connection for {_icmp_addrs(ev)}{_icmp_tail(ev, release)}",
+            )
+        ]
     asa_id = {PROTO_TCP: 302013, PROTO_UDP: 302015}.get(ev.protocol)
     if asa_id is None:
         return []
@@ -325,9 +379,9 @@ def _conn_built(ev: ConnBuilt) -> list[tuple[int, int, str]]:
     return [(asa_id, 6, text)]
 
 
-def _conn_teardown(ev: ConnTeardown) -> list[tuple[int, int, str]]:
+def _conn_teardown(ev: ConnTeardown, release: tuple[int, int] = NEWEST) -> list[tuple[int, int, str]]:
     if ev.protocol in _ICMP_PROTOCOLS:
-        return [(302021, 6, f"Teardown ICMP connection for {_icmp_addrs(ev)}")]
+        return [(302021, 6, f"Teardown ICMP connection for {_icmp_addrs(ev)}{_icmp_tail(ev, release)}")]
     far, near = _outside_first(ev)
     head = f"connection {ev.conn_id} for {_sock(far)} to {_sock(near)} "
     tail = f"duration {format_duration(ev.duration)} bytes {ev.bytes}"
@@ -338,7 +392,7 @@ def _conn_teardown(ev: ConnTeardown) -> list[tuple[int, int, str]]:
     text = f"Teardown TCP {head}{tail}"
     if ev.reason:
         text += f" {ev.reason}"
-    if ev.closed_by:
+    if ev.closed_by and release >= TEARDOWN_FROM:
         text += f" from {ev.closed_by}"
     return [(302014, 6, text)]
 
@@ -375,7 +429,7 @@ def _acl_hit(ev: AclHit) -> list[tuple[int, int, str]]:
     text = (
         f"access-list {ev.acl} {ev.action} {protocol_name(ev.protocol)} "
         f"{ev.in_interface}/{ev.src}({ev.sport}) -> {ev.out_interface}/{ev.dst}({ev.dport}) "
-        f"hit-cnt {ev.hits} {when} [0x0, 0x0]"
+        f"hit-cnt {ev.hits} {when} {hash_pair(ev.origin)}"
     )
     return [(106100, ev.level if ev.level is not None else 6, text)]
 
@@ -388,6 +442,34 @@ def _ftp_transfer(ev: FtpTransfer) -> list[tuple[int, int, str]]:
             6,
             f"FTP connection from {c.interface}:{c.address}/{c.port} to {s.interface}:{s.address}/"
             f"{s.port}, user {ev.user} {ev.action} file {ev.filename}",
+        )
+    ]
+
+
+def _ftp_low_port(ev: FtpLowPort) -> list[tuple[int, int, str]]:
+    # Cisco, ASA syslog messages, 406001: "FTP port command low port: IP_address/port to IP_address on
+    # interface interface_name" -- the port announced is below 1024; the ASA drops the packet and
+    # terminates the connection.
+    return [
+        (
+            406001,
+            4,
+            f"FTP port command low port: {ev.address}/{ev.port} to {ev.peer} on interface {ev.interface}",
+        )
+    ]
+
+
+def _ftp_bounce(ev: FtpBounce) -> list[tuple[int, int, str]]:
+    # Cisco, ASA syslog messages, 406002: "%ASA-4-406002: FTP port command different address:
+    # IP_address(IP_address) to IP_address on interface interface_name" -- the sender, the address
+    # its command named, the peer; the ASA drops the packet and terminates the connection. Real logs
+    # show it for a 227 reply too ("10.1.2.3(1.2.3.4) to 10.1.0.1 on interface outside").
+    return [
+        (
+            406002,
+            4,
+            f"FTP port command different address: {ev.sender}({ev.announced}) to {ev.peer} "
+            f"on interface {ev.interface}",
         )
     ]
 
@@ -405,6 +487,8 @@ def _threat_rate(ev: ThreatRate) -> list[tuple[int, int, str]]:
 _FORMATTERS = {
     ThreatRate: _threat_rate,
     FtpTransfer: _ftp_transfer,
+    FtpLowPort: _ftp_low_port,
+    FtpBounce: _ftp_bounce,
     ConnBuilt: _conn_built,
     ConnTeardown: _conn_teardown,
     XlateBuilt: _xlate_built,
@@ -414,19 +498,31 @@ _FORMATTERS = {
 }
 
 
-def messages_for(event: Event) -> list[tuple[int, int, str]]:
-    """``(message id, severity, text)`` for each syslog message the ASA writes for ``event``.
+_VERSIONED = frozenset({ConnBuilt, ConnTeardown})
+
+
+def messages_for(event: Event, release: tuple[int, int] = NEWEST) -> list[tuple[int, int, str]]:
+    """``(message id, severity, text)`` for each syslog message the ASA writes for ``event``, in the
+    form of ``release`` (``release_of("8.2(1)")``; default the newest).
 
     Events the ASA does not log (e.g. ``IcmpSent``, most frame drops) give an empty list.
     """
-    fmt = _FORMATTERS.get(type(event))
-    return fmt(event) if fmt else []  # type: ignore[operator]
+    kind = type(event)
+    fmt = _FORMATTERS.get(kind)
+    if fmt is None:
+        return []
+    if kind in _VERSIONED:
+        return fmt(event, release)  # type: ignore[operator]
+    return fmt(event)  # type: ignore[operator]
 
 
-def format_event(event: Event, *, hostname: str | None = None, timestamp: bool = True) -> list[str]:
+def format_event(
+    event: Event, *, hostname: str | None = None, timestamp: bool = True, release: tuple[int, int] = NEWEST
+) -> list[str]:
     """The syslog lines for one event: ``<ts>: %ASA-<sev>-<id>: <text>``; with a hostname
-    ``<ts> <host> : %ASA-...``; without the timestamp the line starts at ``%ASA`` (or ``<host> : ``)."""
-    msgs = messages_for(event)
+    ``<ts> <host> : %ASA-...``; without the timestamp the line starts at ``%ASA`` (or ``<host> : ``).
+    Every message, in UTC: ``logfmt.asalog.AsaLog`` applies a configuration's ``logging`` commands."""
+    msgs = messages_for(event, release)
     if not msgs:
         return []
     prefix = _prefix(event.time, hostname, timestamp)
@@ -449,7 +545,9 @@ class ConnRecord:
     """One row of ``show conn``: the engine builds these from its connection table.
 
     ``last_activity`` is on the same clock as the ``now`` given to ``format_show_conn``; ``flags`` is
-    the ASA flag string (``UIO``, ``saA``, ...), empty when there are none.
+    the ASA flag string (``UIO``, ``saA``, ...), empty when there are none. ``initiator`` /
+    ``responder`` are the two ends' addresses for 9.x's ``show conn detail`` (left out when not
+    given); ``notes`` are statewall's own facts about the connection, printed after the ASA's lines.
     """
 
     protocol: int
@@ -464,6 +562,10 @@ class ConnRecord:
     flags: str = ""
     created: float | None = None  # for ``show conn detail``: uptime and the idle timeout that applies
     timeout: float = 0.0
+    conn_id: int | None = None
+    initiator: str | None = None
+    responder: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +603,9 @@ def short_duration(seconds: float) -> str:
     return f"{s}s"
 
 
-_CONN_LEGEND = (
+# 8.x's legend (8.4 command reference) and 9.x's, which names initiator and responder where 8.x says
+# inside and outside (9.x command reference, show conn).
+_CONN_LEGEND_8 = (
     "Flags: A - awaiting inside ACK to SYN, a - awaiting outside ACK to SYN,\n"
     "       B - initial SYN from outside, C - CTIQBE media, D - DNS, d - dump,\n"
     "       E - outside back connection, F - outside FIN, f - inside FIN,\n"
@@ -515,31 +619,93 @@ _CONN_LEGEND = (
     "       V - VPN orphan, W - WAAS,\n"
     "       X - inspected by service module"
 )
+_CONN_LEGEND = _CONN_LEGEND_8
+_CONN_LEGEND_9 = (
+    "Flags: A - awaiting responder ACK to SYN, a - awaiting initiator ACK to SYN,\n"
+    "       b - TCP state-bypass or nailed,\n"
+    "       C - CTIQBE media, c - cluster centralized,\n"
+    "       D - DNS, d - dump, E - outside back connection, e - semi-distributed,\n"
+    "       F - initiator FIN, f - responder FIN,\n"
+    "       G - group, g - MGCP, H - H.323, h - H.225.0, I - initiator data,\n"
+    "       i - incomplete, J - GTP, j - GTP data, K - GTP t3-response\n"
+    "       k - Skinny media, L - decap tunnel, M - SMTP data, m - SIP media\n"
+    "       N - inspected by Snort (1 - preserve-connection enabled, 2 - preserve-connection in effect)\n"
+    "       n - GUP, O - responder data, o - offloaded,\n"
+    "       P - inside back connection, p - passenger flow\n"
+    "       q - SQL*Net data, R - initiator acknowledged FIN,\n"
+    "       R - UDP SUNRPC, r - responder acknowledged FIN,\n"
+    "       T - SIP, t - SIP transient, U - up,\n"
+    "       V - VPN orphan, v - M3UA W - WAAS,\n"
+    "       w - secondary domain backup,\n"
+    "       X - inspected by service module,\n"
+    "       x - per session, Y - director stub flow, y - backup stub flow,\n"
+    "       Z - Scansafe redirection, z - forwarding stub flow\n"
+)
+# show conn detail's 9.x form from 9.0 on (statewall's choice of release; 8.4 prints the 8.x form).
+CONN_DETAIL_9 = (9, 0)
+
+
+def _detail_rows(c: ConnRecord, now: float, release: tuple[int, int]) -> list[str]:
+    created = c.created if c.created is not None else c.last_activity
+    times = (
+        f"idle {short_duration(now - c.last_activity)}, uptime {short_duration(now - created)}, "
+        f"timeout {short_duration(c.timeout)}, bytes {c.bytes}"
+    )
+    proto = protocol_upper(c.protocol)
+    outside, inside = f"{c.outside_ip}/{c.outside_port}", f"{c.inside_ip}/{c.inside_port}"
+    if release < CONN_DETAIL_9:
+        rows = [
+            f"{proto} {c.outside_if}:{outside} {c.inside_if}:{inside},",
+            f"    flags {c.flags or '-'}, {times}",
+        ]
+    else:
+        # 9.x: a space after each interface's colon, and one before the comma that ends the flags.
+        # The flags, then the Snort flags (N1...; statewall has none), then the comma; the platform's
+        # "Rx-RingNum N, Internal-Data0/1" after the bytes is left out.
+        rows = [
+            f"{proto} {c.outside_if}: {outside} {c.inside_if}: {inside},",
+            f"    flags {c.flags or '-'} , {times}",
+        ]
+        if c.protocol == PROTO_TCP:
+            # 9.x names the two ends of TCP connections only.
+            initiator, responder = c.initiator, c.responder
+            if initiator is None:
+                # The B flag says who sent the first SYN.
+                outside_first = "B" in c.flags
+                initiator = c.outside_ip if outside_first else c.inside_ip
+                responder = c.inside_ip if outside_first else c.outside_ip
+            rows.append(f"  Initiator: {initiator}, Responder: {responder}")
+    rows += [f"  statewall: {note}" for note in c.notes]
+    return rows
 
 
 def format_show_conn(
-    conns: Sequence[ConnRecord], now: float, *, most_used: int | None = None, detail: bool = False
+    conns: Sequence[ConnRecord],
+    now: float,
+    *,
+    most_used: int | None = None,
+    detail: bool = False,
+    release: tuple[int, int] = NEWEST,
 ) -> str:
     """``show conn`` (8.4+ layout): ``TCP outside 10.23.232.217:443 inside 192.168.1.3:52427, idle
     0:01:02, bytes 4504, flags UIO``. ``most_used`` is the table's high-water mark.
 
-    ``detail``: the flag legend, then two lines per connection, ``TCP outside:10.10.49.10/23
-    inside:10.1.1.15/1026,`` and ``    flags UIO, idle 39s, uptime 1D19h, timeout 1h0m, bytes 1940435``.
+    ``detail``: the flag legend, then per connection, before 9.0 ``TCP outside:10.10.49.10/23
+    inside:10.1.1.15/1026,`` and ``    flags UIO, idle 39s, uptime 1D19h, timeout 1h0m, bytes 1940435``;
+    from 9.0 ``TCP outside: 10.10.49.10/23 inside: 10.1.1.15/1026,``, ``    flags UIO , idle 39s, ...``
+    and, for TCP, ``  Initiator: 10.1.1.15, Responder: 10.10.49.10``, a blank line between connections
+    (9.x's ``Connection lookup keyid`` line is an internal hash statewall does not have, and the
+    platform's ``Rx-RingNum``: both left out). statewall's own facts follow each connection, on lines
+    that start ``  statewall:``.
     """
     lines = [_in_use(len(conns), most_used)]
     if detail:
-        lines.append(_CONN_LEGEND)
-        for c in conns:
-            created = c.created if c.created is not None else c.last_activity
-            lines.append(
-                f"{protocol_upper(c.protocol)} {c.outside_if}:{c.outside_ip}/{c.outside_port} "
-                f"{c.inside_if}:{c.inside_ip}/{c.inside_port},"
-            )
-            lines.append(
-                f"    flags {c.flags or '-'}, idle {short_duration(now - c.last_activity)}, "
-                f"uptime {short_duration(now - created)}, timeout {short_duration(c.timeout)}, "
-                f"bytes {c.bytes}"
-            )
+        nine = release >= CONN_DETAIL_9
+        lines.append(_CONN_LEGEND_9 if nine else _CONN_LEGEND_8)
+        for i, c in enumerate(conns):
+            if nine and i:
+                lines.append("")  # 9.x separates connections with a blank line
+            lines += _detail_rows(c, now, release)
         return "\n".join(lines) + "\n"
     for c in conns:
         lines.append(
@@ -550,15 +716,40 @@ def format_show_conn(
     return "\n".join(lines) + "\n"
 
 
+def format_show_conn_count(count: int, most_used: int | None = None) -> str:
+    """``show conn count``: ``54 in use, 123 most used`` (9.x command reference)."""
+    return _in_use(count, most_used) + "\n"
+
+
 _XLATE_LEGEND = (
     "Flags: D - DNS, e - extended, I - identity, i - dynamic, r - portmap,\n"
     "       s - static, T - twice, N - net-to-net"
 )
 
 
-def format_show_xlate(xlates: Sequence[XlateRecord], now: float, *, most_used: int | None = None) -> str:
-    """``show xlate`` (8.4+ layout): ``TCP PAT from inside:10.20.33.2/54676 to outside:192.0.2.3/54676
-    flags ri idle 1:48:12 timeout 0:00:30``."""
+# 8.3 rewrote NAT and show xlate with it; 8.2 and earlier print "PAT Global ... Local ..." lines with
+# no legend (8.2 command reference, show xlate).
+XLATE_83 = (8, 3)
+
+
+def format_show_xlate(
+    xlates: Sequence[XlateRecord],
+    now: float,
+    *,
+    most_used: int | None = None,
+    release: tuple[int, int] = NEWEST,
+) -> str:
+    """``show xlate``: 8.3+ ``TCP PAT from inside:10.20.33.2/54676 to outside:192.0.2.3/54676 flags ri
+    idle 1:48:12 timeout 0:00:30``; before 8.3 ``PAT Global 192.150.49.1(1024) Local 10.1.1.15(1028)``
+    and ``Global 192.150.49.1 Local 10.1.1.15``."""
+    if release < XLATE_83:
+        lines = [_in_use(len(xlates), most_used)]
+        for x in xlates:
+            if x.kind == "PAT":
+                lines.append(f"PAT Global {x.mapped_ip}({x.mapped_port}) Local {x.real_ip}({x.real_port})")
+            else:
+                lines.append(f"Global {x.mapped_ip} Local {x.real_ip}")
+        return "\n".join(lines) + "\n"
     lines = [_in_use(len(xlates), most_used), _XLATE_LEGEND]
     for x in xlates:
         tail = (

@@ -45,6 +45,9 @@ class Counters:
         "xlates_torn_down",
         "acl_hits",
         "icmp_sent",
+        "xlate_hits",
+        "drops_by_interface",
+        "interface_io",
     )
 
     def __init__(self) -> None:
@@ -56,11 +59,26 @@ class Counters:
         self.xlates_torn_down = 0
         self.acl_hits: Counter[tuple[str, str]] = Counter()  # (acl, action)
         self.icmp_sent = 0
+        # Translations built per NAT rule (by the rule's origin): show nat's translate_hits.
+        self.xlate_hits: Counter[object] = Counter()
+        self.drops_by_interface: Counter[str] = Counter()
+        # Per interface: [packets in, bytes in, packets out, bytes out] (fed by the adapter: ``packet``).
+        self.interface_io: dict[str, list[int]] = {}
+
+    def packet(self, iface: str, size: int, *, out: bool) -> None:
+        """One packet into (``out`` False) or out of an interface (show interface's counters)."""
+        io = self.interface_io.get(iface)
+        if io is None:
+            io = self.interface_io[iface] = [0, 0, 0, 0]
+        i = 2 if out else 0
+        io[i] += 1
+        io[i + 1] += size
 
     def feed(self, events: Iterable[Event]) -> None:
         for ev in events:
             if isinstance(ev, Drop):
                 self.drops[ev.reason] += 1
+                self.drops_by_interface[ev.interface] += 1
             elif isinstance(ev, ConnBuilt):
                 self.conns_built[protocol_name(ev.protocol)] += 1
             elif isinstance(ev, ConnTeardown):
@@ -69,6 +87,8 @@ class Counters:
                     self.teardown_reasons[ev.reason] += 1
             elif isinstance(ev, XlateBuilt):
                 self.xlates_built += 1
+                if ev.origin is not None:
+                    self.xlate_hits[ev.origin] += 1
             elif isinstance(ev, XlateTeardown):
                 self.xlates_torn_down += 1
             elif isinstance(ev, AclHit):
@@ -96,7 +116,53 @@ class Counters:
             "xlates_torn_down": self.xlates_torn_down,
             "acl_hits": acl_hits,
             "icmp_sent": self.icmp_sent,
+            "interfaces": {
+                iface: {
+                    "packets_in": io[0],
+                    "bytes_in": io[1],
+                    "packets_out": io[2],
+                    "bytes_out": io[3],
+                    "drops": self.drops_by_interface[iface],
+                }
+                for iface, io in sorted(self.interface_io.items())
+            },
         }
+
+
+# statewall reasons whose keyword an ASA does not have, shown under the ASA's nearest counter (the ASA
+# counts them there; show asp drop command usage, Cisco ASA command reference):
+#   to-the-box   traffic to the box that no management service takes hits the default deny rule
+#                (710003 "TCP access denied by ACL"), counted as acl-drop;
+#   no-xlate     8.2's inbound packet with no translation is refused by nat-control's implicit rule
+#                (106011), counted as acl-drop;
+#   bad-ip-cksum the ASA counts a wrong IP header checksum as invalid-ip-header.
+ASA_NEAREST: dict[DropReason, DropReason] = {
+    DropReason.TO_THE_BOX: DropReason.ACL_DROP,
+    DropReason.NAT_NO_XLATE: DropReason.ACL_DROP,
+    DropReason.BAD_IP_CHECKSUM: DropReason.INVALID_IP_HEADER,
+}
+# Reasons no ASA counter corresponds to: netfilter's (conntrack INVALID, SYNPROXY) and statewall's own
+# internal error. They are listed after the ASA's table, apart from it.
+NOT_ASA: frozenset[DropReason] = frozenset(
+    {DropReason.TCP_INVALID, DropReason.SYNPROXY, DropReason.SYNPROXY_INVALID, DropReason.INTERNAL_ERROR}
+)
+
+
+def asa_drop_counts(
+    counters: Mapping[DropReason, int],
+) -> tuple[dict[DropReason, int], dict[DropReason, int]]:
+    """(the counts under the ASA's own keywords, the counts no ASA keyword takes)."""
+    asa: dict[DropReason, int] = {}
+    other: dict[DropReason, int] = {}
+    for reason, n in counters.items():
+        if not n:
+            continue
+        if reason in NOT_ASA:
+            other[reason] = other.get(reason, 0) + n
+        else:
+            shown = ASA_NEAREST.get(reason, reason)
+            asa[shown] = asa.get(shown, 0) + n
+    return asa, other
 
 
 def _asp_section(title: str, rows: list[tuple[DropReason, int]], last_clearing: str) -> list[str]:
@@ -110,10 +176,15 @@ def _asp_section(title: str, rows: list[tuple[DropReason, int]], last_clearing: 
 
 def format_show_asp_drop(counters: Mapping[DropReason, int], *, last_clearing: str = "Never") -> str:
     """``show asp drop``: non-zero reasons under ``Frame drop:`` then ``Flow drop:``, each section
-    closed by its ``Last clearing:`` line, in ``DropReason`` order."""
-    frame = [(r, counters.get(r, 0)) for r in DropReason if counters.get(r, 0) and r not in FLOW_DROPS]
-    flow = [(r, counters.get(r, 0)) for r in DropReason if counters.get(r, 0) and r in FLOW_DROPS]
+    closed by its ``Last clearing:`` line, in ``DropReason`` order, with the ASA's keywords only
+    (``ASA_NEAREST``); drops no ASA counter takes (``NOT_ASA``) follow, apart, as statewall's."""
+    asa, other = asa_drop_counts(counters)
+    frame = [(r, asa[r]) for r in DropReason if asa.get(r) and r not in FLOW_DROPS]
+    flow = [(r, asa[r]) for r in DropReason if asa.get(r) and r in FLOW_DROPS]
     lines = _asp_section("Frame drop", frame, last_clearing)
     lines.append("")
     lines += _asp_section("Flow drop", flow, last_clearing)
+    if other:
+        lines += ["", "statewall: drops no ASA counter takes:"]
+        lines += [f"statewall:   {r.description} ({r.keyword}) {n}" for r, n in other.items()]
     return "\n".join(lines) + "\n"

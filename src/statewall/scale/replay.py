@@ -57,6 +57,7 @@ _TIMERS, _PACKET = 0, 1  # phases of one global index: the timer sweep before th
 # A shard's connection number N is written as _PLACEHOLDER + N; the merge puts the box's number there.
 # Thirteen digits: no count, port or address field of a log line or event reaches it.
 _PLACEHOLDER = 9_000_000_000_000
+_MASTER = 8_000_000_000_000  # the same for the number of a connection's master (``ConnBuilt.master``)
 
 
 def shard_policy(policy: Policy, count: int) -> Policy:
@@ -184,9 +185,12 @@ class ShardEngine:
                     # Connection numbers are the box's, in the order connections were built (a shard
                     # numbers its own from 1): formatted with a placeholder number the merge replaces.
                     ev.conn_id = _PLACEHOLDER + local
+                    master = getattr(ev, "master", None)  # an FTP data connection's control connection
+                    if master is not None:
+                        ev.master = _MASTER + master
                     lines = fmt(ev, hostname=host, timestamp=True)
                     role = 1 if type(ev) is ConnBuilt else 2 if type(ev) is ConnTeardown else 0
-                    out.append((index, phase, 2, lines, event_to_json(ev), local, role))
+                    out.append((index, phase, 2, lines, event_to_json(ev), local, role, master))
 
     def feed(self, chunk: bytes) -> bytes:
         """One chunk, pickled: ``(number, packets, cidx, cnow, end)``, the packets ``(global index, time,
@@ -570,6 +574,9 @@ class _Merger:
                     number = ids.get(local, rec[5])
                 marker, num = str(_PLACEHOLDER + rec[5]), str(number)
                 lines, text = [line.replace(marker, num) for line in lines], text.replace(marker, num)
+                if rec[7] is not None:
+                    marker, num = str(_MASTER + rec[7]), str(ids.get((shard, rec[7]), rec[7]))
+                    lines, text = [line.replace(marker, num) for line in lines], text.replace(marker, num)
             for line in lines:
                 log.write(line + "\n")
             self.log_lines += len(lines)

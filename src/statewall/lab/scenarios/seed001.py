@@ -22,7 +22,10 @@ The fix is the seed's own rule, verbatim with its prompt, ``iptables -t mangle -
 ``statewall mss --mtu 1500 --ipsec aes256-sha1`` works out), added with ``statewall ctl reload``: the
 client's SYN leaves through ipsec0 with MSS 1347 (``statewall ctl capture outside`` shows it), the
 server sends 1387-byte packets and the same download completes, byte for byte; ``statewall ctl show
-iptables mangle`` counts the clamped SYN. Then
+iptables mangle`` counts the clamped SYN. Then the same appliance written in nftables (masquerade in an
+``ip nat`` table) with the seed's clamp as nft writes it, ``oifname "ipsec0" ... tcp flags syn / syn,rst
+tcp option maxseg size set 1347`` in an inet table at the mangle priority of POSTROUTING: the download
+completes and the SYN leaves with MSS 1347. Then
 the same site with an ASA: its default ``sysopt connection tcpmss 1380`` would still leave 1420-byte
 packets, ``sysopt connection tcpmss 1347`` makes the download work.
 """
@@ -58,6 +61,29 @@ SEED_RULE = (
     "XGS116_XN02_SFOS 19.5.2 MR-2-Build624# iptables -t mangle -A POSTROUTING -o ipsec0 -p tcp -m tcp "
     "--tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1347\n"
 )
+
+# The same appliance written in nftables, and the seed's clamp as nft writes it (one rule per family in
+# an inet table at the mangle priority of POSTROUTING, where the iptables rule sat).
+SOPHOS_NFT = """\
+#@statewall hostname XGS116_XN02
+#@statewall interface inside dev Port1 address 192.168.1.1/24
+#@statewall interface outside dev ipsec0 address 203.0.113.1/24 mtu 1400
+#@statewall route 198.51.100.0/24 via 203.0.113.254 dev outside
+table ip nat {
+\tchain postrouting {
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\toifname "ipsec0" masquerade
+\t}
+}
+"""
+SEED_RULE_NFT = """\
+table inet mangle {
+\tchain postrouting {
+\t\ttype filter hook postrouting priority mangle; policy accept;
+\t\toifname "ipsec0" meta nfproto ipv4 tcp flags syn / syn,rst counter tcp option maxseg size set 1347
+\t}
+}
+"""
 
 # The same site with an ASA, for the ASA's form of the clamp.
 ASA = """\
@@ -245,6 +271,18 @@ def seed001(run: ScenarioRun) -> None:
     run.check("the TCPMSS rule clamped the SYN", packets >= 1, f"{packets} packets")
     code = fw.stop()
     run.check("statewall run exits cleanly", code == 0, f"exit code {code}")
+
+    run.say(f"the same appliance in nftables, fixed by the seed's clamp as nft writes it (MSS {calc.mss})")
+    server.run(["ss", "-K", "-t", "sport = :80"], timeout=10, check=False)
+    fw = Firewall(run, topo, role="nft")
+    fw.start(SOPHOS_NFT)
+    for line in SEED_RULE_NFT.strip().splitlines():
+        run.say(f"    {line}")
+    answer = fw.reload(SOPHOS_NFT + SEED_RULE_NFT).splitlines()
+    run.say(f"    statewall ctl reload: {answer[0]}")
+    fixed(run, fw, client, router, url, "fixed-nft.bin", sha, calc.mss)
+    code = fw.stop()
+    run.check("statewall run (nftables) exits cleanly", code == 0, f"exit code {code}")
 
     run.say(
         f"fixed on an ASA instead: sysopt connection tcpmss {calc.mss} (its default 1380 is not enough here)"

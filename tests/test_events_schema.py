@@ -1,0 +1,63 @@
+"""Given events, expect events.jsonl records in the documented schema (docs/events.md): ISO 8601
+timestamps with their zone, no field name ending in an underscore, ECS names beside statewall's, and a
+flow id (the Community ID) on every event about a packet or a connection, drops included."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from statewall import cli
+from statewall.events import ConnBuilt, Drop, DropReason, Endpoint, XlateBuilt
+from statewall.logfmt.jsonl import community_id, event_record
+from statewall.policy import PROTO_TCP
+from test_show_offline import CONFIG, capture
+
+T = 1_190_184_958.25
+
+
+def test_community_id_matches_the_specification_vector():
+    # community-id-spec's README: TCP 128.232.110.120:34855 -> 66.35.250.204:80, seed 0.
+    assert community_id(6, "128.232.110.120", 34855, "66.35.250.204", 80) == "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+    assert community_id(6, "66.35.250.204", 80, "128.232.110.120", 34855) == "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+
+
+def test_a_drop_and_the_connection_it_belongs_to_share_the_flow_id():
+    built = ConnBuilt(
+        T, 7, PROTO_TCP, "outbound",
+        Endpoint("inside", "10.0.0.2", 38003, "10.0.0.2", 38003),
+        Endpoint("outside", "192.168.9.2", 21, "192.168.9.2", 21),
+    )  # fmt: skip
+    drop = Drop(T, DropReason.TCP_MSS_EXCEEDED, "inside", PROTO_TCP, "10.0.0.2", 38003, "192.168.9.2", 21)
+    b, d = event_record(built), event_record(drop)
+    assert b["network.community_id"] == d["network.community_id"]
+    assert d["event.kind"] == "alert" and d["event.reason"] == "TCP data exceeded MSS"
+    assert (d["source.ip"], d["source.port"], d["destination.port"]) == ("10.0.0.2", 38003, 21)
+    assert d["observer.ingress.interface.name"] == "inside" and d["network.transport"] == "tcp"
+    assert b["event.code"] == "302013" and b["log.level"] == "informational" and b["conn_id"] == 7
+    assert b["@timestamp"] == "2007-09-19T06:55:58.250000+00:00"
+
+
+def test_translation_kind_is_xlate_type():
+    ev = XlateBuilt(T, "dynamic", PROTO_TCP, "inside", "10.0.0.2", 1025, "outside", "192.0.2.1", 1025)
+    rec = event_record(ev)
+    assert rec["xlate_type"] == "dynamic" and "kind_" not in rec
+    assert (rec["source.nat.ip"], rec["source.nat.port"]) == ("192.0.2.1", 1025)
+
+
+def test_every_record_of_a_replay_follows_the_schema(tmp_path: Path, capsys):
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "out"
+    assert (
+        cli.main(["replay", "-c", str(cfg), "-o", str(out), "--json", str(capture(tmp_path / "c.pcap"))]) == 0
+    )
+    capsys.readouterr()
+    records = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    assert {r["event"] for r in records} >= {"ConnBuilt", "XlateBuilt", "Drop"}
+    for r in records:
+        assert not any(k.endswith("_") for k in r)
+        assert datetime.fromisoformat(r["@timestamp"]).utcoffset() is not None
+        if r["event"] in ("ConnBuilt", "Drop"):
+            assert r["network.community_id"].startswith("1:")
