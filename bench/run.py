@@ -10,7 +10,11 @@ Measures what issue 8 asks for, each the median of ``--runs`` runs (3 by default
 4. replay: engine packets per second over a generated trace of established TCP flows (engine time
    only: decoding, lookup, normalizer, tracking, NAT, randomization, counters; no file I/O), the
    garbage collector on as in the adapters (the trace itself frozen out of its way);
-5. memory: bytes per tracked connection with a million idle connections in the table (RSS growth).
+5. memory: bytes per tracked connection with a million idle connections in the table (RSS growth);
+6. sharded replay (``--only shards``): a generated busy site (``bench.busytrace``: 100 000 connections
+   of many inside hosts, FTP, per-client limits) replayed by ``statewall replay`` in one process and in
+   1 and 2 shards on a Dask ``LocalCluster``, and in 2 shards on a cluster already running: wall time
+   and packets per second of the whole replay (reading, engine, formatting, writing, the merge).
 
 The table gives the ratio statewall / kernel where the kernel has a counterpart (for memory the
 kernel's figure is its ``nf_conntrack`` slab object) and the issue's target. Numbers are never
@@ -166,6 +170,87 @@ def bench_replay(packets: int, flows: int) -> dict:
         "forwarded": fw.stats["forwarded"] - base_fwd,
         "dropped": fw.stats["dropped"] - base_drop,
     }
+
+
+def bench_shards(connections: int, workdir: Path) -> list[dict]:
+    """The sharded replay line: one process, then 1 and 2 workers of a LocalCluster started by the
+    replay (its start counted), then 2 shards on a LocalCluster already running (start not counted).
+    The site is behind PAT: each shard allocates from its own port blocks."""
+    import logging
+
+    from distributed import LocalCluster
+
+    from bench.busytrace import config, write_trace
+    from bench.shard_compare import compare
+    from statewall.config import parse_policy
+    from statewall.replay import replay
+    from statewall.scale.replay import replay as sharded
+
+    trace = workdir / "busy.pcap"
+    info = write_trace(trace, connections)
+    policy = parse_policy(config(), "busy.cfg")
+    packets = info["packets"]
+    rows = []
+
+    seed = b"bench-shards"
+    ref = workdir / "one"
+
+    def timed(name: str, run) -> None:
+        gc.collect()
+        out = ref if name == "one process" else workdir / f"run{len(rows)}"
+        load = os.getloadavg()[0]
+        t0, c0 = time.perf_counter(), time.process_time()
+        summary = run(out)
+        dt, driver_cpu = time.perf_counter() - t0, time.process_time() - c0
+        same: bool | str = True
+        if out != ref:
+            try:  # the answers, checked as the tests check them (not a speed assertion)
+                compare(ref, out)
+            except AssertionError as exc:
+                same = str(exc)[:300]
+        rows.append(
+            {
+                "what": name,
+                "seconds": dt,
+                "pkt_per_s": packets / dt,
+                "packets": packets,
+                "connections": summary["connections"]["built"],
+                "shards": summary.get("shards"),
+                "load_before": load,
+                "same_as_one_process": same,
+                # Processor seconds: the driver's (this process, all threads) and each shard's (its
+                # thread). With a core each, a replay takes about the largest of them: what the line
+                # would show on a machine with more cores than busy processes.
+                "driver_cpu_seconds": driver_cpu,
+                "shard_cpu_seconds": (summary.get("shards") or {}).get("cpu_seconds"),
+            }
+        )
+        shard_cpu = (summary.get("shards") or {}).get("cpu_seconds") or []
+        print(
+            f"  {name}: {dt:.1f} s, {packets / dt:,.0f} pkt/s; cpu: driver {driver_cpu:.1f} s, shards "
+            f"{', '.join(f'{c:.1f}' for c in shard_cpu) or '-'} s (load {load:.1f}; same answers: {same})"
+        )
+
+    print(f"shards: {connections:,} connections, {packets:,} packets")
+    timed(
+        "one process",
+        lambda out: replay(policy, [(None, trace)], ref, drain=300, firewall=Firewall(policy, seed=seed)),
+    )
+    for n in (1, 2):
+        timed(
+            f"{n} worker(s), LocalCluster",
+            lambda out, n=n: sharded(policy, [(None, trace)], out, workers=n, drain=300, seed=seed),
+        )
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR
+    ) as lc:
+        timed(
+            "2 shards, running cluster",
+            lambda out: sharded(
+                policy, [(None, trace)], out, cluster=lc.scheduler_address, drain=300, seed=seed
+            ),
+        )
+    return rows
 
 
 def _rss() -> int:
@@ -375,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flows", type=int, default=10_000)
     ap.add_argument("--connections", type=int, default=1_000_000)
     ap.add_argument("--bulk-seconds", type=int, default=8)
+    ap.add_argument("--shard-connections", type=int, default=100_000, help="the sharded replay line's trace")
     ap.add_argument("--seconds", type=float, default=5.0, help="small-packet and connection windows")
     ap.add_argument("--no-live", action="store_true", help="only the offline lines (replay, memory)")
     ap.add_argument("--markdown", action="store_true", help="also print the table as markdown")
@@ -386,12 +472,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=("replay", "memory"),
+        choices=("replay", "memory", "shards"),
         help="only this offline line (no live lines): e.g. --only memory --connections 200000",
     )
     args = ap.parse_args(argv)
     if args.quick:
         args.packets, args.flows, args.connections, args.runs = 20_000, 1000, 20_000, 1
+        args.shard_connections = 5000
         args.bulk_seconds, args.seconds = 2, 2.0
     result: dict = {
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -431,6 +518,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory: {args.connections:,} connections")
         # One memory run: a million handshakes take minutes, and the figure barely varies.
         mem_runs = _stage(result, "memory", lambda: [bench_memory(args.connections, args.tracemalloc)])
+    if args.only in (None, "shards"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="statewall-shards-") as tmp:
+            _stage(result, "shards", lambda: bench_shards(args.shard_connections, Path(tmp)))
+        save()
+        if args.only == "shards":
+            print(f"results: {path}")
+            return 0
     rows = build_rows(live, replay_runs, mem_runs, args)
     result["table"] = rows
     result["markdown"] = markdown(rows, args.runs)

@@ -32,7 +32,7 @@ module.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, filterfalse, islice
 
@@ -154,6 +154,33 @@ class PortSet:
         first = lo + start % size
         port = self.next_free(first, hi)
         return port if port is not None else self.next_free(lo, first - 1)
+
+
+# A shard of a sharded replay (statewall.scale) hands out the ports of its own blocks only: block b =
+# port >> 9 (512 ports: the size of the ASA's PAT port blocks, ``xlate block-allocation size`` default;
+# blocks 0 and 1 are exactly its privileged classes 1-511 and 512-1023) belongs to shard b % count, as
+# an ASA cluster gives each unit PAT port blocks of its own. Two shards translating to one address then
+# never choose the same port, and a translated reply names its shard by its destination port.
+PORT_BLOCK_BITS = 9
+
+
+def port_owner(port: int, count: int) -> int:
+    """The shard whose blocks hold ``port`` (a PAT port or ICMP identifier) when ``count`` share them."""
+    return (port >> PORT_BLOCK_BITS) % count
+
+
+def _own_ranges(lo: int, hi: int, first: int, index: int, count: int) -> Iterator[tuple[int, int]]:
+    """The stretches ``(start, end)`` of ``lo..hi`` in shard ``index``'s blocks, from ``first`` upward,
+    wrapping to ``lo``."""
+    size = 1 << PORT_BLOCK_BITS
+    for a, b in ((first, hi), (lo, first - 1)):
+        block = a >> PORT_BLOCK_BITS
+        while a <= b:
+            end = min(b, (block + 1) * size - 1)
+            if block % count == index:
+                yield a, end
+            block += 1
+            a = end + 1
 
 
 def _all(version: int) -> int:
@@ -457,6 +484,7 @@ class NatTable:
         self._hosts_in_use: set[tuple[int, int]] = set()  # dynamic one-to-one mapped addresses
         self._nat_hosts: dict[tuple[int, str, int], Xlate] = {}  # (version, mapped iface, addr)
         self.most_used = 0
+        self.port_share: tuple[int, int] | None = None  # (shard, shards) of a sharded replay: PORT_BLOCK_BITS
         for order, rule in enumerate(asa_order(policy.nat_rules)):
             if rule.inactive:
                 continue
@@ -836,6 +864,16 @@ class NatTable:
             lo, hi = port_range
         else:
             lo, hi = _port_class(want or 1024)
+        if self.port_share is not None:
+            # A shard: the real port if it is free and in one of its blocks, else the next free port of
+            # its blocks in the same class.
+            first = want if lo <= want <= hi else lo
+            for start, end in _own_ranges(lo, hi, first, *self.port_share):
+                p = used.next_free(start, end)
+                if p is not None:
+                    used.add(p)
+                    return p
+            return None
         if lo <= want <= hi and want not in used and (want or proto in _ICMP_PROTOCOLS):
             used.add(want)
             return want
