@@ -171,7 +171,7 @@ class _Outputs:
             self.sender.send_events(events)
 
 
-def _merged(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes, bool]]:
+def merged_captures(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes, bool]]:
     """All packets of all captures by timestamp; ties keep capture order, then file order. The last
     field says whether the capture cut the packet short (``_truncated``)."""
 
@@ -268,7 +268,7 @@ def replay(
         per_capture_truncated: Counter[int] = Counter()
         first: float | None = None
         now = float("-inf")
-        for n, (ts, index, _seq, data, cut) in enumerate(_merged(readers)):
+        for n, (ts, index, _seq, data, cut) in enumerate(merged_captures(readers)):
             if first is None:
                 first = ts
             if ts < now:

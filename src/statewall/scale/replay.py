@@ -35,7 +35,7 @@ import pickle
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from ..logfmt.counters import Counters
 from ..logfmt.jsonl import event_to_json
 from ..pcapio import CaptureReader, PcapWriter
 from ..policy import Policy
-from ..replay import ReplayError, output_name
+from ..replay import ReplayError, merged_captures, output_name
 from .shardkey import ShardKey
 
 # Packets read, keyed and sent to the shards at a time: bounds the driver's and each shard's memory.
@@ -249,17 +249,6 @@ class ShardEngine:
         }
 
 
-def _merged(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes]]:
-    """All packets of all captures by timestamp; ties keep capture order, then file order (as
-    ``statewall.replay`` orders them)."""
-
-    def keyed(index: int, reader: CaptureReader) -> Iterator[tuple[float, int, int, bytes]]:
-        for seq, (ts, data) in enumerate(reader):
-            yield ts, index, seq, data
-
-    return heapq.merge(*(keyed(i, r) for i, r in enumerate(readers)))
-
-
 class _Inline:
     """Shards in this process, one after the other (one worker, or tests)."""
 
@@ -413,13 +402,14 @@ def replay(
         total = 0
         in_flight: deque[list[Any]] = deque()
         sent = 0
-        stream = _merged(readers)
+        stream = merged_captures(readers)
+        truncated: Counter[int] = Counter()
         while True:
             parts: list[list[tuple[int, float, int, bytes]]] = [[] for _ in range(count)]
             cidx: list[int] = []
             cnow: list[float] = []
             n = 0
-            for ts, capture, _seq, data in stream:
+            for ts, capture, _seq, data, cut in stream:
                 if first is None:
                     first = ts
                 if ts < now:
@@ -429,7 +419,11 @@ def replay(
                 if not cnow or now != cnow[-1]:
                     cidx.append(total)
                     cnow.append(now)
-                parts[key(data, ingress[capture])].append((total, now, capture, data))
+                if cut:
+                    # Cut short by the snap length: not handed to any engine, as one process does.
+                    truncated[capture] += 1
+                else:
+                    parts[key(data, ingress[capture])].append((total, now, capture, data))
                 total += 1
                 n += 1
                 if n == chunk:
@@ -456,8 +450,15 @@ def replay(
         merger.add([t.pop("records") for t in totals])
         packets_out, log_lines = merger.packets_out(), merger.log_lines
         capture_rows = [
-            {"path": os.fspath(path), "ingress": iface or "auto", "format": r.format, **r.stats.to_dict()}
-            for (iface, path), r in zip(captures, readers)
+            {
+                "path": os.fspath(path),
+                "ingress": iface or "auto",
+                "format": r.format,
+                **r.stats.to_dict(),
+                "truncated": truncated[i],
+                "snaplen": r.snaplen,
+            }
+            for i, ((iface, path), r) in enumerate(zip(captures, readers))
         ]
 
     counters = Counters()
@@ -479,6 +480,7 @@ def replay(
         "dropped": c["dropped"],
         "held": packets_in - forwarded - sum(t["dropped_on_receive"] for t in totals),
         "unassigned": sum(unassigned.values()),
+        "truncated": sum(truncated.values()),
         "reordered": reordered,
         "drops_by_reason": c["drops_by_reason"],
         "packets_out": packets_out,
