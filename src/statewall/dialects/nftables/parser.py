@@ -1099,24 +1099,7 @@ class Parser:
         elif what.text in ("iifname", "oifname", "iif", "oif"):
             self.interface(r, what)
         elif what.text == "mark":
-            nxt = self.peek()
-            if nxt is not None and nxt.text == "set":
-                self.i += 1
-                value = self.next("a value")
-                if value.text == "ct":
-                    self.expect("mark")
-                    r.statements.append(
-                        ("CONNMARK", {"mode": "restore", "nfmask": 0xFFFFFFFF, "ctmask": 0xFFFFFFFF})
-                    )
-                else:
-                    r.statements.append(
-                        ("MARK", {"mode": "set", "value": self.number(value), "mask": 0xFFFFFFFF})
-                    )
-                return
-            neg, vals = self.values()
-            r.extensions.append(
-                NfExtension("mark", {"value": self.number(vals[0]), "mask": 0xFFFFFFFF, "negate": neg})
-            )
+            self.mark(r, copy_from="ct", copy_mode="restore", set_target="MARK", match="mark")
         elif what.text == "pkttype":
             neg, vals = self.values()
             if vals[0].text not in ("unicast", "broadcast", "multicast", "host"):
@@ -1124,6 +1107,28 @@ class Parser:
             r.extensions.append(NfExtension("pkttype", {"type": vals[0].text, "negate": neg}))
         else:
             raise self.not_modelled(what, f"meta {what.text}")
+
+    def mark(self, r: _Rule, copy_from: str, copy_mode: str, set_target: str, match: str) -> None:
+        """The rest of `meta mark ...` or `ct mark ...`: `set <copy_from> mark` copies the other mark
+        across (CONNMARK `copy_mode`), `set N` sets this one (`set_target`), `N` matches it (`match`)."""
+        nxt = self.peek()
+        if nxt is not None and nxt.text == "set":
+            self.i += 1
+            value = self.next("a value")
+            if value.text == copy_from:
+                self.expect("mark")
+                r.statements.append(
+                    ("CONNMARK", {"mode": copy_mode, "nfmask": 0xFFFFFFFF, "ctmask": 0xFFFFFFFF})
+                )
+            else:
+                r.statements.append(
+                    (set_target, {"mode": "set", "value": self.number(value), "mask": 0xFFFFFFFF})
+                )
+            return
+        neg, vals = self.values()
+        r.extensions.append(
+            NfExtension(match, {"value": self.number(vals[0]), "mask": 0xFFFFFFFF, "negate": neg})
+        )
 
     def ct(self, r: _Rule, tok: Token, table: NfTable) -> None:
         what = self.next("a ct key")
@@ -1154,24 +1159,7 @@ class Parser:
                     states.add(word.upper())
             r.fields.update(ctstates=frozenset(states), ctstates_negate=neg)
         elif what.text == "mark":
-            nxt = self.peek()
-            if nxt is not None and nxt.text == "set":
-                self.i += 1
-                value = self.next("a value")
-                if value.text == "meta":
-                    self.expect("mark")
-                    r.statements.append(
-                        ("CONNMARK", {"mode": "save", "nfmask": 0xFFFFFFFF, "ctmask": 0xFFFFFFFF})
-                    )
-                else:
-                    r.statements.append(
-                        ("CONNMARK", {"mode": "set", "value": self.number(value), "mask": 0xFFFFFFFF})
-                    )
-                return
-            neg, vals = self.values()
-            r.extensions.append(
-                NfExtension("connmark", {"value": self.number(vals[0]), "mask": 0xFFFFFFFF, "negate": neg})
-            )
+            self.mark(r, copy_from="meta", copy_mode="save", set_target="CONNMARK", match="connmark")
         elif what.text == "helper":
             nxt = self.peek()
             if nxt is not None and nxt.text == "set":
