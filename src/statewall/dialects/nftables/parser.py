@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ...policy import (
@@ -532,21 +533,28 @@ class Parser:
         if tok.text != "{":
             return [self.joined(tok)]
         out = []
-        while True:
-            t = self.peek(skip_newlines=True)
-            if t is None:
-                raise self.error(tok, "'}' expected")
-            self.i += 1
-            if t.text == "}":
-                return out
-            if t.text == ",":
-                continue
+        for t in self.listed(tok):
             if t.text in (":", "."):
                 raise self.not_modelled(t, "maps and concatenations")
             nxt = self.peek()
             if nxt is not None and nxt.text.startswith(":") and not nxt.quoted:
                 raise self.not_modelled(t, "maps and verdict maps")
             out.append(t)
+        return out
+
+    def listed(self, brace: Token) -> Iterator[Token]:
+        """The items of the ``{ a, b, ... }`` that ``brace`` opened, up to and past its ``}``; newlines
+        and commas between them skipped."""
+        while True:
+            t = self.peek(skip_newlines=True)
+            if t is None:
+                raise self.error(brace, "'}' expected")
+            self.i += 1
+            if t.text == "}":
+                return
+            if t.text == ",":
+                continue
+            yield t
 
     def values(self) -> tuple[bool, list[Token]]:
         """An optional ``!=``/``==`` and a value, anonymous set or ``@set``."""
@@ -598,15 +606,7 @@ class Parser:
         if brace.text != "{":
             raise self.error(brace, "'{' or @map expected")
         entries = []
-        while True:
-            tok = self.peek(skip_newlines=True)
-            if tok is None:
-                raise self.error(brace, "'}' expected")
-            self.i += 1
-            if tok.text == "}":
-                break
-            if tok.text == ",":
-                continue
+        for tok in self.listed(brace):
             value = convert(tok)
             colon = self.next("':'")
             if colon.text != ":":
@@ -1061,15 +1061,7 @@ class Parser:
         if brace.text != "{":
             raise self.not_modelled(brace, "a concatenation against a named set")
         pairs = []
-        while True:
-            t = self.peek(skip_newlines=True)
-            if t is None:
-                raise self.error(brace, "'}' expected")
-            self.i += 1
-            if t.text == "}":
-                break
-            if t.text == ",":
-                continue
+        for t in self.listed(brace):
             self.expect(".")
             c = self.next("a code")
             ty = types.get(t.text, int(t.text) if t.text.isdigit() else None)
