@@ -273,16 +273,7 @@ class Parser:
             table = NfTable(name.text, origin=self.origin(start), family=fam.text)
             self.policy.nft_tables.append(table)
         self.expect("{")
-        while True:
-            tok = self.peek(skip_newlines=True)
-            if tok is None:
-                raise self.error(start, "'}' expected: the table is never closed")
-            self.i += 1
-            if tok.text == "}":
-                self.check_jumps(table)
-                return
-            if tok.text == ";":
-                continue
+        for tok in self.statements(start, "table"):
             if tok.text == "chain":
                 self.chain(table)
             elif tok.text == "set":
@@ -298,6 +289,21 @@ class Parser:
                 raise self.not_modelled(tok, f"{tok.text} objects")
             else:
                 raise self.error(tok, f"chain, set or ct helper expected in a table, not {tok.text!r}")
+        self.check_jumps(table)
+
+    def statements(self, opener: Token, what: str) -> Iterator[Token]:
+        """The first word of each statement in the ``{ ... }`` of a table, set or map, up to and past its
+        ``}``; newlines and ``;`` skipped. Without a ``}`` the error points at ``opener``."""
+        while True:
+            tok = self.peek(skip_newlines=True)
+            if tok is None:
+                raise self.error(opener, f"'}}' expected: the {what} is never closed")
+            self.i += 1
+            if tok.text == "}":
+                return
+            if tok.text == ";":
+                continue
+            yield tok
 
     def set_(self, table: NfTable) -> None:
         name = self.next("a set name")
@@ -305,15 +311,7 @@ class Parser:
         kind = None
         members: list[Token] = []
         interval = False
-        while True:
-            tok = self.peek(skip_newlines=True)
-            if tok is None:
-                raise self.error(name, "'}' expected: the set is never closed")
-            self.i += 1
-            if tok.text == "}":
-                break
-            if tok.text == ";":
-                continue
+        for tok in self.statements(name, "set"):
             if tok.text == "type":
                 kind = self.next("a type")
                 if self.peek() is not None and self.peek().text == ".":
@@ -362,15 +360,7 @@ class Parser:
         self.expect("{")
         key_type = None
         entries: list = []
-        while True:
-            tok = self.peek(skip_newlines=True)
-            if tok is None:
-                raise self.error(name, "'}' expected: the map is never closed")
-            self.i += 1
-            if tok.text == "}":
-                break
-            if tok.text == ";":
-                continue
+        for tok in self.statements(name, "map"):
             if tok.text == "type":
                 key_type = self.next("a key type")
                 colon = self.next("':'")
