@@ -81,6 +81,33 @@ route outside 0.0.0.0 0.0.0.0 203.0.113.254
 
 
 # --------------------------------------------------------------------------------------------------
+# Browsing from the inside
+
+# The inside network 10.1.1.0/24 may reach web servers (tcp/80) outside, untranslated.
+ASA_BROWSING = """hostname fw
+interface GigabitEthernet0/0
+ nameif outside
+ security-level 0
+ ip address 203.0.113.1 255.255.255.0
+interface GigabitEthernet0/1
+ nameif inside
+ security-level 100
+ ip address 10.1.1.1 255.255.255.0
+route outside 0.0.0.0 0.0.0.0 203.0.113.254
+access-list INSIDE_IN extended permit tcp 10.1.1.0 255.255.255.0 any eq www
+access-group INSIDE_IN in interface inside
+"""
+# The same, the inside translated to the outside interface's address (PAT).
+ASA_BROWSING_PAT = (
+    ASA_BROWSING
+    + """\
+global (outside) 1 interface
+nat (inside) 1 10.1.1.0 255.255.255.0
+"""
+)
+
+
+# --------------------------------------------------------------------------------------------------
 # The dual-stack ASA 9
 
 DUAL_STACK_INTERFACES = """\

@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from fixtures import DUAL_STACK_INTERFACES
 from header_check import must_drop, tcp_flags_refused
 from statewall import craft
 from statewall.engine import Firewall
@@ -34,18 +35,10 @@ from statewall.packet import str_to_addr
 
 __all__ = ["CONFIGS", "Findings", "fuzz", "nftables_available"]
 
-ASA = """\
-ASA Version 9.1(2)
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 192.0.2.1 255.255.255.0
- ipv6 address 2001:db8:ffff::1/64
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.255.0
- ipv6 address 2001:db8:1::1/64
+ASA = (
+    "ASA Version 9.1(2)\n"
+    + DUAL_STACK_INTERFACES
+    + """\
 object network inside-net
  subnet 10.0.0.0 255.255.255.0
  nat (inside,outside) dynamic interface
@@ -73,6 +66,7 @@ policy-map global_policy
   set connection advanced-options norm
 service-policy global_policy global
 """
+)
 
 IPTABLES = """\
 #@statewall interface inside dev eth1 address 10.0.0.1/24 address 2001:db8:1::1/64

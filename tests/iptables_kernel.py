@@ -64,6 +64,23 @@ def protocol_names(text: str) -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
+def run_sections(body: list[str], marker: str) -> dict[str, str]:
+    """Run the shell lines ``body`` in a fresh network namespace; its output cut at each line that starts
+    with ``marker``, by the name that follows the marker."""
+    result = subprocess.run(
+        ["unshare", "-n", "bash", "-c", "\n".join(body)], capture_output=True, text=True, check=True
+    )
+    sections: dict[str, str] = {}
+    current = None
+    for line in result.stdout.splitlines(keepends=True):
+        if line.startswith(marker):
+            current = line[len(marker) :].strip()
+            sections[current] = ""
+        elif current is not None:
+            sections[current] += line
+    return sections
+
+
 def kernel_sections(script: str) -> dict[str, str]:
     """Run the iptables/ip6tables commands of ``script`` in a fresh namespace; the listings and saves."""
     lines = []
@@ -81,17 +98,7 @@ def kernel_sections(script: str) -> dict[str, str]:
                 body.append(f"{prog} -t {table} {flags}")
         body.append(f"echo '{marker}save {family}'")
         body.append(f"{prog}-save | grep -v '^#'")
-    result = subprocess.run(
-        ["unshare", "-n", "bash", "-c", "\n".join(body)], capture_output=True, text=True, check=True
-    )
-    sections: dict[str, str] = {}
-    current = None
-    for line in result.stdout.splitlines(keepends=True):
-        if line.startswith(marker):
-            current = line[len(marker) :].strip()
-            sections[current] = ""
-        elif current is not None:
-            sections[current] += line
+    sections = run_sections(body, marker)
     return {k: (v if k.startswith("save") else protocol_names(v)) for k, v in sections.items()}
 
 

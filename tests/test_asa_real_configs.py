@@ -347,6 +347,11 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def packet_tracer(capsys, cfg: Path, *words: str) -> tuple[int, str, str]:
+    """``statewall packet-tracer -c CFG input WORDS...``, as ``run`` returns it."""
+    return run(capsys, "packet-tracer", "-c", str(cfg), "input", *words)
+
+
 def test_check_reports_all_problems_as_json_records(tmp_path: Path, capsys):
     cfg = tmp_path / "bad.cfg"
     cfg.write_text(ASA9 + "route nowhere 10.0.0.0 255.0.0.0 192.168.1.2\nfrobnicate\ntimeout conn 1\n")
@@ -576,19 +581,7 @@ crypto map outside_map interface outside
 def test_packet_tracer_shows_the_vpn_a_real_asa_would_encrypt_into(tmp_path: Path, capsys):
     cfg = tmp_path / "vpn.cfg"
     cfg.write_text(VPN)
-    code, out, _ = run(
-        capsys,
-        "packet-tracer",
-        "-c",
-        str(cfg),
-        "input",
-        "inside",
-        "tcp",
-        "192.168.1.5",
-        "40000",
-        "10.9.1.1",
-        "443",
-    )
+    code, out, _ = packet_tracer(capsys, cfg, "inside", "tcp", "192.168.1.5", "40000", "10.9.1.1", "443")
     assert code == 0
     tail = out.split("Action: allow\n", 1)[1].splitlines()
     assert tail[1:8] == [
@@ -605,19 +598,7 @@ def test_packet_tracer_shows_the_vpn_a_real_asa_would_encrypt_into(tmp_path: Pat
         "does not model VPN (crypto map outside_map)"
     )
     # Traffic the crypto map does not select: no such phase.
-    code, out, _ = run(
-        capsys,
-        "packet-tracer",
-        "-c",
-        str(cfg),
-        "input",
-        "inside",
-        "tcp",
-        "192.168.1.5",
-        "40000",
-        "8.8.8.8",
-        "443",
-    )
+    code, out, _ = packet_tracer(capsys, cfg, "inside", "tcp", "192.168.1.5", "40000", "8.8.8.8", "443")
     assert "NOT MODELLED" not in out
 
 
@@ -726,52 +707,16 @@ def test_the_pager_s_prompt_and_the_blanks_that_erase_it_lose_no_line():
 def test_packet_tracer_names_the_inspections_it_does_not_model(tmp_path: Path, capsys):
     cfg = tmp_path / "g.cfg"
     cfg.write_text(GAPS)
-    code, out, _ = run(
-        capsys,
-        "packet-tracer",
-        "-c",
-        str(cfg),
-        "input",
-        "inside",
-        "icmp",
-        "192.168.1.5",
-        "8",
-        "0",
-        "198.51.100.9",
-    )
+    code, out, _ = packet_tracer(capsys, cfg, "inside", "icmp", "192.168.1.5", "8", "0", "198.51.100.9")
     assert code == 0
     phases = out.split("Action: allow\n", 1)[1]
     assert "Type: INSPECT\nSubtype: icmp\nResult: NOT MODELLED\nConfig:\ninspect icmp\n" in phases
     # The factory default policy's inspections, when the configuration has no service policy of its own.
     cfg.write_text(ASA9)
-    code, out, _ = run(
-        capsys,
-        "packet-tracer",
-        "-c",
-        str(cfg),
-        "input",
-        "inside",
-        "udp",
-        "192.168.1.5",
-        "40000",
-        "198.51.100.9",
-        "53",
-    )
+    code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "40000", "198.51.100.9", "53")
     phases = out.split("Action: allow\n", 1)[1]
     assert "Subtype: dns\nResult: NOT MODELLED\nConfig:\npolicy-map global_policy / inspect dns\n" in phases
-    code, out, _ = run(
-        capsys,
-        "packet-tracer",
-        "-c",
-        str(cfg),
-        "input",
-        "inside",
-        "tcp",
-        "192.168.1.5",
-        "40000",
-        "198.51.100.9",
-        "21",
-    )
+    code, out, _ = packet_tracer(capsys, cfg, "inside", "tcp", "192.168.1.5", "40000", "198.51.100.9", "21")
     assert "NOT MODELLED" not in out  # FTP inspection is modelled
 
 
@@ -817,19 +762,7 @@ def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Pat
     # packet-tracer shows the stage and the line behind it.
     cfg = tmp_path / "rpf.cfg"
     cfg.write_text(ASA9 + "ip verify reverse-path interface outside\n")
-    code, text, _ = run(
-        capsys,
-        "packet-tracer",
-        "-c",
-        str(cfg),
-        "input",
-        "outside",
-        "udp",
-        "192.168.1.77",
-        "5000",
-        "192.168.1.10",
-        "53",
-    )
+    code, text, _ = packet_tracer(capsys, cfg, "outside", "udp", "192.168.1.77", "5000", "192.168.1.10", "53")
     assert (
         "Type: RPF-CHECK\nSubtype: reverse-path\nResult: DROP\nConfig:\n"
         "ip verify reverse-path interface outside" in text

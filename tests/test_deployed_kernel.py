@@ -102,31 +102,37 @@ def _ident(ip: bytes) -> int:
     return int.from_bytes(ip[4:6], "big")
 
 
+def _send_through_fw(lab: Lab, traffic: list[tuple[str, bytes]]) -> list[list[tuple]]:
+    """Inject each packet on its side of the lab and return, per packet, what fw sent after it."""
+    cap = Capture(lab)
+    try:
+        injectors = {"a": lab.injector("a"), "b": lab.injector("b")}
+        outs = []
+        seen = 0
+        for side, ip in traffic:
+            injectors[side].send(lab.eth_header(side) + ip)
+
+            def left(records, seen=seen):
+                return [r for r in records[seen:] if r[1] == PACKET_OUTGOING]
+
+            # What fw sent after this packet: the packet itself, a translation of it, a REJECT's
+            # reply (whatever IP id the kernel gave it). Nothing within 0.4 s is a drop.
+            cap.wait_for(lambda recs, left=left: bool(left(recs)), 0.4)
+            time.sleep(0.05)
+            records = cap.snapshot()
+            outs.append(sorted(_outcome(r[0], r[2]) for r in left(records)))
+            seen = len(records)
+        for s in injectors.values():
+            s.close()
+    finally:
+        cap.close()
+    return outs
+
+
 def _kernel(rules: str, traffic: list[tuple[str, bytes]]) -> tuple[list[list[tuple]], dict[str, str]]:
     with Lab() as lab:
         sh("ip", "netns", "exec", lab.fw, "iptables-legacy-restore", input=rules)
-        cap = Capture(lab)
-        try:
-            injectors = {"a": lab.injector("a"), "b": lab.injector("b")}
-            outs = []
-            seen = 0
-            for side, ip in traffic:
-                injectors[side].send(lab.eth_header(side) + ip)
-
-                def left(records, seen=seen):
-                    return [r for r in records[seen:] if r[1] == PACKET_OUTGOING]
-
-                # What fw sent after this packet: the packet itself, a translation of it, a REJECT's
-                # reply (whatever IP id the kernel gave it). Nothing within 0.4 s is a drop.
-                cap.wait_for(lambda recs, left=left: bool(left(recs)), 0.4)
-                time.sleep(0.05)
-                records = cap.snapshot()
-                outs.append(sorted(_outcome(r[0], r[2]) for r in left(records)))
-                seen = len(records)
-            for s in injectors.values():
-                s.close()
-        finally:
-            cap.close()
+        outs = _send_through_fw(lab, traffic)
         listings = {
             t: iptables_kernel.protocol_names(
                 sh("ip", "netns", "exec", lab.fw, "iptables-legacy", "-t", t, "-nvxL")
@@ -255,26 +261,7 @@ def test_openwrt_fw3_masquerade_mss_clamp_port_forward_and_reject_agree_with_the
 def _nft_kernel(ruleset: str, table: str, traffic: list[tuple[str, bytes]]) -> tuple[list[list[tuple]], str]:
     with Lab() as lab:
         sh("ip", "netns", "exec", lab.fw, "nft", "-f", "-", input=ruleset)
-        cap = Capture(lab)
-        try:
-            injectors = {"a": lab.injector("a"), "b": lab.injector("b")}
-            outs = []
-            seen = 0
-            for side, ip in traffic:
-                injectors[side].send(lab.eth_header(side) + ip)
-
-                def left(records, seen=seen):
-                    return [r for r in records[seen:] if r[1] == PACKET_OUTGOING]
-
-                cap.wait_for(lambda recs, left=left: bool(left(recs)), 0.4)
-                time.sleep(0.05)
-                records = cap.snapshot()
-                outs.append(sorted(_outcome(r[0], r[2]) for r in left(records)))
-                seen = len(records)
-            for s in injectors.values():
-                s.close()
-        finally:
-            cap.close()
+        outs = _send_through_fw(lab, traffic)
         listing = sh("ip", "netns", "exec", lab.fw, "nft", "list", "table", *table.split())
     return outs, listing
 

@@ -98,17 +98,7 @@ def _kernel_views(path: Path) -> tuple[dict[str, str], str]:
     for t in tables:
         body += [f"echo '{marker}{t}'", f"{prog} -t {t} -nvxL"]
     body += [f"echo '{marker}save'", f"{prog}-save | grep -v '^#'"]
-    out = subprocess.run(
-        ["unshare", "-n", "bash", "-c", "\n".join(body)], capture_output=True, text=True, check=True
-    )
-    sections: dict[str, str] = {}
-    current = None
-    for line in out.stdout.splitlines(keepends=True):
-        if line.startswith(marker):
-            current = line[len(marker) :].strip()
-            sections[current] = ""
-        elif current is not None:
-            sections[current] += line
+    sections = iptables_kernel.run_sections(body, marker)
     save = sections.pop("save")
     return {t: iptables_kernel.protocol_names(v) for t, v in sections.items()}, save
 

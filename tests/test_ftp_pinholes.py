@@ -78,6 +78,15 @@ def iptables() -> Conversation:
     )
 
 
+def pix_pat() -> Conversation:
+    """Seed 000's PIX: the FTP client inside, translated to 192.168.9.30 by PAT; the server outside."""
+    return Conversation(
+        Link.asa(PIX_PAT, now=100.0),
+        Host(CLIENT, 38003, "inside", isn=1000),
+        Host(SERVER, 21, "outside", to="192.168.9.30", isn=5000),
+    )
+
+
 def held_by(fw) -> int:
     """How many objects the firewall holds (everything reachable from it, code excluded)."""
     seen = {id(fw)}
@@ -171,11 +180,7 @@ def test_hundreds_of_announcements_leave_one_pinhole_the_latest(make):
 
 
 def test_an_ftp_bounce_is_logged_as_406002_and_ends_the_connection():
-    s = Conversation(
-        Link.asa(PIX_PAT, now=100.0),
-        Host(CLIENT, 38003, "inside", isn=1000),
-        Host(SERVER, 21, "outside", to="192.168.9.30", isn=5000),
-    )
+    s = pix_pat()
     s.open()
     s.send("b", "PA", b"220 ready\r\n")
     step = s.send("a", "PA", b"PORT 192,168,9,77,0,25\r\n")
@@ -232,11 +237,7 @@ def test_a_replayed_bounce_writes_406002_to_the_log(tmp_path):
 
 
 def test_a_227_naming_another_host_is_logged_as_406002_too():
-    s = Conversation(
-        Link.asa(PIX_PAT, now=100.0),
-        Host(CLIENT, 38003, "inside", isn=1000),
-        Host(SERVER, 21, "outside", to="192.168.9.30", isn=5000),
-    )
+    s = pix_pat()
     s.open()
     s.send("a", "PA", b"PASV\r\n")
     step = s.send("b", "PA", b"227 Entering Passive Mode (10,0,0,9,4,1)\r\n")

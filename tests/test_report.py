@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 
+from fixtures import ASA_BROWSING_PAT
 from statewall import cli, demo
 from statewall.config import parse_policy
 from statewall.pcapio import PcapWriter
@@ -96,21 +97,7 @@ def test_statewall_report_renders_the_same_page_again(upload: Path, tmp_path: Pa
 # The configuration: hit counts, the line that refused a flow
 
 
-ASA = """hostname fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 10.1.1.1 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
-access-list INSIDE_IN extended permit tcp 10.1.1.0 255.255.255.0 any eq www
-access-group INSIDE_IN in interface inside
-global (outside) 1 interface
-nat (inside) 1 10.1.1.0 255.255.255.0
-"""
+ASA = ASA_BROWSING_PAT
 
 
 def test_a_refused_flow_is_listed_with_the_line_that_refused_it(tmp_path: Path) -> None:

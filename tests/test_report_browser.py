@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP, TCP
 
+from fixtures import ASA_BROWSING
 from statewall import demo
 from statewall.config import parse_policy
 from statewall.pcapio import PcapWriter
@@ -84,19 +85,7 @@ def test_the_report_in_chromium(tmp_path: Path) -> None:
     assert shot.stat().st_size > 20000
 
 
-ASA = """hostname fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 10.1.1.1 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
-access-list INSIDE_IN extended permit tcp 10.1.1.0 255.255.255.0 any eq www
-access-group INSIDE_IN in interface inside
-"""
+ASA = ASA_BROWSING
 
 
 @pytest.mark.timeout(60)

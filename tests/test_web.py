@@ -19,26 +19,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from scapy.layers.inet import IP, TCP
 
+from fixtures import ASA_BROWSING_PAT
 from statewall.config import parse_policy
 from statewall.engine import Firewall
 from statewall.live.loop import Loop
 from statewall.live.web import WebView, parse_listen
 
-ASA = """hostname web-fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 10.1.1.1 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
-access-list INSIDE_IN extended permit tcp 10.1.1.0 255.255.255.0 any eq www
-access-group INSIDE_IN in interface inside
-global (outside) 1 interface
-nat (inside) 1 10.1.1.0 255.255.255.0
-"""
+ASA = ASA_BROWSING_PAT
 
 
 def get(url: str, method: str = "GET") -> tuple[int, str, str]:

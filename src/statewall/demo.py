@@ -70,29 +70,21 @@ class _TcpPeer:
         self.ip, self.port, self.seq, self.ack, self.mss = ip, port, isn, 0, mss
 
 
-def ftp_control_session(
-    client: tuple[str, int], server: tuple[str, int], start: float
-) -> list[tuple[float, bytes]]:
-    """An FTP control connection as a sniffer beside the client would record it.
+class _Recording:
+    """Scripted TCP segments as a sniffer records them: ``packets`` is a list of (time, IPv4 bytes)."""
 
-    Three-way handshake with MSS options (client 1460, server 1390 as in seed 000), the 220 banner,
-    USER / PASS / PWD / QUIT with their replies, then the server closes and both FINs are acked.
-    """
-    try:
+    def __init__(self, start: float) -> None:
+        self.t = start
+        self.packets: list[tuple[float, bytes]] = []
+
+    def send(self, src: _TcpPeer, dst: _TcpPeer, flags: str, payload: bytes = b"", gap: float = 0.02) -> None:
+        """One segment from ``src`` to ``dst``, ``gap`` seconds after the last; both peers' sequence
+        numbers move on as the segment's payload, SYN and FIN take them."""
         from scapy.layers.inet import IP, TCP
-    except ImportError as exc:  # scapy ships with the test extras; the demo builds its capture with it
-        raise DemoError("the demo builds its capture with scapy: pip install scapy") from exc
 
-    c = _TcpPeer(client[0], client[1], isn=0x2A5C1F00, mss=1460)
-    s = _TcpPeer(server[0], server[1], isn=0x6E1B3A00, mss=1390)
-    out: list[tuple[float, bytes]] = []
-    t = start
-
-    def send(src: _TcpPeer, dst: _TcpPeer, flags: str, payload: bytes = b"", gap: float = 0.02) -> None:
-        nonlocal t
-        t += gap
+        self.t += gap
         opts = [("MSS", src.mss), ("SAckOK", b""), ("NOP", None), ("WScale", 7)] if "S" in flags else []
-        seg = IP(src=src.ip, dst=dst.ip, ttl=64, id=(len(out) * 101) & 0xFFFF, flags="DF") / TCP(
+        seg = IP(src=src.ip, dst=dst.ip, ttl=64, id=(len(self.packets) * 101) & 0xFFFF, flags="DF") / TCP(
             sport=src.port,
             dport=dst.port,
             seq=src.seq,
@@ -103,9 +95,28 @@ def ftp_control_session(
         )
         if payload:
             seg = seg / payload
-        out.append((t, bytes(seg)))
+        self.packets.append((self.t, bytes(seg)))
         src.seq = (src.seq + len(payload) + ("S" in flags) + ("F" in flags)) & 0xFFFFFFFF
         dst.ack = src.seq
+
+
+def ftp_control_session(
+    client: tuple[str, int], server: tuple[str, int], start: float
+) -> list[tuple[float, bytes]]:
+    """An FTP control connection as a sniffer beside the client would record it.
+
+    Three-way handshake with MSS options (client 1460, server 1390 as in seed 000), the 220 banner,
+    USER / PASS / PWD / QUIT with their replies, then the server closes and both FINs are acked.
+    """
+    try:
+        import scapy.layers.inet  # noqa: F401
+    except ImportError as exc:  # scapy ships with the test extras; the demo builds its capture with it
+        raise DemoError("the demo builds its capture with scapy: pip install scapy") from exc
+
+    c = _TcpPeer(client[0], client[1], isn=0x2A5C1F00, mss=1460)
+    s = _TcpPeer(server[0], server[1], isn=0x6E1B3A00, mss=1390)
+    recording = _Recording(start)
+    send = recording.send
 
     send(c, s, "S", gap=0.0)
     send(s, c, "SA", gap=0.031)
@@ -124,7 +135,7 @@ def ftp_control_session(
     send(s, c, "FA", gap=0.001)
     send(c, s, "FA", gap=0.0005)
     send(s, c, "A", gap=0.03)
-    return out
+    return recording.packets
 
 
 def _build_seed000(outdir: Path) -> list[tuple[str | None, Path]]:
@@ -150,31 +161,12 @@ def ftp_upload_session(
     server; then 226, QUIT and both connections closed.
     """
     try:
-        from scapy.layers.inet import IP, TCP
+        import scapy.layers.inet  # noqa: F401
     except ImportError as exc:
         raise DemoError("the demo builds its capture with scapy: pip install scapy") from exc
 
-    out: list[tuple[float, bytes]] = []
-    t = start
-
-    def send(src: _TcpPeer, dst: _TcpPeer, flags: str, payload: bytes = b"", gap: float = 0.02) -> None:
-        nonlocal t
-        t += gap
-        opts = [("MSS", src.mss), ("SAckOK", b""), ("NOP", None), ("WScale", 7)] if "S" in flags else []
-        seg = IP(src=src.ip, dst=dst.ip, ttl=64, id=(len(out) * 101) & 0xFFFF, flags="DF") / TCP(
-            sport=src.port,
-            dport=dst.port,
-            seq=src.seq,
-            ack=src.ack if "A" in flags else 0,
-            flags=flags,
-            window=64240 if "S" in flags else 501,
-            options=opts,
-        )
-        if payload:
-            seg = seg / payload
-        out.append((t, bytes(seg)))
-        src.seq = (src.seq + len(payload) + ("S" in flags) + ("F" in flags)) & 0xFFFFFFFF
-        dst.ack = src.seq
+    recording = _Recording(start)
+    send = recording.send
 
     c = _TcpPeer(client[0], client[1], isn=0x2A5C1F00, mss=1460)
     s = _TcpPeer(server[0], server[1], isn=0x6E1B3A00, mss=1390)
@@ -215,7 +207,7 @@ def ftp_upload_session(
     send(s, c, "FA", gap=0.001)
     send(c, s, "FA", gap=0.0005)
     send(s, c, "A", gap=0.03)
-    return out
+    return recording.packets
 
 
 def _build_seed000_upload(outdir: Path) -> list[tuple[str | None, Path]]:

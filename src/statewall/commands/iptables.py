@@ -39,23 +39,7 @@ def run(args: argparse.Namespace) -> int:
     counters = None
     replay = None
     if args.after_replay or args.ingress:
-        from ..pcapio import CaptureError
-        from ..replay import ReplayError
-
-        captures: list[tuple[str | None, str]] = [(None, path) for path in args.after_replay or []]
-        for value in args.ingress or []:
-            iface, sep, path = value.partition("=")
-            if not sep or not iface or not path:
-                raise UsageError(f"--ingress takes IFACE=CAPTURE, not {value!r}")
-            itf = policy.interfaces.get(iface) or policy.interface_by_hardware(iface)
-            if itf is None:
-                raise UsageError(f"--ingress {value}: no interface {iface!r} in {args.config}")
-            captures.append((itf.name, path))
-        replay = EngineReplay(policy)
-        try:
-            replay.run(captures)
-        except (CaptureError, ReplayError) as exc:
-            raise UsageError(str(exc)) from None
+        replay = replay_after(policy, args)
         counters = replay.netfilter.counters(args.table, family)
         if args.log:
             for line in replay.logs:
@@ -97,6 +81,29 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     sys.stdout.write(text)
     return EXIT_OK
+
+
+def replay_after(policy: Policy, args: argparse.Namespace) -> EngineReplay:
+    """Run the captures of ``--after-replay`` (ingress chosen by routing) and ``--ingress IFACE=CAPTURE``
+    through the engine, as ``iptables`` and ``nft`` both do before listing their counters."""
+    from ..pcapio import CaptureError
+    from ..replay import ReplayError
+
+    captures: list[tuple[str | None, str]] = [(None, path) for path in args.after_replay or []]
+    for value in args.ingress or []:
+        iface, sep, path = value.partition("=")
+        if not sep or not iface or not path:
+            raise UsageError(f"--ingress takes IFACE=CAPTURE, not {value!r}")
+        itf = policy.interfaces.get(iface) or policy.interface_by_hardware(iface)
+        if itf is None:
+            raise UsageError(f"--ingress {value}: no interface {iface!r} in {args.config}")
+        captures.append((itf.name, path))
+    replay = EngineReplay(policy)
+    try:
+        replay.run(captures)
+    except (CaptureError, ReplayError) as exc:
+        raise UsageError(str(exc)) from None
+    return replay
 
 
 def _add(sub: argparse._SubParsersAction, name: str) -> None:

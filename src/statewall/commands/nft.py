@@ -26,24 +26,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"nft {' '.join(args.words)}: statewall knows 'nft list ruleset'")
     counters = None
     if args.after_replay or args.ingress:
-        from ..pcapio import CaptureError
-        from ..replay import ReplayError
-        from .iptables import EngineReplay
+        from .iptables import replay_after
 
-        captures: list[tuple[str | None, str]] = [(None, path) for path in args.after_replay or []]
-        for value in args.ingress or []:
-            iface, sep, path = value.partition("=")
-            if not sep or not iface or not path:
-                raise UsageError(f"--ingress takes IFACE=CAPTURE, not {value!r}")
-            itf = policy.interfaces.get(iface) or policy.interface_by_hardware(iface)
-            if itf is None:
-                raise UsageError(f"--ingress {value}: no interface {iface!r} in {args.config}")
-            captures.append((itf.name, path))
-        replay = EngineReplay(policy)
-        try:
-            replay.run(captures)
-        except (CaptureError, ReplayError) as exc:
-            raise UsageError(str(exc)) from None
+        replay = replay_after(policy, args)
         counters = replay.netfilter.nft_counters()
         if args.log:
             for line in replay.logs:

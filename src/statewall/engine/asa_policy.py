@@ -104,10 +104,7 @@ def apply_policy(
 def normalize(fw, half: Half, norm: NormState, pkt: Packet, now: float, out, ev, gso_size: int) -> int | None:
     """The tcp-map checks before tracking: None when the segment was dropped or queued, else the
     rewrites made (``normalizer.DID_*``), which ``normalizer.learn`` counts once it is forwarded."""
-    conn = half.conn
-    shift = conn.seqrand
-    ack_offset = shift.ack_offset(half.dir, pkt.ack) if shift is not None else 0
-    refusal = normalizer.check(norm, half.dir, pkt, conn.tcp, ack_offset, now, gso_size)
+    refusal = normalizer.check(norm, half.dir, pkt, half.conn.tcp, _ack_offset(half, pkt), now, gso_size)
     if type(refusal) is int:
         return refusal
     if refusal is normalizer.HOLD:
@@ -116,6 +113,29 @@ def normalize(fw, half: Half, norm: NormState, pkt: Packet, now: float, out, ev,
             norm.queued_at = due
             fw.timers.schedule(due, norm)
         return None
+    _refuse(fw, half, refusal, pkt, now, out, ev)
+    return None
+
+
+def window_varied(fw, half: Half, norm: NormState, pkt: Packet, now: float, out, ev) -> bool:
+    """``window-variation drop`` after tracking: True when the segment was dropped and the connection
+    ended."""
+    refusal = normalizer.window_varied(norm, half.dir, pkt, half.conn.tcp, _ack_offset(half, pkt))
+    if refusal is None:
+        return False
+    _refuse(fw, half, refusal, pkt, now, out, ev)  # this refusal always ends the connection
+    return True
+
+
+def _ack_offset(half: Half, pkt: Packet) -> int:
+    """How far the firewall's sequence-number randomisation moved this segment's ack (0 without it)."""
+    shift = half.conn.seqrand
+    return shift.ack_offset(half.dir, pkt.ack) if shift is not None else 0
+
+
+def _refuse(fw, half: Half, refusal: normalizer.Refusal, pkt: Packet, now: float, out, ev) -> None:
+    """Drop the segment as the normalizer's ``refusal`` says, and end the connection when it asks to."""
+    conn = half.conn
     drop(
         fw,
         ev,
@@ -131,33 +151,6 @@ def normalize(fw, half: Half, norm: NormState, pkt: Packet, now: float, out, ev,
     )
     if refusal.teardown:
         lifecycle.teardown(fw, conn, now, refusal.teardown, half.in_iface, out, ev)
-    return None
-
-
-def window_varied(fw, half: Half, norm: NormState, pkt: Packet, now: float, out, ev) -> bool:
-    """``window-variation drop`` after tracking: True when the segment was dropped and the connection
-    ended."""
-    conn = half.conn
-    shift = conn.seqrand
-    ack_offset = shift.ack_offset(half.dir, pkt.ack) if shift is not None else 0
-    refusal = normalizer.window_varied(norm, half.dir, pkt, conn.tcp, ack_offset)
-    if refusal is None:
-        return False
-    drop(
-        fw,
-        ev,
-        refusal.reason,
-        half.in_iface,
-        pkt,
-        now,
-        egress=half.out_iface,
-        origin=refusal.origin,
-        hint=refusal.hint,
-        message=refusal.message,
-        detail={"conn": conn.id},
-    )
-    lifecycle.teardown(fw, conn, now, refusal.teardown, half.in_iface, out, ev)
-    return True
 
 
 def learn(

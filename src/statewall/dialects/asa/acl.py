@@ -85,27 +85,25 @@ def access_list(p: Parser, c: Cursor) -> None:
         try:
             rules = _extended(p, c, name_tok.text, action)
         except _NotApplied as exc:
-            p.gap(
-                c.line,
+            _not_applied(
+                p,
+                c,
+                name_tok.text,
                 "identity-based access control",
                 f"match this entry on {exc.what}",
-                acl=name_tok.text,
-                message=f"this entry matches on {exc.what}, which statewall cannot know: the entry is not "
-                "applied (not modelled)",
+                f"this entry matches on {exc.what}, which statewall cannot know",
             )
-            p.keep(c.line)  # printed back as written
             return
     fqdn = [n for r in rules[:1] for n in (r.source_object, r.destination_object) if n in p.fqdn_objects]
     if fqdn:
-        p.gap(
-            c.line,
+        _not_applied(
+            p,
+            c,
+            name_tok.text,
             "FQDN object",
             f"match the addresses {p.fqdn_objects[fqdn[0]]} resolves to",
-            acl=name_tok.text,
-            message=f"this entry names FQDN object {fqdn[0]}, which statewall cannot resolve: the entry is "
-            "not applied (not modelled)",
+            f"this entry names FQDN object {fqdn[0]}, which statewall cannot resolve",
         )
-        p.keep(c.line)  # printed back as written
         return
     acl = acl or _new_acl(p, name_tok.text)
     acl.kind = kind
@@ -124,6 +122,13 @@ def access_list(p: Parser, c: Cursor) -> None:
                 index = i
                 break
     acl.rules[index:index] = rules
+
+
+def _not_applied(p: Parser, c: Cursor, acl: str, feature: str, action: str, why: str) -> None:
+    """An entry statewall cannot evaluate (``why``): named as a gap in ``feature`` where a real ASA would
+    ``action``, not applied, and printed back as written."""
+    p.gap(c.line, feature, action, acl=acl, message=f"{why}: the entry is not applied (not modelled)")
+    p.keep(c.line)
 
 
 def _new_acl(p: Parser, name: str) -> AccessList:

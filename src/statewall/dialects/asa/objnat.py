@@ -37,6 +37,7 @@ from ...policy import BUILTIN, PROTO_TCP, PROTO_UDP, NatPool, NatRule, NetworkOb
 from . import names
 from .lexer import Cursor, Line, Token
 from .modes import Mode
+from .services import port_match
 
 if TYPE_CHECKING:
     from .parser import Parser
@@ -180,16 +181,7 @@ def object_service(p: Parser, c: Cursor) -> None:
 def _port_match(c: Cursor, proto: str) -> PortMatch:
     if proto not in _SERVICE_PROTOCOLS:
         raise c.error(c.peek_token(), f"ports are only valid for tcp, udp and sctp, not {proto}")
-    op = c.keyword(("eq", "neq", "lt", "gt", "range"), "port operator")
-    table = "tcp" if proto == "sctp" else proto
-    low = c.port(table)
-    if op != "range":
-        return PortMatch(op, low)  # type: ignore[arg-type]
-    high_tok = c.peek_token()
-    high = c.port(table)
-    if high < low:
-        raise c.error(high_tok, f"port range {low}-{high} is empty")
-    return PortMatch("range", low, high)
+    return port_match(c, proto)
 
 
 # --------------------------------------------------------------------------------------------------

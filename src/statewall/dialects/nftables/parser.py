@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ...policy import (
@@ -272,16 +273,7 @@ class Parser:
             table = NfTable(name.text, origin=self.origin(start), family=fam.text)
             self.policy.nft_tables.append(table)
         self.expect("{")
-        while True:
-            tok = self.peek(skip_newlines=True)
-            if tok is None:
-                raise self.error(start, "'}' expected: the table is never closed")
-            self.i += 1
-            if tok.text == "}":
-                self.check_jumps(table)
-                return
-            if tok.text == ";":
-                continue
+        for tok in self.statements(start, "table"):
             if tok.text == "chain":
                 self.chain(table)
             elif tok.text == "set":
@@ -297,6 +289,21 @@ class Parser:
                 raise self.not_modelled(tok, f"{tok.text} objects")
             else:
                 raise self.error(tok, f"chain, set or ct helper expected in a table, not {tok.text!r}")
+        self.check_jumps(table)
+
+    def statements(self, opener: Token, what: str) -> Iterator[Token]:
+        """The first word of each statement in the ``{ ... }`` of a table, set or map, up to and past its
+        ``}``; newlines and ``;`` skipped. Without a ``}`` the error points at ``opener``."""
+        while True:
+            tok = self.peek(skip_newlines=True)
+            if tok is None:
+                raise self.error(opener, f"'}}' expected: the {what} is never closed")
+            self.i += 1
+            if tok.text == "}":
+                return
+            if tok.text == ";":
+                continue
+            yield tok
 
     def set_(self, table: NfTable) -> None:
         name = self.next("a set name")
@@ -304,15 +311,7 @@ class Parser:
         kind = None
         members: list[Token] = []
         interval = False
-        while True:
-            tok = self.peek(skip_newlines=True)
-            if tok is None:
-                raise self.error(name, "'}' expected: the set is never closed")
-            self.i += 1
-            if tok.text == "}":
-                break
-            if tok.text == ";":
-                continue
+        for tok in self.statements(name, "set"):
             if tok.text == "type":
                 kind = self.next("a type")
                 if self.peek() is not None and self.peek().text == ".":
@@ -361,15 +360,7 @@ class Parser:
         self.expect("{")
         key_type = None
         entries: list = []
-        while True:
-            tok = self.peek(skip_newlines=True)
-            if tok is None:
-                raise self.error(name, "'}' expected: the map is never closed")
-            self.i += 1
-            if tok.text == "}":
-                break
-            if tok.text == ";":
-                continue
+        for tok in self.statements(name, "map"):
             if tok.text == "type":
                 key_type = self.next("a key type")
                 colon = self.next("':'")
@@ -532,21 +523,28 @@ class Parser:
         if tok.text != "{":
             return [self.joined(tok)]
         out = []
-        while True:
-            t = self.peek(skip_newlines=True)
-            if t is None:
-                raise self.error(tok, "'}' expected")
-            self.i += 1
-            if t.text == "}":
-                return out
-            if t.text == ",":
-                continue
+        for t in self.listed(tok):
             if t.text in (":", "."):
                 raise self.not_modelled(t, "maps and concatenations")
             nxt = self.peek()
             if nxt is not None and nxt.text.startswith(":") and not nxt.quoted:
                 raise self.not_modelled(t, "maps and verdict maps")
             out.append(t)
+        return out
+
+    def listed(self, brace: Token) -> Iterator[Token]:
+        """The items of the ``{ a, b, ... }`` that ``brace`` opened, up to and past its ``}``; newlines
+        and commas between them skipped."""
+        while True:
+            t = self.peek(skip_newlines=True)
+            if t is None:
+                raise self.error(brace, "'}' expected")
+            self.i += 1
+            if t.text == "}":
+                return
+            if t.text == ",":
+                continue
+            yield t
 
     def values(self) -> tuple[bool, list[Token]]:
         """An optional ``!=``/``==`` and a value, anonymous set or ``@set``."""
@@ -598,15 +596,7 @@ class Parser:
         if brace.text != "{":
             raise self.error(brace, "'{' or @map expected")
         entries = []
-        while True:
-            tok = self.peek(skip_newlines=True)
-            if tok is None:
-                raise self.error(brace, "'}' expected")
-            self.i += 1
-            if tok.text == "}":
-                break
-            if tok.text == ",":
-                continue
+        for tok in self.listed(brace):
             value = convert(tok)
             colon = self.next("':'")
             if colon.text != ":":
@@ -1061,15 +1051,7 @@ class Parser:
         if brace.text != "{":
             raise self.not_modelled(brace, "a concatenation against a named set")
         pairs = []
-        while True:
-            t = self.peek(skip_newlines=True)
-            if t is None:
-                raise self.error(brace, "'}' expected")
-            self.i += 1
-            if t.text == "}":
-                break
-            if t.text == ",":
-                continue
+        for t in self.listed(brace):
             self.expect(".")
             c = self.next("a code")
             ty = types.get(t.text, int(t.text) if t.text.isdigit() else None)
@@ -1099,24 +1081,7 @@ class Parser:
         elif what.text in ("iifname", "oifname", "iif", "oif"):
             self.interface(r, what)
         elif what.text == "mark":
-            nxt = self.peek()
-            if nxt is not None and nxt.text == "set":
-                self.i += 1
-                value = self.next("a value")
-                if value.text == "ct":
-                    self.expect("mark")
-                    r.statements.append(
-                        ("CONNMARK", {"mode": "restore", "nfmask": 0xFFFFFFFF, "ctmask": 0xFFFFFFFF})
-                    )
-                else:
-                    r.statements.append(
-                        ("MARK", {"mode": "set", "value": self.number(value), "mask": 0xFFFFFFFF})
-                    )
-                return
-            neg, vals = self.values()
-            r.extensions.append(
-                NfExtension("mark", {"value": self.number(vals[0]), "mask": 0xFFFFFFFF, "negate": neg})
-            )
+            self.mark(r, copy_from="ct", copy_mode="restore", set_target="MARK", match="mark")
         elif what.text == "pkttype":
             neg, vals = self.values()
             if vals[0].text not in ("unicast", "broadcast", "multicast", "host"):
@@ -1124,6 +1089,28 @@ class Parser:
             r.extensions.append(NfExtension("pkttype", {"type": vals[0].text, "negate": neg}))
         else:
             raise self.not_modelled(what, f"meta {what.text}")
+
+    def mark(self, r: _Rule, copy_from: str, copy_mode: str, set_target: str, match: str) -> None:
+        """The rest of `meta mark ...` or `ct mark ...`: `set <copy_from> mark` copies the other mark
+        across (CONNMARK `copy_mode`), `set N` sets this one (`set_target`), `N` matches it (`match`)."""
+        nxt = self.peek()
+        if nxt is not None and nxt.text == "set":
+            self.i += 1
+            value = self.next("a value")
+            if value.text == copy_from:
+                self.expect("mark")
+                r.statements.append(
+                    ("CONNMARK", {"mode": copy_mode, "nfmask": 0xFFFFFFFF, "ctmask": 0xFFFFFFFF})
+                )
+            else:
+                r.statements.append(
+                    (set_target, {"mode": "set", "value": self.number(value), "mask": 0xFFFFFFFF})
+                )
+            return
+        neg, vals = self.values()
+        r.extensions.append(
+            NfExtension(match, {"value": self.number(vals[0]), "mask": 0xFFFFFFFF, "negate": neg})
+        )
 
     def ct(self, r: _Rule, tok: Token, table: NfTable) -> None:
         what = self.next("a ct key")
@@ -1154,24 +1141,7 @@ class Parser:
                     states.add(word.upper())
             r.fields.update(ctstates=frozenset(states), ctstates_negate=neg)
         elif what.text == "mark":
-            nxt = self.peek()
-            if nxt is not None and nxt.text == "set":
-                self.i += 1
-                value = self.next("a value")
-                if value.text == "meta":
-                    self.expect("mark")
-                    r.statements.append(
-                        ("CONNMARK", {"mode": "save", "nfmask": 0xFFFFFFFF, "ctmask": 0xFFFFFFFF})
-                    )
-                else:
-                    r.statements.append(
-                        ("CONNMARK", {"mode": "set", "value": self.number(value), "mask": 0xFFFFFFFF})
-                    )
-                return
-            neg, vals = self.values()
-            r.extensions.append(
-                NfExtension("connmark", {"value": self.number(vals[0]), "mask": 0xFFFFFFFF, "negate": neg})
-            )
+            self.mark(r, copy_from="meta", copy_mode="save", set_target="CONNMARK", match="connmark")
         elif what.text == "helper":
             nxt = self.peek()
             if nxt is not None and nxt.text == "set":
