@@ -22,6 +22,7 @@ from .logfmt.asa import (
     release_of,
 )
 from .logfmt.counters import format_show_asp_drop
+from .logfmt.tables import xlate_records
 
 # The show commands, as typed (after "show"); each takes the words that follow it.
 COMMANDS = (
@@ -202,10 +203,10 @@ def show(
 
     handlers["conn"] = conn
     handlers["xlate"] = lambda: format_show_xlate(
-        fw.xlate_records(), now, most_used=fw.nat.most_used, release=release
+        xlate_records(fw), now, most_used=fw.nat.most_used, release=release
     )
     handlers["local-host"] = lambda: fmt.format_show_local_host(
-        fw.policy, conn_records(fw), fw.xlate_records(), now, release=release
+        fw.policy, conn_records(fw), xlate_records(fw), now, release=release
     )
     handlers["access-list"] = lambda: _acl_lines(fw, words[1] if len(words) > 1 else None, release)
     handlers["nat"] = lambda: fmt.format_show_nat(fw.policy, xlate_hits or {}, release=release)

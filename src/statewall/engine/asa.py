@@ -376,7 +376,14 @@ def build(c: NewFlow) -> bool:
         )
     fw.lifecycle.opened(fw, conn, now)
     fw.stats["connections"] += 1
-    ev.append(ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin))
+    if proto in (PROTO_ICMP, PROTO_ICMPV6):
+        conn.icmp = (c.icmp_type, c.icmp_code)
+        built = ConnBuilt(
+            now, conn_id, proto, direction, initiator, responder, conn.origin, c.icmp_type, c.icmp_code
+        )
+    else:
+        built = ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin)
+    ev.append(built)
     c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
     c.half = fwd
     return True

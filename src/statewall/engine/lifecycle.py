@@ -201,6 +201,7 @@ def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out:
             conn.bytes,
             reason,
             by,
+            *(conn.icmp or (None, None)),
         )
     )
     if fw.nf_path is not None:
