@@ -7,7 +7,7 @@ DEBPKGS := iproute2 nftables iptables iperf3 hping3 vsftpd curl tcpdump ethtool 
 # Each Debian package's main command, to tell whether it is already there.
 DEBCMDS := ip nft iptables iperf3 hping3 vsftpd curl tcpdump ethtool conntrack gcc rsyslogd
 
-.PHONY: all setup debs demo test bench lint fmt clean
+.PHONY: all setup debs demo test bench fuzz lint fmt clean
 
 all: test
 
@@ -38,6 +38,10 @@ test: setup
 
 bench: setup
 	$(VPY) -m bench.run
+
+# Millions of fuzzed packets per kind of configuration; exit 1 on any exception or must-drop forwarded.
+fuzz: setup
+	$(VPY) -m bench.fuzz
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

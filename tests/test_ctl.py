@@ -13,7 +13,6 @@ import threading
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP
-from scapy.packet import Raw
 
 from statewall.config import parse_policy
 from statewall.engine import Firewall, compiled, state
@@ -22,6 +21,7 @@ from statewall.live import ctl
 from statewall.live.ctl import Commands, CtlError, CtlServer, EventLog, reload_firewall, request
 from statewall.live.loop import Loop
 from statewall.pcapio import read_packets
+from traffic import Conversation, Host, Link
 
 CONFIG = """\
 ASA Version 8.2(1)
@@ -51,42 +51,16 @@ def firewall(text: str = CONFIG) -> Firewall:
     return Firewall(parse_policy(text, "fw.cfg"))
 
 
-class Tcp:
-    """A client inside talking to the server outside through ``fw`` (hosts ack what was forwarded)."""
-
-    def __init__(self, fw: Firewall, sport: int, dport: int = 5001, now: float = 1000.0) -> None:
-        self.fw, self.sport, self.dport, self.now = fw, sport, dport, now
-        self.cseq, self.sseq = 1000, 9000
-        self.events: list = []
-
-    def _send(self, iface: str, pkt) -> list:
-        self.now += 0.01
-        res = self.fw.receive(iface, self.fw.replay_rewrite(iface, bytes(pkt), self.now), self.now)
-        self.events += res.events
-        return res.packets
-
-    def client(self, flags: str, payload: bytes = b"") -> list:
-        pkt = IP(src=CLIENT, dst=SERVER) / TCP(
-            sport=self.sport, dport=self.dport, flags=flags, seq=self.cseq, ack=self.sseq, window=64240
-        )
-        if payload:
-            pkt = pkt / Raw(payload)
-        self.cseq += len(payload) + ("S" in flags)
-        return self._send("inside", pkt)
-
-    def server(self, flags: str, payload: bytes = b"") -> list:
-        pkt = IP(src=SERVER, dst=MAPPED) / TCP(
-            sport=self.dport, dport=self.sport, flags=flags, seq=self.sseq, ack=self.cseq, window=65535
-        )
-        if payload:
-            pkt = pkt / Raw(payload)
-        self.sseq += len(payload) + ("S" in flags)
-        return self._send("outside", pkt)
-
-    def establish(self) -> None:
-        assert self.client("S"), "the SYN was not forwarded"
-        assert self.server("SA")
-        self.client("A")
+def tcp(fw: Firewall, sport: int, dport: int = 5001, now: float = 1000.0) -> Conversation:
+    """A client inside talking to the server outside through ``fw``; the hosts speak as a capture
+    without the firewall shows them and the replay hook carries them into the connection's numbers."""
+    return Conversation(
+        Link(fw, now),
+        Host(CLIENT, sport, "inside", isn=1000, window=64240),
+        Host(SERVER, dport, "outside", to=MAPPED, isn=9000, window=65535),
+        acks="capture",
+        fin_counts=False,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,8 +83,8 @@ def test_every_engine_attribute_is_either_rebuilt_or_kept_by_reload():
 
 def test_reload_keeps_connections_and_translations_and_applies_the_new_rules_to_new_ones():
     fw = firewall()
-    old = Tcp(fw, sport=40000)
-    old.establish()
+    old = tcp(fw, sport=40000)
+    old.open()
     conn_id = next(e.conn_id for e in old.events if isinstance(e, ConnBuilt))
     xlates = dict(fw.nat.xlates)
 
@@ -120,22 +94,22 @@ def test_reload_keeps_connections_and_translations_and_applies_the_new_rules_to_
     assert fw.nat.xlates == xlates
     # The connection built before the reload still forwards both ways, translated as before.
     out = old.client("PA", b"x" * 100)
-    assert len(out) == 1 and IP(bytes(out[0][1])).src == MAPPED
+    assert len(out) == 1 and out[0].src == MAPPED
     assert len(old.server("A")) == 1
     # A new connection to the same port meets the new access list.
-    new = Tcp(fw, sport=40001, now=old.now)
+    new = tcp(fw, sport=40001, now=old.now)
     assert new.client("S") == []
     drops = [e for e in new.events if isinstance(e, Drop)]
     assert drops and drops[0].reason == DropReason.ACL_DROP and drops[0].acl == "inside_in"
     # Another port is still allowed, and PAT does not hand out the port the old slot holds.
-    other = Tcp(fw, sport=40000, dport=22, now=new.now)
-    other.establish()
+    other = tcp(fw, sport=40000, dport=22, now=new.now)
+    other.open()
     assert len(fw.conns) == 2 and len(fw.nat.xlates) == 1
 
 
 def test_reload_keeps_the_pat_port_of_a_live_slot_in_use():
     fw = firewall()
-    Tcp(fw, sport=40000).establish()
+    tcp(fw, sport=40000).open()
     reload_firewall(fw, parse_policy(CONFIG, "fw.cfg"))
     in_use = fw.nat._mapped_in_use
     assert any(40000 in ports for ports in in_use.values()), in_use
@@ -143,7 +117,7 @@ def test_reload_keeps_the_pat_port_of_a_live_slot_in_use():
 
 def test_reload_refuses_a_configuration_without_a_bound_interface_and_changes_nothing():
     fw = firewall()
-    Tcp(fw, sport=40000).establish()
+    tcp(fw, sport=40000).open()
     policy_before, acl_before = fw.policy, fw.acl
     with pytest.raises(CtlError, match="interface.*inside"):
         shut = CONFIG.replace(
@@ -187,8 +161,8 @@ def test_show_commands_answer_from_the_engine():
     fw = firewall()
     log = EventLog()
     cmds = Commands(fw, log=log)
-    s = Tcp(fw, sport=40000)
-    s.establish()
+    s = tcp(fw, sport=40000)
+    s.open()
     s.client("PA", b"hello")
     log.add(s.events)
 
@@ -209,7 +183,7 @@ def test_show_commands_answer_from_the_engine():
     assert "Global policy:" in cmds.execute("show service-policy")
 
     # A drop shows in show asp drop and in the log.
-    bad = Tcp(fw, sport=40002)
+    bad = tcp(fw, sport=40002)
     bad.server("A")  # no connection: 106015
     log.add(bad.events)
     assert "(tcp-not-syn)" in cmds.execute("show asp drop")

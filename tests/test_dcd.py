@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import TCP
 
 from fixtures import ASA_WEB
 from sim_tcp import RST, SYN, Net, TcpHost
@@ -19,6 +19,7 @@ from statewall.engine import Firewall
 from statewall.events import ConnTeardown
 from statewall.logfmt.asa import format_event
 from statewall.logfmt.mpf import format_show_service_policy
+from traffic import Link
 
 SERVER = "192.168.1.10"
 CLIENT = "198.51.100.1"
@@ -43,26 +44,18 @@ def lab(timeouts: str = "idle 0:05:00 dcd 0:00:10 3", extra: str = ""):
     server = TcpHost("inside", SERVER, isn=3_000_000_000)
     server.listen(80, b"hello")
     client = TcpHost("outside", CLIENT, isn=4_000_000_000)
-    net = Net(fw, [server, client])
+    net = Net(Link(fw), [server, client])
     net.send(client, client.connect(SERVER, 80, 40001))
     net.sendall(client, client.send(40001, SERVER, 80, b"GET"))
     assert bytes(client.conn(40001, SERVER, 80).received) == b"hello"
     return fw, net, server, client
 
 
-class Wire:
-    """What the firewall sends each end, with the time."""
-
-    def __init__(self, net: Net) -> None:
-        self.net = net
-        self.seen: list[tuple[float, str, IP]] = []
-        net.tap = self.tap
-
-    def tap(self, iface: str, data) -> None:
-        self.seen.append((self.net.now, iface, IP(bytes(data))))
-
-    def to(self, iface: str) -> list[tuple[float, IP]]:
-        return [(t, p) for t, i, p in self.seen if i == iface]
+def recording(net: Net) -> Link:
+    """What the firewall sends each end, with the time, from now on."""
+    link = net.fw
+    link.forget()
+    return link
 
 
 def ends(client: TcpHost, server: TcpHost):
@@ -82,11 +75,11 @@ def test_both_ends_answer_so_the_connection_outlives_its_idle_timeout():
     fw, net, server, client = lab()
     c, s = ends(client, server)
     t0 = net.now
-    wire = Wire(net)
+    wire = recording(net)
     net.advance(300.5)
     # One probe each, at the idle expiry, as the peer would send a keep-alive: seq one below what the
     # end expects (in its own numbers, though the firewall randomizes the client's), ack = what it sent.
-    ((tc, pc),), ((ts, ps),) = wire.to("outside"), wire.to("inside")
+    ((tc, pc),), ((ts, ps),) = wire.left("outside"), wire.left("inside")
     assert abs(tc - (t0 + 300)) < 0.01 and abs(ts - (t0 + 300)) < 0.01
     assert (pc.src, pc[TCP].sport, pc.dst, pc[TCP].dport) == (SERVER, 80, CLIENT, 40001)
     assert (pc[TCP].flags, pc[TCP].seq, pc[TCP].ack, len(pc[TCP].payload)) == (
@@ -99,13 +92,13 @@ def test_both_ends_answer_so_the_connection_outlives_its_idle_timeout():
     assert (ps[TCP].seq, ps[TCP].ack) == ((s.rcv_nxt - 1) & M, s.snd_nxt)
     # Both answered; the answers stayed with the firewall (only the probes reached the ends).
     assert client.answers == server.answers == 1
-    assert len(wire.seen) == 2
+    assert len(wire.emitted()) == 2
     assert fw.stats["dcd_answers"] == 2
     # The idle timer restarted at the answers: nothing at 599 s, a second round at 600 s.
     net.advance(298)
-    assert len(fw.conns) == 1 and len(wire.seen) == 2
+    assert len(fw.conns) == 1 and len(wire.emitted()) == 2
     net.advance(2)
-    assert len(wire.seen) == 4 and len(fw.conns) == 1
+    assert len(wire.emitted()) == 4 and len(fw.conns) == 1
     assert dcd_counters(fw) == "DCD: client-probe 2, server-probe 2, conn-expiration 0"
     # The connection still works.
     net.sendall(client, client.send(40001, SERVER, 80, b"more"))
@@ -117,10 +110,10 @@ def test_an_end_that_is_gone_is_probed_max_retries_times_at_the_interval_then_fr
     fw, net, server, client = lab()
     t0 = net.now
     server.alive = False  # the server vanished without a word
-    wire = Wire(net)
+    wire = recording(net)
     net.advance(340)
-    to_server = [round(t - t0, 3) for t, _ in wire.to("inside")]
-    to_client = [round(t - t0, 3) for t, _ in wire.to("outside")]
+    to_server = [round(t - t0, 3) for t, _ in wire.left("inside")]
+    to_client = [round(t - t0, 3) for t, _ in wire.left("outside")]
     assert to_server == [300.0, 310.0, 320.0]  # max-retries 3, retry-interval 10 s
     assert to_client == [300.0]  # it answered the first probe and is not asked again
     (line,) = teardowns(net)
@@ -136,13 +129,13 @@ def test_with_reset_a_dead_connection_ends_with_a_rst_to_each_end():
     c, _ = ends(client, server)
     expect_client = c.rcv_nxt
     server.alive = False
-    wire = Wire(net)
+    wire = recording(net)
     net.advance(310)
-    rsts = [(i, p) for _, i, p in wire.seen if p[TCP].flags & RST]
+    rsts = [(i, p) for _, i, p in wire.emitted() if p[TCP].flags & RST]
     assert sorted(i for i, _ in rsts) == ["inside", "outside"]
     assert dict(rsts)["outside"][TCP].seq == expect_client
     assert not client.conns  # the live end accepted the RST
-    assert [round(t - wire.seen[0][0], 3) for t, p in wire.to("inside") if not p[TCP].flags & RST] == [
+    assert [round(t - wire.emitted()[0][0], 3) for t, p in wire.left("inside") if not p[TCP].flags & RST] == [
         0.0,
         2.0,
     ]
@@ -164,9 +157,9 @@ def test_traffic_during_probing_ends_it():
 def test_half_closed_connections_are_not_probed():
     fw, net, server, client = lab("idle 0:05:00 half-closed 0:05:00 dcd 0:00:10 3")
     net.sendall(client, [client.close(40001, SERVER, 80)])
-    wire = Wire(net)
+    wire = recording(net)
     net.advance(301)
-    assert wire.seen == []
+    assert wire.emitted() == []
     (line,) = teardowns(net)
     assert line.endswith("FIN Timeout")
 
@@ -179,7 +172,7 @@ def test_probes_follow_the_intercept_splice():
     server = TcpHost("inside", SERVER)
     server.listen(80, b"hello")
     client = TcpHost("outside", CLIENT)
-    net = Net(fw, [server, client])
+    net = Net(Link(fw), [server, client])
     rng = random.Random(1)
     spoof = craft.tcp_packet(4, rng.getrandbits(31), server.a, 1, 80, 5, 0, SYN, 1000)
     net.send("outside", spoof)  # the class is at its embryonic limit: the client goes through the intercept

@@ -17,58 +17,28 @@ from fixtures import CLIENT, MAPPED, SEED000, SERVER, kinds
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import ConnBuilt, ConnTeardown, Drop, DropReason, XlateBuilt, XlateTeardown
+from traffic import Conversation, Host, Link
 
 
 def fw_for(text: str = SEED000) -> Firewall:
     return Firewall(parse(text, "seed000.cfg"))
 
 
-class Session:
-    """A TCP conversation between the inside client and the outside server, through the firewall."""
-
-    def __init__(self, fw: Firewall, sport: int = 38003, dport: int = 21) -> None:
-        self.fw = fw
-        self.sport, self.dport = sport, dport
-        self.cseq, self.sseq = 1000, 5000
-        self.now = 100.0
-        self.events: list = []
-
-    def _send(self, iface, pkt):
-        # Each host acknowledges what the firewall forwarded to it (randomized sequence numbers, mapped
-        # ports): replay_rewrite carries this scripted conversation into those coordinates, as replay does.
-        self.now += 0.01
-        res = self.fw.receive(iface, self.fw.replay_rewrite(iface, bytes(pkt), self.now), self.now)
-        self.events += res.events
-        return res
-
-    def client(self, flags, payload=b"", **kw):
-        pkt = IP(src=CLIENT, dst=SERVER, ttl=64) / TCP(
-            sport=self.sport, dport=self.dport, flags=flags, seq=self.cseq, ack=self.sseq, window=64240, **kw
-        )
-        if payload:
-            pkt = pkt / Raw(payload)
-        self.cseq += len(payload) + (1 if "S" in flags or "F" in flags else 0)
-        return self._send("inside", pkt)
-
-    def server(self, flags, payload=b"", dst=MAPPED, dport=None, **kw):
-        pkt = IP(src=SERVER, dst=dst, ttl=64) / TCP(
-            sport=self.dport,
-            dport=dport or self.sport,
-            flags=flags,
-            seq=self.sseq,
-            ack=self.cseq,
-            window=65535,
-            **kw,
-        )
-        if payload:
-            pkt = pkt / Raw(payload)
-        self.sseq += len(payload) + (1 if "S" in flags or "F" in flags else 0)
-        return self._send("outside", pkt)
+def session(fw: Firewall, sport: int = 38003, dport: int = 21) -> Conversation:
+    """A TCP conversation between the inside client and the outside server, through the firewall. Each
+    host acknowledges what the other sent, and the replay hook carries the scripted conversation into
+    the connection's coordinates (randomized sequence numbers, mapped ports), as replay does."""
+    return Conversation(
+        Link(fw, 100.0),
+        Host(CLIENT, sport, "inside", isn=1000, window=64240),
+        Host(SERVER, dport, "outside", to=MAPPED, isn=5000, window=65535),
+        acks="capture",
+    )
 
 
 def test_seed000_control_session_is_translated_built_and_torn_down():
     fw = fw_for()
-    s = Session(fw)
+    s = session(fw)
     res = s.client("S", options=[("MSS", 1460)])
     assert len(res.packets) == 1
     iface, data = res.packets[0]
@@ -160,7 +130,7 @@ def test_access_list_permits_inbound_and_denies_the_rest():
 
 def test_embryonic_connection_times_out_with_syn_timeout():
     fw = fw_for()
-    s = Session(fw)
+    s = session(fw)
     s.client("S")
     assert kinds(fw.advance(s.now + 29).events, ConnTeardown) == []
     (td,) = kinds(fw.advance(s.now + 31).events, ConnTeardown)
@@ -169,7 +139,7 @@ def test_embryonic_connection_times_out_with_syn_timeout():
 
 def test_established_connection_idles_out_after_timeout_conn():
     fw = fw_for()
-    s = Session(fw)
+    s = session(fw)
     s.client("S")
     s.server("SA")
     s.client("A")
@@ -180,7 +150,7 @@ def test_established_connection_idles_out_after_timeout_conn():
 
 def test_reset_from_inside_tears_down_with_reset_i():
     fw = fw_for()
-    s = Session(fw)
+    s = session(fw)
     s.client("S")
     s.server("SA")
     s.client("A")
@@ -224,7 +194,7 @@ def test_ttl_expiring_in_the_firewall_sends_time_exceeded():
 
 def test_icmp_error_about_a_translated_connection_is_translated_back():
     fw = fw_for()
-    s = Session(fw)
+    s = session(fw)
     res = s.client("S")
     sent = IP(bytes(res.packets[0][1]))
     err = IP(src="192.168.9.2", dst=MAPPED) / ICMP(type=3, code=3) / bytes(sent)[:28]
@@ -369,23 +339,23 @@ def test_a_retransmitted_fin_and_a_duplicate_ack_do_not_close_the_connection():
     data and sends duplicate ACKs. netfilter's table calls that TIME_WAIT (FIN_WAIT -> LAST_ACK on the
     second FIN); the ASA tears a connection down only once both sides sent a FIN (lab seed003)."""
     fw = fw_for()
-    s = Session(fw)
+    s = session(fw)
     s.client("S")
     s.server("SA")
     s.client("A")
-    una = s.cseq
+    una = s.a.nxt
     s.client("PA", b"x" * 1000)
     s.client("PA", b"y" * 1000)
-    fin = s.cseq
+    fin = s.a.nxt
     s.client("FA", b"z" * 100)
-    s.cseq = fin
+    s.a.nxt = fin
     s.client("FA", b"z" * 100)  # the same FIN again
-    s.cseq = una  # the peer still misses the first segment
+    s.a.nxt = una  # the peer still misses the first segment
     s.server("A")
     assert kinds(s.events, ConnTeardown) == []
-    s.cseq = una
+    s.a.nxt = una
     assert len(s.client("PA", b"x" * 1000).packets) == 1  # the retransmission passes
-    s.cseq = fin + 101
+    s.a.nxt = fin + 101
     s.server("FA")
     s.client("A")
     (td,) = kinds(s.events, ConnTeardown)

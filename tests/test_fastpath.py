@@ -25,6 +25,7 @@ from statewall.engine import Firewall
 from statewall.logfmt.tables import show_conn
 from statewall.packet import decode
 from statewall.tcptrack import TcpState
+from traffic import Host
 
 needs_fast = pytest.mark.skipif(not fastpath.AVAILABLE, reason="statewall._fastpath is not built")
 
@@ -71,16 +72,11 @@ MAPPED = 0xC0A8091E  # 192.168.9.30, the outside interface
 M = 0xFFFFFFFF
 
 
-class Side:
-    def __init__(self, rnd: random.Random) -> None:
-        self.isn = rnd.getrandbits(32)
-        self.nxt = (self.isn + 1) & M
-        self.sent: list[tuple[int, bytes]] = []
-
-
 def conversation(rnd: random.Random, sport: int) -> list[tuple[str, bytearray, float, int]]:
     """One TCP conversation as a capture without the firewall shows it: (iface, packet, dt, gso)."""
-    c, s = Side(rnd), Side(rnd)
+    c = Host(CLIENT, sport, "inside", isn=rnd.getrandbits(32))
+    s = Host(SERVER, 80, "outside", isn=rnd.getrandbits(32))
+    c.nxt, s.nxt = (c.isn + 1) & M, (s.isn + 1) & M  # past the SYNs, which are written out below
     ts = rnd.random() < 0.7
     sack = rnd.random() < 0.6
     ws = rnd.choice([None, 0, 7])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
-from scapy.packet import Raw
 
 from fixtures import CLIENT, MAPPED, PIX_INTERFACES, PIX_NO_NAT, PIX_PAT, PIX_ROUTE, SERVER, kinds
 from statewall.dialects.asa import parse
@@ -24,6 +23,7 @@ from statewall.inspect import FtpTransfer, effective_inspections, set_data_refre
 from statewall.logfmt.asa import format_event
 from statewall.policy import Inspection
 from statewall.seqadj import SeqAdj
+from traffic import Conversation, Host, Link
 
 # The server inside behind a static translation, the client outside (8.2: access lists name mapped
 # addresses).
@@ -44,99 +44,30 @@ NO_INSPECT = GLOBAL_POLICY.format("no inspect ftp")
 STRICT = GLOBAL_POLICY.format("inspect ftp strict")
 
 
-class Ftp:
+def ftp(
+    fw: Firewall,
+    *,
+    a_addr=CLIENT,
+    a_port=38003,
+    a_iface="inside",
+    a_to=SERVER,
+    b_addr=SERVER,
+    b_port=21,
+    b_iface="outside",
+    b_to=MAPPED,
+    b_to_port=None,
+    now=100.0,
+) -> Conversation:
     """One TCP conversation through the firewall; each end acknowledges what it received.
 
     ``a`` is the initiator (arriving on ``a_iface`` from ``a_addr``), ``b`` the responder; ``a_to`` is
     the address ``a`` sends to and ``b_to`` the address ``b`` answers to (the mapped ones under NAT).
     """
-
-    def __init__(
-        self,
-        fw: Firewall,
-        *,
-        a_addr=CLIENT,
-        a_port=38003,
-        a_iface="inside",
-        a_to=SERVER,
-        b_addr=SERVER,
-        b_port=21,
-        b_iface="outside",
-        b_to=MAPPED,
-        b_to_port=None,
-        now=100.0,
-        v6=False,
-    ) -> None:
-        self.fw = fw
-        self.a = (a_addr, a_port, a_iface, a_to, b_port)
-        self.b = (b_addr, b_port, b_iface, b_to, b_to_port or a_port)
-        self.seq = {"a": 1000, "b": 5000}
-        self.rcv = {"a": 0, "b": 0}  # next byte each end expects, in its own (received) view
-        self.now = now
-        self.events: list = []
-        self.out: list[tuple[str, object]] = []  # every emitted packet, decoded
-        self.v6 = v6
-        # The ASA randomizes the initiator's sequence numbers (random-sequence-number, on by default):
-        # what each side's SYN was shifted by on its way.
-        self.shift = {"a": 0, "b": 0}
-
-    def send(self, who, flags, payload=b"", *, seq=None, ack=None, sack=None, advance=True):
-        src, sport, iface, dst, dport = self.a if who == "a" else self.b
-        other = "b" if who == "a" else "a"
-        opts = [("SAck", sack)] if sack else []
-        l3 = IPv6(src=src, dst=dst, hlim=64) if self.v6 else IP(src=src, dst=dst, ttl=64)
-        s = self.seq[who] if seq is None else seq
-        pkt = l3 / TCP(
-            sport=sport,
-            dport=dport,
-            flags=flags,
-            seq=s,
-            ack=self.rcv[who] if ack is None else ack,
-            window=65535,
-            options=opts,
-        )
-        if payload:
-            pkt = pkt / Raw(payload)
-        if advance and seq is None:
-            self.seq[who] += len(payload) + (1 if "S" in flags or "F" in flags else 0)
-        self.now += 0.01
-        res = self.fw.receive(iface, bytes(pkt), self.now)
-        self.events += res.events
-        decoded = []
-        for oif, data in res.packets:
-            p = IPv6(bytes(data)) if self.v6 else IP(bytes(data))
-            decoded.append(p)
-            self.out.append((oif, p))
-            t = p[TCP]
-            if t.flags & 0x02:
-                self.shift[who] = (t.seq - s) & 0xFFFFFFFF
-            end = t.seq + len(bytes(t.payload)) + (1 if t.flags & 0x03 else 0)
-            if t.flags & 0x02 or ((end - self.rcv[other]) & 0xFFFFFFFF) < 0x80000000:
-                self.rcv[other] = end & 0xFFFFFFFF
-        return decoded
-
-    def wire(self, who, seq):
-        """``who``'s sequence number ``seq`` as it appears beyond the firewall (randomization only)."""
-        return (seq + self.shift[who]) & 0xFFFFFFFF
-
-    def open(self):
-        self.send("a", "S")
-        self.send("b", "SA")
-        self.send("a", "A")
-
-    def stream(self, iface):
-        """The payload bytes that left by ``iface``, reassembled by sequence number."""
-        segs = sorted(
-            {(p[TCP].seq, bytes(p[TCP].payload)) for oif, p in self.out if oif == iface and p[TCP].payload}
-        )
-        data = b""
-        start = segs[0][0] if segs else 0
-        for seq, payload in segs:
-            off = seq - start
-            if off > len(data):
-                raise AssertionError(f"gap before {seq}")
-            data = data[:off] + payload + data[off + len(payload) :]
-        return data
+    return Conversation(
+        Link(fw, now),
+        Host(a_addr, a_port, a_iface, to=a_to, to_port=b_port, isn=1000, window=65535),
+        Host(b_addr, b_port, b_iface, to=b_to, to_port=b_to_port or a_port, isn=5000, window=65535),
+    )
 
 
 def checksums_ok(p) -> bool:
@@ -148,7 +79,7 @@ def checksums_ok(p) -> bool:
     return ref[TCP].chksum == p[TCP].chksum and (not isinstance(p, IP) or ref.chksum == p.chksum)
 
 
-def login(s: Ftp):
+def login(s: Conversation):
     s.open()
     s.send("b", "PA", b"220 ready\r\n")
     s.send("a", "PA", b"USER anonymous\r\n")
@@ -192,7 +123,7 @@ def test_explicit_inspections_win_and_other_dialects_have_no_default():
 
 def test_port_behind_pat_is_rewritten_and_its_data_connection_comes_back_to_the_client():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     (out,) = s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
     # 10,0,0,2 (8 characters) became 192,168,9,30 (12): the segment grew by four bytes.
@@ -223,18 +154,18 @@ def test_port_behind_pat_is_rewritten_and_its_data_connection_comes_back_to_the_
 
 def test_sequence_adjustment_after_a_longer_port_both_ways_and_in_sack_blocks():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
-    port_seq = s.seq["a"]
+    port_seq = s.a.nxt
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
     # The server acknowledges the 23 bytes it received; the client must see its own 19 acknowledged.
     (ack,) = s.send("b", "PA", b"200 PORT ok\r\n")
-    assert s.rcv["b"] == s.wire("a", port_seq + 23)
+    assert s.b.rcv == s.wire("a", port_seq + 23)
     assert ack[TCP].ack == port_seq + 19
     # Every later client segment is four further on, outside.
     (lst,) = s.send("a", "PA", b"LIST\r\n")
     assert lst[TCP].seq == s.wire("a", port_seq + 19 + 4)
-    assert lst[TCP].ack == s.seq["b"]  # the server's sequence space was not touched
+    assert lst[TCP].ack == s.b.nxt  # the server's sequence space was not touched
     # A SACK block from the server names bytes in the shifted space; the client gets them unshifted.
     left, right = s.wire("a", port_seq + 23), s.wire("a", port_seq + 29)
     (sacked,) = s.send("b", "A", ack=left, sack=(left, right))
@@ -257,9 +188,9 @@ def test_sequence_adjustment_after_a_longer_port_both_ways_and_in_sack_blocks():
 
 def test_port_split_across_two_segments_is_rewritten_as_one_line():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
-    start = s.seq["a"]
+    start = s.a.nxt
     (first,) = s.send("a", "PA", b"PORT 10,0,0,")
     # The partial command is withheld: the segment leaves without it.
     assert bytes(first[TCP].payload) == b"" and first[TCP].seq == s.wire("a", start)
@@ -278,7 +209,7 @@ def test_port_split_across_two_segments_is_rewritten_as_one_line():
 
 def test_split_line_that_is_not_a_port_command_is_parsed_but_not_withheld():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     (first,) = s.send("a", "PA", b"RETR some")
     assert bytes(first[TCP].payload) == b"RETR some"
@@ -296,9 +227,9 @@ def test_split_line_that_is_not_a_port_command_is_parsed_but_not_withheld():
 def test_withheld_bytes_retransmitted_alone_are_let_go_unrewritten():
     # A Nagle sender waits for the acknowledgement of the withheld bytes and sends them again.
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
-    start = s.seq["a"]
+    start = s.a.nxt
     s.send("a", "PA", b"PORT 10,0,0,")
     (again,) = s.send("a", "PA", b"PORT 10,0,0,", seq=start)
     assert bytes(again[TCP].payload) == b"PORT 10,0,0,"
@@ -312,7 +243,7 @@ def test_a_port_reusing_a_taken_pat_port_gets_another_one():
     fw = Firewall(parse(PIX_PAT))
     # Another inside host holds 192.168.9.30/1025 through PAT.
     fw.receive("inside", bytes(IP(src="10.0.0.3", dst=SERVER) / TCP(sport=1025, dport=80, flags="S")), 99.0)
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     (out,) = s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
     assert bytes(out[TCP].payload) == b"PORT 192,168,9,30,4,2\r\n"
@@ -323,7 +254,7 @@ def test_a_port_reusing_a_taken_pat_port_gets_another_one():
 
 def test_eprt_behind_pat_is_rewritten_as_nf_nat_ftp_prints_it():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     (out,) = s.send("a", "PA", b"EPRT |1|10.0.0.2|6275|\r\n")
     assert bytes(out[TCP].payload) == b"EPRT |1|192.168.9.30|6275|\r\n"
@@ -337,7 +268,7 @@ def test_eprt_behind_pat_is_rewritten_as_nf_nat_ftp_prints_it():
 
 def test_ftp_bounce_is_refused_and_logged_with_its_reason():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     outs = s.send("a", "PA", b"PORT 192,168,9,77,0,25\r\n")
     assert outs == []
@@ -348,16 +279,17 @@ def test_ftp_bounce_is_refused_and_logged_with_its_reason():
     )
     assert fw.drops[DropReason.INSPECT_FTP] == 1
     assert len(fw.expect) == 0
-    # Nothing waits for the named host's connection; the connection itself goes on.
+    # Nothing waits for the named host's connection; the ASA ends the control connection (406002:
+    # "drops the packet, terminates the connection, and logs the event").
     res, outs = data_syn(fw, SERVER, 20, "outside", MAPPED, 25, s.now + 0.01)
     assert outs == [] and kinds(res.events, Drop)[0].reason is not DropReason.INSPECT_FTP
-    (ok,) = s.send("a", "PA", b"NOOP\r\n", seq=s.seq["a"] - len(b"PORT 192,168,9,77,0,25\r\n"))
-    assert bytes(ok[TCP].payload) == b"NOOP\r\n"
+    (td,) = kinds(s.events, ConnTeardown)
+    assert td.reason == "Flow closed by inspection" and len(fw.conns) == 0
 
 
 def test_227_naming_another_host_is_refused():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     s.send("a", "PA", b"PASV\r\n")
     assert s.send("b", "PA", b"227 Entering Passive Mode (10,0,0,9,4,1)\r\n") == []
@@ -368,7 +300,7 @@ def test_227_naming_another_host_is_refused():
 
 def test_strict_refuses_a_command_sent_before_the_previous_one_was_answered():
     fw = Firewall(parse(PIX_PAT + STRICT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     assert s.send("a", "PA", b"SYST\r\n")
     assert s.send("a", "PA", b"PWD\r\n") == []
@@ -392,7 +324,7 @@ def test_strict_refuses_a_command_sent_before_the_previous_one_was_answered():
 )
 def test_strict_checks(line, why):
     fw = Firewall(parse(PIX_PAT + STRICT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     assert s.send("a", "PA", line) == []
     (drop,) = kinds(s.events, Drop)
@@ -401,7 +333,7 @@ def test_strict_checks(line, why):
 
 def test_without_strict_a_malformed_port_opens_nothing_and_passes():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     (out,) = s.send("a", "PA", b"PORT 10,0,0,2,4\r\n")
     assert bytes(out[TCP].payload) == b"PORT 10,0,0,2,4\r\n" and len(fw.expect) == 0
@@ -412,7 +344,7 @@ def test_the_iptables_dialect_drops_a_partial_match_as_nf_conntrack_ftp_does():
     policy.dialect = "iptables"
     policy.inspections = [Inspection("ftp", (21,))]
     fw = Firewall(policy)
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     assert s.send("a", "PA", b"PORT 10,0,0,2,4\r\n") == []
     (drop,) = kinds(s.events, Drop)
@@ -425,7 +357,7 @@ def test_the_iptables_dialect_drops_a_partial_match_as_nf_conntrack_ftp_does():
 
 def test_227_from_a_server_behind_static_nat_names_its_mapped_address():
     fw = Firewall(parse(STATIC_SERVER))
-    s = Ftp(
+    s = ftp(
         fw,
         a_addr=SERVER,  # the client is outside here
         a_iface="outside",
@@ -440,11 +372,11 @@ def test_227_from_a_server_behind_static_nat_names_its_mapped_address():
     (out,) = s.send("b", "PA", b"227 Entering Passive Mode (10,0,0,5,195,80)\r\n")
     assert bytes(out[TCP].payload) == b"227 Entering Passive Mode (192,168,9,40,195,80)\r\n"
     # 10,0,0,5 -> 192,168,9,40: four bytes more in the server's direction.
-    assert s.rcv["a"] == s.seq["b"] + 4
+    assert s.a.rcv == s.b.nxt + 4
     (lst,) = s.send("a", "PA", b"LIST\r\n")
-    assert lst[TCP].ack == s.seq["b"]  # the client acks what it got; the server sees its own space
+    assert lst[TCP].ack == s.b.nxt  # the client acks what it got; the server sees its own space
     (reply,) = s.send("b", "PA", b"150 here\r\n")
-    assert reply[TCP].seq == s.seq["b"] - len(b"150 here\r\n") + 4
+    assert reply[TCP].seq == s.b.nxt - len(b"150 here\r\n") + 4
     # The client connects to the mapped address, not permitted by the access list: RELATED.
     res, outs = data_syn(fw, SERVER, 40001, "outside", "192.168.9.40", 50000, s.now + 0.01)
     assert [(oif, p.dst, p[TCP].dport, p.src) for oif, p in outs] == [("inside", "10.0.0.5", 50000, SERVER)]
@@ -460,7 +392,7 @@ def test_227_from_a_server_behind_static_nat_names_its_mapped_address():
 
 def test_without_nat_nothing_is_rewritten_and_the_active_data_connection_is_related():
     fw = Firewall(parse(PIX_NO_NAT))
-    s = Ftp(fw, b_to=CLIENT)
+    s = ftp(fw, b_to=CLIENT)
     login(s)
     (out,) = s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
     assert bytes(out[TCP].payload) == b"PORT 10,0,0,2,4,1\r\n"
@@ -474,7 +406,7 @@ def test_without_nat_nothing_is_rewritten_and_the_active_data_connection_is_rela
 
 def test_without_inspection_the_active_data_connection_is_refused():
     fw = Firewall(parse(PIX_NO_NAT + NO_INSPECT))
-    s = Ftp(fw, b_to=CLIENT)
+    s = ftp(fw, b_to=CLIENT)
     login(s)
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
     res, outs = data_syn(fw, SERVER, 20, "outside", CLIENT, 1025, s.now)
@@ -491,7 +423,7 @@ def test_eprt_and_epsv_over_ipv6():
     )
     fw = Firewall(parse(cfg + "ipv6 route outside ::/0 2001:db8:9::2\n"))
     c, srv = "2001:db8:1::2", "2001:db8:9::2"
-    s = Ftp(fw, a_addr=c, a_to=srv, b_addr=srv, b_to=c, v6=True)
+    s = ftp(fw, a_addr=c, a_to=srv, b_addr=srv, b_to=c)
     login(s)
     (out,) = s.send("a", "PA", f"EPRT |2|{c}|49189|\r\n".encode())
     assert bytes(out[TCP].payload) == f"EPRT |2|{c}|49189|\r\n".encode()
@@ -507,7 +439,7 @@ def test_eprt_and_epsv_over_ipv6():
 
 def test_an_unused_expectation_expires_and_frees_its_translation():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
     assert len(fw.expect) == 1
@@ -522,7 +454,7 @@ def test_an_unused_expectation_expires_and_frees_its_translation():
 
 def test_a_new_port_replaces_the_unused_previous_expectation():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
     s.send("b", "PA", b"200 ok\r\n")
@@ -532,7 +464,7 @@ def test_a_new_port_replaces_the_unused_previous_expectation():
 
 def test_expectations_go_with_their_control_connection():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     s.send("a", "PA", b"PORT 10,0,0,2,4,1\r\n")
     s.send("a", "RA")
@@ -545,13 +477,13 @@ def test_data_activity_keeps_the_control_connection_alive(refresh):
     set_data_refreshes_control(policy, refresh)
     assert [(i.ports, i.data_refreshes_control) for i in policy.inspections] == [((21,), refresh)]
     fw = Firewall(policy)
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     s.send("a", "PA", b"PASV\r\n")
     s.send("b", "PA", b"227 Entering Passive Mode (192,168,9,2,195,80)\r\n")
     s.send("a", "PA", b"RETR big.iso\r\n")
     s.send("b", "PA", b"150 go\r\n")
-    d = Ftp(fw, a_port=40000, b_port=50000, b_to=MAPPED, now=s.now)
+    d = ftp(fw, a_port=40000, b_port=50000, b_to=MAPPED, now=s.now)
     d.open()
     # Ten minutes of data and nothing on the control connection: twice the idle timeout.
     timers = []
@@ -593,7 +525,7 @@ def test_seqadj_records_a_change_once_and_keeps_the_previous_offset_for_older_da
 
 def test_a_line_too_long_to_be_a_command_is_forwarded_and_not_parsed():
     fw = Firewall(parse(PIX_PAT))
-    s = Ftp(fw)
+    s = ftp(fw)
     login(s)
     (first,) = s.send("a", "PA", b"P" + b"x" * 1100)
     assert bytes(first[TCP].payload) == b"P" + b"x" * 1100

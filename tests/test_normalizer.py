@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import pytest
 from scapy.layers.inet import IP, TCP
-from scapy.packet import Raw
 
 from fixtures import CLIENT, PIX_NO_NAT, SERVER
 from statewall.dialects.asa import parse
-from statewall.engine import Firewall
 from statewall.events import ConnTeardown, Drop, DropReason
 from statewall.logfmt.mpf import format_show_service_policy
 from statewall.normalizer import exceed_mss_default
+from traffic import Conversation, Host, Link
 
 
 def with_map(options: str, header: str = "") -> str:
@@ -28,51 +27,17 @@ def with_map(options: str, header: str = "") -> str:
     )
 
 
-class Hosts:
-    """A client inside and a server outside talking TCP through one firewall."""
-
-    def __init__(self, config: str, dport: int = 80, **fw) -> None:
-        self.fw = Firewall(parse(config, "norm.cfg"), seed=7, **fw)
-        self.dport = dport
-        self.c, self.s = 1000, 50000  # next seq of each side, in its own numbers
-        self.now = 10.0
-        self.events: list = []
-        self.out: list[tuple[str, IP]] = []
-
-    def send(self, side: str, flags: str, payload: bytes = b"", *, seq=None, ack=None, ttl=64, **kw):
-        client = side == "c"
-        iface = "inside" if client else "outside"
-        src, dst = (CLIENT, SERVER) if client else (SERVER, CLIENT)
-        sport, dport = (40000, self.dport) if client else (self.dport, 40000)
-        own = self.c if client else self.s
-        seq = own if seq is None else seq
-        ack = (self.s if client else self.c) if ack is None else ack
-        pkt = IP(src=src, dst=dst, ttl=ttl) / TCP(
-            sport=sport, dport=dport, flags=flags, seq=seq, ack=ack if "A" in flags else 0, **kw
-        )
-        if payload:
-            pkt = pkt / Raw(payload)
-        if seq == own:
-            grown = len(payload) + ("S" in flags) + ("F" in flags)
-            if client:
-                self.c += grown
-            else:
-                self.s += grown
-        self.now += 0.01
-        data = self.fw.replay_rewrite(iface, bytes(pkt), self.now)
-        res = self.fw.receive(iface, data, self.now)
-        self.events += res.events
-        out = [IP(bytes(p)) for _, p in res.packets]
-        self.out += [(i, p) for (i, _), p in zip(res.packets, out)]
-        return out
-
-    def handshake(self, syn_opts=(("MSS", 1460),), synack_opts=(("MSS", 1460),)) -> None:
-        assert self.send("c", "S", options=list(syn_opts))
-        assert self.send("s", "SA", options=list(synack_opts))
-        assert self.send("c", "A")
-
-    def drops(self) -> list[Drop]:
-        return [e for e in self.events if isinstance(e, Drop)]
+def hosts(config: str, dport: int = 80, **fw) -> Conversation:
+    """A client inside and a server outside talking TCP through one firewall (its randomization from
+    a fixed seed); the hosts speak as a capture shows them and the replay hook carries them. The
+    handshake announces MSS 1460 both ways unless told otherwise."""
+    return Conversation(
+        Link.asa(config, "norm.cfg", now=10.0, **{"seed": 7, **fw}),
+        Host(CLIENT, 40000, "inside", isn=1000),
+        Host(SERVER, dport, "outside", isn=50000),
+        acks="capture",
+        syn_options=[("MSS", 1460)],
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -90,8 +55,8 @@ class Hosts:
 )
 def test_exceed_mss_default_follows_the_declared_release(header: str, default: str):
     assert exceed_mss_default(parse(header + PIX_NO_NAT).version) == default
-    h = Hosts(header + PIX_NO_NAT)
-    h.handshake(synack_opts=[("MSS", 1000)])
+    h = hosts(header + PIX_NO_NAT)
+    h.open(synack=[("MSS", 1000)])
     passed = h.send("c", "PA", b"x" * 1001)
     assert bool(passed) == (default == "allow")
     if default == "drop":
@@ -106,8 +71,8 @@ def test_exceed_mss_default_follows_the_declared_release(header: str, default: s
 
 
 def test_exceed_mss_drop_in_a_tcp_map_names_its_line():
-    h = Hosts(with_map("exceed-mss drop", "ASA Version 9.1(2)\n"))
-    h.handshake(synack_opts=[("MSS", 1000)])
+    h = hosts(with_map("exceed-mss drop", "ASA Version 9.1(2)\n"))
+    h.open(synack=[("MSS", 1000)])
     assert h.send("c", "PA", b"x" * 1000)
     assert not h.send("c", "PA", b"x" * 1200)
     (drop,) = h.drops()
@@ -119,39 +84,39 @@ def test_exceed_mss_drop_in_a_tcp_map_names_its_line():
 
 
 def test_synack_with_data_is_dropped_by_default_and_syn_data_allowed():
-    h = Hosts(PIX_NO_NAT)
+    h = hosts(PIX_NO_NAT)
     assert h.send("c", "S", b"early data")  # syn-data allow
     assert not h.send("s", "SA", b"banner")
     assert [d.reason for d in h.drops()] == [DropReason.TCP_SYNACK_DATA]
-    h = Hosts(with_map("synack-data allow\nsyn-data drop"))
+    h = hosts(with_map("synack-data allow\nsyn-data drop"))
     assert not h.send("c", "S", b"early data")
     assert [d.reason for d in h.drops()] == [DropReason.TCP_SYN_DATA]
 
 
 def test_the_handshake_ack_must_acknowledge_the_synack_exactly():
-    h = Hosts(PIX_NO_NAT)
+    h = hosts(PIX_NO_NAT)
     h.send("c", "S")
     h.send("s", "SA")
-    assert not h.send("c", "A", ack=h.s - 1)
+    assert not h.send("c", "A", ack=h.b.nxt - 1)
     (drop,) = h.drops()
     assert drop.reason == DropReason.TCP_INVALID_ACK and "does not acknowledge the SYN-ACK" in drop.message
     assert h.send("c", "A")
 
 
 def test_invalid_ack_and_seq_past_window_allow_let_the_tracker_invalid_through():
-    h = Hosts(PIX_NO_NAT)
-    h.handshake()
-    assert not h.send("c", "PA", b"x", ack=h.s + 5000)  # acknowledges data never sent
-    assert not h.send("c", "PA", b"y", seq=h.c + 200000)  # far beyond the server's window
+    h = hosts(PIX_NO_NAT)
+    h.open()
+    assert not h.send("c", "PA", b"x", ack=h.b.nxt + 5000)  # acknowledges data never sent
+    assert not h.send("c", "PA", b"y", seq=h.a.nxt + 200000)  # far beyond the server's window
     assert [d.reason for d in h.drops()] == [DropReason.TCP_INVALID_ACK, DropReason.TCP_SEQ_PAST_WINDOW]
     assert [d.hint for d in h.drops()] == [
         "invalid-ack allow in a tcp-map applied to this flow",
         "seq-past-window allow in a tcp-map applied to this flow",
     ]
-    h = Hosts(with_map("invalid-ack allow\nseq-past-window allow"))
-    h.handshake()
-    assert h.send("c", "PA", b"x", ack=h.s + 5000)
-    assert h.send("c", "PA", b"y", seq=h.c + 200000)
+    h = hosts(with_map("invalid-ack allow\nseq-past-window allow"))
+    h.open()
+    assert h.send("c", "PA", b"x", ack=h.b.nxt + 5000)
+    assert h.send("c", "PA", b"y", seq=h.a.nxt + 200000)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,20 +124,20 @@ def test_invalid_ack_and_seq_past_window_allow_let_the_tracker_invalid_through()
 
 
 def test_urgent_flag_and_pointer_are_cleared_by_default():
-    h = Hosts(PIX_NO_NAT)
-    h.handshake()
+    h = hosts(PIX_NO_NAT)
+    h.open()
     (out,) = h.send("c", "PAU", b"!", urgptr=1)
     assert out[TCP].flags == "PA" and out[TCP].urgptr == 0
-    h = Hosts(with_map("urgent-flag allow"))
-    h.handshake()
+    h = hosts(with_map("urgent-flag allow"))
+    h.open()
     (out,) = h.send("c", "PAU", b"!", urgptr=1)
     assert out[TCP].flags == "PAU" and out[TCP].urgptr == 1
 
 
 @pytest.mark.parametrize("action", ["allow", "clear", "drop"])
 def test_reserved_bits(action: str):
-    h = Hosts(with_map(f"reserved-bits {action}"))
-    h.handshake()
+    h = hosts(with_map(f"reserved-bits {action}"))
+    h.open()
     out = h.send("c", "PA", b"r", reserved=4)
     if action == "drop":
         assert not out and [d.reason for d in h.drops()] == [DropReason.TCP_RESERVED_SET]
@@ -184,7 +149,7 @@ def test_reserved_bits(action: str):
 
 
 def test_tcp_options_defaults_clear_unknown_kinds_and_keep_the_usual_ones():
-    h = Hosts(PIX_NO_NAT)
+    h = hosts(PIX_NO_NAT)
     syn = [("MSS", 1300), ("SAckOK", b""), ("WScale", 7), ("Timestamp", (1, 0)), (34, b""), (30, b"\x00\x00")]
     (out,) = h.send("c", "S", options=syn)
     kinds = [o[0] for o in out[TCP].options if o[0] not in ("NOP", "EOL")]
@@ -193,44 +158,44 @@ def test_tcp_options_defaults_clear_unknown_kinds_and_keep_the_usual_ones():
 
 
 def test_tcp_options_knobs_clear_and_drop():
-    h = Hosts(
+    h = hosts(
         with_map(
             "tcp-options selective-ack clear\ntcp-options timestamp clear\ntcp-options window-scale clear"
         )
     )
     (out,) = h.send("c", "S", options=[("MSS", 1300), ("SAckOK", b""), ("WScale", 7), ("Timestamp", (1, 0))])
     assert [o[0] for o in out[TCP].options if o[0] not in ("NOP", "EOL")] == ["MSS"]
-    h = Hosts(with_map("tcp-options range 19 19 drop"))
+    h = hosts(with_map("tcp-options range 19 19 drop"))
     assert not h.send("c", "S", options=[("MSS", 1300), (19, b"\x00" * 16)])
     assert [d.reason for d in h.drops()] == [DropReason.TCP_OPTION_DROP]
-    h = Hosts(with_map("tcp-options md5 allow"))
+    h = hosts(with_map("tcp-options md5 allow"))
     (out,) = h.send("c", "S", options=[("MSS", 1300), (19, b"\x00" * 16)])
     assert "MD5" in [o[0] for o in out[TCP].options]  # scapy names option 19
 
 
 def test_ttl_evasion_protection_keeps_the_lowest_ttl_seen():
-    h = Hosts(PIX_NO_NAT)
-    h.handshake()
+    h = hosts(PIX_NO_NAT)
+    h.open()
     assert h.send("c", "PA", b"a", ttl=20)[0].ttl == 19
     assert h.send("c", "PA", b"b", ttl=64)[0].ttl == 19  # not higher than before (then decremented)
-    h = Hosts(with_map("no ttl-evasion-protection"))
-    h.handshake()
+    h = hosts(with_map("no ttl-evasion-protection"))
+    h.open()
     h.send("c", "PA", b"a", ttl=20)
     assert h.send("c", "PA", b"b", ttl=64)[0].ttl == 63
 
 
 def test_checksum_verification():
-    h = Hosts(with_map("checksum-verification"))
-    h.handshake()
+    h = hosts(with_map("checksum-verification"))
+    h.open()
     assert not h.send("c", "PA", b"z", chksum=0x1234)
     assert [d.reason for d in h.drops()] == [DropReason.BAD_TCP_CHECKSUM]
     assert h.send("c", "PA", b"z")
-    assert Hosts(PIX_NO_NAT).send("c", "S", chksum=0x1234)  # off by default
+    assert hosts(PIX_NO_NAT).send("c", "S", chksum=0x1234)  # off by default
 
 
 def test_window_variation_drop_ends_the_connection():
-    h = Hosts(with_map("window-variation drop"))
-    h.handshake()
+    h = hosts(with_map("window-variation drop"))
+    h.open()
     assert h.send("s", "A", window=8000)
     assert not h.send("s", "A", window=1000)
     assert [d.reason for d in h.drops()] == [DropReason.TCP_WINDOW_VARIATION]
@@ -243,9 +208,9 @@ def test_window_variation_drop_ends_the_connection():
 
 
 def test_check_retransmission_refuses_different_data_at_the_same_sequence():
-    h = Hosts(with_map("check-retransmission"))
-    h.handshake()
-    start = h.c
+    h = hosts(with_map("check-retransmission"))
+    h.open()
+    start = h.a.nxt
     assert h.send("c", "PA", b"hello")
     assert h.send("c", "PA", b"hello", seq=start)  # an honest retransmission
     assert not h.send("c", "PA", b"HELLO", seq=start)
@@ -253,13 +218,13 @@ def test_check_retransmission_refuses_different_data_at_the_same_sequence():
 
 
 def test_queue_limit_reorders_and_times_out():
-    h = Hosts(with_map("queue-limit 2 timeout 3"))
-    h.handshake()
-    start = h.c
+    h = hosts(with_map("queue-limit 2 timeout 3"))
+    h.open()
+    start = h.a.nxt
     assert h.send("c", "PA", b"BBBB", seq=start + 4) == []  # a gap before it: held
     out = h.send("c", "PA", b"AAAA", seq=start)
     assert [bytes(p[TCP].payload) for p in out] == [b"AAAA", b"BBBB"]
-    h.c = start + 8
+    h.a.nxt = start + 8
     assert h.send("c", "PA", b"DDDD", seq=start + 12) == []
     assert h.send("c", "PA", b"EEEE", seq=start + 16) == []
     assert h.send("c", "PA", b"FFFF", seq=start + 20) == []  # a third one: the queue holds two
@@ -270,19 +235,19 @@ def test_queue_limit_reorders_and_times_out():
 
 
 def test_without_a_queue_out_of_order_segments_pass_but_inspected_flows_get_three():
-    h = Hosts(PIX_NO_NAT)
-    h.handshake()
-    assert h.send("c", "PA", b"later", seq=h.c + 100)
-    ftp = Hosts(PIX_NO_NAT, dport=21)  # the factory global policy inspects FTP: implicit queue of 3
-    ftp.handshake()
-    assert ftp.send("c", "PA", b"NOOP\r\n", seq=ftp.c + 6) == []
+    h = hosts(PIX_NO_NAT)
+    h.open()
+    assert h.send("c", "PA", b"later", seq=h.a.nxt + 100)
+    ftp = hosts(PIX_NO_NAT, dport=21)  # the factory global policy inspects FTP: implicit queue of 3
+    ftp.open()
+    assert ftp.send("c", "PA", b"NOOP\r\n", seq=ftp.a.nxt + 6) == []
     out = ftp.send("c", "PA", b"NOOP\r\n")
     assert len(out) == 2
 
 
 def test_show_service_policy_counts_the_normalizer():
-    h = Hosts(with_map("exceed-mss drop"))
-    h.handshake(synack_opts=[("MSS", 500)])
+    h = hosts(with_map("exceed-mss drop"))
+    h.open(synack=[("MSS", 500)])
     h.send("c", "PA", b"x" * 600)
     h.send("c", "PAU", b"x", urgptr=1)
     text = format_show_service_policy(h.fw.policy, h.fw.service_policies.uses)
@@ -291,11 +256,11 @@ def test_show_service_policy_counts_the_normalizer():
 
 
 def test_show_service_policy_counts_inspected_packets():
-    ftp = Hosts(PIX_NO_NAT, dport=21)
-    ftp.handshake()
+    ftp = hosts(PIX_NO_NAT, dport=21)
+    ftp.open()
     ftp.send("c", "PA", b"NOOP\r\n")
-    web = Hosts(PIX_NO_NAT)
-    web.handshake()
+    web = hosts(PIX_NO_NAT)
+    web.open()
     text = format_show_service_policy(ftp.fw.policy, ftp.fw.service_policies.uses)
     assert "      Inspect: ftp, packet 4, drop 0, reset-drop 0" in text.splitlines()
     assert "      Inspect: dns, packet 0, drop 0, reset-drop 0" in text.splitlines()

@@ -482,6 +482,37 @@ def test_malformed_reasons():
     assert reason_of(raw(IPv6(src=A6, dst=B6) / UDP())[:47]) is DropReason.INVALID_IP_LENGTH
 
 
+def test_an_extension_header_chain_is_bounded_as_rfc_8200_counts_it():
+    """Each extension header at most once, Destination Options twice (RFC 8200 4.1); a chain that
+    repeats one is refused at the repetition (``ipv6-bad-eh-order``), so a packet of 180 headers costs
+    no more to refuse than a normal one costs to read."""
+    base = IPv6(src=A6, dst=B6)
+    full = (
+        base
+        / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrDestOpt()
+        / IPv6ExtHdrRouting()
+        / IPv6ExtHdrFragment()
+        / IPv6ExtHdrDestOpt()
+        / UDP()
+    )
+    assert [e[0] for e in decode(bytearray(raw(full))).ipv6_ext] == [0, 60, 43, 44, 60]
+    three = base / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / UDP()
+    assert reason_of(raw(three)) is DropReason.IPV6_EXTENSION_ORDER
+    assert reason_of(raw(base / IPv6ExtHdrRouting() / IPv6ExtHdrRouting() / UDP())) is (
+        DropReason.IPV6_EXTENSION_ORDER
+    )
+    chain = base
+    for _ in range(180):
+        chain = chain / IPv6ExtHdrDestOpt()
+    big = raw(chain / UDP() / (b"x" * (1500 - 40 - 180 * 8 - 8)))
+    assert len(big) == 1500
+    with pytest.raises(DecodeError) as e:
+        decode(bytearray(big))
+    assert e.value.reason is DropReason.IPV6_EXTENSION_ORDER
+    assert "extension header 60 repeated" in str(e.value)
+
+
 def test_trailing_padding_is_ignored():
     data = b(IP(src=A4, dst=B4) / TCP(sport=1, dport=2, flags="S")) + b"\x00" * 6
     p = decode(data)

@@ -20,6 +20,7 @@ from statewall.policy import ConntrackSettings
 from statewall.replay import replay
 from statewall.seqrand import FAULT_PIX_SACK, make_secret, offset_for
 from statewall.tcptrack import INVALID, ORIGINAL, REPLY, TcpTracker
+from traffic import Link
 
 SEG = 1000
 N = 8
@@ -83,31 +84,6 @@ def transfer(start: float = 1000.0) -> list[tuple[float, bytes]]:
     return pkts
 
 
-class Wires:
-    """The replay adapter's firewall, recording what each wire carries: the packets arriving at an
-    interface (as the replay hook delivers them) and those leaving it."""
-
-    def __init__(self, fw: Firewall) -> None:
-        self.fw = fw
-        self.wire: dict[str, list[bytes]] = {"inside": [], "outside": []}
-
-    def advance(self, now):
-        return self.fw.advance(now)
-
-    def ingress_for(self, data):
-        return self.fw.ingress_for(data)
-
-    def replay_rewrite(self, iface, data, now):
-        return self.fw.replay_rewrite(iface, data, now)
-
-    def receive(self, iface, data, now):
-        self.wire[iface].append(bytes(data))
-        res = self.fw.receive(iface, data, now)
-        for out_iface, pkt in res.packets:
-            self.wire[out_iface].append(bytes(pkt))
-        return res
-
-
 def linux_verdicts(packets: list[bytes], client_side: set[str]) -> list[tuple[int, str]]:
     """A netfilter tracker in default settings watching one wire: (index, reason) of INVALID packets."""
     settings = ConntrackSettings()
@@ -130,10 +106,12 @@ def str_addr(value: int) -> str:
     return ".".join(str(value >> s & 0xFF) for s in (24, 16, 8, 0))
 
 
-def run_transfer(tmp_path: Path, seed: int, faults=()) -> tuple[Wires, dict]:
+def run_transfer(tmp_path: Path, seed: int, faults=()) -> tuple[Link, dict]:
+    """Replay the transfer through a firewall, recording what each wire carries: the packets arriving
+    at an interface (as the replay hook delivers them) and those leaving it."""
     cap = tmp_path / "scp.pcap"
     wrpcap(str(cap), [IP(p) for _, p in transfer()])
-    wires = Wires(Firewall(parse(PIX_PAT, "seed000.cfg"), seed=seed, faults=faults))
+    wires = Link.asa(PIX_PAT, "seed000.cfg", seed=seed, faults=faults)
     summary = replay(wires.fw.policy, [(None, cap)], tmp_path / f"out-{seed}", firewall=wires)
     return wires, summary
 
@@ -142,7 +120,7 @@ def run_transfer(tmp_path: Path, seed: int, faults=()) -> tuple[Wires, dict]:
 def test_randomized_transfer_with_sack_is_forwarded_and_consistent_on_both_wires(tmp_path, seed):
     wires, summary = run_transfer(tmp_path, seed)
     assert summary["forwarded"] == summary["packets_in"] == len(transfer()) and summary["dropped"] == 0
-    inside, outside = wires.wire["inside"], wires.wire["outside"]
+    inside, outside = wires.carried("inside"), wires.carried("outside")
     assert linux_verdicts(inside, {CLIENT}) == []
     assert linux_verdicts(outside, {MAPPED}) == []
     # The client's numbers are shifted on the outside by one offset; the server's are not; the
@@ -181,7 +159,7 @@ def _ts(p: IP):
 def test_pix_sack_bug_fault_makes_the_tracker_behind_the_firewall_see_invalid(tmp_path, seed):
     wires, summary = run_transfer(tmp_path, seed, faults={FAULT_PIX_SACK})
     assert summary["forwarded"] == summary["packets_in"]  # the firewall itself lets everything through
-    inside = wires.wire["inside"]
+    inside = wires.carried("inside")
     invalid = linux_verdicts(inside, {CLIENT})
     # SACK edges arrive in the client's shifted numbers. When they land above what the client has sent
     # (the offset's upper half of sequence space is "behind" instead), netfilter says INVALID for every
@@ -193,7 +171,7 @@ def test_pix_sack_bug_fault_makes_the_tracker_behind_the_firewall_see_invalid(tm
         assert all(why.startswith("ACK is over upper bound") for _, why in invalid)
     else:
         assert invalid == []
-    assert linux_verdicts(wires.wire["outside"], {MAPPED}) == []
+    assert linux_verdicts(wires.carried("outside"), {MAPPED}) == []
 
 
 def test_some_seed_shows_the_fault_and_the_offsets_are_keyed():

@@ -18,13 +18,13 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 
-from sessions import Wire
 from statewall import craft, intercept
 from statewall.dialects.iptables import parse
 from statewall.engine import Firewall
 from statewall.events import CtEvent, DropReason
 from statewall.logfmt.linux import conntrack_line
 from statewall.packet import str_to_addr
+from traffic import Link
 
 SYN, ACK, RST, PSH, ECE, CWR = 0x02, 0x10, 0x04, 0x08, 0x40, 0x80
 M = 0xFFFFFFFF
@@ -70,19 +70,19 @@ def opts(*, mss=None, sack=False, ts=None, ws=None) -> bytes:
     return out
 
 
-def wire(rules: str) -> Wire:
+def wire(rules: str) -> Link:
     """The firewall for ``rules``, its SYN cookies from a fixed seed."""
-    return Wire(rules, 5000.0, filename="synproxy.rules", seed=7)
+    return Link.iptables(rules, "synproxy.rules", now=5000.0, seed=7)
 
 
 def tcp_options(p: IP) -> list:
     return [(k, v) for k, v in p[TCP].options]
 
 
-def handshake(w: Wire, *, client_opts=None):
+def handshake(w: Link, *, client_opts=None):
     """The client's SYN and ACK; returns (SYN-ACK seen by the client, SYN seen by the server)."""
     client_opts = opts(mss=1460, sack=True, ts=(C_TS, 0), ws=7) if client_opts is None else client_opts
-    ((oif, synack),) = w.send("fa", seg(CLIENT, SERVER, 40000, 80, SYN, C_ISN, options=client_opts))
+    ((oif, synack),) = w.send("fa", seg(CLIENT, SERVER, 40000, 80, SYN, C_ISN, options=client_opts)).pairs()
     assert oif == "fa"
     t = synack[TCP]
     ts = dict(t.options).get("Timestamp")
@@ -90,7 +90,7 @@ def handshake(w: Wire, *, client_opts=None):
     ack = seg(
         CLIENT, SERVER, 40000, 80, ACK, C_ISN + 1, t.seq + 1, window=502, options=b"\x01\x01" + ack_opts
     )
-    ((oif, syn),) = w.send("fa", ack)
+    ((oif, syn),) = w.send("fa", ack).pairs()
     assert oif == "fb"
     return synack, syn
 
@@ -100,7 +100,7 @@ def test_the_syn_is_answered_with_a_cookie_zero_window_and_the_targets_options()
     ((oif, synack),) = w.send(
         "fa",
         seg(CLIENT, SERVER, 40000, 80, SYN, C_ISN, options=opts(mss=1400, sack=True, ts=(C_TS, 0), ws=9)),
-    )
+    ).pairs()
     t = synack[TCP]
     assert (oif, synack.src, synack.dst, t.sport, t.dport) == ("fa", SERVER, CLIENT, 80, 40000)
     assert (t.flags, t.ack, t.window, synack.ttl, synack.flags) == ("SA", C_ISN + 1, 0, 64, "DF")
@@ -171,8 +171,8 @@ def test_an_ack_without_a_valid_cookie_is_dropped():
     w = wire(RECIPE.format(opts=FULL))
     synack, _ = handshake(w)
     # Another client port, or the right port with a cookie off by one: nothing leaves.
-    assert w.send("fa", seg(CLIENT, SERVER, 40001, 80, ACK, C_ISN + 1, synack[TCP].seq + 1)) == []
-    assert w.send("fa", seg(CLIENT, SERVER, 40002, 80, ACK, 5, 12345)) == []
+    assert w.send("fa", seg(CLIENT, SERVER, 40001, 80, ACK, C_ISN + 1, synack[TCP].seq + 1)).pairs() == []
+    assert w.send("fa", seg(CLIENT, SERVER, 40002, 80, ACK, 5, 12345)).pairs() == []
     bad = w.drops(DropReason.SYNPROXY_INVALID)
     assert [d.sport for d in bad] == [40001, 40002] and all(d.origin.line == 5 for d in bad)
     assert w.fw.nf_path.synproxy.stats["cookie_invalid"] == 2
@@ -194,7 +194,7 @@ def test_the_servers_synack_is_answered_and_the_client_gets_its_window():
         window=65160,
         options=opts(mss=1460, sack=True, ts=(S_TS, C_TS + 1), ws=7),
     )
-    (ack_out, update_out) = w.send("fb", server_synack)
+    (ack_out, update_out) = w.send("fb", server_synack).pairs()
     # First the ACK to the server: the client's numbers, the largest window the client side announced,
     # and the timestamps echoed (TSecr passes the hook too, as in the kernel).
     oif, a = ack_out
@@ -240,7 +240,7 @@ def test_the_servers_synack_is_answered_and_the_client_gets_its_window():
             options=b"\x01\x01" + craft.tcp_option_timestamps(C_TS + 2, cookie_ts),
             payload=b"GET / HTTP/1.0\r\n\r\n",
         ),
-    )
+    ).pairs()
     assert (oif, up[TCP].seq, up[TCP].ack) == ("fb", C_ISN + 1, S_ISN + 1)
     assert dict(up[TCP].options)["Timestamp"] == (C_TS + 2, S_TS)
     ((oif, down),) = w.send(
@@ -256,7 +256,7 @@ def test_the_servers_synack_is_answered_and_the_client_gets_its_window():
             options=b"\x01\x01" + craft.tcp_option_timestamps(S_TS + 7, C_TS + 2),
             payload=b"HTTP/1.0 200 OK\r\n\r\n",
         ),
-    )
+    ).pairs()
     assert (oif, down[TCP].seq, down[TCP].ack) == ("fa", cookie + 1, C_ISN + 19)
     assert dict(down[TCP].options)["Timestamp"] == ((cookie_ts + 7) & M, C_TS + 2)
     assert bytes(down[TCP].payload) == b"HTTP/1.0 200 OK\r\n\r\n"
@@ -270,7 +270,7 @@ def test_the_servers_synack_is_answered_and_the_client_gets_its_window():
 def test_a_server_that_refuses_resets_the_client_at_the_cookies_sequence():
     w = wire(RECIPE.format(opts=FULL))
     synack, _ = handshake(w)
-    ((oif, rst),) = w.send("fb", seg(SERVER, CLIENT, 80, 40000, RST | ACK, 0, C_ISN + 1, window=0))
+    ((oif, rst),) = w.send("fb", seg(SERVER, CLIENT, 80, 40000, RST | ACK, 0, C_ISN + 1, window=0)).pairs()
     assert (oif, rst[TCP].flags, rst[TCP].seq, rst[TCP].ack) == ("fa", "RA", synack[TCP].seq + 1, C_ISN + 1)
     assert not w.fw.conns.by_id
 
@@ -278,7 +278,7 @@ def test_a_server_that_refuses_resets_the_client_at_the_cookies_sequence():
 def test_an_output_policy_drop_stops_the_proxy_as_in_linux():
     # The kernel sends SYNPROXY's segments with ip_local_out: OUTPUT's rules apply to them.
     w = wire(RECIPE.format(opts=FULL) + "iptables -P OUTPUT DROP\n")
-    assert w.send("fa", seg(CLIENT, SERVER, 40000, 80, SYN, C_ISN, options=opts(mss=1460))) == []
+    assert w.send("fa", seg(CLIENT, SERVER, 40000, 80, SYN, C_ISN, options=opts(mss=1460))).pairs() == []
     dropped = w.drops(DropReason.ACL_DROP)
     assert len(dropped) == 1 and dropped[0].acl == "filter/OUTPUT"
     assert "policy DROP" in dropped[0].message
@@ -299,7 +299,7 @@ def test_a_synproxied_connection_through_a_masquerade():
         C_ISN + 1,
         options=opts(mss=1460, sack=True, ts=(S_TS, C_TS + 1), ws=7),
     )
-    ((o1, a), (o2, u)) = w.send("fb", server_synack)
+    ((o1, a), (o2, u)) = w.send("fb", server_synack).pairs()
     assert (o1, a.src, a.dst) == ("fb", "10.77.2.254", SERVER)
     assert (o2, u.src, u.dst, u[TCP].dport, u[TCP].seq) == ("fa", SERVER, CLIENT, 40000, synack[TCP].seq + 1)
 
@@ -376,7 +376,7 @@ def test_statewalls_handshake_has_the_kernels_shape():
     client_syn = seg(
         CLIENT, SERVER, 40000, 80, SYN, C_ISN, options=opts(mss=1460, sack=True, ts=(C_TS, 0), ws=10)
     )
-    ((_, synack),) = w.send("fa", client_syn)
+    ((_, synack),) = w.send("fa", client_syn).pairs()
     client_ack = seg(
         CLIENT,
         SERVER,
@@ -388,7 +388,7 @@ def test_statewalls_handshake_has_the_kernels_shape():
         window=63,
         options=b"\x01\x01" + craft.tcp_option_timestamps(C_TS, ts_of(synack[TCP])[0]),
     )
-    ((_, syn),) = w.send("fa", client_ack)
+    ((_, syn),) = w.send("fa", client_ack).pairs()
     server_synack = seg(
         SERVER,
         CLIENT,
@@ -400,7 +400,7 @@ def test_statewalls_handshake_has_the_kernels_shape():
         window=65160,
         options=opts(mss=1460, sack=True, ts=(S_TS, C_TS), ws=10),
     )
-    ((_, proxy_ack), (_, update)) = w.send("fb", server_synack)
+    ((_, proxy_ack), (_, update)) = w.send("fb", server_synack).pairs()
     assert_linux_shape(
         IP(bytes(client_syn)), synack, IP(bytes(client_ack)), syn, IP(bytes(server_synack)), proxy_ack, update
     )
@@ -587,9 +587,9 @@ def test_an_input_rule_proxies_for_the_box_itself():
     rules = RECIPE.format(opts=FULL).replace("-A FORWARD -i fa", "-A INPUT -i fa")
     w = wire(rules)
     box = "10.77.1.254"
-    ((oif, synack),) = w.send("fa", seg(CLIENT, box, 40000, 80, SYN, C_ISN, options=opts(mss=1460)))
+    ((oif, synack),) = w.send("fa", seg(CLIENT, box, 40000, 80, SYN, C_ISN, options=opts(mss=1460))).pairs()
     assert (oif, synack.src, synack[TCP].flags, synack[TCP].window) == ("fa", box, "SA", 0)
-    assert w.send("fa", seg(CLIENT, box, 40000, 80, ACK, C_ISN + 1, synack[TCP].seq + 1)) == []
+    assert w.send("fa", seg(CLIENT, box, 40000, 80, ACK, C_ISN + 1, synack[TCP].seq + 1)).pairs() == []
     (conn,) = w.fw.conns.by_id.values()
     assert conn.halves[0].out_iface is None and conn.synproxy.isn == synack[TCP].seq
     assert w.fw.stats["to_the_box"] == 1

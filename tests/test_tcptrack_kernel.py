@@ -13,6 +13,11 @@ transfer between the kernel's own TCP stacks (python sockets, loss injected afte
 and window scaling are real) is captured on fw and replayed the same way.
 
 Every mismatch fails the test; documented, reasoned exceptions live in docs/tcptrack.md.
+
+Each test stands alone, in any order and in any selection: the lab is shared (module fixture) but every
+test uses its own ports, sets the conntrack knobs it needs and puts them back, checks the ``ct state
+invalid`` counter against its own drops (the counter's increase during that test), and removes what it
+added to the namespaces even when it fails.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from netns_util import PACKET_HOST, PACKET_OUTGOING, Capture, Lab, missing_prerequisites, packet_key
+from netns_util import PACKET_HOST, PACKET_OUTGOING, Capture, Lab, missing_prerequisites, packet_key, sh
 from statewall.packet import decode
 from statewall.policy import ConntrackSettings
 from statewall.tcptrack import ACCEPT, INVALID, ORIGINAL, REPLY, TcpTracker
@@ -125,6 +130,8 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     state_checks: int = 0
+    saw_sack: int = 0  # the real transfer: packets carrying SACK blocks, window scaling
+    saw_wscale: int = 0
 
     def line(self) -> str:
         drops = sum(1 for s in self.steps if not s.kernel_pass)
@@ -224,6 +231,7 @@ class Conversation:
         self.model = Model(ConntrackSettings(**{k: bool(v) for k, v in self.knobs.items()}))
         self.report = Report(name)
         ALL_REPORTS.append(self.report)
+        self.invalid_before = self.lab.invalid_drops()
         self.client = (self.lab.ghost_a, sport)
         self.server = (self.lab.ghost_b, dport)
 
@@ -314,6 +322,14 @@ def _ip(text: str) -> int:
 
 def _check(conv: Conversation) -> None:
     assert not conv.report.mismatches, conv.report.line() + "\n" + "\n".join(conv.report.mismatches)
+    _check_invalid_counter(conv.lab, conv.invalid_before, conv.report)
+
+
+def _check_invalid_counter(lab: Lab, before: int, report: Report) -> None:
+    """Every packet the differential called dropped was counted by the ``ct state invalid`` rule (and
+    nothing else was): the counter grew by this report's drops."""
+    dropped = sum(1 for s in report.steps if not s.kernel_pass)
+    assert lab.invalid_drops() - before == dropped, report.line()
 
 
 def handshake(c: Conversation, cws=True, cwin=64240, swin=65160, sws=True):
@@ -638,6 +654,26 @@ _CLIENT = textwrap.dedent(
 
 def test_real_transfer_between_kernel_stacks(env):
     lab = env.lab
+    invalid_before = lab.invalid_drops()
+    start = len(env.cap.snapshot())
+    try:
+        records = _lossy_transfer(env)
+    finally:
+        for ns in (lab.a, lab.b):
+            # Gone even when the transfer failed, so that no later test meets the loss.
+            sh("ip", "netns", "exec", ns, "nft", "delete", "table", "netdev", "loss", check=False)
+    records = records[start:]
+    report = _real_transfer_report(records)
+    assert report.saw_wscale >= 2, "the handshake should carry window scaling"
+    assert report.saw_sack > 0, "loss after fw should have produced SACK blocks"
+    assert len(report.steps) > 100
+    assert not report.mismatches, report.line() + "\n" + "\n".join(report.mismatches[:30])
+    _check_invalid_counter(lab, invalid_before, report)
+
+
+def _lossy_transfer(env) -> list:
+    """A transfer between the kernel's stacks with loss after fw; what the capture holds afterwards."""
+    lab = env.lab
     # Loss *after* fw (on the ends' ingress), so fw sees every packet and the receivers SACK the holes.
     for ns, dev, port in ((lab.b, "b0", "tcp dport 5001"), (lab.a, "a0", "tcp sport 5001")):
         lab.nft(
@@ -651,7 +687,6 @@ def test_real_transfer_between_kernel_stacks(env):
             }}
             """,
         )
-    start = len(env.cap.snapshot())
     # Everything on one CPU, so fw handles both directions' packets in the order the capture sees them.
     pin = ["taskset", "-c", "0"] if _have("taskset") else []
     server = subprocess.Popen(
@@ -675,10 +710,11 @@ def test_real_transfer_between_kernel_stacks(env):
     assert client.returncode == 0, client.stderr
     assert client.stdout.strip() == "300000" and out.strip() == "2000000"
     time.sleep(0.3)
-    records = env.cap.snapshot()[start:]
-    for ns in (lab.a, lab.b):
-        lab.nft(ns, "delete table netdev loss")
+    return env.cap.snapshot()
 
+
+def _real_transfer_report(records) -> Report:
+    """The captured transfer fed to the tracker: kernel verdict against statewall's, packet by packet."""
     report = Report("real transfer (kernel stacks, SACK + wscale)")
     ALL_REPORTS.append(report)
     egress: dict[bytes, int] = {}
@@ -710,10 +746,8 @@ def test_real_transfer_between_kernel_stacks(env):
             report.mismatches.append(
                 f"#{i} {summary}: kernel {_word(passed)}, statewall {verdict.name} ({reason})"
             )
-    assert saw_wscale >= 2, "the handshake should carry window scaling"
-    assert saw_sack > 0, "loss after fw should have produced SACK blocks"
-    assert len(report.steps) > 100
-    assert not report.mismatches, report.line() + "\n" + "\n".join(report.mismatches[:30])
+    report.saw_sack, report.saw_wscale = saw_sack, saw_wscale
+    return report
 
 
 def _have(cmd: str) -> bool:
@@ -723,11 +757,16 @@ def _have(cmd: str) -> bool:
 
 
 def test_invalid_counter_agrees_with_the_capture(env):
-    """Every packet the differential called dropped was counted by the ``ct state invalid`` rule."""
-    if not ALL_REPORTS:
-        pytest.skip("only meaningful after the other tests of this module")
-    dropped = sum(1 for r in ALL_REPORTS for s in r.steps if not s.kernel_pass)
-    assert env.lab.invalid_drops() == dropped
+    """Every packet the differential calls dropped is one the ``ct state invalid`` rule counted: a
+    conversation of its own with known drops (every other test checks its own drops the same way)."""
+    with Conversation(env, "the invalid counter", 41020) as c:
+        c.o("SA", C_ISN, S_ISN, expect="drop")  # invalid new
+        c.o("R", C_ISN, expect="drop")
+        handshake(c)
+        c.o("", C_ISN + 1, S_ISN + 1, expect="drop")  # no flags at all
+        c.o("A", C_ISN + 1, S_ISN + 1, win=502, expect="pass")
+    assert sum(1 for s in c.report.steps if not s.kernel_pass) == 3
+    _check(c)
 
 
 if os.environ.get("SW_KERNEL_DIFF_VERBOSE"):  # pragma: no cover - debugging aid

@@ -58,6 +58,7 @@ class DropReason(enum.Enum):
     INVALID_IP_OPTION = ("invalid-ip-option", "Invalid IP option")
     BAD_IP_CHECKSUM = ("bad-ip-cksum", "Bad IP checksum")
     INVALID_IPV6_EXTENSION = ("ipv6-bad-eh", "Invalid IPv6 extension header")
+    IPV6_EXTENSION_ORDER = ("ipv6-bad-eh-order", "IPv6 EH not in proper order")
     INVALID_FRAGMENT = ("invalid-fragment", "Invalid IP fragment")
     FRAGMENT_TIMEOUT = ("fragment-reassembly-timeout", "Fragment reassembly timeout")
     FRAGMENT_LIMIT = ("fragment-chain-limit", "Fragment chain exceeds limit")
@@ -306,6 +307,24 @@ class FtpTransfer(Event):
     user: str
     action: str
     filename: str
+
+
+@_lazy_addresses("sender", "announced", "peer")
+@dataclass(slots=True)
+class FtpBounce(Event):
+    """An inspected FTP control connection announced a data connection for a host other than the
+    sender (a PORT/EPRT naming another client, a 227 naming another server): the packet is refused
+    (its ``Drop`` is counted as ``inspect-ftp``); the ASA logs 406002 for it.
+
+    ``sender`` is the announcing end's address, ``announced`` the address its command named,
+    ``peer`` the other end as the packet was addressed, ``interface`` where it arrived."""
+
+    conn_id: int
+    interface: str
+    command: str  # PORT, EPRT or 227
+    sender: str
+    announced: str
+    peer: str
 
 
 @dataclass(slots=True)

@@ -21,8 +21,12 @@ Lifetime. An expectation is used once: the first matching connection takes it (a
 translation slot). Unused, it expires after ``EXPECT_TIMEOUT`` (5 minutes: the FTP helper's expectation
 policy in Linux, ``ftp_exp_policy.timeout``; the ASA documents no figure for an unused FTP pinhole, so
 both dialects use Linux's), when its master goes, or when the master announces another one: at most
-``MAX_EXPECTED`` per master (Linux's ``max_expected = 1``: the oldest is evicted). A translation slot
-held only by an expectation starts its idle timer when the expectation goes.
+``MAX_EXPECTED`` per master (Linux's ``max_expected = 1``: ``nf_ct_expect_related`` evicts the oldest,
+``evict_oldest_expect`` in nf_conntrack_expect.c). A control connection announcing a port every few
+milliseconds therefore holds one pinhole, never more, and the table's memory for it stays flat: the
+expectation it replaces is reused in place, so its timer entry (queued at the earlier deadline) serves
+the new one too, as the lazy timers do for connections. A translation slot held only by an expectation
+starts its idle timer when the expectation goes.
 
 Data activity refreshes the master's idle timer (``DataChannel``) unless the inspection's
 ``data_refreshes_control`` is off: the 2.2 kernel's ip_masq_ftp did it so that a long transfer does not
@@ -74,6 +78,7 @@ class Expectation:
         "origin",
         "data_refreshes_control",
         "live",
+        "queued",
     )
 
     def __init__(
@@ -97,6 +102,7 @@ class Expectation:
         self.origin: Origin | None = None
         self.data_refreshes_control = True
         self.live = True
+        self.queued = False  # it has an entry in the timer queue (at or before ``expires``)
 
     @property
     def key(self) -> tuple:
@@ -226,6 +232,7 @@ class ExpectTable:
                     events.append(_xlate_built(xl, now))
         key = (v, PROTO_TCP, o.in_iface, peer, maddr, mport)
         clash = self.by_key.get(key)
+        spare = None  # an expectation of this master given up below: its object is reused
         if clash is not None and clash.master is not master:
             if xl is not None and xl.pat:
                 # The PAT slot is ours alone; an expectation left on its port is stale.
@@ -242,8 +249,20 @@ class ExpectTable:
         elif clash is not None:
             # The same master announcing the same connection again (a retransmitted PORT): refresh.
             self._remove(clash, now)
+            spare = clash
+        # At most MAX_EXPECTED per master: the oldest goes (evict_oldest_expect). The list is read
+        # afresh on every round: removing the last one takes the master's entry out of by_master.
+        while len(self.by_master.get(master.id, ())) >= MAX_EXPECTED:
+            spare = self.by_master[master.id][0]
+            self._remove(spare, now)
 
-        exp = Expectation(v, o.in_iface, peer, maddr, mport, h.in_iface, sender, port, master, direction)
+        if spare is not None and spare.queued:
+            # Its timer entry is due no later than the new deadline: it will find the new one then.
+            exp = spare
+            exp.__init__(v, o.in_iface, peer, maddr, mport, h.in_iface, sender, port, master, direction)
+            exp.queued = True
+        else:
+            exp = Expectation(v, o.in_iface, peer, maddr, mport, h.in_iface, sender, port, master, direction)
         exp.created = now
         exp.expires = now + self.timeout
         exp.kind = kind
@@ -252,13 +271,12 @@ class ExpectTable:
         if xl is not None and xl.kind != "static":
             self.nat.acquire(xl)
             exp.xlate = xl
-        mine = self.by_master.setdefault(master.id, [])
-        while len(mine) >= MAX_EXPECTED:
-            self._remove(mine[0], now)
-        mine.append(exp)
+        self.by_master.setdefault(master.id, []).append(exp)
         self.by_key[key] = exp
         self.by_real[(v, PROTO_TCP, o.in_iface, peer, sender, port)] = exp
-        self.timers.schedule(exp.expires, exp)
+        if not exp.queued:
+            self.timers.schedule(exp.expires, exp)
+            exp.queued = True
         self.announced += 1
         return exp
 
@@ -303,10 +321,12 @@ class ExpectTable:
 
     def expire(self, exp: Expectation, now: float) -> None:
         """Timer callback: remove ``exp`` if it is still unused and due (re-queue if refreshed)."""
+        exp.queued = False
         if not exp.live:
             return
         if exp.expires > now:
             self.timers.schedule(exp.expires, exp)
+            exp.queued = True
             return
         self._remove(exp, now)
 

@@ -94,6 +94,17 @@ _ICMP_QUERY_TYPES_V6 = frozenset({128, 129})
 
 # IPv6 extension headers whose chain we walk; ESP (50) and No Next Header (59) end the chain.
 _IPV6_EXT = frozenset({0, 43, 44, 51, 60})
+# How often each may occur in one chain: RFC 8200 section 4.1, "Each extension header should occur at
+# most once, except for the Destination Options header, which should occur at most twice (once before
+# a Routing header and once before the upper-layer header)". A chain repeating one is dropped as
+# ``ipv6-bad-eh-order`` (the ASA's asp-drop name, "IPv6 EH not in proper order": its IPv6 inspection
+# verifies the RFC 2460 order and type of the chain by default, Cisco ASA firewall configuration guide,
+# "Defaults for IPv6 Inspection"). That bounds the walk at six headers: a 1 500-byte packet of 180
+# Destination Options headers is refused at the third instead of walked to the end. Linux walks any
+# chain to its end (ipv6_skip_exthdr in net/ipv6/exthdrs_core.c has no count; only the options inside
+# a Hop-by-Hop header are limited, net.ipv6.max_hbh_opts_number = 8): the netfilter dialect differs
+# from the kernel for such chains, which no conforming stack sends. The order itself is not checked.
+_IPV6_EXT_MAX = {0: 1, 43: 1, 44: 1, 51: 1, 60: 2}
 
 # NOP NOP Timestamp(kind 8, len 10): the option layout of nearly every established-flow segment.
 _NOP_NOP_TS = 0x0101080A
@@ -1177,6 +1188,11 @@ def _decode_into(p: Packet, buf, base: int, limit: int, quoted: bool) -> None:
         while proto in _IPV6_EXT:
             if proto == 0 and off != base + 40:
                 raise _err(DropReason.INVALID_IPV6_EXTENSION, "hop-by-hop options not first")
+            if exts and sum(1 for e in exts if e[0] == proto) >= _IPV6_EXT_MAX[proto] and proto != 44:
+                raise _err(
+                    DropReason.IPV6_EXTENSION_ORDER,
+                    f"extension header {proto} repeated (RFC 8200 4.1: each once, destination options twice)",
+                )
             if off + 8 > end:
                 raise _err(DropReason.INVALID_IPV6_EXTENSION, f"truncated extension header {proto}")
             if proto == 44:

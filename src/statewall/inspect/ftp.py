@@ -12,16 +12,18 @@ when the announcing side is translated, says which address and port the peer mus
 then rewritten with them (``set_payload``) and the length change recorded in ``seqadj``. USER, RETR,
 STOR/STOU/APPE and the 150/125 and 226/250 replies feed the ASA's 303002 audit (``FtpTransfer``).
 
-Refused (the packet is dropped with ``inspect-ftp`` and its reason): a PORT/EPRT naming an address
-other than the client's own -- an FTP bounce -- and a 227 naming a host other than the server (the own
-address as either side sees it is fine: servers behind static NAT often announce their public
-address). netfilter instead just opens nothing (``loose=0``); statewall refuses in both dialects so
-that the attempt is seen. A malformed PORT/EPRT/227/229 opens nothing; in the iptables dialect it is
-dropped, as nf_conntrack_ftp drops a "partial match". ``strict`` (ASA ``inspect ftp strict``, reference
-A.7) adds, each a drop that also closes the connection: a command before the previous one was answered,
-a command with an embedded CR or NUL, a line not ended by CR LF, a reply code (227 ...) from the client
-or a PORT/EPRT from the server, 227/PORT inside an error reply, a RETR/STOR argument longer than
-``STRICT_MAX_ARGUMENT``.
+Refused (the packet is dropped with ``inspect-ftp`` and its reason): a PORT/EPRT naming an address other
+than the client's own -- an FTP bounce -- and a 227 naming a host other than the server (the own address
+as either side sees it is fine: servers behind static NAT often announce their public address). Either
+is reported as an ``FtpBounce`` event (the ASA's 406002). The ASA also terminates the connection
+(Cisco's syslog guide, 406002: "drops the packet, terminates the connection, and logs the event");
+netfilter instead just opens nothing (``loose=0``) and the connection goes on; statewall refuses in both
+dialects so that the attempt is seen. A malformed PORT/EPRT/227/229 opens nothing; in the iptables
+dialect it is dropped, as nf_conntrack_ftp drops a "partial match". ``strict`` (ASA ``inspect ftp
+strict``, reference A.7) adds, each a drop that also closes the connection: a command before the
+previous one was answered, a command with an embedded CR or NUL, a line not ended by CR LF, a reply code
+(227 ...) from the client or a PORT/EPRT from the server, 227/PORT inside an error reply, a RETR/STOR
+argument longer than ``STRICT_MAX_ARGUMENT``.
 
 Line starts, and how this differs from netfilter. nf_conntrack_ftp parses a segment only when its
 first byte follows a newline it remembered (``NUM_SEQ_TO_REMEMBER = 2`` sequence numbers per
@@ -49,7 +51,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..conntrack import ORIGINAL
-from ..events import FtpTransfer
+from ..events import FtpBounce, FtpTransfer
 from ..expect import ExpectFailure
 from ..packet import addr_to_str
 from ..policy import Inspection, Origin
@@ -362,7 +364,7 @@ class FtpInspector:
         if parsed is None:
             return self._malformed(kind, line)
         start, end, addr, port = parsed
-        self._check_own_address(half, addr, kind)
+        self._check_own_address(half, addr, kind, now, ev)
         return self._announce(half, line, kind, start, end, port, can_rewrite, now, ev)
 
     def _reply(self, half, line: bytes, can_rewrite: bool, now: float, ev: list) -> bytes | None:
@@ -382,7 +384,7 @@ class FtpInspector:
             parsed = _parse_227(line, self.conn.version)
             kind = "227"
             if parsed is not None:
-                self._check_own_address(half, parsed[2], kind)
+                self._check_own_address(half, parsed[2], kind, now, ev)
         elif line.startswith(b"229 "):
             parsed = _parse_229(line)
             kind = "229"
@@ -415,7 +417,7 @@ class FtpInspector:
             )
         return None
 
-    def _check_own_address(self, half, addr: int, kind: str) -> None:
+    def _check_own_address(self, half, addr: int, kind: str, now: float, ev: list) -> None:
         """A PORT/EPRT/227 must name the sender itself (as it is, or as the other side sees it)."""
         other = self.conn.halves[1 - half.dir]
         if addr == half.key[2] or addr == other.key[4]:
@@ -423,9 +425,13 @@ class FtpInspector:
         v = self.conn.version
         who = "client" if half.dir == ORIGINAL else "server"
         what = "FTP bounce: " if half.dir == ORIGINAL else ""
+        ev.append(
+            FtpBounce(now, self.conn.id, half.in_iface, kind, (v, half.key[2]), (v, addr), (v, half.key[4]))
+        )
         raise _Refused(
             f"{what}{kind} names {addr_to_str(v, addr)}, not the {who} {addr_to_str(v, half.key[2])} "
-            f"(on interface {half.in_iface})"
+            f"(on interface {half.in_iface})",
+            close=not self.linux,
         )
 
     def _announce(self, half, line, kind, start, end, port, can_rewrite, now, ev) -> bytes | None:

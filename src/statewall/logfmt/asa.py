@@ -26,6 +26,7 @@ from ..events import (
     DropReason,
     Endpoint,
     Event,
+    FtpBounce,
     FtpTransfer,
     ThreatRate,
     XlateBuilt,
@@ -444,6 +445,21 @@ def _ftp_transfer(ev: FtpTransfer) -> list[tuple[int, int, str]]:
     ]
 
 
+def _ftp_bounce(ev: FtpBounce) -> list[tuple[int, int, str]]:
+    # Cisco, ASA syslog messages, 406002: "%ASA-4-406002: FTP port command different address:
+    # IP_address(IP_address) to IP_address on interface interface_name" -- the sender, the address
+    # its command named, the peer; the ASA drops the packet and terminates the connection. Real logs
+    # show it for a 227 reply too ("10.1.2.3(1.2.3.4) to 10.1.0.1 on interface outside").
+    return [
+        (
+            406002,
+            4,
+            f"FTP port command different address: {ev.sender}({ev.announced}) to {ev.peer} "
+            f"on interface {ev.interface}",
+        )
+    ]
+
+
 def _threat_rate(ev: ThreatRate) -> list[tuple[int, int, str]]:
     # Devices print a space after the bracket ("[ Scanning]"); the message guide shows none.
     text = (
@@ -457,6 +473,7 @@ def _threat_rate(ev: ThreatRate) -> list[tuple[int, int, str]]:
 _FORMATTERS = {
     ThreatRate: _threat_rate,
     FtpTransfer: _ftp_transfer,
+    FtpBounce: _ftp_bounce,
     ConnBuilt: _conn_built,
     ConnTeardown: _conn_teardown,
     XlateBuilt: _xlate_built,
