@@ -3,9 +3,9 @@ PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-DEBPKGS := iproute2 nftables iptables iperf3 hping3 vsftpd curl tcpdump ethtool conntrack gcc libc6-dev rsyslog
+DEBPKGS := iproute2 nftables iptables iperf3 hping3 vsftpd curl tcpdump ethtool conntrack ipset gcc libc6-dev rsyslog chromium chromium-driver
 # Each Debian package's main command, to tell whether it is already there.
-DEBCMDS := ip nft iptables iperf3 hping3 vsftpd curl tcpdump ethtool conntrack gcc rsyslogd
+DEBCMDS := ip nft iptables iperf3 hping3 vsftpd curl tcpdump ethtool conntrack ipset gcc rsyslogd chromium chromedriver
 
 .PHONY: all setup debs demo test bench fuzz lint fmt clean
 

@@ -382,8 +382,13 @@ def test_replay_outputs_are_the_same_with_and_without_the_fast_path(corpus_dir, 
         policy = parse_policy(config, "zeek.cfg")
         fws[mode] = Firewall(policy, seed=3, fast_path=mode == "fast")
         replay(policy, [(None, capture)], tmp_path / mode, firewall=fws[mode], drain=30.0)
-    files = sorted(p.name for p in (tmp_path / "fast").iterdir())
-    assert files == sorted(p.name for p in (tmp_path / "slow").iterdir())
+    files = sorted(
+        str(p.relative_to(tmp_path / "fast")) for p in (tmp_path / "fast").rglob("*") if p.is_file()
+    )
+    assert files == sorted(
+        str(p.relative_to(tmp_path / "slow")) for p in (tmp_path / "slow").rglob("*") if p.is_file()
+    )
+    assert "report.html" in files and "arrived/inside.pcap" in files
     for name in files:
         assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "slow" / name).read_bytes(), name
     if trace == "retr.pcap" and not inspect:

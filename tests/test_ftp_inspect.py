@@ -17,7 +17,15 @@ from scapy.layers.inet6 import IPv6
 from fixtures import CLIENT, MAPPED, PIX_INTERFACES, PIX_NO_NAT, PIX_PAT, PIX_ROUTE, SERVER, kinds
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
-from statewall.events import ConnBuilt, ConnTeardown, Drop, DropReason, XlateBuilt, XlateTeardown
+from statewall.events import (
+    ConnBuilt,
+    ConnTeardown,
+    Drop,
+    DropReason,
+    FtpLowPort,
+    XlateBuilt,
+    XlateTeardown,
+)
 from statewall.expect import EXPECT_TIMEOUT
 from statewall.inspect import FtpTransfer, effective_inspections, set_data_refreshes_control
 from statewall.logfmt.asa import format_event
@@ -296,6 +304,50 @@ def test_227_naming_another_host_is_refused():
     (drop,) = kinds(s.events, Drop)
     assert drop.reason is DropReason.INSPECT_FTP and drop.interface == "outside"
     assert drop.message.startswith("227 names 10.0.0.9, not the server 192.168.9.2")
+
+
+def test_asa_refuses_a_port_below_1024_with_406001_and_closes_the_connection():
+    fw = Firewall(parse(PIX_PAT))
+    s = ftp(fw)
+    login(s)
+    assert s.send("a", "PA", b"PORT 10,0,0,2,0,25\r\n") == []
+    (drop,) = kinds(s.events, Drop)
+    assert drop.reason is DropReason.INSPECT_FTP and drop.message == "PORT announces port 25, below 1024"
+    (low,) = kinds(s.events, FtpLowPort)
+    assert format_event(low, timestamp=False) == [
+        "%ASA-4-406001: FTP port command low port: 10.0.0.2/25 to 192.168.9.2 on interface inside"
+    ]
+    (td,) = kinds(s.events, ConnTeardown)
+    assert td.reason == "Flow closed by inspection"
+    assert len(fw.expect) == 0
+
+
+def test_asa_refuses_a_227_naming_a_port_below_1024():
+    fw = Firewall(parse(PIX_PAT))
+    s = ftp(fw)
+    login(s)
+    s.send("a", "PA", b"PASV\r\n")
+    assert s.send("b", "PA", b"227 Entering Passive Mode (192,168,9,2,0,22)\r\n") == []
+    (low,) = kinds(s.events, FtpLowPort)
+    assert (low.command, low.address, low.port, low.peer, low.interface) == (
+        "227",
+        "192.168.9.2",
+        22,
+        "192.168.9.30",  # the client as the server sees it (PAT)
+        "outside",
+    )
+    assert kinds(s.events, ConnTeardown)
+
+
+def test_the_iptables_dialect_expects_a_low_port_as_nf_conntrack_ftp_does():
+    policy = parse(PIX_PAT)
+    policy.dialect = "iptables"
+    policy.inspections = [Inspection("ftp", (21,))]
+    fw = Firewall(policy)
+    s = ftp(fw)
+    login(s)
+    assert s.send("a", "PA", b"PORT 10,0,0,2,0,25\r\n")
+    assert not kinds(s.events, FtpLowPort) and len(fw.expect) == 1
 
 
 def test_strict_refuses_a_command_sent_before_the_previous_one_was_answered():

@@ -26,7 +26,17 @@ def plain(value: object) -> object:
         return {
             f.name: plain(getattr(value, f.name))
             for f in dataclasses.fields(value)
-            if f.name not in ("origin", "origins", "sysopt_origins", "warnings", "source_file", "passthrough")
+            if f.name
+            not in (
+                "origin",
+                "origins",
+                "sysopt_origins",
+                "warnings",
+                "source_file",
+                "passthrough",
+                "fates",
+                "col",
+            )
         }
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
@@ -304,7 +314,14 @@ def test_class_map_matches_and_their_errors():
     assert error_of("class-map a\n match any\n match port tcp eq 80\n") == (
         "mpf.cfg:3:8: class-map a already has a match criterion"
     )
-    assert error_of("class-map a\n match dscp ef\n").startswith("mpf.cfg:2:8: match dscp is not supported")
+    dscp = parse("class-map a\n match dscp ef\n", "mpf.cfg")
+    assert dscp.class_maps["a"].matches == []  # selects nothing in statewall, and says so
+    assert [str(w) for w in dscp.warnings if w.gap] == [
+        "mpf.cfg:2:8: warning: match dscp is not modelled: class a selects no traffic in statewall; kept as "
+        "written"
+    ]
+    assert "class-map a\n match dscp ef\n" in render(dscp)
+    assert error_of("class-map a\n match nonsense\n").startswith("mpf.cfg:2:8: invalid match 'nonsense'")
     assert error_of("class-map a\n match access-list nosuch\n") == (
         "mpf.cfg:2:20: class-map a refers to unknown access-list 'nosuch'"
     )
@@ -330,7 +347,8 @@ def test_service_policy_scope_and_uniqueness():
 def test_sysopt_tcpmss_maximum_and_minimum():
     policy = parse("sysopt connection tcpmss 1300\nsysopt connection tcpmss minimum 1460\n")
     assert (policy.sysopt_tcpmss, policy.sysopt_tcpmss_minimum) == (1300, 1460)
-    assert parse("").sysopt_tcpmss == 1380 and parse("").sysopt_tcpmss_minimum == 0
+    bare = parse("hostname fw\n")
+    assert bare.sysopt_tcpmss == 1380 and bare.sysopt_tcpmss_minimum == 0
     assert (
         error_of("sysopt connection tcpmss 47\n")
         == "mpf.cfg:1:26: sysopt connection tcpmss must be 0 or 48..65535"
@@ -340,7 +358,7 @@ def test_sysopt_tcpmss_maximum_and_minimum():
     assert parse("sysopt connection tcpmss 1300\nno sysopt connection tcpmss 1300\n").sysopt_tcpmss == 1380
     other = parse("sysopt connection timewait\n")
     assert [str(w).split("warning: ")[1] for w in other.warnings] == [
-        "sysopt connection is not modelled yet; kept as written"
+        "sysopt connection is not modelled yet (a real ASA would apply it to traffic); kept as written"
     ]
 
 
@@ -473,7 +491,7 @@ def test_show_service_policy_lists_each_scope_and_class():
         "  Service-policy: global_policy",
         "    Class-map: inspection_default",
         "      Inspect: ftp, packet 0, drop 0, reset-drop 0",
-        "      Inspect: dns, packet 0, drop 0, reset-drop 0",
+        "      Inspect: dns (not modelled: statewall does not inspect dns)",
         "    Class-map: all",
     ]
     assert "Interface outside:" in text

@@ -10,6 +10,8 @@ import subprocess
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.utils import wrpcap
 
@@ -18,7 +20,7 @@ from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason, XlateBuilt, XlateTeardown
 from statewall.logfmt.asa import format_event
-from statewall.nat import NatFailure
+from statewall.nat import NatFailure, PortSet, _search
 from statewall.nf_nat import NfNat, NfRange, jhash2, nf_best_address, nf_range
 
 BASE = """\
@@ -582,3 +584,34 @@ def test_masquerade_port_range_against_the_kernel(tmp_path):
         assert all(40000 <= port <= 40003 for port in ports) and len(set(ports)) == 3
     # A source port already inside the range is kept by both.
     assert ours[("10.9.0.3", 40001)] == kernel[("10.9.0.3", 40001)] == ("192.0.2.1", 40001)
+
+
+# --------------------------------------------------------------------------------------------------
+# The free-port structure: the same answers as a scan over a set of taken ports
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    taken=st.lists(st.integers(0, 65535), max_size=300),
+    freed=st.lists(st.integers(0, 65535), max_size=50),
+    dense=st.sampled_from([(0, 0), (1024, 65535), (1024, 9000), (0, 511), (60000, 65535)]),
+    cls=st.sampled_from([(1024, 65535), (1, 511), (512, 1023), (0, 65535), (2000, 2100)]),
+    start=st.integers(0, 70000),
+)
+def test_portset_finds_the_port_a_scan_would(taken, freed, dense, cls, start):
+    ref = set(taken) | set(range(dense[0], dense[1]))
+    ports = PortSet(ref)
+    for p in freed:
+        ports.discard(p)
+        ref.discard(p)
+    assert len(ports) == len(ref) and set(ports) == ref
+    assert all(p in ports for p in taken if p in ref)
+    lo, hi = cls
+    assert ports.search(lo, hi, start) == _search(lo, hi, start, ref.__contains__)
+
+
+def test_portset_full_and_last_free():
+    ports = PortSet(range(65536))
+    assert ports.search(1024, 65535, 7) is None
+    ports.discard(1024)
+    assert ports.search(1024, 65535, 60000) == 1024

@@ -16,6 +16,7 @@ from statewall.events import Drop, DropReason, XlateBuilt
 from statewall.logfmt.asa import format_event
 from statewall.logfmt.tables import show_xlate
 from statewall.nat import asa_order
+from statewall.policy import PortMatch
 from test_asa_dialect import same_model
 
 HEAD = (
@@ -464,19 +465,6 @@ def test_verbatim_configuration_parses_without_warnings_and_prints_back_to_the_s
             "30:31: object 'NET' holds a subnet; a dynamic NAT pool holds ranges and hosts",
         ),
         (
-            ["object network LAN", " nat (inside,outside) dynamic pat-pool LAN extended"],
-            "28:44: extended PAT is not supported (its mapping is not endpoint-independent)",
-        ),
-        (
-            [
-                "object network V6",
-                " host 2001:db8::5",
-                "object network WEB",
-                " nat (inside,outside) static V6",
-            ],
-            "30:2: translation between IPv4 and IPv6 (NAT46/NAT64) is not supported",
-        ),
-        (
             ["access-list A extended permit ip any any", "nat (inside,outside) static WEB-PUBLIC"],
             "28:22: object NAT belongs in 'object network NAME'; twice NAT starts with 'source'",
         ),
@@ -504,14 +492,16 @@ def test_malformed_lines_fail_at_the_right_place(lines, error):
     assert str(info.value) == f"e.cfg:{error}"
 
 
-def test_access_lists_still_refuse_service_objects():
+def test_access_lists_match_the_service_a_service_object_names():
     text = (
         HEAD
         + "object service S\n service tcp destination eq www\n"
         + "access-list A extended permit object S any any\n"
     )
-    with pytest.raises(ConfigError, match="access lists cannot use service object 'S' yet"):
-        parse(text)
+    (rule,) = parse(text).access_lists["A"].rules
+    assert (rule.match.protocol, rule.match.destination_ports) == (6, (PortMatch("eq", 80),))
+    assert rule.protocol_object == "object S"
+    assert "access-list A extended permit object S any any" in render(parse(text))
 
 
 def test_a_second_nat_line_in_an_object_replaces_the_first():
@@ -522,3 +512,28 @@ def test_a_second_nat_line_in_an_object_replaces_the_first():
     )
     (rule,) = policy.nat_rules
     assert rule.kind == "static" and [str(n) for n in rule.mapped] == ["192.0.2.5/32"]
+
+
+def test_extended_pat_is_kept_as_written_and_not_applied():
+    text = HEAD + "object network LAN\n subnet 10.0.0.0 255.255.255.0\n"
+    text += " nat (inside,outside) dynamic pat-pool LAN extended\n"
+    policy = parse(text, "x.cfg")
+    assert policy.nat_rules == []
+    (w,) = [w for w in policy.warnings if w.gap]
+    assert (w.gap, w.col) == ("extended PAT", 44)
+    assert w.message.endswith("this NAT rule is kept as written and not applied")
+    assert "object network LAN\n nat (inside,outside) dynamic pat-pool LAN extended\n" in render(policy)
+    again = parse(render(policy))
+    assert again.nat_rules == [] and [w.gap for w in again.warnings if w.gap] == ["extended PAT"]
+
+
+def test_nat46_is_kept_as_written_and_not_applied():
+    text = (
+        HEAD + "object network V6\n host 2001:db8::5\nobject network WEB\n nat (inside,outside) static V6\n"
+    )
+    policy = parse(text, "x.cfg")
+    assert [r for r in policy.nat_rules if r.real_object == "WEB"] == []
+    (w,) = [w for w in policy.warnings if w.gap]
+    assert (w.origin.line, w.col, w.gap) == (30, 2, "NAT46/NAT64")
+    assert dict((o.line, f) for o, f in policy.fates)[30] == "not-modelled"
+    assert "object network WEB\n nat (inside,outside) static V6\n" in render(policy)

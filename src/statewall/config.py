@@ -4,8 +4,9 @@ Every command that takes ``-c FILE`` goes through ``load_config`` (``load_policy
 default, the warnings) so that dialect detection lives in one place; the live loop's ``reload`` reads
 the file again through the same function. A file is ASA/PIX unless its content says otherwise: an
 ``iptables-save`` dump (``*filter`` tables, ``:CHAIN POLICY`` lines, ``-A`` rules, ``COMMIT``) or a
-script of ``iptables`` commands is the iptables dialect. Dialects are modules
-``statewall.dialects.<name>`` exposing ``parse(text, filename)`` and ``render(policy)``.
+script of ``iptables`` commands is the iptables dialect; a file with an nft ``table FAMILY NAME {``
+block or ``flush ruleset`` is the nftables dialect. Dialects are modules ``statewall.dialects.<name>``
+exposing ``parse(text, filename)`` and ``render(policy)``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from types import ModuleType
 from .dialects.errors import ConfigError
 from .policy import Policy
 
-DIALECTS = ("asa", "iptables")
+DIALECTS = ("asa", "iptables", "nftables")
 
 # Lines only an iptables ruleset has. ASA commands never start with '*', '-' or 'iptables'; an ASA
 # line may start with ':' (``: Saved``), so a chain line must have iptables-save's policy form.
@@ -33,8 +34,15 @@ _IPTABLES_LINE = re.compile(
 )
 
 
+# An nftables ruleset: a table block or flush ruleset (nft list ruleset, nft -f).
+_NFTABLES_LINE = re.compile(r"^\s*(table\s+(ip|ip6|inet|arp|bridge|netdev)\s+\S+\s*\{|flush\s+ruleset\s*$)")
+
+
 def detect_dialect(text: str) -> str:
-    """``iptables`` when any line is unmistakably iptables, else ``asa``."""
+    """``nftables`` when a line opens an nft table, ``iptables`` when any line is unmistakably
+    iptables, else ``asa``."""
+    if any(_NFTABLES_LINE.match(line) for line in text.splitlines()):
+        return "nftables"
     for line in text.splitlines():
         if _IPTABLES_LINE.match(line):
             return "iptables"

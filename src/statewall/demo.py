@@ -56,6 +56,7 @@ class Scenario:
     narrate: Callable[[Policy, list[dict[str, Any]], dict[str, Any]], list[str]]
     drain: float = 0.0
     needs_root: bool = False
+    version: str | None = None  # the release a configuration without a version header is taken for
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,6 +139,95 @@ def _build_seed000(outdir: Path) -> list[tuple[str | None, Path]]:
     return [(None, path)]
 
 
+def ftp_upload_session(
+    client: tuple[str, int], server: tuple[str, int], start: float, data_port: int = 20000, segments: int = 3
+) -> list[tuple[float, bytes]]:
+    """Seed 000's failing upload as a sniffer beside the client recorded it (no firewall in between).
+
+    The control connection logs in, goes passive (the server's 227 names ``data_port``) and sends STOR;
+    the client opens the data connection with MSS 1460, the server answers with 1390 as in the seed,
+    and the client sends ``segments`` full 1460-byte segments anyway, each acknowledged by the
+    server; then 226, QUIT and both connections closed.
+    """
+    try:
+        from scapy.layers.inet import IP, TCP
+    except ImportError as exc:
+        raise DemoError("the demo builds its capture with scapy: pip install scapy") from exc
+
+    out: list[tuple[float, bytes]] = []
+    t = start
+
+    def send(src: _TcpPeer, dst: _TcpPeer, flags: str, payload: bytes = b"", gap: float = 0.02) -> None:
+        nonlocal t
+        t += gap
+        opts = [("MSS", src.mss), ("SAckOK", b""), ("NOP", None), ("WScale", 7)] if "S" in flags else []
+        seg = IP(src=src.ip, dst=dst.ip, ttl=64, id=(len(out) * 101) & 0xFFFF, flags="DF") / TCP(
+            sport=src.port,
+            dport=dst.port,
+            seq=src.seq,
+            ack=src.ack if "A" in flags else 0,
+            flags=flags,
+            window=64240 if "S" in flags else 501,
+            options=opts,
+        )
+        if payload:
+            seg = seg / payload
+        out.append((t, bytes(seg)))
+        src.seq = (src.seq + len(payload) + ("S" in flags) + ("F" in flags)) & 0xFFFFFFFF
+        dst.ack = src.seq
+
+    c = _TcpPeer(client[0], client[1], isn=0x2A5C1F00, mss=1460)
+    s = _TcpPeer(server[0], server[1], isn=0x6E1B3A00, mss=1390)
+    send(c, s, "S", gap=0.0)
+    send(s, c, "SA", gap=0.031)
+    send(c, s, "A", gap=0.0004)
+    send(s, c, "PA", b"220 (vsFTPd 2.0.5)\r\n", gap=0.045)
+    send(c, s, "A", gap=0.0003)
+    h = [int(x) for x in server[0].split(".")]
+    pasv = f"227 Entering Passive Mode ({h[0]},{h[1]},{h[2]},{h[3]},{data_port >> 8},{data_port & 255}).\r\n"
+    for command, reply in (
+        (b"USER anonymous\r\n", b"331 Please specify the password.\r\n"),
+        (b"PASS guest@example.com\r\n", b"230 Login successful.\r\n"),
+        (b"TYPE I\r\n", b"200 Switching to Binary mode.\r\n"),
+        (b"PASV\r\n", pasv.encode()),
+    ):
+        send(c, s, "PA", command, gap=0.3)
+        send(s, c, "PA", reply, gap=0.033)
+        send(c, s, "A", gap=0.0003)
+    dc = _TcpPeer(client[0], client[1] + 1, isn=0x11D00000, mss=1460)
+    ds = _TcpPeer(server[0], data_port, isn=0x5E700000, mss=1390)
+    send(dc, ds, "S", gap=0.01)
+    send(ds, dc, "SA", gap=0.031)
+    send(dc, ds, "A", gap=0.0004)
+    send(c, s, "PA", b"STOR upload.bin\r\n", gap=0.01)
+    send(s, c, "PA", b"150 Ok to send data.\r\n", gap=0.033)
+    send(c, s, "A", gap=0.0003)
+    for i in range(segments):
+        send(dc, ds, "PA" if i == segments - 1 else "A", bytes([0x41 + i]) * 1460, gap=0.002)
+        send(ds, dc, "A", gap=0.03)
+    send(dc, ds, "FA", gap=0.001)
+    send(ds, dc, "FA", gap=0.03)
+    send(dc, ds, "A", gap=0.0004)
+    send(s, c, "PA", b"226 Transfer complete.\r\n", gap=0.01)
+    send(c, s, "A", gap=0.0003)
+    send(c, s, "PA", b"QUIT\r\n", gap=0.3)
+    send(s, c, "PA", b"221 Goodbye.\r\n", gap=0.033)
+    send(s, c, "FA", gap=0.001)
+    send(c, s, "FA", gap=0.0005)
+    send(s, c, "A", gap=0.03)
+    return out
+
+
+def _build_seed000_upload(outdir: Path) -> list[tuple[str | None, Path]]:
+    from .pcapio import PcapWriter
+
+    path = outdir / "seed000-ftp-upload.pcap"
+    with PcapWriter(path) as w:
+        for ts, pkt in ftp_upload_session(("10.0.0.2", 38003), ("192.168.9.2", 21), SEED000_START):
+            w.write(pkt, ts)
+    return [(None, path)]
+
+
 def _line(origin: dict[str, Any] | None) -> str:
     """``'text' (line N)`` for an event's configuration origin, or empty."""
     if isinstance(origin, dict) and origin.get("text"):
@@ -212,6 +302,40 @@ def _narrate_seed000(policy: Policy, events: list[dict[str, Any]], summary: dict
     return lines
 
 
+def _narrate_seed000_upload(
+    policy: Policy, events: list[dict[str, Any]], summary: dict[str, Any]
+) -> list[str]:
+    built = {e["conn_id"]: e for e in events if e["event"] == "ConnBuilt"}
+    drops = [e for e in events if e["event"] == "Drop" and e["reason"] == "tcp-mss-exceeded"]
+    lines: list[str] = []
+    control = next((b for b in built.values() if b["responder"]["port"] == 21), None)
+    if control is not None:
+        lines.append(
+            f"Connection {control['conn_id']} is the FTP control session: the client logs in, sends PASV "
+            "and the server's 227 names the port of the data connection; FTP inspection opens it."
+        )
+    for cid in sorted({d["detail"].get("conn") for d in drops if d.get("detail")} - {None}):
+        b = built.get(cid)
+        if b is None:
+            continue
+        i, r = b["initiator"], b["responder"]
+        mine = [d for d in drops if d["detail"].get("conn") == cid]
+        d = mine[0]
+        lines.append(
+            f"Data connection {cid}: {i['address']}/{i['port']} to {r['address']}/{r['port']}. The client "
+            f"sent {len(mine)} segment(s) of {d['detail'].get('data')} bytes to a server that advertised MSS "
+            f"{d['detail'].get('mss')}; each was dropped with 419001 ({d['message']})."
+        )
+        if d.get("hint"):
+            lines.append(f"What lets them through: {d['hint']}.")
+    if not drops:
+        lines.append("Nothing exceeded the MSS: no segment was dropped.")
+    lines.append(
+        f"{summary['packets_in']} packets in, {summary['forwarded']} forwarded, {summary['dropped']} dropped."
+    )
+    return lines
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(
         name="seed000-ftp",
@@ -222,6 +346,16 @@ SCENARIOS: list[Scenario] = [
         # Long enough for the PAT slot's 30 s idle timer to run out after the connection closes,
         # so the log shows 305012 as well.
         drain=60.0,
+    ),
+    Scenario(
+        name="seed000-upload",
+        title="Seed 000: an FTP upload through the seed's ASA 8.2, MSS exceeded on the data connection",
+        config="seed000.cfg",
+        build=_build_seed000_upload,
+        narrate=_narrate_seed000_upload,
+        drain=60.0,
+        # The seed's box runs a release before 9.0, where exceed-mss drop is the default.
+        version="8.2(1)",
     ),
 ]
 
@@ -236,9 +370,11 @@ def run_scenario(scenario: Scenario, outdir: Path) -> tuple[Policy, dict[str, An
 
     text, name = demo_config(scenario.config)
     policy = parse_policy(text, name)
+    if scenario.version and not policy.version:
+        policy.version = scenario.version
     outdir.mkdir(parents=True, exist_ok=True)
     captures = scenario.build(outdir)
-    summary = replay(policy, captures, outdir / "replay", drain=scenario.drain)
+    summary = replay(policy, captures, outdir / "replay", drain=scenario.drain, config_text=text)
     with open(outdir / "replay" / "events.jsonl", encoding="utf-8") as f:
         events = [json.loads(line) for line in f]
     return policy, summary, events

@@ -76,6 +76,8 @@ class DropReason(enum.Enum):
     SECURITY_LEVEL = ("sp-security-failed", "Slowpath security checks failed")
     NO_ROUTE = ("no-route", "No route to host")
     RPF_VIOLATED = ("rpf-violated", "Reverse-path verify failed")
+    SOURCE_ROUTE = ("source-route", "Source-routed packet (accept_source_route 0)")
+    CT_TABLE_FULL = ("nf-conntrack-table-full", "nf_conntrack: table full, dropping packet")
     TTL_EXPIRED = ("ttl-exceeded", "TTL exceeded")
     NAT_FAILED = ("nat-xlate-failed", "NAT failed")
     NAT_NO_XLATE = ("no-xlate", "No translation for an inbound packet")
@@ -166,6 +168,8 @@ class ConnBuilt(Event):
 
     ``direction`` is ``inbound`` when the initiator is on the lower-security interface. ``initiator``
     and ``responder`` are the two ends; the ASA prints the outside end first (see logfmt.asa).
+    ``master`` is the id of the connection whose inspection let this one in (an FTP data connection's
+    control connection), None for a connection of its own.
     """
 
     conn_id: int
@@ -174,6 +178,7 @@ class ConnBuilt(Event):
     initiator: Endpoint
     responder: Endpoint
     origin: Origin | None = None
+    master: int | None = None
     # ICMP connections: the type and code of the packet that opened it (302020's "type N code N").
     icmp_type: int | None = None
     icmp_code: int | None = None
@@ -324,6 +329,21 @@ class FtpBounce(Event):
     command: str  # PORT, EPRT or 227
     sender: str
     announced: str
+    peer: str
+
+
+@dataclass(slots=True)
+class FtpLowPort(Event):
+    """An inspected FTP connection announced a data port below 1024 (PORT/EPRT, or 227/229 from the
+    server): the ASA drops the packet and ends the connection (406001). ``command`` is PORT, EPRT, 227 or
+    229, ``address``/``port`` what it announced, ``peer`` the packet's destination as it arrived,
+    ``interface`` where it arrived."""
+
+    conn_id: int
+    interface: str
+    command: str
+    address: str
+    port: int
     peer: str
 
 

@@ -1,10 +1,13 @@
 """Netfilter's rule traversal: which tables and chains one packet goes through, and what they decide.
 
 Owns the evaluation of iptables/ip6tables rulesets (``Policy.netfilter``, ``Policy.ip6_netfilter``) as
-the kernel's ``ipt_do_table`` does it: a hook's built-in chain, jumps (``-j``) and gotos (``-g``) into
-user chains, RETURN, the chain policy, per-rule packet and byte counters (bytes are the IP total
-length), ``-m limit`` token buckets, and the target extensions. It is pure and sans-IO: the caller
-gives the packet (a decoded ``statewall.packet.Packet``), a ``Context`` and the time.
+the kernel's ``ipt_do_table`` does it, and of nftables rulesets (``Policy.nft_tables``) as
+``nft_do_chain`` does: a hook's base chains in priority order, jumps (``-j``, ``jump``) and gotos
+into user chains, RETURN, the chain policy, per-rule packet and byte counters (bytes are the IP total
+length), the match modules' state (``-m limit``, ``recent`` lists, ``hashlimit`` buckets), nft
+statements and verdict maps, and the target extensions. It is pure and sans-IO: the caller gives the
+packet (a decoded ``statewall.packet.Packet``), a ``Context`` and the time. It reads the neutral model
+only; no dialect is imported here.
 
 How the engine uses it::
 
@@ -16,12 +19,15 @@ How the engine uses it::
     d = nf.traverse("FORWARD", pkt, ctx)         # mangle, filter, security
     d = nf.traverse("POSTROUTING", pkt, ctx)     # mangle, nat
     verdict, actions = d                         # "ACCEPT" or "DROP", list of Action
-    nf.listing("mangle")                         # iptables -t mangle -L -n -v -x with the counters
+    nf.counters("mangle")                        # (chain, rule index) -> (packets, bytes)
 
-``HOOK_TABLES`` lists the tables of each hook in the kernel's priority order, with ``"conntrack"``
-where connection tracking runs; ``traverse`` visits the nat table only for a packet whose ctstate is
-NEW (the kernel consults nat chains once per connection) and stops at the first DROP.
-``evaluate(hook, table, pkt, ctx)`` walks one table.
+``HOOK_TABLES`` lists the iptables tables of each hook in the kernel's priority order, with
+``"conntrack"`` where connection tracking runs. ``traverse`` runs the base chains of a hook sorted by
+priority (``table_priority``: NF_IP_PRI_RAW -300, conntrack -200, mangle -150, dstnat -100, filter 0,
+security 50, srcnat 100; an nft base chain at its own number), on the side of conntrack the given
+tables are on, nat chains only for a packet whose ctstate is NEW (the kernel consults nat chains once
+per connection), and stops at the first DROP. ``evaluate(hook, table, pkt, ctx)`` walks one
+iptables table.
 
 Actions (``Action.kind``) tell the engine what the targets asked for:
 
@@ -52,20 +58,21 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import craft
-from .dialects.iptables import names
-from .dialects.iptables.listing import format_listing
-from .dialects.iptables.render import module_instances
 from .packet import Packet
 from .policy import (
+    NF_REJECT_ICMPX,
+    NF_REJECT_REPLIES,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
     PROTO_UDP,
+    Match,
     NfChain,
     NfRule,
     NfTable,
     Policy,
     PortMatch,
+    nf_module_instances,
 )
 
 HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
@@ -79,9 +86,39 @@ HOOK_TABLES: dict[str, tuple[str, ...]] = {
     "POSTROUTING": ("mangle", "nat"),
 }
 CTSTATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED")
+# enum nf_ip_hook_priorities (include/uapi/linux/netfilter_ipv4.h): where each table and conntrack
+# sit at a hook. nftables base chains take any number; the names nft accepts map to these.
+CONNTRACK_DEFRAG_PRIORITY = -400
+RAW_PRIORITY = -300
+CONNTRACK_PRIORITY = -200
+MANGLE_PRIORITY = -150
+DSTNAT_PRIORITY = -100
+FILTER_PRIORITY = 0
+SECURITY_PRIORITY = 50
+SRCNAT_PRIORITY = 100
+
+
+def table_priority(table: str, hook: str) -> int:
+    """The priority of an iptables table's built-in chain at ``hook``."""
+    if table == "nat":
+        return DSTNAT_PRIORITY if hook in ("PREROUTING", "OUTPUT") else SRCNAT_PRIORITY
+    return {"raw": RAW_PRIORITY, "mangle": MANGLE_PRIORITY, "filter": FILTER_PRIORITY}.get(
+        table, SECURITY_PRIORITY
+    )
+
+
 XT_LIMIT_SCALE = 10000
 
-_ACCEPT, _DROP, _RETURN, _JUMP, _GOTO, _NONE, _EXT = range(7)
+_ACCEPT, _DROP, _RETURN, _JUMP, _GOTO, _NONE, _EXT, _VMAP, _CONTINUE = range(9)
+_NAT_STATUS = {
+    "DNAT": "DNAT",
+    "REDIRECT": "DNAT",
+    "SNAT": "SNAT",
+    "MASQUERADE": "SNAT",
+    "NETMAP": "NETMAP",
+}
+# The rule TRACE lines of a chain's end (return, policy) are attributed to: none of the file's.
+_TRACE_RULE = NfRule(Match(), "TRACE")
 _TCP_FLAG_NAMES = (
     ("CWR", 0x80),
     ("ECE", 0x40),
@@ -120,6 +157,16 @@ class Context:
     reverse_mtu: int | None = None
     mac: bytes | None = None
     connlimit: Callable[[dict, int], int] | None = None
+    # skb->mark (MARK, -m mark): 0 for a packet as it arrives; the same Context follows the packet
+    # through every hook. ct_mark: the connection's mark as the caller keeps it (CONNMARK,
+    # -m connmark); the caller stores it back after the hook. ct_dir: ORIGINAL or REPLY, None when the
+    # caller does not say (the first packet of a connection is ORIGINAL). ct_status: EXPECTED,
+    # SEEN_REPLY, ASSURED, CONFIRMED. trace: TRACE was hit (skb->nf_trace).
+    mark: int = 0
+    ct_mark: int = 0
+    ct_dir: str | None = None
+    ct_status: frozenset[str] = frozenset()
+    trace: bool = False
 
 
 class Action(NamedTuple):
@@ -170,19 +217,23 @@ class _Iface(NamedTuple):
 
 @dataclass(slots=True)
 class _Bucket:
-    """xt_limit's token bucket in seconds: ``cost`` per packet, up to ``cap``, refilled by time."""
+    """xt_limit's token bucket in nanoseconds: ``cost`` per packet, up to ``cap``, refilled by time.
 
-    cost: float
-    cap: float
-    credit: float
-    prev: float | None = None
+    Integers, as the kernel counts its credits: a burst of N is N packets exactly, whatever the
+    rounding of the cost in seconds would have made of it."""
+
+    cost: int
+    cap: int
+    credit: int
+    prev: int | None = None
 
     def take(self, now: float) -> bool:
+        t = round(now * 1_000_000_000)
         if self.prev is None:
-            self.prev = now
-        elif now > self.prev:
-            self.credit = min(self.cap, self.credit + (now - self.prev))
-            self.prev = now
+            self.prev = t
+        elif t > self.prev:
+            self.credit = min(self.cap, self.credit + (t - self.prev))
+            self.prev = t
         if self.credit >= self.cost:
             self.credit -= self.cost
             return True
@@ -197,6 +248,8 @@ class _CRule:
     jump: int = -1  # index of the target chain for _JUMP/_GOTO
     pkts: int = 0
     bytes: int = 0
+    # _VMAP: the key's test and (value, verdict kind, chain index) per entry (an nft verdict map).
+    vmap: tuple | None = None
 
 
 @dataclass(slots=True)
@@ -314,7 +367,7 @@ def _state_check(args: dict) -> Check:
 
 
 def _limit_check(args: dict) -> Check:
-    cost = int(args["avg"]) / XT_LIMIT_SCALE
+    cost = int(args["avg"]) * (1_000_000_000 // XT_LIMIT_SCALE)
     bucket = _Bucket(cost, cost * int(args["burst"]), cost * int(args["burst"]))
 
     def check(pkt, ctx, ifs) -> bool:
@@ -354,7 +407,465 @@ def _connlimit_check(args: dict, family: int) -> Check:
     return check
 
 
-def _module_check(name: str, args: dict, family: int) -> Check | None:
+# --------------------------------------------------------------------------------------------------
+# The match modules of deployed rulesets (Docker, ufw, firewalld, OpenWrt fw3)
+
+
+def addr_type(env: Netfilter | None, version: int, addr: int, dev: str | None = None) -> str:
+    """The route type of an address as addrtype sees it (fib_frontend.c inet_addr_type: the local
+    table decides LOCAL and BROADCAST, everything else is UNICAST; ip6t: ipv6_addr_type)."""
+    if version == 4:
+        if addr >> 24 == 0 or addr == 0xFFFFFFFF:
+            return "BROADCAST"  # ipv4_is_zeronet || ipv4_is_lbcast
+        if addr >> 28 == 0xE:
+            return "MULTICAST"
+        if env is not None:
+            if dev is not None:
+                if addr in env.local_by_dev.get(dev, ()) or (dev == "lo" and addr >> 24 == 127):
+                    return "LOCAL"
+            elif addr in env.local_addrs[4] or addr >> 24 == 127:
+                return "LOCAL"
+            if addr in env.broadcasts:
+                return "BROADCAST"
+        elif addr >> 24 == 127:
+            return "LOCAL"
+        return "UNICAST"
+    if addr == 0:
+        return "UNSPEC"
+    if addr >> 120 == 0xFF:
+        return "MULTICAST"
+    if env is not None:
+        mine = env.local_by_dev.get(dev, set()) if dev is not None else env.local_addrs[6]
+        if addr in mine or (addr == 1 and dev in (None, "lo")):
+            return "LOCAL"
+    return "UNICAST"
+
+
+def _addrtype_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    src_t, dst_t = args["src_type"], args["dst_type"]
+    src_n, dst_n = bool(args["src_negate"]), bool(args["dst_negate"])
+    limit_in, limit_out = bool(args["limit_in"]), bool(args["limit_out"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        dev = ifs.inp if limit_in else (ifs.out if limit_out else None)
+        if src_t is not None and (addr_type(env, pkt.version, pkt.src, dev) in src_t) == src_n:
+            return False
+        return dst_t is None or (addr_type(env, pkt.version, pkt.dst, dev) in dst_t) != dst_n
+
+    return check
+
+
+def _mark_check(args: dict, family: int, env: Netfilter | None, attr: str = "mark") -> Check:
+    value, mask, neg = int(args["value"]), int(args["mask"]), bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        if attr == "ct_mark" and ctx.ctstate in ("INVALID", "UNTRACKED"):
+            return False  # xt_connmark: no conntrack, no match
+        return ((getattr(ctx, attr) & mask) == value) != neg
+
+    return check
+
+
+def _conntrack_check(args: dict) -> Check:
+    """xt_conntrack beyond --ctstate: a packet without a conntrack entry (INVALID, UNTRACKED) matches
+    only a rule that tests nothing but the state."""
+    states = frozenset(args["states"]) if "states" in args else None
+    neg = bool(args.get("negate"))
+    proto, proto_neg = args.get("proto"), bool(args.get("proto_negate"))
+    status, status_neg = args.get("status"), bool(args.get("status_negate"))
+    direction = args.get("dir")
+
+    def check(pkt, ctx, ifs) -> bool:
+        if states is not None and (ctx.ctstate in states or bool(states & ctx.ct_nat)) == neg:
+            return False
+        if ctx.ctstate in ("INVALID", "UNTRACKED"):
+            return False
+        if proto is not None and (pkt.proto == proto) == proto_neg:
+            return False
+        if status is not None and (bool(status) and status <= ctx.ct_status) == status_neg:
+            return False
+        if direction is not None:
+            here = ctx.ct_dir or "ORIGINAL"
+            if here != direction:
+                return False
+        return True
+
+    return check
+
+
+def _recent_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_recent recent_mt (current kernels): SET adds or refreshes the address and matches; CHECK and
+    UPDATE match when the address is in the list (with --seconds: seen that recently; --hitcount: that
+    many times), UPDATE then refreshes it; REMOVE matches and removes it. 20 stamps per address,
+    100 addresses per list (the least recently seen goes)."""
+    mode = args["mode"]
+    neg = bool(args["negate"])
+    seconds = int(args["seconds"])
+    hitcount = int(args["hitcount"])
+    reap = bool(args["reap"])
+    use_ttl = bool(args["ttl"])
+    dest = args["side"] == "dest"
+    mask = int(args["mask"])
+    tables = env.recent if env is not None else {}
+    key = (family, str(args["name"]))
+
+    def check(pkt, ctx, ifs) -> bool:
+        table = tables.setdefault(key, {})
+        addr = (pkt.dst if dest else pkt.src) & mask
+        ttl = pkt.ttl + (1 if ctx.out_iface is not None and ctx.in_iface is not None else 0)
+        entry = table.get(addr)
+        if entry is not None and use_ttl and entry[1] != ttl:
+            entry = None
+        now = ctx.now
+        hit = neg
+        if entry is None:
+            if mode != "SET":
+                return hit
+            if len(table) >= 100:
+                del table[next(iter(table))]
+            table[addr] = [[now], ttl]
+            return not hit
+        if mode == "SET":
+            hit = not hit
+        elif mode == "REMOVE":
+            del table[addr]
+            return not hit
+        else:
+            since = now - seconds
+            hits = 0
+            for stamp in entry[0]:
+                if seconds and stamp < since:
+                    continue
+                hits += 1
+                if not hitcount or hits >= hitcount:
+                    hit = not hit
+                    break
+            if reap:
+                for other in [a for a, e in table.items() if e[0][-1] < since]:
+                    del table[other]
+                if addr not in table:
+                    return hit
+        if mode == "SET" or (mode == "UPDATE" and hit):
+            stamps = entry[0]
+            stamps.append(now)
+            del stamps[:-20]
+            entry[1] = ttl
+            table[addr] = table.pop(addr)  # most recently seen last
+        return hit
+
+    return check
+
+
+def _set_member_test(sets: dict, name: str, dirs: tuple[str, ...], seen: frozenset = frozenset()):
+    import bisect
+
+    s = sets[name]
+    if s.dims == ("set",):
+        subs = [_set_member_test(sets, m[0], dirs, seen | {name}) for m in s.members if m[0] not in seen]
+        return lambda pkt: any(t(pkt) for t in subs)
+    dims = s.dims
+    if len(dims) == 1 and dims[0] in ("ip", "net"):
+        merged: list[list[int]] = []
+        for lo, hi in sorted(m[0] for m in s.members):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        starts = [m[0] for m in merged]
+        dst = dirs[0] == "dst"
+
+        def one(pkt) -> bool:
+            addr = pkt.dst if dst else pkt.src
+            i = bisect.bisect_right(starts, addr) - 1
+            return i >= 0 and addr <= merged[i][1]
+
+        return one
+    members = list(s.members)
+    sides = [dirs[i] if i < len(dirs) else dirs[-1] for i in range(len(dims))]
+
+    def many(pkt) -> bool:
+        values = []
+        for dim, side in zip(dims, sides, strict=True):
+            if dim in ("ip", "net"):
+                values.append(pkt.dst if side == "dst" else pkt.src)
+            else:
+                if not pkt.has_l4 or pkt.frag_offset:
+                    return False
+                values.append((pkt.proto, pkt.dport if side == "dst" else pkt.sport))
+        for m in members:
+            for dim, v, want in zip(dims, values, m, strict=True):
+                if dim == "port":
+                    if v[0] != want[0] or not want[1] <= v[1] <= want[2]:
+                        break
+                elif not want[0] <= v <= want[1]:
+                    break
+            else:
+                return True
+        return False
+
+    return many
+
+
+def _set_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    test = _set_member_test(env.sets if env is not None else {}, str(args["name"]), tuple(args["dirs"]))
+    neg = bool(args["negate"])
+    return lambda pkt, ctx, ifs: test(pkt) != neg
+
+
+def _iprange_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    tests = []
+    for key, attr in (("src", "src"), ("dst", "dst")):
+        rng = args[key + "_range"]
+        if rng is not None:
+            tests.append((attr, int(rng[0]), int(rng[1]), bool(args[key + "_negate"])))
+
+    return lambda pkt, ctx, ifs: all((lo <= getattr(pkt, a) <= hi) != neg for a, lo, hi, neg in tests)
+
+
+def _length_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    lo, hi, neg = int(args["low"]), int(args["high"]), bool(args["negate"])
+    return lambda pkt, ctx, ifs: (lo <= pkt.total_len <= hi) != neg
+
+
+def _pkttype_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    want = {"host": "unicast"}.get(str(args["type"]), str(args["type"]))
+    neg = bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        # skb->pkt_type comes from the frame's destination MAC; without one, from the IP destination
+        # as xt_pkttype does for looped-back packets.
+        mac = ctx.mac
+        if mac is not None and len(mac) >= 6:
+            kind = "broadcast" if mac[:6] == b"\xff" * 6 else ("multicast" if mac[0] & 1 else "unicast")
+        else:
+            t = addr_type(env, pkt.version, pkt.dst)
+            kind = {"BROADCAST": "broadcast", "MULTICAST": "multicast"}.get(t, "unicast")
+        return (kind == want) != neg
+
+    return check
+
+
+def _mac_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    source, neg = bytes(args["source"]), bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        mac = ctx.mac
+        if mac is None or len(mac) < 12:
+            return False  # xt_mac: no Ethernet header, no match (either way)
+        return (bytes(mac[6:12]) == source) != neg
+
+    return check
+
+
+def _hashlimit_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_hashlimit: one token bucket per key (the --hashlimit-mode fields, addresses masked), shared
+    by the rules naming the same table; a key unseen for --hashlimit-htable-expire starts full."""
+    cost = int(args["avg"]) * 1000  # ns (the average is in microseconds)
+    cap = cost * int(args["burst"])
+    above = bool(args["above"])
+    mode = tuple(args["mode"])
+    bits = 32 if family == 4 else 128
+    smask = ((1 << bits) - 1) ^ ((1 << (bits - int(args["srcmask"]))) - 1)
+    dmask = ((1 << bits) - 1) ^ ((1 << (bits - int(args["dstmask"]))) - 1)
+    expire = int(args["expire"]) / 1000
+    store = env.recent if env is not None else {}
+    buckets = store.setdefault((family, "hashlimit:" + str(args["name"])), {})  # type: ignore[arg-type]
+
+    def check(pkt, ctx, ifs) -> bool:
+        key = (
+            pkt.src & smask if "srcip" in mode else None,
+            pkt.dst & dmask if "dstip" in mode else None,
+            pkt.sport if "srcport" in mode and pkt.has_l4 else None,
+            pkt.dport if "dstport" in mode and pkt.has_l4 else None,
+        )
+        now = round(ctx.now * 1_000_000_000)
+        b = buckets.get(key)
+        if b is None or now - b[1] > expire * 1_000_000_000:
+            b = buckets[key] = [cap, now]
+        else:
+            b[0] = min(cap, b[0] + (now - b[1]))
+            b[1] = now
+        if b[0] >= cost:
+            b[0] -= cost
+            return not above
+        return above
+
+    return check
+
+
+def _time_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_time time_mt, in UTC: the date range, the time of day (a range past midnight wraps, and
+    --contiguous counts its early part to the day before), the days of the month and week."""
+    import datetime as dt
+
+    start, stop = int(args["start"]), int(args["stop"])
+    weekdays, monthdays = frozenset(args["weekdays"]), frozenset(args["monthdays"])
+    dstart, dstop = int(args["datestart"]), int(args["datestop"])
+    contiguous = bool(args["contiguous"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        stamp = int(ctx.now)
+        if stamp < dstart or stamp > dstop:
+            return False
+        tod = stamp % 86400
+        if start < stop:
+            if not start <= tod <= stop:
+                return False
+        elif not (tod >= start or tod <= stop):
+            return False
+        if contiguous and start > stop and tod <= stop:
+            stamp -= 86400
+        day = dt.datetime.fromtimestamp(stamp, dt.UTC)
+        return day.day in monthdays and day.isoweekday() in weekdays
+
+    return check
+
+
+def _physdev_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    # xt_physdev for a packet that was not bridged (statewall routes): every condition given must be
+    # one that is negated, or the rule does not match.
+    holds = (
+        all(v is None or v is False for v in (args["is_in"], args["is_out"], args["is_bridged"]))
+        and (args["in"] is None or args["in_negate"])
+        and (args["out"] is None or args["out_negate"])
+    )
+    return lambda pkt, ctx, ifs: holds
+
+
+def _ttl_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_ttl / ip6t_hl: the TTL or hop limit the packet has at this hook."""
+    op, value = str(args["op"]), int(args["value"])
+    tests = {
+        "eq": lambda t: t == value,
+        "ne": lambda t: t != value,
+        "lt": lambda t: t < value,
+        "gt": lambda t: t > value,
+    }
+    test = tests[op]
+    return lambda pkt, ctx, ifs: test(pkt.ttl)
+
+
+def _rt_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """ip6t_rt: the packet's routing header (type, segments left, header length in bytes); a packet
+    without one does not match."""
+    rtype, tneg = args["type"], bool(args["type_negate"])
+    segs, sneg = args["segsleft"], bool(args["segsleft_negate"])
+    length, lneg = args["length"], bool(args["length_negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        for kind, off, ln in pkt.ipv6_ext:
+            if kind != 43:
+                continue
+            buf = pkt.buf
+            if rtype is not None and (buf[off + 2] == rtype) == tneg:
+                return False
+            if segs is not None and (segs[0] <= buf[off + 3] <= segs[1]) == sneg:
+                return False
+            return length is None or (ln == length) != lneg
+        return False
+
+    return check
+
+
+def _l4proto_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``meta l4proto { a, b }``: one of the protocols."""
+    protos, neg = frozenset(args["protos"]), bool(args["negate"])
+    return lambda pkt, ctx, ifs: (pkt.proto in protos) != neg
+
+
+def _ifname_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``iifname { "a", "b*" }``: one of the names (``*`` a prefix)."""
+    attr = "inp" if args["side"] == "in" else "out"
+    exact = frozenset(n for n in args["names"] if not n.endswith("*"))
+    prefixes = tuple(n[:-1] for n in args["names"] if n.endswith("*"))
+    neg = bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        name = getattr(ifs, attr)
+        return (name in exact or (bool(prefixes) and name.startswith(prefixes))) != neg
+
+    return check
+
+
+def _icmptypes_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``icmp type { a, b }``: an ICMP (or ICMPv6) message of one of the types."""
+    proto, types, neg = int(args["proto"]), frozenset(args["types"]), bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        if pkt.proto != proto or pkt.frag_offset or not pkt.has_l4:
+            return False
+        return (pkt.icmp_type in types) != neg
+
+    return check
+
+
+def _icmptypecodes_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``icmpv6 type . icmpv6 code { a . b, ... }``: one of the (type, code) pairs."""
+    proto, pairs = int(args["proto"]), frozenset(tuple(p) for p in args["pairs"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        if pkt.proto != proto or pkt.frag_offset or not pkt.has_l4:
+            return False
+        return (pkt.icmp_type, pkt.icmp_code) in pairs
+
+    return check
+
+
+def _rpfilter_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``fib saddr . iif oif missing`` (firewalld's IPv6 rpfilter): no route back to the source
+    leaves through the interface the packet came in on -- by the policy's routes and connected
+    networks (nft_fib: the route lookup for the source, limited to the input interface)."""
+    missing = bool(args["missing"])
+    routes: list[tuple[int, int, int, str]] = []  # (version, network, mask, device)
+    if env is not None:
+        policy = env.policy
+        for name, itf in policy.interfaces.items():
+            for addr in itf.addresses():
+                net = addr.network
+                routes.append((net.version, int(net.network_address), int(net.netmask), itf.hardware or name))
+        for route in policy.routes:
+            itf = policy.interfaces.get(route.interface)
+            dev = (itf.hardware or route.interface) if itf is not None else route.interface
+            net = route.network
+            routes.append((net.version, int(net.network_address), int(net.netmask), dev))
+
+    def check(pkt, ctx, ifs) -> bool:
+        src = pkt.src
+        back = any(v == pkt.version and src & mask == net and dev == ifs.inp for v, net, mask, dev in routes)
+        return (not back) == missing
+
+    return check
+
+
+_EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
+    "icmptypes": _icmptypes_check,
+    "icmptypecodes": _icmptypecodes_check,
+    "rpfilter": _rpfilter_check,
+    "l4proto": _l4proto_check,
+    "ifname": _ifname_check,
+    "ttl": _ttl_check,
+    "hl": _ttl_check,
+    "rt": _rt_check,
+    "addrtype": _addrtype_check,
+    "mark": _mark_check,
+    "connmark": lambda a, f, e: _mark_check(a, f, e, "ct_mark"),
+    "recent": _recent_check,
+    "set": _set_check,
+    "iprange": _iprange_check,
+    "length": _length_check,
+    "pkttype": _pkttype_check,
+    "mac": _mac_check,
+    "hashlimit": _hashlimit_check,
+    "time": _time_check,
+    "physdev": _physdev_check,
+}
+
+
+def _module_check(name: str, args: dict, family: int, env: Netfilter | None = None) -> Check | None:
+    if name in _EXTRA_CHECKS:
+        return _EXTRA_CHECKS[name](args, family, env)
+    if name == "conntrack" and set(args) - {"states", "negate"}:
+        return _conntrack_check(args)
     if name == "tcp":
         return _l4_check(PROTO_TCP, args)
     if name == "udp":
@@ -376,10 +887,12 @@ def _module_check(name: str, args: dict, family: int) -> Check | None:
     return None  # comment: always matches
 
 
-def _compile_checks(rule: NfRule, family: int) -> list[Check]:
+def _compile_checks(rule: NfRule, family: int, env: Netfilter | None = None) -> list[Check]:
     """The rule's tests in netfilter's order: the IP header part, then each module as written."""
     m = rule.match
     checks: list[Check] = []
+    if m.family is not None and m.family != family:
+        return [lambda pkt, ctx, ifs: False]  # an inet table's rule for the other family (nfproto)
     if m.sources:
         checks.append(_addr_check(m.sources, m.source_negate, "src"))
     if m.destinations:
@@ -394,11 +907,45 @@ def _compile_checks(rule: NfRule, family: int) -> list[Check]:
     if rule.fragment is not None:
         want = rule.fragment
         checks.append(lambda pkt, ctx, ifs: (pkt.frag_offset != 0) == want)
-    for name, _folded, args in module_instances(rule):
-        check = _module_check(name, args, family)
+    for name, _folded, args in nf_module_instances(rule):
+        check = _module_check(name, args, family, env)
         if check is not None:
             checks.append(check)
     return checks
+
+
+_VERDICT_KINDS = {"accept": _ACCEPT, "drop": _DROP, "return": _RETURN, "jump": _JUMP, "goto": _GOTO}
+
+
+def _compile_vmap(args: dict, index: dict[str, int]) -> tuple:
+    """An nft verdict map: a function finding the packet's entry, and the entries with their chains."""
+    entries = []
+    for value, verdict, chain in args["entries"]:
+        kind = _VERDICT_KINDS.get(verdict, _CONTINUE)
+        entries.append((value, kind, index.get(chain, -1) if chain else -1))
+    key = args["key"]
+    proto = args.get("proto")
+
+    def find(pkt, ctx, ifs, entries):
+        if key == "ct_state":
+            have = ctx.ctstate
+            hit = next((e for e in entries if e[0] == have), None)
+        elif key in ("iifname", "oifname"):
+            name = ifs.inp if key == "iifname" else ifs.out
+            hit = next(
+                (e for e in entries if e[0] == name or (e[0].endswith("*") and name.startswith(e[0][:-1]))),
+                None,
+            )
+        elif key == "l4proto":
+            hit = next((e for e in entries if e[0] == pkt.proto), None)
+        else:  # sport / dport of ``proto``
+            if pkt.proto != proto or pkt.frag_offset or not pkt.has_l4:
+                return None
+            port = pkt.dport if key == "dport" else pkt.sport
+            hit = next((e for e in entries if e[0][0] <= port <= e[0][1]), None)
+        return None if hit is None else (hit[1], hit[2])
+
+    return find, tuple(entries)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,6 +962,35 @@ class Netfilter:
         for name, itf in policy.interfaces.items():
             self._mtus[name] = itf.mtu
             self._mtus[itf.hardware or name] = itf.mtu
+        # addrtype: the box's own addresses (the local routing table) and directed broadcasts.
+        self.local_addrs: dict[int, set[int]] = {4: {0x7F000001}, 6: {1}}
+        self.local_by_dev: dict[str, set[int]] = {}
+        self.broadcasts: set[int] = {0xFFFFFFFF, 0}
+        for name, itf in policy.interfaces.items():
+            mine = self.local_by_dev.setdefault(itf.hardware or name, set())
+            for addr in itf.addresses():
+                value = int(addr.ip)
+                self.local_addrs[addr.version].add(value)
+                mine.add(value)
+                if addr.version == 4 and addr.network.prefixlen < 31:
+                    self.broadcasts.add(int(addr.network.broadcast_address))
+        # -m recent tables by name (xt_recent's, shared by every rule naming them): address -> times.
+        self.recent: dict[tuple[int, str], dict[int, list[float]]] = {}
+        self.sets = policy.nf_sets
+        self._slot_cache: dict[tuple, list[tuple]] = {}
+        # nftables base chains by family and hook: (priority, table, chain index, label, nat).
+        self._nft_bases: dict[int, dict[str, list[tuple]]] = {4: {}, 6: {}}
+        self._nft_compiled: list[tuple[str, _CTable]] = []
+        for table in policy.nft_tables:
+            families = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}.get(table.family or "inet", (4, 6))
+            for fam in families:
+                ct = self._compile(table, fam, loaded=fam == families[0])
+                self._nft_compiled.append((f"{table.family} {table.name}", ct))
+                for index, chain in enumerate(table.chains.values()):
+                    if chain.hook is not None:
+                        label = f"{table.family} {table.name}"
+                        slot = (chain.priority or 0, ct, index, label, chain.kind == "nat")
+                        self._nft_bases[fam].setdefault(chain.hook, []).append(slot)
         self._tables: dict[int, dict[str, _CTable]] = {
             4: {n: self._compile(t, 4) for n, t in (policy.netfilter or {}).items()},
             6: {n: self._compile(t, 6) for n, t in (policy.ip6_netfilter or {}).items()},
@@ -430,13 +1006,16 @@ class Netfilter:
         tables = HOOK_TABLES[hook]
         return tables[tables.index("conntrack") + 1 :] if "conntrack" in tables else tables
 
-    def _compile(self, table: NfTable, family: int) -> _CTable:
+    def _compile(self, table: NfTable, family: int, loaded: bool = True) -> _CTable:
+        """Compile a table for one family; ``loaded``: start from the counters it was loaded with (an
+        inet table's second family starts from zero, its counters are summed)."""
         order = list(table.chains)
         index = {name: i for i, name in enumerate(order)}
         chains = []
         for name in order:
             chain: NfChain = table.chains[name]
-            cc = _CChain(name, chain.policy, pkts=chain.counters[0], bytes=chain.counters[1])
+            start = chain.counters if loaded else (0, 0)
+            cc = _CChain(name, chain.policy, pkts=start[0], bytes=start[1])
             for rule in chain.rules:
                 t = rule.target
                 if t == "ACCEPT":
@@ -447,13 +1026,22 @@ class Netfilter:
                     kind, jump = _RETURN, -1
                 elif t == "":
                     kind, jump = _NONE, -1
+                elif t == "VMAP" and "entries" in rule.target_args:
+                    kind, jump = _VMAP, -1
                 elif t in index:
                     kind, jump = (_GOTO if rule.goto else _JUMP), index[t]
                 else:
                     kind, jump = _EXT, -1
                 cr = _CRule(
-                    rule, _compile_checks(rule, family), kind, jump, rule.counters[0], rule.counters[1]
+                    rule,
+                    _compile_checks(rule, family, self),
+                    kind,
+                    jump,
+                    rule.counters[0] if loaded else 0,
+                    rule.counters[1] if loaded else 0,
                 )
+                if kind == _VMAP:
+                    cr.vmap = _compile_vmap(rule.target_args, index)
                 cc.rules.append(cr)
             chains.append(cc)
         return _CTable(table.name, chains, index)
@@ -469,35 +1057,76 @@ class Netfilter:
     def traverse(
         self, hook: str, pkt: Packet, ctx: Context, tables: tuple[str, ...] | None = None
     ) -> Decision:
-        """Every table of ``hook`` (or the ``tables`` given, in that order) until one drops.
+        """Every base chain of ``hook`` by priority until one drops: the iptables tables' built-in
+        chains (or those of the ``tables`` given) and the nftables base chains of the same side of
+        conntrack as the ``tables`` given (all of them when None).
 
-        The decision is that of the last table the policy has (its rule, chain and table), with the
-        actions of all of them.
+        nat chains (an iptables nat table, an nftables ``type nat`` chain) run only for a packet
+        whose ctstate is NEW, and only when ``tables`` includes "nat" (or is None). The decision is
+        that of the last chain that ran (its rule, chain and table), with the actions of all of them.
         """
         actions: list[Action] = []
         last = Decision("ACCEPT", actions, None, hook, "")
-        present = self._tables[pkt.version]
-        for name in tables if tables is not None else HOOK_TABLES[hook]:
-            if name not in present:
-                continue  # a table the policy lacks accepts; "conntrack" is only a marker
-            if name == "nat" and ctx.ctstate != "NEW":
+        for slot in self._slots(hook, pkt.version, tables):
+            prio, ct, index, label, nat = slot
+            if nat and ctx.ctstate != "NEW":
                 continue
-            d = self.evaluate(hook, name, pkt, ctx)
+            d = self._walk(ct, index, hook, label, pkt, ctx)
+            if nat and d.actions:
+                # nf_nat_setup_info sets IPS_DST_NAT / IPS_SRC_NAT on the connection as the nat table
+                # binds it, so --ctstate DNAT/SNAT hold for the first packet's later hooks already.
+                for a in d.actions:
+                    kind = _NAT_STATUS.get(a.kind)
+                    if kind == "NETMAP":
+                        kind = "DNAT" if hook in ("PREROUTING", "OUTPUT") else "SNAT"
+                    if kind is not None and kind not in ctx.ct_nat:
+                        ctx.ct_nat = ctx.ct_nat | {kind}
             actions.extend(d.actions)
             last = Decision(d.verdict, actions, d.rule, d.chain, d.table)
             if d.verdict != "ACCEPT":
                 return last
         return last
 
+    def _slots(self, hook: str, family: int, tables: tuple[str, ...] | None) -> list[tuple]:
+        key = (hook, family, tables)
+        slots = self._slot_cache.get(key)
+        if slots is not None:
+            return slots
+        slots = []
+        present = self._tables[family]
+        for name in tables if tables is not None else HOOK_TABLES[hook]:
+            ct = present.get(name)
+            if ct is not None and hook in ct.index:
+                slots.append((table_priority(name, hook), ct, ct.index[hook], name, name == "nat"))
+        order = HOOK_TABLES[hook]
+        phase = "all"
+        if tables is not None and "conntrack" in order:
+            at = order.index("conntrack")
+            sides = {order.index(n) < at for n in tables if n in order and n != "conntrack"}
+            phase = "pre" if sides == {True} else "post" if sides == {False} else "all"
+        nat_ok = tables is None or "nat" in tables
+        for prio, ct, index, label, nat in self._nft_bases[family].get(hook, ()):
+            if phase == "pre" and prio >= CONNTRACK_PRIORITY or phase == "post" and prio < CONNTRACK_PRIORITY:
+                continue
+            if nat and not nat_ok:
+                continue
+            slots.append((prio, ct, index, label, nat))
+        slots.sort(key=lambda s: s[0])  # stable: iptables tables first at equal priority
+        self._slot_cache[key] = slots
+        return slots
+
     def evaluate(self, hook: str, table: str, pkt: Packet, ctx: Context) -> Decision:
-        """Walk ``table``'s built-in chain for ``hook`` as ipt_do_table does."""
-        family = pkt.version
-        ct = self._tables[family].get(table)
+        """Walk the iptables ``table``'s built-in chain for ``hook`` as ipt_do_table does."""
+        ct = self._tables[pkt.version].get(table)
         if ct is None or hook not in ct.index:
             return Decision("ACCEPT", [], None, hook, table)
+        return self._walk(ct, ct.index[hook], hook, table, pkt, ctx)
+
+    def _walk(self, ct: _CTable, start: int, hook: str, table: str, pkt: Packet, ctx: Context) -> Decision:
+        """One base chain and the chains it jumps to (ipt_do_table, nft_do_chain)."""
         ifs = _Iface(self.device(ctx.in_iface), self.device(ctx.out_iface))
         chains = ct.chains
-        base = chains[ct.index[hook]]
+        base = chains[start]
         chain = base
         i = 0
         stack: list[tuple[_CChain, int]] = []
@@ -507,8 +1136,12 @@ class Netfilter:
             rules = chain.rules
             if i >= len(rules):
                 if stack and chain is not base:
+                    if ctx.trace:
+                        self._trace(table, chain.name, "return", len(rules) + 1, None, pkt, ifs, ctx, actions)
                     chain, i = stack.pop()
                     continue
+                if ctx.trace:
+                    self._trace(table, base.name, "policy", len(base.rules) + 1, None, pkt, ifs, ctx, actions)
                 return self._policy(base, size, actions, table)
             cr = rules[i]
             i += 1
@@ -518,6 +1151,15 @@ class Netfilter:
             else:
                 cr.pkts += 1
                 cr.bytes += size
+                if ctx.trace:
+                    self._trace(table, chain.name, "rule", i, cr.rule, pkt, ifs, ctx, actions)
+                if cr.rule.statements:
+                    # An nft rule's statements act in order before its verdict.
+                    for name, args in cr.rule.statements:
+                        verdict = self._target(cr.rule, pkt, ctx, ifs, actions, name, args)
+                        if verdict is not None:
+                            return Decision(verdict, actions, cr.rule, chain.name, table)
+                    size = pkt.total_len
                 kind = cr.kind
                 if kind == _NONE:
                     continue
@@ -537,10 +1179,49 @@ class Netfilter:
                 if kind == _GOTO:
                     chain, i = chains[cr.jump], 0
                     continue
+                if kind == _VMAP:
+                    key, entries = cr.vmap
+                    hit = key(pkt, ctx, ifs, entries)
+                    if hit is None:
+                        continue
+                    vkind, target = hit
+                    if vkind == _CONTINUE:
+                        continue
+                    if vkind == _ACCEPT:
+                        return Decision("ACCEPT", actions, cr.rule, chain.name, table)
+                    if vkind == _DROP:
+                        return Decision("DROP", actions, cr.rule, chain.name, table)
+                    if vkind == _RETURN:
+                        if stack:
+                            chain, i = stack.pop()
+                            continue
+                        return self._policy(base, size, actions, table)
+                    if vkind == _JUMP:
+                        stack.append((chain, i))
+                    chain, i = chains[target], 0
+                    continue
                 verdict = self._target(cr.rule, pkt, ctx, ifs, actions)
                 if verdict is not None:
                     return Decision(verdict, actions, cr.rule, chain.name, table)
                 size = pkt.total_len  # TCPMSS may have grown the packet
+
+    def _trace(
+        self,
+        table: str,
+        chain: str,
+        kind: str,
+        number: int,
+        rule: NfRule | None,
+        pkt: Packet,
+        ifs: _Iface,
+        ctx: Context,
+        actions: list[Action],
+    ) -> None:
+        """ip_tables.c trace_packet: ``TRACE: table:chain:rule|return|policy:N`` and the packet, logged
+        with every flag (nf_log's trace_loginfo: NF_LOG_DEFAULT_MASK), at level 4."""
+        prefix = f"TRACE: {table}:{chain}:{kind}:{number} "
+        text = log_line(pkt, prefix, ifs.inp or None, ifs.out or None, ctx.mac, 0x07)
+        actions.append(Action("LOG", {"text": text, "level": 4, "trace": True}, rule or _TRACE_RULE))
 
     def _policy(self, base: _CChain, size: int, actions: list[Action], table: str) -> Decision:
         base.pkts += 1
@@ -548,11 +1229,21 @@ class Netfilter:
         return Decision(base.policy or "ACCEPT", actions, None, base.name, table)
 
     def _target(
-        self, rule: NfRule, pkt: Packet, ctx: Context, ifs: _Iface, actions: list[Action]
+        self,
+        rule: NfRule,
+        pkt: Packet,
+        ctx: Context,
+        ifs: _Iface,
+        actions: list[Action],
+        t: str | None = None,
+        a: dict | None = None,
     ) -> str | None:
-        """Run a target extension; a verdict ends the table, None continues with the next rule."""
-        t = rule.target
-        a = rule.target_args
+        """Run a target extension (the rule's, or the statement ``t`` with ``a``); a verdict ends
+        the table, None continues with the next rule."""
+        if t is None:
+            t = rule.target
+            a = rule.target_args
+        assert a is not None
         if t == "LOG":
             text = log_line(
                 pkt,
@@ -565,11 +1256,36 @@ class Netfilter:
             actions.append(Action("LOG", {"text": text, "level": int(a.get("level", 4))}, rule))
             return None
         if t == "TCPMSS":
-            return self._tcpmss(rule, pkt, ctx, actions)
-        if t == "REJECT":
+            return self._tcpmss(rule, pkt, ctx, actions, a)
+        if t == "MARK":
+            # xt_mark.c mark_tg: skb->mark = (skb->mark & ~mask) ^ value.
+            ctx.mark = (ctx.mark & ~int(a["mask"]) & 0xFFFFFFFF) ^ int(a["value"])
+            return None
+        if t == "CONNMARK":
+            # xt_connmark.c connmark_tg_shift without shifts.
+            mode = a["mode"]
+            if mode == "set":
+                ctx.ct_mark = (ctx.ct_mark & ~int(a["mask"]) & 0xFFFFFFFF) ^ int(a["value"])
+            elif mode == "save":
+                ctx.ct_mark = (ctx.ct_mark & ~int(a["ctmask"]) & 0xFFFFFFFF) ^ (ctx.mark & int(a["nfmask"]))
+            else:
+                ctx.mark = (ctx.mark & ~int(a["nfmask"]) & 0xFFFFFFFF) ^ (ctx.ct_mark & int(a["ctmask"]))
+            return None
+        if t == "NFLOG":
+            # The packet goes to userspace (nfnetlink_log); ulogd's LOGEMU writes this same line.
+            text = log_line(pkt, str(a.get("prefix", "")), ifs.inp or None, ifs.out or None, ctx.mac, 0)
             actions.append(
-                Action("REJECT", {"with": a["with"], "reply": names.REJECT_REPLIES[str(a["with"])]}, rule)
+                Action("LOG", {"text": text, "level": 4, "nflog_group": int(a.get("group", 0))}, rule)
             )
+            return None
+        if t == "TRACE":
+            ctx.trace = True  # xt_TRACE: skb->nf_trace = 1
+            return None
+        if t == "REJECT":
+            w = str(a["with"])
+            if w in NF_REJECT_ICMPX:
+                w = NF_REJECT_ICMPX[w][pkt.version]
+            actions.append(Action("REJECT", {"with": w, "reply": NF_REJECT_REPLIES[w]}, rule))
             return "DROP"
         if t in ("SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP"):
             actions.append(Action(t, dict(a), rule))
@@ -587,12 +1303,12 @@ class Netfilter:
             return None
         return None
 
-    def _tcpmss(self, rule: NfRule, pkt: Packet, ctx: Context, actions: list[Action]) -> str | None:
+    def _tcpmss(self, rule: NfRule, pkt: Packet, ctx: Context, actions: list[Action], a: dict) -> str | None:
         """xt_TCPMSS (reference B.5): lower an MSS above the target value, add one when absent."""
         if pkt.frag_offset or pkt.proto != PROTO_TCP or not pkt.has_l4:
             return None
         v6 = pkt.version == 6
-        if rule.target_args.get("clamp"):
+        if a.get("clamp"):
             minlen = 60 if v6 else 40
             mtus = [
                 m
@@ -608,7 +1324,7 @@ class Netfilter:
                 return "DROP"
             newmss = mtu - minlen
         else:
-            newmss = int(rule.target_args["mss"])
+            newmss = int(a["mss"])
         old = pkt.mss()
         if old is not None:
             # "Never increase MSS, even when setting it."
@@ -618,7 +1334,8 @@ class Netfilter:
             actions.append(Action("TCPMSS", {"old": old, "new": newmss, "added": False}, rule))
             return None
         # No MSS option: RFC 879's default applies; add one only to a SYN without data and with room.
-        if pkt.payload_len or pkt.doff >= 60:
+        # nftables' "tcp option maxseg size set" only rewrites an option that is there (nft_exthdr).
+        if pkt.payload_len or pkt.doff >= 60 or a.get("nft"):
             return None
         value = min(newmss, 1220 if v6 else 536)
         if pkt.insert_tcp_option(craft.tcp_option_mss(value)):
@@ -626,6 +1343,17 @@ class Netfilter:
         return None
 
     # -- counters ----------------------------------------------------------------------------------
+
+    def nft_counters(self) -> dict[tuple[str, str, int], tuple[int, int]]:
+        """nftables rules' ``(table label, chain, rule index) -> (packets, bytes)``, both families of an
+        inet table summed (the kernel has one rule)."""
+        out: dict[tuple[str, str, int], tuple[int, int]] = {}
+        for label, ct in self._nft_compiled:
+            for chain in ct.chains:
+                for i, cr in enumerate(chain.rules):
+                    p, b = out.get((label, chain.name, i), (0, 0))
+                    out[(label, chain.name, i)] = (p + cr.pkts, b + cr.bytes)
+        return out
 
     def counters(self, table: str, family: int = 4) -> dict[tuple[str, int], tuple[int, int]]:
         """``(chain, rule index) -> (packets, bytes)``, index -1 for a built-in chain's policy."""
@@ -639,10 +1367,6 @@ class Netfilter:
             for i, cr in enumerate(chain.rules):
                 out[(chain.name, i)] = (cr.pkts, cr.bytes)
         return out
-
-    def listing(self, table: str, family: int = 4, **flags) -> str:
-        """``iptables -t TABLE -L -n -v -x`` (``flags`` as ``format_listing`` takes them)."""
-        return format_listing(self.policy, table, self.counters(table, family), family=family, **flags)
 
 
 # --------------------------------------------------------------------------------------------------

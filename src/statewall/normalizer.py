@@ -7,7 +7,13 @@ the next in-order sequence number and the out-of-order queue, the bytes of unack
 
 ``check(state, direction, pkt, trk, ack_offset, now, gso_size)``  before the tracker: drops (a
     ``Refusal``), clears (the packet is rewritten in place, checksums kept right), or ``HOLD`` (the
-    segment waits in the out-of-order queue);
+    segment waits in the out-of-order queue); it decides only and writes nothing but a drop's counter;
+``window_varied(state, direction, pkt, trk, ack_offset)``  after the tracker accepted the segment:
+    ``window-variation drop``'s refusal, which ends the connection;
+``learn(state, direction, pkt, trk, ack_offset, done, seq, plen, data)``  once the engine forwards the
+    segment: what it teaches (TTL floor, MSS, window edge, next sequence number, data kept for
+    ``check-retransmission``) and the counters of the rewrites ``check`` made. A dropped segment
+    teaches nothing;
 ``allows_invalid(state, why)``  after the tracker said INVALID: ``seq-past-window allow`` and
     ``invalid-ack allow`` let those segments through;
 ``release(state, direction)``  after a segment went out: queued segments now in order;
@@ -366,12 +372,26 @@ class NormState:
 # The per-segment checks
 
 
-def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size: int = 0) -> Refusal | None:
-    """Normalize one segment from direction ``d`` before it is tracked; None to go on."""
+# Rewrites ``check`` made to a segment, counted by ``learn`` once the segment is forwarded: one 5-bit
+# count per counter (a segment has at most 20 options), added as ``done += DID_...``.
+DID_RESERVED, DID_URGENT, DID_TTL = 1, 1 << 5, 1 << 10
+DID_SACK, DID_TIMESTAMP, DID_WSCALE, DID_OTHER = 1 << 15, 1 << 20, 1 << 25, 1 << 30
+
+
+def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size: int = 0) -> Refusal | int:
+    """Normalize one segment from direction ``d`` before it is tracked: a ``Refusal`` (or ``HOLD``), or
+    the rewrites made to it (``DID_*`` bits, 0 for none) to go on.
+
+    It decides from what the connection's earlier forwarded segments taught and writes nothing but the
+    drop's own counter: the segment teaches the state (``learn``) only once the engine forwards it, so a
+    segment that the tracker, the router or an inspector drops afterwards changes nothing (a forged
+    out-of-window segment cannot lower the TTL floor, move a window edge or replace the remembered data).
+    """
     prof = st.profile
     flags = pkt.flags
     plen = pkt.payload_len
     c = st.counters
+    done = 0
 
     if prof.checksum:
         bad = pkt.verify_checksums()
@@ -395,7 +415,7 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
             )
         if prof.reserved == CLEAR:
             _clear_reserved(pkt)
-            c["reserved_bit_cleared"] += 1
+            done += DID_RESERVED
 
     if flags & _SYN:
         if plen and not flags & _ACK and prof.syn_data == DROP:
@@ -419,27 +439,25 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
     # tcp-map allows timestamps (the default): nothing in it would be cleared or refused.
     if pkt.doff > 20 and prof.rewrites_options and not (prof.keeps_timestamps and pkt.timestamp_only()):
         r = _options(st, pkt)
-        if r is not None:
+        if type(r) is not int:
             return r
+        done += r
 
     if flags & _URG and prof.urgent_clear:
         pkt.set_flags(flags & ~_URG)
         pkt.set_urgptr(0)
         flags = pkt.flags
-        c["urgent_cleared"] += 1
+        done += DID_URGENT
 
     if prof.ttl:
+        # Never above the lowest TTL this direction's forwarded segments carried (``learn`` keeps it).
         low = st.ttl[d]
-        if low == 0 or pkt.ttl < low:
-            st.ttl = pair_with(st.ttl, d, pkt.ttl)
-        elif pkt.ttl > low:
+        if low and pkt.ttl > low:
             pkt.set_ttl(low)
-            c["ttl_modified"] += 1
+            done += DID_TTL
 
     if flags & _SYN:
-        _record_mss(st, d, pkt)
-        st.nxt[d] = (pkt.seq + 1 + plen) & _M
-        return None
+        return done
 
     if plen and prof.exceed_mss == DROP:
         limit = st.mss_limit[1 - d]
@@ -455,28 +473,10 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
             if r is not None:
                 return r
 
-    if prof.window_drop and flags & _ACK and trk is not None:
-        right = (pkt.ack - ack_offset + (pkt.window << trk.seen[d].td_scale)) & _M
-        edges = st._rare.edge  # a window-variation drop map's state always has its _Rare
-        edge = edges[d]
-        if edge is not None and before(right, edge):
-            c["window_varied_resets"] += 1
-            return Refusal(
-                DropReason.TCP_WINDOW_VARIATION,
-                f"window shrank: right edge {right} is left of {edge}",
-                prof.tm.origins.get("window_variation"),
-                "window-variation allow in the tcp-map",
-                teardown="TCP unexpected window size variation",
-            )
-        if edge is None or before(edge, right):
-            edges[d] = right
-
     nxt = st.nxt[d]
-    seq = pkt.seq
-    end = (seq + plen + (flags & _FIN)) & _M
     if nxt is None:
-        st.nxt[d] = end
-        return None
+        return done
+    seq = pkt.seq
     if plen or flags & _FIN:
         if ((nxt - seq) & _M) > 0x7FFFFFFF and not flags & _RST:  # before(nxt, seq)
             # A gap before this segment.
@@ -486,13 +486,89 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
             r = _retransmission(st, d, pkt, seq)
             if r is not None:
                 return r
-        if st.sent is not None and plen:
-            st.sent[d][seq] = pkt.payload()
+    return done
+
+
+def window_varied(st: NormState, d: int, pkt, trk, ack_offset: int) -> Refusal | None:
+    """``window-variation drop``, after the tracker accepted the segment: a refusal (that ends the
+    connection) when its right edge moved left of one the same side announced before. Asked only of
+    segments the tracker found in window, so a forged ACK far outside it cannot end the connection;
+    the tracker may have learned from the segment, which does not matter as the connection ends."""
+    if not (st.profile.window_drop and pkt.flags & _ACK and trk is not None):
+        return None
+    edge = st._rare.edge[d]  # a window-variation drop map's state always has its _Rare
+    if edge is None:
+        return None
+    right = (pkt.ack - ack_offset + (pkt.window << trk.seen[d].td_scale)) & _M
+    if not before(right, edge):
+        return None
+    st.counters["window_varied_resets"] += 1
+    return Refusal(
+        DropReason.TCP_WINDOW_VARIATION,
+        f"window shrank: right edge {right} is left of {edge}",
+        st.profile.tm.origins.get("window_variation"),
+        "window-variation allow in the tcp-map",
+        teardown="TCP unexpected window size variation",
+    )
+
+
+def learn(
+    st: NormState, d: int, pkt, trk, ack_offset: int, done: int, seq: int, plen: int, data: bytes | None
+) -> None:
+    """What a segment ``check`` passed teaches the connection's state, once the engine forwards it
+    (before its TTL, NAT and sequence rewrites; ``seq``/``plen``/``data``: its sequence number and
+    payload as ``check`` saw them, before an inspector rewrote them): the rewrites' counters, the TTL
+    floor, each side's MSS, the right window edge, the next sequence number and the data kept for
+    ``check-retransmission``. The compiled fast path commits its fields only for a packet it forwards."""
+    prof = st.profile
+    flags = pkt.flags
+    if done:
+        _count(st.counters, done)
+    if prof.ttl:
+        low = st.ttl[d]
+        if low == 0 or pkt.ttl < low:
+            st.ttl = pair_with(st.ttl, d, pkt.ttl)
+    if flags & _SYN:
+        _record_mss(st, d, pkt)
+        st.nxt[d] = (seq + 1 + plen) & _M
+        return
+    if prof.window_drop and flags & _ACK and trk is not None:
+        right = (pkt.ack - ack_offset + (pkt.window << trk.seen[d].td_scale)) & _M
+        edges = st._rare.edge
+        edge = edges[d]
+        if edge is None or before(edge, right):
+            edges[d] = right
+    nxt = st.nxt[d]
+    end = (seq + plen + (flags & _FIN)) & _M
+    if nxt is None:
+        st.nxt[d] = end
+        return
+    sent = st.sent
+    if plen or flags & _FIN:
+        if sent is not None and plen:
+            sent[d][seq] = data if data is not None else pkt.payload()
         if ((nxt - end) & _M) > 0x7FFFFFFF:  # before(nxt, end)
             st.nxt[d] = end
-    if st.sent is not None and flags & _ACK:
-        _forget_acked(st.sent[1 - d], (pkt.ack - ack_offset) & _M)
-    return None
+    if sent is not None and flags & _ACK:
+        _forget_acked(sent[1 - d], (pkt.ack - ack_offset) & _M)
+
+
+_DID_COUNTERS = (
+    (DID_RESERVED, "reserved_bit_cleared"),
+    (DID_URGENT, "urgent_cleared"),
+    (DID_TTL, "ttl_modified"),
+    (DID_SACK, "sack_cleared"),
+    (DID_TIMESTAMP, "timestamp_cleared"),
+    (DID_WSCALE, "wscale_cleared"),
+    (DID_OTHER, "other_options_cleared"),
+)
+
+
+def _count(c: Counter, done: int) -> None:
+    for unit, name in _DID_COUNTERS:
+        n = (done // unit) & 31
+        if n:
+            c[name] += n
 
 
 def allows_invalid(st: NormState, why) -> bool:
@@ -567,15 +643,17 @@ def _clear_reserved(pkt) -> None:
     pkt.reserved = 0
 
 
-def _options(st: NormState, pkt) -> Refusal | None:
+def _options(st: NormState, pkt) -> Refusal | int:
+    """Clear or refuse the options the tcp-map names: a ``Refusal``, or the ``DID_*`` bits of the
+    options cleared (counted when the segment is forwarded)."""
     table = st.profile.options
-    c = st.counters
+    done = 0
     for kind, off, _ln in list(pkt.tcp_options()):
         action = table[kind]
         if action == ALLOW:
             continue
         if action == DROP:
-            c["other_options_drops"] += 1
+            st.counters["other_options_drops"] += 1
             tm = st.profile.tm
             origin = tm.origins.get("md5") if kind == 19 else None
             if origin is None:
@@ -588,14 +666,14 @@ def _options(st: NormState, pkt) -> Refusal | None:
             )
         pkt.clear_option(off)
         if kind in (4, 5):
-            c["sack_cleared"] += 1
+            done += DID_SACK
         elif kind == 8:
-            c["timestamp_cleared"] += 1
+            done += DID_TIMESTAMP
         elif kind == 3:
-            c["wscale_cleared"] += 1
+            done += DID_WSCALE
         else:
-            c["other_options_cleared"] += 1
-    return None
+            done += DID_OTHER
+    return done
 
 
 def _record_mss(st: NormState, d: int, pkt) -> None:

@@ -70,6 +70,11 @@ class Interface:
     # A management-only interface accepts traffic to the box but forwards none through it.
     management_only: bool = False
     vlan: int | None = None  # 802.1Q tag of a subinterface
+    # Where the IPv4 address comes from when it is not configured: ASA ``ip address dhcp [setroute]`` or
+    # ``ip address pppoe [setroute]``. The address is then unknown to statewall (not modelled).
+    address_source: str | None = None
+    # Interface sub-commands kept as written (link aggregation, routing protocol timers, ...), in order.
+    other: list[tuple[Origin, str]] = field(default_factory=list)
 
     def addresses(self) -> list[IPInterface]:
         return [*self.ipv4, *self.ipv6]
@@ -84,6 +89,8 @@ class Route:
     gateway: IPAddress | None = None
     distance: int = 1
     origin: Origin = BUILTIN
+    # ASA ``track N`` / ``tunneled`` as written: kept and printed back, not acted on (not modelled).
+    option: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,6 +176,8 @@ class NetworkObject:
     networks: list[IPNetwork] = field(default_factory=list)
     description: str | None = None
     origin: Origin = BUILTIN
+    # ASA ``fqdn [v4|v6] NAME``: addresses known only by resolving NAME (not modelled: no networks).
+    fqdn: str | None = None
 
 
 @dataclass(slots=True)
@@ -176,7 +185,8 @@ class AccessRule:
     """One access-control entry. ``action`` is permit or deny; ``log`` asks for a per-hit log.
 
     ``source_object`` / ``destination_object`` name the ``NetworkObject`` the match's addresses were
-    taken from (None when written inline), so that the rule prints back as written.
+    taken from (None when written inline), so that the rule prints back as written; ``interface NAME``
+    (with the blank) when they are an interface's own addresses (ASA 9.x ``interface NAME``).
     """
 
     acl: str
@@ -190,6 +200,62 @@ class AccessRule:
     origin: Origin = BUILTIN
     source_object: str | None = None
     destination_object: str | None = None
+    # Object names an ASA entry was written with, so that it prints back as written: the protocol
+    # position (``object-group NAME`` / ``object NAME``: a protocol or service group, a service object),
+    # the port positions (a port group), the ICMP type position (an icmp-type group), each as
+    # "object-group NAME" or "object NAME".
+    protocol_object: str | None = None
+    source_ports_object: str | None = None
+    destination_ports_object: str | None = None
+    icmp_object: str | None = None
+    # ``time-range NAME``: the entry is active only during that time range (see ``TimeRange``).
+    time_range: str | None = None
+    # An entry written with groups matches their combinations; the ASA expands it into elements, and so
+    # does the model: one AccessRule per element, all with the same origin, ``element`` 0, 1, 2, ...
+    # (only element 0 is printed back).
+    element: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """One service a service object or group stands for: a protocol (None: any IP protocol) with its
+    source and destination ports (TCP/UDP/SCTP) or ICMP type and code."""
+
+    protocol: int | None = None
+    source_ports: tuple[PortMatch, ...] = ()
+    destination_ports: tuple[PortMatch, ...] = ()
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+
+
+@dataclass(slots=True)
+class ServiceObject:
+    """A named set of services (ASA ``object service``, ``object-group service|protocol|icmp-type``).
+
+    ``kind`` says where an access-list entry may name it: ``service`` (object service and service
+    groups: the protocol position), ``protocol`` (protocol groups), ``port`` (``object-group service
+    NAME tcp|udp|tcp-udp``: a port position; ``port_protocol`` is that protocol), ``icmp-type`` (the
+    ICMP type position). ``members`` are the lines as written (for printing back); ``entries`` the
+    flattened services, nested groups expanded.
+    """
+
+    name: str
+    kind: Literal["service", "protocol", "port", "icmp-type"]
+    group: bool = True
+    port_protocol: str | None = None
+    members: list[str] = field(default_factory=list)
+    entries: list[ServiceEntry] = field(default_factory=list)
+    description: str | None = None
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class TimeRange:
+    """``time-range NAME`` with its ``absolute`` / ``periodic`` lines as written."""
+
+    name: str
+    lines: list[str] = field(default_factory=list)
+    origin: Origin = BUILTIN
 
 
 @dataclass(slots=True)
@@ -348,6 +414,11 @@ class ConntrackSettings:
     tcp_loose: bool = True
     tcp_ignore_invalid_rst: bool = False
     tcp_max_retrans: int = 3
+    # nf_conntrack_max: the table's bound. Linux sizes it from memory (nf_conntrack_init_start,
+    # nf_conntrack_core.c): 262144 on a 64-bit machine with more than 4 GB, 65536 with more than 1 GB.
+    # The ASA's stages use the platform's connection limit instead (engine.compiled.ASA_CONN_MAX)
+    # unless this is set explicitly. 0: no bound.
+    max: int = 262144
     checksum: bool = True
     tcp_timeout_syn_sent: float = 120.0
     tcp_timeout_syn_recv: float = 60.0
@@ -396,6 +467,9 @@ class ClassMap:
     matches: list[ClassMatch] = field(default_factory=list)
     description: str | None = None
     origin: Origin = BUILTIN
+    # ``match`` lines statewall does not evaluate (dscp, precedence, ...), kept as written; a class with
+    # one selects no traffic in statewall.
+    other: list[tuple[Origin, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -559,6 +633,124 @@ class NfRule:
     fragment: bool | None = None
     counters: tuple[int, int] = (0, 0)
     origin: Origin = BUILTIN
+    # Statements that act and continue, run in order before ``target`` when the rule matches (an nft
+    # rule's ``log``, ``meta mark set``, ``tcp option maxseg size set``, ...): (target name, args) as
+    # ``target``/``target_args`` take them. ``counter`` is nft's explicit counter statement (its
+    # counters print back); iptables rules always count.
+    statements: list[tuple[str, dict]] = field(default_factory=list)
+    counter: bool = False
+    # The order a dialect wrote the rule's parts in, for printing it back the same way (nft: "iif",
+    # "saddr", "dport", "ext:0", "counter", "stmt:0", "verdict", ...); empty: the dialect's own order.
+    layout: tuple[str, ...] = ()
+
+
+# Match modules whose first instance lives in ``NfRule.match`` rather than in ``matches_extra``.
+NF_FOLDED_MODULES = frozenset({"tcp", "udp", "icmp", "icmp6", "state", "conntrack", "multiport"})
+
+# What the kernel sends for each REJECT type (ipt_REJECT.c / ip6t_REJECT.c): ("icmp", type, code) in
+# the packet's family, or ("tcp-reset",).
+NF_REJECT_REPLIES: dict[str, tuple] = {
+    "icmp-net-unreachable": ("icmp", 3, 0),
+    "icmp-host-unreachable": ("icmp", 3, 1),
+    "icmp-proto-unreachable": ("icmp", 3, 2),
+    "icmp-port-unreachable": ("icmp", 3, 3),
+    "icmp-net-prohibited": ("icmp", 3, 9),
+    "icmp-host-prohibited": ("icmp", 3, 10),
+    "icmp-admin-prohibited": ("icmp", 3, 13),
+    "icmp6-no-route": ("icmp", 1, 0),
+    "icmp6-adm-prohibited": ("icmp", 1, 1),
+    "icmp6-addr-unreachable": ("icmp", 1, 3),
+    "icmp6-port-unreachable": ("icmp", 1, 4),
+    "icmp6-policy-fail": ("icmp", 1, 5),
+    "icmp6-reject-route": ("icmp", 1, 6),
+    "tcp-reset": ("tcp-reset",),
+}
+# nft's "reject with icmpx TYPE" (NFT_REJECT_ICMPX_*): the same name in the packet's own family.
+NF_REJECT_ICMPX: dict[str, dict[int, str]] = {
+    "icmpx-port-unreachable": {4: "icmp-port-unreachable", 6: "icmp6-port-unreachable"},
+    "icmpx-admin-prohibited": {4: "icmp-admin-prohibited", 6: "icmp6-adm-prohibited"},
+    "icmpx-no-route": {4: "icmp-net-unreachable", 6: "icmp6-no-route"},
+    "icmpx-host-unreachable": {4: "icmp-host-unreachable", 6: "icmp6-addr-unreachable"},
+}
+
+
+def nf_folded_owners(rule: NfRule) -> list[bool]:
+    """For each entry of ``rule.modules``: True when that instance lives in ``rule.match`` (folded),
+    False when it is the next entry of ``rule.matches_extra`` with that name."""
+    remaining: dict[str, int] = {}
+    for e in rule.matches_extra:
+        remaining[e.name] = remaining.get(e.name, 0) + 1
+    counts: dict[str, int] = {}
+    for name in rule.modules:
+        counts[name] = counts.get(name, 0) + 1
+    out = []
+    seen: dict[str, int] = {}
+    for name in rule.modules:
+        seen[name] = seen.get(name, 0) + 1
+        folded_count = counts[name] - remaining.get(name, 0)
+        out.append(name in NF_FOLDED_MODULES and seen[name] <= folded_count)
+    return out
+
+
+def nf_folded_args(name: str, rule: NfRule) -> dict:
+    """A folded module's options, read back from ``rule.match`` (keys as for ``NfExtension.args``)."""
+    m = rule.match
+    if name in ("tcp", "udp"):
+        ports_are_multiport = "multiport" in rule.modules and sum(
+            1 for e in rule.matches_extra if e.name == "multiport"
+        ) < sum(1 for n in rule.modules if n == "multiport")
+        args: dict = {"sport": None, "dport": None, "sport_negate": False, "dport_negate": False}
+        if not ports_are_multiport:
+            if m.source_ports:
+                args.update(sport=m.source_ports[0], sport_negate=m.source_ports_negate)
+            if m.destination_ports:
+                args.update(dport=m.destination_ports[0], dport_negate=m.destination_ports_negate)
+        args.update(flags=m.tcp_flags, flags_negate=m.tcp_flags_negate)
+        return args
+    if name in ("icmp", "icmp6"):
+        return {"type": m.icmp_type, "code": m.icmp_code, "negate": m.icmp_negate}
+    if name in ("state", "conntrack"):
+        return {"states": m.ctstates, "negate": m.ctstates_negate}
+    if name == "multiport":
+        if m.source_ports:
+            return {"dir": "sports", "ports": m.source_ports, "negate": m.source_ports_negate}
+        return {"dir": "dports", "ports": m.destination_ports, "negate": m.destination_ports_negate}
+    raise ValueError(f"module {name} is never folded into Match")
+
+
+def nf_module_instances(rule: NfRule) -> list[tuple[str, bool, dict]]:
+    """(name, folded, args) of each match module of the rule, in the order written, which is the
+    order netfilter evaluates them in."""
+    out = []
+    extras = list(rule.matches_extra)
+    for name, folded in zip(rule.modules, nf_folded_owners(rule), strict=True):
+        if folded:
+            out.append((name, True, nf_folded_args(name, rule)))
+        else:
+            idx = next(i for i, e in enumerate(extras) if e.name == name)
+            out.append((name, False, extras.pop(idx).args))
+    return out
+
+
+@dataclass(slots=True)
+class NfSet:
+    """An ipset (``ipset create NAME TYPE``) that ``-m set --match-set`` rules look addresses and ports up in.
+
+    ``kind`` is the ipset type (``hash:net``, ``hash:ip,port``, ...), ``dims`` its dimensions (``ip``,
+    ``net``, ``port``, ``set``), ``family`` 4 or 6. Each member is a tuple with one element per
+    dimension: ``(first, last)`` integer addresses for ip/net, ``(protocol, low, high)`` for port, a
+    set name for ``list:set``. ``text`` keeps each member as written, ``options`` the create options
+    (``timeout``, ``hashsize``, ...) as written.
+    """
+
+    name: str
+    kind: str
+    family: int = 4
+    dims: tuple[str, ...] = ()
+    members: list[tuple] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    origin: Origin = BUILTIN
 
 
 @dataclass(slots=True)
@@ -570,6 +762,12 @@ class NfChain:
     rules: list[NfRule] = field(default_factory=list)
     counters: tuple[int, int] = (0, 0)  # the policy's counters (built-in chains)
     origin: Origin = BUILTIN
+    # An nftables base chain: its ``kind`` (filter, nat, route), ``hook`` (PREROUTING, INPUT, FORWARD,
+    # OUTPUT, POSTROUTING) and ``priority`` (the kernel's number). None for iptables chains, whose
+    # table says all of that, and for nftables regular chains.
+    kind: str | None = None
+    hook: str | None = None
+    priority: int | None = None
 
 
 @dataclass(slots=True)
@@ -579,6 +777,14 @@ class NfTable:
     name: str
     chains: dict[str, NfChain] = field(default_factory=dict)
     origin: Origin = BUILTIN
+    # nftables: the table's family (ip, ip6, inet); None for an iptables table. ``helpers``: its
+    # ``ct helper`` objects, name -> (helper, protocol).
+    family: str | None = None
+    helpers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # nftables verdict maps: name -> (key type, ((key, verdict, chain or None), ...)); ``sets_order``:
+    # the names of its sets and maps in the order they were declared (nft lists them so).
+    vmaps: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    sets_order: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -675,9 +881,57 @@ class Warning_:
 
     origin: Origin
     message: str
+    col: int = 0  # 1-based column of the token it is about; 0 when the dialect gives none
+    # The feature a "not modelled" warning is about (see ``Unmodelled``); None for other warnings.
+    gap: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.origin.file}:{self.origin.line}: warning: {self.message}"
+        where = f"{self.origin.file}:{self.origin.line}"
+        if self.col:
+            where += f":{self.col}"
+        return f"{where}: warning: {self.message}"
+
+
+@dataclass(slots=True)
+class Unmodelled:
+    """A configured feature that affects traffic through the box but that statewall does not model.
+
+    Carried in the model so that every tool can say so where a user would otherwise be misled:
+    ``feature`` names it ("VPN", "inspect dns", "reverse-path check"), ``action`` says what a real box
+    does there ("encrypt", "drop packets failing the reverse-path check"). ``acl`` names the access list
+    selecting the traffic it applies to and ``interface`` the interface, when the feature has them (a
+    crypto map's ``match address`` and the interface it is applied to).
+    """
+
+    feature: str
+    action: str
+    origin: Origin
+    col: int = 1
+    acl: str | None = None
+    interface: str | None = None
+
+
+# The fate of a configuration line (``Policy.fates``): applied by the engine, valid but without effect on
+# traffic through the box (management, AAA for the box, SNMP, ...), or affecting traffic but not modelled.
+FATES = ("modelled", "no-effect", "not-modelled")
+
+
+@dataclass(slots=True)
+class DnsInspectMap:
+    """``policy-map type inspect dns NAME`` (``preset_dns_map``) parameters, as the ASA defines them:
+    ``message-length maximum N`` (512 in the preset map; None: no limit), ``client``/``server`` limits,
+    ``dns-guard`` (one answer per query, the connection torn down after it), ``id-randomization``,
+    ``protocol-enforcement``, ``nat-rewrite``."""
+
+    name: str
+    message_length_max: int | None = None
+    message_length_client: int | str | None = None
+    message_length_server: int | str | None = None
+    dns_guard: bool = True
+    id_randomization: bool = False
+    protocol_enforcement: bool = True
+    nat_rewrite: bool = True
+    origin: Origin = BUILTIN
 
 
 @dataclass(slots=True)
@@ -727,6 +981,26 @@ class Policy:
     # dialect; a table absent from the dict is as Linux has it before any rule: empty, policies ACCEPT.
     netfilter: dict[str, NfTable] | None = None
     ip6_netfilter: dict[str, NfTable] | None = None
+    # ipsets by name (``-m set``), both families.
+    nf_sets: dict[str, NfSet] = field(default_factory=dict)
+    # nftables tables (``table inet filter { ... }``), in the order written: their base chains run at
+    # their hooks by priority, interleaved with the iptables tables' chains and conntrack. Named sets
+    # are in ``nf_sets`` as ``TABLE/NAME``.
+    nft_tables: list[NfTable] = field(default_factory=list)
+    # ASA service objects and groups (``ServiceObject``) and time ranges, by name.
+    service_objects: dict[str, ServiceObject] = field(default_factory=dict)
+    time_ranges: dict[str, TimeRange] = field(default_factory=dict)
+    # Features configured that affect traffic through the box but are not modelled (``Unmodelled``), and
+    # every configuration line's fate (``FATES``) in file order, for ``statewall check``.
+    unmodelled: list[Unmodelled] = field(default_factory=list)
+    fates: list[tuple[Origin, str]] = field(default_factory=list)
+    # ASA ``ip verify reverse-path interface NAME``: interfaces with unicast reverse-path checking.
+    reverse_path: dict[str, Origin] = field(default_factory=dict)
+    # ASA 8.2 ``nat-control``: traffic from a higher to a lower security level needs a translation.
+    nat_control: bool = False
+    nat_control_origin: Origin | None = None
+    # ASA ``policy-map type inspect dns NAME`` parameter maps by name (``DnsInspectMap``).
+    dns_inspect_maps: dict[str, DnsInspectMap] = field(default_factory=dict)
     # ASA ``logging ...`` and ``clock timezone`` / ``clock summer-time`` (what the logs look like).
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 

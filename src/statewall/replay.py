@@ -13,6 +13,8 @@ timestamp before handing it over, and writing the results to a directory:
                    conntrack -E lines, ``statewall.logfmt.linux``)
     events.jsonl   every event as one JSON object per line
     summary.json   packet, drop, connection and translation counts
+    arrived/<iface>.pcap  each packet as it reached the firewall (after the rewrite below)
+    report.html    the report of all of it (``statewall.report``)
 
 A capture records a session between hosts that never saw the firewall's translations. Before a packet
 from the responder's side is received it goes through ``fw.replay_rewrite``, which carries it into the
@@ -36,13 +38,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .events import Drop, Event
+from .gaps import GapMatcher
 from .logfmt import linux
 from .logfmt.asalog import AsaLog
 from .logfmt.counters import ASA_NEAREST, Counters
 from .logfmt.jsonl import event_to_json
 from .packet import DecodeError, decode
-from .pcapio import CaptureReader, PcapngWriter
+from .pcapio import CaptureReader, PcapngWriter, PcapWriter
 from .policy import Policy
+from .report import REPORT_NAME, write_report
 
 # Below this much capture data a progress bar would only flicker.
 PROGRESS_MIN_BYTES = 2 * 1024 * 1024
@@ -112,6 +116,7 @@ class _Outputs:
         self.hostname = hostname
         self.format_event = formatter
         self.writers: dict[str, PcapngWriter] = {}
+        self.arrived: dict[str, PcapWriter] = {}
         self.log = stack.enter_context(open(outdir / "log.txt", "w", encoding="utf-8"))  # noqa: SIM115
         self.jsonl = stack.enter_context(open(outdir / "events.jsonl", "w", encoding="utf-8"))  # noqa: SIM115
         self.counters = counters if counters is not None else Counters()
@@ -130,6 +135,14 @@ class _Outputs:
             w = self.stack.enter_context(PcapngWriter(self.outdir / output_name(iface)))
             self.writers[iface] = w
         return w
+
+    def arrival(self, iface: str, data: bytes | bytearray, now: float) -> None:
+        w = self.arrived.get(iface)
+        if w is None:
+            (self.outdir / "arrived").mkdir(exist_ok=True)
+            w = self.stack.enter_context(PcapWriter(self.outdir / "arrived" / output_name(iface)))
+            self.arrived[iface] = w
+        w.write(data, now)
 
     def packets(
         self, packets: Sequence[tuple[str, bytes | bytearray]], now: float, comment: str | None = None
@@ -182,6 +195,7 @@ def replay(
     fast_path: bool = True,
     syslog: Sequence[Any] = (),
     counters: Counters | None = None,
+    config_text: str | None = None,
 ) -> dict[str, Any]:
     """Replay ``captures`` (``(ingress interface or None for auto, path)``) through ``policy``.
 
@@ -192,7 +206,8 @@ def replay(
     ``fast_path=False`` keeps every packet of the engine built here on its Python path. ``syslog``:
     ``statewall.syslog.Target`` servers that get every message as the configuration's ``logging trap``
     admits it (ASA dialect). ``counters``: the ``Counters`` to feed (a caller that shows tables built
-    from them afterwards: show nat, show interface).
+    from them afterwards: show nat, show interface). ``config_text`` is the configuration's text for
+    the report's hit counts when ``policy.source_file`` is not a file to read it from.
     """
     if not captures:
         raise ReplayError("no capture to replay")
@@ -234,6 +249,10 @@ def replay(
         bar = _progress_bar(stack, readers) if progress else None
 
         packets_in = forwarded = dropped_on_receive = unassigned = reordered = 0
+        # Forwarded packets a real box would have treated in a way statewall does not model (a crypto
+        # map would have encrypted them, ...), by feature: counted apart, never as plainly forwarded.
+        gaps = GapMatcher(policy)
+        not_modelled: Counter[str] = Counter()
         per_capture_unassigned: Counter[int] = Counter()
         first: float | None = None
         now = float("-inf")
@@ -261,7 +280,11 @@ def replay(
             packets_in += 1
             outputs.counters.packet(iface, len(data), out=False)
             arrived = fw.replay_rewrite(iface, data, now)
+            outputs.arrival(iface, arrived, now)
             res = fw.receive(iface, arrived, now)
+            if gaps.active and res.packets:
+                for u in gaps.applicable(iface, res.packets[0][0], res.packets[0][1]):
+                    not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None
             if res.packets or drop is not None:
@@ -315,6 +338,7 @@ def replay(
             "unassigned": unassigned,
             "reordered": reordered,
             "drops_by_reason": counters["drops_by_reason"],
+            "not_modelled": dict(sorted(not_modelled.items())),
             "packets_out": {iface: w.count for iface, w in sorted(outputs.writers.items())},
             "connections": {
                 "built": sum(counters["connections_built"].values()),
@@ -333,11 +357,14 @@ def replay(
                 "events": "events.jsonl",
                 "captures": {iface: output_name(iface) for iface in sorted(outputs.writers)},
                 "asp_drop": ASP_DROP,
+                "arrived": {iface: output_name(iface) for iface in sorted(outputs.arrived)},
+                "report": REPORT_NAME,
             },
         }
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")
+    write_report(out, config_text)
     return summary
 
 

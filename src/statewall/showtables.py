@@ -157,8 +157,9 @@ def _acl_lines(fw: Any, name: str | None, release: tuple[int, int]) -> str:
     for acl in acls:
         entries = []
         for rule in acl.rules:
-            text = _rule(rule, policy.network_objects) if acl.kind != "standard" else rule.origin.text
-            elements = [(e.text, e.hash) for e in fmt.ace_elements(rule, policy.network_objects)]
+            objects, services = policy.network_objects, policy.service_objects
+            text = _rule(rule, objects, services) if acl.kind != "standard" else rule.origin.text
+            elements = [(e.text, e.hash) for e in fmt.ace_elements(rule, objects, services)]
             entries.append(
                 fmt.AceRecord(
                     text=text,

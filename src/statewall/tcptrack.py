@@ -75,6 +75,7 @@ class InvalidReason(enum.Enum):
     INVALID_STATE = "packet invalid in its state"
     IGNORED_STATE = "packet ignored in its state"
     INVALID_RST = "invalid rst"
+    RST_IN_WINDOW = "rst in window but not the next expected sequence number"
     CHALLENGE_ACK = "challenge-ack ignored"
     OVER_WINDOW = "bytes more than expected"
     SEQ_OVER = "SEQ is over upper bound"
@@ -265,6 +266,7 @@ _R_ACCEPT = (ACCEPT, None)
 _R_REOPEN = (ACCEPT, Reason(R.REOPEN))
 _R_BAD_FLAGS = (INVALID, _WHY_BAD_FLAGS)
 _R_INVALID_RST = (INVALID, Reason(R.INVALID_RST))
+_R_RST_IN_WINDOW = (INVALID, Reason(R.RST_IN_WINDOW))
 _R_CHALLENGE = (IGNORE, Reason(R.CHALLENGE_ACK))
 
 # Timer actions after a packet (see ``TcpTracker.expires``).
@@ -658,7 +660,17 @@ class TcpTracker:
                 if r is _R_INVALID_RST:
                     return r
                 if r == _RST_KEEP:  # RST sequence not exact: keep the state for a challenge ACK
-                    new_state = old_state
+                    if not getattr(settings, "rst_exact", False):
+                        new_state = old_state
+                    elif (snd := self.seen[direction]).td_end != seq and not after(seq, snd.td_maxend):
+                        # The ASA drops it instead (show asp drop "TCP RST/SYN in window",
+                        # tcp-rst-syn-in-win: an RST on an established connection whose sequence number
+                        # is inside the window but not the next one expected; Cisco's show asp drop
+                        # command usage). The next expected number is what the receiver acknowledged
+                        # last or what the sender sent last, both seen here (the latter closes). Decided
+                        # before the window check, which would learn from it; an RST beyond the window
+                        # falls to that check and its own reason.
+                        return _R_RST_IN_WINDOW
                 else:  # in_window without the window check
                     return self._in_window_done(direction, index, flags, pkt, seq, old_state, r, settings)
 

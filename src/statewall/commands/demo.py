@@ -1,5 +1,8 @@
 """``statewall demo``: run the demo scenarios (``statewall.demo``) and tell what happened.
 
+Each replay writes its ``report.html`` (``statewall.report``) and the demo prints its path; without
+``-o`` the results go to a new directory under the system's temporary directory, kept.
+
 As root it first replays seed 000's captured control session (one connection's whole log), then runs
 each seed's live lab scenario, broken and fixed, with a summary (exit 1 when a check failed); without
 root, or with ``--replay``, the replay demo only, saying why.
@@ -83,17 +86,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_replays(scenarios: list[demo.Scenario], args: argparse.Namespace, root: bool) -> int:
     try:
-        with tempfile.TemporaryDirectory(prefix="statewall-demo-") as tmp:
-            base = Path(args.outdir) if args.outdir else Path(tmp)
-            for s in scenarios:
-                if s.needs_root and not root:
-                    print(f"skipping {s.name}: it needs root (network namespaces)")
-                    continue
-                _run_one(s, base / s.name, args.max_log)
-            if args.outdir:
-                print(f"captures, logs and summaries are in {base}")
-            else:
-                print("(run with -o DIR to keep the captures, logs and summaries)")
+        # Kept either way: each scenario's report.html is what the demo points at.
+        base = Path(args.outdir) if args.outdir else Path(tempfile.mkdtemp(prefix="statewall-demo-"))
+        for s in scenarios:
+            if s.needs_root and not root:
+                print(f"skipping {s.name}: it needs root (network namespaces)")
+                continue
+            _run_one(s, base / s.name, args.max_log)
+        print(
+            f"captures, logs, summaries and reports are in {base}"
+            + ("" if args.outdir else " (-o DIR to choose)")
+        )
     except DemoError as exc:
         print(f"statewall demo: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -1,4 +1,5 @@
-"""``statewall replay``: captures through a configuration; per-interface captures, logs and a summary out.
+"""``statewall replay``: captures through a configuration; per-interface captures, logs, a summary and the
+report (``report.html``) out.
 
     statewall replay -c CONFIG [--ingress auto | --ingress IFACE=CAPTURE ...] -o OUTDIR [CAPTURE ...]
                      [--drain SECONDS] [--json] [--max-log N] [--show conn|xlate|asp-drop ...]
@@ -71,6 +72,8 @@ def print_report(
         table.add_row("not replayed (no route to the source)", str(summary["unassigned"]))
     for reason, n in summary["drops_by_reason"].items():
         table.add_row(f"  drop: {reason}", str(n))
+    for feature, n in summary.get("not_modelled", {}).items():
+        table.add_row(f"  forwarded, but {feature} not modelled", str(n))
     conns = summary["connections"]
     table.add_row("connections built / torn down", f"{conns['built']} / {conns['torn_down']}")
     xl = summary["xlates"]
@@ -79,6 +82,8 @@ def print_report(
         table.add_row(f"out of {iface} ({summary['outputs']['captures'][iface]})", str(n))
     console.print(table)
     console.print(f"results in {outdir}", markup=False)
+    if summary["outputs"].get("report"):
+        console.print(f"report: {outdir / summary['outputs']['report']}", markup=False)
     if (summary["drops_by_reason"] or always_asp) and asp:
         counts = {DropReason.from_keyword(k): n for k, n in summary["drops_by_reason"].items()}
         console.print()
@@ -186,7 +191,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "replay",
         help="replay pcap/pcapng captures through a configuration",
         description="Feed captures through the firewall in timestamp order. Writes OUTDIR/<iface>.pcap "
-        "(what left each interface), log.txt (ASA syslog), events.jsonl and summary.json.",
+        "(what left each interface), arrived/<iface>.pcap (what reached it), log.txt (ASA syslog), "
+        "events.jsonl, summary.json and report.html (the report; statewall report OUTDIR writes it again).",
     )
     add_config_argument(p)
     p.add_argument(

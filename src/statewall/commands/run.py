@@ -8,6 +8,9 @@ Events go to ``--log`` (default stderr) as ASA syslog lines or JSON lines. The c
 ``statewall run: forwarding ...`` line once every TUN is open, runs until SIGINT or SIGTERM, then
 prints its interface counters and the ``show asp drop`` table and exits 0.
 
+With ``--http [ADDR:]PORT`` it also serves a read-only web view and Prometheus ``/metrics``
+(``statewall.live.web``), on loopback unless ADDR says otherwise.
+
 While it runs, ``statewall ctl --name NAME ...`` reaches it through ``<ctl-dir>/NAME.sock``
 (``statewall.live.ctl``; NAME defaults to the configuration's hostname). ``--timeout-override`` and
 ``--ftp-data-refreshes-control`` change the parsed policy (the lab's short timeouts and seed 004's
@@ -122,10 +125,19 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
+    web_addr = None
+    if args.http:
+        from ..live.web import parse_listen
+
+        try:
+            web_addr = parse_listen(args.http)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     fw = Firewall(policy, fast_path=not args.no_fast_path)
     ports: list[Port] = []
     ctl: CtlServer | None = None
     sender = None
+    web = None
     log_fp: IO[str] = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")  # noqa: SIM115
     try:
         for name, device, netns in binds:
@@ -156,6 +168,14 @@ def run(args: argparse.Namespace) -> int:
                         raise UsageError(f"control channel: {exc}") from None
                     if i == len(names) - 1:
                         print(f"statewall run: no control channel: {exc}", file=sys.stderr)
+        if web_addr is not None:
+            from ..live.web import WebView
+
+            web = WebView(fw, loop, *web_addr)
+            try:
+                web.start()
+            except OSError as exc:
+                raise UsageError(f"--http {args.http}: {exc.strerror or exc}") from None
         ready = "statewall run: forwarding " + " ".join(f"{p.name}={p.tun.describe()}" for p in ports)
         try:
             # Signals stop the loop from before the ready line on: whoever waits for that line and
@@ -164,8 +184,12 @@ def run(args: argparse.Namespace) -> int:
                 print(ready, flush=True)
                 if ctl is not None:
                     print(f"statewall run: control channel {ctl.path}", flush=True)
+                if web is not None:
+                    print(f"statewall run: web view {web.url} (read-only; /metrics)", flush=True)
                 loop.run()
         finally:
+            if web is not None:
+                web.close()
             if ctl is not None:
                 ctl.close()
             loop.close()
@@ -258,6 +282,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--capture-anywhere",
         action="store_true",
         help="let 'statewall ctl capture' write any absolute path (still 0600, never through a link)",
+    )
+    p.add_argument(
+        "--http",
+        metavar="[ADDR:]PORT",
+        help="serve a read-only web view (connections, recent drops, counters) and Prometheus /metrics on "
+        "ADDR:PORT (ADDR 127.0.0.1 unless given; 0 for PORT picks a free one)",
     )
     p.add_argument(
         "--no-fast-path",

@@ -99,8 +99,53 @@ def run(args: argparse.Namespace) -> int:
         )
     except TracerError as exc:
         raise UsageError(str(exc)) from None
+    if allowed:
+        text += _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed)
     print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK if allowed else EXIT_FAILURE
+
+
+def _not_modelled(
+    policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool
+) -> str:
+    """What a real box would do to this allowed packet that statewall does not model (an inspection,
+    a crypto map's encryption, a reverse-path check), as extra phases: the verdict above is statewall's,
+    not the box's."""
+    from ..engine import Firewall
+    from ..gaps import GapMatcher, inspections
+    from ..tracer import build_packet
+
+    matcher = GapMatcher(policy)
+    packet = build_packet(proto, src, sport, dst, dport)
+    res = Firewall(policy).receive(iface, bytearray(packet), 0.0)
+    egress, data = res.packets[0] if res.packets else (None, None)
+    found = inspections(policy, iface, packet, egress, data) + matcher.applicable(iface, egress, data)
+    lines: list[str] = []
+    for u in found:
+        if u.feature.startswith("inspect "):
+            kind, subtype = "INSPECT", u.feature.removeprefix("inspect ")
+        elif u.feature.startswith("VPN"):
+            kind, subtype = "VPN", "encrypt"
+        else:
+            kind, subtype = "RPF-CHECK", "reverse-path"
+        lines += [
+            "",
+            f"Phase: {kind}",
+            f"Type: {kind}",
+            f"Subtype: {subtype}",
+            "Result: NOT MODELLED",
+            "Config:",
+            u.origin.text,
+        ]
+        if detailed:
+            lines.append(f"  ({u.origin.file}:{u.origin.line})")
+        lines += [
+            "Additional Information:",
+            f"a real ASA would {u.action}; statewall does not model {u.feature}",
+        ]
+    if lines:
+        lines += ["", "statewall: the verdict above leaves out the phases marked NOT MODELLED"]
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -307,6 +307,27 @@ def build(c: NewFlow) -> bool:
     fw, pkt, v, proto, iface, egress, now, ev = c.fw, c.pkt, c.v, c.proto, c.iface, c.egress, c.now, c.ev
     real_dst, real_dport, msrc, msport = c.real_dst, c.real_dport, c.msrc, c.msport
     xl, unnat, exp, dec, admission = c.xl, c.unnat, c.exp, c.dec, c.admission
+    ct_max = fw.ct.max
+    if ct_max and len(fw.conns) >= ct_max:
+        # The platform's connection limit (engine.compiled.ASA_CONN_MAX): no room for another one.
+        c.report(False, f"platform connection limit {ct_max} reached")
+        _unbind(c)
+        if admission is not None:
+            admission.release()
+        inbound = c.itf.security_level < fw.interfaces[egress].security_level
+        c.drop(
+            DropReason.CONN_LIMIT,
+            egress=egress,
+            hint="fewer connections, or a larger platform connection limit",
+            message=f"platform connection limit {ct_max} reached",
+            detail={
+                "kind": "conn",
+                "count": len(fw.conns),
+                "limit": ct_max,
+                "direction": "input" if inbound else "output",
+            },
+        )
+        return False
     conn_id = fw.next_id
     fw.next_id += 1
     lin = c.itf.security_level
@@ -376,14 +397,26 @@ def build(c: NewFlow) -> bool:
         )
     fw.lifecycle.opened(fw, conn, now)
     fw.stats["connections"] += 1
+    # An expected connection names its master (the FTP control connection that announced it).
+    master = exp.master.id if exp is not None else None
+    icmp_type = icmp_code = None
     if proto in (PROTO_ICMP, PROTO_ICMPV6):
-        conn.icmp = (c.icmp_type, c.icmp_code)
-        built = ConnBuilt(
-            now, conn_id, proto, direction, initiator, responder, conn.origin, c.icmp_type, c.icmp_code
+        # 302020/302021 print the type and code that opened an ICMP connection (9.x).
+        icmp_type, icmp_code = conn.icmp = (c.icmp_type, c.icmp_code)
+    ev.append(
+        ConnBuilt(
+            now,
+            conn_id,
+            proto,
+            direction,
+            initiator,
+            responder,
+            origin=conn.origin,
+            master=master,
+            icmp_type=icmp_type,
+            icmp_code=icmp_code,
         )
-    else:
-        built = ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin)
-    ev.append(built)
+    )
     c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
     c.half = fwd
     return True

@@ -101,22 +101,21 @@ def apply_policy(
         fw.shifting = True
 
 
-def normalize(fw, half: Half, norm: NormState, pkt: Packet, now: float, out, ev, gso_size: int) -> bool:
-    """The tcp-map checks before tracking; True when the segment was dropped or queued."""
+def normalize(fw, half: Half, norm: NormState, pkt: Packet, now: float, out, ev, gso_size: int) -> int | None:
+    """The tcp-map checks before tracking: None when the segment was dropped or queued, else the
+    rewrites made (``normalizer.DID_*``), which ``normalizer.learn`` counts once it is forwarded."""
     conn = half.conn
-    if norm.inspected is not None:
-        norm.inspected[1].inspect_packets[norm.inspected[0]] += 1  # show service-policy
     shift = conn.seqrand
     ack_offset = shift.ack_offset(half.dir, pkt.ack) if shift is not None else 0
     refusal = normalizer.check(norm, half.dir, pkt, conn.tcp, ack_offset, now, gso_size)
-    if refusal is None:
-        return False
+    if type(refusal) is int:
+        return refusal
     if refusal is normalizer.HOLD:
         due = norm.deadline()
         if norm.queued_at == 0.0 or due < norm.queued_at:
             norm.queued_at = due
             fw.timers.schedule(due, norm)
-        return True
+        return None
     drop(
         fw,
         ev,
@@ -132,7 +131,46 @@ def normalize(fw, half: Half, norm: NormState, pkt: Packet, now: float, out, ev,
     )
     if refusal.teardown:
         lifecycle.teardown(fw, conn, now, refusal.teardown, half.in_iface, out, ev)
+    return None
+
+
+def window_varied(fw, half: Half, norm: NormState, pkt: Packet, now: float, out, ev) -> bool:
+    """``window-variation drop`` after tracking: True when the segment was dropped and the connection
+    ended."""
+    conn = half.conn
+    shift = conn.seqrand
+    ack_offset = shift.ack_offset(half.dir, pkt.ack) if shift is not None else 0
+    refusal = normalizer.window_varied(norm, half.dir, pkt, conn.tcp, ack_offset)
+    if refusal is None:
+        return False
+    drop(
+        fw,
+        ev,
+        refusal.reason,
+        half.in_iface,
+        pkt,
+        now,
+        egress=half.out_iface,
+        origin=refusal.origin,
+        hint=refusal.hint,
+        message=refusal.message,
+        detail={"conn": conn.id},
+    )
+    lifecycle.teardown(fw, conn, now, refusal.teardown, half.in_iface, out, ev)
     return True
+
+
+def learn(
+    half: Half, norm: NormState, pkt: Packet, done: int, seq: int, plen: int, data: bytes | None
+) -> None:
+    """A segment the normalizer passed is being forwarded: what it teaches the normalizer, and the
+    inspection class's packet count (show service-policy)."""
+    if norm.inspected is not None:
+        norm.inspected[1].inspect_packets[norm.inspected[0]] += 1
+    conn = half.conn
+    shift = conn.seqrand
+    ack_offset = shift.ack_offset(half.dir, pkt.ack) if shift is not None else 0
+    normalizer.learn(norm, half.dir, pkt, conn.tcp, ack_offset, done, seq, plen, data)
 
 
 def expire_held(fw, norm: NormState, now: float, ev: list) -> None:
@@ -295,8 +333,11 @@ def intercepted(fw, half: Half, pkt: Packet, now: float, out: list, ev: list) ->
         )
         return True
     norm = conn.norm
-    if norm is not None and normalize(fw, half, norm, pkt, now, out, ev, 0):
-        return True
+    done = 0
+    if norm is not None:
+        done = normalize(fw, half, norm, pkt, now, out, ev, 0)
+        if done is None:
+            return True
     shift = conn.seqrand
     verdict, why = conn.tcp.packet(REPLY, pkt, fw.ct, ack_offset=shift.ack_offset(REPLY, pkt.ack))
     if verdict == INVALID:
@@ -313,6 +354,12 @@ def intercepted(fw, half: Half, pkt: Packet, now: float, out: list, ev: list) ->
             detail={"ctstate": "INVALID", "conn": conn.id},
         )
         return True
+    if norm is not None:
+        if norm.profile.window_drop and window_varied(fw, half, norm, pkt, now, out, ev):
+            return True
+        learn(
+            half, norm, pkt, done, pkt.seq, pkt.payload_len, None
+        )  # the SYN-ACK ends here: the splice answers it
     ack, update = intercept.splice(conn, pkt)
     forward.established(fw, conn.halves[ORIGINAL], decode(ack), now, out, ev, 0)
     if not conn.closed:

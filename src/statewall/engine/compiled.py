@@ -17,6 +17,8 @@ The box is the configuration's kind (``Policy.dialect``): read here and nowhere 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import fastpath, seqrand
 from ..acl import AccessControl
 from ..events import DropReason
@@ -59,6 +61,23 @@ NAT_REBUILT = ("_iface_address", "timeouts", "entries")
 NAT_MERGED = ("_mapped_in_use",)
 
 
+# The ASA's platform connection limit: the most concurrent connections the box holds, a figure of the
+# model (Cisco's ASA 5500-X data sheet: 5506-X 20 000, 5516-X 250 000, 5555-X 1 000 000). statewall
+# takes the ASA 5516-X's; ``policy.conntrack.max`` set explicitly replaces it. A new connection past it
+# is dropped as conn-limit and logged 201011 (Connection limit exceeded), the engine's ``build`` stage.
+ASA_CONN_MAX = 250_000
+
+
+@dataclass(slots=True)
+class AsaTrackerSettings(ConntrackSettings):
+    """The tracker's settings on the ASA's stages: Linux's defaults (a shared tracker) and what the ASA
+    does differently. ``rst_exact``: an RST on an established connection must carry the next expected
+    sequence number; one elsewhere in the window is dropped (tcp-rst-syn-in-win) and the connection
+    kept, where Linux lets it through and keeps the state for the receiver's challenge ACK (RFC 5961)."""
+
+    rst_exact: bool = True
+
+
 class Box:
     """What differs between the boxes the dialects describe, as data (module docstring)."""
 
@@ -79,6 +98,7 @@ ASA = Box(
         InvalidReason.SEQ_OVER: DropReason.TCP_SEQ_PAST_WINDOW,
         InvalidReason.ACK_OVER: DropReason.TCP_INVALID_ACK,
         InvalidReason.INVALID_RST: DropReason.TCP_RST_SYN_IN_WINDOW,
+        InvalidReason.RST_IN_WINDOW: DropReason.TCP_RST_SYN_IN_WINDOW,
     },
     DropReason.INVALID_TCP_FLAGS,
 )
@@ -112,10 +132,12 @@ def compile_policy(fw, policy: Policy, faults, fast_path: bool) -> Compiled:
     c.timeouts = policy.timeouts
     if box is ASA:
         # The ASA's normalizer needs a SYN to start a flow (reference A.1) and has no "loose" pickup.
-        ct = ConntrackSettings(
+        ct = AsaTrackerSettings(
             **{f: getattr(policy.conntrack, f) for f in ConntrackSettings.__slots__ if f != "origins"}
         )
         ct.tcp_loose = False
+        if "max" not in policy.conntrack.origins:
+            ct.max = ASA_CONN_MAX
         c.ct = ct
     else:
         c.ct = policy.conntrack
@@ -182,7 +204,7 @@ def reload(fw, policy: Policy) -> tuple[int, list[str]]:
             nat.remove(x)
             dropped += 1
         elif x.kind == "dynamic" and x.pat:
-            nat._mapped_in_use.setdefault((x.version, x.proto, x.mapped_addr), set()).add(x.mapped_port)
+            nat._ports(x.version, x.proto, x.mapped_addr).add(x.mapped_port)
     # Service policies: new classes, the counters carried by name.
     if c.service_policies is not None and fw.service_policies is not None:
         c.service_policies.uses = fw.service_policies.uses

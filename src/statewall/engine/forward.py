@@ -42,7 +42,24 @@ def established(
         return
     if conn.dcd is not None and lifecycle.dcd_answer(fw, half, pkt, now):
         return
-    if norm is not None and asa_policy.normalize(fw, half, norm, pkt, now, out, ev, gso_size):
+    done = 0
+    if norm is not None:
+        # The tcp-map decides first and learns only once the segment leaves (normalizer.learn below):
+        # a segment dropped anywhere on the way teaches the connection nothing.
+        done = asa_policy.normalize(fw, half, norm, pkt, now, out, ev, gso_size)
+        if done is None:
+            return
+    # statewall is a router hop: it decrements TTL and answers time-exceeded. A real ASA does not
+    # by default (it is invisible to traceroute unless `set connection decrement-ttl`); we follow
+    # the router behaviour on purpose, because the lab puts statewall where a router stands. The
+    # router's checks come before tracking so that a packet they refuse is never tracked.
+    ttl = pkt.ttl
+    if ttl <= 1:
+        icmp.time_exceeded(fw, half.in_iface, pkt, now, out, ev)
+        return
+    mtu = fw.interfaces[half.out_iface].mtu
+    size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
+    if size > mtu and not icmp.too_big(fw, half.in_iface, pkt, mtu, now, out, ev):
         return
     shift = conn.seqrand
     if trk is not None and not first:
@@ -87,19 +104,23 @@ def established(
                 detail={"ctstate": "INVALID", "conn": conn.id},
             )
             return
-    # statewall is a router hop: it decrements TTL and answers time-exceeded. A real ASA does not
-    # by default (it is invisible to traceroute unless `set connection decrement-ttl`); we follow
-    # the router behaviour on purpose, because the lab puts statewall where a router stands.
-    ttl = pkt.ttl
-    if ttl <= 1:
-        icmp.time_exceeded(fw, half.in_iface, pkt, now, out, ev)
-        return
-    mtu = fw.interfaces[half.out_iface].mtu
-    size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
-    if size > mtu and not icmp.too_big(fw, half.in_iface, pkt, mtu, now, out, ev):
-        return
-    if helper is not None and not inspect(fw, half, pkt, now, out, ev, half.in_iface, half.out_iface):
-        return
+        if (
+            norm is not None
+            and norm.profile.window_drop
+            and asa_policy.window_varied(fw, half, norm, pkt, now, out, ev)
+        ):
+            return
+    if helper is not None:
+        # The normalizer learns the segment as sent, not as the inspector may rewrite it.
+        seq = pkt.seq
+        plen = pkt.payload_len
+        data = pkt.payload() if norm is not None and norm.sent is not None and plen else None
+        if not inspect(fw, half, pkt, now, out, ev, half.in_iface, half.out_iface):
+            return
+        if norm is not None:
+            asa_policy.learn(half, norm, pkt, done, seq, plen, data)
+    elif norm is not None:
+        asa_policy.learn(half, norm, pkt, done, pkt.seq, pkt.payload_len, None)
     if norm is not None and pkt.flags & TCP_SYN:
         mss.sysopt_rewrite(pkt, fw.policy.sysopt_tcpmss, fw.policy.sysopt_tcpmss_minimum)
     nat = half.nat

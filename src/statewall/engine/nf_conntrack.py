@@ -311,6 +311,32 @@ def bind_src(path, flow: NfFlow, actions: list, iface: str, egress: str | None, 
         return False
 
 
+def room(path, now: float, out: list, ev: list) -> bool:
+    """Whether the table may take one more connection (``__nf_conntrack_alloc``, nf_conntrack_core.c).
+
+    Past ``nf_conntrack_max`` the kernel's ``early_drop`` frees an entry that is not ASSURED
+    (``nf_ct_can_early_drop``) to make room; when it finds none the packet is dropped and the kernel
+    warns "nf_conntrack: table full, dropping packet". The kernel looks in a few hash buckets near the
+    new tuple's; statewall takes the oldest entry confirmed without ASSURED that still is (a queue
+    filled by ``confirm``; an entry assured or gone since leaves it when it comes up), so an unanswered
+    SYN flood cannot crowd out established connections. Entries confirmed before a reload are not
+    candidates.
+    """
+    fw = path.fw
+    ct_max = path.settings.max
+    if not ct_max or len(fw.conns) < ct_max:
+        return True
+    queue = path.unassured
+    while queue:
+        conn_id = next(iter(queue))
+        conn = queue.pop(conn_id)
+        if conn.closed or conn.is_assured():
+            continue
+        lifecycle.teardown(fw, conn, now, "early drop", None, out, ev)
+        return True
+    return False
+
+
 def discard(path, flow: NfFlow) -> None:
     """A new connection that will not be confirmed gives back what it bound."""
     if flow.xl_dst is not None:
@@ -379,6 +405,8 @@ def confirm(
         t = pkt.icmp_type
         conn.icmp = (t, pkt.icmp_code, ICMP_NEW[v][t])
     fw.conns.add(conn)
+    if path.settings.max:
+        path.unassured[conn_id] = conn  # an early drop candidate until it is ASSURED
     LinuxLifecycle.opened(fw, conn, now, flow.trk.state.name if flow.trk is not None else "")
     exp = flow.exp
     if exp is not None:
@@ -400,7 +428,10 @@ def confirm(
         # Replay: a capture taken without the firewall shows the answers going to the real source.
         lifecycle.index_for_replay(fw, (v, proto, dst1, dport1 if not is_icmp else sport0, src0, sport0), rev)
     fw.stats["connections"] += 1
-    ev.append(ConnBuilt(now, conn_id, proto, conn.direction, initiator, responder, origin=origin))
+    master = exp.master.id if exp is not None else None
+    ev.append(
+        ConnBuilt(now, conn_id, proto, conn.direction, initiator, responder, origin=origin, master=master)
+    )
     ev.append(ct_event("NEW", conn, now))
     return fwd
 

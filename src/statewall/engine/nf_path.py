@@ -146,6 +146,13 @@ def conntrack(c: NfPacket) -> bool:
         flow = NfFlow("INVALID", why=ct.Reason(InvalidReason.BAD_CHECKSUM))
     else:
         flow = ct.track(path, c.iface, c.pkt, c.now, c.out, c.ev)
+        if flow.new and not ct.room(path, c.now, c.out, c.ev):
+            drop(
+                path.fw, c.ev, DropReason.CT_TABLE_FULL, c.iface, c.pkt, c.now,
+                hint=f"a larger net.netfilter.nf_conntrack_max than {path.settings.max}",
+                message="nf_conntrack: table full, dropping packet",
+            )  # fmt: skip
+            return False
     c.flow = flow
     half = c.half = flow.half
     conn = c.conn = half.conn if half is not None else None
@@ -203,11 +210,28 @@ def route(c: NfPacket) -> bool:
                 )  # fmt: skip
                 return False
             egress = found.interface
+    if v == 4 and pkt.ipv4_options and source_routed(pkt):
+        # ip_rcv_finish_core (net/ipv4/ip_input.c): after the route lookup, ip_rcv_options drops a
+        # packet whose options carry a loose or strict source route (LSRR 131, SSRR 137; found by
+        # ip_options_compile, net/ipv4/ip_options.c) when the interface's accept_source_route is 0,
+        # the default for IPv4 (net.ipv4.conf.*.accept_source_route), forwarded or to the box alike.
+        # It logs "source route option A -> B" only with log_martians (default 0).
+        ct.discard(c.path, flow)
+        drop(
+            fw, c.ev, DropReason.SOURCE_ROUTE, c.iface, pkt, c.now,
+            message="source route option (accept_source_route is 0)",
+        )  # fmt: skip
+        return False
     if local:
         c.path.deliver(flow, c.iface, pkt, c.ctx, c.now, c.out, c.ev)
         return False
     c.egress = egress
     return True
+
+
+def source_routed(pkt) -> bool:
+    """Whether an IPv4 packet's options carry a loose or strict source route."""
+    return any(t == 131 or t == 137 for t, _, _ in pkt.ipv4_options)
 
 
 @stage("IP-FORWARD")
@@ -327,6 +351,7 @@ class NfPath:
         "ct_flow",
         "ct_now",
         "synproxy",
+        "unassured",
     )
 
     def __init__(self, fw, policy, inspectors) -> None:
@@ -351,6 +376,8 @@ class NfPath:
         self.ct_flow: NfFlow | None = None
         self.ct_now = 0.0
         self.synproxy = SynProxy(self)
+        # Connections confirmed without ASSURED, oldest first: the candidates of early drop (ct.room).
+        self.unassured: dict[int, object] = {}
         for port, insp in inspectors.by_port.items():
             if insp.origin in ct_rules:
                 self.rule_helpers[(insp.origin, port)] = insp
@@ -361,6 +388,7 @@ class NfPath:
         return ct.connlimit(self, groups, key)
 
     def destroyed(self, conn, now: float, ev: list) -> None:
+        self.unassured.pop(conn.id, None)
         ct.destroyed(conn, now, ev)
 
     def conntrack_entries(self, now: float) -> list:

@@ -23,6 +23,7 @@ from ..policy import BUILTIN, PROTO_TCP, Inspection, Policy
 from .ftp import FtpInspector, FtpTransfer, Refusal
 
 __all__ = [
+    "MODELLED_ENGINES",
     "FtpInspector",
     "FtpTransfer",
     "Inspectors",
@@ -30,6 +31,10 @@ __all__ = [
     "effective_inspections",
     "set_data_refreshes_control",
 ]
+
+# The inspection engines statewall implements; every other ``inspect`` engine is parsed but not modelled
+# (``statewall check`` warns, ``show service-policy`` says so).
+MODELLED_ENGINES = frozenset({"ftp"})
 
 FTP_DEFAULT_PORT = 21
 # A class-map port range wider than this is not expanded (no FTP server listens on thousands of ports).

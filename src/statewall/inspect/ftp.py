@@ -25,6 +25,10 @@ previous one was answered, a command with an embedded CR or NUL, a line not ende
 (227 ...) from the client or a PORT/EPRT from the server, 227/PORT inside an error reply, a RETR/STOR
 argument longer than ``STRICT_MAX_ARGUMENT``.
 
+The ASA also refuses a data port below 1024, announced by either side (PORT/EPRT, 227/229): the packet
+is dropped, the connection closed and ``FtpLowPort`` reported (406001). nf_conntrack_ftp has no such
+check, so the iptables dialect expects any port.
+
 Line starts, and how this differs from netfilter. nf_conntrack_ftp parses a segment only when its
 first byte follows a newline it remembered (``NUM_SEQ_TO_REMEMBER = 2`` sequence numbers per
 direction), and only the first line of it. So it never parses the first segment of either direction,
@@ -51,7 +55,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..conntrack import ORIGINAL
-from ..events import FtpBounce, FtpTransfer
+from ..events import FtpBounce, FtpLowPort, FtpTransfer
 from ..expect import ExpectFailure
 from ..packet import addr_to_str
 from ..policy import Inspection, Origin
@@ -365,6 +369,7 @@ class FtpInspector:
             return self._malformed(kind, line)
         start, end, addr, port = parsed
         self._check_own_address(half, addr, kind, now, ev)
+        self._check_port(half, addr, port, kind, now, ev)
         return self._announce(half, line, kind, start, end, port, can_rewrite, now, ev)
 
     def _reply(self, half, line: bytes, can_rewrite: bool, now: float, ev: list) -> bytes | None:
@@ -392,7 +397,8 @@ class FtpInspector:
             return None
         if parsed is None:
             return self._malformed(kind, line)
-        start, end, _addr, port = parsed
+        start, end, addr, port = parsed
+        self._check_port(half, addr, port, kind, now, ev)
         return self._announce(half, line, kind, start, end, port, can_rewrite, now, ev)
 
     def _audit(self, code: bytes, now: float, ev: list) -> None:
@@ -433,6 +439,26 @@ class FtpInspector:
             f"(on interface {half.in_iface})",
             close=not self.linux,
         )
+
+    def _check_port(self, half, addr: int | None, port: int, kind: str, now: float, ev: list) -> None:
+        """The ASA refuses a data port below 1024, the well-known range of servers: Cisco's syslog
+        guide, 406001 ("FTP port command low port"): it drops the packet, terminates the connection
+        and logs the event. nf_conntrack_ftp has no such check (Linux expects any port)."""
+        if self.linux or port >= 1024:
+            return
+        v = self.conn.version
+        ev.append(
+            FtpLowPort(
+                now,
+                self.conn.id,
+                half.in_iface,
+                kind,
+                addr_to_str(v, half.key[2] if addr is None else addr),
+                port,
+                addr_to_str(v, half.key[4]),
+            )
+        )
+        raise _Refused(f"{kind} announces port {port}, below 1024", close=True)
 
     def _announce(self, half, line, kind, start, end, port, can_rewrite, now, ev) -> bytes | None:
         try:

@@ -27,6 +27,7 @@ from ..events import (
     Endpoint,
     Event,
     FtpBounce,
+    FtpLowPort,
     FtpTransfer,
     ThreatRate,
     XlateBuilt,
@@ -445,6 +446,19 @@ def _ftp_transfer(ev: FtpTransfer) -> list[tuple[int, int, str]]:
     ]
 
 
+def _ftp_low_port(ev: FtpLowPort) -> list[tuple[int, int, str]]:
+    # Cisco, ASA syslog messages, 406001: "FTP port command low port: IP_address/port to IP_address on
+    # interface interface_name" -- the port announced is below 1024; the ASA drops the packet and
+    # terminates the connection.
+    return [
+        (
+            406001,
+            4,
+            f"FTP port command low port: {ev.address}/{ev.port} to {ev.peer} on interface {ev.interface}",
+        )
+    ]
+
+
 def _ftp_bounce(ev: FtpBounce) -> list[tuple[int, int, str]]:
     # Cisco, ASA syslog messages, 406002: "%ASA-4-406002: FTP port command different address:
     # IP_address(IP_address) to IP_address on interface interface_name" -- the sender, the address
@@ -473,6 +487,7 @@ def _threat_rate(ev: ThreatRate) -> list[tuple[int, int, str]]:
 _FORMATTERS = {
     ThreatRate: _threat_rate,
     FtpTransfer: _ftp_transfer,
+    FtpLowPort: _ftp_low_port,
     FtpBounce: _ftp_bounce,
     ConnBuilt: _conn_built,
     ConnTeardown: _conn_teardown,

@@ -94,7 +94,7 @@ class AsaLog:
             for acl in policy.access_lists.values():
                 for rule in acl.rules:
                     if rule.source_object or rule.destination_object:
-                        elements = ace_elements(rule, policy.network_objects)
+                        elements = ace_elements(rule, policy.network_objects, policy.service_objects)
                         if elements:
                             self._elements[rule.origin] = elements
         s = self.settings

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from ..dialects.asa import mpf as asa_mpf
 from ..dialects.asa import passthrough
 from ..dialects.asa.lexer import format_duration
+from ..inspect import MODELLED_ENGINES
 from ..mpf import ClassUse
 from ..normalizer import COUNTERS, OPTION_COUNTERS
 from ..policy import ConnectionSettings, Policy
@@ -112,6 +113,12 @@ def format_show_service_policy(
                 packets = use.inspect_packets.get(ins.engine, 0) if use else 0
                 drops = use.counters.get(f"inspect_{ins.engine}_drops", 0) if use else 0
                 resets = use.counters.get(f"inspect_{ins.engine}_resets", 0) if use else 0
+                if ins.engine not in MODELLED_ENGINES:
+                    # Parsed but not implemented: never shown as an active inspection.
+                    lines.append(
+                        f"      Inspect: {name} (not modelled: statewall does not inspect {ins.engine})"
+                    )
+                    continue
                 lines.append(f"      Inspect: {name}, packet {packets}, drop {drops}, reset-drop {resets}")
             if pc.connection is not None:
                 lines += _connection(pc.connection, use, policy)

@@ -52,7 +52,9 @@ class AceElement:
     destinations: tuple
 
 
-def ace_elements(rule, objects: Mapping[str, object]) -> list[AceElement]:
+def ace_elements(
+    rule, objects: Mapping[str, object], services: Mapping[str, object] | None = None
+) -> list[AceElement]:
     """The expanded elements of an ACE naming a network object or group (none for an inline ACE)."""
     from dataclasses import replace
 
@@ -76,7 +78,7 @@ def ace_elements(rule, objects: Mapping[str, object]) -> list[AceElement]:
                 source_object=None if s is not None else rule.source_object,
                 destination_object=None if d is not None else rule.destination_object,
             )
-            text = _rule(one, objects)
+            text = _rule(one, objects, services or {})
             out.append(AceElement(text, zlib.crc32(text.encode()), one.match.sources, one.match.destinations))
     return out
 

@@ -8,6 +8,7 @@ written with an object remembers the object's name so that it prints back the sa
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable
@@ -23,8 +24,9 @@ from ...policy import (
     Match,
     NetworkObject,
     PortMatch,
+    ServiceEntry,
 )
-from . import names, objnat, passthrough
+from . import names, objnat, passthrough, services
 from .lexer import Cursor, Line, Token
 from .modes import Handler, Mode
 
@@ -76,17 +78,52 @@ def access_list(p: Parser, c: Cursor) -> None:
     action = c.keyword(("permit", "deny"), "action")
     if kind == "standard":
         match, dst_obj = _standard(p, c)
-        rule = AccessRule(name_tok.text, action, match, origin=p.origin(c.line), destination_object=dst_obj)
+        rules = [
+            AccessRule(name_tok.text, action, match, origin=p.origin(c.line), destination_object=dst_obj)
+        ]
     else:
-        rule = _extended(p, c, name_tok.text, action)
+        try:
+            rules = _extended(p, c, name_tok.text, action)
+        except _NotApplied as exc:
+            p.gap(
+                c.line,
+                "identity-based access control",
+                f"match this entry on {exc.what}",
+                acl=name_tok.text,
+                message=f"this entry matches on {exc.what}, which statewall cannot know: the entry is not "
+                "applied (not modelled)",
+            )
+            p.keep(c.line)  # printed back as written
+            return
+    fqdn = [n for r in rules[:1] for n in (r.source_object, r.destination_object) if n in p.fqdn_objects]
+    if fqdn:
+        p.gap(
+            c.line,
+            "FQDN object",
+            f"match the addresses {p.fqdn_objects[fqdn[0]]} resolves to",
+            acl=name_tok.text,
+            message=f"this entry names FQDN object {fqdn[0]}, which statewall cannot resolve: the entry is "
+            "not applied (not modelled)",
+        )
+        p.keep(c.line)  # printed back as written
+        return
     acl = acl or _new_acl(p, name_tok.text)
     acl.kind = kind
     if acl.remarks and acl.remarks[-1][0] == len(acl.rules):
-        rule.remark = acl.remarks[-1][1]  # the remark written just above the rule explains it
-    if position is None or position > len(acl.rules):
-        acl.rules.append(rule)
-    else:
-        acl.rules.insert(position - 1, rule)
+        for rule in rules:
+            rule.remark = acl.remarks[-1][1]  # the remark written just above the rule explains it
+    if position is None:
+        acl.rules.extend(rules)
+        return
+    # "line N" counts entries as written; an entry written with groups is several elements.
+    index, seen = len(acl.rules), 0
+    for i, r in enumerate(acl.rules):
+        if r.element == 0:
+            seen += 1
+            if seen == position:
+                index = i
+                break
+    acl.rules[index:index] = rules
 
 
 def _new_acl(p: Parser, name: str) -> AccessList:
@@ -102,52 +139,118 @@ def _standard(p: Parser, c: Cursor) -> tuple[Match, str | None]:
     return Match(destinations=nets, family=_family(nets)), obj
 
 
-def _extended(p: Parser, c: Cursor, acl: str, action: str) -> AccessRule:
+def _extended(p: Parser, c: Cursor, acl: str, action: str) -> list[AccessRule]:
+    """An extended entry, expanded into one rule per combination of the groups it names (the ASA's
+    access-list elements)."""
     proto_tok = c.next("protocol")
-    protocol = _protocol(p, c, proto_tok)
-    port_proto = PORT_PROTOCOLS.get(protocol) if protocol is not None else None
+    entries, proto_obj = _protocol(p, c, proto_tok)
+    with_ports = [e for e in entries if e.source_ports or e.destination_ports or e.icmp_type is not None]
+    port_proto = _port_protocol(entries) if not with_ports else None
+    identity = _identity(c)
     sources, src_obj = address(p, c, "source")
-    sports = _ports(p, c, port_proto)
+    sports, sports_obj = _ports(p, c, port_proto)
+    identity = _identity(c) or identity
     destinations, dst_obj = address(p, c, "destination")
-    dports = _ports(p, c, port_proto)
-    icmp_type = icmp_code = None
-    if protocol in (PROTO_ICMP, PROTO_ICMPV6) and c.peek() is not None and c.peek() not in _TRAILERS:
-        icmp_type, icmp_code = _icmp(c, protocol)
-    rule = AccessRule(
+    dports, dports_obj = _ports(p, c, port_proto)
+    icmps: list[tuple[int | None, int | None]] = [(None, None)]
+    icmp_obj = None
+    protos = {e.protocol for e in entries}
+    if protos & {PROTO_ICMP, PROTO_ICMPV6} and not with_ports and c.peek() not in (None, *_TRAILERS):
+        icmps, icmp_obj = _icmp_alternatives(p, c, PROTO_ICMPV6 if PROTO_ICMPV6 in protos else PROTO_ICMP)
+    family = _family(sources + destinations)
+    base = AccessRule(
         acl,
         action,  # type: ignore[arg-type]
-        Match(
-            protocol=protocol,
-            sources=sources,
-            destinations=destinations,
-            source_ports=sports,
-            destination_ports=dports,
-            icmp_type=icmp_type,
-            icmp_code=icmp_code,
-            family=_family(sources + destinations),
-        ),
+        Match(),
         origin=p.origin(c.line),
         source_object=src_obj,
         destination_object=dst_obj,
+        protocol_object=proto_obj,
+        source_ports_object=sports_obj,
+        destination_ports_object=dports_obj,
+        icmp_object=icmp_obj,
     )
-    _trailer(p, c, rule)
-    return rule
+    _trailer(p, c, base)
+    if identity:
+        raise _NotApplied(identity)
+    rules: list[AccessRule] = []
+    seen: set[Match] = set()
+    for e in entries:
+        for sp in sports if sports is not None else [e.source_ports]:
+            for dp in dports if dports is not None else [e.destination_ports]:
+                for itype, icode in icmps if e.icmp_type is None else [(e.icmp_type, e.icmp_code)]:
+                    match = Match(
+                        protocol=e.protocol,
+                        sources=sources,
+                        destinations=destinations,
+                        source_ports=sp,
+                        destination_ports=dp,
+                        icmp_type=itype,
+                        icmp_code=icode,
+                        family=family,
+                    )
+                    if match not in seen:
+                        seen.add(match)
+                        rules.append(dataclasses.replace(base, match=match, element=len(rules)))
+    return rules
 
 
-def _protocol(p: Parser, c: Cursor, tok: Token) -> int | None:
-    if tok.word == "ip":
+class _NotApplied(Exception):
+    """An entry that matches on something statewall cannot know (users, security groups)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+# ASA 9.x identity firewall and TrustSec arguments before an address ("user_argument",
+# "security_group_argument" of the access-list extended command).
+_IDENTITY = {
+    "user": "user",
+    "user-group": "user group",
+    "object-group-user": "user object-group",
+    "security-group": "security group",
+    "object-group-security": "security object-group",
+}
+
+
+def _identity(c: Cursor) -> str | None:
+    word = c.peek()
+    if word not in _IDENTITY:
         return None
+    c.next(word)
+    if word == "security-group":
+        c.keyword(("name", "tag"), "security-group keyword")
+    name = c.next(f"{_IDENTITY[word]} name")
+    return f"{_IDENTITY[word]} {name.text}"
+
+
+def _port_protocol(entries: list[ServiceEntry]) -> str | None:
+    """The protocol whose port names an entry's port positions use: tcp, udp, sctp or tcp-udp; None when
+    some protocol of the entry has no ports."""
+    words = {PORT_PROTOCOLS.get(e.protocol) if e.protocol is not None else None for e in entries}
+    if None in words:
+        return None
+    if words == {"tcp", "udp"}:
+        return "tcp-udp"
+    return words.pop() if len(words) == 1 else None
+
+
+def _protocol(p: Parser, c: Cursor, tok: Token) -> tuple[list[ServiceEntry], str | None]:
+    """The protocol position: a protocol, ``object-group`` (protocol or service group) or ``object``
+    (service object). Returns the entries and, for a named one, how it was written."""
     if tok.word in ("object-group", "object"):
-        name_tok = c.peek_token()
-        if name_tok is not None:
-            _unmodelled_object(p, c, name_tok)
-        raise c.error(tok, "service objects in access lists are not supported yet")
-    if tok.text.isdigit():
-        return c.integer_of(tok, 0, 255, "protocol")
-    number = names.PROTOCOLS.get(tok.word)
-    if number is None:
-        raise c.error(tok, f"unknown protocol '{tok.text}'")
-    return number
+        name_tok = c.next(f"{tok.word} name")
+        svc = p.policy.service_objects.get(name_tok.text)
+        wanted = ("service", "protocol") if tok.word == "object-group" else ("service",)
+        if svc is None or svc.kind not in wanted or svc.group != (tok.word == "object-group"):
+            what = "protocol or service object-group" if tok.word == "object-group" else "service object"
+            raise c.error(name_tok, f"'{name_tok.text}' is not a defined {what}")
+        if not svc.entries:
+            raise c.error(name_tok, f"{tok.word} '{name_tok.text}' is empty")
+        p.use(name_tok.text)
+        return list(svc.entries), f"{tok.word} {name_tok.text}"
+    return [ServiceEntry(services.protocol_number(c, tok))], None
 
 
 def _family(nets: tuple[IPNetwork, ...]) -> int | None:
@@ -183,9 +286,18 @@ def address(p: Parser, c: Cursor, what: str) -> tuple[tuple[IPNetwork, ...], str
         if obj.group != (word == "object-group"):
             actual = "object-group" if obj.group else "object"
             raise c.error(name_tok, f"'{name_tok.text}' is an {actual}, not an {word}")
+        p.use(obj.name)
         return tuple(obj.networks), obj.name
     if word == "interface":
-        raise c.error(tok, "interface addresses in access lists are not supported yet")
+        # 9.x: the interface's own addresses (traffic to the box's address on that interface).
+        name_tok = c.next("interface name")
+        for rec in p.hardware.values():
+            if rec.itf.name == name_tok.text:
+                addrs = [ipaddress.ip_network(a.ip) for a in rec.itf.addresses()]
+                if not addrs:
+                    raise c.error(name_tok, f"interface '{name_tok.text}' has no address")
+                return tuple(addrs), f"interface {name_tok.text}"
+        raise c.error(name_tok, f"unknown interface '{name_tok.text}'")
     if "/" in tok.text:
         prefix = c.ipv6_prefix_of(tok)
         if prefix.network.network_address != prefix.ip:
@@ -196,31 +308,51 @@ def address(p: Parser, c: Cursor, what: str) -> tuple[tuple[IPNetwork, ...], str
 
 
 def _unmodelled_object(p: Parser, c: Cursor, name_tok: Token) -> None:
-    """Refuse a rule naming a service/protocol/icmp-type object: it cannot be matched yet, and
+    """Refuse a rule naming an object whose kind statewall cannot match (a user or security group):
     dropping or widening the rule would silently change what passes."""
     kind = p.unmodelled_objects.get(name_tok.text)
     if kind is not None:
-        raise c.error(name_tok, f"access lists cannot use {kind} '{name_tok.text}' yet")
+        raise c.error(name_tok, f"access lists cannot use {kind} '{name_tok.text}' (not modelled)")
 
 
-def _ports(p: Parser, c: Cursor, protocol: str | None) -> tuple[PortMatch, ...]:
+def _ports(
+    p: Parser, c: Cursor, protocol: str | None
+) -> tuple[list[tuple[PortMatch, ...]] | None, str | None]:
+    """A port position: None when absent, else the alternatives (one per port of a port group) and, for a
+    group, how it was written."""
     op_tok = c.peek_token()
-    if op_tok is not None and op_tok.word in ("object-group", "object") and len(c.line.tokens) > c.pos + 1:
-        _unmodelled_object(p, c, c.line.tokens[c.pos + 1])
+    if op_tok is not None and op_tok.word == "object-group" and c.pos + 1 < len(c.line.tokens):
+        name_tok = c.line.tokens[c.pos + 1]
+        svc = p.policy.service_objects.get(name_tok.text)
+        if svc is not None and svc.kind == "port":
+            if protocol is None:
+                raise c.error(op_tok, "port groups are only valid for tcp, udp and sctp")
+            if protocol != "tcp-udp" and svc.port_protocol not in (protocol, "tcp-udp"):
+                raise c.error(
+                    name_tok, f"port group '{name_tok.text}' is for {svc.port_protocol}, not {protocol}"
+                )
+            c.pos += 2
+            p.use(name_tok.text)
+            return [e.destination_ports for e in svc.entries], f"object-group {name_tok.text}"
     if op_tok is None or op_tok.word not in _PORT_OPS:
-        return ()
+        return None, None
     if protocol is None:
         raise c.error(op_tok, "ports are only valid for tcp, udp and sctp")
-    c.next("operator")
-    table = "tcp" if protocol == "sctp" else protocol
-    low = c.port(table)
-    if op_tok.word != "range":
-        return (PortMatch(op_tok.word, low),)  # type: ignore[arg-type]
-    high_tok = c.peek_token()
-    high = c.port(table)
-    if high < low:
-        raise c.error(high_tok, f"port range {low}-{high} is empty")
-    return (PortMatch("range", low, high),)
+    return [(services.port_match(c, "tcp" if protocol == "sctp" else protocol),)], None
+
+
+def _icmp_alternatives(
+    p: Parser, c: Cursor, protocol: int
+) -> tuple[list[tuple[int | None, int | None]], str | None]:
+    if c.peek() == "object-group":
+        c.next("object-group")
+        name_tok = c.next("icmp-type object-group name")
+        svc = p.policy.service_objects.get(name_tok.text)
+        if svc is None or svc.kind != "icmp-type":
+            raise c.error(name_tok, f"'{name_tok.text}' is not a defined icmp-type object-group")
+        p.use(name_tok.text)
+        return [(e.icmp_type, e.icmp_code) for e in svc.entries], f"object-group {name_tok.text}"
+    return [_icmp(c, protocol)], None
 
 
 def _icmp(c: Cursor, protocol: int) -> tuple[int, int | None]:
@@ -261,9 +393,23 @@ def _trailer(p: Parser, c: Cursor, rule: AccessRule) -> None:
         elif tok.word == "inactive":
             rule.inactive = True
         elif tok.word == "time-range":
-            # A time-ranged rule is active only part of the time; treating it as always active (or
-            # never) would silently change what passes, so refuse it.
-            raise c.error(tok, "time-range is not supported yet")
+            name_tok = c.next("time-range name")
+            rule.time_range = name_tok.text
+            p.use(name_tok.text)
+            p.require(
+                lambda name=name_tok.text: name in p.policy.time_ranges,
+                c.error(name_tok, f"time-range '{name_tok.text}' does not exist"),
+            )
+            # Active only part of the time on an ASA; statewall does not evaluate time ranges.
+            p.gap(
+                c.line,
+                "time-range",
+                f"apply this entry only during time-range {name_tok.text}",
+                col=tok.col,
+                acl=rule.acl,
+                message=f"time-range {name_tok.text} is not modelled: statewall applies this entry at all "
+                "times, a real ASA only during the time range",
+            )
         else:
             raise c.error(tok, f"unexpected '{tok.text}'")
 
@@ -332,7 +478,16 @@ def object_(p: Parser, c: Cursor) -> None:
             obj.description = c.rest() or None
             return
         if word == "fqdn":
-            raise c.error(c.line.tokens[0], "fqdn objects are not supported")
+            # The ASA resolves the name and matches the addresses it gets; statewall cannot: the object
+            # has no address, and an entry naming it is not applied (said where it is used).
+            family = c.accept("v4", "v6")
+            name_tok = c.next("fully qualified domain name")
+            c.end()
+            obj.members, obj.networks = [], []
+            obj.fqdn = (f"{family.word} " if family else "") + name_tok.text
+            p.fqdn_objects[obj.name] = name_tok.text
+            p.gap(c.line, "FQDN object", f"resolve {name_tok.text} and match the addresses it resolves to")
+            return
         obj.members = [_object_value(p, c, word)]
         c.end()
         obj.networks = flatten(p, obj)
@@ -382,13 +537,23 @@ def _object_value(p: Parser, c: Cursor, word: str) -> IPNetwork | tuple:
 
 
 def object_group(p: Parser, c: Cursor) -> None:
+    if services.object_group_command(p, c):
+        return
     kind_tok = c.next("object-group type")
-    if kind_tok.word != "network":
+    if kind_tok.word in ("user", "security"):
         name_tok = c.peek_token()
         if name_tok is not None:
             p.unmodelled_objects[name_tok.text] = f"{kind_tok.word} object-group"
-        passthrough.keep_not_modelled(p, c, f"object-group {kind_tok.word}")
+        passthrough.keep_not_modelled(
+            p, c, f"object-group {kind_tok.word}", "match traffic by user or security group identity"
+        )
         return
+    if kind_tok.word != "network":
+        raise c.error(
+            kind_tok,
+            f"invalid object-group type '{kind_tok.text}' "
+            "(expected network, service, protocol, icmp-type, user or security)",
+        )
     obj = _object_named(p, c, group=True)
 
     def sub(p: Parser, c: Cursor) -> None:
@@ -404,6 +569,15 @@ def object_group(p: Parser, c: Cursor) -> None:
             if ref is None or ref.group != (word == "group-object") or ref is obj:
                 kind = "object-group" if word == "group-object" else "object"
                 raise c.error(tok, f"unknown {kind} '{tok.text}'")
+            p.use(ref.name)
+            if ref.name in p.fqdn_objects:
+                p.gap(
+                    c.line,
+                    "FQDN object",
+                    f"match the addresses {p.fqdn_objects[ref.name]} resolves to",
+                    message=f"FQDN object {ref.name} is not modelled: entries naming {obj.name} do not match "
+                    "its addresses",
+                )
             member: object = ref.name
         elif word == "network-object":
             tok = c.next("network")
@@ -415,9 +589,25 @@ def object_group(p: Parser, c: Cursor) -> None:
         else:
             raise c.error(c.line.tokens[0], f"unknown object-group command '{c.line.tokens[0].text}'")
         c.end()
-        if member not in obj.members:
-            obj.members.append(member)  # type: ignore[arg-type]
-        obj.networks = flatten(p, obj)
+        # Sets beside the lists keep adding a member constant-time (groups of thousands exist).
+        sets = p.group_sets.get(obj.name)
+        if sets is None:
+            sets = p.group_sets[obj.name] = (set(obj.members), set(obj.networks))
+        members, networks = sets
+        if member in members:
+            return
+        members.add(member)
+        obj.members.append(member)  # type: ignore[arg-type]
+        if isinstance(member, str):
+            nets = p.policy.network_objects[member].networks
+        elif isinstance(member, tuple):
+            nets = list(ipaddress.summarize_address_range(*member))  # type: ignore[arg-type]
+        else:
+            nets = [member]  # type: ignore[list-item]
+        for n in nets:
+            if n not in networks:
+                networks.add(n)
+                obj.networks.append(n)
 
     p.open_mode(
         Mode("object-group network", sub, _word_in({"network-object", "group-object", "description"}))
@@ -430,6 +620,10 @@ def _object_named(p: Parser, c: Cursor, group: bool) -> NetworkObject:
         raise c.error(tok, f"invalid object name '{tok.text}'")
     c.end()
     obj = p.policy.network_objects.get(tok.text)
+    taken = services.name_taken(p, tok.text, "network object-group" if group else "network object")
+    if obj is None and taken is not None:
+        # Objects and object groups share one name space (Cisco, "Guidelines for Objects").
+        raise c.error(tok, f"'{tok.text}' is already defined as a {taken} (objects share one name space)")
     if obj is None:
         obj = NetworkObject(tok.text, group=group, origin=p.origin(c.line))
         p.policy.network_objects[tok.text] = obj

@@ -54,10 +54,46 @@ _UNMODELLED = frozenset(
         "rip",
         "authentication",
         "multicast",
-        "failover",
+        "switchport",
+        "mode",
+        "bridge-group",
+        "zone-member",
+        "port-channel",
+        "hello-interval",
+        "dead-interval",
+        "encapsulation",
+        "power",
+        "dhcp",
+        "dhcprelay",
+        "nat-assigned",
+        "policy-route",
     }
 )
-_IP_SUBCOMMANDS = {"ip": frozenset({"address"}), "ipv6": frozenset({"address", "enable", "nd", "link-local"})}
+_IP_SUBCOMMANDS = {
+    "ip": frozenset({"address", "ospf", "verify"}),
+    "ipv6": frozenset({"address", "enable", "nd", "link-local", "ospf", "dhcp"}),
+}
+# What an interface sub-command that is kept but not modelled does: (feature, what a real ASA does).
+_FEATURES = {
+    "channel-group": ("EtherChannel membership", "carry this interface's traffic in a port-channel"),
+    "member-interface": ("redundant interface membership", "carry the redundant interface's traffic"),
+    "lacp": ("EtherChannel membership", "negotiate the port-channel"),
+    "port-channel": ("EtherChannel settings", "balance traffic over the port-channel's members"),
+    "switchport": ("switch port VLAN membership", "switch this port's traffic into its VLAN"),
+    "pppoe": ("PPPoE", "run a PPPoE session on this interface"),
+    "ospf": ("dynamic routing", "run OSPF on this interface"),
+    "ip": ("dynamic routing", "run OSPF on this interface"),
+    "eigrp": ("dynamic routing", "run EIGRP on this interface"),
+    "rip": ("dynamic routing", "run RIP on this interface"),
+    "pim": ("multicast routing", "run PIM on this interface"),
+    "igmp": ("multicast routing", "track multicast members on this interface"),
+    "multicast": ("multicast routing", "forward multicast on this interface"),
+    "failover": ("failover", "fail over with this interface"),
+    "bridge-group": ("transparent firewall mode", "bridge this interface"),
+    "zone-member": ("traffic zones", "balance connections in its zone"),
+    "encapsulation": ("802.1Q encapsulation", "tag this subinterface's frames"),
+    "policy-route": ("policy-based routing", "route this interface's traffic by its route-map"),
+}
 
 
 def _accepts(line: Line) -> bool:
@@ -104,6 +140,9 @@ def _subcommand(p: Parser, c: Cursor, rec: InterfaceRecord) -> None:
         rec.level_set = not negate
         c.end()
     elif word == "ip":
+        if c.peek() != "address":
+            _other(p, c, itf, "ip" if c.peek() == "ospf" else "ip-" + (c.peek() or ""))
+            return
         c.keyword(("address",), "ip command")
         if negate:
             itf.ipv4, itf.standby_ipv4 = [], None
@@ -112,16 +151,19 @@ def _subcommand(p: Parser, c: Cursor, rec: InterfaceRecord) -> None:
     elif word == "ipv6":
         _ipv6(p, c, itf, negate)
     elif word == "speed":
+        p.no_effect()  # kept in the model and printed back; nothing statewall forwards depends on it
         itf.speed = None if negate else c.keyword(SPEEDS, "speed")
         c.end()
     elif word == "duplex":
+        p.no_effect()
         itf.duplex = None if negate else c.keyword(DUPLEXES, "duplex")
         c.end()
+    elif word == "description":
+        p.no_effect()
+        itf.description = None if negate else (c.rest() or None)
     elif word == "shutdown":
         c.end()
         itf.shutdown = not negate
-    elif word == "description":
-        itf.description = None if negate else (c.rest() or None)
     elif word == "management-only":
         c.end()
         itf.management_only = not negate
@@ -129,13 +171,39 @@ def _subcommand(p: Parser, c: Cursor, rec: InterfaceRecord) -> None:
         itf.vlan = None if negate else c.integer(1, 4094, "vlan")
         c.end()
     else:
-        p.warn(c.line, f"interface command '{c.line.text}' is not modelled; ignored")
+        _other(p, c, itf, word)
+
+
+def _other(p: Parser, c: Cursor, itf: Interface, word: str) -> None:
+    """An interface sub-command kept as written: no effect on traffic through the box (mac-address,
+    delay, flowcontrol, ...) or an effect statewall does not model (link aggregation, routing)."""
+    c.rest()
+    itf.other.append((p.origin(c.line), c.line.text))
+    feature = _FEATURES.get(word)
+    if feature is None:
+        p.no_effect()
+    else:
+        p.gap(
+            c.line,
+            feature[0],
+            feature[1],
+            message=f"interface command '{c.line.text}' is not modelled ({feature[0]}); kept as written",
+        )
 
 
 def _ip_address(p: Parser, c: Cursor, itf: Interface) -> None:
     if c.peek() in ("dhcp", "pppoe"):
-        p.warn(c.line, f"ip address {c.peek()} is not modelled; the interface has no IPv4 address")
-        c.rest()
+        source = c.next("address source").word
+        if c.accept("setroute"):
+            source += " setroute"
+        c.end()
+        itf.address_source = source
+        p.gap(
+            c.line,
+            f"ip address {source}",
+            "learn this interface's address (and with setroute a default route) at run time",
+            message=f"ip address {source} is not modelled: statewall does not know this interface's address",
+        )
         return
     addr_tok = c.next("IP address")
     addr = c.ipv4_of(addr_tok)
@@ -149,14 +217,13 @@ def _ip_address(p: Parser, c: Cursor, itf: Interface) -> None:
 
 
 def _ipv6(p: Parser, c: Cursor, itf: Interface, negate: bool) -> None:
-    sub = c.keyword(("address", "enable", "nd", "link-local"), "ipv6 command")
+    sub = c.keyword(("address", "enable", "nd", "link-local", "ospf", "dhcp"), "ipv6 command")
     if sub == "enable":
         c.end()
         itf.ipv6_enable = not negate
         return
     if sub != "address":
-        p.warn(c.line, f"interface command '{c.line.text}' is not modelled; ignored")
-        c.rest()
+        _other(p, c, itf, "ipv6-" + sub)
         return
     tok = c.next("IPv6 address")
     if c.peek() == "link-local":
@@ -203,7 +270,13 @@ def _require_interface(p: Parser, c: Cursor, tok: Token, command: str) -> None:
 
 
 def route(p: Parser, c: Cursor) -> None:
+    option = None
     ifc = c.next("interface name")
+    if ifc.word == "null0":
+        c.rest()
+        p.gap(c.line, "null0 route", "drop traffic to this network (black hole)")
+        p.keep(c.line)
+        return
     addr_tok = c.next("network")
     addr = c.ipv4_of(addr_tok, p.hosts)
     network = c.network(addr_tok, c.netmask(), addr)
@@ -213,17 +286,26 @@ def route(p: Parser, c: Cursor) -> None:
     if tok is not None and tok.text.isdigit():
         distance = c.integer(1, 255, "distance")
     if c.peek() in ("track", "tunneled"):
-        p.warn(c.line, f"route option '{c.peek()}' is not modelled; the route is always installed")
-        c.rest()
+        tok = c.peek_token()
+        p.gap(
+            c.line,
+            f"route {c.peek()}",
+            "withdraw the route when its tracked object fails"
+            if c.peek() == "track"
+            else "route VPN traffic",
+            col=tok.col if tok else None,
+            message=f"route option '{c.peek()}' is not modelled; the route is always installed",
+        )
+        option = c.rest()
     c.end()
     _require_interface(p, c, ifc, "route")
-    p.policy.routes.append(Route(ifc.text, network, gateway, distance, p.origin(c.line)))
+    p.policy.routes.append(Route(ifc.text, network, gateway, distance, p.origin(c.line), option))
 
 
 def ipv6(p: Parser, c: Cursor) -> None:
     """Top-level ``ipv6``: ``ipv6 route`` is modelled; the rest does not affect forwarding."""
     if c.peek() != "route":
-        passthrough.keep_block(p, c)
+        passthrough.COMMANDS["ipv6"](p, c)  # kept, with its fate
         return
     c.next("route")
     ifc = c.next("interface name")
@@ -246,6 +328,8 @@ def finish(p: Parser) -> None:
             p.policy.interfaces[rec.itf.name] = rec.itf
         else:
             p.policy.unnamed_interfaces.append(rec.itf)
+    # In the order a running-config prints them, so that printing and reading back keeps the list.
+    p.policy.unnamed_interfaces.sort(key=lambda i: i.hardware)
 
 
 COMMANDS: dict[str, Handler] = {

@@ -1,7 +1,9 @@
 """ASA configuration text to located lines and tokens, and the typed token readers commands use.
 
 Owns what is common to every command: stripping console prompts (``pixfirewall(config-if)#``) from
-pasted transcripts, recognising comment and header lines of a running-config, splitting a line into
+pasted transcripts, recognising comment and header lines of a running-config and what the console
+itself prints in a transcript (``INFO:``/``WARNING:``/``ERROR:`` messages, ``--More--``, the output of
+``show`` and ``write memory``), splitting a line into
 tokens that remember their column, and reading typed values (addresses, masks, ports, numbers,
 durations) with ``ConfigError`` messages that point at the offending token.
 """
@@ -18,7 +20,29 @@ from . import names
 
 # A console prompt: hostname, an optional "(config...)" mode and "#" (privileged) or ">" (user).
 # The hostname must touch the mode/"#" so that ordinary command text never looks like a prompt.
-_PROMPT = re.compile(r"^\s*([A-Za-z][\w.\-]*)(?:\((config[\w\-]*)\))?[#>]\s*")
+# A failover pair or a security context adds "/pri/act" or "/context" to the hostname.
+_PROMPT = re.compile(r"^\s*([A-Za-z][\w.\-]*)(?:/[\w.\-]+)*(?:\((config[\w\-]*)\))?[#>]\s*")
+# What the console prints that is not configuration: its messages (a refused command's ERROR, the
+# INFO a nameif prints), IOS-style "%" errors and their caret line, write/copy progress, prompts for
+# file names, and the pager.
+_CONSOLE = re.compile(
+    r"^\s*(?:(?:INFO|WARNING|ERROR|Info|Warning|Error|NOTICE|Notice)\s*:"
+    r"|%\s|\^\s*$|\[OK\]\s*$|Building configuration"
+    r"|Type help or '\?' for a list of available commands"
+    r"|(?:Source|Destination) filename \[|Address or name of remote host \["
+    r"|\d+ bytes copied in |Copy in progress|Proceed with reload\?|Password:|Username:)"
+)
+_MORE = re.compile(r"\s*(?:<-+\s*More\s*-+>|-+\s*More\s*-+)\s*")
+# Exec commands whose output (up to the next prompt) a transcript may hold; the output of "show
+# running-config" and "more system:running-config" is configuration and is read.
+_OUTPUT_COMMANDS = re.compile(
+    r"^(?:do\s+)?(?:sh(?:o(?:w)?)?|write|wr|copy|more|dir|ping|traceroute|packet-tracer)\b"
+)
+_CONFIG_OUTPUT = re.compile(
+    r"^(?:do\s+)?(?:sh(?:o(?:w)?)?\s+(?:run|running-config|start|startup-config)\S*"
+    r"|more\s+system:running-config)",
+    re.IGNORECASE,
+)
 _DURATION = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2})$")
 
 
@@ -44,6 +68,7 @@ class Line:
     indent: int  # leading blanks before the command (running-config sub-commands are indented)
     prompt_mode: str | None  # "config", "config-if", ... from a prompt; "" for an exec prompt; None
     prompt_host: str | None = None  # the hostname a prompt shows
+    refused: str | None = None  # the console's ERROR for this command, when a transcript shows one
 
     @property
     def words(self) -> list[str]:
@@ -66,10 +91,43 @@ def is_comment(text: str) -> bool:
     )
 
 
+def is_console(text: str) -> bool:
+    """A line the console printed (a message, progress, a question), not a command."""
+    return _CONSOLE.match(text) is not None
+
+
 def lines(text: str) -> Iterator[Line]:
-    """Located command lines of ``text``; blank, comment and prompt-only lines are skipped."""
+    """Located command lines of ``text``; blank, comment, prompt-only and console-output lines are
+    skipped (the output of an exec command runs up to the next prompt). A command the console answered
+    with an error (``ERROR: ...`` or ``% Invalid input`` after it) comes with ``refused`` set."""
+    pending: Line | None = None
+    for line, console in _scan(text):
+        if line is None:
+            if pending is not None and console and pending.prompt_mode is not None:
+                pending.refused = pending.refused or console
+            continue
+        if pending is not None:
+            yield pending
+        pending = line
+    if pending is not None:
+        yield pending
+
+
+def _scan(text: str) -> Iterator[tuple[Line | None, str | None]]:
+    """(line, None) for each command line; (None, message) for a console error line; (None, None) for
+    other skipped lines."""
+    in_output = False
+    erased = 0  # the pager's prompt is erased with as many blanks, which a paste keeps
     for number, raw in enumerate(text.splitlines(), start=1):
-        raw = raw.rstrip("\r\n").expandtabs(1)
+        raw = raw.rstrip("\r\n").replace("\x08", "").expandtabs(1)
+        if erased and raw.startswith(" " * erased):
+            raw = raw[erased:]
+        erased = 0
+        if "More" in raw:
+            m_more = _MORE.search(raw)
+            if m_more is not None:
+                erased = len(m_more.group().strip())
+            raw = _MORE.sub("", raw)
         start = 0
         prompt_mode = prompt_host = None
         m = _PROMPT.match(raw)
@@ -78,11 +136,23 @@ def lines(text: str) -> Iterator[Line]:
             prompt_host, prompt_mode = m.group(1), m.group(2) or ""
         body = raw[start:]
         stripped = body.strip()
-        if not stripped or is_comment(stripped):
+        if m is not None:
+            in_output = bool(_OUTPUT_COMMANDS.match(stripped.lower())) and not _CONFIG_OUTPUT.match(stripped)
+            if in_output or _CONFIG_OUTPUT.match(stripped):
+                yield None, None
+                continue
+        elif in_output:
+            yield None, None
+            continue
+        if not stripped or is_comment(stripped) or is_console(stripped):
+            error = stripped.startswith(("ERROR:", "Error:")) or (
+                stripped.startswith("%") and "Invalid input" in stripped
+            )
+            yield None, (stripped if error else None)
             continue
         indent = 0 if m else len(body) - len(body.lstrip(" "))
         tokens = [Token(t.group(), start + t.start() + 1) for t in re.finditer(r"\S+", body)]
-        yield Line(number, raw, stripped, tokens, indent, prompt_mode, prompt_host)
+        yield Line(number, raw, stripped, tokens, indent, prompt_mode, prompt_host), None
 
 
 class Cursor:

@@ -225,11 +225,15 @@ def _host(p: Parser, c: Cursor, negate: bool) -> None:
             raise c.error(tok, "logging host ... secure (TLS) is not modelled")
         else:
             raise c.error(tok, f"unexpected '{tok.text}'")
-    p.require(
+    host = LoggingHost(itok.text, addr, transport, port, emblem, origin=p.origin(c.line))
+    settings.hosts.append(host)
+    p.expect(
         lambda: itok.text in p.policy.interfaces,
-        c.error(itok, f"logging host names unknown interface '{itok.text}'"),
+        c.line,
+        itok.col,
+        f"logging host names unknown interface '{itok.text}': no messages are sent to this host",
+        lambda: settings.hosts.remove(host),
     )
-    settings.hosts.append(LoggingHost(itok.text, addr, transport, port, emblem, origin=p.origin(c.line)))
 
 
 def clock(p: Parser, c: Cursor) -> None:

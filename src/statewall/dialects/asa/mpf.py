@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from ...inspect import MODELLED_ENGINES
 from ...mpf import CLASS_DEFAULT, DEFAULT_CLASS, DEFAULT_GLOBAL_POLICY, DEFAULT_INSPECTIONS
 from ...policy import (
     BUILTIN,
@@ -26,6 +27,7 @@ from ...policy import (
     ClassMap,
     ClassMatch,
     ConnectionSettings,
+    DnsInspectMap,
     Inspect,
     Policy,
     PolicyClass,
@@ -80,6 +82,21 @@ _ENGINES = frozenset(
     }
 )
 _TWO_WORD = {"h323": ("h225", "ras"), "icmp": ("error",)}
+
+# What a real ASA does for the inspections statewall does not implement (Cisco ASA firewall configuration
+# guide, "Inspection of Basic Internet Protocols").
+_INSPECT_ACTIONS = {
+    "dns": "guard DNS (one answer per query, the connection torn down after it), enforce message-length "
+    "maximum, 410001",
+    "icmp": "track ICMP echo sessions statefully (replies matched to requests, 313004)",
+    "icmp error": "translate and check ICMP error messages against their connections (313005)",
+    "sip": "open pinholes for SIP media and translate SIP addresses",
+    "h323 h225": "open pinholes for H.323 calls",
+    "h323 ras": "open pinholes for H.323 RAS",
+    "esmtp": "check and mask ESMTP commands",
+    "tftp": "open pinholes for TFTP data",
+    "sunrpc": "open pinholes for RPC services",
+}
 
 # Policy-map class actions that are valid but not modelled: kept verbatim in PolicyClass.other.
 _KEPT_ACTIONS = frozenset(
@@ -156,6 +173,15 @@ def _class_map_line(p: Parser, c: Cursor, cm: ClassMap) -> None:
             c.error(acl_tok, f"class-map {cm.name} refers to unknown access-list '{acl_tok.text}'"),
         )
         match = ClassMatch("access-list", acl=acl_tok.text, origin=origin)
+        if not negate and release(p.policy) < (8, 3):
+            # Before 8.3 the ASA matched class-map access lists against mapped addresses (Cisco's 8.3
+            # migration guide); the engine matches real ones whatever the release.
+            p.gap(
+                c.line,
+                "pre-8.3 class-map access lists on mapped addresses",
+                f"match access-list {acl_tok.text} against the translated (mapped) addresses",
+                col=acl_tok.col,
+            )
     elif kind == "port":
         proto_word = c.keyword(("tcp", "udp"), "protocol")
         op = c.keyword(("eq", "range"), "port operator")
@@ -173,11 +199,24 @@ def _class_map_line(p: Parser, c: Cursor, cm: ClassMap) -> None:
     elif kind == "default-inspection-traffic":
         c.end()
         match = ClassMatch("default-inspection-traffic", origin=origin)
+    elif kind in _OTHER_MATCHES:
+        # Valid, but statewall cannot tell which flows it selects: the class matches nothing here.
+        c.rest()
+        p.gap(
+            c.line,
+            f"class-map match {kind}",
+            f"select the traffic of class {cm.name} by {kind}",
+            col=kind_tok.col,
+            message=f"match {kind_tok.text} is not modelled: class {cm.name} selects no traffic in "
+            "statewall; kept as written",
+        )
+        cm.other.append((origin, c.line.text))
+        return
     else:
         raise c.error(
             kind_tok,
-            f"match {kind_tok.text} is not supported (statewall matches any, access-list, port and "
-            "default-inspection-traffic)",
+            f"invalid match '{kind_tok.text}' (expected any, access-list, port, default-inspection-traffic, "
+            f"{', '.join(sorted(_OTHER_MATCHES))})",
         )
     if negate:
         cm.matches = [m for m in cm.matches if (m.kind, m.acl, m.protocol, m.ports) != _key(match)]
@@ -187,6 +226,22 @@ def _class_map_line(p: Parser, c: Cursor, cm: ClassMap) -> None:
     if len(cm.matches) >= 1 and kinds != {"access-list", "default-inspection-traffic"}:
         raise c.error(kind_tok, f"class-map {cm.name} already has a match criterion")
     cm.matches.append(match)
+
+
+# class-map match criteria of the ASA that statewall does not evaluate (Cisco ASA command reference, "match").
+_OTHER_MATCHES = frozenset(
+    {
+        "dscp",
+        "precedence",
+        "flow",
+        "rtp",
+        "tunnel-group",
+        "region",
+        "cmd",
+        "request-command",
+        "user-statistics",
+    }
+)
 
 
 def _key(m: ClassMatch) -> tuple:
@@ -272,6 +327,9 @@ class _PolicyMapMode:
 
 
 def policy_map(p: Parser, c: Cursor) -> None:
+    if c.peek() == "type" and c.peek(1) == "inspect" and c.peek(2) == "dns" and c.peek(3) is not None:
+        _dns_map(p, c)
+        return
     if c.peek() == "type":
         passthrough.keep_not_modelled(p, c, f"policy-map type {c.peek(1) or ''}".strip())
         return
@@ -283,6 +341,75 @@ def policy_map(p: Parser, c: Cursor) -> None:
         p.policy.policy_maps[tok.text] = pm
     mode = _PolicyMapMode(pm)
     p.open_mode(Mode("policy-map", mode.handle, mode.accepts, mode.on_exit))
+
+
+def _dns_map(p: Parser, c: Cursor) -> None:
+    """``policy-map type inspect dns NAME`` (e.g. the factory ``preset_dns_map``): its ``parameters``
+    read into ``DnsInspectMap``; kept as written for printing. Not modelled: statewall does not inspect
+    DNS (Cisco ASA firewall configuration guide, "DNS Inspection": message-length maximum, dns-guard,
+    id-randomization, nat-rewrite, protocol-enforcement; the preset map limits messages to 512 bytes)."""
+    tokens = c.line.tokens
+    name = tokens[4].text
+    if len(tokens) > 5:
+        raise c.error(tokens[5], f"unexpected '{tokens[5].text}'")
+    dm = DnsInspectMap(name, origin=p.origin(c.line))
+    p.policy.dns_inspect_maps[name] = dm
+    p.gap(
+        c.line,
+        "policy-map type inspect dns",
+        "apply these DNS inspection parameters to inspected DNS traffic",
+        message=f"policy-map type inspect dns {name} is not modelled (statewall does not inspect DNS); "
+        "kept as written",
+    )
+    passthrough.keep_block(p, c)
+    mode = p.modes[-1]
+    keep = mode.handle
+
+    def handle(p: Parser, c: Cursor) -> None:
+        keep(p, c)
+        negate = c.accept("no") is not None
+        word = c.next("parameter").word
+        if word in (
+            "parameters",
+            "description",
+            "match",
+            "drop",
+            "drop-connection",
+            "log",
+            "mask",
+            "enforce",
+        ):
+            c.rest()
+            return
+        if word == "message-length":
+            c.keyword(("maximum",), "keyword")
+            side = c.accept("client", "server")
+            tok = c.next("length")
+            if tok.word == "auto" and side is not None:
+                value: int | str = "auto"
+            else:
+                value = c.integer_of(tok, 512, 65535, "message-length maximum")
+            c.end()
+            if side is None:
+                dm.message_length_max = None if negate else int(value)
+            elif side.word == "client":
+                dm.message_length_client = None if negate else value
+            else:
+                dm.message_length_server = None if negate else value
+            return
+        flags = {
+            "dns-guard": "dns_guard",
+            "id-randomization": "id_randomization",
+            "protocol-enforcement": "protocol_enforcement",
+            "nat-rewrite": "nat_rewrite",
+        }
+        if word in flags:
+            c.end()
+            setattr(dm, flags[word], not negate)
+            return
+        c.rest()  # id-mismatch, tsig enforced, tcp-inspection, ...: kept as written
+
+    mode.handle = handle
 
 
 def _class_action(p: Parser, c: Cursor, pc: PolicyClass) -> None:
@@ -301,6 +428,15 @@ def _class_action(p: Parser, c: Cursor, pc: PolicyClass) -> None:
         pc.inspects = [i for i in pc.inspects if i.engine != ins.engine]
         if not negate:
             pc.inspects.append(ins)
+            if ins.engine not in MODELLED_ENGINES:
+                p.gap(
+                    c.line,
+                    f"inspect {ins.engine}",
+                    _INSPECT_ACTIONS.get(
+                        ins.engine, f"inspect {ins.engine} traffic (application inspection)"
+                    ),
+                    col=tok.col,
+                )
     elif word in _KEPT_ACTIONS:
         p.warn(c.line, f"{word} is not modelled yet; kept as written")
         text = c.line.text
@@ -397,8 +533,8 @@ def _duration_in(p: Parser, c: Cursor, what: str, low: int, high: int, zero: boo
 
 def _half_closed_min(p: Parser) -> int:
     # 0:05:00 up to 9.1(1), 0:00:30 from 9.1(2) (reference A.3).
-    m = re.match(r"^(\d+)\.(\d+)\((\d+)", p.policy.version or "")
-    if m and (int(m[1]), int(m[2]), int(m[3])) >= (9, 1, 2):
+    m = re.match(r"^(\d+)\.(\d+)(?:\((\d+))?", p.policy.version or "")
+    if m and (int(m[1]), int(m[2]), int(m[3] or 0)) >= (9, 1, 2):
         return 30
     return 300
 
@@ -844,6 +980,7 @@ def render_class_maps(policy: Policy) -> list[str]:
             out.append(f" description {cm.description}")
         for m in cm.matches:
             out.append(f" match {_match_text(m)}")
+        out += [f" {text}" for _, text in cm.other]
     return out
 
 

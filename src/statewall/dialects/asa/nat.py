@@ -114,7 +114,11 @@ def _limits(p: Parser, c: Cursor) -> tuple[int, int, int, bool]:
             if nxt is not None and nxt.text.isdigit():
                 emb = c.integer(0, 65535, "embryonic limit")
         elif tok.word == "outside":
-            raise c.error(tok, "outside NAT is not supported yet")
+            raise objnat.NotModelledNat(
+                "outside NAT",
+                "translate the source addresses of traffic from the lower security level",
+                tok.col,
+            )
         else:
             raise c.error(tok, f"unexpected '{tok.text}'")
     return max_conns, emb, udp, randomseq
@@ -152,7 +156,11 @@ def nat(p: Parser, c: Cursor) -> None:
         else:
             prefix = _classful(addr)
         real = c.network(addr_tok, prefix, addr)
-    max_conns, emb, udp, randomseq = _limits(p, c)
+    try:
+        max_conns, emb, udp, randomseq = _limits(p, c)
+    except objnat.NotModelledNat as exc:
+        objnat.not_applied(p, c, exc)
+        return
     p.nat_items.append(
         NatLine(nat_id, ifc, real, acl, max_conns, emb, udp, randomseq, p.origin(c.line), c.line)
     )
@@ -183,28 +191,49 @@ def static(p: Parser, c: Cursor) -> None:
         real_addr = c.ipv4_of(real_tok, p.hosts)
         real_port = c.port(proto_word.word) if proto_word else None
     prefix = c.netmask() if c.accept("netmask") else 32
-    max_conns, emb, udp, randomseq = _limits(p, c)
+    try:
+        max_conns, emb, udp, randomseq = _limits(p, c)
+    except objnat.NotModelledNat as exc:
+        raise c.error(c.line.tokens[-1], f"unexpected '{exc.feature.split()[0]}'") from None
     real = (c.network(real_tok, prefix, real_addr),) if real_tok is not None and real_addr is not None else ()
     mapped = (c.network(mapped_tok, prefix, mapped_addr),) if mapped_addr is not None else ()
-    p.nat_items.append(
-        NatRule(
-            "static",
-            real_ifc,
-            mapped_ifc,
-            real=real,
-            mapped=mapped,
-            pool=NatPool(interface=True) if mapped_addr is None else None,
-            protocol=protocol,
-            real_port=real_port,
-            mapped_port=mapped_port,
-            max_conns=max_conns,
-            embryonic_limit=emb,
-            udp_max_conns=udp,
-            randomseq=randomseq,
-            origin=p.origin(c.line),
-            acl=acl,
-        )
+    rule = NatRule(
+        "static",
+        real_ifc,
+        mapped_ifc,
+        real=real,
+        mapped=mapped,
+        pool=NatPool(interface=True) if mapped_addr is None else None,
+        protocol=protocol,
+        real_port=real_port,
+        mapped_port=mapped_port,
+        max_conns=max_conns,
+        embryonic_limit=emb,
+        udp_max_conns=udp,
+        randomseq=randomseq,
+        origin=p.origin(c.line),
+        acl=acl,
     )
+    _unique_mapping(p, c, rule, mapped_tok)
+    p.nat_items.append(rule)
+
+
+def _unique_mapping(p: Parser, c: Cursor, rule: NatRule, tok: Token) -> None:
+    """The ASA refuses a static whose mapped address (and port) another static already maps to a
+    different real address: a mapped address must lead to one host (Cisco ASA 8.2 configuration guide,
+    "Configuring Static NAT")."""
+    if not rule.mapped or not rule.real:
+        return
+    key = (rule.mapped_interface, rule.mapped[0], rule.protocol, rule.mapped_port)
+    other = p.static_mapped.get(key)
+    if other is not None and other.real != rule.real:
+        raise c.error(
+            tok,
+            f"mapped address {rule.mapped[0].network_address} on {rule.mapped_interface} is already mapped "
+            f"to {other.real[0].network_address} by line {other.origin.line}; a static cannot map it to "
+            f"{rule.real[0].network_address} too",
+        )
+    p.static_mapped[key] = rule
 
 
 def _pool(lines: list[GlobalLine]) -> NatPool:

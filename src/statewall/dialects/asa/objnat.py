@@ -21,8 +21,9 @@ Forms (ASA 8.4/9.x):
 The first service object of a twice NAT rule holds the real source port and the mapped destination
 port, the second the mapped source port and the real destination port (both ``eq``). As the ASA's
 guidelines require, a dynamic NAT pool object holds ranges (one address per host) and hosts (the PAT
-fallback), never a subnet. ``extended`` and ``block-allocation`` PAT and translation between IPv4 and
-IPv6 are refused rather than translated differently from the ASA.
+fallback), never a subnet. ``extended`` and ``block-allocation`` PAT are kept as written and not applied
+(reported as not modelled), and translation between IPv4 and IPv6 is refused, rather than translated
+differently from the ASA.
 """
 
 from __future__ import annotations
@@ -44,6 +45,31 @@ _PAIR = re.compile(r"^\(([^(),\s]+),([^(),\s]+)\)$")
 _SERVICE_PROTOCOLS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "sctp": 132}
 _PROTOCOL_WORDS = {v: k for k, v in _SERVICE_PROTOCOLS.items()}
 MAX_LINE = 2147483647
+
+
+class NotModelledNat(Exception):
+    """A valid NAT rule in a form statewall does not model: it is kept as written and not applied."""
+
+    def __init__(self, feature: str, action: str, col: int) -> None:
+        super().__init__(feature)
+        self.feature, self.action, self.col = feature, action, col
+
+
+def not_applied(p: Parser, c: Cursor, exc: NotModelledNat, head: str | None = None) -> None:
+    """Report ``exc`` at the line, and keep the line (under ``head``, an object's first line) to print."""
+    p.gap(
+        c.line,
+        exc.feature,
+        exc.action,
+        col=exc.col,
+        message=f"{exc.feature} is not modelled (a real ASA would {exc.action}); this NAT rule is kept as "
+        "written and not applied",
+    )
+    if head is None:
+        p.keep(c.line)
+    else:
+        p.keep_text(p.origin(c.line), head)
+        p.keep(c.line, 1)
 
 
 @dataclass(slots=True)
@@ -86,30 +112,56 @@ class State:
 
 
 def object_service(p: Parser, c: Cursor) -> None:
-    """``object service NAME`` and its ``service``/``description`` lines, kept as written for printing
-    and read for twice NAT. Access lists still refuse service objects (``acl`` says so)."""
+    """``object service NAME`` and its ``service``/``description`` lines, kept as written for printing,
+    read for twice NAT, and registered as a ``ServiceObject`` for access lists (``services``)."""
+    from ...policy import ServiceObject as Service
+    from . import services
+
     name_tok = c.next("object name")
     c.end()
+    taken = services.name_taken(p, name_tok.text, "service object")
+    if taken is not None:
+        # Objects and object groups share one name space (Cisco, "Guidelines for Objects").
+        raise c.error(
+            name_tok, f"'{name_tok.text}' is already defined as a {taken} (objects share one name space)"
+        )
     svc = ServiceObject(name_tok.text, origin=p.origin(c.line))
     p.objnat.services[name_tok.text] = svc
-    p.unmodelled_objects[name_tok.text] = "service object"
+    neutral = p.policy.service_objects.get(name_tok.text)
+    if neutral is None:
+        neutral = Service(name_tok.text, "service", group=False, origin=p.origin(c.line))
+        p.policy.service_objects[name_tok.text] = neutral
     p.keep(c.line)
 
     def sub(p: Parser, c: Cursor) -> None:
         p.keep(c.line, 1)
         word = c.next("object command").word
         if word == "description":
-            c.rest()
+            neutral.description = c.rest() or None
             return
         if word != "service":
             raise c.error(c.line.tokens[0], f"unknown object service command '{c.line.tokens[0].text}'")
+        start = c.pos
+        neutral.entries = services.service_line(p, c)
+        neutral.members = [c.line.text]
+        c.pos = start
         proto_tok = c.next("protocol")
+        svc.source = svc.destination = None
+        if proto_tok.word == "tcp-udp":
+            svc.protocol = None  # usable in access lists; NAT needs one protocol (refused there)
+            c.rest()
+            return
         svc.protocol = _SERVICE_PROTOCOLS.get(proto_tok.word) or names.PROTOCOLS.get(proto_tok.word)
         if svc.protocol is None:
+            if proto_tok.word == "ip":
+                c.rest()
+                return
             if not proto_tok.text.isdigit():
                 raise c.error(proto_tok, f"unknown protocol '{proto_tok.text}'")
             svc.protocol = c.integer_of(proto_tok, 0, 255, "protocol")
-        svc.source = svc.destination = None
+        if proto_tok.word not in _SERVICE_PROTOCOLS:
+            c.rest()  # icmp TYPE [CODE] and other protocols: read by services.service_line
+            return
         while not c.at_end():
             side = c.keyword(("source", "destination"), "service port side")
             match = _port_match(c, proto_tok.word)
@@ -201,8 +253,12 @@ def _dynamic_mapped(c: Cursor, pend: _Pending, inline_ok: bool) -> None:
             elif opt.word == "include-reserve" and pool.flat:
                 pool.include_reserve = True
             elif opt.word in ("extended", "block-allocation"):
-                raise c.error(
-                    opt, f"{opt.word} PAT is not supported (its mapping is not endpoint-independent)"
+                raise NotModelledNat(
+                    f"{opt.word} PAT",
+                    "allocate PAT ports per destination"
+                    if opt.word == "extended"
+                    else "allocate PAT ports in blocks per host",
+                    opt.col,
                 )
             else:
                 break
@@ -302,10 +358,14 @@ def object_nat(p: Parser, c: Cursor, obj: NetworkObject) -> None:
     kind = c.keyword(("static", "dynamic"), "NAT type")
     rule = NatRule(kind, real_ifc, mapped_ifc, section=2, real_object=obj.name, origin=p.origin(c.line))  # type: ignore[arg-type]
     pend = _Pending(rule, c)
-    if kind == "dynamic":
-        _dynamic_mapped(c, pend, inline_ok=True)
-    else:
-        _static_mapped(c, pend, inline_ok=True)
+    try:
+        if kind == "dynamic":
+            _dynamic_mapped(c, pend, inline_ok=True)
+        else:
+            _static_mapped(c, pend, inline_ok=True)
+    except NotModelledNat as exc:
+        not_applied(p, c, exc, f"object network {obj.name}")
+        return
     _options(p, c, pend, twice=False)
     # One NAT rule per object: a new line replaces the one before (ASA).
     p.objnat.objects[obj.name] = pend
@@ -330,10 +390,14 @@ def twice_nat(p: Parser, c: Cursor) -> None:
     if real.word != "any":
         pend.real = real
         rule.real_object = real.text
-    if kind == "dynamic":
-        _dynamic_mapped(c, pend, inline_ok=False)
-    else:
-        _static_mapped(c, pend, inline_ok=False)
+    try:
+        if kind == "dynamic":
+            _dynamic_mapped(c, pend, inline_ok=False)
+        else:
+            _static_mapped(c, pend, inline_ok=False)
+    except NotModelledNat as exc:
+        not_applied(p, c, exc)
+        return
     _options(p, c, pend, twice=True)
     p.objnat.manual.append(pend)
 
@@ -354,9 +418,13 @@ def _object(p: Parser, pend: _Pending, tok: Token) -> NetworkObject:
 def _members(p: Parser, obj: NetworkObject) -> list:
     """An object's members with nested objects expanded, in order."""
     out: list = []
-    for m in obj.members:
-        if isinstance(m, str):
-            out.extend(_members(p, p.policy.network_objects[m]))
+    stack = [iter(obj.members)]  # iterative: groups may nest thousands deep
+    while stack:
+        m = next(stack[-1], None)
+        if m is None:
+            stack.pop()
+        elif isinstance(m, str):
+            stack.append(iter(p.policy.network_objects[m].members))
         else:
             out.append(m)
     return out
@@ -438,7 +506,7 @@ def _resolve(p: Parser, pend: _Pending) -> None:
         n.version for n in (*rule.real, *rule.mapped, *rule.destination_real, *rule.destination_mapped)
     } | {lo.version for lo, _ in (rule.pool.ranges if rule.pool is not None else [])}
     if len(versions) > 1:
-        raise c.error(c.line.tokens[0], "translation between IPv4 and IPv6 (NAT46/NAT64) is not supported")
+        raise NotModelledNat("NAT46/NAT64", "translate between IPv4 and IPv6 addresses", c.line.tokens[0].col)
 
 
 def _placed(pendings: list[_Pending]) -> list[_Pending]:
@@ -452,14 +520,43 @@ def _placed(pendings: list[_Pending]) -> list[_Pending]:
     return out
 
 
+def _not_applied_late(p: Parser, pend: _Pending, exc: NotModelledNat) -> None:
+    """``not_applied`` for a rule found unmodellable once the whole file is read: its line's fate is
+    corrected, and it is kept (inside its object for object NAT) to print back."""
+    from ...policy import Unmodelled, Warning_
+
+    line = pend.cursor.line
+    origin = p.origin(line)
+    message = (
+        f"{exc.feature} is not modelled (a real ASA would {exc.action}); this NAT rule is kept as written "
+        "and not applied"
+    )
+    p.policy.warnings.append(Warning_(origin, message, exc.col, gap=exc.feature))
+    p.policy.unmodelled.append(Unmodelled(exc.feature, exc.action, origin, exc.col))
+    p.policy.fates[:] = [(o, "not-modelled" if o.line == line.number else f) for o, f in p.policy.fates]
+    if pend.rule.section == 2:
+        p.keep_text(origin, f"object network {pend.rule.real_object}")
+        p.keep(line, 1)
+    else:
+        p.keep(line)
+
+
 def finish(p: Parser) -> None:
     """Resolve every object and twice NAT rule and append them (sections 1, 2, 3) to the policy."""
     st = p.objnat
     manual = _placed([x for x in st.manual if x.rule.section == 1])
     after = _placed([x for x in st.manual if x.rule.section == 3])
     auto = list(st.objects.values())
+    skipped: set[int] = set()
     for pend in (*manual, *auto, *after):
-        _resolve(p, pend)
+        try:
+            p._run(lambda pend=pend: _resolve(p, pend))
+        except NotModelledNat as exc:
+            _not_applied_late(p, pend, exc)
+            skipped.add(id(pend))
+    manual = [x for x in manual if id(x) not in skipped]
+    after = [x for x in after if id(x) not in skipped]
+    auto = [x for x in auto if id(x) not in skipped]
     from ...nat import asa_order
 
     ordered = asa_order([pend.rule for pend in auto])

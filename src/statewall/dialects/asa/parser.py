@@ -8,8 +8,13 @@ on the ASA console. Top-level commands are looked up in the ``COMMANDS`` tables 
 own module and table.
 
 At the end, cross-references are checked (an access-group naming a missing access list), NAT lines are
-tied to their globals, and the Policy is assembled. The first malformed command raises ``ConfigError``;
-no partial Policy is ever returned.
+tied to their globals, and the Policy is assembled. A malformed command is an error located at its
+token; the interpreter goes on with the next line, so that one pass finds every problem, and raises them
+all together (``ConfigErrors``, in file order): no partial Policy is ever returned.
+
+Every command line gets one fate (``Policy.fates``): ``modelled`` unless its handler says otherwise with
+``no_effect`` (valid, but nothing it does changes traffic through the box) or ``gap`` (it changes traffic
+but statewall does not model it: a warning naming the gap, and an ``Unmodelled`` record in the model).
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ...policy import Origin, Policy, Warning_
-from ..errors import ConfigError
-from . import acl, device, interfaces, mpf, nat, objnat, passthrough, timeouts
+from ...policy import Origin, Policy, Unmodelled, Warning_
+from ..errors import ConfigError, ConfigErrors
+from . import acl, checks, device, interfaces, mpf, nat, objnat, passthrough, services, timeouts
 from . import logging as logcfg
 from .lexer import Cursor, Line, lines
 from .modes import Handler, Mode
@@ -32,6 +37,7 @@ COMMANDS: dict[str, Handler] = {
     **device.COMMANDS,
     **interfaces.COMMANDS,
     **acl.COMMANDS,
+    **services.COMMANDS,
     **nat.COMMANDS,
     **timeouts.COMMANDS,
     # Last: the policy framework takes class-map/policy-map/tcp-map/service-policy/sysopt/no over.
@@ -56,6 +62,8 @@ class Parser:
     # NAT work to resolve at the end, in file order (see ``nat``).
     nat_items: list[object] = field(default_factory=list)
     nat_globals: list[nat.GlobalLine] = field(default_factory=list)
+    # 8.2 statics by (mapped interface, mapped network, protocol, mapped port): one real host each.
+    static_mapped: dict[tuple, object] = field(default_factory=dict)
     # ASA 8.3+ NAT (object and twice NAT) and the service objects it names (see ``objnat``).
     objnat: objnat.State = field(default_factory=objnat.State)
     # Objects kept but not modelled (service groups, ...), name -> kind, so that a rule naming one
@@ -66,6 +74,17 @@ class Parser:
     hostname_set: bool = False
     # Checks that need the whole file (forward references), run in the order registered.
     _checks: list[tuple[Callable[[], bool], ConfigError]] = field(default_factory=list)
+    _soft_checks: list[tuple[Callable[[], bool], Callable[[], None]]] = field(default_factory=list)
+    # Every error found so far (the parse goes on after one), and the current line's fate.
+    errors: list[ConfigError] = field(default_factory=list)
+    fate: str = "modelled"
+    known_commands: int = 0  # lines that were commands statewall knows (an ASA configuration has some)
+    # Names every command used, for the checker's "defined but never used" (object, ACL, ... names).
+    used_names: set[str] = field(default_factory=set)
+    # FQDN network objects (no address statewall can know), name -> domain name.
+    fqdn_objects: dict[str, str] = field(default_factory=dict)
+    # Network object-groups' members and networks as sets, by group name (see ``acl.object_group``).
+    group_sets: dict[str, tuple[set, set]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.policy.source_file = self.file
@@ -75,12 +94,56 @@ class Parser:
     def origin(self, line: Line) -> Origin:
         return Origin(self.file, line.number, line.text)
 
-    def warn(self, line: Line, message: str) -> None:
-        self.policy.warnings.append(Warning_(self.origin(line), message))
+    def warn(self, line: Line, message: str, col: int | None = None) -> None:
+        col = col if col is not None else (line.tokens[0].col if line.tokens else 1)
+        self.policy.warnings.append(Warning_(self.origin(line), message, col))
+
+    def no_effect(self) -> None:
+        """The current line is valid and changes nothing for traffic through the box."""
+        if self.fate == "modelled":
+            self.fate = "no-effect"
+
+    def gap(
+        self,
+        line: Line,
+        feature: str,
+        action: str,
+        *,
+        col: int | None = None,
+        acl: str | None = None,
+        interface: str | None = None,
+        message: str | None = None,
+    ) -> Unmodelled:
+        """The current line configures ``feature``, which affects traffic through the box (a real ASA
+        would ``action``) but is not modelled: warn at the line and record it in the model."""
+        col = col if col is not None else (line.tokens[0].col if line.tokens else 1)
+        origin = self.origin(line)
+        text = message or f"{feature} is not modelled (a real ASA would {action}); statewall ignores it"
+        self.policy.warnings.append(Warning_(origin, text, col, gap=feature))
+        record = Unmodelled(feature, action, origin, col, acl, interface)
+        self.policy.unmodelled.append(record)
+        self.fate = "not-modelled"
+        return record
+
+    def use(self, name: str) -> None:
+        self.used_names.add(name)
 
     def require(self, ok: Callable[[], bool], error: ConfigError) -> None:
         """Check ``ok()`` once the whole file is read (names may be defined after their use)."""
         self._checks.append((ok, error))
+
+    def expect(
+        self, ok: Callable[[], bool], line: Line, col: int, message: str, otherwise: Callable[[], None]
+    ) -> None:
+        """Like ``require``, but a failed check is a warning at ``line``:``col`` (the ASA would refuse the
+        line, yet an excerpt of a configuration that omits what the line names should still load), and
+        ``otherwise()`` then undoes what the line set."""
+
+        def failed() -> None:
+            self.warn(line, message, col)
+            otherwise()
+
+        self._soft_checks.append((ok, failed))
 
     def keep(self, line: Line, depth: int = 0) -> None:
         """Keep ``line`` verbatim for printing back: a top-level line starts a block, a sub-line
@@ -107,6 +170,27 @@ class Parser:
     # -- the interpreter -------------------------------------------------------------------------
 
     def feed(self, line: Line) -> None:
+        if line.refused:
+            # The transcript shows the box refusing this command: it is not part of the configuration.
+            self.warn(line, f"the console refused this command ({line.refused}); not applied")
+            return
+        self.fate = "modelled"
+        try:
+            counted = self._feed(line)
+        except ConfigError as exc:
+            self.errors.append(exc)
+            counted = True
+        if counted:
+            self.policy.fates.append((self.origin(line), self.fate))
+
+    def _run(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except ConfigError as exc:
+            self.errors.append(exc)
+
+    def _feed(self, line: Line) -> bool:
+        """Interpret one line; False for console words that are not configuration (``exit``, ``end``)."""
         if self.prompt_host is None:
             self.prompt_host = line.prompt_host
         first = line.tokens[0].word
@@ -116,7 +200,7 @@ class Parser:
                     self.close_modes()
             elif first == "end":
                 self.close_modes()
-            return
+            return False
         if line.prompt_mode in ("config", ""):
             # The console says we are at the top level, whatever our own tracking thinks.
             self.close_modes()
@@ -124,29 +208,65 @@ class Parser:
             mode = self.modes[-1]
             if line.indent > 0 or mode.accepts(line):
                 mode.handle(self, Cursor(self.file, line))
-                return
+                if mode.name == "unknown":
+                    self.fate = "not-modelled"
+                return True
             self.close_modes()
         handler = COMMANDS.get(first)
         if handler is None:
-            self.warn(line, f"unknown command '{line.tokens[0].text}' ignored")
+            tok = line.tokens[0]
+            self.warn(line, f"unknown command '{tok.text}' ignored", tok.col)
+            self.fate = "not-modelled"
             # Its indented sub-lines (if any) belong to it and are ignored with it.
             self.open_mode(Mode("unknown", lambda p, c: None))
-            return
+            return True
+        self.known_commands += 1
         handler(self, Cursor(self.file, line, 1))
+        return True
 
     def finish(self) -> Policy:
-        self.close_modes()
+        self._run(self.close_modes)
+        if not self.policy.fates:
+            raise ConfigError(self.file, 1, 1, "empty configuration: it holds no command")
+        if not self.known_commands:
+            origin = self.policy.fates[0][0]
+            raise ConfigError(
+                self.file,
+                origin.line,
+                1,
+                "not an ASA configuration: none of its lines is an ASA command "
+                f"(first line: '{origin.text[:60]}')",
+            )
         if not self.hostname_set and self.prompt_host and device.valid_hostname(self.prompt_host):
             self.policy.hostname = self.prompt_host
         interfaces.finish(self)
-        mpf.finish(self)
+        self._run(lambda: mpf.finish(self))
         for ok, error in self._checks:
             if not ok():
-                raise error
-        nat.finish(self)
-        objnat.finish(self)
+                self.errors.append(error)
+        for ok, failed in self._soft_checks:
+            if not ok():
+                failed()
+        self._run(lambda: nat.finish(self))
+        self._run(lambda: objnat.finish(self))
         self.policy.passthrough = passthrough.ordered(self.blocks)
+        passthrough.finish_crypto_maps(self)
+        if self.errors:
+            raise ConfigErrors(_unique(self.errors), self.policy.warnings)
+        checks.run(self)
+        self.policy.warnings.sort(key=lambda w: (w.origin.line, w.col))
         return self.policy
+
+
+def _unique(errors: list[ConfigError]) -> list[ConfigError]:
+    seen: set[tuple[int, int, str]] = set()
+    out = []
+    for e in errors:
+        key = (e.line, e.col, e.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
 
 
 def parse(text: str, filename: str = "<config>") -> Policy:

@@ -18,6 +18,7 @@ from ...policy import (
     NetworkObject,
     Policy,
     PortMatch,
+    ServiceObject,
 )
 from . import mpf, names, objnat, passthrough, timeouts
 from .acl import ANY4, ANY6, PORT_PROTOCOLS
@@ -41,14 +42,32 @@ def render(policy: Policy) -> str:
         out.append("same-security-traffic permit inter-interface")
     if policy.same_security_intra:
         out.append("same-security-traffic permit intra-interface")
+    aliases = _names(policy)
     for obj in policy.network_objects.values():
-        out += _object(obj, policy)
+        out += _object(obj, policy, aliases)
     out += kept.get(passthrough.OBJECTS, [])
+    for svc in policy.service_objects.values():
+        if svc.group:
+            kind = {"port": "service", "icmp-type": "icmp-type", "protocol": "protocol"}.get(
+                svc.kind, "service"
+            )
+            out.append(
+                f"object-group {kind} {svc.name}" + (f" {svc.port_protocol}" if svc.port_protocol else "")
+            )
+            if svc.description:
+                out.append(f" description {svc.description}")
+            out += [f" {m}" for m in svc.members]
+    for tr in policy.time_ranges.values():
+        out += [f"time-range {tr.name}", *(f" {line}" for line in tr.lines)]
     for acl in policy.access_lists.values():
-        out += _access_list(acl, policy.network_objects)
+        out += _access_list(acl, policy.network_objects, policy.service_objects, aliases)
     out += kept.get(passthrough.AFTER_ACLS, [])
-    out += [f"mtu {name} {itf.mtu}" for name, itf in policy.interfaces.items()]
+    out += [
+        f"mtu {itf.name} {itf.mtu}" for itf in sorted(policy.interfaces.values(), key=lambda i: i.hardware)
+    ]
     out += kept.get(passthrough.AFTER_MTU, [])
+    if policy.nat_control:
+        out.append("nat-control")
     out += _nat([r for r in policy.nat_rules if r.section == 0])
     out += objnat.render(policy.nat_rules)
     out += kept.get(passthrough.NAT, [])
@@ -56,7 +75,9 @@ def render(policy: Policy) -> str:
         where = "global" if group.interface is None else f"{group.direction} interface {group.interface}"
         out.append(f"access-group {group.acl} {where}")
     for route in policy.routes:
-        out.append(_route(route.interface, route.network, route.gateway, route.distance))
+        text = _route(route.interface, route.network, route.gateway, route.distance)
+        out.append(text + (f" {route.option}" if route.option else ""))
+    out += [f"ip verify reverse-path interface {name}" for name in policy.reverse_path]
     out += timeouts.render(policy.timeouts)
     out += kept.get(passthrough.BODY, [])
     out += mpf.render_sysopt(policy)
@@ -95,7 +116,9 @@ def _interface(itf: Interface) -> list[str]:
     for addr in itf.ipv4:
         standby = f" standby {itf.standby_ipv4}" if itf.standby_ipv4 else ""
         lines.append(f" ip address {addr.ip} {addr.netmask}{standby}")
-    if not itf.ipv4:
+    if itf.address_source and not itf.ipv4:
+        lines.append(f" ip address {itf.address_source}")
+    elif not itf.ipv4:
         lines.append(" no ip address")
     for addr6 in itf.ipv6:
         if addr6.ip.is_link_local and addr6.network.prefixlen == 64:
@@ -106,19 +129,37 @@ def _interface(itf: Interface) -> list[str]:
         lines.append(" ipv6 enable")
     if itf.management_only:
         lines.append(" management-only")
+    lines += [f" {text}" for _, text in itf.other]
     return lines
 
 
-def _net(net: IPNetwork) -> str:
-    """An address as ASA commands write it: ``host A``, ``A M`` (IPv4) or ``X/len`` (IPv6)."""
+def _net(net: IPNetwork, aliases: dict[str, str] | None = None) -> str:
+    """An address as ASA commands write it: ``host A``, ``A M`` (IPv4) or ``X/len`` (IPv6); with
+    ``names`` enabled, an address that has a ``name`` is shown by its name, as the ASA shows it."""
+    addr = str(net.network_address)
+    if aliases:
+        addr = aliases.get(addr, addr)
     if net.prefixlen == net.max_prefixlen:
-        return f"host {net.network_address}"
+        return f"host {addr}"
     if isinstance(net, ipaddress.IPv4Network):
-        return f"{net.network_address} {net.netmask}"
+        return f"{addr} {net.netmask}"
     return net.with_prefixlen
 
 
-def _object(obj: NetworkObject, policy: Policy) -> list[str]:
+def _names(policy: Policy) -> dict[str, str]:
+    """address -> name of the ``name`` lines, when ``names`` is on (ASA 8.x: names replace addresses)."""
+    texts = [text for _, text in policy.passthrough]
+    if "names" not in texts:
+        return {}
+    out: dict[str, str] = {}
+    for text in texts:
+        words = text.split()
+        if len(words) >= 3 and words[0] == "name":
+            out.setdefault(words[1], words[2])
+    return out
+
+
+def _object(obj: NetworkObject, policy: Policy, aliases: dict[str, str] | None = None) -> list[str]:
     if obj.group:
         lines = [f"object-group network {obj.name}"]
         if obj.description:
@@ -132,7 +173,7 @@ def _object(obj: NetworkObject, policy: Policy) -> list[str]:
             elif isinstance(member, tuple):
                 continue  # groups have no ranges; parse never puts one here
             else:
-                lines.append(f" network-object {_net(member)}")
+                lines.append(f" network-object {_net(member, aliases)}")
         return lines
     lines = [f"object network {obj.name}"]
     for member in obj.members:
@@ -144,12 +185,21 @@ def _object(obj: NetworkObject, policy: Policy) -> list[str]:
             lines.append(f" host {member.network_address}")
         else:
             lines.append(f" subnet {_net(member)}")
+    if obj.fqdn:
+        lines.append(f" fqdn {obj.fqdn}")
     if obj.description:
         lines.append(f" description {obj.description}")
     return lines
 
 
-def _address(nets: tuple[IPNetwork, ...], obj: str | None, objects: dict[str, NetworkObject]) -> str:
+def _address(
+    nets: tuple[IPNetwork, ...],
+    obj: str | None,
+    objects: dict[str, NetworkObject],
+    aliases: dict[str, str] | None = None,
+) -> str:
+    if obj is not None and obj.startswith("interface "):
+        return obj  # 9.x "interface NAME": the interface's own addresses
     if obj is not None:
         return f"{'object-group' if objects[obj].group else 'object'} {obj}"
     if not nets:
@@ -159,7 +209,7 @@ def _address(nets: tuple[IPNetwork, ...], obj: str | None, objects: dict[str, Ne
         return "any4"
     if net == ANY6:
         return "any6"
-    return _net(net)
+    return _net(net, aliases)
 
 
 def _ports(ports: tuple[PortMatch, ...], protocol: str) -> str:
@@ -173,17 +223,35 @@ def _ports(ports: tuple[PortMatch, ...], protocol: str) -> str:
     return out
 
 
-def _rule(rule: AccessRule, objects: dict[str, NetworkObject]) -> str:
+def _rule(
+    rule: AccessRule,
+    objects: dict[str, NetworkObject],
+    services: dict[str, ServiceObject],
+    aliases: dict[str, str] | None = None,
+) -> str:
     m = rule.match
+    named = (rule.protocol_object or "").split()[-1:]
+    # A service object or service group in the protocol position carries the ports and ICMP types.
+    service = bool(named) and named[0] in services and services[named[0]].kind == "service"
     proto = "ip" if m.protocol is None else names.PROTOCOL_NAMES.get(m.protocol, str(m.protocol))
     port_proto = PORT_PROTOCOLS.get(m.protocol, "tcp") if m.protocol is not None else "tcp"
     port_proto = "tcp" if port_proto == "sctp" else port_proto
+    if rule.protocol_object:
+        proto = rule.protocol_object
     text = f"access-list {rule.acl} extended {rule.action} {proto}"
-    text += f" {_address(m.sources, rule.source_object, objects)}"
-    text += _ports(m.source_ports, port_proto)
-    text += f" {_address(m.destinations, rule.destination_object, objects)}"
-    text += _ports(m.destination_ports, port_proto)
-    if m.icmp_type is not None:
+    text += f" {_address(m.sources, rule.source_object, objects, aliases)}"
+    if rule.source_ports_object:
+        text += f" {rule.source_ports_object}"
+    elif not service:
+        text += _ports(m.source_ports, port_proto)
+    text += f" {_address(m.destinations, rule.destination_object, objects, aliases)}"
+    if rule.destination_ports_object:
+        text += f" {rule.destination_ports_object}"
+    elif not service:
+        text += _ports(m.destination_ports, port_proto)
+    if rule.icmp_object:
+        text += f" {rule.icmp_object}"
+    elif m.icmp_type is not None and not service:
         table = names.ICMP6_TYPE_NAMES if m.protocol == PROTO_ICMPV6 else names.ICMP_TYPE_NAMES
         text += f" {table.get(m.icmp_type, str(m.icmp_type))}"
         if m.icmp_code is not None:
@@ -194,22 +262,31 @@ def _rule(rule: AccessRule, objects: dict[str, NetworkObject]) -> str:
             text += f" {rule.log_level}"
         if rule.log_interval is not None:
             text += f" interval {rule.log_interval}"
+    if rule.time_range:
+        text += f" time-range {rule.time_range}"
     if rule.inactive:
         text += " inactive"
     return text
 
 
-def _access_list(acl: AccessList, objects: dict[str, NetworkObject]) -> list[str]:
+def _access_list(
+    acl: AccessList,
+    objects: dict[str, NetworkObject],
+    services: dict[str, ServiceObject],
+    aliases: dict[str, str] | None = None,
+) -> list[str]:
     lines: list[str] = []
     remarks = list(acl.remarks)
     for index, rule in enumerate(acl.rules):
         while remarks and remarks[0][0] <= index:
             lines.append(f"access-list {acl.name} remark {remarks.pop(0)[1]}")
+        if rule.element:
+            continue
         if acl.kind == "standard":
-            target = _address(rule.match.destinations, rule.destination_object, objects)
+            target = _address(rule.match.destinations, rule.destination_object, objects, aliases)
             lines.append(f"access-list {acl.name} standard {rule.action} {target}")
         else:
-            lines.append(_rule(rule, objects))
+            lines.append(_rule(rule, objects, services, aliases))
     lines += [f"access-list {acl.name} remark {text}" for _, text, _ in remarks]
     return lines
 

@@ -52,13 +52,20 @@ TIMEOUTS: dict[str, Spec] = {
     "floating-conn": Spec(None, 0),
     "conn-holddown": Spec(None, 0),
     "igp stale-route": Spec(None, 0),
+    # 9.x additions (Cisco ASA command reference, "timeout").
+    "sctp": Spec(None, 60),
+    "icmp-error": Spec(None, 0),
+    "gsn": Spec(None, 0),
+    "tcp-state-bypass": Spec(None, 0),
+    "edns": Spec(None, 0),
 }
 
 # How show running-config groups the keywords on lines; each line prints the keywords it has.
 _LINES: tuple[tuple[str, ...], ...] = (
     ("xlate",),
     ("pat-xlate",),
-    ("conn", "half-closed", "udp", "icmp"),
+    ("conn", "half-closed", "udp", "sctp", "icmp"),
+    ("icmp-error",),
     ("embryonic",),
     ("sunrpc", "h323", "h225", "mgcp", "mgcp-pat"),
     ("sip", "sip_media", "sip-invite", "sip-disconnect"),
@@ -67,14 +74,17 @@ _LINES: tuple[tuple[str, ...], ...] = (
     ("floating-conn",),
     ("conn-holddown",),
     ("igp stale-route",),
+    ("gsn",),
+    ("tcp-state-bypass",),
+    ("edns",),
 )
 # Printed even when they have their default value, as the ASA does.
 _ALWAYS = frozenset({"xlate", "conn", "half-closed", "udp", "icmp", "sunrpc", "h323"})
 
 
 def _version(text: str | None) -> tuple[int, int, int] | None:
-    m = re.match(r"^(\d+)\.(\d+)\((\d+)", text or "")
-    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+    m = re.match(r"^(\d+)\.(\d+)(?:\((\d+))?", text or "")
+    return (int(m[1]), int(m[2]), int(m[3] or 0)) if m else None
 
 
 def _minimum(p: Parser, keyword: str, spec: Spec) -> int:
@@ -89,6 +99,7 @@ def timeout(p: Parser, c: Cursor) -> None:
     """``timeout conn 1:00:00 half-closed 0:10:00 udp 0:02:00 ...``: several keywords on one line."""
     if c.at_end():
         raise c.error(None, "missing timeout keyword")
+    unmodelled: list[str] = []
     while not c.at_end():
         kw_tok = c.next("timeout keyword")
         keyword = kw_tok.word
@@ -104,6 +115,7 @@ def timeout(p: Parser, c: Cursor) -> None:
             span = f"{format_duration(low)}..{format_duration(spec.maximum)}"
             raise c.error(dur_tok, f"timeout {keyword} must be {'0 or ' if spec.zero else ''}{span}")
         if spec.field is None:
+            unmodelled.append(keyword)
             value = format_duration(seconds)
             if keyword == "uauth":
                 qualifier = c.accept("absolute", "inactivity")
@@ -112,6 +124,14 @@ def timeout(p: Parser, c: Cursor) -> None:
         else:
             setattr(p.policy.timeouts, spec.field, float(seconds))
             p.policy.timeouts.origins[spec.field] = p.origin(c.line)
+    if unmodelled == ["floating-conn"] and p.policy.timeouts.extra.get("floating-conn") == "0:00:00":
+        p.no_effect()  # 0 turns the feature off
+    elif unmodelled and len(unmodelled) == len([t for t in c.line.tokens if ":" in t.text or t.text == "0"]):
+        p.gap(
+            c.line,
+            "timeout " + ", ".join(unmodelled),
+            "expire idle connections of those protocols after these times",
+        )
 
 
 def render(timeouts: Timeouts) -> list[str]:

@@ -19,9 +19,12 @@ from pathlib import Path
 
 from ...policy import Policy
 from ..errors import ConfigError
+from . import modules as _modules
 from .listing import format_listing, format_rules
 from .parser import parse
 from .render import render, rule_spec
+
+_modules.register()
 
 __all__ = ["ConfigError", "format_listing", "format_rules", "parse", "parse_file", "render", "rule_spec"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ...policy import BUILTIN, NfChain, NfRule, NfTable, Policy, PortMatch
-from . import names
+from . import modules, names
 from .render import module_instances, nat_range, netmap_to, rate, rule_spec
 from .tables import BUILTIN_CHAINS, new_table, references
 
@@ -263,6 +263,10 @@ def match_text(name: str, a: dict, numeric: bool) -> str:
             else:
                 parts.append(_port(p.low, numeric))
         return text + ",".join(parts)
+    if name == "conntrack" and set(a) - {"states", "negate"}:
+        return modules.conntrack_listing(a, numeric)
+    if name in modules.SPECS:
+        return modules.SPECS[name].listing(a, numeric)
     if name in ("state", "conntrack"):
         states = ",".join(s for s in names.CTSTATES if s in a["states"])
         word = "state" if name == "state" else "ctstate"
@@ -340,6 +344,8 @@ def target_text(rule: NfRule, family: int) -> str:
         return text
     if t == "NOTRACK":
         return " NOTRACK"
+    if t in modules.TARGETS:
+        return modules.TARGETS[t].listing(a)
     if t == "SYNPROXY":
         text = " SYNPROXY "
         if a.get("sack_perm"):

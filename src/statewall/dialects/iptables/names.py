@@ -9,6 +9,8 @@ libxt_tcp, libipt_REJECT, libip6t_REJECT, libxt_LOG).
 
 from __future__ import annotations
 
+from ...policy import NF_REJECT_REPLIES
+
 # /etc/protocols: the names ``-p`` accepts and iptables-save prints (first name of each number).
 PROTOCOLS: dict[str, int] = {
     "icmp": 1,
@@ -264,22 +266,7 @@ REJECT_TYPES_V6: dict[str, str] = {
     "tcp-rst": "tcp-reset",
 }
 # What each REJECT type sends: ("icmp", type, code) or ("tcp-reset",).
-REJECT_REPLIES: dict[str, tuple] = {
-    "icmp-net-unreachable": ("icmp", 3, 0),
-    "icmp-host-unreachable": ("icmp", 3, 1),
-    "icmp-proto-unreachable": ("icmp", 3, 2),
-    "icmp-port-unreachable": ("icmp", 3, 3),
-    "icmp-net-prohibited": ("icmp", 3, 9),
-    "icmp-host-prohibited": ("icmp", 3, 10),
-    "icmp-admin-prohibited": ("icmp", 3, 13),
-    "icmp6-no-route": ("icmp", 1, 0),
-    "icmp6-adm-prohibited": ("icmp", 1, 1),
-    "icmp6-addr-unreachable": ("icmp", 1, 3),
-    "icmp6-port-unreachable": ("icmp", 1, 4),
-    "icmp6-policy-fail": ("icmp", 1, 5),
-    "icmp6-reject-route": ("icmp", 1, 6),
-    "tcp-reset": ("tcp-reset",),
-}
+REJECT_REPLIES = NF_REJECT_REPLIES
 
 # syslog levels for LOG --log-level.
 LOG_LEVELS: dict[str, int] = {

@@ -39,6 +39,7 @@ from ...policy import (
     Warning_,
 )
 from ..errors import ConfigError
+from . import ipset
 from . import tables as tb
 from .lexer import Line, Token, logical_lines
 from .rules import BUILTIN_TARGETS, Cursor, RuleContext, parse_rule
@@ -87,7 +88,7 @@ _READ_ONLY = frozenset("LSChV")
 # (net.ipv4.netfilter.ip_conntrack_*) spellings name the same ConntrackSettings field.
 _SYSCTL_PREFIXES = ("net.netfilter.nf_conntrack_", "net.ipv4.netfilter.ip_conntrack_")
 _BOOL_SETTINGS = frozenset({"tcp_be_liberal", "tcp_loose", "tcp_ignore_invalid_rst", "checksum", "helper"})
-_INT_SETTINGS = frozenset({"tcp_max_retrans"})
+_INT_SETTINGS = frozenset({"tcp_max_retrans", "max"})
 _SETTINGS = frozenset(f for f in ConntrackSettings.__slots__ if f != "origins")
 
 # ipchains -M -S tcp tcpfin udp (Linux 2.2 masquerading timeouts, seconds; 0 keeps the value): the
@@ -131,6 +132,8 @@ class Parser:
     interfaces: list[_InterfaceDecl] = field(default_factory=list)
     routes: list[_RouteDecl] = field(default_factory=list)
     line: Line | None = None
+    # iptables-nft (an iptables-nft-save header or an iptables-nft command) refuses deep chains.
+    nft: bool = False
 
     # -- services ----------------------------------------------------------------------------------
 
@@ -166,12 +169,15 @@ class Parser:
             self.directive(line)
         elif first == "#generated":
             self.restore_family = 6 if toks[1].text == "ip6tables" else 4
+            self.nft = toks[2].text == "nft"
         elif first.startswith("*") and not toks[0].quoted:
             self.open_block(line)
         elif first.startswith(":") and not toks[0].quoted:
             self.chain_line(line)
         elif first == "COMMIT":
             self.commit(line)
+        elif first in ("create", "add") and not toks[0].quoted and self.block is None:
+            self.ipset_command(line, toks[0], toks[1:], first)
         elif first.startswith("-") or _COUNTERS.match(first):
             family = self.block.ruleset.family if self.block else self.restore_family
             self.iptables(line, toks, family)
@@ -201,7 +207,21 @@ class Parser:
                 raise self.error(
                     toks[0], f"{word} command inside a *{self.block.table.name} block (COMMIT expected)"
                 )
+            if word.endswith("-nft"):
+                self.nft = True
             self.iptables(line, _without_redirections(toks[1:]), 6 if word.startswith("ip6") else 4)
+        elif word == "ipset":
+            args = [
+                t for t in _without_redirections(toks[1:]) if t.text not in ("-exist", "-!", "-q", "-quiet")
+            ]
+            if not args:
+                self.warn(line, "ipset without a command; ignored")
+                return
+            verb = {"-N": "create", "-A": "add", "-n": "create", "-a": "add"}.get(args[0].text, args[0].text)
+            if verb in ("create", "add"):
+                self.ipset_command(line, args[0], args[1:], verb)
+            else:
+                self.warn(line, f"ipset {args[0].text}: only ipset create and add are read; ignored")
         elif word == "ipchains":
             self.ipchains(line, _without_redirections(toks[1:]), toks[0])
         elif word == "sysctl":
@@ -288,8 +308,11 @@ class Parser:
         if self.block is None:
             raise self.error(tok, "COMMIT without a *table block")
         block = self.block
-        tb.check_table(block.table, block.ruleset, self.file, None, tok)
+        tb.check_table(
+            block.table, block.ruleset, self.file, None, tok, nft=self.nft, warn=lambda m: self.warn(line, m)
+        )
         block.ruleset.tables[block.table.name] = block.table
+        block.ruleset.reach.pop(block.table.name, None)
         self.block = None
 
     # -- iptables commands -------------------------------------------------------------------------
@@ -393,13 +416,23 @@ class Parser:
                 chain.name,
                 origin,
                 builtin_chain=chain.policy is not None,
-                chains=frozenset(n for n, c in table.chains.items() if c.policy is None),
+                chains=tb.UserChains(table),
                 warn=lambda msg: self.warn(line, msg),
             )
 
-        def check(blame: Token | None) -> None:
-            if self.block is None:
-                tb.check_table(table, ruleset, self.file, blame, cmd_tok)
+        reach = None
+        if self.block is None:
+            reach = ruleset.reach.get(table.name)
+            if reach is None or reach.table is not table:
+                reach = ruleset.reach[table.name] = tb.Reach(table)
+            reach.nft = self.nft
+            if cmd in "DRFXE":
+                reach.dirty = True  # removals only shrink what the hooks reach: walk it whole next time
+
+        def check(chain: NfChain, rules: list, blame: Token) -> None:
+            if reach is not None:
+                warn = lambda msg: self.warn(line, msg)  # noqa: E731
+                reach.add(chain.name, rules, tb.CheckContext(self.file, blame, ruleset, cmd_tok, warn))
 
         if cmd in "AIR":
             chain = existing(take_chain())
@@ -431,7 +464,7 @@ class Parser:
                 chain.rules[at:at] = rules
             else:
                 chain.rules[index - 1] = rules[0]
-            check(parsed.target_token or cmd_tok)
+            check(chain, rules, parsed.target_token or cmd_tok)
         elif cmd == "D":
             chain = existing(take_chain())
             if args and args[0].text.isdigit() and not args[0].quoted and len(args) == 1 and not before:
@@ -459,6 +492,8 @@ class Parser:
             if tok.text in table.chains:
                 raise self.error(tok, f"Chain already exists: {tok.text}")
             table.chains[tok.text] = NfChain(tok.text, None, origin=origin)
+            if reach is not None:
+                reach.new_chain(tok.text)
         elif cmd == "X":
             if args:
                 tok = args.pop(0)
@@ -530,6 +565,35 @@ class Parser:
                 tok, f"cannot delete chain {chain.name}: it still has rules (Directory not empty)"
             )
         del table.chains[chain.name]
+
+    def ipset_file(self, tok: Token) -> None:
+        """The sets of an ``ipset save`` file (its path relative to this file's directory)."""
+        path = tok.text if os.path.isabs(tok.text) else os.path.join(os.path.dirname(self.file), tok.text)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError as exc:
+            raise self.error(tok, f"#@statewall ipset: cannot read {path}: {exc.strerror}") from None
+        for line in logical_lines(text, path):
+            toks = line.tokens
+            if toks and toks[0].text in ("create", "add"):
+                if toks[0].text == "create":
+                    ipset.create(self.policy.nf_sets, path, Origin(path, line.number, line.text), toks[1:])
+                else:
+                    ipset.add(self.policy.nf_sets, path, toks[1:])
+            elif toks:
+                raise ConfigError(path, toks[0].line, toks[0].col, "ipset save line (create or add) expected")
+
+    def ipset_command(self, line: Line, verb_tok: Token, args: list[Token], verb: str) -> None:
+        """``create``/``add`` lines of ``ipset save`` and ``ipset create|add`` commands."""
+        if self.block is not None:
+            raise self.error(
+                verb_tok, f"ipset {verb} inside a *{self.block.table.name} block (COMMIT expected)"
+            )
+        if verb == "create":
+            ipset.create(self.policy.nf_sets, self.file, self.origin(line), args)
+        else:
+            ipset.add(self.policy.nf_sets, self.file, args)
 
     # -- tunables ----------------------------------------------------------------------------------
 
@@ -663,10 +727,15 @@ class Parser:
             if not args:
                 raise self.error(kind, "#@statewall sysctl NAME=VALUE")
             self.sysctl_conf(line, args)
+        elif kind.text == "ipset":
+            if len(args) != 1:
+                raise self.error(kind, "#@statewall ipset FILE (an ipset save file beside this one)")
+            self.ipset_file(args[0])
         else:
             raise self.error(
                 kind,
-                f"#@statewall: unknown directive {kind.text!r} (interface, route, hostname, family, sysctl)",
+                f"#@statewall: unknown directive {kind.text!r} "
+                "(interface, route, hostname, family, sysctl, ipset)",
             )
 
     def option_pairs(self, args: list[Token]) -> Iterator[tuple[Token, Token]]:
@@ -750,6 +819,32 @@ class Parser:
             raise self.error(kind, "#@statewall route needs dev INTERFACE")
         self.routes.append(_RouteDecl(Route(dev.text, net, gateway, distance, self.origin(line)), dev))
 
+    def check_sets(self) -> None:
+        """Every ``-m set`` names a set of its family (the kernel refuses the rule otherwise)."""
+        sets = self.policy.nf_sets
+        for family, ruleset in self.rulesets.items():
+            for rule, name in _set_refs(ruleset):
+                s = sets.get(name)
+                site = ruleset.sites.get(id(rule))
+                line, col = rule.origin.line, 1
+                if site is not None and site.token is not None:
+                    line, col = site.token.line, 1
+                if s is None:
+                    raise ConfigError(rule.origin.file, line, col, f"Set {name} doesn't exist")
+                if s.family != family:
+                    raise ConfigError(
+                        rule.origin.file,
+                        line,
+                        col,
+                        f"Set {name} is an IPv{s.family} set, the rule IPv{family}",
+                    )
+                if s.kind == "list:set":
+                    for member in s.members:
+                        if member[0] not in sets:
+                            raise ConfigError(
+                                s.origin.file, s.origin.line, 1, f"Set {member[0]} doesn't exist"
+                            )
+
     # -- the end -----------------------------------------------------------------------------------
 
     def finish(self) -> None:
@@ -767,9 +862,19 @@ class Parser:
                     )
                 decl.route.interface = by_dev.name
             policy.routes.append(decl.route)
+        self.check_sets()
         policy.netfilter = _ordered(self.rulesets[4].tables)
         policy.ip6_netfilter = _ordered(self.rulesets[6].tables)
         policy.inspections = derive_inspections(policy)
+
+
+def _set_refs(ruleset: tb.Ruleset):
+    for table in ruleset.tables.values():
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                for ext in rule.matches_extra:
+                    if ext.name == "set":
+                        yield rule, str(ext.args["name"])
 
 
 def _ordered(tables: dict[str, NfTable]) -> dict[str, NfTable]:

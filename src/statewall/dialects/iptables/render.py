@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import ipaddress
 
-from ...policy import ConntrackSettings, NfRule, NfTable, Policy, PortMatch
-from . import names
-from .rules import XT_LIMIT_SCALE, owner_of_match
+from ...policy import (
+    ConntrackSettings,
+    NfRule,
+    NfTable,
+    Policy,
+    PortMatch,
+    nf_folded_args,
+    nf_module_instances,
+)
+from . import modules, names
+from .ipset import save_lines as ipset_save_lines
+from .rules import XT_LIMIT_SCALE
 from .tables import BUILTIN_CHAINS
 
 _NO_QUOTE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -31,6 +40,9 @@ def save_string(value: str) -> str:
 def render(policy: Policy) -> str:
     """The policy as an iptables-save file (both families) preceded by statewall's header."""
     out = header(policy)
+    if policy.nf_sets:
+        out.append("# ipset save (load with ipset restore before iptables-restore)")
+        out.extend(ipset_save_lines(policy.nf_sets))
     for family, tables in ((4, policy.netfilter), (6, policy.ip6_netfilter)):
         if not tables:
             continue
@@ -128,13 +140,14 @@ def _states(states: frozenset[str] | object) -> str:
     return ",".join(s for s in names.CTSTATES if s in states)  # type: ignore[operator]
 
 
-def rate(avg: int) -> str:
-    """libxt_limit print_rate: the largest unit in which the rate is a whole number."""
+def rate(avg: int, scale: int = XT_LIMIT_SCALE) -> str:
+    """libxt_limit (and libxt_hashlimit, scale 1 000 000) print_rate: the largest unit in which the
+    rate is a whole number."""
     units = (
-        ("day", XT_LIMIT_SCALE * 86400),
-        ("hour", XT_LIMIT_SCALE * 3600),
-        ("min", XT_LIMIT_SCALE * 60),
-        ("sec", XT_LIMIT_SCALE),
+        ("day", scale * 86400),
+        ("hour", scale * 3600),
+        ("min", scale * 60),
+        ("sec", scale),
     )
     if avg == 0:
         return "inf"
@@ -193,6 +206,8 @@ def module_spec(name: str, args: dict) -> list[str]:
     elif name == "state":
         words.append(f"{_neg(bool(args['negate']))}--state {_states(args['states'])}")
     elif name == "conntrack":
+        if set(args) - {"states", "negate"}:
+            return modules.conntrack_save(args)
         words.append(f"{_neg(bool(args['negate']))}--ctstate {_states(args['states'])}")
     elif name == "limit":
         words.append(f"--limit {rate(int(args['avg']))}")
@@ -206,46 +221,13 @@ def module_spec(name: str, args: dict) -> list[str]:
         words.append(f"--connlimit-{'above' if args['above'] else 'upto'} {args['limit']}")
         words.append(f"--connlimit-mask {args['mask']}")
         words.append("--connlimit-daddr" if args["daddr"] else "--connlimit-saddr")
+    elif name in modules.SPECS:
+        return modules.SPECS[name].save(args)
     return words
 
 
-def folded_args(name: str, rule: NfRule) -> dict:
-    """A folded module's options, read back from Match (the inverse of ``rules.fold``)."""
-    m = rule.match
-    if name in ("tcp", "udp"):
-        ports_are_multiport = "multiport" in rule.modules and sum(
-            1 for e in rule.matches_extra if e.name == "multiport"
-        ) < sum(1 for n in rule.modules if n == "multiport")
-        args: dict = {"sport": None, "dport": None, "sport_negate": False, "dport_negate": False}
-        if not ports_are_multiport:
-            if m.source_ports:
-                args.update(sport=m.source_ports[0], sport_negate=m.source_ports_negate)
-            if m.destination_ports:
-                args.update(dport=m.destination_ports[0], dport_negate=m.destination_ports_negate)
-        args.update(flags=m.tcp_flags, flags_negate=m.tcp_flags_negate)
-        return args
-    if name in ("icmp", "icmp6"):
-        return {"type": m.icmp_type, "code": m.icmp_code, "negate": m.icmp_negate}
-    if name in ("state", "conntrack"):
-        return {"states": m.ctstates, "negate": m.ctstates_negate}
-    if name == "multiport":
-        if m.source_ports:
-            return {"dir": "sports", "ports": m.source_ports, "negate": m.source_ports_negate}
-        return {"dir": "dports", "ports": m.destination_ports, "negate": m.destination_ports_negate}
-    raise ValueError(f"module {name} is never folded into Match")
-
-
-def module_instances(rule: NfRule) -> list[tuple[str, bool, dict]]:
-    """(name, folded, args) of each module of the rule, in the order written."""
-    out = []
-    extras = list(rule.matches_extra)
-    for name, folded in zip(rule.modules, owner_of_match(rule), strict=True):
-        if folded:
-            out.append((name, True, folded_args(name, rule)))
-        else:
-            idx = next(i for i, e in enumerate(extras) if e.name == name)
-            out.append((name, False, extras.pop(idx).args))
-    return out
+folded_args = nf_folded_args
+module_instances = nf_module_instances
 
 
 def target_spec(rule: NfRule, family: int) -> list[str]:
@@ -293,6 +275,8 @@ def target_spec(rule: NfRule, family: int) -> list[str]:
             words.append(f"--helper {save_string(str(a['helper']))}")
         if a.get("zone") is not None:
             words.append(f"--zone {a['zone']}")
+    elif t in modules.TARGETS:
+        words.extend(modules.TARGETS[t].save(a))
     elif t == "SYNPROXY":
         if a.get("sack_perm"):
             words.append("--sack-perm")

@@ -31,10 +31,11 @@ network's first and last address); TCPMSS ``mss`` (an int) or
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field, replace
 
 from ...policy import (
+    NF_FOLDED_MODULES,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
@@ -44,17 +45,18 @@ from ...policy import (
     NfRule,
     Origin,
     PortMatch,
+    nf_folded_owners,
 )
 from ..errors import ConfigError
 from . import names
 from .lexer import Token
 
 BUILTIN_TARGETS = frozenset({"ACCEPT", "DROP", "RETURN"})
-TARGET_EXTENSIONS = frozenset(
+TARGET_EXTENSIONS = set(
     {"REJECT", "LOG", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "NETMAP"}
     | {"TCPMSS", "CT", "NOTRACK", "SYNPROXY"}
 )
-MODULES = frozenset(
+MODULES = set(
     {
         "tcp",
         "udp",
@@ -70,7 +72,7 @@ MODULES = frozenset(
     }
 )
 # Modules whose first instance lives in Match.
-_FOLDED = frozenset({"tcp", "udp", "icmp", "icmp6", "state", "conntrack", "multiport"})
+_FOLDED = NF_FOLDED_MODULES
 # The kernel refuses a target outside its table (xt_target.table).
 TARGET_TABLE = {
     "REJECT": "filter",
@@ -97,8 +99,8 @@ class RuleContext:
     chain: str
     origin: Origin
     builtin_chain: bool = True
-    # Names that may be jumped to: the table's chains (user chains) at this point of the file.
-    chains: frozenset[str] = frozenset()
+    # Names that may be jumped to: the table's user chains at this point of the file.
+    chains: Container[str] = frozenset()
     warn: Callable[[str], None] | None = None
 
 
@@ -510,9 +512,17 @@ MODULE_PROTOCOL = {"tcp": {PROTO_TCP}, "udp": {PROTO_UDP}, "icmp": {PROTO_ICMP},
 IMPLICIT_MODULE = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp6"}
 
 
+# The finishing checks of the modules and targets of ``modules`` (registered there).
+MODULE_FINISH: dict[str, Callable] = {}
+TARGET_FINISH: dict[str, Callable] = {}
+
+
 def _finish_module(cur: Cursor, mod: _Module, ctx: RuleContext) -> NfExtension:
     args = mod.args
     name = mod.name
+    if name in MODULE_FINISH:
+        MODULE_FINISH[name](cur, mod, ctx)
+        return NfExtension(name, dict(args))
     if name in ("tcp", "udp"):
         for key in ("sport", "dport"):
             args.setdefault(key, None)
@@ -527,6 +537,14 @@ def _finish_module(cur: Cursor, mod: _Module, ctx: RuleContext) -> NfExtension:
     elif name == "multiport":
         if "dir" not in args:
             raise cur.error(mod.token, "multiport expects an option")
+    elif name == "conntrack" and set(args) - {"states", "negate"}:
+        # --ctdir, --ctstatus, --ctproto (with or without --ctstate).
+        if ("dir" in args or "status" in args) and ctx.warn:
+            ctx.warn(
+                "conntrack: --ctdir and --ctstatus are not modelled across packets: statewall's engine "
+                "does not report a packet's direction or its connection's status yet (every packet "
+                "counts as ORIGINAL, no status bit set)"
+            )
     elif name in ("state", "conntrack"):
         if "states" not in args:
             raise cur.error(
@@ -776,6 +794,8 @@ def _finish_target(
         a.setdefault("notrack", False)
         a.setdefault("helper", None)
         a.setdefault("zone", None)
+    elif name in TARGET_FINISH:
+        TARGET_FINISH[name](cur, tgt, ctx)
     elif name == "SYNPROXY":
         if proto != PROTO_TCP or proto_negate:
             raise cur.error(tgt.token, "SYNPROXY target: only valid for protocol 6 (-p tcp)")
@@ -1039,7 +1059,7 @@ def fold(base: Match, extensions: list[NfExtension]) -> tuple[Match, list[NfExte
         elif name in ("icmp", "icmp6") and "icmp" not in taken:
             taken.add("icmp")
             fields.update(icmp_type=a["type"], icmp_code=a["code"], icmp_negate=a["negate"])
-        elif name in ("state", "conntrack") and "ct" not in taken:
+        elif name in ("state", "conntrack") and "ct" not in taken and set(a) <= {"states", "negate"}:
             taken.add("ct")
             fields.update(ctstates=a["states"], ctstates_negate=a["negate"])
         elif name == "multiport" and a["dir"] != "ports" and not l4_has_ports and "mp" not in taken:
@@ -1051,19 +1071,4 @@ def fold(base: Match, extensions: list[NfExtension]) -> tuple[Match, list[NfExte
     return replace(base, **fields), extras
 
 
-def owner_of_match(rule: NfRule) -> list[bool]:
-    """For each entry of ``rule.modules``: True when that instance lives in ``rule.match`` (folded),
-    False when it is the next entry of ``rule.matches_extra`` with that name."""
-    remaining: dict[str, int] = {}
-    for e in rule.matches_extra:
-        remaining[e.name] = remaining.get(e.name, 0) + 1
-    counts: dict[str, int] = {}
-    for name in rule.modules:
-        counts[name] = counts.get(name, 0) + 1
-    out = []
-    seen: dict[str, int] = {}
-    for name in rule.modules:
-        seen[name] = seen.get(name, 0) + 1
-        folded_count = counts[name] - remaining.get(name, 0)
-        out.append(name in _FOLDED and seen[name] <= folded_count)
-    return out
+owner_of_match = nf_folded_owners

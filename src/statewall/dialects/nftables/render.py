@@ -1,0 +1,441 @@
+"""The nftables tables of a Policy printed as ``nft list ruleset`` prints them.
+
+Owns the printed form: tables, then in each its sets, then its chains, one blank line between them,
+tabs for indentation; a base chain's ``type ... hook ... priority ...; policy ...;`` with the
+priority's name (``filter``, ``mangle + 10``) as nft 1.0 prints it; each rule's matches, statements
+and verdict in nft's canonical spelling (numeric ports, ``ct state established,related``, ``tcp
+flags syn / fin,syn,rst,ack``). ``counters`` (``Netfilter.counters`` of the table, keyed by chain and
+rule index) replace the loaded ``counter packets N bytes M`` after a replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ...policy import PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, NfRule, NfSet, NfTable, Policy
+from ..iptables import names
+from .parser import (
+    HOOKS,
+    ICMP_CODES,
+    ICMP_NAMES,
+    ICMPV6_CODES,
+    ICMPV6_NAMES,
+    PRIORITY_NAMES,
+    REJECT_ICMP,
+    REJECT_ICMPV6,
+    TCP_FLAG_BITS,
+)
+
+_HOOK_NAMES = {v: k for k, v in HOOKS.items()}
+_CT_ORDER = ("INVALID", "ESTABLISHED", "RELATED", "NEW", "UNTRACKED")
+_CT_BITS = {"INVALID": 1, "ESTABLISHED": 2, "RELATED": 4, "NEW": 8, "UNTRACKED": 64}
+_FLAG_ORDER = ("fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr")
+_PROTO_NAMES = dict(names.SAVE_PROTOCOL_NAMES)  # /etc/protocols' names, as nft prints them
+_LEVELS = {v: k for k, v in names.LOG_LEVELS.items() if k not in ("err", "warn", "panic")}
+_REJECT_NAMES = {v: k for table in (REJECT_ICMP, REJECT_ICMPV6) for k, v in table.items()}
+_ICMP_BY_TYPE = {v: k for k, v in ICMP_NAMES.items()}
+_ICMPV6_BY_TYPE = {v: k for k, v in ICMPV6_NAMES.items()}
+
+Counters = Mapping[tuple[str, str, int], tuple[int, int]]
+
+
+def render(policy: Policy, counters: Counters | None = None) -> str:
+    """The policy as an nft file: statewall's header (``#@statewall`` lines, comments to nft), then the
+    ruleset as ``list_ruleset`` prints it. ``parse(render(p))`` gives ``p`` back."""
+    from ..iptables.render import header
+
+    lines = header(policy)
+    return ("\n".join(lines) + "\n" if lines else "") + list_ruleset(policy, counters)
+
+
+def list_ruleset(policy: Policy, counters: Counters | None = None) -> str:
+    """``nft list ruleset``. ``counters``: ``(table label, chain, rule index) -> (packets, bytes)``."""
+    out: list[str] = []
+    for table in policy.nft_tables:
+        out.extend(table_lines(policy, table, counters))
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def table_lines(policy: Policy, table: NfTable, counters: Counters | None = None) -> list[str]:
+    out = [f"table {table.family} {table.name} {{"]
+    blocks: list[list[str]] = []
+    for name, (helper, proto) in table.helpers.items():
+        blocks.append(
+            [
+                f"\tct helper {name} {{",
+                f'\t\ttype "{helper}" protocol {proto}',
+                f"\t\tl3proto {table.family}",
+                "\t}",
+            ]
+        )
+    prefix = f"{table.family} {table.name} "
+    for name in table.sets_order:
+        if name in table.vmaps:
+            key_type, entries = table.vmaps[name]
+            blocks.append(vmap_lines(name, key_type, entries))
+        elif prefix + name in policy.nf_sets:
+            blocks.append(set_lines(policy.nf_sets[prefix + name]))
+    label = f"{table.family} {table.name}"
+    for chain in table.chains.values():
+        lines = [f"\tchain {chain.name} {{"]
+        if chain.hook is not None:
+            prio = priority_text(chain.priority or 0, chain.hook)
+            lines.append(
+                f"\t\ttype {chain.kind} hook {_HOOK_NAMES[chain.hook]} priority {prio}; "
+                f"policy {(chain.policy or 'ACCEPT').lower()};"
+            )
+        for i, rule in enumerate(chain.rules):
+            c = counters.get((label, chain.name, i)) if counters is not None else None
+            lines.append("\t\t" + rule_text(policy, rule, c))
+        lines.append("\t}")
+        blocks.append(lines)
+    for i, block in enumerate(blocks):
+        if i:
+            out.append("")
+        out.extend(block)
+    out.append("}")
+    return out
+
+
+# How many elements nft prints per line in a set or map declaration, by key type (checked with nft 1.0.6).
+_PER_LINE = {"inet_service": 5, "ipv4_addr": 2, "ipv6_addr": 1, "ifname": 1}
+
+
+def _elements(items: list[str], per_line: int) -> str:
+    """``elements = { a, b,\n\t\t\t     c }``: nft's wrapping of a declaration's elements."""
+    lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return "\t\telements = { " + ",\n\t\t\t     ".join(lines) + " }"
+
+
+def set_lines(s: NfSet) -> list[str]:
+    kind = s.kind.removeprefix("nft:")
+    lines = [f"\tset {s.name} {{", f"\t\ttype {kind}"]
+    interval = "interval" in s.options
+    if interval:
+        lines.append("\t\tflags interval")
+    if s.text:
+        items = list(s.text)
+        if interval:  # an interval set is a tree: nft lists it in order
+            items = [t for _, t in sorted(zip(s.members, s.text, strict=True), key=lambda mt: mt[0])]
+        lines.append(_elements(items, _PER_LINE.get(kind, 1)))
+    lines.append("\t}")
+    return lines
+
+
+def vmap_lines(name: str, key_type: str, entries: tuple) -> list[str]:
+    items = []
+    for value, verdict, chain in entries:
+        if key_type == "ifname":
+            text = f'"{value}"'
+        else:
+            lo, hi = value
+            text = str(lo) if lo == hi else f"{lo}-{hi}"
+        items.append(f"{text} : {verdict}" + (f" {chain}" if chain else ""))
+    lines = [f"\tmap {name} {{", f"\t\ttype {key_type} : verdict"]
+    if items:
+        lines.append(_elements(items, _PER_LINE.get(key_type, 1)))
+    lines.append("\t}")
+    return lines
+
+
+# nft 1.0.6 names dstnat only at prerouting and srcnat only at postrouting (std_prio_lookup).
+_NAMED_AT = {"dstnat": "PREROUTING", "srcnat": "POSTROUTING"}
+
+
+def priority_text(value: int, hook: str | None = None) -> str:
+    """nft 1.0's priority: the standard name when within 10 of it (``filter + 5``), else the number."""
+    names_ = [(n, b) for n, b in PRIORITY_NAMES.items() if _NAMED_AT.get(n, hook) == hook]
+    for name, base in names_:
+        if value == base:
+            return name
+    for name, base in names_:
+        if 0 < abs(value - base) <= 10:
+            return f"{name} {'+' if value > base else '-'} {abs(value - base)}"
+    return str(value)
+
+
+def _ne(neg: bool) -> str:
+    return "!= " if neg else ""
+
+
+def _values(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
+
+
+def _net(net) -> str:
+    addr = net.network_address
+    text = str(addr)
+    mapped = getattr(addr, "ipv4_mapped", None)
+    if mapped is not None:
+        text = f"::ffff:{mapped}"  # nft prints IPv4-mapped addresses dotted
+    return text if net.prefixlen == net.max_prefixlen else f"{text}/{net.prefixlen}"
+
+
+def _ports(ports) -> list[str]:
+    return [
+        f"{p.low}-{p.high}" if p.op == "range" and p.high not in (None, p.low) else str(p.low) for p in ports
+    ]
+
+
+def _flags(value: int) -> str:
+    return ",".join(f for f in _FLAG_ORDER if value & TCP_FLAG_BITS[f])
+
+
+def rule_text(policy: Policy, rule: NfRule, counters: tuple[int, int] | None = None) -> str:
+    parts = _parts(policy, rule, counters)
+    layout = rule.layout or tuple(parts)
+    words = []
+    for key in layout:
+        words.extend(parts.get(key, []))
+    return " ".join(w for w in words if w)
+
+
+def _parts(policy: Policy, rule: NfRule, counters: tuple[int, int] | None) -> dict[str, list[str]]:
+    """Each part of the rule in nft's spelling, keyed as ``NfRule.layout`` names them (in nft's own
+    order when the rule has no layout)."""
+    m = rule.match
+    parts: dict[str, list[str]] = {}
+    if m.in_interface is not None:
+        parts["iif"] = [f'iifname {_ne(m.in_interface_negate)}"{m.in_interface.replace("+", "*")}"']
+    if m.out_interface is not None:
+        parts["oif"] = [f'oifname {_ne(m.out_interface_negate)}"{m.out_interface.replace("+", "*")}"']
+    fam = "ip6" if m.family == 6 else "ip"
+    if m.family is not None:
+        parts[f"nfproto{m.family}"] = [f"meta nfproto ipv{m.family}"]
+    l4 = m.protocol in (PROTO_TCP, PROTO_UDP) and (m.source_ports or m.destination_ports or m.tcp_flags)
+    icmp = m.icmp_type is not None
+    if m.protocol is not None and not l4 and not icmp:
+        proto = _PROTO_NAMES.get(m.protocol, str(m.protocol))
+        if m.family is not None and rule.layout and f"nfproto{m.family}" not in rule.layout:
+            parts["proto"] = [
+                f"{fam} {'nexthdr' if m.family == 6 else 'protocol'} {_ne(m.protocol_negate)}{proto}"
+            ]
+        else:
+            parts["proto"] = [f"meta l4proto {_ne(m.protocol_negate)}{proto}"]
+    if m.sources:
+        parts["saddr"] = [f"{fam} saddr {_ne(m.source_negate)}{_values([_net(n) for n in m.sources])}"]
+    if m.destinations:
+        parts["daddr"] = [
+            f"{fam} daddr {_ne(m.destination_negate)}{_values([_net(n) for n in m.destinations])}"
+        ]
+    for i, ext in enumerate(rule.matches_extra):
+        if ext.name != "comment":
+            parts[f"ext:{i}"] = _extension(policy, ext.name, ext.args, fam)
+    if l4:
+        name = "tcp" if m.protocol == PROTO_TCP else "udp"
+        if m.source_ports:
+            parts["sport"] = [f"{name} sport {_ne(m.source_ports_negate)}{_values(_ports(m.source_ports))}"]
+        if m.destination_ports:
+            parts["dport"] = [
+                f"{name} dport {_ne(m.destination_ports_negate)}{_values(_ports(m.destination_ports))}"
+            ]
+        if m.tcp_flags is not None:
+            mask, comp = m.tcp_flags
+            one = mask == comp and bin(mask).count("1") == 1
+            text = _flags(comp) if one else f"{_flags(comp)} / {_flags(mask)}"
+            parts["tcpflags"] = [f"tcp flags {_ne(m.tcp_flags_negate)}{text}"]
+    if icmp:
+        v6 = m.protocol == PROTO_ICMPV6
+        by_type = _ICMPV6_BY_TYPE if v6 else _ICMP_BY_TYPE
+        kind = "icmpv6" if v6 else "icmp"
+        parts["icmp"] = [f"{kind} type {_ne(m.icmp_negate)}{by_type.get(m.icmp_type, m.icmp_type)}"]
+    if m.ctstates:
+        words = []
+        nat = m.ctstates & {"DNAT", "SNAT"}
+        if nat:
+            words.append(f"ct status {_ne(m.ctstates_negate)}{','.join(s.lower() for s in sorted(nat))}")
+        states = [s.lower() for s in _CT_ORDER if s in m.ctstates]
+        if states:
+            words.append(f"ct state {_ne(m.ctstates_negate)}{','.join(states)}")
+        parts["ct"] = words
+    if rule.counter:
+        p, b = counters if counters is not None else rule.counters
+        parts["counter"] = [f"counter packets {p} bytes {b}"]
+    for i, (name, args) in enumerate(rule.statements):
+        parts[f"stmt:{i}"] = [_statement(name, args)]
+    parts["verdict"] = _verdict(rule)
+    for ext in rule.matches_extra:
+        if ext.name == "comment":
+            parts["comment"] = [f'comment "{ext.args["comment"]}"']
+    return parts
+
+
+def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
+    if name == "set":
+        s = policy.nf_sets[str(a["name"])]
+        side = "saddr" if a["dirs"][0] == "src" else "daddr"
+        return [f"{fam} {side} {_ne(a['negate'])}@{s.name}"]
+    if name == "iprange":
+        out = []
+        for key, side in (("src", "saddr"), ("dst", "daddr")):
+            if a[key + "_range"] is not None:
+                lo, hi = a[key + "_range"]
+                out.append(f"{fam} {side} {_ne(a[key + '_negate'])}{lo}-{hi}")
+        return out
+    if name == "mark":
+        return [f"meta mark {_ne(a['negate'])}0x{a['value']:08x}"]
+    if name == "connmark":
+        return [f"ct mark {_ne(a['negate'])}0x{a['value']:08x}"]
+    if name == "pkttype":
+        return [f"meta pkttype {_ne(a['negate'])}{a['type']}"]
+    if name == "helper":
+        return [f'ct helper {_ne(a["negate"])}"{a["helper"]}"']
+    if name == "addrtype":
+        out = []
+        for key, side in (("src", "saddr"), ("dst", "daddr")):
+            if a[key + "_type"] is not None:
+                iif = " . iif" if a["limit_in"] else ""
+                types = [t.lower() for t in sorted(a[key + "_type"])]
+                out.append(f"fib {side}{iif} type {_ne(a[key + '_negate'])}{_values(types)}")
+        return out
+    if name == "limit":
+        per_second = 10000 / int(a["avg"])
+        for unit, mult in (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400)):
+            value = per_second * mult
+            if abs(value - round(value)) < 1e-9 and round(value) >= 1:
+                text = f"limit rate {round(value)}/{unit}"
+                break
+        else:
+            text = f"limit rate {round(per_second * 86400)}/day"
+        return [text + (f" burst {a['burst']} packets" if a["burst"] != 5 else "")]
+    if name == "comment":
+        return []
+    if name == "icmptypes":
+        v6 = a["proto"] == PROTO_ICMPV6
+        by_type = _ICMPV6_BY_TYPE if v6 else _ICMP_BY_TYPE
+        types = [str(by_type.get(t, t)) for t in sorted(a["types"])]
+        return [f"{'icmpv6' if v6 else 'icmp'} type {_ne(a['negate'])}{_values(types)}"]
+    if name == "icmptypecodes":
+        v6 = a["proto"] == PROTO_ICMPV6
+        by_type = _ICMPV6_BY_TYPE if v6 else _ICMP_BY_TYPE
+        codes = {v: k for k, v in (ICMPV6_CODES if v6 else ICMP_CODES).items()}
+        kind = "icmpv6" if v6 else "icmp"
+        pairs = [f"{by_type.get(t, t)} . {codes.get(c, c)}" for t, c in a["pairs"]]
+        return [f"{kind} type . {kind} code {{ {', '.join(pairs)} }}"]
+    if name == "rpfilter":
+        return [f"fib saddr . iif oif {'missing' if a['missing'] else 'exists'}"]
+    if name == "l4proto":
+        return [
+            f"meta l4proto {_ne(a['negate'])}{_values([_PROTO_NAMES.get(p, str(p)) for p in a['protos']])}"
+        ]
+    if name == "ifname":
+        names_ = [f'"{n}"' for n in a["names"]]
+        return [f"{'iifname' if a['side'] == 'in' else 'oifname'} {_ne(a['negate'])}{_values(names_)}"]
+    return [f"# {name} (not printable in nft)"]
+
+
+def _statement(name: str, a: dict) -> str:
+    if name == "LOG":
+        words = ["log"]
+        if a.get("prefix"):
+            words.append(f'prefix "{a["prefix"]}"')
+        if a.get("level", 4) != 4:
+            words.append(f"level {_LEVELS.get(int(a['level']), a['level'])}")
+        flags = int(a.get("flags", 0))
+        if flags == 7:
+            words.append("flags all")
+        else:
+            tcp = [w for bit, w in ((1, "sequence"), (2, "options")) if flags & bit]
+            if tcp:
+                words.append("flags tcp " + ",".join(tcp))
+            if flags & 4:
+                words.append("flags ip options")
+        return " ".join(words)
+    if name == "TCPMSS":
+        return "tcp option maxseg size set " + ("rt mtu" if a.get("clamp") else str(a["mss"]))
+    if name == "NOTRACK":
+        return "notrack"
+    if name == "MARK":
+        return f"meta mark set 0x{a['value']:08x}"
+    if name == "CONNMARK":
+        if a["mode"] == "save":
+            return "ct mark set meta mark"
+        if a["mode"] == "restore":
+            return "meta mark set ct mark"
+        return f"ct mark set 0x{a['value']:08x}"
+    if name == "CT":
+        return f'ct helper set "{a.get("object") or a.get("helper")}"'
+    return f"# {name}"
+
+
+def _vmap(a: dict) -> str:
+    key = a["key"]
+    if a.get("map"):
+        head = {"ct_state": "ct state", "l4proto": "meta l4proto"}.get(key, key)
+        if key in ("sport", "dport"):
+            head = f"{'tcp' if a['proto'] == PROTO_TCP else 'udp'} {key}"
+        return f"{head} vmap @{a['map']}"
+    words = []
+    entries = list(a["entries"])
+    # nft lists integer keys in ascending order (ct state by its bit: invalid 1, established 2,
+    # related 4, new 8, untracked 64), names as they were added.
+    if key == "ct_state":
+        entries.sort(key=lambda e: _CT_BITS.get(e[0], 0))
+    elif key in ("l4proto", "sport", "dport"):
+        entries.sort(key=lambda e: e[0])
+    for value, verdict, chain in entries:
+        if key == "ct_state":
+            text = str(value).lower()
+        elif key in ("iifname", "oifname"):
+            text = f'"{value}"'
+        elif key == "l4proto":
+            text = _PROTO_NAMES.get(value, str(value))
+        else:
+            lo, hi = value
+            text = str(lo) if lo == hi else f"{lo}-{hi}"
+        words.append(f"{text} : {verdict}" + (f" {chain}" if chain else ""))
+    head = {"ct_state": "ct state", "l4proto": "meta l4proto"}.get(key, key)
+    if key in ("sport", "dport"):
+        head = f"{'tcp' if a['proto'] == PROTO_TCP else 'udp'} {key}"
+    return f"{head} vmap {{ {', '.join(words)} }}"
+
+
+def _verdict(rule: NfRule) -> list[str]:
+    t = rule.target
+    a = rule.target_args
+    if not t:
+        return []
+    if t == "VMAP" and "entries" in a:
+        return [_vmap(a)]
+    if t in ("ACCEPT", "DROP", "RETURN"):
+        return [t.lower()]
+    if t == "REJECT":
+        w = str(a["with"])
+        if not a.get("nft"):
+            return ["reject"]
+        if w == "tcp-reset":
+            return ["reject with tcp reset"]
+        if w.startswith("icmpx-"):
+            return [f"reject with icmpx {w[len('icmpx-') :]}"]
+        kind = "icmpv6" if w.startswith("icmp6") else "icmp"
+        return [f"reject with {kind} {_REJECT_NAMES.get(w, w)}"]  # nft 1.0 prints no "type"
+    if t in ("SNAT", "DNAT"):
+        lo, hi = a["addresses"]
+        text = str(lo) if lo == hi else f"{lo}-{hi}"
+        if a.get("ports"):
+            p, q = a["ports"]
+            text += f":{p}" if p == q else f":{p}-{q}"
+        return [f"{t.lower()} to {text}" + _nat_flags(a)]
+    if t in ("MASQUERADE", "REDIRECT"):
+        text = t.lower()
+        if a.get("ports"):
+            p, q = a["ports"]
+            text += f" to :{p}" if p == q else f" to :{p}-{q}"
+        return [text + _nat_flags(a)]
+    return [f"{'goto' if rule.goto else 'jump'} {t}"]
+
+
+def _nat_flags(a: dict) -> str:
+    flags = [
+        name
+        for key, name in (
+            ("random", "random"),
+            ("random_fully", "fully-random"),
+            ("persistent", "persistent"),
+        )
+        if a.get(key)
+    ]
+    return (" " + ",".join(flags)) if flags else ""
+
+
+__all__ = ["list_ruleset", "render", "rule_text", "table_lines"]

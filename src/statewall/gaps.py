@@ -1,0 +1,118 @@
+"""Which configured-but-not-modelled features (``Policy.unmodelled``) a forwarded packet runs into.
+
+Owns the question "would a real box have done something here that statewall does not?" for one packet
+the engine forwarded, so that packet-tracer and replay can say so instead of presenting the packet's
+fate as the box's. Two kinds of record carry enough to be matched per packet:
+
+- a VPN entry with its traffic selector and interface (ASA ``crypto map NAME SEQ match address ACL`` on a
+  map applied with ``crypto map NAME interface IFACE``): a packet leaving through that interface that
+  the access list permits would be encrypted and sent to the peer. IPsec access lists match the
+  addresses as they leave the box (mapped, after NAT; Cisco ASA configuration guide, "Real IP addresses
+  in ACLs": IPsec ACLs keep the mapped addresses);
+- a reverse-path check on an interface (ASA ``ip verify reverse-path interface IFACE``): a packet arriving
+  there would be checked against the route back to its source.
+
+And, for packet-tracer (one packet, so the cost of resolving the service policies does not matter), the
+inspections of the ASA's service policies that apply to the packet's flow and that statewall does not
+implement (``inspections``). Other records (nat-control, time ranges) are named by ``statewall check``
+and ``show service-policy``; they are not matched per packet here.
+"""
+
+from __future__ import annotations
+
+from .acl import CompiledMatch
+from .inspect import MODELLED_ENGINES
+from .packet import DecodeError, decode
+from .policy import BUILTIN, Policy, Unmodelled
+
+
+class GapMatcher:
+    """The per-packet checkable ``Unmodelled`` records of a policy, compiled once."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.vpn: list[tuple[Unmodelled, list[tuple[bool, CompiledMatch]]]] = []
+        self.rpf: dict[str, Unmodelled] = {}
+        for u in policy.unmodelled:
+            if u.acl and u.interface and u.feature.startswith("VPN"):
+                acl = policy.access_lists.get(u.acl)
+                if acl is not None:
+                    rules = [
+                        (r.action == "permit", CompiledMatch(r.match)) for r in acl.rules if not r.inactive
+                    ]
+                    self.vpn.append((u, rules))
+            elif u.feature == "reverse-path check" and u.interface:
+                self.rpf[u.interface] = u
+        self.active = bool(self.vpn or self.rpf)
+
+    def applicable(
+        self, in_iface: str, out_iface: str | None, packet_out: bytes | bytearray | None
+    ) -> list[Unmodelled]:
+        """The records a packet received on ``in_iface`` and sent on ``out_iface`` (as ``packet_out``)
+        runs into."""
+        found: list[Unmodelled] = []
+        if in_iface in self.rpf:
+            found.append(self.rpf[in_iface])
+        if not self.vpn or out_iface is None or packet_out is None:
+            return found
+        try:
+            pkt = decode(bytearray(packet_out))
+        except DecodeError:
+            return found
+        fields = (
+            pkt.version,
+            pkt.proto,
+            pkt.src,
+            pkt.sport,
+            pkt.dst,
+            pkt.dport,
+            pkt.icmp_type,
+            pkt.icmp_code,
+        )
+        for u, rules in self.vpn:
+            if u.interface != out_iface:
+                continue
+            for permit, match in rules:
+                if match.matches(*fields):
+                    if permit:
+                        found.append(u)
+                    break
+        return found
+
+
+def inspections(
+    policy: Policy,
+    in_iface: str,
+    packet_in: bytes | bytearray,
+    out_iface: str | None,
+    packet_out: bytes | bytearray | None,
+) -> list[Unmodelled]:
+    """The inspections the service policies apply to this packet's flow that statewall does not
+    implement, as records (the configuration line, or the factory default policy, as origin)."""
+    if policy.dialect != "asa" or out_iface is None or packet_out is None:
+        return []
+    from .mpf import ServicePolicies
+
+    try:
+        first = decode(bytearray(packet_in))
+        last = decode(bytearray(packet_out))
+    except DecodeError:
+        return []
+    eff = ServicePolicies(policy).resolve(
+        in_iface, out_iface, first.version, first.proto, first.src, first.sport, last.dst, last.dport,
+        first.icmp_type, first.icmp_code, count=False,
+    )  # fmt: skip
+    written = {u.feature: u for u in policy.unmodelled if u.feature.startswith("inspect ")}
+    out: list[Unmodelled] = []
+    for ins, _use in eff.inspects:
+        if ins.engine in MODELLED_ENGINES:
+            continue
+        feature = f"inspect {ins.engine}"
+        known = written.get(feature)
+        if known is not None:
+            out.append(known)
+        else:
+            origin = ins.origin
+            if origin is BUILTIN:
+                origin = type(origin)("<factory default>", 0, f"policy-map global_policy / {feature}")
+            out.append(Unmodelled(feature, f"{feature} traffic (application inspection)", origin))
+    return out

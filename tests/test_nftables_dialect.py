@@ -1,0 +1,333 @@
+"""The nftables dialect: ``nft list ruleset`` output and ``nft -f`` files read into the neutral model, run
+at the kernel's priorities, printed back as ``nft list ruleset`` prints them (checked against nft in a
+namespace as root), and refused with ``file:line:col`` where statewall does not model a construct.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from statewall import craft
+from statewall.config import load_policy
+from statewall.dialects.errors import ConfigError
+from statewall.dialects.iptables import parse as parse_iptables
+from statewall.dialects.nftables import list_ruleset, parse, parse_file, render
+from statewall.netfilter import Context, Netfilter
+from statewall.packet import decode, str_to_addr
+
+CONFIGS = Path(__file__).parent / "configs"
+NFT_FILES = [
+    "seed001-nft.nft",
+    "nft-host.nft",
+    "nft-vmap.nft",
+    "firewalld-nftables.nft",
+    "docker-29-nftables.nft",
+]
+SYN, ACK = 0x02, 0x10
+ENGINE_NOTE = "nftables rulesets are read"
+
+
+def ip(text: str) -> int:
+    return str_to_addr(text)[1]
+
+
+def tcp(src, dst, sport, dport, flags=SYN, *, mss=None):
+    v = 6 if ":" in src else 4
+    options = craft.tcp_option_mss(mss) if mss is not None else b""
+    return decode(craft.tcp_packet(v, ip(src), ip(dst), sport, dport, 1000, 0, flags, 64240, options))
+
+
+@pytest.mark.parametrize("name", NFT_FILES)
+def test_an_nft_ruleset_loads_and_prints_back(name):
+    policy = load_policy(CONFIGS / name)
+    assert policy.dialect == "nftables"
+    assert [w.message.split(",")[0] for w in policy.warnings] == [ENGINE_NOTE]
+    again = parse(render(policy), "again")
+    assert render(again) == render(policy)
+
+
+def _nft_available() -> bool:
+    if shutil.which("unshare") is None or shutil.which("nft") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "nft", "list", "ruleset"], capture_output=True).returncode == 0
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not _nft_available(), reason="needs root, unshare and nft")
+@pytest.mark.parametrize("name", NFT_FILES)
+def test_the_kernel_lists_an_nft_ruleset_as_statewall_does(name):
+    path = CONFIGS / name
+    kernel = subprocess.run(
+        ["unshare", "-n", "bash", "-c", f"nft -f {path} && nft list ruleset"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert list_ruleset(parse_file(path)) == kernel
+
+
+def test_seed001_in_nft_clamps_syns_into_the_tunnel_per_family_and_counts_them():
+    policy = parse_file(CONFIGS / "seed001-nft.nft")
+    nf = Netfilter(policy)
+    syn4 = tcp("192.168.1.10", "10.9.0.5", 40000, 443, mss=1460)
+    d = nf.traverse("POSTROUTING", syn4, Context("lan", "ipsec0", "NEW"))
+    assert [(a.kind, a.args) for a in d.actions] == [("TCPMSS", {"old": 1460, "new": 1347, "added": False})]
+    assert syn4.mss() == 1347
+    syn6 = tcp("2001:db8:1::10", "2001:db8:9::5", 40000, 443, mss=1440)
+    nf.traverse("POSTROUTING", syn6, Context("lan", "ipsec0", "NEW"))
+    assert syn6.mss() == 1327
+    # nft only lowers an MSS that is there: no option is added (nft_exthdr), unlike xt_TCPMSS.
+    bare = tcp("192.168.1.10", "10.9.0.5", 40001, 443)
+    assert nf.traverse("POSTROUTING", bare, Context("lan", "ipsec0", "NEW")).actions == []
+    assert bare.mss() is None
+    # Not toward the tunnel, not a SYN: untouched.
+    other = tcp("192.168.1.10", "8.8.8.8", 40002, 443, mss=1460)
+    nf.traverse("POSTROUTING", other, Context("lan", "wan", "NEW"))
+    assert other.mss() == 1460
+    listing = list_ruleset(policy, nf.nft_counters()).splitlines()
+    assert listing[3].endswith("counter packets 2 bytes 84 tcp option maxseg size set 1347")  # 44 + 40
+    assert listing[4].endswith("counter packets 1 bytes 64 tcp option maxseg size set 1327")
+
+
+def test_host_ruleset_sets_helpers_nat_reject_and_jumps():
+    policy = parse_file(CONFIGS / "nft-host.nft")
+    nf = Netfilter(policy)
+
+    def hook(name, pkt, inp, out, state="NEW"):
+        return nf.traverse(name, pkt, Context(inp, out, state))
+
+    assert hook("INPUT", tcp("198.51.100.9", "203.0.113.40", 4000, 22), "wan", None).rule.origin.line == 27
+    d = hook("INPUT", tcp("203.0.113.9", "203.0.113.40", 4000, 22), "wan", None)
+    assert d.verdict == "ACCEPT" and d.rule.origin.text == "tcp dport { 22, 80, 443 } ct state new accept"
+    d = hook("INPUT", tcp("203.0.113.9", "203.0.113.40", 4000, 23), "wan", None)
+    assert d.verdict == "DROP" and d.rule is None  # the policy, after the log statement's line
+    assert d.actions[0].args["text"].startswith("input drop: IN=eth0 OUT= MAC= SRC=203.0.113.9")
+    # dnat in the ip nat table; ct status dnat then lets the first packet through forward.
+    pkt = tcp("203.0.113.9", "203.0.113.40", 4001, 8080)
+    ctx = Context("wan", None, "NEW")
+    d = nf.traverse("PREROUTING", pkt, ctx)
+    assert [a.kind for a in d.actions] == ["DNAT"] and ctx.ct_nat == {"DNAT"}
+    ctx.out_iface = "lan"
+    assert nf.traverse("FORWARD", pkt, ctx).rule.origin.text == "ct status dnat accept"
+    # LAN out: the jump, the ftp helper statement, reject with tcp reset, the clamp, accept.
+    d = hook("FORWARD", tcp("192.168.1.20", "93.184.216.34", 4002, 21), "lan", "wan")
+    assert [(a.kind, a.args["helper"]) for a in d.actions] == [("CT", "ftp")] and d.verdict == "ACCEPT"
+    d = hook("FORWARD", tcp("192.168.1.20", "93.184.216.34", 4003, 25), "lan", "wan")
+    assert d.verdict == "DROP" and d.actions[0].args["reply"] == ("tcp-reset",)
+    d = hook("FORWARD", tcp("203.0.113.9", "192.168.1.20", 4004, 80), "wan", "lan")
+    assert d.actions[0].args["with"] == "icmp-admin-prohibited"
+    assert d.actions[0].args["reply"] == ("icmp", 3, 13)
+    # masquerade leaves through eth0 only.
+    d = hook("POSTROUTING", tcp("192.168.1.20", "93.184.216.34", 4005, 443), "lan", "wan")
+    assert [a.kind for a in d.actions] == ["MASQUERADE"]
+
+
+def test_base_chains_run_by_priority_around_conntrack_and_beside_iptables_tables():
+    # An nft chain at raw + 5 (-295) runs after iptables' raw table (-300), before conntrack (-200);
+    # one at filter + 10 after iptables' filter table; mangle - 10 before iptables' mangle.
+    text = (
+        "#@statewall interface lan address 10.0.0.1/24\n"
+        "table ip t {\n"
+        "\tchain pre_raw {\n\t\ttype filter hook prerouting priority raw + 5; policy accept;\n"
+        '\t\tlog prefix "nft-raw "\n\t}\n'
+        "\tchain fwd_late {\n\t\ttype filter hook forward priority filter + 10; policy accept;\n"
+        '\t\tlog prefix "nft-late "\n\t}\n'
+        "\tchain fwd_early {\n\t\ttype filter hook forward priority mangle - 10; policy drop;\n"
+        '\t\tlog prefix "nft-early " accept\n\t}\n'
+        "}\n"
+    )
+    policy = parse(text, "p.nft")
+    legacy = parse_iptables(
+        "iptables -t mangle -A FORWARD -j LOG --log-prefix 'ipt-mangle '\n"
+        "iptables -A FORWARD -j LOG --log-prefix 'ipt-filter '\n"
+        "iptables -t raw -A PREROUTING -j LOG --log-prefix 'ipt-raw '\n",
+        "i.rules",
+    )
+    policy.netfilter = legacy.netfilter
+    nf = Netfilter(policy)
+    pkt = tcp("10.0.0.5", "10.9.9.9", 4000, 80)
+    ctx = Context("lan", "lan", "INVALID")
+    raw = nf.traverse("PREROUTING", pkt, ctx, Netfilter.before_conntrack("PREROUTING"))
+    assert [a.args["text"].split(" ")[0] for a in raw.actions] == ["ipt-raw", "nft-raw"]
+    after = nf.traverse("PREROUTING", pkt, ctx, Netfilter.after_conntrack("PREROUTING"))
+    assert after.actions == []  # the raw-priority chain does not run again after conntrack
+    fwd = nf.traverse("FORWARD", pkt, Context("lan", "lan", "NEW"))
+    assert [a.args["text"].split(" ")[0] for a in fwd.actions] == [
+        "nft-early",
+        "ipt-mangle",
+        "ipt-filter",
+        "nft-late",
+    ]
+
+
+CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t%s\n\t}\n}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (
+            "table inet f {\n\tmap m {\n\t\ttype ipv4_addr : verdict\n\t}\n}\n",
+            "3:8",
+            "verdict maps keyed by ipv4_addr is not modelled",
+        ),
+        (
+            "table inet f {\n\tmap m {\n\t\ttype ifname : ipv4_addr\n\t}\n}\n",
+            "3:17",
+            "maps other than verdict maps is not modelled",
+        ),
+        ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:2", "flowtable objects is not modelled"),
+        (CHAIN % "ip saddr vmap { 10.0.0.1 : accept }", "4:12", "vmap on this key"),
+        (CHAIN % "tcp dport vmap @ports", "4:18", "map ports does not exist in table f"),
+        (
+            "table ip f {\n\tchain a {\n\t\tjump b\n\t}\n\tchain b {\n\t\tjump a\n\t}\n}\n",
+            "6:8",
+            "chains jump in a loop: a -> b -> a",
+        ),
+        ("table ip f {\n\tchain a {\n\t\tjump nowhere\n\t}\n}\n", "3:8", "chain 'nowhere' does not exist"),
+        (CHAIN % "ip saddr 10.0.0.300 drop", "4:12", "bad address"),
+        (CHAIN % "snat to 1.2.3.4", "4:3", "only valid in a nat chain"),
+        (
+            "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n}\n",
+            "4:9",
+            "set flag timeout is not modelled",
+        ),
+    ],
+)
+def test_what_nft_dialect_does_not_model_or_the_kernel_refuses_is_located(text, where, message):
+    with pytest.raises(ConfigError) as e:
+        parse(text, "x.nft")
+    assert str(e.value).startswith(f"x.nft:{where}: ") and message in str(e.value)
+
+
+def test_verdict_maps_dispatch_on_state_interface_protocol_and_port():
+    nf = Netfilter(parse_file(CONFIGS / "nft-vmap.nft"))
+
+    def verdict(pkt, inp="eth0", state="NEW"):
+        d = nf.traverse("INPUT", pkt, Context(inp, None, state))
+        return d.verdict, d.chain
+
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 443), state="ESTABLISHED") == ("ACCEPT", "input")
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 443), state="INVALID") == ("DROP", "input")
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 22)) == ("ACCEPT", "input")
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 8042)) == ("DROP", "input")
+    assert verdict(tcp("203.0.113.9", "203.0.113.40", 4000, 443)) == ("DROP", "input")  # the policy
+    # eth1 jumps to lan: DNS accepted there; anything else returns and meets the rest of input.
+    dns = decode(craft.udp_packet(4, ip("192.168.1.5"), ip("192.168.1.1"), 5000, 53, b"q"))
+    assert verdict(dns, inp="eth1") == ("ACCEPT", "lan")
+    assert verdict(tcp("192.168.1.5", "192.168.1.1", 4000, 80), inp="eth1") == ("ACCEPT", "input")
+
+
+def test_anonymous_sets_of_protocols_and_interface_names():
+    nf = Netfilter(parse_file(CONFIGS / "nft-vmap.nft"))
+    syn = tcp("192.168.1.5", "8.8.8.8", 4000, 443)
+    assert nf.traverse("FORWARD", syn, Context("eth1", "eth0", "NEW")).verdict == "ACCEPT"
+    assert nf.traverse("FORWARD", syn, Context("wg0", "eth0", "NEW")).verdict == "ACCEPT"
+    assert nf.traverse("FORWARD", syn, Context("eth2", "eth0", "NEW")).verdict == "DROP"
+    ping = decode(craft.icmp_echo(4, ip("203.0.113.9"), ip("192.168.1.5"), 1, 1))
+    assert nf.traverse("FORWARD", ping, Context("eth0", "eth1", "NEW")).verdict == "ACCEPT"
+
+
+def test_firewalld_nftables_backend_zones_rpfilter_and_icmpx_reject():
+    nf = Netfilter(parse_file(CONFIGS / "firewalld-nftables.nft"))
+
+    def inp(pkt, dev, state="NEW"):
+        ctx = Context(dev, None, "INVALID")
+        raw = nf.traverse("PREROUTING", pkt, ctx, Netfilter.before_conntrack("PREROUTING"))
+        if raw.verdict != "ACCEPT":
+            return raw
+        ctx.ctstate = state
+        return nf.traverse("INPUT", pkt, ctx)
+
+    assert inp(tcp("10.0.2.2", "10.0.2.15", 4000, 22), "enp0s3").verdict == "ACCEPT"
+    d = inp(tcp("10.0.2.2", "10.0.2.15", 4000, 25), "enp0s3")
+    assert d.verdict == "DROP" and d.actions[0].args["reply"] == ("icmp", 3, 13)  # icmpx admin-prohibited
+    d = inp(tcp("2001:db8:2::1", "2001:db8:2::15", 4000, 25), "enp0s3")
+    assert d.actions[0].args["reply"] == ("icmp", 1, 1)  # the same reject, in IPv6's words
+    dns = decode(craft.udp_packet(4, ip("192.168.122.50"), ip("192.168.122.1"), 5000, 53, b"q"))
+    assert inp(dns, "virbr0").rule.origin.text == "udp dport domain ct state new,untracked accept"
+    # IPv6 rpfilter: a source that no route sends back out of enp0s8 is dropped before conntrack.
+    d = inp(tcp("2001:db8:99::1", "2001:db8:2::15", 4000, 22), "enp0s8")
+    assert d.verdict == "DROP" and d.rule.origin.text == "meta nfproto ipv6 fib saddr . iif oif missing drop"
+    assert inp(tcp("2001:db8:99::1", "2001:db8:2::15", 4000, 22), "enp0s3").verdict == "ACCEPT"
+
+
+def test_tables_of_other_families_are_said_and_skipped():
+    policy = parse(
+        "table bridge filter {\n\tchain INPUT {\n\t\ttype filter hook input priority -200;\n\t}\n}\n", "b.nft"
+    )
+    assert policy.nft_tables == []
+    assert [w.message.split(":")[0] for w in policy.warnings][:1] == ["table bridge filter"]
+
+
+def test_docker_nftables_backend_publishes_masquerades_and_drops_direct_access():
+    nf = Netfilter(parse_file(CONFIGS / "docker-29-nftables.nft"))
+    syn = tcp("198.51.100.7", "203.0.113.10", 40000, 8080)
+    ctx = Context("eth0", None, "INVALID")
+    assert nf.traverse("PREROUTING", syn, ctx, Netfilter.before_conntrack("PREROUTING")).verdict == "ACCEPT"
+    ctx.ctstate = "NEW"
+    d = nf.traverse("PREROUTING", syn, ctx, Netfilter.after_conntrack("PREROUTING"))
+    [dnat] = d.actions
+    assert (
+        dnat.kind == "DNAT"
+        and str(dnat.args["addresses"][0]) == "192.0.2.2"
+        and dnat.args["ports"] == (80, 80)
+    )
+    # After the DNAT (the engine rewrites the packet), FORWARD dispatches on oifname to bridge1's chain.
+    fwd = tcp("198.51.100.7", "192.0.2.2", 40000, 80)
+    d = nf.traverse("FORWARD", fwd, Context("eth0", "bridge1", "NEW"))
+    assert d.verdict == "ACCEPT" and d.chain == "filter-forward-in__bridge1"
+    d = nf.traverse("FORWARD", tcp("198.51.100.7", "192.0.2.2", 40000, 22), Context("eth0", "bridge1", "NEW"))
+    assert d.verdict == "DROP" and d.rule.origin.text.endswith('drop comment "UNPUBLISHED PORT DROP"')
+    # Straight to the container's address from outside: raw-PREROUTING's drop, before conntrack.
+    direct = tcp("198.51.100.7", "192.0.2.2", 40001, 80)
+    d = nf.traverse(
+        "PREROUTING", direct, Context("eth0", None, "INVALID"), Netfilter.before_conntrack("PREROUTING")
+    )
+    assert d.verdict == "DROP" and d.chain == "raw-PREROUTING"
+    # The container's own traffic leaves masqueraded.
+    out = tcp("192.0.2.2", "8.8.8.8", 5000, 53)
+    d = nf.traverse("POSTROUTING", out, Context("bridge1", "eth0", "NEW"))
+    assert [a.kind for a in d.actions] == ["MASQUERADE"]
+
+
+def test_openwrt_fw4_zones_syn_flood_mld_and_the_mss_clamp():
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import ICMPv6MLQuery, ICMPv6PacketTooBig, IPv6
+
+    nf = Netfilter(parse_file(CONFIGS / "openwrt-fw4.nft"))
+
+    def inp(pkt, dev="wan0", state="NEW", now=0.0):
+        return nf.traverse("INPUT", pkt, Context(dev, None, state, now=now))
+
+    # wan: WireGuard allowed, anything else TCP gets a reset, UDP an ICMP port unreachable.
+    wg = decode(craft.udp_packet(4, ip("203.0.113.9"), ip("198.51.100.30"), 4000, 51820, b"q"))
+    assert inp(wg).verdict == "ACCEPT"
+    d = inp(tcp("203.0.113.9", "198.51.100.30", 4000, 22))
+    assert d.verdict == "DROP" and d.actions[0].args["reply"] == ("tcp-reset",)
+    dns = decode(craft.udp_packet(4, ip("203.0.113.9"), ip("198.51.100.30"), 4000, 53, b"q"))
+    assert inp(dns).actions[0].args["reply"] == ("icmp", 3, 3)
+    # MLD from a link-local source: the (type, code) pair set; from elsewhere: rejected.
+    mld = decode(bytes(IPv6(src="fe80::1", dst="ff02::1", hlim=1) / ICMPv6MLQuery()))
+    assert inp(mld).rule.origin.text.startswith("ip6 saddr fe80::/10 icmpv6 type . icmpv6 code")
+    quoted = IPv6(src="2001:db8::2", dst="2001:db8::1") / TCP(sport=443, dport=40000)
+    too_big = decode(bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6PacketTooBig() / quoted))
+    assert inp(too_big).verdict == "ACCEPT"
+    # SYN flood protection: 50 at once pass the limit (burst 50), the 51st is dropped in syn_flood
+    # (a fresh ruleset: the SYN from wan above took a token too).
+    nf = Netfilter(parse_file(CONFIGS / "openwrt-fw4.nft"))
+    verdicts = [inp(tcp("192.168.1.5", "192.168.1.1", 5000 + i, 22), dev="br-lan").verdict for i in range(51)]
+    assert verdicts[:50] == ["ACCEPT"] * 50
+    d = inp(tcp("192.168.1.5", "192.168.1.1", 6000, 22), dev="br-lan")
+    assert d.verdict == "DROP" and d.chain == "syn_flood"
+    # lan to wan: the clamp (rt mtu) in mangle_forward, then accepted, then masqueraded.
+    syn = tcp("192.168.1.5", "93.184.216.34", 40000, 443, mss=1460)
+    d = nf.traverse("FORWARD", syn, Context("br-lan", "wan0", "NEW", path_mtu=1492, reverse_mtu=1500))
+    assert d.verdict == "ACCEPT" and syn.mss() == 1452
+    assert [a.kind for a in nf.traverse("POSTROUTING", syn, Context("br-lan", "wan0", "NEW")).actions] == [
+        "MASQUERADE"
+    ]
