@@ -99,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except TracerError as exc:
         raise UsageError(str(exc)) from None
-    if allowed:
-        text += _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed)
+    if allowed and output == "text":
+        # The phases statewall does not model come with the ASA's text, before statewall's own lines.
+        asa, sep, notes = text.partition("\nstatewall: ")
+        text = asa + _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed) + sep + notes
     print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK if allowed else EXIT_FAILURE
 
