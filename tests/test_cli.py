@@ -153,7 +153,11 @@ def test_packet_tracer_allows_the_ftp_client_through_pat(capsys) -> None:
     assert code == 0
     assert "nat (inside) 1 10.0.0.0 255.0.0.0" in out
     assert re.search(r"^Result: ALLOW$", out, re.M) and not re.search(r"^Result: DROP$", out, re.M)
-    assert out.rstrip().splitlines()[-1] == "Action: allow"
+    asa, _, statewall = out.partition("\n\nstatewall: ")
+    assert asa.rstrip().splitlines()[-1] == "Action: allow"
+    # The security-level sentence is statewall's, after the ASA's text: the ASA prints Implicit Rule.
+    assert "security-level" not in asa and "security-level 100 to 0" in statewall
+    assert "Config:\nImplicit Rule\nAdditional Information:\n\n" in asa
 
 
 def test_packet_tracer_drop_names_the_reason_and_exits_1(capsys) -> None:
@@ -340,6 +344,16 @@ def test_show_iptables_is_the_iptables_command(capsys):
     assert main(["iptables", "-c", config, "-t", "mangle", "-L", "-n", "-v", "-x"]) == 0
     assert capsys.readouterr().out == shown
     assert "TCPMSS set 1347" in shown
+
+
+def test_packet_tracer_xml_and_json(capsys) -> None:
+    words = ["input", "outside", "tcp", "192.168.9.2", "40000", "10.0.0.2", "ssh"]
+    code, out, _ = run(capsys, "packet-tracer", "-c", str(SEED000), *words, "xml")
+    assert code == 1 and out.startswith("<Phase>\n<id>1</id>\n")
+    assert "<action>drop</action>\n<drop-reason>(" in out and "statewall" not in out
+    code, out, _ = run(capsys, "packet-tracer", "-c", str(SEED000), *words, "--json")
+    data = json.loads(out)
+    assert code == 1 and data["result"]["action"] == "drop" and data["statewall"]
 
 
 def test_check_json_for_an_iptables_ruleset_goes_through_the_same_records(tmp_path: Path, capsys) -> None:

@@ -61,3 +61,19 @@ def test_every_record_of_a_replay_follows_the_schema(tmp_path: Path, capsys):
         assert datetime.fromisoformat(r["@timestamp"]).utcoffset() is not None
         if r["event"] in ("ConnBuilt", "Drop"):
             assert r["network.community_id"].startswith("1:")
+
+
+def test_a_drop_of_a_connections_packet_carries_its_conn_id(tmp_path: Path, capsys):
+    # seed 000 through 8.2: the oversized segments of the FTP control connection are dropped (419001).
+    from test_seed000 import CONFIGS
+    from test_seed000 import capture as ftp_capture
+
+    out = tmp_path / "out"
+    args = ["replay", "-c", str(CONFIGS / "seed000.cfg"), "--asa-version", "8.2(1)", "-o", str(out), "--json"]
+    assert cli.main([*args, str(ftp_capture(tmp_path / "ftp.pcap"))]) == 0
+    capsys.readouterr()
+    records = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    (built,) = [r for r in records if r["event"] == "ConnBuilt"]
+    mss = [r for r in records if r["event"] == "Drop" and r["reason"] == "tcp-mss-exceeded"]
+    assert mss and {r["conn_id"] for r in mss} == {built["conn_id"]}
+    assert {r["network.community_id"] for r in mss} == {built["network.community_id"]}

@@ -316,6 +316,32 @@ def test_batfish_bad_syslog_port_is_refused_where_it_is(corpus_dir):
     assert (exc.value.line, exc.value.col) == (line, 30) and "invalid syslog port" in exc.value.message
 
 
+def test_302020_and_302021_carry_type_and_code_from_9_0(tmp_path, capsys):
+    # 9.x: "Built outbound ICMP connection for faddr 10.10.10.10/0 gaddr 10.10.9.9/17411 laddr
+    # 10.10.9.9/17411 type 8 code 0" (device samples kept by public parsers); 8.x ends at laddr.
+    from scapy.layers.inet import ICMP, IP
+
+    from statewall import cli
+    from statewall.pcapio import PcapWriter
+
+    cap = tmp_path / "ping.pcap"
+    with PcapWriter(cap) as w:
+        w.write(bytes(IP(src="10.1.1.2", dst="10.1.2.1") / ICMP(type=8, id=7, seq=1)), 1.0)
+    lines = {}
+    for version in ("9.12(4)", "8.2(1)"):
+        cfg = tmp_path / f"{version[0]}.cfg"
+        cfg.write_text(BASE.format(version=version) + "route outside 0.0.0.0 0.0.0.0 192.0.2.254\n")
+        out = tmp_path / version[0]
+        assert cli.main(["replay", "-c", str(cfg), "-o", str(out), "--drain", "10", "--json", str(cap)]) == 0
+        capsys.readouterr()
+        lines[version[0]] = [x.split(": ", 1)[1] for x in (out / "log.txt").read_text().splitlines()]
+    addrs = "faddr 10.1.2.1/0 gaddr 10.1.1.2/7 laddr 10.1.1.2/7"
+    assert f"%ASA-6-302020: Built outbound ICMP connection for {addrs} type 8 code 0" in lines["9"]
+    assert f"%ASA-6-302021: Teardown ICMP connection for {addrs} type 8 code 0" in lines["9"]
+    assert f"%ASA-6-302020: Built outbound ICMP connection for {addrs}" in lines["8"]
+    assert f"%ASA-6-302021: Teardown ICMP connection for {addrs}" in lines["8"]
+
+
 def test_a_logging_host_on_an_unknown_interface_is_a_located_warning_and_gets_nothing():
     # An excerpt that names an interface it does not declare still loads (Batfish's asa-logging does);
     # the host is dropped from the model, so nothing is sent to it, and check says why, where.

@@ -275,6 +275,7 @@ class Connection:
         self._set("responder", ep)
 
     closer = _extra("closer", "The interface whose FIN began the close (None before).")
+    icmp = _extra("icmp", "An ICMP connection's (type, code) of the packet that opened it (302020/302021).")
     replay_keys = _extra(
         "replay_keys",
         "Its entries in ``Firewall.replay_index`` (None unless a replay adapter asked for one).",

@@ -201,6 +201,9 @@ class ConnBuilt(Event):
     responder: Endpoint
     origin: Origin | None = None
     master: int | None = None
+    # ICMP connections: the type and code of the packet that opened it (302020's "type N code N").
+    icmp_type: int | None = None
+    icmp_code: int | None = None
 
 
 @dataclass(slots=True)
@@ -216,6 +219,8 @@ class ConnTeardown(Event):
     bytes: int
     reason: str
     closed_by: str | None = None  # interface that started the teardown (``from <ifc>``)
+    icmp_type: int | None = None  # ICMP connections: as ConnBuilt's (302021's "type N code N")
+    icmp_code: int | None = None
 
 
 @_lazy_addresses("real_address", "mapped_address")
@@ -276,6 +281,9 @@ class Drop(Event):
     hint: str | None = None
     message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    # The connection the dropped packet belongs to (None for a packet of no connection: a denied first
+    # packet, a stray segment, a malformed packet).
+    conn_id: int | None = None
 
 
 @_lazy_addresses("src", "dst")

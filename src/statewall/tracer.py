@@ -16,6 +16,8 @@ import ipaddress
 from . import craft
 from .engine import Firewall
 from .events import Drop
+from .logfmt.counters import ASA_NEAREST
+from .logfmt.tracer import TracePhase, TraceResult, format_json, format_text, format_xml
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Policy
 
 _PROTOS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP, "icmp6": PROTO_ICMPV6}
@@ -51,53 +53,89 @@ def stage_phases(fw: Firewall) -> list[str]:
     return [phase for st in fw.new_flow_stages for phase in st.phases]
 
 
-def packet_tracer(
-    policy: Policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool = False
-) -> tuple[str, bool]:
-    """Trace one packet entering ``iface``; returns (text in the ASA's layout, allowed)."""
+def trace(
+    policy: Policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int
+) -> tuple[list[TracePhase], TraceResult]:
+    """Trace one packet entering ``iface``: the phases as the ASA prints them and the result, with
+    statewall's own explanation in ``TraceResult.notes`` (``statewall.logfmt.tracer`` lays them out).
+
+    What the ASA prints is kept apart from what statewall adds: ROUTE-LOOKUP's Config is empty (the ASA
+    names no configuration line there), ACCESS-LIST's Config is the access-group line and the ACE that
+    matched, or ``Implicit Rule`` when none did (the implicit deny, the security levels), and its
+    Additional Information is empty; statewall's sentence for each decision goes to the notes.
+    """
     if iface not in policy.interfaces:
         raise TracerError(f"interface '{iface}' does not exist")
     fw = Firewall(policy, fast_path=False)
     fw.trace_log = []
     res = fw.receive(iface, build_packet(proto, src, sport, dst, dport), 0.0)
-    phases = stage_phases(fw)
-    lines: list[str] = []
-    for n, (typ, subtype, ok, origin, info) in enumerate(fw.trace_log, 1):
-        if typ not in phases:
+    stages = stage_phases(fw)
+    phases: list[TracePhase] = []
+    notes: list[str] = []
+    for typ, subtype, ok, origin, info in fw.trace_log:
+        if typ not in stages:
             raise RuntimeError(
                 f"phase {typ} reported by no stage of {[s.__name__ for s in fw.new_flow_stages]}"
             )
-        lines += [
-            f"Phase: {n}",
-            f"Type: {typ}",
-            f"Subtype: {subtype}",
-            f"Result: {'ALLOW' if ok else 'DROP'}",
-            "Config:",
-        ]
-        if origin is not None and origin.text:
-            lines.append(origin.text)
-            if detailed:
-                lines.append(f"  ({origin.file}:{origin.line})")
-        elif typ == "ACCESS-LIST":
-            lines.append("Implicit Rule")
-        lines += ["Additional Information:", info, ""]
+        phase = TracePhase(typ, subtype, ok)
+        text = origin.text if origin is not None and origin.text else ""
+        if typ == "ACCESS-LIST":
+            if text.startswith("access-list"):
+                group = fw.acl.group_origin.get((iface, "in")) or fw.acl.group_origin.get((None, "in"))
+                phase.config = [group.text, text] if group is not None and group.text else [text]
+            else:
+                phase.config = ["Implicit Rule"]
+            if info:
+                notes.append(f"ACCESS-LIST: {info}")
+        elif typ == "ROUTE-LOOKUP":
+            phase.info = [info]
+            if text:
+                notes.append(f"ROUTE-LOOKUP: the route is {origin.file}:{origin.line}: {text}")
+        else:
+            phase.config = [text] if text else []
+            phase.info = [info] if info else []
+        phases.append(phase)
     drops = [e for e in res.events if isinstance(e, Drop)]
     allowed = bool(res.packets) and not drops
     egress = res.packets[0][0] if res.packets else (drops[0].egress if drops and drops[0].egress else None)
-    lines += ["Result:", f"input-interface: {iface}", "input-status: up", "input-line-status: up"]
-    if egress:
-        lines += [f"output-interface: {egress}", "output-status: up", "output-line-status: up"]
-    lines.append(f"Action: {'allow' if allowed else 'drop'}")
+    result = TraceResult(iface, egress, allowed)
     if drops:
         d = drops[0]
-        lines.append(f"Drop-reason: ({d.reason.keyword}) {d.reason.description}")
+        # The ASA's keyword (its nearest where statewall's own reason has none, logfmt.counters).
+        shown = ASA_NEAREST.get(d.reason, d.reason)
+        result.drop_keyword, result.drop_description = shown.keyword, shown.description
+        if shown is not d.reason:
+            notes.append(f"statewall's drop reason: ({d.reason.keyword}) {d.reason.description}")
         if d.message:
-            lines += ["", f"statewall: {d.message}"]
+            notes.append(d.message)
         if d.origin is not None and d.origin.text:
-            lines.append(f"statewall: decided by {d.origin.file}:{d.origin.line}: {d.origin.text}")
+            notes.append(f"decided by {d.origin.file}:{d.origin.line}: {d.origin.text}")
         if d.hint:
-            lines.append(f"statewall: to let it through: {d.hint}")
-    return "\n".join(lines) + "\n", allowed
+            notes.append(f"to let it through: {d.hint}")
+    result.notes = notes
+    return phases, result
+
+
+def packet_tracer(
+    policy: Policy,
+    iface: str,
+    proto: str,
+    src: str,
+    sport: int,
+    dst: str,
+    dport: int,
+    detailed: bool = False,
+    output: str = "text",
+) -> tuple[str, bool]:
+    """Trace one packet entering ``iface``; returns (the output in the ASA's layout, allowed).
+    ``output``: ``text`` (with ``detailed``: each phase's configuration line located), ``xml`` (the
+    ASA's ``packet-tracer ... xml``) or ``json``."""
+    phases, result = trace(policy, iface, proto, src, sport, dst, dport)
+    if output == "xml":
+        return format_xml(phases, result), result.allowed
+    if output == "json":
+        return format_json(phases, result), result.allowed
+    return format_text(phases, result, detailed=detailed), result.allowed
 
 
 # --------------------------------------------------------------------------------------------------

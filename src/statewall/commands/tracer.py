@@ -2,8 +2,8 @@
 
 Syntax as on the ASA (``-c CONFIG`` added, ``input`` required)::
 
-    packet-tracer -c CONFIG input IFACE tcp|udp SRC SPORT DST DPORT [detailed]
-    packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]
+    packet-tracer -c CONFIG input IFACE tcp|udp SRC SPORT DST DPORT [detailed] [xml] [--json]
+    packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed] [xml] [--json]
 
 Ports and ICMP types take the ASA's names (``ftp``, ``www``, ``echo``). The decisions and their text
 come from ``statewall.tracer``; this module only reads the command line. The exit code says the
@@ -27,8 +27,8 @@ from ..dialects.asa import names
 from . import EXIT_FAILURE, EXIT_OK, UsageError, add_config_argument, load_config
 
 USAGE = (
-    "statewall packet-tracer -c CONFIG input IFACE {tcp|udp} SRC SPORT DST DPORT [detailed]\n"
-    "       statewall packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed]\n"
+    "statewall packet-tracer -c CONFIG input IFACE {tcp|udp} SRC SPORT DST DPORT [detailed] [xml] [--json]\n"
+    "       statewall packet-tracer -c CONFIG input IFACE icmp SRC TYPE CODE DST [detailed] [xml] [--json]\n"
     "       statewall packet-tracer -c RULES --capture [IFACE=]CAPTURE ... --packet N [detailed]"
 )
 
@@ -52,11 +52,20 @@ def _number(word: str, what: str, table: dict[str, int], limit: int) -> int:
     return value
 
 
+def trailing_keywords(words: list[str]) -> list[str]:
+    """The ASA's trailing keywords of the command (``detailed``, ``xml``), in any order."""
+    tail: list[str] = []
+    for w in reversed(words):
+        if w.lower() not in ("detailed", "xml") or w.lower() in tail:
+            break
+        tail.append(w.lower())
+    return tail
+
+
 def parse_words(words: list[str]) -> tuple[str, str, str, int, str, int, bool]:
     """``input IFACE PROTO ...`` -> (iface, proto, src, sport-or-type, dst, dport-or-code, detailed)."""
-    detailed = bool(words) and words[-1].lower() == "detailed"
-    if detailed:
-        words = words[:-1]
+    detailed = "detailed" in trailing_keywords(words)
+    words = words[: len(words) - len(trailing_keywords(words))]
     if len(words) < 3 or words[0].lower() != "input":
         raise UsageError("expected: input IFACE PROTO ...")
     iface, proto = words[1], words[2].lower()
@@ -86,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.capture or args.packet is not None:
         return run_capture(args)
+    xml = "xml" in trailing_keywords(args.words)
     iface, proto, src, sport, dst, dport, detailed = parse_words(args.words)
     detailed = detailed or args.detailed
     policy = load_config(args.config)
@@ -95,11 +105,16 @@ def run(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(policy.interfaces)) or "none"
         raise UsageError(f"no interface named {iface!r} in {args.config} (interfaces: {known})")
     try:
-        text, allowed = packet_tracer(policy, iface, proto, src, sport, dst, dport, detailed=detailed)
+        output = "xml" if xml else "json" if args.json else "text"
+        text, allowed = packet_tracer(
+            policy, iface, proto, src, sport, dst, dport, detailed=detailed, output=output
+        )
     except TracerError as exc:
         raise UsageError(str(exc)) from None
-    if allowed:
-        text += _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed)
+    if allowed and output == "text":
+        # The phases statewall does not model come with the ASA's text, before statewall's own lines.
+        asa, sep, notes = text.partition("\nstatewall: ")
+        text = asa + _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed) + sep + notes
     print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK if allowed else EXIT_FAILURE
 
@@ -257,4 +272,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--packet", type=int, metavar="N", help="the packet of the captures to trace (from 1)")
     p.add_argument("--detailed", action="store_true", help="same as the trailing keyword 'detailed'")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="the phases and the result as JSON (statewall's explanation under 'statewall'); the ASA's "
+        "XML with the trailing keyword 'xml'",
+    )
     p.set_defaults(func=run)

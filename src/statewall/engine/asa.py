@@ -440,8 +440,23 @@ def build(c: NewFlow) -> bool:
     fw.stats["connections"] += 1
     # An expected connection names its master (the FTP control connection that announced it).
     master = exp.master.id if exp is not None else None
+    icmp_type = icmp_code = None
+    if proto in (PROTO_ICMP, PROTO_ICMPV6):
+        # 302020/302021 print the type and code that opened an ICMP connection (9.x).
+        icmp_type, icmp_code = conn.icmp = (c.icmp_type, c.icmp_code)
     ev.append(
-        ConnBuilt(now, conn_id, proto, direction, initiator, responder, origin=conn.origin, master=master)
+        ConnBuilt(
+            now,
+            conn_id,
+            proto,
+            direction,
+            initiator,
+            responder,
+            origin=conn.origin,
+            master=master,
+            icmp_type=icmp_type,
+            icmp_code=icmp_code,
+        )
     )
     c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
     c.half = fwd

@@ -62,6 +62,8 @@ def drop(
     v = pkt.version
     proto = pkt.proto
     is_icmp = proto in (PROTO_ICMP, PROTO_ICMPV6)
+    # The connection the packet belongs to, when it belongs to one (events.jsonl's conn_id on drops).
+    half = fw.conns.by_key.get((v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
     ev.append(
         Drop(
             now,
@@ -81,6 +83,7 @@ def drop(
             hint=hint,
             message=message,
             detail=detail or {},
+            conn_id=half.conn.id if half is not None else None,
         )
     )
 

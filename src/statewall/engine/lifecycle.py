@@ -201,6 +201,7 @@ def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out:
             conn.bytes,
             reason,
             by,
+            *(conn.icmp or (None, None))[:2],  # (type, code, ...): netfilter's keeps its reply type too
         )
     )
     if fw.nf_path is not None:

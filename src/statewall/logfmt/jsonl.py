@@ -118,6 +118,7 @@ def _flow(
         )
     if isinstance(event, (ConnBuilt, ConnTeardown)):
         i, r = event.initiator, event.responder
+        icmp = (event.icmp_type, event.icmp_code or 0) if event.icmp_type is not None else None
         # The first packet as it arrived: from the initiator's real address to the address it sent to.
         return (
             event.protocol,
@@ -127,7 +128,7 @@ def _flow(
             r.mapped_port,
             i.interface,
             r.interface,
-            None,
+            icmp,
         )
     if isinstance(event, AclHit):
         return (

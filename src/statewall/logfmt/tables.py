@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..engine import asa_conn_flags
 from ..packet import addr_to_str
-from .asa import ConnRecord, XlateRecord, format_show_conn, format_show_xlate
+from .asa import ConnRecord, XlateRecord
 
 
 def conn_records(fw) -> list[ConnRecord]:
@@ -36,9 +36,11 @@ def conn_records(fw) -> list[ConnRecord]:
 
 
 def show_conn(fw, *, detail: bool = False, now: float | None = None) -> str:
-    """``show conn [detail]`` as the ASA prints it, with the table's high-water mark."""
-    when = fw.now if now is None else now
-    return format_show_conn(conn_records(fw), when, most_used=fw.conns.most_used, detail=detail)
+    """``show conn [detail]`` as the ASA of the configured release prints it (``statewall.showtables``,
+    the one path every show command takes)."""
+    from ..showtables import show
+
+    return show(fw, ["conn", "detail"] if detail else ["conn"], now)
 
 
 def xlate_records(fw) -> list[XlateRecord]:
@@ -71,5 +73,6 @@ def xlate_records(fw) -> list[XlateRecord]:
 
 
 def show_xlate(fw, *, now: float | None = None) -> str:
-    when = fw.now if now is None else now
-    return format_show_xlate(xlate_records(fw), when, most_used=fw.nat.most_used)
+    from ..showtables import show
+
+    return show(fw, ["xlate"], now)
