@@ -19,7 +19,6 @@ Time moves on and the timers run.
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import struct
 import time
@@ -33,7 +32,7 @@ from statewall.engine import Firewall
 from statewall.events import Drop, DropReason
 from statewall.packet import str_to_addr
 
-__all__ = ["CONFIGS", "Findings", "fuzz", "nftables_available"]
+__all__ = ["CONFIGS", "Findings", "fuzz"]
 
 ASA = (
     "ASA Version 9.1(2)\n"
@@ -92,10 +91,6 @@ ip6tables -A FORWARD -i eth1 -j ACCEPT
 ip6tables -A FORWARD -i eth0 -p tcp -d 2001:db8:1::80 --dport 80 -j ACCEPT
 ip6tables -A FORWARD -p ipv6-icmp -j ACCEPT
 """
-
-
-def nftables_available() -> bool:
-    return importlib.util.find_spec("statewall.dialects.nftables") is not None
 
 
 def _asa(text: str):
