@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 import dpkt
 import dpkt.pcap
@@ -382,7 +382,27 @@ def read_packets(
 # Writing
 
 
-class PcapWriter:
+class _Writer:
+    """What both capture writers share: the open file, its packet count, closing it (also as a context
+    manager)."""
+
+    _f: BinaryIO
+    count: int
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class PcapWriter(_Writer):
     """Write packets to a classic pcap file (microsecond timestamps), by default as raw IP.
 
     Classic pcap rather than pcapng because every tool reads it (tcpdump, Wireshark, scapy, dpkt), and
@@ -409,25 +429,13 @@ class PcapWriter:
         self._w.writepkt(bytes(data), ts=round(ts, 6))
         self.count += 1
 
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-
-    def __enter__(self) -> PcapWriter:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
 
 _EPB_HEAD = struct.Struct("<IIIIIII")
 _OPT_HEAD = struct.Struct("<HH")
 _BLOCK_TAIL = struct.Struct("<I")
 
 
-class PcapngWriter:
+class PcapngWriter(_Writer):
     """Write packets to a pcapng file (raw IP, microsecond timestamps), each with an optional comment.
 
     The comment is the packet's ``opt_comment`` option, which Wireshark shows as the packet's comment
@@ -466,18 +474,6 @@ class PcapngWriter:
         f.write(data)
         f.write(b"\0" * pad + opts + _BLOCK_TAIL.pack(total))
         self.count += 1
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-
-    def __enter__(self) -> PcapngWriter:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def read_comments(path: str | os.PathLike[str]) -> list[tuple[float, bytes, str | None]]:
