@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import threading
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP
 
+from requires import live_reason
 from statewall.config import parse_policy
 from statewall.engine import Firewall, compiled, state
 from statewall.events import ConnBuilt, Drop, DropReason
@@ -335,13 +335,7 @@ def test_names_are_checked():
 # --------------------------------------------------------------------------------------------------
 # As root: statewall run with its channel, statewall ctl, and a capture of real traffic
 
-ROOT_REASON = None
-if os.geteuid() != 0:
-    ROOT_REASON = "needs root (network namespaces, TUN)"
-elif not os.path.exists("/dev/net/tun"):
-    ROOT_REASON = "needs /dev/net/tun"
-elif not shutil.which("hping3"):
-    ROOT_REASON = "needs hping3"
+ROOT_REASON = live_reason("hping3")
 needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
 
 SMOKE = """\

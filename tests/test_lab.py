@@ -14,13 +14,10 @@ import time
 
 import pytest
 
+from requires import live_reason
 from statewall.lab.netns import Lab, LabError, our_namespaces, wait_for
 
-ROOT_REASON = None
-if os.geteuid() != 0:
-    ROOT_REASON = "needs root (network namespaces)"
-elif not shutil.which("ip"):
-    ROOT_REASON = "needs iproute2 (ip)"
+ROOT_REASON = live_reason("ip", tun=False)
 
 needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
 

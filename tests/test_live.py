@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
+from requires import live_reason
 from statewall.live import vnet
 from statewall.live.vnet import (
     F_NEEDS_CSUM,
@@ -244,13 +244,7 @@ def test_header_for_super_packets_and_small_ones():
 # ------------------------------------------------------------------------------------------------
 # Live: real TCP stacks in network namespaces.
 
-ROOT_REASON = None
-if os.geteuid() != 0:
-    ROOT_REASON = "needs root (network namespaces, TUN devices)"
-elif not os.path.exists("/dev/net/tun"):
-    ROOT_REASON = "needs /dev/net/tun"
-elif not shutil.which("ip"):
-    ROOT_REASON = "needs iproute2 (ip)"
+ROOT_REASON = live_reason("ip")
 
 needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,19 +15,12 @@ import time
 
 import pytest
 
+from requires import live_reason
 from statewall import demo
 from statewall.lab.netns import our_namespaces
 from statewall.lab.scenarios import SCENARIOS, ScenarioRun, load_all, scenario
 
-ROOT_REASON = None
-if os.geteuid() != 0:
-    ROOT_REASON = "needs root (network namespaces, TUN)"
-elif not os.path.exists("/dev/net/tun"):
-    ROOT_REASON = "needs /dev/net/tun"
-else:
-    missing = [tool for tool in ("ip", "nft", "curl", "ss") if not shutil.which(tool)]
-    if missing:
-        ROOT_REASON = f"needs {', '.join(missing)}"
+ROOT_REASON = live_reason("ip", "nft", "curl", "ss")
 needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
 
 # What each scenario must show happening (beyond its own checks), as it prints it.

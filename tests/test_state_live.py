@@ -10,21 +10,15 @@ lost, and TCP's retransmissions bring the ends back into the restored window.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
-ROOT_REASON = None
-if os.geteuid() != 0:
-    ROOT_REASON = "needs root (network namespaces, TUN)"
-elif not os.path.exists("/dev/net/tun"):
-    ROOT_REASON = "needs /dev/net/tun"
-elif not shutil.which("ip"):
-    ROOT_REASON = "needs iproute2 (ip)"
+from requires import live_reason
+
+ROOT_REASON = live_reason("ip")
 needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
 
 CONFIG = """\

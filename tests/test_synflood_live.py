@@ -14,7 +14,6 @@ Every wait is bounded; nothing is asserted about how long anything took.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -25,14 +24,9 @@ import time
 import pytest
 
 from fixtures import ASA_INTERFACES
+from requires import live_reason
 
-ROOT_REASON = None
-if os.geteuid() != 0:
-    ROOT_REASON = "needs root (network namespaces, TUN devices)"
-elif not os.path.exists("/dev/net/tun"):
-    ROOT_REASON = "needs /dev/net/tun"
-elif not shutil.which("ip") or not shutil.which("nft"):
-    ROOT_REASON = "needs iproute2 (ip) and nftables (nft)"
+ROOT_REASON = live_reason("ip", "nft")
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")]
 

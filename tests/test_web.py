@@ -7,8 +7,6 @@ transfer between namespaces while the test scrapes /metrics, and the counters mo
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import time
 import urllib.error
@@ -20,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scapy.layers.inet import IP, TCP
 
 from fixtures import ASA_BROWSING_PAT
+from requires import live_reason
 from statewall.config import parse_policy
 from statewall.engine import Firewall
 from statewall.live.loop import Loop
@@ -114,13 +113,7 @@ def test_the_view_is_read_only(view: WebView) -> None:
 # --------------------------------------------------------------------------------------------------
 # Live: statewall run --http, scraped during a transfer
 
-ROOT_REASON = None
-if os.geteuid() != 0:
-    ROOT_REASON = "needs root (network namespaces, TUN devices)"
-elif not os.path.exists("/dev/net/tun"):
-    ROOT_REASON = "needs /dev/net/tun"
-elif not shutil.which("ip"):
-    ROOT_REASON = "needs iproute2 (ip)"
+ROOT_REASON = live_reason("ip")
 
 
 @pytest.mark.root
