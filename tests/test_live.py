@@ -608,9 +608,23 @@ def test_ipv6_tcp_through_the_engine(topo6, offload):
     with LoopThread(topo6, fw, offload=(offload, offload)) as loop:
         loop.on_events = events.extend
         _assert_transfer(topo6, 4 << 20, dst_addr=OUTSIDE6["host6"])
+    from statewall.events import DropReason
     from statewall.logfmt.asa import format_event
 
     kinds = [type(e).__name__ for e in events]
     drops = [line for e in events if type(e).__name__ == "Drop" for line in format_event(e)]
-    assert kinds.count("ConnBuilt") == 1 and set(kinds) <= {"ConnBuilt", "ConnTeardown"}, (kinds, drops)
-    assert not fw.drops
+    # While the connection lives nothing but it shows up. Once both FINs were acknowledged it is gone,
+    # and a segment a stack still sends then (on a loaded machine: the duplicate ACK answering a
+    # retransmitted FIN) meets no connection: a real ASA denies it too (106015, no SYN, no RST).
+    # Anything else after the teardown fails as well.
+    end = kinds.index("ConnTeardown") if "ConnTeardown" in kinds else len(kinds)
+    assert kinds.count("ConnBuilt") == 1 and set(kinds[: end + 1]) <= {"ConnBuilt", "ConnTeardown"}, (
+        kinds,
+        drops,
+    )
+    late = events[end + 1 :]
+    assert all(
+        type(e).__name__ == "Drop" and e.reason is DropReason.TCP_NOT_SYN and not (e.tcp_flags or 0) & 0x06
+        for e in late
+    ), (kinds, drops)
+    assert sum(fw.drops.values()) == len(late), (dict(fw.drops), drops)
