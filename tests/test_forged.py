@@ -197,6 +197,38 @@ def test_asa_drops_an_in_window_rst_that_is_not_exact_and_keeps_the_connection(p
     assert [e.reason for e in res.events if type(e).__name__ == "ConnTeardown"] == ["TCP Reset-I"]
 
 
+@pytest.mark.parametrize("policy_name", ["asa-defaults", "asa-pat-tcp-map"])
+@pytest.mark.parametrize(
+    ("offset", "flags", "reason"),
+    [
+        (0, SYN, DropReason.TCP_RST_SYN_IN_WINDOW),
+        (1000, SYN, DropReason.TCP_RST_SYN_IN_WINDOW),
+        (1 << 30, SYN, DropReason.TCP_SYN_ON_CONN),
+        (-5000, SYN, DropReason.TCP_SYN_ON_CONN),
+        (1000, SYN | ACK, DropReason.TCP_SYNACK_ON_CONN),
+    ],
+)
+def test_asa_drops_a_syn_on_an_established_connection_and_keeps_it(policy_name, offset, flags, reason):
+    fw, now, seq, ack = established(policy_name)
+    before = next(iter(fw.conns)).tcp.seen[0].td_end
+    res = feed(fw, "c", segment("c", seq + offset, ack if flags & ACK else 0, flags, b"", 64240), now + 0.01)
+    assert res.packets == []
+    assert [e.reason for e in res.events if isinstance(e, Drop)] == [reason]
+    assert reason.value[0] in ("tcp-rst-syn-in-win", "tcp-syn-ooo", "tcp-synack-ooo")
+    assert len(fw.conns) == 1
+    assert next(iter(fw.conns)).tcp.seen[0].td_end == before  # it taught the tracker nothing
+    assert feed(fw, "c", segment("c", seq, ack, PSH | ACK, b"more", 64240), now + 0.02).packets
+    assert feed(fw, "s", segment("s", ack, seq + 4, ACK, b"", 65160), now + 0.03).packets
+
+
+def test_netfilter_lets_a_syn_on_an_established_connection_through_as_linux_does():
+    fw, now, seq, ack = established("iptables-masquerade")
+    res = feed(fw, "c", segment("c", seq + 1000, 0, SYN, b"", 64240), now + 0.01)
+    assert res.packets  # IGNOREd: the receiver answers with a challenge ACK (RFC 5961)
+    assert not [e for e in res.events if isinstance(e, Drop)]
+    assert feed(fw, "c", segment("c", seq, ack, PSH | ACK, b"more", 64240), now + 0.02).packets
+
+
 def test_netfilter_lets_an_in_window_rst_through_and_keeps_the_state_rfc5961():
     fw, now, seq, ack = established("iptables-masquerade")
     res = feed(fw, "c", segment("c", seq + 1000, ack, RST | ACK, b"", 64240), now + 0.01)

@@ -107,7 +107,9 @@ class DropReason(enum.Enum):
     # Connection state
     TCP_NOT_SYN = ("tcp-not-syn", "First TCP packet not SYN")
     TCP_3WHS_FAILED = ("tcp-3whs-failed", "TCP failed 3 way handshake")
-    TCP_SYN_ON_CONN = ("tcp-dual-open", "TCP SYN on an existing connection")
+    # A SYN or SYN-ACK on an established ASA connection (keywords and words of show asp drop).
+    TCP_SYN_ON_CONN = ("tcp-syn-ooo", "TCP SYN on established conn")
+    TCP_SYNACK_ON_CONN = ("tcp-synack-ooo", "TCP SYNACK on established conn")
     TCP_RST_SYN_IN_WINDOW = ("tcp-rst-syn-in-win", "TCP RST/SYN in window")
     TCP_SEQ_PAST_WINDOW = ("tcp-seq-past-win", "TCP packet SEQ past window")
     TCP_INVALID_ACK = ("tcp-invalid-ack", "TCP invalid ACK")

@@ -76,6 +76,8 @@ class InvalidReason(enum.Enum):
     IGNORED_STATE = "packet ignored in its state"
     INVALID_RST = "invalid rst"
     RST_IN_WINDOW = "rst in window but not the next expected sequence number"
+    SYN_IN_WINDOW = "syn on an established connection, in window"
+    SYN_ON_CONN = "syn on an established connection, out of window"
     CHALLENGE_ACK = "challenge-ack ignored"
     OVER_WINDOW = "bytes more than expected"
     SEQ_OVER = "SEQ is over upper bound"
@@ -267,6 +269,8 @@ _R_REOPEN = (ACCEPT, Reason(R.REOPEN))
 _R_BAD_FLAGS = (INVALID, _WHY_BAD_FLAGS)
 _R_INVALID_RST = (INVALID, Reason(R.INVALID_RST))
 _R_RST_IN_WINDOW = (INVALID, Reason(R.RST_IN_WINDOW))
+_R_SYN_IN_WINDOW = (INVALID, Reason(R.SYN_IN_WINDOW))
+_R_SYN_ON_CONN = (INVALID, Reason(R.SYN_ON_CONN))
 _R_CHALLENGE = (IGNORE, Reason(R.CHALLENGE_ACK))
 
 # Timer actions after a packet (see ``TcpTracker.expires``).
@@ -625,6 +629,20 @@ class TcpTracker:
                 self._resync_from_ignored_syn(direction)
                 old_state = sSS
                 new_state = sSR
+            elif index == I_SYN and sES <= old_state <= sLA and getattr(settings, "syn_on_conn_drop", False):
+                # The ASA drops a SYN on an established connection and keeps the connection, where
+                # Linux lets it through for the receiver's challenge ACK (RFC 5961) and notes it here.
+                # Its show asp drop names the two cases: "TCP RST/SYN in window" (tcp-rst-syn-in-win)
+                # when the sequence number falls in the window, "TCP SYN on established conn"
+                # (tcp-syn-ooo) otherwise (Cisco, show asp drop command usage; the drop keywords of
+                # capture type asp-drop). The window is the RST check's: from what the receiver
+                # acknowledged last to the highest number the receiver's window allows. Decided before
+                # anything is noted, so the dropped SYN teaches the tracker nothing.
+                other = self.seen[1 - direction]
+                low = other.td_maxack if other.flags & F_MAXACK_SET else self.seen[direction].td_end
+                if before(seq, low) or after(seq, self.seen[direction].td_maxend):
+                    return _R_SYN_ON_CONN
+                return _R_SYN_IN_WINDOW
             else:
                 return self._ignored(direction, index, pkt, flags, seq, old_state)
         elif new_state == _IV:

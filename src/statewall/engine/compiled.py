@@ -76,9 +76,12 @@ class AsaTrackerSettings(ConntrackSettings):
     """The tracker's settings on the ASA's stages: Linux's defaults (a shared tracker) and what the ASA
     does differently. ``rst_exact``: an RST on an established connection must carry the next expected
     sequence number; one elsewhere in the window is dropped (tcp-rst-syn-in-win) and the connection
-    kept, where Linux lets it through and keeps the state for the receiver's challenge ACK (RFC 5961)."""
+    kept, where Linux lets it through and keeps the state for the receiver's challenge ACK (RFC 5961).
+    ``syn_on_conn_drop``: a SYN on an established connection is dropped (tcp-rst-syn-in-win in the
+    window, tcp-syn-ooo outside it) and the connection kept, where Linux lets it through (IGNORE)."""
 
     rst_exact: bool = True
+    syn_on_conn_drop: bool = True
 
 
 class Box:

@@ -22,6 +22,7 @@ from . import asa_policy, icmp, lifecycle
 from .context import drop
 
 TCP_SYN = 0x02
+TCP_ACK = 0x10
 
 # The ASA's names for what its TCP state machine refuses on an established connection, where the
 # normalizer map (compiled.ASA.invalid_drops) has none; a SYN or SYN-ACK on it otherwise.
@@ -30,6 +31,8 @@ _ASA_INVALID = {
     InvalidReason.OVER_WINDOW: DropReason.TCP_SEQ_PAST_WINDOW,
     InvalidReason.ACK_UNDER: DropReason.TCP_INVALID_ACK,
     InvalidReason.BAD_FLAGS: DropReason.INVALID_TCP_FLAGS,
+    InvalidReason.SYN_IN_WINDOW: DropReason.TCP_RST_SYN_IN_WINDOW,
+    InvalidReason.SYN_ON_CONN: DropReason.TCP_SYN_ON_CONN,
 }
 
 # ASA ``fragment timeout`` default: how long later fragments may follow their first one.
@@ -115,7 +118,10 @@ def established(
                 if trk.state < TcpState.ESTABLISHED or trk.state == TcpState.SYN_SENT2:
                     reason = DropReason.TCP_3WHS_FAILED
                 elif reason is DropReason.TCP_INVALID:
-                    reason = _ASA_INVALID.get(why.kind if why else None, DropReason.TCP_SYN_ON_CONN)
+                    # What is left is a SYN or SYN-ACK the state table refuses on an established
+                    # connection (a SYN from the responder, a SYN-ACK from either side).
+                    syn = DropReason.TCP_SYNACK_ON_CONN if pkt.flags & TCP_ACK else DropReason.TCP_SYN_ON_CONN
+                    reason = _ASA_INVALID.get(why.kind if why else None, syn)
                 message, detail = reason.description, {"conn": conn.id}
             hint = origin = None
             if norm is not None:
