@@ -170,14 +170,15 @@ def test_the_conversation_goes_through_every_policy():
 # RSTs: each box as it does it
 
 
-def established(policy_name: str):
-    """A firewall after the conversation's first request and answer (both acknowledged)."""
+def established(policy_name: str, n: int = 6):
+    """A firewall after the conversation's first ``n`` packets (6: the first request and answer, both
+    acknowledged; 9: the second too, which offloads the connection to the compiled leaf)."""
     fw = Firewall(POLICIES[policy_name](), seed=7)
     now = 100.0
-    for side, seq, ack, flags, payload, window in CONVERSATION[:6]:
+    for side, seq, ack, flags, payload, window in CONVERSATION[:n]:
         now += 0.01
         assert feed(fw, side, segment(side, seq, ack, flags, payload, window), now).packets
-    side, seq, ack, _, payload, _ = CONVERSATION[6]
+    side, seq, ack, _, payload, _ = CONVERSATION[n]
     return fw, now, seq, ack  # the client's next sequence number and its ack
 
 
@@ -328,3 +329,23 @@ def test_asa_platform_connection_limit_drops_with_201011():
         "192.168.9.2/80 on interface inside"
     ]
     assert not fw.nat.xlates or len(fw.nat.xlates) == 2  # the refused flow's translation was given back
+
+
+# --------------------------------------------------------------------------------------------------
+# TTL 0 on an ASA that does not lower the TTL: never forwarded (RFC 1812 5.3.1, RFC 8200), no ICMP
+
+
+@pytest.mark.parametrize("policy_name", ["asa-defaults", "asa-pat-tcp-map"])
+def test_asa_without_decrement_ttl_drops_ttl_zero_silently_and_forwards_ttl_one(policy_name):
+    fw, now, seq, ack = established(policy_name, 9)
+    conn = next(iter(fw.conns))
+    offloaded = conn.fast is not None  # the compiled leaf must hand TTL 0 back too
+    res = feed(fw, "c", segment("c", seq, ack, PSH | ACK, b"more", 64240, ttl=0), now + 0.01)
+    assert res.packets == []  # nothing out, no time exceeded either
+    (d,) = [e for e in res.events if isinstance(e, Drop)]
+    assert d.reason is DropReason.TTL_EXPIRED and "TTL 0" in d.message
+    res = feed(fw, "c", segment("c", seq, ack, PSH | ACK, b"more", 64240, ttl=1), now + 0.02)
+    ((iface, out),) = res.packets
+    assert iface == "outside" and out[8] == 1  # the TTL is kept
+    if policy_name == "asa-defaults" and fw.fast is not None:
+        assert offloaded  # this one ran through the compiled leaf, which handed TTL 0 back

@@ -6,11 +6,10 @@ a seeded stream of real, mutated and random packets (tests/fuzzing.py), expect:
 
 - no exception out of the engine and no ``internal-error`` drop, ever (asserted);
 - no packet forwarded that the independent header checker (tests/header_check.py: RFC 1812, RFC 8200,
-  RFC 4291, RFC 9293 and the reference) says any firewall must drop. The IP layer's stages drop
-  nearly all of them now (the iptables and nftables runs: none; the ASA run: a handful of TTL-0
-  packets, which an ASA that does not decrement the TTL may well forward -- Cisco does not say). This
-  test RECORDS them -- printed with ``-s`` and kept on the test's report -- and does not assert on
-  them; the checker is not weakened to hide them. Make it an assertion once the TTL-0 case is settled.
+  RFC 4291, RFC 9293 and the reference) says any firewall must drop (asserted; the summary is printed
+  with ``-s`` and kept on the test's report). The last class left, TTL/hop limit 0 forwarded by an ASA
+  that does not lower the TTL, is dropped since statewall took the standards' reading for it
+  (``engine.icmp.ttl_zero``; Cisco does not say).
 """
 
 from __future__ import annotations
@@ -23,11 +22,12 @@ PACKETS = 25_000  # per configuration: some seconds each on a quiet machine
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_fuzzed_traffic_raises_nothing_and_its_forwarded_must_drops_are_recorded(config, record_property):
+def test_fuzzed_traffic_raises_nothing_and_forwards_nothing_a_firewall_must_drop(config, record_property):
     res = fuzz(config, PACKETS, seed=2026)
     print("\n" + res.summary())
     record_property("fuzz", res.summary())
     assert res.exceptions == [], res.summary()
+    assert not res.findings, res.summary()
     # The stream reached state and both outcomes: not a run of packets all refused at the door.
     assert res.packets == PACKETS and res.forwarded > PACKETS // 10 and res.dropped > PACKETS // 10
 

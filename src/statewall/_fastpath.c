@@ -396,7 +396,7 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         }
     }
     unsigned ttl = p[8];
-    if (f->ttl_dec && ttl <= 1)
+    if (ttl <= (unsigned)f->ttl_dec) /* TTL 1 when lowering it, TTL 0 always: Python's to refuse */
         goto miss;
     {
         unsigned long size = gso ? 20 + (doff ? doff : 8) + (unsigned long)gso : tot;

@@ -80,6 +80,9 @@ def established(
     if dec and ttl <= 1:
         icmp.time_exceeded(fw, half.in_iface, pkt, now, out, ev)
         return
+    if not ttl:
+        icmp.ttl_zero(fw, half.in_iface, pkt, now, ev, half.out_iface)
+        return
     mtu = fw.interfaces[half.out_iface].mtu
     size = pkt.total_len if not gso_size else pkt.l3_len + (pkt.doff or 8) + gso_size
     if fw.reasm_dg is not None:

@@ -50,6 +50,9 @@ def related_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) 
             time_exceeded(fw, iface, pkt, now, out, ev)
             return
         pkt.set_ttl(pkt.ttl - 1)
+    elif not pkt.ttl:
+        ttl_zero(fw, iface, pkt, now, ev, half.out_iface)
+        return
     # RFC 5508: translate the outer destination and the quoted packet, which travelled the other way.
     if half.new_dst is not None:
         pkt.set_dst(half.new_dst)
@@ -83,6 +86,26 @@ def time_exceeded(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) 
     ``ip_in.send_error``)."""
     drop(fw, ev, DropReason.TTL_EXPIRED, iface, pkt, now)
     ip_in.send_error(fw, iface, pkt, (11, 0) if pkt.version == 4 else (3, 0), now, out, ev)
+
+
+def ttl_zero(fw, iface: str, pkt: Packet, now: float, ev: list, egress: str) -> None:
+    """TTL (hop limit) 0 on a packet the ASA would forward without lowering its TTL (no ``set
+    connection decrement-ttl``): dropped, with no ICMP error. Cisco does not say what the ASA does
+    with it; statewall takes the safe reading of the standards every forwarding node is held to: RFC
+    1812 5.3.1 (a router MUST NOT forward a datagram with a TTL of zero) and RFC 8200 section 3 (a
+    packet is discarded when its hop limit was zero when received). No time exceeded is sent: a box
+    that does not lower the TTL stays out of traceroute's sight, as the ASA does by default."""
+    drop(
+        fw,
+        ev,
+        DropReason.TTL_EXPIRED,
+        iface,
+        pkt,
+        now,
+        egress=egress,
+        message=f"{'TTL' if pkt.version == 4 else 'hop limit'} 0: never forwarded (RFC 1812 5.3.1, RFC 8200)",
+        hint="the sender or a router before the firewall sent it with TTL 0; no setting forwards it",
+    )
 
 
 def too_big(fw, iface: str, pkt: Packet, mtu: int, now: float, out: list, ev: list) -> bool:
