@@ -373,9 +373,10 @@ def test_check_strict_makes_warnings_errors_and_verbose_lists_the_lines_without_
     code, out, err = run(capsys, "check", "-c", str(cfg))
     assert code == 0
     assert err.startswith(f"{cfg}:13:1: warning: nat-control is not modelled")
-    assert out.splitlines()[-2:] == [
+    assert out.splitlines()[-3:] == [
         "not modelled: nat-control (1)",
         "lines: 10 modelled, 2 with no effect on traffic through the box, 1 not modelled",
+        "platform: ASA 5516-X, connection limit 250000 (default; set it with --asa-platform)",
     ]
     code, out, err = run(capsys, "check", "--strict", "-c", str(cfg))
     assert code == 2 and "error: nat-control is not modelled" in err

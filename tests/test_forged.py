@@ -349,3 +349,65 @@ def test_asa_without_decrement_ttl_drops_ttl_zero_silently_and_forwards_ttl_one(
     assert iface == "outside" and out[8] == 1  # the TTL is kept
     if policy_name == "asa-defaults" and fw.fast is not None:
         assert offloaded  # this one ran through the compiled leaf, which handed TTL 0 back
+
+
+SHOW_VERSION = """\
+ciscoasa# show version
+
+Cisco Adaptive Security Appliance Software Version 9.8(2)
+Hardware:   ASA5506, 4096 MB RAM, CPU Atom C2000 series 1250 MHz, 1 CPU (4 cores)
+This platform has an ASA 5506 Security Plus license.
+ciscoasa# show running-config
+"""
+
+
+def test_asa_platform_from_a_transcripts_show_version_sets_the_connection_limit():
+    policy = asa.parse(SHOW_VERSION + PIX_PAT, "t.cfg")
+    assert policy.platform == "ASA 5506-X Security Plus"
+    assert Firewall(policy).ct.max == 50_000
+    origin = policy.conntrack.origins["max"]
+    assert (origin.line, origin.text.split(",")[0]) == (4, "Hardware:   ASA5506")
+    # Without the licence line: the base licence's figure.
+    licence = "This platform has an ASA 5506 Security Plus license.\n"
+    base = asa.parse(SHOW_VERSION.replace(licence, "") + PIX_PAT)
+    assert base.platform == "ASA 5506-X" and Firewall(base).ct.max == 20_000
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "limit"),
+    [
+        ("5516-X", "ASA 5516-X", 250_000),
+        ("asa5555", "ASA 5555-X", 1_000_000),
+        ("5506-X security-plus", "ASA 5506-X Security Plus", 50_000),
+        ("5585-X SSP-20", "ASA 5585-X SSP-20", 2_000_000),
+        ("Hardware:   ASA5520, 512 MB RAM, CPU Pentium 4 Celeron 2000 MHz", "ASA 5520", 280_000),
+    ],
+)
+def test_asa_platform_option_sets_the_limit_check_shows_it_and_the_engine_uses_it(
+    tmp_path, capsys, monkeypatch, model, name, limit
+):
+    from statewall import cli, config
+
+    monkeypatch.setattr(config, "asa_platform", None)  # the option sets it: restored afterwards
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(PIX_PAT)
+    assert cli.main(["check", "-c", str(cfg), "--asa-platform", model]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"platform: {name}, connection limit {limit} (from --asa-platform)"
+    # The same option reaches every command's configuration (config.load_config), the engine included.
+    assert Firewall(config.load_config(cfg, show_warnings=False)).ct.max == limit
+
+
+def test_asa_platform_option_refuses_an_unknown_model(tmp_path, capsys, monkeypatch):
+    from statewall import cli, config
+
+    monkeypatch.setattr(config, "asa_platform", None)
+
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(PIX_PAT)
+    try:
+        code = cli.main(["check", "-c", str(cfg), "--asa-platform", "5999"])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    assert "unknown ASA model '5999'" in capsys.readouterr().err

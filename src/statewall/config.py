@@ -87,6 +87,9 @@ def render_policy(policy: Policy) -> str:
 # ``--asa-version``: the release a configuration without an "ASA Version" header is taken for (set by
 # the command line's option, reset whenever a parser is built; statewall.commands).
 asa_version_default: str | None = None
+# ``--asa-platform``: the ASA model (a ``dialects.asa.platform.Platform``) whose connection limit the
+# configuration runs with; it overrides a transcript's show version.
+asa_platform = None
 
 
 def load_config(path: str | os.PathLike[str], *, show_warnings: bool = True) -> Policy:
@@ -95,6 +98,10 @@ def load_config(path: str | os.PathLike[str], *, show_warnings: bool = True) -> 
     policy = load_policy(path)
     if asa_version_default is not None and policy.dialect == "asa" and not policy.version:
         policy.version = asa_version_default
+    if asa_platform is not None and policy.dialect == "asa":
+        from .dialects.asa import platform
+
+        platform.apply(policy, asa_platform, None)
     if show_warnings:
         for warning in policy.warnings:
             print(warning, file=sys.stderr)

@@ -972,6 +972,9 @@ class Policy:
     dialect: str = "asa"
     hostname: str = "statewall"
     version: str | None = None  # e.g. "8.2(1)" from an "ASA Version" header
+    # The ASA platform whose connection limit ``conntrack.max`` holds (``conntrack.origins["max"]``: the
+    # show version line, or None when --asa-platform set it); None: the default, engine.compiled's.
+    platform: str | None = None
     interfaces: dict[str, Interface] = field(default_factory=dict)  # by logical name
     # Interfaces configured without a logical name (no ASA nameif): they pass no traffic but print back.
     unnamed_interfaces: list[Interface] = field(default_factory=list)

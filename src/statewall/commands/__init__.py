@@ -39,8 +39,20 @@ class _AsaVersion(argparse.Action):
         setattr(namespace, self.dest, config.asa_version_default)
 
 
+class _AsaPlatform(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from ..dialects.asa import platform
+
+        found = platform.lookup(str(values))
+        if found is None:
+            parser.error(f"--asa-platform: unknown ASA model {values!r} (known: {platform.known()})")
+        config.asa_platform = found
+        setattr(namespace, self.dest, found.name)
+
+
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     config.asa_version_default = None
+    config.asa_platform = None
     parser.add_argument(
         "-c", "--config", required=True, metavar="FILE", help="configuration file (ASA/PIX syntax)"
     )
@@ -50,6 +62,14 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
         metavar="X.Y(Z)",
         help="the ASA release a configuration without an 'ASA Version' line is for (defaults that "
         "changed between releases, e.g. exceed-mss drop before 9.0)",
+    )
+    parser.add_argument(
+        "--asa-platform",
+        action=_AsaPlatform,
+        metavar="MODEL",
+        help="the ASA model the configuration runs on, for its connection limit (e.g. 5506-X, "
+        "'5506-X security-plus', 5555-X, '5585-X SSP-20', or a show version 'Hardware:' line; default: a "
+        "transcript's show version, else the 5516-X's 250000)",
     )
 
 

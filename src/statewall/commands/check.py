@@ -52,6 +52,21 @@ def fate_line(policy: Policy) -> str:
     )
 
 
+def platform_line(policy: Policy) -> str | None:
+    """The ASA platform the configuration runs with and its connection limit, and where that came from
+    (--asa-platform, a transcript's show version, or statewall's default); None for other dialects."""
+    if policy.dialect != "asa":
+        return None
+    if policy.platform is None:
+        from ..dialects.asa import platform
+
+        p = platform.default()
+        return f"platform: {p.name}, connection limit {p.conn_max} (default; set it with --asa-platform)"
+    origin = policy.conntrack.origins.get("max")
+    where = "--asa-platform" if origin is None else f"show version at {origin.file}:{origin.line}"
+    return f"platform: {policy.platform}, connection limit {policy.conntrack.max} (from {where})"
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -109,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             "problems": [{k: v for k, v in r.items() if k != "strict"} for r in records],
             # Per-line fates: the ASA dialect accounts for every line; None where a dialect does not.
             "lines": fates(policy) if policy.fates else None,
+            "platform": platform_line(policy),
             "not_modelled": [
                 {
                     "feature": u.feature,
@@ -140,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         print("not modelled: " + ", ".join(f"{name} ({n})" for name, n in sorted(features.items())))
     if policy.fates:
         print(fate_line(policy))
+    if (line := platform_line(policy)) is not None:
+        print(line)
     return EXIT_OK
 
 

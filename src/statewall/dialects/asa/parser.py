@@ -26,6 +26,7 @@ from ...policy import Origin, Policy, Unmodelled, Warning_
 from ..errors import ConfigError, ConfigErrors
 from . import acl, checks, device, fragment, interfaces, mpf, nat, objnat, passthrough, services, timeouts
 from . import logging as logcfg
+from . import platform as platforms
 from .lexer import Cursor, Line, lines
 from .modes import Handler, Mode
 
@@ -274,4 +275,9 @@ def parse(text: str, filename: str = "<config>") -> Policy:
     parser = Parser(filename)
     for line in lines(text):
         parser.feed(line)
-    return parser.finish()
+    policy = parser.finish()
+    # A transcript's show version names the hardware, and so the platform's connection limit.
+    found = platforms.from_show_version(text)
+    if found is not None:
+        platforms.apply(policy, found[0], Origin(filename, found[1], found[2]))
+    return policy
