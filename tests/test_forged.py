@@ -411,3 +411,31 @@ def test_asa_platform_option_refuses_an_unknown_model(tmp_path, capsys, monkeypa
         code = exc.code
     assert code == 2
     assert "unknown ASA model '5999'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# The out-of-order queue: only a segment the tracker would take may wait in it
+
+
+def test_forged_segments_beyond_the_window_take_no_slot_of_the_out_of_order_queue():
+    # asa-pat-tcp-map: check-retransmission gives the ASA's implicit queue of 3.
+    fw, now, seq, ack = established("asa-pat-tcp-map")
+    for i in range(4):  # more than the queue holds, each far beyond the server's window
+        now += 0.001
+        res = feed(fw, "c", segment("c", seq + (1 << 20) + 100 * i, ack, PSH | ACK, b"EVIL", 64240), now)
+        assert res.packets == []
+        assert [e.reason for e in res.events if isinstance(e, Drop)] == [DropReason.TCP_SEQ_PAST_WINDOW]
+    # The real client sends three segments out of order, then the one before them: all leave.
+    for i in (1, 2, 3):
+        now += 0.001
+        res = feed(fw, "c", segment("c", seq + 10 * i, ack, PSH | ACK, b"x" * 10, 64240), now)
+        assert res.packets == [] and not [e for e in res.events if isinstance(e, Drop)]  # queued
+    res = feed(fw, "c", segment("c", seq, ack, PSH | ACK, b"x" * 10, 64240), now + 0.001)
+    assert [bytes(p)[-10:] for _, p in res.packets] == [b"x" * 10] * 4
+    # A copy of a queued segment is dropped as the ASA counts it; the queued one still goes.
+    now += 0.01
+    feed(fw, "c", segment("c", seq + 50, ack, PSH | ACK, b"y" * 10, 64240), now)
+    res = feed(fw, "c", segment("c", seq + 50, ack, PSH | ACK, b"y" * 10, 64240), now + 0.001)
+    assert [e.reason for e in res.events if isinstance(e, Drop)] == [DropReason.TCP_DUP_IN_QUEUE]
+    res = feed(fw, "c", segment("c", seq + 40, ack, PSH | ACK, b"z" * 10, 64240), now + 0.002)
+    assert [bytes(p)[-10:] for _, p in res.packets] == [b"z" * 10, b"y" * 10]

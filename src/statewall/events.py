@@ -123,6 +123,7 @@ class DropReason(enum.Enum):
     TCP_BAD_RETRANSMISSION = ("tcp-bad-retransmission", "TCP bad retransmission")
     TCP_BUFFER_TIMEOUT = ("tcp-buffer-timeout", "TCP Out-of-order packet buffer timeout")
     TCP_BUFFER_FULL = ("tcp-buffer-full", "TCP Out-of-order packet buffer full")
+    TCP_DUP_IN_QUEUE = ("tcp-dup-in-queue", "TCP dup of packet in Out-of-Order queue")
     TCP_TTL_EVASION = ("tcp-ttl-evasion", "TCP TTL evasion attempt")
     CONN_LIMIT = ("conn-limit", "Connection limit reached")
     INTERCEPT = ("tcp-intercept", "TCP Intercept consumed the packet")

@@ -33,7 +33,8 @@ Design notes (why, where the ASA is not explicit):
   left of an edge the same side announced before, and ends the connection.
 * The out-of-order queue holds data segments beyond the next expected sequence number; a queue of 0
   passes them untouched, except for inspected or ``check-retransmission`` flows, which get the ASA's
-  implicit queue of 3.
+  implicit queue of 3. Only a segment inside the tracker's windows is queued (a forgery beyond them
+  is dropped by the tracker and holds no slot); a second copy of a queued one is tcp-dup-in-queue.
 * ``invalid-ack`` is the tracker's "ACK is over" plus the ASA's stricter handshake rule: the ACK that
   completes the handshake must acknowledge exactly the SYN/ACK.
 """
@@ -479,8 +480,10 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
     seq = pkt.seq
     if plen or flags & _FIN:
         if ((nxt - seq) & _M) > 0x7FFFFFFF and not flags & _RST:  # before(nxt, seq)
-            # A gap before this segment.
-            if prof.queue:
+            # A gap before this segment. Only a segment the tracker would take may wait: one outside
+            # the window goes on to be dropped there (tcp-seq-past-win, tcp-invalid-ack), so a forged
+            # segment never holds one of the queue's slots or stands in for the real one.
+            if prof.queue and (trk is None or trk.fits_window(d, pkt, ack_offset)):
                 return _hold(st, d, pkt, now, gso_size)
         elif st.sent is not None and plen and before(seq, nxt):
             r = _retransmission(st, d, pkt, seq)
@@ -739,7 +742,14 @@ def _hold(st: NormState, d: int, pkt, now: float, gso_size: int) -> Refusal:
         st.held = ([], [])
     q = st.held[d]
     if any(h.seq == pkt.seq for h in q):
-        return HOLD  # the same segment again: one copy waits
+        # The same segment again: the copy that waits stays, this one is dropped ("TCP dup of packet
+        # in Out-of-Order queue", tcp-dup-in-queue, Cisco's show asp drop).
+        return Refusal(
+            DropReason.TCP_DUP_IN_QUEUE,
+            f"segment {pkt.seq} is already in the out-of-order queue",
+            None,
+            "none needed: the queued copy goes on once the data before it arrives",
+        )
     if len(q) >= prof.queue:
         st.counters["ooo_no_buffer_drops"] += 1
         return Refusal(

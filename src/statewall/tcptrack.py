@@ -789,6 +789,32 @@ class TcpTracker:
         peer.flags = self.last_flags
         self.seen[direction].reset()
 
+    def fits_window(self, direction, pkt, ack_offset=0) -> bool:
+        """Whether a segment from ``direction`` passes the four bounds of ``_tcp_in_window`` as the
+        connection stands, without learning from it (the normalizer asks before it queues an
+        out-of-order segment). True while a side's window is not known yet."""
+        sender = self.seen[direction]
+        receiver = self.seen[1 - direction]
+        if sender.td_maxwin == 0 or receiver.td_maxwin == 0:
+            return True
+        flags = pkt.flags
+        seq = pkt.seq
+        end = (seq + pkt.payload_len + (flags & FIN) + ((flags & SYN) >> 1)) & _M
+        if flags & ACK:
+            sack = pkt.ack
+            if receiver.flags & F_SACK_PERM and pkt.doff > 20:
+                sack = pkt.sack_edge(sack)
+            sack = (sack - ack_offset) & _M
+        else:
+            sack = receiver.td_end
+        maxackwin = sender.td_maxwin if sender.td_maxwin > MAXACKWINCONST else MAXACKWINCONST
+        return (
+            not after(seq, sender.td_maxend)
+            and not before(end, (sender.td_end - receiver.td_maxwin) & _M)
+            and not after(sack, receiver.td_end)
+            and not before(sack, (receiver.td_end - maxackwin) & _M)
+        )
+
     # ----------------------------------------------------------------------------------------------
     # tcp_in_window(): van Rooij's four bounds
 
