@@ -5,6 +5,7 @@ next segment leaves with exactly the bytes the first engine would have sent."""
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import pytest
@@ -221,3 +222,38 @@ def test_after_a_kill_the_state_is_the_last_writes_and_a_connection_that_moved_p
     assert bool(data) is bool(ack) is survives
     if not survives:
         assert [d.reason.name for d in conv.drops()] == ["TCP_SEQ_PAST_WINDOW", "TCP_INVALID_ACK"]
+
+
+def test_the_interval_writer_writes_in_a_child_the_state_of_the_instant_it_started(tmp_path):
+    """``--state-interval``'s writes leave the loop at once (a fork): the file holds the state as it was
+    when the write began, whatever the loop did meanwhile, and one write runs at a time."""
+    from statewall.commands.run import StateWriter
+
+    conv = established("asa")
+    path = tmp_path / "fw.state"
+    writer = StateWriter(conv.fw, str(path))
+    assert writer.start()
+    assert writer.pid is not None and writer.pid != os.getpid()
+    # One write at a time: a second start while the child writes is skipped (or, once it is done, is
+    # the next write).
+    second = writer.start()
+    assert (second and writer.started == 2) or (not second and writer.skipped == 1)
+    # The loop goes on: the connection closes in the parent while the child writes.
+    conv.client("RA")
+    assert len(conv.fw.conns) == 0
+    writer.wait()
+    assert writer.pid is None and writer.failed == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fw.state"]
+    fw = Firewall(parse(PIX_PAT, "fw.cfg"))
+    assert fw.restore(path.read_bytes())["connections"] == 1  # the instant's state: still open
+
+
+def test_the_interval_writer_reports_a_failed_write_and_the_firewall_goes_on(tmp_path, capfd):
+    from statewall.commands.run import StateWriter
+
+    writer = StateWriter(established("asa").fw, str(tmp_path / "missing-dir" / "fw.state"))
+    assert writer.start()
+    writer.wait()
+    assert writer.failed == 1
+    assert "cannot write state" in capfd.readouterr().err

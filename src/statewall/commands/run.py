@@ -17,8 +17,8 @@ While it runs, ``statewall ctl --name NAME ...`` reaches it through ``<ctl-dir>/
 switch); a ``reload`` applies them again.
 
 With ``--state FILE`` connections survive a restart (docs/state.md): the engine's snapshot
-(``Firewall.snapshot``) is written to FILE on stop and every ``--state-interval`` seconds, atomically,
-and restored from it on start (``load_state``, ``save_state``).
+(``Firewall.snapshot``) is written to FILE on stop and every ``--state-interval`` seconds (from a forked
+child: ``StateWriter``), atomically, and restored from it on start (``load_state``, ``save_state``).
 """
 
 from __future__ import annotations
@@ -155,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
         on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog)
         loop = Loop(fw, ports, tick=args.tick, on_events=on_events)
         loop.on_tick = log_fp.flush
-        if args.state and args.state_interval > 0:
-            loop.on_tick = _saving_every(args.state_interval, fw, args.state, log_fp.flush)
+        writer = StateWriter(fw, args.state) if args.state else None
+        if writer is not None and args.state_interval > 0:
+            loop.on_tick = _saving_every(args.state_interval, writer, log_fp.flush)
         if not args.no_ctl:
             commands = Commands(
                 fw,
@@ -198,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
                 if web is not None:
                     print(f"statewall run: web view {web.url} (read-only; /metrics)", flush=True)
                 loop.run()
-            if args.state:
+            if writer is not None:
+                writer.wait()  # an interval's write still running must not rename over this one
                 save_state(fw, args.state)
         finally:
             if web is not None:
@@ -258,18 +260,25 @@ def load_state(fw, path: str) -> bool:
     return True
 
 
-def save_state(fw, path: str) -> bool:
+def _report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def save_state(fw, path: str, report=_report) -> bool:
     """Write ``fw.snapshot()`` to ``path`` atomically: a temporary file in the same directory, mode
     0600, written and synced, then renamed over ``path`` (and the directory synced), so that a crash
     at any moment leaves the previous state or the new one, never a torn file. A failure is reported
-    on stderr and the firewall goes on. Whether it was written."""
-    import tempfile
-
+    (``report``, stderr by default) and the firewall goes on. Whether it was written."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
         data = fw.snapshot()
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)  # 0600
+        # A name of this process's own (a background writer is a child: its pid), created 0600, never
+        # through a link; no tempfile module, whose lock a forked child may find held.
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # left by a writer of the same pid that was killed
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as fp:
             fp.write(data)
             fp.flush()
@@ -283,7 +292,7 @@ def save_state(fw, path: str) -> bool:
             os.close(dfd)
         return True
     except (OSError, ValueError, TypeError) as exc:  # a pickling error is a TypeError/PicklingError
-        print(f"statewall run: cannot write state {path}: {exc}", file=sys.stderr, flush=True)
+        report(f"statewall run: cannot write state {path}: {exc}")
         return False
     finally:
         if tmp is not None:
@@ -291,9 +300,70 @@ def save_state(fw, path: str) -> bool:
                 os.unlink(tmp)
 
 
-def _saving_every(interval: float, fw, path: str, flush):
-    """The loop's tick callback with ``--state-interval``: ``flush`` the log, and save the state once
-    ``interval`` seconds have passed since the last save."""
+class StateWriter:
+    """``--state-interval``'s writes, off the forwarding loop. ``start`` forks: the child holds the
+    engine as it was at that instant (copy-on-write pages, as Redis's BGSAVE takes its snapshot),
+    pickles and writes it with ``save_state`` and exits; the loop goes on forwarding
+    at once, paying only for the fork. One write at a time: a tick while the child still writes skips
+    this interval's. ``wait`` reaps the child (before the final write on stop, so an older write can
+    never rename over a newer one). Without ``os.fork`` the write is made in the loop, as before."""
+
+    def __init__(self, fw, path: str) -> None:
+        self.fw = fw
+        self.path = path
+        self.pid: int | None = None
+        self.started = self.skipped = self.failed = 0
+
+    def busy(self) -> bool:
+        """Whether a child is still writing (reaping it when it is done)."""
+        if self.pid is None:
+            return False
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            return True
+        self._done(status)
+        return False
+
+    def _done(self, status: int) -> None:
+        self.pid = None
+        if os.waitstatus_to_exitcode(status) != 0:
+            self.failed += 1
+
+    def start(self) -> bool:
+        """Begin a write; False when the previous one is still running (this one is skipped)."""
+        if self.busy():
+            self.skipped += 1
+            return False
+        if not hasattr(os, "fork"):
+            save_state(self.fw, self.path)
+            return True
+        pid = os.fork()
+        if pid == 0:  # the child: write, report through the raw descriptor, never return
+            code = 1
+            try:
+                code = 0 if save_state(self.fw, self.path, report=_raw_report) else 1
+            finally:
+                os._exit(code)
+        self.pid = pid
+        self.started += 1
+        return True
+
+    def wait(self) -> None:
+        if self.pid is not None:
+            _, status = os.waitpid(self.pid, 0)
+            self._done(status)
+
+
+def _raw_report(message: str) -> None:
+    # A forked child writes to the descriptor, not through sys.stderr, whose lock another thread of the
+    # parent may have held at the fork.
+    with contextlib.suppress(OSError):
+        os.write(2, (message + "\n").encode())
+
+
+def _saving_every(interval: float, writer: StateWriter, flush):
+    """The loop's tick callback with ``--state-interval``: ``flush`` the log, and start a background
+    write of the state once ``interval`` seconds have passed since the last one began."""
     import time
 
     due = [time.monotonic() + interval]
@@ -301,9 +371,8 @@ def _saving_every(interval: float, fw, path: str, flush):
     def tick() -> None:
         flush()
         now = time.monotonic()
-        if now >= due[0]:
-            save_state(fw, path)
-            due[0] = time.monotonic() + interval
+        if now >= due[0] and writer.start():
+            due[0] = now + interval
 
     return tick
 
@@ -411,8 +480,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="with --state, also write the state this often (default 10; 0: only on stop). A kill -9 "
-        "loses what changed since the last write",
+        help="with --state, also write the state this often (default 10; 0: only on stop), from a forked "
+        "child so that forwarding goes on meanwhile. A kill -9 loses what changed since the last write",
     )
     p.add_argument(
         "--timeout-override",
