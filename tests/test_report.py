@@ -67,6 +67,55 @@ def test_the_419001_drop_is_on_the_ftp_data_connections_ladder(upload: Path) -> 
     assert "sysopt connection tcpmss minimum 1460" in page and " exceed-mss allow" in page
 
 
+def test_drops_caused_by_the_419001_drop_are_consequences_under_it_with_no_fix(upload: Path) -> None:
+    """The server's ACKs for the segments 419001 dropped (the capture replays them, the firewall never
+    forwarded that data: tcp-invalid-ack), the client's ACK of the server's dropped FIN, and the
+    out-of-order segment that waited for the dropped data are consequences, not problems of their own."""
+    model = build_model(upload / "replay", SEED000_TEXT)
+    reasons = [(r["reason"], r["count"], r.get("under"), r["consequences"]) for r in model["reasons"]]
+    assert reasons == [
+        ("tcp-mss-exceeded", 3, None, 0),
+        ("tcp-invalid-ack", 5, "tcp-mss-exceeded", 5),
+        ("tcp-buffer-timeout", 1, "tcp-mss-exceeded", 1),
+    ]
+    assert all(not r["hints"] for r in model["reasons"][1:])
+    first_mss = next(i for i, d in enumerate(model["drops"]) if d["reason"] == "tcp-mss-exceeded")
+    for d in model["drops"]:
+        if d["reason"] == "tcp-mss-exceeded":
+            assert d["fixes"] and "consequence_of" not in d
+        else:
+            assert d["fixes"] == [] and d["hint"] is None
+            assert d["consequence_of"] == first_mss  # the root cause, through the dropped FIN too
+            assert d["consequence"].startswith("a consequence of the earlier tcp-mss-exceeded drop")
+    data = data_connection(model)
+    assert any("tcp-invalid-ack, a consequence of the earlier" in s for s in data["story"])
+    page = (upload / "replay" / "report.html").read_text()
+    assert "invalid-ack allow" not in page
+    section = page[page.index('<section id="reasons">') :]
+    section = section[: section.index("</section>")]
+    # Nested in the cause's entry.
+    assert section.count('<div class="reason"') == 1 and section.count('class="reason consequence"') == 2
+
+
+def test_an_invalid_ack_with_no_earlier_drop_is_its_own_problem_with_its_fix(tmp_path: Path) -> None:
+    cap = tmp_path / "c.pcap"
+    c, s, http = "10.1.1.5", "198.51.100.9", dict(sport=40080, dport=80)
+    back = dict(sport=80, dport=40080)
+    with PcapWriter(cap) as w:
+        w.write(bytes(IP(src=c, dst=s) / TCP(flags="S", seq=100, **http)), 1000.0)
+        w.write(bytes(IP(src=s, dst=c) / TCP(flags="SA", seq=500, ack=101, **back)), 1000.1)
+        w.write(bytes(IP(src=c, dst=s) / TCP(flags="A", seq=101, ack=501, **http)), 1000.2)
+        # The server acknowledges 50 000 bytes the client never sent: no drop came before it.
+        w.write(bytes(IP(src=s, dst=c) / TCP(flags="A", seq=501, ack=50101, **back)), 1000.3)
+    summary = replay(parse_policy(ASA, "fw.cfg"), [(None, cap)], tmp_path / "out")
+    assert summary["drops_by_reason"] == {"tcp-invalid-ack": 1}
+    model = build_model(tmp_path / "out")
+    (reason,) = model["reasons"]
+    assert reason["consequences"] == 0 and "under" not in reason and reason["hints"]
+    (drop,) = model["drops"]
+    assert "consequence_of" not in drop and drop["fixes"]
+
+
 @pytest.mark.parametrize("which", [0, 1])
 def test_each_fix_the_report_gives_lets_every_segment_through(
     upload: Path, tmp_path: Path, which: int

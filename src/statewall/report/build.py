@@ -10,6 +10,13 @@ responder-real. A ``Drop`` is matched to the arriving packet it was for by inter
 addresses; a drop with no connection (an access list refusing a SYN) starts a *denied flow*, listed
 like a connection.
 
+A drop can be the consequence of an earlier one on the same connection: a segment whose ACK is beyond
+what the firewall forwarded in the other direction, after the firewall dropped data of that direction
+(a replayed capture's server acknowledges segments the firewall never let through: tcp-invalid-ack), or
+an out-of-order segment that waited for data the firewall dropped (tcp-buffer-timeout). Such a drop is
+marked ``consequence_of`` its root cause's drop, offered no fix, and its reason is listed under the
+cause's when all its drops are consequences (``_Builder.consequences``).
+
 Bounded for large captures: at most ``MAX_CONNS`` connections are listed, ``DETAIL_CONNS`` of them
 (those with drops first) get their packets, syslog lines and sentences, and the packets kept per
 connection shrink so that the whole page holds about ``ROW_BUDGET`` arrows (the first three quarters
@@ -295,6 +302,12 @@ class _Builder:
         self.drops_at: dict[tuple, list[int]] = {}
         self.drop_conn: list[Conn | None] = []
         self.drop_matched: list[bool] = []
+        self.drop_reason: list[str] = []
+        # Consequences: drop index -> the index of the drop that caused it (its root), and per TCP
+        # connection [end forwarded from the initiator, from the responder, first data drop from the
+        # initiator, from the responder] (ends in the coordinates of the side the packets left by).
+        self.consequence: dict[int, int] = {}
+        self.tcp_ends: dict[int, list] = {}
         self.unlisted_drops = 0
         self.line_hits: Counter[tuple[str, int]] = Counter()
         self.line_drops: dict[tuple[str, int], Counter[str]] = {}
@@ -430,6 +443,7 @@ class _Builder:
                 self._index(conn)
         self.drop_conn.append(conn)
         self.drop_matched.append(False)
+        self.drop_reason.append(reason)
         if idx < MAX_DROPS:
             d = {
                 "t": t,
@@ -546,8 +560,79 @@ class _Builder:
             conn.counts[side][kind if kind < 2 else 2] += 1
             if ts > conn.last:
                 conn.last = ts
+            if proto == _TCP and not conn.denied and kind != ARRIVED:
+                self._follow(conn, kind, d, flags, seq, ack, plen, extra, ts)
             if conn.detail:
                 conn.add_row([t_us, side, kind, d, flags, seq, ack, plen, extra])
+
+    def _follow(self, conn: Conn, kind: int, d: int, flags: int, seq: int, ack: int, plen: int, idx: int,
+                ts: float) -> None:  # fmt: skip
+        """What the firewall forwarded and dropped of a TCP connection, for ``consequences``: a dropped
+        segment from ``d`` whose ACK is beyond the end the firewall forwarded from the other side, after
+        it dropped data of that side, is that drop's consequence (the ACK and the forwarded segments
+        are in the same coordinates: those of the side the other direction leaves by)."""
+        st = self.tcp_ends.get(conn.id)
+        if st is None:
+            st = self.tcp_ends[conn.id] = [None, None, None, None]
+        if kind == LEFT:
+            end = (seq + plen + (1 if flags & 0x03 else 0)) & 0xFFFFFFFF  # SYN and FIN count one
+            e = st[d]
+            if e is None or 0 < ((end - e) & 0xFFFFFFFF) < 0x80000000:
+                st[d] = end
+            return
+        other = 1 - d
+        lost, e = st[2 + other], st[other]
+        if (
+            flags & 0x10
+            and lost is not None
+            and e is not None
+            and 0 < ((ack - e) & 0xFFFFFFFF) < 0x80000000
+            and self._about_the_ack(idx)
+        ):
+            self.consequence[idx] = self.consequence.get(lost[0], lost[0])
+        if (plen or flags & 0x01) and st[2 + d] is None:
+            st[2 + d] = (self.consequence.get(idx, idx), ts)
+
+    def _about_the_ack(self, idx: int) -> bool:
+        """Whether drop ``idx`` is for its ACK: the ASA's invalid ACK, conntrack's ACK over the bound."""
+        reason = self.drop_reason[idx]
+        if reason == "tcp-invalid-ack":
+            return True
+        if reason != "ctstate-invalid" or idx >= len(self.drops):
+            return False
+        return "ACK" in (self.drops[idx]["message"] or "")
+
+    def consequences(self) -> None:
+        """Mark each consequence (module docstring): its drop refers to its cause and offers no fix. An
+        out-of-order segment that timed out waiting on a connection whose data from the same side the
+        firewall had dropped before is one too."""
+        for idx, conn in enumerate(self.drop_conn):
+            if conn is None or idx in self.consequence or self.drop_reason[idx] != "tcp-buffer-timeout":
+                continue
+            st = self.tcp_ends.get(conn.id)
+            if st is None or idx >= len(self.drops):
+                continue
+            d = 0 if self.drops[idx]["interface"] == conn.ini["interface"] else 1
+            lost = st[2 + d]
+            if lost is not None and lost[1] <= self.drops[idx]["t"]:
+                self.consequence[idx] = lost[0]
+        for idx, cause in self.consequence.items():
+            if idx >= len(self.drops):
+                continue
+            d = self.drops[idx]
+            c = self.drops[cause] if cause < len(self.drops) else None
+            d["consequence_of"] = cause
+            d["fixes"] = []
+            d["hint"] = None
+            what = (
+                "it waited for data the firewall dropped"
+                if d["reason"] == "tcp-buffer-timeout"
+                else "it acknowledges data the firewall dropped and never forwarded"
+            )
+            d["consequence"] = (
+                f"a consequence of the earlier {c['reason'] if c else 'drop'} drop on this connection: "
+                f"{what}; no fix of its own (fix the cause)"
+            )
 
     def held_drops(self) -> None:
         """Drops with no arriving packet matched (timers, reassembly, a packet the parser could not
@@ -640,29 +725,53 @@ class _Builder:
         }
 
     def reasons(self) -> list[dict[str, Any]]:
-        """Drops by reason: the count, the configuration lines responsible, the hints and one example."""
+        """Drops by reason: the count, the configuration lines responsible, the hints and one example.
+        ``consequences``: how many of them are consequences of earlier drops; a reason whose drops all
+        are has no hints, ``under`` names its cause's reason and it follows that reason in the list."""
         counts: Counter[str] = Counter(self.summary.get("drops_by_reason") or {})
         for reason, origins in self.reason_origins.items():
             counts[reason] = max(counts[reason], sum(origins.values()))
+        cons: Counter[str] = Counter()
+        causes: dict[str, Counter[str]] = {}
+        for idx, cause in self.consequence.items():
+            reason = self.drop_reason[idx]
+            cons[reason] += 1
+            causes.setdefault(reason, Counter())[self.drop_reason[cause]] += 1
         out = []
         for reason, count in counts.most_common():
-            first = self.reason_first.get(reason)
-            example = self.drops[first] if first is not None and first < len(self.drops) else None
             origins = self.reason_origins.get(reason, Counter())
-            out.append(
-                {
-                    "reason": reason,
-                    "description": _description(reason),
-                    "count": count,
-                    "lines": [
-                        {"line": k[0], "text": k[1], "count": n} for k, n in origins.most_common() if k
-                    ],
-                    "unattributed": origins.get(None, 0),
-                    "hints": self.reason_hints.get(reason, []),
-                    "example": example,
-                }
-            )
-        return out
+            only = bool(cons[reason]) and cons[reason] >= count
+            first = self.reason_first.get(reason)
+            if not only:
+                # The example is the first drop of the reason that is not a consequence.
+                first = next(
+                    (i for i, r in enumerate(self.drop_reason) if r == reason and i not in self.consequence),
+                    first,
+                )
+            example = self.drops[first] if first is not None and first < len(self.drops) else None
+            entry = {
+                "reason": reason,
+                "description": _description(reason),
+                "count": count,
+                "lines": [{"line": k[0], "text": k[1], "count": n} for k, n in origins.most_common() if k],
+                "unattributed": origins.get(None, 0),
+                "hints": [] if only else self.reason_hints.get(reason, []),
+                "example": example,
+                "consequences": cons[reason],
+            }
+            if cons[reason]:
+                entry["caused_by"] = sorted(causes[reason])
+            if only:
+                entry["under"] = causes[reason].most_common(1)[0][0]
+            out.append(entry)
+        # Each reason made only of consequences goes right after its cause's.
+        main = [e for e in out if "under" not in e or e["under"] not in counts]
+        for e in [e for e in out if e not in main]:
+            at = next(i for i, m in enumerate(main) if m["reason"] == e["under"])
+            while at + 1 < len(main) and main[at + 1].get("under") == e["under"]:
+                at += 1
+            main.insert(at + 1, e)
+        return main
 
     def config(self) -> dict[str, Any]:
         text = self.config_text
@@ -706,5 +815,6 @@ def build_model(outdir: str | os.PathLike[str], config_text: str | None = None) 
     b.events()
     b.plan()
     b.packets()
+    b.consequences()
     b.held_drops()
     return b.model()

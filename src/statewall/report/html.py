@@ -103,10 +103,32 @@ def _reasons(m: dict[str, Any]) -> str:
                 f"{escape(ex['dst'])}/{ex['dport']}{link}</p>"
             )
         asa = f"%ASA-{ex['asa_id']} " if ex.get("asa_id") else ""
+        if "under" in r:
+            # Every drop of this reason is a consequence of an earlier drop: inside its cause's entry,
+            # with no fix of its own.
+            causes = ", ".join(r.get("caused_by") or [r["under"]])
+            block = (
+                f'<div class="reason consequence" data-reason="{escape(r["reason"])}" '
+                f'data-under="{escape(r["under"])}">'
+                f"<h4>{escape(asa)}{escape(r['reason'])}: {escape(r['description'])} — {r['count']}, "
+                f"consequences of the {escape(causes)} drops</h4>{where}"
+                f"<p class='note'>{escape((ex.get('consequence') or '').capitalize())}.</p></div>"
+            )
+            if parts and parts[-1].endswith("</div>") and parts[-1].startswith('<div class="reason'):
+                parts[-1] = parts[-1][: -len("</div>")] + block + "</div>"
+            else:
+                parts.append(block)
+            continue
+        partly = (
+            f"<p class='note'>{r['consequences']} of them are consequences of earlier drops on their "
+            "connection (marked on the ladders), with no fix of their own.</p>"
+            if r.get("consequences")
+            else ""
+        )
         parts.append(
             f'<div class="reason" data-reason="{escape(r["reason"])}">'
             f"<h3>{escape(asa)}{escape(r['reason'])}: "
-            f"{escape(r['description'])} — {r['count']}</h3>{where}"
+            f"{escape(r['description'])} — {r['count']}</h3>{where}{partly}"
             + (f"<p>Configuration:</p><ul>{lines}</ul>" if lines else "")
             + (f"<p>What would let it through:</p><ul>{hints}</ul>{fixes}" if hints else "")
             + "</div>"

@@ -72,7 +72,9 @@ def narrate(conn: Conn, b: _Builder) -> list[str]:
             (b.drops[k] for k in conn.drop_ids if k < len(b.drops) and b.drops[k]["reason"] == reason), None
         )
         words = f"{n} packet{'s' if n > 1 else ''} dropped: {reason}"
-        if d is not None:
+        if d is not None and d.get("consequence"):
+            words += f", {d['consequence']}"
+        elif d is not None:
             if d.get("message"):
                 words += f" ({d['message']})"
             if d.get("origin"):

@@ -185,7 +185,7 @@
         m.append(sv("title", {}, head));
         yy += ROW;
         const line = d.origin ? `line ${d.origin.line}: ${d.origin.text}` : "no configuration line: a default of the box";
-        m.append(sv("text", {x: 40, y: yy, class: "cfg"}, `caused by ${line}`));
+        m.append(sv("text", {x: 40, y: yy, class: "cfg"}, d.consequence ? d.consequence : `caused by ${line}`));
         for (const fx of d.fixes || []) {
           yy += ROW;
           m.append(sv("text", {x: 40, y: yy, class: "fix"}, `fix: ${fx.title}` + (fx.config && fx.config !== fx.title ? "  (the commands are below)" : "")));
@@ -214,7 +214,8 @@
       seen.add(d.reason + d.hint);
       const div = el("div", {class: "dropbox"},
         el("p", {class: "why", text: `${d.asa_id ? "%ASA-" + d.asa_id + " " : ""}${d.reason} (${d.description}): ${d.message}`}),
-        el("p", {class: "cfg", text: d.origin ? `configuration line ${d.origin.line}: ${d.origin.text}` : "no configuration line: the box's default"}),
+        d.consequence ? el("p", {class: "cfg consequence", text: d.consequence}) :
+          el("p", {class: "cfg", text: d.origin ? `configuration line ${d.origin.line}: ${d.origin.text}` : "no configuration line: the box's default"}),
         d.hint ? el("p", {class: "hint", text: `to let it through: ${d.hint}`}) : null);
       for (const fx of d.fixes || []) {
         div.append(el("p", {class: "fixtitle", text: `fix: ${fx.title}`}));
