@@ -299,3 +299,19 @@ def test_an_ftp_bounce_is_on_its_control_connections_ladder(tmp_path: Path) -> N
         text.startswith("%ASA-4-406002: FTP port command different address") for _, text in conn["log"]
     )
     assert conn["drops"] == {"inspect-ftp": 1} and [r[2] for r in conn["rows"]].count(DROPPED) == 1
+
+
+def test_replay_no_report_writes_no_page_and_statewall_report_writes_it_later(
+    upload: Path, tmp_path: Path, capsys
+) -> None:
+    cfg = tmp_path / "seed000.cfg"
+    cfg.write_text(SEED000_TEXT)
+    out = tmp_path / "out"
+    argv = ["replay", "-c", str(cfg), "--asa-version", "8.2(1)", "-o", str(out), "--no-report", "--json"]
+    assert cli.main([*argv, str(upload / "seed000-ftp-upload.pcap")]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outputs"]["report"] is None and not (out / "report.html").exists()
+    assert (out / "events.jsonl").exists() and (out / "arrived").is_dir()
+    capsys.readouterr()
+    assert cli.main(["report", "-c", str(cfg), str(out)]) == 0
+    assert (out / "report.html").exists()

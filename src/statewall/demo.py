@@ -493,9 +493,13 @@ class _Tee:
         self.out.flush()
 
 
-def run_live(scenarios: list[LiveScenario], out: Any, *, offload: bool = True) -> bool:
+def run_live(
+    scenarios: list[LiveScenario], out: Any, *, offload: bool = True, record: Path | None = None
+) -> bool:
     """Run each seed's lab scenario (root: namespaces, TUNs), then a summary per seed: what broke,
     the lines that show it, what fixed it, and whether every check held. True when all passed.
+    ``record``: each firewall run is recorded under ``record/<seed>/`` (``statewall run --record``)
+    and its report.html written there; the summary prints each report's path.
 
     Each scenario gets a lab of its own, removed afterwards whatever happened; a scenario that raises
     counts as failed and the next one still runs.
@@ -521,7 +525,11 @@ def run_live(scenarios: list[LiveScenario], out: Any, *, offload: bool = True) -
         run: ScenarioRun | None = None
         try:
             with Lab() as lab:
-                run = ScenarioRun(lab, offload=offload, out=tee)
+                rec = None
+                if record is not None:
+                    rec = str(record / s.lab)
+                    os.makedirs(rec, mode=0o700, exist_ok=True)
+                run = ScenarioRun(lab, offload=offload, out=tee, record=rec)
                 try:
                     sc.func(run)
                 except (LabError, OSError, ValueError, RuntimeError) as exc:
@@ -552,6 +560,8 @@ def _summary(results: list, out: Any) -> bool:
             if hit is not None:
                 print(f"  shown:  {hit}", file=out)
         print(f"  fixed:  {s.fixed}", file=out)
+        for path in run.reports:
+            print(f"  report: {path}", file=out)
         for what, good, detail in run.checks:
             if not good:
                 print(f"  FAILED: {what}" + (f": {detail}" if detail else ""), file=out)

@@ -99,8 +99,9 @@ def output_name(iface: str) -> str:
     return re.sub(r"[^\w.-]", "_", iface) + ".pcap"
 
 
-class _Outputs:
-    """The files of OUTDIR, written as events and packets arrive (nothing is held in memory)."""
+class Outputs:
+    """The files of OUTDIR, written as events and packets arrive (nothing is held in memory); a live
+    run records through it too (statewall.live.record)."""
 
     def __init__(
         self,
@@ -207,6 +208,7 @@ def replay(
     syslog: Sequence[Any] = (),
     counters: Counters | None = None,
     config_text: str | None = None,
+    report: bool = True,
 ) -> dict[str, Any]:
     """Replay ``captures`` (``(ingress interface or None for auto, path)``) through ``policy``.
 
@@ -218,7 +220,8 @@ def replay(
     ``statewall.syslog.Target`` servers that get every message as the configuration's ``logging trap``
     admits it (ASA dialect). ``counters``: the ``Counters`` to feed (a caller that shows tables built
     from them afterwards: show nat, show interface). ``config_text`` is the configuration's text for
-    the report's hit counts when ``policy.source_file`` is not a file to read it from.
+    the report's hit counts when ``policy.source_file`` is not a file to read it from; ``report=False``
+    writes no ``report.html`` (``statewall report OUTDIR`` can write it later).
     """
     if not captures:
         raise ReplayError("no capture to replay")
@@ -244,7 +247,7 @@ def replay(
         # An engine running an iptables ruleset logs as Linux does.
         linux_log = getattr(fw, "netfilter", None) is not None
         asalog = AsaLog(policy)
-        outputs = _Outputs(
+        outputs = Outputs(
             out,
             policy.interfaces,
             stack,
@@ -380,13 +383,14 @@ def replay(
                 "captures": {iface: output_name(iface) for iface in sorted(outputs.writers)},
                 "asp_drop": ASP_DROP,
                 "arrived": {iface: output_name(iface) for iface in sorted(outputs.arrived)},
-                "report": REPORT_NAME,
+                "report": REPORT_NAME if report else None,
             },
         }
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")
-    write_report(out, config_text)
+    if report:
+        write_report(out, config_text)
     return summary
 
 

@@ -1,7 +1,9 @@
 """``statewall demo``: run the demo scenarios (``statewall.demo``) and tell what happened.
 
-Each replay writes its ``report.html`` (``statewall.report``) and the demo prints its path; without
-``-o`` the results go to a new directory under the system's temporary directory, kept.
+Each replay writes its ``report.html`` (``statewall.report``) and the demo prints its path; each live
+scenario's firewall runs are recorded (``statewall run --record``) under ``DIR/live/<seed>/`` and get
+their report too, whose paths the summary prints. Without ``-o`` the results go to a new directory
+under the system's temporary directory, kept.
 
 As root it first replays seed 000's captured control session (one connection's whole log), then runs
 each seed's live lab scenario, broken and fixed, with a summary (exit 1 when a check failed); without
@@ -64,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
             replay_rc = _run_replays(demo.select(None), args, root)
             if replay_rc != EXIT_OK:
                 return replay_rc
-        live_ok = demo.run_live(live, sys.stdout)
+        # Each live firewall run is recorded (statewall run --record) and gets its report.html.
+        base = Path(args.outdir) if args.outdir else Path(tempfile.mkdtemp(prefix="statewall-demo-live-"))
+        live_ok = demo.run_live(live, sys.stdout, record=base / "live")
+        print(f"the live runs' recordings and reports are in {base / 'live'}", flush=True)
         if not args.scenario or not names:
             return EXIT_OK if live_ok else EXIT_FAILURE
     elif live:

@@ -174,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
                 fast_path=not args.no_fast_path,
                 syslog=syslog,
                 counters=counters,
+                report=not args.no_report,
             )
         else:
             from ..scale.replay import replay as sharded_replay
@@ -298,6 +299,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="HOST[:PORT]",
         help="send every message to this syslog server over UDP (default port 514) with the ASA's "
         "framing (<PRI> from 'logging facility', 20 by default); repeatable",
+    )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write report.html (it costs ~14 s of CPU per million packets; statewall report "
+        "OUTDIR writes it later from the other files)",
     )
     p.add_argument(
         "--max-log", type=int, default=200, metavar="N", help="print at most N log lines (default 200)"

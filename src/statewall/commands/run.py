@@ -9,7 +9,8 @@ Events go to ``--log`` (default stderr) as ASA syslog lines or JSON lines. The c
 prints its interface counters and the ``show asp drop`` table and exits 0.
 
 With ``--http [ADDR:]PORT`` it also serves a read-only web view and Prometheus ``/metrics``
-(``statewall.live.web``), on loopback unless ADDR says otherwise.
+(``statewall.live.web``), on loopback unless ADDR says otherwise. With ``--record OUTDIR`` the run is
+written as a replay's output directory, report.html included on stop (``statewall.live.record``).
 
 While it runs, ``statewall ctl --name NAME ...`` reaches it through ``<ctl-dir>/NAME.sock``
 (``statewall.live.ctl``; NAME defaults to the configuration's hostname). ``--timeout-override`` and
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if args.state:
         load_state(fw, args.state)
     ports: list[Port] = []
+    recorder = None
     ctl: CtlServer | None = None
     sender = None
     web = None
@@ -154,6 +156,15 @@ def run(args: argparse.Namespace) -> int:
             ports.append(Port(name, tun))
         on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog)
         loop = Loop(fw, ports, tick=args.tick, on_events=on_events)
+        if args.record:
+            from ..live.record import Recorder, attach
+
+            try:
+                recorder = Recorder(args.record, policy, loop.now)
+            except OSError as exc:
+                raise UsageError(f"--record {args.record}: {exc.strerror or exc}") from None
+            attach(recorder, ports)
+            loop.on_events = _chain(on_events, recorder.events)
         loop.on_tick = log_fp.flush
         writer = StateWriter(fw, args.state) if args.state else None
         if writer is not None and args.state_interval > 0:
@@ -210,7 +221,14 @@ def run(args: argparse.Namespace) -> int:
             loop.close()
         log_fp.flush()
         print_summary(loop, fw)
+        if recorder is not None:
+            out = recorder.close(report=not args.no_report)
+            what = "report" if not args.no_report else "recorded"
+            where = out / "report.html" if not args.no_report else out
+            print(f"statewall run: {what} {where}", flush=True)
     finally:
+        if recorder is not None and not recorder.closed:
+            recorder.close(report=False)
         for p in ports:
             p.tun.close()
         if log_fp is not sys.stderr:
@@ -218,6 +236,18 @@ def run(args: argparse.Namespace) -> int:
         if sender is not None:
             sender.close()
     return EXIT_OK
+
+
+def _chain(first, second):
+    """Two event callbacks as one (either may be None)."""
+    if first is None:
+        return second
+
+    def both(events: list[Event]) -> None:
+        first(events)
+        second(events)
+
+    return both
 
 
 def load_state(fw, path: str) -> bool:
@@ -466,6 +496,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="every packet on the engine's Python path: no compiled fast path for established "
         "connections, no C pump (to compare, or to rule the fast path out)",
+    )
+    p.add_argument(
+        "--record",
+        metavar="OUTDIR",
+        help="record the run as statewall replay writes its results: arrived/ and per-interface pcaps, "
+        "asp-drop.pcap, log.txt, events.jsonl, and on stop summary.json and report.html (statewall "
+        "report OUTDIR renders it again); every packet then takes the Python loop",
+    )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="with --record, write no report.html on stop (statewall report OUTDIR writes it later)",
     )
     p.add_argument(
         "--state",

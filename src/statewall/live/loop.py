@@ -20,7 +20,9 @@ read as wall-clock time in logs.
 Other file descriptors can be served from the same epoll (``watch``): the control channel
 (``statewall.live.ctl``) answers ``statewall ctl`` there, in this thread, between drains, so that its
 commands see the engine between packets and never race it. A ``Port.tap`` (the ASA's ``capture``) is
-given each packet of its interface: arriving before the engine, leaving as written.
+given each packet of its interface: arriving before the engine, leaving as written. A ``Port.record``
+(``statewall run --record``, ``statewall.live.record``) is given the same, told which is which, with the
+time the engine is given for an arriving packet.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ _COUNTERS = (
 class Port:
     """One firewall interface bound to one TUN, with its counters."""
 
-    __slots__ = ("name", "tun", "fd", "hl", "offloads", "mode", "mtu", "reader", "tap", *_COUNTERS)
+    __slots__ = ("name", "tun", "fd", "hl", "offloads", "mode", "mtu", "reader", "tap", "record", *_COUNTERS)
 
     def __init__(self, name: str, tun: Tun) -> None:
         self.name = name
@@ -84,6 +86,9 @@ class Port:
         self.reader = open(tun.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 -- lives with the port
         # tap(pkt) sees every packet of this interface (a capture); None costs one test per packet.
         self.tap: Callable[[bytearray], None] | None = None
+        # record(pkt, now, leaving): the run recorded as a replay's output directory (--record);
+        # ``now`` is the engine's time for an arriving packet, None for one leaving.
+        self.record: Callable[[bytearray, float | None, bool], None] | None = None
         for c in _COUNTERS:
             setattr(self, c, 0)
 
@@ -292,7 +297,7 @@ class Loop:
 
     def _drain(self, port: Port) -> None:
         fast = getattr(self.fw, "fast", None)
-        if self._pump is not None and fast is not None and not any(p.tap for p in self.ports):
+        if self._pump is not None and fast is not None and not any(p.tap or p.record for p in self.ports):
             self._pump_drain(port, fast.table)
             return
         readinto = port.reader.readinto
@@ -301,6 +306,7 @@ class Loop:
         hdr = mv[:VNET_HDR_LEN]
         hl = port.hl
         tap = port.tap
+        record = port.record
         handle = self._handle
         receive = self.fw.receive
         mono = time.monotonic
@@ -324,6 +330,11 @@ class Loop:
                 rxb += n - hl
                 if hl and buf[1]:
                     sup += 1
+                if record is not None:
+                    now = mono() + epoch
+                    record(data, now, False)
+                    handle(port, data, hdr, now, None, receive)
+                    continue
                 handle(port, data, hdr, mono() + epoch, None, receive)
         finally:
             port.rx_packets += rx
@@ -405,6 +416,8 @@ class Loop:
                     out.tx_bytes += n
                     if out.tap is not None:
                         out.tap(pkt)
+                    if out.record is not None:
+                        out.record(pkt, None, True)
                 except OSError:
                     out.tx_errors += 1
             else:
@@ -443,6 +456,8 @@ class Loop:
                 out.tx_bytes += len(pkt)
                 if out.tap is not None:
                     out.tap(pkt)
+                if out.record is not None:
+                    out.record(pkt, None, True)
             except OSError:
                 out.tx_errors += 1
 
@@ -507,3 +522,5 @@ class Loop:
         out.tx_bytes += len(pkt)
         if out.tap is not None:
             out.tap(pkt)
+        if out.record is not None:
+            out.record(pkt, None, True)

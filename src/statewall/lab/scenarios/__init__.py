@@ -26,6 +26,10 @@ class ScenarioRun:
     offload: bool = True
     out: IO[str] = sys.stdout
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    # A directory to record each firewall run in (statewall run --record), its report rendered on
+    # stop; None: not recorded. ``reports`` lists the report.html paths written.
+    record: str | None = None
+    reports: list[str] = field(default_factory=list)
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)

@@ -41,6 +41,9 @@ class Firewall:
         self.config = os.path.join(run.lab.workdir(), f"{role}.cfg")
         self.log_file = os.path.join(run.lab.workdir(), f"{role}.log")
         self.seen = 0  # log lines already reported
+        self.role = role
+        self.starts = 0
+        self.recording: str | None = None  # this run's --record directory (ScenarioRun.record)
 
     def write_config(self, text: str) -> None:
         with open(self.config, "w") as f:
@@ -48,11 +51,18 @@ class Firewall:
 
     def start(self, config: str, *, extra: Sequence[str] = (), offload: bool | None = None) -> None:
         self.write_config(config)
+        self.starts += 1
+        record: list[str] = []
+        if self.run.record is not None:
+            # Recorded as a replay's output directory; the report is rendered here on stop, so that
+            # the firewall's own exit stays quick.
+            self.recording = os.path.join(self.run.record, f"{self.role}-{self.starts}")
+            record = ["--record", self.recording, "--no-report"]
         self.topo.start_firewall(
             self.config,
             offload=self.run.offload if offload is None else offload,
             log_file=self.log_file,
-            extra=["--name", self.name, *extra],
+            extra=["--name", self.name, *extra, *record],
         )
         self.run.say("  " + self.topo.firewall_output[0])
         # The control socket exists before the ready line; make sure it answers.
@@ -89,7 +99,16 @@ class Firewall:
         return new
 
     def stop(self) -> int:
-        return self.topo.stop_firewall()
+        code = self.topo.stop_firewall()
+        if self.recording is not None and os.path.exists(os.path.join(self.recording, "summary.json")):
+            from ...report import write_report
+
+            with open(self.config, encoding="utf-8") as f:
+                path = write_report(self.recording, f.read())
+            self.run.reports.append(str(path))
+            self.run.say(f"  report: {path}")
+        self.recording = None
+        return code
 
 
 def show_lines(run: ScenarioRun, lines: Sequence[str], pattern: str, *, most: int = 3, what: str = "") -> int:
