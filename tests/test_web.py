@@ -110,6 +110,46 @@ def test_the_view_is_read_only(view: WebView) -> None:
     assert get(view.url + "nothing-here")[0] == 404
 
 
+def test_the_report_page_draws_a_recorded_run_so_far_and_says_why_not_without_a_recording(
+    view: WebView, tmp_path: Path
+) -> None:
+    import json
+
+    from statewall.live.record import Recorder
+
+    status, _, page = get(view.url + "report")
+    assert status == 200 and "--record OUTDIR" in page
+    fw = view.fw
+    rec = view.recorder = Recorder(tmp_path / "rec", fw.policy, view.loop.now)
+
+    def traffic() -> None:
+        # As the loop does with --record: each arrival and departure to the recorder, events too.
+        now = round(view.loop.now(), 6)
+        for dport in (80, 22):
+            pkt = bytearray(bytes(IP(src="10.1.1.5", dst="198.51.100.9") / TCP(sport=40000, dport=dport)))
+            rec.hook("inside")(pkt, now, False)
+            res = fw.receive("inside", pkt, now)
+            for iface, out in res.packets:
+                rec.hook(iface)(out, None, True)
+            rec.events(res.events)
+            view.loop._events(res.events)
+
+    view.in_loop(traffic)
+    status, ctype, page = get(view.url + "report")
+    assert status == 200 and "text/html" in ctype
+    data = json.loads(
+        page.split('<script type="application/json" id="report-data">', 1)[1].split("</script>")[0]
+    )
+    assert "the run so far" in page.split("<h1>", 1)[1].split("</h1>", 1)[0]
+    (conn,) = [c for c in data["conns"] if c["id"] > 0]
+    assert conn["r"]["port"] == 80 and [(r[1], r[2]) for r in conn["rows"]] == [(0, 0), (1, 1)]
+    (denied,) = [c for c in data["conns"] if c["v"] == "denied"]
+    assert denied["r"]["port"] == 22 and denied["rows"][0][2] == 2  # the SYN, dropped: acl-drop
+    assert 'data-reason="acl-drop"' in page.split('<section id="reasons">', 1)[1]
+    assert 'href="/report"' in get(view.url)[2]
+    rec.close(report=False)
+
+
 # --------------------------------------------------------------------------------------------------
 # Live: statewall run --http, scraped during a transfer
 

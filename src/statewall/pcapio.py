@@ -393,6 +393,11 @@ class _Writer:
         if not self._f.closed:
             self._f.close()
 
+    def flush(self) -> None:
+        """What was written, on disk for a reader (a live view reading a recording)."""
+        if not self._f.closed:
+            self._f.flush()
+
     def __enter__(self) -> Self:
         return self
 

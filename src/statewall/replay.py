@@ -161,6 +161,13 @@ class Outputs:
             text += f"; conn {conn_id}"
         self.asp_drop.write(data, now, text)
 
+    def flush(self) -> None:
+        """Everything written so far, on disk (a live recording read while it runs)."""
+        for w in (*self.writers.values(), *self.arrived.values(), self.asp_drop):
+            w.flush()
+        self.log.flush()
+        self.jsonl.flush()
+
     def events(self, events: Sequence[Event]) -> None:
         self.counters.feed(events)
         for ev in events:

@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         if web_addr is not None:
             from ..live.web import WebView
 
-            web = WebView(fw, loop, *web_addr)
+            web = WebView(fw, loop, *web_addr, recorder=recorder)
             try:
                 web.start()
             except OSError as exc:

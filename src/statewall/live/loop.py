@@ -331,7 +331,9 @@ class Loop:
                 if hl and buf[1]:
                     sup += 1
                 if record is not None:
-                    now = mono() + epoch
+                    # On the microsecond, as a capture's times are: the recorded arrival and the
+                    # engine's event for it then carry the same time (the report pairs them by it).
+                    now = round(mono() + epoch, 6)
                     record(data, now, False)
                     handle(port, data, hdr, now, None, receive)
                     continue

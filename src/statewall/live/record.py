@@ -104,6 +104,27 @@ class Recorder:
         self.closed = True
         self._settle()
         self.stack.close()
+        self._write_summary(self._summary(report))
+        if report:
+            write_report(self.outdir, config_text)
+        return self.outdir
+
+    def sync(self) -> Path:
+        """The recording so far on disk, with a ``summary.json`` of it, for a reader while the run goes
+        on (the web view's report); loop thread. Returns OUTDIR."""
+        if not self.closed:
+            self.out.flush()
+            self._write_summary(self._summary(False))
+        return self.outdir
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        tmp = self.outdir / "summary.json.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, self.outdir / "summary.json")
+
+    def _summary(self, report: bool) -> dict[str, Any]:
         counters = self.out.counters.to_summary()
         summary: dict[str, Any] = {
             "config": self.policy.source_file,
@@ -138,12 +159,7 @@ class Recorder:
                 "report": REPORT_NAME if report else None,
             },
         }
-        with open(self.outdir / "summary.json", "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-            f.write("\n")
-        if report:
-            write_report(self.outdir, config_text)
-        return self.outdir
+        return summary
 
 
 def attach(recorder: Recorder, ports: Iterable[Any]) -> None:

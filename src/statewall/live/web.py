@@ -6,6 +6,11 @@ Owns a small read-only HTTP server (``http.server`` in a thread of its own) with
                   the change that would let each through) and the counters, refreshed every 2 s
     /state.json   the same as JSON
     /metrics      the counters in Prometheus's text format, through ``prometheus_client``
+    /report       the replay report's page of the run so far -- summary, drops by reason with their
+                  consequences, the connections' timeline with its filters, a ladder per connection --
+                  when the run records (``--record OUTDIR``, ``statewall.live.record``): the recording
+                  is brought to disk in the loop's thread, and the page built from it in the server's
+                  thread. Without a recording there are no packets to draw, and the page says so.
 
 The engine is only ever read in the forwarding loop's thread, between drains, as ``statewall ctl``
 reads it: a request asks the loop for a snapshot (a wake-up pipe served from the loop's epoll with
@@ -77,9 +82,12 @@ class _Server(ThreadingHTTPServer):
 class WebView:
     """The HTTP server and its snapshots of ``fw`` and ``loop`` (``start()`` before ``loop.run()``)."""
 
-    def __init__(self, fw: Any, loop: Any, addr: str = DEFAULT_ADDR, port: int = 0) -> None:
+    def __init__(
+        self, fw: Any, loop: Any, addr: str = DEFAULT_ADDR, port: int = 0, recorder: Any = None
+    ) -> None:
         self.fw = fw
         self.loop = loop
+        self.recorder = recorder  # statewall.live.record.Recorder of --record, for /report
         self.addr = addr
         self.port = port
         self.drops: deque = deque(maxlen=RECENT_DROPS)
@@ -366,7 +374,8 @@ def render_page(s: dict[str, Any], view: WebView) -> str:
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="2"><title>statewall: {name}</title><style>{_CSS}</style></head><body>
 <h1>statewall {name} <small class="note">up {c["uptime"]:.0f} s; read-only;
-refreshed every 2 s; <a href="/metrics">/metrics</a> <a href="/state.json">/state.json</a></small></h1>
+refreshed every 2 s; <a href="/report">timeline and ladders</a> <a href="/metrics">/metrics</a>
+<a href="/state.json">/state.json</a></small></h1>
 <h2>Counters</h2>
 <p><b id="conns">{c["connections"]}</b> connections ({c["embryonic"]} embryonic,
 {c["connections_most_used"]} most used), <b id="xlates">{c["translations"]}</b> translations,
@@ -379,6 +388,24 @@ refreshed every 2 s; <a href="/metrics">/metrics</a> <a href="/state.json">/stat
 {_table(["proto", "outside", "inside", "idle s", "bytes", "flags"], conn_rows)}
 <h2>Translations</h2>{_table(["real", "mapped", "kind", "idle s"], xlate_rows)}
 </body></html>"""
+
+
+def report_page(view: WebView) -> bytes:
+    """/report: the report of the recording so far (module docstring), or why there is none."""
+    rec = view.recorder
+    if rec is None:
+        return (
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>statewall: no report</title>"
+            f"<style>{_CSS}</style></head><body><h1>No timeline or ladders for this run</h1><p>They are "
+            "drawn from the run's packets, which only a recording keeps: start <code>statewall run</code> "
+            "with <code>--record OUTDIR</code>. <a href='/'>Back to the live view</a>.</p></body></html>"
+        ).encode()
+    from ..report import build_model, render
+
+    outdir = view.in_loop(rec.sync)
+    model = build_model(outdir)
+    model["title"] = f"statewall run {view.fw.policy.hostname or ''}: the run so far (reload for more)"
+    return render(model).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -410,6 +437,8 @@ class _Handler(BaseHTTPRequestHandler):
                 from prometheus_client import CONTENT_TYPE_LATEST
 
                 self._send(200, metrics_text(view), CONTENT_TYPE_LATEST, head)
+            elif url.path == "/report":
+                self._send(200, report_page(view), "text/html; charset=utf-8", head)
             elif url.path in ("/", "/index.html", "/state.json"):
                 q = parse_qs(url.query)
                 try:

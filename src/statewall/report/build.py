@@ -272,6 +272,8 @@ def _read_events(outdir: Path) -> Iterator[dict[str, Any]]:
         return
     with open(path, encoding="utf-8") as f:
         for line in f:
+            if not line.endswith("\n"):
+                return  # being written (a live recording read while it runs): not whole yet
             line = line.strip()
             if line:
                 yield json.loads(line)
