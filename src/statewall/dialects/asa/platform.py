@@ -13,7 +13,9 @@ stage). The figure is the hardware's, not the configuration's, so statewall take
 
 The figures below are Cisco's data sheets' maximum concurrent sessions (firewall) for the base licence
 and, where it differs, the Security Plus licence: "Cisco ASA 5500 Series Adaptive Security Appliances"
-(5505-5580) and "Cisco ASA 5500-X Series Next-Generation Firewalls" (5506-X-5585-X).
+(5505-5580) and "Cisco ASA 5500-X Series Next-Generation Firewalls" (5506-X-5585-X). The 5506-X,
+5516-X and 5555-X figures are the ones statewall used before; the others are the data sheets' as they
+are commonly quoted and were not checked against the sheets themselves: a wrong one is a line here.
 """
 
 from __future__ import annotations
