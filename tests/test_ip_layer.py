@@ -332,10 +332,13 @@ def test_asa_fragment_commands_print_back_and_refuse_bad_values():
         parse(ASA + "fragment chain 2 dmz\n", "bad.cfg")
 
 
-def test_replay_auto_ingress_carries_a_statically_translated_servers_replies(tmp_path):
+@pytest.mark.parametrize("captured_on", ["mapped-side", "real-side"])
+def test_replay_auto_ingress_carries_a_statically_translated_servers_replies(tmp_path, captured_on):
     # A web server behind a static translation, captured on the outside: its replies come from the
     # mapped address. With --ingress auto they arrive on inside, from the real address, and answer
-    # the connection the client's SYN built.
+    # the connection the client's SYN built. Captured on the server's own (real) side instead, the
+    # client's packets name the real address: live they were addressed to the mapped one, and the
+    # connection is the same translated one (the replies leave outside from the mapped address).
     from statewall.pcapio import PcapWriter
     from statewall.replay import replay
 
@@ -345,7 +348,7 @@ def test_replay_auto_ingress_carries_a_statically_translated_servers_replies(tmp
         "access-group OUTSIDE_IN in interface outside\n"
     )
     policy = parse_policy(cfg, "fw.cfg", dialect="asa")
-    c, s = ("198.51.100.7", 40000), ("192.0.2.10", 80)
+    c, s = ("198.51.100.7", 40000), ("192.0.2.10" if captured_on == "mapped-side" else "10.1.1.10", 80)
 
     def seg(src, dst, flags, seq, ack, data=b""):
         return bytes(
@@ -369,3 +372,9 @@ def test_replay_auto_ingress_carries_a_statically_translated_servers_replies(tmp
     summary = replay(policy, [(None, cap)], tmp_path / "out")
     assert summary["drops_by_reason"] == {} and summary["unassigned"] == 0
     assert summary["forwarded"] == len(packets) and summary["connections"]["built"] == 1
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "to inside:10.1.1.10/80 (192.0.2.10/80)" in log
+    from statewall.pcapio import read_packets
+
+    left = [IP(raw) for _, raw in read_packets(tmp_path / "out" / "outside.pcap")]
+    assert len(left) == 3 and {p.src for p in left} == {"192.0.2.10"}

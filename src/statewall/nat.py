@@ -645,6 +645,34 @@ class NatTable:
             return _Hit(x.real_addr, dport, x.real_iface, _Match(None, True, x))
         return None
 
+    def static_mapped(self, version, proto, real_iface, mapped_iface, addr, port) -> tuple[int, int] | None:
+        """(mapped address, mapped port) of a host a plain bidirectional static translates from
+        ``real_iface`` to ``mapped_iface`` (no twice NAT, no policy selectors, not identity), else
+        None. A lookup only: no translation slot is made (replay's carrying of captures)."""
+        for e in self.entries:
+            if not e.bidirectional or e.has_dst or e.identity:
+                continue
+            if e.selectors is not None or e.match is not None:
+                continue
+            if e.version is not None and e.version != version:
+                continue
+            if e.real_iface is not None and e.real_iface != real_iface:
+                continue
+            if e.mapped_iface is not None and e.mapped_iface != mapped_iface:
+                continue
+            if e.real is None or e.real.index(addr) is None:
+                continue
+            if e.mapped_port is not None and (
+                e.proto != proto or (e.real_port is not None and e.real_port != port)
+            ):
+                continue
+            mapped = _map(e.real, e.mapped, addr)
+            mport = e.mapped_port if e.mapped_port is not None else port
+            if mapped is None or (mapped == addr and mport == port):
+                continue
+            return mapped, mport
+        return None
+
     def _reverse(self, e: _Entry, version, proto, dst, dport, src, sport) -> tuple[int, int] | None:
         """A flow to a static rule's mapped side: (real destination, real port) or None."""
         real_dst = _map(e.mapped, e.real, dst)
