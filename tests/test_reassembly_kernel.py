@@ -56,6 +56,7 @@ _OURS = {
     (6, socket.inet_pton(socket.AF_INET6, V6_SRC)),
     (6, socket.inet_pton(socket.AF_INET6, "fd77:1::fe")),
     (6, socket.inet_pton(socket.AF_INET6, "fe80::77:ff:fe00:1fe")),  # fa's link-local address (its MAC)
+    (6, socket.inet_pton(socket.AF_INET6, "fe80::1")),  # a0's link-local source (test_addrclass_kernel)
 }
 
 
