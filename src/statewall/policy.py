@@ -448,6 +448,9 @@ class DefragSettings:
 
     ipfrag_time: float = 30.0  # net.ipv4.ipfrag_time
     ipfrag_high_thresh: int = 4 * 1024 * 1024  # net.ipv4.ipfrag_high_thresh
+    # net.ipv4.ipfrag_max_dist: fragments from one source between two of the same datagram before its
+    # queue is started again (ip_frag_too_far); 0 turns the check off.
+    ipfrag_max_dist: int = 64
     frag6_timeout: float = 60.0  # net.netfilter.nf_conntrack_frag6_timeout
     frag6_high_thresh: int = 4 * 1024 * 1024  # net.netfilter.nf_conntrack_frag6_high_thresh
     origins: dict[str, Origin] = field(default_factory=dict)

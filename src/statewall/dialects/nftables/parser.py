@@ -1405,6 +1405,7 @@ def parse(text: str, filename: str) -> Policy:
     policy.routes = base.routes
     policy.hostname = base.hostname
     policy.conntrack = base.conntrack
+    policy.defrag = base.defrag
     policy.passthrough = base.passthrough
     policy.warnings = base.warnings + policy.warnings
     policy.netfilter = {}
