@@ -969,6 +969,22 @@ class DnsInspectMap:
 
 
 @dataclass(slots=True)
+class IpOptionsInspectMap:
+    """``policy-map type inspect ip-options NAME``: under ``parameters``, ``eool``, ``nop`` and
+    ``router-alert`` each ``action allow`` (pass the packet as it is) or ``action clear`` (remove the
+    option, then pass it); an option a map does not list is dropped (Cisco ASA firewall configuration
+    guide, "IP Options Inspection"; Cisco Security Manager user guide, IP Options maps). ``actions``
+    maps the option's type byte (0, 1, 148) to its action; ``other`` keeps parameters lines statewall
+    does not model (ASA 9.5's further options and ``default action``), as written, in order."""
+
+    name: str
+    actions: dict[int, str] = field(default_factory=dict)
+    description: str | None = None
+    other: list[tuple[Origin, str]] = field(default_factory=list)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
 class Policy:
     """Everything the engine enforces. ``dialect`` names the language it was written in."""
 
@@ -1052,6 +1068,8 @@ class Policy:
     nat_control_origin: Origin | None = None
     # ASA ``policy-map type inspect dns NAME`` parameter maps by name (``DnsInspectMap``).
     dns_inspect_maps: dict[str, DnsInspectMap] = field(default_factory=dict)
+    # ASA ``policy-map type inspect ip-options`` maps by name (``IpOptionsInspectMap``).
+    ip_options_maps: dict[str, IpOptionsInspectMap] = field(default_factory=dict)
     # ASA ``logging ...`` and ``clock timezone`` / ``clock summer-time`` (what the logs look like).
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 

@@ -31,6 +31,7 @@ settings and lifecycle (``statewall.engine.compiled``).
 
 from __future__ import annotations
 
+from .. import ipoptions
 from ..conntrack import Connection, Half, make_halves, reply_key
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt
 from ..limits import ADMIT
@@ -322,7 +323,7 @@ def track(c: NewFlow) -> bool:
     return True
 
 
-@stage("CONN-SETTINGS")
+@stage("CONN-SETTINGS", "IP-OPTIONS")
 def limits(c: NewFlow) -> bool:
     """Connection limits (ASA): the flow's class decides, before a connection exists."""
     fw, pkt = c.fw, c.pkt
@@ -340,6 +341,11 @@ def limits(c: NewFlow) -> bool:
         asa_policy.limit_refusal(fw, c.iface, c.egress, pkt, verdict, c.now, c.out, c.ev)
         return False
     c.admission = verdict.admission
+    if c.trace is not None:
+        # What the IP options stage (forward.established, statewall.ipoptions) does with this flow's
+        # packets, for packet-tracer: the class's inspect ip-options and its map.
+        text, origin = ipoptions.describe(eff, fw.policy.ip_options_maps)
+        c.report(True, text, origin=origin, phase="IP-OPTIONS")
     return True
 
 
