@@ -290,6 +290,20 @@ class Firewall:
             return None
         return self.nat.static_mapped(pkt.version, pkt.proto, route.interface, iface, pkt.dst, pkt.dport)
 
+    def _static_real_side(self, iface: str, pkt) -> None:
+        """A static captured on its real side: a client's packet to the host's real address, arriving
+        on the static's mapped side (and belonging to no connection the replay knows otherwise). Live
+        it was addressed to the mapped address; its acks were captured without the firewall."""
+        mapped = self._static_mapped_dst(iface, pkt)
+        if mapped is None:
+            return
+        pkt.set_dst(mapped[0])
+        if mapped[1] != pkt.dport and pkt.proto in (PROTO_TCP, PROTO_UDP):
+            pkt.set_dport(mapped[1])
+        known = self.conns.by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        if known is not None and (known.conn.seqrand is not None or known.conn.helper is not None):
+            capture_space.to_live(known, pkt, False)
+
     def replay_rewrite(self, iface: str, data: bytes | bytearray, now: float) -> bytearray:
         """Carry a captured packet from a responder into the coordinates the firewall gave its connection.
 
@@ -319,14 +333,6 @@ class Firewall:
                 pkt.set_src(real[0])
                 if real[1] != pkt.sport and pkt.proto in (PROTO_TCP, PROTO_UDP):
                     pkt.set_sport(real[1])
-        if self.nat.entries:
-            # The same static captured on its real side: a client's packet to the host's real
-            # address, arriving on the static's mapped side. Live it was addressed to the mapped one.
-            mapped = self._static_mapped_dst(iface, pkt)
-            if mapped is not None:
-                pkt.set_dst(mapped[0])
-                if mapped[1] != pkt.dport and pkt.proto in (PROTO_TCP, PROTO_UDP):
-                    pkt.set_dport(mapped[1])
         key = (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
         known = self.conns.by_key.get(key)
         if known is not None:
@@ -342,6 +348,8 @@ class Firewall:
             if exp is not None:
                 # The first packet of an announced data connection, sent where it was announced.
                 forward.retarget(pkt, exp.dst, exp.dport)
+            elif self.nat.entries:
+                self._static_real_side(iface, pkt)
             return buf
         _, _, _, _, mdst, mdport = half.key
         if mdst != pkt.dst:
