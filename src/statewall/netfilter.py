@@ -1055,24 +1055,25 @@ class Netfilter:
     # -- evaluation --------------------------------------------------------------------------------
 
     def traverse(
-        self, hook: str, pkt: Packet, ctx: Context, tables: tuple[str, ...] | None = None
+        self, hook: str, pkt: Packet, ctx: Context, tables: tuple[str, ...] | None = None, nat: bool = False
     ) -> Decision:
         """Every base chain of ``hook`` by priority until one drops: the iptables tables' built-in
         chains (or those of the ``tables`` given) and the nftables base chains of the same side of
         conntrack as the ``tables`` given (all of them when None).
 
         nat chains (an iptables nat table, an nftables ``type nat`` chain) run only for a packet
-        whose ctstate is NEW, and only when ``tables`` includes "nat" (or is None). The decision is
+        whose ctstate is NEW (or when ``nat`` says the connection's binding is not initialized yet,
+        as for REJECT's reset), and only when ``tables`` includes "nat" (or is None). The decision is
         that of the last chain that ran (its rule, chain and table), with the actions of all of them.
         """
         actions: list[Action] = []
         last = Decision("ACCEPT", actions, None, hook, "")
         for slot in self._slots(hook, pkt.version, tables):
-            prio, ct, index, label, nat = slot
-            if nat and ctx.ctstate != "NEW":
+            prio, ct, index, label, is_nat = slot
+            if is_nat and ctx.ctstate != "NEW" and not nat:
                 continue
             d = self._walk(ct, index, hook, label, pkt, ctx)
-            if nat and d.actions:
+            if is_nat and d.actions:
                 # nf_nat_setup_info sets IPS_DST_NAT / IPS_SRC_NAT on the connection as the nat table
                 # binds it, so --ctstate DNAT/SNAT hold for the first packet's later hooks already.
                 for a in d.actions:

@@ -541,7 +541,7 @@ class NfPath:
         if reply[0] == "tcp-reset":
             # nf_send_reset: never for a RST, nor for anything but TCP.
             if pkt.proto == PROTO_TCP and not pkt.flags & _TCP_RST:
-                out.append((iface, craft.tcp_reset_for(orig)))
+                self.reply(craft.tcp_reset_for(orig), iface, flow, now, out, ev)
             return
         if pkt.is_icmp_error:
             return  # icmp_send never answers an error
@@ -553,7 +553,9 @@ class NfPath:
             src = fw.routes.interface_address(back.interface if back else iface, v, pkt.src)
         if src is None:
             return
-        out.append((iface, craft.icmp_error(v, src, pkt.src, t, c, bytes(orig.buf[orig.ipoff : orig.end]))))
+        error = craft.icmp_error(v, src, pkt.src, t, c, bytes(orig.buf[orig.ipoff : orig.end]))
+        if not self.reply(error, iface, flow, now, out, ev):
+            return
         ev.append(
             IcmpSent(
                 now,
@@ -565,6 +567,15 @@ class NfPath:
                 f"REJECT --reject-with {with_}",
             )
         )
+
+    def reply(self, buf, iface, flow, now, out, ev) -> bool:
+        """REJECT's reply leaves as the kernel sends it (``ip_local_out``): through OUTPUT and
+        POSTROUTING with the rejected packet's connection attached (``nf_local.local_out``). True
+        when it left (a chain there may drop it)."""
+        before = len(out)
+        reply = decode(bytearray(buf))
+        self.local_out(reply, iface, now, out, ev, reply_to=flow if flow is not None else NfFlow("INVALID"))
+        return len(out) > before
 
     @staticmethod
     def logs(actions: list, hook: str, now: float, ev: list) -> None:
