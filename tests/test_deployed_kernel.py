@@ -157,9 +157,7 @@ def _statewall(
         res = fw.receive("fa" if side == "a" else "fb", ip, now)
         outs.append(sorted(_outcome(o, bytes(p)) for o, p in res.packets))
     nf = fw.netfilter
-    listings = {
-        t: format_listing(policy, t, nf.counters(t)) for t in tables if t in policy.netfilter
-    }
+    listings = {t: format_listing(policy, t, nf.counters(t)) for t in tables if t in policy.netfilter}
     return outs, listings, fw
 
 

@@ -194,7 +194,8 @@ def _reject_reply(path, orig: NfFlow, pkt: Packet, ctx: Context, iface, egress, 
             ctx.ct_mark = conn.mark
             ctx.ct_status = conn.status()
     nat_post = ctx.ctstate == "RELATED" and orig.new and pkt.proto == PROTO_TCP
-    for hook, tables in (("OUTPUT", _RAW_OUT + _OUT_NONAT), ("POSTROUTING", _POST if nat_post else _POST_NONAT)):
+    post = _POST if nat_post else _POST_NONAT
+    for hook, tables in (("OUTPUT", _RAW_OUT + _OUT_NONAT), ("POSTROUTING", post)):
         d = nf.traverse(hook, pkt, ctx, tables, nat=nat_post)
         if d.actions:
             path.logs(d.actions, hook, now, ev)
