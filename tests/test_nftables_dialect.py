@@ -191,10 +191,19 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
         (CHAIN % "ip saddr 10.0.0.300 drop", "4:12", "bad address"),
         (CHAIN % "snat to 1.2.3.4", "4:3", "only valid in a nat chain"),
         (
-            "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n}\n",
-            "4:9",
-            "set flag timeout is not modelled",
+            "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t}\n"
+            "\tchain a {\n\t\tadd @s { ip saddr }\n\t}\n}\n",
+            "7:7",
+            "set s is an interval set: no updates from the packet path",
         ),
+        (
+            "table ip f {\n\tset s {\n\t\ttype ipv4_addr . inet_service\n\t}\n"
+            "\tchain a {\n\t\tip saddr @s\n\t}\n}\n",
+            "6:12",
+            "set s holds ipv4_addr . inet_service, the key is ipv4_addr",
+        ),
+        (CHAIN % "limit rate 10 kbytes/second burst 5 packets", "4:39", "takes its burst in bytes"),
+        (CHAIN % "ip saddr . tcp dport { 10.0.0.1 . 22 : accept }", "4:40", "maps other than verdict maps"),
     ],
 )
 def test_what_nft_dialect_does_not_model_or_the_kernel_refuses_is_located(text, where, message):

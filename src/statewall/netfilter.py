@@ -57,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from . import craft
+from . import craft, nft_sets
 from .packet import Packet
 from .policy import (
     NF_REJECT_ICMPX,
@@ -858,6 +858,10 @@ _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
     "hashlimit": _hashlimit_check,
     "time": _time_check,
     "physdev": _physdev_check,
+    # nftables sets by key, dynamic updates and meters, nft's limit (statewall.nft_sets).
+    "nftset": lambda a, f, e: nft_sets.lookup_check(a, e),
+    "dynset": lambda a, f, e: nft_sets.dynset_check(a, e),
+    "nftlimit": lambda a, f, e: nft_sets.limit_check(a, e),
 }
 
 
@@ -977,6 +981,8 @@ class Netfilter:
         # -m recent tables by name (xt_recent's, shared by every rule naming them): address -> times.
         self.recent: dict[tuple[int, str], dict[int, list[float]]] = {}
         self.sets = policy.nf_sets
+        # nftables sets as the packet path changes them (dynamic elements, timeouts), by set key.
+        self.nft_runtime: dict[str, nft_sets.RuntimeSet] = {}
         self._slot_cache: dict[tuple, list[tuple]] = {}
         # nftables base chains by family and hook: (priority, table, chain index, label, nat).
         self._nft_bases: dict[int, dict[str, list[tuple]]] = {4: {}, 6: {}}
@@ -1045,6 +1051,22 @@ class Netfilter:
                 cc.rules.append(cr)
             chains.append(cc)
         return _CTable(table.name, chains, index)
+
+    def nft_set(self, key: str) -> nft_sets.RuntimeSet | None:
+        """The run-time state of the nftables set ``key`` ("family table name"), made on first use."""
+        rt = self.nft_runtime.get(key)
+        if rt is None and key in self.sets:
+            rt = self.nft_runtime[key] = nft_sets.RuntimeSet(self.sets[key])
+        return rt
+
+    def nft_elements(self, now: float) -> dict[str, list[tuple[tuple, float | None, float | None]]]:
+        """The elements the packet path put in or left in each dynamic or timeout set by ``now``:
+        set key -> [(key values, timeout, seconds left)], for ``nft list ruleset`` after a replay."""
+        out = {}
+        for key, rt in self.nft_runtime.items():
+            if {"dynamic", "timeout"} & set(rt.spec.flags) and not rt.spec.meter and rt.start is not None:
+                out[key] = rt.elements(now)
+        return out
 
     def device(self, name: str | None) -> str:
         """The device name rules match for a logical interface name (or the name itself)."""

@@ -782,6 +782,17 @@ class NfSet:
     text: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     origin: Origin = BUILTIN
+    # An nftables set read by key type (``dims`` are then the key types, ``ipv4_addr``,
+    # ``inet_service``, ... one per part of a concatenation; members ``(lo, hi)`` per part, a name
+    # for ``ifname``): its ``flags`` (interval, timeout, dynamic, constant), default element
+    # ``timeout`` and ``size``; ``timeouts`` per member ``(timeout, expires)`` in seconds or None.
+    # ``meter``: the set a rule's ``meter NAME { ... }`` creates (nft lists it in the rule).
+    keyed: bool = False
+    flags: tuple[str, ...] = ()
+    timeout: float | None = None
+    size: int | None = None
+    timeouts: list = field(default_factory=list)
+    meter: bool = False
 
 
 @dataclass(slots=True)

@@ -50,6 +50,7 @@ from ...policy import (
 )
 from ..errors import ConfigError
 from ..iptables import names
+from .keys import KEY_TYPES, SET_TYPES, key_at, parse_time, value_text
 from .lexer import Token, tokens
 
 HOOKS = {
@@ -154,6 +155,9 @@ REJECT_ICMPX6 = {
     "host-unreachable": "icmp6-addr-unreachable",
 }
 _END = frozenset({"\n", ";", "}"})
+_AS_WRITTEN = ("ipv4_addr", "ipv6_addr", "inet_service")  # listed as written (tests compare)
+_RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+_BYTE_UNITS = {"bytes": 1, "kbytes": 1024, "mbytes": 1024 * 1024}
 _VERDICTS = frozenset({"accept", "drop", "return", "jump", "goto", "continue"})
 
 
@@ -306,53 +310,137 @@ class Parser:
             yield tok
 
     def set_(self, table: NfTable) -> None:
+        """``set NAME { type T [. T ...]; [flags ...;] [timeout T;] [size N;] [elements = { ... }] }``."""
         name = self.next("a set name")
         self.expect("{")
-        kind = None
-        members: list[Token] = []
-        interval = False
+        types: list[Token] = []
+        elements: list = []
+        flags: list[str] = []
+        timeout = size = None
+        elements_tok = None
         for tok in self.statements(name, "set"):
             if tok.text == "type":
-                kind = self.next("a type")
-                if self.peek() is not None and self.peek().text == ".":
-                    raise self.not_modelled(kind, "concatenated set types")
-                if kind.text not in ("ipv4_addr", "ipv6_addr", "inet_service"):
-                    raise self.not_modelled(kind, f"sets of type {kind.text}")
+                types = [self.next("a type")]
+                while self.peek() is not None and self.peek().text == ".":
+                    self.i += 1
+                    types.append(self.next("a type"))
+                for t in types:
+                    if t.text not in SET_TYPES:
+                        raise self.not_modelled(t, f"sets of type {t.text}")
+            elif tok.text == "typeof":
+                raise self.not_modelled(tok, "typeof in a set declaration (write its type)")
             elif tok.text == "flags":
                 while not self.at_end():
                     flag = self.next()
-                    if flag.text in ("timeout", "dynamic"):
+                    if flag.text == ",":
+                        continue
+                    if flag.text not in ("interval", "timeout", "dynamic", "constant"):
                         raise self.not_modelled(flag, f"set flag {flag.text}")
-                    interval = interval or flag.text == "interval"
+                    flags.append(flag.text)
+            elif tok.text == "timeout":
+                timeout = self.duration(self.next("a time"))
+            elif tok.text == "size":
+                size = self.number(self.next("a size"))
             elif tok.text == "elements":
                 self.expect("=")
-                members = self.braced()
-            elif tok.text in ("timeout", "gc-interval", "size", "policy", "auto-merge", "comment", "counter"):
-                if tok.text in ("timeout",):
-                    raise self.not_modelled(tok, "set timeouts")
+                elements_tok = tok
+                if not types:
+                    raise self.error(tok, "the set's type comes before its elements")
+                brace = self.next("'{'")
+                if brace.text != "{":
+                    self.i -= 1
+                    elements = [self.set_element(brace, [t.text for t in types], table)]
+                else:
+                    elements = self.element_list(brace, [t.text for t in types], table)
+            elif tok.text in ("gc-interval", "policy", "auto-merge", "comment", "counter"):
                 while not self.at_end():
                     self.i += 1
             else:
                 raise self.error(tok, f"set: type, flags or elements expected, not {tok.text!r}")
-        if kind is None:
+        if not types:
             raise self.error(name, f"set {name.text}: no type")
+        kinds = tuple(t.text for t in types)
         key = f"{table.family} {table.name} {name.text}"
-        if kind.text == "inet_service":
-            s = NfSet(name.text, "nft:" + kind.text, 4, ("port",), origin=self.origin(name))
-            for m in members:
-                lo, hi = self.port_range(m)
-                s.members.append(((0, lo, hi),))
-                s.text.append(m.text)
-        else:
-            fam = 4 if kind.text == "ipv4_addr" else 6
-            s = NfSet(name.text, "nft:" + kind.text, fam, ("net",), origin=self.origin(name))
-            for m in members:
-                lo, hi = self.address_range(m, fam)
-                s.members.append(((lo, hi),))
-                s.text.append(m.text)
-        s.options = ["interval"] if interval else []
+        family = 6 if "ipv6_addr" in kinds else 4
+        s = NfSet(name.text, "nft:" + " . ".join(kinds), family, kinds, origin=self.origin(name), keyed=True)
+        if (timeout is not None or any(e[2] is not None for e in elements)) and "timeout" not in flags:
+            flags.append("timeout")  # nft sets the flag for a set with timeouts
+        s.flags = tuple(flags)
+        s.timeout = timeout
+        s.size = size
+        for parts, texts, tmo in elements:
+            prefix = any(isinstance(p, tuple) and p[0] != p[1] for p in parts) or any(
+                isinstance(p, str) and p.endswith("*") for p in parts
+            )
+            if prefix and "interval" not in flags and len(kinds) == 1:
+                raise self.error(
+                    elements_tok or name,
+                    f"set {name.text}: add 'flags interval' to the set to hold ranges and prefixes",
+                )
+            s.members.append(tuple(parts))
+            s.text.append(texts)
+            s.timeouts.append(tmo)
+        if not any(s.timeouts):
+            s.timeouts = []
+        s.options = ["interval"] if "interval" in flags else []
         self.policy.nf_sets[key] = s
         table.sets_order.append(name.text)
+
+    def duration(self, tok: Token) -> float:
+        value = parse_time(tok.text)
+        if value is None:
+            raise self.error(tok, f"bad time {tok.text!r} (e.g. 30s, 1h30m, 500ms)")
+        return value
+
+    def typed_value(self, tok: Token, kind: str, table: NfTable | None = None):
+        """One value of a set type: ``(lo, hi)``, or the name for ``ifname``."""
+        if kind in ("ipv4_addr", "ipv6_addr"):
+            return self.address_range(tok, 4 if kind == "ipv4_addr" else 6)
+        if kind == "inet_service":
+            return self.port_range(tok)
+        if kind == "inet_proto":
+            n = self.protocol_number(tok)
+            return (n, n)
+        if kind == "mark":
+            n = self.number(tok)
+            return (n, n)
+        return tok.text  # ifname
+
+    def set_element(self, at: Token, kinds: list[str], table: NfTable) -> tuple:
+        """``a [. b ...] [timeout T] [expires T] [comment "..."]``: (parts, text, (timeout, expires))."""
+        parts = []
+        texts = []
+        for n, kind in enumerate(kinds):
+            if n:
+                dot = self.next("'.'")
+                if dot.text != ".":
+                    raise self.error(dot, f"'.' and a {kind} expected (the key is {' . '.join(kinds)})")
+            tok = self.next(f"a {kind}")
+            if tok.text in (":", "}", ","):
+                raise self.error(tok, f"a {kind} expected")
+            value = self.typed_value(tok, kind, table)
+            parts.append(value)
+            texts.append(tok.text if len(kinds) == 1 and kind in _AS_WRITTEN else value_text(kind, value))
+        tmo = None
+        while self.peek() is not None and self.peek().text in ("timeout", "expires", "comment"):
+            word = self.next()
+            value = self.next("a value")
+            if word.text == "comment":
+                continue
+            t = self.duration(value)
+            old = tmo or (None, None)
+            tmo = (t, old[1]) if word.text == "timeout" else (old[0], t)
+        nxt = self.peek()
+        if nxt is not None and nxt.text == ":" and not nxt.quoted:
+            raise self.not_modelled(nxt, "maps other than verdict maps")
+        return parts, " . ".join(texts), tmo
+
+    def element_list(self, brace: Token, kinds: list[str], table: NfTable) -> list[tuple]:
+        out = []
+        for t in self.listed(brace):
+            self.i -= 1
+            out.append(self.set_element(t, kinds, table))
+        return out
 
     def named_vmap(self, table: NfTable) -> None:
         """``map NAME { type ifname|inet_service : verdict; elements = { k : verdict, ... } }``."""
@@ -701,7 +789,13 @@ class Parser:
                 raise self.error(tok, f"unexpected string {word!r}")
             if verdict_tok is not None and word != "comment":
                 raise self.error(tok, f"nothing may follow the verdict {verdict_tok.text!r} but a comment")
-            if word in ("iifname", "oifname", "iif", "oif"):
+            if self.keyed_ahead(tok):
+                self.key_match(r, tok, table)
+            elif word in ("add", "update"):
+                self.dynset(r, tok, table)
+            elif word == "meter":
+                self.meter(r, tok, table)
+            elif word in ("iifname", "oifname", "iif", "oif"):
                 self.interface(r, tok, table, chain)
             elif word in ("ip", "ip6"):
                 self.ip_match(r, tok, table)
@@ -716,7 +810,7 @@ class Parser:
             elif word == "fib":
                 self.fib(r, tok)
             elif word == "th":
-                raise self.not_modelled(tok, "th (transport header) matches")
+                raise self.not_modelled(self.peek() or tok, f"th {(self.peek() or tok).text}")
             elif word == "limit":
                 self.limit(r, tok)
             elif word == "counter":
@@ -756,6 +850,178 @@ class Parser:
                 raise self.not_modelled(tok, "queue")
             else:
                 raise self.not_modelled(tok, f"{word!r} in a rule")
+
+    # -- keys: set lookups, concatenations, dynamic sets, meters ------------------------------------
+
+    def keyed_ahead(self, tok: Token) -> bool:
+        """Whether the rule element at ``tok`` is a key looked up in a set (``KEY @set``, ``KEY . KEY
+        ...``, ``th ...``) rather than one of the plain matches."""
+        words = [tok.text] + [t.text for t in self.toks[self.i : self.i + 1]]
+        found = key_at(words)
+        if found is None:
+            return False
+        after = self.toks[self.i + found[1] - 1 : self.i + found[1] + 1]
+        if tok.text == "th" or (after and after[0].text == "."):
+            return True
+        if after and after[0].text in ("!=", "==") and len(after) > 1:
+            after = after[1:]
+        return bool(after) and after[0].text.startswith("@") and not after[0].quoted
+
+    def keys(self, first: Token) -> tuple[list[str], list[str]]:
+        """``KEY [. KEY ...]`` starting at ``first`` (consumed): the key names and their types."""
+        keys: list[str] = []
+        tok = first
+        while True:
+            words = [tok.text] + [t.text for t in self.toks[self.i : self.i + 1]]
+            found = key_at(words)
+            if found is None:
+                raise self.not_modelled(
+                    tok,
+                    f"{tok.text!r} as a key (ip/ip6 saddr|daddr, tcp/udp/th ports, l4proto, ifname, mark)",
+                )
+            self.i += found[1] - 1
+            keys.append(found[0])
+            nxt = self.peek()
+            if nxt is None or nxt.text != "." or nxt.quoted:
+                break
+            self.i += 1
+            tok = self.next("a key")
+        return keys, [KEY_TYPES[k] for k in keys]
+
+    def key_family(self, r: _Rule, tok: Token, keys: list[str]) -> None:
+        for k in keys:
+            if k.startswith("ip6 "):
+                self.set_family(r, tok, 6)
+            elif k.startswith("ip "):
+                self.set_family(r, tok, 4)
+
+    def set_ref(self, ref: Token, table: NfTable, keys: tuple[str, ...], neg: bool) -> dict:
+        name = ref.text[1:]
+        key = f"{table.family} {table.name} {name}"
+        s = self.policy.nf_sets.get(key)
+        if s is None or s.meter:
+            raise self.error(ref, f"set {name} does not exist in table {table.name}")
+        types = tuple(KEY_TYPES[k] for k in keys)
+        if tuple(s.dims) != types:
+            raise self.error(
+                ref,
+                f"set {name} holds {' . '.join(s.dims)}, the key is {' . '.join(types)} (datatype mismatch)",
+            )
+        return {"keys": keys, "set": key, "name": name, "negate": neg}
+
+    def key_match(self, r: _Rule, tok: Token, table: NfTable) -> None:
+        """``KEY [. KEY ...] [!=] @set | { v [. v], ... } | v [. v]``: a lookup (nft_lookup)."""
+        keys, types = self.keys(tok)
+        self.key_family(r, tok, keys)
+        neg = False
+        nxt = self.peek()
+        if nxt is not None and nxt.text in ("!=", "=="):
+            self.i += 1
+            neg = nxt.text == "!="
+        value = self.next("a value")
+        if value.text in ("vmap", "map"):
+            raise self.not_modelled(value, f"{value.text} on this key")
+        if value.text.startswith("@") and not value.quoted:
+            r.extensions.append(NfExtension("nftset", self.set_ref(value, table, tuple(keys), neg)))
+            return
+        if value.text == "{" and not value.quoted:
+            elements = self.element_list(value, types, table)
+            braced = True
+        else:
+            self.i -= 1
+            elements = [self.set_element(value, types, table)]
+            braced = False
+        if any(e[2] is not None for e in elements):
+            raise self.error(value, "an anonymous set's elements take no timeout")
+        r.extensions.append(
+            NfExtension(
+                "nftset",
+                {
+                    "keys": tuple(keys),
+                    "set": None,
+                    "elements": tuple(tuple(e[0]) for e in elements),
+                    "negate": neg,
+                    "braced": braced,
+                },
+            )
+        )
+
+    def dynset(self, r: _Rule, tok: Token, table: NfTable) -> None:
+        """``add|update @set { KEY [. KEY] [timeout T] [limit rate ...] }`` (nft_dynset)."""
+        ref = self.next("@set")
+        if not ref.text.startswith("@"):
+            raise self.error(ref, f"@set expected after {tok.text}, not {ref.text!r}")
+        name = ref.text[1:]
+        key = f"{table.family} {table.name} {name}"
+        s = self.policy.nf_sets.get(key)
+        if s is None or s.meter:
+            raise self.error(ref, f"set {name} does not exist in table {table.name}")
+        if "interval" in s.flags or "constant" in s.flags:
+            kind = "an interval" if "interval" in s.flags else "a constant"
+            raise self.error(
+                ref, f"set {name} is {kind} set: no updates from the packet path (Operation not supported)"
+            )
+        args = self.dynset_body(r, tok, table, s)
+        args.update(op=tok.text, set=key, name=name, meter=False)
+        # nft makes a set that rules update dynamic, 65535 elements when its size is unsaid.
+        if "dynamic" not in s.flags:
+            s.flags = ("dynamic", *s.flags)
+        if s.size is None:
+            s.size = 65535
+        r.extensions.append(NfExtension("dynset", args))
+
+    def dynset_body(self, r: _Rule, tok: Token, table: NfTable, s: NfSet | None) -> dict:
+        brace = self.expect("{")
+        first = self.next("a key")
+        keys, types = self.keys(first)
+        self.key_family(r, first, keys)
+        if s is not None and tuple(s.dims) != tuple(types):
+            raise self.error(
+                first, f"set {s.name} holds {' . '.join(s.dims)}, the key is {' . '.join(types)}"
+            )
+        timeout = limit = None
+        while True:
+            nxt = self.next("'}'")
+            if nxt.text == "}":
+                break
+            if nxt.text == "timeout":
+                timeout = self.duration(self.next("a time"))
+                if s is not None and "timeout" not in s.flags:
+                    raise self.error(nxt, f"set {s.name} has no 'flags timeout'")
+            elif nxt.text == "limit":
+                limit = self.limit_args()
+            else:
+                raise self.not_modelled(nxt, f"{nxt.text!r} in a set update (timeout and limit are read)")
+        del brace
+        return {"keys": tuple(keys), "timeout": timeout, "limit": limit}
+
+    def meter(self, r: _Rule, tok: Token, table: NfTable) -> None:
+        """``meter NAME [size N] { KEY [timeout T] limit rate ... }``: a dynamic set of the table that
+        nft lists in the rule, not among the sets."""
+        name = self.next("a meter name")
+        size = 65535
+        if self.peek() is not None and self.peek().text == "size":
+            self.i += 1
+            size = self.number(self.next("a size"))
+        key = f"{table.family} {table.name} {name.text}"
+        existing = self.policy.nf_sets.get(key)
+        if existing is not None and not existing.meter:
+            raise self.error(name, f"{name.text} is a set of table {table.name}, not a meter")
+        args = self.dynset_body(r, tok, table, None)
+        types = tuple(KEY_TYPES[k] for k in args["keys"])
+        if existing is None:
+            family = 6 if "ipv6_addr" in types else 4
+            existing = NfSet(
+                name.text, "nft:" + " . ".join(types), family, types, origin=self.origin(name), keyed=True
+            )
+            existing.meter = True
+            existing.flags = ("dynamic",) + (("timeout",) if args["timeout"] is not None else ())
+            existing.size = size
+            self.policy.nf_sets[key] = existing
+        elif tuple(existing.dims) != types:
+            raise self.error(name, f"meter {name.text} holds {' . '.join(existing.dims)}")
+        args.update(op="update", set=key, name=name.text, meter=True, size=size)
+        r.extensions.append(NfExtension("dynset", args))
 
     def check_jumps(self, table: NfTable) -> None:
         """Every jump names a regular chain of the table; no loop (nf_tables refuses both, ELOOP)."""
@@ -865,12 +1131,8 @@ class Parser:
         neg, vals = self.values()
         side = "src" if what.text == "saddr" else "dst"
         if len(vals) == 1 and vals[0].text.startswith("@"):
-            key = f"{table.family} {table.name} {vals[0].text[1:]}"
-            if key not in self.policy.nf_sets:
-                raise self.error(vals[0], f"set {vals[0].text[1:]} does not exist in table {table.name}")
-            r.extensions.append(
-                NfExtension("set", {"name": key, "dirs": (side,), "negate": neg, **_SET_DEFAULTS})
-            )
+            keyname = f"{tok.text} {what.text}"
+            r.extensions.append(NfExtension("nftset", self.set_ref(vals[0], table, (keyname,), neg)))
             return
         nets = []
         ranges = []
@@ -940,7 +1202,11 @@ class Parser:
             neg, vals = self.values()
             key = "source_ports" if what.text == "sport" else "destination_ports"
             if len(vals) == 1 and vals[0].text.startswith("@"):
-                raise self.not_modelled(vals[0], "named port sets")
+                keyname = f"{tok.text} {what.text}"
+                r.extensions.append(
+                    NfExtension("nftset", self.set_ref(vals[0], self.table_now, (keyname,), neg))
+                )
+                return
             ports = []
             for v in vals:
                 lo, hi = self.port_range(v)
@@ -1201,16 +1467,38 @@ class Parser:
         )
 
     def limit(self, r: _Rule, tok: Token) -> None:
+        args = self.limit_args()
+        if args["over"] or args["bytes"]:
+            r.extensions.append(NfExtension("nftlimit", args))
+            return
+        # A packet limit as xt_limit keys it (the same bucket: unit/rate per packet, burst of them).
+        avg = 10000 * args["unit"] // args["rate"]
+        r.extensions.append(NfExtension("limit", {"avg": avg, "burst": args["burst"] or 5}))
+
+    def limit_args(self) -> dict:
+        """``rate [over] N/UNIT`` or ``rate [over] N [k|m]bytes/UNIT``, ``[burst N packets|bytes]``
+        after ``limit``: nft_limit's rate, unit (seconds), burst, over, bytes."""
         self.expect("rate")
+        over = False
         nxt = self.peek()
         if nxt is not None and nxt.text == "over":
-            raise self.not_modelled(nxt, "limit rate over")
+            self.i += 1
+            over = True
         rate = self.next("a rate")
+        scale = 0
         count, _, unit = rate.text.partition("/")
-        mult = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}.get(unit)
+        if not unit:
+            size = self.next("bytes/UNIT")
+            word, _, unit = size.text.partition("/")
+            scale = _BYTE_UNITS.get(word, 0)
+            if not scale:
+                raise self.error(
+                    size, f"bad rate unit {size.text!r} (bytes, kbytes or mbytes per second ...)"
+                )
+        mult = _RATE_UNITS.get(unit)
         if not count.isdigit() or mult is None or int(count) == 0:
-            raise self.error(rate, f"bad rate {rate.text!r} (N/second, /minute, /hour, /day)")
-        burst = 5
+            raise self.error(rate, f"bad rate {rate.text!r} (N/second, /minute, /hour, /day, /week)")
+        burst = 0
         nxt = self.peek()
         if nxt is not None and nxt.text == "burst":
             self.i += 1
@@ -1218,9 +1506,22 @@ class Parser:
             unit_tok = self.peek()
             if unit_tok is not None and unit_tok.text == "packets":
                 self.i += 1
-            elif unit_tok is not None and unit_tok.text in ("bytes", "kbytes", "mbytes"):
-                raise self.not_modelled(unit_tok, "byte limits")
-        r.extensions.append(NfExtension("limit", {"avg": 10000 * mult // int(count), "burst": burst}))
+                if scale:
+                    raise self.error(unit_tok, "a byte rate takes its burst in bytes")
+            elif unit_tok is not None and unit_tok.text in _BYTE_UNITS:
+                self.i += 1
+                if not scale:
+                    raise self.error(unit_tok, "a packet rate takes its burst in packets")
+                burst *= _BYTE_UNITS[unit_tok.text]
+        elif not scale:
+            burst = 5
+        return {
+            "rate": int(count) * (scale or 1),
+            "unit": mult,
+            "burst": burst,
+            "over": over,
+            "bytes": bool(scale),
+        }
 
     def log(self, r: _Rule) -> None:
         args: dict = {"prefix": "", "level": 4, "flags": 0}
@@ -1237,7 +1538,7 @@ class Parser:
                     raise self.error(value, f"unknown log level {value.text!r}")
                 args["level"] = names.LOG_LEVELS[value.text]
             elif nxt.text == "group":
-                raise self.not_modelled(nxt, "log group (nflog)")
+                args["group"] = self.number(value)
             else:
                 bits = {"tcp": 0, "ip": 4, "all": 7}
                 if value.text == "tcp":
@@ -1253,6 +1554,12 @@ class Parser:
                     args["flags"] |= bits[value.text]
                 else:
                     raise self.not_modelled(value, f"log flags {value.text}")
+        if "group" in args:
+            # log group N: the packet goes to nfnetlink_log group N (NFLOG), not to the kernel log.
+            if args["level"] != 4 or args["flags"]:
+                raise self.error(self.toks[self.i - 1], "log group takes no level or flags (nfnetlink_log)")
+            r.statements.append(("NFLOG", {"group": args["group"], "prefix": args["prefix"], "nft": True}))
+            return
         r.statements.append(("LOG", args))
 
     def reject(self, r: _Rule, table: NfTable) -> None:
@@ -1350,9 +1657,6 @@ class Parser:
                 raise self.error(value, f"bad port {value.text!r}")
             r.target_args["ports"] = (int(lo), int(hi or lo))
         self.nat_flags(r)
-
-
-_SET_DEFAULTS = {"return_nomatch": False, "update_counters": True}
 
 
 _FIELD_PARTS = (

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from ...policy import PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, NfRule, NfSet, NfTable, Policy
 from ..iptables import names
+from .keys import KEY_TYPES, format_time, value_text
 from .parser import (
     HOOKS,
     ICMP_CODES,
@@ -48,15 +49,21 @@ def render(policy: Policy, counters: Counters | None = None) -> str:
     return ("\n".join(lines) + "\n" if lines else "") + list_ruleset(policy, counters)
 
 
-def list_ruleset(policy: Policy, counters: Counters | None = None) -> str:
-    """``nft list ruleset``. ``counters``: ``(table label, chain, rule index) -> (packets, bytes)``."""
+Elements = Mapping[str, list[tuple[tuple, float | None, float | None]]]
+
+
+def list_ruleset(policy: Policy, counters: Counters | None = None, elements: Elements | None = None) -> str:
+    """``nft list ruleset``. ``counters``: ``(table label, chain, rule index) -> (packets, bytes)``;
+    ``elements``: the dynamic and timeout sets' elements after a replay (``Netfilter.nft_elements``)."""
     out: list[str] = []
     for table in policy.nft_tables:
-        out.extend(table_lines(policy, table, counters))
+        out.extend(table_lines(policy, table, counters, elements))
     return "\n".join(out) + ("\n" if out else "")
 
 
-def table_lines(policy: Policy, table: NfTable, counters: Counters | None = None) -> list[str]:
+def table_lines(
+    policy: Policy, table: NfTable, counters: Counters | None = None, elements: Elements | None = None
+) -> list[str]:
     out = [f"table {table.family} {table.name} {{"]
     blocks: list[list[str]] = []
     for name, (helper, proto) in table.helpers.items():
@@ -74,7 +81,8 @@ def table_lines(policy: Policy, table: NfTable, counters: Counters | None = None
             key_type, entries = table.vmaps[name]
             blocks.append(vmap_lines(name, key_type, entries))
         elif prefix + name in policy.nf_sets:
-            blocks.append(set_lines(policy.nf_sets[prefix + name]))
+            now = elements.get(prefix + name) if elements is not None else None
+            blocks.append(set_lines(policy.nf_sets[prefix + name], now))
     label = f"{table.family} {table.name}"
     for chain in table.chains.values():
         lines = [f"\tchain {chain.name} {{"]
@@ -98,7 +106,7 @@ def table_lines(policy: Policy, table: NfTable, counters: Counters | None = None
 
 
 # How many elements nft prints per line in a set or map declaration, by key type (checked with nft 1.0.6).
-_PER_LINE = {"inet_service": 5, "ipv4_addr": 2, "ipv6_addr": 1, "ifname": 1}
+_PER_LINE = {"inet_service": 5, "ipv4_addr": 2, "ipv6_addr": 1, "ifname": 1, "mark": 5, "inet_proto": 5}
 
 
 def _elements(items: list[str], per_line: int) -> str:
@@ -107,19 +115,57 @@ def _elements(items: list[str], per_line: int) -> str:
     return "\t\telements = { " + ",\n\t\t\t     ".join(lines) + " }"
 
 
-def set_lines(s: NfSet) -> list[str]:
+_FLAG_PRINT_ORDER = ("constant", "dynamic", "interval", "timeout")
+
+
+def set_lines(s: NfSet, live: list | None = None) -> list[str]:
+    """A set declaration as nft 1.0.6 lists it: type, size, flags, timeout, elements (an element's
+    own timeout when it differs from the set's, the ``expires`` it was loaded with). ``live``: the
+    elements as a replay left them, ``(key values, timeout, seconds left)``, listed instead."""
+    if live is not None:
+        s = _with_elements(s, live)
     kind = s.kind.removeprefix("nft:")
     lines = [f"\tset {s.name} {{", f"\t\ttype {kind}"]
-    interval = "interval" in s.options
-    if interval:
-        lines.append("\t\tflags interval")
+    if s.size is not None:
+        lines.append(f"\t\tsize {s.size}")
+    flags = [f for f in _FLAG_PRINT_ORDER if f in s.flags]
+    if flags:
+        lines.append("\t\tflags " + ",".join(flags))
+    if s.timeout is not None:
+        lines.append(f"\t\ttimeout {format_time(s.timeout)}")
     if s.text:
-        items = list(s.text)
-        if interval:  # an interval set is a tree: nft lists it in order
-            items = [t for _, t in sorted(zip(s.members, s.text, strict=True), key=lambda mt: mt[0])]
+        timeouts = s.timeouts or [None] * len(s.text)
+        items = []
+        for text, tmo in zip(s.text, timeouts, strict=True):
+            if tmo is not None:
+                if tmo[0] is not None and tmo[0] != s.timeout:
+                    text += f" timeout {format_time(tmo[0])}"
+                if tmo[1] is not None:
+                    text += f" expires {format_time(tmo[1])}"
+            items.append(text)
+        if not any(isinstance(p, str) for p in (s.members[0] if s.members else ())):
+            # nft lists numeric keys in order (interval sets are trees; it sorts the others);
+            # interface names as they were added.
+            items = [t for _, t in sorted(zip(s.members, items, strict=True), key=lambda mt: _order(mt[0]))]
         lines.append(_elements(items, _PER_LINE.get(kind, 1)))
     lines.append("\t}")
     return lines
+
+
+def _with_elements(s: NfSet, live: list) -> NfSet:
+    import dataclasses
+
+    members, text, timeouts = [], [], []
+    for key, timeout, left in live:
+        parts = tuple(v if isinstance(v, str) else (v, v) for v in key)
+        members.append(parts)
+        text.append(" . ".join(value_text(k, p) for k, p in zip(s.dims, parts, strict=True)))
+        timeouts.append(None if timeout is None and left is None else (timeout, left))
+    return dataclasses.replace(s, members=members, text=text, timeouts=timeouts)
+
+
+def _order(member: tuple) -> tuple:
+    return tuple((0, p) if isinstance(p, str) else (1, p) for p in member)
 
 
 def vmap_lines(name: str, key_type: str, entries: tuple) -> list[str]:
@@ -265,6 +311,25 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
         s = policy.nf_sets[str(a["name"])]
         side = "saddr" if a["dirs"][0] == "src" else "daddr"
         return [f"{fam} {side} {_ne(a['negate'])}@{s.name}"]
+    if name == "nftset":
+        keys = " . ".join(a["keys"])
+        if a.get("set"):
+            return [f"{keys} {_ne(a['negate'])}@{a['name']}"]
+        kinds = [KEY_TYPES[k] for k in a["keys"]]
+        items = [" . ".join(value_text(k, v) for k, v in zip(kinds, m, strict=True)) for m in a["elements"]]
+        text = "{ " + ", ".join(items) + " }" if a.get("braced") else items[0]
+        return [f"{keys} {_ne(a['negate'])}{text}"]
+    if name == "dynset":
+        body = " . ".join(a["keys"])
+        if a.get("timeout") is not None:
+            body += f" timeout {format_time(a['timeout'])}"
+        if a.get("limit"):
+            body += " " + _limit_text(a["limit"])
+        if a.get("meter"):
+            return [f"meter {a['name']} size {a['size']} {{ {body} }}"]
+        return [f"{a['op']} @{a['name']} {{ {body} }}"]
+    if name == "nftlimit":
+        return [_limit_text(a)]
     if name == "iprange":
         out = []
         for key, side in (("src", "saddr"), ("dst", "daddr")):
@@ -324,6 +389,27 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
     return [f"# {name} (not printable in nft)"]
 
 
+def _limit_text(a: dict) -> str:
+    """nft's limit: ``limit rate [over] N/unit [burst N packets]``, byte rates in the largest of
+    bytes, kbytes, mbytes that divides them (nft's get_rate), a byte burst only when there is one."""
+    unit = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 604800: "week"}[int(a["unit"])]
+    over = "over " if a["over"] else ""
+    if not a["bytes"]:
+        burst = f" burst {a['burst']} packets" if a["burst"] not in (0, 5) else ""
+        return f"limit rate {over}{a['rate']}/{unit}{burst}"
+
+    def size(n: int) -> str:
+        names_ = ("bytes", "kbytes", "mbytes")
+        i = 0
+        while i < 2 and n and n % 1024 == 0:
+            n //= 1024
+            i += 1
+        return f"{n} {names_[i]}"
+
+    burst = f" burst {size(int(a['burst']))}" if a["burst"] else ""
+    return f"limit rate {over}{size(int(a['rate']))}/{unit}{burst}"
+
+
 def _statement(name: str, a: dict) -> str:
     if name == "LOG":
         words = ["log"]
@@ -341,6 +427,9 @@ def _statement(name: str, a: dict) -> str:
             if flags & 4:
                 words.append("flags ip options")
         return " ".join(words)
+    if name == "NFLOG":
+        prefix = f'prefix "{a["prefix"]}" ' if a.get("prefix") else ""
+        return f"log {prefix}group {a['group']}"
     if name == "TCPMSS":
         return "tcp option maxseg size set " + ("rt mtu" if a.get("clamp") else str(a["mss"]))
     if name == "NOTRACK":
