@@ -26,6 +26,7 @@ NFT_FILES = [
     "nft-vmap.nft",
     "firewalld-nftables.nft",
     "docker-29-nftables.nft",
+    "nft-sets.nft",
 ]
 SYN, ACK = 0x02, 0x10
 
@@ -418,3 +419,85 @@ def test_ct_helper_set_in_a_forward_chain_attaches_ftp_through_the_engine():
     web = craft.tcp_packet(4, ip("192.168.1.20"), ip("93.184.216.34"), 40001, 443, 1000, 0, SYN, 64240)
     res = fw.receive("lan", web, 1000.1)
     assert [e.helper for e in res.events if isinstance(e, CtEvent)] == [None]
+
+
+# --------------------------------------------------------------------------------------------------
+# Sets by key, timeouts, dynamic sets, meters, th, limit over and byte limits, log group
+
+
+def udp(src, dst, sport, dport, data=b"q"):
+    return decode(craft.udp_packet(4, ip(src), ip(dst), sport, dport, data))
+
+
+def _input(nf, pkt, now, inp="eth0"):
+    d = nf.traverse("INPUT", pkt, Context(inp, None, "NEW", now=now))
+    return d.verdict, (d.rule.origin.text if d.rule is not None else "policy"), d.actions
+
+
+def test_an_ssh_flood_fills_the_blocklist_which_then_times_out():
+    nf = Netfilter(parse_file(CONFIGS / "nft-sets.nft"))
+    attacker, other = "198.51.100.7", "198.51.100.8"
+    # burst 3: three SYNs are under the meter's limit; the fourth is over it, goes to the
+    # blocklist with an NFLOG line, and is dropped.
+    for i in range(3):
+        assert _input(nf, tcp(attacker, "203.0.113.40", 4000 + i, 22), 10 + i)[0] == "ACCEPT"
+    verdict, rule, actions = _input(nf, tcp(attacker, "203.0.113.40", 4003, 22), 13)
+    assert verdict == "DROP" and "meter ssh" in rule
+    assert [(a.kind, a.args.get("nflog_group")) for a in actions] == [("LOG", 5)]
+    assert actions[0].args["text"].startswith("ssh-flood IN=eth0 ")
+    # Blocked now for anything, for the set's 10 minutes; another source has its own bucket.
+    assert _input(nf, tcp(attacker, "203.0.113.40", 4004, 443), 14)[1].startswith("ip saddr @blocklist")
+    assert _input(nf, tcp(other, "203.0.113.40", 4000, 22), 14)[0] == "ACCEPT"
+    assert _input(nf, tcp(attacker, "203.0.113.40", 4005, 443), 13 + 599)[1].startswith("ip saddr @blocklist")
+    assert _input(nf, tcp(attacker, "203.0.113.40", 4006, 443), 13 + 601)[1] == "policy"
+    assert [k for k, _, _ in nf.nft_elements(13 + 601)["inet filter blocklist"]] == []
+
+
+def test_concatenations_marks_interface_sets_and_th():
+    nf = Netfilter(parse_file(CONFIGS / "nft-sets.nft"))
+    assert _input(nf, tcp("192.168.1.10", "192.168.1.1", 4000, 22), 1, "eth1")[0] == "ACCEPT"
+    assert _input(nf, tcp("192.168.1.10", "192.168.1.1", 4000, 443), 1, "eth1")[0] == "DROP"
+    assert _input(nf, tcp("192.168.1.20", "192.168.1.1", 4000, 443), 1, "eth1")[0] == "ACCEPT"
+    assert _input(nf, tcp("192.168.1.31", "192.168.1.1", 4000, 8081), 1, "eth1")[0] == "ACCEPT"
+    assert _input(nf, tcp("192.168.1.31", "192.168.1.1", 4000, 8080), 1, "eth1")[0] == "DROP"
+    # th dport: DNS over UDP and TCP from the interfaces of @lan_ifs, not from the outside.
+    assert _input(nf, udp("192.168.1.10", "192.168.1.1", 5000, 53), 1, "wg0")[0] == "ACCEPT"
+    assert _input(nf, tcp("192.168.1.10", "192.168.1.1", 5000, 53), 1, "eth1")[0] == "ACCEPT"
+    assert _input(nf, udp("198.51.100.7", "203.0.113.40", 5000, 53), 1, "eth0")[0] == "DROP"
+    ctx = Context("eth0", None, "NEW", now=1.0, mark=2)
+    assert nf.traverse("INPUT", tcp("198.51.100.7", "203.0.113.40", 1, 9999), ctx).verdict == "ACCEPT"
+
+
+def test_th_reads_the_transport_header_whatever_the_protocol():
+    ping = decode(craft.icmp_echo(4, ip("10.0.0.1"), ip("10.0.0.2"), 1, 1))
+    csum = ping.buf[ping.l4off + 2] << 8 | ping.buf[ping.l4off + 3]
+    nf = Netfilter(parse(CHAIN % f"th dport {csum} counter drop", "x.nft"))
+    assert nf.traverse("INPUT", ping, Context("eth0", None, "NEW")).verdict == "DROP"  # the checksum
+
+
+def test_update_refreshes_an_element_and_add_does_not():
+    text = (
+        "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\ttimeout 10s\n\t}\n"
+        "\tchain a {\n\t\ttype filter hook input priority 0;\n"
+        "\t\tip saddr @s drop\n\t\ttcp dport 1 add @s { ip saddr }\n"
+        "\t\ttcp dport 2 update @s { ip saddr timeout 20s }\n\t}\n}\n"
+    )
+    for port, seen_until in ((1, 10), (2, 20)):
+        nf = Netfilter(parse(text, "x.nft"))
+        rt = nf.nft_set("ip f s")
+        assert _input(nf, tcp("10.0.0.1", "10.0.0.2", 1000, port), 0)[0] == "ACCEPT"
+        assert rt.contains((ip("10.0.0.1"),), seen_until - 0.5)
+        assert not rt.contains((ip("10.0.0.1"),), seen_until + 0.5)
+    assert list_ruleset(parse(text, "x.nft")).count("flags dynamic,timeout") == 1
+
+
+def test_limit_over_and_byte_limits_count_as_nft_limit_does():
+    nf = Netfilter(parse(CHAIN % "limit rate over 2/second burst 2 packets drop", "x.nft"))
+    verdicts = [_input(nf, tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80), 1.0)[0] for i in range(4)]
+    assert verdicts == ["ACCEPT", "ACCEPT", "DROP", "DROP"]
+    assert _input(nf, tcp("10.0.0.1", "10.0.0.2", 999, 80), 1.5)[0] == "ACCEPT"  # a token back
+    # 100 bytes/second, burst 20 bytes: a bucket of 120 bytes; a 40-byte SYN costs 40.
+    nf = Netfilter(parse(CHAIN % "limit rate 100 bytes/second burst 20 bytes accept\n\t\tdrop", "x.nft"))
+    verdicts = [_input(nf, tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80), 1.0)[0] for i in range(4)]
+    assert verdicts == ["ACCEPT", "ACCEPT", "ACCEPT", "DROP"]
+    assert _input(nf, tcp("10.0.0.1", "10.0.0.2", 999, 80), 1.4)[0] == "ACCEPT"

@@ -143,10 +143,13 @@ def set_lines(s: NfSet, live: list | None = None) -> list[str]:
                 if tmo[1] is not None:
                     text += f" expires {format_time(tmo[1])}"
             items.append(text)
-        if not any(isinstance(p, str) for p in (s.members[0] if s.members else ())):
-            # nft lists numeric keys in order (interval sets are trees; it sorts the others);
-            # interface names as they were added.
-            items = [t for _, t in sorted(zip(s.members, items, strict=True), key=lambda mt: _order(mt[0]))]
+        if len(s.members) == len(items):
+            # nft lists a set's elements sorted by value (interface names as the little-endian
+            # numbers their bytes make: "wg0" before "eth1").
+            tree = "interval" in s.flags
+            items = [
+                t for _, t in sorted(zip(s.members, items, strict=True), key=lambda mt: _order(mt[0], tree))
+            ]
         lines.append(_elements(items, _PER_LINE.get(kind, 1)))
     lines.append("\t}")
     return lines
@@ -164,8 +167,16 @@ def _with_elements(s: NfSet, live: list) -> NfSet:
     return dataclasses.replace(s, members=members, text=text, timeouts=timeouts)
 
 
-def _order(member: tuple) -> tuple:
-    return tuple((0, p) if isinstance(p, str) else (1, p) for p in member)
+def _order(member: tuple, tree: bool) -> tuple:
+    """An element's place in nft's listing: by value; names of an interval set (a tree, memcmp) by
+    their bytes, of a hash set as the little-endian numbers their bytes make."""
+    order = "big" if tree else "little"
+    return tuple(
+        (0, int.from_bytes(p.rstrip("*").encode()[:16].ljust(16, b"\0"), order))
+        if isinstance(p, str)
+        else (1, p)
+        for p in member
+    )
 
 
 def vmap_lines(name: str, key_type: str, entries: tuple) -> list[str]:
