@@ -180,7 +180,7 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
             "3:17",
             "maps other than verdict maps is not modelled",
         ),
-        ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:2", "flowtable objects is not modelled"),
+        ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:12", "flowtable ft: no hook"),
         (CHAIN % "ip saddr vmap { 10.0.0.1 : accept }", "4:12", "vmap on this key"),
         (CHAIN % "tcp dport vmap @ports", "4:18", "map ports does not exist in table f"),
         (

@@ -827,6 +827,23 @@ class NfTable:
     # the names of its sets and maps in the order they were declared (nft lists them so).
     vmaps: dict[str, tuple[str, tuple]] = field(default_factory=dict)
     sets_order: list[str] = field(default_factory=list)
+    # nftables flowtables by name (``flow add @NAME`` offloads a connection to one).
+    flowtables: dict[str, NfFlowtable] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class NfFlowtable:
+    """An nftables flowtable: ``hook ingress priority P; devices = { ... }``. An established
+    connection a rule's ``flow add @NAME`` offloads is forwarded at the ingress of these devices,
+    past every hook (``statewall.engine.nf_flowtable``). ``counter`` and ``flags offload`` (hardware)
+    are kept for the listing."""
+
+    name: str
+    priority: int = 0
+    devices: tuple[str, ...] = ()
+    counter: bool = False
+    hw_offload: bool = False
+    origin: Origin = BUILTIN
 
 
 # --------------------------------------------------------------------------------------------------

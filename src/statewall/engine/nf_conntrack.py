@@ -52,6 +52,7 @@ class NfConnection(Connection):
         "reported",
         "synproxy",
         "mark",
+        "offload",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
@@ -67,6 +68,7 @@ class NfConnection(Connection):
         self.reported: tuple = ()  # (state, replied, assured) the last conntrack event showed
         self.synproxy = None  # statewall.synproxy.Proxied for a connection SYNPROXY opened
         self.mark = 0  # ct->mark (CONNMARK, -m connmark, nft ct mark)
+        self.offload = None  # its flowtable entry (statewall.engine.nf_flowtable.Offload), if offloaded
 
     def status(self) -> frozenset[str]:
         """The ``ct->status`` bits ``--ctstatus`` tests: CONFIRMED (in the table), EXPECTED,

@@ -35,12 +35,11 @@ yields ``NfLog`` events; connections yield ``CtEvent`` NEW, UPDATE and DESTROY a
 reports them.
 
 Where statewall differs from Linux: packets the box answers itself go no further than INPUT (an echo
-request is answered; nothing else is delivered), and what the box sends (echo replies, REJECT's
-replies, ICMP errors) does not traverse OUTPUT; fragments are not reassembled before conntrack (a
-first fragment carries the connection, later ones follow it). The exception is SYNPROXY
-(``statewall.synproxy``): what it sends goes through OUTPUT and POSTROUTING (``local_out``), as the
-kernel's synproxy sends it with ``ip_local_out``, because the connection to the server is created
-there.
+request is answered; nothing else is delivered), and its echo replies and ICMP errors do not traverse
+OUTPUT; fragments are not reassembled before conntrack (a first fragment carries the connection, later
+ones follow it). What SYNPROXY sends (``statewall.synproxy``) and REJECT's replies go through OUTPUT
+and POSTROUTING (``local_out``), as the kernel sends them with ``ip_local_out``. A connection a
+flowtable offloaded (``flow add @ft``) is forwarded at ingress, before ``raw`` (``nf_flowtable``).
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ from ..packet import Packet, addr_to_str, decode
 from ..policy import PROTO_TCP, PROTO_UDP, Inspection
 from ..synproxy import SynProxy
 from ..tcptrack import InvalidReason
-from . import forward, ip_in, nf_local, nf_trace
+from . import forward, ip_in, nf_flowtable, nf_local, nf_trace
 from . import nf_conntrack as ct
 from .context import drop, run, stage
 from .nf_conntrack import NfFlow
@@ -320,6 +319,9 @@ def forward_hook(c: NfPacket) -> bool:
     if d.actions:
         path.logs(d.actions, "FORWARD", c.now, c.ev)
         _later_helper(c, d.actions)
+        for a in d.actions:
+            if a.kind == "FLOW_OFFLOAD":  # offloaded as the statement runs, whatever follows
+                nf_flowtable.offload(path, c, a.args)
     if d.verdict != "ACCEPT":
         if d.rule is not None and d.rule.target == "SYNPROXY":
             ct.discard(path, c.flow)
@@ -409,8 +411,16 @@ STAGES = (raw, conntrack, prerouting, route, ip_forward, forward_hook, postrouti
 
 def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
     """One received packet of a policy with netfilter rulesets, on a known interface and with its L4
-    header (ingress handled the rest): ``STAGES`` in order."""
-    run(STAGES, NfPacket(fw.nf_path, iface, pkt, now, out, ev, gso_size))
+    header (ingress handled the rest): ``STAGES`` in order, unless a flowtable forwards it at ingress
+    (``statewall.engine.nf_flowtable``)."""
+    path = fw.nf_path
+    if path.offload_devices and nf_flowtable.fast(path, iface, pkt, now, out):
+        if fw.trace_log is not None:
+            fw.trace_log.append(
+                ("FLOWTABLE", "", True, None, "forwarded by its flowtable entry, past every hook")
+            )
+        return
+    run(STAGES, NfPacket(path, iface, pkt, now, out, ev, gso_size))
 
 
 class NfPath:
@@ -432,11 +442,20 @@ class NfPath:
         "ct_now",
         "synproxy",
         "unassured",
+        "flowtable_devices",
+        "offload_devices",
     )
 
     def __init__(self, fw, policy, inspectors) -> None:
         self.fw = fw
         self.nf = Netfilter(policy)
+        # nftables flowtables: "family table name" -> their devices; every device one hooks.
+        self.flowtable_devices: dict[str, frozenset[str]] = {
+            f"{t.family} {t.name} {name}": frozenset(ft.devices)
+            for t in policy.nft_tables
+            for name, ft in t.flowtables.items()
+        }
+        self.offload_devices = frozenset().union(*self.flowtable_devices.values())
         self.settings = policy.conntrack
         self.has_nat = {4: "nat" in (policy.netfilter or {}), 6: "nat" in (policy.ip6_netfilter or {})}
         # Helpers come from raw-table ``CT --helper`` rules when their packets match them. Inspections not

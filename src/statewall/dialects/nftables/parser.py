@@ -40,6 +40,7 @@ from ...policy import (
     Match,
     NfChain,
     NfExtension,
+    NfFlowtable,
     NfRule,
     NfSet,
     NfTable,
@@ -289,7 +290,9 @@ class Parser:
                     self.i += 1
             elif tok.text == "map":
                 self.named_vmap(table)
-            elif tok.text in ("flowtable", "counter", "quota", "limit", "secmark", "synproxy"):
+            elif tok.text == "flowtable":
+                self.flowtable(table)
+            elif tok.text in ("counter", "quota", "limit", "secmark", "synproxy"):
                 raise self.not_modelled(tok, f"{tok.text} objects")
             else:
                 raise self.error(tok, f"chain, set or ct helper expected in a table, not {tok.text!r}")
@@ -474,6 +477,56 @@ class Parser:
             raise self.error(name, f"map {name.text}: no type")
         table.vmaps[name.text] = (key_type.text, tuple(entries))
         table.sets_order.append(name.text)
+
+    def flowtable(self, table: NfTable) -> None:
+        """``flowtable NAME { hook ingress priority P; devices = { a, b }; [counter;] [flags offload;] }``."""
+        name = self.next("a flowtable name")
+        if name.text in table.flowtables:
+            raise self.error(name, f"flowtable {name.text} already exists in table {table.name}")
+        self.expect("{")
+        ft = NfFlowtable(name.text, origin=self.origin(name))
+        hooked = False
+        for tok in self.statements(name, "flowtable"):
+            if tok.text == "hook":
+                hook = self.next("ingress")
+                if hook.text != "ingress":
+                    raise self.error(hook, f"a flowtable hooks ingress, not {hook.text}")
+                self.expect("priority")
+                ft.priority = self.priority()
+                hooked = True
+            elif tok.text == "devices":
+                self.expect("=")
+                ft.devices = tuple(t.text for t in self.braced())
+            elif tok.text == "counter":
+                ft.counter = True
+            elif tok.text == "flags":
+                while not self.at_end():
+                    flag = self.next()
+                    if flag.text != "offload":
+                        raise self.error(flag, f"flowtable flag {flag.text!r}: offload")
+                    ft.hw_offload = True
+            else:
+                raise self.error(
+                    tok, f"flowtable: hook, devices, counter or flags expected, not {tok.text!r}"
+                )
+        if not hooked:
+            raise self.error(name, f"flowtable {name.text}: no hook (hook ingress priority P)")
+        table.flowtables[name.text] = ft
+
+    def flow_offload(self, r: _Rule, tok: Token, table: NfTable, chain: NfChain) -> None:
+        """``flow add @NAME`` (``flow offload @NAME``, the older spelling): nft_flow_offload."""
+        verb = self.next("add")
+        if verb.text not in ("add", "offload"):
+            raise self.not_modelled(verb, f"flow {verb.text}")
+        ref = self.next("@flowtable")
+        name = ref.text.removeprefix("@")
+        if name not in table.flowtables:
+            raise self.error(ref, f"flowtable {name} does not exist in table {table.name}")
+        if chain.hook is not None and chain.hook != "FORWARD":
+            raise self.error(tok, "flow add is only valid in a forward chain (Operation not supported)")
+        r.statements.append(
+            ("FLOW_OFFLOAD", {"flowtable": f"{table.family} {table.name} {name}", "name": name})
+        )
 
     def chain_placeholder(self, table: NfTable) -> NfChain:
         return NfChain(f"map in table {table.name}")
@@ -795,6 +848,8 @@ class Parser:
                 self.dynset(r, tok, table)
             elif word == "meter":
                 self.meter(r, tok, table)
+            elif word == "flow":
+                self.flow_offload(r, tok, table, chain)
             elif word in ("iifname", "oifname", "iif", "oif"):
                 self.interface(r, tok, table, chain)
             elif word in ("ip", "ip6"):

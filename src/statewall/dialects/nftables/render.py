@@ -83,6 +83,18 @@ def table_lines(
         elif prefix + name in policy.nf_sets:
             now = elements.get(prefix + name) if elements is not None else None
             blocks.append(set_lines(policy.nf_sets[prefix + name], now))
+    for ft in table.flowtables.values():
+        lines = [
+            f"\tflowtable {ft.name} {{",
+            f"\t\thook ingress priority {priority_text(ft.priority)}",
+            "\t\tdevices = { " + ", ".join(ft.devices) + " }",
+        ]
+        if ft.hw_offload:
+            lines.append("\t\tflags offload")
+        if ft.counter:
+            lines.append("\t\tcounter")
+        lines.append("\t}")
+        blocks.append(lines)
     label = f"{table.family} {table.name}"
     for chain in table.chains.values():
         lines = [f"\tchain {chain.name} {{"]
@@ -438,6 +450,8 @@ def _statement(name: str, a: dict) -> str:
             if flags & 4:
                 words.append("flags ip options")
         return " ".join(words)
+    if name == "FLOW_OFFLOAD":
+        return f"flow add @{a['name']}"
     if name == "NFLOG":
         prefix = f'prefix "{a["prefix"]}" ' if a.get("prefix") else ""
         return f"log {prefix}group {a['group']}"
