@@ -446,3 +446,57 @@ def test_nft_sets_meters_and_limits_agree_with_the_kernel_packets_counters_and_e
 
     assert timeless(ours) == timeless(k_listing)
     assert "elements = { 10.77.1.100 }" in timeless(ours)
+
+
+# Data maps: a port forward by map (address, and address . port), marks from a map; a port without
+# an entry leaves the rule (NFT_BREAK).
+NFT_MAPS = """table ip t {
+	map portfwd {
+		type inet_service : ipv4_addr . inet_service
+		elements = { 8080 : 10.77.2.100 . 80 }
+	}
+
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		dnat ip to tcp dport map @portfwd
+		dnat to tcp dport map { 8081 : 10.77.2.100 }
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		meta mark set tcp dport map { 22 : 0x00000002, 80 : 0x00000001 } counter
+		meta mark 0x00000001 counter
+		meta mark 0x00000002 counter drop
+		counter
+	}
+}
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(KERNEL_REASON is not None, reason=KERNEL_REASON or "")
+def test_nft_data_maps_agree_with_the_kernel():
+    from statewall.dialects.nftables import parse as parse_nft
+    from statewall.dialects.nftables.render import table_lines
+
+    a, b = Lab.ghost_a, Lab.ghost_b
+    traffic = [
+        ("a", tcp(a, Lab.fa_ip, 40000, 8080, 901)),  # to b:80 by @portfwd, then marked 1
+        ("a", tcp(a, Lab.fa_ip, 40001, 8081, 902)),  # to b:8081 by the anonymous map, no mark
+        ("a", tcp(a, b, 40002, 22, 903)),  # marked 2: dropped
+        ("a", tcp(a, b, 40003, 443, 904)),  # no entry: the mark rule stops, nothing marked
+    ]
+    k_out, k_listing = _nft_kernel(NFT_MAPS, "ip t", traffic)
+    policy = parse_nft(HEADER + NFT_MAPS, "maps.nft")
+    fw = Firewall(policy)
+    s_out = []
+    now = 1000.0
+    for side, ip in traffic:
+        now += 0.05
+        res = fw.receive("fa" if side == "a" else "fb", ip, now)
+        s_out.append(sorted(_outcome(o, bytes(p)) for o, p in res.packets))
+    assert s_out == k_out
+    assert s_out[0] == [("fb", "tcp", a, 40000, b, 80)] and s_out[1] == [("fb", "tcp", a, 40001, b, 8081)]
+    assert s_out[2] == []
+    ours = "\n".join(table_lines(policy, policy.nft_tables[0], fw.netfilter.nft_counters())) + "\n"
+    assert ours == k_listing

@@ -176,9 +176,9 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
             "verdict maps keyed by ipv4_addr is not modelled",
         ),
         (
-            "table inet f {\n\tmap m {\n\t\ttype ifname : ipv4_addr\n\t}\n}\n",
-            "3:17",
-            "maps other than verdict maps is not modelled",
+            "table inet f {\n\tmap m {\n\t\ttype ipv4_addr : ether_addr\n\t}\n}\n",
+            "3:20",
+            "maps of type ether_addr is not modelled",
         ),
         ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:12", "flowtable ft: no hook"),
         (CHAIN % "ip saddr vmap { 10.0.0.1 : accept }", "4:12", "vmap on this key"),
@@ -501,3 +501,25 @@ def test_limit_over_and_byte_limits_count_as_nft_limit_does():
     verdicts = [_input(nf, tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80), 1.0)[0] for i in range(4)]
     assert verdicts == ["ACCEPT", "ACCEPT", "ACCEPT", "DROP"]
     assert _input(nf, tcp("10.0.0.1", "10.0.0.2", 999, 80), 1.4)[0] == "ACCEPT"
+
+
+def test_data_maps_give_nat_and_marks_their_values_and_a_miss_ends_the_rule():
+    text = (
+        "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n"
+        "\t\tct mark set ip saddr map { 10.0.0.0/8 : 0x00000007 } counter packets 0 bytes 0\n"
+        "\t\tmeta mark set ct mark\n\t}\n\n"
+        "\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+        "\t\tsnat to ip saddr map { 10.0.0.0/8 : 192.0.2.1 }\n\t}\n}\n"
+    )
+    policy = parse(text, "x.nft")
+    assert list_ruleset(policy) == text.replace("priority 0;", "priority filter; policy accept;")
+    nf = Netfilter(policy)
+    ctx = Context("eth0", None, "NEW")
+    nf.traverse("INPUT", tcp("10.1.2.3", "192.0.2.9", 1000, 80), ctx)
+    assert (ctx.ct_mark, ctx.mark) == (7, 7)
+    ctx = Context("eth0", None, "NEW")
+    nf.traverse("INPUT", tcp("172.16.0.1", "192.0.2.9", 1000, 80), ctx)
+    assert (ctx.ct_mark, ctx.mark) == (0, 0)
+    assert nf.nft_counters()[("ip f", "a", 0)] == (1, 40)  # the miss stopped before the counter
+    d = nf.traverse("POSTROUTING", tcp("10.1.2.3", "198.51.100.1", 1000, 80), Context(None, "eth0", "NEW"))
+    assert [(a.kind, str(a.args["addresses"][0])) for a in d.actions] == [("SNAT", "192.0.2.1")]

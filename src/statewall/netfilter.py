@@ -108,6 +108,36 @@ def table_priority(table: str, hook: str) -> int:
 
 
 XT_LIMIT_SCALE = 10000
+# A statement's outcome that stops the rule without a verdict (nft's NFT_BREAK: a data map without
+# the packet's key); the next rule follows.
+BREAK = "BREAK"
+
+
+def _counter_after(rule: NfRule, k: int) -> bool:
+    """Whether the nft rule's ``counter`` comes after its statement ``k`` (as written)."""
+    layout = rule.layout
+    if "counter" not in layout or f"stmt:{k}" not in layout:
+        return False
+    return layout.index(f"stmt:{k}") < layout.index("counter")
+
+
+def _mapped(t: str, a: dict, value: tuple) -> dict:
+    """A statement's arguments with the value a data map gave it."""
+    out = dict(a)
+    out.pop("map", None)
+    if t in ("SNAT", "DNAT"):
+        lo, hi = value[0]
+        cls = (
+            ipaddress.IPv4Address
+            if lo <= 0xFFFFFFFF and a["map"]["data"][0] == "ipv4_addr"
+            else ipaddress.IPv6Address
+        )
+        out["addresses"] = (cls(lo), cls(hi))
+        out["ports"] = tuple(value[1]) if len(value) > 1 else None
+    else:  # MARK / CONNMARK set
+        out["value"] = value[0][0]
+    return out
+
 
 _ACCEPT, _DROP, _RETURN, _JUMP, _GOTO, _NONE, _EXT, _VMAP, _CONTINUE = range(9)
 _NAT_STATUS = {
@@ -983,6 +1013,7 @@ class Netfilter:
         self.sets = policy.nf_sets
         # nftables sets as the packet path changes them (dynamic elements, timeouts), by set key.
         self.nft_runtime: dict[str, nft_sets.RuntimeSet] = {}
+        self._maps: dict[int, tuple] = {}  # id(map args) -> (args, compiled lookup)
         self._slot_cache: dict[tuple, list[tuple]] = {}
         # nftables base chains by family and hook: (priority, table, chain index, label, nat).
         self._nft_bases: dict[int, dict[str, list[tuple]]] = {4: {}, 6: {}}
@@ -1051,6 +1082,12 @@ class Netfilter:
                 cc.rules.append(cr)
             chains.append(cc)
         return _CTable(table.name, chains, index)
+
+    def _map(self, m: dict):
+        found = self._maps.get(id(m))
+        if found is None:
+            found = self._maps[id(m)] = (m, nft_sets.map_lookup(m, self))
+        return found[1]
 
     def nft_set(self, key: str) -> nft_sets.RuntimeSet | None:
         """The run-time state of the nftables set ``key`` ("family table name"), made on first use."""
@@ -1177,12 +1214,24 @@ class Netfilter:
                 if ctx.trace:
                     self._trace(table, chain.name, "rule", i, cr.rule, pkt, ifs, ctx, actions)
                 if cr.rule.statements:
-                    # An nft rule's statements act in order before its verdict.
+                    # An nft rule's statements act in order before its verdict; a data map without
+                    # the packet's key stops the rule there (NFT_BREAK).
+                    verdict = None
+                    counted = size
+                    stopped_at = 0
                     for name, args in cr.rule.statements:
                         verdict = self._target(cr.rule, pkt, ctx, ifs, actions, name, args)
                         if verdict is not None:
-                            return Decision(verdict, actions, cr.rule, chain.name, table)
+                            break
+                        stopped_at += 1
                     size = pkt.total_len
+                    if verdict == BREAK:
+                        if _counter_after(cr.rule, stopped_at):  # the counter statement was never reached
+                            cr.pkts -= 1
+                            cr.bytes -= counted
+                        continue
+                    if verdict is not None:
+                        return Decision(verdict, actions, cr.rule, chain.name, table)
                 kind = cr.kind
                 if kind == _NONE:
                     continue
@@ -1224,7 +1273,7 @@ class Netfilter:
                     chain, i = chains[target], 0
                     continue
                 verdict = self._target(cr.rule, pkt, ctx, ifs, actions)
-                if verdict is not None:
+                if verdict is not None and verdict != BREAK:
                     return Decision(verdict, actions, cr.rule, chain.name, table)
                 size = pkt.total_len  # TCPMSS may have grown the packet
 
@@ -1267,6 +1316,12 @@ class Netfilter:
             t = rule.target
             a = rule.target_args
         assert a is not None
+        if "map" in a and a["map"]:
+            # An nft data map gives the statement its value: the packet's entry, or the rule stops.
+            found = self._map(a["map"])(pkt, ctx, ifs)
+            if found is None:
+                return BREAK
+            a = _mapped(t, a, found)
         if t == "LOG":
             text = log_line(
                 pkt,

@@ -300,3 +300,29 @@ def dynset_check(args: dict, env) -> Callable:
 def limit_check(args: dict, env) -> Callable:
     lim = NftLimit(args)
     return lambda pkt, ctx, ifs: lim.match(ctx.now, pkt.total_len)
+
+
+def map_lookup(args: dict, env) -> Callable:
+    """A data map's lookup (``KEY map { k : v }`` / ``map @m``): the packet's value (one ``(lo, hi)``
+    per value part), or None when the key is not there (the rule stops: NFT_BREAK)."""
+    read = key_reader(tuple(args["keys"]))
+    if args.get("set"):
+        spec = env.sets.get(str(args["set"])) if env is not None else None
+        pairs = list(zip(spec.members, spec.values, strict=True)) if spec is not None else []
+    else:
+        pairs = list(zip(args["elements"], args["values"], strict=True))
+    exact = {}
+    for member, value in pairs:
+        if all(not isinstance(p, str) and p[0] == p[1] for p in member):
+            exact.setdefault(tuple(p[0] for p in member), value)
+
+    def find(pkt, ctx, ifs):
+        key = read(pkt, ctx, ifs)
+        if key is None:
+            return None
+        hit = exact.get(key)
+        if hit is not None:
+            return hit
+        return next((v for m, v in pairs if element_matches(m, key)), None)
+
+    return find

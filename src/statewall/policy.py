@@ -793,6 +793,10 @@ class NfSet:
     size: int | None = None
     timeouts: list = field(default_factory=list)
     meter: bool = False
+    # An nftables data map (``map NAME { type K : V; ... }``): the value types (``ipv4_addr``,
+    # ``ipv4_addr . inet_service``, ``mark``, ...) and each member's value, one ``(lo, hi)`` per part.
+    data: tuple[str, ...] = ()
+    values: list[tuple] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -409,7 +409,7 @@ class Parser:
             return (n, n)
         return tok.text  # ifname
 
-    def set_element(self, at: Token, kinds: list[str], table: NfTable) -> tuple:
+    def set_element(self, at: Token, kinds: list[str], table: NfTable, mapped: bool = False) -> tuple:
         """``a [. b ...] [timeout T] [expires T] [comment "..."]``: (parts, text, (timeout, expires))."""
         parts = []
         texts = []
@@ -434,7 +434,7 @@ class Parser:
             old = tmo or (None, None)
             tmo = (t, old[1]) if word.text == "timeout" else (old[0], t)
         nxt = self.peek()
-        if nxt is not None and nxt.text == ":" and not nxt.quoted:
+        if not mapped and nxt is not None and nxt.text == ":" and not nxt.quoted:
             raise self.not_modelled(nxt, "maps other than verdict maps")
         return parts, " . ".join(texts), tmo
 
@@ -452,6 +452,9 @@ class Parser:
         key_type = None
         entries: list = []
         for tok in self.statements(name, "map"):
+            if tok.text == "type" and not self.verdict_map_ahead():
+                self.data_map(table, name, tok)
+                return
             if tok.text == "type":
                 key_type = self.next("a key type")
                 colon = self.next("':'")
@@ -527,6 +530,136 @@ class Parser:
         r.statements.append(
             ("FLOW_OFFLOAD", {"flowtable": f"{table.family} {table.name} {name}", "name": name})
         )
+
+    def keyed_map_ahead(self, tok: Token) -> bool:
+        """Whether ``tok`` (consumed) starts ``KEY [. KEY] map ...``."""
+        found = key_at([tok.text] + [t.text for t in self.toks[self.i : self.i + 1]])
+        if found is None:
+            return False
+        j = self.i + found[1] - 1
+        while j + 1 < len(self.toks) and self.toks[j].text == ".":
+            nxt = key_at([t.text for t in self.toks[j + 1 : j + 3]])
+            if nxt is None:
+                return False
+            j += 1 + nxt[1]
+        return j < len(self.toks) and self.toks[j].text == "map"
+
+    def map_value_parts(self) -> int:
+        """How many parts the values of the map ahead have (an ``@map``'s declared ones; else the first
+        entry's: ``k : a . p`` has two)."""
+        j = self.i
+        while j < len(self.toks) and self.toks[j].text != "map":
+            j += 1
+        ref = self.toks[j + 1] if j + 1 < len(self.toks) else None
+        if ref is not None and ref.text.startswith("@"):
+            table = self.table_now
+            s = self.policy.nf_sets.get(f"{table.family} {table.name} {ref.text[1:]}")
+            return len(s.data) if s is not None and s.data else 1
+        j += 2
+        while j < len(self.toks) and self.toks[j].text != ":":
+            j += 1
+        n = 1
+        j += 2
+        while j < len(self.toks) and self.toks[j].text == ".":
+            n += 1
+            j += 2
+        return n
+
+    def verdict_map_ahead(self) -> bool:
+        """After a map's ``type``: whether its value type is ``verdict``."""
+        j = self.i
+        while j < len(self.toks) and self.toks[j].text not in (":", "\n", ";", "}"):
+            j += 1
+        return j + 1 < len(self.toks) and self.toks[j].text == ":" and self.toks[j + 1].text == "verdict"
+
+    def type_list(self, what: str) -> list[Token]:
+        types = [self.next(what)]
+        while self.peek() is not None and self.peek().text == "." and not self.peek().quoted:
+            self.i += 1
+            types.append(self.next(what))
+        for t in types:
+            if t.text not in SET_TYPES:
+                raise self.not_modelled(t, f"maps of type {t.text}")
+        return types
+
+    def data_map(self, table: NfTable, name: Token, start: Token) -> None:
+        """``map NAME { type K [. K] : V [. V]; [flags interval;] [elements = { k : v, ... }] }``
+        (its ``type`` word read): a data map, in ``Policy.nf_sets`` with its values."""
+        keys = [t.text for t in self.type_list("a key type")]
+        self.expect(":")
+        data = [t.text for t in self.type_list("a value type")]
+        flags: list[str] = []
+        entries: list = []
+        for tok in self.statements(name, "map"):
+            if tok.text == "flags":
+                while not self.at_end():
+                    flag = self.next()
+                    if flag.text == ",":
+                        continue
+                    if flag.text not in ("interval", "constant"):
+                        raise self.not_modelled(flag, f"map flag {flag.text}")
+                    flags.append(flag.text)
+            elif tok.text == "elements":
+                self.expect("=")
+                brace = self.expect("{")
+                entries = self.map_entries(brace, keys, data, table)
+            elif tok.text in ("size", "policy", "comment", "counter"):
+                while not self.at_end():
+                    self.i += 1
+            else:
+                raise self.error(tok, f"map: type, flags or elements expected, not {tok.text!r}")
+        s = NfSet(name.text, "nft:" + " . ".join(keys), 6 if "ipv6_addr" in keys else 4, tuple(keys),
+                  origin=self.origin(name), keyed=True)  # fmt: skip
+        s.flags = tuple(flags)
+        s.data = tuple(data)
+        for parts, text, value in entries:
+            s.members.append(parts)
+            s.text.append(text)
+            s.values.append(value)
+        self.policy.nf_sets[f"{table.family} {table.name} {name.text}"] = s
+        table.sets_order.append(name.text)
+
+    def map_entries(self, brace: Token, keys: list[str], data: list[str], table: NfTable) -> list[tuple]:
+        """``{ k [. k] : v [. v], ... }``: (key parts, text as nft prints it, value parts)."""
+        out = []
+        for t in self.listed(brace):
+            self.i -= 1
+            parts, text, tmo = self.set_element(t, keys, table, mapped=True)
+            colon = self.next("':'")
+            if colon.text != ":":
+                raise self.error(colon, "':' and a value expected")
+            vparts, vtext, _ = self.set_element(colon, data, table, mapped=True)
+            if tmo is not None:
+                raise self.not_modelled(t, "timeouts in maps")
+            value_texts = [value_text(k, v) for k, v in zip(data, vparts, strict=True)]
+            out.append((tuple(parts), f"{text} : {' . '.join(value_texts)}", tuple(vparts)))
+        return out
+
+    def map_ref(self, r: _Rule, tok: Token, table: NfTable, data: tuple[str, ...]) -> dict:
+        """``KEY [. KEY] map { ... } | map @NAME`` (``tok`` is the first key word): the map's lookup."""
+        keys, types = self.keys(tok)  # (a key of the other family misses the map: nothing to restrict)
+        self.expect("map")
+        value = self.next("'{' or @map")
+        if value.text.startswith("@"):
+            key = f"{table.family} {table.name} {value.text[1:]}"
+            s = self.policy.nf_sets.get(key)
+            if s is None or not s.data:
+                raise self.error(value, f"map {value.text[1:]} does not exist in table {table.name}")
+            if tuple(s.dims) != tuple(types) or tuple(s.data) != data:
+                raise self.error(
+                    value, f"map {s.name} is {' . '.join(s.dims)} : {' . '.join(s.data)} (datatype mismatch)"
+                )
+            return {"keys": tuple(keys), "set": key, "name": s.name, "data": data}
+        if value.text != "{":
+            raise self.error(value, "'{' or @map expected")
+        entries = self.map_entries(value, list(types), list(data), table)
+        return {
+            "keys": tuple(keys),
+            "set": None,
+            "elements": tuple(e[0] for e in entries),
+            "values": tuple(e[2] for e in entries),
+            "data": data,
+        }
 
     def chain_placeholder(self, table: NfTable) -> NfChain:
         return NfChain(f"map in table {table.name}")
@@ -1418,6 +1551,12 @@ class Parser:
         if nxt is not None and nxt.text == "set":
             self.i += 1
             value = self.next("a value")
+            if self.keyed_map_ahead(value):
+                mapped = self.map_ref(r, value, self.table_now, ("mark",))
+                r.statements.append(
+                    (set_target, {"mode": "set", "value": 0, "mask": 0xFFFFFFFF, "map": mapped})
+                )
+                return
             if value.text == copy_from:
                 self.expect("mark")
                 r.statements.append(
@@ -1659,10 +1798,27 @@ class Parser:
         if chain.kind is not None and chain.kind != "nat":
             raise self.error(tok, f"{tok.text} is only valid in a nat chain")
         nxt = self.peek()
+        word = None
         if nxt is not None and nxt.text in ("ip", "ip6"):
             self.i += 1
+            word = nxt.text
         self.expect("to")
         value = self.next("an address")
+        if self.keyed_map_ahead(value):
+            table = self.table_now
+            fam = word or ("ip6" if table.family == "ip6" else "ip")
+            addr = "ipv6_addr" if fam == "ip6" else "ipv4_addr"
+            # The value type: an address, or an address . port (nft's "dnat ip to ... map { k : a . p }").
+            data = (addr,)
+            if self.map_value_parts() == 2:
+                data = (addr, "inet_service")
+            r.target = tok.text.upper()
+            r.target_args = {"addresses": None, "ports": None, "random": False, "persistent": False,
+                             "map": self.map_ref(r, value, table, data), "word": word}  # fmt: skip
+            if tok.text == "snat":
+                r.target_args["random_fully"] = False
+            self.nat_flags(r)
+            return
         text = value.text
         addr_part, port_part = text, ""
         if text.startswith("["):

@@ -137,7 +137,10 @@ def set_lines(s: NfSet, live: list | None = None) -> list[str]:
     if live is not None:
         s = _with_elements(s, live)
     kind = s.kind.removeprefix("nft:")
-    lines = [f"\tset {s.name} {{", f"\t\ttype {kind}"]
+    if s.data:
+        lines = [f"\tmap {s.name} {{", f"\t\ttype {kind} : {' . '.join(s.data)}"]
+    else:
+        lines = [f"\tset {s.name} {{", f"\t\ttype {kind}"]
     if s.size is not None:
         lines.append(f"\t\tsize {s.size}")
     flags = [f for f in _FLAG_PRINT_ORDER if f in s.flags]
@@ -412,6 +415,20 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
     return [f"# {name} (not printable in nft)"]
 
 
+def _map_text(m: dict) -> str:
+    """``KEY [. KEY] map { k : v, ... }`` or ``... map @NAME``."""
+    keys = " . ".join(m["keys"])
+    if m.get("set"):
+        return f"{keys} map @{m['name']}"
+    kinds = [KEY_TYPES[k] for k in m["keys"]]
+    items = []
+    for member, value in zip(m["elements"], m["values"], strict=True):
+        k = " . ".join(value_text(t, p) for t, p in zip(kinds, member, strict=True))
+        v = " . ".join(value_text(t, p) for t, p in zip(m["data"], value, strict=True))
+        items.append(f"{k} : {v}")
+    return f"{keys} map {{ {', '.join(items)} }}"
+
+
 def _limit_text(a: dict) -> str:
     """nft's limit: ``limit rate [over] N/unit [burst N packets]``, byte rates in the largest of
     bytes, kbytes, mbytes that divides them (nft's get_rate), a byte burst only when there is one."""
@@ -459,6 +476,8 @@ def _statement(name: str, a: dict) -> str:
         return "tcp option maxseg size set " + ("rt mtu" if a.get("clamp") else str(a["mss"]))
     if name == "NOTRACK":
         return "notrack"
+    if name in ("MARK", "CONNMARK") and a.get("map"):
+        return f"{'meta' if name == 'MARK' else 'ct'} mark set {_map_text(a['map'])}"
     if name == "MARK":
         return f"meta mark set 0x{a['value']:08x}"
     if name == "CONNMARK":
@@ -523,6 +542,12 @@ def _verdict(rule: NfRule) -> list[str]:
             return [f"reject with icmpx {w[len('icmpx-') :]}"]
         kind = "icmpv6" if w.startswith("icmp6") else "icmp"
         return [f"reject with {kind} {_REJECT_NAMES.get(w, w)}"]  # nft 1.0 prints no "type"
+    if t in ("SNAT", "DNAT") and a.get("map"):
+        m = a["map"]
+        word = a.get("word") or (
+            ("ip6" if m["data"][0] == "ipv6_addr" else "ip") if len(m["data"]) > 1 else None
+        )
+        return [f"{t.lower()}{' ' + word if word else ''} to {_map_text(m)}" + _nat_flags(a)]
     if t in ("SNAT", "DNAT"):
         lo, hi = a["addresses"]
         text = str(lo) if lo == hi else f"{lo}-{hi}"
