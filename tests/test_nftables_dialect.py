@@ -27,6 +27,7 @@ NFT_FILES = [
     "firewalld-nftables.nft",
     "docker-29-nftables.nft",
     "nft-sets.nft",
+    "nft-commands.nft",
 ]
 SYN, ACK = 0x02, 0x10
 
@@ -204,6 +205,11 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
             "set s holds ipv4_addr . inet_service, the key is ipv4_addr",
         ),
         (CHAIN % "limit rate 10 kbytes/second burst 5 packets", "4:39", "takes its burst in bytes"),
+        ("add rule inet f input accept\n", "1:15", "table inet f does not exist"),
+        ("add table inet f\nadd rule inet f input accept\n", "2:17", "chain input does not exist"),
+        ("add table ip f\nadd chain ip f c\nadd rule ip f c position 3 accept\n", "3:17", "rule position"),
+        ("add table ip f\ncreate chain ip f c\ncreate chain ip f c\n", "3:19", "already exists"),
+        ("add table ip f\ndelete table ip f\n", "2:1", "the delete command"),
         (CHAIN % "ip saddr . tcp dport { 10.0.0.1 . 22 : accept }", "4:40", "maps other than verdict maps"),
     ],
 )

@@ -237,17 +237,157 @@ class Parser:
                 continue
             if tok.text == "flush":
                 what = self.next("ruleset")
-                if what.text != "ruleset":
-                    raise self.not_modelled(what, f"flush {what.text}")
-                self.policy.nft_tables.clear()
-                self.policy.nf_sets.clear()
+                if what.text == "ruleset":
+                    self.policy.nft_tables.clear()
+                    self.policy.nf_sets.clear()
+                else:
+                    self.flush(tok, what)
             elif tok.text == "table":
                 self.table(tok)
-            elif tok.text in ("add", "create", "insert", "delete", "include", "list"):
-                raise self.not_modelled(tok, f"the {tok.text} command (write the ruleset as table blocks)")
+            elif tok.text in ("add", "create", "insert"):
+                self.command(tok)
+            elif tok.text in ("chain", "rule", "set", "map", "element", "flowtable"):
+                self.i -= 1  # "chain inet f c { ... }": nft's add without the word
+                self.command(tok)
+            elif tok.text in ("delete", "destroy", "replace", "reset", "include", "list", "rename"):
+                raise self.not_modelled(tok, f"the {tok.text} command")
             else:
                 raise self.error(tok, f"table, flush ruleset or define expected, not {tok.text!r}")
+        for table in self.policy.nft_tables:
+            self.check_jumps(table)
         return self.policy
+
+    # -- the command forms (nft -f scripts: add table, add chain, add rule, insert rule, ...) --------
+
+    def family_table(self, what: Token, create: bool = False) -> NfTable:
+        """``[FAMILY] TABLE`` (the family ip when unsaid, as nft takes it)."""
+        fam = self.next("a family or a table")
+        if fam.text in FAMILIES or fam.text in ("arp", "bridge", "netdev"):
+            if fam.text not in FAMILIES:
+                raise self.not_modelled(fam, f"the {fam.text} family in a command")
+            name = self.next("a table name")
+            family = fam.text
+        else:
+            name, family = fam, "ip"
+        table = next((t for t in self.policy.nft_tables if t.family == family and t.name == name.text), None)
+        if table is None:
+            if not create:
+                raise self.error(
+                    name, f"table {family} {name.text} does not exist (No such file or directory)"
+                )
+            table = NfTable(name.text, origin=self.origin(name), family=family)
+            self.policy.nft_tables.append(table)
+        return table
+
+    def command(self, verb: Token) -> None:
+        """``add|create|insert OBJECT ...``: what a table block declares, one object a line."""
+        what = self.next("table, chain, rule, set, map, element or flowtable")
+        if what.text == "table":
+            start = self.i
+            fam = self.next("a family or a table")
+            if fam.text in ("arp", "bridge", "netdev") or self.peek() is None or self.peek().text != "{":
+                self.i = start
+                table = self.family_table(what, create=True)
+                if self.peek() is not None and self.peek().text == "{":
+                    self.i = start
+                    self.table(what)
+                return
+            self.i = start
+            if fam.text not in FAMILIES:
+                # "add table NAME { ... }": the ip family.
+                self.toks.insert(self.i, Token("ip", fam.line, fam.col))
+            self.table(what)
+            return
+        table = self.family_table(what)
+        if what.text == "chain":
+            name = self.toks[self.i] if self.i < len(self.toks) else None
+            nxt = self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
+            if name is not None and (nxt is None or nxt.text != "{"):
+                self.i += 1
+                if name.text in table.chains:
+                    if verb.text == "create":
+                        raise self.error(name, f"chain {name.text} already exists (File exists)")
+                    return
+                table.chains[name.text] = NfChain(name.text, None, origin=self.origin(name))
+                return
+            self.chain(table, exists_ok=verb.text != "create")
+        elif what.text == "rule":
+            name = self.next("a chain")
+            chain = table.chains.get(name.text)
+            if chain is None:
+                raise self.error(
+                    name,
+                    f"chain {name.text} does not exist in table {table.name} (No such file or directory)",
+                )
+            nxt = self.peek()
+            if nxt is not None and nxt.text in ("position", "handle", "index"):
+                raise self.not_modelled(nxt, f"rule {nxt.text} (rules are placed in order)")
+            rule = self.rule(table, chain)
+            if verb.text == "insert":
+                chain.rules.insert(0, rule)
+            else:
+                chain.rules.append(rule)
+        elif what.text == "set":
+            self.set_(table)
+        elif what.text == "map":
+            self.named_vmap(table)
+        elif what.text == "flowtable":
+            self.flowtable(table)
+        elif what.text == "element":
+            self.add_elements(table)
+        elif what.text == "ct":
+            self.ct_object(table, what)
+        else:
+            raise self.not_modelled(what, f"{verb.text} {what.text}")
+
+    def add_elements(self, table: NfTable) -> None:
+        """``add element [FAMILY] TABLE SET { a, b }``: elements to a set or map declared before."""
+        name = self.next("a set")
+        key = f"{table.family} {table.name} {name.text}"
+        s = self.policy.nf_sets.get(key)
+        if s is None or s.meter:
+            raise self.error(
+                name, f"set {name.text} does not exist in table {table.name} (No such file or directory)"
+            )
+        brace = self.expect("{")
+        if s.data:
+            for parts, text, value in self.map_entries(brace, list(s.dims), list(s.data), table):
+                s.members.append(parts)
+                s.text.append(text)
+                s.values.append(value)
+            return
+        for parts, text, tmo in self.element_list(brace, list(s.dims), table):
+            if s.timeouts or tmo is not None:
+                s.timeouts = s.timeouts or [None] * len(s.members)
+                s.timeouts.append(tmo)
+            s.members.append(tuple(parts))
+            s.text.append(text)
+
+    def flush(self, tok: Token, what: Token) -> None:
+        """``flush table|chain|set ...``: their rules or elements go (``flush ruleset`` is above)."""
+        if what.text == "table":
+            table = self.family_table(what)
+            for chain in table.chains.values():
+                chain.rules.clear()
+        elif what.text == "chain":
+            table = self.family_table(what)
+            name = self.next("a chain")
+            chain = table.chains.get(name.text)
+            if chain is None:
+                raise self.error(name, f"chain {name.text} does not exist in table {table.name}")
+            chain.rules.clear()
+        elif what.text in ("set", "map"):
+            table = self.family_table(what)
+            name = self.next("a set")
+            s = self.policy.nf_sets.get(f"{table.family} {table.name} {name.text}")
+            if s is None:
+                raise self.error(name, f"{what.text} {name.text} does not exist in table {table.name}")
+            s.members.clear()
+            s.text.clear()
+            s.timeouts.clear()
+            s.values.clear()
+        else:
+            raise self.not_modelled(what, f"flush {what.text}")
 
     def table(self, start: Token) -> None:
         fam = self.next("a family")
@@ -296,7 +436,6 @@ class Parser:
                 raise self.not_modelled(tok, f"{tok.text} objects")
             else:
                 raise self.error(tok, f"chain, set or ct helper expected in a table, not {tok.text!r}")
-        self.check_jumps(table)
 
     def statements(self, opener: Token, what: str) -> Iterator[Token]:
         """The first word of each statement in the ``{ ... }`` of a table, set or map, up to and past its
@@ -693,12 +832,15 @@ class Parser:
         self.helpers[f"{table.family} {table.name} {name.text}"] = helper.text
         table.helpers[name.text] = (helper.text, proto)
 
-    def chain(self, table: NfTable) -> None:
+    def chain(self, table: NfTable, exists_ok: bool = True) -> None:
+        """``chain NAME { ... }``: declared, or (nft's add) added to when it exists already."""
         name = self.next("a chain name")
-        if name.text in table.chains:
+        chain = table.chains.get(name.text)
+        if chain is not None and not exists_ok:
             raise self.error(name, f"chain {name.text} already exists in table {table.family} {table.name}")
-        chain = NfChain(name.text, None, origin=self.origin(name))
-        table.chains[name.text] = chain
+        if chain is None:
+            chain = NfChain(name.text, None, origin=self.origin(name))
+            table.chains[name.text] = chain
         self.expect("{")
         while True:
             tok = self.peek(skip_newlines=True)
