@@ -500,3 +500,63 @@ def test_nft_data_maps_agree_with_the_kernel():
     assert s_out[2] == []
     ours = "\n".join(table_lines(policy, policy.nft_tables[0], fw.netfilter.nft_counters())) + "\n"
     assert ours == k_listing
+
+
+# ct timeout objects: set before conntrack (raw) they do nothing, after it (prerouting at filter,
+# forward) the new connection takes the policy's timeouts, the first one (syn_sent) at once.
+NFT_CT_TIMEOUT = """table ip t {
+	ct timeout early {
+		protocol tcp
+		l3proto ip
+		policy = { syn_sent : 7, established : 100 }
+	}
+
+	ct timeout late {
+		protocol tcp
+		l3proto ip
+		policy = { syn_sent : 9, established : 200 }
+	}
+
+	chain raw {
+		type filter hook prerouting priority raw; policy accept;
+		tcp dport 81 ct timeout set "early"
+	}
+
+	chain pre {
+		type filter hook prerouting priority filter; policy accept;
+		tcp dport 82 ct timeout set "late"
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		tcp dport 83 ct timeout set "late"
+	}
+}
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(KERNEL_REASON is not None, reason=KERNEL_REASON or "")
+def test_nft_ct_timeout_objects_agree_with_the_kernel():
+    from statewall.dialects.nftables import list_ruleset
+    from statewall.dialects.nftables import parse as parse_nft
+
+    a, b = Lab.ghost_a, Lab.ghost_b
+    traffic = [("a", tcp(a, b, 40000 + p, p, 950 + p)) for p in (80, 81, 82, 83)]
+    with Lab() as lab:
+        sh("ip", "netns", "exec", lab.fw, "nft", "-f", "-", input=NFT_CT_TIMEOUT)
+        _send_through_fw(lab, traffic)
+        kernel = {r["dport"]: r["timeout"] for r in lab.conntrack_table()}
+        listing = sh("ip", "netns", "exec", lab.fw, "nft", "list", "table", "ip", "t")
+    policy = parse_nft(HEADER + NFT_CT_TIMEOUT, "cto.nft")
+    assert list_ruleset(policy) == listing
+    fw = Firewall(policy)
+    now = 1000.0
+    for _side, ip in traffic:
+        fw.receive("fa", ip, now)
+    ours = {h.conn.responder.port: h.conn.deadline() - now for h in fw.conns.by_key.values()}
+    assert set(ours) == set(kernel) == {80, 81, 82, 83}
+    for port, left in ours.items():
+        # The kernel's table shows whole seconds left, a second or two after the packets.
+        assert kernel[port] <= left <= kernel[port] + 3, (port, left, kernel[port])
+    assert ours[81] == 120 and ours[82] == ours[83] == 9

@@ -529,3 +529,36 @@ def test_data_maps_give_nat_and_marks_their_values_and_a_miss_ends_the_rule():
     assert nf.nft_counters()[("ip f", "a", 0)] == (1, 40)  # the miss stopped before the counter
     d = nf.traverse("POSTROUTING", tcp("10.1.2.3", "198.51.100.1", 1000, 80), Context(None, "eth0", "NEW"))
     assert [(a.kind, str(a.args["addresses"][0])) for a in d.actions] == [("SNAT", "192.0.2.1")]
+
+
+def test_a_ct_timeout_policy_gives_the_connection_its_own_timeouts_state_by_state():
+    from statewall.engine import Firewall
+
+    text = (
+        "#@statewall interface lan dev eth1 address 192.168.1.1/24\n"
+        "#@statewall interface wan dev eth0 address 203.0.113.1/24\n"
+        "table inet f {\n\tct timeout short {\n\t\tprotocol tcp\n\t\tl3proto ip\n"
+        "\t\tpolicy = { syn_sent : 5, established : 90 }\n\t}\n\n"
+        "\tct timeout dns {\n\t\tprotocol udp\n\t\tl3proto ip\n\t\tpolicy = { unreplied : 3, replied : 7 }\n\t}\n\n"
+        "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n"
+        '\t\ttcp dport 22 ct timeout set "short"\n\t\tudp dport 53 ct timeout set "dns"\n\t}\n}\n'
+    )
+    fw = Firewall(parse(text, "x.nft"))
+    c, s = ip("192.168.1.10"), ip("203.0.113.9")
+
+    def seg(src, dst, sp, dp, seq, ack, flags):
+        return craft.tcp_packet(4, src, dst, sp, dp, seq, ack, flags, 64240, b"")
+
+    fw.receive("lan", seg(c, s, 5000, 22, 100, 0, SYN), 10.0)
+    conn = next(iter(fw.conns.by_key.values())).conn
+    assert conn.deadline() == 15.0  # syn_sent
+    fw.receive("wan", seg(s, c, 22, 5000, 900, 101, SYN | ACK), 11.0)
+    assert conn.deadline() == 11.0 + 60  # syn_recv: the sysctl's 60 s
+    fw.receive("lan", seg(c, s, 5000, 22, 101, 901, ACK), 12.0)
+    assert conn.deadline() == 12.0 + 90  # established: the policy's
+    fw.receive("lan", craft.udp_packet(4, c, s, 5001, 53, b"q"), 20.0)
+    udp = next(h.conn for h in fw.conns.by_key.values() if h.conn.proto == 17)
+    assert udp.deadline() == 23.0
+    fw.receive("lan", seg(c, s, 5002, 80, 100, 0, SYN), 30.0)  # no policy: the sysctl's 120 s
+    other = next(h.conn for h in fw.conns.by_key.values() if h.conn.responder.port == 80)
+    assert other.deadline() == 150.0

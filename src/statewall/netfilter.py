@@ -1368,7 +1368,7 @@ class Netfilter:
         if t in ("SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP"):
             actions.append(Action(t, dict(a), rule))
             return "ACCEPT"
-        if t in ("CT", "NOTRACK", "FLOW_OFFLOAD"):
+        if t in ("CT", "NOTRACK", "FLOW_OFFLOAD", "CTTIMEOUT"):
             actions.append(Action(t, dict(a), rule))
             return None
         if t == "SYNPROXY":

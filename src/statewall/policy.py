@@ -833,6 +833,41 @@ class NfTable:
     sets_order: list[str] = field(default_factory=list)
     # nftables flowtables by name (``flow add @NAME`` offloads a connection to one).
     flowtables: dict[str, NfFlowtable] = field(default_factory=dict)
+    # nftables ``ct timeout`` objects by name (``ct timeout set "NAME"``).
+    ct_timeouts: dict[str, NfCtTimeout] = field(default_factory=dict)
+
+
+# A ct timeout policy's states (nft's names, in the order nft lists them) -> ConntrackSettings fields.
+NF_CT_TIMEOUT_STATES: dict[str, dict[str, str]] = {
+    "tcp": {
+        "syn_sent": "tcp_timeout_syn_sent",
+        "syn_recv": "tcp_timeout_syn_recv",
+        "established": "tcp_timeout_established",
+        "fin_wait": "tcp_timeout_fin_wait",
+        "close_wait": "tcp_timeout_close_wait",
+        "last_ack": "tcp_timeout_last_ack",
+        "time_wait": "tcp_timeout_time_wait",
+        "close": "tcp_timeout_close",
+        "syn_sent2": "",
+        "retrans": "tcp_timeout_max_retrans",
+        "unack": "tcp_timeout_unacknowledged",
+    },
+    "udp": {"unreplied": "udp_timeout", "replied": "udp_timeout_stream"},
+    "icmp": {"timeout": "icmp_timeout"},
+}
+
+
+@dataclass(slots=True)
+class NfCtTimeout:
+    """An nftables ``ct timeout NAME { protocol P; l3proto F; policy = { state : seconds, ... } }``:
+    the timeouts a connection it is attached to gets instead of the sysctl ones, for the states it
+    names (``NF_CT_TIMEOUT_STATES``)."""
+
+    name: str
+    protocol: str
+    l3proto: str
+    policy: dict[str, float] = field(default_factory=dict)
+    origin: Origin = BUILTIN
 
 
 @dataclass(slots=True)

@@ -89,6 +89,7 @@ class NfPacket:
     __slots__ = (
         "path", "fw", "iface", "pkt", "now", "out", "ev", "gso_size", "ctx", "bad_csum", "notrack",
         "helper_rule", "flow", "half", "conn", "egress", "accepted_by", "actions", "stage", "trace",
+        "ct_timeout",
     )  # fmt: skip
 
     def __init__(self, path, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
@@ -112,6 +113,7 @@ class NfPacket:
         self.actions: list = []
         self.stage = None
         self.trace = path.fw.trace_log
+        self.ct_timeout: dict | None = None  # a ct timeout policy for the new connection
 
     def report(self, ok: bool, info, *, subtype: str = "", origin=None, phase=None) -> None:
         """The running stage's answer, for packet-tracer (nothing is kept unless it listens)."""
@@ -193,11 +195,16 @@ def conntrack(c: NfPacket) -> bool:
 
 def _later_helper(c: NfPacket, actions: list) -> None:
     """An nftables ``ct helper set`` after conntrack (any hook before the connection is confirmed)
-    attaches the helper as a raw-table ``CT --helper`` rule does (nft_ct_helper_obj_eval)."""
+    attaches the helper as a raw-table ``CT --helper`` rule does (nft_ct_helper_obj_eval); ``ct
+    timeout set`` there gives the connection its timeout policy (nft_ct_timeout_obj_eval: only to a
+    connection not yet confirmed of the object's protocol; in raw, before conntrack, it does nothing,
+    as the kernel shows)."""
     if c.flow is not None and c.flow.new:
         for a in actions:
             if a.kind == "CT" and a.args.get("helper"):
                 c.helper_rule = a.rule
+            elif a.kind == "CTTIMEOUT" and a.args["protocol"] == c.pkt.proto:
+                c.ct_timeout = a.args
 
 
 @stage("PREROUTING")
@@ -364,6 +371,8 @@ def confirm(c: NfPacket) -> bool:
     c.half = half
     c.conn = half.conn
     c.conn.mark = c.ctx.ct_mark
+    if c.ct_timeout is not None:
+        ct.timeout_policy(c.path, c.conn, c.ct_timeout, c.now)
     return True
 
 

@@ -33,12 +33,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ...policy import (
+    NF_CT_TIMEOUT_STATES,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
     PROTO_UDP,
     Match,
     NfChain,
+    NfCtTimeout,
     NfExtension,
     NfFlowtable,
     NfRule,
@@ -803,8 +805,43 @@ class Parser:
     def chain_placeholder(self, table: NfTable) -> NfChain:
         return NfChain(f"map in table {table.name}")
 
+    def ct_timeout(self, table: NfTable) -> None:
+        """``ct timeout NAME { protocol tcp|udp|icmp; [l3proto ip|ip6|inet;] policy = { s : T, ... } }``."""
+        name = self.next("a timeout name")
+        self.expect("{")
+        proto = None
+        l3 = table.family if table.family != "inet" else "ip"
+        policy: dict[str, float] = {}
+        for tok in self.statements(name, "ct timeout"):
+            if tok.text == "protocol":
+                proto = self.next("tcp, udp or icmp")
+                if proto.text not in NF_CT_TIMEOUT_STATES:
+                    raise self.not_modelled(proto, f"ct timeout for protocol {proto.text}")
+            elif tok.text == "l3proto":
+                l3 = self.next("ip or ip6").text
+            elif tok.text == "policy":
+                if proto is None:
+                    raise self.error(tok, "ct timeout: the protocol comes before the policy")
+                self.expect("=")
+                brace = self.expect("{")
+                for state in self.listed(brace):
+                    if state.text not in NF_CT_TIMEOUT_STATES[proto.text]:
+                        raise self.error(state, f"unknown {proto.text} timeout state {state.text!r}")
+                    self.expect(":")
+                    policy[state.text] = self.duration(self.next("a time"))
+            elif tok.text == "comment":
+                self.next("a comment")
+            else:
+                raise self.error(tok, f"ct timeout: protocol, l3proto or policy expected, not {tok.text!r}")
+        if proto is None:
+            raise self.error(name, "ct timeout: protocol expected")
+        table.ct_timeouts[name.text] = NfCtTimeout(name.text, proto.text, l3, policy, self.origin(name))
+
     def ct_object(self, table: NfTable, start: Token) -> None:
         kind = self.next("helper")
+        if kind.text == "timeout":
+            self.ct_timeout(table)
+            return
         if kind.text != "helper":
             raise self.not_modelled(kind, f"ct {kind.text} objects")
         name = self.next("a helper name")
@@ -1744,6 +1781,16 @@ class Parser:
             r.fields.update(ctstates=frozenset(states), ctstates_negate=neg)
         elif what.text == "mark":
             self.mark(r, copy_from="meta", copy_mode="save", set_target="CONNMARK", match="connmark")
+        elif what.text == "timeout":
+            self.expect("set")
+            name = self.next("a timeout object")
+            obj = table.ct_timeouts.get(name.text)
+            if obj is None:
+                raise self.error(name, f"ct timeout {name.text!r} is not declared in table {table.name}")
+            proto = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP}[obj.protocol]
+            r.statements.append(
+                ("CTTIMEOUT", {"object": name.text, "protocol": proto, "policy": dict(obj.policy)})
+            )
         elif what.text == "helper":
             nxt = self.peek()
             if nxt is not None and nxt.text == "set":

@@ -75,6 +75,8 @@ def table_lines(
                 "\t}",
             ]
         )
+    for obj in table.ct_timeouts.values():
+        blocks.append(ct_timeout_lines(obj))
     prefix = f"{table.family} {table.name} "
     for name in table.sets_order:
         if name in table.vmaps:
@@ -115,6 +117,32 @@ def table_lines(
         out.extend(block)
     out.append("}")
     return out
+
+
+# nft's own defaults for a ct timeout policy (src/ct.c): the states it lists are those that differ.
+_CT_TIMEOUT_DEFAULTS = {
+    "tcp": {"syn_sent": 120, "syn_recv": 60, "established": 432000, "fin_wait": 120, "close_wait": 60,
+            "last_ack": 30, "time_wait": 120, "close": 10, "syn_sent2": 120, "retrans": 300, "unack": 300},
+    "udp": {"unreplied": 30, "replied": 180},
+    "icmp": {"timeout": 30},
+}  # fmt: skip
+
+
+def ct_timeout_lines(obj) -> list[str]:
+    """``ct timeout NAME { ... }`` as nft 1.0.6 lists it (only the states that are not its defaults)."""
+    defaults = _CT_TIMEOUT_DEFAULTS[obj.protocol]
+    states = [
+        f"{state} : {round(obj.policy[state])}"  # whole seconds, as the kernel keeps them
+        for state in defaults
+        if state in obj.policy and obj.policy[state] != defaults[state]
+    ]
+    return [
+        f"\tct timeout {obj.name} {{",
+        f"\t\tprotocol {obj.protocol}",
+        f"\t\tl3proto {obj.l3proto}",
+        "\t\tpolicy = { " + ", ".join(states) + " }",
+        "\t}",
+    ]
 
 
 # How many elements nft prints per line in a set or map declaration, by key type (checked with nft 1.0.6).
@@ -467,6 +495,8 @@ def _statement(name: str, a: dict) -> str:
             if flags & 4:
                 words.append("flags ip options")
         return " ".join(words)
+    if name == "CTTIMEOUT":
+        return f'ct timeout set "{a["object"]}"'
     if name == "FLOW_OFFLOAD":
         return f"flow add @{a['name']}"
     if name == "NFLOG":
