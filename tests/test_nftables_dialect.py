@@ -539,7 +539,8 @@ def test_a_ct_timeout_policy_gives_the_connection_its_own_timeouts_state_by_stat
         "#@statewall interface wan dev eth0 address 203.0.113.1/24\n"
         "table inet f {\n\tct timeout short {\n\t\tprotocol tcp\n\t\tl3proto ip\n"
         "\t\tpolicy = { syn_sent : 5, established : 90 }\n\t}\n\n"
-        "\tct timeout dns {\n\t\tprotocol udp\n\t\tl3proto ip\n\t\tpolicy = { unreplied : 3, replied : 7 }\n\t}\n\n"
+        "\tct timeout dns {\n\t\tprotocol udp\n\t\tl3proto ip\n"
+        "\t\tpolicy = { unreplied : 3, replied : 7 }\n\t}\n\n"
         "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n"
         '\t\ttcp dport 22 ct timeout set "short"\n\t\tudp dport 53 ct timeout set "dns"\n\t}\n}\n'
     )
