@@ -560,3 +560,57 @@ def test_nft_ct_timeout_objects_agree_with_the_kernel():
         # The kernel's table shows whole seconds left, a second or two after the packets.
         assert kernel[port] <= left <= kernel[port] + 3, (port, left, kernel[port])
     assert ours[81] == 120 and ours[82] == ours[83] == 9
+
+
+# Ingress: a netdev chain on fa drops before conntrack and marks what it lets through; the forward
+# chain sees the mark.
+NFT_INGRESS = """table netdev edge {
+	chain in_fa {
+		type filter hook ingress device "fa" priority filter; policy accept;
+		tcp dport 81 counter packets 0 bytes 0 drop
+		meta protocol ip meta mark set 0x00000005
+	}
+}
+table inet t {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		meta mark 0x00000005 counter packets 0 bytes 0
+		counter packets 0 bytes 0
+	}
+}
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(KERNEL_REASON is not None, reason=KERNEL_REASON or "")
+def test_nft_ingress_chains_agree_with_the_kernel():
+    from statewall.dialects.nftables import list_ruleset
+    from statewall.dialects.nftables import parse as parse_nft
+
+    a, b = Lab.ghost_a, Lab.ghost_b
+    traffic = [
+        ("a", tcp(a, b, 40000, 80, 971)),  # marked at ingress, counted marked in forward
+        ("a", tcp(a, b, 40001, 81, 972)),  # dropped at ingress
+        ("b", tcp(b, a, 40002, 80, 973)),  # from fb: no ingress chain there, not marked
+    ]
+    with Lab() as lab:
+        sh("ip", "netns", "exec", lab.fw, "nft", "-f", "-", input=NFT_INGRESS)
+        k_out = _send_through_fw(lab, traffic)
+        k_listing = sh("ip", "netns", "exec", lab.fw, "nft", "list", "table", "netdev", "edge")
+        k_listing += sh("ip", "netns", "exec", lab.fw, "nft", "list", "table", "inet", "t")
+    policy = parse_nft(HEADER + NFT_INGRESS, "ingress.nft")
+    fw = Firewall(policy)
+    s_out = []
+    now = 1000.0
+    for side, ip in traffic:
+        now += 0.05
+        res = fw.receive("fa" if side == "a" else "fb", ip, now)
+        s_out.append(sorted(_outcome(o, bytes(p)) for o, p in res.packets))
+    assert s_out == k_out
+    assert [len(o) for o in s_out] == [1, 0, 1]
+    from statewall.dialects.nftables.render import table_lines
+
+    counters = fw.netfilter.nft_counters()
+    ours = "".join("\n".join(table_lines(policy, t, counters)) + "\n" for t in policy.nft_tables)
+    assert ours == k_listing
+    assert list_ruleset(parse_nft(NFT_INGRESS, "again.nft")) == NFT_INGRESS

@@ -210,6 +210,17 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
         ("add table ip f\nadd chain ip f c\nadd rule ip f c position 3 accept\n", "3:17", "rule position"),
         ("add table ip f\ncreate chain ip f c\ncreate chain ip f c\n", "3:19", "already exists"),
         ("add table ip f\ndelete table ip f\n", "2:1", "the delete command"),
+        (
+            'table netdev n {\n\tchain c {\n\t\ttype filter hook ingress device "eth0" priority 0;\n'
+            "\t\tct state new drop\n\t}\n}\n",
+            "4:3",
+            "not available in a netdev table",
+        ),
+        (
+            "table netdev n {\n\tchain c {\n\t\ttype filter hook ingress priority 0;\n\t}\n}\n",
+            "3:28",
+            "hook ingress needs its device",
+        ),
         (CHAIN % "ip saddr . tcp dport { 10.0.0.1 . 22 : accept }", "4:40", "maps other than verdict maps"),
     ],
 )

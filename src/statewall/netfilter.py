@@ -76,6 +76,7 @@ from .policy import (
 )
 
 HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+# (``INGRESS``: nftables ingress chains; HOOK_TABLES has it, with no iptables table.)
 # Tables by hook in the kernel's priority order (NF_IP_PRI_*): raw -300, conntrack -200, mangle -150,
 # nat (destination) -100, filter 0, security 50, nat (source) 100.
 HOOK_TABLES: dict[str, tuple[str, ...]] = {
@@ -84,6 +85,7 @@ HOOK_TABLES: dict[str, tuple[str, ...]] = {
     "FORWARD": ("mangle", "filter", "security"),
     "OUTPUT": ("raw", "conntrack", "mangle", "nat", "filter", "security"),
     "POSTROUTING": ("mangle", "nat"),
+    "INGRESS": (),  # nftables only: netdev (and inet) ingress chains, before PREROUTING
 }
 CTSTATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED")
 # enum nf_ip_hook_priorities (include/uapi/linux/netfilter_ipv4.h): where each table and conntrack
@@ -892,6 +894,7 @@ _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
     "nftset": lambda a, f, e: nft_sets.lookup_check(a, e),
     "dynset": lambda a, f, e: nft_sets.dynset_check(a, e),
     "nftlimit": lambda a, f, e: nft_sets.limit_check(a, e),
+    "ethertype": lambda a, f, e: lambda pkt, ctx, ifs: (pkt.version == a["version"]) != bool(a["negate"]),
 }
 
 
@@ -1018,6 +1021,8 @@ class Netfilter:
         # nftables base chains by family and hook: (priority, table, chain index, label, nat).
         self._nft_bases: dict[int, dict[str, list[tuple]]] = {4: {}, 6: {}}
         self._nft_compiled: list[tuple[str, _CTable]] = []
+        # ingress chains: (id of the compiled table, chain index) -> the devices they are hooked on.
+        self.ingress_devices: dict[tuple[int, int], frozenset[str]] = {}
         for table in policy.nft_tables:
             families = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}.get(table.family or "inet", (4, 6))
             for fam in families:
@@ -1028,6 +1033,8 @@ class Netfilter:
                         label = f"{table.family} {table.name}"
                         slot = (chain.priority or 0, ct, index, label, chain.kind == "nat")
                         self._nft_bases[fam].setdefault(chain.hook, []).append(slot)
+                        if chain.hook == "INGRESS":
+                            self.ingress_devices[(id(ct), index)] = frozenset(chain.devices)
         self._tables: dict[int, dict[str, _CTable]] = {
             4: {n: self._compile(t, 4) for n, t in (policy.netfilter or {}).items()},
             6: {n: self._compile(t, 6) for n, t in (policy.ip6_netfilter or {}).items()},
@@ -1130,6 +1137,8 @@ class Netfilter:
         for slot in self._slots(hook, pkt.version, tables):
             prio, ct, index, label, is_nat = slot
             if is_nat and ctx.ctstate != "NEW" and not nat:
+                continue
+            if hook == "INGRESS" and self.device(ctx.in_iface) not in self.ingress_devices[(id(ct), index)]:
                 continue
             d = self._walk(ct, index, hook, label, pkt, ctx)
             if is_nat and d.actions:

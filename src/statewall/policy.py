@@ -814,6 +814,8 @@ class NfChain:
     kind: str | None = None
     hook: str | None = None
     priority: int | None = None
+    # An nftables ingress chain (hook INGRESS, a netdev or inet table): the devices it is hooked on.
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

@@ -420,16 +420,26 @@ STAGES = (raw, conntrack, prerouting, route, ip_forward, forward_hook, postrouti
 
 def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
     """One received packet of a policy with netfilter rulesets, on a known interface and with its L4
-    header (ingress handled the rest): ``STAGES`` in order, unless a flowtable forwards it at ingress
-    (``statewall.engine.nf_flowtable``)."""
+    header (ingress handled the rest): nftables ingress chains, then ``STAGES`` in order, unless a
+    flowtable forwards it at ingress (``statewall.engine.nf_flowtable``)."""
     path = fw.nf_path
+    mark = 0
+    if path.nf.ingress_devices:
+        # nftables ingress chains (netdev, inet): before the flowtable, PREROUTING and conntrack; no
+        # connection yet (ct state is invalid there); the mark they set stays with the packet.
+        ctx = Context(iface, None, "INVALID", now=now)
+        d = path.nf.traverse("INGRESS", pkt, ctx)
+        if d.actions:
+            path.logs(d.actions, "INGRESS", now, ev)
+        if d.verdict != "ACCEPT":
+            path.refused(d, "INGRESS", iface, None, pkt, ctx, None, None, now, out, ev)
+            return
+        mark = ctx.mark
     if path.offload_devices and nf_flowtable.fast(path, iface, pkt, now, out):
-        if fw.trace_log is not None:
-            fw.trace_log.append(
-                ("FLOWTABLE", "", True, None, "forwarded by its flowtable entry, past every hook")
-            )
-        return
-    run(STAGES, NfPacket(path, iface, pkt, now, out, ev, gso_size))
+        return  # (packet-tracer runs a fresh engine: no connection is offloaded there)
+    c = NfPacket(path, iface, pkt, now, out, ev, gso_size)
+    c.ctx.mark = mark
+    run(STAGES, c)
 
 
 class NfPath:

@@ -20,9 +20,12 @@ Owns the grammar statewall reads and what each piece becomes:
   ``reject``, ``return``, ``jump``, ``goto``, ``snat``, ``dnat``, ``masquerade``, ``redirect``) as
   the target.
 
-Anything else (maps, verdict maps, concatenations, set timeouts, flowtables, ``ct timeout`` objects,
-other families, ``queue``) is refused as ``file:line:col: ... is not modelled``, and nothing is
-returned.
+Also read: sets by key type and concatenations, timeouts, ``add``/``update @set`` and meters
+(``statewall.nft_sets`` runs them), data maps, ``th``, ``limit rate over`` and byte limits, ``log
+group``, flowtables and ``flow add``, ``ct timeout`` objects, netdev (and inet) ingress chains, and
+the command forms of ``nft -f`` scripts (``add``/``insert`` ...). Anything else (``queue``, ``fwd``,
+other stateful objects, the arp and bridge families' rules) is refused as ``file:line:col: ... is
+not modelled``, and nothing is returned.
 """
 
 from __future__ import annotations
@@ -265,7 +268,7 @@ class Parser:
         """``[FAMILY] TABLE`` (the family ip when unsaid, as nft takes it)."""
         fam = self.next("a family or a table")
         if fam.text in FAMILIES or fam.text in ("arp", "bridge", "netdev"):
-            if fam.text not in FAMILIES:
+            if fam.text not in FAMILIES and fam.text != "netdev":
                 raise self.not_modelled(fam, f"the {fam.text} family in a command")
             name = self.next("a table name")
             family = fam.text
@@ -287,7 +290,7 @@ class Parser:
         if what.text == "table":
             start = self.i
             fam = self.next("a family or a table")
-            if fam.text in ("arp", "bridge", "netdev") or self.peek() is None or self.peek().text != "{":
+            if fam.text in ("arp", "bridge") or self.peek() is None or self.peek().text != "{":
                 self.i = start
                 table = self.family_table(what, create=True)
                 if self.peek() is not None and self.peek().text == "{":
@@ -393,8 +396,8 @@ class Parser:
 
     def table(self, start: Token) -> None:
         fam = self.next("a family")
-        if fam.text not in FAMILIES:
-            if fam.text in ("arp", "bridge", "netdev"):
+        if fam.text not in FAMILIES and fam.text != "netdev":
+            if fam.text in ("arp", "bridge"):
                 # Not routed IP traffic: said, and skipped as a whole.
                 name = self.next("a table name")
                 self.expect("{")
@@ -411,7 +414,7 @@ class Parser:
                     )
                 )
                 return
-            raise self.error(fam, f"table family {fam.text!r}: ip, ip6 or inet")
+            raise self.error(fam, f"table family {fam.text!r}: ip, ip6, inet or netdev")
         name = self.next("a table name")
         table = next(
             (t for t in self.policy.nft_tables if t.family == fam.text and t.name == name.text), None
@@ -912,9 +915,14 @@ class Parser:
             raise self.error(kind, f"chain type {kind.text!r}: filter, nat or route")
         self.expect("hook")
         hook = self.next("a hook")
+        if table.family == "netdev" and hook.text != "ingress":
+            raise self.not_modelled(hook, f"the netdev {hook.text} hook (ingress is read)")
+        if hook.text == "ingress":
+            if table.family not in ("netdev", "inet") or kind.text != "filter":
+                raise self.error(hook, "hook ingress: a filter chain of a netdev or inet table")
+            self.ingress_chain(chain, table)
+            return
         if hook.text not in HOOKS:
-            if hook.text == "ingress":
-                raise self.not_modelled(hook, "the ingress hook")
             raise self.error(hook, f"unknown hook {hook.text!r}")
         if kind.text == "nat" and hook.text == "forward":
             raise self.error(hook, "nat chains hook prerouting, input, output or postrouting")
@@ -927,6 +935,23 @@ class Parser:
         chain.priority = self.priority()
         chain.kind = kind.text
         chain.hook = HOOKS[hook.text]
+        chain.policy = "ACCEPT"
+
+    def ingress_chain(self, chain: NfChain, table: NfTable) -> None:
+        """``... hook ingress device "eth0" | devices = { a, b } priority P;``: a chain run on the
+        packets those devices receive, before PREROUTING (``engine/nf_path.py``)."""
+        tok = self.next("device")
+        if tok.text == "device":
+            chain.devices = (self.next("a device").text,)
+        elif tok.text == "devices":
+            self.expect("=")
+            chain.devices = tuple(t.text for t in self.braced())
+        else:
+            raise self.error(tok, "hook ingress needs its device (device NAME or devices = { ... })")
+        self.expect("priority")
+        chain.priority = self.priority()
+        chain.kind = "filter"
+        chain.hook = "INGRESS"
         chain.policy = "ACCEPT"
 
     def priority(self) -> int:
@@ -1706,6 +1731,13 @@ class Parser:
         elif what.text in ("l4proto",):
             neg, vals = self.values()
             self.protocol(r, vals, neg)
+        elif what.text == "protocol":
+            # meta protocol ip|ip6 (the ethertype; netdev rules): statewall sees IP packets only.
+            neg, vals = self.values()
+            if len(vals) != 1 or vals[0].text not in ("ip", "ip6"):
+                raise self.not_modelled(vals[0], "this meta protocol match (ip or ip6 is read)")
+            version = 4 if vals[0].text == "ip" else 6
+            r.extensions.append(NfExtension("ethertype", {"version": version, "negate": neg}))
         elif what.text == "nfproto":
             neg, vals = self.values()
             if neg or len(vals) != 1 or vals[0].text not in ("ipv4", "ipv6"):
@@ -1752,6 +1784,8 @@ class Parser:
         )
 
     def ct(self, r: _Rule, tok: Token, table: NfTable) -> None:
+        if table.family == "netdev":
+            raise self.error(tok, "ct expressions are not available in a netdev table (Protocol error)")
         what = self.next("a ct key")
         if what.text == "state" and self.vmap_ahead():
 

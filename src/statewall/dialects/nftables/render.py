@@ -100,7 +100,16 @@ def table_lines(
     label = f"{table.family} {table.name}"
     for chain in table.chains.values():
         lines = [f"\tchain {chain.name} {{"]
-        if chain.hook is not None:
+        if chain.hook == "INGRESS":
+            # nft names only "filter" (0) at ingress; one device quoted, several sorted in braces.
+            prio = "filter" if not chain.priority else str(chain.priority)
+            if len(chain.devices) == 1:
+                where = f'device "{chain.devices[0]}"'
+            else:
+                where = "devices = { " + ", ".join(sorted(chain.devices)) + " }"
+            policy = (chain.policy or "ACCEPT").lower()
+            lines.append(f"\t\ttype filter hook ingress {where} priority {prio}; policy {policy};")
+        elif chain.hook is not None:
             prio = priority_text(chain.priority or 0, chain.hook)
             lines.append(
                 f"\t\ttype {chain.kind} hook {_HOOK_NAMES[chain.hook]} priority {prio}; "
@@ -382,6 +391,8 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
         if a.get("meter"):
             return [f"meter {a['name']} size {a['size']} {{ {body} }}"]
         return [f"{a['op']} @{a['name']} {{ {body} }}"]
+    if name == "ethertype":
+        return [f"meta protocol {_ne(a['negate'])}{'ip' if a['version'] == 4 else 'ip6'}"]
     if name == "nftlimit":
         return [_limit_text(a)]
     if name == "iprange":
