@@ -127,3 +127,24 @@ def test_flowtables_print_as_nft_lists_them_and_are_refused_where_nft_refuses_th
         parse(RULESET.replace("flow add @ft", "flow add @nope"), "x.nft")
     with pytest.raises(ConfigError, match="only valid in a forward chain"):
         parse(RULESET.replace('oifname "eth0" masquerade', "flow add @ft"), "x.nft")
+
+
+def test_an_idle_offloaded_udp_flow_ends_as_a_replied_udp_stream_would():
+    box = Box()
+    wan = WAN
+
+    def udp(iface, src, dst, sport, dport):
+        box.now += 0.01
+        res = box.fw.receive(iface, craft.udp_packet(4, src, dst, sport, dport, b"q"), box.now)
+        return [(o, decode(bytearray(p))) for o, p in res.packets]
+
+    [(_, out)] = udp("lan", CLIENT, SERVER, 6000, 53)
+    udp("wan", SERVER, wan, 53, out.sport)
+    udp("lan", CLIENT, SERVER, 6000, 53)  # ESTABLISHED: offloaded
+    conn = next(h.conn for h in box.fw.conns.by_key.values() if h.conn.proto == 17)
+    assert conn.offload is not None
+    assert udp("wan", SERVER, wan, 53, out.sport)[0][0] == "lan"  # the fast path
+    last = box.now
+    assert conn.deadline() == pytest.approx(last + 120)  # nf_conntrack_udp_timeout_stream
+    box.fw.advance(last + 121)
+    assert not any(h.conn is conn for h in box.fw.conns.by_key.values())

@@ -8,7 +8,10 @@ the entry expires) and the fast forwarding, as the kernel's nf_flow_table does i
 - ``offload`` (the FORWARD hook's ``flow add``, nft_flow_offload_eval): only a confirmed TCP or UDP
   connection in ctstate ESTABLISHED, TCP in state ESTABLISHED and the packet no FIN or RST, without
   a helper or sequence adjustment (SYNPROXY); once (IPS_OFFLOAD). The packet itself goes on through
-  POSTROUTING. While offloaded the connection does not time out in conntrack (nf_ct_offload_timeout).
+  POSTROUTING. While offloaded the connection does not time out in conntrack (nf_ct_offload_timeout
+  keeps it a day ahead); once the entry lapses, the garbage collector gives it back its state's
+  timeout less the flowtable's 30 s (flow_offload_fixup_ct), so it ends that state's timeout after
+  the entry's last packet: statewall sets that deadline at once (the same end, with no collector).
 - ``fast`` (nf_flow_offload_ip_hook at ingress, before PREROUTING and defragmentation): a packet of an
   offloaded connection, in the direction and on the device the entry was made for, is translated
   (both sides of NAT), its TTL lowered and sent out of its connection's egress, with no chain, counter
@@ -29,7 +32,6 @@ from ..policy import PROTO_TCP, PROTO_UDP
 from . import forward, lifecycle
 
 FLOW_TIMEOUT = 30.0  # nf_flowtable_tcp_timeout / nf_flowtable_udp_timeout (NF_FLOW_TIMEOUT)
-NF_CT_DAY = 86400.0  # an offloaded connection's conntrack timeout, renewed while it is offloaded
 _FIN_RST = 0x05
 
 
@@ -61,8 +63,7 @@ def offload(path, c, args: dict) -> None:
         return  # IPS_OFFLOAD is set already
     devices = path.flowtable_devices.get(str(args["flowtable"]), frozenset())
     conn.offload = Offload(str(args["flowtable"]), devices, c.now)
-    conn.last = c.now
-    lifecycle.set_timeout(path.fw, conn, NF_CT_DAY, "offload", c.now)
+    _keep(path, conn, c.now)
 
 
 def fast(path, iface: str, pkt: Packet, now: float, out: list) -> bool:
@@ -99,21 +100,18 @@ def fast(path, iface: str, pkt: Packet, now: float, out: list) -> bool:
     pkt.set_ttl(pkt.ttl - 1)
     off.last = now
     off.expires = now + FLOW_TIMEOUT
-    conn.last = now
-    lifecycle.set_timeout(fw, conn, NF_CT_DAY, "offload", now)
+    _keep(path, conn, now)
     fw.stats["forwarded"] += 1
     out.append((egress, pkt.buf))
     return True
 
 
-def teardown(path, conn, since: float) -> None:
-    """The entry goes; conntrack takes the connection back (flow_offload_fixup_ct)."""
-    conn.offload = None
-    settings = path.settings
+def _keep(path, conn, since: float) -> None:
+    """The connection's conntrack deadline: its state's timeout (TCP) or a replied UDP stream's, from
+    the entry's last packet (see the module's docstring)."""
+    settings = conn.ct_settings or path.settings
     trk = conn.tcp
     if trk is not None:
-        for peer in trk.seen:
-            peer.td_maxwin = 0
         timeout = getattr(settings, f"tcp_timeout_{trk.state.name.lower()}", settings.tcp_timeout_established)
         kind = trk.state.name
     else:
@@ -121,3 +119,14 @@ def teardown(path, conn, since: float) -> None:
         kind = "idle"
     conn.last = since
     lifecycle.set_timeout(path.fw, conn, timeout, kind, since)
+
+
+def teardown(path, conn, since: float) -> None:
+    """The entry goes; conntrack takes the connection back (flow_offload_fixup_ct): its TCP windows
+    forgotten, its timeout its state's from the entry's last packet."""
+    conn.offload = None
+    trk = conn.tcp
+    if trk is not None:
+        for peer in trk.seen:
+            peer.td_maxwin = 0
+    _keep(path, conn, since)
