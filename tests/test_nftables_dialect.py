@@ -574,3 +574,18 @@ def test_a_ct_timeout_policy_gives_the_connection_its_own_timeouts_state_by_stat
     fw.receive("lan", seg(c, s, 5002, 80, 100, 0, SYN), 30.0)  # no policy: the sysctl's 120 s
     other = next(h.conn for h in fw.conns.by_key.values() if h.conn.responder.port == 80)
     assert other.deadline() == 150.0
+
+
+def test_a_full_set_takes_no_new_element_until_one_expires():
+    text = (
+        "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tsize 2\n\t\tflags timeout\n\t\ttimeout 10s\n\t}\n"
+        "\tchain a {\n\t\ttype filter hook input priority 0;\n"
+        "\t\tadd @s { ip saddr } counter packets 0 bytes 0 accept\n\t}\n}\n"
+    )
+    nf = Netfilter(parse(text, "x.nft"))
+    got = [_input(nf, tcp(f"10.0.0.{i}", "10.0.0.99", 1000, 80), i)[1] for i in (1, 2, 3)]
+    assert got[:2] == [got[0]] * 2 and got[0].startswith("add @s") and got[2] == "policy"
+    assert _input(nf, tcp("10.0.0.3", "10.0.0.99", 1000, 80), 11.5)[1].startswith(
+        "add @s"
+    )  # 10.0.0.1 expired
+    assert nf.nft_counters()[("ip f", "a", 0)][0] == 3

@@ -231,7 +231,7 @@ class RuntimeSet:
         life = timeout if timeout is not None else spec.timeout
         if e is None:
             size = spec.size if spec.size is not None else 65535
-            if self.live(now) >= size:
+            if len(self.exact) >= size and self.live(now) >= size:  # expired ones make room
                 return False
             e = self.exact[key] = [
                 now + life if life is not None else None,
