@@ -191,7 +191,9 @@ class ConnBuilt(Event):
     ``direction`` is ``inbound`` when the initiator is on the lower-security interface. ``initiator``
     and ``responder`` are the two ends; the ASA prints the outside end first (see logfmt.asa).
     ``master`` is the id of the connection whose inspection let this one in (an FTP data connection's
-    control connection), None for a connection of its own.
+    control connection), None for a connection of its own. ``untranslated_by`` is the NAT rule whose
+    mapped address the initiator used (UN-NAT: a static, a twice NAT rule): ``show nat``'s
+    untranslate_hits.
     """
 
     conn_id: int
@@ -204,6 +206,7 @@ class ConnBuilt(Event):
     # ICMP connections: the type and code of the packet that opened it (302020's "type N code N").
     icmp_type: int | None = None
     icmp_code: int | None = None
+    untranslated_by: Origin | None = None
 
 
 @dataclass(slots=True)

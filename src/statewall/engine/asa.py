@@ -576,6 +576,7 @@ def build(c: NewFlow) -> bool:
             master=master,
             icmp_type=icmp_type,
             icmp_code=icmp_code,
+            untranslated_by=unnat[3].rule.origin if unnat is not None and unnat[3] is not None else None,
         )
     )
     c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import Drop, XlateBuilt
+from ..events import ConnBuilt, Drop, XlateBuilt
 
 CTL_DIR = "/run/statewall"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -149,6 +149,7 @@ class EventLog:
         # Translations built per NAT rule since the start (show nat's translate_hits), and drops of
         # the packets each interface received (show interface).
         self.xlate_hits: Counter = Counter()
+        self.untranslate_hits: Counter = Counter()  # connections opened through UN-NAT, per rule
         self.drops_by_interface: Counter = Counter()
 
     def add(self, events: list) -> None:
@@ -160,6 +161,8 @@ class EventLog:
                 self.xlate_hits[ev.origin] += 1
             elif kind is Drop:
                 self.drops_by_interface[ev.interface] += 1
+            elif kind is ConnBuilt and ev.untranslated_by is not None:
+                self.untranslate_hits[ev.untranslated_by] += 1
 
     def lines(self, hostname: str | None, last: int | None = None, *, linux: bool = False) -> list[str]:
         """ASA syslog lines, or with ``linux`` what a Linux box logs (LOG lines, conntrack -E)."""
@@ -388,7 +391,10 @@ class Commands:
             if nf is not None and what != "conn":
                 raise CtlError(f"% show {what}: this firewall runs an iptables policy")
             try:
-                return show_table(fw, [what, *rest], fw.now, xlate_hits=self.xlate_hits)
+                return show_table(
+                    fw, [what, *rest], fw.now, xlate_hits=self.xlate_hits,
+                    untranslate_hits=self.log.untranslate_hits,
+                )  # fmt: skip
             except ShowError as exc:
                 raise CtlError(f"% {exc}") from None
         self._no_args(rest, f"show {what}", allow=what in ("asp", "log", "iptables"))

@@ -46,6 +46,7 @@ class Counters:
         "acl_hits",
         "icmp_sent",
         "xlate_hits",
+        "untranslate_hits",
         "drops_by_interface",
         "interface_io",
     )
@@ -61,6 +62,8 @@ class Counters:
         self.icmp_sent = 0
         # Translations built per NAT rule (by the rule's origin): show nat's translate_hits.
         self.xlate_hits: Counter[object] = Counter()
+        # Connections opened to a rule's mapped address (UN-NAT) per rule: show nat's untranslate_hits.
+        self.untranslate_hits: Counter[object] = Counter()
         self.drops_by_interface: Counter[str] = Counter()
         # Per interface: [packets in, bytes in, packets out, bytes out] (fed by the adapter: ``packet``).
         self.interface_io: dict[str, list[int]] = {}
@@ -81,6 +84,8 @@ class Counters:
                 self.drops_by_interface[ev.interface] += 1
             elif isinstance(ev, ConnBuilt):
                 self.conns_built[protocol_name(ev.protocol)] += 1
+                if ev.untranslated_by is not None:
+                    self.untranslate_hits[ev.untranslated_by] += 1
             elif isinstance(ev, ConnTeardown):
                 self.conns_torn_down[protocol_name(ev.protocol)] += 1
                 if ev.reason:
