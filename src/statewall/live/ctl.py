@@ -148,6 +148,8 @@ class EventLog:
         self.total = 0
         # Translations built per NAT rule since the start (show nat's translate_hits), and drops of
         # the packets each interface received (show interface).
+        self._log_policy: Any = None
+        self._log_config: Any = None
         self.xlate_hits: Counter = Counter()
         self.untranslate_hits: Counter = Counter()  # connections opened through UN-NAT, per rule
         self.drops_by_interface: Counter = Counter()
@@ -164,15 +166,32 @@ class EventLog:
             elif kind is ConnBuilt and ev.untranslated_by is not None:
                 self.untranslate_hits[ev.untranslated_by] += 1
 
-    def lines(self, hostname: str | None, last: int | None = None, *, linux: bool = False) -> list[str]:
-        """ASA syslog lines, or with ``linux`` what a Linux box logs (LOG lines, conntrack -E)."""
+    def lines(
+        self, hostname: str | None, last: int | None = None, *, linux: bool = False, policy: Any = None
+    ) -> list[str]:
+        """ASA syslog lines, or with ``linux`` what a Linux box logs (LOG lines, conntrack -E). With the
+        running ``policy`` the ASA's lines follow its logging configuration as log.txt does (levels,
+        lists, disabled messages, timestamp, device id: ``statewall.logfmt.asalog``); the
+        configuration in force when a line is shown decides, so a ``reload`` applies to the lines
+        shown after it."""
         if linux:
             from ..logfmt.linux import format_event
+        elif policy is not None:
+            format_event = self._asalog(policy).format_event
         else:
             from ..logfmt.asa import format_event
 
         out = [line for ev in self.events for line in format_event(ev, hostname=hostname)]
         return out[-last:] if last else out
+
+    def _asalog(self, policy: Any):
+        """The logging configuration of ``policy`` (built again when the policy changed: a reload)."""
+        if self._log_policy is not policy:
+            from ..logfmt.asalog import AsaLog
+
+            self._log_config = AsaLog(policy)
+            self._log_policy = policy
+        return self._log_config
 
 
 # Where captures go unless the operator allows any path (statewall run --capture-dir/--capture-anywhere).
@@ -321,6 +340,7 @@ class Commands:
         loop: Any = None,
         *,
         reload: Callable[[], Any] | None = None,
+        on_reload: list[Callable[[Any], None]] | None = None,
         source: str = "",
         log: EventLog | None = None,
         capture_dir: str = CAPTURE_DIR,
@@ -331,6 +351,8 @@ class Commands:
         self.capture_anywhere = capture_anywhere
         self.loop = loop
         self._reload = reload
+        # Called with the new policy after a reload: the loop's log and syslog follow its logging lines.
+        self._on_reload = on_reload or []
         self.source = source
         self.log = log if log is not None else EventLog()
         self.captures: dict[str, Capture | AspDropCapture] = {}
@@ -416,7 +438,7 @@ class Commands:
                 if len(rest) != 1 or not rest[0].isdigit():
                     raise CtlError("% show log [N]")
                 last = int(rest[0])
-            lines = self.log.lines(fw.policy.hostname, last, linux=nf is not None)
+            lines = self.log.lines(fw.policy.hostname, last, linux=nf is not None, policy=fw.policy)
             return "".join(line + "\n" for line in lines)
         if what == "iptables":
             return self._iptables(rest)
@@ -613,6 +635,8 @@ class Commands:
         except Exception as exc:  # noqa: BLE001 -- a ConfigError or an unreadable file: nothing changes
             raise CtlError(f"% reload refused, the running configuration is unchanged: {exc}") from None
         report = reload_firewall(self.fw, policy)
+        for hook in self._on_reload:
+            hook(policy)
         self.reloads += 1
         return report.text(self.source or "the configuration")
 
