@@ -213,7 +213,7 @@ def test_show_nat_counts_untranslate_hits_of_a_static(tmp_path, capsys):
     assert cli.main(["show", "nat", "-c", str(cfg), "--after-replay", str(cap)]) == 0
     text = capsys.readouterr().out
     assert (
-        "1 (inside) to (outside) source static WEB1 203.0.113.10\n    translate_hits = 0, untranslate_hits = 2\n"
-        in text
+        "1 (inside) to (outside) source static WEB1 203.0.113.10\n"
+        "    translate_hits = 0, untranslate_hits = 2\n" in text
     )
     assert "source dynamic INSIDE-NET interface\n    translate_hits = 0, untranslate_hits = 0\n" in text

@@ -180,9 +180,8 @@ def format_show_nat(
                 else:
                     pool = "Interface PAT" if r.pool is not None and r.pool.interface else "pool"
                     lines.append(f"    dynamic translation to pool {r.nat_id or 0} ({pool})")
-                lines.append(
-                    f"    translate_hits = {hits.get(r.origin, 0)}, untranslate_hits = {unhits.get(r.origin, 0)}"
-                )
+                t, u = hits.get(r.origin, 0), unhits.get(r.origin, 0)
+                lines.append(f"    translate_hits = {t}, untranslate_hits = {u}")
         return "\n".join(lines) + "\n" if lines else ""
     for section, title in ((1, "Manual NAT Policies (Section 1)"), (2, "Auto NAT Policies (Section 2)"),
                            (3, "Manual NAT Policies (Section 3)")):  # fmt: skip
