@@ -17,7 +17,7 @@ from . import craft
 from .engine import Firewall
 from .events import Drop
 from .logfmt.asa import release_of
-from .logfmt.counters import ASA_NEAREST
+from .logfmt.counters import ASA_NEAREST, NOT_ASA
 from .logfmt.show import NAT_83
 from .logfmt.tracer import TracePhase, TraceResult, format_json, format_text, format_xml, lookup_lines
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Policy
@@ -117,7 +117,11 @@ def trace(
         d = drops[0]
         # The ASA's keyword (its nearest where statewall's own reason has none, logfmt.counters).
         shown = ASA_NEAREST.get(d.reason, d.reason)
-        result.drop_keyword, result.drop_description = shown.keyword, shown.description
+        if shown in NOT_ASA:
+            # No ASA counter has this reason: no Drop-reason line in the ASA's words (logfmt.counters).
+            notes.append(f"statewall's drop reason (no ASA counter): ({shown.keyword}) {shown.description}")
+        else:
+            result.drop_keyword, result.drop_description = shown.keyword, shown.description
         if shown is not d.reason:
             notes.append(f"statewall's drop reason: ({d.reason.keyword}) {d.reason.description}")
         if d.message:
