@@ -253,7 +253,7 @@ class AspDropCapture:
 
     def events(self, events: list) -> None:
         from ..events import Drop
-        from ..logfmt.counters import ASA_NEAREST
+        from ..logfmt.counters import ASA_NEAREST, NOT_ASA
         from ..packet import DecodeError, addr_to_str, decode
 
         for ev in events:
@@ -279,7 +279,8 @@ class AspDropCapture:
                 )
             ):
                 continue
-            self.writer.write(data, time.time(), f"Drop-reason: ({shown.keyword}) {shown.description}")
+            head = "statewall-reason" if shown in NOT_ASA else "Drop-reason"  # no ASA counter has it
+            self.writer.write(data, time.time(), f"{head}: ({shown.keyword}) {shown.description}")
 
     def flush(self) -> None:
         with contextlib.suppress(OSError, ValueError):
