@@ -278,3 +278,28 @@ def test_ip_options_stage_drops_the_first_packet_once():
     drops = [e for e in res.events if isinstance(e, Drop)]
     assert [d.reason for d in drops] == [DropReason.INVALID_IP_OPTION]
     assert fw.drops[DropReason.INVALID_IP_OPTION] == 1 and not res.packets and len(fw.conns) == 0
+
+
+def test_access_list_prints_the_object_groups_the_ace_names():
+    """[PT9X]: ``access-group INSIDE_access_in in interface INSIDE`` / ``access-list INSIDE_access_in
+    extended permit ip object-group DM_INLINE_NETWORK_4 any`` / ``object-group network
+    DM_INLINE_NETWORK_4`` / `` network-object 192.168.242.0 255.255.255.0``."""
+    cfg = """object-group network DM_INLINE_NETWORK_4
+ network-object host 10.1.1.7
+ network-object 10.1.1.0 255.255.255.128
+access-list INSIDE_access_in extended permit ip object-group DM_INLINE_NETWORK_4 any
+access-group INSIDE_access_in in interface inside
+"""
+    policy = parse_policy(BASE.format(version="9.12(4)") + cfg, "fw.cfg")
+    text, allowed = packet_tracer(policy, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 80)
+    assert allowed
+    assert blocks(text)["ACCESS-LIST"][1:9] == [
+        "Subtype: log",
+        "Result: ALLOW",
+        "Config:",
+        "access-group INSIDE_access_in in interface inside",
+        "access-list INSIDE_access_in extended permit ip object-group DM_INLINE_NETWORK_4 any",
+        "object-group network DM_INLINE_NETWORK_4",
+        " network-object host 10.1.1.7",
+        " network-object 10.1.1.0 255.255.255.128",
+    ]

@@ -92,6 +92,7 @@ def trace(
             if text.startswith("access-list"):
                 group = fw.acl.group_origin.get((iface, "in")) or fw.acl.group_origin.get((None, "in"))
                 phase.config = [group.text, text] if group is not None and group.text else [text]
+                phase.config += object_group_lines(policy, origin)
             else:
                 phase.config = ["Implicit Rule"]
             if info:
@@ -132,6 +133,38 @@ def trace(
             notes.append(f"to let it through: {d.hint}")
     result.notes = notes
     return phases, result
+
+
+def object_group_lines(policy: Policy, origin) -> list[str]:
+    """The object groups an ACE names, each with its definition as written, as ACCESS-LIST's Config
+    prints them after the ACE (ASA 9.x outputs: ``object-group network DM_INLINE_NETWORK_4`` /
+    `` network-object 192.168.242.0 255.255.255.0``; ``object-group service DM_INLINE_SERVICE_4`` /
+    `` service-object icmp``)."""
+    from .dialects.asa.render import _object
+
+    rule = next((r for acl in policy.access_lists.values() for r in acl.rules if r.origin == origin), None)
+    if rule is None:
+        return []
+    lines: list[str] = []
+    for name in (rule.protocol_object, rule.source_object, rule.source_ports_object,
+                 rule.destination_object, rule.destination_ports_object, rule.icmp_object):  # fmt: skip
+        if not name:
+            continue
+        name = name.removeprefix("object-group ").removeprefix("object ")
+        obj = policy.network_objects.get(name)
+        if obj is not None and obj.group:
+            lines += _object(obj, policy)
+            continue
+        svc = policy.service_objects.get(name)
+        if svc is not None and svc.group:
+            kind = {"port": "service", "icmp-type": "icmp-type", "protocol": "protocol"}.get(
+                svc.kind, "service"
+            )
+            lines.append(
+                f"object-group {kind} {svc.name}" + (f" {svc.port_protocol}" if svc.port_protocol else "")
+            )
+            lines += [f" {m}" for m in svc.members]
+    return lines
 
 
 def _spec(nets, any_word: str = "any") -> str:
