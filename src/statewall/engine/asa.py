@@ -418,7 +418,10 @@ def inspect(c: NewFlow) -> bool:
     if c.trace is None or c.eff is None or c.fw.policy.inspections:
         return True
     for ins, use in c.eff.inspects:
-        if ins.engine not in MODELLED_ENGINES or (ins.engine == "ftp" and c.proto != PROTO_TCP):
+        # An engine inspects its own protocols only (an ``inspect dns`` in a ``match any`` class says
+        # nothing to a TCP flow); IP options have their own phase.
+        engine_protos = {p for p, _, _ in mpf.DEFAULT_INSPECTION_TRAFFIC.get(ins.engine, ())}
+        if ins.engine not in MODELLED_ENGINES or ins.engine == "ip-options" or c.proto not in engine_protos:
             continue
         action = ins.origin.text or f"inspect {ins.engine}"
         c.report(True, "", subtype="np-inspect", config=mpf.class_config(c.fw.policy, use, [action]),
