@@ -303,3 +303,14 @@ access-group INSIDE_access_in in interface inside
         " network-object host 10.1.1.7",
         " network-object 10.1.1.0 255.255.255.128",
     ]
+
+
+def test_xml_detailed_carries_the_rule_lookup_in_extra():
+    policy = parse_policy(BASE.format(version="9.12(4)") + MPF, "fw.cfg")
+    plain, _ = packet_tracer(policy, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 21, output="xml")
+    xml, _ = packet_tracer(
+        policy, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 21, detailed=True, output="xml"
+    )
+    assert "Forward Flow based lookup yields rule:" not in plain
+    assert "<extra> Forward Flow based lookup yields rule:\n in  id=0x7f" in xml
+    assert "domain=conn-set" in xml and "domain=inspect-ftp" in xml

@@ -275,7 +275,7 @@ def packet_tracer(
     ASA's ``packet-tracer ... xml``) or ``json``."""
     phases, result = trace(policy, iface, proto, src, sport, dst, dport)
     if output == "xml":
-        return format_xml(phases, result), result.allowed
+        return format_xml(phases, result, detailed=detailed), result.allowed
     if output == "json":
         return format_json(phases, result), result.allowed
     return format_text(phases, result, detailed=detailed), result.allowed

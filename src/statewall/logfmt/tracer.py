@@ -121,9 +121,16 @@ def format_text(phases: list[TracePhase], result: TraceResult, *, detailed: bool
     return "\n".join(lines) + "\n"
 
 
-def format_xml(phases: list[TracePhase], result: TraceResult) -> str:
+def format_xml(phases: list[TracePhase], result: TraceResult, *, detailed: bool = False) -> str:
+    """The ``xml`` form; with ``detailed`` each phase's ``<extra>`` also holds its rule lookup, as the
+    text form's Additional Information does."""
     out: list[str] = []
     for n, ph in enumerate(phases, 1):
+        extra = (
+            [*ph.info, " Forward Flow based lookup yields rule:", *ph.lookup]
+            if detailed and ph.lookup
+            else ph.info
+        )
         out += [
             "<Phase>",
             f"<id>{n}</id>",
@@ -131,7 +138,7 @@ def format_xml(phases: list[TracePhase], result: TraceResult) -> str:
             f"<subtype>{escape(ph.subtype)}</subtype>",
             f"<result>{'ALLOW' if ph.allowed else 'DROP'}</result>",
             f"<config>{escape(chr(10).join(ph.config))}</config>",
-            f"<extra>{escape(chr(10).join(ph.info))}</extra>",
+            f"<extra>{escape(chr(10).join(extra))}</extra>",
             "</Phase>",
         ]
     out += [
