@@ -91,17 +91,3 @@ def asa_refusal(pkt: Packet, eff, maps=None) -> str | None:
     if clear:
         pkt.strip_ipv4_options(clear)
     return None
-
-
-def describe(eff, maps) -> tuple[str, object]:
-    """What the ASA does with the IP options of a connection's packets, in words for packet-tracer,
-    and the configuration line that decides it (None: the built-in rule)."""
-    ins = eff.inspects_engine("ip-options") if eff is not None else None
-    if ins is None:
-        return "no inspect ip-options: a packet with IP options is dropped (invalid-ip-option)", None
-    m = maps.get(ins.map) if ins.map and maps else None
-    if m is None:
-        return "inspect ip-options: EOOL, NOP and router alert allowed, other options dropped", ins.origin
-    words = {EOOL: "eool", NOP: "nop", RTRALT: "router-alert"}
-    said = ", ".join(f"{words[t]} {a}" for t, a in sorted(m.actions.items())) or "no option listed"
-    return f"inspect ip-options {m.name}: {said}; other options dropped", ins.origin
