@@ -609,6 +609,40 @@ class NatTable:
                 return True
         return e.interface and self._iface_address(out_iface or "", version, None) is not None
 
+    def steering_view(self, iface_names: Iterable[str]) -> dict[str, list]:
+        """The mapped addresses behind which a translated host hides, for a live firewall's TUN steering
+        (``statewall.live.steer``), which must send a reply to the worker owning its real host:
+
+        * ``pat``: ``(version, address, mapped interface or None)`` shared by port (PAT pools, single
+          pool addresses, ``interface``): the worker is the destination port's block owner
+          (``port_owner``), since each worker allocates from its own blocks (``port_share``);
+        * ``one_to_one``: ``(version, address, index, mapped interface or None)`` of dynamic NAT pools:
+          the pool's ``index``-th address belongs to worker ``index % workers`` (``_dynamic``);
+        * ``static``: ``(version, mapped _Addrs, real _Addrs, protocol, mapped port, mapped interface,
+          real interface)`` of static rules that change the address: the worker is the real host's.
+        """
+        out: dict[str, list] = {"pat": [], "one_to_one": [], "static": []}
+        for e in self.entries:
+            if e.kind == "dynamic":
+                out["one_to_one"].extend((v, a, i, e.mapped_iface) for i, (v, a) in enumerate(e.nat_addrs))
+                out["pat"].extend((v, a, e.mapped_iface) for v, a in e.pat_addrs)
+                if e.interface:
+                    for name in [e.mapped_iface] if e.mapped_iface else iface_names:
+                        for v in (4, 6):
+                            a = self._iface_address(name, v, None)
+                            if a is not None:
+                                out["pat"].append((v, a, name))
+            elif (
+                e.kind == "static"
+                and e.mapped is not None
+                and e.real is not None
+                and e.mapped.spans != e.real.spans
+            ):
+                out["static"].append(
+                    (e.version, e.mapped, e.real, e.proto, e.mapped_port, e.mapped_iface, e.real_iface)
+                )
+        return out
+
     def untranslate_destination(self, version, proto, in_iface, dst, dport, src=None, sport=None):
         """For a new flow entering ``in_iface``: ``(real_dst, real_dport, egress, hit)`` or None.
 
@@ -776,7 +810,10 @@ class NatTable:
         x = self.xlates.get(pkey)
         if x is not None:
             return x, False  # endpoint-independent: the same mapping whatever the destination
-        for v, a in e.nat_addrs:
+        share = self.port_share
+        for i, (v, a) in enumerate(e.nat_addrs):
+            if share is not None and i % share[1] != share[0]:
+                continue  # a shard (worker) hands out the pool's i-th address when i % shards is its own
             if v == version and (v, a) not in self._hosts_in_use:
                 self._hosts_in_use.add((v, a))
                 x = Xlate(

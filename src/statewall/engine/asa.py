@@ -370,7 +370,7 @@ def build(c: NewFlow) -> bool:
         )
         return False
     conn_id = fw.next_id
-    fw.next_id += 1
+    fw.next_id += fw.id_step
     lin = c.itf.security_level
     lout = fw.interfaces[egress].security_level
     direction = "outbound" if lin >= lout else "inbound"
