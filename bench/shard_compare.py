@@ -1,8 +1,10 @@
 """One process's replay outputs against a sharded replay's, as docs/scale.md says they compare.
 
-Equal: the summary (but its ``shards`` part), every event (events.jsonl) and every packet out of every
-interface (byte for byte, with its timestamp), each compared as the list of them in time order; the log
-lines as a multiset. Allowed to differ, and mapped back before comparing: the PAT port a host got (a
+Equal: the summary (but its ``shards`` part and the bytes out of each interface), every event
+(events.jsonl), every packet out of every interface, into every interface (arrived/) and into
+asp-drop.pcap (byte for byte, with its timestamp and its pcapng comment: connection number, verdict,
+drop reason), each compared as the list of them in time order; the log lines as a multiset; and a
+report.html is there. Allowed to differ, and mapped back before comparing: the PAT port a host got (a
 shard allocates from its own port blocks); with it, on an FTP control connection (port 21), the PORT or
 EPRT text that names a mapped data port and what follows from its length (the packet's lengths,
 sequence numbers and checksums, the connection's byte count in 302014); the sequence numbers of a
@@ -21,10 +23,9 @@ from collections import Counter
 from pathlib import Path
 
 from statewall.packet import addr_to_str, decode
-from statewall.pcapio import read_packets
+from statewall.pcapio import read_comments, read_packets
 
 _ICMP = (1, 58)
-NOT_SHARDED = ("interfaces", "not_modelled")
 
 
 def _events(path: Path) -> list[dict]:
@@ -85,14 +86,24 @@ def _normalize_packet(data: bytes, ts: float, pm: PortMap) -> bytes:
         pkt = decode(buf)
     except Exception:
         return data
-    src = addr_to_str(pkt.version, pkt.src)
-    if src not in pm.pat or pkt.is_fragment:
+    if pkt.is_fragment:
         return data
-    if pkt.proto in _ICMP:
-        if pkt.icmp_type in (8, 128):  # an echo request leaves with the mapped identifier
-            pkt.set_icmp_id(pm.port(pkt.proto, src, pkt.sport, ts))
-    elif pkt.sport:
-        pkt.set_sport(pm.port(pkt.proto, src, pkt.sport, ts))
+    src = addr_to_str(pkt.version, pkt.src)
+    dst = addr_to_str(pkt.version, pkt.dst)
+    if src in pm.pat:  # leaving by the mapped side
+        if pkt.proto in _ICMP:
+            if pkt.icmp_type in (8, 128):  # an echo request leaves with the mapped identifier
+                pkt.set_icmp_id(pm.port(pkt.proto, src, pkt.sport, ts))
+        elif pkt.sport:
+            pkt.set_sport(pm.port(pkt.proto, src, pkt.sport, ts))
+    elif dst in pm.pat:  # arriving at the mapped side (arrived/, asp-drop.pcap)
+        if pkt.proto in _ICMP:
+            if pkt.icmp_type in (0, 129):  # an echo reply comes back to the mapped identifier
+                pkt.set_icmp_id(pm.port(pkt.proto, dst, pkt.dport, ts))
+        elif pkt.dport:
+            pkt.set_dport(pm.port(pkt.proto, dst, pkt.dport, ts))
+    else:
+        return data
     return bytes(buf)
 
 
@@ -153,12 +164,12 @@ def compare(one: Path, sharded: Path) -> dict:
     s1 = json.loads((one / "summary.json").read_text())
     s2 = json.loads((sharded / "summary.json").read_text())
     s2.pop("shards")
-    # What the sharded replay does not write yet (docs/scale.md): per-interface byte counts, the
-    # not-modelled list, arrived/, asp-drop.pcap, report.html.
-    for key in NOT_SHARDED:
-        s1.pop(key, None)
-    s1["outputs"] = {k: v for k, v in s1["outputs"].items() if k in s2["outputs"]}
+    # Bytes out of an interface follow an FTP PORT/EPRT text that names a mapped port (its length).
+    for s in (s1, s2):
+        for io in s.get("interfaces", {}).values():
+            io.pop("bytes_out", None)
     assert s1 == s2
+    assert (sharded / "report.html").stat().st_size > 0
 
     ev1, ev2 = _events(one / "events.jsonl"), _events(sharded / "events.jsonl")
     moved = sum(1 for ev in ev2 if ev["event"] == "XlateBuilt" and ev["mapped_port"] != ev["real_port"])
@@ -173,15 +184,23 @@ def compare(one: Path, sharded: Path) -> dict:
 
     packets = 0
     opened = _opened_to_mapped(ev1, pm.pat)
-    for iface in s1["outputs"]["captures"].values():
-        p1 = sorted((ts, _canonical(d, opened)) for ts, d in read_packets(one / iface))
+    # Every capture: what left each interface, what arrived at it, what was dropped (with the
+    # comments: the connection's number and the verdict or drop reason).
+    files = [*s1["outputs"]["captures"].values(), s1["outputs"]["asp_drop"]]
+    files += [f"arrived/{name}" for name in s1["outputs"]["arrived"].values()]
+    for name in files:
+        commented = not name.startswith("arrived/")
+        read = read_comments if commented else (lambda path: [(ts, d, None) for ts, d in read_packets(path)])
+        p1 = sorted((ts, _canonical(d, opened), c or "") for ts, d, c in read(one / name))
         p2 = sorted(
-            (ts, _canonical(_normalize_packet(d, ts, pm), opened)) for ts, d in read_packets(sharded / iface)
+            (ts, _canonical(_normalize_packet(d, ts, pm), opened), c or "")
+            for ts, d, c in read(sharded / name)
         )
-        assert len(p1) == len(p2), iface
+        assert len(p1) == len(p2), name
         for a, b in zip(p1, p2):
-            assert a == b, f"{iface}: {a[0]} {a[1].hex()} != {b[1].hex()}"
-        packets += len(p1)
+            assert a == b, f"{name}: {a[0]} {a[1].hex()} {a[2]} != {b[1].hex()} {b[2]}"
+        if name in s1["outputs"]["captures"].values():
+            packets += len(p1)
 
     # Log lines: equal as a multiset once a PAT address's ports are blanked (events.jsonl above holds
     # the same facts with the ports compared exactly).

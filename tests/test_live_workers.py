@@ -329,3 +329,88 @@ def test_two_workers_forward_many_connections_through_pat(mq_topo, tmp_path):
     # and its transfer would not have completed.
     drops = [(d["interface"], d["tcp_flags"], d["reason"]) for d in events if d["event"] == "Drop"]
     assert all(flags in (16, 17) and reason == "tcp-not-syn" for _i, flags, reason in drops), drops
+
+
+_HALVES = textwrap.dedent(
+    """
+    import hashlib, json, socket, sys
+    dst, sources = sys.argv[1], sys.argv[2].split(",")
+    conns = [socket.create_connection((dst, 5001), timeout=30, source_address=(s, 0)) for s in sources]
+    for c in conns:
+        c.sendall(b"a" * 1000)
+    print("open", flush=True)
+    sys.stdin.readline()
+    out = []
+    for s, c in zip(sources, conns):
+        try:
+            c.settimeout(4)
+            c.sendall(b"b" * 1000); c.shutdown(socket.SHUT_WR)
+            ans = b""
+            while True:
+                b = c.recv(4096)
+                if not b: break
+                ans += b
+            out.append({"src": s, "ok": ans.split()[2] == b"2000"})
+        except OSError as e:
+            out.append({"src": s, "ok": False, "error": str(e)})
+    print(json.dumps(out), flush=True)
+    """
+)
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.timeout(240)
+def test_a_dead_worker_loses_its_connections_alone_and_starts_again(mq_topo, tmp_path):
+    import os
+    import signal
+    import time
+
+    from statewall.lab.topology import OUTSIDE, read_line
+    from statewall.live.ctl import request
+
+    inside, outside = mq_topo.host("inside"), mq_topo.host("outside")
+    by_worker: dict[int, str] = {}
+    for i in range(20, 60):
+        by_worker.setdefault(steer.host_hash(_addr(f"192.168.1.{i}")) % 2, f"192.168.1.{i}")
+    sources = [by_worker[0], by_worker[1]]
+    for s in sources:
+        inside.addr("eth0", f"{s}/24")
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(SMOKE_ICMP)
+    ctl_dir = str(tmp_path / "ctl")
+    mq_topo.start_firewall(str(cfg), extra=["--workers", "2", "--ctl-dir", ctl_dir, "--name", "mqk"])
+    pids = dict(
+        w.split("=pid")
+        for w in next(x for x in mq_topo.firewall_output if x.startswith("statewall run: workers ")).split()[
+            3:
+        ]
+    )
+    server = outside.popen([sys.executable, "-c", _SERVER], stdout=subprocess.PIPE, text=True)
+    assert read_line(server, 10).startswith("listening")
+    client = inside.popen(
+        [sys.executable, "-c", _HALVES, OUTSIDE.host, ",".join(sources)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert read_line(client, 20).startswith("open")
+    # Both connections, one per worker, in the merged table.
+    ok, conns = request("mqk", "show conn", directory=ctl_dir)
+    lines = conns.splitlines()
+    assert ok and lines[0].startswith("2 in use"), conns
+    assert sum(by_worker[0] in line for line in lines) == sum(by_worker[1] in line for line in lines) == 1
+    os.kill(int(pids["1"]), signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not any("worker 1 started again" in x for x in mq_topo.firewall_output):
+        assert time.monotonic() < deadline, mq_topo.firewall_output
+        time.sleep(0.1)
+    out, _ = client.communicate("go\n", timeout=30)
+    results = {r["src"]: r["ok"] for r in json.loads(out.strip().splitlines()[-1])}
+    assert results == {by_worker[0]: True, by_worker[1]: False}
+    # The restarted worker serves its hosts' new connections.
+    res = inside.run([sys.executable, "-c", _CLIENT, OUTSIDE.host, by_worker[1], "2", "50000"], timeout=60)
+    assert all(r["ok"] for r in json.loads(res.stdout.strip().splitlines()[-1]))
+    assert mq_topo.stop_firewall() == 0
+    summary = next(line for line in mq_topo.firewall_output if line.startswith("statewall run: stopped; "))
+    assert json.loads(summary.split("; ", 1)[1])["restarts"] == 1

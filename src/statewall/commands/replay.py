@@ -178,13 +178,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             from ..scale.replay import replay as sharded_replay
 
-            # Said every time, so that nobody takes a sharded replay's outputs for a whole one's.
-            print(
-                f"statewall replay: sharded over {'the cluster' if args.cluster else f'{workers} workers'}; "
-                "report.html, arrived/, asp-drop.pcap, the pcapng packet comments and the logging "
-                "configuration's filters come only from a one-process replay (--workers 1)",
-                file=sys.stderr,
-            )
             summary = sharded_replay(
                 policy,
                 captures,

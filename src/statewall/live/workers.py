@@ -281,6 +281,11 @@ class Supervisor:
                     self.restarts += 1
                     self.spawn(w)
                     self.wait_ready(w)
+                    print(
+                        f"statewall run: worker {w.index} started again (pid {w.pid})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
     @staticmethod
     def _read_all(fd: int) -> bytes:
@@ -407,6 +412,10 @@ class Supervisor:
             ports = " ".join(f"{name}={q[0].describe()} queues {len(q)}" for name, q in self.queues.items())
             print(
                 f"statewall run: forwarding {ports} with {self.count} workers (steered by inside host)",
+                flush=True,
+            )
+            print(
+                "statewall run: workers " + " ".join(f"{w.index}=pid{w.pid}" for w in self.workers),
                 flush=True,
             )
             if self.ctl_sock is not None:
