@@ -39,30 +39,61 @@ def _events(path: Path) -> list[dict]:
 
 
 class PortMap:
-    """The sharded run's PAT ports -> one process's, by the translation (real end, time built)."""
+    """The sharded run's PAT ports -> one process's, by the translation (real end, time built).
+
+    An ASA's translations are its XlateBuilt/XlateTeardown events, keyed by the mapped address and port.
+    An iptables ruleset's (SNAT, MASQUERADE: no xlate events) are its connections' mapped source ends,
+    keyed also by the peer (address and port; 0 for ICMP): Linux's mappings are unique per tuple, so
+    two connections to different peers may hold one mapped port at once."""
 
     def __init__(self, one: list[dict], sharded: list[dict]) -> None:
+        self.nf = not any(ev["event"] == "XlateBuilt" for ev in one + sharded)
         ports: dict[tuple, int] = {}
         for ev in one:
-            if ev["event"] == "XlateBuilt":
-                ports[(ev["protocol"], ev["real_address"], ev["real_port"], ev["time"])] = ev["mapped_port"]
-        self.pat = {ev["mapped_address"] for ev in one + sharded if ev["event"] == "XlateBuilt"}
+            for key, mapped, _slot in self._translations(ev):
+                ports[key] = mapped
+        self.pat = {slot[1] for ev in one + sharded for _k, _m, slot in self._translations(ev)}
         self.slots: dict[tuple, list[tuple[float, int]]] = {}
         live: dict[tuple, tuple] = {}
-        built = [ev for ev in sharded if ev["event"] in ("XlateBuilt", "XlateTeardown")]
-        for ev in sorted(built, key=lambda e: (e["time"], e["event"] == "XlateBuilt")):
-            slot = (ev["protocol"], ev["mapped_address"], ev["mapped_port"])
-            if ev["event"] == "XlateTeardown":
-                live.pop(slot, None)
+        built = [ev for ev in sharded if ev["event"] in self._kinds()]
+        for ev in sorted(built, key=lambda e: (e["time"], e["event"] in ("XlateBuilt", "ConnBuilt"))):
+            if ev["event"] in ("XlateTeardown", "ConnTeardown"):
+                for _key, _mapped, slot in self._translations(ev, teardown=True):
+                    live.pop(slot, None)
                 continue
-            key = (ev["protocol"], ev["real_address"], ev["real_port"], ev["time"])
-            assert slot not in live, f"two translations hold {slot} at once: {live[slot]} and {key}"
-            live[slot] = key
-            assert key in ports, f"translation {key} is not one process's"
-            self.slots.setdefault(slot, []).append((ev["time"], ports[key]))
+            for key, _mapped, slot in self._translations(ev):
+                assert slot not in live, f"two translations hold {slot} at once: {live[slot]} and {key}"
+                live[slot] = key
+                assert key in ports, f"translation {key} is not one process's"
+                self.slots.setdefault(slot, []).append((ev["time"], ports[key]))
 
-    def port(self, proto: int, maddr: str, port: int, when: float) -> int:
-        history = self.slots.get((proto, maddr, port))
+    def _kinds(self) -> tuple[str, str]:
+        return ("ConnBuilt", "ConnTeardown") if self.nf else ("XlateBuilt", "XlateTeardown")
+
+    def _translations(self, ev: dict, teardown: bool = False) -> list[tuple]:
+        """(key: protocol, real address, real port, time; mapped port; slot) of a translation event."""
+        kind = ev["event"]
+        if not self.nf:
+            if kind not in ("XlateBuilt", "XlateTeardown") or (kind == "XlateTeardown") != teardown:
+                return []
+            key = (ev["protocol"], ev["real_address"], ev["real_port"], ev["time"])
+            return [(key, ev["mapped_port"], (ev["protocol"], ev["mapped_address"], ev["mapped_port"]))]
+        if kind not in ("ConnBuilt", "ConnTeardown") or (kind == "ConnTeardown") != teardown:
+            return []
+        i, r = ev["initiator"], ev["responder"]
+        if i["mapped_address"] == i["address"] and i["mapped_port"] == i["port"]:
+            return []
+        proto = ev["protocol"]
+        peer = (r["address"], 0 if proto in _ICMP else r["port"])
+        key = (proto, i["address"], i["port"], ev["time"])
+        return [(key, i["mapped_port"], (proto, i["mapped_address"], i["mapped_port"], *peer))]
+
+    def port(self, proto: int, maddr: str, port: int, when: float, peer: tuple = ()) -> int:
+        if self.nf:
+            peer = (peer[0], 0 if proto in _ICMP else peer[1]) if peer else ("", 0)
+            history = self.slots.get((proto, maddr, port, *peer))
+        else:
+            history = self.slots.get((proto, maddr, port))
         if not history:
             return port
         i = bisect_right([t for t, _ in history], when) - 1
@@ -73,10 +104,25 @@ def _normalize_event(ev: dict, pm: PortMap) -> dict:
     proto = ev.get("protocol", 6)  # 303002 (FtpTransfer) names the TCP control connection
     if ev["event"] in ("XlateBuilt", "XlateTeardown"):
         ev["mapped_port"] = pm.port(proto, ev["mapped_address"], ev["mapped_port"], ev["time"])
-    for end in ("initiator", "responder"):
-        e = ev.get(end)
+    for end, other in (("initiator", "responder"), ("responder", "initiator")):
+        e, o = ev.get(end), ev.get(other)
         if isinstance(e, dict) and e.get("mapped_address") in pm.pat and "mapped_port" in e:
-            e["mapped_port"] = pm.port(proto, e["mapped_address"], e["mapped_port"], ev["time"])
+            peer = (o["address"], o["port"]) if isinstance(o, dict) else ()
+            old = e["mapped_port"]
+            e["mapped_port"] = pm.port(proto, e["mapped_address"], old, ev["time"], peer)
+            if pm.nf and proto in _ICMP and isinstance(o, dict):
+                # Linux's ICMP connection names the echo's identifier as both ends' "port": the
+                # responder's is the mapped one.
+                for k in ("port", "mapped_port"):
+                    if o.get(k) == old:
+                        o[k] = e["mapped_port"]
+    if ev["event"] == "CtEvent" and ev.get("reply") and ev["reply"][1] in pm.pat:
+        # conntrack's reply tuple (server, mapped address, server port, mapped port).
+        rep = ev["reply"]
+        old = rep[3]
+        rep[3] = pm.port(proto, rep[1], old, ev["time"], (rep[0], rep[2]))
+        if proto in _ICMP and rep[2] == old:  # an echo's identifier is both "ports"
+            rep[2] = rep[3]
     return ev
 
 
@@ -91,17 +137,19 @@ def _normalize_packet(data: bytes, ts: float, pm: PortMap) -> bytes:
     src = addr_to_str(pkt.version, pkt.src)
     dst = addr_to_str(pkt.version, pkt.dst)
     if src in pm.pat:  # leaving by the mapped side
+        peer = (dst, pkt.dport)
         if pkt.proto in _ICMP:
             if pkt.icmp_type in (8, 128):  # an echo request leaves with the mapped identifier
-                pkt.set_icmp_id(pm.port(pkt.proto, src, pkt.sport, ts))
+                pkt.set_icmp_id(pm.port(pkt.proto, src, pkt.sport, ts, peer))
         elif pkt.sport:
-            pkt.set_sport(pm.port(pkt.proto, src, pkt.sport, ts))
+            pkt.set_sport(pm.port(pkt.proto, src, pkt.sport, ts, peer))
     elif dst in pm.pat:  # arriving at the mapped side (arrived/, asp-drop.pcap)
+        peer = (src, pkt.sport)
         if pkt.proto in _ICMP:
             if pkt.icmp_type in (0, 129):  # an echo reply comes back to the mapped identifier
-                pkt.set_icmp_id(pm.port(pkt.proto, dst, pkt.dport, ts))
+                pkt.set_icmp_id(pm.port(pkt.proto, dst, pkt.dport, ts, peer))
         elif pkt.dport:
-            pkt.set_dport(pm.port(pkt.proto, dst, pkt.dport, ts))
+            pkt.set_dport(pm.port(pkt.proto, dst, pkt.dport, ts, peer))
     else:
         return data
     return bytes(buf)
@@ -172,8 +220,8 @@ def compare(one: Path, sharded: Path) -> dict:
     assert (sharded / "report.html").stat().st_size > 0
 
     ev1, ev2 = _events(one / "events.jsonl"), _events(sharded / "events.jsonl")
-    moved = sum(1 for ev in ev2 if ev["event"] == "XlateBuilt" and ev["mapped_port"] != ev["real_port"])
     pm = PortMap(ev1, ev2)
+    moved = sum(1 for ev in ev2 for key, mapped, _slot in pm._translations(ev) if mapped != key[2])
     norm2 = [_ftp_bytes(_normalize_event(ev, pm)) for ev in ev2]
     ev1 = [_ftp_bytes(ev) for ev in ev1]
 
@@ -206,16 +254,18 @@ def compare(one: Path, sharded: Path) -> dict:
     # the same facts with the ports compared exactly).
     pat = "|".join(re.escape(a) for a in sorted(pm.pat)) or "(?!)"
     blank = re.compile(rf"({pat})/\d+")
+    # conntrack -E's reply tuple (iptables): the mapped port or echo identifier after the mapped address.
+    blank_ct = re.compile(rf"(dst=(?:{pat}) (?:sport=\d+ dport=|type=\d+ code=\d+ id=))\d+")
 
     def lines(path: Path) -> Counter[str]:
         out: Counter[str] = Counter()
         for line in path.read_text().splitlines():
-            line = blank.sub(r"\1/*", line)
+            line = blank_ct.sub(r"\1*", blank.sub(r"\1/*", line))
             if "-302014:" in line and "/21 " in line:
                 line = _BYTES.sub("bytes *", line)  # an FTP control connection's count (see above)
             out[line] += 1
         return out
 
     assert lines(one / "log.txt") == lines(sharded / "log.txt")
-    translations = sum(1 for ev in ev1 if ev["event"] == "XlateBuilt")
+    translations = sum(len(pm._translations(ev)) for ev in ev1)
     return {"events": len(ev1), "packets": packets, "translations": translations, "pat_ports_moved": moved}

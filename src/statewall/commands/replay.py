@@ -53,10 +53,6 @@ def choose_workers(args: argparse.Namespace, captures: list[tuple[str | None, st
         return 1
     if args.cluster:
         return 0  # one shard per worker of the cluster
-    from ..scale.replay import port_translation
-
-    if port_translation(policy) is not None:
-        return 1  # Linux's port allocation has no port blocks per shard
     size = 0
     for _, path in captures:
         with contextlib.suppress(OSError):  # the replay names a missing file

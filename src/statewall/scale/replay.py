@@ -99,7 +99,8 @@ def shard_policy(policy: Policy, count: int) -> Policy:
 
 def port_translation(policy: Policy) -> str | None:
     """The text of the first iptables rule that allocates ports (SNAT, MASQUERADE), None if there is
-    none. Linux's allocator (``nf_nat``) has no port blocks per shard; the ASA's PAT has."""
+    none. A sharded replay gives each shard its own port blocks of them (``NfNat.port_share``); a live
+    firewall's steering program does not know their addresses (``statewall run --workers`` refuses)."""
     for tables in (policy.netfilter, policy.ip6_netfilter):
         nat = (tables or {}).get("nat")
         for chain in nat.chains.values() if nat is not None else ():
@@ -136,6 +137,8 @@ class ShardEngine:
             # PAT ports from this shard's own blocks (statewall.nat.PORT_BLOCK_BITS): no two shards
             # give one mapped port of an address to two hosts.
             self.fw.nat.port_share = (shard, count)
+            # The same for an iptables ruleset's SNAT and MASQUERADE (Linux's allocator, nf_nat).
+            self.fw.nf_nat.port_share = (shard, count)
         self.ingress = list(ingress)
         self.hostname = hostname
         # An engine running an iptables ruleset logs as Linux does; an ASA's messages pass the
@@ -415,12 +418,6 @@ def replay(
             runner = _Dask(shards or workers, args, workers, cluster)
         stack.callback(runner.close)
         count = runner.count
-        pat = port_translation(policy) if count > 1 else None
-        if pat is not None:
-            # Two shards would hand the same mapped port to two hosts: each needs its own port blocks.
-            raise ReplayError(
-                f"a sharded replay cannot translate ports with iptables yet ({pat}): use --workers 1"
-            )
         key = ShardKey(policy, count)
         readers = [stack.enter_context(CaptureReader(path)) for _, path in captures]
         merger = _Merger(out, policy.interfaces, stack)
@@ -595,6 +592,8 @@ class _Merger:
         self.log_lines = 0
         self.next_id = 1
         self.ids: dict[tuple[int, int], int] = {}
+        self.torn: dict[tuple[int, int], int] = {}
+        self.at: tuple[int, int] = (-1, -1)
 
     def writer(self, iface: str) -> PcapngWriter:
         w = self.writers.get(iface)
@@ -615,7 +614,7 @@ class _Merger:
         """The box's number of a shard's connection; one not built yet is numbered now: a packet's
         record names its connection before the event that built it (one process numbers at the build,
         which happens while that same packet is handled, so the order is the same)."""
-        number = self.ids.get((shard, local))
+        number = self.ids.get((shard, local)) or self.torn.get((shard, local))
         if number is None:
             number = self.ids[(shard, local)] = self.next_id
             self.next_id += 1
@@ -628,8 +627,13 @@ class _Merger:
             [(r[0], r[1], shard, j, r) for j, r in enumerate(pickle.loads(b))]
             for shard, b in enumerate(blobs)
         ]
-        log, jsonl, ids = self.log, self.jsonl, self.ids
-        for _, _, shard, _, rec in heapq.merge(*streams) if len(streams) > 1 else streams[0]:
+        log, jsonl, ids, torn = self.log, self.jsonl, self.ids, self.torn
+        for index, phase, shard, _, rec in heapq.merge(*streams) if len(streams) > 1 else streams[0]:
+            if (index, phase) != self.at:
+                # A connection torn down is named until the end of the sweep or packet that tore it
+                # down (conntrack's DESTROY follows the teardown), then never again.
+                self.at = (index, phase)
+                torn.clear()
             kind = rec[2]
             if kind == 0:
                 comment = None
@@ -651,10 +655,10 @@ class _Merger:
                 local = (shard, rec[5])
                 if rec[6] == 1:  # built (numbered already if a packet's record named it first)
                     number = self.number(shard, rec[5])
-                elif rec[6] == 2:  # torn down: its number is not named again
-                    number = ids.pop(local, rec[5])
+                elif rec[6] == 2:  # torn down: named again at most in this sweep or packet
+                    number = torn[local] = ids.pop(local, None) or torn.get(local, rec[5])
                 else:
-                    number = ids.get(local, rec[5])
+                    number = ids.get(local) or torn.get(local, rec[5])
                 marker, num = str(_PLACEHOLDER + rec[5]), str(number)
                 lines, text = [line.replace(marker, num) for line in lines], text.replace(marker, num)
                 if rec[7] is not None:
