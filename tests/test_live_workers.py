@@ -289,7 +289,7 @@ def test_two_workers_forward_many_connections_through_pat(mq_topo, tmp_path):
         log_format="json",
         extra=["--workers", "2", "--ctl-dir", ctl_dir, "--name", "mq", "--timeout-override", "conn=600"],
     )
-    assert "with 2 workers" in mq_topo.firewall_output[0]
+    assert any("with 2 workers" in line for line in mq_topo.firewall_output)
     server = outside.popen([sys.executable, "-c", _SERVER], stdout=subprocess.PIPE, text=True)
     assert read_line(server, 10).startswith("listening")
     res = inside.run(
@@ -400,6 +400,9 @@ def test_a_dead_worker_loses_its_connections_alone_and_starts_again(mq_topo, tmp
     lines = conns.splitlines()
     assert ok and lines[0].startswith("2 in use"), conns
     assert sum(by_worker[0] in line for line in lines) == sum(by_worker[1] in line for line in lines) == 1
+    # A reload goes to every worker (their connections kept) and loads the steering programs again.
+    ok, text = request("mqk", "reload", directory=ctl_dir)
+    assert ok and text.count("reloaded ") == 2 and "steering programs reloaded" in text, text
     os.kill(int(pids["1"]), signal.SIGKILL)
     deadline = time.monotonic() + 20
     while not any("worker 1 started again" in x for x in mq_topo.firewall_output):

@@ -408,14 +408,20 @@ class Supervisor:
                 self.spawn(w)
             for w in self.workers:
                 if not self.wait_ready(w):
-                    raise RuntimeError(f"worker {w.index} did not start")
+                    print(
+                        f"statewall run: worker {w.index} did not start (its error is above)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    return 1
             ports = " ".join(f"{name}={q[0].describe()} queues {len(q)}" for name, q in self.queues.items())
+            # The workers' pids first: whoever waits for the forwarding line has them by then.
             print(
-                f"statewall run: forwarding {ports} with {self.count} workers (steered by inside host)",
+                "statewall run: workers " + " ".join(f"{w.index}=pid{w.pid}" for w in self.workers),
                 flush=True,
             )
             print(
-                "statewall run: workers " + " ".join(f"{w.index}=pid{w.pid}" for w in self.workers),
+                f"statewall run: forwarding {ports} with {self.count} workers (steered by inside host)",
                 flush=True,
             )
             if self.ctl_sock is not None:
