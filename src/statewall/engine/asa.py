@@ -283,7 +283,7 @@ def source_nat(c: NewFlow) -> bool:
             egress=c.egress,
             origin=e.rule.origin,
             message=e.message,
-            detail={"xlate_kind": e.xlate_kind},
+            detail={"xlate_kind": e.xlate_kind, **e.detail},
         )
         return False
     c.xl = xl
@@ -400,7 +400,10 @@ def build(c: NewFlow) -> bool:
     if xl is not None:
         fw.nat.acquire(xl)
         conn.xlates = (xl,)
-        if c.created:
+        if c.created and xl.entry is not None and xl.entry.pba:
+            # Port block allocation logs the block (305014), not the translations within it.
+            ev.extend(lifecycle.block_events(fw, now))
+        elif c.created:
             ev.append(
                 XlateBuilt(
                     now,
