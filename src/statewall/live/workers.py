@@ -178,6 +178,7 @@ class Supervisor:
             code = 1
             try:
                 os.close(r)
+                _die_with_parent()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT})
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 if self.ctl_sock is not None:
@@ -480,6 +481,16 @@ class Supervisor:
         print("statewall run: stopped; " + json.dumps(total, separators=(",", ":")), flush=True)
         if drops:
             print(format_show_asp_drop(drops), flush=True)
+
+
+def _die_with_parent() -> None:
+    """A worker gets SIGTERM when the supervisor dies (``prctl(PR_SET_PDEATHSIG)``): no worker goes on
+    forwarding for a supervisor killed with SIGKILL."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def _sum(items: list) -> Any:
