@@ -16,6 +16,10 @@ While it runs, ``statewall ctl --name NAME ...`` reaches it through ``<ctl-dir>/
 ``--ftp-data-refreshes-control`` change the parsed policy (the lab's short timeouts and seed 004's
 switch); a ``reload`` applies them again.
 
+With ``--workers N`` the firewall runs on N cores (``statewall.live.workers``): N worker processes, each
+with its own engine and one queue of every TUN, a BPF steering program handing each packet to the
+worker of its inside host (``statewall.live.steer``; docs/scale.md).
+
 With ``--state FILE`` connections survive a restart (docs/state.md): the engine's snapshot
 (``Firewall.snapshot``) is written to FILE on stop and every ``--state-interval`` seconds, atomically,
 and restored from it on start (``load_state``, ``save_state``).
