@@ -4,6 +4,7 @@ answers, the control channel's merge, and a live run through PAT with two worker
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import struct
 import subprocess
@@ -417,3 +418,54 @@ def test_a_dead_worker_loses_its_connections_alone_and_starts_again(mq_topo, tmp
     assert mq_topo.stop_firewall() == 0
     summary = next(line for line in mq_topo.firewall_output if line.startswith("statewall run: stopped; "))
     assert json.loads(summary.split("; ", 1)[1])["restarts"] == 1
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl for the FTP client")
+@pytest.mark.timeout(240)
+def test_ftp_through_pat_with_two_workers_active_and_passive(mq_topo, tmp_path):
+    """FTP data connections follow their control connection's worker: a passive one is opened by the
+    inside host (its own worker by address), an active one by the server towards the PAT port the
+    PORT command announced, which the host's worker allocated from its blocks (steered by port)."""
+    pytest.importorskip("pyftpdlib")
+    import os
+
+    from statewall.lab.scenarios import ScenarioRun
+    from statewall.lab.scenarios._seedlab import FtpServer, curl_ftp, file_facts, make_file
+    from statewall.lab.topology import OUTSIDE
+
+    inside, outside = mq_topo.host("inside"), mq_topo.host("outside")
+    by_worker: dict[int, str] = {}
+    for i in range(20, 60):
+        by_worker.setdefault(steer.host_hash(_addr(f"192.168.1.{i}")) % 2, f"192.168.1.{i}")
+    for s in by_worker.values():
+        inside.addr("eth0", f"{s}/24")
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(SMOKE_ICMP)
+    log = tmp_path / "events.jsonl"
+    mq_topo.start_firewall(
+        str(cfg), log_file=str(log), log_format="json", extra=["--workers", "2", "--no-ctl"]
+    )
+    run = ScenarioRun(mq_topo.lab, out=open(os.devnull, "w"))  # noqa: SIM115 -- closed with the test
+    ftp = FtpServer(run, outside, OUTSIDE.host)
+    local = str(tmp_path / "up.bin")
+    digest = make_file(local, 2 << 20)
+    for worker, src in sorted(by_worker.items()):
+        for active in (False, True):
+            name = f"w{worker}-{'active' if active else 'passive'}.bin"
+            code, _secs, err = curl_ftp(
+                run, inside, f"ftp://{OUTSIDE.host}/{name}", upload=local, active=active, max_time=60,
+                extra=["--interface", src],
+            )  # fmt: skip
+            assert code == 0, (name, err)
+            assert file_facts(ftp.path(name)) == (2 << 20, digest), name
+    assert mq_topo.stop_firewall() == 0
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    data = [e for e in events if e["event"] == "ConnBuilt" and e["master"] is not None]
+    assert len(data) == 4, data
+    owners = {s: w for w, s in by_worker.items()}
+    for e in data:
+        # Each data connection was built by its client host's worker (the number says which).
+        client = e["initiator"]["address"] if e["direction"] == "outbound" else e["responder"]["address"]
+        assert (e["conn_id"] - 1) % 2 == owners[client], e
