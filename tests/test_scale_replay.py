@@ -181,6 +181,25 @@ def test_zeek_ftp_captures_in_1_2_and_4_shards_equal_one_process(
         compare(ref, out)
 
 
+def test_the_logging_lines_filter_a_sharded_replays_log_as_one_processs(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    """Each shard formats through the configuration's logging (AsaLog): a disabled message and a level
+    that leaves some out give the same log.txt as one process; events.jsonl keeps every event."""
+    capture = corpus_dir / "zeek" / "Traces" / "ftp" / "ipv4.pcap"
+    logging_lines = "logging enable\nlogging buffered informational\nno logging message 302013\n"
+    policy = parse_policy(asa_front() + PAT + logging_lines, "zeek.cfg")
+    ref = one_process(policy, capture, tmp_path / "one", drain=600)
+    log = (ref / "log.txt").read_text()
+    assert "-302013:" not in log and "-302014:" in log
+    events = (ref / "events.jsonl").read_text()
+    assert '"asa_id":302013' in events
+    out = tmp_path / "s2"
+    sharded_replay(policy, [(None, capture)], out, shards=2, inline=True, drain=600, seed=SEED)
+    compare(ref, out)
+    assert "-302013:" not in (out / "log.txt").read_text()
+
+
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("busy") / "busy.pcap"
