@@ -469,3 +469,22 @@ def test_ftp_through_pat_with_two_workers_active_and_passive(mq_topo, tmp_path):
         # Each data connection was built by its client host's worker (the number says which).
         client = e["initiator"]["address"] if e["direction"] == "outbound" else e["responder"]["address"]
         assert (e["conn_id"] - 1) % 2 == owners[client], e
+
+
+@pytest.mark.root
+@needs_root
+def test_steering_program_of_two_dynamic_pools_loads_and_numbers_each_pool_from_0():
+    cfg = CONFIG + (
+        "object network pool2\n range 198.51.100.20 198.51.100.21\n"
+        "object network lab-net\n subnet 192.168.3.0 255.255.255.0\n nat (inside,outside) dynamic pool2\n"
+    )
+    fw = Firewall(parse_policy(cfg, "mq2.cfg"))
+    fd = steer.load(steer.program(fw, "outside"))
+    try:
+        assert steer.test_run(fd, _ip4("8.8.8.8", "198.51.100.11", 6, _tcp(443, 1234))) == 1
+        assert steer.test_run(fd, _ip4("8.8.8.8", "198.51.100.21", 6, _tcp(443, 1234))) == 1
+        assert steer.test_run(fd, _ip4("8.8.8.8", "198.51.100.20", 6, _tcp(443, 1234))) == 0
+    finally:
+        import os
+
+        os.close(fd)

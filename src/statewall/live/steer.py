@@ -273,8 +273,8 @@ def program(fw: Any, iface: str) -> bytes:
     # Translated addresses: the destination's, then the source's (a quoted packet's source).
     a.label("translated")
     for reg, port_slot, end in ((_R8, _DPORT, "d"), (_R7, _SPORT, "s")):
-        for addr, index in one:
-            a.jeq(reg, addr, f"one{end}{index}")
+        for n, (addr, _index) in enumerate(one):
+            a.jeq(reg, addr, f"one{end}{n}")
         for addr in pat:
             a.jeq(reg, addr, f"pat{end}")
         for n, (addr, _real, proto, mport) in enumerate(statics):
@@ -291,8 +291,8 @@ def program(fw: Any, iface: str) -> bytes:
             a.label(skip)
     a.ja("levels")
     for end, port_slot in (("d", _DPORT), ("s", _SPORT)):
-        for _addr, index in one:
-            a.label(f"one{end}{index}")
+        for n, (_addr, index) in enumerate(one):
+            a.label(f"one{end}{n}")
             a.ret(index & 0xFFFF)
         a.label(f"pat{end}")
         a.load(_R0, port_slot)
