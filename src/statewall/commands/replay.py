@@ -183,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
                 cluster=args.cluster,
                 drain=args.drain,
                 fast_path=not args.no_fast_path,
+                report=not args.no_report,
             )
     except ReplayError as exc:
         raise UsageError(str(exc)) from None

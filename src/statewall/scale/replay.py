@@ -382,8 +382,10 @@ def replay(
     seed: bytes | None = None,
     chunk: int = CHUNK,
     config_text: str | None = None,
+    report: bool = True,
 ) -> dict[str, Any]:
     """Replay ``captures`` through ``policy`` in ``shards`` shards (default: one per worker).
+    ``report=False``: no report.html (``statewall report OUTDIR`` writes it later).
 
     ``workers``: processes of a Dask ``LocalCluster`` started for this replay (default: the machine's
     cores); ``cluster``: a running scheduler's address instead (its workers run the shards, which need
@@ -533,7 +535,7 @@ def replay(
             "captures": {iface: output_name(iface) for iface in packets_out},
             "asp_drop": ASP_DROP,
             "arrived": {iface: output_name(iface) for iface in arrived},
-            "report": REPORT_NAME,
+            "report": REPORT_NAME if report else None,
         },
         "shards": {
             "count": count,
@@ -546,7 +548,8 @@ def replay(
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")
-    write_report(out, config_text)
+    if report:
+        write_report(out, config_text)
     return summary
 
 
