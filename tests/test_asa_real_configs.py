@@ -720,19 +720,55 @@ def test_packet_tracer_names_the_inspections_it_does_not_model(tmp_path: Path, c
     assert "NOT MODELLED" not in out  # FTP inspection is modelled
 
 
-def test_a_pre_8_3_class_map_access_list_says_it_is_matched_on_real_addresses_here():
-    text = (
-        "ASA Version 8.2(5)\n"
+def _class_limit_config(version: str, acl_host: str) -> str:
+    """A published server (8.2 static) whose class-map access list names ``acl_host``, with conn-max 1."""
+    return (
+        f"ASA Version {version}\n"
         + PIX_INTERFACES
-        + (
-            "access-list web extended permit tcp any host 192.168.9.80 eq www\n"
-            "class-map web-class\n match access-list web\n"
-        )
+        + "static (inside,outside) 192.168.9.80 10.0.0.80 netmask 255.255.255.255\n"
+        "access-list in extended permit tcp any host 192.168.9.80 eq www\n"
+        "access-group in in interface outside\n"
+        f"access-list web extended permit tcp any host {acl_host} eq www\n"
+        "class-map web-class\n match access-list web\n"
+        "policy-map global_policy\n class web-class\n  set connection conn-max 1\n"
+        "service-policy global_policy global\n"
     )
-    (w,) = [w for w in parse(text, "m.cfg").warnings if w.gap]
-    assert (w.origin.line, w.col, w.gap) == (12, 20, "pre-8.3 class-map access lists on mapped addresses")
-    newer = parse(text.replace("8.2(5)", "8.4(7)"))
-    assert not [w for w in newer.warnings if w.gap]
+
+
+@pytest.mark.parametrize(
+    ("version", "acl_host", "limited"),
+    [
+        ("8.2(5)", "192.168.9.80", True),  # 8.2: the mapped address is what the class sees
+        ("8.2(5)", "10.0.0.80", False),
+        ("8.4(7)", "10.0.0.80", True),  # 8.3+: the real address
+        ("8.4(7)", "192.168.9.80", False),
+    ],
+)
+def test_class_map_access_lists_match_mapped_addresses_before_8_3_and_real_ones_after(
+    version: str, acl_host: str, limited: bool
+):
+    text = _class_limit_config(version, acl_host)
+    if version.startswith("8.4"):
+        # 8.3+ NAT for the same server.
+        text = text.replace(
+            "static (inside,outside) 192.168.9.80 10.0.0.80 netmask 255.255.255.255\n",
+            "object network web\n host 10.0.0.80\n nat (inside,outside) static 192.168.9.80\n",
+        ).replace("host 192.168.9.80 eq www\naccess-group", "host 10.0.0.80 eq www\naccess-group")
+    policy = parse(text, "m.cfg")
+    assert not [w for w in policy.warnings if w.gap]  # modelled: no pre-8.3 warning any more
+    fw = Firewall(policy)
+    syn = [
+        bytes(IP(src="198.51.100.7", dst="192.168.9.80") / TCP(sport=sport, dport=80, flags="S"))
+        for sport in (40001, 40002)
+    ]
+    first = fw.receive("outside", syn[0], 1.0)
+    assert [iface for iface, _ in first.packets] == ["inside"]
+    second = fw.receive("outside", syn[1], 1.0)
+    if limited:
+        (d,) = kinds(second.events, Drop)
+        assert d.reason is DropReason.CONN_LIMIT and second.packets == []
+    else:
+        assert [iface for iface, _ in second.packets] == ["inside"]
 
 
 def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Path, capsys):

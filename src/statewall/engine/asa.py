@@ -326,8 +326,12 @@ def track(c: NewFlow) -> bool:
 def limits(c: NewFlow) -> bool:
     """Connection limits (ASA): the flow's class decides, before a connection exists."""
     fw, pkt = c.fw, c.pkt
+    # Class-map access lists match what the access rules match: before ASA 8.3 the addresses as the
+    # packet arrived (the mapped destination), from 8.3 the real ones (Cisco, "ASA 8.3 migration: real
+    # IP addresses in access lists" lists access-group and MPF class-map ACLs among the features that
+    # moved to real addresses).
     eff = c.eff = fw.service_policies.resolve(
-        c.iface, c.egress, c.v, c.proto, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.icmp_type,
+        c.iface, c.egress, c.v, c.proto, pkt.src, pkt.sport, c.acl_dst, c.acl_dport, c.icmp_type,
         c.icmp_code,
         count=False,
     )  # fmt: skip

@@ -173,15 +173,9 @@ def _class_map_line(p: Parser, c: Cursor, cm: ClassMap) -> None:
             c.error(acl_tok, f"class-map {cm.name} refers to unknown access-list '{acl_tok.text}'"),
         )
         match = ClassMatch("access-list", acl=acl_tok.text, origin=origin)
-        if not negate and release(p.policy) < (8, 3):
-            # Before 8.3 the ASA matched class-map access lists against mapped addresses (Cisco's 8.3
-            # migration guide); the engine matches real ones whatever the release.
-            p.gap(
-                c.line,
-                "pre-8.3 class-map access lists on mapped addresses",
-                f"match access-list {acl_tok.text} against the translated (mapped) addresses",
-                col=acl_tok.col,
-            )
+        # Before 8.3 the ASA matches class-map access lists against the addresses as the packet arrives
+        # (mapped), from 8.3 against real ones (Cisco's 8.3 migration guide); the engine does the same
+        # (statewall.engine.asa, the CONN-SETTINGS stage).
     elif kind == "port":
         proto_word = c.keyword(("tcp", "udp"), "protocol")
         op = c.keyword(("eq", "range"), "port operator")
