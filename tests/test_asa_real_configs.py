@@ -369,16 +369,16 @@ def test_check_strict_makes_warnings_errors_and_verbose_lists_the_lines_without_
     tmp_path: Path, capsys
 ):
     cfg = tmp_path / "w.cfg"
-    cfg.write_text(ASA9 + "ssh 192.168.1.0 255.255.255.0 inside\nnat-control\n")
+    cfg.write_text(ASA9 + "ssh 192.168.1.0 255.255.255.0 inside\nthreat-detection scanning-threat shun\n")
     code, out, err = run(capsys, "check", "-c", str(cfg))
     assert code == 0
-    assert err.startswith(f"{cfg}:13:1: warning: nat-control is not modelled")
+    assert err.startswith(f"{cfg}:13:1: warning: threat-detection shun is not modelled")
     assert out.splitlines()[-2:] == [
-        "not modelled: nat-control (1)",
+        "not modelled: threat-detection shun (1)",
         "lines: 10 modelled, 2 with no effect on traffic through the box, 1 not modelled",
     ]
     code, out, err = run(capsys, "check", "--strict", "-c", str(cfg))
-    assert code == 2 and "error: nat-control is not modelled" in err
+    assert code == 2 and "error: threat-detection shun is not modelled" in err
     code, out, _ = run(capsys, "check", "--verbose", "-c", str(cfg))
     assert f"{cfg}:12: no effect on traffic through the box: ssh 192.168.1.0 255.255.255.0 inside" in out
     assert f"{cfg}:2: no effect on traffic through the box: hostname fw" in out
@@ -421,7 +421,6 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
         (13, 1, "VPN (crypto map outside_map)"),
         (14, 1, "VPN (crypto map outside_map)"),
         (15, 1, "VPN (crypto map outside_map)"),
-        (17, 1, "nat-control"),
         (18, 1, "threat-detection shun"),
         (20, 1, "policy-map type inspect dns"),
         (26, 3, "inspect dns"),
@@ -437,8 +436,10 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
     assert list(policy.reverse_path) == ["outside"] and policy.nat_control
     dm = policy.dns_inspect_maps["preset_dns_map"]
     assert (dm.message_length_max, dm.dns_guard) == (512, False)
-    # Logging is modelled: the logging module applies it to what is logged and sent.
-    assert dict((o.line, f) for o, f in policy.fates)[19] == "modelled"
+    # Logging is modelled: the logging module applies it to what is logged and sent. nat-control does
+    # not exist in 9.x: a warning, no effect.
+    fates = dict((o.line, f) for o, f in policy.fates)
+    assert (fates[19], fates[17]) == ("modelled", "no-effect")
 
 
 def test_show_service_policy_never_lists_an_unimplemented_inspection_as_active():
@@ -804,3 +805,128 @@ def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Pat
         "ip verify reverse-path interface outside" in text
     )
     assert "Drop-reason: (rpf-violated) Reverse-path verify failed" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. nat-control and 8.2's translation requirements (305005)
+
+DMZ = "interface Ethernet2\n nameif dmz\n security-level 50\n ip address 172.16.0.1 255.255.255.0\n"
+
+
+def _nat82(extra: str) -> Firewall:
+    return Firewall(
+        parse(
+            "ASA Version 8.2(5)\n"
+            + PIX_INTERFACES
+            + DMZ
+            + "route outside 0.0.0.0 0.0.0.0 192.168.9.2\n"
+            + extra,
+            "n.cfg",
+        )
+    )
+
+
+def _one_drop(result) -> Drop:
+    (d,) = kinds(result.events, Drop)
+    assert result.packets == []
+    return d
+
+
+def test_nat_control_drops_a_flow_to_a_lower_level_that_no_nat_rule_matches_with_305005():
+    from statewall.logfmt.asa import format_event
+
+    fw = _nat82("nat-control\n")
+    res = fw.receive(
+        "inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / TCP(sport=11039, dport=80, flags="S")), 1.0
+    )
+    d = _one_drop(res)
+    assert d.reason is DropReason.NAT_FAILED and d.origin.text == "nat-control"
+    (line,) = format_event(d)
+    assert line.endswith(
+        "%ASA-3-305005: No translation group found for tcp src inside:10.0.0.9/11039 "
+        "dst outside:198.51.100.25/80"
+    )
+    ping = fw.receive("inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / ICMP(id=7, seq=1)), 1.0)
+    (line,) = format_event(_one_drop(ping))
+    assert line.endswith(
+        "%ASA-3-305005: No translation group found for icmp src inside:10.0.0.9 dst outside:198.51.100.25 "
+        "(type 8, code 0)"
+    )
+    # To a higher level no translation is needed (only outside NAT would require one).
+    fw = _nat82(
+        "nat-control\naccess-list o extended permit tcp any any\naccess-group o in interface outside\n"
+    )
+    res = fw.receive(
+        "outside", bytes(IP(src="198.51.100.25", dst="10.0.0.9") / TCP(sport=4000, dport=80, flags="S")), 1.0
+    )
+    assert [iface for iface, _ in res.packets] == ["inside"]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "nat (inside) 0 10.0.0.0 255.255.255.0",  # identity NAT
+        "access-list nonat extended permit ip 10.0.0.0 255.255.255.0 any\nnat (inside) 0 access-list nonat",
+        "static (inside,outside) 10.0.0.9 10.0.0.9 netmask 255.255.255.255",  # identity static
+        "global (outside) 1 interface\nnat (inside) 1 10.0.0.0 255.255.255.0",  # PAT
+    ],
+)
+def test_under_nat_control_a_nat_rule_identity_or_exemption_lets_the_flow_pass(rule: str):
+    fw = _nat82("nat-control\n" + rule + "\n")
+    res = fw.receive(
+        "inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / TCP(sport=11039, dport=80, flags="S")), 1.0
+    )
+    assert [iface for iface, _ in res.packets] == ["outside"]
+    assert not kinds(res.events, Drop)
+
+
+def test_nat_control_same_security_needs_a_rule_only_from_an_interface_with_dynamic_nat():
+    base = (
+        "same-security-traffic permit inter-interface\n"
+        "interface Ethernet3\n nameif dmz2\n security-level 50\n ip address 172.16.1.1 255.255.255.0\n"
+        "nat-control\n"
+    )
+    fw = _nat82(base)
+    res = fw.receive("dmz", bytes(IP(src="172.16.0.5", dst="172.16.1.5") / UDP(sport=5000, dport=53)), 1.0)
+    assert [iface for iface, _ in res.packets] == ["dmz2"]
+    fw = _nat82(base + "global (outside) 2 interface\nnat (dmz) 2 172.16.0.0 255.255.255.0\n")
+    d = _one_drop(
+        fw.receive("dmz", bytes(IP(src="172.16.0.5", dst="172.16.1.5") / UDP(sport=5000, dport=53)), 1.0)
+    )
+    assert d.reason is DropReason.NAT_FAILED and d.detail == {"no_group": True}
+
+
+def test_a_nat_id_without_a_global_on_a_lower_interface_drops_with_305005_even_without_nat_control():
+    from statewall.logfmt.asa import format_event
+
+    fw = _nat82("global (outside) 1 interface\nnat (inside) 1 10.0.0.0 255.255.255.0\n")
+    # Outside: PAT to the interface address.
+    out = fw.receive(
+        "inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / UDP(sport=5000, dport=53)), 1.0
+    )
+    assert [iface for iface, _ in out.packets] == ["outside"]
+    # The dmz (lower than inside) has no global 1: the real ASA refuses to send the real address there.
+    d = _one_drop(
+        fw.receive("inside", bytes(IP(src="10.0.0.9", dst="172.16.0.5") / UDP(sport=5000, dport=53)), 1.0)
+    )
+    assert d.origin.text == "nat (inside) 1 10.0.0.0 255.255.255.0"
+    (line,) = format_event(d)
+    assert line.endswith(
+        "%ASA-3-305005: No translation group found for udp src inside:10.0.0.9/5000 dst dmz:172.16.0.5/53"
+    )
+    # A host outside the nat rule's addresses goes untranslated, as before.
+    ok = fw.receive("inside", bytes(IP(src="10.0.1.5", dst="172.16.0.5") / UDP(sport=5000, dport=53)), 1.0)
+    assert [iface for iface, _ in ok.packets] == ["dmz"]
+
+
+def test_packet_tracer_shows_the_nat_stage_refusing_for_nat_control(tmp_path: Path, capsys):
+    cfg = tmp_path / "n.cfg"
+    cfg.write_text(
+        "ASA Version 8.2(5)\n" + PIX_INTERFACES + "route outside 0.0.0.0 0.0.0.0 192.168.9.2\nnat-control\n"
+    )
+    code, text, _ = packet_tracer(capsys, cfg, "inside", "tcp", "10.0.0.9", "1234", "198.51.100.25", "80")
+    assert (
+        "Type: NAT\nSubtype: \nResult: DROP\nConfig:\nnat-control\nAdditional Information:\n"
+        "No translation group found: nat-control: no NAT rule matches this flow\n" in text
+    )
+    assert "Drop-reason: (nat-xlate-failed) NAT failed" in text

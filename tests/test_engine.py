@@ -381,6 +381,8 @@ def test_an_interface_service_policy_inspects_ftp_on_its_own_interface_only():
     cfg = (
         SEED000
         + "interface Ethernet2\n nameif dmz\n security-level 50\n ip address 172.16.0.1 255.255.255.0\n"
+        # 8.2: nat id 1's addresses need a global on every lower interface (305005 otherwise).
+        "global (dmz) 1 interface\n"
         "class-map ftp-cls\n match port tcp eq 21\n"
         "policy-map dmz-pol\n class ftp-cls\n  inspect ftp\n"
         "policy-map global_policy\n class inspection_default\n  no inspect ftp\n"

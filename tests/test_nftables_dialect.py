@@ -409,3 +409,37 @@ def test_ct_helper_set_in_a_forward_chain_attaches_ftp_through_the_engine():
     web = craft.tcp_packet(4, ip("192.168.1.20"), ip("93.184.216.34"), 40001, 443, 1000, 0, SYN, 64240)
     res = fw.receive("lan", web, 1000.1)
     assert [e.helper for e in res.events if isinstance(e, CtEvent)] == [None]
+
+
+def test_every_error_of_an_nft_ruleset_is_reported_in_one_pass():
+    text = """\
+table inet filter {
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    tcp dport 99999 accept
+    ct state bogus accept
+    tcp dport { 22, 80 } accept
+    jump nowhere
+  }
+  chain input {
+    type filter hook sideways priority 0;
+    accept
+  }
+  flowtable ft { hook ingress priority 0; devices = { eth0 } }
+}
+table ip nat {
+  chain pre { type nat hook prerouting priority dstnat; policy accept; dnat to 1.2.3.4.5 }
+}
+table inet later { chain c { type filter hook input priority 0; accept; } }
+"""
+    with pytest.raises(ConfigError) as info:
+        parse(text, "e.nft")
+    # The reader resumes at the next rule, the next statement of the table, or the next table.
+    assert [str(e) for e in info.value.errors] == [
+        "e.nft:4:15: bad port '99999'",
+        "e.nft:5:14: unknown ct state 'bogus'",
+        "e.nft:7:10: chain 'nowhere' does not exist in table inet filter",
+        "e.nft:10:22: unknown hook 'sideways'",
+        "e.nft:13:3: nft: flowtable objects is not modelled by statewall",
+        "e.nft:16:80: bad address '1.2.3.4.5'",
+    ]

@@ -288,6 +288,8 @@ def source_nat(c: NewFlow) -> bool:
         return False
     c.xl = xl
     if xl is None:
+        if fw.nat_required and c.exp is None and not _translation_not_required(c):
+            return False
         c.report(True, "No translation")
         return True
     c.msrc = xl.mapped_addr
@@ -299,6 +301,47 @@ def source_nat(c: NewFlow) -> bool:
         origin=xl.rule.origin,
     )
     return True
+
+
+def _translation_not_required(c: NewFlow) -> bool:
+    """ASA 8.2: a flow no NAT rule translates may still need one (Cisco ASA 8.2 configuration guide,
+    "NAT Control" and "Dynamic NAT Implementation"):
+
+    - a source that an 8.2 ``nat`` rule names must be translated on every lower or same security
+      interface it goes to (a ``global`` with that id there, or a static); nat-control or not;
+    - with ``nat-control``, every flow to a lower security interface must match a NAT rule (``nat 0``
+      identity and exemption, identity statics included), and so must a flow to a same security
+      interface from an interface that has dynamic NAT.
+
+    False after dropping the flow with 305005 "No translation group found"."""
+    fw, pkt, v = c.fw, c.pkt, c.v
+    nat = fw.nat
+    if nat.source_rule(v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport):
+        return True  # a rule covers it: nat 0, identity, or a static that keeps the address
+    lin = c.itf.security_level
+    lout = fw.interfaces[c.egress].security_level
+    if lin < lout:
+        return True  # to a higher level: only outside NAT (not modelled) requires a translation
+    rule = nat.dynamic_rule_elsewhere(v, c.proto, c.iface, pkt.src, pkt.sport, c.real_dst, c.real_dport)
+    why = f"nat id {rule.nat_id} has no global on {c.egress}" if rule is not None else ""
+    origin = rule.origin if rule is not None else None
+    pre_83 = fw.acl_on_mapped  # the release is before 8.3 (nat-control exists only there)
+    if rule is None and pre_83 and fw.policy.nat_control and (lin > lout or nat.dynamic_on(c.iface)):
+        why = "nat-control: no NAT rule matches this flow"
+        origin = fw.policy.nat_control_origin
+    if not why:
+        return True
+    c.report(False, f"No translation group found: {why}", origin=origin)
+    c.drop(
+        DropReason.NAT_FAILED,
+        egress=c.egress,
+        origin=origin,
+        message=f"no translation group found ({why})",
+        hint=f"translate {addr_str(v, pkt.src)} towards {c.egress} (a global with the nat's id, a "
+        "static, or nat 0 to exempt it)",
+        detail={"no_group": True},
+    )
+    return False
 
 
 def _unbind(c: NewFlow) -> None:
