@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from scapy.layers.dns import DNS
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from fixtures import PIX_INTERFACES, kinds
@@ -183,7 +184,9 @@ def test_a_service_group_in_an_access_list_passes_exactly_its_services():
     assert kinds(ok.events, ConnBuilt)
     ping = fw.receive("outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / ICMP(type=8)), 1.0)
     assert [iface for iface, _ in ping.packets] == ["inside"]
-    dns = fw.receive("outside", bytes(IP(src="198.51.100.7", dst="192.168.1.53") / UDP(dport=53)), 1.0)
+    dns = fw.receive(
+        "outside", bytes(IP(src="198.51.100.7", dst="192.168.1.53") / UDP(dport=53) / DNS()), 1.0
+    )
     assert [iface for iface, _ in dns.packets] == ["inside"]
     no = fw.receive(
         "outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / TCP(dport=22, flags="S")), 1.0
@@ -422,8 +425,6 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
         (14, 1, "VPN (crypto map outside_map)"),
         (15, 1, "VPN (crypto map outside_map)"),
         (18, 1, "threat-detection shun"),
-        (20, 1, "policy-map type inspect dns"),
-        (26, 3, "inspect dns"),
         (27, 3, "inspect icmp"),
         (28, 3, "inspect icmp error"),
     ]
@@ -445,11 +446,10 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
 def test_show_service_policy_never_lists_an_unimplemented_inspection_as_active():
     text = format_show_service_policy(parse(GAPS))
     assert "      Inspect: ftp, packet 0, drop 0, reset-drop 0" in text.splitlines()
-    for engine in ("dns preset_dns_map", "icmp", "icmp error"):
+    assert "      Inspect: dns preset_dns_map, packet 0, drop 0, reset-drop 0" in text.splitlines()
+    for engine in ("icmp", "icmp error"):
         assert (
-            f"      Inspect: {engine} (not modelled: statewall does not inspect {engine.split()[0]})"
-            in (text.splitlines())
-            or f"      Inspect: {engine} (not modelled: statewall does not inspect icmp error)"
+            f"      Inspect: {engine} (not modelled: statewall does not inspect {engine})"
             in text.splitlines()
         )
 
@@ -610,7 +610,7 @@ def test_replay_counts_packets_a_real_asa_would_have_encrypted_apart(tmp_path: P
     cap = tmp_path / "in.pcap"
     with PcapWriter(cap) as w:
         for n, dst in enumerate(["10.9.1.1", "8.8.8.8", "10.9.2.2"]):
-            w.write(bytes(IP(src="192.168.1.5", dst=dst) / UDP(sport=5000, dport=53)), float(n))
+            w.write(bytes(IP(src="192.168.1.5", dst=dst) / UDP(sport=5000, dport=53) / DNS()), float(n))
     summary = replay(parse(VPN), [("inside", cap)], tmp_path / "out")
     assert summary["forwarded"] == 3
     assert summary["not_modelled"] == {"VPN (crypto map outside_map)": 2}
@@ -714,11 +714,21 @@ def test_packet_tracer_names_the_inspections_it_does_not_model(tmp_path: Path, c
     assert "Type: INSPECT\nSubtype: icmp\nResult: NOT MODELLED\nConfig:\ninspect icmp\n" in phases
     # The factory default policy's inspections, when the configuration has no service policy of its own.
     cfg.write_text(ASA9)
-    code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "40000", "198.51.100.9", "53")
+    code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "40000", "198.51.100.9", "69")
     phases = out.split("Action: allow\n", 1)[1]
-    assert "Subtype: dns\nResult: NOT MODELLED\nConfig:\npolicy-map global_policy / inspect dns\n" in phases
-    code, out, _ = packet_tracer(capsys, cfg, "inside", "tcp", "192.168.1.5", "40000", "198.51.100.9", "21")
-    assert "NOT MODELLED" not in out  # FTP inspection is modelled
+    assert "Subtype: tftp\nResult: NOT MODELLED\nConfig:\npolicy-map global_policy / inspect tftp\n" in phases
+    for port in ("21", "53"):  # FTP and DNS inspection are modelled
+        code, out, _ = packet_tracer(
+            capsys,
+            cfg,
+            "inside",
+            "tcp" if port == "21" else "udp",
+            "192.168.1.5",
+            "40000",
+            "198.51.100.9",
+            port,
+        )
+        assert "Action: allow" in out and "NOT MODELLED" not in out
 
 
 def _class_limit_config(version: str, acl_host: str) -> str:
@@ -783,7 +793,9 @@ def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Pat
     assert not [w for w in policy.warnings if w.gap]  # modelled: the engine's RPF-CHECK stage
     fw = Firewall(policy)
     # A packet from the outside claiming an inside source: the route back leaves by inside.
-    spoofed = fw.receive("outside", bytes(IP(src="192.168.1.77", dst="192.168.1.10") / UDP(dport=53)), 1.0)
+    spoofed = fw.receive(
+        "outside", bytes(IP(src="192.168.1.77", dst="192.168.1.10") / UDP(dport=53) / DNS()), 1.0
+    )
     (d,) = kinds(spoofed.events, Drop)
     assert d.reason is DropReason.RPF_VIOLATED and spoofed.packets == []
     assert d.origin.text == "ip verify reverse-path interface outside"
@@ -792,9 +804,9 @@ def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Pat
         "%ASA-1-106021: Deny UDP reverse path check from 192.168.1.77 to 192.168.1.10 on interface outside"
     )
     # A source the default route leads back to passes, and so does traffic from an interface without it.
-    ok = fw.receive("outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / UDP(dport=53)), 1.0)
+    ok = fw.receive("outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / UDP(dport=53) / DNS()), 1.0)
     assert [iface for iface, _ in ok.packets] == ["inside"]
-    out = fw.receive("inside", bytes(IP(src="10.9.9.9", dst="198.51.100.7") / UDP(dport=53)), 1.0)
+    out = fw.receive("inside", bytes(IP(src="10.9.9.9", dst="198.51.100.7") / UDP(dport=53) / DNS()), 1.0)
     assert [iface for iface, _ in out.packets] == ["outside"]
     # packet-tracer shows the stage and the line behind it.
     cfg = tmp_path / "rpf.cfg"
@@ -887,11 +899,15 @@ def test_nat_control_same_security_needs_a_rule_only_from_an_interface_with_dyna
         "nat-control\n"
     )
     fw = _nat82(base)
-    res = fw.receive("dmz", bytes(IP(src="172.16.0.5", dst="172.16.1.5") / UDP(sport=5000, dport=53)), 1.0)
+    res = fw.receive(
+        "dmz", bytes(IP(src="172.16.0.5", dst="172.16.1.5") / UDP(sport=5000, dport=53) / DNS()), 1.0
+    )
     assert [iface for iface, _ in res.packets] == ["dmz2"]
     fw = _nat82(base + "global (outside) 2 interface\nnat (dmz) 2 172.16.0.0 255.255.255.0\n")
     d = _one_drop(
-        fw.receive("dmz", bytes(IP(src="172.16.0.5", dst="172.16.1.5") / UDP(sport=5000, dport=53)), 1.0)
+        fw.receive(
+            "dmz", bytes(IP(src="172.16.0.5", dst="172.16.1.5") / UDP(sport=5000, dport=53) / DNS()), 1.0
+        )
     )
     assert d.reason is DropReason.NAT_FAILED and d.detail == {"no_group": True}
 
@@ -902,12 +918,14 @@ def test_a_nat_id_without_a_global_on_a_lower_interface_drops_with_305005_even_w
     fw = _nat82("global (outside) 1 interface\nnat (inside) 1 10.0.0.0 255.255.255.0\n")
     # Outside: PAT to the interface address.
     out = fw.receive(
-        "inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / UDP(sport=5000, dport=53)), 1.0
+        "inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / UDP(sport=5000, dport=53) / DNS()), 1.0
     )
     assert [iface for iface, _ in out.packets] == ["outside"]
     # The dmz (lower than inside) has no global 1: the real ASA refuses to send the real address there.
     d = _one_drop(
-        fw.receive("inside", bytes(IP(src="10.0.0.9", dst="172.16.0.5") / UDP(sport=5000, dport=53)), 1.0)
+        fw.receive(
+            "inside", bytes(IP(src="10.0.0.9", dst="172.16.0.5") / UDP(sport=5000, dport=53) / DNS()), 1.0
+        )
     )
     assert d.origin.text == "nat (inside) 1 10.0.0.0 255.255.255.0"
     (line,) = format_event(d)
@@ -915,7 +933,9 @@ def test_a_nat_id_without_a_global_on_a_lower_interface_drops_with_305005_even_w
         "%ASA-3-305005: No translation group found for udp src inside:10.0.0.9/5000 dst dmz:172.16.0.5/53"
     )
     # A host outside the nat rule's addresses goes untranslated, as before.
-    ok = fw.receive("inside", bytes(IP(src="10.0.1.5", dst="172.16.0.5") / UDP(sport=5000, dport=53)), 1.0)
+    ok = fw.receive(
+        "inside", bytes(IP(src="10.0.1.5", dst="172.16.0.5") / UDP(sport=5000, dport=53) / DNS()), 1.0
+    )
     assert [iface for iface, _ in ok.packets] == ["dmz"]
 
 
@@ -930,3 +950,107 @@ def test_packet_tracer_shows_the_nat_stage_refusing_for_nat_control(tmp_path: Pa
         "No translation group found: nat-control: no NAT rule matches this flow\n" in text
     )
     assert "Drop-reason: (nat-xlate-failed) NAT failed" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. inspect dns with preset_dns_map: DNS guard, message-length maximum (410001)
+
+
+def _dns_query(qid: int, sport: int = 5353, edns: int | None = None) -> bytes:
+    from scapy.layers.dns import DNS, DNSQR, DNSRROPT
+
+    dns = DNS(id=qid, qd=DNSQR(qname="example.com"))
+    if edns is not None:
+        dns.ar = DNSRROPT(rclass=edns)
+    return bytes(IP(src="192.168.1.5", dst="198.51.100.53") / UDP(sport=sport, dport=53) / dns)
+
+
+def _dns_reply(qid: int, size: int = 0, dport: int = 5353) -> bytes:
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    an = DNSRR(rrname="example.com", type="TXT", rdata="x" * size) if size else DNSRR(rrname="example.com")
+    dns = DNS(id=qid, qr=1, qd=DNSQR(qname="example.com"), an=an)
+    return bytes(IP(src="198.51.100.53", dst="192.168.1.5") / UDP(sport=53, dport=dport) / dns)
+
+
+def test_dns_guard_lets_one_reply_per_query_through_and_closes_the_connection_on_it():
+    from statewall.events import ConnTeardown
+    from statewall.logfmt.asa import format_event
+
+    fw = Firewall(parse(ASA9, "d.cfg"))  # the factory global_policy: inspect dns preset_dns_map
+    assert [i for i, _ in fw.receive("inside", _dns_query(77), 1.0).packets] == ["outside"]
+    # A reply whose id answers no query is dropped; the connection stays for the real answer.
+    wrong = fw.receive("outside", _dns_reply(78), 1.1)
+    (d,) = kinds(wrong.events, Drop)
+    assert d.reason is DropReason.INSPECT_DNS_ID and wrong.packets == []
+    answer = fw.receive("outside", _dns_reply(77), 1.2)
+    assert [i for i, _ in answer.packets] == ["inside"]
+    (t,) = kinds(answer.events, ConnTeardown)
+    assert t.reason == "Flow closed by inspection" and len(fw.conns) == 0
+    # A second answer to the same query is a new flow from outside: the access rules refuse it.
+    again = fw.receive("outside", _dns_reply(77), 1.3)
+    (line,) = format_event(_one_drop(again))
+    assert line.endswith(
+        "%ASA-2-106006: Deny inbound UDP from 198.51.100.53/53 to 192.168.1.5/5353 on interface outside"
+    )
+
+
+def test_two_queries_on_one_connection_close_it_after_the_second_answer():
+    fw = Firewall(parse(ASA9, "d.cfg"))
+    fw.receive("inside", _dns_query(1), 1.0)
+    fw.receive("inside", _dns_query(2), 1.0)
+    assert [i for i, _ in fw.receive("outside", _dns_reply(2), 1.1).packets] == ["inside"]
+    assert len(fw.conns) == 1
+    assert [i for i, _ in fw.receive("outside", _dns_reply(1), 1.2).packets] == ["inside"]
+    assert len(fw.conns) == 0
+
+
+def test_a_dns_reply_over_the_preset_map_s_512_bytes_is_dropped_with_410001():
+    from statewall.logfmt.asa import format_event
+
+    fw = Firewall(parse(ASA9, "d.cfg"))
+    fw.receive("inside", _dns_query(77), 1.0)
+    big = fw.receive("outside", _dns_reply(77, size=600), 1.1)
+    d = _one_drop(big)
+    assert d.reason is DropReason.INSPECT_DNS_TOO_LONG
+    (line,) = format_event(d)
+    assert line.endswith(
+        "%ASA-4-410001: Dropped UDP DNS reply from outside:198.51.100.53/53 to inside:192.168.1.5/5353; "
+        "packet length 655 bytes exceeds configured limit of 512 bytes"
+    )
+    assert fw.drops[DropReason.INSPECT_DNS_TOO_LONG] == 1
+    # The preset map's "message-length maximum client auto": a client advertising EDNS0 4096 gets
+    # its long answer.
+    fw.receive("inside", _dns_query(78, sport=5354, edns=4096), 2.0)
+    long_ok = fw.receive("outside", _dns_reply(78, size=600, dport=5354), 2.1)
+    assert [i for i, _ in long_ok.packets] == ["inside"]
+
+
+def test_a_dns_map_sets_the_limit_and_turns_dns_guard_off():
+    text = (
+        ASA9 + "policy-map type inspect dns big\n parameters\n  message-length maximum 1024\n  no dns-guard\n"
+        "policy-map global_policy\n class inspection_default\n  inspect dns big\n"
+        "service-policy global_policy global\n"
+    )
+    policy = parse(text, "d.cfg")
+    assert not [w for w in policy.warnings if w.gap]  # the map's parameters are modelled
+    fw = Firewall(policy)
+    fw.receive("inside", _dns_query(5), 1.0)
+    assert [i for i, _ in fw.receive("outside", _dns_reply(5, size=600), 1.1).packets] == ["inside"]
+    # Without DNS guard the connection stays and a second reply passes.
+    assert len(fw.conns) == 1
+    assert [i for i, _ in fw.receive("outside", _dns_reply(5), 1.2).packets] == ["inside"]
+    d = _one_drop(fw.receive("outside", _dns_reply(5, size=1100), 1.3))
+    assert d.reason is DropReason.INSPECT_DNS_TOO_LONG and d.detail["limit"] == 1024
+    # "inspect dns" without a map checks no length (Cisco: DNS packet size is not checked).
+    fw = Firewall(parse(text.replace("inspect dns big", "inspect dns"), "d.cfg"))
+    fw.receive("inside", _dns_query(6), 1.0)
+    assert [i for i, _ in fw.receive("outside", _dns_reply(6, size=1100), 1.1).packets] == ["inside"]
+
+
+def test_show_service_policy_counts_dns_inspection():
+    fw = Firewall(parse(ASA9, "d.cfg"))
+    fw.receive("inside", _dns_query(77), 1.0)
+    fw.receive("outside", _dns_reply(77, size=600), 1.1)
+    text = format_show_service_policy(fw.policy, fw.service_policies.uses)
+    assert "      Inspect: dns, packet 2, drop 1, reset-drop 0" in text.splitlines()

@@ -128,6 +128,10 @@ class DropReason(enum.Enum):
     SYNPROXY = ("synproxy", "SYNPROXY consumed the packet")
     SYNPROXY_INVALID = ("synproxy-cookie-invalid", "SYNPROXY: ACK without a valid SYN cookie")
     INSPECT_FTP = ("inspect-ftp", "FTP inspection")
+    # DNS inspection (statewall.inspect.dns), the ASA's own counters (show asp drop).
+    INSPECT_DNS_TOO_LONG = ("inspect-dns-pak-too-long", "DNS Inspect packet too long")
+    INSPECT_DNS_ID = ("inspect-dns-id-not-matched", "DNS Inspect id not matched")
+    INSPECT_DNS_INVALID = ("inspect-dns-invalid-pak", "DNS Inspect invalid packet")
     FLOW_EXPIRED = ("flow-expired", "Expired flow")
     ICMP_NO_SESSION = ("inspect-icmp-error-no-existing-conn", "ICMP error for no existing connection")
     UNSUPPORTED_PROTOCOL = ("unsupported-protocol", "IP protocol not supported")

@@ -36,7 +36,7 @@ from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt
 from ..limits import ADMIT
 from ..nat import NatFailure
 from ..packet import Packet
-from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
+from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import TcpTracker
 from . import asa_policy, forward, icmp, ip_in, lifecycle
 from .context import NewFlow, addr_str, drop, run, stage
@@ -479,6 +479,8 @@ def build(c: NewFlow) -> bool:
             lifecycle.index_for_replay(fw, (v, proto, pkt.src, pkt.sport, real_dst, real_dport), fwd)
     elif fw.inspectors and proto == PROTO_TCP:
         conn.helper = asa_policy.inspector_for(fw, conn, pkt.dport, real_dport, c.eff)
+    elif proto == PROTO_UDP and c.eff is not None and c.eff.inspects:
+        conn.helper = asa_policy.dns_inspector_for(fw, conn, c.eff)
     if fw.service_policies is not None:
         asa_policy.apply_policy(
             fw, conn, iface, egress, pkt, real_dst, real_dport, c.icmp_type, c.icmp_code, xl, unnat, c.eff

@@ -201,6 +201,7 @@ _CONN_LIMIT_TAIL = ("{count}/{limit} for {direction} packet from {src}/{sport} t
 #                     cookie; without them (a client's packet while the server is reached) no message
 #   NAT_FAILED:       xlate_kind (portmap | regular | identity | outbound static, default portmap);
 #                     no_group (True: no NAT rule for a flow that needs one, 305005)
+#   INSPECT_DNS_TOO_LONG: dns_kind (query | reply), length, limit (statewall.inspect.dns)
 #   ICMP_NO_SESSION:  inner_proto (keyword), inner_src, inner_sport, inner_dst, inner_dport: the
 #                     packet the ICMP error quotes
 #   FRAGMENT_DB_FULL, FRAGMENT_LIMIT, INVALID_FRAGMENT: id, proto_name and limit / elements / size and
@@ -259,6 +260,10 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
         _m(313005, 4, "No matching connection for ICMP error message: {proto} src {ifc}:{src} "
            "dst {egress}:{dst} (type {type}, code {code}) on {ifc} interface.  Original IP payload: "
            "{inner_proto} src {inner_src}/{inner_sport} dst {inner_dst}/{inner_dport}.", l4="icmp"),
+    ),
+    DropReason.INSPECT_DNS_TOO_LONG: (
+        _m(410001, 4, "Dropped UDP DNS {dns_kind} from {ifc}:{src}/{sport} to {egress}:{dst}/{dport}; "
+           "packet length {length} bytes exceeds configured limit of {limit} bytes", l4="udp"),
     ),
     DropReason.CONN_LIMIT: (
         _m(201010, 6, "Embryonic connection limit exceeded " + _CONN_LIMIT_TAIL, kind="embryonic"),

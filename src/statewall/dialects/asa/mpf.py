@@ -98,6 +98,17 @@ _INSPECT_ACTIONS = {
     "sunrpc": "open pinholes for RPC services",
 }
 
+# DNS inspection map lines statewall keeps but does not apply (statewall.inspect.dns applies
+# message-length maximum and dns-guard): what a real ASA does with them.
+_DNS_MAP_GAPS = {
+    "match": "match DNS messages and drop, mask or log them",
+    "id-randomization": "randomize DNS query identifiers",
+    "nat-rewrite": "rewrite A records of DNS replies by NAT",
+    "id-mismatch": "count DNS identifier mismatches and log them",
+    "tsig": "enforce TSIG resource records",
+    "protocol-enforcement": "check DNS messages' labels and pointers",
+}
+
 # Policy-map class actions that are valid but not modelled: kept verbatim in PolicyClass.other.
 _KEPT_ACTIONS = frozenset(
     {"police", "priority", "shape", "user-statistics", "flow-export", "ips", "csc", "service-policy"}
@@ -339,22 +350,16 @@ def policy_map(p: Parser, c: Cursor) -> None:
 
 def _dns_map(p: Parser, c: Cursor) -> None:
     """``policy-map type inspect dns NAME`` (e.g. the factory ``preset_dns_map``): its ``parameters``
-    read into ``DnsInspectMap``; kept as written for printing. Not modelled: statewall does not inspect
-    DNS (Cisco ASA firewall configuration guide, "DNS Inspection": message-length maximum, dns-guard,
-    id-randomization, nat-rewrite, protocol-enforcement; the preset map limits messages to 512 bytes)."""
+    read into ``DnsInspectMap``; kept as written for printing. ``message-length maximum`` and
+    ``dns-guard`` are applied by DNS inspection (statewall.inspect.dns); the other parameters and the
+    map's ``match`` rules are named as not modelled at their lines (Cisco ASA firewall configuration
+    guide, "DNS Inspection")."""
     tokens = c.line.tokens
     name = tokens[4].text
     if len(tokens) > 5:
         raise c.error(tokens[5], f"unexpected '{tokens[5].text}'")
     dm = DnsInspectMap(name, origin=p.origin(c.line))
     p.policy.dns_inspect_maps[name] = dm
-    p.gap(
-        c.line,
-        "policy-map type inspect dns",
-        "apply these DNS inspection parameters to inspected DNS traffic",
-        message=f"policy-map type inspect dns {name} is not modelled (statewall does not inspect DNS); "
-        "kept as written",
-    )
     passthrough.keep_block(p, c)
     mode = p.modes[-1]
     keep = mode.handle
@@ -362,17 +367,20 @@ def _dns_map(p: Parser, c: Cursor) -> None:
     def handle(p: Parser, c: Cursor) -> None:
         keep(p, c)
         negate = c.accept("no") is not None
-        word = c.next("parameter").word
-        if word in (
-            "parameters",
-            "description",
-            "match",
-            "drop",
-            "drop-connection",
-            "log",
-            "mask",
-            "enforce",
-        ):
+        tok = c.next("parameter")
+        word = tok.word
+        if word in ("parameters", "description"):
+            c.rest()
+            return
+        if word in _DNS_MAP_GAPS and not negate:
+            p.gap(
+                c.line,
+                f"inspect dns {word}",
+                _DNS_MAP_GAPS[word],
+                message=f"DNS inspection map {name}: {word} is not modelled; kept as written",
+                col=tok.col,
+            )
+        if word in ("match", "drop", "drop-connection", "log", "mask", "enforce"):
             c.rest()
             return
         if word == "message-length":
