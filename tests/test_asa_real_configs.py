@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from scapy.layers.dns import DNS
-from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
 
 from fixtures import PIX_INTERFACES, kinds
 from statewall.cli import main
@@ -425,8 +425,6 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
         (14, 1, "VPN (crypto map outside_map)"),
         (15, 1, "VPN (crypto map outside_map)"),
         (18, 1, "threat-detection shun"),
-        (27, 3, "inspect icmp"),
-        (28, 3, "inspect icmp error"),
     ]
     # What packet-tracer and replay need to say "a real ASA would encrypt this": the map's ACL and
     # interface together.
@@ -446,12 +444,11 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
 def test_show_service_policy_never_lists_an_unimplemented_inspection_as_active():
     text = format_show_service_policy(parse(GAPS))
     assert "      Inspect: ftp, packet 0, drop 0, reset-drop 0" in text.splitlines()
-    assert "      Inspect: dns preset_dns_map, packet 0, drop 0, reset-drop 0" in text.splitlines()
-    for engine in ("icmp", "icmp error"):
-        assert (
-            f"      Inspect: {engine} (not modelled: statewall does not inspect {engine})"
-            in text.splitlines()
-        )
+    for engine in ("dns preset_dns_map", "icmp", "icmp error"):
+        assert f"      Inspect: {engine}, packet 0, drop 0, reset-drop 0" in text.splitlines()
+    # An inspection statewall does not implement is never shown as active.
+    text = format_show_service_policy(parse(GAPS.replace("inspect icmp error", "inspect sip")))
+    assert "      Inspect: sip (not modelled: statewall does not inspect sip)" in text.splitlines()
 
 
 def test_the_not_modelled_item_5_commands_print_back():
@@ -707,11 +704,11 @@ def test_the_pager_s_prompt_and_the_blanks_that_erase_it_lose_no_line():
 
 def test_packet_tracer_names_the_inspections_it_does_not_model(tmp_path: Path, capsys):
     cfg = tmp_path / "g.cfg"
-    cfg.write_text(GAPS)
-    code, out, _ = packet_tracer(capsys, cfg, "inside", "icmp", "192.168.1.5", "8", "0", "198.51.100.9")
+    cfg.write_text(GAPS.replace("inspect icmp error", "inspect sip"))
+    code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "5060", "198.51.100.9", "5060")
     assert code == 0
     phases = out.split("Action: allow\n", 1)[1]
-    assert "Type: INSPECT\nSubtype: icmp\nResult: NOT MODELLED\nConfig:\ninspect icmp\n" in phases
+    assert "Type: INSPECT\nSubtype: sip\nResult: NOT MODELLED\nConfig:\ninspect sip\n" in phases
     # The factory default policy's inspections, when the configuration has no service policy of its own.
     cfg.write_text(ASA9)
     code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "40000", "198.51.100.9", "69")
@@ -1054,3 +1051,103 @@ def test_show_service_policy_counts_dns_inspection():
     fw.receive("outside", _dns_reply(77, size=600), 1.1)
     text = format_show_service_policy(fw.policy, fw.service_policies.uses)
     assert "      Inspect: dns, packet 2, drop 1, reset-drop 0" in text.splitlines()
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. inspect icmp and inspect icmp error
+
+ICMP_INSPECTED = (
+    ASA9 + "object network lan\n subnet 192.168.1.0 255.255.255.0\n nat (inside,outside) dynamic interface\n"
+    "policy-map global_policy\n class inspection_default\n  inspect icmp\n  inspect icmp error\n"
+    "service-policy global_policy global\n"
+)
+
+
+def _ping(seq: int, ident: int = 77) -> bytes:
+    return bytes(IP(src="192.168.1.5", dst="198.51.100.9") / ICMP(type=8, id=ident, seq=seq))
+
+
+def _pong(out: bytes, seq: int) -> bytes:
+    sent = IP(bytes(out))
+    return bytes(IP(src="198.51.100.9", dst=sent.src) / ICMP(type=0, id=sent[ICMP].id, seq=seq))
+
+
+def test_inspect_icmp_lets_one_reply_per_request_through_and_closes_the_session_on_it():
+    from statewall.events import ConnTeardown
+    from statewall.logfmt.asa import format_event
+
+    fw = Firewall(parse(ICMP_INSPECTED, "i.cfg"))
+    req = fw.receive("inside", _ping(1), 1.0)
+    ((iface, out),) = req.packets
+    assert iface == "outside" and IP(bytes(out)).src == "203.0.113.1"
+    # A reply to a sequence number no request sent: 313004.
+    wrong = fw.receive("outside", _pong(out, 9), 1.1)
+    d = _one_drop(wrong)
+    assert d.reason is DropReason.INSPECT_ICMP_SEQ and d.origin.text == "inspect icmp"
+    (line,) = format_event(d)
+    assert line.endswith(
+        "%ASA-4-313004: Denied ICMP type=0, from laddr 198.51.100.9 on interface outside to 203.0.113.1: "
+        "no matching session"
+    )
+    # The reply to seq 1 passes, translated back, and closes the session (302021 at once).
+    ok = fw.receive("outside", _pong(out, 1), 1.2)
+    ((iface, back),) = ok.packets
+    assert iface == "inside" and IP(bytes(back)).dst == "192.168.1.5" and IP(bytes(back))[ICMP].id == 77
+    (t,) = kinds(ok.events, ConnTeardown)
+    assert t.reason == "Flow closed by inspection" and len(fw.conns) == 0
+    # Without translation, a reply that finds no session and that the access rules let in is refused
+    # by the inspection: 313004.
+    fw = Firewall(
+        parse(
+            ICMP_INSPECTED.replace(" nat (inside,outside) dynamic interface\n", "")
+            + "access-list out extended permit icmp any any echo-reply\n"
+            "access-group out in interface outside\n",
+            "i.cfg",
+        )
+    )
+    ((_, out),) = fw.receive("inside", _ping(1), 1.0).packets
+    assert fw.receive("outside", _pong(out, 1), 1.1).packets
+    dup = _one_drop(fw.receive("outside", _pong(out, 1), 1.2))
+    assert dup.reason is DropReason.INSPECT_ICMP_SEQ
+
+
+def test_without_inspect_icmp_a_duplicate_reply_passes_while_the_session_lasts():
+    # statewall keeps echo sessions without inspect icmp (a real ASA keeps none: docs/asa.md says so).
+    fw = Firewall(parse(ICMP_INSPECTED.replace("  inspect icmp\n", ""), "i.cfg"))
+    ((_, out),) = fw.receive("inside", _ping(1), 1.0).packets
+    assert fw.receive("outside", _pong(out, 1), 1.1).packets
+    assert fw.receive("outside", _pong(out, 1), 1.2).packets
+
+
+def _traceroute_to_published_server(inspect_error: bool) -> bytes:
+    """An outside host's probe to a published inside server expires at an inside router (10.1.1.254,
+    itself published by a static): the time exceeded it sends back, as it leaves the ASA."""
+    text = (
+        ASA9 + "object network srv\n host 192.168.1.10\n nat (inside,outside) static 203.0.113.10\n"
+        "object network rtr\n host 192.168.1.254\n nat (inside,outside) static 203.0.113.254\n"
+        "access-list out extended permit udp any any\naccess-group out in interface outside\n"
+        "policy-map global_policy\n class inspection_default\n"
+        + ("  inspect icmp error\n" if inspect_error else "  inspect ftp\n")
+        + "service-policy global_policy global\n"
+    )
+    fw = Firewall(parse(text, "t.cfg"))
+    probe = fw.receive(
+        "outside",
+        bytes(IP(src="198.51.100.7", dst="203.0.113.10", ttl=3) / UDP(sport=40000, dport=33434)),
+        1.0,
+    )
+    ((_, sent),) = probe.packets
+    err = IP(src="192.168.1.254", dst="198.51.100.7") / ICMP(type=11, code=0) / bytes(sent)[:28]
+    ((iface, out),) = fw.receive("inside", bytes(err), 1.1).packets
+    assert iface == "outside"
+    return out
+
+
+def test_inspect_icmp_error_translates_the_intermediate_hop_by_the_nat_rules():
+    out = IP(bytes(_traceroute_to_published_server(True)))
+    # The hop appears as its own mapped address; the quoted probe as the outside host sent it.
+    assert (out.src, out.dst) == ("203.0.113.254", "198.51.100.7")
+    assert out[IPerror].dst == "203.0.113.10"
+    # Without it the hop appears with the mapped address of the server the probe was for.
+    out = IP(bytes(_traceroute_to_published_server(False)))
+    assert (out.src, out.dst) == ("203.0.113.10", "198.51.100.7")

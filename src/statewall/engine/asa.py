@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from ..conntrack import Connection, Half, make_halves, reply_key
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt
+from ..inspect.icmp import ECHO_REPLIES
 from ..limits import ADMIT
 from ..nat import NatFailure
 from ..packet import Packet
@@ -365,9 +366,10 @@ def track(c: NewFlow) -> bool:
     return True
 
 
-@stage("CONN-SETTINGS")
+@stage("CONN-SETTINGS", "INSPECT")
 def limits(c: NewFlow) -> bool:
-    """Connection limits (ASA): the flow's class decides, before a connection exists."""
+    """Connection limits (ASA): the flow's class decides, before a connection exists. An echo reply
+    that opens no session is refused here when the class inspects ICMP (313004; statewall.inspect.icmp)."""
     fw, pkt = c.fw, c.pkt
     # Class-map access lists match what the access rules match: before ASA 8.3 the addresses as the
     # packet arrived (the mapped destination), from 8.3 the real ones (Cisco, "ASA 8.3 migration: real
@@ -378,6 +380,19 @@ def limits(c: NewFlow) -> bool:
         c.icmp_code,
         count=False,
     )  # fmt: skip
+    if c.proto in (PROTO_ICMP, PROTO_ICMPV6) and (c.v, c.icmp_type) in ECHO_REPLIES and eff.inspects:
+        ins = eff.inspects_engine("icmp")
+        if ins is not None:
+            c.report(False, "echo reply without a matching echo session", subtype="icmp", origin=ins.origin,
+                     phase="INSPECT")  # fmt: skip
+            _unbind(c)
+            c.drop(
+                DropReason.INSPECT_ICMP_SEQ,
+                egress=c.egress,
+                origin=ins.origin,
+                message="echo reply without a matching echo session (inspect icmp)",
+            )
+            return False
     verdict = fw.limits.decide(
         eff, asa_policy.nat_rules(c.xl, c.unnat), c.proto, c.v, pkt.src, c.now, validated=c.validated
     )
@@ -481,6 +496,8 @@ def build(c: NewFlow) -> bool:
         conn.helper = asa_policy.inspector_for(fw, conn, pkt.dport, real_dport, c.eff)
     elif proto == PROTO_UDP and c.eff is not None and c.eff.inspects:
         conn.helper = asa_policy.dns_inspector_for(fw, conn, c.eff)
+    elif echo and c.eff is not None and c.eff.inspects:
+        conn.helper = asa_policy.icmp_inspector_for(conn, c.eff)
     if fw.service_policies is not None:
         asa_policy.apply_policy(
             fw, conn, iface, egress, pkt, real_dst, real_dport, c.icmp_type, c.icmp_code, xl, unnat, c.eff

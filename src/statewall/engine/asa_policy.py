@@ -16,6 +16,7 @@ from ..conntrack import ORIGINAL, REPLY, Connection, Half
 from ..events import DropReason
 from ..inspect.dns import DnsInspector
 from ..inspect.dns import limits_for as dns_limits
+from ..inspect.icmp import IcmpInspector
 from ..limits import DENY
 from ..nat import Xlate
 from ..normalizer import NormState
@@ -61,6 +62,15 @@ def dns_inspector_for(fw, conn: Connection, eff):
     for ins, use in eff.inspects:
         if ins.engine == "dns":
             return DnsInspector(conn, dns_limits(fw.policy, ins), use)
+    return None
+
+
+def icmp_inspector_for(conn: Connection, eff):
+    """The ICMP inspector a new echo connection gets when its class says ``inspect icmp``, if any
+    (statewall.inspect.icmp)."""
+    for ins, use in eff.inspects:
+        if ins.engine == "icmp":
+            return IcmpInspector(conn, ins.origin, use)
     return None
 
 

@@ -261,6 +261,10 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
            "dst {egress}:{dst} (type {type}, code {code}) on {ifc} interface.  Original IP payload: "
            "{inner_proto} src {inner_src}/{inner_sport} dst {inner_dst}/{inner_dport}.", l4="icmp"),
     ),
+    DropReason.INSPECT_ICMP_SEQ: (
+        _m(313004, 4, "Denied ICMP type={type}, from laddr {src} on interface {ifc} to {dst}: "
+           "no matching session", l4="icmp"),
+    ),
     DropReason.INSPECT_DNS_TOO_LONG: (
         _m(410001, 4, "Dropped UDP DNS {dns_kind} from {ifc}:{src}/{sport} to {egress}:{dst}/{dport}; "
            "packet length {length} bytes exceeds configured limit of {limit} bytes", l4="udp"),
