@@ -39,7 +39,8 @@ CLIENT, SERVER = int(ip_address("10.0.0.2")), int(ip_address("198.51.100.7"))
 
 
 def udp(sport: int, dport: int = 53) -> bytearray:
-    return craft.udp_packet(4, CLIENT, SERVER, sport, dport, b"q")
+    # A DNS query header: port 53 is inspected (statewall.inspect.dns) and wants a DNS message.
+    return craft.udp_packet(4, CLIENT, SERVER, sport, dport, b"\x00\x01\x01\x00" + bytes(8))
 
 
 def built(events) -> list[int]:
