@@ -12,8 +12,8 @@ fate as the box's. One kind of record carries enough to be matched per packet:
 
 And, for packet-tracer (one packet, so the cost of resolving the service policies does not matter), the
 inspections of the ASA's service policies that apply to the packet's flow and that statewall does not
-implement (``inspections``). Other records (nat-control, time ranges) are named by ``statewall check``
-and ``show service-policy``; they are not matched per packet here.
+implement (``inspections``). Other records (time ranges, the DNS inspection map's unmodelled lines) are
+named by ``statewall check`` and ``show service-policy``; they are not matched per packet here.
 """
 
 from __future__ import annotations

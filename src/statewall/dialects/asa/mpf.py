@@ -86,10 +86,6 @@ _TWO_WORD = {"h323": ("h225", "ras"), "icmp": ("error",)}
 # What a real ASA does for the inspections statewall does not implement (Cisco ASA firewall configuration
 # guide, "Inspection of Basic Internet Protocols").
 _INSPECT_ACTIONS = {
-    "dns": "guard DNS (one answer per query, the connection torn down after it), enforce message-length "
-    "maximum, 410001",
-    "icmp": "track ICMP echo sessions statefully (replies matched to requests, 313004)",
-    "icmp error": "translate and check ICMP error messages against their connections (313005)",
     "sip": "open pinholes for SIP media and translate SIP addresses",
     "h323 h225": "open pinholes for H.323 calls",
     "h323 ras": "open pinholes for H.323 RAS",
