@@ -691,3 +691,17 @@ def test_check_lists_every_iptables_error(tmp_path: Path, capsys):
     out, err = capsys.readouterr()
     assert err.count(f"{cfg}:") == 8
     assert "FAILED: 8 errors" in out + err
+
+
+def test_a_block_never_committed_is_an_error_and_the_next_block_is_still_checked():
+    text = (
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+        "-A POSTROUTING -j MASQUERADE\n-A POSTROUTING -j BOGUS\nCOMMIT\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse(text, "u.rules")
+    assert [str(e) for e in info.value.errors] == [
+        "u.rules:5:1: COMMIT expected before *nat (table filter is open)",
+        "u.rules:9:19: Couldn't load target `BOGUS': no such chain or target",
+    ]

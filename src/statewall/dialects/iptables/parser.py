@@ -281,10 +281,14 @@ class Parser:
 
     def open_block(self, line: Line) -> None:
         tok = line.tokens[0]
+        unclosed = None
         if self.block is not None:
-            raise self.error(
+            # The open table is abandoned (never committed); the new block is read, so that its lines
+            # are checked in their own table.
+            unclosed = self.error(
                 tok, f"COMMIT expected before {tok.text} (table {self.block.table.name} is open)"
             )
+            self.block = None
         name = tok.text[1:]
         if name not in tb.BUILTIN_CHAINS:
             raise self.error(tok, f"table '{name}' does not exist")
@@ -293,6 +297,8 @@ class Parser:
         ruleset = self.rulesets[self.restore_family]
         # The block replaces the table as a whole (iptables-restore without --noflush).
         self.block = _Block(tb.new_table(name, self.origin(line)), ruleset, tok)
+        if unclosed is not None:
+            raise unclosed
 
     def check_policy(self, table: str, pol: Token) -> None:
         """A built-in chain's policy: ACCEPT or DROP, and no DROP in nat (iptables refuses both)."""
