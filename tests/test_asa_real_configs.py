@@ -1151,3 +1151,21 @@ def test_inspect_icmp_error_translates_the_intermediate_hop_by_the_nat_rules():
     # Without it the hop appears with the mapped address of the server the probe was for.
     out = IP(bytes(_traceroute_to_published_server(False)))
     assert (out.src, out.dst) == ("203.0.113.10", "198.51.100.7")
+
+
+def test_the_8_0_form_inspect_dns_maximum_length_loads_prints_back_and_limits_both_ways():
+    text = (
+        ASA9.replace("9.12(4)", "8.0(4)")
+        + "policy-map global_policy\n class inspection_default\n  inspect dns maximum-length 600\n"
+        "service-policy global_policy global\n"
+    )
+    policy = parse(text, "d.cfg")
+    assert "  inspect dns maximum-length 600" in render(policy).splitlines()
+    assert "      Inspect: dns maximum-length 600, packet 0, drop 0, reset-drop 0" in (
+        format_show_service_policy(policy).splitlines()
+    )
+    fw = Firewall(policy)
+    fw.receive("inside", _dns_query(1), 1.0)
+    d = _one_drop(fw.receive("outside", _dns_reply(1, size=600), 1.1))
+    assert (d.reason, d.detail["limit"]) == (DropReason.INSPECT_DNS_TOO_LONG, 600)
+    assert fw.receive("outside", _dns_reply(1, size=500), 1.2).packets

@@ -54,6 +54,9 @@ class DnsLimits:
 def limits_for(policy: Policy, ins: Inspect) -> DnsLimits:
     """The limits of ``inspect dns [MAP]`` under ``policy`` (the map defined there, or the factory
     preset map; the factory policy's ``inspect dns`` is the preset map's)."""
+    if ins.max_length is not None:
+        # 7.x/8.0's ``inspect dns maximum-length N``: one limit for every DNS message.
+        return DnsLimits(query_max=ins.max_length, reply_max=ins.max_length, origin=ins.origin)
     name = ins.map or (PRESET if ins.origin is BUILTIN else None)
     if name is None:
         return DnsLimits(origin=ins.origin)

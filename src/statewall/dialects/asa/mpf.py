@@ -623,10 +623,14 @@ def _inspect(p: Parser, c: Cursor) -> Inspect:
             engine += " " + second[0]
     strict = engine == "ftp" and c.accept("strict") is not None
     map_name = None
-    if not c.at_end():
+    max_length = None
+    if engine == "dns" and c.accept("maximum-length") is not None:
+        # ASA 7.x/8.0's form (their factory global_policy says "inspect dns maximum-length 512").
+        max_length = c.integer(512, 65535, "DNS maximum-length")
+    elif not c.at_end():
         map_name = _name(c, "inspect map name").text
     c.end()
-    return Inspect(engine, strict, map_name, origin)
+    return Inspect(engine, strict, map_name, origin, max_length)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1037,6 +1041,8 @@ def _inspect_text(ins: Inspect) -> str:
         text += " strict"
     if ins.map:
         text += f" {ins.map}"
+    if ins.max_length is not None:
+        text += f" maximum-length {ins.max_length}"
     return text
 
 
