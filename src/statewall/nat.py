@@ -645,6 +645,34 @@ class NatTable:
             return _Hit(x.real_addr, dport, x.real_iface, _Match(None, True, x))
         return None
 
+    def static_mapped(self, version, proto, real_iface, mapped_iface, addr, port) -> tuple[int, int] | None:
+        """(mapped address, mapped port) of a host a plain bidirectional static translates from
+        ``real_iface`` to ``mapped_iface`` (no twice NAT, no policy selectors, not identity), else
+        None. A lookup only: no translation slot is made (replay's carrying of captures)."""
+        for e in self.entries:
+            if not e.bidirectional or e.has_dst or e.identity:
+                continue
+            if e.selectors is not None or e.match is not None:
+                continue
+            if e.version is not None and e.version != version:
+                continue
+            if e.real_iface is not None and e.real_iface != real_iface:
+                continue
+            if e.mapped_iface is not None and e.mapped_iface != mapped_iface:
+                continue
+            if e.real is None or e.real.index(addr) is None:
+                continue
+            if e.mapped_port is not None and (
+                e.proto != proto or (e.real_port is not None and e.real_port != port)
+            ):
+                continue
+            mapped = _map(e.real, e.mapped, addr)
+            mport = e.mapped_port if e.mapped_port is not None else port
+            if mapped is None or (mapped == addr and mport == port):
+                continue
+            return mapped, mport
+        return None
+
     def _reverse(self, e: _Entry, version, proto, dst, dport, src, sport) -> tuple[int, int] | None:
         """A flow to a static rule's mapped side: (real destination, real port) or None."""
         real_dst = _map(e.mapped, e.real, dst)
@@ -707,6 +735,15 @@ class NatTable:
                 continue
             return e
         return None
+
+    def exempting_rule(self, version, proto, in_iface, out_iface, src, sport, dst, dport, via=None):
+        """The exemption or identity rule that leaves a new flow's source untranslated, if one does
+        (packet-tracer's NAT-EXEMPT phase names it); None when no rule applies or one translates."""
+        m = via if isinstance(via, _Match) else None
+        e = m.entry if m is not None and m.entry is not None else None
+        if e is None:
+            e = self._source_entry(version, proto, in_iface, out_iface, src, sport, dst, dport)
+        return e.rule if e is not None and (e.kind == "exempt" or e.identity) else None
 
     # ---------------------------------------------------------------------------------------------
     # ASA 8.2's translation requirements (Cisco ASA 8.2 configuration guide, "NAT Control" and "Dynamic

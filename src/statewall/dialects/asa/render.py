@@ -85,6 +85,7 @@ def render(policy: Policy) -> str:
     framework = [
         *mpf.render_tcp_maps(policy),
         *mpf.render_class_maps(policy),
+        *mpf.render_ip_options_maps(policy),
         *kept.get(passthrough.MPF, []),
         *mpf.render_policy_maps(policy),
         *mpf.render_service_policies(policy),
