@@ -23,12 +23,15 @@ stage                  phase           decides
 ``access_list``        ACCESS-LIST     access rules, security levels (against mapped addresses
                                        before ASA 8.3, real ones after)
 ``conn_settings``      CONN-SETTINGS   the flow's class and its ``set connection`` settings
-                                       (only with service policies)
+                                       (only with service policies; class-map access lists
+                                       against mapped addresses before ASA 8.3)
 ``source_nat``         NAT             the source translation (a twice NAT rule's too); an
-                       (NAT-EXEMPT)    exemption names its rule (8.2 prints it as NAT-EXEMPT)
+                       (NAT-EXEMPT)    exemption names its rule (8.2 prints it as NAT-EXEMPT);
+                                       8.2's translation requirements (nat-control, 305005)
 ``ip_options``         IP-OPTIONS      IPv4 options without ``inspect ip-options`` are dropped
 ``inspect``            INSPECT         the inspections statewall implements that the class
-                                       applies (only with service policies)
+                                       applies (only with service policies); an echo reply
+                                       no session waits for under ``inspect icmp`` (313004)
 ``track``              TCP-STATE       the TCP tracker starts with the first segment
 ``limits``             CONN-SETTINGS   connection limits, TCP Intercept (only with service policies)
 ``build``              FLOW-CREATION   the connection, its halves, translations, class settings
