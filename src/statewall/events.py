@@ -270,6 +270,35 @@ class XlateTeardown(Event):
     duration: float
 
 
+@_lazy_addresses("real_address", "mapped_address")
+@dataclass(slots=True)
+class PortBlockAllocated(Event):
+    """A block of PAT ports was given to a host (port block allocation, 305014); the translations
+    within it are not logged."""
+
+    real_interface: str
+    real_address: str
+    mapped_interface: str
+    mapped_address: str
+    block_size: int
+    port_start: int
+    port_end: int
+
+
+@_lazy_addresses("real_address", "mapped_address")
+@dataclass(slots=True)
+class PortBlockReleased(Event):
+    """A host's block of PAT ports was freed with its last translation (305015)."""
+
+    real_interface: str
+    real_address: str
+    mapped_interface: str
+    mapped_address: str
+    block_size: int
+    port_start: int
+    port_end: int
+
+
 @dataclass(slots=True)
 class Drop(Event):
     """A packet was dropped. Exactly one per dropped packet.

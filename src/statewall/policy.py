@@ -303,6 +303,8 @@ class NatPool:
     round_robin: bool = False
     flat: bool = False
     include_reserve: bool = False
+    # ``pat-pool OBJ block-allocation``: each real host gets blocks of ports (``PortBlockSettings``).
+    block_allocation: bool = False
 
 
 @dataclass(slots=True)
@@ -453,6 +455,19 @@ class DefragSettings:
     ipfrag_max_dist: int = 64
     frag6_timeout: float = 60.0  # net.netfilter.nf_conntrack_frag6_timeout
     frag6_high_thresh: int = 4 * 1024 * 1024  # net.netfilter.nf_conntrack_frag6_high_thresh
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PortBlockSettings:
+    """The ASA's PAT port block allocation (``xlate block-allocation size N`` 1-4096 ports per block,
+    default 512; ``xlate block-allocation maximum-per-host N`` 1-8 blocks, default 4; Cisco ASA command
+    reference, ``xlate block-allocation``), for ``pat-pool OBJ block-allocation`` rules.
+    ``interim_logging`` (``pba-interim-logging SECONDS``, 305017) is kept, not acted on."""
+
+    size: int = 512
+    max_per_host: int = 4
+    interim_logging: int | None = None
     origins: dict[str, Origin] = field(default_factory=dict)
 
 
@@ -1105,6 +1120,7 @@ class Policy:
     # Fragment reassembly: the ASA's ``fragment`` settings (all interfaces, and per interface where a
     # line names one) and Linux's reassembly sysctls.
     fragment: FragmentSettings = field(default_factory=FragmentSettings)
+    port_blocks: PortBlockSettings = field(default_factory=PortBlockSettings)
     fragment_by_interface: dict[str, FragmentSettings] = field(default_factory=dict)
     defrag: DefragSettings = field(default_factory=DefragSettings)
 

@@ -154,6 +154,9 @@ class Firewall:
             drop(self, ev, e.reason, iface, pkt, now, message=e.message)
         except Exception as e:  # noqa: BLE001 - the engine must never raise for a packet; count it instead
             drop(self, ev, DropReason.INTERNAL_ERROR, iface, pkt, now, message=f"{type(e).__name__}: {e}")
+        if self.nat.pba_events:
+            # Blocks freed on the way (a flow stopped after its translation was made) are logged too.
+            ev.extend(lifecycle.block_events(self, now))
         if dg is not None:
             # A reassembled datagram leaves as fragments again, cut as the box cuts them.
             self.reasm_dg = None
@@ -195,7 +198,12 @@ class Firewall:
                     timers.schedule(again, obj)
                 else:
                     until = obj.idle_since + obj.timeout
-                    ev.append(lifecycle.xlate_event(XlateTeardown, obj, until, duration=until - obj.created))
+                    if obj.entry is not None and obj.entry.pba:
+                        ev.extend(lifecycle.block_events(self, until))  # 305015, not 305012
+                    else:
+                        ev.append(
+                            lifecycle.xlate_event(XlateTeardown, obj, until, duration=until - obj.created)
+                        )
         forward.expire_fragments(self, now)
         ip_in.expire(self, now, ev)
         return Result(out, ev)

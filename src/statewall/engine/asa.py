@@ -364,7 +364,7 @@ def source_nat(c: NewFlow) -> bool:
             egress=c.egress,
             origin=e.rule.origin,
             message=e.message,
-            detail={"xlate_kind": e.xlate_kind},
+            detail={"xlate_kind": e.xlate_kind, **e.detail},
         )
         return False
     c.xl = xl
@@ -561,7 +561,7 @@ def build(c: NewFlow) -> bool:
         )
         return False
     conn_id = fw.next_id
-    fw.next_id += 1
+    fw.next_id += fw.id_step
     lin = c.itf.security_level
     lout = fw.interfaces[egress].security_level
     direction = "outbound" if lin >= lout else "inbound"
@@ -591,7 +591,10 @@ def build(c: NewFlow) -> bool:
     if xl is not None:
         fw.nat.acquire(xl)
         conn.xlates = (xl,)
-        if c.created:
+        if c.created and xl.entry is not None and xl.entry.pba:
+            # Port block allocation logs the block (305014), not the translations within it.
+            ev.extend(lifecycle.block_events(fw, now))
+        elif c.created:
             ev.append(
                 XlateBuilt(
                     now,

@@ -20,7 +20,7 @@ from ...policy import (
     PortMatch,
     ServiceObject,
 )
-from . import fragment, mpf, names, objnat, passthrough, timeouts
+from . import fragment, mpf, names, objnat, passthrough, timeouts, xlate
 from .acl import ANY4, ANY6, PORT_PROTOCOLS
 
 
@@ -80,6 +80,7 @@ def render(policy: Policy) -> str:
     out += [f"ip verify reverse-path interface {name}" for name in policy.reverse_path]
     out += timeouts.render(policy.timeouts)
     out += fragment.render(policy)
+    out += xlate.render(policy)
     out += kept.get(passthrough.BODY, [])
     out += mpf.render_sysopt(policy)
     framework = [
