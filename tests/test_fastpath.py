@@ -667,3 +667,29 @@ def test_whole_connections_go_through_the_compiled_path(config):
         hits += fast.fast.hits
         assert fast.fast.offloads > 0
     assert hits > 50, hits
+
+
+@needs_fast
+def test_the_flow_table_finds_every_flow_it_holds_and_no_other():
+    """The compiled table (open addressing over the flows' inline keys, backward-shift deletion):
+    thousands of offloaded flows, a random half taken back in random order; each remaining flow's
+    packets are the table's, each taken-back flow's are not, through growth and deletions."""
+    fw = Firewall(parse(CONFIGS["pat"], "t.cfg"), seed=5)
+    rnd = random.Random(11)
+    ports = rnd.sample(range(1024, 65000), 3000)
+    for sport in ports:
+        for _ in range(2):  # offloaded at the second datagram
+            fw.receive("inside", craft.udp_packet(4, CLIENT, SERVER, sport, 53, bytes(20)), 1.0)
+    assert len(fw.fast) == 3000 == fw.fast.offloads
+    conns = {c.halves[0].key[3]: c for c in fw.conns}
+    gone = set(rnd.sample(ports, 1500))
+    for sport in rnd.sample(sorted(gone), len(gone)):
+        fw.fast.unoffload(conns[sport])
+    assert len(fw.fast) == 1500
+    assert {f.conn.halves[0].key[3] for f in fw.fast.table.flows()} == set(ports) - gone
+    for sport in ports:
+        hits = fw.fast.hits
+        conn = conns[sport]
+        mport = conn.halves[1].key[5]
+        fw.receive("outside", craft.udp_packet(4, SERVER, MAPPED, 53, mport, bytes(20)), 2.0)
+        assert fw.fast.hits == hits + (sport not in gone), sport
