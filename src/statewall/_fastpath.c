@@ -43,37 +43,34 @@ typedef struct {
     PyObject *conn;
     PyObject *in_iface0, *in_iface1;
     PyObject *out_iface0, *out_iface1;
-    /* the two halves' keys, inline: the packet's src(4) dst(4) sport(2) dport(2) proto(1) */
-    unsigned char key[2][KEYLEN];
-    int keyed; /* fill() set the keys */
     /* NAT per direction: final addresses and ports, the RFC 1624 deltas (addresses; addresses and
-     * ports), whether an address changes, whether the half rewrites at all. */
+     * ports), whether an address changes (moved), whether the half rewrites at all (rewrites). */
+    long long da[2], dl4[2];
     unsigned int nsrc[2], ndst[2];
     int nsport[2], ndport[2];
-    long long da[2], dl4[2];
-    int moved[2], rewrites[2];
     int mtu[2];
-    int proto;
-    int seen_mark[2]; /* conn.data_seen[d] already True */
     /* TCP tracker (trk.seen[d] and the connection-wide retransmission fields) */
-    unsigned int td_end[2], td_maxend[2], td_maxwin[2], td_maxack[2], pflags[2];
-    int td_scale[2];
-    int last_dir;
-    unsigned int last_seq, last_ack, last_end, last_win;
-    int retrans;
     double timeout;
     double t_established, t_unack, t_max_retrans;
-    int max_retrans;
+    unsigned int td_end[2], td_maxend[2], td_maxwin[2], td_maxack[2], pflags[2];
+    unsigned int last_seq, last_ack, last_end, last_win;
+    int retrans, max_retrans;
     /* sequence randomization offsets per direction */
     unsigned int offs[2];
-    /* normalizer */
-    int norm, n_ttl, n_queue, n_exceed_drop, n_no_options;
+    /* normalizer: next expected sequence per direction, the MSS limits (-1: none known) */
     unsigned int nxt[2];
-    int nxt_set[2];
-    int ttl_low[2];
-    int mss_limit[2]; /* -1: none known */
-    int ttl_dec;       /* 1: the TTL is lowered (Linux; the ASA's set connection decrement-ttl) */
+    int mss_limit[2];
     unsigned long long packets;
+    /* the two halves' keys, inline: the packet's src(4) dst(4) sport(2) dport(2) proto(1) */
+    unsigned char key[2][KEYLEN];
+    /* the small fields, one byte each (memory: the record of every offloaded connection) */
+    unsigned char keyed; /* fill() set the keys */
+    unsigned char proto;
+    unsigned char moved[2], rewrites[2];
+    unsigned char seen_mark[2]; /* conn.data_seen[d] already True */
+    unsigned char td_scale[2], last_dir;
+    unsigned char norm, n_ttl, n_queue, n_exceed_drop, n_no_options, nxt_set[2], ttl_low[2];
+    unsigned char ttl_dec; /* 1: the TTL is lowered (Linux; the ASA's set connection decrement-ttl) */
 } Flow;
 
 /* The object references of each type, for the collector's traverse and clear. */
@@ -99,10 +96,10 @@ GC_FUNCTIONS(Flow, FLOW_REFS)
 /* What Python reads of a Flow directly (fill() and tcp_state() carry the rest). */
 static PyMemberDef Flow_members[] = {
     {"conn", T_OBJECT_EX, offsetof(Flow, conn), 0, "the Connection (None once taken back)"},
-    {"proto", T_INT, offsetof(Flow, proto), READONLY, NULL},
-    {"norm", T_INT, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
+    {"proto", T_UBYTE, offsetof(Flow, proto), READONLY, NULL},
+    {"norm", T_UBYTE, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
     {"packets", T_ULONGLONG, offsetof(Flow, packets), READONLY, "packets the fast path forwarded"},
-    {"ttl_dec", T_INT, offsetof(Flow, ttl_dec), 0, "1 when the TTL is lowered (0: the ASA's default)"},
+    {"ttl_dec", T_UBYTE, offsetof(Flow, ttl_dec), 0, "1 when the TTL is lowered (0: the ASA's default)"},
     {NULL},
 };
 
@@ -140,7 +137,7 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     f->offs[0] = offs0;
     f->offs[1] = offs1;
     if (tcp != Py_None) {
-        if (!PyArg_ParseTuple(tcp, "IIIIiIIIIIiIiIIIIiddddi:tcp", &f->td_end[0], &f->td_maxend[0],
+        if (!PyArg_ParseTuple(tcp, "IIIIbIIIIIbIbIIIIiddddi:tcp", &f->td_end[0], &f->td_maxend[0],
                               &f->td_maxwin[0], &f->td_maxack[0], &f->td_scale[0], &f->pflags[0],
                               &f->td_end[1], &f->td_maxend[1], &f->td_maxwin[1], &f->td_maxack[1],
                               &f->td_scale[1], &f->pflags[1], &f->last_dir, &f->last_seq, &f->last_ack,
@@ -150,7 +147,7 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     }
     f->norm = 0;
     if (norm != Py_None) {
-        if (!PyArg_ParseTuple(norm, "iiiiIiIiiiii:norm", &f->n_ttl, &f->n_queue, &f->n_exceed_drop,
+        if (!PyArg_ParseTuple(norm, "bbbbIbIbbbii:norm", &f->n_ttl, &f->n_queue, &f->n_exceed_drop,
                               &f->n_no_options, &f->nxt[0], &f->nxt_set[0], &f->nxt[1], &f->nxt_set[1],
                               &f->ttl_low[0], &f->ttl_low[1], &f->mss_limit[0], &f->mss_limit[1]))
             return NULL;
