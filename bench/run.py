@@ -472,8 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=("replay", "memory", "shards"),
-        help="only this offline line (no live lines): e.g. --only memory --connections 200000",
+        choices=("replay", "memory", "shards", "workers"),
+        help="only this line: an offline one (replay, memory, shards; e.g. --only memory --connections "
+        "200000) or the live statewall run --workers line (workers)",
     )
     args = ap.parse_args(argv)
     if args.quick:
@@ -518,6 +519,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory: {args.connections:,} connections")
         # One memory run: a million handshakes take minutes, and the figure barely varies.
         mem_runs = _stage(result, "memory", lambda: [bench_memory(args.connections, args.tracemalloc)])
+    if args.only in (None, "workers"):
+        from bench import live as live_mod
+
+        why = live_mod.available()
+        if why is None:
+            print(f"workers: new connections from 16 inside hosts, kernel and 1/2 workers, {args.runs} runs")
+            _stage(result, "workers", lambda: live_mod.run_workers(args.runs, seconds=args.seconds))
+        else:
+            result["workers_skipped"] = why
+        save()
+        if args.only == "workers":
+            print(f"results: {path}")
+            return 0
     if args.only in (None, "shards"):
         import tempfile
 

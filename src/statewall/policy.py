@@ -303,6 +303,8 @@ class NatPool:
     round_robin: bool = False
     flat: bool = False
     include_reserve: bool = False
+    # ``pat-pool OBJ block-allocation``: each real host gets blocks of ports (``PortBlockSettings``).
+    block_allocation: bool = False
 
 
 @dataclass(slots=True)
@@ -448,8 +450,24 @@ class DefragSettings:
 
     ipfrag_time: float = 30.0  # net.ipv4.ipfrag_time
     ipfrag_high_thresh: int = 4 * 1024 * 1024  # net.ipv4.ipfrag_high_thresh
+    # net.ipv4.ipfrag_max_dist: fragments from one source between two of the same datagram before its
+    # queue is started again (ip_frag_too_far); 0 turns the check off.
+    ipfrag_max_dist: int = 64
     frag6_timeout: float = 60.0  # net.netfilter.nf_conntrack_frag6_timeout
     frag6_high_thresh: int = 4 * 1024 * 1024  # net.netfilter.nf_conntrack_frag6_high_thresh
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PortBlockSettings:
+    """The ASA's PAT port block allocation (``xlate block-allocation size N`` 1-4096 ports per block,
+    default 512; ``xlate block-allocation maximum-per-host N`` 1-8 blocks, default 4; Cisco ASA command
+    reference, ``xlate block-allocation``), for ``pat-pool OBJ block-allocation`` rules.
+    ``interim_logging`` (``pba-interim-logging SECONDS``, 305017) is kept, not acted on."""
+
+    size: int = 512
+    max_per_host: int = 4
+    interim_logging: int | None = None
     origins: dict[str, Origin] = field(default_factory=dict)
 
 
@@ -782,6 +800,21 @@ class NfSet:
     text: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     origin: Origin = BUILTIN
+    # An nftables set read by key type (``dims`` are then the key types, ``ipv4_addr``,
+    # ``inet_service``, ... one per part of a concatenation; members ``(lo, hi)`` per part, a name
+    # for ``ifname``): its ``flags`` (interval, timeout, dynamic, constant), default element
+    # ``timeout`` and ``size``; ``timeouts`` per member ``(timeout, expires)`` in seconds or None.
+    # ``meter``: the set a rule's ``meter NAME { ... }`` creates (nft lists it in the rule).
+    keyed: bool = False
+    flags: tuple[str, ...] = ()
+    timeout: float | None = None
+    size: int | None = None
+    timeouts: list = field(default_factory=list)
+    meter: bool = False
+    # An nftables data map (``map NAME { type K : V; ... }``): the value types (``ipv4_addr``,
+    # ``ipv4_addr . inet_service``, ``mark``, ...) and each member's value, one ``(lo, hi)`` per part.
+    data: tuple[str, ...] = ()
+    values: list[tuple] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -799,6 +832,8 @@ class NfChain:
     kind: str | None = None
     hook: str | None = None
     priority: int | None = None
+    # An nftables ingress chain (hook INGRESS, a netdev or inet table): the devices it is hooked on.
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -816,6 +851,58 @@ class NfTable:
     # the names of its sets and maps in the order they were declared (nft lists them so).
     vmaps: dict[str, tuple[str, tuple]] = field(default_factory=dict)
     sets_order: list[str] = field(default_factory=list)
+    # nftables flowtables by name (``flow add @NAME`` offloads a connection to one).
+    flowtables: dict[str, NfFlowtable] = field(default_factory=dict)
+    # nftables ``ct timeout`` objects by name (``ct timeout set "NAME"``).
+    ct_timeouts: dict[str, NfCtTimeout] = field(default_factory=dict)
+
+
+# A ct timeout policy's states (nft's names, in the order nft lists them) -> ConntrackSettings fields.
+NF_CT_TIMEOUT_STATES: dict[str, dict[str, str]] = {
+    "tcp": {
+        "syn_sent": "tcp_timeout_syn_sent",
+        "syn_recv": "tcp_timeout_syn_recv",
+        "established": "tcp_timeout_established",
+        "fin_wait": "tcp_timeout_fin_wait",
+        "close_wait": "tcp_timeout_close_wait",
+        "last_ack": "tcp_timeout_last_ack",
+        "time_wait": "tcp_timeout_time_wait",
+        "close": "tcp_timeout_close",
+        "syn_sent2": "",
+        "retrans": "tcp_timeout_max_retrans",
+        "unack": "tcp_timeout_unacknowledged",
+    },
+    "udp": {"unreplied": "udp_timeout", "replied": "udp_timeout_stream"},
+    "icmp": {"timeout": "icmp_timeout"},
+}
+
+
+@dataclass(slots=True)
+class NfCtTimeout:
+    """An nftables ``ct timeout NAME { protocol P; l3proto F; policy = { state : seconds, ... } }``:
+    the timeouts a connection it is attached to gets instead of the sysctl ones, for the states it
+    names (``NF_CT_TIMEOUT_STATES``)."""
+
+    name: str
+    protocol: str
+    l3proto: str
+    policy: dict[str, float] = field(default_factory=dict)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class NfFlowtable:
+    """An nftables flowtable: ``hook ingress priority P; devices = { ... }``. An established
+    connection a rule's ``flow add @NAME`` offloads is forwarded at the ingress of these devices,
+    past every hook (``statewall.engine.nf_flowtable``). ``counter`` and ``flags offload`` (hardware)
+    are kept for the listing."""
+
+    name: str
+    priority: int = 0
+    devices: tuple[str, ...] = ()
+    counter: bool = False
+    hw_offload: bool = False
+    origin: Origin = BUILTIN
 
 
 # --------------------------------------------------------------------------------------------------
@@ -966,6 +1053,22 @@ class DnsInspectMap:
 
 
 @dataclass(slots=True)
+class IpOptionsInspectMap:
+    """``policy-map type inspect ip-options NAME``: under ``parameters``, ``eool``, ``nop`` and
+    ``router-alert`` each ``action allow`` (pass the packet as it is) or ``action clear`` (remove the
+    option, then pass it); an option a map does not list is dropped (Cisco ASA firewall configuration
+    guide, "IP Options Inspection"; Cisco Security Manager user guide, IP Options maps). ``actions``
+    maps the option's type byte (0, 1, 148) to its action; ``other`` keeps parameters lines statewall
+    does not model (ASA 9.5's further options and ``default action``), as written, in order."""
+
+    name: str
+    actions: dict[int, str] = field(default_factory=dict)
+    description: str | None = None
+    other: list[tuple[Origin, str]] = field(default_factory=list)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
 class Policy:
     """Everything the engine enforces. ``dialect`` names the language it was written in."""
 
@@ -1015,6 +1118,7 @@ class Policy:
     # Fragment reassembly: the ASA's ``fragment`` settings (all interfaces, and per interface where a
     # line names one) and Linux's reassembly sysctls.
     fragment: FragmentSettings = field(default_factory=FragmentSettings)
+    port_blocks: PortBlockSettings = field(default_factory=PortBlockSettings)
     fragment_by_interface: dict[str, FragmentSettings] = field(default_factory=dict)
     defrag: DefragSettings = field(default_factory=DefragSettings)
 
@@ -1049,6 +1153,8 @@ class Policy:
     nat_control_origin: Origin | None = None
     # ASA ``policy-map type inspect dns NAME`` parameter maps by name (``DnsInspectMap``).
     dns_inspect_maps: dict[str, DnsInspectMap] = field(default_factory=dict)
+    # ASA ``policy-map type inspect ip-options`` maps by name (``IpOptionsInspectMap``).
+    ip_options_maps: dict[str, IpOptionsInspectMap] = field(default_factory=dict)
     # ASA ``logging ...`` and ``clock timezone`` / ``clock summer-time`` (what the logs look like).
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 

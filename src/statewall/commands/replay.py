@@ -53,10 +53,6 @@ def choose_workers(args: argparse.Namespace, captures: list[tuple[str | None, st
         return 1
     if args.cluster:
         return 0  # one shard per worker of the cluster
-    from ..scale.replay import port_translation
-
-    if port_translation(policy) is not None:
-        return 1  # Linux's port allocation has no port blocks per shard
     size = 0
     for _, path in captures:
         with contextlib.suppress(OSError):  # the replay names a missing file
@@ -178,13 +174,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             from ..scale.replay import replay as sharded_replay
 
-            # Said every time, so that nobody takes a sharded replay's outputs for a whole one's.
-            print(
-                f"statewall replay: sharded over {'the cluster' if args.cluster else f'{workers} workers'}; "
-                "report.html, arrived/, asp-drop.pcap, the pcapng packet comments and the logging "
-                "configuration's filters come only from a one-process replay (--workers 1)",
-                file=sys.stderr,
-            )
             summary = sharded_replay(
                 policy,
                 captures,
@@ -207,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
                 late,
                 interfaces=interface_counts(summary),
                 xlate_hits=counters.xlate_hits,
+                untranslate_hits=counters.untranslate_hits,
             )
         )
     if args.json:
@@ -254,7 +244,7 @@ def _words(name: str) -> list[str]:
 
 def show_tables(fw: Any, now: float, names: list[str], **counts: Any) -> dict[str, str]:
     """The ASA's listings of ``fw``'s tables at ``now`` (``statewall.showtables``), by ``SHOW_TABLES``
-    name; ``counts`` are ``showtables.show``'s ``interfaces`` and ``xlate_hits``."""
+    name; ``counts`` are ``showtables.show``'s ``interfaces``, ``xlate_hits`` and ``untranslate_hits``."""
     from ..showtables import show
 
     return {name: show(fw, _words(name), now, **counts) for name in names}

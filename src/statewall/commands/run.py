@@ -16,6 +16,10 @@ While it runs, ``statewall ctl --name NAME ...`` reaches it through ``<ctl-dir>/
 ``--ftp-data-refreshes-control`` change the parsed policy (the lab's short timeouts and seed 004's
 switch); a ``reload`` applies them again.
 
+With ``--workers N`` the firewall runs on N cores (``statewall.live.workers``): N worker processes, each
+with its own engine and one queue of every TUN, a BPF steering program handing each packet to the
+worker of its inside host (``statewall.live.steer``; docs/scale.md).
+
 With ``--state FILE`` connections survive a restart (docs/state.md): the engine's snapshot
 (``Firewall.snapshot``) is written to FILE on stop and every ``--state-interval`` seconds, atomically,
 and restored from it on start (``load_state``, ``save_state``).
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -45,23 +50,40 @@ def parse_bind(text: str) -> tuple[str, str, str | None]:
     return iface, device, netns or None
 
 
-def _event_writer(fmt: str, fp: IO[str], policy, syslog: list[str]):
+def _event_writer(fmt: str, fp: IO[str], policy, syslog: list[str], relog: list | None = None):
     """The loop's event callback: the log in ``fmt`` to ``fp``, and every message to the syslog
-    servers (the configuration's ``logging host`` lines and ``--syslog``), as the ASA frames them."""
+    servers (the configuration's ``logging host`` lines and ``--syslog``), as the ASA frames them.
+    ``relog`` (a list) receives the function ``ctl reload`` calls with the new policy: the logging
+    configuration of the log and of the syslog servers follows it (levels, lists, disabled messages,
+    timestamps, device id, ``logging host`` lines)."""
     writers = []
     sender = None
     if policy.netfilter is None:
         from ..logfmt.asalog import AsaLog
         from ..syslog import SyslogSender, parse_target, targets_of
 
-        asalog = AsaLog(policy)
+        current = [AsaLog(policy)]
         try:
-            targets = targets_of(policy.logging.hosts) + [parse_target(t) for t in syslog]
+            extra = [parse_target(t) for t in syslog]
         except ValueError as exc:
             raise UsageError(f"--syslog: {exc}") from None
-        if targets:
-            sender = SyslogSender(asalog, targets)
+        targets = targets_of(policy.logging.hosts) + extra
+        if targets or relog is not None:
+            # Kept even without a server when a reload may add one (a loop over no target).
+            sender = SyslogSender(current[0], targets)
             writers.append(sender.send_events)
+
+        def reloaded(new_policy) -> None:
+            current[0] = AsaLog(new_policy)
+            if sender is not None:
+                sender.log = current[0]
+                new_targets = targets_of(new_policy.logging.hosts) + extra
+                if new_targets != sender.targets:
+                    sender.close()  # the sockets were per target: opened again on the next message
+                    sender.targets = new_targets
+
+        if relog is not None:
+            relog.append(reloaded)
     elif syslog:
         raise UsageError("--syslog: an iptables ruleset has no syslog configuration to send (ASA only)")
     if fmt == "json":
@@ -77,7 +99,9 @@ def _event_writer(fmt: str, fp: IO[str], policy, syslog: list[str]):
         if policy.netfilter is not None:
             from ..logfmt.linux import format_event
         else:
-            format_event = asalog.format_event
+
+            def format_event(ev, hostname=None):
+                return current[0].format_event(ev, hostname=hostname)
 
         def write_asa(events: list[Event]) -> None:
             for ev in events:
@@ -140,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
     if args.state_interval < 0:
         raise UsageError("--state-interval must be 0 (only on stop) or more seconds")
+    if args.workers < 1:
+        raise UsageError("--workers must be 1 or more")
+    if args.workers > 1:
+        return _run_workers(args, source, policy, binds, web_addr)
     fw = Firewall(policy, fast_path=not args.no_fast_path)
     if args.state:
         load_state(fw, args.state)
@@ -150,9 +178,18 @@ def run(args: argparse.Namespace) -> int:
     log_fp: IO[str] = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")  # noqa: SIM115
     try:
         for name, device, netns in binds:
-            tun = open_tun(device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen)
+            try:
+                tun = open_tun(device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # A multi-queue device (made for --workers) takes only multi-queue opens: one queue.
+                tun = open_tun(
+                    device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen, multi_queue=True
+                )
             ports.append(Port(name, tun))
-        on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog)
+        relog: list = []
+        on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog, relog)
         loop = Loop(fw, ports, tick=args.tick, on_events=on_events)
         loop.on_tick = log_fp.flush
         if args.state and args.state_interval > 0:
@@ -162,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
                 fw,
                 loop,
                 reload=source.load,
+                on_reload=relog,
                 source=args.config,
                 capture_dir=args.capture_dir,
                 capture_anywhere=args.capture_anywhere,
@@ -216,6 +254,26 @@ def run(args: argparse.Namespace) -> int:
         if sender is not None:
             sender.close()
     return EXIT_OK
+
+
+def _run_workers(args, source, policy, binds, web_addr) -> int:
+    """``--workers N``: N worker processes, one TUN queue each (``statewall.live.workers``)."""
+    from ..live.workers import Supervisor
+    from ..scale.replay import port_translation
+
+    if args.state:
+        raise UsageError(
+            "--state: not with --workers (each worker's connections would need a file of their own)"
+        )
+    if web_addr is not None:
+        raise UsageError("--http: not with --workers (the web view reads one engine)")
+    rule = port_translation(policy)
+    if rule is not None:
+        raise UsageError(
+            f"--workers: the ruleset translates ports ({rule}); Linux's allocator has no port blocks per "
+            "worker, so a reply could not be steered to its connection's worker"
+        )
+    return Supervisor(args, source, policy, binds, args.workers).run()
 
 
 def load_state(fw, path: str) -> bool:
@@ -413,6 +471,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="with --state, also write the state this often (default 10; 0: only on stop). A kill -9 "
         "loses what changed since the last write",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="forward on N cores: N worker processes, each with its own engine and one queue of every "
+        "TUN (IFF_MULTI_QUEUE); a BPF steering program hands each packet to its inside host's worker, and "
+        "each worker translates to PAT ports of its own blocks (docs/scale.md). Not with --state, --http, "
+        "or an iptables ruleset that translates ports (default 1)",
     )
     p.add_argument(
         "--timeout-override",

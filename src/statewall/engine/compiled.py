@@ -59,8 +59,11 @@ REBUILT = (
 MERGED = ("nat", "service_policies", "inspectors", "fast")
 # NatTable: the translation slots are state, the rules (entries) compiled; ``_mapped_in_use`` is both
 # (the new rules' static port reservations plus the ports live PAT slots hold).
-NAT_KEPT = ("xlates", "_hosts_in_use", "_nat_hosts", "most_used", "port_share")
-NAT_REBUILT = ("_iface_address", "timeouts", "entries")
+NAT_KEPT = (
+    "xlates", "_hosts_in_use", "_nat_hosts", "most_used", "port_share",
+    "_pba_blocks", "_pba_hosts", "pba_events",
+)  # fmt: skip
+NAT_REBUILT = ("_iface_address", "timeouts", "entries", "pba_size", "pba_max")
 NAT_MERGED = ("_mapped_in_use",)
 
 

@@ -33,8 +33,10 @@ __all__ = [
 ]
 
 # The inspection engines statewall implements; every other ``inspect`` engine is parsed but not modelled
-# (``statewall check`` warns, ``show service-policy`` says so).
-MODELLED_ENGINES = frozenset({"ftp"})
+# (``statewall check`` warns, ``show service-policy`` says so). ``ip-options`` is applied by the IP
+# options stage (``statewall.ipoptions``, with its ``policy-map type inspect ip-options`` map), not by
+# an inspector here.
+MODELLED_ENGINES = frozenset({"ftp", "ip-options"})
 
 FTP_DEFAULT_PORT = 21
 # A class-map port range wider than this is not expanded (no FTP server listens on thousands of ports).

@@ -29,6 +29,8 @@ from ..events import (
     FtpBounce,
     FtpLowPort,
     FtpTransfer,
+    PortBlockAllocated,
+    PortBlockReleased,
     ThreatRate,
     XlateBuilt,
     XlateTeardown,
@@ -238,6 +240,10 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
         _m(106011, 3, "Deny inbound (No xlate) {proto} src {ifc}:{src} dst {ifc}:{dst}"),
     ),
     DropReason.NAT_FAILED: (
+        # Port block allocation: the host holds its maximum of blocks, all full (Cisco ASA syslog 305016).
+        _m(305016, 3, "Unable to create {proto} connection from {ifc}:{src}/{sport} to "
+           "{egress}:{dst}/{dport} due to reaching per-host PAT port block limit of {block_limit}.",
+           ports=True),
         _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src}/{sport} "
            "dst {egress}:{dst}/{dport}", ports=True),
         _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src} "
@@ -439,6 +445,20 @@ def _xlate_teardown(ev: XlateTeardown) -> list[tuple[int, int, str]]:
     return [(asa_id, 6, f"{text} duration {format_duration(ev.duration)}")]
 
 
+def _port_block(ev: PortBlockAllocated | PortBlockReleased) -> list[tuple[int, int, str]]:
+    # Cisco ASA syslog messages 305014 "Allocated num_of_blocks block of ports for translation from
+    # real_interface:real_host_ip to real_dest_interface:real_dest_ip/real_dest_port_start-
+    # real_dest_port_end" and 305015 "Released block_size block of ports ..." (port block allocation
+    # PAT); the number is the block's size in ports, the destination the mapped address and range.
+    allocated = type(ev) is PortBlockAllocated
+    text = (
+        f"{'Allocated' if allocated else 'Released'} {ev.block_size} block of ports for translation from "
+        f"{ev.real_interface}:{ev.real_address} to {ev.mapped_interface}:{ev.mapped_address}/"
+        f"{ev.port_start}-{ev.port_end}"
+    )
+    return [(305014 if allocated else 305015, 6, text)]
+
+
 def _acl_hit(ev: AclHit) -> list[tuple[int, int, str]]:
     # The first match of a flow logs at once ("first hit"); later matches are summed per interval.
     when = "first hit" if ev.hits <= 1 else f"{ev.interval or 300}-second interval"
@@ -509,6 +529,8 @@ _FORMATTERS = {
     ConnTeardown: _conn_teardown,
     XlateBuilt: _xlate_built,
     XlateTeardown: _xlate_teardown,
+    PortBlockAllocated: _port_block,
+    PortBlockReleased: _port_block,
     Drop: _drop_messages,
     AclHit: _acl_hit,
 }

@@ -29,6 +29,7 @@ from ...policy import (
     ConnectionSettings,
     DnsInspectMap,
     Inspect,
+    IpOptionsInspectMap,
     Policy,
     PolicyClass,
     PolicyMap,
@@ -330,6 +331,9 @@ def policy_map(p: Parser, c: Cursor) -> None:
     if c.peek() == "type" and c.peek(1) == "inspect" and c.peek(2) == "dns" and c.peek(3) is not None:
         _dns_map(p, c)
         return
+    if c.peek() == "type" and c.peek(1) == "inspect" and c.peek(2) == "ip-options" and c.peek(3) is not None:
+        _ip_options_map(p, c)
+        return
     if c.peek() == "type":
         passthrough.keep_not_modelled(p, c, f"policy-map type {c.peek(1) or ''}".strip())
         return
@@ -410,6 +414,96 @@ def _dns_map(p: Parser, c: Cursor) -> None:
         c.rest()  # id-mismatch, tsig enforced, tcp-inspection, ...: kept as written
 
     mode.handle = handle
+
+
+# ``policy-map type inspect ip-options`` parameters statewall models: the option's type byte.
+IP_OPTION_WORDS = {"eool": 0, "nop": 1, "router-alert": 148}
+# ASA 9.5(1)'s further parameters (any option by name, ``default action``): kept, not modelled.
+_IP_OPTION_MORE = frozenset(
+    {
+        "basic-security",
+        "commercial-security",
+        "default",
+        "exp-flow-control",
+        "exp-measure",
+        "extended-security",
+        "imi-traffic-descriptor",
+        "quick-start",
+        "record-route",
+        "stream-id",
+        "timestamp",
+    }
+)
+_IP_OPTIONS_WORDS = frozenset({"parameters", "description", *IP_OPTION_WORDS, *_IP_OPTION_MORE})
+
+
+def _ip_options_map(p: Parser, c: Cursor) -> None:
+    """``policy-map type inspect ip-options NAME`` into ``IpOptionsInspectMap``: ``parameters``, then per
+    option ``[no] eool|nop|router-alert action allow|clear`` (``statewall.ipoptions`` applies them)."""
+    for word in ("type", "inspect", "ip-options"):
+        c.next(word)
+    tok = _name(c, "ip-options inspect map name")
+    c.end()
+    m = p.policy.ip_options_maps.get(tok.text)
+    if m is None:
+        m = IpOptionsInspectMap(tok.text, origin=p.origin(c.line))
+        p.policy.ip_options_maps[tok.text] = m
+    state = {"params": False}
+
+    def handle(p: Parser, c: Cursor) -> None:
+        negate = c.accept("no") is not None
+        word_tok = c.next("ip-options map command")
+        word = word_tok.word
+        if word == "description" and not state["params"]:
+            m.description = None if negate else c.rest()
+        elif word == "parameters":
+            c.end()
+            state["params"] = True
+        elif word in IP_OPTION_WORDS:
+            if negate:
+                # ``no router-alert action ...``: back to the map's default, dropped.
+                c.rest()
+                m.actions.pop(IP_OPTION_WORDS[word], None)
+                return
+            c.keyword(("action",), "action")
+            m.actions[IP_OPTION_WORDS[word]] = c.keyword(("allow", "clear"), f"{word} action")
+            c.end()
+        elif word in _IP_OPTION_MORE:
+            text = c.line.text.strip()
+            c.rest()
+            m.other.append((p.origin(c.line), text))
+            p.gap(
+                c.line,
+                f"ip-options inspect map parameter '{word}'",
+                f"apply '{text}' to packets with that IP option",
+                message=f"'{text}' in policy-map type inspect ip-options {m.name} is not modelled "
+                "(statewall models eool, nop and router-alert; other options are dropped); kept as written",
+            )
+        else:
+            raise c.error(word_tok, f"unknown ip-options map command '{word_tok.text}'")
+
+    def on_exit(line: Line) -> bool:
+        if state["params"]:
+            state["params"] = False
+            return False
+        return True
+
+    p.open_mode(Mode("policy-map type inspect ip-options", handle, _word_in(_IP_OPTIONS_WORDS), on_exit))
+
+
+def render_ip_options_maps(policy: Policy) -> list[str]:
+    """The ip-options inspect maps as ``show running-config`` prints them."""
+    out: list[str] = []
+    names = {v: k for k, v in IP_OPTION_WORDS.items()}
+    for m in policy.ip_options_maps.values():
+        out.append(f"policy-map type inspect ip-options {m.name}")
+        if m.description:
+            out.append(f" description {m.description}")
+        out.append(" parameters")
+        for t, action in sorted(m.actions.items()):
+            out.append(f"  {names[t]} action {action}")
+        out += [f"  {text}" for _, text in m.other]
+    return out
 
 
 def _class_action(p: Parser, c: Cursor, pc: PolicyClass) -> None:
@@ -626,7 +720,11 @@ def _inspect(p: Parser, c: Cursor) -> Inspect:
     strict = engine == "ftp" and c.accept("strict") is not None
     map_name = None
     if not c.at_end():
-        map_name = _name(c, "inspect map name").text
+        map_tok = _name(c, "inspect map name")
+        map_name = map_tok.text
+        if engine == "ip-options" and map_name not in p.policy.ip_options_maps:
+            # The ASA takes only a map defined before (policy-map type inspect ip-options NAME).
+            raise c.error(map_tok, f"policy-map type inspect ip-options {map_name} is not defined")
     c.end()
     return Inspect(engine, strict, map_name, origin)
 

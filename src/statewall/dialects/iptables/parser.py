@@ -90,6 +90,26 @@ _SYSCTL_PREFIXES = ("net.netfilter.nf_conntrack_", "net.ipv4.netfilter.ip_conntr
 _BOOL_SETTINGS = frozenset({"tcp_be_liberal", "tcp_loose", "tcp_ignore_invalid_rst", "checksum", "helper"})
 _INT_SETTINGS = frozenset({"tcp_max_retrans", "max"})
 _SETTINGS = frozenset(f for f in ConntrackSettings.__slots__ if f != "origins")
+# The reassembly tunables conntrack's defragmentation reads (DefragSettings, by sysctl name): IPv4's
+# nf_defrag_ipv4 is the host's ip_defrag (net.ipv4.ipfrag_*); IPv6's nf_ct_frag6_gather has its own
+# fqdir (net.netfilter.nf_conntrack_frag6_*).
+DEFRAG_SYSCTLS = {
+    "net.ipv4.ipfrag_time": "ipfrag_time",
+    "net.ipv4.ipfrag_high_thresh": "ipfrag_high_thresh",
+    "net.ipv4.ipfrag_max_dist": "ipfrag_max_dist",
+    "net.netfilter.nf_conntrack_frag6_timeout": "frag6_timeout",
+    "net.netfilter.nf_conntrack_frag6_high_thresh": "frag6_high_thresh",
+}
+# Reassembly sysctls that change nothing statewall models, and why (kept, printed back).
+_LOW_MARK = "not modelled: new queues are refused over the high mark only, as inet_frag_find does"
+_HOST_V6 = "the box's own IPv6 reassembly; conntrack reassembles IPv6 with net.netfilter.nf_conntrack_frag6_*"
+_DEFRAG_NO_EFFECT = {
+    "net.ipv4.ipfrag_low_thresh": _LOW_MARK,
+    "net.netfilter.nf_conntrack_frag6_low_thresh": _LOW_MARK,
+    "net.ipv6.ip6frag_time": _HOST_V6,
+    "net.ipv6.ip6frag_high_thresh": _HOST_V6,
+    "net.ipv6.ip6frag_low_thresh": _HOST_V6,
+}
 
 # ipchains -M -S tcp tcpfin udp (Linux 2.2 masquerading timeouts, seconds; 0 keeps the value): the
 # conntrack timeouts that play the same part. "tcpfin" is how long an entry lives once a FIN was seen:
@@ -659,14 +679,25 @@ class Parser:
         for prefix in _SYSCTL_PREFIXES:
             if name.startswith(prefix) and name[len(prefix) :] in _SETTINGS:
                 field_name = name[len(prefix) :]
-        if field_name is None:
-            self.warn(line, f"sysctl {name}: not a setting statewall models; kept, no effect")
+        defrag = DEFRAG_SYSCTLS.get(name)
+        if field_name is None and defrag is None:
+            why = _DEFRAG_NO_EFFECT.get(name, "not a setting statewall models")
+            self.warn(line, f"sysctl {name}: {why}; kept, no effect")
             self.policy.passthrough.append((self.origin(line), f"sysctl {name}={value_tok.text}"))
             return
         text = value_tok.text.strip()
         if not text.isdigit():
             raise self.error(value_tok, f"sysctl {name}: invalid argument {value_tok.text!r} (a number)")
         value = int(text)
+        if defrag is not None:
+            # The reassembly stage (statewall.reassembly.LinuxDefrag) reads these.
+            df = self.policy.defrag
+            if defrag.endswith("_time") or defrag.endswith("_timeout"):
+                setattr(df, defrag, float(value))
+            else:
+                setattr(df, defrag, value)
+            df.origins[defrag] = self.origin(line)
+            return
         ct = self.policy.conntrack
         if field_name in _BOOL_SETTINGS:
             if value > 1:
