@@ -94,7 +94,7 @@ def test_a_syn_in_two_fragments_builds_the_connection_and_leaves_in_two_fragment
 
 @both
 def test_fragments_out_of_order_are_held_until_the_datagram_is_complete(dialect):
-    pkt = IP(src=CLIENT, dst=SERVER, id=8) / UDP(sport=5000, dport=53) / Raw(b"d" * 3000)
+    pkt = IP(src=CLIENT, dst=SERVER, id=8) / UDP(sport=5000, dport=123) / Raw(b"d" * 3000)
     frags = fragment(pkt, fragsize=1000)[::-1]
     fw = firewall(dialect)
     out, events = send(fw, frags[:-1])
@@ -105,7 +105,7 @@ def test_fragments_out_of_order_are_held_until_the_datagram_is_complete(dialect)
 
 @pytest.mark.parametrize(("dialect", "reason"), [("asa", "security-failed"), ("iptables", "reasm-overlaps")])
 def test_teardrop_overlapping_fragments_are_dropped(dialect, reason):
-    frags = fragment(IP(src=CLIENT, dst=SERVER, id=9) / UDP(sport=5000, dport=53) / Raw(b"t" * 2000), 1000)
+    frags = fragment(IP(src=CLIENT, dst=SERVER, id=9) / UDP(sport=5000, dport=123) / Raw(b"t" * 2000), 1000)
     evil = IP(bytes(frags[1]))
     evil.frag -= 1
     del evil.chksum
@@ -115,7 +115,7 @@ def test_teardrop_overlapping_fragments_are_dropped(dialect, reason):
 
 @pytest.mark.parametrize(("dialect", "after"), [("asa", 5.0), ("iptables", 30.0)])
 def test_an_incomplete_datagram_times_out(dialect, after):
-    frags = fragment(IP(src=CLIENT, dst=SERVER, id=10) / UDP(sport=5000, dport=53) / Raw(b"u" * 2000), 1000)
+    frags = fragment(IP(src=CLIENT, dst=SERVER, id=10) / UDP(sport=5000, dport=123) / Raw(b"u" * 2000), 1000)
     fw = firewall(dialect)
     send(fw, frags[:1], now=10.0)
     assert fw.next_deadline() is not None and fw.next_deadline() <= 10.0 + after
@@ -128,7 +128,7 @@ def test_an_incomplete_datagram_times_out(dialect, after):
 
 def test_asa_fragment_commands_change_the_limits_and_log_209005():
     fw = firewall("asa", "fragment chain 1 inside\nfragment timeout 10\n")
-    frags = fragment(IP(src=CLIENT, dst=SERVER, id=11) / UDP(sport=5000, dport=53) / Raw(b"c" * 1400), 1000)
+    frags = fragment(IP(src=CLIENT, dst=SERVER, id=11) / UDP(sport=5000, dport=123) / Raw(b"c" * 1400), 1000)
     out, events = send(fw, frags)
     assert out == [] and drops(events) == ["fragment-chain-limit"] * 2
     lines = [line for ev in events for line in format_event(ev, timestamp=False)]
@@ -148,7 +148,7 @@ def test_ipv6_fragments_are_reassembled_and_sent_on(dialect):
     pkt = (
         IPv6(src=CLIENT6, dst=SERVER6)
         / IPv6ExtHdrFragment(id=5)
-        / UDP(sport=5000, dport=53)
+        / UDP(sport=5000, dport=123)
         / Raw(b"6" * 3000)
     )
     out, events = send(firewall(dialect), fragment6(pkt, 1280))

@@ -790,8 +790,8 @@ class NatTable:
             return None, False
         return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
 
-    def _source_entry(self, version, proto, in_iface, out_iface, src, sport, dst, dport):
-        """The first rule (entry) that applies to a new flow's source outside UN-NAT's hit."""
+    def _source_entry(self, version, proto, in_iface, out_iface, src, sport, dst, dport) -> _Entry | None:
+        """The first rule translating a new flow's source (without UN-NAT's hit), or None."""
         for e in self.entries:
             if e.has_dst and not (e.identity or e.kind == "exempt"):
                 continue  # twice NAT with a translated destination applies only through UN-NAT
@@ -816,6 +816,36 @@ class NatTable:
         if e is None:
             e = self._source_entry(version, proto, in_iface, out_iface, src, sport, dst, dport)
         return e.rule if e is not None and (e.kind == "exempt" or e.identity) else None
+
+    # ---------------------------------------------------------------------------------------------
+    # ASA 8.2's translation requirements (Cisco ASA 8.2 configuration guide, "NAT Control" and "Dynamic
+    # NAT Implementation"): which flows a real 8.2 box refuses for want of a translation (305005).
+
+    def source_rule(self, version, proto, in_iface, out_iface, src, sport, dst, dport) -> NatRule | None:
+        """The rule that covers a new flow's source towards ``out_iface`` (a translation, ``nat 0``
+        identity or exemption, an identity static), or None when no rule does."""
+        e = self._source_entry(version, proto, in_iface, out_iface, src, sport, dst, dport)
+        return e.rule if e is not None else None
+
+    def dynamic_rule_elsewhere(self, version, proto, in_iface, src, sport, dst, dport) -> NatRule | None:
+        """An 8.2 ``nat`` rule (dynamic NAT/PAT) whose real side holds this source on ``in_iface``,
+        whatever interfaces its globals are on: "real addresses in a NAT rule must be translated on all
+        lower or same security interfaces" (Cisco ASA 8.2 configuration guide), nat-control or not."""
+        for e in self.entries:
+            if e.kind != "dynamic" or e.rule.section != 0:
+                continue
+            if self._real_side(e, version, proto, in_iface, src, sport) and self._selected(
+                e, version, proto, src, sport, dst, dport
+            ):
+                return e.rule
+        return None
+
+    def dynamic_on(self, iface: str) -> bool:
+        """Does an 8.2 dynamic NAT rule take its real addresses from ``iface``? (With nat-control, its
+        traffic to a same-security interface then needs a translation too.)"""
+        return any(
+            e.kind == "dynamic" and e.rule.section == 0 and e.real_iface == iface for e in self.entries
+        )
 
     def _apply(self, e: _Entry, version, proto, in_iface, out_iface, src, sport, now):
         if e.kind == "exempt" or e.identity:

@@ -550,12 +550,14 @@ class ConnectionSettings:
 @dataclass(slots=True)
 class Inspect:
     """``inspect ENGINE [options]`` in a class: ``engine`` as typed (``ftp``, ``h323 h225``, ``dns``),
-    ``strict`` for ``inspect ftp strict``, ``map`` an inspect policy-map name when one is given."""
+    ``strict`` for ``inspect ftp strict``, ``map`` an inspect policy-map name when one is given,
+    ``max_length`` the 7.x/8.0 ``inspect dns maximum-length N``."""
 
     engine: str
     strict: bool = False
     map: str | None = None
     origin: Origin = BUILTIN
+    max_length: int | None = None
 
 
 @dataclass(slots=True)

@@ -47,6 +47,7 @@ REBUILT = (
     "invalid_drops",
     "ct",
     "acl_on_mapped",
+    "nat_required",
     "faults",
     "nf_path",
     "netfilter",
@@ -153,6 +154,12 @@ def compile_policy(fw, policy: Policy, faults, fast_path: bool) -> Compiled:
         c.ct = policy.conntrack
     # ASA before 8.3 matches access lists against mapped (global) addresses; 8.3+ against real ones.
     c.acl_on_mapped = box is ASA and asa_version_before(policy.version, 8, 3)
+    # ASA 8.2's translation requirements (nat-control; a nat rule's addresses translated on every lower
+    # interface): checked by the NAT stage where the policy has 8.2 dynamic NAT or nat-control.
+    nat_control = policy.nat_control and asa_version_before(policy.version, 8, 3)
+    c.nat_required = box is ASA and (
+        nat_control or any(r.kind == "dynamic" and r.section == 0 for r in policy.nat_rules)
+    )
     # The ASA's modular policy framework: per-connection settings, the TCP normalizer, MSS rewriting
     # and sequence randomization (statewall.mpf, .normalizer, .mss, .seqrand).
     c.service_policies = ServicePolicies(policy) if box is ASA else None

@@ -191,6 +191,11 @@ def established(
     out.append((half.out_iface, pkt.buf))
     if pkt.mf:
         note_first_fragment(fw, half, pkt, now)
+    if helper is not None and getattr(helper, "close_after", False):
+        # DNS guard: this reply answered the last waiting query; the connection goes once it is
+        # forwarded (statewall.inspect.dns).
+        lifecycle.teardown(fw, conn, now, "Flow closed by inspection", None, out, ev)
+        return
     fast = fw.fast
     if trk is not None:
         fw.lifecycle.after_tcp(fw, conn, half, pkt, now, out, ev)
@@ -231,14 +236,14 @@ def inspect(
     drop(
         fw,
         ev,
-        DropReason.INSPECT_FTP,
+        refusal.reason,
         iface,
         pkt,
         now,
         egress=egress,
         origin=refusal.origin,
         message=refusal.message,
-        detail={"conn": conn.id},
+        detail={"conn": conn.id, **refusal.detail},
     )
     if refusal.close:
         lifecycle.teardown(fw, conn, now, "Flow closed by inspection", iface, out, ev)
