@@ -164,10 +164,11 @@ class CpuMeter:
 class LiveBench:
     """One lab: the standard topology with either the kernel or ``statewall run`` forwarding."""
 
-    def __init__(self, lab: Lab, mode: str, tools: dict[str, str]) -> None:
+    def __init__(self, lab: Lab, mode: str, tools: dict[str, str], extra: tuple[str, ...] = ()) -> None:
         assert mode in ("kernel", "statewall")
         self.lab = lab
         self.mode = mode
+        self.extra = list(extra)  # more ``statewall run`` options (a loop variant)
         self.tools = tools
         self.topo = FirewallTopology(lab, (INSIDE, OUTSIDE))
         self.config = os.path.join(lab.workdir(), "bench.cfg")
@@ -225,7 +226,7 @@ class LiveBench:
             self.fw.run(["conntrack", "-F"], check=False, timeout=10)
             yield None
             return
-        proc = self.topo.start_firewall(self.config, extra=["--log-format", "none"])
+        proc = self.topo.start_firewall(self.config, extra=["--log-format", "none", *self.extra])
         try:
             yield proc.pid
         finally:
@@ -345,16 +346,30 @@ def available() -> str | None:
     return None
 
 
-def run_live(runs: int, *, bulk_seconds: int = 8, seconds: float = 5.0, say=print) -> dict:
-    """Every live measurement ``runs`` times, kernel and statewall alternating; raw results per mode."""
-    results: dict[str, dict[str, list]] = {
-        m: {"bulk": [], "small": [], "conns": []} for m in ("kernel", "statewall")
-    }
-    with Lab() as klab, Lab() as slab:
-        tools = compile_tools(klab.workdir())
+# Variants of ``statewall run`` that ``run_live(variants=...)`` can measure next to the default, in the
+# same run: the loop's wait in Python around the C pump (before the compiled loop), and the compiled loop
+# polling 200 µs before it sleeps.
+VARIANTS = {
+    "statewall-pywait": ("--python-wait",),
+    "statewall-poll200": ("--poll-us", "200"),
+}
+
+
+def run_live(
+    runs: int, *, bulk_seconds: int = 8, seconds: float = 5.0, say=print, variants: tuple[str, ...] = ()
+) -> dict:
+    """Every live measurement ``runs`` times, kernel and statewall (and each of ``variants``, names of
+    ``VARIANTS``) alternating; raw results per mode."""
+    modes = ("kernel", "statewall", *variants)
+    results: dict[str, dict[str, list]] = {m: {"bulk": [], "small": [], "conns": []} for m in modes}
+    with contextlib.ExitStack() as stack:
+        labs = {m: stack.enter_context(Lab()) for m in modes}
+        tools = compile_tools(labs["kernel"].workdir())
         benches = {
-            "kernel": LiveBench(klab, "kernel", tools).build(),
-            "statewall": LiveBench(slab, "statewall", tools).build(),
+            m: LiveBench(
+                labs[m], "kernel" if m == "kernel" else "statewall", tools, VARIANTS.get(m, ())
+            ).build()
+            for m in modes
         }
         for r in range(runs):
             for test in ("bulk", "small", "conns"):
@@ -366,8 +381,9 @@ def run_live(runs: int, *, bulk_seconds: int = 8, seconds: float = 5.0, say=prin
                     else:
                         res = bench.conns(seconds)
                     results[mode][test].append(res)
-                    say(f"  run {r + 1}/{runs} {test:5} {mode:9} {_short(test, res)}")
-        results["statewall"]["counters"] = benches["statewall"].stopped
+                    say(f"  run {r + 1}/{runs} {test:5} {mode:17} {_short(test, res)}")
+        for m in modes[1:]:
+            results[m]["counters"] = benches[m].stopped
     return results
 
 

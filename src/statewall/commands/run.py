@@ -153,7 +153,14 @@ def run(args: argparse.Namespace) -> int:
             tun = open_tun(device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen)
             ports.append(Port(name, tun))
         on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog)
-        loop = Loop(fw, ports, tick=args.tick, on_events=on_events)
+        loop = Loop(
+            fw,
+            ports,
+            tick=args.tick,
+            on_events=on_events,
+            compiled=not args.python_wait,
+            spin=args.poll_us / 1e6,
+        )
         loop.on_tick = log_fp.flush
         if args.state and args.state_interval > 0:
             loop.on_tick = _saving_every(args.state_interval, fw, args.state, log_fp.flush)
@@ -355,6 +362,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "configuration's 'logging host' lines do; repeatable",
     )
     p.add_argument("--tick", type=float, default=0.1, metavar="SECONDS", help="timer resolution (0.1)")
+    p.add_argument(
+        "--poll-us",
+        type=float,
+        default=0.0,
+        metavar="US",
+        help="after the last packet, poll the TUNs this many microseconds before sleeping (0: sleep at once)",
+    )
+    p.add_argument(
+        "--python-wait",
+        action="store_true",
+        help="wait for the TUNs in Python around the C pump instead of the compiled loop (for comparison)",
+    )
     p.add_argument(
         "--txqueuelen",
         type=int,
