@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             on_events=on_events,
             compiled=not args.python_wait,
             spin=args.poll_us / 1e6,
+            uring=args.uring,
         )
         loop.on_tick = log_fp.flush
         if args.state and args.state_interval > 0:
@@ -368,6 +369,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         metavar="US",
         help="after the last packet, poll the TUNs this many microseconds before sleeping (0: sleep at once)",
+    )
+    p.add_argument(
+        "--uring",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write the fast path's packets to the TUNs through io_uring, N per submission (0: writev each)",
     )
     p.add_argument(
         "--python-wait",

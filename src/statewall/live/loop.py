@@ -105,6 +105,7 @@ class Loop:
         on_tick: Callable[[], None] | None = None,
         compiled: bool = True,
         spin: float = 0.0,
+        uring: int = 0,
     ) -> None:
         self.fw = fw
         self.ports = list(ports)
@@ -136,6 +137,11 @@ class Loop:
         # after the last packet before it sleeps (0: sleep at once; docs/performance.md, "Fewer crossings").
         self._wait = _tunpump.wait if _tunpump is not None and compiled else None
         self.spin = spin
+        self.waits = 0  # calls of the compiled wait: returns to Python, each after one or more wake-ups
+        # io_uring batches of the pump's TUN writes, ``uring`` at a time (0: one writev each). The
+        # setting is the C module's, so the process's: the last Loop made decides. 0 when the
+        # extension was built without liburing.
+        self.uring = uring if _tunpump is not None and _tunpump.uring(uring) else 0
         self._outs = tuple((p.name, p.fd, p.hl, p.mode) for p in self.ports)
         deadline = getattr(fw, "next_deadline", None)
         self._next_deadline = deadline if callable(deadline) else None
@@ -194,7 +200,8 @@ class Loop:
     def fast_path_counters(self) -> dict[str, Any] | None:
         """The engine's compiled fast path (statewall.fastpath): connections in it now, packets it
         forwarded, packets it handed to the Python path, connections offloaded and taken back; and
-        whether the C pump read them. None when the engine has none."""
+        whether the C pump read them, whether the compiled loop waited (and how often it returned to
+        Python). None when the engine has none."""
         fast = getattr(self.fw, "fast", None)
         if fast is None:
             return None
@@ -205,6 +212,9 @@ class Loop:
             "offloads": fast.offloads,
             "returns": fast.returns,
             "pump": self._pump is not None,
+            "compiled_loop": self._wait is not None,
+            "waits": self.waits,
+            "uring": self.uring,
         }
 
     @contextlib.contextmanager
@@ -287,6 +297,7 @@ class Loop:
         a packet for the Python path, another ready fd, the timeout or a signal; then the counters, that
         packet (``_handle``) and the other fds here."""
         rx, tx, pending, other = cwait(table, epfd, self._outs, self.batch, timeout, self._epoch, self.spin)
+        self.waits += 1
         for p, (_used, n, nb, sup, err), (tp, tb, te) in zip(self.ports, rx, tx):
             if n:
                 p.rx_packets += n
