@@ -25,6 +25,7 @@ description of the machine; ``--markdown`` also prints the table as the README s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import gc
 import json
@@ -158,16 +159,19 @@ def bench_replay(packets: int, flows: int) -> dict:
     # collector's full passes from scanning them, but leave it on for what the engine allocates.
     gc.collect()
     gc.freeze()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for iface, data in trace:
         receive(iface, data, now)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     gc.unfreeze()
     return {
         "packets": len(trace),
         "flows": flows,
         "seconds": dt,
         "pps": len(trace) / dt,
+        # On a shared machine the process gets part of a CPU: its CPU time says what the engine costs.
+        "cpu_seconds": cpu,
+        "pps_cpu": len(trace) / cpu if cpu else None,
         "forwarded": fw.stats["forwarded"] - base_fwd,
         "dropped": fw.stats["dropped"] - base_drop,
     }
@@ -198,13 +202,13 @@ def bench_short(connections: int, warmup: int = 32_000) -> dict:
     packets = sum(1 for iface, _d, _n in part if iface is not None)
     gc.collect()
     gc.freeze()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for iface, data, now in part:
         if iface is None:
             got += len(advance(now).packets)
         else:
             got += len(receive(iface, data, now).packets)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     gc.unfreeze()
     return {
         "connections": connections,
@@ -212,6 +216,8 @@ def bench_short(connections: int, warmup: int = 32_000) -> dict:
         "packets": packets,
         "seconds": dt,
         "pps": packets / dt,
+        "cpu_seconds": cpu,
+        "pps_cpu": packets / cpu if cpu else None,
         "connections_per_second": connections / dt,
         "same_as_recorded": got == sent and not fw.stats["dropped"],
     }
@@ -231,12 +237,13 @@ def _mem_available() -> int:
     return 0
 
 
-def bench_idle(connections: int, reserve: int = 4 << 30) -> dict:
+def bench_idle(connections: int, reserve: int = 4 << 30, step: int = 100_000) -> dict:
     """Resident memory of the whole process holding ``connections`` idle TCP connections (handshakes
     through a 160-address PAT pool), and the figure extrapolated to 10 M when fewer were opened: the
     process's RSS before the first one plus the measured growth per connection times 10 M (said so in
     the result). It stops early, and extrapolates from what it has, when the machine has less than
-    ``reserve`` bytes available (a shared machine must not be pushed into swap or the OOM killer).
+    ``reserve`` bytes available (a shared machine must not be pushed into swap or the OOM killer),
+    looking every ``step`` connections.
     """
     fw = Firewall(parse(IDLE_CONFIG, "bench-idle.cfg"))
     gc.collect()
@@ -244,7 +251,6 @@ def bench_idle(connections: int, reserve: int = 4 << 30) -> dict:
     t0 = time.perf_counter()
     done = 0
     stopped = None
-    step = 100_000
     while done < connections:
         end = min(connections, done + step)
         for i in range(done, end):
@@ -685,6 +691,11 @@ def main(argv: list[str] | None = None) -> int:
         "before issue 18) in the same run, from a temporary git worktree, and give the ratios",
     )
     ap.add_argument(
+        "--against",
+        metavar="COMMIT",
+        help="with --baseline: measure COMMIT (from its own temporary worktree) instead of this tree",
+    )
+    ap.add_argument(
         "--compare-loop",
         action="store_true",
         help="the live lines also with the Python wait around the C pump and with 200 µs polling",
@@ -738,14 +749,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline and wanted:
         from bench import baseline as bl
 
-        with bl.checkout(args.baseline) as tree:
-            baseline = {"commit": args.baseline, "description": bl.describe(tree)}
-            print(f"baseline {baseline['description']}: {', '.join(wanted)}, alternating with this tree")
+        with contextlib.ExitStack() as stack:
+            tree = stack.enter_context(bl.checkout(args.baseline))
+            ours = stack.enter_context(bl.checkout(args.against)) if args.against else ROOT
+            baseline = {
+                "commit": args.baseline,
+                "description": bl.describe(tree),
+                "against": bl.describe(ours),
+            }
+            lines = ", ".join(wanted)
+            print(f"baseline {baseline['description']}: {lines}, alternating with {baseline['against']}")
             for w in wanted:
                 baseline[w] = []
                 # One memory run each (minutes for a million, and the figure barely varies).
                 for r in range(1 if w == "memory" else args.runs):
-                    for name, src, runs in (("baseline", tree, baseline[w]), ("this tree", ROOT, runs_of[w])):
+                    for name, src, runs in (("baseline", tree, baseline[w]), ("measured", ours, runs_of[w])):
                         res = bl.measure(src, w, **kwargs[w])
                         runs.append(res)
                         print(f"  {w} run {r + 1} {name}: {_short_offline(w, res)}")
@@ -796,7 +814,8 @@ def _short_offline(line: str, res: dict) -> str:
         return f"{res['bytes_per_connection']:,.0f} B/conn over {res['connections']:,}"
     extra = f", {res['connections_per_second']:,.0f} conn/s" if line == "short" else ""
     same = "" if res.get("same_as_recorded", True) else " (NOT as recorded)"
-    return f"{res['pps']:,.0f} pkt/s{extra}{same}"
+    cpu = f" ({res['pps_cpu']:,.0f} per CPU second)" if res.get("pps_cpu") else ""
+    return f"{res['pps']:,.0f} pkt/s{cpu}{extra}{same}"
 
 
 if __name__ == "__main__":
