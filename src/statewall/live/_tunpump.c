@@ -17,6 +17,10 @@
  *   fast path did not take the packet, else the interface it forwarded it to (to be written by the
  *   loop); read_error: 1 when a read failed (the loop counts it and stops draining this fd).
  * The clock is the loop's: time.monotonic() + epoch.
+ *
+ * wait(table, epfd, ports, batch, timeout, epoch, spin) is the compiled loop: the loop's epoll_wait and
+ * the drains of every ready TUN in one call, returning to Python only when something needs it (see
+ * wait_ below). uring(depth) batches the fast path's TUN writes through io_uring (see flush).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -40,9 +44,10 @@
 static statewall_fastpath_api *api;
 static unsigned char buffer_static[BUF_SIZE];
 
-/* io_uring batches of the TUN writes (uring(depth), off by default): the fast path's packets are read
- * into `depth` slots and their writev()s submitted together, one io_uring_enter for up to `depth` writes
- * instead of one writev each. Measured in docs/performance.md ("Fewer crossings per packet"). */
+/* io_uring batches of the TUN writes (uring(depth); statewall run sets 32, --uring): the fast path's
+ * packets are read into `depth` slots and their writev()s submitted together, one io_uring_enter for
+ * up to `depth` writes instead of one writev each. Measured in docs/performance.md ("Fewer crossings
+ * per packet"). */
 #define MAX_DEPTH 256
 static int depth;
 #ifdef STATEWALL_HAVE_LIBURING
