@@ -87,6 +87,26 @@ def test_check_counts_what_the_configuration_defines(capsys) -> None:
     )
 
 
+def test_check_counts_rules_per_table_and_chain_for_iptables_and_nftables(capsys) -> None:
+    configs = SEED000.parent
+    code, out, _ = run(capsys, "check", "-c", str(configs / "docker-20-default.rules"))
+    assert code == 0
+    assert out.splitlines()[0] == (
+        "OK: 2 interfaces, nat: 6 rules in 5 chains, filter: 12 rules in 7 chains, 1 route, 0 warnings"
+    )
+    code, out, _ = run(capsys, "check", "-v", "-c", str(configs / "nft-host.nft"))
+    assert code == 0
+    lines = out.splitlines()
+    assert "table inet filter chain input (filter hook input priority 0, policy DROP): 7 rules" in lines
+    assert "table inet filter chain lan_out (regular chain): 4 rules" in lines
+    assert lines[-1] == (
+        "OK: 2 interfaces, table inet filter: 15 rules in 3 chains, table ip nat: 2 rules in 2 chains, "
+        "1 set, 1 route, 0 warnings"
+    )
+    code, out, _ = run(capsys, "check", "--json", "-c", str(configs / "nft-host.nft"))
+    assert json.loads(out)["tables"]["table ip nat"] == {"prerouting": 1, "postrouting": 1}
+
+
 def test_check_prints_warnings_for_unknown_commands(tmp_path: Path, capsys) -> None:
     cfg = tmp_path / "w.cfg"
     cfg.write_text(SEED000.read_text() + "frobnicate the widgets\n")

@@ -405,3 +405,30 @@ def test_statewall_ctl_against_statewall_run_with_a_capture(tmp_path):
     # Both directions on the inside interface: requests as the host sent them, replies as forwarded.
     assert icmp.count(("192.168.1.10", OUTSIDE.host, 8)) == 2
     assert icmp.count((OUTSIDE.host, "192.168.1.10", 0)) == 2
+
+
+def test_show_log_follows_the_logging_configuration_and_reload_refreshes_it():
+    """``show log`` prints what log.txt would hold under the running configuration's logging lines
+    (here: timestamps off by default, device-id hostname, 302013 disabled), and a ``reload`` with other
+    logging lines changes what it prints. Layout ``DEVICE : %ASA-6-N: ...`` as
+    ``statewall.logfmt.asalog`` writes log.txt (Cisco syslog guide, ``logging device-id``)."""
+    logging_a = "logging enable\nlogging buffered informational\nlogging device-id hostname\n"
+    logging_a += "no logging message 302013\n"
+    logging_b = "logging enable\nlogging buffered informational\nlogging device-id string EDGE1\n"
+    fw = firewall(CONFIG + logging_a)
+    log = EventLog()
+    texts = iter([CONFIG + logging_b])
+    policies: list = []
+    cmds = Commands(fw, log=log, reload=lambda: parse_policy(next(texts), "fw.cfg"),
+                    on_reload=[policies.append])  # fmt: skip
+    s = tcp(fw, sport=40000)
+    s.open()
+    log.add(s.events)
+    shown = cmds.execute("show log")
+    assert "302013" not in shown  # disabled by "no logging message 302013"
+    assert shown.splitlines()[0].startswith("ctltest : %ASA-6-305011: Built dynamic TCP translation")
+    cmds.execute("reload")
+    assert [p is fw.policy for p in policies] == [True]  # the loop's log and syslog are told
+    after = cmds.execute("show log")
+    assert after.splitlines()[0].startswith("EDGE1 : %ASA-6-305011: Built dynamic TCP translation")
+    assert "EDGE1 : %ASA-6-302013: Built outbound TCP connection 1" in after

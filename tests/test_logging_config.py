@@ -350,3 +350,35 @@ def test_a_logging_host_on_an_unknown_interface_is_a_located_warning_and_gets_no
     assert policy.logging.hosts == []
     [w] = [w for w in policy.warnings if "unknown interface 'dmz'" in w.message]
     assert (w.origin.line, w.col) == (text.count("\n"), 14)
+
+
+def test_run_log_and_syslog_follow_a_reload():
+    # statewall run's event callback after "ctl reload": the new logging lines decide (here 302013
+    # disabled, then a device id and a new logging host), for the log and for the syslog servers.
+    import io
+    import socket
+
+    from statewall.commands.run import _event_writer
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(5)
+        port = server.getsockname()[1]
+        first = parse_policy(BASE.format(version="9.12(4)") + "logging enable\nlogging trap informational\n"
+                             "no logging message 302013\n", "fw.cfg", "asa")  # fmt: skip
+        cfg = "logging enable\nlogging trap informational\nlogging device-id string EDGE1\n"
+        cfg += f"logging host inside 127.0.0.1 udp/{port}\n"
+        second = parse_policy(BASE.format(version="9.12(4)") + cfg, "fw.cfg", "asa")
+        log = io.StringIO()
+        relog: list = []
+        write, sender = _event_writer("asa", log, first, [], relog)
+        try:
+            write([built()])
+            assert log.getvalue() == ""  # disabled, and no server configured yet
+            (reloaded,) = relog
+            reloaded(second)
+            write([built()])
+            assert server.recv(2048) == f"<166>EDGE1 : {C19_BUILT}".encode()
+        finally:
+            sender.close()
+        assert log.getvalue() == f"EDGE1 : {C19_BUILT}\n"

@@ -26,6 +26,8 @@ NFT_FILES = [
     "nft-vmap.nft",
     "firewalld-nftables.nft",
     "docker-29-nftables.nft",
+    "nft-sets.nft",
+    "nft-commands.nft",
 ]
 SYN, ACK = 0x02, 0x10
 
@@ -175,11 +177,11 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
             "verdict maps keyed by ipv4_addr is not modelled",
         ),
         (
-            "table inet f {\n\tmap m {\n\t\ttype ifname : ipv4_addr\n\t}\n}\n",
-            "3:17",
-            "maps other than verdict maps is not modelled",
+            "table inet f {\n\tmap m {\n\t\ttype ipv4_addr : ether_addr\n\t}\n}\n",
+            "3:20",
+            "maps of type ether_addr is not modelled",
         ),
-        ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:2", "flowtable objects is not modelled"),
+        ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:12", "flowtable ft: no hook"),
         (CHAIN % "ip saddr vmap { 10.0.0.1 : accept }", "4:12", "vmap on this key"),
         (CHAIN % "tcp dport vmap @ports", "4:18", "map ports does not exist in table f"),
         (
@@ -191,10 +193,35 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
         (CHAIN % "ip saddr 10.0.0.300 drop", "4:12", "bad address"),
         (CHAIN % "snat to 1.2.3.4", "4:3", "only valid in a nat chain"),
         (
-            "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n}\n",
-            "4:9",
-            "set flag timeout is not modelled",
+            "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t}\n"
+            "\tchain a {\n\t\tadd @s { ip saddr }\n\t}\n}\n",
+            "7:7",
+            "set s is an interval set: no updates from the packet path",
         ),
+        (
+            "table ip f {\n\tset s {\n\t\ttype ipv4_addr . inet_service\n\t}\n"
+            "\tchain a {\n\t\tip saddr @s\n\t}\n}\n",
+            "6:12",
+            "set s holds ipv4_addr . inet_service, the key is ipv4_addr",
+        ),
+        (CHAIN % "limit rate 10 kbytes/second burst 5 packets", "4:39", "takes its burst in bytes"),
+        ("add rule inet f input accept\n", "1:15", "table inet f does not exist"),
+        ("add table inet f\nadd rule inet f input accept\n", "2:17", "chain input does not exist"),
+        ("add table ip f\nadd chain ip f c\nadd rule ip f c position 3 accept\n", "3:17", "rule position"),
+        ("add table ip f\ncreate chain ip f c\ncreate chain ip f c\n", "3:19", "already exists"),
+        ("add table ip f\ndelete table ip f\n", "2:1", "the delete command"),
+        (
+            'table netdev n {\n\tchain c {\n\t\ttype filter hook ingress device "eth0" priority 0;\n'
+            "\t\tct state new drop\n\t}\n}\n",
+            "4:3",
+            "not available in a netdev table",
+        ),
+        (
+            "table netdev n {\n\tchain c {\n\t\ttype filter hook ingress priority 0;\n\t}\n}\n",
+            "3:28",
+            "hook ingress needs its device",
+        ),
+        (CHAIN % "ip saddr . tcp dport { 10.0.0.1 . 22 : accept }", "4:40", "maps other than verdict maps"),
     ],
 )
 def test_what_nft_dialect_does_not_model_or_the_kernel_refuses_is_located(text, where, message):
@@ -409,3 +436,156 @@ def test_ct_helper_set_in_a_forward_chain_attaches_ftp_through_the_engine():
     web = craft.tcp_packet(4, ip("192.168.1.20"), ip("93.184.216.34"), 40001, 443, 1000, 0, SYN, 64240)
     res = fw.receive("lan", web, 1000.1)
     assert [e.helper for e in res.events if isinstance(e, CtEvent)] == [None]
+
+
+# --------------------------------------------------------------------------------------------------
+# Sets by key, timeouts, dynamic sets, meters, th, limit over and byte limits, log group
+
+
+def udp(src, dst, sport, dport, data=b"q"):
+    return decode(craft.udp_packet(4, ip(src), ip(dst), sport, dport, data))
+
+
+def _input(nf, pkt, now, inp="eth0"):
+    d = nf.traverse("INPUT", pkt, Context(inp, None, "NEW", now=now))
+    return d.verdict, (d.rule.origin.text if d.rule is not None else "policy"), d.actions
+
+
+def test_an_ssh_flood_fills_the_blocklist_which_then_times_out():
+    nf = Netfilter(parse_file(CONFIGS / "nft-sets.nft"))
+    attacker, other = "198.51.100.7", "198.51.100.8"
+    # burst 3: three SYNs are under the meter's limit; the fourth is over it, goes to the
+    # blocklist with an NFLOG line, and is dropped.
+    for i in range(3):
+        assert _input(nf, tcp(attacker, "203.0.113.40", 4000 + i, 22), 10 + i)[0] == "ACCEPT"
+    verdict, rule, actions = _input(nf, tcp(attacker, "203.0.113.40", 4003, 22), 13)
+    assert verdict == "DROP" and "meter ssh" in rule
+    assert [(a.kind, a.args.get("nflog_group")) for a in actions] == [("LOG", 5)]
+    assert actions[0].args["text"].startswith("ssh-flood IN=eth0 ")
+    # Blocked now for anything, for the set's 10 minutes; another source has its own bucket.
+    assert _input(nf, tcp(attacker, "203.0.113.40", 4004, 443), 14)[1].startswith("ip saddr @blocklist")
+    assert _input(nf, tcp(other, "203.0.113.40", 4000, 22), 14)[0] == "ACCEPT"
+    assert _input(nf, tcp(attacker, "203.0.113.40", 4005, 443), 13 + 599)[1].startswith("ip saddr @blocklist")
+    assert _input(nf, tcp(attacker, "203.0.113.40", 4006, 443), 13 + 601)[1] == "policy"
+    assert [k for k, _, _ in nf.nft_elements(13 + 601)["inet filter blocklist"]] == []
+
+
+def test_concatenations_marks_interface_sets_and_th():
+    nf = Netfilter(parse_file(CONFIGS / "nft-sets.nft"))
+    assert _input(nf, tcp("192.168.1.10", "192.168.1.1", 4000, 22), 1, "eth1")[0] == "ACCEPT"
+    assert _input(nf, tcp("192.168.1.10", "192.168.1.1", 4000, 443), 1, "eth1")[0] == "DROP"
+    assert _input(nf, tcp("192.168.1.20", "192.168.1.1", 4000, 443), 1, "eth1")[0] == "ACCEPT"
+    assert _input(nf, tcp("192.168.1.31", "192.168.1.1", 4000, 8081), 1, "eth1")[0] == "ACCEPT"
+    assert _input(nf, tcp("192.168.1.31", "192.168.1.1", 4000, 8080), 1, "eth1")[0] == "DROP"
+    # th dport: DNS over UDP and TCP from the interfaces of @lan_ifs, not from the outside.
+    assert _input(nf, udp("192.168.1.10", "192.168.1.1", 5000, 53), 1, "wg0")[0] == "ACCEPT"
+    assert _input(nf, tcp("192.168.1.10", "192.168.1.1", 5000, 53), 1, "eth1")[0] == "ACCEPT"
+    assert _input(nf, udp("198.51.100.7", "203.0.113.40", 5000, 53), 1, "eth0")[0] == "DROP"
+    ctx = Context("eth0", None, "NEW", now=1.0, mark=2)
+    assert nf.traverse("INPUT", tcp("198.51.100.7", "203.0.113.40", 1, 9999), ctx).verdict == "ACCEPT"
+
+
+def test_th_reads_the_transport_header_whatever_the_protocol():
+    ping = decode(craft.icmp_echo(4, ip("10.0.0.1"), ip("10.0.0.2"), 1, 1))
+    csum = ping.buf[ping.l4off + 2] << 8 | ping.buf[ping.l4off + 3]
+    nf = Netfilter(parse(CHAIN % f"th dport {csum} counter drop", "x.nft"))
+    assert nf.traverse("INPUT", ping, Context("eth0", None, "NEW")).verdict == "DROP"  # the checksum
+
+
+def test_update_refreshes_an_element_and_add_does_not():
+    text = (
+        "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\ttimeout 10s\n\t}\n"
+        "\tchain a {\n\t\ttype filter hook input priority 0;\n"
+        "\t\tip saddr @s drop\n\t\ttcp dport 1 add @s { ip saddr }\n"
+        "\t\ttcp dport 2 update @s { ip saddr timeout 20s }\n\t}\n}\n"
+    )
+    for port, seen_until in ((1, 10), (2, 20)):
+        nf = Netfilter(parse(text, "x.nft"))
+        rt = nf.nft_set("ip f s")
+        assert _input(nf, tcp("10.0.0.1", "10.0.0.2", 1000, port), 0)[0] == "ACCEPT"
+        assert rt.contains((ip("10.0.0.1"),), seen_until - 0.5)
+        assert not rt.contains((ip("10.0.0.1"),), seen_until + 0.5)
+    assert list_ruleset(parse(text, "x.nft")).count("flags dynamic,timeout") == 1
+
+
+def test_limit_over_and_byte_limits_count_as_nft_limit_does():
+    nf = Netfilter(parse(CHAIN % "limit rate over 2/second burst 2 packets drop", "x.nft"))
+    verdicts = [_input(nf, tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80), 1.0)[0] for i in range(4)]
+    assert verdicts == ["ACCEPT", "ACCEPT", "DROP", "DROP"]
+    assert _input(nf, tcp("10.0.0.1", "10.0.0.2", 999, 80), 1.5)[0] == "ACCEPT"  # a token back
+    # 100 bytes/second, burst 20 bytes: a bucket of 120 bytes; a 40-byte SYN costs 40.
+    nf = Netfilter(parse(CHAIN % "limit rate 100 bytes/second burst 20 bytes accept\n\t\tdrop", "x.nft"))
+    verdicts = [_input(nf, tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80), 1.0)[0] for i in range(4)]
+    assert verdicts == ["ACCEPT", "ACCEPT", "ACCEPT", "DROP"]
+    assert _input(nf, tcp("10.0.0.1", "10.0.0.2", 999, 80), 1.4)[0] == "ACCEPT"
+
+
+def test_data_maps_give_nat_and_marks_their_values_and_a_miss_ends_the_rule():
+    text = (
+        "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n"
+        "\t\tct mark set ip saddr map { 10.0.0.0/8 : 0x00000007 } counter packets 0 bytes 0\n"
+        "\t\tmeta mark set ct mark\n\t}\n\n"
+        "\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+        "\t\tsnat to ip saddr map { 10.0.0.0/8 : 192.0.2.1 }\n\t}\n}\n"
+    )
+    policy = parse(text, "x.nft")
+    assert list_ruleset(policy) == text.replace("priority 0;", "priority filter; policy accept;")
+    nf = Netfilter(policy)
+    ctx = Context("eth0", None, "NEW")
+    nf.traverse("INPUT", tcp("10.1.2.3", "192.0.2.9", 1000, 80), ctx)
+    assert (ctx.ct_mark, ctx.mark) == (7, 7)
+    ctx = Context("eth0", None, "NEW")
+    nf.traverse("INPUT", tcp("172.16.0.1", "192.0.2.9", 1000, 80), ctx)
+    assert (ctx.ct_mark, ctx.mark) == (0, 0)
+    assert nf.nft_counters()[("ip f", "a", 0)] == (1, 40)  # the miss stopped before the counter
+    d = nf.traverse("POSTROUTING", tcp("10.1.2.3", "198.51.100.1", 1000, 80), Context(None, "eth0", "NEW"))
+    assert [(a.kind, str(a.args["addresses"][0])) for a in d.actions] == [("SNAT", "192.0.2.1")]
+
+
+def test_a_ct_timeout_policy_gives_the_connection_its_own_timeouts_state_by_state():
+    from statewall.engine import Firewall
+
+    text = (
+        "#@statewall interface lan dev eth1 address 192.168.1.1/24\n"
+        "#@statewall interface wan dev eth0 address 203.0.113.1/24\n"
+        "table inet f {\n\tct timeout short {\n\t\tprotocol tcp\n\t\tl3proto ip\n"
+        "\t\tpolicy = { syn_sent : 5, established : 90 }\n\t}\n\n"
+        "\tct timeout dns {\n\t\tprotocol udp\n\t\tl3proto ip\n"
+        "\t\tpolicy = { unreplied : 3, replied : 7 }\n\t}\n\n"
+        "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n"
+        '\t\ttcp dport 22 ct timeout set "short"\n\t\tudp dport 53 ct timeout set "dns"\n\t}\n}\n'
+    )
+    fw = Firewall(parse(text, "x.nft"))
+    c, s = ip("192.168.1.10"), ip("203.0.113.9")
+
+    def seg(src, dst, sp, dp, seq, ack, flags):
+        return craft.tcp_packet(4, src, dst, sp, dp, seq, ack, flags, 64240, b"")
+
+    fw.receive("lan", seg(c, s, 5000, 22, 100, 0, SYN), 10.0)
+    conn = next(iter(fw.conns.by_key.values())).conn
+    assert conn.deadline() == 15.0  # syn_sent
+    fw.receive("wan", seg(s, c, 22, 5000, 900, 101, SYN | ACK), 11.0)
+    assert conn.deadline() == 11.0 + 60  # syn_recv: the sysctl's 60 s
+    fw.receive("lan", seg(c, s, 5000, 22, 101, 901, ACK), 12.0)
+    assert conn.deadline() == 12.0 + 90  # established: the policy's
+    fw.receive("lan", craft.udp_packet(4, c, s, 5001, 53, b"q"), 20.0)
+    udp = next(h.conn for h in fw.conns.by_key.values() if h.conn.proto == 17)
+    assert udp.deadline() == 23.0
+    fw.receive("lan", seg(c, s, 5002, 80, 100, 0, SYN), 30.0)  # no policy: the sysctl's 120 s
+    other = next(h.conn for h in fw.conns.by_key.values() if h.conn.responder.port == 80)
+    assert other.deadline() == 150.0
+
+
+def test_a_full_set_takes_no_new_element_until_one_expires():
+    text = (
+        "table ip f {\n\tset s {\n\t\ttype ipv4_addr\n\t\tsize 2\n\t\tflags timeout\n\t\ttimeout 10s\n\t}\n"
+        "\tchain a {\n\t\ttype filter hook input priority 0;\n"
+        "\t\tadd @s { ip saddr } counter packets 0 bytes 0 accept\n\t}\n}\n"
+    )
+    nf = Netfilter(parse(text, "x.nft"))
+    got = [_input(nf, tcp(f"10.0.0.{i}", "10.0.0.99", 1000, 80), i)[1] for i in (1, 2, 3)]
+    assert got[:2] == [got[0]] * 2 and got[0].startswith("add @s") and got[2] == "policy"
+    assert _input(nf, tcp("10.0.0.3", "10.0.0.99", 1000, 80), 11.5)[1].startswith(
+        "add @s"
+    )  # 10.0.0.1 expired
+    assert nf.nft_counters()[("ip f", "a", 0)][0] == 3

@@ -56,7 +56,7 @@ def test_packet_tracer_prints_the_phases_the_stages_report_in_stage_order():
     order = stage_phases(fw)
     text, allowed = packet_tracer(policy, "inside", "udp", "10.0.0.2", 5000, "198.51.100.7", 53)
     assert allowed
-    assert types(text) == ["FLOW-LOOKUP", "ROUTE-LOOKUP", "ACCESS-LIST", "NAT", "FLOW-CREATION"]
+    assert types(text) == ["FLOW-LOOKUP", "ROUTE-LOOKUP", "ACCESS-LIST", "NAT", "IP-OPTIONS", "FLOW-CREATION"]
     assert [order.index(t) for t in types(text)] == sorted(order.index(t) for t in types(text))
     text, allowed = packet_tracer(
         parse_policy(DENY_53, "fw.cfg"), "inside", "udp", "10.0.0.2", 1, "198.51.100.7", 53
@@ -75,7 +75,8 @@ def test_the_path_follows_what_the_policy_contains():
     fw = Firewall(parse_policy(CONFIG, "fw.cfg"))
     assert fw.nf_path is None and fw.path is asa.process
     assert fw.new_flow_stages == (
-        asa.lookup, asa.unnat, asa.route, asa.access_list, asa.source_nat, asa.track, asa.limits, asa.build
+        asa.lookup, asa.unnat, asa.route, asa.access_list, asa.conn_settings, asa.source_nat, asa.ip_options,
+        asa.inspect, asa.track, asa.limits, asa.build,
     )  # fmt: skip
     nf = Firewall(parse_policy("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\nCOMMIT\n", "fw.rules"))
     assert nf.nf_path is not None and nf.path is nf_path.process and nf.new_flow_stages == ()

@@ -15,6 +15,11 @@ Fixtures are ASA output texts with their sources:
 - [C16] Cisco 115992: ``TCP PAT from inside:10.20.33.2/54676 to outside:192.0.2.3/54676 flags ri idle
   1:48:12 timeout 0:00:30``.
 - [ASP] Cisco ASA command reference, show asp drop command usage (the keyword list).
+- [ASP-A] a real ASA's ``capture NAME type asp-drop ?`` list (keyword and description per line), kept in
+  a public CCIE Security notebook: ``tcpnorm-win-variation  TCP unexpected window size variation``,
+  ``tcpnorm-rexmit-bad  TCP bad retransmission``, ``tcp-syn-ooo  TCP SYN on established conn``,
+  ``bad-tcp-flags  Bad TCP flags``, ``tcp-bad-option-list  TCP option list invalid``.
+- [ASP-B] a 9.8(3) ``show asp drop`` kept as a network CLI simulator's fixture (lines quoted below).
 """
 
 from __future__ import annotations
@@ -147,3 +152,46 @@ def test_show_asp_drop_uses_only_asa_keywords():
     for keyword in ("to-the-box", "no-xlate", "bad-ip-cksum", "internal-error"):
         assert f"({keyword})" not in asa_part
     assert "(internal-error) 1" in statewall_part
+
+
+def test_show_asp_drop_lines_as_a_98_asa_prints_them():
+    """Keywords and descriptions the ASA uses, laid out as [ASP-B] (a 9.8(3) ``show asp drop`` kept as a
+    network CLI simulator's fixture): ``  Bad TCP flags (bad-tcp-flags)`` with the count ending at
+    column 80; reasons with no ASA counter apart, as statewall's."""
+    text = format_show_asp_drop(
+        {
+            DropReason.INVALID_TCP_FLAGS: 50,
+            DropReason.TTL_EXPIRED: 3,
+            DropReason.INVALID_IP_OPTION: 3,
+            DropReason.INVALID_TCP_OPTIONS: 2,
+            DropReason.INVALID_IP_VERSION: 111,
+            DropReason.FRAGMENT_TIMEOUT: 2,
+        }
+    )
+    lines = text.splitlines()
+    # The exact lines of [ASP-B].
+    for line in (
+        "  Bad TCP flags (bad-tcp-flags)                                               50",
+        "  ttl exceeded (ttl-exceeded)                                                  3",
+        "  IP option drop (invalid-ip-option)                                           3",
+        "  TCP option list invalid (tcp-bad-option-list)                                2",
+        "  Unsupported IP version (unsupported-ip-version)                            111",
+    ):
+        assert line in lines
+    asa_part, _, statewall_part = text.partition("statewall:")
+    assert "fragment-reassembly-timeout" not in asa_part
+    assert "(fragment-reassembly-timeout) 2" in statewall_part
+
+
+def test_every_drop_reason_is_the_asas_mapped_to_its_nearest_or_listed_apart():
+    from statewall.logfmt.counters import ASA_NEAREST, ASA_VERIFIED, NOT_ASA
+
+    for reason in DropReason:
+        assert (reason in ASA_VERIFIED) + (reason in ASA_NEAREST) + (reason in NOT_ASA) == 1, reason
+    # The renames to the ASA's own words ([ASP-A]: capture ... type asp-drop ?).
+    assert DropReason.TCP_WINDOW_VARIATION.value == (
+        "tcpnorm-win-variation",
+        "TCP unexpected window size variation",
+    )
+    assert DropReason.TCP_BAD_RETRANSMISSION.value == ("tcpnorm-rexmit-bad", "TCP bad retransmission")
+    assert DropReason.TCP_SYN_ON_CONN.value == ("tcp-syn-ooo", "TCP SYN on established conn")

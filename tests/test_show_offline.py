@@ -68,11 +68,13 @@ def test_show_access_list_with_hit_counts_and_object_group_elements(tmp_path, ca
     assert lines[3].startswith(
         "access-list OUTSIDE_IN line 1 extended permit tcp any object-group WEBS eq www (hitcnt=0) 0x"
     )
+    # Each element with its own hit count (itecnotes.com, "What do the parentheses after objects mean
+    # in Cisco ASA ACLs": expanded lines end "(hitcnt=324165) 0xa2669c62").
     assert lines[4].startswith(
-        "  access-list OUTSIDE_IN line 1 extended permit tcp any host 192.168.1.10 eq www 0x"
+        "  access-list OUTSIDE_IN line 1 extended permit tcp any host 192.168.1.10 eq www (hitcnt=0) 0x"
     )
     assert lines[5].startswith(
-        "  access-list OUTSIDE_IN line 1 extended permit tcp any host 192.168.1.11 eq www 0x"
+        "  access-list OUTSIDE_IN line 1 extended permit tcp any host 192.168.1.11 eq www (hitcnt=0) 0x"
     )
     deny = lines[6]
     assert deny.startswith("access-list OUTSIDE_IN line 2 extended deny ip any any (hitcnt=1) 0x")
@@ -176,8 +178,42 @@ def test_106023_names_the_object_group_element_show_access_list_prints(tmp_path,
         x for x in lines if x.startswith("  access-list OUTSIDE_IN line 2 ") and "192.168.1.11" in x
     )
     assert "(hitcnt=1)" in ace
+    # The element that matched carries the hit, its sibling none.
+    assert "(hitcnt=1) 0x" in element
+    other = next(x for x in lines if x.startswith("  access-list OUTSIDE_IN line 2 ") and "192.168.1.10" in x)
+    assert "(hitcnt=0) 0x" in other
     out = tmp_path / "out"
     assert cli.main(["replay", "-c", str(cfg), "-o", str(out), "--json", str(cap)]) == 0
     capsys.readouterr()
     (deny,) = [x for x in (out / "log.txt").read_text().splitlines() if "106023" in x]
     assert deny.endswith(f"[{ace.rsplit(' ', 1)[1]}, {element.rsplit(' ', 1)[1]}]")
+
+
+def test_show_nat_counts_untranslate_hits_of_a_static(tmp_path, capsys):
+    """Two outside clients opening connections to a static's mapped address: the static's
+    untranslate_hits counts them (the reverse direction, one per connection: ``show nat detail``'s twice
+    NAT samples count 2/2 and 1/1 for one connection each way); no translation was made from the
+    inside, so translate_hits stays 0; the dynamic rule is untouched in that direction."""
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(
+        CONFIG.replace(
+            "object network WEB1\n host 192.168.1.10\n",
+            "object network WEB1\n host 192.168.1.10\n nat (inside,outside) static 203.0.113.10\n",
+        ).replace(
+            "access-list OUTSIDE_IN extended deny ip any any",
+            "access-list OUTSIDE_IN extended permit tcp any host 192.168.1.10 eq www\n"
+            "access-list OUTSIDE_IN extended deny ip any any",
+        )
+    )
+    cap = tmp_path / "in.pcap"
+    with PcapWriter(cap) as w:
+        for i, src in enumerate(("198.51.100.7", "198.51.100.8")):
+            pkt = IP(src=src, dst="203.0.113.10") / TCP(sport=5555, dport=80, flags="S")
+            w.write(bytes(pkt), 1.0 + i)
+    assert cli.main(["show", "nat", "-c", str(cfg), "--after-replay", str(cap)]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "1 (inside) to (outside) source static WEB1 203.0.113.10\n"
+        "    translate_hits = 0, untranslate_hits = 2\n" in text
+    )
+    assert "source dynamic INSIDE-NET interface\n    translate_hits = 0, untranslate_hits = 0\n" in text

@@ -90,14 +90,35 @@ def _in_nets(version: int, addr: int, nets: tuple[tuple[int, int, int], ...]) ->
 
 
 class CompiledRule:
-    __slots__ = ("rule", "match", "permit", "hits", "log")
+    """An ACE compiled for matching, with its hit count. An ACE naming network objects or groups has
+    ``elements``: the (sources, destinations) pairs the ASA expands it into, in the order ``show
+    access-list`` prints them (every source network with every destination network), each counting
+    its own hits in ``element_hits`` (the first element holding the flow's two addresses)."""
 
-    def __init__(self, rule: AccessRule) -> None:
+    __slots__ = ("rule", "match", "permit", "hits", "log", "elements", "element_hits")
+
+    def __init__(self, rule: AccessRule, objects: dict | None = None) -> None:
         self.rule = rule
         self.match = CompiledMatch(rule.match)
         self.permit = rule.action == "permit"
         self.hits = 0
         self.log = rule.log
+        self.elements: tuple = ()
+        src = objects.get(rule.source_object) if objects and rule.source_object else None
+        dst = objects.get(rule.destination_object) if objects and rule.destination_object else None
+        if src is not None or dst is not None:
+            srcs = [(_net(n),) for n in src.networks] if src is not None else [()]
+            dsts = [(_net(n),) for n in dst.networks] if dst is not None else [()]
+            self.elements = tuple((s, d) for s in srcs for d in dsts)
+        self.element_hits = [0] * len(self.elements)
+
+    def count_element(self, version: int, src: int, dst: int) -> None:
+        """Count a hit on the first element holding ``src`` and ``dst`` (an element without one side
+        holds any address there)."""
+        for i, (s, d) in enumerate(self.elements):
+            if (not s or _in_nets(version, src, s)) and (not d or _in_nets(version, dst, d)):
+                self.element_hits[i] += 1
+                return
 
 
 @dataclass(slots=True)
@@ -123,7 +144,7 @@ class AccessControl:
         self.same_inter = policy.same_security_inter
         self.same_intra = policy.same_security_intra
         compiled: dict[str, list[CompiledRule]] = {
-            name: [CompiledRule(r) for r in acl.rules if not r.inactive]
+            name: [CompiledRule(r, policy.network_objects) for r in acl.rules if not r.inactive]
             for name, acl in policy.access_lists.items()
         }
         self.compiled = compiled
@@ -146,6 +167,8 @@ class AccessControl:
         for cr in rules:
             if cr.match.matches(version, proto, src, sport, dst, dport, itype, icode):
                 cr.hits += 1
+                if cr.elements:
+                    cr.count_element(version, src, dst)
                 if cr.log:
                     logged.append(cr)
                 return cr

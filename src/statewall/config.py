@@ -34,8 +34,12 @@ _IPTABLES_LINE = re.compile(
 )
 
 
-# An nftables ruleset: a table block or flush ruleset (nft list ruleset, nft -f).
-_NFTABLES_LINE = re.compile(r"^\s*(table\s+(ip|ip6|inet|arp|bridge|netdev)\s+\S+\s*\{|flush\s+ruleset\s*$)")
+# An nftables ruleset: a table block, flush ruleset or an nft -f script's add table (nft list ruleset,
+# nft -f).
+_NFTABLES_LINE = re.compile(
+    r"^\s*(table\s+(ip|ip6|inet|arp|bridge|netdev)\s+\S+\s*\{|flush\s+ruleset\s*$"
+    r"|(add|create)\s+table\s+\S+)"
+)
 
 
 def detect_dialect(text: str) -> str:

@@ -49,15 +49,21 @@ def _lazy_addresses(*names: str):
 
 
 class DropReason(enum.Enum):
-    """Why a packet was dropped. Value = (keyword as ``show asp drop`` prints it, description)."""
+    """Why a packet was dropped. Value = (keyword as ``show asp drop`` prints it, description).
+
+    Where the ASA has the reason, keyword and description are the ASA's, checked against a real ASA's
+    ``capture NAME type asp-drop ?`` list and a 9.8 ``show asp drop`` (``logfmt.counters.ASA_VERIFIED``
+    names those); the other keywords are statewall's or Linux's, and ``show asp drop`` lists them apart
+    as such (or under the ASA's nearest counter, ``logfmt.counters.ASA_NEAREST``).
+    """
 
     # Frame / decode checks (the packet itself is malformed)
-    INVALID_IP_VERSION = ("invalid-ip-version", "Invalid IP version")
+    INVALID_IP_VERSION = ("unsupported-ip-version", "Unsupported IP version")
     INVALID_IP_HEADER = ("invalid-ip-header", "Invalid IP header")
-    INVALID_IP_LENGTH = ("invalid-ip-length", "Invalid IP Length")
-    INVALID_IP_OPTION = ("invalid-ip-option", "Invalid IP option")
+    INVALID_IP_LENGTH = ("invalid-ip-length", "Invalid IP length")
+    INVALID_IP_OPTION = ("invalid-ip-option", "IP option drop")
     BAD_IP_CHECKSUM = ("bad-ip-cksum", "Bad IP checksum")
-    INVALID_IPV6_EXTENSION = ("ipv6-bad-eh", "Invalid IPv6 extension header")
+    INVALID_IPV6_EXTENSION = ("ipv6-bad-eh", "IPv6 bad EH")
     IPV6_EXTENSION_ORDER = ("ipv6-bad-eh-order", "IPv6 EH not in proper order")
     INVALID_FRAGMENT = ("invalid-fragment", "Invalid IP fragment")
     FRAGMENT_TIMEOUT = ("fragment-reassembly-timeout", "Fragment reassembly timeout")
@@ -73,8 +79,8 @@ class DropReason(enum.Enum):
     REASM_FAILED = ("reasm-fails", "Fragment reassembly failed")
     REASM_MEMORY = ("reasm-memory", "Fragment reassembly memory limit reached")
     INVALID_TCP_LENGTH = ("invalid-tcp-hdr-length", "Invalid TCP Length")
-    INVALID_TCP_OPTIONS = ("invalid-tcp-options", "Invalid TCP options")
-    INVALID_TCP_FLAGS = ("tcp-invalid-flags", "Invalid TCP flag combination")
+    INVALID_TCP_OPTIONS = ("tcp-bad-option-list", "TCP option list invalid")
+    INVALID_TCP_FLAGS = ("bad-tcp-flags", "Bad TCP flags")
     BAD_TCP_CHECKSUM = ("bad-tcp-cksum", "Bad TCP checksum")
     INVALID_UDP_LENGTH = ("invalid-udp-length", "Invalid UDP Length")
     BAD_UDP_CHECKSUM = ("bad-udp-cksum", "Bad UDP checksum")
@@ -88,7 +94,7 @@ class DropReason(enum.Enum):
     RPF_VIOLATED = ("rpf-violated", "Reverse-path verify failed")
     SOURCE_ROUTE = ("source-route", "Source-routed packet (accept_source_route 0)")
     CT_TABLE_FULL = ("nf-conntrack-table-full", "nf_conntrack: table full, dropping packet")
-    TTL_EXPIRED = ("ttl-exceeded", "TTL exceeded")
+    TTL_EXPIRED = ("ttl-exceeded", "ttl exceeded")
     NAT_FAILED = ("nat-xlate-failed", "NAT failed")
     NAT_NO_XLATE = ("no-xlate", "No translation for an inbound packet")
     TO_THE_BOX = ("to-the-box", "Traffic addressed to the firewall itself")
@@ -107,7 +113,7 @@ class DropReason(enum.Enum):
     # Connection state
     TCP_NOT_SYN = ("tcp-not-syn", "First TCP packet not SYN")
     TCP_3WHS_FAILED = ("tcp-3whs-failed", "TCP failed 3 way handshake")
-    TCP_SYN_ON_CONN = ("tcp-dual-open", "TCP SYN on an existing connection")
+    TCP_SYN_ON_CONN = ("tcp-syn-ooo", "TCP SYN on established conn")
     TCP_RST_SYN_IN_WINDOW = ("tcp-rst-syn-in-win", "TCP RST/SYN in window")
     TCP_SEQ_PAST_WINDOW = ("tcp-seq-past-win", "TCP packet SEQ past window")
     TCP_INVALID_ACK = ("tcp-invalid-ack", "TCP invalid ACK")
@@ -117,10 +123,10 @@ class DropReason(enum.Enum):
     TCP_SYN_DATA = ("tcp-syn-data", "TCP SYN with data")
     TCP_RESERVED_SET = ("tcp-reserved-set", "TCP reserved flags set")
     TCP_OPTION_DROP = ("tcp-option-drop", "TCP option dropped by tcp-map")
-    TCP_WINDOW_VARIATION = ("tcp-window-variation", "TCP unexpected window size variation")
-    TCP_BAD_RETRANSMISSION = ("tcp-bad-retransmission", "TCP bad retransmission")
-    TCP_BUFFER_TIMEOUT = ("tcp-buffer-timeout", "TCP Out-of-order packet buffer timeout")
-    TCP_BUFFER_FULL = ("tcp-buffer-full", "TCP Out-of-order packet buffer full")
+    TCP_WINDOW_VARIATION = ("tcpnorm-win-variation", "TCP unexpected window size variation")
+    TCP_BAD_RETRANSMISSION = ("tcpnorm-rexmit-bad", "TCP bad retransmission")
+    TCP_BUFFER_TIMEOUT = ("tcp-buffer-timeout", "TCP Out-of-Order packet buffer timeout")
+    TCP_BUFFER_FULL = ("tcp-buffer-full", "TCP Out-of-Order packet buffer full")
     TCP_TTL_EVASION = ("tcp-ttl-evasion", "TCP TTL evasion attempt")
     CONN_LIMIT = ("conn-limit", "Connection limit reached")
     INTERCEPT = ("tcp-intercept", "TCP Intercept consumed the packet")
@@ -129,7 +135,7 @@ class DropReason(enum.Enum):
     SYNPROXY_INVALID = ("synproxy-cookie-invalid", "SYNPROXY: ACK without a valid SYN cookie")
     INSPECT_FTP = ("inspect-ftp", "FTP inspection")
     FLOW_EXPIRED = ("flow-expired", "Expired flow")
-    ICMP_NO_SESSION = ("inspect-icmp-error-no-existing-conn", "ICMP error for no existing connection")
+    ICMP_NO_SESSION = ("inspect-icmp-error-no-existing-conn", "ICMP Error Inspect no existing conn")
     UNSUPPORTED_PROTOCOL = ("unsupported-protocol", "IP protocol not supported")
     INTERNAL_ERROR = ("internal-error", "Internal error while processing the packet")
 
@@ -191,7 +197,9 @@ class ConnBuilt(Event):
     ``direction`` is ``inbound`` when the initiator is on the lower-security interface. ``initiator``
     and ``responder`` are the two ends; the ASA prints the outside end first (see logfmt.asa).
     ``master`` is the id of the connection whose inspection let this one in (an FTP data connection's
-    control connection), None for a connection of its own.
+    control connection), None for a connection of its own. ``untranslated_by`` is the NAT rule whose
+    mapped address the initiator used (UN-NAT: a static, a twice NAT rule): ``show nat``'s
+    untranslate_hits.
     """
 
     conn_id: int
@@ -204,6 +212,7 @@ class ConnBuilt(Event):
     # ICMP connections: the type and code of the packet that opened it (302020's "type N code N").
     icmp_type: int | None = None
     icmp_code: int | None = None
+    untranslated_by: Origin | None = None
 
 
 @dataclass(slots=True)

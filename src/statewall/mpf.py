@@ -421,3 +421,34 @@ class ServicePolicies:
         """A connection with these settings was created: count it in its classes."""
         for use in eff.uses:
             use.connections += 1
+
+
+def class_config(policy: Policy, use: ClassUse, actions: list[str]) -> list[str]:
+    """The configuration lines packet-tracer's CONN-SETTINGS and INSPECT phases print for a class
+    application (``use``) and its ``actions`` (``set connection ...``, ``inspect ftp``), laid out as
+    the ASA prints them (ASA 9.x packet-tracer output: ``class-map NAME`` with its ``match`` lines
+    indented one space, ``policy-map NAME``, `` class NAME`` and the actions indented two spaces, then
+    ``service-policy NAME global|interface IFC``)."""
+    cm = policy.class_maps.get(use.class_map)
+    lines = [f"class-map {use.class_map}"]
+    if cm is not None and cm.matches:
+        lines += [f" {m.origin.text.strip()}" for m in cm.matches if m.origin.text]
+    elif use.class_map == CLASS_DEFAULT:
+        lines.append(" match any")
+    elif use.class_map == DEFAULT_CLASS:
+        lines.append(" match default-inspection-traffic")
+    lines += [f"policy-map {use.policy_map}", f" class {use.class_map}"]
+    lines += [f"  {a.strip()}" for a in actions]
+    scope = "global" if use.scope == "global" else f"interface {use.scope}"
+    lines.append(f"service-policy {use.policy_map} {scope}")
+    return lines
+
+
+def connection_lines(policy: Policy, use: ClassUse) -> list[str]:
+    """The ``set connection ...`` lines of the class ``use`` applies, as written, in line order."""
+    pm = policy.policy_maps.get(use.policy_map)
+    for pc in pm.classes if pm is not None else ():
+        if pc.class_map == use.class_map and pc.connection is not None:
+            seen = sorted({o.line: o.text for o in pc.connection.origins.values() if o.text}.items())
+            return [text for _, text in seen]
+    return []

@@ -685,6 +685,13 @@ class NatTable:
                 return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
             if e.has_dst:
                 return self._twice_reverse(e, version, proto, in_iface, out_iface, src, sport, now)
+        e = self._source_entry(version, proto, in_iface, out_iface, src, sport, dst, dport)
+        if e is None:
+            return None, False
+        return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
+
+    def _source_entry(self, version, proto, in_iface, out_iface, src, sport, dst, dport):
+        """The first rule (entry) that applies to a new flow's source outside UN-NAT's hit."""
         for e in self.entries:
             if e.has_dst and not (e.identity or e.kind == "exempt"):
                 continue  # twice NAT with a translated destination applies only through UN-NAT
@@ -698,8 +705,17 @@ class NatTable:
                 continue
             if not self._serves(e, version, out_iface):
                 continue
-            return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
-        return None, False
+            return e
+        return None
+
+    def exempting_rule(self, version, proto, in_iface, out_iface, src, sport, dst, dport, via=None):
+        """The exemption or identity rule that leaves a new flow's source untranslated, if one does
+        (packet-tracer's NAT-EXEMPT phase names it); None when no rule applies or one translates."""
+        m = via if isinstance(via, _Match) else None
+        e = m.entry if m is not None and m.entry is not None else None
+        if e is None:
+            e = self._source_entry(version, proto, in_iface, out_iface, src, sport, dst, dport)
+        return e.rule if e is not None and (e.kind == "exempt" or e.identity) else None
 
     def _apply(self, e: _Entry, version, proto, in_iface, out_iface, src, sport, now):
         if e.kind == "exempt" or e.identity:

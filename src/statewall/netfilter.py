@@ -57,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from . import craft
+from . import craft, nft_sets
 from .packet import Packet
 from .policy import (
     NF_REJECT_ICMPX,
@@ -76,6 +76,7 @@ from .policy import (
 )
 
 HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+# (``INGRESS``: nftables ingress chains; HOOK_TABLES has it, with no iptables table.)
 # Tables by hook in the kernel's priority order (NF_IP_PRI_*): raw -300, conntrack -200, mangle -150,
 # nat (destination) -100, filter 0, security 50, nat (source) 100.
 HOOK_TABLES: dict[str, tuple[str, ...]] = {
@@ -84,6 +85,7 @@ HOOK_TABLES: dict[str, tuple[str, ...]] = {
     "FORWARD": ("mangle", "filter", "security"),
     "OUTPUT": ("raw", "conntrack", "mangle", "nat", "filter", "security"),
     "POSTROUTING": ("mangle", "nat"),
+    "INGRESS": (),  # nftables only: netdev (and inet) ingress chains, before PREROUTING
 }
 CTSTATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED")
 # enum nf_ip_hook_priorities (include/uapi/linux/netfilter_ipv4.h): where each table and conntrack
@@ -108,6 +110,36 @@ def table_priority(table: str, hook: str) -> int:
 
 
 XT_LIMIT_SCALE = 10000
+# A statement's outcome that stops the rule without a verdict (nft's NFT_BREAK: a data map without
+# the packet's key); the next rule follows.
+BREAK = "BREAK"
+
+
+def _counter_after(rule: NfRule, k: int) -> bool:
+    """Whether the nft rule's ``counter`` comes after its statement ``k`` (as written)."""
+    layout = rule.layout
+    if "counter" not in layout or f"stmt:{k}" not in layout:
+        return False
+    return layout.index(f"stmt:{k}") < layout.index("counter")
+
+
+def _mapped(t: str, a: dict, value: tuple) -> dict:
+    """A statement's arguments with the value a data map gave it."""
+    out = dict(a)
+    out.pop("map", None)
+    if t in ("SNAT", "DNAT"):
+        lo, hi = value[0]
+        cls = (
+            ipaddress.IPv4Address
+            if lo <= 0xFFFFFFFF and a["map"]["data"][0] == "ipv4_addr"
+            else ipaddress.IPv6Address
+        )
+        out["addresses"] = (cls(lo), cls(hi))
+        out["ports"] = tuple(value[1]) if len(value) > 1 else None
+    else:  # MARK / CONNMARK set
+        out["value"] = value[0][0]
+    return out
+
 
 _ACCEPT, _DROP, _RETURN, _JUMP, _GOTO, _NONE, _EXT, _VMAP, _CONTINUE = range(9)
 _NAT_STATUS = {
@@ -858,6 +890,11 @@ _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
     "hashlimit": _hashlimit_check,
     "time": _time_check,
     "physdev": _physdev_check,
+    # nftables sets by key, dynamic updates and meters, nft's limit (statewall.nft_sets).
+    "nftset": lambda a, f, e: nft_sets.lookup_check(a, e),
+    "dynset": lambda a, f, e: nft_sets.dynset_check(a, e),
+    "nftlimit": lambda a, f, e: nft_sets.limit_check(a, e),
+    "ethertype": lambda a, f, e: lambda pkt, ctx, ifs: (pkt.version == a["version"]) != bool(a["negate"]),
 }
 
 
@@ -977,10 +1014,15 @@ class Netfilter:
         # -m recent tables by name (xt_recent's, shared by every rule naming them): address -> times.
         self.recent: dict[tuple[int, str], dict[int, list[float]]] = {}
         self.sets = policy.nf_sets
+        # nftables sets as the packet path changes them (dynamic elements, timeouts), by set key.
+        self.nft_runtime: dict[str, nft_sets.RuntimeSet] = {}
+        self._maps: dict[int, tuple] = {}  # id(map args) -> (args, compiled lookup)
         self._slot_cache: dict[tuple, list[tuple]] = {}
         # nftables base chains by family and hook: (priority, table, chain index, label, nat).
         self._nft_bases: dict[int, dict[str, list[tuple]]] = {4: {}, 6: {}}
         self._nft_compiled: list[tuple[str, _CTable]] = []
+        # ingress chains: (id of the compiled table, chain index) -> the devices they are hooked on.
+        self.ingress_devices: dict[tuple[int, int], frozenset[str]] = {}
         for table in policy.nft_tables:
             families = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}.get(table.family or "inet", (4, 6))
             for fam in families:
@@ -991,6 +1033,8 @@ class Netfilter:
                         label = f"{table.family} {table.name}"
                         slot = (chain.priority or 0, ct, index, label, chain.kind == "nat")
                         self._nft_bases[fam].setdefault(chain.hook, []).append(slot)
+                        if chain.hook == "INGRESS":
+                            self.ingress_devices[(id(ct), index)] = frozenset(chain.devices)
         self._tables: dict[int, dict[str, _CTable]] = {
             4: {n: self._compile(t, 4) for n, t in (policy.netfilter or {}).items()},
             6: {n: self._compile(t, 6) for n, t in (policy.ip6_netfilter or {}).items()},
@@ -1046,6 +1090,28 @@ class Netfilter:
             chains.append(cc)
         return _CTable(table.name, chains, index)
 
+    def _map(self, m: dict):
+        found = self._maps.get(id(m))
+        if found is None:
+            found = self._maps[id(m)] = (m, nft_sets.map_lookup(m, self))
+        return found[1]
+
+    def nft_set(self, key: str) -> nft_sets.RuntimeSet | None:
+        """The run-time state of the nftables set ``key`` ("family table name"), made on first use."""
+        rt = self.nft_runtime.get(key)
+        if rt is None and key in self.sets:
+            rt = self.nft_runtime[key] = nft_sets.RuntimeSet(self.sets[key])
+        return rt
+
+    def nft_elements(self, now: float) -> dict[str, list[tuple[tuple, float | None, float | None]]]:
+        """The elements the packet path put in or left in each dynamic or timeout set by ``now``:
+        set key -> [(key values, timeout, seconds left)], for ``nft list ruleset`` after a replay."""
+        out = {}
+        for key, rt in self.nft_runtime.items():
+            if {"dynamic", "timeout"} & set(rt.spec.flags) and not rt.spec.meter and rt.start is not None:
+                out[key] = rt.elements(now)
+        return out
+
     def device(self, name: str | None) -> str:
         """The device name rules match for a logical interface name (or the name itself)."""
         if name is None:
@@ -1055,24 +1121,27 @@ class Netfilter:
     # -- evaluation --------------------------------------------------------------------------------
 
     def traverse(
-        self, hook: str, pkt: Packet, ctx: Context, tables: tuple[str, ...] | None = None
+        self, hook: str, pkt: Packet, ctx: Context, tables: tuple[str, ...] | None = None, nat: bool = False
     ) -> Decision:
         """Every base chain of ``hook`` by priority until one drops: the iptables tables' built-in
         chains (or those of the ``tables`` given) and the nftables base chains of the same side of
         conntrack as the ``tables`` given (all of them when None).
 
         nat chains (an iptables nat table, an nftables ``type nat`` chain) run only for a packet
-        whose ctstate is NEW, and only when ``tables`` includes "nat" (or is None). The decision is
+        whose ctstate is NEW (or when ``nat`` says the connection's binding is not initialized yet,
+        as for REJECT's reset), and only when ``tables`` includes "nat" (or is None). The decision is
         that of the last chain that ran (its rule, chain and table), with the actions of all of them.
         """
         actions: list[Action] = []
         last = Decision("ACCEPT", actions, None, hook, "")
         for slot in self._slots(hook, pkt.version, tables):
-            prio, ct, index, label, nat = slot
-            if nat and ctx.ctstate != "NEW":
+            prio, ct, index, label, is_nat = slot
+            if is_nat and ctx.ctstate != "NEW" and not nat:
+                continue
+            if hook == "INGRESS" and self.device(ctx.in_iface) not in self.ingress_devices[(id(ct), index)]:
                 continue
             d = self._walk(ct, index, hook, label, pkt, ctx)
-            if nat and d.actions:
+            if is_nat and d.actions:
                 # nf_nat_setup_info sets IPS_DST_NAT / IPS_SRC_NAT on the connection as the nat table
                 # binds it, so --ctstate DNAT/SNAT hold for the first packet's later hooks already.
                 for a in d.actions:
@@ -1154,12 +1223,24 @@ class Netfilter:
                 if ctx.trace:
                     self._trace(table, chain.name, "rule", i, cr.rule, pkt, ifs, ctx, actions)
                 if cr.rule.statements:
-                    # An nft rule's statements act in order before its verdict.
+                    # An nft rule's statements act in order before its verdict; a data map without
+                    # the packet's key stops the rule there (NFT_BREAK).
+                    verdict = None
+                    counted = size
+                    stopped_at = 0
                     for name, args in cr.rule.statements:
                         verdict = self._target(cr.rule, pkt, ctx, ifs, actions, name, args)
                         if verdict is not None:
-                            return Decision(verdict, actions, cr.rule, chain.name, table)
+                            break
+                        stopped_at += 1
                     size = pkt.total_len
+                    if verdict == BREAK:
+                        if _counter_after(cr.rule, stopped_at):  # the counter statement was never reached
+                            cr.pkts -= 1
+                            cr.bytes -= counted
+                        continue
+                    if verdict is not None:
+                        return Decision(verdict, actions, cr.rule, chain.name, table)
                 kind = cr.kind
                 if kind == _NONE:
                     continue
@@ -1201,7 +1282,7 @@ class Netfilter:
                     chain, i = chains[target], 0
                     continue
                 verdict = self._target(cr.rule, pkt, ctx, ifs, actions)
-                if verdict is not None:
+                if verdict is not None and verdict != BREAK:
                     return Decision(verdict, actions, cr.rule, chain.name, table)
                 size = pkt.total_len  # TCPMSS may have grown the packet
 
@@ -1244,6 +1325,12 @@ class Netfilter:
             t = rule.target
             a = rule.target_args
         assert a is not None
+        if "map" in a and a["map"]:
+            # An nft data map gives the statement its value: the packet's entry, or the rule stops.
+            found = self._map(a["map"])(pkt, ctx, ifs)
+            if found is None:
+                return BREAK
+            a = _mapped(t, a, found)
         if t == "LOG":
             text = log_line(
                 pkt,
@@ -1290,7 +1377,7 @@ class Netfilter:
         if t in ("SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP"):
             actions.append(Action(t, dict(a), rule))
             return "ACCEPT"
-        if t in ("CT", "NOTRACK"):
+        if t in ("CT", "NOTRACK", "FLOW_OFFLOAD", "CTTIMEOUT"):
             actions.append(Action(t, dict(a), rule))
             return None
         if t == "SYNPROXY":

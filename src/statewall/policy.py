@@ -782,6 +782,21 @@ class NfSet:
     text: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     origin: Origin = BUILTIN
+    # An nftables set read by key type (``dims`` are then the key types, ``ipv4_addr``,
+    # ``inet_service``, ... one per part of a concatenation; members ``(lo, hi)`` per part, a name
+    # for ``ifname``): its ``flags`` (interval, timeout, dynamic, constant), default element
+    # ``timeout`` and ``size``; ``timeouts`` per member ``(timeout, expires)`` in seconds or None.
+    # ``meter``: the set a rule's ``meter NAME { ... }`` creates (nft lists it in the rule).
+    keyed: bool = False
+    flags: tuple[str, ...] = ()
+    timeout: float | None = None
+    size: int | None = None
+    timeouts: list = field(default_factory=list)
+    meter: bool = False
+    # An nftables data map (``map NAME { type K : V; ... }``): the value types (``ipv4_addr``,
+    # ``ipv4_addr . inet_service``, ``mark``, ...) and each member's value, one ``(lo, hi)`` per part.
+    data: tuple[str, ...] = ()
+    values: list[tuple] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -799,6 +814,8 @@ class NfChain:
     kind: str | None = None
     hook: str | None = None
     priority: int | None = None
+    # An nftables ingress chain (hook INGRESS, a netdev or inet table): the devices it is hooked on.
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -816,6 +833,58 @@ class NfTable:
     # the names of its sets and maps in the order they were declared (nft lists them so).
     vmaps: dict[str, tuple[str, tuple]] = field(default_factory=dict)
     sets_order: list[str] = field(default_factory=list)
+    # nftables flowtables by name (``flow add @NAME`` offloads a connection to one).
+    flowtables: dict[str, NfFlowtable] = field(default_factory=dict)
+    # nftables ``ct timeout`` objects by name (``ct timeout set "NAME"``).
+    ct_timeouts: dict[str, NfCtTimeout] = field(default_factory=dict)
+
+
+# A ct timeout policy's states (nft's names, in the order nft lists them) -> ConntrackSettings fields.
+NF_CT_TIMEOUT_STATES: dict[str, dict[str, str]] = {
+    "tcp": {
+        "syn_sent": "tcp_timeout_syn_sent",
+        "syn_recv": "tcp_timeout_syn_recv",
+        "established": "tcp_timeout_established",
+        "fin_wait": "tcp_timeout_fin_wait",
+        "close_wait": "tcp_timeout_close_wait",
+        "last_ack": "tcp_timeout_last_ack",
+        "time_wait": "tcp_timeout_time_wait",
+        "close": "tcp_timeout_close",
+        "syn_sent2": "",
+        "retrans": "tcp_timeout_max_retrans",
+        "unack": "tcp_timeout_unacknowledged",
+    },
+    "udp": {"unreplied": "udp_timeout", "replied": "udp_timeout_stream"},
+    "icmp": {"timeout": "icmp_timeout"},
+}
+
+
+@dataclass(slots=True)
+class NfCtTimeout:
+    """An nftables ``ct timeout NAME { protocol P; l3proto F; policy = { state : seconds, ... } }``:
+    the timeouts a connection it is attached to gets instead of the sysctl ones, for the states it
+    names (``NF_CT_TIMEOUT_STATES``)."""
+
+    name: str
+    protocol: str
+    l3proto: str
+    policy: dict[str, float] = field(default_factory=dict)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
+class NfFlowtable:
+    """An nftables flowtable: ``hook ingress priority P; devices = { ... }``. An established
+    connection a rule's ``flow add @NAME`` offloads is forwarded at the ingress of these devices,
+    past every hook (``statewall.engine.nf_flowtable``). ``counter`` and ``flags offload`` (hardware)
+    are kept for the listing."""
+
+    name: str
+    priority: int = 0
+    devices: tuple[str, ...] = ()
+    counter: bool = False
+    hw_offload: bool = False
+    origin: Origin = BUILTIN
 
 
 # --------------------------------------------------------------------------------------------------

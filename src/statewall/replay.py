@@ -41,7 +41,7 @@ from .events import Drop, Event
 from .gaps import GapMatcher
 from .logfmt import linux
 from .logfmt.asalog import AsaLog
-from .logfmt.counters import ASA_NEAREST, Counters
+from .logfmt.counters import ASA_NEAREST, NOT_ASA, Counters
 from .logfmt.jsonl import event_to_json
 from .packet import DecodeError, decode
 from .pcapio import CaptureReader, PcapngWriter, PcapWriter
@@ -155,7 +155,9 @@ class _Outputs:
         """The received packet the engine dropped, into asp-drop.pcap with its reason (``capture NAME
         type asp-drop`` on the ASA; ``show capture NAME detail`` prints ``Drop-reason: (kw) text``)."""
         reason = drop.reason if self.linux else ASA_NEAREST.get(drop.reason, drop.reason)
-        text = f"Drop-reason: ({reason.keyword}) {reason.description}; ingress {drop.interface}"
+        # A reason no ASA counter has is named as statewall's, never in the ASA's "Drop-reason:" words.
+        head = "statewall-reason" if not self.linux and reason in NOT_ASA else "Drop-reason"
+        text = f"{head}: ({reason.keyword}) {reason.description}; ingress {drop.interface}"
         if conn_id is not None:
             text += f"; conn {conn_id}"
         self.asp_drop.write(data, now, text)

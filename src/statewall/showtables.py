@@ -149,9 +149,11 @@ def _acl_lines(fw: Any, name: str | None, release: tuple[int, int]) -> str:
     policy = fw.policy
     compiled = getattr(fw.acl, "compiled", {})
     hits: dict[int, int] = {}
+    element_hits: dict[int, list[int]] = {}
     for rules in compiled.values():
         for cr in rules:
             hits[id(cr.rule)] = cr.hits
+            element_hits[id(cr.rule)] = cr.element_hits
     acls = [policy.access_lists[name]] if name else list(policy.access_lists.values())
     records = []
     for acl in acls:
@@ -159,7 +161,11 @@ def _acl_lines(fw: Any, name: str | None, release: tuple[int, int]) -> str:
         for rule in acl.rules:
             objects, services = policy.network_objects, policy.service_objects
             text = _rule(rule, objects, services) if acl.kind != "standard" else rule.origin.text
-            elements = [(e.text, e.hash) for e in fmt.ace_elements(rule, objects, services)]
+            counts = element_hits.get(id(rule), [])
+            elements = [
+                (e.text, e.hash, counts[i] if i < len(counts) else 0)
+                for i, e in enumerate(fmt.ace_elements(rule, objects, services))
+            ]
             entries.append(
                 fmt.AceRecord(
                     text=text,
@@ -180,6 +186,7 @@ def show(
     *,
     interfaces: Mapping[str, InterfaceCounts] | None = None,
     xlate_hits: Mapping[object, int] | None = None,
+    untranslate_hits: Mapping[object, int] | None = None,
 ) -> str:
     """The output of ``show WORDS`` for ``fw`` at ``now`` (default: the engine's clock)."""
     now = fw.now if now is None else now
@@ -210,7 +217,9 @@ def show(
         fw.policy, conn_records(fw), xlate_records(fw), now, release=release
     )
     handlers["access-list"] = lambda: _acl_lines(fw, words[1] if len(words) > 1 else None, release)
-    handlers["nat"] = lambda: fmt.format_show_nat(fw.policy, xlate_hits or {}, release=release)
+    handlers["nat"] = lambda: fmt.format_show_nat(
+        fw.policy, xlate_hits or {}, untranslate_hits or {}, release=release
+    )
     handlers["route"] = lambda: fmt.format_show_route(fw.policy, release=release)
     handlers["interface"] = lambda: fmt.format_show_interface(fw.policy, interfaces or {})
 

@@ -16,8 +16,10 @@ import ipaddress
 from . import craft
 from .engine import Firewall
 from .events import Drop
-from .logfmt.counters import ASA_NEAREST
-from .logfmt.tracer import TracePhase, TraceResult, format_json, format_text, format_xml
+from .logfmt.asa import release_of
+from .logfmt.counters import ASA_NEAREST, NOT_ASA
+from .logfmt.show import NAT_83
+from .logfmt.tracer import TracePhase, TraceResult, format_json, format_text, format_xml, lookup_lines
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Policy
 
 _PROTOS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP, "icmp6": PROTO_ICMPV6}
@@ -62,27 +64,35 @@ def trace(
     What the ASA prints is kept apart from what statewall adds: ROUTE-LOOKUP's Config is empty (the ASA
     names no configuration line there), ACCESS-LIST's Config is the access-group line and the ACE that
     matched, or ``Implicit Rule`` when none did (the implicit deny, the security levels), and its
-    Additional Information is empty; statewall's sentence for each decision goes to the notes.
+    Additional Information is empty; statewall's sentence for each decision goes to the notes. NAT
+    phases follow the configured release (``nat_phase``); a flow no NAT rule applies to has no NAT
+    phase, as on the ASA.
     """
     if iface not in policy.interfaces:
         raise TracerError(f"interface '{iface}' does not exist")
+    release = release_of(policy.version)
     fw = Firewall(policy, fast_path=False)
     fw.trace_log = []
     res = fw.receive(iface, build_packet(proto, src, sport, dst, dport), 0.0)
     stages = stage_phases(fw)
+    rules = {r.origin: r for r in policy.nat_rules}
     phases: list[TracePhase] = []
     notes: list[str] = []
-    for typ, subtype, ok, origin, info in fw.trace_log:
+    drops = [e for e in res.events if isinstance(e, Drop)]
+    egress = res.packets[0][0] if res.packets else (drops[0].egress if drops and drops[0].egress else None)
+    for typ, subtype, ok, origin, info, config, lookup in fw.trace_log:
         if typ not in stages:
             raise RuntimeError(
                 f"phase {typ} reported by no stage of {[s.__name__ for s in fw.new_flow_stages]}"
             )
         phase = TracePhase(typ, subtype, ok)
         text = origin.text if origin is not None and origin.text else ""
+        rule = rules.get(origin) if origin is not None and typ in ("NAT", "UN-NAT") else None
         if typ == "ACCESS-LIST":
             if text.startswith("access-list"):
                 group = fw.acl.group_origin.get((iface, "in")) or fw.acl.group_origin.get((None, "in"))
                 phase.config = [group.text, text] if group is not None and group.text else [text]
+                phase.config += object_group_lines(policy, origin)
             else:
                 phase.config = ["Implicit Rule"]
             if info:
@@ -91,19 +101,28 @@ def trace(
             phase.info = [info]
             if text:
                 notes.append(f"ROUTE-LOOKUP: the route is {origin.file}:{origin.line}: {text}")
+        elif typ == "NAT" and rule is None and info == "No translation":
+            notes.append("NAT: no translation rule applies to this flow (the ASA prints no NAT phase)")
+            continue
+        elif rule is not None:
+            nat_phase(phase, policy, rule, info, iface, egress, release)
         else:
-            phase.config = [text] if text else []
+            phase.config = list(config) if config is not None else [text] if text else []
             phase.info = [info] if info else []
+        if lookup is not None:
+            phase.lookup = lookup_lines(lookup, release)
         phases.append(phase)
-    drops = [e for e in res.events if isinstance(e, Drop)]
     allowed = bool(res.packets) and not drops
-    egress = res.packets[0][0] if res.packets else (drops[0].egress if drops and drops[0].egress else None)
     result = TraceResult(iface, egress, allowed)
     if drops:
         d = drops[0]
         # The ASA's keyword (its nearest where statewall's own reason has none, logfmt.counters).
         shown = ASA_NEAREST.get(d.reason, d.reason)
-        result.drop_keyword, result.drop_description = shown.keyword, shown.description
+        if shown in NOT_ASA:
+            # No ASA counter has this reason: no Drop-reason line in the ASA's words (logfmt.counters).
+            notes.append(f"statewall's drop reason (no ASA counter): ({shown.keyword}) {shown.description}")
+        else:
+            result.drop_keyword, result.drop_description = shown.keyword, shown.description
         if shown is not d.reason:
             notes.append(f"statewall's drop reason: ({d.reason.keyword}) {d.reason.description}")
         if d.message:
@@ -114,6 +133,130 @@ def trace(
             notes.append(f"to let it through: {d.hint}")
     result.notes = notes
     return phases, result
+
+
+def object_group_lines(policy: Policy, origin) -> list[str]:
+    """The object groups an ACE names, each with its definition as written, as ACCESS-LIST's Config
+    prints them after the ACE (ASA 9.x outputs: ``object-group network DM_INLINE_NETWORK_4`` /
+    `` network-object 192.168.242.0 255.255.255.0``; ``object-group service DM_INLINE_SERVICE_4`` /
+    `` service-object icmp``)."""
+    from .dialects.asa.render import _object
+
+    rule = next((r for acl in policy.access_lists.values() for r in acl.rules if r.origin == origin), None)
+    if rule is None:
+        return []
+    lines: list[str] = []
+    for name in (rule.protocol_object, rule.source_object, rule.source_ports_object,
+                 rule.destination_object, rule.destination_ports_object, rule.icmp_object):  # fmt: skip
+        if not name:
+            continue
+        name = name.removeprefix("object-group ").removeprefix("object ")
+        obj = policy.network_objects.get(name)
+        if obj is not None and obj.group:
+            lines += _object(obj, policy)
+            continue
+        svc = policy.service_objects.get(name)
+        if svc is not None and svc.group:
+            kind = {"port": "service", "icmp-type": "icmp-type", "protocol": "protocol"}.get(
+                svc.kind, "service"
+            )
+            lines.append(
+                f"object-group {kind} {svc.name}" + (f" {svc.port_protocol}" if svc.port_protocol else "")
+            )
+            lines += [f" {m}" for m in svc.members]
+    return lines
+
+
+def _spec(nets, any_word: str = "any") -> str:
+    """A network as 8.2's NAT match lines print it: ``host A``, ``A M`` or ``any``."""
+    if not nets:
+        return any_word
+    net = nets[0]
+    if net.prefixlen == 0:
+        return any_word
+    if net.prefixlen == net.max_prefixlen:
+        return f"host {net.network_address}"
+    return f"{net.network_address} {net.netmask}"
+
+
+def _pool_text(policy: Policy, rule, egress: str | None) -> str:
+    """8.2's ``dynamic translation to pool N (...)`` parenthesis: the interface address for interface
+    PAT (``61.88.171.148 [Interface PAT]``), else the global's addresses."""
+    pool = rule.pool
+    if pool is None:
+        return "No matching global"
+    if pool.interface:
+        itf = policy.interfaces.get(rule.mapped_interface or egress or "")
+        addr = itf.ipv4[0].ip if itf is not None and itf.ipv4 else "0.0.0.0"
+        return f"{addr} [Interface PAT]"
+    if pool.ranges:
+        first, last = pool.ranges[0]
+        return f"{first} - {last}"
+    return str(pool.addresses[0].network_address) if pool.addresses else "No matching global"
+
+
+def _match_82(policy: Policy, rule, egress: str | None) -> str:
+    """8.2's ``match ip inside 10.1.1.0 255.255.255.0 outside any`` line of a NAT rule."""
+    out_if = rule.mapped_interface or egress or "any"
+    if rule.acl:
+        acl = policy.access_lists.get(rule.acl)
+        first = next((r for r in acl.rules if r.action == "permit"), None) if acl is not None else None
+        if first is not None:
+            m = first.match
+            proto = {None: "ip", 1: "icmp", 6: "tcp", 17: "udp"}.get(m.protocol, str(m.protocol))
+            return (
+                f"  match {proto} {rule.real_interface} {_spec(m.sources)} {out_if} {_spec(m.destinations)}"
+            )
+    return f"  match ip {rule.real_interface} {_spec(rule.real)} {out_if} any"
+
+
+def nat_phase(phase: TracePhase, policy: Policy, rule, info: str, iface: str, egress, release) -> None:
+    """A NAT or UN-NAT phase with its rule as the configured release prints it.
+
+    Before 8.3 (pastebin.com/Mazh1EEb and /xUc1Xzbt, ASA 8.2 ``packet-tracer``; a public parser's
+    8.2 samples): the ``nat``/``static`` line, then ``  match ip IF REAL OUT any``, ``    dynamic
+    translation to pool N (...)`` / ``    static translation to MAPPED`` / ``    NAT exempt`` and
+    ``    translate_hits = N, untranslate_hits = M`` (the fresh engine's counters: 0); an exemption is
+    a phase of its own type, NAT-EXEMPT; a one-to-one static's addresses carry ``/0`` and ``using
+    netmask M``. From 8.3: the rule's line, an object NAT rule under its ``object network NAME`` line
+    (rchapman.com, ASA 9.5(1) output), and ``NAT divert to egress interface IF`` before UN-NAT's
+    ``Untranslate`` line."""
+    text = rule.origin.text.strip()
+    divert = phase.type == "UN-NAT" and phase.subtype == "static"
+    if release >= NAT_83:
+        phase.config = (
+            [f"object network {rule.real_object}", f" {text}"]
+            if rule.section == 2 and rule.real_object
+            else [text]
+        )
+        phase.info = ([f"NAT divert to egress interface {egress}"] if divert and egress else []) + (
+            [info] if info else []
+        )
+        return
+    if rule.kind == "exempt":
+        phase.type = "NAT-EXEMPT"
+        action = "    NAT exempt"
+        info = ""
+    elif rule.kind != "static" and rule.nat_id == 0:
+        action = "    Identity NAT translation, pool 0"
+    elif rule.kind == "static":
+        action = f"    static translation to {_spec(rule.mapped, 'interface').removeprefix('host ')}"
+    else:
+        action = f"    dynamic translation to pool {rule.nat_id or 0} ({_pool_text(policy, rule, egress)})"
+    phase.config = [text, _match_82(policy, rule, egress if phase.type != "UN-NAT" else iface), action,
+                    "    translate_hits = 0, untranslate_hits = 0"]  # fmt: skip
+    one_to_one = rule.kind == "static" and rule.real_port is None and rule.real
+    if one_to_one and info.startswith(("Untranslate ", "Static translate ")):
+        # 8.2 prints a one-to-one static's addresses with /0 and its netmask.
+        head, _, rest = info.partition(" ")
+        if head == "Static":
+            head, _, rest = info.partition(" translate ")
+            head += " translate"
+        a, _, b = rest.partition(" to ")
+        info = f"{head} {a.split('/')[0]}/0 to {b.split('/')[0]}/0 using netmask {rule.real[0].netmask}"
+    phase.info = ([f"NAT divert to egress interface {egress}"] if divert and egress else []) + (
+        [info] if info else []
+    )
 
 
 def packet_tracer(
@@ -132,7 +275,7 @@ def packet_tracer(
     ASA's ``packet-tracer ... xml``) or ``json``."""
     phases, result = trace(policy, iface, proto, src, sport, dst, dport)
     if output == "xml":
-        return format_xml(phases, result), result.allowed
+        return format_xml(phases, result, detailed=detailed), result.allowed
     if output == "json":
         return format_json(phases, result), result.allowed
     return format_text(phases, result, detailed=detailed), result.allowed

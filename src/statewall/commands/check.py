@@ -17,12 +17,36 @@ import sys
 from collections import Counter
 
 from ..dialects.errors import ConfigError
-from ..policy import Policy, Warning_
+from ..policy import NfTable, Policy, Warning_
 from . import EXIT_OK, EXIT_USAGE, UsageError, add_config_argument, load_config
 
 
+def netfilter_tables(policy: Policy) -> list[tuple[str, NfTable]]:
+    """The iptables/ip6tables tables (``filter``, ``ip6 nat``) and nftables tables (``table inet
+    fw``) of a Linux configuration, labelled as the summary names them, in the order loaded."""
+    out: list[tuple[str, NfTable]] = []
+    for prefix, tables in (("", policy.netfilter), ("ip6 ", policy.ip6_netfilter)):
+        out += [
+            (prefix + name, t)
+            for name, t in (tables or {}).items()
+            if any(c.rules for c in t.chains.values())
+        ]
+    out += [(f"table {t.family} {t.name}", t) for t in policy.nft_tables]
+    return out
+
+
 def summarize(policy: Policy) -> str:
-    """One line counting what the configuration defines, e.g. ``OK: 2 interfaces, 3 access rules, ...``."""
+    """One line counting what the configuration defines, e.g. ``OK: 2 interfaces, 3 access rules, ...``;
+    for iptables and nftables the rules and chains of each table (they have no access lists)."""
+    if policy.dialect in ("iptables", "nftables"):
+        parts = [_count(len(policy.interfaces), "interface")]
+        for label, table in netfilter_tables(policy):
+            rules = sum(len(c.rules) for c in table.chains.values())
+            parts.append(f"{label}: {_count(rules, 'rule')} in {_count(len(table.chains), 'chain')}")
+        if policy.nf_sets:
+            parts.append(_count(len(policy.nf_sets), "set"))
+        parts += [_count(len(policy.routes), "route"), _count(len(policy.warnings), "warning")]
+        return "OK: " + ", ".join(parts)
     rules = sum(len(acl.rules) for acl in policy.access_lists.values())
     parts = [
         _count(len(policy.interfaces), "interface"),
@@ -34,6 +58,23 @@ def summarize(policy: Policy) -> str:
         _count(len(policy.warnings), "warning"),
     ]
     return "OK: " + ", ".join(parts)
+
+
+def chain_lines(policy: Policy) -> list[str]:
+    """``--verbose`` for iptables and nftables: each chain with its hook or policy and rule count."""
+    out = []
+    for label, table in netfilter_tables(policy):
+        for chain in table.chains.values():
+            if chain.hook is not None:
+                kind = (
+                    f"{chain.kind} hook {chain.hook.lower()} priority {chain.priority}, policy {chain.policy}"
+                )
+            elif chain.policy is not None:
+                kind = f"built-in, policy {chain.policy}"
+            else:
+                kind = "user chain" if not policy.nft_tables else "regular chain"
+            out.append(f"{label} chain {chain.name} ({kind}): {_count(len(chain.rules), 'rule')}")
+    return out
 
 
 def fates(policy: Policy) -> dict[str, int]:
@@ -121,6 +162,11 @@ def run(args: argparse.Namespace) -> int:
                 for u in policy.unmodelled
             ],
         }
+        if policy.dialect in ("iptables", "nftables"):
+            doc["tables"] = {
+                label: {name: len(c.rules) for name, c in t.chains.items()}
+                for label, t in netfilter_tables(policy)
+            }
         if args.verbose:
             doc["no_effect"] = [o.line for o, fate in policy.fates if fate == "no-effect"]
         print(json.dumps(doc, indent=1))
@@ -128,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     for rec in records:
         print(_text(rec), file=sys.stderr)
     if args.verbose:
+        for line in chain_lines(policy):
+            print(line)
         for origin, fate in policy.fates:
             if fate == "no-effect":
                 print(f"{origin.file}:{origin.line}: no effect on traffic through the box: {origin.text}")
@@ -150,7 +198,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Parse a configuration and report every error and warning in one pass, in file order, "
         "as file:line:col: message; exit 2 when there is an error (nothing is applied). For an ASA "
         "configuration, say how many lines are modelled, have no effect on traffic through the box, or "
-        "are not modelled (each line not modelled is a warning naming the gap).",
+        "are not modelled (each line not modelled is a warning naming the gap); for iptables and "
+        "nftables, how many rules and chains each table has (--verbose: per chain).",
     )
     add_config_argument(p)
     p.add_argument(
@@ -158,6 +207,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the problems and line counts as JSON")
     p.add_argument(
-        "-v", "--verbose", action="store_true", help="also list the lines with no effect on traffic"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also list the lines with no effect on traffic (iptables, nftables: each chain's rules)",
     )
     p.set_defaults(func=run)

@@ -166,14 +166,17 @@ class EngineReplay:
             raise ValueError("not an iptables policy: the engine runs it on the ASA's path")
         self.netfilter = self.fw.netfilter
         self.events: list = []
+        self.now = 0.0  # the replay's clock: the last time given (nft sets' expiry is listed from it)
 
     # The replay adapter's view of a firewall (statewall.replay.FirewallLike), recording the events.
     def receive(self, iface: str, data, now: float):
+        self.now = max(self.now, now)
         res = self.fw.receive(iface, data, now)
         self.events.extend(res.events)
         return res
 
     def advance(self, now: float):
+        self.now = max(self.now, now)
         res = self.fw.advance(now)
         self.events.extend(res.events)
         return res

@@ -6,7 +6,8 @@ The file is read by the nftables dialect (``nft list ruleset`` output or an ``nf
 statewall's ``#@statewall`` header); the listing is what ``nft list ruleset`` prints after ``nft -f
 FILE``. With ``--after-replay`` the captures run through the engine first, as ``statewall replay``
 runs them (netfilter's path, the nftables chains at their priorities), and the rules' counters are
-those the replay left; ``--log`` prints the ``log`` statements' lines.
+those the replay left, the dynamic and timeout sets' elements those it left (with their ``expires``
+from the replay's last packet); ``--log`` prints the ``log`` statements' lines.
 """
 
 from __future__ import annotations
@@ -24,18 +25,19 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.config} is not an nftables configuration (it reads as {policy.dialect})")
     if args.words != ["list", "ruleset"]:
         raise UsageError(f"nft {' '.join(args.words)}: statewall knows 'nft list ruleset'")
-    counters = None
+    counters = elements = None
     if args.after_replay or args.ingress:
         from .iptables import replay_after
 
         replay = replay_after(policy, args)
         counters = replay.netfilter.nft_counters()
+        elements = replay.netfilter.nft_elements(replay.now)
         if args.log:
             for line in replay.logs:
                 print(f"kernel: {line}")
     elif args.log:
         raise UsageError("--log prints the log lines of --after-replay")
-    sys.stdout.write(list_ruleset(policy, counters))
+    sys.stdout.write(list_ruleset(policy, counters, elements))
     return EXIT_OK
 
 

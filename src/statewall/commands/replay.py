@@ -207,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
                 late,
                 interfaces=interface_counts(summary),
                 xlate_hits=counters.xlate_hits,
+                untranslate_hits=counters.untranslate_hits,
             )
         )
     if args.json:
@@ -254,7 +255,7 @@ def _words(name: str) -> list[str]:
 
 def show_tables(fw: Any, now: float, names: list[str], **counts: Any) -> dict[str, str]:
     """The ASA's listings of ``fw``'s tables at ``now`` (``statewall.showtables``), by ``SHOW_TABLES``
-    name; ``counts`` are ``showtables.show``'s ``interfaces`` and ``xlate_hits``."""
+    name; ``counts`` are ``showtables.show``'s ``interfaces``, ``xlate_hits`` and ``untranslate_hits``."""
     from ..showtables import show
 
     return {name: show(fw, _words(name), now, **counts) for name in names}

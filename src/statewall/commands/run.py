@@ -45,23 +45,40 @@ def parse_bind(text: str) -> tuple[str, str, str | None]:
     return iface, device, netns or None
 
 
-def _event_writer(fmt: str, fp: IO[str], policy, syslog: list[str]):
+def _event_writer(fmt: str, fp: IO[str], policy, syslog: list[str], relog: list | None = None):
     """The loop's event callback: the log in ``fmt`` to ``fp``, and every message to the syslog
-    servers (the configuration's ``logging host`` lines and ``--syslog``), as the ASA frames them."""
+    servers (the configuration's ``logging host`` lines and ``--syslog``), as the ASA frames them.
+    ``relog`` (a list) receives the function ``ctl reload`` calls with the new policy: the logging
+    configuration of the log and of the syslog servers follows it (levels, lists, disabled messages,
+    timestamps, device id, ``logging host`` lines)."""
     writers = []
     sender = None
     if policy.netfilter is None:
         from ..logfmt.asalog import AsaLog
         from ..syslog import SyslogSender, parse_target, targets_of
 
-        asalog = AsaLog(policy)
+        current = [AsaLog(policy)]
         try:
-            targets = targets_of(policy.logging.hosts) + [parse_target(t) for t in syslog]
+            extra = [parse_target(t) for t in syslog]
         except ValueError as exc:
             raise UsageError(f"--syslog: {exc}") from None
-        if targets:
-            sender = SyslogSender(asalog, targets)
+        targets = targets_of(policy.logging.hosts) + extra
+        if targets or relog is not None:
+            # Kept even without a server when a reload may add one (a loop over no target).
+            sender = SyslogSender(current[0], targets)
             writers.append(sender.send_events)
+
+        def reloaded(new_policy) -> None:
+            current[0] = AsaLog(new_policy)
+            if sender is not None:
+                sender.log = current[0]
+                new_targets = targets_of(new_policy.logging.hosts) + extra
+                if new_targets != sender.targets:
+                    sender.close()  # the sockets were per target: opened again on the next message
+                    sender.targets = new_targets
+
+        if relog is not None:
+            relog.append(reloaded)
     elif syslog:
         raise UsageError("--syslog: an iptables ruleset has no syslog configuration to send (ASA only)")
     if fmt == "json":
@@ -77,7 +94,9 @@ def _event_writer(fmt: str, fp: IO[str], policy, syslog: list[str]):
         if policy.netfilter is not None:
             from ..logfmt.linux import format_event
         else:
-            format_event = asalog.format_event
+
+            def format_event(ev, hostname=None):
+                return current[0].format_event(ev, hostname=hostname)
 
         def write_asa(events: list[Event]) -> None:
             for ev in events:
@@ -152,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         for name, device, netns in binds:
             tun = open_tun(device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen)
             ports.append(Port(name, tun))
-        on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog)
+        relog: list = []
+        on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog, relog)
         loop = Loop(
             fw,
             ports,
@@ -170,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
                 fw,
                 loop,
                 reload=source.load,
+                on_reload=relog,
                 source=args.config,
                 capture_dir=args.capture_dir,
                 capture_anywhere=args.capture_anywhere,

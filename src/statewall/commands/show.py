@@ -84,6 +84,7 @@ def show_after_replay(policy, words: list[str], captures: list[tuple[str | None,
             seen.get("now"),
             interfaces=interface_counts(summary),
             xlate_hits=counters.xlate_hits,
+            untranslate_hits=counters.untranslate_hits,
         )
     except ShowError as exc:
         raise UsageError(str(exc)) from None

@@ -257,8 +257,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "packet-tracer",
         help="trace one packet through a configuration, phase by phase",
-        description="Show each phase (flow lookup, route lookup, access list, NAT, connection) with "
-        "Result: ALLOW or DROP and the configuration line used, then Action: allow or drop. Exit status 0 "
+        description="Show each phase (flow lookup, route lookup, access list, connection settings, NAT, "
+        "IP options, inspection, flow creation; 8.2's NAT-EXEMPT) with Result: ALLOW or DROP and the "
+        "configuration lines used, in the configured release's form ('detailed' adds the rule lookups), "
+        "then Action: allow or drop. Exit status 0 "
         "when the packet is allowed, 1 when it is dropped."
         " For an iptables configuration: the kernel's trace lines (nft monitor trace) and each stage "
         "with its configuration line.",

@@ -5,7 +5,10 @@ connection up (a packet of a known connection arriving where it should goes to t
 stage, ``statewall.engine.forward``; an ICMP error to ``statewall.engine.icmp``; a bare ACK under TCP
 Intercept to ``statewall.engine.asa_policy``) and runs ``new_flow`` for the rest: the stages below, in
 this order, each a function of a ``NewFlow`` context that returns False when it stopped the packet and
-reports its phase to packet-tracer (``statewall.tracer`` prints exactly these):
+reports its phase to packet-tracer (``statewall.tracer`` prints exactly these; ``NewFlow.report`` takes
+the phase's configuration lines and, for the ``detailed`` form, its classifier rule, ``Lookup``). The
+order is the ASA's phase order (9.x outputs: ACCESS-LIST, CONN-SETTINGS, NAT, IP-OPTIONS, INSPECT,
+FLOW-CREATION):
 
 =====================  ==============  ====================================================
 stage                  phase           decides
@@ -19,7 +22,13 @@ stage                  phase           decides
 ``route``              ROUTE-LOOKUP    the egress interface
 ``access_list``        ACCESS-LIST     access rules, security levels (against mapped addresses
                                        before ASA 8.3, real ones after)
-``source_nat``         NAT             the source translation (a twice NAT rule's too)
+``conn_settings``      CONN-SETTINGS   the flow's class and its ``set connection`` settings
+                                       (only with service policies)
+``source_nat``         NAT             the source translation (a twice NAT rule's too); an
+                       (NAT-EXEMPT)    exemption names its rule (8.2 prints it as NAT-EXEMPT)
+``ip_options``         IP-OPTIONS      IPv4 options without ``inspect ip-options`` are dropped
+``inspect``            INSPECT         the inspections statewall implements that the class
+                                       applies (only with service policies)
 ``track``              TCP-STATE       the TCP tracker starts with the first segment
 ``limits``             CONN-SETTINGS   connection limits, TCP Intercept (only with service policies)
 ``build``              FLOW-CREATION   the connection, its halves, translations, class settings
@@ -31,15 +40,17 @@ settings and lifecycle (``statewall.engine.compiled``).
 
 from __future__ import annotations
 
+from .. import ipoptions, mpf
 from ..conntrack import Connection, Half, make_halves, reply_key
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt
+from ..inspect import MODELLED_ENGINES
 from ..limits import ADMIT
 from ..nat import NatFailure
 from ..packet import Packet
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
 from ..tcptrack import TcpTracker
 from . import asa_policy, forward, icmp, ip_in, lifecycle
-from .context import NewFlow, addr_str, drop, run, stage
+from .context import Lookup, NewFlow, addr_str, drop, run, stage
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02
@@ -236,10 +247,11 @@ def access_list(c: NewFlow) -> bool:
             dec.reason,
             subtype="log" if dec.rule else "",
             origin=dec.rule.rule.origin if dec.rule else None,
+            lookup=_ace_lookup(c, dec) if c.trace is not None else None,
         )
         return True
     origin = dec.rule.rule.origin if dec.rule else fw.acl.group_origin.get((iface, "in"))
-    c.report(False, dec.reason, origin=origin)
+    c.report(False, dec.reason, origin=origin, lookup=_ace_lookup(c, dec) if c.trace is not None else None)
     if dec.acl is not None:
         hint = (
             f"permit this flow in access-list {dec.acl}"
@@ -267,6 +279,67 @@ def access_list(c: NewFlow) -> bool:
     return False
 
 
+def _net_text(nets) -> tuple[str, str]:
+    """(address, mask) of a rule's first network as the ``detailed`` lookup prints them."""
+    if not nets:
+        return ("0.0.0.0", "0.0.0.0")
+    net = nets[0]
+    return (str(net.network_address), str(net.netmask))
+
+
+def _ace_lookup(c: NewFlow, dec) -> Lookup | None:
+    """The rule behind an access decision for packet-tracer's ``detailed`` form: an ACE (priority 13,
+    ``domain=permit``, ``deny`` for a deny entry) or an access list's implicit deny (priority 11), as
+    ASA 9.x prints them (Cisco FTD command reference, packet-tracer example; public 9.x outputs). The
+    security levels' implicit permit has no lookup statewall can name: none is printed."""
+    real = () if c.fw.acl_on_mapped else ("use_real_addr",)
+    if dec.rule is not None:
+        rule = dec.rule.rule
+        m = rule.match
+        ports = m.destination_ports
+        port = ports[0].low if len(ports) == 1 and ports[0].op == "eq" else 0
+        return Lookup(
+            "permit", 13, f"ace {rule.origin.file}:{rule.origin.line}", deny=not dec.permitted,
+            hits=dec.rule.hits, protocol=m.protocol or 0, src=(*_net_text(m.sources), 0),
+            dst=(*_net_text(m.destinations), port), flags=real, input_ifc=c.iface, user_data=True,
+        )  # fmt: skip
+    if dec.acl is not None:
+        return Lookup("permit", 11, f"implicit {dec.acl}", deny=True, flags=real, input_ifc=c.iface)
+    return None
+
+
+@stage("CONN-SETTINGS")
+def conn_settings(c: NewFlow) -> bool:
+    """The flow's class (ASA modular policy framework, ``statewall.mpf``): the connection settings
+    that will apply to it, resolved once with real addresses. A class that sets any (``set connection
+    ...``) is packet-tracer's CONN-SETTINGS phase with the class, its policy map and service policy
+    (ASA 9.x packet-tracer output); without one the ASA prints no such phase."""
+    fw, pkt = c.fw, c.pkt
+    eff = c.eff = fw.service_policies.resolve(
+        c.iface, c.egress, c.v, c.proto, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.icmp_type,
+        c.icmp_code,
+        count=False,
+    )  # fmt: skip
+    if c.trace is not None and eff.set_by:
+        uses = list({id(u): u for u in eff.set_by.values()}.values())
+        config: list[str] = []
+        for use in uses:
+            config += mpf.class_config(fw.policy, use, mpf.connection_lines(fw.policy, use))
+        c.report(True, "", config=config, lookup=_class_lookup(c, "conn-set", 7, uses[0], ("use_real_addr",)))
+    return True
+
+
+def _class_lookup(c: NewFlow, domain: str, priority: int, use, flags=()) -> Lookup:
+    """The classifier rule of a class for the ``detailed`` form: its protocol and destination port
+    when the class matches a port (``match port``, ``match default-inspection-traffic``), else any."""
+    cm = c.fw.policy.class_maps.get(use.class_map)
+    by_port = cm is not None and any(m.kind in ("port", "default-inspection-traffic") for m in cm.matches)
+    port = c.real_dport if by_port and c.proto != PROTO_ICMP else 0
+    return Lookup(domain, priority, f"{domain} {use.policy_map} {use.class_map}", flags=flags,
+                  protocol=c.proto if by_port else 0, dst=("0.0.0.0", "0.0.0.0", port), input_ifc=c.iface,
+                  user_data=True)  # fmt: skip
+
+
 @stage("NAT")
 def source_nat(c: NewFlow) -> bool:
     fw, pkt, v = c.fw, c.pkt, c.v
@@ -288,7 +361,13 @@ def source_nat(c: NewFlow) -> bool:
         return False
     c.xl = xl
     if xl is None:
-        c.report(True, "No translation")
+        if c.trace is not None:
+            # An exemption (8.2 ``nat 0 access-list``) or identity rule names itself to packet-tracer.
+            via = c.unnat[3] if c.unnat is not None else None
+            rule = fw.nat.exempting_rule(
+                v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport, via=via
+            )
+            c.report(True, "No translation", origin=rule.origin if rule is not None else None)
         return True
     c.msrc = xl.mapped_addr
     c.msport = xl.mapped_port if xl.pat else pkt.sport
@@ -297,7 +376,56 @@ def source_nat(c: NewFlow) -> bool:
         f"{'Dynamic' if xl.kind == 'dynamic' else 'Static'} translate "
         f"{addr_str(v, pkt.src)}/{pkt.sport} to {addr_str(v, c.msrc)}/{c.msport}",
         origin=xl.rule.origin,
+        lookup=Lookup("nat", 6, f"nat {xl.rule.origin.file}:{xl.rule.origin.line}",
+                      src=(*_net_text(xl.rule.real), 0), input_ifc=c.iface, output_ifc=c.egress,
+                      user_data=True) if c.trace is not None else None,
+    )  # fmt: skip
+    return True
+
+
+@stage("IP-OPTIONS")
+def ip_options(c: NewFlow) -> bool:
+    """The ASA's IP options rule for the flow's first packet (``statewall.ipoptions``; the later
+    packets are checked in ``statewall.engine.forward``). The ASA prints this phase for every traced
+    packet, its Config empty (ASA 8.2 and 9.x packet-tracer outputs), with the ``inspect-ip-options``
+    rule in the ``detailed`` form."""
+    pkt = c.pkt
+    lookup = (
+        Lookup(
+            "inspect-ip-options", 0, "inspect-ip-options", deny=True, flags=("reverse",), input_ifc=c.iface
+        )
+        if c.trace is not None
+        else None
     )
+    if pkt.l3_len > 20 and c.eff is not None:
+        why = ipoptions.asa_refusal(pkt, c.eff)
+        if why is not None:
+            c.report(False, why, lookup=lookup)
+            _unbind(c)
+            c.drop(DropReason.INVALID_IP_OPTION, egress=c.egress, message=why,
+                   hint="inspect ip-options (in the connection's class) allows router alert")  # fmt: skip
+            return False
+    c.report(True, "", lookup=lookup)
+    return True
+
+
+@stage("INSPECT")
+def inspect(c: NewFlow) -> bool:
+    """The application inspections the flow's class applies that statewall implements
+    (``statewall.inspect.MODELLED_ENGINES``; the connection gets its inspector when it is built), one
+    INSPECT phase each with the class, its policy map and service policy, as the ASA prints them.
+    Inspections statewall does not implement are named NOT MODELLED by ``statewall packet-tracer``."""
+    if c.trace is None or c.eff is None or c.fw.policy.inspections:
+        return True
+    for ins, use in c.eff.inspects:
+        # An engine inspects its own protocols only (an ``inspect dns`` in a ``match any`` class says
+        # nothing to a TCP flow); IP options have their own phase.
+        engine_protos = {p for p, _, _ in mpf.DEFAULT_INSPECTION_TRAFFIC.get(ins.engine, ())}
+        if ins.engine not in MODELLED_ENGINES or ins.engine == "ip-options" or c.proto not in engine_protos:
+            continue
+        action = ins.origin.text or f"inspect {ins.engine}"
+        c.report(True, "", subtype="np-inspect", config=mpf.class_config(c.fw.policy, use, [action]),
+                 lookup=_class_lookup(c, "inspect-" + ins.engine.replace(" ", "-"), 70, use))  # fmt: skip
     return True
 
 
@@ -325,12 +453,7 @@ def track(c: NewFlow) -> bool:
 @stage("CONN-SETTINGS")
 def limits(c: NewFlow) -> bool:
     """Connection limits (ASA): the flow's class decides, before a connection exists."""
-    fw, pkt = c.fw, c.pkt
-    eff = c.eff = fw.service_policies.resolve(
-        c.iface, c.egress, c.v, c.proto, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.icmp_type,
-        c.icmp_code,
-        count=False,
-    )  # fmt: skip
+    fw, pkt, eff = c.fw, c.pkt, c.eff
     verdict = fw.limits.decide(
         eff, asa_policy.nat_rules(c.xl, c.unnat), c.proto, c.v, pkt.src, c.now, validated=c.validated
     )
@@ -456,6 +579,7 @@ def build(c: NewFlow) -> bool:
             master=master,
             icmp_type=icmp_type,
             icmp_code=icmp_code,
+            untranslated_by=unnat[3].rule.origin if unnat is not None and unnat[3] is not None else None,
         )
     )
     c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
@@ -468,5 +592,6 @@ def stages(has_service_policies: bool, reverse_path: bool = False) -> tuple:
     the reverse-path stage only where an interface has ``ip verify reverse-path``."""
     first = (lookup, rpf_check) if reverse_path else (lookup,)
     if has_service_policies:
-        return (*first, unnat, route, access_list, source_nat, track, limits, build)
-    return (*first, unnat, route, access_list, source_nat, track, build)
+        return (*first, unnat, route, access_list, conn_settings, source_nat, ip_options, inspect, track,
+                limits, build)  # fmt: skip
+    return (*first, unnat, route, access_list, source_nat, ip_options, track, build)

@@ -9,6 +9,7 @@ it found and records its own answer there, and reports its phase to packet-trace
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..events import Drop, DropReason, Event
@@ -129,14 +130,51 @@ class NewFlow:
         self.msport = pkt.sport
         self.trk = self.eff = self.admission = self.half = None
 
-    def report(self, ok: bool, info: str, *, subtype: str = "", origin: Origin | None = None, phase=None):
+    def report(
+        self,
+        ok: bool,
+        info: str,
+        *,
+        subtype: str = "",
+        origin: Origin | None = None,
+        phase=None,
+        config: list[str] | None = None,
+        lookup: Lookup | None = None,
+    ):
         """The running stage's answer, for packet-tracer (nothing is kept unless it listens). A stage
-        reports under its own ``phase``; a stage that takes two decisions names the second one's."""
+        reports under its own ``phase``; a stage that takes two decisions names the second one's.
+        ``config``: the configuration lines the ASA prints under Config, when they are not just
+        ``origin``'s line (a class with its policy map and service policy); ``lookup``: the rule the
+        ``detailed`` form prints under "Forward Flow based lookup yields rule:"."""
         if self.trace is not None:
-            self.trace.append((phase or self.stage.phase, subtype, ok, origin, info))
+            self.trace.append((phase or self.stage.phase, subtype, ok, origin, info, config, lookup))
 
     def drop(self, reason: DropReason, **kw) -> None:
         drop(self.fw, self.ev, reason, self.iface, self.pkt, self.now, **kw)
+
+
+@dataclass(slots=True)
+class Lookup:
+    """The classifier rule a phase's decision came from, as packet-tracer's ``detailed`` form prints
+    it (``in  id=0x..., priority=13, domain=permit, deny=false`` and its match lines). ``domain`` and
+    ``priority`` are the ASA's (from real outputs, ``statewall.logfmt.tracer``); ``key`` is what the
+    printed id is derived from (the ASA prints a memory address: statewall a stable hash of it);
+    ``src``/``dst`` are (address, mask, port) as text; ``flags`` the words the ASA prints between
+    ``cs_id`` and ``flags=`` (``use_real_addr``, ``reverse``)."""
+
+    domain: str
+    priority: int
+    key: str
+    deny: bool = False
+    hits: int = 0
+    protocol: int = 0
+    src: tuple[str, str, int] = ("0.0.0.0", "0.0.0.0", 0)
+    dst: tuple[str, str, int] = ("0.0.0.0", "0.0.0.0", 0)
+    flags: tuple[str, ...] = ()
+    input_ifc: str = "any"
+    output_ifc: str = "any"
+    direction: str = "in"
+    user_data: bool = False
 
 
 def stage(phase: str, *also: str):

@@ -65,8 +65,9 @@ def established(
     # they refuse is never tracked.
     ttl = pkt.ttl
     eff = conn.mpf
-    if pkt.l3_len > 20 and eff is not None:
-        # The ASA's IP options rule (statewall.ipoptions); Linux's is netfilter's path's.
+    if pkt.l3_len > 20 and eff is not None and not first:
+        # The ASA's IP options rule (statewall.ipoptions) for the later packets (the first one met
+        # the IP-OPTIONS stage, statewall.engine.asa); Linux's is netfilter's path's.
         why = ipoptions.asa_refusal(pkt, eff)
         if why is not None:
             hint = "inspect ip-options (in the connection's class) allows router alert"

@@ -52,6 +52,8 @@ class NfConnection(Connection):
         "reported",
         "synproxy",
         "mark",
+        "offload",
+        "ct_settings",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
@@ -67,6 +69,8 @@ class NfConnection(Connection):
         self.reported: tuple = ()  # (state, replied, assured) the last conntrack event showed
         self.synproxy = None  # statewall.synproxy.Proxied for a connection SYNPROXY opened
         self.mark = 0  # ct->mark (CONNMARK, -m connmark, nft ct mark)
+        self.offload = None  # its flowtable entry (statewall.engine.nf_flowtable.Offload), if offloaded
+        self.ct_settings = None  # its own timeouts (an nft ct timeout object), else the sysctls
 
     def status(self) -> frozenset[str]:
         """The ``ct->status`` bits ``--ctstatus`` tests: CONFIRMED (in the table), EXPECTED,
@@ -126,11 +130,11 @@ def track(path, iface: str, pkt: Packet, now: float, out: list, ev: list) -> NfF
     conn: NfConnection = half.conn
     d = half.dir
     replied = conn.seen_reply()
+    settings = conn.ct_settings or path.settings
     if d == REPLY or replied:
         state = "ESTABLISHED"
     else:
         state = "RELATED" if conn.expected else "NEW"
-    settings = path.settings
     trk = conn.tcp
     if trk is not None:
         helper = conn.helper
@@ -633,3 +637,23 @@ def connlimit(path, groups: dict, key: int) -> int:
     else:
         lst.add(tup, conn is not None, by_key, jiffy)
     return len(lst.entries)
+
+
+def timeout_policy(path, conn: NfConnection, args: dict, now: float) -> None:
+    """``ct timeout set "NAME"`` on a connection not yet confirmed (nft_ct_timeout_obj_eval): its own
+    timeouts from now on (the policy's states, the sysctls' for the others), and its timer set to the
+    first one (syn_sent for TCP, unreplied for UDP: the kernel's values[0])."""
+    import dataclasses
+
+    from ..policy import NF_CT_TIMEOUT_STATES
+
+    proto = {PROTO_TCP: "tcp", PROTO_UDP: "udp"}.get(conn.proto, "icmp")
+    fields = NF_CT_TIMEOUT_STATES[proto]
+    override = {fields[s]: float(v) for s, v in args["policy"].items() if fields.get(s)}
+    conn.ct_settings = dataclasses.replace(path.settings, **override)
+    first = getattr(conn.ct_settings, next(iter(fields.values())))
+    trk = conn.tcp
+    if trk is not None:
+        trk._timeout = first  # what the tracker refreshes with until the next state
+    conn.last = now
+    lifecycle.set_timeout(path.fw, conn, first, trk.state.name if trk is not None else "idle", now)

@@ -69,7 +69,7 @@ def deliver(path, flow: NfFlow, iface: str, pkt: Packet, ctx: Context, now: floa
 
 def local_out(
     path, pkt: Packet, iface: str, now: float, out: list, ev: list, *, half: Half | None = None,
-    ctstate: str | None = None, rule=None, attach=None,
+    ctstate: str | None = None, rule=None, attach=None, reply_to: NfFlow | None = None,
 ) -> Half | None:  # fmt: skip
     """A packet the box sends itself (SYNPROXY's), as ``ip_local_out`` sends it: routed, then raw,
     conntrack, mangle, nat and filter OUTPUT, then POSTROUTING. Returns its connection's half, or None
@@ -80,6 +80,16 @@ def local_out(
     alone: it has no connection (``UNTRACKED``). Otherwise conntrack finds or creates its connection,
     whose original direction arrives on ``iface``; a new one is confirmed with ``rule`` as its origin
     and gets ``attach(seqadj)`` as its SYNPROXY state (the kernel's template extension).
+
+    ``reply_to``: the packet is REJECT's reply (a TCP reset or an ICMP error) to a packet whose
+    conntrack outcome was ``reply_to``. nf_send_reset and icmp_send give the reply the rejected
+    packet's connection (``nf_ct_attach``: IP_CT_RELATED_REPLY) before ``ip_local_out``, so every
+    OUTPUT and POSTROUTING chain, raw included, sees it as ``RELATED`` in the reply direction, and it
+    is never confirmed; with no connection to attach (untracked, invalid) it is ``INVALID``. nat
+    OUTPUT does not run (the destination binding was made in PREROUTING); nat POSTROUTING runs for
+    a reset to a connection not yet confirmed (nf_nat_inet_fn: the source binding is not initialized)
+    and never for an ICMP error (nf_nat_icmp_reply_translation returns first). Checked against
+    iptables-legacy in a namespace (tests/test_deployed_kernel.py).
     """
     fw = path.fw
     nf = path.nf
@@ -95,6 +105,8 @@ def local_out(
             return None
         egress = found.interface
     ctx = Context(None, egress, "INVALID", now=now, connlimit=path.connlimit)
+    if reply_to is not None:
+        return _reject_reply(path, reply_to, pkt, ctx, iface, egress, now, out, ev)
     path.ct_pkt = pkt
     path.ct_flow = None
     path.ct_now = now
@@ -166,6 +178,34 @@ def local_out(
         return half
     out.append((egress, pkt.buf))
     return half
+
+
+def _reject_reply(path, orig: NfFlow, pkt: Packet, ctx: Context, iface, egress, now, out, ev) -> None:
+    """REJECT's reply through OUTPUT and POSTROUTING with the rejected packet's connection attached
+    (``local_out``'s ``reply_to``)."""
+    nf = path.nf
+    half = orig.half
+    conn = half.conn if half is not None else None
+    if (orig.new or conn is not None) and not orig.error and orig.state not in ("INVALID", "UNTRACKED"):
+        ctx.ctstate = "RELATED"
+        ctx.ct_dir = "REPLY"
+        if conn is not None:
+            ctx.ct_nat = conn.ct_nat
+            ctx.ct_mark = conn.mark
+            ctx.ct_status = conn.status()
+    nat_post = ctx.ctstate == "RELATED" and orig.new and pkt.proto == PROTO_TCP
+    post = _POST if nat_post else _POST_NONAT
+    for hook, tables in (("OUTPUT", _RAW_OUT + _OUT_NONAT), ("POSTROUTING", post)):
+        d = nf.traverse(hook, pkt, ctx, tables, nat=nat_post)
+        if d.actions:
+            path.logs(d.actions, hook, now, ev)
+        if d.verdict != "ACCEPT":
+            path.refused(d, hook, iface, egress, pkt, ctx, None, None, now, [], ev)
+            return
+    if egress is None:
+        path.fw.stats["to_the_box"] += 1
+        return
+    out.append((egress, pkt.buf))
 
 
 # -- refusals ----------------------------------------------------------------------------------

@@ -35,12 +35,11 @@ yields ``NfLog`` events; connections yield ``CtEvent`` NEW, UPDATE and DESTROY a
 reports them.
 
 Where statewall differs from Linux: packets the box answers itself go no further than INPUT (an echo
-request is answered; nothing else is delivered), and what the box sends (echo replies, REJECT's
-replies, ICMP errors) does not traverse OUTPUT; fragments are not reassembled before conntrack (a
-first fragment carries the connection, later ones follow it). The exception is SYNPROXY
-(``statewall.synproxy``): what it sends goes through OUTPUT and POSTROUTING (``local_out``), as the
-kernel's synproxy sends it with ``ip_local_out``, because the connection to the server is created
-there.
+request is answered; nothing else is delivered), and its echo replies and ICMP errors do not traverse
+OUTPUT; fragments are not reassembled before conntrack (a first fragment carries the connection, later
+ones follow it). What SYNPROXY sends (``statewall.synproxy``) and REJECT's replies go through OUTPUT
+and POSTROUTING (``local_out``), as the kernel sends them with ``ip_local_out``. A connection a
+flowtable offloaded (``flow add @ft``) is forwarded at ingress, before ``raw`` (``nf_flowtable``).
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ from ..packet import Packet, addr_to_str, decode
 from ..policy import PROTO_TCP, PROTO_UDP, Inspection
 from ..synproxy import SynProxy
 from ..tcptrack import InvalidReason
-from . import forward, ip_in, nf_local, nf_trace
+from . import forward, ip_in, nf_flowtable, nf_local, nf_trace
 from . import nf_conntrack as ct
 from .context import drop, run, stage
 from .nf_conntrack import NfFlow
@@ -90,6 +89,7 @@ class NfPacket:
     __slots__ = (
         "path", "fw", "iface", "pkt", "now", "out", "ev", "gso_size", "ctx", "bad_csum", "notrack",
         "helper_rule", "flow", "half", "conn", "egress", "accepted_by", "actions", "stage", "trace",
+        "ct_timeout",
     )  # fmt: skip
 
     def __init__(self, path, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
@@ -113,6 +113,7 @@ class NfPacket:
         self.actions: list = []
         self.stage = None
         self.trace = path.fw.trace_log
+        self.ct_timeout: dict | None = None  # a ct timeout policy for the new connection
 
     def report(self, ok: bool, info, *, subtype: str = "", origin=None, phase=None) -> None:
         """The running stage's answer, for packet-tracer (nothing is kept unless it listens)."""
@@ -194,11 +195,16 @@ def conntrack(c: NfPacket) -> bool:
 
 def _later_helper(c: NfPacket, actions: list) -> None:
     """An nftables ``ct helper set`` after conntrack (any hook before the connection is confirmed)
-    attaches the helper as a raw-table ``CT --helper`` rule does (nft_ct_helper_obj_eval)."""
+    attaches the helper as a raw-table ``CT --helper`` rule does (nft_ct_helper_obj_eval); ``ct
+    timeout set`` there gives the connection its timeout policy (nft_ct_timeout_obj_eval: only to a
+    connection not yet confirmed of the object's protocol; in raw, before conntrack, it does nothing,
+    as the kernel shows)."""
     if c.flow is not None and c.flow.new:
         for a in actions:
             if a.kind == "CT" and a.args.get("helper"):
                 c.helper_rule = a.rule
+            elif a.kind == "CTTIMEOUT" and a.args["protocol"] == c.pkt.proto:
+                c.ct_timeout = a.args
 
 
 @stage("PREROUTING")
@@ -320,6 +326,9 @@ def forward_hook(c: NfPacket) -> bool:
     if d.actions:
         path.logs(d.actions, "FORWARD", c.now, c.ev)
         _later_helper(c, d.actions)
+        for a in d.actions:
+            if a.kind == "FLOW_OFFLOAD":  # offloaded as the statement runs, whatever follows
+                nf_flowtable.offload(path, c, a.args)
     if d.verdict != "ACCEPT":
         if d.rule is not None and d.rule.target == "SYNPROXY":
             ct.discard(path, c.flow)
@@ -362,6 +371,8 @@ def confirm(c: NfPacket) -> bool:
     c.half = half
     c.conn = half.conn
     c.conn.mark = c.ctx.ct_mark
+    if c.ct_timeout is not None:
+        ct.timeout_policy(c.path, c.conn, c.ct_timeout, c.now)
     return True
 
 
@@ -409,8 +420,26 @@ STAGES = (raw, conntrack, prerouting, route, ip_forward, forward_hook, postrouti
 
 def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> None:
     """One received packet of a policy with netfilter rulesets, on a known interface and with its L4
-    header (ingress handled the rest): ``STAGES`` in order."""
-    run(STAGES, NfPacket(fw.nf_path, iface, pkt, now, out, ev, gso_size))
+    header (ingress handled the rest): nftables ingress chains, then ``STAGES`` in order, unless a
+    flowtable forwards it at ingress (``statewall.engine.nf_flowtable``)."""
+    path = fw.nf_path
+    mark = 0
+    if path.nf.ingress_devices:
+        # nftables ingress chains (netdev, inet): before the flowtable, PREROUTING and conntrack; no
+        # connection yet (ct state is invalid there); the mark they set stays with the packet.
+        ctx = Context(iface, None, "INVALID", now=now)
+        d = path.nf.traverse("INGRESS", pkt, ctx)
+        if d.actions:
+            path.logs(d.actions, "INGRESS", now, ev)
+        if d.verdict != "ACCEPT":
+            path.refused(d, "INGRESS", iface, None, pkt, ctx, None, None, now, out, ev)
+            return
+        mark = ctx.mark
+    if path.offload_devices and nf_flowtable.fast(path, iface, pkt, now, out):
+        return  # (packet-tracer runs a fresh engine: no connection is offloaded there)
+    c = NfPacket(path, iface, pkt, now, out, ev, gso_size)
+    c.ctx.mark = mark
+    run(STAGES, c)
 
 
 class NfPath:
@@ -432,11 +461,20 @@ class NfPath:
         "ct_now",
         "synproxy",
         "unassured",
+        "flowtable_devices",
+        "offload_devices",
     )
 
     def __init__(self, fw, policy, inspectors) -> None:
         self.fw = fw
         self.nf = Netfilter(policy)
+        # nftables flowtables: "family table name" -> their devices; every device one hooks.
+        self.flowtable_devices: dict[str, frozenset[str]] = {
+            f"{t.family} {t.name} {name}": frozenset(ft.devices)
+            for t in policy.nft_tables
+            for name, ft in t.flowtables.items()
+        }
+        self.offload_devices = frozenset().union(*self.flowtable_devices.values())
         self.settings = policy.conntrack
         self.has_nat = {4: "nat" in (policy.netfilter or {}), 6: "nat" in (policy.ip6_netfilter or {})}
         # Helpers come from raw-table ``CT --helper`` rules when their packets match them. Inspections not
@@ -541,7 +579,7 @@ class NfPath:
         if reply[0] == "tcp-reset":
             # nf_send_reset: never for a RST, nor for anything but TCP.
             if pkt.proto == PROTO_TCP and not pkt.flags & _TCP_RST:
-                out.append((iface, craft.tcp_reset_for(orig)))
+                self.reply(craft.tcp_reset_for(orig), iface, flow, now, out, ev)
             return
         if pkt.is_icmp_error:
             return  # icmp_send never answers an error
@@ -553,7 +591,9 @@ class NfPath:
             src = fw.routes.interface_address(back.interface if back else iface, v, pkt.src)
         if src is None:
             return
-        out.append((iface, craft.icmp_error(v, src, pkt.src, t, c, bytes(orig.buf[orig.ipoff : orig.end]))))
+        error = craft.icmp_error(v, src, pkt.src, t, c, bytes(orig.buf[orig.ipoff : orig.end]))
+        if not self.reply(error, iface, flow, now, out, ev):
+            return
         ev.append(
             IcmpSent(
                 now,
@@ -565,6 +605,15 @@ class NfPath:
                 f"REJECT --reject-with {with_}",
             )
         )
+
+    def reply(self, buf, iface, flow, now, out, ev) -> bool:
+        """REJECT's reply leaves as the kernel sends it (``ip_local_out``): through OUTPUT and
+        POSTROUTING with the rejected packet's connection attached (``nf_local.local_out``). True
+        when it left (a chain there may drop it)."""
+        before = len(out)
+        reply = decode(bytearray(buf))
+        self.local_out(reply, iface, now, out, ev, reply_to=flow if flow is not None else NfFlow("INVALID"))
+        return len(out) > before
 
     @staticmethod
     def logs(actions: list, hook: str, now: float, ev: list) -> None:

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import Drop, XlateBuilt
+from ..events import ConnBuilt, Drop, XlateBuilt
 
 CTL_DIR = "/run/statewall"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -148,7 +148,10 @@ class EventLog:
         self.total = 0
         # Translations built per NAT rule since the start (show nat's translate_hits), and drops of
         # the packets each interface received (show interface).
+        self._log_policy: Any = None
+        self._log_config: Any = None
         self.xlate_hits: Counter = Counter()
+        self.untranslate_hits: Counter = Counter()  # connections opened through UN-NAT, per rule
         self.drops_by_interface: Counter = Counter()
 
     def add(self, events: list) -> None:
@@ -160,16 +163,35 @@ class EventLog:
                 self.xlate_hits[ev.origin] += 1
             elif kind is Drop:
                 self.drops_by_interface[ev.interface] += 1
+            elif kind is ConnBuilt and ev.untranslated_by is not None:
+                self.untranslate_hits[ev.untranslated_by] += 1
 
-    def lines(self, hostname: str | None, last: int | None = None, *, linux: bool = False) -> list[str]:
-        """ASA syslog lines, or with ``linux`` what a Linux box logs (LOG lines, conntrack -E)."""
+    def lines(
+        self, hostname: str | None, last: int | None = None, *, linux: bool = False, policy: Any = None
+    ) -> list[str]:
+        """ASA syslog lines, or with ``linux`` what a Linux box logs (LOG lines, conntrack -E). With the
+        running ``policy`` the ASA's lines follow its logging configuration as log.txt does (levels,
+        lists, disabled messages, timestamp, device id: ``statewall.logfmt.asalog``); the
+        configuration in force when a line is shown decides, so a ``reload`` applies to the lines
+        shown after it."""
         if linux:
             from ..logfmt.linux import format_event
+        elif policy is not None:
+            format_event = self._asalog(policy).format_event
         else:
             from ..logfmt.asa import format_event
 
         out = [line for ev in self.events for line in format_event(ev, hostname=hostname)]
         return out[-last:] if last else out
+
+    def _asalog(self, policy: Any):
+        """The logging configuration of ``policy`` (built again when the policy changed: a reload)."""
+        if self._log_policy is not policy:
+            from ..logfmt.asalog import AsaLog
+
+            self._log_config = AsaLog(policy)
+            self._log_policy = policy
+        return self._log_config
 
 
 # Where captures go unless the operator allows any path (statewall run --capture-dir/--capture-anywhere).
@@ -231,7 +253,7 @@ class AspDropCapture:
 
     def events(self, events: list) -> None:
         from ..events import Drop
-        from ..logfmt.counters import ASA_NEAREST
+        from ..logfmt.counters import ASA_NEAREST, NOT_ASA
         from ..packet import DecodeError, addr_to_str, decode
 
         for ev in events:
@@ -257,7 +279,8 @@ class AspDropCapture:
                 )
             ):
                 continue
-            self.writer.write(data, time.time(), f"Drop-reason: ({shown.keyword}) {shown.description}")
+            head = "statewall-reason" if shown in NOT_ASA else "Drop-reason"  # no ASA counter has it
+            self.writer.write(data, time.time(), f"{head}: ({shown.keyword}) {shown.description}")
 
     def flush(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -318,6 +341,7 @@ class Commands:
         loop: Any = None,
         *,
         reload: Callable[[], Any] | None = None,
+        on_reload: list[Callable[[Any], None]] | None = None,
         source: str = "",
         log: EventLog | None = None,
         capture_dir: str = CAPTURE_DIR,
@@ -328,6 +352,8 @@ class Commands:
         self.capture_anywhere = capture_anywhere
         self.loop = loop
         self._reload = reload
+        # Called with the new policy after a reload: the loop's log and syslog follow its logging lines.
+        self._on_reload = on_reload or []
         self.source = source
         self.log = log if log is not None else EventLog()
         self.captures: dict[str, Capture | AspDropCapture] = {}
@@ -388,7 +414,10 @@ class Commands:
             if nf is not None and what != "conn":
                 raise CtlError(f"% show {what}: this firewall runs an iptables policy")
             try:
-                return show_table(fw, [what, *rest], fw.now, xlate_hits=self.xlate_hits)
+                return show_table(
+                    fw, [what, *rest], fw.now, xlate_hits=self.xlate_hits,
+                    untranslate_hits=self.log.untranslate_hits,
+                )  # fmt: skip
             except ShowError as exc:
                 raise CtlError(f"% {exc}") from None
         self._no_args(rest, f"show {what}", allow=what in ("asp", "log", "iptables"))
@@ -410,7 +439,7 @@ class Commands:
                 if len(rest) != 1 or not rest[0].isdigit():
                     raise CtlError("% show log [N]")
                 last = int(rest[0])
-            lines = self.log.lines(fw.policy.hostname, last, linux=nf is not None)
+            lines = self.log.lines(fw.policy.hostname, last, linux=nf is not None, policy=fw.policy)
             return "".join(line + "\n" for line in lines)
         if what == "iptables":
             return self._iptables(rest)
@@ -607,6 +636,8 @@ class Commands:
         except Exception as exc:  # noqa: BLE001 -- a ConfigError or an unreadable file: nothing changes
             raise CtlError(f"% reload refused, the running configuration is unchanged: {exc}") from None
         report = reload_firewall(self.fw, policy)
+        for hook in self._on_reload:
+            hook(policy)
         self.reloads += 1
         return report.text(self.source or "the configuration")
 

@@ -3,7 +3,7 @@ listings, from records and the policy (``statewall.showtables`` builds the recor
 
 Layouts from the Cisco ASA command references (8.2, 8.4, 9.x: show access-list, show nat, show route,
 show interface, show local-host). What statewall cannot know is left out rather than invented: MAC
-addresses, hardware counters (overruns, CRC), the per-element split of an object-group ACE's hits.
+addresses, hardware counters (overruns, CRC).
 Hashes the ASA prints (``name hash``, the per-ACE value) are statewall's stable CRC-32 values
 (``logfmt.asa.ace_hash``), not the ASA's.
 """
@@ -26,12 +26,12 @@ ROUTE_LOCAL = (9, 0)
 @dataclass(frozen=True, slots=True)
 class AceRecord:
     """One access-control entry: its configuration text (without ``line N``), hit count, origin (for
-    the hash) and, for an ACE naming object groups, its expanded elements (text, hash)."""
+    the hash) and, for an ACE naming object groups, its expanded elements (text, hash, hit count)."""
 
     text: str
     hits: int
     origin: Origin | None = None
-    elements: tuple[tuple[str, int], ...] = ()
+    elements: tuple[tuple[str, int, int], ...] = ()
     inactive: bool = False
 
 
@@ -92,13 +92,12 @@ def _line_text(text: str, name: str, line: int) -> str:
 def format_show_access_list(acls: Sequence[AclRecord], *, release: tuple[int, int] = NEWEST) -> str:
     """``show access-list``: the cached-flows header, then per list ``access-list OUT; 2 elements; name
     hash: 0x...`` and per ACE ``access-list OUT line 1 extended permit tcp any host 10.1.1.5 eq www
-    (hitcnt=12) 0x...``, object-group ACEs followed by their expanded elements indented two spaces.
-    statewall counts hits per ACE: element lines carry no count of their own (said below the list)."""
+    (hitcnt=12) 0x...``, object-group ACEs followed by their expanded elements indented two spaces,
+    each with its own ``(hitcnt=N)`` (the ACE's count is the sum of its elements')."""
     lines = [
         "access-list cached ACL log flows: total 0, denied 0 (deny-flow-max 4096)",
         "            alert-interval 300",
     ]
-    split_unknown = False
     for acl in acls:
         count = sum(max(1, len(e.elements)) for e in acl.entries)
         lines.append(
@@ -109,11 +108,8 @@ def format_show_access_list(acls: Sequence[AclRecord], *, release: tuple[int, in
             lines.append(
                 f"{_line_text(e.text, acl.name, i)} (hitcnt={e.hits}){tail} 0x{ace_hash(e.origin):x}"
             )
-            for etext, ehash in e.elements:
-                split_unknown = True
-                lines.append(f"  {_line_text(etext, acl.name, i)} 0x{ehash:x}")
-    if split_unknown:
-        lines.append("statewall: hits are counted per ACE; the expanded element lines carry no hitcnt")
+            for etext, ehash, ehits in e.elements:
+                lines.append(f"  {_line_text(etext, acl.name, i)} (hitcnt={ehits}) 0x{ehash:x}")
     return "\n".join(lines) + "\n"
 
 
@@ -149,13 +145,22 @@ def _nat_text(rule: NatRule) -> str:
     return text
 
 
-def format_show_nat(policy: Policy, hits: Mapping[object, int], *, release: tuple[int, int] = NEWEST) -> str:
+def format_show_nat(
+    policy: Policy,
+    hits: Mapping[object, int],
+    unhits: Mapping[object, int] | None = None,
+    *,
+    release: tuple[int, int] = NEWEST,
+) -> str:
     """``show nat``: 8.3+ ``Manual NAT Policies (Section 1)`` / ``Auto NAT Policies (Section 2)`` with
     ``1 (inside) to (outside) source dynamic OBJ interface`` and ``    translate_hits = N,
     untranslate_hits = 0``; 8.2 ``NAT policies on Interface inside:`` with ``match ip ...`` lines.
     ``hits`` counts the translations built per rule (by the rule's origin): statewall counts a
-    translation slot once when it is built (the ASA counts every connection translated), and does
-    not count untranslate hits (printed 0)."""
+    translation slot once when it is built (the ASA counts every connection translated). ``unhits``
+    counts the connections opened to the rule's mapped address (UN-NAT), per rule: the reverse
+    direction, one per connection, as the twice NAT samples of ``show nat detail`` (2/2 and 1/1 for
+    one connection each way) suggest; Cisco's reference does not define the two counters."""
+    unhits = unhits or {}
     rules = [r for r in policy.nat_rules if not r.inactive]
     lines: list[str] = []
     if release < NAT_83 or all(r.section == 0 for r in rules):
@@ -175,7 +180,8 @@ def format_show_nat(policy: Policy, hits: Mapping[object, int], *, release: tupl
                 else:
                     pool = "Interface PAT" if r.pool is not None and r.pool.interface else "pool"
                     lines.append(f"    dynamic translation to pool {r.nat_id or 0} ({pool})")
-                lines.append(f"    translate_hits = {hits.get(r.origin, 0)}, untranslate_hits = 0")
+                t, u = hits.get(r.origin, 0), unhits.get(r.origin, 0)
+                lines.append(f"    translate_hits = {t}, untranslate_hits = {u}")
         return "\n".join(lines) + "\n" if lines else ""
     for section, title in ((1, "Manual NAT Policies (Section 1)"), (2, "Auto NAT Policies (Section 2)"),
                            (3, "Manual NAT Policies (Section 3)")):  # fmt: skip
@@ -185,7 +191,9 @@ def format_show_nat(policy: Policy, hits: Mapping[object, int], *, release: tupl
         lines.append(title)
         for i, r in enumerate(group, 1):
             lines.append(f"{i} {_nat_text(r)}")
-            lines.append(f"    translate_hits = {hits.get(r.origin, 0)}, untranslate_hits = 0")
+            lines.append(
+                f"    translate_hits = {hits.get(r.origin, 0)}, untranslate_hits = {unhits.get(r.origin, 0)}"
+            )
     return "\n".join(lines) + "\n" if lines else ""
 
 

@@ -19,6 +19,7 @@ the XML carries only the ASA's elements.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import asdict, dataclass, field
 from xml.sax.saxutils import escape
 
@@ -45,6 +46,42 @@ class TraceResult:
     drop_description: str | None = None
     # statewall's explanation: lines printed after the ASA's text.
     notes: list[str] = field(default_factory=list)
+
+
+# The ``ip/id=``, ``tag=any`` and ``input_ifc=`` form of the lookup lines: ASA 9.x outputs have it
+# (identity firewall, 8.4(2), added the user identity ``id``); 8.2 outputs have ``src ip=..., mask=...,
+# port=0`` and no interface line. The 8.3/8.4 boundary is inferred, not from release notes.
+LOOKUP_IDENTITY = (8, 4)
+
+
+def _pointer(key: str, release: tuple[int, int]) -> str:
+    """The id/user_data the ASA prints are memory addresses (64-bit from 9.x, 32-bit before): statewall
+    prints a stable CRC-32 of the rule instead, in the same width."""
+    crc = zlib.crc32(key.encode())
+    return f"0x7f{crc:010x}" if release >= LOOKUP_IDENTITY else f"0x{crc:08x}"
+
+
+def lookup_lines(lk, release: tuple[int, int]) -> list[str]:
+    """The ``detailed`` form's rule lines for a ``statewall.engine.context.Lookup``, as the ASA prints
+    them (9.x: `` in  id=0x7fffde1286c0, priority=11, domain=permit, deny=true`` / ``        hits=N,
+    user_data=0x6, cs_id=0x0, use_real_addr, flags=0x0, protocol=0`` / ``        src ip/id=0.0.0.0,
+    mask=0.0.0.0, port=0, tag=any`` / ``        dst ip/id=..., tag=any, dscp=0x0`` / ``
+    input_ifc=outside, output_ifc=any``; 8.2: ``src ip=``/``dst ip=`` without tag and interfaces)."""
+    new = release >= LOOKUP_IDENTITY
+    user = _pointer(lk.key + "/user_data", release) if lk.user_data else "0x0"
+    flags = "".join(f"{f}, " for f in lk.flags)
+    ip = "ip/id" if new else "ip"
+    tag = ", tag=any" if new else ""
+    lines = [
+        f" {lk.direction:<3} id={_pointer(lk.key, release)}, priority={lk.priority}, domain={lk.domain}, "
+        f"deny={'true' if lk.deny else 'false'}",
+        f"        hits={lk.hits}, user_data={user}, cs_id=0x0, {flags}flags=0x0, protocol={lk.protocol}",
+        f"        src {ip}={lk.src[0]}, mask={lk.src[1]}, port={lk.src[2]}{tag}",
+        f"        dst {ip}={lk.dst[0]}, mask={lk.dst[1]}, port={lk.dst[2]}{tag}, dscp=0x0",
+    ]
+    if new:
+        lines.append(f"        input_ifc={lk.input_ifc}, output_ifc={lk.output_ifc}")
+    return lines
 
 
 def format_text(phases: list[TracePhase], result: TraceResult, *, detailed: bool = False) -> str:
@@ -84,9 +121,16 @@ def format_text(phases: list[TracePhase], result: TraceResult, *, detailed: bool
     return "\n".join(lines) + "\n"
 
 
-def format_xml(phases: list[TracePhase], result: TraceResult) -> str:
+def format_xml(phases: list[TracePhase], result: TraceResult, *, detailed: bool = False) -> str:
+    """The ``xml`` form; with ``detailed`` each phase's ``<extra>`` also holds its rule lookup, as the
+    text form's Additional Information does."""
     out: list[str] = []
     for n, ph in enumerate(phases, 1):
+        extra = (
+            [*ph.info, " Forward Flow based lookup yields rule:", *ph.lookup]
+            if detailed and ph.lookup
+            else ph.info
+        )
         out += [
             "<Phase>",
             f"<id>{n}</id>",
@@ -94,7 +138,7 @@ def format_xml(phases: list[TracePhase], result: TraceResult) -> str:
             f"<subtype>{escape(ph.subtype)}</subtype>",
             f"<result>{'ALLOW' if ph.allowed else 'DROP'}</result>",
             f"<config>{escape(chr(10).join(ph.config))}</config>",
-            f"<extra>{escape(chr(10).join(ph.info))}</extra>",
+            f"<extra>{escape(chr(10).join(extra))}</extra>",
             "</Phase>",
         ]
     out += [

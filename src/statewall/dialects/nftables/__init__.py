@@ -5,7 +5,9 @@ Tables of the ip, ip6 and inet families go to ``Policy.nft_tables``: base chains
 with conntrack as the kernel orders them, and regular chains they jump to; named sets go to
 ``Policy.nf_sets``. ``render`` prints the tables back as ``nft list ruleset`` does, with counters
 after a replay. A malformed or unmodelled construct raises ``ConfigError`` (``file:line:col``) and
-nothing is returned. Modules: ``lexer``, ``parser``, ``render``. See docs/nftables.md.
+nothing is returned. Modules: ``lexer``, ``parser`` (tables, chains, rules), ``sets`` (sets, maps,
+keys, dynamic updates, meters: a mixin of the parser), ``keys`` (key types, times, values as nft
+prints them), ``render``. See docs/nftables.md.
 """
 
 from __future__ import annotations

@@ -20,9 +20,12 @@ Owns the grammar statewall reads and what each piece becomes:
   ``reject``, ``return``, ``jump``, ``goto``, ``snat``, ``dnat``, ``masquerade``, ``redirect``) as
   the target.
 
-Anything else (maps, verdict maps, concatenations, set timeouts, flowtables, ``ct timeout`` objects,
-other families, ``queue``) is refused as ``file:line:col: ... is not modelled``, and nothing is
-returned.
+Also read: sets by key type and concatenations, timeouts, ``add``/``update @set`` and meters
+(``statewall.nft_sets`` runs them), data maps, ``th``, ``limit rate over`` and byte limits, ``log
+group``, flowtables and ``flow add``, ``ct timeout`` objects, netdev (and inet) ingress chains, and
+the command forms of ``nft -f`` scripts (``add``/``insert`` ...). Anything else (``queue``, ``fwd``,
+other stateful objects, the arp and bridge families' rules) is refused as ``file:line:col: ... is
+not modelled``, and nothing is returned.
 """
 
 from __future__ import annotations
@@ -33,15 +36,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ...policy import (
+    NF_CT_TIMEOUT_STATES,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
     PROTO_UDP,
     Match,
     NfChain,
+    NfCtTimeout,
     NfExtension,
+    NfFlowtable,
     NfRule,
-    NfSet,
     NfTable,
     Origin,
     Policy,
@@ -51,6 +56,7 @@ from ...policy import (
 from ..errors import ConfigError
 from ..iptables import names
 from .lexer import Token, tokens
+from .sets import SetSyntax
 
 HOOKS = {
     "prerouting": "PREROUTING",
@@ -154,6 +160,8 @@ REJECT_ICMPX6 = {
     "host-unreachable": "icmp6-addr-unreachable",
 }
 _END = frozenset({"\n", ";", "}"})
+_RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+_BYTE_UNITS = {"bytes": 1, "kbytes": 1024, "mbytes": 1024 * 1024}
 _VERDICTS = frozenset({"accept", "drop", "return", "jump", "goto", "continue"})
 
 
@@ -174,7 +182,7 @@ class _Rule:
     implied_nfproto: bool = False
 
 
-class Parser:
+class Parser(SetSyntax):
     def __init__(self, text: str, file: str) -> None:
         self.file = file
         self.toks = tokens(text, file)
@@ -232,22 +240,139 @@ class Parser:
                 continue
             if tok.text == "flush":
                 what = self.next("ruleset")
-                if what.text != "ruleset":
-                    raise self.not_modelled(what, f"flush {what.text}")
-                self.policy.nft_tables.clear()
-                self.policy.nf_sets.clear()
+                if what.text == "ruleset":
+                    self.policy.nft_tables.clear()
+                    self.policy.nf_sets.clear()
+                else:
+                    self.flush(tok, what)
             elif tok.text == "table":
                 self.table(tok)
-            elif tok.text in ("add", "create", "insert", "delete", "include", "list"):
-                raise self.not_modelled(tok, f"the {tok.text} command (write the ruleset as table blocks)")
+            elif tok.text in ("add", "create", "insert"):
+                self.command(tok)
+            elif tok.text in ("chain", "rule", "set", "map", "element", "flowtable"):
+                self.i -= 1  # "chain inet f c { ... }": nft's add without the word
+                self.command(tok)
+            elif tok.text in ("delete", "destroy", "replace", "reset", "include", "list", "rename"):
+                raise self.not_modelled(tok, f"the {tok.text} command")
             else:
                 raise self.error(tok, f"table, flush ruleset or define expected, not {tok.text!r}")
+        for table in self.policy.nft_tables:
+            self.check_jumps(table)
         return self.policy
+
+    # -- the command forms (nft -f scripts: add table, add chain, add rule, insert rule, ...) --------
+
+    def family_table(self, what: Token, create: bool = False) -> NfTable:
+        """``[FAMILY] TABLE`` (the family ip when unsaid, as nft takes it)."""
+        fam = self.next("a family or a table")
+        if fam.text in FAMILIES or fam.text in ("arp", "bridge", "netdev"):
+            if fam.text not in FAMILIES and fam.text != "netdev":
+                raise self.not_modelled(fam, f"the {fam.text} family in a command")
+            name = self.next("a table name")
+            family = fam.text
+        else:
+            name, family = fam, "ip"
+        table = next((t for t in self.policy.nft_tables if t.family == family and t.name == name.text), None)
+        if table is None:
+            if not create:
+                raise self.error(
+                    name, f"table {family} {name.text} does not exist (No such file or directory)"
+                )
+            table = NfTable(name.text, origin=self.origin(name), family=family)
+            self.policy.nft_tables.append(table)
+        return table
+
+    def command(self, verb: Token) -> None:
+        """``add|create|insert OBJECT ...``: what a table block declares, one object a line."""
+        what = self.next("table, chain, rule, set, map, element or flowtable")
+        if what.text == "table":
+            start = self.i
+            fam = self.next("a family or a table")
+            if fam.text in ("arp", "bridge") or self.peek() is None or self.peek().text != "{":
+                self.i = start
+                table = self.family_table(what, create=True)
+                if self.peek() is not None and self.peek().text == "{":
+                    self.i = start
+                    self.table(what)
+                return
+            self.i = start
+            if fam.text not in FAMILIES:
+                # "add table NAME { ... }": the ip family.
+                self.toks.insert(self.i, Token("ip", fam.line, fam.col))
+            self.table(what)
+            return
+        table = self.family_table(what)
+        if what.text == "chain":
+            name = self.toks[self.i] if self.i < len(self.toks) else None
+            nxt = self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
+            if name is not None and (nxt is None or nxt.text != "{"):
+                self.i += 1
+                if name.text in table.chains:
+                    if verb.text == "create":
+                        raise self.error(name, f"chain {name.text} already exists (File exists)")
+                    return
+                table.chains[name.text] = NfChain(name.text, None, origin=self.origin(name))
+                return
+            self.chain(table, exists_ok=verb.text != "create")
+        elif what.text == "rule":
+            name = self.next("a chain")
+            chain = table.chains.get(name.text)
+            if chain is None:
+                raise self.error(
+                    name,
+                    f"chain {name.text} does not exist in table {table.name} (No such file or directory)",
+                )
+            nxt = self.peek()
+            if nxt is not None and nxt.text in ("position", "handle", "index"):
+                raise self.not_modelled(nxt, f"rule {nxt.text} (rules are placed in order)")
+            rule = self.rule(table, chain)
+            if verb.text == "insert":
+                chain.rules.insert(0, rule)
+            else:
+                chain.rules.append(rule)
+        elif what.text == "set":
+            self.set_(table)
+        elif what.text == "map":
+            self.named_vmap(table)
+        elif what.text == "flowtable":
+            self.flowtable(table)
+        elif what.text == "element":
+            self.add_elements(table)
+        elif what.text == "ct":
+            self.ct_object(table, what)
+        else:
+            raise self.not_modelled(what, f"{verb.text} {what.text}")
+
+    def flush(self, tok: Token, what: Token) -> None:
+        """``flush table|chain|set ...``: their rules or elements go (``flush ruleset`` is above)."""
+        if what.text == "table":
+            table = self.family_table(what)
+            for chain in table.chains.values():
+                chain.rules.clear()
+        elif what.text == "chain":
+            table = self.family_table(what)
+            name = self.next("a chain")
+            chain = table.chains.get(name.text)
+            if chain is None:
+                raise self.error(name, f"chain {name.text} does not exist in table {table.name}")
+            chain.rules.clear()
+        elif what.text in ("set", "map"):
+            table = self.family_table(what)
+            name = self.next("a set")
+            s = self.policy.nf_sets.get(f"{table.family} {table.name} {name.text}")
+            if s is None:
+                raise self.error(name, f"{what.text} {name.text} does not exist in table {table.name}")
+            s.members.clear()
+            s.text.clear()
+            s.timeouts.clear()
+            s.values.clear()
+        else:
+            raise self.not_modelled(what, f"flush {what.text}")
 
     def table(self, start: Token) -> None:
         fam = self.next("a family")
-        if fam.text not in FAMILIES:
-            if fam.text in ("arp", "bridge", "netdev"):
+        if fam.text not in FAMILIES and fam.text != "netdev":
+            if fam.text in ("arp", "bridge"):
                 # Not routed IP traffic: said, and skipped as a whole.
                 name = self.next("a table name")
                 self.expect("{")
@@ -264,7 +389,7 @@ class Parser:
                     )
                 )
                 return
-            raise self.error(fam, f"table family {fam.text!r}: ip, ip6 or inet")
+            raise self.error(fam, f"table family {fam.text!r}: ip, ip6, inet or netdev")
         name = self.next("a table name")
         table = next(
             (t for t in self.policy.nft_tables if t.family == fam.text and t.name == name.text), None
@@ -285,11 +410,12 @@ class Parser:
                     self.i += 1
             elif tok.text == "map":
                 self.named_vmap(table)
-            elif tok.text in ("flowtable", "counter", "quota", "limit", "secmark", "synproxy"):
+            elif tok.text == "flowtable":
+                self.flowtable(table)
+            elif tok.text in ("counter", "quota", "limit", "secmark", "synproxy"):
                 raise self.not_modelled(tok, f"{tok.text} objects")
             else:
                 raise self.error(tok, f"chain, set or ct helper expected in a table, not {tok.text!r}")
-        self.check_jumps(table)
 
     def statements(self, opener: Token, what: str) -> Iterator[Token]:
         """The first word of each statement in the ``{ ... }`` of a table, set or map, up to and past its
@@ -305,55 +431,6 @@ class Parser:
                 continue
             yield tok
 
-    def set_(self, table: NfTable) -> None:
-        name = self.next("a set name")
-        self.expect("{")
-        kind = None
-        members: list[Token] = []
-        interval = False
-        for tok in self.statements(name, "set"):
-            if tok.text == "type":
-                kind = self.next("a type")
-                if self.peek() is not None and self.peek().text == ".":
-                    raise self.not_modelled(kind, "concatenated set types")
-                if kind.text not in ("ipv4_addr", "ipv6_addr", "inet_service"):
-                    raise self.not_modelled(kind, f"sets of type {kind.text}")
-            elif tok.text == "flags":
-                while not self.at_end():
-                    flag = self.next()
-                    if flag.text in ("timeout", "dynamic"):
-                        raise self.not_modelled(flag, f"set flag {flag.text}")
-                    interval = interval or flag.text == "interval"
-            elif tok.text == "elements":
-                self.expect("=")
-                members = self.braced()
-            elif tok.text in ("timeout", "gc-interval", "size", "policy", "auto-merge", "comment", "counter"):
-                if tok.text in ("timeout",):
-                    raise self.not_modelled(tok, "set timeouts")
-                while not self.at_end():
-                    self.i += 1
-            else:
-                raise self.error(tok, f"set: type, flags or elements expected, not {tok.text!r}")
-        if kind is None:
-            raise self.error(name, f"set {name.text}: no type")
-        key = f"{table.family} {table.name} {name.text}"
-        if kind.text == "inet_service":
-            s = NfSet(name.text, "nft:" + kind.text, 4, ("port",), origin=self.origin(name))
-            for m in members:
-                lo, hi = self.port_range(m)
-                s.members.append(((0, lo, hi),))
-                s.text.append(m.text)
-        else:
-            fam = 4 if kind.text == "ipv4_addr" else 6
-            s = NfSet(name.text, "nft:" + kind.text, fam, ("net",), origin=self.origin(name))
-            for m in members:
-                lo, hi = self.address_range(m, fam)
-                s.members.append(((lo, hi),))
-                s.text.append(m.text)
-        s.options = ["interval"] if interval else []
-        self.policy.nf_sets[key] = s
-        table.sets_order.append(name.text)
-
     def named_vmap(self, table: NfTable) -> None:
         """``map NAME { type ifname|inet_service : verdict; elements = { k : verdict, ... } }``."""
         name = self.next("a map name")
@@ -361,6 +438,9 @@ class Parser:
         key_type = None
         entries: list = []
         for tok in self.statements(name, "map"):
+            if tok.text == "type" and not self.verdict_map_ahead():
+                self.data_map(table, name, tok)
+                return
             if tok.text == "type":
                 key_type = self.next("a key type")
                 colon = self.next("':'")
@@ -387,11 +467,96 @@ class Parser:
         table.vmaps[name.text] = (key_type.text, tuple(entries))
         table.sets_order.append(name.text)
 
+    def flowtable(self, table: NfTable) -> None:
+        """``flowtable NAME { hook ingress priority P; devices = { a, b }; [counter;] [flags offload;] }``."""
+        name = self.next("a flowtable name")
+        if name.text in table.flowtables:
+            raise self.error(name, f"flowtable {name.text} already exists in table {table.name}")
+        self.expect("{")
+        ft = NfFlowtable(name.text, origin=self.origin(name))
+        hooked = False
+        for tok in self.statements(name, "flowtable"):
+            if tok.text == "hook":
+                hook = self.next("ingress")
+                if hook.text != "ingress":
+                    raise self.error(hook, f"a flowtable hooks ingress, not {hook.text}")
+                self.expect("priority")
+                ft.priority = self.priority()
+                hooked = True
+            elif tok.text == "devices":
+                self.expect("=")
+                ft.devices = tuple(t.text for t in self.braced())
+            elif tok.text == "counter":
+                ft.counter = True
+            elif tok.text == "flags":
+                while not self.at_end():
+                    flag = self.next()
+                    if flag.text != "offload":
+                        raise self.error(flag, f"flowtable flag {flag.text!r}: offload")
+                    ft.hw_offload = True
+            else:
+                raise self.error(
+                    tok, f"flowtable: hook, devices, counter or flags expected, not {tok.text!r}"
+                )
+        if not hooked:
+            raise self.error(name, f"flowtable {name.text}: no hook (hook ingress priority P)")
+        table.flowtables[name.text] = ft
+
+    def flow_offload(self, r: _Rule, tok: Token, table: NfTable, chain: NfChain) -> None:
+        """``flow add @NAME`` (``flow offload @NAME``, the older spelling): nft_flow_offload."""
+        verb = self.next("add")
+        if verb.text not in ("add", "offload"):
+            raise self.not_modelled(verb, f"flow {verb.text}")
+        ref = self.next("@flowtable")
+        name = ref.text.removeprefix("@")
+        if name not in table.flowtables:
+            raise self.error(ref, f"flowtable {name} does not exist in table {table.name}")
+        if chain.hook is not None and chain.hook != "FORWARD":
+            raise self.error(tok, "flow add is only valid in a forward chain (Operation not supported)")
+        r.statements.append(
+            ("FLOW_OFFLOAD", {"flowtable": f"{table.family} {table.name} {name}", "name": name})
+        )
+
     def chain_placeholder(self, table: NfTable) -> NfChain:
         return NfChain(f"map in table {table.name}")
 
+    def ct_timeout(self, table: NfTable) -> None:
+        """``ct timeout NAME { protocol tcp|udp|icmp; [l3proto ip|ip6|inet;] policy = { s : T, ... } }``."""
+        name = self.next("a timeout name")
+        self.expect("{")
+        proto = None
+        l3 = table.family if table.family != "inet" else "ip"
+        policy: dict[str, float] = {}
+        for tok in self.statements(name, "ct timeout"):
+            if tok.text == "protocol":
+                proto = self.next("tcp, udp or icmp")
+                if proto.text not in NF_CT_TIMEOUT_STATES:
+                    raise self.not_modelled(proto, f"ct timeout for protocol {proto.text}")
+            elif tok.text == "l3proto":
+                l3 = self.next("ip or ip6").text
+            elif tok.text == "policy":
+                if proto is None:
+                    raise self.error(tok, "ct timeout: the protocol comes before the policy")
+                self.expect("=")
+                brace = self.expect("{")
+                for state in self.listed(brace):
+                    if state.text not in NF_CT_TIMEOUT_STATES[proto.text]:
+                        raise self.error(state, f"unknown {proto.text} timeout state {state.text!r}")
+                    self.expect(":")
+                    policy[state.text] = self.duration(self.next("a time"))
+            elif tok.text == "comment":
+                self.next("a comment")
+            else:
+                raise self.error(tok, f"ct timeout: protocol, l3proto or policy expected, not {tok.text!r}")
+        if proto is None:
+            raise self.error(name, "ct timeout: protocol expected")
+        table.ct_timeouts[name.text] = NfCtTimeout(name.text, proto.text, l3, policy, self.origin(name))
+
     def ct_object(self, table: NfTable, start: Token) -> None:
         kind = self.next("helper")
+        if kind.text == "timeout":
+            self.ct_timeout(table)
+            return
         if kind.text != "helper":
             raise self.not_modelled(kind, f"ct {kind.text} objects")
         name = self.next("a helper name")
@@ -419,12 +584,15 @@ class Parser:
         self.helpers[f"{table.family} {table.name} {name.text}"] = helper.text
         table.helpers[name.text] = (helper.text, proto)
 
-    def chain(self, table: NfTable) -> None:
+    def chain(self, table: NfTable, exists_ok: bool = True) -> None:
+        """``chain NAME { ... }``: declared, or (nft's add) added to when it exists already."""
         name = self.next("a chain name")
-        if name.text in table.chains:
+        chain = table.chains.get(name.text)
+        if chain is not None and not exists_ok:
             raise self.error(name, f"chain {name.text} already exists in table {table.family} {table.name}")
-        chain = NfChain(name.text, None, origin=self.origin(name))
-        table.chains[name.text] = chain
+        if chain is None:
+            chain = NfChain(name.text, None, origin=self.origin(name))
+            table.chains[name.text] = chain
         self.expect("{")
         while True:
             tok = self.peek(skip_newlines=True)
@@ -459,9 +627,14 @@ class Parser:
             raise self.error(kind, f"chain type {kind.text!r}: filter, nat or route")
         self.expect("hook")
         hook = self.next("a hook")
+        if table.family == "netdev" and hook.text != "ingress":
+            raise self.not_modelled(hook, f"the netdev {hook.text} hook (ingress is read)")
+        if hook.text == "ingress":
+            if table.family not in ("netdev", "inet") or kind.text != "filter":
+                raise self.error(hook, "hook ingress: a filter chain of a netdev or inet table")
+            self.ingress_chain(chain, table)
+            return
         if hook.text not in HOOKS:
-            if hook.text == "ingress":
-                raise self.not_modelled(hook, "the ingress hook")
             raise self.error(hook, f"unknown hook {hook.text!r}")
         if kind.text == "nat" and hook.text == "forward":
             raise self.error(hook, "nat chains hook prerouting, input, output or postrouting")
@@ -474,6 +647,23 @@ class Parser:
         chain.priority = self.priority()
         chain.kind = kind.text
         chain.hook = HOOKS[hook.text]
+        chain.policy = "ACCEPT"
+
+    def ingress_chain(self, chain: NfChain, table: NfTable) -> None:
+        """``... hook ingress device "eth0" | devices = { a, b } priority P;``: a chain run on the
+        packets those devices receive, before PREROUTING (``engine/nf_path.py``)."""
+        tok = self.next("device")
+        if tok.text == "device":
+            chain.devices = (self.next("a device").text,)
+        elif tok.text == "devices":
+            self.expect("=")
+            chain.devices = tuple(t.text for t in self.braced())
+        else:
+            raise self.error(tok, "hook ingress needs its device (device NAME or devices = { ... })")
+        self.expect("priority")
+        chain.priority = self.priority()
+        chain.kind = "filter"
+        chain.hook = "INGRESS"
         chain.policy = "ACCEPT"
 
     def priority(self) -> int:
@@ -701,7 +891,15 @@ class Parser:
                 raise self.error(tok, f"unexpected string {word!r}")
             if verdict_tok is not None and word != "comment":
                 raise self.error(tok, f"nothing may follow the verdict {verdict_tok.text!r} but a comment")
-            if word in ("iifname", "oifname", "iif", "oif"):
+            if self.keyed_ahead(tok):
+                self.key_match(r, tok, table)
+            elif word in ("add", "update"):
+                self.dynset(r, tok, table)
+            elif word == "meter":
+                self.meter(r, tok, table)
+            elif word == "flow":
+                self.flow_offload(r, tok, table, chain)
+            elif word in ("iifname", "oifname", "iif", "oif"):
                 self.interface(r, tok, table, chain)
             elif word in ("ip", "ip6"):
                 self.ip_match(r, tok, table)
@@ -716,7 +914,7 @@ class Parser:
             elif word == "fib":
                 self.fib(r, tok)
             elif word == "th":
-                raise self.not_modelled(tok, "th (transport header) matches")
+                raise self.not_modelled(self.peek() or tok, f"th {(self.peek() or tok).text}")
             elif word == "limit":
                 self.limit(r, tok)
             elif word == "counter":
@@ -756,6 +954,8 @@ class Parser:
                 raise self.not_modelled(tok, "queue")
             else:
                 raise self.not_modelled(tok, f"{word!r} in a rule")
+
+    # -- keys: set lookups, concatenations, dynamic sets, meters ------------------------------------
 
     def check_jumps(self, table: NfTable) -> None:
         """Every jump names a regular chain of the table; no loop (nf_tables refuses both, ELOOP)."""
@@ -865,12 +1065,8 @@ class Parser:
         neg, vals = self.values()
         side = "src" if what.text == "saddr" else "dst"
         if len(vals) == 1 and vals[0].text.startswith("@"):
-            key = f"{table.family} {table.name} {vals[0].text[1:]}"
-            if key not in self.policy.nf_sets:
-                raise self.error(vals[0], f"set {vals[0].text[1:]} does not exist in table {table.name}")
-            r.extensions.append(
-                NfExtension("set", {"name": key, "dirs": (side,), "negate": neg, **_SET_DEFAULTS})
-            )
+            keyname = f"{tok.text} {what.text}"
+            r.extensions.append(NfExtension("nftset", self.set_ref(vals[0], table, (keyname,), neg)))
             return
         nets = []
         ranges = []
@@ -940,7 +1136,11 @@ class Parser:
             neg, vals = self.values()
             key = "source_ports" if what.text == "sport" else "destination_ports"
             if len(vals) == 1 and vals[0].text.startswith("@"):
-                raise self.not_modelled(vals[0], "named port sets")
+                keyname = f"{tok.text} {what.text}"
+                r.extensions.append(
+                    NfExtension("nftset", self.set_ref(vals[0], self.table_now, (keyname,), neg))
+                )
+                return
             ports = []
             for v in vals:
                 lo, hi = self.port_range(v)
@@ -1073,6 +1273,13 @@ class Parser:
         elif what.text in ("l4proto",):
             neg, vals = self.values()
             self.protocol(r, vals, neg)
+        elif what.text == "protocol":
+            # meta protocol ip|ip6 (the ethertype; netdev rules): statewall sees IP packets only.
+            neg, vals = self.values()
+            if len(vals) != 1 or vals[0].text not in ("ip", "ip6"):
+                raise self.not_modelled(vals[0], "this meta protocol match (ip or ip6 is read)")
+            version = 4 if vals[0].text == "ip" else 6
+            r.extensions.append(NfExtension("ethertype", {"version": version, "negate": neg}))
         elif what.text == "nfproto":
             neg, vals = self.values()
             if neg or len(vals) != 1 or vals[0].text not in ("ipv4", "ipv6"):
@@ -1097,6 +1304,12 @@ class Parser:
         if nxt is not None and nxt.text == "set":
             self.i += 1
             value = self.next("a value")
+            if self.keyed_map_ahead(value):
+                mapped = self.map_ref(r, value, self.table_now, ("mark",))
+                r.statements.append(
+                    (set_target, {"mode": "set", "value": 0, "mask": 0xFFFFFFFF, "map": mapped})
+                )
+                return
             if value.text == copy_from:
                 self.expect("mark")
                 r.statements.append(
@@ -1113,6 +1326,8 @@ class Parser:
         )
 
     def ct(self, r: _Rule, tok: Token, table: NfTable) -> None:
+        if table.family == "netdev":
+            raise self.error(tok, "ct expressions are not available in a netdev table (Protocol error)")
         what = self.next("a ct key")
         if what.text == "state" and self.vmap_ahead():
 
@@ -1142,6 +1357,16 @@ class Parser:
             r.fields.update(ctstates=frozenset(states), ctstates_negate=neg)
         elif what.text == "mark":
             self.mark(r, copy_from="meta", copy_mode="save", set_target="CONNMARK", match="connmark")
+        elif what.text == "timeout":
+            self.expect("set")
+            name = self.next("a timeout object")
+            obj = table.ct_timeouts.get(name.text)
+            if obj is None:
+                raise self.error(name, f"ct timeout {name.text!r} is not declared in table {table.name}")
+            proto = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP}[obj.protocol]
+            r.statements.append(
+                ("CTTIMEOUT", {"object": name.text, "protocol": proto, "policy": dict(obj.policy)})
+            )
         elif what.text == "helper":
             nxt = self.peek()
             if nxt is not None and nxt.text == "set":
@@ -1201,16 +1426,38 @@ class Parser:
         )
 
     def limit(self, r: _Rule, tok: Token) -> None:
+        args = self.limit_args()
+        if args["over"] or args["bytes"]:
+            r.extensions.append(NfExtension("nftlimit", args))
+            return
+        # A packet limit as xt_limit keys it (the same bucket: unit/rate per packet, burst of them).
+        avg = 10000 * args["unit"] // args["rate"]
+        r.extensions.append(NfExtension("limit", {"avg": avg, "burst": args["burst"] or 5}))
+
+    def limit_args(self) -> dict:
+        """``rate [over] N/UNIT`` or ``rate [over] N [k|m]bytes/UNIT``, ``[burst N packets|bytes]``
+        after ``limit``: nft_limit's rate, unit (seconds), burst, over, bytes."""
         self.expect("rate")
+        over = False
         nxt = self.peek()
         if nxt is not None and nxt.text == "over":
-            raise self.not_modelled(nxt, "limit rate over")
+            self.i += 1
+            over = True
         rate = self.next("a rate")
+        scale = 0
         count, _, unit = rate.text.partition("/")
-        mult = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}.get(unit)
+        if not unit:
+            size = self.next("bytes/UNIT")
+            word, _, unit = size.text.partition("/")
+            scale = _BYTE_UNITS.get(word, 0)
+            if not scale:
+                raise self.error(
+                    size, f"bad rate unit {size.text!r} (bytes, kbytes or mbytes per second ...)"
+                )
+        mult = _RATE_UNITS.get(unit)
         if not count.isdigit() or mult is None or int(count) == 0:
-            raise self.error(rate, f"bad rate {rate.text!r} (N/second, /minute, /hour, /day)")
-        burst = 5
+            raise self.error(rate, f"bad rate {rate.text!r} (N/second, /minute, /hour, /day, /week)")
+        burst = 0
         nxt = self.peek()
         if nxt is not None and nxt.text == "burst":
             self.i += 1
@@ -1218,9 +1465,22 @@ class Parser:
             unit_tok = self.peek()
             if unit_tok is not None and unit_tok.text == "packets":
                 self.i += 1
-            elif unit_tok is not None and unit_tok.text in ("bytes", "kbytes", "mbytes"):
-                raise self.not_modelled(unit_tok, "byte limits")
-        r.extensions.append(NfExtension("limit", {"avg": 10000 * mult // int(count), "burst": burst}))
+                if scale:
+                    raise self.error(unit_tok, "a byte rate takes its burst in bytes")
+            elif unit_tok is not None and unit_tok.text in _BYTE_UNITS:
+                self.i += 1
+                if not scale:
+                    raise self.error(unit_tok, "a packet rate takes its burst in packets")
+                burst *= _BYTE_UNITS[unit_tok.text]
+        elif not scale:
+            burst = 5
+        return {
+            "rate": int(count) * (scale or 1),
+            "unit": mult,
+            "burst": burst,
+            "over": over,
+            "bytes": bool(scale),
+        }
 
     def log(self, r: _Rule) -> None:
         args: dict = {"prefix": "", "level": 4, "flags": 0}
@@ -1237,7 +1497,7 @@ class Parser:
                     raise self.error(value, f"unknown log level {value.text!r}")
                 args["level"] = names.LOG_LEVELS[value.text]
             elif nxt.text == "group":
-                raise self.not_modelled(nxt, "log group (nflog)")
+                args["group"] = self.number(value)
             else:
                 bits = {"tcp": 0, "ip": 4, "all": 7}
                 if value.text == "tcp":
@@ -1253,6 +1513,12 @@ class Parser:
                     args["flags"] |= bits[value.text]
                 else:
                     raise self.not_modelled(value, f"log flags {value.text}")
+        if "group" in args:
+            # log group N: the packet goes to nfnetlink_log group N (NFLOG), not to the kernel log.
+            if args["level"] != 4 or args["flags"]:
+                raise self.error(self.toks[self.i - 1], "log group takes no level or flags (nfnetlink_log)")
+            r.statements.append(("NFLOG", {"group": args["group"], "prefix": args["prefix"], "nft": True}))
+            return
         r.statements.append(("LOG", args))
 
     def reject(self, r: _Rule, table: NfTable) -> None:
@@ -1297,10 +1563,27 @@ class Parser:
         if chain.kind is not None and chain.kind != "nat":
             raise self.error(tok, f"{tok.text} is only valid in a nat chain")
         nxt = self.peek()
+        word = None
         if nxt is not None and nxt.text in ("ip", "ip6"):
             self.i += 1
+            word = nxt.text
         self.expect("to")
         value = self.next("an address")
+        if self.keyed_map_ahead(value):
+            table = self.table_now
+            fam = word or ("ip6" if table.family == "ip6" else "ip")
+            addr = "ipv6_addr" if fam == "ip6" else "ipv4_addr"
+            # The value type: an address, or an address . port (nft's "dnat ip to ... map { k : a . p }").
+            data = (addr,)
+            if self.map_value_parts() == 2:
+                data = (addr, "inet_service")
+            r.target = tok.text.upper()
+            r.target_args = {"addresses": None, "ports": None, "random": False, "persistent": False,
+                             "map": self.map_ref(r, value, table, data), "word": word}  # fmt: skip
+            if tok.text == "snat":
+                r.target_args["random_fully"] = False
+            self.nat_flags(r)
+            return
         text = value.text
         addr_part, port_part = text, ""
         if text.startswith("["):
@@ -1350,9 +1633,6 @@ class Parser:
                 raise self.error(value, f"bad port {value.text!r}")
             r.target_args["ports"] = (int(lo), int(hi or lo))
         self.nat_flags(r)
-
-
-_SET_DEFAULTS = {"return_nomatch": False, "update_counters": True}
 
 
 _FIELD_PARTS = (

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from ...policy import PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, NfRule, NfSet, NfTable, Policy
 from ..iptables import names
+from .keys import KEY_TYPES, format_time, value_text
 from .parser import (
     HOOKS,
     ICMP_CODES,
@@ -48,15 +49,21 @@ def render(policy: Policy, counters: Counters | None = None) -> str:
     return ("\n".join(lines) + "\n" if lines else "") + list_ruleset(policy, counters)
 
 
-def list_ruleset(policy: Policy, counters: Counters | None = None) -> str:
-    """``nft list ruleset``. ``counters``: ``(table label, chain, rule index) -> (packets, bytes)``."""
+Elements = Mapping[str, list[tuple[tuple, float | None, float | None]]]
+
+
+def list_ruleset(policy: Policy, counters: Counters | None = None, elements: Elements | None = None) -> str:
+    """``nft list ruleset``. ``counters``: ``(table label, chain, rule index) -> (packets, bytes)``;
+    ``elements``: the dynamic and timeout sets' elements after a replay (``Netfilter.nft_elements``)."""
     out: list[str] = []
     for table in policy.nft_tables:
-        out.extend(table_lines(policy, table, counters))
+        out.extend(table_lines(policy, table, counters, elements))
     return "\n".join(out) + ("\n" if out else "")
 
 
-def table_lines(policy: Policy, table: NfTable, counters: Counters | None = None) -> list[str]:
+def table_lines(
+    policy: Policy, table: NfTable, counters: Counters | None = None, elements: Elements | None = None
+) -> list[str]:
     out = [f"table {table.family} {table.name} {{"]
     blocks: list[list[str]] = []
     for name, (helper, proto) in table.helpers.items():
@@ -68,17 +75,41 @@ def table_lines(policy: Policy, table: NfTable, counters: Counters | None = None
                 "\t}",
             ]
         )
+    for obj in table.ct_timeouts.values():
+        blocks.append(ct_timeout_lines(obj))
     prefix = f"{table.family} {table.name} "
     for name in table.sets_order:
         if name in table.vmaps:
             key_type, entries = table.vmaps[name]
             blocks.append(vmap_lines(name, key_type, entries))
         elif prefix + name in policy.nf_sets:
-            blocks.append(set_lines(policy.nf_sets[prefix + name]))
+            now = elements.get(prefix + name) if elements is not None else None
+            blocks.append(set_lines(policy.nf_sets[prefix + name], now))
+    for ft in table.flowtables.values():
+        lines = [
+            f"\tflowtable {ft.name} {{",
+            f"\t\thook ingress priority {priority_text(ft.priority)}",
+            "\t\tdevices = { " + ", ".join(ft.devices) + " }",
+        ]
+        if ft.hw_offload:
+            lines.append("\t\tflags offload")
+        if ft.counter:
+            lines.append("\t\tcounter")
+        lines.append("\t}")
+        blocks.append(lines)
     label = f"{table.family} {table.name}"
     for chain in table.chains.values():
         lines = [f"\tchain {chain.name} {{"]
-        if chain.hook is not None:
+        if chain.hook == "INGRESS":
+            # nft names only "filter" (0) at ingress; one device quoted, several sorted in braces.
+            prio = "filter" if not chain.priority else str(chain.priority)
+            if len(chain.devices) == 1:
+                where = f'device "{chain.devices[0]}"'
+            else:
+                where = "devices = { " + ", ".join(sorted(chain.devices)) + " }"
+            policy = (chain.policy or "ACCEPT").lower()
+            lines.append(f"\t\ttype filter hook ingress {where} priority {prio}; policy {policy};")
+        elif chain.hook is not None:
             prio = priority_text(chain.priority or 0, chain.hook)
             lines.append(
                 f"\t\ttype {chain.kind} hook {_HOOK_NAMES[chain.hook]} priority {prio}; "
@@ -97,8 +128,34 @@ def table_lines(policy: Policy, table: NfTable, counters: Counters | None = None
     return out
 
 
+# nft's own defaults for a ct timeout policy (src/ct.c): the states it lists are those that differ.
+_CT_TIMEOUT_DEFAULTS = {
+    "tcp": {"syn_sent": 120, "syn_recv": 60, "established": 432000, "fin_wait": 120, "close_wait": 60,
+            "last_ack": 30, "time_wait": 120, "close": 10, "syn_sent2": 120, "retrans": 300, "unack": 300},
+    "udp": {"unreplied": 30, "replied": 180},
+    "icmp": {"timeout": 30},
+}  # fmt: skip
+
+
+def ct_timeout_lines(obj) -> list[str]:
+    """``ct timeout NAME { ... }`` as nft 1.0.6 lists it (only the states that are not its defaults)."""
+    defaults = _CT_TIMEOUT_DEFAULTS[obj.protocol]
+    states = [
+        f"{state} : {round(obj.policy[state])}"  # whole seconds, as the kernel keeps them
+        for state in defaults
+        if state in obj.policy and obj.policy[state] != defaults[state]
+    ]
+    return [
+        f"\tct timeout {obj.name} {{",
+        f"\t\tprotocol {obj.protocol}",
+        f"\t\tl3proto {obj.l3proto}",
+        "\t\tpolicy = { " + ", ".join(states) + " }",
+        "\t}",
+    ]
+
+
 # How many elements nft prints per line in a set or map declaration, by key type (checked with nft 1.0.6).
-_PER_LINE = {"inet_service": 5, "ipv4_addr": 2, "ipv6_addr": 1, "ifname": 1}
+_PER_LINE = {"inet_service": 5, "ipv4_addr": 2, "ipv6_addr": 1, "ifname": 1, "mark": 5, "inet_proto": 5}
 
 
 def _elements(items: list[str], per_line: int) -> str:
@@ -107,19 +164,71 @@ def _elements(items: list[str], per_line: int) -> str:
     return "\t\telements = { " + ",\n\t\t\t     ".join(lines) + " }"
 
 
-def set_lines(s: NfSet) -> list[str]:
+_FLAG_PRINT_ORDER = ("constant", "dynamic", "interval", "timeout")
+
+
+def set_lines(s: NfSet, live: list | None = None) -> list[str]:
+    """A set declaration as nft 1.0.6 lists it: type, size, flags, timeout, elements (an element's
+    own timeout when it differs from the set's, the ``expires`` it was loaded with). ``live``: the
+    elements as a replay left them, ``(key values, timeout, seconds left)``, listed instead."""
+    if live is not None:
+        s = _with_elements(s, live)
     kind = s.kind.removeprefix("nft:")
-    lines = [f"\tset {s.name} {{", f"\t\ttype {kind}"]
-    interval = "interval" in s.options
-    if interval:
-        lines.append("\t\tflags interval")
+    if s.data:
+        lines = [f"\tmap {s.name} {{", f"\t\ttype {kind} : {' . '.join(s.data)}"]
+    else:
+        lines = [f"\tset {s.name} {{", f"\t\ttype {kind}"]
+    if s.size is not None:
+        lines.append(f"\t\tsize {s.size}")
+    flags = [f for f in _FLAG_PRINT_ORDER if f in s.flags]
+    if flags:
+        lines.append("\t\tflags " + ",".join(flags))
+    if s.timeout is not None:
+        lines.append(f"\t\ttimeout {format_time(s.timeout)}")
     if s.text:
-        items = list(s.text)
-        if interval:  # an interval set is a tree: nft lists it in order
-            items = [t for _, t in sorted(zip(s.members, s.text, strict=True), key=lambda mt: mt[0])]
+        timeouts = s.timeouts or [None] * len(s.text)
+        items = []
+        for text, tmo in zip(s.text, timeouts, strict=True):
+            if tmo is not None:
+                if tmo[0] is not None and tmo[0] != s.timeout:
+                    text += f" timeout {format_time(tmo[0])}"
+                if tmo[1] is not None:
+                    text += f" expires {format_time(tmo[1])}"
+            items.append(text)
+        if len(s.members) == len(items):
+            # nft lists a set's elements sorted by value (interface names as the little-endian
+            # numbers their bytes make: "wg0" before "eth1").
+            tree = "interval" in s.flags
+            items = [
+                t for _, t in sorted(zip(s.members, items, strict=True), key=lambda mt: _order(mt[0], tree))
+            ]
         lines.append(_elements(items, _PER_LINE.get(kind, 1)))
     lines.append("\t}")
     return lines
+
+
+def _with_elements(s: NfSet, live: list) -> NfSet:
+    import dataclasses
+
+    members, text, timeouts = [], [], []
+    for key, timeout, left in live:
+        parts = tuple(v if isinstance(v, str) else (v, v) for v in key)
+        members.append(parts)
+        text.append(" . ".join(value_text(k, p) for k, p in zip(s.dims, parts, strict=True)))
+        timeouts.append(None if timeout is None and left is None else (timeout, left))
+    return dataclasses.replace(s, members=members, text=text, timeouts=timeouts)
+
+
+def _order(member: tuple, tree: bool) -> tuple:
+    """An element's place in nft's listing: by value; names of an interval set (a tree, memcmp) by
+    their bytes, of a hash set as the little-endian numbers their bytes make."""
+    order = "big" if tree else "little"
+    return tuple(
+        (0, int.from_bytes(p.rstrip("*").encode()[:16].ljust(16, b"\0"), order))
+        if isinstance(p, str)
+        else (1, p)
+        for p in member
+    )
 
 
 def vmap_lines(name: str, key_type: str, entries: tuple) -> list[str]:
@@ -265,6 +374,27 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
         s = policy.nf_sets[str(a["name"])]
         side = "saddr" if a["dirs"][0] == "src" else "daddr"
         return [f"{fam} {side} {_ne(a['negate'])}@{s.name}"]
+    if name == "nftset":
+        keys = " . ".join(a["keys"])
+        if a.get("set"):
+            return [f"{keys} {_ne(a['negate'])}@{a['name']}"]
+        kinds = [KEY_TYPES[k] for k in a["keys"]]
+        items = [" . ".join(value_text(k, v) for k, v in zip(kinds, m, strict=True)) for m in a["elements"]]
+        text = "{ " + ", ".join(items) + " }" if a.get("braced") else items[0]
+        return [f"{keys} {_ne(a['negate'])}{text}"]
+    if name == "dynset":
+        body = " . ".join(a["keys"])
+        if a.get("timeout") is not None:
+            body += f" timeout {format_time(a['timeout'])}"
+        if a.get("limit"):
+            body += " " + _limit_text(a["limit"])
+        if a.get("meter"):
+            return [f"meter {a['name']} size {a['size']} {{ {body} }}"]
+        return [f"{a['op']} @{a['name']} {{ {body} }}"]
+    if name == "ethertype":
+        return [f"meta protocol {_ne(a['negate'])}{'ip' if a['version'] == 4 else 'ip6'}"]
+    if name == "nftlimit":
+        return [_limit_text(a)]
     if name == "iprange":
         out = []
         for key, side in (("src", "saddr"), ("dst", "daddr")):
@@ -324,6 +454,41 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
     return [f"# {name} (not printable in nft)"]
 
 
+def _map_text(m: dict) -> str:
+    """``KEY [. KEY] map { k : v, ... }`` or ``... map @NAME``."""
+    keys = " . ".join(m["keys"])
+    if m.get("set"):
+        return f"{keys} map @{m['name']}"
+    kinds = [KEY_TYPES[k] for k in m["keys"]]
+    items = []
+    for member, value in zip(m["elements"], m["values"], strict=True):
+        k = " . ".join(value_text(t, p) for t, p in zip(kinds, member, strict=True))
+        v = " . ".join(value_text(t, p) for t, p in zip(m["data"], value, strict=True))
+        items.append(f"{k} : {v}")
+    return f"{keys} map {{ {', '.join(items)} }}"
+
+
+def _limit_text(a: dict) -> str:
+    """nft's limit: ``limit rate [over] N/unit [burst N packets]``, byte rates in the largest of
+    bytes, kbytes, mbytes that divides them (nft's get_rate), a byte burst only when there is one."""
+    unit = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 604800: "week"}[int(a["unit"])]
+    over = "over " if a["over"] else ""
+    if not a["bytes"]:
+        burst = f" burst {a['burst']} packets" if a["burst"] not in (0, 5) else ""
+        return f"limit rate {over}{a['rate']}/{unit}{burst}"
+
+    def size(n: int) -> str:
+        names_ = ("bytes", "kbytes", "mbytes")
+        i = 0
+        while i < 2 and n and n % 1024 == 0:
+            n //= 1024
+            i += 1
+        return f"{n} {names_[i]}"
+
+    burst = f" burst {size(int(a['burst']))}" if a["burst"] else ""
+    return f"limit rate {over}{size(int(a['rate']))}/{unit}{burst}"
+
+
 def _statement(name: str, a: dict) -> str:
     if name == "LOG":
         words = ["log"]
@@ -341,10 +506,19 @@ def _statement(name: str, a: dict) -> str:
             if flags & 4:
                 words.append("flags ip options")
         return " ".join(words)
+    if name == "CTTIMEOUT":
+        return f'ct timeout set "{a["object"]}"'
+    if name == "FLOW_OFFLOAD":
+        return f"flow add @{a['name']}"
+    if name == "NFLOG":
+        prefix = f'prefix "{a["prefix"]}" ' if a.get("prefix") else ""
+        return f"log {prefix}group {a['group']}"
     if name == "TCPMSS":
         return "tcp option maxseg size set " + ("rt mtu" if a.get("clamp") else str(a["mss"]))
     if name == "NOTRACK":
         return "notrack"
+    if name in ("MARK", "CONNMARK") and a.get("map"):
+        return f"{'meta' if name == 'MARK' else 'ct'} mark set {_map_text(a['map'])}"
     if name == "MARK":
         return f"meta mark set 0x{a['value']:08x}"
     if name == "CONNMARK":
@@ -409,6 +583,12 @@ def _verdict(rule: NfRule) -> list[str]:
             return [f"reject with icmpx {w[len('icmpx-') :]}"]
         kind = "icmpv6" if w.startswith("icmp6") else "icmp"
         return [f"reject with {kind} {_REJECT_NAMES.get(w, w)}"]  # nft 1.0 prints no "type"
+    if t in ("SNAT", "DNAT") and a.get("map"):
+        m = a["map"]
+        word = a.get("word") or (
+            ("ip6" if m["data"][0] == "ipv6_addr" else "ip") if len(m["data"]) > 1 else None
+        )
+        return [f"{t.lower()}{' ' + word if word else ''} to {_map_text(m)}" + _nat_flags(a)]
     if t in ("SNAT", "DNAT"):
         lo, hi = a["addresses"]
         text = str(lo) if lo == hi else f"{lo}-{hi}"
