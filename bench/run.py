@@ -610,9 +610,9 @@ def build_rows(
                 {
                     "what": f"10 M idle TCP connections, RSS ({how})",
                     "kernel": "-",
-                    "statewall": f"{gb:.2f} GB",
+                    "statewall": f"{gb:.2f} GiB",
                     "ratio": None,
-                    "target": "≤ 12 GB",
+                    "target": "≤ 12 GiB",
                     "met": gb <= 12,
                 }
             )
