@@ -109,29 +109,41 @@ static PyObject *tx_tuple(ports_t *p) {
     return tx;
 }
 
-/* Submit the nq queued writes and count their completions (a no-op without io_uring). */
+/* Submit the nq queued writes and count their completions (a no-op without io_uring). A TUN write
+ * completes inline, so this returns with every slot free again. Should the ring fail, the writes not
+ * completed are counted as errors and io_uring is switched off (depth 0: writev from then on), so that
+ * a slot is never reused while the kernel may still read it. */
 static void flush(ports_t *p, int nq) {
 #ifdef STATEWALL_HAVE_LIBURING
     if (nq <= 0)
         return;
-    int rc;
-    do
-        rc = io_uring_submit_and_wait(&ring, (unsigned)nq);
-    while (rc == -EINTR);
-    int seen = 0;
+    char done[MAX_DEPTH] = {0};
+    int seen = 0, failed = 0;
     while (seen < nq) {
-        struct io_uring_cqe *cqe;
-        if (io_uring_wait_cqe(&ring, &cqe) < 0)
+        int rc = io_uring_submit_and_wait(&ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+            failed = 1;
             break;
-        int k = (int)io_uring_cqe_get_data64(cqe), out = slot_out[k];
-        if (cqe->res < 0)
-            p->txe[out]++;
-        else {
-            p->txp[out]++;
-            p->txb[out] += slot_len[k];
         }
-        io_uring_cqe_seen(&ring, cqe);
-        seen++;
+        struct io_uring_cqe *cqe;
+        while (seen < nq && io_uring_peek_cqe(&ring, &cqe) == 0) {
+            int k = (int)io_uring_cqe_get_data64(cqe), out = slot_out[k];
+            if (cqe->res < 0)
+                p->txe[out]++;
+            else {
+                p->txp[out]++;
+                p->txb[out] += slot_len[k];
+            }
+            done[k] = 1;
+            io_uring_cqe_seen(&ring, cqe);
+            seen++;
+        }
+    }
+    if (failed) {
+        for (int k = 0; k < nq; k++)
+            if (!done[k])
+                p->txe[slot_out[k]]++;
+        depth = 0;
     }
 #else
     (void)p;
