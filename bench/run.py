@@ -640,6 +640,7 @@ def markdown(rows: list[dict], runs: int) -> str:
 def print_table(rows: list[dict], runs: int) -> None:
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
     except ImportError:  # pragma: no cover - rich is a dependency; markdown if it is missing
         print(markdown(rows, runs))
@@ -649,7 +650,7 @@ def print_table(rows: list[dict], runs: int) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["what"],
+            escape(r["what"]),  # "[1eadc69]", "[statewall-pywait]" are text, not rich markup
             r["kernel"],
             r["statewall"],
             f"{r['ratio']:.2f}" if r["ratio"] is not None else "-",
