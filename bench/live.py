@@ -118,15 +118,17 @@ def _cpu_times() -> tuple[int, int]:
 
 
 def _proc_cpu(pid: int | None) -> int:
-    """utime + stime of ``pid`` and its threads, in jiffies (0 when gone)."""
+    """utime + stime of ``pid`` and its threads, and of its running children (``statewall run --workers``:
+    the workers), in jiffies (0 when gone)."""
     if pid is None:
         return 0
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return 0
     parts = stat.rsplit(")", 1)[1].split()
-    return int(parts[11]) + int(parts[12])
+    return int(parts[11]) + int(parts[12]) + sum(_proc_cpu(int(c)) for c in children)
 
 
 # A profiler for the measured window (bench/profile_live.py sets it): called with statewall's pid at
@@ -164,13 +166,23 @@ class CpuMeter:
 class LiveBench:
     """One lab: the standard topology with either the kernel or ``statewall run`` forwarding."""
 
-    def __init__(self, lab: Lab, mode: str, tools: dict[str, str], extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        mode: str,
+        tools: dict[str, str],
+        extra: tuple[str, ...] = (),
+        *,
+        multi_queue: bool = False,
+    ) -> None:
         assert mode in ("kernel", "statewall")
         self.lab = lab
         self.mode = mode
         self.extra = list(extra)  # more ``statewall run`` options (a loop variant)
         self.tools = tools
-        self.topo = FirewallTopology(lab, (INSIDE, OUTSIDE))
+        self.topo = FirewallTopology(lab, (INSIDE, OUTSIDE), multi_queue=multi_queue)
+        self.workers = 1  # statewall run --workers (multi_queue TUNs for more than one)
+        self.sources: list[str] = []  # the connection line's inside hosts (the inside host's address)
         self.config = os.path.join(lab.workdir(), "bench.cfg")
         self.stopped: list[str] = []  # statewall's "stopped; {counters}" line of each measurement
 
@@ -226,7 +238,9 @@ class LiveBench:
             self.fw.run(["conntrack", "-F"], check=False, timeout=10)
             yield None
             return
-        proc = self.topo.start_firewall(self.config, extra=["--log-format", "none", *self.extra])
+        proc = self.topo.start_firewall(
+            self.config, extra=["--log-format", "none", "--workers", str(self.workers), *self.extra]
+        )
         try:
             yield proc.pid
         finally:
@@ -313,7 +327,7 @@ class LiveBench:
             res = self.inside.run(
                 [
                     "timeout", str(int(seconds) + 15), self.tools["connload"], OUTSIDE.host, str(CONN_PORT),
-                    str(seconds), str(concurrency),
+                    str(seconds), str(concurrency), *([",".join(self.sources)] if self.sources else []),
                 ],
                 check=False,
                 timeout=seconds + 30,
@@ -386,6 +400,38 @@ def run_live(
                     say(f"  run {r + 1}/{runs} {test:5} {mode:17} {_short(test, res)}")
         for m in modes[1:]:
             results[m]["counters"] = benches[m].stopped
+    return results
+
+
+WORKER_SOURCES = [f"192.168.1.{20 + i}" for i in range(16)]
+
+
+def run_workers(runs: int, *, seconds: float = 5.0, counts=(1, 2), say=print) -> dict:
+    """The ``statewall run --workers`` line: new TCP connections per second from 16 inside hosts (the
+    steering key), with 1 and 2 workers and the kernel, alternating; raw results per mode."""
+    results: dict[str, list] = {"kernel": [], **{f"workers={n}": [] for n in counts}}
+    with Lab() as klab, Lab() as slab:
+        tools = compile_tools(klab.workdir())
+        kernel = LiveBench(klab, "kernel", tools).build()
+        sw = LiveBench(slab, "statewall", tools, multi_queue=True).build()
+        for bench in (kernel, sw):
+            bench.sources = WORKER_SOURCES
+            for a in WORKER_SOURCES:
+                bench.inside.addr("eth0", f"{a}/24")
+            # 16 hosts behind one PAT address reuse mapped ports within the server's TIME_WAIT (60 s), and
+            # a SYN whose (randomized) sequence number is below the old connection's is not taken: the
+            # server keeps no TIME_WAIT here, so that the line measures the forwarder, not that wait.
+            bench.outside.sysctl("net.ipv4.tcp_max_tw_buckets", 0)
+        for r in range(runs):
+            res = kernel.conns(seconds)
+            results["kernel"].append(res)
+            say(f"  run {r + 1}/{runs} conns kernel    {_short('conns', res)}")
+            for n in counts:
+                sw.workers = n
+                res = sw.conns(seconds)
+                results[f"workers={n}"].append(res)
+                say(f"  run {r + 1}/{runs} conns workers={n} {_short('conns', res)}")
+        results["counters"] = sw.stopped
     return results
 
 

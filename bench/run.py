@@ -699,8 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=("live", "replay", "short", "memory", "shards", "idle"),
-        help="only the live lines, or only this offline line: e.g. --only memory --connections 200000",
+        choices=("live", "replay", "short", "memory", "shards", "idle", "workers"),
+        help="only the live lines, one offline line (replay, short, memory, shards, idle; e.g. --only "
+        "memory --connections 200000) or the live statewall run --workers line (workers)",
     )
     ap.add_argument(
         "--idle",
@@ -818,6 +819,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"idle: {args.idle_connections:,} connections")
         idle_runs = _stage(result, "idle", lambda: [bench_idle(args.idle_connections)])
         save()
+    # A live line: not with --no-live (only the offline lines) nor in a baseline comparison.
+    if args.only == "workers" or (args.only is None and not args.no_live and not args.baseline):
+        from bench import live as live_mod
+
+        why = live_mod.available()
+        if why is None:
+            print(f"workers: new connections from 16 inside hosts, kernel and 1/2 workers, {args.runs} runs")
+            _stage(result, "workers", lambda: live_mod.run_workers(args.runs, seconds=args.seconds))
+        else:
+            result["workers_skipped"] = why
+        save()
+        if args.only == "workers":
+            print(f"results: {path}")
+            return 0
     if args.only == "shards" or (args.only is None and not args.baseline):  # not compared to a baseline
         import tempfile
 

@@ -51,7 +51,8 @@ def _check(classifier, src: str, dst: str):
         ("fe80::1", "ff02::fb", "ipv6_sp_security_failed", "mc-not-forwarded", False),
         ("2001:db8::1", "ff05::1:3", "ipv6_sp_security_failed", "mc-not-forwarded", False),
         ("fe80::1", "2001:db8:1::9", "ipv6_sp_security_failed", "ipv6-beyond-scope", False),
-        ("2001:db8::1", "fe80::9", "ipv6_sp_security_failed", "ipv6-beyond-scope", False),
+        # (a link-local destination: Linux routes it back onto its own link, test_linux_routes_...)
+        ("2001:db8::1", "fe80::9", "ipv6_sp_security_failed", None, False),
         ("ff02::1", "2001:db8:1::9", "ipv6_sp_security_failed", "ipv6-in-addr-errors", False),
         ("::1", "2001:db8:1::9", "ipv6_sp_security_failed", "ipv6-in-addr-errors", False),
         ("2001:db8::1", "::", "ipv6_sp_security_failed", "ipv6-in-addr-errors", False),
@@ -74,7 +75,7 @@ def test_ordinary_unicast_and_a_slash_31_are_left_alone(classifier):
 
 def test_linux_answers_a_link_local_source_with_beyond_scope():
     special = _check(Classifier(Policy()), "fe80::1", "2001:db8:1::9")
-    assert special.icmp == (1, 2)
+    assert special.icmp == (1, 2) and special.linux_routed
     assert "multicast routing is not modelled" in _check(Classifier(Policy()), "10.0.0.1", "239.1.2.3").what
 
 
@@ -113,3 +114,47 @@ def test_no_icmp_error_about_multicast_broadcast_errors_fragments_or_non_hosts(c
     assert _why(mdns6, error=(2, 0)) is None  # packet too big may answer a multicast packet (RFC 4443)
     assert _why(IP(src="10.1.1.5", dst="192.0.2.9", ttl=1) / UDP()) is None
     assert _why(IPv6(src="2001:db8::1", dst="2001:db8:1::9", hlim=1) / UDP()) is None
+
+
+IPT6 = """#@statewall interface fa address 2001:db8:1::fe/64
+#@statewall interface fb address 2001:db8:2::fe/64
+#@statewall interface v4only address 10.9.9.1/24
+*filter
+:FORWARD ACCEPT [0:0]
+COMMIT
+"""
+
+
+def _nf(pkt, iface="fa"):
+    from statewall.config import parse_policy
+    from statewall.engine import Firewall
+    from statewall.events import Drop
+
+    res = Firewall(parse_policy(IPT6, "ll.rules", dialect="iptables")).receive(iface, bytes(pkt), 1.0)
+    sent = [(i, IPv6(bytes(b))) for i, b in res.packets]
+    return sent, [e.reason.keyword for e in res.events if isinstance(e, Drop)]
+
+
+def _u6(src, dst, hlim=5):
+    return IPv6(src=src, dst=dst, hlim=hlim) / UDP(sport=5353, dport=5353) / Raw(b"q")
+
+
+def test_linux_routes_link_local_addresses_as_ip6_forward_does():
+    # ip6_forward (net/ipv6/ip6_output.c), as the kernel differential in test_addrclass_kernel.py saw:
+    # a link-local destination is routed on the arrival device only and goes back onto that link,
+    # hop limit lowered; so does a link-local source whose destination lies on the arrival link (the
+    # redirect branch does not look at the source).
+    for src, dst in (("2001:db8:1::1", "fe80::9"), ("fe80::1", "fe80::9"), ("fe80::1", "2001:db8:1::7")):
+        sent, drops = _nf(_u6(src, dst))
+        assert drops == [] and [(i, p.src, p.dst, p.hlim) for i, p in sent] == [("fa", src, dst, 4)]
+    # A link-local source leaving by another interface: beyond scope of source address (1, 2).
+    sent, drops = _nf(_u6("fe80::1", "2001:db8:2::100"))
+    assert drops == ["ipv6-beyond-scope"]
+    assert [(i, p.payload.type, p.payload.code) for i, p in sent] == [("fa", 1, 2)]
+    # The hop limit is checked first: Time Exceeded, not beyond scope.
+    for src, dst in (("fe80::1", "2001:db8:2::100"), ("2001:db8:1::1", "fe80::9")):
+        sent, drops = _nf(_u6(src, dst, hlim=1))
+        assert drops == ["ttl-exceeded"] and [(p.payload.type, p.payload.code) for _, p in sent] == [(3, 0)]
+    # An interface without IPv6 has no fe80::/64 route: nothing is forwarded.
+    sent, drops = _nf(_u6("2001:db8:1::1", "fe80::9"), iface="v4only")
+    assert [i for i, p in sent if p.payload.name == "UDP"] == [] and drops == ["no-route"]

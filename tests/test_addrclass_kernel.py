@@ -3,7 +3,8 @@ martian and link-local addresses) and packets with a bad IPv4 header checksum.
 
 The namespaces of tests/netns_util.py (a -- fw -- b, fw forwarding with conntrack); each packet is
 injected from ``a`` towards ``fb``'s side. The kernel must forward none of them, and answer only where
-Linux answers (a link-local source: ICMPv6 destination unreachable, beyond scope); statewall's
+Linux answers (a link-local source: ICMPv6 destination unreachable, beyond scope; a link-local
+destination goes back onto its own link, as ip6_forward routes it); statewall's
 ``Classifier`` must name each of them, with the Linux reason or the box itself as their destination,
 and leave the ordinary packets alone; statewall's engine, running the router as an iptables policy,
 must forward the same (nothing, or the ordinary packets byte for byte) and answer the same.
@@ -41,20 +42,11 @@ pytestmark = [
 def router():
     with Lab() as lab:
         r = _Router(lab)
-        sh(
-            "ip",
-            "-n",
-            lab.fw,
-            "neigh",
-            "replace",
-            "fe80::1",
-            "lladdr",
-            lab.MACS["a0"],
-            "dev",
-            "fa",
-            "nud",
-            "permanent",
-        )
+        # a0 answers for the link-local and on-link addresses the cases send to (no neighbour
+        # discovery to wait for, and no "address unreachable" later).
+        for addr in ("fe80::1", "fe80::9", "fd77:1::7"):
+            mac = lab.MACS["a0"]
+            sh("ip", "-n", lab.fw, "neigh", "replace", addr, "lladdr", mac, "dev", "fa", "nud", "permanent")
         yield r
         r.cap.close()
         r.inject.close()
@@ -100,7 +92,16 @@ CASES = {
     ),
     "a site-local multicast group": (_u6("fd77:1::1", "ff05::1:3"), "mc-not-forwarded", None),
     "a link-local source to a global address": (_u6("fe80::1", "fd77:2::100"), "ipv6-beyond-scope", (1, 2)),
-    "a link-local destination": (_u6("fd77:1::1", "fe80::9"), "ipv6-beyond-scope", None),
+}
+
+# Link-local addresses that ip6_forward routes back onto the arrival link (fa), hop limit lowered, or
+# answers: (packet, what comes back on fa: "itself" or the ICMPv6 error's (type, code)).
+HAIRPIN = {
+    "a link-local destination": (_u6("fd77:1::1", "fe80::9"), "itself"),
+    "link-local source and destination": (_u6("fe80::1", "fe80::9"), "itself"),
+    "a link-local source to a host on its own link": (_u6("fe80::1", "fd77:1::7"), "itself"),
+    "a link-local destination with hop limit 1": (_u6("fd77:1::1", "fe80::9", hlim=1), (3, 0)),
+    "a link-local source with hop limit 1": (_u6("fe80::1", "fd77:2::100", hlim=1), (3, 0)),
 }
 
 
@@ -164,6 +165,25 @@ def test_the_kernel_forwards_none_and_statewall_names_each(router, classifier, c
     if version == 4 and pkt[IP].ttl == 1:
         forbidden = icmp_error_forbidden(version, src, dst, proto=17, icmp_error=False)
         assert forbidden == "the packet was sent to a multicast or broadcast address"
+
+
+@pytest.mark.parametrize("case", list(HAIRPIN))
+def test_link_local_addresses_go_back_onto_their_link_as_in_ip6_forward(router, case):
+    pkt, answer = HAIRPIN[case]
+    out, back = router.send([pkt])
+    # Neighbour discovery (solicitations, the redirect the kernel may add: not modelled) left out.
+    back = [p for p in back if not (IPv6(p).nh == 58 and IPv6(p).payload.type >= 133)]
+    engine_out, engine_back, events = _through_engine(pkt)
+    assert out == [] and engine_out == []
+    if answer == "itself":
+        lowered = IPv6(bytes(pkt))
+        lowered.hlim -= 1
+        assert back == [bytes(lowered)] and engine_back == back
+        assert not [e for e in events if isinstance(e, Drop)]
+    else:
+        assert _errors(back) == [answer] and _errors(engine_back) == [answer]
+        # (The kernel answers a link-local source from fa's own link-local address, which statewall
+        # does not know: the addresses are not compared.)
 
 
 def test_ordinary_packets_pass_and_hop_limit_1_draws_time_exceeded(router, classifier):

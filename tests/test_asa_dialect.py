@@ -449,9 +449,6 @@ def test_full_passthrough_and_warnings(full: Policy):
         "VPN",
         "VPN",
         "VPN",
-        "policy-map type inspect dns",
-        "inspect dns",
-        "inspect icmp",
     ]
     # The checker's findings: an object-group and an access list nothing uses.
     assert [w.message for w in full.warnings if not w.gap] == [

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.dns import DNS
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
 
 from fixtures import PIX_INTERFACES, kinds
 from statewall.cli import main
@@ -183,7 +184,9 @@ def test_a_service_group_in_an_access_list_passes_exactly_its_services():
     assert kinds(ok.events, ConnBuilt)
     ping = fw.receive("outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / ICMP(type=8)), 1.0)
     assert [iface for iface, _ in ping.packets] == ["inside"]
-    dns = fw.receive("outside", bytes(IP(src="198.51.100.7", dst="192.168.1.53") / UDP(dport=53)), 1.0)
+    dns = fw.receive(
+        "outside", bytes(IP(src="198.51.100.7", dst="192.168.1.53") / UDP(dport=53) / DNS()), 1.0
+    )
     assert [iface for iface, _ in dns.packets] == ["inside"]
     no = fw.receive(
         "outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / TCP(dport=22, flags="S")), 1.0
@@ -369,16 +372,16 @@ def test_check_strict_makes_warnings_errors_and_verbose_lists_the_lines_without_
     tmp_path: Path, capsys
 ):
     cfg = tmp_path / "w.cfg"
-    cfg.write_text(ASA9 + "ssh 192.168.1.0 255.255.255.0 inside\nnat-control\n")
+    cfg.write_text(ASA9 + "ssh 192.168.1.0 255.255.255.0 inside\nthreat-detection scanning-threat shun\n")
     code, out, err = run(capsys, "check", "-c", str(cfg))
     assert code == 0
-    assert err.startswith(f"{cfg}:13:1: warning: nat-control is not modelled")
+    assert err.startswith(f"{cfg}:13:1: warning: threat-detection shun is not modelled")
     assert out.splitlines()[-2:] == [
-        "not modelled: nat-control (1)",
+        "not modelled: threat-detection shun (1)",
         "lines: 10 modelled, 2 with no effect on traffic through the box, 1 not modelled",
     ]
     code, out, err = run(capsys, "check", "--strict", "-c", str(cfg))
-    assert code == 2 and "error: nat-control is not modelled" in err
+    assert code == 2 and "error: threat-detection shun is not modelled" in err
     code, out, _ = run(capsys, "check", "--verbose", "-c", str(cfg))
     assert f"{cfg}:12: no effect on traffic through the box: ssh 192.168.1.0 255.255.255.0 inside" in out
     assert f"{cfg}:2: no effect on traffic through the box: hostname fw" in out
@@ -421,12 +424,7 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
         (13, 1, "VPN (crypto map outside_map)"),
         (14, 1, "VPN (crypto map outside_map)"),
         (15, 1, "VPN (crypto map outside_map)"),
-        (17, 1, "nat-control"),
         (18, 1, "threat-detection shun"),
-        (20, 1, "policy-map type inspect dns"),
-        (26, 3, "inspect dns"),
-        (27, 3, "inspect icmp"),
-        (28, 3, "inspect icmp error"),
     ]
     # What packet-tracer and replay need to say "a real ASA would encrypt this": the map's ACL and
     # interface together.
@@ -437,20 +435,20 @@ def test_features_that_affect_traffic_but_are_not_modelled_are_named_and_carried
     assert list(policy.reverse_path) == ["outside"] and policy.nat_control
     dm = policy.dns_inspect_maps["preset_dns_map"]
     assert (dm.message_length_max, dm.dns_guard) == (512, False)
-    # Logging is modelled: the logging module applies it to what is logged and sent.
-    assert dict((o.line, f) for o, f in policy.fates)[19] == "modelled"
+    # Logging is modelled: the logging module applies it to what is logged and sent. nat-control does
+    # not exist in 9.x: a warning, no effect.
+    fates = dict((o.line, f) for o, f in policy.fates)
+    assert (fates[19], fates[17]) == ("modelled", "no-effect")
 
 
 def test_show_service_policy_never_lists_an_unimplemented_inspection_as_active():
     text = format_show_service_policy(parse(GAPS))
     assert "      Inspect: ftp, packet 0, drop 0, reset-drop 0" in text.splitlines()
     for engine in ("dns preset_dns_map", "icmp", "icmp error"):
-        assert (
-            f"      Inspect: {engine} (not modelled: statewall does not inspect {engine.split()[0]})"
-            in (text.splitlines())
-            or f"      Inspect: {engine} (not modelled: statewall does not inspect icmp error)"
-            in text.splitlines()
-        )
+        assert f"      Inspect: {engine}, packet 0, drop 0, reset-drop 0" in text.splitlines()
+    # An inspection statewall does not implement is never shown as active.
+    text = format_show_service_policy(parse(GAPS.replace("inspect icmp error", "inspect sip")))
+    assert "      Inspect: sip (not modelled: statewall does not inspect sip)" in text.splitlines()
 
 
 def test_the_not_modelled_item_5_commands_print_back():
@@ -609,7 +607,7 @@ def test_replay_counts_packets_a_real_asa_would_have_encrypted_apart(tmp_path: P
     cap = tmp_path / "in.pcap"
     with PcapWriter(cap) as w:
         for n, dst in enumerate(["10.9.1.1", "8.8.8.8", "10.9.2.2"]):
-            w.write(bytes(IP(src="192.168.1.5", dst=dst) / UDP(sport=5000, dport=53)), float(n))
+            w.write(bytes(IP(src="192.168.1.5", dst=dst) / UDP(sport=5000, dport=53) / DNS()), float(n))
     summary = replay(parse(VPN), [("inside", cap)], tmp_path / "out")
     assert summary["forwarded"] == 3
     assert summary["not_modelled"] == {"VPN (crypto map outside_map)": 2}
@@ -706,33 +704,79 @@ def test_the_pager_s_prompt_and_the_blanks_that_erase_it_lose_no_line():
 
 def test_packet_tracer_names_the_inspections_it_does_not_model(tmp_path: Path, capsys):
     cfg = tmp_path / "g.cfg"
-    cfg.write_text(GAPS)
-    code, out, _ = packet_tracer(capsys, cfg, "inside", "icmp", "192.168.1.5", "8", "0", "198.51.100.9")
+    cfg.write_text(GAPS.replace("inspect icmp error", "inspect sip"))
+    code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "5060", "198.51.100.9", "5060")
     assert code == 0
     phases = out.split("Action: allow\n", 1)[1]
-    assert "Type: INSPECT\nSubtype: icmp\nResult: NOT MODELLED\nConfig:\ninspect icmp\n" in phases
+    assert "Type: INSPECT\nSubtype: sip\nResult: NOT MODELLED\nConfig:\ninspect sip\n" in phases
     # The factory default policy's inspections, when the configuration has no service policy of its own.
     cfg.write_text(ASA9)
-    code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "40000", "198.51.100.9", "53")
+    code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "40000", "198.51.100.9", "69")
     phases = out.split("Action: allow\n", 1)[1]
-    assert "Subtype: dns\nResult: NOT MODELLED\nConfig:\npolicy-map global_policy / inspect dns\n" in phases
-    code, out, _ = packet_tracer(capsys, cfg, "inside", "tcp", "192.168.1.5", "40000", "198.51.100.9", "21")
-    assert "NOT MODELLED" not in out  # FTP inspection is modelled
-
-
-def test_a_pre_8_3_class_map_access_list_says_it_is_matched_on_real_addresses_here():
-    text = (
-        "ASA Version 8.2(5)\n"
-        + PIX_INTERFACES
-        + (
-            "access-list web extended permit tcp any host 192.168.9.80 eq www\n"
-            "class-map web-class\n match access-list web\n"
+    assert "Subtype: tftp\nResult: NOT MODELLED\nConfig:\npolicy-map global_policy / inspect tftp\n" in phases
+    for port in ("21", "53"):  # FTP and DNS inspection are modelled
+        code, out, _ = packet_tracer(
+            capsys,
+            cfg,
+            "inside",
+            "tcp" if port == "21" else "udp",
+            "192.168.1.5",
+            "40000",
+            "198.51.100.9",
+            port,
         )
+        assert "Action: allow" in out and "NOT MODELLED" not in out
+
+
+def _class_limit_config(version: str, acl_host: str) -> str:
+    """A published server (8.2 static) whose class-map access list names ``acl_host``, with conn-max 1."""
+    return (
+        f"ASA Version {version}\n"
+        + PIX_INTERFACES
+        + "static (inside,outside) 192.168.9.80 10.0.0.80 netmask 255.255.255.255\n"
+        "access-list in extended permit tcp any host 192.168.9.80 eq www\n"
+        "access-group in in interface outside\n"
+        f"access-list web extended permit tcp any host {acl_host} eq www\n"
+        "class-map web-class\n match access-list web\n"
+        "policy-map global_policy\n class web-class\n  set connection conn-max 1\n"
+        "service-policy global_policy global\n"
     )
-    (w,) = [w for w in parse(text, "m.cfg").warnings if w.gap]
-    assert (w.origin.line, w.col, w.gap) == (12, 20, "pre-8.3 class-map access lists on mapped addresses")
-    newer = parse(text.replace("8.2(5)", "8.4(7)"))
-    assert not [w for w in newer.warnings if w.gap]
+
+
+@pytest.mark.parametrize(
+    ("version", "acl_host", "limited"),
+    [
+        ("8.2(5)", "192.168.9.80", True),  # 8.2: the mapped address is what the class sees
+        ("8.2(5)", "10.0.0.80", False),
+        ("8.4(7)", "10.0.0.80", True),  # 8.3+: the real address
+        ("8.4(7)", "192.168.9.80", False),
+    ],
+)
+def test_class_map_access_lists_match_mapped_addresses_before_8_3_and_real_ones_after(
+    version: str, acl_host: str, limited: bool
+):
+    text = _class_limit_config(version, acl_host)
+    if version.startswith("8.4"):
+        # 8.3+ NAT for the same server.
+        text = text.replace(
+            "static (inside,outside) 192.168.9.80 10.0.0.80 netmask 255.255.255.255\n",
+            "object network web\n host 10.0.0.80\n nat (inside,outside) static 192.168.9.80\n",
+        ).replace("host 192.168.9.80 eq www\naccess-group", "host 10.0.0.80 eq www\naccess-group")
+    policy = parse(text, "m.cfg")
+    assert not [w for w in policy.warnings if w.gap]  # modelled: no pre-8.3 warning any more
+    fw = Firewall(policy)
+    syn = [
+        bytes(IP(src="198.51.100.7", dst="192.168.9.80") / TCP(sport=sport, dport=80, flags="S"))
+        for sport in (40001, 40002)
+    ]
+    first = fw.receive("outside", syn[0], 1.0)
+    assert [iface for iface, _ in first.packets] == ["inside"]
+    second = fw.receive("outside", syn[1], 1.0)
+    if limited:
+        (d,) = kinds(second.events, Drop)
+        assert d.reason is DropReason.CONN_LIMIT and second.packets == []
+    else:
+        assert [iface for iface, _ in second.packets] == ["inside"]
 
 
 def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Path, capsys):
@@ -746,7 +790,9 @@ def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Pat
     assert not [w for w in policy.warnings if w.gap]  # modelled: the engine's RPF-CHECK stage
     fw = Firewall(policy)
     # A packet from the outside claiming an inside source: the route back leaves by inside.
-    spoofed = fw.receive("outside", bytes(IP(src="192.168.1.77", dst="192.168.1.10") / UDP(dport=53)), 1.0)
+    spoofed = fw.receive(
+        "outside", bytes(IP(src="192.168.1.77", dst="192.168.1.10") / UDP(dport=53) / DNS()), 1.0
+    )
     (d,) = kinds(spoofed.events, Drop)
     assert d.reason is DropReason.RPF_VIOLATED and spoofed.packets == []
     assert d.origin.text == "ip verify reverse-path interface outside"
@@ -755,9 +801,9 @@ def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Pat
         "%ASA-1-106021: Deny UDP reverse path check from 192.168.1.77 to 192.168.1.10 on interface outside"
     )
     # A source the default route leads back to passes, and so does traffic from an interface without it.
-    ok = fw.receive("outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / UDP(dport=53)), 1.0)
+    ok = fw.receive("outside", bytes(IP(src="198.51.100.7", dst="192.168.1.10") / UDP(dport=53) / DNS()), 1.0)
     assert [iface for iface, _ in ok.packets] == ["inside"]
-    out = fw.receive("inside", bytes(IP(src="10.9.9.9", dst="198.51.100.7") / UDP(dport=53)), 1.0)
+    out = fw.receive("inside", bytes(IP(src="10.9.9.9", dst="198.51.100.7") / UDP(dport=53) / DNS()), 1.0)
     assert [iface for iface, _ in out.packets] == ["outside"]
     # packet-tracer shows the stage and the line behind it.
     cfg = tmp_path / "rpf.cfg"
@@ -768,3 +814,358 @@ def test_ip_verify_reverse_path_drops_a_spoofed_source_with_106021(tmp_path: Pat
         "ip verify reverse-path interface outside" in text
     )
     assert "Drop-reason: (rpf-violated) Reverse-path verify failed" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. nat-control and 8.2's translation requirements (305005)
+
+DMZ = "interface Ethernet2\n nameif dmz\n security-level 50\n ip address 172.16.0.1 255.255.255.0\n"
+
+
+def _nat82(extra: str) -> Firewall:
+    return Firewall(
+        parse(
+            "ASA Version 8.2(5)\n"
+            + PIX_INTERFACES
+            + DMZ
+            + "route outside 0.0.0.0 0.0.0.0 192.168.9.2\n"
+            + extra,
+            "n.cfg",
+        )
+    )
+
+
+def _one_drop(result) -> Drop:
+    (d,) = kinds(result.events, Drop)
+    assert result.packets == []
+    return d
+
+
+def test_nat_control_drops_a_flow_to_a_lower_level_that_no_nat_rule_matches_with_305005():
+    from statewall.logfmt.asa import format_event
+
+    fw = _nat82("nat-control\n")
+    res = fw.receive(
+        "inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / TCP(sport=11039, dport=80, flags="S")), 1.0
+    )
+    d = _one_drop(res)
+    assert d.reason is DropReason.NAT_FAILED and d.origin.text == "nat-control"
+    (line,) = format_event(d)
+    assert line.endswith(
+        "%ASA-3-305005: No translation group found for tcp src inside:10.0.0.9/11039 "
+        "dst outside:198.51.100.25/80"
+    )
+    ping = fw.receive("inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / ICMP(id=7, seq=1)), 1.0)
+    (line,) = format_event(_one_drop(ping))
+    assert line.endswith(
+        "%ASA-3-305005: No translation group found for icmp src inside:10.0.0.9 dst outside:198.51.100.25 "
+        "(type 8, code 0)"
+    )
+    # To a higher level no translation is needed (only outside NAT would require one).
+    fw = _nat82(
+        "nat-control\naccess-list o extended permit tcp any any\naccess-group o in interface outside\n"
+    )
+    res = fw.receive(
+        "outside", bytes(IP(src="198.51.100.25", dst="10.0.0.9") / TCP(sport=4000, dport=80, flags="S")), 1.0
+    )
+    assert [iface for iface, _ in res.packets] == ["inside"]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "nat (inside) 0 10.0.0.0 255.255.255.0",  # identity NAT
+        "access-list nonat extended permit ip 10.0.0.0 255.255.255.0 any\nnat (inside) 0 access-list nonat",
+        "static (inside,outside) 10.0.0.9 10.0.0.9 netmask 255.255.255.255",  # identity static
+        "global (outside) 1 interface\nnat (inside) 1 10.0.0.0 255.255.255.0",  # PAT
+    ],
+)
+def test_under_nat_control_a_nat_rule_identity_or_exemption_lets_the_flow_pass(rule: str):
+    fw = _nat82("nat-control\n" + rule + "\n")
+    res = fw.receive(
+        "inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / TCP(sport=11039, dport=80, flags="S")), 1.0
+    )
+    assert [iface for iface, _ in res.packets] == ["outside"]
+    assert not kinds(res.events, Drop)
+
+
+def test_nat_control_same_security_needs_a_rule_only_from_an_interface_with_dynamic_nat():
+    base = (
+        "same-security-traffic permit inter-interface\n"
+        "interface Ethernet3\n nameif dmz2\n security-level 50\n ip address 172.16.1.1 255.255.255.0\n"
+        "nat-control\n"
+    )
+    fw = _nat82(base)
+    res = fw.receive(
+        "dmz", bytes(IP(src="172.16.0.5", dst="172.16.1.5") / UDP(sport=5000, dport=53) / DNS()), 1.0
+    )
+    assert [iface for iface, _ in res.packets] == ["dmz2"]
+    fw = _nat82(base + "global (outside) 2 interface\nnat (dmz) 2 172.16.0.0 255.255.255.0\n")
+    d = _one_drop(
+        fw.receive(
+            "dmz", bytes(IP(src="172.16.0.5", dst="172.16.1.5") / UDP(sport=5000, dport=53) / DNS()), 1.0
+        )
+    )
+    assert d.reason is DropReason.NAT_FAILED and d.detail == {"no_group": True}
+
+
+def test_a_nat_id_without_a_global_on_a_lower_interface_drops_with_305005_even_without_nat_control():
+    from statewall.logfmt.asa import format_event
+
+    fw = _nat82("global (outside) 1 interface\nnat (inside) 1 10.0.0.0 255.255.255.0\n")
+    # Outside: PAT to the interface address.
+    out = fw.receive(
+        "inside", bytes(IP(src="10.0.0.9", dst="198.51.100.25") / UDP(sport=5000, dport=53) / DNS()), 1.0
+    )
+    assert [iface for iface, _ in out.packets] == ["outside"]
+    # The dmz (lower than inside) has no global 1: the real ASA refuses to send the real address there.
+    d = _one_drop(
+        fw.receive(
+            "inside", bytes(IP(src="10.0.0.9", dst="172.16.0.5") / UDP(sport=5000, dport=53) / DNS()), 1.0
+        )
+    )
+    assert d.origin.text == "nat (inside) 1 10.0.0.0 255.255.255.0"
+    (line,) = format_event(d)
+    assert line.endswith(
+        "%ASA-3-305005: No translation group found for udp src inside:10.0.0.9/5000 dst dmz:172.16.0.5/53"
+    )
+    # A host outside the nat rule's addresses goes untranslated, as before.
+    ok = fw.receive(
+        "inside", bytes(IP(src="10.0.1.5", dst="172.16.0.5") / UDP(sport=5000, dport=53) / DNS()), 1.0
+    )
+    assert [iface for iface, _ in ok.packets] == ["dmz"]
+
+
+def test_packet_tracer_shows_the_nat_stage_refusing_for_nat_control(tmp_path: Path, capsys):
+    cfg = tmp_path / "n.cfg"
+    cfg.write_text(
+        "ASA Version 8.2(5)\n" + PIX_INTERFACES + "route outside 0.0.0.0 0.0.0.0 192.168.9.2\nnat-control\n"
+    )
+    code, text, _ = packet_tracer(capsys, cfg, "inside", "tcp", "10.0.0.9", "1234", "198.51.100.25", "80")
+    assert (
+        "Type: NAT\nSubtype: \nResult: DROP\nConfig:\nnat-control\nAdditional Information:\n"
+        "No translation group found: nat-control: no NAT rule matches this flow\n" in text
+    )
+    assert "Drop-reason: (nat-xlate-failed) NAT failed" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. inspect dns with preset_dns_map: DNS guard, message-length maximum (410001)
+
+
+def _dns_query(qid: int, sport: int = 5353, edns: int | None = None) -> bytes:
+    from scapy.layers.dns import DNS, DNSQR, DNSRROPT
+
+    dns = DNS(id=qid, qd=DNSQR(qname="example.com"))
+    if edns is not None:
+        dns.ar = DNSRROPT(rclass=edns)
+    return bytes(IP(src="192.168.1.5", dst="198.51.100.53") / UDP(sport=sport, dport=53) / dns)
+
+
+def _dns_reply(qid: int, size: int = 0, dport: int = 5353) -> bytes:
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    an = DNSRR(rrname="example.com", type="TXT", rdata="x" * size) if size else DNSRR(rrname="example.com")
+    dns = DNS(id=qid, qr=1, qd=DNSQR(qname="example.com"), an=an)
+    return bytes(IP(src="198.51.100.53", dst="192.168.1.5") / UDP(sport=53, dport=dport) / dns)
+
+
+def test_dns_guard_lets_one_reply_per_query_through_and_closes_the_connection_on_it():
+    from statewall.events import ConnTeardown
+    from statewall.logfmt.asa import format_event
+
+    fw = Firewall(parse(ASA9, "d.cfg"))  # the factory global_policy: inspect dns preset_dns_map
+    assert [i for i, _ in fw.receive("inside", _dns_query(77), 1.0).packets] == ["outside"]
+    # A reply whose id answers no query is dropped; the connection stays for the real answer.
+    wrong = fw.receive("outside", _dns_reply(78), 1.1)
+    (d,) = kinds(wrong.events, Drop)
+    assert d.reason is DropReason.INSPECT_DNS_ID and wrong.packets == []
+    answer = fw.receive("outside", _dns_reply(77), 1.2)
+    assert [i for i, _ in answer.packets] == ["inside"]
+    (t,) = kinds(answer.events, ConnTeardown)
+    assert t.reason == "Flow closed by inspection" and len(fw.conns) == 0
+    # A second answer to the same query is a new flow from outside: the access rules refuse it.
+    again = fw.receive("outside", _dns_reply(77), 1.3)
+    (line,) = format_event(_one_drop(again))
+    assert line.endswith(
+        "%ASA-2-106006: Deny inbound UDP from 198.51.100.53/53 to 192.168.1.5/5353 on interface outside"
+    )
+
+
+def test_two_queries_on_one_connection_close_it_after_the_second_answer():
+    fw = Firewall(parse(ASA9, "d.cfg"))
+    fw.receive("inside", _dns_query(1), 1.0)
+    fw.receive("inside", _dns_query(2), 1.0)
+    assert [i for i, _ in fw.receive("outside", _dns_reply(2), 1.1).packets] == ["inside"]
+    assert len(fw.conns) == 1
+    assert [i for i, _ in fw.receive("outside", _dns_reply(1), 1.2).packets] == ["inside"]
+    assert len(fw.conns) == 0
+
+
+def test_a_dns_reply_over_the_preset_map_s_512_bytes_is_dropped_with_410001():
+    from statewall.logfmt.asa import format_event
+
+    fw = Firewall(parse(ASA9, "d.cfg"))
+    fw.receive("inside", _dns_query(77), 1.0)
+    big = fw.receive("outside", _dns_reply(77, size=600), 1.1)
+    d = _one_drop(big)
+    assert d.reason is DropReason.INSPECT_DNS_TOO_LONG
+    (line,) = format_event(d)
+    assert line.endswith(
+        "%ASA-4-410001: Dropped UDP DNS reply from outside:198.51.100.53/53 to inside:192.168.1.5/5353; "
+        "packet length 655 bytes exceeds configured limit of 512 bytes"
+    )
+    assert fw.drops[DropReason.INSPECT_DNS_TOO_LONG] == 1
+    # The preset map's "message-length maximum client auto": a client advertising EDNS0 4096 gets
+    # its long answer.
+    fw.receive("inside", _dns_query(78, sport=5354, edns=4096), 2.0)
+    long_ok = fw.receive("outside", _dns_reply(78, size=600, dport=5354), 2.1)
+    assert [i for i, _ in long_ok.packets] == ["inside"]
+
+
+def test_a_dns_map_sets_the_limit_and_turns_dns_guard_off():
+    text = (
+        ASA9 + "policy-map type inspect dns big\n parameters\n  message-length maximum 1024\n  no dns-guard\n"
+        "policy-map global_policy\n class inspection_default\n  inspect dns big\n"
+        "service-policy global_policy global\n"
+    )
+    policy = parse(text, "d.cfg")
+    assert not [w for w in policy.warnings if w.gap]  # the map's parameters are modelled
+    fw = Firewall(policy)
+    fw.receive("inside", _dns_query(5), 1.0)
+    assert [i for i, _ in fw.receive("outside", _dns_reply(5, size=600), 1.1).packets] == ["inside"]
+    # Without DNS guard the connection stays and a second reply passes.
+    assert len(fw.conns) == 1
+    assert [i for i, _ in fw.receive("outside", _dns_reply(5), 1.2).packets] == ["inside"]
+    d = _one_drop(fw.receive("outside", _dns_reply(5, size=1100), 1.3))
+    assert d.reason is DropReason.INSPECT_DNS_TOO_LONG and d.detail["limit"] == 1024
+    # "inspect dns" without a map checks no length (Cisco: DNS packet size is not checked).
+    fw = Firewall(parse(text.replace("inspect dns big", "inspect dns"), "d.cfg"))
+    fw.receive("inside", _dns_query(6), 1.0)
+    assert [i for i, _ in fw.receive("outside", _dns_reply(6, size=1100), 1.1).packets] == ["inside"]
+
+
+def test_show_service_policy_counts_dns_inspection():
+    fw = Firewall(parse(ASA9, "d.cfg"))
+    fw.receive("inside", _dns_query(77), 1.0)
+    fw.receive("outside", _dns_reply(77, size=600), 1.1)
+    text = format_show_service_policy(fw.policy, fw.service_policies.uses)
+    assert "      Inspect: dns, packet 2, drop 1, reset-drop 0" in text.splitlines()
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. inspect icmp and inspect icmp error
+
+ICMP_INSPECTED = (
+    ASA9 + "object network lan\n subnet 192.168.1.0 255.255.255.0\n nat (inside,outside) dynamic interface\n"
+    "policy-map global_policy\n class inspection_default\n  inspect icmp\n  inspect icmp error\n"
+    "service-policy global_policy global\n"
+)
+
+
+def _ping(seq: int, ident: int = 77) -> bytes:
+    return bytes(IP(src="192.168.1.5", dst="198.51.100.9") / ICMP(type=8, id=ident, seq=seq))
+
+
+def _pong(out: bytes, seq: int) -> bytes:
+    sent = IP(bytes(out))
+    return bytes(IP(src="198.51.100.9", dst=sent.src) / ICMP(type=0, id=sent[ICMP].id, seq=seq))
+
+
+def test_inspect_icmp_lets_one_reply_per_request_through_and_closes_the_session_on_it():
+    from statewall.events import ConnTeardown
+    from statewall.logfmt.asa import format_event
+
+    fw = Firewall(parse(ICMP_INSPECTED, "i.cfg"))
+    req = fw.receive("inside", _ping(1), 1.0)
+    ((iface, out),) = req.packets
+    assert iface == "outside" and IP(bytes(out)).src == "203.0.113.1"
+    # A reply to a sequence number no request sent: 313004.
+    wrong = fw.receive("outside", _pong(out, 9), 1.1)
+    d = _one_drop(wrong)
+    assert d.reason is DropReason.INSPECT_ICMP_SEQ and d.origin.text == "inspect icmp"
+    (line,) = format_event(d)
+    assert line.endswith(
+        "%ASA-4-313004: Denied ICMP type=0, from laddr 198.51.100.9 on interface outside to 203.0.113.1: "
+        "no matching session"
+    )
+    # The reply to seq 1 passes, translated back, and closes the session (302021 at once).
+    ok = fw.receive("outside", _pong(out, 1), 1.2)
+    ((iface, back),) = ok.packets
+    assert iface == "inside" and IP(bytes(back)).dst == "192.168.1.5" and IP(bytes(back))[ICMP].id == 77
+    (t,) = kinds(ok.events, ConnTeardown)
+    assert t.reason == "Flow closed by inspection" and len(fw.conns) == 0
+    # Without translation, a reply that finds no session and that the access rules let in is refused
+    # by the inspection: 313004.
+    fw = Firewall(
+        parse(
+            ICMP_INSPECTED.replace(" nat (inside,outside) dynamic interface\n", "")
+            + "access-list out extended permit icmp any any echo-reply\n"
+            "access-group out in interface outside\n",
+            "i.cfg",
+        )
+    )
+    ((_, out),) = fw.receive("inside", _ping(1), 1.0).packets
+    assert fw.receive("outside", _pong(out, 1), 1.1).packets
+    dup = _one_drop(fw.receive("outside", _pong(out, 1), 1.2))
+    assert dup.reason is DropReason.INSPECT_ICMP_SEQ
+
+
+def test_without_inspect_icmp_a_duplicate_reply_passes_while_the_session_lasts():
+    # statewall keeps echo sessions without inspect icmp (a real ASA keeps none: docs/asa.md says so).
+    fw = Firewall(parse(ICMP_INSPECTED.replace("  inspect icmp\n", ""), "i.cfg"))
+    ((_, out),) = fw.receive("inside", _ping(1), 1.0).packets
+    assert fw.receive("outside", _pong(out, 1), 1.1).packets
+    assert fw.receive("outside", _pong(out, 1), 1.2).packets
+
+
+def _traceroute_to_published_server(inspect_error: bool) -> bytes:
+    """An outside host's probe to a published inside server expires at an inside router (10.1.1.254,
+    itself published by a static): the time exceeded it sends back, as it leaves the ASA."""
+    text = (
+        ASA9 + "object network srv\n host 192.168.1.10\n nat (inside,outside) static 203.0.113.10\n"
+        "object network rtr\n host 192.168.1.254\n nat (inside,outside) static 203.0.113.254\n"
+        "access-list out extended permit udp any any\naccess-group out in interface outside\n"
+        "policy-map global_policy\n class inspection_default\n"
+        + ("  inspect icmp error\n" if inspect_error else "  inspect ftp\n")
+        + "service-policy global_policy global\n"
+    )
+    fw = Firewall(parse(text, "t.cfg"))
+    probe = fw.receive(
+        "outside",
+        bytes(IP(src="198.51.100.7", dst="203.0.113.10", ttl=3) / UDP(sport=40000, dport=33434)),
+        1.0,
+    )
+    ((_, sent),) = probe.packets
+    err = IP(src="192.168.1.254", dst="198.51.100.7") / ICMP(type=11, code=0) / bytes(sent)[:28]
+    ((iface, out),) = fw.receive("inside", bytes(err), 1.1).packets
+    assert iface == "outside"
+    return out
+
+
+def test_inspect_icmp_error_translates_the_intermediate_hop_by_the_nat_rules():
+    out = IP(bytes(_traceroute_to_published_server(True)))
+    # The hop appears as its own mapped address; the quoted probe as the outside host sent it.
+    assert (out.src, out.dst) == ("203.0.113.254", "198.51.100.7")
+    assert out[IPerror].dst == "203.0.113.10"
+    # Without it the hop appears with the mapped address of the server the probe was for.
+    out = IP(bytes(_traceroute_to_published_server(False)))
+    assert (out.src, out.dst) == ("203.0.113.10", "198.51.100.7")
+
+
+def test_the_8_0_form_inspect_dns_maximum_length_loads_prints_back_and_limits_both_ways():
+    text = (
+        ASA9.replace("9.12(4)", "8.0(4)")
+        + "policy-map global_policy\n class inspection_default\n  inspect dns maximum-length 600\n"
+        "service-policy global_policy global\n"
+    )
+    policy = parse(text, "d.cfg")
+    assert "  inspect dns maximum-length 600" in render(policy).splitlines()
+    assert "      Inspect: dns maximum-length 600, packet 0, drop 0, reset-drop 0" in (
+        format_show_service_policy(policy).splitlines()
+    )
+    fw = Firewall(policy)
+    fw.receive("inside", _dns_query(1), 1.0)
+    d = _one_drop(fw.receive("outside", _dns_reply(1, size=600), 1.1))
+    assert (d.reason, d.detail["limit"]) == (DropReason.INSPECT_DNS_TOO_LONG, 600)
+    assert fw.receive("outside", _dns_reply(1, size=500), 1.2).packets

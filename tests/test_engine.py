@@ -162,11 +162,11 @@ def test_reset_from_inside_tears_down_with_reset_i():
 def test_udp_and_icmp_connections_use_their_timeouts():
     fw = fw_for()
     res = fw.receive(
-        "inside", bytes(IP(src=CLIENT, dst=SERVER) / UDP(sport=5353, dport=53) / Raw(b"q")), 10.0
+        "inside", bytes(IP(src=CLIENT, dst=SERVER) / UDP(sport=5353, dport=123) / Raw(b"q")), 10.0
     )
     assert res.packets and IP(bytes(res.packets[0][1])).src == MAPPED
     rep = fw.receive(
-        "outside", bytes(IP(src=SERVER, dst=MAPPED) / UDP(sport=53, dport=5353) / Raw(b"a")), 11.0
+        "outside", bytes(IP(src=SERVER, dst=MAPPED) / UDP(sport=123, dport=5353) / Raw(b"a")), 11.0
     )
     assert rep.packets and IP(bytes(rep.packets[0][1])).dst == CLIENT
     ping = fw.receive("inside", bytes(IP(src=CLIENT, dst=SERVER) / ICMP(type=8, id=77, seq=1)), 11.0)
@@ -188,7 +188,7 @@ def test_ttl_expiring_in_the_firewall_sends_time_exceeded():
         IP(
             bytes(
                 fw_for()
-                .receive("inside", bytes(IP(src=CLIENT, dst=SERVER, ttl=1) / UDP()), 1.0)
+                .receive("inside", bytes(IP(src=CLIENT, dst=SERVER, ttl=1) / UDP(sport=4000, dport=123)), 1.0)
                 .packets[0][1]
             )
         ).ttl
@@ -254,8 +254,8 @@ def test_no_route_is_dropped_with_a_hint():
 def test_second_connection_from_the_same_source_port_reuses_the_mapping():
     """Endpoint-independent mapping (RFC 4787 REQ-1): same real port, same mapped port."""
     fw = fw_for()
-    a = fw.receive("inside", bytes(IP(src=CLIENT, dst=SERVER) / UDP(sport=4000, dport=53)), 1.0)
-    b = fw.receive("inside", bytes(IP(src=CLIENT, dst="192.168.9.3") / UDP(sport=4000, dport=53)), 1.0)
+    a = fw.receive("inside", bytes(IP(src=CLIENT, dst=SERVER) / UDP(sport=4000, dport=123)), 1.0)
+    b = fw.receive("inside", bytes(IP(src=CLIENT, dst="192.168.9.3") / UDP(sport=4000, dport=123)), 1.0)
     assert IP(bytes(a.packets[0][1])).sport == IP(bytes(b.packets[0][1])).sport == 4000
     assert len(kinds(b.events, XlateBuilt)) == 0
 
@@ -263,8 +263,8 @@ def test_second_connection_from_the_same_source_port_reuses_the_mapping():
 def test_port_collision_picks_another_port_of_the_same_class():
     cfg = SEED000.replace("nat (inside) 1 10.0.0.0 255.0.0.0", "nat (inside) 1 10.0.0.0 255.0.0.0")
     fw = fw_for(cfg)
-    a = fw.receive("inside", bytes(IP(src=CLIENT, dst=SERVER) / UDP(sport=700, dport=53)), 1.0)
-    b = fw.receive("inside", bytes(IP(src="10.0.0.3", dst=SERVER) / UDP(sport=700, dport=53)), 1.0)
+    a = fw.receive("inside", bytes(IP(src=CLIENT, dst=SERVER) / UDP(sport=700, dport=123)), 1.0)
+    b = fw.receive("inside", bytes(IP(src="10.0.0.3", dst=SERVER) / UDP(sport=700, dport=123)), 1.0)
     pa, pb = IP(bytes(a.packets[0][1])).sport, IP(bytes(b.packets[0][1])).sport
     assert pa == 700 and pb != 700 and 512 <= pb <= 1023
 
@@ -381,6 +381,8 @@ def test_an_interface_service_policy_inspects_ftp_on_its_own_interface_only():
     cfg = (
         SEED000
         + "interface Ethernet2\n nameif dmz\n security-level 50\n ip address 172.16.0.1 255.255.255.0\n"
+        # 8.2: nat id 1's addresses need a global on every lower interface (305005 otherwise).
+        "global (dmz) 1 interface\n"
         "class-map ftp-cls\n match port tcp eq 21\n"
         "policy-map dmz-pol\n class ftp-cls\n  inspect ftp\n"
         "policy-map global_policy\n class inspection_default\n  no inspect ftp\n"

@@ -310,3 +310,41 @@ def test_statewall_rewrites_port_and_adjusts_sequence_numbers_like_the_kernel(
     assert len(kernel_data) == 2 and our_data == kernel_data
     # The server's acknowledgements reach the client in its own numbers (seqadj undone) both ways.
     assert server_acks(client_side, CLIENT) == server_acks(inside, CLIENT)
+
+
+@pytest.mark.parametrize("dialect", ["asa", "iptables"])
+def test_the_kernels_post_nat_capture_as_the_servers_side_is_not_shifted_again(
+    kernel_session, dialect, tmp_path
+):
+    # The loop closed with the kernel's own captures: the client's packets from the client's link, the
+    # server's from the server's link (after MASQUERADE and nf_nat_ftp: to 10.88.2.254, acks in the
+    # space the seqadj made, +2 per PORT). Each arrives already in the coordinates the box gave it;
+    # shifting the acks a second time broke the control connection (the second PORT never opened).
+    from statewall.pcapio import PcapWriter
+
+    client_side, server_side = tmp_path / "client.pcap", tmp_path / "server.pcap"
+    for src, capture, path in (
+        (CLIENT, kernel_session["inside"], client_side),
+        (SERVER, kernel_session["outside"], server_side),
+    ):
+        with PcapWriter(path) as w:
+            for ts, raw in read_packets(capture):
+                if ".".join(map(str, raw[12:16])) == src:
+                    w.write(raw, ts)
+    config = ASA_CONFIG if dialect == "asa" else IPTABLES_CONFIG
+    inside, outside = ("inside", "outside") if dialect == "asa" else ("fa", "fb")
+    policy = parse_policy(config, f"kernel-equivalent-{dialect}.cfg")
+    summary = replay(policy, [(inside, client_side), (outside, server_side)], tmp_path / "out")
+    n = summary["packets_in"]
+    assert summary["drops_by_reason"] == {} and summary["forwarded"] == n
+    assert summary["connections"]["built"] == 3  # the control connection and both active ones
+    kernel_in, kernel_out = segments(kernel_session["inside"]), segments(kernel_session["outside"])
+    ours_in = segments(tmp_path / "out" / f"{inside}.pcap")
+    ours_out = segments(tmp_path / "out" / f"{outside}.pcap")
+    # What reached the client is what the kernel delivered to it (acks in the client's numbers); the
+    # ASA also randomizes the ISN of the server's active data connections, so only acks are compared.
+    pick = (lambda x: x[:4] + x[5:]) if dialect == "asa" else (lambda x: x)
+    assert [pick(x) for x in ours_in] == [pick(x) for x in kernel_in if x[0] == SERVER]
+    # What left towards the server is what the kernel sent it.
+    assert control(ours_out, FW_OUT) == control(kernel_out, FW_OUT)
+    assert [x[7] for x in ours_out] == [x[7] for x in kernel_out if x[0] == FW_OUT]

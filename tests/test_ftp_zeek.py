@@ -246,6 +246,52 @@ def test_ipv4_without_inspection_only_the_control_connection_passes(tmp_path: Pa
     assert ports == [b"PORT 141,142,220,235,131,46\r\n", b"PORT 141,142,220,235,147,203\r\n"]
 
 
+@pytest.mark.parametrize("other_box", [False, True], ids=["same-randomization", "another-asa"])
+def test_ipv4_server_side_captured_after_the_translation_is_left_as_captured(
+    tmp_path: Path, ipv4: Path, other_box: bool
+) -> None:
+    # The loop closed: the client's packets from the inside capture, the server's from a capture taken
+    # outside a translating ASA (post-NAT: to the PAT address, acks already in the shifted space: the
+    # FTP rewrites' -4 bytes per PORT and the box's random ISN offset). Such a capture is what the
+    # first replay's arrived/outside.pcap holds. Replayed again, none of it may be shifted a second
+    # time; "another-asa" replays it through a box whose randomization differs from the capture's.
+    from statewall.config import parse_policy
+    from statewall.engine import Firewall
+    from statewall.pcapio import PcapWriter
+    from statewall.replay import replay
+
+    policy = parse_policy(config4("141.142.220.0", "141.142.220.254", pat=True), "zeek-ftp.cfg")
+    first = tmp_path / "first"
+    replay(policy, [(None, ipv4)], first, firewall=Firewall(policy, seed=1))
+    client = ipaddress.ip_address("141.142.220.235").packed
+    client_side, server_side = tmp_path / "client.pcap", tmp_path / "server-post-nat.pcap"
+    with PcapWriter(client_side) as w:
+        for ts, raw in read_packets(ipv4):
+            if raw[12:16] == client:
+                w.write(raw, ts)
+    with PcapWriter(server_side) as w:
+        for ts, raw in read_packets(first / "arrived" / "outside.pcap"):
+            assert raw[16:20] == ipaddress.ip_address(OUTSIDE_IP).packed  # post-NAT: to the PAT address
+            w.write(raw, ts)
+    out = tmp_path / "second"
+    summary = replay(
+        policy,
+        [("inside", client_side), ("outside", server_side)],
+        out,
+        firewall=Firewall(policy, seed=2 if other_box else 1),
+    )
+    assert summary["drops_by_reason"] == {} and summary["forwarded"] == summary["packets_in"] == 95
+    assert summary["connections"]["built"] == 5 and summary["connections"]["teardown_reasons"] == {
+        "TCP FINs": 5
+    }
+    # The client gets the server's segments acknowledging its own numbers, exactly as in the original
+    # trace (only the ISNs of the server's active data connections differ: the ASA randomizes them).
+    captured = [x for x in segments(ipv4) if x[2] == "141.142.220.235"]
+    server_in = segments(out / "inside.pcap")
+    assert [x[:4] + x[5:8] for x in server_in] == [x[:4] + x[5:8] for x in captured]
+    assert [x[4] for x in server_in if x[3] == 50003] == [x[4] for x in captured if x[3] == 50003]
+
+
 # -------------------------------------------------------------------------------------------------
 # ipv6.pcap: EPSV and EPRT, no NAT
 

@@ -94,7 +94,7 @@ def test_a_syn_in_two_fragments_builds_the_connection_and_leaves_in_two_fragment
 
 @both
 def test_fragments_out_of_order_are_held_until_the_datagram_is_complete(dialect):
-    pkt = IP(src=CLIENT, dst=SERVER, id=8) / UDP(sport=5000, dport=53) / Raw(b"d" * 3000)
+    pkt = IP(src=CLIENT, dst=SERVER, id=8) / UDP(sport=5000, dport=123) / Raw(b"d" * 3000)
     frags = fragment(pkt, fragsize=1000)[::-1]
     fw = firewall(dialect)
     out, events = send(fw, frags[:-1])
@@ -105,7 +105,7 @@ def test_fragments_out_of_order_are_held_until_the_datagram_is_complete(dialect)
 
 @pytest.mark.parametrize(("dialect", "reason"), [("asa", "security-failed"), ("iptables", "reasm-overlaps")])
 def test_teardrop_overlapping_fragments_are_dropped(dialect, reason):
-    frags = fragment(IP(src=CLIENT, dst=SERVER, id=9) / UDP(sport=5000, dport=53) / Raw(b"t" * 2000), 1000)
+    frags = fragment(IP(src=CLIENT, dst=SERVER, id=9) / UDP(sport=5000, dport=123) / Raw(b"t" * 2000), 1000)
     evil = IP(bytes(frags[1]))
     evil.frag -= 1
     del evil.chksum
@@ -115,7 +115,7 @@ def test_teardrop_overlapping_fragments_are_dropped(dialect, reason):
 
 @pytest.mark.parametrize(("dialect", "after"), [("asa", 5.0), ("iptables", 30.0)])
 def test_an_incomplete_datagram_times_out(dialect, after):
-    frags = fragment(IP(src=CLIENT, dst=SERVER, id=10) / UDP(sport=5000, dport=53) / Raw(b"u" * 2000), 1000)
+    frags = fragment(IP(src=CLIENT, dst=SERVER, id=10) / UDP(sport=5000, dport=123) / Raw(b"u" * 2000), 1000)
     fw = firewall(dialect)
     send(fw, frags[:1], now=10.0)
     assert fw.next_deadline() is not None and fw.next_deadline() <= 10.0 + after
@@ -128,7 +128,7 @@ def test_an_incomplete_datagram_times_out(dialect, after):
 
 def test_asa_fragment_commands_change_the_limits_and_log_209005():
     fw = firewall("asa", "fragment chain 1 inside\nfragment timeout 10\n")
-    frags = fragment(IP(src=CLIENT, dst=SERVER, id=11) / UDP(sport=5000, dport=53) / Raw(b"c" * 1400), 1000)
+    frags = fragment(IP(src=CLIENT, dst=SERVER, id=11) / UDP(sport=5000, dport=123) / Raw(b"c" * 1400), 1000)
     out, events = send(fw, frags)
     assert out == [] and drops(events) == ["fragment-chain-limit"] * 2
     lines = [line for ev in events for line in format_event(ev, timestamp=False)]
@@ -148,7 +148,7 @@ def test_ipv6_fragments_are_reassembled_and_sent_on(dialect):
     pkt = (
         IPv6(src=CLIENT6, dst=SERVER6)
         / IPv6ExtHdrFragment(id=5)
-        / UDP(sport=5000, dport=53)
+        / UDP(sport=5000, dport=123)
         / Raw(b"6" * 3000)
     )
     out, events = send(firewall(dialect), fragment6(pkt, 1280))
@@ -288,6 +288,102 @@ def test_asa_drops_ip_options_unless_inspect_ip_options_allows_them():
     assert drops(events) == [] and len(out) == 1
 
 
+_IPO_MAP = """policy-map type inspect ip-options {name}
+ parameters
+{params}class-map all
+ match any
+policy-map global_policy
+ class all
+  inspect ip-options {name}
+service-policy global_policy global
+"""
+
+
+def _ipo_firewall(params: str):
+    return firewall("asa", _IPO_MAP.format(name="IPO", params=params))
+
+
+def test_asa_ip_options_map_allows_clears_or_drops_each_option():
+    from scapy.layers.inet import IPOption
+
+    # router-alert allowed: passes as it came.
+    fw = _ipo_firewall("  router-alert action allow\n  nop action allow\n")
+    pkt = _with_options([RA]) / Raw(b"data")
+    out, events = send(fw, [pkt])
+    assert drops(events) == [] and len(out) == 1 and bytes(out[0][1]) == bytes(IP(bytes(pkt)))
+    # router-alert cleared: removed; header length, total length and checksum follow (and the UDP
+    # payload is intact).
+    fw = _ipo_firewall("  router-alert action clear\n")
+    out, events = send(fw, [pkt])
+    assert drops(events) == [] and len(out) == 1
+    left = IP(bytes(out[0][1]))
+    assert left.ihl == 5 and left.len == len(bytes(pkt)) - 4 and not left.options
+    fresh = IP(bytes(left))
+    del fresh.chksum
+    assert IP(bytes(fresh)).chksum == left.chksum and bytes(left[UDP].payload) == b"data"
+    fresh[UDP].chksum = None
+    assert IP(bytes(fresh))[UDP].chksum == left[UDP].chksum
+    # NOP and EOOL cleared, router alert allowed: NOP NOP RA EOOL EOOL (scapy pads with EOOL) -> RA alone,
+    # already on a 32-bit boundary.
+    fw = _ipo_firewall("  router-alert action allow\n  nop action clear\n  eool action clear\n")
+    two = IP(src=CLIENT, dst=SERVER, options=[IPOption(b"\x01"), IPOption(b"\x01"), IPOption(RA)]) / UDP(
+        sport=1000, dport=53
+    )
+    out, events = send(fw, [two])
+    assert drops(events) == [] and bytes(IP(bytes(out[0][1])).options[0]) == RA
+    assert IP(bytes(out[0][1])).ihl == 6
+    # An option the map does not list is dropped, with the map named; NOP is not listed here.
+    out, events = send(_ipo_firewall("  router-alert action allow\n  eool action allow\n"), [two])
+    assert out == [] and drops(events) == ["invalid-ip-option"]
+    (d,) = kinds(events, Drop)
+    assert d.message == "IP option no operation is not allowed by ip-options map IPO"
+    # Record route: not an option the inspection allows at all, whatever the map.
+    out, events = send(_ipo_firewall("  router-alert action allow\n"), [_with_options([RA, RR + b"\x00"])])
+    assert drops(events) == ["invalid-ip-option"]
+
+
+def test_asa_ip_options_map_prints_back_and_names_what_it_does_not_model():
+    from statewall.config import parse_policy
+    from statewall.dialects.asa import render
+    from statewall.dialects.errors import ConfigError
+
+    text = ASA + _IPO_MAP.format(
+        name="RSVP", params="  router-alert action clear\n  eool action allow\n  record-route action allow\n"
+    )
+    policy = parse_policy(text, "fw.cfg", dialect="asa")
+    assert policy.ip_options_maps["RSVP"].actions == {148: "clear", 0: "allow"}
+    out = render(policy)
+    block = out[out.index("policy-map type inspect ip-options RSVP") :].split("\n")[:5]
+    assert block == [
+        "policy-map type inspect ip-options RSVP",
+        " parameters",
+        "  eool action allow",
+        "  router-alert action clear",
+        "  record-route action allow",
+    ]
+    again = parse_policy(out, "again.cfg", dialect="asa")
+    assert again.ip_options_maps["RSVP"].actions == policy.ip_options_maps["RSVP"].actions
+    messages = [w.message for w in policy.warnings]
+    assert any("'record-route action allow'" in m and "not modelled" in m for m in messages)
+    # inspect ip-options is modelled (the IP options stage): check does not call it a gap.
+    assert not any("inspect ip-options is not modelled" in m for m in messages)
+    # packet-tracer shows the IP-OPTIONS phase (its packet carries no options: allowed).
+    from statewall.tracer import trace
+
+    phases, _ = trace(policy, "inside", "udp", CLIENT, 1000, SERVER, 53)
+    (ipo,) = [ph for ph in phases if ph.type == "IP-OPTIONS"]
+    assert ipo.allowed
+    with pytest.raises(ConfigError, match="policy-map type inspect ip-options NOPE is not defined"):
+        bad = _IPO_MAP.format(name="X", params="").replace(
+            "ip-options X\nservice", "ip-options NOPE\nservice"
+        )
+        parse_policy(ASA + bad, "bad.cfg", dialect="asa")
+    with pytest.raises(ConfigError, match="router-alert action"):
+        parse_policy(
+            ASA + _IPO_MAP.format(name="X", params="  router-alert action drop\n"), "bad.cfg", dialect="asa"
+        )
+
+
 def test_linux_forwards_options_but_not_source_routes():
     out, events = send(firewall("iptables"), [_with_options([RA])])
     assert drops(events) == [] and len(out) == 1
@@ -332,10 +428,13 @@ def test_asa_fragment_commands_print_back_and_refuse_bad_values():
         parse(ASA + "fragment chain 2 dmz\n", "bad.cfg")
 
 
-def test_replay_auto_ingress_carries_a_statically_translated_servers_replies(tmp_path):
+@pytest.mark.parametrize("captured_on", ["mapped-side", "real-side"])
+def test_replay_auto_ingress_carries_a_statically_translated_servers_replies(tmp_path, captured_on):
     # A web server behind a static translation, captured on the outside: its replies come from the
     # mapped address. With --ingress auto they arrive on inside, from the real address, and answer
-    # the connection the client's SYN built.
+    # the connection the client's SYN built. Captured on the server's own (real) side instead, the
+    # client's packets name the real address: live they were addressed to the mapped one, and the
+    # connection is the same translated one (the replies leave outside from the mapped address).
     from statewall.pcapio import PcapWriter
     from statewall.replay import replay
 
@@ -345,7 +444,7 @@ def test_replay_auto_ingress_carries_a_statically_translated_servers_replies(tmp
         "access-group OUTSIDE_IN in interface outside\n"
     )
     policy = parse_policy(cfg, "fw.cfg", dialect="asa")
-    c, s = ("198.51.100.7", 40000), ("192.0.2.10", 80)
+    c, s = ("198.51.100.7", 40000), ("192.0.2.10" if captured_on == "mapped-side" else "10.1.1.10", 80)
 
     def seg(src, dst, flags, seq, ack, data=b""):
         return bytes(
@@ -369,3 +468,9 @@ def test_replay_auto_ingress_carries_a_statically_translated_servers_replies(tmp
     summary = replay(policy, [(None, cap)], tmp_path / "out")
     assert summary["drops_by_reason"] == {} and summary["unassigned"] == 0
     assert summary["forwarded"] == len(packets) and summary["connections"]["built"] == 1
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "to inside:10.1.1.10/80 (192.0.2.10/80)" in log
+    from statewall.pcapio import read_packets
+
+    left = [IP(raw) for _, raw in read_packets(tmp_path / "out" / "outside.pcap")]
+    assert len(left) == 3 and {p.src for p in left} == {"192.0.2.10"}

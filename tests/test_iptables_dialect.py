@@ -634,3 +634,74 @@ def test_golden_keeps_the_prot_column_as_names():
     # columns (a row is as wide as before).
     row = next(ln for ln in GOLDEN["listing 4 filter"].splitlines() if "udplite" in ln)
     assert re.match(r"^ +0 +0 ACCEPT     udplite--  \*      \*       0\.0\.0\.0/0 ", row)
+
+
+# --------------------------------------------------------------------------------------------------
+# Every error of a file in one pass (issue 14 item 4 for the iptables dialect)
+
+EVERY_ERROR = """\
+#@statewall interface lan dev eth0 address 10.0.0.1/24
+#@statewall route 0.0.0.0/0 via 10.0.0.254 dev wan0
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -p tcp --dport 99999 -j ACCEPT
+-A FORWARD -m conntrack --ctstate BOGUS -j ACCEPT
+-A FORWARD -p tcp --dport 22 -j ACCEPT
+-A FORWARD -j NOSUCHCHAIN
+COMMIT
+*bogus
+:INPUT ACCEPT [0:0]
+-A INPUT -j ACCEPT
+COMMIT
+*nat
+:PREROUTING DROP [0:0]
+COMMIT
+iptables -A FORWARD -s "unterminated -j ACCEPT
+iptables -A FORWARD -p udp --dport 70000 -j ACCEPT
+"""
+
+
+def test_every_error_of_an_iptables_file_is_reported_in_one_pass_in_file_order():
+    with pytest.raises(ConfigError) as info:
+        parse(EVERY_ERROR, "e.rules")
+    assert [str(e) for e in info.value.errors] == [
+        "e.rules:2:48: route via unknown interface 'wan0' (declare it with #@statewall interface)",
+        "e.rules:7:27: invalid port/service '99999' specified",
+        "e.rules:8:35: Bad state 'BOGUS'",
+        "e.rules:10:15: Couldn't load target `NOSUCHCHAIN': no such chain or target",
+        # The lines of a block whose *table line failed are skipped up to its COMMIT.
+        "e.rules:12:1: table 'bogus' does not exist",
+        'e.rules:17:13: The "nat" table is not intended for filtering, the use of DROP is therefore '
+        "inhibited.",
+        "e.rules:19:24: unterminated quote",
+        "e.rules:20:36: invalid port/service '70000' specified",
+    ]
+    # A file with errors applies nothing; the first error is what the exception reads as.
+    assert str(info.value).splitlines()[0] == info.value.errors[0].__str__()
+
+
+def test_check_lists_every_iptables_error(tmp_path: Path, capsys):
+    from statewall.cli import main
+
+    cfg = tmp_path / "e.rules"
+    cfg.write_text(EVERY_ERROR)
+    assert main(["check", "-c", str(cfg)]) == 2
+    out, err = capsys.readouterr()
+    assert err.count(f"{cfg}:") == 8
+    assert "FAILED: 8 errors" in out + err
+
+
+def test_a_block_never_committed_is_an_error_and_the_next_block_is_still_checked():
+    text = (
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+        "-A POSTROUTING -j MASQUERADE\n-A POSTROUTING -j BOGUS\nCOMMIT\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse(text, "u.rules")
+    assert [str(e) for e in info.value.errors] == [
+        "u.rules:5:1: COMMIT expected before *nat (table filter is open)",
+        "u.rules:9:19: Couldn't load target `BOGUS': no such chain or target",
+    ]

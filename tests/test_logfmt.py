@@ -541,6 +541,7 @@ def test_every_message_row_formats_with_full_fields():
     detail = {"mss": 1, "data": 2, "count": 3, "limit": 4, "inner_proto": "udp", "inner_src": "3.3.3.3"}
     detail.update(inner_sport=3, inner_dst="4.4.4.4", inner_dport=4)
     detail.update(id=5, proto_name="UDP", elements=6, size=7, max=8)  # fragment messages (209xxx)
+    detail.update(dns_kind="reply", length=9)  # 410001
     for reason, rows in MESSAGES.items():
         for row in rows:
             when = dict(row.when)

@@ -491,7 +491,7 @@ def test_show_service_policy_lists_each_scope_and_class():
         "  Service-policy: global_policy",
         "    Class-map: inspection_default",
         "      Inspect: ftp, packet 0, drop 0, reset-drop 0",
-        "      Inspect: dns (not modelled: statewall does not inspect dns)",
+        "      Inspect: dns, packet 0, drop 0, reset-drop 0",
         "    Class-map: all",
     ]
     assert "Interface outside:" in text

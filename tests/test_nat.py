@@ -49,7 +49,8 @@ def log(events) -> list[str]:
     return [line for ev in events for line in format_event(ev, timestamp=False)]
 
 
-def udp_out(fw: Firewall, src: str, sport: int, dst: str = SERVER, dport: int = 53, now: float = 1.0):
+def udp_out(fw: Firewall, src: str, sport: int, dst: str = SERVER, dport: int = 123, now: float = 1.0):
+    # NTP: a UDP service no default inspection takes (DNS on 53 would want a DNS message).
     res = fw.receive("inside", bytes(IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / b"q"), now)
     out = [IP(bytes(data)) for iface, data in res.packets if iface == "outside"]
     return res, (out[0] if out else None)
@@ -110,7 +111,7 @@ def test_exhausted_dynamic_pool_drops_with_305006_regular():
     )
     assert log(res.events) == [
         "%ASA-3-305006: regular translation creation failed for udp src inside:10.0.0.4/4000 "
-        f"dst outside:{SERVER}/53"
+        f"dst outside:{SERVER}/123"
     ]
     assert fw.drops[DropReason.NAT_FAILED] == 1
 
@@ -127,7 +128,7 @@ def test_exhausted_pat_class_drops_with_305006_portmap():
     assert pkt is None
     assert log(res.events) == [
         "%ASA-3-305006: portmap translation creation failed for udp src inside:10.0.9.9/111 "
-        f"dst outside:{SERVER}/53"
+        f"dst outside:{SERVER}/123"
     ]
     # Other classes are unaffected.
     _, pkt = udp_out(fw, "10.0.9.9", 40000)
@@ -331,8 +332,8 @@ def test_replay_prints_show_xlate_and_show_conn_as_the_tables_stood(tmp_path):
     cfg = tmp_path / "fw.cfg"
     cfg.write_text(BASE + "global (outside) 1 interface\nnat (inside) 1 10.0.0.0 255.255.255.0\n")
     packets = [
-        IP(src="10.0.0.2", dst=SERVER) / UDP(sport=700, dport=53) / b"a",
-        IP(src="10.0.0.3", dst=SERVER) / UDP(sport=700, dport=53) / b"b",
+        IP(src="10.0.0.2", dst=SERVER) / UDP(sport=700, dport=123) / b"a",
+        IP(src="10.0.0.3", dst=SERVER) / UDP(sport=700, dport=123) / b"b",
     ]
     for t, p in zip((1000.0, 1005.0), packets):
         p.time = t
@@ -367,7 +368,7 @@ def test_replay_prints_show_xlate_and_show_conn_as_the_tables_stood(tmp_path):
     # ASA Version 8.2: show xlate's 8.2 form, no legend (8.2 command reference).
     assert lines[1] == f"PAT Global {OUTSIDE_IP}(700) Local 10.0.0.2(700)"
     assert lines[2].startswith(f"PAT Global {OUTSIDE_IP}(") and lines[2].endswith(") Local 10.0.0.3(700)")
-    assert f"UDP outside {SERVER}:53 inside 10.0.0.2:700, idle 0:00:05, bytes 1, flags " in text
+    assert f"UDP outside {SERVER}:123 inside 10.0.0.2:700, idle 0:00:05, bytes 1, flags " in text
     assert "2 in use, 2 most used\nUDP outside" in text  # show conn: both UDP conns (drained later)
 
 

@@ -589,3 +589,37 @@ def test_a_full_set_takes_no_new_element_until_one_expires():
         "add @s"
     )  # 10.0.0.1 expired
     assert nf.nft_counters()[("ip f", "a", 0)][0] == 3
+
+
+def test_every_error_of_an_nft_ruleset_is_reported_in_one_pass():
+    text = """\
+table inet filter {
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    tcp dport 99999 accept
+    ct state bogus accept
+    tcp dport { 22, 80 } accept
+    jump nowhere
+  }
+  chain input {
+    type filter hook sideways priority 0;
+    accept
+  }
+  quota q { over 10 mbytes }
+}
+table ip nat {
+  chain pre { type nat hook prerouting priority dstnat; policy accept; dnat to 1.2.3.4.5 }
+}
+table inet later { chain c { type filter hook input priority 0; accept; } }
+"""
+    with pytest.raises(ConfigError) as info:
+        parse(text, "e.nft")
+    # The reader resumes at the next rule, the next statement of the table, or the next table.
+    assert [str(e) for e in info.value.errors] == [
+        "e.nft:4:15: bad port '99999'",
+        "e.nft:5:14: unknown ct state 'bogus'",
+        "e.nft:7:10: chain 'nowhere' does not exist in table inet filter",
+        "e.nft:10:22: unknown hook 'sideways'",
+        "e.nft:13:3: nft: quota objects is not modelled by statewall",
+        "e.nft:16:80: bad address '1.2.3.4.5'",
+    ]

@@ -320,4 +320,4 @@ def test_show_service_policy_counts_inspected_packets():
     web.open()
     text = format_show_service_policy(ftp.fw.policy, ftp.fw.service_policies.uses)
     assert "      Inspect: ftp, packet 4, drop 0, reset-drop 0" in text.splitlines()
-    assert "      Inspect: dns (not modelled: statewall does not inspect dns)" in text.splitlines()
+    assert "      Inspect: dns, packet 0, drop 0, reset-drop 0" in text.splitlines()

@@ -6,6 +6,7 @@ flags - and how the dialect reads, refuses and prints these lines."""
 from __future__ import annotations
 
 import pytest
+from scapy.layers.dns import DNS
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
@@ -91,7 +92,7 @@ def test_static_port_forwarding_with_service_tcp_both_ways():
 def test_the_servers_own_connections_use_the_dynamic_rule():
     """A static with a service only owns that port: the server's other flows fall to obj_any's PAT."""
     fw = fw_for(*WEB_FORWARD)
-    iface, out = one(fw, "inside", IP(src="10.0.0.5", dst=CLIENT) / UDP(sport=5353, dport=53))
+    iface, out = one(fw, "inside", IP(src="10.0.0.5", dst=CLIENT) / UDP(sport=5353, dport=53) / DNS())
     assert iface == "outside" and (out.src, out[UDP].sport) == (OUTSIDE_IP, 5353)
     iface, out = one(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / TCP(sport=40000, dport=443, flags="S"))
     assert (out.src, out[TCP].sport) == (OUTSIDE_IP, 40000)
@@ -118,7 +119,7 @@ def test_object_statics_come_before_object_dynamics_and_smaller_objects_first():
         ("10.0.0.7", "198.51.100.200"),
         ("10.0.0.5", "192.0.2.5"),
     ):
-        _, out = one(fw, "inside", IP(src=host, dst=CLIENT) / UDP(sport=4000, dport=53))
+        _, out = one(fw, "inside", IP(src=host, dst=CLIENT) / UDP(sport=4000, dport=53) / DNS())
         assert out.src == mapped, host
 
 
@@ -165,7 +166,7 @@ def test_section_1_twice_nat_exempts_vpn_traffic_before_object_nat():
         "no-proxy-arp route-lookup",
     )
     _, vpn = one(fw, "inside", IP(src="10.0.0.2", dst="172.16.5.5") / UDP(sport=4000, dport=500))
-    _, web = one(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=4001, dport=53))
+    _, web = one(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=4001, dport=53) / DNS())
     assert vpn.src == "10.0.0.2" and web.src == OUTSIDE_IP
     assert len(fw.nat.xlates) == 1  # identity creates no slot
 
@@ -183,15 +184,17 @@ def test_twice_nat_translates_the_destination_and_its_port_and_the_reply_back():
         "nat (inside,outside) source dynamic LAN interface destination static DNS-MAPPED DNS-REAL "
         "service DNS-ALT DNS",
     )
-    iface, out = one(fw, "inside", IP(src="10.0.0.2", dst="198.51.100.53") / UDP(sport=3333, dport=5353))
+    iface, out = one(
+        fw, "inside", IP(src="10.0.0.2", dst="198.51.100.53") / UDP(sport=3333, dport=5353) / DNS()
+    )
     assert iface == "outside"
     assert (out.src, out[UDP].sport, out.dst, out[UDP].dport) == (OUTSIDE_IP, 3333, "203.0.113.53", 53)
-    reply = IP(src="203.0.113.53", dst=OUTSIDE_IP) / UDP(sport=53, dport=3333) / b"answer"
+    reply = IP(src="203.0.113.53", dst=OUTSIDE_IP) / UDP(sport=53, dport=3333) / DNS(qr=1)
     iface, back = one(fw, "outside", reply, 1.1)
     assert iface == "inside"
     assert (back.src, back[UDP].sport, back.dst, back[UDP].dport) == ("198.51.100.53", 5353, "10.0.0.2", 3333)
     # The same client to another port of the mapped address is no match for the rule.
-    _, out = one(fw, "inside", IP(src="10.0.0.2", dst="198.51.100.53") / UDP(sport=3334, dport=53))
+    _, out = one(fw, "inside", IP(src="10.0.0.2", dst="198.51.100.53") / UDP(sport=3334, dport=53) / DNS())
     assert (out.src, out.dst) == ("10.0.0.2", "198.51.100.53")
 
 
@@ -266,7 +269,7 @@ def test_dynamic_pool_object_uses_its_ranges_then_its_hosts_then_the_interface()
         " nat (inside,outside) dynamic MAPPED",
     )
     srcs = [
-        one(fw, "inside", IP(src=f"10.0.0.{n}", dst=CLIENT) / UDP(sport=7000, dport=53))[1]
+        one(fw, "inside", IP(src=f"10.0.0.{n}", dst=CLIENT) / UDP(sport=7000, dport=53) / DNS())[1]
         for n in (2, 3, 4, 5)
     ]
     assert [p.src for p in srcs] == ["198.51.100.10", "198.51.100.11", "198.51.100.99", "198.51.100.99"]
@@ -314,10 +317,12 @@ def test_exhausted_pat_pool_drops_with_305006_portmap_unless_the_interface_takes
     # Source port 100 is in the 1-511 class: 511 hosts fill it on the pool's one address.
     for n in range(511):
         _, out = send(
-            fw, "inside", IP(src=f"10.0.0.{n % 250 + 2}", dst=CLIENT) / UDP(sport=100 + n // 250, dport=53)
+            fw,
+            "inside",
+            IP(src=f"10.0.0.{n % 250 + 2}", dst=CLIENT) / UDP(sport=100 + n // 250, dport=53) / DNS(),
         )
         assert out and out[0][1].src == "198.51.100.20"
-    res, out = send(fw, "inside", IP(src="10.0.0.200", dst=CLIENT) / UDP(sport=103, dport=53))
+    res, out = send(fw, "inside", IP(src="10.0.0.200", dst=CLIENT) / UDP(sport=103, dport=53) / DNS())
     if fallback:
         assert [(o.src, o[UDP].sport) for _, o in out] == [(OUTSIDE_IP, 103)]
     else:
@@ -335,9 +340,9 @@ def test_pat_pool_round_robin_spreads_hosts_and_each_host_keeps_its_address():
         "object network LAN",
         " nat (inside,outside) dynamic pat-pool PATPOOL round-robin",
     )
-    a1 = one(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=1000, dport=53))[1]
-    b1 = one(fw, "inside", IP(src="10.0.0.3", dst=CLIENT) / UDP(sport=1000, dport=53))[1]
-    a2 = one(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=1001, dport=53))[1]
+    a1 = one(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=1000, dport=53) / DNS())[1]
+    b1 = one(fw, "inside", IP(src="10.0.0.3", dst=CLIENT) / UDP(sport=1000, dport=53) / DNS())[1]
+    a2 = one(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=1001, dport=53) / DNS())[1]
     assert (a1.src, b1.src, a2.src) == ("198.51.100.20", "198.51.100.21", "198.51.100.20")
     assert a1[UDP].sport == b1[UDP].sport == 1000  # different addresses: both keep the port
 
@@ -349,8 +354,8 @@ def test_pat_pool_without_round_robin_fills_the_first_address_and_flat_ignores_c
         "object network LAN",
         " nat (inside,outside) dynamic pat-pool PATPOOL flat",
     )
-    a = one(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=100, dport=53))[1]
-    b = one(fw, "inside", IP(src="10.0.0.3", dst=CLIENT) / UDP(sport=2000, dport=53))[1]
+    a = one(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=100, dport=53) / DNS())[1]
+    b = one(fw, "inside", IP(src="10.0.0.3", dst=CLIENT) / UDP(sport=2000, dport=53) / DNS())[1]
     assert a.src == b.src == "198.51.100.20"
     assert 1024 <= a[UDP].sport <= 65535 and b[UDP].sport == 2000  # flat: 1024-65535 for every port
 
@@ -362,8 +367,8 @@ def test_show_xlate_flags_for_object_and_twice_nat():
         " subnet 172.16.0.0 255.255.0.0",
         "nat (inside,outside) source dynamic LAN interface destination static REMOTE REMOTE",
     )
-    one(fw, "inside", IP(src="10.0.0.2", dst="172.16.0.9") / UDP(sport=5000, dport=53))
-    one(fw, "inside", IP(src="10.0.0.3", dst=CLIENT) / UDP(sport=5000, dport=53))
+    one(fw, "inside", IP(src="10.0.0.2", dst="172.16.0.9") / UDP(sport=5000, dport=53) / DNS())
+    one(fw, "inside", IP(src="10.0.0.3", dst=CLIENT) / UDP(sport=5000, dport=53) / DNS())
     one(fw, "outside", IP(src=CLIENT, dst="192.0.2.5") / TCP(sport=51000, dport=8080, flags="S"))
     text = show_xlate(fw, now=1.0)
     assert f"UDP PAT from inside:10.0.0.2/5000 to outside:{OUTSIDE_IP}/5000 flags riT idle" in text
@@ -372,7 +377,7 @@ def test_show_xlate_flags_for_object_and_twice_nat():
 
 def test_xlate_built_names_the_object_nat_line():
     fw = fw_for(*WEB_FORWARD)
-    res, _ = send(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=5000, dport=53))
+    res, _ = send(fw, "inside", IP(src="10.0.0.2", dst=CLIENT) / UDP(sport=5000, dport=53) / DNS())
     (xb,) = kinds(res.events, XlateBuilt)
     assert xb.origin.text == "nat (inside,outside) dynamic interface" and xb.origin.line == 28
 
@@ -390,13 +395,13 @@ def test_ipv6_object_static_translates_a_prefix():
         "object network V6-LAN",
         " nat (inside,outside) static V6-PUB",
     )
-    pkt = IPv6(src="2001:db8:1::abcd", dst="2001:db8:aaaa::1") / UDP(sport=1000, dport=53) / b"q"
+    pkt = IPv6(src="2001:db8:1::abcd", dst="2001:db8:aaaa::1") / UDP(sport=1000, dport=53) / DNS()
     iface, out = one(fw, "inside", pkt)
     assert iface == "outside" and out.src == "2001:db8:99::abcd"
     ref = IPv6(bytes(out))
     del ref[UDP].chksum
     assert IPv6(bytes(ref))[UDP].chksum == out[UDP].chksum
-    reply = IPv6(src="2001:db8:aaaa::1", dst="2001:db8:99::abcd") / UDP(sport=53, dport=1000)
+    reply = IPv6(src="2001:db8:aaaa::1", dst="2001:db8:99::abcd") / UDP(sport=53, dport=1000) / DNS(qr=1)
     iface, back = one(fw, "outside", reply, 1.1)
     assert iface == "inside" and back.dst == "2001:db8:1::abcd"
 

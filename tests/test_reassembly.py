@@ -168,6 +168,107 @@ def test_linux_memory_limit_refuses_new_datagrams_only():
     assert discards == [] and len(done) == 1
 
 
+def _interleaved(between: int):
+    """Datagram A's first fragment, ``between`` fragments of other datagrams from the same source
+    (complete pairs), then A's second and last fragment."""
+    a = fragment(_udp(1200, id=1), fragsize=1000)
+    others = []
+    for i in range(between // 2):
+        others += fragment(_udp(1200, id=100 + i), fragsize=1000)
+    return [a[0], *others, a[1]]
+
+
+def test_linux_ipfrag_max_dist_starts_a_stale_datagram_again():
+    # ip_frag_too_far (net/ipv4/ip_fragment.c): 64 by default. 66 fragments of other datagrams from the
+    # source between A's two: A's queue is started again without its first fragment, which is dropped.
+    d = LinuxDefrag()
+    done, discards = _feed(d, _interleaved(66))
+    assert len(done) == 33 and [x.reason for x in discards] == [DropReason.REASM_FAILED]
+    assert "66 fragments from 10.0.0.1" in discards[0].message and "ipfrag_max_dist 64" in discards[0].message
+    assert len(d.queues) == 1 and d.next_deadline == 30.0  # the fresh queue, its timer re-armed
+    # 62 between (a distance of 63): A completes; so it does at any distance with the check off.
+    done, discards = _feed(LinuxDefrag(), _interleaved(62))
+    assert len(done) == 32 and discards == []
+    done, discards = _feed(LinuxDefrag(DefragSettings(ipfrag_max_dist=0)), _interleaved(66))
+    assert len(done) == 34 and discards == []
+    # Another source's fragments do not count.
+    a = fragment(_udp(1200, id=1), fragsize=1000)
+    others = []
+    for i in range(40):
+        others += fragment(_udp(1200, id=100 + i, src="10.0.0.2"), fragsize=1000)
+    done, discards = _feed(LinuxDefrag(), [a[0], *others, a[1]])
+    assert len(done) == 41 and discards == []
+
+
+_SYSCTLS = """#@statewall interface inside address 10.0.0.254/24 address 2001:db8::fe/64
+#@statewall interface outside address 192.0.2.1/24 address 2001:db8:1::1/64
+sysctl -w net.ipv4.ipfrag_time=5
+sysctl -w net.ipv4.ipfrag_high_thresh=3000
+echo 0 > /proc/sys/net/ipv4/ipfrag_max_dist
+#@statewall sysctl net.netfilter.nf_conntrack_frag6_timeout=7
+sysctl -w net.ipv6.ip6frag_time=9
+"""
+
+
+@pytest.mark.parametrize("dialect", ["iptables", "nftables"])
+def test_the_reassembly_sysctls_reach_the_reassembly_stage(dialect):
+    from statewall.config import parse_policy
+    from statewall.engine import Firewall
+
+    body = (
+        "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"
+        if dialect == "iptables"
+        else (
+            "table inet filter {\n chain forward {\n"
+            "  type filter hook forward priority 0; policy accept;\n }\n}\n"
+        )
+    )
+    text = (
+        _SYSCTLS
+        if dialect == "iptables"
+        else _SYSCTLS.replace("sysctl -w ", "#@statewall sysctl ").replace(
+            "echo 0 > /proc/sys/net/ipv4/ipfrag_max_dist", "#@statewall sysctl net.ipv4.ipfrag_max_dist=0"
+        )
+    )
+    policy = parse_policy(text + body, "fw.rules", dialect=dialect)
+    df = policy.defrag
+    assert (df.ipfrag_time, df.ipfrag_high_thresh, df.ipfrag_max_dist, df.frag6_timeout) == (5, 3000, 0, 7)
+    # ip6frag_* is the box's own IPv6 reassembly, not conntrack's: kept, said to change nothing.
+    assert any("ip6frag_time" in w.message and "no effect" in w.message for w in policy.warnings)
+    fw = Firewall(policy)
+    a = fragment(_udp(id=1), fragsize=1000)
+    for f in a[:2]:
+        assert fw.receive("inside", bytes(f), 0.0).events == []
+    res = fw.receive("inside", bytes(fragment(_udp(id=2), fragsize=1000)[0]), 0.0)
+    assert [e.reason for e in res.events if isinstance(e, Drop)] == [DropReason.REASM_MEMORY]
+    assert fw.next_deadline() == 5.0
+    gone = fw.advance(5.0).events
+    assert [e.reason for e in gone if isinstance(e, Drop)] == [DropReason.REASM_TIMEOUT] * 2
+    assert "5 s after its first fragment (ipfrag_time)" in [e for e in gone if isinstance(e, Drop)][0].message
+    v6 = fragment6(_V6 / IPv6ExtHdrFragment(id=5) / UDP() / Raw(b"y" * 3000), 1000)
+    fw.receive("inside", bytes(v6[0]), 10.0)
+    assert fw.next_deadline() == 17.0
+    # They print back as the header's sysctl lines.
+    from statewall.dialects.iptables import render
+
+    out = render(policy)
+    for line in (
+        "net.ipv4.ipfrag_time=5",
+        "net.ipv4.ipfrag_high_thresh=3000",
+        "net.ipv4.ipfrag_max_dist=0",
+        "net.netfilter.nf_conntrack_frag6_timeout=7",
+        "net.ipv6.ip6frag_time=9",
+    ):
+        assert f"#@statewall sysctl {line}" in out
+    again = parse_policy(out, "again.rules", dialect="iptables").defrag
+    assert (again.ipfrag_time, again.ipfrag_high_thresh, again.ipfrag_max_dist, again.frag6_timeout) == (
+        5,
+        3000,
+        0,
+        7,
+    )
+
+
 # -- Linux output -------------------------------------------------------------------------------------
 
 

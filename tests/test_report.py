@@ -132,9 +132,10 @@ def test_a_large_replay_is_bounded(tmp_path: Path, monkeypatch) -> None:
     with PcapWriter(cap) as w:
         for i in range(30):
             for k in range(6):
-                pkt = IP(src="10.1.1.5", dst="198.51.100.9") / UDP(sport=20000 + i, dport=53) / b"q"
+                # Not DNS (port 53 is inspected: one reply per query, a DNS header needed).
+                pkt = IP(src="10.1.1.5", dst="198.51.100.9") / UDP(sport=20000 + i, dport=514) / b"q"
                 w.write(bytes(pkt), 1000.0 + i + k * 0.01)
-    dns = "access-list INSIDE_IN extended permit udp 10.1.1.0 255.255.255.0 any eq domain\n"
+    dns = "access-list INSIDE_IN extended permit udp 10.1.1.0 255.255.255.0 any eq syslog\n"
     summary = replay(parse_policy(ASA + dns, "fw.cfg"), [(None, cap)], tmp_path / "out")
     assert summary["forwarded"] == 180
     monkeypatch.setattr(build, "MAX_CONNS", 20)

@@ -26,7 +26,7 @@ from statewall.config import parse_policy
 from statewall.engine import Firewall
 from statewall.nat import port_owner
 from statewall.pcapio import PcapWriter
-from statewall.replay import ReplayError, replay
+from statewall.replay import replay
 from statewall.scale.replay import replay as sharded_replay
 from statewall.scale.replay import shard_policy
 from statewall.scale.shardkey import ShardKey, shard_of_host
@@ -181,6 +181,25 @@ def test_zeek_ftp_captures_in_1_2_and_4_shards_equal_one_process(
         compare(ref, out)
 
 
+def test_the_logging_lines_filter_a_sharded_replays_log_as_one_processs(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    """Each shard formats through the configuration's logging (AsaLog): a disabled message and a level
+    that leaves some out give the same log.txt as one process; events.jsonl keeps every event."""
+    capture = corpus_dir / "zeek" / "Traces" / "ftp" / "ipv4.pcap"
+    logging_lines = "logging enable\nlogging buffered informational\nno logging message 302013\n"
+    policy = parse_policy(asa_front() + PAT + logging_lines, "zeek.cfg")
+    ref = one_process(policy, capture, tmp_path / "one", drain=600)
+    log = (ref / "log.txt").read_text()
+    assert "-302013:" not in log and "-302014:" in log
+    events = (ref / "events.jsonl").read_text()
+    assert '"asa_id":302013' in events
+    out = tmp_path / "s2"
+    sharded_replay(policy, [(None, capture)], out, shards=2, inline=True, drain=600, seed=SEED)
+    compare(ref, out)
+    assert "-302013:" not in (out / "log.txt").read_text()
+
+
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("busy") / "busy.pcap"
@@ -228,19 +247,38 @@ def assert_ports_from_own_blocks(events: Path, shards: int) -> None:
     assert set().union(*owners.values()) == set(range(shards))
 
 
-def test_iptables_port_translation_is_not_sharded(tmp_path: Path) -> None:
-    """Linux's allocator has no port blocks per shard here: a ruleset with MASQUERADE is refused."""
-    rules = (
-        "#@statewall interface inside dev eth1 address 10.1.0.1/16\n"
-        "#@statewall interface outside dev eth0 address 192.0.2.1/24\n"
-        "#@statewall route 0.0.0.0/0 via 192.0.2.254 dev outside\n"
-        "iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE\n"
-    )
-    policy = parse_policy(rules, "fw.rules")
-    capture = tmp_path / "c.pcap"
-    write_trace(capture, 10)
-    with pytest.raises(ReplayError, match="MASQUERADE"):
-        sharded_replay(policy, [(None, capture)], tmp_path / "out", shards=2, inline=True)
+BUSY_IPTABLES = """\
+#@statewall interface inside dev eth1 address 10.1.0.1/16
+#@statewall interface lab dev eth2 address 10.2.0.1/16
+#@statewall interface outside dev eth0 address 192.0.2.1/24
+#@statewall route 0.0.0.0/0 via 192.0.2.254 dev outside
+iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE
+"""
+
+
+def test_iptables_masquerade_in_1_2_and_4_shards_equals_one_process(tmp_path: Path, busy: Path) -> None:
+    """Linux's allocator (nf_nat) in shards: each shard searches its own port blocks as if they were the
+    whole range (``NfNat.port_share``), so no two shards map two connections to one tuple; what differs
+    from one process is the port chosen, as with the ASA's PAT."""
+    policy = parse_policy(BUSY_IPTABLES, "fw.rules")
+    ref = one_process(policy, busy, tmp_path / "one", drain=300)
+    summary = json.loads((ref / "summary.json").read_text())
+    assert summary["connections"]["built"] > 1000 and summary["forwarded"] > 3000
+    for shards in (1, 2, 4):
+        out = tmp_path / f"s{shards}"
+        sharded_replay(policy, [(None, busy)], out, shards=shards, inline=True, drain=300, seed=SEED)
+        same = compare(ref, out)
+        assert (same["pat_ports_moved"] > same["translations"] // 3) == (shards > 1), same
+    # Every masqueraded port of the 4-shard run is in its shard's blocks.
+    owners: dict[str, set[int]] = {}
+    for line in (tmp_path / "s4" / "events.jsonl").read_text().splitlines():
+        ev = json.loads(line)
+        if ev["event"] == "ConnBuilt" and ev["initiator"]["mapped_address"] == "192.0.2.1":
+            owners.setdefault(ev["initiator"]["address"], set()).add(
+                port_owner(ev["initiator"]["mapped_port"], 4)
+            )
+    assert len(owners) > 500 and all(len(s) == 1 for s in owners.values())
+    assert set().union(*owners.values()) == {0, 1, 2, 3}
 
 
 def test_statewall_replay_workers_2_on_the_command_line(tmp_path: Path, corpus_dir: Path, capsys) -> None:

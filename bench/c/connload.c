@@ -1,11 +1,13 @@
 /* connload: the load tool of the connection-rate benchmark (`make bench`).
  *
- * usage: connload DST PORT SECONDS CONCURRENCY
+ * usage: connload DST PORT SECONDS CONCURRENCY [SRC,SRC,...]
  * Keeps CONCURRENCY short TCP connections in flight with one epoll: connect, read the server's byte
  * and its FIN, close, start the next. New connections are started for SECONDS; those still open
  * then get at most 2 more seconds to finish. Prints
  * "completed <n> late <n> failed <n> unfinished <n> seconds <SECONDS>": completed counts the
  * connections that received the byte and the FIN within the SECONDS window, late those after it.
+ * With a list of source addresses, connection i is bound to source i modulo the list (many inside
+ * hosts: statewall run --workers steers by the inside host).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -23,6 +25,8 @@
 static struct sockaddr_in sa;
 static int ep;
 static unsigned long long started, completed, late, failed;
+static struct sockaddr_in srcs[256];
+static int nsrcs;
 
 static double now(void) {
     struct timespec ts;
@@ -33,6 +37,14 @@ static double now(void) {
 static int open_one(void) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
+    /* The port is chosen at connect() (IP_BIND_ADDRESS_NO_PORT), where tcp_tw_reuse applies. */
+    int one = 1;
+    if (nsrcs) setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (nsrcs && bind(fd, (struct sockaddr *)&srcs[started % nsrcs], sizeof srcs[0]) < 0) {
+        close(fd);
+        failed++;
+        return -1;
+    }
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
         close(fd);
         failed++;
@@ -55,6 +67,17 @@ int main(int argc, char **argv) {
     if (inet_pton(AF_INET, argv[1], &sa.sin_addr) != 1) {
         fprintf(stderr, "bad address %s\n", argv[1]);
         return 2;
+    }
+    if (argc > 5) {
+        char *list = strdup(argv[5]);
+        for (char *tok = strtok(list, ","); tok && nsrcs < 256; tok = strtok(NULL, ",")) {
+            srcs[nsrcs].sin_family = AF_INET;
+            if (inet_pton(AF_INET, tok, &srcs[nsrcs].sin_addr) != 1) {
+                fprintf(stderr, "bad source address %s\n", tok);
+                return 2;
+            }
+            nsrcs++;
+        }
     }
     int conc = atoi(argv[4]);
     if (conc < 1) conc = 1;

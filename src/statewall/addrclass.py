@@ -18,11 +18,15 @@ refused by ``fib_validate_source`` only with ``rp_filter`` on, which statewall d
 IPv6 - net/ipv6/ip6_input.c ``ip6_rcv_core`` drops a multicast or loopback source and a loopback
 destination (RFC 4291 2.5.3, 2.7); a multicast destination goes to ``ip6_mc_input``, which forwards
 only with multicast routing (``mforwarding``) and otherwise delivers it locally or drops it;
-net/ipv6/ip6_output.c ``ip6_forward`` refuses an unspecified/multicast/loopback source and answers a
-link-local source with Destination Unreachable "beyond scope of source address" (code 2); a
-link-local destination is reached only on its own link (the fe80::/64 route of the arrival device:
-the kernel sends such a packet back onto that link with a redirect, never to another interface;
-statewall does not model that hairpin and drops it as beyond scope).
+net/ipv6/ip6_output.c ``ip6_forward`` decides about link-local addresses, after routing and after
+the hop limit check (a hop limit of 1 draws Time Exceeded first), so these are ``linux_routed``: a
+link-local destination is routed only on the arrival device (``rt6_need_strict``: its fe80::/64
+route), so the packet goes back out onto its own link, through FORWARD, with its hop limit lowered;
+a link-local source is answered with Destination Unreachable "beyond scope of source address"
+(code 2) and dropped only when the packet would leave through another interface (leaving through the
+one it came in on, it takes the redirect branch, which does not look at the source). The neighbour
+discovery redirect the kernel may send on such a hairpin is not modelled (statewall sends no ICMPv6
+redirects). Checked against the kernel in tests/test_addrclass_kernel.py.
 
 ASA - its slow-path address checks (Cisco, ``show asp drop`` command usage): through-the-box IPv4 to
 or from 0.0.0.0, from a 0.x.x.x source, to or from a broadcast address, or from a multicast/class E
@@ -72,7 +76,9 @@ class Special:
 
     ``what`` says why in words ("multicast destination 239.1.2.3"); ``asa`` and ``linux`` are the drop
     reasons of each dialect, or None for Linux when the packet is delivered to the box itself
-    (``to_box``: broadcasts go to INPUT). ``icmp`` is the ICMP error Linux answers with, if any.
+    (``to_box``: broadcasts go to INPUT) or forwarded (``linux_routed``). ``icmp`` is the ICMP error
+    Linux answers with, if any. ``linux_routed``: Linux does not stop it before routing; ip6_forward
+    decides (``linux``/``icmp`` then say what it does to a link-local source leaving another way).
     """
 
     what: str
@@ -80,6 +86,8 @@ class Special:
     linux: DropReason | None
     to_box: bool = False
     icmp: tuple[int, int] | None = None
+    # Linux routes it and ip6_forward decides (a link-local address): see the module docstring.
+    linux_routed: bool = False
 
 
 class Classifier:
@@ -154,9 +162,17 @@ class Classifier:
         if src == _V6_UNSPECIFIED:
             return Special("unspecified source ::", asa, DropReason.IPV6_ADDR_ERROR)
         if _in(src, _V6_LINK_LOCAL, 128):
-            return Special(f"link-local source {a(6, src)}", asa, DropReason.IPV6_BEYOND_SCOPE, icmp=(1, 2))
+            if _in(dst, _V6_LINK_LOCAL, 128):
+                return Special(f"link-local source {a(6, src)} and destination", asa, None, linux_routed=True)
+            return Special(
+                f"link-local source {a(6, src)}",
+                asa,
+                DropReason.IPV6_BEYOND_SCOPE,
+                icmp=(1, 2),
+                linux_routed=True,
+            )
         if _in(dst, _V6_LINK_LOCAL, 128):
-            return Special(f"link-local destination {a(6, dst)}", asa, DropReason.IPV6_BEYOND_SCOPE)
+            return Special(f"link-local destination {a(6, dst)}", asa, None, linux_routed=True)
         return None
 
 

@@ -280,6 +280,11 @@ class Connection:
         "replay_keys",
         "Its entries in ``Firewall.replay_index`` (None unless a replay adapter asked for one).",
     )
+    replay_space = _extra(
+        "replay_space",
+        "Per direction, the sequence space a replayed capture writes its acks in "
+        "(``statewall.engine.capture_space.Space``; None unless a replay met a shifted connection).",
+    )
 
     @property
     def inside_is_initiator(self) -> bool:

@@ -134,6 +134,12 @@ class DropReason(enum.Enum):
     SYNPROXY = ("synproxy", "SYNPROXY consumed the packet")
     SYNPROXY_INVALID = ("synproxy-cookie-invalid", "SYNPROXY: ACK without a valid SYN cookie")
     INSPECT_FTP = ("inspect-ftp", "FTP inspection")
+    # DNS inspection (statewall.inspect.dns), the ASA's own counters (show asp drop).
+    INSPECT_DNS_TOO_LONG = ("inspect-dns-pak-too-long", "DNS Inspect packet too long")
+    INSPECT_DNS_ID = ("inspect-dns-id-not-matched", "DNS Inspect id not matched")
+    INSPECT_DNS_INVALID = ("inspect-dns-invalid-pak", "DNS Inspect invalid packet")
+    # ICMP inspection (statewall.inspect.icmp): an echo reply no waiting request asked for (313004).
+    INSPECT_ICMP_SEQ = ("inspect-icmp-seq-num-not-matched", "ICMP Inspect seq num not matched")
     FLOW_EXPIRED = ("flow-expired", "Expired flow")
     ICMP_NO_SESSION = ("inspect-icmp-error-no-existing-conn", "ICMP Error Inspect no existing conn")
     UNSUPPORTED_PROTOCOL = ("unsupported-protocol", "IP protocol not supported")
@@ -262,6 +268,35 @@ class XlateTeardown(Event):
     mapped_address: str
     mapped_port: int
     duration: float
+
+
+@_lazy_addresses("real_address", "mapped_address")
+@dataclass(slots=True)
+class PortBlockAllocated(Event):
+    """A block of PAT ports was given to a host (port block allocation, 305014); the translations
+    within it are not logged."""
+
+    real_interface: str
+    real_address: str
+    mapped_interface: str
+    mapped_address: str
+    block_size: int
+    port_start: int
+    port_end: int
+
+
+@_lazy_addresses("real_address", "mapped_address")
+@dataclass(slots=True)
+class PortBlockReleased(Event):
+    """A host's block of PAT ports was freed with its last translation (305015)."""
+
+    real_interface: str
+    real_address: str
+    mapped_interface: str
+    mapped_address: str
+    block_size: int
+    port_start: int
+    port_end: int
 
 
 @dataclass(slots=True)

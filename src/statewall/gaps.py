@@ -12,13 +12,14 @@ fate as the box's. One kind of record carries enough to be matched per packet:
 
 And, for packet-tracer (one packet, so the cost of resolving the service policies does not matter), the
 inspections of the ASA's service policies that apply to the packet's flow and that statewall does not
-implement (``inspections``). Other records (nat-control, time ranges) are named by ``statewall check``
-and ``show service-policy``; they are not matched per packet here.
+implement (``inspections``). Other records (time ranges, the DNS inspection map's unmodelled lines) are
+named by ``statewall check`` and ``show service-policy``; they are not matched per packet here.
 """
 
 from __future__ import annotations
 
 from .acl import CompiledMatch
+from .engine.state import asa_version_before
 from .inspect import MODELLED_ENGINES
 from .packet import DecodeError, decode
 from .policy import BUILTIN, Policy, Unmodelled
@@ -90,8 +91,10 @@ def inspections(
         last = decode(bytearray(packet_out))
     except DecodeError:
         return []
+    # The class-map access lists see the destination as it arrived before ASA 8.3, the real one after.
+    to = first if asa_version_before(policy.version, 8, 3) else last
     eff = ServicePolicies(policy).resolve(
-        in_iface, out_iface, first.version, first.proto, first.src, first.sport, last.dst, last.dport,
+        in_iface, out_iface, first.version, first.proto, first.src, first.sport, to.dst, to.dport,
         first.icmp_type, first.icmp_code, count=False,
     )  # fmt: skip
     written = {u.feature: u for u in policy.unmodelled if u.feature.startswith("inspect ")}

@@ -262,11 +262,12 @@ class NatFailure(Exception):
     ``rule`` is the rule that applied (a ``NatRule``, or an ``NfRule`` for iptables); it has ``origin``.
     """
 
-    def __init__(self, rule, message: str, xlate_kind: str = "portmap") -> None:
+    def __init__(self, rule, message: str, xlate_kind: str = "portmap", **detail) -> None:
         super().__init__(message)
         self.rule = rule
         self.message = message
         self.xlate_kind = xlate_kind
+        self.detail = detail  # more fields for the drop's message (block_limit: 305016)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -353,6 +354,7 @@ class _Entry:
         "nat_addrs",
         "pat_addrs",
         "interface",
+        "pba",
         "pat_pool",
         "round_robin",
         "port_range",
@@ -386,6 +388,8 @@ class _Entry:
         self.nat_addrs: list[tuple[int, int]] = []
         self.pat_addrs: list[tuple[int, int]] = []
         self.interface = False
+        # pat-pool OBJ block-allocation: ports from per-host blocks, their xlates not logged (305014/15).
+        self.pba = rule.pool is not None and rule.pool.block_allocation
         self.pat_pool = False
         self.round_robin = False
         self.port_range: tuple[int, int] | None = None
@@ -473,6 +477,31 @@ def _pool_addresses(rule: NatRule) -> tuple[list[tuple[int, int]], list[tuple[in
 # The table
 
 
+class PortBlock:
+    """A block of ports of a mapped address held by one real host (port block allocation)."""
+
+    __slots__ = (
+        "version",
+        "real_iface",
+        "real_addr",
+        "mapped_iface",
+        "mapped_addr",
+        "start",
+        "end",
+        "in_use",
+    )
+
+    def __init__(self, version, real_iface, real_addr, mapped_iface, mapped_addr, start, end) -> None:
+        self.version = version
+        self.real_iface = real_iface
+        self.real_addr = real_addr
+        self.mapped_iface = mapped_iface
+        self.mapped_addr = mapped_addr
+        self.start = start
+        self.end = end
+        self.in_use = 0  # translations holding a port of it
+
+
 class NatTable:
     def __init__(self, policy: Policy, iface_address) -> None:
         # iface_address(iface, version, near) -> int | None: the interface's own address for PAT.
@@ -485,6 +514,15 @@ class NatTable:
         self._nat_hosts: dict[tuple[int, str, int], Xlate] = {}  # (version, mapped iface, addr)
         self.most_used = 0
         self.port_share: tuple[int, int] | None = None  # (shard, shards) of a sharded replay: PORT_BLOCK_BITS
+        # Port block allocation (``pat-pool OBJ block-allocation``; ``xlate block-allocation``): the blocks
+        # of each mapped address, (version, address) -> {first port: PortBlock}; each host's blocks on
+        # an address, (version, real address, mapped address) -> [first ports]; and the blocks allocated
+        # and released since the engine last took them (``take_block_events``: 305014/305015).
+        self.pba_size = policy.port_blocks.size
+        self.pba_max = policy.port_blocks.max_per_host
+        self._pba_blocks: dict[tuple[int, int], dict[int, PortBlock]] = {}
+        self._pba_hosts: dict[tuple[int, int, int], list[int]] = {}
+        self.pba_events: list[tuple[bool, PortBlock]] = []
         for order, rule in enumerate(asa_order(policy.nat_rules)):
             if rule.inactive:
                 continue
@@ -609,6 +647,40 @@ class NatTable:
                 return True
         return e.interface and self._iface_address(out_iface or "", version, None) is not None
 
+    def steering_view(self, iface_names: Iterable[str]) -> dict[str, list]:
+        """The mapped addresses behind which a translated host hides, for a live firewall's TUN steering
+        (``statewall.live.steer``), which must send a reply to the worker owning its real host:
+
+        * ``pat``: ``(version, address, mapped interface or None)`` shared by port (PAT pools, single
+          pool addresses, ``interface``): the worker is the destination port's block owner
+          (``port_owner``), since each worker allocates from its own blocks (``port_share``);
+        * ``one_to_one``: ``(version, address, index, mapped interface or None)`` of dynamic NAT pools:
+          the pool's ``index``-th address belongs to worker ``index % workers`` (``_dynamic``);
+        * ``static``: ``(version, mapped _Addrs, real _Addrs, protocol, mapped port, mapped interface,
+          real interface)`` of static rules that change the address: the worker is the real host's.
+        """
+        out: dict[str, list] = {"pat": [], "one_to_one": [], "static": []}
+        for e in self.entries:
+            if e.kind == "dynamic":
+                out["one_to_one"].extend((v, a, i, e.mapped_iface) for i, (v, a) in enumerate(e.nat_addrs))
+                out["pat"].extend((v, a, e.mapped_iface) for v, a in e.pat_addrs)
+                if e.interface:
+                    for name in [e.mapped_iface] if e.mapped_iface else iface_names:
+                        for v in (4, 6):
+                            a = self._iface_address(name, v, None)
+                            if a is not None:
+                                out["pat"].append((v, a, name))
+            elif (
+                e.kind == "static"
+                and e.mapped is not None
+                and e.real is not None
+                and e.mapped.spans != e.real.spans
+            ):
+                out["static"].append(
+                    (e.version, e.mapped, e.real, e.proto, e.mapped_port, e.mapped_iface, e.real_iface)
+                )
+        return out
+
     def untranslate_destination(self, version, proto, in_iface, dst, dport, src=None, sport=None):
         """For a new flow entering ``in_iface``: ``(real_dst, real_dport, egress, hit)`` or None.
 
@@ -643,6 +715,34 @@ class NatTable:
         if x is not None:
             # A live dynamic NAT slot: hosts may open connections to its mapped address (ASA).
             return _Hit(x.real_addr, dport, x.real_iface, _Match(None, True, x))
+        return None
+
+    def static_mapped(self, version, proto, real_iface, mapped_iface, addr, port) -> tuple[int, int] | None:
+        """(mapped address, mapped port) of a host a plain bidirectional static translates from
+        ``real_iface`` to ``mapped_iface`` (no twice NAT, no policy selectors, not identity), else
+        None. A lookup only: no translation slot is made (replay's carrying of captures)."""
+        for e in self.entries:
+            if not e.bidirectional or e.has_dst or e.identity:
+                continue
+            if e.selectors is not None or e.match is not None:
+                continue
+            if e.version is not None and e.version != version:
+                continue
+            if e.real_iface is not None and e.real_iface != real_iface:
+                continue
+            if e.mapped_iface is not None and e.mapped_iface != mapped_iface:
+                continue
+            if e.real is None or e.real.index(addr) is None:
+                continue
+            if e.mapped_port is not None and (
+                e.proto != proto or (e.real_port is not None and e.real_port != port)
+            ):
+                continue
+            mapped = _map(e.real, e.mapped, addr)
+            mport = e.mapped_port if e.mapped_port is not None else port
+            if mapped is None or (mapped == addr and mport == port):
+                continue
+            return mapped, mport
         return None
 
     def _reverse(self, e: _Entry, version, proto, dst, dport, src, sport) -> tuple[int, int] | None:
@@ -690,8 +790,8 @@ class NatTable:
             return None, False
         return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
 
-    def _source_entry(self, version, proto, in_iface, out_iface, src, sport, dst, dport):
-        """The first rule (entry) that applies to a new flow's source outside UN-NAT's hit."""
+    def _source_entry(self, version, proto, in_iface, out_iface, src, sport, dst, dport) -> _Entry | None:
+        """The first rule translating a new flow's source (without UN-NAT's hit), or None."""
         for e in self.entries:
             if e.has_dst and not (e.identity or e.kind == "exempt"):
                 continue  # twice NAT with a translated destination applies only through UN-NAT
@@ -716,6 +816,36 @@ class NatTable:
         if e is None:
             e = self._source_entry(version, proto, in_iface, out_iface, src, sport, dst, dport)
         return e.rule if e is not None and (e.kind == "exempt" or e.identity) else None
+
+    # ---------------------------------------------------------------------------------------------
+    # ASA 8.2's translation requirements (Cisco ASA 8.2 configuration guide, "NAT Control" and "Dynamic
+    # NAT Implementation"): which flows a real 8.2 box refuses for want of a translation (305005).
+
+    def source_rule(self, version, proto, in_iface, out_iface, src, sport, dst, dport) -> NatRule | None:
+        """The rule that covers a new flow's source towards ``out_iface`` (a translation, ``nat 0``
+        identity or exemption, an identity static), or None when no rule does."""
+        e = self._source_entry(version, proto, in_iface, out_iface, src, sport, dst, dport)
+        return e.rule if e is not None else None
+
+    def dynamic_rule_elsewhere(self, version, proto, in_iface, src, sport, dst, dport) -> NatRule | None:
+        """An 8.2 ``nat`` rule (dynamic NAT/PAT) whose real side holds this source on ``in_iface``,
+        whatever interfaces its globals are on: "real addresses in a NAT rule must be translated on all
+        lower or same security interfaces" (Cisco ASA 8.2 configuration guide), nat-control or not."""
+        for e in self.entries:
+            if e.kind != "dynamic" or e.rule.section != 0:
+                continue
+            if self._real_side(e, version, proto, in_iface, src, sport) and self._selected(
+                e, version, proto, src, sport, dst, dport
+            ):
+                return e.rule
+        return None
+
+    def dynamic_on(self, iface: str) -> bool:
+        """Does an 8.2 dynamic NAT rule take its real addresses from ``iface``? (With nat-control, its
+        traffic to a same-security interface then needs a translation too.)"""
+        return any(
+            e.kind == "dynamic" and e.rule.section == 0 and e.real_iface == iface for e in self.entries
+        )
 
     def _apply(self, e: _Entry, version, proto, in_iface, out_iface, src, sport, now):
         if e.kind == "exempt" or e.identity:
@@ -792,7 +922,10 @@ class NatTable:
         x = self.xlates.get(pkey)
         if x is not None:
             return x, False  # endpoint-independent: the same mapping whatever the destination
-        for v, a in e.nat_addrs:
+        share = self.port_share
+        for i, (v, a) in enumerate(e.nat_addrs):
+            if share is not None and i % share[1] != share[0]:
+                continue  # a shard (worker) hands out the pool's i-th address when i % shards is its own
             if v == version and (v, a) not in self._hosts_in_use:
                 self._hosts_in_use.add((v, a))
                 x = Xlate(
@@ -840,7 +973,10 @@ class NatTable:
             candidates = candidates[k:] + candidates[:k]
             e.rr += 1
         for maddr in candidates:
-            mport = self._alloc_port(version, proto, maddr, sport, e.port_range)
+            if e.pba:
+                mport = self._pba_port(e, version, proto, in_iface, src, sport, out_iface, maddr)
+            else:
+                mport = self._alloc_port(version, proto, maddr, sport, e.port_range)
             if mport is None:
                 continue
             x = Xlate(
@@ -868,6 +1004,76 @@ class NatTable:
                     held[1] += 1
             return x, True
         raise NatFailure(e.rule, "all PAT ports in use", "portmap")
+
+    def _pba_port(self, e, version, proto, in_iface, src, sport, out_iface, maddr) -> int | None:
+        """A port for host ``src`` from its port blocks on ``maddr``, a new block when they are full
+        (Cisco ASA configuration guide, PAT with port block allocation: blocks come from 1024-65535
+        only, a host's connections take ports within its blocks, another block is allocated when all
+        its blocks' ports are in use, up to ``xlate block-allocation maximum-per-host``). Within a block
+        the ASA picks a random port; here the search starts at the real port's offset in the block, so
+        that a replay is reproducible. None when the address has no free block (the next address of
+        the pool is tried); NatFailure when the host holds its maximum of blocks, all full."""
+        used = self._ports(version, proto, maddr)
+        mine = self._pba_hosts.setdefault((version, src, maddr), [])
+        blocks = self._pba_blocks.setdefault((version, maddr), {})
+        for start in mine:
+            b = blocks[start]
+            p = _search(start, b.end, sport, used.__contains__)
+            if p is not None:
+                return self._pba_take(used, b, p)
+        if len(mine) >= self.pba_max:
+            if not mine:
+                self._pba_hosts.pop((version, src, maddr), None)
+            raise NatFailure(
+                e.rule, f"reaching per-host PAT port block limit of {self.pba_max}", block_limit=self.pba_max
+            )
+        size = self.pba_size
+        share = self.port_share
+        for start in range(1024, 65536, size):
+            end = min(start + size - 1, 65535)
+            if start in blocks:
+                continue
+            if share is not None and not (
+                port_owner(start, share[1]) == share[0] == port_owner(end, share[1])
+            ):
+                continue  # a worker's (shard's) blocks lie in its own 512-port blocks
+            b = blocks[start] = PortBlock(version, in_iface, src, out_iface, maddr, start, end)
+            mine.append(start)
+            self.pba_events.append((True, b))
+            return self._pba_take(used, b, _search(start, end, sport, used.__contains__))
+        if not mine:
+            self._pba_hosts.pop((version, src, maddr), None)
+        return None
+
+    @staticmethod
+    def _pba_take(used: PortSet, b: PortBlock, port: int | None) -> int | None:
+        if port is not None:
+            used.add(port)
+            b.in_use += 1
+        return port
+
+    def _pba_release(self, x: Xlate) -> None:
+        """``x`` (a translation within a block) is gone: the block is freed with its last one."""
+        blocks = self._pba_blocks.get((x.version, x.mapped_addr))
+        mine = self._pba_hosts.get((x.version, x.real_addr, x.mapped_addr))
+        if not blocks or not mine:
+            return
+        for start in mine:
+            b = blocks[start]
+            if start <= x.mapped_port <= b.end:
+                b.in_use -= 1
+                if b.in_use <= 0:
+                    del blocks[start]
+                    mine.remove(start)
+                    if not mine:
+                        del self._pba_hosts[(x.version, x.real_addr, x.mapped_addr)]
+                    self.pba_events.append((False, b))
+                return
+
+    def take_block_events(self) -> list[tuple[bool, PortBlock]]:
+        """The port blocks allocated (True) and released (False) since the last call, in order."""
+        out, self.pba_events = self.pba_events, []
+        return out
 
     def _alloc_port(
         self, version: int, proto: int, maddr: int, want: int, port_range: tuple[int, int] | None = None
@@ -940,6 +1146,8 @@ class NatTable:
             if used is not None:
                 used.discard(x.mapped_port)
             e = x.entry
+            if e is not None and e.pba:
+                self._pba_release(x)
             if e is not None:
                 held = e.sticky.get((x.version, x.real_addr))
                 if held is not None and held[0] == x.mapped_addr:

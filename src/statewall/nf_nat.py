@@ -10,20 +10,35 @@ mapping the same source already has, else choose the address by the kernel's has
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .nat import _ICMP_PROTOCOLS, _M32, _PORT_PROTOCOLS, NF_NAT_MAX_ATTEMPTS, NatFailure, Xlate, _search
+from .nat import (
+    _ICMP_PROTOCOLS,
+    _M32,
+    _PORT_PROTOCOLS,
+    NF_NAT_MAX_ATTEMPTS,
+    NatFailure,
+    Xlate,
+    _own_ranges,
+    _search,
+    port_owner,
+)
 
 
 class NfNat:
     """The nf_nat bindings of one firewall: state (a policy reload keeps them)."""
 
-    __slots__ = ("nf", "by_src")
+    __slots__ = ("nf", "by_src", "port_share")
 
     def __init__(self) -> None:
         self.nf: dict[tuple, Xlate] = {}  # iptables mappings, one per connection
         self.by_src: dict[tuple, list[Xlate]] = {}
+        # (shard, shards) of a sharded replay: source NAT picks ports (ICMP identifiers) of this shard's
+        # blocks only (nat.PORT_BLOCK_BITS), so that two shards never map two connections to the same
+        # tuple; None: the whole range, as Linux does.
+        self.port_share: tuple[int, int] | None = None
 
     def acquire(self, x: Xlate) -> None:
         x.refcount += 1
@@ -71,6 +86,15 @@ class NfNat:
         is_src = manip == "src"
         addr, port = (src, sport) if is_src else (dst, dport)
         has_ports = proto in _PORT_PROTOCOLS or proto in _ICMP_PROTOCOLS
+        share = getattr(self, "port_share", None) if is_src and has_ports else None
+        if share is not None:
+            # A shard's port range: the blocks of its own, everything else as if taken by another shard.
+            index, count = share
+            taken = used
+
+            def used(a: int, p: int, taken=taken) -> bool:
+                return port_owner(p, count) != index or taken(a, p)
+
         choice = None
         if is_src and not rng.random_all:
             # 1) Keep the tuple if it is in range and unused; else the mapping this source already has.
@@ -98,7 +122,7 @@ class NfNat:
             if keep:
                 choice = (a, port)
             else:
-                p = _nf_unique_port(is_src, proto, a, port, src, sport, dst, dport, rng, used)
+                p = _nf_unique_port(is_src, proto, a, port, src, sport, dst, dport, rng, used, share)
                 if p is None:
                     raise NatFailure(rule, "all ports in use", "portmap")
                 choice = (a, p)
@@ -212,10 +236,15 @@ def _nf_port_class(port: int) -> tuple[int, int]:
     return 1024, 65535
 
 
-def _nf_unique_port(is_src, proto, addr, port, src, sport, dst, dport, rng: NfRange, used) -> int | None:
+def _nf_unique_port(
+    is_src, proto, addr, port, src, sport, dst, dport, rng: NfRange, used, share=None
+) -> int | None:
     """``nf_nat_l4proto_unique_tuple``: a free port of the range (or of the port's class), searched
     from an offset - random for source NAT in the kernel, a hash of the tuple here so that a replay is
-    reproducible - in windows of at most 128 ports, halved after each miss down to 16."""
+    reproducible - in windows of at most 128 ports, halved after each miss down to 16.
+
+    ``share`` (shard, shards): the range is the shard's own blocks of it, searched as if they were one
+    contiguous range (the kernel's search over a smaller range)."""
     if proto in _ICMP_PROTOCOLS:
         lo, hi = (0, 65535) if rng.port_lo is None else (rng.port_lo, rng.port_hi or rng.port_lo)
     elif rng.port_lo is None:
@@ -224,12 +253,32 @@ def _nf_unique_port(is_src, proto, addr, port, src, sport, dst, dport, rng: NfRa
         lo, hi = _nf_port_class(port)
     else:
         lo, hi = min(rng.port_lo, rng.port_hi or rng.port_lo), max(rng.port_lo, rng.port_hi or rng.port_lo)
+    at = None
+    if share is not None:
+        spans = list(_own_ranges(lo, hi, lo, *share))
+        starts = []
+        total = 0
+        for a, b in spans:
+            starts.append(total)
+            total += b - a + 1
+        if not total:
+            return None
+
+        def at(i: int) -> int:
+            k = bisect_right(starts, i) - 1
+            return spans[k][0] + i - starts[k]
+
+        lo, hi = 0, total - 1
     size = hi - lo + 1
     rounds = 0
     off = 0 if not is_src and not rng.random_all else _offset(src, sport, dst, dport, 0)
     attempts = min(size, NF_NAT_MAX_ATTEMPTS)
     while True:
-        p = _search(lo, hi, off % size, lambda q: used(addr, q), attempts)
+        if at is None:
+            p = _search(lo, hi, off % size, lambda q: used(addr, q), attempts)
+        else:
+            i = _search(lo, hi, off % size, lambda q: used(addr, at(q)), attempts)
+            p = at(i) if i is not None else None
         if p is not None:
             return p
         if attempts >= size or attempts < 16:

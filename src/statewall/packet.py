@@ -465,6 +465,53 @@ class Packet:
             self.ipv4_options = []
         return True
 
+    def strip_ipv4_options(self, types: set[int] | frozenset[int]) -> bool:
+        """Remove the IPv4 options of ``types`` (0 EOOL, 1 NOP, any other type byte) from the header:
+        the rest kept in order, padded with EOOL to a 32-bit boundary; the header length, total length
+        and header checksum follow (ASA ip-options inspection ``action clear``). The buffer shrinks and
+        every offset after the header moves with it. False when nothing changed."""
+        if self.version != 4 or self.l3_len <= 20:
+            return False
+        buf = self.buf
+        o = self.ipoff
+        start, end = o + 20, o + self.l3_len
+        kept = bytearray()
+        i = start
+        while i < end:
+            t = buf[i]
+            if t == 0:
+                if 0 not in types:
+                    kept.append(0)
+                break
+            ln = 1 if t == 1 else buf[i + 1]
+            if t not in types:
+                kept += buf[i : i + ln]
+            i += ln
+        kept += b"\0" * (-len(kept) % 4)
+        if kept == buf[start:end]:
+            return False
+        delta = (end - start) - len(kept)
+        buf[start:end] = kept
+        hl = 20 + len(kept)
+        buf[o] = 0x40 | (hl >> 2)
+        self.total_len -= delta
+        _u16_pack(buf, o + 2, self.total_len)
+        _u16_pack(buf, o + 10, 0)
+        _u16_pack(buf, o + 10, _M - ones_sum(buf, o, o + hl))
+        self.l3_len = hl
+        self.end -= delta
+        if self.l4off:
+            self.l4off -= delta
+        if self.payload_off:
+            self.payload_off -= delta
+        if self.csum_off > o:
+            self.csum_off -= delta
+        self.ipv4_options = _parse_ipv4_options(buf, start, start + len(kept))
+        self._opts = None
+        if self._inner is not None:
+            self._inner = None  # a quoted packet's view moved with the buffer: decoded again when asked
+        return True
+
     def set_tos(self, tos: int) -> None:
         """Rewrite the IPv4 TOS / IPv6 traffic class byte (DSCP + ECN)."""
         buf = self.buf

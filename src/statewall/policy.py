@@ -303,6 +303,8 @@ class NatPool:
     round_robin: bool = False
     flat: bool = False
     include_reserve: bool = False
+    # ``pat-pool OBJ block-allocation``: each real host gets blocks of ports (``PortBlockSettings``).
+    block_allocation: bool = False
 
 
 @dataclass(slots=True)
@@ -448,8 +450,24 @@ class DefragSettings:
 
     ipfrag_time: float = 30.0  # net.ipv4.ipfrag_time
     ipfrag_high_thresh: int = 4 * 1024 * 1024  # net.ipv4.ipfrag_high_thresh
+    # net.ipv4.ipfrag_max_dist: fragments from one source between two of the same datagram before its
+    # queue is started again (ip_frag_too_far); 0 turns the check off.
+    ipfrag_max_dist: int = 64
     frag6_timeout: float = 60.0  # net.netfilter.nf_conntrack_frag6_timeout
     frag6_high_thresh: int = 4 * 1024 * 1024  # net.netfilter.nf_conntrack_frag6_high_thresh
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PortBlockSettings:
+    """The ASA's PAT port block allocation (``xlate block-allocation size N`` 1-4096 ports per block,
+    default 512; ``xlate block-allocation maximum-per-host N`` 1-8 blocks, default 4; Cisco ASA command
+    reference, ``xlate block-allocation``), for ``pat-pool OBJ block-allocation`` rules.
+    ``interim_logging`` (``pba-interim-logging SECONDS``, 305017) is kept, not acted on."""
+
+    size: int = 512
+    max_per_host: int = 4
+    interim_logging: int | None = None
     origins: dict[str, Origin] = field(default_factory=dict)
 
 
@@ -532,12 +550,14 @@ class ConnectionSettings:
 @dataclass(slots=True)
 class Inspect:
     """``inspect ENGINE [options]`` in a class: ``engine`` as typed (``ftp``, ``h323 h225``, ``dns``),
-    ``strict`` for ``inspect ftp strict``, ``map`` an inspect policy-map name when one is given."""
+    ``strict`` for ``inspect ftp strict``, ``map`` an inspect policy-map name when one is given,
+    ``max_length`` the 7.x/8.0 ``inspect dns maximum-length N``."""
 
     engine: str
     strict: bool = False
     map: str | None = None
     origin: Origin = BUILTIN
+    max_length: int | None = None
 
 
 @dataclass(slots=True)
@@ -1035,6 +1055,22 @@ class DnsInspectMap:
 
 
 @dataclass(slots=True)
+class IpOptionsInspectMap:
+    """``policy-map type inspect ip-options NAME``: under ``parameters``, ``eool``, ``nop`` and
+    ``router-alert`` each ``action allow`` (pass the packet as it is) or ``action clear`` (remove the
+    option, then pass it); an option a map does not list is dropped (Cisco ASA firewall configuration
+    guide, "IP Options Inspection"; Cisco Security Manager user guide, IP Options maps). ``actions``
+    maps the option's type byte (0, 1, 148) to its action; ``other`` keeps parameters lines statewall
+    does not model (ASA 9.5's further options and ``default action``), as written, in order."""
+
+    name: str
+    actions: dict[int, str] = field(default_factory=dict)
+    description: str | None = None
+    other: list[tuple[Origin, str]] = field(default_factory=list)
+    origin: Origin = BUILTIN
+
+
+@dataclass(slots=True)
 class Policy:
     """Everything the engine enforces. ``dialect`` names the language it was written in."""
 
@@ -1084,6 +1120,7 @@ class Policy:
     # Fragment reassembly: the ASA's ``fragment`` settings (all interfaces, and per interface where a
     # line names one) and Linux's reassembly sysctls.
     fragment: FragmentSettings = field(default_factory=FragmentSettings)
+    port_blocks: PortBlockSettings = field(default_factory=PortBlockSettings)
     fragment_by_interface: dict[str, FragmentSettings] = field(default_factory=dict)
     defrag: DefragSettings = field(default_factory=DefragSettings)
 
@@ -1118,6 +1155,8 @@ class Policy:
     nat_control_origin: Origin | None = None
     # ASA ``policy-map type inspect dns NAME`` parameter maps by name (``DnsInspectMap``).
     dns_inspect_maps: dict[str, DnsInspectMap] = field(default_factory=dict)
+    # ASA ``policy-map type inspect ip-options`` maps by name (``IpOptionsInspectMap``).
+    ip_options_maps: dict[str, IpOptionsInspectMap] = field(default_factory=dict)
     # ASA ``logging ...`` and ``clock timezone`` / ``clock summer-time`` (what the logs look like).
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 

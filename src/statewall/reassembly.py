@@ -22,6 +22,9 @@ net/ipv6/netfilter/nf_conntrack_reasm.c ``nf_ct_frag6_gather``). The queue rules
   errata 3089 - applied to IPv4 too since the FragmentSmack fixes, 2018: teardrop is dropped);
 * mixed ECN code points that RFC 3168 forbids (``ip_frag_ecn_table`` 0xff) fail the datagram;
 * a datagram longer than 65535 bytes fails (``ip_frag_reasm`` "Oversized IP packet");
+* ``ip_frag_too_far`` (IPv4 only): when more than ``ipfrag_max_dist`` (64) fragments from the same
+  source arrived since a queue last grew, ``ip_frag_reinit`` drops what it holds and starts it again
+  (timer re-armed) with the arriving fragment; ``ipfrag_max_dist`` 0 turns this off;
 * memory: when the fragments held exceed ``ipfrag_high_thresh`` (4 MiB) no new queue is created
   (``inet_frag_find`` returns NULL; fragments of existing queues still join them). Memory is counted as
   the kernel's ``skb->truesize``, approximated as the fragment's length plus 576 bytes of ``sk_buff``
@@ -65,6 +68,7 @@ from typing import Any
 
 from .checksum import internet_checksum
 from .events import DropReason
+from .packet import addr_to_str
 from .policy import DefragSettings, FragmentSettings
 
 __all__ = [
@@ -266,6 +270,7 @@ class _Queue:
         "max_df_size",
         "ecn",
         "mem",
+        "rid",
     )
 
     def __init__(self, key: tuple, interface: str, deadline: float) -> None:
@@ -282,6 +287,9 @@ class _Queue:
         self.max_df_size = 0
         self.ecn = 0
         self.mem = _QUEUE_SIZE
+        # ip_frag_too_far: the source's fragment count when this queue last grew; -1 when the queue
+        # is not counted (IPv6, or ipfrag_max_dist 0 when it was made).
+        self.rid = -1
 
     def insert(self, offset: int, end: int) -> str:
         """Place [offset, end) among the runs: ``ok``, ``dup`` (inside one run) or ``overlap``."""
@@ -471,6 +479,9 @@ class LinuxDefrag(_Reassembler):
         super().__init__()
         self.settings = settings or DefragSettings()
         self.mem = {4: 0, 6: 0}
+        # ip_frag_too_far: per IPv4 source (the kernel's inet_peer), [fragments queued, live queues];
+        # an entry goes with the source's last queue (a new queue's first fragment compares nothing).
+        self.peers: dict[int, list[int]] = {}
 
     def _timeout_reason(self, q: _Queue) -> DropReason:
         return DropReason.REASM_TIMEOUT
@@ -482,6 +493,37 @@ class LinuxDefrag(_Reassembler):
 
     def _forget(self, q: _Queue) -> None:
         self.mem[q.key[0]] -= q.mem
+        peer = self.peers.get(q.key[1]) if q.rid >= 0 else None
+        if peer is not None:
+            peer[1] -= 1
+            if not peer[1]:
+                del self.peers[q.key[1]]
+
+    def _too_far(self, q: _Queue, f: _Frag, iface: str, now: float) -> tuple[_Queue, list[Discard]]:
+        """``ip_frag_too_far`` (net/ipv4/ip_fragment.c): more than ``ipfrag_max_dist`` fragments from
+        the same source arrived since this queue last grew, so what it holds is probably stale (an
+        identification reused after wrapping): ``ip_frag_reinit`` frees its fragments and starts it
+        again, timer re-armed, and the arriving fragment goes into the fresh queue."""
+        peer = self.peers[f.src]
+        peer[0] += 1
+        start, q.rid = q.rid, peer[0]
+        gap = (peer[0] - start) & 0xFFFFFFFF
+        limit = self.settings.ipfrag_max_dist
+        if not q.frags or not limit or gap <= limit:
+            return q, []
+        msg = (
+            f"{gap - 1} fragments from {addr_to_str(4, f.src)} since this datagram's last one, over "
+            f"ipfrag_max_dist {self.settings.ipfrag_max_dist}: its queue is started again"
+        )
+        out = [_discard(DropReason.REASM_FAILED, msg, q.interface, g) for g in q.frags]
+        self.failed += 1
+        del self.queues[q.key]
+        self._forget(q)
+        fresh = self._new_queue(q.key, iface, now, self.settings.ipfrag_time)
+        self.mem[4] += fresh.mem
+        self.peers.setdefault(f.src, [peer[0], 0])[1] += 1
+        fresh.rid = peer[0]
+        return fresh, out
 
     def push(self, iface: str, buf, now: float) -> tuple[Datagram | None, list[Discard]] | None:
         """Take one packet: None if it is not a fragment; else (the datagram it completed or None,
@@ -511,18 +553,24 @@ class LinuxDefrag(_Reassembler):
             timeout = self.settings.ipfrag_time if v == 4 else self.settings.frag6_timeout
             q = self._new_queue(key, iface, now, timeout)
             self.mem[v] += q.mem
+            if v == 4 and self.settings.ipfrag_max_dist:
+                self.peers.setdefault(f.src, [0, 0])[1] += 1
+                q.rid = 0
+        stale: list[Discard] = []
+        if q.rid >= 0:
+            q, stale = self._too_far(q, f, iface, now)
         outcome, msg = self._queue_fragment(q, f)
         if outcome == "dup":
-            return None, [_discard(DropReason.REASM_DUPLICATE, msg, iface, f)]
+            return None, [*stale, _discard(DropReason.REASM_DUPLICATE, msg, iface, f)]
         if outcome == "overlap":
-            return None, self._kill(q, DropReason.REASM_OVERLAP, msg, f)
+            return None, stale + self._kill(q, DropReason.REASM_OVERLAP, msg, f)
         if outcome == "fail":
-            return None, self._kill(q, DropReason.REASM_FAILED, msg, f)
+            return None, stale + self._kill(q, DropReason.REASM_FAILED, msg, f)
         size = len(f.raw) + _SKB_OVERHEAD
         q.mem += size
         self.mem[v] += size
         if not q.complete():
-            return None, []
+            return None, stale
         built = self._build(q)
         if isinstance(built, str):
             return None, self._kill(q, DropReason.REASM_FAILED, built, None)
@@ -537,7 +585,7 @@ class LinuxDefrag(_Reassembler):
         return (
             Datagram(iface, v, data, pieces, q.max_size, self._datagram_df(q), data[8] if v == 4 else data[7],
                      unfrag, self.style),
-            [],
+            stale,
         )  # fmt: skip
 
 

@@ -43,7 +43,10 @@ def build_packet(proto: str, src: str, sport: int, dst: str, dport: int) -> byte
         opt = craft.tcp_option_mss(1460 if v == 4 else 1440)
         return craft.tcp_packet(v, int(s), int(d), sport, dport, 0x1000, 0, 0x02, window=64240, options=opt)
     if p == "udp":
-        return craft.udp_packet(v, int(s), int(d), sport, dport, b"")
+        # A datagram to the DNS port carries a DNS query header (id 1, recursion desired, no question),
+        # so that DNS inspection (statewall.inspect.dns) sees a DNS message, as with a real query.
+        payload = b"\x00\x01\x01\x00" + bytes(8) if dport == 53 else b""
+        return craft.udp_packet(v, int(s), int(d), sport, dport, payload)
     if p in ("icmp", "icmp6"):
         # For ICMP the ASA syntax gives type and code where TCP has ports; an echo request is traced.
         return craft.icmp_echo(v, int(s), int(d), 1, 1, b"", reply=False)

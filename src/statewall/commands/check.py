@@ -5,8 +5,8 @@ Errors and warnings are printed together in file order as ``file:line:col: ...``
 error is not applied (exit 2). Each line of an ASA configuration has one fate: modelled (applied by the
 engine), no effect on traffic through the box (management, AAA for the box, SNMP, ...: counted on one
 line, listed with ``--verbose``), or not modelled (a warning naming the gap). ``--strict`` makes warnings
-errors; ``--json`` prints the same as one JSON document. The iptables dialect goes through the same
-driver, but its parser still stops at its first error.
+errors; ``--json`` prints the same as one JSON document. The iptables and nftables dialects go through
+the same driver, and their parsers also report every error of a file in one pass.
 """
 
 from __future__ import annotations

@@ -53,10 +53,6 @@ def choose_workers(args: argparse.Namespace, captures: list[tuple[str | None, st
         return 1
     if args.cluster:
         return 0  # one shard per worker of the cluster
-    from ..scale.replay import port_translation
-
-    if port_translation(policy) is not None:
-        return 1  # Linux's port allocation has no port blocks per shard
     size = 0
     for _, path in captures:
         with contextlib.suppress(OSError):  # the replay names a missing file
@@ -178,13 +174,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             from ..scale.replay import replay as sharded_replay
 
-            # Said every time, so that nobody takes a sharded replay's outputs for a whole one's.
-            print(
-                f"statewall replay: sharded over {'the cluster' if args.cluster else f'{workers} workers'}; "
-                "report.html, arrived/, asp-drop.pcap, the pcapng packet comments and the logging "
-                "configuration's filters come only from a one-process replay (--workers 1)",
-                file=sys.stderr,
-            )
             summary = sharded_replay(
                 policy,
                 captures,

@@ -16,6 +16,10 @@ While it runs, ``statewall ctl --name NAME ...`` reaches it through ``<ctl-dir>/
 ``--ftp-data-refreshes-control`` change the parsed policy (the lab's short timeouts and seed 004's
 switch); a ``reload`` applies them again.
 
+With ``--workers N`` the firewall runs on N cores (``statewall.live.workers``): N worker processes, each
+with its own engine and one queue of every TUN, a BPF steering program handing each packet to the
+worker of its inside host (``statewall.live.steer``; docs/scale.md).
+
 With ``--state FILE`` connections survive a restart (docs/state.md): the engine's snapshot
 (``Firewall.snapshot``) is written to FILE on stop and every ``--state-interval`` seconds, atomically,
 and restored from it on start (``load_state``, ``save_state``).
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -159,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
     if args.state_interval < 0:
         raise UsageError("--state-interval must be 0 (only on stop) or more seconds")
+    if args.workers < 1:
+        raise UsageError("--workers must be 1 or more")
+    if args.workers > 1:
+        return _run_workers(args, source, policy, binds, web_addr)
     fw = Firewall(policy, fast_path=not args.no_fast_path)
     if args.state:
         load_state(fw, args.state)
@@ -169,7 +178,15 @@ def run(args: argparse.Namespace) -> int:
     log_fp: IO[str] = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")  # noqa: SIM115
     try:
         for name, device, netns in binds:
-            tun = open_tun(device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen)
+            try:
+                tun = open_tun(device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # A multi-queue device (made for --workers) takes only multi-queue opens: one queue.
+                tun = open_tun(
+                    device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen, multi_queue=True
+                )
             ports.append(Port(name, tun))
         relog: list = []
         on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog, relog)
@@ -245,6 +262,26 @@ def run(args: argparse.Namespace) -> int:
         if sender is not None:
             sender.close()
     return EXIT_OK
+
+
+def _run_workers(args, source, policy, binds, web_addr) -> int:
+    """``--workers N``: N worker processes, one TUN queue each (``statewall.live.workers``)."""
+    from ..live.workers import Supervisor
+    from ..scale.replay import port_translation
+
+    if args.state:
+        raise UsageError(
+            "--state: not with --workers (each worker's connections would need a file of their own)"
+        )
+    if web_addr is not None:
+        raise UsageError("--http: not with --workers (the web view reads one engine)")
+    rule = port_translation(policy)
+    if rule is not None:
+        raise UsageError(
+            f"--workers: the ruleset translates ports ({rule}); Linux's allocator has no port blocks per "
+            "worker, so a reply could not be steered to its connection's worker"
+        )
+    return Supervisor(args, source, policy, binds, args.workers).run()
 
 
 def load_state(fw, path: str) -> bool:
@@ -462,6 +499,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="with --state, also write the state this often (default 10; 0: only on stop). A kill -9 "
         "loses what changed since the last write",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="forward on N cores: N worker processes, each with its own engine and one queue of every "
+        "TUN (IFF_MULTI_QUEUE); a BPF steering program hands each packet to its inside host's worker, and "
+        "each worker translates to PAT ports of its own blocks (docs/scale.md). Not with --state, --http, "
+        "or an iptables ruleset that translates ports (default 1)",
     )
     p.add_argument(
         "--timeout-override",

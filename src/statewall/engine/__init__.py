@@ -37,7 +37,7 @@ from ..expect import Expectation
 from ..normalizer import NormState
 from ..packet import DecodeError, decode
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Policy
-from . import asa, asa_policy, compiled, forward, ip_in, lifecycle, snapshot, state
+from . import asa, asa_policy, capture_space, compiled, forward, ip_in, lifecycle, snapshot, state
 from .context import Result, drop, new_result
 from .forward import FRAGMENT_TIMEOUT
 from .lifecycle import asa_conn_flags
@@ -154,6 +154,9 @@ class Firewall:
             drop(self, ev, e.reason, iface, pkt, now, message=e.message)
         except Exception as e:  # noqa: BLE001 - the engine must never raise for a packet; count it instead
             drop(self, ev, DropReason.INTERNAL_ERROR, iface, pkt, now, message=f"{type(e).__name__}: {e}")
+        if self.nat.pba_events:
+            # Blocks freed on the way (a flow stopped after its translation was made) are logged too.
+            ev.extend(lifecycle.block_events(self, now))
         if dg is not None:
             # A reassembled datagram leaves as fragments again, cut as the box cuts them.
             self.reasm_dg = None
@@ -195,7 +198,12 @@ class Firewall:
                     timers.schedule(again, obj)
                 else:
                     until = obj.idle_since + obj.timeout
-                    ev.append(lifecycle.xlate_event(XlateTeardown, obj, until, duration=until - obj.created))
+                    if obj.entry is not None and obj.entry.pba:
+                        ev.extend(lifecycle.block_events(self, until))  # 305015, not 305012
+                    else:
+                        ev.append(
+                            lifecycle.xlate_event(XlateTeardown, obj, until, duration=until - obj.created)
+                        )
         forward.expire_fragments(self, now)
         ip_in.expire(self, now, ev)
         return Result(out, ev)
@@ -279,6 +287,31 @@ class Firewall:
             return None
         return real_src, real_sport, egress
 
+    def _static_mapped_dst(self, iface: str, pkt) -> tuple[int, int] | None:
+        """(mapped address, mapped port) for a packet arriving on ``iface`` addressed to the real
+        address of a host a static translation maps onto ``iface`` (its real side routed through
+        another interface), else None. A packet of a connection the table already holds is left."""
+        if (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport) in self.conns.by_key:
+            return None
+        route = self.routes.lookup(pkt.version, pkt.dst)
+        if route is None or route.interface == iface:
+            return None
+        return self.nat.static_mapped(pkt.version, pkt.proto, route.interface, iface, pkt.dst, pkt.dport)
+
+    def _static_real_side(self, iface: str, pkt) -> None:
+        """A static captured on its real side: a client's packet to the host's real address, arriving
+        on the static's mapped side (and belonging to no connection the replay knows otherwise). Live
+        it was addressed to the mapped address; its acks were captured without the firewall."""
+        mapped = self._static_mapped_dst(iface, pkt)
+        if mapped is None:
+            return
+        pkt.set_dst(mapped[0])
+        if mapped[1] != pkt.dport and pkt.proto in (PROTO_TCP, PROTO_UDP):
+            pkt.set_dport(mapped[1])
+        known = self.conns.by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        if known is not None and (known.conn.seqrand is not None or known.conn.helper is not None):
+            capture_space.to_live(known, pkt, False)
+
     def replay_rewrite(self, iface: str, data: bytes | bytearray, now: float) -> bytearray:
         """Carry a captured packet from a responder into the coordinates the firewall gave its connection.
 
@@ -311,12 +344,11 @@ class Firewall:
         key = (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
         known = self.conns.by_key.get(key)
         if known is not None:
-            if known.conn.seqrand is not None:
-                # Its acks answer data the firewall shifted (randomization, inspection rewrites).
-                known.conn.seqrand.to_live(known.dir, pkt)
-            elif known.conn.helper is not None:
-                # Its acks answer data that inspection rewrites shifted.
-                known.conn.helper.to_live(known.dir, pkt)
+            if known.conn.seqrand is not None or known.conn.helper is not None:
+                # Its acks answer data the firewall shifted (randomization, inspection rewrites),
+                # unless the capture was taken after a box that shifted them already
+                # (capture_space: read from the capture, per connection and direction).
+                capture_space.to_live(known, pkt, True)
             return buf
         half = index.get(key)
         if half is None or half.conn.closed or half.in_iface != iface:
@@ -324,6 +356,8 @@ class Firewall:
             if exp is not None:
                 # The first packet of an announced data connection, sent where it was announced.
                 forward.retarget(pkt, exp.dst, exp.dport)
+            elif self.nat.entries:
+                self._static_real_side(iface, pkt)
             return buf
         _, _, _, _, mdst, mdport = half.key
         if mdst != pkt.dst:

@@ -23,12 +23,15 @@ stage                  phase           decides
 ``access_list``        ACCESS-LIST     access rules, security levels (against mapped addresses
                                        before ASA 8.3, real ones after)
 ``conn_settings``      CONN-SETTINGS   the flow's class and its ``set connection`` settings
-                                       (only with service policies)
+                                       (only with service policies; class-map access lists
+                                       against mapped addresses before ASA 8.3)
 ``source_nat``         NAT             the source translation (a twice NAT rule's too); an
-                       (NAT-EXEMPT)    exemption names its rule (8.2 prints it as NAT-EXEMPT)
+                       (NAT-EXEMPT)    exemption names its rule (8.2 prints it as NAT-EXEMPT);
+                                       8.2's translation requirements (nat-control, 305005)
 ``ip_options``         IP-OPTIONS      IPv4 options without ``inspect ip-options`` are dropped
 ``inspect``            INSPECT         the inspections statewall implements that the class
-                                       applies (only with service policies)
+                                       applies (only with service policies); an echo reply
+                                       no session waits for under ``inspect icmp`` (313004)
 ``track``              TCP-STATE       the TCP tracker starts with the first segment
 ``limits``             CONN-SETTINGS   connection limits, TCP Intercept (only with service policies)
 ``build``              FLOW-CREATION   the connection, its halves, translations, class settings
@@ -44,10 +47,11 @@ from .. import ipoptions, mpf
 from ..conntrack import Connection, Half, make_halves, reply_key
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt
 from ..inspect import MODELLED_ENGINES
+from ..inspect.icmp import ECHO_REPLIES
 from ..limits import ADMIT
 from ..nat import NatFailure
 from ..packet import Packet
-from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP
+from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import TcpTracker
 from . import asa_policy, forward, icmp, ip_in, lifecycle
 from .context import Lookup, NewFlow, addr_str, drop, run, stage
@@ -311,12 +315,16 @@ def _ace_lookup(c: NewFlow, dec) -> Lookup | None:
 @stage("CONN-SETTINGS")
 def conn_settings(c: NewFlow) -> bool:
     """The flow's class (ASA modular policy framework, ``statewall.mpf``): the connection settings
-    that will apply to it, resolved once with real addresses. A class that sets any (``set connection
+    that will apply to it, resolved once with the addresses the access rules saw (real ones from 8.3,
+    the mapped destination before). A class that sets any (``set connection
     ...``) is packet-tracer's CONN-SETTINGS phase with the class, its policy map and service policy
     (ASA 9.x packet-tracer output); without one the ASA prints no such phase."""
     fw, pkt = c.fw, c.pkt
+    # Class-map access lists match what the access rules match: before ASA 8.3 the addresses as the
+    # packet arrived (the mapped destination), from 8.3 the real ones (Cisco's 8.3 migration guide lists
+    # access-group and MPF class-map ACLs among the features that moved to real addresses).
     eff = c.eff = fw.service_policies.resolve(
-        c.iface, c.egress, c.v, c.proto, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.icmp_type,
+        c.iface, c.egress, c.v, c.proto, pkt.src, pkt.sport, c.acl_dst, c.acl_dport, c.icmp_type,
         c.icmp_code,
         count=False,
     )  # fmt: skip
@@ -356,11 +364,13 @@ def source_nat(c: NewFlow) -> bool:
             egress=c.egress,
             origin=e.rule.origin,
             message=e.message,
-            detail={"xlate_kind": e.xlate_kind},
+            detail={"xlate_kind": e.xlate_kind, **e.detail},
         )
         return False
     c.xl = xl
     if xl is None:
+        if fw.nat_required and c.exp is None and not _translation_not_required(c):
+            return False
         if c.trace is not None:
             # An exemption (8.2 ``nat 0 access-list``) or identity rule names itself to packet-tracer.
             via = c.unnat[3] if c.unnat is not None else None
@@ -398,7 +408,7 @@ def ip_options(c: NewFlow) -> bool:
         else None
     )
     if pkt.l3_len > 20 and c.eff is not None:
-        why = ipoptions.asa_refusal(pkt, c.eff)
+        why = ipoptions.asa_refusal(pkt, c.eff, c.fw.policy.ip_options_maps)
         if why is not None:
             c.report(False, why, lookup=lookup)
             _unbind(c)
@@ -414,8 +424,25 @@ def inspect(c: NewFlow) -> bool:
     """The application inspections the flow's class applies that statewall implements
     (``statewall.inspect.MODELLED_ENGINES``; the connection gets its inspector when it is built), one
     INSPECT phase each with the class, its policy map and service policy, as the ASA prints them.
-    Inspections statewall does not implement are named NOT MODELLED by ``statewall packet-tracer``."""
-    if c.trace is None or c.eff is None or c.fw.policy.inspections:
+    Inspections statewall does not implement are named NOT MODELLED by ``statewall packet-tracer``.
+    An echo reply that opens no session is refused here when the class inspects ICMP (313004,
+    ``statewall.inspect.icmp``)."""
+    eff = c.eff
+    if eff is None or c.fw.policy.inspections:
+        return True
+    if c.proto in (PROTO_ICMP, PROTO_ICMPV6) and (c.v, c.icmp_type) in ECHO_REPLIES and eff.inspects:
+        ins = eff.inspects_engine("icmp")
+        if ins is not None:
+            c.report(False, "echo reply without a matching echo session", subtype="icmp", origin=ins.origin)
+            _unbind(c)
+            c.drop(
+                DropReason.INSPECT_ICMP_SEQ,
+                egress=c.egress,
+                origin=ins.origin,
+                message="echo reply without a matching echo session (inspect icmp)",
+            )
+            return False
+    if c.trace is None:
         return True
     for ins, use in c.eff.inspects:
         # An engine inspects its own protocols only (an ``inspect dns`` in a ``match any`` class says
@@ -427,6 +454,47 @@ def inspect(c: NewFlow) -> bool:
         c.report(True, "", subtype="np-inspect", config=mpf.class_config(c.fw.policy, use, [action]),
                  lookup=_class_lookup(c, "inspect-" + ins.engine.replace(" ", "-"), 70, use))  # fmt: skip
     return True
+
+
+def _translation_not_required(c: NewFlow) -> bool:
+    """ASA 8.2: a flow no NAT rule translates may still need one (Cisco ASA 8.2 configuration guide,
+    "NAT Control" and "Dynamic NAT Implementation"):
+
+    - a source that an 8.2 ``nat`` rule names must be translated on every lower or same security
+      interface it goes to (a ``global`` with that id there, or a static); nat-control or not;
+    - with ``nat-control``, every flow to a lower security interface must match a NAT rule (``nat 0``
+      identity and exemption, identity statics included), and so must a flow to a same security
+      interface from an interface that has dynamic NAT.
+
+    False after dropping the flow with 305005 "No translation group found"."""
+    fw, pkt, v = c.fw, c.pkt, c.v
+    nat = fw.nat
+    if nat.source_rule(v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport):
+        return True  # a rule covers it: nat 0, identity, or a static that keeps the address
+    lin = c.itf.security_level
+    lout = fw.interfaces[c.egress].security_level
+    if lin < lout:
+        return True  # to a higher level: only outside NAT (not modelled) requires a translation
+    rule = nat.dynamic_rule_elsewhere(v, c.proto, c.iface, pkt.src, pkt.sport, c.real_dst, c.real_dport)
+    why = f"nat id {rule.nat_id} has no global on {c.egress}" if rule is not None else ""
+    origin = rule.origin if rule is not None else None
+    pre_83 = fw.acl_on_mapped  # the release is before 8.3 (nat-control exists only there)
+    if rule is None and pre_83 and fw.policy.nat_control and (lin > lout or nat.dynamic_on(c.iface)):
+        why = "nat-control: no NAT rule matches this flow"
+        origin = fw.policy.nat_control_origin
+    if not why:
+        return True
+    c.report(False, f"No translation group found: {why}", origin=origin)
+    c.drop(
+        DropReason.NAT_FAILED,
+        egress=c.egress,
+        origin=origin,
+        message=f"no translation group found ({why})",
+        hint=f"translate {addr_str(v, pkt.src)} towards {c.egress} (a global with the nat's id, a "
+        "static, or nat 0 to exempt it)",
+        detail={"no_group": True},
+    )
+    return False
 
 
 def _unbind(c: NewFlow) -> None:
@@ -493,7 +561,7 @@ def build(c: NewFlow) -> bool:
         )
         return False
     conn_id = fw.next_id
-    fw.next_id += 1
+    fw.next_id += fw.id_step
     lin = c.itf.security_level
     lout = fw.interfaces[egress].security_level
     direction = "outbound" if lin >= lout else "inbound"
@@ -523,7 +591,10 @@ def build(c: NewFlow) -> bool:
     if xl is not None:
         fw.nat.acquire(xl)
         conn.xlates = (xl,)
-        if c.created:
+        if c.created and xl.entry is not None and xl.entry.pba:
+            # Port block allocation logs the block (305014), not the translations within it.
+            ev.extend(lifecycle.block_events(fw, now))
+        elif c.created:
             ev.append(
                 XlateBuilt(
                     now,
@@ -555,6 +626,10 @@ def build(c: NewFlow) -> bool:
             lifecycle.index_for_replay(fw, (v, proto, pkt.src, pkt.sport, real_dst, real_dport), fwd)
     elif fw.inspectors and proto == PROTO_TCP:
         conn.helper = asa_policy.inspector_for(fw, conn, pkt.dport, real_dport, c.eff)
+    elif proto == PROTO_UDP and c.eff is not None and c.eff.inspects:
+        conn.helper = asa_policy.dns_inspector_for(fw, conn, c.eff)
+    elif echo and c.eff is not None and c.eff.inspects:
+        conn.helper = asa_policy.icmp_inspector_for(conn, c.eff)
     if fw.service_policies is not None:
         asa_policy.apply_policy(
             fw, conn, iface, egress, pkt, real_dst, real_dport, c.icmp_type, c.icmp_code, xl, unnat, c.eff

@@ -14,6 +14,9 @@ from __future__ import annotations
 from .. import craft, intercept, normalizer, seqrand, threat
 from ..conntrack import ORIGINAL, REPLY, Connection, Half
 from ..events import DropReason
+from ..inspect.dns import DnsInspector
+from ..inspect.dns import limits_for as dns_limits
+from ..inspect.icmp import IcmpInspector
 from ..limits import DENY
 from ..nat import Xlate
 from ..normalizer import NormState
@@ -51,6 +54,24 @@ def inspector_for(fw, conn: Connection, dport: int, real_dport: int, eff):
         inspection = Inspection("ftp", (real_dport,), ins.strict, ins.origin)
         return fw.inspectors.attach_inspection(conn, inspection)
     return fw.inspectors.attach(conn, dport, real_dport)
+
+
+def dns_inspector_for(fw, conn: Connection, eff):
+    """The DNS inspector a new UDP connection gets when its class says ``inspect dns [MAP]``, if any
+    (statewall.inspect.dns)."""
+    for ins, use in eff.inspects:
+        if ins.engine == "dns":
+            return DnsInspector(conn, dns_limits(fw.policy, ins), use)
+    return None
+
+
+def icmp_inspector_for(conn: Connection, eff):
+    """The ICMP inspector a new echo connection gets when its class says ``inspect icmp``, if any
+    (statewall.inspect.icmp)."""
+    for ins, use in eff.inspects:
+        if ins.engine == "icmp":
+            return IcmpInspector(conn, ins.origin, use)
+    return None
 
 
 def apply_policy(

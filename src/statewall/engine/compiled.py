@@ -47,6 +47,7 @@ REBUILT = (
     "invalid_drops",
     "ct",
     "acl_on_mapped",
+    "nat_required",
     "faults",
     "nf_path",
     "netfilter",
@@ -59,8 +60,11 @@ REBUILT = (
 MERGED = ("nat", "service_policies", "inspectors", "fast")
 # NatTable: the translation slots are state, the rules (entries) compiled; ``_mapped_in_use`` is both
 # (the new rules' static port reservations plus the ports live PAT slots hold).
-NAT_KEPT = ("xlates", "_hosts_in_use", "_nat_hosts", "most_used", "port_share")
-NAT_REBUILT = ("_iface_address", "timeouts", "entries")
+NAT_KEPT = (
+    "xlates", "_hosts_in_use", "_nat_hosts", "most_used", "port_share",
+    "_pba_blocks", "_pba_hosts", "pba_events",
+)  # fmt: skip
+NAT_REBUILT = ("_iface_address", "timeouts", "entries", "pba_size", "pba_max")
 NAT_MERGED = ("_mapped_in_use",)
 
 
@@ -147,6 +151,12 @@ def compile_policy(fw, policy: Policy, faults, fast_path: bool) -> Compiled:
         c.ct = policy.conntrack
     # ASA before 8.3 matches access lists against mapped (global) addresses; 8.3+ against real ones.
     c.acl_on_mapped = box is ASA and asa_version_before(policy.version, 8, 3)
+    # ASA 8.2's translation requirements (nat-control; a nat rule's addresses translated on every lower
+    # interface): checked by the NAT stage where the policy has 8.2 dynamic NAT or nat-control.
+    nat_control = policy.nat_control and asa_version_before(policy.version, 8, 3)
+    c.nat_required = box is ASA and (
+        nat_control or any(r.kind == "dynamic" and r.section == 0 for r in policy.nat_rules)
+    )
     # The ASA's modular policy framework: per-connection settings, the TCP normalizer, MSS rewriting
     # and sequence randomization (statewall.mpf, .normalizer, .mss, .seqrand).
     c.service_policies = ServicePolicies(policy) if box is ASA else None

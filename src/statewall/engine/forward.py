@@ -68,7 +68,7 @@ def established(
     if pkt.l3_len > 20 and eff is not None and not first:
         # The ASA's IP options rule (statewall.ipoptions) for the later packets (the first one met
         # the IP-OPTIONS stage, statewall.engine.asa); Linux's is netfilter's path's.
-        why = ipoptions.asa_refusal(pkt, eff)
+        why = ipoptions.asa_refusal(pkt, eff, fw.policy.ip_options_maps)
         if why is not None:
             hint = "inspect ip-options (in the connection's class) allows router alert"
             drop(fw, ev, DropReason.INVALID_IP_OPTION, half.in_iface, pkt, now, egress=half.out_iface,
@@ -182,6 +182,11 @@ def established(
     out.append((half.out_iface, pkt.buf))
     if pkt.mf:
         note_first_fragment(fw, half, pkt, now)
+    if helper is not None and getattr(helper, "close_after", False):
+        # DNS guard: this reply answered the last waiting query; the connection goes once it is
+        # forwarded (statewall.inspect.dns).
+        lifecycle.teardown(fw, conn, now, "Flow closed by inspection", None, out, ev)
+        return
     fast = fw.fast
     if trk is not None:
         fw.lifecycle.after_tcp(fw, conn, half, pkt, now, out, ev)
@@ -222,14 +227,14 @@ def inspect(
     drop(
         fw,
         ev,
-        DropReason.INSPECT_FTP,
+        refusal.reason,
         iface,
         pkt,
         now,
         egress=egress,
         origin=refusal.origin,
         message=refusal.message,
-        detail={"conn": conn.id},
+        detail={"conn": conn.id, **refusal.detail},
     )
     if refusal.close:
         lifecycle.teardown(fw, conn, now, "Flow closed by inspection", iface, out, ev)

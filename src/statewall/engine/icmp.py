@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .. import craft
 from ..events import DropReason
+from ..nat import NatFailure
 from ..packet import Packet
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from . import ip_in
@@ -51,9 +52,18 @@ def related_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) 
             return
         pkt.set_ttl(pkt.ttl - 1)
     # RFC 5508: translate the outer destination and the quoted packet, which travelled the other way.
+    outer_dst = pkt.dst
     if half.new_dst is not None:
         pkt.set_dst(half.new_dst)
-    if half.new_src is not None and pkt.src == inner.dst:
+    if pkt.src == inner.dst:
+        if half.new_src is not None:
+            pkt.set_src(half.new_src)  # the translated end itself reports the error
+    elif _inspects_errors(fw, half, pkt, outer_dst):
+        _translate_hop(fw, half, pkt, outer_dst, now)
+    elif half.new_src is not None:
+        # An intermediate hop behind the translated end: without ICMP error inspection the ASA creates
+        # no translation for it, and "all the intermediate hops appear with the mapped destination IP
+        # address" (Cisco ASA firewall configuration guide, "ICMP Error Inspection").
         pkt.set_src(half.new_src)
     if half.rewrites:
         if half.new_dst is not None:
@@ -75,6 +85,37 @@ def related_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) 
     half.conn.last = now
     fw.stats["forwarded"] += 1
     out.append((half.out_iface, pkt.buf))
+
+
+def _inspects_errors(fw, half, pkt: Packet, outer_dst: int) -> bool:
+    """Does the class of this ICMP error itself (not of the connection it quotes) say ``inspect icmp
+    error``? Resolved for the error as it arrived."""
+    sp = fw.service_policies
+    if sp is None:
+        return False
+    eff = sp.resolve(
+        half.in_iface, half.out_iface, pkt.version, pkt.proto, pkt.src, 0, outer_dst, 0, pkt.icmp_type,
+        pkt.icmp_code, count=False,
+    )  # fmt: skip
+    return eff.inspects_engine("icmp error") is not None
+
+
+def _translate_hop(fw, half, pkt: Packet, outer_dst: int, now: float) -> None:
+    """``inspect icmp error``: "the ASA creates translation sessions for intermediate hops that send
+    ICMP error messages, based on the NAT configuration" (Cisco ASA firewall configuration guide, "ICMP
+    Error Inspection"): the hop's address is translated as a flow from it would be; a hop no rule
+    translates keeps its address. A slot made only for this error is given back at once."""
+    try:
+        xl, created = fw.nat.translate_source(
+            pkt.version, pkt.proto, half.in_iface, half.out_iface, pkt.src, 0, outer_dst, 0, now
+        )
+    except NatFailure:
+        return
+    if xl is None:
+        return
+    pkt.set_src(xl.mapped_addr)
+    if created:
+        fw.nat.remove(xl)
 
 
 def time_exceeded(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) -> None:

@@ -129,6 +129,11 @@ _ERROR_TEXT = {
 }
 
 
+def link_local(addr: int) -> bool:
+    """An IPv6 address in fe80::/10 (link-local unicast)."""
+    return addr >> 118 == 0x3FA
+
+
 def special(fw, pkt: Packet) -> Special | None:
     """The packet's addresses forbid forwarding it as unicast (``statewall.addrclass``)."""
     return fw.addrs.check(pkt.version, pkt.src, pkt.dst)

@@ -315,6 +315,29 @@ def dcd_answer(fw, half: Half, pkt, now: float) -> bool:
     return False
 
 
+def block_events(fw, now: float) -> list:
+    """305014/305015 for the port blocks the NAT table allocated and released since the last call."""
+    from ..events import PortBlockAllocated, PortBlockReleased
+
+    out = []
+    for allocated, b in fw.nat.take_block_events():
+        cls = PortBlockAllocated if allocated else PortBlockReleased
+        v = b.version
+        out.append(
+            cls(
+                now,
+                b.real_iface,
+                (v, b.real_addr),  # formatted if a log reads them
+                b.mapped_iface,
+                (v, b.mapped_addr),
+                b.end - b.start + 1,
+                b.start,
+                b.end,
+            )
+        )
+    return out
+
+
 def xlate_event(cls, x: Xlate, now: float, **kw):
     v = x.version
     return cls(

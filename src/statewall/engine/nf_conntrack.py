@@ -397,7 +397,7 @@ def confirm(
         )  # fmt: skip
         return None
     conn_id = fw.next_id
-    fw.next_id += 1
+    fw.next_id += fw.id_step
     itfs = fw.interfaces
     inbound = egress is not None and itfs[iface].security_level < itfs[egress].security_level
     initiator = Endpoint(iface, addr_to_str(v, src0), sport0, addr_to_str(v, src1), sport1)

@@ -250,10 +250,21 @@ def route(c: NfPacket) -> bool:
         local = fw.routes.local_interface(v, pkt.dst) is not None
         egress = None
         special = None if local else ip_in.special(fw, pkt)
+        if special is not None and special.linux_routed:
+            # A link-local address: routed, and ip6_forward decides (ip_forward below).
+            special = None
+            if ip_in.link_local(pkt.dst):
+                # rt6_need_strict: the lookup is bound to the arrival device, whose fe80::/64 route
+                # sends the packet back onto its own link (an interface with IPv6 has that route).
+                itf = fw.interfaces.get(c.iface)
+                if itf is not None and (itf.ipv6 or itf.ipv6_enable):
+                    local = False
+                    egress = c.iface
+                    if c.trace is not None:
+                        nf_trace.routed(c, None, egress, False)
         if special is not None:
-            # ip_route_input_slow / ip6_rcv_core / ip6_forward (statewall.addrclass): a broadcast is
-            # the box's own; martians, multicast without multicast routing and link-local addresses
-            # beyond their link are dropped (with Linux's unreachable for a link-local source).
+            # ip_route_input_slow / ip6_rcv_core (statewall.addrclass): a broadcast is the box's
+            # own; martians and multicast without multicast routing are dropped.
             if special.to_box:
                 local = True
             else:
@@ -262,7 +273,7 @@ def route(c: NfPacket) -> bool:
                 if special.icmp is not None:
                     ip_in.send_error(fw, c.iface, pkt, special.icmp, c.now, c.out, c.ev)
                 return False
-        if not local:
+        if not local and egress is None:
             found = fw.routes.lookup(v, pkt.dst)
             if found is None or found.interface not in fw.interfaces:
                 ct.discard(c.path, flow)
@@ -307,6 +318,17 @@ def source_routed(pkt) -> bool:
 def ip_forward(c: NfPacket) -> bool:
     """ip_forward: TTL and MTU are checked, and the TTL lowered, before the FORWARD hook."""
     pkt = c.pkt
+    if pkt.version == 6 and pkt.ttl > 1 and c.egress != c.iface and ip_in.link_local(pkt.src):
+        # ip6_forward (net/ipv6/ip6_output.c), after the hop limit check and outside the redirect
+        # branch (leaving by another interface than it came in): a link-local source is answered
+        # with Destination Unreachable, beyond scope of source address, and dropped.
+        special = ip_in.special(c.fw, pkt)
+        ct.discard(c.path, c.flow)
+        drop(c.fw, c.ev, special.linux, c.iface, pkt, c.now, message=special.what)
+        ip_in.send_error(c.fw, c.iface, pkt, special.icmp, c.now, c.out, c.ev)
+        if c.trace is not None:
+            c.report(False, f"{special.what}: beyond its scope on {c.egress}")
+        return False
     if not forward.ttl_mtu(c.fw, c.iface, c.egress, pkt, c.now, c.out, c.ev, c.gso_size):
         ct.discard(c.path, c.flow)
         if c.trace is not None:

@@ -31,6 +31,8 @@ KEPT = (
     "stats",
     "now",
     "next_id",
+    # Connection numbers go up by this (a live worker k of N numbers k+1, k+1+N, ...: statewall.live.workers).
+    "id_step",
     "seq_secret",
     "shifting",
     "trace_log",
@@ -72,6 +74,7 @@ def init_state(fw, policy: Policy, seed) -> None:
     fw.stats = Counter()
     fw.now = 0.0
     fw.next_id = 1
+    fw.id_step = 1
     fw.seq_secret = seqrand.make_secret(seed)
     fw.shifting = False  # a connection's sequence numbers are shifted: replay must follow
     # packet-tracer's record of the stages' phases (statewall.tracer); None: nobody listens.

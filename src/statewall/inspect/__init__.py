@@ -2,7 +2,10 @@
 
 Owns the decision "does this new TCP connection carry a protocol we inspect?" (``Inspectors.attach``)
 and the resolution of the policy's inspections (``effective_inspections``). The inspectors live in
-their own modules (``statewall.inspect.ftp``); the expectations they create in ``statewall.expect``.
+their own modules (``statewall.inspect.ftp``, ``statewall.inspect.dns``: the ASA's DNS inspection, given
+to UDP connections by their class's ``inspect dns``; ``statewall.inspect.icmp``: the ASA's ICMP echo
+inspection); the expectations they create in
+``statewall.expect``.
 
 Where inspections come from. ``Policy.inspections`` (neutral ``Inspection`` entries) is authoritative
 when a dialect filled it: the iptables dialect for ``-j CT --helper ftp``, the ASA dialect once it
@@ -33,8 +36,10 @@ __all__ = [
 ]
 
 # The inspection engines statewall implements; every other ``inspect`` engine is parsed but not modelled
-# (``statewall check`` warns, ``show service-policy`` says so).
-MODELLED_ENGINES = frozenset({"ftp"})
+# (``statewall check`` warns, ``show service-policy`` says so). ``ip-options`` is applied by the IP
+# options stage (``statewall.ipoptions``, with its ``policy-map type inspect ip-options`` map), not by
+# an inspector here.
+MODELLED_ENGINES = frozenset({"ftp", "dns", "icmp", "icmp error", "ip-options"})
 
 FTP_DEFAULT_PORT = 21
 # A class-map port range wider than this is not expanded (no FTP server listens on thousands of ports).

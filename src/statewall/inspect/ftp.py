@@ -52,14 +52,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from dataclasses import dataclass
 
 from ..conntrack import ORIGINAL
 from ..events import FtpBounce, FtpLowPort, FtpTransfer
 from ..expect import ExpectFailure
 from ..packet import addr_to_str
-from ..policy import Inspection, Origin
+from ..policy import Inspection
 from ..seqadj import SeqAdj
+from .refusal import Refusal
 
 __all__ = ["FtpInspector", "FtpTransfer", "Refusal", "MAX_LINE", "STRICT_MAX_ARGUMENT"]
 
@@ -76,16 +76,6 @@ REMEMBER_REWRITES = 4
 _CLIENT_PATTERNS = (b"PORT", b"EPRT")
 _SERVER_PATTERNS = (b"227 ", b"229 ")
 _TRANSFER_COMMANDS = {b"RETR": "Retrieved", b"STOR": "Stored", b"STOU": "Stored", b"APPE": "Stored"}
-
-
-@dataclass(slots=True)
-class Refusal:
-    """Why the inspector refuses a packet: the engine drops it (``inspect-ftp``), and with ``close``
-    also tears the connection down ("Flow closed by inspection")."""
-
-    message: str
-    close: bool = False
-    origin: Origin | None = None
 
 
 class _Refused(Exception):

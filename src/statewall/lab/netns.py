@@ -147,7 +147,13 @@ class Namespace:
         self.ipr.rule("add", **kw)
 
     def tun(
-        self, name: str, *, mtu: int | None = None, txqueuelen: int | None = 10000, ipv6: bool = False
+        self,
+        name: str,
+        *,
+        mtu: int | None = None,
+        txqueuelen: int | None = 10000,
+        ipv6: bool = False,
+        multi_queue: bool = False,
     ) -> None:
         """A persistent TUN device in this namespace, up, for ``statewall run`` to attach to later.
 
@@ -155,7 +161,7 @@ class Namespace:
         ``ipv6`` IPv6 is off on the device; with it, the device gets no link-local address but can carry
         routed IPv6 (``FirewallTopology`` also filters the MLD reports the kernel still sends).
         """
-        create_persistent(name, self.name, mtu=mtu, txqueuelen=txqueuelen, up=False)
+        create_persistent(name, self.name, mtu=mtu, txqueuelen=txqueuelen, up=False, multi_queue=multi_queue)
         if ipv6:
             self.sysctl(f"net.ipv6.conf.{name}.addr_gen_mode", 1)
         else:

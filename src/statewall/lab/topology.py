@@ -100,6 +100,7 @@ class FirewallTopology:
         *,
         tun_mtu: int = 1500,
         txqueuelen: int = 10000,
+        multi_queue: bool = False,
     ) -> None:
         if len({s.name for s in sides}) != len(sides):
             raise ValueError("two sides with the same name")
@@ -107,6 +108,8 @@ class FirewallTopology:
         self.sides = {s.name: s for s in sides}
         self.tun_mtu = tun_mtu
         self.txqueuelen = txqueuelen
+        # Multi-queue TUNs, for statewall run --workers N (one queue per worker).
+        self.multi_queue = multi_queue
         self.fw: Namespace | None = None
         self.hosts: dict[str, Namespace] = {}
         self.firewall: subprocess.Popen | None = None
@@ -143,7 +146,13 @@ class FirewallTopology:
             # first packets of a short test to a host that gives up early.
             fw.sysctl(f"net.ipv4.neigh.{side.veth}.proxy_delay", 0)
             fw.sysctl(f"net.ipv4.conf.{side.veth}.rp_filter", 0)
-            fw.tun(side.tun, mtu=self.tun_mtu, txqueuelen=self.txqueuelen, ipv6=side.firewall6 is not None)
+            fw.tun(
+                side.tun,
+                mtu=self.tun_mtu,
+                txqueuelen=self.txqueuelen,
+                ipv6=side.firewall6 is not None,
+                multi_queue=self.multi_queue,
+            )
             fw.sysctl(f"net.ipv4.conf.{side.tun}.rp_filter", 0)
             fw.route("default", dev=side.tun, table=FIRST_TABLE + i)
             fw.rule(iif=side.veth, table=FIRST_TABLE + i, priority=1000 + i)

@@ -36,6 +36,7 @@ TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
 TUNSETOFFLOAD = 0x400454D0
 IFF_TUN = 0x0001
+IFF_MULTI_QUEUE = 0x0100  # one queue per open file (statewall run --workers: statewall.live.workers)
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 TUN_F_CSUM = 0x01
@@ -144,16 +145,19 @@ def open_tun(
     txqueuelen: int | None = None,
     persist: bool | None = None,
     nonblocking: bool = True,
+    multi_queue: bool = False,
 ) -> Tun:
     """Open (creating if needed) TUN device ``name`` in namespace ``netns``.
 
     ``offload`` selects ``IFF_VNET_HDR`` with TSO/USO; otherwise plain ``IFF_TUN|IFF_NO_PI``.
     ``persist`` True/False sets or clears ``TUNSETPERSIST`` (None leaves it as it is); ``up``, ``mtu``
-    and ``txqueuelen`` configure the link from inside its namespace.
+    and ``txqueuelen`` configure the link from inside its namespace. ``multi_queue`` opens one more
+    queue of a multi-queue device (``IFF_MULTI_QUEUE``; each open is a queue, numbered in the order
+    they were attached); a device is multi-queue or not from its creation on.
     """
     if not name or len(name.encode()) >= IFNAMSIZ:
         raise ValueError(f"bad interface name {name!r} (1 to {IFNAMSIZ - 1} bytes)")
-    flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
+    flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0) | (IFF_MULTI_QUEUE if multi_queue else 0)
     with enter_netns(netns):
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0))
         try:
@@ -203,8 +207,18 @@ def create_persistent(
     mtu: int | None = None,
     txqueuelen: int | None = None,
     up: bool = True,
+    multi_queue: bool = False,
 ) -> None:
-    """Create a persistent TUN (as ``ip tuntap add mode tun``) that ``statewall run`` attaches to later,
-    so that routes can point at it before the firewall starts."""
-    tun = open_tun(name, netns, offload=False, up=up, mtu=mtu, txqueuelen=txqueuelen, persist=True)
+    """Create a persistent TUN (as ``ip tuntap add mode tun [multi_queue]``) that ``statewall run``
+    attaches to later, so that routes can point at it before the firewall starts."""
+    tun = open_tun(
+        name,
+        netns,
+        offload=False,
+        up=up,
+        mtu=mtu,
+        txqueuelen=txqueuelen,
+        persist=True,
+        multi_queue=multi_queue,
+    )
     tun.close()

@@ -29,6 +29,8 @@ from ..events import (
     FtpBounce,
     FtpLowPort,
     FtpTransfer,
+    PortBlockAllocated,
+    PortBlockReleased,
     ThreatRate,
     XlateBuilt,
     XlateTeardown,
@@ -199,7 +201,9 @@ _CONN_LIMIT_TAIL = ("{count}/{limit} for {direction} packet from {src}/{sport} t
 #                     logged: 201012 is rate-limited by the ASA, statewall.limits)
 #   INTERCEPT:        as CONN_LIMIT (kind embryonic | per-client-embryonic) for a SYN answered with a
 #                     cookie; without them (a client's packet while the server is reached) no message
-#   NAT_FAILED:       xlate_kind (portmap | regular | identity | outbound static, default portmap)
+#   NAT_FAILED:       xlate_kind (portmap | regular | identity | outbound static, default portmap);
+#                     no_group (True: no NAT rule for a flow that needs one, 305005)
+#   INSPECT_DNS_TOO_LONG: dns_kind (query | reply), length, limit (statewall.inspect.dns)
 #   ICMP_NO_SESSION:  inner_proto (keyword), inner_src, inner_sport, inner_dst, inner_dport: the
 #                     packet the ICMP error quotes
 #   FRAGMENT_DB_FULL, FRAGMENT_LIMIT, INVALID_FRAGMENT: id, proto_name and limit / elements / size and
@@ -238,6 +242,18 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
         _m(106011, 3, "Deny inbound (No xlate) {proto} src {ifc}:{src} dst {ifc}:{dst}"),
     ),
     DropReason.NAT_FAILED: (
+        # ASA 8.2: no NAT rule for a flow that needs one (nat-control, or a nat id without a global on
+        # the egress); Cisco's syslog guide, 305005.
+        _m(305005, 3, "No translation group found for {proto} src {ifc}:{src}/{sport} "
+           "dst {egress}:{dst}/{dport}", no_group=True, ports=True),
+        _m(305005, 3, "No translation group found for {proto} src {ifc}:{src} dst {egress}:{dst} "
+           "(type {type}, code {code})", no_group=True, l4="icmp"),
+        _m(305005, 3, "No translation group found for {proto} src {ifc}:{src} dst {egress}:{dst}",
+           no_group=True),
+        # Port block allocation: the host holds its maximum of blocks, all full (Cisco ASA syslog 305016).
+        _m(305016, 3, "Unable to create {proto} connection from {ifc}:{src}/{sport} to "
+           "{egress}:{dst}/{dport} due to reaching per-host PAT port block limit of {block_limit}.",
+           ports=True),
         _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src}/{sport} "
            "dst {egress}:{dst}/{dport}", ports=True),
         _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src} "
@@ -250,6 +266,14 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
         _m(313005, 4, "No matching connection for ICMP error message: {proto} src {ifc}:{src} "
            "dst {egress}:{dst} (type {type}, code {code}) on {ifc} interface.  Original IP payload: "
            "{inner_proto} src {inner_src}/{inner_sport} dst {inner_dst}/{inner_dport}.", l4="icmp"),
+    ),
+    DropReason.INSPECT_ICMP_SEQ: (
+        _m(313004, 4, "Denied ICMP type={type}, from laddr {src} on interface {ifc} to {dst}: "
+           "no matching session", l4="icmp"),
+    ),
+    DropReason.INSPECT_DNS_TOO_LONG: (
+        _m(410001, 4, "Dropped UDP DNS {dns_kind} from {ifc}:{src}/{sport} to {egress}:{dst}/{dport}; "
+           "packet length {length} bytes exceeds configured limit of {limit} bytes", l4="udp"),
     ),
     DropReason.CONN_LIMIT: (
         _m(201010, 6, "Embryonic connection limit exceeded " + _CONN_LIMIT_TAIL, kind="embryonic"),
@@ -280,7 +304,13 @@ MESSAGES[DropReason.INTERCEPT] = tuple(
 )
 
 # Values used when a drop's detail does not say otherwise.
-_DETAIL_DEFAULTS = {"direction": "input", "xlate_kind": "portmap", "kind": "conn", "rate_limited": False}
+_DETAIL_DEFAULTS = {
+    "direction": "input",
+    "xlate_kind": "portmap",
+    "kind": "conn",
+    "rate_limited": False,
+    "no_group": False,
+}
 
 
 def _l4_class(protocol: int) -> str:
@@ -439,6 +469,20 @@ def _xlate_teardown(ev: XlateTeardown) -> list[tuple[int, int, str]]:
     return [(asa_id, 6, f"{text} duration {format_duration(ev.duration)}")]
 
 
+def _port_block(ev: PortBlockAllocated | PortBlockReleased) -> list[tuple[int, int, str]]:
+    # Cisco ASA syslog messages 305014 "Allocated num_of_blocks block of ports for translation from
+    # real_interface:real_host_ip to real_dest_interface:real_dest_ip/real_dest_port_start-
+    # real_dest_port_end" and 305015 "Released block_size block of ports ..." (port block allocation
+    # PAT); the number is the block's size in ports, the destination the mapped address and range.
+    allocated = type(ev) is PortBlockAllocated
+    text = (
+        f"{'Allocated' if allocated else 'Released'} {ev.block_size} block of ports for translation from "
+        f"{ev.real_interface}:{ev.real_address} to {ev.mapped_interface}:{ev.mapped_address}/"
+        f"{ev.port_start}-{ev.port_end}"
+    )
+    return [(305014 if allocated else 305015, 6, text)]
+
+
 def _acl_hit(ev: AclHit) -> list[tuple[int, int, str]]:
     # The first match of a flow logs at once ("first hit"); later matches are summed per interval.
     when = "first hit" if ev.hits <= 1 else f"{ev.interval or 300}-second interval"
@@ -509,6 +553,8 @@ _FORMATTERS = {
     ConnTeardown: _conn_teardown,
     XlateBuilt: _xlate_built,
     XlateTeardown: _xlate_teardown,
+    PortBlockAllocated: _port_block,
+    PortBlockReleased: _port_block,
     Drop: _drop_messages,
     AclHit: _acl_hit,
 }

@@ -51,6 +51,8 @@ _ACTIONS = {
     "ConnTeardown": "connection-teardown",
     "XlateBuilt": "translation-built",
     "XlateTeardown": "translation-teardown",
+    "PortBlockAllocated": "port-block-allocated",
+    "PortBlockReleased": "port-block-released",
     "Drop": "packet-dropped",
     "AclHit": "access-list-hit",
     "IcmpSent": "icmp-sent",

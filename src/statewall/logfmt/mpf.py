@@ -110,6 +110,8 @@ def format_show_service_policy(
             lines.append(f"    Class-map: {pc.class_map}")
             for ins in pc.inspects:
                 name = ins.engine + (" strict" if ins.strict else "") + (f" {ins.map}" if ins.map else "")
+                if ins.max_length is not None:
+                    name += f" maximum-length {ins.max_length}"
                 packets = use.inspect_packets.get(ins.engine, 0) if use else 0
                 drops = use.counters.get(f"inspect_{ins.engine}_drops", 0) if use else 0
                 resets = use.counters.get(f"inspect_{ins.engine}_resets", 0) if use else 0

@@ -1,7 +1,9 @@
 """Sharded replay: one replay spread over shards on Dask distributed, merged into one process's outputs.
 
 ``replay(policy, captures, outdir, workers=N)`` writes the same files as ``statewall.replay.replay``
-(per-interface captures, ``log.txt``, ``events.jsonl``, ``summary.json``) from N engines instead of one:
+(per-interface pcapng captures with their comments, ``arrived/``, ``asp-drop.pcap``, ``log.txt`` through
+the configuration's logging filters, ``events.jsonl``, ``summary.json``, ``report.html``) from N engines
+instead of one:
 
 1. The driver (this process) reads the captures in timestamp order, a chunk of ``CHUNK`` packets at a
    time, numbers every packet (its global index) and hands each to the shard of its inside host
@@ -41,13 +43,15 @@ from pathlib import Path
 from typing import Any
 
 from ..events import ConnBuilt, ConnTeardown, Drop
+from ..gaps import GapMatcher
 from ..logfmt import linux
-from ..logfmt.asa import format_event
-from ..logfmt.counters import Counters
+from ..logfmt.asalog import AsaLog
+from ..logfmt.counters import ASA_NEAREST, Counters
 from ..logfmt.jsonl import event_to_json
-from ..pcapio import CaptureReader, PcapWriter
+from ..pcapio import CaptureReader, PcapngWriter, PcapWriter
 from ..policy import Policy
-from ..replay import ReplayError, merged_captures, output_name
+from ..replay import ASP_DROP, ReplayError, conn_id_of, merged_captures, output_name
+from ..report import REPORT_NAME, write_report
 from .shardkey import ShardKey
 
 # Packets read, keyed and sent to the shards at a time: bounds the driver's and each shard's memory.
@@ -95,7 +99,8 @@ def shard_policy(policy: Policy, count: int) -> Policy:
 
 def port_translation(policy: Policy) -> str | None:
     """The text of the first iptables rule that allocates ports (SNAT, MASQUERADE), None if there is
-    none. Linux's allocator (``nf_nat``) has no port blocks per shard; the ASA's PAT has."""
+    none. A sharded replay gives each shard its own port blocks of them (``NfNat.port_share``); a live
+    firewall's steering program does not know their addresses (``statewall run --workers`` refuses)."""
     for tables in (policy.netfilter, policy.ip6_netfilter):
         nat = (tables or {}).get("nat")
         for chain in nat.chains.values() if nat is not None else ():
@@ -132,11 +137,18 @@ class ShardEngine:
             # PAT ports from this shard's own blocks (statewall.nat.PORT_BLOCK_BITS): no two shards
             # give one mapped port of an address to two hosts.
             self.fw.nat.port_share = (shard, count)
+            # The same for an iptables ruleset's SNAT and MASQUERADE (Linux's allocator, nf_nat).
+            self.fw.nf_nat.port_share = (shard, count)
         self.ingress = list(ingress)
         self.hostname = hostname
-        # An engine running an iptables ruleset logs as Linux does.
-        self.format = linux.format_event if getattr(self.fw, "netfilter", None) is not None else format_event
+        # An engine running an iptables ruleset logs as Linux does; an ASA's messages pass the
+        # configuration's logging filters (AsaLog), as one process's do.
+        self.linux = getattr(self.fw, "netfilter", None) is not None
+        self.format = linux.format_event if self.linux else AsaLog(policy).format_event
         self.counters = Counters()
+        # Forwarded packets a real box would have treated in a way statewall does not model (gaps).
+        self.gaps = GapMatcher(policy)
+        self.not_modelled: Counter[str] = Counter()
         self.last = -1  # global index of this shard's last timer sweep or packet
         self.packets_in = self.forwarded = self.dropped_on_receive = 0
         self.unassigned: Counter[int] = Counter()
@@ -168,10 +180,14 @@ class ShardEngine:
         self.last = index
         self._emit(index, _TIMERS, now, res.packets, res.events)
 
-    def _emit(self, index: int, phase: int, now: float, packets, events) -> None:
+    def _emit(self, index: int, phase: int, now: float, packets, events, cid=None, forwarded=False) -> None:
+        """Records of one sweep or packet: output packets (kind 0: with ``forwarded`` the received
+        packet's output, commented with its connection ``cid``, this shard's number), then events."""
         out = self._out
+        count = self.counters.packet
         for iface, data in packets:
-            out.append((index, phase, 0, iface, now, bytes(data)))
+            count(iface, len(data), out=True)
+            out.append((index, phase, 0, iface, now, bytes(data), cid, forwarded))
         if events:
             self.counters.feed(events)
             fmt, host = self.format, self.hostname
@@ -217,12 +233,27 @@ class ShardEngine:
                 self.unassigned[capture] += 1
                 continue
             self.packets_in += 1
-            res = fw.receive(iface, fw.replay_rewrite(iface, data, now), now)
-            if res.events and any(type(ev) is Drop for ev in res.events):
+            self.counters.packet(iface, len(data), out=False)
+            arrived = fw.replay_rewrite(iface, data, now)
+            # What reached the interface (arrived/<iface>.pcap), kind 3.
+            self._out.append((index, _PACKET, 3, iface, now, bytes(arrived)))
+            res = fw.receive(iface, arrived, now)
+            if self.gaps.active and res.packets:
+                for u in self.gaps.applicable(iface, res.packets[0][0], res.packets[0][1]):
+                    self.not_modelled[u.feature] += 1
+            events = res.events
+            drop = next((ev for ev in events if type(ev) is Drop), None) if events else None
+            cid = conn_id_of(fw, arrived, events) if res.packets or drop is not None else None
+            if drop is not None:
+                # asp-drop.pcap, kind 4, as statewall.replay._Outputs.dropped words it (the merge adds the
+                # connection's number).
+                reason = drop.reason if self.linux else ASA_NEAREST.get(drop.reason, drop.reason)
+                text = f"Drop-reason: ({reason.keyword}) {reason.description}; ingress {drop.interface}"
+                self._out.append((index, _PACKET, 4, text, now, bytes(arrived), cid))
                 self.dropped_on_receive += 1
             elif res.packets:
                 self.forwarded += 1
-            self._emit(index, _PACKET, now, res.packets, res.events)
+            self._emit(index, _PACKET, now, res.packets, events, cid, True)
         self._sweep_until(end)
         out, self._out = self._out, []
         blob = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
@@ -246,6 +277,7 @@ class ShardEngine:
             "forwarded": self.forwarded,
             "dropped_on_receive": self.dropped_on_receive,
             "unassigned": dict(self.unassigned),
+            "not_modelled": dict(self.not_modelled),
         }
 
 
@@ -349,6 +381,7 @@ def replay(
     fast_path: bool = True,
     seed: bytes | None = None,
     chunk: int = CHUNK,
+    config_text: str | None = None,
 ) -> dict[str, Any]:
     """Replay ``captures`` through ``policy`` in ``shards`` shards (default: one per worker).
 
@@ -385,12 +418,6 @@ def replay(
             runner = _Dask(shards or workers, args, workers, cluster)
         stack.callback(runner.close)
         count = runner.count
-        pat = port_translation(policy) if count > 1 else None
-        if pat is not None:
-            # Two shards would hand the same mapped port to two hosts: each needs its own port blocks.
-            raise ReplayError(
-                f"a sharded replay cannot translate ports with iptables yet ({pat}): use --workers 1"
-            )
         key = ShardKey(policy, count)
         readers = [stack.enter_context(CaptureReader(path)) for _, path in captures]
         merger = _Merger(out, policy.interfaces, stack)
@@ -449,6 +476,7 @@ def replay(
         totals = [runner.result(i, h) for i, h in enumerate(handles)]
         merger.add([t.pop("records") for t in totals])
         packets_out, log_lines = merger.packets_out(), merger.log_lines
+        arrived = sorted(merger.arrived)
         capture_rows = [
             {
                 "path": os.fspath(path),
@@ -463,9 +491,11 @@ def replay(
 
     counters = Counters()
     unassigned: Counter[int] = Counter()
+    not_modelled: Counter[str] = Counter()
     for t in totals:
         _add_counters(counters, t["counters"])
         unassigned.update({int(k): v for k, v in t["unassigned"].items()})
+        not_modelled.update(t["not_modelled"])
     c = counters.to_summary()
     packets_in = sum(t["packets_in"] for t in totals)
     forwarded = sum(t["forwarded"] for t in totals)
@@ -483,6 +513,7 @@ def replay(
         "truncated": sum(truncated.values()),
         "reordered": reordered,
         "drops_by_reason": c["drops_by_reason"],
+        "not_modelled": dict(sorted(not_modelled.items())),
         "packets_out": packets_out,
         "connections": {
             "built": sum(c["connections_built"].values()),
@@ -494,11 +525,15 @@ def replay(
         "xlates": {"built": c["xlates_built"], "torn_down": c["xlates_torn_down"]},
         "acl_hits": c["acl_hits"],
         "icmp_sent": c["icmp_sent"],
+        "interfaces": c["interfaces"],
         "log_lines": log_lines,
         "outputs": {
             "log": "log.txt",
             "events": "events.jsonl",
             "captures": {iface: output_name(iface) for iface in packets_out},
+            "asp_drop": ASP_DROP,
+            "arrived": {iface: output_name(iface) for iface in arrived},
+            "report": REPORT_NAME,
         },
         "shards": {
             "count": count,
@@ -511,6 +546,7 @@ def replay(
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")
+    write_report(out, config_text)
     return summary
 
 
@@ -523,6 +559,12 @@ def _add_counters(total: Counters, part: Counters) -> None:
     total.xlates_torn_down += part.xlates_torn_down
     total.acl_hits.update(part.acl_hits)
     total.icmp_sent += part.icmp_sent
+    total.xlate_hits.update(part.xlate_hits)
+    total.drops_by_interface.update(part.drops_by_interface)
+    for iface, io in part.interface_io.items():
+        mine = total.interface_io.setdefault(iface, [0, 0, 0, 0])
+        for i, n in enumerate(io):
+            mine[i] += n
 
 
 class _Merger:
@@ -540,40 +582,83 @@ class _Merger:
     def __init__(self, out: Path, interfaces: Sequence[str], stack: ExitStack) -> None:
         self.out = out
         self.stack = stack
-        self.writers: dict[str, PcapWriter] = {}
+        self.writers: dict[str, PcapngWriter] = {}
+        self.arrived: dict[str, PcapWriter] = {}
         for iface in interfaces:
             self.writer(iface)
+        self.asp_drop = stack.enter_context(PcapngWriter(out / ASP_DROP))
         self.log = stack.enter_context(open(out / "log.txt", "w", encoding="utf-8"))  # noqa: SIM115
         self.jsonl = stack.enter_context(open(out / "events.jsonl", "w", encoding="utf-8"))  # noqa: SIM115
         self.log_lines = 0
         self.next_id = 1
         self.ids: dict[tuple[int, int], int] = {}
+        self.torn: dict[tuple[int, int], int] = {}
+        self.at: tuple[int, int] = (-1, -1)
 
-    def writer(self, iface: str) -> PcapWriter:
+    def writer(self, iface: str) -> PcapngWriter:
         w = self.writers.get(iface)
         if w is None:
-            w = self.writers[iface] = self.stack.enter_context(PcapWriter(self.out / output_name(iface)))
+            w = self.writers[iface] = self.stack.enter_context(PcapngWriter(self.out / output_name(iface)))
         return w
 
+    def arrival(self, iface: str) -> PcapWriter:
+        w = self.arrived.get(iface)
+        if w is None:
+            (self.out / "arrived").mkdir(exist_ok=True)
+            w = self.arrived[iface] = self.stack.enter_context(
+                PcapWriter(self.out / "arrived" / output_name(iface))
+            )
+        return w
+
+    def number(self, shard: int, local: int) -> int:
+        """The box's number of a shard's connection; one not built yet is numbered now: a packet's
+        record names its connection before the event that built it (one process numbers at the build,
+        which happens while that same packet is handled, so the order is the same)."""
+        number = self.ids.get((shard, local)) or self.torn.get((shard, local))
+        if number is None:
+            number = self.ids[(shard, local)] = self.next_id
+            self.next_id += 1
+        return number
+
     def add(self, blobs: Sequence[bytes]) -> None:
-        """One chunk's records of every shard (pickled, in shard order)."""
-        streams = [[(r[0], r[1], shard, r) for r in pickle.loads(b)] for shard, b in enumerate(blobs)]
-        log, jsonl, ids = self.log, self.jsonl, self.ids
-        for _, _, shard, rec in heapq.merge(*streams) if len(streams) > 1 else streams[0]:
+        """One chunk's records of every shard (pickled, in shard order), in (global index, phase,
+        shard) order and, within that, in the order the shard emitted them."""
+        streams = [
+            [(r[0], r[1], shard, j, r) for j, r in enumerate(pickle.loads(b))]
+            for shard, b in enumerate(blobs)
+        ]
+        log, jsonl, ids, torn = self.log, self.jsonl, self.ids, self.torn
+        for index, phase, shard, _, rec in heapq.merge(*streams) if len(streams) > 1 else streams[0]:
+            if (index, phase) != self.at:
+                # A connection torn down is named until the end of the sweep or packet that tore it
+                # down (conntrack's DESTROY follows the teardown), then never again.
+                self.at = (index, phase)
+                torn.clear()
             kind = rec[2]
             if kind == 0:
-                self.writer(rec[3]).write(rec[5], rec[4])
+                comment = None
+                if rec[7]:
+                    comment = (
+                        "forwarded" if rec[6] is None else f"conn {self.number(shard, rec[6])}; forwarded"
+                    )
+                self.writer(rec[3]).write(rec[5], rec[4], comment)
+                continue
+            if kind == 3:
+                self.arrival(rec[3]).write(rec[5], rec[4])
+                continue
+            if kind == 4:
+                text = rec[3] if rec[6] is None else f"{rec[3]}; conn {self.number(shard, rec[6])}"
+                self.asp_drop.write(rec[5], rec[4], text)
                 continue
             lines, text = rec[3], rec[4]
             if kind == 2:
                 local = (shard, rec[5])
-                if rec[6] == 1:  # built
-                    ids[local] = number = self.next_id
-                    self.next_id += 1
-                elif rec[6] == 2:  # torn down: its number is not named again
-                    number = ids.pop(local, rec[5])
+                if rec[6] == 1:  # built (numbered already if a packet's record named it first)
+                    number = self.number(shard, rec[5])
+                elif rec[6] == 2:  # torn down: named again at most in this sweep or packet
+                    number = torn[local] = ids.pop(local, None) or torn.get(local, rec[5])
                 else:
-                    number = ids.get(local, rec[5])
+                    number = ids.get(local) or torn.get(local, rec[5])
                 marker, num = str(_PLACEHOLDER + rec[5]), str(number)
                 lines, text = [line.replace(marker, num) for line in lines], text.replace(marker, num)
                 if rec[7] is not None:

@@ -116,17 +116,18 @@ def dns(p: Parser, c: Cursor) -> None:
 
 
 def nat_control(p: Parser, c: Cursor) -> None:
-    """ASA 8.2 ``nat-control``: traffic from a higher to a lower security level needs a translation
-    (305005 "No translation group found" otherwise). Parsed into the model; the engine does not apply it
-    yet, so it is reported as not modelled."""
+    """ASA 8.2 ``nat-control``: traffic to a lower security level needs a NAT rule (305005 "No
+    translation group found" otherwise); applied by the engine's NAT stage (statewall.engine.asa). ASA
+    8.3 removed the command (NAT is never required there): in a configuration of 8.3 or later it is kept
+    for printing back, with a warning, and has no effect."""
+    from .mpf import release
+
     c.end()
     p.policy.nat_control = True
     p.policy.nat_control_origin = p.origin(c.line)
-    p.gap(
-        c.line,
-        "nat-control",
-        "drop traffic to a lower security level that no NAT rule translates (305005)",
-    )
+    if release(p.policy) >= (8, 3):
+        p.warn(c.line, "nat-control does not exist from ASA 8.3 on (NAT is never required); no effect")
+        p.no_effect()
 
 
 def ip(p: Parser, c: Cursor) -> None:

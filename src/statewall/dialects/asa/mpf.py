@@ -29,6 +29,7 @@ from ...policy import (
     ConnectionSettings,
     DnsInspectMap,
     Inspect,
+    IpOptionsInspectMap,
     Policy,
     PolicyClass,
     PolicyMap,
@@ -86,16 +87,23 @@ _TWO_WORD = {"h323": ("h225", "ras"), "icmp": ("error",)}
 # What a real ASA does for the inspections statewall does not implement (Cisco ASA firewall configuration
 # guide, "Inspection of Basic Internet Protocols").
 _INSPECT_ACTIONS = {
-    "dns": "guard DNS (one answer per query, the connection torn down after it), enforce message-length "
-    "maximum, 410001",
-    "icmp": "track ICMP echo sessions statefully (replies matched to requests, 313004)",
-    "icmp error": "translate and check ICMP error messages against their connections (313005)",
     "sip": "open pinholes for SIP media and translate SIP addresses",
     "h323 h225": "open pinholes for H.323 calls",
     "h323 ras": "open pinholes for H.323 RAS",
     "esmtp": "check and mask ESMTP commands",
     "tftp": "open pinholes for TFTP data",
     "sunrpc": "open pinholes for RPC services",
+}
+
+# DNS inspection map lines statewall keeps but does not apply (statewall.inspect.dns applies
+# message-length maximum and dns-guard): what a real ASA does with them.
+_DNS_MAP_GAPS = {
+    "match": "match DNS messages and drop, mask or log them",
+    "id-randomization": "randomize DNS query identifiers",
+    "nat-rewrite": "rewrite A records of DNS replies by NAT",
+    "id-mismatch": "count DNS identifier mismatches and log them",
+    "tsig": "enforce TSIG resource records",
+    "protocol-enforcement": "check DNS messages' labels and pointers",
 }
 
 # Policy-map class actions that are valid but not modelled: kept verbatim in PolicyClass.other.
@@ -173,15 +181,9 @@ def _class_map_line(p: Parser, c: Cursor, cm: ClassMap) -> None:
             c.error(acl_tok, f"class-map {cm.name} refers to unknown access-list '{acl_tok.text}'"),
         )
         match = ClassMatch("access-list", acl=acl_tok.text, origin=origin)
-        if not negate and release(p.policy) < (8, 3):
-            # Before 8.3 the ASA matched class-map access lists against mapped addresses (Cisco's 8.3
-            # migration guide); the engine matches real ones whatever the release.
-            p.gap(
-                c.line,
-                "pre-8.3 class-map access lists on mapped addresses",
-                f"match access-list {acl_tok.text} against the translated (mapped) addresses",
-                col=acl_tok.col,
-            )
+        # Before 8.3 the ASA matches class-map access lists against the addresses as the packet arrives
+        # (mapped), from 8.3 against real ones (Cisco's 8.3 migration guide); the engine does the same
+        # (statewall.engine.asa, the CONN-SETTINGS stage).
     elif kind == "port":
         proto_word = c.keyword(("tcp", "udp"), "protocol")
         op = c.keyword(("eq", "range"), "port operator")
@@ -330,6 +332,9 @@ def policy_map(p: Parser, c: Cursor) -> None:
     if c.peek() == "type" and c.peek(1) == "inspect" and c.peek(2) == "dns" and c.peek(3) is not None:
         _dns_map(p, c)
         return
+    if c.peek() == "type" and c.peek(1) == "inspect" and c.peek(2) == "ip-options" and c.peek(3) is not None:
+        _ip_options_map(p, c)
+        return
     if c.peek() == "type":
         passthrough.keep_not_modelled(p, c, f"policy-map type {c.peek(1) or ''}".strip())
         return
@@ -345,22 +350,16 @@ def policy_map(p: Parser, c: Cursor) -> None:
 
 def _dns_map(p: Parser, c: Cursor) -> None:
     """``policy-map type inspect dns NAME`` (e.g. the factory ``preset_dns_map``): its ``parameters``
-    read into ``DnsInspectMap``; kept as written for printing. Not modelled: statewall does not inspect
-    DNS (Cisco ASA firewall configuration guide, "DNS Inspection": message-length maximum, dns-guard,
-    id-randomization, nat-rewrite, protocol-enforcement; the preset map limits messages to 512 bytes)."""
+    read into ``DnsInspectMap``; kept as written for printing. ``message-length maximum`` and
+    ``dns-guard`` are applied by DNS inspection (statewall.inspect.dns); the other parameters and the
+    map's ``match`` rules are named as not modelled at their lines (Cisco ASA firewall configuration
+    guide, "DNS Inspection")."""
     tokens = c.line.tokens
     name = tokens[4].text
     if len(tokens) > 5:
         raise c.error(tokens[5], f"unexpected '{tokens[5].text}'")
     dm = DnsInspectMap(name, origin=p.origin(c.line))
     p.policy.dns_inspect_maps[name] = dm
-    p.gap(
-        c.line,
-        "policy-map type inspect dns",
-        "apply these DNS inspection parameters to inspected DNS traffic",
-        message=f"policy-map type inspect dns {name} is not modelled (statewall does not inspect DNS); "
-        "kept as written",
-    )
     passthrough.keep_block(p, c)
     mode = p.modes[-1]
     keep = mode.handle
@@ -368,17 +367,20 @@ def _dns_map(p: Parser, c: Cursor) -> None:
     def handle(p: Parser, c: Cursor) -> None:
         keep(p, c)
         negate = c.accept("no") is not None
-        word = c.next("parameter").word
-        if word in (
-            "parameters",
-            "description",
-            "match",
-            "drop",
-            "drop-connection",
-            "log",
-            "mask",
-            "enforce",
-        ):
+        tok = c.next("parameter")
+        word = tok.word
+        if word in ("parameters", "description"):
+            c.rest()
+            return
+        if word in _DNS_MAP_GAPS and not negate:
+            p.gap(
+                c.line,
+                f"inspect dns {word}",
+                _DNS_MAP_GAPS[word],
+                message=f"DNS inspection map {name}: {word} is not modelled; kept as written",
+                col=tok.col,
+            )
+        if word in ("match", "drop", "drop-connection", "log", "mask", "enforce"):
             c.rest()
             return
         if word == "message-length":
@@ -410,6 +412,96 @@ def _dns_map(p: Parser, c: Cursor) -> None:
         c.rest()  # id-mismatch, tsig enforced, tcp-inspection, ...: kept as written
 
     mode.handle = handle
+
+
+# ``policy-map type inspect ip-options`` parameters statewall models: the option's type byte.
+IP_OPTION_WORDS = {"eool": 0, "nop": 1, "router-alert": 148}
+# ASA 9.5(1)'s further parameters (any option by name, ``default action``): kept, not modelled.
+_IP_OPTION_MORE = frozenset(
+    {
+        "basic-security",
+        "commercial-security",
+        "default",
+        "exp-flow-control",
+        "exp-measure",
+        "extended-security",
+        "imi-traffic-descriptor",
+        "quick-start",
+        "record-route",
+        "stream-id",
+        "timestamp",
+    }
+)
+_IP_OPTIONS_WORDS = frozenset({"parameters", "description", *IP_OPTION_WORDS, *_IP_OPTION_MORE})
+
+
+def _ip_options_map(p: Parser, c: Cursor) -> None:
+    """``policy-map type inspect ip-options NAME`` into ``IpOptionsInspectMap``: ``parameters``, then per
+    option ``[no] eool|nop|router-alert action allow|clear`` (``statewall.ipoptions`` applies them)."""
+    for word in ("type", "inspect", "ip-options"):
+        c.next(word)
+    tok = _name(c, "ip-options inspect map name")
+    c.end()
+    m = p.policy.ip_options_maps.get(tok.text)
+    if m is None:
+        m = IpOptionsInspectMap(tok.text, origin=p.origin(c.line))
+        p.policy.ip_options_maps[tok.text] = m
+    state = {"params": False}
+
+    def handle(p: Parser, c: Cursor) -> None:
+        negate = c.accept("no") is not None
+        word_tok = c.next("ip-options map command")
+        word = word_tok.word
+        if word == "description" and not state["params"]:
+            m.description = None if negate else c.rest()
+        elif word == "parameters":
+            c.end()
+            state["params"] = True
+        elif word in IP_OPTION_WORDS:
+            if negate:
+                # ``no router-alert action ...``: back to the map's default, dropped.
+                c.rest()
+                m.actions.pop(IP_OPTION_WORDS[word], None)
+                return
+            c.keyword(("action",), "action")
+            m.actions[IP_OPTION_WORDS[word]] = c.keyword(("allow", "clear"), f"{word} action")
+            c.end()
+        elif word in _IP_OPTION_MORE:
+            text = c.line.text.strip()
+            c.rest()
+            m.other.append((p.origin(c.line), text))
+            p.gap(
+                c.line,
+                f"ip-options inspect map parameter '{word}'",
+                f"apply '{text}' to packets with that IP option",
+                message=f"'{text}' in policy-map type inspect ip-options {m.name} is not modelled "
+                "(statewall models eool, nop and router-alert; other options are dropped); kept as written",
+            )
+        else:
+            raise c.error(word_tok, f"unknown ip-options map command '{word_tok.text}'")
+
+    def on_exit(line: Line) -> bool:
+        if state["params"]:
+            state["params"] = False
+            return False
+        return True
+
+    p.open_mode(Mode("policy-map type inspect ip-options", handle, _word_in(_IP_OPTIONS_WORDS), on_exit))
+
+
+def render_ip_options_maps(policy: Policy) -> list[str]:
+    """The ip-options inspect maps as ``show running-config`` prints them."""
+    out: list[str] = []
+    names = {v: k for k, v in IP_OPTION_WORDS.items()}
+    for m in policy.ip_options_maps.values():
+        out.append(f"policy-map type inspect ip-options {m.name}")
+        if m.description:
+            out.append(f" description {m.description}")
+        out.append(" parameters")
+        for t, action in sorted(m.actions.items()):
+            out.append(f"  {names[t]} action {action}")
+        out += [f"  {text}" for _, text in m.other]
+    return out
 
 
 def _class_action(p: Parser, c: Cursor, pc: PolicyClass) -> None:
@@ -625,10 +717,18 @@ def _inspect(p: Parser, c: Cursor) -> Inspect:
             engine += " " + second[0]
     strict = engine == "ftp" and c.accept("strict") is not None
     map_name = None
-    if not c.at_end():
-        map_name = _name(c, "inspect map name").text
+    max_length = None
+    if engine == "dns" and c.accept("maximum-length") is not None:
+        # ASA 7.x/8.0's form (their factory global_policy says "inspect dns maximum-length 512").
+        max_length = c.integer(512, 65535, "DNS maximum-length")
+    elif not c.at_end():
+        map_tok = _name(c, "inspect map name")
+        map_name = map_tok.text
+        if engine == "ip-options" and map_name not in p.policy.ip_options_maps:
+            # The ASA takes only a map defined before (policy-map type inspect ip-options NAME).
+            raise c.error(map_tok, f"policy-map type inspect ip-options {map_name} is not defined")
     c.end()
-    return Inspect(engine, strict, map_name, origin)
+    return Inspect(engine, strict, map_name, origin, max_length)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1039,6 +1139,8 @@ def _inspect_text(ins: Inspect) -> str:
         text += " strict"
     if ins.map:
         text += f" {ins.map}"
+    if ins.max_length is not None:
+        text += f" maximum-length {ins.max_length}"
     return text
 
 

@@ -11,7 +11,8 @@ an object defined further down; ``finish`` resolves the names to addresses and a
 Forms (ASA 8.4/9.x):
 
     nat [(real,mapped)] dynamic {interface [ipv6] | OBJ [interface [ipv6]] | HOST-IP |
-                                 pat-pool OBJ [round-robin] [flat [include-reserve]] [interface [ipv6]]} [dns]
+                                 pat-pool OBJ [round-robin] [flat [include-reserve]] [block-allocation]
+                                 [interface [ipv6]]} [dns]
     nat [(real,mapped)] static {OBJ | IP | interface [ipv6]} [net-to-net] [dns]
                                [service {tcp|udp|sctp} REAL-PORT MAPPED-PORT] [no-proxy-arp] [route-lookup]
     nat [(real,mapped)] [LINE | after-auto [LINE]] source {static|dynamic} {OBJ|any} MAPPED
@@ -21,9 +22,10 @@ Forms (ASA 8.4/9.x):
 The first service object of a twice NAT rule holds the real source port and the mapped destination
 port, the second the mapped source port and the real destination port (both ``eq``). As the ASA's
 guidelines require, a dynamic NAT pool object holds ranges (one address per host) and hosts (the PAT
-fallback), never a subnet. ``extended`` and ``block-allocation`` PAT are kept as written and not applied
-(reported as not modelled), and translation between IPv4 and IPv6 is refused, rather than translated
-differently from the ASA.
+fallback), never a subnet. ``block-allocation`` PAT gives each host blocks of ports (``xlate
+block-allocation``; ``statewall.nat``). ``extended`` PAT is kept as written and not applied (reported as
+not modelled), and translation between IPv4 and IPv6 is refused, rather than translated differently
+from the ASA.
 """
 
 from __future__ import annotations
@@ -244,14 +246,11 @@ def _dynamic_mapped(c: Cursor, pend: _Pending, inline_ok: bool) -> None:
                 pool.flat = True
             elif opt.word == "include-reserve" and pool.flat:
                 pool.include_reserve = True
-            elif opt.word in ("extended", "block-allocation"):
-                raise NotModelledNat(
-                    f"{opt.word} PAT",
-                    "allocate PAT ports per destination"
-                    if opt.word == "extended"
-                    else "allocate PAT ports in blocks per host",
-                    opt.col,
-                )
+            elif opt.word == "block-allocation":
+                # Blocks of ports per host (xlate block-allocation size / maximum-per-host).
+                pool.block_allocation = True
+            elif opt.word == "extended":
+                raise NotModelledNat("extended PAT", "allocate PAT ports per destination", opt.col)
             else:
                 break
             c.next("option")
@@ -262,9 +261,15 @@ def _dynamic_mapped(c: Cursor, pend: _Pending, inline_ok: bool) -> None:
     else:
         pend.mapped = tok
         rule.mapped_object = tok.text
+    iface_tok = c.peek_token()
     if c.accept("interface"):
         pool.interface = True
         _interface_keyword(c, rule)
+    if pool.block_allocation and (pool.flat or pool.interface):
+        # Cisco ASA configuration guide, PAT with port block allocation: the rule may be round-robin but
+        # cannot also be flat, include-reserve, extended or fall through to interface PAT.
+        bad = iface_tok if pool.interface and iface_tok is not None else tok
+        raise c.error(bad, "block-allocation cannot be combined with flat, include-reserve or interface")
 
 
 def _static_mapped(c: Cursor, pend: _Pending, inline_ok: bool) -> None:
@@ -586,6 +591,7 @@ def _dynamic_text(rule: NatRule) -> str:
         text += " round-robin" if pool.round_robin else ""
         text += " flat" if pool.flat else ""
         text += " include-reserve" if pool.include_reserve else ""
+        text += " block-allocation" if pool.block_allocation else ""
     elif rule.mapped_object is not None:
         text = rule.mapped_object
     elif pool.ranges:

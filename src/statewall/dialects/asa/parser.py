@@ -24,7 +24,20 @@ from dataclasses import dataclass, field
 
 from ...policy import Origin, Policy, Unmodelled, Warning_
 from ..errors import ConfigError, ConfigErrors
-from . import acl, checks, device, fragment, interfaces, mpf, nat, objnat, passthrough, services, timeouts
+from . import (
+    acl,
+    checks,
+    device,
+    fragment,
+    interfaces,
+    mpf,
+    nat,
+    objnat,
+    passthrough,
+    services,
+    timeouts,
+    xlate,
+)
 from . import logging as logcfg
 from .lexer import Cursor, Line, lines
 from .modes import Handler, Mode
@@ -41,6 +54,7 @@ COMMANDS: dict[str, Handler] = {
     **nat.COMMANDS,
     **timeouts.COMMANDS,
     **fragment.COMMANDS,
+    **xlate.COMMANDS,
     # Last: the policy framework takes class-map/policy-map/tcp-map/service-policy/sysopt/no over.
     **mpf.COMMANDS,
     **logcfg.COMMANDS,  # logging / clock / "no logging" (other "no" forms go on to mpf)

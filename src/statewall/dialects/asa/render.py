@@ -20,7 +20,7 @@ from ...policy import (
     PortMatch,
     ServiceObject,
 )
-from . import fragment, mpf, names, objnat, passthrough, timeouts
+from . import fragment, mpf, names, objnat, passthrough, timeouts, xlate
 from .acl import ANY4, ANY6, PORT_PROTOCOLS
 
 
@@ -80,11 +80,13 @@ def render(policy: Policy) -> str:
     out += [f"ip verify reverse-path interface {name}" for name in policy.reverse_path]
     out += timeouts.render(policy.timeouts)
     out += fragment.render(policy)
+    out += xlate.render(policy)
     out += kept.get(passthrough.BODY, [])
     out += mpf.render_sysopt(policy)
     framework = [
         *mpf.render_tcp_maps(policy),
         *mpf.render_class_maps(policy),
+        *mpf.render_ip_options_maps(policy),
         *kept.get(passthrough.MPF, []),
         *mpf.render_policy_maps(policy),
         *mpf.render_service_policies(policy),

@@ -48,14 +48,27 @@ class Line:
     prompt: str = ""
 
 
-def logical_lines(text: str, filename: str) -> Iterator[Line]:
+def logical_lines(text: str, filename: str, errors: list | None = None) -> Iterator[Line]:
     """The logical lines of ``text``: continuations joined, prompts stripped, comments dropped.
 
     Lines that are blank or comments yield nothing, except ``#@statewall`` directives, which yield
     their tokens (``#@statewall`` first). A line in iptables-restore syntax (``*table``, ``:chain``,
     ``-A ...``, ``[p:b] -A ...``, ``COMMIT``) is split as iptables-restore splits it, any other line
     as the shell would.
+
+    A line that cannot be split (an unterminated quote) raises ``ConfigError``; with ``errors`` given,
+    the error is added there and the line skipped, so that the reader goes on with the next one.
     """
+
+    def split(chunk: str, line: int, base_col: int, shell: bool) -> list[Token] | None:
+        try:
+            return _split(chunk, line, base_col, filename, shell)
+        except ConfigError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            return None
+
     physical = text.splitlines()
     i = 0
     while i < len(physical):
@@ -67,7 +80,9 @@ def logical_lines(text: str, filename: str) -> Iterator[Line]:
             continue
         if stripped.startswith("#@statewall"):
             offset = len(raw) - len(raw.lstrip())
-            yield Line(number, stripped, _split(raw[offset:], number, offset + 1, filename, False))
+            toks = split(raw[offset:], number, offset + 1, False)
+            if toks is not None:
+                yield Line(number, stripped, toks)
             continue
         if stripped.startswith("#"):
             # iptables-save's header names the family of the tables that follow.
@@ -80,7 +95,9 @@ def logical_lines(text: str, filename: str) -> Iterator[Line]:
             continue
         if _RESTORE.match(stripped):
             offset = len(raw) - len(raw.lstrip())
-            yield Line(number, stripped, _split(raw[offset:], number, offset + 1, filename, False))
+            toks = split(raw[offset:], number, offset + 1, False)
+            if toks is not None:
+                yield Line(number, stripped, toks)
             continue
         prompt = ""
         m = _PROMPT.match(raw)
@@ -95,7 +112,11 @@ def logical_lines(text: str, filename: str) -> Iterator[Line]:
             i += 1
         tokens: list[Token] = []
         for line_no, offset, chunk in parts:
-            tokens.extend(_split(chunk, line_no, offset + 1, filename, True))
+            toks = split(chunk, line_no, offset + 1, True)
+            if toks is None:
+                tokens = []
+                break
+            tokens.extend(toks)
         if tokens:
             text_out = " ".join(p[2].strip() for p in parts).strip()
             yield Line(number, text_out, tokens, prompt)

@@ -14,8 +14,9 @@ Owns how a file becomes a ``Policy``. A file may mix:
   /proc/sys/...``, the old ``ip_conntrack_*`` names, and Linux 2.2's ``ipchains -M -S tcp tcpfin udp``.
 - statewall's header, comments to iptables: ``#@statewall interface|route|hostname|family|sysctl``.
 
-Anything else (shell lines, pasted listings) is a warning. The first malformed command raises
-``ConfigError`` (``file:line:col: message``) and nothing is returned.
+Anything else (shell lines, pasted listings) is a warning. A malformed command is an error
+(``file:line:col: message``); the reader goes on with the next line and raises every error of the file
+at the end (``ConfigErrors``, in file order, with the warnings), and nothing is returned.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ...policy import (
     Route,
     Warning_,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, ConfigErrors
 from . import ipset
 from . import tables as tb
 from .lexer import Line, Token, logical_lines
@@ -90,6 +91,26 @@ _SYSCTL_PREFIXES = ("net.netfilter.nf_conntrack_", "net.ipv4.netfilter.ip_conntr
 _BOOL_SETTINGS = frozenset({"tcp_be_liberal", "tcp_loose", "tcp_ignore_invalid_rst", "checksum", "helper"})
 _INT_SETTINGS = frozenset({"tcp_max_retrans", "max"})
 _SETTINGS = frozenset(f for f in ConntrackSettings.__slots__ if f != "origins")
+# The reassembly tunables conntrack's defragmentation reads (DefragSettings, by sysctl name): IPv4's
+# nf_defrag_ipv4 is the host's ip_defrag (net.ipv4.ipfrag_*); IPv6's nf_ct_frag6_gather has its own
+# fqdir (net.netfilter.nf_conntrack_frag6_*).
+DEFRAG_SYSCTLS = {
+    "net.ipv4.ipfrag_time": "ipfrag_time",
+    "net.ipv4.ipfrag_high_thresh": "ipfrag_high_thresh",
+    "net.ipv4.ipfrag_max_dist": "ipfrag_max_dist",
+    "net.netfilter.nf_conntrack_frag6_timeout": "frag6_timeout",
+    "net.netfilter.nf_conntrack_frag6_high_thresh": "frag6_high_thresh",
+}
+# Reassembly sysctls that change nothing statewall models, and why (kept, printed back).
+_LOW_MARK = "not modelled: new queues are refused over the high mark only, as inet_frag_find does"
+_HOST_V6 = "the box's own IPv6 reassembly; conntrack reassembles IPv6 with net.netfilter.nf_conntrack_frag6_*"
+_DEFRAG_NO_EFFECT = {
+    "net.ipv4.ipfrag_low_thresh": _LOW_MARK,
+    "net.netfilter.nf_conntrack_frag6_low_thresh": _LOW_MARK,
+    "net.ipv6.ip6frag_time": _HOST_V6,
+    "net.ipv6.ip6frag_high_thresh": _HOST_V6,
+    "net.ipv6.ip6frag_low_thresh": _HOST_V6,
+}
 
 # ipchains -M -S tcp tcpfin udp (Linux 2.2 masquerading timeouts, seconds; 0 keeps the value): the
 # conntrack timeouts that play the same part. "tcpfin" is how long an entry lives once a FIN was seen:
@@ -149,17 +170,44 @@ class Parser:
     # -- the file ----------------------------------------------------------------------------------
 
     def run(self, text: str) -> Policy:
+        """Read the whole file; every error found is raised at the end, in file order, with the
+        warnings of the same pass (``ConfigErrors``), and nothing is returned then.
+
+        After an error the reader goes on with the next line, as the ASA dialect does: a failed
+        command is simply not applied; a ``*table`` line that failed skips its block up to its
+        ``COMMIT`` (its lines would only repeat that the block is not open)."""
         self.policy.dialect = "iptables"
         self.policy.source_file = self.file
         self.policy.inspections = []
-        for line in logical_lines(text, self.file):
+        errors: list[ConfigError] = []
+        skipping = False  # inside a block whose *table line failed
+        for line in logical_lines(text, self.file, errors):
             self.line = line
-            self.dispatch(line)
+            first = line.tokens[0]
+            if skipping:
+                skipping = first.text != "COMMIT"
+                continue
+            try:
+                self.dispatch(line)
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+                if first.text.startswith("*") and not first.quoted and self.block is None:
+                    skipping = True
         if self.block is not None:
-            raise self.error(
-                self.block.start, f"COMMIT expected: table {self.block.table.name} is never committed"
+            errors.append(
+                self.error(
+                    self.block.start, f"COMMIT expected: table {self.block.table.name} is never committed"
+                )
             )
-        self.finish()
+        if not errors:
+            try:
+                self.finish()
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+        else:
+            self.finish_routes(errors)
+        if errors:
+            raise ConfigErrors(errors, self.policy.warnings)
         return self.policy
 
     def dispatch(self, line: Line) -> None:
@@ -253,10 +301,14 @@ class Parser:
 
     def open_block(self, line: Line) -> None:
         tok = line.tokens[0]
+        unclosed = None
         if self.block is not None:
-            raise self.error(
+            # The open table is abandoned (never committed); the new block is read, so that its lines
+            # are checked in their own table.
+            unclosed = self.error(
                 tok, f"COMMIT expected before {tok.text} (table {self.block.table.name} is open)"
             )
+            self.block = None
         name = tok.text[1:]
         if name not in tb.BUILTIN_CHAINS:
             raise self.error(tok, f"table '{name}' does not exist")
@@ -265,6 +317,8 @@ class Parser:
         ruleset = self.rulesets[self.restore_family]
         # The block replaces the table as a whole (iptables-restore without --noflush).
         self.block = _Block(tb.new_table(name, self.origin(line)), ruleset, tok)
+        if unclosed is not None:
+            raise unclosed
 
     def check_policy(self, table: str, pol: Token) -> None:
         """A built-in chain's policy: ACCEPT or DROP, and no DROP in nat (iptables refuses both)."""
@@ -308,12 +362,12 @@ class Parser:
         if self.block is None:
             raise self.error(tok, "COMMIT without a *table block")
         block = self.block
+        self.block = None  # closed whether or not the table is accepted
         tb.check_table(
             block.table, block.ruleset, self.file, None, tok, nft=self.nft, warn=lambda m: self.warn(line, m)
         )
         block.ruleset.tables[block.table.name] = block.table
         block.ruleset.reach.pop(block.table.name, None)
-        self.block = None
 
     # -- iptables commands -------------------------------------------------------------------------
 
@@ -659,14 +713,25 @@ class Parser:
         for prefix in _SYSCTL_PREFIXES:
             if name.startswith(prefix) and name[len(prefix) :] in _SETTINGS:
                 field_name = name[len(prefix) :]
-        if field_name is None:
-            self.warn(line, f"sysctl {name}: not a setting statewall models; kept, no effect")
+        defrag = DEFRAG_SYSCTLS.get(name)
+        if field_name is None and defrag is None:
+            why = _DEFRAG_NO_EFFECT.get(name, "not a setting statewall models")
+            self.warn(line, f"sysctl {name}: {why}; kept, no effect")
             self.policy.passthrough.append((self.origin(line), f"sysctl {name}={value_tok.text}"))
             return
         text = value_tok.text.strip()
         if not text.isdigit():
             raise self.error(value_tok, f"sysctl {name}: invalid argument {value_tok.text!r} (a number)")
         value = int(text)
+        if defrag is not None:
+            # The reassembly stage (statewall.reassembly.LinuxDefrag) reads these.
+            df = self.policy.defrag
+            if defrag.endswith("_time") or defrag.endswith("_timeout"):
+                setattr(df, defrag, float(value))
+            else:
+                setattr(df, defrag, value)
+            df.origins[defrag] = self.origin(line)
+            return
         ct = self.policy.conntrack
         if field_name in _BOOL_SETTINGS:
             if value > 1:
@@ -847,7 +912,8 @@ class Parser:
 
     # -- the end -----------------------------------------------------------------------------------
 
-    def finish(self) -> None:
+    def finish_routes(self, errors: list[ConfigError]) -> None:
+        """The interfaces and routes into the policy; a route naming no interface is an error."""
         policy = self.policy
         for decl in self.interfaces:
             policy.interfaces[decl.itf.name] = decl.itf
@@ -856,12 +922,22 @@ class Parser:
             if name not in policy.interfaces:
                 by_dev = policy.interface_by_hardware(name)
                 if by_dev is None:
-                    raise self.error(
-                        decl.dev,
-                        f"route via unknown interface {name!r} (declare it with #@statewall interface)",
+                    errors.append(
+                        self.error(
+                            decl.dev,
+                            f"route via unknown interface {name!r} (declare it with #@statewall interface)",
+                        )
                     )
+                    continue
                 decl.route.interface = by_dev.name
             policy.routes.append(decl.route)
+
+    def finish(self) -> None:
+        policy = self.policy
+        errors: list[ConfigError] = []
+        self.finish_routes(errors)
+        if errors:
+            raise ConfigErrors(errors)
         self.check_sets()
         policy.netfilter = _ordered(self.rulesets[4].tables)
         policy.ip6_netfilter = _ordered(self.rulesets[6].tables)

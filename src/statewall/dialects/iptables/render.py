@@ -13,6 +13,7 @@ import ipaddress
 
 from ...policy import (
     ConntrackSettings,
+    DefragSettings,
     NfRule,
     NfTable,
     Policy,
@@ -22,11 +23,13 @@ from ...policy import (
 )
 from . import modules, names
 from .ipset import save_lines as ipset_save_lines
+from .parser import DEFRAG_SYSCTLS
 from .rules import XT_LIMIT_SCALE
 from .tables import BUILTIN_CHAINS
 
 _NO_QUOTE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DEFAULTS = ConntrackSettings()
+_DEFRAG_DEFAULTS = DefragSettings()
 
 
 def save_string(value: str) -> str:
@@ -86,6 +89,12 @@ def header(policy: Policy) -> list[str]:
         if name in ct.origins or value != getattr(_DEFAULTS, name):
             shown = int(value) if isinstance(value, bool | float) and float(value).is_integer() else value
             out.append(f"#@statewall sysctl net.netfilter.nf_conntrack_{name}={shown}")
+    df = policy.defrag
+    for sysctl_name, name in DEFRAG_SYSCTLS.items():
+        value = getattr(df, name)
+        if name in df.origins or value != getattr(_DEFRAG_DEFAULTS, name):
+            shown = int(value) if isinstance(value, float) and value.is_integer() else value
+            out.append(f"#@statewall sysctl {sysctl_name}={shown}")
     for _origin, text in policy.passthrough:
         if text.startswith("sysctl "):
             out.append(f"#@statewall {text}")

@@ -53,7 +53,7 @@ from ...policy import (
     PortMatch,
     Warning_,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, ConfigErrors
 from ..iptables import names
 from .lexer import Token, tokens
 from .sets import SetSyntax
@@ -191,6 +191,7 @@ class Parser(SetSyntax):
         self.policy = Policy(dialect="nftables", source_file=file)
         self.helpers: dict[str, str] = {}
         self.jumps: list[tuple[NfTable, str, Token]] = []
+        self.errors: list[ConfigError] = []
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -231,34 +232,78 @@ class Parser(SetSyntax):
     # -- the file ----------------------------------------------------------------------------------
 
     def run(self) -> Policy:
+        """Read the whole ruleset; every error found is raised at the end, in file order
+        (``ConfigErrors``), and nothing is returned then. After an error the reader resumes at the next
+        rule, the next statement of the table, or the next command (``failed``)."""
         while True:
             tok = self.peek(skip_newlines=True)
             if tok is None:
                 break
-            self.i += 1
-            if tok.text == ";":
-                continue
-            if tok.text == "flush":
-                what = self.next("ruleset")
-                if what.text == "ruleset":
-                    self.policy.nft_tables.clear()
-                    self.policy.nf_sets.clear()
-                else:
-                    self.flush(tok, what)
-            elif tok.text == "table":
-                self.table(tok)
-            elif tok.text in ("add", "create", "insert"):
-                self.command(tok)
-            elif tok.text in ("chain", "rule", "set", "map", "element", "flowtable"):
-                self.i -= 1  # "chain inet f c { ... }": nft's add without the word
-                self.command(tok)
-            elif tok.text in ("delete", "destroy", "replace", "reset", "include", "list", "rename"):
-                raise self.not_modelled(tok, f"the {tok.text} command")
-            else:
-                raise self.error(tok, f"table, flush ruleset or define expected, not {tok.text!r}")
+            start = self.i
+            try:
+                self.top_level()
+            except ConfigError as exc:
+                self.failed(exc, start)
         for table in self.policy.nft_tables:
-            self.check_jumps(table)
+            try:
+                self.check_jumps(table)
+            except ConfigError as exc:
+                self.errors.extend(exc.errors)
+        if self.errors:
+            raise ConfigErrors(self.errors, self.policy.warnings)
         return self.policy
+
+    def failed(self, exc: ConfigError, start: int) -> None:
+        """Keep ``exc`` and go on after the statement that began at token ``start``: up to the end of
+        its line at brace depth 0, or past the ``}`` that closes the block it opened; a ``}`` of an
+        enclosing block is left for that block."""
+        self.errors.extend(exc.errors)
+        depth = 0
+        i = start
+        toks = self.toks
+        while i < len(toks):
+            t = toks[i]
+            if not t.quoted:
+                if t.text == "{":
+                    depth += 1
+                elif t.text == "}":
+                    if depth == 0:
+                        break
+                    depth -= 1
+                    if depth == 0:
+                        i += 1
+                        break
+                elif t.text in ("\n", ";") and depth == 0 and i > start:
+                    i += 1
+                    break
+            i += 1
+        self.i = min(max(i, start + 1), len(toks))
+
+    def top_level(self) -> None:
+        """One top-level statement: a table block, ``flush``, or a command."""
+        tok = self.peek(skip_newlines=True)
+        assert tok is not None
+        self.i += 1
+        if tok.text == ";":
+            return
+        if tok.text == "flush":
+            what = self.next("ruleset")
+            if what.text == "ruleset":
+                self.policy.nft_tables.clear()
+                self.policy.nf_sets.clear()
+            else:
+                self.flush(tok, what)
+        elif tok.text == "table":
+            self.table(tok)
+        elif tok.text in ("add", "create", "insert"):
+            self.command(tok)
+        elif tok.text in ("chain", "rule", "set", "map", "element", "flowtable"):
+            self.i -= 1  # "chain inet f c { ... }": nft's add without the word
+            self.command(tok)
+        elif tok.text in ("delete", "destroy", "replace", "reset", "include", "list", "rename"):
+            raise self.not_modelled(tok, f"the {tok.text} command")
+        else:
+            raise self.error(tok, f"table, flush ruleset or define expected, not {tok.text!r}")
 
     # -- the command forms (nft -f scripts: add table, add chain, add rule, insert rule, ...) --------
 
@@ -399,23 +444,31 @@ class Parser(SetSyntax):
             self.policy.nft_tables.append(table)
         self.expect("{")
         for tok in self.statements(start, "table"):
-            if tok.text == "chain":
-                self.chain(table)
-            elif tok.text == "set":
-                self.set_(table)
-            elif tok.text == "ct":
-                self.ct_object(table, tok)
-            elif tok.text in ("flags", "comment"):
-                while not self.at_end():
-                    self.i += 1
-            elif tok.text == "map":
-                self.named_vmap(table)
-            elif tok.text == "flowtable":
-                self.flowtable(table)
-            elif tok.text in ("counter", "quota", "limit", "secmark", "synproxy"):
-                raise self.not_modelled(tok, f"{tok.text} objects")
-            else:
-                raise self.error(tok, f"chain, set or ct helper expected in a table, not {tok.text!r}")
+            at = self.i - 1
+            try:
+                self.table_statement(table, tok)
+            except ConfigError as exc:
+                self.failed(exc, at)
+
+    def table_statement(self, table: NfTable, tok: Token) -> None:
+        """One statement of a table block: a chain, set, map, flowtable or ct object."""
+        if tok.text == "chain":
+            self.chain(table)
+        elif tok.text == "set":
+            self.set_(table)
+        elif tok.text == "ct":
+            self.ct_object(table, tok)
+        elif tok.text in ("flags", "comment"):
+            while not self.at_end():
+                self.i += 1
+        elif tok.text == "map":
+            self.named_vmap(table)
+        elif tok.text == "flowtable":
+            self.flowtable(table)
+        elif tok.text in ("counter", "quota", "limit", "secmark", "synproxy"):
+            raise self.not_modelled(tok, f"{tok.text} objects")
+        else:
+            raise self.error(tok, f"chain, set or ct helper expected in a table, not {tok.text!r}")
 
     def statements(self, opener: Token, what: str) -> Iterator[Token]:
         """The first word of each statement in the ``{ ... }`` of a table, set or map, up to and past its
@@ -604,22 +657,30 @@ class Parser(SetSyntax):
             if tok.text == ";":
                 self.i += 1
                 continue
-            if tok.text == "type":
-                self.i += 1
-                self.base_chain(chain, tok, table)
-            elif tok.text == "policy":
-                self.i += 1
-                pol = self.next("accept or drop")
-                if pol.text not in ("accept", "drop"):
-                    raise self.error(pol, "policy accept or drop expected")
-                if chain.hook is None:
-                    raise self.error(pol, "a regular chain has no policy")
-                chain.policy = pol.text.upper()
-            elif tok.text == "comment":
-                self.i += 1
-                self.next("a comment")
-            else:
-                chain.rules.append(self.rule(table, chain))
+            at = self.i
+            try:
+                self.chain_statement(table, chain, tok)
+            except ConfigError as exc:
+                self.failed(exc, at)
+
+    def chain_statement(self, table: NfTable, chain: NfChain, tok: Token) -> None:
+        """One statement of a chain: its base-chain header, policy, comment, or a rule."""
+        if tok.text == "type":
+            self.i += 1
+            self.base_chain(chain, tok, table)
+        elif tok.text == "policy":
+            self.i += 1
+            pol = self.next("accept or drop")
+            if pol.text not in ("accept", "drop"):
+                raise self.error(pol, "policy accept or drop expected")
+            if chain.hook is None:
+                raise self.error(pol, "a regular chain has no policy")
+            chain.policy = pol.text.upper()
+        elif tok.text == "comment":
+            self.i += 1
+            self.next("a comment")
+        else:
+            chain.rules.append(self.rule(table, chain))
 
     def base_chain(self, chain: NfChain, start: Token, table: NfTable) -> None:
         kind = self.next("filter, nat or route")
@@ -885,75 +946,74 @@ class Parser(SetSyntax):
         self, r: _Rule, tok: Token, table: NfTable, chain: NfChain, verdict_tok: Token | None
     ) -> None:
         """One match, statement or verdict of a rule, starting at ``tok``."""
-        if True:
-            word = tok.text
-            if tok.quoted:
-                raise self.error(tok, f"unexpected string {word!r}")
-            if verdict_tok is not None and word != "comment":
-                raise self.error(tok, f"nothing may follow the verdict {verdict_tok.text!r} but a comment")
-            if self.keyed_ahead(tok):
-                self.key_match(r, tok, table)
-            elif word in ("add", "update"):
-                self.dynset(r, tok, table)
-            elif word == "meter":
-                self.meter(r, tok, table)
-            elif word == "flow":
-                self.flow_offload(r, tok, table, chain)
-            elif word in ("iifname", "oifname", "iif", "oif"):
-                self.interface(r, tok, table, chain)
-            elif word in ("ip", "ip6"):
-                self.ip_match(r, tok, table)
-            elif word in ("tcp", "udp"):
-                self.l4(r, tok)
-            elif word in ("icmp", "icmpv6"):
-                self.icmp(r, tok)
-            elif word == "meta":
-                self.meta(r, tok)
-            elif word == "ct":
-                self.ct(r, tok, table)
-            elif word == "fib":
-                self.fib(r, tok)
-            elif word == "th":
-                raise self.not_modelled(self.peek() or tok, f"th {(self.peek() or tok).text}")
-            elif word == "limit":
-                self.limit(r, tok)
-            elif word == "counter":
-                r.counter = True
-                if self.peek() is not None and self.peek().text == "packets":
-                    self.i += 1
-                    p = self.number(self.next("a count"))
-                    self.expect("bytes")
-                    b = self.number(self.next("a count"))
-                    r.counters = (p, b)
-            elif word == "log":
-                self.log(r)
-            elif word == "notrack":
-                r.statements.append(("NOTRACK", {}))
-            elif word in ("accept", "drop", "return", "continue"):
-                verdict_tok = tok
-                if word != "continue":
-                    r.target = word.upper()
-            elif word in ("jump", "goto"):
-                verdict_tok = tok
-                target = self.next("a chain")
-                self.jumps.append((table, chain.name, target))
-                r.target = target.text
-                r.goto = word == "goto"
-            elif word == "reject":
-                verdict_tok = tok
-                self.reject(r, table)
-            elif word in ("snat", "dnat"):
-                verdict_tok = tok
-                self.nat(r, tok, chain)
-            elif word in ("masquerade", "redirect"):
-                verdict_tok = tok
-                self.masquerade(r, tok, chain)
-            elif word == "comment":
-                r.comment = self.next("a comment").text
-            elif word == "queue":
-                raise self.not_modelled(tok, "queue")
-            else:
-                raise self.not_modelled(tok, f"{word!r} in a rule")
+        word = tok.text
+        if tok.quoted:
+            raise self.error(tok, f"unexpected string {word!r}")
+        if verdict_tok is not None and word != "comment":
+            raise self.error(tok, f"nothing may follow the verdict {verdict_tok.text!r} but a comment")
+        if self.keyed_ahead(tok):
+            self.key_match(r, tok, table)
+        elif word in ("add", "update"):
+            self.dynset(r, tok, table)
+        elif word == "meter":
+            self.meter(r, tok, table)
+        elif word == "flow":
+            self.flow_offload(r, tok, table, chain)
+        elif word in ("iifname", "oifname", "iif", "oif"):
+            self.interface(r, tok, table, chain)
+        elif word in ("ip", "ip6"):
+            self.ip_match(r, tok, table)
+        elif word in ("tcp", "udp"):
+            self.l4(r, tok)
+        elif word in ("icmp", "icmpv6"):
+            self.icmp(r, tok)
+        elif word == "meta":
+            self.meta(r, tok)
+        elif word == "ct":
+            self.ct(r, tok, table)
+        elif word == "fib":
+            self.fib(r, tok)
+        elif word == "th":
+            raise self.not_modelled(self.peek() or tok, f"th {(self.peek() or tok).text}")
+        elif word == "limit":
+            self.limit(r, tok)
+        elif word == "counter":
+            r.counter = True
+            if self.peek() is not None and self.peek().text == "packets":
+                self.i += 1
+                p = self.number(self.next("a count"))
+                self.expect("bytes")
+                b = self.number(self.next("a count"))
+                r.counters = (p, b)
+        elif word == "log":
+            self.log(r)
+        elif word == "notrack":
+            r.statements.append(("NOTRACK", {}))
+        elif word in ("accept", "drop", "return", "continue"):
+            verdict_tok = tok
+            if word != "continue":
+                r.target = word.upper()
+        elif word in ("jump", "goto"):
+            verdict_tok = tok
+            target = self.next("a chain")
+            self.jumps.append((table, chain.name, target))
+            r.target = target.text
+            r.goto = word == "goto"
+        elif word == "reject":
+            verdict_tok = tok
+            self.reject(r, table)
+        elif word in ("snat", "dnat"):
+            verdict_tok = tok
+            self.nat(r, tok, chain)
+        elif word in ("masquerade", "redirect"):
+            verdict_tok = tok
+            self.masquerade(r, tok, chain)
+        elif word == "comment":
+            r.comment = self.next("a comment").text
+        elif word == "queue":
+            raise self.not_modelled(tok, "queue")
+        else:
+            raise self.not_modelled(tok, f"{word!r} in a rule")
 
     # -- keys: set lookups, concatenations, dynamic sets, meters ------------------------------------
 
@@ -1685,6 +1745,7 @@ def parse(text: str, filename: str) -> Policy:
     policy.routes = base.routes
     policy.hostname = base.hostname
     policy.conntrack = base.conntrack
+    policy.defrag = base.defrag
     policy.passthrough = base.passthrough
     policy.warnings = base.warnings + policy.warnings
     policy.netfilter = {}
