@@ -122,7 +122,9 @@ def _cpu_rates(packets: int, cpu: float, chunks: list[tuple[int, float]]) -> dic
     """The process's CPU time next to the wall clock: on a shared machine the process gets part of a
     CPU, and other processes' load slows even its CPU time (caches, the other hyperthread), unevenly
     over a run. ``pps_best``: the rate of the chunk that ran fastest in CPU time, the least disturbed
-    one (as ``timeit`` takes the minimum), which ``--baseline`` compares."""
+    one (as ``timeit`` takes the minimum), which ``--baseline`` compares. On the replay line it is
+    also the steady state: the first chunk holds each flow's first data segment, which the Python path
+    offloads (docs/performance.md, "Issue 18: the offline lines")."""
     best = max((n / c for n, c in chunks if c > 0), default=None)
     return {"cpu_seconds": cpu, "pps_cpu": packets / cpu if cpu else None, "pps_best": best}
 
