@@ -13,25 +13,23 @@ from statewall.dialects.asa.render import render
 from statewall.dialects.errors import ConfigErrors
 from statewall.engine import Firewall
 from statewall.events import PortBlockAllocated, PortBlockReleased, XlateBuilt, XlateTeardown
+from statewall.lab.topology import ASA_INTERFACES
 from statewall.logfmt.asa import format_event
 from statewall.nat import port_owner
 
-FRONT = """ASA Version 9.8(1)
+FRONT = (
+    """ASA Version 9.8(1)
 hostname pba
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
+"""
+    + ASA_INTERFACES
+    + """\
 route outside 0.0.0.0 0.0.0.0 203.0.113.254
 object network pool
  host 203.0.113.9
 object network inside-net
  subnet 192.168.1.0 255.255.255.0
 """
+)
 
 
 def config(
