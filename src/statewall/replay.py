@@ -37,7 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
-from .events import Drop, Event
+from .events import ConnBuilt, Drop, Event
 from .gaps import GapMatcher
 from .logfmt import linux
 from .logfmt.asalog import AsaLog
@@ -305,6 +305,12 @@ def replay(
             if gaps.active and res.packets:
                 for u in gaps.applicable(iface, res.packets[0][0], res.packets[0][1]):
                     not_modelled[u.feature] += 1
+                if gaps.services is not None and not any(type(ev) is ConnBuilt for ev in res.events):
+                    # An echo reply let through by an echo session a real ASA keeps only with
+                    # inspect icmp (a reply that opened a flow of its own met the access rules).
+                    u = gaps.echo_reply(iface, arrived, res.packets[0][0], res.packets[0][1])
+                    if u is not None:
+                        not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None
             if res.packets or drop is not None:
