@@ -212,6 +212,46 @@ def test_nat_reverse_path_follows_the_rule_order_and_the_statics_service():
     assert out == [] and [d.reason for d in kinds(res.events, Drop)] == [DropReason.NAT_RPF_FAILED]
 
 
+def test_nat_reverse_path_failures_count_as_the_asas_flow_drop():
+    from statewall.logfmt.counters import Counters, format_show_asp_drop
+
+    fw = fw_for("object network WEB", " nat (inside,outside) static 192.0.2.5",
+                "access-list OUTSIDE_IN extended permit ip any any",
+                "access-group OUTSIDE_IN in interface outside")  # fmt: skip
+    c = Counters()
+    for port in (22, 80):
+        syn = IP(src=CLIENT, dst="10.0.0.5") / TCP(sport=port, dport=port, flags="S")
+        res, out = send(fw, "outside", syn)
+        assert out == []
+        c.feed(res.events)
+    text = format_show_asp_drop(c.drops)
+    flow = text.split("Flow drop:\n", 1)[1]
+    assert "  NAT reverse path failed (nat-rpf-failed)" in flow and flow.split("\n")[0].endswith(" 2")
+
+
+@pytest.mark.parametrize("extra", ["", " unidirectional"])
+def test_replay_carries_a_real_side_capture_exactly_where_a_static_offers_a_way_in(tmp_path, extra):
+    # A client's SYN captured on the static's real side names the real address. Live it could only
+    # have crossed addressed to the mapped one: replay carries it there (a bidirectional static), or,
+    # when the static offers no way in (unidirectional), the engine drops it as the ASA would.
+    from statewall.pcapio import PcapWriter
+    from statewall.replay import replay
+
+    policy = parse(HEAD + f"nat (inside,outside) source static WEB WEB-PUBLIC{extra}\n"
+                   "access-list OUTSIDE_IN extended permit tcp any any\n"
+                   "access-group OUTSIDE_IN in interface outside\n", "objnat.cfg")  # fmt: skip
+    cap = tmp_path / "outside.pcap"
+    with PcapWriter(cap) as w:
+        w.write(bytes(IP(src=CLIENT, dst="10.0.0.5") / TCP(sport=40000, dport=22, flags="S")), 1.0)
+    summary = replay(policy, [("outside", cap)], tmp_path / "out")
+    if extra:
+        assert summary["forwarded"] == 0 and summary["drops_by_reason"] == {"nat-rpf-failed": 1}
+        assert "%ASA-5-305013: " in (tmp_path / "out" / "log.txt").read_text()
+    else:
+        assert summary["forwarded"] == 1 and summary["drops_by_reason"] == {}
+        assert "(192.0.2.5/22)" in (tmp_path / "out" / "log.txt").read_text()
+
+
 def test_packet_tracer_shows_the_nat_reverse_path_failure_in_the_nat_phase():
     from statewall.tracer import packet_tracer
 
