@@ -481,3 +481,217 @@ def test_a_short_exchange_is_not_offloaded():
     assert fw.fast.offloads == 0
     fw.receive("inside", craft.udp_packet(4, CLIENT, SERVER, 50000, 123, bytes(30)), 2.0)
     assert fw.fast.offloads == 1  # the second query of the flow
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole connections, SYN to teardown (issue 18 item 5): short connections as a web or API client makes
+# them, a few segments each way and then every way a connection ends (FINs in either order or
+# crossing, an RST from either side, a half close left open, nothing), with time passing between the
+# segments past the embryonic, half-closed and idle timeouts. Through PAT, a static translation, no
+# translation with the explicit tcp-map, without randomization, with sysopt tcpmss. Every packet out,
+# every event and every connection's state after every packet must be the same on both paths.
+
+STATIC = "static (inside,outside) 192.168.9.40 10.0.0.2 netmask 255.255.255.255\n"
+WHOLE_CONFIGS = dict(CONFIGS, static=IFACES + ACL + STATIC)
+
+# A connection's story: the segments after the handshake, then its end, each with the time before it.
+STEPS = ["c-data", "s-data", "c-ack", "s-ack", "c-bulk", "s-bulk", "c-retrans", "s-keepalive", "c-gap"]
+ENDS = ["fin-c", "fin-s", "fin-cross", "rst-c", "rst-s", "half-c", "half-s", "none", "fin-c-lastack-lost"]
+GAPS = [0.001, 0.001, 0.01, 0.5, 5.0, 31.0, 130.0, 700.0, 3700.0]
+
+
+def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]]:
+    """The packets of one connection described by ``spec`` = (isns, options, steps, end, gaps), as a
+    capture without the firewall would show them."""
+    (cisn, sisn), (mss, ts, sack, ws), steps, end, gaps = spec
+    c = Host(CLIENT, sport, "inside", isn=cisn)
+    s = Host(SERVER, 80, "outside", isn=sisn)
+    c.nxt, s.nxt = (cisn + 1) & M, (sisn + 1) & M
+    out: list[tuple[str, bytearray, float, int]] = []
+    gap = iter(gaps)
+
+    def seg(client: bool, seq, ack, flags, payload=b"", options=b"", window=None):
+        src, dst, sp, dp = (CLIENT, SERVER, sport, 80) if client else (SERVER, CLIENT, 80, sport)
+        if ts and not options:
+            options = craft.tcp_options(craft.tcp_option_timestamps(seq & 0xFFFF, ack & 0xFFFF))
+        win = (64240 if client else 65535) if window is None else window
+        pkt = craft.tcp_packet(4, src, dst, sp, dp, seq, ack, flags, win, options, payload)
+        out.append(("inside" if client else "outside", pkt, next(gap, 0.001), 0))
+
+    syn = [craft.tcp_option_mss(mss)]
+    if sack:
+        syn.append(craft.tcp_option_sack_permitted())
+    if ws is not None:
+        syn.append(craft.tcp_option_wscale(ws))
+    if ts:
+        syn.append(craft.tcp_option_timestamps(1, 0))
+    seg(True, cisn, 0, 0x02, options=craft.tcp_options(*syn))
+    seg(False, sisn, c.nxt, 0x12, options=craft.tcp_options(*syn))
+    seg(True, c.nxt, s.nxt, 0x10)
+    for step in steps:
+        client = step[0] == "c"
+        me, peer = (c, s) if client else (s, c)
+        kind = step[2:]
+        if kind in ("data", "bulk"):
+            size = 200 if kind == "data" else min(mss, 1400)
+            for _ in range(1 if kind == "data" else 3):
+                me.sent.append((me.nxt, bytes(size)))
+                seg(client, me.nxt, peer.nxt, 0x18, bytes([sport & 0xFF]) * size)
+                me.nxt = (me.nxt + size) & M
+        elif kind == "ack":
+            seg(client, me.nxt, peer.nxt, 0x10)
+        elif kind == "retrans" and me.sent:
+            seq, payload = me.sent[-1]
+            seg(client, seq, peer.nxt, 0x18, payload)
+        elif kind == "keepalive":
+            seg(client, (me.nxt - 1) & M, peer.nxt, 0x10)
+        elif kind == "gap":  # the later half first, then the missing one
+            seg(client, (me.nxt + 100) & M, peer.nxt, 0x18, bytes(50))
+            seg(client, me.nxt, peer.nxt, 0x18, bytes(100))
+            me.nxt = (me.nxt + 150) & M
+    if end in ("fin-c", "fin-s", "fin-c-lastack-lost"):
+        first = end != "fin-s"
+        a, b = (c, s) if first else (s, c)
+        seg(first, a.nxt, b.nxt, 0x11)
+        a.nxt = (a.nxt + 1) & M
+        seg(not first, b.nxt, a.nxt, 0x10)  # the FIN acknowledged alone
+        seg(not first, b.nxt, a.nxt, 0x11)
+        b.nxt = (b.nxt + 1) & M
+        if end != "fin-c-lastack-lost":
+            seg(first, a.nxt, b.nxt, 0x10)
+        else:
+            seg(not first, (b.nxt - 1) & M, a.nxt, 0x11)  # its FIN again: the last ACK was lost
+            seg(first, a.nxt, b.nxt, 0x10)
+    elif end == "fin-cross":
+        seg(True, c.nxt, s.nxt, 0x11)
+        seg(False, s.nxt, c.nxt, 0x11)
+        c.nxt, s.nxt = (c.nxt + 1) & M, (s.nxt + 1) & M
+        seg(True, c.nxt, s.nxt, 0x10)
+        seg(False, s.nxt, c.nxt, 0x10)
+    elif end in ("rst-c", "rst-s"):
+        client = end == "rst-c"
+        me, peer = (c, s) if client else (s, c)
+        seg(client, me.nxt, peer.nxt, 0x14)
+    elif end in ("half-c", "half-s"):  # one side closes, the other keeps sending, then silence
+        client = end == "half-c"
+        me, peer = (c, s) if client else (s, c)
+        seg(client, me.nxt, peer.nxt, 0x11)
+        me.nxt = (me.nxt + 1) & M
+        seg(not client, peer.nxt, me.nxt, 0x18, bytes(10))
+        peer.nxt = (peer.nxt + 10) & M
+        seg(client, me.nxt, peer.nxt, 0x10)
+    return out
+
+
+def compare_trace(config: str, seed: int, trace: list, *, partial: bool = False, drain: float = 0.0):
+    """Both paths through ``trace``; packets, events and state compared after every packet."""
+    fast = Firewall(parse(config, "t.cfg"), seed=seed)
+    slow = Firewall(parse(config, "t.cfg"), seed=seed, fast_path=False)
+    now = 100.0
+    steps = list(trace) + ([(None, None, drain, 0)] if drain else [])
+    for n, (iface, pkt, dt, gso) in enumerate(steps):
+        now += dt
+        results = []
+        for fw in (fast, slow):
+            adv = fw.advance(now)
+            res = None
+            if iface is not None:
+                data = fw.replay_rewrite(iface, bytes(pkt), now)
+                kw = {"csum_partial": True, "gso_size": gso} if partial else {}
+                res = fw.receive(iface, data, now, **kw)
+            packets = adv.packets + (res.packets if res else [])
+            events = adv.events + (res.events if res else [])
+            results.append(([(i, bytes(p)) for i, p in packets], [repr(e) for e in events]))
+        where = f"packet {n} of seed {seed} ({iface})"
+        assert results[0] == results[1], where
+        fast.fast.sync()
+        assert state_of(fast, flush=False) == state_of(slow), f"state after {where}"
+    assert fast.stats == slow.stats
+    assert fast.drops == slow.drops
+    assert state_of(fast) == state_of(slow)
+    assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
+    return fast, slow
+
+
+def connection_specs():
+    options = st.tuples(
+        st.sampled_from([536, 1380, 1460]),
+        st.booleans(),
+        st.booleans(),
+        st.sampled_from([None, 0, 7]),
+    )
+    isns = st.tuples(st.integers(0, M), st.integers(0, M))
+    return st.tuples(
+        isns,
+        options,
+        st.lists(st.sampled_from(STEPS), min_size=0, max_size=8),
+        st.sampled_from(ENDS),
+        st.lists(st.sampled_from(GAPS), min_size=0, max_size=40),
+    )
+
+
+@needs_fast
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    config=st.sampled_from(sorted(WHOLE_CONFIGS)),
+    specs=st.lists(connection_specs(), min_size=1, max_size=4),
+    order=st.randoms(use_true_random=False),
+    partial=st.booleans(),
+)
+def test_whole_connections_syn_to_teardown(config, specs, order, partial):
+    """Short connections from the SYN to their teardown (and their timers), interleaved: the compiled
+    path and the Python path packet for packet and state for state."""
+    flows = [whole_connection(spec, 42000 + i) for i, spec in enumerate(specs)]
+    trace = interleave(order, flows)
+    compare_trace(WHOLE_CONFIGS[config], 7, trace, partial=partial, drain=4000.0)
+
+
+@needs_fast
+@pytest.mark.parametrize("config", sorted(WHOLE_CONFIGS))
+def test_whole_connections_go_through_the_compiled_path(config):
+    """The stories above with enough data to be offloaded: the compiled path carried segments of each
+    configuration between the offload and the close (so that the comparison above is not vacuous)."""
+    rnd = random.Random(config)
+    hits = 0
+    for seed in range(6):
+        specs = [
+            (
+                (rnd.getrandbits(32), rnd.getrandbits(32)),
+                (1460, rnd.random() < 0.5, rnd.random() < 0.5, rnd.choice([None, 7])),
+                ["c-data", "c-data", "s-ack", "s-bulk", "c-ack", "c-data", "s-data"],
+                end,
+                [0.001] * 20,
+            )
+            for end in ENDS
+        ]
+        flows = [whole_connection(spec, 43000 + i) for i, spec in enumerate(specs)]
+        fast, _ = compare_trace(WHOLE_CONFIGS[config], seed, interleave(random.Random(seed), flows))
+        hits += fast.fast.hits
+        assert fast.fast.offloads > 0
+    assert hits > 50, hits
+
+
+@needs_fast
+def test_the_flow_table_finds_every_flow_it_holds_and_no_other():
+    """The compiled table (open addressing over the flows' inline keys, backward-shift deletion):
+    thousands of offloaded flows, a random half taken back in random order; each remaining flow's
+    packets are the table's, each taken-back flow's are not, through growth and deletions."""
+    fw = Firewall(parse(CONFIGS["pat"], "t.cfg"), seed=5)
+    rnd = random.Random(11)
+    ports = rnd.sample(range(1024, 65000), 3000)
+    for sport in ports:
+        for _ in range(2):  # offloaded at the second datagram
+            fw.receive("inside", craft.udp_packet(4, CLIENT, SERVER, sport, 53, bytes(20)), 1.0)
+    assert len(fw.fast) == 3000 == fw.fast.offloads
+    conns = {c.halves[0].key[3]: c for c in fw.conns}
+    gone = set(rnd.sample(ports, 1500))
+    for sport in rnd.sample(sorted(gone), len(gone)):
+        fw.fast.unoffload(conns[sport])
+    assert len(fw.fast) == 1500
+    assert {f.conn.halves[0].key[3] for f in fw.fast.table.flows()} == set(ports) - gone
+    for sport in ports:
+        hits = fw.fast.hits
+        conn = conns[sport]
+        mport = conn.halves[1].key[5]
+        fw.receive("outside", craft.udp_packet(4, SERVER, MAPPED, 53, mport, bytes(20)), 2.0)
+        assert fw.fast.hits == hits + (sport not in gone), sport

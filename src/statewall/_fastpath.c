@@ -43,40 +43,39 @@ typedef struct {
     PyObject *conn;
     PyObject *in_iface0, *in_iface1;
     PyObject *out_iface0, *out_iface1;
-    PyObject *key0, *key1;
     /* NAT per direction: final addresses and ports, the RFC 1624 deltas (addresses; addresses and
-     * ports), whether an address changes, whether the half rewrites at all. */
+     * ports), whether an address changes (moved), whether the half rewrites at all (rewrites). */
+    long long da[2], dl4[2];
     unsigned int nsrc[2], ndst[2];
     int nsport[2], ndport[2];
-    long long da[2], dl4[2];
-    int moved[2], rewrites[2];
     int mtu[2];
-    int proto;
-    int seen_mark[2]; /* conn.data_seen[d] already True */
     /* TCP tracker (trk.seen[d] and the connection-wide retransmission fields) */
-    unsigned int td_end[2], td_maxend[2], td_maxwin[2], td_maxack[2], pflags[2];
-    int td_scale[2];
-    int last_dir;
-    unsigned int last_seq, last_ack, last_end, last_win;
-    int retrans;
     double timeout;
     double t_established, t_unack, t_max_retrans;
-    int max_retrans;
+    unsigned int td_end[2], td_maxend[2], td_maxwin[2], td_maxack[2], pflags[2];
+    unsigned int last_seq, last_ack, last_end, last_win;
+    int retrans, max_retrans;
     /* sequence randomization offsets per direction */
     unsigned int offs[2];
-    /* normalizer */
-    int norm, n_ttl, n_queue, n_exceed_drop, n_no_options;
+    /* normalizer: next expected sequence per direction, the MSS limits (-1: none known) */
     unsigned int nxt[2];
-    int nxt_set[2];
-    int ttl_low[2];
-    int mss_limit[2]; /* -1: none known */
-    int ttl_dec;       /* 1: the TTL is lowered (Linux; the ASA's set connection decrement-ttl) */
+    int mss_limit[2];
     unsigned long long packets;
+    /* the two halves' keys, inline: the packet's src(4) dst(4) sport(2) dport(2) proto(1) */
+    unsigned char key[2][KEYLEN];
+    /* the small fields, one byte each (memory: the record of every offloaded connection) */
+    unsigned char keyed; /* fill() set the keys */
+    unsigned char proto;
+    unsigned char moved[2], rewrites[2];
+    unsigned char seen_mark[2]; /* conn.data_seen[d] already True */
+    unsigned char td_scale[2], last_dir;
+    unsigned char norm, n_ttl, n_queue, n_exceed_drop, n_no_options, nxt_set[2], ttl_low[2];
+    unsigned char ttl_dec; /* 1: the TTL is lowered (Linux; the ASA's set connection decrement-ttl) */
 } Flow;
 
 /* The object references of each type, for the collector's traverse and clear. */
-#define FLOW_REFS(X) X(conn) X(in_iface0) X(in_iface1) X(out_iface0) X(out_iface1) X(key0) X(key1)
-#define TABLE_REFS(X) X(map) X(fw) X(stats) X(result_type)
+#define FLOW_REFS(X) X(conn) X(in_iface0) X(in_iface1) X(out_iface0) X(out_iface1)
+#define TABLE_REFS(X) X(fw) X(stats) X(result_type)
 #define VISIT_REF(name) Py_VISIT(self->name);
 #define CLEAR_REF(name) Py_CLEAR(self->name);
 #define GC_FUNCTIONS(Type, REFS)                                                                    \
@@ -97,10 +96,10 @@ GC_FUNCTIONS(Flow, FLOW_REFS)
 /* What Python reads of a Flow directly (fill() and tcp_state() carry the rest). */
 static PyMemberDef Flow_members[] = {
     {"conn", T_OBJECT_EX, offsetof(Flow, conn), 0, "the Connection (None once taken back)"},
-    {"proto", T_INT, offsetof(Flow, proto), READONLY, NULL},
-    {"norm", T_INT, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
+    {"proto", T_UBYTE, offsetof(Flow, proto), READONLY, NULL},
+    {"norm", T_UBYTE, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
     {"packets", T_ULONGLONG, offsetof(Flow, packets), READONLY, "packets the fast path forwarded"},
-    {"ttl_dec", T_INT, offsetof(Flow, ttl_dec), 0, "1 when the TTL is lowered (0: the ASA's default)"},
+    {"ttl_dec", T_UBYTE, offsetof(Flow, ttl_dec), 0, "1 when the TTL is lowered (0: the ASA's default)"},
     {NULL},
 };
 
@@ -125,13 +124,20 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OUUUUSSO!O!iIIOO:fill", &conn, &in0, &in1, &out0, &out1, &key0, &key1,
                           &PyTuple_Type, &h0, &PyTuple_Type, &h1, &proto, &offs0, &offs1, &tcp, &norm))
         return NULL;
+    if (PyBytes_GET_SIZE(key0) != KEYLEN || PyBytes_GET_SIZE(key1) != KEYLEN) {
+        PyErr_SetString(PyExc_ValueError, "a flow key is 13 bytes");
+        return NULL;
+    }
     if (fill_half(f, 0, h0) < 0 || fill_half(f, 1, h1) < 0)
         return NULL;
+    memcpy(f->key[0], PyBytes_AS_STRING(key0), KEYLEN);
+    memcpy(f->key[1], PyBytes_AS_STRING(key1), KEYLEN);
+    f->keyed = 1;
     f->proto = proto;
     f->offs[0] = offs0;
     f->offs[1] = offs1;
     if (tcp != Py_None) {
-        if (!PyArg_ParseTuple(tcp, "IIIIiIIIIIiIiIIIIiddddi:tcp", &f->td_end[0], &f->td_maxend[0],
+        if (!PyArg_ParseTuple(tcp, "IIIIbIIIIIbIbIIIIiddddi:tcp", &f->td_end[0], &f->td_maxend[0],
                               &f->td_maxwin[0], &f->td_maxack[0], &f->td_scale[0], &f->pflags[0],
                               &f->td_end[1], &f->td_maxend[1], &f->td_maxwin[1], &f->td_maxack[1],
                               &f->td_scale[1], &f->pflags[1], &f->last_dir, &f->last_seq, &f->last_ack,
@@ -141,16 +147,15 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     }
     f->norm = 0;
     if (norm != Py_None) {
-        if (!PyArg_ParseTuple(norm, "iiiiIiIiiiii:norm", &f->n_ttl, &f->n_queue, &f->n_exceed_drop,
+        if (!PyArg_ParseTuple(norm, "bbbbIbIbbbii:norm", &f->n_ttl, &f->n_queue, &f->n_exceed_drop,
                               &f->n_no_options, &f->nxt[0], &f->nxt_set[0], &f->nxt[1], &f->nxt_set[1],
                               &f->ttl_low[0], &f->ttl_low[1], &f->mss_limit[0], &f->mss_limit[1]))
             return NULL;
         f->norm = 1;
     }
-    PyObject *objs[7] = {conn, in0, in1, out0, out1, key0, key1};
-    PyObject **slots[7] = {&f->conn, &f->in_iface0, &f->in_iface1, &f->out_iface0, &f->out_iface1, &f->key0,
-                           &f->key1};
-    for (int i = 0; i < 7; i++) {
+    PyObject *objs[5] = {conn, in0, in1, out0, out1};
+    PyObject **slots[5] = {&f->conn, &f->in_iface0, &f->in_iface1, &f->out_iface0, &f->out_iface1};
+    for (int i = 0; i < 5; i++) {
         Py_INCREF(objs[i]);
         Py_XSETREF(*slots[i], objs[i]);
     }
@@ -198,9 +203,15 @@ static PyTypeObject FlowType = {
 
 static PyTypeObject FlowTableType;
 
+/* The table: open addressing with linear probing over the flows' inline keys, two entries per Flow
+ * (one per half). An entry is the Flow's address with the half (0 or 1) in its lowest bit; each entry
+ * holds a reference. No Python object is made to look a packet up. Deletion shifts the entries after
+ * it back (no tombstones), so a lookup stops at the first empty entry. */
 typedef struct {
     PyObject_HEAD
-    PyObject *map; /* 13-byte key -> Flow */
+    uintptr_t *slots; /* NULL or cap entries */
+    size_t cap;       /* a power of two, or 0 */
+    size_t used;      /* entries in use: two per Flow */
     unsigned long long hits, misses;
     /* bind(): the Firewall whose established-flow stage this table is the leaf of, its stats Counter
      * and the Result type */
@@ -210,21 +221,102 @@ typedef struct {
 static PyObject *str_last, *str_bytes, *str_data_seen, *str_now, *str_trace, *str_packets_in, *str_forwarded,
     *int_one, *int_zero;
 
-GC_FUNCTIONS(FlowTable, TABLE_REFS)
+#define ENTRY_FLOW(e) ((Flow *)((e) & ~(uintptr_t)1))
+#define ENTRY_HALF(e) ((int)((e) & 1))
+
+static inline uint64_t key_hash(const unsigned char *k) {
+    /* the 13 bytes as two words, mixed (splitmix64's finalizer) */
+    uint64_t a, b = 0;
+    memcpy(&a, k, 8);
+    memcpy(&b, k + 8, 5);
+    uint64_t x = a ^ (b * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return x;
+}
+
+static inline const unsigned char *entry_key(uintptr_t e) { return ENTRY_FLOW(e)->key[ENTRY_HALF(e)]; }
+
+/* the entry index holding key k, or the empty one where it would go */
+static inline size_t find_slot(const FlowTable *t, const unsigned char *k) {
+    size_t mask = t->cap - 1, i = (size_t)key_hash(k) & mask;
+    while (t->slots[i] && memcmp(entry_key(t->slots[i]), k, KEYLEN) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static int FlowTable_traverse(FlowTable *self, visitproc visit, void *arg) {
+    for (size_t i = 0; i < self->cap; i++)
+        if (self->slots[i])
+            Py_VISIT((PyObject *)ENTRY_FLOW(self->slots[i]));
+    TABLE_REFS(VISIT_REF)
+    return 0;
+}
+
+static void clear_entries(FlowTable *self) {
+    uintptr_t *slots = self->slots;
+    size_t cap = self->cap;
+    self->slots = NULL;
+    self->cap = self->used = 0;
+    for (size_t i = 0; i < cap; i++)
+        if (slots[i])
+            Py_DECREF((PyObject *)ENTRY_FLOW(slots[i]));
+    PyMem_Free(slots);
+}
+
+static int FlowTable_clear(FlowTable *self) {
+    clear_entries(self);
+    TABLE_REFS(CLEAR_REF)
+    return 0;
+}
+
+static void FlowTable_dealloc(FlowTable *self) {
+    PyObject_GC_UnTrack(self);
+    FlowTable_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
 
 static int FlowTable_init(FlowTable *self, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTuple(args, ":FlowTable"))
         return -1;
-    Py_XSETREF(self->map, PyDict_New());
-    return self->map ? 0 : -1;
+    clear_entries(self);
+    return 0;
 }
 
-static int check_key(PyObject *k) {
-    if (!PyBytes_CheckExact(k) || PyBytes_GET_SIZE(k) != KEYLEN) {
-        PyErr_SetString(PyExc_ValueError, "a flow key is 13 bytes");
+static int grow(FlowTable *t) {
+    size_t ncap = t->cap ? t->cap * 2 : 64;
+    uintptr_t *ns = PyMem_Calloc(ncap, sizeof(uintptr_t));
+    if (!ns) {
+        PyErr_NoMemory();
         return -1;
     }
+    uintptr_t *old = t->slots;
+    size_t ocap = t->cap;
+    t->slots = ns;
+    t->cap = ncap;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i])
+            t->slots[find_slot(t, entry_key(old[i]))] = old[i];
+    PyMem_Free(old);
     return 0;
+}
+
+/* index one half of f (a key already present is taken over by f, as a dict assignment would) */
+static void put_entry(FlowTable *t, Flow *f, int half) {
+    size_t i = find_slot(t, f->key[half]);
+    uintptr_t e = (uintptr_t)f | (uintptr_t)half;
+    Py_INCREF(f);
+    if (t->slots[i]) {
+        Flow *old = ENTRY_FLOW(t->slots[i]);
+        t->slots[i] = e;
+        Py_DECREF(old);
+    } else {
+        t->slots[i] = e;
+        t->used++;
+    }
 }
 
 static PyObject *FlowTable_add(FlowTable *self, PyObject *arg) {
@@ -233,29 +325,45 @@ static PyObject *FlowTable_add(FlowTable *self, PyObject *arg) {
         return NULL;
     }
     Flow *f = (Flow *)arg;
-    if (!f->conn || !f->in_iface0 || !f->in_iface1 || !f->out_iface0 || !f->out_iface1 || !f->key0 ||
-        !f->key1) {
+    if (!f->conn || !f->in_iface0 || !f->in_iface1 || !f->out_iface0 || !f->out_iface1 || !f->keyed) {
         PyErr_SetString(PyExc_ValueError, "Flow is incomplete");
         return NULL;
     }
-    if (check_key(f->key0) < 0 || check_key(f->key1) < 0)
-        return NULL;
     if (!PyUnicode_Check(f->in_iface0) || !PyUnicode_Check(f->in_iface1)) {
         PyErr_SetString(PyExc_TypeError, "interface names are str");
         return NULL;
     }
-    if (PyDict_SetItem(self->map, f->key0, arg) < 0 || PyDict_SetItem(self->map, f->key1, arg) < 0)
-        return NULL;
+    while ((self->used + 2) * 2 > self->cap)
+        if (grow(self) < 0)
+            return NULL;
+    put_entry(self, f, 0);
+    put_entry(self, f, 1);
     Py_RETURN_NONE;
 }
 
-static int drop_key(PyObject *map, PyObject *key, PyObject *flow) {
-    if (!key)
-        return 0;
-    PyObject *cur = PyDict_GetItemWithError(map, key);
-    if (cur == flow)
-        return PyDict_DelItem(map, key);
-    return PyErr_Occurred() ? -1 : 0;
+/* forget the entry of f's half, if it is f's (backward-shift deletion) */
+static void drop_entry(FlowTable *t, Flow *f, int half) {
+    if (!t->cap)
+        return;
+    size_t mask = t->cap - 1, i = find_slot(t, f->key[half]);
+    if (!t->slots[i] || ENTRY_FLOW(t->slots[i]) != f)
+        return;
+    uintptr_t gone = t->slots[i];
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!t->slots[j])
+            break;
+        size_t home = (size_t)key_hash(entry_key(t->slots[j])) & mask;
+        /* the entry at j may move to i when its home is not in (i, j] (cyclically) */
+        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+            t->slots[i] = t->slots[j];
+            i = j;
+        }
+    }
+    t->slots[i] = 0;
+    t->used--;
+    Py_DECREF((PyObject *)ENTRY_FLOW(gone));
 }
 
 static PyObject *FlowTable_remove(FlowTable *self, PyObject *arg) {
@@ -264,30 +372,31 @@ static PyObject *FlowTable_remove(FlowTable *self, PyObject *arg) {
         return NULL;
     }
     Flow *f = (Flow *)arg;
-    if (drop_key(self->map, f->key0, arg) < 0 || drop_key(self->map, f->key1, arg) < 0)
-        return NULL;
+    if (f->keyed) {
+        Py_INCREF(f); /* the entries may hold the last references */
+        drop_entry(self, f, 0);
+        drop_entry(self, f, 1);
+        Py_DECREF(f);
+    }
     Py_RETURN_NONE;
 }
 
 static PyObject *FlowTable_flows(FlowTable *self, PyObject *unused) {
-    /* every Flow once (each is in the map under both its keys) */
+    /* every Flow once: by the entry of its first half */
     PyObject *out = PyList_New(0);
     if (!out)
         return NULL;
-    PyObject *k, *v;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(self->map, &pos, &k, &v)) {
-        if (((Flow *)v)->key0 == k) { /* add() stores each Flow under its own key objects */
-            if (PyList_Append(out, v) < 0) {
-                Py_DECREF(out);
-                return NULL;
-            }
+    for (size_t i = 0; i < self->cap; i++) {
+        uintptr_t e = self->slots[i];
+        if (e && ENTRY_HALF(e) == 0 && PyList_Append(out, (PyObject *)ENTRY_FLOW(e)) < 0) {
+            Py_DECREF(out);
+            return NULL;
         }
     }
     return out;
 }
 
-static Py_ssize_t FlowTable_len(FlowTable *self) { return self->map ? PyDict_Size(self->map) / 2 : 0; }
+static Py_ssize_t FlowTable_len(FlowTable *self) { return (Py_ssize_t)(self->used / 2); }
 
 /* ---- arithmetic as statewall.packet does it ---------------------------------------------------- */
 
@@ -367,25 +476,16 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     } else
         goto miss;
 
-    PyObject *key = PyBytes_FromStringAndSize(NULL, KEYLEN);
-    if (!key)
-        return NULL;
-    char *k = PyBytes_AS_STRING(key);
-    memcpy(k, p + 12, 8);
-    memcpy(k + 8, p + 20, 4);
-    k[12] = (char)proto;
-    PyObject *fo = PyDict_GetItemWithError(self->map, key);
-    Py_DECREF(key);
-    if (!fo) {
-        if (PyErr_Occurred())
-            return NULL;
+    if (!self->used)
         goto miss;
-    }
-    Flow *f = (Flow *)fo;
-    int d = memcmp(PyBytes_AS_STRING(f->key0), p + 12, 8) == 0 &&
-                    memcmp(PyBytes_AS_STRING(f->key0) + 8, p + 20, 4) == 0
-                ? 0
-                : 1;
+    unsigned char k[KEYLEN];
+    memcpy(k, p + 12, 12);
+    k[12] = (unsigned char)proto;
+    uintptr_t entry = self->slots[find_slot(self, k)];
+    if (!entry)
+        goto miss;
+    Flow *f = ENTRY_FLOW(entry);
+    int d = ENTRY_HALF(entry);
     int r = 1 - d;
     PyObject *want = d ? f->in_iface1 : f->in_iface0;
     if (want != iface) {
@@ -876,7 +976,7 @@ static PySequenceMethods FlowTable_as_sequence = {
 
 static PyTypeObject FlowTableType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "statewall._fastpath.FlowTable",
-    .tp_doc = "The offloaded connections, found by the packet's 13-byte tuple.",
+    .tp_doc = "The offloaded connections, found by the packet's 13-byte tuple (open addressing, keys inline).",
     .tp_basicsize = sizeof(FlowTable),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
