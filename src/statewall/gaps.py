@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from .acl import CompiledMatch
 from .engine.state import asa_version_before
+from .events import ConnBuilt
 from .inspect import MODELLED_ENGINES
 from .packet import DecodeError, decode
 from .policy import BUILTIN, Origin, Policy, Unmodelled
@@ -67,6 +68,21 @@ class GapMatcher:
             self.policy = policy
             self._record = Unmodelled(STATELESS_ICMP, _STATELESS_ACTION, _policy_origin(policy), 0)
         self.active = bool(self.vpn) or self.services is not None
+
+    def forwarded(self, in_iface: str, packet_in: bytes | bytearray, packets: list, events: list) -> list:
+        """The records a packet that arrived on ``in_iface`` as ``packet_in`` and left as ``packets``
+        (the engine's answer, with its ``events``) runs into: the per-packet ones (``applicable``) and
+        stateless ICMP for an echo reply that crossed on an echo session (no flow built by it: a reply
+        that opened a flow of its own met the access rules, as on the ASA). Both replays count these."""
+        if not packets:
+            return []
+        out_iface, packet_out = packets[0]
+        found = self.applicable(in_iface, out_iface, packet_out)
+        if self.services is not None and not any(type(ev) is ConnBuilt for ev in events):
+            u = self.echo_reply(in_iface, packet_in, out_iface, packet_out)
+            if u is not None:
+                found.append(u)
+        return found
 
     def echo_reply(
         self, in_iface: str, packet_in: bytes | bytearray, out_iface: str, packet_out: bytes | bytearray

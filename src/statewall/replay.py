@@ -37,7 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
-from .events import ConnBuilt, Drop, Event
+from .events import Drop, Event
 from .gaps import GapMatcher
 from .logfmt import linux
 from .logfmt.asalog import AsaLog
@@ -303,14 +303,8 @@ def replay(
             outputs.arrival(iface, arrived, now)
             res = fw.receive(iface, arrived, now)
             if gaps.active and res.packets:
-                for u in gaps.applicable(iface, res.packets[0][0], res.packets[0][1]):
+                for u in gaps.forwarded(iface, arrived, res.packets, res.events):
                     not_modelled[u.feature] += 1
-                if gaps.services is not None and not any(type(ev) is ConnBuilt for ev in res.events):
-                    # An echo reply let through by an echo session a real ASA keeps only with
-                    # inspect icmp (a reply that opened a flow of its own met the access rules).
-                    u = gaps.echo_reply(iface, arrived, res.packets[0][0], res.packets[0][1])
-                    if u is not None:
-                        not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None
             if res.packets or drop is not None:
