@@ -3,8 +3,9 @@ PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-DEBPKGS := iproute2 nftables iptables iperf3 hping3 vsftpd curl tcpdump ethtool conntrack ipset gcc libc6-dev rsyslog chromium chromium-driver
-# Each Debian package's main command, to tell whether it is already there.
+DEBPKGS := iproute2 nftables iptables iperf3 hping3 vsftpd curl tcpdump ethtool conntrack ipset gcc libc6-dev liburing-dev rsyslog chromium chromium-driver
+# Each Debian package's main command, to tell whether it is already there (liburing-dev: its header,
+# for the live pump's io_uring writes).
 DEBCMDS := ip nft iptables iperf3 hping3 vsftpd curl tcpdump ethtool conntrack ipset gcc rsyslogd chromium chromedriver
 
 .PHONY: all setup debs demo test bench fuzz lint fmt clean
@@ -21,6 +22,7 @@ $(STAMP): pyproject.toml setup.py src/statewall/_fastpath.c src/statewall/_fastp
 # Debian packages for the live lab and the kernel differential tests; only as root, only when missing.
 debs:
 	@missing=0; for c in $(DEBCMDS); do command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing=1; done; \
+	[ -f /usr/include/liburing.h ] || missing=1; \
 	if [ $$missing = 1 ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages: $(DEBPKGS)"; \
@@ -28,7 +30,8 @@ debs:
 	  else echo "not root: skipping Debian packages ($(DEBPKGS)); root-only tests will skip"; fi; \
 	fi
 
-setup: $(STAMP) debs
+# The Debian packages first: the C extensions build with what they bring (gcc, liburing-dev).
+setup: debs $(STAMP)
 
 demo: setup
 	$(VENV)/bin/statewall demo

@@ -166,10 +166,19 @@ class CpuMeter:
 class LiveBench:
     """One lab: the standard topology with either the kernel or ``statewall run`` forwarding."""
 
-    def __init__(self, lab: Lab, mode: str, tools: dict[str, str], *, multi_queue: bool = False) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        mode: str,
+        tools: dict[str, str],
+        extra: tuple[str, ...] = (),
+        *,
+        multi_queue: bool = False,
+    ) -> None:
         assert mode in ("kernel", "statewall")
         self.lab = lab
         self.mode = mode
+        self.extra = list(extra)  # more ``statewall run`` options (a loop variant)
         self.tools = tools
         self.topo = FirewallTopology(lab, (INSIDE, OUTSIDE), multi_queue=multi_queue)
         self.workers = 1  # statewall run --workers (multi_queue TUNs for more than one)
@@ -230,7 +239,7 @@ class LiveBench:
             yield None
             return
         proc = self.topo.start_firewall(
-            self.config, extra=["--log-format", "none", "--workers", str(self.workers)]
+            self.config, extra=["--log-format", "none", "--workers", str(self.workers), *self.extra]
         )
         try:
             yield proc.pid
@@ -351,16 +360,32 @@ def available() -> str | None:
     return None
 
 
-def run_live(runs: int, *, bulk_seconds: int = 8, seconds: float = 5.0, say=print) -> dict:
-    """Every live measurement ``runs`` times, kernel and statewall alternating; raw results per mode."""
-    results: dict[str, dict[str, list]] = {
-        m: {"bulk": [], "small": [], "conns": []} for m in ("kernel", "statewall")
-    }
-    with Lab() as klab, Lab() as slab:
-        tools = compile_tools(klab.workdir())
+# Variants of ``statewall run`` that ``run_live(variants=...)`` can measure next to the default, in the
+# same run: the loop's wait in Python around the C pump (before the compiled loop), the compiled loop
+# polling 200 µs before it sleeps, and its TUN writes one writev each instead of the default io_uring
+# batches of 32.
+VARIANTS = {
+    "statewall-pywait": ("--python-wait",),
+    "statewall-poll200": ("--poll-us", "200"),
+    "statewall-writev": ("--uring", "0"),
+}
+
+
+def run_live(
+    runs: int, *, bulk_seconds: int = 8, seconds: float = 5.0, say=print, variants: tuple[str, ...] = ()
+) -> dict:
+    """Every live measurement ``runs`` times, kernel and statewall (and each of ``variants``, names of
+    ``VARIANTS``) alternating; raw results per mode."""
+    modes = ("kernel", "statewall", *variants)
+    results: dict[str, dict[str, list]] = {m: {"bulk": [], "small": [], "conns": []} for m in modes}
+    with contextlib.ExitStack() as stack:
+        labs = {m: stack.enter_context(Lab()) for m in modes}
+        tools = compile_tools(labs["kernel"].workdir())
         benches = {
-            "kernel": LiveBench(klab, "kernel", tools).build(),
-            "statewall": LiveBench(slab, "statewall", tools).build(),
+            m: LiveBench(
+                labs[m], "kernel" if m == "kernel" else "statewall", tools, VARIANTS.get(m, ())
+            ).build()
+            for m in modes
         }
         for r in range(runs):
             for test in ("bulk", "small", "conns"):
@@ -372,8 +397,9 @@ def run_live(runs: int, *, bulk_seconds: int = 8, seconds: float = 5.0, say=prin
                     else:
                         res = bench.conns(seconds)
                     results[mode][test].append(res)
-                    say(f"  run {r + 1}/{runs} {test:5} {mode:9} {_short(test, res)}")
-        results["statewall"]["counters"] = benches["statewall"].stopped
+                    say(f"  run {r + 1}/{runs} {test:5} {mode:17} {_short(test, res)}")
+        for m in modes[1:]:
+            results[m]["counters"] = benches[m].stopped
     return results
 
 

@@ -38,7 +38,7 @@ def part_of(dso: str) -> str:
     return "other"
 
 
-def profile(line: str, seconds: float, out: str) -> dict:
+def profile(line: str, seconds: float, out: str, variant: str = "statewall") -> dict:
     samples: list[str] = []
 
     def start(pid: int):
@@ -60,7 +60,7 @@ def profile(line: str, seconds: float, out: str) -> dict:
     try:
         with Lab() as lab:
             tools = live.compile_tools(lab.workdir())
-            bench = live.LiveBench(lab, "statewall", tools).build()
+            bench = live.LiveBench(lab, "statewall", tools, live.VARIANTS.get(variant, ())).build()
             res = {"bulk": lambda: bench.bulk(int(seconds)), "small": bench.small, "conns": bench.conns}[line]
             result = res() if line == "bulk" else res(seconds)
             counters = bench.stopped
@@ -93,14 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("line", choices=("bulk", "small", "conns"))
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument(
+        "--variant",
+        choices=("statewall", *live.VARIANTS),
+        default="statewall",
+        help="a loop variant of bench.live (e.g. statewall-pywait: the wait in Python)",
+    )
     args = ap.parse_args(argv)
     why = live.available()
     if why is not None or shutil.which("perf") is None:
         print(f"bench.profile_live: {why or 'no perf (Debian package linux-perf)'}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="sw-perf-") as out:
-        rep = profile(args.line, args.seconds, out)
-    print(f"{args.line}: {live._short(args.line, rep['result'])}")
+        rep = profile(args.line, args.seconds, out, args.variant)
+    print(f"{args.line} [{args.variant}]: {live._short(args.line, rep['result'])}")
     total = max(rep["samples"], 1)
     print(f"{rep['samples']} samples of statewall run")
     for name, n in rep["parts"].most_common():

@@ -83,8 +83,8 @@ route outside 0.0.0.0 0.0.0.0 203.0.113.254
 # --------------------------------------------------------------------------------------------------
 # Browsing from the inside
 
-# The inside network 10.1.1.0/24 may reach web servers (tcp/80) outside, untranslated.
-ASA_BROWSING = """hostname fw
+# Its interfaces: outside 203.0.113.1/24, inside 10.1.1.1/24.
+BROWSING_INTERFACES = """\
 interface GigabitEthernet0/0
  nameif outside
  security-level 0
@@ -93,10 +93,17 @@ interface GigabitEthernet0/1
  nameif inside
  security-level 100
  ip address 10.1.1.1 255.255.255.0
+"""
+# The inside network 10.1.1.0/24 may reach web servers (tcp/80) outside, untranslated.
+ASA_BROWSING = (
+    "hostname fw\n"
+    + BROWSING_INTERFACES
+    + """\
 route outside 0.0.0.0 0.0.0.0 203.0.113.254
 access-list INSIDE_IN extended permit tcp 10.1.1.0 255.255.255.0 any eq www
 access-group INSIDE_IN in interface inside
 """
+)
 # The same, the inside translated to the outside interface's address (PAT).
 ASA_BROWSING_PAT = (
     ASA_BROWSING

@@ -11,7 +11,7 @@ import pytest
 from scapy.layers.dns import DNS
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
 
-from fixtures import PIX_INTERFACES, kinds
+from fixtures import ASA_INTERFACES, PIX_INTERFACES, kinds
 from statewall.cli import main
 from statewall.dialects.asa import ConfigError, parse, render
 from statewall.dialects.errors import ConfigErrors
@@ -21,19 +21,7 @@ from statewall.logfmt.mpf import format_show_service_policy
 
 CORPUS = Path(__file__).parent / "corpus"
 
-ASA9 = """\
-ASA Version 9.12(4)
-hostname fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 203.0.113.254
-"""
+ASA9 = "ASA Version 9.12(4)\nhostname fw\n" + ASA_INTERFACES + "route outside 0.0.0.0 0.0.0.0 203.0.113.254\n"
 
 
 def errors_of(text: str) -> list[str]:

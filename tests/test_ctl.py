@@ -17,6 +17,7 @@ from requires import live_reason
 from statewall.config import parse_policy
 from statewall.engine import Firewall, compiled, state
 from statewall.events import ConnBuilt, Drop, DropReason
+from statewall.lab.topology import ASA_INTERFACES
 from statewall.live import ctl
 from statewall.live.ctl import Commands, CtlError, CtlServer, EventLog, reload_firewall, request
 from statewall.live.loop import Loop
@@ -338,23 +339,20 @@ def test_names_are_checked():
 ROOT_REASON = live_reason("hping3")
 needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
 
-SMOKE = """\
+SMOKE = (
+    """\
 ASA Version 8.2(1)
 hostname ctlsmoke
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
+"""
+    + ASA_INTERFACES
+    + """\
 access-list outside_in extended permit icmp any any
 access-group outside_in in interface outside
 global (outside) 1 interface
 nat (inside) 1 0.0.0.0 0.0.0.0
 timeout icmp 0:01:00
 """
+)
 
 
 @pytest.mark.root

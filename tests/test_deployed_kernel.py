@@ -145,17 +145,24 @@ def _kernel(
     return outs, listings
 
 
-def _statewall(
-    rules: str, traffic: list[tuple[str, bytes]], tables=("filter", "nat")
-) -> tuple[list[list[tuple]], dict[str, str], object]:
-    policy = parse(HEADER + rules, "lab.rules")
-    fw = Firewall(policy)
+def _replay(fw: Firewall, traffic: list[tuple[str, bytes]]) -> tuple[list[list[tuple]], float]:
+    """``traffic`` through ``fw``, a packet every 50 ms from t=1000 (``a`` arrives on fa, ``b`` on fb):
+    what left for each packet, as ``_outcome`` tuples in sorted order, and the time of the last."""
     outs = []
     now = 1000.0
     for side, ip in traffic:
         now += 0.05
         res = fw.receive("fa" if side == "a" else "fb", ip, now)
         outs.append(sorted(_outcome(o, bytes(p)) for o, p in res.packets))
+    return outs, now
+
+
+def _statewall(
+    rules: str, traffic: list[tuple[str, bytes]], tables=("filter", "nat")
+) -> tuple[list[list[tuple]], dict[str, str], object]:
+    policy = parse(HEADER + rules, "lab.rules")
+    fw = Firewall(policy)
+    outs, _ = _replay(fw, traffic)
     nf = fw.netfilter
     listings = {t: format_listing(policy, t, nf.counters(t)) for t in tables if t in policy.netfilter}
     return outs, listings, fw
@@ -354,12 +361,7 @@ def test_docker_nftables_backend_agrees_with_the_kernel_packets_and_counters():
     k_out, k_listing = _nft_kernel(ruleset, "ip docker-bridges", traffic)
     policy = parse_nft(HEADER + ruleset, "docker.nft")
     fw = Firewall(policy)
-    s_out = []
-    now = 1000.0
-    for side, ip in traffic:
-        now += 0.05
-        res = fw.receive("fa" if side == "a" else "fb", ip, now)
-        s_out.append(sorted(_outcome(o, bytes(p)) for o, p in res.packets))
+    s_out, _ = _replay(fw, traffic)
     assert s_out == k_out
     assert s_out[0] == [("fb", "tcp", a, 40000, b, 80)] and s_out[1] == []
     assert s_out[2] == [("fa", "tcp", Lab.fa_ip, 50000, a, 443)]
@@ -428,12 +430,7 @@ def test_nft_sets_meters_and_limits_agree_with_the_kernel_packets_counters_and_e
     k_out, k_listing = _nft_kernel(NFT_SETS, "inet t", traffic)
     policy = parse_nft(HEADER + NFT_SETS, "sets.nft")
     fw = Firewall(policy)
-    s_out = []
-    now = 1000.0
-    for side, ip in traffic:
-        now += 0.05
-        res = fw.receive("fa" if side == "a" else "fb", ip, now)
-        s_out.append(sorted(_outcome(o, bytes(p)) for o, p in res.packets))
+    s_out, now = _replay(fw, traffic)
     assert s_out == k_out
     passed = [p for p, out in zip(ports, s_out, strict=True) if out]
     assert passed == [84, 84, 86, 85, 87, 88, 88, 88, 89]
@@ -489,12 +486,7 @@ def test_nft_data_maps_agree_with_the_kernel():
     k_out, k_listing = _nft_kernel(NFT_MAPS, "ip t", traffic)
     policy = parse_nft(HEADER + NFT_MAPS, "maps.nft")
     fw = Firewall(policy)
-    s_out = []
-    now = 1000.0
-    for side, ip in traffic:
-        now += 0.05
-        res = fw.receive("fa" if side == "a" else "fb", ip, now)
-        s_out.append(sorted(_outcome(o, bytes(p)) for o, p in res.packets))
+    s_out, _ = _replay(fw, traffic)
     assert s_out == k_out
     assert s_out[0] == [("fb", "tcp", a, 40000, b, 80)] and s_out[1] == [("fb", "tcp", a, 40001, b, 8081)]
     assert s_out[2] == []
@@ -600,12 +592,7 @@ def test_nft_ingress_chains_agree_with_the_kernel():
         k_listing += sh("ip", "netns", "exec", lab.fw, "nft", "list", "table", "inet", "t")
     policy = parse_nft(HEADER + NFT_INGRESS, "ingress.nft")
     fw = Firewall(policy)
-    s_out = []
-    now = 1000.0
-    for side, ip in traffic:
-        now += 0.05
-        res = fw.receive("fa" if side == "a" else "fb", ip, now)
-        s_out.append(sorted(_outcome(o, bytes(p)) for o, p in res.packets))
+    s_out, _ = _replay(fw, traffic)
     assert s_out == k_out
     assert [len(o) for o in s_out] == [1, 0, 1]
     from statewall.dialects.nftables.render import table_lines

@@ -16,6 +16,7 @@ from tests.requires import live_reason
 
 from statewall.config import parse_policy
 from statewall.engine import Firewall
+from statewall.lab.topology import ASA_INTERFACES
 from statewall.live import steer
 from statewall.live.workers import merge_answers
 from statewall.nat import port_owner
@@ -23,17 +24,13 @@ from statewall.nat import port_owner
 ROOT_REASON = live_reason("hping3")
 needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
 
-CONFIG = """\
+CONFIG = (
+    """\
 ASA Version 9.8(1)
 hostname mq
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
+"""
+    + ASA_INTERFACES
+    + """\
 interface Ethernet2
  nameif dmz
  security-level 50
@@ -55,6 +52,7 @@ access-list outside_in extended permit icmp any any
 access-list outside_in extended permit tcp any host 10.50.0.10 eq 80
 access-group outside_in in interface outside
 """
+)
 
 
 def _ip4(src: str, dst: str, proto: int, l4: bytes) -> bytes:
@@ -248,23 +246,20 @@ def mq_topo():
         yield FirewallTopology(lab, multi_queue=True).build()
 
 
-SMOKE_ICMP = """\
+SMOKE_ICMP = (
+    """\
 ASA Version 9.8(1)
 hostname mqlive
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
+"""
+    + ASA_INTERFACES
+    + """\
 object network inside-net
  subnet 192.168.1.0 255.255.255.0
  nat (inside,outside) dynamic interface
 access-list outside_in extended permit icmp any any
 access-group outside_in in interface outside
 """
+)
 
 
 @pytest.mark.root

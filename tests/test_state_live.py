@@ -17,24 +17,22 @@ import time
 import pytest
 
 from requires import live_reason
+from statewall.lab.topology import ASA_INTERFACES
 
 ROOT_REASON = live_reason("ip")
 needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
 
-CONFIG = """\
+CONFIG = (
+    """\
 ASA Version 8.2(1)
 hostname statesmoke
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
+"""
+    + ASA_INTERFACES
+    + """\
 global (outside) 1 interface
 nat (inside) 1 0.0.0.0 0.0.0.0
 """
+)
 
 # The client: CHUNKS chunks of pseudo-random bytes, one every PACE seconds, then the sha256 of all.
 CHUNKS, CHUNK, PACE = 250, 4000, 0.03

@@ -31,23 +31,17 @@ from __future__ import annotations
 
 import re
 
+from fixtures import BROWSING_INTERFACES
 from statewall.config import parse_policy
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason
 from statewall.tracer import packet_tracer
 
-BASE = """ASA Version {version}
-hostname fw
-interface GigabitEthernet0/0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface GigabitEthernet0/1
- nameif inside
- security-level 100
- ip address 10.1.1.1 255.255.255.0
-route outside 0.0.0.0 0.0.0.0 203.0.113.254 1
-"""
+BASE = (
+    "ASA Version {version}\nhostname fw\n"
+    + BROWSING_INTERFACES
+    + "route outside 0.0.0.0 0.0.0.0 203.0.113.254 1\n"
+)
 
 MPF = """object network INSIDE
  subnet 10.1.1.0 255.255.255.0

@@ -274,31 +274,28 @@ class XlateTeardown(Event):
 
 @_lazy_addresses("real_address", "mapped_address")
 @dataclass(slots=True)
-class PortBlockAllocated(Event):
+class _PortBlock(Event):
+    """A host's block of PAT ports ``port_start``-``port_end`` on ``mapped_address`` (the fields of the
+    two port block events below; formatters tell them apart by their type)."""
+
+    real_interface: str
+    real_address: str
+    mapped_interface: str
+    mapped_address: str
+    block_size: int
+    port_start: int
+    port_end: int
+
+
+@dataclass(slots=True)
+class PortBlockAllocated(_PortBlock):
     """A block of PAT ports was given to a host (port block allocation, 305014); the translations
     within it are not logged."""
 
-    real_interface: str
-    real_address: str
-    mapped_interface: str
-    mapped_address: str
-    block_size: int
-    port_start: int
-    port_end: int
 
-
-@_lazy_addresses("real_address", "mapped_address")
 @dataclass(slots=True)
-class PortBlockReleased(Event):
+class PortBlockReleased(_PortBlock):
     """A host's block of PAT ports was freed with its last translation (305015)."""
-
-    real_interface: str
-    real_address: str
-    mapped_interface: str
-    mapped_address: str
-    block_size: int
-    port_start: int
-    port_end: int
 
 
 @dataclass(slots=True)

@@ -126,6 +126,13 @@ class ClassUse:
     counters: Counter = field(default_factory=Counter)  # normalizer / inspection counters by name
     inspect_packets: Counter = field(default_factory=Counter)  # engine -> packets inspected
 
+    def count_inspected(self, engine: str, refused: bool) -> None:
+        """One packet through ``inspect <engine>`` (show service-policy's ``packet``) and, when the
+        inspection refused it, one ``inspect_<engine>_drops``."""
+        self.inspect_packets[engine] += 1
+        if refused:
+            self.counters[f"inspect_{engine}_drops"] += 1
+
 
 @dataclass(frozen=True, slots=True)
 class Effective:

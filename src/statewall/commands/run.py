@@ -190,7 +190,15 @@ def run(args: argparse.Namespace) -> int:
             ports.append(Port(name, tun))
         relog: list = []
         on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog, relog)
-        loop = Loop(fw, ports, tick=args.tick, on_events=on_events)
+        loop = Loop(
+            fw,
+            ports,
+            tick=args.tick,
+            on_events=on_events,
+            compiled=not args.python_wait,
+            spin=args.poll_us / 1e6,
+            uring=args.uring,
+        )
         loop.on_tick = log_fp.flush
         if args.state and args.state_interval > 0:
             loop.on_tick = _saving_every(args.state_interval, fw, args.state, log_fp.flush)
@@ -413,6 +421,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "configuration's 'logging host' lines do; repeatable",
     )
     p.add_argument("--tick", type=float, default=0.1, metavar="SECONDS", help="timer resolution (0.1)")
+    p.add_argument(
+        "--poll-us",
+        type=float,
+        default=0.0,
+        metavar="US",
+        help="after the last packet, poll the TUNs this many microseconds before sleeping (0: sleep at once)",
+    )
+    p.add_argument(
+        "--uring",
+        type=int,
+        default=32,
+        metavar="N",
+        help="write the fast path's packets to the TUNs through io_uring, up to N per submission "
+        "(default 32; 0: one writev each; no effect where statewall was built without liburing)",
+    )
+    p.add_argument(
+        "--python-wait",
+        action="store_true",
+        help="wait for the TUNs in Python around the C pump instead of the compiled loop (for comparison)",
+    )
     p.add_argument(
         "--txqueuelen",
         type=int,

@@ -105,11 +105,8 @@ class DnsInspector:
 
     def inspect(self, half, pkt, now: float, ev: list) -> Refusal | None:
         refusal = self._check(half.dir, pkt)
-        use = self.use
-        if use is not None:
-            use.inspect_packets["dns"] += 1
-            if refusal is not None:
-                use.counters["inspect_dns_drops"] += 1
+        if self.use is not None:
+            self.use.count_inspected("dns", refusal is not None)
         return refusal
 
     def _check(self, direction: int, pkt) -> Refusal | None:

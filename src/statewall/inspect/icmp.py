@@ -80,9 +80,6 @@ class IcmpInspector:
                     origin=self.origin,
                     reason=DropReason.INSPECT_ICMP_SEQ,
                 )
-        use = self.use
-        if use is not None:
-            use.inspect_packets["icmp"] += 1
-            if refusal is not None:
-                use.counters["inspect_icmp_drops"] += 1
+        if self.use is not None:
+            self.use.count_inspected("icmp", refusal is not None)
         return refusal

@@ -90,6 +90,21 @@ INSIDE = Side("inside", "192.168.1.1/24", "192.168.1.10")
 OUTSIDE = Side("outside", "203.0.113.1/24", "203.0.113.2")
 
 
+def asa_interface(number: int, side: Side, security_level: int) -> str:
+    """``side`` as the PIX/ASA configuration's ``interface Ethernet<number>`` with its nameif,
+    security level and address (the configuration that the lab's ``--bind <name>=...`` serves)."""
+    address = ipaddress.ip_interface(side.firewall)
+    return (
+        f"interface Ethernet{number}\n nameif {side.name}\n security-level {security_level}\n"
+        f" ip address {address.ip} {address.netmask}\n"
+    )
+
+
+# The standard two sides as a configuration's interfaces: outside (security 0) on Ethernet0, inside
+# (security 100) on Ethernet1. The scenarios and the live tests build their configurations on it.
+ASA_INTERFACES = asa_interface(0, OUTSIDE, 0) + asa_interface(1, INSIDE, 100)
+
+
 class FirewallTopology:
     """Builds the standard topology in ``lab`` and runs ``statewall run`` on it."""
 

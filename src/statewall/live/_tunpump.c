@@ -17,23 +17,278 @@
  *   fast path did not take the packet, else the interface it forwarded it to (to be written by the
  *   loop); read_error: 1 when a read failed (the loop counts it and stops draining this fd).
  * The clock is the loop's: time.monotonic() + epoch.
+ *
+ * wait(table, epfd, ports, batch, timeout, epoch, spin) is the compiled loop: the loop's epoll_wait and
+ * the drains of every ready TUN in one call, returning to Python only when something needs it (see
+ * wait_ below). uring(depth) batches the fast path's TUN writes through io_uring (see flush).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../_fastpath_api.h"
 
+#ifdef STATEWALL_HAVE_LIBURING
+#include <liburing.h>
+#endif
+
 #define BUF_SIZE (65536 + 64)
 #define MAX_PORTS 64
 #define F_NEEDS_CSUM 1
 
 static statewall_fastpath_api *api;
-static unsigned char buffer[BUF_SIZE];
+static unsigned char buffer_static[BUF_SIZE];
+
+/* io_uring batches of the TUN writes (uring(depth); statewall run sets 32, --uring): the fast path's
+ * packets are read into `depth` slots and their writev()s submitted together, one io_uring_enter for
+ * up to `depth` writes instead of one writev each. Measured in docs/performance.md ("Fewer crossings
+ * per packet"). */
+#define MAX_DEPTH 256
+static int depth;
+#ifdef STATEWALL_HAVE_LIBURING
+static struct io_uring ring;
+static unsigned char *slots;
+static struct iovec slot_iov[MAX_DEPTH][2];
+static int slot_out[MAX_DEPTH];
+static unsigned long long slot_len[MAX_DEPTH];
+#endif
+
+
+/* The ports the pump may write to, parsed once per call from ((name, fd, hl, mode), ...). */
+typedef struct {
+    Py_ssize_t n;
+    PyObject *names[MAX_PORTS];
+    int fd[MAX_PORTS], hl[MAX_PORTS], mode[MAX_PORTS];
+    unsigned long long txp[MAX_PORTS], txb[MAX_PORTS], txe[MAX_PORTS];
+} ports_t;
+
+static int parse_ports(PyObject *outs, ports_t *p) {
+    p->n = PyTuple_GET_SIZE(outs);
+    if (p->n > MAX_PORTS) {
+        PyErr_SetString(PyExc_ValueError, "too many ports");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < p->n; i++) {
+        PyObject *o = PyTuple_GET_ITEM(outs, i);
+        if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(o, 0))) {
+            PyErr_SetString(PyExc_TypeError, "outs: (name, fd, hl, mode) tuples");
+            return -1;
+        }
+        p->names[i] = PyTuple_GET_ITEM(o, 0);
+        p->fd[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(o, 1));
+        p->hl[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(o, 2));
+        p->mode[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(o, 3));
+        if (PyErr_Occurred())
+            return -1;
+        if (p->hl[i] < 0 || p->hl[i] > 64) {
+            PyErr_SetString(PyExc_ValueError, "a bad header length");
+            return -1;
+        }
+        p->txp[i] = p->txb[i] = p->txe[i] = 0;
+    }
+    return 0;
+}
+
+static PyObject *tx_tuple(ports_t *p) {
+    PyObject *tx = PyTuple_New(p->n);
+    if (!tx)
+        return NULL;
+    for (Py_ssize_t i = 0; i < p->n; i++) {
+        PyObject *t = Py_BuildValue("(KKK)", p->txp[i], p->txb[i], p->txe[i]);
+        if (!t) {
+            Py_DECREF(tx);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tx, i, t);
+    }
+    return tx;
+}
+
+/* Submit the nq queued writes and count their completions (a no-op without io_uring). A TUN write
+ * completes inline, so this returns with every slot free again. Should the ring fail, the writes not
+ * completed are counted as errors and io_uring is switched off (depth 0: writev from then on), so that
+ * a slot is never reused while the kernel may still read it. */
+static void flush(ports_t *p, int nq) {
+#ifdef STATEWALL_HAVE_LIBURING
+    if (nq <= 0)
+        return;
+    char done[MAX_DEPTH] = {0};
+    int seen = 0, failed = 0;
+    while (seen < nq) {
+        int rc = io_uring_submit_and_wait(&ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+            failed = 1;
+            break;
+        }
+        struct io_uring_cqe *cqe;
+        while (seen < nq && io_uring_peek_cqe(&ring, &cqe) == 0) {
+            int k = (int)io_uring_cqe_get_data64(cqe), out = slot_out[k];
+            if (cqe->res < 0)
+                p->txe[out]++;
+            else {
+                p->txp[out]++;
+                p->txb[out] += slot_len[k];
+            }
+            done[k] = 1;
+            io_uring_cqe_seen(&ring, cqe);
+            seen++;
+        }
+    }
+    if (failed) {
+        for (int k = 0; k < nq; k++)
+            if (!done[k])
+                p->txe[slot_out[k]]++;
+        depth = 0;
+    }
+#else
+    (void)p;
+    (void)nq;
+#endif
+}
+
+/* What one drain of one fd read. */
+typedef struct {
+    int used, read_error;
+    unsigned long long rx, rxb, sup;
+} rx_t;
+
+/* Drain fd (the port `self` of p) for at most `batch` reads: the fast path's packets are forwarded and
+ * written here; the first other packet is returned in *pending as (data, header, now, egress or None).
+ * Returns -1 with an exception set. */
+static int drain(PyObject *table, ports_t *p, Py_ssize_t self, int batch, double epoch, rx_t *r,
+                 PyObject **pending) {
+    int fd = p->fd[self], hl = p->hl[self], mode = p->mode[self];
+    PyObject *iface = p->names[self];
+    *pending = NULL;
+    int nq = 0; /* writes queued in the ring (slots 0 .. nq-1) */
+    while (r->used < batch) {
+        unsigned char *buffer = buffer_static;
+#ifdef STATEWALL_HAVE_LIBURING
+        if (depth)
+            buffer = slots + (size_t)nq * BUF_SIZE;
+#endif
+        ssize_t n = read(fd, buffer, BUF_SIZE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            r->read_error = 1; /* the loop counts it and stops draining this fd */
+            break;
+        }
+        r->used++;
+        if (n <= hl)
+            continue;
+        r->rx++;
+        r->rxb += (unsigned long long)(n - hl);
+        int partial = 0;
+        long gso = 0;
+        if (hl) {
+            partial = (buffer[0] & F_NEEDS_CSUM) == F_NEEDS_CSUM;
+            if (buffer[1]) {
+                r->sup++;
+                gso = buffer[4] | (buffer[5] << 8);
+            }
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9 + epoch);
+        if (!now) {
+            flush(p, nq);
+            return -1;
+        }
+        PyObject *egress = api->forward(table, iface, buffer + hl, n - hl, now, partial, gso);
+        if (!egress) {
+            Py_DECREF(now);
+            flush(p, nq);
+            return -1;
+        }
+        Py_ssize_t out = -1;
+        if (egress != Py_None) {
+            for (Py_ssize_t i = 0; i < p->n; i++) {
+                if (p->names[i] == egress || PyUnicode_Compare(p->names[i], egress) == 0) {
+                    out = i;
+                    break;
+                }
+            }
+        }
+        if (out >= 0 && p->mode[out] == mode && p->hl[out] == hl) {
+#ifdef STATEWALL_HAVE_LIBURING
+            if (depth) {
+                struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+                if (sqe) {
+                    struct iovec *iov = slot_iov[nq];
+                    iov[0].iov_base = buffer;
+                    iov[0].iov_len = (size_t)hl;
+                    iov[1].iov_base = buffer + hl;
+                    iov[1].iov_len = (size_t)(n - hl);
+                    io_uring_prep_writev(sqe, p->fd[out], hl ? iov : iov + 1, hl ? 2 : 1, 0);
+                    io_uring_sqe_set_data64(sqe, (unsigned long long)nq);
+                    slot_out[nq] = (int)out;
+                    slot_len[nq] = (unsigned long long)(n - hl);
+                    if (++nq == depth) {
+                        flush(p, nq);
+                        nq = 0;
+                    }
+                    Py_DECREF(egress);
+                    Py_DECREF(now);
+                    continue;
+                }
+            }
+#endif
+            ssize_t w;
+            if (hl) {
+                struct iovec iov[2] = {{buffer, (size_t)hl}, {buffer + hl, (size_t)(n - hl)}};
+                w = writev(p->fd[out], iov, 2);
+            } else
+                w = write(p->fd[out], buffer, (size_t)n);
+            if (w < 0)
+                p->txe[out]++;
+            else {
+                p->txp[out]++;
+                p->txb[out] += (unsigned long long)(n - hl);
+            }
+            Py_DECREF(egress);
+            Py_DECREF(now);
+            continue;
+        }
+        /* Not the fast path's, or forwarded to a port that needs another header (already counted as
+         * forwarded by the engine in that case: the loop only writes it). The queued writes go first:
+         * the loop writes this one after them. */
+        if (nq) {
+            flush(p, nq);
+            nq = 0;
+        }
+        PyObject *data = PyByteArray_FromStringAndSize((char *)buffer + hl, n - hl);
+        PyObject *hdr = PyBytes_FromStringAndSize((char *)buffer, hl);
+        if (!data || !hdr) {
+            Py_XDECREF(data);
+            Py_XDECREF(hdr);
+            Py_DECREF(egress);
+            Py_DECREF(now);
+            return -1;
+        }
+        /* (data, header, now, egress or None) */
+        *pending = Py_BuildValue("(NNNN)", data, hdr, now, egress);
+        return *pending ? 0 : -1;
+    }
+    if (nq)
+        flush(p, nq);
+    return 0;
+}
+
+static int check_table(PyObject *table) {
+    if (!PyObject_TypeCheck(table, api->table_type)) {
+        PyErr_SetString(PyExc_TypeError, "the fast path's FlowTable is needed");
+        return -1;
+    }
+    return 0;
+}
 
 static PyObject *pump(PyObject *mod, PyObject *args) {
     PyObject *table, *iface, *outs;
@@ -42,138 +297,217 @@ static PyObject *pump(PyObject *mod, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OiiUiO!id:pump", &table, &fd, &hl, &iface, &mode, &PyTuple_Type, &outs,
                           &batch, &epoch))
         return NULL;
-    if (!PyObject_TypeCheck(table, api->table_type)) {
-        PyErr_SetString(PyExc_TypeError, "pump() needs the fast path's FlowTable");
+    if (check_table(table) < 0)
+        return NULL;
+    if (hl < 0 || hl > 64) {
+        PyErr_SetString(PyExc_ValueError, "a bad header length");
         return NULL;
     }
-    Py_ssize_t nouts = PyTuple_GET_SIZE(outs);
-    if (nouts > MAX_PORTS || hl < 0 || hl > 64) {
-        PyErr_SetString(PyExc_ValueError, "too many ports or a bad header length");
+    /* The reading port as the first entry after the outputs: drain() reads its fd, hl, mode, name. */
+    ports_t p;
+    if (parse_ports(outs, &p) < 0)
+        return NULL;
+    if (p.n >= MAX_PORTS) {
+        PyErr_SetString(PyExc_ValueError, "too many ports");
         return NULL;
     }
-    PyObject *names[MAX_PORTS];
-    int ofd[MAX_PORTS], ohl[MAX_PORTS], omode[MAX_PORTS];
-    unsigned long long txp[MAX_PORTS] = {0}, txb[MAX_PORTS] = {0}, txe[MAX_PORTS] = {0};
-    for (Py_ssize_t i = 0; i < nouts; i++) {
-        PyObject *o = PyTuple_GET_ITEM(outs, i);
-        if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(o, 0))) {
-            PyErr_SetString(PyExc_TypeError, "outs: (name, fd, hl, mode) tuples");
-            return NULL;
+    Py_ssize_t self = p.n;
+    p.names[self] = iface;
+    p.fd[self] = fd;
+    p.hl[self] = hl;
+    p.mode[self] = mode;
+    rx_t r = {0};
+    PyObject *pending = NULL;
+    /* p.n stays the number of outputs: the reading port is never an output of itself here. */
+    if (drain(table, &p, self, batch, epoch, &r, &pending) < 0)
+        return NULL;
+    PyObject *tx = tx_tuple(&p);
+    if (!tx) {
+        Py_XDECREF(pending);
+        return NULL;
+    }
+    if (!pending) {
+        pending = Py_None;
+        Py_INCREF(pending);
+    }
+    return Py_BuildValue("(iKKKNNi)", r.used, r.rx, r.rxb, r.sup, tx, pending, r.read_error);
+}
+
+static double mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#define MAX_EVENTS 64
+
+/* wait(table, epfd, ports, batch, timeout, epoch, spin) -> (rx, tx, pending, other)
+ *
+ * The loop's epoll wait and the drains of the TUNs in one call: epoll_wait on the loop's epoll (its fd),
+ * each ready TUN of `ports` drained as pump() drains it (at most `batch` reads a turn: level-triggered,
+ * the rest comes back in the next wait), and again, without returning to Python, until one of these:
+ * a packet the Python path must see (`pending`, as pump()'s, with the index of its port: (index, data,
+ * header, now, egress)), a ready fd that is not a TUN (`other`: ((fd, events), ...), the wake-up pipe
+ * and the control channel), `timeout` seconds passed (the loop's next advance), or a signal.
+ * `spin`: seconds to keep polling without sleeping after the last packet before a sleeping wait
+ * (0: sleep at once). rx: ((reads, packets, bytes, super-packets, read_error), ...) per port; tx as
+ * pump()'s. The GIL is released while epoll_wait sleeps. */
+static PyObject *wait_(PyObject *mod, PyObject *args) {
+    PyObject *table, *outs;
+    int epfd, batch;
+    double timeout, epoch, spin;
+    if (!PyArg_ParseTuple(args, "OiO!iddd:wait", &table, &epfd, &PyTuple_Type, &outs, &batch, &timeout, &epoch,
+                          &spin))
+        return NULL;
+    if (check_table(table) < 0)
+        return NULL;
+    ports_t p;
+    if (parse_ports(outs, &p) < 0)
+        return NULL;
+    rx_t r[MAX_PORTS];
+    memset(r, 0, sizeof r);
+    PyObject *pending = NULL, *other = NULL;
+    double start = mono(), deadline = start + (timeout > 0 ? timeout : 0), last = start;
+    for (;;) {
+        double now = mono();
+        int ms = 0;
+        if (now - last >= spin) {
+            double left = deadline - now;
+            ms = left > 0 ? (int)(left * 1000.0 + 0.999) : 0;
         }
-        names[i] = PyTuple_GET_ITEM(o, 0);
-        ofd[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(o, 1));
-        ohl[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(o, 2));
-        omode[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(o, 3));
-        if (PyErr_Occurred())
-            return NULL;
-    }
-    unsigned long long rx = 0, rxb = 0, sup = 0;
-    int used = 0, read_error = 0;
-    PyObject *pending = Py_None;
-    Py_INCREF(pending);
-    while (used < batch) {
-        ssize_t n = read(fd, buffer, BUF_SIZE);
-        if (n < 0) {
+        struct epoll_event ev[MAX_EVENTS];
+        int n;
+        Py_BEGIN_ALLOW_THREADS n = epoll_wait(epfd, ev, MAX_EVENTS, ms);
+        Py_END_ALLOW_THREADS if (n < 0) {
             if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            read_error = 1; /* the loop counts it and stops draining this fd */
-            break;
+                break; /* the signal's Python handler runs when we are back */
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto fail;
         }
-        used++;
-        if (n <= hl)
-            continue;
-        rx++;
-        rxb += (unsigned long long)(n - hl);
-        int partial = 0;
-        long gso = 0;
-        if (hl) {
-            partial = (buffer[0] & F_NEEDS_CSUM) == F_NEEDS_CSUM;
-            if (buffer[1]) {
-                sup++;
-                gso = buffer[4] | (buffer[5] << 8);
-            }
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9 + epoch);
-        if (!now) {
-            Py_DECREF(pending);
-            return NULL;
-        }
-        PyObject *egress = api->forward(table, iface, buffer + hl, n - hl, now, partial, gso);
-        if (!egress) {
-            Py_DECREF(now);
-            Py_DECREF(pending);
-            return NULL;
-        }
-        Py_ssize_t out = -1;
-        if (egress != Py_None) {
-            for (Py_ssize_t i = 0; i < nouts; i++) {
-                if (names[i] == egress || PyUnicode_Compare(names[i], egress) == 0) {
-                    out = i;
+        int got = 0;
+        for (int i = 0; i < n; i++) {
+            Py_ssize_t k = -1;
+            for (Py_ssize_t j = 0; j < p.n; j++)
+                if (p.fd[j] == ev[i].data.fd) {
+                    k = j;
                     break;
                 }
+            if (k < 0 || r[k].read_error) {
+                if (!other && !(other = PyList_New(0)))
+                    goto fail;
+                PyObject *t = Py_BuildValue("(iI)", ev[i].data.fd, (unsigned)ev[i].events);
+                if (!t || PyList_Append(other, t) < 0) {
+                    Py_XDECREF(t);
+                    goto fail;
+                }
+                Py_DECREF(t);
+                continue;
+            }
+            if (pending)
+                continue; /* still ready: the next wait reports it */
+            int before = r[k].used;
+            r[k].used = 0;
+            int rc = drain(table, &p, k, batch, epoch, &r[k], &pending);
+            got += r[k].used;
+            r[k].used += before;
+            if (rc < 0)
+                goto fail;
+            if (pending) {
+                PyObject *idx = PyLong_FromSsize_t(k);
+                if (!idx)
+                    goto fail;
+                PyObject *t = PyTuple_New(5);
+                if (!t) {
+                    Py_DECREF(idx);
+                    goto fail;
+                }
+                PyTuple_SET_ITEM(t, 0, idx);
+                for (int j = 0; j < 4; j++) {
+                    PyObject *x = PyTuple_GET_ITEM(pending, j);
+                    Py_INCREF(x);
+                    PyTuple_SET_ITEM(t, j + 1, x);
+                }
+                Py_DECREF(pending);
+                pending = t;
             }
         }
-        if (out >= 0 && omode[out] == mode && ohl[out] == hl) {
-            ssize_t w;
-            if (hl) {
-                struct iovec iov[2] = {{buffer, (size_t)hl}, {buffer + hl, (size_t)(n - hl)}};
-                w = writev(ofd[out], iov, 2);
-            } else
-                w = write(ofd[out], buffer, (size_t)n);
-            if (w < 0)
-                txe[out]++;
-            else {
-                txp[out]++;
-                txb[out] += (unsigned long long)(n - hl);
-            }
-            Py_DECREF(egress);
-            Py_DECREF(now);
-            continue;
-        }
-        /* Not the fast path's, or forwarded to a port that needs another header (already counted as
-         * forwarded by the engine in that case: the loop only writes it). */
-        PyObject *data = PyByteArray_FromStringAndSize((char *)buffer + hl, n - hl);
-        PyObject *hdr = PyBytes_FromStringAndSize((char *)buffer, hl);
-        if (!data || !hdr) {
-            Py_XDECREF(data);
-            Py_XDECREF(hdr);
-            Py_DECREF(egress);
-            Py_DECREF(now);
-            Py_DECREF(pending);
-            return NULL;
-        }
-        Py_DECREF(pending);
-        /* (data, header, now, egress or None) */
-        pending = Py_BuildValue("(NNNN)", data, hdr, now, egress);
-        if (!pending)
-            return NULL;
-        break;
+        now = mono();
+        if (got)
+            last = now;
+        if (pending || other || now >= deadline)
+            break;
+        if (PyErr_CheckSignals() < 0)
+            goto fail;
     }
-    PyObject *tx = PyTuple_New(nouts);
+    PyObject *rx = PyTuple_New(p.n);
+    if (!rx)
+        goto fail;
+    for (Py_ssize_t i = 0; i < p.n; i++) {
+        PyObject *t = Py_BuildValue("(iKKKi)", r[i].used, r[i].rx, r[i].rxb, r[i].sup, r[i].read_error);
+        if (!t) {
+            Py_DECREF(rx);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(rx, i, t);
+    }
+    PyObject *tx = tx_tuple(&p);
     if (!tx) {
-        Py_DECREF(pending);
+        Py_DECREF(rx);
+        goto fail;
+    }
+    if (!pending) {
+        pending = Py_None;
+        Py_INCREF(pending);
+    }
+    if (!other) {
+        other = Py_None;
+        Py_INCREF(other);
+    }
+    return Py_BuildValue("(NNNN)", rx, tx, pending, other);
+fail:
+    Py_XDECREF(pending);
+    Py_XDECREF(other);
+    return NULL;
+}
+
+/* uring(depth) -> bool: batch the TUN writes through io_uring, `depth` at a time (0: off, plain
+ * writev). False when the extension was built without liburing or the ring cannot be set up. */
+static PyObject *uring(PyObject *mod, PyObject *arg) {
+    long d = PyLong_AsLong(arg);
+    if (d == -1 && PyErr_Occurred())
+        return NULL;
+    if (d < 0 || d > MAX_DEPTH) {
+        PyErr_SetString(PyExc_ValueError, "depth: 0 to 256");
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < nouts; i++) {
-        PyObject *t = Py_BuildValue("(KKK)", txp[i], txb[i], txe[i]);
-        if (!t) {
-            Py_DECREF(tx);
-            Py_DECREF(pending);
-            return NULL;
+#ifdef STATEWALL_HAVE_LIBURING
+    if (d && !slots) {
+        if (io_uring_queue_init(MAX_DEPTH, &ring, 0) < 0)
+            Py_RETURN_FALSE;
+        slots = PyMem_RawMalloc((size_t)MAX_DEPTH * BUF_SIZE);
+        if (!slots) {
+            io_uring_queue_exit(&ring);
+            return PyErr_NoMemory();
         }
-        PyTuple_SET_ITEM(tx, i, t);
     }
-    return Py_BuildValue("(iKKKNNi)", used, rx, rxb, sup, tx, pending, read_error);
+    depth = (int)d;
+    Py_RETURN_TRUE;
+#else
+    depth = 0;
+    if (d)
+        Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+#endif
 }
 
 static PyMethodDef methods[] = {
+    {"uring", uring, METH_O, "uring(depth) -> bool: batch the TUN writes through io_uring (0: off)"},
     {"pump", pump, METH_VARARGS,
      "pump(table, fd, hl, iface, mode, outs, batch, epoch) -> (read, rx_packets, rx_bytes, rx_super, "
      "tx, pending, read_error)"},
+    {"wait", wait_, METH_VARARGS,
+     "wait(table, epfd, ports, batch, timeout, epoch, spin) -> (rx, tx, pending, other): epoll_wait and "
+     "the TUNs' drains in one call (see the source)"},
     {NULL},
 };
 
@@ -186,6 +520,12 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__tunpump(void) {
+    /* PyCapsule_Import finds the capsule as an attribute of the package: the submodule must be
+     * imported first (importing statewall.live.loop before the engine would fail otherwise). */
+    PyObject *fp = PyImport_ImportModule("statewall._fastpath");
+    if (!fp)
+        return NULL;
+    Py_DECREF(fp);
     api = (statewall_fastpath_api *)PyCapsule_Import(STATEWALL_FASTPATH_CAPSULE, 0);
     if (!api)
         return NULL;

@@ -494,7 +494,7 @@ class Commands:
             lines.append(
                 f"statewall: fast path: {fast['connections']} connections, {fast['packets']} packets "
                 f"forwarded, {fast['handed_back']} handed to the Python path, {fast['offloads']} offloads, "
-                f"{fast['returns']} returns ({'C pump' if fast['pump'] else 'Python loop'})"
+                f"{fast['returns']} returns ({_loop_kind(fast)})"
             )
         policy = self.fw.policy
         if getattr(policy, "dialect", "asa") != "asa":
@@ -889,3 +889,12 @@ def parse_timeout_override(text: str) -> tuple[str, float]:
     if seconds < 0:
         raise ValueError(f"{text!r}: a timeout cannot be negative")
     return field_name, seconds
+
+
+def _loop_kind(fast: dict) -> str:
+    """How the live loop reads the TUNs, for ``show`` lines: the compiled loop (its C wait and pump),
+    the C pump under a Python wait, or the Python loop alone."""
+    if not fast.get("pump"):
+        return "Python loop"
+    kind = "compiled loop" if fast.get("compiled_loop") else "C pump"
+    return f"{kind}, io_uring writes by {fast['uring']}" if fast.get("uring") else kind

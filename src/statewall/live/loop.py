@@ -103,6 +103,9 @@ class Loop:
         batch: int = 256,
         on_events: Callable[[list], None] | None = None,
         on_tick: Callable[[], None] | None = None,
+        compiled: bool = True,
+        spin: float = 0.0,
+        uring: int = 32,
     ) -> None:
         self.fw = fw
         self.ports = list(ports)
@@ -128,6 +131,17 @@ class Loop:
         self._gso_kw = "gso_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
         # The fast path's C pump when both are built and the engine has a fast path (``_drain``).
         self._pump = _tunpump.pump if _tunpump is not None else None
+        # The compiled loop (``_run``): the epoll wait and the TUNs' drains in one C call, so that a
+        # wake-up for the fast path's packets runs no Python. ``compiled=False`` keeps the Python wait
+        # around the pump (the bench's comparison); ``spin``: seconds the C wait polls without sleeping
+        # after the last packet before it sleeps (0: sleep at once; docs/performance.md, "Fewer crossings").
+        self._wait = _tunpump.wait if _tunpump is not None and compiled else None
+        self.spin = spin
+        self.waits = 0  # calls of the compiled wait: returns to Python, each after one or more wake-ups
+        # io_uring batches of the pump's TUN writes, ``uring`` at a time (0: one writev each; 32 measured
+        # best for small packets, docs/performance.md). The setting is the C module's, so the process's:
+        # the last Loop made decides. 0 when the extension was built without liburing.
+        self.uring = uring if _tunpump is not None and _tunpump.uring(uring) else 0
         self._outs = tuple((p.name, p.fd, p.hl, p.mode) for p in self.ports)
         deadline = getattr(fw, "next_deadline", None)
         self._next_deadline = deadline if callable(deadline) else None
@@ -186,7 +200,8 @@ class Loop:
     def fast_path_counters(self) -> dict[str, Any] | None:
         """The engine's compiled fast path (statewall.fastpath): connections in it now, packets it
         forwarded, packets it handed to the Python path, connections offloaded and taken back; and
-        whether the C pump read them. None when the engine has none."""
+        whether the C pump read them, whether the compiled loop waited (and how often it returned to
+        Python). None when the engine has none."""
         fast = getattr(self.fw, "fast", None)
         if fast is None:
             return None
@@ -197,6 +212,9 @@ class Loop:
             "offloads": fast.offloads,
             "returns": fast.returns,
             "pump": self._pump is not None,
+            "compiled_loop": self._wait is not None,
+            "waits": self.waits,
+            "uring": self.uring,
         }
 
     @contextlib.contextmanager
@@ -245,6 +263,8 @@ class Loop:
         watched = self._watched
         self.started = mono() + epoch
         next_advance = self.started + tick
+        cwait = self._wait
+        ports = self.ports
         while not self._stopping:
             now = mono() + epoch
             if now >= next_advance:
@@ -254,6 +274,10 @@ class Loop:
                     due = next_deadline()
                     if due is not None and due < next_advance:
                         next_advance = max(due, now + 0.001)
+            fast = getattr(self.fw, "fast", None) if cwait is not None else None
+            if fast is not None and not any(p.tap for p in ports):
+                self._compiled_wait(cwait, ep.fileno(), fast.table, max(0.0, next_advance - now), by_fd)
+                continue
             for fd, ev in poll(max(0.0, next_advance - now)):
                 if fd == wake:
                     with contextlib.suppress(BlockingIOError):
@@ -267,6 +291,41 @@ class Loop:
                     if w is not None:
                         w[1](ev)
         self._advance(mono() + epoch)
+
+    def _compiled_wait(self, cwait: Callable, epfd: int, table: Any, timeout: float, by_fd: dict) -> None:
+        """One call of the C wait (``_tunpump.wait``): it sleeps in epoll_wait and drains the TUNs until
+        a packet for the Python path, another ready fd, the timeout or a signal; then the counters, that
+        packet (``_handle``) and the other fds here."""
+        rx, tx, pending, other = cwait(table, epfd, self._outs, self.batch, timeout, self._epoch, self.spin)
+        self.waits += 1
+        for p, (_used, n, nb, sup, err), (tp, tb, te) in zip(self.ports, rx, tx):
+            if n:
+                p.rx_packets += n
+                p.rx_bytes += nb
+                p.rx_super += sup
+            if err:
+                p.rx_errors += 1
+            if tp or te:
+                p.tx_packets += tp
+                p.tx_bytes += tb
+                p.tx_errors += te
+        if pending is not None:
+            k, data, hdr, now, egress = pending
+            # The fast path already passed on it: straight to the Python path.
+            self._handle(self.ports[k], data, hdr, now, egress, type(self.fw).receive.__get__(self.fw))
+        if other is not None:
+            for fd, ev in other:
+                if fd == self._wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(fd, 512)
+                    continue
+                port = by_fd.get(fd)
+                if port is not None:  # a TUN whose read failed: the Python drain counts and reports it
+                    self._drain(port)
+                    continue
+                w = self._watched.get(fd)
+                if w is not None:
+                    w[1](ev)
 
     def _advance(self, now: float) -> None:
         self.advances += 1

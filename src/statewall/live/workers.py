@@ -219,7 +219,15 @@ class Supervisor:
         ports = [Port(name, queues[k]) for name, queues in self.queues.items()]
         log_fp = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")  # noqa: SIM115
         on_events, sender = _event_writer(args.log_format, log_fp, self.policy, args.syslog)
-        loop = Loop(fw, ports, tick=args.tick, on_events=on_events)
+        loop = Loop(
+            fw,
+            ports,
+            tick=args.tick,
+            on_events=on_events,
+            compiled=not args.python_wait,
+            spin=args.poll_us / 1e6,
+            uring=args.uring,
+        )
         loop.on_tick = log_fp.flush
         server = None
         if self.worker_dir is not None:

@@ -16,7 +16,8 @@ written with a warning.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from ...inspect import MODELLED_ENGINES
 from ...mpf import CLASS_DEFAULT, DEFAULT_CLASS, DEFAULT_GLOBAL_POLICY, DEFAULT_INSPECTIONS
@@ -142,6 +143,19 @@ def _word_in(words: frozenset[str]):
 # class-map
 
 
+_M = TypeVar("_M")
+
+
+def _open_map(p: Parser, c: Cursor, maps: dict[str, _M], make: Callable[..., _M], name: str) -> _M:
+    """The map ``name`` that a ``class-map``/``policy-map``/``tcp-map`` line opens: the one configured
+    before (a map's lines may come in several blocks), else a new one, which replaces a built-in
+    default of that name (``inspection_default``, ``global_policy``)."""
+    m = maps.get(name)
+    if m is None or m.origin is BUILTIN:
+        m = maps[name] = make(name, origin=p.origin(c.line))
+    return m
+
+
 def class_map(p: Parser, c: Cursor) -> None:
     if c.peek() == "type":
         passthrough.keep_not_modelled(p, c, f"class-map type {c.peek(1) or ''}".strip())
@@ -150,10 +164,7 @@ def class_map(p: Parser, c: Cursor) -> None:
     c.end()
     if tok.text == CLASS_DEFAULT:
         raise c.error(tok, "class-default is the built-in class; it cannot be defined")
-    cm = p.policy.class_maps.get(tok.text)
-    if cm is None or cm.origin is BUILTIN:
-        cm = ClassMap(tok.text, origin=p.origin(c.line))
-        p.policy.class_maps[tok.text] = cm
+    cm = _open_map(p, c, p.policy.class_maps, ClassMap, tok.text)
 
     def sub(p: Parser, c: Cursor) -> None:
         _class_map_line(p, c, cm)
@@ -340,10 +351,7 @@ def policy_map(p: Parser, c: Cursor) -> None:
         return
     tok = _name(c, "policy-map name")
     c.end()
-    pm = p.policy.policy_maps.get(tok.text)
-    if pm is None or pm.origin is BUILTIN:
-        pm = PolicyMap(tok.text, origin=p.origin(c.line))
-        p.policy.policy_maps[tok.text] = pm
+    pm = _open_map(p, c, p.policy.policy_maps, PolicyMap, tok.text)
     mode = _PolicyMapMode(pm)
     p.open_mode(Mode("policy-map", mode.handle, mode.accepts, mode.on_exit))
 
@@ -442,10 +450,7 @@ def _ip_options_map(p: Parser, c: Cursor) -> None:
         c.next(word)
     tok = _name(c, "ip-options inspect map name")
     c.end()
-    m = p.policy.ip_options_maps.get(tok.text)
-    if m is None:
-        m = IpOptionsInspectMap(tok.text, origin=p.origin(c.line))
-        p.policy.ip_options_maps[tok.text] = m
+    m = _open_map(p, c, p.policy.ip_options_maps, IpOptionsInspectMap, tok.text)
     state = {"params": False}
 
     def handle(p: Parser, c: Cursor) -> None:
@@ -758,10 +763,7 @@ _OPTION_KINDS = {"selective-ack": "selective_ack", "timestamp": "timestamp", "wi
 def tcp_map(p: Parser, c: Cursor) -> None:
     tok = _name(c, "tcp-map name")
     c.end()
-    tm = p.policy.tcp_maps.get(tok.text)
-    if tm is None:
-        tm = TcpMap(tok.text, origin=p.origin(c.line))
-        p.policy.tcp_maps[tok.text] = tm
+    tm = _open_map(p, c, p.policy.tcp_maps, TcpMap, tok.text)
 
     def sub(p: Parser, c: Cursor) -> None:
         _tcp_map_line(p, c, tm)

@@ -44,25 +44,22 @@ import threading
 import time
 
 from ..netns import LabError, Namespace
-from ..topology import INSIDE, OUTSIDE, FirewallTopology
+from ..topology import ASA_INTERFACES, INSIDE, OUTSIDE, FirewallTopology
 from . import ScenarioRun, scenario
 from ._seedlab import Firewall, Transfer, nft, nft_counter, show_lines
 
-CONFIG = """\
+CONFIG = (
+    """\
 : statewall lab seed003: the PIX in front of the application servers, randomizing sequence numbers
 ASA Version 8.2(1)
 hostname pix
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
+"""
+    + ASA_INTERFACES
+    + """\
 global (outside) 1 interface
 nat (inside) 1 0.0.0.0 0.0.0.0
 """
+)
 FAULT = "statewall fault pix-sack-bug\n"
 
 # The seed's Linux box: its own stateful filter drops what conntrack calls INVALID.

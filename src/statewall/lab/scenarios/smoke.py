@@ -9,26 +9,23 @@ import os
 import re
 
 from .. import transfer
-from ..topology import INSIDE, OUTSIDE, FirewallTopology
+from ..topology import ASA_INTERFACES, INSIDE, OUTSIDE, FirewallTopology
 from . import ScenarioRun, scenario
 
-CONFIG = """\
+CONFIG = (
+    """\
 : statewall lab smoke: inside may go anywhere, hidden behind the outside address (PAT)
 ASA Version 8.2(1)
 hostname smoke
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 203.0.113.1 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 192.168.1.1 255.255.255.0
+"""
+    + ASA_INTERFACES
+    + """\
 access-list outside_in extended permit icmp any any
 access-group outside_in in interface outside
 global (outside) 1 interface
 nat (inside) 1 0.0.0.0 0.0.0.0
 """
+)
 
 TRANSFER_BYTES = 32 << 20
 
