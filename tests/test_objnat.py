@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from scapy.layers.dns import DNS
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
 from fixtures import DUAL_STACK_INTERFACES, kinds
@@ -150,6 +150,124 @@ def test_unidirectional_twice_static_does_not_own_its_mapped_address():
         assert out.src == "192.0.2.6"
         _, out = send(fw, "outside", IP(src=CLIENT, dst="192.0.2.6") / TCP(sport=1, dport=22, flags="S"))
         assert bool(out and out[0][1].dst == "10.0.0.5") is reaches
+
+
+def _asa_lines(res) -> list[str]:
+    return [line for ev in res.events for line in format_event(ev, timestamp=False)]
+
+
+def test_a_statics_real_address_reached_from_its_mapped_side_fails_nat_reverse_path():
+    """The ASA drops a flow to a translated host's real address from the static's mapped side
+    (nat-rpf-failed, 305013); the mapped address, another host, and the real side itself pass."""
+    fw = fw_for(
+        "object network DMZ-NET",
+        " subnet 172.31.0.0 255.255.255.0",
+        " nat (dmz,outside) static 203.0.113.0",
+        "access-list OUTSIDE_IN extended permit ip any any",
+        "access-group OUTSIDE_IN in interface outside",
+    )
+    res, out = send(fw, "outside", IP(src=CLIENT, dst="172.31.0.44") / TCP(sport=1234, dport=22, flags="S"))
+    assert out == [] and [d.reason for d in kinds(res.events, Drop)] == [DropReason.NAT_RPF_FAILED]
+    assert _asa_lines(res) == [
+        "%ASA-5-305013: Asymmetric NAT rules matched for forward and reverse flows; Connection for tcp "
+        f"src outside:{CLIENT}/1234 dst dmz:172.31.0.44/22 denied due to NAT reverse path failure"
+    ]
+    res, out = send(fw, "outside", IP(src=CLIENT, dst="172.31.0.9") / ICMP(type=8, id=7, seq=1))
+    assert out == [] and _asa_lines(res) == [
+        "%ASA-5-305013: Asymmetric NAT rules matched for forward and reverse flows; Connection for icmp "
+        f"src outside:{CLIENT} dst dmz:172.31.0.9 (type 8, code 0) denied due to NAT reverse path failure"
+    ]
+    # The mapped address is the way in; the dmz's own flows are translated as before.
+    _, fwd = one(fw, "outside", IP(src=CLIENT, dst="203.0.113.44") / TCP(sport=1235, dport=22, flags="S"))
+    assert fwd.dst == "172.31.0.44"
+    _, back = one(fw, "dmz", IP(src="172.31.0.9", dst=CLIENT) / UDP(sport=123, dport=123))
+    assert back.src == "203.0.113.9"
+    # A host no static translates is reached by its address (no reverse translation, no asymmetry).
+    _, plain = one(fw, "outside", IP(src=CLIENT, dst="10.0.0.9") / TCP(sport=1236, dport=22, flags="S"))
+    assert plain.dst == "10.0.0.9"
+
+
+def test_nat_reverse_path_follows_the_rule_order_and_the_statics_service():
+    # A static with a service translates only its real port's replies: other ports of the real
+    # address are reached untranslated; its own real port fails the reverse path.
+    fw = fw_for(*WEB_FORWARD[2:4], "access-list OUTSIDE_IN extended permit ip any any",
+                "access-group OUTSIDE_IN in interface outside")  # fmt: skip
+    _, ssh = one(fw, "outside", IP(src=CLIENT, dst="10.0.0.5") / TCP(sport=1, dport=22, flags="S"))
+    assert ssh.dst == "10.0.0.5"
+    res, out = send(fw, "outside", IP(src=CLIENT, dst="10.0.0.5") / TCP(sport=2, dport=80, flags="S"))
+    assert out == [] and [d.reason for d in kinds(res.events, Drop)] == [DropReason.NAT_RPF_FAILED]
+    # A section 1 exemption for the peer comes first: both directions match it, no asymmetry.
+    fw = fw_for(
+        "object network REMOTE",
+        " subnet 172.16.0.0 255.255.0.0",
+        "object network WEB",
+        " nat (inside,outside) static 192.0.2.5",
+        "nat (inside,outside) source static LAN LAN destination static REMOTE REMOTE",
+        "access-list OUTSIDE_IN extended permit ip any any",
+        "access-group OUTSIDE_IN in interface outside",
+    )
+    _, vpn = one(fw, "outside", IP(src="172.16.5.5", dst="10.0.0.5") / TCP(sport=3, dport=22, flags="S"))
+    assert vpn.dst == "10.0.0.5"
+    res, out = send(fw, "outside", IP(src=CLIENT, dst="10.0.0.5") / TCP(sport=4, dport=22, flags="S"))
+    assert out == [] and [d.reason for d in kinds(res.events, Drop)] == [DropReason.NAT_RPF_FAILED]
+
+
+def test_nat_reverse_path_failures_count_as_the_asas_flow_drop():
+    from statewall.logfmt.counters import Counters, format_show_asp_drop
+
+    fw = fw_for("object network WEB", " nat (inside,outside) static 192.0.2.5",
+                "access-list OUTSIDE_IN extended permit ip any any",
+                "access-group OUTSIDE_IN in interface outside")  # fmt: skip
+    c = Counters()
+    for port in (22, 80):
+        syn = IP(src=CLIENT, dst="10.0.0.5") / TCP(sport=port, dport=port, flags="S")
+        res, out = send(fw, "outside", syn)
+        assert out == []
+        c.feed(res.events)
+    text = format_show_asp_drop(c.drops)
+    flow = text.split("Flow drop:\n", 1)[1]
+    assert "  NAT reverse path failed (nat-rpf-failed)" in flow and flow.split("\n")[0].endswith(" 2")
+
+
+@pytest.mark.parametrize("extra", ["", " unidirectional"])
+def test_replay_carries_a_real_side_capture_exactly_where_a_static_offers_a_way_in(tmp_path, extra):
+    # A client's SYN captured on the static's real side names the real address. Live it could only
+    # have crossed addressed to the mapped one: replay carries it there (a bidirectional static), or,
+    # when the static offers no way in (unidirectional), the engine drops it as the ASA would.
+    from statewall.pcapio import PcapWriter
+    from statewall.replay import replay
+
+    policy = parse(HEAD + f"nat (inside,outside) source static WEB WEB-PUBLIC{extra}\n"
+                   "access-list OUTSIDE_IN extended permit tcp any any\n"
+                   "access-group OUTSIDE_IN in interface outside\n", "objnat.cfg")  # fmt: skip
+    cap = tmp_path / "outside.pcap"
+    with PcapWriter(cap) as w:
+        w.write(bytes(IP(src=CLIENT, dst="10.0.0.5") / TCP(sport=40000, dport=22, flags="S")), 1.0)
+    summary = replay(policy, [("outside", cap)], tmp_path / "out")
+    if extra:
+        assert summary["forwarded"] == 0 and summary["drops_by_reason"] == {"nat-rpf-failed": 1}
+        assert "%ASA-5-305013: " in (tmp_path / "out" / "log.txt").read_text()
+    else:
+        assert summary["forwarded"] == 1 and summary["drops_by_reason"] == {}
+        assert "(192.0.2.5/22)" in (tmp_path / "out" / "log.txt").read_text()
+
+
+def test_packet_tracer_shows_the_nat_reverse_path_failure_in_the_nat_phase():
+    from statewall.tracer import packet_tracer
+
+    cfg = (
+        "object network WEB\n nat (inside,outside) static 192.0.2.5\n"
+        "access-list OUTSIDE_IN extended permit tcp any object WEB eq www\n"
+        "access-group OUTSIDE_IN in interface outside\n"
+    )
+    policy = parse(HEAD + cfg, "objnat.cfg")
+    text, allowed = packet_tracer(policy, "outside", "tcp", CLIENT, 40000, "10.0.0.5", 80)
+    assert not allowed
+    assert (
+        "Type: NAT\nSubtype: rpf-check\nResult: DROP\nConfig:\nobject network WEB\n"
+        " nat (inside,outside) static 192.0.2.5\n" in text
+    )
+    assert "Drop-reason: (nat-rpf-failed) NAT reverse path failed" in text
 
 
 # --------------------------------------------------------------------------------------------------

@@ -96,6 +96,8 @@ class DropReason(enum.Enum):
     CT_TABLE_FULL = ("nf-conntrack-table-full", "nf_conntrack: table full, dropping packet")
     TTL_EXPIRED = ("ttl-exceeded", "ttl exceeded")
     NAT_FAILED = ("nat-xlate-failed", "NAT failed")
+    # A flow to the real address of a host a static translates, from the static's mapped side (305013).
+    NAT_RPF_FAILED = ("nat-rpf-failed", "NAT reverse path failed")
     NAT_NO_XLATE = ("no-xlate", "No translation for an inbound packet")
     TO_THE_BOX = ("to-the-box", "Traffic addressed to the firewall itself")
     # Addresses never forwarded as unicast (statewall.addrclass). ASA: its slow-path address checks

@@ -717,33 +717,27 @@ class NatTable:
             return _Hit(x.real_addr, dport, x.real_iface, _Match(None, True, x))
         return None
 
-    def static_mapped(self, version, proto, real_iface, mapped_iface, addr, port) -> tuple[int, int] | None:
-        """(mapped address, mapped port) of a host a plain bidirectional static translates from
-        ``real_iface`` to ``mapped_iface`` (no twice NAT, no policy selectors, not identity), else
-        None. A lookup only: no translation slot is made (replay's carrying of captures)."""
-        for e in self.entries:
-            if not e.bidirectional or e.has_dst or e.identity:
-                continue
-            if e.selectors is not None or e.match is not None:
-                continue
-            if e.version is not None and e.version != version:
-                continue
-            if e.real_iface is not None and e.real_iface != real_iface:
-                continue
-            if e.mapped_iface is not None and e.mapped_iface != mapped_iface:
-                continue
-            if e.real is None or e.real.index(addr) is None:
-                continue
-            if e.mapped_port is not None and (
-                e.proto != proto or (e.real_port is not None and e.real_port != port)
-            ):
-                continue
-            mapped = _map(e.real, e.mapped, addr)
-            mport = e.mapped_port if e.mapped_port is not None else port
-            if mapped is None or (mapped == addr and mport == port):
-                continue
-            return mapped, mport
-        return None
+    def reverse_static(self, version, proto, real_iface, mapped_iface, addr, port, peer, peer_port):
+        """NAT's reverse path check for a new flow from ``peer``/``peer_port`` entering ``mapped_iface``,
+        addressed to ``addr``/``port`` (a destination no rule untranslated) and routed out of
+        ``real_iface``: the reverse flow (from ``addr`` into ``real_iface``, out of ``mapped_iface`` to
+        the peer) is looked up in the rules' order, and when the first rule translating its source is
+        a static that changes ``addr`` (or its port), the flow is asymmetric: ``(rule, mapped address,
+        mapped port, bidirectional)``; else None (no rule, an identity rule, an exemption, a dynamic
+        rule). A lookup only: no translation slot is made.
+
+        A real ASA drops such a flow: asp-drop ``nat-rpf-failed``, syslog 305013 "Asymmetric NAT rules
+        matched for forward and reverse flows" (Cisco ASA syslog messages guide, 305013: "An attempt to
+        connect to a mapped host using its actual address was rejected"). Replay's carrying of a capture
+        taken on a static's real side asks the same question (``Firewall._static_mapped_dst``)."""
+        e = self._source_entry(version, proto, real_iface, mapped_iface, addr, port, peer, peer_port)
+        if e is None or e.kind != "static" or e.identity or e.has_dst:
+            return None
+        mapped = _map(e.real, e.mapped, addr)
+        mport = e.mapped_port if e.mapped_port is not None else port
+        if mapped is None or (mapped == addr and mport == port):
+            return None
+        return e.rule, mapped, mport, e.bidirectional
 
     def _reverse(self, e: _Entry, version, proto, dst, dport, src, sport) -> tuple[int, int] | None:
         """A flow to a static rule's mapped side: (real destination, real port) or None."""

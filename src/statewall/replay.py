@@ -313,7 +313,7 @@ def replay(
             outputs.arrival(iface, arrived, now)
             res = fw.receive(iface, arrived, now)
             if gaps.active and res.packets:
-                for u in gaps.applicable(iface, res.packets[0][0], res.packets[0][1]):
+                for u in gaps.forwarded(iface, arrived, res.packets, res.events):
                     not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None

@@ -114,18 +114,24 @@ def run(args: argparse.Namespace) -> int:
     if allowed and output == "text":
         # The phases statewall does not model come with the ASA's text, before statewall's own lines.
         asa, sep, notes = text.partition("\nstatewall: ")
-        text = asa + _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed) + sep + notes
+        gaps, echo = _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed)
+        if echo is not None:
+            # An echo request: what becomes of its replies is not the ASA's without inspect icmp.
+            notes = echo + ("\nstatewall: " + notes if sep else "\n")
+            sep = "\nstatewall: "
+        text = asa + gaps + sep + notes
     print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK if allowed else EXIT_FAILURE
 
 
 def _not_modelled(
     policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool
-) -> str:
+) -> tuple[str, str | None]:
     """What a real box would do to this allowed packet that statewall does not model (an inspection,
-    a crypto map's encryption), as extra phases: the verdict above is statewall's, not the box's."""
+    a crypto map's encryption), as extra phases: the verdict above is statewall's, not the box's; and,
+    for an echo request no class inspects icmp for, the note on its replies (stateless ICMP)."""
     from ..engine import Firewall
-    from ..gaps import GapMatcher, inspections
+    from ..gaps import GapMatcher, echo_request_gap, inspections
     from ..tracer import build_packet
 
     matcher = GapMatcher(policy)
@@ -156,7 +162,8 @@ def _not_modelled(
         ]
     if lines:
         lines += ["", "statewall: the verdict above leaves out the phases marked NOT MODELLED"]
-    return "\n".join(lines) + ("\n" if lines else "")
+    echo = echo_request_gap(policy, iface, packet, egress, data) if proto == "icmp" else None
+    return "\n".join(lines) + ("\n" if lines else ""), echo
 
 
 def run_netfilter(config, policy, iface, proto, src, sport, dst, dport, detailed) -> int:

@@ -289,19 +289,31 @@ class Firewall:
 
     def _static_mapped_dst(self, iface: str, pkt) -> tuple[int, int] | None:
         """(mapped address, mapped port) for a packet arriving on ``iface`` addressed to the real
-        address of a host a static translation maps onto ``iface`` (its real side routed through
-        another interface), else None. A packet of a connection the table already holds is left."""
+        address of a host a bidirectional static maps onto ``iface`` (its real side routed through
+        another interface), else None. A packet of a connection the table already holds is left.
+
+        The question is NAT's reverse path check (``NatTable.reverse_static``), the one the ASA's NAT
+        stage asks of a live packet (``engine.asa.source_nat``: dropped, 305013): replay carries a
+        captured packet to the mapped address exactly when it could not have crossed the firewall as
+        captured and a static offers the address the client used live."""
         if (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport) in self.conns.by_key:
             return None
         route = self.routes.lookup(pkt.version, pkt.dst)
         if route is None or route.interface == iface:
             return None
-        return self.nat.static_mapped(pkt.version, pkt.proto, route.interface, iface, pkt.dst, pkt.dport)
+        hit = self.nat.reverse_static(
+            pkt.version, pkt.proto, route.interface, iface, pkt.dst, pkt.dport, pkt.src, pkt.sport
+        )
+        if hit is None or not hit[3]:
+            return None  # a unidirectional static: live no client could use its mapped address
+        return hit[1], hit[2]
 
     def _static_real_side(self, iface: str, pkt) -> None:
         """A static captured on its real side: a client's packet to the host's real address, arriving
         on the static's mapped side (and belonging to no connection the replay knows otherwise). Live
-        it was addressed to the mapped address; its acks were captured without the firewall."""
+        it was addressed to the mapped address (addressed to the real one, the ASA would have dropped
+        it: NAT reverse path failure, ``engine.asa.source_nat``); its acks were captured without the
+        firewall. Applied by ``replay_rewrite`` only, never to a live packet."""
         mapped = self._static_mapped_dst(iface, pkt)
         if mapped is None:
             return

@@ -25,7 +25,9 @@ stage                  phase           decides
 ``conn_settings``      CONN-SETTINGS   the flow's class and its ``set connection`` settings
                                        (only with service policies; class-map access lists
                                        against mapped addresses before ASA 8.3)
-``source_nat``         NAT             the source translation (a twice NAT rule's too); an
+``source_nat``         NAT             NAT's reverse path (rpf-check: a static's real address
+                                       reached from its mapped side, 305013); the source
+                                       translation (a twice NAT rule's too); an
                        (NAT-EXEMPT)    exemption names its rule (8.2 prints it as NAT-EXEMPT);
                                        8.2's translation requirements (nat-control, 305005)
 ``ip_options``         IP-OPTIONS      IPv4 options without ``inspect ip-options`` are dropped
@@ -351,6 +353,9 @@ def _class_lookup(c: NewFlow, domain: str, priority: int, use, flags=()) -> Look
 @stage("NAT")
 def source_nat(c: NewFlow) -> bool:
     fw, pkt, v = c.fw, c.pkt, c.v
+    reverse = c.unnat is None and c.exp is None and c.egress != c.iface and fw.nat.entries
+    if reverse and not _nat_reverse_path(c):
+        return False
     try:
         # A twice NAT rule found by UN-NAT translates the source too (``via``).
         xl, c.created = fw.nat.translate_source(
@@ -454,6 +459,37 @@ def inspect(c: NewFlow) -> bool:
         c.report(True, "", subtype="np-inspect", config=mpf.class_config(c.fw.policy, use, [action]),
                  lookup=_class_lookup(c, "inspect-" + ins.engine.replace(" ", "-"), 70, use))  # fmt: skip
     return True
+
+
+def _nat_reverse_path(c: NewFlow) -> bool:
+    """NAT's reverse path check (ASA packet-tracer's NAT phase, subtype rpf-check): a flow that no rule
+    untranslated, whose reverse flow a static would translate (``NatTable.reverse_static``: the
+    destination is the real address of a host a static maps onto the ingress interface), is
+    asymmetric. The ASA drops it: asp-drop ``nat-rpf-failed``, 305013 "Asymmetric NAT rules matched for
+    forward and reverse flows; Connection for tcp src outside:... dst inside:... denied due to NAT
+    reverse path failure" (Cisco ASA syslog messages guide, 305013: "An attempt to connect to a mapped
+    host using its actual address was rejected"; its advice: use the mapped address). False after
+    dropping it. Replay carries such a packet, captured on the static's real side, to the mapped
+    address before the engine sees it (``Firewall._static_real_side``)."""
+    fw, pkt, v = c.fw, c.pkt, c.v
+    hit = fw.nat.reverse_static(v, c.proto, c.egress, c.iface, pkt.dst, pkt.dport, pkt.src, pkt.sport)
+    if hit is None:
+        return True
+    rule, mapped, mport = hit[0], hit[1], hit[2]
+    port = f"/{mport}" if c.proto in (PROTO_TCP, PROTO_UDP) and rule.mapped_port is not None else ""
+    why = (
+        f"{addr_str(v, pkt.dst)} is the real address of a host translated to {addr_str(v, mapped)}{port} "
+        f"on {c.iface}: the reverse flow would be translated, this one is not"
+    )
+    c.report(False, why, subtype="rpf-check", origin=rule.origin)
+    c.drop(
+        DropReason.NAT_RPF_FAILED,
+        egress=c.egress,
+        origin=rule.origin,
+        message=f"NAT reverse path failure: {why}",
+        hint=f"connect to the mapped address {addr_str(v, mapped)}{port} from {c.iface}",
+    )
+    return False
 
 
 def _translation_not_required(c: NewFlow) -> bool:

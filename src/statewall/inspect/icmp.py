@@ -18,7 +18,8 @@ ICMP error inspection (``inspect icmp error``: the intermediate hops' addresses 
 rules) is the ASA's related-error path's (``statewall.engine.icmp.related_error``).
 
 Not modelled: without ``inspect icmp`` a real ASA keeps no session for an echo: the reply needs an access
-rule of its own. statewall tracks echo sessions whether or not the class inspects ICMP (docs/asa.md).
+rule of its own. statewall tracks echo sessions whether or not the class inspects ICMP, and names the
+difference in check, packet-tracer and replay (``statewall.gaps``, "stateless ICMP"; docs/asa.md).
 """
 
 from __future__ import annotations

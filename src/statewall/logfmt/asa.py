@@ -262,6 +262,19 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
         _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src} "
            "dst {egress}:{dst}"),
     ),
+    # NAT reverse path failure: a flow to a statically translated host's real address from the
+    # static's mapped side (Cisco ASA syslog messages guide, 305013, its TCP/UDP, ICMP and other
+    # protocols forms; real logs print "Connection for tcp src outside:...").
+    DropReason.NAT_RPF_FAILED: (
+        _m(305013, 5, "Asymmetric NAT rules matched for forward and reverse flows; Connection for {proto} "
+           "src {ifc}:{src}/{sport} dst {egress}:{dst}/{dport} denied due to NAT reverse path failure",
+           ports=True),
+        _m(305013, 5, "Asymmetric NAT rules matched for forward and reverse flows; Connection for {proto} "
+           "src {ifc}:{src} dst {egress}:{dst} (type {type}, code {code}) denied due to NAT reverse "
+           "path failure", l4="icmp"),
+        _m(305013, 5, "Asymmetric NAT rules matched for forward and reverse flows; Connection for "
+           "protocol {proto} src {ifc}:{src} dst {egress}:{dst} denied due to NAT reverse path failure"),
+    ),
     DropReason.ICMP_NO_SESSION: (
         _m(313005, 4, "No matching connection for ICMP error message: {proto} src {ifc}:{src} "
            "dst {egress}:{dst} (type {type}, code {code}) on {ifc} interface.  Original IP payload: "

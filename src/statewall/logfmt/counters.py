@@ -27,7 +27,10 @@ from .asa import protocol_name
 # Reasons the ASA counts under "Flow drop" (a whole connection refused or torn down by a feature)
 # rather than "Frame drop" (one packet discarded). The ASA's per-packet TCP normaliser drops such as
 # tcp-mss-exceeded or tcp-seq-past-win are frame drops even though they happen on a connection.
-FLOW_DROPS: frozenset[DropReason] = frozenset({DropReason.INTERCEPT, DropReason.INSPECT_FTP})
+# nat-rpf-failed is a flow drop in [ASP-B] (below).
+FLOW_DROPS: frozenset[DropReason] = frozenset(
+    {DropReason.INTERCEPT, DropReason.INSPECT_FTP, DropReason.NAT_RPF_FAILED}
+)
 
 # Counts right-aligned to this column, as the ASA prints them.
 _ASP_WIDTH = 80
@@ -176,6 +179,7 @@ ASA_VERIFIED: frozenset[DropReason] = frozenset(
         DropReason.RPF_VIOLATED,
         DropReason.TTL_EXPIRED,  # ttl-exceeded [ASP-B]
         DropReason.NAT_FAILED,  # nat-xlate-failed [ASP-B]
+        DropReason.NAT_RPF_FAILED,  # nat-rpf-failed [ASP-B] (under Flow drop)
         DropReason.NO_MCAST_INTERFACE,  # no-mcast-intrf [ASP-A]
         DropReason.TCP_NOT_SYN,
         DropReason.TCP_3WHS_FAILED,
