@@ -1,4 +1,5 @@
-"""Docker's, ufw's, firewalld's and OpenWrt fw3's rulesets against the kernel: the same ruleset loaded
+"""Docker's, ufw's, firewalld's and OpenWrt fw3's rulesets (and the nftables rulesets Docker and
+firewalld write) against the kernel: the same ruleset loaded
 into iptables-legacy in a namespace (fw, between a and b) and into statewall, the same packets through
 both, the same packets out (NAT rewrites included), the same REJECT replies and the same rule
 counters.
@@ -370,6 +371,36 @@ def test_docker_nftables_backend_agrees_with_the_kernel_packets_and_counters():
     # order, which depends on the names, so they are compared as sets.
     assert _without_maps(ours) == _without_maps(k_listing)
     assert _map_elements(ours) == _map_elements(k_listing)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(KERNEL_REASON is not None, reason=KERNEL_REASON or "")
+def test_firewalld_nftables_backend_agrees_with_the_kernel_packets():
+    """firewalld's own nftables tables (tests/configs/firewalld-nftables.nft, all three) with its
+    public zone on fa and libvirt's zone on fb: zone to zone forwarding through the FWDI/FWDO chains,
+    and the zone's final REJECT (icmpx admin-prohibited) for a port the zone does not open. Packets
+    the kernel's own stack would answer (a service the zone accepts) are left out: statewall runs no
+    stack."""
+    from statewall.dialects.nftables import parse as parse_nft
+
+    text = (CONFIGS / "firewalld-nftables.nft").read_text()
+    for old, new in (('"enp0s3"', '"fa"'), ('"virbr0"', '"fb"')):
+        text = text.replace(old, new)
+    ruleset = "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
+    a, b = Lab.ghost_a, Lab.ghost_b
+    traffic = [
+        ("a", tcp(a, b, 40000, 80, 801)),  # public -> libvirt: FWDO_libvirt accepts
+        ("b", tcp(b, a, 50000, 443, 802)),  # libvirt -> public: FWDI_libvirt accepts
+        ("a", tcp(a, Lab.fa_ip, 40001, 25, 803)),  # public's INPUT: not a service, REJECT
+        ("a", tcp(a, b, 40000, 80, 804)),  # the first connection's SYN again
+    ]
+    k_out, _listing = _nft_kernel(ruleset, "inet firewalld", traffic)
+    fw = Firewall(parse_nft(HEADER + ruleset, "firewalld.nft"))
+    s_out, _ = _replay(fw, traffic)
+    assert s_out == k_out
+    assert s_out[0] == [("fb", "tcp", a, 40000, b, 80)]
+    assert s_out[1] == [("fa", "tcp", b, 50000, a, 443)]
+    assert s_out[2] == [("fa", "icmp", Lab.fa_ip, a, 3, 13)]
 
 
 def _without_maps(listing: str) -> str:
