@@ -59,7 +59,7 @@ def test_packet_tracer_prints_the_phases_the_stages_report_in_stage_order():
     assert allowed
     # The factory policy's DNS inspection is modelled: its INSPECT phase, as a real ASA prints it.
     assert types(text) == [
-        "FLOW-LOOKUP", "ROUTE-LOOKUP", "ACCESS-LIST", "NAT", "IP-OPTIONS", "INSPECT", "FLOW-CREATION"
+        "FLOW-LOOKUP", "ROUTE-LOOKUP", "ACCESS-LIST", "NAT", "NAT", "IP-OPTIONS", "INSPECT", "FLOW-CREATION"
     ]  # fmt: skip
     assert [order.index(t) for t in types(text)] == sorted(order.index(t) for t in types(text))
     text, allowed = packet_tracer(

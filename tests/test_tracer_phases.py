@@ -62,12 +62,14 @@ service-policy global_policy global
 
 
 def blocks(text: str) -> dict[str, list[str]]:
-    """Phase type -> its lines from ``Type:`` to the blank line (the last such phase)."""
+    """Phase type -> its lines from ``Type:`` to the blank line (the last such phase); 9.x's
+    per-session NAT phase under ``NAT per-session``."""
     out: dict[str, list[str]] = {}
     for block in text.split("\n\n"):
         lines = block.splitlines()
-        if len(lines) > 1 and lines[0].startswith("Phase: "):
-            out[lines[1].removeprefix("Type: ")] = lines[1:]
+        if len(lines) > 2 and lines[0].startswith("Phase: "):
+            key = lines[1].removeprefix("Type: ")
+            out[key + (" per-session" if lines[2] == "Subtype: per-session" else "")] = lines[1:]
     return out
 
 
@@ -79,9 +81,10 @@ def test_ftp_on_port_21_gives_conn_settings_ip_options_and_inspect_in_the_asa_or
     policy = parse_policy(BASE.format(version="9.12(4)") + MPF, "fw.cfg")
     text, allowed = packet_tracer(policy, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 21)
     assert allowed
-    # [PT9X] order: ACCESS-LIST, CONN-SETTINGS, NAT, IP-OPTIONS, (INSPECT), FLOW-CREATION.
+    # [PT9X] order: ACCESS-LIST, CONN-SETTINGS, NAT, NAT per-session, IP-OPTIONS, (INSPECT),
+    # FLOW-CREATION.
     assert types(text) == [
-        "FLOW-LOOKUP", "ROUTE-LOOKUP", "ACCESS-LIST", "CONN-SETTINGS", "NAT", "IP-OPTIONS", "INSPECT",
+        "FLOW-LOOKUP", "ROUTE-LOOKUP", "ACCESS-LIST", "CONN-SETTINGS", "NAT", "NAT", "IP-OPTIONS", "INSPECT",
         "FLOW-CREATION",
     ]  # fmt: skip
     b = blocks(text)
@@ -308,3 +311,57 @@ def test_xml_detailed_carries_the_rule_lookup_in_extra():
     assert "Forward Flow based lookup yields rule:" not in plain
     assert "<extra> Forward Flow based lookup yields rule:\n in  id=0x7f" in xml
     assert "domain=conn-set" in xml and "domain=inspect-ftp" in xml
+
+
+# [PTPS] 9.x outputs with the per-session NAT phase, kept as text in public repositories: an ASAv 9.x
+# lab notebook (OTUS course project, "Построение высоконадежной безопасной корпоративной сети"):
+# ``packet-tracer input inside tcp 172.16.8.2 telnet 66.66.66.1`` after ``clear configure all`` (no NAT
+# rule) prints ``Phase: 2`` / ``Type: NAT`` / ``Subtype: per-session`` / ``Result: ALLOW`` / ``Config:`` /
+# ``Additional Information:`` right after ROUTE-LOOKUP and before IP-OPTIONS; the same notebook's ICMP
+# trace through ``object network OBJ_NAT_LAN`` / `` nat (inside,outside2) dynamic interface`` prints NAT,
+# then NAT per-session, then IP-OPTIONS; [PT95]'s ``detailed`` form: ``priority=0,
+# domain=nat-per-session, deny=false`` / ``reverse, use_real_addr, flags=0x0, protocol=6``; [PT9X]
+# (CORP-ASA1): CONN-SETTINGS, NAT (``Static translate ...``), NAT per-session, IP-OPTIONS.
+PER_SESSION = ["Type: NAT", "Subtype: per-session", "Result: ALLOW", "Config:", "Additional Information:"]
+
+
+def test_9x_prints_the_per_session_nat_phase_after_nat_and_8x_does_not():
+    for version in ("9.12(4)", "9.0(1)"):
+        policy = parse_policy(BASE.format(version=version) + MPF, "fw.cfg")
+        text, allowed = packet_tracer(policy, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 21)
+        assert allowed
+        b = blocks(text)
+        assert b["NAT per-session"] == PER_SESSION
+        t = types(text)
+        assert t[t.index("NAT") : t.index("NAT") + 3] == ["NAT", "NAT", "IP-OPTIONS"]
+        assert b["NAT"][1] == "Subtype: "
+    for version in ("8.4(2)", "8.2(5)"):
+        policy = parse_policy(BASE.format(version=version) + MPF, "fw.cfg")
+        text, _ = packet_tracer(policy, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 21)
+        assert "Subtype: per-session" not in text
+
+
+def test_per_session_nat_phase_without_a_nat_rule_and_for_icmp_as_9x_prints_it():
+    base = BASE.format(version="9.12(4)")
+    for policy in (parse_policy(base, "fw.cfg"), parse_policy(base + MPF, "fw.cfg")):
+        for proto, sport, dport in (("tcp", 1234, 23), ("icmp", 8, 0), ("udp", 5000, 53)):
+            text, allowed = packet_tracer(policy, "inside", proto, "10.1.1.9", sport, "198.51.100.7", dport)
+            assert allowed, text
+            t = types(text)
+            assert blocks(text)["NAT per-session"] == PER_SESSION
+            assert t[t.index("IP-OPTIONS") - 1] == "NAT"
+    # Dropped before NAT: no per-session phase.
+    deny = parse_policy(base + "access-list IN extended deny ip any any\naccess-group IN in interface inside\n",
+                        "fw.cfg")  # fmt: skip
+    text, allowed = packet_tracer(deny, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 23)
+    assert not allowed and "per-session" not in text
+
+
+def test_detailed_per_session_lookup_is_the_default_tcp_rule():
+    policy = parse_policy(BASE.format(version="9.12(4)") + MPF, "fw.cfg")
+    text, _ = packet_tracer(policy, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 21, detailed=True)
+    ps = blocks(text)["NAT per-session"]
+    rule = ps[ps.index(" Forward Flow based lookup yields rule:") + 1 :]
+    assert re.fullmatch(r" in  id=0x7f[0-9a-f]{10}, priority=0, domain=nat-per-session, deny=false", rule[0])
+    assert rule[1] == "        hits=0, user_data=0x0, cs_id=0x0, reverse, use_real_addr, flags=0x0, protocol=6"
+    assert rule[4] == "        input_ifc=any, output_ifc=any"

@@ -57,6 +57,7 @@ from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import TcpTracker
 from . import asa_policy, forward, icmp, ip_in, lifecycle
 from .context import Lookup, NewFlow, addr_str, drop, run, stage
+from .state import asa_version_before
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02
@@ -383,6 +384,7 @@ def source_nat(c: NewFlow) -> bool:
                 v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport, via=via
             )
             c.report(True, "No translation", origin=rule.origin if rule is not None else None)
+            _per_session(c)
         return True
     c.msrc = xl.mapped_addr
     c.msport = xl.mapped_port if xl.pat else pkt.sport
@@ -395,7 +397,32 @@ def source_nat(c: NewFlow) -> bool:
                       src=(*_net_text(xl.rule.real), 0), input_ifc=c.iface, output_ifc=c.egress,
                       user_data=True) if c.trace is not None else None,
     )  # fmt: skip
+    if c.trace is not None:
+        _per_session(c)
     return True
+
+
+def _per_session(c: NewFlow) -> None:
+    """9.x's per-session NAT lookup, a phase of its own after NAT (``Type: NAT``, ``Subtype:
+    per-session``, Config and Additional Information empty). 9.0 added per-session PAT and the
+    default ``xlate per-session permit`` rules (TCP, UDP to port 53); every 9.x packet-tracer
+    output of a flow through the box shows the phase, for TCP and ICMP alike and with no NAT rule
+    configured too (public ASAv 9.x lab outputs, the ``detailed`` one printing ``domain=nat-per-session,
+    priority=0`` with ``reverse, use_real_addr`` and ``protocol=6`` for a TCP flow). Before 9.0 there
+    is no such lookup. ``xlate per-session`` lines of the configuration are not modelled (the default
+    rules are the ones looked up)."""
+    if asa_version_before(c.fw.policy.version, 9, 0):
+        return
+    default = c.proto == PROTO_TCP or (c.proto == PROTO_UDP and c.real_dport == 53)
+    c.report(
+        True,
+        "",
+        subtype="per-session",
+        lookup=Lookup("nat-per-session", 0, f"nat-per-session {c.proto}", flags=("reverse", "use_real_addr"),
+                      protocol=c.proto, dst=("0.0.0.0", "0.0.0.0", 53 if c.proto == PROTO_UDP else 0))
+        if default
+        else None,
+    )  # fmt: skip
 
 
 @stage("IP-OPTIONS")
