@@ -351,8 +351,8 @@ def test_per_session_nat_phase_without_a_nat_rule_and_for_icmp_as_9x_prints_it()
             assert blocks(text)["NAT per-session"] == PER_SESSION
             assert t[t.index("IP-OPTIONS") - 1] == "NAT"
     # Dropped before NAT: no per-session phase.
-    deny = parse_policy(base + "access-list IN extended deny ip any any\naccess-group IN in interface inside\n",
-                        "fw.cfg")  # fmt: skip
+    acl = "access-list IN extended deny ip any any\naccess-group IN in interface inside\n"
+    deny = parse_policy(base + acl, "fw.cfg")
     text, allowed = packet_tracer(deny, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 23)
     assert not allowed and "per-session" not in text
 
@@ -363,5 +363,6 @@ def test_detailed_per_session_lookup_is_the_default_tcp_rule():
     ps = blocks(text)["NAT per-session"]
     rule = ps[ps.index(" Forward Flow based lookup yields rule:") + 1 :]
     assert re.fullmatch(r" in  id=0x7f[0-9a-f]{10}, priority=0, domain=nat-per-session, deny=false", rule[0])
-    assert rule[1] == "        hits=0, user_data=0x0, cs_id=0x0, reverse, use_real_addr, flags=0x0, protocol=6"
+    flags = "reverse, use_real_addr, flags=0x0, protocol=6"
+    assert rule[1] == f"        hits=0, user_data=0x0, cs_id=0x0, {flags}"
     assert rule[4] == "        input_ifc=any, output_ifc=any"
