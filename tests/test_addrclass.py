@@ -48,14 +48,14 @@ def _check(classifier, src: str, dst: str):
         ("10.1.1.5", "0.0.0.7", "sp-security-failed", "martian-destination", False),
         ("10.1.1.5", "127.0.0.1", "sp-security-failed", "martian-destination", False),
         # IPv6: mDNS from a link-local address, link-local either side, multicast.
-        ("fe80::1", "ff02::fb", "ipv6_sp_security_failed", "mc-not-forwarded", False),
-        ("2001:db8::1", "ff05::1:3", "ipv6_sp_security_failed", "mc-not-forwarded", False),
-        ("fe80::1", "2001:db8:1::9", "ipv6_sp_security_failed", "ipv6-beyond-scope", False),
+        ("fe80::1", "ff02::fb", "ipv6-sp-security-failed", "mc-not-forwarded", False),
+        ("2001:db8::1", "ff05::1:3", "ipv6-sp-security-failed", "mc-not-forwarded", False),
+        ("fe80::1", "2001:db8:1::9", "ipv6-sp-security-failed", "ipv6-beyond-scope", False),
         # (a link-local destination: Linux routes it back onto its own link, test_linux_routes_...)
-        ("2001:db8::1", "fe80::9", "ipv6_sp_security_failed", None, False),
-        ("ff02::1", "2001:db8:1::9", "ipv6_sp_security_failed", "ipv6-in-addr-errors", False),
-        ("::1", "2001:db8:1::9", "ipv6_sp_security_failed", "ipv6-in-addr-errors", False),
-        ("2001:db8::1", "::", "ipv6_sp_security_failed", "ipv6-in-addr-errors", False),
+        ("2001:db8::1", "fe80::9", "ipv6-sp-security-failed", None, False),
+        ("ff02::1", "2001:db8:1::9", "ipv6-sp-security-failed", "ipv6-in-addr-errors", False),
+        ("::1", "2001:db8:1::9", "ipv6-sp-security-failed", "ipv6-in-addr-errors", False),
+        ("2001:db8::1", "::", "ipv6-sp-security-failed", "ipv6-in-addr-errors", False),
     ],
 )
 def test_special_addresses_are_never_forwarded_as_unicast(classifier, src, dst, asa, linux, to_box):

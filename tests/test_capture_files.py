@@ -103,3 +103,25 @@ def test_asp_drop_capture_keeps_dropped_packets_with_their_reason(tmp_path):
     assert "1 packets written" in cmds.execute("capture drops stop")
     ((_ts, packet, comment),) = read_comments(tmp_path / "caps" / "drops.pcap")
     assert packet == denied and comment == "Drop-reason: (acl-drop) Flow is denied by configured rule"
+
+
+def test_asp_drop_capture_takes_the_asas_ipv6_slowpath_keyword(tmp_path):
+    """``capture NAME type asp-drop ipv6-sp-security-failed``: the keyword as a real ASA's ``capture
+    NAME type asp-drop ?`` list spells it (tests/test_show_formats.py, [ASP-A]); a link-local source
+    leaving the box is dropped under it."""
+    from scapy.layers.inet6 import IPv6
+
+    v6 = CONFIG.replace(" ip address 203.0.113.1 255.255.255.0", " ip address 203.0.113.1 255.255.255.0\n"
+                        " ipv6 address 2001:db8:1::1/64").replace(
+        " ip address 192.168.1.1 255.255.255.0", " ip address 192.168.1.1 255.255.255.0\n"
+        " ipv6 address 2001:db8:2::1/64")  # fmt: skip
+    fw = Firewall(parse_policy(v6, "fw.cfg"))
+    cmds = Commands(fw, Loop(fw, []), capture_dir=str(tmp_path / "caps"))
+    assert "started" in cmds.execute("capture v6 type asp-drop ipv6-sp-security-failed")
+    pkt = bytes(IPv6(src="fe80::1", dst="2001:db8:1::9") / TCP(sport=5555, dport=80, flags="S"))
+    cmds.captures["v6"].tap_for("inside")(bytearray(pkt))
+    cmds.on_events(fw.receive("inside", bytearray(pkt), 1.0).events)
+    assert "1 packets written" in cmds.execute("capture v6 stop")
+    ((_ts, packet, comment),) = read_comments(tmp_path / "caps" / "v6.pcap")
+    assert packet == pkt
+    assert comment == "Drop-reason: (ipv6-sp-security-failed) IPv6 slowpath security checks failed"

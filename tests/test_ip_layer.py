@@ -182,7 +182,7 @@ def test_mdns_from_a_link_local_address_is_not_forwarded(dialect):
     pkt = IPv6(src="fe80::5", dst="ff02::fb", hlim=1) / UDP(sport=5353, dport=5353) / Raw(b"m")
     out, events = send(firewall(dialect), [pkt])
     assert out == []
-    assert drops(events) == ["ipv6_sp_security_failed" if dialect == "asa" else "mc-not-forwarded"]
+    assert drops(events) == ["ipv6-sp-security-failed" if dialect == "asa" else "mc-not-forwarded"]
 
 
 @both

@@ -195,3 +195,14 @@ def test_every_drop_reason_is_the_asas_mapped_to_its_nearest_or_listed_apart():
     )
     assert DropReason.TCP_BAD_RETRANSMISSION.value == ("tcpnorm-rexmit-bad", "TCP bad retransmission")
     assert DropReason.TCP_SYN_ON_CONN.value == ("tcp-syn-ooo", "TCP SYN on established conn")
+
+
+def test_ipv6_slowpath_keyword_is_spelled_as_the_asas_asp_drop_list():
+    """[ASP-A]'s ``capture NAME type asp-drop ?`` list has ``ipv6-sp-security-failed  IPv6 slowpath
+    security checks failed`` (hyphens, like every other keyword of the list); statewall once spelled it
+    with underscores, which no ASA accepts after ``type asp-drop``."""
+    reason = DropReason.IPV6_SP_SECURITY_FAILED
+    assert reason.value == ("ipv6-sp-security-failed", "IPv6 slowpath security checks failed")
+    assert all("_" not in r.keyword for r in DropReason)
+    text = format_show_asp_drop({reason: 3})
+    assert "  IPv6 slowpath security checks failed (ipv6-sp-security-failed)" in text.splitlines()[1]

@@ -31,7 +31,7 @@ redirects). Checked against the kernel in tests/test_addrclass_kernel.py.
 ASA - its slow-path address checks (Cisco, ``show asp drop`` command usage): through-the-box IPv4 to
 or from 0.0.0.0, from a 0.x.x.x source, to or from a broadcast address, or from a multicast/class E
 source is dropped as ``sp-security-failed``; IPv6 with a link-local source or destination or a
-multicast destination as ``ipv6_sp_security_failed``. IPv4 multicast without ``multicast-routing`` has
+multicast destination as ``ipv6-sp-security-failed``. IPv4 multicast without ``multicast-routing`` has
 no output interface: ``no-mcast-intrf``. Multicast routing is not modelled in either dialect
 (``statewall check`` says so when the configuration enables it).
 

@@ -105,7 +105,7 @@ class DropReason(enum.Enum):
     # Linux: ip_route_input_slow's martians, multicast without multicast routing, ip6_rcv_core's and
     # ip6_forward's address checks.
     SP_SECURITY_FAILED = ("sp-security-failed", "Slowpath security checks failed (address checks)")
-    IPV6_SP_SECURITY_FAILED = ("ipv6_sp_security_failed", "IPv6 slowpath security checks failed")
+    IPV6_SP_SECURITY_FAILED = ("ipv6-sp-security-failed", "IPv6 slowpath security checks failed")
     NO_MCAST_INTERFACE = ("no-mcast-intrf", "FP no mcast output intrf")
     MARTIAN_SOURCE = ("martian-source", "Martian source address")
     MARTIAN_DESTINATION = ("martian-destination", "Martian destination address")

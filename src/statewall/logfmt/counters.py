@@ -155,8 +155,8 @@ ASA_NEAREST: dict[DropReason, DropReason] = {
 # (a Russian CCIE Security notebook; a network CLI simulator's command fixtures). Where statewall had
 # named a reason differently, it now uses the ASA's word: unsupported-ip-version, tcp-bad-option-list,
 # bad-tcp-flags, tcp-syn-ooo, tcpnorm-win-variation, tcpnorm-rexmit-bad (and the ASA's descriptions:
-# "IP option drop", "IPv6 bad EH", "ttl exceeded", ...). ipv6_sp_security_failed is spelled as Cisco's
-# show asp drop command usage page spells it ([ASP-A] has ipv6-sp-security-failed).
+# "IP option drop", "IPv6 bad EH", "ttl exceeded", ...), and ipv6-sp-security-failed as [ASP-A] lists it
+# (an earlier statewall spelled it with underscores, as no ASA list does).
 ASA_VERIFIED: frozenset[DropReason] = frozenset(
     {
         DropReason.INVALID_IP_VERSION,  # unsupported-ip-version [ASP-A, ASP-B]
