@@ -570,20 +570,36 @@ def test_packet_tracer_shows_the_vpn_a_real_asa_would_encrypt_into(tmp_path: Pat
     cfg.write_text(VPN)
     code, out, _ = packet_tracer(capsys, cfg, "inside", "tcp", "192.168.1.5", "40000", "10.9.1.1", "443")
     assert code == 0
-    tail = out.split("Action: allow\n", 1)[1].splitlines()
-    assert tail[1:8] == [
-        "Phase: VPN",
-        "Type: VPN",
+    # In the ASA's place for it: after NAT (per-session) and IP-OPTIONS, before FLOW-CREATION (a public
+    # ASA 9.x output, CORP-ASA1's: NAT, NAT per-session, IP-OPTIONS, FOVER, FLOW-EXPORT, VPN encrypt,
+    # ..., FLOW-CREATION), numbered with the others, its Result never ALLOW or DROP.
+    asa, _, notes = out.partition("Action: allow\n")
+    types = [line[6:] for line in asa.splitlines() if line.startswith("Type: ")]
+    assert types[-4:] == ["NAT", "IP-OPTIONS", "VPN", "FLOW-CREATION"]
+    block = asa.split("Type: VPN\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert block == [
         "Subtype: encrypt",
         "Result: NOT MODELLED",
         "Config:",
         "crypto map outside_map 10 match address vpn",
         "Additional Information:",
-    ]
-    assert tail[8] == (
         "a real ASA would encrypt traffic matching access-list vpn and send it through outside; statewall "
-        "does not model VPN (crypto map outside_map)"
+        f"does not model VPN (crypto map outside_map) ({cfg}:13)",
+    ]
+    assert "Phase: 6\nType: VPN\n" in asa
+    assert "statewall: the phases marked NOT MODELLED are what a real ASA would also do" in notes
+    # The same phase in the xml and --json forms.
+    code, xml, _ = packet_tracer(
+        capsys, cfg, "inside", "tcp", "192.168.1.5", "40000", "10.9.1.1", "443", "xml"
     )
+    assert code == 0
+    assert "<id>6</id>\n<type>VPN</type>\n<subtype>encrypt</subtype>\n<result>NOT MODELLED</result>" in xml
+    code, js, _ = run(capsys, "packet-tracer", "-c", str(cfg), "--json", "input", "inside", "tcp",
+                      "192.168.1.5", "40000", "10.9.1.1", "443")  # fmt: skip
+    doc = json.loads(js)
+    vpn = [ph for ph in doc["phases"] if ph["type"] == "VPN"]
+    assert [(ph["id"], ph["result"], ph["modelled"]) for ph in vpn] == [(6, "NOT MODELLED", False)]
+    assert doc["phases"][-1]["type"] == "FLOW-CREATION" and doc["result"]["action"] == "allow"
     # Traffic the crypto map does not select: no such phase.
     code, out, _ = packet_tracer(capsys, cfg, "inside", "tcp", "192.168.1.5", "40000", "8.8.8.8", "443")
     assert "NOT MODELLED" not in out
@@ -696,12 +712,16 @@ def test_packet_tracer_names_the_inspections_it_does_not_model(tmp_path: Path, c
     cfg.write_text(GAPS.replace("inspect icmp error", "inspect sip"))
     code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "5060", "198.51.100.9", "5060")
     assert code == 0
-    phases = out.split("Action: allow\n", 1)[1]
+    phases = out.split("Action: allow\n", 1)[0]
     assert "Type: INSPECT\nSubtype: sip\nResult: NOT MODELLED\nConfig:\ninspect sip\n" in phases
+    # With the INSPECT phases: after IP-OPTIONS (no inspection of this flow is modelled), before
+    # FLOW-CREATION.
+    types = [line[6:] for line in phases.splitlines() if line.startswith("Type: ")]
+    assert types[types.index("IP-OPTIONS") :] == ["IP-OPTIONS", "INSPECT", "FLOW-CREATION"]
     # The factory default policy's inspections, when the configuration has no service policy of its own.
     cfg.write_text(ASA9)
     code, out, _ = packet_tracer(capsys, cfg, "inside", "udp", "192.168.1.5", "40000", "198.51.100.9", "69")
-    phases = out.split("Action: allow\n", 1)[1]
+    phases = out.split("Action: allow\n", 1)[0]
     assert "Subtype: tftp\nResult: NOT MODELLED\nConfig:\npolicy-map global_policy / inspect tftp\n" in phases
     for port in ("21", "53"):  # FTP and DNS inspection are modelled
         code, out, _ = packet_tracer(

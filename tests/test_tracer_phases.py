@@ -366,3 +366,33 @@ def test_detailed_per_session_lookup_is_the_default_tcp_rule():
     flags = "reverse, use_real_addr, flags=0x0, protocol=6"
     assert rule[1] == f"        hits=0, user_data=0x0, cs_id=0x0, {flags}"
     assert rule[4] == "        input_ifc=any, output_ifc=any"
+
+
+def test_an_inspection_statewall_does_not_model_sits_with_the_inspect_phases():
+    """The NOT MODELLED INSPECT phase follows the modelled INSPECT phase of the same class and comes
+    before FLOW-CREATION, numbered in sequence, in text, xml and JSON; its Result is neither ALLOW nor
+    DROP, and the verdict stays the engine's."""
+    import json
+
+    limit = "  set connection embryonic-conn-max 50\n"
+    mpf = MPF.replace(limit, limit + "  inspect ftp\n  inspect rtsp\n")
+    policy = parse_policy(BASE.format(version="9.12(4)") + mpf, "fw.cfg")
+    words = (policy, "inside", "tcp", "10.1.1.9", 1234, "198.51.100.7", 21)
+    text, allowed = packet_tracer(*words)
+    assert allowed
+    assert types(text)[-4:] == ["IP-OPTIONS", "INSPECT", "INSPECT", "FLOW-CREATION"]
+    assert "Phase: 9\nType: INSPECT\nSubtype: rtsp\nResult: NOT MODELLED\nConfig:\ninspect rtsp\n" in text
+    assert "Phase: 8\nType: INSPECT\nSubtype: np-inspect\nResult: ALLOW\n" in text
+    assert "statewall does not model inspect rtsp (fw.cfg:25)" in text
+    xml, _ = packet_tracer(*words, output="xml")
+    assert "<id>9</id>\n<type>INSPECT</type>\n<subtype>rtsp</subtype>\n<result>NOT MODELLED</result>" in xml
+    doc = json.loads(packet_tracer(*words, output="json")[0])
+    assert [(p["type"], p["result"], p["modelled"]) for p in doc["phases"][-3:]] == [
+        ("INSPECT", "ALLOW", True), ("INSPECT", "NOT MODELLED", False), ("FLOW-CREATION", "ALLOW", True),
+    ]  # fmt: skip
+    assert any("NOT MODELLED" in note for note in doc["statewall"])
+    # A dropped packet prints no NOT MODELLED phase: the ASA's text ends at the drop.
+    deny = BASE.format(version="9.12(4)") + mpf + "access-list IN extended deny ip any any\n"
+    deny += "access-group IN in interface inside\n"
+    text, allowed = packet_tracer(parse_policy(deny, "fw.cfg"), *words[1:])
+    assert not allowed and "NOT MODELLED" not in text

@@ -76,7 +76,9 @@ def trace(
     release = release_of(policy.version)
     fw = Firewall(policy, fast_path=False)
     fw.trace_log = []
-    res = fw.receive(iface, build_packet(proto, src, sport, dst, dport), 0.0)
+    packet = build_packet(proto, src, sport, dst, dport)
+    arrived = bytes(packet)  # the engine rewrites the packet in place (NAT)
+    res = fw.receive(iface, packet, 0.0)
     stages = stage_phases(fw)
     rules = {r.origin: r for r in policy.nat_rules}
     phases: list[TracePhase] = []
@@ -116,6 +118,9 @@ def trace(
             phase.lookup = lookup_lines(lookup, release)
         phases.append(phase)
     allowed = bool(res.packets) and not drops
+    if allowed and place_not_modelled(phases, not_modelled(policy, iface, arrived, *res.packets[0])):
+        notes.append("the phases marked NOT MODELLED are what a real ASA would also do to this packet; "
+                     "statewall does not, and its Action above leaves them out")  # fmt: skip
     result = TraceResult(iface, egress, allowed)
     if drops:
         d = drops[0]
@@ -136,6 +141,58 @@ def trace(
             notes.append(f"to let it through: {d.hint}")
     result.notes = notes
     return phases, result
+
+
+def not_modelled(policy: Policy, iface: str, arrived: bytes, egress: str, data) -> list[TracePhase]:
+    """The phases a real ASA would add to this allowed packet that no stage of statewall carries out
+    (``statewall.gaps``): an inspection of the flow's class that statewall does not implement (``Type:
+    INSPECT``, subtype the engine) and a crypto map whose access list selects the packet leaving by the
+    map's interface (``Type: VPN``, ``Subtype: encrypt``); each with ``Result: NOT MODELLED``, the
+    configuration line, and what the ASA would do."""
+    from .gaps import GapMatcher, inspections
+
+    found = inspections(policy, iface, arrived, egress, data) + GapMatcher(policy).applicable(
+        iface, egress, data
+    )
+    out: list[TracePhase] = []
+    for u in found:
+        inspect = u.feature.startswith("inspect ")
+        subtype = u.feature.removeprefix("inspect ") if inspect else "encrypt"
+        phase = TracePhase("INSPECT" if inspect else "VPN", subtype, modelled=False)
+        phase.config = [u.origin.text]
+        where = f" ({u.origin.file}:{u.origin.line})" if u.origin.line else ""
+        phase.info = [f"a real ASA would {u.action}; statewall does not model {u.feature}{where}"]
+        out.append(phase)
+    return out
+
+
+def place_not_modelled(phases: list[TracePhase], extra: list[TracePhase]) -> bool:
+    """Put the NOT MODELLED phases where the ASA prints such phases: an inspection with the INSPECT
+    phases (after the last one, else after IP-OPTIONS), a VPN encrypt phase after NAT, IP-OPTIONS and
+    the inspections and before FLOW-CREATION (a public ASA 9.x output, CORP-ASA1's: ... NAT, NAT
+    per-session, IP-OPTIONS, FOVER, FLOW-EXPORT, VPN encrypt, ..., FLOW-CREATION). True when there were
+    any."""
+
+    def after_last(*types: str) -> int:
+        for i in range(len(phases) - 1, -1, -1):
+            if phases[i].type in types:
+                return i + 1
+        return len(phases)
+
+    def before_creation() -> int:
+        return next((i for i, ph in enumerate(phases) if ph.type == "FLOW-CREATION"), len(phases))
+
+    for ph in extra:
+        if ph.type == "INSPECT":
+            at = (
+                after_last("INSPECT")
+                if any(p.type == "INSPECT" for p in phases)
+                else after_last("IP-OPTIONS")
+            )
+            phases.insert(min(at, before_creation()), ph)
+        else:
+            phases.insert(before_creation(), ph)
+    return bool(extra)
 
 
 def object_group_lines(policy: Policy, origin) -> list[str]:

@@ -112,58 +112,29 @@ def run(args: argparse.Namespace) -> int:
     except TracerError as exc:
         raise UsageError(str(exc)) from None
     if allowed and output == "text":
-        # The phases statewall does not model come with the ASA's text, before statewall's own lines.
-        asa, sep, notes = text.partition("\nstatewall: ")
-        gaps, echo = _not_modelled(policy, iface, proto, src, sport, dst, dport, detailed)
+        # An echo request no class inspects icmp for: what becomes of its replies is not the ASA's.
+        echo = _echo_gap(policy, iface, proto, src, sport, dst, dport)
         if echo is not None:
-            # An echo request: what becomes of its replies is not the ASA's without inspect icmp.
-            notes = echo + ("\nstatewall: " + notes if sep else "\n")
-            sep = "\nstatewall: "
-        text = asa + gaps + sep + notes
+            asa, sep, notes = text.partition("\nstatewall: ")
+            text = asa + "\nstatewall: " + echo + ("\nstatewall: " + notes if sep else "\n")
     print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK if allowed else EXIT_FAILURE
 
 
-def _not_modelled(
-    policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int, detailed: bool
-) -> tuple[str, str | None]:
-    """What a real box would do to this allowed packet that statewall does not model (an inspection,
-    a crypto map's encryption), as extra phases: the verdict above is statewall's, not the box's; and,
-    for an echo request no class inspects icmp for, the note on its replies (stateless ICMP)."""
+def _echo_gap(policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int) -> str | None:
+    """For an allowed echo request no class inspects icmp for, the note on its replies (stateless
+    ICMP, ``statewall.gaps``). The phases statewall does not model (an inspection, a crypto map's
+    encryption) are the tracer's own, in the ASA's order (``statewall.tracer.not_modelled``)."""
     from ..engine import Firewall
-    from ..gaps import GapMatcher, echo_request_gap, inspections
+    from ..gaps import echo_request_gap
     from ..tracer import build_packet
 
-    matcher = GapMatcher(policy)
+    if proto != "icmp":
+        return None
     packet = build_packet(proto, src, sport, dst, dport)
     res = Firewall(policy).receive(iface, bytearray(packet), 0.0)
     egress, data = res.packets[0] if res.packets else (None, None)
-    found = inspections(policy, iface, packet, egress, data) + matcher.applicable(iface, egress, data)
-    lines: list[str] = []
-    for u in found:
-        if u.feature.startswith("inspect "):
-            kind, subtype = "INSPECT", u.feature.removeprefix("inspect ")
-        else:
-            kind, subtype = "VPN", "encrypt"
-        lines += [
-            "",
-            f"Phase: {kind}",
-            f"Type: {kind}",
-            f"Subtype: {subtype}",
-            "Result: NOT MODELLED",
-            "Config:",
-            u.origin.text,
-        ]
-        if detailed:
-            lines.append(f"  ({u.origin.file}:{u.origin.line})")
-        lines += [
-            "Additional Information:",
-            f"a real ASA would {u.action}; statewall does not model {u.feature}",
-        ]
-    if lines:
-        lines += ["", "statewall: the verdict above leaves out the phases marked NOT MODELLED"]
-    echo = echo_request_gap(policy, iface, packet, egress, data) if proto == "icmp" else None
-    return "\n".join(lines) + ("\n" if lines else ""), echo
+    return echo_request_gap(policy, iface, packet, egress, data)
 
 
 def run_netfilter(config, policy, iface, proto, src, sport, dst, dport, detailed) -> int:

@@ -13,7 +13,9 @@ elements with ``<id>``, ``<type>``, ``<subtype>``, ``<result>``, ``<config>``, `
 
 statewall's own explanation (why, the configuration line, the change that lets the packet through)
 comes after the ASA's text, on lines that start ``statewall:``, and under ``statewall`` in the JSON;
-the XML carries only the ASA's elements.
+the XML carries only the ASA's elements. A phase statewall does not model sits where the ASA prints it,
+with ``Result: NOT MODELLED`` (``<result>NOT MODELLED</result>``, ``"result": "NOT MODELLED"`` and
+``"modelled": false`` in the JSON) and an Additional Information line saying what a real ASA would do.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from xml.sax.saxutils import escape
 @dataclass(slots=True)
 class TracePhase:
     """One phase: ``config`` lines as the ASA shows them (empty when it shows none), ``info`` the
-    Additional Information lines, ``lookup`` the ``detailed`` rule-lookup lines."""
+    Additional Information lines, ``lookup`` the ``detailed`` rule-lookup lines. ``modelled`` False:
+    a phase the ASA would have (a crypto map's encryption, an inspection) that no stage of statewall
+    carries out, printed in the ASA's place for it with ``Result: NOT MODELLED`` (``statewall.gaps``)."""
 
     type: str
     subtype: str = ""
@@ -35,6 +39,18 @@ class TracePhase:
     config: list[str] = field(default_factory=list)
     info: list[str] = field(default_factory=list)
     lookup: list[str] = field(default_factory=list)
+    modelled: bool = True
+
+    @property
+    def result(self) -> str:
+        if not self.modelled:
+            return NOT_MODELLED
+        return "ALLOW" if self.allowed else "DROP"
+
+
+# The Result of a phase statewall does not model: never ALLOW or DROP, so that nobody takes it for the
+# ASA's verdict.
+NOT_MODELLED = "NOT MODELLED"
 
 
 @dataclass(slots=True)
@@ -91,7 +107,7 @@ def format_text(phases: list[TracePhase], result: TraceResult, *, detailed: bool
             f"Phase: {n}",
             f"Type: {ph.type}",
             f"Subtype: {ph.subtype}",
-            f"Result: {'ALLOW' if ph.allowed else 'DROP'}",
+            f"Result: {ph.result}",
             "Config:",
             *ph.config,
             "Additional Information:",
@@ -136,7 +152,7 @@ def format_xml(phases: list[TracePhase], result: TraceResult, *, detailed: bool 
             f"<id>{n}</id>",
             f"<type>{escape(ph.type)}</type>",
             f"<subtype>{escape(ph.subtype)}</subtype>",
-            f"<result>{'ALLOW' if ph.allowed else 'DROP'}</result>",
+            f"<result>{ph.result}</result>",
             f"<config>{escape(chr(10).join(ph.config))}</config>",
             f"<extra>{escape(chr(10).join(extra))}</extra>",
             "</Phase>",
@@ -164,7 +180,7 @@ def format_xml(phases: list[TracePhase], result: TraceResult, *, detailed: bool 
 
 def format_json(phases: list[TracePhase], result: TraceResult) -> str:
     data = {
-        "phases": [{"id": n, **asdict(ph)} for n, ph in enumerate(phases, 1)],
+        "phases": [{"id": n, **asdict(ph), "result": ph.result} for n, ph in enumerate(phases, 1)],
         "result": {
             "input_interface": result.input_interface,
             "output_interface": result.output_interface,
