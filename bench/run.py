@@ -703,7 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         choices=("live", "replay", "short", "memory", "shards", "idle", "workers"),
         help="only the live lines, one offline line (replay, short, memory, shards, idle; e.g. --only "
-        "memory --connections 200000) or the live statewall run --workers line (workers)",
+        "memory --connections 200000) or the live statewall run --workers lines (workers: new "
+        "connections and 64-byte UDP from 16 inside hosts)",
     )
     ap.add_argument(
         "--idle",
