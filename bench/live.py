@@ -16,10 +16,12 @@ Measurements (each returns a dict; the caller takes medians):
 
 - ``bulk``: one iperf3 TCP stream inside -> outside for 8 s; bits/s the receiver counted.
 - ``small``: 64-byte UDP datagrams from a C ``sendmmsg`` flooder (pinned to CPU 0) through one
-  established flow; the rate is what an nftables counter at the outside host's prerouting hook
-  (priority -300, before its own conntrack; it drops them) counted in a steady-state window. The
-  forwarder works on CPU 1: statewall's process is pinned there, and the kernel gets RPS to CPU 1 on the
-  firewall's inside veth (else it forwards in the flooder's softirq on CPU 0 and CPU 1 idles).
+  established flow (the workers line: one flow from each of 16 inside hosts, rotating); the rate is what
+  an nftables counter at the outside host's prerouting hook (priority -300, before its own conntrack; it
+  drops them) counted in a steady-state window. The forwarder works on CPU 1: statewall's process is
+  pinned there, and the kernel gets RPS to CPU 1 on the firewall's inside veth (else it forwards in the
+  flooder's softirq on CPU 0 and CPU 1 idles). Two or more ``--workers`` are not pinned: the scheduler
+  spreads them over both CPUs, beside the flooder.
 - ``conns``: new TCP connections per second: a C epoll client keeps 32 short connections in flight
   against a C server that writes one byte and closes; completed connections in the window / window.
 
@@ -129,6 +131,16 @@ def _proc_cpu(pid: int | None) -> int:
         return 0
     parts = stat.rsplit(")", 1)[1].split()
     return int(parts[11]) + int(parts[12]) + sum(_proc_cpu(int(c)) for c in children)
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its children's pids, recursively (``statewall run --workers``: the supervisor and its
+    workers, forked before the bench pins anything)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(p for c in children for p in _family(int(c)))]
 
 
 # A profiler for the measured window (bench/profile_live.py sets it): called with statewall's pid at
@@ -289,16 +301,23 @@ class LiveBench:
         two = (os.cpu_count() or 1) >= 2
         rps = f"/sys/class/net/{INSIDE.veth}/queues/rx-0/rps_cpus"
         with self.firewall() as pid:
-            if two and pid is not None:
-                subprocess.run(["taskset", "-a", "-p", "-c", "1", str(pid)], capture_output=True, timeout=10)
+            # One forwarding process goes to CPU 1 (with its workers: --workers 1 forks one); two or more
+            # workers are left to the scheduler on both CPUs, beside the flooder (there is no free core).
+            if two and pid is not None and self.workers == 1:
+                for p in _family(pid):
+                    pin_one = ["taskset", "-a", "-p", "-c", "1", str(p)]
+                    subprocess.run(pin_one, capture_output=True, timeout=10)
             if two and pid is None:
                 self.fw.run(["sh", "-c", f"echo 2 > {rps}"], timeout=10)
             pin = ["taskset", "-c", "0"] if two else []
             flood = self.inside.popen(
-                [*pin, self.tools["udpflood"], OUTSIDE.host, str(SINK_PORT), str(seconds + 2), str(payload)],
+                [
+                    *pin, self.tools["udpflood"], OUTSIDE.host, str(SINK_PORT), str(seconds + 2),
+                    str(payload), *([",".join(self.sources)] if self.sources else []),
+                ],
                 stdout=subprocess.PIPE,
                 text=True,
-            )
+            )  # fmt: skip
             try:
                 time.sleep(1.0)  # the flow exists and queues are in their steady state
                 meter = CpuMeter(pid)
@@ -406,10 +425,15 @@ def run_live(
 WORKER_SOURCES = [f"192.168.1.{20 + i}" for i in range(16)]
 
 
-def run_workers(runs: int, *, seconds: float = 5.0, counts=(1, 2), say=print) -> dict:
-    """The ``statewall run --workers`` line: new TCP connections per second from 16 inside hosts (the
-    steering key), with 1 and 2 workers and the kernel, alternating; raw results per mode."""
-    results: dict[str, list] = {"kernel": [], **{f"workers={n}": [] for n in counts}}
+def run_workers(
+    runs: int, *, seconds: float = 5.0, counts=(1, 2), say=print, tests=("conns", "small")
+) -> dict:
+    """The ``statewall run --workers`` lines from 16 inside hosts (the steering key): new TCP connections
+    per second (``conns``) and 64-byte UDP datagrams per second, one flow per host (``small``: a single
+    flow stays on one worker by design), with 1 and 2 workers and the kernel, alternating; raw results per
+    mode and test."""
+    modes = ("kernel", *(f"workers={n}" for n in counts))
+    results: dict[str, dict[str, list]] = {m: {t: [] for t in tests} for m in modes}
     with Lab() as klab, Lab() as slab:
         tools = compile_tools(klab.workdir())
         kernel = LiveBench(klab, "kernel", tools).build()
@@ -423,15 +447,15 @@ def run_workers(runs: int, *, seconds: float = 5.0, counts=(1, 2), say=print) ->
             # server keeps no TIME_WAIT here, so that the line measures the forwarder, not that wait.
             bench.outside.sysctl("net.ipv4.tcp_max_tw_buckets", 0)
         for r in range(runs):
-            res = kernel.conns(seconds)
-            results["kernel"].append(res)
-            say(f"  run {r + 1}/{runs} conns kernel    {_short('conns', res)}")
-            for n in counts:
-                sw.workers = n
-                res = sw.conns(seconds)
-                results[f"workers={n}"].append(res)
-                say(f"  run {r + 1}/{runs} conns workers={n} {_short('conns', res)}")
-        results["counters"] = sw.stopped
+            for test in tests:
+                for mode in modes:
+                    bench = kernel if mode == "kernel" else sw
+                    if mode != "kernel":
+                        sw.workers = int(mode.split("=")[1])
+                    res = bench.conns(seconds) if test == "conns" else bench.small(seconds)
+                    results[mode][test].append(res)
+                    say(f"  run {r + 1}/{runs} {test:5} {mode:9} {_short(test, res)}")
+        results["counters"] = sw.stopped  # type: ignore[assignment]
     return results
 
 

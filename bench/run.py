@@ -703,7 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         choices=("live", "replay", "short", "memory", "shards", "idle", "workers"),
         help="only the live lines, one offline line (replay, short, memory, shards, idle; e.g. --only "
-        "memory --connections 200000) or the live statewall run --workers line (workers)",
+        "memory --connections 200000) or the live statewall run --workers lines (workers: new "
+        "connections and 64-byte UDP from 16 inside hosts)",
     )
     ap.add_argument(
         "--idle",
@@ -827,7 +828,10 @@ def main(argv: list[str] | None = None) -> int:
 
         why = live_mod.available()
         if why is None:
-            print(f"workers: new connections from 16 inside hosts, kernel and 1/2 workers, {args.runs} runs")
+            print(
+                "workers: new connections and 64-byte UDP from 16 inside hosts, kernel and 1/2 workers, "
+                f"{args.runs} runs"
+            )
             _stage(result, "workers", lambda: live_mod.run_workers(args.runs, seconds=args.seconds))
         else:
             result["workers_skipped"] = why

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import socket
+import subprocess
 
-from bench import run
+import pytest
+from bench import live, run
 
 
 def test_short_connection_replay_forwards_every_packet_as_recorded():
@@ -54,3 +58,37 @@ def test_rows_give_the_ratio_to_the_baseline_measured_in_the_same_run():
 def test_without_a_baseline_the_replay_targets_are_not_judged():
     rows = run.build_rows(None, [{"pps": 300.0}], [], _args(only="replay"))
     assert [r["met"] for r in rows] == [None] and rows[0]["ratio"] is None
+
+
+def test_udp_flooder_rotates_over_its_source_addresses(tmp_path):
+    # The workers' 64-byte line needs one flow per inside host (a single flow stays on one worker):
+    # the flooder sends from each address of its list, here two loopback addresses to a local socket.
+    if shutil.which("gcc") is None:
+        pytest.skip("no C compiler for the flooder")
+    tools = live.compile_tools(str(tmp_path))
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+    try:
+        out = subprocess.run(
+            [tools["udpflood"], "127.0.0.1", str(port), "0.2", "64", "127.0.0.1,127.0.0.2"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        sink.setblocking(False)
+        seen: dict[str, int] = {}
+        sizes = set()
+        while True:
+            try:
+                data, (addr, _) = sink.recvfrom(2048)
+            except BlockingIOError:
+                break
+            seen[addr] = seen.get(addr, 0) + 1
+            sizes.add(len(data))
+    finally:
+        sink.close()
+    assert out.startswith("sent ") and int(out.split()[1]) > 0
+    assert set(seen) == {"127.0.0.1", "127.0.0.2"} and sizes == {64}
+    bad = subprocess.run([tools["udpflood"], "127.0.0.1", str(port), "0.1", "64", "not-an-address"],
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert bad.returncode == 2 and "bad source address" in bad.stderr
