@@ -236,8 +236,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "packet-tracer",
         help="trace one packet through a configuration, phase by phase",
         description="Show each phase (flow lookup, route lookup, access list, connection settings, NAT, "
-        "IP options, inspection, flow creation; 8.2's NAT-EXEMPT) with Result: ALLOW or DROP and the "
-        "configuration lines used, in the configured release's form ('detailed' adds the rule lookups), "
+        "9.x's per-session NAT, IP options, inspection, flow creation; 8.2's NAT-EXEMPT) with Result: ALLOW "
+        "or DROP and the configuration lines used, in the configured release's form ('detailed' adds the "
+        "rule lookups); what a real ASA would also do that statewall does not model (a crypto map's "
+        "encryption, an inspection) is a phase in its place with Result: NOT MODELLED, "
         "then Action: allow or drop. Exit status 0 "
         "when the packet is allowed, 1 when it is dropped."
         " For an iptables configuration: the kernel's trace lines (nft monitor trace) and each stage "
