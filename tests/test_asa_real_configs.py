@@ -737,6 +737,29 @@ def test_packet_tracer_names_the_inspections_it_does_not_model(tmp_path: Path, c
         assert "Action: allow" in out and "NOT MODELLED" not in out
 
 
+def test_a_not_modelled_inspection_written_in_two_classes_cites_the_matching_classs_line(
+    tmp_path: Path, capsys
+):
+    cfg = tmp_path / "two.cfg"
+    cfg.write_text(
+        ASA9 + "access-list sip-a extended permit udp any any eq 5060\n"
+        "access-list sip-b extended permit udp any any eq 5070\n"
+        "class-map a\n match access-list sip-a\n"
+        "class-map b\n match access-list sip-b\n"
+        "policy-map edge\n class a\n  inspect sip\n class b\n  inspect sip\n"
+        "service-policy edge interface inside\n"
+    )
+    lines = cfg.read_text().splitlines()
+    first, second = (i + 1 for i, ln in enumerate(lines) if ln == "  inspect sip")
+    for port, line in (("5060", first), ("5070", second)):
+        code, out, _ = packet_tracer(
+            capsys, cfg, "inside", "udp", "192.168.1.5", "40000", "198.51.100.9", port
+        )
+        assert code == 0
+        phase = out.split("Subtype: sip\nResult: NOT MODELLED\n", 1)[1].split("\n\n", 1)[0]
+        assert f"{cfg}:{line}" in phase, (port, phase)
+
+
 def _class_limit_config(version: str, acl_host: str) -> str:
     """A published server (8.2 static) whose class-map access list names ``acl_host``, with conn-max 1."""
     return (

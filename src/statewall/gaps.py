@@ -166,13 +166,19 @@ def inspections(
         in_iface, out_iface, first.version, first.proto, first.src, first.sport, to.dst, to.dport,
         first.icmp_type, first.icmp_code, count=False,
     )  # fmt: skip
-    written = {u.feature: u for u in policy.unmodelled if u.feature.startswith("inspect ")}
+    # The line of the class's own `inspect` command: one inspection may be written in several classes.
+    written = {
+        (u.feature, u.origin.file, u.origin.line): u
+        for u in policy.unmodelled
+        if u.feature.startswith("inspect ")
+    }
+    by_feature = {key[0]: u for key, u in written.items()}
     out: list[Unmodelled] = []
     for ins, _use in eff.inspects:
         if ins.engine in MODELLED_ENGINES:
             continue
         feature = f"inspect {ins.engine}"
-        known = written.get(feature)
+        known = written.get((feature, ins.origin.file, ins.origin.line)) or by_feature.get(feature)
         if known is not None:
             out.append(known)
         else:
