@@ -13,6 +13,7 @@ import select
 import socket
 
 import pytest
+from bench.run import BENCH_CONFIG
 
 from statewall import craft
 from statewall.dialects.asa import parse
@@ -20,21 +21,8 @@ from statewall.engine import Firewall
 
 _tunpump = pytest.importorskip("statewall.live._tunpump", reason="the C pump is not built (no compiler)")
 
-CONFIG = """\
-interface Ethernet0
- nameif outside
- security-level 0
- ip address 192.0.2.1 255.255.255.0
-interface Ethernet1
- nameif inside
- security-level 100
- ip address 10.0.0.1 255.255.0.0
-access-list inside_in extended permit tcp 10.0.0.0 255.255.0.0 any
-access-group inside_in in interface inside
-global (outside) 1 interface
-nat (inside) 1 10.0.0.0 255.255.0.0
-route outside 0.0.0.0 0.0.0.0 192.0.2.254 1
-"""
+# The bench's policy: PAT to the interface, an access list, the default normalizer, randomization.
+CONFIG = BENCH_CONFIG
 CLIENT, SERVER = 0x0A000002, 0xC6336407
 M = 0xFFFFFFFF
 

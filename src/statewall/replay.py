@@ -94,6 +94,25 @@ def conn_id_of(fw: Any, data: bytes | bytearray, events: Sequence[Event]) -> int
     return half.conn.id if half is not None else None
 
 
+def counter_summary(counters: dict) -> dict:
+    """The summary's entries made from the event counters: connections, translations, access-list
+    hits, ICMP sent, per-interface counts. One process's replay, the sharded replay's merge and a
+    recorded live run write them alike."""
+    return {
+        "connections": {
+            "built": sum(counters["connections_built"].values()),
+            "torn_down": sum(counters["connections_torn_down"].values()),
+            "built_by_protocol": counters["connections_built"],
+            "torn_down_by_protocol": counters["connections_torn_down"],
+            "teardown_reasons": counters["teardown_reasons"],
+        },
+        "xlates": {"built": counters["xlates_built"], "torn_down": counters["xlates_torn_down"]},
+        "acl_hits": counters["acl_hits"],
+        "icmp_sent": counters["icmp_sent"],
+        "interfaces": counters["interfaces"],
+    }
+
+
 def output_name(iface: str) -> str:
     """File name for an interface's output capture; names with path characters are made safe."""
     return re.sub(r"[^\w.-]", "_", iface) + ".pcap"
@@ -374,17 +393,7 @@ def replay(
             "drops_by_reason": counters["drops_by_reason"],
             "not_modelled": dict(sorted(not_modelled.items())),
             "packets_out": {iface: w.count for iface, w in sorted(outputs.writers.items())},
-            "connections": {
-                "built": sum(counters["connections_built"].values()),
-                "torn_down": sum(counters["connections_torn_down"].values()),
-                "built_by_protocol": counters["connections_built"],
-                "torn_down_by_protocol": counters["connections_torn_down"],
-                "teardown_reasons": counters["teardown_reasons"],
-            },
-            "xlates": {"built": counters["xlates_built"], "torn_down": counters["xlates_torn_down"]},
-            "acl_hits": counters["acl_hits"],
-            "icmp_sent": counters["icmp_sent"],
-            "interfaces": counters["interfaces"],
+            **counter_summary(counters),
             "log_lines": outputs.log_lines,
             "outputs": {
                 "log": "log.txt",

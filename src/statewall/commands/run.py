@@ -51,6 +51,21 @@ def parse_bind(text: str) -> tuple[str, str, str | None]:
     return iface, device, netns or None
 
 
+def make_loop(fw, ports, args, on_events):
+    """The live loop as ``statewall run``'s options set it (one process, or one worker of --workers)."""
+    from ..live.loop import Loop
+
+    return Loop(
+        fw,
+        ports,
+        tick=args.tick,
+        on_events=on_events,
+        compiled=not args.python_wait,
+        spin=args.poll_us / 1e6,
+        uring=args.uring,
+    )
+
+
 def _event_writer(fmt: str, fp: IO[str], policy, syslog: list[str], relog: list | None = None):
     """The loop's event callback: the log in ``fmt`` to ``fp``, and every message to the syslog
     servers (the configuration's ``logging host`` lines and ``--syslog``), as the ASA frames them.
@@ -127,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so that `statewall --help` works where the live path cannot (no /dev/net/tun).
     from ..engine import Firewall
     from ..live.ctl import Commands, CtlError, CtlServer, PolicySource, parse_timeout_override
-    from ..live.loop import Loop, Port
+    from ..live.loop import Port
     from ..live.tun import open_tun
 
     try:
@@ -192,15 +207,7 @@ def run(args: argparse.Namespace) -> int:
             ports.append(Port(name, tun))
         relog: list = []
         on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog, relog)
-        loop = Loop(
-            fw,
-            ports,
-            tick=args.tick,
-            on_events=on_events,
-            compiled=not args.python_wait,
-            spin=args.poll_us / 1e6,
-            uring=args.uring,
-        )
+        loop = make_loop(fw, ports, args, on_events)
         if args.record:
             from ..live.record import Recorder, attach
 

@@ -26,7 +26,7 @@ from ..logfmt import linux
 from ..logfmt.asalog import AsaLog
 from ..logfmt.counters import Counters
 from ..policy import Policy
-from ..replay import ASP_DROP, Outputs, output_name
+from ..replay import ASP_DROP, Outputs, counter_summary, output_name
 from ..report import REPORT_NAME, write_report
 
 
@@ -138,17 +138,7 @@ class Recorder:
             "held": max(0, self.packets_in - self.forwarded - self.dropped_on_receive),
             "drops_by_reason": counters["drops_by_reason"],
             "packets_out": {iface: w.count for iface, w in sorted(self.out.writers.items())},
-            "connections": {
-                "built": sum(counters["connections_built"].values()),
-                "torn_down": sum(counters["connections_torn_down"].values()),
-                "built_by_protocol": counters["connections_built"],
-                "torn_down_by_protocol": counters["connections_torn_down"],
-                "teardown_reasons": counters["teardown_reasons"],
-            },
-            "xlates": {"built": counters["xlates_built"], "torn_down": counters["xlates_torn_down"]},
-            "acl_hits": counters["acl_hits"],
-            "icmp_sent": counters["icmp_sent"],
-            "interfaces": counters["interfaces"],
+            **counter_summary(counters),
             "log_lines": self.out.log_lines,
             "outputs": {
                 "log": "log.txt",

@@ -201,11 +201,11 @@ class Supervisor:
         w.result = b""
 
     def _work(self, k: int, pipe: int) -> int:
-        from ..commands.run import _event_writer
+        from ..commands.run import _event_writer, make_loop
         from ..engine import Firewall
         from ..scale.replay import shard_policy
         from .ctl import Commands, CtlServer
-        from .loop import Loop, Port
+        from .loop import Port
 
         args = self.args
         for queues in self.queues.values():
@@ -219,15 +219,7 @@ class Supervisor:
         ports = [Port(name, queues[k]) for name, queues in self.queues.items()]
         log_fp = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")  # noqa: SIM115
         on_events, sender = _event_writer(args.log_format, log_fp, self.policy, args.syslog)
-        loop = Loop(
-            fw,
-            ports,
-            tick=args.tick,
-            on_events=on_events,
-            compiled=not args.python_wait,
-            spin=args.poll_us / 1e6,
-            uring=args.uring,
-        )
+        loop = make_loop(fw, ports, args, on_events)
         loop.on_tick = log_fp.flush
         server = None
         if self.worker_dir is not None:

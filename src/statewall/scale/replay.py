@@ -50,7 +50,14 @@ from ..logfmt.counters import ASA_NEAREST, Counters
 from ..logfmt.jsonl import event_to_json
 from ..pcapio import CaptureReader, PcapngWriter, PcapWriter
 from ..policy import Policy
-from ..replay import ASP_DROP, ReplayError, conn_id_of, merged_captures, output_name
+from ..replay import (
+    ASP_DROP,
+    ReplayError,
+    conn_id_of,
+    counter_summary,
+    merged_captures,
+    output_name,
+)
 from ..report import REPORT_NAME, write_report
 from .shardkey import ShardKey
 
@@ -517,17 +524,7 @@ def replay(
         "drops_by_reason": c["drops_by_reason"],
         "not_modelled": dict(sorted(not_modelled.items())),
         "packets_out": packets_out,
-        "connections": {
-            "built": sum(c["connections_built"].values()),
-            "torn_down": sum(c["connections_torn_down"].values()),
-            "built_by_protocol": c["connections_built"],
-            "torn_down_by_protocol": c["connections_torn_down"],
-            "teardown_reasons": c["teardown_reasons"],
-        },
-        "xlates": {"built": c["xlates_built"], "torn_down": c["xlates_torn_down"]},
-        "acl_hits": c["acl_hits"],
-        "icmp_sent": c["icmp_sent"],
-        "interfaces": c["interfaces"],
+        **counter_summary(c),
         "log_lines": log_lines,
         "outputs": {
             "log": "log.txt",
