@@ -190,17 +190,23 @@ def newconn(passes: int, chunk: int = 4000, warmup: int = NEWCONN_WARMUP):
     yield Firewall(parse(BENCH_CONFIG, "bench.cfg"), seed=1), ops, sent, bounds
 
 
+def warm_up(fw, ops) -> int:
+    """Run the recorded ``ops`` of the ``newconn`` workload through ``fw``, untimed: the packets out."""
+    got = 0
+    for op in ops:
+        if op[0] == "r":
+            got += len(fw.receive(op[1], bytearray(op[2]), op[3]).packets)
+        else:
+            got += len(fw.advance(op[1]).packets)
+    return got
+
+
 def measure_newconn(passes: int, chunk: int = 4000) -> list[float]:
     """µs per connection (8 packets, advance included) of each pass of ``chunk`` connections."""
     fw, ops, sent, bounds = next(newconn(passes, chunk))
     receive, advance = fw.receive, fw.advance
     times = []
-    got = 0
-    for op in ops[: bounds[1]]:  # the warm-up, untimed
-        if op[0] == "r":
-            got += len(receive(op[1], bytearray(op[2]), op[3]).packets)
-        else:
-            got += len(advance(op[1]).packets)
+    got = warm_up(fw, ops[: bounds[1]])
     gc.collect()
     gc.freeze()
     for a, b in zip(bounds[1:], bounds[2:]):

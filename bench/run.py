@@ -206,18 +206,13 @@ def bench_short(connections: int, warmup: int = 32_000) -> dict:
     state). The packets are recorded once through a firewall with the same seed, then replayed through
     a fresh one (engine time only, the collector on); every packet must come out as recorded.
     """
-    from bench.profile import newconn
+    from bench.profile import newconn, warm_up
 
     per = max(1, connections // CHUNKS)
     connections = per * CHUNKS
     fw, ops, sent, bounds = next(newconn(CHUNKS, per, warmup))
     receive, advance = fw.receive, fw.advance
-    got = 0
-    for op in ops[: bounds[1]]:  # the warm-up, untimed
-        if op[0] == "r":
-            got += len(receive(op[1], bytearray(op[2]), op[3]).packets)
-        else:
-            got += len(advance(op[1]).packets)
+    got = warm_up(fw, ops[: bounds[1]])
     parts = [
         [(op[1], bytearray(op[2]), op[3]) if op[0] == "r" else (None, None, op[1]) for op in ops[a:b]]
         for a, b in zip(bounds[1:], bounds[2:])
