@@ -275,6 +275,24 @@ class XlateTeardown(Event):
     duration: float
 
 
+def xlate_event(cls, x, now: float, **kw):
+    """A translation slot's ``XlateBuilt`` or ``XlateTeardown`` (``cls``) from the slot ``x``
+    (``nat.Xlate``); its addresses are formatted only if a log reads them."""
+    v = x.version
+    return cls(
+        now,
+        x.kind,
+        x.proto,
+        x.real_iface,
+        (v, x.real_addr),
+        x.real_port,
+        x.mapped_iface,
+        (v, x.mapped_addr),
+        x.mapped_port,
+        **kw,
+    )
+
+
 @_lazy_addresses("real_address", "mapped_address")
 @dataclass(slots=True)
 class _PortBlock(Event):

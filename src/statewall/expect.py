@@ -36,7 +36,7 @@ lose its control connection (seed 004); Linux conntrack does not, which is the f
 from __future__ import annotations
 
 from .acl import AclDecision
-from .events import XlateBuilt
+from .events import XlateBuilt, xlate_event
 from .nat import NatFailure
 from .packet import addr_to_str
 from .policy import PROTO_TCP, Origin
@@ -229,7 +229,7 @@ class ExpectTable:
                 maddr = xl.mapped_addr
                 mport = xl.mapped_port if xl.pat else port
                 if created:
-                    events.append(_xlate_built(xl, now))
+                    events.append(xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
         key = (v, PROTO_TCP, o.in_iface, peer, maddr, mport)
         clash = self.by_key.get(key)
         spare = None  # an expectation of this master given up below: its object is reused
@@ -361,19 +361,3 @@ class ExpectTable:
     def _release(self, xl, now: float) -> None:
         if self.nat.release(xl, now):
             self.timers.schedule(now + xl.timeout, xl)
-
-
-def _xlate_built(x, now: float) -> XlateBuilt:
-    v = x.version
-    return XlateBuilt(
-        now,
-        x.kind,
-        x.proto,
-        x.real_iface,
-        addr_to_str(v, x.real_addr),
-        x.real_port,
-        x.mapped_iface,
-        addr_to_str(v, x.mapped_addr),
-        x.mapped_port,
-        origin=x.rule.origin,
-    )

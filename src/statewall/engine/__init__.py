@@ -32,7 +32,7 @@ from __future__ import annotations
 from .. import fastpath
 from ..conntrack import Connection
 from ..dcd import Probe
-from ..events import DropReason, Event, XlateTeardown
+from ..events import DropReason, Event, XlateTeardown, xlate_event
 from ..expect import Expectation
 from ..normalizer import NormState
 from ..packet import DecodeError, decode
@@ -201,9 +201,7 @@ class Firewall:
                     if obj.entry is not None and obj.entry.pba:
                         ev.extend(lifecycle.block_events(self, until))  # 305015, not 305012
                     else:
-                        ev.append(
-                            lifecycle.xlate_event(XlateTeardown, obj, until, duration=until - obj.created)
-                        )
+                        ev.append(xlate_event(XlateTeardown, obj, until, duration=until - obj.created))
         forward.expire_fragments(self, now)
         ip_in.expire(self, now, ev)
         return Result(out, ev)

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from .. import ipoptions, mpf
 from ..conntrack import Connection, Half, make_halves, reply_key
-from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt
+from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt, xlate_event
 from ..inspect import MODELLED_ENGINES
 from ..inspect.icmp import ECHO_REPLIES
 from ..limits import ADMIT
@@ -658,20 +658,7 @@ def build(c: NewFlow) -> bool:
             # Port block allocation logs the block (305014), not the translations within it.
             ev.extend(lifecycle.block_events(fw, now))
         elif c.created:
-            ev.append(
-                XlateBuilt(
-                    now,
-                    xl.kind,
-                    xl.proto,
-                    xl.real_iface,
-                    (xl.version, xl.real_addr),  # formatted if a log reads them
-                    xl.real_port,
-                    xl.mapped_iface,
-                    (xl.version, xl.mapped_addr),
-                    xl.mapped_port,
-                    origin=xl.rule.origin,
-                )
-            )
+            ev.append(xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
         if rev.rewrites:
             key = (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport)
             lifecycle.index_for_replay(fw, key, rev)

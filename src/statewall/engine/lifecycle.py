@@ -27,11 +27,9 @@ from __future__ import annotations
 from .. import dcd
 from ..conntrack import ORIGINAL, REPLY, Connection, Half
 from ..events import ConnTeardown, Endpoint
-from ..nat import Xlate
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import F_FIN_ACKED, TcpState
 from . import asa_policy
-from .context import addr_str
 
 TCP_FIN = 0x01
 TCP_RST = 0x04
@@ -336,22 +334,6 @@ def block_events(fw, now: float) -> list:
             )
         )
     return out
-
-
-def xlate_event(cls, x: Xlate, now: float, **kw):
-    v = x.version
-    return cls(
-        now,
-        x.kind,
-        x.proto,
-        x.real_iface,
-        addr_str(v, x.real_addr),
-        x.real_port,
-        x.mapped_iface,
-        addr_str(v, x.mapped_addr),
-        x.mapped_port,
-        **kw,
-    )
 
 
 def asa_conn_flags(conn: Connection) -> str:

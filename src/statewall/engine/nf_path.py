@@ -65,13 +65,8 @@ _RAW_PRE = Netfilter.before_conntrack("PREROUTING")
 _PRE = Netfilter.after_conntrack("PREROUTING")
 _PRE_NONAT = tuple(t for t in _PRE if t != "nat")
 _FORWARD = HOOK_TABLES["FORWARD"]
-_INPUT = HOOK_TABLES["INPUT"]
-_INPUT_NONAT = tuple(t for t in _INPUT if t != "nat")
 _POST = HOOK_TABLES["POSTROUTING"]
 _POST_NONAT = tuple(t for t in _POST if t != "nat")
-_RAW_OUT = Netfilter.before_conntrack("OUTPUT")
-_OUT = Netfilter.after_conntrack("OUTPUT")
-_OUT_NONAT = tuple(t for t in _OUT if t != "nat")
 
 # Conntrack's reasons for INVALID that a sysctl would have let through, for a dropped packet's hint.
 INVALID_HINTS = {

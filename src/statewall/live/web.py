@@ -194,7 +194,8 @@ class WebView:
         """Counters, one page of connections, the translations and the recent drops (loop thread)."""
         fw = self.fw
         now = fw.now
-        from ..logfmt.tables import conn_records, xlate_records
+        from ..logfmt.tables import xlate_records
+        from ..showtables import conn_records
 
         records = conn_records(fw)
         total = len(records)

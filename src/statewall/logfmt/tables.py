@@ -1,38 +1,11 @@
-"""The ASA's ``show conn`` and ``show xlate`` tables of a running engine (rows from its state, text by
-``statewall.logfmt.asa``): the engine holds connections and translations, this module makes rows of
-them, outside end first as the ASA prints them."""
+"""The ASA's ``show conn`` and ``show xlate`` tables of a running engine (text by ``statewall.logfmt.asa``):
+this module makes the translations' rows; the connections' rows are ``statewall.showtables.conn_records``,
+the one place both ``show conn`` and the live view take them from."""
 
 from __future__ import annotations
 
-from ..engine import asa_conn_flags
 from ..packet import addr_to_str
-from .asa import ConnRecord, XlateRecord
-
-
-def conn_records(fw) -> list[ConnRecord]:
-    """``show conn`` rows, outside end first as the ASA prints them."""
-    rows = []
-    for conn in fw.conns:
-        ini, res = conn.initiator, conn.responder
-        outside, inside = (res, ini) if conn.inside_is_initiator else (ini, res)
-        # The ASA shows the inside host's real address and the outside host's address as seen.
-        rows.append(
-            ConnRecord(
-                conn.proto,
-                outside.interface,
-                outside.address,
-                outside.port,
-                inside.interface,
-                inside.address,
-                inside.port,
-                conn.last,
-                conn.bytes,
-                asa_conn_flags(conn),
-                conn.created,
-                conn.timeout,
-            )
-        )
-    return rows
+from .asa import XlateRecord
 
 
 def show_conn(fw, *, detail: bool = False, now: float | None = None) -> str:
