@@ -1158,7 +1158,8 @@ def test_without_inspect_icmp_the_reply_needs_an_access_rule_of_its_own():
 
 
 _ECHO_REPLY_ACL = (
-    "access-list OUTSIDE_IN extended permit icmp any any echo-reply\naccess-group OUTSIDE_IN in interface outside\n"
+    "access-list OUTSIDE_IN extended permit icmp any any echo-reply\n"
+    "access-group OUTSIDE_IN in interface outside\n"
 )
 
 

@@ -27,7 +27,8 @@ def fw_for(text: str = SEED000) -> Firewall:
 # The seed's box with ICMP inspected: echoes have sessions, errors are matched to connections (without
 # these the ASA keeps no ICMP state and the outside interface's access rules judge every ICMP packet).
 SEED000_ICMP = SEED000 + (
-    "policy-map global_policy\n class inspection_default\n  inspect ftp\n  inspect icmp\n  inspect icmp error\n"
+    "policy-map global_policy\n class inspection_default\n  inspect ftp\n  inspect icmp\n"
+    "  inspect icmp error\n"
     "service-policy global_policy global\n"
 )
 

@@ -31,7 +31,9 @@ ECHO_REPLY = (
     "access-list OUTSIDE_IN extended permit icmp any any echo-reply\n"
     "access-group OUTSIDE_IN in interface outside\n"
 )
-INSPECT = "policy-map global_policy\n class inspection_default\n  inspect icmp\nservice-policy global_policy global\n"
+INSPECT = "policy-map global_policy\n class inspection_default\n  inspect icmp\n" + (
+    "service-policy global_policy global\n"
+)
 
 
 def fw(extra: str = "") -> Firewall:
@@ -87,7 +89,8 @@ def test_the_reply_is_denied_by_the_security_levels_with_106014():
 
 def test_the_reply_is_denied_by_an_access_list_with_106023():
     f = fw(
-        "access-list OUTSIDE_IN extended permit tcp any any eq 80\naccess-group OUTSIDE_IN in interface outside\n"
+        "access-list OUTSIDE_IN extended permit tcp any any eq 80\n"
+        "access-group OUTSIDE_IN in interface outside\n"
     )
     sent = only(f.receive("inside", ping(), 1.0), "outside")
     res = f.receive("outside", pong(sent), 1.1)
@@ -96,7 +99,8 @@ def test_the_reply_is_denied_by_an_access_list_with_106023():
     assert d.reason is DropReason.ACL_DROP and d.acl == "OUTSIDE_IN"
     (line,) = lines(res)
     assert line.startswith(
-        f'%ASA-4-106023: Deny icmp src outside:{SERVER} dst inside:{MAPPED} (type 0, code 0) by access-group "OUTSIDE_IN"'
+        f"%ASA-4-106023: Deny icmp src outside:{SERVER} dst inside:{MAPPED} (type 0, code 0) "
+        'by access-group "OUTSIDE_IN"'
     ), line
 
 
@@ -198,7 +202,8 @@ def test_an_icmp_error_without_inspect_icmp_error_meets_the_access_rules():
     ]
     # Permitted by an access rule: translated back as its connection is (RFC 5508).
     f = fw(
-        "access-list OUTSIDE_IN extended permit icmp any any unreachable\naccess-group OUTSIDE_IN in interface outside\n"
+        "access-list OUTSIDE_IN extended permit icmp any any unreachable\n"
+        "access-group OUTSIDE_IN in interface outside\n"
     )
     sent = _udp_flow(f)
     back = only(
@@ -210,7 +215,8 @@ def test_an_icmp_error_without_inspect_icmp_error_meets_the_access_rules():
 
 def test_with_inspect_icmp_error_errors_are_matched_to_connections():
     f = fw(
-        "policy-map global_policy\n class inspection_default\n  inspect icmp error\nservice-policy global_policy global\n"
+        "policy-map global_policy\n class inspection_default\n  inspect icmp error\n"
+        "service-policy global_policy global\n"
     )
     sent = _udp_flow(f)
     err = IP(src=SERVER, dst=MAPPED) / ICMP(type=3, code=3) / bytes(sent)
