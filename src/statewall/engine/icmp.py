@@ -1,10 +1,12 @@
-"""ICMP the engine handles itself: errors about tracked connections, errors it sends, echo to the box.
+"""ICMP the engine handles itself: errors about tracked connections, stateless ICMP, errors it sends, echo.
 
-Owns the key by which an ICMP error finds the connection it quotes (``quoted_key``: the quoted packet's
-tuple reversed; for an ICMP query its identifier, which the codec gives as both ports, so both dialects
-find an echo's connection the same way), the forwarding of such an error on the ASA's stages
-(``related_error``, RFC 5508 translation), the errors the box answers with (``time_exceeded``,
-``too_big``) and the box's own echo replies (``echo_reply``, ``to_the_box``).
+Owns the key by which an ICMP error finds the connection it quotes (``quoted_key``, ``quoted_half``:
+the quoted packet's tuple reversed; for an ICMP query its identifier, which the codec gives as both
+ports, so both dialects find an echo's connection the same way), the forwarding of such an error on the
+ASA's stages (``related_error``, RFC 5508 translation; 313005 for one quoting nothing: ``no_session``),
+the ASA's ICMP without inspection (``stateless``: IPv4 ICMP no class inspects keeps no session,
+``forward_stateless`` sends it on with its translations), the errors the box answers with
+(``time_exceeded``, ``too_big``) and the box's own echo replies (``echo_reply``, ``to_the_box``).
 """
 
 from __future__ import annotations
