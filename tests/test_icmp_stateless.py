@@ -237,3 +237,20 @@ def test_no_xlate_is_built_for_a_reply_that_is_denied():
     f = fw()
     res = f.receive("outside", bytes(IP(src=SERVER, dst="10.0.0.2") / ICMP(type=0, id=3, seq=1)), 1.0)
     assert res.packets == [] and not any(isinstance(e, XlateBuilt) for e in res.events)
+
+
+def test_an_error_quoting_no_connection_is_an_icmp_packet_of_its_own_without_inspect_icmp_error():
+    f = fw(
+        "object network WEB\n host 10.0.0.5\n nat (inside,outside) static 192.0.2.5\n"
+        "access-list OUTSIDE_IN extended permit icmp any any unreachable\n"
+        "access-group OUTSIDE_IN in interface outside\n"
+    )
+    quoted = bytes(IP(src="192.0.2.5", dst=SERVER) / UDP(sport=9999, dport=5000))
+    err = IP(src=SERVER, dst="192.0.2.5") / ICMP(type=3, code=3) / quoted
+    res = f.receive("outside", bytes(err), 1.0)
+    back = only(res, "inside")
+    assert (back.dst, back[ICMP].type) == ("10.0.0.5", 3) and len(f.conns) == 0
+    assert not any(isinstance(e, Drop) for e in res.events)
+    # Time exceeded is not permitted: the implicit deny of the access list (106023).
+    res = f.receive("outside", bytes(IP(src=SERVER, dst="192.0.2.5") / ICMP(type=11, code=0) / quoted), 1.1)
+    assert res.packets == [] and [d.acl for d in res.events if isinstance(d, Drop)] == ["OUTSIDE_IN"]

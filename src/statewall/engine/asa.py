@@ -543,26 +543,18 @@ def inspect(c: NewFlow) -> bool:
     return True
 
 
-@stage("FLOW-CREATION", "INSPECT")
+@stage("FLOW-CREATION")
 def stateless(c: NewFlow) -> bool:
-    """IPv4 ICMP whose class does not inspect it (``inspect icmp``; ``inspect icmp error`` for an
-    error): the ASA builds no connection (no 302020/302021: the syslog guide's ICMP connections exist
-    "when stateful ICMP is enabled using the inspect icmp command"); the packet met the access rules
-    (its reply will meet them too, on its own way back) and leaves with its translations
-    (``icmp.forward_stateless``). An ICMP error that quotes no connection while its class inspects
-    errors is dropped (313005). Other packets go on to build their connection."""
+    """IPv4 ICMP whose class does not inspect it (``inspect icmp``): the ASA builds no connection (no
+    302020/302021: the syslog guide's ICMP connections exist "when stateful ICMP is enabled using the
+    inspect icmp command"); the packet met the access rules (its reply will meet them too, on its own
+    way back) and leaves with its translations (``icmp.forward_stateless``). An ICMP error gets here
+    only when its class does not inspect errors (``process``). Other packets go on to build their
+    connection."""
     eff = c.eff
     if c.proto != PROTO_ICMP or eff is None or not icmp.stateless(c.fw, c.pkt) or c.exp is not None:
         return True
-    if c.pkt.is_icmp_error:
-        ins = eff.inspects_engine("icmp error")
-        if ins is not None:
-            c.report(False, "ICMP error quotes no connection (inspect icmp error)", subtype="icmp-error",
-                     origin=ins.origin, phase="INSPECT")  # fmt: skip
-            _unbind(c)
-            icmp.no_session(c.fw, c.iface, c.pkt, c.now, c.ev, egress=c.egress, origin=ins.origin)
-            return False
-    elif eff.inspects_engine("icmp") is not None:
+    if not c.pkt.is_icmp_error and eff.inspects_engine("icmp") is not None:
         return True
     c.report(True, "No connection: ICMP is not inspected for this flow (no inspect icmp), so it passes "
              "on the access rules alone; packet dispatched to next module")  # fmt: skip
