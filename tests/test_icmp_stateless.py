@@ -254,3 +254,12 @@ def test_an_error_quoting_no_connection_is_an_icmp_packet_of_its_own_without_ins
     # Time exceeded is not permitted: the implicit deny of the access list (106023).
     res = f.receive("outside", bytes(IP(src=SERVER, dst="192.0.2.5") / ICMP(type=11, code=0) / quoted), 1.1)
     assert res.packets == [] and [d.acl for d in res.events if isinstance(d, Drop)] == ["OUTSIDE_IN"]
+
+
+def test_a_ping_too_big_for_the_egress_is_answered_and_leaves_no_xlate():
+    f = fw("mtu outside 1400\n")
+    big = IP(src="10.0.0.2", dst=SERVER, flags="DF") / ICMP(type=8, id=5, seq=1) / (b"x" * 1450)
+    res = f.receive("inside", bytes(big), 1.0)
+    (iface, data) = res.packets[0]
+    assert iface == "inside" and IP(bytes(data))[ICMP].type == 3 and IP(bytes(data))[ICMP].code == 4
+    assert not any(isinstance(e, XlateBuilt) for e in res.events) and f.nat.xlates == {}

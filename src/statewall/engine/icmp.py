@@ -157,17 +157,11 @@ def forward_stateless(c) -> None:
     fw, pkt, now, ev, out = c.fw, c.pkt, c.now, c.ev, c.out
     eff = c.eff
     dec = 1 if eff is None or eff.decrement_ttl else 0
-    if dec and pkt.ttl <= 1:
-        time_exceeded(fw, c.iface, pkt, now, out, ev)
-        return
-    if not pkt.ttl:
-        ttl_zero(fw, c.iface, pkt, now, ev, c.egress)
-        return
-    mtu = fw.interfaces[c.egress].mtu
-    size = fw.reasm_dg.frag_max_size if fw.reasm_dg is not None else pkt.total_len
-    if size > mtu and not too_big(fw, c.iface, pkt, mtu, now, out, ev):
-        return
     xl = c.xl
+    if not _router_checks(c, dec):
+        if xl is not None and c.created:
+            fw.nat.remove(xl)  # a slot made for a packet that never left
+        return
     if xl is not None and c.created:
         if xl.entry is not None and xl.entry.pba:
             from .lifecycle import block_events  # (lifecycle's imports lead back here)
@@ -193,6 +187,21 @@ def forward_stateless(c) -> None:
         pkt.set_ttl(pkt.ttl - 1)
     fw.stats["forwarded"] += 1
     out.append((c.egress, pkt.buf))
+
+
+def _router_checks(c, dec: int) -> bool:
+    """The router's checks before a stateless ICMP packet leaves (TTL, egress MTU): False when it was
+    answered or dropped instead."""
+    fw, pkt = c.fw, c.pkt
+    if dec and pkt.ttl <= 1:
+        time_exceeded(fw, c.iface, pkt, c.now, c.out, c.ev)
+        return False
+    if not pkt.ttl:
+        ttl_zero(fw, c.iface, pkt, c.now, c.ev, c.egress)
+        return False
+    mtu = fw.interfaces[c.egress].mtu
+    size = fw.reasm_dg.frag_max_size if fw.reasm_dg is not None else pkt.total_len
+    return size <= mtu or too_big(fw, c.iface, pkt, mtu, c.now, c.out, c.ev)
 
 
 def _slots(c) -> list:
