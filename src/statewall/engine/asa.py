@@ -57,6 +57,7 @@ from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import TcpTracker
 from . import asa_policy, forward, icmp, ip_in, lifecycle
 from .context import Lookup, NewFlow, addr_str, drop, run, stage
+from .flowclass import UNKNOWN
 from .state import asa_version_before
 
 TCP_FIN = 0x01
@@ -113,8 +114,18 @@ def new_flow(
     or None when a stage stopped it. ``validated``: the SYN TCP Intercept sends on for a client that
     answered its cookie."""
     c = NewFlow(fw, iface, pkt, now, out, ev, validated)
-    if not run(fw.new_flow_stages, c):
+    classes = fw.flow_classes
+    if classes is None or c.trace is not None:
+        stages = fw.new_flow_stages
+    else:
+        # The stages before NAT answered for this flow's class already (statewall.engine.flowclass).
+        stages = classes.classify(c, run, _acl_hits)
+        if stages is None:
+            return None
+    if not run(stages, c):
         return None
+    if c.kept is not None and c.kept.key is not None:
+        classes.keep(c.kept)
     return c.half
 
 
@@ -231,23 +242,8 @@ def access_list(c: NewFlow) -> bool:
         if c.exp is None
         else c.exp.decision
     )
-    for cr in dec.logged:
-        c.ev.append(
-            AclHit(
-                c.now,
-                cr.rule.acl,
-                "permitted" if cr.permit else "denied",
-                c.proto,
-                iface,
-                (v, pkt.src),  # addresses as (version, int): formatted if a log reads them
-                pkt.sport,
-                egress,
-                (v, acl_dst),
-                acl_dport,
-                cr.hits,
-                origin=cr.rule.origin,
-            )
-        )
+    if dec.logged:
+        _acl_hits(c, dec)
     if dec.permitted:
         c.report(
             True,
@@ -284,6 +280,28 @@ def access_list(c: NewFlow) -> bool:
         )
         c.drop(DropReason.SECURITY_LEVEL, egress=egress, origin=c.itf.origin, message=dec.reason, hint=hint)
     return False
+
+
+def _acl_hits(c: NewFlow, dec) -> None:
+    """106100 for each logged entry of the access decision (with its hit count after this flow)."""
+    pkt, v = c.pkt, c.v
+    for cr in dec.logged:
+        c.ev.append(
+            AclHit(
+                c.now,
+                cr.rule.acl,
+                "permitted" if cr.permit else "denied",
+                c.proto,
+                c.iface,
+                (v, pkt.src),  # addresses as (version, int): formatted if a log reads them
+                pkt.sport,
+                c.egress,
+                (v, c.acl_dst),
+                c.acl_dport,
+                cr.hits,
+                origin=cr.rule.origin,
+            )
+        )
 
 
 def _net_text(nets) -> tuple[str, str]:
@@ -354,15 +372,32 @@ def _class_lookup(c: NewFlow, domain: str, priority: int, use, flags=()) -> Look
 @stage("NAT")
 def source_nat(c: NewFlow) -> bool:
     fw, pkt, v = c.fw, c.pkt, c.v
-    reverse = c.unnat is None and c.exp is None and c.egress != c.iface and fw.nat.entries
-    if reverse and not _nat_reverse_path(c):
-        return False
+    nat = fw.nat
+    kept = c.kept
     try:
-        # A twice NAT rule found by UN-NAT translates the source too (``via``).
-        xl, c.created = fw.nat.translate_source(
-            v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.now,
-            via=c.unnat[3] if c.unnat is not None else None,
-        )  # fmt: skip
+        if kept is not None and c.unnat is None:
+            # The class's rule, found once (statewall.engine.flowclass); the port is this flow's.
+            e = kept.nat
+            if e is UNKNOWN:
+                if c.egress != c.iface and nat.entries and not _nat_reverse_path(c):
+                    return False
+                e = kept.nat = nat.source_entry(
+                    v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport
+                )
+            xl, c.created = (
+                nat.apply_entry(e, v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.now)
+                if e is not None
+                else (None, False)
+            )
+        else:
+            reverse = c.unnat is None and c.exp is None and c.egress != c.iface and nat.entries
+            if reverse and not _nat_reverse_path(c):
+                return False
+            # A twice NAT rule found by UN-NAT translates the source too (``via``).
+            xl, c.created = nat.translate_source(
+                v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.now,
+                via=c.unnat[3] if c.unnat is not None else None,
+            )  # fmt: skip
     except NatFailure as e:
         c.report(False, e.message, origin=e.rule.origin)
         c.drop(
