@@ -43,6 +43,10 @@ typedef struct {
     PyObject *conn;
     PyObject *in_iface0, *in_iface1;
     PyObject *out_iface0, *out_iface1;
+    /* What the Python path needs besides the fields below to rebuild the connection's tracker,
+     * normalizer and randomization objects when they are not kept (statewall.fastpath: one tuple shared
+     * by every connection with the same values), or None while the connection keeps them. */
+    PyObject *shared;
     /* NAT per direction: final addresses and ports, the RFC 1624 deltas (addresses; addresses and
      * ports), whether an address changes (moved), whether the half rewrites at all (rewrites). */
     long long da[2], dl4[2];
@@ -74,7 +78,7 @@ typedef struct {
 } Flow;
 
 /* The object references of each type, for the collector's traverse and clear. */
-#define FLOW_REFS(X) X(conn) X(in_iface0) X(in_iface1) X(out_iface0) X(out_iface1)
+#define FLOW_REFS(X) X(conn) X(in_iface0) X(in_iface1) X(out_iface0) X(out_iface1) X(shared)
 #define TABLE_REFS(X) X(fw) X(stats) X(result_type)
 #define VISIT_REF(name) Py_VISIT(self->name);
 #define CLEAR_REF(name) Py_CLEAR(self->name);
@@ -96,7 +100,11 @@ GC_FUNCTIONS(Flow, FLOW_REFS)
 /* What Python reads of a Flow directly (fill() and tcp_state() carry the rest). */
 static PyMemberDef Flow_members[] = {
     {"conn", T_OBJECT_EX, offsetof(Flow, conn), 0, "the Connection (None once taken back)"},
+    {"shared", T_OBJECT, offsetof(Flow, shared), 0,
+     "None, or the shared rest of the objects the connection does not keep (statewall.fastpath)"},
     {"proto", T_UBYTE, offsetof(Flow, proto), READONLY, NULL},
+    {"offs0", T_UINT, offsetof(Flow, offs), READONLY, "the ORIGINAL direction's randomization offset"},
+    {"offs1", T_UINT, offsetof(Flow, offs) + sizeof(unsigned int), READONLY, "the REPLY direction's"},
     {"norm", T_UBYTE, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
     {"packets", T_ULONGLONG, offsetof(Flow, packets), READONLY, "packets the fast path forwarded"},
     {"ttl_dec", T_UBYTE, offsetof(Flow, ttl_dec), 0, "1 when the TTL is lowered (0: the ASA's default)"},

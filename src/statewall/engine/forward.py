@@ -203,12 +203,15 @@ def established(
             # Segments queued behind this one are in order now.
             for held in normalizer.release(norm, half.dir):
                 established(fw, half, held.pkt, now, out, ev, held.gso_size)
-        if again and fast is not None and trk.state == TcpState.ESTABLISHED:
+        if (again or not plen) and fast is not None and trk.state == TcpState.ESTABLISHED:
             fast.offload(conn)  # the next segments go through the compiled path
     elif again and conn.proto == PROTO_UDP and fast is not None:
         fast.offload(conn)
-    # Offloaded at the second payload from one side: a short exchange (a request and its answer,
-    # one DNS query) is over before offloading and taking back would pay off.
+    # A TCP connection is offloaded at the end of its handshake (the ACK without data that makes it
+    # ESTABLISHED), where its record replaces its Python objects (statewall.fastpath: an idle
+    # connection costs its record, not an object graph), or at the second payload from one side;
+    # UDP at the second payload: a short exchange (one query and its answer) is over before
+    # offloading and taking back would pay off.
 
 
 def ttl_mtu(fw, iface: str, egress: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> bool:
