@@ -226,6 +226,9 @@ typedef struct {
     PyObject *fw, *stats, *result_type;
 } FlowTable;
 
+/* The four (ORIGINAL, REPLY) data-seen pairs, index bit 0 ORIGINAL, bit 1 REPLY. */
+static PyObject *seen_pairs[4];
+
 static PyObject *str_last, *str_bytes, *str_data_seen, *str_now, *str_trace, *str_packets_in, *str_forwarded,
     *int_one, *int_zero;
 
@@ -679,12 +682,24 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     /* the Connection's activity */
     f->packets++;
     if (plen && !f->seen_mark[d]) { /* the first payload this way since the offload */
+        /* conn.data_seen is an immutable pair replaced on a write, one of four shared ones
+         * (statewall.conntrack.seen_with) */
         PyObject *ds = PyObject_GetAttr(f->conn, str_data_seen);
         if (!ds)
             return NULL;
-        int rc = PySequence_SetItem(ds, d, Py_True);
+        int which = 1 << d;
+        for (int i = 0; i < 2; i++) {
+            PyObject *item = PySequence_GetItem(ds, i);
+            int set = item ? PyObject_IsTrue(item) : -1;
+            Py_XDECREF(item);
+            if (set < 0) {
+                Py_DECREF(ds);
+                return NULL;
+            }
+            which |= set << i;
+        }
         Py_DECREF(ds);
-        if (rc < 0)
+        if (PyObject_SetAttr(f->conn, str_data_seen, seen_pairs[which]) < 0)
             return NULL;
         f->seen_mark[d] = 1;
     }
@@ -1021,6 +1036,11 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     str_fast_offer = PyUnicode_InternFromString("fast_offer");
     if (!int_one || !int_zero || !str_fast_offer)
         return NULL;
+    for (int i = 0; i < 4; i++) {
+        seen_pairs[i] = PyTuple_Pack(2, (i & 1) ? Py_True : Py_False, (i & 2) ? Py_True : Py_False);
+        if (!seen_pairs[i])
+            return NULL;
+    }
     PyObject *m = PyModule_Create(&fastpath_module);
     if (!m)
         return NULL;

@@ -85,18 +85,31 @@ _shared_address = Interner(1 << 16)
 _ADDRESSES = _shared_address.table
 
 
+# Ports repeat too (many hosts' ephemeral ports, PAT keeping the real port where it is free): one
+# integer object per port number for the halves and the translations (at most 65 536 of them).
+shared_port = Interner(1 << 17)
+_PORTS = shared_port.table
+shared_address = _shared_address
+
+
 def _shared_key(key: tuple) -> tuple:
-    """``key`` with its addresses shared (the same tuple when they already are)."""
+    """``key`` with its addresses and ports shared (the same tuple when they already are)."""
     v, proto, src, sport, dst, dport = key
     s = _ADDRESSES.get(src)
     d = _ADDRESSES.get(dst)
-    if s is src and d is dst:
+    sp = _PORTS.get(sport)
+    dp = _PORTS.get(dport)
+    if s is src and d is dst and sp is sport and dp is dport:
         return key
     if s is None:
         s = _shared_address(src)
     if d is None:
         d = _shared_address(dst)
-    return (v, proto, s, sport, d, dport)
+    if sp is None:
+        sp = shared_port(sport)
+    if dp is None:
+        dp = shared_port(dport)
+    return (v, proto, s, sp, d, dp)
 
 
 # The sum changes of compile_nat repeat across connections: one host's connections through one mapped
@@ -143,6 +156,18 @@ def make_halves(conn, in_iface: str, out_iface: str | None, key: tuple, xlated: 
         dst0 if dst1 != dst0 else None, back_sport, src0 if src1 != src0 else None, back_dport,
     )  # fmt: skip
     return fwd, rev
+
+
+# ``Connection.data_seen``: whether payload went each way, an immutable pair shared by every connection
+# with the same two flags and replaced on a write (``seen_with``), instead of a list per connection
+# (memory). The compiled fast path writes it the same way.
+_SEEN = {(a, b): (a, b) for a in (False, True) for b in (False, True)}
+NOTHING_SEEN = _SEEN[(False, False)]
+
+
+def seen_with(pair: tuple[bool, bool], d: int) -> tuple[bool, bool]:
+    """``pair`` with direction ``d`` marked, shared."""
+    return _SEEN[(True, bool(pair[1])) if d == 0 else (bool(pair[0]), True)]
 
 
 class Connection:
@@ -195,7 +220,7 @@ class Connection:
         self.timeout = 0.0
         self.timeout_kind = "idle"
         self.bytes = 0
-        self.data_seen = [False, False]  # payload seen in ORIGINAL / REPLY direction
+        self.data_seen = NOTHING_SEEN  # payload seen in ORIGINAL / REPLY direction (seen_with)
         # {"initiator", "responder", "closer", "replay_keys": value} for those that are set (see above)
         self._extra: dict | None = None
         if initiator is not None or responder is not None:

@@ -13,7 +13,7 @@ counters, the connection's bytes, the first fragment's note for the later ones) 
 from __future__ import annotations
 
 from .. import ipoptions, mss, normalizer
-from ..conntrack import ORIGINAL, REPLY, Half
+from ..conntrack import ORIGINAL, REPLY, Half, seen_with
 from ..events import DropReason
 from ..packet import Packet
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
@@ -186,7 +186,8 @@ def established(
         conn.bytes += plen
         seen = conn.data_seen
         again = seen[half.dir]
-        seen[half.dir] = True
+        if not again:
+            conn.data_seen = seen_with(seen, half.dir)
     fw.stats["forwarded"] += 1
     out.append((half.out_iface, pkt.buf))
     if pkt.mf:
@@ -259,7 +260,8 @@ def emit(fw, half: Half, egress: str, pkt: Packet, now: float, out: list) -> Non
     plen = pkt.payload_len
     if plen:
         conn.bytes += plen
-        conn.data_seen[half.dir] = True
+        if not conn.data_seen[half.dir]:
+            conn.data_seen = seen_with(conn.data_seen, half.dir)
     fw.stats["forwarded"] += 1
     out.append((egress, pkt.buf))
     if pkt.mf:
