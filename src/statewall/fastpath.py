@@ -92,7 +92,7 @@ def flow_key(key: tuple) -> bytes:
 class FastPath:
     """The compiled flow table of one Firewall and the copying between it and the connections."""
 
-    __slots__ = ("table", "fw", "offloads", "returns", "shed")
+    __slots__ = ("table", "fw", "offloads", "returns", "shed", "timeouts")
 
     def __init__(self, fw) -> None:
         self.table = _fastpath.FlowTable()
@@ -100,6 +100,7 @@ class FastPath:
         self.offloads = 0  # connections handed to the compiled path
         self.returns = 0  # ... and taken back by the Python path
         self.shed = 0  # offloads that left the connection without its tracker, normalizer, ... objects
+        self.timeouts = None  # the tracker's timeouts last given to the table
 
     def __len__(self) -> int:
         return len(self.table)
@@ -134,6 +135,8 @@ class FastPath:
         for h in halves:
             if h.in_iface not in ifs or h.out_iface not in ifs:
                 return False
+        if halves[0].out_iface != halves[1].in_iface or halves[1].out_iface != halves[0].in_iface:
+            return False  # the record keeps one interface per side
         shift = conn.seqrand
         if shift is not None and (
             shift.sack_untranslated or (shift.seqadj is not None and shift.seqadj.active)
@@ -194,9 +197,14 @@ class FastPath:
                 p1.td_end, p1.td_maxend, p1.td_maxwin, p1.td_maxack, p1.td_scale, p1.flags,
                 trk.last_dir, trk.last_seq & _M, trk.last_ack & _M, trk.last_end & _M, trk.last_win & _M,
                 trk.retrans, trk._timeout,
+            )  # fmt: skip
+            tmo = (
                 ct.tcp_timeout_established, ct.tcp_timeout_unacknowledged, ct.tcp_timeout_max_retrans,
                 ct.tcp_max_retrans,
             )  # fmt: skip
+            if tmo != self.timeouts:  # the tracker's timeouts are the table's (one set per firewall)
+                self.table.set_timeouts(*tmo)
+                self.timeouts = tmo
             norm = conn.norm
             if norm is not None:
                 prof = norm.profile
