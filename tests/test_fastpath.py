@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from fixtures import PIX_INTERFACES, PIX_ROUTE
 from statewall import craft, fastpath
+from statewall.conntrack import Connection
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.logfmt.tables import show_conn
@@ -583,8 +584,11 @@ def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]
     return out
 
 
-def compare_trace(config: str, seed: int, trace: list, *, partial: bool = False, drain: float = 0.0):
-    """Both paths through ``trace``; packets, events and state compared after every packet."""
+def compare_trace(
+    config: str, seed: int, trace: list, *, partial: bool = False, drain: float = 0.0, between=None
+):
+    """Both paths through ``trace``; packets, events and state compared after every packet
+    (``between(n, fast, slow)`` runs after the comparison of packet ``n``)."""
     fast = Firewall(parse(config, "t.cfg"), seed=seed)
     slow = Firewall(parse(config, "t.cfg"), seed=seed, fast_path=False)
     assert fast.fast is not None and slow.fast is None
@@ -609,6 +613,8 @@ def compare_trace(config: str, seed: int, trace: list, *, partial: bool = False,
         assert results[0] == results[1], where
         fast.fast.sync()
         assert state_of(fast, flush=False) == state_of(slow), f"state after {where}"
+        if between is not None:
+            between(n, fast, slow)
     assert fast.stats == slow.stats
     assert fast.drops == slow.drops
     assert state_of(fast) == state_of(slow)
@@ -647,6 +653,62 @@ def test_whole_connections_syn_to_teardown(config, specs, order, partial):
     flows = [whole_connection(spec, 42000 + i) for i, spec in enumerate(specs)]
     trace = interleave(order, flows)
     compare_trace(WHOLE_CONFIGS[config], 7, trace, partial=partial, drain=4000.0)
+
+
+@needs_fast
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    config=st.sampled_from(sorted(WHOLE_CONFIGS)),
+    specs=st.lists(connection_specs(), min_size=1, max_size=3),
+    order=st.randoms(use_true_random=False),
+    churn=st.lists(st.sampled_from(["keep", "rebuild", "show", "snapshot"]), min_size=1, max_size=40),
+)
+def test_a_connection_dropped_to_its_record_and_rebuilt_is_the_one_that_never_was(
+    config, specs, order, churn
+):
+    """An offloaded connection is carried by its compiled record alone (statewall.fastpath): between
+    packets, at random, its objects are rebuilt and dropped again (taken back and offloaded anew), read
+    through ``show conn`` (views of the record) or made and dropped by a snapshot; packets, events,
+    every field of its objects and ``show conn`` stay the Python path's, which never offloaded it."""
+
+    def between(n, fast, slow):
+        what = churn[n % len(churn)]
+        if what == "rebuild":
+            for conn in list(fast.conns):
+                if conn.fast is not None and conn.fast.shared is not None:
+                    fast.fast.unoffload(conn)
+                    assert type(conn) is Connection and conn.tcp is not None
+                    assert fast.fast.offload(conn) and conn.fast.shared is not None
+        elif what == "show":
+            assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
+        elif what == "snapshot":
+            dropped = sum(f.shared is not None for f in fast.fast.table.flows())
+            fast.snapshot()
+            assert sum(f.shared is not None for f in fast.fast.table.flows()) == dropped
+
+    flows = [whole_connection(spec, 44000 + i) for i, spec in enumerate(specs)]
+    compare_trace(WHOLE_CONFIGS[config], 9, interleave(order, flows), drain=4000.0, between=between)
+
+
+@needs_fast
+def test_rebuilding_and_showing_dropped_connections_happens_in_the_test_above():
+    """The test above is not vacuous: its stories with enough data leave connections offloaded
+    without their objects, which it rebuilds and shows."""
+    seen = []
+
+    def between(n, fast, slow):
+        for conn in list(fast.conns):
+            if conn.fast is not None and conn.fast.shared is not None:
+                assert type(conn).__name__ == "OffloadedConnection"
+                fast.fast.unoffload(conn)
+                fast.fast.offload(conn)
+                seen.append(conn.fast.shared is not None)
+        assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
+
+    spec = ((1, 2), (1460, True, True, 7), ["c-data", "s-data", "c-ack", "s-bulk"], "fin-c", [0.001] * 20)
+    flows = [whole_connection(spec, 45000)]
+    compare_trace(WHOLE_CONFIGS["pat"], 3, interleave(random.Random(1), flows), between=between)
+    assert len(seen) >= 4 and all(seen)
 
 
 @needs_fast
