@@ -177,7 +177,8 @@ class Connection:
     one slot, ``_extra`` (None, or a dict once one is set), behind properties: ends that differ from
     the ORIGINAL half's (``initiator``, ``responder``), the interface whose FIN began the close
     (``closer``) and the replay index keys (``replay_keys``). ``inside_is_initiator`` is derived from
-    ``direction``. None of them is read per forwarded packet.
+    ``direction``. None of them is read per forwarded packet. ``xlates`` keeps a lone translation
+    without a tuple.
     """
 
     __slots__ = (
@@ -194,7 +195,7 @@ class Connection:
         "data_seen",
         "_extra",
         "direction",
-        "xlates",
+        "_xl",
         "origin",
         "queued_at",
         "closed",
@@ -226,7 +227,7 @@ class Connection:
         if initiator is not None or responder is not None:
             self._extra = {"initiator": initiator, "responder": responder}
         self.direction: str = direction
-        self.xlates: tuple = ()
+        self._xl = None  # xlates: None, the one translation, or a tuple of several
         self.origin: Origin | None = origin
         self.queued_at = 0.0
         self.closed = False
@@ -245,6 +246,16 @@ class Connection:
         self.tmo: tuple[float, float, float] | None = None
         # The compiled fast path's record while the connection is offloaded to it (statewall.fastpath).
         self.fast = None
+
+    @property
+    def xlates(self) -> tuple:
+        """The translations the connection holds (most hold one: kept without a tuple, memory)."""
+        x = self._xl
+        return () if x is None else x if type(x) is tuple else (x,)
+
+    @xlates.setter
+    def xlates(self, xlates) -> None:
+        self._xl = None if not xlates else xlates[0] if len(xlates) == 1 else tuple(xlates)
 
     def deadline(self) -> float:
         return self.last + self.timeout if self.timeout > 0 else float("inf")
