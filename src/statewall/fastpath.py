@@ -30,7 +30,11 @@ TUN pump calls the same leaf through the capsule API.
 
 This module owns the offload: which connections qualify (``eligible``), copying a connection's state
 into a ``Flow`` (``offload``) and back (``unoffload``, before the Python path touches the connection
-again), and flushing the table (policy reload). Unlike the kernel's flowtable, which needs a rule to
+again), and flushing the table (policy reload). A TCP connection is offloaded at the end of its
+handshake (``engine.forward.established``), and where its objects can be made again exactly from the
+record (nearly always) the record replaces them: the connection keeps no ``TcpTracker``,
+``NormState`` or ``SeqShift`` while offloaded (``OffloadedConnection``: views of the record when read)
+and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection). Unlike the kernel's flowtable, which needs a rule to
 offload and then skips the ruleset's counters, statewall's fast path is invisible: per-rule counters
 are only counted for new connections on the ASA's stages anyway (hit counts), and netfilter's path,
 whose rules count every packet, never offloads.
