@@ -46,7 +46,7 @@ settings and lifecycle (``statewall.engine.compiled``).
 from __future__ import annotations
 
 from .. import ipoptions, mpf
-from ..conntrack import Connection, Half, make_halves, reply_key
+from ..conntrack import Connection, Half, make_halves, reply_key, shared_address, shared_port
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt, xlate_event
 from ..inspect import MODELLED_ENGINES
 from ..inspect.icmp import ECHO_REPLIES
@@ -375,6 +375,9 @@ def source_nat(c: NewFlow) -> bool:
     nat = fw.nat
     kept = c.kept
     try:
+        # The real address and port as the one object per value the halves share too (memory): the
+        # translation keeps them as long as the connection.
+        src, sport = shared_address(pkt.src), shared_port(pkt.sport)
         if kept is not None and c.unnat is None:
             # The class's rule, found once (statewall.engine.flowclass); the port is this flow's.
             e = kept.nat
@@ -385,7 +388,7 @@ def source_nat(c: NewFlow) -> bool:
                     v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport
                 )
             xl, c.created = (
-                nat.apply_entry(e, v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.now)
+                nat.apply_entry(e, v, c.proto, c.iface, c.egress, src, sport, c.now)
                 if e is not None
                 else (None, False)
             )
@@ -395,7 +398,7 @@ def source_nat(c: NewFlow) -> bool:
                 return False
             # A twice NAT rule found by UN-NAT translates the source too (``via``).
             xl, c.created = nat.translate_source(
-                v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.now,
+                v, c.proto, c.iface, c.egress, src, sport, c.real_dst, c.real_dport, c.now,
                 via=c.unnat[3] if c.unnat is not None else None,
             )  # fmt: skip
     except NatFailure as e:
