@@ -196,12 +196,13 @@ def unnat(c: NewFlow) -> bool:
     )
     if found is not None:
         c.real_dst, c.real_dport, c.egress, static = found
-        c.report(
-            True,
-            f"Untranslate {addr_str(v, pkt.dst)}/{pkt.dport} to {addr_str(v, c.real_dst)}/{c.real_dport}",
-            subtype="static" if static is not None else "expected",
-            origin=static.rule.origin if static is not None else exp.origin,
-        )
+        if c.trace is not None:
+            c.report(
+                True,
+                f"Untranslate {addr_str(v, pkt.dst)}/{pkt.dport} to {addr_str(v, c.real_dst)}/{c.real_dport}",
+                subtype="static" if static is not None else "expected",
+                origin=static.rule.origin if static is not None else exp.origin,
+            )
         return True
     local = fw.routes.local_interface(v, pkt.dst)
     if local is not None:
@@ -221,8 +222,9 @@ def route(c: NewFlow) -> bool:
         return False
     if c.egress is None:
         c.egress = found.interface
-    hop = addr_str(v, found.gateway) if found.gateway else addr_str(v, real_dst)
-    c.report(True, f"found next-hop {hop} using egress ifc  {c.egress}", subtype=sub, origin=found.origin)
+    if c.trace is not None:
+        hop = addr_str(v, found.gateway) if found.gateway else addr_str(v, real_dst)
+        c.report(True, f"found next-hop {hop} using egress ifc  {c.egress}", subtype=sub, origin=found.origin)
     if c.egress not in fw.interfaces:
         c.drop(DropReason.NO_ROUTE, message=f"egress {c.egress} is down")
         return False
@@ -426,16 +428,16 @@ def source_nat(c: NewFlow) -> bool:
         return True
     c.msrc = xl.mapped_addr
     c.msport = xl.mapped_port if xl.pat else pkt.sport
-    c.report(
-        True,
-        f"{'Dynamic' if xl.kind == 'dynamic' else 'Static'} translate "
-        f"{addr_str(v, pkt.src)}/{pkt.sport} to {addr_str(v, c.msrc)}/{c.msport}",
-        origin=xl.rule.origin,
-        lookup=Lookup("nat", 6, f"nat {xl.rule.origin.file}:{xl.rule.origin.line}",
-                      src=(*_net_text(xl.rule.real), 0), input_ifc=c.iface, output_ifc=c.egress,
-                      user_data=True) if c.trace is not None else None,
-    )  # fmt: skip
-    if c.trace is not None:
+    if c.trace is not None:  # the phase's text only for packet-tracer (formatting it costs per flow)
+        c.report(
+            True,
+            f"{'Dynamic' if xl.kind == 'dynamic' else 'Static'} translate "
+            f"{addr_str(v, pkt.src)}/{pkt.sport} to {addr_str(v, c.msrc)}/{c.msport}",
+            origin=xl.rule.origin,
+            lookup=Lookup("nat", 6, f"nat {xl.rule.origin.file}:{xl.rule.origin.line}",
+                          src=(*_net_text(xl.rule.real), 0), input_ifc=c.iface, output_ifc=c.egress,
+                          user_data=True),
+        )  # fmt: skip
         _per_session(c)
     return True
 
@@ -745,7 +747,8 @@ def build(c: NewFlow) -> bool:
             untranslated_by=unnat[3].rule.origin if unnat is not None and unnat[3] is not None else None,
         )
     )
-    c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
+    if c.trace is not None:
+        c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
     c.half = fwd
     return True
 
