@@ -46,7 +46,7 @@ settings and lifecycle (``statewall.engine.compiled``).
 from __future__ import annotations
 
 from .. import ipoptions, mpf
-from ..conntrack import Connection, Half, make_halves, reply_key, shared_address, shared_port
+from ..conntrack import Connection, Half, known_address, known_port, make_halves, reply_key
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt, xlate_event
 from ..inspect import MODELLED_ENGINES
 from ..inspect.icmp import ECHO_REPLIES
@@ -359,10 +359,11 @@ def source_nat(c: NewFlow) -> bool:
         return False
     try:
         # A twice NAT rule found by UN-NAT translates the source too (``via``).
-        # The real address and port as the one object per value the halves share too (memory): the
-        # translation keeps them as long as the connection.
+        # The real address and port as the one object per value the halves of other connections
+        # share (memory: the translation keeps them as long as the connection; the first connection
+        # with a value shares the packet's own, which its halves then keep for the others).
         xl, c.created = fw.nat.translate_source(
-            v, c.proto, c.iface, c.egress, shared_address(pkt.src), shared_port(pkt.sport),
+            v, c.proto, c.iface, c.egress, known_address(pkt.src), known_port(pkt.sport),
             c.real_dst, c.real_dport, c.now,
             via=c.unnat[3] if c.unnat is not None else None,
         )  # fmt: skip
