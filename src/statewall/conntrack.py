@@ -89,7 +89,17 @@ _ADDRESSES = _shared_address.table
 # integer object per port number for the halves and the translations (at most 65 536 of them).
 shared_port = Interner(1 << 17)
 _PORTS = shared_port.table
-shared_address = _shared_address
+
+
+def known_address(addr: int) -> int:
+    """The shared object for ``addr`` if a connection's halves hold one, else ``addr`` itself (nothing
+    kept: a flow that never becomes a connection, a flood's SYN, leaves no trace)."""
+    return _ADDRESSES.get(addr, addr)
+
+
+def known_port(port: int) -> int:
+    """The same for a port number."""
+    return _PORTS.get(port, port)
 
 
 def _shared_key(key: tuple) -> tuple:

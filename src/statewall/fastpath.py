@@ -34,8 +34,10 @@ again), and flushing the table (policy reload). A TCP connection is offloaded at
 handshake (``engine.forward.established``), and where its objects can be made again exactly from the
 record (nearly always) the record replaces them: the connection keeps no ``TcpTracker``,
 ``NormState`` or ``SeqShift`` while offloaded (``OffloadedConnection``: views of the record when read)
-and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection). Unlike the kernel's flowtable, which needs a rule to
-offload and then skips the ruleset's counters, statewall's fast path is invisible: per-rule counters
+and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection).
+
+Unlike the kernel's flowtable, which needs a rule to offload and then skips the ruleset's counters,
+statewall's fast path is invisible: per-rule counters
 are only counted for new connections on the ASA's stages anyway (hit counts), and netfilter's path,
 whose rules count every packet, never offloads.
 
@@ -397,7 +399,8 @@ def _drop(f, conn) -> None:
 
 def _restore(f, conn) -> None:
     """Put the objects back into ``conn`` from ``f`` (and make it a plain Connection again)."""
-    trk, norm, shift = _tcp_view(f), _norm_view(f, conn), _seqrand_view(f)
+    state = f.tcp_state()
+    trk, norm, shift = _tcp_view(f, state), _norm_view(f, conn, state), _seqrand_view(f)
     conn.__class__ = Connection
     conn.tcp = trk
     conn.norm = norm
@@ -405,9 +408,9 @@ def _restore(f, conn) -> None:
     f.shared = None
 
 
-def _tcp_view(f) -> TcpTracker:
+def _tcp_view(f, state=None) -> TcpTracker:
     (e0, me0, w0, a0, fl0, e1, me1, w1, a1, fl1, last_dir, last_seq, last_ack, last_end, last_win,
-     retrans, timeout, packets, _, _, _, _) = f.tcp_state()  # fmt: skip
+     retrans, timeout, packets, _, _, _, _) = state or f.tcp_state()  # fmt: skip
     _, dead, last_index, timer, aux, fin0, fin1, sc0, sc1, _ = f.shared
     trk = TcpTracker.__new__(TcpTracker)
     peers = []
@@ -435,11 +438,11 @@ def _tcp_view(f) -> TcpTracker:
     return trk
 
 
-def _norm_view(f, conn) -> NormState | None:
+def _norm_view(f, conn, state=None) -> NormState | None:
     nrest = f.shared[-1]
     if nrest is None:
         return None
-    *_, nxt0, nxt1, ttl0, ttl1 = f.tcp_state()
+    *_, nxt0, nxt1, ttl0, ttl1 = state or f.tcp_state()
     profile, counters, mss, mss_limit = nrest
     norm = NormState.__new__(NormState)
     norm.profile = profile

@@ -46,7 +46,7 @@ settings and lifecycle (``statewall.engine.compiled``).
 from __future__ import annotations
 
 from .. import ipoptions, mpf
-from ..conntrack import Connection, Half, make_halves, reply_key, shared_address, shared_port
+from ..conntrack import Connection, Half, known_address, known_port, make_halves, reply_key
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt, xlate_event
 from ..inspect import MODELLED_ENGINES
 from ..inspect.icmp import ECHO_REPLIES
@@ -377,9 +377,10 @@ def source_nat(c: NewFlow) -> bool:
     nat = fw.nat
     kept = c.kept
     try:
-        # The real address and port as the one object per value the halves share too (memory): the
-        # translation keeps them as long as the connection.
-        src, sport = shared_address(pkt.src), shared_port(pkt.sport)
+        # The real address and port as the one object per value the halves of other connections
+        # share (memory: the translation keeps them as long as the connection; the first connection
+        # with a value shares the packet's own, which its halves then keep for the others).
+        src, sport = known_address(pkt.src), known_port(pkt.sport)
         if kept is not None and c.unnat is None:
             # The class's rule, found once (statewall.engine.flowclass); the port is this flow's.
             e = kept.nat
