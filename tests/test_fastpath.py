@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 
 from fixtures import PIX_INTERFACES, PIX_ROUTE
 from statewall import craft, fastpath
+from statewall.conntrack import Connection
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.logfmt.tables import show_conn
+from statewall.normalizer import NormState
 from statewall.packet import decode
-from statewall.tcptrack import TcpState
+from statewall.tcptrack import TcpState, TcpTracker, _Peer
 from traffic import Host
 
 needs_fast = pytest.mark.skipif(not fastpath.AVAILABLE, reason="statewall._fastpath is not built")
@@ -228,8 +230,35 @@ def state_of(fw: Firewall, flush: bool = True) -> list:
             ]
         if conn.norm is not None:
             row += [list(conn.norm.nxt), list(conn.norm.ttl)]
+        row += objects_of(conn)
         rows.append(row)
     return rows
+
+
+def objects_of(conn) -> list:
+    """Every field of a connection's tracker, normalizer and randomization objects (views of the
+    compiled record for a connection offloaded without them, statewall.fastpath), their types and the
+    objects they share with other connections (the tcp-map's profile and counters) by identity."""
+    row = []
+    trk = conn.tcp
+    if trk is not None:
+        assert type(trk) is TcpTracker
+        row += [(name, getattr(trk, name)) for name in TcpTracker.__slots__ if name != "seen"]
+        row += [[getattr(p, name) for name in _Peer.__slots__] for p in trk.seen]
+    norm = conn.norm
+    if norm is not None:
+        assert type(norm) is NormState and norm.conn is conn
+        row += [
+            type(norm.profile).__name__,
+            sorted(vars(norm.counters).items()) if hasattr(norm.counters, "__dict__") else norm.counters,
+            tuple(norm.mss_limit), norm._mss, tuple(norm.ttl), list(norm.nxt),
+            [[(h.seq, bytes(h.pkt.buf), h.arrived, h.gso_size) for h in q] for q in norm.held],
+            norm.sent, norm.inspected, norm.queued_at, tuple(norm.edge),
+        ]  # fmt: skip
+    shift = conn.seqrand
+    if shift is not None:
+        row += [type(shift).__name__, shift.offsets, shift.seqadj]
+    return row
 
 
 def run_both(config: str, seed: int, *, partial: bool = False) -> tuple[Firewall, Firewall]:
@@ -267,7 +296,8 @@ def test_fast_path_with_partial_checksums_and_super_packets(name):
 
 @needs_fast
 def test_established_bulk_goes_through_the_fast_path():
-    """A plain bulk transfer: from the second data segment on, every segment is the fast path's."""
+    """A plain bulk transfer (the client's first data segment completes the handshake): from the
+    server's first ACK without data on, every segment is the fast path's."""
     fw = Firewall(parse(CONFIGS["pat"], "b.cfg"), seed=1)
     now = 1.0
     syn = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1000, 0, 0x02, 64240, craft.tcp_option_mss(1460))
@@ -302,7 +332,7 @@ def test_established_bulk_goes_through_the_fast_path():
         seq += 1000
         ack = craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (seq + shift) & M, 0x10, 65535)
         assert len(fw.receive("outside", ack, now).packets) == 1
-    assert fw.fast.hits == 397 and fw.fast.offloads == 1
+    assert fw.fast.hits == 398 and fw.fast.offloads == 1
     assert len(fw.fast) == 1
     # A FIN goes back to the Python path, which closes the connection and leaves the table empty.
     fw.receive("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq, 5001, 0x11, 64240), now)
@@ -554,8 +584,11 @@ def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]
     return out
 
 
-def compare_trace(config: str, seed: int, trace: list, *, partial: bool = False, drain: float = 0.0):
-    """Both paths through ``trace``; packets, events and state compared after every packet."""
+def compare_trace(
+    config: str, seed: int, trace: list, *, partial: bool = False, drain: float = 0.0, between=None
+):
+    """Both paths through ``trace``; packets, events and state compared after every packet
+    (``between(n, fast, slow)`` runs after the comparison of packet ``n``)."""
     fast = Firewall(parse(config, "t.cfg"), seed=seed)
     slow = Firewall(parse(config, "t.cfg"), seed=seed, fast_path=False)
     assert fast.fast is not None and slow.fast is None
@@ -580,6 +613,8 @@ def compare_trace(config: str, seed: int, trace: list, *, partial: bool = False,
         assert results[0] == results[1], where
         fast.fast.sync()
         assert state_of(fast, flush=False) == state_of(slow), f"state after {where}"
+        if between is not None:
+            between(n, fast, slow)
     assert fast.stats == slow.stats
     assert fast.drops == slow.drops
     assert state_of(fast) == state_of(slow)
@@ -621,6 +656,62 @@ def test_whole_connections_syn_to_teardown(config, specs, order, partial):
 
 
 @needs_fast
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    config=st.sampled_from(sorted(WHOLE_CONFIGS)),
+    specs=st.lists(connection_specs(), min_size=1, max_size=3),
+    order=st.randoms(use_true_random=False),
+    churn=st.lists(st.sampled_from(["keep", "rebuild", "show", "snapshot"]), min_size=1, max_size=40),
+)
+def test_a_connection_dropped_to_its_record_and_rebuilt_is_the_one_that_never_was(
+    config, specs, order, churn
+):
+    """An offloaded connection is carried by its compiled record alone (statewall.fastpath): between
+    packets, at random, its objects are rebuilt and dropped again (taken back and offloaded anew), read
+    through ``show conn`` (views of the record) or made and dropped by a snapshot; packets, events,
+    every field of its objects and ``show conn`` stay the Python path's, which never offloaded it."""
+
+    def between(n, fast, slow):
+        what = churn[n % len(churn)]
+        if what == "rebuild":
+            for conn in list(fast.conns):
+                if conn.fast is not None and conn.fast.shared is not None:
+                    fast.fast.unoffload(conn)
+                    assert type(conn) is Connection and conn.tcp is not None
+                    assert fast.fast.offload(conn) and conn.fast.shared is not None
+        elif what == "show":
+            assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
+        elif what == "snapshot":
+            dropped = sum(f.shared is not None for f in fast.fast.table.flows())
+            fast.snapshot()
+            assert sum(f.shared is not None for f in fast.fast.table.flows()) == dropped
+
+    flows = [whole_connection(spec, 44000 + i) for i, spec in enumerate(specs)]
+    compare_trace(WHOLE_CONFIGS[config], 9, interleave(order, flows), drain=4000.0, between=between)
+
+
+@needs_fast
+def test_rebuilding_and_showing_dropped_connections_happens_in_the_test_above():
+    """The test above is not vacuous: its stories with enough data leave connections offloaded
+    without their objects, which it rebuilds and shows."""
+    seen = []
+
+    def between(n, fast, slow):
+        for conn in list(fast.conns):
+            if conn.fast is not None and conn.fast.shared is not None:
+                assert type(conn).__name__ == "OffloadedConnection"
+                fast.fast.unoffload(conn)
+                fast.fast.offload(conn)
+                seen.append(conn.fast.shared is not None)
+        assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
+
+    spec = ((1, 2), (1460, True, True, 7), ["c-data", "s-data", "c-ack", "s-bulk"], "fin-c", [0.001] * 20)
+    flows = [whole_connection(spec, 45000)]
+    compare_trace(WHOLE_CONFIGS["pat"], 3, interleave(random.Random(1), flows), between=between)
+    assert len(seen) >= 4 and all(seen)
+
+
+@needs_fast
 @pytest.mark.parametrize("config", sorted(WHOLE_CONFIGS))
 def test_whole_connections_go_through_the_compiled_path(config):
     """The stories above with enough data to be offloaded: the compiled path carried segments of each
@@ -642,6 +733,9 @@ def test_whole_connections_go_through_the_compiled_path(config):
         fast, _ = compare_trace(WHOLE_CONFIGS[config], seed, interleave(random.Random(seed), flows))
         hits += fast.fast.hits
         assert fast.fast.offloads > 0
+        # ... and most offloaded connections were carried by their record alone, their objects
+        # rebuilt when the Python path took them back (compared state for state above).
+        assert fast.fast.shed > fast.fast.offloads // 2, (fast.fast.shed, fast.fast.offloads)
     assert hits > 50, hits
 
 

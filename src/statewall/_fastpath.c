@@ -41,20 +41,25 @@
 typedef struct {
     PyObject_HEAD
     PyObject *conn;
-    PyObject *in_iface0, *in_iface1;
-    PyObject *out_iface0, *out_iface1;
+    /* iface[d]: where direction d's packets arrive, and where the other direction's leave */
+    PyObject *iface[2];
+    /* What the Python path needs besides the fields below to rebuild the connection's tracker,
+     * normalizer and randomization objects when they are not kept (statewall.fastpath: one tuple shared
+     * by every connection with the same values), or None while the connection keeps them. */
+    PyObject *shared;
     /* NAT per direction: final addresses and ports, the RFC 1624 deltas (addresses; addresses and
-     * ports), whether an address changes (moved), whether the half rewrites at all (rewrites). */
-    long long da[2], dl4[2];
+     * ports), whether an address changes (moved), whether the half rewrites at all (rewrites).
+     * The deltas are kept modulo 65535: the one's complement sums they change see nothing else. */
     unsigned int nsrc[2], ndst[2];
-    int nsport[2], ndport[2];
-    int mtu[2];
-    /* TCP tracker (trk.seen[d] and the connection-wide retransmission fields) */
+    unsigned short nsport[2], ndport[2];
+    unsigned short da[2], dl4[2];
+    unsigned short mtu[2]; /* at most 65535: a larger one is taken as 65535 (the Python path then) */
+    /* TCP tracker (trk.seen[d] and the connection-wide retransmission fields; its timeouts are the
+     * table's, one set per firewall) */
     double timeout;
-    double t_established, t_unack, t_max_retrans;
     unsigned int td_end[2], td_maxend[2], td_maxwin[2], td_maxack[2], pflags[2];
     unsigned int last_seq, last_ack, last_end, last_win;
-    int retrans, max_retrans;
+    int retrans;
     /* sequence randomization offsets per direction */
     unsigned int offs[2];
     /* normalizer: next expected sequence per direction, the MSS limits (-1: none known) */
@@ -74,7 +79,7 @@ typedef struct {
 } Flow;
 
 /* The object references of each type, for the collector's traverse and clear. */
-#define FLOW_REFS(X) X(conn) X(in_iface0) X(in_iface1) X(out_iface0) X(out_iface1)
+#define FLOW_REFS(X) X(conn) X(iface[0]) X(iface[1]) X(shared)
 #define TABLE_REFS(X) X(fw) X(stats) X(result_type)
 #define VISIT_REF(name) Py_VISIT(self->name);
 #define CLEAR_REF(name) Py_CLEAR(self->name);
@@ -96,7 +101,11 @@ GC_FUNCTIONS(Flow, FLOW_REFS)
 /* What Python reads of a Flow directly (fill() and tcp_state() carry the rest). */
 static PyMemberDef Flow_members[] = {
     {"conn", T_OBJECT_EX, offsetof(Flow, conn), 0, "the Connection (None once taken back)"},
+    {"shared", T_OBJECT, offsetof(Flow, shared), 0,
+     "None, or the shared rest of the objects the connection does not keep (statewall.fastpath)"},
     {"proto", T_UBYTE, offsetof(Flow, proto), READONLY, NULL},
+    {"offs0", T_UINT, offsetof(Flow, offs), READONLY, "the ORIGINAL direction's randomization offset"},
+    {"offs1", T_UINT, offsetof(Flow, offs) + sizeof(unsigned int), READONLY, "the REPLY direction's"},
     {"norm", T_UBYTE, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
     {"packets", T_ULONGLONG, offsetof(Flow, packets), READONLY, "packets the fast path forwarded"},
     {"ttl_dec", T_UBYTE, offsetof(Flow, ttl_dec), 0, "1 when the TTL is lowered (0: the ASA's default)"},
@@ -106,13 +115,24 @@ static PyMemberDef Flow_members[] = {
 /* fill(conn, in0, in1, out0, out1, key0, key1, half0, half1, proto, offs0, offs1, tcp, norm):
  * everything offload() copies, in one call (statewall.fastpath documents the tuples). */
 static int fill_half(Flow *f, int d, PyObject *t) {
-    int moved, rewrites, mtu, seen;
-    if (!PyArg_ParseTuple(t, "IIiiLLiiii:half", &f->nsrc[d], &f->ndst[d], &f->nsport[d], &f->ndport[d],
-                          &f->da[d], &f->dl4[d], &moved, &rewrites, &mtu, &seen))
+    int moved, rewrites, mtu, seen, nsport, ndport;
+    long long da, dl4;
+    if (!PyArg_ParseTuple(t, "IIiiLLiiii:half", &f->nsrc[d], &f->ndst[d], &nsport, &ndport, &da, &dl4,
+                          &moved, &rewrites, &mtu, &seen))
         return -1;
+    if (nsport < 0 || nsport > 0xFFFF || ndport < 0 || ndport > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "a port is 16 bits");
+        return -1;
+    }
+    f->nsport[d] = (unsigned short)nsport;
+    f->ndport[d] = (unsigned short)ndport;
+    da %= 65535;
+    dl4 %= 65535;
+    f->da[d] = (unsigned short)(da < 0 ? da + 65535 : da);
+    f->dl4[d] = (unsigned short)(dl4 < 0 ? dl4 + 65535 : dl4);
     f->moved[d] = moved;
     f->rewrites[d] = rewrites;
-    f->mtu[d] = mtu;
+    f->mtu[d] = (unsigned short)(mtu < 0 ? 0 : mtu > 0xFFFF ? 0xFFFF : mtu);
     f->seen_mark[d] = seen;
     return 0;
 }
@@ -128,6 +148,14 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "a flow key is 13 bytes");
         return NULL;
     }
+    /* The REPLY half leaves where the ORIGINAL one arrived and arrives where it left. */
+    int c0 = PyUnicode_Compare(out0, in1), c1 = c0 ? c0 : PyUnicode_Compare(out1, in0);
+    if (PyErr_Occurred())
+        return NULL;
+    if (c0 || c1) {
+        PyErr_SetString(PyExc_ValueError, "the halves' interfaces are not each other's");
+        return NULL;
+    }
     if (fill_half(f, 0, h0) < 0 || fill_half(f, 1, h1) < 0)
         return NULL;
     memcpy(f->key[0], PyBytes_AS_STRING(key0), KEYLEN);
@@ -137,12 +165,11 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     f->offs[0] = offs0;
     f->offs[1] = offs1;
     if (tcp != Py_None) {
-        if (!PyArg_ParseTuple(tcp, "IIIIbIIIIIbIbIIIIiddddi:tcp", &f->td_end[0], &f->td_maxend[0],
+        if (!PyArg_ParseTuple(tcp, "IIIIbIIIIIbIbIIIIid:tcp", &f->td_end[0], &f->td_maxend[0],
                               &f->td_maxwin[0], &f->td_maxack[0], &f->td_scale[0], &f->pflags[0],
                               &f->td_end[1], &f->td_maxend[1], &f->td_maxwin[1], &f->td_maxack[1],
                               &f->td_scale[1], &f->pflags[1], &f->last_dir, &f->last_seq, &f->last_ack,
-                              &f->last_end, &f->last_win, &f->retrans, &f->timeout, &f->t_established,
-                              &f->t_unack, &f->t_max_retrans, &f->max_retrans))
+                              &f->last_end, &f->last_win, &f->retrans, &f->timeout))
             return NULL;
     }
     f->norm = 0;
@@ -153,9 +180,9 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
             return NULL;
         f->norm = 1;
     }
-    PyObject *objs[5] = {conn, in0, in1, out0, out1};
-    PyObject **slots[5] = {&f->conn, &f->in_iface0, &f->in_iface1, &f->out_iface0, &f->out_iface1};
-    for (int i = 0; i < 5; i++) {
+    PyObject *objs[3] = {conn, in0, in1};
+    PyObject **slots[3] = {&f->conn, &f->iface[0], &f->iface[1]};
+    for (int i = 0; i < 3; i++) {
         Py_INCREF(objs[i]);
         Py_XSETREF(*slots[i], objs[i]);
     }
@@ -213,10 +240,16 @@ typedef struct {
     size_t cap;       /* a power of two, or 0 */
     size_t used;      /* entries in use: two per Flow */
     unsigned long long hits, misses;
+    /* the tracker's timeouts (conntrack settings) for every flow: set_timeouts() */
+    double t_established, t_unack, t_max_retrans;
+    int max_retrans;
     /* bind(): the Firewall whose established-flow stage this table is the leaf of, its stats Counter
      * and the Result type */
     PyObject *fw, *stats, *result_type;
 } FlowTable;
+
+/* The four (ORIGINAL, REPLY) data-seen pairs, index bit 0 ORIGINAL, bit 1 REPLY. */
+static PyObject *seen_pairs[4];
 
 static PyObject *str_last, *str_bytes, *str_data_seen, *str_now, *str_trace, *str_packets_in, *str_forwarded,
     *int_one, *int_zero;
@@ -325,11 +358,11 @@ static PyObject *FlowTable_add(FlowTable *self, PyObject *arg) {
         return NULL;
     }
     Flow *f = (Flow *)arg;
-    if (!f->conn || !f->in_iface0 || !f->in_iface1 || !f->out_iface0 || !f->out_iface1 || !f->keyed) {
+    if (!f->conn || !f->iface[0] || !f->iface[1] || !f->keyed) {
         PyErr_SetString(PyExc_ValueError, "Flow is incomplete");
         return NULL;
     }
-    if (!PyUnicode_Check(f->in_iface0) || !PyUnicode_Check(f->in_iface1)) {
+    if (!PyUnicode_Check(f->iface[0]) || !PyUnicode_Check(f->iface[1])) {
         PyErr_SetString(PyExc_TypeError, "interface names are str");
         return NULL;
     }
@@ -487,7 +520,7 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     Flow *f = ENTRY_FLOW(entry);
     int d = ENTRY_HALF(entry);
     int r = 1 - d;
-    PyObject *want = d ? f->in_iface1 : f->in_iface0;
+    PyObject *want = f->iface[d];
     if (want != iface) {
         if (!PyUnicode_Check(iface) || PyUnicode_Compare(want, iface) != 0) {
             if (PyErr_Occurred())
@@ -592,13 +625,13 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         int same = f->last_dir == d && f->last_seq == seq && f->last_ack == a && f->last_end == end &&
                    f->last_win == win_raw;
         retrans_new = same ? f->retrans + 1 : 0;
-        double t = f->t_established;
-        if (retrans_new >= f->max_retrans && t > f->t_max_retrans)
-            t = f->t_max_retrans;
-        else if (((s_flags_new | r_flags_new) & F_DATA_UNACKNOWLEDGED) && t > f->t_unack)
-            t = f->t_unack;
-        else if ((same ? f->last_win : win_raw) == 0 && t > f->t_max_retrans)
-            t = f->t_max_retrans;
+        double t = self->t_established;
+        if (retrans_new >= self->max_retrans && t > self->t_max_retrans)
+            t = self->t_max_retrans;
+        else if (((s_flags_new | r_flags_new) & F_DATA_UNACKNOWLEDGED) && t > self->t_unack)
+            t = self->t_unack;
+        else if ((same ? f->last_win : win_raw) == 0 && t > self->t_max_retrans)
+            t = self->t_max_retrans;
         timeout_new = t;
         /* commit the tracker and the normalizer */
         f->td_maxwin[d] = s_maxwin_new;
@@ -671,12 +704,24 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     /* the Connection's activity */
     f->packets++;
     if (plen && !f->seen_mark[d]) { /* the first payload this way since the offload */
+        /* conn.data_seen is an immutable pair replaced on a write, one of four shared ones
+         * (statewall.conntrack.seen_with) */
         PyObject *ds = PyObject_GetAttr(f->conn, str_data_seen);
         if (!ds)
             return NULL;
-        int rc = PySequence_SetItem(ds, d, Py_True);
+        int which = 1 << d;
+        for (int i = 0; i < 2; i++) {
+            PyObject *item = PySequence_GetItem(ds, i);
+            int set = item ? PyObject_IsTrue(item) : -1;
+            Py_XDECREF(item);
+            if (set < 0) {
+                Py_DECREF(ds);
+                return NULL;
+            }
+            which |= set << i;
+        }
         Py_DECREF(ds);
-        if (rc < 0)
+        if (PyObject_SetAttr(f->conn, str_data_seen, seen_pairs[which]) < 0)
             return NULL;
         f->seen_mark[d] = 1;
     }
@@ -702,7 +747,7 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             return NULL;
     }
     self->hits++;
-    PyObject *out = d ? f->out_iface1 : f->out_iface0;
+    PyObject *out = f->iface[r];
     Py_INCREF(out);
     return out;
 miss:
@@ -958,7 +1003,16 @@ static PyGetSetDef FlowTable_getset[] = {
     {NULL},
 };
 
+static PyObject *FlowTable_set_timeouts(FlowTable *self, PyObject *args) {
+    if (!PyArg_ParseTuple(args, "dddi:set_timeouts", &self->t_established, &self->t_unack,
+                          &self->t_max_retrans, &self->max_retrans))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef FlowTable_methods[] = {
+    {"set_timeouts", (PyCFunction)FlowTable_set_timeouts, METH_VARARGS,
+     "set_timeouts(established, unacknowledged, max_retrans timeout, max_retrans): the tracker's"},
     {"add", (PyCFunction)FlowTable_add, METH_O, "add(flow): index a Flow under both of its keys"},
     {"remove", (PyCFunction)FlowTable_remove, METH_O, "remove(flow): forget a Flow"},
     {"flows", (PyCFunction)FlowTable_flows, METH_NOARGS, "every Flow in the table, once"},
@@ -1013,6 +1067,11 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     str_fast_offer = PyUnicode_InternFromString("fast_offer");
     if (!int_one || !int_zero || !str_fast_offer)
         return NULL;
+    for (int i = 0; i < 4; i++) {
+        seen_pairs[i] = PyTuple_Pack(2, (i & 1) ? Py_True : Py_False, (i & 2) ? Py_True : Py_False);
+        if (!seen_pairs[i])
+            return NULL;
+    }
     PyObject *m = PyModule_Create(&fastpath_module);
     if (!m)
         return NULL;

@@ -806,6 +806,21 @@ class NatTable:
             return None, False
         return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
 
+    def source_entry(self, version, proto, in_iface, out_iface, src, sport, dst, dport) -> _Entry | None:
+        """The rule translating a new flow's source when UN-NAT found none (what ``translate_source``
+        looks up): a compiled entry for ``apply_entry``, or None. The engine keeps it per class of flow
+        (``statewall.engine.flowclass``): it depends on the rules only."""
+        return self._source_entry(version, proto, in_iface, out_iface, src, sport, dst, dport)
+
+    def apply_entry(self, e: _Entry, version, proto, in_iface, out_iface, src, sport, now):
+        """``translate_source`` with the rule ``source_entry`` found: ``(xlate or None, created)``;
+        raises ``NatFailure``."""
+        return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
+
+    def owns_mapped(self, version: int, iface: str, addr: int) -> bool:
+        """Does a live dynamic NAT slot map onto ``addr`` on ``iface`` (UN-NAT by xlate)?"""
+        return bool(self._nat_hosts) and (version, iface, addr) in self._nat_hosts
+
     def _source_entry(self, version, proto, in_iface, out_iface, src, sport, dst, dport) -> _Entry | None:
         """The first rule translating a new flow's source (without UN-NAT's hit), or None."""
         for e in self.entries:

@@ -51,7 +51,7 @@ settings and lifecycle (``statewall.engine.compiled``).
 from __future__ import annotations
 
 from .. import ipoptions, mpf
-from ..conntrack import Connection, Half, make_halves, reply_key
+from ..conntrack import Connection, Half, known_address, known_port, make_halves, reply_key
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt, xlate_event
 from ..inspect import MODELLED_ENGINES
 from ..inspect.icmp import ECHO_REPLIES
@@ -62,6 +62,7 @@ from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import TcpTracker
 from . import asa_policy, forward, icmp, ip_in, lifecycle
 from .context import Lookup, NewFlow, addr_str, drop, run, stage
+from .flowclass import UNKNOWN
 from .state import asa_version_before
 
 TCP_FIN = 0x01
@@ -164,8 +165,18 @@ def new_flow(
     or None when a stage stopped it. ``validated``: the SYN TCP Intercept sends on for a client that
     answered its cookie."""
     c = NewFlow(fw, iface, pkt, now, out, ev, validated)
-    if not run(fw.new_flow_stages, c):
+    classes = fw.flow_classes
+    if classes is None or c.trace is not None:
+        stages = fw.new_flow_stages
+    else:
+        # The stages before NAT answered for this flow's class already (statewall.engine.flowclass).
+        stages = classes.classify(c, run, _acl_hits)
+        if stages is None:
+            return None
+    if not run(stages, c):
         return None
+    if c.kept is not None and c.kept.key is not None:
+        classes.keep(c.kept)
     return c.half
 
 
@@ -240,12 +251,13 @@ def unnat(c: NewFlow) -> bool:
         found = c.unnat = fw.nat.reply_slot(v, c.proto, c.iface, pkt.dst, pkt.dport)
     if found is not None:
         c.real_dst, c.real_dport, c.egress, static = found
-        c.report(
-            True,
-            f"Untranslate {addr_str(v, pkt.dst)}/{pkt.dport} to {addr_str(v, c.real_dst)}/{c.real_dport}",
-            subtype="static" if static is not None else "expected",
-            origin=static.rule.origin if static is not None else exp.origin,
-        )
+        if c.trace is not None:
+            c.report(
+                True,
+                f"Untranslate {addr_str(v, pkt.dst)}/{pkt.dport} to {addr_str(v, c.real_dst)}/{c.real_dport}",
+                subtype="static" if static is not None else "expected",
+                origin=static.rule.origin if static is not None else exp.origin,
+            )
         return True
     local = fw.routes.local_interface(v, pkt.dst)
     if local is not None:
@@ -265,8 +277,9 @@ def route(c: NewFlow) -> bool:
         return False
     if c.egress is None:
         c.egress = found.interface
-    hop = addr_str(v, found.gateway) if found.gateway else addr_str(v, real_dst)
-    c.report(True, f"found next-hop {hop} using egress ifc  {c.egress}", subtype=sub, origin=found.origin)
+    if c.trace is not None:
+        hop = addr_str(v, found.gateway) if found.gateway else addr_str(v, real_dst)
+        c.report(True, f"found next-hop {hop} using egress ifc  {c.egress}", subtype=sub, origin=found.origin)
     if c.egress not in fw.interfaces:
         c.drop(DropReason.NO_ROUTE, message=f"egress {c.egress} is down")
         return False
@@ -286,23 +299,8 @@ def access_list(c: NewFlow) -> bool:
         if c.exp is None
         else c.exp.decision
     )
-    for cr in dec.logged:
-        c.ev.append(
-            AclHit(
-                c.now,
-                cr.rule.acl,
-                "permitted" if cr.permit else "denied",
-                c.proto,
-                iface,
-                (v, pkt.src),  # addresses as (version, int): formatted if a log reads them
-                pkt.sport,
-                egress,
-                (v, acl_dst),
-                acl_dport,
-                cr.hits,
-                origin=cr.rule.origin,
-            )
-        )
+    if dec.logged:
+        _acl_hits(c, dec)
     if dec.permitted:
         c.report(
             True,
@@ -339,6 +337,28 @@ def access_list(c: NewFlow) -> bool:
         )
         c.drop(DropReason.SECURITY_LEVEL, egress=egress, origin=c.itf.origin, message=dec.reason, hint=hint)
     return False
+
+
+def _acl_hits(c: NewFlow, dec) -> None:
+    """106100 for each logged entry of the access decision (with its hit count after this flow)."""
+    pkt, v = c.pkt, c.v
+    for cr in dec.logged:
+        c.ev.append(
+            AclHit(
+                c.now,
+                cr.rule.acl,
+                "permitted" if cr.permit else "denied",
+                c.proto,
+                c.iface,
+                (v, pkt.src),  # addresses as (version, int): formatted if a log reads them
+                pkt.sport,
+                c.egress,
+                (v, c.acl_dst),
+                c.acl_dport,
+                cr.hits,
+                origin=cr.rule.origin,
+            )
+        )
 
 
 def _net_text(nets) -> tuple[str, str]:
@@ -409,15 +429,36 @@ def _class_lookup(c: NewFlow, domain: str, priority: int, use, flags=()) -> Look
 @stage("NAT")
 def source_nat(c: NewFlow) -> bool:
     fw, pkt, v = c.fw, c.pkt, c.v
-    reverse = c.unnat is None and c.exp is None and c.egress != c.iface and fw.nat.entries
-    if reverse and not _nat_reverse_path(c):
-        return False
+    nat = fw.nat
+    kept = c.kept
     try:
-        # A twice NAT rule found by UN-NAT translates the source too (``via``).
-        xl, c.created = fw.nat.translate_source(
-            v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.now,
-            via=c.unnat[3] if c.unnat is not None else None,
-        )  # fmt: skip
+        # The real address and port as the one object per value the halves of other connections
+        # share (memory: the translation keeps them as long as the connection; the first connection
+        # with a value shares the packet's own, which its halves then keep for the others).
+        src, sport = known_address(pkt.src), known_port(pkt.sport)
+        if kept is not None and c.unnat is None:
+            # The class's rule, found once (statewall.engine.flowclass); the port is this flow's.
+            e = kept.nat
+            if e is UNKNOWN:
+                if c.egress != c.iface and nat.entries and not _nat_reverse_path(c):
+                    return False
+                e = kept.nat = nat.source_entry(
+                    v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport
+                )
+            xl, c.created = (
+                nat.apply_entry(e, v, c.proto, c.iface, c.egress, src, sport, c.now)
+                if e is not None
+                else (None, False)
+            )
+        else:
+            reverse = c.unnat is None and c.exp is None and c.egress != c.iface and nat.entries
+            if reverse and not _nat_reverse_path(c):
+                return False
+            # A twice NAT rule found by UN-NAT translates the source too (``via``).
+            xl, c.created = nat.translate_source(
+                v, c.proto, c.iface, c.egress, src, sport, c.real_dst, c.real_dport, c.now,
+                via=c.unnat[3] if c.unnat is not None else None,
+            )  # fmt: skip
     except NatFailure as e:
         c.report(False, e.message, origin=e.rule.origin)
         c.drop(
@@ -443,16 +484,16 @@ def source_nat(c: NewFlow) -> bool:
         return True
     c.msrc = xl.mapped_addr
     c.msport = xl.mapped_port if xl.pat else pkt.sport
-    c.report(
-        True,
-        f"{'Dynamic' if xl.kind == 'dynamic' else 'Static'} translate "
-        f"{addr_str(v, pkt.src)}/{pkt.sport} to {addr_str(v, c.msrc)}/{c.msport}",
-        origin=xl.rule.origin,
-        lookup=Lookup("nat", 6, f"nat {xl.rule.origin.file}:{xl.rule.origin.line}",
-                      src=(*_net_text(xl.rule.real), 0), input_ifc=c.iface, output_ifc=c.egress,
-                      user_data=True) if c.trace is not None else None,
-    )  # fmt: skip
-    if c.trace is not None:
+    if c.trace is not None:  # the phase's text only for packet-tracer (formatting it costs per flow)
+        c.report(
+            True,
+            f"{'Dynamic' if xl.kind == 'dynamic' else 'Static'} translate "
+            f"{addr_str(v, pkt.src)}/{pkt.sport} to {addr_str(v, c.msrc)}/{c.msport}",
+            origin=xl.rule.origin,
+            lookup=Lookup("nat", 6, f"nat {xl.rule.origin.file}:{xl.rule.origin.line}",
+                          src=(*_net_text(xl.rule.real), 0), input_ifc=c.iface, output_ifc=c.egress,
+                          user_data=True),
+        )  # fmt: skip
         _per_session(c)
     return True
 
@@ -781,7 +822,8 @@ def build(c: NewFlow) -> bool:
             untranslated_by=unnat[3].rule.origin if unnat is not None and unnat[3] is not None else None,
         )
     )
-    c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
+    if c.trace is not None:
+        c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
     c.half = fwd
     return True
 

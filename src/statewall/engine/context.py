@@ -96,13 +96,14 @@ class NewFlow:
     ``real_dport`` (UN-NAT), ``route``/``egress``, ``dec`` (the access decision), ``xl``/``created``/
     ``msrc``/``msport`` (source NAT), ``trk`` (the TCP tracker its first segment started), ``eff`` and
     ``admission`` (the class settings and the limits' admission), then ``half``: the new connection's
-    ORIGINAL half, set by the last stage.
+    ORIGINAL half, set by the last stage. ``kept``: the flow's class when the stages before NAT were
+    answered from (or kept in) ``statewall.engine.flowclass``.
     """
 
     __slots__ = (
         "fw", "iface", "pkt", "now", "out", "ev", "validated", "trace", "stage", "itf", "v", "proto",
         "icmp_type", "icmp_code", "exp", "unnat", "real_dst", "real_dport", "egress", "route", "dec",
-        "acl_dst", "acl_dport", "xl", "created", "msrc", "msport", "trk", "eff", "admission", "half",
+        "acl_dst", "acl_dport", "xl", "created", "msrc", "msport", "trk", "eff", "admission", "half", "kept",
     )  # fmt: skip
 
     def __init__(self, fw, iface: str, pkt: Packet, now: float, out: list, ev: list, validated: bool) -> None:
@@ -128,7 +129,7 @@ class NewFlow:
         self.created = False
         self.msrc = pkt.src
         self.msport = pkt.sport
-        self.trk = self.eff = self.admission = self.half = None
+        self.trk = self.eff = self.admission = self.half = self.kept = None
 
     def report(
         self,
