@@ -357,3 +357,22 @@ def test_packet_tracer_creates_a_flow_for_the_request_and_for_a_permitted_reply(
 def test_packet_tracer_names_an_icmp_error_as_not_modelled():
     with pytest.raises(TracerError, match="ICMP error .* not modelled"):
         trace(parse(BASE, "icmp.cfg"), "outside", "icmp", SERVER, 3, "10.0.0.2", 3)
+
+
+def test_a_timestamp_query_through_pat_has_its_identifier_translated_both_ways():
+    f = fw(
+        "access-list OUTSIDE_IN extended permit icmp any any timestamp-reply\n"
+        "access-group OUTSIDE_IN in interface outside\n"
+    )
+    only(f.receive("inside", ping("10.0.0.2", 77), 1.0), "outside")  # takes identifier 77 on MAPPED
+    ts = IP(src="10.0.0.3", dst=SERVER) / ICMP(type=13, id=77, seq=1) / bytes(12)
+    res = f.receive("inside", bytes(ts), 1.0)
+    sent = only(res, "outside")
+    assert (sent.src, sent[ICMP].type) == (MAPPED, 13) and sent[ICMP].id != 77 and len(built(res)) == 1
+    reply = IP(src=SERVER, dst=MAPPED) / ICMP(type=14, id=sent[ICMP].id, seq=1) / bytes(12)
+    res = f.receive("outside", bytes(reply), 1.1)
+    back = only(res, "inside")
+    assert (back.dst, back[ICMP].type, back[ICMP].id) == ("10.0.0.3", 14, 77) and len(built(res)) == 1
+    ref = IP(bytes(back))
+    del ref[ICMP].chksum
+    assert IP(bytes(ref))[ICMP].chksum == back[ICMP].chksum
