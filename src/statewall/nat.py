@@ -718,8 +718,8 @@ class NatTable:
         return None
 
     def reply_slot(self, version, proto, in_iface, dst, dport):
-        """UN-NAT by a live PAT slot for an ICMP query reply entering ``in_iface`` (an echo reply the ASA
-        keeps no session for: no ``inspect icmp``): ``(real address, real identifier, real interface,
+        """UN-NAT by a live PAT slot for an ICMP query reply entering ``in_iface`` (an echo reply that no
+        connection matches: no ``inspect icmp``): ``(real address, real identifier, real interface,
         hit)`` when a PAT slot of ``proto`` maps ``dst``/``dport`` (the identifier the codec gives as
         both ports), else None. The ASA untranslates such a reply through the xlate its request built
         (305011 "Built dynamic ICMP translation"). Only addresses with a port in use are searched."""

@@ -36,12 +36,15 @@ stage                  phase           decides
 ``inspect``            INSPECT         the inspections statewall implements that the class
                                        applies (only with service policies); an echo reply
                                        no session waits for under ``inspect icmp`` (313004)
-``stateless``          FLOW-CREATION   IPv4 ICMP its class does not inspect (``inspect icmp``,
-                                       ``inspect icmp error``): forwarded with its translations,
-                                       no connection (only with service policies)
+``stateless``          FLOW-CREATION   IPv4 ICMP its class does not inspect (``inspect icmp``):
+                                       its connection will be unidirectional; an ICMP error
+                                       without ``inspect icmp error`` is forwarded with its
+                                       translations, no connection (only with service policies)
 ``track``              TCP-STATE       the TCP tracker starts with the first segment
 ``limits``             CONN-SETTINGS   connection limits, TCP Intercept (only with service policies)
-``build``              FLOW-CREATION   the connection, its halves, translations, class settings
+``build``              FLOW-CREATION   the connection, its halves (only the ORIGINAL one found
+                                       by packets when unidirectional), translations, class
+                                       settings
 =====================  ==============  ====================================================
 
 The same stages serve a Linux box whose policy has no netfilter rulesets (the lab's), with conntrack's
@@ -120,8 +123,8 @@ def _icmp_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) ->
 
     An error quoting a connection of this direction goes with it (translated as the connection is,
     ``icmp.related_error``): at once under ``inspect icmp error`` (its class's), otherwise only when
-    the access rules of the interface it arrived on let it in (the ASA's ICMP without inspection is
-    stateless: ``icmp.stateless``; an unreachable or time-exceeded from outside needs an access rule,
+    the access rules of the interface it arrived on let it in (the ASA's ICMP without inspection:
+    ``icmp.stateless``; an unreachable or time-exceeded from outside needs an access rule,
     as "permit icmp any any unreachable / time-exceeded" on the outside interface shows in every ASA
     traceroute and path-MTU how-to). An error quoting none is dropped (313005) where errors are
     matched to connections (a Linux box, ICMPv6), else left to the new-flow stages."""
@@ -247,7 +250,7 @@ def unnat(c: NewFlow) -> bool:
     )
     if found is None and c.proto == PROTO_ICMP and c.icmp_type in icmp.QUERY_REPLIES_V4 and exp is None:
         # An ICMP reply to a PAT address: untranslated by the slot its request built (the reply of a
-        # ping the ASA keeps no session for: ``stateless``).
+        # ping whose request's connection is unidirectional: ``stateless``).
         found = c.unnat = fw.nat.reply_slot(v, c.proto, c.iface, pkt.dst, pkt.dport)
     if found is not None:
         c.real_dst, c.real_dport, c.egress, static = found
@@ -586,19 +589,25 @@ def inspect(c: NewFlow) -> bool:
 
 @stage("FLOW-CREATION")
 def stateless(c: NewFlow) -> bool:
-    """IPv4 ICMP whose class does not inspect it (``inspect icmp``): the ASA builds no connection (no
-    302020/302021: the syslog guide's ICMP connections exist "when stateful ICMP is enabled using the
-    inspect icmp command"); the packet met the access rules (its reply will meet them too, on its own
-    way back) and leaves with its translations (``icmp.forward_stateless``). An ICMP error gets here
-    only when its class does not inspect errors (``process``). Other packets go on to build their
-    connection."""
+    """IPv4 ICMP whose class does not inspect it (``inspect icmp``; ``icmp.stateless``): the ASA
+    "establishes unidirectional sessions" for it (Cisco ASA configuration guide, "Access Rules for
+    Returning Traffic"). An ICMP packet that is not an error and that the access rules let through
+    builds a connection of its direction only (``oneway``, built by ``build``: 302020, ``timeout icmp``
+    idle, 302021): the later packets of that direction (the same ping's next requests) ride it, while
+    its answer finds no connection, meets the access rules of the interface it arrives on and, let
+    in, builds a unidirectional connection of its own (fir3net, "Cisco ASA - ICMP Inspect and the
+    Connection Table": without ICMP inspection two separate connections are created, one for the
+    request and one for the reply). An ICMP error gets here only when its class does not inspect
+    errors (``process``): it is forwarded with its translations and builds no connection
+    (``icmp.forward_stateless``). Other packets go on to build their connection."""
     eff = c.eff
     if c.proto != PROTO_ICMP or eff is None or not icmp.stateless(c.fw, c.pkt) or c.exp is not None:
         return True
-    if not c.pkt.is_icmp_error and eff.inspects_engine("icmp") is not None:
+    if not c.pkt.is_icmp_error:
+        c.oneway = eff.inspects_engine("icmp") is None
         return True
-    c.report(True, "No connection: ICMP is not inspected for this flow (no inspect icmp), so it passes "
-             "on the access rules alone; packet dispatched to next module")  # fmt: skip
+    c.report(True, "No connection: ICMP errors are not inspected for this flow (no inspect icmp error), "
+             "so it passes on the access rules alone; packet dispatched to next module")  # fmt: skip
     icmp.forward_stateless(c)
     return False
 
@@ -753,9 +762,16 @@ def build(c: NewFlow) -> bool:
     conn.tcp = c.trk
     conn.limit = admission
     echo = proto in (PROTO_ICMP, PROTO_ICMPV6) and (v, c.icmp_type) in icmp.ICMP_ECHO
+    # An ICMP query (echo, timestamp, ...): its identifier is the codec's both ports.
+    query = echo or (proto == PROTO_ICMP and c.icmp_type in icmp.QUERY_TYPES_V4)
+    oneway = c.oneway
     fwd_key = (v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+    if oneway and query and msport == pkt.sport:
+        # A query's identifier leaves as UN-NAT gave it back (a reply through its request's PAT slot).
+        msport = real_dport
     xlated = (msrc, msport, real_dst, real_dport)
-    if reply_key(fwd_key, xlated, echo) in fw.conns.by_key:
+    if not oneway and reply_key(fwd_key, xlated, query) in fw.conns.by_key:
+        # (A unidirectional connection waits for no reply: its reply tuple may be another's.)
         if admission is not None:
             admission.release()
         c.drop(
@@ -764,7 +780,7 @@ def build(c: NewFlow) -> bool:
             message="the translated tuple is in use by another connection",
         )
         return False
-    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, echo)
+    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, query)
     conn.halves = (fwd, rev)
     if xl is not None:
         fw.nat.acquire(xl)
@@ -774,15 +790,15 @@ def build(c: NewFlow) -> bool:
             ev.extend(lifecycle.block_events(fw, now))
         elif c.created:
             ev.append(xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
-        if rev.rewrites:
-            key = (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport)
+        if rev.rewrites and not oneway:
+            key = (v, proto, real_dst, real_dport if not query else pkt.sport, pkt.src, pkt.sport)
             lifecycle.index_for_replay(fw, key, rev)
     held = unnat[3].xlate if unnat is not None and unnat[3] is not None else None
     if held is not None and held is not xl:
         # A connection to a dynamic NAT slot's mapped address keeps the slot alive (UN-NAT by xlate).
         fw.nat.acquire(held)
         conn.xlates = (*conn.xlates, held)
-    fw.conns.add(conn)
+    fw.conns.add(conn, oneway)
     if exp is not None:
         # RELATED: linked to its master, holding the translation slot its announcement reserved.
         fw.expect.consume(exp, conn, now)
@@ -793,7 +809,7 @@ def build(c: NewFlow) -> bool:
         conn.helper = asa_policy.inspector_for(fw, conn, pkt.dport, real_dport, c.eff)
     elif proto == PROTO_UDP and c.eff is not None and c.eff.inspects:
         conn.helper = asa_policy.dns_inspector_for(fw, conn, c.eff)
-    elif echo and c.eff is not None and c.eff.inspects:
+    elif echo and not oneway and c.eff is not None and c.eff.inspects:
         conn.helper = asa_policy.icmp_inspector_for(conn, c.eff)
     if fw.service_policies is not None:
         asa_policy.apply_policy(
