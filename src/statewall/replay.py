@@ -293,7 +293,7 @@ def replay(
         packets_in = forwarded = dropped_on_receive = unassigned = reordered = truncated = 0
         # Forwarded packets a real box would have treated in a way statewall does not model (a crypto
         # map would have encrypted them, ...), by feature: counted apart, never as plainly forwarded.
-        gaps = GapMatcher(policy)
+        gaps = GapMatcher(policy, fw)
         not_modelled: Counter[str] = Counter()
         per_capture_unassigned: Counter[int] = Counter()
         per_capture_truncated: Counter[int] = Counter()

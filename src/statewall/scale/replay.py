@@ -154,7 +154,7 @@ class ShardEngine:
         self.format = linux.format_event if self.linux else AsaLog(policy).format_event
         self.counters = Counters()
         # Forwarded packets a real box would have treated in a way statewall does not model (gaps).
-        self.gaps = GapMatcher(policy)
+        self.gaps = GapMatcher(policy, self.fw)
         self.not_modelled: Counter[str] = Counter()
         self.last = -1  # global index of this shard's last timer sweep or packet
         self.packets_in = self.forwarded = self.dropped_on_receive = 0
