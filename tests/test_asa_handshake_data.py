@@ -7,6 +7,9 @@ after its SYN-ACK and before the initiator's ACK (docs/asa.md). statewall forwar
 window and says so wherever a user would take the result for the box's: replay counts each such segment
 as not modelled (``statewall.gaps.EMBRYONIC_DATA``), in one process and sharded.
 
+A second SYN (or SYN-ACK) with another initial sequence number on an embryonic connection is dropped as
+``tcp-seq-syn-diff`` with 419002, as the ASA does; a retransmission passes.
+
 And no ASA drop speaks netfilter: no Linux-only reason, no conntrack words, no ``ctstate`` detail, on
 handshake anomalies, under TCP Intercept, and across a fuzzed stream.
 """
@@ -26,6 +29,8 @@ from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason
 from statewall.gaps import EMBRYONIC_DATA
+from statewall.logfmt.asa import format_event
+from statewall.logfmt.counters import ASA_VERIFIED, format_show_asp_drop
 from statewall.pcapio import PcapWriter
 from statewall.tcptrack import InvalidReason
 from traffic import Conversation, Host, Link
@@ -225,6 +230,100 @@ def test_the_replay_table_says_responder_data_was_forwarded_but_not_modelled(tmp
 
 
 # --------------------------------------------------------------------------------------------------
+# A second SYN or SYN-ACK with another initial sequence number: tcp-seq-syn-diff and 419002
+
+
+@pytest.mark.parametrize(
+    "script, refused",
+    [
+        ("SYN again, same ISN", False),
+        ("SYN with a higher ISN before the SYN-ACK", True),
+        ("SYN with a lower ISN before the SYN-ACK", True),
+        ("SYN again after the SYN-ACK, same ISN", False),
+        ("SYN with another ISN after the SYN-ACK", True),
+        ("SYN-ACK again, same ISN", False),
+        ("SYN-ACK with another ISN", True),
+    ],
+)
+def test_a_second_syn_with_another_isn_on_an_embryonic_connection_is_dropped(script, refused):
+    h = hosts(port=41000 + len(script))
+    assert h.send("a", "S", options=[("MSS", 1460)])
+    if "after the SYN-ACK" in script or script.startswith("SYN-ACK"):
+        assert h.send("b", "SA", options=[("MSS", 1460)])
+    seq = {"same": None, "higher": 6000, "lower": 500, "another": 6000}[
+        next(w for w in ("same", "higher", "lower", "another") if w in script)
+    ]
+    if script.startswith("SYN-ACK"):
+        step = h.send("b", "SA", seq=50000 if seq is None else 70000, options=[("MSS", 1460)])
+    else:
+        step = h.send("a", "S", seq=1000 if seq is None else seq, options=[("MSS", 1460)])
+    assert bool(step) is not refused
+    if refused:
+        (d,) = h.drops()
+        assert d.reason is DropReason.TCP_SEQ_SYN_DIFF and d.reason.keyword == "tcp-seq-syn-diff"
+        assert "another initial sequence number" in d.message and d.origin is None
+        no_netfilter_words([d])
+    else:
+        assert h.drops() == []
+    # The embryonic connection is kept: the handshake ends as it began, and data flows.
+    if not script.startswith("SYN-ACK") and "after" not in script:
+        assert h.send("b", "SA", options=[("MSS", 1460)])
+    assert h.send("a", "A") and h.send("a", "PA", b"hello") and h.send("b", "PA", b"world")
+    assert len(h.drops()) == int(refused)
+
+
+def test_the_drop_is_logged_as_419002_in_the_words_of_real_asa_logs():
+    h = hosts()
+    assert h.send("a", "S", options=[("MSS", 1460)])
+    assert not h.send("a", "S", seq=1001, options=[("MSS", 1460)])
+    (d,) = h.drops()
+    assert format_event(d, timestamp=False) == [
+        f"%ASA-4-419002: Duplicate TCP SYN from inside:{CLIENT}/40000 to outside:{SERVER}/80 with "
+        "different initial sequence number"
+    ]
+
+
+def test_show_asp_drop_prints_the_asas_own_line():
+    # The line of a real ASA's show asp drop (ThousandEyes' "Cisco ASA breaks Path Visualization").
+    assert DropReason.TCP_SEQ_SYN_DIFF in ASA_VERIFIED
+    text = format_show_asp_drop({DropReason.TCP_SEQ_SYN_DIFF: 74630})
+    assert "  TCP SEQ in SYN/SYNACK invalid (tcp-seq-syn-diff)                         74630\n" in text
+    assert text.index("tcp-seq-syn-diff") < text.index("Flow drop:")  # a frame drop
+
+
+def test_traceroute_syns_with_one_isn_more_each_hop_are_dropped_after_the_first():
+    # The scenario Cisco's behaviour was described from: the same four-tuple, TTL and ISN one more
+    # each probe. The ASA (no decrement-ttl) passes the first and drops the others.
+    link = Link.asa(PIX_NO_NAT, "hs.cfg", now=10.0, seed=7)
+    passed = []
+    for n in range(1, 6):
+        syn = IP(src=CLIENT, dst=SERVER, ttl=n) / TCP(sport=49221, dport=80, flags="S", seq=1642740607 + n)
+        passed.append(bool(link.send("inside", bytes(syn))))
+    assert passed == [True, False, False, False, False]
+    assert [d.reason for d in link.drops()] == [DropReason.TCP_SEQ_SYN_DIFF] * 4
+
+
+def test_linux_takes_a_second_syn_with_a_higher_isn_as_a_reinitialized_connection():
+    # nf_conntrack_proto_tcp.c tcp_in_window: in SYN_SENT, an original SYN ending after td_end
+    # reinitializes the sender (RFC 793, "sequence numbers larger than those recently used").
+    rules = (
+        "#@statewall interface inside dev eth1 address 10.0.0.1/24\n"
+        "#@statewall interface outside dev eth0 address 192.168.9.30/24\n"
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n"
+    )
+    h = Conversation(
+        Link.iptables(rules, "t.rules", now=10.0),
+        Host(CLIENT, 40000, "inside", isn=1000),
+        Host(SERVER, 80, "outside", isn=50000),
+        acks="capture",
+    )
+    assert h.send("a", "S")
+    assert h.send("a", "S", seq=6000)
+    assert h.drops() == []
+
+
+# --------------------------------------------------------------------------------------------------
 # No netfilter wording in an ASA drop
 
 
@@ -263,6 +362,7 @@ def test_tcp_intercepts_server_handshake_refusal_is_in_the_asas_words():
         "client ACK beyond the server's data",
         "RST out of window before the handshake",
         "SYN-ACK from the client",
+        "second SYN-ACK with another sequence number",
     ],
 )
 def test_handshake_anomalies_are_refused_in_the_asas_words(script):

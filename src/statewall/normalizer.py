@@ -435,6 +435,10 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
                 prof.tm.origins.get("synack_data"),
                 "synack-data allow in a tcp-map applied to this flow",
             )
+        if trk is not None and (trk.state == 1 or trk.state == 2):  # SYN_SENT, SYN_RECV: embryonic
+            r = _other_isn(st, d, pkt, trk, flags, plen)
+            if r is not None:
+                return r
 
     # NOP NOP timestamp, nearly every established segment's layout, needs no option walk when the
     # tcp-map allows timestamps (the default): nothing in it would be cleared or refused.
@@ -490,6 +494,35 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
             if r is not None:
                 return r
     return done
+
+
+def _other_isn(st: NormState, d: int, pkt, trk, flags: int, plen: int) -> Refusal | None:
+    """``tcp-seq-syn-diff`` ("TCP SEQ in SYN/SYNACK invalid", logged as 419002), not configurable: on an
+    embryonic connection, a second SYN from the initiator, or a second SYN-ACK from the responder, whose
+    initial sequence number is not the first one's. The ASA keeps the ISN with the embryonic connection
+    and drops a SYN for the same four-tuple with another (ThousandEyes' "Cisco ASA breaks Path
+    Visualization": traceroute SYNs, one ISN more each hop, dropped as tcp-seq-syn-diff with 419002; the
+    keyword's words, from a real ASA's ``capture asp-drop`` list, name the SYN-ACK too). A retransmission
+    (the same sequence space) passes on. The first one's end is the tracker's: a side sends nothing else
+    before the handshake completes (the initiator's data fails it); once the responder's data went
+    through (not modelled, docs/asa.md) its first SYN-ACK's is not known and a second is not compared."""
+    if d == 0:
+        if flags & _ACK:
+            return None  # a SYN-ACK from the initiator: the tracker's tcp-3whs-failed
+        what = "SYN"
+    else:
+        if not flags & _ACK or trk.state != 2 or st.conn.data_seen[1]:
+            return None  # a SYN from the responder (simultaneous open), or before its first SYN-ACK
+        what = "SYN-ACK"
+    end = trk.seen[d].td_end
+    seq = pkt.seq
+    if (seq + 1 + plen) & _M == end:
+        return None
+    return Refusal(
+        DropReason.TCP_SEQ_SYN_DIFF,
+        f"a second {what} with another initial sequence number ({seq}; the first {what}'s ended at {end})",
+        detail={"seq": seq},
+    )
 
 
 def window_varied(st: NormState, d: int, pkt, trk, ack_offset: int) -> Refusal | None:
