@@ -24,7 +24,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
 
-from fixtures import CLIENT, PIX_NO_NAT, SERVER
+from fixtures import CLIENT, MAPPED, PIX_NO_NAT, PIX_PAT, SERVER
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.events import Drop, DropReason
@@ -403,3 +403,82 @@ def test_no_asa_drop_speaks_netfilter_across_a_fuzzed_stream():
         drops += [e for e in fw.receive(iface, pkt, now).events if isinstance(e, Drop)]
     assert len(drops) > 1000 and len({d.reason for d in drops}) > 10  # the stream reached the checks
     no_netfilter_words(drops)
+
+
+# --------------------------------------------------------------------------------------------------
+# Replay of captures that hold both directions of their link (issue 13, item 5): the box's own output
+# in a capture is recognised and left out, not fed back in on the wrong side of its connection
+
+
+MASQUERADE = (
+    "#@statewall interface inside dev eth1 address 10.0.0.1/24\n"
+    "#@statewall interface outside dev eth0 address 192.168.9.30/24\n"
+    "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+    "-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n"
+    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+    "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+    "-A FORWARD -i eth1 -o eth0 -j ACCEPT\nCOMMIT\n"
+)
+
+
+def _link_captures(tmp_path: Path, link: Link) -> tuple[list[tuple[str, Path]], dict[str, int]]:
+    """A TCP session through ``link`` (PAT to the outside address), captured as a tap on each link
+    sees it: what arrived there and what the firewall sent out there, both directions in one file.
+    Returns the captures and how many packets of each the firewall sent."""
+    h = Conversation(link, Host(CLIENT, 40000, "inside"), Host(SERVER, 80, "outside", to=CLIENT))
+    h.b.to = MAPPED
+    h.open()
+    h.send("a", "PA", b"GET / HTTP/1.0\r\n\r\n")
+    h.send("b", "PA", b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 500)
+    h.send("a", "A")
+    h.send("b", "FA")
+    h.send("a", "FA")
+    h.send("b", "A")
+    caps, sent = [], {}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for iface in ("inside", "outside"):
+        path = tmp_path / f"{iface}.pcap"
+        with PcapWriter(path) as w:
+            for now, way, i, data in link.record:
+                if i == iface:
+                    w.write(data, now)
+                    sent[iface] = sent.get(iface, 0) + (way == "out")
+        caps.append((iface, path))
+    return caps, sent
+
+
+@pytest.mark.parametrize("dialect", ["asa", "iptables"])
+def test_a_capture_holding_both_directions_of_its_link_is_replayed_without_the_boxs_output(tmp_path, dialect):
+    from statewall.config import parse_policy
+    from statewall.replay import replay
+    from statewall.scale.replay import replay as sharded_replay
+
+    if dialect == "asa":
+        config, link = PIX_PAT, Link.asa(PIX_PAT, "pat.cfg", now=10.0, seed=7)
+    else:
+        config, link = MASQUERADE, Link.iptables(MASQUERADE, "masq.rules", now=10.0)
+    caps, sent = _link_captures(tmp_path / "caps", link)
+    # The firewall's output is in both files: the server's 4 segments inside, the client's 5 outside.
+    assert sent == {"inside": 4, "outside": 5}
+    policy = parse_policy(config, "pat.cfg" if dialect == "asa" else "masq.rules")
+    for name, run in (("one", replay), ("sharded", sharded_replay)):
+        kw = {"shards": 1, "inline": True} if name == "sharded" else {}  # one shard: the live PAT port
+        summary = run(policy, caps, tmp_path / f"out-{name}", report=False, **kw)
+        # Each packet that arrived is forwarded; none of the firewall's own is fed back in.
+        assert summary["drops_by_reason"] == {} and summary["forwarded"] == 9, (name, summary)
+        assert summary["sent_by_firewall"] == 9 and summary["packets_in"] == 9
+        assert [c["sent_by_firewall"] for c in summary["captures"]] == [4, 5]
+
+
+def test_a_spoofed_packet_in_an_outside_capture_is_still_replayed(tmp_path):
+    # An inside source towards an inside host, captured on outside: not the box's output (it is
+    # not headed back out there), so it is handed over and the box judges it.
+    from statewall.replay import replay
+
+    cap = tmp_path / "outside.pcap"
+    with PcapWriter(cap) as w:
+        w.write(bytes(IP(src="10.0.0.9", dst=CLIENT) / TCP(sport=1, dport=2, flags="S")), 1.0)
+        w.write(bytes(IP(src=MAPPED, dst=SERVER) / TCP(sport=1024, dport=80, flags="S")), 2.0)
+    summary = replay(parse(PIX_PAT, "pat.cfg"), [("outside", cap)], tmp_path / "out", report=False)
+    assert summary["packets_in"] == 1 and summary["sent_by_firewall"] == 1
+    assert summary["dropped"] == 1  # the spoofed SYN, refused as the box refuses it
