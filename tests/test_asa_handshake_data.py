@@ -482,3 +482,26 @@ def test_a_spoofed_packet_in_an_outside_capture_is_still_replayed(tmp_path):
     summary = replay(parse(PIX_PAT, "pat.cfg"), [("outside", cap)], tmp_path / "out", report=False)
     assert summary["packets_in"] == 1 and summary["sent_by_firewall"] == 1
     assert summary["dropped"] == 1  # the spoofed SYN, refused as the box refuses it
+
+
+def test_replay_shows_the_duplicate_syn_as_the_asa_would(tmp_path):
+    # A traceroute-like capture: the drop in asp-drop.pcap with the ASA's Drop-reason line, 419002 in
+    # the log, the count under its keyword.
+    from statewall.pcapio import read_comments
+    from statewall.replay import replay
+
+    cap = tmp_path / "inside.pcap"
+    with PcapWriter(cap) as w:
+        for n in (1, 2):
+            syn = IP(src=CLIENT, dst=SERVER, ttl=n) / TCP(sport=49221, dport=80, flags="S", seq=7000 + n)
+            w.write(bytes(syn), float(n))
+    out = tmp_path / "out"
+    summary = replay(parse(PIX_NO_NAT, "hs.cfg"), [("inside", cap)], out, report=False)
+    assert summary["forwarded"] == 1 and summary["drops_by_reason"] == {"tcp-seq-syn-diff": 1}
+    ((_, _, comment),) = read_comments(out / "asp-drop.pcap")
+    assert comment.startswith("Drop-reason: (tcp-seq-syn-diff) TCP SEQ in SYN/SYNACK invalid; ingress inside")
+    log = (out / "log.txt").read_text()
+    assert (
+        f"%ASA-4-419002: Duplicate TCP SYN from inside:{CLIENT}/49221 to outside:{SERVER}/80 with "
+        "different initial sequence number\n" in log
+    )
