@@ -324,12 +324,72 @@ def test_linux_takes_a_second_syn_with_a_higher_isn_as_a_reinitialized_connectio
 
 
 # --------------------------------------------------------------------------------------------------
+# A SYN-ACK that does not acknowledge the SYN: tcp-ack-syn-diff
+
+
+@pytest.mark.parametrize(
+    "ack, refused", [(1001, False), (1000, True), (999, True), (1002, True), (5000, True)]
+)
+def test_a_syn_ack_must_acknowledge_the_syn(ack, refused):
+    h = hosts(port=42000 + ack % 1000)
+    assert h.send("a", "S", options=[("MSS", 1460)])
+    step = h.send("b", "SA", ack=ack, options=[("MSS", 1460)])
+    assert bool(step) is not refused
+    if refused:
+        (d,) = h.drops()
+        assert d.reason is DropReason.TCP_ACK_SYN_DIFF and d.reason.keyword == "tcp-ack-syn-diff"
+        assert d.reason.description == "TCP ACK in SYNACK invalid" and d.detail["ack"] == ack
+        assert format_event(d) == []  # no syslog message is known for it
+        no_netfilter_words([d])
+        # The embryonic connection waits for the real SYN-ACK.
+        assert h.send("b", "SA", ack=1001, options=[("MSS", 1460)]) and h.send("a", "A")
+    else:
+        assert h.drops() == []
+
+
+def test_a_syn_ack_may_acknowledge_only_the_syn_of_a_syn_with_data():
+    # TCP Fast Open's fallback: the server takes the SYN, not its data.
+    h = hosts()
+    assert h.send("a", "S", b"early data", options=[("MSS", 1460)])
+    assert h.send("b", "SA", ack=1001, options=[("MSS", 1460)])
+    assert h.drops() == []
+
+
+def test_show_asp_drop_has_the_asas_line_for_a_syn_ack_with_a_bad_ack():
+    # A real ASA's show asp drop line (a public repository's saved output).
+    assert DropReason.TCP_ACK_SYN_DIFF in ASA_VERIFIED
+    text = format_show_asp_drop({DropReason.TCP_ACK_SYN_DIFF: 130})
+    assert "  TCP ACK in SYNACK invalid (tcp-ack-syn-diff)                               130\n" in text
+
+
+def test_linux_takes_a_syn_ack_acknowledging_below_the_syn():
+    # nf_conntrack_proto_tcp.c tcp_in_window: the ack's lower bound is a window back, not the SYN; an
+    # ack beyond it is INVALID ("ACK is over upper bound").
+    rules = (
+        "#@statewall interface inside dev eth1 address 10.0.0.1/24\n"
+        "#@statewall interface outside dev eth0 address 192.168.9.30/24\n"
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n"
+    )
+    for ack, passes in ((1000, True), (1002, False)):
+        h = Conversation(
+            Link.iptables(rules, "t.rules", now=10.0),
+            Host(CLIENT, 40000, "inside", isn=1000),
+            Host(SERVER, 80, "outside", isn=50000),
+            acks="capture",
+        )
+        assert h.send("a", "S")
+        assert bool(h.send("b", "SA", ack=ack)) is passes
+        assert [d.reason for d in h.drops()] == ([] if passes else [DropReason.TCP_INVALID])
+
+
+# --------------------------------------------------------------------------------------------------
 # No netfilter wording in an ASA drop
 
 
 def test_tcp_intercepts_server_handshake_refusal_is_in_the_asas_words():
-    # The server answers TCP Intercept's SYN with a SYN-ACK acknowledging beyond it: the normalizer's
-    # invalid ACK, with the ASA's description, not conntrack's "ACK is over upper bound" and ctstate.
+    # The server answers TCP Intercept's SYN with a SYN-ACK acknowledging beyond it: the ASA's
+    # tcp-ack-syn-diff, not conntrack's "ACK is over upper bound" and ctstate.
     sys.path.insert(0, str(Path(__file__).parent))
     import test_intercept as ti
 
@@ -349,8 +409,10 @@ def test_tcp_intercepts_server_handshake_refusal_is_in_the_asas_words():
     res = fw.receive("inside", bytes(bad), net.now + 0.2)
     assert res.packets == []
     (d,) = [e for e in res.events if isinstance(e, Drop)]
-    assert d.reason is DropReason.TCP_INVALID_ACK and d.message == "TCP invalid ACK"
-    assert set(d.detail) == {"conn"}
+    assert d.reason is DropReason.TCP_ACK_SYN_DIFF
+    # In the client's own numbers (TCP Intercept's SYN carried its ISN 555, randomized on the way).
+    assert d.message == "SYN-ACK acknowledges 5555, where the SYN's next sequence number is 556"
+    assert "ctstate" not in d.detail
     no_netfilter_words([d])
 
 

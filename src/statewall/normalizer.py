@@ -439,6 +439,10 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
             r = _other_isn(st, d, pkt, trk, flags, plen)
             if r is not None:
                 return r
+            if d == 1 and flags & _ACK and trk.state == 1:  # the responder's first SYN-ACK
+                r = _synack_ack(st, pkt, trk, ack_offset)
+                if r is not None:
+                    return r
 
     # NOP NOP timestamp, nearly every established segment's layout, needs no option walk when the
     # tcp-map allows timestamps (the default): nothing in it would be cleared or refused.
@@ -522,6 +526,24 @@ def _other_isn(st: NormState, d: int, pkt, trk, flags: int, plen: int) -> Refusa
         DropReason.TCP_SEQ_SYN_DIFF,
         f"a second {what} with another initial sequence number ({seq}; the first {what}'s ended at {end})",
         detail={"seq": seq},
+    )
+
+
+def _synack_ack(st: NormState, pkt, trk, ack_offset: int) -> Refusal | None:
+    """``tcp-ack-syn-diff`` ("TCP ACK in SYNACK invalid": the keyword and words of a real ASA's
+    ``capture asp-drop`` list and ``show asp drop``), not configurable: a SYN-ACK must acknowledge the
+    SYN, ISS < SEG.ACK =< SND.NXT (RFC 9293, 3.10.7.3, SYN-SENT). The initiator's SND.NXT is the
+    tracker's end of its SYN; without data on the SYN only that number is acceptable, with data any
+    number from its ISN on (the tracker keeps no ISN: the SYN's data is at most 64 KB). Linux's tracker
+    takes an ACK below it (tcp_in_window's lower bound is a window back); an ASA counts it here."""
+    nxt = trk.seen[0].td_end
+    ack = (pkt.ack - ack_offset) & _M
+    if ack == nxt or (st.conn.data_seen[0] and ((nxt - ack) & _M) <= 0xFFFF):
+        return None
+    return Refusal(
+        DropReason.TCP_ACK_SYN_DIFF,
+        f"SYN-ACK acknowledges {ack}, where the SYN's next sequence number is {nxt}",
+        detail={"ack": ack},
     )
 
 

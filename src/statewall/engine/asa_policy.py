@@ -355,11 +355,12 @@ def intercepted(fw, half: Half, pkt: Packet, now: float, out: list, ev: list) ->
     shift = conn.seqrand
     verdict, why = conn.tcp.packet(REPLY, pkt, fw.ct, ack_offset=shift.ack_offset(REPLY, pkt.ack))
     if verdict == INVALID:
-        # The ASA's words, never conntrack's (TCP Intercept is the ASA's alone): an acknowledgment
-        # beyond the SYN sent to the server is the normalizer's invalid ACK (Cisco ASA configuration
-        # guide, tcp-map invalid-ack: an ACK number greater than the next sequence number to be sent);
-        # anything else the tracker refuses here fails the handshake, as forward.established names a
-        # segment refused before the handshake completed.
+        # The ASA's words, never conntrack's (TCP Intercept is the ASA's alone). The normalizer has
+        # refused a SYN-ACK not acknowledging the SYN (tcp-ack-syn-diff); an acknowledgment beyond
+        # what was sent is the tcp-map's invalid ACK (Cisco ASA configuration guide, invalid-ack: an
+        # ACK number greater than the next sequence number to be sent); anything else the tracker
+        # refuses here fails the handshake, as forward.established names a segment refused before
+        # the handshake completed.
         over = why is not None and why.kind is InvalidReason.ACK_OVER
         reason = DropReason.TCP_INVALID_ACK if over else DropReason.TCP_3WHS_FAILED
         drop(
