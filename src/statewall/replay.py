@@ -21,6 +21,10 @@ from the responder's side is received it goes through ``fw.replay_rewrite``, whi
 coordinates the firewall gave that connection (the mapped address and port, later sequence offsets and
 FTP data ports), so that a capture of a working session also works through a translating policy.
 
+A capture of a link holds both directions: the firewall's own output in it is left out and counted
+(``sent_by_firewall``), by ``fw.sent_by_box`` for a capture pinned to an interface and, for one read
+with ``auto``, by ``RecentOutput`` (a copy of a packet the firewall emitted moments before).
+
 Time is only ever the capture's: timers fire up to the last packet's time plus ``drain`` seconds, so
 the log says what would have happened during the capture, not after an arbitrary wait.
 """
@@ -201,6 +205,139 @@ class Outputs:
             self.sender.send_events(events)
 
 
+# How long after the firewall emitted a packet a copy of it in another capture is recognised as that
+# output (``RecentOutput``): a capture of the egress link holds it microseconds to milliseconds later.
+OWN_OUTPUT_WINDOW = 1.0
+
+
+def _hop_blank(data: bytes | bytearray) -> bytearray | None:
+    """The packet with the fields every hop rewrites blanked: IPv4's TTL and header checksum, IPv6's
+    hop limit (an ASA forwards without decrementing, Linux decrements)."""
+    if len(data) >= 20 and data[0] >> 4 == 4:
+        b = bytearray(data)
+        b[8] = 0
+        b[10:12] = b"\0\0"
+        return b
+    if len(data) >= 40 and data[0] >> 4 == 6:
+        b = bytearray(data)
+        b[7] = 0
+        return b
+    return None
+
+
+def _headers(b: bytearray) -> int:
+    """The length of the IP and TCP/UDP headers (0 when the packet has neither, or is cut short)."""
+    if b[0] >> 4 == 4:
+        ip, proto = (b[0] & 15) * 4, b[9]
+    else:
+        ip, proto = 40, b[6]
+    if proto == 6 and len(b) >= ip + 20:
+        return ip + (b[ip + 12] >> 4) * 4
+    if proto == 17 and len(b) >= ip + 8:
+        return ip + 8
+    return 0
+
+
+def _masked(b: bytearray, mask: tuple[int, ...]) -> bytes:
+    for w in mask:
+        b[4 * w : 4 * w + 4] = b"\0\0\0\0"
+    return bytes(b)
+
+
+class RecentOutput:
+    """What the firewall emitted in the last ``OWN_OUTPUT_WINDOW`` seconds, for ``--ingress auto``.
+
+    A capture not tied to a link may hold both directions of one: the firewall's own output is in it
+    too, and fed back in it arrives on the wrong side of its connection (the ASA drops it as
+    tcp-not-syn). The real box's output is not byte for byte the firewall's: it chose its own mapped
+    port, random sequence offset, MSS. So a captured packet is taken for the firewall's output when,
+    at most the window after the firewall emitted a packet, it equals that packet in every byte the
+    firewall did not rewrite: the 32-bit words where the emitted packet differs from the captured one
+    that caused it (addresses, ports, sequence and acknowledgement numbers, an option, a checksum) are
+    compared with neither, the rest (length, IP id, flags, window, the other options, the payload)
+    must be identical, apart from TTL/hop limit and the header checksum. A packet the firewall
+    forwarded unchanged is recognised only in another capture than the one it came from (a capture
+    of one link holding a duplicate looks the same). Each emission stands for one captured copy;
+    anything that differs in a byte the firewall left alone (a spoofed packet) is replayed."""
+
+    def __init__(self, window: float = OWN_OUTPUT_WINDOW) -> None:
+        self.window = window
+        # (blanked words, masked bytes) -> [(emitted at, capture of the cause or -1, changed)]
+        self.sent: dict[tuple[tuple[int, ...], bytes], list[tuple[float, int, bool]]] = {}
+        self.masks: Counter[tuple[int, ...]] = Counter()
+        self.order: list[tuple[float, tuple[tuple[int, ...], bytes]]] = []  # by time, for expiry
+        self._head = 0
+
+    def emitted(self, packets: Sequence[tuple[str, bytes | bytearray]], now: float, cause: int,
+                source: bytes | bytearray | None) -> None:  # fmt: skip
+        """``packets`` left the firewall at ``now``; ``source`` is the captured packet (of capture
+        ``cause``) whose receipt emitted them, None for a timer's output."""
+        src = _hop_blank(source) if source is not None else None
+        for _iface, data in packets:
+            out = _hop_blank(data)
+            if out is None:
+                continue
+            if src is not None and len(src) == len(out):
+                mask = tuple(sorted({i // 4 for i in range(len(out)) if out[i] != src[i]}))
+                changed = bool(mask)
+            elif src is not None and 0 < (head := _headers(out)) == _headers(src):
+                # A rewrite that changed the payload's length (an FTP PORT): the headers' rewritten
+                # words are blanked, the payload (the firewall's rewrite) must be identical.
+                mask = tuple(sorted({i // 4 for i in range(head) if out[i] != src[i]}))
+                changed = True
+            else:
+                mask, changed = (), True  # a packet of the firewall's own
+            key = (mask, _masked(out, mask))
+            self.sent.setdefault(key, []).append((now, cause, changed))
+            self.masks[mask] += 1
+            self.order.append((now, key))
+
+    def _expire(self, now: float) -> None:
+        order, head, horizon = self.order, self._head, now - self.window
+        while head < len(order) and order[head][0] < horizon:
+            key = order[head][1]
+            entries = self.sent.get(key)
+            if entries and entries[0][0] < horizon:
+                del entries[0]
+                if not entries:
+                    del self.sent[key]
+                self.masks[key[0]] -= 1
+                if not self.masks[key[0]]:
+                    del self.masks[key[0]]
+            head += 1
+        if head > 4096 and head * 2 > len(order):
+            del order[:head]
+            head = 0
+        self._head = head
+
+    def take(self, data: bytes | bytearray, now: float, capture: int) -> bool:
+        """Is ``data``, read from capture ``capture`` at ``now``, the firewall's recent output? If so
+        the emission it copies is used up."""
+        if not self.sent:
+            return False
+        self._expire(now)
+        blank = _hop_blank(data)
+        if blank is None:
+            return False
+        for mask in list(self.masks):
+            if mask and 4 * mask[-1] >= len(blank):
+                continue
+            key = (mask, _masked(bytearray(blank), mask))
+            entries = self.sent.get(key)
+            if not entries:
+                continue
+            for i, (_t, cause, changed) in enumerate(entries):
+                if changed or cause != capture:
+                    del entries[i]
+                    if not entries:
+                        del self.sent[key]
+                    self.masks[mask] -= 1
+                    if not self.masks[mask]:
+                        del self.masks[mask]
+                    return True
+        return False
+
+
 def merged_captures(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes, bool]]:
     """All packets of all captures by timestamp; ties keep capture order, then file order. The last
     field says whether the capture cut the packet short (``_truncated``)."""
@@ -299,6 +436,8 @@ def replay(
         per_capture_unassigned: Counter[int] = Counter()
         per_capture_truncated: Counter[int] = Counter()
         per_capture_sent: Counter[int] = Counter()
+        # With a capture not tied to a link, the firewall's recent output, to recognise it there.
+        recent = RecentOutput() if any(i is None for i in ingress) else None
         first: float | None = None
         now = float("-inf")
         for n, (ts, index, _seq, data, cut) in enumerate(merged_captures(readers)):
@@ -313,6 +452,8 @@ def replay(
             res = fw.advance(now)
             if res.packets:
                 outputs.packets(res.packets, now)
+                if recent is not None:
+                    recent.emitted(res.packets, now, -1, None)
             if res.events:
                 outputs.events(res.events)
             if cut:
@@ -323,6 +464,12 @@ def replay(
                 continue
             iface = ingress[index]
             if iface is None:
+                if recent is not None and recent.take(data, now, index):
+                    # The capture holds the firewall's own output too: the packet it emitted on some
+                    # interface moments ago (RecentOutput), not one that arrived (counted).
+                    sent_by_fw += 1
+                    per_capture_sent[index] += 1
+                    continue
                 iface = fw.ingress_for(data)
             elif fw.sent_by_box(iface, data):
                 # The capture of the link holds the firewall's own output too: it left by this
@@ -341,6 +488,8 @@ def replay(
             arrived = fw.replay_rewrite(iface, data, now)
             outputs.arrival(iface, arrived, now)
             res = fw.receive(iface, arrived, now)
+            if recent is not None and res.packets:
+                recent.emitted(res.packets, now, index, data)
             if gaps.active and res.packets:
                 for u in gaps.forwarded(iface, res.packets, arrived):
                     not_modelled[u.feature] += 1
@@ -398,7 +547,8 @@ def replay(
             # Received but neither forwarded nor dropped yet (e.g. fragments awaiting the rest).
             "held": packets_in - forwarded - dropped_on_receive,
             "unassigned": unassigned,
-            # Not replayed: the firewall's own output, in a capture of the link it left by.
+            # Not replayed: the firewall's own output, in a capture of the link it left by (pinned:
+            # Firewall.sent_by_box; auto: a copy of what it emitted moments before, RecentOutput).
             "sent_by_firewall": sent_by_fw,
             # Not replayed: cut short by the capture's snap length (see captures[].snaplen).
             "truncated": truncated,

@@ -269,7 +269,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="auto|IFACE=CAPTURE",
         help="where a capture's packets enter: IFACE=CAPTURE pins a capture to an interface (what the "
         "firewall itself sent out there, if the capture holds it, is left out and counted); 'auto' "
-        "(the default for positional captures) uses the interface that routes to each packet's source",
+        "(the default for positional captures) uses the interface that routes to each packet's source, "
+        "and leaves out a copy of a packet the firewall emitted within the last second (equal but for "
+        "what it rewrote; not with --workers)",
     )
     p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR", help="directory for the results")
     p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap or pcapng files (ingress auto)")
