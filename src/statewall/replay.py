@@ -25,6 +25,9 @@ A capture of a link holds both directions: the firewall's own output in it is le
 (``sent_by_firewall``), by ``fw.sent_by_box`` for a capture pinned to an interface and, for one read
 with ``auto``, by ``RecentOutput`` (a copy of a packet the firewall emitted moments before).
 
+With ``auto`` and an iptables ruleset, a server behind a DNAT whose translation is fixed, captured
+on either side of the box, is carried across it first (``statewall.replay_dnat``).
+
 Time is only ever the capture's: timers fire up to the last packet's time plus ``drain`` seconds, so
 the log says what would have happened during the capture, not after an arbitrary wait.
 """
@@ -438,6 +441,17 @@ def replay(
         per_capture_sent: Counter[int] = Counter()
         # With a capture not tied to a link, the firewall's recent output, to recognise it there.
         recent = RecentOutput() if any(i is None for i in ingress) else None
+        dnat = None
+        if recent is not None and (policy.netfilter or policy.ip6_netfilter):
+            from .replay_dnat import DnatCarry
+
+            dnat = DnatCarry(policy)
+            engine = fw if hasattr(fw, "conns") else getattr(fw, "fw", fw)
+            by_key = getattr(getattr(engine, "conns", None), "by_key", {})
+
+            def known(pkt) -> bool:
+                return (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport) in by_key
+
         first: float | None = None
         now = float("-inf")
         for n, (ts, index, _seq, data, cut) in enumerate(merged_captures(readers)):
@@ -471,6 +485,10 @@ def replay(
                     per_capture_sent[index] += 1
                     continue
                 iface = fw.ingress_for(data)
+                if dnat is not None and iface is not None:
+                    # A server behind a fixed DNAT captured on either side of the box: as it arrived
+                    # live (statewall.replay_dnat).
+                    iface, data = dnat.carry(data, iface, known)
             elif fw.sent_by_box(iface, data):
                 # The capture of the link holds the firewall's own output too: it left by this
                 # interface, it did not arrive there (counted, not handed over).
@@ -553,6 +571,10 @@ def replay(
             # Not replayed: cut short by the capture's snap length (see captures[].snaplen).
             "truncated": truncated,
             "reordered": reordered,
+            # --ingress auto, an iptables ruleset: packets of a server behind a fixed DNAT carried
+            # across it, and the DNAT rules replay does not carry (statewall.replay_dnat).
+            "dnat_carried": dnat.carried if dnat is not None else 0,
+            "dnat_not_carried": dnat.not_carried if dnat is not None else [],
             "drops_by_reason": counters["drops_by_reason"],
             "not_modelled": dict(sorted(not_modelled.items())),
             "packets_out": {iface: w.count for iface, w in sorted(outputs.writers.items())},
