@@ -178,3 +178,19 @@ def test_recent_output_rules():
     r.emitted([("outside", nat)], 4.0, 0, pkt)
     assert r.take(other, 4.5, 0)
     assert not r.take(other, 4.6, 0)
+
+
+def test_packet_tracer_says_when_the_packet_asked_for_is_the_boxs_own_output(tmp_path, capsys):
+    from statewall.cli import main
+
+    _, _, link = _link("iptables")
+    _ftp_session(link)
+    paths, _ = _captures(tmp_path / "caps", link)
+    rules = tmp_path / "masq.rules"
+    rules.write_text(MASQUERADE_FTP)
+    args = ["packet-tracer", "-c", str(rules), "--capture", str(paths[0]), "--capture", str(paths[1])]
+    # Packet 1 is the client's SYN as it arrived inside; packet 2 the same SYN as it left outside.
+    assert main([*args, "--packet", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--packet", "2"]) != 0
+    assert "packet 2 was not handed to the firewall" in capsys.readouterr().err
