@@ -228,6 +228,11 @@ def _hop_blank(data: bytes | bytearray) -> bytearray | None:
     return None
 
 
+def _ip_header(b: bytearray) -> int:
+    """The IP header's length (IPv6: the fixed header)."""
+    return (b[0] & 15) * 4 if b[0] >> 4 == 4 else 40
+
+
 def _headers(b: bytearray) -> int:
     """The length of the IP and TCP/UDP headers (0 when the packet has neither, or is cut short)."""
     if b[0] >> 4 == 4:
@@ -253,20 +258,21 @@ class RecentOutput:
     A capture not tied to a link may hold both directions of one: the firewall's own output is in it
     too, and fed back in it arrives on the wrong side of its connection (the ASA drops it as
     tcp-not-syn). The real box's output is not byte for byte the firewall's: it chose its own mapped
-    port, random sequence offset, MSS. So a captured packet is taken for the firewall's output when,
-    at most the window after the firewall emitted a packet, it equals that packet in every byte the
-    firewall did not rewrite: the 32-bit words where the emitted packet differs from the captured one
-    that caused it (addresses, ports, sequence and acknowledgement numbers, an option, a checksum) are
-    compared with neither, the rest (length, IP id, flags, window, the other options, the payload)
-    must be identical, apart from TTL/hop limit and the header checksum. A packet the firewall
-    forwarded unchanged is recognised only in another capture than the one it came from (a capture
-    of one link holding a duplicate looks the same). Each emission stands for one captured copy;
+    port, random sequence offset, MSS. So a packet read from one capture is taken for the firewall's
+    output when, at most the window after the firewall emitted a packet caused by a packet of
+    *another* capture (or by a timer), it equals that emission in every byte the firewall did not
+    rewrite: the IP header whole (addresses, IP id, length, flags; TTL/hop limit and the header
+    checksum aside), and of the rest every 32-bit word where the emission equals the captured packet
+    that caused it; the words the firewall rewrote there (ports, sequence and acknowledgement numbers,
+    an option, a checksum, a PORT argument) are compared with neither. A copy in the capture its cause
+    came from is never taken: there it could be the next genuine packet of the same host (a capture
+    holding both links in one file is not recognised). Each emission stands for one captured copy;
     anything that differs in a byte the firewall left alone (a spoofed packet) is replayed."""
 
     def __init__(self, window: float = OWN_OUTPUT_WINDOW) -> None:
         self.window = window
-        # (blanked words, masked bytes) -> [(emitted at, capture of the cause or -1, changed)]
-        self.sent: dict[tuple[tuple[int, ...], bytes], list[tuple[float, int, bool]]] = {}
+        # (blanked words, masked bytes) -> [(emitted at, capture of the cause or -1)]
+        self.sent: dict[tuple[tuple[int, ...], bytes], list[tuple[float, int]]] = {}
         self.masks: Counter[tuple[int, ...]] = Counter()
         self.order: list[tuple[float, tuple[tuple[int, ...], bytes]]] = []  # by time, for expiry
         self._head = 0
@@ -280,18 +286,18 @@ class RecentOutput:
             out = _hop_blank(data)
             if out is None:
                 continue
-            if src is not None and len(src) == len(out):
-                mask = tuple(sorted({i // 4 for i in range(len(out)) if out[i] != src[i]}))
-                changed = bool(mask)
-            elif src is not None and 0 < (head := _headers(out)) == _headers(src):
-                # A rewrite that changed the payload's length (an FTP PORT): the headers' rewritten
-                # words are blanked, the payload (the firewall's rewrite) must be identical.
-                mask = tuple(sorted({i // 4 for i in range(head) if out[i] != src[i]}))
-                changed = True
-            else:
-                mask, changed = (), True  # a packet of the firewall's own
+            ip = _ip_header(out)
+            mask: tuple[int, ...] = ()
+            if src is not None and _ip_header(src) == ip:
+                if len(src) == len(out):
+                    end = len(out)
+                else:
+                    # A rewrite that changed the payload's length (an FTP PORT): the transport
+                    # header's rewritten words are blanked, the payload must be identical.
+                    end = _headers(out) if 0 < _headers(out) == _headers(src) else ip
+                mask = tuple(sorted({i // 4 for i in range(ip, end) if out[i] != src[i]}))
             key = (mask, _masked(out, mask))
-            self.sent.setdefault(key, []).append((now, cause, changed))
+            self.sent.setdefault(key, []).append((now, cause))
             self.masks[mask] += 1
             self.order.append((now, key))
 
@@ -329,8 +335,8 @@ class RecentOutput:
             entries = self.sent.get(key)
             if not entries:
                 continue
-            for i, (_t, cause, changed) in enumerate(entries):
-                if changed or cause != capture:
+            for i, (_t, cause) in enumerate(entries):
+                if cause != capture:
                     del entries[i]
                     if not entries:
                         del self.sent[key]
