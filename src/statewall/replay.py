@@ -577,10 +577,6 @@ def replay(
             # Not replayed: cut short by the capture's snap length (see captures[].snaplen).
             "truncated": truncated,
             "reordered": reordered,
-            # --ingress auto, an iptables ruleset: packets of a server behind a fixed DNAT carried
-            # across it, and the DNAT rules replay does not carry (statewall.replay_dnat).
-            "dnat_carried": dnat.carried if dnat is not None else 0,
-            "dnat_not_carried": dnat.not_carried if dnat is not None else [],
             "drops_by_reason": counters["drops_by_reason"],
             "not_modelled": dict(sorted(not_modelled.items())),
             "packets_out": {iface: w.count for iface, w in sorted(outputs.writers.items())},
@@ -595,6 +591,11 @@ def replay(
                 "report": REPORT_NAME if report else None,
             },
         }
+    if dnat is not None and (dnat.forwards or dnat.not_carried):
+        # --ingress auto, an iptables ruleset with DNAT rules: packets of a server behind a fixed
+        # DNAT carried across it, and the rules replay does not carry (statewall.replay_dnat).
+        summary["dnat_carried"] = dnat.carried
+        summary["dnat_not_carried"] = dnat.not_carried
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")

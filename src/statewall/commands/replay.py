@@ -276,8 +276,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "firewall itself sent out there, if the capture holds it, is left out and counted); 'auto' "
         "(the default for positional captures) uses the interface that routes to each packet's source, "
         "and leaves out a copy, in another capture, of a packet the firewall emitted within the last "
-        "second (equal but for what it rewrote; not with --workers) and carries a server behind a fixed iptables DNAT captured "
-        "on either side (the rules it cannot invert are named)",
+        "second (equal but for what it rewrote; not with --workers) and carries a server behind a "
+        "fixed iptables DNAT captured on either side (the rules it cannot invert are named)",
     )
     p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR", help="directory for the results")
     p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap or pcapng files (ingress auto)")
