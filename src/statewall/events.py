@@ -384,6 +384,12 @@ class PortBlockReleased(_PortBlock):
 
 
 @dataclass(slots=True)
+class PortBlockActive(_PortBlock):
+    """A host's block of PAT ports was still held at a round of interim logging (``xlate
+    block-allocation pba-interim-logging SECONDS``, 305017)."""
+
+
+@dataclass(slots=True)
 class Drop(Event):
     """A packet was dropped. Exactly one per dropped packet.
 

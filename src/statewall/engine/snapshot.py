@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from . import compiled, state
 
 FORMAT = "statewall-state"
-VERSION = 1
+VERSION = 2  # 2: the NAT table's next round of port block interim logging (pba_tick)
 # Rebuilt from the policy on restore, or only a reader's (replay index, packet-tracer's record).
 NOT_KEPT = ("replay_index", "trace_log")
 

@@ -55,6 +55,7 @@ _ACTIONS = {
     "XlateTeardown": "translation-teardown",
     "PortBlockAllocated": "port-block-allocated",
     "PortBlockReleased": "port-block-released",
+    "PortBlockActive": "port-block-active",
     "Drop": "packet-dropped",
     "AclHit": "access-list-hit",
     "IcmpSent": "icmp-sent",
