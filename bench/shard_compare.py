@@ -39,24 +39,68 @@ _HEAD = '{"@timestamp":"'
 _ECS = ',"event.kind":"'
 
 
-def _own_fields(line: str) -> dict:
-    """An events.jsonl record with its own fields only: the Elastic Common Schema copies (dotted
-    names, ``@timestamp``: derived from the own fields, a mapped port among them) left out. Only the
-    own fields' text is parsed when the record has the layout event_record writes (a quote within a
-    string is escaped, so these keys cannot be met inside a value)."""
+def _own_text(line: str) -> str:
+    """An events.jsonl record with its own fields only, as JSON text: the Elastic Common Schema copies
+    (dotted names, ``@timestamp``: derived from the own fields, a mapped port among them) left out. A
+    record with the layout event_record writes is cut as text (a quote within a string is escaped, so
+    these keys cannot be met inside a value); another is parsed and written again."""
     if line.startswith(_HEAD):
         start = line.find(',"event":"')
         cut = line.find(_ECS)
         if 0 < start < cut:
-            return json.loads("{" + line[start + 1 : cut] + "}")
+            return "{" + line[start + 1 : cut] + "}"
     ev = json.loads(line)
-    return {k: v for k, v in ev.items() if "." not in k and not k.startswith("@")}
+    return _dumps({k: v for k, v in ev.items() if "." not in k and not k.startswith("@")})
+
+
+def _own_fields(line: str) -> dict:
+    return json.loads(_own_text(line))
 
 
 def _events(path: Path) -> list[dict]:
-    """The events with their own fields (``_own_fields``)."""
+    """The events with their own fields (``_own_text``)."""
     with open(path, encoding="utf-8") as f:
         return [_own_fields(line) for line in f]
+
+
+# Both runs write an event type's fields in one order, and mapping a port back changes values in place:
+# an event's text as written and as parsed and written again are the same.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_MAPPED = re.compile(r'"mapped_address":"([^"]*)","mapped_port":(\d+)')
+_PROTOCOL = re.compile(r'"protocol":(\d+)')
+_TIME = re.compile(r'"time":([^,}]+)')
+
+
+def _event_key(text: str, pm: PortMap | None) -> str:
+    """An event (its own fields' text) as compared: with ``pm``, its PAT ports mapped back to one
+    process's (``_normalize_event``); an FTP control connection's teardown without its byte count
+    (``_ftp_bytes``). An ASA's event is mapped on its text: each ``mapped_address``/``mapped_port``
+    pair of a PAT address (a translation's, an end's of a connection or FTP transfer) gets the port
+    that ``PortMap`` gives for the event's protocol and time; Linux's events, and the FTP teardowns,
+    are parsed, mapped and written again."""
+    ftp = text.startswith('{"event":"ConnTeardown"') and '"port":21,' in text
+    if pm is None:
+        return _dumps(_ftp_bytes(json.loads(text))) if ftp else text
+    if pm.nf or ftp:
+        return _dumps(_ftp_bytes(_normalize_event(json.loads(text), pm)))
+    matches = [m for m in _MAPPED.finditer(text) if m.group(1) in pm.pat]
+    if not matches:
+        return text
+    proto = _PROTOCOL.search(text)
+    protocol = int(proto.group(1)) if proto else 6  # 303002 (FtpTransfer) names the TCP connection
+    when = float(_TIME.search(text).group(1))
+    out, at = [], 0
+    for m in matches:
+        out.append(text[at : m.start(2)])
+        out.append(str(pm.port(protocol, m.group(1), int(m.group(2)), when)))
+        at = m.end(2)
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _event_texts(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [_own_text(line) for line in f]
 
 
 def _translations(ev: dict, nf: bool, teardown: bool = False) -> list[tuple]:
@@ -227,12 +271,6 @@ def _ftp_bytes(ev: dict) -> dict:
     return ev
 
 
-def _event_keys(events: Iterable[dict]) -> list[str]:
-    """The events as compared, in order: each as its JSON text with sorted keys, sorted (the time
-    first). Records at one time may come in another order from shards."""
-    return sorted(json.dumps(_ftp_bytes(ev), sort_keys=True) for ev in events)
-
-
 def _packet_keys(path: Path, opened: set[tuple], pm: PortMap | None) -> list[tuple[float, bytes, str]]:
     """A capture's packets as compared: (time, ``_packet_key``, comment), sorted. Captures with
     comments (pcapng: what left an interface, asp-drop.pcap) keep them: the connection's number and
@@ -245,11 +283,19 @@ def _packet_keys(path: Path, opened: set[tuple], pm: PortMap | None) -> list[tup
 
 
 def _digest(items: Iterable) -> tuple[int, str]:
-    """(how many, SHA-256 of them in order): what a reference keeps of a sorted list."""
+    """(how many, SHA-256 of them in order): what a reference keeps of a sorted list of strings (events,
+    log lines with their counts) or of packets (time, bytes, comment)."""
     h = hashlib.sha256()
     n = 0
     for item in items:
-        h.update(repr(item).encode())
+        if type(item) is str:
+            h.update(item.encode())
+        elif type(item[1]) is bytes:
+            ts, data, comment = item
+            h.update(f"{ts!r} {len(data)} {comment}".encode())
+            h.update(data)
+        else:
+            h.update(repr(item).encode())
         h.update(b"\n")
         n += 1
     return n, h.hexdigest()
@@ -296,7 +342,8 @@ class Reference:
     def __init__(self, one: Path) -> None:
         self.path = one
         self.summary = _summary(one)
-        events = _events(one / "events.jsonl")
+        texts = _event_texts(one / "events.jsonl")
+        events = [json.loads(t) for t in texts]
         self.nf = not any(ev["event"] == "XlateBuilt" for ev in events)
         self.ports: dict[tuple, int] = {}
         self.pat: set[str] = set()
@@ -307,8 +354,9 @@ class Reference:
                 self.pat.add(slot[1])
                 self.translations += 1
         self.opened = _opened_to_mapped(events, self.pat)
-        self.events = _digest(_event_keys(events))
         del events
+        self.events = _digest(sorted(_event_key(t, None) for t in texts))
+        del texts
         outputs = self.summary["outputs"]
         self.captures = list(outputs["captures"].values())
         self.files = [
@@ -340,13 +388,18 @@ def compare(one: Path | Reference, sharded: Path) -> dict:
         assert (sharded / s2["outputs"]["report"]).stat().st_size > 0
     assert ref.summary == _summary(sharded)
 
-    ev2 = _events(sharded / "events.jsonl")
-    pm = PortMap(ref.ports, ref.pat, ref.nf, ev2)
-    moved = sum(1 for ev in ev2 for key, mapped, _slot in _translations(ev, ref.nf) if mapped != key[2])
-    keys = _event_keys(_normalize_event(ev, pm) for ev in ev2)
-    del ev2
+    texts = _event_texts(sharded / "events.jsonl")
+    kinds = ('{"event":"ConnBuilt"', '{"event":"ConnTeardown"') if ref.nf else ('{"event":"Xlate',)
+    translations = [json.loads(t) for t in texts if t.startswith(kinds)]
+    pm = PortMap(ref.ports, ref.pat, ref.nf, translations)
+    moved = sum(
+        1 for ev in translations for key, mapped, _slot in _translations(ev, ref.nf) if mapped != key[2]
+    )
+    del translations
+    keys = sorted(_event_key(t, pm) for t in texts)
+    del texts
     if _digest(keys) != ref.events:
-        want = _event_keys(_events(ref.path / "events.jsonl"))
+        want = sorted(_event_key(t, None) for t in _event_texts(ref.path / "events.jsonl"))
         raise AssertionError(_first_difference("events.jsonl", want, keys))
     del keys
 
