@@ -126,10 +126,12 @@ def test_every_event_of_a_busy_replay_converts_as_asdict_did(tmp_path: Path) -> 
 
 def test_iso_time_is_what_datetime_writes() -> None:
     """``iso_time`` makes the date and time once per second and the microseconds itself: the same text
-    as ``datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")``, rounding included."""
+    as ``datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")``, rounding included; and
+    the log's ``format_timestamp`` likewise."""
     import random
     from datetime import UTC
 
+    from statewall.logfmt.asa import format_timestamp
     from statewall.logfmt.jsonl import iso_time
 
     rng = random.Random(7)
@@ -137,5 +139,9 @@ def test_iso_time_is_what_datetime_writes() -> None:
     times += [1_700_000_000 + k * 1e-6 + 5e-7 for k in range(2000)]
     times += [rng.uniform(-1e9, 4e9) for _ in range(20000)]
     times += [rng.randrange(1_600_000_000, 1_800_000_000) + rng.randrange(10**6) / 1e6 for _ in range(20000)]
+    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
     for t in times:
-        assert iso_time(t) == datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds"), t
+        d = datetime.fromtimestamp(t, UTC)
+        assert iso_time(t) == d.isoformat(timespec="microseconds"), t
+        # The ASA's log timestamp, made once per second the same way.
+        assert format_timestamp(t) == f"{months[d.month - 1]} {d.day:02d} {d.year} {d:%H:%M:%S}", t

@@ -32,13 +32,25 @@ def _address(slot) -> property:
     def read(obj):
         value = slot.__get__(obj)
         if type(value) is tuple:
-            from .packet import addr_to_str  # packet imports this module
-
-            value = addr_to_str(value[0], value[1])
+            value = _addr_to_str()(value[0], value[1])
             slot.__set__(obj, value)
         return value
 
     return property(read, slot.__set__)
+
+
+def _addr_to_str():
+    """``packet.addr_to_str``, imported on first use (packet imports this module); an import statement
+    at each read cost as much as formatting the address."""
+    global _ADDR_TO_STR
+    if _ADDR_TO_STR is None:
+        from .packet import addr_to_str
+
+        _ADDR_TO_STR = addr_to_str
+    return _ADDR_TO_STR
+
+
+_ADDR_TO_STR = None
 
 
 def _lazy_addresses(*names: str):

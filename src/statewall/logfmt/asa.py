@@ -11,6 +11,7 @@ The engine never formats text; replay, the CLI and the demo call ``format_event`
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -134,9 +135,27 @@ def format_tcp_flags(flags: int) -> str:
 
 
 def format_timestamp(t: float) -> str:
-    """``Sep 19 2007 06:55:58`` (UTC): the ASA's ``logging timestamp`` form."""
-    d = datetime.fromtimestamp(t, UTC)
-    return f"{_MONTHS[d.month - 1]} {d.day:02d} {d.year} {d:%H:%M:%S}"
+    """``Sep 19 2007 06:55:58`` (UTC): the ASA's ``logging timestamp`` form.
+
+    Of ``datetime.fromtimestamp(t, UTC)``, made once per second: the second is the one fromtimestamp
+    rounds to (the fraction's microseconds half to even, 10^6 of them carried into the seconds)."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole += 1.0
+    elif us < 0:
+        whole -= 1.0
+    second = int(whole)
+    text = _TIMESTAMPS.get(second)
+    if text is None:
+        if len(_TIMESTAMPS) > 4096:
+            _TIMESTAMPS.clear()
+        d = datetime.fromtimestamp(second, UTC)
+        text = _TIMESTAMPS[second] = f"{_MONTHS[d.month - 1]} {d.day:02d} {d.year} {d:%H:%M:%S}"
+    return text
+
+
+_TIMESTAMPS: dict[int, str] = {}
 
 
 def _prefix(t: float, hostname: str | None, timestamp: bool) -> str:
