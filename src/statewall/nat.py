@@ -732,6 +732,28 @@ class NatTable:
             return _Hit(x.real_addr, dport, x.real_iface, _Match(None, True, x))
         return None
 
+    def reply_slot(self, version, proto, in_iface, dst, dport):
+        """UN-NAT by a live PAT slot for an ICMP query reply entering ``in_iface`` (an echo reply the ASA
+        keeps no session for: no ``inspect icmp``): ``(real address, real identifier, real interface,
+        hit)`` when a PAT slot of ``proto`` maps ``dst``/``dport`` (the identifier the codec gives as
+        both ports), else None. The ASA untranslates such a reply through the xlate its request built
+        (305011 "Built dynamic ICMP translation"). Only addresses with a port in use are searched."""
+        used = self._mapped_in_use.get((version, proto, dst))
+        if used is None or dport not in used:
+            return None
+        for x in self.xlates.values():
+            if (
+                x.pat
+                and x.kind == "dynamic"
+                and x.proto == proto
+                and x.mapped_port == dport
+                and x.mapped_addr == dst
+                and x.mapped_iface == in_iface
+                and x.version == version
+            ):
+                return _Hit(x.real_addr, x.real_port, x.real_iface, _Match(None, True, x))
+        return None
+
     def reverse_static(self, version, proto, real_iface, mapped_iface, addr, port, peer, peer_port):
         """NAT's reverse path check for a new flow from ``peer``/``peer_port`` entering ``mapped_iface``,
         addressed to ``addr``/``port`` (a destination no rule untranslated) and routed out of
@@ -1175,8 +1197,8 @@ class NatTable:
 
     def expire(self, x: Xlate, now: float) -> float | None:
         """Remove ``x`` if idle long enough; otherwise return the time to look again (None: never)."""
-        if x.refcount > 0 or x.kind == "static" or x.timeout <= 0:
-            return None
+        if x.refcount > 0 or x.kind == "static" or x.timeout <= 0 or self.xlates.get(x.key) is not x:
+            return None  # held, permanent, or already gone (a second timer queued for it)
         due = x.idle_since + x.timeout
         if due > now:
             return due

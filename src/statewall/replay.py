@@ -332,7 +332,7 @@ def replay(
             outputs.arrival(iface, arrived, now)
             res = fw.receive(iface, arrived, now)
             if gaps.active and res.packets:
-                for u in gaps.forwarded(iface, arrived, res.packets, res.events):
+                for u in gaps.forwarded(iface, res.packets):
                     not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None

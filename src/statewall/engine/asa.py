@@ -2,7 +2,8 @@
 
 Owns the order of work of the ASA (reference A.6) and nothing else: ``process`` looks the packet's
 connection up (a packet of a known connection arriving where it should goes to the established-flow
-stage, ``statewall.engine.forward``; an ICMP error to ``statewall.engine.icmp``; a bare ACK under TCP
+stage, ``statewall.engine.forward``; an ICMP error quoting a connection to ``statewall.engine.icmp``,
+after the access rules unless its class inspects ICMP errors; a bare ACK under TCP
 Intercept to ``statewall.engine.asa_policy``) and runs ``new_flow`` for the rest: the stages below, in
 this order, each a function of a ``NewFlow`` context that returns False when it stopped the packet and
 reports its phase to packet-tracer (``statewall.tracer`` prints exactly these; ``NewFlow.report`` takes
@@ -18,7 +19,8 @@ stage                  phase           decides
 ``rpf_check``          RPF-CHECK       ``ip verify reverse-path``: the route back to the source
                                        leaves by the interface the packet came in on
 ``unnat``              UN-NAT          an expected connection (inspection), a static owning the
-                                       destination; else a packet for the box itself
+                                       destination, a PAT slot an ICMP reply is for; else a
+                                       packet for the box itself
 ``route``              ROUTE-LOOKUP    the egress interface
 ``access_list``        ACCESS-LIST     access rules, security levels (against mapped addresses
                                        before ASA 8.3, real ones after)
@@ -34,6 +36,9 @@ stage                  phase           decides
 ``inspect``            INSPECT         the inspections statewall implements that the class
                                        applies (only with service policies); an echo reply
                                        no session waits for under ``inspect icmp`` (313004)
+``stateless``          FLOW-CREATION   IPv4 ICMP its class does not inspect (``inspect icmp``,
+                                       ``inspect icmp error``): forwarded with its translations,
+                                       no connection (only with service policies)
 ``track``              TCP-STATE       the TCP tracker starts with the first segment
 ``limits``             CONN-SETTINGS   connection limits, TCP Intercept (only with service policies)
 ``build``              FLOW-CREATION   the connection, its halves, translations, class settings
@@ -75,9 +80,11 @@ def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_si
             if special is not None:  # the slow-path address checks hold for errors too
                 drop(fw, ev, special.asa, iface, pkt, now, message=special.what)
                 return
-            icmp.related_error(fw, iface, pkt, now, out, ev)
-            return
-        if (
+            if _icmp_error(fw, iface, pkt, now, out, ev):
+                return
+            # Without ``inspect icmp error``, an error quoting no connection is an ICMP packet of its
+            # own: the new-flow stages judge it (``stateless``).
+        elif (
             pkt.proto == PROTO_TCP
             and pkt.flags & HANDSHAKE_FLAGS == TCP_ACK
             and fw.intercept is not None
@@ -104,6 +111,50 @@ def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_si
         )
         return
     forward.established(fw, half, pkt, now, out, ev, gso_size)
+
+
+def _icmp_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) -> bool:
+    """An ICMP error no connection's key names: True when it was forwarded or dropped here, False when
+    the new-flow stages are to judge it as an ICMP packet of its own.
+
+    An error quoting a connection of this direction goes with it (translated as the connection is,
+    ``icmp.related_error``): at once under ``inspect icmp error`` (its class's), otherwise only when
+    the access rules of the interface it arrived on let it in (the ASA's ICMP without inspection is
+    stateless: ``icmp.stateless``; an unreachable or time-exceeded from outside needs an access rule,
+    as "permit icmp any any unreachable / time-exceeded" on the outside interface shows in every ASA
+    traceroute and path-MTU how-to). An error quoting none is dropped (313005) where errors are
+    matched to connections (a Linux box, ICMPv6), else left to the new-flow stages."""
+    half = icmp.quoted_half(fw, iface, pkt)
+    stateless = icmp.stateless(fw, pkt)
+    if half is None:
+        origin = None
+        if stateless:
+            # The error's class, towards where it is addressed (the box itself included: 313005 names
+            # "dst identity:ADDRESS" for an error to the box's own address).
+            route = fw.routes.lookup(pkt.version, pkt.dst)
+            eff = fw.service_policies.resolve(
+                iface, route.interface if route is not None else iface, pkt.version, pkt.proto, pkt.src, 0,
+                pkt.dst, 0, pkt.icmp_type, pkt.icmp_code, count=False,
+            )  # fmt: skip
+            ins = eff.inspects_engine("icmp error")
+            if ins is None:
+                return False
+            origin = ins.origin
+        icmp.no_session(fw, iface, pkt, now, ev, origin=origin)
+        return True
+    inspected = icmp.inspects_errors(fw, half, pkt)
+    if stateless and not inspected:
+        # The access rules, as for a new flow's first packet, between the quoted connection's
+        # interfaces (its real address after 8.3: the connection's translation says it).
+        c = NewFlow(fw, iface, pkt, now, out, ev, False)
+        c.egress = half.out_iface
+        if half.new_dst is not None:
+            c.real_dst = half.new_dst
+        c.stage = access_list
+        if not access_list(c):
+            return True
+    icmp.related_error(fw, half, iface, pkt, now, out, ev, inspected)
+    return True
 
 
 def new_flow(
@@ -183,6 +234,10 @@ def unnat(c: NewFlow) -> bool:
         if exp is not None
         else fw.nat.untranslate_destination(v, c.proto, c.iface, pkt.dst, pkt.dport, pkt.src, pkt.sport)
     )
+    if found is None and c.proto == PROTO_ICMP and c.icmp_type in icmp.QUERY_REPLIES_V4 and exp is None:
+        # An ICMP reply to a PAT address: untranslated by the slot its request built (the reply of a
+        # ping the ASA keeps no session for: ``stateless``).
+        found = c.unnat = fw.nat.reply_slot(v, c.proto, c.iface, pkt.dst, pkt.dport)
     if found is not None:
         c.real_dst, c.real_dport, c.egress, static = found
         c.report(
@@ -488,6 +543,25 @@ def inspect(c: NewFlow) -> bool:
     return True
 
 
+@stage("FLOW-CREATION")
+def stateless(c: NewFlow) -> bool:
+    """IPv4 ICMP whose class does not inspect it (``inspect icmp``): the ASA builds no connection (no
+    302020/302021: the syslog guide's ICMP connections exist "when stateful ICMP is enabled using the
+    inspect icmp command"); the packet met the access rules (its reply will meet them too, on its own
+    way back) and leaves with its translations (``icmp.forward_stateless``). An ICMP error gets here
+    only when its class does not inspect errors (``process``). Other packets go on to build their
+    connection."""
+    eff = c.eff
+    if c.proto != PROTO_ICMP or eff is None or not icmp.stateless(c.fw, c.pkt) or c.exp is not None:
+        return True
+    if not c.pkt.is_icmp_error and eff.inspects_engine("icmp") is not None:
+        return True
+    c.report(True, "No connection: ICMP is not inspected for this flow (no inspect icmp), so it passes "
+             "on the access rules alone; packet dispatched to next module")  # fmt: skip
+    icmp.forward_stateless(c)
+    return False
+
+
 def _nat_reverse_path(c: NewFlow) -> bool:
     """NAT's reverse path check (ASA packet-tracer's NAT phase, subtype rpf-check): a flow that no rule
     untranslated, whose reverse flow a static would translate (``NatTable.reverse_static``: the
@@ -717,6 +791,6 @@ def stages(has_service_policies: bool, reverse_path: bool = False) -> tuple:
     the reverse-path stage only where an interface has ``ip verify reverse-path``."""
     first = (lookup, rpf_check) if reverse_path else (lookup,)
     if has_service_policies:
-        return (*first, unnat, route, access_list, conn_settings, source_nat, ip_options, inspect, track,
-                limits, build)  # fmt: skip
+        return (*first, unnat, route, access_list, conn_settings, source_nat, ip_options, inspect,
+                stateless, track, limits, build)  # fmt: skip
     return (*first, unnat, route, access_list, source_nat, ip_options, track, build)

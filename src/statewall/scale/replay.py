@@ -245,7 +245,7 @@ class ShardEngine:
             self._out.append((index, _PACKET, 3, iface, now, bytes(arrived)))
             res = fw.receive(iface, arrived, now)
             if self.gaps.active and res.packets:
-                for u in self.gaps.forwarded(iface, arrived, res.packets, res.events):
+                for u in self.gaps.forwarded(iface, res.packets):
                     self.not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None
