@@ -248,7 +248,8 @@ def site() -> tuple[Path, dict]:
 
 
 # Minutes, not the suite's 5: one process, three sharded runs and their comparisons of ~360 000 packets
-# each (about 3 minutes on 2 quiet cores; a safety net against a hang, not a speed check).
+# each (some 450 processor seconds: about 4 minutes on 2 quiet cores, docs/scale.md; a safety net
+# against a hang, not a speed check).
 @pytest.mark.timeout(1200)
 def test_a_site_of_100_000_connections_in_2_and_4_workers_and_on_a_running_cluster_equals_one_process(
     tmp_path: Path, site: tuple[Path, dict], cluster: str
