@@ -76,6 +76,11 @@ typedef struct {
     unsigned char td_scale[2], last_dir;
     unsigned char norm, n_ttl, n_queue, n_exceed_drop, n_no_options, nxt_set[2], ttl_low[2];
     unsigned char ttl_dec; /* 1: the TTL is lowered (Linux; the ASA's set connection decrement-ttl) */
+    /* The close begun here (issue 18): 0, or 1 + the direction whose FIN the fast path forwarded (the
+     * tracker went ESTABLISHED -> FIN_WAIT, its last index FIN); fin_end: that FIN's end. Every later
+     * packet is the Python path's. */
+    unsigned char fin_dir;
+    unsigned int fin_end;
 } Flow;
 
 /* The object references of each type, for the collector's traverse and clear. */
@@ -109,6 +114,9 @@ static PyMemberDef Flow_members[] = {
     {"norm", T_UBYTE, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
     {"packets", T_ULONGLONG, offsetof(Flow, packets), READONLY, "packets the fast path forwarded"},
     {"ttl_dec", T_UBYTE, offsetof(Flow, ttl_dec), 0, "1 when the TTL is lowered (0: the ASA's default)"},
+    {"fin_dir", T_UBYTE, offsetof(Flow, fin_dir), READONLY,
+     "0, or 1 + the direction whose FIN the fast path forwarded (the tracker in FIN_WAIT)"},
+    {"fin_end", T_UINT, offsetof(Flow, fin_end), READONLY, "the end (seq + length + 1) of that FIN"},
     {NULL},
 };
 
@@ -243,6 +251,9 @@ typedef struct {
     /* the tracker's timeouts (conntrack settings) for every flow: set_timeouts() */
     double t_established, t_unack, t_max_retrans;
     int max_retrans;
+    /* FIN_WAIT's timeout; > 0 when the first FIN of a connection may be forwarded here (the ASA's
+     * lifecycle: statewall.fastpath.FastPath.attach) */
+    double t_fin_wait;
     /* bind(): the Firewall whose established-flow stage this table is the leaf of, its stats Counter
      * and the Result type */
     PyObject *fw, *stats, *result_type;
@@ -252,7 +263,7 @@ typedef struct {
 static PyObject *seen_pairs[4];
 
 static PyObject *str_last, *str_bytes, *str_data_seen, *str_now, *str_trace, *str_packets_in, *str_forwarded,
-    *int_one, *int_zero;
+    *str_closer, *int_one, *int_zero;
 
 #define ENTRY_FLOW(e) ((Flow *)((e) & ~(uintptr_t)1))
 #define ENTRY_HALF(e) ((int)((e) & 1))
@@ -545,15 +556,23 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     uint32_t r_maxwin_new = 0, r_maxend_new = 0, r_flags_new = 0;
     int retrans_new = 0;
     double timeout_new = 0;
-    unsigned flags = 0;
+    unsigned flags = 0, fin = 0;
     if (proto == 6) {
         flags = p[33];
-        if ((flags != 0x10 && flags != 0x18) || (p[32] & 0x0F))
+        if (f->fin_dir || (p[32] & 0x0F))
+            goto miss; /* the close went on here: the rest of it is the Python path's */
+        if (flags == 0x11 || flags == 0x19) {
+            /* The connection's first FIN (ESTABLISHED -> FIN_WAIT), on a box whose lifecycle keeps the
+             * idle timer until a FIN is acknowledged (the ASA's: engine.lifecycle.AsaLifecycle) */
+            if (self->t_fin_wait <= 0)
+                goto miss;
+            fin = 1;
+        } else if (flags != 0x10 && flags != 0x18)
             goto miss;
         seq = be32(p + 24);
         ack = be32(p + 28);
         win_raw = be16(p + 34);
-        end = seq + plen;
+        end = seq + plen + fin;
         if (f->norm) {
             if (f->n_no_options && doff > 20)
                 goto miss;
@@ -575,7 +594,7 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             if (!n_nxt_set) {
                 n_nxt = end;
                 n_nxt_set = 1;
-            } else if (plen) {
+            } else if (plen || fin) {
                 if (GT31(n_nxt - seq)) { /* a gap before this segment */
                     if (f->n_queue)
                         goto miss;
@@ -622,15 +641,20 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             r_flags_new &= ~F_DATA_UNACKNOWLEDGED;
         if (r_flags_new & (F_FIN_SEEN | F_FIN_ACKED))
             goto miss; /* not offloaded in this state; be safe */
-        int same = f->last_dir == d && f->last_seq == seq && f->last_ack == a && f->last_end == end &&
+        if (fin && (s_flags_new & F_FIN_SEEN))
+            goto miss;
+        /* The retransmission counter and the last segment's fields count ACK segments only
+         * (tcptrack._tcp_in_window); a FIN keeps them and takes FIN_WAIT's timeout
+         * (tcptrack._in_window_done). */
+        int same = !fin && f->last_dir == d && f->last_seq == seq && f->last_ack == a && f->last_end == end &&
                    f->last_win == win_raw;
-        retrans_new = same ? f->retrans + 1 : 0;
-        double t = self->t_established;
+        retrans_new = fin ? f->retrans : same ? f->retrans + 1 : 0;
+        double t = fin ? self->t_fin_wait : self->t_established;
         if (retrans_new >= self->max_retrans && t > self->t_max_retrans)
             t = self->t_max_retrans;
         else if (((s_flags_new | r_flags_new) & F_DATA_UNACKNOWLEDGED) && t > self->t_unack)
             t = self->t_unack;
-        else if ((same ? f->last_win : win_raw) == 0 && t > self->t_max_retrans)
+        else if ((same || fin ? f->last_win : win_raw) == 0 && t > self->t_max_retrans)
             t = self->t_max_retrans;
         timeout_new = t;
         /* commit the tracker and the normalizer */
@@ -641,7 +665,13 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         f->td_maxwin[r] = r_maxwin_new;
         f->td_maxend[r] = r_maxend_new;
         f->pflags[r] = r_flags_new;
-        if (!same) {
+        if (fin) {
+            /* ESTABLISHED -> FIN_WAIT: this side began the close (F_CLOSE_INIT 0x04, F_FIN_SEEN) */
+            f->pflags[d] |= 0x04u | F_FIN_SEEN;
+            f->fin_dir = (unsigned char)(1 + d);
+            f->fin_end = end;
+            f->last_dir = d;
+        } else if (!same) {
             f->last_dir = d;
             f->last_seq = seq;
             f->last_ack = a;
@@ -703,6 +733,15 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     }
     /* the Connection's activity */
     f->packets++;
+    if (fin) { /* the lifecycle notes who began the close (AsaLifecycle.after_tcp) */
+        PyObject *closer = PyObject_GetAttr(f->conn, str_closer);
+        if (!closer)
+            return NULL;
+        int unset = closer == Py_None;
+        Py_DECREF(closer);
+        if (unset && PyObject_SetAttr(f->conn, str_closer, f->iface[d]) < 0)
+            return NULL;
+    }
     if (plen && !f->seen_mark[d]) { /* the first payload this way since the offload */
         /* conn.data_seen is an immutable pair replaced on a write, one of four shared ones
          * (statewall.conntrack.seen_with) */
@@ -1004,15 +1043,17 @@ static PyGetSetDef FlowTable_getset[] = {
 };
 
 static PyObject *FlowTable_set_timeouts(FlowTable *self, PyObject *args) {
-    if (!PyArg_ParseTuple(args, "dddi:set_timeouts", &self->t_established, &self->t_unack,
-                          &self->t_max_retrans, &self->max_retrans))
+    self->t_fin_wait = 0;
+    if (!PyArg_ParseTuple(args, "dddi|d:set_timeouts", &self->t_established, &self->t_unack,
+                          &self->t_max_retrans, &self->max_retrans, &self->t_fin_wait))
         return NULL;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef FlowTable_methods[] = {
     {"set_timeouts", (PyCFunction)FlowTable_set_timeouts, METH_VARARGS,
-     "set_timeouts(established, unacknowledged, max_retrans timeout, max_retrans): the tracker's"},
+     "set_timeouts(established, unacknowledged, max_retrans timeout, max_retrans[, fin_wait]): the "
+     "tracker's; fin_wait > 0 lets the fast path forward a connection's first FIN (the ASA's close)"},
     {"add", (PyCFunction)FlowTable_add, METH_O, "add(flow): index a Flow under both of its keys"},
     {"remove", (PyCFunction)FlowTable_remove, METH_O, "remove(flow): forget a Flow"},
     {"flows", (PyCFunction)FlowTable_flows, METH_NOARGS, "every Flow in the table, once"},
@@ -1060,7 +1101,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     str_trace = PyUnicode_InternFromString("trace_log");
     str_packets_in = PyUnicode_InternFromString("packets_in");
     str_forwarded = PyUnicode_InternFromString("forwarded");
-    if (!str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded)
+    str_closer = PyUnicode_InternFromString("closer");
+    if (!str_closer || !str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded)
         return NULL;
     int_one = PyLong_FromLong(1);
     int_zero = PyLong_FromLong(0);

@@ -18,7 +18,8 @@ The leaf's contract (``FlowTable.offer(iface, data, now, csum_partial, gso_size)
   packet (``stats`` packets_in and forwarded, ``fw.now``). It returns ``Result([(egress, packet)], [])``.
 - It never drops, answers, logs, creates, tears down or re-times a connection, and never emits an
   event: every packet it is not sure of (anything but ACK or ACK|PSH segments in window and in order,
-  UDP datagrams, of a connection in its table; a TTL of 1; over the egress MTU; options other than
+  the connection's first FIN, UDP datagrams, of a connection in its table; every packet after that
+  FIN; a TTL of 1; over the egress MTU; options other than
   none or NOP NOP timestamp; while packet-tracer listens) is handed back as None, the packet
   untouched, and the Python stages take it: they first take the connection back (``unoffload``
   copies its state out of the leaf), so they always see the state the leaf left.
@@ -48,7 +49,13 @@ SEEN_REPLY, no FIN seen, on its idle timeout, and a tcp-map without checksum ver
 window-variation drop or retransmission checks, with nothing queued out of order. The compiled code
 then forwards only segments with ACK or ACK|PSH, no reserved bits, options none or NOP NOP timestamp,
 in window, in order when the tcp-map queues, within the MSS when it enforces it, with a TTL above 1 and
-within the egress MTU.
+within the egress MTU; and, on the ASA's stages, the connection's first FIN (FIN|ACK or FIN|PSH|ACK,
+in window and in order as those): the tracker's ESTABLISHED -> FIN_WAIT row (``F_CLOSE_INIT``,
+``F_FIN_SEEN``, the FIN's end, FIN_WAIT's timeout) and the lifecycle's note of who began the close
+(``conn.closer``) -- the ASA keeps the idle timer until a FIN is acknowledged
+(``AsaLifecycle.idle_until_fin_acked``), so that FIN re-times nothing. Every packet after it goes to
+the Python path, which takes the connection back (the acknowledgement of the FIN starts the
+half-closed timer, the last ACK the teardown).
 
 Without a C compiler at install time the extension is missing, ``AVAILABLE`` is False and every packet
 takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitly (tests compare both).
@@ -62,7 +69,7 @@ from . import normalizer
 from .conntrack import Connection
 from .normalizer import _NOTHING_HELD, DROP, NormState
 from .seqrand import SeqShift
-from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_ACK, TcpState, TcpTracker, _Peer
+from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_ACK, I_FIN, TcpState, TcpTracker, _Peer
 
 try:
     from . import _fastpath
@@ -87,6 +94,7 @@ _M = 0xFFFFFFFF
 _TCP = 6
 _UDP = 17
 _ES = TcpState.ESTABLISHED
+_FW = TcpState.FIN_WAIT
 
 
 def flow_key(key: tuple) -> bytes:
@@ -207,6 +215,9 @@ class FastPath:
             tmo = (
                 ct.tcp_timeout_established, ct.tcp_timeout_unacknowledged, ct.tcp_timeout_max_retrans,
                 ct.tcp_max_retrans,
+                # The first FIN is forwarded here only where the lifecycle keeps the idle timer until
+                # a FIN is acknowledged (the ASA's), so that it changes no timer of the connection.
+                ct.tcp_timeout_fin_wait if getattr(fw.lifecycle, "idle_until_fin_acked", False) else 0.0,
             )  # fmt: skip
             if tmo != self.timeouts:  # the tracker's timeouts are the table's (one set per firewall)
                 self.table.set_timeouts(*tmo)
@@ -320,6 +331,10 @@ class FastPath:
             trk._timeout = timeout
             trk.last_index = I_ACK
             trk._timer = _T_SET
+        if f.fin_dir:  # the compiled path forwarded the first FIN: ESTABLISHED -> FIN_WAIT
+            trk.state = _FW
+            trk.last_index = I_FIN
+            trk.seen[f.fin_dir - 1].fin_end = f.fin_end
         norm = conn.norm
         if norm is not None and f.norm:
             nxt = norm.nxt  # the connection's own list, updated in place
@@ -435,6 +450,10 @@ def _tcp_view(f, state=None) -> TcpTracker:
     trk._timeout = timeout
     # The compiled path's ES -> ES rows write these (as _copy_back does).
     trk.last_index, trk._timer = (I_ACK, _T_SET) if packets else (last_index, timer)
+    if f.fin_dir:  # and its ES -> FIN_WAIT row (the connection's first FIN)
+        trk.state = _FW
+        trk.last_index = I_FIN
+        peers[f.fin_dir - 1].fin_end = f.fin_end
     return trk
 
 

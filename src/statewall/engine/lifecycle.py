@@ -60,6 +60,10 @@ class AsaLifecycle:
     """The ASA's timeouts (``timeout conn``, ``embryonic``, ``half-closed``, ``udp``, ``icmp`` and the
     classes' ``set connection timeout``) and its TCP teardown reasons (table in the module docstring)."""
 
+    # A connection keeps its idle timer through its first FIN, until a FIN is acknowledged (then the
+    # half-closed one): the compiled fast path may forward that FIN (statewall.fastpath).
+    idle_until_fin_acked = True
+
     @staticmethod
     def opened(fw, conn: Connection, now: float, tcp_kind: str = "embryonic") -> None:
         """The first timeout of a connection the ASA just built."""
