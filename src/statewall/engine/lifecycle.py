@@ -60,9 +60,11 @@ class AsaLifecycle:
     """The ASA's timeouts (``timeout conn``, ``embryonic``, ``half-closed``, ``udp``, ``icmp`` and the
     classes' ``set connection timeout``) and its TCP teardown reasons (table in the module docstring)."""
 
-    # A connection keeps its idle timer through its first FIN, until a FIN is acknowledged (then the
-    # half-closed one): the compiled fast path may forward that FIN (statewall.fastpath).
-    idle_until_fin_acked = True
+    @staticmethod
+    def half_closed(fw, conn: Connection, now: float) -> None:
+        """The half-closed timer, from the first acknowledged FIN on (``after_tcp``; the compiled fast
+        path calls it for the segments of the close it forwards, statewall.fastpath)."""
+        set_timeout(fw, conn, class_timeout(conn.tmo, 2, fw.timeouts.half_closed), "half-closed", now)
 
     @staticmethod
     def opened(fw, conn: Connection, now: float, tcp_kind: str = "embryonic") -> None:
@@ -107,7 +109,7 @@ class AsaLifecycle:
             adm.established()
         seen = trk.seen
         if (seen[0].flags | seen[1].flags) & F_FIN_ACKED:
-            set_timeout(fw, conn, class_timeout(tmo, 2, fw.timeouts.half_closed), "half-closed", now)
+            AsaLifecycle.half_closed(fw, conn, now)
             return
         # The idle refresh of nearly every segment: set_timeout written out.
         timeout = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
