@@ -343,8 +343,9 @@ def test_established_bulk_goes_through_the_fast_path():
     assert fw.fast.hits == 398 and fw.fast.offloads == 1
     assert len(fw.fast) == 1
     # The close goes through the compiled path: the client's FIN (ESTABLISHED -> FIN_WAIT, the ASA's idle
-    # timer kept), the server's FIN that acknowledges it (LAST_ACK, the half-closed timer); the last ACK,
-    # the teardown, is the Python path's, which takes the connection back and leaves the table empty.
+    # timer kept), the server's FIN that acknowledges it (LAST_ACK, the half-closed timer) and the last
+    # ACK, after which the lifecycle tears the connection down (its events in the Result) and the table
+    # is empty.
     fw.receive("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq, 5001, 0x11, 64240), now)
     assert fw.fast.hits == 399 and len(fw.fast) == 1
     conn = next(iter(fw.conns))
@@ -355,8 +356,10 @@ def test_established_bulk_goes_through_the_fast_path():
     assert conn.tcp.state == TcpState.LAST_ACK and conn.timeout_kind == "half-closed"
     last = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq + 1, 5002, 0x10, 64240)
     res = fw.receive("inside", last, now)
-    assert len(res.packets) == 1 and fw.fast.hits == 400 and len(fw.fast) == 0
+    assert len(res.packets) == 1 and fw.fast.hits == 401 and len(fw.fast) == 0
     assert conn.closed and conn.bytes == 200_000 and not fw.conns
+    (down,) = res.events
+    assert type(down).__name__ == "ConnTeardown" and down.reason == "TCP FINs" and down.closed_by == "inside"
 
 
 @needs_fast

@@ -86,7 +86,7 @@ typedef struct {
 
 /* The object references of each type, for the collector's traverse and clear. */
 #define FLOW_REFS(X) X(conn) X(iface[0]) X(iface[1]) X(shared)
-#define TABLE_REFS(X) X(fw) X(stats) X(result_type) X(half_closed)
+#define TABLE_REFS(X) X(fw) X(stats) X(result_type) X(half_closed) X(fins_closed) X(closing)
 #define VISIT_REF(name) Py_VISIT(self->name);
 #define CLEAR_REF(name) Py_CLEAR(self->name);
 #define GC_FUNCTIONS(Type, REFS)                                                                    \
@@ -264,8 +264,13 @@ typedef struct {
     /* bind(): the Firewall whose established-flow stage this table is the leaf of, its stats Counter
      * and the Result type */
     PyObject *fw, *stats, *result_type;
-    /* bind()'s half_closed(conn, now): the lifecycle's half-closed timer, once a FIN is acknowledged */
-    PyObject *half_closed;
+    /* bind()'s half_closed(conn, now): the lifecycle's half-closed timer, once a FIN is acknowledged;
+     * fins_closed(conn, now, iface) -> events: its teardown once both FINs are */
+    PyObject *half_closed, *fins_closed;
+    /* offer() only: the Flow whose teardown the packet just forwarded starts (closing_dir its
+     * direction), and whether the caller takes events (events_ok; the TUN pump does not) */
+    PyObject *closing;
+    int closing_dir, events_ok;
 } FlowTable;
 
 /* The four (ORIGINAL, REPLY) data-seen pairs, index bit 0 ORIGINAL, bit 1 REPLY. */
@@ -565,7 +570,7 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     uint32_t r_maxwin_new = 0, r_maxend_new = 0, r_flags_new = 0;
     int retrans_new = 0;
     double timeout_new = 0;
-    unsigned flags = 0, fin = 0, new_state = 3, half_closed = 0;
+    unsigned flags = 0, fin = 0, new_state = 3, half_closed = 0, closes = 0;
     if (proto == 6) {
         flags = p[33];
         if (p[32] & 0x0F)
@@ -669,9 +674,13 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             s_flags_new |= F_FIN_SEEN;
         /* The lifecycle (AsaLifecycle.after_tcp): TIME_WAIT with both FINs acknowledged is the teardown,
          * the Python path's; any FIN acknowledged, the half-closed timer (bind()'s half_closed). */
-        if (new_state == 7 && (s_flags_new & F_FIN_ACKED) && (r_flags_new & F_FIN_ACKED))
-            goto miss;
-        half_closed = ((s_flags_new | r_flags_new) & F_FIN_ACKED) != 0;
+        if (new_state == 7 && (s_flags_new & F_FIN_ACKED) && (r_flags_new & F_FIN_ACKED)) {
+            /* forwarded here, then torn down by bind()'s fins_closed, whose events offer() returns */
+            if (!self->events_ok || !self->fins_closed)
+                goto miss;
+            closes = 1;
+        } else
+            half_closed = ((s_flags_new | r_flags_new) & F_FIN_ACKED) != 0;
         if (half_closed && !self->half_closed)
             goto miss;
         /* The retransmission counter and the last segment's fields count ACK segments only
@@ -825,6 +834,11 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             return NULL;
         Py_DECREF(rv);
     }
+    if (closes) {
+        Py_INCREF(f);
+        Py_XSETREF(self->closing, (PyObject *)f);
+        self->closing_dir = d;
+    }
     self->hits++;
     PyObject *out = f->iface[r];
     Py_INCREF(out);
@@ -845,14 +859,20 @@ static PyObject *forward_impl(FlowTable *self, PyObject *iface, PyObject *bufobj
 }
 
 static PyObject *FlowTable_bind(FlowTable *self, PyObject *args) {
-    PyObject *fw, *stats, *rt, *hc = Py_None;
-    if (!PyArg_ParseTuple(args, "OO!O!|O:bind", &fw, &PyDict_Type, &stats, &PyType_Type, &rt, &hc))
+    PyObject *fw, *stats, *rt, *hc = Py_None, *fc = Py_None;
+    if (!PyArg_ParseTuple(args, "OO!O!|OO:bind", &fw, &PyDict_Type, &stats, &PyType_Type, &rt, &hc, &fc))
         return NULL;
     if (hc == Py_None)
         Py_CLEAR(self->half_closed);
     else {
         Py_INCREF(hc);
         Py_XSETREF(self->half_closed, hc);
+    }
+    if (fc == Py_None)
+        Py_CLEAR(self->fins_closed);
+    else {
+        Py_INCREF(fc);
+        Py_XSETREF(self->fins_closed, fc);
     }
     if (!PyType_IsSubtype((PyTypeObject *)rt, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "the result type is a tuple type");
@@ -951,7 +971,9 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
         if (!buf)
             return NULL;
     }
+    self->events_ok = 1;
     PyObject *egress = forward_impl(self, iface, buf, nowobj, partial, gso);
+    self->events_ok = 0;
     if (!egress)
         goto fail;
     if (egress == Py_None) {
@@ -962,9 +984,26 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
         Py_DECREF(egress);
         goto fail;
     }
+    PyObject *events;
+    if (self->closing) { /* the lifecycle's teardown after the packet left (AsaLifecycle.fins_closed) */
+        Flow *cf = (Flow *)self->closing;
+        self->closing = NULL; /* our reference now */
+        events = PyObject_CallFunctionObjArgs(self->fins_closed, cf->conn, nowobj, cf->iface[self->closing_dir],
+                                              NULL);
+        Py_DECREF(cf);
+        if (events && !PyList_CheckExact(events)) {
+            Py_DECREF(events);
+            PyErr_SetString(PyExc_TypeError, "fins_closed() returns a list of events");
+            events = NULL;
+        }
+        if (!events) {
+            Py_DECREF(egress);
+            goto fail;
+        }
+    } else
+        events = PyList_New(0);
     PyObject *pair = PyTuple_New(2);
     PyObject *packets = PyList_New(1);
-    PyObject *events = PyList_New(0);
     PyTypeObject *rt = (PyTypeObject *)self->result_type;
     PyObject *res = rt->tp_alloc(rt, 2);
     if (!pair || !packets || !events || !res) {

@@ -132,8 +132,12 @@ class FastPath:
         forwarded, else None with the packet untouched (the module docstring's contract)."""
         self.fw = fw
         half_closed = getattr(fw.lifecycle, "half_closed", None)
-        self.table_closes = half_closed is not None
-        self.table.bind(fw, fw.stats, result_type, partial(half_closed, fw) if half_closed else None)
+        fins_closed = getattr(fw.lifecycle, "fins_closed", None)
+        self.table_closes = half_closed is not None and fins_closed is not None
+        if self.table_closes:
+            self.table.bind(fw, fw.stats, result_type, partial(half_closed, fw), partial(fins_closed, fw))
+        else:
+            self.table.bind(fw, fw.stats, result_type)
         self.timeouts = None  # given again with the next offload (the lifecycle may have changed)
         return self.table.offer
 

@@ -61,6 +61,17 @@ class AsaLifecycle:
     classes' ``set connection timeout``) and its TCP teardown reasons (table in the module docstring)."""
 
     @staticmethod
+    def fins_closed(fw, conn: Connection, now: float, iface: str) -> list:
+        """The teardown once both FINs were acknowledged (``after_tcp``), for a segment from ``iface``
+        the compiled fast path forwarded (statewall.fastpath): its events, with the port blocks the
+        release freed (as ``Firewall.ingress`` adds them after a packet)."""
+        ev: list = []
+        teardown(fw, conn, now, "TCP FINs", conn.closer or iface, [], ev)
+        if fw.nat.pba_events:
+            ev.extend(block_events(fw, now))
+        return ev
+
+    @staticmethod
     def half_closed(fw, conn: Connection, now: float) -> None:
         """The half-closed timer, from the first acknowledged FIN on (``after_tcp``; the compiled fast
         path calls it for the segments of the close it forwards, statewall.fastpath)."""
