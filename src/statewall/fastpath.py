@@ -15,12 +15,13 @@ The leaf's contract (``FlowTable.offer(iface, data, now, csum_partial, gso_size)
   would forward unchanged in meaning: the same bytes out (TTL, NAT rewrite, sequence shift), the same
   state changes (the tracker's windows and timer fields, the normalizer's next sequence and TTL, the
   connection's bytes, data-seen flags and last activity), counted as the engine counts a forwarded
-  packet (``stats`` packets_in and forwarded, ``fw.now``). It returns ``Result([(egress, packet)], [])``.
-- It never drops, answers, logs, creates or tears down a connection, re-times one only as the
-  lifecycle's close does (the half-closed timer, through the lifecycle's own function), and never emits
-  an event: every packet it is not sure of (anything but ACK, ACK|PSH, FIN|ACK or FIN|PSH|ACK segments in
-  window and in order, UDP datagrams, of a connection in its table; the segment whose teardown the
-  lifecycle would start; a TTL of 1; over the egress MTU; options other than
+  packet (``stats`` packets_in and forwarded, ``fw.now``). It returns ``Result([(egress, packet)], [])``
+  (with the teardown's events after a close's last ACK, below).
+- It never drops, answers, logs or creates a connection, re-times or tears one down only as the
+  lifecycle's close does (the half-closed timer and the teardown after both FINs, through the
+  lifecycle's own functions, whose events it returns), and emits no event of its own: every packet it
+  is not sure of (anything but ACK, ACK|PSH, FIN|ACK or FIN|PSH|ACK segments in window and in order,
+  UDP datagrams, of a connection in its table; a TTL of 1; over the egress MTU; options other than
   none or NOP NOP timestamp; while packet-tracer listens) is handed back as None, the packet
   untouched, and the Python stages take it: they first take the connection back (``unoffload``
   copies its state out of the leaf), so they always see the state the leaf left.
@@ -55,9 +56,11 @@ close goes through it too: FIN|ACK and FIN|PSH|ACK segments and the segments of 
 (the tracker's rows for FIN and ACK from ESTABLISHED through FIN_WAIT, CLOSE_WAIT, LAST_ACK and
 TIME_WAIT, with ``F_CLOSE_INIT``, ``F_FIN_SEEN``, each FIN's end, ``F_FIN_ACKED`` and each state's
 timeout; the lifecycle's note of who began the close, ``conn.closer``, and its half-closed timer once a
-FIN is acknowledged, ``AsaLifecycle.half_closed`` called from the compiled code), all but the segment
-that leaves TIME_WAIT with both FINs acknowledged: that one, the teardown (ConnTeardown, the
-translation's release), goes to the Python path, which takes the connection back first.
+FIN is acknowledged, ``AsaLifecycle.half_closed`` called from the compiled code), and the segment
+that leaves TIME_WAIT with both FINs acknowledged: the compiled code forwards it, then calls the
+lifecycle's teardown (``AsaLifecycle.fins_closed``: ConnTeardown, the translation's release, which
+takes the connection back first) and returns its events in the Result. The TUN pump, which carries no
+events, hands that segment to the Python path instead.
 
 Without a C compiler at install time the extension is missing, ``AVAILABLE`` is False and every packet
 takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitly (tests compare both).
