@@ -51,7 +51,16 @@ policy-map LIMITS
  class WEB
   set connection per-client-max 8
 service-policy LIMITS interface inside
+policy-map global_policy
+ class inspection_default
+  inspect ftp
+  inspect icmp
+  inspect icmp error
+service-policy global_policy global
 """
+# The inspections the site's traffic needs (a configuration's global_policy replaces the factory one):
+# FTP, ICMP (echo sessions) and ICMP errors (matched to the connection they quote); without the last two
+# the ASA keeps no ICMP state and the outside interface, which has no access list, lets no reply in.
 # The lab reaches inside hosts untranslated: an 8.2 nat rule's addresses must be translated on every
 # lower or same security interface they go to (305005 otherwise), so NAT exemption says "not there".
 PAT = """access-list lab_nonat extended permit ip 10.2.0.0 255.255.0.0 10.1.0.0 255.255.0.0

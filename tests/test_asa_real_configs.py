@@ -365,7 +365,7 @@ def test_check_strict_makes_warnings_errors_and_verbose_lists_the_lines_without_
     assert code == 0
     assert err.startswith(f"{cfg}:13:1: warning: threat-detection shun is not modelled")
     assert out.splitlines()[-3:] == [
-        "not modelled: stateless ICMP (1), threat-detection shun (1)",
+        "not modelled: threat-detection shun (1)",
         "lines: 10 modelled, 2 with no effect on traffic through the box, 1 not modelled",
         "platform: ASA 5516-X, connection limit 250000 (default; set it with --asa-platform)",
     ]
@@ -1143,18 +1143,34 @@ def test_inspect_icmp_lets_one_reply_per_request_through_and_closes_the_session_
     assert dup.reason is DropReason.INSPECT_ICMP_SEQ
 
 
-def test_without_inspect_icmp_a_duplicate_reply_passes_while_the_session_lasts():
-    # statewall keeps echo sessions without inspect icmp (a real ASA keeps none: docs/asa.md says so).
-    fw = Firewall(parse(ICMP_INSPECTED.replace("  inspect icmp\n", ""), "i.cfg"))
+def test_without_inspect_icmp_the_reply_needs_an_access_rule_of_its_own():
+    # Without inspect icmp the request's connection is unidirectional (Cisco: "the ASA establishes
+    # unidirectional sessions"): the reply meets the outside interface's security level, and with an
+    # access rule permitting echo-reply it passes, every time, on a connection of its own.
+    plain = ICMP_INSPECTED.replace("  inspect icmp\n", "")
+    fw = Firewall(parse(plain, "i.cfg"))
+    ((_, out),) = fw.receive("inside", _ping(1), 1.0).packets
+    assert [c.direction for c in fw.conns] == ["outbound"]
+    assert _one_drop(fw.receive("outside", _pong(out, 1), 1.1)).reason is DropReason.ACL_DROP
+    fw = Firewall(parse(plain + _ECHO_REPLY_ACL, "i.cfg"))
     ((_, out),) = fw.receive("inside", _ping(1), 1.0).packets
     assert fw.receive("outside", _pong(out, 1), 1.1).packets
     assert fw.receive("outside", _pong(out, 1), 1.2).packets
+    assert [c.direction for c in fw.conns] == ["outbound", "inbound"]
 
 
-def test_stateless_icmp_is_named_by_check_packet_tracer_and_replay(tmp_path, capsys):
-    """Without inspect icmp the ASA keeps no echo session; statewall does. check warns (at the global
-    service policy), packet-tracer notes it for an echo request, replay counts the replies it let
-    through on such sessions; with inspect icmp none of them says anything."""
+_ECHO_REPLY_ACL = (
+    "access-list OUTSIDE_IN extended permit icmp any any echo-reply\n"
+    "access-group OUTSIDE_IN in interface outside\n"
+)
+
+
+def test_stateless_icmp_in_check_packet_tracer_and_replay(tmp_path, capsys):
+    """Without inspect icmp the ASA keeps unidirectional ICMP connections, and so does statewall: check
+    has nothing to warn about, packet-tracer shows the request creating a flow and the reply dropped by
+    the outside interface's security level (ACCESS-LIST, as the ASA would) or, permitted by an access
+    rule, creating a flow of its own; replay forwards the requests and drops the replies (106014); with
+    inspect icmp the replies pass on their sessions."""
     from statewall.pcapio import PcapWriter
     from statewall.replay import replay
 
@@ -1162,29 +1178,30 @@ def test_stateless_icmp_is_named_by_check_packet_tracer_and_replay(tmp_path, cap
     plain.write_text(ICMP_INSPECTED.replace("  inspect icmp\n", ""))
     inspected = tmp_path / "inspected.cfg"
     inspected.write_text(ICMP_INSPECTED)
-    code, _, err = run(capsys, "check", "-c", str(plain))
-    sp_line = plain.read_text().splitlines().index("service-policy global_policy global") + 1
-    assert code == 0 and err == (
-        f"{plain}:{sp_line}: warning: stateless ICMP is not modelled: no class inspects icmp, so a real "
-        "ASA keeps no session for an echo request and drops its reply unless an access rule (or the "
-        "security levels) permit it on its way back; statewall keeps an echo session (timeout icmp) and "
-        "lets the replies through on it\n"
-    )
-    assert run(capsys, "check", "--strict", "-c", str(plain))[0] == 2
-    assert run(capsys, "check", "-c", str(inspected))[2] == ""
+    for cfg in (plain, inspected):
+        code, _, err = run(capsys, "check", "--strict", "-c", str(cfg))
+        assert code == 0 and err == "", cfg.name
     trace = ("packet-tracer", "input", "inside", "icmp", "192.168.1.5", "8", "0", "198.51.100.9")
     code, out, _ = run(capsys, trace[0], "-c", str(plain), *trace[1:])
-    assert code == 0
-    assert (
-        "Action: allow\n\nstatewall: not modelled: stateless ICMP: no class inspects icmp for this flow, "
-        "so a real ASA keeps no echo session (no 302020) and drops the echo reply unless an access rule "
-        "(or the security levels) permit it in on outside; statewall keeps an echo session and lets the "
-        "replies through on it\nstatewall: " in out
+    assert code == 0 and "stateless ICMP" not in out and "not modelled" not in out
+    flow = (
+        "Type: FLOW-CREATION\nSubtype: \nResult: ALLOW\nConfig:\nAdditional Information:\n"
+        "New flow created with id 1, packet dispatched to next module\n"
     )
-    assert "stateless ICMP" not in run(capsys, trace[0], "-c", str(inspected), *trace[1:])[1]
-    # A TCP packet gets no such note.
-    tcp = ("input", "inside", "tcp", "192.168.1.5", "1025", "198.51.100.9", "80")
-    assert "stateless ICMP" not in run(capsys, "packet-tracer", "-c", str(plain), *tcp)[1]
+    assert out.count("Type: FLOW-CREATION") == 1 and flow in out, out
+    code, out, _ = run(capsys, trace[0], "-c", str(inspected), *trace[1:])
+    assert code == 0 and "New flow created with id" in out
+    reply = ("packet-tracer", "input", "outside", "icmp", "198.51.100.9", "0", "0", "192.168.1.5")
+    for cfg in (plain, inspected):
+        code, out, _ = run(capsys, reply[0], "-c", str(cfg), *reply[1:])
+        assert code == 1 and "Type: ACCESS-LIST\nSubtype: \nResult: DROP\nConfig:\nImplicit Rule\n" in out
+        assert "Action: drop" in out
+    # Permitted by an access rule, the reply creates a flow of its own (without inspect icmp); with
+    # inspect icmp the traced reply finds no session: 313004 (INSPECT).
+    permitted = tmp_path / "permitted.cfg"
+    permitted.write_text(plain.read_text() + _ECHO_REPLY_ACL)
+    code, out, _ = run(capsys, reply[0], "-c", str(permitted), *reply[1:])
+    assert code == 0 and out.count("Type: FLOW-CREATION") == 1 and flow in out, out
     # Replay: a ping captured on both sides (the reply to the mapped address), two echo exchanges.
     cap_in, cap_out = tmp_path / "inside.pcap", tmp_path / "outside.pcap"
     with PcapWriter(cap_in) as w_in, PcapWriter(cap_out) as w_out:
@@ -1192,24 +1209,12 @@ def test_stateless_icmp_is_named_by_check_packet_tracer_and_replay(tmp_path, cap
             w_in.write(_ping(seq), float(seq))
             pong = IP(src="198.51.100.9", dst="203.0.113.1") / ICMP(type=0, id=77, seq=seq)
             w_out.write(bytes(pong), seq + 0.01)
-    for cfg, counted in ((plain, {"stateless ICMP": 2}), (inspected, {})):
+    for cfg, forwarded in ((plain, 2), (inspected, 4)):
         summary = replay(
             parse(cfg.read_text(), str(cfg)), [("inside", cap_in), ("outside", cap_out)], tmp_path / cfg.stem
         )
-        assert summary["forwarded"] == 4 and summary["not_modelled"] == counted, cfg.name
-
-
-def test_stateless_icmp_is_not_named_where_no_echo_can_cross():
-    from statewall.gaps import stateless_icmp
-
-    # An inbound access list on every interface and none permitting ICMP: nothing to name.
-    closed = ASA9 + (
-        "access-list in extended permit tcp any any\naccess-group in in interface inside\n"
-        "access-list out extended permit tcp any any\naccess-group out in interface outside\n"
-    )
-    assert stateless_icmp(parse(closed, "c.cfg")) is None
-    u = stateless_icmp(parse(ASA9, "c.cfg"))
-    assert u is not None and u.feature == "stateless ICMP" and u.origin.line == 0
+        assert summary["forwarded"] == forwarded and summary["not_modelled"] == {}, cfg.name
+        assert summary["dropped"] == 4 - forwarded, summary
 
 
 def _traceroute_to_published_server(inspect_error: bool) -> bytes:

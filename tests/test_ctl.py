@@ -351,6 +351,10 @@ access-group outside_in in interface outside
 global (outside) 1 interface
 nat (inside) 1 0.0.0.0 0.0.0.0
 timeout icmp 0:01:00
+policy-map global_policy
+ class inspection_default
+  inspect icmp
+service-policy global_policy global
 """
 )
 
@@ -390,10 +394,12 @@ def test_statewall_ctl_against_statewall_run_with_a_capture(tmp_path):
         assert "2 packets received" in ping.stdout + ping.stderr
         res = statewall_ctl("capture", "inside", "stop")  # --name left out: the only firewall there
         assert res.returncode == 0 and "packets written" in res.stdout, res.stderr
-        # The pings' connection outlives the ctl commands (timeout icmp 0:01:00: the default 2 s can
-        # pass while a loaded machine starts two Python processes).
+        # inspect icmp closes an echo session on the reply that answers it; a ping nobody answers keeps
+        # its session, which outlives the ctl commands (timeout icmp 0:01:00: the default 2 s can pass
+        # while a loaded machine starts two Python processes).
+        topo.host("inside").run(["hping3", "--icmp", "-c", "1", "203.0.113.99"], timeout=15, check=False)
         res = statewall_ctl("show", "conn")
-        assert res.returncode == 0 and "ICMP outside 203.0.113.2" in res.stdout, res.stdout
+        assert res.returncode == 0 and "ICMP outside 203.0.113.99" in res.stdout, res.stdout
         res = statewall_ctl("show", "bogus")
         assert res.returncode == 1 and "Invalid show target" in res.stderr
         assert topo.stop_firewall() == 0

@@ -1,7 +1,9 @@
 """ICMP through NAT (RFC 5508): errors quoting a tracked connection are RELATED and forwarded with the
 outer destination, the quoted packet's addresses, ports or echo identifier and every checksum translated
-back; errors about nothing tracked are dropped (313005). The firewall itself answers a DF packet too
-large for the egress MTU with fragmentation-needed, and an IPv6 one with packet-too-big."""
+back; errors about nothing tracked are dropped (313005). The ASA here inspects ICMP and ICMP errors
+(``inspect icmp``, ``inspect icmp error``): echoes have sessions, errors are matched to connections.
+The firewall itself answers a DF packet too large for the egress MTU with fragmentation-needed, and an
+IPv6 one with packet-too-big."""
 
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ object network WEB
  nat (inside,outside) static 192.0.2.5
 access-list OUTSIDE_IN extended permit udp any object WEB eq 69
 access-group OUTSIDE_IN in interface outside
+policy-map global_policy
+ class inspection_default
+  inspect icmp
+  inspect icmp error
+service-policy global_policy global
 """
 )
 MAPPED = "192.0.2.1"

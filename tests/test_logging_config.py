@@ -330,7 +330,12 @@ def test_302020_and_302021_carry_type_and_code_from_9_0(tmp_path, capsys):
     lines = {}
     for version in ("9.12(4)", "8.2(1)"):
         cfg = tmp_path / f"{version[0]}.cfg"
-        cfg.write_text(BASE.format(version=version) + "route outside 0.0.0.0 0.0.0.0 192.0.2.254\n")
+        # ICMP connections (302020/302021) exist where ICMP is inspected.
+        inspect = (
+            "policy-map global_policy\n class inspection_default\n  inspect icmp\n"
+            "service-policy global_policy global\n"
+        )
+        cfg.write_text(BASE.format(version=version) + "route outside 0.0.0.0 0.0.0.0 192.0.2.254\n" + inspect)
         out = tmp_path / version[0]
         assert cli.main(["replay", "-c", str(cfg), "-o", str(out), "--drain", "10", "--json", str(cap)]) == 0
         capsys.readouterr()

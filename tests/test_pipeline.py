@@ -80,7 +80,7 @@ def test_the_path_follows_what_the_policy_contains():
     assert fw.nf_path is None and fw.path is asa.process
     assert fw.new_flow_stages == (
         asa.lookup, asa.unnat, asa.route, asa.access_list, asa.conn_settings, asa.source_nat, asa.ip_options,
-        asa.inspect, asa.track, asa.limits, asa.build,
+        asa.inspect, asa.stateless, asa.track, asa.limits, asa.build,
     )  # fmt: skip
     nf = Firewall(parse_policy("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\nCOMMIT\n", "fw.rules"))
     assert nf.nf_path is not None and nf.path is nf_path.process and nf.new_flow_stages == ()

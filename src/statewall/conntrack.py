@@ -378,8 +378,10 @@ class ConnTable:
         self.by_id: dict[int, Connection] = {}
         self.most_used = 0
 
-    def add(self, conn: Connection) -> None:
-        for half in conn.halves:
+    def add(self, conn: Connection, oneway: bool = False) -> None:
+        """``oneway``: a unidirectional connection, found only by its ORIGINAL half's key (its REPLY half
+        describes the way back but no packet finds it: the ASA's ICMP without inspection)."""
+        for half in conn.halves[:1] if oneway else conn.halves:
             self.by_key[half.key] = half
         conn.compact()
         self.by_id[conn.id] = conn

@@ -17,7 +17,6 @@ import sys
 from collections import Counter
 
 from ..dialects.errors import ConfigError
-from ..gaps import stateless_icmp, stateless_icmp_message
 from ..policy import NfTable, Policy, Warning_
 from . import EXIT_OK, EXIT_USAGE, UsageError, add_config_argument, load_config
 
@@ -125,7 +124,7 @@ def _warning_record(w: Warning_, strict: bool) -> dict:
 
 
 def _text(rec: dict) -> str:
-    # Line 0: a finding about the configuration as a whole (stateless ICMP without a service policy).
+    # Line 0: a finding about the configuration as a whole, not about one of its lines.
     where = rec["file"] + (f":{rec['line']}" if rec["line"] else "")
     where += f":{rec['col']}" if rec["col"] else ""
     prefix = "" if rec["severity"] == "error" and "strict" not in rec else f"{rec['severity']}: "
@@ -155,13 +154,6 @@ def run(args: argparse.Namespace) -> int:
     except UsageError:
         raise
     records = [_warning_record(w, strict) for w in policy.warnings]
-    icmp = stateless_icmp(policy)
-    if icmp is not None:
-        # A policy-wide gap (no line configures it): at the global service policy, else the file.
-        records.append(
-            _record("error" if strict else "warning", icmp.origin.file, icmp.origin.line, 0,
-                    stateless_icmp_message(), icmp.feature)
-        )  # fmt: skip
     for rec in records:
         if strict:
             rec["strict"] = True
@@ -185,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                     "acl": u.acl,
                     "interface": u.interface,
                 }
-                for u in [*policy.unmodelled, *([icmp] if icmp is not None else [])]
+                for u in policy.unmodelled
             ],
         }
         if policy.dialect in ("iptables", "nftables"):
@@ -210,8 +202,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(summarize(policy))
     features = Counter(w.gap for w in policy.warnings if w.gap)
-    if icmp is not None:
-        features[icmp.feature] += 1
     if features:
         print("not modelled: " + ", ".join(f"{name} ({n})" for name, n in sorted(features.items())))
     if policy.fates:

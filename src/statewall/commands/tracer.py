@@ -111,30 +111,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except TracerError as exc:
         raise UsageError(str(exc)) from None
-    if allowed and output == "text":
-        # An echo request no class inspects icmp for: what becomes of its replies is not the ASA's.
-        echo = _echo_gap(policy, iface, proto, src, sport, dst, dport)
-        if echo is not None:
-            asa, sep, notes = text.partition("\nstatewall: ")
-            text = asa + "\nstatewall: " + echo + ("\nstatewall: " + notes if sep else "\n")
     print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK if allowed else EXIT_FAILURE
-
-
-def _echo_gap(policy, iface: str, proto: str, src: str, sport: int, dst: str, dport: int) -> str | None:
-    """For an allowed echo request no class inspects icmp for, the note on its replies (stateless
-    ICMP, ``statewall.gaps``). The phases statewall does not model (an inspection, a crypto map's
-    encryption) are the tracer's own, in the ASA's order (``statewall.tracer.not_modelled``)."""
-    from ..engine import Firewall
-    from ..gaps import echo_request_gap
-    from ..tracer import build_packet
-
-    if proto != "icmp":
-        return None
-    packet = build_packet(proto, src, sport, dst, dport)
-    res = Firewall(policy).receive(iface, bytearray(packet), 0.0)
-    egress, data = res.packets[0] if res.packets else (None, None)
-    return echo_request_gap(policy, iface, packet, egress, data)
 
 
 def run_netfilter(config, policy, iface, proto, src, sport, dst, dport, detailed) -> int:
@@ -186,6 +164,14 @@ class _TraceNth:
             raise UsageError(f"packet {self.n} comes from an address no route leads back to: name its "
                              "capture's interface (--capture IFACE=CAPTURE)")  # fmt: skip
         return iface
+
+    def sent_by_box(self, iface, data):
+        if self.fw.sent_by_box(iface, data):
+            if self.seen == self.n:
+                raise UsageError(f"packet {self.n} is the firewall's own output in the capture of the "
+                                 f"link it left by ({iface}): it did not arrive there")  # fmt: skip
+            return True
+        return False
 
     def replay_rewrite(self, iface, data, now):
         return self.fw.replay_rewrite(iface, data, now)

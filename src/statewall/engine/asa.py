@@ -2,7 +2,8 @@
 
 Owns the order of work of the ASA (reference A.6) and nothing else: ``process`` looks the packet's
 connection up (a packet of a known connection arriving where it should goes to the established-flow
-stage, ``statewall.engine.forward``; an ICMP error to ``statewall.engine.icmp``; a bare ACK under TCP
+stage, ``statewall.engine.forward``; an ICMP error quoting a connection to ``statewall.engine.icmp``,
+after the access rules unless its class inspects ICMP errors; a bare ACK under TCP
 Intercept to ``statewall.engine.asa_policy``) and runs ``new_flow`` for the rest: the stages below, in
 this order, each a function of a ``NewFlow`` context that returns False when it stopped the packet and
 reports its phase to packet-tracer (``statewall.tracer`` prints exactly these; ``NewFlow.report`` takes
@@ -18,7 +19,8 @@ stage                  phase           decides
 ``rpf_check``          RPF-CHECK       ``ip verify reverse-path``: the route back to the source
                                        leaves by the interface the packet came in on
 ``unnat``              UN-NAT          an expected connection (inspection), a static owning the
-                                       destination; else a packet for the box itself
+                                       destination, a PAT slot an ICMP reply is for; else a
+                                       packet for the box itself
 ``route``              ROUTE-LOOKUP    the egress interface
 ``access_list``        ACCESS-LIST     access rules, security levels (against mapped addresses
                                        before ASA 8.3, real ones after)
@@ -34,9 +36,15 @@ stage                  phase           decides
 ``inspect``            INSPECT         the inspections statewall implements that the class
                                        applies (only with service policies); an echo reply
                                        no session waits for under ``inspect icmp`` (313004)
+``stateless``          FLOW-CREATION   IPv4 ICMP its class does not inspect (``inspect icmp``):
+                                       its connection will be unidirectional; an ICMP error
+                                       without ``inspect icmp error`` is forwarded with its
+                                       translations, no connection (only with service policies)
 ``track``              TCP-STATE       the TCP tracker starts with the first segment
 ``limits``             CONN-SETTINGS   connection limits, TCP Intercept (only with service policies)
-``build``              FLOW-CREATION   the connection, its halves, translations, class settings
+``build``              FLOW-CREATION   the connection, its halves (only the ORIGINAL one found
+                                       by packets when unidirectional), translations, class
+                                       settings
 =====================  ==============  ====================================================
 
 The same stages serve a Linux box whose policy has no netfilter rulesets (the lab's), with conntrack's
@@ -76,9 +84,11 @@ def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_si
             if special is not None:  # the slow-path address checks hold for errors too
                 drop(fw, ev, special.asa, iface, pkt, now, message=special.what)
                 return
-            icmp.related_error(fw, iface, pkt, now, out, ev)
-            return
-        if (
+            if _icmp_error(fw, iface, pkt, now, out, ev):
+                return
+            # Without ``inspect icmp error``, an error quoting no connection is an ICMP packet of its
+            # own: the new-flow stages judge it (``stateless``).
+        elif (
             pkt.proto == PROTO_TCP
             and pkt.flags & HANDSHAKE_FLAGS == TCP_ACK
             and fw.intercept is not None
@@ -105,6 +115,50 @@ def process(fw, iface: str, pkt: Packet, now: float, out: list, ev: list, gso_si
         )
         return
     forward.established(fw, half, pkt, now, out, ev, gso_size)
+
+
+def _icmp_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) -> bool:
+    """An ICMP error no connection's key names: True when it was forwarded or dropped here, False when
+    the new-flow stages are to judge it as an ICMP packet of its own.
+
+    An error quoting a connection of this direction goes with it (translated as the connection is,
+    ``icmp.related_error``): at once under ``inspect icmp error`` (its class's), otherwise only when
+    the access rules of the interface it arrived on let it in (the ASA's ICMP without inspection:
+    ``icmp.stateless``; an unreachable or time-exceeded from outside needs an access rule,
+    as "permit icmp any any unreachable / time-exceeded" on the outside interface shows in every ASA
+    traceroute and path-MTU how-to). An error quoting none is dropped (313005) where errors are
+    matched to connections (a Linux box, ICMPv6), else left to the new-flow stages."""
+    half = icmp.quoted_half(fw, iface, pkt)
+    stateless = icmp.stateless(fw, pkt)
+    if half is None:
+        origin = None
+        if stateless:
+            # The error's class, towards where it is addressed (the box itself included: 313005 names
+            # "dst identity:ADDRESS" for an error to the box's own address).
+            route = fw.routes.lookup(pkt.version, pkt.dst)
+            eff = fw.service_policies.resolve(
+                iface, route.interface if route is not None else iface, pkt.version, pkt.proto, pkt.src, 0,
+                pkt.dst, 0, pkt.icmp_type, pkt.icmp_code, count=False,
+            )  # fmt: skip
+            ins = eff.inspects_engine("icmp error")
+            if ins is None:
+                return False
+            origin = ins.origin
+        icmp.no_session(fw, iface, pkt, now, ev, origin=origin)
+        return True
+    inspected = icmp.inspects_errors(fw, half, pkt)
+    if stateless and not inspected:
+        # The access rules, as for a new flow's first packet, between the quoted connection's
+        # interfaces (its real address after 8.3: the connection's translation says it).
+        c = NewFlow(fw, iface, pkt, now, out, ev, False)
+        c.egress = half.out_iface
+        if half.new_dst is not None:
+            c.real_dst = half.new_dst
+        c.stage = access_list
+        if not access_list(c):
+            return True
+    icmp.related_error(fw, half, iface, pkt, now, out, ev, inspected)
+    return True
 
 
 def new_flow(
@@ -194,6 +248,10 @@ def unnat(c: NewFlow) -> bool:
         if exp is not None
         else fw.nat.untranslate_destination(v, c.proto, c.iface, pkt.dst, pkt.dport, pkt.src, pkt.sport)
     )
+    if found is None and c.proto == PROTO_ICMP and c.icmp_type in icmp.QUERY_REPLIES_V4 and exp is None:
+        # An ICMP reply to a PAT address: untranslated by the slot its request built (the reply of a
+        # ping whose request's connection is unidirectional: ``stateless``).
+        found = c.unnat = fw.nat.reply_slot(v, c.proto, c.iface, pkt.dst, pkt.dport)
     if found is not None:
         c.real_dst, c.real_dport, c.egress, static = found
         if c.trace is not None:
@@ -529,6 +587,31 @@ def inspect(c: NewFlow) -> bool:
     return True
 
 
+@stage("FLOW-CREATION")
+def stateless(c: NewFlow) -> bool:
+    """IPv4 ICMP whose class does not inspect it (``inspect icmp``; ``icmp.stateless``): the ASA
+    "establishes unidirectional sessions" for it (Cisco ASA configuration guide, "Access Rules for
+    Returning Traffic"). An ICMP packet that is not an error and that the access rules let through
+    builds a connection of its direction only (``oneway``, built by ``build``: 302020, ``timeout icmp``
+    idle, 302021): the later packets of that direction (the same ping's next requests) ride it, while
+    its answer finds no connection, meets the access rules of the interface it arrives on and, let
+    in, builds a unidirectional connection of its own (fir3net, "Cisco ASA - ICMP Inspect and the
+    Connection Table": without ICMP inspection two separate connections are created, one for the
+    request and one for the reply). An ICMP error gets here only when its class does not inspect
+    errors (``process``): it is forwarded with its translations and builds no connection
+    (``icmp.forward_stateless``). Other packets go on to build their connection."""
+    eff = c.eff
+    if c.proto != PROTO_ICMP or eff is None or not icmp.stateless(c.fw, c.pkt) or c.exp is not None:
+        return True
+    if not c.pkt.is_icmp_error:
+        c.oneway = eff.inspects_engine("icmp") is None
+        return True
+    c.report(True, "No connection: ICMP errors are not inspected for this flow (no inspect icmp error), "
+             "so it passes on the access rules alone; packet dispatched to next module")  # fmt: skip
+    icmp.forward_stateless(c)
+    return False
+
+
 def _nat_reverse_path(c: NewFlow) -> bool:
     """NAT's reverse path check (ASA packet-tracer's NAT phase, subtype rpf-check): a flow that no rule
     untranslated, whose reverse flow a static would translate (``NatTable.reverse_static``: the
@@ -679,9 +762,16 @@ def build(c: NewFlow) -> bool:
     conn.tcp = c.trk
     conn.limit = admission
     echo = proto in (PROTO_ICMP, PROTO_ICMPV6) and (v, c.icmp_type) in icmp.ICMP_ECHO
+    # An ICMP query (echo, timestamp, ...): its identifier is the codec's both ports.
+    query = echo or (proto == PROTO_ICMP and c.icmp_type in icmp.QUERY_TYPES_V4)
+    oneway = c.oneway
     fwd_key = (v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+    if oneway and query and msport == pkt.sport:
+        # A query's identifier leaves as UN-NAT gave it back (a reply through its request's PAT slot).
+        msport = real_dport
     xlated = (msrc, msport, real_dst, real_dport)
-    if reply_key(fwd_key, xlated, echo) in fw.conns.by_key:
+    if not oneway and reply_key(fwd_key, xlated, query) in fw.conns.by_key:
+        # (A unidirectional connection waits for no reply: its reply tuple may be another's.)
         if admission is not None:
             admission.release()
         c.drop(
@@ -690,7 +780,7 @@ def build(c: NewFlow) -> bool:
             message="the translated tuple is in use by another connection",
         )
         return False
-    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, echo)
+    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, query)
     conn.halves = (fwd, rev)
     if xl is not None:
         fw.nat.acquire(xl)
@@ -700,15 +790,15 @@ def build(c: NewFlow) -> bool:
             ev.extend(lifecycle.block_events(fw, now))
         elif c.created:
             ev.append(xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
-        if rev.rewrites:
-            key = (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport)
+        if rev.rewrites and not oneway:
+            key = (v, proto, real_dst, real_dport if not query else pkt.sport, pkt.src, pkt.sport)
             lifecycle.index_for_replay(fw, key, rev)
     held = unnat[3].xlate if unnat is not None and unnat[3] is not None else None
     if held is not None and held is not xl:
         # A connection to a dynamic NAT slot's mapped address keeps the slot alive (UN-NAT by xlate).
         fw.nat.acquire(held)
         conn.xlates = (*conn.xlates, held)
-    fw.conns.add(conn)
+    fw.conns.add(conn, oneway)
     if exp is not None:
         # RELATED: linked to its master, holding the translation slot its announcement reserved.
         fw.expect.consume(exp, conn, now)
@@ -719,7 +809,7 @@ def build(c: NewFlow) -> bool:
         conn.helper = asa_policy.inspector_for(fw, conn, pkt.dport, real_dport, c.eff)
     elif proto == PROTO_UDP and c.eff is not None and c.eff.inspects:
         conn.helper = asa_policy.dns_inspector_for(fw, conn, c.eff)
-    elif echo and c.eff is not None and c.eff.inspects:
+    elif echo and not oneway and c.eff is not None and c.eff.inspects:
         conn.helper = asa_policy.icmp_inspector_for(conn, c.eff)
     if fw.service_policies is not None:
         asa_policy.apply_policy(
@@ -759,6 +849,6 @@ def stages(has_service_policies: bool, reverse_path: bool = False) -> tuple:
     the reverse-path stage only where an interface has ``ip verify reverse-path``."""
     first = (lookup, rpf_check) if reverse_path else (lookup,)
     if has_service_policies:
-        return (*first, unnat, route, access_list, conn_settings, source_nat, ip_options, inspect, track,
-                limits, build)  # fmt: skip
+        return (*first, unnat, route, access_list, conn_settings, source_nat, ip_options, inspect,
+                stateless, track, limits, build)  # fmt: skip
     return (*first, unnat, route, access_list, source_nat, ip_options, track, build)

@@ -341,7 +341,7 @@ def rewrite(half: Half, pkt: Packet) -> None:
             pkt.set_sport(half.new_sport)
         if half.new_dport is not None:
             pkt.set_dport(half.new_dport)
-    elif half.new_sport is not None and (pkt.version, pkt.icmp_type) in icmp.ICMP_ECHO:
+    elif half.new_sport is not None and (pkt.version, pkt.icmp_type) in icmp.ICMP_QUERIES:
         pkt.set_icmp_id(half.new_sport)
 
 

@@ -1,24 +1,33 @@
-"""ICMP the engine handles itself: errors about tracked connections, errors it sends, echo to the box.
+"""ICMP the engine handles itself: errors about tracked connections, uninspected ICMP, errors, echo.
 
-Owns the key by which an ICMP error finds the connection it quotes (``quoted_key``: the quoted packet's
-tuple reversed; for an ICMP query its identifier, which the codec gives as both ports, so both dialects
-find an echo's connection the same way), the forwarding of such an error on the ASA's stages
-(``related_error``, RFC 5508 translation), the errors the box answers with (``time_exceeded``,
-``too_big``) and the box's own echo replies (``echo_reply``, ``to_the_box``).
+Owns the key by which an ICMP error finds the connection it quotes (``quoted_key``, ``quoted_half``:
+the quoted packet's tuple reversed; for an ICMP query its identifier, which the codec gives as both
+ports, so both dialects find an echo's connection the same way), the forwarding of such an error on the
+ASA's stages (``related_error``, RFC 5508 translation; 313005 for one quoting nothing: ``no_session``),
+the ASA's ICMP without inspection (``stateless``: IPv4 ICMP no class inspects has unidirectional
+connections; ``forward_stateless`` sends an error no class inspects on with its translations), the
+errors the box answers with (``time_exceeded``, ``too_big``) and the box's own echo replies
+(``echo_reply``, ``to_the_box``).
 """
 
 from __future__ import annotations
 
 from .. import craft
-from ..events import DropReason
+from ..events import DropReason, XlateBuilt, xlate_event
 from ..nat import NatFailure
 from ..packet import Packet
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from . import ip_in
-from .context import drop
+from .context import addr_str, drop
 
 ICMP_ECHO = frozenset({(4, 8), (4, 0), (6, 128), (6, 129)})
 ICMP_ECHO_REQUEST = frozenset({(4, 8), (6, 128)})
+# IPv4 ICMP queries (echo, timestamp, information, address mask) and their replies: the identifier is
+# the codec's port; a reply is what UN-NAT looks a PAT slot up for (``NatTable.reply_slot``).
+QUERY_TYPES_V4 = frozenset({0, 8, 13, 14, 15, 16, 17, 18})
+QUERY_REPLIES_V4 = frozenset({0, 14, 16, 18})
+# (version, type) of every ICMP query and reply whose identifier a connection's half may rewrite.
+ICMP_QUERIES = ICMP_ECHO | frozenset((4, t) for t in QUERY_TYPES_V4)
 
 
 def quoted_key(inner: Packet) -> tuple:
@@ -27,24 +36,76 @@ def quoted_key(inner: Packet) -> tuple:
     return (inner.version, inner.proto, inner.dst, inner.dport, inner.src, inner.sport)
 
 
-def related_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) -> None:
-    """An ICMP error on the ASA's stages: forwarded when it quotes a connection of this direction,
-    translated as that connection is (RFC 5508)."""
-    inner = pkt.inner()
-    half = fw.conns.by_key.get(quoted_key(inner))
+def quoted_half(fw, iface: str, pkt: Packet):
+    """The half of the connection an ICMP error quotes, when that connection runs this way (the quoted
+    packet travelled the other way on it): None when it quotes none, or one of the other direction."""
+    half = fw.conns.by_key.get(quoted_key(pkt.inner()))
     if half is not None and half.conn.fast is not None:
         fw.fast.unoffload(half.conn)
-    if half is None or half.in_iface != iface:
-        drop(
-            fw,
-            ev,
-            DropReason.ICMP_NO_SESSION,
-            iface,
-            pkt,
-            now,
-            message="ICMP error quotes no existing connection",
-        )
-        return
+    return half if half is not None and half.in_iface == iface else None
+
+
+def stateless(fw, pkt: Packet) -> bool:
+    """Is ICMP unidirectional for this packet unless its class inspects it: IPv4 ICMP on the ASA (whose
+    stages resolve service policies). Without ``inspect icmp`` the ASA matches no reply to its
+    request: "For connectionless protocols such as ICMP, however, the ASA establishes unidirectional
+    sessions, so you either need access rules to allow ICMP in both directions ..., or you need to
+    enable the ICMP inspection engine" (Cisco ASA configuration guide, "Access Rules for Returning
+    Traffic"). Each direction meets the access rules of the interface it arrives on and, let through,
+    builds a connection of its own (302020/302021: fir3net, "Cisco ASA - ICMP Inspect and the
+    Connection Table", logs of a ping without inspection: one connection for the request, one for the
+    reply; the syslog guide's explanation of 302020 speaks of ``inspect icmp`` only):
+    ``statewall.engine.asa.stateless``. Without ``inspect icmp error`` an ICMP error is judged by the
+    access rules too (``statewall.engine.asa.process``) and builds no connection. A Linux box tracks
+    ICMP statefully (conntrack); ICMPv6 keeps its sessions (the ICMP inspection guide speaks of IPv4)."""
+    return fw.service_policies is not None and pkt.version == 4
+
+
+def inspects_errors(fw, half, pkt: Packet) -> bool:
+    """Does the class of this ICMP error itself (not of the connection it quotes) say ``inspect icmp
+    error``? Resolved for the error as it arrived, between the quoted connection's interfaces."""
+    sp = fw.service_policies
+    if sp is None:
+        return False
+    eff = sp.resolve(
+        half.in_iface, half.out_iface, pkt.version, pkt.proto, pkt.src, 0, pkt.dst, 0, pkt.icmp_type,
+        pkt.icmp_code, count=False,
+    )  # fmt: skip
+    return eff.inspects_engine("icmp error") is not None
+
+
+def no_session(fw, iface: str, pkt: Packet, now: float, ev: list, egress=None, origin=None) -> None:
+    """An ICMP error quoting no connection of this direction, where errors are matched to connections
+    (``inspect icmp error`` on the ASA, conntrack's RELATED on Linux): dropped, 313005 "No matching
+    connection for ICMP error message: icmp src outside:A dst identity:B (type 3, code 4) on outside
+    interface.  Original IP payload: ..." (the quoted packet; ``identity`` is the ASA's name for
+    itself as the destination, as a logged 313005 shows for an error to the box's own address)."""
+    inner = pkt.inner()
+    ports = inner.proto in (PROTO_TCP, PROTO_UDP)
+    detail = {
+        "inner_proto": _INNER_NAMES.get(inner.proto) or f"protocol {inner.proto}",
+        "inner_src": addr_str(inner.version, inner.src),
+        "inner_sport": inner.sport if ports else 0,
+        "inner_dst": addr_str(inner.version, inner.dst),
+        "inner_dport": inner.dport if ports else 0,
+    }
+    if egress is None and fw.routes.local_interface(pkt.version, pkt.dst) is not None:
+        egress = "identity"
+    drop(fw, ev, DropReason.ICMP_NO_SESSION, iface, pkt, now, egress=egress, origin=origin,
+         message="ICMP error quotes no existing connection", detail=detail)  # fmt: skip
+
+
+_INNER_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp6"}
+
+
+def related_error(
+    fw, half, iface: str, pkt: Packet, now: float, out: list, ev: list, inspected: bool
+) -> None:
+    """An ICMP error quoting ``half``'s connection (``quoted_half``), let through (by the error
+    inspection, or by the access rules): forwarded translated as that connection is (RFC 5508);
+    ``inspected``: its class says ``inspect icmp error``, which translates an intermediate hop's
+    address too."""
+    inner = pkt.inner()
     eff = half.conn.mpf
     if eff is None or eff.decrement_ttl:  # the ASA keeps the TTL without decrement-ttl (forward)
         if pkt.ttl <= 1:
@@ -61,7 +122,7 @@ def related_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) 
     if pkt.src == inner.dst:
         if half.new_src is not None:
             pkt.set_src(half.new_src)  # the translated end itself reports the error
-    elif _inspects_errors(fw, half, pkt, outer_dst):
+    elif inspected:
         _translate_hop(fw, half, pkt, outer_dst, now)
     elif half.new_src is not None:
         # An intermediate hop behind the translated end: without ICMP error inspection the ASA creates
@@ -90,17 +151,66 @@ def related_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) 
     out.append((half.out_iface, pkt.buf))
 
 
-def _inspects_errors(fw, half, pkt: Packet, outer_dst: int) -> bool:
-    """Does the class of this ICMP error itself (not of the connection it quotes) say ``inspect icmp
-    error``? Resolved for the error as it arrived."""
-    sp = fw.service_policies
-    if sp is None:
+def forward_stateless(c) -> None:
+    """An ICMP error the ASA neither matches to a connection (no ``inspect icmp error``) nor builds one
+    for (``statewall.engine.asa.stateless``; ``c`` the new-flow stages' context, which let it
+    through): forwarded with the translations the stages found. A source translation made for it is a
+    slot of its own: 305011 when built, held by no connection, so its idle timer (``timeout
+    pat-xlate`` / ``xlate``) runs from its last use, then 305012. The TTL is kept unless the class says
+    ``set connection decrement-ttl``; the egress MTU is the router's check."""
+    fw, pkt, now, ev, out = c.fw, c.pkt, c.now, c.ev, c.out
+    eff = c.eff
+    dec = 1 if eff is None or eff.decrement_ttl else 0
+    xl = c.xl
+    if not _router_checks(c, dec):
+        if xl is not None and c.created:
+            fw.nat.remove(xl)  # a slot made for a packet that never left
+        return
+    if xl is not None and c.created:
+        if xl.entry is not None and xl.entry.pba:
+            from .lifecycle import block_events  # (lifecycle's imports lead back here)
+
+            ev.extend(block_events(fw, now))  # port block allocation logs the block (305014)
+        else:
+            ev.append(xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
+        if xl.kind != "static" and xl.timeout > 0:
+            fw.timers.schedule(now + xl.timeout, xl)
+    for x in _slots(c):
+        if x.refcount == 0:
+            x.idle_since = now  # used by this packet: its idle time starts again
+    if c.real_dst != pkt.dst:
+        pkt.set_dst(c.real_dst)
+    if c.msrc != pkt.src:
+        pkt.set_src(c.msrc)
+    if dec:
+        pkt.set_ttl(pkt.ttl - 1)
+    fw.stats["forwarded"] += 1
+    out.append((c.egress, pkt.buf))
+
+
+def _router_checks(c, dec: int) -> bool:
+    """The router's checks before an ICMP error ``forward_stateless`` sends leaves (TTL, egress MTU):
+    False when it was answered or dropped instead."""
+    fw, pkt = c.fw, c.pkt
+    if dec and pkt.ttl <= 1:
+        time_exceeded(fw, c.iface, pkt, c.now, c.out, c.ev)
         return False
-    eff = sp.resolve(
-        half.in_iface, half.out_iface, pkt.version, pkt.proto, pkt.src, 0, outer_dst, 0, pkt.icmp_type,
-        pkt.icmp_code, count=False,
-    )  # fmt: skip
-    return eff.inspects_engine("icmp error") is not None
+    if not pkt.ttl:
+        ttl_zero(fw, c.iface, pkt, c.now, c.ev, c.egress)
+        return False
+    mtu = fw.interfaces[c.egress].mtu
+    size = fw.reasm_dg.frag_max_size if fw.reasm_dg is not None else pkt.total_len
+    return size <= mtu or too_big(fw, c.iface, pkt, mtu, c.now, c.out, c.ev)
+
+
+def _slots(c) -> list:
+    """The dynamic translation slots of an ICMP error ``forward_stateless`` sends: its source's, the
+    one UN-NAT found."""
+    slots = [c.xl] if c.xl is not None and c.xl.kind == "dynamic" else []
+    held = c.unnat[3].xlate if c.unnat is not None and c.unnat[3] is not None else None
+    if held is not None and held is not c.xl:
+        slots.append(held)
+    return slots
 
 
 def _translate_hop(fw, half, pkt: Packet, outer_dst: int, now: float) -> None:

@@ -17,9 +17,9 @@ request, and that the sequence number is correct"):
 ICMP error inspection (``inspect icmp error``: the intermediate hops' addresses translated by the NAT
 rules) is the ASA's related-error path's (``statewall.engine.icmp.related_error``).
 
-Not modelled: without ``inspect icmp`` a real ASA keeps no session for an echo: the reply needs an access
-rule of its own. statewall tracks echo sessions whether or not the class inspects ICMP, and names the
-difference in check, packet-tracer and replay (``statewall.gaps``, "stateless ICMP"; docs/asa.md).
+Without ``inspect icmp`` the ASA's ICMP connections are unidirectional, and there is no inspector: the
+request's connection does not match its reply, which needs an access rule of its own and builds its own
+connection (``statewall.engine.asa.stateless``; docs/asa.md, "ICMP without inspection").
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """``smoke``: the live path end to end. An inside host pings and sends a file to an outside host through
 ``statewall run`` with a permissive two-interface ASA configuration (inside 100, outside 0, PAT to
-the outside interface address); the file's bytes and SHA-256 must arrive unchanged.
+the outside interface address, ICMP inspected so that the ping is a connection: 302020, as the TCP
+transfer's 302013); the file's bytes and SHA-256 must arrive unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ access-list outside_in extended permit icmp any any
 access-group outside_in in interface outside
 global (outside) 1 interface
 nat (inside) 1 0.0.0.0 0.0.0.0
+policy-map global_policy
+ class inspection_default
+  inspect icmp
+service-policy global_policy global
 """
 )
 
