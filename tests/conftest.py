@@ -9,6 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: speed is measured by benchmarks (make bench), never by timed assertions,
+# and on a loaded 2-core machine one example can take longer than hypothesis's default 200 ms.
+settings.register_profile("statewall", deadline=None)
+settings.load_profile("statewall")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

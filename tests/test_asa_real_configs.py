@@ -1144,17 +1144,19 @@ def test_inspect_icmp_lets_one_reply_per_request_through_and_closes_the_session_
 
 
 def test_without_inspect_icmp_the_reply_needs_an_access_rule_of_its_own():
-    # No session without inspect icmp (a real ASA keeps none): the reply meets the outside interface's
-    # security level, and with an access rule permitting echo-reply it passes, every time.
+    # Without inspect icmp the request's connection is unidirectional (Cisco: "the ASA establishes
+    # unidirectional sessions"): the reply meets the outside interface's security level, and with an
+    # access rule permitting echo-reply it passes, every time, on a connection of its own.
     plain = ICMP_INSPECTED.replace("  inspect icmp\n", "")
     fw = Firewall(parse(plain, "i.cfg"))
     ((_, out),) = fw.receive("inside", _ping(1), 1.0).packets
-    assert len(fw.conns) == 0
+    assert [c.direction for c in fw.conns] == ["outbound"]
     assert _one_drop(fw.receive("outside", _pong(out, 1), 1.1)).reason is DropReason.ACL_DROP
     fw = Firewall(parse(plain + _ECHO_REPLY_ACL, "i.cfg"))
     ((_, out),) = fw.receive("inside", _ping(1), 1.0).packets
     assert fw.receive("outside", _pong(out, 1), 1.1).packets
     assert fw.receive("outside", _pong(out, 1), 1.2).packets
+    assert [c.direction for c in fw.conns] == ["outbound", "inbound"]
 
 
 _ECHO_REPLY_ACL = (
@@ -1164,10 +1166,11 @@ _ECHO_REPLY_ACL = (
 
 
 def test_stateless_icmp_in_check_packet_tracer_and_replay(tmp_path, capsys):
-    """Without inspect icmp the ASA keeps no echo session, and neither does statewall: check has nothing
-    to warn about, packet-tracer shows the request leaving without a connection and the reply dropped by
-    the outside interface's security level (ACCESS-LIST, as the ASA would), replay forwards the requests
-    and drops the replies (106014); with inspect icmp the replies pass on their sessions."""
+    """Without inspect icmp the ASA keeps unidirectional ICMP connections, and so does statewall: check
+    has nothing to warn about, packet-tracer shows the request creating a flow and the reply dropped by
+    the outside interface's security level (ACCESS-LIST, as the ASA would) or, permitted by an access
+    rule, creating a flow of its own; replay forwards the requests and drops the replies (106014); with
+    inspect icmp the replies pass on their sessions."""
     from statewall.pcapio import PcapWriter
     from statewall.replay import replay
 
@@ -1181,11 +1184,11 @@ def test_stateless_icmp_in_check_packet_tracer_and_replay(tmp_path, capsys):
     trace = ("packet-tracer", "input", "inside", "icmp", "192.168.1.5", "8", "0", "198.51.100.9")
     code, out, _ = run(capsys, trace[0], "-c", str(plain), *trace[1:])
     assert code == 0 and "stateless ICMP" not in out and "not modelled" not in out
-    assert (
+    flow = (
         "Type: FLOW-CREATION\nSubtype: \nResult: ALLOW\nConfig:\nAdditional Information:\n"
-        "No connection: ICMP is not inspected for this flow (no inspect icmp), so it passes on the access "
-        "rules alone; packet dispatched to next module\n" in out
-    ), out
+        "New flow created with id 1, packet dispatched to next module\n"
+    )
+    assert out.count("Type: FLOW-CREATION") == 1 and flow in out, out
     code, out, _ = run(capsys, trace[0], "-c", str(inspected), *trace[1:])
     assert code == 0 and "New flow created with id" in out
     reply = ("packet-tracer", "input", "outside", "icmp", "198.51.100.9", "0", "0", "192.168.1.5")
@@ -1193,6 +1196,12 @@ def test_stateless_icmp_in_check_packet_tracer_and_replay(tmp_path, capsys):
         code, out, _ = run(capsys, reply[0], "-c", str(cfg), *reply[1:])
         assert code == 1 and "Type: ACCESS-LIST\nSubtype: \nResult: DROP\nConfig:\nImplicit Rule\n" in out
         assert "Action: drop" in out
+    # Permitted by an access rule, the reply creates a flow of its own (without inspect icmp); with
+    # inspect icmp the traced reply finds no session: 313004 (INSPECT).
+    permitted = tmp_path / "permitted.cfg"
+    permitted.write_text(plain.read_text() + _ECHO_REPLY_ACL)
+    code, out, _ = run(capsys, reply[0], "-c", str(permitted), *reply[1:])
+    assert code == 0 and out.count("Type: FLOW-CREATION") == 1 and flow in out, out
     # Replay: a ping captured on both sides (the reply to the mapped address), two echo exchanges.
     cap_in, cap_out = tmp_path / "inside.pcap", tmp_path / "outside.pcap"
     with PcapWriter(cap_in) as w_in, PcapWriter(cap_out) as w_out:

@@ -134,6 +134,15 @@ class AclDecision:
     acl: str | None
     reason: str
     logged: list[CompiledRule]
+    matched: tuple[CompiledRule, ...] = ()  # the entries counted (a permitted decision)
+
+    def count_again(self, version: int, src: int, dst: int) -> None:
+        """Count the hits of this decision's entries once more: a new flow of the same class whose
+        decision the engine kept (``statewall.engine.flowclass``) counts as ``check`` would."""
+        for cr in self.matched:
+            cr.hits += 1
+            if cr.elements:
+                cr.count_element(version, src, dst)
 
 
 class AccessControl:
@@ -229,4 +238,7 @@ class AccessControl:
                 return AclDecision(False, None, out_bound[0], "implicit deny (out)", logged)
             if not cr.permit:
                 return AclDecision(False, cr, out_bound[0], "denied by rule (out)", logged)
-        return AclDecision(True, decided, decided.rule.acl if decided else None, reason, logged)
+            matched = (decided, cr) if decided is not None else (cr,)
+        else:
+            matched = (decided,) if decided is not None else ()
+        return AclDecision(True, decided, decided.rule.acl if decided else None, reason, logged, matched)

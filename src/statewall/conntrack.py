@@ -85,18 +85,41 @@ _shared_address = Interner(1 << 16)
 _ADDRESSES = _shared_address.table
 
 
+# Ports repeat too (many hosts' ephemeral ports, PAT keeping the real port where it is free): one
+# integer object per port number for the halves and the translations (at most 65 536 of them).
+shared_port = Interner(1 << 17)
+_PORTS = shared_port.table
+
+
+def known_address(addr: int) -> int:
+    """The shared object for ``addr`` if a connection's halves hold one, else ``addr`` itself (nothing
+    kept: a flow that never becomes a connection, a flood's SYN, leaves no trace)."""
+    return _ADDRESSES.get(addr, addr)
+
+
+def known_port(port: int) -> int:
+    """The same for a port number."""
+    return _PORTS.get(port, port)
+
+
 def _shared_key(key: tuple) -> tuple:
-    """``key`` with its addresses shared (the same tuple when they already are)."""
+    """``key`` with its addresses and ports shared (the same tuple when they already are)."""
     v, proto, src, sport, dst, dport = key
     s = _ADDRESSES.get(src)
     d = _ADDRESSES.get(dst)
-    if s is src and d is dst:
+    sp = _PORTS.get(sport)
+    dp = _PORTS.get(dport)
+    if s is src and d is dst and sp is sport and dp is dport:
         return key
     if s is None:
         s = _shared_address(src)
     if d is None:
         d = _shared_address(dst)
-    return (v, proto, s, sport, d, dport)
+    if sp is None:
+        sp = shared_port(sport)
+    if dp is None:
+        dp = shared_port(dport)
+    return (v, proto, s, sp, d, dp)
 
 
 # The sum changes of compile_nat repeat across connections: one host's connections through one mapped
@@ -145,6 +168,18 @@ def make_halves(conn, in_iface: str, out_iface: str | None, key: tuple, xlated: 
     return fwd, rev
 
 
+# ``Connection.data_seen``: whether payload went each way, an immutable pair shared by every connection
+# with the same two flags and replaced on a write (``seen_with``), instead of a list per connection
+# (memory). The compiled fast path writes it the same way.
+_SEEN = {(a, b): (a, b) for a in (False, True) for b in (False, True)}
+NOTHING_SEEN = _SEEN[(False, False)]
+
+
+def seen_with(pair: tuple[bool, bool], d: int) -> tuple[bool, bool]:
+    """``pair`` with direction ``d`` marked, shared."""
+    return _SEEN[(True, bool(pair[1])) if d == 0 else (bool(pair[0]), True)]
+
+
 class Connection:
     """A tracked flow. ``tcp`` is the TCP tracker (None for UDP/ICMP/other).
 
@@ -152,7 +187,8 @@ class Connection:
     one slot, ``_extra`` (None, or a dict once one is set), behind properties: ends that differ from
     the ORIGINAL half's (``initiator``, ``responder``), the interface whose FIN began the close
     (``closer``) and the replay index keys (``replay_keys``). ``inside_is_initiator`` is derived from
-    ``direction``. None of them is read per forwarded packet.
+    ``direction``. None of them is read per forwarded packet. ``xlates`` keeps a lone translation
+    without a tuple.
     """
 
     __slots__ = (
@@ -169,7 +205,7 @@ class Connection:
         "data_seen",
         "_extra",
         "direction",
-        "xlates",
+        "_xl",
         "origin",
         "queued_at",
         "closed",
@@ -195,13 +231,13 @@ class Connection:
         self.timeout = 0.0
         self.timeout_kind = "idle"
         self.bytes = 0
-        self.data_seen = [False, False]  # payload seen in ORIGINAL / REPLY direction
+        self.data_seen = NOTHING_SEEN  # payload seen in ORIGINAL / REPLY direction (seen_with)
         # {"initiator", "responder", "closer", "replay_keys": value} for those that are set (see above)
         self._extra: dict | None = None
         if initiator is not None or responder is not None:
             self._extra = {"initiator": initiator, "responder": responder}
         self.direction: str = direction
-        self.xlates: tuple = ()
+        self._xl = None  # xlates: None, the one translation, or a tuple of several
         self.origin: Origin | None = origin
         self.queued_at = 0.0
         self.closed = False
@@ -220,6 +256,16 @@ class Connection:
         self.tmo: tuple[float, float, float] | None = None
         # The compiled fast path's record while the connection is offloaded to it (statewall.fastpath).
         self.fast = None
+
+    @property
+    def xlates(self) -> tuple:
+        """The translations the connection holds (most hold one: kept without a tuple, memory)."""
+        x = self._xl
+        return () if x is None else x if type(x) is tuple else (x,)
+
+    @xlates.setter
+    def xlates(self, xlates) -> None:
+        self._xl = None if not xlates else xlates[0] if len(xlates) == 1 else tuple(xlates)
 
     def deadline(self) -> float:
         return self.last + self.timeout if self.timeout > 0 else float("inf")
@@ -332,8 +378,10 @@ class ConnTable:
         self.by_id: dict[int, Connection] = {}
         self.most_used = 0
 
-    def add(self, conn: Connection) -> None:
-        for half in conn.halves:
+    def add(self, conn: Connection, oneway: bool = False) -> None:
+        """``oneway``: a unidirectional connection, found only by its ORIGINAL half's key (its REPLY half
+        describes the way back but no packet finds it: the ASA's ICMP without inspection)."""
+        for half in conn.halves[:1] if oneway else conn.halves:
             self.by_key[half.key] = half
         conn.compact()
         self.by_id[conn.id] = conn

@@ -270,6 +270,17 @@ def icmp_echo(
     return _ip_packet(version, src, dst, proto, l4, 2, ttl=ttl, ip_id=ip_id, pseudo=version == 6)
 
 
+def icmp_query(
+    version: int, src: int, dst: int, icmp_type: int, icmp_code: int, ident: int, seq: int, ttl: int = 64
+) -> bytearray:
+    """An ICMP/ICMPv6 message of the query form (type, code, checksum, identifier, sequence number):
+    an echo request or reply of any code, a timestamp, information or address mask query or reply,
+    without a payload."""
+    proto = PROTO_ICMP if version == 4 else PROTO_ICMPV6
+    l4 = bytearray(_ICMP.pack(icmp_type & 0xFF, icmp_code & 0xFF, 0, ident & 0xFFFF, seq & 0xFFFF))
+    return _ip_packet(version, src, dst, proto, l4, 2, ttl=ttl, ip_id=0, pseudo=version == 6)
+
+
 def icmp_error(
     version: int,
     src: int,

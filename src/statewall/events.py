@@ -131,6 +131,10 @@ class DropReason(enum.Enum):
     # Connection state
     TCP_NOT_SYN = ("tcp-not-syn", "First TCP packet not SYN")
     TCP_3WHS_FAILED = ("tcp-3whs-failed", "TCP failed 3 way handshake")
+    # A second SYN (SYN-ACK) on an embryonic ASA connection with another initial sequence number (419002).
+    TCP_SEQ_SYN_DIFF = ("tcp-seq-syn-diff", "TCP SEQ in SYN/SYNACK invalid")
+    # A SYN-ACK whose acknowledgment is not for the SYN (ASA: statewall.normalizer).
+    TCP_ACK_SYN_DIFF = ("tcp-ack-syn-diff", "TCP ACK in SYNACK invalid")
     # A SYN or SYN-ACK on an established ASA connection (keywords and words of show asp drop).
     TCP_SYN_ON_CONN = ("tcp-syn-ooo", "TCP SYN on established conn")
     TCP_SYNACK_ON_CONN = ("tcp-synack-ooo", "TCP SYNACK on established conn")

@@ -15,9 +15,12 @@ The leaf's contract (``FlowTable.offer(iface, data, now, csum_partial, gso_size)
   would forward unchanged in meaning: the same bytes out (TTL, NAT rewrite, sequence shift), the same
   state changes (the tracker's windows and timer fields, the normalizer's next sequence and TTL, the
   connection's bytes, data-seen flags and last activity), counted as the engine counts a forwarded
-  packet (``stats`` packets_in and forwarded, ``fw.now``). It returns ``Result([(egress, packet)], [])``.
-- It never drops, answers, logs, creates, tears down or re-times a connection, and never emits an
-  event: every packet it is not sure of (anything but ACK or ACK|PSH segments in window and in order,
+  packet (``stats`` packets_in and forwarded, ``fw.now``). It returns ``Result([(egress, packet)], [])``
+  (with the teardown's events after a close's last ACK, below).
+- It never drops, answers, logs or creates a connection, re-times or tears one down only as the
+  lifecycle's close does (the half-closed timer and the teardown after both FINs, through the
+  lifecycle's own functions, whose events it returns), and emits no event of its own: every packet it
+  is not sure of (anything but ACK, ACK|PSH, FIN|ACK or FIN|PSH|ACK segments in window and in order,
   UDP datagrams, of a connection in its table; a TTL of 1; over the egress MTU; options other than
   none or NOP NOP timestamp; while packet-tracer listens) is handed back as None, the packet
   untouched, and the Python stages take it: they first take the connection back (``unoffload``
@@ -30,8 +33,14 @@ TUN pump calls the same leaf through the capsule API.
 
 This module owns the offload: which connections qualify (``eligible``), copying a connection's state
 into a ``Flow`` (``offload``) and back (``unoffload``, before the Python path touches the connection
-again), and flushing the table (policy reload). Unlike the kernel's flowtable, which needs a rule to
-offload and then skips the ruleset's counters, statewall's fast path is invisible: per-rule counters
+again), and flushing the table (policy reload). A TCP connection is offloaded at the end of its
+handshake (``engine.forward.established``), and where its objects can be made again exactly from the
+record (nearly always) the record replaces them: the connection keeps no ``TcpTracker``,
+``NormState`` or ``SeqShift`` while offloaded (``OffloadedConnection``: views of the record when read)
+and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection).
+
+Unlike the kernel's flowtable, which needs a rule to offload and then skips the ruleset's counters,
+statewall's fast path is invisible: per-rule counters
 are only counted for new connections on the ASA's stages anyway (hit counts), and netfilter's path,
 whose rules count every packet, never offloads.
 
@@ -42,7 +51,16 @@ SEEN_REPLY, no FIN seen, on its idle timeout, and a tcp-map without checksum ver
 window-variation drop or retransmission checks, with nothing queued out of order. The compiled code
 then forwards only segments with ACK or ACK|PSH, no reserved bits, options none or NOP NOP timestamp,
 in window, in order when the tcp-map queues, within the MSS when it enforces it, with a TTL above 1 and
-within the egress MTU.
+within the egress MTU. Where the lifecycle is the ASA's (``AsaLifecycle.half_closed`` exists) the
+close goes through it too: FIN|ACK and FIN|PSH|ACK segments and the segments of a closing connection
+(the tracker's rows for FIN and ACK from ESTABLISHED through FIN_WAIT, CLOSE_WAIT, LAST_ACK and
+TIME_WAIT, with ``F_CLOSE_INIT``, ``F_FIN_SEEN``, each FIN's end, ``F_FIN_ACKED`` and each state's
+timeout; the lifecycle's note of who began the close, ``conn.closer``, and its half-closed timer once a
+FIN is acknowledged, ``AsaLifecycle.half_closed`` called from the compiled code), and the segment
+that leaves TIME_WAIT with both FINs acknowledged: the compiled code forwards it, then calls the
+lifecycle's teardown (``AsaLifecycle.fins_closed``: ConnTeardown, the translation's release, which
+takes the connection back first) and returns its events in the Result. The TUN pump, which carries no
+events, hands that segment to the Python path instead.
 
 Without a C compiler at install time the extension is missing, ``AVAILABLE`` is False and every packet
 takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitly (tests compare both).
@@ -51,10 +69,13 @@ takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitl
 from __future__ import annotations
 
 import struct
+from functools import partial
 
 from . import normalizer
-from .normalizer import DROP
-from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_ACK, TcpState
+from .conntrack import Connection
+from .normalizer import _NOTHING_HELD, DROP, NormState
+from .seqrand import SeqShift
+from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, TcpState, TcpTracker, _Peer
 
 try:
     from . import _fastpath
@@ -90,13 +111,16 @@ def flow_key(key: tuple) -> bytes:
 class FastPath:
     """The compiled flow table of one Firewall and the copying between it and the connections."""
 
-    __slots__ = ("table", "fw", "offloads", "returns")
+    __slots__ = ("table", "fw", "offloads", "returns", "shed", "timeouts", "table_closes")
 
     def __init__(self, fw) -> None:
         self.table = _fastpath.FlowTable()
         self.fw = fw
         self.offloads = 0  # connections handed to the compiled path
         self.returns = 0  # ... and taken back by the Python path
+        self.shed = 0  # offloads that left the connection without its tracker, normalizer, ... objects
+        self.timeouts = None  # the tracker's timeouts last given to the table
+        self.table_closes = False  # the close goes through the table (attach: the ASA's lifecycle)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -110,7 +134,14 @@ class FastPath:
         ``offer(iface, data, now, csum_partial, gso_size)``: a ``result_type`` for a packet it
         forwarded, else None with the packet untouched (the module docstring's contract)."""
         self.fw = fw
-        self.table.bind(fw, fw.stats, result_type)
+        half_closed = getattr(fw.lifecycle, "half_closed", None)
+        fins_closed = getattr(fw.lifecycle, "fins_closed", None)
+        self.table_closes = half_closed is not None and fins_closed is not None
+        if self.table_closes:
+            self.table.bind(fw, fw.stats, result_type, partial(half_closed, fw), partial(fins_closed, fw))
+        else:
+            self.table.bind(fw, fw.stats, result_type)
+        self.timeouts = None  # given again with the next offload (the lifecycle may have changed)
         return self.table.offer
 
     # ---------------------------------------------------------------------------------------------
@@ -131,6 +162,8 @@ class FastPath:
         for h in halves:
             if h.in_iface not in ifs or h.out_iface not in ifs:
                 return False
+        if halves[0].out_iface != halves[1].in_iface or halves[1].out_iface != halves[0].in_iface:
+            return False  # the record keeps one interface per side
         shift = conn.seqrand
         if shift is not None and (
             shift.sack_untranslated or (shift.seqadj is not None and shift.seqadj.active)
@@ -191,9 +224,18 @@ class FastPath:
                 p1.td_end, p1.td_maxend, p1.td_maxwin, p1.td_maxack, p1.td_scale, p1.flags,
                 trk.last_dir, trk.last_seq & _M, trk.last_ack & _M, trk.last_end & _M, trk.last_win & _M,
                 trk.retrans, trk._timeout,
+            )  # fmt: skip
+            tmo = (
                 ct.tcp_timeout_established, ct.tcp_timeout_unacknowledged, ct.tcp_timeout_max_retrans,
                 ct.tcp_max_retrans,
             )  # fmt: skip
+            if self.table_closes:
+                # The close goes through here where the lifecycle's is the ASA's (the module docstring).
+                tmo += (ct.tcp_timeout_fin_wait, ct.tcp_timeout_close_wait, ct.tcp_timeout_last_ack,
+                        ct.tcp_timeout_time_wait)  # fmt: skip
+            if tmo != self.timeouts:  # the tracker's timeouts are the table's (one set per firewall)
+                self.table.set_timeouts(*tmo)
+                self.timeouts = tmo
             norm = conn.norm
             if norm is not None:
                 prof = norm.profile
@@ -231,6 +273,16 @@ class FastPath:
         self.table.add(f)
         conn.fast = f
         self.offloads += 1
+        rest = _rest(conn) if trk is not None else None
+        if rest is not None:
+            # The record holds the connection's tracker, normalizer and randomization now: the objects
+            # go, and views of the record stand in for them (OffloadedConnection) until it is taken back.
+            f.shared = rest
+            conn.tcp = conn.norm = conn.seqrand = None
+            conn.__class__ = OffloadedConnection
+            self.shed += 1
+        for h in (h0, h1):
+            h.nat = None  # the record has the translation; the Python path recomputes it when it needs it
         return True
 
     def unoffload(self, conn) -> None:
@@ -239,9 +291,12 @@ class FastPath:
         if f is None:
             return
         self.table.remove(f)
-        conn.fast = None
         self.returns += 1
-        self._copy_back(f, conn)
+        if f.shared is not None:
+            _restore(f, conn)
+        else:
+            self._copy_back(f, conn)
+        conn.fast = None
         f.conn = None  # no cycle left behind
 
     def sync(self) -> None:
@@ -249,7 +304,25 @@ class FastPath:
         (for readers of tracker and normalizer state; the Connection's times and bytes are always
         current)."""
         for f in self.table.flows():
-            self._copy_back(f, f.conn)
+            if f.shared is None:  # a connection without its objects is read through views of the record
+                self._copy_back(f, f.conn)
+
+    def keep_objects(self) -> list:
+        """Give every offloaded connection its tracker, normalizer and randomization objects again, as
+        the record says they are now, leaving it offloaded (a snapshot pickles the objects). Returns the
+        flows that had none, for ``drop_objects``."""
+        dropped = [f for f in self.table.flows() if f.shared is not None]
+        for f in dropped:
+            _restore(f, f.conn)
+        return dropped
+
+    @staticmethod
+    def drop_objects(flows) -> None:
+        """Drop the objects ``keep_objects`` gave back again (their state is still the record's)."""
+        for f in flows:
+            conn = f.conn
+            if conn is not None and f.shared is None:
+                _drop(f, conn)
 
     @staticmethod
     def _copy_back(f, conn) -> None:
@@ -270,8 +343,9 @@ class FastPath:
             trk.last_win = last_win
             trk.retrans = retrans
             trk._timeout = timeout
-            trk.last_index = I_ACK
+            trk.last_index = f.last_index
             trk._timer = _T_SET
+        _close_back(f, trk, trk.seen)
         norm = conn.norm
         if norm is not None and f.norm:
             nxt = norm.nxt  # the connection's own list, updated in place
@@ -288,3 +362,160 @@ class FastPath:
         for f in flows:
             self.unoffload(f.conn)
         return len(flows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# An offloaded connection without its objects (issue 18 item 1, docs/performance.md "Where the memory
+# goes"): the record has every number of the tracker (both peers' windows, the last segment's fields,
+# the retransmission count, the timeout), of the normalizer (next sequence, lowest TTL) and of the
+# randomization (the offsets); what it has no field for is the same for many connections (window
+# scales, the tracker's few flag fields, the tcp-map's profile and counters, the MSS pairs) and is kept
+# as one tuple shared by all the connections with the same values (``Flow.shared``). The Python objects
+# are made from the two when asked: as views (``show conn``, events, replays' reads) while the
+# connection stays offloaded, or for good when the Python path takes it back (``unoffload``).
+
+_SHARED: dict = {}
+_SHARED_MAX = 1 << 16
+
+
+def _rest(conn):
+    """The shared tuple that, with the record, rebuilds ``conn``'s objects exactly; None when they
+    cannot be (they are then kept: a queue's timer, an inspection's adjustment, a subclass)."""
+    if type(conn) is not Connection:
+        return None
+    trk = conn.tcp
+    shift = conn.seqrand
+    if shift is not None and (type(shift) is not SeqShift or shift.seqadj is not None):
+        return None
+    norm = conn.norm
+    if norm is not None:
+        if (
+            norm.held is not _NOTHING_HELD
+            or norm._rare is not conn
+            or norm.sent is not None
+            or norm.inspected is not None
+        ):
+            return None
+        nkey = (id(norm.profile), id(norm.counters), norm._mss, tuple(norm.mss_limit))
+    else:
+        nkey = None
+    for v in (trk.last_seq, trk.last_ack, trk.last_end, trk.last_win):
+        if not 0 <= v <= _M:
+            return None
+    p0, p1 = trk.seen
+    key = (
+        shift is not None, trk.dead, trk.last_index, trk._timer, trk._aux,
+        p0.fin_end, p1.fin_end, p0.td_scale, p1.td_scale, nkey,
+    )  # fmt: skip
+    got = _SHARED.get(key)
+    if got is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        nrest = None if norm is None else (norm.profile, norm.counters, norm._mss, normalizer.shared(nkey[3]))
+        _SHARED[key] = got = key[:-1] + (nrest,)
+    return got
+
+
+def _drop(f, conn) -> None:
+    f.shared = _rest(conn)
+    if f.shared is not None:
+        conn.tcp = conn.norm = conn.seqrand = None
+        conn.__class__ = OffloadedConnection
+
+
+def _restore(f, conn) -> None:
+    """Put the objects back into ``conn`` from ``f`` (and make it a plain Connection again)."""
+    state = f.tcp_state()
+    trk, norm, shift = _tcp_view(f, state), _norm_view(f, conn, state), _seqrand_view(f)
+    conn.__class__ = Connection
+    conn.tcp = trk
+    conn.norm = norm
+    conn.seqrand = shift
+    f.shared = None
+
+
+def _tcp_view(f, state=None) -> TcpTracker:
+    (e0, me0, w0, a0, fl0, e1, me1, w1, a1, fl1, last_dir, last_seq, last_ack, last_end, last_win,
+     retrans, timeout, packets, _, _, _, _) = state or f.tcp_state()  # fmt: skip
+    _, dead, last_index, timer, aux, fin0, fin1, sc0, sc1, _ = f.shared
+    trk = TcpTracker.__new__(TcpTracker)
+    peers = []
+    for end, maxend, maxwin, maxack, scale, flags, fin_end in (
+        (e0, me0, w0, a0, sc0, fl0, fin0),
+        (e1, me1, w1, a1, sc1, fl1, fin1),
+    ):
+        p = _Peer.__new__(_Peer)
+        p.td_end, p.td_maxend, p.td_maxwin, p.td_maxack = end, maxend, maxwin, maxack
+        p.td_scale, p.flags, p.fin_end = scale, flags, fin_end
+        peers.append(p)
+    trk.seen = (peers[0], peers[1])
+    # What eligible() requires of an offloaded connection, which the compiled path keeps.
+    trk.state = _ES
+    trk.assured = trk.seen_reply = True
+    trk.reopen = False
+    trk.dead = dead
+    trk.last_dir = last_dir
+    trk.last_seq, trk.last_ack, trk.last_end, trk.last_win = last_seq, last_ack, last_end, last_win
+    trk._aux = aux
+    trk.retrans = retrans
+    trk._timeout = timeout
+    # The compiled path's rows write these (as _copy_back does).
+    trk.last_index, trk._timer = (f.last_index, _T_SET) if packets else (last_index, timer)
+    _close_back(f, trk, peers)
+    return trk
+
+
+def _close_back(f, trk, peers) -> None:
+    """The close as the compiled path took it: the tracker's state and the FIN ends it saw."""
+    if f.state != _ES:
+        trk.state = TcpState(f.state)
+    fin_set = f.fin_set
+    if fin_set & 1:
+        peers[0].fin_end = f.fin_end0
+    if fin_set & 2:
+        peers[1].fin_end = f.fin_end1
+
+
+def _norm_view(f, conn, state=None) -> NormState | None:
+    nrest = f.shared[-1]
+    if nrest is None:
+        return None
+    *_, nxt0, nxt1, ttl0, ttl1 = state or f.tcp_state()
+    profile, counters, mss, mss_limit = nrest
+    norm = NormState.__new__(NormState)
+    norm.profile = profile
+    norm.counters = counters
+    norm._mss = mss
+    norm.mss_limit = mss_limit
+    norm.ttl = normalizer.shared((ttl0, ttl1))
+    norm.nxt = [nxt0, nxt1]
+    norm.held = _NOTHING_HELD
+    norm.sent = None
+    norm._rare = conn
+    norm.inspected = None
+    return norm
+
+
+def _seqrand_view(f) -> SeqShift | None:
+    return SeqShift(f.offs0, f.offs1) if f.shared[0] else None
+
+
+class OffloadedConnection(Connection):
+    """An offloaded ``Connection`` whose tracker, normalizer and randomization objects are not kept:
+    ``tcp``, ``norm`` and ``seqrand`` are views made from its compiled record when read (as current as
+    the record; writing to one changes nothing: what writes takes the connection back first,
+    ``FastPath.unoffload``, which makes it a plain Connection with its objects again)."""
+
+    __slots__ = ()
+
+    @property
+    def tcp(self) -> TcpTracker:
+        return _tcp_view(self.fast)
+
+    @property
+    def norm(self) -> NormState | None:
+        return _norm_view(self.fast, self)
+
+    @property
+    def seqrand(self) -> SeqShift | None:
+        return _seqrand_view(self.fast)

@@ -14,6 +14,14 @@ And, for packet-tracer (one packet, so the cost of resolving the service policie
 inspections of the ASA's service policies that apply to the packet's flow and that statewall does not
 implement (``inspections``).
 
+Responder data on an embryonic connection (``EMBRYONIC_DATA``): what an ASA does with a segment carrying
+data from the responder before the initiator's ACK completed the three-way handshake has no Cisco source
+statewall could find (docs/asa.md); statewall's tracker forwards it when it is in window, as
+netfilter's does. A segment without SYN is meant (a SYN-ACK's data is the tcp-map's ``synack-data``,
+modelled). Not a configuration feature, so ``statewall check`` has nothing to warn about and
+packet-tracer (it traces a flow's first packet) never meets it; each such segment a replay of an ASA
+configuration forwarded is counted (``GapMatcher.embryonic_data``, given the replay's engine).
+
 Other records (time ranges, the DNS inspection map's unmodelled lines) are named by ``statewall check``
 and ``show service-policy``; they are not matched per packet here. (ICMP without ``inspect icmp`` is
 modelled, not a gap: the ASA's stages keep no session for it, ``statewall.engine.asa.stateless``.)
@@ -22,16 +30,26 @@ modelled, not a gap: the ASA's stages keep no session for it, ``statewall.engine
 from __future__ import annotations
 
 from .acl import CompiledMatch
+from .conntrack import REPLY
 from .engine.state import asa_version_before
 from .inspect import MODELLED_ENGINES
 from .packet import DecodeError, decode
-from .policy import BUILTIN, Policy, Unmodelled
+from .policy import BUILTIN, Origin, Policy, Unmodelled
+from .tcptrack import TcpState
+
+EMBRYONIC_DATA = "responder data on an embryonic connection"
+_EMBRYONIC_ACTION = (
+    "unknown: no Cisco source says whether an ASA forwards data from the responder before the "
+    "initiator's ACK completes the handshake (statewall forwards it when it is in window)"
+)
+# The tracker's states before the three-way handshake completed (SYN_SENT2: a simultaneous open).
+_EMBRYONIC = frozenset({TcpState.NONE, TcpState.SYN_SENT, TcpState.SYN_RECV, TcpState.SYN_SENT2})
 
 
 class GapMatcher:
     """The per-packet checkable ``Unmodelled`` records of a policy, compiled once."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, fw=None) -> None:
         self.vpn: list[tuple[Unmodelled, list[tuple[bool, CompiledMatch]]]] = []
         for u in policy.unmodelled:
             if u.acl and u.interface and u.feature.startswith("VPN"):
@@ -41,15 +59,55 @@ class GapMatcher:
                         (r.action == "permit", CompiledMatch(r.match)) for r in acl.rules if not r.inactive
                     ]
                     self.vpn.append((u, rules))
-        self.active = bool(self.vpn)
+        # Responder data on an embryonic connection: the replay's engine, when it runs the ASA's
+        # stages for an ASA configuration (its tracker is the one that forwards such data).
+        box = getattr(fw, "box", None)
+        asa = policy.dialect == "asa" and box is not None and box.name == "asa" and hasattr(fw, "conns")
+        self.fw = fw if asa else None
+        where = Origin(policy.source_file or "<config>", 0, "")
+        self._embryonic = Unmodelled(EMBRYONIC_DATA, _EMBRYONIC_ACTION, where, 0)
+        self.active = bool(self.vpn) or self.fw is not None
 
-    def forwarded(self, in_iface: str, packets: list) -> list:
-        """The records a packet that arrived on ``in_iface`` and left as ``packets`` (the engine's
-        answer) runs into (``applicable``, for its first packet out). Both replays count these."""
+    def forwarded(self, in_iface: str, packets: list, packet_in: bytes | bytearray = b"") -> list:
+        """The records a packet that arrived on ``in_iface`` (as ``packet_in``) and left as ``packets``
+        (the engine's answer) runs into: ``applicable``, for its first packet out, and responder data
+        on an embryonic connection (``embryonic_data``). Both replays count these."""
         if not packets:
             return []
         out_iface, packet_out = packets[0]
-        return self.applicable(in_iface, out_iface, packet_out)
+        found = self.applicable(in_iface, out_iface, packet_out)
+        if self.fw is not None and self.embryonic_data(packet_in):
+            found.append(self._embryonic)
+        return found
+
+    def embryonic_data(self, packet_in: bytes | bytearray) -> bool:
+        """Did the forwarded ``packet_in`` (as it arrived) carry data from the responder, without SYN, on
+        a connection whose handshake had not completed (the tracker's state after it)? Cheap for other
+        packets: an IPv4 one is read from its header; only IPv6 TCP is decoded."""
+        n = len(packet_in)
+        if n < 40:
+            return False
+        version = packet_in[0] >> 4
+        if version == 4:
+            ihl = (packet_in[0] & 0x0F) * 4
+            if packet_in[9] != 6 or n < ihl + 20 or packet_in[ihl + 13] & 0x02:
+                return False
+            total = (packet_in[2] << 8) | packet_in[3]
+            if total - ihl - (packet_in[ihl + 12] >> 4) * 4 <= 0:
+                return False
+        elif version != 6:
+            return False
+        try:
+            pkt = decode(bytearray(packet_in))
+        except DecodeError:
+            return False
+        if pkt.proto != 6 or pkt.flags & 0x02 or not pkt.payload_len:
+            return False
+        half = self.fw.conns.by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        if half is None or half.dir != REPLY:
+            return False
+        trk = half.conn.tcp
+        return trk is not None and trk.state in _EMBRYONIC
 
     def applicable(
         self, in_iface: str, out_iface: str | None, packet_out: bytes | bytearray | None

@@ -194,28 +194,16 @@ class Xlate:
     ``kind`` is ``static`` or ``dynamic`` (the words of 305011) or ``nf`` (an iptables mapping, one per
     connection); ``flags`` are ``show xlate``'s (``ri`` PAT, ``i`` dynamic NAT, ``s`` static, ``r``
     port-mapped, ``I`` identity, ``T`` twice).
+
+    Memory (a million idle connections, docs/performance.md): what many translations have in common
+    (``kind``, ``version``, ``proto``, the two interfaces, ``pat``, ``rule``, ``timeout``, ``flags``,
+    ``entry``) is one tuple shared by every translation with the same values (``_shared``), read
+    through properties; a translation keeps only its addresses, ports, counters, times and key. None of
+    these is written after the translation is made but ``refcount`` and ``idle_since``.
     """
 
-    __slots__ = (
-        "kind",
-        "version",
-        "proto",
-        "real_iface",
-        "real_addr",
-        "real_port",
-        "mapped_iface",
-        "mapped_addr",
-        "mapped_port",
-        "pat",
-        "rule",
-        "refcount",
-        "created",
-        "idle_since",
-        "timeout",
-        "key",
-        "flags",
-        "entry",
-    )
+    __slots__ = ("_c", "real_addr", "real_port", "mapped_addr", "mapped_port", "refcount", "created",
+                 "idle_since", "key")  # fmt: skip
 
     def __init__(
         self,
@@ -236,24 +224,53 @@ class Xlate:
         flags="",
         entry=None,
     ):
-        self.kind = kind
-        self.version = version
-        self.proto = proto
-        self.real_iface = real_iface
+        self._c = _shared(kind, version, proto, real_iface, mapped_iface, pat, rule, timeout, flags, entry)
         self.real_addr = real_addr
         self.real_port = real_port
-        self.mapped_iface = mapped_iface
         self.mapped_addr = mapped_addr
         self.mapped_port = mapped_port
-        self.pat = pat
-        self.rule = rule
         self.refcount = 0
         self.created = created
         self.idle_since = created
-        self.timeout = timeout
         self.key = key
-        self.flags = flags
-        self.entry = entry
+
+    kind = property(lambda self: self._c[0])
+    version = property(lambda self: self._c[1])
+    proto = property(lambda self: self._c[2])
+    real_iface = property(lambda self: self._c[3])
+    mapped_iface = property(lambda self: self._c[4])
+    pat = property(lambda self: self._c[5])
+    rule = property(lambda self: self._c[6])
+    timeout = property(lambda self: self._c[7])
+    flags = property(lambda self: self._c[8])
+    entry = property(lambda self: self._c[9])
+
+    def __setstate__(self, state) -> None:
+        # A pickle (state snapshot) holds ``(None, {slot: value})``; one written before the shared tuple
+        # (format version 1) names the shared fields one by one.
+        slots = state[1] if isinstance(state, tuple) else state
+        if "_c" not in slots:
+            slots = dict(slots)
+            slots["_c"] = _shared(*(slots.pop(n, None) for n in _SHARED_FIELDS))
+        for name, value in slots.items():
+            object.__setattr__(self, name, value)
+
+
+_SHARED_FIELDS = ("kind", "version", "proto", "real_iface", "mapped_iface", "pat", "rule", "timeout", "flags",
+                  "entry")  # fmt: skip
+# Xlate's shared tuples, by their values (the rule and the entry by identity: the tuple holds them, so
+# their ids stay theirs while it is kept); bounded, past the bound sharing starts over.
+_SHARED: dict = {}
+
+
+def _shared(kind, version, proto, real_iface, mapped_iface, pat, rule, timeout, flags, entry) -> tuple:
+    k = (kind, version, proto, real_iface, mapped_iface, pat, id(rule), timeout, flags, id(entry))
+    got = _SHARED.get(k)
+    if got is None:
+        if len(_SHARED) >= 4096:
+            _SHARED.clear()
+        got = _SHARED[k] = (kind, version, proto, real_iface, mapped_iface, pat, rule, timeout, flags, entry)
+    return got
 
 
 class NatFailure(Exception):
@@ -733,8 +750,8 @@ class NatTable:
         return None
 
     def reply_slot(self, version, proto, in_iface, dst, dport):
-        """UN-NAT by a live PAT slot for an ICMP query reply entering ``in_iface`` (an echo reply the ASA
-        keeps no session for: no ``inspect icmp``): ``(real address, real identifier, real interface,
+        """UN-NAT by a live PAT slot for an ICMP query reply entering ``in_iface`` (an echo reply that no
+        connection matches: no ``inspect icmp``): ``(real address, real identifier, real interface,
         hit)`` when a PAT slot of ``proto`` maps ``dst``/``dport`` (the identifier the codec gives as
         both ports), else None. The ASA untranslates such a reply through the xlate its request built
         (305011 "Built dynamic ICMP translation"). Only addresses with a port in use are searched."""
@@ -820,6 +837,21 @@ class NatTable:
         if e is None:
             return None, False
         return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
+
+    def source_entry(self, version, proto, in_iface, out_iface, src, sport, dst, dport) -> _Entry | None:
+        """The rule translating a new flow's source when UN-NAT found none (what ``translate_source``
+        looks up): a compiled entry for ``apply_entry``, or None. The engine keeps it per class of flow
+        (``statewall.engine.flowclass``): it depends on the rules only."""
+        return self._source_entry(version, proto, in_iface, out_iface, src, sport, dst, dport)
+
+    def apply_entry(self, e: _Entry, version, proto, in_iface, out_iface, src, sport, now):
+        """``translate_source`` with the rule ``source_entry`` found: ``(xlate or None, created)``;
+        raises ``NatFailure``."""
+        return self._apply(e, version, proto, in_iface, out_iface, src, sport, now)
+
+    def owns_mapped(self, version: int, iface: str, addr: int) -> bool:
+        """Does a live dynamic NAT slot map onto ``addr`` on ``iface`` (UN-NAT by xlate)?"""
+        return bool(self._nat_hosts) and (version, iface, addr) in self._nat_hosts
 
     def _source_entry(self, version, proto, in_iface, out_iface, src, sport, dst, dport) -> _Entry | None:
         """The first rule translating a new flow's source (without UN-NAT's hit), or None."""

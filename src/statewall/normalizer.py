@@ -435,6 +435,14 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
                 prof.tm.origins.get("synack_data"),
                 "synack-data allow in a tcp-map applied to this flow",
             )
+        if trk is not None and (trk.state == 1 or trk.state == 2):  # SYN_SENT, SYN_RECV: embryonic
+            r = _other_isn(st, d, pkt, trk, flags, plen)
+            if r is not None:
+                return r
+            if d == 1 and flags & _ACK and trk.state == 1:  # the responder's first SYN-ACK
+                r = _synack_ack(st, pkt, trk, ack_offset)
+                if r is not None:
+                    return r
 
     # NOP NOP timestamp, nearly every established segment's layout, needs no option walk when the
     # tcp-map allows timestamps (the default): nothing in it would be cleared or refused.
@@ -490,6 +498,53 @@ def check(st: NormState, d: int, pkt, trk, ack_offset: int, now: float, gso_size
             if r is not None:
                 return r
     return done
+
+
+def _other_isn(st: NormState, d: int, pkt, trk, flags: int, plen: int) -> Refusal | None:
+    """``tcp-seq-syn-diff`` ("TCP SEQ in SYN/SYNACK invalid", logged as 419002), not configurable: on an
+    embryonic connection, a second SYN from the initiator, or a second SYN-ACK from the responder, whose
+    initial sequence number is not the first one's. The ASA keeps the ISN with the embryonic connection
+    and drops a SYN for the same four-tuple with another (ThousandEyes' "Cisco ASA breaks Path
+    Visualization": traceroute SYNs, one ISN more each hop, dropped as tcp-seq-syn-diff with 419002; the
+    keyword's words, from a real ASA's ``capture asp-drop`` list, name the SYN-ACK too). A retransmission
+    (the same sequence space) passes on. The first one's end is the tracker's: a side sends nothing else
+    before the handshake completes (the initiator's data fails it); once the responder's data went
+    through (not modelled, docs/asa.md) its first SYN-ACK's is not known and a second is not compared."""
+    if d == 0:
+        if flags & _ACK:
+            return None  # a SYN-ACK from the initiator: the tracker's tcp-3whs-failed
+        what = "SYN"
+    else:
+        if not flags & _ACK or trk.state != 2 or st.conn.data_seen[1]:
+            return None  # a SYN from the responder (simultaneous open), or before its first SYN-ACK
+        what = "SYN-ACK"
+    end = trk.seen[d].td_end
+    seq = pkt.seq
+    if (seq + 1 + plen) & _M == end:
+        return None
+    return Refusal(
+        DropReason.TCP_SEQ_SYN_DIFF,
+        f"a second {what} with another initial sequence number ({seq}; the first {what}'s ended at {end})",
+        detail={"seq": seq},
+    )
+
+
+def _synack_ack(st: NormState, pkt, trk, ack_offset: int) -> Refusal | None:
+    """``tcp-ack-syn-diff`` ("TCP ACK in SYNACK invalid": the keyword and words of a real ASA's
+    ``capture asp-drop`` list and ``show asp drop``), not configurable: a SYN-ACK must acknowledge the
+    SYN, ISS < SEG.ACK =< SND.NXT (RFC 9293, 3.10.7.3, SYN-SENT). The initiator's SND.NXT is the
+    tracker's end of its SYN; without data on the SYN only that number is acceptable, with data any
+    number from its ISN on (the tracker keeps no ISN: the SYN's data is at most 64 KB). Linux's tracker
+    takes an ACK below it (tcp_in_window's lower bound is a window back); an ASA counts it here."""
+    nxt = trk.seen[0].td_end
+    ack = (pkt.ack - ack_offset) & _M
+    if ack == nxt or (st.conn.data_seen[0] and ((nxt - ack) & _M) <= 0xFFFF):
+        return None
+    return Refusal(
+        DropReason.TCP_ACK_SYN_DIFF,
+        f"SYN-ACK acknowledges {ack}, where the SYN's next sequence number is {nxt}",
+        detail={"ack": ack},
+    )
 
 
 def window_varied(st: NormState, d: int, pkt, trk, ack_offset: int) -> Refusal | None:

@@ -64,6 +64,7 @@ class FirewallLike(Protocol):
     def receive(self, iface: str, data: bytes | bytearray, now: float) -> _Result: ...
     def advance(self, now: float) -> _Result: ...
     def ingress_for(self, data: bytes | bytearray) -> str | None: ...
+    def sent_by_box(self, iface: str, data: bytes | bytearray) -> bool: ...
     def replay_rewrite(self, iface: str, data: bytes | bytearray, now: float) -> bytearray: ...
 
 
@@ -290,13 +291,14 @@ def replay(
             outputs.sender = stack.enter_context(SyslogSender(asalog, syslog))
         bar = _progress_bar(stack, readers) if progress else None
 
-        packets_in = forwarded = dropped_on_receive = unassigned = reordered = truncated = 0
+        packets_in = forwarded = dropped_on_receive = unassigned = reordered = truncated = sent_by_fw = 0
         # Forwarded packets a real box would have treated in a way statewall does not model (a crypto
         # map would have encrypted them, ...), by feature: counted apart, never as plainly forwarded.
-        gaps = GapMatcher(policy)
+        gaps = GapMatcher(policy, fw)
         not_modelled: Counter[str] = Counter()
         per_capture_unassigned: Counter[int] = Counter()
         per_capture_truncated: Counter[int] = Counter()
+        per_capture_sent: Counter[int] = Counter()
         first: float | None = None
         now = float("-inf")
         for n, (ts, index, _seq, data, cut) in enumerate(merged_captures(readers)):
@@ -319,7 +321,15 @@ def replay(
                 truncated += 1
                 per_capture_truncated[index] += 1
                 continue
-            iface = ingress[index] or fw.ingress_for(data)
+            iface = ingress[index]
+            if iface is None:
+                iface = fw.ingress_for(data)
+            elif fw.sent_by_box(iface, data):
+                # The capture of the link holds the firewall's own output too: it left by this
+                # interface, it did not arrive there (counted, not handed over).
+                sent_by_fw += 1
+                per_capture_sent[index] += 1
+                continue
             if iface is None:
                 # No route back to the source: the firewall could not have received it on any
                 # interface we could name, so it is not handed over at all (and said so).
@@ -332,7 +342,7 @@ def replay(
             outputs.arrival(iface, arrived, now)
             res = fw.receive(iface, arrived, now)
             if gaps.active and res.packets:
-                for u in gaps.forwarded(iface, res.packets):
+                for u in gaps.forwarded(iface, res.packets, arrived):
                     not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None
@@ -373,6 +383,7 @@ def replay(
                     "format": reader.format,
                     **reader.stats.to_dict(),
                     "unassigned": per_capture_unassigned[i],
+                    "sent_by_firewall": per_capture_sent[i],
                     "truncated": per_capture_truncated[i],
                     "snaplen": reader.snaplen,
                 }
@@ -387,6 +398,8 @@ def replay(
             # Received but neither forwarded nor dropped yet (e.g. fragments awaiting the rest).
             "held": packets_in - forwarded - dropped_on_receive,
             "unassigned": unassigned,
+            # Not replayed: the firewall's own output, in a capture of the link it left by.
+            "sent_by_firewall": sent_by_fw,
             # Not replayed: cut short by the capture's snap length (see captures[].snaplen).
             "truncated": truncated,
             "reordered": reordered,

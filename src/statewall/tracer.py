@@ -25,6 +25,10 @@ from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Policy
 _PROTOS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP, "icmp6": PROTO_ICMPV6}
 
 
+# IPv4 ICMP error types (unreachable, source quench, redirect, time exceeded, parameter problem).
+_ICMP_ERRORS_V4 = frozenset({3, 4, 5, 11, 12})
+
+
 class TracerError(ValueError):
     pass
 
@@ -48,8 +52,14 @@ def build_packet(proto: str, src: str, sport: int, dst: str, dport: int) -> byte
         payload = b"\x00\x01\x01\x00" + bytes(8) if dport == 53 else b""
         return craft.udp_packet(v, int(s), int(d), sport, dport, payload)
     if p in ("icmp", "icmp6"):
-        # For ICMP the ASA syntax gives type and code where TCP has ports; an echo request is traced.
-        return craft.icmp_echo(v, int(s), int(d), 1, 1, b"", reply=False)
+        # For ICMP the ASA syntax gives type and code where TCP has ports: the message of that type
+        # and code (identifier 1, sequence 1). An error would need the packet it quotes, which the
+        # command does not give: not modelled.
+        if (v == 4 and sport in _ICMP_ERRORS_V4) or (v == 6 and sport < 128):
+            raise TracerError(
+                f"tracing an ICMP error (type {sport}) is not modelled: it needs the packet it quotes"
+            )
+        return craft.icmp_query(v, int(s), int(d), sport, dport, 1, 1)
     raise TracerError(f"unsupported protocol '{proto}' (tcp, udp, icmp)")
 
 

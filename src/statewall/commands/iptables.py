@@ -184,6 +184,9 @@ class EngineReplay:
     def ingress_for(self, data):
         return self.fw.ingress_for(data)
 
+    def sent_by_box(self, iface: str, data) -> bool:
+        return self.fw.sent_by_box(iface, data)
+
     def replay_rewrite(self, iface: str, data, now: float):
         return self.fw.replay_rewrite(iface, data, now)
 

@@ -110,6 +110,8 @@ def print_report(
             )
     if summary["unassigned"]:
         table.add_row("not replayed (no route to the source)", str(summary["unassigned"]))
+    if summary.get("sent_by_firewall"):
+        table.add_row("not replayed (the firewall's own output)", str(summary["sent_by_firewall"]))
     for reason, n in summary["drops_by_reason"].items():
         table.add_row(f"  drop: {reason}", str(n))
     for feature, n in summary.get("not_modelled", {}).items():
@@ -265,7 +267,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ingress",
         action="append",
         metavar="auto|IFACE=CAPTURE",
-        help="where a capture's packets enter: IFACE=CAPTURE pins a capture to an interface; 'auto' "
+        help="where a capture's packets enter: IFACE=CAPTURE pins a capture to an interface (what the "
+        "firewall itself sent out there, if the capture holds it, is left out and counted); 'auto' "
         "(the default for positional captures) uses the interface that routes to each packet's source",
     )
     p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR", help="directory for the results")

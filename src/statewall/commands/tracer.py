@@ -165,6 +165,14 @@ class _TraceNth:
                              "capture's interface (--capture IFACE=CAPTURE)")  # fmt: skip
         return iface
 
+    def sent_by_box(self, iface, data):
+        if self.fw.sent_by_box(iface, data):
+            if self.seen == self.n:
+                raise UsageError(f"packet {self.n} is the firewall's own output in the capture of the "
+                                 f"link it left by ({iface}): it did not arrive there")  # fmt: skip
+            return True
+        return False
+
     def replay_rewrite(self, iface, data, now):
         return self.fw.replay_rewrite(iface, data, now)
 

@@ -272,6 +272,26 @@ class Firewall:
         real = self._static_real(pkt, route.interface)
         return real[2] if real is not None else route.interface
 
+    def sent_by_box(self, iface: str, data: bytes | bytearray) -> bool:
+        """Replay, a capture taken on ``iface``'s link: was this packet one the firewall itself sent
+        out through ``iface``? A capture of a link holds both directions, so the box's output is in it
+        too: a packet whose destination is reached through ``iface`` and whose source is one of the
+        box's own addresses (a translated or a self-made packet) or is reached through another
+        interface (a packet forwarded from there). Fed back in, it would arrive on the wrong side of
+        its connection (an ASA drops it as tcp-not-syn); replay leaves it out and counts it."""
+        try:
+            pkt = decode(bytearray(data))
+        except DecodeError:
+            return False
+        routes = self.routes
+        out = routes.lookup(pkt.version, pkt.dst)
+        if out is None or out.interface != iface or routes.local_interface(pkt.version, pkt.dst):
+            return False
+        if routes.local_interface(pkt.version, pkt.src) is not None:
+            return True
+        back = routes.lookup(pkt.version, pkt.src)
+        return back is not None and back.interface != iface
+
     def _static_real(self, pkt, mapped_iface: str) -> tuple[int, int, str] | None:
         """(real address, real port, real interface) of ``pkt``'s source when it is the mapped address
         of a static translation on ``mapped_iface`` (a server's reply captured outside it), else None."""

@@ -36,12 +36,15 @@ stage                  phase           decides
 ``inspect``            INSPECT         the inspections statewall implements that the class
                                        applies (only with service policies); an echo reply
                                        no session waits for under ``inspect icmp`` (313004)
-``stateless``          FLOW-CREATION   IPv4 ICMP its class does not inspect (``inspect icmp``,
-                                       ``inspect icmp error``): forwarded with its translations,
-                                       no connection (only with service policies)
+``stateless``          FLOW-CREATION   IPv4 ICMP its class does not inspect (``inspect icmp``):
+                                       its connection will be unidirectional; an ICMP error
+                                       without ``inspect icmp error`` is forwarded with its
+                                       translations, no connection (only with service policies)
 ``track``              TCP-STATE       the TCP tracker starts with the first segment
 ``limits``             CONN-SETTINGS   connection limits, TCP Intercept (only with service policies)
-``build``              FLOW-CREATION   the connection, its halves, translations, class settings
+``build``              FLOW-CREATION   the connection, its halves (only the ORIGINAL one found
+                                       by packets when unidirectional), translations, class
+                                       settings
 =====================  ==============  ====================================================
 
 The same stages serve a Linux box whose policy has no netfilter rulesets (the lab's), with conntrack's
@@ -51,7 +54,7 @@ settings and lifecycle (``statewall.engine.compiled``).
 from __future__ import annotations
 
 from .. import ipoptions, mpf
-from ..conntrack import Connection, Half, make_halves, reply_key
+from ..conntrack import Connection, Half, known_address, known_port, make_halves, reply_key
 from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt, xlate_event
 from ..inspect import MODELLED_ENGINES
 from ..inspect.icmp import ECHO_REPLIES
@@ -62,6 +65,7 @@ from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import TcpTracker
 from . import asa_policy, forward, icmp, ip_in, lifecycle
 from .context import Lookup, NewFlow, addr_str, drop, run, stage
+from .flowclass import UNKNOWN
 from .state import asa_version_before
 
 TCP_FIN = 0x01
@@ -119,8 +123,8 @@ def _icmp_error(fw, iface: str, pkt: Packet, now: float, out: list, ev: list) ->
 
     An error quoting a connection of this direction goes with it (translated as the connection is,
     ``icmp.related_error``): at once under ``inspect icmp error`` (its class's), otherwise only when
-    the access rules of the interface it arrived on let it in (the ASA's ICMP without inspection is
-    stateless: ``icmp.stateless``; an unreachable or time-exceeded from outside needs an access rule,
+    the access rules of the interface it arrived on let it in (the ASA's ICMP without inspection:
+    ``icmp.stateless``; an unreachable or time-exceeded from outside needs an access rule,
     as "permit icmp any any unreachable / time-exceeded" on the outside interface shows in every ASA
     traceroute and path-MTU how-to). An error quoting none is dropped (313005) where errors are
     matched to connections (a Linux box, ICMPv6), else left to the new-flow stages."""
@@ -164,8 +168,18 @@ def new_flow(
     or None when a stage stopped it. ``validated``: the SYN TCP Intercept sends on for a client that
     answered its cookie."""
     c = NewFlow(fw, iface, pkt, now, out, ev, validated)
-    if not run(fw.new_flow_stages, c):
+    classes = fw.flow_classes
+    if classes is None or c.trace is not None:
+        stages = fw.new_flow_stages
+    else:
+        # The stages before NAT answered for this flow's class already (statewall.engine.flowclass).
+        stages = classes.classify(c, run, _acl_hits)
+        if stages is None:
+            return None
+    if not run(stages, c):
         return None
+    if c.kept is not None and c.kept.key is not None:
+        classes.keep(c.kept)
     return c.half
 
 
@@ -236,16 +250,17 @@ def unnat(c: NewFlow) -> bool:
     )
     if found is None and c.proto == PROTO_ICMP and c.icmp_type in icmp.QUERY_REPLIES_V4 and exp is None:
         # An ICMP reply to a PAT address: untranslated by the slot its request built (the reply of a
-        # ping the ASA keeps no session for: ``stateless``).
+        # ping whose request's connection is unidirectional: ``stateless``).
         found = c.unnat = fw.nat.reply_slot(v, c.proto, c.iface, pkt.dst, pkt.dport)
     if found is not None:
         c.real_dst, c.real_dport, c.egress, static = found
-        c.report(
-            True,
-            f"Untranslate {addr_str(v, pkt.dst)}/{pkt.dport} to {addr_str(v, c.real_dst)}/{c.real_dport}",
-            subtype="static" if static is not None else "expected",
-            origin=static.rule.origin if static is not None else exp.origin,
-        )
+        if c.trace is not None:
+            c.report(
+                True,
+                f"Untranslate {addr_str(v, pkt.dst)}/{pkt.dport} to {addr_str(v, c.real_dst)}/{c.real_dport}",
+                subtype="static" if static is not None else "expected",
+                origin=static.rule.origin if static is not None else exp.origin,
+            )
         return True
     local = fw.routes.local_interface(v, pkt.dst)
     if local is not None:
@@ -265,8 +280,9 @@ def route(c: NewFlow) -> bool:
         return False
     if c.egress is None:
         c.egress = found.interface
-    hop = addr_str(v, found.gateway) if found.gateway else addr_str(v, real_dst)
-    c.report(True, f"found next-hop {hop} using egress ifc  {c.egress}", subtype=sub, origin=found.origin)
+    if c.trace is not None:
+        hop = addr_str(v, found.gateway) if found.gateway else addr_str(v, real_dst)
+        c.report(True, f"found next-hop {hop} using egress ifc  {c.egress}", subtype=sub, origin=found.origin)
     if c.egress not in fw.interfaces:
         c.drop(DropReason.NO_ROUTE, message=f"egress {c.egress} is down")
         return False
@@ -286,23 +302,8 @@ def access_list(c: NewFlow) -> bool:
         if c.exp is None
         else c.exp.decision
     )
-    for cr in dec.logged:
-        c.ev.append(
-            AclHit(
-                c.now,
-                cr.rule.acl,
-                "permitted" if cr.permit else "denied",
-                c.proto,
-                iface,
-                (v, pkt.src),  # addresses as (version, int): formatted if a log reads them
-                pkt.sport,
-                egress,
-                (v, acl_dst),
-                acl_dport,
-                cr.hits,
-                origin=cr.rule.origin,
-            )
-        )
+    if dec.logged:
+        _acl_hits(c, dec)
     if dec.permitted:
         c.report(
             True,
@@ -339,6 +340,28 @@ def access_list(c: NewFlow) -> bool:
         )
         c.drop(DropReason.SECURITY_LEVEL, egress=egress, origin=c.itf.origin, message=dec.reason, hint=hint)
     return False
+
+
+def _acl_hits(c: NewFlow, dec) -> None:
+    """106100 for each logged entry of the access decision (with its hit count after this flow)."""
+    pkt, v = c.pkt, c.v
+    for cr in dec.logged:
+        c.ev.append(
+            AclHit(
+                c.now,
+                cr.rule.acl,
+                "permitted" if cr.permit else "denied",
+                c.proto,
+                c.iface,
+                (v, pkt.src),  # addresses as (version, int): formatted if a log reads them
+                pkt.sport,
+                c.egress,
+                (v, c.acl_dst),
+                c.acl_dport,
+                cr.hits,
+                origin=cr.rule.origin,
+            )
+        )
 
 
 def _net_text(nets) -> tuple[str, str]:
@@ -409,15 +432,36 @@ def _class_lookup(c: NewFlow, domain: str, priority: int, use, flags=()) -> Look
 @stage("NAT")
 def source_nat(c: NewFlow) -> bool:
     fw, pkt, v = c.fw, c.pkt, c.v
-    reverse = c.unnat is None and c.exp is None and c.egress != c.iface and fw.nat.entries
-    if reverse and not _nat_reverse_path(c):
-        return False
+    nat = fw.nat
+    kept = c.kept
     try:
-        # A twice NAT rule found by UN-NAT translates the source too (``via``).
-        xl, c.created = fw.nat.translate_source(
-            v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport, c.now,
-            via=c.unnat[3] if c.unnat is not None else None,
-        )  # fmt: skip
+        # The real address and port as the one object per value the halves of other connections
+        # share (memory: the translation keeps them as long as the connection; the first connection
+        # with a value shares the packet's own, which its halves then keep for the others).
+        src, sport = known_address(pkt.src), known_port(pkt.sport)
+        if kept is not None and c.unnat is None:
+            # The class's rule, found once (statewall.engine.flowclass); the port is this flow's.
+            e = kept.nat
+            if e is UNKNOWN:
+                if c.egress != c.iface and nat.entries and not _nat_reverse_path(c):
+                    return False
+                e = kept.nat = nat.source_entry(
+                    v, c.proto, c.iface, c.egress, pkt.src, pkt.sport, c.real_dst, c.real_dport
+                )
+            xl, c.created = (
+                nat.apply_entry(e, v, c.proto, c.iface, c.egress, src, sport, c.now)
+                if e is not None
+                else (None, False)
+            )
+        else:
+            reverse = c.unnat is None and c.exp is None and c.egress != c.iface and nat.entries
+            if reverse and not _nat_reverse_path(c):
+                return False
+            # A twice NAT rule found by UN-NAT translates the source too (``via``).
+            xl, c.created = nat.translate_source(
+                v, c.proto, c.iface, c.egress, src, sport, c.real_dst, c.real_dport, c.now,
+                via=c.unnat[3] if c.unnat is not None else None,
+            )  # fmt: skip
     except NatFailure as e:
         c.report(False, e.message, origin=e.rule.origin)
         c.drop(
@@ -443,16 +487,16 @@ def source_nat(c: NewFlow) -> bool:
         return True
     c.msrc = xl.mapped_addr
     c.msport = xl.mapped_port if xl.pat else pkt.sport
-    c.report(
-        True,
-        f"{'Dynamic' if xl.kind == 'dynamic' else 'Static'} translate "
-        f"{addr_str(v, pkt.src)}/{pkt.sport} to {addr_str(v, c.msrc)}/{c.msport}",
-        origin=xl.rule.origin,
-        lookup=Lookup("nat", 6, f"nat {xl.rule.origin.file}:{xl.rule.origin.line}",
-                      src=(*_net_text(xl.rule.real), 0), input_ifc=c.iface, output_ifc=c.egress,
-                      user_data=True) if c.trace is not None else None,
-    )  # fmt: skip
-    if c.trace is not None:
+    if c.trace is not None:  # the phase's text only for packet-tracer (formatting it costs per flow)
+        c.report(
+            True,
+            f"{'Dynamic' if xl.kind == 'dynamic' else 'Static'} translate "
+            f"{addr_str(v, pkt.src)}/{pkt.sport} to {addr_str(v, c.msrc)}/{c.msport}",
+            origin=xl.rule.origin,
+            lookup=Lookup("nat", 6, f"nat {xl.rule.origin.file}:{xl.rule.origin.line}",
+                          src=(*_net_text(xl.rule.real), 0), input_ifc=c.iface, output_ifc=c.egress,
+                          user_data=True),
+        )  # fmt: skip
         _per_session(c)
     return True
 
@@ -545,19 +589,25 @@ def inspect(c: NewFlow) -> bool:
 
 @stage("FLOW-CREATION")
 def stateless(c: NewFlow) -> bool:
-    """IPv4 ICMP whose class does not inspect it (``inspect icmp``): the ASA builds no connection (no
-    302020/302021: the syslog guide's ICMP connections exist "when stateful ICMP is enabled using the
-    inspect icmp command"); the packet met the access rules (its reply will meet them too, on its own
-    way back) and leaves with its translations (``icmp.forward_stateless``). An ICMP error gets here
-    only when its class does not inspect errors (``process``). Other packets go on to build their
-    connection."""
+    """IPv4 ICMP whose class does not inspect it (``inspect icmp``; ``icmp.stateless``): the ASA
+    "establishes unidirectional sessions" for it (Cisco ASA configuration guide, "Access Rules for
+    Returning Traffic"). An ICMP packet that is not an error and that the access rules let through
+    builds a connection of its direction only (``oneway``, built by ``build``: 302020, ``timeout icmp``
+    idle, 302021): the later packets of that direction (the same ping's next requests) ride it, while
+    its answer finds no connection, meets the access rules of the interface it arrives on and, let
+    in, builds a unidirectional connection of its own (fir3net, "Cisco ASA - ICMP Inspect and the
+    Connection Table": without ICMP inspection two separate connections are created, one for the
+    request and one for the reply). An ICMP error gets here only when its class does not inspect
+    errors (``process``): it is forwarded with its translations and builds no connection
+    (``icmp.forward_stateless``). Other packets go on to build their connection."""
     eff = c.eff
     if c.proto != PROTO_ICMP or eff is None or not icmp.stateless(c.fw, c.pkt) or c.exp is not None:
         return True
-    if not c.pkt.is_icmp_error and eff.inspects_engine("icmp") is not None:
+    if not c.pkt.is_icmp_error:
+        c.oneway = eff.inspects_engine("icmp") is None
         return True
-    c.report(True, "No connection: ICMP is not inspected for this flow (no inspect icmp), so it passes "
-             "on the access rules alone; packet dispatched to next module")  # fmt: skip
+    c.report(True, "No connection: ICMP errors are not inspected for this flow (no inspect icmp error), "
+             "so it passes on the access rules alone; packet dispatched to next module")  # fmt: skip
     icmp.forward_stateless(c)
     return False
 
@@ -712,9 +762,16 @@ def build(c: NewFlow) -> bool:
     conn.tcp = c.trk
     conn.limit = admission
     echo = proto in (PROTO_ICMP, PROTO_ICMPV6) and (v, c.icmp_type) in icmp.ICMP_ECHO
+    # An ICMP query (echo, timestamp, ...): its identifier is the codec's both ports.
+    query = echo or (proto == PROTO_ICMP and c.icmp_type in icmp.QUERY_TYPES_V4)
+    oneway = c.oneway
     fwd_key = (v, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+    if oneway and query and msport == pkt.sport:
+        # A query's identifier leaves as UN-NAT gave it back (a reply through its request's PAT slot).
+        msport = real_dport
     xlated = (msrc, msport, real_dst, real_dport)
-    if reply_key(fwd_key, xlated, echo) in fw.conns.by_key:
+    if not oneway and reply_key(fwd_key, xlated, query) in fw.conns.by_key:
+        # (A unidirectional connection waits for no reply: its reply tuple may be another's.)
         if admission is not None:
             admission.release()
         c.drop(
@@ -723,7 +780,7 @@ def build(c: NewFlow) -> bool:
             message="the translated tuple is in use by another connection",
         )
         return False
-    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, echo)
+    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, query)
     conn.halves = (fwd, rev)
     if xl is not None:
         fw.nat.acquire(xl)
@@ -733,15 +790,15 @@ def build(c: NewFlow) -> bool:
             ev.extend(lifecycle.block_events(fw, now))
         elif c.created:
             ev.append(xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
-        if rev.rewrites:
-            key = (v, proto, real_dst, real_dport if not echo else pkt.sport, pkt.src, pkt.sport)
+        if rev.rewrites and not oneway:
+            key = (v, proto, real_dst, real_dport if not query else pkt.sport, pkt.src, pkt.sport)
             lifecycle.index_for_replay(fw, key, rev)
     held = unnat[3].xlate if unnat is not None and unnat[3] is not None else None
     if held is not None and held is not xl:
         # A connection to a dynamic NAT slot's mapped address keeps the slot alive (UN-NAT by xlate).
         fw.nat.acquire(held)
         conn.xlates = (*conn.xlates, held)
-    fw.conns.add(conn)
+    fw.conns.add(conn, oneway)
     if exp is not None:
         # RELATED: linked to its master, holding the translation slot its announcement reserved.
         fw.expect.consume(exp, conn, now)
@@ -752,7 +809,7 @@ def build(c: NewFlow) -> bool:
         conn.helper = asa_policy.inspector_for(fw, conn, pkt.dport, real_dport, c.eff)
     elif proto == PROTO_UDP and c.eff is not None and c.eff.inspects:
         conn.helper = asa_policy.dns_inspector_for(fw, conn, c.eff)
-    elif echo and c.eff is not None and c.eff.inspects:
+    elif echo and not oneway and c.eff is not None and c.eff.inspects:
         conn.helper = asa_policy.icmp_inspector_for(conn, c.eff)
     if fw.service_policies is not None:
         asa_policy.apply_policy(
@@ -781,7 +838,8 @@ def build(c: NewFlow) -> bool:
             untranslated_by=unnat[3].rule.origin if unnat is not None and unnat[3] is not None else None,
         )
     )
-    c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
+    if c.trace is not None:
+        c.report(True, f"New flow created with id {conn_id}, packet dispatched to next module")
     c.half = fwd
     return True
 

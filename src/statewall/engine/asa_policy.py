@@ -355,17 +355,24 @@ def intercepted(fw, half: Half, pkt: Packet, now: float, out: list, ev: list) ->
     shift = conn.seqrand
     verdict, why = conn.tcp.packet(REPLY, pkt, fw.ct, ack_offset=shift.ack_offset(REPLY, pkt.ack))
     if verdict == INVALID:
+        # The ASA's words, never conntrack's (TCP Intercept is the ASA's alone). The normalizer has
+        # refused a SYN-ACK not acknowledging the SYN (tcp-ack-syn-diff); an acknowledgment beyond
+        # what was sent is the tcp-map's invalid ACK (Cisco ASA configuration guide, invalid-ack: an
+        # ACK number greater than the next sequence number to be sent); anything else the tracker
+        # refuses here fails the handshake, as forward.established names a segment refused before
+        # the handshake completed.
         over = why is not None and why.kind is InvalidReason.ACK_OVER
+        reason = DropReason.TCP_INVALID_ACK if over else DropReason.TCP_3WHS_FAILED
         drop(
             fw,
             ev,
-            DropReason.TCP_INVALID_ACK if over else DropReason.TCP_INVALID,
+            reason,
             half.in_iface,
             pkt,
             now,
             egress=half.out_iface,
-            message=str(why or "INVALID"),
-            detail={"ctstate": "INVALID", "conn": conn.id},
+            message=reason.description,
+            detail={"conn": conn.id},
         )
         return True
     if norm is not None:

@@ -32,6 +32,7 @@ from ..routing import RouteTable
 from ..tcptrack import InvalidReason
 from . import asa, lifecycle, nf_path
 from .context import Result
+from .flowclass import FlowClasses
 from .nf_path import NfPath
 from .state import KEPT, asa_version_before
 
@@ -52,6 +53,7 @@ REBUILT = (
     "nf_path",
     "netfilter",
     "new_flow_stages",
+    "flow_classes",
     "path",
     "fast_offer",
     "addrs",
@@ -168,11 +170,16 @@ def compile_policy(fw, policy: Policy, faults, fast_path: bool) -> Compiled:
     c.nf_path = c.netfilter = None
     c.new_flow_stages = asa.stages(c.service_policies is not None, reverse_path=bool(policy.reverse_path))
     c.path = asa.process
+    c.flow_classes = None
     if policy.netfilter is not None or policy.ip6_netfilter is not None:
         c.nf_path = NfPath(fw, policy, c.inspectors)
         c.netfilter = c.nf_path.nf  # the rulesets and their counters
         c.new_flow_stages = ()
         c.path = nf_path.process
+    else:
+        # The answers of the stages before NAT kept per class of flow (statewall.engine.flowclass):
+        # new with every compiled policy, so a reload applies from the next first packet on.
+        c.flow_classes = FlowClasses(c.new_flow_stages, asa.source_nat, policy, c.nat)
     # Established connections offloaded to the compiled fast path (statewall.fastpath): the ASA's
     # stages only; netfilter's path counts every packet per rule, as the kernel does without a
     # flowtable.

@@ -95,14 +95,17 @@ class NewFlow:
     The stages fill it in order: ``exp`` (an expectation it fulfils), ``unnat`` and ``real_dst``/
     ``real_dport`` (UN-NAT), ``route``/``egress``, ``dec`` (the access decision), ``xl``/``created``/
     ``msrc``/``msport`` (source NAT), ``trk`` (the TCP tracker its first segment started), ``eff`` and
-    ``admission`` (the class settings and the limits' admission), then ``half``: the new connection's
-    ORIGINAL half, set by the last stage.
+    ``admission`` (the class settings and the limits' admission), ``oneway`` (the connection will be
+    unidirectional: the ASA's ICMP without inspection, ``statewall.engine.asa.stateless``), then
+    ``half``: the new connection's ORIGINAL half, set by the last stage. ``kept``: the flow's class when
+    the stages before NAT were answered from (or kept in) ``statewall.engine.flowclass``.
     """
 
     __slots__ = (
         "fw", "iface", "pkt", "now", "out", "ev", "validated", "trace", "stage", "itf", "v", "proto",
         "icmp_type", "icmp_code", "exp", "unnat", "real_dst", "real_dport", "egress", "route", "dec",
-        "acl_dst", "acl_dport", "xl", "created", "msrc", "msport", "trk", "eff", "admission", "half",
+        "acl_dst", "acl_dport", "xl", "created", "msrc", "msport", "trk", "eff", "admission", "half", "kept",
+        "oneway",
     )  # fmt: skip
 
     def __init__(self, fw, iface: str, pkt: Packet, now: float, out: list, ev: list, validated: bool) -> None:
@@ -125,10 +128,10 @@ class NewFlow:
         self.real_dst = pkt.dst
         self.real_dport = pkt.dport
         self.acl_dst = self.acl_dport = None
-        self.created = False
+        self.created = self.oneway = False
         self.msrc = pkt.src
         self.msport = pkt.sport
-        self.trk = self.eff = self.admission = self.half = None
+        self.trk = self.eff = self.admission = self.half = self.kept = None
 
     def report(
         self,

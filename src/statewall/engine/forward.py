@@ -13,7 +13,7 @@ counters, the connection's bytes, the first fragment's note for the later ones) 
 from __future__ import annotations
 
 from .. import ipoptions, mss, normalizer
-from ..conntrack import ORIGINAL, REPLY, Half
+from ..conntrack import ORIGINAL, REPLY, Half, seen_with
 from ..events import DropReason
 from ..packet import Packet
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
@@ -186,7 +186,8 @@ def established(
         conn.bytes += plen
         seen = conn.data_seen
         again = seen[half.dir]
-        seen[half.dir] = True
+        if not again:
+            conn.data_seen = seen_with(seen, half.dir)
     fw.stats["forwarded"] += 1
     out.append((half.out_iface, pkt.buf))
     if pkt.mf:
@@ -203,12 +204,15 @@ def established(
             # Segments queued behind this one are in order now.
             for held in normalizer.release(norm, half.dir):
                 established(fw, half, held.pkt, now, out, ev, held.gso_size)
-        if again and fast is not None and trk.state == TcpState.ESTABLISHED:
+        if (again or not plen) and fast is not None and trk.state == TcpState.ESTABLISHED:
             fast.offload(conn)  # the next segments go through the compiled path
     elif again and conn.proto == PROTO_UDP and fast is not None:
         fast.offload(conn)
-    # Offloaded at the second payload from one side: a short exchange (a request and its answer,
-    # one DNS query) is over before offloading and taking back would pay off.
+    # A TCP connection is offloaded at the end of its handshake (the ACK without data that makes it
+    # ESTABLISHED), where its record replaces its Python objects (statewall.fastpath: an idle
+    # connection costs its record, not an object graph), or at the second payload from one side;
+    # UDP at the second payload: a short exchange (one query and its answer) is over before
+    # offloading and taking back would pay off.
 
 
 def ttl_mtu(fw, iface: str, egress: str, pkt: Packet, now: float, out: list, ev: list, gso_size: int) -> bool:
@@ -256,7 +260,8 @@ def emit(fw, half: Half, egress: str, pkt: Packet, now: float, out: list) -> Non
     plen = pkt.payload_len
     if plen:
         conn.bytes += plen
-        conn.data_seen[half.dir] = True
+        if not conn.data_seen[half.dir]:
+            conn.data_seen = seen_with(conn.data_seen, half.dir)
     fw.stats["forwarded"] += 1
     out.append((egress, pkt.buf))
     if pkt.mf:
@@ -336,7 +341,7 @@ def rewrite(half: Half, pkt: Packet) -> None:
             pkt.set_sport(half.new_sport)
         if half.new_dport is not None:
             pkt.set_dport(half.new_dport)
-    elif half.new_sport is not None and (pkt.version, pkt.icmp_type) in icmp.ICMP_ECHO:
+    elif half.new_sport is not None and (pkt.version, pkt.icmp_type) in icmp.ICMP_QUERIES:
         pkt.set_icmp_id(half.new_sport)
 
 

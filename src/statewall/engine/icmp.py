@@ -1,12 +1,13 @@
-"""ICMP the engine handles itself: errors about tracked connections, stateless ICMP, errors it sends, echo.
+"""ICMP the engine handles itself: errors about tracked connections, uninspected ICMP, errors, echo.
 
 Owns the key by which an ICMP error finds the connection it quotes (``quoted_key``, ``quoted_half``:
 the quoted packet's tuple reversed; for an ICMP query its identifier, which the codec gives as both
 ports, so both dialects find an echo's connection the same way), the forwarding of such an error on the
 ASA's stages (``related_error``, RFC 5508 translation; 313005 for one quoting nothing: ``no_session``),
-the ASA's ICMP without inspection (``stateless``: IPv4 ICMP no class inspects keeps no session,
-``forward_stateless`` sends it on with its translations), the errors the box answers with
-(``time_exceeded``, ``too_big``) and the box's own echo replies (``echo_reply``, ``to_the_box``).
+the ASA's ICMP without inspection (``stateless``: IPv4 ICMP no class inspects has unidirectional
+connections; ``forward_stateless`` sends an error no class inspects on with its translations), the
+errors the box answers with (``time_exceeded``, ``too_big``) and the box's own echo replies
+(``echo_reply``, ``to_the_box``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ ICMP_ECHO_REQUEST = frozenset({(4, 8), (6, 128)})
 # the codec's port; a reply is what UN-NAT looks a PAT slot up for (``NatTable.reply_slot``).
 QUERY_TYPES_V4 = frozenset({0, 8, 13, 14, 15, 16, 17, 18})
 QUERY_REPLIES_V4 = frozenset({0, 14, 16, 18})
+# (version, type) of every ICMP query and reply whose identifier a connection's half may rewrite.
+ICMP_QUERIES = ICMP_ECHO | frozenset((4, t) for t in QUERY_TYPES_V4)
 
 
 def quoted_key(inner: Packet) -> tuple:
@@ -43,16 +46,18 @@ def quoted_half(fw, iface: str, pkt: Packet):
 
 
 def stateless(fw, pkt: Packet) -> bool:
-    """Is ICMP stateless for this packet unless its class inspects it: IPv4 ICMP on the ASA (whose
-    stages resolve service policies). Without ``inspect icmp`` the ASA keeps no session for an ICMP
-    query and judges each ICMP packet by the access rules of the interface it arrives on, a reply
-    included (Cisco ASA configuration guide, "Access Rules for Returning Traffic": "For connectionless
-    protocols such as ICMP, however, the ASA establishes unidirectional sessions, so you either need
-    access rules to allow ICMP in both directions ..., or you need to enable the ICMP inspection
-    engine"; syslog guide, 302020/302021: ICMP connections are built and torn down "when stateful ICMP
-    is enabled using the inspect icmp command"). Without ``inspect icmp error`` an ICMP error is
-    judged by the access rules too (``statewall.engine.asa.process``). A Linux box tracks ICMP
-    statefully (conntrack); ICMPv6 keeps its sessions (the ICMP inspection guide speaks of IPv4)."""
+    """Is ICMP unidirectional for this packet unless its class inspects it: IPv4 ICMP on the ASA (whose
+    stages resolve service policies). Without ``inspect icmp`` the ASA matches no reply to its
+    request: "For connectionless protocols such as ICMP, however, the ASA establishes unidirectional
+    sessions, so you either need access rules to allow ICMP in both directions ..., or you need to
+    enable the ICMP inspection engine" (Cisco ASA configuration guide, "Access Rules for Returning
+    Traffic"). Each direction meets the access rules of the interface it arrives on and, let through,
+    builds a connection of its own (302020/302021: fir3net, "Cisco ASA - ICMP Inspect and the
+    Connection Table", logs of a ping without inspection: one connection for the request, one for the
+    reply; the syslog guide's explanation of 302020 speaks of ``inspect icmp`` only):
+    ``statewall.engine.asa.stateless``. Without ``inspect icmp error`` an ICMP error is judged by the
+    access rules too (``statewall.engine.asa.process``) and builds no connection. A Linux box tracks
+    ICMP statefully (conntrack); ICMPv6 keeps its sessions (the ICMP inspection guide speaks of IPv4)."""
     return fw.service_policies is not None and pkt.version == 4
 
 
@@ -147,13 +152,12 @@ def related_error(
 
 
 def forward_stateless(c) -> None:
-    """An ICMP packet the ASA keeps no session for (``stateless``; ``c`` the new-flow stages' context,
-    which let it through): forwarded with the translations the stages found, and no connection. A
-    source translation made for it is a slot of its own: 305011 when built, held by no connection, so
-    its idle timer (``timeout pat-xlate`` / ``xlate``) runs from its last use, then 305012 (the ASA
-    logs "Built dynamic ICMP translation" for a ping without ``inspect icmp`` too). Its reply is
-    untranslated through that slot (UN-NAT: ``NatTable.reply_slot``). The TTL is kept unless the
-    class says ``set connection decrement-ttl``; the egress MTU is the router's check."""
+    """An ICMP error the ASA neither matches to a connection (no ``inspect icmp error``) nor builds one
+    for (``statewall.engine.asa.stateless``; ``c`` the new-flow stages' context, which let it
+    through): forwarded with the translations the stages found. A source translation made for it is a
+    slot of its own: 305011 when built, held by no connection, so its idle timer (``timeout
+    pat-xlate`` / ``xlate``) runs from its last use, then 305012. The TTL is kept unless the class says
+    ``set connection decrement-ttl``; the egress MTU is the router's check."""
     fw, pkt, now, ev, out = c.fw, c.pkt, c.now, c.ev, c.out
     eff = c.eff
     dec = 1 if eff is None or eff.decrement_ttl else 0
@@ -174,15 +178,10 @@ def forward_stateless(c) -> None:
     for x in _slots(c):
         if x.refcount == 0:
             x.idle_since = now  # used by this packet: its idle time starts again
-    query = pkt.icmp_type in QUERY_TYPES_V4
-    ident = c.msport if c.msport != pkt.sport else c.real_dport
     if c.real_dst != pkt.dst:
         pkt.set_dst(c.real_dst)
     if c.msrc != pkt.src:
         pkt.set_src(c.msrc)
-    if query and ident != pkt.icmp_id:
-        # A query's identifier: the PAT slot's mapped one out, the real one back (UN-NAT's port).
-        pkt.set_icmp_id(ident)
     if dec:
         pkt.set_ttl(pkt.ttl - 1)
     fw.stats["forwarded"] += 1
@@ -190,8 +189,8 @@ def forward_stateless(c) -> None:
 
 
 def _router_checks(c, dec: int) -> bool:
-    """The router's checks before a stateless ICMP packet leaves (TTL, egress MTU): False when it was
-    answered or dropped instead."""
+    """The router's checks before an ICMP error ``forward_stateless`` sends leaves (TTL, egress MTU):
+    False when it was answered or dropped instead."""
     fw, pkt = c.fw, c.pkt
     if dec and pkt.ttl <= 1:
         time_exceeded(fw, c.iface, pkt, c.now, c.out, c.ev)
@@ -205,7 +204,8 @@ def _router_checks(c, dec: int) -> bool:
 
 
 def _slots(c) -> list:
-    """The dynamic translation slots a stateless ICMP packet uses: its source's, the one UN-NAT found."""
+    """The dynamic translation slots of an ICMP error ``forward_stateless`` sends: its source's, the
+    one UN-NAT found."""
     slots = [c.xl] if c.xl is not None and c.xl.kind == "dynamic" else []
     held = c.unnat[3].xlate if c.unnat is not None and c.unnat[3] is not None else None
     if held is not None and held is not c.xl:

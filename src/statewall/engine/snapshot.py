@@ -54,10 +54,12 @@ def snapshot(fw) -> bytes:
     """``fw``'s kept state as bytes (module docstring)."""
     fast = fw.fast
     flows = fast.table.flows() if fast is not None else []
+    dropped = []
     if fast is not None:
         fast.sync()
+        dropped = fast.keep_objects()
     # An offloaded connection points at its compiled flow, which is the leaf's, not state: copied back
-    # by sync above and left out of the pickle.
+    # (its objects made again where it kept none) above and left out of the pickle.
     for f in flows:
         f.conn.fast = None
     try:
@@ -72,6 +74,8 @@ def snapshot(fw) -> bytes:
     finally:
         for f in flows:
             f.conn.fast = f
+        if fast is not None:
+            fast.drop_objects(dropped)
     header = {"format": FORMAT, "version": VERSION, "box": fw.policy.dialect}
     return pickle.dumps((header, data), protocol=pickle.HIGHEST_PROTOCOL)
 

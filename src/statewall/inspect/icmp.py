@@ -17,9 +17,9 @@ request, and that the sequence number is correct"):
 ICMP error inspection (``inspect icmp error``: the intermediate hops' addresses translated by the NAT
 rules) is the ASA's related-error path's (``statewall.engine.icmp.related_error``).
 
-Without ``inspect icmp`` the ASA keeps no session for an echo, and there is no inspector: the new-flow
-stages forward IPv4 ICMP without building a connection, and the reply needs an access rule of its own
-(``statewall.engine.asa.stateless``; docs/asa.md, "ICMP without inspection").
+Without ``inspect icmp`` the ASA's ICMP connections are unidirectional, and there is no inspector: the
+request's connection does not match its reply, which needs an access rule of its own and builds its own
+connection (``statewall.engine.asa.stateless``; docs/asa.md, "ICMP without inspection").
 """
 
 from __future__ import annotations

@@ -249,6 +249,15 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
         _m(419001, 4, "Dropping TCP packet from {ifc}:{src}/{sport} to {egress}:{dst}/{dport}, "
            "reason: MSS exceeded, MSS {mss}, data {data}", l4="tcp"),
     ),
+    # A second SYN or SYN-ACK with another initial sequence number on an embryonic connection
+    # (statewall.normalizer): the words of real ASA logs ("%ASA-4-419002: Duplicate TCP SYN from
+    # outside2:104.237.142.206/80 to pub_uag:8.37.98.29/443 with different initial sequence number";
+    # logstash's firewalls spec has another), where Cisco's syslog guide prints "Received duplicate TCP
+    # SYN ... number." for the same message.
+    DropReason.TCP_SEQ_SYN_DIFF: (
+        _m(419002, 4, "Duplicate TCP SYN from {ifc}:{src}/{sport} to {egress}:{dst}/{dport} with "
+           "different initial sequence number", l4="tcp"),
+    ),
     DropReason.NO_ROUTE: (
         _m(110003, 6, "Routing failed to locate next hop for {proto} from {ifc}:{src}/{sport} "
            "to {egress}:{dst}/{dport}"),

@@ -183,6 +183,8 @@ ASA_VERIFIED: frozenset[DropReason] = frozenset(
         DropReason.NO_MCAST_INTERFACE,  # no-mcast-intrf [ASP-A]
         DropReason.TCP_NOT_SYN,
         DropReason.TCP_3WHS_FAILED,
+        DropReason.TCP_SEQ_SYN_DIFF,  # tcp-seq-syn-diff [ASP-A]
+        DropReason.TCP_ACK_SYN_DIFF,  # tcp-ack-syn-diff [ASP-A]
         DropReason.TCP_SYN_ON_CONN,  # tcp-syn-ooo [ASP-A]
         DropReason.TCP_SYNACK_ON_CONN,  # tcp-synack-ooo [ASP-A]
         DropReason.TCP_RST_SYN_IN_WINDOW,

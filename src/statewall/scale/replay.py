@@ -153,11 +153,12 @@ class ShardEngine:
         self.format = linux.format_event if self.linux else AsaLog(policy).format_event
         self.counters = Counters()
         # Forwarded packets a real box would have treated in a way statewall does not model (gaps).
-        self.gaps = GapMatcher(policy)
+        self.gaps = GapMatcher(policy, self.fw)
         self.not_modelled: Counter[str] = Counter()
         self.last = -1  # global index of this shard's last timer sweep or packet
         self.packets_in = self.forwarded = self.dropped_on_receive = 0
         self.unassigned: Counter[int] = Counter()
+        self.sent_by_firewall: Counter[int] = Counter()
         self._out: list[tuple] = []
         self._cidx: list[int] = []
         self._cnow: list[float] = []
@@ -234,7 +235,12 @@ class ShardEngine:
             if self.last < index:
                 self._advance(index, now)
             self.last = index
-            iface = self.ingress[capture] or fw.ingress_for(data)
+            iface = self.ingress[capture]
+            if iface is None:
+                iface = fw.ingress_for(data)
+            elif fw.sent_by_box(iface, data):
+                self.sent_by_firewall[capture] += 1  # the box's own output (statewall.replay)
+                continue
             if iface is None:
                 self.unassigned[capture] += 1
                 continue
@@ -245,7 +251,7 @@ class ShardEngine:
             self._out.append((index, _PACKET, 3, iface, now, bytes(arrived)))
             res = fw.receive(iface, arrived, now)
             if self.gaps.active and res.packets:
-                for u in self.gaps.forwarded(iface, res.packets):
+                for u in self.gaps.forwarded(iface, res.packets, arrived):
                     self.not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None
@@ -283,6 +289,7 @@ class ShardEngine:
             "forwarded": self.forwarded,
             "dropped_on_receive": self.dropped_on_receive,
             "unassigned": dict(self.unassigned),
+            "sent_by_firewall": dict(self.sent_by_firewall),
             "not_modelled": dict(self.not_modelled),
         }
 
@@ -499,17 +506,22 @@ def replay(
 
     counters = Counters()
     unassigned: Counter[int] = Counter()
+    sent_by_firewall: Counter[int] = Counter()
     not_modelled: Counter[str] = Counter()
     for t in totals:
         _add_counters(counters, t["counters"])
         unassigned.update({int(k): v for k, v in t["unassigned"].items()})
+        sent_by_firewall.update({int(k): v for k, v in t["sent_by_firewall"].items()})
         not_modelled.update(t["not_modelled"])
     c = counters.to_summary()
     packets_in = sum(t["packets_in"] for t in totals)
     forwarded = sum(t["forwarded"] for t in totals)
     summary: dict[str, Any] = {
         "config": policy.source_file,
-        "captures": [{**row, "unassigned": unassigned[i]} for i, row in enumerate(capture_rows)],
+        "captures": [
+            {**row, "unassigned": unassigned[i], "sent_by_firewall": sent_by_firewall[i]}
+            for i, row in enumerate(capture_rows)
+        ],
         "first_time": first,
         "last_time": last,
         "drain": drain,
@@ -518,6 +530,7 @@ def replay(
         "dropped": c["dropped"],
         "held": packets_in - forwarded - sum(t["dropped_on_receive"] for t in totals),
         "unassigned": sum(unassigned.values()),
+        "sent_by_firewall": sum(sent_by_firewall.values()),
         "truncated": sum(truncated.values()),
         "reordered": reordered,
         "drops_by_reason": c["drops_by_reason"],
