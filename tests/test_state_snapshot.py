@@ -16,6 +16,7 @@ from statewall.dialects.asa import parse
 from statewall.dialects.iptables import parse as parse_iptables
 from statewall.engine import Firewall, SnapshotError
 from statewall.engine import snapshot as snap
+from statewall.showtables import show
 from traffic import Conversation, Host, Link, decode
 
 NAT = """\
@@ -262,3 +263,41 @@ def test_the_interval_writer_reports_a_failed_write_and_the_firewall_goes_on(tmp
     writer.wait()
     assert writer.failed == 1
     assert "cannot write state" in capfd.readouterr().err
+
+
+# Written by statewall at format version 1 (before the translations' shared fields and PAT's shorter
+# key, docs/performance.md "Where the memory goes"): ``established("asa")``'s firewall, snapshotted.
+V1_SNAPSHOT = os.path.join(os.path.dirname(__file__), "data", "state-v1-asa-pat.snapshot")
+V1_NOW = 1000.19
+V1_XLATE = """\
+1 in use, 1 most used
+Flags: D - DNS, e - extended, I - identity, i - dynamic, r - portmap,
+       s - static, T - twice, N - net-to-net
+TCP PAT from inside:10.0.0.2/40000 to outside:192.168.9.30/40000 flags ri idle 0:00:00 timeout 0:00:30
+"""
+V1_CONN = """\
+1 in use, 1 most used
+TCP outside 192.168.9.2:80 inside 10.0.0.2:40000, idle 0:00:00, bytes 2000, flags UIO
+"""
+
+
+def test_a_snapshot_of_format_version_1_is_restored_and_its_pat_mapping_found_again():
+    with open(V1_SNAPSHOT, "rb") as f:
+        data = f.read()
+    assert pickle.loads(data)[0]["version"] == 1
+    fw = Firewall(parse(PIX_PAT, "fw.cfg"))
+    counts = fw.restore(data)
+    assert counts["connections"] == 1 and counts["translations"] == 1
+    assert show(fw, ["xlate"], V1_NOW) == V1_XLATE
+    assert show(fw, ["conn"], V1_NOW) == V1_CONN
+    (x,) = fw.nat.xlates.values()
+    assert (x.kind, x.version, x.proto, x.real_iface, x.mapped_iface, x.pat, x.flags) == (
+        "dynamic", 4, 6, "inside", "outside", True, "ri",
+    )  # fmt: skip
+    # The same client port to another server: PAT's endpoint-independent mapping finds the restored
+    # translation by its key (the same mapped port, no second translation).
+    link = Link(fw, V1_NOW + 1)
+    conv = Conversation(link, Host(CLIENT, 40000, "inside", to=SERVER), Host(SERVER, 8080, "outside"))
+    (syn,) = conv.client("S")
+    assert syn.src == MAPPED and syn[TCP].sport == 40000
+    assert len(fw.nat.xlates) == 1 and x.refcount == 2

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from itertools import chain, filterfalse, islice
 
 from .acl import CompiledMatch
+from .packet import addr_to_str
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, NatRule, Policy
 
 # The ASA keeps a mapped port in the real port's class; Linux's classes differ below 1024 (see
@@ -193,28 +194,16 @@ class Xlate:
     ``kind`` is ``static`` or ``dynamic`` (the words of 305011) or ``nf`` (an iptables mapping, one per
     connection); ``flags`` are ``show xlate``'s (``ri`` PAT, ``i`` dynamic NAT, ``s`` static, ``r``
     port-mapped, ``I`` identity, ``T`` twice).
+
+    Memory (a million idle connections, docs/performance.md): what many translations have in common
+    (``kind``, ``version``, ``proto``, the two interfaces, ``pat``, ``rule``, ``timeout``, ``flags``,
+    ``entry``) is one tuple shared by every translation with the same values (``_shared``), read
+    through properties; a translation keeps only its addresses, ports, counters, times and key. None of
+    these is written after the translation is made but ``refcount`` and ``idle_since``.
     """
 
-    __slots__ = (
-        "kind",
-        "version",
-        "proto",
-        "real_iface",
-        "real_addr",
-        "real_port",
-        "mapped_iface",
-        "mapped_addr",
-        "mapped_port",
-        "pat",
-        "rule",
-        "refcount",
-        "created",
-        "idle_since",
-        "timeout",
-        "key",
-        "flags",
-        "entry",
-    )
+    __slots__ = ("_c", "real_addr", "real_port", "mapped_addr", "mapped_port", "refcount", "created",
+                 "idle_since", "key")  # fmt: skip
 
     def __init__(
         self,
@@ -235,24 +224,53 @@ class Xlate:
         flags="",
         entry=None,
     ):
-        self.kind = kind
-        self.version = version
-        self.proto = proto
-        self.real_iface = real_iface
+        self._c = _shared(kind, version, proto, real_iface, mapped_iface, pat, rule, timeout, flags, entry)
         self.real_addr = real_addr
         self.real_port = real_port
-        self.mapped_iface = mapped_iface
         self.mapped_addr = mapped_addr
         self.mapped_port = mapped_port
-        self.pat = pat
-        self.rule = rule
         self.refcount = 0
         self.created = created
         self.idle_since = created
-        self.timeout = timeout
         self.key = key
-        self.flags = flags
-        self.entry = entry
+
+    kind = property(lambda self: self._c[0])
+    version = property(lambda self: self._c[1])
+    proto = property(lambda self: self._c[2])
+    real_iface = property(lambda self: self._c[3])
+    mapped_iface = property(lambda self: self._c[4])
+    pat = property(lambda self: self._c[5])
+    rule = property(lambda self: self._c[6])
+    timeout = property(lambda self: self._c[7])
+    flags = property(lambda self: self._c[8])
+    entry = property(lambda self: self._c[9])
+
+    def __setstate__(self, state) -> None:
+        # A pickle (state snapshot) holds ``(None, {slot: value})``; one written before the shared tuple
+        # (format version 1) names the shared fields one by one.
+        slots = state[1] if isinstance(state, tuple) else state
+        if "_c" not in slots:
+            slots = dict(slots)
+            slots["_c"] = _shared(*(slots.pop(n, None) for n in _SHARED_FIELDS))
+        for name, value in slots.items():
+            object.__setattr__(self, name, value)
+
+
+_SHARED_FIELDS = ("kind", "version", "proto", "real_iface", "mapped_iface", "pat", "rule", "timeout", "flags",
+                  "entry")  # fmt: skip
+# Xlate's shared tuples, by their values (the rule and the entry by identity: the tuple holds them, so
+# their ids stay theirs while it is kept); bounded, past the bound sharing starts over.
+_SHARED: dict = {}
+
+
+def _shared(kind, version, proto, real_iface, mapped_iface, pat, rule, timeout, flags, entry) -> tuple:
+    k = (kind, version, proto, real_iface, mapped_iface, pat, id(rule), timeout, flags, id(entry))
+    got = _SHARED.get(k)
+    if got is None:
+        if len(_SHARED) >= 4096:
+            _SHARED.clear()
+        got = _SHARED[k] = (kind, version, proto, real_iface, mapped_iface, pat, rule, timeout, flags, entry)
+    return got
 
 
 class NatFailure(Exception):
@@ -502,6 +520,16 @@ class PortBlock:
         self.in_use = 0  # translations holding a port of it
 
 
+class PbaTick:
+    """The next round of port block interim logging (``xlate block-allocation pba-interim-logging
+    SECONDS``, 305017), queued on the engine's timers at ``due``."""
+
+    __slots__ = ("due",)
+
+    def __init__(self, due: float) -> None:
+        self.due = due
+
+
 class NatTable:
     def __init__(self, policy: Policy, iface_address) -> None:
         # iface_address(iface, version, near) -> int | None: the interface's own address for PAT.
@@ -523,6 +551,10 @@ class NatTable:
         self._pba_blocks: dict[tuple[int, int], dict[int, PortBlock]] = {}
         self._pba_hosts: dict[tuple[int, int, int], list[int]] = {}
         self.pba_events: list[tuple[bool, PortBlock]] = []
+        # Interim logging: every ``pba_interim`` seconds each block held is logged again (305017);
+        # ``pba_tick`` is the round queued on the engine's timers (None while no block is held).
+        self.pba_interim = policy.port_blocks.interim_logging
+        self.pba_tick: PbaTick | None = None
         for order, rule in enumerate(asa_order(policy.nat_rules)):
             if rule.inactive:
                 continue
@@ -1034,6 +1066,18 @@ class NatTable:
                 if held[0] == maddr:
                     held[1] += 1
             return x, True
+        if e.pba:
+            # No address of the pool has a block free for this host (Cisco ASA syslog 305016, port
+            # block exhaustion in the PAT pool): named by the address it would have had first.
+            pool = e.rule.mapped_object or "pool"
+            first = addr_to_str(version, candidates[0])
+            raise NatFailure(
+                e.rule,
+                f"port block exhaustion in PAT pool '{pool}' IP {first}",
+                pba="pool",
+                pool_name=pool,
+                pool_address=first,
+            )
         raise NatFailure(e.rule, "all PAT ports in use", "portmap")
 
     def _pba_port(self, e, version, proto, in_iface, src, sport, out_iface, maddr) -> int | None:
@@ -1056,7 +1100,10 @@ class NatTable:
             if not mine:
                 self._pba_hosts.pop((version, src, maddr), None)
             raise NatFailure(
-                e.rule, f"reaching per-host PAT port block limit of {self.pba_max}", block_limit=self.pba_max
+                e.rule,
+                f"reaching per-host PAT port block limit of {self.pba_max}",
+                block_limit=self.pba_max,
+                pba="host",
             )
         size = self.pba_size
         share = self.port_share
@@ -1100,6 +1147,30 @@ class NatTable:
                         del self._pba_hosts[(x.version, x.real_addr, x.mapped_addr)]
                     self.pba_events.append((False, b))
                 return
+
+    def next_interim_round(self, now: float) -> PbaTick | None:
+        """The round of interim logging to queue now that a block is held, None when one is queued or
+        interim logging is off. Rounds fall on the whole multiples of the interval on the engine's
+        clock (the ASA counts from when the command was entered, which a capture does not show), so
+        that every engine of a sharded replay logs at the instants one engine would."""
+        if not self.pba_interim or self.pba_tick is not None:
+            return None
+        n = self.pba_interim
+        self.pba_tick = PbaTick((now // n + 1) * n)
+        return self.pba_tick
+
+    def interim_round(self, tick: PbaTick) -> tuple[list[PortBlock], PbaTick | None]:
+        """The blocks held at round ``tick`` (by mapped address and first port), and the next round
+        to queue (None when no block is held, or interim logging is off: the next allocation queues
+        one)."""
+        if tick is not self.pba_tick:
+            return [], None  # not the table's round (one of a snapshot taken before it was queued)
+        held = [b for _key, blocks in sorted(self._pba_blocks.items()) for _s, b in sorted(blocks.items())]
+        if not held or not self.pba_interim:
+            self.pba_tick = None
+            return (held if self.pba_interim else []), None
+        self.pba_tick = PbaTick(tick.due + self.pba_interim)
+        return held, self.pba_tick
 
     def take_block_events(self) -> list[tuple[bool, PortBlock]]:
         """The port blocks allocated (True) and released (False) since the last call, in order."""

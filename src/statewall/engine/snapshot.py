@@ -108,6 +108,8 @@ def restore(fw, data: bytes) -> dict:
         with _no_gc():
             b = pickle.loads(body)
         kept, nat, service_counters = b["kept"], b["nat"], b["service_counters"]
+        # Written before port block interim logging (305017) was: no round of it queued.
+        nat.setdefault("pba_tick", None)
         missing = [n for n in state.KEPT if n not in NOT_KEPT and n not in kept]
         missing += [f"nat.{n}" for n in compiled.NAT_KEPT if n not in nat]
     except Exception as exc:  # noqa: BLE001
