@@ -247,16 +247,17 @@ def site() -> tuple[Path, dict]:
         yield path, info
 
 
-# Minutes, not the suite's 5: one process, three sharded runs and their comparisons of ~360 000 packets
-# each (some 450 processor seconds: about 4 minutes on 2 quiet cores, docs/scale.md; a safety net
-# against a hang, not a speed check).
+# Minutes, not the suite's 5: one process, three sharded runs (1, 2 and 4 workers) and their
+# comparisons of ~360 000 packets each (some 400 processor seconds: 3-4 minutes on 2 quiet cores,
+# docs/scale.md; a safety net against a hang, not a speed check).
 @pytest.mark.timeout(1200)
-def test_a_site_of_100_000_connections_in_2_and_4_workers_and_on_a_running_cluster_equals_one_process(
-    tmp_path: Path, site: tuple[Path, dict], cluster: str
+def test_a_site_of_100_000_connections_in_1_2_and_4_workers_on_a_local_cluster_equals_one_process(
+    tmp_path: Path, site: tuple[Path, dict]
 ) -> None:
     """Issue 19's acceptance at its size: the generated site of 100 000 connections through PAT, with FTP
-    and per-client limits that refuse connections, replayed by one process and by 2 and 4 workers
-    (a Dask LocalCluster started by the replay) and 3 shards on a running LocalCluster: every output
+    and per-client limits that refuse connections, replayed by one process and by 1, 2 and 4 workers
+    (a Dask LocalCluster started by the replay; a running cluster named by ``--cluster`` is checked on the
+    busy site above, at 1 500 connections, to keep the suite's time): every output
     equals one process's (``shard_compare``: summary, events, every capture byte for byte with its
     comments, log lines) but the PAT port a host got, which the test checks is in its shard's blocks.
 
@@ -276,13 +277,14 @@ def test_a_site_of_100_000_connections_in_2_and_4_workers_and_on_a_running_clust
     assert log.count("%ASA-3-201013") >= 700 and log.count("%ASA-6-303002") >= 190
     del log
     ref = Reference(one)
-    for i, kw in enumerate([dict(workers=2), dict(workers=4), dict(cluster=cluster, shards=3)]):
-        out = tmp_path / f"run{i}"
-        got = sharded_replay(policy, [(None, capture)], out, drain=300, seed=SEED, report=False, **kw)
-        n = got["shards"]["count"]
-        assert n == kw.get("shards", kw.get("workers")) and sum(got["shards"]["packets"]) == info["packets"]
+    for n in (1, 2, 4):
+        out = tmp_path / f"run{n}"
+        got = sharded_replay(policy, [(None, capture)], out, drain=300, seed=SEED, report=False, workers=n)
+        assert got["shards"]["count"] == n and sum(got["shards"]["packets"]) == info["packets"]
         same = compare(ref, out)
-        assert same["translations"] > 90_000 and same["pat_ports_moved"] > same["translations"] // 2
+        assert same["translations"] > 90_000
+        # One shard owns every block; with more, most hosts' ports are not their real ones any more.
+        assert (same["pat_ports_moved"] > same["translations"] // 2) == (n > 1)
         # The port a host got is one of its own shard's blocks (block b of 512 ports is shard b mod n's).
         assert len(same["ports"]) > 2000
         for host, ports in same["ports"].items():
