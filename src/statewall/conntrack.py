@@ -130,7 +130,21 @@ _shared_delta = Interner(1 << 16)
 
 def _extra(name: str, doc: str) -> property:
     """A rarely set ``Connection`` field kept in its ``_extra`` slot (None until set)."""
-    return property(lambda self: self._get(name), lambda self, value: self._set(name, value), doc=doc)
+
+    def get(self):
+        extra = self._extra
+        return None if extra is None else extra.get(name)
+
+    return property(get, lambda self, value: self._set(name, value), doc=doc)
+
+
+# ``Connection.version`` and ``proto``: one pair per (version, protocol), shared (memory).
+_VP: dict = {}
+
+
+def _version_proto(version, proto) -> tuple:
+    pair = (version, proto)
+    return _VP.setdefault(pair, pair)
 
 
 def reply_key(key: tuple, xlated: tuple, query: bool) -> tuple:
@@ -186,15 +200,16 @@ class Connection:
     Memory (a million idle connections, docs/performance.md): what most connections never set lives in
     one slot, ``_extra`` (None, or a dict once one is set), behind properties: ends that differ from
     the ORIGINAL half's (``initiator``, ``responder``), the interface whose FIN began the close
-    (``closer``) and the replay index keys (``replay_keys``). ``inside_is_initiator`` is derived from
-    ``direction``. None of them is read per forwarded packet. ``xlates`` keeps a lone translation
-    without a tuple.
+    (``closer``), the replay index keys (``replay_keys``), and the inspection (``helper``), connection
+    limits (``limit``), TCP Intercept (``intercept``), Dead Connection Detection (``dcd``) and
+    per-class timeouts (``tmo``) that only some connections have. ``inside_is_initiator`` is derived
+    from ``direction``; ``version`` and ``proto`` are one shared pair. ``xlates`` keeps a lone
+    translation without a tuple.
     """
 
     __slots__ = (
         "id",
-        "version",
-        "proto",
+        "_vp",
         "_fwd",
         "tcp",
         "created",
@@ -209,21 +224,15 @@ class Connection:
         "origin",
         "queued_at",
         "closed",
-        "helper",
         "mpf",
         "norm",
         "seqrand",
-        "limit",
-        "intercept",
-        "dcd",
-        "tmo",
         "fast",
     )
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
         self.id = conn_id
-        self.version = version
-        self.proto = proto
+        self._vp = _version_proto(version, proto)
         self._fwd: Half | None = None  # the ORIGINAL half; the REPLY half is its _other (halves)
         self.tcp = None
         self.created = created
@@ -241,19 +250,11 @@ class Connection:
         self.origin: Origin | None = origin
         self.queued_at = 0.0
         self.closed = False
-        self.helper = None
         # The ASA's class settings (statewall.mpf.Effective), TCP normalizer state and sequence
         # randomization (statewall.normalizer.NormState, statewall.seqrand.SeqShift); None elsewhere.
         self.mpf = None
         self.norm = None
         self.seqrand = None
-        # Connection limits and their TCP Intercept, Dead Connection Detection, per-class timeouts
-        # (statewall.limits.Admission, statewall.intercept.Pending, statewall.dcd.Probe, and
-        # (embryonic, idle, half-closed) seconds replacing the global ones); None when not in use.
-        self.limit = None
-        self.intercept = None
-        self.dcd = None
-        self.tmo: tuple[float, float, float] | None = None
         # The compiled fast path's record while the connection is offloaded to it (statewall.fastpath).
         self.fast = None
 
@@ -321,6 +322,34 @@ class Connection:
         self._set("responder", ep)
 
     closer = _extra("closer", "The interface whose FIN began the close (None before).")
+    helper = _extra("helper", "The inspection's per-connection state (None without one).")
+    limit = _extra(
+        "limit", "Its connection limits' admission (``statewall.limits.Admission``; None without)."
+    )
+    intercept = _extra(
+        "intercept", "TCP Intercept's pending handshake (``statewall.intercept.Pending``; None)."
+    )
+    dcd = _extra("dcd", "Dead Connection Detection's probe (``statewall.dcd.Probe``; None when not in use).")
+    tmo = _extra(
+        "tmo", "Per-class (embryonic, idle, half-closed) seconds replacing the global ones (None when none)."
+    )
+
+    @property
+    def version(self) -> int:
+        return self._vp[0]
+
+    @version.setter
+    def version(self, value: int) -> None:  # a pickle of format version 1 sets it (snapshot)
+        self._vp = _version_proto(value, self._vp[1] if hasattr(self, "_vp") else 0)
+
+    @property
+    def proto(self) -> int:
+        return self._vp[1]
+
+    @proto.setter
+    def proto(self, value: int) -> None:
+        self._vp = _version_proto(self._vp[0] if hasattr(self, "_vp") else 4, value)
+
     icmp = _extra("icmp", "An ICMP connection's (type, code) of the packet that opened it (302020/302021).")
     replay_keys = _extra(
         "replay_keys",
