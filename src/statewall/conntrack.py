@@ -32,7 +32,6 @@ class Half:
 
     __slots__ = (
         "conn",
-        "dir",
         "in_iface",
         "out_iface",
         "key",
@@ -40,14 +39,32 @@ class Half:
         "new_sport",
         "new_dst",
         "new_dport",
-        "rewrites",
         "nat",
         "_other",  # the connection's other half, for ORIGINAL (Connection.halves)
     )
 
+    # ``dir`` (ORIGINAL or REPLY) and ``rewrites`` never change once the half is made: they are its
+    # class's (one of four subclasses, ``_HALVES``), not fields of each half (memory: 10 slots, 112
+    # bytes instead of 128, two halves per connection; read as fast as a slot).
+    dir: int
+    rewrites: bool
+
+    def __new__(cls, conn=None, direction=None, *args):
+        if cls is not Half or direction is None:
+            return object.__new__(cls)  # a subclass, or a pickle's (__setstate__ picks the class)
+        return object.__new__(_HALVES[direction][not all(n is None for n in args[3:7])])
+
+    def __setstate__(self, state) -> None:
+        # ``(None, {slot: value})``; a snapshot of format version 1 has ``dir`` and ``rewrites`` in it.
+        slots = dict(state[1] if isinstance(state, tuple) else state)
+        direction, rewrites = slots.pop("dir", None), slots.pop("rewrites", None)
+        if direction is not None:
+            self.__class__ = _HALVES[direction][bool(rewrites)]
+        for name, value in slots.items():
+            object.__setattr__(self, name, value)
+
     def __init__(self, conn, direction, in_iface, out_iface, key, new_src, new_sport, new_dst, new_dport):
         self.conn = conn
-        self.dir = direction
         self.in_iface = in_iface
         self.out_iface = out_iface
         self.key = _shared_key(key)
@@ -55,7 +72,6 @@ class Half:
         self.new_sport = new_sport
         self.new_dst = new_dst if new_dst is None else _shared_address(new_dst)
         self.new_dport = new_dport
-        self.rewrites = not (new_src is None and new_sport is None and new_dst is None and new_dport is None)
         self.nat: tuple | None = None
         self._other: Half | None = None
 
@@ -76,6 +92,21 @@ class Half:
         dl4 = _shared_delta(da + (nsport - sport) + (ndport - dport))
         self.nat = nat = (nsrc, ndst, nsport, ndport, da, dl4, nsrc != src or ndst != dst)
         return nat
+
+
+def _half_class(direction: int, rewrites: bool) -> type:
+    return type(Half)(
+        f"Half{'OR'[direction]}{'x' if rewrites else ''}",
+        (Half,),
+        {"__slots__": (), "dir": direction, "rewrites": rewrites, "__module__": __name__,
+         "__qualname__": f"Half{'OR'[direction]}{'x' if rewrites else ''}"},
+    )  # fmt: skip
+
+
+# _HALVES[dir][rewrites]: the class of a half (Half.__new__ picks it)
+_HALVES = tuple(tuple(_half_class(d, r) for r in (False, True)) for d in (0, 1))
+HalfO, HalfOx = _HALVES[0]
+HalfR, HalfRx = _HALVES[1]
 
 
 # Addresses repeat across connections (a server, a client's many connections): the halves keep one
