@@ -169,13 +169,21 @@ def _extra(name: str, doc: str) -> property:
     return property(get, lambda self, value: self._set(name, value), doc=doc)
 
 
-# ``Connection.version`` and ``proto``: one pair per (version, protocol), shared (memory).
+# ``Connection.version``, ``proto``, ``direction`` and ``timeout_kind``: one tuple per combination of
+# their few values, shared (memory); a write replaces the tuple.
 _VP: dict = {}
+_VP_DEFAULT = (4, 0, "outbound", "idle")
 
 
-def _version_proto(version, proto) -> tuple:
-    pair = (version, proto)
-    return _VP.setdefault(pair, pair)
+def _shape(version, proto, direction, kind) -> tuple:
+    four = (version, proto, direction, kind)
+    return _VP.setdefault(four, four)
+
+
+def _shape_with(conn, i: int, value) -> tuple:
+    four = list(getattr(conn, "_vp", _VP_DEFAULT))  # unset: a pickle of format version 1 sets them one by one
+    four[i] = value
+    return _shape(*four)
 
 
 def reply_key(key: tuple, xlated: tuple, query: bool) -> tuple:
@@ -234,8 +242,8 @@ class Connection:
     (``closer``), the replay index keys (``replay_keys``), and the inspection (``helper``), connection
     limits (``limit``), TCP Intercept (``intercept``), Dead Connection Detection (``dcd``) and
     per-class timeouts (``tmo``) that only some connections have. ``inside_is_initiator`` is derived
-    from ``direction``; ``version`` and ``proto`` are one shared pair. ``xlates`` keeps a lone
-    translation without a tuple.
+    from ``direction``; ``version``, ``proto``, ``direction`` and ``timeout_kind`` are one shared
+    tuple. ``xlates`` keeps a lone translation without a tuple.
     """
 
     __slots__ = (
@@ -246,11 +254,9 @@ class Connection:
         "created",
         "last",
         "timeout",
-        "timeout_kind",
         "bytes",
         "data_seen",
         "_extra",
-        "direction",
         "_xl",
         "origin",
         "queued_at",
@@ -263,20 +269,18 @@ class Connection:
 
     def __init__(self, conn_id, version, proto, created, direction, initiator, responder, origin):
         self.id = conn_id
-        self._vp = _version_proto(version, proto)
+        self._vp = _shape(version, proto, direction, "idle")
         self._fwd: Half | None = None  # the ORIGINAL half; the REPLY half is its _other (halves)
         self.tcp = None
         self.created = created
         self.last = created
         self.timeout = 0.0
-        self.timeout_kind = "idle"
         self.bytes = 0
         self.data_seen = NOTHING_SEEN  # payload seen in ORIGINAL / REPLY direction (seen_with)
         # {"initiator", "responder", "closer", "replay_keys": value} for those that are set (see above)
         self._extra: dict | None = None
         if initiator is not None or responder is not None:
             self._extra = {"initiator": initiator, "responder": responder}
-        self.direction: str = direction
         self._xl = None  # xlates: None, the one translation, or a tuple of several
         self.origin: Origin | None = origin
         self.queued_at = 0.0
@@ -365,21 +369,22 @@ class Connection:
         "tmo", "Per-class (embryonic, idle, half-closed) seconds replacing the global ones (None when none)."
     )
 
-    @property
-    def version(self) -> int:
-        return self._vp[0]
-
-    @version.setter
-    def version(self, value: int) -> None:  # a pickle of format version 1 sets it (snapshot)
-        self._vp = _version_proto(value, self._vp[1] if hasattr(self, "_vp") else 0)
-
-    @property
-    def proto(self) -> int:
-        return self._vp[1]
-
-    @proto.setter
-    def proto(self, value: int) -> None:
-        self._vp = _version_proto(self._vp[0] if hasattr(self, "_vp") else 4, value)
+    version = property(
+        lambda self: self._vp[0], lambda self, value: setattr(self, "_vp", _shape_with(self, 0, value))
+    )
+    proto = property(
+        lambda self: self._vp[1], lambda self, value: setattr(self, "_vp", _shape_with(self, 1, value))
+    )
+    direction = property(
+        lambda self: self._vp[2],
+        lambda self, value: setattr(self, "_vp", _shape_with(self, 2, value)),
+        doc="``outbound`` (from the higher security level) or ``inbound``.",
+    )
+    timeout_kind = property(
+        lambda self: self._vp[3],
+        lambda self, value: setattr(self, "_vp", _shape_with(self, 3, value)),
+        doc="What the idle timeout is (``idle``, ``embryonic``, ``half-closed``, the tracker's state).",
+    )
 
     icmp = _extra("icmp", "An ICMP connection's (type, code) of the packet that opened it (302020/302021).")
     replay_keys = _extra(
