@@ -52,7 +52,9 @@ class Half:
     def __new__(cls, conn=None, direction=None, *args):
         if cls is not Half or direction is None:
             return object.__new__(cls)  # a subclass, or a pickle's (__setstate__ picks the class)
-        return object.__new__(_HALVES[direction][not all(n is None for n in args[3:7])])
+        _, _, _, new_src, new_sport, new_dst, new_dport = args
+        rewrites = not (new_src is None and new_sport is None and new_dst is None and new_dport is None)
+        return object.__new__(_HALVES[direction][rewrites])
 
     def __setstate__(self, state) -> None:
         # ``(None, {slot: value})``; a snapshot of format version 1 has ``dir`` and ``rewrites`` in it.
@@ -181,9 +183,12 @@ def _shape(version, proto, direction, kind) -> tuple:
 
 
 def _shape_with(conn, i: int, value) -> tuple:
-    four = list(getattr(conn, "_vp", _VP_DEFAULT))  # unset: a pickle of format version 1 sets them one by one
-    four[i] = value
-    return _shape(*four)
+    four = getattr(conn, "_vp", _VP_DEFAULT)  # unset: a pickle of format version 1 sets them one by one
+    if four[i] == value:
+        return four  # the lifecycle writes timeout_kind per packet, mostly unchanged
+    changed = list(four)
+    changed[i] = value
+    return _shape(*changed)
 
 
 def reply_key(key: tuple, xlated: tuple, query: bool) -> tuple:
