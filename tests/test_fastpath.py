@@ -214,7 +214,15 @@ def state_of(fw: Firewall, flush: bool = True) -> list:
         fw.fast.flush()
     rows = []
     for conn in sorted(fw.conns, key=lambda c: c.id):
-        row = [conn.id, conn.last, conn.bytes, list(conn.data_seen), conn.timeout, conn.timeout_kind]
+        row = [
+            conn.id,
+            conn.last,
+            conn.bytes,
+            list(conn.data_seen),
+            conn.timeout,
+            conn.timeout_kind,
+            conn.closer,
+        ]
         trk = conn.tcp
         if trk is not None:
             row += [
@@ -334,11 +342,24 @@ def test_established_bulk_goes_through_the_fast_path():
         assert len(fw.receive("outside", ack, now).packets) == 1
     assert fw.fast.hits == 398 and fw.fast.offloads == 1
     assert len(fw.fast) == 1
-    # A FIN goes back to the Python path, which closes the connection and leaves the table empty.
+    # The close goes through the compiled path: the client's FIN (ESTABLISHED -> FIN_WAIT, the ASA's idle
+    # timer kept), the server's FIN that acknowledges it (LAST_ACK, the half-closed timer) and the last
+    # ACK, after which the lifecycle tears the connection down (its events in the Result) and the table
+    # is empty.
     fw.receive("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq, 5001, 0x11, 64240), now)
-    assert len(fw.fast) == 0
+    assert fw.fast.hits == 399 and len(fw.fast) == 1
     conn = next(iter(fw.conns))
-    assert conn.tcp.state == TcpState.FIN_WAIT and conn.bytes == 200_000
+    assert conn.tcp.state == TcpState.FIN_WAIT and conn.closer == "inside" and conn.timeout_kind == "idle"
+    fin = craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, (seq + 1 + shift) & M, 0x11, 65535)
+    assert len(fw.receive("outside", fin, now).packets) == 1
+    assert fw.fast.hits == 400 and len(fw.fast) == 1
+    assert conn.tcp.state == TcpState.LAST_ACK and conn.timeout_kind == "half-closed"
+    last = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq + 1, 5002, 0x10, 64240)
+    res = fw.receive("inside", last, now)
+    assert len(res.packets) == 1 and fw.fast.hits == 401 and len(fw.fast) == 0
+    assert conn.closed and conn.bytes == 200_000 and not fw.conns
+    (down,) = res.events
+    assert type(down).__name__ == "ConnTeardown" and down.reason == "TCP FINs" and down.closed_by == "inside"
 
 
 @needs_fast
@@ -497,7 +518,8 @@ WHOLE_CONFIGS = dict(CONFIGS, static=IFACES + ACL + STATIC)
 
 # A connection's story: the segments after the handshake, then its end, each with the time before it.
 STEPS = ["c-data", "s-data", "c-ack", "s-ack", "c-bulk", "s-bulk", "c-retrans", "s-keepalive", "c-gap"]
-ENDS = ["fin-c", "fin-s", "fin-cross", "rst-c", "rst-s", "half-c", "half-s", "none", "fin-c-lastack-lost"]
+ENDS = ["fin-c", "fin-s", "fin-cross", "rst-c", "rst-s", "half-c", "half-s", "none", "fin-c-lastack-lost",
+        "fin-data-c", "fin-data-s", "fin-again-c", "fin-far-c", "fin-gap-c", "fin-rst-s"]  # fmt: skip
 GAPS = [0.001, 0.001, 0.01, 0.5, 5.0, 31.0, 130.0, 700.0, 3700.0]
 
 
@@ -569,6 +591,32 @@ def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]
         c.nxt, s.nxt = (c.nxt + 1) & M, (s.nxt + 1) & M
         seg(True, c.nxt, s.nxt, 0x10)
         seg(False, s.nxt, c.nxt, 0x10)
+    elif end in ("fin-data-c", "fin-data-s"):  # the last data with the FIN (FIN|PSH|ACK)
+        first = end == "fin-data-c"
+        a, b = (c, s) if first else (s, c)
+        seg(first, a.nxt, b.nxt, 0x19, bytes(30))
+        a.nxt = (a.nxt + 31) & M
+        seg(not first, b.nxt, a.nxt, 0x11)
+        b.nxt = (b.nxt + 1) & M
+        seg(first, a.nxt, b.nxt, 0x10)
+    elif end in ("fin-again-c", "fin-far-c", "fin-gap-c"):
+        if end == "fin-far-c":  # a FIN far outside the window first (refused), then the real one
+            seg(True, (c.nxt + 0x40000000) & M, s.nxt, 0x11)
+        elif end == "fin-gap-c":  # the FIN before the last data (held or refused), then the data
+            seg(True, (c.nxt + 20) & M, s.nxt, 0x11)
+            seg(True, c.nxt, s.nxt, 0x18, bytes(20))
+            c.nxt = (c.nxt + 20) & M
+        seg(True, c.nxt, s.nxt, 0x11)
+        if end == "fin-again-c":  # retransmitted before the server answers
+            seg(True, c.nxt, s.nxt, 0x11)
+        c.nxt = (c.nxt + 1) & M
+        seg(False, s.nxt, c.nxt, 0x11)
+        s.nxt = (s.nxt + 1) & M
+        seg(True, c.nxt, s.nxt, 0x10)
+    elif end == "fin-rst-s":  # the client closes, the server resets
+        seg(True, c.nxt, s.nxt, 0x11)
+        c.nxt = (c.nxt + 1) & M
+        seg(False, s.nxt, c.nxt, 0x14)
     elif end in ("rst-c", "rst-s"):
         client = end == "rst-c"
         me, peer = (c, s) if client else (s, c)
@@ -676,9 +724,13 @@ def test_a_connection_dropped_to_its_record_and_rebuilt_is_the_one_that_never_wa
         if what == "rebuild":
             for conn in list(fast.conns):
                 if conn.fast is not None and conn.fast.shared is not None:
+                    closing = conn.fast.fin_dir  # the compiled path forwarded its first FIN
                     fast.fast.unoffload(conn)
                     assert type(conn) is Connection and conn.tcp is not None
-                    assert fast.fast.offload(conn) and conn.fast.shared is not None
+                    if closing:  # closing: the Python path's from now on
+                        assert conn.tcp.state > TcpState.ESTABLISHED and not fast.fast.offload(conn)
+                    else:
+                        assert fast.fast.offload(conn) and conn.fast.shared is not None
         elif what == "show":
             assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
         elif what == "snapshot":
@@ -691,6 +743,25 @@ def test_a_connection_dropped_to_its_record_and_rebuilt_is_the_one_that_never_wa
 
 
 @needs_fast
+def test_the_close_goes_through_the_compiled_path():
+    """The stories above that close from an offloaded connection have their FINs forwarded by the
+    compiled path (its closing rows), so that the comparison covers them."""
+    seen: set = set()
+
+    def between(n, fast, slow):
+        seen.update(f.fin_dir for f in fast.fast.table.flows() if f.fin_dir)
+
+    steps = ["c-data", "s-data", "c-ack", "s-bulk"]
+    for i, end in enumerate(["fin-c", "fin-s", "fin-data-c", "fin-data-s", "fin-again-c", "fin-rst-s"]):
+        for config in ("pat", "no-nat-tcp-map"):
+            spec = ((7 * i, 9 * i), (1460, True, True, 7), steps, end, [0.001] * 20)
+            seen.clear()
+            trace = whole_connection(spec, 46000 + i)
+            compare_trace(WHOLE_CONFIGS[config], 3, trace, between=between, drain=4000.0)
+            assert (1 if end.endswith("-c") or end == "fin-rst-s" else 2) in seen, (end, config)
+
+
+@needs_fast
 def test_rebuilding_and_showing_dropped_connections_happens_in_the_test_above():
     """The test above is not vacuous: its stories with enough data leave connections offloaded
     without their objects, which it rebuilds and shows."""
@@ -700,9 +771,10 @@ def test_rebuilding_and_showing_dropped_connections_happens_in_the_test_above():
         for conn in list(fast.conns):
             if conn.fast is not None and conn.fast.shared is not None:
                 assert type(conn).__name__ == "OffloadedConnection"
+                closing = conn.fast.fin_dir
                 fast.fast.unoffload(conn)
-                fast.fast.offload(conn)
-                seen.append(conn.fast.shared is not None)
+                if fast.fast.offload(conn) or not closing:  # closing, it stays on the Python path
+                    seen.append(conn.fast.shared is not None)
         assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
 
     spec = ((1, 2), (1460, True, True, 7), ["c-data", "s-data", "c-ack", "s-bulk"], "fin-c", [0.001] * 20)

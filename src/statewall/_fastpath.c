@@ -76,11 +76,17 @@ typedef struct {
     unsigned char td_scale[2], last_dir;
     unsigned char norm, n_ttl, n_queue, n_exceed_drop, n_no_options, nxt_set[2], ttl_low[2];
     unsigned char ttl_dec; /* 1: the TTL is lowered (Linux; the ASA's set connection decrement-ttl) */
+    /* The close (issue 18): the tracker's state (ESTABLISHED at the offload, then the closing rows:
+     * FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT), the index of the last segment the fast path took
+     * (tcptrack I_FIN 2, I_ACK 3), each side's FIN end once the fast path saw the FIN (fin_set bit d),
+     * and 1 + the direction of the first FIN it forwarded (fin_dir, 0: none). */
+    unsigned char state, last_index, fin_set, fin_dir;
+    unsigned int fin_end[2];
 } Flow;
 
 /* The object references of each type, for the collector's traverse and clear. */
 #define FLOW_REFS(X) X(conn) X(iface[0]) X(iface[1]) X(shared)
-#define TABLE_REFS(X) X(fw) X(stats) X(result_type)
+#define TABLE_REFS(X) X(fw) X(stats) X(result_type) X(half_closed) X(fins_closed) X(closing)
 #define VISIT_REF(name) Py_VISIT(self->name);
 #define CLEAR_REF(name) Py_CLEAR(self->name);
 #define GC_FUNCTIONS(Type, REFS)                                                                    \
@@ -109,6 +115,14 @@ static PyMemberDef Flow_members[] = {
     {"norm", T_UBYTE, offsetof(Flow, norm), READONLY, "1 when the tcp-map's checks are copied in"},
     {"packets", T_ULONGLONG, offsetof(Flow, packets), READONLY, "packets the fast path forwarded"},
     {"ttl_dec", T_UBYTE, offsetof(Flow, ttl_dec), 0, "1 when the TTL is lowered (0: the ASA's default)"},
+    {"state", T_UBYTE, offsetof(Flow, state), READONLY, "the tracker's state (tcptrack.TcpState)"},
+    {"last_index", T_UBYTE, offsetof(Flow, last_index), READONLY,
+     "the tracker's index of the last segment the fast path took"},
+    {"fin_set", T_UBYTE, offsetof(Flow, fin_set), READONLY, "bit d: fin_end[d] is the fast path's"},
+    {"fin_dir", T_UBYTE, offsetof(Flow, fin_dir), READONLY,
+     "0, or 1 + the direction of the first FIN the fast path forwarded"},
+    {"fin_end0", T_UINT, offsetof(Flow, fin_end), READONLY, "the ORIGINAL side's FIN end (seq + len + 1)"},
+    {"fin_end1", T_UINT, offsetof(Flow, fin_end) + sizeof(unsigned int), READONLY, "the REPLY side's"},
     {NULL},
 };
 
@@ -162,6 +176,7 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     memcpy(f->key[1], PyBytes_AS_STRING(key1), KEYLEN);
     f->keyed = 1;
     f->proto = proto;
+    f->state = 3; /* ESTABLISHED: what eligible() requires */
     f->offs[0] = offs0;
     f->offs[1] = offs1;
     if (tcp != Py_None) {
@@ -243,16 +258,26 @@ typedef struct {
     /* the tracker's timeouts (conntrack settings) for every flow: set_timeouts() */
     double t_established, t_unack, t_max_retrans;
     int max_retrans;
+    /* the closing states' timeouts (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT); t_close[0] > 0 when
+     * the close may go through here (the ASA's lifecycle: statewall.fastpath.FastPath.offload) */
+    double t_close[4];
     /* bind(): the Firewall whose established-flow stage this table is the leaf of, its stats Counter
      * and the Result type */
     PyObject *fw, *stats, *result_type;
+    /* bind()'s half_closed(conn, now): the lifecycle's half-closed timer, once a FIN is acknowledged;
+     * fins_closed(conn, now, iface) -> events: its teardown once both FINs are */
+    PyObject *half_closed, *fins_closed;
+    /* offer() only: the Flow whose teardown the packet just forwarded starts (closing_dir its
+     * direction), and whether the caller takes events (events_ok; the TUN pump does not) */
+    PyObject *closing;
+    int closing_dir, events_ok;
 } FlowTable;
 
 /* The four (ORIGINAL, REPLY) data-seen pairs, index bit 0 ORIGINAL, bit 1 REPLY. */
 static PyObject *seen_pairs[4];
 
 static PyObject *str_last, *str_bytes, *str_data_seen, *str_now, *str_trace, *str_packets_in, *str_forwarded,
-    *int_one, *int_zero;
+    *str_closer, *int_one, *int_zero;
 
 #define ENTRY_FLOW(e) ((Flow *)((e) & ~(uintptr_t)1))
 #define ENTRY_HALF(e) ((int)((e) & 1))
@@ -545,15 +570,32 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     uint32_t r_maxwin_new = 0, r_maxend_new = 0, r_flags_new = 0;
     int retrans_new = 0;
     double timeout_new = 0;
-    unsigned flags = 0;
+    unsigned flags = 0, fin = 0, new_state = 3, half_closed = 0, closes = 0;
     if (proto == 6) {
         flags = p[33];
-        if ((flags != 0x10 && flags != 0x18) || (p[32] & 0x0F))
+        if (p[32] & 0x0F)
             goto miss;
+        if (flags == 0x11 || flags == 0x19)
+            fin = 1;
+        else if (flags != 0x10 && flags != 0x18)
+            goto miss;
+        /* FINs and the closing states only where the lifecycle's close is the ASA's (its idle timer until
+         * a FIN is acknowledged, then the half-closed one, the teardown once both FINs are: the Python
+         * path's, engine.lifecycle.AsaLifecycle) */
+        if ((fin || f->state != 3) && self->t_close[0] <= 0)
+            goto miss;
+        if (f->state < 3 || f->state > 7)
+            goto miss;
+        /* tcptrack.TCP_CONNTRACKS for FIN and ACK segments from ESTABLISHED to TIME_WAIT, the same for
+         * both directions: FIN: ES, FW -> FW, LA; CW, LA -> LA; TW -> TW. ACK: ES -> ES; FW, CW -> CW;
+         * LA, TW -> TW. */
+        static const unsigned char fin_row[8] = {0, 0, 0, 4, 6, 6, 6, 7};
+        static const unsigned char ack_row[8] = {0, 0, 0, 3, 5, 5, 7, 7};
+        new_state = fin ? fin_row[f->state] : ack_row[f->state];
         seq = be32(p + 24);
         ack = be32(p + 28);
         win_raw = be16(p + 34);
-        end = seq + plen;
+        end = seq + plen + fin;
         if (f->norm) {
             if (f->n_no_options && doff > 20)
                 goto miss;
@@ -575,7 +617,7 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             if (!n_nxt_set) {
                 n_nxt = end;
                 n_nxt_set = 1;
-            } else if (plen) {
+            } else if (plen || fin) {
                 if (GT31(n_nxt - seq)) { /* a gap before this segment */
                     if (f->n_queue)
                         goto miss;
@@ -584,7 +626,8 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
                     n_nxt = end;
             }
         }
-        /* netfilter ES -> ES (tcptrack.TcpTracker.packet, the written-out case) */
+        /* netfilter's window check and learning (tcptrack.TcpTracker.packet's written-out ES -> ES case,
+         * and _tcp_in_window / _in_window_done for FIN segments and the closing states) */
         uint32_t s_maxwin = f->td_maxwin[d];
         if (!s_maxwin)
             goto miss;
@@ -620,17 +663,37 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         r_flags_new = f->pflags[r];
         if (a == r_end)
             r_flags_new &= ~F_DATA_UNACKNOWLEDGED;
-        if (r_flags_new & (F_FIN_SEEN | F_FIN_ACKED))
-            goto miss; /* not offloaded in this state; be safe */
-        int same = f->last_dir == d && f->last_seq == seq && f->last_ack == a && f->last_end == end &&
+        /* the ASA's bookkeeping: the other side acknowledged this side's FIN */
+        if ((r_flags_new & F_FIN_SEEN) && !GT31(a - f->fin_end[r]))
+            r_flags_new |= F_FIN_ACKED;
+        /* _in_window_done: who began the close (F_CLOSE_INIT), this side's FIN */
+        int fin_first = fin && !(s_flags_new & F_FIN_SEEN);
+        if (new_state != f->state && new_state == 4)
+            s_flags_new |= 0x04u; /* F_CLOSE_INIT */
+        if (fin_first)
+            s_flags_new |= F_FIN_SEEN;
+        /* The lifecycle (AsaLifecycle.after_tcp): TIME_WAIT with both FINs acknowledged is the teardown,
+         * the Python path's; any FIN acknowledged, the half-closed timer (bind()'s half_closed). */
+        if (new_state == 7 && (s_flags_new & F_FIN_ACKED) && (r_flags_new & F_FIN_ACKED)) {
+            /* forwarded here, then torn down by bind()'s fins_closed, whose events offer() returns */
+            if (!self->events_ok || !self->fins_closed)
+                goto miss;
+            closes = 1;
+        } else
+            half_closed = ((s_flags_new | r_flags_new) & F_FIN_ACKED) != 0;
+        if (half_closed && !self->half_closed)
+            goto miss;
+        /* The retransmission counter and the last segment's fields count ACK segments only
+         * (tcptrack._tcp_in_window); a FIN keeps them. The timeout is the new state's. */
+        int same = !fin && f->last_dir == d && f->last_seq == seq && f->last_ack == a && f->last_end == end &&
                    f->last_win == win_raw;
-        retrans_new = same ? f->retrans + 1 : 0;
-        double t = self->t_established;
+        retrans_new = fin ? f->retrans : same ? f->retrans + 1 : 0;
+        double t = new_state == 3 ? self->t_established : self->t_close[new_state - 4];
         if (retrans_new >= self->max_retrans && t > self->t_max_retrans)
             t = self->t_max_retrans;
         else if (((s_flags_new | r_flags_new) & F_DATA_UNACKNOWLEDGED) && t > self->t_unack)
             t = self->t_unack;
-        else if ((same ? f->last_win : win_raw) == 0 && t > self->t_max_retrans)
+        else if ((same || fin ? f->last_win : win_raw) == 0 && t > self->t_max_retrans)
             t = self->t_max_retrans;
         timeout_new = t;
         /* commit the tracker and the normalizer */
@@ -641,7 +704,17 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         f->td_maxwin[r] = r_maxwin_new;
         f->td_maxend[r] = r_maxend_new;
         f->pflags[r] = r_flags_new;
-        if (!same) {
+        f->state = (unsigned char)new_state;
+        f->last_index = fin ? 2 : 3; /* tcptrack I_FIN, I_ACK */
+        if (fin_first) {
+            f->fin_end[d] = end;
+            f->fin_set |= (unsigned char)(1 << d);
+            if (!f->fin_dir)
+                f->fin_dir = (unsigned char)(1 + d);
+        }
+        if (fin) {
+            f->last_dir = d;
+        } else if (!same) {
             f->last_dir = d;
             f->last_seq = seq;
             f->last_ack = a;
@@ -703,6 +776,15 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     }
     /* the Connection's activity */
     f->packets++;
+    if (fin) { /* the lifecycle notes who began the close (AsaLifecycle.after_tcp) */
+        PyObject *closer = PyObject_GetAttr(f->conn, str_closer);
+        if (!closer)
+            return NULL;
+        int unset = closer == Py_None;
+        Py_DECREF(closer);
+        if (unset && PyObject_SetAttr(f->conn, str_closer, f->iface[d]) < 0)
+            return NULL;
+    }
     if (plen && !f->seen_mark[d]) { /* the first payload this way since the offload */
         /* conn.data_seen is an immutable pair replaced on a write, one of four shared ones
          * (statewall.conntrack.seen_with) */
@@ -746,6 +828,17 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         if (rc < 0)
             return NULL;
     }
+    if (half_closed) { /* AsaLifecycle.after_tcp's half-closed timer, after the connection's activity */
+        PyObject *rv = PyObject_CallFunctionObjArgs(self->half_closed, f->conn, nowobj, NULL);
+        if (!rv)
+            return NULL;
+        Py_DECREF(rv);
+    }
+    if (closes) {
+        Py_INCREF(f);
+        Py_XSETREF(self->closing, (PyObject *)f);
+        self->closing_dir = d;
+    }
     self->hits++;
     PyObject *out = f->iface[r];
     Py_INCREF(out);
@@ -766,9 +859,21 @@ static PyObject *forward_impl(FlowTable *self, PyObject *iface, PyObject *bufobj
 }
 
 static PyObject *FlowTable_bind(FlowTable *self, PyObject *args) {
-    PyObject *fw, *stats, *rt;
-    if (!PyArg_ParseTuple(args, "OO!O!:bind", &fw, &PyDict_Type, &stats, &PyType_Type, &rt))
+    PyObject *fw, *stats, *rt, *hc = Py_None, *fc = Py_None;
+    if (!PyArg_ParseTuple(args, "OO!O!|OO:bind", &fw, &PyDict_Type, &stats, &PyType_Type, &rt, &hc, &fc))
         return NULL;
+    if (hc == Py_None)
+        Py_CLEAR(self->half_closed);
+    else {
+        Py_INCREF(hc);
+        Py_XSETREF(self->half_closed, hc);
+    }
+    if (fc == Py_None)
+        Py_CLEAR(self->fins_closed);
+    else {
+        Py_INCREF(fc);
+        Py_XSETREF(self->fins_closed, fc);
+    }
     if (!PyType_IsSubtype((PyTypeObject *)rt, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "the result type is a tuple type");
         return NULL;
@@ -866,7 +971,9 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
         if (!buf)
             return NULL;
     }
+    self->events_ok = 1;
     PyObject *egress = forward_impl(self, iface, buf, nowobj, partial, gso);
+    self->events_ok = 0;
     if (!egress)
         goto fail;
     if (egress == Py_None) {
@@ -877,9 +984,26 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
         Py_DECREF(egress);
         goto fail;
     }
+    PyObject *events;
+    if (self->closing) { /* the lifecycle's teardown after the packet left (AsaLifecycle.fins_closed) */
+        Flow *cf = (Flow *)self->closing;
+        self->closing = NULL; /* our reference now */
+        events = PyObject_CallFunctionObjArgs(self->fins_closed, cf->conn, nowobj, cf->iface[self->closing_dir],
+                                              NULL);
+        Py_DECREF(cf);
+        if (events && !PyList_CheckExact(events)) {
+            Py_DECREF(events);
+            PyErr_SetString(PyExc_TypeError, "fins_closed() returns a list of events");
+            events = NULL;
+        }
+        if (!events) {
+            Py_DECREF(egress);
+            goto fail;
+        }
+    } else
+        events = PyList_New(0);
     PyObject *pair = PyTuple_New(2);
     PyObject *packets = PyList_New(1);
-    PyObject *events = PyList_New(0);
     PyTypeObject *rt = (PyTypeObject *)self->result_type;
     PyObject *res = rt->tp_alloc(rt, 2);
     if (!pair || !packets || !events || !res) {
@@ -1004,15 +1128,18 @@ static PyGetSetDef FlowTable_getset[] = {
 };
 
 static PyObject *FlowTable_set_timeouts(FlowTable *self, PyObject *args) {
-    if (!PyArg_ParseTuple(args, "dddi:set_timeouts", &self->t_established, &self->t_unack,
-                          &self->t_max_retrans, &self->max_retrans))
+    memset(self->t_close, 0, sizeof self->t_close);
+    if (!PyArg_ParseTuple(args, "dddi|dddd:set_timeouts", &self->t_established, &self->t_unack,
+                          &self->t_max_retrans, &self->max_retrans, &self->t_close[0], &self->t_close[1],
+                          &self->t_close[2], &self->t_close[3]))
         return NULL;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef FlowTable_methods[] = {
     {"set_timeouts", (PyCFunction)FlowTable_set_timeouts, METH_VARARGS,
-     "set_timeouts(established, unacknowledged, max_retrans timeout, max_retrans): the tracker's"},
+     "set_timeouts(established, unacknowledged, max_retrans timeout, max_retrans[, fin_wait, close_wait, "
+     "last_ack, time_wait]): the tracker's; fin_wait > 0 lets the close go through the fast path"},
     {"add", (PyCFunction)FlowTable_add, METH_O, "add(flow): index a Flow under both of its keys"},
     {"remove", (PyCFunction)FlowTable_remove, METH_O, "remove(flow): forget a Flow"},
     {"flows", (PyCFunction)FlowTable_flows, METH_NOARGS, "every Flow in the table, once"},
@@ -1060,7 +1187,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     str_trace = PyUnicode_InternFromString("trace_log");
     str_packets_in = PyUnicode_InternFromString("packets_in");
     str_forwarded = PyUnicode_InternFromString("forwarded");
-    if (!str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded)
+    str_closer = PyUnicode_InternFromString("closer");
+    if (!str_closer || !str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded)
         return NULL;
     int_one = PyLong_FromLong(1);
     int_zero = PyLong_FromLong(0);

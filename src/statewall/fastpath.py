@@ -15,9 +15,12 @@ The leaf's contract (``FlowTable.offer(iface, data, now, csum_partial, gso_size)
   would forward unchanged in meaning: the same bytes out (TTL, NAT rewrite, sequence shift), the same
   state changes (the tracker's windows and timer fields, the normalizer's next sequence and TTL, the
   connection's bytes, data-seen flags and last activity), counted as the engine counts a forwarded
-  packet (``stats`` packets_in and forwarded, ``fw.now``). It returns ``Result([(egress, packet)], [])``.
-- It never drops, answers, logs, creates, tears down or re-times a connection, and never emits an
-  event: every packet it is not sure of (anything but ACK or ACK|PSH segments in window and in order,
+  packet (``stats`` packets_in and forwarded, ``fw.now``). It returns ``Result([(egress, packet)], [])``
+  (with the teardown's events after a close's last ACK, below).
+- It never drops, answers, logs or creates a connection, re-times or tears one down only as the
+  lifecycle's close does (the half-closed timer and the teardown after both FINs, through the
+  lifecycle's own functions, whose events it returns), and emits no event of its own: every packet it
+  is not sure of (anything but ACK, ACK|PSH, FIN|ACK or FIN|PSH|ACK segments in window and in order,
   UDP datagrams, of a connection in its table; a TTL of 1; over the egress MTU; options other than
   none or NOP NOP timestamp; while packet-tracer listens) is handed back as None, the packet
   untouched, and the Python stages take it: they first take the connection back (``unoffload``
@@ -48,7 +51,16 @@ SEEN_REPLY, no FIN seen, on its idle timeout, and a tcp-map without checksum ver
 window-variation drop or retransmission checks, with nothing queued out of order. The compiled code
 then forwards only segments with ACK or ACK|PSH, no reserved bits, options none or NOP NOP timestamp,
 in window, in order when the tcp-map queues, within the MSS when it enforces it, with a TTL above 1 and
-within the egress MTU.
+within the egress MTU. Where the lifecycle is the ASA's (``AsaLifecycle.half_closed`` exists) the
+close goes through it too: FIN|ACK and FIN|PSH|ACK segments and the segments of a closing connection
+(the tracker's rows for FIN and ACK from ESTABLISHED through FIN_WAIT, CLOSE_WAIT, LAST_ACK and
+TIME_WAIT, with ``F_CLOSE_INIT``, ``F_FIN_SEEN``, each FIN's end, ``F_FIN_ACKED`` and each state's
+timeout; the lifecycle's note of who began the close, ``conn.closer``, and its half-closed timer once a
+FIN is acknowledged, ``AsaLifecycle.half_closed`` called from the compiled code), and the segment
+that leaves TIME_WAIT with both FINs acknowledged: the compiled code forwards it, then calls the
+lifecycle's teardown (``AsaLifecycle.fins_closed``: ConnTeardown, the translation's release, which
+takes the connection back first) and returns its events in the Result. The TUN pump, which carries no
+events, hands that segment to the Python path instead.
 
 Without a C compiler at install time the extension is missing, ``AVAILABLE`` is False and every packet
 takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitly (tests compare both).
@@ -57,12 +69,13 @@ takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitl
 from __future__ import annotations
 
 import struct
+from functools import partial
 
 from . import normalizer
 from .conntrack import Connection
 from .normalizer import _NOTHING_HELD, DROP, NormState
 from .seqrand import SeqShift
-from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_ACK, TcpState, TcpTracker, _Peer
+from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, TcpState, TcpTracker, _Peer
 
 try:
     from . import _fastpath
@@ -98,7 +111,7 @@ def flow_key(key: tuple) -> bytes:
 class FastPath:
     """The compiled flow table of one Firewall and the copying between it and the connections."""
 
-    __slots__ = ("table", "fw", "offloads", "returns", "shed", "timeouts")
+    __slots__ = ("table", "fw", "offloads", "returns", "shed", "timeouts", "table_closes")
 
     def __init__(self, fw) -> None:
         self.table = _fastpath.FlowTable()
@@ -107,6 +120,7 @@ class FastPath:
         self.returns = 0  # ... and taken back by the Python path
         self.shed = 0  # offloads that left the connection without its tracker, normalizer, ... objects
         self.timeouts = None  # the tracker's timeouts last given to the table
+        self.table_closes = False  # the close goes through the table (attach: the ASA's lifecycle)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -120,7 +134,14 @@ class FastPath:
         ``offer(iface, data, now, csum_partial, gso_size)``: a ``result_type`` for a packet it
         forwarded, else None with the packet untouched (the module docstring's contract)."""
         self.fw = fw
-        self.table.bind(fw, fw.stats, result_type)
+        half_closed = getattr(fw.lifecycle, "half_closed", None)
+        fins_closed = getattr(fw.lifecycle, "fins_closed", None)
+        self.table_closes = half_closed is not None and fins_closed is not None
+        if self.table_closes:
+            self.table.bind(fw, fw.stats, result_type, partial(half_closed, fw), partial(fins_closed, fw))
+        else:
+            self.table.bind(fw, fw.stats, result_type)
+        self.timeouts = None  # given again with the next offload (the lifecycle may have changed)
         return self.table.offer
 
     # ---------------------------------------------------------------------------------------------
@@ -208,6 +229,10 @@ class FastPath:
                 ct.tcp_timeout_established, ct.tcp_timeout_unacknowledged, ct.tcp_timeout_max_retrans,
                 ct.tcp_max_retrans,
             )  # fmt: skip
+            if self.table_closes:
+                # The close goes through here where the lifecycle's is the ASA's (the module docstring).
+                tmo += (ct.tcp_timeout_fin_wait, ct.tcp_timeout_close_wait, ct.tcp_timeout_last_ack,
+                        ct.tcp_timeout_time_wait)  # fmt: skip
             if tmo != self.timeouts:  # the tracker's timeouts are the table's (one set per firewall)
                 self.table.set_timeouts(*tmo)
                 self.timeouts = tmo
@@ -318,8 +343,9 @@ class FastPath:
             trk.last_win = last_win
             trk.retrans = retrans
             trk._timeout = timeout
-            trk.last_index = I_ACK
+            trk.last_index = f.last_index
             trk._timer = _T_SET
+        _close_back(f, trk, trk.seen)
         norm = conn.norm
         if norm is not None and f.norm:
             nxt = norm.nxt  # the connection's own list, updated in place
@@ -433,9 +459,21 @@ def _tcp_view(f, state=None) -> TcpTracker:
     trk._aux = aux
     trk.retrans = retrans
     trk._timeout = timeout
-    # The compiled path's ES -> ES rows write these (as _copy_back does).
-    trk.last_index, trk._timer = (I_ACK, _T_SET) if packets else (last_index, timer)
+    # The compiled path's rows write these (as _copy_back does).
+    trk.last_index, trk._timer = (f.last_index, _T_SET) if packets else (last_index, timer)
+    _close_back(f, trk, peers)
     return trk
+
+
+def _close_back(f, trk, peers) -> None:
+    """The close as the compiled path took it: the tracker's state and the FIN ends it saw."""
+    if f.state != _ES:
+        trk.state = TcpState(f.state)
+    fin_set = f.fin_set
+    if fin_set & 1:
+        peers[0].fin_end = f.fin_end0
+    if fin_set & 2:
+        peers[1].fin_end = f.fin_end1
 
 
 def _norm_view(f, conn, state=None) -> NormState | None:

@@ -61,6 +61,23 @@ class AsaLifecycle:
     classes' ``set connection timeout``) and its TCP teardown reasons (table in the module docstring)."""
 
     @staticmethod
+    def fins_closed(fw, conn: Connection, now: float, iface: str) -> list:
+        """The teardown once both FINs were acknowledged (``after_tcp``), for a segment from ``iface``
+        the compiled fast path forwarded (statewall.fastpath): its events, with the port blocks the
+        release freed (as ``Firewall.ingress`` adds them after a packet)."""
+        ev: list = []
+        teardown(fw, conn, now, "TCP FINs", conn.closer or iface, [], ev)
+        if fw.nat.pba_events:
+            ev.extend(block_events(fw, now))
+        return ev
+
+    @staticmethod
+    def half_closed(fw, conn: Connection, now: float) -> None:
+        """The half-closed timer, from the first acknowledged FIN on (``after_tcp``; the compiled fast
+        path calls it for the segments of the close it forwards, statewall.fastpath)."""
+        set_timeout(fw, conn, class_timeout(conn.tmo, 2, fw.timeouts.half_closed), "half-closed", now)
+
+    @staticmethod
     def opened(fw, conn: Connection, now: float, tcp_kind: str = "embryonic") -> None:
         """The first timeout of a connection the ASA just built."""
         t = fw.timeouts
@@ -103,7 +120,7 @@ class AsaLifecycle:
             adm.established()
         seen = trk.seen
         if (seen[0].flags | seen[1].flags) & F_FIN_ACKED:
-            set_timeout(fw, conn, class_timeout(tmo, 2, fw.timeouts.half_closed), "half-closed", now)
+            AsaLifecycle.half_closed(fw, conn, now)
             return
         # The idle refresh of nearly every segment: set_timeout written out.
         timeout = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
