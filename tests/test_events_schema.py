@@ -77,3 +77,71 @@ def test_a_drop_of_a_connections_packet_carries_its_conn_id(tmp_path: Path, caps
     mss = [r for r in records if r["event"] == "Drop" and r["reason"] == "tcp-mss-exceeded"]
     assert mss and {r["conn_id"] for r in mss} == {built["conn_id"]}
     assert {r["network.community_id"] for r in mss} == {built["network.community_id"]}
+
+
+def _asdict_record(ev) -> dict:
+    """What ``Event.to_dict`` made before it was compiled per type: ``dataclasses.asdict``, then enum
+    members as their keyword and origins as file, line and text."""
+    import dataclasses
+    import enum
+
+    d = dataclasses.asdict(ev)
+    for k, v in list(d.items()):
+        if isinstance(v, enum.Enum):
+            d[k] = v.value[0] if isinstance(v.value, tuple) else v.value
+    d["event"] = type(ev).__name__
+    return d
+
+
+def test_every_event_of_a_busy_replay_converts_as_asdict_did(tmp_path: Path) -> None:
+    """``Event.to_dict`` (one compiled dict display per type) gives what ``dataclasses.asdict`` gave,
+    key for key and in the same order, for every event of a replayed site (an ASA behind PAT: built,
+    teardown, translations, drops, FTP, ICMP) and of an iptables ruleset (conntrack events, LOG)."""
+    from bench.busytrace import config, write_trace
+
+    from statewall.config import parse_policy
+    from statewall.engine import Firewall
+    from statewall.pcapio import read_packets
+    from test_scale_replay import BUSY_IPTABLES
+
+    trace = tmp_path / "busy.pcap"
+    write_trace(trace, 600)
+    kinds: set[str] = set()
+    for text, name in ((config(), "busy.cfg"), (BUSY_IPTABLES + "iptables -A FORWARD -j LOG\n", "fw.rules")):
+        fw = Firewall(parse_policy(text, name), seed=b"to-dict")
+        events = []
+        for ts, data in read_packets(trace):
+            events += fw.advance(ts).events
+            iface = fw.ingress_for(data)
+            if iface is not None:
+                events += fw.receive(iface, fw.replay_rewrite(iface, data, ts), ts).events
+        events += fw.advance(ts + 600).events
+        for ev in events:
+            new, old = ev.to_dict(), _asdict_record(ev)
+            assert list(new.items()) == list(old.items()), ev
+            kinds.add(type(ev).__name__)
+    assert {"ConnBuilt", "ConnTeardown", "XlateBuilt", "XlateTeardown", "Drop", "FtpTransfer"} <= kinds
+    assert {"CtEvent", "NfLog"} <= kinds
+
+
+def test_iso_time_is_what_datetime_writes() -> None:
+    """``iso_time`` makes the date and time once per second and the microseconds itself: the same text
+    as ``datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")``, rounding included; and
+    the log's ``format_timestamp`` likewise."""
+    import random
+    from datetime import UTC
+
+    from statewall.logfmt.asa import format_timestamp
+    from statewall.logfmt.jsonl import iso_time
+
+    rng = random.Random(7)
+    times = [T, 0.0, 1.0, -1.5, 1_700_000_000.0, 1_700_000_000.9999995, 1_700_000_000.9999994]
+    times += [1_700_000_000 + k * 1e-6 + 5e-7 for k in range(2000)]
+    times += [rng.uniform(-1e9, 4e9) for _ in range(20000)]
+    times += [rng.randrange(1_600_000_000, 1_800_000_000) + rng.randrange(10**6) / 1e6 for _ in range(20000)]
+    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    for t in times:
+        d = datetime.fromtimestamp(t, UTC)
+        assert iso_time(t) == d.isoformat(timespec="microseconds"), t
+        # The ASA's log timestamp, made once per second the same way.
+        assert format_timestamp(t) == f"{months[d.month - 1]} {d.day:02d} {d.year} {d:%H:%M:%S}", t

@@ -1,18 +1,25 @@
 """PAT port block allocation (``pat-pool OBJ block-allocation``, ``xlate block-allocation``): the dialect
 accepts and prints it, the engine gives each host blocks of ports and logs 305014/305015/305016 instead
-of a 305011/305012 per translation (Cisco ASA configuration guide, PAT with port block allocation;
-Cisco ASA syslog messages 305014-305016)."""
+of a 305011/305012 per translation, and each block held again every interim logging interval (305017)
+(Cisco ASA configuration guide, PAT with port block allocation; Cisco ASA syslog messages
+305014-305017)."""
 
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from statewall.config import parse_policy
 from statewall.dialects.asa.render import render
 from statewall.dialects.errors import ConfigErrors
 from statewall.engine import Firewall
-from statewall.events import PortBlockAllocated, PortBlockReleased, XlateBuilt, XlateTeardown
+from statewall.events import (
+    PortBlockActive,
+    PortBlockAllocated,
+    PortBlockReleased,
+    XlateBuilt,
+    XlateTeardown,
+)
 from statewall.lab.topology import ASA_INTERFACES
 from statewall.logfmt.asa import format_event
 from statewall.nat import port_owner
@@ -82,10 +89,116 @@ def test_block_allocation_cannot_fall_back_to_the_interface_or_be_flat() -> None
             parse_policy(FRONT + f" nat (inside,outside) dynamic pat-pool pool {opts}\n", "bad.cfg")
 
 
-def test_interim_logging_is_kept_and_said_to_be_not_modelled() -> None:
-    policy = parse_policy(config("xlate block-allocation pba-interim-logging 21600\n"), "pba.cfg")
-    assert policy.port_blocks.interim_logging == 21600
-    assert any("interim logging" in u.feature for u in policy.unmodelled)
+INTERIM = 21600  # the shortest interval the ASA takes (6 hours)
+T0 = 100 * INTERIM + 5.0  # a little after a round
+
+
+def udp(src: str, sport: int) -> bytearray:
+    return bytearray(bytes(IP(src=src, dst="8.8.8.8") / UDP(sport=sport, dport=123) / b"ntp"))
+
+
+def interim_firewall() -> Firewall:
+    """Two hosts, each holding one block through a UDP connection idle for a day (timeout udp 24 h)."""
+    policy = parse_policy(
+        config(
+            "xlate block-allocation size 4\nxlate block-allocation pba-interim-logging 21600\n"
+            "timeout udp 24:00:00\n"
+        ),
+        "pba.cfg",
+    )
+    assert policy.port_blocks.interim_logging == INTERIM
+    assert not any("interim" in u.feature for u in policy.unmodelled)
+    fw = Firewall(policy)
+    assert fw.receive("inside", udp("192.168.1.5", 40000), T0).packets
+    assert fw.receive("inside", udp("192.168.1.6", 40000), T0 + 10).packets
+    return fw
+
+
+def test_interim_logging_logs_each_held_block_again_at_every_round_of_the_engines_clock() -> None:
+    """``xlate block-allocation pba-interim-logging 21600``: every 6 hours each block held is logged
+    again (Cisco ASA syslog 305017, severity 3). Rounds fall on whole multiples of the interval of the
+    engine's own clock, which only packets and ``advance`` move (sans-IO), and are queued on its timers:
+    ``next_deadline`` names the next one. The blocks are released with their connections a day later,
+    and no round follows."""
+    fw = interim_firewall()
+    first_round = 101 * INTERIM
+    assert fw.next_deadline() == first_round
+    assert fw.advance(first_round - 1).events == []
+    events = fw.advance(first_round).events
+    assert lines(events) == [
+        "%ASA-3-305017: Pba-interim-logging: Active 4 block of ports for translation from "
+        f"inside:192.168.1.{h} to outside:203.0.113.9/{start}-{start + 3}"
+        for h, start in ((5, 1024), (6, 1028))
+    ]
+    assert all(isinstance(ev, PortBlockActive) and ev.time == first_round for ev in events)
+    later = fw.advance(T0 + 2 * 86400).events
+    active = [ev.time for ev in later if isinstance(ev, PortBlockActive)]
+    released = [ev.time for ev in later if isinstance(ev, PortBlockReleased)]
+    # Rounds at 102..104 x 6 h while the connections live (until T0 + 1 day + the PAT xlate's 30 s).
+    assert sorted(set(active)) == [k * INTERIM for k in (102, 103, 104)] and len(active) == 6
+    assert len(released) == 2 and max(active) < min(released)
+    assert fw.next_deadline() is None
+
+
+def test_interim_rounds_come_in_time_order_whatever_advance_steps_by() -> None:
+    """One ``advance`` across a day gives the events that many small steps give, in the same order:
+    the rounds are timers among the connections' and translations' (a block released before a round
+    is not in it)."""
+    one, steps = interim_firewall(), interim_firewall()
+    # A third host's SYN is never answered: its block goes with it a minute later, before any round.
+    for fw in (one, steps):
+        assert fw.receive("inside", syn("192.168.1.7", 40000), T0 + 20).packets
+    whole = one.advance(T0 + 2 * 86400).events
+    stepped = []
+    t = T0
+    while t < T0 + 2 * 86400:
+        t += 997.0
+        stepped += steps.advance(min(t, T0 + 2 * 86400)).events
+    assert [(type(ev).__name__, ev.time, getattr(ev, "port_start", None)) for ev in whole] == [
+        (type(ev).__name__, ev.time, getattr(ev, "port_start", None)) for ev in stepped
+    ]
+    assert any(isinstance(ev, PortBlockActive) for ev in whole)
+    assert 1032 not in {ev.port_start for ev in whole if isinstance(ev, PortBlockActive)}
+    assert [ev.port_start for ev in whole if isinstance(ev, PortBlockReleased)][0] == 1032
+
+
+def test_interim_logging_survives_a_reload_and_a_snapshot() -> None:
+    """The next round is state (``NatTable.pba_tick``, with the timers): a reload keeps it and a
+    restored snapshot goes on with it, one round at a time."""
+    fw = interim_firewall()
+    fw.reload(fw.policy)
+    assert fw.next_deadline() == 101 * INTERIM
+    copy = Firewall(fw.policy)
+    copy.restore(fw.snapshot())
+    events = copy.advance(101 * INTERIM).events
+    assert [ev.port_start for ev in events if isinstance(ev, PortBlockActive)] == [1024, 1028]
+    assert copy.next_deadline() == 102 * INTERIM
+
+
+def test_a_pool_without_a_free_block_refuses_with_305016s_pool_form() -> None:
+    """A PAT pool whose blocks are all held refuses a new host with 305016's port block exhaustion
+    form (Cisco ASA syslog 305016: the connection's, naming the pool and its address; for a flow
+    without ports the pool's alone), not the per-host limit's."""
+    policy = parse_policy(
+        config("xlate block-allocation size 4096\nxlate block-allocation maximum-per-host 1\n"), "p"
+    )
+    fw = Firewall(policy)
+    # 1024-65535 in blocks of 4096: 16 blocks (the last one of 3072 ports), one per host.
+    for h in range(16):
+        assert fw.receive("inside", syn(f"192.168.1.{10 + h}", 40000), 1.0).packets
+    res = fw.receive("inside", syn("192.168.1.99", 40000), 2.0)
+    assert not res.packets
+    assert lines(res.events) == [
+        "%ASA-3-305016: Unable to create tcp connection from inside:192.168.1.99/40000 to "
+        "outside:8.8.8.8/80 due to port block exhaustion in PAT pool 'pool' IP 203.0.113.9."
+    ]
+    ping = bytearray(bytes(IP(src="192.168.1.99", dst="8.8.8.8") / ICMP(id=7, seq=1)))
+    res = fw.receive("inside", ping, 3.0)
+    assert lines(res.events) == [
+        "%ASA-3-305016: Port blocks exhausted in PAT pool 'pool' IP 203.0.113.9. Unable to create connection."
+    ]
+    # A host that holds its block still gets ports of it; the per-host limit keeps its own form.
+    assert fw.receive("inside", syn("192.168.1.10", 40001), 4.0).packets
 
 
 def test_a_host_gets_blocks_of_ports_up_to_its_maximum_and_they_are_released_with_their_last_xlate() -> None:

@@ -14,18 +14,19 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
 from bench.busytrace import config, write_trace
-from bench.shard_compare import compare
+from bench.shard_compare import Reference, compare
 
 from statewall import craft
 from statewall.cli import main
 from statewall.config import parse_policy
 from statewall.engine import Firewall
 from statewall.nat import port_owner
-from statewall.pcapio import PcapWriter
+from statewall.pcapio import PcapngWriter, PcapWriter, read_comments
 from statewall.replay import replay
 from statewall.scale.replay import replay as sharded_replay
 from statewall.scale.replay import shard_policy
@@ -40,8 +41,8 @@ def a(text: str) -> int:
     return int(ipaddress.ip_address(text))
 
 
-def one_process(policy, capture: Path, out: Path, drain: float) -> Path:
-    replay(policy, [(None, capture)], out, drain=drain, firewall=Firewall(policy, seed=SEED))
+def one_process(policy, capture: Path, out: Path, drain: float, report: bool = True) -> Path:
+    replay(policy, [(None, capture)], out, drain=drain, firewall=Firewall(policy, seed=SEED), report=report)
     return out
 
 
@@ -233,6 +234,62 @@ def test_a_busy_site_behind_pat_in_1_2_and_4_shards_and_on_clusters_equals_one_p
             assert_ports_from_own_blocks(out / "events.jsonl", 4)
 
 
+@pytest.fixture(scope="session")
+def site() -> tuple[Path, dict]:
+    """The acceptance's capture, generated once per session: 100 000 connections from 2 000 inside
+    hosts and 100 lab hosts behind PAT (``bench.busytrace``: UDP with ICMP errors, web, pings, passive
+    FTP sessions, bursts past the per-client limit), about 363 000 packets."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="statewall-site-") as tmp:
+        path = Path(tmp) / "site.pcap"
+        info = write_trace(path, 100_000)
+        yield path, info
+
+
+# Minutes, not the suite's 5: one process, three sharded runs and their comparisons of ~360 000 packets
+# each (some 450 processor seconds: about 4 minutes on 2 quiet cores, docs/scale.md; a safety net
+# against a hang, not a speed check).
+@pytest.mark.timeout(1200)
+def test_a_site_of_100_000_connections_in_2_and_4_workers_and_on_a_running_cluster_equals_one_process(
+    tmp_path: Path, site: tuple[Path, dict], cluster: str
+) -> None:
+    """Issue 19's acceptance at its size: the generated site of 100 000 connections through PAT, with FTP
+    and per-client limits that refuse connections, replayed by one process and by 2 and 4 workers
+    (a Dask LocalCluster started by the replay) and 3 shards on a running LocalCluster: every output
+    equals one process's (``shard_compare``: summary, events, every capture byte for byte with its
+    comments, log lines) but the PAT port a host got, which the test checks is in its shard's blocks.
+
+    The outputs are compared as digests of one process's, read once (``shard_compare.Reference``);
+    report.html, which statewall report makes from these outputs, is left to the busy site above."""
+    capture, info = site
+    assert info["connections"] >= 100_000
+    policy = parse_policy(config(), "busy.cfg")
+    one = one_process(policy, capture, tmp_path / "one", drain=300, report=False)
+    summary = json.loads((one / "summary.json").read_text())
+    assert summary["packets_in"] == info["packets"] > 350_000
+    assert summary["connections"]["built"] > 99_000
+    # Per-client refusals: 4 of every burst of 12 (201013); FTP transfers (303002); ICMP errors.
+    assert summary["drops_by_reason"]["conn-limit"] >= 700
+    assert summary["connections"]["built_by_protocol"]["icmp"] > 4000
+    log = (one / "log.txt").read_text()
+    assert log.count("%ASA-3-201013") >= 700 and log.count("%ASA-6-303002") >= 190
+    del log
+    ref = Reference(one)
+    for i, kw in enumerate([dict(workers=2), dict(workers=4), dict(cluster=cluster, shards=3)]):
+        out = tmp_path / f"run{i}"
+        got = sharded_replay(policy, [(None, capture)], out, drain=300, seed=SEED, report=False, **kw)
+        n = got["shards"]["count"]
+        assert n == kw.get("shards", kw.get("workers")) and sum(got["shards"]["packets"]) == info["packets"]
+        same = compare(ref, out)
+        assert same["translations"] > 90_000 and same["pat_ports_moved"] > same["translations"] // 2
+        # The port a host got is one of its own shard's blocks (block b of 512 ports is shard b mod n's).
+        assert len(same["ports"]) > 2000
+        for host, ports in same["ports"].items():
+            assert {port_owner(p, n) for p in ports} == {shard_of_host(4, a(host), n)}, host
+        shutil.rmtree(out)
+
+
 def assert_ports_from_own_blocks(events: Path, shards: int) -> None:
     """Block b (ports b*512 .. b*512+511) belongs to shard b mod N: every host's mapped ports are in its
     own shard's blocks, so two shards never give one mapped port of an address to two hosts, and a
@@ -292,3 +349,43 @@ def test_statewall_replay_workers_2_on_the_command_line(tmp_path: Path, corpus_d
     summary = json.loads(capsys.readouterr().out)
     assert summary["shards"]["count"] == 2 and summary["connections"]["built"] == 5
     assert (tmp_path / "out" / "outside.pcap").stat().st_size > 24 * 52  # the merged capture
+
+
+def test_the_comparison_finds_a_changed_event_packet_or_log_line(tmp_path: Path, corpus_dir: Path) -> None:
+    """``shard_compare`` is what the tests above rest on: a sharded run whose events, packets or log
+    differ from one process's in anything but a PAT port fails it, whichever output differs."""
+    capture = corpus_dir / "zeek" / "Traces" / "ftp" / "ipv4.pcap"
+    policy = parse_policy(asa_front() + PAT, "zeek.cfg")
+    ref = Reference(one_process(policy, capture, tmp_path / "one", drain=600))
+    good = tmp_path / "good"
+    sharded_replay(policy, [(None, capture)], good, shards=2, inline=True, drain=600, seed=SEED)
+    compare(ref, good)
+
+    def spoiled(name: str, spoil) -> Path:
+        out = tmp_path / name
+        shutil.copytree(good, out)
+        spoil(out)
+        return out
+
+    def event(out: Path) -> None:
+        path = out / "events.jsonl"
+        path.write_text(path.read_text().replace('"direction":"outbound"', '"direction":"inbound"', 1))
+
+    def packet(out: Path) -> None:
+        path = out / "outside.pcap"
+        packets = read_comments(path)
+        with PcapngWriter(path) as w:
+            for k, (ts, data, comment) in enumerate(packets):
+                w.write(data[:-1] + bytes([data[-1] ^ 1]) if k == len(packets) // 2 else data, ts, comment)
+
+    def line(out: Path) -> None:
+        path = out / "log.txt"
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
+
+    for name, spoil, where in (
+        ("event", event, "events.jsonl"),
+        ("packet", packet, "outside.pcap"),
+        ("line", line, "log.txt"),
+    ):
+        with pytest.raises(AssertionError, match=where):
+            compare(ref, spoiled(name, spoil))

@@ -13,8 +13,12 @@ the addresses of the thousands of connections it builds and tears down.
 
 from __future__ import annotations
 
+import copy
 import enum
-from dataclasses import asdict, dataclass, field
+import keyword
+import types
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .policy import Origin
@@ -28,13 +32,25 @@ def _address(slot) -> property:
     def read(obj):
         value = slot.__get__(obj)
         if type(value) is tuple:
-            from .packet import addr_to_str  # packet imports this module
-
-            value = addr_to_str(value[0], value[1])
+            value = _addr_to_str()(value[0], value[1])
             slot.__set__(obj, value)
         return value
 
     return property(read, slot.__set__)
+
+
+def _addr_to_str():
+    """``packet.addr_to_str``, imported on first use (packet imports this module); an import statement
+    at each read cost as much as formatting the address."""
+    global _ADDR_TO_STR
+    if _ADDR_TO_STR is None:
+        from .packet import addr_to_str
+
+        _ADDR_TO_STR = addr_to_str
+    return _ADDR_TO_STR
+
+
+_ADDR_TO_STR = None
 
 
 def _lazy_addresses(*names: str):
@@ -183,6 +199,72 @@ class Endpoint:
     mapped_port: int
 
 
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+# Each dataclass's converter to a dict (``_converter``), made on first use.
+_CONVERTERS: dict[type, Any] = {}
+# Each event type's ``to_dict`` (``_converter``), made on first use.
+_TO_DICT: dict[type, Any] = {}
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` of a value, value for value: dataclasses (endpoints, origins) as dicts,
+    lists, tuples and dicts rebuilt, anything else a deep copy. asdict deep-copies every number and
+    string too, which cost more than the rest of an event's JSON line; those (and enum members, their
+    own deep copy) are immutable and kept."""
+    t = type(value)
+    if t in _ATOMS:
+        return value
+    conv = _CONVERTERS.get(t)
+    if conv is not None:
+        return conv(value)
+    if hasattr(t, "__dataclass_fields__"):
+        return _converter(t, False)(value)
+    if t is list:
+        return [_plain(v) for v in value]
+    if t is tuple:
+        return tuple(_plain(v) for v in value)
+    if t is dict:
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, enum.Enum):
+        return value
+    return copy.deepcopy(value)
+
+
+def _field_value(value: Any) -> Any:
+    """An event's own field in ``to_dict``: an enum member as its keyword (its value's first item),
+    anything else as ``_plain`` makes it (an ``Origin`` as its file, line and text)."""
+    if isinstance(value, enum.Enum):
+        v = value.value
+        return v[0] if isinstance(v, tuple) else v
+    return _plain(value)
+
+
+def _atomic(hint: Any) -> bool:
+    """The annotation admits only numbers, strings, booleans and None."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return all(a in _ATOMS for a in args)
+
+
+def _converter(cls: type, event: bool) -> Any:
+    """``cls``'s dataclass as a dict: one dict display over its fields in declaration order, those
+    annotated as numbers or strings taken as they are, the others through ``_plain`` (an event's own
+    fields through ``_field_value``); an event's ends with ``event``, its type's name."""
+    hints = typing.get_type_hints(cls)
+    items = []
+    for f in fields(cls):
+        value = f"o.{f.name}" if f.name.isidentifier() and not keyword.iskeyword(f.name) else None
+        if value is None:
+            value = f"getattr(o, {f.name!r})"
+        items.append(f"{f.name!r}: {value if _atomic(hints[f.name]) else f'V({value})'}")
+    if event:
+        items.append(f"'event': {cls.__name__!r}")
+    namespace: dict[str, Any] = {"V": _field_value if event else _plain}
+    exec(f"def convert(o):\n    return {{{', '.join(items)}}}\n", namespace)  # noqa: S102 - our own text
+    fn = namespace["convert"]
+    (_TO_DICT if event else _CONVERTERS)[cls] = fn
+    return fn
+
+
 @dataclass(slots=True)
 class Event:
     time: float
@@ -192,17 +274,11 @@ class Event:
         return type(self).__name__
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k, v in list(d.items()):
-            if isinstance(v, enum.Enum):
-                d[k] = v.value[0] if isinstance(v.value, tuple) else v.value
-            elif isinstance(v, Origin):
-                d[k] = {"file": v.file, "line": v.line, "text": v.text}
-        if isinstance(getattr(self, "origin", None), Origin):
-            o = self.origin  # type: ignore[attr-defined]
-            d["origin"] = {"file": o.file, "line": o.line, "text": o.text}
-        d["event"] = self.kind
-        return d
+        """The event's fields by name in declaration order, then ``event``: its type's name. Enum
+        members as their keyword, endpoints and origins as dicts (what ``dataclasses.asdict`` makes of
+        them), addresses as text."""
+        fn = _TO_DICT.get(type(self))
+        return (fn or _converter(type(self), True))(self)
 
 
 @dataclass(slots=True)
@@ -321,6 +397,12 @@ class PortBlockAllocated(_PortBlock):
 @dataclass(slots=True)
 class PortBlockReleased(_PortBlock):
     """A host's block of PAT ports was freed with its last translation (305015)."""
+
+
+@dataclass(slots=True)
+class PortBlockActive(_PortBlock):
+    """A host's block of PAT ports was still held at a round of interim logging (``xlate
+    block-allocation pba-interim-logging SECONDS``, 305017)."""
 
 
 @dataclass(slots=True)

@@ -38,6 +38,7 @@ from itertools import chain, filterfalse, islice
 
 from .acl import CompiledMatch
 from .interning import Interner
+from .packet import addr_to_str
 from .policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, NatRule, Policy
 
 # The ASA keeps a mapped port in the real port's class; Linux's classes differ below 1024 (see
@@ -540,6 +541,16 @@ class PortBlock:
         self.in_use = 0  # translations holding a port of it
 
 
+class PbaTick:
+    """The next round of port block interim logging (``xlate block-allocation pba-interim-logging
+    SECONDS``, 305017), queued on the engine's timers at ``due``."""
+
+    __slots__ = ("due",)
+
+    def __init__(self, due: float) -> None:
+        self.due = due
+
+
 class NatTable:
     def __init__(self, policy: Policy, iface_address) -> None:
         # iface_address(iface, version, near) -> int | None: the interface's own address for PAT.
@@ -561,6 +572,10 @@ class NatTable:
         self._pba_blocks: dict[tuple[int, int], dict[int, PortBlock]] = {}
         self._pba_hosts: dict[tuple[int, int, int], list[int]] = {}
         self.pba_events: list[tuple[bool, PortBlock]] = []
+        # Interim logging: every ``pba_interim`` seconds each block held is logged again (305017);
+        # ``pba_tick`` is the round queued on the engine's timers (None while no block is held).
+        self.pba_interim = policy.port_blocks.interim_logging
+        self.pba_tick: PbaTick | None = None
         for order, rule in enumerate(asa_order(policy.nat_rules)):
             if rule.inactive:
                 continue
@@ -1072,6 +1087,18 @@ class NatTable:
                 if held[0] == maddr:
                     held[1] += 1
             return x, True
+        if e.pba:
+            # No address of the pool has a block free for this host (Cisco ASA syslog 305016, port
+            # block exhaustion in the PAT pool): named by the address it would have had first.
+            pool = e.rule.mapped_object or "pool"
+            first = addr_to_str(version, candidates[0])
+            raise NatFailure(
+                e.rule,
+                f"port block exhaustion in PAT pool '{pool}' IP {first}",
+                pba="pool",
+                pool_name=pool,
+                pool_address=first,
+            )
         raise NatFailure(e.rule, "all PAT ports in use", "portmap")
 
     def _pba_port(self, e, version, proto, in_iface, src, sport, out_iface, maddr) -> int | None:
@@ -1094,7 +1121,10 @@ class NatTable:
             if not mine:
                 self._pba_hosts.pop((version, src, maddr), None)
             raise NatFailure(
-                e.rule, f"reaching per-host PAT port block limit of {self.pba_max}", block_limit=self.pba_max
+                e.rule,
+                f"reaching per-host PAT port block limit of {self.pba_max}",
+                block_limit=self.pba_max,
+                pba="host",
             )
         size = self.pba_size
         share = self.port_share
@@ -1138,6 +1168,30 @@ class NatTable:
                         del self._pba_hosts[(x.version, x.real_addr, x.mapped_addr)]
                     self.pba_events.append((False, b))
                 return
+
+    def next_interim_round(self, now: float) -> PbaTick | None:
+        """The round of interim logging to queue now that a block is held, None when one is queued or
+        interim logging is off. Rounds fall on the whole multiples of the interval on the engine's
+        clock (the ASA counts from when the command was entered, which a capture does not show), so
+        that every engine of a sharded replay logs at the instants one engine would."""
+        if not self.pba_interim or self.pba_tick is not None:
+            return None
+        n = self.pba_interim
+        self.pba_tick = PbaTick((now // n + 1) * n)
+        return self.pba_tick
+
+    def interim_round(self, tick: PbaTick) -> tuple[list[PortBlock], PbaTick | None]:
+        """The blocks held at round ``tick`` (by mapped address and first port), and the next round
+        to queue (None when no block is held, or interim logging is off: the next allocation queues
+        one)."""
+        if tick is not self.pba_tick:
+            return [], None  # not the table's round (one of a snapshot taken before it was queued)
+        held = [b for _key, blocks in sorted(self._pba_blocks.items()) for _s, b in sorted(blocks.items())]
+        if not held or not self.pba_interim:
+            self.pba_tick = None
+            return (held if self.pba_interim else []), None
+        self.pba_tick = PbaTick(tick.due + self.pba_interim)
+        return held, self.pba_tick
 
     def take_block_events(self) -> list[tuple[bool, PortBlock]]:
         """The port blocks allocated (True) and released (False) since the last call, in order."""

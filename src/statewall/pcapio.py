@@ -5,7 +5,8 @@ This module owns the file side of replay: telling pcap from pcapng by the magic 
 stripping the link layer so the engine only ever sees IP packets (its contract takes no L2 header).
 dpkt provides the file and block structures; the loops over them are ours because dpkt's pcapng
 reader only honours the first interface of a file, and we need the per-record original length to
-count packets cut short by the capture's snap length.
+count packets cut short by the capture's snap length. A well-formed Enhanced Packet Block is read
+with struct (``_epb``), as dpkt would read it, at a fifth of the cost.
 
 Frames that carry no IP packet (ARP, LLDP, ...) are skipped and counted in ``ReadStats``; packets that
 are malformed *as IP* are passed on unchanged, because judging them is the engine's job (it drops
@@ -195,6 +196,8 @@ class CaptureReader:
         # whether the packet just yielded was cut short by it.
         self.snaplen: int | None = None
         self.last_snapped = False
+        # The opt_comment of the pcapng packet block just read (None without one).
+        self.last_comment: str | None = None
         self._f: BinaryIO = open(self.path, "rb")  # noqa: SIM115 -- closed by close()/__exit__
         try:
             self.size = os.fstat(self._f.fileno()).st_size
@@ -330,16 +333,23 @@ class CaptureReader:
                 self.snaplen = idb.snaplen or self.snaplen
                 stats.linktypes.add(idb.linktype)
             elif block_type == ng.PCAPNG_BT_EPB or block_type == ng.PCAPNG_BT_PB:
-                if block_type == ng.PCAPNG_BT_EPB:
-                    blk = ng.EnhancedPacketBlockLE(buf) if little else ng.EnhancedPacketBlock(buf)
+                epb = _epb(buf, little) if block_type == ng.PCAPNG_BT_EPB else None
+                if epb is not None:
+                    iface_id, ts_high, ts_low, caplen, pkt_len, pkt_data, self.last_comment = epb
                 else:
-                    blk = ng.PacketBlockLE(buf) if little else ng.PacketBlock(buf)
-                if blk.iface_id >= len(interfaces):
-                    raise CaptureError(f"{self.path}: packet for undeclared interface {blk.iface_id}")
-                itf = interfaces[blk.iface_id]
-                last_ts = itf.offset + ((blk.ts_high << 32) | blk.ts_low) / itf.divisor
+                    if block_type == ng.PCAPNG_BT_EPB:
+                        blk = ng.EnhancedPacketBlockLE(buf) if little else ng.EnhancedPacketBlock(buf)
+                    else:
+                        blk = ng.PacketBlockLE(buf) if little else ng.PacketBlock(buf)
+                    iface_id, ts_high, ts_low = blk.iface_id, blk.ts_high, blk.ts_low
+                    caplen, pkt_len, pkt_data = blk.caplen, blk.pkt_len, bytes(blk.pkt_data)
+                    self.last_comment = _comment(blk.opts)
+                if iface_id >= len(interfaces):
+                    raise CaptureError(f"{self.path}: packet for undeclared interface {iface_id}")
+                itf = interfaces[iface_id]
+                last_ts = itf.offset + ((ts_high << 32) | ts_low) / itf.divisor
                 stats.frames += 1
-                yield last_ts, itf.linktype, bytes(blk.pkt_data), max(blk.pkt_len, blk.caplen)
+                yield last_ts, itf.linktype, pkt_data, max(pkt_len, caplen)
             elif block_type == ng.PCAPNG_BT_SPB:
                 # Simple Packet Block: interface 0, no timestamp (keep the previous one's time).
                 if not interfaces:
@@ -348,8 +358,53 @@ class CaptureReader:
                 wire_len = int.from_bytes(buf[8:12], order)
                 caplen = min(wire_len, block_len - 16, itf.snaplen or wire_len)
                 stats.frames += 1
+                self.last_comment = None
                 yield last_ts, itf.linktype, bytes(buf[12 : 12 + caplen]), wire_len
             # Other blocks (name resolution, statistics, custom) carry nothing we replay.
+
+
+_EPB_FIELDS = {True: struct.Struct("<IIIII"), False: struct.Struct(">IIIII")}
+_OPT_FIELDS = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}
+_BLOCK_LENGTH = {True: struct.Struct("<I"), False: struct.Struct(">I")}
+
+
+def _epb(buf: bytes, little: bool) -> tuple[int, int, int, int, int, bytes, str | None] | None:
+    """An Enhanced Packet Block's (interface, timestamp high and low, captured and original length,
+    packet data, first opt_comment) read with struct (pcapng spec, section 4.3), as dpkt reads it; None
+    for a block dpkt should read itself: one whose data overruns its options, whose lengths disagree
+    or whose options end inside an option header or hold a comment that is not UTF-8 (dpkt's
+    answers there, errors included, stay the reader's). A dpkt block object per packet costs more
+    than everything else of reading it."""
+    n = len(buf)
+    if n < 32:
+        return None
+    iface_id, ts_high, ts_low, caplen, pkt_len = _EPB_FIELDS[little].unpack_from(buf, 8)
+    opts = 28 + ((caplen + 3) & ~3)
+    stop = n - 4
+    if opts > stop or _BLOCK_LENGTH[little].unpack_from(buf, stop)[0] != n:
+        return None
+    comment = None
+    pos = opts
+    unpack_opt = _OPT_FIELDS[little].unpack_from
+    while pos < stop:
+        if stop - pos < 4:
+            return None
+        code, length = unpack_opt(buf, pos)
+        if code == dpkt.pcapng.PCAPNG_OPT_COMMENT and comment is None:
+            try:
+                comment = buf[pos + 4 : min(pos + 4 + length, stop)].decode()
+            except UnicodeDecodeError:
+                return None
+        pos += 4 + length + (-length % 4)
+        if code == dpkt.pcapng.PCAPNG_OPT_ENDOFOPT:
+            break
+    return iface_id, ts_high, ts_low, caplen, pkt_len, buf[28 : 28 + caplen], comment
+
+
+def _comment(opts) -> str | None:
+    """The first opt_comment of a block dpkt read."""
+    text = next((o.text for o in opts if o.code == dpkt.pcapng.PCAPNG_OPT_COMMENT), None)
+    return text.decode() if isinstance(text, bytes) else text
 
 
 def _idb_interface(idb: dpkt.pcapng.InterfaceDescriptionBlock, order: str) -> _PcapngInterface:
@@ -483,23 +538,8 @@ class PcapngWriter(_Writer):
 
 def read_comments(path: str | os.PathLike[str]) -> list[tuple[float, bytes, str | None]]:
     """(time, packet, comment) for each packet of a pcapng file written by ``PcapngWriter``."""
-    out: list[tuple[float, bytes, str | None]] = []
-    with open(path, "rb") as f:
-        for ts, buf in dpkt.pcapng.Reader(f):
-            out.append((ts, bytes(buf), None))
-    # dpkt's reader gives no options: read the comments from the blocks themselves.
-    with open(path, "rb") as f:
-        data = f.read()
-    comments: list[str | None] = []
-    pos = 0
-    while pos + 12 <= len(data):
-        btype, blen = struct.unpack_from("<II", data, pos)
-        if btype == dpkt.pcapng.PCAPNG_BT_EPB:
-            epb = dpkt.pcapng.EnhancedPacketBlockLE(data[pos : pos + blen])
-            text = next((o.text for o in epb.opts if o.code == dpkt.pcapng.PCAPNG_OPT_COMMENT), None)
-            comments.append(text.decode() if isinstance(text, bytes) else text)
-        pos += blen
-    return [(ts, buf, c) for (ts, buf, _), c in zip(out, comments)]
+    with CaptureReader(path) as reader:
+        return [(ts, frame, reader.last_comment) for ts, _linktype, frame, _wire in reader.frames()]
 
 
 def open_private(path: str | os.PathLike[str]) -> BinaryIO:

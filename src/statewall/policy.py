@@ -463,7 +463,8 @@ class PortBlockSettings:
     """The ASA's PAT port block allocation (``xlate block-allocation size N`` 1-4096 ports per block,
     default 512; ``xlate block-allocation maximum-per-host N`` 1-8 blocks, default 4; Cisco ASA command
     reference, ``xlate block-allocation``), for ``pat-pool OBJ block-allocation`` rules.
-    ``interim_logging`` (``pba-interim-logging SECONDS``, 305017) is kept, not acted on."""
+    ``interim_logging`` (``pba-interim-logging SECONDS``): each block held is logged again (305017)
+    every SECONDS."""
 
     size: int = 512
     max_per_host: int = 4

@@ -21,6 +21,13 @@ from the responder's side is received it goes through ``fw.replay_rewrite``, whi
 coordinates the firewall gave that connection (the mapped address and port, later sequence offsets and
 FTP data ports), so that a capture of a working session also works through a translating policy.
 
+A capture of a link holds both directions: the firewall's own output in it is left out and counted
+(``sent_by_firewall``), by ``fw.sent_by_box`` for a capture pinned to an interface and, for one read
+with ``auto``, by ``RecentOutput`` (a copy of a packet the firewall emitted moments before).
+
+With ``auto`` and an iptables ruleset, a server behind a DNAT whose translation is fixed, captured
+on either side of the box, is carried across it first (``statewall.replay_dnat``).
+
 Time is only ever the capture's: timers fire up to the last packet's time plus ``drain`` seconds, so
 the log says what would have happened during the capture, not after an arbitrary wait.
 """
@@ -201,6 +208,145 @@ class Outputs:
             self.sender.send_events(events)
 
 
+# How long after the firewall emitted a packet a copy of it in another capture is recognised as that
+# output (``RecentOutput``): a capture of the egress link holds it microseconds to milliseconds later.
+OWN_OUTPUT_WINDOW = 1.0
+
+
+def _hop_blank(data: bytes | bytearray) -> bytearray | None:
+    """The packet with the fields every hop rewrites blanked: IPv4's TTL and header checksum, IPv6's
+    hop limit (an ASA forwards without decrementing, Linux decrements)."""
+    if len(data) >= 20 and data[0] >> 4 == 4:
+        b = bytearray(data)
+        b[8] = 0
+        b[10:12] = b"\0\0"
+        return b
+    if len(data) >= 40 and data[0] >> 4 == 6:
+        b = bytearray(data)
+        b[7] = 0
+        return b
+    return None
+
+
+def _ip_header(b: bytearray) -> int:
+    """The IP header's length (IPv6: the fixed header)."""
+    return (b[0] & 15) * 4 if b[0] >> 4 == 4 else 40
+
+
+def _headers(b: bytearray) -> int:
+    """The length of the IP and TCP/UDP headers (0 when the packet has neither, or is cut short)."""
+    if b[0] >> 4 == 4:
+        ip, proto = (b[0] & 15) * 4, b[9]
+    else:
+        ip, proto = 40, b[6]
+    if proto == 6 and len(b) >= ip + 20:
+        return ip + (b[ip + 12] >> 4) * 4
+    if proto == 17 and len(b) >= ip + 8:
+        return ip + 8
+    return 0
+
+
+def _masked(b: bytearray, mask: tuple[int, ...]) -> bytes:
+    for w in mask:
+        b[4 * w : 4 * w + 4] = b"\0\0\0\0"
+    return bytes(b)
+
+
+class RecentOutput:
+    """What the firewall emitted in the last ``OWN_OUTPUT_WINDOW`` seconds, for ``--ingress auto``.
+
+    A capture not tied to a link may hold both directions of one: the firewall's own output is in it
+    too, and fed back in it arrives on the wrong side of its connection (the ASA drops it as
+    tcp-not-syn). The real box's output is not byte for byte the firewall's: it chose its own mapped
+    port, random sequence offset, MSS. So a packet read from one capture is taken for the firewall's
+    output when, at most the window after the firewall emitted a packet caused by a packet of
+    *another* capture (or by a timer), it equals that emission in every byte the firewall did not
+    rewrite: the IP header whole (addresses, IP id, length, flags; TTL/hop limit and the header
+    checksum aside), and of the rest every 32-bit word where the emission equals the captured packet
+    that caused it; the words the firewall rewrote there (ports, sequence and acknowledgement numbers,
+    an option, a checksum, a PORT argument) are compared with neither. A copy in the capture its cause
+    came from is never taken: there it could be the next genuine packet of the same host (a capture
+    holding both links in one file is not recognised). Each emission stands for one captured copy;
+    anything that differs in a byte the firewall left alone (a spoofed packet) is replayed."""
+
+    def __init__(self, window: float = OWN_OUTPUT_WINDOW) -> None:
+        self.window = window
+        # (blanked words, masked bytes) -> [(emitted at, capture of the cause or -1)]
+        self.sent: dict[tuple[tuple[int, ...], bytes], list[tuple[float, int]]] = {}
+        self.masks: Counter[tuple[int, ...]] = Counter()
+        self.order: list[tuple[float, tuple[tuple[int, ...], bytes]]] = []  # by time, for expiry
+        self._head = 0
+
+    def emitted(self, packets: Sequence[tuple[str, bytes | bytearray]], now: float, cause: int,
+                source: bytes | bytearray | None) -> None:  # fmt: skip
+        """``packets`` left the firewall at ``now``; ``source`` is the captured packet (of capture
+        ``cause``) whose receipt emitted them, None for a timer's output."""
+        src = _hop_blank(source) if source is not None else None
+        for _iface, data in packets:
+            out = _hop_blank(data)
+            if out is None:
+                continue
+            ip = _ip_header(out)
+            mask: tuple[int, ...] = ()
+            if src is not None and _ip_header(src) == ip:
+                if len(src) == len(out):
+                    end = len(out)
+                else:
+                    # A rewrite that changed the payload's length (an FTP PORT): the transport
+                    # header's rewritten words are blanked, the payload must be identical.
+                    end = _headers(out) if 0 < _headers(out) == _headers(src) else ip
+                mask = tuple(sorted({i // 4 for i in range(ip, end) if out[i] != src[i]}))
+            key = (mask, _masked(out, mask))
+            self.sent.setdefault(key, []).append((now, cause))
+            self.masks[mask] += 1
+            self.order.append((now, key))
+
+    def _expire(self, now: float) -> None:
+        order, head, horizon = self.order, self._head, now - self.window
+        while head < len(order) and order[head][0] < horizon:
+            key = order[head][1]
+            entries = self.sent.get(key)
+            if entries and entries[0][0] < horizon:
+                del entries[0]
+                if not entries:
+                    del self.sent[key]
+                self.masks[key[0]] -= 1
+                if not self.masks[key[0]]:
+                    del self.masks[key[0]]
+            head += 1
+        if head > 4096 and head * 2 > len(order):
+            del order[:head]
+            head = 0
+        self._head = head
+
+    def take(self, data: bytes | bytearray, now: float, capture: int) -> bool:
+        """Is ``data``, read from capture ``capture`` at ``now``, the firewall's recent output? If so
+        the emission it copies is used up."""
+        if not self.sent:
+            return False
+        self._expire(now)
+        blank = _hop_blank(data)
+        if blank is None:
+            return False
+        for mask in list(self.masks):
+            if mask and 4 * mask[-1] >= len(blank):
+                continue
+            key = (mask, _masked(bytearray(blank), mask))
+            entries = self.sent.get(key)
+            if not entries:
+                continue
+            for i, (_t, cause) in enumerate(entries):
+                if cause != capture:
+                    del entries[i]
+                    if not entries:
+                        del self.sent[key]
+                    self.masks[mask] -= 1
+                    if not self.masks[mask]:
+                        del self.masks[mask]
+                    return True
+        return False
+
+
 def merged_captures(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes, bool]]:
     """All packets of all captures by timestamp; ties keep capture order, then file order. The last
     field says whether the capture cut the packet short (``_truncated``)."""
@@ -299,6 +445,19 @@ def replay(
         per_capture_unassigned: Counter[int] = Counter()
         per_capture_truncated: Counter[int] = Counter()
         per_capture_sent: Counter[int] = Counter()
+        # With a capture not tied to a link, the firewall's recent output, to recognise it there.
+        recent = RecentOutput() if any(i is None for i in ingress) else None
+        dnat = None
+        if recent is not None and (policy.netfilter or policy.ip6_netfilter):
+            from .replay_dnat import DnatCarry
+
+            dnat = DnatCarry(policy)
+            engine = fw if hasattr(fw, "conns") else getattr(fw, "fw", fw)
+            by_key = getattr(getattr(engine, "conns", None), "by_key", {})
+
+            def known(pkt) -> bool:
+                return (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport) in by_key
+
         first: float | None = None
         now = float("-inf")
         for n, (ts, index, _seq, data, cut) in enumerate(merged_captures(readers)):
@@ -313,6 +472,8 @@ def replay(
             res = fw.advance(now)
             if res.packets:
                 outputs.packets(res.packets, now)
+                if recent is not None:
+                    recent.emitted(res.packets, now, -1, None)
             if res.events:
                 outputs.events(res.events)
             if cut:
@@ -323,7 +484,17 @@ def replay(
                 continue
             iface = ingress[index]
             if iface is None:
+                if recent is not None and recent.take(data, now, index):
+                    # The capture holds the firewall's own output too: the packet it emitted on some
+                    # interface moments ago (RecentOutput), not one that arrived (counted).
+                    sent_by_fw += 1
+                    per_capture_sent[index] += 1
+                    continue
                 iface = fw.ingress_for(data)
+                if dnat is not None and iface is not None:
+                    # A server behind a fixed DNAT captured on either side of the box: as it arrived
+                    # live (statewall.replay_dnat).
+                    iface, data = dnat.carry(data, iface, known)
             elif fw.sent_by_box(iface, data):
                 # The capture of the link holds the firewall's own output too: it left by this
                 # interface, it did not arrive there (counted, not handed over).
@@ -341,6 +512,8 @@ def replay(
             arrived = fw.replay_rewrite(iface, data, now)
             outputs.arrival(iface, arrived, now)
             res = fw.receive(iface, arrived, now)
+            if recent is not None and res.packets:
+                recent.emitted(res.packets, now, index, data)
             if gaps.active and res.packets:
                 for u in gaps.forwarded(iface, res.packets, arrived):
                     not_modelled[u.feature] += 1
@@ -398,7 +571,8 @@ def replay(
             # Received but neither forwarded nor dropped yet (e.g. fragments awaiting the rest).
             "held": packets_in - forwarded - dropped_on_receive,
             "unassigned": unassigned,
-            # Not replayed: the firewall's own output, in a capture of the link it left by.
+            # Not replayed: the firewall's own output, in a capture of the link it left by (pinned:
+            # Firewall.sent_by_box; auto: a copy of what it emitted moments before, RecentOutput).
             "sent_by_firewall": sent_by_fw,
             # Not replayed: cut short by the capture's snap length (see captures[].snaplen).
             "truncated": truncated,
@@ -417,6 +591,11 @@ def replay(
                 "report": REPORT_NAME if report else None,
             },
         }
+    if dnat is not None and (dnat.forwards or dnat.not_carried):
+        # --ingress auto, an iptables ruleset with DNAT rules: packets of a server behind a fixed
+        # DNAT carried across it, and the rules replay does not carry (statewall.replay_dnat).
+        summary["dnat_carried"] = dnat.carried
+        summary["dnat_not_carried"] = dnat.not_carried
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")

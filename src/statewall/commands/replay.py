@@ -112,6 +112,11 @@ def print_report(
         table.add_row("not replayed (no route to the source)", str(summary["unassigned"]))
     if summary.get("sent_by_firewall"):
         table.add_row("not replayed (the firewall's own output)", str(summary["sent_by_firewall"]))
+    if summary.get("dnat_carried"):
+        table.add_row("carried across a DNAT (server captured on one side)", str(summary["dnat_carried"]))
+    for rule in summary.get("dnat_not_carried", ()):
+        print(f"statewall replay: not carried across (captures of either side replay as taken): {rule}",
+              file=sys.stderr)  # fmt: skip
     for reason, n in summary["drops_by_reason"].items():
         table.add_row(f"  drop: {reason}", str(n))
     for feature, n in summary.get("not_modelled", {}).items():
@@ -269,7 +274,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="auto|IFACE=CAPTURE",
         help="where a capture's packets enter: IFACE=CAPTURE pins a capture to an interface (what the "
         "firewall itself sent out there, if the capture holds it, is left out and counted); 'auto' "
-        "(the default for positional captures) uses the interface that routes to each packet's source",
+        "(the default for positional captures) uses the interface that routes to each packet's source, "
+        "and leaves out a copy, in another capture, of a packet the firewall emitted within the last "
+        "second (equal but for what it rewrote; not with --workers) and carries a server behind a "
+        "fixed iptables DNAT captured on either side (the rules it cannot invert are named)",
     )
     p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR", help="directory for the results")
     p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap or pcapng files (ingress auto)")

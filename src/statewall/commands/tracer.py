@@ -206,14 +206,21 @@ def run_capture(args: argparse.Namespace) -> int:
         iface, sep, path = word.partition("=")
         captures.append((iface, path) if sep else (None, word))
     fw = Firewall(policy, fast_path=False)
+    tracing = _TraceNth(fw, args.packet, detailed)
     try:
         with tempfile.TemporaryDirectory() as out:
-            replay(policy, captures, out, firewall=_TraceNth(fw, args.packet, detailed))
+            replay(policy, captures, out, firewall=tracing)
     except _Traced as traced:
         print(traced.text, end="")
         return EXIT_OK if traced.allowed else EXIT_FAILURE
     except (ReplayError, OSError) as exc:
         raise UsageError(str(exc)) from None
+    if tracing.seen >= args.packet:
+        # Reached but never handed over: cut short by the snap length, or (--ingress auto) a copy of
+        # what the firewall had just sent (statewall.replay.RecentOutput).
+        raise UsageError(f"packet {args.packet} was not handed to the firewall: the capture cut it "
+                         "short, or it is the firewall's own output (a copy of a packet it had just "
+                         "sent)")  # fmt: skip
     raise UsageError(f"the captures hold fewer than {args.packet} packets")
 
 

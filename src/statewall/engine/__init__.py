@@ -34,6 +34,7 @@ from ..conntrack import Connection
 from ..dcd import Probe
 from ..events import DropReason, Event, XlateTeardown, xlate_event
 from ..expect import Expectation
+from ..nat import PbaTick
 from ..normalizer import NormState
 from ..packet import DecodeError, decode
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Policy
@@ -190,6 +191,8 @@ class Firewall:
                 asa_policy.expire_held(self, obj, now, ev)
             elif isinstance(obj, Probe):
                 lifecycle.dcd_round(self, obj, out, ev)
+            elif type(obj) is PbaTick:
+                lifecycle.interim_blocks(self, obj, ev)  # 305017
             else:  # a NAT slot (statewall.nat.Xlate)
                 again = self.nat.expire(obj, now)
                 if again is None:

@@ -64,9 +64,9 @@ MERGED = ("nat", "service_policies", "inspectors", "fast")
 # (the new rules' static port reservations plus the ports live PAT slots hold).
 NAT_KEPT = (
     "xlates", "_hosts_in_use", "_nat_hosts", "most_used", "port_share",
-    "_pba_blocks", "_pba_hosts", "pba_events",
+    "_pba_blocks", "_pba_hosts", "pba_events", "pba_tick",
 )  # fmt: skip
-NAT_REBUILT = ("_iface_address", "timeouts", "entries", "pba_size", "pba_max")
+NAT_REBUILT = ("_iface_address", "timeouts", "entries", "pba_size", "pba_max", "pba_interim")
 NAT_MERGED = ("_mapped_in_use",)
 
 

@@ -330,27 +330,46 @@ def dcd_answer(fw, half: Half, pkt, now: float) -> bool:
     return False
 
 
+def _block_event(cls, b, now: float):
+    v = b.version
+    return cls(
+        now,
+        b.real_iface,
+        (v, b.real_addr),  # formatted if a log reads them
+        b.mapped_iface,
+        (v, b.mapped_addr),
+        b.end - b.start + 1,
+        b.start,
+        b.end,
+    )
+
+
 def block_events(fw, now: float) -> list:
-    """305014/305015 for the port blocks the NAT table allocated and released since the last call."""
+    """305014/305015 for the port blocks the NAT table allocated and released since the last call;
+    with interim logging, the first block held queues its next round (305017) on the timers."""
     from ..events import PortBlockAllocated, PortBlockReleased
 
     out = []
+    allocated_any = False
     for allocated, b in fw.nat.take_block_events():
-        cls = PortBlockAllocated if allocated else PortBlockReleased
-        v = b.version
-        out.append(
-            cls(
-                now,
-                b.real_iface,
-                (v, b.real_addr),  # formatted if a log reads them
-                b.mapped_iface,
-                (v, b.mapped_addr),
-                b.end - b.start + 1,
-                b.start,
-                b.end,
-            )
-        )
+        allocated_any |= allocated
+        out.append(_block_event(PortBlockAllocated if allocated else PortBlockReleased, b, now))
+    if allocated_any:
+        tick = fw.nat.next_interim_round(now)
+        if tick is not None:
+            fw.timers.schedule(tick.due, tick)
     return out
+
+
+def interim_blocks(fw, tick, ev: list) -> None:
+    """A round of port block interim logging (``xlate block-allocation pba-interim-logging``): a 305017
+    for each block held at ``tick.due``, and the next round queued while blocks are held."""
+    from ..events import PortBlockActive
+
+    held, again = fw.nat.interim_round(tick)
+    ev.extend(_block_event(PortBlockActive, b, tick.due) for b in held)
+    if again is not None:
+        fw.timers.schedule(again.due, again)
 
 
 def asa_conn_flags(conn: Connection) -> str:

@@ -114,14 +114,18 @@ def restore(fw, data: bytes) -> dict:
         with _no_gc():
             b = pickle.loads(body)
         kept, nat, service_counters = b["kept"], b["nat"], b["service_counters"]
+        # Written before port block interim logging (305017) was: no round of it queued.
+        nat.setdefault("pba_tick", None)
         missing = [n for n in state.KEPT if n not in NOT_KEPT and n not in kept]
         missing += [f"nat.{n}" for n in compiled.NAT_KEPT if n not in nat]
     except Exception as exc:  # noqa: BLE001
         raise SnapshotError(f"damaged state snapshot ({type(exc).__name__}: {exc})") from None
     if missing:
         raise SnapshotError(f"damaged state snapshot (no {', '.join(missing)})")
-    if header["version"] == 1:
-        # Version 1's PAT keys were flat 8-tuples (nat.pat_key): made again, in the table's order.
+    if header["version"] in READS:
+        # Version 1's PAT keys were flat 8-tuples (nat.pat_key): made again, in the table's order. Done
+        # for every version (a key already short is kept): a file main wrote as "version 2" for a while
+        # (port block interim logging, since numbered 1 again) holds the flat keys too.
         rekeyed = {}
         for k, x in nat["xlates"].items():
             nk = pat_key_of_v1(k)

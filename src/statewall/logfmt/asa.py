@@ -11,6 +11,7 @@ The engine never formats text; replay, the CLI and the demo call ``format_event`
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ from ..events import (
     FtpBounce,
     FtpLowPort,
     FtpTransfer,
+    PortBlockActive,
     PortBlockAllocated,
     PortBlockReleased,
     ThreatRate,
@@ -133,9 +135,27 @@ def format_tcp_flags(flags: int) -> str:
 
 
 def format_timestamp(t: float) -> str:
-    """``Sep 19 2007 06:55:58`` (UTC): the ASA's ``logging timestamp`` form."""
-    d = datetime.fromtimestamp(t, UTC)
-    return f"{_MONTHS[d.month - 1]} {d.day:02d} {d.year} {d:%H:%M:%S}"
+    """``Sep 19 2007 06:55:58`` (UTC): the ASA's ``logging timestamp`` form.
+
+    Of ``datetime.fromtimestamp(t, UTC)``, made once per second: the second is the one fromtimestamp
+    rounds to (the fraction's microseconds half to even, 10^6 of them carried into the seconds)."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole += 1.0
+    elif us < 0:
+        whole -= 1.0
+    second = int(whole)
+    text = _TIMESTAMPS.get(second)
+    if text is None:
+        if len(_TIMESTAMPS) > 4096:
+            _TIMESTAMPS.clear()
+        d = datetime.fromtimestamp(second, UTC)
+        text = _TIMESTAMPS[second] = f"{_MONTHS[d.month - 1]} {d.day:02d} {d.year} {d:%H:%M:%S}"
+    return text
+
+
+_TIMESTAMPS: dict[int, str] = {}
 
 
 def _prefix(t: float, hostname: str | None, timestamp: bool) -> str:
@@ -202,7 +222,9 @@ _CONN_LIMIT_TAIL = ("{count}/{limit} for {direction} packet from {src}/{sport} t
 #   INTERCEPT:        as CONN_LIMIT (kind embryonic | per-client-embryonic) for a SYN answered with a
 #                     cookie; without them (a client's packet while the server is reached) no message
 #   NAT_FAILED:       xlate_kind (portmap | regular | identity | outbound static, default portmap);
-#                     no_group (True: no NAT rule for a flow that needs one, 305005)
+#                     no_group (True: no NAT rule for a flow that needs one, 305005); pba (host:
+#                     the host's block limit, with block_limit; pool: no free block, with pool_name
+#                     and pool_address; 305016)
 #   INSPECT_DNS_TOO_LONG: dns_kind (query | reply), length, limit (statewall.inspect.dns)
 #   ICMP_NO_SESSION:  inner_proto (keyword), inner_src, inner_sport, inner_dst, inner_dport: the
 #                     packet the ICMP error quotes
@@ -259,10 +281,17 @@ MESSAGES: dict[DropReason, tuple[Message, ...]] = {
            "(type {type}, code {code})", no_group=True, l4="icmp"),
         _m(305005, 3, "No translation group found for {proto} src {ifc}:{src} dst {egress}:{dst}",
            no_group=True),
-        # Port block allocation: the host holds its maximum of blocks, all full (Cisco ASA syslog 305016).
+        # Port block allocation: the host holds its maximum of blocks, all full, or the PAT pool has no
+        # free block left (Cisco ASA syslog 305016, its three forms: the connection's with a reason,
+        # and for a flow without ports the pool's alone).
         _m(305016, 3, "Unable to create {proto} connection from {ifc}:{src}/{sport} to "
            "{egress}:{dst}/{dport} due to reaching per-host PAT port block limit of {block_limit}.",
-           ports=True),
+           ports=True, pba="host"),
+        _m(305016, 3, "Unable to create {proto} connection from {ifc}:{src}/{sport} to "
+           "{egress}:{dst}/{dport} due to port block exhaustion in PAT pool '{pool_name}' IP "
+           "{pool_address}.", ports=True, pba="pool"),
+        _m(305016, 3, "Port blocks exhausted in PAT pool '{pool_name}' IP {pool_address}. Unable to "
+           "create connection.", pba="pool"),
         _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src}/{sport} "
            "dst {egress}:{dst}/{dport}", ports=True),
         _m(305006, 3, "{xlate_kind} translation creation failed for {proto} src {ifc}:{src} "
@@ -332,6 +361,7 @@ _DETAIL_DEFAULTS = {
     "kind": "conn",
     "rate_limited": False,
     "no_group": False,
+    "pba": "",
 }
 
 
@@ -491,18 +521,24 @@ def _xlate_teardown(ev: XlateTeardown) -> list[tuple[int, int, str]]:
     return [(asa_id, 6, f"{text} duration {format_duration(ev.duration)}")]
 
 
-def _port_block(ev: PortBlockAllocated | PortBlockReleased) -> list[tuple[int, int, str]]:
+def _port_block(ev: PortBlockAllocated | PortBlockReleased | PortBlockActive) -> list[tuple[int, int, str]]:
     # Cisco ASA syslog messages 305014 "Allocated num_of_blocks block of ports for translation from
     # real_interface:real_host_ip to real_dest_interface:real_dest_ip/real_dest_port_start-
-    # real_dest_port_end" and 305015 "Released block_size block of ports ..." (port block allocation
-    # PAT); the number is the block's size in ports, the destination the mapped address and range.
-    allocated = type(ev) is PortBlockAllocated
-    text = (
-        f"{'Allocated' if allocated else 'Released'} {ev.block_size} block of ports for translation from "
-        f"{ev.real_interface}:{ev.real_address} to {ev.mapped_interface}:{ev.mapped_address}/"
-        f"{ev.port_start}-{ev.port_end}"
+    # real_dest_port_end", 305015 "Released block_size block of ports ..." (port block allocation
+    # PAT) and 305017 (severity 3) "Pba-interim-logging: Active Active_ICMP block of ports for
+    # translation from source:device_IP to destination:device_IP/Active_Port-Block" (interim logging);
+    # the number is the block's size in ports (the guide's field names do not say more for 305014 and
+    # 305017), the destination the mapped address and range.
+    kind = type(ev)
+    tail = (
+        f"block of ports for translation from {ev.real_interface}:{ev.real_address} to "
+        f"{ev.mapped_interface}:{ev.mapped_address}/{ev.port_start}-{ev.port_end}"
     )
-    return [(305014 if allocated else 305015, 6, text)]
+    if kind is PortBlockActive:
+        return [(305017, 3, f"Pba-interim-logging: Active {ev.block_size} {tail}")]
+    if kind is PortBlockAllocated:
+        return [(305014, 6, f"Allocated {ev.block_size} {tail}")]
+    return [(305015, 6, f"Released {ev.block_size} {tail}")]
 
 
 def _acl_hit(ev: AclHit) -> list[tuple[int, int, str]]:
@@ -577,6 +613,7 @@ _FORMATTERS = {
     XlateTeardown: _xlate_teardown,
     PortBlockAllocated: _port_block,
     PortBlockReleased: _port_block,
+    PortBlockActive: _port_block,
     Drop: _drop_messages,
     AclHit: _acl_hit,
 }

@@ -17,8 +17,10 @@ event's own fields in declaration order, then the ECS fields) so files diff clea
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import math
 import socket
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -53,6 +55,7 @@ _ACTIONS = {
     "XlateTeardown": "translation-teardown",
     "PortBlockAllocated": "port-block-allocated",
     "PortBlockReleased": "port-block-released",
+    "PortBlockActive": "port-block-active",
     "Drop": "packet-dropped",
     "AclHit": "access-list-hit",
     "IcmpSent": "icmp-sent",
@@ -68,6 +71,8 @@ _ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17, 10: 
 _ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130}
 
 
+# A connection's built and teardown events (and a flow's drops) hash one tuple: kept for the next.
+@functools.lru_cache(maxsize=1 << 14)
 def community_id(
     protocol: int,
     src: str,
@@ -98,8 +103,29 @@ def community_id(
 
 
 def iso_time(t: float) -> str:
-    """ISO 8601 in UTC with its offset and microseconds: ``2007-09-19T06:55:58.250000+00:00``."""
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
+    """ISO 8601 in UTC with its offset and microseconds: ``2007-09-19T06:55:58.250000+00:00``.
+
+    ``datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")``, with the date and time of
+    day made once per second: the microseconds are rounded as ``fromtimestamp`` rounds them (the
+    fraction times 10^6, half to even, carried into the seconds at 10^6)."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        us -= 1_000_000
+        whole += 1.0
+    elif us < 0:
+        us += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    head = _ISO_SECONDS.get(second)
+    if head is None:
+        if len(_ISO_SECONDS) > 4096:
+            _ISO_SECONDS.clear()
+        head = _ISO_SECONDS[second] = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+    return f"{head}.{us:06d}+00:00"
+
+
+_ISO_SECONDS: dict[int, str] = {}
 
 
 def _flow(
@@ -217,16 +243,22 @@ def event_record(event: Event) -> dict[str, Any]:
     msgs = messages_for(event)
     if msgs:
         record["asa_id"], record["asa_severity"], _ = msgs[0]
-    for key, value in fields.items():
-        record[_RENAMED.get(key, key)] = value
+    if _RENAMED.keys() & fields.keys():
+        for key, value in fields.items():
+            record[_RENAMED.get(key, key)] = value
+    else:
+        record.update(fields)
     record.update(_ecs(event, record))
     return record
 
 
+# default=str: ``detail`` is free-form, and a stray non-JSON value must not lose the event.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def event_to_json(event: Event) -> str:
     """One line of JSON (no trailing newline)."""
-    # default=str: ``detail`` is free-form, and a stray non-JSON value must not lose the event.
-    return json.dumps(event_record(event), separators=(",", ":"), default=str)
+    return _ENCODE(event_record(event))
 
 
 def write_jsonl(fp: IO[str], events: Iterable[Event]) -> int:

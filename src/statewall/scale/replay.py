@@ -29,7 +29,6 @@ since each shard holds its share of it.
 from __future__ import annotations
 
 import copy
-import heapq
 import json
 import math
 import os
@@ -37,7 +36,7 @@ import pickle
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -636,12 +635,23 @@ class _Merger:
     def add(self, blobs: Sequence[bytes]) -> None:
         """One chunk's records of every shard (pickled, in shard order), in (global index, phase,
         shard) order and, within that, in the order the shard emitted them."""
-        streams = [
-            [(r[0], r[1], shard, j, r) for j, r in enumerate(pickle.loads(b))]
-            for shard, b in enumerate(blobs)
-        ]
+        # Each shard's records are in (index, phase) order already: one stable sort of them all, shard
+        # after shard, merges them (Timsort takes the sorted runs as they are).
+        records: list[tuple] = []
+        owner: list[int] = []
+        for shard, b in enumerate(blobs):
+            part = pickle.loads(b)
+            records += part
+            owner += [shard] * len(part)
+        if len(blobs) > 1:
+            keys = [r[0] * 2 + r[1] for r in records]  # (global index, phase) as one number
+            order: Iterable[int] = sorted(range(len(records)), key=keys.__getitem__)
+        else:
+            order = range(len(records))
         log, jsonl, ids, torn = self.log, self.jsonl, self.ids, self.torn
-        for index, phase, shard, _, rec in heapq.merge(*streams) if len(streams) > 1 else streams[0]:
+        for k in order:
+            rec, shard = records[k], owner[k]
+            index, phase = rec[0], rec[1]
             if (index, phase) != self.at:
                 # A connection torn down is named until the end of the sweep or packet that tore it
                 # down (conntrack's DESTROY follows the teardown), then never again.

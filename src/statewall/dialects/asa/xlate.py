@@ -3,9 +3,9 @@
 ``xlate block-allocation size N`` (ports per block, 1-4096, default 512) and ``xlate block-allocation
 maximum-per-host N`` (blocks a host may hold, 1-8, default 4) set what ``pat-pool OBJ block-allocation``
 rules hand out (Cisco ASA command reference, ``xlate block-allocation``; ``statewall.nat``).
-``xlate block-allocation pba-interim-logging SECONDS`` (21600-604800, 305017 for active blocks) is
-kept and reported as not modelled. Other ``xlate`` lines (``xlate per-session``) are kept as written,
-not modelled.
+``xlate block-allocation pba-interim-logging SECONDS`` (21600-604800) logs every block held again
+(305017) every SECONDS (``statewall.nat.NatTable.next_interim_round``). Other ``xlate`` lines
+(``xlate per-session``) are kept as written, not modelled.
 """
 
 from __future__ import annotations
@@ -42,10 +42,6 @@ def xlate(p: Parser, c: Cursor) -> None:
     settings = p.policy.port_blocks
     setattr(settings, name, value)
     settings.origins[name] = p.origin(c.line)
-    if which == "pba-interim-logging":
-        p.gap(
-            c.line, "port block interim logging", "log each active port block again (305017) at this interval"
-        )
 
 
 def render(policy: Policy) -> list[str]:
