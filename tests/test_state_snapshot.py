@@ -123,7 +123,7 @@ def test_a_snapshot_of_another_box_or_version_or_garbage_is_refused_and_changes_
     for junk in (b"", b"not a pickle", asa_state[:40]):
         with pytest.raises(SnapshotError, match="not a statewall state snapshot"):
             linux.restore(junk)
-    assert len(linux.conns) == 0 and snap.VERSION == 1
+    assert len(linux.conns) == 0 and snap.VERSION == 2 and snap.READS == (1, 2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,3 +301,9 @@ def test_a_snapshot_of_format_version_1_is_restored_and_its_pat_mapping_found_ag
     (syn,) = conv.client("S")
     assert syn.src == MAPPED and syn[TCP].sport == 40000
     assert len(fw.nat.xlates) == 1 and x.refcount == 2
+    # Its key is now the short one (nat.pat_key), and the next snapshot is of the current version.
+    assert len(x.key) == 3 and x.key[0][0] == "pat" and fw.nat.xlates[x.key] is x
+    again = Firewall(parse(PIX_PAT, "fw.cfg"))
+    assert pickle.loads(fw.snapshot())[0]["version"] == snap.VERSION
+    assert again.restore(fw.snapshot())["connections"] == 2
+    assert show(again, ["xlate"], V1_NOW + 1).startswith("1 in use")

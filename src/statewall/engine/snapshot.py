@@ -5,7 +5,10 @@ timers, expectations, Linux's NAT bindings, counters, the clock, the connection 
 secret, the tallies of limits, TCP Intercept and threat detection), the NAT table's slots
 (``compiled.NAT_KEPT``) and the service policies' counters. It is a pickle of those objects, inside a
 header naming the format and its version and the box (``Policy.dialect``); ``restore`` refuses any
-other format, version or box with ``SnapshotError``. A pickle runs code of whoever wrote it: a snapshot
+other format, version or box with ``SnapshotError``. Version 2 (PAT's shorter translation key,
+``nat.pat_key``) reads version 1's files too: their PAT keys are made again in the new form, and
+their objects' older layouts are read by the objects themselves (``Xlate.__setstate__``, the
+``Connection`` fields' setters). A pickle runs code of whoever wrote it: a snapshot
 file is as trusted as the configuration (the run adapter writes it 0600).
 
 Restoring puts the state into a new engine as ``Firewall.reload`` puts a policy under a running one:
@@ -24,10 +27,12 @@ import gc
 import pickle
 from contextlib import contextmanager
 
+from ..nat import pat_key_of_v1
 from . import compiled, state
 
 FORMAT = "statewall-state"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # the format versions restore reads (module docstring)
 # Rebuilt from the policy on restore, or only a reader's (replay index, packet-tracer's record).
 NOT_KEPT = ("replay_index", "trace_log")
 
@@ -88,9 +93,10 @@ def read_header(data: bytes) -> tuple[dict, bytes]:
         raise SnapshotError(f"not a statewall state snapshot ({type(exc).__name__})") from None
     if fmt != FORMAT:
         raise SnapshotError(f"not a statewall state snapshot (format {fmt!r})")
-    if version != VERSION:
+    if version not in READS:
         raise SnapshotError(
-            f"state snapshot format version {version}, this statewall reads version {VERSION}"
+            f"state snapshot format version {version}, this statewall reads versions "
+            f"{', '.join(map(str, READS))}"
         )
     return header, body
 
@@ -116,6 +122,16 @@ def restore(fw, data: bytes) -> dict:
         raise SnapshotError(f"damaged state snapshot ({type(exc).__name__}: {exc})") from None
     if missing:
         raise SnapshotError(f"damaged state snapshot (no {', '.join(missing)})")
+    if header["version"] in READS:
+        # Version 1's PAT keys were flat 8-tuples (nat.pat_key): made again, in the table's order. Done
+        # for every version (a key already short is kept): a file main wrote as "version 2" for a while
+        # (port block interim logging, since numbered 1 again) holds the flat keys too.
+        rekeyed = {}
+        for k, x in nat["xlates"].items():
+            nk = pat_key_of_v1(k)
+            x.key = nk if x.key == k else pat_key_of_v1(x.key)
+            rekeyed[nk] = x
+        nat["xlates"] = rekeyed
     extra_faults = fw.faults - frozenset(fw.policy.faults)
     for name, value in kept.items():
         setattr(fw, name, value)
