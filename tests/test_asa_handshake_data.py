@@ -303,17 +303,20 @@ def test_traceroute_syns_with_one_isn_more_each_hop_are_dropped_after_the_first(
     assert [d.reason for d in link.drops()] == [DropReason.TCP_SEQ_SYN_DIFF] * 4
 
 
+# A Linux box that forwards everything but what conntrack calls INVALID.
+LINUX_INVALID_DROP = (
+    "#@statewall interface inside dev eth1 address 10.0.0.1/24\n"
+    "#@statewall interface outside dev eth0 address 192.168.9.30/24\n"
+    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+    "-A FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n"
+)
+
+
 def test_linux_takes_a_second_syn_with_a_higher_isn_as_a_reinitialized_connection():
     # nf_conntrack_proto_tcp.c tcp_in_window: in SYN_SENT, an original SYN ending after td_end
     # reinitializes the sender (RFC 793, "sequence numbers larger than those recently used").
-    rules = (
-        "#@statewall interface inside dev eth1 address 10.0.0.1/24\n"
-        "#@statewall interface outside dev eth0 address 192.168.9.30/24\n"
-        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
-        "-A FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n"
-    )
     h = Conversation(
-        Link.iptables(rules, "t.rules", now=10.0),
+        Link.iptables(LINUX_INVALID_DROP, "t.rules", now=10.0),
         Host(CLIENT, 40000, "inside", isn=1000),
         Host(SERVER, 80, "outside", isn=50000),
         acks="capture",
@@ -365,15 +368,9 @@ def test_show_asp_drop_has_the_asas_line_for_a_syn_ack_with_a_bad_ack():
 def test_linux_takes_a_syn_ack_acknowledging_below_the_syn():
     # nf_conntrack_proto_tcp.c tcp_in_window: the ack's lower bound is a window back, not the SYN; an
     # ack beyond it is INVALID ("ACK is over upper bound").
-    rules = (
-        "#@statewall interface inside dev eth1 address 10.0.0.1/24\n"
-        "#@statewall interface outside dev eth0 address 192.168.9.30/24\n"
-        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
-        "-A FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n"
-    )
     for ack, passes in ((1000, True), (1002, False)):
         h = Conversation(
-            Link.iptables(rules, "t.rules", now=10.0),
+            Link.iptables(LINUX_INVALID_DROP, "t.rules", now=10.0),
             Host(CLIENT, 40000, "inside", isn=1000),
             Host(SERVER, 80, "outside", isn=50000),
             acks="capture",

@@ -134,18 +134,26 @@ def format_tcp_flags(flags: int) -> str:
     return "".join(f"{name} " for bit, name in _TCP_FLAG_NAMES if flags & bit)
 
 
+def utc_second(t: float) -> tuple[int, int]:
+    """``t`` as (whole second, microseconds) the way ``datetime.fromtimestamp`` splits it: the
+    fraction times 10^6 rounded half to even, 10^6 of them carried into the seconds."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        us -= 1_000_000
+        whole += 1.0
+    elif us < 0:
+        us += 1_000_000
+        whole -= 1.0
+    return int(whole), us
+
+
 def format_timestamp(t: float) -> str:
     """``Sep 19 2007 06:55:58`` (UTC): the ASA's ``logging timestamp`` form.
 
     Of ``datetime.fromtimestamp(t, UTC)``, made once per second: the second is the one fromtimestamp
     rounds to (the fraction's microseconds half to even, 10^6 of them carried into the seconds)."""
-    frac, whole = math.modf(t)
-    us = round(frac * 1e6)
-    if us >= 1_000_000:
-        whole += 1.0
-    elif us < 0:
-        whole -= 1.0
-    second = int(whole)
+    second, _ = utc_second(t)
     text = _TIMESTAMPS.get(second)
     if text is None:
         if len(_TIMESTAMPS) > 4096:

@@ -20,7 +20,6 @@ import base64
 import functools
 import hashlib
 import json
-import math
 import socket
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ from ..events import (
     XlateTeardown,
 )
 from ..policy import LOG_LEVELS
-from .asa import messages_for, protocol_name
+from .asa import messages_for, protocol_name, utc_second
 
 SCHEMA = "statewall.events/2"
 
@@ -108,15 +107,7 @@ def iso_time(t: float) -> str:
     ``datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")``, with the date and time of
     day made once per second: the microseconds are rounded as ``fromtimestamp`` rounds them (the
     fraction times 10^6, half to even, carried into the seconds at 10^6)."""
-    frac, whole = math.modf(t)
-    us = round(frac * 1e6)
-    if us >= 1_000_000:
-        us -= 1_000_000
-        whole += 1.0
-    elif us < 0:
-        us += 1_000_000
-        whole -= 1.0
-    second = int(whole)
+    second, us = utc_second(t)
     head = _ISO_SECONDS.get(second)
     if head is None:
         if len(_ISO_SECONDS) > 4096:
