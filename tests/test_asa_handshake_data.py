@@ -312,15 +312,20 @@ LINUX_INVALID_DROP = (
 )
 
 
-def test_linux_takes_a_second_syn_with_a_higher_isn_as_a_reinitialized_connection():
-    # nf_conntrack_proto_tcp.c tcp_in_window: in SYN_SENT, an original SYN ending after td_end
-    # reinitializes the sender (RFC 793, "sequence numbers larger than those recently used").
-    h = Conversation(
+def linux_hosts() -> Conversation:
+    """The same client and server through ``LINUX_INVALID_DROP``."""
+    return Conversation(
         Link.iptables(LINUX_INVALID_DROP, "t.rules", now=10.0),
         Host(CLIENT, 40000, "inside", isn=1000),
         Host(SERVER, 80, "outside", isn=50000),
         acks="capture",
     )
+
+
+def test_linux_takes_a_second_syn_with_a_higher_isn_as_a_reinitialized_connection():
+    # nf_conntrack_proto_tcp.c tcp_in_window: in SYN_SENT, an original SYN ending after td_end
+    # reinitializes the sender (RFC 793, "sequence numbers larger than those recently used").
+    h = linux_hosts()
     assert h.send("a", "S")
     assert h.send("a", "S", seq=6000)
     assert h.drops() == []
@@ -369,12 +374,7 @@ def test_linux_takes_a_syn_ack_acknowledging_below_the_syn():
     # nf_conntrack_proto_tcp.c tcp_in_window: the ack's lower bound is a window back, not the SYN; an
     # ack beyond it is INVALID ("ACK is over upper bound").
     for ack, passes in ((1000, True), (1002, False)):
-        h = Conversation(
-            Link.iptables(LINUX_INVALID_DROP, "t.rules", now=10.0),
-            Host(CLIENT, 40000, "inside", isn=1000),
-            Host(SERVER, 80, "outside", isn=50000),
-            acks="capture",
-        )
+        h = linux_hosts()
         assert h.send("a", "S")
         assert bool(h.send("b", "SA", ack=ack)) is passes
         assert [d.reason for d in h.drops()] == ([] if passes else [DropReason.TCP_INVALID])
