@@ -54,3 +54,14 @@ def seeds_dir(shared_dir: Path) -> Path:
     if not seeds.is_dir():
         pytest.skip(f"seed articles not found at {seeds}")
     return seeds
+
+
+# The longest files first: with two workers (make test: -n 2 --dist loadfile) a file starts where a
+# worker is free, so the 100 000-connection replay and the live seed scenarios begin at once and the
+# many short files fill the other core around them, instead of one of them starting last.
+LONGEST_FIRST = ("test_scale_replay.py", "test_scenarios.py", "test_intercept.py", "test_asa_real_configs.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
