@@ -19,11 +19,16 @@ instead of one:
    work on the next chunk (a chunk's records are final: every shard has swept its timers up to the
    chunk's last packet). Counters and totals of the summary are summed.
 
+Each shard places its packets as one process does (``statewall.replay.Arrivals``: the firewall's own
+output in a two-way capture left out and counted, a fixed iptables DNAT carried in auto mode), from its
+own emissions; the shard key sends both faces of a packet to one shard (``shardkey``).
+
 What may differ from one process (docs/scale.md): the PAT port chosen for a host (each shard allocates
 from its own port blocks) and everything that carries that port; the order of outputs that one timer
-sweep at one instant produced in different shards (here by shard, there by queue order); and which
+sweep at one instant produced in different shards (here by shard, there by queue order); which
 connections a global limit (class ``conn-max``, ``embryonic-conn-max``) refuses once it is reached,
-since each shard holds its share of it.
+since each shard holds its share of it; and, not modelled, packets captured in a dynamic translation's
+mapped coordinates (keyed by their peer, counted in the summary's ``shards.not_modelled``).
 """
 
 from __future__ import annotations
