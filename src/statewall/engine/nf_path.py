@@ -244,7 +244,8 @@ def route(c: NfPacket) -> bool:
         # on any interface (inet_lookup_ifaddr_rcu; with rp_filter on, __fib_validate_source's lookup
         # finds RTN_LOCAL) is refused with -EINVAL unless the arrival interface's accept_local is set
         # (default 0; not modelled, check warns): ip_handle_martian_source counts it and, with
-        # log_martians, prints "martian source" (SKB_DROP_REASON_IP_LOCAL_SOURCE since Linux 6.14).
+        # log_martians, prints "martian source" (SKB_DROP_REASON_IP_LOCAL_SOURCE in kernels whose
+        # fib_validate_source returns drop reasons).
         # Dropped before ip_forward: no TTL check, no ICMP error; a new connection is never
         # confirmed, so conntrack -E says nothing. IPv6 has no such check (ip6_rcv_core, ip6_forward
         # look at multicast, loopback and link-local sources only): forwarded. Checked against the
