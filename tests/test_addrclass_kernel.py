@@ -205,3 +205,49 @@ def test_a_bad_ipv4_header_checksum_is_not_forwarded(router):
     assert out == [] and _errors(back) == []
     out, back, events = _through_engine(pkt)
     assert out == [] and back == [] and [d.reason.keyword for d in events] == ["bad-ip-cksum"]
+
+
+# The box's own addresses as a packet's source, arriving on fa from its link: IPv4 drops it in the
+# routing decision (fib_validate_source: a martian source, accept_local 0), IPv6 forwards it.
+OWN_SOURCE = {
+    "fa's own address": (_u4("10.77.1.254", "10.77.2.100"), "ip-local-source"),
+    "fb's own address, arriving on fa": (_u4("10.77.2.254", "10.77.2.100"), "ip-local-source"),
+    "its own address with TTL 1 (no Time Exceeded: refused before ip_forward)": (
+        _u4("10.77.1.254", "10.77.2.100", ttl=1),
+        "ip-local-source",
+    ),
+    "its own address to the box itself": (_u4("10.77.2.254", "10.77.1.254"), "ip-local-source"),
+    "IPv6: fa's own address": (_u6("fd77:1::fe", "fd77:2::100"), "forwarded"),
+    "IPv6: fb's own address, arriving on fa": (_u6("fd77:2::fe", "fd77:2::100"), "forwarded"),
+    "IPv6: its own address with hop limit 1 (the error goes to the box itself)": (
+        _u6("fd77:1::fe", "fd77:2::100", hlim=1),
+        "ttl-exceeded",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(OWN_SOURCE))
+def test_the_boxs_own_address_as_source_from_a_link(router, monkeypatch, case):
+    import socket
+
+    import test_reassembly_kernel
+
+    # What fw sends from fb's own addresses is captured too (the lab's filter keeps fa's only).
+    ours = {(4, socket.inet_aton("10.77.2.254")), (6, socket.inet_pton(socket.AF_INET6, "fd77:2::fe"))}
+    monkeypatch.setattr(test_reassembly_kernel, "_OURS", test_reassembly_kernel._OURS | ours)
+    pkt, linux = OWN_SOURCE[case]
+    out, back = router.send([pkt])
+    back = _errors(back)  # neighbour discovery and MLD left out
+    engine_out, engine_back, events = _through_engine(pkt)
+    drops = [d.reason.keyword for d in events if isinstance(d, Drop)]
+    if linux == "forwarded":
+        lowered = IPv6(bytes(pkt))
+        lowered.hlim -= 1
+        assert out == [bytes(lowered)] and back == []
+        assert engine_out == out and engine_back == [] and drops == []
+    else:
+        assert out == [] and back == [], "the kernel forwarded or answered it"
+        assert engine_out == [] and engine_back == []
+        assert drops == [linux]
+        # Refused before it could become a connection: conntrack -E says nothing.
+        assert not [e for e in events if isinstance(e, (ConnBuilt, CtEvent))]

@@ -191,6 +191,20 @@ def test_martian_sources_are_dropped(dialect):
     assert out == [] and drops(events) == ["sp-security-failed" if dialect == "asa" else "martian-source"]
 
 
+def test_linux_drops_its_own_ipv4_address_as_a_source_from_a_link_and_forwards_ipv6():
+    # fib_validate_source in the routing decision after PREROUTING (accept_local 0): any of the box's
+    # addresses, arriving on any interface, to anywhere; no connection is confirmed. IPv6 has no such
+    # check (tests/test_addrclass_kernel.py has the kernel's answer).
+    fw = firewall("iptables")
+    for src, iface in (("10.1.1.1", "inside"), ("192.0.2.1", "inside"), ("192.0.2.1", "outside")):
+        out, events = send(fw, [IP(src=src, dst=SERVER, ttl=1) / UDP(sport=1, dport=53)], iface)
+        assert out == [] and drops(events) == ["ip-local-source"]
+        assert not kinds(events, ConnBuilt)
+        assert "martian source 198.51.100.7 from" in next(d for d in events if isinstance(d, Drop)).message
+    out, events = send(fw, [IPv6(src="2001:db8:1::1", dst=SERVER6) / UDP(sport=1, dport=53)])
+    assert len(out) == 1 and drops(events) == []
+
+
 # -- header checksum ----------------------------------------------------------------------------------
 
 
@@ -474,3 +488,23 @@ def test_replay_auto_ingress_carries_a_statically_translated_servers_replies(tmp
 
     left = [IP(raw) for _, raw in read_packets(tmp_path / "out" / "outside.pcap")]
     assert len(left) == 3 and {p.src for p in left} == {"192.0.2.10"}
+
+
+def test_the_asas_own_address_as_a_source_is_named_not_modelled_in_replay(tmp_path):
+    # No Cisco source says what an ASA does with it (docs/asa.md): forwarded as the rules allow, and
+    # replay counts it apart (statewall.gaps.OWN_SOURCE); Linux drops it (ip-local-source).
+    from statewall.gaps import OWN_SOURCE
+    from statewall.pcapio import PcapWriter
+    from statewall.replay import replay
+
+    path = tmp_path / "inside.pcap"
+    with PcapWriter(path) as w:
+        w.write(bytes(IP(src="192.0.2.1", dst=SERVER) / UDP(sport=1, dport=5000) / b"x"), 1.0)
+        w.write(bytes(IP(src=CLIENT, dst=SERVER) / UDP(sport=2, dport=5000) / b"x"), 1.1)
+    for dialect in ("asa", "iptables"):
+        policy = parse_policy(ASA if dialect == "asa" else IPTABLES, f"fw.{dialect}", dialect=dialect)
+        summary = replay(policy, [("inside", path)], tmp_path / dialect, report=False)
+        if dialect == "asa":
+            assert summary["forwarded"] == 2 and summary["not_modelled"] == {OWN_SOURCE: 1}
+        else:
+            assert summary["forwarded"] == 1 and summary["drops_by_reason"] == {"ip-local-source": 1}

@@ -156,6 +156,15 @@ def test_sysctl_timeouts_and_unmodelled_names():
     assert [(i.protocol, i.ports) for i in policy.inspections] == [("ftp", (21,))]
 
 
+def test_accept_local_is_kept_and_named_not_modelled():
+    # The box's own address as a source stays a martian source (engine.nf_path: ip-local-source).
+    policy = parse("net.ipv4.conf.eth0.accept_local = 1\nnet.ipv4.conf.all.rp_filter = 1\n", "sysctl.conf")
+    texts = [w.message for w in policy.warnings]
+    assert "not modelled" in texts[0] and "ip-local-source" in texts[0]
+    assert "not a setting statewall models" in texts[1]
+    assert [text for _, text in policy.passthrough][0] == "sysctl net.ipv4.conf.eth0.accept_local=1"
+
+
 # --------------------------------------------------------------------------------------------------
 # Seed 004: ipchains masquerading timeouts
 

@@ -390,3 +390,22 @@ def test_the_comparison_finds_a_changed_event_packet_or_log_line(tmp_path: Path,
     ):
         with pytest.raises(AssertionError, match=where):
             compare(ref, spoiled(name, spoil))
+
+
+def test_two_way_captures_on_a_running_cluster_equal_one_process(tmp_path: Path, cluster: str) -> None:
+    # The firewall's own output in captures of both links, recognised by the shard that emitted it
+    # (tests/test_scale_replay_own_output.py has the cases, in this process): here on the cluster.
+    from test_replay_own_output import _captures
+    from test_scale_replay_own_output import NO_NAT_RULES, one_process, sessions, sharded
+    from traffic import Host, Link
+
+    link = Link.iptables(NO_NAT_RULES, "fwd.rules", now=10.0)
+    sessions(
+        link,
+        [(Host(h, 41000, "inside"), Host("192.168.9.2", 80, "outside")) for h in ("10.0.0.2", "10.0.0.4")],
+    )
+    paths, _ = _captures(tmp_path / "caps", link)
+    ref = one_process(NO_NAT_RULES, "fwd.rules", paths, tmp_path / "one")
+    got = sharded(NO_NAT_RULES, "fwd.rules", paths, tmp_path / "two", cluster=cluster, shards=2, inline=False)
+    compare(tmp_path / "one", tmp_path / "two")
+    assert got["sent_by_firewall"] == ref["sent_by_firewall"] > 0 and all(got["shards"]["packets"])

@@ -14,7 +14,10 @@ and a directed broadcast of a connected network (``fib`` type RTN_BROADCAST; ``b
 is delivered to the box itself (``brd_input`` -> ``local_input``: the INPUT path), never forwarded. A
 multicast destination goes to ``ip_route_input_mc`` only when the box joined the group or routes
 multicast; otherwise the route lookup fails and the packet is dropped. A directed-broadcast source is
-refused by ``fib_validate_source`` only with ``rp_filter`` on, which statewall does not model (off).
+refused by ``fib_validate_source`` only with ``rp_filter`` on, which statewall does not model (off). A
+source that is one of the box's own addresses is refused by ``fib_validate_source`` whatever
+``rp_filter`` says (``accept_local`` 0): that needs the box's addresses, not the address's class, and is
+the netfilter path's routing stage (``engine.nf_path.route``, ``ip-local-source``; IPv6 forwards it).
 IPv6 - net/ipv6/ip6_input.c ``ip6_rcv_core`` drops a multicast or loopback source and a loopback
 destination (RFC 4291 2.5.3, 2.7); a multicast destination goes to ``ip6_mc_input``, which forwards
 only with multicast routing (``mforwarding``) and otherwise delivers it locally or drops it;

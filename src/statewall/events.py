@@ -125,6 +125,9 @@ class DropReason(enum.Enum):
     NO_MCAST_INTERFACE = ("no-mcast-intrf", "FP no mcast output intrf")
     MARTIAN_SOURCE = ("martian-source", "Martian source address")
     MARTIAN_DESTINATION = ("martian-destination", "Martian destination address")
+    # Linux, IPv4: a packet arriving from a link with one of the box's own addresses as its source
+    # (fib_validate_source, accept_local 0; the kernel's SKB_DROP_REASON_IP_LOCAL_SOURCE).
+    IP_LOCAL_SOURCE = ("ip-local-source", "Martian source: the firewall's own address (accept_local 0)")
     MCAST_NOT_FORWARDED = ("mc-not-forwarded", "Multicast not forwarded without multicast routing")
     IPV6_ADDR_ERROR = ("ipv6-in-addr-errors", "IPv6 source or destination not acceptable")
     IPV6_BEYOND_SCOPE = ("ipv6-beyond-scope", "Link-local address beyond its scope")

@@ -22,6 +22,11 @@ modelled). Not a configuration feature, so ``statewall check`` has nothing to wa
 packet-tracer (it traces a flow's first packet) never meets it; each such segment a replay of an ASA
 configuration forwarded is counted (``GapMatcher.embryonic_data``, given the replay's engine).
 
+A through packet whose source is one of the ASA's own interface addresses (``OWN_SOURCE``): Linux drops
+it as a martian source (``ip-local-source``, the iptables dialect); what an ASA does with it has no
+Cisco source statewall could find (docs/asa.md), so the ASA dialect forwards it as its access rules and
+security levels allow, and a replay of an ASA configuration counts each such packet it forwarded.
+
 Other records (time ranges, the DNS inspection map's unmodelled lines) are named by ``statewall check``
 and ``show service-policy``; they are not matched per packet here. (ICMP without ``inspect icmp`` is
 modelled, not a gap: the ASA's stages keep no session for it, ``statewall.engine.asa.stateless``.)
@@ -41,6 +46,11 @@ EMBRYONIC_DATA = "responder data on an embryonic connection"
 _EMBRYONIC_ACTION = (
     "unknown: no Cisco source says whether an ASA forwards data from the responder before the "
     "initiator's ACK completes the handshake (statewall forwards it when it is in window)"
+)
+OWN_SOURCE = "a source that is the ASA's own interface address"
+_OWN_SOURCE_ACTION = (
+    "unknown: no Cisco source says what an ASA does with a through packet from one of its own interface "
+    "addresses (statewall forwards it as the access rules and security levels allow)"
 )
 # The tracker's states before the three-way handshake completed (SYN_SENT2: a simultaneous open).
 _EMBRYONIC = frozenset({TcpState.NONE, TcpState.SYN_SENT, TcpState.SYN_RECV, TcpState.SYN_SENT2})
@@ -66,6 +76,12 @@ class GapMatcher:
         self.fw = fw if asa else None
         where = Origin(policy.source_file or "<config>", 0, "")
         self._embryonic = Unmodelled(EMBRYONIC_DATA, _EMBRYONIC_ACTION, where, 0)
+        self._own_source = Unmodelled(OWN_SOURCE, _OWN_SOURCE_ACTION, where, 0)
+        # The ASA's own addresses as the bytes of a source address (IPv4 and IPv6).
+        self._own: set[bytes] = set()
+        if self.fw is not None:
+            for itf in policy.interfaces.values():
+                self._own.update(a.ip.packed for a in (*itf.ipv4, *itf.ipv6))
         self.active = bool(self.vpn) or self.fw is not None
 
     def forwarded(self, in_iface: str, packets: list, packet_in: bytes | bytearray = b"") -> list:
@@ -76,9 +92,20 @@ class GapMatcher:
             return []
         out_iface, packet_out = packets[0]
         found = self.applicable(in_iface, out_iface, packet_out)
-        if self.fw is not None and self.embryonic_data(packet_in):
-            found.append(self._embryonic)
+        if self.fw is not None:
+            if self.embryonic_data(packet_in):
+                found.append(self._embryonic)
+            if self.own_source(packet_in):
+                found.append(self._own_source)
         return found
+
+    def own_source(self, packet_in: bytes | bytearray) -> bool:
+        """Is the forwarded ``packet_in``'s source one of the ASA's own interface addresses?"""
+        if len(packet_in) < 20:
+            return False
+        if packet_in[0] >> 4 == 4:
+            return bytes(packet_in[12:16]) in self._own
+        return len(packet_in) >= 40 and bytes(packet_in[8:24]) in self._own
 
     def embryonic_data(self, packet_in: bytes | bytearray) -> bool:
         """Did the forwarded ``packet_in`` (as it arrived) carry data from the responder, without SYN, on

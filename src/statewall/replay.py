@@ -347,6 +347,71 @@ class RecentOutput:
         return False
 
 
+class Arrivals:
+    """Where each captured packet arrives, decided alike by one process's replay and by every shard of
+    a sharded one (``statewall.scale.replay``, which gives each shard its own ``Arrivals``).
+
+    ``place`` answers for a packet of capture ``capture`` (``ingress[capture]``: its pinned interface,
+    None for ``auto``): None when it is the firewall's own output (pinned: ``fw.sent_by_box``; auto: a
+    copy of a recent emission, ``RecentOutput``), else ``(interface or None when no route reaches its
+    source, packet)``, the packet carried across a fixed iptables DNAT in auto mode (``DnatCarry``).
+    ``emitted`` is told everything the engine sends out (``cause``: the capture of the packet that
+    caused it, -1 for a timer's output)."""
+
+    def __init__(self, policy: Policy, fw: FirewallLike, ingress: Sequence[str | None]) -> None:
+        self.fw = fw
+        self.ingress = list(ingress)
+        # With a capture not tied to a link, the firewall's recent output, to recognise it there.
+        self.recent = RecentOutput() if any(i is None for i in self.ingress) else None
+        self.dnat: Any = None
+        self._by_key: dict = {}
+        if self.recent is not None and (policy.netfilter or policy.ip6_netfilter):
+            from .replay_dnat import DnatCarry
+
+            self.dnat = DnatCarry(policy)
+            engine = fw if hasattr(fw, "conns") else getattr(fw, "fw", fw)
+            self._by_key = getattr(getattr(engine, "conns", None), "by_key", {})
+
+    def _known(self, pkt: Any) -> bool:
+        return (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport) in self._by_key
+
+    def place(
+        self, capture: int, data: bytes | bytearray, now: float
+    ) -> tuple[str | None, bytes | bytearray] | None:
+        iface = self.ingress[capture]
+        if iface is not None:
+            # The capture of the link holds the firewall's own output too: it left by this
+            # interface, it did not arrive there.
+            return None if self.fw.sent_by_box(iface, data) else (iface, data)
+        if self.recent is not None and self.recent.take(data, now, capture):
+            return None  # the packet it emitted on some interface moments ago (RecentOutput)
+        iface = self.fw.ingress_for(data)
+        if self.dnat is not None and iface is not None:
+            # A server behind a fixed DNAT captured on either side of the box: as it arrived live
+            # (statewall.replay_dnat).
+            return self.dnat.carry(data, iface, self._known)
+        return iface, data
+
+    def emitted(
+        self,
+        packets: Sequence[tuple[str, bytes | bytearray]],
+        now: float,
+        cause: int = -1,
+        source: bytes | bytearray | None = None,
+    ) -> None:
+        if self.recent is not None and packets:
+            self.recent.emitted(packets, now, cause, source)
+
+    def dnat_summary(self) -> dict[str, Any]:
+        """The summary's DNAT entries: with ``--ingress auto`` and an iptables ruleset with DNAT
+        rules, the packets of a server behind a fixed DNAT carried across it and the rules replay
+        does not carry (``statewall.replay_dnat``); nothing otherwise."""
+        d = self.dnat
+        if d is None or not (d.forwards or d.not_carried):
+            return {}
+        return {"dnat_carried": d.carried, "dnat_not_carried": list(d.not_carried)}
+
+
 def merged_captures(readers: Sequence[CaptureReader]) -> Iterator[tuple[float, int, int, bytes, bool]]:
     """All packets of all captures by timestamp; ties keep capture order, then file order. The last
     field says whether the capture cut the packet short (``_truncated``)."""
@@ -445,19 +510,8 @@ def replay(
         per_capture_unassigned: Counter[int] = Counter()
         per_capture_truncated: Counter[int] = Counter()
         per_capture_sent: Counter[int] = Counter()
-        # With a capture not tied to a link, the firewall's recent output, to recognise it there.
-        recent = RecentOutput() if any(i is None for i in ingress) else None
-        dnat = None
-        if recent is not None and (policy.netfilter or policy.ip6_netfilter):
-            from .replay_dnat import DnatCarry
-
-            dnat = DnatCarry(policy)
-            engine = fw if hasattr(fw, "conns") else getattr(fw, "fw", fw)
-            by_key = getattr(getattr(engine, "conns", None), "by_key", {})
-
-            def known(pkt) -> bool:
-                return (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport) in by_key
-
+        # Which interface each packet arrives on, and which are the firewall's own output.
+        arrivals = Arrivals(policy, fw, ingress)
         first: float | None = None
         now = float("-inf")
         for n, (ts, index, _seq, data, cut) in enumerate(merged_captures(readers)):
@@ -472,8 +526,7 @@ def replay(
             res = fw.advance(now)
             if res.packets:
                 outputs.packets(res.packets, now)
-                if recent is not None:
-                    recent.emitted(res.packets, now, -1, None)
+                arrivals.emitted(res.packets, now)
             if res.events:
                 outputs.events(res.events)
             if cut:
@@ -482,25 +535,14 @@ def replay(
                 truncated += 1
                 per_capture_truncated[index] += 1
                 continue
-            iface = ingress[index]
-            if iface is None:
-                if recent is not None and recent.take(data, now, index):
-                    # The capture holds the firewall's own output too: the packet it emitted on some
-                    # interface moments ago (RecentOutput), not one that arrived (counted).
-                    sent_by_fw += 1
-                    per_capture_sent[index] += 1
-                    continue
-                iface = fw.ingress_for(data)
-                if dnat is not None and iface is not None:
-                    # A server behind a fixed DNAT captured on either side of the box: as it arrived
-                    # live (statewall.replay_dnat).
-                    iface, data = dnat.carry(data, iface, known)
-            elif fw.sent_by_box(iface, data):
-                # The capture of the link holds the firewall's own output too: it left by this
-                # interface, it did not arrive there (counted, not handed over).
+            placed = arrivals.place(index, data, now)
+            if placed is None:
+                # The capture holds the firewall's own output too: it left the box, it did not
+                # arrive (counted, not handed over).
                 sent_by_fw += 1
                 per_capture_sent[index] += 1
                 continue
+            iface, data = placed
             if iface is None:
                 # No route back to the source: the firewall could not have received it on any
                 # interface we could name, so it is not handed over at all (and said so).
@@ -512,8 +554,8 @@ def replay(
             arrived = fw.replay_rewrite(iface, data, now)
             outputs.arrival(iface, arrived, now)
             res = fw.receive(iface, arrived, now)
-            if recent is not None and res.packets:
-                recent.emitted(res.packets, now, index, data)
+            if res.packets:
+                arrivals.emitted(res.packets, now, index, data)
             if gaps.active and res.packets:
                 for u in gaps.forwarded(iface, res.packets, arrived):
                     not_modelled[u.feature] += 1
@@ -591,11 +633,7 @@ def replay(
                 "report": REPORT_NAME if report else None,
             },
         }
-    if dnat is not None and (dnat.forwards or dnat.not_carried):
-        # --ingress auto, an iptables ruleset with DNAT rules: packets of a server behind a fixed
-        # DNAT carried across it, and the rules replay does not carry (statewall.replay_dnat).
-        summary["dnat_carried"] = dnat.carried
-        summary["dnat_not_carried"] = dnat.not_carried
+    summary.update(arrivals.dnat_summary())
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")

@@ -117,6 +117,8 @@ def print_report(
     for rule in summary.get("dnat_not_carried", ()):
         print(f"statewall replay: not carried across (captures of either side replay as taken): {rule}",
               file=sys.stderr)  # fmt: skip
+    for what, n in summary.get("shards", {}).get("not_modelled", {}).items():
+        print(f"statewall replay: not modelled in shards: {n} packet(s) {what}", file=sys.stderr)
     for reason, n in summary["drops_by_reason"].items():
         table.add_row(f"  drop: {reason}", str(n))
     for feature, n in summary.get("not_modelled", {}).items():
@@ -276,7 +278,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "firewall itself sent out there, if the capture holds it, is left out and counted); 'auto' "
         "(the default for positional captures) uses the interface that routes to each packet's source, "
         "and leaves out a copy, in another capture, of a packet the firewall emitted within the last "
-        "second (equal but for what it rewrote; not with --workers) and carries a server behind a "
+        "second (equal but for what it rewrote) and carries a server behind a "
         "fixed iptables DNAT captured on either side (the rules it cannot invert are named)",
     )
     p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR", help="directory for the results")

@@ -111,6 +111,11 @@ def send_error(fw, iface: str, pkt: Packet, error: tuple[int, int], now: float, 
     )  # fmt: skip
     if why_not is not None:
         return
+    if fw.routes.local_interface(v, pkt.src) is not None:
+        # Addressed to one of the box's own addresses, the error is delivered to the box itself
+        # (icmp_send / icmp6_send route it locally): nothing leaves (the kernel, an IPv6 packet
+        # forwarded from the box's own address with hop limit 1: tests/test_addrclass_kernel.py).
+        return
     src = fw.routes.interface_address(iface, v, pkt.src)
     if src is None:
         return

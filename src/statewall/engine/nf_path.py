@@ -236,6 +236,27 @@ def prerouting(c: NfPacket) -> bool:
 def route(c: NfPacket) -> bool:
     fw, pkt, flow, half = c.fw, c.pkt, c.flow, c.half
     v = pkt.version
+    if v == 4 and fw.routes.local_interface(4, pkt.src) is not None:
+        # The routing decision after PREROUTING (raw, conntrack, mangle, nat: their rules have run)
+        # and before INPUT or FORWARD: ip_rcv_finish -> ip_route_input_slow (net/ipv4/route.c) asks
+        # fib_validate_source (net/ipv4/fib_frontend.c) about the source of every packet, forwarded,
+        # local or broadcast, of any conntrack state. A source that is one of the box's own addresses
+        # on any interface (inet_lookup_ifaddr_rcu; with rp_filter on, __fib_validate_source's lookup
+        # finds RTN_LOCAL) is refused with -EINVAL unless the arrival interface's accept_local is set
+        # (default 0; not modelled, check warns): ip_handle_martian_source counts it and, with
+        # log_martians, prints "martian source" (SKB_DROP_REASON_IP_LOCAL_SOURCE in kernels whose
+        # fib_validate_source returns drop reasons).
+        # Dropped before ip_forward: no TTL check, no ICMP error; a new connection is never
+        # confirmed, so conntrack -E says nothing. IPv6 has no such check (ip6_rcv_core, ip6_forward
+        # look at multicast, loopback and link-local sources only): forwarded. Checked against the
+        # kernel in tests/test_addrclass_kernel.py.
+        ct.discard(c.path, flow)
+        dst, src = addr_to_str(v, pkt.dst), addr_to_str(v, pkt.src)
+        drop(
+            fw, c.ev, DropReason.IP_LOCAL_SOURCE, c.iface, pkt, c.now,
+            message=f"martian source {dst} from {src} (the firewall's own address), on {c.iface}",
+        )  # fmt: skip
+        return False
     if half is not None and not flow.new and not flow.error:
         egress = half.out_iface
         local = egress is None

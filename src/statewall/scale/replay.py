@@ -19,11 +19,16 @@ instead of one:
    work on the next chunk (a chunk's records are final: every shard has swept its timers up to the
    chunk's last packet). Counters and totals of the summary are summed.
 
+Each shard places its packets as one process does (``statewall.replay.Arrivals``: the firewall's own
+output in a two-way capture left out and counted, a fixed iptables DNAT carried in auto mode), from its
+own emissions; the shard key sends both faces of a packet to one shard (``shardkey``).
+
 What may differ from one process (docs/scale.md): the PAT port chosen for a host (each shard allocates
 from its own port blocks) and everything that carries that port; the order of outputs that one timer
-sweep at one instant produced in different shards (here by shard, there by queue order); and which
+sweep at one instant produced in different shards (here by shard, there by queue order); which
 connections a global limit (class ``conn-max``, ``embryonic-conn-max``) refuses once it is reached,
-since each shard holds its share of it.
+since each shard holds its share of it; and, not modelled, packets captured in a dynamic translation's
+mapped coordinates (keyed by their peer, counted in the summary's ``shards.not_modelled``).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from ..pcapio import CaptureReader, PcapngWriter, PcapWriter
 from ..policy import Policy
 from ..replay import (
     ASP_DROP,
+    Arrivals,
     ReplayError,
     conn_id_of,
     counter_summary,
@@ -145,8 +151,10 @@ class ShardEngine:
             self.fw.nat.port_share = (shard, count)
             # The same for an iptables ruleset's SNAT and MASQUERADE (Linux's allocator, nf_nat).
             self.fw.nf_nat.port_share = (shard, count)
-        self.ingress = list(ingress)
         self.hostname = hostname
+        # Where each packet arrives and which are the box's own output, as one process decides it
+        # (statewall.replay.Arrivals): this shard's emissions are the ones its packets can copy.
+        self.arrivals = Arrivals(policy, self.fw, ingress)
         # An engine running an iptables ruleset logs as Linux does; an ASA's messages pass the
         # configuration's logging filters (AsaLog), as one process's do.
         self.linux = getattr(self.fw, "netfilter", None) is not None
@@ -157,6 +165,9 @@ class ShardEngine:
         self.not_modelled: Counter[str] = Counter()
         self.last = -1  # global index of this shard's last timer sweep or packet
         self.packets_in = self.forwarded = self.dropped_on_receive = 0
+        # Packets handed over that the shard key placed by their peer, an end being a dynamic
+        # translation's mapped address (shardkey: not modelled with more than one shard).
+        self.keyed_by_peer = 0
         self.unassigned: Counter[int] = Counter()
         self.sent_by_firewall: Counter[int] = Counter()
         self._out: list[tuple] = []
@@ -185,6 +196,8 @@ class ShardEngine:
     def _advance(self, index: int, now: float) -> None:
         res = self.fw.advance(now)
         self.last = index
+        if res.packets:
+            self.arrivals.emitted(res.packets, now)
         self._emit(index, _TIMERS, now, res.packets, res.events)
 
     def _emit(self, index: int, phase: int, now: float, packets, events, cid=None, forwarded=False) -> None:
@@ -217,9 +230,9 @@ class ShardEngine:
 
     def feed(self, chunk: bytes) -> bytes:
         """One chunk, pickled: ``(number, packets, cidx, cnow, end)``, the packets ``(global index, time,
-        capture, bytes)`` of this shard in a chunk that ends at global index ``end``, ``cidx``/``cnow``
-        the chunk's timeline (its first index and every index where the time moves, with the time).
-        Returns the chunk's output records, pickled.
+        capture, bytes, keyed by peer)`` of this shard in a chunk that ends at global index ``end``,
+        ``cidx``/``cnow`` the chunk's timeline (its first index and every index where the time moves,
+        with the time). Returns the chunk's output records, pickled.
 
         Both ways the chunk travels as one pickled blob: Dask would otherwise walk a list of tuples
         element by element (measured: 4x the engine's own time for a chunk of 8 000 packets)."""
@@ -229,27 +242,30 @@ class ShardEngine:
             raise RuntimeError(f"shard {self.shard}: chunk {seq} arrived when chunk {self.chunks} was due")
         self.chunks += 1
         self._cidx, self._cnow = cidx, cnow
-        fw = self.fw
-        for index, now, capture, data in packets:
+        fw, arrivals = self.fw, self.arrivals
+        for index, now, capture, data, peer in packets:
             self._sweep_until(index)
             if self.last < index:
                 self._advance(index, now)
             self.last = index
-            iface = self.ingress[capture]
-            if iface is None:
-                iface = fw.ingress_for(data)
-            elif fw.sent_by_box(iface, data):
+            placed = arrivals.place(capture, data, now)
+            if placed is None:
                 self.sent_by_firewall[capture] += 1  # the box's own output (statewall.replay)
                 continue
+            iface, data = placed
             if iface is None:
                 self.unassigned[capture] += 1
                 continue
             self.packets_in += 1
+            if peer:
+                self.keyed_by_peer += 1
             self.counters.packet(iface, len(data), out=False)
             arrived = fw.replay_rewrite(iface, data, now)
             # What reached the interface (arrived/<iface>.pcap), kind 3.
             self._out.append((index, _PACKET, 3, iface, now, bytes(arrived)))
             res = fw.receive(iface, arrived, now)
+            if res.packets:
+                arrivals.emitted(res.packets, now, capture, data)
             if self.gaps.active and res.packets:
                 for u in self.gaps.forwarded(iface, res.packets, arrived):
                     self.not_modelled[u.feature] += 1
@@ -291,6 +307,8 @@ class ShardEngine:
             "unassigned": dict(self.unassigned),
             "sent_by_firewall": dict(self.sent_by_firewall),
             "not_modelled": dict(self.not_modelled),
+            "dnat": self.arrivals.dnat_summary(),
+            "keyed_by_peer": self.keyed_by_peer,
         }
 
 
@@ -465,7 +483,7 @@ def replay(
                     # Cut short by the snap length: not handed to any engine, as one process does.
                     truncated[capture] += 1
                 else:
-                    parts[key(data, ingress[capture])].append((total, now, capture, data))
+                    parts[key(data, ingress[capture])].append((total, now, capture, data, key.peer))
                 total += 1
                 n += 1
                 if n == chunk:
@@ -552,14 +570,34 @@ def replay(
             "packets": in_shard,
             "connections_built": [sum(t["counters"].conns_built.values()) for t in totals],
             "cpu_seconds": [round(t["cpu"], 3) for t in totals],
+            "not_modelled": _not_modelled_in_shards(totals),
         },
     }
+    dnat = [t["dnat"] for t in totals if t["dnat"]]
+    if dnat:
+        # Every shard reads the same DNAT rules (the same not-carried list); each carried its own
+        # hosts' packets.
+        summary["dnat_carried"] = sum(d["dnat_carried"] for d in dnat)
+        summary["dnat_not_carried"] = dnat[0]["dnat_not_carried"]
     with open(out / "summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=False)
         f.write("\n")
     if report:
         write_report(out, config_text)
     return summary
+
+
+# What the sharded replay does not model (docs/scale.md), as summary.json's ``shards.not_modelled``
+# names it: the packets replayed by another rule than one process's, counted.
+KEYED_BY_PEER = (
+    "in a dynamic translation's mapped coordinates (the firewall's output or a reply captured on the "
+    "translated side): keyed by the peer, not the inside host; --workers 1 replays them as one process"
+)
+
+
+def _not_modelled_in_shards(totals: Sequence[dict[str, Any]]) -> dict[str, int]:
+    n = sum(t["keyed_by_peer"] for t in totals)
+    return {KEYED_BY_PEER: n} if n else {}
 
 
 def _add_counters(total: Counters, part: Counters) -> None:

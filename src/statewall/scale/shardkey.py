@@ -19,19 +19,35 @@ security levels, with one small table for traffic between hosts of equal level:
   address pair fixes its shard (the sender's), and every later packet between the pair, either way and
   on any port (FTP data, ICMP errors about them), follows it. The table is bounded (``PAIR_TABLE_MAX``):
   a pair idle long enough to be evicted starts over with whoever speaks next.
-* A packet to the firewall itself belongs to its source; a packet the key cannot read (too short, not
-  IP) goes to shard 0, whose engine drops and counts it as one process would.
+* A packet to the firewall itself belongs to its source, and one from the firewall's own address to
+  its destination: a connection between the box (or a published port of it, an iptables DNAT's
+  client side, a server's reply captured there) and a host is that host's.
+* An address a static translation maps (ASA ``static``, object and twice NAT statics that change the
+  address) stands for its real address: a server captured outside its static, the firewall's output
+  to it captured there and the same packets captured inside are keyed alike.
+* An address behind which a dynamic translation hides hosts (PAT and dynamic NAT pools, an interface's
+  PAT address, iptables ``SNAT --to-source`` addresses and a ``MASQUERADE`` interface's address) is
+  keyed by the other end, like the box's own. Not modelled with more than one shard: which inside
+  host such a packet belongs to is not in the packet. A capture taken on the translated side of a
+  dynamic translation (the firewall's output there, a post-NAT reply) is therefore not keyed by the
+  inside host, and the mapped port it carries is the capturing box's choice while each shard allocates
+  from its own port blocks; ``peer`` says so of the packet just keyed (the summary counts them). One shard
+  (``--workers 1``) replays them as one process does.
+* A packet the key cannot read (too short, not IP) goes to shard 0, whose engine drops and counts it as
+  one process would.
 
-Captures record hosts' own addresses (they were taken without the firewall), so replies carry the
-inside host's real address and need no translation table here. Live, a reply arrives at the mapped
-address: there the PAT port block says the owner (``nat`` allocates each shard's ports from its own
-blocks; docs/scale.md).
+Captures taken without the firewall record hosts' own addresses, so replies carry the inside host's
+real address and need no translation table here. Live, a reply arrives at the mapped address: there
+the TUN steering program takes the owner from the PAT port block (``live/steer.py``; each worker
+allocates from its own blocks, docs/scale.md).
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
+from ..nat import NatTable
 from ..policy import Policy
 from ..routing import RouteTable
 
@@ -86,6 +102,11 @@ class ShardKey:
         self.levels = {name: itf.security_level for name, itf in policy.interfaces.items()}
         self.pairs: dict[tuple[int, int, int], int] = {}
         self._route_cache: dict[tuple[int, int], str | None] = {}
+        self.statics, self.hidden, self.hidden_spans = _translations(policy, self.routes)
+        # Whether the last packet keyed was keyed by its peer because an end was a dynamic
+        # translation's mapped address (with more than one shard: not modelled, see the module's
+        # docstring).
+        self.peer = False
 
     def _iface(self, version: int, addr: int) -> str | None:
         key = (version, addr)
@@ -105,8 +126,30 @@ class ShardKey:
         count = self.count
         if count == 1:
             return 0
-        if self.routes.local_interface(version, dst) is not None:
+        statics = self.statics
+        if statics:
+            real = _real(statics, version, dst)
+            if real is not None:
+                dst = real
+            real = _real(statics, version, src)
+            if real is not None:
+                src, in_iface = real, None  # entered from where its real host sits
+        routes = self.routes
+        if routes.local_interface(version, dst) is not None:
+            if self._hidden(version, dst):
+                self.peer = True
             return shard_of_host(version, src, count)
+        if routes.local_interface(version, src) is not None:
+            if self._hidden(version, src):
+                self.peer = True
+            return shard_of_host(version, dst, count)
+        if self.hidden or self.hidden_spans:
+            if self._hidden(version, dst):
+                self.peer = True
+                return shard_of_host(version, src, count)
+            if self._hidden(version, src):
+                self.peer = True
+                return shard_of_host(version, dst, count)
         if in_iface is None:
             in_iface = self._iface(version, src)
         out_iface = self._iface(version, dst)
@@ -126,7 +169,13 @@ class ShardKey:
             self.pairs[pair] = shard
         return shard
 
+    def _hidden(self, version: int, addr: int) -> bool:
+        if (version, addr) in self.hidden:
+            return True
+        return any(v == version and lo <= addr <= hi for v, lo, hi in self.hidden_spans)
+
     def __call__(self, data: bytes | bytearray, pinned: str | None = None) -> int:
+        self.peer = False
         if self.count == 1:
             return 0
         flow = _flow(data)
@@ -135,3 +184,45 @@ class ShardKey:
         version, src, dst, quoted = flow
         # A pinned interface is where the packet itself entered; a quoted packet went the other way.
         return self.owner(version, src, dst, None if quoted else pinned)
+
+
+def _real(statics: list[tuple[int, Any, Any]], version: int, addr: int) -> int | None:
+    """The real address a static translation maps ``addr`` from, None when none does."""
+    for v, mapped, real in statics:
+        if v == version:
+            i = mapped.index(addr)
+            if i is not None:
+                return real.at(i)
+    return None
+
+
+def _translations(policy: Policy, routes: RouteTable) -> tuple[list, set, list]:
+    """(statics as (version, mapped, real) address sets, the set of (version, address) and the list of
+    (version, low, high) ranges behind which dynamic translations hide hosts): the ASA's NAT table
+    (``NatTable.steering_view``, as the live steering program reads it) and an iptables ruleset's
+    source NAT."""
+    table = NatTable(policy, routes.interface_address)
+    view = table.steering_view(list(policy.interfaces))
+    statics = [(v, mapped, real) for v, mapped, real, *_ in view["static"]]
+    hidden = {(v, a) for v, a, _ in view["pat"]} | {(v, a) for v, a, _i, _ in view["one_to_one"]}
+    spans: list[tuple[int, int, int]] = []
+    devices = {itf.hardware or name: name for name, itf in policy.interfaces.items()}
+    for version, tables in ((4, policy.netfilter), (6, policy.ip6_netfilter)):
+        for table_ in (tables or {}).values():
+            for chain in table_.chains.values():
+                for rule in chain.rules:
+                    if rule.target == "SNAT" and rule.target_args.get("addresses"):
+                        lo, hi = rule.target_args["addresses"]
+                        spans.append((version, int(lo), int(hi)))
+                    elif rule.target == "MASQUERADE":
+                        out = rule.match.out_interface
+                        names = (
+                            [devices.get(out, out)]
+                            if out and not out.endswith("+")
+                            else list(policy.interfaces)
+                        )
+                        for name in names:
+                            a = routes.interface_address(name, version) if name else None
+                            if a is not None:
+                                hidden.add((version, a))
+    return statics, hidden, spans

@@ -111,6 +111,11 @@ _DEFRAG_NO_EFFECT = {
     "net.ipv6.ip6frag_high_thresh": _HOST_V6,
     "net.ipv6.ip6frag_low_thresh": _HOST_V6,
 }
+# Interface sysctls (net.ipv4.conf.IFACE.NAME) statewall does not model, and what it does instead.
+_CONF_NO_EFFECT = {
+    "accept_local": "not modelled: a packet arriving from a link with one of the box's own addresses as "
+    "its source is dropped as a martian source, as with accept_local 0 (ip-local-source)",
+}
 
 # ipchains -M -S tcp tcpfin udp (Linux 2.2 masquerading timeouts, seconds; 0 keeps the value): the
 # conntrack timeouts that play the same part. "tcpfin" is how long an entry lives once a FIN was seen:
@@ -715,7 +720,10 @@ class Parser:
                 field_name = name[len(prefix) :]
         defrag = DEFRAG_SYSCTLS.get(name)
         if field_name is None and defrag is None:
-            why = _DEFRAG_NO_EFFECT.get(name, "not a setting statewall models")
+            why = _DEFRAG_NO_EFFECT.get(name)
+            if why is None and name.startswith("net.ipv4.conf."):
+                why = _CONF_NO_EFFECT.get(name.rsplit(".", 1)[-1])
+            why = why or "not a setting statewall models"
             self.warn(line, f"sysctl {name}: {why}; kept, no effect")
             self.policy.passthrough.append((self.origin(line), f"sysctl {name}={value_tok.text}"))
             return
