@@ -180,12 +180,14 @@ def _handshake_capture(tmp_path: Path, early: bool) -> list[tuple[str, Path]]:
     return [("inside", paths["inside"]), ("outside", paths["outside"])]
 
 
+@pytest.mark.parametrize("config", [PIX_NO_NAT, PIX_PAT], ids=["no-nat", "pat"])
 @pytest.mark.parametrize("sharded", [False, True], ids=["one-process", "sharded"])
-def test_replay_counts_responder_data_on_an_embryonic_connection_as_not_modelled(tmp_path, sharded):
+def test_replay_counts_responder_data_on_an_embryonic_connection_as_not_modelled(tmp_path, sharded, config):
+    """Through PAT too: the engine rewrites a forwarded packet in place, the count reads it as it arrived."""
     from statewall.replay import replay
     from statewall.scale.replay import replay as sharded_replay
 
-    policy = parse(PIX_NO_NAT, "hs.cfg")
+    policy = parse(config, "hs.cfg")
     for early, counted in ((True, {EMBRYONIC_DATA: 1}), (False, {})):
         caps = _handshake_capture(tmp_path / str(early), early)
         out = tmp_path / f"out-{early}"

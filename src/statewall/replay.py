@@ -553,11 +553,13 @@ def replay(
             outputs.counters.packet(iface, len(data), out=False)
             arrived = fw.replay_rewrite(iface, data, now)
             outputs.arrival(iface, arrived, now)
+            # The engine rewrites what it forwards in place (NAT): the gaps read it as it arrived.
+            as_arrived = bytes(arrived) if gaps.active else arrived
             res = fw.receive(iface, arrived, now)
             if res.packets:
                 arrivals.emitted(res.packets, now, index, data)
             if gaps.active and res.packets:
-                for u in gaps.forwarded(iface, res.packets, arrived):
+                for u in gaps.forwarded(iface, res.packets, as_arrived):
                     not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None

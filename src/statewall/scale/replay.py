@@ -262,12 +262,14 @@ class ShardEngine:
             self.counters.packet(iface, len(data), out=False)
             arrived = fw.replay_rewrite(iface, data, now)
             # What reached the interface (arrived/<iface>.pcap), kind 3.
-            self._out.append((index, _PACKET, 3, iface, now, bytes(arrived)))
+            # The engine rewrites what it forwards in place (NAT): the gaps read it as it arrived.
+            as_arrived = bytes(arrived)
+            self._out.append((index, _PACKET, 3, iface, now, as_arrived))
             res = fw.receive(iface, arrived, now)
             if res.packets:
                 arrivals.emitted(res.packets, now, capture, data)
             if self.gaps.active and res.packets:
-                for u in self.gaps.forwarded(iface, res.packets, arrived):
+                for u in self.gaps.forwarded(iface, res.packets, as_arrived):
                     self.not_modelled[u.feature] += 1
             events = res.events
             drop = next((ev for ev in events if type(ev) is Drop), None) if events else None
