@@ -642,6 +642,7 @@ def compare_trace(
     assert fast.fast is not None and slow.fast is None
     now = 100.0
     steps = list(trace) + ([(None, None, drain, 0)] if drain else [])
+    every: tuple[dict, dict] = ({}, {})  # every connection either one made, closed ones too, by id
     for n, (iface, pkt, dt, gso) in enumerate(steps):
         now += dt
         results = []
@@ -661,13 +662,28 @@ def compare_trace(
         assert results[0] == results[1], where
         fast.fast.sync()
         assert state_of(fast, flush=False) == state_of(slow), f"state after {where}"
+        for seen, fw in zip(every, (fast, slow)):
+            seen.update((c.id, c) for c in fw.conns)
         if between is not None:
             between(n, fast, slow)
     assert fast.stats == slow.stats
     assert fast.drops == slow.drops
     assert state_of(fast) == state_of(slow)
     assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
+    # The connections that ended: the same state as they ended with (a teardown from the compiled
+    # record makes no objects again, statewall.fastpath.FastPath.end: views of the record stand in).
+    assert sorted(every[0]) == sorted(every[1])
+    assert [ended_state(every[0][i]) for i in sorted(every[0])] == [
+        ended_state(every[1][i]) for i in sorted(every[1])
+    ]
     return fast, slow
+
+
+def ended_state(conn) -> list:
+    """What a connection (closed or not) holds, as ``state_of`` reads it, without the table."""
+    row = [conn.id, conn.closed, conn.last, conn.bytes, list(conn.data_seen), conn.timeout]
+    row += [conn.timeout_kind, conn.closer, conn.queued_at, [x.refcount for x in conn.xlates]]
+    return row + objects_of(conn)
 
 
 def connection_specs():
@@ -835,3 +851,112 @@ def test_the_flow_table_finds_every_flow_it_holds_and_no_other():
         mport = conn.halves[1].key[5]
         fw.receive("outside", craft.udp_packet(4, SERVER, MAPPED, 123, mport, bytes(20)), 2.0)
         assert fw.fast.hits == hits + (sport not in gone), sport
+
+
+# --------------------------------------------------------------------------------------------------
+# The teardown of an offloaded connection (issue 18): its record leaves the compiled table without its
+# tracker, normalizer and randomization objects being made again only to be dropped
+# (statewall.fastpath.FastPath.end); what the teardown reports comes from the Connection, its halves
+# and its translations. compare_trace above also compares every connection that ended, field for
+# field, with the Python path's.
+
+
+@needs_fast
+@pytest.mark.parametrize("config", ["pat", "static", "no-nat-tcp-map", "pat-norandom"])
+def test_a_teardown_from_the_record_makes_no_objects_again(config, monkeypatch):
+    """Connections closed by their FINs in the compiled path, by the half-closed and the idle timeout
+    while offloaded: each ends from its record (no rebuild, never taken back), with the same packets,
+    events (302014 and, for PAT, 305012 once the slot's timer runs out), counters and state as on the
+    Python path."""
+    rebuilds = []
+    restore = fastpath._restore
+    monkeypatch.setattr(fastpath, "_restore", lambda f, conn: (rebuilds.append(conn.id), restore(f, conn))[1])
+    steps = ["c-data", "s-data", "c-ack", "s-bulk"]
+    specs = [
+        ((11 * i, 13 * i), (1460, i % 2 == 0, True, 7), steps, end, [0.001] * 20)
+        for i, end in enumerate(["fin-c", "fin-s", "fin-data-c", "half-c", "none", "fin-again-c"])
+    ]
+    flows = [whole_connection(spec, 47000 + i) for i, spec in enumerate(specs)]
+
+    def between(n, fast, slow):
+        assert not rebuilds, (n, rebuilds)
+
+    fast, slow = compare_trace(WHOLE_CONFIGS[config], 5, interleave(random.Random(2), flows), drain=4000.0,
+                               between=between)  # fmt: skip
+    assert not rebuilds
+    assert fast.fast.ended == len(specs) and fast.fast.returns == 0 and len(fast.fast) == 0
+    assert fast.fast.shed == fast.fast.offloads == len(specs)
+    assert not fast.conns and not slow.conns
+
+
+@needs_fast
+def test_the_teardown_events_of_offloaded_connections_are_compared():
+    """The comparison of the test above covers 302013/302014 and PAT's 305011/305012: the traffic
+    makes them, and the firewall ends its connections from their records."""
+    steps = ["c-data", "s-data"]
+    specs = [((3 * i, 5 * i), (1460, True, True, 7), steps, end, [0.001] * 20) for i, end in
+             enumerate(["fin-c", "none", "half-s"])]  # fmt: skip
+    flows = [whole_connection(spec, 48000 + i) for i, spec in enumerate(specs)]
+    fast = Firewall(parse(WHOLE_CONFIGS["pat"], "t.cfg"), seed=5)
+    now, kinds = 100.0, []
+    for iface, pkt, dt, _ in interleave(random.Random(3), flows) + [(None, None, 4000.0, 0)]:
+        now += dt
+        kinds += [type(e).__name__ for e in fast.advance(now).events]
+        if iface is not None:
+            res = fast.receive(iface, fast.replay_rewrite(iface, bytes(pkt), now), now)
+            kinds += [type(e).__name__ for e in res.events]
+    kinds += [type(e).__name__ for e in fast.advance(now + 100.0).events]
+    assert kinds.count("ConnBuilt") == kinds.count("ConnTeardown") == 3
+    assert kinds.count("XlateBuilt") == kinds.count("XlateTeardown") == 3  # a PAT slot per client port
+    assert fast.fast.ended == 3 and fast.fast.returns == 0
+
+
+@needs_fast
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    config=st.sampled_from(sorted(WHOLE_CONFIGS)),
+    to=st.sampled_from(sorted(WHOLE_CONFIGS)),
+    specs=st.lists(connection_specs(), min_size=1, max_size=3),
+    order=st.randoms(use_true_random=False),
+    at=st.integers(0, 60),
+)
+def test_whole_connections_through_a_reload(config, to, specs, order, at):
+    """A reload at a random packet (to the same configuration or another with the same interfaces):
+    every offloaded connection goes back to the Python path and may be offloaded again; packets,
+    events and state stay the Python path's through the connections' teardowns."""
+    from statewall.live.ctl import reload_firewall
+
+    def between(n, fast, slow):
+        if n == at:
+            for fw in (fast, slow):
+                reload_firewall(fw, parse(WHOLE_CONFIGS[to], "r.cfg"))
+
+    flows = [whole_connection(spec, 49000 + i) for i, spec in enumerate(specs)]
+    compare_trace(WHOLE_CONFIGS[config], 11, interleave(order, flows), drain=4000.0, between=between)
+
+
+IDLE_CLASS = """\
+class-map all
+ match any
+policy-map global_policy
+ class all
+  set connection timeout idle 0:10:00 {how}
+service-policy global_policy global
+"""
+
+
+@needs_fast
+@pytest.mark.parametrize("how", ["reset", "dcd 0:00:10 3"])
+def test_idle_expiry_with_resets_or_dead_connection_detection(how):
+    """``idle ... reset`` and Dead Connection Detection act on an offloaded connection's idle expiry
+    from its tracker and randomization objects (the RSTs, the probes): the Python path takes it back
+    first, and the packets, events and state are the Python path's."""
+    config = IFACES + ACL + PAT + IDLE_CLASS.format(how=how)
+    steps = ["c-data", "s-data", "c-ack"]
+    specs = [((17 * i, 19 * i), (1460, i == 0, True, 7), steps, "none", [0.001] * 20) for i in range(2)]
+    flows = [whole_connection(spec, 47500 + i) for i, spec in enumerate(specs)]
+    trace = interleave(random.Random(4), flows) + [(None, None, 200.0, 0)] * 6 + [(None, None, 5.0, 0)] * 12
+    fast, slow = compare_trace(config, 13, trace)
+    # taken back at the expiry, not ended from the record; the RSTs (4) or probes (12) went out and were
+    # compared above
+    assert fast.fast.offloads == fast.fast.returns == 2 and fast.fast.ended == 0 and not fast.conns

@@ -988,8 +988,13 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
     if (self->closing) { /* the lifecycle's teardown after the packet left (AsaLifecycle.fins_closed) */
         Flow *cf = (Flow *)self->closing;
         self->closing = NULL; /* our reference now */
-        events = PyObject_CallFunctionObjArgs(self->fins_closed, cf->conn, nowobj, cf->iface[self->closing_dir],
-                                              NULL);
+        /* the teardown clears cf->conn (FastPath.end): the call holds its own references */
+        PyObject *cconn = cf->conn, *cifc = cf->iface[self->closing_dir];
+        Py_INCREF(cconn);
+        Py_INCREF(cifc);
+        events = PyObject_CallFunctionObjArgs(self->fins_closed, cconn, nowobj, cifc, NULL);
+        Py_DECREF(cconn);
+        Py_DECREF(cifc);
         Py_DECREF(cf);
         if (events && !PyList_CheckExact(events)) {
             Py_DECREF(events);

@@ -58,8 +58,9 @@ TIME_WAIT, with ``F_CLOSE_INIT``, ``F_FIN_SEEN``, each FIN's end, ``F_FIN_ACKED`
 timeout; the lifecycle's note of who began the close, ``conn.closer``, and its half-closed timer once a
 FIN is acknowledged, ``AsaLifecycle.half_closed`` called from the compiled code), and the segment
 that leaves TIME_WAIT with both FINs acknowledged: the compiled code forwards it, then calls the
-lifecycle's teardown (``AsaLifecycle.fins_closed``: ConnTeardown, the translation's release, which
-takes the connection back first) and returns its events in the Result. The TUN pump, which carries no
+lifecycle's teardown (``AsaLifecycle.fins_closed``: ConnTeardown, the translation's release; the
+record leaves the table without the connection's objects made again, ``FastPath.end``) and returns
+its events in the Result. The TUN pump, which carries no
 events, hands that segment to the Python path instead.
 
 Without a C compiler at install time the extension is missing, ``AVAILABLE`` is False and every packet
@@ -68,6 +69,7 @@ takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitl
 
 from __future__ import annotations
 
+import copyreg
 import struct
 from functools import partial
 
@@ -111,13 +113,14 @@ def flow_key(key: tuple) -> bytes:
 class FastPath:
     """The compiled flow table of one Firewall and the copying between it and the connections."""
 
-    __slots__ = ("table", "fw", "offloads", "returns", "shed", "timeouts", "table_closes")
+    __slots__ = ("table", "fw", "offloads", "returns", "ended", "shed", "timeouts", "table_closes")
 
     def __init__(self, fw) -> None:
         self.table = _fastpath.FlowTable()
         self.fw = fw
         self.offloads = 0  # connections handed to the compiled path
         self.returns = 0  # ... and taken back by the Python path
+        self.ended = 0  # ... and torn down from the record (``end``), never taken back
         self.shed = 0  # offloads that left the connection without its tracker, normalizer, ... objects
         self.timeouts = None  # the tracker's timeouts last given to the table
         self.table_closes = False  # the close goes through the table (attach: the ASA's lifecycle)
@@ -298,6 +301,24 @@ class FastPath:
             self._copy_back(f, conn)
         conn.fast = None
         f.conn = None  # no cycle left behind
+
+    def end(self, conn) -> None:
+        """``conn`` is being torn down (``engine.lifecycle.teardown``): its record leaves the table
+        without its objects being made again only to be dropped. The teardown reads nothing the
+        record holds alone (its bytes, times, halves and translations are the Connection's); a
+        connection that kept its objects gets them as the record left them (``_copy_back``), one
+        that kept none keeps its record, out of the table, as what its ``tcp``, ``norm`` and
+        ``seqrand`` views read (``OffloadedConnection``): whoever still holds the closed
+        connection reads the state it ended with, as after a rebuild."""
+        f = conn.fast
+        if f is None:
+            return
+        self.table.remove(f)
+        self.ended += 1
+        f.conn = None  # no cycle left behind
+        if f.shared is None:
+            self._copy_back(f, conn)
+            conn.fast = None
 
     def sync(self) -> None:
         """Copy every offloaded connection's state back into its Python objects, leaving it offloaded
@@ -500,6 +521,9 @@ def _seqrand_view(f) -> SeqShift | None:
     return SeqShift(f.offs0, f.offs1) if f.shared[0] else None
 
 
+_UNSET = object()
+
+
 class OffloadedConnection(Connection):
     """An offloaded ``Connection`` whose tracker, normalizer and randomization objects are not kept:
     ``tcp``, ``norm`` and ``seqrand`` are views made from its compiled record when read (as current as
@@ -507,6 +531,18 @@ class OffloadedConnection(Connection):
     ``FastPath.unoffload``, which makes it a plain Connection with its objects again)."""
 
     __slots__ = ()
+
+    def __reduce_ex__(self, protocol):
+        # Only a connection that ended from its record (FastPath.end) is pickled as one: a snapshot
+        # taken while a timer still holds it (the live offloaded ones are plain Connections by then,
+        # FastPath.keep_objects). It is pickled as the plain Connection a rebuild would have made.
+        state = {}
+        for name in copyreg._slotnames(Connection):
+            value = getattr(self, name, _UNSET)
+            if value is not _UNSET:
+                state[name] = value
+        state["fast"] = None
+        return copyreg._reconstructor, (Connection, object, None), (None, state)
 
     @property
     def tcp(self) -> TcpTracker:

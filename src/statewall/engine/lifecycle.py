@@ -177,7 +177,9 @@ def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out:
     if conn.closed:
         return
     if conn.fast is not None:
-        fw.fast.unoffload(conn)
+        # The record leaves the compiled table; its objects are not made again only to be dropped
+        # (FastPath.end): what follows reads the Connection, its halves and its translations.
+        fw.fast.end(conn)
     fw.conns.remove(conn)
     if conn.limit is not None:
         conn.limit.release()
@@ -260,6 +262,11 @@ def expire(fw, conn: Connection, due: float, out: list, ev: list) -> None:
         kind = conn.timeout_kind
         if kind == "idle":
             eff = conn.mpf
+            if eff is not None and (eff.dcd or eff.idle_reset) and conn.fast is not None:
+                # Dead Connection Detection's probes and idle reset's RSTs are made from the tracker's
+                # and randomization's objects: the Python path takes the connection back first. A
+                # plain expiry is the teardown alone, which ends the record without them (teardown).
+                fw.fast.unoffload(conn)
             if eff is not None and eff.dcd and conn.tcp.state == TcpState.ESTABLISHED:
                 dcd_start(fw, conn, due, out)
                 return
