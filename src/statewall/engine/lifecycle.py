@@ -27,6 +27,7 @@ from __future__ import annotations
 from .. import dcd
 from ..conntrack import ORIGINAL, REPLY, Connection, Half
 from ..events import ConnTeardown, Endpoint
+from ..fastpath import OffloadedConnection
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import F_FIN_ACKED, TcpState
 from . import asa_policy
@@ -172,6 +173,11 @@ def set_timeout(fw, conn: Connection, timeout: float, kind: str, now: float) -> 
 # Teardown and expiry
 
 
+# The ASA's stages' connections: a plain one, or one offloaded without its objects (whose record a
+# teardown ends as it is, statewall.fastpath.FastPath.end).
+_ASA_CONNS = (Connection, OffloadedConnection)
+
+
 def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out: list, ev: list) -> None:
     """``conn`` leaves the table: its ConnTeardown (and conntrack's DESTROY), translations released."""
     if conn.closed:
@@ -185,7 +191,7 @@ def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out:
         conn.limit.release()
         conn.limit = None
     conn.dcd = None
-    if type(conn) is Connection:
+    if type(conn) in _ASA_CONNS:
         # A connection of the ASA's stages keeps no ends of its own: they are what its ORIGINAL half
         # says, here with (version, int) addresses, formatted only if a log reads them.
         fwd = conn.halves[0]
