@@ -73,6 +73,14 @@ class AsaLifecycle:
         return ev
 
     @staticmethod
+    def established(fw, conn: Connection, now: float) -> None:
+        """The idle timer once the handshake's last ACK made the connection ESTABLISHED (``after_tcp``
+        for a connection without an embryonic limit count; the compiled fast path calls it for the
+        handshake's last ACK it forwards, statewall.fastpath)."""
+        tmo = conn.tmo
+        set_timeout(fw, conn, fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1], "idle", now)
+
+    @staticmethod
     def half_closed(fw, conn: Connection, now: float) -> None:
         """The half-closed timer, from the first acknowledged FIN on (``after_tcp``; the compiled fast
         path calls it for the segments of the close it forwards, statewall.fastpath)."""
