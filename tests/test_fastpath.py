@@ -1033,3 +1033,27 @@ def test_the_handshake_goes_through_the_compiled_path(hs, config):
             assert fast.fast.returns == 0 and fast.fast.offloads == fast.fast.ended == 1
     else:
         assert fast.fast.returns >= 1, seen
+
+
+@needs_fast
+def test_a_snapshot_holding_a_connection_ended_from_its_record_restores():
+    """A connection ended from its record keeps the detached record as its state while a timer still
+    holds it; a snapshot then pickles it as the plain Connection a rebuild would have made, and the
+    restored firewall's timers hold that (closed, its tracker as it ended) and the same translations."""
+    spec = ((1, 2), (1460, True, True, 7), ["c-data", "s-data"], "fin-c", [0.001] * 20)
+    fws = [Firewall(parse(WHOLE_CONFIGS["pat"], "t.cfg"), seed=3, fast_path=fast) for fast in (True, False)]
+    now = 100.0
+    for iface, pkt, dt, _ in whole_connection(spec, 45100):
+        now += dt
+        for fw in fws:
+            fw.receive(iface, fw.replay_rewrite(iface, bytes(pkt), now), now)
+    assert fws[0].fast.ended == 1 and not fws[0].conns
+    ended = []
+    for fw in fws:
+        again = Firewall(parse(WHOLE_CONFIGS["pat"], "t.cfg"), seed=3, fast_path=fw.fast is not None)
+        assert again.restore(fw.snapshot()) == {"connections": 0, "translations": 1, "expectations": 0,
+                                                 "statics_dropped": 0}  # fmt: skip
+        held = [o for o in again.timers.pop_due(float("inf")) if isinstance(o, Connection)]
+        assert [type(o) for o in held] == [Connection] and held[0].closed and held[0].fast is None
+        ended.append(ended_state(held[0]))
+    assert ended[0] == ended[1]
