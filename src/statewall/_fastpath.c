@@ -15,7 +15,10 @@
  *   by the packet's tuple, arriving on the interface it expects;
  *   TCP: the tcp-map checks of statewall.normalizer.check that apply to such a segment (TTL evasion,
  *   exceed-mss, the next-expected sequence and the out-of-order queue) and netfilter's window tracking
- *   for ESTABLISHED -> ESTABLISHED (statewall.tcptrack.TcpTracker.packet's written-out case);
+ *   for ESTABLISHED -> ESTABLISHED (statewall.tcptrack.TcpTracker.packet's written-out case), the
+ *   closing rows, and SYN_RECV -> ESTABLISHED for the initiator's ACK acknowledging exactly the SYN-ACK
+ *   (the handshake's last ACK of a connection offloaded at its SYN-ACK; its idle timer through bind()'s
+ *   established);
  *   TTL > 1 and the size within the egress MTU (gso_size for super-packets);
  *   TTL decrement and NAT with the precomputed RFC 1624 deltas (Packet.forward_nat4), then the
  *   sequence randomization offsets (SeqShift.adjust), checksums updated incrementally, one step per
@@ -86,7 +89,7 @@ typedef struct {
 
 /* The object references of each type, for the collector's traverse and clear. */
 #define FLOW_REFS(X) X(conn) X(iface[0]) X(iface[1]) X(shared)
-#define TABLE_REFS(X) X(fw) X(stats) X(result_type) X(half_closed) X(fins_closed) X(closing)
+#define TABLE_REFS(X) X(fw) X(stats) X(result_type) X(half_closed) X(fins_closed) X(established) X(closing)
 #define VISIT_REF(name) Py_VISIT(self->name);
 #define CLEAR_REF(name) Py_CLEAR(self->name);
 #define GC_FUNCTIONS(Type, REFS)                                                                    \
@@ -126,8 +129,10 @@ static PyMemberDef Flow_members[] = {
     {NULL},
 };
 
-/* fill(conn, in0, in1, out0, out1, key0, key1, half0, half1, proto, offs0, offs1, tcp, norm):
- * everything offload() copies, in one call (statewall.fastpath documents the tuples). */
+/* fill(conn, in0, in1, out0, out1, key0, key1, half0, half1, proto, offs0, offs1, tcp, norm[, state]):
+ * everything offload() copies, in one call (statewall.fastpath documents the tuples); state is the
+ * tracker's, ESTABLISHED (3, the default) or SYN_RECV (2: offloaded at the SYN-ACK, the handshake's
+ * last ACK to come). */
 static int fill_half(Flow *f, int d, PyObject *t) {
     int moved, rewrites, mtu, seen, nsport, ndport;
     long long da, dl4;
@@ -153,11 +158,15 @@ static int fill_half(Flow *f, int d, PyObject *t) {
 
 static PyObject *Flow_fill(Flow *f, PyObject *args) {
     PyObject *conn, *in0, *in1, *out0, *out1, *key0, *key1, *h0, *h1, *tcp, *norm;
-    int proto;
+    int proto, state = 3;
     unsigned int offs0, offs1;
-    if (!PyArg_ParseTuple(args, "OUUUUSSO!O!iIIOO:fill", &conn, &in0, &in1, &out0, &out1, &key0, &key1,
-                          &PyTuple_Type, &h0, &PyTuple_Type, &h1, &proto, &offs0, &offs1, &tcp, &norm))
+    if (!PyArg_ParseTuple(args, "OUUUUSSO!O!iIIOO|i:fill", &conn, &in0, &in1, &out0, &out1, &key0, &key1,
+                          &PyTuple_Type, &h0, &PyTuple_Type, &h1, &proto, &offs0, &offs1, &tcp, &norm, &state))
         return NULL;
+    if (state != 2 && state != 3) {
+        PyErr_SetString(PyExc_ValueError, "a flow is offloaded in SYN_RECV or ESTABLISHED");
+        return NULL;
+    }
     if (PyBytes_GET_SIZE(key0) != KEYLEN || PyBytes_GET_SIZE(key1) != KEYLEN) {
         PyErr_SetString(PyExc_ValueError, "a flow key is 13 bytes");
         return NULL;
@@ -176,7 +185,7 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     memcpy(f->key[1], PyBytes_AS_STRING(key1), KEYLEN);
     f->keyed = 1;
     f->proto = proto;
-    f->state = 3; /* ESTABLISHED: what eligible() requires */
+    f->state = (unsigned char)state; /* what eligible() requires */
     f->offs[0] = offs0;
     f->offs[1] = offs1;
     if (tcp != Py_None) {
@@ -265,8 +274,9 @@ typedef struct {
      * and the Result type */
     PyObject *fw, *stats, *result_type;
     /* bind()'s half_closed(conn, now): the lifecycle's half-closed timer, once a FIN is acknowledged;
-     * fins_closed(conn, now, iface) -> events: its teardown once both FINs are */
-    PyObject *half_closed, *fins_closed;
+     * fins_closed(conn, now, iface) -> events: its teardown once both FINs are; established(conn, now):
+     * its idle timer once the handshake's last ACK made the connection ESTABLISHED */
+    PyObject *half_closed, *fins_closed, *established;
     /* offer() only: the Flow whose teardown the packet just forwarded starts (closing_dir its
      * direction), and whether the caller takes events (events_ok; the TUN pump does not) */
     PyObject *closing;
@@ -570,7 +580,7 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     uint32_t r_maxwin_new = 0, r_maxend_new = 0, r_flags_new = 0;
     int retrans_new = 0;
     double timeout_new = 0;
-    unsigned flags = 0, fin = 0, new_state = 3, half_closed = 0, closes = 0;
+    unsigned flags = 0, fin = 0, new_state = 3, half_closed = 0, closes = 0, handshake = 0;
     if (proto == 6) {
         flags = p[33];
         if (p[32] & 0x0F)
@@ -582,16 +592,25 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         /* FINs and the closing states only where the lifecycle's close is the ASA's (its idle timer until
          * a FIN is acknowledged, then the half-closed one, the teardown once both FINs are: the Python
          * path's, engine.lifecycle.AsaLifecycle) */
-        if ((fin || f->state != 3) && self->t_close[0] <= 0)
-            goto miss;
-        if (f->state < 3 || f->state > 7)
-            goto miss;
+        if (f->state == 2) {
+            /* SYN_RECV: only the handshake's last ACK, from the initiator (tcptrack.TCP_CONNTRACKS:
+             * ACK from ORIGINAL, SYN_RECV -> ESTABLISHED), where the lifecycle's is the ASA's (its
+             * idle timer from then on: bind()'s established) */
+            if (fin || d != 0 || !self->established)
+                goto miss;
+            handshake = 1;
+        } else {
+            if ((fin || f->state != 3) && self->t_close[0] <= 0)
+                goto miss;
+            if (f->state < 3 || f->state > 7)
+                goto miss;
+        }
         /* tcptrack.TCP_CONNTRACKS for FIN and ACK segments from ESTABLISHED to TIME_WAIT, the same for
          * both directions: FIN: ES, FW -> FW, LA; CW, LA -> LA; TW -> TW. ACK: ES -> ES; FW, CW -> CW;
          * LA, TW -> TW. */
         static const unsigned char fin_row[8] = {0, 0, 0, 4, 6, 6, 6, 7};
         static const unsigned char ack_row[8] = {0, 0, 0, 3, 5, 5, 7, 7};
-        new_state = fin ? fin_row[f->state] : ack_row[f->state];
+        new_state = handshake ? 3 : fin ? fin_row[f->state] : ack_row[f->state];
         seq = be32(p + 24);
         ack = be32(p + 28);
         win_raw = be16(p + 34);
@@ -633,6 +652,10 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             goto miss;
         uint32_t ack_offset = f->offs[r];
         uint32_t a = ack - ack_offset, sack = a;
+        /* the tcp-map's invalid-ack: the handshake's last ACK acknowledges exactly the SYN-ACK
+         * (normalizer._handshake_ack); any other is the Python path's, with or without a tcp-map */
+        if (handshake && a != f->td_end[r])
+            goto miss;
         uint32_t s_end = f->td_end[d], s_maxend = f->td_maxend[d];
         uint32_t r_end = f->td_end[r], r_maxwin = f->td_maxwin[r];
         uint32_t maxackwin = s_maxwin > MAXACKWINCONST ? s_maxwin : MAXACKWINCONST;
@@ -828,6 +851,12 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         if (rc < 0)
             return NULL;
     }
+    if (handshake) { /* AsaLifecycle.after_tcp's idle timer for the now ESTABLISHED connection */
+        PyObject *rv = PyObject_CallFunctionObjArgs(self->established, f->conn, nowobj, NULL);
+        if (!rv)
+            return NULL;
+        Py_DECREF(rv);
+    }
     if (half_closed) { /* AsaLifecycle.after_tcp's half-closed timer, after the connection's activity */
         PyObject *rv = PyObject_CallFunctionObjArgs(self->half_closed, f->conn, nowobj, NULL);
         if (!rv)
@@ -859,9 +888,15 @@ static PyObject *forward_impl(FlowTable *self, PyObject *iface, PyObject *bufobj
 }
 
 static PyObject *FlowTable_bind(FlowTable *self, PyObject *args) {
-    PyObject *fw, *stats, *rt, *hc = Py_None, *fc = Py_None;
-    if (!PyArg_ParseTuple(args, "OO!O!|OO:bind", &fw, &PyDict_Type, &stats, &PyType_Type, &rt, &hc, &fc))
+    PyObject *fw, *stats, *rt, *hc = Py_None, *fc = Py_None, *ec = Py_None;
+    if (!PyArg_ParseTuple(args, "OO!O!|OOO:bind", &fw, &PyDict_Type, &stats, &PyType_Type, &rt, &hc, &fc, &ec))
         return NULL;
+    if (ec == Py_None)
+        Py_CLEAR(self->established);
+    else {
+        Py_INCREF(ec);
+        Py_XSETREF(self->established, ec);
+    }
     if (hc == Py_None)
         Py_CLEAR(self->half_closed);
     else {
@@ -988,8 +1023,13 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
     if (self->closing) { /* the lifecycle's teardown after the packet left (AsaLifecycle.fins_closed) */
         Flow *cf = (Flow *)self->closing;
         self->closing = NULL; /* our reference now */
-        events = PyObject_CallFunctionObjArgs(self->fins_closed, cf->conn, nowobj, cf->iface[self->closing_dir],
-                                              NULL);
+        /* the teardown clears cf->conn (FastPath.end): the call holds its own references */
+        PyObject *cconn = cf->conn, *cifc = cf->iface[self->closing_dir];
+        Py_INCREF(cconn);
+        Py_INCREF(cifc);
+        events = PyObject_CallFunctionObjArgs(self->fins_closed, cconn, nowobj, cifc, NULL);
+        Py_DECREF(cconn);
+        Py_DECREF(cifc);
         Py_DECREF(cf);
         if (events && !PyList_CheckExact(events)) {
             Py_DECREF(events);
@@ -1144,7 +1184,8 @@ static PyMethodDef FlowTable_methods[] = {
     {"remove", (PyCFunction)FlowTable_remove, METH_O, "remove(flow): forget a Flow"},
     {"flows", (PyCFunction)FlowTable_flows, METH_NOARGS, "every Flow in the table, once"},
     {"bind", (PyCFunction)FlowTable_bind, METH_VARARGS,
-     "bind(fw, stats, result_type): the engine this table is the leaf of (see offer)"},
+     "bind(fw, stats, result_type[, half_closed, fins_closed, established]): the engine this table is "
+     "the leaf of (see offer) and the lifecycle's callbacks"},
     {"offer", (PyCFunction)(void (*)(void))FlowTable_offer, METH_FASTCALL,
      "offer($self, iface, data, now, csum_partial, gso_size)\n--\n\n"
      "The established-flow stage's leaf: a Result for a packet it forwarded, else None"},

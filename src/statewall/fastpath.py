@@ -33,8 +33,9 @@ TUN pump calls the same leaf through the capsule API.
 
 This module owns the offload: which connections qualify (``eligible``), copying a connection's state
 into a ``Flow`` (``offload``) and back (``unoffload``, before the Python path touches the connection
-again), and flushing the table (policy reload). A TCP connection is offloaded at the end of its
-handshake (``engine.forward.established``), and where its objects can be made again exactly from the
+again), and flushing the table (policy reload). A TCP connection is offloaded at its SYN-ACK where
+the lifecycle is the ASA's (its handshake's last ACK is then the compiled path's), else at the end of
+its handshake (``engine.forward.established``), and where its objects can be made again exactly from the
 record (nearly always) the record replaces them: the connection keeps no ``TcpTracker``,
 ``NormState`` or ``SeqShift`` while offloaded (``OffloadedConnection``: views of the record when read)
 and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection).
@@ -47,19 +48,25 @@ whose rules count every packet, never offloads.
 A connection qualifies when it is IPv4 TCP or UDP on the ASA's stages, without an inspector, TCP
 Intercept splice, Dead Connection Detection probe or embryonic limit count in progress, without the
 ``pix-sack-bug`` fault or inspection sequence adjustment; and for TCP: ESTABLISHED with ASSURED and
-SEEN_REPLY, no FIN seen, on its idle timeout, and a tcp-map without checksum verification,
+SEEN_REPLY on its idle timeout, or (the ASA's lifecycle) SYN_RECV after a SYN-ACK that answered the
+SYN on its embryonic timeout, no FIN seen, and a tcp-map without checksum verification,
 window-variation drop or retransmission checks, with nothing queued out of order. The compiled code
 then forwards only segments with ACK or ACK|PSH, no reserved bits, options none or NOP NOP timestamp,
 in window, in order when the tcp-map queues, within the MSS when it enforces it, with a TTL above 1 and
-within the egress MTU. Where the lifecycle is the ASA's (``AsaLifecycle.half_closed`` exists) the
-close goes through it too: FIN|ACK and FIN|PSH|ACK segments and the segments of a closing connection
+within the egress MTU; in SYN_RECV only the initiator's ACK that acknowledges exactly the SYN-ACK
+(the handshake's last ACK: ESTABLISHED and ASSURED, then ``AsaLifecycle.established``'s idle timer,
+called from the compiled code), every other segment (a SYN or SYN-ACK again, the responder's
+segments, a FIN, an RST, another ack) handed back. Where the lifecycle is the ASA's
+(``AsaLifecycle.half_closed`` exists) the close goes through it too: FIN|ACK and FIN|PSH|ACK
+segments and the segments of a closing connection
 (the tracker's rows for FIN and ACK from ESTABLISHED through FIN_WAIT, CLOSE_WAIT, LAST_ACK and
 TIME_WAIT, with ``F_CLOSE_INIT``, ``F_FIN_SEEN``, each FIN's end, ``F_FIN_ACKED`` and each state's
 timeout; the lifecycle's note of who began the close, ``conn.closer``, and its half-closed timer once a
 FIN is acknowledged, ``AsaLifecycle.half_closed`` called from the compiled code), and the segment
 that leaves TIME_WAIT with both FINs acknowledged: the compiled code forwards it, then calls the
-lifecycle's teardown (``AsaLifecycle.fins_closed``: ConnTeardown, the translation's release, which
-takes the connection back first) and returns its events in the Result. The TUN pump, which carries no
+lifecycle's teardown (``AsaLifecycle.fins_closed``: ConnTeardown, the translation's release; the
+record leaves the table without the connection's objects made again, ``FastPath.end``) and returns
+its events in the Result. The TUN pump, which carries no
 events, hands that segment to the Python path instead.
 
 Without a C compiler at install time the extension is missing, ``AVAILABLE`` is False and every packet
@@ -68,14 +75,15 @@ takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitl
 
 from __future__ import annotations
 
+import copyreg
 import struct
 from functools import partial
 
 from . import normalizer
-from .conntrack import Connection
+from .conntrack import REPLY, Connection
 from .normalizer import _NOTHING_HELD, DROP, NormState
 from .seqrand import SeqShift
-from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, TcpState, TcpTracker, _Peer
+from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_SYNACK, TcpState, TcpTracker, _Peer
 
 try:
     from . import _fastpath
@@ -100,6 +108,7 @@ _M = 0xFFFFFFFF
 _TCP = 6
 _UDP = 17
 _ES = TcpState.ESTABLISHED
+_SR = TcpState.SYN_RECV
 
 
 def flow_key(key: tuple) -> bytes:
@@ -111,13 +120,14 @@ def flow_key(key: tuple) -> bytes:
 class FastPath:
     """The compiled flow table of one Firewall and the copying between it and the connections."""
 
-    __slots__ = ("table", "fw", "offloads", "returns", "shed", "timeouts", "table_closes")
+    __slots__ = ("table", "fw", "offloads", "returns", "ended", "shed", "timeouts", "table_closes")
 
     def __init__(self, fw) -> None:
         self.table = _fastpath.FlowTable()
         self.fw = fw
         self.offloads = 0  # connections handed to the compiled path
         self.returns = 0  # ... and taken back by the Python path
+        self.ended = 0  # ... and torn down from the record (``end``), never taken back
         self.shed = 0  # offloads that left the connection without its tracker, normalizer, ... objects
         self.timeouts = None  # the tracker's timeouts last given to the table
         self.table_closes = False  # the close goes through the table (attach: the ASA's lifecycle)
@@ -136,9 +146,17 @@ class FastPath:
         self.fw = fw
         half_closed = getattr(fw.lifecycle, "half_closed", None)
         fins_closed = getattr(fw.lifecycle, "fins_closed", None)
-        self.table_closes = half_closed is not None and fins_closed is not None
+        established = getattr(fw.lifecycle, "established", None)
+        self.table_closes = half_closed is not None and fins_closed is not None and established is not None
         if self.table_closes:
-            self.table.bind(fw, fw.stats, result_type, partial(half_closed, fw), partial(fins_closed, fw))
+            self.table.bind(
+                fw,
+                fw.stats,
+                result_type,
+                partial(half_closed, fw),
+                partial(fins_closed, fw),
+                partial(established, fw),
+            )
         else:
             self.table.bind(fw, fw.stats, result_type)
         self.timeouts = None  # given again with the next offload (the lifecycle may have changed)
@@ -174,7 +192,23 @@ class FastPath:
         if conn.proto != _TCP:
             return False
         trk = conn.tcp
-        if trk is None or trk.state != _ES or not trk.assured or not trk.seen_reply or trk.reopen:
+        if trk is None or not trk.seen_reply or trk.reopen:
+            return False
+        fw = self.fw
+        tmo = conn.tmo
+        if trk.state == _SR:
+            # Offloaded at the SYN-ACK: its handshake's last ACK is the compiled path's, where the
+            # lifecycle is the ASA's (its idle timer from then on, AsaLifecycle.established). A plain
+            # handshake only: the SYN-ACK answered the SYN (no simultaneous open, no ignored SYN), on
+            # the embryonic timeout.
+            if not self.table_closes or trk.assured or trk.last_index != I_SYNACK or trk.last_dir != REPLY:
+                return False
+            if trk._aux or trk.retrans or trk.dead:
+                return False
+            emb = fw.timeouts.embryonic if tmo is None or tmo[0] is None else tmo[0]
+            if conn.timeout_kind != "embryonic" or conn.timeout != emb or (emb > 0 and conn.queued_at == 0.0):
+                return False
+        elif trk.state != _ES or not trk.assured:
             return False
         for peer in trk.seen:
             if peer.flags & (F_FIN_SEEN | F_FIN_ACKED):
@@ -182,10 +216,10 @@ class FastPath:
             if max(peer.td_end, peer.td_maxend, peer.td_maxwin, peer.td_maxack, peer.flags) > _M:
                 return False
         # The idle refresh of the ASA's lifecycle (engine.lifecycle) must be a no-op besides conn.last.
-        fw = self.fw
-        tmo = conn.tmo
         idle = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
-        if conn.timeout_kind != "idle" or conn.timeout != idle or (idle > 0 and conn.queued_at == 0.0):
+        if trk.state == _ES and (
+            conn.timeout_kind != "idle" or conn.timeout != idle or (idle > 0 and conn.queued_at == 0.0)
+        ):
             return False
         norm = conn.norm
         if norm is not None:
@@ -266,6 +300,7 @@ class FastPath:
             offs[1],
             tcp,
             norm_fields,
+            int(trk.state) if trk is not None else 3,
         )
         # The ASA lowers the TTL only for classes with ``set connection decrement-ttl``.
         eff = conn.mpf
@@ -298,6 +333,24 @@ class FastPath:
             self._copy_back(f, conn)
         conn.fast = None
         f.conn = None  # no cycle left behind
+
+    def end(self, conn) -> None:
+        """``conn`` is being torn down (``engine.lifecycle.teardown``): its record leaves the table
+        without its objects being made again only to be dropped. The teardown reads nothing the
+        record holds alone (its bytes, times, halves and translations are the Connection's); a
+        connection that kept its objects gets them as the record left them (``_copy_back``), one
+        that kept none keeps its record, out of the table, as what its ``tcp``, ``norm`` and
+        ``seqrand`` views read (``OffloadedConnection``): whoever still holds the closed
+        connection reads the state it ended with, as after a rebuild."""
+        f = conn.fast
+        if f is None:
+            return
+        self.table.remove(f)
+        self.ended += 1
+        f.conn = None  # no cycle left behind
+        if f.shared is None:
+            self._copy_back(f, conn)
+            conn.fast = None
 
     def sync(self) -> None:
         """Copy every offloaded connection's state back into its Python objects, leaving it offloaded
@@ -451,7 +504,8 @@ def _tcp_view(f, state=None) -> TcpTracker:
     trk.seen = (peers[0], peers[1])
     # What eligible() requires of an offloaded connection, which the compiled path keeps.
     trk.state = _ES
-    trk.assured = trk.seen_reply = True
+    trk.assured = f.state != _SR  # SYN_RECV until the handshake's last ACK, ASSURED from then on
+    trk.seen_reply = True
     trk.reopen = False
     trk.dead = dead
     trk.last_dir = last_dir
@@ -467,8 +521,10 @@ def _tcp_view(f, state=None) -> TcpTracker:
 
 def _close_back(f, trk, peers) -> None:
     """The close as the compiled path took it: the tracker's state and the FIN ends it saw."""
-    if f.state != _ES:
+    if f.state != trk.state:
         trk.state = TcpState(f.state)
+        if f.state != _SR:
+            trk.assured = True  # the handshake's last ACK (offloaded in SYN_RECV)
     fin_set = f.fin_set
     if fin_set & 1:
         peers[0].fin_end = f.fin_end0
@@ -500,6 +556,9 @@ def _seqrand_view(f) -> SeqShift | None:
     return SeqShift(f.offs0, f.offs1) if f.shared[0] else None
 
 
+_UNSET = object()
+
+
 class OffloadedConnection(Connection):
     """An offloaded ``Connection`` whose tracker, normalizer and randomization objects are not kept:
     ``tcp``, ``norm`` and ``seqrand`` are views made from its compiled record when read (as current as
@@ -507,6 +566,18 @@ class OffloadedConnection(Connection):
     ``FastPath.unoffload``, which makes it a plain Connection with its objects again)."""
 
     __slots__ = ()
+
+    def __reduce_ex__(self, protocol):
+        # Only a connection that ended from its record (FastPath.end) is pickled as one: a snapshot
+        # taken while a timer still holds it (the live offloaded ones are plain Connections by then,
+        # FastPath.keep_objects). It is pickled as the plain Connection a rebuild would have made.
+        state = {}
+        for name in copyreg._slotnames(Connection):
+            value = getattr(self, name, _UNSET)
+            if value is not _UNSET:
+                state[name] = value
+        state["fast"] = None
+        return copyreg._reconstructor, (Connection, object, None), (None, state)
 
     @property
     def tcp(self) -> TcpTracker:

@@ -182,8 +182,6 @@ class Firewall:
                     obj.queued_at = due
                     timers.schedule(due, obj)
                     continue
-                if obj.fast is not None:
-                    self.fast.unoffload(obj)
                 lifecycle.expire(self, obj, due, out, ev)
             elif isinstance(obj, Expectation):
                 self.expect.expire(obj, now)

@@ -35,6 +35,9 @@ _ASA_INVALID = {
     InvalidReason.SYN_ON_CONN: DropReason.TCP_SYN_ON_CONN,
 }
 
+# The tracker's states at which a TCP connection may be offloaded (statewall.fastpath.FastPath.eligible).
+_OFFLOAD_STATES = (TcpState.SYN_RECV, TcpState.ESTABLISHED)
+
 # ASA ``fragment timeout`` default: how long later fragments may follow their first one.
 FRAGMENT_TIMEOUT = 5.0
 
@@ -204,12 +207,13 @@ def established(
             # Segments queued behind this one are in order now.
             for held in normalizer.release(norm, half.dir):
                 established(fw, half, held.pkt, now, out, ev, held.gso_size)
-        if (again or not plen) and fast is not None and trk.state == TcpState.ESTABLISHED:
+        if (again or not plen) and fast is not None and trk.state in _OFFLOAD_STATES:
             fast.offload(conn)  # the next segments go through the compiled path
     elif again and conn.proto == PROTO_UDP and fast is not None:
         fast.offload(conn)
-    # A TCP connection is offloaded at the end of its handshake (the ACK without data that makes it
-    # ESTABLISHED), where its record replaces its Python objects (statewall.fastpath: an idle
+    # A TCP connection is offloaded at its SYN-ACK (SYN_RECV: the handshake's last ACK is then the
+    # compiled path's, on the ASA's stages) or at the end of its handshake (the ACK without data that
+    # makes it ESTABLISHED), where its record replaces its Python objects (statewall.fastpath: an idle
     # connection costs its record, not an object graph), or at the second payload from one side;
     # UDP at the second payload: a short exchange (one query and its answer) is over before
     # offloading and taking back would pay off.

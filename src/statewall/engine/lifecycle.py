@@ -27,6 +27,7 @@ from __future__ import annotations
 from .. import dcd
 from ..conntrack import ORIGINAL, REPLY, Connection, Half
 from ..events import ConnTeardown, Endpoint
+from ..fastpath import OffloadedConnection
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import F_FIN_ACKED, TcpState
 from . import asa_policy
@@ -70,6 +71,14 @@ class AsaLifecycle:
         if fw.nat.pba_events:
             ev.extend(block_events(fw, now))
         return ev
+
+    @staticmethod
+    def established(fw, conn: Connection, now: float) -> None:
+        """The idle timer once the handshake's last ACK made the connection ESTABLISHED (``after_tcp``
+        for a connection without an embryonic limit count; the compiled fast path calls it for the
+        handshake's last ACK it forwards, statewall.fastpath)."""
+        tmo = conn.tmo
+        set_timeout(fw, conn, fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1], "idle", now)
 
     @staticmethod
     def half_closed(fw, conn: Connection, now: float) -> None:
@@ -172,18 +181,25 @@ def set_timeout(fw, conn: Connection, timeout: float, kind: str, now: float) -> 
 # Teardown and expiry
 
 
+# The ASA's stages' connections: a plain one, or one offloaded without its objects (whose record a
+# teardown ends as it is, statewall.fastpath.FastPath.end).
+_ASA_CONNS = (Connection, OffloadedConnection)
+
+
 def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out: list, ev: list) -> None:
     """``conn`` leaves the table: its ConnTeardown (and conntrack's DESTROY), translations released."""
     if conn.closed:
         return
     if conn.fast is not None:
-        fw.fast.unoffload(conn)
+        # The record leaves the compiled table; its objects are not made again only to be dropped
+        # (FastPath.end): what follows reads the Connection, its halves and its translations.
+        fw.fast.end(conn)
     fw.conns.remove(conn)
     if conn.limit is not None:
         conn.limit.release()
         conn.limit = None
     conn.dcd = None
-    if type(conn) is Connection:
+    if type(conn) in _ASA_CONNS:
         # A connection of the ASA's stages keeps no ends of its own: they are what its ORIGINAL half
         # says, here with (version, int) addresses, formatted only if a log reads them.
         fwd = conn.halves[0]
@@ -260,6 +276,11 @@ def expire(fw, conn: Connection, due: float, out: list, ev: list) -> None:
         kind = conn.timeout_kind
         if kind == "idle":
             eff = conn.mpf
+            if eff is not None and (eff.dcd or eff.idle_reset) and conn.fast is not None:
+                # Dead Connection Detection's probes and idle reset's RSTs are made from the tracker's
+                # and randomization's objects: the Python path takes the connection back first. A
+                # plain expiry is the teardown alone, which ends the record without them (teardown).
+                fw.fast.unoffload(conn)
             if eff is not None and eff.dcd and conn.tcp.state == TcpState.ESTABLISHED:
                 dcd_start(fw, conn, due, out)
                 return
