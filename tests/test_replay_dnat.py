@@ -99,16 +99,22 @@ def test_without_the_carrying_the_session_does_not_cross(tmp_path, monkeypatch, 
     assert summary["forwarded"] == before
 
 
-def test_both_sides_captured_whole_replay_without_the_boxs_output_and_carry_nothing(tmp_path):
-    # Each link's capture as a tap takes it: the other face of each packet is the box's own output
-    # there, a moment later; nothing needs carrying, nothing is fed back in.
-    rows = {"uplink": [], "lan": []}
+def both_sides(tmp_path: Path) -> list[Path]:
+    """The session captured on both links as a tap takes each: a packet arriving on one, and a moment
+    later the box's own output of it on the other."""
+    rows: dict[str, list] = {"uplink": [], "lan": []}
     for i, ((up, from_client), (lan, _)) in enumerate(zip(session("uplink"), session("lan"))):
         t = 1.0 + i * 0.01
         arrive, leave = ("uplink", "lan") if from_client else ("lan", "uplink")
         rows[arrive].append((t, up if arrive == "uplink" else lan))
         rows[leave].append((t + 1e-4, up if leave == "uplink" else lan))
-    paths = [write(tmp_path / f"{s}.pcap", rows[s]) for s in ("uplink", "lan")]
+    return [write(tmp_path / f"{s}.pcap", rows[s]) for s in ("uplink", "lan")]
+
+
+def test_both_sides_captured_whole_replay_without_the_boxs_output_and_carry_nothing(tmp_path):
+    # Each link's capture as a tap takes it: the other face of each packet is the box's own output
+    # there, a moment later; nothing needs carrying, nothing is fed back in.
+    paths = both_sides(tmp_path)
     policy = parse_policy(GATEWAY.read_text(), GATEWAY.name)
     summary = replay(policy, [(None, p) for p in paths], tmp_path / "out", report=False)
     assert summary["drops_by_reason"] == {}

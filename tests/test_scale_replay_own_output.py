@@ -27,7 +27,7 @@ from statewall.replay import replay
 from statewall.scale.replay import KEYED_BY_PEER
 from statewall.scale.replay import replay as sharded_replay
 from statewall.scale.shardkey import ShardKey, shard_of_host
-from test_replay_dnat import GATEWAY, one_side, session, write
+from test_replay_dnat import GATEWAY, both_sides, one_side
 from test_replay_own_output import MASQUERADE_FTP, _captures, _close, _ftp_session, _link
 from test_scale_replay import a
 from traffic import Conversation, Host, Link
@@ -146,13 +146,7 @@ def test_a_dnat_captured_on_either_side_in_two_shards_equals_one_process(tmp_pat
     assert shard_of_host(4, a("198.51.100.7"), 2) != shard_of_host(4, a("192.0.2.1"), 2)
     text = GATEWAY.read_text()
     if side == "both":
-        rows: dict[str, list] = {"uplink": [], "lan": []}
-        for i, ((up, from_client), (lan, _)) in enumerate(zip(session("uplink"), session("lan"))):
-            t = 1.0 + i * 0.01
-            arrive, leave = ("uplink", "lan") if from_client else ("lan", "uplink")
-            rows[arrive].append((t, up if arrive == "uplink" else lan))
-            rows[leave].append((t + 1e-4, up if leave == "uplink" else lan))
-        paths = [write(tmp_path / f"{s}.pcap", rows[s]) for s in ("uplink", "lan")]
+        paths = both_sides(tmp_path)
     else:
         paths = [one_side(tmp_path, side)]
     ref = one_process(text, GATEWAY.name, paths, tmp_path / "one")
