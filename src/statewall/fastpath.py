@@ -72,7 +72,7 @@ import struct
 from functools import partial
 
 from . import normalizer
-from .conntrack import Connection
+from .conntrack import Connection, Half, Keys
 from .normalizer import _NOTHING_HELD, DROP, NormState
 from .seqrand import SeqShift
 from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, TcpState, TcpTracker, _Peer
@@ -83,6 +83,7 @@ except ImportError:  # built without a compiler: the Python path does everything
     _fastpath = None
 
 AVAILABLE = _fastpath is not None
+_dict_get = dict.get
 
 
 def front_door(receive, ingress):
@@ -111,7 +112,7 @@ def flow_key(key: tuple) -> bytes:
 class FastPath:
     """The compiled flow table of one Firewall and the copying between it and the connections."""
 
-    __slots__ = ("table", "fw", "offloads", "returns", "shed", "timeouts", "table_closes")
+    __slots__ = ("table", "fw", "offloads", "returns", "shed", "dropped_halves", "timeouts", "table_closes")
 
     def __init__(self, fw) -> None:
         self.table = _fastpath.FlowTable()
@@ -119,6 +120,7 @@ class FastPath:
         self.offloads = 0  # connections handed to the compiled path
         self.returns = 0  # ... and taken back by the Python path
         self.shed = 0  # offloads that left the connection without its tracker, normalizer, ... objects
+        self.dropped_halves = 0  # ... and without its halves and their keys (the record holds them)
         self.timeouts = None  # the tracker's timeouts last given to the table
         self.table_closes = False  # the close goes through the table (attach: the ASA's lifecycle)
 
@@ -283,6 +285,8 @@ class FastPath:
             self.shed += 1
         for h in (h0, h1):
             h.nat = None  # the record has the translation; the Python path recomputes it when it needs it
+        if rest is not None:
+            self._drop_halves(conn)
         return True
 
     def unoffload(self, conn) -> None:
@@ -292,6 +296,8 @@ class FastPath:
             return
         self.table.remove(f)
         self.returns += 1
+        if conn._fwd is None:
+            self._halves_back(f, conn)
         if f.shared is not None:
             _restore(f, conn)
         else:
@@ -313,16 +319,74 @@ class FastPath:
         flows that had none, for ``drop_objects``."""
         dropped = [f for f in self.table.flows() if f.shared is not None]
         for f in dropped:
+            if f.conn._fwd is None:
+                self._halves_back(f, f.conn)
             _restore(f, f.conn)
         return dropped
 
-    @staticmethod
-    def drop_objects(flows) -> None:
+    def drop_objects(self, flows) -> None:
         """Drop the objects ``keep_objects`` gave back again (their state is still the record's)."""
         for f in flows:
             conn = f.conn
             if conn is not None and f.shared is None:
                 _drop(f, conn)
+                if f.shared is not None:
+                    self._drop_halves(conn)
+
+    # The halves and their keys of a connection the record holds alone are not kept either: the
+    # record has both keys, both interfaces and each half's translation, and its shared tuple says
+    # which of a half's four rewrites are set (``_rest``). ``ConnTable.by_key`` (``conntrack.Keys``)
+    # asks here for a key it does not hold.
+
+    def _drop_halves(self, conn) -> None:
+        """Forget ``conn``'s halves (the record has them) where the table's dictionary holds exactly
+        them under their keys; otherwise they are kept."""
+        keys = self.fw.conns.by_key
+        fwd = conn._fwd
+        if type(keys) is not Keys or fwd is None:
+            return
+        rev = fwd._other
+        if rev is None or _dict_get(keys, fwd.key) is not fwd or _dict_get(keys, rev.key) is not rev:
+            return
+        dict.__delitem__(keys, fwd.key)
+        dict.__delitem__(keys, rev.key)
+        conn._fwd = None
+        keys.fast = self
+        self.dropped_halves += 1
+
+    def _halves_back(self, f, conn) -> tuple:
+        """Make ``conn``'s halves again from its record, for good: kept by the connection and put back
+        into the table's dictionary (where no other half took a key meanwhile)."""
+        halves = _halves_of(f, conn)
+        conn.halves = halves
+        keys = self.fw.conns.by_key
+        for h in halves:
+            dict.setdefault(keys, h.key, h)
+        return halves
+
+    def held_half(self, key) -> Half | None:
+        """The half under ``key`` of a connection the record holds alone (its halves made again and
+        kept), or None."""
+        found = self._held(key)
+        if found is None:
+            return None
+        f, d = found
+        return self._halves_back(f, f.conn)[d]
+
+    def holds(self, key) -> bool:
+        """Whether ``key`` is a half's of a connection the record holds alone."""
+        return self._held(key) is not None
+
+    def _held(self, key):
+        if type(key) is not tuple or len(key) != 6 or key[0] != 4:
+            return None
+        found = self.table.find(key[1], key[2], key[3], key[4], key[5])
+        if found is None:
+            return None
+        conn = found[0].conn
+        if conn is None or conn._fwd is not None or conn.closed:
+            return None
+        return found
 
     @staticmethod
     def _copy_back(f, conn) -> None:
@@ -403,9 +467,10 @@ def _rest(conn):
         if not 0 <= v <= _M:
             return None
     p0, p1 = trk.seen
+    h0 = conn._fwd
     key = (
         shift is not None, trk.dead, trk.last_index, trk._timer, trk._aux,
-        p0.fin_end, p1.fin_end, p0.td_scale, p1.td_scale, nkey,
+        p0.fin_end, p1.fin_end, p0.td_scale, p1.td_scale, _rewrites(h0) | _rewrites(h0._other) << 4, nkey,
     )  # fmt: skip
     got = _SHARED.get(key)
     if got is None:
@@ -414,6 +479,35 @@ def _rest(conn):
         nrest = None if norm is None else (norm.profile, norm.counters, norm._mss, normalizer.shared(nkey[3]))
         _SHARED[key] = got = key[:-1] + (nrest,)
     return got
+
+
+def _rewrites(h) -> int:
+    """Which of a half's ``new_src``, ``new_sport``, ``new_dst``, ``new_dport`` are set (bits 0-3)."""
+    return (
+        (h.new_src is not None) | (h.new_sport is not None) << 1
+        | (h.new_dst is not None) << 2 | (h.new_dport is not None) << 3
+    )  # fmt: skip
+
+
+def _halves_of(f, conn) -> tuple[Half, Half]:
+    """``conn``'s two halves as its record ``f`` and its shared tuple describe them (a connection the
+    record holds alone): equal field for field to the ones it had (their ``nat`` is None, as the
+    offload left it)."""
+    in0, in1, proto, e0, e1 = f.ends()
+    mask = f.shared[-2]
+    halves = []
+    for d, ends, i_in, i_out in ((0, e0, in0, in1), (1, e1, in1, in0)):
+        src, sport, dst, dport, nsrc, nsport, ndst, ndport = ends
+        m = mask >> (4 * d)
+        halves.append(
+            Half(
+                conn, d, i_in, i_out, (4, proto, src, sport, dst, dport),
+                nsrc if m & 1 else None, nsport if m & 2 else None,
+                ndst if m & 4 else None, ndport if m & 8 else None,
+            )
+        )  # fmt: skip
+    halves[0]._other = halves[1]  # as Connection.halves links them
+    return halves[0], halves[1]
 
 
 def _drop(f, conn) -> None:
@@ -437,7 +531,7 @@ def _restore(f, conn) -> None:
 def _tcp_view(f, state=None) -> TcpTracker:
     (e0, me0, w0, a0, fl0, e1, me1, w1, a1, fl1, last_dir, last_seq, last_ack, last_end, last_win,
      retrans, timeout, packets, _, _, _, _) = state or f.tcp_state()  # fmt: skip
-    _, dead, last_index, timer, aux, fin0, fin1, sc0, sc1, _ = f.shared
+    _, dead, last_index, timer, aux, fin0, fin1, sc0, sc1, _, _ = f.shared
     trk = TcpTracker.__new__(TcpTracker)
     peers = []
     for end, maxend, maxwin, maxack, scale, flags, fin_end in (
@@ -519,3 +613,11 @@ class OffloadedConnection(Connection):
     @property
     def seqrand(self) -> SeqShift | None:
         return _seqrand_view(self.fast)
+
+    def _halves(self):
+        fwd = self._fwd
+        if fwd is not None:
+            return (fwd, fwd._other)
+        return _halves_of(self.fast, self)  # views: the record's, not kept (the dictionary has none)
+
+    halves = property(_halves, Connection.halves.fset, doc=Connection.halves.__doc__)
