@@ -817,6 +817,34 @@ def test_an_idle_connection_keeps_neither_halves_nor_keys_and_is_found_by_them()
 
 
 @needs_fast
+@pytest.mark.parametrize("config", ["pat", "no-nat-tcp-map"])
+def test_an_icmp_error_and_a_syn_find_a_connection_its_record_holds_alone(config):
+    """The Python path's lookups of other packets' keys (an ICMP error quoting the connection, a SYN
+    on it) find a connection whose halves and keys only its record has, as the Python path finds it."""
+    spec = ((5, 6), (1460, True, False, None), ["c-data", "s-data"], "none", [0.001] * 20)
+    trace = whole_connection(spec, 48000)
+    quoted = craft.tcp_packet(4, SERVER, CLIENT, 80, 48000, 7, 9, 0x18, 65535, b"", bytes(10))
+    syn = craft.tcp_packet(4, CLIENT, SERVER, 48000, 80, 12345, 0, 0x02, 64240, craft.tcp_option_mss(1460))
+    last = len(trace) - 1
+    trace += [
+        ("inside", craft.icmp_error(4, CLIENT, SERVER, 3, 3, bytes(quoted)), 0.001, 0),
+        ("inside", syn, 0.001, 0),
+    ]
+    held = []
+
+    def between(n, fast, slow):
+        if n >= last:
+            (conn,) = fast.conns
+            if n <= last + 1 and conn.fast is None:
+                # Taken back by the Python path: dropped to its record again (as the test above does).
+                assert fast.fast.offload(conn)
+            held.append(conn._fwd is None)
+
+    compare_trace(WHOLE_CONFIGS[config], 5, trace, between=between)
+    assert held[0] and held[1], held  # the ICMP error and the SYN each met the record alone
+
+
+@needs_fast
 def test_the_close_goes_through_the_compiled_path():
     """The stories above that close from an offloaded connection have their FINs forwarded by the
     compiled path (its closing rows), so that the comparison covers them."""

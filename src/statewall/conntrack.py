@@ -470,6 +470,16 @@ class Keys(dict):
                 return default
         return half
 
+    def peek(self, key):
+        """The half under ``key`` or None, for a reader that only reads it: of a connection its record
+        holds alone, a view made from the record (not kept; ``get`` keeps the halves it makes)."""
+        half = _dict_get(self, key)
+        if half is None:
+            fast = self.fast
+            if fast is not None:
+                return fast.view_half(key)
+        return half
+
     def __contains__(self, key) -> bool:
         if _dict_contains(self, key):
             return True

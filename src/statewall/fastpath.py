@@ -373,6 +373,14 @@ class FastPath:
         f, d = found
         return self._halves_back(f, f.conn)[d]
 
+    def view_half(self, key) -> Half | None:
+        """The same as a view of the record (not kept), for a reader (``Keys.peek``)."""
+        found = self._held(key)
+        if found is None:
+            return None
+        f, d = found
+        return _halves_of(f, f.conn)[d]
+
     def holds(self, key) -> bool:
         """Whether ``key`` is a half's of a connection the record holds alone."""
         return self._held(key) is not None
