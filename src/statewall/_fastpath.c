@@ -1138,31 +1138,33 @@ static PyTypeObject EntryType = {
     .tp_members = Entry_members,
 };
 
-/* find(proto, src, sport, dst, dport) -> (flow, direction) or None: the Flow holding that IPv4 key
- * (ConnTable's lookups of a connection the record holds alone, statewall.conntrack.Keys). */
-static PyObject *FlowTable_find(FlowTable *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "find(proto, src, sport, dst, dport)");
-        return NULL;
-    }
-    unsigned long long v[5];
-    static const unsigned long long top[5] = {0xFF, 0xFFFFFFFFull, 0xFFFF, 0xFFFFFFFFull, 0xFFFF};
-    for (int i = 0; i < 5; i++) {
-        if (!PyLong_Check(args[i]))
+/* find(key) -> (flow, direction) or None: the Flow holding a half's key (version, proto, src, sport,
+ * dst, dport), IPv4 only (ConnTable's lookups of a connection the record holds alone,
+ * statewall.conntrack.Keys); None for anything else. */
+static PyObject *FlowTable_find(FlowTable *self, PyObject *key) {
+    if (!self->cap || !PyTuple_CheckExact(key) || PyTuple_GET_SIZE(key) != 6)
+        Py_RETURN_NONE;
+    unsigned long long v[6];
+    static const unsigned long long top[6] = {4, 0xFF, 0xFFFFFFFFull, 0xFFFF, 0xFFFFFFFFull, 0xFFFF};
+    for (int i = 0; i < 6; i++) {
+        PyObject *x = PyTuple_GET_ITEM(key, i);
+        if (!PyLong_Check(x))
             Py_RETURN_NONE;
         int overflow = 0;
-        long long x = PyLong_AsLongLongAndOverflow(args[i], &overflow);
-        if (x == -1 && PyErr_Occurred())
+        long long n = PyLong_AsLongLongAndOverflow(x, &overflow);
+        if (n == -1 && PyErr_Occurred())
             return NULL;
-        if (overflow || x < 0 || (unsigned long long)x > top[i] || !self->cap)
+        if (overflow || n < 0 || (unsigned long long)n > top[i])
             Py_RETURN_NONE;
-        v[i] = (unsigned long long)x;
+        v[i] = (unsigned long long)n;
     }
+    if (v[0] != 4)
+        Py_RETURN_NONE;
     unsigned char k[KEYLEN];
-    unsigned int src = (unsigned int)v[1], dst = (unsigned int)v[3];
+    unsigned int src = (unsigned int)v[2], dst = (unsigned int)v[4];
     k[0] = src >> 24, k[1] = src >> 16, k[2] = src >> 8, k[3] = src;
     k[4] = dst >> 24, k[5] = dst >> 16, k[6] = dst >> 8, k[7] = dst;
-    k[8] = v[2] >> 8, k[9] = v[2], k[10] = v[4] >> 8, k[11] = v[4], k[12] = v[0];
+    k[8] = v[3] >> 8, k[9] = v[3], k[10] = v[5] >> 8, k[11] = v[5], k[12] = v[1];
     uintptr_t e = self->slots[find_slot(self, k)];
     if (!e)
         Py_RETURN_NONE;
@@ -1196,8 +1198,8 @@ static PyMethodDef FlowTable_methods[] = {
     {"add", (PyCFunction)FlowTable_add, METH_O, "add(flow): index a Flow under both of its keys"},
     {"remove", (PyCFunction)FlowTable_remove, METH_O, "remove(flow): forget a Flow"},
     {"flows", (PyCFunction)FlowTable_flows, METH_NOARGS, "every Flow in the table, once"},
-    {"find", (PyCFunction)(void (*)(void))FlowTable_find, METH_FASTCALL,
-     "find(proto, src, sport, dst, dport) -> (flow, direction) or None"},
+    {"find", (PyCFunction)FlowTable_find, METH_O,
+     "find((version, proto, src, sport, dst, dport)) -> (flow, direction) or None (IPv4 keys)"},
     {"bind", (PyCFunction)FlowTable_bind, METH_VARARGS,
      "bind(fw, stats, result_type): the engine this table is the leaf of (see offer)"},
     {"offer", (PyCFunction)(void (*)(void))FlowTable_offer, METH_FASTCALL,

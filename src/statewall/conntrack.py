@@ -448,47 +448,55 @@ class Keys(dict):
     """``ConnTable.by_key``: every half by its key, including the halves of the connections the compiled
     fast path's records hold alone (``statewall.fastpath``: an idle offloaded TCP connection keeps
     neither halves nor keys, issue 18's fifth memory round). A lookup that misses the dictionary asks
-    the compiled table (``fast.held_half``), which makes that connection's halves again and puts them
-    back here: every reader finds what it found when the halves were kept. ``in`` answers without
-    making them. Pickled (a snapshot) as the plain dictionary it was before (``ConnTable.__setstate__``
+    the compiled table (``find``, one C call), and for a key it holds the fast path makes that
+    connection's halves again and puts them back here (``fast.held_half``): every reader finds what it
+    found when the halves were kept. ``in`` answers without making them, ``peek`` makes a view that is
+    not kept. Pickled (a snapshot) as the plain dictionary it was before (``ConnTable.__setstate__``
     makes it a ``Keys`` again)."""
 
-    __slots__ = ("fast",)
+    __slots__ = ("fast", "find")
 
     def __init__(self, *args) -> None:
         dict.__init__(self, *args)
         self.fast = None  # the FastPath whose records hold halves (set when it first drops some)
+        self.find = None  # its table's find(key) -> (flow, direction) or None
 
     def get(self, key, default=None):
         half = _dict_get(self, key)
-        if half is None:
-            fast = self.fast
-            if fast is None:
-                return default
-            half = fast.held_half(key)
-            if half is None:
-                return default
-        return half
+        if half is not None:
+            return half
+        find = self.find
+        if find is None:
+            return default
+        found = find(key)
+        if found is None:
+            return default
+        half = self.fast.held_half(found)
+        return default if half is None else half
 
     def peek(self, key):
         """The half under ``key`` or None, for a reader that only reads it: of a connection its record
         holds alone, a view made from the record (not kept; ``get`` keeps the halves it makes)."""
         half = _dict_get(self, key)
         if half is None:
-            fast = self.fast
-            if fast is not None:
-                return fast.view_half(key)
+            find = self.find
+            if find is not None:
+                found = find(key)
+                if found is not None:
+                    return self.fast.view_half(found)
         return half
 
     def __contains__(self, key) -> bool:
         if _dict_contains(self, key):
             return True
-        fast = self.fast
-        return fast is not None and fast.holds(key)
+        find = self.find
+        if find is None:
+            return False
+        found = find(key)
+        return found is not None and self.fast.holds(found)
 
     def __missing__(self, key):
-        fast = self.fast
-        half = None if fast is None else fast.held_half(key)
+        half = self.get(key)
         if half is None:
             raise KeyError(key)
         return half

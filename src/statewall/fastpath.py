@@ -72,7 +72,8 @@ import struct
 from functools import partial
 
 from . import normalizer
-from .conntrack import Connection, Half, Keys
+from .conntrack import _HALVES as _HALF_CLASSES
+from .conntrack import Connection, Half, Keys, _shared_address, _shared_key
 from .normalizer import _NOTHING_HELD, DROP, NormState
 from .seqrand import SeqShift
 from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, TcpState, TcpTracker, _Peer
@@ -84,6 +85,7 @@ except ImportError:  # built without a compiler: the Python path does everything
 
 AVAILABLE = _fastpath is not None
 _dict_get = dict.get
+_new = object.__new__
 
 
 def front_door(receive, ingress):
@@ -351,7 +353,8 @@ class FastPath:
         dict.__delitem__(keys, fwd.key)
         dict.__delitem__(keys, rev.key)
         conn._fwd = None
-        keys.fast = self
+        if keys.fast is not self:
+            keys.fast, keys.find = self, self.table.find
         self.dropped_halves += 1
 
     def _halves_back(self, f, conn) -> tuple:
@@ -364,37 +367,29 @@ class FastPath:
             dict.setdefault(keys, h.key, h)
         return halves
 
-    def held_half(self, key) -> Half | None:
-        """The half under ``key`` of a connection the record holds alone (its halves made again and
-        kept), or None."""
-        found = self._held(key)
-        if found is None:
-            return None
+    def held_half(self, found) -> Half | None:
+        """The half of ``found`` = (flow, direction), ``FlowTable.find``'s answer for a key the table's
+        dictionary does not hold, if its connection is held by the record alone: its halves made again
+        and kept. None otherwise."""
         f, d = found
-        return self._halves_back(f, f.conn)[d]
-
-    def view_half(self, key) -> Half | None:
-        """The same as a view of the record (not kept), for a reader (``Keys.peek``)."""
-        found = self._held(key)
-        if found is None:
-            return None
-        f, d = found
-        return _halves_of(f, f.conn)[d]
-
-    def holds(self, key) -> bool:
-        """Whether ``key`` is a half's of a connection the record holds alone."""
-        return self._held(key) is not None
-
-    def _held(self, key):
-        if type(key) is not tuple or len(key) != 6 or key[0] != 4:
-            return None
-        found = self.table.find(key[1], key[2], key[3], key[4], key[5])
-        if found is None:
-            return None
-        conn = found[0].conn
+        conn = f.conn
         if conn is None or conn._fwd is not None or conn.closed:
             return None
-        return found
+        return self._halves_back(f, conn)[d]
+
+    def view_half(self, found) -> Half | None:
+        """The same as a view of the record (not kept), for a reader (``Keys.peek``)."""
+        f, d = found
+        conn = f.conn
+        if conn is None or conn._fwd is not None or conn.closed:
+            return None
+        return _halves_of(f, conn)[d]
+
+    @staticmethod
+    def holds(found) -> bool:
+        """Whether ``found`` is a half of a connection held by the record alone."""
+        conn = found[0].conn
+        return conn is not None and conn._fwd is None and not conn.closed
 
     @staticmethod
     def _copy_back(f, conn) -> None:
@@ -499,23 +494,29 @@ def _rewrites(h) -> int:
 
 def _halves_of(f, conn) -> tuple[Half, Half]:
     """``conn``'s two halves as its record ``f`` and its shared tuple describe them (a connection the
-    record holds alone): equal field for field to the ones it had (their ``nat`` is None, as the
-    offload left it)."""
+    record holds alone): equal field for field to the ones it had (``Half.__init__``'s, their ``nat``
+    None as the offload left it), made without its argument handling (the teardown of every such
+    connection makes them)."""
     in0, in1, proto, e0, e1 = f.ends()
     mask = f.shared[-2]
-    halves = []
+    made = []
     for d, ends, i_in, i_out in ((0, e0, in0, in1), (1, e1, in1, in0)):
         src, sport, dst, dport, nsrc, nsport, ndst, ndport = ends
-        m = mask >> (4 * d)
-        halves.append(
-            Half(
-                conn, d, i_in, i_out, (4, proto, src, sport, dst, dport),
-                nsrc if m & 1 else None, nsport if m & 2 else None,
-                ndst if m & 4 else None, ndport if m & 8 else None,
-            )
-        )  # fmt: skip
-    halves[0]._other = halves[1]  # as Connection.halves links them
-    return halves[0], halves[1]
+        m = (mask >> (4 * d)) & 15
+        h = _new(_HALF_CLASSES[d][m != 0])
+        h.conn = conn
+        h.in_iface = i_in
+        h.out_iface = i_out
+        h.key = _shared_key((4, proto, src, sport, dst, dport))
+        h.new_src = _shared_address(nsrc) if m & 1 else None
+        h.new_sport = nsport if m & 2 else None
+        h.new_dst = _shared_address(ndst) if m & 4 else None
+        h.new_dport = ndport if m & 8 else None
+        h.nat = None
+        h._other = None
+        made.append(h)
+    made[0]._other = made[1]  # as Connection.halves links them
+    return made[0], made[1]
 
 
 def _drop(f, conn) -> None:
