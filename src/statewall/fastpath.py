@@ -37,7 +37,10 @@ again), and flushing the table (policy reload). A TCP connection is offloaded at
 handshake (``engine.forward.established``), and where its objects can be made again exactly from the
 record (nearly always) the record replaces them: the connection keeps no ``TcpTracker``,
 ``NormState`` or ``SeqShift`` while offloaded (``OffloadedConnection``: views of the record when read)
-and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection).
+and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection). Nor
+does it keep its two ``Half`` objects and their keys: the connection table's dictionary
+(``conntrack.Keys``) asks the table for a key it misses and ``held_half`` makes the halves again, kept
+from then on; ``conn.halves`` reads views of the record meanwhile.
 
 Unlike the kernel's flowtable, which needs a rule to offload and then skips the ruleset's counters,
 statewall's fast path is invisible: per-rule counters
