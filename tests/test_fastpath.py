@@ -751,8 +751,15 @@ def test_a_connection_dropped_to_its_record_and_rebuilt_is_the_one_that_never_wa
             assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
         elif what == "snapshot":
             dropped = sum(f.shared is not None for f in fast.fast.table.flows())
-            fast.snapshot()
+            held = sum(c._fwd is None for c in fast.conns)
+            data = fast.snapshot()
             assert sum(f.shared is not None for f in fast.fast.table.flows()) == dropped
+            assert sum(c._fwd is None for c in fast.conns) == held
+            # What it holds is the Python path's: restored, the same connections and the same keys.
+            again = Firewall(parse(WHOLE_CONFIGS[config], "t.cfg"), seed=9, fast_path=False)
+            again.restore(data)
+            assert show_conn(again, detail=True) == show_conn(slow, detail=True)
+            assert set(dict.keys(again.conns.by_key)) == set(slow.conns.by_key)
 
     flows = [whole_connection(spec, 44000 + i) for i, spec in enumerate(specs)]
     compare_trace(WHOLE_CONFIGS[config], 9, interleave(order, flows), drain=4000.0, between=between)

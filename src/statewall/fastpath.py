@@ -319,23 +319,28 @@ class FastPath:
                 self._copy_back(f, f.conn)
 
     def keep_objects(self) -> list:
-        """Give every offloaded connection its tracker, normalizer and randomization objects again, as
-        the record says they are now, leaving it offloaded (a snapshot pickles the objects). Returns the
-        flows that had none, for ``drop_objects``."""
-        dropped = [f for f in self.table.flows() if f.shared is not None]
-        for f in dropped:
-            if f.conn._fwd is None:
-                self._halves_back(f, f.conn)
-            _restore(f, f.conn)
+        """Give every offloaded connection its tracker, normalizer and randomization objects (and its
+        halves) again, as the record says they are now, leaving it offloaded (a snapshot pickles the
+        objects). Returns ``(flow, whether its halves were made)`` for the flows that had no objects,
+        for ``drop_objects``."""
+        dropped = []
+        for f in self.table.flows():
+            if f.shared is not None:
+                made = f.conn._fwd is None
+                if made:
+                    self._halves_back(f, f.conn)
+                _restore(f, f.conn)
+                dropped.append((f, made))
         return dropped
 
     def drop_objects(self, flows) -> None:
-        """Drop the objects ``keep_objects`` gave back again (their state is still the record's)."""
-        for f in flows:
+        """Drop the objects (and the halves) ``keep_objects`` gave back again (their state is still the
+        record's)."""
+        for f, made in flows:
             conn = f.conn
             if conn is not None and f.shared is None:
                 _drop(f, conn)
-                if f.shared is not None:
+                if made and f.shared is not None:
                     self._drop_halves(conn)
 
     # The halves and their keys of a connection the record holds alone are not kept either: the
