@@ -761,18 +761,34 @@ def test_whole_connections_syn_to_teardown(config, specs, order, partial):
     config=st.sampled_from(sorted(WHOLE_CONFIGS)),
     specs=st.lists(connection_specs(), min_size=1, max_size=3),
     order=st.randoms(use_true_random=False),
-    churn=st.lists(st.sampled_from(["keep", "rebuild", "show", "snapshot"]), min_size=1, max_size=40),
+    churn=st.lists(
+        st.sampled_from(["keep", "rebuild", "show", "snapshot", "lookup", "halves"]), min_size=1, max_size=40
+    ),
 )
 def test_a_connection_dropped_to_its_record_and_rebuilt_is_the_one_that_never_was(
     config, specs, order, churn
 ):
     """An offloaded connection is carried by its compiled record alone (statewall.fastpath): between
     packets, at random, its objects are rebuilt and dropped again (taken back and offloaded anew), read
-    through ``show conn`` (views of the record) or made and dropped by a snapshot; packets, events,
-    every field of its objects and ``show conn`` stay the Python path's, which never offloaded it."""
+    through ``show conn`` (views of the record) or made and dropped by a snapshot, its halves made again
+    by a lookup of the table's dictionary or read as views; packets, events, every field of its objects
+    and halves, the keys the table answers for and ``show conn`` stay the Python path's, which never
+    offloaded it."""
 
     def between(n, fast, slow):
+        assert_same_keys(fast, slow)
         what = churn[n % len(churn)]
+        if what == "lookup":
+            # A lookup the dictionary misses makes the connection's halves again, kept from then on.
+            keys = fast.conns.by_key
+            for conn in list(fast.conns):
+                if conn._fwd is None:
+                    key = conn.halves[n % 2].key
+                    assert key not in dict.keys(keys)
+                    assert keys.get(key).conn is conn and conn._fwd is not None
+                    assert keys[key] is keys.get(key) and key in dict.keys(keys)
+        elif what == "halves":
+            assert halves_of(fast) == halves_of(slow)
         if what == "rebuild":
             for conn in list(fast.conns):
                 if conn.fast is not None and conn.fast.shared is not None:
@@ -787,11 +803,104 @@ def test_a_connection_dropped_to_its_record_and_rebuilt_is_the_one_that_never_wa
             assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
         elif what == "snapshot":
             dropped = sum(f.shared is not None for f in fast.fast.table.flows())
-            fast.snapshot()
+            held = sum(c._fwd is None for c in fast.conns)
+            data = fast.snapshot()
             assert sum(f.shared is not None for f in fast.fast.table.flows()) == dropped
+            assert sum(c._fwd is None for c in fast.conns) == held
+            # What it holds is the Python path's: restored, the same connections and the same keys.
+            again = Firewall(parse(WHOLE_CONFIGS[config], "t.cfg"), seed=9, fast_path=False)
+            again.restore(data)
+            assert show_conn(again, detail=True) == show_conn(slow, detail=True)
+            assert set(dict.keys(again.conns.by_key)) == set(slow.conns.by_key)
 
     flows = [whole_connection(spec, 44000 + i) for i, spec in enumerate(specs)]
     compare_trace(WHOLE_CONFIGS[config], 9, interleave(order, flows), drain=4000.0, between=between)
+
+
+def half_fields(h) -> tuple:
+    return (type(h).__name__, h.dir, h.rewrites, h.in_iface, h.out_iface, h.key, h.new_src, h.new_sport,
+            h.new_dst, h.new_dport, h.conn.id, h._other is None)  # fmt: skip
+
+
+def halves_of(fw) -> list:
+    """Every connection's halves, field for field (views of the record where it holds them alone)."""
+    return [[half_fields(h) for h in c.halves] for c in sorted(fw.conns, key=lambda c: c.id)]
+
+
+def assert_same_keys(fast, slow) -> None:
+    """The table's dictionary answers ``in`` for the same keys on both (the fast one partly from the
+    compiled table's records, without making their halves) and for no other of theirs."""
+    fk, sk = fast.conns.by_key, slow.conns.by_key
+    held = [c for c in fast.conns if c._fwd is None]
+    for key in sk:
+        assert key in fk, key
+    for conn in fast.conns:
+        for h in conn.halves:
+            assert (h.key in fk) == (h.key in sk), h.key
+    assert len(dict.keys(fk)) + 2 * len(held) == len(sk)
+    assert all(c._fwd is None for c in held)  # ``in`` made nothing
+
+
+@needs_fast
+def test_an_idle_connection_keeps_neither_halves_nor_keys_and_is_found_by_them():
+    """After its handshake an offloaded TCP connection is its record alone: no halves, nothing in the
+    table's dictionary; ``in`` finds its keys without making anything, ``get``/``[]`` make its halves
+    again (kept), equal to the Python path's; ``show conn`` and the snapshot (the pickled dictionary
+    holds both keys, restored into an engine that finds the connection) are the Python path's."""
+    spec = ((1, 2), (1460, True, True, 7), [], "none", [0.001] * 5)
+    fast, slow = compare_trace(WHOLE_CONFIGS["pat"], 3, whole_connection(spec, 47000))
+    assert fast.fast.dropped_halves >= 1
+    (conn,) = fast.conns
+    assert fast.fast.offload(conn)  # compare_trace took it back at its end
+    assert conn.fast is not None and conn._fwd is None and not dict.keys(fast.conns.by_key)
+    keys = [h.key for h in conn.halves]
+    assert all(k in fast.conns.by_key for k in keys) and conn._fwd is None
+    assert halves_of(fast) == halves_of(slow)
+    assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
+    assert (4, 6, 1, 2, 3, 4) not in fast.conns.by_key and fast.conns.by_key.get((6, 6, 1, 2, 3, 4)) is None
+    with pytest.raises(KeyError):
+        fast.conns.by_key[(4, 6, 1, 2, 3, 4)]
+    data = fast.snapshot()
+    assert conn._fwd is None and not dict.keys(fast.conns.by_key)  # made for the pickle, dropped again
+    again = Firewall(parse(WHOLE_CONFIGS["pat"], "t.cfg"), seed=3)
+    again.restore(data)
+    assert type(again.conns.by_key) is type(fast.conns.by_key)
+    assert set(dict.keys(again.conns.by_key)) == set(keys)
+    assert show_conn(again, detail=True) == show_conn(slow, detail=True)
+    half = fast.conns.by_key[keys[1]]
+    assert half.conn is conn and conn.halves[1] is half and fast.conns.by_key.get(keys[0]) is conn.halves[0]
+    assert set(dict.keys(fast.conns.by_key)) == set(keys)
+    fast.fast.unoffload(conn)
+    assert type(conn) is Connection and conn.halves[1] is half
+    assert halves_of(fast) == halves_of(slow)
+
+
+@needs_fast
+@pytest.mark.parametrize("config", ["pat", "no-nat-tcp-map"])
+def test_an_icmp_error_and_a_syn_find_a_connection_its_record_holds_alone(config):
+    """The Python path's lookups of other packets' keys (an ICMP error quoting the connection, a SYN
+    on it) find a connection whose halves and keys only its record has, as the Python path finds it."""
+    spec = ((5, 6), (1460, True, False, None), ["c-data", "s-data"], "none", [0.001] * 20)
+    trace = whole_connection(spec, 48000)
+    quoted = craft.tcp_packet(4, SERVER, CLIENT, 80, 48000, 7, 9, 0x18, 65535, b"", bytes(10))
+    syn = craft.tcp_packet(4, CLIENT, SERVER, 48000, 80, 12345, 0, 0x02, 64240, craft.tcp_option_mss(1460))
+    last = len(trace) - 1
+    trace += [
+        ("inside", craft.icmp_error(4, CLIENT, SERVER, 3, 3, bytes(quoted)), 0.001, 0),
+        ("inside", syn, 0.001, 0),
+    ]
+    held = []
+
+    def between(n, fast, slow):
+        if n >= last:
+            (conn,) = fast.conns
+            if n <= last + 1 and conn.fast is None:
+                # Taken back by the Python path: dropped to its record again (as the test above does).
+                assert fast.fast.offload(conn)
+            held.append(conn._fwd is None)
+
+    compare_trace(WHOLE_CONFIGS[config], 5, trace, between=between)
+    assert held[0] and held[1], held  # the ICMP error and the SYN each met the record alone
 
 
 @needs_fast
@@ -826,7 +935,7 @@ def test_rebuilding_and_showing_dropped_connections_happens_in_the_test_above():
                 closing = conn.fast.fin_dir
                 fast.fast.unoffload(conn)
                 if fast.fast.offload(conn) or not closing:  # closing, it stays on the Python path
-                    seen.append(conn.fast.shared is not None)
+                    seen.append(conn.fast.shared is not None and conn._fwd is None)  # nor its halves
         assert show_conn(fast, detail=True) == show_conn(slow, detail=True)
 
     spec = ((1, 2), (1460, True, True, 7), ["c-data", "s-data", "c-ack", "s-bulk"], "fin-c", [0.001] * 20)

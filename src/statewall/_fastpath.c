@@ -231,9 +231,31 @@ static PyObject *Flow_tcp_state(Flow *f, PyObject *unused) {
                          f->ttl_low[1]);
 }
 
+/* ends() -> (iface0, iface1, proto, (src, sport, dst, dport, nsrc, nsport, ndst, ndport) per direction):
+ * what the connection's two halves are made from again while the record holds the connection alone
+ * (statewall.fastpath: the halves and their keys are not kept, issue 18's fifth memory round). */
+static PyObject *half_ends(const Flow *f, int d) {
+    const unsigned char *k = f->key[d];
+    unsigned int src = (unsigned int)k[0] << 24 | (unsigned int)k[1] << 16 | (unsigned int)k[2] << 8 | k[3];
+    unsigned int dst = (unsigned int)k[4] << 24 | (unsigned int)k[5] << 16 | (unsigned int)k[6] << 8 | k[7];
+    unsigned int sport = (unsigned int)k[8] << 8 | k[9], dport = (unsigned int)k[10] << 8 | k[11];
+    return Py_BuildValue("(IIIIIIII)", src, sport, dst, dport, f->nsrc[d], (unsigned int)f->nsport[d],
+                         f->ndst[d], (unsigned int)f->ndport[d]);
+}
+
+static PyObject *Flow_ends(Flow *f, PyObject *unused) {
+    if (!f->keyed || !f->iface[0] || !f->iface[1]) {
+        PyErr_SetString(PyExc_ValueError, "the flow was never filled");
+        return NULL;
+    }
+    return Py_BuildValue("(OOBNN)", f->iface[0], f->iface[1], f->proto, half_ends(f, 0), half_ends(f, 1));
+}
+
 static PyMethodDef Flow_methods[] = {
     {"fill", (PyCFunction)Flow_fill, METH_VARARGS, "set every field at once (statewall.fastpath.offload)"},
     {"tcp_state", (PyCFunction)Flow_tcp_state, METH_NOARGS, "the fields the fast path changes"},
+    {"ends", (PyCFunction)Flow_ends, METH_NOARGS,
+     "(iface0, iface1, proto, (src, sport, dst, dport, nsrc, nsport, ndst, ndport) per direction)"},
     {NULL},
 };
 
@@ -1156,6 +1178,39 @@ static PyTypeObject EntryType = {
     .tp_members = Entry_members,
 };
 
+/* find(key) -> (flow, direction) or None: the Flow holding a half's key (version, proto, src, sport,
+ * dst, dport), IPv4 only (ConnTable's lookups of a connection the record holds alone,
+ * statewall.conntrack.Keys); None for anything else. */
+static PyObject *FlowTable_find(FlowTable *self, PyObject *key) {
+    if (!self->cap || !PyTuple_CheckExact(key) || PyTuple_GET_SIZE(key) != 6)
+        Py_RETURN_NONE;
+    unsigned long long v[6];
+    static const unsigned long long top[6] = {4, 0xFF, 0xFFFFFFFFull, 0xFFFF, 0xFFFFFFFFull, 0xFFFF};
+    for (int i = 0; i < 6; i++) {
+        PyObject *x = PyTuple_GET_ITEM(key, i);
+        if (!PyLong_Check(x))
+            Py_RETURN_NONE;
+        int overflow = 0;
+        long long n = PyLong_AsLongLongAndOverflow(x, &overflow);
+        if (n == -1 && PyErr_Occurred())
+            return NULL;
+        if (overflow || n < 0 || (unsigned long long)n > top[i])
+            Py_RETURN_NONE;
+        v[i] = (unsigned long long)n;
+    }
+    if (v[0] != 4)
+        Py_RETURN_NONE;
+    unsigned char k[KEYLEN];
+    unsigned int src = (unsigned int)v[2], dst = (unsigned int)v[4];
+    k[0] = src >> 24, k[1] = src >> 16, k[2] = src >> 8, k[3] = src;
+    k[4] = dst >> 24, k[5] = dst >> 16, k[6] = dst >> 8, k[7] = dst;
+    k[8] = v[3] >> 8, k[9] = v[3], k[10] = v[5] >> 8, k[11] = v[5], k[12] = v[1];
+    uintptr_t e = self->slots[find_slot(self, k)];
+    if (!e)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(Oi)", (PyObject *)ENTRY_FLOW(e), ENTRY_HALF(e));
+}
+
 static PyObject *FlowTable_get_hits(FlowTable *self, void *c) { return PyLong_FromUnsignedLongLong(self->hits); }
 static PyObject *FlowTable_get_misses(FlowTable *self, void *c) {
     return PyLong_FromUnsignedLongLong(self->misses);
@@ -1183,6 +1238,8 @@ static PyMethodDef FlowTable_methods[] = {
     {"add", (PyCFunction)FlowTable_add, METH_O, "add(flow): index a Flow under both of its keys"},
     {"remove", (PyCFunction)FlowTable_remove, METH_O, "remove(flow): forget a Flow"},
     {"flows", (PyCFunction)FlowTable_flows, METH_NOARGS, "every Flow in the table, once"},
+    {"find", (PyCFunction)FlowTable_find, METH_O,
+     "find((version, proto, src, sport, dst, dport)) -> (flow, direction) or None (IPv4 keys)"},
     {"bind", (PyCFunction)FlowTable_bind, METH_VARARGS,
      "bind(fw, stats, result_type[, half_closed, fins_closed, established]): the engine this table is "
      "the leaf of (see offer) and the lifecycle's callbacks"},

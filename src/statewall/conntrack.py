@@ -409,6 +409,8 @@ class Connection:
     def _ends(self) -> tuple[Endpoint, Endpoint]:
         """(initiator, responder) as the ORIGINAL half describes them: real and mapped ends."""
         fwd = self._fwd
+        if fwd is None:
+            fwd = self.halves[0]  # a connection its compiled record holds alone (statewall.fastpath)
         v, _, src, sport, dst, dport = fwd.key
         msrc = src if fwd.new_src is None else fwd.new_src
         msport = sport if fwd.new_sport is None else fwd.new_sport
@@ -438,15 +440,88 @@ class Connection:
             self._extra = None
 
 
+_dict_get = dict.get
+_dict_contains = dict.__contains__
+
+
+class Keys(dict):
+    """``ConnTable.by_key``: every half by its key, including the halves of the connections the compiled
+    fast path's records hold alone (``statewall.fastpath``: an idle offloaded TCP connection keeps
+    neither halves nor keys, issue 18's fifth memory round). A lookup that misses the dictionary asks
+    the compiled table (``find``, one C call), and for a key it holds the fast path makes that
+    connection's halves again and puts them back here (``fast.held_half``): every reader finds what it
+    found when the halves were kept. ``in`` answers without making them, ``peek`` makes a view that is
+    not kept. Pickled (a snapshot) as the plain dictionary it was before (``ConnTable.__setstate__``
+    makes it a ``Keys`` again)."""
+
+    __slots__ = ("fast", "find")
+
+    def __init__(self, *args) -> None:
+        dict.__init__(self, *args)
+        self.fast = None  # the FastPath whose records hold halves (set when it first drops some)
+        self.find = None  # its table's find(key) -> (flow, direction) or None
+
+    def get(self, key, default=None):
+        half = _dict_get(self, key)
+        if half is not None:
+            return half
+        find = self.find
+        if find is None:
+            return default
+        found = find(key)
+        if found is None:
+            return default
+        half = self.fast.held_half(found)
+        return default if half is None else half
+
+    def peek(self, key):
+        """The half under ``key`` or None, for a reader that only reads it: of a connection its record
+        holds alone, a view made from the record (not kept; ``get`` keeps the halves it makes)."""
+        half = _dict_get(self, key)
+        if half is None:
+            find = self.find
+            if find is not None:
+                found = find(key)
+                if found is not None:
+                    return self.fast.view_half(found)
+        return half
+
+    def __contains__(self, key) -> bool:
+        if _dict_contains(self, key):
+            return True
+        find = self.find
+        if find is None:
+            return False
+        found = find(key)
+        return found is not None and self.fast.holds(found)
+
+    def __missing__(self, key):
+        half = self.get(key)
+        if half is None:
+            raise KeyError(key)
+        return half
+
+    def __reduce__(self):
+        return (dict, (dict(self),))
+
+
 class ConnTable:
     """Both halves of every connection in one dictionary, plus the counts ``show conn`` prints."""
 
     __slots__ = ("by_key", "by_id", "most_used")
 
     def __init__(self) -> None:
-        self.by_key: dict[tuple, Half] = {}
+        self.by_key: Keys = Keys()
         self.by_id: dict[int, Connection] = {}
         self.most_used = 0
+
+    def __setstate__(self, state) -> None:
+        # ``(None, {slot: value})`` as pickled; ``by_key`` comes back a plain dict (Keys.__reduce__).
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in slots.items():
+            setattr(self, name, value)
+        if type(self.by_key) is not Keys:
+            self.by_key = Keys(self.by_key)
 
     def add(self, conn: Connection, oneway: bool = False) -> None:
         """``oneway``: a unidirectional connection, found only by its ORIGINAL half's key (its REPLY half
@@ -460,9 +535,14 @@ class ConnTable:
             self.most_used = n
 
     def remove(self, conn: Connection) -> None:
-        for half in conn.halves:
-            if self.by_key.get(half.key) is half:
-                del self.by_key[half.key]
+        # The halves the dictionary holds (a connection whose record holds it alone has none here: its
+        # keys are the compiled table's, which the fast path's unoffload forgets).
+        keys = self.by_key
+        fwd = conn._fwd
+        if fwd is not None:
+            for half in (fwd, fwd._other):
+                if half is not None and _dict_get(keys, half.key) is half:
+                    dict.__delitem__(keys, half.key)
         self.by_id.pop(conn.id, None)
         conn.closed = True
 

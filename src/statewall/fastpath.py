@@ -38,7 +38,10 @@ the lifecycle is the ASA's (its handshake's last ACK is then the compiled path's
 its handshake (``engine.forward.established``), and where its objects can be made again exactly from the
 record (nearly always) the record replaces them: the connection keeps no ``TcpTracker``,
 ``NormState`` or ``SeqShift`` while offloaded (``OffloadedConnection``: views of the record when read)
-and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection).
+and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection). Nor
+does it keep its two ``Half`` objects and their keys: the connection table's dictionary
+(``conntrack.Keys``) asks the table for a key it misses and ``held_half`` makes the halves again, kept
+from then on; ``conn.halves`` reads views of the record meanwhile.
 
 Unlike the kernel's flowtable, which needs a rule to offload and then skips the ruleset's counters,
 statewall's fast path is invisible: per-rule counters
@@ -80,7 +83,8 @@ import struct
 from functools import partial
 
 from . import normalizer
-from .conntrack import REPLY, Connection
+from .conntrack import _HALVES as _HALF_CLASSES
+from .conntrack import REPLY, Connection, Half, Keys, _shared_address, _shared_key
 from .normalizer import _NOTHING_HELD, DROP, NormState
 from .seqrand import SeqShift
 from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_SYNACK, TcpState, TcpTracker, _Peer
@@ -91,6 +95,8 @@ except ImportError:  # built without a compiler: the Python path does everything
     _fastpath = None
 
 AVAILABLE = _fastpath is not None
+_dict_get = dict.get
+_new = object.__new__
 
 
 def front_door(receive, ingress):
@@ -120,7 +126,17 @@ def flow_key(key: tuple) -> bytes:
 class FastPath:
     """The compiled flow table of one Firewall and the copying between it and the connections."""
 
-    __slots__ = ("table", "fw", "offloads", "returns", "ended", "shed", "timeouts", "table_closes")
+    __slots__ = (
+        "table",
+        "fw",
+        "offloads",
+        "returns",
+        "ended",
+        "shed",
+        "dropped_halves",
+        "timeouts",
+        "table_closes",
+    )
 
     def __init__(self, fw) -> None:
         self.table = _fastpath.FlowTable()
@@ -129,6 +145,7 @@ class FastPath:
         self.returns = 0  # ... and taken back by the Python path
         self.ended = 0  # ... and torn down from the record (``end``), never taken back
         self.shed = 0  # offloads that left the connection without its tracker, normalizer, ... objects
+        self.dropped_halves = 0  # ... and without its halves and their keys (the record holds them)
         self.timeouts = None  # the tracker's timeouts last given to the table
         self.table_closes = False  # the close goes through the table (attach: the ASA's lifecycle)
 
@@ -318,6 +335,8 @@ class FastPath:
             self.shed += 1
         for h in (h0, h1):
             h.nat = None  # the record has the translation; the Python path recomputes it when it needs it
+        if rest is not None:
+            self._drop_halves(conn)
         return True
 
     def unoffload(self, conn) -> None:
@@ -327,6 +346,8 @@ class FastPath:
             return
         self.table.remove(f)
         self.returns += 1
+        if conn._fwd is None:
+            self._halves_back(f, conn)
         if f.shared is not None:
             _restore(f, conn)
         else:
@@ -361,21 +382,85 @@ class FastPath:
                 self._copy_back(f, f.conn)
 
     def keep_objects(self) -> list:
-        """Give every offloaded connection its tracker, normalizer and randomization objects again, as
-        the record says they are now, leaving it offloaded (a snapshot pickles the objects). Returns the
-        flows that had none, for ``drop_objects``."""
-        dropped = [f for f in self.table.flows() if f.shared is not None]
-        for f in dropped:
-            _restore(f, f.conn)
+        """Give every offloaded connection its tracker, normalizer and randomization objects (and its
+        halves) again, as the record says they are now, leaving it offloaded (a snapshot pickles the
+        objects). Returns ``(flow, whether its halves were made)`` for the flows that had no objects,
+        for ``drop_objects``."""
+        dropped = []
+        for f in self.table.flows():
+            if f.shared is not None:
+                made = f.conn._fwd is None
+                if made:
+                    self._halves_back(f, f.conn)
+                _restore(f, f.conn)
+                dropped.append((f, made))
         return dropped
 
-    @staticmethod
-    def drop_objects(flows) -> None:
-        """Drop the objects ``keep_objects`` gave back again (their state is still the record's)."""
-        for f in flows:
+    def drop_objects(self, flows) -> None:
+        """Drop the objects (and the halves) ``keep_objects`` gave back again (their state is still the
+        record's)."""
+        for f, made in flows:
             conn = f.conn
             if conn is not None and f.shared is None:
                 _drop(f, conn)
+                if made and f.shared is not None:
+                    self._drop_halves(conn)
+
+    # The halves and their keys of a connection the record holds alone are not kept either: the
+    # record has both keys, both interfaces and each half's translation, and its shared tuple says
+    # which of a half's four rewrites are set (``_rest``). ``ConnTable.by_key`` (``conntrack.Keys``)
+    # asks here for a key it does not hold.
+
+    def _drop_halves(self, conn) -> None:
+        """Forget ``conn``'s halves (the record has them) where the table's dictionary holds exactly
+        them under their keys; otherwise they are kept."""
+        keys = self.fw.conns.by_key
+        fwd = conn._fwd
+        if type(keys) is not Keys or fwd is None:
+            return
+        rev = fwd._other
+        if rev is None or _dict_get(keys, fwd.key) is not fwd or _dict_get(keys, rev.key) is not rev:
+            return
+        dict.__delitem__(keys, fwd.key)
+        dict.__delitem__(keys, rev.key)
+        conn._fwd = None
+        if keys.fast is not self:
+            keys.fast, keys.find = self, self.table.find
+        self.dropped_halves += 1
+
+    def _halves_back(self, f, conn) -> tuple:
+        """Make ``conn``'s halves again from its record, for good: kept by the connection and put back
+        into the table's dictionary (where no other half took a key meanwhile)."""
+        halves = _halves_of(f, conn)
+        conn.halves = halves
+        keys = self.fw.conns.by_key
+        for h in halves:
+            dict.setdefault(keys, h.key, h)
+        return halves
+
+    def held_half(self, found) -> Half | None:
+        """The half of ``found`` = (flow, direction), ``FlowTable.find``'s answer for a key the table's
+        dictionary does not hold, if its connection is held by the record alone: its halves made again
+        and kept. None otherwise."""
+        f, d = found
+        conn = f.conn
+        if conn is None or conn._fwd is not None or conn.closed:
+            return None
+        return self._halves_back(f, conn)[d]
+
+    def view_half(self, found) -> Half | None:
+        """The same as a view of the record (not kept), for a reader (``Keys.peek``)."""
+        f, d = found
+        conn = f.conn
+        if conn is None or conn._fwd is not None or conn.closed:
+            return None
+        return _halves_of(f, conn)[d]
+
+    @staticmethod
+    def holds(found) -> bool:
+        """Whether ``found`` is a half of a connection held by the record alone."""
+        conn = found[0].conn
+        return conn is not None and conn._fwd is None and not conn.closed
 
     @staticmethod
     def _copy_back(f, conn) -> None:
@@ -456,9 +541,10 @@ def _rest(conn):
         if not 0 <= v <= _M:
             return None
     p0, p1 = trk.seen
+    h0 = conn._fwd
     key = (
         shift is not None, trk.dead, trk.last_index, trk._timer, trk._aux,
-        p0.fin_end, p1.fin_end, p0.td_scale, p1.td_scale, nkey,
+        p0.fin_end, p1.fin_end, p0.td_scale, p1.td_scale, _rewrites(h0) | _rewrites(h0._other) << 4, nkey,
     )  # fmt: skip
     got = _SHARED.get(key)
     if got is None:
@@ -467,6 +553,41 @@ def _rest(conn):
         nrest = None if norm is None else (norm.profile, norm.counters, norm._mss, normalizer.shared(nkey[3]))
         _SHARED[key] = got = key[:-1] + (nrest,)
     return got
+
+
+def _rewrites(h) -> int:
+    """Which of a half's ``new_src``, ``new_sport``, ``new_dst``, ``new_dport`` are set (bits 0-3)."""
+    return (
+        (h.new_src is not None) | (h.new_sport is not None) << 1
+        | (h.new_dst is not None) << 2 | (h.new_dport is not None) << 3
+    )  # fmt: skip
+
+
+def _halves_of(f, conn) -> tuple[Half, Half]:
+    """``conn``'s two halves as its record ``f`` and its shared tuple describe them (a connection the
+    record holds alone): equal field for field to the ones it had (``Half.__init__``'s, their ``nat``
+    None as the offload left it), made without its argument handling (the teardown of every such
+    connection makes them)."""
+    in0, in1, proto, e0, e1 = f.ends()
+    mask = f.shared[-2]
+    made = []
+    for d, ends, i_in, i_out in ((0, e0, in0, in1), (1, e1, in1, in0)):
+        src, sport, dst, dport, nsrc, nsport, ndst, ndport = ends
+        m = (mask >> (4 * d)) & 15
+        h = _new(_HALF_CLASSES[d][m != 0])
+        h.conn = conn
+        h.in_iface = i_in
+        h.out_iface = i_out
+        h.key = _shared_key((4, proto, src, sport, dst, dport))
+        h.new_src = _shared_address(nsrc) if m & 1 else None
+        h.new_sport = nsport if m & 2 else None
+        h.new_dst = _shared_address(ndst) if m & 4 else None
+        h.new_dport = ndport if m & 8 else None
+        h.nat = None
+        h._other = None
+        made.append(h)
+    made[0]._other = made[1]  # as Connection.halves links them
+    return made[0], made[1]
 
 
 def _drop(f, conn) -> None:
@@ -490,7 +611,7 @@ def _restore(f, conn) -> None:
 def _tcp_view(f, state=None) -> TcpTracker:
     (e0, me0, w0, a0, fl0, e1, me1, w1, a1, fl1, last_dir, last_seq, last_ack, last_end, last_win,
      retrans, timeout, packets, _, _, _, _) = state or f.tcp_state()  # fmt: skip
-    _, dead, last_index, timer, aux, fin0, fin1, sc0, sc1, _ = f.shared
+    _, dead, last_index, timer, aux, fin0, fin1, sc0, sc1, _, _ = f.shared
     trk = TcpTracker.__new__(TcpTracker)
     peers = []
     for end, maxend, maxwin, maxack, scale, flags, fin_end in (
@@ -590,3 +711,11 @@ class OffloadedConnection(Connection):
     @property
     def seqrand(self) -> SeqShift | None:
         return _seqrand_view(self.fast)
+
+    def _halves(self):
+        fwd = self._fwd
+        if fwd is not None:
+            return (fwd, fwd._other)
+        return _halves_of(self.fast, self)  # views: the record's, not kept (the dictionary has none)
+
+    halves = property(_halves, Connection.halves.fset, doc=Connection.halves.__doc__)

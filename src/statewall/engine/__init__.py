@@ -339,7 +339,7 @@ class Firewall:
         pkt.set_dst(mapped[0])
         if mapped[1] != pkt.dport and pkt.proto in (PROTO_TCP, PROTO_UDP):
             pkt.set_dport(mapped[1])
-        known = self.conns.by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        known = self.conns.by_key.peek((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
         if known is not None and (known.conn.seqrand is not None or known.conn.helper is not None):
             capture_space.to_live(known, pkt, False)
 
@@ -373,7 +373,7 @@ class Firewall:
                 if real[1] != pkt.sport and pkt.proto in (PROTO_TCP, PROTO_UDP):
                     pkt.set_sport(real[1])
         key = (pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        known = self.conns.by_key.get(key)
+        known = self.conns.by_key.peek(key)  # read only: a view where the compiled record holds it
         if known is not None:
             if known.conn.seqrand is not None or known.conn.helper is not None:
                 # Its acks answer data the firewall shifted (randomization, inspection rewrites),
