@@ -98,7 +98,9 @@ def conn_id_of(fw: Any, data: bytes | bytearray, events: Sequence[Event]) -> int
         pkt = decode(bytearray(data))
     except DecodeError:
         return None
-    half = by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+    # peek: a connection its record holds alone is read through a view, its halves not made again.
+    lookup = getattr(by_key, "peek", by_key.get)
+    half = lookup((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
     return half.conn.id if half is not None else None
 
 
