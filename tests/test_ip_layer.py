@@ -508,3 +508,16 @@ def test_the_asas_own_address_as_a_source_is_named_not_modelled_in_replay(tmp_pa
             assert summary["forwarded"] == 2 and summary["not_modelled"] == {OWN_SOURCE: 1}
         else:
             assert summary["forwarded"] == 1 and summary["drops_by_reason"] == {"ip-local-source": 1}
+
+
+def test_packet_tracer_names_the_asas_own_address_as_a_source_not_modelled():
+    from statewall.gaps import OWN_SOURCE
+    from statewall.tracer import trace
+
+    policy = parse_policy(ASA, "fw.asa", dialect="asa")
+    _, own = trace(policy, "inside", "udp", "192.0.2.1", 1, SERVER, 5000)
+    _, host = trace(policy, "inside", "udp", CLIENT, 1, SERVER, 5000)
+    assert own.allowed and host.allowed
+    assert [n for n in own.notes if OWN_SOURCE in n] == [n for n in own.notes if n.startswith("not modelled")]
+    assert any(n.startswith(f"not modelled: {OWN_SOURCE}: unknown") for n in own.notes), own.notes
+    assert not any(OWN_SOURCE in n for n in host.notes), host.notes

@@ -99,6 +99,11 @@ class GapMatcher:
                 found.append(self._own_source)
         return found
 
+    def own_source_gap(self, packet_in: bytes | bytearray) -> Unmodelled | None:
+        """The record a packet from one of the ASA's own interface addresses runs into (packet-tracer
+        names it beside an allowed trace), None for any other packet."""
+        return self._own_source if self.fw is not None and self.own_source(packet_in) else None
+
     def own_source(self, packet_in: bytes | bytearray) -> bool:
         """Is the forwarded ``packet_in``'s source one of the ASA's own interface addresses?"""
         if len(packet_in) < 20:

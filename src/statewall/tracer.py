@@ -131,6 +131,12 @@ def trace(
     if allowed and place_not_modelled(phases, not_modelled(policy, iface, arrived, *res.packets[0])):
         notes.append("the phases marked NOT MODELLED are what a real ASA would also do to this packet; "
                      "statewall does not, and its Action above leaves them out")  # fmt: skip
+    if allowed:
+        from .gaps import GapMatcher
+
+        gap = GapMatcher(policy, fw).own_source_gap(arrived)
+        if gap is not None:
+            notes.append(f"not modelled: {gap.feature}: {gap.action}")
     result = TraceResult(iface, egress, allowed)
     if drops:
         d = drops[0]
