@@ -171,8 +171,12 @@ def test_the_kernel_forwards_none_and_statewall_names_each(router, classifier, c
 def test_link_local_addresses_go_back_onto_their_link_as_in_ip6_forward(router, case):
     pkt, answer = HAIRPIN[case]
     out, back = router.send([pkt])
-    # Neighbour discovery (solicitations, the redirect the kernel may add: not modelled) left out.
-    back = [p for p in back if not (IPv6(p).nh == 58 and IPv6(p).payload.type >= 133)]
+    # Neighbour discovery (solicitations, the redirect the kernel may add: not modelled) left out, and
+    # the kernel's own multicast to ff02:: (its MLD reports, at random delays after the addresses
+    # came up: one lands in the capture window when the machine is busy).
+    back = [
+        p for p in back if not (IPv6(p).nh == 58 and IPv6(p).payload.type >= 133) and p[24:26] != b"\xff\x02"
+    ]
     engine_out, engine_back, events = _through_engine(pkt)
     assert out == [] and engine_out == []
     if answer == "itself":

@@ -125,6 +125,15 @@ def track(path, iface: str, pkt: Packet, now: float, out: list, ev: list) -> NfF
         # Expired but not yet reaped (the caller did not advance the clock): gone, as for the kernel.
         lifecycle.teardown(fw, half.conn, half.conn.deadline(), "Idle Timeout", None, out, ev)
         half = None
+    if half is not None and proto in (PROTO_ICMP, PROTO_ICMPV6) and half.conn.icmp is not None:
+        # The kernel's ICMP tuple holds the type and code, the reply tuple the answer's type
+        # (nf_conntrack_proto_icmp.c icmp_pkt_to_tuple, icmp_invert_tuple; icmpv6 alike); the key
+        # here holds the identifier only, so a query of another type or code than this direction's
+        # is the kernel's lookup that misses: an echo request from the server on a ping's reply tuple
+        # is NEW, an echo reply on its original tuple INVALID (it cannot start a connection).
+        typ, code, reply_type = half.conn.icmp
+        if pkt.icmp_code != code or pkt.icmp_type != (reply_type if half.dir == REPLY else typ):
+            half = None
     if half is None:
         return new(path, iface, pkt, now)
     conn: NfConnection = half.conn
