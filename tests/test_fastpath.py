@@ -22,7 +22,7 @@ from fixtures import PIX_INTERFACES, PIX_ROUTE
 from statewall import craft, fastpath
 from statewall.conntrack import Connection
 from statewall.dialects.asa import parse
-from statewall.engine import Firewall
+from statewall.engine import Firewall, lifecycle
 from statewall.logfmt.tables import show_conn
 from statewall.normalizer import NormState
 from statewall.packet import decode
@@ -1020,6 +1020,24 @@ def test_a_teardown_from_the_record_makes_no_objects_again(config, monkeypatch):
     # when a log reads them)
     ends = Connection._ends
     monkeypatch.setattr(Connection, "_ends", lambda conn: (rebuilds.append(("ends", conn.id)), ends(conn))[1])
+    # ... nor makes the halves of a connection the record holds alone as views to read them from
+    # (fastpath.original_of reads the ORIGINAL half's fields from the record)
+    halves_of, teardown, tearing = fastpath._halves_of, lifecycle.teardown, []
+
+    def counted_halves_of(f, conn):
+        if tearing:
+            rebuilds.append(("halves", conn.id))
+        return halves_of(f, conn)
+
+    def counted_teardown(*args):
+        tearing.append(True)
+        try:
+            teardown(*args)
+        finally:
+            tearing.pop()
+
+    monkeypatch.setattr(fastpath, "_halves_of", counted_halves_of)
+    monkeypatch.setattr(lifecycle, "teardown", counted_teardown)
     steps = ["c-data", "s-data", "c-ack", "s-bulk"]
     specs = [
         ((11 * i, 13 * i), (1460, i % 2 == 0, True, 7), steps, end, [0.001] * 20)

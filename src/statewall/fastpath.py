@@ -590,6 +590,25 @@ def _halves_of(f, conn) -> tuple[Half, Half]:
     return made[0], made[1]
 
 
+def original_of(conn):
+    """The ORIGINAL half's interfaces, key and translations, ``(in_iface, out_iface, version, src, sport,
+    dst, dport, new_src, new_sport, new_dst, new_dport)`` with None for a field left alone, of an
+    ``OffloadedConnection`` whose halves the record holds alone, read from the record without making the
+    halves (``_halves_of``: the teardown of every such connection reads these); None when the connection
+    keeps its halves (``conn.halves[0]`` then)."""
+    if conn._fwd is not None:
+        return None
+    f = conn.fast
+    in0, in1, _, e0, _ = f.ends()
+    m = f.shared[-2]
+    src, sport, dst, dport, nsrc, nsport, ndst, ndport = e0
+    return (
+        in0, in1, 4, src, sport, dst, dport,
+        nsrc if m & 1 else None, nsport if m & 2 else None,
+        ndst if m & 4 else None, ndport if m & 8 else None,
+    )  # fmt: skip
+
+
 def _drop(f, conn) -> None:
     f.shared = _rest(conn)
     if f.shared is not None:

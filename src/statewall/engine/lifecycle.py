@@ -27,7 +27,7 @@ from __future__ import annotations
 from .. import dcd
 from ..conntrack import ORIGINAL, REPLY, Connection, Half
 from ..events import ConnTeardown, Endpoint
-from ..fastpath import OffloadedConnection
+from ..fastpath import OffloadedConnection, original_of
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import F_FIN_ACKED, TcpState
 from . import asa_policy
@@ -199,22 +199,30 @@ def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out:
         conn.limit.release()
         conn.limit = None
     conn.dcd = None
-    if type(conn) in _ASA_CONNS:
+    ctype = type(conn)
+    if ctype in _ASA_CONNS:
         # A connection of the ASA's stages keeps no ends of its own: they are what its ORIGINAL half
-        # says, here with (version, int) addresses, formatted only if a log reads them.
-        fwd = conn.halves[0]
-        v, _, src, sport, dst, dport = fwd.key
+        # says, here with (version, int) addresses, formatted only if a log reads them. One the record
+        # holds alone reads them from the record, without its halves made as views (original_of).
+        got = original_of(conn) if ctype is OffloadedConnection else None
+        if got is None:
+            fwd = conn.halves[0]
+            v, _, src, sport, dst, dport = fwd.key
+            in_iface, out_iface = fwd.in_iface, fwd.out_iface
+            new_src, new_sport, new_dst, new_dport = fwd.new_src, fwd.new_sport, fwd.new_dst, fwd.new_dport
+        else:
+            in_iface, out_iface, v, src, sport, dst, dport, new_src, new_sport, new_dst, new_dport = got
         initiator = Endpoint(
-            fwd.in_iface,
+            in_iface,
             (v, src),
             sport,
-            (v, src if fwd.new_src is None else fwd.new_src),
-            sport if fwd.new_sport is None else fwd.new_sport,
+            (v, src if new_src is None else new_src),
+            sport if new_sport is None else new_sport,
         )
         responder = Endpoint(
-            fwd.out_iface,
-            (v, dst if fwd.new_dst is None else fwd.new_dst),
-            dport if fwd.new_dport is None else fwd.new_dport,
+            out_iface,
+            (v, dst if new_dst is None else new_dst),
+            dport if new_dport is None else new_dport,
             (v, dst),
             dport,
         )
