@@ -129,3 +129,15 @@ interface GigabitEthernet0/1
  ip address 10.0.0.1 255.255.255.0
  ipv6 address 2001:db8:1::1/64
 """
+
+
+# iptables-save's nat table of a box that masquerades everything leaving by eth0.
+MASQUERADE_ETH0 = """\
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o eth0 -j MASQUERADE
+COMMIT
+"""

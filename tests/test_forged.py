@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, IPOption_LSRR, IPOption_RR, IPOption_SSRR
 
-from fixtures import CLIENT, PIX_NO_NAT, PIX_PAT, SERVER
+from fixtures import CLIENT, MASQUERADE_ETH0, PIX_NO_NAT, PIX_PAT, SERVER
 from statewall import craft
 from statewall.dialects import asa, iptables
 from statewall.engine import Firewall
@@ -34,7 +34,8 @@ TCP_MAP = (
     "  set connection advanced-options strict\nservice-policy global_policy global\n"
 )
 
-IPTABLES = """\
+IPTABLES = (
+    """\
 #@statewall interface inside dev eth1 address 10.0.0.1/24
 #@statewall interface outside dev eth0 address 192.168.9.30/24
 #@statewall route 0.0.0.0/0 via 192.168.9.2 dev outside
@@ -46,14 +47,9 @@ IPTABLES = """\
 -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A FORWARD -s 10.0.0.0/24 -i eth1 -o eth0 -p tcp --dport 80 -j ACCEPT
 COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o eth0 -j MASQUERADE
-COMMIT
 """
+    + MASQUERADE_ETH0
+)
 
 POLICIES = {
     "asa-defaults": lambda: asa.parse(PIX_NO_NAT, "forged.cfg"),

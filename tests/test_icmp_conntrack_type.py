@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures import MASQUERADE_ETH0
 from statewall import craft
 from statewall.dialects import iptables
 from statewall.engine import Firewall
 from statewall.events import Drop
 from statewall.packet import str_to_addr
 
-RULES = """\
+RULES = (
+    """\
 #@statewall interface inside dev eth1 address 10.0.0.1/24
 #@statewall interface outside dev eth0 address 192.168.9.30/24
 #@statewall route 0.0.0.0/0 via 192.168.9.2 dev outside
@@ -27,14 +29,9 @@ RULES = """\
 -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A FORWARD -i eth1 -o eth0 -p icmp --icmp-type echo-request -j ACCEPT
 COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
--A POSTROUTING -o eth0 -j MASQUERADE
-COMMIT
 """
+    + MASQUERADE_ETH0
+)
 HOST, SERVER, BOX = (str_to_addr(a)[1] for a in ("10.0.0.2", "192.168.9.2", "192.168.9.30"))
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 
@@ -62,8 +59,10 @@ def test_an_echo_request_from_the_server_on_the_pings_tuple_is_new_for_the_box(f
     (drop,) = [e for e in res.events if isinstance(e, Drop)]
     assert drop.acl == "filter/INPUT"
     # The ping itself goes on.
-    assert [i for i, _ in fw.receive("outside", query(SERVER, BOX, ECHO_REPLY, 1), 1.2).packets] == ["inside"]
-    assert [i for i, _ in fw.receive("inside", query(HOST, SERVER, ECHO_REQUEST, 2), 1.3).packets] == ["outside"]
+    reply = fw.receive("outside", query(SERVER, BOX, ECHO_REPLY, 1), 1.2)
+    assert [i for i, _ in reply.packets] == ["inside"]
+    request = fw.receive("inside", query(HOST, SERVER, ECHO_REQUEST, 2), 1.3)
+    assert [i for i, _ in request.packets] == ["outside"]
 
 
 def test_an_echo_reply_from_the_inside_host_on_its_pings_tuple_is_invalid(fw):
