@@ -566,3 +566,39 @@ def test_replay_shows_the_duplicate_syn_as_the_asa_would(tmp_path):
         f"%ASA-4-419002: Duplicate TCP SYN from inside:{CLIENT}/49221 to outside:{SERVER}/80 with "
         "different initial sequence number\n" in log
     )
+
+
+def test_the_embryonic_data_check_leaves_connections_held_by_their_records_alone():
+    """The replay's check reads a connection (Keys.peek): the established ones its compiled record
+    holds alone keep no halves, as without the check (before, each data segment's check made its
+    connection's halves again for good)."""
+    from statewall import craft, fastpath
+    from statewall.gaps import GapMatcher
+    from statewall.packet import str_to_addr
+
+    if not fastpath.AVAILABLE:
+        pytest.skip("the compiled fast path was not built")
+    c, s = str_to_addr(CLIENT)[1], str_to_addr(SERVER)[1]
+    policy = parse(PIX_PAT, "hs.cfg")
+    fw = Firewall(policy, seed=1)
+    gaps = GapMatcher(policy, fw)
+    now = 10.0
+
+    def send(iface, seg):
+        nonlocal now
+        now += 0.001
+        arrived = fw.replay_rewrite(iface, bytearray(seg), now)
+        as_arrived = bytes(arrived)
+        res = fw.receive(iface, arrived, now)
+        assert res.packets and gaps.forwarded(iface, res.packets, as_arrived) == []
+        return res.packets[0][1]
+
+    for sport in range(20000, 20020):
+        syn = send("inside", craft.tcp_packet(4, c, s, sport, 80, 1000, 0, 0x02, 64240, b"", b""))
+        m, mport = int.from_bytes(syn[12:16], "big"), int.from_bytes(syn[20:22], "big")
+        send("outside", craft.tcp_packet(4, s, m, 80, mport, 5000, 1001, 0x12, 65160, b"", b""))
+        send("inside", craft.tcp_packet(4, c, s, sport, 80, 1001, 5001, 0x10, 64240, b"", b""))
+        send("inside", craft.tcp_packet(4, c, s, sport, 80, 1001, 5001, 0x18, 64240, b"", b"GET /\r\n"))
+        send("outside", craft.tcp_packet(4, s, m, 80, mport, 5001, 1008, 0x18, 65160, b"", b"ok"))
+    assert len(fw.conns) == 20 and fw.fast.dropped_halves == 20
+    assert len(dict.keys(fw.conns.by_key)) == 0

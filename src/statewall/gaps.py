@@ -135,7 +135,8 @@ class GapMatcher:
             return False
         if pkt.proto != 6 or pkt.flags & 0x02 or not pkt.payload_len:
             return False
-        half = self.fw.conns.by_key.get((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        # peek: read only; a connection its compiled record holds alone is not given its halves again.
+        half = self.fw.conns.by_key.peek((pkt.version, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport))
         if half is None or half.dir != REPLY:
             return False
         trk = half.conn.tcp
