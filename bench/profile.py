@@ -260,7 +260,14 @@ def report(path: str, top: int = 25) -> None:
         for line in f:
             stack, n = line.rsplit(" ", 1)
             frames = stack.split(";")
-            start = next((i for i, fr in enumerate(frames) if fr.startswith(("Firewall.receive ", "Firewall.ingress "))), None)
+            start = next(
+                (
+                    i
+                    for i, fr in enumerate(frames)
+                    if fr.startswith(("Firewall.receive ", "Firewall.ingress "))
+                ),
+                None,
+            )
             # Only the timed loops: not the handshakes that set the tcp workload up.
             if start is None or not any(
                 fr.startswith(("measure ", "run_conn ", "measure_newconn "))

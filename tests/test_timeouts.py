@@ -182,3 +182,24 @@ def test_show_conn_detail_shows_uptime_and_the_class_timeout():
     assert show_conn(fw).splitlines()[0] == "2 in use, 2 most used"
     net.advance(120)
     assert show_conn(fw).splitlines()[0] == "1 in use, 2 most used"
+
+
+def test_unmodelled_timeouts_say_what_the_asa_would_do_with_each():
+    """check's warning names each timeout's own effect, not "idle connections" for route or
+    authentication timers (Cisco ASA command reference, "timeout")."""
+    text = "\n".join(
+        [
+            "timeout sip 0:30:00 sip_media 0:02:00 sip-invite 0:03:00 sip-disconnect 0:02:00",
+            "timeout sip-provisional-media 0:02:00 uauth 0:05:00 absolute",
+            "timeout conn-holddown 0:00:15",
+            "timeout igp stale-route 0:01:10",
+        ]
+    )
+    warnings = [str(w) for w in parse(text, "t.cfg").warnings]
+    assert len(warnings) == 4
+    assert "expire idle connections of those protocols" in warnings[0]
+    assert "expire idle connections of those protocols" in warnings[1]
+    assert "cut-through proxy user authenticate again" in warnings[1]
+    assert "after its route disappears" in warnings[2] and "idle connections" not in warnings[2]
+    assert "stale routing protocol (IGP) routes" in warnings[3] and "idle connections" not in warnings[3]
+    assert warnings[2].startswith("t.cfg:3:1: warning: timeout conn-holddown is not modelled")

@@ -60,6 +60,17 @@ TIMEOUTS: dict[str, Spec] = {
     "edns": Spec(None, 0),
 }
 
+# What a real ASA does with the timeouts statewall keeps but does not model (Cisco ASA command
+# reference, "timeout"), for check's warning; the others are idle timeouts of protocols' connections.
+_PROTOCOL_IDLE = "expire idle connections of those protocols after these times"
+EFFECTS: dict[str, str] = {
+    "uauth": "make a cut-through proxy user authenticate again after this time",
+    "tcp-proxy-reassembly": "drop segments buffered for TCP proxy reassembly after this idle time",
+    "floating-conn": "close connections on a worse route this long after a better route appears",
+    "conn-holddown": "keep a connection this long after its route disappears before freeing it",
+    "igp stale-route": "keep stale routing protocol (IGP) routes this long before removing them",
+}
+
 # How show running-config groups the keywords on lines; each line prints the keywords it has.
 _LINES: tuple[tuple[str, ...], ...] = (
     ("xlate",),
@@ -127,11 +138,8 @@ def timeout(p: Parser, c: Cursor) -> None:
     if unmodelled == ["floating-conn"] and p.policy.timeouts.extra.get("floating-conn") == "0:00:00":
         p.no_effect()  # 0 turns the feature off
     elif unmodelled and len(unmodelled) == len([t for t in c.line.tokens if ":" in t.text or t.text == "0"]):
-        p.gap(
-            c.line,
-            "timeout " + ", ".join(unmodelled),
-            "expire idle connections of those protocols after these times",
-        )
+        effects = list(dict.fromkeys(EFFECTS.get(k, _PROTOCOL_IDLE) for k in unmodelled))
+        p.gap(c.line, "timeout " + ", ".join(unmodelled), "; ".join(effects))
 
 
 def render(timeouts: Timeouts) -> list[str]:
