@@ -36,7 +36,7 @@ _ASA_INVALID = {
 }
 
 # The tracker's states at which a TCP connection may be offloaded (statewall.fastpath.FastPath.eligible).
-_OFFLOAD_STATES = (TcpState.SYN_RECV, TcpState.ESTABLISHED)
+_OFFLOAD_STATES = (TcpState.SYN_SENT, TcpState.SYN_RECV, TcpState.ESTABLISHED)
 
 # ASA ``fragment timeout`` default: how long later fragments may follow their first one.
 FRAGMENT_TIMEOUT = 5.0
