@@ -549,13 +549,14 @@ GAPS = [0.001, 0.001, 0.01, 0.5, 5.0, 31.0, 130.0, 700.0, 3700.0]
 # handed back to the Python path unchanged. The SYN-ACK's own variants (``synack-*``): without options,
 # options at odd offsets with an EOL, window scale or SACK-permitted where the SYN had none (or none
 # where it had), an MSS below or above sysopt connection tcpmss's minimum and maximum, no MSS, an
-# unknown option, bad option syntax (then the plain one), data on it, TTL 1, ECE, an RST instead.
+# unknown option, bad option syntax (then the plain one), data on it, TTL 1, ECE, a zero window, an
+# RST instead, and one whose clock is behind the SYN's (a replay's: the embryonic timer queued again).
 HANDSHAKES = ["plain", "plain", "plain", "syn-other-isn", "synack-wrong-ack", "synack-again",
               "server-data-first", "ack-wrong", "ack-reply-side", "rst-c", "fin-c", "ttl-low", "ack-data",
               "ack-options", "synack-no-options", "synack-odd-options", "synack-ws-mismatch",
               "synack-sack-toggle", "synack-mss-small", "synack-mss-large", "synack-no-mss",
               "synack-unknown-option", "synack-bad-options", "synack-data", "synack-ttl1", "synack-ece",
-              "synack-rst"]  # fmt: skip
+              "synack-zero-window", "synack-rst", "synack-clock-back"]  # fmt: skip
 
 
 def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]]:
@@ -592,7 +593,7 @@ def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]
     if hs == "synack-wrong-ack":  # a SYN-ACK not acknowledging the SYN (tcp-ack-syn-diff), then the real one
         seg(False, sisn, (c.nxt + 7) & M, 0x12, options=craft.tcp_options(*syn))
     synack = craft.tcp_options(*syn)
-    sa_flags, sa_payload, sa_ttl = 0x12, b"", 64
+    sa_flags, sa_payload, sa_ttl, sa_window = 0x12, b"", 64, None
     if hs == "synack-no-options":
         synack = b""
     elif hs == "synack-odd-options":  # the MSS at an odd offset (its checksum step shifted), an EOL
@@ -621,11 +622,16 @@ def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]
         sa_ttl = 1
     elif hs == "synack-ece":
         sa_flags = 0x52
+    elif hs == "synack-zero-window":
+        sa_window = 0
     if hs == "synack-rst":  # the responder refuses: RST|ACK instead of the SYN-ACK
         seg(False, 0, c.nxt, 0x14)
     else:
-        seg(False, sisn, c.nxt, sa_flags, sa_payload, options=synack, ttl=sa_ttl)
+        seg(False, sisn, c.nxt, sa_flags, sa_payload, options=synack, window=sa_window, ttl=sa_ttl)
         s.nxt = (s.nxt + len(sa_payload)) & M
+        if hs == "synack-clock-back":
+            iface, pkt, _, gso = out[-1]
+            out[-1] = (iface, pkt, -2.0, gso)
     if hs == "synack-again":  # the SYN-ACK retransmitted before the ACK
         seg(False, sisn, c.nxt, 0x12, options=craft.tcp_options(*syn))
     elif hs == "server-data-first":  # the responder's data before the handshake's last ACK
@@ -1200,10 +1206,11 @@ def test_idle_expiry_with_resets_or_dead_connection_detection(how):
 SYNACK_IN_C = {"plain", "ack-data", "ttl-low", "synack-again", "server-data-first", "ack-wrong",
                "ack-reply-side", "rst-c", "fin-c", "ack-options", "synack-no-options", "synack-odd-options",
                "synack-ws-mismatch", "synack-sack-toggle", "synack-mss-small", "synack-mss-large",
-               "synack-no-mss", "synack-bad-options", "synack-ttl1", "synack-ece"}  # fmt: skip
+               "synack-no-mss", "synack-bad-options", "synack-ttl1", "synack-ece",
+               "synack-zero-window"}  # fmt: skip
 ACK_IN_C = {"plain", "ack-data", "ttl-low", "synack-no-options", "synack-odd-options", "synack-ws-mismatch",
             "synack-sack-toggle", "synack-mss-small", "synack-mss-large", "synack-no-mss",
-            "synack-bad-options", "synack-ttl1", "synack-ece"}  # fmt: skip
+            "synack-bad-options", "synack-ttl1", "synack-ece", "synack-zero-window"}  # fmt: skip
 
 
 @needs_fast
@@ -1236,6 +1243,8 @@ def test_the_handshake_goes_through_the_compiled_path(hs, config):
         # offloaded again at the SYN-ACK the Python path took (a refused one, the second SYN's or the
         # wrong ack's, before the plain one); the ASA drops a SYN-ACK with data (synack-data drop)
         assert len({state for _, state, _ in seen}) > 1 or hs in ("synack-rst", "synack-data"), seen
+        if hs == "synack-clock-back":  # the embryonic timer queued earlier: the Python path's
+            assert not synack_in_c
     if hs in ACK_IN_C:
         # the handshake's last ACK right after it, in the same record; never taken back until the
         # teardown, but for the segments after a TTL-1 one, whose higher TTLs the tcp-map lowers

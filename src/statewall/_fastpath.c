@@ -16,8 +16,10 @@
  *   TCP: the tcp-map checks of statewall.normalizer.check that apply to such a segment (TTL evasion,
  *   exceed-mss, the next-expected sequence and the out-of-order queue) and netfilter's window tracking
  *   for ESTABLISHED -> ESTABLISHED (statewall.tcptrack.TcpTracker.packet's written-out case), the
- *   closing rows, and SYN_RECV -> ESTABLISHED for the initiator's ACK acknowledging exactly the SYN-ACK
- *   (the handshake's last ACK of a connection offloaded at its SYN-ACK; its idle timer through bind()'s
+ *   closing rows, SYN_SENT -> SYN_RECV for the responder's SYN-ACK answering the SYN plainly (a
+ *   connection offloaded at its SYN: synack_take, with its options, the tcp-map's SYN-ACK checks and
+ *   sysopt connection tcpmss's rewrite of its MSS), and SYN_RECV -> ESTABLISHED for the initiator's ACK
+ *   acknowledging exactly the SYN-ACK (the handshake's last ACK; its idle timer through bind()'s
  *   established);
  *   TTL > 1 and the size within the egress MTU (gso_size for super-packets);
  *   TTL decrement and NAT with the precomputed RFC 1624 deltas (Packet.forward_nat4), then the

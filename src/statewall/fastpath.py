@@ -21,8 +21,10 @@ The leaf's contract (``FlowTable.offer(iface, data, now, csum_partial, gso_size)
   lifecycle's close does (the half-closed timer and the teardown after both FINs, through the
   lifecycle's own functions, whose events it returns), and emits no event of its own: every packet it
   is not sure of (anything but ACK, ACK|PSH, FIN|ACK or FIN|PSH|ACK segments in window and in order,
-  UDP datagrams, of a connection in its table; a TTL of 1; over the egress MTU; options other than
-  none or NOP NOP timestamp; while packet-tracer listens) is handed back as None, the packet
+  the SYN-ACK that answers a connection's SYN plainly, UDP datagrams, of a connection in its table; a
+  TTL of 1; over the egress MTU; options other than none or NOP NOP timestamp, or a SYN-ACK's MSS,
+  window scale, SACK-permitted and timestamps; while packet-tracer listens) is handed back as None,
+  the packet
   untouched, and the Python stages take it: they first take the connection back (``unoffload``
   copies its state out of the leaf), so they always see the state the leaf left.
 
@@ -33,9 +35,10 @@ TUN pump calls the same leaf through the capsule API.
 
 This module owns the offload: which connections qualify (``eligible``), copying a connection's state
 into a ``Flow`` (``offload``) and back (``unoffload``, before the Python path touches the connection
-again), and flushing the table (policy reload). A TCP connection is offloaded at its SYN-ACK where
-the lifecycle is the ASA's (its handshake's last ACK is then the compiled path's), else at the end of
-its handshake (``engine.forward.established``), and where its objects can be made again exactly from the
+again), and flushing the table (policy reload). A TCP connection is offloaded at its SYN where
+the lifecycle is the ASA's (its SYN-ACK and its handshake's last ACK are then the compiled path's; at
+its SYN-ACK when the Python path took that), else at the end of its handshake
+(``engine.forward.established``), and where its objects can be made again exactly from the
 record (nearly always) the record replaces them: the connection keeps no ``TcpTracker``,
 ``NormState`` or ``SeqShift`` while offloaded (``OffloadedConnection``: views of the record when read)
 and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection). Nor
@@ -51,15 +54,23 @@ whose rules count every packet, never offloads.
 A connection qualifies when it is IPv4 TCP or UDP on the ASA's stages, without an inspector, TCP
 Intercept splice, Dead Connection Detection probe or embryonic limit count in progress, without the
 ``pix-sack-bug`` fault or inspection sequence adjustment; and for TCP: ESTABLISHED with ASSURED and
-SEEN_REPLY on its idle timeout, or (the ASA's lifecycle) SYN_RECV after a SYN-ACK that answered the
-SYN on its embryonic timeout, no FIN seen, and a tcp-map without checksum verification,
+SEEN_REPLY on its idle timeout, or (the ASA's lifecycle) SYN_SENT after the SYN (nothing from the
+responder yet, its MSS, TTL and next sequence number unknown to the tcp-map, ``sysopt connection tcpmss
+minimum`` the tcp-map's) or SYN_RECV after a SYN-ACK that answered the SYN, on its embryonic timeout,
+no FIN seen, and a tcp-map without checksum verification,
 window-variation drop or retransmission checks, with nothing queued out of order. The compiled code
 then forwards only segments with ACK or ACK|PSH, no reserved bits, options none or NOP NOP timestamp,
 in window, in order when the tcp-map queues, within the MSS when it enforces it, with a TTL above 1 and
-within the egress MTU; in SYN_RECV only the initiator's ACK that acknowledges exactly the SYN-ACK
+within the egress MTU; in SYN_SENT only the responder's SYN-ACK without data that acknowledges exactly
+the SYN, its options MSS, window scale, SACK-permitted and timestamps (each once, those the tcp-map
+leaves alone), NOP and EOL, and whose TTL the tcp-map would not lower (SYN_RECV: the tracker's row with
+the responder's window, scale and SACK-permitted, the tcp-map's MSS and TTL floor, ``sysopt connection
+tcpmss``'s rewrite of its MSS, the embryonic timer as it was); in SYN_RECV only the initiator's ACK
+that acknowledges exactly the SYN-ACK
 (the handshake's last ACK: ESTABLISHED and ASSURED, then ``AsaLifecycle.established``'s idle timer,
 called from the compiled code), every other segment (a SYN or SYN-ACK again, the responder's
-segments, a FIN, an RST, another ack) handed back. Where the lifecycle is the ASA's
+segments, a FIN, an RST, another ack; in SYN_SENT a SYN again, an RST, a SYN-ACK with data, another
+ack, other options or a TTL the tcp-map lowers) handed back. Where the lifecycle is the ASA's
 (``AsaLifecycle.half_closed`` exists) the close goes through it too: FIN|ACK and FIN|PSH|ACK
 segments and the segments of a closing connection
 (the tracker's rows for FIN and ACK from ESTABLISHED through FIN_WAIT, CLOSE_WAIT, LAST_ACK and
