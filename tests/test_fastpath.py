@@ -556,7 +556,7 @@ HANDSHAKES = ["plain", "plain", "plain", "syn-other-isn", "synack-wrong-ack", "s
               "ack-options", "synack-no-options", "synack-odd-options", "synack-ws-mismatch",
               "synack-sack-toggle", "synack-mss-small", "synack-mss-large", "synack-no-mss",
               "synack-unknown-option", "synack-bad-options", "synack-data", "synack-ttl1", "synack-ece",
-              "synack-zero-window", "synack-rst", "synack-clock-back"]  # fmt: skip
+              "synack-zero-window", "synack-rst", "synack-clock-back", "syn-again"]  # fmt: skip
 
 
 def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]]:
@@ -588,6 +588,8 @@ def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]
     if ts:
         syn.append(craft.tcp_option_timestamps(1, 0))
     seg(True, cisn, 0, 0x02, options=craft.tcp_options(*syn))
+    if hs == "syn-again":  # the SYN retransmitted (taken back in SYN_SENT, offloaded again)
+        seg(True, cisn, 0, 0x02, options=craft.tcp_options(*syn))
     if hs == "syn-other-isn":  # a second SYN with another ISN (the ASA: tcp-seq-syn-diff)
         seg(True, (cisn + 0x10000) & M, 0, 0x02, options=craft.tcp_options(*syn))
     if hs == "synack-wrong-ack":  # a SYN-ACK not acknowledging the SYN (tcp-ack-syn-diff), then the real one
@@ -1203,14 +1205,15 @@ def test_idle_expiry_with_resets_or_dead_connection_detection(how):
 
 # The handshakes whose SYN-ACK answers the SYN plainly, taken by the compiled path (an odd but plain
 # layout of its options included), and those whose handshake's last ACK is then the compiled path's too.
-SYNACK_IN_C = {"plain", "ack-data", "ttl-low", "synack-again", "server-data-first", "ack-wrong",
+SYNACK_IN_C = {"plain", "syn-again", "ack-data", "ttl-low", "synack-again", "server-data-first", "ack-wrong",
                "ack-reply-side", "rst-c", "fin-c", "ack-options", "synack-no-options", "synack-odd-options",
                "synack-ws-mismatch", "synack-sack-toggle", "synack-mss-small", "synack-mss-large",
                "synack-no-mss", "synack-bad-options", "synack-ttl1", "synack-ece",
                "synack-zero-window"}  # fmt: skip
-ACK_IN_C = {"plain", "ack-data", "ttl-low", "synack-no-options", "synack-odd-options", "synack-ws-mismatch",
-            "synack-sack-toggle", "synack-mss-small", "synack-mss-large", "synack-no-mss",
-            "synack-bad-options", "synack-ttl1", "synack-ece", "synack-zero-window"}  # fmt: skip
+ACK_IN_C = {"plain", "syn-again", "ack-data", "ttl-low", "synack-no-options", "synack-odd-options",
+            "synack-ws-mismatch", "synack-sack-toggle", "synack-mss-small", "synack-mss-large",
+            "synack-no-mss", "synack-bad-options", "synack-ttl1", "synack-ece",
+            "synack-zero-window"}  # fmt: skip
 
 
 @needs_fast
@@ -1249,7 +1252,9 @@ def test_the_handshake_goes_through_the_compiled_path(hs, config):
         # the handshake's last ACK right after it, in the same record; never taken back until the
         # teardown, but for the segments after a TTL-1 one, whose higher TTLs the tcp-map lowers
         assert (synack_in_c[-1] + 1, TcpState.ESTABLISHED, 2) in seen, seen
-        if hs not in ("ttl-low", "synack-ttl1"):
+        if hs == "syn-again":  # taken back for the SYN, offloaded again after it
+            assert fast.fast.returns == 1 and fast.fast.offloads == 2 and fast.fast.ended == 1
+        elif hs not in ("ttl-low", "synack-ttl1"):
             assert fast.fast.returns == 0 and fast.fast.offloads == fast.fast.ended == 1
     elif hs in SYNACK_IN_C:
         assert fast.fast.returns >= 1, seen

@@ -139,6 +139,8 @@ static PyMemberDef Flow_members[] = {
     {"mss1", T_UBYTE, offsetof(Flow, mss1), READONLY,
      "0, or 1 + whether the SYN-ACK the fast path took carried an MSS option (adv_mss1 its value)"},
     {"adv_mss1", T_USHORT, offsetof(Flow, adv_mss1), READONLY, "the MSS that SYN-ACK advertised"},
+    {"mss_limit1", T_INT, offsetof(Flow, mss_limit) + sizeof(int), READONLY,
+     "the largest segment the REPLY side accepts (-1: not known), the normalizer's mss_limit[1]"},
     {"synack_opts", T_UBYTE, offsetof(Flow, synack_opts), 0,
      "the SYN-ACK options the tcp-map leaves alone: bit 0 window scale, 1 SACK-permitted, 2 timestamps"},
     {NULL},

@@ -96,7 +96,6 @@ from functools import partial
 from . import normalizer
 from .conntrack import _HALVES as _HALF_CLASSES
 from .conntrack import REPLY, Connection, Half, Keys, _shared_address, _shared_key
-from .mss import receive_limit
 from .normalizer import _NOTHING_HELD, DROP, NormState
 from .seqrand import SeqShift
 from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_SYN, I_SYNACK, ORIGINAL, TcpState, TcpTracker, _Peer
@@ -255,10 +254,10 @@ class FastPath:
         elif not trk.seen_reply:
             return False
         elif trk.state == _SR:
-            # Offloaded at the SYN-ACK: its handshake's last ACK is the compiled path's, where the
-            # lifecycle is the ASA's (its idle timer from then on, AsaLifecycle.established). A plain
-            # handshake only: the SYN-ACK answered the SYN (no simultaneous open, no ignored SYN), on
-            # the embryonic timeout.
+            # Offloaded at the SYN-ACK (the Python path took it): its handshake's last ACK is the
+            # compiled path's, where the lifecycle is the ASA's (its idle timer from then on,
+            # AsaLifecycle.established). A plain handshake only: the SYN-ACK answered the SYN (no
+            # simultaneous open, no ignored SYN), on the embryonic timeout.
             if not self.table_closes or trk.assured or trk.last_index != I_SYNACK or trk.last_dir != REPLY:
                 return False
             if trk._aux or trk.retrans or trk.dead:
@@ -757,14 +756,11 @@ def _norm_view(f, conn, state=None) -> NormState | None:
 
 def _mss_back(f, mss: tuple, mss_limit) -> tuple:
     """The normalizer's ``_mss`` and ``mss_limit`` once the record took the responder's SYN-ACK
-    (``normalizer._record_mss``, the same shared objects)."""
-    value, present = f.adv_mss1, f.mss1 == 2
-    adv = (value, present)
+    (``normalizer._record_mss``, the same shared objects; the limit is the record's, which its
+    exceed-mss check reads)."""
+    adv = (f.adv_mss1, f.mss1 == 2)
     adv = normalizer._ADVERTISED.setdefault(adv, adv)
-    minimum = mss[0]
-    return normalizer.shared((minimum, mss[1], adv)), normalizer.pair_with(
-        mss_limit, 1, receive_limit(value, present, minimum)
-    )
+    return normalizer.shared((mss[0], mss[1], adv)), normalizer.pair_with(mss_limit, 1, f.mss_limit1)
 
 
 def _seqrand_view(f) -> SeqShift | None:
