@@ -24,8 +24,7 @@ The leaf's contract (``FlowTable.offer(iface, data, now, csum_partial, gso_size)
   the SYN-ACK that answers a connection's SYN plainly, UDP datagrams, of a connection in its table; a
   TTL of 1; over the egress MTU; options other than none or NOP NOP timestamp, or a SYN-ACK's MSS,
   window scale, SACK-permitted and timestamps; while packet-tracer listens) is handed back as None,
-  the packet
-  untouched, and the Python stages take it: they first take the connection back (``unoffload``
+  the packet untouched, and the Python stages take it: they first take the connection back (``unoffload``
   copies its state out of the leaf), so they always see the state the leaf left.
 
 The engine consults the leaf before decoding (it parses what it needs itself): ``Firewall.receive``
@@ -63,7 +62,7 @@ then forwards only segments with ACK or ACK|PSH, no reserved bits, options none 
 in window, in order when the tcp-map queues, within the MSS when it enforces it, with a TTL above 1 and
 within the egress MTU; in SYN_SENT only the responder's SYN-ACK without data that acknowledges exactly
 the SYN, its options MSS, window scale, SACK-permitted and timestamps (each once, those the tcp-map
-leaves alone), NOP and EOL, and whose TTL the tcp-map would not lower (SYN_RECV: the tracker's row with
+leaves alone), NOP and EOL, and whose TTL the tcp-map would not lower (to SYN_RECV: the tracker's row with
 the responder's window, scale and SACK-permitted, the tcp-map's MSS and TTL floor, ``sysopt connection
 tcpmss``'s rewrite of its MSS, the embryonic timer as it was); in SYN_RECV only the initiator's ACK
 that acknowledges exactly the SYN-ACK
