@@ -16,8 +16,10 @@
  *   TCP: the tcp-map checks of statewall.normalizer.check that apply to such a segment (TTL evasion,
  *   exceed-mss, the next-expected sequence and the out-of-order queue) and netfilter's window tracking
  *   for ESTABLISHED -> ESTABLISHED (statewall.tcptrack.TcpTracker.packet's written-out case), the
- *   closing rows, and SYN_RECV -> ESTABLISHED for the initiator's ACK acknowledging exactly the SYN-ACK
- *   (the handshake's last ACK of a connection offloaded at its SYN-ACK; its idle timer through bind()'s
+ *   closing rows, SYN_SENT -> SYN_RECV for the responder's SYN-ACK answering the SYN plainly (a
+ *   connection offloaded at its SYN: synack_take, with its options, the tcp-map's SYN-ACK checks and
+ *   sysopt connection tcpmss's rewrite of its MSS), and SYN_RECV -> ESTABLISHED for the initiator's ACK
+ *   acknowledging exactly the SYN-ACK (the handshake's last ACK; its idle timer through bind()'s
  *   established);
  *   TTL > 1 and the size within the egress MTU (gso_size for super-packets);
  *   TTL decrement and NAT with the precomputed RFC 1624 deltas (Packet.forward_nat4), then the
@@ -57,6 +59,7 @@ typedef struct {
     unsigned short nsport[2], ndport[2];
     unsigned short da[2], dl4[2];
     unsigned short mtu[2]; /* at most 65535: a larger one is taken as 65535 (the Python path then) */
+    unsigned short adv_mss1; /* the MSS the responder's SYN-ACK advertised, when taken here (mss1) */
     /* TCP tracker (trk.seen[d] and the connection-wide retransmission fields; its timeouts are the
      * table's, one set per firewall) */
     double timeout;
@@ -85,6 +88,11 @@ typedef struct {
      * and 1 + the direction of the first FIN it forwarded (fin_dir, 0: none). */
     unsigned char state, last_index, fin_set, fin_dir;
     unsigned int fin_end[2];
+    /* The handshake (a flow offloaded at its SYN, state SYN_SENT): 1 + whether the responder's SYN-ACK,
+     * taken here, carried an MSS option (0: not taken here; adv_mss1 is its value), and which of its
+     * options the tcp-map lets through unchanged (bit 0 window scale, 1 SACK-permitted, 2 timestamps;
+     * fastpath.offload sets it). */
+    unsigned char mss1, synack_opts;
 } Flow;
 
 /* The object references of each type, for the collector's traverse and clear. */
@@ -126,13 +134,22 @@ static PyMemberDef Flow_members[] = {
      "0, or 1 + the direction of the first FIN the fast path forwarded"},
     {"fin_end0", T_UINT, offsetof(Flow, fin_end), READONLY, "the ORIGINAL side's FIN end (seq + len + 1)"},
     {"fin_end1", T_UINT, offsetof(Flow, fin_end) + sizeof(unsigned int), READONLY, "the REPLY side's"},
+    {"td_scale0", T_UBYTE, offsetof(Flow, td_scale), READONLY, "the ORIGINAL side's window scale"},
+    {"td_scale1", T_UBYTE, offsetof(Flow, td_scale) + 1, READONLY, "the REPLY side's"},
+    {"mss1", T_UBYTE, offsetof(Flow, mss1), READONLY,
+     "0, or 1 + whether the SYN-ACK the fast path took carried an MSS option (adv_mss1 its value)"},
+    {"adv_mss1", T_USHORT, offsetof(Flow, adv_mss1), READONLY, "the MSS that SYN-ACK advertised"},
+    {"mss_limit1", T_INT, offsetof(Flow, mss_limit) + sizeof(int), READONLY,
+     "the largest segment the REPLY side accepts (-1: not known), the normalizer's mss_limit[1]"},
+    {"synack_opts", T_UBYTE, offsetof(Flow, synack_opts), 0,
+     "the SYN-ACK options the tcp-map leaves alone: bit 0 window scale, 1 SACK-permitted, 2 timestamps"},
     {NULL},
 };
 
 /* fill(conn, in0, in1, out0, out1, key0, key1, half0, half1, proto, offs0, offs1, tcp, norm[, state]):
  * everything offload() copies, in one call (statewall.fastpath documents the tuples); state is the
- * tracker's, ESTABLISHED (3, the default) or SYN_RECV (2: offloaded at the SYN-ACK, the handshake's
- * last ACK to come). */
+ * tracker's, ESTABLISHED (3, the default), SYN_RECV (2: offloaded at the SYN-ACK, the handshake's
+ * last ACK to come) or SYN_SENT (1: offloaded at the SYN, the responder's SYN-ACK to come). */
 static int fill_half(Flow *f, int d, PyObject *t) {
     int moved, rewrites, mtu, seen, nsport, ndport;
     long long da, dl4;
@@ -163,8 +180,8 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OUUUUSSO!O!iIIOO|i:fill", &conn, &in0, &in1, &out0, &out1, &key0, &key1,
                           &PyTuple_Type, &h0, &PyTuple_Type, &h1, &proto, &offs0, &offs1, &tcp, &norm, &state))
         return NULL;
-    if (state != 2 && state != 3) {
-        PyErr_SetString(PyExc_ValueError, "a flow is offloaded in SYN_RECV or ESTABLISHED");
+    if (state < 1 || state > 3) {
+        PyErr_SetString(PyExc_ValueError, "a flow is offloaded in SYN_SENT, SYN_RECV or ESTABLISHED");
         return NULL;
     }
     if (PyBytes_GET_SIZE(key0) != KEYLEN || PyBytes_GET_SIZE(key1) != KEYLEN) {
@@ -186,6 +203,8 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     f->keyed = 1;
     f->proto = proto;
     f->state = (unsigned char)state; /* what eligible() requires */
+    f->mss1 = 0;
+    f->synack_opts = 7;
     f->offs[0] = offs0;
     f->offs[1] = offs1;
     if (tcp != Py_None) {
@@ -292,6 +311,10 @@ typedef struct {
     /* the closing states' timeouts (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT); t_close[0] > 0 when
      * the close may go through here (the ASA's lifecycle: statewall.fastpath.FastPath.offload) */
     double t_close[4];
+    /* SYN_RECV's timeout, and sysopt connection tcpmss's maximum and minimum (0: off), for the SYN-ACK of
+     * a flow offloaded at its SYN (set_timeouts, set_tcpmss) */
+    double t_syn_recv;
+    int mss_max, mss_min;
     /* bind(): the Firewall whose established-flow stage this table is the leaf of, its stats Counter
      * and the Result type */
     PyObject *fw, *stats, *result_type;
@@ -309,7 +332,7 @@ typedef struct {
 static PyObject *seen_pairs[4];
 
 static PyObject *str_last, *str_bytes, *str_data_seen, *str_now, *str_trace, *str_packets_in, *str_forwarded,
-    *str_closer, *int_one, *int_zero;
+    *str_closer, *int_one, *int_zero, *str_timeout, *str_queued_at;
 
 #define ENTRY_FLOW(e) ((Flow *)((e) & ~(uintptr_t)1))
 #define ENTRY_HALF(e) ((int)((e) & 1))
@@ -528,6 +551,169 @@ static inline unsigned partial_update(unsigned c, long long d) {
 /* after(a, b) / before(b, a) for 32-bit sequence numbers as tcptrack writes them */
 #define GT31(x) ((uint32_t)(x) > 0x7FFFFFFFu)
 
+#define F_WINDOW_SCALE 0x01u
+#define F_SACK_PERM 0x02u
+#define F_BE_LIBERAL 0x08u
+
+static int conn_double(PyObject *conn, PyObject *name, double *out) {
+    PyObject *v = PyObject_GetAttr(conn, name);
+    if (!v)
+        return -1;
+    *out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* SYN_SENT -> SYN_RECV: the responder's SYN-ACK of a flow offloaded at its SYN, taken as the Python path
+ * takes the one that answers the SYN plainly (statewall.engine.forward.established for it):
+ *   the tcp-map's checks (statewall.normalizer.check): no reserved bits, no data (synack-data), the ack
+ *   exactly the SYN's end (_synack_ack, tcp-ack-syn-diff; the tracker's bounds then all hold), options
+ *   the tcp-map leaves alone (MSS, window scale, SACK-permitted, timestamps, NOP and EOL, each once, with
+ *   its length: anything else is the Python path's, which drops bad syntax), the TTL floor;
+ *   the tracker's row (tcptrack: _tcp_in_window with _init_sender and _parse_options for the
+ *   responder, window scaling only when both SYNs carried the option, the initiator's td_maxend and
+ *   flags learned from the ack, then _in_window_done's SYN_RECV timeout);
+ *   what the normalizer learns (normalizer.learn: the TTL floor, the responder's MSS and MSS limit,
+ *   its next sequence number);
+ *   the lifecycle's embryonic timer (AsaLifecycle.after_tcp: set_timeout to the same timeout, which
+ *   must queue nothing; else the Python path's).
+ * Returns 1 with the flow's state committed (*mss_at: the MSS option's offset when sysopt connection
+ * tcpmss changes it to *mss_new, else 0), 0 with nothing changed (the Python path's), -1 on error. */
+static int synack_take(FlowTable *self, Flow *f, const unsigned char *p, unsigned doff, unsigned plen,
+                       unsigned ttl, int d, PyObject *nowobj, unsigned *mss_at, unsigned *mss_new) {
+    if (d != 1 || plen || (p[33] & 0x3F) != 0x12 || (p[32] & 0x0F) || !self->established)
+        return 0;
+    /* the options, as decode() and the tcp-map read them */
+    int mss_off = -1, ws = -1, sackp = 0, ts = 0;
+    unsigned oend = 20 + doff;
+    for (unsigned i = 40; i < oend;) {
+        unsigned kind = p[i];
+        if (kind == 0)
+            break;
+        if (kind == 1) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= oend)
+            return 0;
+        unsigned ln = p[i + 1];
+        if (ln < 2 || i + ln > oend)
+            return 0;
+        if (kind == 2 && ln == 4 && mss_off < 0)
+            mss_off = (int)i;
+        else if (kind == 3 && ln == 3 && ws < 0 && (f->synack_opts & 1))
+            ws = p[i + 2];
+        else if (kind == 4 && ln == 2 && !sackp && (f->synack_opts & 2))
+            sackp = 1;
+        else if (kind == 8 && ln == 10 && !ts && (f->synack_opts & 4))
+            ts = 1;
+        else
+            return 0;
+        i += ln;
+    }
+    /* the tcp-map's TTL floor (check, then learn) */
+    int ttl_low = f->ttl_low[1];
+    if (f->norm && f->n_ttl) {
+        if (ttl_low == 0 || (int)ttl < ttl_low)
+            ttl_low = (int)ttl;
+        else if ((int)ttl > ttl_low)
+            return 0; /* the tcp-map lowers it and counts */
+    }
+    /* the tracker: the responder's first segment, a SYN-ACK acknowledging exactly the SYN */
+    uint32_t seq = be32(p + 24), ack = be32(p + 28), win = be16(p + 34);
+    uint32_t a = ack - f->offs[0], sack = a;
+    uint32_t r_end = f->td_end[0], r_maxwin = f->td_maxwin[0];
+    if (a != r_end || f->td_maxwin[1] || (f->pflags[0] & F_FIN_SEEN))
+        return 0;
+    uint32_t end = seq + 1;
+    unsigned s_scale = f->td_scale[1], r_scale = f->td_scale[0];
+    uint32_t s_flags = f->pflags[1];
+    if (doff > 20) { /* _parse_options */
+        s_scale = 0;
+        s_flags &= F_BE_LIBERAL;
+        if (sackp)
+            s_flags |= F_SACK_PERM;
+        if (ws >= 0) {
+            s_scale = ws > 14 ? 14 : (unsigned)ws;
+            s_flags |= F_WINDOW_SCALE;
+        }
+    }
+    if (!((s_flags & F_WINDOW_SCALE) && (f->pflags[0] & F_WINDOW_SCALE)))
+        s_scale = r_scale = 0; /* RFC 1323: both SYNs or neither */
+    uint32_t s_maxwin = win ? win : 1;
+    uint32_t maxackwin = s_maxwin > MAXACKWINCONST ? s_maxwin : MAXACKWINCONST;
+    if (!(GT31(seq - end - 1) && GT31(sack - r_end - 1) && !(r_maxwin && !GT31(end - r_maxwin - 1 - end)) &&
+          GT31(r_end - maxackwin - 1 - sack)))
+        return 0;
+    uint32_t swin = win + sack - a; /* a SYN's window is never scaled */
+    if (s_maxwin < swin)
+        s_maxwin = swin;
+    uint32_t s_maxack = f->td_maxack[1];
+    if (!(s_flags & F_MAXACK_SET)) {
+        s_maxack = a;
+        s_flags |= F_MAXACK_SET;
+    } else if (GT31(s_maxack - a))
+        s_maxack = a;
+    uint32_t r_maxend = f->td_maxend[0];
+    if (GT31(r_maxend - 1 - sack - win))
+        r_maxend = sack + win + (win == 0);
+    uint32_t r_flags = f->pflags[0];
+    if (a == r_end)
+        r_flags &= ~F_DATA_UNACKNOWLEDGED;
+    double t = self->t_syn_recv;
+    if (f->retrans >= self->max_retrans && t > self->t_max_retrans)
+        t = self->t_max_retrans;
+    else if (((s_flags | r_flags) & F_DATA_UNACKNOWLEDGED) && t > self->t_unack)
+        t = self->t_unack;
+    else if (f->last_win == 0 && t > self->t_max_retrans)
+        t = self->t_max_retrans;
+    /* the lifecycle: the embryonic timer again, queueing nothing */
+    double timeout, queued, now = PyFloat_AsDouble(nowobj);
+    if (now == -1.0 && PyErr_Occurred())
+        return -1;
+    if (conn_double(f->conn, str_timeout, &timeout) < 0 || conn_double(f->conn, str_queued_at, &queued) < 0)
+        return -1;
+    if (timeout > 0 && (queued == 0.0 || now + timeout < queued))
+        return 0;
+    /* the normalizer: the responder's MSS (mss.advertised, receive_limit) and sysopt's rewrite */
+    unsigned value = mss_off >= 0 ? be16(p + mss_off + 2) : 536, nv = value;
+    *mss_at = 0;
+    if (f->norm && mss_off >= 0) {
+        if (self->mss_max && nv > (unsigned)self->mss_max)
+            nv = (unsigned)self->mss_max;
+        if (self->mss_min && nv < (unsigned)self->mss_min)
+            nv = (unsigned)self->mss_min;
+        if (nv != value) {
+            *mss_at = (unsigned)mss_off;
+            *mss_new = nv;
+        }
+    }
+    /* commit */
+    f->td_end[1] = end;
+    f->td_maxend[1] = end;
+    f->td_maxwin[1] = s_maxwin;
+    f->td_maxack[1] = s_maxack;
+    f->td_scale[1] = (unsigned char)s_scale;
+    f->pflags[1] = s_flags;
+    f->td_scale[0] = (unsigned char)r_scale;
+    f->td_maxend[0] = r_maxend;
+    f->pflags[0] = r_flags;
+    f->state = 2;
+    f->last_index = 1; /* tcptrack I_SYNACK */
+    f->last_dir = 1;
+    f->timeout = t;
+    if (f->norm) {
+        f->ttl_low[1] = (unsigned char)ttl_low;
+        f->nxt[1] = end;
+        f->nxt_set[1] = 1;
+        f->mss_limit[1] = (mss_off >= 0 && self->mss_min && value < (unsigned)self->mss_min) ? self->mss_min
+                                                                                            : (int)value;
+        f->adv_mss1 = (unsigned short)value;
+        f->mss1 = (unsigned char)(1 + (mss_off >= 0));
+    }
+    return 1;
+}
+
 /* The packet p[0:n] forwarded in place (egress interface, a new reference), or None with nothing
  * changed, or NULL with an exception set. */
 static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p, Py_ssize_t n,
@@ -555,8 +741,8 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         doff = (p[32] >> 4) << 2;
         if (doff < 20 || doff > tot - 20)
             goto miss;
-        if (doff != 20 && !(doff == 32 && be32(p + 40) == 0x0101080Au))
-            goto miss;
+        if (doff != 20 && !(doff == 32 && be32(p + 40) == 0x0101080Au) && !(p[33] & 0x02))
+            goto miss; /* a SYN's options are synack_take's to read */
         plen = tot - 20 - doff;
     } else if (proto == 17) {
         unsigned ulen = be16(p + 24);
@@ -603,7 +789,18 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
     int retrans_new = 0;
     double timeout_new = 0;
     unsigned flags = 0, fin = 0, new_state = 3, half_closed = 0, closes = 0, handshake = 0;
+    unsigned mss_at = 0, mss_new = 0;
     if (proto == 6) {
+        if (f->state == 1) { /* SYN_SENT: the responder's SYN-ACK only */
+            int took = synack_take(self, f, p, doff, plen, ttl, d, nowobj, &mss_at, &mss_new);
+            if (took < 0)
+                return NULL;
+            if (!took)
+                goto miss;
+            seq = be32(p + 24);
+            ack = be32(p + 28);
+            goto tracked;
+        }
         flags = p[33];
         if (p[32] & 0x0F)
             goto miss;
@@ -775,6 +972,15 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
         }
     }
 
+tracked:
+    if (mss_at) { /* sysopt connection tcpmss (mss.sysopt_rewrite: Packet.set_mss), before NAT */
+        long long dm = (long long)mss_new - (long long)be16(p + mss_at + 2);
+        put16(p + mss_at + 2, mss_new);
+        if (mss_at & 1)
+            dm *= 256;
+        if (!partial)
+            put16(p + 36, csum_update(be16(p + 36), dm));
+    }
     /* TTL and NAT (Packet.forward_nat4, or set_ttl for a half that rewrites nothing) */
     unsigned nttl = ttl - (unsigned)f->ttl_dec;
     if (f->rewrites[d]) {
@@ -1224,17 +1430,33 @@ static PyGetSetDef FlowTable_getset[] = {
 
 static PyObject *FlowTable_set_timeouts(FlowTable *self, PyObject *args) {
     memset(self->t_close, 0, sizeof self->t_close);
-    if (!PyArg_ParseTuple(args, "dddi|dddd:set_timeouts", &self->t_established, &self->t_unack,
+    self->t_syn_recv = 0;
+    if (!PyArg_ParseTuple(args, "dddi|ddddd:set_timeouts", &self->t_established, &self->t_unack,
                           &self->t_max_retrans, &self->max_retrans, &self->t_close[0], &self->t_close[1],
-                          &self->t_close[2], &self->t_close[3]))
+                          &self->t_close[2], &self->t_close[3], &self->t_syn_recv))
         return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *FlowTable_set_tcpmss(FlowTable *self, PyObject *args) {
+    int mx, mn;
+    if (!PyArg_ParseTuple(args, "ii:set_tcpmss", &mx, &mn))
+        return NULL;
+    if (mx < 0 || mx > 0xFFFF || mn < 0 || mn > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "an MSS is 16 bits");
+        return NULL;
+    }
+    self->mss_max = mx;
+    self->mss_min = mn;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef FlowTable_methods[] = {
     {"set_timeouts", (PyCFunction)FlowTable_set_timeouts, METH_VARARGS,
      "set_timeouts(established, unacknowledged, max_retrans timeout, max_retrans[, fin_wait, close_wait, "
-     "last_ack, time_wait]): the tracker's; fin_wait > 0 lets the close go through the fast path"},
+     "last_ack, time_wait, syn_recv]): the tracker's; fin_wait > 0 lets the close go through the fast path"},
+    {"set_tcpmss", (PyCFunction)FlowTable_set_tcpmss, METH_VARARGS,
+     "set_tcpmss(maximum, minimum): sysopt connection tcpmss, for the SYN-ACKs the fast path takes"},
     {"add", (PyCFunction)FlowTable_add, METH_O, "add(flow): index a Flow under both of its keys"},
     {"remove", (PyCFunction)FlowTable_remove, METH_O, "remove(flow): forget a Flow"},
     {"flows", (PyCFunction)FlowTable_flows, METH_NOARGS, "every Flow in the table, once"},
@@ -1286,6 +1508,10 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     str_packets_in = PyUnicode_InternFromString("packets_in");
     str_forwarded = PyUnicode_InternFromString("forwarded");
     str_closer = PyUnicode_InternFromString("closer");
+    str_timeout = PyUnicode_InternFromString("timeout");
+    str_queued_at = PyUnicode_InternFromString("queued_at");
+    if (!str_timeout || !str_queued_at)
+        return NULL;
     if (!str_closer || !str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded)
         return NULL;
     int_one = PyLong_FromLong(1);

@@ -21,9 +21,10 @@ The leaf's contract (``FlowTable.offer(iface, data, now, csum_partial, gso_size)
   lifecycle's close does (the half-closed timer and the teardown after both FINs, through the
   lifecycle's own functions, whose events it returns), and emits no event of its own: every packet it
   is not sure of (anything but ACK, ACK|PSH, FIN|ACK or FIN|PSH|ACK segments in window and in order,
-  UDP datagrams, of a connection in its table; a TTL of 1; over the egress MTU; options other than
-  none or NOP NOP timestamp; while packet-tracer listens) is handed back as None, the packet
-  untouched, and the Python stages take it: they first take the connection back (``unoffload``
+  the SYN-ACK that answers a connection's SYN plainly, UDP datagrams, of a connection in its table; a
+  TTL of 1; over the egress MTU; options other than none or NOP NOP timestamp, or a SYN-ACK's MSS,
+  window scale, SACK-permitted and timestamps; while packet-tracer listens) is handed back as None,
+  the packet untouched, and the Python stages take it: they first take the connection back (``unoffload``
   copies its state out of the leaf), so they always see the state the leaf left.
 
 The engine consults the leaf before decoding (it parses what it needs itself): ``Firewall.receive``
@@ -33,9 +34,10 @@ TUN pump calls the same leaf through the capsule API.
 
 This module owns the offload: which connections qualify (``eligible``), copying a connection's state
 into a ``Flow`` (``offload``) and back (``unoffload``, before the Python path touches the connection
-again), and flushing the table (policy reload). A TCP connection is offloaded at its SYN-ACK where
-the lifecycle is the ASA's (its handshake's last ACK is then the compiled path's), else at the end of
-its handshake (``engine.forward.established``), and where its objects can be made again exactly from the
+again), and flushing the table (policy reload). A TCP connection is offloaded at its SYN where
+the lifecycle is the ASA's (its SYN-ACK and its handshake's last ACK are then the compiled path's; at
+its SYN-ACK when the Python path took that), else at the end of its handshake
+(``engine.forward.established``), and where its objects can be made again exactly from the
 record (nearly always) the record replaces them: the connection keeps no ``TcpTracker``,
 ``NormState`` or ``SeqShift`` while offloaded (``OffloadedConnection``: views of the record when read)
 and ``unoffload`` rebuilds them (the end of this module; issue 18's flat record per connection). Nor
@@ -51,15 +53,23 @@ whose rules count every packet, never offloads.
 A connection qualifies when it is IPv4 TCP or UDP on the ASA's stages, without an inspector, TCP
 Intercept splice, Dead Connection Detection probe or embryonic limit count in progress, without the
 ``pix-sack-bug`` fault or inspection sequence adjustment; and for TCP: ESTABLISHED with ASSURED and
-SEEN_REPLY on its idle timeout, or (the ASA's lifecycle) SYN_RECV after a SYN-ACK that answered the
-SYN on its embryonic timeout, no FIN seen, and a tcp-map without checksum verification,
+SEEN_REPLY on its idle timeout, or (the ASA's lifecycle) SYN_SENT after the SYN (nothing from the
+responder yet, its MSS, TTL and next sequence number unknown to the tcp-map, ``sysopt connection tcpmss
+minimum`` the tcp-map's) or SYN_RECV after a SYN-ACK that answered the SYN, on its embryonic timeout,
+no FIN seen, and a tcp-map without checksum verification,
 window-variation drop or retransmission checks, with nothing queued out of order. The compiled code
 then forwards only segments with ACK or ACK|PSH, no reserved bits, options none or NOP NOP timestamp,
 in window, in order when the tcp-map queues, within the MSS when it enforces it, with a TTL above 1 and
-within the egress MTU; in SYN_RECV only the initiator's ACK that acknowledges exactly the SYN-ACK
+within the egress MTU; in SYN_SENT only the responder's SYN-ACK without data that acknowledges exactly
+the SYN, its options MSS, window scale, SACK-permitted and timestamps (each once, those the tcp-map
+leaves alone), NOP and EOL, and whose TTL the tcp-map would not lower (to SYN_RECV: the tracker's row with
+the responder's window, scale and SACK-permitted, the tcp-map's MSS and TTL floor, ``sysopt connection
+tcpmss``'s rewrite of its MSS, the embryonic timer as it was); in SYN_RECV only the initiator's ACK
+that acknowledges exactly the SYN-ACK
 (the handshake's last ACK: ESTABLISHED and ASSURED, then ``AsaLifecycle.established``'s idle timer,
 called from the compiled code), every other segment (a SYN or SYN-ACK again, the responder's
-segments, a FIN, an RST, another ack) handed back. Where the lifecycle is the ASA's
+segments, a FIN, an RST, another ack; in SYN_SENT a SYN again, an RST, a SYN-ACK with data, another
+ack, other options or a TTL the tcp-map lowers) handed back. Where the lifecycle is the ASA's
 (``AsaLifecycle.half_closed`` exists) the close goes through it too: FIN|ACK and FIN|PSH|ACK
 segments and the segments of a closing connection
 (the tracker's rows for FIN and ACK from ESTABLISHED through FIN_WAIT, CLOSE_WAIT, LAST_ACK and
@@ -87,7 +97,7 @@ from .conntrack import _HALVES as _HALF_CLASSES
 from .conntrack import REPLY, Connection, Half, Keys, _shared_address, _shared_key
 from .normalizer import _NOTHING_HELD, DROP, NormState
 from .seqrand import SeqShift
-from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_SYNACK, TcpState, TcpTracker, _Peer
+from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_SYN, I_SYNACK, ORIGINAL, TcpState, TcpTracker, _Peer
 
 try:
     from . import _fastpath
@@ -115,6 +125,8 @@ _TCP = 6
 _UDP = 17
 _ES = TcpState.ESTABLISHED
 _SR = TcpState.SYN_RECV
+_SS = TcpState.SYN_SENT
+_ALLOW = normalizer.ALLOW
 
 
 def flow_key(key: tuple) -> bytes:
@@ -135,6 +147,7 @@ class FastPath:
         "shed",
         "dropped_halves",
         "timeouts",
+        "tcpmss",
         "table_closes",
     )
 
@@ -147,6 +160,7 @@ class FastPath:
         self.shed = 0  # offloads that left the connection without its tracker, normalizer, ... objects
         self.dropped_halves = 0  # ... and without its halves and their keys (the record holds them)
         self.timeouts = None  # the tracker's timeouts last given to the table
+        self.tcpmss = None  # sysopt connection tcpmss (maximum, minimum) last given to the table
         self.table_closes = False  # the close goes through the table (attach: the ASA's lifecycle)
 
     def __len__(self) -> int:
@@ -209,15 +223,40 @@ class FastPath:
         if conn.proto != _TCP:
             return False
         trk = conn.tcp
-        if trk is None or not trk.seen_reply or trk.reopen:
+        if trk is None or trk.reopen:
             return False
         fw = self.fw
         tmo = conn.tmo
-        if trk.state == _SR:
-            # Offloaded at the SYN-ACK: its handshake's last ACK is the compiled path's, where the
-            # lifecycle is the ASA's (its idle timer from then on, AsaLifecycle.established). A plain
-            # handshake only: the SYN-ACK answered the SYN (no simultaneous open, no ignored SYN), on
-            # the embryonic timeout.
+        if trk.state == _SS:
+            # Offloaded at the SYN: the responder's SYN-ACK is the compiled path's (its row SYN_SENT ->
+            # SYN_RECV, the tcp-map's checks, sysopt connection tcpmss), then the handshake's last ACK,
+            # where the lifecycle is the ASA's. The SYN as the Python path took it (its window and
+            # options noted), nothing from the responder yet, on the embryonic timeout.
+            if not self.table_closes or trk.assured or trk.seen_reply:
+                return False
+            if trk.last_index != I_SYN or trk.last_dir != ORIGINAL or trk._aux or trk.retrans or trk.dead:
+                return False
+            if trk.seen[1].td_maxwin or trk.seen[1].flags:
+                return False
+            emb = fw.timeouts.embryonic if tmo is None or tmo[0] is None else tmo[0]
+            if conn.timeout_kind != "embryonic" or conn.timeout != emb or (emb > 0 and conn.queued_at == 0.0):
+                return False
+            norm = conn.norm
+            if norm is not None and (
+                norm.mss_limit[1] is not None
+                or norm._mss[2] is not None
+                or norm.nxt[1] is not None
+                or norm.ttl[1]
+                or norm._mss[0] != fw.policy.sysopt_tcpmss_minimum
+            ):
+                return False
+        elif not trk.seen_reply:
+            return False
+        elif trk.state == _SR:
+            # Offloaded at the SYN-ACK (the Python path took it): its handshake's last ACK is the
+            # compiled path's, where the lifecycle is the ASA's (its idle timer from then on,
+            # AsaLifecycle.established). A plain handshake only: the SYN-ACK answered the SYN (no
+            # simultaneous open, no ignored SYN), on the embryonic timeout.
             if not self.table_closes or trk.assured or trk.last_index != I_SYNACK or trk.last_dir != REPLY:
                 return False
             if trk._aux or trk.retrans or trk.dead:
@@ -281,9 +320,10 @@ class FastPath:
                 ct.tcp_max_retrans,
             )  # fmt: skip
             if self.table_closes:
-                # The close goes through here where the lifecycle's is the ASA's (the module docstring).
+                # The close goes through here where the lifecycle's is the ASA's (the module docstring),
+                # and the handshake from the SYN on.
                 tmo += (ct.tcp_timeout_fin_wait, ct.tcp_timeout_close_wait, ct.tcp_timeout_last_ack,
-                        ct.tcp_timeout_time_wait)  # fmt: skip
+                        ct.tcp_timeout_time_wait, ct.tcp_timeout_syn_recv)  # fmt: skip
             if tmo != self.timeouts:  # the tracker's timeouts are the table's (one set per firewall)
                 self.table.set_timeouts(*tmo)
                 self.timeouts = tmo
@@ -322,6 +362,18 @@ class FastPath:
         # The ASA lowers the TTL only for classes with ``set connection decrement-ttl``.
         eff = conn.mpf
         f.ttl_dec = 1 if eff is None or eff.decrement_ttl else 0
+        if trk is not None and trk.state == _SS:
+            # The SYN-ACK to come: sysopt connection tcpmss (one pair per firewall) and the options the
+            # tcp-map lets through unchanged (window scale, SACK-permitted, timestamps).
+            pol = fw.policy
+            mss = (pol.sysopt_tcpmss, pol.sysopt_tcpmss_minimum)
+            if mss != self.tcpmss:
+                self.table.set_tcpmss(*mss)
+                self.tcpmss = mss
+            norm = conn.norm
+            if norm is not None and norm.profile.rewrites_options:
+                table = norm.profile.options
+                f.synack_opts = (table[3] == _ALLOW) | (table[4] == _ALLOW) << 1 | (table[8] == _ALLOW) << 2
         self.table.add(f)
         conn.fast = f
         self.offloads += 1
@@ -472,6 +524,7 @@ class FastPath:
         p0, p1 = trk.seen
         p0.td_end, p0.td_maxend, p0.td_maxwin, p0.td_maxack, p0.flags = e0, me0, w0, a0, fl0
         p1.td_end, p1.td_maxend, p1.td_maxwin, p1.td_maxack, p1.flags = e1, me1, w1, a1, fl1
+        p0.td_scale, p1.td_scale = f.td_scale0, f.td_scale1
         if packets:
             # The fields the compiled ES -> ES path writes (tcptrack's written-out case).
             trk.last_dir = last_dir
@@ -493,6 +546,8 @@ class FastPath:
                 nxt[1] = nxt1
             if tuple(norm.ttl) != (ttl0, ttl1):
                 norm.ttl = normalizer.shared((ttl0, ttl1))  # shared immutable pairs (normalizer)
+            if f.mss1:
+                norm._mss, norm.mss_limit = _mss_back(f, norm._mss, norm.mss_limit)
 
     def flush(self) -> int:
         """Take every connection back (before a policy reload); how many there were."""
@@ -630,7 +685,8 @@ def _restore(f, conn) -> None:
 def _tcp_view(f, state=None) -> TcpTracker:
     (e0, me0, w0, a0, fl0, e1, me1, w1, a1, fl1, last_dir, last_seq, last_ack, last_end, last_win,
      retrans, timeout, packets, _, _, _, _) = state or f.tcp_state()  # fmt: skip
-    _, dead, last_index, timer, aux, fin0, fin1, sc0, sc1, _, _ = f.shared
+    _, dead, last_index, timer, aux, fin0, fin1, _, _, _, _ = f.shared
+    sc0, sc1 = f.td_scale0, f.td_scale1  # the SYN-ACK taken in the record sets them
     trk = TcpTracker.__new__(TcpTracker)
     peers = []
     for end, maxend, maxwin, maxack, scale, flags, fin_end in (
@@ -644,8 +700,9 @@ def _tcp_view(f, state=None) -> TcpTracker:
     trk.seen = (peers[0], peers[1])
     # What eligible() requires of an offloaded connection, which the compiled path keeps.
     trk.state = _ES
-    trk.assured = f.state != _SR  # SYN_RECV until the handshake's last ACK, ASSURED from then on
-    trk.seen_reply = True
+    state = f.state
+    trk.assured = state > _SR  # SYN_SENT, SYN_RECV until the handshake's last ACK, ASSURED from then on
+    trk.seen_reply = state != _SS  # the SYN-ACK
     trk.reopen = False
     trk.dead = dead
     trk.last_dir = last_dir
@@ -663,8 +720,10 @@ def _close_back(f, trk, peers) -> None:
     """The close as the compiled path took it: the tracker's state and the FIN ends it saw."""
     if f.state != trk.state:
         trk.state = TcpState(f.state)
-        if f.state != _SR:
-            trk.assured = True  # the handshake's last ACK (offloaded in SYN_RECV)
+        if f.state > _SR:
+            trk.assured = True  # the handshake's last ACK (offloaded in SYN_SENT or SYN_RECV)
+        if f.state != _SS:
+            trk.seen_reply = True  # the SYN-ACK (offloaded in SYN_SENT)
     fin_set = f.fin_set
     if fin_set & 1:
         peers[0].fin_end = f.fin_end0
@@ -678,6 +737,8 @@ def _norm_view(f, conn, state=None) -> NormState | None:
         return None
     *_, nxt0, nxt1, ttl0, ttl1 = state or f.tcp_state()
     profile, counters, mss, mss_limit = nrest
+    if f.mss1:
+        mss, mss_limit = _mss_back(f, mss, mss_limit)
     norm = NormState.__new__(NormState)
     norm.profile = profile
     norm.counters = counters
@@ -690,6 +751,15 @@ def _norm_view(f, conn, state=None) -> NormState | None:
     norm._rare = conn
     norm.inspected = None
     return norm
+
+
+def _mss_back(f, mss: tuple, mss_limit) -> tuple:
+    """The normalizer's ``_mss`` and ``mss_limit`` once the record took the responder's SYN-ACK
+    (``normalizer._record_mss``, the same shared objects; the limit is the record's, which its
+    exceed-mss check reads)."""
+    adv = (f.adv_mss1, f.mss1 == 2)
+    adv = normalizer._ADVERTISED.setdefault(adv, adv)
+    return normalizer.shared((mss[0], mss[1], adv)), normalizer.pair_with(mss_limit, 1, f.mss_limit1)
 
 
 def _seqrand_view(f) -> SeqShift | None:

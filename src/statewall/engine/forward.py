@@ -36,7 +36,7 @@ _ASA_INVALID = {
 }
 
 # The tracker's states at which a TCP connection may be offloaded (statewall.fastpath.FastPath.eligible).
-_OFFLOAD_STATES = (TcpState.SYN_RECV, TcpState.ESTABLISHED)
+_OFFLOAD_STATES = (TcpState.SYN_SENT, TcpState.SYN_RECV, TcpState.ESTABLISHED)
 
 # ASA ``fragment timeout`` default: how long later fragments may follow their first one.
 FRAGMENT_TIMEOUT = 5.0
@@ -211,8 +211,9 @@ def established(
             fast.offload(conn)  # the next segments go through the compiled path
     elif again and conn.proto == PROTO_UDP and fast is not None:
         fast.offload(conn)
-    # A TCP connection is offloaded at its SYN-ACK (SYN_RECV: the handshake's last ACK is then the
-    # compiled path's, on the ASA's stages) or at the end of its handshake (the ACK without data that
+    # A TCP connection is offloaded at its SYN (SYN_SENT: the SYN-ACK answering it and the handshake's
+    # last ACK are then the compiled path's, on the ASA's stages), at its SYN-ACK when the Python path
+    # took that (SYN_RECV), or at the end of its handshake (the ACK without data that
     # makes it ESTABLISHED), where its record replaces its Python objects (statewall.fastpath: an idle
     # connection costs its record, not an object graph), or at the second payload from one side;
     # UDP at the second payload: a short exchange (one query and its answer) is over before
