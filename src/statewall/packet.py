@@ -781,7 +781,15 @@ class Packet:
         off = self._find_option(OPT_MSS, 4)
         if off < 0 or off + 4 > self.end:
             return False
-        self._set_bytes(off + 2, value.to_bytes(2, "big"))
+        # _set_bytes for one 16-bit field, written out: read, write and the sum change in place, no
+        # slices or int conversions (every SYN and SYN-ACK under ``sysopt connection tcpmss``).
+        o = off + 2
+        buf = self.buf
+        d = value - _u16_unpack(buf, o)[0]
+        _u16_pack(buf, o, value)
+        if o & 1:
+            d <<= 8
+        self._l4_delta(d, False)
         return True
 
     def set_sack_block(self, index: int, left: int, right: int) -> bool:
