@@ -257,6 +257,7 @@ class Xlate:
             object.__setattr__(self, name, value)
 
 
+# (events.xlate_event reads the shared tuple by these positions.)
 _SHARED_FIELDS = ("kind", "version", "proto", "real_iface", "mapped_iface", "pat", "rule", "timeout", "flags",
                   "entry")  # fmt: skip
 # Xlate's shared tuples, by their values (the rule and the entry by identity: the tuple holds them, so
