@@ -772,7 +772,8 @@ def build(c: NewFlow) -> bool:
         # A query's identifier leaves as UN-NAT gave it back (a reply through its request's PAT slot).
         msport = real_dport
     xlated = (msrc, msport, real_dst, real_dport)
-    if not oneway and reply_key(fwd_key, xlated, query) in fw.conns.by_key:
+    rkey = reply_key(fwd_key, xlated, query)
+    if not oneway and rkey in fw.conns.by_key:
         # (A unidirectional connection waits for no reply: its reply tuple may be another's.)
         if admission is not None:
             admission.release()
@@ -782,7 +783,7 @@ def build(c: NewFlow) -> bool:
             message="the translated tuple is in use by another connection",
         )
         return False
-    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, query)
+    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, query, rkey)
     conn.halves = (fwd, rev)
     if xl is not None:
         fw.nat.acquire(xl)
