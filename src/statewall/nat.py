@@ -1203,11 +1203,15 @@ class NatTable:
         self, version: int, proto: int, maddr: int, want: int, port_range: tuple[int, int] | None = None
     ) -> int | None:
         """The real port when it is free on ``maddr``, else the next free one of its class (ASA PAT)."""
-        used = self._ports(version, proto, maddr)
+        used = self._mapped_in_use.get((version, proto, maddr))
+        if used is None:
+            used = self._ports(version, proto, maddr)
         if proto in _ICMP_PROTOCOLS:
             lo, hi = 0, 65535  # echo identifiers: one class
         elif port_range is not None:
             lo, hi = port_range
+        elif 1024 <= want <= 65535:
+            lo, hi = 1024, 65535  # _port_class's usual case: an ephemeral port
         else:
             lo, hi = _port_class(want or 1024)
         if self.port_share is not None:
@@ -1220,7 +1224,12 @@ class NatTable:
                     used.add(p)
                     return p
             return None
-        if lo <= want <= hi and want not in used and (want or proto in _ICMP_PROTOCOLS):
+        # ``want not in used``, the bitmap read here (a method call per new translation otherwise).
+        if (
+            lo <= want <= hi
+            and not (used.words[want >> 6] >> (want & 63)) & 1
+            and (want or proto in _ICMP_PROTOCOLS)
+        ):
             used.add(want)
             return want
         start = (want - lo + 1) if lo <= want <= hi else 0
