@@ -554,9 +554,15 @@ class ConnTable:
     def add(self, conn: Connection, oneway: bool = False) -> None:
         """``oneway``: a unidirectional connection, found only by its ORIGINAL half's key (its REPLY half
         describes the way back but no packet finds it: the ASA's ICMP without inspection)."""
-        for half in conn.halves[:1] if oneway else conn.halves:
-            self.by_key[half.key] = half
-        conn.compact()
+        fwd = conn._fwd  # conn.halves without its tuple (per new connection)
+        if fwd is not None:
+            by_key = self.by_key
+            by_key[fwd.key] = fwd
+            if not oneway:
+                rev = fwd._other
+                by_key[rev.key] = rev
+        if conn._extra is not None:  # nothing to forget otherwise
+            conn.compact()
         self.by_id[conn.id] = conn
         n = len(self.by_id)
         if n > self.most_used:
