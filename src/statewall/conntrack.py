@@ -201,7 +201,13 @@ def reply_key(key: tuple, xlated: tuple, query: bool) -> tuple:
 
 
 def make_halves(
-    conn, in_iface: str, out_iface: str | None, key: tuple, xlated: tuple, query: bool, rkey: tuple | None = None
+    conn,
+    in_iface: str,
+    out_iface: str | None,
+    key: tuple,
+    xlated: tuple,
+    query: bool,
+    rkey: tuple | None = None,
 ):
     """Both halves of a new connection whose first packet arrived on ``in_iface`` as ``key`` and left
     through ``out_iface`` as ``xlated`` (``reply_key``, or ``rkey`` when the caller made it already):

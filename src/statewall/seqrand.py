@@ -171,7 +171,9 @@ class _PixSeqShift(SeqShift):
 def for_connection(secret: bytes, pkt, *, faults: frozenset[str] | set[str] = frozenset()) -> SeqShift:
     """Randomize a new connection from its SYN (ASA: the initiator's ISN is replaced)."""
     off = offset_for(secret, pkt.version, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.seq)
-    return SeqShift(off, 0, sack_untranslated=FAULT_PIX_SACK in faults)
+    if faults and FAULT_PIX_SACK in faults:
+        return SeqShift(off, 0, sack_untranslated=True)
+    return SeqShift(off)
 
 
 def sack_edges(pkt) -> list[tuple[int, int]] | None:
