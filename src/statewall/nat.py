@@ -1233,6 +1233,17 @@ class NatTable:
             used.add(want)
             return want
         start = (want - lo + 1) if lo <= want <= hi else 0
+        if start and want < hi:
+            # PortSet.search's first look, written out (most new translations of a busy address): the
+            # ports after the taken one in its word of the bitmap. Nothing free there: the search.
+            first = want + 1
+            w = first >> 6
+            free = ~used.words[w] & _WORD & ~((1 << (first & 63)) - 1)
+            if free:
+                p = (w << 6) + (free & -free).bit_length() - 1
+                if p <= hi:
+                    used.add(p)
+                    return p
         p = used.search(lo, hi, start)
         if p is not None:
             used.add(p)
