@@ -8,7 +8,10 @@ An address field of a connection's or a translation's events (``Endpoint.address
 ``XlateBuilt.real_address``, ``AclHit.src``, ...) reads as text, but the engine may store it as
 ``(ip version, integer)``: the text is made when something first reads it. A firewall logging nothing
 (``statewall run --log-format none``) keeps its events as objects for ``show log`` and never formats
-the addresses of the thousands of connections it builds and tears down.
+the addresses of the thousands of connections it builds and tears down. In the same way a connection's
+ends (``ConnBuilt``, ``ConnTeardown``) may be given as compact records, tuples of their values, made into
+``Endpoint`` objects when first read; a record holds values, never the connection, so an event read
+late says what was true when it was made.
 """
 
 from __future__ import annotations
