@@ -274,6 +274,191 @@ static PyTypeObject FlowType = {
 
 /* ------------------------------------------------------------------------------------------------ */
 
+/* ---- the Python objects a forwarded packet touches, without a lookup per packet (issue 18) ------ */
+
+/* On CPython 3.11 the per-packet Python work is done without looking a name up or making an int:
+ *
+ * - An attribute of an instance (the Firewall's trace_log, now, fast_offer) is read from its __dict__
+ *   as the generic getattr would read it, remembered with the dict's and the type's version tags: a
+ *   dict's tag changes with every change of the dict and is unique across dicts (so the same tag is
+ *   the same dict, unchanged), a type's tag changes with every change of the type or its bases. A
+ *   type that defines the name itself (a descriptor, a class attribute) or its own getattr is read
+ *   the generic way.
+ * - A counter that only its dict (fw.stats) or its slot (conn.bytes) holds is added to in place: an
+ *   int object nothing else references cannot be told from a new one, and making a new one per
+ *   packet was most of the counting's cost. With any other reference (a reader that kept the value),
+ *   or outside one or two 30-bit digits, a new int is made as before.
+ * - A slot of the Connection (last, bytes) is written at its offset, as its member descriptor writes
+ *   it, once the type's descriptor is known to be the plain slot (remembered per type and version).
+ *
+ * Elsewhere (another CPython) every one of these is the generic call. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(STATEWALL_GENERIC)
+#define SW_INTERNALS 1
+#endif
+
+typedef struct {
+    PyTypeObject *type; /* compared only */
+    unsigned int type_tag;
+    PyObject *dict; /* compared only */
+    uint64_t tag;   /* 0: nothing remembered */
+} dict_cache;
+
+/* Whether obj's dictionary is the one cache remembers, unchanged, and its type too. */
+static inline int cache_current(const dict_cache *c, PyObject *obj) {
+#ifdef SW_INTERNALS
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (!c->tag || tp != c->type || tp->tp_version_tag != c->type_tag ||
+        !PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+        return 0;
+    PyObject **dp = _PyObject_GetDictPtr(obj);
+    return dp && *dp == c->dict && ((PyDictObject *)*dp)->ma_version_tag == c->tag;
+#else
+    (void)c;
+    (void)obj;
+    return 0;
+#endif
+}
+
+/* Remember obj's attributes names[0:n] into vals (borrowed: valid while cache_current) when the
+ * generic getattr would take each from obj's __dict__; 0 (nothing remembered) otherwise. */
+static int cache_fill(dict_cache *c, PyObject *obj, PyObject *const *names, PyObject **vals, int n) {
+    c->tag = 0;
+#ifdef SW_INTERNALS
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (tp->tp_getattro != PyObject_GenericGetAttr || tp->tp_setattro != PyObject_GenericSetAttr)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (_PyType_Lookup(tp, names[i]))
+            return 0;
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+        return 0;
+    PyObject **dp = _PyObject_GetDictPtr(obj);
+    if (!dp || !*dp || !PyDict_CheckExact(*dp))
+        return 0;
+    for (int i = 0; i < n; i++) {
+        vals[i] = PyDict_GetItemWithError(*dp, names[i]);
+        if (!vals[i]) {
+            PyErr_Clear(); /* the generic getattr says it again */
+            return 0;
+        }
+    }
+    c->type = tp;
+    c->type_tag = tp->tp_version_tag;
+    c->dict = *dp;
+    c->tag = ((PyDictObject *)*dp)->ma_version_tag;
+    return c->tag != 0;
+#else
+    (void)obj;
+    (void)names;
+    (void)vals;
+    (void)n;
+    return 0;
+#endif
+}
+
+/* After obj.name = value set by the caller while the cache was current: still current, with the new
+ * value (the dict's new tag), when obj's dict is still the remembered one. */
+static inline void cache_after_set(dict_cache *c, PyObject *obj) {
+#ifdef SW_INTERNALS
+    PyObject **dp = _PyObject_GetDictPtr(obj);
+    if (c->tag && dp && *dp == c->dict && Py_TYPE(obj) == c->type)
+        c->tag = ((PyDictObject *)*dp)->ma_version_tag;
+    else
+        c->tag = 0;
+#else
+    c->tag = 0;
+    (void)obj;
+#endif
+}
+
+/* The same for a dict's own items d[names[i]] (the storage, as PyDict_GetItem reads it). */
+static inline int items_current(const dict_cache *c, PyObject *d) {
+#ifdef SW_INTERNALS
+    return c->tag && c->dict == d && ((PyDictObject *)d)->ma_version_tag == c->tag;
+#else
+    (void)c;
+    (void)d;
+    return 0;
+#endif
+}
+
+static int items_fill(dict_cache *c, PyObject *d, PyObject *const *names, PyObject **vals, int n) {
+    c->tag = 0;
+#ifdef SW_INTERNALS
+    for (int i = 0; i < n; i++) {
+        vals[i] = PyDict_GetItemWithError(d, names[i]);
+        if (!vals[i]) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    c->dict = d;
+    c->tag = ((PyDictObject *)d)->ma_version_tag;
+    return c->tag != 0;
+#else
+    (void)d;
+    (void)names;
+    (void)vals;
+    (void)n;
+    return 0;
+#endif
+}
+
+/* v += inc in place when nothing but its one holder references the int v; 1 when done, 0 when the
+ * caller makes a new int. */
+static inline int long_add_inplace(PyObject *v, unsigned long inc) {
+#ifdef SW_INTERNALS
+    if (!PyLong_CheckExact(v) || Py_REFCNT(v) != 1 || inc > PyLong_MASK)
+        return 0;
+    digit *d = ((PyLongObject *)v)->ob_digit;
+    Py_ssize_t size = Py_SIZE(v);
+    if (size == 1) {
+        uint64_t x = (uint64_t)d[0] + inc;
+        if (x > PyLong_MASK)
+            return 0;
+        d[0] = (digit)x;
+        return 1;
+    }
+    if (size == 2) {
+        uint64_t x = (((uint64_t)d[1] << PyLong_SHIFT) | d[0]) + inc;
+        if (x >> (2 * PyLong_SHIFT))
+            return 0;
+        d[0] = (digit)(x & PyLong_MASK);
+        d[1] = (digit)(x >> PyLong_SHIFT);
+        return 1;
+    }
+#else
+    (void)v;
+    (void)inc;
+#endif
+    return 0;
+}
+
+/* A Connection type's plain slots for last and bytes (their byte offsets), remembered per type and
+ * version tag; offsets 0 where the type's attribute is not a plain writable slot. */
+typedef struct {
+    PyTypeObject *type; /* compared only */
+    unsigned int tag;
+    Py_ssize_t last, bytes;
+} slot_cache;
+
+static Py_ssize_t plain_slot(PyTypeObject *tp, PyObject *name) {
+#ifdef SW_INTERNALS
+    PyObject *descr = _PyType_Lookup(tp, name); /* borrowed */
+    if (!descr || Py_TYPE(descr) != &PyMemberDescr_Type)
+        return 0;
+    PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset <= 0 ||
+        !PyType_IsSubtype(tp, PyDescr_TYPE(descr)))
+        return 0;
+    return m->offset;
+#else
+    (void)tp;
+    (void)name;
+    return 0;
+#endif
+}
+
 static PyTypeObject FlowTableType;
 
 /* The table: open addressing with linear probing over the flows' inline keys, two entries per Flow
@@ -303,6 +488,11 @@ typedef struct {
      * direction), and whether the caller takes events (events_ok; the TUN pump does not) */
     PyObject *closing;
     int closing_dir, events_ok;
+    /* What the per-packet Python work remembers (above): fw's trace_log and now (fw_vals), stats'
+     * packets_in and forwarded (stat_vals), the Connection types' slots (one per type seen last). */
+    dict_cache fw_cache, stats_cache;
+    PyObject *fw_vals[2], *stat_vals[2];
+    slot_cache conn_slots[2];
 } FlowTable;
 
 /* The four (ORIGINAL, REPLY) data-seen pairs, index bit 0 ORIGINAL, bit 1 REPLY. */
@@ -527,6 +717,61 @@ static inline unsigned partial_update(unsigned c, long long d) {
 
 /* after(a, b) / before(b, a) for 32-bit sequence numbers as tcptrack writes them */
 #define GT31(x) ((uint32_t)(x) > 0x7FFFFFFFu)
+
+/* conn.last = now; conn.bytes += plen (when plen): through the slots themselves where the type's are
+ * plain (slot_cache), else by the generic setattr. */
+static int activity(FlowTable *self, PyObject *conn, PyObject *nowobj, unsigned long plen) {
+    PyTypeObject *tp = Py_TYPE(conn);
+    slot_cache *sc = &self->conn_slots[0];
+    if (sc->type != tp || sc->tag != tp->tp_version_tag)
+        sc = &self->conn_slots[1];
+    if (sc->type != tp || sc->tag != tp->tp_version_tag || !PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        /* the type seen least recently makes room */
+        self->conn_slots[1] = self->conn_slots[0];
+        sc = &self->conn_slots[0];
+        sc->type = NULL;
+        sc->last = sc->bytes = 0;
+        if (tp->tp_setattro == PyObject_GenericSetAttr && tp->tp_getattro == PyObject_GenericGetAttr) {
+            sc->last = plain_slot(tp, str_last);
+            sc->bytes = plain_slot(tp, str_bytes);
+        }
+        if (PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) {
+            sc->type = tp;
+            sc->tag = tp->tp_version_tag;
+        }
+    }
+    if (sc->last) {
+        PyObject **slot = (PyObject **)((char *)conn + sc->last);
+        Py_INCREF(nowobj);
+        Py_XSETREF(*slot, nowobj);
+    } else if (PyObject_SetAttr(conn, str_last, nowobj) < 0)
+        return -1;
+    if (!plen)
+        return 0;
+    PyObject **slot = sc->bytes ? (PyObject **)((char *)conn + sc->bytes) : NULL;
+    if (slot && *slot && long_add_inplace(*slot, plen))
+        return 0;
+    PyObject *b = slot && *slot ? Py_NewRef(*slot) : PyObject_GetAttr(conn, str_bytes);
+    if (!b)
+        return -1;
+    PyObject *inc = PyLong_FromUnsignedLong(plen);
+    if (!inc) {
+        Py_DECREF(b);
+        return -1;
+    }
+    PyObject *nb = PyNumber_Add(b, inc);
+    Py_DECREF(b);
+    Py_DECREF(inc);
+    if (!nb)
+        return -1;
+    if (slot) {
+        Py_XSETREF(*slot, nb);
+        return 0;
+    }
+    int rc = PyObject_SetAttr(conn, str_bytes, nb);
+    Py_DECREF(nb);
+    return rc;
+}
 
 /* The packet p[0:n] forwarded in place (egress interface, a new reference), or None with nothing
  * changed, or NULL with an exception set. */
@@ -852,27 +1097,8 @@ static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p,
             return NULL;
         f->seen_mark[d] = 1;
     }
-    if (PyObject_SetAttr(f->conn, str_last, nowobj) < 0)
+    if (activity(self, f->conn, nowobj, plen) < 0)
         return NULL;
-    if (plen) {
-        PyObject *b = PyObject_GetAttr(f->conn, str_bytes);
-        if (!b)
-            return NULL;
-        PyObject *inc = PyLong_FromUnsignedLong(plen);
-        if (!inc) {
-            Py_DECREF(b);
-            return NULL;
-        }
-        PyObject *nb = PyNumber_Add(b, inc);
-        Py_DECREF(b);
-        Py_DECREF(inc);
-        if (!nb)
-            return NULL;
-        int rc = PyObject_SetAttr(f->conn, str_bytes, nb);
-        Py_DECREF(nb);
-        if (rc < 0)
-            return NULL;
-    }
     if (handshake) { /* AsaLifecycle.after_tcp's idle timer for the now ESTABLISHED connection */
         PyObject *rv = PyObject_CallFunctionObjArgs(self->established, f->conn, nowobj, NULL);
         if (!rv)
@@ -960,17 +1186,59 @@ static int count(PyObject *stats, PyObject *key) {
     return rc;
 }
 
+/* fw.trace_log is not None (1), is (0), or -1 with an exception. */
+static int tracing(FlowTable *self) {
+    if (cache_current(&self->fw_cache, self->fw))
+        return self->fw_vals[0] != Py_None;
+    PyObject *const names[2] = {str_trace, str_now};
+    if (cache_fill(&self->fw_cache, self->fw, names, self->fw_vals, 2))
+        return self->fw_vals[0] != Py_None;
+    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
+    if (!trace)
+        return -1;
+    int on = trace != Py_None;
+    Py_DECREF(trace);
+    return on;
+}
+
 /* What Firewall.receive does for a packet it forwarded: the counters and the engine's clock. */
 static int forwarded(FlowTable *self, PyObject *nowobj) {
-    if (count(self->stats, str_packets_in) < 0 || count(self->stats, str_forwarded) < 0)
+    /* stats["packets_in"] += 1; stats["forwarded"] += 1 (in place while the dict is unchanged) */
+    PyObject *stats = self->stats;
+    PyObject *const keys[2] = {str_packets_in, str_forwarded};
+    int current = items_current(&self->stats_cache, stats);
+    for (int i = 0; i < 2; i++) {
+        if (current && long_add_inplace(self->stat_vals[i], 1))
+            continue;
+        if (count(stats, keys[i]) < 0)
+            return -1;
+        current = 0;
+    }
+    if (!current)
+        items_fill(&self->stats_cache, stats, keys, self->stat_vals, 2);
+    /* if now > fw.now: fw.now = now */
+    PyObject *fw = self->fw;
+    int known = cache_current(&self->fw_cache, fw);
+    PyObject *cur;
+    if (known) {
+        cur = self->fw_vals[1];
+        Py_INCREF(cur);
+    } else if (!(cur = PyObject_GetAttr(fw, str_now)))
         return -1;
-    PyObject *cur = PyObject_GetAttr(self->fw, str_now);
-    if (!cur)
-        return -1;
-    int later = PyObject_RichCompareBool(nowobj, cur, Py_GT);
+    int later = PyFloat_CheckExact(nowobj) && PyFloat_CheckExact(cur)
+                    ? PyFloat_AS_DOUBLE(nowobj) > PyFloat_AS_DOUBLE(cur)
+                    : PyObject_RichCompareBool(nowobj, cur, Py_GT);
     Py_DECREF(cur);
-    if (later < 0 || (later && PyObject_SetAttr(self->fw, str_now, nowobj) < 0))
+    if (later < 0)
         return -1;
+    if (later) {
+        if (PyObject_SetAttr(fw, str_now, nowobj) < 0)
+            return -1;
+        if (known) {
+            cache_after_set(&self->fw_cache, fw);
+            self->fw_vals[1] = nowobj; /* the dict's reference now */
+        }
+    }
     return 0;
 }
 
@@ -984,12 +1252,10 @@ static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p,
         PyErr_SetString(PyExc_RuntimeError, "FlowTable not bound");
         return NULL;
     }
-    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
-    if (!trace)
+    int on = tracing(self);
+    if (on < 0)
         return NULL;
-    int tracing = trace != Py_None;
-    Py_DECREF(trace);
-    if (tracing)
+    if (on)
         Py_RETURN_NONE;
     PyObject *egress = forward_raw(self, iface, p, n, nowobj, partial, gso);
     if (egress && egress != Py_None && forwarded(self, nowobj) < 0) {
@@ -1012,12 +1278,10 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
         PyErr_SetString(PyExc_RuntimeError, "FlowTable.offer before bind()");
         return NULL;
     }
-    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
-    if (!trace)
+    int on = tracing(self);
+    if (on < 0)
         return NULL;
-    int tracing = trace != Py_None;
-    Py_DECREF(trace);
-    if (tracing)
+    if (on)
         Py_RETURN_NONE;
     PyObject *buf;
     if (PyByteArray_CheckExact(data)) {
@@ -1110,6 +1374,9 @@ typedef struct {
     PyObject_HEAD
     PyObject *stages, *python;
     vectorcallfunc vectorcall;
+    /* the instance's fast_offer as its __dict__ last held it (dict_cache: borrowed while current) */
+    dict_cache cache;
+    PyObject *offer;
 } Entry;
 
 static PyObject *str_fast_offer;
@@ -1118,8 +1385,10 @@ static PyObject *Entry_vectorcall(Entry *self, PyObject *const *args, size_t nar
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (kwnames || nargs != 4)
         return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
-    PyObject *offer = PyObject_GetAttr(args[0], str_fast_offer);
-    if (!offer)
+    PyObject *offer;
+    if (cache_current(&self->cache, args[0]) || cache_fill(&self->cache, args[0], &str_fast_offer, &self->offer, 1))
+        offer = Py_NewRef(self->offer);
+    else if (!(offer = PyObject_GetAttr(args[0], str_fast_offer)))
         return NULL;
     if (PyCFunction_Check(offer) && PyObject_TypeCheck(PyCFunction_GET_SELF(offer), &FlowTableType)) {
         PyObject *res = offer_impl((FlowTable *)PyCFunction_GET_SELF(offer), args[1], args[2], args[3], 0, 0);
