@@ -588,6 +588,44 @@ def test_the_clock_and_the_tracer_are_read_as_they_are_now():
 
 
 @needs_fast
+def test_a_result_or_part_of_one_the_caller_keeps_stays_its_own():
+    """The compiled path uses its last Result again (its list of packets, the pair, the empty events
+    list) only once nothing else references it or a part of it: whatever a caller keeps of a Result
+    stays as it was, and a Result used again holds only the new packet and no events."""
+    (fw, _), client, server = _offloaded_pair()
+    steps = [("inside", client), ("outside", server), *_more_segments(server, 4)]
+
+    def receive(k):
+        iface, pkt = steps[k]
+        hits = fw.fast.hits
+        res = fw.receive(iface, bytearray(pkt), 2.0 + k)
+        assert fw.fast.hits == hits + 1 and res.events == [] and len(res.packets) == 1
+        return res, [(i, bytes(p)) for i, p in res.packets]
+
+    whole, seen0 = receive(0)  # kept whole
+    packets = receive(1)[0].packets  # its list of packets kept
+    seen1 = [(i, bytes(p)) for i, p in packets]
+    pair = receive(2)[0].packets[0]  # the pair kept
+    seen2 = (pair[0], bytes(pair[1]))
+    events = receive(3)[0].events  # the events list kept, and written to
+    events.append("mine")
+    res, _ = receive(4)
+    res.events.append("theirs")  # written to, then let go
+    del res
+    res, _ = receive(5)  # (receive checks its events are none)
+    res.packets.append(("elsewhere", bytearray(b"x")))  # the same
+    del res
+    first = receive(6)[0]
+    again = id(first)
+    del first
+    last, seen_last = receive(7)
+    assert id(last) == again  # let go entirely: used again
+    assert [(i, bytes(p)) for i, p in whole.packets] == seen0 and whole.events == []
+    assert [(i, bytes(p)) for i, p in packets] == seen1 and (pair[0], bytes(pair[1])) == seen2
+    assert events == ["mine"] and [(i, bytes(p)) for i, p in last.packets] == seen_last
+
+
+@needs_fast
 def test_counters_after_every_packet_through_show_conn_and_a_snapshot():
     """Bulk flows both ways and UDP beside them: after every packet show conn (bytes, idle times) is the
     Python path's, and every tenth a snapshot restored into a new firewall holds the same stats and

@@ -89,7 +89,7 @@ typedef struct {
 
 /* The object references of each type, for the collector's traverse and clear. */
 #define FLOW_REFS(X) X(conn) X(iface[0]) X(iface[1]) X(shared)
-#define TABLE_REFS(X) X(fw) X(stats) X(result_type) X(half_closed) X(fins_closed) X(established) X(closing)
+#define TABLE_REFS(X) X(fw) X(stats) X(result_type) X(half_closed) X(fins_closed) X(established) X(closing) X(spare)
 #define VISIT_REF(name) Py_VISIT(self->name);
 #define CLEAR_REF(name) Py_CLEAR(self->name);
 #define GC_FUNCTIONS(Type, REFS)                                                                    \
@@ -356,6 +356,26 @@ static int cache_fill(dict_cache *c, PyObject *obj, PyObject *const *names, PyOb
 #endif
 }
 
+/* The last fw.now the compiled path moved (forwarded): its Firewall's dict's tag before and after. A
+ * cache that does not hold fw.now (the Entry's fast_offer) is still current across that one change. */
+static struct {
+    PyObject *dict; /* compared only */
+    uint64_t from, to;
+} now_moved;
+
+static inline int cache_current_but_now(dict_cache *c, PyObject *obj) {
+    if (cache_current(c, obj))
+        return 1;
+#ifdef SW_INTERNALS
+    if (c->tag && c->tag == now_moved.from && c->dict == now_moved.dict && Py_TYPE(obj) == c->type &&
+        cache_current(&(dict_cache){c->type, c->type_tag, c->dict, now_moved.to}, obj)) {
+        c->tag = now_moved.to;
+        return 1;
+    }
+#endif
+    return 0;
+}
+
 /* After obj.name = value set by the caller while the cache was current: still current, with the new
  * value (the dict's new tag), when obj's dict is still the remembered one. */
 static inline void cache_after_set(dict_cache *c, PyObject *obj) {
@@ -493,6 +513,9 @@ typedef struct {
     dict_cache fw_cache, stats_cache;
     PyObject *fw_vals[2], *stat_vals[2];
     slot_cache conn_slots[2];
+    /* offer()'s last Result([(egress, packet)], []), used again for the next packet once nothing but
+     * this references it or its parts (result_again) */
+    PyObject *spare;
 } FlowTable;
 
 /* The four (ORIGINAL, REPLY) data-seen pairs, index bit 0 ORIGINAL, bit 1 REPLY. */
@@ -1167,6 +1190,7 @@ static PyObject *FlowTable_bind(FlowTable *self, PyObject *args) {
     Py_XSETREF(self->fw, fw);
     Py_XSETREF(self->stats, stats);
     Py_XSETREF(self->result_type, rt);
+    Py_CLEAR(self->spare);
     Py_RETURN_NONE;
 }
 
@@ -1235,8 +1259,14 @@ static int forwarded(FlowTable *self, PyObject *nowobj) {
         if (PyObject_SetAttr(fw, str_now, nowobj) < 0)
             return -1;
         if (known) {
+            uint64_t from = self->fw_cache.tag;
             cache_after_set(&self->fw_cache, fw);
             self->fw_vals[1] = nowobj; /* the dict's reference now */
+            if (self->fw_cache.tag) {
+                now_moved.dict = self->fw_cache.dict;
+                now_moved.from = from;
+                now_moved.to = self->fw_cache.tag;
+            }
         }
     }
     return 0;
@@ -1267,6 +1297,31 @@ static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p,
 
 #include "_fastpath_api.h"
 static statewall_fastpath_api fastpath_api = {&FlowTableType, api_forward};
+
+/* The spare Result with (egress, buf) as its one packet (both references taken), when its caller let
+ * go of it and of its parts (the list of packets, the pair, the empty events list: nothing but the
+ * spare references them, so nothing can tell them from new ones, as zip() reuses its tuple); NULL
+ * otherwise (nothing taken). Four objects not made and not freed per forwarded packet. */
+static PyObject *result_again(FlowTable *self, PyObject *egress, PyObject *buf) {
+    PyObject *r = self->spare;
+    if (!r || Py_REFCNT(r) != 1 || Py_TYPE(r) != (PyTypeObject *)self->result_type)
+        return NULL;
+    PyObject *packets = PyTuple_GET_ITEM(r, 0), *events = PyTuple_GET_ITEM(r, 1);
+    if (!PyList_CheckExact(packets) || Py_REFCNT(packets) != 1 || PyList_GET_SIZE(packets) != 1 ||
+        !PyList_CheckExact(events) || Py_REFCNT(events) != 1 || PyList_GET_SIZE(events) != 0)
+        return NULL;
+    PyObject *pair = PyList_GET_ITEM(packets, 0);
+    if (!PyTuple_CheckExact(pair) || Py_REFCNT(pair) != 1 || PyTuple_GET_SIZE(pair) != 2)
+        return NULL;
+    /* a str and a bytearray: the pair needs no tracking by the collector, tracked or not */
+    PyObject *old0 = PyTuple_GET_ITEM(pair, 0), *old1 = PyTuple_GET_ITEM(pair, 1);
+    PyTuple_SET_ITEM(pair, 0, egress);
+    PyTuple_SET_ITEM(pair, 1, buf);
+    Py_INCREF(r);
+    Py_DECREF(old0);
+    Py_DECREF(old1);
+    return r;
+}
 
 /* offer(iface, data, now, csum_partial, gso_size) -> Result or None: the leaf of the engine's
  * established-flow stage (contract in statewall.fastpath). A packet of an offloaded connection it is
@@ -1326,8 +1381,12 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
             Py_DECREF(egress);
             goto fail;
         }
-    } else
+    } else {
+        PyObject *again = result_again(self, egress, buf);
+        if (again)
+            return again;
         events = PyList_New(0);
+    }
     PyObject *pair = PyTuple_New(2);
     PyObject *packets = PyList_New(1);
     PyTypeObject *rt = (PyTypeObject *)self->result_type;
@@ -1345,6 +1404,10 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
     PyList_SET_ITEM(packets, 0, pair);
     PyTuple_SET_ITEM(res, 0, packets);
     PyTuple_SET_ITEM(res, 1, events);
+    if (!PyList_GET_SIZE(events)) {
+        Py_INCREF(res);
+        Py_XSETREF(self->spare, res);
+    }
     return res;
 fail:
     Py_DECREF(buf);
@@ -1386,7 +1449,8 @@ static PyObject *Entry_vectorcall(Entry *self, PyObject *const *args, size_t nar
     if (kwnames || nargs != 4)
         return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
     PyObject *offer;
-    if (cache_current(&self->cache, args[0]) || cache_fill(&self->cache, args[0], &str_fast_offer, &self->offer, 1))
+    if (cache_current_but_now(&self->cache, args[0]) ||
+        cache_fill(&self->cache, args[0], &str_fast_offer, &self->offer, 1))
         offer = Py_NewRef(self->offer);
     else if (!(offer = PyObject_GetAttr(args[0], str_fast_offer)))
         return NULL;
