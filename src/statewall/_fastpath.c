@@ -23,7 +23,9 @@
  *   TTL decrement and NAT with the precomputed RFC 1624 deltas (Packet.forward_nat4), then the
  *   sequence randomization offsets (SeqShift.adjust), checksums updated incrementally, one step per
  *   field as the Python path does so that the bytes are identical;
- *   conn.last, conn.bytes and conn.data_seen written on the Connection.
+ *   conn.last, conn.bytes and conn.data_seen written on the Connection, fw.stats' packets_in and forwarded
+ *   and fw.now as Firewall.receive counts them (without a lookup or a new int per packet: see "the Python
+ *   objects a forwarded packet touches" below).
  * Anything else returns None.
  */
 #define PY_SSIZE_T_CLEAN
