@@ -1258,7 +1258,8 @@ static int forwarded(FlowTable *self, PyObject *nowobj) {
     if (later < 0)
         return -1;
     if (later) {
-        if (PyObject_SetAttr(fw, str_now, nowobj) < 0)
+        /* known: the generic setattr would store into that same dict (no descriptor, generic setattro) */
+        if ((known ? PyDict_SetItem(self->fw_cache.dict, str_now, nowobj) : PyObject_SetAttr(fw, str_now, nowobj)) < 0)
             return -1;
         if (known) {
             uint64_t from = self->fw_cache.tag;
