@@ -475,6 +475,180 @@ def test_mangled_segments_of_an_offloaded_connection(which, flips, cut, extra, p
     assert state_of(fws[0], flush=False) == state_of(fws[1])
 
 
+# The per-packet Python work of a forwarded packet (issue 18, session 7): _fastpath.c counts
+# fw.stats' packets_in and forwarded and conn.bytes in place where nothing but their holder references
+# the int, reads fw.trace_log and fw.now from the Firewall's __dict__ as its version last saw it, and
+# writes conn.last and conn.bytes at their slots. Every reader must see what the Python path leaves.
+
+
+def _fresh(value):
+    """``value`` as an object nothing else references (not the test's constant)."""
+    return type(value)(str(value)) if not isinstance(value, float) else float(repr(value))
+
+
+@needs_fast
+@pytest.mark.parametrize(
+    "start", [0, 255, 1000, 2**30 - 2, 2**30 - 60, 2**30, 2**60 - 60, 2**61, -1000, 2.5], ids=repr
+)
+def test_counters_from_any_value(start):
+    """fw.stats' counters and conn.bytes counted on from any value they hold (one digit, across a
+    digit, two and three digits, negative, a float): the same as the Python path after every packet."""
+    fws, client, server = _offloaded_pair()
+    for fw in fws:
+        fw.stats["packets_in"] = _fresh(start)
+        fw.stats["forwarded"] = _fresh(start)
+        (conn,) = fw.conns
+        conn.bytes = _fresh(start)
+    hits = fws[0].fast.hits
+    for iface, pkt in (("inside", client), ("outside", server)) * 2:
+        for fw in fws:
+            fw.receive(iface, bytearray(pkt), 2.0)
+        assert fws[0].stats == fws[1].stats
+        assert [(c.bytes, c.last) for c in fws[0].conns] == [(c.bytes, c.last) for c in fws[1].conns]
+    assert fws[0].fast.hits == hits + 4  # all four forwarded by the compiled path
+    assert fws[0].stats["packets_in"] == start + 4 and next(iter(fws[0].conns)).bytes == start + 200
+
+
+@needs_fast
+def test_a_counter_a_reader_keeps_is_not_changed_under_it():
+    """A value read out of fw.stats or conn.bytes is the value it was when read, whatever the compiled
+    path counts afterwards (it counts in place only into an int nothing else references)."""
+    (fw, _), client, server = _offloaded_pair()
+    (conn,) = fw.conns
+    fw.stats["forwarded"] = _fresh(5000)
+    conn.bytes = _fresh(7000)
+    fw.receive("inside", bytearray(client), 2.0)  # counted in place
+    kept = [fw.stats["forwarded"], fw.stats["packets_in"], conn.bytes]
+    seen = [repr(v) for v in kept]
+    snapshot = dict(fw.stats)
+    fw.receive("outside", bytearray(server), 2.0)
+    assert [repr(v) for v in kept] == seen == ["5001", repr(snapshot["packets_in"]), "7100"]
+    assert fw.stats["forwarded"] == 5002 and conn.bytes == 7100  # the server's ACK has no payload
+    assert dict(fw.stats) != snapshot and snapshot["forwarded"] == 5001
+
+
+def _more_segments(server: bytes, n: int) -> list:
+    """The ``n`` next client data segments of ``_offloaded_pair``'s connection (100 bytes each, after
+    its ``client``) and the server's ACKs of them, in turn."""
+    mport = int.from_bytes(server[22:24], "big")
+    shift = (int.from_bytes(server[28:32], "big") - 1103) & M
+    out = []
+    for i in range(n):
+        seq = 1103 + 100 * i
+        out.append(
+            (
+                "inside",
+                craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, seq, 5001, 0x18, 64240, b"", bytes(100)),
+            )
+        )
+        ack = (seq + 100 + shift) & M
+        out.append(("outside", craft.tcp_packet(4, SERVER, MAPPED, 80, mport, 5001, ack, 0x10, 65535)))
+    return out
+
+
+@needs_fast
+def test_the_clock_and_the_tracer_are_read_as_they_are_now():
+    """fw.now and fw.trace_log as the Firewall holds them at each packet: an earlier packet leaves the
+    clock alone, a later one moves it; while packet-tracer listens every packet is the Python path's;
+    a Firewall subclass whose ``now`` is a property is read and written through it."""
+    fws, client, server = _offloaded_pair()
+    fast, slow = fws
+    steps = [("inside", client), ("outside", server), *_more_segments(server, 3)]
+    nows = [5.0, 3.0, 6.0, 6.0, 7.0, 4.0, 8.0, 9.0]
+    tracer = {2: [], 4: None}  # packet-tracer listens for the third and fourth packets
+    for k, ((iface, pkt), now) in enumerate(zip(steps, nows)):
+        if k in tracer:
+            fast.trace_log = slow.trace_log = tracer[k]
+        hits = fast.fast.hits
+        for fw in fws:
+            fw.receive(iface, bytearray(pkt), now)
+        assert fast.fast.hits == hits + (fast.trace_log is None), k
+        assert fast.now == slow.now == max(nows[: k + 1]) and fast.stats == slow.stats, k
+        assert [(c.bytes, c.last) for c in fast.conns] == [(c.bytes, c.last) for c in slow.conns], k
+
+    class Watched(Firewall):
+        sets: list
+
+        @property
+        def now(self):
+            return self._now
+
+        @now.setter
+        def now(self, value):
+            self.__dict__.setdefault("sets", []).append(value)
+            self._now = value
+
+    fw = Watched(parse(CONFIGS["pat"], "w.cfg"), seed=1)
+    now, later = 1.0, 1  # Firewall() sets the clock once
+    for iface, pkt, dt, _ in conversation(random.Random(3), 40001)[:30]:
+        now += dt
+        later += dt > 0
+        fw.receive(iface, fw.replay_rewrite(iface, bytes(pkt), now), now)
+    assert fw.fast.hits > 5 and fw.now == fw.sets[-1] == now and len(fw.sets) == later
+
+
+@needs_fast
+def test_a_result_or_part_of_one_the_caller_keeps_stays_its_own():
+    """The compiled path uses its last Result again (its list of packets, the pair, the empty events
+    list) only once nothing else references it or a part of it: whatever a caller keeps of a Result
+    stays as it was, and a Result used again holds only the new packet and no events."""
+    (fw, _), client, server = _offloaded_pair()
+    steps = [("inside", client), ("outside", server), *_more_segments(server, 4)]
+
+    def receive(k):
+        iface, pkt = steps[k]
+        hits = fw.fast.hits
+        res = fw.receive(iface, bytearray(pkt), 2.0 + k)
+        assert fw.fast.hits == hits + 1 and res.events == [] and len(res.packets) == 1
+        return res, [(i, bytes(p)) for i, p in res.packets]
+
+    whole, seen0 = receive(0)  # kept whole
+    packets = receive(1)[0].packets  # its list of packets kept
+    seen1 = [(i, bytes(p)) for i, p in packets]
+    pair = receive(2)[0].packets[0]  # the pair kept
+    seen2 = (pair[0], bytes(pair[1]))
+    events = receive(3)[0].events  # the events list kept, and written to
+    events.append("mine")
+    res, _ = receive(4)
+    res.events.append("theirs")  # written to, then let go
+    del res
+    res, _ = receive(5)  # (receive checks its events are none)
+    res.packets.append(("elsewhere", bytearray(b"x")))  # the same
+    del res
+    first = receive(6)[0]
+    again = id(first)
+    del first
+    last, seen_last = receive(7)
+    assert id(last) == again  # let go entirely: used again
+    assert [(i, bytes(p)) for i, p in whole.packets] == seen0 and whole.events == []
+    assert [(i, bytes(p)) for i, p in packets] == seen1 and (pair[0], bytes(pair[1])) == seen2
+    assert events == ["mine"] and [(i, bytes(p)) for i, p in last.packets] == seen_last
+
+
+@needs_fast
+def test_counters_after_every_packet_through_show_conn_and_a_snapshot():
+    """Bulk flows both ways and UDP beside them: after every packet show conn (bytes, idle times) is the
+    Python path's, and every tenth a snapshot restored into a new firewall holds the same stats and
+    connections as the Python path's restored."""
+
+    def restored(fw):
+        again = Firewall(parse(CONFIGS["pat"], "t.cfg"), seed=1, fast_path=fw.fast is not None)
+        again.restore(fw.snapshot())
+        return again
+
+    def between(n, fast, slow):
+        assert show_conn(fast, detail=True) == show_conn(slow, detail=True), n
+        if n % 10 == 0:
+            a, b = restored(fast), restored(slow)
+            assert a.stats == b.stats == slow.stats and a.now == b.now
+            assert show_conn(a, detail=True) == show_conn(b, detail=True)
+
+    rnd = random.Random(17)
+    flows = [conversation(rnd, 43000 + i) for i in range(3)] + [udp_flow(rnd, 53000 + i) for i in range(2)]
+    fast, _ = compare_trace(CONFIGS["pat"], 1, interleave(rnd, flows), between=between)
+    assert fast.fast.hits > 30
+
+
 @needs_fast
 def test_a_short_exchange_is_not_offloaded():
     """A short UDP exchange (an NTP query and its answer) is not offloaded: offloading at the first
@@ -769,6 +943,9 @@ def compare_trace(
             except DecodeError as e:  # a malformed segment the story sends on purpose
                 where += f": {e}"
         assert results[0] == results[1], where
+        # The counters and the clock the compiled path keeps in place (_fastpath.c's forwarded)
+        assert fast.stats == slow.stats, f"stats after {where}"
+        assert fast.now == slow.now, f"the clock after {where}"
         fast.fast.sync()
         assert state_of(fast, flush=False) == state_of(slow), f"state after {where}"
         for seen, fw in zip(every, (fast, slow)):

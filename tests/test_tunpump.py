@@ -90,12 +90,20 @@ def test_fast_path_packet_is_forwarded_without_returning(pipes, uring):
     ep.register(r_in, select.EPOLLIN)
     os.write(w_in, seg)
     hits = fw.fast.table.hits
+    (conn,) = fw.conns
+    counted = (fw.stats["packets_in"], fw.stats["forwarded"], conn.bytes)
     ports = (("inside", r_in, 0, -1), ("outside", w_out, 0, -1))
-    rx, tx, pending, other = _tunpump.wait(fw.fast.table, ep.fileno(), ports, 64, 0.05, 0.0, 0.0)
+    rx, tx, pending, other = _tunpump.wait(fw.fast.table, ep.fileno(), ports, 64, 0.05, 0.0, 1000.0)
     assert pending is None and other is None  # returned at the timeout, nothing for Python
     assert rx[0][1:4] == (1, len(seg), 0) and rx[1][1] == 0
     assert tx[1] == (1, len(seg), 0) and tx[0] == (0, 0, 0)
     assert fw.fast.table.hits == hits + 1
+    # counted as Firewall.receive counts it: the engine's counters and clock, the connection's activity
+    # (the pump's clock is the monotonic one plus the epoch given, 1000 here)
+    assert (fw.stats["packets_in"], fw.stats["forwarded"], conn.bytes) == tuple(
+        n + k for n, k in zip(counted, (1, 1, 100))
+    )
+    assert fw.now == conn.last > 1000.0
     out = os.read(r_out, 65536)
     assert len(out) == len(seg) and out[12:16] == bytes.fromhex("c0000201")  # PAT'd source
 

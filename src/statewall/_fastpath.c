@@ -25,7 +25,9 @@
  *   TTL decrement and NAT with the precomputed RFC 1624 deltas (Packet.forward_nat4), then the
  *   sequence randomization offsets (SeqShift.adjust), checksums updated incrementally, one step per
  *   field as the Python path does so that the bytes are identical;
- *   conn.last, conn.bytes and conn.data_seen written on the Connection.
+ *   conn.last, conn.bytes and conn.data_seen written on the Connection, fw.stats' packets_in and forwarded
+ *   and fw.now as Firewall.receive counts them (without a lookup or a new int per packet: see "the Python
+ *   objects a forwarded packet touches" below).
  * Anything else returns None.
  */
 #define PY_SSIZE_T_CLEAN
@@ -97,7 +99,7 @@ typedef struct {
 
 /* The object references of each type, for the collector's traverse and clear. */
 #define FLOW_REFS(X) X(conn) X(iface[0]) X(iface[1]) X(shared)
-#define TABLE_REFS(X) X(fw) X(stats) X(result_type) X(half_closed) X(fins_closed) X(established) X(closing)
+#define TABLE_REFS(X) X(fw) X(stats) X(result_type) X(half_closed) X(fins_closed) X(established) X(closing) X(spare)
 #define VISIT_REF(name) Py_VISIT(self->name);
 #define CLEAR_REF(name) Py_CLEAR(self->name);
 #define GC_FUNCTIONS(Type, REFS)                                                                    \
@@ -293,6 +295,211 @@ static PyTypeObject FlowType = {
 
 /* ------------------------------------------------------------------------------------------------ */
 
+/* ---- the Python objects a forwarded packet touches, without a lookup per packet (issue 18) ------ */
+
+/* On CPython 3.11 the per-packet Python work is done without looking a name up or making an int:
+ *
+ * - An attribute of an instance (the Firewall's trace_log, now, fast_offer) is read from its __dict__
+ *   as the generic getattr would read it, remembered with the dict's and the type's version tags: a
+ *   dict's tag changes with every change of the dict and is unique across dicts (so the same tag is
+ *   the same dict, unchanged), a type's tag changes with every change of the type or its bases. A
+ *   type that defines the name itself (a descriptor, a class attribute) or its own getattr is read
+ *   the generic way.
+ * - A counter that only its dict (fw.stats) or its slot (conn.bytes) holds is added to in place: an
+ *   int object nothing else references cannot be told from a new one, and making a new one per
+ *   packet was most of the counting's cost. With any other reference (a reader that kept the value),
+ *   or outside one or two 30-bit digits, a new int is made as before.
+ * - A slot of the Connection (last, bytes) is written at its offset, as its member descriptor writes
+ *   it, once the type's descriptor is known to be the plain slot (remembered per type and version).
+ *
+ * Elsewhere (another CPython) every one of these is the generic call. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(STATEWALL_GENERIC)
+#define SW_INTERNALS 1
+#endif
+
+typedef struct {
+    PyTypeObject *type; /* compared only */
+    unsigned int type_tag;
+    PyObject *dict; /* compared only */
+    uint64_t tag;   /* 0: nothing remembered */
+} dict_cache;
+
+/* Whether obj's dictionary is the one cache remembers, unchanged, and its type too. */
+static inline int cache_current(const dict_cache *c, PyObject *obj) {
+#ifdef SW_INTERNALS
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (!c->tag || tp != c->type || tp->tp_version_tag != c->type_tag ||
+        !PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+        return 0;
+    PyObject **dp = _PyObject_GetDictPtr(obj);
+    return dp && *dp == c->dict && ((PyDictObject *)*dp)->ma_version_tag == c->tag;
+#else
+    (void)c;
+    (void)obj;
+    return 0;
+#endif
+}
+
+/* Remember obj's attributes names[0:n] into vals (borrowed: valid while cache_current) when the
+ * generic getattr would take each from obj's __dict__; 0 (nothing remembered) otherwise. */
+static int cache_fill(dict_cache *c, PyObject *obj, PyObject *const *names, PyObject **vals, int n) {
+    c->tag = 0;
+#ifdef SW_INTERNALS
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (tp->tp_getattro != PyObject_GenericGetAttr || tp->tp_setattro != PyObject_GenericSetAttr)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (_PyType_Lookup(tp, names[i]))
+            return 0;
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+        return 0;
+    PyObject **dp = _PyObject_GetDictPtr(obj);
+    if (!dp || !*dp || !PyDict_CheckExact(*dp))
+        return 0;
+    for (int i = 0; i < n; i++) {
+        vals[i] = PyDict_GetItemWithError(*dp, names[i]);
+        if (!vals[i]) {
+            PyErr_Clear(); /* the generic getattr says it again */
+            return 0;
+        }
+    }
+    c->type = tp;
+    c->type_tag = tp->tp_version_tag;
+    c->dict = *dp;
+    c->tag = ((PyDictObject *)*dp)->ma_version_tag;
+    return c->tag != 0;
+#else
+    (void)obj;
+    (void)names;
+    (void)vals;
+    (void)n;
+    return 0;
+#endif
+}
+
+/* The last fw.now the compiled path moved (forwarded): its Firewall's dict's tag before and after. A
+ * cache that does not hold fw.now (the Entry's fast_offer) is still current across that one change. */
+static struct {
+    PyObject *dict; /* compared only */
+    uint64_t from, to;
+} now_moved;
+
+static inline int cache_current_but_now(dict_cache *c, PyObject *obj) {
+    if (cache_current(c, obj))
+        return 1;
+#ifdef SW_INTERNALS
+    if (c->tag && c->tag == now_moved.from && c->dict == now_moved.dict && Py_TYPE(obj) == c->type &&
+        cache_current(&(dict_cache){c->type, c->type_tag, c->dict, now_moved.to}, obj)) {
+        c->tag = now_moved.to;
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+/* After obj.name = value set by the caller while the cache was current: still current, with the new
+ * value (the dict's new tag), when obj's dict is still the remembered one. */
+static inline void cache_after_set(dict_cache *c, PyObject *obj) {
+#ifdef SW_INTERNALS
+    PyObject **dp = _PyObject_GetDictPtr(obj);
+    if (c->tag && dp && *dp == c->dict && Py_TYPE(obj) == c->type)
+        c->tag = ((PyDictObject *)*dp)->ma_version_tag;
+    else
+        c->tag = 0;
+#else
+    c->tag = 0;
+    (void)obj;
+#endif
+}
+
+/* The same for a dict's own items d[names[i]] (the storage, as PyDict_GetItem reads it). */
+static inline int items_current(const dict_cache *c, PyObject *d) {
+#ifdef SW_INTERNALS
+    return c->tag && c->dict == d && ((PyDictObject *)d)->ma_version_tag == c->tag;
+#else
+    (void)c;
+    (void)d;
+    return 0;
+#endif
+}
+
+static int items_fill(dict_cache *c, PyObject *d, PyObject *const *names, PyObject **vals, int n) {
+    c->tag = 0;
+#ifdef SW_INTERNALS
+    for (int i = 0; i < n; i++) {
+        vals[i] = PyDict_GetItemWithError(d, names[i]);
+        if (!vals[i]) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    c->dict = d;
+    c->tag = ((PyDictObject *)d)->ma_version_tag;
+    return c->tag != 0;
+#else
+    (void)d;
+    (void)names;
+    (void)vals;
+    (void)n;
+    return 0;
+#endif
+}
+
+/* v += inc in place when nothing but its one holder references the int v; 1 when done, 0 when the
+ * caller makes a new int. */
+static inline int long_add_inplace(PyObject *v, unsigned long inc) {
+#ifdef SW_INTERNALS
+    if (!PyLong_CheckExact(v) || Py_REFCNT(v) != 1 || inc > PyLong_MASK)
+        return 0;
+    digit *d = ((PyLongObject *)v)->ob_digit;
+    Py_ssize_t size = Py_SIZE(v);
+    if (size == 1) {
+        uint64_t x = (uint64_t)d[0] + inc;
+        if (x > PyLong_MASK)
+            return 0;
+        d[0] = (digit)x;
+        return 1;
+    }
+    if (size == 2) {
+        uint64_t x = (((uint64_t)d[1] << PyLong_SHIFT) | d[0]) + inc;
+        if (x >> (2 * PyLong_SHIFT))
+            return 0;
+        d[0] = (digit)(x & PyLong_MASK);
+        d[1] = (digit)(x >> PyLong_SHIFT);
+        return 1;
+    }
+#else
+    (void)v;
+    (void)inc;
+#endif
+    return 0;
+}
+
+/* A Connection type's plain slots for last and bytes (their byte offsets), remembered per type and
+ * version tag; offsets 0 where the type's attribute is not a plain writable slot. */
+typedef struct {
+    PyTypeObject *type; /* compared only */
+    unsigned int tag;
+    Py_ssize_t last, bytes;
+} slot_cache;
+
+static Py_ssize_t plain_slot(PyTypeObject *tp, PyObject *name) {
+#ifdef SW_INTERNALS
+    PyObject *descr = _PyType_Lookup(tp, name); /* borrowed */
+    if (!descr || Py_TYPE(descr) != &PyMemberDescr_Type)
+        return 0;
+    PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset <= 0 ||
+        !PyType_IsSubtype(tp, PyDescr_TYPE(descr)))
+        return 0;
+    return m->offset;
+#else
+    (void)tp;
+    (void)name;
+    return 0;
+#endif
+}
+
 static PyTypeObject FlowTableType;
 
 /* The table: open addressing with linear probing over the flows' inline keys, two entries per Flow
@@ -326,6 +533,14 @@ typedef struct {
      * direction), and whether the caller takes events (events_ok; the TUN pump does not) */
     PyObject *closing;
     int closing_dir, events_ok;
+    /* What the per-packet Python work remembers (above): fw's trace_log and now (fw_vals), stats'
+     * packets_in and forwarded (stat_vals), the Connection types' slots (one per type seen last). */
+    dict_cache fw_cache, stats_cache;
+    PyObject *fw_vals[2], *stat_vals[2];
+    slot_cache conn_slots[2];
+    /* offer()'s last Result([(egress, packet)], []), used again for the next packet once nothing but
+     * this references it or its parts (result_again) */
+    PyObject *spare;
 } FlowTable;
 
 /* The four (ORIGINAL, REPLY) data-seen pairs, index bit 0 ORIGINAL, bit 1 REPLY. */
@@ -714,6 +929,61 @@ static int synack_take(FlowTable *self, Flow *f, const unsigned char *p, unsigne
     return 1;
 }
 
+/* conn.last = now; conn.bytes += plen (when plen): through the slots themselves where the type's are
+ * plain (slot_cache), else by the generic setattr. */
+static int activity(FlowTable *self, PyObject *conn, PyObject *nowobj, unsigned long plen) {
+    PyTypeObject *tp = Py_TYPE(conn);
+    slot_cache *sc = &self->conn_slots[0];
+    if (sc->type != tp || sc->tag != tp->tp_version_tag)
+        sc = &self->conn_slots[1];
+    if (sc->type != tp || sc->tag != tp->tp_version_tag || !PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        /* the type seen least recently makes room */
+        self->conn_slots[1] = self->conn_slots[0];
+        sc = &self->conn_slots[0];
+        sc->type = NULL;
+        sc->last = sc->bytes = 0;
+        if (tp->tp_setattro == PyObject_GenericSetAttr && tp->tp_getattro == PyObject_GenericGetAttr) {
+            sc->last = plain_slot(tp, str_last);
+            sc->bytes = plain_slot(tp, str_bytes);
+        }
+        if (PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) {
+            sc->type = tp;
+            sc->tag = tp->tp_version_tag;
+        }
+    }
+    if (sc->last) {
+        PyObject **slot = (PyObject **)((char *)conn + sc->last);
+        Py_INCREF(nowobj);
+        Py_XSETREF(*slot, nowobj);
+    } else if (PyObject_SetAttr(conn, str_last, nowobj) < 0)
+        return -1;
+    if (!plen)
+        return 0;
+    PyObject **slot = sc->bytes ? (PyObject **)((char *)conn + sc->bytes) : NULL;
+    if (slot && *slot && long_add_inplace(*slot, plen))
+        return 0;
+    PyObject *b = slot && *slot ? Py_NewRef(*slot) : PyObject_GetAttr(conn, str_bytes);
+    if (!b)
+        return -1;
+    PyObject *inc = PyLong_FromUnsignedLong(plen);
+    if (!inc) {
+        Py_DECREF(b);
+        return -1;
+    }
+    PyObject *nb = PyNumber_Add(b, inc);
+    Py_DECREF(b);
+    Py_DECREF(inc);
+    if (!nb)
+        return -1;
+    if (slot) {
+        Py_XSETREF(*slot, nb);
+        return 0;
+    }
+    int rc = PyObject_SetAttr(conn, str_bytes, nb);
+    Py_DECREF(nb);
+    return rc;
+}
+
 /* The packet p[0:n] forwarded in place (egress interface, a new reference), or None with nothing
  * changed, or NULL with an exception set. */
 static PyObject *forward_raw(FlowTable *self, PyObject *iface, unsigned char *p, Py_ssize_t n,
@@ -1058,27 +1328,8 @@ tracked:
             return NULL;
         f->seen_mark[d] = 1;
     }
-    if (PyObject_SetAttr(f->conn, str_last, nowobj) < 0)
+    if (activity(self, f->conn, nowobj, plen) < 0)
         return NULL;
-    if (plen) {
-        PyObject *b = PyObject_GetAttr(f->conn, str_bytes);
-        if (!b)
-            return NULL;
-        PyObject *inc = PyLong_FromUnsignedLong(plen);
-        if (!inc) {
-            Py_DECREF(b);
-            return NULL;
-        }
-        PyObject *nb = PyNumber_Add(b, inc);
-        Py_DECREF(b);
-        Py_DECREF(inc);
-        if (!nb)
-            return NULL;
-        int rc = PyObject_SetAttr(f->conn, str_bytes, nb);
-        Py_DECREF(nb);
-        if (rc < 0)
-            return NULL;
-    }
     if (handshake) { /* AsaLifecycle.after_tcp's idle timer for the now ESTABLISHED connection */
         PyObject *rv = PyObject_CallFunctionObjArgs(self->established, f->conn, nowobj, NULL);
         if (!rv)
@@ -1147,6 +1398,7 @@ static PyObject *FlowTable_bind(FlowTable *self, PyObject *args) {
     Py_XSETREF(self->fw, fw);
     Py_XSETREF(self->stats, stats);
     Py_XSETREF(self->result_type, rt);
+    Py_CLEAR(self->spare);
     Py_RETURN_NONE;
 }
 
@@ -1166,17 +1418,66 @@ static int count(PyObject *stats, PyObject *key) {
     return rc;
 }
 
+/* fw.trace_log is not None (1), is (0), or -1 with an exception. */
+static int tracing(FlowTable *self) {
+    if (cache_current(&self->fw_cache, self->fw))
+        return self->fw_vals[0] != Py_None;
+    PyObject *const names[2] = {str_trace, str_now};
+    if (cache_fill(&self->fw_cache, self->fw, names, self->fw_vals, 2))
+        return self->fw_vals[0] != Py_None;
+    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
+    if (!trace)
+        return -1;
+    int on = trace != Py_None;
+    Py_DECREF(trace);
+    return on;
+}
+
 /* What Firewall.receive does for a packet it forwarded: the counters and the engine's clock. */
 static int forwarded(FlowTable *self, PyObject *nowobj) {
-    if (count(self->stats, str_packets_in) < 0 || count(self->stats, str_forwarded) < 0)
+    /* stats["packets_in"] += 1; stats["forwarded"] += 1 (in place while the dict is unchanged) */
+    PyObject *stats = self->stats;
+    PyObject *const keys[2] = {str_packets_in, str_forwarded};
+    int current = items_current(&self->stats_cache, stats);
+    for (int i = 0; i < 2; i++) {
+        if (current && long_add_inplace(self->stat_vals[i], 1))
+            continue;
+        if (count(stats, keys[i]) < 0)
+            return -1;
+        current = 0;
+    }
+    if (!current)
+        items_fill(&self->stats_cache, stats, keys, self->stat_vals, 2);
+    /* if now > fw.now: fw.now = now */
+    PyObject *fw = self->fw;
+    int known = cache_current(&self->fw_cache, fw);
+    PyObject *cur;
+    if (known) {
+        cur = self->fw_vals[1];
+        Py_INCREF(cur);
+    } else if (!(cur = PyObject_GetAttr(fw, str_now)))
         return -1;
-    PyObject *cur = PyObject_GetAttr(self->fw, str_now);
-    if (!cur)
-        return -1;
-    int later = PyObject_RichCompareBool(nowobj, cur, Py_GT);
+    int later = PyFloat_CheckExact(nowobj) && PyFloat_CheckExact(cur)
+                    ? PyFloat_AS_DOUBLE(nowobj) > PyFloat_AS_DOUBLE(cur)
+                    : PyObject_RichCompareBool(nowobj, cur, Py_GT);
     Py_DECREF(cur);
-    if (later < 0 || (later && PyObject_SetAttr(self->fw, str_now, nowobj) < 0))
+    if (later < 0)
         return -1;
+    if (later) {
+        /* known: the generic setattr would store into that same dict (no descriptor, generic setattro) */
+        if ((known ? PyDict_SetItem(self->fw_cache.dict, str_now, nowobj) : PyObject_SetAttr(fw, str_now, nowobj)) < 0)
+            return -1;
+        if (known) {
+            uint64_t from = self->fw_cache.tag;
+            cache_after_set(&self->fw_cache, fw);
+            self->fw_vals[1] = nowobj; /* the dict's reference now */
+            if (self->fw_cache.tag) {
+                now_moved.dict = self->fw_cache.dict;
+                now_moved.from = from;
+                now_moved.to = self->fw_cache.tag;
+            }
+        }
+    }
     return 0;
 }
 
@@ -1190,12 +1491,10 @@ static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p,
         PyErr_SetString(PyExc_RuntimeError, "FlowTable not bound");
         return NULL;
     }
-    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
-    if (!trace)
+    int on = tracing(self);
+    if (on < 0)
         return NULL;
-    int tracing = trace != Py_None;
-    Py_DECREF(trace);
-    if (tracing)
+    if (on)
         Py_RETURN_NONE;
     PyObject *egress = forward_raw(self, iface, p, n, nowobj, partial, gso);
     if (egress && egress != Py_None && forwarded(self, nowobj) < 0) {
@@ -1208,6 +1507,31 @@ static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p,
 #include "_fastpath_api.h"
 static statewall_fastpath_api fastpath_api = {&FlowTableType, api_forward};
 
+/* The spare Result with (egress, buf) as its one packet (both references taken), when its caller let
+ * go of it and of its parts (the list of packets, the pair, the empty events list: nothing but the
+ * spare references them, so nothing can tell them from new ones, as zip() reuses its tuple); NULL
+ * otherwise (nothing taken). Four objects not made and not freed per forwarded packet. */
+static PyObject *result_again(FlowTable *self, PyObject *egress, PyObject *buf) {
+    PyObject *r = self->spare;
+    if (!r || Py_REFCNT(r) != 1 || Py_TYPE(r) != (PyTypeObject *)self->result_type)
+        return NULL;
+    PyObject *packets = PyTuple_GET_ITEM(r, 0), *events = PyTuple_GET_ITEM(r, 1);
+    if (!PyList_CheckExact(packets) || Py_REFCNT(packets) != 1 || PyList_GET_SIZE(packets) != 1 ||
+        !PyList_CheckExact(events) || Py_REFCNT(events) != 1 || PyList_GET_SIZE(events) != 0)
+        return NULL;
+    PyObject *pair = PyList_GET_ITEM(packets, 0);
+    if (!PyTuple_CheckExact(pair) || Py_REFCNT(pair) != 1 || PyTuple_GET_SIZE(pair) != 2)
+        return NULL;
+    /* a str and a bytearray: the pair needs no tracking by the collector, tracked or not */
+    PyObject *old0 = PyTuple_GET_ITEM(pair, 0), *old1 = PyTuple_GET_ITEM(pair, 1);
+    PyTuple_SET_ITEM(pair, 0, egress);
+    PyTuple_SET_ITEM(pair, 1, buf);
+    Py_INCREF(r);
+    Py_DECREF(old0);
+    Py_DECREF(old1);
+    return r;
+}
+
 /* offer(iface, data, now, csum_partial, gso_size) -> Result or None: the leaf of the engine's
  * established-flow stage (contract in statewall.fastpath). A packet of an offloaded connection it is
  * sure of is forwarded, counted (packets_in, forwarded, the engine's clock) and returned as the Python
@@ -1218,12 +1542,10 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
         PyErr_SetString(PyExc_RuntimeError, "FlowTable.offer before bind()");
         return NULL;
     }
-    PyObject *trace = PyObject_GetAttr(self->fw, str_trace);
-    if (!trace)
+    int on = tracing(self);
+    if (on < 0)
         return NULL;
-    int tracing = trace != Py_None;
-    Py_DECREF(trace);
-    if (tracing)
+    if (on)
         Py_RETURN_NONE;
     PyObject *buf;
     if (PyByteArray_CheckExact(data)) {
@@ -1268,8 +1590,12 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
             Py_DECREF(egress);
             goto fail;
         }
-    } else
+    } else {
+        PyObject *again = result_again(self, egress, buf);
+        if (again)
+            return again;
         events = PyList_New(0);
+    }
     PyObject *pair = PyTuple_New(2);
     PyObject *packets = PyList_New(1);
     PyTypeObject *rt = (PyTypeObject *)self->result_type;
@@ -1287,6 +1613,10 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
     PyList_SET_ITEM(packets, 0, pair);
     PyTuple_SET_ITEM(res, 0, packets);
     PyTuple_SET_ITEM(res, 1, events);
+    if (!PyList_GET_SIZE(events)) {
+        Py_INCREF(res);
+        Py_XSETREF(self->spare, res);
+    }
     return res;
 fail:
     Py_DECREF(buf);
@@ -1316,6 +1646,9 @@ typedef struct {
     PyObject_HEAD
     PyObject *stages, *python;
     vectorcallfunc vectorcall;
+    /* the instance's fast_offer as its __dict__ last held it (dict_cache: borrowed while current) */
+    dict_cache cache;
+    PyObject *offer;
 } Entry;
 
 static PyObject *str_fast_offer;
@@ -1324,8 +1657,11 @@ static PyObject *Entry_vectorcall(Entry *self, PyObject *const *args, size_t nar
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (kwnames || nargs != 4)
         return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
-    PyObject *offer = PyObject_GetAttr(args[0], str_fast_offer);
-    if (!offer)
+    PyObject *offer;
+    if (cache_current_but_now(&self->cache, args[0]) ||
+        cache_fill(&self->cache, args[0], &str_fast_offer, &self->offer, 1))
+        offer = Py_NewRef(self->offer);
+    else if (!(offer = PyObject_GetAttr(args[0], str_fast_offer)))
         return NULL;
     if (PyCFunction_Check(offer) && PyObject_TypeCheck(PyCFunction_GET_SELF(offer), &FlowTableType)) {
         PyObject *res = offer_impl((FlowTable *)PyCFunction_GET_SELF(offer), args[1], args[2], args[3], 0, 0);
