@@ -1282,3 +1282,26 @@ def test_a_snapshot_holding_a_connection_ended_from_its_record_restores():
         assert [type(o) for o in held] == [Connection] and held[0].closed and held[0].fast is None
         ended.append(ended_state(held[0]))
     assert ended[0] == ended[1]
+
+
+@needs_fast
+@pytest.mark.parametrize("config", ["pat", "pat-norandom"])
+def test_pat_ports_that_change_are_compiled_into_the_record(config, monkeypatch):
+    """Two clients with the same source ports through PAT: the second one's ports are translated, so the
+    record's port deltas (``Flow.fill`` computes them from the halves as ``Half.compile_nat`` does) are
+    not zero; both paths packet for packet, with full and partial checksums."""
+    import sys
+
+    here = sys.modules[__name__]
+    translated = 0
+    for seed in range(4):
+        rnd = random.Random(seed)
+        flows = [conversation(rnd, 40000 + i) for i in range(3)]
+        monkeypatch.setattr(here, "CLIENT", CLIENT + 1)
+        flows += [conversation(rnd, 40000 + i) for i in range(3)]
+        monkeypatch.undo()
+        for partial in (False, True):
+            fast, _ = compare_trace(CONFIGS[config], seed, interleave(rnd, flows), partial=partial)
+            assert fast.fast.offloads
+            translated += sum(h.new_sport not in (None, h.key[3]) for c in fast.conns for h in c.halves[:1])
+    assert translated  # some source port was translated (else this tests nothing more)

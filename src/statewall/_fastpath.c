@@ -156,7 +156,9 @@ static PyMemberDef Flow_members[] = {
  * (3, and for UDP), SYN_RECV (2: offloaded at the SYN-ACK, the handshake's last ACK to come) or SYN_SENT
  * (1: offloaded at the SYN, the responder's SYN-ACK to come). Each number is converted as a
  * PyArg_ParseTuple format would: "I" (masked) for addresses, windows and sequence numbers, "b" (0-255)
- * for scales, TTLs and the last direction, "i" for ports, retrans and MSS limits, "d" for the timeout. */
+ * for scales, TTLs and the last direction, "i" for ports, retrans and MSS limits, "d" for the timeout.
+ * Returns the halves' rewrite mask: bits 0-3 which of the ORIGINAL half's new_src, new_sport, new_dst,
+ * new_dport are set, bits 4-7 the REPLY half's (fastpath._rewrites). */
 #define FILL_NAMES(X)                                                                                     \
     X(_fwd) X(_other) X(in_iface) X(out_iface) X(key) X(new_src) X(new_sport) X(new_dst) X(new_dport)      \
     X(rewrites) X(mtu) X(_vp) X(seqrand) X(offsets) X(tcp) X(seen) X(td_end) X(td_maxend) X(td_maxwin)    \
@@ -258,8 +260,9 @@ static int attr_true(PyObject *o, PyObject *name) {
     return r;
 }
 
-/* One half (d): its key into the record's, its translation (Half.compile_nat's numbers) and MTU. */
-static int fill_half(Flow *f, int d, PyObject *h, PyObject *ifs, PyObject *out_iface) {
+/* One half (d): its key into the record's, its translation (Half.compile_nat's numbers) and MTU;
+ * bits 4d..4d+3 of mask: which of its new_src, new_sport, new_dst, new_dport are set. */
+static int fill_half(Flow *f, int d, PyObject *h, PyObject *ifs, PyObject *out_iface, unsigned *mask) {
     PyObject *key = get_attr(h, n_key);
     if (!key)
         return -1;
@@ -291,21 +294,22 @@ static int fill_half(Flow *f, int d, PyObject *h, PyObject *ifs, PyObject *out_i
         goto done;
     long long src = (long long)k[2], sport = (long long)k[3], dst = (long long)k[4], dport = (long long)k[5];
     long long nv[4] = {src, sport, dst, dport};
-    if (rewrites) {
-        PyObject *names[4] = {n_new_src, n_new_sport, n_new_dst, n_new_dport};
-        for (int i = 0; i < 4; i++) {
-            PyObject *v = get_attr(h, names[i]);
-            if (!v)
+    PyObject *names[4] = {n_new_src, n_new_sport, n_new_dst, n_new_dport};
+    for (int i = 0; i < 4; i++) {
+        PyObject *v = get_attr(h, names[i]);
+        if (!v)
+            goto done;
+        if (v != Py_None) {
+            *mask |= 1u << (4 * d + i); /* fastpath._rewrites */
+            nv[i] = PyLong_AsLongLong(v);
+            if (nv[i] == -1 && PyErr_Occurred()) {
+                Py_DECREF(v);
                 goto done;
-            if (v != Py_None) {
-                nv[i] = PyLong_AsLongLong(v);
-                if (nv[i] == -1 && PyErr_Occurred()) {
-                    Py_DECREF(v);
-                    goto done;
-                }
             }
-            Py_DECREF(v);
         }
+        Py_DECREF(v);
+    }
+    if (rewrites) {
         if (nv[1] < 0 || nv[1] > 0xFFFF || nv[3] < 0 || nv[3] > 0xFFFF) {
             PyErr_SetString(PyExc_ValueError, "a port is 16 bits");
             goto done;
@@ -449,6 +453,7 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
     PyObject *h0 = NULL, *h1 = NULL, *in0 = NULL, *in1 = NULL, *out0 = NULL, *out1 = NULL, *vp = NULL,
              *seen = NULL, *shift = NULL, *offs = NULL, *trk = NULL, *norm = NULL, *ret = NULL;
     long proto, state = 3;
+    unsigned mask = 0;
     if (!(h0 = get_attr(conn, n__fwd)) || !(h1 = get_attr(h0, n__other)))
         goto done;
     if (!(in0 = get_attr(h0, n_in_iface)) || !(in1 = get_attr(h1, n_in_iface)) ||
@@ -466,7 +471,7 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "the halves' interfaces are not each other's");
         goto done;
     }
-    if (fill_half(f, 0, h0, ifs, out0) < 0 || fill_half(f, 1, h1, ifs, out1) < 0)
+    if (fill_half(f, 0, h0, ifs, out0, &mask) < 0 || fill_half(f, 1, h1, ifs, out1, &mask) < 0)
         goto done;
     if (!(seen = get_attr(conn, n_data_seen)) || !(vp = get_attr(conn, n__vp)))
         goto done;
@@ -521,8 +526,7 @@ static PyObject *Flow_fill(Flow *f, PyObject *args) {
         Py_INCREF(objs[i]);
         Py_XSETREF(*slots[i], objs[i]);
     }
-    ret = Py_None;
-    Py_INCREF(ret);
+    ret = PyLong_FromUnsignedLong(mask);
 done:
     Py_XDECREF(h0);
     Py_XDECREF(h1);
@@ -579,7 +583,8 @@ static PyObject *Flow_ends(Flow *f, PyObject *unused) {
 
 static PyMethodDef Flow_methods[] = {
     {"fill", (PyCFunction)Flow_fill, METH_VARARGS,
-     "fill(conn, ifs): every field at once, read from the connection's objects (statewall.fastpath.offload)"},
+     "fill(conn, ifs) -> the halves' rewrite mask: every field at once, read from the connection's objects "
+     "(statewall.fastpath.offload)"},
     {"tcp_state", (PyCFunction)Flow_tcp_state, METH_NOARGS, "the fields the fast path changes"},
     {"ends", (PyCFunction)Flow_ends, METH_NOARGS,
      "(iface0, iface1, proto, (src, sport, dst, dport, nsrc, nsport, ndst, ndport) per direction)"},

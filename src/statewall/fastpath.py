@@ -311,7 +311,7 @@ class FastPath:
         fw = self.fw
         # The record filled from the objects themselves (C reads the halves, their translation as
         # Half.compile_nat makes it, each egress MTU, the tracker, normalizer and randomization).
-        f.fill(conn, fw.interfaces)
+        mask = f.fill(conn, fw.interfaces)
         trk = conn.tcp
         if trk is not None:
             ct = fw.ct
@@ -345,7 +345,7 @@ class FastPath:
         self.table.add(f)
         conn.fast = f
         self.offloads += 1
-        rest = _rest(conn) if trk is not None else None
+        rest = _rest(conn, mask) if trk is not None else None
         if rest is not None:
             # The record holds the connection's tracker, normalizer and randomization now: the objects
             # go, and views of the record stand in for them (OffloadedConnection) until it is taken back.
@@ -539,9 +539,10 @@ _SHARED: dict = {}
 _SHARED_MAX = 1 << 16
 
 
-def _rest(conn):
+def _rest(conn, mask=None):
     """The shared tuple that, with the record, rebuilds ``conn``'s objects exactly; None when they
-    cannot be (they are then kept: a queue's timer, an inspection's adjustment, a subclass)."""
+    cannot be (they are then kept: a queue's timer, an inspection's adjustment, a subclass). ``mask``:
+    the halves' rewrite mask when known (``Flow.fill`` returns it), else read from the halves."""
     if type(conn) is not Connection:
         return None
     trk = conn.tcp
@@ -564,10 +565,12 @@ def _rest(conn):
         if not 0 <= v <= _M:
             return None
     p0, p1 = trk.seen
-    h0 = conn._fwd
+    if mask is None:
+        h0 = conn._fwd
+        mask = _rewrites(h0) | _rewrites(h0._other) << 4
     key = (
         shift is not None, trk.dead, trk.last_index, trk._timer, trk._aux,
-        p0.fin_end, p1.fin_end, p0.td_scale, p1.td_scale, _rewrites(h0) | _rewrites(h0._other) << 4, nkey,
+        p0.fin_end, p1.fin_end, p0.td_scale, p1.td_scale, mask, nkey,
     )  # fmt: skip
     got = _SHARED.get(key)
     if got is None:
