@@ -689,6 +689,35 @@ def test_the_established_fast_path_is_the_general_path(rest, sackok, scale, offs
         assert _snapshot(fast) == _snapshot(slow)
 
 
+@hsettings(max_examples=300, deadline=None)
+@given(
+    isn=st.integers(0, 2**32 - 1),
+    win=st.sampled_from([0, 1, 64240, 65535]) | st.integers(0, 65535),
+    length=st.sampled_from([0, 0, 1, 1460]),
+    ws=st.one_of(st.none(), st.integers(0, 20)),
+    sackok=st.booleans(),
+    liberal=st.booleans(),
+    max_retrans=st.sampled_from([3, 0]),
+    rest=st.lists(_segments, max_size=12),
+)
+def test_the_first_syn_shortcut_is_the_general_path(isn, win, length, ws, sackok, liberal, max_retrans, rest):
+    """``new`` writes the plain opening SYN out (``_first_syn``): every field must come out as the
+    general path (``_packet``) leaves it, and the two trackers go on alike."""
+    st_ = cfg(tcp_be_liberal=liberal, tcp_max_retrans=max_retrans)
+    p = seg("S", isn, 0, win, length, ws=ws, sackok=sackok)
+    fast, why = TcpTracker.new(p, st_)
+    slow = TcpTracker._new_general(p, st_)
+    assert why is None and _snapshot(fast) == _snapshot(slow)
+    assert fast.timeout(st_) == slow.timeout(st_) and fast.expires(1.0, 2.0) == slow.expires(1.0, 2.0)
+    for d, fl, sq, ak, w, ln, ws2, sok, sacks in rest:
+        base_seq, base_ack = (isn, 0) if d == ORIGINAL else (5000, isn + 1)
+        q = seg(fl, _near(base_seq, sq), _near(base_ack, ak), w, ln, ws=ws2, sackok=sok, sacks=sacks)
+        assert fast.packet(d, q, st_) == slow.packet(d, q, st_)
+        assert _snapshot(fast) == _snapshot(slow)
+        if fast.reopen:
+            break
+
+
 @hsettings(max_examples=400, deadline=None)
 @given(
     first=_segments,

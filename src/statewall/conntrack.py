@@ -200,30 +200,64 @@ def reply_key(key: tuple, xlated: tuple, query: bool) -> tuple:
     return (key[0], key[1], dst1, sport1 if query else dport1, src1, sport1)
 
 
-def make_halves(conn, in_iface: str, out_iface: str | None, key: tuple, xlated: tuple, query: bool):
+def make_halves(
+    conn,
+    in_iface: str,
+    out_iface: str | None,
+    key: tuple,
+    xlated: tuple,
+    query: bool,
+    rkey: tuple | None = None,
+):
     """Both halves of a new connection whose first packet arrived on ``in_iface`` as ``key`` and left
-    through ``out_iface`` as ``xlated`` (``reply_key``): each half rewrites what differs, the REPLY half
-    back to what the initiator used. For an ICMP query only the identifier (``new_sport``) changes."""
+    through ``out_iface`` as ``xlated`` (``reply_key``, or ``rkey`` when the caller made it already):
+    each half rewrites what differs, the REPLY half back to what the initiator used. For an ICMP query
+    only the identifier (``new_sport``) changes.
+
+    Per new connection, so ``Half(...)`` written out: the class chosen here (``_HALVES``) and the slots
+    filled as ``Half.__init__`` fills them, without ``Half.__new__``'s and ``__init__``'s calls."""
     _, _, src0, sport0, dst0, dport0 = key
     src1, sport1, dst1, dport1 = xlated
-    fwd = Half(
-        conn, ORIGINAL, in_iface, out_iface, key,
-        src1 if src1 != src0 else None,
-        sport1 if sport1 != sport0 else None,
-        dst1 if dst1 != dst0 else None,
-        dport1 if dport1 != dport0 and not query else None,
-    )  # fmt: skip
+    nsrc = src1 if src1 != src0 else None
+    nsport = sport1 if sport1 != sport0 else None
+    ndst = dst1 if dst1 != dst0 else None
+    ndport = dport1 if dport1 != dport0 and not query else None
     if query:
         back_sport = sport0 if sport1 != sport0 else None
         back_dport = None
     else:
         back_sport = dport0 if dport1 != dport0 else None
         back_dport = sport0 if sport1 != sport0 else None
-    rev = Half(
-        conn, REPLY, out_iface, in_iface, reply_key(key, xlated, query),
-        dst0 if dst1 != dst0 else None, back_sport, src0 if src1 != src0 else None, back_dport,
-    )  # fmt: skip
+    if rkey is None:
+        rkey = reply_key(key, xlated, query)
+    rewrites = not (nsrc is None and nsport is None and ndst is None and ndport is None)
+    fwd = _new(_HALVES[0][rewrites])
+    fwd.conn = conn
+    fwd.in_iface = in_iface
+    fwd.out_iface = out_iface
+    fwd.key = _shared_key(key)
+    fwd.new_src = nsrc if nsrc is None else _shared_address(nsrc)
+    fwd.new_sport = nsport
+    fwd.new_dst = ndst if ndst is None else _shared_address(ndst)
+    fwd.new_dport = ndport
+    fwd.nat = None
+    # The REPLY half rewrites exactly when the ORIGINAL one does (each field undoes one of its).
+    rev = _new(_HALVES[1][not (ndst is None and back_sport is None and nsrc is None and back_dport is None)])
+    rev.conn = conn
+    rev.in_iface = out_iface
+    rev.out_iface = in_iface
+    rev.key = _shared_key(rkey)
+    rev.new_src = ndst if ndst is None else _shared_address(dst0)
+    rev.new_sport = back_sport
+    rev.new_dst = nsrc if nsrc is None else _shared_address(src0)
+    rev.new_dport = back_dport
+    rev.nat = None
+    rev._other = None
+    fwd._other = None
     return fwd, rev
+
+
+_new = object.__new__
 
 
 # ``Connection.data_seen``: whether payload went each way, an immutable pair shared by every connection
@@ -526,9 +560,15 @@ class ConnTable:
     def add(self, conn: Connection, oneway: bool = False) -> None:
         """``oneway``: a unidirectional connection, found only by its ORIGINAL half's key (its REPLY half
         describes the way back but no packet finds it: the ASA's ICMP without inspection)."""
-        for half in conn.halves[:1] if oneway else conn.halves:
-            self.by_key[half.key] = half
-        conn.compact()
+        fwd = conn._fwd  # conn.halves without its tuple (per new connection)
+        if fwd is not None:
+            by_key = self.by_key
+            by_key[fwd.key] = fwd
+            if not oneway:
+                rev = fwd._other
+                by_key[rev.key] = rev
+        if conn._extra is not None:  # nothing to forget otherwise
+            conn.compact()
         self.by_id[conn.id] = conn
         n = len(self.by_id)
         if n > self.most_used:

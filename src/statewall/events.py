@@ -8,7 +8,10 @@ An address field of a connection's or a translation's events (``Endpoint.address
 ``XlateBuilt.real_address``, ``AclHit.src``, ...) reads as text, but the engine may store it as
 ``(ip version, integer)``: the text is made when something first reads it. A firewall logging nothing
 (``statewall run --log-format none``) keeps its events as objects for ``show log`` and never formats
-the addresses of the thousands of connections it builds and tears down.
+the addresses of the thousands of connections it builds and tears down. In the same way a connection's
+ends (``ConnBuilt``, ``ConnTeardown``) may be given as compact records, tuples of their values, made into
+``Endpoint`` objects when first read; a record holds values, never the connection, so an event read
+late says what was true when it was made.
 """
 
 from __future__ import annotations
@@ -51,6 +54,35 @@ def _addr_to_str():
 
 
 _ADDR_TO_STR = None
+
+
+def _endpoint(slot) -> property:
+    """An end of a connection's event (``ConnBuilt``, ``ConnTeardown``): stored as given, an ``Endpoint``
+    or the compact record ``(interface, version, address, port, mapped address, mapped port)`` the
+    engine gathers on the packet path; read as an ``Endpoint`` (made once, on the first read, and
+    kept). The record holds the values themselves, never the connection: what is read later is what
+    was true when the event was made."""
+
+    def read(obj):
+        value = slot.__get__(obj)
+        if type(value) is tuple:
+            iface, v, addr, port, maddr, mport = value
+            value = Endpoint(iface, (v, addr), port, (v, maddr), mport)
+            slot.__set__(obj, value)
+        return value
+
+    return property(read, slot.__set__)
+
+
+def _lazy_ends(*names: str):
+    """Let the fields ``names`` of a slots dataclass take an end's compact record for its ``Endpoint``."""
+
+    def wrap(cls):
+        for name in names:
+            setattr(cls, name, _endpoint(cls.__dict__[name]))
+        return cls
+
+    return wrap
 
 
 def _lazy_addresses(*names: str):
@@ -284,6 +316,7 @@ class Event:
         return (fn or _converter(type(self), True))(self)
 
 
+@_lazy_ends("initiator", "responder")
 @dataclass(slots=True)
 class ConnBuilt(Event):
     """A connection was created (ASA 302013 TCP / 302015 UDP / 302020 ICMP).
@@ -309,6 +342,7 @@ class ConnBuilt(Event):
     untranslated_by: Origin | None = None
 
 
+@_lazy_ends("initiator", "responder")
 @dataclass(slots=True)
 class ConnTeardown(Event):
     """A connection was removed (302014 / 302016 / 302021). ``reason`` is the ASA's text."""
@@ -360,19 +394,31 @@ class XlateTeardown(Event):
 
 def xlate_event(cls, x, now: float, **kw):
     """A translation slot's ``XlateBuilt`` or ``XlateTeardown`` (``cls``) from the slot ``x``
-    (``nat.Xlate``); its addresses are formatted only if a log reads them."""
-    v = x.version
+    (``nat.Xlate``); its addresses are formatted only if a log reads them. The fields the slot shares
+    with others (kind, version, protocol, interfaces: ``Xlate._c``) are read from that tuple at once
+    rather than through five properties (per new translation, on the packet path)."""
+    c = x._c  # (kind, version, proto, real_iface, mapped_iface, pat, rule, timeout, flags, entry)
+    v = c[1]
     return cls(
+        now, c[0], c[2], c[3], (v, x.real_addr), x.real_port, c[4], (v, x.mapped_addr), x.mapped_port, **kw
+    )
+
+
+def xlate_built(x, now: float) -> XlateBuilt:
+    """``xlate_event(XlateBuilt, x, now, origin=x.rule.origin)``: a new translation's 305011."""
+    c = x._c
+    v = c[1]
+    return XlateBuilt(
         now,
-        x.kind,
-        x.proto,
-        x.real_iface,
+        c[0],
+        c[2],
+        c[3],
         (v, x.real_addr),
         x.real_port,
-        x.mapped_iface,
+        c[4],
         (v, x.mapped_addr),
         x.mapped_port,
-        **kw,
+        c[6].origin,
     )
 
 

@@ -36,7 +36,7 @@ lose its control connection (seed 004); Linux conntrack does not, which is the f
 from __future__ import annotations
 
 from .acl import AclDecision
-from .events import XlateBuilt, xlate_event
+from .events import xlate_built
 from .nat import NatFailure
 from .packet import addr_to_str
 from .policy import PROTO_TCP, Origin
@@ -229,7 +229,7 @@ class ExpectTable:
                 maddr = xl.mapped_addr
                 mport = xl.mapped_port if xl.pat else port
                 if created:
-                    events.append(xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
+                    events.append(xlate_built(xl, now))
         key = (v, PROTO_TCP, o.in_iface, peer, maddr, mport)
         clash = self.by_key.get(key)
         spare = None  # an expectation of this master given up below: its object is reused

@@ -50,17 +50,7 @@ def sysopt_rewrite(pkt, maximum: int, minimum: int) -> tuple[int, int] | None:
     """Apply ``sysopt connection tcpmss [minimum]`` to a SYN/SYN-ACK; (old, new) when it changed."""
     if pkt.doff <= 20:
         return None
-    old = pkt.mss()
-    if old is None:
-        return None  # the ASA does not add an option that is absent
-    new = old
-    if maximum and new > maximum:
-        new = maximum
-    if minimum and new < minimum:
-        new = minimum
-    if new == old or not pkt.set_mss(new):
-        return None
-    return old, new
+    return pkt.clamp_mss(maximum, minimum)  # mss() and set_mss() with one option lookup
 
 
 # --------------------------------------------------------------------------------------------------

@@ -257,6 +257,7 @@ class Xlate:
             object.__setattr__(self, name, value)
 
 
+# (events.xlate_event reads the shared tuple by these positions.)
 _SHARED_FIELDS = ("kind", "version", "proto", "real_iface", "mapped_iface", "pat", "rule", "timeout", "flags",
                   "entry")  # fmt: skip
 # Xlate's shared tuples, by their values (the rule and the entry by identity: the tuple holds them, so
@@ -1202,11 +1203,15 @@ class NatTable:
         self, version: int, proto: int, maddr: int, want: int, port_range: tuple[int, int] | None = None
     ) -> int | None:
         """The real port when it is free on ``maddr``, else the next free one of its class (ASA PAT)."""
-        used = self._ports(version, proto, maddr)
+        used = self._mapped_in_use.get((version, proto, maddr))
+        if used is None:
+            used = self._ports(version, proto, maddr)
         if proto in _ICMP_PROTOCOLS:
             lo, hi = 0, 65535  # echo identifiers: one class
         elif port_range is not None:
             lo, hi = port_range
+        elif 1024 <= want <= 65535:
+            lo, hi = 1024, 65535  # _port_class's usual case: an ephemeral port
         else:
             lo, hi = _port_class(want or 1024)
         if self.port_share is not None:
@@ -1219,10 +1224,26 @@ class NatTable:
                     used.add(p)
                     return p
             return None
-        if lo <= want <= hi and want not in used and (want or proto in _ICMP_PROTOCOLS):
+        # ``want not in used``, the bitmap read here (a method call per new translation otherwise).
+        if (
+            lo <= want <= hi
+            and not (used.words[want >> 6] >> (want & 63)) & 1
+            and (want or proto in _ICMP_PROTOCOLS)
+        ):
             used.add(want)
             return want
         start = (want - lo + 1) if lo <= want <= hi else 0
+        if start and want < hi:
+            # PortSet.search's first look, written out (most new translations of a busy address): the
+            # ports after the taken one in its word of the bitmap. Nothing free there: the search.
+            first = want + 1
+            w = first >> 6
+            free = ~used.words[w] & _WORD & ~((1 << (first & 63)) - 1)
+            if free:
+                p = (w << 6) + (free & -free).bit_length() - 1
+                if p <= hi:
+                    used.add(p)
+                    return p
         p = used.search(lo, hi, start)
         if p is not None:
             used.add(p)

@@ -201,6 +201,22 @@ _PROFILES_MAX = 1024
 
 
 def _shared(p: Profile) -> Profile:
+    # Per new connection (NormState): the answer for this very profile object, when it was asked
+    # before, without building the key; the entry holds ``p``, so its id is not another's meanwhile.
+    seen = _BY_ID.get(id(p))
+    if seen is not None and seen[0] is p:
+        return seen[1]
+    got = _shared_by_value(p)
+    if len(_BY_ID) >= _PROFILES_MAX:
+        _BY_ID.clear()
+    _BY_ID[id(p)] = (p, got)
+    return got
+
+
+_BY_ID: dict[int, tuple[Profile, Profile]] = {}
+
+
+def _shared_by_value(p: Profile) -> Profile:
     key = (
         id(p.tm),
         id(p.exceed_mss_origin),

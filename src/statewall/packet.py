@@ -781,8 +781,40 @@ class Packet:
         off = self._find_option(OPT_MSS, 4)
         if off < 0 or off + 4 > self.end:
             return False
-        self._set_bytes(off + 2, value.to_bytes(2, "big"))
+        # _set_bytes for one 16-bit field, written out: read, write and the sum change in place, no
+        # slices or int conversions (every SYN and SYN-ACK under ``sysopt connection tcpmss``).
+        o = off + 2
+        buf = self.buf
+        d = value - _u16_unpack(buf, o)[0]
+        _u16_pack(buf, o, value)
+        if o & 1:
+            d <<= 8
+        self._l4_delta(d, False)
         return True
+
+    def clamp_mss(self, maximum: int, minimum: int) -> tuple[int, int] | None:
+        """``sysopt connection tcpmss [minimum]`` (``mss.sysopt_rewrite``): an MSS option above
+        ``maximum`` lowered to it, one below ``minimum`` raised to it (0: no bound); (old, new) when it
+        changed. ``mss()`` and ``set_mss`` in one: the option is looked up once (every SYN and SYN-ACK)."""
+        off = self._find_option(OPT_MSS, 4)
+        if off < 0:
+            return None  # the ASA does not add an option that is absent
+        o = off + 2
+        buf = self.buf
+        old = _u16_unpack(buf, o)[0]
+        new = old
+        if maximum and new > maximum:
+            new = maximum
+        if minimum and new < minimum:
+            new = minimum
+        if new == old or off + 4 > self.end:
+            return None
+        _u16_pack(buf, o, new)
+        d = new - old
+        if o & 1:
+            d <<= 8
+        self._l4_delta(d, False)
+        return old, new
 
     def set_sack_block(self, index: int, left: int, right: int) -> bool:
         """Rewrite SACK block ``index`` (edges are absolute sequence numbers); False if absent."""
@@ -978,6 +1010,9 @@ class _QuotedPacket(_FullPacket):
 
     def set_mss(self, value):
         return self._tracked(Packet.set_mss, value)
+
+    def clamp_mss(self, maximum, minimum):
+        return self._tracked(Packet.clamp_mss, maximum, minimum)
 
     def set_sack_block(self, index, left, right):
         return self._tracked(Packet.set_sack_block, index, left, right)

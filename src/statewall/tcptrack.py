@@ -466,6 +466,9 @@ class TcpTracker:
         if new_state == sSS:
             sender.td_maxend = sender.td_end
             _parse_options(pkt, sender)
+            if flags == SYN and not seq_offset and not ack_offset:
+                trk._first_syn(pkt, seq, settings)
+                return trk, None
         elif not settings.tcp_loose:
             # Mid-stream pickup is off (required for SYNPROXY): no connection for a non-SYN.
             return None, Reason(R.NOT_SYN)
@@ -478,6 +481,37 @@ class TcpTracker:
         trk.last_index = I_NONE
         trk._packet(ORIGINAL, pkt, settings, seq_offset, ack_offset)
         return trk, None
+
+    @classmethod
+    def _new_general(cls, pkt, settings):
+        """``new`` without ``_first_syn``'s shortcut (for the tests that hold the two equal)."""
+        trk = cls()
+        sender = trk.seen[ORIGINAL]
+        sender.td_end = _seg_end(pkt.seq, pkt, pkt.flags)
+        win = pkt.window
+        sender.td_maxwin = _shared_window(win) if win else 1
+        sender.td_maxend = sender.td_end
+        _parse_options(pkt, sender)
+        trk.last_index = I_NONE
+        trk._packet(ORIGINAL, pkt, settings, 0, 0)
+        return trk
+
+    def _first_syn(self, pkt, seq: int, settings) -> None:
+        """``_packet`` for the plain SYN (flags SYN alone) that opens a connection, with ``new`` having
+        set the sender's window data: NONE -> SYN_SENT, written out (every new TCP connection).
+
+        What the general path does for it: no ACK, so the ack is taken as the receiver's td_end (0,
+        nothing seen from it); bounds I to IV all hold (seq is below the sender's td_maxend, the end
+        of the SYN itself; the receiver's window is still 0); the sender's maxwin is already this
+        window and its td_end this end, so only the receiver learns: td_maxend = ack + win (1 for a
+        zero window). Then the common ``in_window:`` tail."""
+        self.reopen = False
+        self._timer = _T_KEEP
+        win = pkt.window
+        receiver = self.seen[REPLY]
+        receiver.td_maxend = (win + (win == 0)) & _M
+        receiver.flags &= ~F_DATA_UNACKNOWLEDGED
+        self._in_window_done(ORIGINAL, I_SYN, SYN, pkt, seq, sNO, sSS, settings)
 
     # ----------------------------------------------------------------------------------------------
     # Every packet: nf_conntrack_tcp_packet()

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from .. import ipoptions, mpf
 from ..conntrack import Connection, Half, known_address, known_port, make_halves, reply_key
-from ..events import AclHit, ConnBuilt, DropReason, Endpoint, XlateBuilt, xlate_event
+from ..events import AclHit, ConnBuilt, DropReason, xlate_built
 from ..inspect import MODELLED_ENGINES
 from ..inspect.icmp import ECHO_REPLIES
 from ..limits import ADMIT
@@ -752,10 +752,12 @@ def build(c: NewFlow) -> bool:
     lin = c.itf.security_level
     lout = fw.interfaces[egress].security_level
     direction = "outbound" if lin >= lout else "inbound"
-    # The ends for ConnBuilt, their addresses as (version, int) (formatted if a log reads them).
-    # The connection keeps none: they are what its ORIGINAL half says (Connection.initiator).
-    initiator = Endpoint(iface, (v, pkt.src), pkt.sport, (v, msrc), msport)
-    responder = Endpoint(egress, (v, real_dst), real_dport, (v, pkt.dst), pkt.dport)
+    # The ends for ConnBuilt as compact records (interface, version, address, port, mapped address,
+    # mapped port): the event makes its Endpoints, and their address texts, only if something reads
+    # them (a log, a sink, a listing). The connection keeps none: they are what its ORIGINAL half says
+    # (Connection.initiator).
+    initiator = (iface, v, pkt.src, pkt.sport, msrc, msport)
+    responder = (egress, v, real_dst, real_dport, pkt.dst, pkt.dport)
     conn = Connection(
         conn_id, v, proto, now, direction, None, None, dec.rule.rule.origin if dec.rule else None
     )
@@ -770,7 +772,8 @@ def build(c: NewFlow) -> bool:
         # A query's identifier leaves as UN-NAT gave it back (a reply through its request's PAT slot).
         msport = real_dport
     xlated = (msrc, msport, real_dst, real_dport)
-    if not oneway and reply_key(fwd_key, xlated, query) in fw.conns.by_key:
+    rkey = reply_key(fwd_key, xlated, query)
+    if not oneway and rkey in fw.conns.by_key:
         # (A unidirectional connection waits for no reply: its reply tuple may be another's.)
         if admission is not None:
             admission.release()
@@ -780,7 +783,7 @@ def build(c: NewFlow) -> bool:
             message="the translated tuple is in use by another connection",
         )
         return False
-    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, query)
+    fwd, rev = make_halves(conn, iface, egress, fwd_key, xlated, query, rkey)
     conn.halves = (fwd, rev)
     if xl is not None:
         fw.nat.acquire(xl)
@@ -789,7 +792,7 @@ def build(c: NewFlow) -> bool:
             # Port block allocation logs the block (305014), not the translations within it.
             ev.extend(lifecycle.block_events(fw, now))
         elif c.created:
-            ev.append(xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
+            ev.append(xlate_built(xl, now))
         if rev.rewrites and not oneway:
             key = (v, proto, real_dst, real_dport if not query else pkt.sport, pkt.src, pkt.sport)
             lifecycle.index_for_replay(fw, key, rev)

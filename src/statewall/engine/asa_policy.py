@@ -93,7 +93,7 @@ def apply_policy(
     if conn.proto != PROTO_TCP:
         return
     use = eff.tcp_map_use
-    helper = conn.helper
+    helper = conn.helper  # (a property over the connection's rare fields: read once)
     # One compiled profile per tcp-map (and inspected or not) of these service policies.
     pkey = (id(eff.tcp_map), helper is not None)
     profile = sp.profiles.get(pkey)
@@ -116,8 +116,8 @@ def apply_policy(
         and (not unnat_rule or getattr(unnat_rule, "randomseq", True))
     ):
         shift = seqrand.for_connection(fw.seq_secret, pkt, faults=fw.faults)
-        if conn.helper is not None:
-            shift.seqadj = conn.helper.seqadj
+        if helper is not None:
+            shift.seqadj = helper.seqadj
         conn.seqrand = shift
         fw.shifting = True
 

@@ -13,7 +13,7 @@ errors the box answers with (``time_exceeded``, ``too_big``) and the box's own e
 from __future__ import annotations
 
 from .. import craft
-from ..events import DropReason, XlateBuilt, xlate_event
+from ..events import DropReason, xlate_built
 from ..nat import NatFailure
 from ..packet import Packet
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
@@ -172,7 +172,7 @@ def forward_stateless(c) -> None:
 
             ev.extend(block_events(fw, now))  # port block allocation logs the block (305014)
         else:
-            ev.append(xlate_event(XlateBuilt, xl, now, origin=xl.rule.origin))
+            ev.append(xlate_built(xl, now))
         if xl.kind != "static" and xl.timeout > 0:
             fw.timers.schedule(now + xl.timeout, xl)
     for x in _slots(c):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .. import dcd
 from ..conntrack import ORIGINAL, REPLY, Connection, Half
-from ..events import ConnTeardown, Endpoint
+from ..events import ConnTeardown
 from ..fastpath import OffloadedConnection, original_of
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from ..tcptrack import F_FIN_ACKED, TcpState
@@ -212,18 +212,21 @@ def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out:
             new_src, new_sport, new_dst, new_dport = fwd.new_src, fwd.new_sport, fwd.new_dst, fwd.new_dport
         else:
             in_iface, out_iface, v, src, sport, dst, dport, new_src, new_sport, new_dst, new_dport = got
-        initiator = Endpoint(
+        # Compact records of the ends (events._endpoint): the Endpoints only if something reads them.
+        initiator = (
             in_iface,
-            (v, src),
+            v,
+            src,
             sport,
-            (v, src if new_src is None else new_src),
+            src if new_src is None else new_src,
             sport if new_sport is None else new_sport,
         )
-        responder = Endpoint(
+        responder = (
             out_iface,
-            (v, dst if new_dst is None else new_dst),
+            v,
+            dst if new_dst is None else new_dst,
             dport if new_dport is None else new_dport,
-            (v, dst),
+            dst,
             dport,
         )
     else:
