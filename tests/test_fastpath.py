@@ -1459,3 +1459,55 @@ def test_a_snapshot_holding_a_connection_ended_from_its_record_restores():
         assert [type(o) for o in held] == [Connection] and held[0].closed and held[0].fast is None
         ended.append(ended_state(held[0]))
     assert ended[0] == ended[1]
+
+
+@needs_fast
+@pytest.mark.parametrize("config", ["pat", "pat-norandom"])
+def test_pat_ports_that_change_are_compiled_into_the_record(config, monkeypatch):
+    """Two clients with the same source ports through PAT: the second one's ports are translated, so the
+    record's port deltas (``Flow.fill`` computes them from the halves as ``Half.compile_nat`` does) are
+    not zero; both paths packet for packet, with full and partial checksums."""
+    import sys
+
+    here = sys.modules[__name__]
+    translated = 0
+    for seed in range(4):
+        rnd = random.Random(seed)
+        flows = [conversation(rnd, 40000 + i) for i in range(3)]
+        monkeypatch.setattr(here, "CLIENT", CLIENT + 1)
+        flows += [conversation(rnd, 40000 + i) for i in range(3)]
+        monkeypatch.undo()
+        for partial in (False, True):
+            fast, _ = compare_trace(CONFIGS[config], seed, interleave(rnd, flows), partial=partial)
+            assert fast.fast.offloads
+            translated += sum(h.new_sport not in (None, h.key[3]) for c in fast.conns for h in c.halves[:1])
+    assert translated  # some source port was translated (else this tests nothing more)
+
+
+def with_df(pkt: bytearray) -> bytearray:
+    """An IPv4 packet with Don't Fragment set (its header checksum again)."""
+    out = bytearray(pkt)
+    out[6] |= 0x40
+    out[10:12] = b"\0\0"
+    total = sum(int.from_bytes(out[i : i + 2], "big") for i in range(0, (out[0] & 15) * 4, 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    out[10:12] = (~total & 0xFFFF).to_bytes(2, "big")
+    return out
+
+
+@needs_fast
+def test_segments_over_a_smaller_egress_mtu_are_handed_back():
+    """``mtu outside`` / ``mtu inside`` below the conversations' larger segments, sent with Don't
+    Fragment: the Python path answers them with fragmentation needed, and the record's MTU per
+    direction (``Flow.fill`` reads each egress interface's) must hand them back; both paths packet for
+    packet, with full and partial checksums."""
+    config = CONFIGS["pat"] + "mtu outside 1400\nmtu inside 1200\n"
+    hits = 0
+    for seed in range(8):
+        rnd = random.Random(seed)
+        flows = [[(i, with_df(p), dt, g) for i, p, dt, g in conversation(rnd, 40000 + n)] for n in range(3)]
+        for partial in (False, True):
+            fast, _ = compare_trace(config, seed, interleave(random.Random(seed), flows), partial=partial)
+            hits += fast.fast.hits
+    assert hits

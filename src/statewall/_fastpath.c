@@ -148,90 +148,401 @@ static PyMemberDef Flow_members[] = {
     {NULL},
 };
 
-/* fill(conn, in0, in1, out0, out1, key0, key1, half0, half1, proto, offs0, offs1, tcp, norm[, state]):
- * everything offload() copies, in one call (statewall.fastpath documents the tuples); state is the
- * tracker's, ESTABLISHED (3, the default), SYN_RECV (2: offloaded at the SYN-ACK, the handshake's
- * last ACK to come) or SYN_SENT (1: offloaded at the SYN, the responder's SYN-ACK to come). */
-static int fill_half(Flow *f, int d, PyObject *t) {
-    int moved, rewrites, mtu, seen, nsport, ndport;
-    long long da, dl4;
-    if (!PyArg_ParseTuple(t, "IIiiLLiiii:half", &f->nsrc[d], &f->ndst[d], &nsport, &ndport, &da, &dl4,
-                          &moved, &rewrites, &mtu, &seen))
-        return -1;
-    if (nsport < 0 || nsport > 0xFFFF || ndport < 0 || ndport > 0xFFFF) {
-        PyErr_SetString(PyExc_ValueError, "a port is 16 bits");
-        return -1;
-    }
-    f->nsport[d] = (unsigned short)nsport;
-    f->ndport[d] = (unsigned short)ndport;
-    da %= 65535;
-    dl4 %= 65535;
-    f->da[d] = (unsigned short)(da < 0 ? da + 65535 : da);
-    f->dl4[d] = (unsigned short)(dl4 < 0 ? dl4 + 65535 : dl4);
-    f->moved[d] = moved;
-    f->rewrites[d] = rewrites;
-    f->mtu[d] = (unsigned short)(mtu < 0 ? 0 : mtu > 0xFFFF ? 0xFFFF : mtu);
-    f->seen_mark[d] = seen;
+/* fill(conn, ifs): everything offload() copies, in one call, read from the connection's objects as the
+ * Python path holds them (no tuples built for it): its two halves (conn._fwd and its _other: interfaces,
+ * keys, translations, whose NAT deltas are Half.compile_nat's, computed here from the key and the new_*
+ * fields), each egress interface's MTU (ifs[out_iface].mtu), conn.data_seen, the protocol, the
+ * randomization's offsets, and for TCP the tracker (both peers' windows and flags, the last segment's
+ * fields, retrans, _timeout) and the normalizer (the tcp-map's TTL, queue, exceed-mss and options
+ * settings, next sequence, lowest TTL, MSS limits). The record's state is the tracker's: ESTABLISHED
+ * (3, and for UDP), SYN_RECV (2: offloaded at the SYN-ACK, the handshake's last ACK to come) or SYN_SENT
+ * (1: offloaded at the SYN, the responder's SYN-ACK to come). Each number is converted as a
+ * PyArg_ParseTuple format would: "I" (masked) for addresses, windows and sequence numbers, "b" (0-255)
+ * for scales, TTLs and the last direction, "i" for ports, retrans and MSS limits, "d" for the timeout.
+ * Returns the halves' rewrite mask: bits 0-3 which of the ORIGINAL half's new_src, new_sport, new_dst,
+ * new_dport are set, bits 4-7 the REPLY half's (fastpath._rewrites). */
+#define FILL_NAMES(X)                                                                                     \
+    X(_fwd) X(_other) X(in_iface) X(out_iface) X(key) X(new_src) X(new_sport) X(new_dst) X(new_dport)      \
+    X(rewrites) X(mtu) X(_vp) X(seqrand) X(offsets) X(tcp) X(seen) X(td_end) X(td_maxend) X(td_maxwin)    \
+    X(td_maxack) X(td_scale) X(flags) X(state) X(last_dir) X(last_seq) X(last_ack) X(last_end)          \
+    X(last_win) X(retrans) X(_timeout) X(norm) X(profile) X(ttl) X(queue) X(exceed_mss)                 \
+    X(rewrites_options) X(keeps_timestamps) X(nxt) X(mss_limit) X(data_seen)
+#define DECLARE_NAME(name) static PyObject *n_##name;
+FILL_NAMES(DECLARE_NAME)
+#define INTERN_NAME(name) if (!(n_##name = PyUnicode_InternFromString(#name))) return -1;
+static int fill_names(void) {
+    FILL_NAMES(INTERN_NAME)
     return 0;
 }
 
-static PyObject *Flow_fill(Flow *f, PyObject *args) {
-    PyObject *conn, *in0, *in1, *out0, *out1, *key0, *key1, *h0, *h1, *tcp, *norm;
-    int proto, state = 3;
-    unsigned int offs0, offs1;
-    if (!PyArg_ParseTuple(args, "OUUUUSSO!O!iIIOO|i:fill", &conn, &in0, &in1, &out0, &out1, &key0, &key1,
-                          &PyTuple_Type, &h0, &PyTuple_Type, &h1, &proto, &offs0, &offs1, &tcp, &norm, &state))
-        return NULL;
-    if (state < 1 || state > 3) {
-        PyErr_SetString(PyExc_ValueError, "a flow is offloaded in SYN_SENT, SYN_RECV or ESTABLISHED");
-        return NULL;
+/* obj.name, a new reference: read straight from the object's slot where name is a __slots__ member of its
+ * type (found through the type's attribute cache; a member descriptor is a data descriptor, so the
+ * instance's own dictionary, if any, cannot hide it), else PyObject_GetAttr. */
+static PyObject *get_attr(PyObject *o, PyObject *name) {
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp->tp_getattro == PyObject_GenericGetAttr) {
+        PyObject *descr = _PyType_Lookup(tp, name);
+        if (descr && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+            if (m->type == T_OBJECT_EX) {
+                PyObject *v = *(PyObject **)((char *)o + m->offset);
+                if (v) {
+                    Py_INCREF(v);
+                    return v;
+                }
+            }
+        }
     }
-    if (PyBytes_GET_SIZE(key0) != KEYLEN || PyBytes_GET_SIZE(key1) != KEYLEN) {
-        PyErr_SetString(PyExc_ValueError, "a flow key is 13 bytes");
+    return PyObject_GetAttr(o, name);
+}
+
+/* "I": any int, masked to 32 bits */
+static int as_u32(PyObject *v, unsigned int *out) {
+    if (!PyLong_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "fill: an integer is required, not %.50s", Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    unsigned long x = PyLong_AsUnsignedLongMask(v);
+    if (x == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    *out = (unsigned int)x;
+    return 0;
+}
+
+/* "i" (lo, hi: the range accepted) and "b" (0-255) */
+static int as_int(PyObject *v, long lo, long hi, long *out) {
+    if (!PyLong_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "fill: an integer is required, not %.50s", Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    long x = PyLong_AsLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    if (x < lo || x > hi) {
+        PyErr_SetString(PyExc_OverflowError, "fill: a value out of its field's range");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* obj.name converted as above (the attribute read and dropped) */
+static int attr_u32(PyObject *o, PyObject *name, unsigned int *out) {
+    PyObject *v = get_attr(o, name);
+    if (!v)
+        return -1;
+    int r = as_u32(v, out);
+    Py_DECREF(v);
+    return r;
+}
+
+static int attr_int(PyObject *o, PyObject *name, long lo, long hi, long *out) {
+    PyObject *v = get_attr(o, name);
+    if (!v)
+        return -1;
+    int r = as_int(v, lo, hi, out);
+    Py_DECREF(v);
+    return r;
+}
+
+static int attr_u8(PyObject *o, PyObject *name, unsigned char *out) {
+    long x;
+    if (attr_int(o, name, 0, 255, &x) < 0)
+        return -1;
+    *out = (unsigned char)x;
+    return 0;
+}
+
+static int attr_true(PyObject *o, PyObject *name) {
+    PyObject *v = get_attr(o, name);
+    if (!v)
+        return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* One half (d): its key into the record's, its translation (Half.compile_nat's numbers) and MTU;
+ * bits 4d..4d+3 of mask: which of its new_src, new_sport, new_dst, new_dport are set. */
+static int fill_half(Flow *f, int d, PyObject *h, PyObject *ifs, PyObject *out_iface, unsigned *mask) {
+    PyObject *key = get_attr(h, n_key);
+    if (!key)
+        return -1;
+    int r = -1;
+    unsigned long k[6]; /* version, proto, src, sport, dst, dport */
+    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 6) {
+        PyErr_SetString(PyExc_ValueError, "fill: a half's key is (version, proto, src, sport, dst, dport)");
+        goto done;
+    }
+    for (int i = 1; i < 6; i++) {
+        k[i] = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(key, i));
+        if (k[i] == (unsigned long)-1 && PyErr_Occurred())
+            goto done;
+    }
+    if (k[1] > 0xFF || k[2] > 0xFFFFFFFFul || k[4] > 0xFFFFFFFFul || k[3] > 0xFFFF || k[5] > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "fill: a key's field out of range");
+        goto done;
+    }
+    unsigned char *p = f->key[d]; /* as fastpath.flow_key packs it: network order */
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(k[2] >> (24 - 8 * i));
+        p[4 + i] = (unsigned char)(k[4] >> (24 - 8 * i));
+    }
+    p[8] = (unsigned char)(k[3] >> 8), p[9] = (unsigned char)k[3];
+    p[10] = (unsigned char)(k[5] >> 8), p[11] = (unsigned char)k[5];
+    p[12] = (unsigned char)k[1];
+    int rewrites = attr_true(h, n_rewrites);
+    if (rewrites < 0)
+        goto done;
+    long long src = (long long)k[2], sport = (long long)k[3], dst = (long long)k[4], dport = (long long)k[5];
+    long long nv[4] = {src, sport, dst, dport};
+    PyObject *names[4] = {n_new_src, n_new_sport, n_new_dst, n_new_dport};
+    for (int i = 0; i < 4; i++) {
+        PyObject *v = get_attr(h, names[i]);
+        if (!v)
+            goto done;
+        if (v != Py_None) {
+            *mask |= 1u << (4 * d + i); /* fastpath._rewrites */
+            nv[i] = PyLong_AsLongLong(v);
+            if (nv[i] == -1 && PyErr_Occurred()) {
+                Py_DECREF(v);
+                goto done;
+            }
+        }
+        Py_DECREF(v);
+    }
+    if (rewrites) {
+        if (nv[1] < 0 || nv[1] > 0xFFFF || nv[3] < 0 || nv[3] > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "a port is 16 bits");
+            goto done;
+        }
+        long long da = (nv[0] - src) + (nv[2] - dst);
+        long long dl4 = da + (nv[1] - sport) + (nv[3] - dport);
+        da %= 65535;
+        dl4 %= 65535;
+        f->nsrc[d] = (unsigned int)nv[0];
+        f->ndst[d] = (unsigned int)nv[2];
+        f->nsport[d] = (unsigned short)nv[1];
+        f->ndport[d] = (unsigned short)nv[3];
+        f->da[d] = (unsigned short)(da < 0 ? da + 65535 : da);
+        f->dl4[d] = (unsigned short)(dl4 < 0 ? dl4 + 65535 : dl4);
+        f->moved[d] = nv[0] != src || nv[2] != dst;
+        f->rewrites[d] = 1;
+    } else {
+        f->nsrc[d] = f->ndst[d] = 0;
+        f->nsport[d] = f->ndport[d] = f->da[d] = f->dl4[d] = 0;
+        f->moved[d] = f->rewrites[d] = 0;
+    }
+    PyObject *iface = PyObject_GetItem(ifs, out_iface);
+    if (!iface)
+        goto done;
+    long mtu;
+    int m = attr_int(iface, n_mtu, INT_MIN, INT_MAX, &mtu);
+    Py_DECREF(iface);
+    if (m < 0)
+        goto done;
+    f->mtu[d] = (unsigned short)(mtu < 0 ? 0 : mtu > 0xFFFF ? 0xFFFF : mtu);
+    r = 0;
+done:
+    Py_DECREF(key);
+    return r;
+}
+
+/* The tracker's fields (trk.seen's two peers and the connection-wide ones). */
+static int fill_tcp(Flow *f, PyObject *trk) {
+    PyObject *seen = get_attr(trk, n_seen);
+    if (!seen)
+        return -1;
+    int r = -1;
+    if (!PyTuple_Check(seen) || PyTuple_GET_SIZE(seen) != 2) {
+        PyErr_SetString(PyExc_ValueError, "fill: the tracker's seen is a pair");
+        goto done;
+    }
+    for (int d = 0; d < 2; d++) {
+        PyObject *p = PyTuple_GET_ITEM(seen, d);
+        if (attr_u32(p, n_td_end, &f->td_end[d]) < 0 || attr_u32(p, n_td_maxend, &f->td_maxend[d]) < 0 ||
+            attr_u32(p, n_td_maxwin, &f->td_maxwin[d]) < 0 || attr_u32(p, n_td_maxack, &f->td_maxack[d]) < 0 ||
+            attr_u8(p, n_td_scale, &f->td_scale[d]) < 0 || attr_u32(p, n_flags, &f->pflags[d]) < 0)
+            goto done;
+    }
+    long retrans;
+    if (attr_u8(trk, n_last_dir, &f->last_dir) < 0 || attr_u32(trk, n_last_seq, &f->last_seq) < 0 ||
+        attr_u32(trk, n_last_ack, &f->last_ack) < 0 || attr_u32(trk, n_last_end, &f->last_end) < 0 ||
+        attr_u32(trk, n_last_win, &f->last_win) < 0 || attr_int(trk, n_retrans, INT_MIN, INT_MAX, &retrans) < 0)
+        goto done;
+    f->retrans = (int)retrans;
+    PyObject *t = get_attr(trk, n__timeout);
+    if (!t)
+        goto done;
+    f->timeout = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    if (f->timeout == -1.0 && PyErr_Occurred())
+        goto done;
+    r = 0;
+done:
+    Py_DECREF(seen);
+    return r;
+}
+
+/* obj.name as a list or tuple (PySequence_Fast) */
+static PyObject *attr_seq(PyObject *o, PyObject *name) {
+    PyObject *v = get_attr(o, name);
+    if (!v)
         return NULL;
+    PyObject *s = PySequence_Fast(v, "fill: a pair is expected");
+    Py_DECREF(v);
+    return s;
+}
+
+/* The normalizer's fields: the tcp-map's settings the compiled checks need and the per-connection state. */
+static int fill_norm(Flow *f, PyObject *norm) {
+    PyObject *prof = get_attr(norm, n_profile), *nxt = NULL, *ttl = NULL, *lim = NULL, *em = NULL;
+    if (!prof)
+        return -1;
+    int r = -1, t, q, ro, kt, drop;
+    if ((t = attr_true(prof, n_ttl)) < 0 || (q = attr_true(prof, n_queue)) < 0 ||
+        (ro = attr_true(prof, n_rewrites_options)) < 0)
+        goto done;
+    kt = ro ? attr_true(prof, n_keeps_timestamps) : 1;
+    if (kt < 0 || !(em = get_attr(prof, n_exceed_mss)))
+        goto done;
+    drop = PyLong_Check(em) && PyLong_AsLong(em) == 2; /* normalizer.DROP */
+    if (PyErr_Occurred())
+        goto done;
+    if (!(nxt = attr_seq(norm, n_nxt)) || !(ttl = attr_seq(norm, n_ttl)) || !(lim = attr_seq(norm, n_mss_limit)))
+        goto done;
+    if (PySequence_Fast_GET_SIZE(nxt) != 2 || PySequence_Fast_GET_SIZE(ttl) != 2 ||
+        PySequence_Fast_GET_SIZE(lim) != 2) {
+        PyErr_SetString(PyExc_ValueError, "fill: the normalizer's nxt, ttl and mss_limit are pairs");
+        goto done;
+    }
+    for (int d = 0; d < 2; d++) {
+        PyObject *n = PySequence_Fast_GET_ITEM(nxt, d), *m = PySequence_Fast_GET_ITEM(lim, d);
+        long x;
+        f->nxt_set[d] = n != Py_None;
+        f->nxt[d] = 0;
+        if (n != Py_None && as_u32(n, &f->nxt[d]) < 0)
+            goto done;
+        if (as_int(PySequence_Fast_GET_ITEM(ttl, d), 0, 255, &x) < 0)
+            goto done;
+        f->ttl_low[d] = (unsigned char)x;
+        f->mss_limit[d] = -1;
+        if (m != Py_None) {
+            if (as_int(m, INT_MIN, INT_MAX, &x) < 0)
+                goto done;
+            f->mss_limit[d] = (int)x;
+        }
+    }
+    f->n_ttl = t;
+    f->n_queue = q;
+    f->n_exceed_drop = drop;
+    f->n_no_options = ro && !kt;
+    f->norm = 1;
+    r = 0;
+done:
+    Py_DECREF(prof);
+    Py_XDECREF(em);
+    Py_XDECREF(nxt);
+    Py_XDECREF(ttl);
+    Py_XDECREF(lim);
+    return r;
+}
+
+static PyObject *Flow_fill(Flow *f, PyObject *args) {
+    PyObject *conn, *ifs;
+    if (!PyArg_ParseTuple(args, "OO:fill", &conn, &ifs))
+        return NULL;
+    PyObject *h0 = NULL, *h1 = NULL, *in0 = NULL, *in1 = NULL, *out0 = NULL, *out1 = NULL, *vp = NULL,
+             *seen = NULL, *shift = NULL, *offs = NULL, *trk = NULL, *norm = NULL, *ret = NULL;
+    long proto, state = 3;
+    unsigned mask = 0;
+    if (!(h0 = get_attr(conn, n__fwd)) || !(h1 = get_attr(h0, n__other)))
+        goto done;
+    if (!(in0 = get_attr(h0, n_in_iface)) || !(in1 = get_attr(h1, n_in_iface)) ||
+        !(out0 = get_attr(h0, n_out_iface)) || !(out1 = get_attr(h1, n_out_iface)))
+        goto done;
+    if (!PyUnicode_Check(in0) || !PyUnicode_Check(in1) || !PyUnicode_Check(out0) || !PyUnicode_Check(out1)) {
+        PyErr_SetString(PyExc_TypeError, "fill: interfaces are names");
+        goto done;
     }
     /* The REPLY half leaves where the ORIGINAL one arrived and arrives where it left. */
     int c0 = PyUnicode_Compare(out0, in1), c1 = c0 ? c0 : PyUnicode_Compare(out1, in0);
     if (PyErr_Occurred())
-        return NULL;
+        goto done;
     if (c0 || c1) {
         PyErr_SetString(PyExc_ValueError, "the halves' interfaces are not each other's");
-        return NULL;
+        goto done;
     }
-    if (fill_half(f, 0, h0) < 0 || fill_half(f, 1, h1) < 0)
-        return NULL;
-    memcpy(f->key[0], PyBytes_AS_STRING(key0), KEYLEN);
-    memcpy(f->key[1], PyBytes_AS_STRING(key1), KEYLEN);
+    if (fill_half(f, 0, h0, ifs, out0, &mask) < 0 || fill_half(f, 1, h1, ifs, out1, &mask) < 0)
+        goto done;
+    if (!(seen = get_attr(conn, n_data_seen)) || !(vp = get_attr(conn, n__vp)))
+        goto done;
+    if (!PyTuple_Check(seen) || PyTuple_GET_SIZE(seen) != 2 || !PyTuple_Check(vp) || PyTuple_GET_SIZE(vp) < 2) {
+        PyErr_SetString(PyExc_ValueError, "fill: data_seen and the connection's shape are tuples");
+        goto done;
+    }
+    for (int d = 0; d < 2; d++) {
+        int s = PyObject_IsTrue(PyTuple_GET_ITEM(seen, d));
+        if (s < 0)
+            goto done;
+        f->seen_mark[d] = (unsigned char)s;
+    }
+    if (as_int(PyTuple_GET_ITEM(vp, 1), 0, 255, &proto) < 0)
+        goto done;
+    if (!(shift = get_attr(conn, n_seqrand)))
+        goto done;
+    f->offs[0] = f->offs[1] = 0;
+    if (shift != Py_None) {
+        if (!(offs = get_attr(shift, n_offsets)))
+            goto done;
+        if (!PyTuple_Check(offs) || PyTuple_GET_SIZE(offs) != 2) {
+            PyErr_SetString(PyExc_ValueError, "fill: the offsets are a pair");
+            goto done;
+        }
+        if (as_u32(PyTuple_GET_ITEM(offs, 0), &f->offs[0]) < 0 || as_u32(PyTuple_GET_ITEM(offs, 1), &f->offs[1]) < 0)
+            goto done;
+    }
+    f->norm = 0;
+    if (!(trk = get_attr(conn, n_tcp)))
+        goto done;
+    if (trk != Py_None) {
+        if (attr_int(trk, n_state, LONG_MIN, LONG_MAX, &state) < 0)
+            goto done;
+        if (state < 1 || state > 3) {
+            PyErr_SetString(PyExc_ValueError, "a flow is offloaded in SYN_SENT, SYN_RECV or ESTABLISHED");
+            goto done;
+        }
+        if (fill_tcp(f, trk) < 0 || !(norm = get_attr(conn, n_norm)))
+            goto done;
+        if (norm != Py_None && fill_norm(f, norm) < 0)
+            goto done;
+    }
     f->keyed = 1;
-    f->proto = proto;
+    f->proto = (unsigned char)proto;
     f->state = (unsigned char)state; /* what eligible() requires */
     f->mss1 = 0;
     f->synack_opts = 7;
-    f->offs[0] = offs0;
-    f->offs[1] = offs1;
-    if (tcp != Py_None) {
-        if (!PyArg_ParseTuple(tcp, "IIIIbIIIIIbIbIIIIid:tcp", &f->td_end[0], &f->td_maxend[0],
-                              &f->td_maxwin[0], &f->td_maxack[0], &f->td_scale[0], &f->pflags[0],
-                              &f->td_end[1], &f->td_maxend[1], &f->td_maxwin[1], &f->td_maxack[1],
-                              &f->td_scale[1], &f->pflags[1], &f->last_dir, &f->last_seq, &f->last_ack,
-                              &f->last_end, &f->last_win, &f->retrans, &f->timeout))
-            return NULL;
-    }
-    f->norm = 0;
-    if (norm != Py_None) {
-        if (!PyArg_ParseTuple(norm, "bbbbIbIbbbii:norm", &f->n_ttl, &f->n_queue, &f->n_exceed_drop,
-                              &f->n_no_options, &f->nxt[0], &f->nxt_set[0], &f->nxt[1], &f->nxt_set[1],
-                              &f->ttl_low[0], &f->ttl_low[1], &f->mss_limit[0], &f->mss_limit[1]))
-            return NULL;
-        f->norm = 1;
-    }
     PyObject *objs[3] = {conn, in0, in1};
     PyObject **slots[3] = {&f->conn, &f->iface[0], &f->iface[1]};
     for (int i = 0; i < 3; i++) {
         Py_INCREF(objs[i]);
         Py_XSETREF(*slots[i], objs[i]);
     }
-    Py_RETURN_NONE;
+    ret = PyLong_FromUnsignedLong(mask);
+done:
+    Py_XDECREF(h0);
+    Py_XDECREF(h1);
+    Py_XDECREF(in0);
+    Py_XDECREF(in1);
+    Py_XDECREF(out0);
+    Py_XDECREF(out1);
+    Py_XDECREF(vp);
+    Py_XDECREF(seen);
+    Py_XDECREF(shift);
+    Py_XDECREF(offs);
+    Py_XDECREF(trk);
+    Py_XDECREF(norm);
+    return ret;
 }
 
 /* tcp_state() -> what the fast path changes, for the copy back: (td_end0, td_maxend0, td_maxwin0,
@@ -273,7 +584,9 @@ static PyObject *Flow_ends(Flow *f, PyObject *unused) {
 }
 
 static PyMethodDef Flow_methods[] = {
-    {"fill", (PyCFunction)Flow_fill, METH_VARARGS, "set every field at once (statewall.fastpath.offload)"},
+    {"fill", (PyCFunction)Flow_fill, METH_VARARGS,
+     "fill(conn, ifs) -> the halves' rewrite mask: every field at once, read from the connection's objects "
+     "(statewall.fastpath.offload)"},
     {"tcp_state", (PyCFunction)Flow_tcp_state, METH_NOARGS, "the fields the fast path changes"},
     {"ends", (PyCFunction)Flow_ends, METH_NOARGS,
      "(iface0, iface1, proto, (src, sport, dst, dport, nsrc, nsport, ndst, ndport) per direction)"},
@@ -1846,6 +2159,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     str_closer = PyUnicode_InternFromString("closer");
     str_timeout = PyUnicode_InternFromString("timeout");
     str_queued_at = PyUnicode_InternFromString("queued_at");
+    if (fill_names() < 0)
+        return NULL;
     if (!str_timeout || !str_queued_at)
         return NULL;
     if (!str_closer || !str_last || !str_bytes || !str_data_seen || !str_now || !str_trace || !str_packets_in || !str_forwarded)

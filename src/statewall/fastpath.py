@@ -95,7 +95,7 @@ from functools import partial
 from . import normalizer
 from .conntrack import _HALVES as _HALF_CLASSES
 from .conntrack import REPLY, Connection, Half, Keys, _shared_address, _shared_key
-from .normalizer import _NOTHING_HELD, DROP, NormState
+from .normalizer import _NOTHING_HELD, NormState
 from .seqrand import SeqShift
 from .tcptrack import _T_SET, F_FIN_ACKED, F_FIN_SEEN, I_SYN, I_SYNACK, ORIGINAL, TcpState, TcpTracker, _Peer
 
@@ -127,6 +127,8 @@ _ES = TcpState.ESTABLISHED
 _SR = TcpState.SYN_RECV
 _SS = TcpState.SYN_SENT
 _ALLOW = normalizer.ALLOW
+if normalizer.DROP != 2:  # _fastpath.c's Flow.fill reads a tcp-map's exceed-mss drop as 2
+    raise ImportError("statewall.fastpath: normalizer.DROP is not the compiled fill's")
 
 
 def flow_key(key: tuple) -> bytes:
@@ -198,35 +200,49 @@ class FastPath:
     def eligible(self, conn) -> bool:
         """Whether the compiled path would forward this connection's common packets as the Python
         path does (module docstring)."""
-        if conn.fast is not None or conn.closed or conn.version != 4:
+        # The Connection's fields read where it keeps them (conntrack: ``version``, ``proto`` and
+        # ``timeout_kind`` in the shared ``_vp`` tuple, the rare ones in ``_extra``, the halves as
+        # ``_fwd`` and its ``_other``): the same values as its properties, without their calls.
+        vp = conn._vp
+        if conn.fast is not None or conn.closed or vp[0] != 4:
             return False
-        if conn.helper is not None or conn.intercept is not None or conn.dcd is not None:
-            return False
-        if conn.limit is not None and conn.limit.embryonic:
-            return False
-        halves = conn.halves
-        if len(halves) != 2:
-            return False
-        ifs = self.fw.interfaces
-        for h in halves:
-            if h.in_iface not in ifs or h.out_iface not in ifs:
+        extra = conn._extra
+        if extra is None:
+            tmo = None
+        else:
+            get = extra.get
+            if get("helper") is not None or get("intercept") is not None or get("dcd") is not None:
                 return False
-        if halves[0].out_iface != halves[1].in_iface or halves[1].out_iface != halves[0].in_iface:
+            limit = get("limit")
+            if limit is not None and limit.embryonic:
+                return False
+            tmo = get("tmo")
+        h0 = conn._fwd
+        if h0 is None:
+            return False
+        h1 = h0._other
+        ifs = self.fw.interfaces
+        i0 = h0.in_iface
+        i1 = h1.in_iface
+        if i0 not in ifs or h0.out_iface not in ifs or i1 not in ifs or h1.out_iface not in ifs:
+            return False
+        if h0.out_iface != i1 or h1.out_iface != i0:
             return False  # the record keeps one interface per side
         shift = conn.seqrand
         if shift is not None and (
             shift.sack_untranslated or (shift.seqadj is not None and shift.seqadj.active)
         ):
             return False
-        if conn.proto == _UDP:
+        proto = vp[1]
+        if proto == _UDP:
             return conn.tcp is None and conn.norm is None
-        if conn.proto != _TCP:
+        if proto != _TCP:
             return False
         trk = conn.tcp
         if trk is None or trk.reopen:
             return False
         fw = self.fw
-        tmo = conn.tmo
+        kind = vp[3]  # conn.timeout_kind
         if trk.state == _SS:
             # Offloaded at the SYN: the responder's SYN-ACK is the compiled path's (its row SYN_SENT ->
             # SYN_RECV, the tcp-map's checks, sysopt connection tcpmss), then the handshake's last ACK,
@@ -239,7 +255,7 @@ class FastPath:
             if trk.seen[1].td_maxwin or trk.seen[1].flags:
                 return False
             emb = fw.timeouts.embryonic if tmo is None or tmo[0] is None else tmo[0]
-            if conn.timeout_kind != "embryonic" or conn.timeout != emb or (emb > 0 and conn.queued_at == 0.0):
+            if kind != "embryonic" or conn.timeout != emb or (emb > 0 and conn.queued_at == 0.0):
                 return False
             norm = conn.norm
             if norm is not None and (
@@ -262,19 +278,20 @@ class FastPath:
             if trk._aux or trk.retrans or trk.dead:
                 return False
             emb = fw.timeouts.embryonic if tmo is None or tmo[0] is None else tmo[0]
-            if conn.timeout_kind != "embryonic" or conn.timeout != emb or (emb > 0 and conn.queued_at == 0.0):
+            if kind != "embryonic" or conn.timeout != emb or (emb > 0 and conn.queued_at == 0.0):
                 return False
         elif trk.state != _ES or not trk.assured:
             return False
         for peer in trk.seen:
-            if peer.flags & (F_FIN_SEEN | F_FIN_ACKED):
+            fl = peer.flags
+            if fl & (F_FIN_SEEN | F_FIN_ACKED) or fl > _M:
                 return False
-            if max(peer.td_end, peer.td_maxend, peer.td_maxwin, peer.td_maxack, peer.flags) > _M:
+            if peer.td_end > _M or peer.td_maxend > _M or peer.td_maxwin > _M or peer.td_maxack > _M:
                 return False
         # The idle refresh of the ASA's lifecycle (engine.lifecycle) must be a no-op besides conn.last.
         idle = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
         if trk.state == _ES and (
-            conn.timeout_kind != "idle" or conn.timeout != idle or (idle > 0 and conn.queued_at == 0.0)
+            kind != "idle" or conn.timeout != idle or (idle > 0 and conn.queued_at == 0.0)
         ):
             return False
         norm = conn.norm
@@ -292,29 +309,12 @@ class FastPath:
             return False
         f = _fastpath.Flow()
         fw = self.fw
-        ifs = fw.interfaces
-        h0, h1 = conn.halves
-        seen = conn.data_seen
-        halves = []
-        for d, h in ((0, h0), (1, h1)):
-            if h.rewrites:
-                nsrc, ndst, nsport, ndport, da, dl4, moved = h.nat if h.nat is not None else h.compile_nat()
-                halves.append((nsrc, ndst, nsport, ndport, da, dl4, moved, 1, ifs[h.out_iface].mtu, seen[d]))
-            else:
-                halves.append((0, 0, 0, 0, 0, 0, 0, 0, ifs[h.out_iface].mtu, seen[d]))
-        shift = conn.seqrand
-        offs = shift.offsets if shift is not None else (0, 0)
+        # The record filled from the objects themselves (C reads the halves, their translation as
+        # Half.compile_nat makes it, each egress MTU, the tracker, normalizer and randomization).
+        mask = f.fill(conn, fw.interfaces)
         trk = conn.tcp
-        tcp = norm_fields = None
         if trk is not None:
-            p0, p1 = trk.seen
             ct = fw.ct
-            tcp = (
-                p0.td_end, p0.td_maxend, p0.td_maxwin, p0.td_maxack, p0.td_scale, p0.flags,
-                p1.td_end, p1.td_maxend, p1.td_maxwin, p1.td_maxack, p1.td_scale, p1.flags,
-                trk.last_dir, trk.last_seq & _M, trk.last_ack & _M, trk.last_end & _M, trk.last_win & _M,
-                trk.retrans, trk._timeout,
-            )  # fmt: skip
             tmo = (
                 ct.tcp_timeout_established, ct.tcp_timeout_unacknowledged, ct.tcp_timeout_max_retrans,
                 ct.tcp_max_retrans,
@@ -327,38 +327,6 @@ class FastPath:
             if tmo != self.timeouts:  # the tracker's timeouts are the table's (one set per firewall)
                 self.table.set_timeouts(*tmo)
                 self.timeouts = tmo
-            norm = conn.norm
-            if norm is not None:
-                prof = norm.profile
-                n0, n1 = norm.nxt
-                m0, m1 = norm.mss_limit
-                norm_fields = (
-                    1 if prof.ttl else 0,
-                    1 if prof.queue else 0,
-                    1 if prof.exceed_mss == DROP else 0,
-                    1 if prof.rewrites_options and not prof.keeps_timestamps else 0,
-                    0 if n0 is None else n0 & _M, n0 is not None,
-                    0 if n1 is None else n1 & _M, n1 is not None,
-                    norm.ttl[0], norm.ttl[1],
-                    -1 if m0 is None else m0, -1 if m1 is None else m1,
-                )  # fmt: skip
-        f.fill(
-            conn,
-            h0.in_iface,
-            h1.in_iface,
-            h0.out_iface,
-            h1.out_iface,
-            flow_key(h0.key),
-            flow_key(h1.key),
-            halves[0],
-            halves[1],
-            conn.proto,
-            offs[0],
-            offs[1],
-            tcp,
-            norm_fields,
-            int(trk.state) if trk is not None else 3,
-        )
         # The ASA lowers the TTL only for classes with ``set connection decrement-ttl``.
         eff = conn.mpf
         f.ttl_dec = 1 if eff is None or eff.decrement_ttl else 0
@@ -377,7 +345,7 @@ class FastPath:
         self.table.add(f)
         conn.fast = f
         self.offloads += 1
-        rest = _rest(conn) if trk is not None else None
+        rest = _rest(conn, mask) if trk is not None else None
         if rest is not None:
             # The record holds the connection's tracker, normalizer and randomization now: the objects
             # go, and views of the record stand in for them (OffloadedConnection) until it is taken back.
@@ -385,8 +353,8 @@ class FastPath:
             conn.tcp = conn.norm = conn.seqrand = None
             conn.__class__ = OffloadedConnection
             self.shed += 1
-        for h in (h0, h1):
-            h.nat = None  # the record has the translation; the Python path recomputes it when it needs it
+        h0 = conn._fwd
+        h0.nat = h0._other.nat = None  # the record has the translation; the Python path recomputes it
         if rest is not None:
             self._drop_halves(conn)
         return True
@@ -571,9 +539,10 @@ _SHARED: dict = {}
 _SHARED_MAX = 1 << 16
 
 
-def _rest(conn):
+def _rest(conn, mask=None):
     """The shared tuple that, with the record, rebuilds ``conn``'s objects exactly; None when they
-    cannot be (they are then kept: a queue's timer, an inspection's adjustment, a subclass)."""
+    cannot be (they are then kept: a queue's timer, an inspection's adjustment, a subclass). ``mask``:
+    the halves' rewrite mask when known (``Flow.fill`` returns it), else read from the halves."""
     if type(conn) is not Connection:
         return None
     trk = conn.tcp
@@ -596,10 +565,12 @@ def _rest(conn):
         if not 0 <= v <= _M:
             return None
     p0, p1 = trk.seen
-    h0 = conn._fwd
+    if mask is None:
+        h0 = conn._fwd
+        mask = _rewrites(h0) | _rewrites(h0._other) << 4
     key = (
         shift is not None, trk.dead, trk.last_index, trk._timer, trk._aux,
-        p0.fin_end, p1.fin_end, p0.td_scale, p1.td_scale, _rewrites(h0) | _rewrites(h0._other) << 4, nkey,
+        p0.fin_end, p1.fin_end, p0.td_scale, p1.td_scale, mask, nkey,
     )  # fmt: skip
     got = _SHARED.get(key)
     if got is None:
