@@ -66,16 +66,7 @@ class Half:
             object.__setattr__(self, name, value)
 
     def __init__(self, conn, direction, in_iface, out_iface, key, new_src, new_sport, new_dst, new_dport):
-        self.conn = conn
-        self.in_iface = in_iface
-        self.out_iface = out_iface
-        self.key = _shared_key(key)
-        self.new_src = new_src if new_src is None else _shared_address(new_src)
-        self.new_sport = new_sport
-        self.new_dst = new_dst if new_dst is None else _shared_address(new_dst)
-        self.new_dport = new_dport
-        self.nat: tuple | None = None
-        self._other: Half | None = None
+        _fill_half(self, conn, in_iface, out_iface, key, new_src, new_sport, new_dst, new_dport)
 
     def compile_nat(self) -> tuple:
         """``(src, dst, sport, dport, address_delta, l4_delta, address_changed)`` for the codec's
@@ -231,30 +222,41 @@ def make_halves(
     if rkey is None:
         rkey = reply_key(key, xlated, query)
     rewrites = not (nsrc is None and nsport is None and ndst is None and ndport is None)
-    fwd = _new(_HALVES[0][rewrites])
-    fwd.conn = conn
-    fwd.in_iface = in_iface
-    fwd.out_iface = out_iface
-    fwd.key = _shared_key(key)
-    fwd.new_src = nsrc if nsrc is None else _shared_address(nsrc)
-    fwd.new_sport = nsport
-    fwd.new_dst = ndst if ndst is None else _shared_address(ndst)
-    fwd.new_dport = ndport
-    fwd.nat = None
+    fwd = _half(_HALVES[0][rewrites], conn, in_iface, out_iface, key, nsrc, nsport, ndst, ndport)
     # The REPLY half rewrites exactly when the ORIGINAL one does (each field undoes one of its).
-    rev = _new(_HALVES[1][not (ndst is None and back_sport is None and nsrc is None and back_dport is None)])
-    rev.conn = conn
-    rev.in_iface = out_iface
-    rev.out_iface = in_iface
-    rev.key = _shared_key(rkey)
-    rev.new_src = ndst if ndst is None else _shared_address(dst0)
-    rev.new_sport = back_sport
-    rev.new_dst = nsrc if nsrc is None else _shared_address(src0)
-    rev.new_dport = back_dport
-    rev.nat = None
-    rev._other = None
-    fwd._other = None
+    rev = _half(
+        _HALVES[1][not (ndst is None and back_sport is None and nsrc is None and back_dport is None)],
+        conn,
+        out_iface,
+        in_iface,
+        rkey,
+        ndst if ndst is None else dst0,
+        back_sport,
+        nsrc if nsrc is None else src0,
+        back_dport,
+    )
     return fwd, rev
+
+
+def _half(cls, conn, in_iface, out_iface, key, new_src, new_sport, new_dst, new_dport):
+    """One half of ``make_halves``, its slots filled without ``Half.__init__``'s call."""
+    return _fill_half(_new(cls), conn, in_iface, out_iface, key, new_src, new_sport, new_dst, new_dport)
+
+
+def _fill_half(h, conn, in_iface, out_iface, key, new_src, new_sport, new_dst, new_dport):
+    """A half's slots as ``Half(...)`` makes them (its NAT compiled later, its other half set by
+    ``ConnTable.add``)."""
+    h.conn = conn
+    h.in_iface = in_iface
+    h.out_iface = out_iface
+    h.key = _shared_key(key)
+    h.new_src = new_src if new_src is None else _shared_address(new_src)
+    h.new_sport = new_sport
+    h.new_dst = new_dst if new_dst is None else _shared_address(new_dst)
+    h.new_dport = new_dport
+    h.nat = None
+    h._other = None
+    return h
 
 
 _new = object.__new__

@@ -74,26 +74,26 @@ def _endpoint(slot) -> property:
     return property(read, slot.__set__)
 
 
-def _lazy_ends(*names: str):
-    """Let the fields ``names`` of a slots dataclass take an end's compact record for its ``Endpoint``."""
+def _lazy(field, *names: str):
+    """Let the fields ``names`` of a slots dataclass take a compact value that ``field`` (``_endpoint``
+    or ``_address``) makes into the field's object when it is first read."""
 
     def wrap(cls):
         for name in names:
-            setattr(cls, name, _endpoint(cls.__dict__[name]))
+            setattr(cls, name, field(cls.__dict__[name]))
         return cls
 
     return wrap
+
+
+def _lazy_ends(*names: str):
+    """Fields that take an end's compact record for its ``Endpoint``."""
+    return _lazy(_endpoint, *names)
 
 
 def _lazy_addresses(*names: str):
-    """Let the fields ``names`` of a slots dataclass take ``(version, integer)`` for their text."""
-
-    def wrap(cls):
-        for name in names:
-            setattr(cls, name, _address(cls.__dict__[name]))
-        return cls
-
-    return wrap
+    """Fields that take ``(version, integer)`` for their text."""
+    return _lazy(_address, *names)
 
 
 class DropReason(enum.Enum):
