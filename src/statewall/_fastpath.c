@@ -175,22 +175,30 @@ static int fill_names(void) {
     return 0;
 }
 
+/* The byte offset of name's __slots__ member in tp's instances (an object slot, writable too when
+ * writable), found through the type's attribute cache; 0 when name is anything else. */
+static Py_ssize_t slot_offset(PyTypeObject *tp, PyObject *name, int writable) {
+    PyObject *descr = _PyType_Lookup(tp, name); /* borrowed */
+    if (!descr || !Py_IS_TYPE(descr, &PyMemberDescr_Type))
+        return 0;
+    PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+    if (m->type != T_OBJECT_EX || (writable && (m->flags & READONLY)) || m->offset <= 0 ||
+        !PyType_IsSubtype(tp, PyDescr_TYPE(descr)))
+        return 0;
+    return m->offset;
+}
+
 /* obj.name, a new reference: read straight from the object's slot where name is a __slots__ member of its
- * type (found through the type's attribute cache; a member descriptor is a data descriptor, so the
- * instance's own dictionary, if any, cannot hide it), else PyObject_GetAttr. */
+ * type (a member descriptor is a data descriptor, so the instance's own dictionary, if any, cannot hide
+ * it), else PyObject_GetAttr. */
 static PyObject *get_attr(PyObject *o, PyObject *name) {
     PyTypeObject *tp = Py_TYPE(o);
     if (tp->tp_getattro == PyObject_GenericGetAttr) {
-        PyObject *descr = _PyType_Lookup(tp, name);
-        if (descr && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-            PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
-            if (m->type == T_OBJECT_EX) {
-                PyObject *v = *(PyObject **)((char *)o + m->offset);
-                if (v) {
-                    Py_INCREF(v);
-                    return v;
-                }
-            }
+        Py_ssize_t off = slot_offset(tp, name, 0);
+        PyObject *v = off ? *(PyObject **)((char *)o + off) : NULL;
+        if (v) {
+            Py_INCREF(v);
+            return v;
         }
     }
     return PyObject_GetAttr(o, name);
@@ -798,14 +806,7 @@ typedef struct {
 
 static Py_ssize_t plain_slot(PyTypeObject *tp, PyObject *name) {
 #ifdef SW_INTERNALS
-    PyObject *descr = _PyType_Lookup(tp, name); /* borrowed */
-    if (!descr || Py_TYPE(descr) != &PyMemberDescr_Type)
-        return 0;
-    PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
-    if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset <= 0 ||
-        !PyType_IsSubtype(tp, PyDescr_TYPE(descr)))
-        return 0;
-    return m->offset;
+    return slot_offset(tp, name, 1);
 #else
     (void)tp;
     (void)name;
