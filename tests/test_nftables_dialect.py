@@ -282,6 +282,29 @@ def test_firewalld_nftables_backend_zones_rpfilter_and_icmpx_reject():
     assert inp(tcp("2001:db8:99::1", "2001:db8:2::15", 4000, 22), "enp0s3").verdict == "ACCEPT"
 
 
+def test_firewalld_rpfilter_with_the_mark_in_its_lookup():
+    # firewalld 1.x writes its IPv6 rpfilter as `fib saddr . mark . iif oif missing`: the mark can only
+    # choose a table through `ip rule fwmark`, which statewall does not model (said as a warning); the
+    # lookup is the one table's, as for the form without the mark, and the rule prints back as written.
+    text = (
+        "table inet firewalld {\n\tchain filter_PREROUTING {\n"
+        "\t\ttype filter hook prerouting priority filter + 10; policy accept;\n"
+        "\t\tmeta nfproto ipv6 fib saddr . mark . iif oif missing drop\n\t}\n}\n"
+    )
+    policy = parse(text, "fw.nft")
+    [w] = policy.warnings
+    assert w.origin.line == 4 and "ip rule fwmark" in w.message
+    assert "fib saddr . mark . iif oif missing drop" in render(policy)
+    assert render(parse(render(policy), "again")) == render(policy)
+    nf = Netfilter(policy)
+    ctx = Context("eth0", None, "INVALID")
+    d = nf.traverse("PREROUTING", tcp("2001:db8:99::1", "2001:db8:2::15", 4000, 22), ctx)
+    assert d.verdict == "DROP"  # no route back at all: the same answer as without the mark
+    assert nf.traverse("PREROUTING", tcp("192.0.2.1", "192.0.2.2", 4000, 22), ctx).verdict == "ACCEPT"
+    with pytest.raises(ConfigError, match="not modelled"):
+        parse(text.replace("oif missing drop", "type local drop"), "fw.nft")
+
+
 def test_tables_of_other_families_are_said_and_skipped():
     policy = parse(
         "table bridge filter {\n\tchain INPUT {\n\t\ttype filter hook input priority -200;\n\t}\n}\n", "b.nft"

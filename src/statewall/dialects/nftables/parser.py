@@ -1448,11 +1448,27 @@ class Parser(SetSyntax):
         what = self.next("daddr or saddr")
         if what.text not in ("daddr", "saddr"):
             raise self.not_modelled(what, f"fib {what.text}")
-        limit_in = False
+        limit_in = mark = False
         nxt = self.peek()
         if nxt is not None and nxt.text == ".":
             self.i += 1
-            self.expect("iif")
+            key = self.next("iif or mark")
+            if key.text == "mark":
+                # fib saddr . mark . iif (firewalld's rpfilter): the lookup takes the packet's mark
+                # into account, which selects only through policy routing rules (ip rule fwmark).
+                # statewall routes by one table, so the mark changes no answer; said once.
+                self.policy.warnings.append(
+                    Warning_(
+                        self.origin(key),
+                        "fib ... . mark: routing by the packet's mark (ip rule fwmark) is not modelled; "
+                        "the lookup uses the one routing table, as it does for a packet without a mark",
+                    )
+                )
+                self.expect(".")
+                key = self.next("iif")
+                mark = True
+            if key.text != "iif":
+                raise self.error(key, f"'iif' expected, not {key.text!r}")
             limit_in = True
         nxt = self.peek()
         if what.text == "saddr" and limit_in and nxt is not None and nxt.text == "oif":
@@ -1465,8 +1481,12 @@ class Parser(SetSyntax):
             word = self.next("missing or exists")
             if word.text not in ("missing", "exists"):
                 raise self.not_modelled(word, f"fib saddr . iif oif {word.text}")
-            r.extensions.append(NfExtension("rpfilter", {"missing": (word.text == "missing") != neg}))
+            r.extensions.append(
+                NfExtension("rpfilter", {"missing": (word.text == "missing") != neg, "mark": mark})
+            )
             return
+        if mark:
+            raise self.not_modelled(what, f"fib {what.text} . mark . iif type")
         self.expect("type")
         neg, vals = self.values()
         types = frozenset(v.text.upper() for v in vals)

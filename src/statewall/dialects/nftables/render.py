@@ -443,7 +443,8 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
         pairs = [f"{by_type.get(t, t)} . {codes.get(c, c)}" for t, c in a["pairs"]]
         return [f"{kind} type . {kind} code {{ {', '.join(pairs)} }}"]
     if name == "rpfilter":
-        return [f"fib saddr . iif oif {'missing' if a['missing'] else 'exists'}"]
+        mark = ". mark " if a.get("mark") else ""
+        return [f"fib saddr {mark}. iif oif {'missing' if a['missing'] else 'exists'}"]
     if name == "l4proto":
         return [
             f"meta l4proto {_ne(a['negate'])}{_values([_PROTO_NAMES.get(p, str(p)) for p in a['protos']])}"
