@@ -32,6 +32,7 @@ RULESETS = [
     "firewalld-iptables.rules",
     "openwrt-fw3.rules",
     "iptables-modules.rules",
+    "kube-proxy-iptables.rules",
 ]
 SYN, ACK, RST = 0x02, 0x10, 0x04
 
@@ -184,6 +185,78 @@ def test_docker20_forward_policy_drop_and_the_hairpin_masquerade():
     pkt = decode(tcp("172.17.0.3", "203.0.113.10", 40003, 8080))
     d = nf.traverse("PREROUTING", pkt, Context("docker0", None, "NEW"), ("nat",))
     assert d.actions == [] and d.chain == "PREROUTING"
+
+
+# --------------------------------------------------------------------------------------------------
+# Kubernetes (kube-proxy, iptables mode)
+
+
+def test_kube_proxy_balances_a_service_over_its_endpoints_and_each_connection_keeps_its_own():
+    w = wire("kube-proxy-iptables.rules")
+    backends = {}
+    for i in range(600):
+        # A NodePort from outside: KUBE-NODEPORTS (addrtype LOCAL), KUBE-MARK-MASQ, then one of the
+        # three endpoints by -m statistic --mode random (1/3, then 1/2 of the rest, then the rest).
+        [(out, syn)] = w.send("eth0", tcp("192.168.1.50", "192.168.1.10", 20000 + i, 30080)).pairs()
+        assert (out, syn.dport, syn.src) == ("cni0", 8080, "10.244.0.1")  # masqueraded toward the pod
+        backends[i] = syn.dst
+        # The rest of the connection goes where its first packet went: conntrack's NAT, no new draw.
+        [(out, back)] = w.send(
+            "cni0", tcp(syn.dst, "10.244.0.1", 8080, syn.sport, SYN | ACK, 5000, 1001)
+        ).pairs()
+        assert (out, back.src, back.sport, back.dport) == ("eth0", "192.168.1.10", 30080, 20000 + i)
+        [(out, ack)] = w.send(
+            "eth0", tcp("192.168.1.50", "192.168.1.10", 20000 + i, 30080, ACK, 1001, 5001)
+        ).pairs()
+        assert ack.dst == syn.dst
+    shares = {b: sum(1 for v in backends.values() if v == b) for b in set(backends.values())}
+    assert set(shares) == {"10.244.1.5", "10.244.2.6", "10.244.3.7"}
+    assert all(140 <= n <= 260 for n in shares.values()), shares  # 200 each expected; a binomial's 5 sigma
+
+
+def test_statistic_random_thresholds_nth_counters_and_negation():
+    nf = _nf(
+        "iptables -A FORWARD -p tcp --dport 1 -m statistic --mode random --probability 0 -j ACCEPT\n"
+        "iptables -A FORWARD -p tcp --dport 1 -m statistic --mode random ! --probability 1 -j ACCEPT\n"
+        "iptables -A FORWARD -p tcp --dport 2 -m statistic --mode random --probability 1 -j ACCEPT\n"
+        "iptables -A FORWARD -p tcp --dport 3 -m statistic --mode nth --every 3 --packet 0 -j ACCEPT\n"
+        "iptables -A FORWARD -p tcp --dport 4 -m statistic --mode nth --every 3 --packet 2 -j ACCEPT\n"
+        "iptables -A FORWARD -p tcp --dport 5 -m statistic --mode nth ! --every 2 --packet 1 -j ACCEPT\n"
+        "iptables -A FORWARD -p tcp --dport 6 -m statistic --mode random --probability 0.25 -j ACCEPT\n"
+        "iptables -P FORWARD DROP\n"
+    )
+
+    def verdicts(port, n):
+        return "".join(_verdict(nf, _pkt(dport=port)).verdict[0] for _ in range(n))
+
+    assert verdicts(1, 50) == "D" * 50  # probability 0 never, ! probability 1 never
+    assert verdicts(2, 50) == "A" * 50
+    # nth: one counter per rule that starts at n-1-p; the packet that wraps it to 0 matches. --packet 0
+    # matches the first packet and every third after it; --packet 2 the third.
+    assert verdicts(3, 7) == "ADDADDA"
+    assert verdicts(4, 7) == "DDADDAD"
+    assert verdicts(5, 6) == "ADADAD"  # ! --every 2 --packet 1: all but every second from the second
+    hits = verdicts(6, 4000).count("A")
+    assert 850 <= hits <= 1150  # 1000 expected
+
+
+@pytest.mark.parametrize(
+    "rule, message",
+    [
+        ("-m statistic --probability 0.5", '"--mode" must be specified'),
+        ("-m statistic --mode fair", 'Bad mode "fair"'),
+        ("-m statistic --mode random", "--probability must be specified"),
+        ("-m statistic --mode random --probability 1.5", "from 0 to 1"),
+        ("-m statistic --mode random --every 2 --packet 0", "only be used in nth mode"),
+        ("-m statistic --mode nth --probability 0.5", "only be used in random mode"),
+        ("-m statistic --mode nth --every 3", '"--every" also requires "--packet"'),
+        ("-m statistic --mode nth --every 3 --packet 3", "0 <= p <= n-1"),
+        ("-m statistic --mode nth --every 0 --packet 0", "--every"),
+    ],
+)
+def test_statistic_refuses_what_iptables_refuses(rule, message):
+    with pytest.raises(ConfigError, match=message):
+        _nf(f"iptables -A FORWARD {rule} -j ACCEPT\n")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -654,6 +654,46 @@ def _iprange_check(args: dict, family: int, env: Netfilter | None) -> Check:
     return lambda pkt, ctx, ifs: all((lo <= getattr(pkt, a) <= hi) != neg for a, lo, hi, neg in tests)
 
 
+class RandomStream:
+    """The kernel's random numbers (``get_random_u32()``) as a reproducible stream: SplitMix64 from a
+    fixed start, so that a replay or a trace of the same packets draws the same numbers every time."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, seed: int = 0x5EED_5747_E1A1) -> None:
+        self.state = seed & 0xFFFFFFFFFFFFFFFF
+
+    def u32(self) -> int:
+        z = self.state = (self.state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        return (z ^ (z >> 31)) & 0xFFFFFFFF
+
+
+def _statistic_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_statistic statistic_mt: random mode matches when a random number's low 31 bits are below the
+    rule's threshold (``lround(0x80000000 * p)``); nth mode counts every packet that reaches the match
+    in one counter per rule, starting at n-1-p, and matches when the counter wraps to 0 (each n-th
+    packet, the first after p+1... as the kernel's cmpxchg loop does). ``!`` inverts either answer."""
+    neg = bool(args["negate"])
+    if args["mode"] == "random":
+        threshold = int(args["probability"])
+        stream = env.random if env is not None else RandomStream()
+
+        def check(pkt, ctx, ifs) -> bool:
+            return ((stream.u32() & 0x7FFFFFFF) < threshold) != neg
+
+        return check
+    last = int(args["every"]) - 1
+    counter = [last - int(args["packet"])]
+
+    def nth(pkt, ctx, ifs) -> bool:
+        value = counter[0] = 0 if counter[0] == last else counter[0] + 1
+        return (value == 0) != neg
+
+    return nth
+
+
 def _length_check(args: dict, family: int, env: Netfilter | None) -> Check:
     lo, hi, neg = int(args["low"]), int(args["high"]), bool(args["negate"])
     return lambda pkt, ctx, ifs: (lo <= pkt.total_len <= hi) != neg
@@ -885,6 +925,7 @@ _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
     "set": _set_check,
     "iprange": _iprange_check,
     "length": _length_check,
+    "statistic": _statistic_check,
     "pkttype": _pkttype_check,
     "mac": _mac_check,
     "hashlimit": _hashlimit_check,
@@ -1013,6 +1054,9 @@ class Netfilter:
                     self.broadcasts.add(int(addr.network.broadcast_address))
         # -m recent tables by name (xt_recent's, shared by every rule naming them): address -> times.
         self.recent: dict[tuple[int, str], dict[int, list[float]]] = {}
+        # The random numbers of -m statistic --mode random and nft's numgen random: one stream for the
+        # whole box, as the kernel's get_random_u32() is, but reproducible (``RandomStream``).
+        self.random = RandomStream()
         self.sets = policy.nf_sets
         # nftables sets as the packet path changes them (dynamic elements, timeouts), by set key.
         self.nft_runtime: dict[str, nft_sets.RuntimeSet] = {}

@@ -2,12 +2,12 @@
 options, checks, iptables-save form and ``iptables -L`` form.
 
 Owns ``addrtype``, ``mark``, ``connmark``, the ``conntrack`` options beyond ``--ctstate``, ``recent``,
-``set``, ``iprange``, ``length``, ``pkttype``, ``mac``, ``hashlimit``, ``time``, ``physdev`` and the
-targets ``MARK``, ``CONNMARK``, ``NFLOG`` and ``TRACE``. Each is a ``Spec``: its option handlers (as
-``rules.MODULE_OPTIONS`` has them), a ``finish`` that fills defaults and makes the checks of the
-libxt extension and the kernel's checkentry, ``save`` (the words iptables-save prints) and ``listing``
-(what ``iptables -L`` prints). ``register`` adds them to ``rules``. The ``args`` keys of each are
-listed at its handlers; ``statewall.netfilter`` evaluates them.
+``set``, ``iprange``, ``length``, ``statistic``, ``pkttype``, ``mac``, ``hashlimit``, ``time``,
+``physdev`` and the targets ``MARK``, ``CONNMARK``, ``NFLOG`` and ``TRACE``. Each is a ``Spec``: its
+option handlers (as ``rules.MODULE_OPTIONS`` has them), a ``finish`` that fills defaults and makes the
+checks of the libxt extension and the kernel's checkentry, ``save`` (the words iptables-save prints)
+and ``listing`` (what ``iptables -L`` prints). ``register`` adds them to ``rules``. The ``args`` keys
+of each are listed at its handlers; ``statewall.netfilter`` evaluates them.
 """
 
 from __future__ import annotations
@@ -907,6 +907,82 @@ def _rt_listing(a: dict, numeric: bool) -> str:
     return text
 
 
+# --------------------------------------------------------------------------------------------------
+# statistic (xt_statistic, kube-proxy's load balancing): mode ("random" or "nth"), negate, and for random
+# probability (the kernel's 31-bit threshold, lround(0x80000000 * p)), for nth every (n, as written) and
+# packet (the counter's start, 0 <= p <= n-1). libxt_statistic's guided options: --mode is mandatory,
+# --probability goes with random mode only, --every and --packet with nth mode only and each requires
+# the other.
+
+
+def _statistic_mode(cur, opt, negate, mod, ctx) -> None:
+    tok = cur.value(opt, "a mode")
+    if tok.text not in ("random", "nth"):
+        raise cur.error(tok, f'statistic: Bad mode "{tok.text}"')
+    mod.args["mode"] = tok.text
+
+
+def _statistic_probability(cur, opt, negate, mod, ctx) -> None:
+    tok = cur.value(opt, "a probability")
+    try:
+        p = float(tok.text)
+    except ValueError:
+        p = -1.0
+    if not 0.0 <= p <= 1.0:
+        raise cur.error(tok, f'statistic: --probability "{tok.text}": a number from 0 to 1')
+    mod.args["probability"] = round(0x80000000 * p)
+    mod.args["negate"] = mod.args.get("negate", False) or negate
+
+
+def _statistic_every(cur, opt, negate, mod, ctx) -> None:
+    mod.args["every"] = parse_uint(cur, cur.value(opt, "a number"), 1, 0xFFFFFFFF, "--every")
+    mod.args["negate"] = mod.args.get("negate", False) or negate
+
+
+def _statistic_packet(cur, opt, negate, mod, ctx) -> None:
+    mod.args["packet"] = parse_uint(cur, cur.value(opt, "a number"), 0, 0xFFFFFFFF, "--packet")
+
+
+def _statistic_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
+    a = mod.args
+    if "mode" not in a:
+        raise cur.error(mod.token, 'statistic: option "--mode" must be specified')
+    a.setdefault("negate", False)
+    if a["mode"] == "random":
+        if "every" in a or "packet" in a:
+            raise cur.error(mod.token, "statistic: --every and --packet can only be used in nth mode")
+        if "probability" not in a:
+            raise cur.error(mod.token, "statistic: --probability must be specified when using random mode")
+        return
+    if "probability" in a:
+        raise cur.error(mod.token, "statistic: --probability can only be used in random mode")
+    if "every" not in a or "packet" not in a:
+        given, other = ("every", "packet") if "every" in a else ("packet", "every")
+        if given not in a:
+            raise cur.error(
+                mod.token, "statistic: --every and --packet must be specified when using nth mode"
+            )
+        raise cur.error(mod.token, f'statistic: option "--{given}" also requires "--{other}"')
+    if a["packet"] > a["every"] - 1:
+        raise cur.error(mod.token, "statistic: the --packet p must be 0 <= p <= n-1")
+
+
+def _statistic_words(a: dict, prefix: str) -> list[str]:
+    bang = ["!"] if a["negate"] else []
+    if a["mode"] == "random":
+        return [
+            f"{prefix}mode",
+            "random",
+            *bang,
+            f"{prefix}probability",
+            f"{a['probability'] / 0x80000000:.11f}",
+        ]
+    words = [f"{prefix}mode", "nth", *bang, f"{prefix}every", str(a["every"])]
+    if a["packet"] or prefix:
+        words += [f"{prefix}packet", str(a["packet"])]
+    return words
+
+
 def _no_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
     return None
 
@@ -986,6 +1062,17 @@ SPECS: dict[str, Spec] = {
         _length_finish,
         lambda a: ["-m", "length", f"{_neg(a['negate'])}--length {_length_text(a)}"],
         lambda a, numeric: f" length {'!' if a['negate'] else ''}{_length_text(a)}",
+    ),
+    "statistic": Spec(
+        {
+            "--mode": (_statistic_mode, False),
+            "--probability": (_statistic_probability, True),
+            "--every": (_statistic_every, True),
+            "--packet": (_statistic_packet, False),
+        },
+        _statistic_finish,
+        lambda a: ["-m", "statistic", *_statistic_words(a, "--")],
+        lambda a, numeric: " statistic " + " ".join(_statistic_words(a, "")),
     ),
     "pkttype": Spec(
         {"--pkt-type": (_pkttype, True)},
