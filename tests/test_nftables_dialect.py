@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import ICMP
 
 from statewall import craft
 from statewall.config import load_policy
@@ -28,6 +29,8 @@ NFT_FILES = [
     "docker-29-nftables.nft",
     "nft-sets.nft",
     "nft-commands.nft",
+    "kube-proxy-nftables.nft",
+    "nft-maps-marks.nft",
 ]
 SYN, ACK = 0x02, 0x10
 
@@ -172,17 +175,27 @@ CHAIN = "table ip f {\n\tchain a {\n\t\ttype filter hook input priority 0;\n\t\t
     ("text", "where", "message"),
     [
         (
-            "table inet f {\n\tmap m {\n\t\ttype ipv4_addr : verdict\n\t}\n}\n",
+            "table inet f {\n\tmap m {\n\t\ttype ether_addr : verdict\n\t}\n}\n",
             "3:8",
-            "verdict maps keyed by ipv4_addr is not modelled",
+            "maps of type ether_addr is not modelled",
         ),
+        (
+            "table inet f {\n\tmap m {\n\t\ttype ipv4_addr : verdict\n"
+            "\t\telements = { 10.0.0.0/8 : accept }\n\t}\n}\n",
+            "2:6",
+            "add 'flags interval' to the map",
+        ),
+        (CHAIN % "numgen random mod 2 0 accept", "4:23", "numgen other than as a verdict map's key"),
+        (CHAIN % "numgen inc mod 0 vmap { 0 : accept }", "4:3", "modulus must not be 0"),
+        (CHAIN % "meta mark set meta mark", "4:26", "'|', '^' or '&' and a number expected"),
+        (CHAIN % "ip daddr . tcp dport vmap @m", "4:29", "map m does not exist in table f"),
         (
             "table inet f {\n\tmap m {\n\t\ttype ipv4_addr : ether_addr\n\t}\n}\n",
             "3:20",
             "maps of type ether_addr is not modelled",
         ),
         ("table inet f {\n\tflowtable ft {\n\t}\n}\n", "2:12", "flowtable ft: no hook"),
-        (CHAIN % "ip saddr vmap { 10.0.0.1 : accept }", "4:12", "vmap on this key"),
+        (CHAIN % "ct mark vmap { 1 : accept }", "4:11", "vmap on this key"),
         (CHAIN % "tcp dport vmap @ports", "4:18", "map ports does not exist in table f"),
         (
             "table ip f {\n\tchain a {\n\t\tjump b\n\t}\n\tchain b {\n\t\tjump a\n\t}\n}\n",
@@ -646,3 +659,106 @@ table inet later { chain c { type filter hook input priority 0; accept; } }
         "e.nft:13:3: nft: quota objects is not modelled by statewall",
         "e.nft:16:80: bad address '1.2.3.4.5'",
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Kubernetes kube-proxy in nftables mode: verdict maps keyed by concatenations, numgen, mark bits
+
+
+def _kube_link():
+    from statewall.engine import Firewall
+    from traffic import Link
+
+    return Link(Firewall(parse_file(CONFIGS / "kube-proxy-nftables.nft")), 1000.0)
+
+
+def _raw(src, dst, sport, dport, flags=SYN, seq=1000, ack=0):
+    return craft.tcp_packet(4, ip(src), ip(dst), sport, dport, seq, ack if flags & ACK else 0, flags, 64240)
+
+
+def test_kube_proxy_nft_balances_a_nodeport_over_its_endpoints_and_masquerades_it():
+    w = _kube_link()
+    backends = []
+    for i in range(600):
+        # NodePort: services' second map (fib daddr type local, meta l4proto . th dport), the external
+        # chain's masquerade mark, the service chain's numgen random mod 3, the endpoint's DNAT.
+        [(out, syn)] = w.send("eth0", _raw("192.168.1.50", "192.168.1.10", 20000 + i, 30080)).pairs()
+        assert (out, syn.dport, syn.src) == ("cni0", 8080, "10.244.0.1")  # masquerade: the mark was set
+        backends.append(syn.dst)
+        [(out, back)] = w.send(
+            "cni0", _raw(syn.dst, "10.244.0.1", 8080, syn.sport, SYN | ACK, 5000, 1001)
+        ).pairs()
+        assert (out, back.src, back.sport) == ("eth0", "192.168.1.10", 30080)
+        [(out, ack)] = w.send(
+            "eth0", _raw("192.168.1.50", "192.168.1.10", 20000 + i, 30080, ACK, 1001, 5001)
+        ).pairs()
+        assert ack.dst == syn.dst  # conntrack's NAT: no new draw for the connection's later packets
+    shares = {b: backends.count(b) for b in set(backends)}
+    assert set(shares) == {"10.244.1.5", "10.244.2.6", "10.244.3.7"}
+    assert all(140 <= n <= 260 for n in shares.values()), shares
+
+
+def test_kube_proxy_nft_cluster_ip_from_a_pod_is_not_masqueraded_and_other_ports_are_rejected():
+    w = _kube_link()
+    # A pod reaching the ClusterIP: service-ips (ip daddr . meta l4proto . th dport), no masquerade
+    # mark for a source inside 10.244.0.0/16, so it keeps its own address.
+    [(out, syn)] = w.send("cni0", _raw("10.244.5.9", "10.96.0.10", 33000, 80)).pairs()
+    assert out == "cni0" and syn.src == "10.244.5.9" and syn.dst in ("10.244.1.5", "10.244.2.6", "10.244.3.7")
+    # Another port of the ClusterIP: no map entry; cluster-ips-check rejects it (ICMP port unreachable).
+    [(out, icmp)] = w.send("cni0", _raw("10.244.5.9", "10.96.0.10", 33001, 81)).pairs()
+    assert out == "cni0" and icmp.proto == 1 and (icmp[ICMP].type, icmp[ICMP].code) == (3, 3)
+
+
+def test_numgen_inc_counts_from_zero_and_marks_change_bit_by_bit():
+    policy = parse(
+        "table ip t {\n\tchain c {\n\t\ttype filter hook forward priority 0; policy drop;\n"
+        "\t\ttcp dport 1 numgen inc mod 3 offset 10 vmap { 10 : accept, 11-12 : drop }\n"
+        "\t\ttcp dport 2 mark set mark or 0x4000\n"
+        "\t\ttcp dport 2 meta mark set meta mark ^ 0x1 | 0x10 & 0xf0\n"
+        "\t\ttcp dport 2 meta mark & 0x4011 == 0x4011 accept\n"
+        "\t\ttcp dport 3 ip saddr . tcp sport vmap { 10.0.0.1 . 5 : accept, 10.0.0.0/24 . 6 : accept }\n"
+        "\t}\n}\n",
+        "t.nft",
+    )
+    nf = Netfilter(policy)
+    verdicts = [nf.traverse("FORWARD", tcp("10.0.0.1", "10.0.0.2", 4000, 1), Context("a", "b", "NEW")).verdict
+                for _ in range(7)]  # fmt: skip
+    assert verdicts == ["ACCEPT", "DROP", "DROP"] * 2 + ["ACCEPT"]
+    ctx = Context("a", "b", "NEW")
+    ctx.mark = 0x100
+    # (0x100 | 0x4000), then ^ 0x1 | (0x10 & 0xf0): C's precedence, & before ^ before |.
+    assert nf.traverse("FORWARD", tcp("10.0.0.1", "10.0.0.2", 4000, 2), ctx).verdict == "ACCEPT"
+    assert ctx.mark == 0x4111
+
+    def by_key(src, sport):
+        return nf.traverse("FORWARD", tcp(src, "10.0.0.2", sport, 3), Context("a", "b", "NEW")).verdict
+
+    assert [by_key("10.0.0.1", 5), by_key("10.0.0.7", 6), by_key("10.0.0.7", 5), by_key("10.0.1.1", 6)] == [
+        "ACCEPT", "ACCEPT", "DROP", "DROP"
+    ]  # fmt: skip
+
+
+def test_packet_tracer_follows_an_nft_ruleset_through_its_maps(capsys):
+    from statewall.cli import main
+
+    code = main(["packet-tracer", "-c", str(CONFIGS / "kube-proxy-nftables.nft"),
+                 "input", "eth0", "tcp", "192.168.1.50", "40000", "192.168.1.10", "30080"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = [
+        ln.split("  (")[0].split(" rule ")[0] for ln in out.splitlines() if ln.startswith("  PREROUTING")
+    ]
+    assert lines[:8] == [
+        "  PREROUTING      ALLOW ip kube-proxy filter-prerouting",
+        "  PREROUTING      ALLOW ip kube-proxy filter-prerouting policy ACCEPT",
+        "  PREROUTING      ALLOW ip kube-proxy nat-prerouting",
+        "  PREROUTING      ALLOW ip kube-proxy services",  # service-ips: no entry (continue)
+        "  PREROUTING      ALLOW ip kube-proxy services",  # service-nodeports: goto external-...
+        "  PREROUTING      ALLOW ip kube-proxy external-ULMVA6XW-default/web/tcp/http",
+        "  PREROUTING      ALLOW ip kube-proxy mark-for-masquerade",
+        "  PREROUTING      ALLOW ip kube-proxy external-ULMVA6XW-default/web/tcp/http",
+    ]
+    assert "vmap @service-ips (verdict continue)" in out
+    assert "vmap @service-nodeports (verdict goto external-ULMVA6XW-default/web/tcp/http)" in out
+    assert "trace id " in out and " ip kube-proxy nat-prerouting rule jump services" in out
+    assert "Action: allow" in out and "output-interface: cni0" in out

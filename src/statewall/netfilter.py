@@ -995,14 +995,29 @@ def _compile_checks(rule: NfRule, family: int, env: Netfilter | None = None) -> 
 _VERDICT_KINDS = {"accept": _ACCEPT, "drop": _DROP, "return": _RETURN, "jump": _JUMP, "goto": _GOTO}
 
 
-def _compile_vmap(args: dict, index: dict[str, int]) -> tuple:
-    """An nft verdict map: a function finding the packet's entry, and the entries with their chains."""
+def _compile_vmap(args: dict, index: dict[str, int], table=None, env: Netfilter | None = None) -> tuple:
+    """An nft verdict map: a function finding the packet's entry, and the entries with their chains. A
+    named map's entries are the table's as loaded (elements added after the rule was written too)."""
+    raw = args["entries"]
+    name = args.get("map")
+    if name and table is not None and name in table.vmaps:
+        key_type, raw = table.vmaps[name]
+        if (
+            args["key"] == "keys"
+            and len(key_type.split(" . ")) == 1
+            and key_type in ("ifname", "inet_service")
+        ):
+            raw = tuple(((value,), verdict, chain) for value, verdict, chain in raw)
     entries = []
-    for value, verdict, chain in args["entries"]:
+    for value, verdict, chain in raw:
         kind = _VERDICT_KINDS.get(verdict, _CONTINUE)
         entries.append((value, kind, index.get(chain, -1) if chain else -1))
     key = args["key"]
     proto = args.get("proto")
+    if key == "keys":
+        return _keyed_vmap(args, tuple(entries))
+    if key == "numgen":
+        return _numgen_vmap(args, tuple(entries), env)
 
     def find(pkt, ctx, ifs, entries):
         if key == "ct_state":
@@ -1024,6 +1039,63 @@ def _compile_vmap(args: dict, index: dict[str, int]) -> tuple:
         return None if hit is None else (hit[1], hit[2])
 
     return find, tuple(entries)
+
+
+_VERDICT_WORDS = {_ACCEPT: "accept", _DROP: "drop", _RETURN: "return", _JUMP: "jump", _GOTO: "goto",
+                  _CONTINUE: "continue"}  # fmt: skip
+
+
+def _vmap_outcome(hit, chains) -> tuple[str, str | None] | None:
+    if hit is None:
+        return None
+    kind, target = hit
+    return _VERDICT_WORDS[kind], chains[target].name if target >= 0 else None
+
+
+def _keyed_vmap(args: dict, entries: tuple) -> tuple:
+    """``KEY [. KEY ...] vmap``: the packet's key read as a set lookup reads it (a key the packet does
+    not have finds nothing), its entry found as a set's element is."""
+    read = nft_sets.key_reader(tuple(args["keys"]))
+    exact: dict[tuple, tuple] = {}
+    for e in entries:
+        if all(not isinstance(p, str) and p[0] == p[1] for p in e[0]):
+            exact.setdefault(tuple(p[0] for p in e[0]), e)
+
+    def find(pkt, ctx, ifs, entries):
+        key = read(pkt, ctx, ifs)
+        if key is None:
+            return None
+        hit = exact.get(key)
+        if hit is None:
+            hit = next((e for e in entries if nft_sets.element_matches(e[0], key)), None)
+        return None if hit is None else (hit[1], hit[2])
+
+    return find, entries
+
+
+def _numgen_vmap(args: dict, entries: tuple, env: Netfilter | None) -> tuple:
+    """``numgen random|inc mod N [offset M] vmap`` (nft_numgen): random is ``reciprocal_scale`` of a
+    random number (``(r * N) >> 32``) from the box's stream; inc counts per rule from N-1, so the
+    first packet gets 0. Plus the offset; a number no entry holds finds nothing."""
+    mod, offset = int(args["mod"]), int(args["offset"])
+    if args["mode"] == "random":
+        stream = env.random if env is not None else RandomStream()
+
+        def draw() -> int:
+            return ((stream.u32() * mod) >> 32) + offset
+    else:
+        counter = [mod - 1]
+
+        def draw() -> int:
+            counter[0] = counter[0] + 1 if counter[0] + 1 < mod else 0
+            return counter[0] + offset
+
+    def find(pkt, ctx, ifs, entries):
+        n = draw()
+        hit = next((e for e in entries if e[0][0] <= n <= e[0][1]), None)
+        return None if hit is None else (hit[1], hit[2])
+
+    return find, entries
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1057,6 +1129,8 @@ class Netfilter:
         # The random numbers of -m statistic --mode random and nft's numgen random: one stream for the
         # whole box, as the kernel's get_random_u32() is, but reproducible (``RandomStream``).
         self.random = RandomStream()
+        # While packet-tracer listens: each verdict map's outcome, (rule, (verdict, chain) or None).
+        self.vmap_seen: list | None = None
         self.sets = policy.nf_sets
         # nftables sets as the packet path changes them (dynamic elements, timeouts), by set key.
         self.nft_runtime: dict[str, nft_sets.RuntimeSet] = {}
@@ -1129,7 +1203,7 @@ class Netfilter:
                     rule.counters[1] if loaded else 0,
                 )
                 if kind == _VMAP:
-                    cr.vmap = _compile_vmap(rule.target_args, index)
+                    cr.vmap = _compile_vmap(rule.target_args, index, table, self)
                 cc.rules.append(cr)
             chains.append(cc)
         return _CTable(table.name, chains, index)
@@ -1179,26 +1253,54 @@ class Netfilter:
         actions: list[Action] = []
         last = Decision("ACCEPT", actions, None, hook, "")
         for slot in self._slots(hook, pkt.version, tables):
-            prio, ct, index, label, is_nat = slot
-            if is_nat and ctx.ctstate != "NEW" and not nat:
+            d = self.run_slot(slot, hook, pkt, ctx, nat)
+            if d is None:
                 continue
-            if hook == "INGRESS" and self.device(ctx.in_iface) not in self.ingress_devices[(id(ct), index)]:
-                continue
-            d = self._walk(ct, index, hook, label, pkt, ctx)
-            if is_nat and d.actions:
-                # nf_nat_setup_info sets IPS_DST_NAT / IPS_SRC_NAT on the connection as the nat table
-                # binds it, so --ctstate DNAT/SNAT hold for the first packet's later hooks already.
-                for a in d.actions:
-                    kind = _NAT_STATUS.get(a.kind)
-                    if kind == "NETMAP":
-                        kind = "DNAT" if hook in ("PREROUTING", "OUTPUT") else "SNAT"
-                    if kind is not None and kind not in ctx.ct_nat:
-                        ctx.ct_nat = ctx.ct_nat | {kind}
             actions.extend(d.actions)
             last = Decision(d.verdict, actions, d.rule, d.chain, d.table)
             if d.verdict != "ACCEPT":
                 return last
         return last
+
+    def hook_slots(self, hook: str, family: int, tables: tuple[str, ...] | None) -> list[tuple]:
+        """The base chains ``traverse`` runs for ``hook`` and ``tables``, in its order (packet-tracer
+        runs them one at a time, ``run_slot``)."""
+        return self._slots(hook, family, tables)
+
+    def run_slot(
+        self, slot: tuple, hook: str, pkt: Packet, ctx: Context, nat: bool = False
+    ) -> Decision | None:
+        """One base chain of ``hook_slots``: its decision, or None when it does not run for this packet
+        (a nat chain for a packet that is not NEW, an ingress chain of another device)."""
+        prio, ct, index, label, is_nat = slot
+        if is_nat and ctx.ctstate != "NEW" and not nat:
+            return None
+        if hook == "INGRESS" and self.device(ctx.in_iface) not in self.ingress_devices[(id(ct), index)]:
+            return None
+        d = self._walk(ct, index, hook, label, pkt, ctx)
+        if is_nat and d.actions:
+            # nf_nat_setup_info sets IPS_DST_NAT / IPS_SRC_NAT on the connection as the nat table
+            # binds it, so --ctstate DNAT/SNAT hold for the first packet's later hooks already.
+            for a in d.actions:
+                kind = _NAT_STATUS.get(a.kind)
+                if kind == "NETMAP":
+                    kind = "DNAT" if hook in ("PREROUTING", "OUTPUT") else "SNAT"
+                if kind is not None and kind not in ctx.ct_nat:
+                    ctx.ct_nat = ctx.ct_nat | {kind}
+        return d
+
+    def slot_rules(
+        self, slot: tuple, family: int
+    ) -> tuple[NfTable, str, dict[tuple[str, int], tuple[int, int]]]:
+        """What packet-tracer reads of one base chain: the table it belongs to (an iptables table, or
+        the nftables table its label names), the base chain's name, and the table's counters
+        (``counters``' form)."""
+        _prio, ct, index, label, _nat = slot
+        if " " in label:  # an nftables table: "family name"
+            table = next(t for t in self.policy.nft_tables if f"{t.family} {t.name}" == label)
+        else:
+            table = (self.policy.netfilter if family == 4 else self.policy.ip6_netfilter)[label]
+        return table, ct.chains[index].name, _table_counters(ct)
 
     def _slots(self, hook: str, family: int, tables: tuple[str, ...] | None) -> list[tuple]:
         key = (hook, family, tables)
@@ -1307,6 +1409,8 @@ class Netfilter:
                 if kind == _VMAP:
                     key, entries = cr.vmap
                     hit = key(pkt, ctx, ifs, entries)
+                    if self.vmap_seen is not None:  # packet-tracer reads which entry took the packet
+                        self.vmap_seen.append((cr.rule, _vmap_outcome(hit, chains)))
                     if hit is None:
                         continue
                     vkind, target = hit
@@ -1489,15 +1593,17 @@ class Netfilter:
     def counters(self, table: str, family: int = 4) -> dict[tuple[str, int], tuple[int, int]]:
         """``(chain, rule index) -> (packets, bytes)``, index -1 for a built-in chain's policy."""
         ct = self._tables[family].get(table)
-        out: dict[tuple[str, int], tuple[int, int]] = {}
-        if ct is None:
-            return out
-        for chain in ct.chains:
-            if chain.policy is not None:
-                out[(chain.name, -1)] = (chain.pkts, chain.bytes)
-            for i, cr in enumerate(chain.rules):
-                out[(chain.name, i)] = (cr.pkts, cr.bytes)
-        return out
+        return {} if ct is None else _table_counters(ct)
+
+
+def _table_counters(ct: _CTable) -> dict[tuple[str, int], tuple[int, int]]:
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for chain in ct.chains:
+        if chain.policy is not None:
+            out[(chain.name, -1)] = (chain.pkts, chain.bytes)
+        for i, cr in enumerate(chain.rules):
+            out[(chain.name, i)] = (cr.pkts, cr.bytes)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

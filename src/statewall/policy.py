@@ -853,11 +853,15 @@ class NfTable:
     # nftables verdict maps: name -> (key type, ((key, verdict, chain or None), ...)); ``sets_order``:
     # the names of its sets and maps in the order they were declared (nft lists them so).
     vmaps: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    vmap_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # a verdict map's flags
     sets_order: list[str] = field(default_factory=list)
     # nftables flowtables by name (``flow add @NAME`` offloads a connection to one).
     flowtables: dict[str, NfFlowtable] = field(default_factory=dict)
     # nftables ``ct timeout`` objects by name (``ct timeout set "NAME"``).
     ct_timeouts: dict[str, NfCtTimeout] = field(default_factory=dict)
+    # nftables comments of the table (key ""), of its sets and maps (their names) and of its chains
+    # ("chain NAME"), as nft lists them.
+    comments: dict[str, str] = field(default_factory=dict)
 
 
 # A ct timeout policy's states (nft's names, in the order nft lists them) -> ConntrackSettings fields.

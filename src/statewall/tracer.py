@@ -424,7 +424,10 @@ def netfilter_trace(
             raise RuntimeError(f"phase {typ} reported by no stage of netfilter's path")
         where = f"  ({origin.file}:{origin.line})" if origin is not None and origin.line else ""
         if isinstance(info, Hit):
-            head = f"trace id {tid} {family} {info.table} {info.chain}"
+            # nft monitor trace names an iptables table by its family ("ip filter"); an nftables
+            # table's label is its family and name already ("inet firewalld").
+            table = info.table if " " in info.table else f"{family} {info.table}"
+            head = f"trace id {tid} {table} {info.chain}"
             if info.kind == "packet":
                 if info.ct:
                     kernel.append(f"{head} conntrack: {info.ct}")

@@ -41,25 +41,32 @@ class Hit(NamedTuple):
 def walk(
     nf: Netfilter, trace, phase: str, hook: str, pkt: Packet, ctx: Context, tables, flow=None
 ) -> Decision:
-    """``nf.traverse(hook, pkt, ctx, tables)``; while packet-tracer listens (``trace`` a list), one table at
-    a time, reporting under ``phase`` the packet as each table saw it and what its rules decided
+    """``nf.traverse(hook, pkt, ctx, tables)``; while packet-tracer listens (``trace`` a list), one base
+    chain at a time in the same order (an iptables table's, or an nftables table's base chain on this
+    hook), reporting under ``phase`` the packet as each saw it and what its rules decided
     (``report_table``). ``flow``: conntrack's outcome, None before conntrack."""
     if trace is None:
         return nf.traverse(hook, pkt, ctx, tables)
     actions: list = []
     last = Decision("ACCEPT", actions, None, hook, "")
-    for name in tables:
+    for slot in nf.hook_slots(hook, pkt.version, tables):
         seen = packet_text(nf, pkt, ctx)
-        before = nf.counters(name, pkt.version)
-        d = nf.traverse(hook, pkt, ctx, (name,))
-        if not d.table:
-            continue  # a table the policy lacks, nat for a packet that is not NEW, the conntrack marker
-        after = nf.counters(name, pkt.version)
+        table, base, before = nf.slot_rules(slot, pkt.version)
+        nf.vmap_seen = []
+        try:
+            d = nf.run_slot(slot, hook, pkt, ctx)
+            seen_maps = nf.vmap_seen
+        finally:
+            nf.vmap_seen = None
+        if d is None:
+            continue  # nat for a packet that is not NEW, an ingress chain of another device
+        name = d.table
+        after = nf.slot_rules(slot, pkt.version)[2]
         hits = Counter({k: n[0] - before.get(k, (0, 0))[0] for k, n in after.items()})
         if +hits:
             ct = ct_text(flow) if flow is not None else ""
-            trace.append((phase, f"{name} {hook}", True, None, Hit("packet", name, hook, seen, 0, ct)))
-        report_table(nf, trace, phase, hook, pkt.version, name, +hits, d)
+            trace.append((phase, f"{name} {base}", True, None, Hit("packet", name, base, seen, 0, ct)))
+        report_table(trace, phase, base, table, name, +hits, d, seen_maps)
         actions.extend(d.actions)
         last = Decision(d.verdict, actions, d.rule, d.chain, d.table)
         if d.verdict != "ACCEPT":
@@ -67,17 +74,26 @@ def walk(
     return last
 
 
-def report_table(nf: Netfilter, trace: list, phase: str, hook: str, v: int, name: str, hits, d) -> None:
-    """The rules of table ``name`` the packet matched, in the order ipt_do_table met them: ``hits`` are
-    the per-rule counters this packet moved (``(chain, index) -> packets``), walked from the hook's chain
-    through jumps, gotos and returns to the rule that decided (``d.rule``), or to the chain policy."""
-    table = (nf.policy.netfilter if v == 4 else nf.policy.ip6_netfilter)[name]
+def report_table(trace: list, phase: str, base: str, table, name: str, hits, d, maps=()) -> None:
+    """The rules of ``table`` (labelled ``name``) the packet matched from its base chain ``base``, in
+    the order the kernel met them: ``hits`` are the per-rule counters this packet moved (``(chain,
+    index) -> packets``), walked from the base chain through jumps, gotos and returns to the rule that
+    decided (``d.rule``), or to the chain policy. ``maps``: what each nftables verdict map the packet
+    met did, in order (``Netfilter.vmap_seen``): its entry's jump or goto is followed as a rule's."""
+    outcomes: dict[int, list] = {}
+    for rule, outcome in maps:
+        outcomes.setdefault(id(rule), []).append(outcome)
     ok = d.verdict == "ACCEPT"
 
     def line(chain: str, i: int, rule, verdict: str) -> None:
         note = "; ".join(filter(None, (action_text(a) for a in d.actions if a.rule is rule)))
         hit = Hit("rule", name, chain, verdict, i + 1, "", note)
         trace.append((phase, f"{name} {chain}", verdict != "drop", rule.origin, hit))
+
+    def vmap_target(rule) -> tuple[str, str | None] | None:
+        """What the verdict map of ``rule`` did with the packet this time (None: no entry)."""
+        left = outcomes.get(id(rule))
+        return left.pop(0) if left else None
 
     def chain_walk(chain: str) -> bool:
         for i, rule in enumerate(table.chains[chain].rules):
@@ -87,23 +103,31 @@ def report_table(nf: Netfilter, trace: list, phase: str, hook: str, v: int, name
             if rule is d.rule:
                 line(chain, i, rule, d.verdict.lower())
                 return True
-            if rule.target in table.chains:
-                line(chain, i, rule, f"{'goto' if rule.goto else 'jump'} {rule.target}")
-                if chain_walk(rule.target):
+            target, goto = rule.target, rule.goto
+            if target == "VMAP":
+                found = vmap_target(rule)
+                if found is not None and found[1] is not None:
+                    goto = found[0] == "goto"
+                    target = found[1]
+                elif found is not None and found[0] == "return":
+                    target = "RETURN"
+            if target in table.chains:
+                line(chain, i, rule, f"{'goto' if goto else 'jump'} {target}")
+                if chain_walk(target):
                     return True
-                if rule.goto:
+                if goto:
                     return False  # the goto's chain returns to this chain's caller
-            elif rule.target == "RETURN":
+            elif target == "RETURN":
                 line(chain, i, rule, "return")
                 return False
             else:
                 line(chain, i, rule, "continue")
         return False
 
-    if hook in table.chains and not chain_walk(hook) and hits[(hook, -1)] > 0:
-        base = table.chains[hook]
+    if base in table.chains and not chain_walk(base) and hits[(base, -1)] > 0:
+        chain = table.chains[base]
         trace.append(
-            (phase, f"{name} {hook}", ok, base.origin, Hit("policy", name, hook, d.verdict.lower(), 0))
+            (phase, f"{name} {base}", ok, chain.origin, Hit("policy", name, base, d.verdict.lower(), 0))
         )
 
 

@@ -458,7 +458,9 @@ class Parser(SetSyntax):
             self.set_(table)
         elif tok.text == "ct":
             self.ct_object(table, tok)
-        elif tok.text in ("flags", "comment"):
+        elif tok.text == "comment":
+            table.comments[""] = self.next("a comment").text
+        elif tok.text == "flags":
             while not self.at_end():
                 self.i += 1
         elif tok.text == "map":
@@ -485,39 +487,50 @@ class Parser(SetSyntax):
             yield tok
 
     def named_vmap(self, table: NfTable) -> None:
-        """``map NAME { type ifname|inet_service : verdict; elements = { k : verdict, ... } }``."""
+        """``map NAME { type K [. K ...] : verdict; [flags interval;] [comment "..."] elements = { k :
+        verdict, ... } }``: a verdict map (``NfTable.vmaps``). Keyed by ``ifname`` or ``inet_service``
+        alone its entries are ``(value, verdict, chain)``; keyed by any other set type or a
+        concatenation (kube-proxy's ``ipv4_addr . inet_proto . inet_service``) ``(parts, verdict,
+        chain)`` with one ``(lo, hi)`` (or name) per key part, as a set's members."""
         name = self.next("a map name")
         self.expect("{")
-        key_type = None
+        kinds: list[str] | None = None
         entries: list = []
+        flags: list[str] = []
         for tok in self.statements(name, "map"):
             if tok.text == "type" and not self.verdict_map_ahead():
                 self.data_map(table, name, tok)
                 return
             if tok.text == "type":
-                key_type = self.next("a key type")
-                colon = self.next("':'")
-                value = self.next("verdict")
-                if colon.text != ":" or value.text != "verdict":
-                    raise self.not_modelled(value, "maps other than verdict maps")
-                if key_type.text not in ("ifname", "inet_service"):
-                    raise self.not_modelled(key_type, f"verdict maps keyed by {key_type.text}")
+                kinds = [t.text for t in self.type_list("a key type")]
+                self.expect(":")
+                self.expect("verdict")
             elif tok.text == "elements":
-                if key_type is None:
+                if kinds is None:
                     raise self.error(tok, "the map's type comes before its elements")
                 self.expect("=")
-                convert = (lambda t: t.text) if key_type.text == "ifname" else self.port_range
-                holder = _Rule()
-                self.vmap_entries(holder, table, self.chain_placeholder(table), convert)
-                entries = list(holder.target_args["entries"])
-            elif tok.text in ("flags", "comment", "counter", "size", "policy"):
+                entries = self.verdict_entries(self.expect("{"), kinds, table)
+            elif tok.text == "comment":
+                table.comments[name.text] = self.next("a comment").text
+            elif tok.text == "flags":
+                while not self.at_end():
+                    flag = self.next()
+                    if flag.text == ",":
+                        continue
+                    if flag.text not in ("interval", "constant"):
+                        raise self.not_modelled(flag, f"map flag {flag.text}")
+                    flags.append(flag.text)
+            elif tok.text in ("counter", "size", "policy"):
                 while not self.at_end():
                     self.i += 1
             else:
                 raise self.error(tok, f"map: type or elements expected, not {tok.text!r}")
-        if key_type is None:
+        if kinds is None:
             raise self.error(name, f"map {name.text}: no type")
-        table.vmaps[name.text] = (key_type.text, tuple(entries))
+        self.check_intervals(name, kinds, entries, flags)
+        table.vmaps[name.text] = (" . ".join(kinds), tuple(entries))
+        if flags:
+            table.vmap_flags[name.text] = tuple(flags)
         table.sets_order.append(name.text)
 
     def flowtable(self, table: NfTable) -> None:
@@ -678,7 +691,7 @@ class Parser(SetSyntax):
             chain.policy = pol.text.upper()
         elif tok.text == "comment":
             self.i += 1
-            self.next("a comment")
+            table.comments["chain " + chain.name] = self.next("a comment").text
         else:
             chain.rules.append(self.rule(table, chain))
 
@@ -969,10 +982,14 @@ class Parser(SetSyntax):
             self.icmp(r, tok)
         elif word == "meta":
             self.meta(r, tok)
+        elif word == "mark":  # nft's shorthand for meta mark
+            self.mark(r, copy_from="ct", copy_mode="restore", set_target="MARK", match="mark")
         elif word == "ct":
             self.ct(r, tok, table)
         elif word == "fib":
             self.fib(r, tok)
+        elif word == "numgen":
+            self.numgen(r, tok, table)
         elif word == "th":
             raise self.not_modelled(self.peek() or tok, f"th {(self.peek() or tok).text}")
         elif word == "limit":
@@ -1359,7 +1376,10 @@ class Parser(SetSyntax):
 
     def mark(self, r: _Rule, copy_from: str, copy_mode: str, set_target: str, match: str) -> None:
         """The rest of `meta mark ...` or `ct mark ...`: `set <copy_from> mark` copies the other mark
-        across (CONNMARK `copy_mode`), `set N` sets this one (`set_target`), `N` matches it (`match`)."""
+        across (CONNMARK `copy_mode`), `set N` sets this one (`set_target`), `set [meta] mark OP N ...`
+        changes it bit by bit (`|`/`or`, `^`/`xor`, `&`/`and`: kube-proxy's masquerade mark), `N` or
+        `& MASK == N` matches it (`match`)."""
+        own = "meta" if set_target == "MARK" else "ct"
         nxt = self.peek()
         if nxt is not None and nxt.text == "set":
             self.i += 1
@@ -1375,15 +1395,38 @@ class Parser(SetSyntax):
                 r.statements.append(
                     ("CONNMARK", {"mode": copy_mode, "nfmask": 0xFFFFFFFF, "ctmask": 0xFFFFFFFF})
                 )
+            elif value.text == "mark" or (
+                value.text == own and self.peek() is not None and self.peek().text == "mark"
+            ):
+                if value.text == own:
+                    self.i += 1
+                keep, flip = self.mark_ops()
+                # The target's (mark & ~mask) ^ value: keep's cleared bits are the mask.
+                r.statements.append((set_target, {"mode": "set", "value": flip, "mask": ~keep & 0xFFFFFFFF}))
             else:
                 r.statements.append(
                     (set_target, {"mode": "set", "value": self.number(value), "mask": 0xFFFFFFFF})
                 )
             return
+        mask = 0xFFFFFFFF
+        if nxt is not None and nxt.text in ("&", "and"):
+            self.i += 1
+            mask = self.number(self.next("a mask"))
         neg, vals = self.values()
-        r.extensions.append(
-            NfExtension(match, {"value": self.number(vals[0]), "mask": 0xFFFFFFFF, "negate": neg})
-        )
+        value = self.number(vals[0])
+        r.extensions.append(NfExtension(match, {"value": value, "mask": mask, "negate": neg}))
+
+    def mark_ops(self) -> tuple[int, int]:
+        """``OP N [OP N ...]`` after ``mark set mark``, with nft's (C's) precedence, ``&`` before ``^``
+        before ``|``: the change as the kernel's bitwise expression holds it, ``(mark & keep) ^ flip``."""
+        ops = {"|": "|", "or": "|", "^": "^", "xor": "^", "&": "&", "and": "&"}
+        terms: list = ["mark"]  # the mark, then (op, number) pairs
+        while self.peek() is not None and self.peek().text in ops:
+            op = ops[self.next().text]
+            terms.append((op, self.number(self.next("a number"))))
+        if len(terms) == 1:
+            raise self.error(self.peek() or self.toks[self.i - 1], "'|', '^' or '&' and a number expected")
+        return _bitwise(terms)
 
     def ct(self, r: _Rule, tok: Token, table: NfTable) -> None:
         if table.family == "netdev":
@@ -1771,3 +1814,37 @@ def parse(text: str, filename: str) -> Policy:
     policy.netfilter = {}
     policy.ip6_netfilter = {}
     return policy
+
+
+_M32 = 0xFFFFFFFF
+
+
+def _combine(a, op: str, b):
+    """``a op b`` where either is the mark as ``(keep, flip)`` (``(mark & keep) ^ flip``) or a number."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a & b if op == "&" else a ^ b if op == "^" else a | b
+    (keep, flip), n = (a, b) if isinstance(b, int) else (b, a)
+    if op == "&":
+        return keep & n, flip & n
+    if op == "^":
+        return keep, flip ^ n
+    return keep & ~n & _M32, (flip & ~n) | n
+
+
+def _bitwise(terms: list) -> tuple[int, int]:
+    """The mark and the ``(op, number)`` pairs after it, folded with ``&`` before ``^`` before ``|``."""
+    items = [(_M32, 0), *terms[1:]]
+    levels: list = [items[0]]
+    for op, n in items[1:]:
+        levels.append(op)
+        levels.append(n)
+    for want in ("&", "^", "|"):
+        out = [levels[0]]
+        for j in range(1, len(levels), 2):
+            if levels[j] == want:
+                out[-1] = _combine(out[-1], want, levels[j + 1])
+            else:
+                out += [levels[j], levels[j + 1]]
+        levels = out
+    result = levels[0]
+    return result if not isinstance(result, int) else (0, result)

@@ -65,6 +65,8 @@ def table_lines(
     policy: Policy, table: NfTable, counters: Counters | None = None, elements: Elements | None = None
 ) -> list[str]:
     out = [f"table {table.family} {table.name} {{"]
+    if "" in table.comments:
+        out.append(f'\tcomment "{table.comments[""]}"')
     blocks: list[list[str]] = []
     for name, (helper, proto) in table.helpers.items():
         blocks.append(
@@ -81,10 +83,12 @@ def table_lines(
     for name in table.sets_order:
         if name in table.vmaps:
             key_type, entries = table.vmaps[name]
-            blocks.append(vmap_lines(name, key_type, entries))
+            blocks.append(
+                vmap_lines(name, key_type, entries, table.vmap_flags.get(name, ()), table.comments.get(name))
+            )
         elif prefix + name in policy.nf_sets:
             now = elements.get(prefix + name) if elements is not None else None
-            blocks.append(set_lines(policy.nf_sets[prefix + name], now))
+            blocks.append(set_lines(policy.nf_sets[prefix + name], now, table.comments.get(name)))
     for ft in table.flowtables.values():
         lines = [
             f"\tflowtable {ft.name} {{",
@@ -100,6 +104,8 @@ def table_lines(
     label = f"{table.family} {table.name}"
     for chain in table.chains.values():
         lines = [f"\tchain {chain.name} {{"]
+        if "chain " + chain.name in table.comments:
+            lines.append(f'\t\tcomment "{table.comments["chain " + chain.name]}"')
         if chain.hook == "INGRESS":
             # nft names only "filter" (0) at ingress; one device quoted, several sorted in braces.
             prio = "filter" if not chain.priority else str(chain.priority)
@@ -167,7 +173,7 @@ def _elements(items: list[str], per_line: int) -> str:
 _FLAG_PRINT_ORDER = ("constant", "dynamic", "interval", "timeout")
 
 
-def set_lines(s: NfSet, live: list | None = None) -> list[str]:
+def set_lines(s: NfSet, live: list | None = None, comment: str | None = None) -> list[str]:
     """A set declaration as nft 1.0.6 lists it: type, size, flags, timeout, elements (an element's
     own timeout when it differs from the set's, the ``expires`` it was loaded with). ``live``: the
     elements as a replay left them, ``(key values, timeout, seconds left)``, listed instead."""
@@ -185,6 +191,8 @@ def set_lines(s: NfSet, live: list | None = None) -> list[str]:
         lines.append("\t\tflags " + ",".join(flags))
     if s.timeout is not None:
         lines.append(f"\t\ttimeout {format_time(s.timeout)}")
+    if comment is not None:
+        lines.append(f'\t\tcomment "{comment}"')
     if s.text:
         timeouts = s.timeouts or [None] * len(s.text)
         items = []
@@ -200,7 +208,10 @@ def set_lines(s: NfSet, live: list | None = None) -> list[str]:
             # numbers their bytes make: "wg0" before "eth1").
             tree = "interval" in s.flags
             items = [
-                t for _, t in sorted(zip(s.members, items, strict=True), key=lambda mt: _order(mt[0], tree))
+                t
+                for _, t in sorted(
+                    zip(s.members, items, strict=True), key=lambda mt: _order(mt[0], tree, tuple(s.dims))
+                )
             ]
         lines.append(_elements(items, _PER_LINE.get(kind, 1)))
     lines.append("\t}")
@@ -219,9 +230,26 @@ def _with_elements(s: NfSet, live: list) -> NfSet:
     return dataclasses.replace(s, members=members, text=text, timeouts=timeouts)
 
 
-def _order(member: tuple, tree: bool) -> tuple:
+_KEY_BYTES = {"ipv4_addr": (4, "big"), "ipv6_addr": (16, "big"), "inet_service": (2, "big"),
+              "inet_proto": (1, "big"), "mark": (4, "little")}  # fmt: skip
+
+
+def _order(member: tuple, tree: bool, kinds: tuple | None = None) -> tuple:
     """An element's place in nft's listing: by value; names of an interval set (a tree, memcmp) by
-    their bytes, of a hash set as the little-endian numbers their bytes make."""
+    their bytes, of a hash set as the little-endian numbers their bytes make; a concatenation outside
+    an interval set as the little-endian number its parts' bytes make one after the other (nft's
+    mergesort, concat_expr_msort_value); in an interval set, in the order they were added."""
+    if kinds is not None and len(kinds) > 1 and tree:
+        return ()  # an interval set of concatenations (pipapo) lists its elements as they were added
+    if kinds is not None and len(kinds) > 1:
+        data = b""
+        for kind, p in zip(kinds, member, strict=True):
+            if isinstance(p, str):
+                data += p.rstrip("*").encode()[:16].ljust(16, b"\0")
+            else:
+                size, order = _KEY_BYTES.get(kind, (4, "big"))
+                data += int(p[0]).to_bytes(size, order)
+        return ((2, int.from_bytes(data, "little")),)
     order = "big" if tree else "little"
     return tuple(
         (0, int.from_bytes(p.rstrip("*").encode()[:16].ljust(16, b"\0"), order))
@@ -231,16 +259,32 @@ def _order(member: tuple, tree: bool) -> tuple:
     )
 
 
-def vmap_lines(name: str, key_type: str, entries: tuple) -> list[str]:
+def vmap_lines(
+    name: str, key_type: str, entries: tuple, flags: tuple = (), comment: str | None = None
+) -> list[str]:
+    """A verdict map's declaration as nft 1.0.6 lists it: its elements sorted as its sets' are (nft's
+    mergesort of the key's bytes), one per line for a concatenation."""
+    kinds = tuple(key_type.split(" . "))
+    single = len(kinds) == 1 and kinds[0] in ("ifname", "inet_service")
     items = []
-    for value, verdict, chain in entries:
-        if key_type == "ifname":
+    tree = "interval" in flags
+    for value, verdict, chain in sorted(
+        entries, key=lambda e: _order((e[0],) if single else e[0], tree, None if single else kinds)
+    ):
+        if single and key_type == "ifname":
             text = f'"{value}"'
-        else:
+        elif single:
             lo, hi = value
             text = str(lo) if lo == hi else f"{lo}-{hi}"
+        else:
+            text = _keyed_text(kinds, value)
         items.append(f"{text} : {verdict}" + (f" {chain}" if chain else ""))
     lines = [f"\tmap {name} {{", f"\t\ttype {key_type} : verdict"]
+    flag_words = [f for f in _FLAG_PRINT_ORDER if f in flags]
+    if flag_words:
+        lines.append("\t\tflags " + ",".join(flag_words))
+    if comment is not None:
+        lines.append(f'\t\tcomment "{comment}"')
     if items:
         lines.append(_elements(items, _PER_LINE.get(key_type, 1)))
     lines.append("\t}")
@@ -402,10 +446,11 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
                 lo, hi = a[key + "_range"]
                 out.append(f"{fam} {side} {_ne(a[key + '_negate'])}{lo}-{hi}")
         return out
-    if name == "mark":
-        return [f"meta mark {_ne(a['negate'])}0x{a['value']:08x}"]
-    if name == "connmark":
-        return [f"ct mark {_ne(a['negate'])}0x{a['value']:08x}"]
+    if name in ("mark", "connmark"):
+        head = "meta mark" if name == "mark" else "ct mark"
+        if a["mask"] != 0xFFFFFFFF:  # nft prints the comparison after a mask with its operator
+            return [f"{head} & 0x{a['mask']:08x} {'!=' if a['negate'] else '=='} 0x{a['value']:08x}"]
+        return [f"{head} {_ne(a['negate'])}0x{a['value']:08x}"]
     if name == "pkttype":
         return [f"meta pkttype {_ne(a['negate'])}{a['type']}"]
     if name == "helper":
@@ -521,20 +566,57 @@ def _statement(name: str, a: dict) -> str:
     if name in ("MARK", "CONNMARK") and a.get("map"):
         return f"{'meta' if name == 'MARK' else 'ct'} mark set {_map_text(a['map'])}"
     if name == "MARK":
-        return f"meta mark set 0x{a['value']:08x}"
+        return f"meta mark set {_mark_value('meta mark', a)}"
     if name == "CONNMARK":
         if a["mode"] == "save":
             return "ct mark set meta mark"
         if a["mode"] == "restore":
             return "meta mark set ct mark"
-        return f"ct mark set 0x{a['value']:08x}"
+        return f"ct mark set {_mark_value('ct mark', a)}"
     if name == "CT":
         return f'ct helper set "{a.get("object") or a.get("helper")}"'
     return f"# {name}"
 
 
+def _mark_value(head: str, a: dict) -> str:
+    """A mark's new value as nft lists it: the number, or the old mark's bits changed as the kernel's
+    bitwise expression ``(mark & keep) ^ flip`` says — bits cleared (``&``), flipped (``^``) and set
+    (``|``), in that order (nft's netlink_parse_bitwise_bool)."""
+    keep, flip = ~int(a["mask"]) & 0xFFFFFFFF, int(a["value"])
+    if keep == 0:
+        return f"0x{flip:08x}"
+    words = [head]
+    cleared = ~keep & ~flip & 0xFFFFFFFF
+    if cleared:
+        words.append(f"& 0x{~cleared & 0xFFFFFFFF:08x}")
+    if keep & flip:
+        words.append(f"^ 0x{keep & flip:08x}")
+    if ~keep & flip:
+        words.append(f"| 0x{~keep & flip & 0xFFFFFFFF:08x}")
+    return " ".join(words)
+
+
+def _keyed_text(types: tuple, parts: tuple) -> str:
+    return " . ".join(value_text(k, p) for k, p in zip(types, parts, strict=True))
+
+
 def _vmap(a: dict) -> str:
     key = a["key"]
+    if key == "keys":
+        head = " . ".join(a["keys"])
+        if a.get("map"):
+            return f"{head} vmap @{a['map']}"
+        entries = sorted(a["entries"], key=lambda e: _order(e[0], False, tuple(a["types"])))
+        words = [
+            f"{_keyed_text(a['types'], v)} : {verdict}" + (f" {c}" if c else "") for v, verdict, c in entries
+        ]
+        return f"{head} vmap {{ {', '.join(words)} }}"
+    if key == "numgen":
+        head = f"numgen {a['mode']} mod {a['mod']}" + (f" offset {a['offset']}" if a["offset"] else "")
+        words = []
+        for (lo, hi), verdict, c in sorted(a["entries"], key=lambda e: e[0]):
+            words.append(f"{lo if lo == hi else f'{lo}-{hi}'} : {verdict}" + (f" {c}" if c else ""))
+        return f"{head} vmap {{ {', '.join(words)} }}"
     if a.get("map"):
         head = {"ct_state": "ct state", "l4proto": "meta l4proto"}.get(key, key)
         if key in ("sport", "dport"):

@@ -67,7 +67,9 @@ class SetSyntax:
                     elements = [self.set_element(brace, [t.text for t in types], table)]
                 else:
                     elements = self.element_list(brace, [t.text for t in types], table)
-            elif tok.text in ("gc-interval", "policy", "auto-merge", "comment", "counter"):
+            elif tok.text == "comment":
+                table.comments[name.text] = self.next("a comment").text
+            elif tok.text in ("gc-interval", "policy", "auto-merge", "counter"):
                 while not self.at_end():
                     self.i += 1
             else:
@@ -229,7 +231,9 @@ class SetSyntax:
                 self.expect("=")
                 brace = self.expect("{")
                 entries = self.map_entries(brace, keys, data, table)
-            elif tok.text in ("size", "policy", "comment", "counter"):
+            elif tok.text == "comment":
+                table.comments[name.text] = self.next("a comment").text
+            elif tok.text in ("size", "policy", "counter"):
                 while not self.at_end():
                     self.i += 1
             else:
@@ -297,6 +301,10 @@ class SetSyntax:
         after = self.toks[self.i + found[1] - 1 : self.i + found[1] + 1]
         if tok.text == "th" or (after and after[0].text == "."):
             return True
+        if after and after[0].text == "vmap" and not after[0].quoted:
+            # ip/ip6 addresses and meta mark as a verdict map's key (ct state, interfaces, l4proto
+            # and tcp/udp ports have their own, ``Parser.vmap``).
+            return found[0].startswith(("ip ", "ip6 ")) or found[0] == "meta mark"
         if after and after[0].text in ("!=", "==") and len(after) > 1:
             after = after[1:]
         return bool(after) and after[0].text.startswith("@") and not after[0].quoted
@@ -353,6 +361,9 @@ class SetSyntax:
             self.i += 1
             neg = nxt.text == "!="
         value = self.next("a value")
+        if value.text == "vmap" and not value.quoted and not neg:
+            self.keyed_vmap(r, value, keys, types, table)
+            return
         if value.text in ("vmap", "map"):
             raise self.not_modelled(value, f"{value.text} on this key")
         if value.text.startswith("@") and not value.quoted:
@@ -457,11 +468,141 @@ class SetSyntax:
         args.update(op="update", set=key, name=name.text, meter=True, size=size)
         r.extensions.append(NfExtension("dynset", args))
 
+    def verdict_entries(self, brace: Token, kinds: list[str], table: NfTable) -> list[tuple]:
+        """``{ k [. k ...] : verdict, ... }`` of a verdict map declared in ``table`` (``brace`` read):
+        ``(value, verdict, chain or None)`` for a map keyed by ``ifname`` or ``inet_service`` alone,
+        else ``(parts, verdict, chain or None)``."""
+        single = len(kinds) == 1 and kinds[0] in ("ifname", "inet_service")
+        holder = self.chain_placeholder(table)
+        out = []
+        for t in self.listed(brace):
+            self.i -= 1
+            if single:
+                first = self.next(f"a {kinds[0]}")
+                value = first.text if kinds[0] == "ifname" else self.port_range(first)
+            else:
+                parts, _text, tmo = self.set_element(t, kinds, table, mapped=True)
+                if tmo is not None:
+                    raise self.not_modelled(t, "timeouts in verdict maps")
+                value = tuple(parts)
+            out.append((value, *self.map_verdict(table, holder)))
+        return out
+
+    def map_verdict(self, table: NfTable, chain) -> tuple[str, str | None]:
+        """``: verdict [chain]`` of a verdict map's entry: (verdict, chain or None)."""
+        colon = self.next("':'")
+        if colon.text != ":":
+            raise self.error(colon, "':' and a verdict expected")
+        verdict = self.next("a verdict")
+        if verdict.text in ("jump", "goto"):
+            target = self.next("a chain")
+            self.jumps.append((table, chain.name, target))
+            return verdict.text, target.text
+        if verdict.text not in ("accept", "drop", "return", "continue"):
+            raise self.error(verdict, f"unknown verdict {verdict.text!r}")
+        return verdict.text, None
+
+    def check_intervals(self, name: Token, kinds: list[str], entries: list, flags: list[str]) -> None:
+        """A named map keyed by anything but ``ifname``/``inet_service`` alone holds ranges and prefixes
+        only with ``flags interval``, as nft requires."""
+        if len(kinds) == 1 and kinds[0] in ("ifname", "inet_service") or "interval" in flags:
+            return
+        for parts, _, _ in entries:
+            if any(not isinstance(p, str) and p[0] != p[1] for p in parts):
+                raise self.error(
+                    name, f"map {name.text}: add 'flags interval' to the map to hold ranges and prefixes"
+                )
+
+    def keyed_vmap(self, r: _Rule, start: Token, keys: list[str], types: list[str], table: NfTable) -> None:
+        """``KEY [. KEY ...] vmap @map | { k [. k] : verdict, ... }`` (``start`` is ``vmap``): the rule's
+        target VMAP keyed by ``keys`` (read as sets read them, ``statewall.nft_sets``)."""
+        if r.target:
+            raise self.error(start, "a rule has one verdict")
+        ref = self.next("'{' or @map")
+        if ref.text.startswith("@") and not ref.quoted:
+            found = table.vmaps.get(ref.text[1:])
+            if found is None:
+                raise self.error(ref, f"map {ref.text[1:]} does not exist in table {table.name}")
+            if found[0] != " . ".join(types):
+                raise self.error(
+                    ref,
+                    f"map {ref.text[1:]} is keyed by {found[0]}, the key is {' . '.join(types)} "
+                    "(datatype mismatch)",
+                )
+            r.target = "VMAP"
+            r.target_args = {"key": "keys", "keys": tuple(keys), "types": tuple(types), "entries": (),
+                             "map": ref.text[1:]}  # fmt: skip
+            return
+        if ref.text != "{" or ref.quoted:
+            raise self.error(ref, "'{' or @map expected")
+        entries = []
+        for t in self.listed(ref):
+            self.i -= 1
+            parts, _text, tmo = self.set_element(t, types, table, mapped=True)
+            if tmo is not None:
+                raise self.not_modelled(t, "timeouts in verdict maps")
+            entries.append((tuple(parts), *self.map_verdict(table, self.chain_now)))
+        if not entries:
+            raise self.error(ref, "an empty verdict map")
+        r.target = "VMAP"
+        r.target_args = {"key": "keys", "keys": tuple(keys), "types": tuple(types), "entries": tuple(entries)}
+
+    def numgen(self, r: _Rule, tok: Token, table: NfTable) -> None:
+        """``numgen random|inc mod N [offset M] vmap { v : verdict, ... }`` (nft_numgen; kube-proxy's
+        endpoint choice): the rule's target VMAP keyed by the generated number."""
+        mode = self.next("random or inc")
+        if mode.text not in ("random", "inc"):
+            raise self.error(mode, f"numgen {mode.text!r}: random or inc")
+        self.expect("mod")
+        mod = self.number(self.next("a modulus"))
+        if mod == 0:
+            raise self.error(tok, "numgen: the modulus must not be 0 (Numerical result out of range)")
+        offset = 0
+        if self.peek() is not None and self.peek().text == "offset":
+            self.i += 1
+            offset = self.number(self.next("an offset"))
+        if offset + mod - 1 > 0xFFFFFFFF:
+            raise self.error(
+                tok, "numgen: offset + modulus overflows (Value too large for defined data type)"
+            )
+        start = self.next("vmap")
+        if start.text != "vmap":
+            raise self.not_modelled(start, "numgen other than as a verdict map's key")
+        if r.target:
+            raise self.error(start, "a rule has one verdict")
+        brace = self.next("'{'")
+        if brace.text != "{" or brace.quoted:
+            raise self.not_modelled(brace, "numgen with a named map")
+        entries = []
+        for t in self.listed(brace):
+            lo, _, hi = t.text.partition("-")
+            low = self.number(Token(lo, t.line, t.col))
+            high = self.number(Token(hi, t.line, t.col)) if hi else low
+            if low > high:
+                raise self.error(t, f"bad range {t.text!r}")
+            entries.append(((low, high), *self.map_verdict(table, self.chain_now)))
+        if not entries:
+            raise self.error(brace, "an empty verdict map")
+        r.target = "VMAP"
+        r.target_args = {
+            "key": "numgen",
+            "mode": mode.text,
+            "mod": mod,
+            "offset": offset,
+            "entries": tuple(entries),
+        }
+
     def add_elements(self, table: NfTable) -> None:
         """``add element [FAMILY] TABLE SET { a, b }``: elements to a set or map declared before."""
         name = self.next("a set")
         key = f"{table.family} {table.name} {name.text}"
         s = self.policy.nf_sets.get(key)
+        if name.text in table.vmaps:
+            kind, entries = table.vmaps[name.text]
+            more = self.verdict_entries(self.expect("{"), kind.split(" . "), table)
+            self.check_intervals(name, kind.split(" . "), more, list(table.vmap_flags.get(name.text, ())))
+            table.vmaps[name.text] = (kind, (*entries, *more))
+            return
         if s is None or s.meter:
             raise self.error(
                 name, f"set {name.text} does not exist in table {table.name} (No such file or directory)"
