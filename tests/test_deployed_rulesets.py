@@ -33,6 +33,7 @@ RULESETS = [
     "openwrt-fw3.rules",
     "iptables-modules.rules",
     "kube-proxy-iptables.rules",
+    "libvirt-default.rules",
 ]
 SYN, ACK, RST = 0x02, 0x10, 0x04
 
@@ -69,7 +70,11 @@ def test_a_deployed_ruleset_loads_whole_and_prints_back(name):
     policy = parse_file(CONFIGS / name)
     # What a routing box cannot do is said, not hidden: physdev (bridge ports) never holds.
     said = sorted({w.message.split(":")[0] for w in policy.warnings})
-    assert said == (["physdev"] if name == "iptables-modules.rules" else [])
+    expected = {
+        "iptables-modules.rules": ["physdev"],
+        "libvirt-default.rules": ["CHECKSUM --checksum-fill is not modelled"],
+    }
+    assert said == expected.get(name, [])
     again = parse(render(policy), "again")
     assert render(again) == render(policy)
 
@@ -257,6 +262,24 @@ def test_statistic_random_thresholds_nth_counters_and_negation():
 def test_statistic_refuses_what_iptables_refuses(rule, message):
     with pytest.raises(ConfigError, match=message):
         _nf(f"iptables -A FORWARD {rule} -j ACCEPT\n")
+
+
+def test_libvirt_masquerades_its_guests_to_unprivileged_ports_and_rejects_the_rest():
+    w = wire("libvirt-default.rules")
+    # A guest's connection leaves masqueraded (MASQUERADE --to-ports 1024-65535 for TCP and UDP).
+    [(out, syn)] = w.send("virbr0", tcp("192.168.122.50", "198.51.100.7", 800, 443)).pairs()
+    assert (out, syn.src) == ("eth0", "192.168.1.20") and 1024 <= syn.sport <= 65535
+    # Its reply comes back (LIBVIRT_FWI: RELATED,ESTABLISHED to the guests' network).
+    [(out, back)] = w.send(
+        "eth0", tcp("198.51.100.7", "192.168.1.20", 443, syn.sport, SYN | ACK, 5000, 1001)
+    ).pairs()
+    assert (out, back.dst, back.dport) == ("virbr0", "192.168.122.50", 800)
+    # A new connection from outside toward a guest: LIBVIRT_FWI's REJECT (port unreachable).
+    [(out, err)] = w.send("eth0", tcp("198.51.100.7", "192.168.122.50", 40000, 22)).pairs()
+    assert out == "eth0" and err.proto == 1
+    assert (
+        drops(w)[-1].origin.text == "-A LIBVIRT_FWI -o virbr0 -j REJECT --reject-with icmp-port-unreachable"
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1516,6 +1516,8 @@ class Netfilter:
         if t == "TRACE":
             ctx.trace = True  # xt_TRACE: skb->nf_trace = 1
             return None
+        if t == "CHECKSUM":
+            return None  # not modelled (warned at load): a partial checksum stays partial
         if t == "REJECT":
             w = str(a["with"])
             if w in NF_REJECT_ICMPX:

@@ -3,11 +3,11 @@ options, checks, iptables-save form and ``iptables -L`` form.
 
 Owns ``addrtype``, ``mark``, ``connmark``, the ``conntrack`` options beyond ``--ctstate``, ``recent``,
 ``set``, ``iprange``, ``length``, ``statistic``, ``pkttype``, ``mac``, ``hashlimit``, ``time``,
-``physdev`` and the targets ``MARK``, ``CONNMARK``, ``NFLOG`` and ``TRACE``. Each is a ``Spec``: its
-option handlers (as ``rules.MODULE_OPTIONS`` has them), a ``finish`` that fills defaults and makes the
-checks of the libxt extension and the kernel's checkentry, ``save`` (the words iptables-save prints)
-and ``listing`` (what ``iptables -L`` prints). ``register`` adds them to ``rules``. The ``args`` keys
-of each are listed at its handlers; ``statewall.netfilter`` evaluates them.
+``physdev`` and the targets ``MARK``, ``CONNMARK``, ``NFLOG``, ``TRACE`` and ``CHECKSUM``. Each is a
+``Spec``: its option handlers (as ``rules.MODULE_OPTIONS`` has them), a ``finish`` that fills defaults
+and makes the checks of the libxt extension and the kernel's checkentry, ``save`` (the words
+iptables-save prints) and ``listing`` (what ``iptables -L`` prints). ``register`` adds them to
+``rules``. The ``args`` keys of each are listed at its handlers; ``statewall.netfilter`` evaluates them.
 """
 
 from __future__ import annotations
@@ -1271,6 +1271,24 @@ def _trace_finish(cur: Cursor, tgt: _Target, ctx: RuleContext) -> None:
     return None
 
 
+# CHECKSUM (xt_CHECKSUM, mangle only; libvirt's rule for DHCP replies to its guests): fill (True).
+
+
+def _checksum_fill(cur, opt, tgt, ctx) -> None:
+    tgt.args["fill"] = True
+
+
+def _checksum_finish(cur: Cursor, tgt: _Target, ctx: RuleContext) -> None:
+    if not tgt.args.get("fill"):
+        raise cur.error(tgt.token, "CHECKSUM target: Parameter --checksum-fill is required")
+    if ctx.warn:
+        ctx.warn(
+            "CHECKSUM --checksum-fill is not modelled: a checksum left partial by the TUN's offload "
+            "stays partial and the receiving kernel completes it; only a receiver that reads a partial "
+            "checksum as wrong (the old DHCP clients libvirt added this rule for) would see a difference"
+        )
+
+
 TARGETS: dict[str, TargetSpec] = {
     "MARK": TargetSpec(
         {
@@ -1315,6 +1333,13 @@ TARGETS: dict[str, TargetSpec] = {
     ),
     # xt_TRACE: raw table only.
     "TRACE": TargetSpec({}, _trace_finish, lambda a: [], lambda a: "", table="raw"),
+    "CHECKSUM": TargetSpec(
+        {"--checksum-fill": _checksum_fill},
+        _checksum_finish,
+        lambda a: ["--checksum-fill"],
+        lambda a: " CHECKSUM fill",
+        table="mangle",
+    ),
 }
 
 
