@@ -60,6 +60,22 @@ def test_a_version_that_is_no_release_is_a_warning_and_the_newest_defaults_apply
     ]
 
 
+def test_a_pix_6x_configuration_is_refused_at_its_header():
+    # PIX 6.3's own syntax (nameif with the hardware name, ip address per interface name, fixup) is not
+    # read: the header says so first, then every line the 7.x grammar cannot take is located too.
+    text = (
+        "PIX Version 6.3(5)\ninterface ethernet0 auto\nnameif ethernet0 outside security0\n"
+        "ip address outside 203.0.113.2 255.255.255.0\nfixup protocol ftp 21\n"
+    )
+    with pytest.raises(ConfigErrors) as e:
+        parse(text, "pix.cfg")
+    first = str(e.value).splitlines()[0]
+    assert first.startswith(
+        "pix.cfg:1:13: PIX 6.3(5) is not read by statewall (ASA 8.0 to 9.20 and PIX 7.x are)"
+    )
+    assert parse("PIX Version 7.2(4)\nhostname fw\n").version == "7.2(4)"
+
+
 def test_9x_timeouts_with_sctp_and_hostnames_with_underscores_load():
     policy = parse(
         "ASA Version 9.9\nhostname asa_dns-1\n"

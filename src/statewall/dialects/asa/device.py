@@ -35,6 +35,15 @@ def version_header(p: Parser, c: Cursor) -> None:
             tok.col,
         )
         return
+    if int(tok.text.split(".")[0]) < 7:
+        # PIX 6.x: interfaces named by ``nameif ethernet0 outside security0`` and addressed by ``ip
+        # address outside ...``, inspections as ``fixup protocol``, ``conduit`` and ``outbound`` ACLs.
+        raise c.error(
+            tok,
+            f"PIX {tok.text} is not read by statewall (ASA 8.0 to 9.20 and PIX 7.x are): its "
+            "interface, nameif, ip address and fixup syntax predate 7.0; the lines below are read as "
+            "7.x would read them",
+        )
     p.policy.version = tok.text
 
 
