@@ -31,6 +31,7 @@ NFT_FILES = [
     "nft-commands.nft",
     "kube-proxy-nftables.nft",
     "nft-maps-marks.nft",
+    "nft-server.nft",
 ]
 SYN, ACK = 0x02, 0x10
 
@@ -762,3 +763,78 @@ def test_packet_tracer_follows_an_nft_ruleset_through_its_maps(capsys):
     assert "vmap @service-nodeports (verdict goto external-ULMVA6XW-default/web/tcp/http)" in out
     assert "trace id " in out and " ip kube-proxy nat-prerouting rule jump services" in out
     assert "Action: allow" in out and "output-interface: cni0" in out
+
+
+def test_a_host_ruleset_hop_limits_ttl_ct_count_and_reject_kinds():
+    policy = parse_file(CONFIGS / "nft-server.nft")
+    nf = Netfilter(policy)
+
+    def inp(pkt, dev="eth0", state="NEW"):
+        return nf.traverse("INPUT", pkt, Context(dev, None, state))
+
+    # Neighbour discovery only with hop limit 255 (what a router cannot forward).
+    na = decode(craft.icmp_query(6, ip("fe80::1"), ip("fe80::2"), 136, 0, 0, 0, ttl=255))
+    assert inp(na).verdict == "ACCEPT"
+    d = inp(decode(craft.icmp_query(6, ip("fe80::1"), ip("fe80::2"), 136, 0, 0, 0, ttl=64)))
+    assert d.verdict == "DROP" and d.rule.origin.text.startswith("log prefix")
+    # The plain reject of an inet table answers in the packet's own family (icmpx port unreachable).
+    d = inp(tcp("2001:db8::9", "2001:db8::1", 4000, 8080))
+    assert d.actions[-1].args["reply"] == ("icmp", 1, 4)  # ICMPv6 destination unreachable, port
+    d = inp(tcp("192.0.2.9", "192.0.2.1", 4000, 8080))
+    assert d.actions[-1].args["reply"] == ("icmp", 3, 3)
+    # ct count over 20: the 21st connection to port 25 that reached the rule is reset.
+    conns = {}
+    nf2 = Netfilter(policy)
+    verdicts = []
+    for i in range(22):
+        ctx = Context("eth0", None, "NEW")
+        ctx.connlimit = lambda groups, addr, i=i: (
+            conns.setdefault((id(groups), addr), set()).add(i) or len(conns[(id(groups), addr)])
+        )
+        d = nf2.traverse("INPUT", tcp("192.0.2.9", "192.0.2.1", 4000 + i, 25), ctx)
+        verdicts.append(d.rule.origin.text if d.rule is not None else "policy")
+    # Up to 20 the rule does not match (the log-and-reject rule at the end takes them); above, reset.
+    assert all(v.startswith("log prefix") for v in verdicts[:20])
+    assert verdicts[20:] == ["tcp dport 25 ct count over 20 reject with tcp reset"] * 2
+
+
+@pytest.mark.parametrize(
+    ("match", "ttls"),
+    [
+        ("ip ttl 64", {64}),
+        ("ip ttl != 64", set(range(256)) - {64}),
+        ("ip ttl < 5", set(range(5))),
+        ("ip ttl <= 5", set(range(6))),
+        ("ip ttl > 250", set(range(251, 256))),
+        ("ip ttl >= 250", set(range(250, 256))),
+        ("ip ttl 1-3", {1, 2, 3}),
+        ("ip ttl { 1, 64, 128 }", {1, 64, 128}),
+        ("ip ttl != { 1, 64 }", set(range(256)) - {1, 64}),
+    ],
+)
+def test_ttl_comparisons_ranges_and_sets(match, ttls):
+    nf = Netfilter(parse(CHAIN % f"{match} accept\n\t\tdrop", "t.nft"))
+    hit = set()
+    for t in range(256):
+        pkt = tcp("192.0.2.9", "192.0.2.1", 4000, 22)
+        pkt.set_ttl(t)
+        if nf.traverse("INPUT", pkt, Context("eth0", None, "NEW")).verdict == "ACCEPT":
+            hit.add(t)
+    assert hit == ttls
+
+
+def test_a_plain_reject_in_an_inet_table_answers_in_the_packet_s_family():
+    nf = Netfilter(
+        parse(
+            "table inet t {\n\tchain c {\n\t\ttype filter hook input priority 0;\n\t\treject\n\t}\n}\n",
+            "r.nft",
+        )
+    )
+    for src, dst, reply in (
+        ("2001:db8::9", "2001:db8::1", ("icmp", 1, 4)),
+        ("192.0.2.9", "192.0.2.1", ("icmp", 3, 3)),
+    ):
+        pkt = tcp(src, dst, 4000, 22)
+        d = nf.traverse("INPUT", pkt, Context("eth0", None, "NEW"))
+        assert d.actions[-1].args["with"].startswith("icmp6" if pkt.version == 6 else "icmp-")
+        assert d.actions[-1].args["reply"] == reply

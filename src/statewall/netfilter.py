@@ -817,6 +817,18 @@ def _ttl_check(args: dict, family: int, env: Netfilter | None) -> Check:
     return lambda pkt, ctx, ifs: test(pkt.ttl)
 
 
+def _nft_ttl_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``ip ttl`` / ``ip6 hoplimit``: the value at this hook against a comparison, a range or a
+    set (``!=`` negates a range or a set)."""
+    op, ranges = str(args["op"]), tuple(args["ranges"])
+    value = ranges[0][0]
+    if op in ("<", ">", "<=", ">="):
+        test = {"<": value.__gt__, ">": value.__lt__, "<=": value.__ge__, ">=": value.__le__}[op]
+        return lambda pkt, ctx, ifs: test(pkt.ttl)
+    neg = op == "!="
+    return lambda pkt, ctx, ifs: any(lo <= pkt.ttl <= hi for lo, hi in ranges) != neg
+
+
 def _rt_check(args: dict, family: int, env: Netfilter | None) -> Check:
     """ip6t_rt: the packet's routing header (type, segments left, header length in bytes); a packet
     without one does not match."""
@@ -917,6 +929,7 @@ _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
     "ifname": _ifname_check,
     "ttl": _ttl_check,
     "hl": _ttl_check,
+    "nftttl": _nft_ttl_check,
     "rt": _rt_check,
     "addrtype": _addrtype_check,
     "mark": _mark_check,

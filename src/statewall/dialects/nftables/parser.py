@@ -255,8 +255,8 @@ class Parser(SetSyntax):
 
     def failed(self, exc: ConfigError, start: int) -> None:
         """Keep ``exc`` and go on after the statement that began at token ``start``: up to the end of
-        its line at brace depth 0, or past the ``}`` that closes the block it opened; a ``}`` of an
-        enclosing block is left for that block."""
+        its line at brace depth 0 (past the blocks and anonymous sets it opened: a rule's ``{ a, b }``
+        does not end it); a ``}`` of an enclosing block is left for that block."""
         self.errors.extend(exc.errors)
         depth = 0
         i = start
@@ -270,9 +270,6 @@ class Parser(SetSyntax):
                     if depth == 0:
                         break
                     depth -= 1
-                    if depth == 0:
-                        i += 1
-                        break
                 elif t.text in ("\n", ";") and depth == 0 and i > start:
                     i += 1
                     break
@@ -943,14 +940,19 @@ class Parser(SetSyntax):
             before = (set(r.fields), len(r.extensions), len(r.statements), r.family, r.target == "VMAP")
             tok = self.next()
             word = tok.text
+            after = self.peek()
             self.element(r, tok, table, chain, verdict_tok)
+            if word == "meta" and after is not None and after.text in ("iif", "oif"):
+                word = after.text  # meta iif: listed as iif
             if word in _VERDICTS or word in ("reject", "snat", "dnat", "masquerade", "redirect"):
                 verdict_tok = tok
             layout.extend(_layout(r, before, word))
         if not r.target and not r.statements and not r.counter and not r.fields and not r.extensions:
             raise self.error(start, "empty rule")
         rule = self.finish(r, start)
-        if r.implied_nfproto:
+        if r.implied_nfproto and (r.counter or r.statements):
+            # The dependency nft adds for "reject with icmp|icmpv6" in an inet table: listed (first)
+            # only when a statement stands between the matches and the reject, as nft 1.0.6 lists it.
             layout.insert(0, f"nfproto{r.family}")
         rule.layout = tuple(layout)
         return rule
@@ -1129,6 +1131,36 @@ class Parser(SetSyntax):
         r.fields[key] = name
         r.fields[key + "_negate"] = neg
 
+    def ttl_match(self, r: _Rule, tok: Token, what: Token) -> None:
+        """``ip ttl`` / ``ip6 hoplimit`` ``[OP] N | a-b | { ... }`` (OP one of == != < > <= >=): the
+        TTL or hop limit the packet has at this hook."""
+        op = "=="
+        nxt = self.peek()
+        if nxt is not None and nxt.text in ("==", "!=", "<", ">", "<=", ">=") and not nxt.quoted:
+            op = self.next().text
+        vals = self.braced()
+        ranges = []
+        for v in vals:
+            lo, dash, hi = v.text.partition("-")
+            low = self.number(Token(lo, v.line, v.col))
+            high = self.number(Token(hi, v.line, v.col)) if dash else low
+            if not 0 <= low <= high <= 255:
+                raise self.error(v, f"bad {what.text} {v.text!r} (0 to 255)")
+            ranges.append((low, high))
+        if op not in ("==", "!=") and (len(ranges) != 1 or ranges[0][0] != ranges[0][1]):
+            raise self.error(vals[0], f"{op} takes one number")
+        r.extensions.append(
+            NfExtension(
+                "nftttl",
+                {
+                    "field": f"{tok.text} {what.text}",
+                    "op": op,
+                    "ranges": tuple(ranges),
+                    "braced": len(vals) > 1 or self.toks[self.i - 1].text == "}",
+                },
+            )
+        )
+
     def ip_match(self, r: _Rule, tok: Token, table: NfTable) -> None:
         family = 4 if tok.text == "ip" else 6
         self.set_family(r, tok, family)
@@ -1136,6 +1168,9 @@ class Parser(SetSyntax):
         if what.text in ("protocol", "nexthdr"):
             neg, vals = self.values()
             self.protocol(r, vals, neg)
+            return
+        if what.text == ("ttl" if family == 4 else "hoplimit"):
+            self.ttl_match(r, tok, what)
             return
         if what.text not in ("saddr", "daddr"):
             raise self.not_modelled(what, f"{tok.text} {what.text}")
@@ -1460,6 +1495,16 @@ class Parser(SetSyntax):
             r.fields.update(ctstates=frozenset(states), ctstates_negate=neg)
         elif what.text == "mark":
             self.mark(r, copy_from="meta", copy_mode="save", set_target="CONNMARK", match="connmark")
+        elif what.text == "count":
+            # nft_connlimit: the connections this rule has seen (one list per rule, as xt_connlimit's
+            # with a zero mask); `over` matches above the limit, without it up to it.
+            above = self.peek() is not None and self.peek().text == "over"
+            if above:
+                self.i += 1
+            limit = self.number(self.next("a count"))
+            r.extensions.append(
+                NfExtension("connlimit", {"limit": limit, "above": above, "mask": 0, "daddr": False})
+            )
         elif what.text == "timeout":
             self.expect("set")
             name = self.next("a timeout object")
@@ -1656,6 +1701,9 @@ class Parser(SetSyntax):
                 r.implied_nfproto = True
         family = r.family or (6 if table.family == "ip6" else 4)
         with_ = "icmp-port-unreachable" if family == 4 else "icmp6-port-unreachable"
+        if table.family == "inet":
+            with_ = "icmpx-port-unreachable"  # nft's default in an inet table: the packet's own family's
+        default = with_
         nxt = self.peek()
         if nxt is not None and nxt.text == "with":
             self.i += 1
@@ -1680,7 +1728,10 @@ class Parser(SetSyntax):
                 if name.text not in table_:
                     raise self.error(name, f"unknown reject type {name.text!r}")
                 with_ = table_[name.text]
-        r.target_args = {"with": with_, "nft": nxt is not None and nxt.text == "with"}
+        # nft lists a reject of its family's default kind (port unreachable) without its "with" (the
+        # "nft" key: a kind to print), as long as no family was implied for it.
+        explicit = nxt is not None and nxt.text == "with"
+        r.target_args = {"with": with_, "nft": explicit and (with_ != default or r.implied_nfproto)}
 
     def nat(self, r: _Rule, tok: Token, chain: NfChain) -> None:
         if chain.kind is not None and chain.kind != "nat":
@@ -1778,6 +1829,8 @@ def _layout(r: _Rule, before: tuple, word: str) -> list[str]:
         return ["verdict"]
     added = set(r.fields) - fields
     out = [part for key, part in _FIELD_PARTS if key in added]
+    if word in ("iif", "oif"):  # by interface index: listed as written, matched by name as iifname
+        out = [f"{part}idx" if part in ("iif", "oif") else part for part in out]
     if not out and "protocol" in added and len(r.extensions) == n_ext:
         out.append("proto")
     if word == "meta" and r.family != family and not out:

@@ -349,15 +349,21 @@ def _parts(policy: Policy, rule: NfRule, counters: tuple[int, int] | None) -> di
     m = rule.match
     parts: dict[str, list[str]] = {}
     if m.in_interface is not None:
-        parts["iif"] = [f'iifname {_ne(m.in_interface_negate)}"{m.in_interface.replace("+", "*")}"']
+        name = m.in_interface.replace("+", "*")
+        parts["iif"] = [f'iifname {_ne(m.in_interface_negate)}"{name}"']
+        parts["iifidx"] = [f'iif {_ne(m.in_interface_negate)}"{name}"']
     if m.out_interface is not None:
-        parts["oif"] = [f'oifname {_ne(m.out_interface_negate)}"{m.out_interface.replace("+", "*")}"']
+        name = m.out_interface.replace("+", "*")
+        parts["oif"] = [f'oifname {_ne(m.out_interface_negate)}"{name}"']
+        parts["oifidx"] = [f'oif {_ne(m.out_interface_negate)}"{name}"']
     fam = "ip6" if m.family == 6 else "ip"
     if m.family is not None:
         parts[f"nfproto{m.family}"] = [f"meta nfproto ipv{m.family}"]
     l4 = m.protocol in (PROTO_TCP, PROTO_UDP) and (m.source_ports or m.destination_ports or m.tcp_flags)
+    # An ICMP type (or a set of them) implies its protocol: nft lists no l4proto dependency before it.
     icmp = m.icmp_type is not None
-    if m.protocol is not None and not l4 and not icmp:
+    icmp_set = any(e.name == "icmptypes" and e.args["proto"] == m.protocol for e in rule.matches_extra)
+    if m.protocol is not None and not l4 and not icmp and not icmp_set:
         proto = _PROTO_NAMES.get(m.protocol, str(m.protocol))
         if m.family is not None and rule.layout and f"nfproto{m.family}" not in rule.layout:
             parts["proto"] = [
@@ -446,6 +452,13 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
                 lo, hi = a[key + "_range"]
                 out.append(f"{fam} {side} {_ne(a[key + '_negate'])}{lo}-{hi}")
         return out
+    if name == "nftttl":
+        texts = [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in a["ranges"]]
+        value = "{ " + ", ".join(texts) + " }" if a["braced"] else texts[0]
+        op = "" if a["op"] == "==" else a["op"] + " "
+        return [f"{a['field']} {op}{value}"]
+    if name == "connlimit":
+        return [f"ct count {'over ' if a['above'] else ''}{a['limit']}"]
     if name in ("mark", "connmark"):
         head = "meta mark" if name == "mark" else "ct mark"
         if a["mask"] != 0xFFFFFFFF:  # nft prints the comparison after a mask with its operator
