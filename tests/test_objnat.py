@@ -316,6 +316,37 @@ def test_twice_nat_translates_the_destination_and_its_port_and_the_reply_back():
     assert (out.src, out.dst) == ("10.0.0.2", "198.51.100.53")
 
 
+def test_twice_nat_to_the_real_interface_s_address_forwards_a_port_and_wins_over_object_nat():
+    # Port forwarding on the outside interface's own address by twice NAT (section 1): the original
+    # packet arrives on the real interface (outside) addressed to it. An object NAT of another host for
+    # the same port (section 2) comes after it.
+    fw = fw_for(
+        "object network RDP-OTHER",
+        " host 172.31.0.20",
+        " nat (dmz,outside) static interface service tcp 3389 33890",
+        "object network SRV",
+        " host 172.31.0.10",
+        "object service RDP-EXT",
+        " service tcp destination eq 33890",
+        "object service RDP",
+        " service tcp destination eq 3389",
+        "nat (outside,dmz) source static any any destination static interface SRV service RDP-EXT RDP",
+        "access-list OUT extended permit tcp any host 172.31.0.10 eq 3389",
+        "access-group OUT in interface outside",
+    )
+    iface, out = one(fw, "outside", IP(src=CLIENT, dst=OUTSIDE_IP) / TCP(sport=4000, dport=33890, flags="S"))
+    assert (iface, out.dst, out[TCP].dport, out.src) == ("dmz", "172.31.0.10", 3389, CLIENT)
+    back = IP(src="172.31.0.10", dst=CLIENT) / TCP(sport=3389, dport=4000, flags="SA", ack=out[TCP].seq + 1)
+    iface, ret = one(fw, "dmz", back, 1.1)
+    assert (iface, ret.src, ret[TCP].sport) == ("outside", OUTSIDE_IP, 33890)
+    with pytest.raises(ConfigError, match="destination static interface needs a specific real interface"):
+        parse(
+            HEAD + "object network SRV\n host 172.31.0.10\nobject service S\n service tcp destination eq 22\n"
+            "nat (any,dmz) source static any any destination static interface SRV service S S\n",
+            "x.cfg",
+        )
+
+
 def test_twice_static_seen_from_the_destination_translates_both_addresses():
     """A partner connects to the server's mapped address and appears inside at its own mapped one."""
     fw = fw_for(

@@ -638,8 +638,11 @@ class NatTable:
             e.has_dst = True
             dmapped = list(rule.destination_mapped)
             if rule.destination_interface:
+                # ``destination static interface REAL``: the original packet arrives on the real
+                # interface addressed to that interface (Cisco: the option needs a specific real
+                # interface, FTD's interfaceInOriginalDestination its sourceInterface).
                 version = e.version or (rule.destination_real[0].version if rule.destination_real else 4)
-                a = self._iface_address(e.mapped_iface or "", version, None)
+                a = self._iface_address(e.real_iface or "", version, None)
                 if a is None:
                     return
                 dmapped = [ipaddress.ip_network((a, 32 if version == 4 else 128))]

@@ -352,7 +352,7 @@ class NatRule:
     mapped_object: str | None = None
     # Twice NAT's destination: packets to ``destination_mapped`` go to ``destination_real`` (``destination
     # static MAPPED REAL``); the ports of its ``service`` objects likewise. ``destination_interface``: the
-    # mapped destination is the mapped interface's address.
+    # mapped destination is the real interface's address (the packet arrives there addressed to it).
     destination_real: tuple[IPNetwork, ...] = ()
     destination_mapped: tuple[IPNetwork, ...] = ()
     destination_real_object: str | None = None

@@ -318,6 +318,8 @@ def _options(p: Parser, c: Cursor, pend: _Pending, twice: bool) -> None:
             c.keyword(("static",), "destination NAT type")
             mapped = c.next("mapped destination")
             if mapped.word == "interface":
+                if rule.real_interface in (None, "", "any"):
+                    raise c.error(mapped, "destination static interface needs a specific real interface")
                 rule.destination_interface = True
                 _interface_keyword(c, rule)
             elif mapped.word != "any":
