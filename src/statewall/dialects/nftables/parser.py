@@ -510,13 +510,7 @@ class Parser(SetSyntax):
             elif tok.text == "comment":
                 table.comments[name.text] = self.next("a comment").text
             elif tok.text == "flags":
-                while not self.at_end():
-                    flag = self.next()
-                    if flag.text == ",":
-                        continue
-                    if flag.text not in ("interval", "constant"):
-                        raise self.not_modelled(flag, f"map flag {flag.text}")
-                    flags.append(flag.text)
+                flags += self.set_flags(("interval", "constant"), "map")
             elif tok.text in ("counter", "size", "policy"):
                 while not self.at_end():
                     self.i += 1

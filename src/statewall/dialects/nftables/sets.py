@@ -45,13 +45,7 @@ class SetSyntax:
             elif tok.text == "typeof":
                 raise self.not_modelled(tok, "typeof in a set declaration (write its type)")
             elif tok.text == "flags":
-                while not self.at_end():
-                    flag = self.next()
-                    if flag.text == ",":
-                        continue
-                    if flag.text not in ("interval", "timeout", "dynamic", "constant"):
-                        raise self.not_modelled(flag, f"set flag {flag.text}")
-                    flags.append(flag.text)
+                flags += self.set_flags(("interval", "timeout", "dynamic", "constant"), "set")
             elif tok.text == "timeout":
                 timeout = self.duration(self.next("a time"))
             elif tok.text == "size":
@@ -102,6 +96,18 @@ class SetSyntax:
         s.options = ["interval"] if "interval" in flags else []
         self.policy.nf_sets[key] = s
         table.sets_order.append(name.text)
+
+    def set_flags(self, allowed: tuple[str, ...], what: str) -> list[str]:
+        """``flags a, b`` of a set or map (the word read): the flags, each one of ``allowed``."""
+        flags = []
+        while not self.at_end():
+            flag = self.next()
+            if flag.text == ",":
+                continue
+            if flag.text not in allowed:
+                raise self.not_modelled(flag, f"{what} flag {flag.text}")
+            flags.append(flag.text)
+        return flags
 
     def duration(self, tok: Token) -> float:
         value = parse_time(tok.text)
@@ -220,13 +226,7 @@ class SetSyntax:
         entries: list = []
         for tok in self.statements(name, "map"):
             if tok.text == "flags":
-                while not self.at_end():
-                    flag = self.next()
-                    if flag.text == ",":
-                        continue
-                    if flag.text not in ("interval", "constant"):
-                        raise self.not_modelled(flag, f"map flag {flag.text}")
-                    flags.append(flag.text)
+                flags += self.set_flags(("interval", "constant"), "map")
             elif tok.text == "elements":
                 self.expect("=")
                 brace = self.expect("{")
