@@ -44,7 +44,10 @@ def summarize(policy: Policy) -> str:
             rules = sum(len(c.rules) for c in table.chains.values())
             parts.append(f"{label}: {_count(rules, 'rule')} in {_count(len(table.chains), 'chain')}")
         if policy.nf_sets:
-            parts.append(_count(len(policy.nf_sets), "set"))
+            parts.append(_count(len(policy.nf_sets), "set"))  # data maps among them
+        vmaps = sum(len(t.vmaps) for t in policy.nft_tables)
+        if vmaps:
+            parts.append(_count(vmaps, "verdict map"))
         parts += [_count(len(policy.routes), "route"), _count(len(policy.warnings), "warning")]
         return "OK: " + ", ".join(parts)
     rules = sum(len(acl.rules) for acl in policy.access_lists.values())
