@@ -105,7 +105,8 @@ def test_check_counts_rules_per_table_and_chain_for_iptables_and_nftables(capsys
     )
     code, out, _ = run(capsys, "check", "-c", str(configs / "kube-proxy-nftables.nft"))
     assert out.splitlines()[-1] == (
-        "OK: 2 interfaces, table ip kube-proxy: 22 rules in 15 chains, 1 set, 2 verdict maps, 1 route, 0 warnings"
+        "OK: 2 interfaces, table ip kube-proxy: 22 rules in 15 chains, 1 set, 2 verdict maps, 1 route, "
+        "0 warnings"
     )
     code, out, _ = run(capsys, "check", "--json", "-c", str(configs / "nft-host.nft"))
     assert json.loads(out)["tables"]["table ip nat"] == {"prerouting": 1, "postrouting": 1}
