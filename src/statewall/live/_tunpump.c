@@ -157,13 +157,117 @@ typedef struct {
     unsigned long long rx, rxb, sup;
 } rx_t;
 
+/* One packet read from the port `self` of p (n bytes at buffer, header included): counted, forwarded by
+ * the fast path and written (queued in the ring when io_uring writes are on: *nq counts the queued
+ * writes, which point into `buffer`, so the caller keeps it until they are flushed), or returned in
+ * *pending as (data, header, now, egress or None) after the queued writes are flushed. Returns 1 with
+ * *pending set, 0 when done with the packet, -1 with an exception set. */
+static int one(PyObject *table, ports_t *p, Py_ssize_t self, unsigned char *buffer, ssize_t n, double epoch,
+               rx_t *r, PyObject **pending, int *nq) {
+    int hl = p->hl[self], mode = p->mode[self];
+    PyObject *iface = p->names[self];
+    if (n <= hl)
+        return 0;
+    r->rx++;
+    r->rxb += (unsigned long long)(n - hl);
+    int partial = 0;
+    long gso = 0;
+    if (hl) {
+        partial = (buffer[0] & F_NEEDS_CSUM) == F_NEEDS_CSUM;
+        if (buffer[1]) {
+            r->sup++;
+            gso = buffer[4] | (buffer[5] << 8);
+        }
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9 + epoch);
+    if (!now) {
+        flush(p, *nq);
+        *nq = 0;
+        return -1;
+    }
+    PyObject *egress = api->forward(table, iface, buffer + hl, n - hl, now, partial, gso);
+    if (!egress) {
+        Py_DECREF(now);
+        flush(p, *nq);
+        *nq = 0;
+        return -1;
+    }
+    Py_ssize_t out = -1;
+    if (egress != Py_None) {
+        for (Py_ssize_t i = 0; i < p->n; i++) {
+            if (p->names[i] == egress || PyUnicode_Compare(p->names[i], egress) == 0) {
+                out = i;
+                break;
+            }
+        }
+    }
+    if (out >= 0 && p->mode[out] == mode && p->hl[out] == hl) {
+#ifdef STATEWALL_HAVE_LIBURING
+        if (depth) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+            if (sqe) {
+                int k = *nq;
+                struct iovec *iov = slot_iov[k];
+                iov[0].iov_base = buffer;
+                iov[0].iov_len = (size_t)hl;
+                iov[1].iov_base = buffer + hl;
+                iov[1].iov_len = (size_t)(n - hl);
+                io_uring_prep_writev(sqe, p->fd[out], hl ? iov : iov + 1, hl ? 2 : 1, 0);
+                io_uring_sqe_set_data64(sqe, (unsigned long long)k);
+                slot_out[k] = (int)out;
+                slot_len[k] = (unsigned long long)(n - hl);
+                *nq = k + 1;
+                Py_DECREF(egress);
+                Py_DECREF(now);
+                return 0;
+            }
+        }
+#endif
+        ssize_t w;
+        if (hl) {
+            struct iovec iov[2] = {{buffer, (size_t)hl}, {buffer + hl, (size_t)(n - hl)}};
+            w = writev(p->fd[out], iov, 2);
+        } else
+            w = write(p->fd[out], buffer, (size_t)n);
+        if (w < 0)
+            p->txe[out]++;
+        else {
+            p->txp[out]++;
+            p->txb[out] += (unsigned long long)(n - hl);
+        }
+        Py_DECREF(egress);
+        Py_DECREF(now);
+        return 0;
+    }
+    /* Not the fast path's, or forwarded to a port that needs another header (already counted as
+     * forwarded by the engine in that case: the loop only writes it). The queued writes go first:
+     * the loop writes this one after them. */
+    if (*nq) {
+        flush(p, *nq);
+        *nq = 0;
+    }
+    PyObject *data = PyByteArray_FromStringAndSize((char *)buffer + hl, n - hl);
+    PyObject *hdr = PyBytes_FromStringAndSize((char *)buffer, hl);
+    if (!data || !hdr) {
+        Py_XDECREF(data);
+        Py_XDECREF(hdr);
+        Py_DECREF(egress);
+        Py_DECREF(now);
+        return -1;
+    }
+    /* (data, header, now, egress or None) */
+    *pending = Py_BuildValue("(NNNN)", data, hdr, now, egress);
+    return *pending ? 1 : -1;
+}
+
 /* Drain fd (the port `self` of p) for at most `batch` reads: the fast path's packets are forwarded and
  * written here; the first other packet is returned in *pending as (data, header, now, egress or None).
  * Returns -1 with an exception set. */
 static int drain(PyObject *table, ports_t *p, Py_ssize_t self, int batch, double epoch, rx_t *r,
                  PyObject **pending) {
-    int fd = p->fd[self], hl = p->hl[self], mode = p->mode[self];
-    PyObject *iface = p->names[self];
+    int fd = p->fd[self];
     *pending = NULL;
     int nq = 0; /* writes queued in the ring (slots 0 .. nq-1) */
     while (r->used < batch) {
@@ -182,100 +286,13 @@ static int drain(PyObject *table, ports_t *p, Py_ssize_t self, int batch, double
             break;
         }
         r->used++;
-        if (n <= hl)
-            continue;
-        r->rx++;
-        r->rxb += (unsigned long long)(n - hl);
-        int partial = 0;
-        long gso = 0;
-        if (hl) {
-            partial = (buffer[0] & F_NEEDS_CSUM) == F_NEEDS_CSUM;
-            if (buffer[1]) {
-                r->sup++;
-                gso = buffer[4] | (buffer[5] << 8);
-            }
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9 + epoch);
-        if (!now) {
-            flush(p, nq);
-            return -1;
-        }
-        PyObject *egress = api->forward(table, iface, buffer + hl, n - hl, now, partial, gso);
-        if (!egress) {
-            Py_DECREF(now);
-            flush(p, nq);
-            return -1;
-        }
-        Py_ssize_t out = -1;
-        if (egress != Py_None) {
-            for (Py_ssize_t i = 0; i < p->n; i++) {
-                if (p->names[i] == egress || PyUnicode_Compare(p->names[i], egress) == 0) {
-                    out = i;
-                    break;
-                }
-            }
-        }
-        if (out >= 0 && p->mode[out] == mode && p->hl[out] == hl) {
-#ifdef STATEWALL_HAVE_LIBURING
-            if (depth) {
-                struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-                if (sqe) {
-                    struct iovec *iov = slot_iov[nq];
-                    iov[0].iov_base = buffer;
-                    iov[0].iov_len = (size_t)hl;
-                    iov[1].iov_base = buffer + hl;
-                    iov[1].iov_len = (size_t)(n - hl);
-                    io_uring_prep_writev(sqe, p->fd[out], hl ? iov : iov + 1, hl ? 2 : 1, 0);
-                    io_uring_sqe_set_data64(sqe, (unsigned long long)nq);
-                    slot_out[nq] = (int)out;
-                    slot_len[nq] = (unsigned long long)(n - hl);
-                    if (++nq == depth) {
-                        flush(p, nq);
-                        nq = 0;
-                    }
-                    Py_DECREF(egress);
-                    Py_DECREF(now);
-                    continue;
-                }
-            }
-#endif
-            ssize_t w;
-            if (hl) {
-                struct iovec iov[2] = {{buffer, (size_t)hl}, {buffer + hl, (size_t)(n - hl)}};
-                w = writev(p->fd[out], iov, 2);
-            } else
-                w = write(p->fd[out], buffer, (size_t)n);
-            if (w < 0)
-                p->txe[out]++;
-            else {
-                p->txp[out]++;
-                p->txb[out] += (unsigned long long)(n - hl);
-            }
-            Py_DECREF(egress);
-            Py_DECREF(now);
-            continue;
-        }
-        /* Not the fast path's, or forwarded to a port that needs another header (already counted as
-         * forwarded by the engine in that case: the loop only writes it). The queued writes go first:
-         * the loop writes this one after them. */
-        if (nq) {
+        int rc = one(table, p, self, buffer, n, epoch, r, pending, &nq);
+        if (rc)
+            return rc < 0 ? -1 : 0;
+        if (nq && nq == depth) {
             flush(p, nq);
             nq = 0;
         }
-        PyObject *data = PyByteArray_FromStringAndSize((char *)buffer + hl, n - hl);
-        PyObject *hdr = PyBytes_FromStringAndSize((char *)buffer, hl);
-        if (!data || !hdr) {
-            Py_XDECREF(data);
-            Py_XDECREF(hdr);
-            Py_DECREF(egress);
-            Py_DECREF(now);
-            return -1;
-        }
-        /* (data, header, now, egress or None) */
-        *pending = Py_BuildValue("(NNNN)", data, hdr, now, egress);
-        return *pending ? 0 : -1;
     }
     if (nq)
         flush(p, nq);
