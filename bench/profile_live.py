@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import shutil
 import signal
@@ -146,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         unit = "connection" if "completed" in res else "datagram" if "received" in res else "second"
         for name, n in rep["counts"].most_common():
             print(f"  {n:>12,}  {n / per:8.2f} per {unit}  {name}")
+        for line in rep["counters"]:  # the firewall's own counters, over its whole run
+            c = json.loads(line.split("; ", 1)[1])
+            rx = sum(i["rx_packets"] for i in c["interfaces"].values())
+            tx = sum(i["tx_packets"] for i in c["interfaces"].values())
+            print(f"  whole run: {rx:,} packets read, {tx:,} written; fast path {c.get('fast_path')}")
         return 0
     total = max(rep["samples"], 1)
     print(f"{rep['samples']} samples of statewall run")

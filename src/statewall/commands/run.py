@@ -63,6 +63,7 @@ def make_loop(fw, ports, args, on_events):
         compiled=not args.python_wait,
         spin=args.poll_us / 1e6,
         uring=args.uring,
+        uring_reads=args.uring_reads,
     )
 
 
@@ -543,6 +544,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="write the fast path's packets to the TUNs through io_uring, up to N per submission "
         "(default 32; 0: one writev each; no effect where statewall was built without liburing)",
+    )
+    p.add_argument(
+        "--uring-reads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="read the TUNs through io_uring (one multishot read per TUN, N buffers each, a power of two "
+        "up to 256) instead of epoll_wait and a read() per packet (default 0: off; needs Linux 6.7 and "
+        "liburing; the compiled loop only)",
     )
     p.add_argument(
         "--python-wait",
