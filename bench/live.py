@@ -381,12 +381,14 @@ def available() -> str | None:
 
 # Variants of ``statewall run`` that ``run_live(variants=...)`` can measure next to the default, in the
 # same run: the loop's wait in Python around the C pump (before the compiled loop), the compiled loop
-# polling 200 µs before it sleeps, and its TUN writes one writev each instead of the default io_uring
-# batches of 32.
+# polling 200 µs before it sleeps, its TUN writes one writev each instead of the default io_uring
+# batches of 32, and its TUN reads through io_uring (a multishot read per TUN, 64 buffers) instead of
+# epoll_wait and a read() per packet.
 VARIANTS = {
     "statewall-pywait": ("--python-wait",),
     "statewall-poll200": ("--poll-us", "200"),
     "statewall-writev": ("--uring", "0"),
+    "statewall-ringreads": ("--uring-reads", "64"),
 }
 
 
@@ -470,3 +472,46 @@ def _short(test: str, res: dict) -> str:
     if test == "small":
         return f"{res['pps']:,.0f} pkt/s (flooder sent {res.get('flooder_sent') or 0:,})" + cpu
     return f"{res['per_second']:,.0f} conn/s ({res['failed']} failed, {res['late']} late)" + cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.live --variants NAME,... [--runs N]``: the live lines, kernel, statewall and the
+    variants named (of ``VARIANTS``) alternating, saved to bench/results/ as ``bench.run`` saves them."""
+    import argparse
+    import datetime as _dt
+
+    from bench.run import RESULTS, machine
+
+    ap = argparse.ArgumentParser(prog="bench.live", description=main.__doc__.split("\n\n")[0])
+    ap.add_argument("--variants", default="", help="comma-separated names of VARIANTS (default: none)")
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--bulk-seconds", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args(argv)
+    variants = tuple(v for v in args.variants.split(",") if v)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    why = available()
+    if why is not None:
+        print(f"bench.live: {why}")
+        return 2
+    result = {
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "args": {**vars(args), "only": "live", "variants": list(variants)},
+        "loadavg_start": os.getloadavg(),
+    }
+    result["live"] = run_live(
+        args.runs, bulk_seconds=args.bulk_seconds, seconds=args.seconds, variants=variants
+    )
+    result["loadavg_end"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / (result["time"].replace(":", "").replace("+0000", "Z") + ".json")
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
