@@ -191,13 +191,14 @@ def test_wait_wants_the_fast_paths_table(pipes):
 # in for the TUNs here: one packet per read, pollable, as a TUN is.
 
 
-@pytest.fixture
-def ring():
+@pytest.fixture(params=[0, 1, 2], ids=["signal", "coop", "defer"])
+def ring(request):
     """Ring reads on with 4 buffers per port (few, so that the multishot read runs out of buffers and is
-    armed again many times); off, with the reads cancelled, afterwards."""
-    if not _tunpump.uring_reads(4):
+    armed again many times), the kernel's reads run at once, cooperatively or deferred to the wait; off,
+    with the reads cancelled, afterwards."""
+    if not _tunpump.uring_reads(4, request.param):
         pytest.skip("no io_uring multishot read here (liburing, Linux 6.7)")
-    yield 4
+    yield request.param
     _tunpump.uring_reads_stop()
     _tunpump.uring_reads(0)
 
@@ -390,13 +391,14 @@ def _expect(ports, n, timeout=10.0):
     return got
 
 
-def _loop_thread(fw, ports, reads):
+def _loop_thread(fw, ports, reads, taskrun=0):
     from statewall.live.loop import Loop, Port
 
     loop = Loop(
         fw,
         [Port("inside", _SocketTun(ports.a_in.fileno())), Port("outside", _SocketTun(ports.a_out.fileno()))],
         uring_reads=reads,
+        uring_taskrun=taskrun,
     )
     t = threading.Thread(target=loop.run)
     t.start()
@@ -410,7 +412,7 @@ def test_loop_reads_through_the_ring_and_back_to_epoll_for_a_capture(pipes, ring
     fw = _firewall()
     segs = _segments(fw, 60)
     ports = _Ports(ep, True)
-    loop, t = _loop_thread(fw, ports, 4)
+    loop, t = _loop_thread(fw, ports, 4, ring)
     try:
         sent = []
         for i, seg in enumerate(segs[:40]):
@@ -447,7 +449,7 @@ def test_loop_stops_cleanly_with_the_reads_in_flight(pipes, ring):
     segs = _segments(fw, 3)
     ports = _Ports(ep, True)
     try:
-        loop, t = _loop_thread(fw, ports, 4)
+        loop, t = _loop_thread(fw, ports, 4, ring)
         ports.b_in.send(segs[0])
         assert [_tag(p) for p in _expect(ports, 1)] == [0]
         assert loop._ring and os.get_blocking(ports.a_in.fileno())
@@ -467,7 +469,7 @@ def test_loop_falls_back_to_epoll_without_the_ring(pipes, monkeypatch):
     """Where the ring cannot be had (no liburing, Linux < 6.7, io_uring disabled) the loop reads with
     epoll and read(), and says so (uring_reads 0)."""
     _pipe, ep = pipes
-    monkeypatch.setattr(_tunpump, "uring_reads", lambda n: False)
+    monkeypatch.setattr(_tunpump, "uring_reads", lambda n, taskrun=0: False)
     fw = _firewall()
     segs = _segments(fw, 10)
     ports = _Ports(ep, True)

@@ -64,6 +64,7 @@ def make_loop(fw, ports, args, on_events):
         spin=args.poll_us / 1e6,
         uring=args.uring,
         uring_reads=args.uring_reads,
+        uring_taskrun=("signal", "coop", "defer").index(args.uring_taskrun),
     )
 
 
@@ -553,6 +554,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="read the TUNs through io_uring (one multishot read per TUN, N buffers each, a power of two "
         "up to 256) instead of epoll_wait and a read() per packet (default 0: off; needs Linux 6.7 and "
         "liburing; the compiled loop only)",
+    )
+    p.add_argument(
+        "--uring-taskrun",
+        choices=("signal", "coop", "defer"),
+        default="signal",
+        help="with --uring-reads: when the kernel runs the reads it queues as packets arrive: at once "
+        "(signal, io_uring's default), at the loop's next system call (coop), or only when the loop waits "
+        "on the ring (defer)",
     )
     p.add_argument(
         "--python-wait",

@@ -92,6 +92,25 @@ typedef struct {
     int nret;
 } rport_t;
 static rport_t rports[MAX_RPORTS];
+static int rtaskrun; /* uring_reads' taskrun */
+
+/* The read ring as uring_reads' taskrun asks: 0 or -errno. */
+static int ring_init(struct io_uring *r) {
+    static const unsigned taskrun[3] = {0, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+                                        IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER};
+    struct io_uring_params prm;
+    memset(&prm, 0, sizeof prm);
+    prm.flags = IORING_SETUP_CQSIZE | taskrun[rtaskrun];
+    prm.cq_entries = 4096;
+    int rc = io_uring_queue_init_params(64, r, &prm);
+    if (rc < 0)
+        return rc;
+    if (!(prm.features & IORING_FEAT_EXT_ARG)) {
+        io_uring_queue_exit(r);
+        return -EOPNOTSUPP;
+    }
+    return 0;
+}
 static int ep_armed = -1; /* the epoll fd a poll request is armed on, -1: none */
 static unsigned long long rstat_enters, rstat_cqes; /* counters for the tests and the bench */
 #endif
@@ -530,6 +549,17 @@ static struct io_uring_sqe *rsqe(void) {
 /* Wait on the read ring: the ring's counterpart of wait_'s epoll loop (same results, same ends). */
 static int wait_ring(PyObject *table, int epfd, ports_t *p, rx_t *r, double timeout, double epoch, double spin,
                      PyObject **pending, Py_ssize_t *pk, PyObject **other) {
+    if (!rring_up) {
+        int rc = ring_init(&rring);
+        if (rc < 0) {
+            errno = -rc;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        rring_up = 1;
+        for (int i = 0; i < MAX_RPORTS; i++)
+            rports[i].fd = -1;
+    }
     int port_of_slot[MAX_RPORTS];
     for (int i = 0; i < MAX_RPORTS; i++)
         port_of_slot[i] = -1;
@@ -798,53 +828,51 @@ static PyObject *uring(PyObject *mod, PyObject *arg) {
 #endif
 }
 
-/* uring_reads(n) -> bool: read the TUNs through io_uring, n buffers per TUN (a power of two, 0: off, the
- * reads are read()s). False when the extension was built without liburing, the ring cannot be set up or
+/* uring_reads(n, taskrun=0) -> bool: read the TUNs through io_uring, n buffers per TUN (a power of two,
+ * 0: off, the reads are read()s). taskrun: how the ring runs the reads the kernel queues for this thread
+ * when a packet arrives: 0 as io_uring does by default (the thread is interrupted to run them at once),
+ * 1 IORING_SETUP_COOP_TASKRUN (at its next system call), 2 IORING_SETUP_DEFER_TASKRUN (only when it
+ * waits on the ring: all of them in one go). False when the extension was built without liburing, the ring cannot be set up or
  * the kernel has no multishot read (Linux < 6.7): the reads stay read()s. Turning it off or changing n
  * first does what uring_reads_stop() does (whose packets are then lost: call that first). */
 static PyObject *uring_reads_stop(PyObject *mod, PyObject *unused);
 
-static PyObject *uring_reads(PyObject *mod, PyObject *arg) {
-    long d = PyLong_AsLong(arg);
-    if (d == -1 && PyErr_Occurred())
+static PyObject *uring_reads(PyObject *mod, PyObject *args) {
+    int d, t = 0;
+    if (!PyArg_ParseTuple(args, "i|i:uring_reads", &d, &t))
         return NULL;
     if (d < 0 || d > RBUFS_MAX || (d & (d - 1))) {
         PyErr_SetString(PyExc_ValueError, "buffers: 0 or a power of two up to 256");
         return NULL;
     }
+    if (t < 0 || t > 2) {
+        PyErr_SetString(PyExc_ValueError, "taskrun: 0 (signal), 1 (coop) or 2 (defer)");
+        return NULL;
+    }
 #ifdef STATEWALL_HAVE_LIBURING
-    if (d == rdepth)
+    if (d == rdepth && t == rtaskrun)
         Py_RETURN_TRUE;
     PyObject *left = uring_reads_stop(mod, NULL);
     if (!left)
         return NULL;
     Py_DECREF(left);
-    if (rring_up) {
-        io_uring_queue_exit(&rring);
-        rring_up = 0;
-    }
     rdepth = 0;
+    rtaskrun = t;
     if (!d)
         Py_RETURN_TRUE;
-    struct io_uring_params prm;
-    memset(&prm, 0, sizeof prm);
-    prm.flags = IORING_SETUP_CQSIZE;
-    prm.cq_entries = 4096;
-    if (io_uring_queue_init_params(64, &rring, &prm) < 0)
+    /* A ring of the kind wait() will make (in its own thread: a single issuer's ring is that thread's),
+     * only to ask the kernel what it has. */
+    struct io_uring probe_ring;
+    if (ring_init(&probe_ring) < 0)
         Py_RETURN_FALSE;
-    struct io_uring_probe *probe = io_uring_get_probe_ring(&rring);
-    int ok = probe && io_uring_opcode_supported(probe, IORING_OP_READ_MULTISHOT) &&
-             (prm.features & IORING_FEAT_EXT_ARG);
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&probe_ring);
+    int ok = probe && io_uring_opcode_supported(probe, IORING_OP_READ_MULTISHOT);
     if (probe)
         io_uring_free_probe(probe);
-    if (!ok) {
-        io_uring_queue_exit(&rring);
+    io_uring_queue_exit(&probe_ring);
+    if (!ok)
         Py_RETURN_FALSE;
-    }
-    rring_up = 1;
-    for (int i = 0; i < MAX_RPORTS; i++)
-        rports[i].fd = -1;
-    rdepth = (int)d;
+    rdepth = d;
     Py_RETURN_TRUE;
 #else
     if (d)
@@ -932,19 +960,9 @@ static PyObject *uring_reads_stop(PyObject *mod, PyObject *unused) {
         rport_free(rp, i);
     }
     ep_armed = -1;
-    /* A new ring for the next wait(): nothing of this one's can complete later. */
+    /* The next wait() makes a new ring: nothing of this one's can complete later. */
     io_uring_queue_exit(&rring);
     rring_up = 0;
-    if (rdepth) {
-        struct io_uring_params prm;
-        memset(&prm, 0, sizeof prm);
-        prm.flags = IORING_SETUP_CQSIZE;
-        prm.cq_entries = 4096;
-        if (io_uring_queue_init_params(64, &rring, &prm) < 0)
-            rdepth = 0;
-        else
-            rring_up = 1;
-    }
 #endif
     return left;
 }
@@ -959,8 +977,8 @@ static PyObject *uring_stats(PyObject *mod, PyObject *unused) {
 }
 
 static PyMethodDef methods[] = {
-    {"uring_reads", uring_reads, METH_O,
-     "uring_reads(n) -> bool: read the TUNs through io_uring, n buffers per TUN (0: off, read())"},
+    {"uring_reads", uring_reads, METH_VARARGS,
+     "uring_reads(n, taskrun=0) -> bool: read the TUNs through io_uring, n buffers per TUN (0: off, read())"},
     {"uring_reads_stop", uring_reads_stop, METH_NOARGS,
      "uring_reads_stop() -> [(fd, bytes), ...]: cancel the ring's reads; the packets read and not handled"},
     {"uring_stats", uring_stats, METH_NOARGS, "uring_stats() -> (enters, completions) of the read ring"},

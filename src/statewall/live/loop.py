@@ -112,6 +112,7 @@ class Loop:
         spin: float = 0.0,
         uring: int = 32,
         uring_reads: int = 0,
+        uring_taskrun: int = 0,
     ) -> None:
         self.fw = fw
         self.ports = list(ports)
@@ -152,12 +153,14 @@ class Loop:
         # with ``uring_reads`` buffers, its fd in blocking mode, one io_uring_enter to wait and reap them
         # (0: read() each packet after epoll_wait; docs/performance.md). The buffers are the process's;
         # 0 when unavailable (no liburing, Linux < 6.7, io_uring disabled, more TUNs than the ring takes).
+        # ``uring_taskrun``: when the kernel's reads run (0: at once, 1: cooperatively, 2: deferred to
+        # the ring's wait; ``_tunpump.uring_reads``).
         self.uring_reads = (
             uring_reads
             if uring_reads
             and self._wait is not None
             and len(self.ports) <= getattr(_tunpump, "RING_PORTS_MAX", 0)
-            and _tunpump.uring_reads(uring_reads)
+            and _tunpump.uring_reads(uring_reads, uring_taskrun)
             else 0
         )
         self._ring = False  # the ring's reads are armed: the TUNs are out of the epoll, in blocking mode
