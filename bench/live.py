@@ -396,10 +396,16 @@ VARIANTS = {
 
 
 def run_live(
-    runs: int, *, bulk_seconds: int = 8, seconds: float = 5.0, say=print, variants: tuple[str, ...] = ()
+    runs: int,
+    *,
+    bulk_seconds: int = 8,
+    seconds: float = 5.0,
+    say=print,
+    variants: tuple[str, ...] = (),
+    tests: tuple[str, ...] = ("bulk", "small", "conns"),
 ) -> dict:
-    """Every live measurement ``runs`` times, kernel and statewall (and each of ``variants``, names of
-    ``VARIANTS``) alternating; raw results per mode."""
+    """Every live measurement (of ``tests``) ``runs`` times, kernel and statewall (and each of
+    ``variants``, names of ``VARIANTS``) alternating; raw results per mode."""
     modes = ("kernel", "statewall", *variants)
     results: dict[str, dict[str, list]] = {m: {"bulk": [], "small": [], "conns": []} for m in modes}
     with contextlib.ExitStack() as stack:
@@ -412,7 +418,7 @@ def run_live(
             for m in modes
         }
         for r in range(runs):
-            for test in ("bulk", "small", "conns"):
+            for test in tests:
                 for mode, bench in benches.items():
                     if test == "bulk":
                         res = bench.bulk(bulk_seconds)
@@ -488,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.live", description=main.__doc__.split("\n\n")[0])
     ap.add_argument("--variants", default="", help="comma-separated names of VARIANTS (default: none)")
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--lines", default="bulk,small,conns", help="which lines (default: bulk,small,conns)")
     ap.add_argument("--bulk-seconds", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args(argv)
@@ -505,8 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         "args": {**vars(args), "only": "live", "variants": list(variants)},
         "loadavg_start": os.getloadavg(),
     }
+    tests = tuple(t for t in args.lines.split(",") if t)
+    if not set(tests) <= {"bulk", "small", "conns"}:
+        ap.error(f"--lines: bulk, small, conns; not {args.lines}")
     result["live"] = run_live(
-        args.runs, bulk_seconds=args.bulk_seconds, seconds=args.seconds, variants=variants
+        args.runs, bulk_seconds=args.bulk_seconds, seconds=args.seconds, variants=variants, tests=tests
     )
     result["loadavg_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
