@@ -382,16 +382,14 @@ def available() -> str | None:
 # Variants of ``statewall run`` that ``run_live(variants=...)`` can measure next to the default, in the
 # same run: the loop's wait in Python around the C pump (before the compiled loop), the compiled loop
 # polling 200 µs before it sleeps, its TUN writes one writev each instead of the default io_uring
-# batches of 32, and its TUN reads through io_uring (a multishot read per TUN, 64 or 8 buffers; the
-# kernel's reads run at once or deferred to the loop's wait) instead of epoll_wait and a read() per
-# packet.
+# batches of 32, and its TUN reads through io_uring (a multishot read per TUN, 64 buffers) instead of
+# epoll_wait and a read() per packet (docs/performance.md: 8 buffers and --uring-taskrun defer were
+# measured as statewall-ringreads8 and statewall-ringreads8-defer, and did no better).
 VARIANTS = {
     "statewall-pywait": ("--python-wait",),
     "statewall-poll200": ("--poll-us", "200"),
     "statewall-writev": ("--uring", "0"),
     "statewall-ringreads": ("--uring-reads", "64"),
-    "statewall-ringreads8": ("--uring-reads", "8"),
-    "statewall-ringreads8-defer": ("--uring-reads", "8", "--uring-taskrun", "defer"),
 }
 
 

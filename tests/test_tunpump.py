@@ -357,6 +357,35 @@ def test_ring_stop_returns_what_was_read_and_gives_the_fd_back(pipes, ring):
         ports.close()
 
 
+def test_ring_wait_hands_back_a_descriptor_that_is_no_port(pipes, ring):
+    """The loop's other descriptors (the wake-up pipe, the control channel) stay in its epoll, which
+    the ring watches: a ready one comes back to Python as with epoll_wait, unread, and so do packets
+    read in the same wait."""
+    pipe, ep = pipes
+    fw = _firewall()
+    segs = _segments(fw, 2)
+    ports = _Ports(ep, True)
+    r_ctl, w_ctl = pipe()
+    ep.register(r_ctl, select.EPOLLIN)
+    try:
+        rx, _tx, pending, other = _tunpump.wait(
+            fw.fast.table, ep.fileno(), ports.ports, 64, 0.02, 0.0, 0.0, True
+        )
+        assert (rx[0][0], pending, other) == (0, None, None)  # armed: the poll on the epoll too
+        os.write(w_ctl, b"\0")
+        rx, _tx, pending, other = _tunpump.wait(
+            fw.fast.table, ep.fileno(), ports.ports, 64, 5.0, 0.0, 0.0, True
+        )
+        assert pending is None and other == [(r_ctl, select.EPOLLIN)]
+        assert os.read(r_ctl, 8) == b"\0"
+        for seg in segs:
+            ports.b_in.send(seg)
+        assert _run_until(fw, ep, ports, 2, True) == 2  # the poll armed again, the reads still there
+        assert [_index(p) for p in ports.out()] == [0, 1]
+    finally:
+        ports.close()
+
+
 def test_ring_reads_need_a_power_of_two():
     with pytest.raises(ValueError):
         _tunpump.uring_reads(3)
