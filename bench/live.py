@@ -383,8 +383,9 @@ def available() -> str | None:
 # same run: the loop's wait in Python around the C pump (before the compiled loop), the compiled loop
 # polling 200 µs before it sleeps, its TUN writes one writev each instead of the default io_uring
 # batches of 32, and its TUN reads through io_uring (a multishot read per TUN, 64 buffers) instead of
-# epoll_wait and a read() per packet (docs/performance.md: 8 buffers and --uring-taskrun defer were
-# measured as statewall-ringreads8 and statewall-ringreads8-defer, and did no better).
+# epoll_wait and a read() per packet (docs/performance.md: 8 buffers, and --uring-taskrun coop and
+# defer, were measured as statewall-ringreads8, -ringreads8-defer, -ringreads-coop and -ringreads-defer,
+# and did no better).
 VARIANTS = {
     "statewall-pywait": ("--python-wait",),
     "statewall-poll200": ("--poll-us", "200"),

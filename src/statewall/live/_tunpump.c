@@ -112,7 +112,7 @@ static int ring_init(struct io_uring *r) {
     return 0;
 }
 static int ep_armed = -1; /* the epoll fd a poll request is armed on, -1: none */
-static unsigned long long rstat_enters, rstat_cqes; /* counters for the tests and the bench */
+static unsigned long long rstat_enters, rstat_cqes; /* uring_stats(): for the tests */
 #endif
 
 
@@ -967,7 +967,8 @@ static PyObject *uring_reads_stop(PyObject *mod, PyObject *unused) {
     return left;
 }
 
-/* uring_stats() -> (enters, completions): the read ring's io_uring_enter calls and completions so far. */
+/* uring_stats() -> (waits, completions): the read ring's waits (io_uring_submit_and_wait_timeout calls,
+ * which enter the kernel unless completions are already there) and completions reaped so far. */
 static PyObject *uring_stats(PyObject *mod, PyObject *unused) {
 #ifdef STATEWALL_HAVE_LIBURING
     return Py_BuildValue("(KK)", rstat_enters, rstat_cqes);
@@ -981,7 +982,7 @@ static PyMethodDef methods[] = {
      "uring_reads(n, taskrun=0) -> bool: read the TUNs through io_uring, n buffers per TUN (0: off, read())"},
     {"uring_reads_stop", uring_reads_stop, METH_NOARGS,
      "uring_reads_stop() -> [(fd, bytes), ...]: cancel the ring's reads; the packets read and not handled"},
-    {"uring_stats", uring_stats, METH_NOARGS, "uring_stats() -> (enters, completions) of the read ring"},
+    {"uring_stats", uring_stats, METH_NOARGS, "uring_stats() -> (waits, completions) of the read ring"},
     {"uring", uring, METH_O, "uring(depth) -> bool: batch the TUN writes through io_uring (0: off)"},
     {"pump", pump, METH_VARARGS,
      "pump(table, fd, hl, iface, mode, outs, batch, epoch) -> (read, rx_packets, rx_bytes, rx_super, "
