@@ -548,3 +548,32 @@ def test_statewall_run_reads_the_tuns_through_the_ring(tmp_path):
     for side in counters["interfaces"].values():
         assert side["rx_errors"] == side["tx_errors"] == 0
     assert counters["interfaces"]["inside"]["rx_super"] > 0
+
+
+def test_statewall_run_wants_a_power_of_two_of_buffers(tmp_path):
+    import subprocess
+    import sys
+
+    from statewall.lab.scenarios.smoke import CONFIG
+
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(CONFIG)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "statewall.cli",
+            "run",
+            "-c",
+            str(cfg),
+            "--bind",
+            "inside=t-x",
+            "--uring-reads",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    assert "--uring-reads: 0 or a power of two up to 256" in res.stderr

@@ -184,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--state-interval must be 0 (only on stop) or more seconds")
     if args.workers < 1:
         raise UsageError("--workers must be 1 or more")
+    if not 0 <= args.uring_reads <= 256 or args.uring_reads & (args.uring_reads - 1):
+        raise UsageError("--uring-reads: 0 or a power of two up to 256")
     if args.workers > 1:
         return _run_workers(args, source, policy, binds, web_addr)
     fw = Firewall(policy, fast_path=not args.no_fast_path)
