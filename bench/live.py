@@ -381,20 +381,30 @@ def available() -> str | None:
 
 # Variants of ``statewall run`` that ``run_live(variants=...)`` can measure next to the default, in the
 # same run: the loop's wait in Python around the C pump (before the compiled loop), the compiled loop
-# polling 200 µs before it sleeps, and its TUN writes one writev each instead of the default io_uring
-# batches of 32.
+# polling 200 µs before it sleeps, its TUN writes one writev each instead of the default io_uring
+# batches of 32, and its TUN reads through io_uring (a multishot read per TUN, 64 buffers) instead of
+# epoll_wait and a read() per packet (docs/performance.md: 8 buffers, and --uring-taskrun coop and
+# defer, were measured as statewall-ringreads8, -ringreads8-defer, -ringreads-coop and -ringreads-defer,
+# and did no better).
 VARIANTS = {
     "statewall-pywait": ("--python-wait",),
     "statewall-poll200": ("--poll-us", "200"),
     "statewall-writev": ("--uring", "0"),
+    "statewall-ringreads": ("--uring-reads", "64"),
 }
 
 
 def run_live(
-    runs: int, *, bulk_seconds: int = 8, seconds: float = 5.0, say=print, variants: tuple[str, ...] = ()
+    runs: int,
+    *,
+    bulk_seconds: int = 8,
+    seconds: float = 5.0,
+    say=print,
+    variants: tuple[str, ...] = (),
+    tests: tuple[str, ...] = ("bulk", "small", "conns"),
 ) -> dict:
-    """Every live measurement ``runs`` times, kernel and statewall (and each of ``variants``, names of
-    ``VARIANTS``) alternating; raw results per mode."""
+    """Every live measurement (of ``tests``) ``runs`` times, kernel and statewall (and each of
+    ``variants``, names of ``VARIANTS``) alternating; raw results per mode."""
     modes = ("kernel", "statewall", *variants)
     results: dict[str, dict[str, list]] = {m: {"bulk": [], "small": [], "conns": []} for m in modes}
     with contextlib.ExitStack() as stack:
@@ -407,7 +417,7 @@ def run_live(
             for m in modes
         }
         for r in range(runs):
-            for test in ("bulk", "small", "conns"):
+            for test in tests:
                 for mode, bench in benches.items():
                     if test == "bulk":
                         res = bench.bulk(bulk_seconds)
@@ -470,3 +480,50 @@ def _short(test: str, res: dict) -> str:
     if test == "small":
         return f"{res['pps']:,.0f} pkt/s (flooder sent {res.get('flooder_sent') or 0:,})" + cpu
     return f"{res['per_second']:,.0f} conn/s ({res['failed']} failed, {res['late']} late)" + cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.live --variants NAME,... [--runs N]``: the live lines, kernel, statewall and the
+    variants named (of ``VARIANTS``) alternating, saved to bench/results/ as ``bench.run`` saves them."""
+    import argparse
+    import datetime as _dt
+
+    from bench.run import RESULTS, machine
+
+    ap = argparse.ArgumentParser(prog="bench.live", description=main.__doc__.split("\n\n")[0])
+    ap.add_argument("--variants", default="", help="comma-separated names of VARIANTS (default: none)")
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--lines", default="bulk,small,conns", help="which lines (default: bulk,small,conns)")
+    ap.add_argument("--bulk-seconds", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args(argv)
+    variants = tuple(v for v in args.variants.split(",") if v)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    why = available()
+    if why is not None:
+        print(f"bench.live: {why}")
+        return 2
+    result = {
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "args": {**vars(args), "only": "live", "variants": list(variants)},
+        "loadavg_start": os.getloadavg(),
+    }
+    tests = tuple(t for t in args.lines.split(",") if t)
+    if not set(tests) <= {"bulk", "small", "conns"}:
+        ap.error(f"--lines: bulk, small, conns; not {args.lines}")
+    result["live"] = run_live(
+        args.runs, bulk_seconds=args.bulk_seconds, seconds=args.seconds, variants=variants, tests=tests
+    )
+    result["loadavg_end"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / (result["time"].replace(":", "").replace("+0000", "Z") + ".json")
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,9 +8,12 @@ virtio-net header does (header length 0), so no root is needed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
+import threading
+import time
 
 import pytest
 from bench.run import BENCH_CONFIG
@@ -180,3 +183,397 @@ def test_wait_wants_the_fast_paths_table(pipes):
     _pipe, ep = pipes
     with pytest.raises(TypeError):
         _tunpump.wait(object(), ep.fileno(), (), 64, 0.0, 0.0, 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# The reads through io_uring (``uring_reads``; ``wait(..., ring=True)``): one multishot read per port
+# with provided buffers, the port's fd in blocking mode while it is armed. SEQPACKET socket pairs stand
+# in for the TUNs here: one packet per read, pollable, as a TUN is.
+
+
+@pytest.fixture(params=[0, 1, 2], ids=["signal", "coop", "defer"])
+def ring(request):
+    """Ring reads on with 4 buffers per port (few, so that the multishot read runs out of buffers and is
+    armed again many times), the kernel's reads run at once, cooperatively or deferred to the wait; off,
+    with the reads cancelled, afterwards."""
+    if not _tunpump.uring_reads(4, request.param):
+        pytest.skip("no io_uring multishot read here (liburing, Linux 6.7)")
+    yield request.param
+    _tunpump.uring_reads_stop()
+    _tunpump.uring_reads(0)
+
+
+def _segments(fw, n):
+    """n consecutive data segments of an offloaded connection, each with its index in its payload."""
+    first = _established(fw)
+    seq = int.from_bytes(first[24:28], "big")
+    ack = int.from_bytes(first[28:32], "big")
+    return [
+        craft.tcp_packet(
+            4, CLIENT, SERVER, 40000, 80, (seq + 100 * i) & M, ack, 0x18, 64240, payload=b"%04d" % i * 25
+        )
+        for i in range(n)
+    ]
+
+
+def _syn(i):
+    return craft.tcp_packet(4, CLIENT, SERVER, 41000 + i, 80, 1, 0, 0x02, 64240)
+
+
+class _Ports:
+    """Two SEQPACKET pairs as the ports inside and outside, the inside one in the epoll only when not
+    read through the ring."""
+
+    def __init__(self, ep, ring):
+        self.a_in, self.b_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.a_out, self.b_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for s in (self.a_in, self.a_out, self.b_out):
+            s.setblocking(False)
+        if not ring:
+            ep.register(self.a_in.fileno(), select.EPOLLIN)
+        self.ports = (("inside", self.a_in.fileno(), 0, -1), ("outside", self.a_out.fileno(), 0, -1))
+
+    def close(self):
+        for s in (self.a_in, self.b_in, self.a_out, self.b_out):
+            s.close()
+
+    def out(self):
+        got = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                got.append(self.b_out.recv(65536))
+        return got
+
+
+def _run_until(fw, ep, ports, n, ring):
+    """Call wait until n packets were read; a packet for the Python path is written to the outside pair
+    as it came (as the loop writes it, after the fast path's queued writes). Returns the reads."""
+    reads = idle = 0
+    while idle < 3:  # three waits in a row that read nothing: the rest is not coming
+        idle += 1
+        rx, _tx, pending, other = _tunpump.wait(
+            fw.fast.table, ep.fileno(), ports.ports, 64, 0.2, 0.0, 0.0, ring
+        )
+        assert other is None
+        reads += rx[0][0]
+        if rx[0][0]:
+            idle = 0
+        if pending is not None:
+            assert pending[0] == 0 and pending[4] is None
+            ports.a_out.send(bytes(pending[1]))
+        if reads >= n:
+            return reads
+    return reads
+
+
+def _index(pkt):
+    """The index a packet carries: a data segment's payload, or a SYN's source port."""
+    return int(pkt[40:44]) if len(pkt) > 40 else 1000 + int.from_bytes(pkt[20:22], "big") - 41000
+
+
+@pytest.mark.parametrize("mode", ["ring", "epoll"])
+def test_ring_reads_keep_the_order_and_deliver_every_packet(pipes, ring, mode):
+    """Fast-path segments with packets for the Python path among them: every packet comes out, in the
+    order it went in, through the ring (4 buffers for 120 packets: armed again after each run-out) as
+    through epoll and read()."""
+    _pipe, ep = pipes
+    fw = _firewall()
+    segs = _segments(fw, 100)
+    ports = _Ports(ep, mode == "ring")
+    try:
+        sent = []
+        for i, seg in enumerate(segs):
+            ports.b_in.send(seg)
+            sent.append(i)
+            if i % 5 == 2:
+                ports.b_in.send(_syn(i))
+                sent.append(1000 + i)
+        before = _tunpump.uring_stats()
+        assert _run_until(fw, ep, ports, len(sent), mode == "ring") == len(sent)
+        assert [_index(p) for p in ports.out()] == sent
+        used_ring = _tunpump.uring_stats() != before
+        assert used_ring == (mode == "ring")
+    finally:
+        ports.close()
+
+
+def test_ring_reads_take_packets_that_come_while_armed(pipes, ring):
+    """The queue empty with the reads armed (between two waits, and during one): what comes later is
+    read and forwarded, nothing lost."""
+    _pipe, ep = pipes
+    fw = _firewall()
+    segs = _segments(fw, 30)
+    ports = _Ports(ep, True)
+    try:
+        rx, tx, pending, other = _tunpump.wait(
+            fw.fast.table, ep.fileno(), ports.ports, 64, 0.02, 0.0, 0.0, True
+        )
+        assert (rx[0][0], pending, other) == (0, None, None)  # armed, nothing read, the timeout
+        for seg in segs[:10]:
+            ports.b_in.send(seg)  # while armed and nobody waits
+        assert _run_until(fw, ep, ports, 10, True) == 10
+
+        def later():
+            time.sleep(0.05)
+            for seg in segs[10:]:
+                ports.b_in.send(seg)
+
+        t = threading.Thread(target=later)
+        t.start()
+        try:
+            assert _run_until(fw, ep, ports, 20, True) == 20  # sleeping in io_uring_enter when they come
+        finally:
+            t.join()
+        assert [_index(p) for p in ports.out()] == list(range(30))
+    finally:
+        ports.close()
+
+
+def test_ring_stop_returns_what_was_read_and_gives_the_fd_back(pipes, ring):
+    """uring_reads_stop with reads armed: the packets the kernel read behind a packet for Python come
+    back in order, the fd is non-blocking again and the ring reads no more."""
+    _pipe, ep = pipes
+    fw = _firewall()
+    segs = _segments(fw, 3)
+    ports = _Ports(ep, True)
+    try:
+        ports.b_in.send(_syn(0))
+        for seg in segs:
+            ports.b_in.send(seg)
+        time.sleep(0.01)
+        rx, _tx, pending, _other = _tunpump.wait(
+            fw.fast.table, ep.fileno(), ports.ports, 64, 1.0, 0.0, 0.0, True
+        )
+        assert bytes(pending[1]) == bytes(_syn(0))
+        assert os.get_blocking(ports.a_in.fileno())  # blocking while the ring reads it
+        left = _tunpump.uring_reads_stop()
+        assert [(fd, bytes(p)) for fd, p in left] == [(ports.a_in.fileno(), bytes(s)) for s in segs]
+        assert os.get_blocking(ports.a_in.fileno()) is False
+        ports.b_in.send(segs[0])
+        time.sleep(0.01)
+        assert ports.a_in.recv(65536) == bytes(segs[0])  # the fd's own read: the ring took it no more
+        assert _tunpump.uring_reads_stop() == []  # nothing armed: a no-op
+    finally:
+        ports.close()
+
+
+def test_ring_wait_hands_back_a_descriptor_that_is_no_port(pipes, ring):
+    """The loop's other descriptors (the wake-up pipe, the control channel) stay in its epoll, which
+    the ring watches: a ready one comes back to Python as with epoll_wait, unread, and so do packets
+    read in the same wait."""
+    pipe, ep = pipes
+    fw = _firewall()
+    segs = _segments(fw, 2)
+    ports = _Ports(ep, True)
+    r_ctl, w_ctl = pipe()
+    ep.register(r_ctl, select.EPOLLIN)
+    try:
+        rx, _tx, pending, other = _tunpump.wait(
+            fw.fast.table, ep.fileno(), ports.ports, 64, 0.02, 0.0, 0.0, True
+        )
+        assert (rx[0][0], pending, other) == (0, None, None)  # armed: the poll on the epoll too
+        os.write(w_ctl, b"\0")
+        rx, _tx, pending, other = _tunpump.wait(
+            fw.fast.table, ep.fileno(), ports.ports, 64, 5.0, 0.0, 0.0, True
+        )
+        assert pending is None and other == [(r_ctl, select.EPOLLIN)]
+        assert os.read(r_ctl, 8) == b"\0"
+        for seg in segs:
+            ports.b_in.send(seg)
+        assert _run_until(fw, ep, ports, 2, True) == 2  # the poll armed again, the reads still there
+        assert [_index(p) for p in ports.out()] == [0, 1]
+    finally:
+        ports.close()
+
+
+def test_ring_reads_need_a_power_of_two():
+    with pytest.raises(ValueError):
+        _tunpump.uring_reads(3)
+    with pytest.raises(ValueError):
+        _tunpump.uring_reads(512)
+
+
+class _SocketTun:
+    """A SEQPACKET socket in place of a TUN without a virtio-net header, for ``Port``."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.header_len = self.offloads = 0
+        self.vnet_hdr = False
+        self.mtu = 1500
+
+
+def _syn_to(i):
+    """A new connection's SYN, its index in its destination port (which PAT keeps)."""
+    return craft.tcp_packet(4, CLIENT, SERVER, 41000 + i, 2000 + i, 1, 0, 0x02, 64240)
+
+
+def _tag(pkt):
+    return int(pkt[40:44]) if len(pkt) > 40 else 1000 + int.from_bytes(pkt[22:24], "big") - 2000
+
+
+def _expect(ports, n, timeout=10.0):
+    got, end = [], time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < end:
+        got += ports.out()
+        time.sleep(0.005)
+    return got
+
+
+def _loop_thread(fw, ports, reads, taskrun=0):
+    from statewall.live.loop import Loop, Port
+
+    loop = Loop(
+        fw,
+        [Port("inside", _SocketTun(ports.a_in.fileno())), Port("outside", _SocketTun(ports.a_out.fileno()))],
+        uring_reads=reads,
+        uring_taskrun=taskrun,
+    )
+    t = threading.Thread(target=loop.run)
+    t.start()
+    return loop, t
+
+
+def test_loop_reads_through_the_ring_and_back_to_epoll_for_a_capture(pipes, ring):
+    """The loop with ring reads: in order; a capture (a tap) takes it back to epoll and read() with the
+    packets already read handed to the Python path first; at the end the fds are non-blocking again."""
+    _pipe, ep = pipes
+    fw = _firewall()
+    segs = _segments(fw, 60)
+    ports = _Ports(ep, True)
+    loop, t = _loop_thread(fw, ports, 4, ring)
+    try:
+        sent = []
+        for i, seg in enumerate(segs[:40]):
+            ports.b_in.send(seg)
+            sent.append(i)
+            if i % 7 == 3:
+                ports.b_in.send(_syn_to(i))
+                sent.append(1000 + i)
+        assert [_tag(p) for p in _expect(ports, len(sent))] == sent
+        assert loop._ring and loop.fast_path_counters()["uring_reads"] == 4
+        seen = []
+        loop.ports[0].tap = seen.append  # a capture: every packet through Python from now on
+        # The loop is in the ring's wait: it reads the SYN (for Python: it returns) and, most likely,
+        # the segments behind it, which it then hands to Python as it leaves the ring for the capture.
+        ports.b_in.send(_syn_to(99))
+        for seg in segs[40:]:
+            ports.b_in.send(seg)
+        assert [_tag(p) for p in _expect(ports, 21)] == [1099, *range(40, 60)]
+        assert [t for t in map(_tag, seen) if t < 1000] == list(range(40, 60))
+        assert not loop._ring
+    finally:
+        loop.stop()
+        t.join(10)
+        loop.close()
+        ports.close()
+    assert not t.is_alive()
+
+
+def test_loop_stops_cleanly_with_the_reads_in_flight(pipes, ring):
+    """stop() while the ring's reads wait: the loop ends, the reads are cancelled, the fds are
+    non-blocking again, and a packet sent afterwards is still in the queue (nobody took it)."""
+    _pipe, ep = pipes
+    fw = _firewall()
+    segs = _segments(fw, 3)
+    ports = _Ports(ep, True)
+    try:
+        loop, t = _loop_thread(fw, ports, 4, ring)
+        ports.b_in.send(segs[0])
+        assert [_tag(p) for p in _expect(ports, 1)] == [0]
+        assert loop._ring and os.get_blocking(ports.a_in.fileno())
+        loop.stop()
+        t.join(10)
+        assert not t.is_alive() and not loop._ring
+        assert os.get_blocking(ports.a_in.fileno()) is False
+        ports.b_in.send(segs[1])
+        time.sleep(0.02)
+        assert ports.a_in.recv(65536) == bytes(segs[1])
+        loop.close()
+    finally:
+        ports.close()
+
+
+def test_loop_falls_back_to_epoll_without_the_ring(pipes, monkeypatch):
+    """Where the ring cannot be had (no liburing, Linux < 6.7, io_uring disabled) the loop reads with
+    epoll and read(), and says so (uring_reads 0)."""
+    _pipe, ep = pipes
+    monkeypatch.setattr(_tunpump, "uring_reads", lambda n, taskrun=0: False)
+    fw = _firewall()
+    segs = _segments(fw, 10)
+    ports = _Ports(ep, True)
+    loop, t = _loop_thread(fw, ports, 64)
+    try:
+        for seg in segs:
+            ports.b_in.send(seg)
+        assert [_tag(p) for p in _expect(ports, 10)] == list(range(10))
+        assert not loop._ring and loop.fast_path_counters()["uring_reads"] == 0
+        assert os.get_blocking(ports.a_in.fileno()) is False
+    finally:
+        loop.stop()
+        t.join(10)
+        loop.close()
+        ports.close()
+
+
+@pytest.mark.root
+@pytest.mark.timeout(180)
+def test_statewall_run_reads_the_tuns_through_the_ring(tmp_path):
+    """``statewall run --uring-reads 8`` on real TUNs with offloads: a 16 MB transfer through PAT and
+    the fast path arrives whole, with no read or write errors, and the counters say the ring read."""
+    from test_live import ROOT_REASON, _assert_transfer
+
+    if ROOT_REASON is not None:
+        pytest.skip(ROOT_REASON)
+    if not _tunpump.uring_reads(8):
+        pytest.skip("no io_uring multishot read here (liburing, Linux 6.7)")
+    _tunpump.uring_reads(0)
+    import json
+
+    from statewall.lab.netns import Lab
+    from statewall.lab.scenarios.smoke import CONFIG
+    from statewall.lab.topology import FirewallTopology
+
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(CONFIG)
+    with Lab() as lab:
+        topo = FirewallTopology(lab).build()
+        topo.start_firewall(str(cfg), extra=["--uring-reads", "8"])
+        _assert_transfer(topo, 16 << 20)
+        assert topo.stop_firewall() == 0
+    summary = next(line for line in topo.firewall_output if line.startswith("statewall run: stopped; "))
+    counters = json.loads(summary.split("; ", 1)[1])
+    fast = counters["fast_path"]
+    assert fast["uring_reads"] == 8 and fast["packets"] > 100, fast
+    for side in counters["interfaces"].values():
+        assert side["rx_errors"] == side["tx_errors"] == 0
+    assert counters["interfaces"]["inside"]["rx_super"] > 0
+
+
+def test_statewall_run_wants_a_power_of_two_of_buffers(tmp_path):
+    import subprocess
+    import sys
+
+    from statewall.lab.scenarios.smoke import CONFIG
+
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(CONFIG)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "statewall.cli",
+            "run",
+            "-c",
+            str(cfg),
+            "--bind",
+            "inside=t-x",
+            "--uring-reads",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    assert "--uring-reads: 0 or a power of two up to 256" in res.stderr

@@ -63,6 +63,8 @@ def make_loop(fw, ports, args, on_events):
         compiled=not args.python_wait,
         spin=args.poll_us / 1e6,
         uring=args.uring,
+        uring_reads=args.uring_reads,
+        uring_taskrun=("signal", "coop", "defer").index(args.uring_taskrun),
     )
 
 
@@ -182,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--state-interval must be 0 (only on stop) or more seconds")
     if args.workers < 1:
         raise UsageError("--workers must be 1 or more")
+    if not 0 <= args.uring_reads <= 256 or args.uring_reads & (args.uring_reads - 1):
+        raise UsageError("--uring-reads: 0 or a power of two up to 256")
     if args.workers > 1:
         return _run_workers(args, source, policy, binds, web_addr)
     fw = Firewall(policy, fast_path=not args.no_fast_path)
@@ -543,6 +547,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="write the fast path's packets to the TUNs through io_uring, up to N per submission "
         "(default 32; 0: one writev each; no effect where statewall was built without liburing)",
+    )
+    p.add_argument(
+        "--uring-reads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="read the TUNs through io_uring (one multishot read per TUN, N buffers each, a power of two "
+        "up to 256) instead of epoll_wait and a read() per packet (default 0: off; needs Linux 6.7 and "
+        "liburing; the compiled loop only)",
+    )
+    p.add_argument(
+        "--uring-taskrun",
+        choices=("signal", "coop", "defer"),
+        default="signal",
+        help="with --uring-reads: when the kernel runs the reads it queues as packets arrive: at once "
+        "(signal, io_uring's default), at the loop's next system call (coop), or only when the loop waits "
+        "on the ring (defer)",
     )
     p.add_argument(
         "--python-wait",

@@ -25,6 +25,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
@@ -56,6 +59,60 @@ static unsigned char *slots;
 static struct iovec slot_iov[MAX_DEPTH][2];
 static int slot_out[MAX_DEPTH];
 static unsigned long long slot_len[MAX_DEPTH];
+#endif
+
+/* Reads through io_uring that wait (uring_reads(n); statewall run --uring-reads N): each TUN gets one
+ * multishot read (IORING_OP_READ_MULTISHOT, Linux 6.7) on a ring of its own with n provided buffers
+ * (a buffer ring per TUN), on the TUN's fd switched to blocking mode: io_uring honours O_NONBLOCK (a
+ * non-blocking read completes with -EAGAIN), and a blocking pollable file makes it arm its poll instead,
+ * so the kernel reads each packet into a free buffer as it arrives, in order, and one io_uring_enter
+ * waits for and reaps them all (no read() per packet, no read() that finds the queue empty, no
+ * epoll_wait for the TUNs). The loop's epoll (the wake-up pipe, the control channel) is watched by a
+ * poll request on the same ring. The reads stay armed between calls of wait(); uring_reads_stop()
+ * cancels them, puts the TUNs back in non-blocking mode and returns the packets read and not yet
+ * handled. Measured in docs/performance.md ("Fewer crossings per packet"). */
+#define MAX_RPORTS 8
+#define RBUFS_MAX 256
+#define TAG_EPOLL 0xffffffffULL
+#define TAG_CANCEL 0xfffffffeULL
+static int rdepth; /* buffers per TUN; 0: reads are read() */
+#ifdef STATEWALL_HAVE_LIBURING
+#ifndef IORING_OP_READ_MULTISHOT
+#define IORING_OP_READ_MULTISHOT (IORING_OP_SENDMSG_ZC + 1)
+#endif
+static struct io_uring rring;
+static int rring_up;
+typedef struct {
+    int fd;          /* -1: free */
+    int armed;       /* the multishot read is in the kernel */
+    int was_nonblock; /* O_NONBLOCK was set before (restored by uring_reads_stop) */
+    struct io_uring_buf_ring *br;
+    unsigned char *bufs;
+    int ret[RBUFS_MAX]; /* buffers to give back once their writes are flushed */
+    int nret;
+} rport_t;
+static rport_t rports[MAX_RPORTS];
+static int rtaskrun; /* uring_reads' taskrun */
+
+/* The read ring as uring_reads' taskrun asks: 0 or -errno. */
+static int ring_init(struct io_uring *r) {
+    static const unsigned taskrun[3] = {0, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+                                        IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER};
+    struct io_uring_params prm;
+    memset(&prm, 0, sizeof prm);
+    prm.flags = IORING_SETUP_CQSIZE | taskrun[rtaskrun];
+    prm.cq_entries = 4096;
+    int rc = io_uring_queue_init_params(64, r, &prm);
+    if (rc < 0)
+        return rc;
+    if (!(prm.features & IORING_FEAT_EXT_ARG)) {
+        io_uring_queue_exit(r);
+        return -EOPNOTSUPP;
+    }
+    return 0;
+}
+static int ep_armed = -1; /* the epoll fd a poll request is armed on, -1: none */
+static unsigned long long rstat_enters, rstat_cqes; /* uring_stats(): for the tests */
 #endif
 
 
@@ -157,13 +214,117 @@ typedef struct {
     unsigned long long rx, rxb, sup;
 } rx_t;
 
+/* One packet read from the port `self` of p (n bytes at buffer, header included): counted, forwarded by
+ * the fast path and written (queued in the ring when io_uring writes are on: *nq counts the queued
+ * writes, which point into `buffer`, so the caller keeps it until they are flushed), or returned in
+ * *pending as (data, header, now, egress or None) after the queued writes are flushed. Returns 1 with
+ * *pending set, 0 when done with the packet, -1 with an exception set. */
+static int one(PyObject *table, ports_t *p, Py_ssize_t self, unsigned char *buffer, ssize_t n, double epoch,
+               rx_t *r, PyObject **pending, int *nq) {
+    int hl = p->hl[self], mode = p->mode[self];
+    PyObject *iface = p->names[self];
+    if (n <= hl)
+        return 0;
+    r->rx++;
+    r->rxb += (unsigned long long)(n - hl);
+    int partial = 0;
+    long gso = 0;
+    if (hl) {
+        partial = (buffer[0] & F_NEEDS_CSUM) == F_NEEDS_CSUM;
+        if (buffer[1]) {
+            r->sup++;
+            gso = buffer[4] | (buffer[5] << 8);
+        }
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9 + epoch);
+    if (!now) {
+        flush(p, *nq);
+        *nq = 0;
+        return -1;
+    }
+    PyObject *egress = api->forward(table, iface, buffer + hl, n - hl, now, partial, gso);
+    if (!egress) {
+        Py_DECREF(now);
+        flush(p, *nq);
+        *nq = 0;
+        return -1;
+    }
+    Py_ssize_t out = -1;
+    if (egress != Py_None) {
+        for (Py_ssize_t i = 0; i < p->n; i++) {
+            if (p->names[i] == egress || PyUnicode_Compare(p->names[i], egress) == 0) {
+                out = i;
+                break;
+            }
+        }
+    }
+    if (out >= 0 && p->mode[out] == mode && p->hl[out] == hl) {
+#ifdef STATEWALL_HAVE_LIBURING
+        if (depth) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+            if (sqe) {
+                int k = *nq;
+                struct iovec *iov = slot_iov[k];
+                iov[0].iov_base = buffer;
+                iov[0].iov_len = (size_t)hl;
+                iov[1].iov_base = buffer + hl;
+                iov[1].iov_len = (size_t)(n - hl);
+                io_uring_prep_writev(sqe, p->fd[out], hl ? iov : iov + 1, hl ? 2 : 1, 0);
+                io_uring_sqe_set_data64(sqe, (unsigned long long)k);
+                slot_out[k] = (int)out;
+                slot_len[k] = (unsigned long long)(n - hl);
+                *nq = k + 1;
+                Py_DECREF(egress);
+                Py_DECREF(now);
+                return 0;
+            }
+        }
+#endif
+        ssize_t w;
+        if (hl) {
+            struct iovec iov[2] = {{buffer, (size_t)hl}, {buffer + hl, (size_t)(n - hl)}};
+            w = writev(p->fd[out], iov, 2);
+        } else
+            w = write(p->fd[out], buffer, (size_t)n);
+        if (w < 0)
+            p->txe[out]++;
+        else {
+            p->txp[out]++;
+            p->txb[out] += (unsigned long long)(n - hl);
+        }
+        Py_DECREF(egress);
+        Py_DECREF(now);
+        return 0;
+    }
+    /* Not the fast path's, or forwarded to a port that needs another header (already counted as
+     * forwarded by the engine in that case: the loop only writes it). The queued writes go first:
+     * the loop writes this one after them. */
+    if (*nq) {
+        flush(p, *nq);
+        *nq = 0;
+    }
+    PyObject *data = PyByteArray_FromStringAndSize((char *)buffer + hl, n - hl);
+    PyObject *hdr = PyBytes_FromStringAndSize((char *)buffer, hl);
+    if (!data || !hdr) {
+        Py_XDECREF(data);
+        Py_XDECREF(hdr);
+        Py_DECREF(egress);
+        Py_DECREF(now);
+        return -1;
+    }
+    /* (data, header, now, egress or None) */
+    *pending = Py_BuildValue("(NNNN)", data, hdr, now, egress);
+    return *pending ? 1 : -1;
+}
+
 /* Drain fd (the port `self` of p) for at most `batch` reads: the fast path's packets are forwarded and
  * written here; the first other packet is returned in *pending as (data, header, now, egress or None).
  * Returns -1 with an exception set. */
 static int drain(PyObject *table, ports_t *p, Py_ssize_t self, int batch, double epoch, rx_t *r,
                  PyObject **pending) {
-    int fd = p->fd[self], hl = p->hl[self], mode = p->mode[self];
-    PyObject *iface = p->names[self];
+    int fd = p->fd[self];
     *pending = NULL;
     int nq = 0; /* writes queued in the ring (slots 0 .. nq-1) */
     while (r->used < batch) {
@@ -182,100 +343,13 @@ static int drain(PyObject *table, ports_t *p, Py_ssize_t self, int batch, double
             break;
         }
         r->used++;
-        if (n <= hl)
-            continue;
-        r->rx++;
-        r->rxb += (unsigned long long)(n - hl);
-        int partial = 0;
-        long gso = 0;
-        if (hl) {
-            partial = (buffer[0] & F_NEEDS_CSUM) == F_NEEDS_CSUM;
-            if (buffer[1]) {
-                r->sup++;
-                gso = buffer[4] | (buffer[5] << 8);
-            }
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9 + epoch);
-        if (!now) {
-            flush(p, nq);
-            return -1;
-        }
-        PyObject *egress = api->forward(table, iface, buffer + hl, n - hl, now, partial, gso);
-        if (!egress) {
-            Py_DECREF(now);
-            flush(p, nq);
-            return -1;
-        }
-        Py_ssize_t out = -1;
-        if (egress != Py_None) {
-            for (Py_ssize_t i = 0; i < p->n; i++) {
-                if (p->names[i] == egress || PyUnicode_Compare(p->names[i], egress) == 0) {
-                    out = i;
-                    break;
-                }
-            }
-        }
-        if (out >= 0 && p->mode[out] == mode && p->hl[out] == hl) {
-#ifdef STATEWALL_HAVE_LIBURING
-            if (depth) {
-                struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-                if (sqe) {
-                    struct iovec *iov = slot_iov[nq];
-                    iov[0].iov_base = buffer;
-                    iov[0].iov_len = (size_t)hl;
-                    iov[1].iov_base = buffer + hl;
-                    iov[1].iov_len = (size_t)(n - hl);
-                    io_uring_prep_writev(sqe, p->fd[out], hl ? iov : iov + 1, hl ? 2 : 1, 0);
-                    io_uring_sqe_set_data64(sqe, (unsigned long long)nq);
-                    slot_out[nq] = (int)out;
-                    slot_len[nq] = (unsigned long long)(n - hl);
-                    if (++nq == depth) {
-                        flush(p, nq);
-                        nq = 0;
-                    }
-                    Py_DECREF(egress);
-                    Py_DECREF(now);
-                    continue;
-                }
-            }
-#endif
-            ssize_t w;
-            if (hl) {
-                struct iovec iov[2] = {{buffer, (size_t)hl}, {buffer + hl, (size_t)(n - hl)}};
-                w = writev(p->fd[out], iov, 2);
-            } else
-                w = write(p->fd[out], buffer, (size_t)n);
-            if (w < 0)
-                p->txe[out]++;
-            else {
-                p->txp[out]++;
-                p->txb[out] += (unsigned long long)(n - hl);
-            }
-            Py_DECREF(egress);
-            Py_DECREF(now);
-            continue;
-        }
-        /* Not the fast path's, or forwarded to a port that needs another header (already counted as
-         * forwarded by the engine in that case: the loop only writes it). The queued writes go first:
-         * the loop writes this one after them. */
-        if (nq) {
+        int rc = one(table, p, self, buffer, n, epoch, r, pending, &nq);
+        if (rc)
+            return rc < 0 ? -1 : 0;
+        if (nq && nq == depth) {
             flush(p, nq);
             nq = 0;
         }
-        PyObject *data = PyByteArray_FromStringAndSize((char *)buffer + hl, n - hl);
-        PyObject *hdr = PyBytes_FromStringAndSize((char *)buffer, hl);
-        if (!data || !hdr) {
-            Py_XDECREF(data);
-            Py_XDECREF(hdr);
-            Py_DECREF(egress);
-            Py_DECREF(now);
-            return -1;
-        }
-        /* (data, header, now, egress or None) */
-        *pending = Py_BuildValue("(NNNN)", data, hdr, now, egress);
-        return *pending ? 0 : -1;
     }
     if (nq)
         flush(p, nq);
@@ -341,7 +415,269 @@ static double mono(void) {
 
 #define MAX_EVENTS 64
 
-/* wait(table, epfd, ports, batch, timeout, epoch, spin) -> (rx, tx, pending, other)
+/* (index, data, header, now, egress) from pump()'s pending (data, header, now, egress). */
+static PyObject *with_index(Py_ssize_t k, PyObject *pending) {
+    PyObject *t = PyTuple_New(5);
+    PyObject *idx = PyLong_FromSsize_t(k);
+    if (!t || !idx) {
+        Py_XDECREF(t);
+        Py_XDECREF(idx);
+        Py_DECREF(pending);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, idx);
+    for (int j = 0; j < 4; j++) {
+        PyObject *x = PyTuple_GET_ITEM(pending, j);
+        Py_INCREF(x);
+        PyTuple_SET_ITEM(t, j + 1, x);
+    }
+    Py_DECREF(pending);
+    return t;
+}
+
+/* Append (fd, events) to the list *other (made on first use). */
+static int add_other(PyObject **other, int fd, unsigned events) {
+    if (!*other && !(*other = PyList_New(0)))
+        return -1;
+    PyObject *t = Py_BuildValue("(iI)", fd, events);
+    if (!t || PyList_Append(*other, t) < 0) {
+        Py_XDECREF(t);
+        return -1;
+    }
+    Py_DECREF(t);
+    return 0;
+}
+
+#ifdef STATEWALL_HAVE_LIBURING
+/* Give the buffers whose packets are done (and whose writes are flushed) back to their TUN's ring. */
+static void give_back(void) {
+    int mask = io_uring_buf_ring_mask((unsigned)rdepth);
+    for (int i = 0; i < MAX_RPORTS; i++) {
+        rport_t *rp = &rports[i];
+        if (rp->fd < 0 || !rp->nret)
+            continue;
+        for (int k = 0; k < rp->nret; k++)
+            io_uring_buf_ring_add(rp->br, rp->bufs + (size_t)rp->ret[k] * BUF_SIZE, BUF_SIZE,
+                                  (unsigned short)rp->ret[k], mask, k);
+        io_uring_buf_ring_advance(rp->br, rp->nret);
+        rp->nret = 0;
+    }
+}
+
+static void rport_free(rport_t *rp, int slot) {
+    if (rp->br) {
+        if (rring_up)
+            io_uring_unregister_buf_ring(&rring, slot);
+        munmap(rp->br, (size_t)rdepth * sizeof(struct io_uring_buf));
+    }
+    PyMem_RawFree(rp->bufs);
+    rp->br = NULL;
+    rp->bufs = NULL;
+    rp->fd = -1;
+    rp->armed = rp->nret = 0;
+}
+
+/* The slot of the TUN fd in rports: set up the first time (its buffer ring registered as buffer group
+ * `slot`, the fd switched to blocking mode). -1 with an exception set when that fails. */
+static int rport_of(int fd) {
+    int slot = -1;
+    for (int i = 0; i < MAX_RPORTS; i++) {
+        if (rports[i].fd == fd)
+            return i;
+        if (rports[i].fd < 0 && slot < 0)
+            slot = i;
+    }
+    if (slot < 0) {
+        PyErr_SetString(PyExc_ValueError, "ring reads: too many TUNs");
+        return -1;
+    }
+    rport_t *rp = &rports[slot];
+    size_t brsize = (size_t)rdepth * sizeof(struct io_uring_buf);
+    void *br = mmap(NULL, brsize, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (br == MAP_FAILED) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    rp->br = br;
+    rp->bufs = PyMem_RawMalloc((size_t)rdepth * BUF_SIZE);
+    if (!rp->bufs) {
+        munmap(br, brsize);
+        rp->br = NULL;
+        PyErr_NoMemory();
+        return -1;
+    }
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (unsigned long)(uintptr_t)br;
+    reg.ring_entries = (unsigned)rdepth;
+    reg.bgid = (unsigned short)slot;
+    int rc = io_uring_register_buf_ring(&rring, &reg, 0);
+    if (rc < 0) {
+        munmap(br, brsize);
+        rp->br = NULL;
+        PyMem_RawFree(rp->bufs);
+        rp->bufs = NULL;
+        errno = -rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    io_uring_buf_ring_init(rp->br);
+    rp->fd = fd;
+    for (int k = 0; k < rdepth; k++)
+        rp->ret[k] = k;
+    rp->nret = rdepth;
+    give_back();
+    int fl = fcntl(fd, F_GETFL);
+    rp->was_nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    if (fl < 0 || (rp->was_nonblock && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        rport_free(rp, slot);
+        return -1;
+    }
+    return slot;
+}
+
+static struct io_uring_sqe *rsqe(void) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&rring);
+    if (!sqe) {
+        io_uring_submit(&rring);
+        sqe = io_uring_get_sqe(&rring);
+    }
+    return sqe;
+}
+
+/* Wait on the read ring: the ring's counterpart of wait_'s epoll loop (same results, same ends). */
+static int wait_ring(PyObject *table, int epfd, ports_t *p, rx_t *r, double timeout, double epoch, double spin,
+                     PyObject **pending, Py_ssize_t *pk, PyObject **other) {
+    if (!rring_up) {
+        int rc = ring_init(&rring);
+        if (rc < 0) {
+            errno = -rc;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        rring_up = 1;
+        for (int i = 0; i < MAX_RPORTS; i++)
+            rports[i].fd = -1;
+    }
+    int port_of_slot[MAX_RPORTS];
+    for (int i = 0; i < MAX_RPORTS; i++)
+        port_of_slot[i] = -1;
+    int slot_of[MAX_PORTS];
+    for (Py_ssize_t j = 0; j < p->n; j++) {
+        if ((slot_of[j] = rport_of(p->fd[j])) < 0)
+            return -1;
+        port_of_slot[slot_of[j]] = (int)j;
+    }
+    double start = mono(), deadline = start + (timeout > 0 ? timeout : 0), last = start;
+    for (;;) {
+        for (Py_ssize_t j = 0; j < p->n; j++) {
+            rport_t *rp = &rports[slot_of[j]];
+            if (rp->armed || r[j].read_error)
+                continue;
+            struct io_uring_sqe *sqe = rsqe();
+            if (!sqe)
+                break;
+            io_uring_prep_rw(IORING_OP_READ_MULTISHOT, sqe, rp->fd, NULL, 0, 0);
+            sqe->flags |= IOSQE_BUFFER_SELECT;
+            sqe->buf_group = (unsigned short)slot_of[j];
+            io_uring_sqe_set_data64(sqe, (unsigned long long)slot_of[j]);
+            rp->armed = 1;
+        }
+        if (ep_armed != epfd) {
+            struct io_uring_sqe *sqe = rsqe();
+            if (sqe) {
+                io_uring_prep_poll_add(sqe, epfd, POLLIN);
+                io_uring_sqe_set_data64(sqe, TAG_EPOLL);
+                ep_armed = epfd;
+            }
+        }
+        double now = mono();
+        long long ns = 0;
+        if (now - last >= spin) {
+            double left = deadline - now;
+            ns = left > 0 ? (long long)(left * 1e9) : 0;
+        }
+        struct __kernel_timespec ts = {.tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL};
+        struct io_uring_cqe *cqe = NULL;
+        int rc;
+        Py_BEGIN_ALLOW_THREADS rc = io_uring_submit_and_wait_timeout(&rring, &cqe, 1, &ts, NULL);
+        Py_END_ALLOW_THREADS rstat_enters++;
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            errno = -rc;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        int got = 0, nq = 0, failed = 0;
+        while (!*pending && !failed && io_uring_peek_cqe(&rring, &cqe) == 0) {
+            unsigned long long tag = io_uring_cqe_get_data64(cqe);
+            int res = cqe->res;
+            unsigned fl = cqe->flags;
+            io_uring_cqe_seen(&rring, cqe);
+            rstat_cqes++;
+            if (tag == TAG_EPOLL) {
+                ep_armed = -1;
+                struct epoll_event ev[MAX_EVENTS];
+                int n = epoll_wait(epfd, ev, MAX_EVENTS, 0);
+                for (int i = 0; i < n; i++) {
+                    int isport = 0;
+                    for (Py_ssize_t j = 0; j < p->n; j++)
+                        isport |= p->fd[j] == ev[i].data.fd;
+                    if (!isport && add_other(other, ev[i].data.fd, (unsigned)ev[i].events) < 0)
+                        failed = 1;
+                }
+                continue;
+            }
+            if (tag >= MAX_RPORTS)
+                continue;
+            rport_t *rp = &rports[tag];
+            if (!(fl & IORING_CQE_F_MORE))
+                rp->armed = 0;
+            int j = port_of_slot[tag];
+            if (fl & IORING_CQE_F_BUFFER)
+                rp->ret[rp->nret++] = (int)(fl >> IORING_CQE_BUFFER_SHIFT);
+            if (res < 0) {
+                if (res != -ENOBUFS && res != -ECANCELED && j >= 0)
+                    r[j].read_error = 1; /* counted by the loop; armed again at the next call */
+                continue;
+            }
+            if (!(fl & IORING_CQE_F_BUFFER) || j < 0 || failed)
+                continue; /* a packet of a TUN that is no port of this call: dropped */
+            r[j].used++;
+            got++;
+            unsigned char *buffer = rp->bufs + (size_t)(fl >> IORING_CQE_BUFFER_SHIFT) * BUF_SIZE;
+            int rc2 = one(table, p, j, buffer, res, epoch, &r[j], pending, &nq);
+            if (rc2 < 0)
+                failed = 1;
+            else if (rc2 > 0)
+                *pk = j;
+            if (nq && nq == depth) {
+                flush(p, nq);
+                nq = 0;
+                give_back();
+            }
+        }
+        if (nq)
+            flush(p, nq);
+        give_back();
+        if (failed)
+            return -1;
+        now = mono();
+        if (got)
+            last = now;
+        int err = 0;
+        for (Py_ssize_t j = 0; j < p->n; j++)
+            err |= r[j].read_error;
+        if (*pending || *other || err || rc == -EINTR || now >= deadline)
+            break;
+        if (PyErr_CheckSignals() < 0)
+            return -1;
+    }
+    return 0;
+}
+#endif
+
+/* wait(table, epfd, ports, batch, timeout, epoch, spin, ring=False) -> (rx, tx, pending, other)
  *
  * The loop's epoll wait and the drains of the TUNs in one call: epoll_wait on the loop's epoll (its fd),
  * each ready TUN of `ports` drained as pump() drains it (at most `batch` reads a turn: level-triggered,
@@ -351,13 +687,16 @@ static double mono(void) {
  * and the control channel), `timeout` seconds passed (the loop's next advance), or a signal.
  * `spin`: seconds to keep polling without sleeping after the last packet before a sleeping wait
  * (0: sleep at once). rx: ((reads, packets, bytes, super-packets, read_error), ...) per port; tx as
- * pump()'s. The GIL is released while epoll_wait sleeps. */
+ * pump()'s. The GIL is released while epoll_wait sleeps.
+ * ring: read the TUNs through io_uring (when uring_reads(n) is on; see wait_ring): the ports' fds must
+ * then not be in the epoll (only the other fds), and `batch` does not apply (the ring has n buffers). */
 static PyObject *wait_(PyObject *mod, PyObject *args) {
     PyObject *table, *outs;
     int epfd, batch;
     double timeout, epoch, spin;
-    if (!PyArg_ParseTuple(args, "OiO!iddd:wait", &table, &epfd, &PyTuple_Type, &outs, &batch, &timeout, &epoch,
-                          &spin))
+    int ring = 0;
+    if (!PyArg_ParseTuple(args, "OiO!iddd|p:wait", &table, &epfd, &PyTuple_Type, &outs, &batch, &timeout, &epoch,
+                          &spin, &ring))
         return NULL;
     if (check_table(table) < 0)
         return NULL;
@@ -367,77 +706,66 @@ static PyObject *wait_(PyObject *mod, PyObject *args) {
     rx_t r[MAX_PORTS];
     memset(r, 0, sizeof r);
     PyObject *pending = NULL, *other = NULL;
-    double start = mono(), deadline = start + (timeout > 0 ? timeout : 0), last = start;
-    for (;;) {
-        double now = mono();
-        int ms = 0;
-        if (now - last >= spin) {
-            double left = deadline - now;
-            ms = left > 0 ? (int)(left * 1000.0 + 0.999) : 0;
-        }
-        struct epoll_event ev[MAX_EVENTS];
-        int n;
-        Py_BEGIN_ALLOW_THREADS n = epoll_wait(epfd, ev, MAX_EVENTS, ms);
-        Py_END_ALLOW_THREADS if (n < 0) {
-            if (errno == EINTR)
-                break; /* the signal's Python handler runs when we are back */
-            PyErr_SetFromErrno(PyExc_OSError);
+#ifdef STATEWALL_HAVE_LIBURING
+    if (ring && rdepth) {
+        Py_ssize_t k = -1;
+        if (wait_ring(table, epfd, &p, r, timeout, epoch, spin, &pending, &k, &other) < 0)
             goto fail;
-        }
-        int got = 0;
-        for (int i = 0; i < n; i++) {
-            Py_ssize_t k = -1;
-            for (Py_ssize_t j = 0; j < p.n; j++)
-                if (p.fd[j] == ev[i].data.fd) {
-                    k = j;
-                    break;
-                }
-            if (k < 0 || r[k].read_error) {
-                if (!other && !(other = PyList_New(0)))
-                    goto fail;
-                PyObject *t = Py_BuildValue("(iI)", ev[i].data.fd, (unsigned)ev[i].events);
-                if (!t || PyList_Append(other, t) < 0) {
-                    Py_XDECREF(t);
-                    goto fail;
-                }
-                Py_DECREF(t);
-                continue;
+        if (pending && !(pending = with_index(k, pending)))
+            goto fail;
+    } else
+#endif
+    {
+        double start = mono(), deadline = start + (timeout > 0 ? timeout : 0), last = start;
+        for (;;) {
+            double now = mono();
+            int ms = 0;
+            if (now - last >= spin) {
+                double left = deadline - now;
+                ms = left > 0 ? (int)(left * 1000.0 + 0.999) : 0;
             }
-            if (pending)
-                continue; /* still ready: the next wait reports it */
-            int before = r[k].used;
-            r[k].used = 0;
-            int rc = drain(table, &p, k, batch, epoch, &r[k], &pending);
-            got += r[k].used;
-            r[k].used += before;
-            if (rc < 0)
+            struct epoll_event ev[MAX_EVENTS];
+            int n;
+            Py_BEGIN_ALLOW_THREADS n = epoll_wait(epfd, ev, MAX_EVENTS, ms);
+            Py_END_ALLOW_THREADS if (n < 0) {
+                if (errno == EINTR)
+                    break; /* the signal's Python handler runs when we are back */
+                PyErr_SetFromErrno(PyExc_OSError);
                 goto fail;
-            if (pending) {
-                PyObject *idx = PyLong_FromSsize_t(k);
-                if (!idx)
-                    goto fail;
-                PyObject *t = PyTuple_New(5);
-                if (!t) {
-                    Py_DECREF(idx);
-                    goto fail;
-                }
-                PyTuple_SET_ITEM(t, 0, idx);
-                for (int j = 0; j < 4; j++) {
-                    PyObject *x = PyTuple_GET_ITEM(pending, j);
-                    Py_INCREF(x);
-                    PyTuple_SET_ITEM(t, j + 1, x);
-                }
-                Py_DECREF(pending);
-                pending = t;
             }
+            int got = 0;
+            for (int i = 0; i < n; i++) {
+                Py_ssize_t k = -1;
+                for (Py_ssize_t j = 0; j < p.n; j++)
+                    if (p.fd[j] == ev[i].data.fd) {
+                        k = j;
+                        break;
+                    }
+                if (k < 0 || r[k].read_error) {
+                    if (add_other(&other, ev[i].data.fd, (unsigned)ev[i].events) < 0)
+                        goto fail;
+                    continue;
+                }
+                if (pending)
+                    continue; /* still ready: the next wait reports it */
+                int before = r[k].used;
+                r[k].used = 0;
+                int rc = drain(table, &p, k, batch, epoch, &r[k], &pending);
+                got += r[k].used;
+                r[k].used += before;
+                if (rc < 0)
+                    goto fail;
+                if (pending && !(pending = with_index(k, pending)))
+                    goto fail;
+            }
+            now = mono();
+            if (got)
+                last = now;
+            if (pending || other || now >= deadline)
+                break;
+            if (PyErr_CheckSignals() < 0)
+                goto fail;
         }
-        now = mono();
-        if (got)
-            last = now;
-        if (pending || other || now >= deadline)
-            break;
-        if (PyErr_CheckSignals() < 0)
-            goto fail;
     }
     PyObject *rx = PyTuple_New(p.n);
     if (!rx)
@@ -500,14 +828,168 @@ static PyObject *uring(PyObject *mod, PyObject *arg) {
 #endif
 }
 
+/* uring_reads(n, taskrun=0) -> bool: read the TUNs through io_uring, n buffers per TUN (a power of two,
+ * 0: off, the reads are read()s). taskrun: how the ring runs the reads the kernel queues for this thread
+ * when a packet arrives: 0 as io_uring does by default (the thread is interrupted to run them at once),
+ * 1 IORING_SETUP_COOP_TASKRUN (at its next system call), 2 IORING_SETUP_DEFER_TASKRUN (only when it
+ * waits on the ring: all of them in one go). False when the extension was built without liburing, the ring cannot be set up or
+ * the kernel has no multishot read (Linux < 6.7): the reads stay read()s. Turning it off or changing n
+ * first does what uring_reads_stop() does (whose packets are then lost: call that first). */
+static PyObject *uring_reads_stop(PyObject *mod, PyObject *unused);
+
+static PyObject *uring_reads(PyObject *mod, PyObject *args) {
+    int d, t = 0;
+    if (!PyArg_ParseTuple(args, "i|i:uring_reads", &d, &t))
+        return NULL;
+    if (d < 0 || d > RBUFS_MAX || (d & (d - 1))) {
+        PyErr_SetString(PyExc_ValueError, "buffers: 0 or a power of two up to 256");
+        return NULL;
+    }
+    if (t < 0 || t > 2) {
+        PyErr_SetString(PyExc_ValueError, "taskrun: 0 (signal), 1 (coop) or 2 (defer)");
+        return NULL;
+    }
+#ifdef STATEWALL_HAVE_LIBURING
+    if (d == rdepth && t == rtaskrun)
+        Py_RETURN_TRUE;
+    PyObject *left = uring_reads_stop(mod, NULL);
+    if (!left)
+        return NULL;
+    Py_DECREF(left);
+    rdepth = 0;
+    rtaskrun = t;
+    if (!d)
+        Py_RETURN_TRUE;
+    /* A ring of the kind wait() will make (in its own thread: a single issuer's ring is that thread's),
+     * only to ask the kernel what it has. */
+    struct io_uring probe_ring;
+    if (ring_init(&probe_ring) < 0)
+        Py_RETURN_FALSE;
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&probe_ring);
+    int ok = probe && io_uring_opcode_supported(probe, IORING_OP_READ_MULTISHOT);
+    if (probe)
+        io_uring_free_probe(probe);
+    io_uring_queue_exit(&probe_ring);
+    if (!ok)
+        Py_RETURN_FALSE;
+    rdepth = d;
+    Py_RETURN_TRUE;
+#else
+    if (d)
+        Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+#endif
+}
+
+/* uring_reads_stop() -> [(fd, bytes), ...]: cancel the ring's reads, put the TUNs back in non-blocking
+ * mode (if they were) and return the packets the kernel had read and wait() had not yet handled, in the
+ * order read, each as read (the virtio-net header first). The reads are armed again by the next wait()
+ * if uring_reads is still on. */
+static PyObject *uring_reads_stop(PyObject *mod, PyObject *unused) {
+    PyObject *left = PyList_New(0);
+    if (!left)
+        return NULL;
+#ifdef STATEWALL_HAVE_LIBURING
+    if (!rring_up)
+        return left;
+    int armed = ep_armed >= 0;
+    for (int i = 0; i < MAX_RPORTS; i++)
+        armed += rports[i].fd >= 0 && rports[i].armed;
+    if (armed) {
+        struct io_uring_sqe *sqe = rsqe();
+        if (sqe) {
+            io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+            io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+        }
+        int cancel_seen = !sqe, rounds = 0;
+        while ((armed || !cancel_seen) && rounds++ < 100) {
+            struct io_uring_cqe *cqe;
+            struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100000000};
+            int rc = io_uring_submit_and_wait_timeout(&rring, &cqe, 1, &ts, NULL);
+            if (rc < 0 && rc != -ETIME && rc != -EINTR)
+                break;
+            while (io_uring_peek_cqe(&rring, &cqe) == 0) {
+                unsigned long long tag = io_uring_cqe_get_data64(cqe);
+                int res = cqe->res;
+                unsigned fl = cqe->flags;
+                io_uring_cqe_seen(&rring, cqe);
+                if (tag == TAG_CANCEL) {
+                    cancel_seen = 1;
+                    continue;
+                }
+                if (tag == TAG_EPOLL) {
+                    ep_armed = -1;
+                    armed--;
+                    continue;
+                }
+                if (tag >= MAX_RPORTS)
+                    continue;
+                rport_t *rp = &rports[tag];
+                if (!(fl & IORING_CQE_F_MORE) && rp->armed) {
+                    rp->armed = 0;
+                    armed--;
+                }
+                if (!(fl & IORING_CQE_F_BUFFER))
+                    continue;
+                int bid = (int)(fl >> IORING_CQE_BUFFER_SHIFT);
+                rp->ret[rp->nret++] = bid;
+                if (res > 0) {
+                    PyObject *t = Py_BuildValue("(iy#)", rp->fd, (char *)rp->bufs + (size_t)bid * BUF_SIZE,
+                                                (Py_ssize_t)res);
+                    if (!t || PyList_Append(left, t) < 0) {
+                        Py_XDECREF(t);
+                        Py_CLEAR(left);
+                        break;
+                    }
+                    Py_DECREF(t);
+                }
+            }
+            if (!left)
+                break;
+        }
+    }
+    for (int i = 0; i < MAX_RPORTS; i++) {
+        rport_t *rp = &rports[i];
+        if (rp->fd < 0)
+            continue;
+        if (rp->was_nonblock) {
+            int fl = fcntl(rp->fd, F_GETFL);
+            if (fl >= 0)
+                fcntl(rp->fd, F_SETFL, fl | O_NONBLOCK);
+        }
+        rport_free(rp, i);
+    }
+    ep_armed = -1;
+    /* The next wait() makes a new ring: nothing of this one's can complete later. */
+    io_uring_queue_exit(&rring);
+    rring_up = 0;
+#endif
+    return left;
+}
+
+/* uring_stats() -> (waits, completions): the read ring's waits (io_uring_submit_and_wait_timeout calls,
+ * which enter the kernel unless completions are already there) and completions reaped so far. */
+static PyObject *uring_stats(PyObject *mod, PyObject *unused) {
+#ifdef STATEWALL_HAVE_LIBURING
+    return Py_BuildValue("(KK)", rstat_enters, rstat_cqes);
+#else
+    return Py_BuildValue("(ii)", 0, 0);
+#endif
+}
+
 static PyMethodDef methods[] = {
+    {"uring_reads", uring_reads, METH_VARARGS,
+     "uring_reads(n, taskrun=0) -> bool: read the TUNs through io_uring, n buffers per TUN (0: off, read())"},
+    {"uring_reads_stop", uring_reads_stop, METH_NOARGS,
+     "uring_reads_stop() -> [(fd, bytes), ...]: cancel the ring's reads; the packets read and not handled"},
+    {"uring_stats", uring_stats, METH_NOARGS, "uring_stats() -> (waits, completions) of the read ring"},
     {"uring", uring, METH_O, "uring(depth) -> bool: batch the TUN writes through io_uring (0: off)"},
     {"pump", pump, METH_VARARGS,
      "pump(table, fd, hl, iface, mode, outs, batch, epoch) -> (read, rx_packets, rx_bytes, rx_super, "
      "tx, pending, read_error)"},
     {"wait", wait_, METH_VARARGS,
-     "wait(table, epfd, ports, batch, timeout, epoch, spin) -> (rx, tx, pending, other): epoll_wait and "
-     "the TUNs' drains in one call (see the source)"},
+     "wait(table, epfd, ports, batch, timeout, epoch, spin, ring=False) -> (rx, tx, pending, other): "
+     "epoll_wait (or the read ring's wait) and the TUNs' drains in one call (see the source)"},
     {NULL},
 };
 
@@ -529,5 +1011,8 @@ PyMODINIT_FUNC PyInit__tunpump(void) {
     api = (statewall_fastpath_api *)PyCapsule_Import(STATEWALL_FASTPATH_CAPSULE, 0);
     if (!api)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "RING_PORTS_MAX", MAX_RPORTS) < 0)
+        Py_CLEAR(m);
+    return m;
 }

@@ -111,6 +111,8 @@ class Loop:
         compiled: bool = True,
         spin: float = 0.0,
         uring: int = 32,
+        uring_reads: int = 0,
+        uring_taskrun: int = 0,
     ) -> None:
         self.fw = fw
         self.ports = list(ports)
@@ -147,6 +149,21 @@ class Loop:
         # best for small packets, docs/performance.md). The setting is the C module's, so the process's:
         # the last Loop made decides. 0 when the extension was built without liburing.
         self.uring = uring if _tunpump is not None and _tunpump.uring(uring) else 0
+        # The compiled loop's reads through io_uring (``_tunpump.wait_ring``): one multishot read per TUN
+        # with ``uring_reads`` buffers, its fd in blocking mode, one io_uring_enter to wait and reap them
+        # (0: read() each packet after epoll_wait; docs/performance.md). The buffers are the process's;
+        # 0 when unavailable (no liburing, Linux < 6.7, io_uring disabled, more TUNs than the ring takes).
+        # ``uring_taskrun``: when the kernel's reads run (0: at once, 1: cooperatively, 2: deferred to
+        # the ring's wait; ``_tunpump.uring_reads``).
+        self.uring_reads = (
+            uring_reads
+            if uring_reads
+            and self._wait is not None
+            and len(self.ports) <= getattr(_tunpump, "RING_PORTS_MAX", 0)
+            and _tunpump.uring_reads(uring_reads, uring_taskrun)
+            else 0
+        )
+        self._ring = False  # the ring's reads are armed: the TUNs are out of the epoll, in blocking mode
         self._outs = tuple((p.name, p.fd, p.hl, p.mode) for p in self.ports)
         deadline = getattr(fw, "next_deadline", None)
         self._next_deadline = deadline if callable(deadline) else None
@@ -220,6 +237,7 @@ class Loop:
             "compiled_loop": self._wait is not None,
             "waits": self.waits,
             "uring": self.uring,
+            "uring_reads": self.uring_reads,
         }
 
     @contextlib.contextmanager
@@ -254,6 +272,9 @@ class Loop:
                 self._ep = ep
                 self._run(ep, by_fd)
             finally:
+                if self._ring:  # the run ended by an exception: the ring's reads go, their packets too
+                    _tunpump.uring_reads_stop()
+                    self._ring = False
                 self._ep = None
                 ep.close()
 
@@ -281,8 +302,14 @@ class Loop:
                         next_advance = max(due, now + 0.001)
             fast = getattr(self.fw, "fast", None) if cwait is not None else None
             if fast is not None and not any(p.tap or p.record for p in ports):
+                if self.uring_reads and not self._ring:
+                    for p in ports:  # the ring reads them: out of the epoll
+                        ep.unregister(p.fd)
+                    self._ring = True
                 self._compiled_wait(cwait, ep.fileno(), fast.table, max(0.0, next_advance - now), by_fd)
                 continue
+            if self._ring:
+                self._ring_off(ep)
             for fd, ev in poll(max(0.0, next_advance - now)):
                 if fd == wake:
                     with contextlib.suppress(BlockingIOError):
@@ -295,13 +322,45 @@ class Loop:
                     w = watched.get(fd)
                     if w is not None:
                         w[1](ev)
+        if self._ring:
+            self._ring_off(ep)
         self._advance(mono() + epoch)
+
+    def _ring_off(self, ep: select.epoll) -> None:
+        """Back from the ring's reads to epoll and read() (a capture or a recording began, or the loop
+        ends): cancel the reads, put the TUNs back in the epoll, and handle the packets the kernel had
+        already read, in their order, as ``_drain`` would."""
+        left = _tunpump.uring_reads_stop()
+        self._ring = False
+        by_fd = {p.fd: p for p in self.ports}
+        for p in self.ports:
+            ep.register(p.fd, select.EPOLLIN)
+        receive = self.fw.receive
+        for fd, raw in left:
+            port = by_fd[fd]
+            hl = port.hl
+            if len(raw) <= hl:
+                continue
+            data = bytearray(raw[hl:])
+            if port.tap is not None:
+                port.tap(data)
+            port.rx_packets += 1
+            port.rx_bytes += len(data)
+            if hl and raw[1]:
+                port.rx_super += 1
+            now = self.now()
+            if port.record is not None:
+                now = round(now, 6)
+                port.record(data, now, False)
+            self._handle(port, data, raw[:hl], now, None, receive)
 
     def _compiled_wait(self, cwait: Callable, epfd: int, table: Any, timeout: float, by_fd: dict) -> None:
         """One call of the C wait (``_tunpump.wait``): it sleeps in epoll_wait and drains the TUNs until
         a packet for the Python path, another ready fd, the timeout or a signal; then the counters, that
         packet (``_handle``) and the other fds here."""
-        rx, tx, pending, other = cwait(table, epfd, self._outs, self.batch, timeout, self._epoch, self.spin)
+        rx, tx, pending, other = cwait(
+            table, epfd, self._outs, self.batch, timeout, self._epoch, self.spin, self._ring
+        )
         self.waits += 1
         for p, (_used, n, nb, sup, err), (tp, tb, te) in zip(self.ports, rx, tx):
             if n:
