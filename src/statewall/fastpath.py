@@ -151,6 +151,8 @@ class FastPath:
         "timeouts",
         "tcpmss",
         "table_closes",
+        "syns",
+        "capture",
     )
 
     def __init__(self, fw) -> None:
@@ -164,6 +166,8 @@ class FastPath:
         self.timeouts = None  # the tracker's timeouts last given to the table
         self.tcpmss = None  # sysopt connection tcpmss (maximum, minimum) last given to the table
         self.table_closes = False  # the close goes through the table (attach: the ASA's lifecycle)
+        self.syns = 0  # SYNs of a known class built straight into a record (engine.known_syn)
+        self.capture = None  # a known class's SYN on its way to becoming the class's template
 
     def __len__(self) -> int:
         return len(self.table)
@@ -357,6 +361,15 @@ class FastPath:
         h0.nat = h0._other.nat = None  # the record has the translation; the Python path recomputes it
         if rest is not None:
             self._drop_halves(conn)
+        cap = self.capture
+        if cap is not None:
+            # A SYN of a known class offloaded at once: perhaps its class's template (engine.known_syn).
+            self.capture = None
+            half = cap.c.half
+            if half is not None and half.conn is conn:
+                from .engine import known_syn
+
+                known_syn.finish(self, cap, conn, f)
         return True
 
     def unoffload(self, conn) -> None:
