@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
+from statewall.logfmt.tables import show_xlate
 from test_fastpath import (
     CLIENT,
     ENDS,
@@ -78,6 +79,21 @@ def vary_syn(flow: list, how: str, rnd: random.Random) -> list:
     return [(iface, pkt, dt, gso), *flow[1:]]
 
 
+def rest_of(fw) -> list:
+    """What ``compare_trace`` does not compare and the SYN's making writes: each connection's rare
+    fields (``_extra``: the replay index keys, the inspection, the class timeouts, in their order), its
+    translations' reference counts, the translation table, the service policy classes' connection
+    counts, and whether some connection is randomized."""
+    rows = [(c.id, repr(list((c._extra or {}).items())), [x.refcount for x in c.xlates]) for c in fw.conns]
+    sp = fw.service_policies
+    uses = sorted((k, u.connections, sorted(u.counters.items())) for k, u in sp.uses.items()) if sp else None
+    return [sorted(rows), show_xlate(fw, now=fw.now), uses, fw.shifting, dict(fw.flow_classes.kept).keys()]
+
+
+def same_rest(n, fast, slow) -> None:
+    assert rest_of(fast) == rest_of(slow), f"after packet {n}"
+
+
 VARIANTS = ["same", "same", "same", "ip-id", "ip-id", "ttl", "tos", "df", "window", "tcp-csum", "ip-csum"]
 
 
@@ -124,7 +140,7 @@ def class_trace(spec, rnd: random.Random, sport_base: int = 43000, sports=None, 
 def test_known_class_syns_equal_the_python_path(config, spec, seed):
     """Many connections of one class, SYN to teardown: both paths packet for packet, state for state."""
     rnd = random.Random(seed)
-    compare_trace(WHOLE_CONFIGS[config], 5, class_trace(spec, rnd), drain=4000.0)
+    compare_trace(WHOLE_CONFIGS[config], 5, class_trace(spec, rnd), drain=4000.0, between=same_rest)
 
 
 def plain_spec(n: int, options=(1460, True, True, 7)):
@@ -144,7 +160,7 @@ def test_the_syns_of_a_known_class_are_built_in_the_record(config, options):
     Where the tcp-map clears an option of the SYN (window scale, SACK-permitted) the SYN changed
     otherwise than the template knows: no template, every SYN takes the stages."""
     trace = class_trace(plain_spec(6, options), random.Random(1))
-    fast, slow = compare_trace(WHOLE_CONFIGS[config], 5, trace)
+    fast, slow = compare_trace(WHOLE_CONFIGS[config], 5, trace, between=same_rest)
     assert fast.fast.syns == (
         0 if config == "clear-options" and (options[2] or options[3] is not None) else 4
     )
@@ -172,6 +188,7 @@ def test_pat_ports_translated_within_a_class(config, monkeypatch):
 
     def between(n, fast, slow):
         masks.extend(f.shared[-2] for f in fast.fast.table.flows() if f.shared is not None)
+        same_rest(n, fast, slow)
 
     fast, _ = compare_trace(WHOLE_CONFIGS[config], 5, trace, between=between)
     assert fast.fast.syns == 8
@@ -259,3 +276,51 @@ def test_the_platform_connection_limit_is_checked_first():
         assert [repr(e) for e in a.events] == [repr(e) for e in b.events]
     assert fast.fast.syns == 2 and fast.stats == slow.stats and len(fast.conns) == 4
     assert SERVER  # (the trace's server)
+
+
+def step_both(fast, slow, iface, pkt, now, **kw) -> None:
+    """One packet through both firewalls: the same packets, events, counters and state after it."""
+    from test_fastpath import state_of
+
+    a = fast.receive(iface, bytes(pkt), now, **kw)
+    b = slow.receive(iface, bytes(pkt), now, **kw)
+    assert [(i, bytes(p)) for i, p in a.packets] == [(i, bytes(p)) for i, p in b.packets]
+    assert [repr(e) for e in a.events] == [repr(e) for e in b.events]
+    assert fast.stats == slow.stats
+    fast.fast.sync()
+    assert state_of(fast, flush=False) == state_of(slow)
+    assert rest_of(fast) == rest_of(slow)
+
+
+@needs_fast
+@pytest.mark.parametrize("config", ["pat", "no-nat-tcp-map", "static", "pat-norandom"])
+def test_a_partial_checksum_syn_of_a_class_with_a_template_takes_the_stages(config):
+    """The template made from full checksums; a later SYN of the class with a partial checksum (TUN
+    NEEDS_CSUM: the field holds the pseudo-header sum, which NAT moves otherwise) takes the stages."""
+    syns = [x for x in class_trace(plain_spec(5), random.Random(1), overlap=0.0) if x[1][33] == 0x02]
+    fast = Firewall(parse(WHOLE_CONFIGS[config], "t.cfg"), seed=5)
+    slow = Firewall(parse(WHOLE_CONFIGS[config], "t.cfg"), seed=5, fast_path=False)
+    for n, (iface, pkt, _, _) in enumerate(syns):
+        step_both(fast, slow, iface, pkt, 100.0 + n, csum_partial=n in (2, 4))
+    assert fast.fast.syns == 1  # the fourth: the third and fifth were partial
+
+
+@needs_fast
+def test_a_reply_tuple_in_use_is_refused_by_the_stages():
+    """A SYN of a class with a template whose reply tuple is in the connection table already (as
+    another connection's half would be: put there by hand, the configurations here cannot make one
+    without the SYN's own tuple): the stages refuse it (build's check, 'the translated tuple is in
+    use'), as without a template; the next SYN is built again."""
+    syns = [x for x in class_trace(plain_spec(5), random.Random(1), overlap=0.0) if x[1][33] == 0x02]
+    fast = Firewall(parse(WHOLE_CONFIGS["static"], "t.cfg"), seed=5)
+    slow = Firewall(parse(WHOLE_CONFIGS["static"], "t.cfg"), seed=5, fast_path=False)
+    for n, (iface, pkt, _, _) in enumerate(syns[:3]):
+        step_both(fast, slow, iface, pkt, 100.0 + n)
+    assert fast.fast.syns == 1
+    taken = (4, 6, SERVER, 80, 0xC0A80928, 43003)  # the static's mapped address, the SYN's port
+    for fw in (fast, slow):
+        dict.__setitem__(fw.conns.by_key, taken, None)
+    step_both(fast, slow, "inside", syns[3][1], 105.0)
+    assert fast.fast.syns == 1 and len(fast.conns) == 3 and fast.drops == slow.drops
+    step_both(fast, slow, "inside", syns[4][1], 106.0)
+    assert fast.fast.syns == 2
