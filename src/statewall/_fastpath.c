@@ -602,7 +602,7 @@ static PyObject *Flow_ends(Flow *f, PyObject *unused) {
  * is its hash) and the translation differ. syn_build makes its record from the template's and rewrites
  * the SYN: the template's output bytes, the mapped source and port, the shifted sequence number, each
  * checksum updated from the arriving one by the sum of the changed words (RFC 1624 eqn. 3, as the
- * Python path's steps add up: its updates compose into one). */
+ * Python path's steps add up: its updates compose into one; a partial checksum by the addresses'). */
 
 static PyTypeObject FlowType;
 
@@ -710,9 +710,9 @@ static inline unsigned syn_csum(unsigned c, long long d) {
 static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
     PyObject *conn, *shared, *data, *tin, *tout;
     unsigned int msrc, mask, off;
-    int msport;
-    if (!PyArg_ParseTuple(args, "OOOOOIiII:syn_build", &conn, &shared, &data, &tin, &tout, &msrc, &msport,
-                          &mask, &off))
+    int msport, partial = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOIiII|p:syn_build", &conn, &shared, &data, &tin, &tout, &msrc, &msport,
+                          &mask, &off, &partial))
         return NULL;
     if (!PyByteArray_Check(data)) {
         PyErr_SetString(PyExc_TypeError, "syn_build: the SYN is a bytearray");
@@ -776,7 +776,7 @@ static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
     syn_put32(p + 24, seq + off);
     /* Each checksum moved by the sum of the words that changed (IP header; pseudo-header addresses and
      * the TCP header), from the arriving packet's. */
-    long long dip = 0, dl4 = 0;
+    long long dip = 0, dl4 = 0, daddr = 0;
     for (Py_ssize_t i = 0; i + 1 < d.len; i += 2) {
         if (i == 10 || i == 36)
             continue;
@@ -785,9 +785,20 @@ static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
             dip += w;
         if (i >= 12)
             dl4 += w;
+        if (i >= 12 && i < 20)
+            daddr += w;
     }
     syn_put16(p + 10, syn_csum(syn_be16(orig + 10), dip));
-    syn_put16(p + 36, syn_csum(syn_be16(orig + 36), dl4));
+    if (!partial) {
+        syn_put16(p + 36, syn_csum(syn_be16(orig + 36), dl4));
+    } else if (f->moved[0]) {
+        /* A partial checksum (the pseudo-header's sum, TUN NEEDS_CSUM) moves with the addresses only,
+         * as Packet.forward_nat4 moves it; the sequence number and the MSS leave it alone. */
+        long long x = ((long long)syn_be16(orig + 36) + daddr) % 65535;
+        if (x < 0)
+            x += 65535;
+        syn_put16(p + 36, (unsigned)(x ? x : 65535));
+    }
 done:
     PyBuffer_Release(&d);
     PyBuffer_Release(&b);
@@ -803,8 +814,9 @@ static PyMethodDef Flow_methods[] = {
     {"syn_copy", (PyCFunction)Flow_syn_copy, METH_NOARGS,
      "a new Flow with this one's fields but no connection (a known class's template record)"},
     {"syn_build", (PyCFunction)Flow_syn_build, METH_VARARGS,
-     "syn_build(conn, shared, data, tin, tout, msrc, msport, mask, offset) -> the record of a known "
-     "class's SYN, data rewritten as the Python path rewrites it (statewall.engine.known_syn)"},
+     "syn_build(conn, shared, data, tin, tout, msrc, msport, mask, offset[, partial]) -> the record of a "
+     "known class's SYN, data rewritten as the Python path rewrites it (statewall.engine.known_syn); "
+     "partial: the TCP checksum field holds the pseudo-header's sum"},
     {"syn_like", (PyCFunction)Flow_syn_like, METH_VARARGS | METH_STATIC,
      "syn_like(data, tin) -> whether data is the template's SYN tin but for IP id, source port, sequence "
      "number and checksums"},

@@ -23,15 +23,16 @@ NAT:
   the template's (the keys and translations of this port, the tracker's and normalizer's numbers
   moved by the sequence number's difference, the randomization's offset ``seqrand.offset_for``), and
   the SYN rewritten in C (the template's output bytes with this SYN's mapped port and shifted
-  sequence number, checksums updated from the arriving ones);
+  sequence number, checksums updated from the arriving ones; a partial checksum, TUN's NEEDS_CSUM,
+  moved by the addresses only, as ``Packet.forward_nat4`` moves it);
 - the bookkeeping of ``asa.build``, ``lifecycle.opened``/``after_tcp`` and ``FastPath.offload`` is
   done here in the same order: the translation held and its 305011, the class's admission count, the
   connection table, the embryonic timer, the counters, 302013.
 
 Anything that could make the SYN's path differ takes the stages as before: packet-tracer, a live
 expectation (the class cache is off then), the platform's connection limit reached,
-a changed set of tracker timeouts or ``sysopt connection tcpmss`` in the compiled table, a partial
-checksum, a packet over the egress MTU, a translation of another shape than the template's (no
+a changed set of tracker timeouts or ``sysopt connection tcpmss`` in the compiled table, a packet
+over the egress MTU, a translation of another shape than the template's (no
 translation where it had one, port block allocation, a reply tuple in use). The Python path stays the
 definition: the template is what it did, and ``tests/test_known_syn.py`` holds the two equal.
 """
@@ -122,9 +123,7 @@ def _capture_stage(k):
         pkt = c.pkt
         buf = pkt.buf
         if (
-            c.trace is None
-            and c.unnat is None
-            and not pkt.partial
+            c.unnat is None
             and len(buf) == 20 + pkt.doff
             and buf[0] == 0x45
             and buf[6] & 0x3F == 0
@@ -238,9 +237,7 @@ def _take(t, c) -> bool:
     ct_max = fw.ct.max
     keys = fw.conns.by_key
     if (
-        c.trace is not None
-        or pkt.partial
-        or not _syn_like(buf, t.tin)
+        not _syn_like(buf, t.tin)
         or (ct_max and len(fw.conns) >= ct_max)
         or fast.timeouts != t.timeouts
         or fast.tcpmss != t.tcpmss
@@ -288,7 +285,7 @@ def _take(t, c) -> bool:
     conn.mpf = eff = t.mpf
     seq = pkt.seq
     off = offset_for(fw.seq_secret, 4, src, sport, pkt.dst, pkt.dport, seq) if t.randomized else 0
-    f = t.record.syn_build(conn, shared, buf, t.tin, t.tout, msrc, msport, mask, off)
+    f = t.record.syn_build(conn, shared, buf, t.tin, t.tout, msrc, msport, mask, off, pkt.partial)
     conn.fast = f
     conn.__class__ = OffloadedConnection
     if fw.replay_index is not None and mask >> 4:
