@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
-from statewall.logfmt.tables import show_xlate
+from statewall.logfmt.tables import show_conn, show_xlate
 from test_fastpath import (
     CLIENT,
     ENDS,
@@ -334,3 +334,34 @@ def test_a_reply_tuple_in_use_is_refused_by_the_stages():
     assert fast.fast.syns == 1 and len(fast.conns) == 3 and fast.drops == slow.drops
     step_both(fast, slow, "inside", syns[4][1], 106.0)
     assert fast.fast.syns == 2
+
+
+@needs_fast
+@pytest.mark.parametrize("config", ["pat", "no-nat-tcp-map"])
+def test_a_snapshot_of_connections_built_from_a_template(config):
+    """Connections whose SYN was built from the template, snapshotted at every SYN and restored into new
+    firewalls: the same counters, connections and state as the Python path's restored; the restored
+    fast one carries on like the Python path's (its classes, and templates, made again)."""
+    from test_fastpath import state_of
+
+    def restored(fw):
+        again = Firewall(parse(WHOLE_CONFIGS[config], "t.cfg"), seed=5, fast_path=fw.fast is not None)
+        again.restore(fw.snapshot())
+        return again
+
+    trace = class_trace(plain_spec(8), random.Random(4), overlap=0.0)
+    fast = Firewall(parse(WHOLE_CONFIGS[config], "t.cfg"), seed=5)
+    slow = Firewall(parse(WHOLE_CONFIGS[config], "t.cfg"), seed=5, fast_path=False)
+    now = 100.0
+    built = 0
+    for iface, pkt, dt, _ in trace:
+        now += dt
+        step_both(fast, slow, iface, pkt, now)
+        if pkt[33] == 0x02 and fast.fast.syns:
+            built = max(built, fast.fast.syns)
+            a, b = restored(fast), restored(slow)
+            assert a.stats == b.stats == slow.stats and a.now == b.now
+            assert show_conn(a, detail=True) == show_conn(b, detail=True)
+            assert state_of(a) == state_of(b)
+            fast, slow = a, b
+    assert built
