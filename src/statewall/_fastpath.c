@@ -591,11 +591,235 @@ static PyObject *Flow_ends(Flow *f, PyObject *unused) {
     return Py_BuildValue("(OOBNN)", f->iface[0], f->iface[1], f->proto, half_ends(f, 0), half_ends(f, 1));
 }
 
+/* ---- the SYN of a known flow class (statewall.engine.known_syn) ------------------------------------
+ *
+ * A class of flow (statewall.engine.flowclass) whose SYN the Python path took, built a connection for
+ * and offloaded at that SYN keeps a template: the SYN as it arrived (tin), as it left (tout) and a copy
+ * of the record right after it (syn_copy). A later SYN of the same class whose bytes are the template's
+ * but for the per-connection fields (IP id, IP checksum, source port, sequence number, TCP checksum:
+ * syn_like) is taken by the same stages to the same decisions; only the source port (PAT), the
+ * sequence number (the tracker's and the normalizer's numbers move with it, the randomization's offset
+ * is its hash) and the translation differ. syn_build makes its record from the template's and rewrites
+ * the SYN: the template's output bytes, the mapped source and port, the shifted sequence number, each
+ * checksum updated from the arriving one by the sum of the changed words (RFC 1624 eqn. 3, as the
+ * Python path's steps add up: its updates compose into one; a partial checksum by the addresses'). */
+
+static PyTypeObject FlowType;
+
+/* The bytes a SYN of the class may differ in from the template's (IPv4 header without options). */
+static inline int syn_varies(Py_ssize_t i) {
+    return i == 4 || i == 5 || i == 10 || i == 11 || i == 20 || i == 21 || (i >= 24 && i <= 27) || i == 36 ||
+           i == 37;
+}
+
+static int syn_buffers(PyObject *data, PyObject *tin, Py_buffer *d, Py_buffer *b) {
+    if (PyObject_GetBuffer(data, d, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (PyObject_GetBuffer(tin, b, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(d);
+        return -1;
+    }
+    return 0;
+}
+
+/* syn_like(data, tin) -> whether data is tin but for the per-connection fields (syn_varies). */
+static PyObject *Flow_syn_like(PyObject *unused, PyObject *args) {
+    PyObject *data, *tin;
+    if (!PyArg_ParseTuple(args, "OO:syn_like", &data, &tin))
+        return NULL;
+    Py_buffer d, b;
+    if (syn_buffers(data, tin, &d, &b) < 0)
+        return NULL;
+    int same = d.len == b.len && d.len >= 40;
+    const unsigned char *x = d.buf, *y = b.buf;
+    for (Py_ssize_t i = 0; same && i < d.len; i++)
+        if (x[i] != y[i] && !syn_varies(i))
+            same = 0;
+    PyBuffer_Release(&d);
+    PyBuffer_Release(&b);
+    return PyBool_FromLong(same);
+}
+
+/* syn_copy() -> a new Flow with this one's fields, without its connection (the template's record). */
+static PyObject *Flow_syn_copy(Flow *t, PyObject *unused) {
+    Flow *f = (Flow *)FlowType.tp_alloc(&FlowType, 0);
+    if (!f)
+        return NULL;
+    size_t start = offsetof(Flow, nsrc);
+    memcpy((char *)f + start, (char *)t + start, sizeof(Flow) - start);
+    PyObject *objs[3] = {t->iface[0], t->iface[1], t->shared};
+    PyObject **slots[3] = {&f->iface[0], &f->iface[1], &f->shared};
+    for (int i = 0; i < 3; i++) {
+        Py_XINCREF(objs[i]);
+        *slots[i] = objs[i];
+    }
+    return (PyObject *)f;
+}
+
+/* One direction's translation as fill_half computes it: the key's own numbers, the new ones. */
+static void syn_nat(Flow *f, int d, long long src, long long sport, long long dst, long long dport,
+                    long long nsrc, long long nsport, long long ndst, long long ndport, int rewrites) {
+    if (!rewrites) {
+        f->nsrc[d] = f->ndst[d] = 0;
+        f->nsport[d] = f->ndport[d] = f->da[d] = f->dl4[d] = 0;
+        f->moved[d] = f->rewrites[d] = 0;
+        return;
+    }
+    long long da = (nsrc - src) + (ndst - dst);
+    long long dl4 = da + (nsport - sport) + (ndport - dport);
+    da %= 65535;
+    dl4 %= 65535;
+    f->nsrc[d] = (unsigned int)nsrc;
+    f->ndst[d] = (unsigned int)ndst;
+    f->nsport[d] = (unsigned short)nsport;
+    f->ndport[d] = (unsigned short)ndport;
+    f->da[d] = (unsigned short)(da < 0 ? da + 65535 : da);
+    f->dl4[d] = (unsigned short)(dl4 < 0 ? dl4 + 65535 : dl4);
+    f->moved[d] = nsrc != src || ndst != dst;
+    f->rewrites[d] = 1;
+}
+
+static inline unsigned syn_be16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
+static inline uint32_t syn_be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void syn_put16(unsigned char *p, unsigned v) {
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+static inline void syn_put32(unsigned char *p, uint32_t v) {
+    syn_put16(p, v >> 16);
+    syn_put16(p + 2, v & 0xFFFFu);
+}
+/* _M - (((c ^ _M) + d) % _M or _M), as csum_update below */
+static inline unsigned syn_csum(unsigned c, long long d) {
+    long long x = ((long long)(c ^ 0xFFFFu) + d) % 65535;
+    if (x < 0)
+        x += 65535;
+    if (x == 0)
+        x = 65535;
+    return (unsigned)(65535 - x);
+}
+
+/* syn_build(template_record, conn, shared, data, tin, tout, msrc, msport, mask, offset) -> the new
+ * connection's record, and data rewritten in place as the Python path rewrites it. The template's record
+ * (self) is the one copied right after its SYN (syn_copy); mask is the halves' rewrite mask
+ * (fastpath._rewrites: bits 0-3 the ORIGINAL half's new_src, new_sport, new_dst, new_dport, 4-7 the
+ * REPLY half's), offset the ORIGINAL direction's randomization offset (0 without). The caller checked
+ * syn_like(data, tin). */
+static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
+    PyObject *conn, *shared, *data, *tin, *tout;
+    unsigned int msrc, mask, off;
+    int msport, partial = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOIiII|p:syn_build", &conn, &shared, &data, &tin, &tout, &msrc, &msport,
+                          &mask, &off, &partial))
+        return NULL;
+    if (!PyByteArray_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "syn_build: the SYN is a bytearray");
+        return NULL;
+    }
+    if (msport < 0 || msport > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "syn_build: a port is 16 bits");
+        return NULL;
+    }
+    Py_buffer d, b, o;
+    if (syn_buffers(data, tin, &d, &b) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(tout, &o, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&d);
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    Flow *f = NULL;
+    if (d.len != b.len || d.len != o.len || d.len < 40 || d.len > 128 || (d.len & 1)) {
+        PyErr_SetString(PyExc_ValueError, "syn_build: the SYN is not the template's size");
+        goto done;
+    }
+    f = (Flow *)Flow_syn_copy(t, NULL);
+    if (!f)
+        goto done;
+    unsigned char *p = d.buf;
+    const unsigned char *to = o.buf, *ti = b.buf;
+    /* The record: the keys, the translations, the numbers that move with the sequence number. */
+    uint32_t src = syn_be32(p + 12), dst = syn_be32(p + 16), seq = syn_be32(p + 24);
+    unsigned sport = syn_be16(p + 20), dport = syn_be16(p + 22);
+    memcpy(f->key[0], p + 12, 8);
+    memcpy(f->key[0] + 8, p + 20, 4);
+    f->key[0][12] = p[9];
+    unsigned char *k1 = f->key[1]; /* (real_dst, real_dport) of the class; the mapped source and port */
+    syn_put32(k1 + 4, msrc);
+    syn_put16(k1 + 10, (unsigned)msport);
+    uint32_t rdst = syn_be32(k1);
+    unsigned rdport = syn_be16(k1 + 8);
+    syn_nat(f, 0, src, sport, dst, dport, (mask & 1) ? msrc : src, (mask & 2) ? msport : sport,
+            (mask & 4) ? t->ndst[0] : dst, (mask & 8) ? t->ndport[0] : dport, (mask & 15) != 0);
+    syn_nat(f, 1, rdst, rdport, msrc, msport, (mask & 16) ? t->nsrc[1] : rdst, (mask & 32) ? t->nsport[1] : rdport,
+            (mask & 64) ? src : msrc, (mask & 128) ? sport : (unsigned)msport, (mask & 240) != 0);
+    uint32_t delta = seq - syn_be32(ti + 24);
+    f->td_end[0] += delta;
+    f->td_maxend[0] += delta;
+    if (f->nxt_set[0])
+        f->nxt[0] += delta;
+    f->offs[0] = off;
+    Py_INCREF(conn);
+    f->conn = conn;
+    Py_INCREF(shared);
+    Py_XSETREF(f->shared, shared);
+    /* The SYN: the template's output bytes where the class decides them, this connection's fields. */
+    unsigned char orig[128];
+    memcpy(orig, p, (size_t)d.len);
+    for (Py_ssize_t i = 0; i < d.len; i++)
+        if (!syn_varies(i))
+            p[i] = to[i];
+    syn_put32(p + 12, msrc);
+    syn_put16(p + 20, (unsigned)msport);
+    syn_put32(p + 24, seq + off);
+    /* Each checksum moved by the sum of the words that changed (IP header; pseudo-header addresses and
+     * the TCP header), from the arriving packet's. */
+    long long dip = 0, dl4 = 0, daddr = 0;
+    for (Py_ssize_t i = 0; i + 1 < d.len; i += 2) {
+        if (i == 10 || i == 36)
+            continue;
+        long long w = (long long)syn_be16(p + i) - (long long)syn_be16(orig + i);
+        if (i < 20)
+            dip += w;
+        if (i >= 12)
+            dl4 += w;
+        if (i >= 12 && i < 20)
+            daddr += w;
+    }
+    syn_put16(p + 10, syn_csum(syn_be16(orig + 10), dip));
+    if (!partial) {
+        syn_put16(p + 36, syn_csum(syn_be16(orig + 36), dl4));
+    } else if (f->moved[0]) {
+        /* A partial checksum (the pseudo-header's sum, TUN NEEDS_CSUM) moves with the addresses only,
+         * as Packet.forward_nat4 moves it; the sequence number and the MSS leave it alone. */
+        long long x = ((long long)syn_be16(orig + 36) + daddr) % 65535;
+        if (x < 0)
+            x += 65535;
+        syn_put16(p + 36, (unsigned)(x ? x : 65535));
+    }
+done:
+    PyBuffer_Release(&d);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&o);
+    return (PyObject *)f;
+}
+
 static PyMethodDef Flow_methods[] = {
     {"fill", (PyCFunction)Flow_fill, METH_VARARGS,
      "fill(conn, ifs) -> the halves' rewrite mask: every field at once, read from the connection's objects "
      "(statewall.fastpath.offload)"},
     {"tcp_state", (PyCFunction)Flow_tcp_state, METH_NOARGS, "the fields the fast path changes"},
+    {"syn_copy", (PyCFunction)Flow_syn_copy, METH_NOARGS,
+     "a new Flow with this one's fields but no connection (a known class's template record)"},
+    {"syn_build", (PyCFunction)Flow_syn_build, METH_VARARGS,
+     "syn_build(conn, shared, data, tin, tout, msrc, msport, mask, offset[, partial]) -> the record of a "
+     "known class's SYN, data rewritten as the Python path rewrites it (statewall.engine.known_syn); "
+     "partial: the TCP checksum field holds the pseudo-header's sum"},
+    {"syn_like", (PyCFunction)Flow_syn_like, METH_VARARGS | METH_STATIC,
+     "syn_like(data, tin) -> whether data is the template's SYN tin but for IP id, source port, sequence "
+     "number and checksums"},
     {"ends", (PyCFunction)Flow_ends, METH_NOARGS,
      "(iface0, iface1, proto, (src, sport, dst, dport, nsrc, nsport, ndst, ndport) per direction)"},
     {NULL},

@@ -45,6 +45,16 @@ does it keep its two ``Half`` objects and their keys: the connection table's dic
 (``conntrack.Keys``) asks the table for a key it misses and ``held_half`` makes the halves again, kept
 from then on; ``conn.halves`` reads views of the record meanwhile.
 
+A connection of a known flow class can also start in the record without ever having its objects: the
+first SYN of a class (``engine.flowclass``) that this module offloads without them becomes the class's
+template (``offload`` hands it to ``engine.known_syn.finish``: its SYN in and out, a copy of its
+record, ``Flow.syn_copy``), and a later SYN of the class whose bytes differ only in the IP id, source
+port, sequence number and checksums is built from it (``engine.known_syn``: source NAT as the stage,
+then ``Flow.syn_build`` makes the record and rewrites the SYN in C, the connection made as the
+``OffloadedConnection`` the offload would have left; counted in ``syns``, and in ``offloads``,
+``shed`` and ``dropped_halves`` as the offload counts it). Every other SYN takes the stages and this
+module's ``offload`` as before.
+
 Unlike the kernel's flowtable, which needs a rule to offload and then skips the ruleset's counters,
 statewall's fast path is invisible: per-rule counters
 are only counted for new connections on the ASA's stages anyway (hit counts), and netfilter's path,
@@ -151,6 +161,8 @@ class FastPath:
         "timeouts",
         "tcpmss",
         "table_closes",
+        "syns",
+        "capture",
     )
 
     def __init__(self, fw) -> None:
@@ -164,6 +176,8 @@ class FastPath:
         self.timeouts = None  # the tracker's timeouts last given to the table
         self.tcpmss = None  # sysopt connection tcpmss (maximum, minimum) last given to the table
         self.table_closes = False  # the close goes through the table (attach: the ASA's lifecycle)
+        self.syns = 0  # SYNs of a known class built straight into a record (engine.known_syn)
+        self.capture = None  # a known class's SYN on its way to becoming the class's template
 
     def __len__(self) -> int:
         return len(self.table)
@@ -357,6 +371,15 @@ class FastPath:
         h0.nat = h0._other.nat = None  # the record has the translation; the Python path recomputes it
         if rest is not None:
             self._drop_halves(conn)
+        cap = self.capture
+        if cap is not None:
+            # A SYN of a known class offloaded at once: perhaps its class's template (engine.known_syn).
+            self.capture = None
+            half = cap.c.half
+            if half is not None and half.conn is conn:
+                from .engine import known_syn
+
+                known_syn.finish(self, cap, conn, f)
         return True
 
     def unoffload(self, conn) -> None:

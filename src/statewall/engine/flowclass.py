@@ -34,6 +34,7 @@ the next first packet on. At most ``MAX`` classes are kept; past it the cache st
 from __future__ import annotations
 
 from ..policy import PROTO_TCP
+from . import known_syn
 
 MAX = 16_384
 
@@ -46,7 +47,7 @@ class FlowClass:
     an entry of ``NatTable``, None for no rule, ``UNKNOWN`` until source NAT has looked)."""
 
     __slots__ = ("unnat", "real_dst", "real_dport", "egress", "route", "dec", "acl_dst", "acl_dport",
-                 "eff", "nat", "key")  # fmt: skip
+                 "eff", "nat", "key", "syn", "tries")  # fmt: skip
 
     def __init__(self, c) -> None:
         self.unnat = c.unnat
@@ -60,6 +61,8 @@ class FlowClass:
         self.eff = c.eff
         self.nat = UNKNOWN
         self.key = None  # the class's key until it is kept
+        self.syn = None  # the template of the class's SYN (statewall.engine.known_syn), once made
+        self.tries = 0  # SYNs of the class that tried to become its template
 
 
 UNKNOWN = object()  # FlowClass.nat before source NAT has looked
@@ -145,4 +148,6 @@ class FlowClasses:
             dec.count_again(c.v, pkt.src, k.acl_dst)
             if dec.logged:
                 acl_hits(c, dec)
+        if proto == PROTO_TCP:
+            return known_syn.stages_for(self, k, c)
         return self.rest
