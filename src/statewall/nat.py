@@ -1262,12 +1262,14 @@ class NatTable:
 
     def release(self, x: Xlate, now: float) -> bool:
         """Drop one connection's hold; True when the slot became idle and must be timed."""
-        x.refcount -= 1
-        if x.refcount <= 0:
-            x.refcount = 0
-            x.idle_since = now
-            return x.kind != "static" and x.timeout > 0
-        return False
+        n = x.refcount - 1
+        if n > 0:
+            x.refcount = n
+            return False
+        x.refcount = 0
+        x.idle_since = now
+        c = x._c  # kind at 0, timeout at 7 (the shared tuple, without the properties)
+        return c[0] != "static" and c[7] > 0
 
     def expire(self, x: Xlate, now: float) -> float | None:
         """Remove ``x`` if idle long enough; otherwise return the time to look again (None: never)."""

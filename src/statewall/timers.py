@@ -24,6 +24,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from typing import Any
 
+_floor = math.floor
 _COMPACT = 1024  # a bucket drops the entries it handed out once that many are behind it
 
 
@@ -62,7 +63,10 @@ class Timers:
         self._len = 0
 
     def schedule(self, when: float, obj: Any) -> None:
-        sec = _second(when)
+        try:
+            sec = _floor(when)  # _second(when), without its call (per connection and translation)
+        except (OverflowError, ValueError):
+            sec = when
         b = self._buckets.get(sec)
         if b is None:
             self._buckets[sec] = b = _Bucket()
