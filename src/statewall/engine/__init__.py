@@ -182,8 +182,9 @@ class Firewall:
                 if again > 0:
                     timers.schedule(again, obj)
                     continue
-                until = obj.idle_since + obj._c[7]  # its timeout (the shared tuple's)
-                e = obj._c[9]  # its entry
+                shared = obj._c  # its timeout at 7, its entry at 9 (the shared tuple's)
+                until = obj.idle_since + shared[7]
+                e = shared[9]
                 if e is not None and e.pba:
                     ev.extend(lifecycle.block_events(self, until))  # 305015, not 305012
                 else:
