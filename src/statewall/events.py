@@ -392,20 +392,22 @@ class XlateTeardown(Event):
     duration: float
 
 
-def xlate_event(cls, x, now: float, **kw):
+def xlate_event(cls, x, now: float, *more):
     """A translation slot's ``XlateBuilt`` or ``XlateTeardown`` (``cls``) from the slot ``x``
-    (``nat.Xlate``); its addresses are formatted only if a log reads them. The fields the slot shares
-    with others (kind, version, protocol, interfaces: ``Xlate._c``) are read from that tuple at once
-    rather than through five properties (per new translation, on the packet path)."""
+    (``nat.Xlate``), then ``more``, the event's further fields in order (a teardown's duration); its
+    addresses are formatted only if a log reads them. The fields the slot shares with others (kind,
+    version, protocol, interfaces: ``Xlate._c``) are read from that tuple at once rather than through
+    five properties (per new or expired translation), the rest given by position (a call with
+    keywords cost more)."""
     c = x._c  # (kind, version, proto, real_iface, mapped_iface, pat, rule, timeout, flags, entry)
     v = c[1]
     return cls(
-        now, c[0], c[2], c[3], (v, x.real_addr), x.real_port, c[4], (v, x.mapped_addr), x.mapped_port, **kw
+        now, c[0], c[2], c[3], (v, x.real_addr), x.real_port, c[4], (v, x.mapped_addr), x.mapped_port, *more
     )
 
 
 def xlate_built(x, now: float) -> XlateBuilt:
-    """``xlate_event(XlateBuilt, x, now, origin=x.rule.origin)``: a new translation's 305011."""
+    """``xlate_event(XlateBuilt, x, now, x.rule.origin)``: a new translation's 305011."""
     c = x._c
     v = c[1]
     return XlateBuilt(

@@ -1265,42 +1265,52 @@ class NatTable:
 
     def release(self, x: Xlate, now: float) -> bool:
         """Drop one connection's hold; True when the slot became idle and must be timed."""
-        x.refcount -= 1
-        if x.refcount <= 0:
-            x.refcount = 0
-            x.idle_since = now
-            return x.kind != "static" and x.timeout > 0
-        return False
+        n = x.refcount - 1
+        if n > 0:
+            x.refcount = n
+            return False
+        x.refcount = 0
+        x.idle_since = now
+        c = x._c  # kind at 0, timeout at 7 (the shared tuple, without the properties)
+        return c[0] != "static" and c[7] > 0
 
     def expire(self, x: Xlate, now: float) -> float | None:
         """Remove ``x`` if idle long enough; otherwise return the time to look again (None: never)."""
-        if x.refcount > 0 or x.kind == "static" or x.timeout <= 0 or self.xlates.get(x.key) is not x:
+        c = x._c  # kind at 0, timeout at 7 (the shared tuple, without the properties)
+        timeout = c[7]
+        if x.refcount > 0 or c[0] == "static" or timeout <= 0 or self.xlates.get(x.key) is not x:
             return None  # held, permanent, or already gone (a second timer queued for it)
-        due = x.idle_since + x.timeout
+        due = x.idle_since + timeout
         if due > now:
             return due
         self.remove(x)
         return -1.0
 
     def remove(self, x: Xlate) -> None:
-        if self.xlates.get(x.key) is not x:
+        xlates = self.xlates
+        key = x.key
+        if xlates.get(key) is not x:
             return
-        del self.xlates[x.key]
-        if x.kind != "dynamic":
+        del xlates[key]
+        # (kind, version, proto, real iface, mapped iface, pat, rule, timeout, flags, entry): the shared
+        # tuple read once rather than through a property per field (per expired translation).
+        kind, version, proto, _, mapped_iface, pat, _, _, _, e = x._c
+        if kind != "dynamic":
             return
-        if x.pat:
-            used = self._mapped_in_use.get((x.version, x.proto, x.mapped_addr))
+        if pat:
+            used = self._mapped_in_use.get((version, proto, x.mapped_addr))
             if used is not None:
                 used.discard(x.mapped_port)
-            e = x.entry
-            if e is not None and e.pba:
-                self._pba_release(x)
             if e is not None:
-                held = e.sticky.get((x.version, x.real_addr))
-                if held is not None and held[0] == x.mapped_addr:
-                    held[1] -= 1
-                    if held[1] <= 0:
-                        del e.sticky[(x.version, x.real_addr)]
+                if e.pba:
+                    self._pba_release(x)
+                sticky = e.sticky
+                if sticky:  # a pool's stickiness (an empty dict holds no host)
+                    held = sticky.get((version, x.real_addr))
+                    if held is not None and held[0] == x.mapped_addr:
+                        held[1] -= 1
+                        if held[1] <= 0:
+                            del sticky[(version, x.real_addr)]
         else:
-            self._hosts_in_use.discard((x.version, x.mapped_addr))
-            self._nat_hosts.pop((x.version, x.mapped_iface, x.mapped_addr), None)
+            self._hosts_in_use.discard((version, x.mapped_addr))
+            self._nat_hosts.pop((version, mapped_iface, x.mapped_addr), None)

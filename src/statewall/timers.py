@@ -24,6 +24,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from typing import Any
 
+_floor = math.floor
 _COMPACT = 1024  # a bucket drops the entries it handed out once that many are behind it
 
 
@@ -46,11 +47,17 @@ class _Bucket:
 
     def order(self) -> None:
         whens = self.whens
+        self.ordered = True
+        # Time goes forward and the owners queue most entries at their time plus one timeout: most
+        # buckets were appended in order of time already, which the stable sort would keep as they are
+        # (a plain sort of the times and one comparison tell, for less than the sort by index).
+        ordered = sorted(whens)
+        if ordered == whens:
+            return
         idx = sorted(range(len(whens)), key=whens.__getitem__)  # stable: equal times keep their order
         objs = self.objs
         self.whens = [whens[i] for i in idx]
         self.objs = [objs[i] for i in idx]
-        self.ordered = True
 
 
 class Timers:
@@ -62,7 +69,10 @@ class Timers:
         self._len = 0
 
     def schedule(self, when: float, obj: Any) -> None:
-        sec = _second(when)
+        try:
+            sec = _floor(when)  # _second(when), without its call (per connection and translation)
+        except (OverflowError, ValueError):
+            sec = when
         b = self._buckets.get(sec)
         if b is None:
             self._buckets[sec] = b = _Bucket()
@@ -88,30 +98,40 @@ class Timers:
         return b
 
     def pop_due(self, now: float) -> Iterator[Any]:
-        """Yield every queued object whose queued time is <= now (each once; re-``schedule`` to keep it)."""
+        """Yield every queued object whose queued time is <= now (each once; re-``schedule`` to keep it).
+
+        The consumer may queue objects between two yields: into the bucket being handed out (in place,
+        after the entries handed out: ``start`` is kept current), or into a bucket of an earlier
+        second (the heap's first second then changes, and the loop goes back to it)."""
         buckets = self._buckets
         seconds = self._seconds
         while seconds:
-            b = buckets[seconds[0]]
+            sec = seconds[0]
+            b = buckets[sec]
             if not b.ordered:
                 b.order()
-            i = b.start
-            if not b.whens[i] <= now:
-                return
+            whens = b.whens
             objs = b.objs
-            obj = objs[i]
-            objs[i] = None
-            i += 1
-            self._len -= 1
-            if i == len(objs):
-                del buckets[heapq.heappop(seconds)]
-            elif i >= _COMPACT and 2 * i >= len(objs):
-                del b.whens[:i]
-                del objs[:i]
-                b.start = 0
-            else:
+            i = b.start
+            while True:
+                if not whens[i] <= now:
+                    return
+                obj = objs[i]
+                objs[i] = None
+                i += 1
+                self._len -= 1
+                if i == len(objs):
+                    del buckets[heapq.heappop(seconds)]
+                    yield obj
+                    break
+                if i >= _COMPACT and 2 * i >= len(objs):
+                    del whens[:i]
+                    del objs[:i]
+                    i = 0
                 b.start = i
-            yield obj
+                yield obj
+                if seconds[0] is not sec:
+                    break  # an earlier bucket was made meanwhile
 
     def next_deadline(self) -> float | None:
         b = self._first()

@@ -34,7 +34,7 @@ from ..conntrack import Connection
 from ..dcd import Probe
 from ..events import DropReason, Event, XlateTeardown, xlate_event
 from ..expect import Expectation
-from ..nat import PbaTick
+from ..nat import PbaTick, Xlate
 from ..normalizer import NormState
 from ..packet import DecodeError, decode
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Policy
@@ -173,8 +173,23 @@ class Firewall:
         if now > self.now:
             self.now = now
         timers = self.timers
+        nat = self.nat
         for obj in timers.pop_due(now):
-            if isinstance(obj, Connection):
+            if type(obj) is Xlate:  # a NAT slot: most of what comes due on a box translating (PAT)
+                again = nat.expire(obj, now)
+                if again is None:
+                    continue
+                if again > 0:
+                    timers.schedule(again, obj)
+                    continue
+                shared = obj._c  # its timeout at 7, its entry at 9 (the shared tuple's)
+                until = obj.idle_since + shared[7]
+                e = shared[9]
+                if e is not None and e.pba:
+                    ev.extend(lifecycle.block_events(self, until))  # 305015, not 305012
+                else:
+                    ev.append(xlate_event(XlateTeardown, obj, until, until - obj.created))
+            elif isinstance(obj, Connection):
                 if obj.closed:
                     continue
                 due = obj.deadline()
@@ -191,18 +206,8 @@ class Firewall:
                 lifecycle.dcd_round(self, obj, out, ev)
             elif type(obj) is PbaTick:
                 lifecycle.interim_blocks(self, obj, ev)  # 305017
-            else:  # a NAT slot (statewall.nat.Xlate)
-                again = self.nat.expire(obj, now)
-                if again is None:
-                    continue
-                if again > 0:
-                    timers.schedule(again, obj)
-                else:
-                    until = obj.idle_since + obj.timeout
-                    if obj.entry is not None and obj.entry.pba:
-                        ev.extend(lifecycle.block_events(self, until))  # 305015, not 305012
-                    else:
-                        ev.append(xlate_event(XlateTeardown, obj, until, duration=until - obj.created))
+            else:  # nothing else is queued (the NAT slot's expiry used to take anything else, and failed)
+                raise TypeError(f"no expiry for a queued {type(obj).__name__}")
         forward.expire_fragments(self, now)
         ip_in.expire(self, now, ev)
         return Result(out, ev)

@@ -25,7 +25,7 @@ after the state; UDP, ICMP and other protocols by their sysctls.
 from __future__ import annotations
 
 from .. import dcd
-from ..conntrack import ORIGINAL, REPLY, Connection, Half
+from ..conntrack import ORIGINAL, REPLY, Connection, Half, _shape
 from ..events import ConnTeardown
 from ..fastpath import OffloadedConnection, original_of
 from ..policy import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
@@ -67,7 +67,9 @@ class AsaLifecycle:
         the compiled fast path forwarded (statewall.fastpath): its events, with the port blocks the
         release freed (as ``Firewall.ingress`` adds them after a packet)."""
         ev: list = []
-        teardown(fw, conn, now, "TCP FINs", conn.closer or iface, [], ev)
+        extra = conn._extra  # conn.closer without its property
+        closer = None if extra is None else extra.get("closer")
+        teardown(fw, conn, now, "TCP FINs", closer or iface, [], ev)
         if fw.nat.pba_events:
             ev.extend(block_events(fw, now))
         return ev
@@ -76,15 +78,40 @@ class AsaLifecycle:
     def established(fw, conn: Connection, now: float) -> None:
         """The idle timer once the handshake's last ACK made the connection ESTABLISHED (``after_tcp``
         for a connection without an embryonic limit count; the compiled fast path calls it for the
-        handshake's last ACK it forwards, statewall.fastpath)."""
-        tmo = conn.tmo
-        set_timeout(fw, conn, fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1], "idle", now)
+        handshake's last ACK it forwards, statewall.fastpath). ``set_timeout`` written out, the class
+        timeouts read from where the Connection keeps them (``_extra``: per connection)."""
+        extra = conn._extra
+        tmo = None if extra is None else extra.get("tmo")
+        timeout = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
+        conn.timeout = timeout
+        vp = conn._vp
+        if vp[3] != "idle":
+            conn._vp = _shape(vp[0], vp[1], vp[2], "idle")
+        if timeout > 0:
+            due = conn.last + timeout
+            queued = conn.queued_at
+            if queued == 0.0 or due < queued:
+                conn.queued_at = due
+                fw.timers.schedule(due, conn)
 
     @staticmethod
     def half_closed(fw, conn: Connection, now: float) -> None:
         """The half-closed timer, from the first acknowledged FIN on (``after_tcp``; the compiled fast
-        path calls it for the segments of the close it forwards, statewall.fastpath)."""
-        set_timeout(fw, conn, class_timeout(conn.tmo, 2, fw.timeouts.half_closed), "half-closed", now)
+        path calls it for the segments of the close it forwards, statewall.fastpath): ``set_timeout``
+        written out, as in ``established``."""
+        extra = conn._extra
+        tmo = None if extra is None else extra.get("tmo")
+        timeout = fw.timeouts.half_closed if tmo is None or tmo[2] is None else tmo[2]
+        conn.timeout = timeout
+        vp = conn._vp
+        if vp[3] != "half-closed":
+            conn._vp = _shape(vp[0], vp[1], vp[2], "half-closed")
+        if timeout > 0:
+            due = conn.last + timeout
+            queued = conn.queued_at
+            if queued == 0.0 or due < queued:
+                conn.queued_at = due
+                fw.timers.schedule(due, conn)
 
     @staticmethod
     def opened(fw, conn: Connection, now: float, tcp_kind: str = "embryonic") -> None:
@@ -134,7 +161,9 @@ class AsaLifecycle:
         # The idle refresh of nearly every segment: set_timeout written out.
         timeout = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
         conn.timeout = timeout
-        conn.timeout_kind = "idle"
+        vp = conn._vp
+        if vp[3] != "idle":
+            conn._vp = _shape(vp[0], vp[1], vp[2], "idle")
         if timeout > 0:
             due = conn.last + timeout
             queued = conn.queued_at
@@ -167,12 +196,17 @@ class LinuxLifecycle:
 
 
 def set_timeout(fw, conn: Connection, timeout: float, kind: str, now: float) -> None:
+    """``conn``'s timeout from its last activity on (``kind`` names it: ``KINDS``, a tracker's state).
+    Its timer is queued again only when the new deadline is earlier than the one already queued: a
+    later one is found when the queued one comes due (``Firewall.advance`` asks ``deadline()``)."""
     conn.timeout = timeout
-    conn.timeout_kind = kind
+    vp = conn._vp  # conn.timeout_kind = kind, without the property (the four fields' shared tuple)
+    if vp[3] != kind:
+        conn._vp = _shape(vp[0], vp[1], vp[2], kind)
     if timeout > 0:
         due = conn.last + timeout
-        # Queue again only if the new deadline is earlier than the one already queued.
-        if conn.queued_at == 0.0 or due < conn.queued_at:
+        queued = conn.queued_at
+        if queued == 0.0 or due < queued:
             conn.queued_at = due
             fw.timers.schedule(due, conn)
 
@@ -195,10 +229,16 @@ def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out:
         # (FastPath.end): what follows reads the Connection, its halves and its translations.
         fw.fast.end(conn)
     fw.conns.remove(conn)
-    if conn.limit is not None:
-        conn.limit.release()
-        conn.limit = None
-    conn.dcd = None
+    # The rarely set fields (limit, DCD, inspection, replay keys, ICMP type) are read from the one dict
+    # the Connection keeps them in (``_extra``), once, rather than through a property each (what the
+    # properties' setters do is written out: a field set to None is stored only in an existing dict).
+    extra = conn._extra
+    if extra is not None:
+        limit = extra.get("limit")
+        if limit is not None:
+            limit.release()
+            extra["limit"] = None
+        extra["dcd"] = None
     ctype = type(conn)
     if ctype in _ASA_CONNS:
         # A connection of the ASA's stages keeps no ends of its own: they are what its ORIGINAL half
@@ -229,39 +269,52 @@ def teardown(fw, conn: Connection, now: float, reason: str, by: str | None, out:
             dst,
             dport,
         )
+        icmp = None if extra is None else extra.get("icmp")
     else:
         initiator, responder = conn.initiator, conn.responder
+        icmp = conn.icmp  # netfilter's connection keeps its own (with its reply type)
+    _, proto, direction, _ = conn._vp  # conn.proto, conn.direction without their properties
+    # (type, code) of an ICMP connection (netfilter's keeps its reply type third), else None.
+    icmp_type, icmp_code = (icmp[0], icmp[1]) if icmp else (None, None)
     ev.append(
         ConnTeardown(
             now,
             conn.id,
-            conn.proto,
-            conn.direction,
+            proto,
+            direction,
             initiator,
             responder,
             now - conn.created,
             conn.bytes,
             reason,
             by,
-            *(conn.icmp or (None, None))[:2],  # (type, code, ...): netfilter's keeps its reply type too
+            icmp_type,
+            icmp_code,
         )
     )
     if fw.nf_path is not None:
         fw.nf_path.destroyed(conn, now, ev)
-    for x in conn.xlates:
-        if x.kind == "nf":
-            fw.nf_nat.release(x)
-        elif fw.nat.release(x, now):
-            fw.timers.schedule(now + x.timeout, x)
-    if conn.helper is not None:
-        conn.helper.closed(now)
-    if conn.replay_keys:
-        # Only this connection's own entries: a scan of the whole index made teardown O(table).
-        index = fw.replay_index
-        for key in conn.replay_keys:
-            held = index.get(key)
-            if held is not None and held.conn is conn:
-                del index[key]
+    xl = conn._xl  # conn.xlates: None, the one translation, or a tuple of several
+    if xl is not None:
+        for x in xl if type(xl) is tuple else (xl,):
+            shared = x._c  # (kind, ..., timeout at 7, ...): Xlate's shared tuple, without its properties
+            if shared[0] == "nf":
+                fw.nf_nat.release(x)
+            elif fw.nat.release(x, now):
+                fw.timers.schedule(now + shared[7], x)
+    extra = conn._extra  # again: the calls above are others' (a release, netfilter's DESTROY)
+    if extra is not None:
+        helper = extra.get("helper")
+        if helper is not None:
+            helper.closed(now)
+        replay_keys = extra.get("replay_keys")
+        if replay_keys:
+            # Only this connection's own entries: a scan of the whole index made teardown O(table).
+            index = fw.replay_index
+            for key in replay_keys:
+                held = index.get(key)
+                if held is not None and held.conn is conn:
+                    del index[key]
 
 
 def index_for_replay(fw, key: tuple, half: Half) -> None:
