@@ -39,7 +39,7 @@ definition: the template is what it did, and ``tests/test_known_syn.py`` holds t
 
 from __future__ import annotations
 
-from ..conntrack import NOTHING_SEEN, Connection, Keys
+from ..conntrack import NOTHING_SEEN, Connection, Keys, shared_port
 from ..events import ConnBuilt, xlate_built
 from ..fastpath import OffloadedConnection, _fastpath, _halves_of
 from ..seqrand import offset_for
@@ -246,6 +246,9 @@ def _take(t, c) -> bool:
         or keys.fast is not fast
     ):
         return _stages(t.rest, c)
+    # The port as the one object per value the Python path's halves would have shared (make_halves
+    # interns their keys' ports): the translation keeps it, and without halves nothing else interns it.
+    pkt.sport = shared_port(pkt.sport)
     source_nat = c.stage = t.source_nat
     if not source_nat(c):
         return False
