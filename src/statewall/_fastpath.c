@@ -679,26 +679,41 @@ static void syn_nat(Flow *f, int d, long long src, long long sport, long long ds
     f->rewrites[d] = 1;
 }
 
-static inline unsigned syn_be16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
-static inline uint32_t syn_be32(const unsigned char *p) {
+/* ---- arithmetic as statewall.packet does it ---------------------------------------------------- */
+
+static inline unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
+static inline uint32_t be32(const unsigned char *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
-static inline void syn_put16(unsigned char *p, unsigned v) {
+static inline void put16(unsigned char *p, unsigned v) {
     p[0] = (unsigned char)(v >> 8);
     p[1] = (unsigned char)v;
 }
-static inline void syn_put32(unsigned char *p, uint32_t v) {
-    syn_put16(p, v >> 16);
-    syn_put16(p + 2, v & 0xFFFFu);
+static inline void put32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
 }
-/* _M - (((c ^ _M) + d) % _M or _M), as csum_update below */
-static inline unsigned syn_csum(unsigned c, long long d) {
+
+/* _M - (((c ^ _M) + d) % _M or _M): RFC 1624 eqn. 3 with Python's modulo */
+static inline unsigned csum_update(unsigned c, long long d) {
     long long x = ((long long)(c ^ 0xFFFFu) + d) % 65535;
     if (x < 0)
         x += 65535;
     if (x == 0)
         x = 65535;
     return (unsigned)(65535 - x);
+}
+
+/* (c + d) % _M or _M: a partial (pseudo-header) sum moved by d */
+static inline unsigned partial_update(unsigned c, long long d) {
+    long long x = ((long long)c + d) % 65535;
+    if (x < 0)
+        x += 65535;
+    if (x == 0)
+        x = 65535;
+    return (unsigned)x;
 }
 
 /* syn_build(template_record, conn, shared, data, tin, tout, msrc, msport, mask, offset) -> the new
@@ -741,21 +756,21 @@ static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
     unsigned char *p = d.buf;
     const unsigned char *to = o.buf, *ti = b.buf;
     /* The record: the keys, the translations, the numbers that move with the sequence number. */
-    uint32_t src = syn_be32(p + 12), dst = syn_be32(p + 16), seq = syn_be32(p + 24);
-    unsigned sport = syn_be16(p + 20), dport = syn_be16(p + 22);
+    uint32_t src = be32(p + 12), dst = be32(p + 16), seq = be32(p + 24);
+    unsigned sport = be16(p + 20), dport = be16(p + 22);
     memcpy(f->key[0], p + 12, 8);
     memcpy(f->key[0] + 8, p + 20, 4);
     f->key[0][12] = p[9];
     unsigned char *k1 = f->key[1]; /* (real_dst, real_dport) of the class; the mapped source and port */
-    syn_put32(k1 + 4, msrc);
-    syn_put16(k1 + 10, (unsigned)msport);
-    uint32_t rdst = syn_be32(k1);
-    unsigned rdport = syn_be16(k1 + 8);
+    put32(k1 + 4, msrc);
+    put16(k1 + 10, (unsigned)msport);
+    uint32_t rdst = be32(k1);
+    unsigned rdport = be16(k1 + 8);
     syn_nat(f, 0, src, sport, dst, dport, (mask & 1) ? msrc : src, (mask & 2) ? msport : sport,
             (mask & 4) ? t->ndst[0] : dst, (mask & 8) ? t->ndport[0] : dport, (mask & 15) != 0);
     syn_nat(f, 1, rdst, rdport, msrc, msport, (mask & 16) ? t->nsrc[1] : rdst, (mask & 32) ? t->nsport[1] : rdport,
             (mask & 64) ? src : msrc, (mask & 128) ? sport : (unsigned)msport, (mask & 240) != 0);
-    uint32_t delta = seq - syn_be32(ti + 24);
+    uint32_t delta = seq - be32(ti + 24);
     f->td_end[0] += delta;
     f->td_maxend[0] += delta;
     if (f->nxt_set[0])
@@ -771,16 +786,16 @@ static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
     for (Py_ssize_t i = 0; i < d.len; i++)
         if (!syn_varies(i))
             p[i] = to[i];
-    syn_put32(p + 12, msrc);
-    syn_put16(p + 20, (unsigned)msport);
-    syn_put32(p + 24, seq + off);
+    put32(p + 12, msrc);
+    put16(p + 20, (unsigned)msport);
+    put32(p + 24, seq + off);
     /* Each checksum moved by the sum of the words that changed (IP header; pseudo-header addresses and
      * the TCP header), from the arriving packet's. */
     long long dip = 0, dl4 = 0, daddr = 0;
     for (Py_ssize_t i = 0; i + 1 < d.len; i += 2) {
         if (i == 10 || i == 36)
             continue;
-        long long w = (long long)syn_be16(p + i) - (long long)syn_be16(orig + i);
+        long long w = (long long)be16(p + i) - (long long)be16(orig + i);
         if (i < 20)
             dip += w;
         if (i >= 12)
@@ -788,16 +803,16 @@ static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
         if (i >= 12 && i < 20)
             daddr += w;
     }
-    syn_put16(p + 10, syn_csum(syn_be16(orig + 10), dip));
+    put16(p + 10, csum_update(be16(orig + 10), dip));
     if (!partial) {
-        syn_put16(p + 36, syn_csum(syn_be16(orig + 36), dl4));
+        put16(p + 36, csum_update(be16(orig + 36), dl4));
     } else if (f->moved[0]) {
         /* A partial checksum (the pseudo-header's sum, TUN NEEDS_CSUM) moves with the addresses only,
          * as Packet.forward_nat4 moves it; the sequence number and the MSS leave it alone. */
-        long long x = ((long long)syn_be16(orig + 36) + daddr) % 65535;
+        long long x = ((long long)be16(orig + 36) + daddr) % 65535;
         if (x < 0)
             x += 65535;
-        syn_put16(p + 36, (unsigned)(x ? x : 65535));
+        put16(p + 36, (unsigned)(x ? x : 65535));
     }
 done:
     PyBuffer_Release(&d);
@@ -1263,43 +1278,6 @@ static PyObject *FlowTable_flows(FlowTable *self, PyObject *unused) {
 }
 
 static Py_ssize_t FlowTable_len(FlowTable *self) { return (Py_ssize_t)(self->used / 2); }
-
-/* ---- arithmetic as statewall.packet does it ---------------------------------------------------- */
-
-static inline unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
-static inline uint32_t be32(const unsigned char *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static inline void put16(unsigned char *p, unsigned v) {
-    p[0] = (unsigned char)(v >> 8);
-    p[1] = (unsigned char)v;
-}
-static inline void put32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* _M - (((c ^ _M) + d) % _M or _M): RFC 1624 eqn. 3 with Python's modulo */
-static inline unsigned csum_update(unsigned c, long long d) {
-    long long x = ((long long)(c ^ 0xFFFFu) + d) % 65535;
-    if (x < 0)
-        x += 65535;
-    if (x == 0)
-        x = 65535;
-    return (unsigned)(65535 - x);
-}
-
-/* (c + d) % _M or _M: a partial (pseudo-header) sum moved by d */
-static inline unsigned partial_update(unsigned c, long long d) {
-    long long x = ((long long)c + d) % 65535;
-    if (x < 0)
-        x += 65535;
-    if (x == 0)
-        x = 65535;
-    return (unsigned)x;
-}
 
 /* after(a, b) / before(b, a) for 32-bit sequence numbers as tcptrack writes them */
 #define GT31(x) ((uint32_t)(x) > 0x7FFFFFFFu)

@@ -57,6 +57,15 @@ def class_timeout(tmo: tuple | None, i: int, default: float) -> float:
     return default if value is None else value
 
 
+def _retime(fw, conn: Connection, kind: str, slot: int, default: float) -> None:
+    """``set_timeout`` for the compiled path's calls (``AsaLifecycle.established`` and ``half_closed``)
+    with the class timeout read from where the Connection keeps it (``_extra``'s "tmo", ``slot`` of
+    it) rather than through its property."""
+    extra = conn._extra
+    tmo = None if extra is None else extra.get("tmo")
+    set_timeout(fw, conn, default if tmo is None or tmo[slot] is None else tmo[slot], kind, 0.0)
+
+
 class AsaLifecycle:
     """The ASA's timeouts (``timeout conn``, ``embryonic``, ``half-closed``, ``udp``, ``icmp`` and the
     classes' ``set connection timeout``) and its TCP teardown reasons (table in the module docstring)."""
@@ -78,40 +87,14 @@ class AsaLifecycle:
     def established(fw, conn: Connection, now: float) -> None:
         """The idle timer once the handshake's last ACK made the connection ESTABLISHED (``after_tcp``
         for a connection without an embryonic limit count; the compiled fast path calls it for the
-        handshake's last ACK it forwards, statewall.fastpath). ``set_timeout`` written out, the class
-        timeouts read from where the Connection keeps them (``_extra``: per connection)."""
-        extra = conn._extra
-        tmo = None if extra is None else extra.get("tmo")
-        timeout = fw.timeouts.conn if tmo is None or tmo[1] is None else tmo[1]
-        conn.timeout = timeout
-        vp = conn._vp
-        if vp[3] != "idle":
-            conn._vp = _shape(vp[0], vp[1], vp[2], "idle")
-        if timeout > 0:
-            due = conn.last + timeout
-            queued = conn.queued_at
-            if queued == 0.0 or due < queued:
-                conn.queued_at = due
-                fw.timers.schedule(due, conn)
+        handshake's last ACK it forwards, statewall.fastpath)."""
+        _retime(fw, conn, "idle", 1, fw.timeouts.conn)
 
     @staticmethod
     def half_closed(fw, conn: Connection, now: float) -> None:
         """The half-closed timer, from the first acknowledged FIN on (``after_tcp``; the compiled fast
-        path calls it for the segments of the close it forwards, statewall.fastpath): ``set_timeout``
-        written out, as in ``established``."""
-        extra = conn._extra
-        tmo = None if extra is None else extra.get("tmo")
-        timeout = fw.timeouts.half_closed if tmo is None or tmo[2] is None else tmo[2]
-        conn.timeout = timeout
-        vp = conn._vp
-        if vp[3] != "half-closed":
-            conn._vp = _shape(vp[0], vp[1], vp[2], "half-closed")
-        if timeout > 0:
-            due = conn.last + timeout
-            queued = conn.queued_at
-            if queued == 0.0 or due < queued:
-                conn.queued_at = due
-                fw.timers.schedule(due, conn)
+        path calls it for the segments of the close it forwards, statewall.fastpath)."""
+        _retime(fw, conn, "half-closed", 2, fw.timeouts.half_closed)
 
     @staticmethod
     def opened(fw, conn: Connection, now: float, tcp_kind: str = "embryonic") -> None:
