@@ -838,3 +838,42 @@ def test_a_plain_reject_in_an_inet_table_answers_in_the_packet_s_family():
         d = nf.traverse("INPUT", pkt, Context("eth0", None, "NEW"))
         assert d.actions[-1].args["with"].startswith("icmp6" if pkt.version == 6 else "icmp-")
         assert d.actions[-1].args["reply"] == reply
+
+
+def test_an_iptables_nft_listing_does_what_its_iptables_save_form_does():
+    # The same Docker ruleset read as iptables-save prints it and as `nft list ruleset` lists it on a
+    # host running iptables-nft: every packet of a mixed conversation set gets the same fate.
+    from statewall.dialects.iptables import parse_file as parse_iptables_file
+    from statewall.engine import Firewall
+
+    fws = [
+        Firewall(parse_iptables_file(CONFIGS / "docker-20-default.rules")),
+        Firewall(parse_file(CONFIGS / "docker-20-iptables-nft.nft")),
+    ]
+    packets = [
+        ("eth0", craft.tcp_packet(4, ip("198.51.100.7"), ip("203.0.113.10"), 40000, 8080, 1, 0, SYN, 64240)),
+        (
+            "docker0",
+            craft.tcp_packet(4, ip("172.17.0.2"), ip("198.51.100.7"), 80, 40000, 9, 2, SYN | ACK, 64240),
+        ),
+        ("eth0", craft.tcp_packet(4, ip("198.51.100.7"), ip("172.17.0.2"), 40001, 22, 1, 0, SYN, 64240)),
+        ("docker0", craft.udp_packet(4, ip("172.17.0.3"), ip("8.8.8.8"), 5353, 53, b"q")),
+        ("eth0", craft.udp_packet(4, ip("8.8.8.8"), ip("203.0.113.10"), 53, 5353, b"a")),
+        ("docker0", craft.tcp_packet(4, ip("172.17.0.3"), ip("203.0.113.10"), 40002, 8080, 1, 0, SYN, 64240)),
+        ("eth0", craft.tcp_packet(4, ip("198.51.100.8"), ip("203.0.113.10"), 40003, 22, 1, 0, SYN, 64240)),
+    ]
+    seen = []
+    for fw in fws:
+        out = []
+        for i, (iface, data) in enumerate(packets):
+            res = fw.receive(iface, bytearray(data), 1.0 + i)
+            out.append(sorted((o, bytes(p)) for o, p in res.packets))
+        seen.append(out)
+    assert seen[0] == seen[1]
+    assert seen[0][0] and seen[0][3]  # the published port and the container's own traffic went through
+
+
+def test_an_iptables_nft_compatibility_expression_is_refused_with_what_to_do():
+    text = "table ip filter {\n\tchain c {\n\t\ttcp dport 22 ct state new xt match recent counter\n\t}\n}\n"
+    with pytest.raises(ConfigError, match="iptables-nft compatibility expression .* `iptables-save`"):
+        parse(text, "u.nft")

@@ -1025,6 +1025,16 @@ class Parser(SetSyntax):
             r.comment = self.next("a comment").text
         elif word == "queue":
             raise self.not_modelled(tok, "queue")
+        elif word == "xt":
+            # iptables-nft's compatibility expressions (a match or target nft cannot express): nft lists
+            # only their name, never their options, so the rule cannot be read back from this listing.
+            kind = self.peek()
+            what = f"xt {kind.text}" if kind is not None else "xt"
+            raise self.error(
+                tok,
+                f"nft: {what} ... is an iptables-nft compatibility expression whose options `nft list "
+                "ruleset` does not show; give statewall this table as `iptables-save` prints it",
+            )
         else:
             raise self.not_modelled(tok, f"{word!r} in a rule")
 
