@@ -34,6 +34,7 @@ RULESETS = [
     "iptables-modules.rules",
     "kube-proxy-iptables.rules",
     "libvirt-default.rules",
+    "strongswan-ipsec.rules",
 ]
 SYN, ACK, RST = 0x02, 0x10, 0x04
 
@@ -73,6 +74,7 @@ def test_a_deployed_ruleset_loads_whole_and_prints_back(name):
     expected = {
         "iptables-modules.rules": ["physdev"],
         "libvirt-default.rules": ["CHECKSUM --checksum-fill is not modelled"],
+        "strongswan-ipsec.rules": ["policy"],
     }
     assert said == expected.get(name, [])
     again = parse(render(policy), "again")
@@ -280,6 +282,26 @@ def test_libvirt_masquerades_its_guests_to_unprivileged_ports_and_rejects_the_re
     assert (
         drops(w)[-1].origin.text == "-A LIBVIRT_FWI -o virbr0 -j REJECT --reject-with icmp-port-unreachable"
     )
+
+
+def test_policy_without_ipsec_and_the_tcpmss_match():
+    # statewall has no xfrm state: --pol none always holds, --pol ipsec never (warned at load). The
+    # tcpmss match reads the MSS option; a segment without one matches only `! --mss`.
+    nf = _nf(
+        "iptables -A FORWARD -p tcp --dport 1 -m policy --dir out --pol ipsec -j ACCEPT\n"
+        "iptables -A FORWARD -p tcp --dport 1 -m policy --dir out --pol none -j REJECT\n"
+        "iptables -A FORWARD -p tcp --dport 2 -m tcpmss --mss 1361:1536 -j ACCEPT\n"
+        "iptables -A FORWARD -p tcp --dport 2 -m tcpmss ! --mss 1000 -j REJECT\n"
+        "iptables -P FORWARD DROP\n"
+    )
+    assert _verdict(nf, _pkt(dport=1)).rule.origin.line == 4
+
+    def mss(value):
+        pkt = decode(tcp("203.0.113.5", "10.0.0.5", 40000, 2, mss=value))
+        d = _verdict(nf, pkt)
+        return "policy" if d.rule is None else d.rule.origin.line
+
+    assert [mss(1460), mss(1361), mss(1536), mss(1360), mss(1000), mss(None)] == [5, 5, 5, 6, "policy", 6]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -694,6 +694,28 @@ def _statistic_check(args: dict, family: int, env: Netfilter | None) -> Check:
     return nth
 
 
+def _policy_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_policy without IPsec (statewall models no xfrm policy or state, warned at load): a packet has
+    no security path in and no xfrm bundle out, so policy_mt's lookup fails and ``--pol none`` holds
+    while ``--pol ipsec`` never does."""
+    none = args["pol"] == "none"
+    return lambda pkt, ctx, ifs: none
+
+
+def _tcpmss_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """xt_tcpmss: the MSS option's value within [low, high] (``!`` inverts); a segment without the
+    option matches only when inverted."""
+    lo, hi, neg = int(args["low"]), int(args["high"]), bool(args["negate"])
+
+    def check(pkt, ctx, ifs) -> bool:
+        if not pkt.has_l4:
+            return False
+        mss = pkt.mss()
+        return neg if mss is None else (lo <= mss <= hi) != neg
+
+    return check
+
+
 def _length_check(args: dict, family: int, env: Netfilter | None) -> Check:
     lo, hi, neg = int(args["low"]), int(args["high"]), bool(args["negate"])
     return lambda pkt, ctx, ifs: (lo <= pkt.total_len <= hi) != neg
@@ -939,6 +961,8 @@ _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
     "iprange": _iprange_check,
     "length": _length_check,
     "statistic": _statistic_check,
+    "policy": _policy_check,
+    "tcpmss": _tcpmss_check,
     "pkttype": _pkttype_check,
     "mac": _mac_check,
     "hashlimit": _hashlimit_check,

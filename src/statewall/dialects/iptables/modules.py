@@ -1,13 +1,14 @@
-"""The match modules and targets of deployed rulesets (Docker, ufw, firewalld, OpenWrt fw3): their
-options, checks, iptables-save form and ``iptables -L`` form.
+"""The match modules and targets of deployed rulesets (Docker, ufw, firewalld, OpenWrt fw3, kube-proxy,
+libvirt, strongSwan): their options, checks, iptables-save form and ``iptables -L`` form.
 
 Owns ``addrtype``, ``mark``, ``connmark``, the ``conntrack`` options beyond ``--ctstate``, ``recent``,
-``set``, ``iprange``, ``length``, ``statistic``, ``pkttype``, ``mac``, ``hashlimit``, ``time``,
-``physdev`` and the targets ``MARK``, ``CONNMARK``, ``NFLOG``, ``TRACE`` and ``CHECKSUM``. Each is a
-``Spec``: its option handlers (as ``rules.MODULE_OPTIONS`` has them), a ``finish`` that fills defaults
-and makes the checks of the libxt extension and the kernel's checkentry, ``save`` (the words
-iptables-save prints) and ``listing`` (what ``iptables -L`` prints). ``register`` adds them to
-``rules``. The ``args`` keys of each are listed at its handlers; ``statewall.netfilter`` evaluates them.
+``set``, ``iprange``, ``length``, ``statistic``, ``policy``, ``tcpmss``, ``pkttype``, ``mac``,
+``hashlimit``, ``time``, ``physdev`` and the targets ``MARK``, ``CONNMARK``, ``NFLOG``, ``TRACE`` and
+``CHECKSUM``. Each is a ``Spec``: its option handlers (as ``rules.MODULE_OPTIONS`` has them), a
+``finish`` that fills defaults and makes the checks of the libxt extension and the kernel's checkentry,
+``save`` (the words iptables-save prints) and ``listing`` (what ``iptables -L`` prints). ``register``
+adds them to ``rules``. The ``args`` keys of each are listed at its handlers; ``statewall.netfilter``
+evaluates them.
 """
 
 from __future__ import annotations
@@ -983,6 +984,122 @@ def _statistic_words(a: dict, prefix: str) -> list[str]:
     return words
 
 
+# --------------------------------------------------------------------------------------------------
+# policy (xt_policy, IPsec): dir ("in"/"out"), pol ("none"/"ipsec"), strict, elements (a list of dicts:
+# reqid, spi, proto, mode, tunnel_src, tunnel_dst, each with "<key>_negate"), the last element the one
+# the options write into until --next.
+
+_POLICY_ELEMENT = ("reqid", "spi", "proto", "mode", "tunnel_src", "tunnel_dst")
+_POLICY_PROTOS = {"ah": 51, "esp": 50, "ipcomp": 108}
+
+
+def _policy_flag(key: str, values: tuple[str, ...]) -> OptionHandler:
+    def handle(cur, opt, negate, mod, ctx) -> None:
+        tok = cur.value(opt, " or ".join(values))
+        if tok.text not in values:
+            raise cur.error(tok, f"policy match: {opt.text} {tok.text!r}: {' or '.join(values)}")
+        mod.args[key] = tok.text
+
+    return handle
+
+
+def _policy_element(key: str) -> OptionHandler:
+    def handle(cur, opt, negate, mod, ctx) -> None:
+        tok = cur.value(opt, "a value")
+        elements = mod.args.setdefault("elements", [{}])
+        e = elements[-1]
+        if key in e:
+            raise cur.error(opt, f"policy match: double {opt.text} option")
+        if key in ("reqid", "spi"):
+            value: object = parse_u32(cur, tok)
+        elif key == "proto":
+            value = _POLICY_PROTOS.get(tok.text)
+            if value is None:
+                value = parse_uint(cur, tok, 0, 255, "--proto")
+            if value not in (50, 51, 108):
+                raise cur.error(tok, "policy match: protocol must be ah/esp/ipcomp")
+        elif key == "mode":
+            if tok.text not in ("tunnel", "transport"):
+                raise cur.error(tok, f"policy match: mode {tok.text!r}: tunnel or transport")
+            value = tok.text
+        else:
+            try:
+                value = ipaddress.ip_network(tok.text, strict=False)
+            except ValueError:
+                raise cur.error(tok, f"policy match: bad address {tok.text!r}") from None
+        e[key] = value
+        e[key + "_negate"] = negate
+
+    return handle
+
+
+def _policy_next(cur, opt, negate, mod, ctx) -> None:
+    elements = mod.args.setdefault("elements", [{}])
+    if not elements[-1]:
+        raise cur.error(opt, "policy match: empty policy element")
+    elements.append({})
+
+
+def _policy_strict(cur, opt, negate, mod, ctx) -> None:
+    mod.args["strict"] = True
+
+
+def _policy_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
+    a = mod.args
+    if "dir" not in a:
+        raise cur.error(mod.token, "policy match: neither --dir in nor --dir out specified")
+    if "pol" not in a:
+        raise cur.error(mod.token, "policy match: --pol none|ipsec must be given")
+    a.setdefault("strict", False)
+    elements = [e for e in a.setdefault("elements", []) if e]
+    if a["pol"] == "none" and (a["strict"] or elements):
+        raise cur.error(mod.token, "policy match: policy none but --strict or policy elements given")
+    a["elements"] = elements
+    if ctx.warn:
+        ctx.warn(
+            "policy: IPsec (xfrm policies and states) is not modelled: no packet is IPsec-protected in "
+            "statewall, so --pol ipsec never holds and --pol none always does"
+        )
+
+
+def _policy_words(a: dict, prefix: str) -> list[str]:
+    words = [f"{prefix}dir", a["dir"], f"{prefix}pol", a["pol"]]
+    if a["strict"]:
+        words.append(f"{prefix}strict")
+    for i, e in enumerate(a["elements"]):
+        for key in _POLICY_ELEMENT:
+            if key not in e:
+                continue
+            value = e[key]
+            if key == "proto":
+                value = {v: k for k, v in _POLICY_PROTOS.items()}[value] if prefix else value
+            words += (["!"] if e[key + "_negate"] else []) + [f"{prefix}{key.replace('_', '-')}", str(value)]
+        if i + 1 < len(a["elements"]):
+            words.append(f"{prefix}next")
+    return words
+
+
+# --------------------------------------------------------------------------------------------------
+# tcpmss (xt_tcpmss): low, high (the MSS option's value range), negate. -p tcp only.
+
+
+def _tcpmss(cur, opt, negate, mod, ctx) -> None:
+    tok = cur.value(opt, "an MSS or range")
+    lo, colon, hi = tok.text.partition(":")
+    low = parse_uint(cur, Token(lo, tok.line, tok.col), 0, 65535, "--mss")
+    high = parse_uint(cur, Token(hi, tok.line, tok.col), 0, 65535, "--mss") if colon else low
+    mod.args.update({"low": low, "high": high, "negate": negate})
+
+
+def _tcpmss_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
+    if "low" not in mod.args:
+        raise cur.error(mod.token, "tcpmss match: You must specify `--mss'")
+
+
+def _tcpmss_text(a: dict) -> str:
+    return str(a["low"]) if a["low"] == a["high"] else f"{a['low']}:{a['high']}"
+
+
 def _no_finish(cur: Cursor, mod: _Module, ctx: RuleContext) -> None:
     return None
 
@@ -1073,6 +1190,29 @@ SPECS: dict[str, Spec] = {
         _statistic_finish,
         lambda a: ["-m", "statistic", *_statistic_words(a, "--")],
         lambda a, numeric: " statistic " + " ".join(_statistic_words(a, "")),
+    ),
+    "policy": Spec(
+        {
+            "--dir": (_policy_flag("dir", ("in", "out")), False),
+            "--pol": (_policy_flag("pol", ("none", "ipsec")), False),
+            "--strict": (_policy_strict, False),
+            "--reqid": (_policy_element("reqid"), True),
+            "--spi": (_policy_element("spi"), True),
+            "--proto": (_policy_element("proto"), True),
+            "--mode": (_policy_element("mode"), True),
+            "--tunnel-src": (_policy_element("tunnel_src"), True),
+            "--tunnel-dst": (_policy_element("tunnel_dst"), True),
+            "--next": (_policy_next, False),
+        },
+        _policy_finish,
+        lambda a: ["-m", "policy", *_policy_words(a, "--")],
+        lambda a, numeric: " policy match " + " ".join(_policy_words(a, "")),
+    ),
+    "tcpmss": Spec(
+        {"--mss": (_tcpmss, True)},
+        _tcpmss_finish,
+        lambda a: ["-m", "tcpmss", f"{_neg(a['negate'])}--mss {_tcpmss_text(a)}"],
+        lambda a, numeric: f" tcpmss match {'!' if a['negate'] else ''}{_tcpmss_text(a)}",
     ),
     "pkttype": Spec(
         {"--pkt-type": (_pkttype, True)},
