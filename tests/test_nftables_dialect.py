@@ -32,6 +32,7 @@ NFT_FILES = [
     "kube-proxy-nftables.nft",
     "nft-maps-marks.nft",
     "nft-server.nft",
+    "nft-ipsec.nft",
 ]
 SYN, ACK = 0x02, 0x10
 
@@ -50,7 +51,8 @@ def tcp(src, dst, sport, dport, flags=SYN, *, mss=None):
 def test_an_nft_ruleset_loads_and_prints_back(name):
     policy = load_policy(CONFIGS / name)
     assert policy.dialect == "nftables"
-    assert policy.warnings == []
+    said = [w.message.split(":")[0] for w in policy.warnings]
+    assert said == (["ipsec"] if name == "nft-ipsec.nft" else [])
     again = parse(render(policy), "again")
     assert render(again) == render(policy)
 
@@ -877,3 +879,18 @@ def test_an_iptables_nft_compatibility_expression_is_refused_with_what_to_do():
     text = "table ip filter {\n\tchain c {\n\t\ttcp dport 22 ct state new xt match recent counter\n\t}\n}\n"
     with pytest.raises(ConfigError, match="iptables-nft compatibility expression .* `iptables-save`"):
         parse(text, "u.nft")
+
+
+def test_ipsec_expressions_without_ipsec():
+    # No packet is decrypted in statewall (warned): `meta ipsec missing` holds, `exists` and every SA
+    # field (`ipsec in reqid 1`, negated too) never do; the LAN's unencrypted traffic takes the second rule.
+    nf = Netfilter(parse_file(CONFIGS / "nft-ipsec.nft"))
+    d = nf.traverse("FORWARD", tcp("10.1.0.5", "198.51.100.1", 4000, 443), Context("eth1", "eth0", "NEW"))
+    assert d.verdict == "ACCEPT" and d.rule.origin.text.startswith("meta ipsec missing")
+    d = nf.traverse("FORWARD", tcp("10.9.0.5", "198.51.100.1", 4000, 443), Context("eth1", "eth0", "NEW"))
+    assert d.verdict == "DROP" and d.rule is None  # the policy: no SA rule held
+    policy = parse(CHAIN % "ipsec in reqid != 1 accept\n\t\tdrop", "n.nft")
+    d = Netfilter(policy).traverse(
+        "INPUT", tcp("10.9.0.5", "10.1.0.1", 4000, 22), Context("eth0", None, "NEW")
+    )
+    assert d.rule.origin.text == "drop"

@@ -702,6 +702,14 @@ def _policy_check(args: dict, family: int, env: Netfilter | None) -> Check:
     return lambda pkt, ctx, ifs: none
 
 
+def _nft_ipsec_check(args: dict, family: int, env: Netfilter | None) -> Check:
+    """nft ``meta ipsec exists|missing`` and ``ipsec in|out ...`` (nft_xfrm) without IPsec (warned at
+    load): no packet has a security path, so ``missing`` holds, ``exists`` does not, and an SA field's
+    expression finds no SA and breaks the rule whatever it compares (negated too)."""
+    holds = args["kind"] == "secpath" and not args["exists"]
+    return lambda pkt, ctx, ifs: holds
+
+
 def _tcpmss_check(args: dict, family: int, env: Netfilter | None) -> Check:
     """xt_tcpmss: the MSS option's value within [low, high] (``!`` inverts); a segment without the
     option matches only when inverted."""
@@ -962,6 +970,7 @@ _EXTRA_CHECKS: dict[str, Callable[[dict, int, Netfilter | None], Check]] = {
     "length": _length_check,
     "statistic": _statistic_check,
     "policy": _policy_check,
+    "nftipsec": _nft_ipsec_check,
     "tcpmss": _tcpmss_check,
     "pkttype": _pkttype_check,
     "mac": _mac_check,

@@ -986,6 +986,8 @@ class Parser(SetSyntax):
             self.fib(r, tok)
         elif word == "numgen":
             self.numgen(r, tok, table)
+        elif word == "ipsec":
+            self.ipsec(r, tok)
         elif word == "th":
             raise self.not_modelled(self.peek() or tok, f"th {(self.peek() or tok).text}")
         elif word == "limit":
@@ -1134,6 +1136,55 @@ class Parser(SetSyntax):
         key = "in_interface" if tok.text.startswith("i") else "out_interface"
         r.fields[key] = name
         r.fields[key + "_negate"] = neg
+
+    def ipsec_warning(self, tok: Token) -> None:
+        if not getattr(self, "_ipsec_said", False):
+            self._ipsec_said = True
+            self.policy.warnings.append(
+                Warning_(
+                    self.origin(tok),
+                    "ipsec: IPsec (xfrm policies and states) is not modelled: no packet is decrypted or "
+                    "encrypted in statewall, so `meta ipsec exists` and `ipsec in|out ...` never hold",
+                )
+            )
+
+    def ipsec(self, r: _Rule, tok: Token) -> None:
+        """``ipsec in|out [spnum N] reqid N | spi N | ip saddr A | ip daddr A | ip6 saddr A | ip6 daddr
+        A`` (nft_xfrm): a field of the SA the packet came in or goes out by."""
+        direction = self.next("in or out")
+        if direction.text not in ("in", "out"):
+            raise self.error(direction, f"ipsec {direction.text!r}: in or out")
+        spnum = 0
+        if self.peek() is not None and self.peek().text == "spnum":
+            self.i += 1
+            spnum = self.number(self.next("a number"))
+        key = self.next("reqid, spi, ip or ip6")
+        if key.text in ("ip", "ip6"):
+            side = self.next("saddr or daddr")
+            if side.text not in ("saddr", "daddr"):
+                raise self.error(side, f"ipsec {direction.text} {key.text} {side.text!r}: saddr or daddr")
+            field = f"{key.text} {side.text}"
+            self.set_family(r, key, 4 if key.text == "ip" else 6)
+        elif key.text in ("reqid", "spi"):
+            field = key.text
+        else:
+            raise self.error(key, f"ipsec {direction.text} {key.text!r}: reqid, spi, ip or ip6")
+        neg, vals = self.values()
+        value = vals[0].text if field.startswith("ip") else str(self.number(vals[0]))
+        self.ipsec_warning(tok)
+        r.extensions.append(
+            NfExtension(
+                "nftipsec",
+                {
+                    "kind": "sa",
+                    "dir": direction.text,
+                    "spnum": spnum,
+                    "field": field,
+                    "value": value,
+                    "negate": neg,
+                },
+            )  # fmt: skip
+        )
 
     def ttl_match(self, r: _Rule, tok: Token, what: Token) -> None:
         """``ip ttl`` / ``ip6 hoplimit`` ``[OP] N | a-b | { ... }`` (OP one of == != < > <= >=): the
@@ -1405,6 +1456,15 @@ class Parser(SetSyntax):
             self.interface(r, what)
         elif what.text == "mark":
             self.mark(r, copy_from="ct", copy_mode="restore", set_target="MARK", match="mark")
+        elif what.text in ("ipsec", "secpath"):
+            # meta ipsec (meta secpath, its older name) exists|missing: whether the packet was decrypted.
+            neg, vals = self.values()
+            if len(vals) != 1 or vals[0].text not in ("exists", "missing"):
+                raise self.error(vals[0], f"meta {what.text}: exists or missing")
+            self.ipsec_warning(what)
+            r.extensions.append(
+                NfExtension("nftipsec", {"kind": "secpath", "exists": (vals[0].text == "exists") != neg})
+            )
         elif what.text == "pkttype":
             neg, vals = self.values()
             if vals[0].text not in ("unicast", "broadcast", "multicast", "host"):

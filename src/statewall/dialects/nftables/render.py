@@ -457,6 +457,11 @@ def _extension(policy: Policy, name: str, a: dict, fam: str) -> list[str]:
         value = "{ " + ", ".join(texts) + " }" if a["braced"] else texts[0]
         op = "" if a["op"] == "==" else a["op"] + " "
         return [f"{a['field']} {op}{value}"]
+    if name == "nftipsec":
+        if a["kind"] == "secpath":
+            return [f"meta ipsec {'exists' if a['exists'] else 'missing'}"]
+        spnum = f" spnum {a['spnum']}" if a["spnum"] else ""
+        return [f"ipsec {a['dir']}{spnum} {a['field']} {_ne(a['negate'])}{a['value']}"]
     if name == "connlimit":
         return [f"ct count {'over ' if a['above'] else ''}{a['limit']}"]
     if name in ("mark", "connmark"):
