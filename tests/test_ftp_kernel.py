@@ -177,11 +177,40 @@ def server_acks(segs, server_to: str):
     return [((x[5] - first) & 0xFFFFFFFF) for x in mine]
 
 
+def _textbook(caps: dict) -> bool:
+    """Whether the kernel's session is the plain one the tests compare with: both captures hold the
+    two PORT commands and the client's control segments once each, segment for segment (three
+    sequence shifts: none, after one PORT, after both). On a loaded machine a segment may be sent
+    again or a capture miss one, and the comparisons below assume neither."""
+    try:
+        inside, outside = segments(caps["inside"]), segments(caps["outside"])
+        mine, theirs = control(inside, CLIENT), control(outside, FW_OUT)
+    except Exception:  # noqa: BLE001 - a capture without the session at all
+        return False
+    sent = [(q, d) for q, d in mine if d]
+    seen = [(q, d) for q, d in theirs if d]
+    ports = [d for _, d in seen if d.startswith(b"PORT")]
+    shifts = {(k - c) & 0xFFFFFFFF for (c, _), (k, _) in zip(mine, theirs)}
+    return (
+        len(set(sent)) == len(sent) and len(set(seen)) == len(seen) and len(ports) == 2 and len(shifts) == 3
+    )
+
+
 @pytest.fixture(scope="module")
 def kernel_session(tmp_path_factory) -> dict:
+    """The kernel's own session (namespaces, the ftp helper, MASQUERADE), captured on both sides; made
+    again (at most three times) when the machine's load made it other than the plain session."""
     why = _missing()
     if why:
         pytest.skip(why)
+    for _attempt in range(3):
+        got = _kernel_session(tmp_path_factory)
+        if _textbook(got):
+            return got
+    return got
+
+
+def _kernel_session(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("ftp-kernel")
     tag = f"swftp-{os.getpid()}-{secrets.token_hex(3)}"
     c, fw, s = f"{tag}-c", f"{tag}-fw", f"{tag}-s"
