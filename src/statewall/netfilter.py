@@ -1099,21 +1099,14 @@ def _vmap_outcome(hit, chains) -> tuple[str, str | None] | None:
 
 
 def _keyed_vmap(args: dict, entries: tuple) -> tuple:
-    """``KEY [. KEY ...] vmap``: the packet's key read as a set lookup reads it (a key the packet does
-    not have finds nothing), its entry found as a set's element is."""
-    read = nft_sets.key_reader(tuple(args["keys"]))
-    exact: dict[tuple, tuple] = {}
-    for e in entries:
-        if all(not isinstance(p, str) and p[0] == p[1] for p in e[0]):
-            exact.setdefault(tuple(p[0] for p in e[0]), e)
+    """``KEY [. KEY ...] vmap``: the entry found as a data map finds a value (``nft_sets.map_lookup``:
+    the packet's key read as a set lookup reads it, exact keys first); no entry, nothing."""
+    lookup = nft_sets.map_lookup(
+        {"keys": tuple(args["keys"]), "elements": tuple(e[0] for e in entries), "values": entries}, None
+    )
 
     def find(pkt, ctx, ifs, entries):
-        key = read(pkt, ctx, ifs)
-        if key is None:
-            return None
-        hit = exact.get(key)
-        if hit is None:
-            hit = next((e for e in entries if nft_sets.element_matches(e[0], key)), None)
+        hit = lookup(pkt, ctx, ifs)
         return None if hit is None else (hit[1], hit[2])
 
     return find, entries

@@ -42,6 +42,7 @@ from __future__ import annotations
 from ..conntrack import NOTHING_SEEN, Connection, Keys, shared_port
 from ..events import ConnBuilt, xlate_built
 from ..fastpath import OffloadedConnection, _fastpath, _halves_of
+from ..packet import OPT_MSS
 from ..seqrand import offset_for
 from ..tcptrack import TcpState
 from .lifecycle import index_for_replay
@@ -73,26 +74,6 @@ class Capture:
     """A SYN of a class on its way through the stages, to become the class's template once offloaded."""
 
     __slots__ = ("k", "c", "tin", "stats", "counters", "counts", "events")
-
-
-def _mss_value(syn: bytes) -> frozenset:
-    """The positions of the MSS option's value in an IPv4 (IHL 5) TCP segment's options (``sysopt
-    connection tcpmss`` rewrites it), or none."""
-    i = 40
-    end = 20 + (syn[32] >> 4) * 4
-    while i < end:
-        kind = syn[i]
-        if kind == 0:
-            break
-        if kind == 1:
-            i += 1
-            continue
-        if i + 1 >= end or syn[i + 1] < 2:
-            break
-        if kind == 2 and syn[i + 1] == 4 and i + 4 <= end:
-            return frozenset((i + 2, i + 3))
-        i += syn[i + 1]
-    return frozenset()
 
 
 def _counters_of(fw, eff):
@@ -164,7 +145,9 @@ def finish(fast, cap, conn, f) -> None:
         return
     tout = bytes(c.out[-1][1])
     tin = cap.tin
-    rewritten = _REWRITTEN | _mss_value(tin)
+    # The MSS option's value, which sysopt connection tcpmss rewrites, where the codec found it.
+    mss = c.pkt._find_option(OPT_MSS, 4)
+    rewritten = _REWRITTEN | {mss + 2, mss + 3} if mss >= 0 else _REWRITTEN
     if len(tout) != len(tin) or any(a != b and i not in rewritten for i, (a, b) in enumerate(zip(tin, tout))):
         return  # options changed (a tcp-map's clearing): not one of the template's rewrites
     xl = c.xl

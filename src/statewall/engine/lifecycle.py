@@ -57,13 +57,13 @@ def class_timeout(tmo: tuple | None, i: int, default: float) -> float:
     return default if value is None else value
 
 
-def _retime(fw, conn: Connection, kind: str, slot: int, default: float) -> None:
+def _retime(fw, conn: Connection, kind: str, slot: int, default: float, now: float) -> None:
     """``set_timeout`` for the compiled path's calls (``AsaLifecycle.established`` and ``half_closed``)
     with the class timeout read from where the Connection keeps it (``_extra``'s "tmo", ``slot`` of
     it) rather than through its property."""
     extra = conn._extra
     tmo = None if extra is None else extra.get("tmo")
-    set_timeout(fw, conn, default if tmo is None or tmo[slot] is None else tmo[slot], kind, 0.0)
+    set_timeout(fw, conn, default if tmo is None or tmo[slot] is None else tmo[slot], kind, now)
 
 
 class AsaLifecycle:
@@ -88,13 +88,13 @@ class AsaLifecycle:
         """The idle timer once the handshake's last ACK made the connection ESTABLISHED (``after_tcp``
         for a connection without an embryonic limit count; the compiled fast path calls it for the
         handshake's last ACK it forwards, statewall.fastpath)."""
-        _retime(fw, conn, "idle", 1, fw.timeouts.conn)
+        _retime(fw, conn, "idle", 1, fw.timeouts.conn, now)
 
     @staticmethod
     def half_closed(fw, conn: Connection, now: float) -> None:
         """The half-closed timer, from the first acknowledged FIN on (``after_tcp``; the compiled fast
         path calls it for the segments of the close it forwards, statewall.fastpath)."""
-        _retime(fw, conn, "half-closed", 2, fw.timeouts.half_closed)
+        _retime(fw, conn, "half-closed", 2, fw.timeouts.half_closed, now)
 
     @staticmethod
     def opened(fw, conn: Connection, now: float, tcp_kind: str = "embryonic") -> None:

@@ -192,6 +192,7 @@ class Parser(SetSyntax):
         self.helpers: dict[str, str] = {}
         self.jumps: list[tuple[NfTable, str, Token]] = []
         self.errors: list[ConfigError] = []
+        self.ipsec_said = False  # the warning that IPsec is not modelled, given once
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -912,6 +913,15 @@ class Parser(SetSyntax):
             raise self.error(tok, f"bad port range {tok.text!r}")
         return out[0], out[1]
 
+    def number_range(self, tok: Token) -> tuple[int, int]:
+        """``N`` or ``a-b`` (numbers as ``number`` reads them): ``(low, high)``, low never above high."""
+        lo, dash, hi = tok.text.partition("-")
+        low = self.number(Token(lo, tok.line, tok.col))
+        high = self.number(Token(hi, tok.line, tok.col)) if dash else low
+        if low > high:
+            raise self.error(tok, f"bad range {tok.text!r}")
+        return low, high
+
     def number(self, tok: Token) -> int:
         try:
             value = int(tok.text, 0)
@@ -1138,8 +1148,8 @@ class Parser(SetSyntax):
         r.fields[key + "_negate"] = neg
 
     def ipsec_warning(self, tok: Token) -> None:
-        if not getattr(self, "_ipsec_said", False):
-            self._ipsec_said = True
+        if not self.ipsec_said:
+            self.ipsec_said = True
             self.policy.warnings.append(
                 Warning_(
                     self.origin(tok),
@@ -1196,10 +1206,8 @@ class Parser(SetSyntax):
         vals = self.braced()
         ranges = []
         for v in vals:
-            lo, dash, hi = v.text.partition("-")
-            low = self.number(Token(lo, v.line, v.col))
-            high = self.number(Token(hi, v.line, v.col)) if dash else low
-            if not 0 <= low <= high <= 255:
+            low, high = self.number_range(v)
+            if high > 255:
                 raise self.error(v, f"bad {what.text} {v.text!r} (0 to 255)")
             ranges.append((low, high))
         if op not in ("==", "!=") and (len(ranges) != 1 or ranges[0][0] != ranges[0][1]):

@@ -575,12 +575,7 @@ class SetSyntax:
             raise self.not_modelled(brace, "numgen with a named map")
         entries = []
         for t in self.listed(brace):
-            lo, _, hi = t.text.partition("-")
-            low = self.number(Token(lo, t.line, t.col))
-            high = self.number(Token(hi, t.line, t.col)) if hi else low
-            if low > high:
-                raise self.error(t, f"bad range {t.text!r}")
-            entries.append(((low, high), *self.map_verdict(table, self.chain_now)))
+            entries.append((self.number_range(t), *self.map_verdict(table, self.chain_now)))
         if not entries:
             raise self.error(brace, "an empty verdict map")
         r.target = "VMAP"
