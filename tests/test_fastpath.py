@@ -760,7 +760,8 @@ def whole_connection(spec, sport: int) -> list[tuple[str, bytearray, float, int]
     if ws is not None:
         syn.append(craft.tcp_option_wscale(ws))
     if ts:
-        syn.append(craft.tcp_option_timestamps(1, 0))
+        # A host's TSval: its clock plus a per-connection offset (Linux), other in every SYN.
+        syn.append(craft.tcp_option_timestamps((cisn * 2654435761 + sport) & M, 0))
     seg(True, cisn, 0, 0x02, options=craft.tcp_options(*syn))
     if hs == "syn-again":  # the SYN retransmitted (taken back in SYN_SENT, offloaded again)
         seg(True, cisn, 0, 0x02, options=craft.tcp_options(*syn))

@@ -365,3 +365,20 @@ def test_a_snapshot_of_connections_built_from_a_template(config):
             assert state_of(a) == state_of(b)
             fast, slow = a, b
     assert built
+
+
+@needs_fast
+def test_a_timestamps_offset_outside_the_options_is_refused():
+    """``ts`` names where the timestamps option's values are: inside the TCP options of the SYN or not
+    at all (syn_like: not alike; syn_build: an error, nothing written)."""
+    from statewall._fastpath import Flow
+
+    syn = whole_connection(((1, 2), (1460, True, True, 7), [], "fin-c", []), 43000)[0][1]
+    assert len(syn) == 60
+    assert Flow.syn_like(syn, bytes(syn), 0) and Flow.syn_like(syn, bytes(syn), 48)
+    for ts in (8, 39, 53, 60, -4):
+        assert not Flow.syn_like(syn, bytes(syn), ts)
+        before = bytes(syn)
+        with pytest.raises(ValueError, match="timestamps"):
+            Flow().syn_build(object(), (), syn, before, before, 1, 2, 0, 0, False, ts)
+        assert syn == before

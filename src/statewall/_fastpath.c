@@ -606,10 +606,13 @@ static PyObject *Flow_ends(Flow *f, PyObject *unused) {
 
 static PyTypeObject FlowType;
 
-/* The bytes a SYN of the class may differ in from the template's (IPv4 header without options). */
-static inline int syn_varies(Py_ssize_t i) {
+/* The bytes a SYN of the class may differ in from the template's (IPv4 header without options): IP id
+ * and checksum, source port, sequence number, TCP checksum, and, when the template has a timestamps
+ * option, its two values (ts: the offset of TSval, 0 without; a host's clock and per-connection offset
+ * make TSval differ from SYN to SYN, and no stage decides by it). */
+static inline int syn_varies(Py_ssize_t i, Py_ssize_t ts) {
     return i == 4 || i == 5 || i == 10 || i == 11 || i == 20 || i == 21 || (i >= 24 && i <= 27) || i == 36 ||
-           i == 37;
+           i == 37 || (ts && i >= ts && i < ts + 8);
 }
 
 static int syn_buffers(PyObject *data, PyObject *tin, Py_buffer *d, Py_buffer *b) {
@@ -622,18 +625,19 @@ static int syn_buffers(PyObject *data, PyObject *tin, Py_buffer *d, Py_buffer *b
     return 0;
 }
 
-/* syn_like(data, tin) -> whether data is tin but for the per-connection fields (syn_varies). */
+/* syn_like(data, tin[, ts]) -> whether data is tin but for the per-connection fields (syn_varies). */
 static PyObject *Flow_syn_like(PyObject *unused, PyObject *args) {
     PyObject *data, *tin;
-    if (!PyArg_ParseTuple(args, "OO:syn_like", &data, &tin))
+    Py_ssize_t ts = 0;
+    if (!PyArg_ParseTuple(args, "OO|n:syn_like", &data, &tin, &ts))
         return NULL;
     Py_buffer d, b;
     if (syn_buffers(data, tin, &d, &b) < 0)
         return NULL;
-    int same = d.len == b.len && d.len >= 40;
+    int same = d.len == b.len && d.len >= 40 && (ts == 0 || (ts >= 40 && ts + 8 <= d.len));
     const unsigned char *x = d.buf, *y = b.buf;
     for (Py_ssize_t i = 0; same && i < d.len; i++)
-        if (x[i] != y[i] && !syn_varies(i))
+        if (x[i] != y[i] && !syn_varies(i, ts))
             same = 0;
     PyBuffer_Release(&d);
     PyBuffer_Release(&b);
@@ -726,8 +730,9 @@ static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
     PyObject *conn, *shared, *data, *tin, *tout;
     unsigned int msrc, mask, off;
     int msport, partial = 0;
-    if (!PyArg_ParseTuple(args, "OOOOOIiII|p:syn_build", &conn, &shared, &data, &tin, &tout, &msrc, &msport,
-                          &mask, &off, &partial))
+    Py_ssize_t ts = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOIiII|pn:syn_build", &conn, &shared, &data, &tin, &tout, &msrc, &msport,
+                          &mask, &off, &partial, &ts))
         return NULL;
     if (!PyByteArray_Check(data)) {
         PyErr_SetString(PyExc_TypeError, "syn_build: the SYN is a bytearray");
@@ -748,6 +753,10 @@ static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
     Flow *f = NULL;
     if (d.len != b.len || d.len != o.len || d.len < 40 || d.len > 128 || (d.len & 1)) {
         PyErr_SetString(PyExc_ValueError, "syn_build: the SYN is not the template's size");
+        goto done;
+    }
+    if (ts != 0 && (ts < 40 || ts + 8 > d.len)) {
+        PyErr_SetString(PyExc_ValueError, "syn_build: the timestamps' offset is not in the TCP options");
         goto done;
     }
     f = (Flow *)Flow_syn_copy(t, NULL);
@@ -784,7 +793,7 @@ static PyObject *Flow_syn_build(Flow *t, PyObject *args) {
     unsigned char orig[128];
     memcpy(orig, p, (size_t)d.len);
     for (Py_ssize_t i = 0; i < d.len; i++)
-        if (!syn_varies(i))
+        if (!syn_varies(i, ts))
             p[i] = to[i];
     put32(p + 12, msrc);
     put16(p + 20, (unsigned)msport);
@@ -829,12 +838,13 @@ static PyMethodDef Flow_methods[] = {
     {"syn_copy", (PyCFunction)Flow_syn_copy, METH_NOARGS,
      "a new Flow with this one's fields but no connection (a known class's template record)"},
     {"syn_build", (PyCFunction)Flow_syn_build, METH_VARARGS,
-     "syn_build(conn, shared, data, tin, tout, msrc, msport, mask, offset[, partial]) -> the record of a "
-     "known class's SYN, data rewritten as the Python path rewrites it (statewall.engine.known_syn); "
-     "partial: the TCP checksum field holds the pseudo-header's sum"},
+     "syn_build(conn, shared, data, tin, tout, msrc, msport, mask, offset[, partial[, ts]]) -> the record of "
+     "a known class's SYN, data rewritten as the Python path rewrites it (statewall.engine.known_syn); "
+     "partial: the TCP checksum field holds the pseudo-header's sum; ts: the offset of the timestamps "
+     "option's values, kept as they arrived (0: none)"},
     {"syn_like", (PyCFunction)Flow_syn_like, METH_VARARGS | METH_STATIC,
-     "syn_like(data, tin) -> whether data is the template's SYN tin but for IP id, source port, sequence "
-     "number and checksums"},
+     "syn_like(data, tin[, ts]) -> whether data is the template's SYN tin but for IP id, source port, "
+     "sequence number, checksums and (ts: their offset, 0 none) the timestamps option's values"},
     {"ends", (PyCFunction)Flow_ends, METH_NOARGS,
      "(iface0, iface1, proto, (src, sport, dst, dport, nsrc, nsport, ndst, ndport) per direction)"},
     {NULL},

@@ -6,13 +6,14 @@ tracking, the connection's making, the class settings) and the established-flow 
 state, a randomization, two halves and their keys, then the offload at that very SYN
 (``statewall.fastpath``) copies them into a compiled record and drops them again.
 
-For a class of flow ``statewall.engine.flowclass`` keeps, every SYN is decided the same way but for
-what depends on its own numbers: the source port (which PAT translates), the sequence number (the
-tracker's and the normalizer's numbers follow it, the randomization's offset is a hash of it), the
-IP id and the checksums. So the first SYN of the class that the Python path takes all the way to an
-offload without its objects is kept as the class's ``Template`` (``capture``, ``FastPath.offload``
-finishing it): the SYN as it arrived and as it left, a copy of the record right after it
-(``Flow.syn_copy``), what the stages counted (``fw.stats`` and the tcp-map's counters) and the
+For a class of flow ``statewall.engine.flowclass`` keeps, every SYN is decided the same way but for what
+depends on its own numbers: the source port (which PAT translates), the sequence number (the tracker's
+and the normalizer's numbers follow it, the randomization's offset is a hash of it), the IP id, the
+checksums and the timestamps option's two values (a host's clock and its per-connection offset: they
+differ in every Linux SYN, and no ASA stage decides by them). So the first SYN of the class that the Python
+path takes all the way to an offload without its objects is kept as the class's ``Template`` (``capture``,
+``FastPath.offload`` finishing it): the SYN as it arrived and as it left, a copy of the record right
+after it (``Flow.syn_copy``), what the stages counted (``fw.stats`` and the tcp-map's counters) and the
 connection's fields. A later SYN of the class whose bytes are the template's except for those
 per-connection fields (``Flow.syn_like``) takes ``Template.take`` instead of the stages after source
 NAT:
@@ -42,7 +43,7 @@ from __future__ import annotations
 from ..conntrack import NOTHING_SEEN, Connection, Keys, shared_port
 from ..events import ConnBuilt, xlate_built
 from ..fastpath import OffloadedConnection, _fastpath, _halves_of
-from ..packet import OPT_MSS
+from ..packet import OPT_MSS, OPT_TIMESTAMP
 from ..seqrand import offset_for
 from ..tcptrack import TcpState
 from .lifecycle import index_for_replay
@@ -67,7 +68,7 @@ class Template:
     __slots__ = ("tin", "tout", "record", "shared", "masks", "mask_fixed", "vp", "timeout", "origin",
                  "mpf", "tmo", "stats", "counters", "counts", "randomized", "xl_shape", "timeouts",
                  "tcpmss", "mtu", "egress", "direction", "stages", "rest", "after_nat", "responder",
-                 "source_nat")  # fmt: skip
+                 "source_nat", "ts")  # fmt: skip
 
 
 class Capture:
@@ -164,6 +165,10 @@ def finish(fast, cap, conn, f) -> None:
     t = Template()
     t.tin = tin
     t.tout = tout
+    # The timestamps option's two values, which differ from SYN to SYN of a host (its clock, its
+    # per-connection offset) and which no stage decides by: where they are, or 0.
+    tso = c.pkt._find_option(OPT_TIMESTAMP, 10)
+    t.ts = tso + 2 if tso >= 0 else 0
     t.record = f.syn_copy()
     t.shared = f.shared
     mask = f.shared[-2]
@@ -220,7 +225,7 @@ def _take(t, c) -> bool:
     ct_max = fw.ct.max
     keys = fw.conns.by_key
     if (
-        not _syn_like(buf, t.tin)
+        not _syn_like(buf, t.tin, t.ts)
         or (ct_max and len(fw.conns) >= ct_max)
         or fast.timeouts != t.timeouts
         or fast.tcpmss != t.tcpmss
@@ -271,7 +276,7 @@ def _take(t, c) -> bool:
     conn.mpf = eff = t.mpf
     seq = pkt.seq
     off = offset_for(fw.seq_secret, 4, src, sport, pkt.dst, pkt.dport, seq) if t.randomized else 0
-    f = t.record.syn_build(conn, shared, buf, t.tin, t.tout, msrc, msport, mask, off, pkt.partial)
+    f = t.record.syn_build(conn, shared, buf, t.tin, t.tout, msrc, msport, mask, off, pkt.partial, t.ts)
     conn.fast = f
     conn.__class__ = OffloadedConnection
     if fw.replay_index is not None and mask >> 4:

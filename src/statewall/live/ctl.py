@@ -493,8 +493,9 @@ class Commands:
         if fast is not None:
             lines.append(
                 f"statewall: fast path: {fast['connections']} connections, {fast['packets']} packets "
-                f"forwarded, {fast['handed_back']} handed to the Python path, {fast['offloads']} offloads, "
-                f"{fast['returns']} returns ({_loop_kind(fast)})"
+                f"forwarded, {fast['handed_back']} handed to the Python path, {fast['offloads']} offloads "
+                f"({fast['syns']} at a SYN built from its class's template), {fast['returns']} returns "
+                f"({_loop_kind(fast)})"
             )
         policy = self.fw.policy
         if getattr(policy, "dialect", "asa") != "asa":

@@ -232,6 +232,7 @@ class Loop:
             "packets": fast.table.hits,
             "handed_back": fast.table.misses,
             "offloads": fast.offloads,
+            "syns": fast.syns,
             "returns": fast.returns,
             "pump": self._pump is not None,
             "compiled_loop": self._wait is not None,

@@ -300,6 +300,7 @@ def _metric_families(c: dict[str, Any]) -> Iterator[Any]:
             ("packets", "Packets the fast path forwarded"),
             ("handed_back", "Packets the fast path handed to the Python path"),
             ("offloads", "Connections offloaded to the fast path"),
+            ("syns", "SYNs of a known flow class built straight into a compiled record"),
             ("returns", "Connections taken back from the fast path"),
         ):
             yield CounterMetricFamily(f"statewall_fastpath_{key}", doc, value=fast[key])
