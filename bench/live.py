@@ -197,6 +197,9 @@ class LiveBench:
         self.sources: list[str] = []  # the connection line's inside hosts (the inside host's address)
         self.config = os.path.join(lab.workdir(), "bench.cfg")
         self.stopped: list[str] = []  # statewall's "stopped; {counters}" line of each measurement
+        # The kernel's RPS mask on the firewall's veths ("0": none, the kernel forwards in the sender's
+        # softirq; KERNEL_VARIANTS: over every CPU).
+        self.rps = "0"
 
     @property
     def inside(self) -> Namespace:
@@ -223,6 +226,9 @@ class LiveBench:
             fw.addr(INSIDE.veth, INSIDE.firewall)
             fw.addr(OUTSIDE.veth, OUTSIDE.firewall)
             fw.run(["nft", "-f", "-"], input=KERNEL_RULESET, timeout=10)
+            if self.rps != "0":
+                for side in (INSIDE, OUTSIDE):
+                    fw.run(["sh", "-c", f"echo {self.rps} > /sys/class/net/{side.veth}/queues/rx-0/rps_cpus"])
         # Short connections: the client may use every port and reuse them at once; the server queues.
         self.inside.sysctl("net.ipv4.ip_local_port_range", "1024 65535")
         self.inside.sysctl("net.ipv4.tcp_tw_reuse", 1)
@@ -332,7 +338,7 @@ class LiveBench:
                     flood.kill()
                     flood.wait(5)
                 if two and pid is None:
-                    self.fw.run(["sh", "-c", f"echo 0 > {rps}"], timeout=10)
+                    self.fw.run(["sh", "-c", f"echo {self.rps} > {rps}"], timeout=10)
         words = out.split()
         sent = int(words[1]) if len(words) > 1 and words[0] == "sent" else None
         return {"pps": (c1 - c0) / (t1 - t0), "received": c1 - c0, "flooder_sent": sent, **cpu}
@@ -391,7 +397,24 @@ VARIANTS = {
     "statewall-poll200": ("--poll-us", "200"),
     "statewall-writev": ("--uring", "0"),
     "statewall-ringreads": ("--uring-reads", "64"),
+    # The firewall on CPU 1, the kernel's work for what it writes on CPU 0 (RPS on its TUNs); then also
+    # polling the TUNs for 1 ms after traffic before sleeping (the firewall's CPU is its own).
+    "statewall-steer": ("--cpu", "1", "--steer-cpus", "0"),
+    "statewall-steer-poll": ("--cpu", "1", "--steer-cpus", "0", "--poll-us", "1000"),
 }
+# The kernel with RPS on the firewall namespace's veths: each forwarded packet's work on a CPU of the
+# flow's hash, over every CPU, instead of in the sending host's softirq (the fair reference for
+# statewall-steer).
+KERNEL_VARIANTS = {"kernel-rps": lambda: format((1 << (os.cpu_count() or 1)) - 1, "x")}
+
+
+def make_bench(lab: Lab, mode: str, tools: dict[str, str]) -> LiveBench:
+    """The LiveBench of a mode of ``run_live``: kernel, statewall, or a variant of either."""
+    kernel = mode == "kernel" or mode in KERNEL_VARIANTS
+    bench = LiveBench(lab, "kernel" if kernel else "statewall", tools, VARIANTS.get(mode, ()))
+    if mode in KERNEL_VARIANTS:
+        bench.rps = KERNEL_VARIANTS[mode]()
+    return bench.build()
 
 
 def run_live(
@@ -410,12 +433,7 @@ def run_live(
     with contextlib.ExitStack() as stack:
         labs = {m: stack.enter_context(Lab()) for m in modes}
         tools = compile_tools(labs["kernel"].workdir())
-        benches = {
-            m: LiveBench(
-                labs[m], "kernel" if m == "kernel" else "statewall", tools, VARIANTS.get(m, ())
-            ).build()
-            for m in modes
-        }
+        benches = {m: make_bench(labs[m], m, tools) for m in modes}
         for r in range(runs):
             for test in tests:
                 for mode, bench in benches.items():
@@ -498,9 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args(argv)
     variants = tuple(v for v in args.variants.split(",") if v)
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in VARIANTS and v not in KERNEL_VARIANTS]
     if unknown:
-        ap.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+        ap.error(f"unknown variants {unknown}; known: {[*VARIANTS, *KERNEL_VARIANTS]}")
     why = available()
     if why is not None:
         print(f"bench.live: {why}")

@@ -504,10 +504,15 @@ def build_rows(
     same run (``--baseline``): its lines are added, and the ratio of this tree's to them."""
     rows = []
     if live is not None:
-        k = live["kernel"]
-        for mode in [m for m in live if m != "kernel"]:
-            s = live[mode]
-            label = "" if mode == "statewall" else f" [{mode}]"
+        from bench.live import KERNEL_VARIANTS
+
+        refs = [m for m in live if m == "kernel" or m in KERNEL_VARIANTS]
+        pairs = [(r, m) for r in refs for m in live if m not in refs]
+        for ref, mode in pairs:
+            k, s = live[ref], live[mode]
+            label = f" [{mode}]" if mode != "statewall" else ""
+            if ref != "kernel":
+                label = f" [{mode} against {ref}]"
             for test, key, unit, scale, fmt, what, target in (
                 (
                     "bulk",

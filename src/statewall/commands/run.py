@@ -19,7 +19,9 @@ switch); a ``reload`` applies them again.
 
 With ``--workers N`` the firewall runs on N cores (``statewall.live.workers``): N worker processes, each
 with its own engine and one queue of every TUN, a BPF steering program handing each packet to the
-worker of its inside host (``statewall.live.steer``; docs/scale.md).
+worker of its inside host (``statewall.live.steer``; docs/scale.md). ``--cpu N`` pins the one process
+to a CPU and ``--steer-cpus LIST`` has the kernel do its work for the written packets on other CPUs
+(Receive Packet Steering on the TUNs: ``statewall.live.placement``; docs/live.md).
 
 With ``--state FILE`` connections survive a restart (docs/state.md): the engine's snapshot
 (``Firewall.snapshot``) is written to FILE on stop and every ``--state-interval`` seconds (from a forked
@@ -143,6 +145,7 @@ def _event_writer(fmt: str, fp: IO[str], policy, syslog: list[str], relog: list 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `statewall --help` works where the live path cannot (no /dev/net/tun).
     from ..engine import Firewall
+    from ..live import placement
     from ..live.ctl import Commands, CtlError, CtlServer, PolicySource, parse_timeout_override
     from ..live.loop import Port
     from ..live.tun import open_tun
@@ -186,12 +189,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be 1 or more")
     if not 0 <= args.uring_reads <= 256 or args.uring_reads & (args.uring_reads - 1):
         raise UsageError("--uring-reads: 0 or a power of two up to 256")
+    cpu, steer_cpus = _placement(args)
     if args.workers > 1:
+        if cpu is not None or steer_cpus is not None:
+            raise UsageError("--cpu, --steer-cpus: not with --workers (one firewall process and its TUNs)")
         return _run_workers(args, source, policy, binds, web_addr)
+    if cpu is not None:
+        placement.pin(cpu)  # before any thread starts: they inherit it
     fw = Firewall(policy, fast_path=not args.no_fast_path)
     if args.state:
         load_state(fw, args.state)
     ports: list[Port] = []
+    steered: list = []  # (tun, its queues' RPS masks before --steer-cpus)
     recorder = None
     ctl: CtlServer | None = None
     sender = None
@@ -209,6 +218,13 @@ def run(args: argparse.Namespace) -> int:
                     device, netns, offload=not args.no_offload, txqueuelen=args.txqueuelen, multi_queue=True
                 )
             ports.append(Port(name, tun))
+        if steer_cpus is not None:
+            mask = placement.rps_mask(steer_cpus)
+            for p in ports:
+                try:
+                    steered.append((p.tun, placement.set_rps(p.tun.name, p.tun.netns, mask)))
+                except (OSError, ValueError) as exc:
+                    raise UsageError(f"--steer-cpus: {exc}") from None
         relog: list = []
         on_events, sender = _event_writer(args.log_format, log_fp, policy, args.syslog, relog)
         loop = make_loop(fw, ports, args, on_events)
@@ -257,6 +273,10 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise UsageError(f"--http {args.http}: {exc.strerror or exc}") from None
         ready = "statewall run: forwarding " + " ".join(f"{p.name}={p.tun.describe()}" for p in ports)
+        if cpu is not None:
+            ready += f"; on CPU {cpu}"
+        if steer_cpus is not None:
+            ready += f"; the kernel's work for written packets on CPUs {args.steer_cpus} (RPS)"
         try:
             # Signals stop the loop from before the ready line on: whoever waits for that line and
             # then sends SIGTERM gets a clean exit, not the default action.
@@ -286,6 +306,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if recorder is not None and not recorder.closed:
             recorder.close(report=False)
+        for tun, previous in steered:
+            with contextlib.suppress(OSError, ValueError):
+                placement.restore_rps(tun.name, tun.netns, previous)
         for p in ports:
             p.tun.close()
         if log_fp is not sys.stderr:
@@ -293,6 +316,26 @@ def run(args: argparse.Namespace) -> int:
         if sender is not None:
             sender.close()
     return EXIT_OK
+
+
+def _placement(args) -> tuple[int | None, frozenset[int] | None]:
+    """``--cpu`` and ``--steer-cpus`` checked against the CPUs this process may use."""
+    from ..live import placement
+
+    cpu = steer = None
+    try:
+        if args.cpu is not None:
+            cpu = args.cpu
+            placement.check_cpus(frozenset({cpu}), "--cpu")
+        if args.steer_cpus is not None:
+            try:
+                steer = placement.parse_cpus(args.steer_cpus)
+            except ValueError as exc:
+                raise ValueError(f"--steer-cpus: {exc}") from None
+            placement.check_cpus(steer, "--steer-cpus")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return cpu, steer
 
 
 def _chain(first, second):
@@ -564,6 +607,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --uring-reads: when the kernel runs the reads it queues as packets arrive: at once "
         "(signal, io_uring's default), at the loop's next system call (coop), or only when the loop waits "
         "on the ring (defer)",
+    )
+    p.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the firewall's process on CPU N only (default: where the scheduler puts it)",
+    )
+    p.add_argument(
+        "--steer-cpus",
+        default=None,
+        metavar="LIST",
+        help="have the kernel do its work for the packets the firewall writes (their forwarding to the "
+        "next hop, and on a veth the receiving host's own processing) on these CPUs (e.g. 0 or 0,2-3) "
+        "instead of in the firewall's write: Receive Packet Steering on each bound TUN's queues, the "
+        "previous masks put back on exit; with --cpu, a list without that CPU (docs/live.md)",
     )
     p.add_argument(
         "--python-wait",
