@@ -383,6 +383,47 @@ def test_asa_platform_from_a_transcripts_show_version_sets_the_connection_limit(
     assert base.platform == "ASA 5506-X" and Firewall(base).ct.max == 20_000
 
 
+SAVED_HEADER = """\
+: Saved
+:
+: Serial Number: JAD2111111X
+: Hardware:   {model}, 4096 MB RAM, CPU Atom C2000 series 1250 MHz, 1 CPU (4 cores)
+:
+"""
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "limit", "plus"),
+    [("ASA5506", "ASA 5506-X", 20_000, 50_000), ("ASA5525", "ASA 5525-X", 500_000, None)],
+)
+def test_asa_platform_from_a_saved_running_configs_header(
+    tmp_path, capsys, monkeypatch, model, name, limit, plus
+):
+    """A saved ``show running-config`` starts with a comment header whose ``: Hardware:`` line names the
+    model (as show version's does): its limit applies, and check says where it came from and, since a
+    running-config names no licence, what Security Plus would allow where it changes the figure."""
+    from statewall import cli, config
+
+    monkeypatch.setattr(config, "asa_platform", None)
+    text = SAVED_HEADER.format(model=model) + PIX_PAT
+    policy = asa.parse(text, "saved.cfg")
+    assert policy.platform == name and Firewall(policy).ct.max == limit
+    assert policy.conntrack.origins["max"].line == 4
+    cfg = tmp_path / "saved.cfg"
+    cfg.write_text(text)
+    assert cli.main(["check", "-c", str(cfg)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    head = f"platform: {name}, connection limit {limit} (from the running-config's Hardware line at {cfg}:4)"
+    if plus is None:
+        assert last == head
+    else:
+        model_name = name.removeprefix("ASA ")
+        assert last == (
+            f"{head}; a running-config does not name the licence: with Security Plus the limit is {plus} "
+            f"(--asa-platform '{model_name} security-plus')"
+        )
+
+
 @pytest.mark.parametrize(
     ("model", "name", "limit"),
     [

@@ -12,7 +12,6 @@ import uuid
 import pytest
 
 from statewall.live import placement
-
 from test_live import ROOT_REASON, _assert_transfer, _engine_available, needs_root
 
 
@@ -81,7 +80,8 @@ def test_rps_of_a_tun_in_another_namespace_set_and_put_back(netns):
     namespace the test runs in gets no mount from the helper."""
     from statewall.live.tun import open_tun
 
-    mounts = open("/proc/self/mounts").read()
+    with open("/proc/self/mounts") as f:
+        mounts = f.read()
     tun = open_tun("swpl0", netns, persist=True)
     try:
         before = placement.set_rps("swpl0", netns, None)
@@ -94,7 +94,8 @@ def test_rps_of_a_tun_in_another_namespace_set_and_put_back(netns):
             placement.set_rps("nodev", netns, "1")
     finally:
         tun.close()
-    assert open("/proc/self/mounts").read() == mounts
+    with open("/proc/self/mounts") as f:
+        assert f.read() == mounts
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess:

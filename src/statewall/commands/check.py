@@ -106,9 +106,25 @@ def platform_line(policy: Policy) -> str | None:
 
         p = platform.default()
         return f"platform: {p.name}, connection limit {p.conn_max} (default; set it with --asa-platform)"
+    from ..dialects.asa import platform
+
     origin = policy.conntrack.origins.get("max")
-    where = "--asa-platform" if origin is None else f"show version at {origin.file}:{origin.line}"
-    return f"platform: {policy.platform}, connection limit {policy.conntrack.max} (from {where})"
+    if origin is None:
+        where = "--asa-platform"
+    elif origin.text.lstrip().startswith(":"):
+        where = f"the running-config's Hardware line at {origin.file}:{origin.line}"
+    else:
+        where = f"show version at {origin.file}:{origin.line}"
+    line = f"platform: {policy.platform}, connection limit {policy.conntrack.max} (from {where})"
+    found = platform.lookup(policy.platform)
+    plus = None if origin is None or found is None else platform.licence_unknown(found, origin.text)
+    if plus is not None:
+        model = policy.platform.removeprefix("ASA ")
+        line += (
+            f"; a running-config does not name the licence: with Security Plus the limit is {plus} "
+            f"(--asa-platform '{model} security-plus')"
+        )
+    return line
 
 
 def _count(n: int, noun: str) -> str:

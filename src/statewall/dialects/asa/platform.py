@@ -8,7 +8,8 @@ stage). The figure is the hardware's, not the configuration's, so statewall take
   ``5585-X SSP-20``, or a pasted ``show version`` line such as ``Hardware:   ASA5516, 8192 MB RAM``);
 - the output of ``show version`` in a pasted console transcript: its ``Hardware:`` line, and its
   licence line (``This platform has an ASA 5506 Security Plus license.``) where the licence changes the
-  figure;
+  figure; or the same ``Hardware:`` line in the comment header a saved ``show running-config`` starts
+  with (``: Hardware:   ASA5506, 4096 MB RAM, ...``), which names no licence (``licence_unknown``);
 - else the ASA 5516-X's 250 000 (``engine.compiled.ASA_CONN_MAX``).
 
 The figures below are Cisco's data sheets' maximum concurrent sessions (firewall) for the base licence
@@ -53,7 +54,8 @@ _MODEL = re.compile(
     r"(?:^|[^0-9])(?:asa\s*)?(55\d\d)(?:-?x)?(?:[\s-]*(?:ssp[\s-]*)?(10|20|40|60)(?![0-9]))?", re.IGNORECASE
 )
 _SEC_PLUS = re.compile(r"sec(?:urity)?[\s-]*plus", re.IGNORECASE)
-_HARDWARE = re.compile(r"^\s*Hardware:\s+(\S.*)$")
+# show version's line, or the same in the comment header of a saved running-config (": Hardware: ...").
+_HARDWARE = re.compile(r"^\s*(?::\s*)?Hardware:\s+(\S.*)$")
 _LICENSE = re.compile(r"^\s*This platform has an? (.*) license\.?\s*$", re.IGNORECASE)
 
 
@@ -110,6 +112,15 @@ def from_show_version(text: str) -> tuple[Platform, int, str] | None:
         if better is not None:
             platform = better
     return platform, number, line
+
+
+def licence_unknown(platform: Platform, line: str) -> int | None:
+    """The Security Plus figure a platform taken from ``line`` might have instead, when ``line`` is a
+    running-config's header (which names no licence) and the licence changes the figure; else None."""
+    if not line.lstrip().startswith(":") or platform.name.endswith("Security Plus"):
+        return None
+    better = lookup(platform.name + " security plus")
+    return None if better is None or better.conn_max == platform.conn_max else better.conn_max
 
 
 def apply(policy: Policy, platform: Platform, origin: Origin | None) -> None:
