@@ -134,6 +134,44 @@ def test_queued_writes_go_out_before_a_packet_for_python(pipes, uring):
         assert len(b_out.recv(65536)) == len(seg)  # already written when the wait returned
 
 
+def test_collect_hands_over_the_packets_read_after_one_for_python_unforwarded(pipes, uring):
+    """``collect``: after a packet for the Python path the wait reads up to N more of the same port and
+    returns them all, in their order, as (index, data, header, now, None), none forwarded in C — even a
+    fast-path packet behind it waits for the Python path (the loop's front door forwards it after).
+    Packets before the first are forwarded and written before the wait returns; the read counts include
+    the collected ones; N bounds them."""
+    _pipe, ep = pipes
+    fw = _firewall()
+    seg = _established(fw)
+    a_in, b_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    a_out, b_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with a_in, b_in, a_out, b_out:
+        a_in.setblocking(False)
+        b_out.setblocking(False)
+        ep.register(a_in.fileno(), select.EPOLLIN)
+        syns = [craft.tcp_packet(4, CLIENT, SERVER, 41000 + i, 80, 1, 0, 0x02, 64240) for i in range(4)]
+        sent = [seg, syns[0], seg, syns[1], syns[2], syns[3]]
+        for pkt in sent:
+            b_in.send(pkt)
+        hits = fw.fast.table.hits
+        ports = (("inside", a_in.fileno(), 0, -1), ("outside", a_out.fileno(), 0, -1))
+        rx, tx, pending, other = _tunpump.wait(fw.fast.table, ep.fileno(), ports, 64, 5.0, 0.0, 0.0, False, 3)
+        assert type(pending) is list and other is None
+        assert [bytes(p[1]) for p in pending] == [bytes(x) for x in sent[1:5]]
+        assert [p[0] for p in pending] == [0] * 4 and [p[4] for p in pending] == [None] * 4
+        assert all(p[2] == b"" for p in pending)
+        assert [p[3] for p in pending] == sorted(p[3] for p in pending)
+        assert fw.fast.table.hits == hits + 1  # the first segment only: the second waits in the list
+        assert rx[0][:3] == (5, 5, sum(len(x) for x in sent[:5]))
+        assert tx[1] == (1, len(seg), 0)
+        assert len(b_out.recv(65536)) == len(seg)
+        with pytest.raises(BlockingIOError):
+            b_out.recv(65536)
+        # the sixth is still queued for the next wait; without collect, a single tuple as before
+        rx, tx, pending, other = _tunpump.wait(fw.fast.table, ep.fileno(), ports, 64, 5.0, 0.0, 0.0)
+        assert type(pending) is tuple and bytes(pending[1]) == bytes(sent[5])
+
+
 def test_other_packets_come_back_with_their_port(pipes):
     pipe, ep = pipes
     fw = _firewall()
@@ -420,7 +458,7 @@ def _expect(ports, n, timeout=10.0):
     return got
 
 
-def _loop_thread(fw, ports, reads, taskrun=0):
+def _loop_thread(fw, ports, reads, taskrun=0, collect=0):
     from statewall.live.loop import Loop, Port
 
     loop = Loop(
@@ -428,6 +466,7 @@ def _loop_thread(fw, ports, reads, taskrun=0):
         [Port("inside", _SocketTun(ports.a_in.fileno())), Port("outside", _SocketTun(ports.a_out.fileno()))],
         uring_reads=reads,
         uring_taskrun=taskrun,
+        collect=collect,
     )
     t = threading.Thread(target=loop.run)
     t.start()
@@ -577,3 +616,50 @@ def test_statewall_run_wants_a_power_of_two_of_buffers(tmp_path):
     )
     assert res.returncode == 2
     assert "--uring-reads: 0 or a power of two up to 256" in res.stderr
+
+
+@pytest.mark.parametrize("collect", [1, 4, 64])
+def test_loop_collecting_keeps_the_order_and_the_engines_decisions(pipes, collect):
+    """``Loop(collect=N)``: SYNs of new connections (the Python path) among an offloaded connection's
+    segments (the fast path's), sent in bursts: every packet comes out, in the order sent, and the
+    engine ends as the same engine fed the same packets one by one does (its connections, counters,
+    the fast path's table); the loop counts what it collected (packets queued before it starts wait
+    behind the first SYN)."""
+    _pipe, ep = pipes
+    fw = _firewall()
+    segs = _segments(fw, 40)
+    ref = _firewall()
+    assert _segments(ref, 40) == segs
+    ports = _Ports(ep, False)
+    ep.unregister(ports.a_in.fileno())  # the loop's own epoll takes it
+    sent, packets = [], []
+    for i, seg in enumerate(segs):
+        packets.append(seg)
+        sent.append(i)
+        if i % 3 == 1:
+            packets.append(_syn_to(i))
+            sent.append(1000 + i)
+    for pkt in packets[:30]:  # queued before the loop starts: packets wait behind each SYN
+        ports.b_in.send(pkt)
+    loop, t = _loop_thread(fw, ports, 0, collect=collect)
+    try:
+        for pkt in packets[30:]:
+            ports.b_in.send(pkt)
+        assert [_tag(p) for p in _expect(ports, len(sent))] == sent
+        counters = loop.fast_path_counters()
+    finally:
+        loop.stop()
+        t.join(10)
+        loop.close()
+        ports.close()
+    assert not t.is_alive()
+    for pkt in packets:
+        ref.receive("inside", bytearray(pkt), fw.now)
+    assert sorted((c.id, c.initiator, c.responder) for c in fw.conns) == sorted(
+        (c.id, c.initiator, c.responder) for c in ref.conns
+    )
+    assert {k: fw.stats[k] for k in ("packets_in", "forwarded")} == {
+        k: ref.stats[k] for k in ("packets_in", "forwarded")
+    }
+    assert len(fw.fast) == len(ref.fast)
+    assert counters["collected"] > 0

@@ -67,6 +67,7 @@ def make_loop(fw, ports, args, on_events):
         uring=args.uring,
         uring_reads=args.uring_reads,
         uring_taskrun=("signal", "coop", "defer").index(args.uring_taskrun),
+        collect=args.collect,
     )
 
 
@@ -189,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be 1 or more")
     if not 0 <= args.uring_reads <= 256 or args.uring_reads & (args.uring_reads - 1):
         raise UsageError("--uring-reads: 0 or a power of two up to 256")
+    if not 0 <= args.collect <= 1024:
+        raise UsageError("--collect: 0 to 1024 packets")
     cpu, steer_cpus = _placement(args)
     if args.workers > 1:
         if cpu is not None or steer_cpus is not None:
@@ -607,6 +610,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --uring-reads: when the kernel runs the reads it queues as packets arrive: at once "
         "(signal, io_uring's default), at the loop's next system call (coop), or only when the loop waits "
         "on the ring (defer)",
+    )
+    p.add_argument(
+        "--collect",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after a packet for the engine's Python path, hand it over with up to N more packets read "
+        "from the same TUN after it, in their order, none forwarded before it (several Python-path "
+        "packets per return, run back to back; default 0: one; the compiled loop's epoll reads only)",
     )
     p.add_argument(
         "--cpu",

@@ -689,14 +689,66 @@ static int wait_ring(PyObject *table, int epfd, ports_t *p, rx_t *r, double time
  * (0: sleep at once). rx: ((reads, packets, bytes, super-packets, read_error), ...) per port; tx as
  * pump()'s. The GIL is released while epoll_wait sleeps.
  * ring: read the TUNs through io_uring (when uring_reads(n) is on; see wait_ring): the ports' fds must
- * then not be in the epoll (only the other fds), and `batch` does not apply (the ring has n buffers). */
+ * then not be in the epoll (only the other fds), and `batch` does not apply (the ring has n buffers).
+ * collect (epoll reads only): pending is a list: the packet for the Python path and up to `collect`
+ * packets read after it from the same TUN, none of them forwarded here (collect_more). */
+/* After a packet for the Python path, up to `collect` more packets read from the same TUN, appended to
+ * the list *pending as (index, data, header, now, None) without the fast path: the Python path takes
+ * them all in their order, its front door forwarding those of offloaded connections, so no packet read
+ * after the first is forwarded before it (a connection's packets keep their order). Returns -1 with an
+ * exception set. */
+static int collect_more(ports_t *p, Py_ssize_t k, int collect, double epoch, rx_t *r, PyObject *pending) {
+    int hl = p->hl[k];
+    PyObject *index = PyLong_FromSsize_t(k);
+    if (!index)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < collect; i++) {
+        ssize_t n = read(p->fd[k], buffer_static, BUF_SIZE);
+        if (n < 0) {
+            if (errno == EINTR) {
+                i--;
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                r->read_error = 1;
+            break;
+        }
+        r->used++;
+        if (n <= hl)
+            continue;
+        r->rx++;
+        r->rxb += (unsigned long long)(n - hl);
+        if (hl && buffer_static[1])
+            r->sup++;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        PyObject *data = PyByteArray_FromStringAndSize((char *)buffer_static + hl, n - hl);
+        if (!data) {
+            rc = -1;
+            break;
+        }
+        PyObject *item = Py_BuildValue("(OOy#dO)", index, data, (char *)buffer_static, (Py_ssize_t)hl,
+                                       (double)ts.tv_sec + ts.tv_nsec * 1e-9 + epoch, Py_None);
+        Py_DECREF(data);
+        if (!item || PyList_Append(pending, item) < 0) {
+            Py_XDECREF(item);
+            rc = -1;
+            break;
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(index);
+    return rc;
+}
+
 static PyObject *wait_(PyObject *mod, PyObject *args) {
     PyObject *table, *outs;
     int epfd, batch;
     double timeout, epoch, spin;
-    int ring = 0;
-    if (!PyArg_ParseTuple(args, "OiO!iddd|p:wait", &table, &epfd, &PyTuple_Type, &outs, &batch, &timeout, &epoch,
-                          &spin, &ring))
+    int ring = 0, collect = 0;
+    if (!PyArg_ParseTuple(args, "OiO!iddd|pi:wait", &table, &epfd, &PyTuple_Type, &outs, &batch, &timeout, &epoch,
+                          &spin, &ring, &collect))
         return NULL;
     if (check_table(table) < 0)
         return NULL;
@@ -757,6 +809,16 @@ static PyObject *wait_(PyObject *mod, PyObject *args) {
                     goto fail;
                 if (pending && !(pending = with_index(k, pending)))
                     goto fail;
+                if (pending && collect > 0) {
+                    /* pending becomes the list of the packets for the Python path, in their order */
+                    PyObject *list = PyList_New(1);
+                    if (!list)
+                        goto fail;
+                    PyList_SET_ITEM(list, 0, pending);
+                    pending = list;
+                    if (collect_more(&p, k, collect, epoch, &r[k], pending) < 0)
+                        goto fail;
+                }
             }
             now = mono();
             if (got)

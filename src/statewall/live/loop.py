@@ -113,6 +113,7 @@ class Loop:
         uring: int = 32,
         uring_reads: int = 0,
         uring_taskrun: int = 0,
+        collect: int = 0,
     ) -> None:
         self.fw = fw
         self.ports = list(ports)
@@ -144,6 +145,12 @@ class Loop:
         # after the last packet before it sleeps (0: sleep at once; docs/performance.md, "Fewer crossings").
         self._wait = _tunpump.wait if _tunpump is not None and compiled else None
         self.spin = spin
+        # After a packet for the Python path, the compiled wait reads up to ``collect`` more of the same
+        # TUN and hands them all over in their order, the engine's front door forwarding those of
+        # offloaded connections (``_tunpump.collect_more``): several Python-path packets per return,
+        # run back to back while the interpreter's caches are warm (0: one per return).
+        self.collect = collect
+        self.collected = 0  # packets handed over behind a first one (``collect``)
         self.waits = 0  # calls of the compiled wait: returns to Python, each after one or more wake-ups
         # io_uring batches of the pump's TUN writes, ``uring`` at a time (0: one writev each; 32 measured
         # best for small packets, docs/performance.md). The setting is the C module's, so the process's:
@@ -239,6 +246,7 @@ class Loop:
             "waits": self.waits,
             "uring": self.uring,
             "uring_reads": self.uring_reads,
+            "collected": self.collected,
         }
 
     @contextlib.contextmanager
@@ -360,7 +368,7 @@ class Loop:
         a packet for the Python path, another ready fd, the timeout or a signal; then the counters, that
         packet (``_handle``) and the other fds here."""
         rx, tx, pending, other = cwait(
-            table, epfd, self._outs, self.batch, timeout, self._epoch, self.spin, self._ring
+            table, epfd, self._outs, self.batch, timeout, self._epoch, self.spin, self._ring, self.collect
         )
         self.waits += 1
         for p, (_used, n, nb, sup, err), (tp, tb, te) in zip(self.ports, rx, tx):
@@ -374,7 +382,14 @@ class Loop:
                 p.tx_packets += tp
                 p.tx_bytes += tb
                 p.tx_errors += te
-        if pending is not None:
+        if type(pending) is list:
+            # The first passed on by the fast path, the others read after it and not offered to it: all
+            # through the engine's front door, in their order.
+            receive = self.fw.receive
+            self.collected += len(pending) - 1
+            for k, data, hdr, now, egress in pending:
+                self._handle(self.ports[k], data, hdr, now, egress, receive)
+        elif pending is not None:
             k, data, hdr, now, egress = pending
             # The fast path already passed on it: straight to the Python path.
             self._handle(self.ports[k], data, hdr, now, egress, type(self.fw).receive.__get__(self.fw))
