@@ -134,42 +134,53 @@ def test_queued_writes_go_out_before_a_packet_for_python(pipes, uring):
         assert len(b_out.recv(65536)) == len(seg)  # already written when the wait returned
 
 
-def test_collect_hands_over_the_packets_read_after_one_for_python_unforwarded(pipes, uring):
-    """``collect``: after a packet for the Python path the wait reads up to N more of the same port and
-    returns them all, in their order, as (index, data, header, now, None), none forwarded in C — even a
-    fast-path packet behind it waits for the Python path (the loop's front door forwards it after).
-    Packets before the first are forwarded and written before the wait returns; the read counts include
-    the collected ones; N bounds them."""
+def test_collect_hands_over_new_flows_packets_read_after_one_for_python(pipes, uring):
+    """``collect``: after a packet for the Python path of a flow the fast path's table holds no record
+    for, the wait reads on: the fast path forwards what it takes, and the next packets for the Python
+    path join the list, in their order, up to N; it stops at one whose flow the table may hold (an
+    offloaded connection's RST, which the fast path declines), so nothing behind it is forwarded before
+    the Python path has seen it. Written before the wait returns: what the fast path took."""
     _pipe, ep = pipes
     fw = _firewall()
-    seg = _established(fw)
+    seg0, seg1, seg2 = _segments(fw, 3)
     a_in, b_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     a_out, b_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with a_in, b_in, a_out, b_out:
         a_in.setblocking(False)
         b_out.setblocking(False)
         ep.register(a_in.fileno(), select.EPOLLIN)
-        syns = [craft.tcp_packet(4, CLIENT, SERVER, 41000 + i, 80, 1, 0, 0x02, 64240) for i in range(4)]
-        sent = [seg, syns[0], seg, syns[1], syns[2], syns[3]]
-        for pkt in sent:
+        syns = [craft.tcp_packet(4, CLIENT, SERVER, 41000 + i, 80, 1, 0, 0x02, 64240) for i in range(6)]
+        rst = bytearray(seg2)
+        rst[33] = 0x14  # RST|ACK of the offloaded connection: declined, and its flow is the table's
+        rst[10:12] = b"\0\0"
+        total = sum(int.from_bytes(rst[i : i + 2], "big") for i in range(0, 20, 2))
+        total = (total & 0xFFFF) + (total >> 16)
+        rst[10:12] = (~total & 0xFFFF).to_bytes(2, "big")
+        ports = (("inside", a_in.fileno(), 0, -1), ("outside", a_out.fileno(), 0, -1))
+
+        def wait(collect):
+            return _tunpump.wait(fw.fast.table, ep.fileno(), ports, 64, 5.0, 0.0, 0.0, False, collect)
+
+        for pkt in (seg0, syns[0], seg1, syns[1], syns[2], syns[3], syns[4]):
             b_in.send(pkt)
         hits = fw.fast.table.hits
-        ports = (("inside", a_in.fileno(), 0, -1), ("outside", a_out.fileno(), 0, -1))
-        rx, tx, pending, other = _tunpump.wait(fw.fast.table, ep.fileno(), ports, 64, 5.0, 0.0, 0.0, False, 3)
+        rx, tx, pending, other = wait(3)
         assert type(pending) is list and other is None
-        assert [bytes(p[1]) for p in pending] == [bytes(x) for x in sent[1:5]]
+        assert [bytes(p[1]) for p in pending] == [bytes(x) for x in syns[:4]]
         assert [p[0] for p in pending] == [0] * 4 and [p[4] for p in pending] == [None] * 4
-        assert all(p[2] == b"" for p in pending)
         assert [p[3] for p in pending] == sorted(p[3] for p in pending)
-        assert fw.fast.table.hits == hits + 1  # the first segment only: the second waits in the list
-        assert rx[0][:3] == (5, 5, sum(len(x) for x in sent[:5]))
-        assert tx[1] == (1, len(seg), 0)
-        assert len(b_out.recv(65536)) == len(seg)
+        assert fw.fast.table.hits == hits + 2  # both segments, the second between the SYNs
+        assert rx[0][:2] == (6, 6) and tx[1] == (2, len(seg0) + len(seg1), 0)
+        assert [len(b_out.recv(65536)) for _ in range(2)] == [len(seg0), len(seg1)]
+        # syns[4] is next: then the RST, whose flow the table holds, ends the list; seg2 stays queued
+        b_in.send(bytes(rst))
+        b_in.send(seg2)
+        rx, tx, pending, other = wait(8)
+        assert [bytes(p[1]) for p in pending] == [bytes(syns[4]), bytes(rst)]
         with pytest.raises(BlockingIOError):
             b_out.recv(65536)
-        # the sixth is still queued for the next wait; without collect, a single tuple as before
-        rx, tx, pending, other = _tunpump.wait(fw.fast.table, ep.fileno(), ports, 64, 5.0, 0.0, 0.0)
-        assert type(pending) is tuple and bytes(pending[1]) == bytes(sent[5])
+        rx, tx, pending, other = wait(0)  # without collect: as before, the fast path's
+        assert pending is None and tx[1] == (1, len(seg2), 0)
 
 
 def test_other_packets_come_back_with_their_port(pipes):
@@ -621,7 +632,7 @@ def test_statewall_run_wants_a_power_of_two_of_buffers(tmp_path):
 @pytest.mark.parametrize("collect", [1, 4, 64])
 def test_loop_collecting_keeps_the_order_and_the_engines_decisions(pipes, collect):
     """``Loop(collect=N)``: SYNs of new connections (the Python path) among an offloaded connection's
-    segments (the fast path's), sent in bursts: every packet comes out, in the order sent, and the
+    segments (the fast path's): every packet comes out, each flow's in the order sent, and the
     engine ends as the same engine fed the same packets one by one does (its connections, counters,
     the fast path's table); the loop counts what it collected (packets queued before it starts wait
     behind the first SYN)."""
@@ -645,7 +656,7 @@ def test_loop_collecting_keeps_the_order_and_the_engines_decisions(pipes, collec
     try:
         for pkt in packets[30:]:
             ports.b_in.send(pkt)
-        assert [_tag(p) for p in _expect(ports, len(sent))] == sent
+        got = [_tag(p) for p in _expect(ports, len(sent))]
         counters = loop.fast_path_counters()
     finally:
         loop.stop()
@@ -653,6 +664,11 @@ def test_loop_collecting_keeps_the_order_and_the_engines_decisions(pipes, collec
         loop.close()
         ports.close()
     assert not t.is_alive()
+    # Each flow's packets in their order (the offloaded connection's segments, the SYNs among
+    # themselves); a segment may pass a SYN waiting for the Python path.
+    assert sorted(got) == sorted(sent)
+    assert [x for x in got if x < 1000] == [x for x in sent if x < 1000]
+    assert [x for x in got if x >= 1000] == [x for x in sent if x >= 1000]
     for pkt in packets:
         ref.receive("inside", bytearray(pkt), fw.now)
     assert sorted((c.id, c.initiator, c.responder) for c in fw.conns) == sorted(

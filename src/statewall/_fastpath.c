@@ -2030,8 +2030,20 @@ static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p,
     return egress;
 }
 
+static int api_known(PyObject *table, const unsigned char *p, Py_ssize_t n) {
+    FlowTable *self = (FlowTable *)table;
+    if (n < 28 || p[0] != 0x45 || (be16(p + 6) & 0x3FFF) || be16(p + 2) > (unsigned)n || (p[9] != 6 && p[9] != 17))
+        return -1;
+    if (!self->used)
+        return 0;
+    unsigned char k[KEYLEN];
+    memcpy(k, p + 12, 12);
+    k[12] = p[9];
+    return self->slots[find_slot(self, k)] != 0;
+}
+
 #include "_fastpath_api.h"
-static statewall_fastpath_api fastpath_api = {&FlowTableType, api_forward};
+static statewall_fastpath_api fastpath_api = {&FlowTableType, api_forward, api_known};
 
 /* The spare Result with (egress, buf) as its one packet (both references taken), when its caller let
  * go of it and of its parts (the list of packets, the pair, the empty events list: nothing but the

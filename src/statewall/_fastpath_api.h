@@ -11,6 +11,10 @@ typedef struct {
      * and counted as Firewall.receive counts it -> egress interface (new reference); None when the
      * fast path does not take it (nothing changed); NULL with an exception. */
     PyObject *(*forward)(PyObject *, PyObject *, unsigned char *, Py_ssize_t, PyObject *, int, long);
+    /* known(table, packet, length): 1 when the table holds a record under the packet's key (an IPv4
+     * TCP or UDP packet without IP options, not a fragment), 0 when it holds none, -1 for any other
+     * packet (its effect on the table's connections is not told by a key: ICMP, IPv6, fragments). */
+    int (*known)(PyObject *, const unsigned char *, Py_ssize_t);
 } statewall_fastpath_api;
 
 #endif

@@ -691,54 +691,65 @@ static int wait_ring(PyObject *table, int epfd, ports_t *p, rx_t *r, double time
  * ring: read the TUNs through io_uring (when uring_reads(n) is on; see wait_ring): the ports' fds must
  * then not be in the epoll (only the other fds), and `batch` does not apply (the ring has n buffers).
  * collect (epoll reads only): pending is a list: the packet for the Python path and up to `collect`
- * packets read after it from the same TUN, none of them forwarded here (collect_more). */
-/* After a packet for the Python path, up to `collect` more packets read from the same TUN, appended to
- * the list *pending as (index, data, header, now, None) without the fast path: the Python path takes
- * them all in their order, its front door forwarding those of offloaded connections, so no packet read
- * after the first is forwarded before it (a connection's packets keep their order). Returns -1 with an
- * exception set. */
-static int collect_more(ports_t *p, Py_ssize_t k, int collect, double epoch, rx_t *r, PyObject *pending) {
-    int hl = p->hl[k];
-    PyObject *index = PyLong_FromSsize_t(k);
-    if (!index)
-        return -1;
-    int rc = 0;
-    for (int i = 0; i < collect; i++) {
-        ssize_t n = read(p->fd[k], buffer_static, BUF_SIZE);
+ * more for it read after it from the same TUN while they are new flows' (collect_more). */
+/* After a packet for the Python path that the fast path's table holds no record for (a new flow's,
+ * api->known), the same TUN is read on: the fast path forwards what it takes, as drain() does, and the
+ * next packets for the Python path are appended to the list *pending, (index, data, header, now,
+ * egress), up to `collect` of them; it stops at one whose flow the table may hold (a record's packet
+ * the fast path declined, or one no key tells: ICMP, IPv6, fragments), whose Python processing could
+ * change what the fast path would do with the packets behind it. So the Python path gets several
+ * packets per return, in their order, and the fast path forwards nothing of a flow that has a packet
+ * waiting for Python. Returns -1 with an exception set. */
+static int collect_more(PyObject *table, ports_t *p, Py_ssize_t k, int collect, double epoch, rx_t *r,
+                        PyObject *list) {
+    int fd = p->fd[k];
+    int nq = 0, taken = 0, rc = 0;
+    PyObject *last = PyList_GET_ITEM(list, 0);
+    PyObject *data = PyTuple_GET_ITEM(last, 1);
+    if (api->known(table, (unsigned char *)PyByteArray_AS_STRING(data), PyByteArray_GET_SIZE(data)) != 0)
+        return 0;
+    while (taken < collect) {
+        unsigned char *buffer = buffer_static;
+#ifdef STATEWALL_HAVE_LIBURING
+        if (depth)
+            buffer = slots + (size_t)nq * BUF_SIZE;
+#endif
+        ssize_t n = read(fd, buffer, BUF_SIZE);
         if (n < 0) {
-            if (errno == EINTR) {
-                i--;
+            if (errno == EINTR)
                 continue;
-            }
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 r->read_error = 1;
             break;
         }
         r->used++;
-        if (n <= hl)
-            continue;
-        r->rx++;
-        r->rxb += (unsigned long long)(n - hl);
-        if (hl && buffer_static[1])
-            r->sup++;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        PyObject *data = PyByteArray_FromStringAndSize((char *)buffer_static + hl, n - hl);
-        if (!data) {
+        PyObject *pending = NULL;
+        int got = one(table, p, k, buffer, n, epoch, r, &pending, &nq);
+        if (got < 0) {
             rc = -1;
             break;
         }
-        PyObject *item = Py_BuildValue("(OOy#dO)", index, data, (char *)buffer_static, (Py_ssize_t)hl,
-                                       (double)ts.tv_sec + ts.tv_nsec * 1e-9 + epoch, Py_None);
-        Py_DECREF(data);
-        if (!item || PyList_Append(pending, item) < 0) {
+        if (got == 0) {
+            if (nq && nq == depth) {
+                flush(p, nq);
+                nq = 0;
+            }
+            continue;
+        }
+        PyObject *item = with_index(k, pending);
+        if (!item || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
             rc = -1;
             break;
         }
         Py_DECREF(item);
+        taken++;
+        data = PyTuple_GET_ITEM(item, 1);
+        if (api->known(table, (unsigned char *)PyByteArray_AS_STRING(data), PyByteArray_GET_SIZE(data)) != 0)
+            break;
     }
-    Py_DECREF(index);
+    if (nq)
+        flush(p, nq);
     return rc;
 }
 
@@ -816,7 +827,7 @@ static PyObject *wait_(PyObject *mod, PyObject *args) {
                         goto fail;
                     PyList_SET_ITEM(list, 0, pending);
                     pending = list;
-                    if (collect_more(&p, k, collect, epoch, &r[k], pending) < 0)
+                    if (collect_more(table, &p, k, collect, epoch, &r[k], pending) < 0)
                         goto fail;
                 }
             }
