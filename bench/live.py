@@ -401,8 +401,8 @@ VARIANTS = {
     # polling the TUNs for 1 ms after traffic before sleeping (the firewall's CPU is its own).
     "statewall-steer": ("--cpu", "1", "--steer-cpus", "0"),
     "statewall-steer-poll": ("--cpu", "1", "--steer-cpus", "0", "--poll-us", "1000"),
-    # Several Python-path packets per return of the compiled wait (the ones read after one, in order).
-    "statewall-collect": ("--collect", "16"),
+    # One Python-path packet per return of the compiled wait (before session 9's --collect 16 default).
+    "statewall-nocollect": ("--collect", "0"),
 }
 # The kernel with RPS on the firewall namespace's veths: each forwarded packet's work on a CPU of the
 # flow's hash, over every CPU, instead of in the sending host's softirq (the fair reference for

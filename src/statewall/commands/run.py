@@ -614,11 +614,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--collect",
         type=int,
-        default=0,
+        default=16,
         metavar="N",
-        help="after a packet for the engine's Python path, hand it over with up to N more packets read "
-        "from the same TUN after it, in their order, none forwarded before it (several Python-path "
-        "packets per return, run back to back; default 0: one; the compiled loop's epoll reads only)",
+        help="after a packet of a new flow for the engine's Python path, read on in the same TUN and hand "
+        "over up to N more such packets with it, the fast path forwarding its own meanwhile; a packet "
+        "whose flow the fast path may hold ends it (each flow's order kept; default 16, 0: one packet "
+        "per return; the compiled loop's epoll reads only)",
     )
     p.add_argument(
         "--cpu",

@@ -145,10 +145,11 @@ class Loop:
         # after the last packet before it sleeps (0: sleep at once; docs/performance.md, "Fewer crossings").
         self._wait = _tunpump.wait if _tunpump is not None and compiled else None
         self.spin = spin
-        # After a packet for the Python path, the compiled wait reads up to ``collect`` more of the same
-        # TUN and hands them all over in their order, the engine's front door forwarding those of
-        # offloaded connections (``_tunpump.collect_more``): several Python-path packets per return,
-        # run back to back while the interpreter's caches are warm (0: one per return).
+        # After a new flow's packet for the Python path, the compiled wait reads on in the same TUN, the
+        # fast path forwarding what it takes, and hands over up to ``collect`` more new flows' packets
+        # with it, stopping at one whose flow the fast path may hold (``_tunpump.collect_more``):
+        # several Python-path packets per return, run back to back while the interpreter's caches are
+        # warm, each flow's order kept (0: one per return; ``statewall run`` sets 16).
         self.collect = collect
         self.collected = 0  # packets handed over behind a first one (``collect``)
         self.waits = 0  # calls of the compiled wait: returns to Python, each after one or more wake-ups
@@ -383,9 +384,8 @@ class Loop:
                 p.tx_bytes += tb
                 p.tx_errors += te
         if type(pending) is list:
-            # The first passed on by the fast path, the others read after it and not offered to it: all
-            # through the engine's front door, in their order.
-            receive = self.fw.receive
+            # New flows' packets the fast path passed on, in their order (``collect``).
+            receive = type(self.fw).receive.__get__(self.fw)
             self.collected += len(pending) - 1
             for k, data, hdr, now, egress in pending:
                 self._handle(self.ports[k], data, hdr, now, egress, receive)
