@@ -183,6 +183,62 @@ def test_collect_hands_over_new_flows_packets_read_after_one_for_python(pipes, u
         assert pending is None and tx[1] == (1, len(seg2), 0)
 
 
+def _closing(fw):
+    """A connection offloaded at its SYN and closed by both FINs through ``receive``: the segment that
+    ends its close (the client's ACK of the server's FIN), which tears it down."""
+    syn = craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1000, 0, 0x02, 64240)
+    out = fw.receive("inside", syn, 1.0).packets[0][1]
+    mport = int.from_bytes(out[20:22], "big")
+    dc = (int.from_bytes(out[24:28], "big") - 1000) & M
+    synack = craft.tcp_packet(4, SERVER, 0xC0000201, 80, mport, 5000, (1001 + dc) & M, 0x12, 65535)
+    assert fw.receive("outside", synack, 1.0).packets
+    for iface, pkt in (
+        ("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1001, 5001, 0x10, 64240)),
+        ("inside", craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1001, 5001, 0x11, 64240)),
+        ("outside", craft.tcp_packet(4, SERVER, 0xC0000201, 80, mport, 5001, (1002 + dc) & M, 0x11, 65535)),
+    ):
+        res = fw.receive(iface, pkt, 1.1)
+        assert res.packets and not res.events
+    assert len(fw.conns) == len(fw.fast) == 1
+    return craft.tcp_packet(4, CLIENT, SERVER, 40000, 80, 1002, 5002, 0x10, 64240)
+
+
+@pytest.mark.parametrize("events", [True, False], ids=["events", "none"])
+def test_the_segment_that_ends_a_close_with_and_without_an_events_list(pipes, uring, events):
+    """With an events list the wait's fast path takes the segment that ends a connection's close as the
+    engine's front door does: forwarded, written, the lifecycle's teardown called (the connection
+    gone) and its events appended to the list; without one (as pump()), that segment goes to the
+    Python path untouched."""
+    pipe, ep = pipes
+    fw = _firewall()
+    ref = _firewall()
+    last = _closing(fw)
+    assert _closing(ref) == last
+    expected = ref.receive("inside", bytearray(last), 2.0)
+    r_in, w_in = pipe()
+    r_out, w_out = pipe()
+    ep.register(r_in, select.EPOLLIN)
+    os.write(w_in, last)
+    ports = (("inside", r_in, 0, -1), ("outside", w_out, 0, -1))
+    got = [] if events else None
+    rx, tx, pending, other = _tunpump.wait(
+        fw.fast.table, ep.fileno(), ports, 64, 0.05 if events else 5.0, 0.0, 0.0, False, 0, got
+    )
+    if not events:
+        assert bytes(pending[1]) == bytes(last) and pending[4] is None
+        assert len(fw.conns) == 1 and tx[1] == (0, 0, 0)
+        return
+    assert pending is None and tx[1] == (1, len(last), 0)
+    assert os.read(r_out, 65536) == bytes(expected.packets[0][1])
+    assert [type(e).__name__ for e in got] == [type(e).__name__ for e in expected.events]
+    assert [e.conn_id for e in got if hasattr(e, "conn_id")] == [
+        e.conn_id for e in expected.events if hasattr(e, "conn_id")
+    ]
+    assert len(fw.conns) == len(fw.fast) == 0
+    with pytest.raises(TypeError):
+        _tunpump.wait(fw.fast.table, ep.fileno(), ports, 64, 0.0, 0.0, 0.0, False, 0, ())
+
+
 def test_other_packets_come_back_with_their_port(pipes):
     pipe, ep = pipes
     fw = _firewall()

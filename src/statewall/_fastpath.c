@@ -2030,6 +2030,70 @@ static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p,
     return egress;
 }
 
+/* The lifecycle's teardown of the connection the packet just forwarded closed (self->closing, set by
+ * forward_raw when events_ok): bind()'s fins_closed(conn, now, iface), its events returned (a new list),
+ * NULL with an exception set. */
+static PyObject *teardown_closing(FlowTable *self, PyObject *nowobj) {
+    Flow *cf = (Flow *)self->closing;
+    self->closing = NULL; /* our reference now */
+    /* the teardown clears cf->conn (FastPath.end): the call holds its own references */
+    PyObject *cconn = cf->conn, *cifc = cf->iface[self->closing_dir];
+    Py_INCREF(cconn);
+    Py_INCREF(cifc);
+    PyObject *events = PyObject_CallFunctionObjArgs(self->fins_closed, cconn, nowobj, cifc, NULL);
+    Py_DECREF(cconn);
+    Py_DECREF(cifc);
+    Py_DECREF(cf);
+    if (events && !PyList_CheckExact(events)) {
+        Py_DECREF(events);
+        PyErr_SetString(PyExc_TypeError, "fins_closed() returns a list of events");
+        events = NULL;
+    }
+    return events;
+}
+
+static PyObject *api_forward_events(PyObject *table, PyObject *iface, unsigned char *p, Py_ssize_t n,
+                                    PyObject *nowobj, int partial, long gso, PyObject *events) {
+    FlowTable *self = (FlowTable *)table;
+    if (!self->fw) {
+        PyErr_SetString(PyExc_RuntimeError, "FlowTable not bound");
+        return NULL;
+    }
+    if (!PyList_Check(events)) {
+        PyErr_SetString(PyExc_TypeError, "forward_events: events is a list");
+        return NULL;
+    }
+    int on = tracing(self);
+    if (on < 0)
+        return NULL;
+    if (on)
+        Py_RETURN_NONE;
+    self->events_ok = 1;
+    PyObject *egress = forward_raw(self, iface, p, n, nowobj, partial, gso);
+    self->events_ok = 0;
+    if (!egress || egress == Py_None)
+        return egress;
+    if (forwarded(self, nowobj) < 0) {
+        Py_DECREF(egress);
+        return NULL;
+    }
+    if (self->closing) {
+        PyObject *got = teardown_closing(self, nowobj);
+        if (!got) {
+            Py_DECREF(egress);
+            return NULL;
+        }
+        Py_ssize_t end = PyList_GET_SIZE(events);
+        int rc = PyList_SetSlice(events, end, end, got);
+        Py_DECREF(got);
+        if (rc < 0) {
+            Py_DECREF(egress);
+            return NULL;
+        }
+    }
+    return egress;
+}
+
 static int api_known(PyObject *table, const unsigned char *p, Py_ssize_t n) {
     FlowTable *self = (FlowTable *)table;
     if (n < 28 || p[0] != 0x45 || (be16(p + 6) & 0x3FFF) || be16(p + 2) > (unsigned)n || (p[9] != 6 && p[9] != 17))
@@ -2043,7 +2107,7 @@ static int api_known(PyObject *table, const unsigned char *p, Py_ssize_t n) {
 }
 
 #include "_fastpath_api.h"
-static statewall_fastpath_api fastpath_api = {&FlowTableType, api_forward, api_known};
+static statewall_fastpath_api fastpath_api = {&FlowTableType, api_forward, api_known, api_forward_events};
 
 /* The spare Result with (egress, buf) as its one packet (both references taken), when its caller let
  * go of it and of its parts (the list of packets, the pair, the empty events list: nothing but the
@@ -2109,21 +2173,7 @@ static PyObject *offer_impl(FlowTable *self, PyObject *iface, PyObject *data, Py
     }
     PyObject *events;
     if (self->closing) { /* the lifecycle's teardown after the packet left (AsaLifecycle.fins_closed) */
-        Flow *cf = (Flow *)self->closing;
-        self->closing = NULL; /* our reference now */
-        /* the teardown clears cf->conn (FastPath.end): the call holds its own references */
-        PyObject *cconn = cf->conn, *cifc = cf->iface[self->closing_dir];
-        Py_INCREF(cconn);
-        Py_INCREF(cifc);
-        events = PyObject_CallFunctionObjArgs(self->fins_closed, cconn, nowobj, cifc, NULL);
-        Py_DECREF(cconn);
-        Py_DECREF(cifc);
-        Py_DECREF(cf);
-        if (events && !PyList_CheckExact(events)) {
-            Py_DECREF(events);
-            PyErr_SetString(PyExc_TypeError, "fins_closed() returns a list of events");
-            events = NULL;
-        }
+        events = teardown_closing(self, nowobj);
         if (!events) {
             Py_DECREF(egress);
             goto fail;

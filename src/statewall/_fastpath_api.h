@@ -15,6 +15,11 @@ typedef struct {
      * TCP or UDP packet without IP options, not a fragment), 0 when it holds none, -1 for any other
      * packet (its effect on the table's connections is not told by a key: ICMP, IPv6, fragments). */
     int (*known)(PyObject *, const unsigned char *, Py_ssize_t);
+    /* forward_events(..., events): forward() that also takes the segment that ends a connection's
+     * close (bind()'s fins_closed, after the packet is forwarded in place), appending the teardown's
+     * events to the list `events`; -> as forward(). */
+    PyObject *(*forward_events)(PyObject *, PyObject *, unsigned char *, Py_ssize_t, PyObject *, int, long,
+                                PyObject *);
 } statewall_fastpath_api;
 
 #endif

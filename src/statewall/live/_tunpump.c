@@ -122,10 +122,14 @@ typedef struct {
     PyObject *names[MAX_PORTS];
     int fd[MAX_PORTS], hl[MAX_PORTS], mode[MAX_PORTS];
     unsigned long long txp[MAX_PORTS], txb[MAX_PORTS], txe[MAX_PORTS];
+    /* wait()'s events list (borrowed; NULL: none): the fast path then also takes the segment that ends
+     * a connection's close, its teardown's events appended here (api->forward_events) */
+    PyObject *events;
 } ports_t;
 
 static int parse_ports(PyObject *outs, ports_t *p) {
     p->n = PyTuple_GET_SIZE(outs);
+    p->events = NULL;
     if (p->n > MAX_PORTS) {
         PyErr_SetString(PyExc_ValueError, "too many ports");
         return -1;
@@ -244,7 +248,8 @@ static int one(PyObject *table, ports_t *p, Py_ssize_t self, unsigned char *buff
         *nq = 0;
         return -1;
     }
-    PyObject *egress = api->forward(table, iface, buffer + hl, n - hl, now, partial, gso);
+    PyObject *egress = p->events ? api->forward_events(table, iface, buffer + hl, n - hl, now, partial, gso, p->events)
+                                 : api->forward(table, iface, buffer + hl, n - hl, now, partial, gso);
     if (!egress) {
         Py_DECREF(now);
         flush(p, *nq);
@@ -691,7 +696,10 @@ static int wait_ring(PyObject *table, int epfd, ports_t *p, rx_t *r, double time
  * ring: read the TUNs through io_uring (when uring_reads(n) is on; see wait_ring): the ports' fds must
  * then not be in the epoll (only the other fds), and `batch` does not apply (the ring has n buffers).
  * collect (epoll reads only): pending is a list: the packet for the Python path and up to `collect`
- * more for it read after it from the same TUN while they are new flows' (collect_more). */
+ * more for it read after it from the same TUN while they are new flows' (collect_more).
+ * events (a list): the fast path also takes the segment that ends a connection's close, the
+ * teardown's events (the lifecycle's, called here) appended to it, for the loop to hand on before the
+ * pending packets; None: that segment is a pending one, as pump()'s. */
 /* After a packet for the Python path that the fast path's table holds no record for (a new flow's,
  * api->known), the same TUN is read on: the fast path forwards what it takes, as drain() does, and the
  * next packets for the Python path are appended to the list *pending, (index, data, header, now,
@@ -758,14 +766,21 @@ static PyObject *wait_(PyObject *mod, PyObject *args) {
     int epfd, batch;
     double timeout, epoch, spin;
     int ring = 0, collect = 0;
-    if (!PyArg_ParseTuple(args, "OiO!iddd|pi:wait", &table, &epfd, &PyTuple_Type, &outs, &batch, &timeout, &epoch,
-                          &spin, &ring, &collect))
+    PyObject *events = Py_None;
+    if (!PyArg_ParseTuple(args, "OiO!iddd|piO:wait", &table, &epfd, &PyTuple_Type, &outs, &batch, &timeout,
+                          &epoch, &spin, &ring, &collect, &events))
         return NULL;
     if (check_table(table) < 0)
         return NULL;
+    if (events != Py_None && !PyList_Check(events)) {
+        PyErr_SetString(PyExc_TypeError, "wait: events is a list or None");
+        return NULL;
+    }
     ports_t p;
     if (parse_ports(outs, &p) < 0)
         return NULL;
+    if (events != Py_None)
+        p.events = events;
     rx_t r[MAX_PORTS];
     memset(r, 0, sizeof r);
     PyObject *pending = NULL, *other = NULL;

@@ -152,6 +152,9 @@ class Loop:
         # warm, each flow's order kept (0: one per return; ``statewall run`` sets 16).
         self.collect = collect
         self.collected = 0  # packets handed over behind a first one (``collect``)
+        # The compiled wait's events: the fast path ends a connection's close itself (the lifecycle's
+        # teardown called from C) and appends the teardown's events here (``_tunpump.wait``'s events).
+        self._c_events: list = []
         self.waits = 0  # calls of the compiled wait: returns to Python, each after one or more wake-ups
         # io_uring batches of the pump's TUN writes, ``uring`` at a time (0: one writev each; 32 measured
         # best for small packets, docs/performance.md). The setting is the C module's, so the process's:
@@ -368,9 +371,11 @@ class Loop:
         """One call of the C wait (``_tunpump.wait``): it sleeps in epoll_wait and drains the TUNs until
         a packet for the Python path, another ready fd, the timeout or a signal; then the counters, that
         packet (``_handle``) and the other fds here."""
+        events = self._c_events
         rx, tx, pending, other = cwait(
-            table, epfd, self._outs, self.batch, timeout, self._epoch, self.spin, self._ring, self.collect
-        )
+            table, epfd, self._outs, self.batch, timeout, self._epoch, self.spin, self._ring, self.collect,
+            events,
+        )  # fmt: skip
         self.waits += 1
         for p, (_used, n, nb, sup, err), (tp, tb, te) in zip(self.ports, rx, tx):
             if n:
@@ -383,6 +388,10 @@ class Loop:
                 p.tx_packets += tp
                 p.tx_bytes += tb
                 p.tx_errors += te
+        if events:
+            # The teardowns of the closes the fast path ended in this wait, before any later packet's.
+            self._c_events = []
+            self._events(events)
         if type(pending) is list:
             # New flows' packets the fast path passed on, in their order (``collect``).
             receive = type(self.fw).receive.__get__(self.fw)
