@@ -525,6 +525,15 @@ def _expect(ports, n, timeout=10.0):
     return got
 
 
+def _stop(loop, t, ports):
+    """The loop stopped, its thread joined, the loop and the ports closed."""
+    loop.stop()
+    t.join(10)
+    loop.close()
+    ports.close()
+    assert not t.is_alive()
+
+
 def _loop_thread(fw, ports, reads, taskrun=0, collect=0):
     from statewall.live.loop import Loop, Port
 
@@ -569,11 +578,7 @@ def test_loop_reads_through_the_ring_and_back_to_epoll_for_a_capture(pipes, ring
         assert [t for t in map(_tag, seen) if t < 1000] == list(range(40, 60))
         assert not loop._ring
     finally:
-        loop.stop()
-        t.join(10)
-        loop.close()
-        ports.close()
-    assert not t.is_alive()
+        _stop(loop, t, ports)
 
 
 def test_loop_stops_cleanly_with_the_reads_in_flight(pipes, ring):
@@ -715,11 +720,7 @@ def test_loop_collecting_keeps_the_order_and_the_engines_decisions(pipes, collec
         got = [_tag(p) for p in _expect(ports, len(sent))]
         counters = loop.fast_path_counters()
     finally:
-        loop.stop()
-        t.join(10)
-        loop.close()
-        ports.close()
-    assert not t.is_alive()
+        _stop(loop, t, ports)
     # Each flow's packets in their order (the offloaded connection's segments, the SYNs among
     # themselves); a segment may pass a SYN waiting for the Python path.
     assert sorted(got) == sorted(sent)

@@ -2009,9 +2009,13 @@ static int forwarded(FlowTable *self, PyObject *nowobj) {
 
 /* The fast path for an adapter that owns the packet buffer (statewall.live's TUN pump, through the
  * capsule _C_API): forward p[0:n] in place as receive() would, counting it; egress interface, None
- * (nothing changed: give the packet to receive()), or NULL. */
-static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p, Py_ssize_t n,
-                             PyObject *nowobj, int partial, long gso) {
+ * (nothing changed: give the packet to receive()), or NULL. With `events` (a list; NULL: none) it also
+ * takes the segment that ends a connection's close, as offer() does, and appends the teardown's
+ * events to the list. */
+static PyObject *teardown_closing(FlowTable *self, PyObject *nowobj);
+
+static PyObject *api_forward_impl(PyObject *table, PyObject *iface, unsigned char *p, Py_ssize_t n,
+                                  PyObject *nowobj, int partial, long gso, PyObject *events) {
     FlowTable *self = (FlowTable *)table;
     if (!self->fw) {
         PyErr_SetString(PyExc_RuntimeError, "FlowTable not bound");
@@ -2022,12 +2026,31 @@ static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p,
         return NULL;
     if (on)
         Py_RETURN_NONE;
+    self->events_ok = events != NULL;
     PyObject *egress = forward_raw(self, iface, p, n, nowobj, partial, gso);
-    if (egress && egress != Py_None && forwarded(self, nowobj) < 0) {
+    self->events_ok = 0;
+    if (!egress || egress == Py_None)
+        return egress;
+    if (forwarded(self, nowobj) < 0) {
         Py_DECREF(egress);
         return NULL;
     }
+    if (self->closing) {
+        PyObject *got = teardown_closing(self, nowobj);
+        Py_ssize_t end = got ? PyList_GET_SIZE(events) : 0;
+        int rc = got ? PyList_SetSlice(events, end, end, got) : -1;
+        Py_XDECREF(got);
+        if (rc < 0) {
+            Py_DECREF(egress);
+            return NULL;
+        }
+    }
     return egress;
+}
+
+static PyObject *api_forward(PyObject *table, PyObject *iface, unsigned char *p, Py_ssize_t n,
+                             PyObject *nowobj, int partial, long gso) {
+    return api_forward_impl(table, iface, p, n, nowobj, partial, gso, NULL);
 }
 
 /* The lifecycle's teardown of the connection the packet just forwarded closed (self->closing, set by
@@ -2054,44 +2077,11 @@ static PyObject *teardown_closing(FlowTable *self, PyObject *nowobj) {
 
 static PyObject *api_forward_events(PyObject *table, PyObject *iface, unsigned char *p, Py_ssize_t n,
                                     PyObject *nowobj, int partial, long gso, PyObject *events) {
-    FlowTable *self = (FlowTable *)table;
-    if (!self->fw) {
-        PyErr_SetString(PyExc_RuntimeError, "FlowTable not bound");
-        return NULL;
-    }
     if (!PyList_Check(events)) {
         PyErr_SetString(PyExc_TypeError, "forward_events: events is a list");
         return NULL;
     }
-    int on = tracing(self);
-    if (on < 0)
-        return NULL;
-    if (on)
-        Py_RETURN_NONE;
-    self->events_ok = 1;
-    PyObject *egress = forward_raw(self, iface, p, n, nowobj, partial, gso);
-    self->events_ok = 0;
-    if (!egress || egress == Py_None)
-        return egress;
-    if (forwarded(self, nowobj) < 0) {
-        Py_DECREF(egress);
-        return NULL;
-    }
-    if (self->closing) {
-        PyObject *got = teardown_closing(self, nowobj);
-        if (!got) {
-            Py_DECREF(egress);
-            return NULL;
-        }
-        Py_ssize_t end = PyList_GET_SIZE(events);
-        int rc = PyList_SetSlice(events, end, end, got);
-        Py_DECREF(got);
-        if (rc < 0) {
-            Py_DECREF(egress);
-            return NULL;
-        }
-    }
-    return egress;
+    return api_forward_impl(table, iface, p, n, nowobj, partial, gso, events);
 }
 
 static int api_known(PyObject *table, const unsigned char *p, Py_ssize_t n) {

@@ -89,8 +89,9 @@ FIN is acknowledged, ``AsaLifecycle.half_closed`` called from the compiled code)
 that leaves TIME_WAIT with both FINs acknowledged: the compiled code forwards it, then calls the
 lifecycle's teardown (``AsaLifecycle.fins_closed``: ConnTeardown, the translation's release; the
 record leaves the table without the connection's objects made again, ``FastPath.end``) and returns
-its events in the Result. The TUN pump, which carries no
-events, hands that segment to the Python path instead.
+its events in the Result. The live loop's compiled wait does the same and collects the events in a
+list it hands on (the capsule's ``forward_events``); the pump alone, which carries no events, hands
+that segment to the Python path instead.
 
 Without a C compiler at install time the extension is missing, ``AVAILABLE`` is False and every packet
 takes the Python path; ``Firewall(..., fast_path=False)`` turns it off explicitly (tests compare both).

@@ -324,6 +324,29 @@ static int one(PyObject *table, ports_t *p, Py_ssize_t self, unsigned char *buff
     return *pending ? 1 : -1;
 }
 
+/* One read of fd into the buffer of the next queued write (its ring slot with io_uring writes): the
+ * bytes read (r->used counts it), or -1 when there is nothing more (EAGAIN, or an error: read_error
+ * set, the loop counts it and stops draining this fd). */
+static ssize_t read_next(int fd, int nq, rx_t *r, unsigned char **buffer) {
+    *buffer = buffer_static;
+#ifdef STATEWALL_HAVE_LIBURING
+    if (depth)
+        *buffer = slots + (size_t)nq * BUF_SIZE;
+#endif
+    for (;;) {
+        ssize_t n = read(fd, *buffer, BUF_SIZE);
+        if (n >= 0) {
+            r->used++;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            r->read_error = 1;
+        return -1;
+    }
+}
+
 /* Drain fd (the port `self` of p) for at most `batch` reads: the fast path's packets are forwarded and
  * written here; the first other packet is returned in *pending as (data, header, now, egress or None).
  * Returns -1 with an exception set. */
@@ -333,21 +356,10 @@ static int drain(PyObject *table, ports_t *p, Py_ssize_t self, int batch, double
     *pending = NULL;
     int nq = 0; /* writes queued in the ring (slots 0 .. nq-1) */
     while (r->used < batch) {
-        unsigned char *buffer = buffer_static;
-#ifdef STATEWALL_HAVE_LIBURING
-        if (depth)
-            buffer = slots + (size_t)nq * BUF_SIZE;
-#endif
-        ssize_t n = read(fd, buffer, BUF_SIZE);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            r->read_error = 1; /* the loop counts it and stops draining this fd */
+        unsigned char *buffer;
+        ssize_t n = read_next(fd, nq, r, &buffer);
+        if (n < 0)
             break;
-        }
-        r->used++;
         int rc = one(table, p, self, buffer, n, epoch, r, pending, &nq);
         if (rc)
             return rc < 0 ? -1 : 0;
@@ -717,20 +729,10 @@ static int collect_more(PyObject *table, ports_t *p, Py_ssize_t k, int collect, 
     if (api->known(table, (unsigned char *)PyByteArray_AS_STRING(data), PyByteArray_GET_SIZE(data)) != 0)
         return 0;
     while (taken < collect) {
-        unsigned char *buffer = buffer_static;
-#ifdef STATEWALL_HAVE_LIBURING
-        if (depth)
-            buffer = slots + (size_t)nq * BUF_SIZE;
-#endif
-        ssize_t n = read(fd, buffer, BUF_SIZE);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                r->read_error = 1;
+        unsigned char *buffer;
+        ssize_t n = read_next(fd, nq, r, &buffer);
+        if (n < 0)
             break;
-        }
-        r->used++;
         PyObject *pending = NULL;
         int got = one(table, p, k, buffer, n, epoch, r, &pending, &nq);
         if (got < 0) {

@@ -123,6 +123,16 @@ def licence_unknown(platform: Platform, line: str) -> int | None:
     return None if better is None or better.conn_max == platform.conn_max else better.conn_max
 
 
+def hardware_line(name: str) -> str | None:
+    """The ``: Hardware:`` header line a running-config of platform ``name`` starts with (the model
+    only: the memory and CPU are not known; a licence is not part of it), None if ``name`` is unknown."""
+    for key, (known_name, _base, _plus) in TABLE.items():
+        if name == known_name or name == f"{known_name} Security Plus":
+            model = key.replace("5585-", "5585-SSP-")
+            return f": Hardware:   ASA{model}"
+    return None
+
+
 def apply(policy: Policy, platform: Platform, origin: Origin | None) -> None:
     """Run ``policy`` on ``platform``: its connection limit becomes the table's bound (``origin``: the
     line that named the platform; None for the command line)."""

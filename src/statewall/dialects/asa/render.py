@@ -21,6 +21,7 @@ from ...policy import (
     ServiceObject,
 )
 from . import fragment, mpf, names, objnat, passthrough, timeouts, xlate
+from . import platform as platforms
 from .acl import ANY4, ANY6, PORT_PROTOCOLS
 
 
@@ -30,6 +31,9 @@ def render(policy: Policy) -> str:
         kept.setdefault(passthrough.section(block[0][1]), []).extend(text for _, text in block)
 
     out: list[str] = [": Saved", ":"]
+    hardware = platforms.hardware_line(policy.platform) if policy.platform else None
+    if hardware is not None:
+        out += [hardware, ":"]
     if policy.version:
         out.append(f"ASA Version {policy.version}")
     out += ["!", f"hostname {policy.hostname}"]
