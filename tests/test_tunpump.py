@@ -183,6 +183,29 @@ def test_collect_hands_over_new_flows_packets_read_after_one_for_python(pipes, u
         assert pending is None and tx[1] == (1, len(seg2), 0)
 
 
+def test_collect_reads_no_more_than_a_batch_behind_the_first(pipes):
+    """A stream of the fast path's packets behind a new flow's SYN does not hold the wait: it reads at
+    most ``batch`` more packets after the SYN (forwarding them) and returns with the SYN; the rest stays
+    queued for the next wait."""
+    _pipe, ep = pipes
+    fw = _firewall()
+    segs = _segments(fw, 12)
+    ports = _Ports(ep, False)
+    try:
+        ports.b_in.send(_syn_to(1))
+        for seg in segs:
+            ports.b_in.send(seg)
+        ports.b_in.send(_syn_to(2))
+        rx, tx, pending, other = _tunpump.wait(
+            fw.fast.table, ep.fileno(), ports.ports, 5, 5.0, 0.0, 0.0, False, 16
+        )
+        assert [_tag(p[1]) for p in pending] == [1001]
+        assert rx[0][:2] == (6, 6) and tx[1][0] == 5  # the SYN, then 5 reads: the batch
+        assert [_tag(p) for p in ports.out()] == [0, 1, 2, 3, 4]
+    finally:
+        ports.close()
+
+
 def _closing(fw):
     """A connection offloaded at its SYN and closed by both FINs through ``receive``: the segment that
     ends its close (the client's ACK of the server's FIN), which tears it down."""

@@ -694,41 +694,25 @@ static int wait_ring(PyObject *table, int epfd, ports_t *p, rx_t *r, double time
 }
 #endif
 
-/* wait(table, epfd, ports, batch, timeout, epoch, spin, ring=False) -> (rx, tx, pending, other)
- *
- * The loop's epoll wait and the drains of the TUNs in one call: epoll_wait on the loop's epoll (its fd),
- * each ready TUN of `ports` drained as pump() drains it (at most `batch` reads a turn: level-triggered,
- * the rest comes back in the next wait), and again, without returning to Python, until one of these:
- * a packet the Python path must see (`pending`, as pump()'s, with the index of its port: (index, data,
- * header, now, egress)), a ready fd that is not a TUN (`other`: ((fd, events), ...), the wake-up pipe
- * and the control channel), `timeout` seconds passed (the loop's next advance), or a signal.
- * `spin`: seconds to keep polling without sleeping after the last packet before a sleeping wait
- * (0: sleep at once). rx: ((reads, packets, bytes, super-packets, read_error), ...) per port; tx as
- * pump()'s. The GIL is released while epoll_wait sleeps.
- * ring: read the TUNs through io_uring (when uring_reads(n) is on; see wait_ring): the ports' fds must
- * then not be in the epoll (only the other fds), and `batch` does not apply (the ring has n buffers).
- * collect (epoll reads only): pending is a list: the packet for the Python path and up to `collect`
- * more for it read after it from the same TUN while they are new flows' (collect_more).
- * events (a list): the fast path also takes the segment that ends a connection's close, the
- * teardown's events (the lifecycle's, called here) appended to it, for the loop to hand on before the
- * pending packets; None: that segment is a pending one, as pump()'s. */
 /* After a packet for the Python path that the fast path's table holds no record for (a new flow's,
  * api->known), the same TUN is read on: the fast path forwards what it takes, as drain() does, and the
  * next packets for the Python path are appended to the list *pending, (index, data, header, now,
- * egress), up to `collect` of them; it stops at one whose flow the table may hold (a record's packet
- * the fast path declined, or one no key tells: ICMP, IPv6, fragments), whose Python processing could
- * change what the fast path would do with the packets behind it. So the Python path gets several
+ * egress), up to `collect` of them and `batch` reads; it stops at one whose flow the table may hold
+ * (a record's packet the fast path declined, or one no key tells: ICMP, IPv6, fragments), whose Python
+ * processing could change what the fast path would do with the packets behind it. So the Python path gets several
  * packets per return, in their order, and the fast path forwards nothing of a flow that has a packet
  * waiting for Python. Returns -1 with an exception set. */
-static int collect_more(PyObject *table, ports_t *p, Py_ssize_t k, int collect, double epoch, rx_t *r,
-                        PyObject *list) {
+static int collect_more(PyObject *table, ports_t *p, Py_ssize_t k, int collect, int batch, double epoch,
+                        rx_t *r, PyObject *list) {
     int fd = p->fd[k];
-    int nq = 0, taken = 0, rc = 0;
+    int nq = 0, taken = 0, rc = 0, reads = 0;
     PyObject *last = PyList_GET_ITEM(list, 0);
     PyObject *data = PyTuple_GET_ITEM(last, 1);
     if (api->known(table, (unsigned char *)PyByteArray_AS_STRING(data), PyByteArray_GET_SIZE(data)) != 0)
         return 0;
-    while (taken < collect) {
+    /* at most `batch` reads, as a drain: a steady stream of the fast path's packets behind the first
+     * must not keep it (and the loop's timers and other ports) waiting */
+    while (taken < collect && reads++ < batch) {
         unsigned char *buffer;
         ssize_t n = read_next(fd, nq, r, &buffer);
         if (n < 0)
@@ -763,6 +747,24 @@ static int collect_more(PyObject *table, ports_t *p, Py_ssize_t k, int collect, 
     return rc;
 }
 
+/* wait(table, epfd, ports, batch, timeout, epoch, spin, ring=False) -> (rx, tx, pending, other)
+ *
+ * The loop's epoll wait and the drains of the TUNs in one call: epoll_wait on the loop's epoll (its fd),
+ * each ready TUN of `ports` drained as pump() drains it (at most `batch` reads a turn: level-triggered,
+ * the rest comes back in the next wait), and again, without returning to Python, until one of these:
+ * a packet the Python path must see (`pending`, as pump()'s, with the index of its port: (index, data,
+ * header, now, egress)), a ready fd that is not a TUN (`other`: ((fd, events), ...), the wake-up pipe
+ * and the control channel), `timeout` seconds passed (the loop's next advance), or a signal.
+ * `spin`: seconds to keep polling without sleeping after the last packet before a sleeping wait
+ * (0: sleep at once). rx: ((reads, packets, bytes, super-packets, read_error), ...) per port; tx as
+ * pump()'s. The GIL is released while epoll_wait sleeps.
+ * ring: read the TUNs through io_uring (when uring_reads(n) is on; see wait_ring): the ports' fds must
+ * then not be in the epoll (only the other fds), and `batch` does not apply (the ring has n buffers).
+ * collect (epoll reads only): pending is a list: the packet for the Python path and up to `collect`
+ * more for it read after it from the same TUN while they are new flows' (collect_more).
+ * events (a list): the fast path also takes the segment that ends a connection's close, the
+ * teardown's events (the lifecycle's, called here) appended to it, for the loop to hand on before the
+ * pending packets; None: that segment is a pending one, as pump()'s. */
 static PyObject *wait_(PyObject *mod, PyObject *args) {
     PyObject *table, *outs;
     int epfd, batch;
@@ -844,7 +846,7 @@ static PyObject *wait_(PyObject *mod, PyObject *args) {
                         goto fail;
                     PyList_SET_ITEM(list, 0, pending);
                     pending = list;
-                    if (collect_more(table, &p, k, collect, epoch, &r[k], pending) < 0)
+                    if (collect_more(table, &p, k, collect, batch, epoch, &r[k], pending) < 0)
                         goto fail;
                 }
             }
