@@ -33,6 +33,8 @@ NFT_FILES = [
     "nft-maps-marks.nft",
     "nft-server.nft",
     "nft-ipsec.nft",
+    "podman-netavark.nft",
+    "nft-nat-families.nft",
 ]
 SYN, ACK = 0x02, 0x10
 
@@ -894,3 +896,70 @@ def test_ipsec_expressions_without_ipsec():
         "INPUT", tcp("10.9.0.5", "10.1.0.1", 4000, 22), Context("eth0", None, "NEW")
     )
     assert d.rule.origin.text == "drop"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("type nat hook output priority dstnat;", "nft names dstnat only at prerouting"),
+        ("type filter hook input priority srcnat;", "nft names srcnat only at postrouting"),
+        ("type filter hook forward priority dstnat - 10;", "nft names dstnat only at prerouting"),
+        ("type nat hook prerouting priority raw;", "a nat chain's priority must be above -200"),
+        ("type nat hook postrouting priority -200;", "a nat chain's priority must be above -200"),
+    ],
+)
+def test_chain_priorities_nft_refuses_are_refused(header, message):
+    """nft accepts the names dstnat and srcnat only at prerouting and postrouting, and the kernel no nat
+    chain at or before conntrack's -200 (each checked against nft 1.0.6 and Linux 6.18): an error at
+    the priority, and the chain's policy no second one."""
+    text = f"table inet t {{\n\tchain c {{\n\t\t{header} policy accept;\n\t}}\n}}\n"
+    with pytest.raises(ConfigError) as info:
+        parse(text, "prio.nft")
+    (err,) = info.value.errors
+    assert (err.line, err.col) == (3, text.splitlines()[2].index("priority") + len("priority") + 2)
+    assert message in err.message
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["snat to 1.2.3.4:5", "masquerade to :5", "redirect to :8080", "dnat to [2001:db8::2]:80"],
+)
+def test_nat_ports_without_a_transport_protocol_match_are_refused(statement):
+    """nft: "transport protocol mapping is only valid after transport protocol match"."""
+    fam = "ip6" if "[" in statement else "ip"
+    hook = (
+        "prerouting priority dstnat"
+        if statement.startswith(("dnat", "redirect"))
+        else "postrouting priority 100"
+    )
+    text = f"table {fam} t {{\n\tchain c {{\n\t\ttype nat hook {hook};\n\t\t{statement}\n\t}}\n}}\n"
+    with pytest.raises(ConfigError) as info:
+        parse(text, "ports.nft")
+    assert "transport protocol mapping is only valid after transport protocol match" in str(info.value)
+    parse(text.replace(statement, "meta l4proto tcp " + statement), "ports.nft")
+
+
+@pytest.mark.parametrize(
+    ("hook", "statement", "allowed"),
+    [
+        ("postrouting", "meta l4proto tcp dnat to 1.2.3.4:80", "prerouting or output"),
+        ("input", "meta l4proto tcp redirect to :80", "prerouting or output"),
+        ("prerouting", "meta l4proto tcp snat to 1.2.3.4:80", "postrouting or input"),
+        ("output", "masquerade", "postrouting"),
+        ("prerouting", "jump x", "postrouting"),  # through the jump: the regular chain's masquerade
+    ],
+)
+def test_nat_statements_where_the_kernel_refuses_them_are_refused(hook, statement, allowed):
+    """The kernel allows snat at postrouting and input, dnat and redirect at prerouting and output,
+    masquerade at postrouting, also through jumps from the base chain (checked against Linux 6.18)."""
+    text = (
+        "table ip t {\n\tchain x {\n\t\tmasquerade\n\t}\n"
+        f"\tchain c {{\n\t\ttype nat hook {hook} priority 100;\n\t\t{statement}\n\t}}\n}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse(text, "nathooks.nft")
+    (err,) = info.value.errors
+    assert f"runs only at {allowed}, not at {hook}" in err.message
+    assert err.line == (3 if statement == "jump x" else 7)
+    right = "prerouting" if statement.split()[-3:][0] in ("dnat", "redirect") else "postrouting"
+    parse(text.replace(f"hook {hook} ", f"hook {right} "), "nathooks.nft")

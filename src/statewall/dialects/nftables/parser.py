@@ -67,6 +67,17 @@ HOOKS = {
 }
 # nft's priority names (src/rule.c std_prios): the kernel's NF_IP_PRI_* numbers.
 PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
+_NAMED_HOOK = {"dstnat": "prerouting", "srcnat": "postrouting"}
+# Where the kernel runs each NAT statement (the hooks its validate function allows).
+_NAT_HOOKS = {
+    "snat": ("POSTROUTING", "INPUT"),
+    "dnat": ("PREROUTING", "OUTPUT"),
+    "redirect": ("PREROUTING", "OUTPUT"),
+    "masquerade": ("POSTROUTING",),
+}
+# The kernel's nat chains run after conntrack (NF_IP_PRI_CONNTRACK, -200): nft_chain_validate_hooks
+# refuses a nat chain at or before it (EOPNOTSUPP).
+NAT_PRIORITY_MIN = -200
 FAMILIES = ("ip", "ip6", "inet")
 TCP_FLAG_BITS = {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ecn": 64, "cwr": 128}
 CT_STATES = {
@@ -191,6 +202,8 @@ class Parser(SetSyntax):
         self.policy = Policy(dialect="nftables", source_file=file)
         self.helpers: dict[str, str] = {}
         self.jumps: list[tuple[NfTable, str, Token]] = []
+        # Each NAT statement (table, chain, its word): where the kernel allows it (check_nat_hooks).
+        self.nat_uses: list[tuple[NfTable, str, Token]] = []
         self.errors: list[ConfigError] = []
         self.ipsec_said = False  # the warning that IPsec is not modelled, given once
 
@@ -248,6 +261,7 @@ class Parser(SetSyntax):
         for table in self.policy.nft_tables:
             try:
                 self.check_jumps(table)
+                self.check_nat_hooks(table)
             except ConfigError as exc:
                 self.errors.extend(exc.errors)
         if self.errors:
@@ -710,7 +724,26 @@ class Parser(SetSyntax):
             tok = self.next("priority")
         if tok.text != "priority":
             raise self.error(tok, f"'priority' expected, not {tok.text!r}")
+        # The chain is a base chain from here on, even if its priority is refused below: its policy
+        # statement is then no second error.
+        chain.kind = kind.text
+        chain.hook = HOOKS[hook.text]
+        chain.policy = "ACCEPT"
+        at = self.peek()
         chain.priority = self.priority()
+        # nft accepts the names dstnat and srcnat only where they mean something (src/rule.c's
+        # std_prio_family_hook_compat): dstnat at prerouting, srcnat at postrouting.
+        named = _NAMED_HOOK.get(at.text) if at is not None else None
+        if named is not None and hook.text != named:
+            raise self.error(
+                at, f"invalid priority expression value in this context: nft names {at.text} only at {named}"
+            )
+        if kind.text == "nat" and chain.priority <= NAT_PRIORITY_MIN:
+            raise self.error(
+                at,
+                f"a nat chain's priority must be above {NAT_PRIORITY_MIN} (conntrack's): the kernel refuses "
+                "this chain (Operation not supported)",
+            )
         chain.kind = kind.text
         chain.hook = HOOKS[hook.text]
         chain.policy = "ACCEPT"
@@ -1051,6 +1084,41 @@ class Parser(SetSyntax):
             raise self.not_modelled(tok, f"{word!r} in a rule")
 
     # -- keys: set lookups, concatenations, dynamic sets, meters ------------------------------------
+
+    def check_nat_hooks(self, table: NfTable) -> None:
+        """The kernel runs snat only at postrouting and input, dnat and redirect at prerouting and
+        output, masquerade at postrouting (nft_nat_validate, nft_masq_validate, nft_redir_validate,
+        through the jumps of the base chain): elsewhere it refuses the rule (Operation not supported)."""
+        uses: dict[str, list[Token]] = {}
+        for t, chain_name, tok in self.nat_uses:
+            if t is table:
+                uses.setdefault(chain_name, []).append(tok)
+        if not uses:
+            return
+        graph: dict[str, list[str]] = {}
+        for t, source, target in self.jumps:
+            if t is table:
+                graph.setdefault(source, []).append(target.text)
+        for base in table.chains.values():
+            if base.hook is None or base.kind != "nat":
+                continue
+            seen, todo = {base.name}, [base.name]
+            while todo:
+                name = todo.pop()
+                for tok in uses.get(name, ()):
+                    allowed = _NAT_HOOKS[tok.text]
+                    if base.hook not in allowed:
+                        where = " or ".join(h.lower() for h in allowed)
+                        via = "" if name == base.name else f" (reached from {base.name})"
+                        raise self.error(
+                            tok,
+                            f"{tok.text} runs only at {where}, not at {base.hook.lower()}{via}: the kernel "
+                            "refuses this rule (Operation not supported)",
+                        )
+                for kid in graph.get(name, ()):
+                    if kid not in seen:
+                        seen.add(kid)
+                        todo.append(kid)
 
     def check_jumps(self, table: NfTable) -> None:
         """Every jump names a regular chain of the table; no loop (nf_tables refuses both, ELOOP)."""
@@ -1808,6 +1876,7 @@ class Parser(SetSyntax):
     def nat(self, r: _Rule, tok: Token, chain: NfChain) -> None:
         if chain.kind is not None and chain.kind != "nat":
             raise self.error(tok, f"{tok.text} is only valid in a nat chain")
+        self.nat_uses.append((self.table_now, chain.name, tok))
         nxt = self.peek()
         word = None
         if nxt is not None and nxt.text in ("ip", "ip6"):
@@ -1849,6 +1918,7 @@ class Parser(SetSyntax):
             if not lo.isdigit() or (hi and not hi.isdigit()):
                 raise self.error(value, f"bad port {port_part!r}")
             ports = (int(lo), int(hi or lo))
+            self.ports_need_protocol(r, value)
         r.target = tok.text.upper()
         r.target_args = {"addresses": (a, b), "ports": ports, "random": False, "persistent": False}
         if tok.text == "snat":
@@ -1866,6 +1936,7 @@ class Parser(SetSyntax):
     def masquerade(self, r: _Rule, tok: Token, chain: NfChain) -> None:
         if chain.kind is not None and chain.kind != "nat":
             raise self.error(tok, f"{tok.text} is only valid in a nat chain")
+        self.nat_uses.append((self.table_now, chain.name, tok))
         r.target = tok.text.upper()
         r.target_args = {"ports": None, "random": False}
         if tok.text == "masquerade":
@@ -1877,8 +1948,14 @@ class Parser(SetSyntax):
             lo, _, hi = value.text.lstrip(":").partition("-")
             if not lo.isdigit() or (hi and not hi.isdigit()):
                 raise self.error(value, f"bad port {value.text!r}")
+            self.ports_need_protocol(r, value)
             r.target_args["ports"] = (int(lo), int(hi or lo))
         self.nat_flags(r)
+
+    def ports_need_protocol(self, r: _Rule, value: Token) -> None:
+        """A NAT statement's ports need the rule to match a transport protocol first, as nft insists."""
+        if r.fields.get("protocol") is None and not any(e.name == "l4proto" for e in r.extensions):
+            raise self.error(value, "transport protocol mapping is only valid after transport protocol match")
 
 
 _FIELD_PARTS = (

@@ -123,7 +123,7 @@ def table_lines(
             )
         for i, rule in enumerate(chain.rules):
             c = counters.get((label, chain.name, i)) if counters is not None else None
-            lines.append("\t\t" + rule_text(policy, rule, c))
+            lines.append("\t\t" + rule_text(policy, rule, c, table.family))
         lines.append("\t}")
         blocks.append(lines)
     for i, block in enumerate(blocks):
@@ -334,8 +334,11 @@ def _flags(value: int) -> str:
     return ",".join(f for f in _FLAG_ORDER if value & TCP_FLAG_BITS[f])
 
 
-def rule_text(policy: Policy, rule: NfRule, counters: tuple[int, int] | None = None) -> str:
-    parts = _parts(policy, rule, counters)
+def rule_text(
+    policy: Policy, rule: NfRule, counters: tuple[int, int] | None = None, family: str = "ip"
+) -> str:
+    """The rule as nft lists it in a table of ``family``."""
+    parts = _parts(policy, rule, counters, family)
     layout = rule.layout or tuple(parts)
     words = []
     for key in layout:
@@ -343,7 +346,9 @@ def rule_text(policy: Policy, rule: NfRule, counters: tuple[int, int] | None = N
     return " ".join(w for w in words if w)
 
 
-def _parts(policy: Policy, rule: NfRule, counters: tuple[int, int] | None) -> dict[str, list[str]]:
+def _parts(
+    policy: Policy, rule: NfRule, counters: tuple[int, int] | None, family: str = "ip"
+) -> dict[str, list[str]]:
     """Each part of the rule in nft's spelling, keyed as ``NfRule.layout`` names them (in nft's own
     order when the rule has no layout)."""
     m = rule.match
@@ -363,7 +368,10 @@ def _parts(policy: Policy, rule: NfRule, counters: tuple[int, int] | None) -> di
     # An ICMP type (or a set of them) implies its protocol: nft lists no l4proto dependency before it.
     icmp = m.icmp_type is not None
     icmp_set = any(e.name == "icmptypes" and e.args["proto"] == m.protocol for e in rule.matches_extra)
-    if m.protocol is not None and not l4 and not icmp and not icmp_set:
+    # In an inet table "ip protocol tcp" also means IPv4: nft lists it even before "tcp dport", whose
+    # own dependency (meta l4proto) it is not; in an ip or ip6 table it is that dependency, left out.
+    kept = l4 and family == "inet" and m.family is not None and "proto" in rule.layout
+    if m.protocol is not None and (kept or (not l4 and not icmp and not icmp_set)):
         proto = _PROTO_NAMES.get(m.protocol, str(m.protocol))
         if m.family is not None and rule.layout and f"nfproto{m.family}" not in rule.layout:
             parts["proto"] = [
@@ -412,7 +420,7 @@ def _parts(policy: Policy, rule: NfRule, counters: tuple[int, int] | None) -> di
         parts["counter"] = [f"counter packets {p} bytes {b}"]
     for i, (name, args) in enumerate(rule.statements):
         parts[f"stmt:{i}"] = [_statement(name, args)]
-    parts["verdict"] = _verdict(rule)
+    parts["verdict"] = _verdict(rule, family)
     for ext in rule.matches_extra:
         if ext.name == "comment":
             parts["comment"] = [f'comment "{ext.args["comment"]}"']
@@ -665,7 +673,11 @@ def _vmap(a: dict) -> str:
     return f"{head} vmap {{ {', '.join(words)} }}"
 
 
-def _verdict(rule: NfRule) -> list[str]:
+def _nat_address(addr) -> str:
+    return f"[{addr}]" if addr.version == 6 else str(addr)
+
+
+def _verdict(rule: NfRule, family: str = "ip") -> list[str]:
     t = rule.target
     a = rule.target_args
     if not t:
@@ -695,8 +707,12 @@ def _verdict(rule: NfRule) -> list[str]:
         text = str(lo) if lo == hi else f"{lo}-{hi}"
         if a.get("ports"):
             p, q = a["ports"]
+            # an IPv6 address before a port in brackets, as nft prints it
+            text = _nat_address(lo) if lo == hi else f"[{lo}]-[{hi}]" if lo.version == 6 else text
             text += f":{p}" if p == q else f":{p}-{q}"
-        return [f"{t.lower()} to {text}" + _nat_flags(a)]
+        # In an inet table nft names the address family of the translation.
+        word = ("ip6 " if lo.version == 6 else "ip ") if family == "inet" else ""
+        return [f"{t.lower()} {word}to {text}" + _nat_flags(a)]
     if t in ("MASQUERADE", "REDIRECT"):
         text = t.lower()
         if a.get("ports"):
