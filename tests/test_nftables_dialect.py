@@ -963,3 +963,21 @@ def test_nat_statements_where_the_kernel_refuses_them_are_refused(hook, statemen
     assert err.line == (3 if statement == "jump x" else 7)
     right = "prerouting" if statement.split()[-3:][0] in ("dnat", "redirect") else "postrouting"
     parse(text.replace(f"hook {hook} ", f"hook {right} "), "nathooks.nft")
+
+
+def test_an_inet_tables_translation_to_the_other_family_leaves_the_packet_alone():
+    """nft_nat_inet_eval runs a nat expression only on packets of its own family: ``dnat ip6 to`` does
+    nothing to an IPv4 packet and its rule goes on (the next rule's ``dnat ip to`` translates it), and
+    the other way round."""
+    text = (
+        "table inet a {\n\tchain n {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
+        "\t\ttcp dport 8081 dnat ip6 to [2001:db8::2]:80\n\t\ttcp dport 8081 dnat ip to 10.0.0.9:80\n\t}\n}\n"
+    )
+    nf = Netfilter(parse(text, "inetnat.nft"))
+    for src, dst, to in (
+        ("192.0.2.1", "192.0.2.2", "10.0.0.9"),
+        ("2001:db8::9", "2001:db8::1", "2001:db8::2"),
+    ):
+        d = nf.traverse("PREROUTING", tcp(src, dst, 4000, 8081), Context("eth0", None, "NEW"))
+        (nat,) = [a for a in d.actions if a.kind == "DNAT"]
+        assert str(nat.args["addresses"][0]) == to and nat.args["ports"] == (80, 80)

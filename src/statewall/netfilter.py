@@ -1564,6 +1564,12 @@ class Netfilter:
             actions.append(Action("REJECT", {"with": w, "reply": NF_REJECT_REPLIES[w]}, rule))
             return "DROP"
         if t in ("SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP"):
+            addresses = a.get("addresses")
+            if addresses and addresses[0].version != pkt.version:
+                # An inet table's translation to the other family (snat ip6 to, dnat ip to): the
+                # kernel's nat expression does nothing to this packet (nft_nat_inet_eval) and the
+                # rule goes on.
+                return None
             actions.append(Action(t, dict(a), rule))
             return "ACCEPT"
         if t in ("CT", "NOTRACK", "FLOW_OFFLOAD", "CTTIMEOUT"):
