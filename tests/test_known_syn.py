@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from statewall.checksum import internet_checksum
 from statewall.dialects.asa import parse
 from statewall.engine import Firewall
 from statewall.logfmt.tables import show_conn, show_xlate
@@ -41,10 +42,7 @@ M = 0xFFFFFFFF
 def header_checksum(pkt: bytearray) -> bytearray:
     """``pkt`` with its IPv4 header checksum made right again."""
     pkt[10:12] = b"\0\0"
-    total = sum(int.from_bytes(pkt[i : i + 2], "big") for i in range(0, (pkt[0] & 15) * 4, 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    pkt[10:12] = (~total & 0xFFFF).to_bytes(2, "big")
+    pkt[10:12] = internet_checksum(pkt, 0, (pkt[0] & 15) * 4).to_bytes(2, "big")
     return pkt
 
 

@@ -492,6 +492,7 @@ def test_statewall_run_forwards_ping_and_tcp_through_pat(topo, offload, tmp_path
     events = [json.loads(line) for line in log.read_text().splitlines()]
     kinds = {e["event"] for e in events}
     assert "ConnBuilt" in kinds and "XlateBuilt" in kinds
+    assert "ConnTeardown" in kinds  # the transfer's connections closed before the stop
     # PAT: the outside host saw the firewall's outside address, so every built connection has it mapped.
     built = [e for e in events if e["event"] == "ConnBuilt"]
     assert {e["initiator"]["mapped_address"] for e in built} == {"203.0.113.1"}
@@ -628,3 +629,57 @@ def test_ipv6_tcp_through_the_engine(topo6, offload):
         for e in late
     ), (kinds, drops)
     assert sum(fw.drops.values()) == len(late), (dict(fw.drops), drops)
+
+
+_ONE_BYTE_SERVER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080)); s.listen(64); print("listening", flush=True)
+while True:
+    c, _ = s.accept(); c.sendall(b"x"); c.close()
+"""
+_CLIENTS = """
+import socket, sys
+done = 0
+for _ in range(int(sys.argv[2])):
+    c = socket.create_connection((sys.argv[1], 8080), timeout=5)
+    done += c.recv(1) == b"x"
+    c.close()
+print(done)
+"""
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.skipif(not _engine_available(), reason="statewall.engine not present")
+@pytest.mark.timeout(180)
+def test_statewall_run_ends_short_connections_and_logs_their_teardowns(topo, tmp_path):
+    """Short connections (the server writes one byte and closes, as make bench's): each is built,
+    offloaded at its SYN and closed by both FINs; with the compiled loop the fast path ends the close in
+    its wait and the teardowns' events reach the log (forward_events' list handed on by the loop)."""
+    from statewall.lab.scenarios.smoke import CONFIG
+    from statewall.lab.topology import OUTSIDE
+
+    cfg = tmp_path / "fw.cfg"
+    cfg.write_text(CONFIG)
+    log = tmp_path / "events.jsonl"
+    server = topo.host("outside").popen(
+        [sys.executable, "-c", _ONE_BYTE_SERVER], stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout.readline().strip() == "listening"
+    topo.start_firewall(str(cfg), log_file=str(log), log_format="json")
+    n = 20
+    res = topo.host("inside").run([sys.executable, "-c", _CLIENTS, OUTSIDE.host, str(n)], timeout=60)
+    assert res.stdout.strip() == str(n)
+    time.sleep(0.5)  # the last close's final ACK through the firewall
+    assert topo.stop_firewall() == 0
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    built = [e for e in events if e["event"] == "ConnBuilt" and e["responder"]["port"] == 8080]
+    ended = {e["conn_id"] for e in events if e["event"] == "ConnTeardown"}
+    assert len(built) == n and {e["conn_id"] for e in built} <= ended
+    summary = next(line for line in topo.firewall_output if line.startswith("statewall run: stopped; "))
+    fast = json.loads(summary.split("; ", 1)[1])["fast_path"]
+    from statewall import fastpath
+
+    if fastpath.AVAILABLE:
+        assert fast["offloads"] >= n and fast["compiled_loop"], fast

@@ -31,6 +31,7 @@ not modelled``, and nothing is returned.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ HOOKS = {
 # nft's priority names (src/rule.c std_prios): the kernel's NF_IP_PRI_* numbers.
 PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 _NAMED_HOOK = {"dstnat": "prerouting", "srcnat": "postrouting"}
+# A NAT statement's bracketed IPv6 address or range, and its ports: [a], [a]:p, [a]-[b]:p-q.
+_BRACKETED = re.compile(r"\[([^\]]+)\](?:-\[([^\]]+)\])?(?::(.+))?$")
 # Where the kernel runs each NAT statement (the hooks its validate function allows).
 _NAT_HOOKS = {
     "snat": ("POSTROUTING", "INPUT"),
@@ -260,8 +263,7 @@ class Parser(SetSyntax):
                 self.failed(exc, start)
         for table in self.policy.nft_tables:
             try:
-                self.check_jumps(table)
-                self.check_nat_hooks(table)
+                self.check_nat_hooks(table, self.check_jumps(table))
             except ConfigError as exc:
                 self.errors.extend(exc.errors)
         if self.errors:
@@ -1085,7 +1087,7 @@ class Parser(SetSyntax):
 
     # -- keys: set lookups, concatenations, dynamic sets, meters ------------------------------------
 
-    def check_nat_hooks(self, table: NfTable) -> None:
+    def check_nat_hooks(self, table: NfTable, graph: dict[str, list[tuple[str, Token]]]) -> None:
         """The kernel runs snat only at postrouting and input, dnat and redirect at prerouting and
         output, masquerade at postrouting (nft_nat_validate, nft_masq_validate, nft_redir_validate,
         through the jumps of the base chain): elsewhere it refuses the rule (Operation not supported)."""
@@ -1095,10 +1097,6 @@ class Parser(SetSyntax):
                 uses.setdefault(chain_name, []).append(tok)
         if not uses:
             return
-        graph: dict[str, list[str]] = {}
-        for t, source, target in self.jumps:
-            if t is table:
-                graph.setdefault(source, []).append(target.text)
         for base in table.chains.values():
             if base.hook is None or base.kind != "nat":
                 continue
@@ -1115,13 +1113,14 @@ class Parser(SetSyntax):
                             f"{tok.text} runs only at {where}, not at {base.hook.lower()}{via}: the kernel "
                             "refuses this rule (Operation not supported)",
                         )
-                for kid in graph.get(name, ()):
+                for kid, _tok in graph.get(name, ()):
                     if kid not in seen:
                         seen.add(kid)
                         todo.append(kid)
 
-    def check_jumps(self, table: NfTable) -> None:
-        """Every jump names a regular chain of the table; no loop (nf_tables refuses both, ELOOP)."""
+    def check_jumps(self, table: NfTable) -> dict[str, list[tuple[str, Token]]]:
+        """Every jump names a regular chain of the table; no loop (nf_tables refuses both, ELOOP).
+        Returns the jumps, by the chain they leave: (target, its token)."""
         graph: dict[str, list[tuple[str, Token]]] = {}
         for t, source, target in self.jumps:
             if t is not table:
@@ -1157,6 +1156,7 @@ class Parser(SetSyntax):
                     color[kid] = 1
                     path.append(kid)
                     stack.append(iter(graph.get(kid, ())))
+        return graph
 
     def finish(self, r: _Rule, start: Token) -> NfRule:
         fields = dict(r.fields)
@@ -1901,9 +1901,10 @@ class Parser(SetSyntax):
             return
         text = value.text
         addr_part, port_part = text, ""
-        if text.startswith("["):
-            end = text.find("]")
-            addr_part, port_part = text[1:end], text[end + 2 :] if end + 1 < len(text) else ""
+        bracketed = _BRACKETED.match(text) if text.startswith("[") else None
+        if bracketed is not None:  # [a]:p, [a]-[b], [a]-[b]:p-q: IPv6 addresses before a port
+            first, last, port = bracketed.groups()
+            addr_part, port_part = first if last is None else f"{first}-{last}", port or ""
         elif text.count(":") == 1:
             addr_part, _, port_part = text.partition(":")
         try:

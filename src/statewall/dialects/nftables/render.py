@@ -673,10 +673,6 @@ def _vmap(a: dict) -> str:
     return f"{head} vmap {{ {', '.join(words)} }}"
 
 
-def _nat_address(addr) -> str:
-    return f"[{addr}]" if addr.version == 6 else str(addr)
-
-
 def _verdict(rule: NfRule, family: str = "ip") -> list[str]:
     t = rule.target
     a = rule.target_args
@@ -704,11 +700,12 @@ def _verdict(rule: NfRule, family: str = "ip") -> list[str]:
         return [f"{t.lower()}{' ' + word if word else ''} to {_map_text(m)}" + _nat_flags(a)]
     if t in ("SNAT", "DNAT"):
         lo, hi = a["addresses"]
-        text = str(lo) if lo == hi else f"{lo}-{hi}"
-        if a.get("ports"):
-            p, q = a["ports"]
-            # an IPv6 address before a port in brackets, as nft prints it
-            text = _nat_address(lo) if lo == hi else f"[{lo}]-[{hi}]" if lo.version == 6 else text
+        ports = a.get("ports")
+        # An IPv6 address (each end of a range) in brackets before a port, as nft prints it.
+        shown = [f"[{x}]" if ports and x.version == 6 else str(x) for x in (lo, hi)]
+        text = shown[0] if lo == hi else f"{shown[0]}-{shown[1]}"
+        if ports:
+            p, q = ports
             text += f":{p}" if p == q else f":{p}-{q}"
         # In an inet table nft names the address family of the translation.
         word = ("ip6 " if lo.version == 6 else "ip ") if family == "inet" else ""
